@@ -1,0 +1,472 @@
+// Package config loads Omni's configuration from defaults, omni.yaml, OMNI_*
+// environment variables and command-line flags (in rising precedence) and
+// validates it, so a bad setting stops start-up with one line naming the key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix is prepended to every environment variable Omni reads.
+const EnvPrefix = "OMNI"
+
+// Config is the effective configuration of one Omni process.
+type Config struct {
+	HTTP       string `mapstructure:"http"`
+	DataDir    string `mapstructure:"data_dir"`
+	PluginsDir string `mapstructure:"plugins_dir"`
+	// Durability is "normal" (survives a process crash) or "strict" (fsync
+	// before every acknowledgement, survives power loss, slower).
+	Durability string `mapstructure:"durability"`
+	// SecretKey encrypts connector secrets at rest; generated into the data
+	// dir on first start when empty.
+	SecretKey  string                    `mapstructure:"secret_key"`
+	Log        LogConfig                 `mapstructure:"log"`
+	Bus        BusConfig                 `mapstructure:"bus"`
+	Ingest     IngestConfig              `mapstructure:"ingest"`
+	Journeys   JourneysConfig            `mapstructure:"journeys"`
+	Connectors map[string]map[string]any `mapstructure:"connectors"`
+
+	// File is the config file that was read, if any.
+	File string `mapstructure:"-"`
+}
+
+type LogConfig struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+type BusConfig struct {
+	// Embedded runs NATS inside the Omni process; URL (when set) connects to
+	// an external NATS cluster instead.
+	Embedded     bool          `mapstructure:"embedded"`
+	URL          string        `mapstructure:"url"`
+	Credentials  string        `mapstructure:"credentials"`
+	Listen       string        `mapstructure:"listen"`
+	StoreDir     string        `mapstructure:"store_dir"`
+	MaxStoreMB   int           `mapstructure:"max_store_mb"`
+	MaxMemoryMB  int           `mapstructure:"max_memory_mb"`
+	DedupeWindow time.Duration `mapstructure:"dedupe_window"`
+	MaxAge       time.Duration `mapstructure:"max_age"`
+}
+
+type IngestConfig struct {
+	MaxBatchBytes int    `mapstructure:"max_batch_bytes"`
+	MaxEventBytes int    `mapstructure:"max_event_bytes"`
+	MaxWebhookKB  int    `mapstructure:"max_webhook_kb"`
+	DefaultRegion string `mapstructure:"default_region"`
+}
+
+type JourneysConfig struct {
+	QuietHours   string `mapstructure:"quiet_hours"`
+	FrequencyCap string `mapstructure:"frequency_cap"`
+}
+
+// defaults lists every known key with its default value; a key missing here
+// is unknown and rejected.
+var defaults = map[string]any{
+	"http":                   "127.0.0.1:8090",
+	"data_dir":               "./omni_data",
+	"plugins_dir":            "",
+	"durability":             "normal",
+	"secret_key":             "",
+	"log.level":              "info",
+	"log.format":             "text",
+	"bus.embedded":           true,
+	"bus.url":                "",
+	"bus.credentials":        "",
+	"bus.listen":             "",
+	"bus.store_dir":          "",
+	"bus.max_store_mb":       1024,
+	"bus.max_memory_mb":      64,
+	"bus.dedupe_window":      "2m",
+	"bus.max_age":            "720h",
+	"ingest.max_batch_bytes": 500 * 1024,
+	"ingest.max_event_bytes": 32 * 1024,
+	"ingest.max_webhook_kb":  1024,
+	"ingest.default_region":  "US",
+	"journeys.quiet_hours":   "21:00-08:00",
+	"journeys.frequency_cap": "3/24h",
+}
+
+// freeFormPrefixes are sections whose sub-keys are owned by someone else
+// (each connector declares its own schema).
+var freeFormPrefixes = []string{"connectors."}
+
+// Error is a configuration problem tied to one key.
+type Error struct {
+	Key     string
+	Problem string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("config: %s: %s", e.Key, e.Problem) }
+
+// Flags registers the flags that override configuration on a command.
+func Flags(fs *pflag.FlagSet) {
+	fs.String("config", "", "path to omni.yaml (default: ./omni.yaml when present)")
+	fs.String("http", "", "HTTP listen address (default "+defaults["http"].(string)+")")
+	fs.String("data-dir", "", "data directory (default "+defaults["data_dir"].(string)+")")
+}
+
+// KnownKeys returns the sorted list of configuration keys.
+func KnownKeys() []string {
+	keys := make([]string, 0, len(defaults))
+	for k := range defaults {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// EnvName is the environment variable that sets key.
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Load builds the effective configuration. flags may be nil; only flags the
+// user actually set override the other sources.
+func Load(flags *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+		_ = v.BindEnv(k, EnvName(k))
+	}
+	if err := checkEnv(os.Environ()); err != nil {
+		return nil, err
+	}
+
+	file := ""
+	if flags != nil {
+		if f := flags.Lookup("config"); f != nil {
+			file = f.Value.String()
+		}
+		bind := map[string]string{"http": "http", "data-dir": "data_dir"}
+		for flag, key := range bind {
+			if f := flags.Lookup(flag); f != nil {
+				_ = v.BindPFlag(key, f)
+			}
+		}
+	}
+	if file == "" {
+		file = os.Getenv(EnvPrefix + "_CONFIG")
+	}
+
+	v.SetConfigType("yaml")
+	if file == "" {
+		// Look for ./omni.yaml or ./omni.yml only (viper's own search would
+		// also pick up the extension-less "omni" binary itself).
+		for _, name := range []string{"omni.yaml", "omni.yml"} {
+			if st, err := os.Stat(name); err == nil && !st.IsDir() {
+				file = name
+				break
+			}
+		}
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			var pathErr *fs.PathError
+			if errors.As(err, &pathErr) {
+				return nil, &Error{Key: "--config", Problem: fmt.Sprintf("cannot read %s: %v", file, pathErr.Err)}
+			}
+			return nil, &Error{Key: "--config", Problem: fmt.Sprintf("cannot parse %s: %v", file, err)}
+		}
+	}
+
+	if err := checkKeys(v.AllKeys()); err != nil {
+		return nil, err
+	}
+
+	cfg := &Config{File: v.ConfigFileUsed()}
+	if err := decode(v, cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// decode converts each key separately so a bad value is reported by its key.
+func decode(v *viper.Viper, cfg *Config) error {
+	for _, key := range KnownKeys() {
+		sub := viper.New()
+		sub.Set("x", v.Get(key))
+		var err error
+		switch d := defaults[key].(type) {
+		case bool:
+			var b bool
+			err = sub.UnmarshalKey("x", &b)
+			if err == nil {
+				err = setField(cfg, key, b)
+			}
+		case int:
+			var n int
+			err = sub.UnmarshalKey("x", &n)
+			if err == nil {
+				err = setField(cfg, key, n)
+			}
+		default:
+			_ = d
+			var s string
+			err = sub.UnmarshalKey("x", &s)
+			if err == nil {
+				err = setField(cfg, key, s)
+			}
+		}
+		if err != nil {
+			return &Error{Key: key, Problem: describeDecodeErr(defaults[key], v.Get(key), err)}
+		}
+	}
+	if raw := v.GetStringMap("connectors"); len(raw) > 0 {
+		cfg.Connectors = map[string]map[string]any{}
+		for name, val := range raw {
+			m, ok := val.(map[string]any)
+			if !ok {
+				return &Error{Key: "connectors." + name, Problem: "must be a map of settings"}
+			}
+			cfg.Connectors[name] = m
+		}
+	}
+	return nil
+}
+
+func describeDecodeErr(def, got any, err error) string {
+	kind := "a string"
+	switch def.(type) {
+	case bool:
+		kind = "true or false"
+	case int:
+		kind = "a whole number"
+	}
+	return fmt.Sprintf("expected %s, got %q", kind, fmt.Sprint(got))
+}
+
+func setField(cfg *Config, key string, val any) error {
+	s, _ := val.(string)
+	n, _ := val.(int)
+	b, _ := val.(bool)
+	dur := func() (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("not a duration")
+		}
+		return d, nil
+	}
+	var err error
+	switch key {
+	case "http":
+		cfg.HTTP = s
+	case "data_dir":
+		cfg.DataDir = s
+	case "plugins_dir":
+		cfg.PluginsDir = s
+	case "durability":
+		cfg.Durability = s
+	case "secret_key":
+		cfg.SecretKey = s
+	case "log.level":
+		cfg.Log.Level = s
+	case "log.format":
+		cfg.Log.Format = s
+	case "bus.embedded":
+		cfg.Bus.Embedded = b
+	case "bus.url":
+		cfg.Bus.URL = s
+	case "bus.credentials":
+		cfg.Bus.Credentials = s
+	case "bus.listen":
+		cfg.Bus.Listen = s
+	case "bus.store_dir":
+		cfg.Bus.StoreDir = s
+	case "bus.max_store_mb":
+		cfg.Bus.MaxStoreMB = n
+	case "bus.max_memory_mb":
+		cfg.Bus.MaxMemoryMB = n
+	case "bus.dedupe_window":
+		cfg.Bus.DedupeWindow, err = dur()
+	case "bus.max_age":
+		cfg.Bus.MaxAge, err = dur()
+	case "ingest.max_batch_bytes":
+		cfg.Ingest.MaxBatchBytes = n
+	case "ingest.max_event_bytes":
+		cfg.Ingest.MaxEventBytes = n
+	case "ingest.max_webhook_kb":
+		cfg.Ingest.MaxWebhookKB = n
+	case "ingest.default_region":
+		cfg.Ingest.DefaultRegion = s
+	case "journeys.quiet_hours":
+		cfg.Journeys.QuietHours = s
+	case "journeys.frequency_cap":
+		cfg.Journeys.FrequencyCap = s
+	default:
+		return fmt.Errorf("unhandled key")
+	}
+	if err != nil {
+		return fmt.Errorf("expected a duration such as 90s, 2m or 24h, got %q", s)
+	}
+	return nil
+}
+
+func isKnown(key string) bool {
+	if _, ok := defaults[key]; ok {
+		return true
+	}
+	for _, p := range freeFormPrefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func checkKeys(keys []string) error {
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !isKnown(k) {
+			return &Error{Key: k, Problem: "unknown key (see config/omni.example.yaml for the keys Omni knows)"}
+		}
+	}
+	return nil
+}
+
+// checkEnv rejects OMNI_* variables that set nothing, which are almost
+// always typos that would otherwise be silently ignored.
+func checkEnv(environ []string) error {
+	known := map[string]bool{EnvPrefix + "_CONFIG": true}
+	for k := range defaults {
+		known[EnvName(k)] = true
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] {
+			continue
+		}
+		if strings.HasPrefix(name, EnvPrefix+"_CONNECTORS_") {
+			continue
+		}
+		return &Error{Key: name, Problem: "unknown environment variable (see config/omni.example.yaml for the keys Omni knows)"}
+	}
+	return nil
+}
+
+// Validate checks values that decode fine but make no sense.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+		return &Error{Key: "http", Problem: fmt.Sprintf("expected host:port such as 127.0.0.1:8090, got %q", c.HTTP)}
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		return &Error{Key: "data_dir", Problem: "must not be empty"}
+	}
+	if c.Durability != "normal" && c.Durability != "strict" {
+		return &Error{Key: "durability", Problem: fmt.Sprintf("expected normal or strict, got %q", c.Durability)}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{Key: "log.level", Problem: fmt.Sprintf("expected debug, info, warn or error, got %q", c.Log.Level)}
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return &Error{Key: "log.format", Problem: fmt.Sprintf("expected text or json, got %q", c.Log.Format)}
+	}
+	if c.Bus.URL != "" {
+		u, err := url.Parse(c.Bus.URL)
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			return &Error{Key: "bus.url", Problem: fmt.Sprintf("expected nats://host:port, got %q", c.Bus.URL)}
+		}
+	} else if !c.Bus.Embedded {
+		return &Error{Key: "bus.embedded", Problem: "is false but bus.url is empty: set bus.url to an external NATS server or leave the embedded one on"}
+	}
+	if c.Bus.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Bus.Listen); err != nil {
+			return &Error{Key: "bus.listen", Problem: fmt.Sprintf("expected host:port such as 127.0.0.1:4222, got %q", c.Bus.Listen)}
+		}
+	}
+	if c.Bus.MaxStoreMB < 16 {
+		return &Error{Key: "bus.max_store_mb", Problem: fmt.Sprintf("must be at least 16, got %d", c.Bus.MaxStoreMB)}
+	}
+	if c.Bus.MaxMemoryMB < 1 {
+		return &Error{Key: "bus.max_memory_mb", Problem: fmt.Sprintf("must be at least 1, got %d", c.Bus.MaxMemoryMB)}
+	}
+	if c.Bus.DedupeWindow < time.Second {
+		return &Error{Key: "bus.dedupe_window", Problem: "must be at least 1s"}
+	}
+	if c.Bus.MaxAge < c.Bus.DedupeWindow {
+		return &Error{Key: "bus.max_age", Problem: "must not be shorter than bus.dedupe_window"}
+	}
+	if c.Ingest.MaxEventBytes < 1024 {
+		return &Error{Key: "ingest.max_event_bytes", Problem: fmt.Sprintf("must be at least 1024, got %d", c.Ingest.MaxEventBytes)}
+	}
+	if c.Ingest.MaxBatchBytes < c.Ingest.MaxEventBytes {
+		return &Error{Key: "ingest.max_batch_bytes", Problem: "must not be smaller than ingest.max_event_bytes"}
+	}
+	if c.Ingest.MaxWebhookKB < 1 {
+		return &Error{Key: "ingest.max_webhook_kb", Problem: fmt.Sprintf("must be at least 1, got %d", c.Ingest.MaxWebhookKB)}
+	}
+	region := strings.ToUpper(c.Ingest.DefaultRegion)
+	if phonenumbers.GetCountryCodeForRegion(region) == 0 {
+		return &Error{Key: "ingest.default_region", Problem: fmt.Sprintf("expected a two-letter region code such as US or GB, got %q", c.Ingest.DefaultRegion)}
+	}
+	c.Ingest.DefaultRegion = region
+	if err := validateQuietHours(c.Journeys.QuietHours); err != nil {
+		return &Error{Key: "journeys.quiet_hours", Problem: err.Error()}
+	}
+	if _, _, err := ParseFrequencyCap(c.Journeys.FrequencyCap); err != nil {
+		return &Error{Key: "journeys.frequency_cap", Problem: err.Error()}
+	}
+	return nil
+}
+
+func validateQuietHours(s string) error {
+	if s == "" {
+		return nil
+	}
+	from, to, ok := strings.Cut(s, "-")
+	if ok {
+		_, err1 := time.Parse("15:04", from)
+		_, err2 := time.Parse("15:04", to)
+		if err1 == nil && err2 == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("expected HH:MM-HH:MM such as 21:00-08:00, got %q", s)
+}
+
+// ParseFrequencyCap reads "N/duration", e.g. "3/24h": at most N marketing
+// sends per profile within the duration. Empty means no cap.
+func ParseFrequencyCap(s string) (int, time.Duration, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	n, d, ok := strings.Cut(s, "/")
+	var count int
+	if ok {
+		if _, err := fmt.Sscanf(n, "%d", &count); err == nil && count > 0 {
+			if dur, err := time.ParseDuration(d); err == nil && dur > 0 {
+				return count, dur, nil
+			}
+		}
+	}
+	return 0, 0, fmt.Errorf("expected COUNT/DURATION such as 3/24h, got %q", s)
+}
+
+// NATSStoreDir is where the embedded JetStream keeps its files.
+func (c *Config) NATSStoreDir() string {
+	if c.Bus.StoreDir != "" {
+		return c.Bus.StoreDir
+	}
+	return filepath.Join(c.DataDir, "nats")
+}

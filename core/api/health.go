@@ -1,0 +1,107 @@
+// Package api holds Omni's HTTP routes that belong to no single module.
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/router"
+
+	"github.com/omni/omni/core/bus"
+)
+
+// Version is the build version reported by the health endpoint; set at
+// link time with -ldflags "-X github.com/omni/omni/core/api.Version=…".
+var Version = "dev"
+
+// ConsumerLag reports a durable consumer's backlog.
+type ConsumerLag interface {
+	Lag(ctx context.Context) (pending uint64, ackPending int, err error)
+}
+
+// ComponentStatus is one extra line in the health report (e.g. connectors).
+type ComponentStatus func(ctx context.Context) (name string, status any, healthy bool)
+
+// Health serves GET /api/v1/health.
+type Health struct {
+	App        core.App
+	Bus        *bus.Bus
+	Consumers  map[string]ConsumerLag
+	Components []ComponentStatus
+	Started    time.Time
+}
+
+// Register adds the route.
+func (h *Health) Register(r *router.Router[*core.RequestEvent]) {
+	r.GET("/api/v1/health", h.serve)
+}
+
+func (h *Health) serve(e *core.RequestEvent) error {
+	ctx, cancel := context.WithTimeout(e.Request.Context(), 3*time.Second)
+	defer cancel()
+	healthy := true
+
+	db := map[string]any{"ok": true}
+	var one int
+	if err := h.App.DB().NewQuery("SELECT 1").WithContext(ctx).Row(&one); err != nil {
+		db = map[string]any{"ok": false, "error": err.Error()}
+		healthy = false
+	}
+
+	busInfo := map[string]any{"ok": true, "embedded": h.Bus.Embedded()}
+	if err := h.Bus.Ping(ctx); err != nil {
+		busInfo["ok"] = false
+		busInfo["error"] = err.Error()
+		healthy = false
+	} else {
+		streams := map[string]any{}
+		for _, name := range []string{bus.StreamEvents, bus.StreamOutbox} {
+			s, err := h.Bus.JS.Stream(ctx, name)
+			if err != nil {
+				streams[name] = map[string]any{"ok": false, "error": err.Error()}
+				healthy = false
+				continue
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				streams[name] = map[string]any{"ok": false, "error": err.Error()}
+				healthy = false
+				continue
+			}
+			streams[name] = map[string]any{"messages": info.State.Msgs, "bytes": info.State.Bytes, "consumers": info.State.Consumers}
+		}
+		busInfo["streams"] = streams
+		consumers := map[string]any{}
+		for name, c := range h.Consumers {
+			pending, ackPending, err := c.Lag(ctx)
+			if err != nil {
+				consumers[name] = map[string]any{"ok": false, "error": err.Error()}
+				healthy = false
+				continue
+			}
+			consumers[name] = map[string]any{"pending": pending, "ack_pending": ackPending}
+		}
+		busInfo["consumers"] = consumers
+	}
+
+	out := map[string]any{
+		"version":        Version,
+		"db":             db,
+		"bus":            busInfo,
+		"uptime_seconds": int(time.Since(h.Started).Seconds()),
+	}
+	for _, c := range h.Components {
+		name, st, ok := c(ctx)
+		out[name] = st
+		healthy = healthy && ok
+	}
+	status := http.StatusOK
+	out["status"] = "ok"
+	if !healthy {
+		status = http.StatusServiceUnavailable
+		out["status"] = "unavailable"
+	}
+	return e.JSON(status, out)
+}

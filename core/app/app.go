@@ -1,0 +1,200 @@
+// Package app wires Omni together: configuration → bus → PocketBase →
+// modules, and owns the start-up and shutdown order
+// (HTTP → consumers drain → bus → database).
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pocketbase/pocketbase"
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/hook"
+
+	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/api"
+	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/ingest"
+	_ "github.com/omni/omni/core/store/migrations" // collections
+)
+
+// Module is a part of Omni that runs while the server serves. Modules are
+// started in order after the bus and stopped in reverse order after HTTP.
+type Module interface {
+	Name() string
+	// Start registers hooks and consumers; routes go on se.Router.
+	Start(ctx context.Context, o *Omni, se *core.ServeEvent) error
+	Stop(ctx context.Context)
+}
+
+// Omni is one running Omni process.
+type Omni struct {
+	Config *config.Config
+	Log    *slog.Logger
+	PB     *pocketbase.PocketBase
+	Bus    *bus.Bus
+	Events *eventstore.Store
+	Health *api.Health
+
+	modules  []Module
+	started  []Module
+	stopOnce sync.Once
+}
+
+// New creates the PocketBase app for cfg. Nothing is opened yet.
+func New(cfg *config.Config, log *slog.Logger) *Omni {
+	pb := pocketbase.NewWithConfig(pocketbase.Config{
+		DefaultDataDir:  cfg.DataDir,
+		DefaultDev:      false, // explicit: never infer dev mode from the binary's path
+		HideStartBanner: true,
+	})
+	o := &Omni{Config: cfg, Log: log, PB: pb}
+	ingest.RegisterSourceHooks(pb)
+	return o
+}
+
+// Use adds a module; call before Serve.
+func (o *Omni) Use(m Module) { o.modules = append(o.modules, m) }
+
+// Open bootstraps the database and applies migrations (for CLI commands
+// and before serving).
+func (o *Omni) Open() error {
+	if !o.PB.IsBootstrapped() {
+		if err := os.MkdirAll(o.Config.DataDir, 0o750); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		if err := o.PB.Bootstrap(); err != nil {
+			return fmt.Errorf("open database: %w", err)
+		}
+	}
+	if err := o.PB.RunAllMigrations(); err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	return nil
+}
+
+// Serve opens everything and serves HTTP on ln (or on Config.HTTP when ln is
+// nil) until Shutdown. ready, if not nil, is closed once requests are taken.
+func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
+	started := time.Now()
+	if err := o.Open(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var err error
+	o.Bus, err = bus.Open(ctx, bus.Options{
+		URL:          o.Config.Bus.URL,
+		Credentials:  o.Config.Bus.Credentials,
+		Listen:       o.Config.Bus.Listen,
+		StoreDir:     o.Config.NATSStoreDir(),
+		MaxStore:     int64(o.Config.Bus.MaxStoreMB) << 20,
+		MaxMemory:    int64(o.Config.Bus.MaxMemoryMB) << 20,
+		DedupeWindow: o.Config.Bus.DedupeWindow,
+		MaxAge:       o.Config.Bus.MaxAge,
+		Strict:       o.Config.Durability == "strict",
+		Logger:       o.Log,
+	})
+	if err != nil {
+		return err
+	}
+	if o.Config.Bus.URL != "" {
+		o.Log.Info("bus: connected to external NATS", "url", o.Config.Bus.URL)
+	} else if o.Config.Bus.Listen != "" {
+		o.Log.Info("bus: embedded NATS listening", "url", o.Bus.ClientURL())
+	}
+
+	o.Events = eventstore.New(o.PB, o.Bus, o.Log, eventstore.Options{})
+	o.Health = &api.Health{App: o.PB, Bus: o.Bus, Consumers: map[string]api.ConsumerLag{eventstore.ConsumerName: o.Events}, Started: started}
+
+	o.PB.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		se.InstallerFunc = nil // staff and superusers are created explicitly
+		if ln != nil {
+			se.Listener = ln
+		}
+		ingest.New(o.PB, o.Bus, ingest.Options{
+			MaxBatchBytes: o.Config.Ingest.MaxBatchBytes,
+			MaxEventBytes: o.Config.Ingest.MaxEventBytes,
+			DefaultRegion: o.Config.Ingest.DefaultRegion,
+		}, o.Log).Register(se.Router)
+		o.Health.Register(se.Router)
+		for _, m := range o.modules {
+			if err := m.Start(ctx, o, se); err != nil {
+				return fmt.Errorf("%s: %w", m.Name(), err)
+			}
+			o.started = append(o.started, m)
+		}
+		// Processors are registered by modules above; start consuming last.
+		if err := o.Events.Start(ctx); err != nil {
+			return err
+		}
+		return se.Next()
+	})
+	// Runs after PocketBase's own graceful HTTP shutdown (priority -9999).
+	o.PB.OnTerminate().Bind(&hook.Handler[*core.TerminateEvent]{
+		Id:       "omniShutdown",
+		Priority: 100,
+		Func: func(te *core.TerminateEvent) error {
+			o.stop()
+			return te.Next()
+		},
+	})
+
+	addr := o.Config.HTTP
+	if ln != nil {
+		addr = ln.Addr().String()
+	}
+	if ready != nil {
+		o.PB.OnServe().Bind(&hook.Handler[*core.ServeEvent]{
+			Id:       "omniReady",
+			Priority: 9999,
+			Func: func(se *core.ServeEvent) error {
+				err := se.Next()
+				if err == nil {
+					close(ready)
+				}
+				return err
+			},
+		})
+	}
+	o.Log.Info("omni serving", "http", "http://"+addr, "data_dir", o.Config.DataDir, "version", api.Version, "startup", time.Since(started).Round(time.Millisecond))
+	err = apis.Serve(o.PB, apis.ServeConfig{HttpAddr: addr, AllowedOrigins: []string{"*"}})
+	if err != nil {
+		o.stop()
+	}
+	return err
+}
+
+// stop drains modules and consumers, then closes the bus, once.
+func (o *Omni) stop() {
+	o.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for i := len(o.started) - 1; i >= 0; i-- {
+			o.started[i].Stop(ctx)
+		}
+		if o.Events != nil {
+			o.Events.Stop(ctx)
+		}
+		if o.Bus != nil {
+			o.Bus.Close()
+		}
+		o.Log.Info("omni stopped")
+	})
+}
+
+// Shutdown stops serving and releases everything (HTTP, consumers, bus,
+// database), in that order.
+func (o *Omni) Shutdown() error {
+	return o.PB.OnTerminate().Trigger(&core.TerminateEvent{App: o.PB}, func(e *core.TerminateEvent) error {
+		return e.App.ResetBootstrapState()
+	})
+}

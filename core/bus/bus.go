@@ -1,0 +1,253 @@
+// Package bus owns Omni's event bus: an embedded NATS server with JetStream
+// (or a connection to an external NATS cluster), the stream definitions and
+// publishing with dedupe ids.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream and subject names.
+const (
+	StreamEvents  = "EVENTS"
+	StreamOutbox  = "OUTBOX"
+	EventsSubject = "omni.events.>"
+	OutboxSubject = "omni.outbox.>"
+)
+
+// Options configures Open.
+type Options struct {
+	// URL of an external NATS cluster; empty runs an embedded server.
+	URL         string
+	Credentials string
+	// Listen opens a TCP port on the embedded server (empty: in-process only).
+	Listen       string
+	StoreDir     string
+	MaxStore     int64
+	MaxMemory    int64
+	DedupeWindow time.Duration
+	MaxAge       time.Duration
+	// Strict fsyncs every JetStream write before acknowledging it.
+	Strict bool
+	Logger *slog.Logger
+}
+
+// Bus is a connected JetStream.
+type Bus struct {
+	opts     Options
+	server   *server.Server // nil when external
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
+	embedded bool
+}
+
+// Open starts (or connects to) NATS and makes sure the streams exist.
+func Open(ctx context.Context, o Options) (*Bus, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	b := &Bus{opts: o}
+	var err error
+	if o.URL == "" {
+		if err := b.startEmbedded(); err != nil {
+			return nil, err
+		}
+		b.Conn, err = nats.Connect("", nats.InProcessServer(b.server), nats.Name("omni"))
+	} else {
+		copts := []nats.Option{nats.Name("omni"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false)}
+		if o.Credentials != "" {
+			copts = append(copts, nats.UserCredentials(o.Credentials))
+		}
+		b.Conn, err = nats.Connect(o.URL, copts...)
+	}
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("bus: connect: %w", err)
+	}
+	b.JS, err = jetstream.New(b.Conn, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	if err := b.EnsureStreams(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bus) startEmbedded() error {
+	o := b.opts
+	sopts := &server.Options{
+		ServerName:         "omni",
+		JetStream:          true,
+		StoreDir:           o.StoreDir,
+		JetStreamMaxStore:  o.MaxStore,
+		JetStreamMaxMemory: o.MaxMemory,
+		NoSigs:             true, // Omni owns signal handling and shutdown order
+		DontListen:         o.Listen == "",
+	}
+	if o.Strict {
+		sopts.SyncAlways = true
+	}
+	if o.Listen != "" {
+		host, port, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return fmt.Errorf("bus: listen %q: %w", o.Listen, err)
+		}
+		sopts.Host = host
+		sopts.Port, err = strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("bus: listen %q: bad port", o.Listen)
+		}
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return fmt.Errorf("bus: embedded NATS: %w", err)
+	}
+	ns.SetLoggerV2(&natsLogger{l: o.Logger.With("component", "nats")}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return errors.New("bus: embedded NATS did not become ready in 10s")
+	}
+	b.server = ns
+	b.embedded = true
+	return nil
+}
+
+// EnsureStreams creates or updates the EVENTS and OUTBOX streams.
+//
+// Retention is by interest: a message is kept until every durable consumer
+// (events store, profiles, journeys, …) has acknowledged it, and new
+// messages are refused (the publisher sees an error and answers 503) rather
+// than unconsumed ones dropped when the stream is full.
+func (b *Bus) EnsureStreams(ctx context.Context) error {
+	storage := jetstream.FileStorage
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: StreamEvents, Subjects: []string{EventsSubject}, Description: "every inbound event, unified model"},
+		{Name: StreamOutbox, Subjects: []string{OutboxSubject}, Description: "outbound messages to connectors"},
+	} {
+		sc.Storage = storage
+		sc.Retention = jetstream.InterestPolicy
+		sc.Discard = jetstream.DiscardNew
+		sc.MaxBytes = b.opts.MaxStore / 2
+		sc.MaxAge = b.opts.MaxAge
+		sc.Duplicates = b.opts.DedupeWindow
+		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bus: stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// Embedded reports whether NATS runs inside this process.
+func (b *Bus) Embedded() bool { return b.embedded }
+
+// ClientURL is the TCP URL of the embedded server, when it listens.
+func (b *Bus) ClientURL() string {
+	if b.server != nil && b.opts.Listen != "" {
+		return b.server.ClientURL()
+	}
+	return b.opts.URL
+}
+
+// Msg is one message to publish with its dedupe id.
+type Msg struct {
+	Subject string
+	Data    []byte
+	ID      string
+}
+
+// ErrUnavailable wraps failures to store on the bus: callers answer 503.
+var ErrUnavailable = errors.New("event bus unavailable")
+
+// PublishAll publishes msgs asynchronously and waits until JetStream has
+// stored every one (or ctx ends). It returns one error per message (nil
+// when stored, including when dropped as a duplicate).
+func (b *Bus) PublishAll(ctx context.Context, msgs []Msg) []error {
+	errs := make([]error, len(msgs))
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		f, err := b.JS.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{nats.MsgIdHdr: []string{m.ID}}})
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: %v", ErrUnavailable, err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		}
+	}
+	return errs
+}
+
+// Publish stores one message and waits for JetStream's ack.
+func (b *Bus) Publish(ctx context.Context, m Msg) (*jetstream.PubAck, error) {
+	ack, err := b.JS.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{nats.MsgIdHdr: []string{m.ID}}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return ack, nil
+}
+
+// Ping checks that the bus answers.
+func (b *Bus) Ping(ctx context.Context) error {
+	if b.Conn == nil || !b.Conn.IsConnected() {
+		return fmt.Errorf("%w: not connected", ErrUnavailable)
+	}
+	if _, err := b.JS.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close drains the connection and stops the embedded server.
+func (b *Bus) Close() {
+	if b.Conn != nil {
+		_ = b.Conn.Flush()
+		_ = b.Conn.Drain()
+		// Drain is asynchronous; wait until the connection is closed.
+		for i := 0; i < 100 && !b.Conn.IsClosed(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b.shutdownServer()
+}
+
+func (b *Bus) shutdownServer() {
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+		b.server = nil
+	}
+}
+
+// natsLogger routes the embedded server's logs into slog.
+type natsLogger struct{ l *slog.Logger }
+
+func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Tracef(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }

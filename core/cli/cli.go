@@ -1,0 +1,288 @@
+// Package cli is Omni's command line: serve, superuser, config, source and
+// (through registered command builders) plugin and connector commands.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pocketbase/pocketbase/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/api"
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/logging"
+)
+
+// Exit codes.
+const (
+	ExitOK     = 0
+	ExitError  = 1
+	ExitConfig = 2
+)
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+// Extension adds commands or modules; registered from main so that
+// packages like the connector host stay out of this one's imports.
+type Extension struct {
+	// Commands returns extra top-level commands.
+	Commands func(env *Env) []*cobra.Command
+	// Modules returns the modules to run under `serve`.
+	Modules func(o *app.Omni) []app.Module
+}
+
+// Env gives commands lazy access to config and the app.
+type Env struct {
+	Stdout, Stderr io.Writer
+	root           *cobra.Command
+}
+
+// Config loads the configuration from the root's flags.
+func (env *Env) Config() (*config.Config, error) {
+	cfg, err := config.Load(env.root.PersistentFlags())
+	if err != nil {
+		return nil, &exitError{code: ExitConfig, err: err}
+	}
+	return cfg, nil
+}
+
+// OpenApp loads config and opens the database with migrations applied.
+func (env *Env) OpenApp() (*app.Omni, error) {
+	cfg, err := env.Config()
+	if err != nil {
+		return nil, err
+	}
+	o := app.New(cfg, logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format))
+	if err := o.Open(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer, exts ...Extension) int {
+	root := &cobra.Command{
+		Use:           "omni",
+		Short:         "Omni: one customer across every channel",
+		Version:       api.Version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		CompletionOptions: cobra.CompletionOptions{
+			DisableDefaultCmd: true,
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	config.Flags(root.PersistentFlags())
+	env := &Env{Stdout: stdout, Stderr: stderr, root: root}
+
+	root.AddCommand(serveCmd(env, exts), superuserCmd(env), configCmd(env), sourceCmd(env))
+	for _, ext := range exts {
+		if ext.Commands != nil {
+			root.AddCommand(ext.Commands(env)...)
+		}
+	}
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintln(stderr, "omni:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return ExitConfig
+	}
+	return ExitError
+}
+
+func serveCmd(env *Env, exts []Extension) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Omni server (HTTP API, web admin, event bus, connectors)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := env.Config()
+			if err != nil {
+				return err
+			}
+			log := logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format)
+			o := app.New(cfg, log)
+			for _, ext := range exts {
+				if ext.Modules != nil {
+					for _, m := range ext.Modules(o) {
+						o.Use(m)
+					}
+				}
+			}
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sig)
+			done := make(chan error, 1)
+			go func() { done <- o.Serve(nil, nil) }()
+			select {
+			case err := <-done:
+				// Serve returned on its own: start-up failed.
+				_ = o.Shutdown()
+				return err
+			case s := <-sig:
+				log.Info("shutting down", "signal", s.String())
+				if err := o.Shutdown(); err != nil {
+					return err
+				}
+				return <-done
+			}
+		},
+	}
+}
+
+// superuserCmd runs PocketBase's own superuser command against Omni's
+// data dir, opening the database only when it is used.
+func superuserCmd(env *Env) *cobra.Command {
+	return &cobra.Command{
+		Use:                "superuser",
+		Short:              "Manage PocketBase superusers (upsert, create, update, delete, otp)",
+		DisableFlagParsing: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			// Flags are not parsed here; pick up --config/--data-dir ourselves.
+			rest, err := parseGlobalFlags(env.root, args)
+			if err != nil {
+				return err
+			}
+			o, err := env.OpenApp()
+			if err != nil {
+				return err
+			}
+			defer o.PB.ResetBootstrapState()
+			su := cmd.NewSuperuserCommand(o.PB)
+			su.SetArgs(rest)
+			su.SetOut(env.Stdout)
+			su.SetErr(env.Stderr)
+			su.SilenceErrors = true
+			return su.Execute()
+		},
+	}
+}
+
+// parseGlobalFlags applies --config/--data-dir/--http found in args and
+// returns the remaining arguments.
+func parseGlobalFlags(root *cobra.Command, args []string) ([]string, error) {
+	var rest []string
+	fs := root.PersistentFlags()
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, val, hasVal := "", "", false
+		for _, f := range []string{"config", "data-dir", "http"} {
+			if a == "--"+f {
+				name = f
+			} else if len(a) > len(f)+3 && a[:len(f)+3] == "--"+f+"=" {
+				name, val, hasVal = f, a[len(f)+3:], true
+			}
+		}
+		if name == "" {
+			rest = append(rest, a)
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("flag --%s needs a value", name)
+			}
+			i++
+			val = args[i]
+		}
+		if err := fs.Set(name, val); err != nil {
+			return nil, err
+		}
+	}
+	return rest, nil
+}
+
+func configCmd(env *Env) *cobra.Command {
+	c := &cobra.Command{Use: "config", Short: "Inspect configuration"}
+	c.AddCommand(&cobra.Command{
+		Use:   "print",
+		Short: "Print the effective configuration (secrets masked)",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			cfg, err := env.Config()
+			if err != nil {
+				return err
+			}
+			out, err := cfg.YAML()
+			if err != nil {
+				return err
+			}
+			if cfg.File != "" {
+				fmt.Fprintf(env.Stdout, "# from %s, OMNI_* environment and flags\n", cfg.File)
+			} else {
+				fmt.Fprintln(env.Stdout, "# no config file; defaults, OMNI_* environment and flags")
+			}
+			_, err = fmt.Fprint(env.Stdout, out)
+			return err
+		},
+	})
+	return c
+}
+
+func sourceCmd(env *Env) *cobra.Command {
+	c := &cobra.Command{Use: "source", Short: "Manage sources (write keys for the tracking API)"}
+	c.AddCommand(&cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a source and print its write key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			o, err := env.OpenApp()
+			if err != nil {
+				return err
+			}
+			defer o.PB.ResetBootstrapState()
+			rec, err := ingest.CreateSource(o.PB, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "source %q created\nwrite key: %s\n", rec.GetString("name"), rec.GetString("write_key"))
+			return nil
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List sources",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			o, err := env.OpenApp()
+			if err != nil {
+				return err
+			}
+			defer o.PB.ResetBootstrapState()
+			recs, err := o.PB.FindAllRecords("sources")
+			if err != nil {
+				return err
+			}
+			for _, r := range recs {
+				state := "enabled"
+				if r.GetBool("disabled") {
+					state = "disabled"
+				}
+				fmt.Fprintf(env.Stdout, "%s\t%s\t%s\n", r.GetString("name"), r.GetString("write_key"), state)
+			}
+			return nil
+		},
+	})
+	return c
+}

@@ -1,0 +1,220 @@
+// Package events defines Omni's unified event model: the one shape every
+// channel's data is turned into before it reaches the bus.
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Identity kinds an event may carry. Profiles resolve on these.
+const (
+	Email           = "email"
+	Phone           = "phone"
+	ShopifyCustomer = "shopify_customer_id"
+	SquareCustomer  = "square_customer_id"
+	KlaviyoProfile  = "klaviyo_profile_id"
+	WhatsAppID      = "wa_id"
+	UserID          = "user_id"
+	AnonymousID     = "anonymous_id"
+)
+
+// IdentityKinds lists every identity kind, strongest first.
+var IdentityKinds = []string{UserID, ShopifyCustomer, SquareCustomer, KlaviyoProfile, Email, Phone, WhatsAppID, AnonymousID}
+
+// Well-known event types (dotted and stable).
+const (
+	OrderPlaced          = "order.placed"
+	OrderCancelled       = "order.cancelled"
+	OrderRefunded        = "order.refunded"
+	CheckoutStarted      = "checkout.started"
+	CheckoutUpdated      = "checkout.updated"
+	CustomerUpdated      = "customer.updated"
+	ConsentChanged       = "consent.changed"
+	PageViewed           = "page.viewed"
+	ScreenViewed         = "screen.viewed"
+	Identify             = "identify"
+	Track                = "track"
+	Group                = "group"
+	Alias                = "alias"
+	MessageReceived      = "message.received"
+	MessageSent          = "message.sent"
+	MessageDelivered     = "message.delivered"
+	MessageRead          = "message.read"
+	MessageFailed        = "message.failed"
+	EmailOpened          = "email.opened"
+	EmailClicked         = "email.clicked"
+	ConversationResolved = "conversation.resolved"
+	SurveyAnswered       = "survey.answered"
+	SegmentEntered       = "segment.entered"
+	SegmentExited        = "segment.exited"
+	ProfileErased        = "profile.erased"
+)
+
+// Channels an event can happen on.
+const (
+	ChannelWeb      = "web"
+	ChannelApp      = "app"
+	ChannelServer   = "server"
+	ChannelEmail    = "email"
+	ChannelSMS      = "sms"
+	ChannelWhatsApp = "whatsapp"
+	ChannelPOS      = "pos"
+	ChannelChat     = "chat"
+)
+
+// Identities maps an identity kind to its value.
+type Identities map[string]string
+
+// Event is the unified event. ID is stable for one real-world occurrence
+// (a vendor's webhook id, a Segment messageId) so redeliveries dedupe.
+type Event struct {
+	ID         string         `json:"id"`
+	Type       string         `json:"type"`
+	Name       string         `json:"name,omitempty"` // original name of a custom track event
+	Source     string         `json:"source"`
+	OccurredAt time.Time      `json:"occurred_at"`
+	ReceivedAt time.Time      `json:"received_at"`
+	Identities Identities     `json:"identities"`
+	Properties map[string]any `json:"properties,omitempty"`
+	Context    Context        `json:"context"`
+}
+
+// Context says where an event happened and what led to it.
+type Context struct {
+	Channel    string         `json:"channel,omitempty"`
+	Campaign   *Campaign      `json:"campaign,omitempty"`
+	JourneyRun string         `json:"journey_run,omitempty"`
+	Page       *Page          `json:"page,omitempty"`
+	IP         string         `json:"ip,omitempty"`
+	UserAgent  string         `json:"user_agent,omitempty"`
+	Locale     string         `json:"locale,omitempty"`
+	Extra      map[string]any `json:"extra,omitempty"`
+}
+
+// Campaign holds UTM-style attribution fields.
+type Campaign struct {
+	Source  string `json:"source,omitempty"`
+	Medium  string `json:"medium,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Term    string `json:"term,omitempty"`
+	Content string `json:"content,omitempty"`
+}
+
+// Page describes the web page an event happened on.
+type Page struct {
+	URL      string `json:"url,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Title    string `json:"title,omitempty"`
+	Referrer string `json:"referrer,omitempty"`
+	Search   string `json:"search,omitempty"`
+}
+
+// FieldError is a validation problem with one field of an event.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
+
+// Validation bounds for timestamps: far-future or ancient times are almost
+// always unit mistakes (seconds vs milliseconds).
+var (
+	minTime       = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxClockSkew  = 24 * time.Hour
+	maxIDLength   = 200
+	maxTypeLength = 100
+)
+
+// Validate checks an already normalised event.
+func (e *Event) Validate(now time.Time) error {
+	switch {
+	case strings.TrimSpace(e.ID) == "":
+		return &FieldError{"id", "is required"}
+	case len(e.ID) > maxIDLength:
+		return &FieldError{"id", fmt.Sprintf("is longer than %d characters", maxIDLength)}
+	case !validType(e.Type):
+		return &FieldError{"type", fmt.Sprintf("%q is not a valid type (lower-case words joined by dots, such as order.placed)", e.Type)}
+	case strings.TrimSpace(e.Source) == "":
+		return &FieldError{"source", "is required"}
+	case e.OccurredAt.IsZero():
+		return &FieldError{"occurred_at", "is required"}
+	case e.OccurredAt.Before(minTime):
+		return &FieldError{"occurred_at", "is before 2000-01-01 (seconds given as milliseconds?)"}
+	case e.OccurredAt.After(now.Add(maxClockSkew)):
+		return &FieldError{"occurred_at", "is more than 24h in the future"}
+	case len(e.Identities) == 0:
+		return &FieldError{"identities", "at least one identity (userId, anonymousId, email, phone, …) is required"}
+	}
+	for kind := range e.Identities {
+		if !KnownIdentity(kind) {
+			return &FieldError{"identities." + kind, "is not a known identity kind"}
+		}
+	}
+	return nil
+}
+
+// KnownIdentity reports whether kind is an identity kind Omni resolves on.
+func KnownIdentity(kind string) bool {
+	for _, k := range IdentityKinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func validType(t string) bool {
+	if t == "" || len(t) > maxTypeLength {
+		return false
+	}
+	for i, part := range strings.Split(t, ".") {
+		if part == "" {
+			return false
+		}
+		for j, r := range part {
+			ok := (r >= 'a' && r <= 'z') || r == '_' || (j > 0 && r >= '0' && r <= '9')
+			if !ok {
+				return false
+			}
+		}
+		_ = i
+	}
+	return true
+}
+
+// Subject is the bus subject an event is published on.
+func (e *Event) Subject() string {
+	return "omni.events." + subjectToken(e.Source) + "." + e.Type
+}
+
+// subjectToken makes a string safe as one NATS subject token.
+func subjectToken(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' || r == '-' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "_"
+	}
+	return b.String()
+}
+
+// Marshal encodes the event for the bus.
+func (e *Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+
+// Unmarshal decodes an event from the bus.
+func Unmarshal(b []byte) (*Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}

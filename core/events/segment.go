@@ -1,0 +1,255 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SegmentMessage is one call of the Segment HTTP tracking API
+// (https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/).
+type SegmentMessage struct {
+	Type              string         `json:"type"`
+	MessageID         string         `json:"messageId"`
+	UserID            any            `json:"userId"`
+	AnonymousID       any            `json:"anonymousId"`
+	PreviousID        any            `json:"previousId"`
+	GroupID           any            `json:"groupId"`
+	Event             string         `json:"event"`
+	Name              string         `json:"name"`
+	Category          string         `json:"category"`
+	Properties        map[string]any `json:"properties"`
+	Traits            map[string]any `json:"traits"`
+	Context           map[string]any `json:"context"`
+	Channel           string         `json:"channel"`
+	Timestamp         *time.Time     `json:"timestamp"`
+	OriginalTimestamp *time.Time     `json:"originalTimestamp"`
+	SentAt            *time.Time     `json:"sentAt"`
+	Integrations      map[string]any `json:"integrations"`
+	WriteKey          string         `json:"writeKey"`
+}
+
+// segmentSpecEvents maps Segment's e-commerce spec event names to Omni types.
+var segmentSpecEvents = map[string]string{
+	"order completed":    OrderPlaced,
+	"order placed":       OrderPlaced,
+	"order refunded":     OrderRefunded,
+	"order cancelled":    OrderCancelled,
+	"checkout started":   CheckoutStarted,
+	"checkout updated":   CheckoutUpdated,
+	"email opened":       EmailOpened,
+	"email link clicked": EmailClicked,
+	"unsubscribed":       ConsentChanged,
+}
+
+// DecodeSegment parses one Segment message; typ is the call ("track", …)
+// when it comes from the URL rather than the body.
+func DecodeSegment(raw json.RawMessage, typ string) (*SegmentMessage, error) {
+	var m SegmentMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, &FieldError{"body", "is not valid JSON: " + jsonProblem(err)}
+	}
+	if typ != "" {
+		m.Type = typ
+	}
+	return &m, nil
+}
+
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("field %s must be %s", te.Field, te.Type)
+	}
+	return err.Error()
+}
+
+// idString accepts the string or number ids Segment clients send.
+func idString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strings.TrimSpace(x)
+	case float64:
+		return strings.TrimSuffix(fmt.Sprintf("%f", x), ".000000")
+	case json.Number:
+		return x.String()
+	}
+	return ""
+}
+
+// FromSegment turns a Segment message into an event. newID supplies an id
+// when the client sent no messageId.
+func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID func() string) (*Event, error) {
+	e := &Event{
+		ID:         strings.TrimSpace(m.MessageID),
+		Source:     source,
+		ReceivedAt: receivedAt,
+		Identities: Identities{},
+		Properties: map[string]any{},
+	}
+	if e.ID == "" {
+		e.ID = newID()
+	}
+	if uid := idString(m.UserID); uid != "" {
+		e.Identities[UserID] = uid
+	}
+	if aid := idString(m.AnonymousID); aid != "" {
+		e.Identities[AnonymousID] = aid
+	}
+	if m.UserID != nil && idString(m.UserID) == "" {
+		return nil, &FieldError{"userId", "must be a string or number"}
+	}
+
+	switch strings.ToLower(m.Type) {
+	case "track":
+		name := strings.TrimSpace(m.Event)
+		if name == "" {
+			return nil, &FieldError{"event", "is required for track calls"}
+		}
+		e.Name = name
+		if t, ok := segmentSpecEvents[strings.ToLower(name)]; ok {
+			e.Type = t
+		} else if validType(name) && strings.Contains(name, ".") {
+			e.Type = name // already an Omni type, e.g. "order.placed"
+		} else {
+			e.Type = Track
+		}
+		copyInto(e.Properties, m.Properties)
+	case "identify":
+		e.Type = Identify
+		if len(m.Traits) > 0 {
+			e.Properties["traits"] = m.Traits
+		}
+	case "page":
+		e.Type = PageViewed
+		copyInto(e.Properties, m.Properties)
+		if m.Name != "" {
+			e.Properties["name"] = m.Name
+		}
+		if m.Category != "" {
+			e.Properties["category"] = m.Category
+		}
+	case "screen":
+		e.Type = ScreenViewed
+		copyInto(e.Properties, m.Properties)
+		if m.Name != "" {
+			e.Properties["name"] = m.Name
+		}
+	case "group":
+		e.Type = Group
+		gid := idString(m.GroupID)
+		if gid == "" {
+			return nil, &FieldError{"groupId", "is required for group calls"}
+		}
+		e.Properties["group_id"] = gid
+		if len(m.Traits) > 0 {
+			e.Properties["traits"] = m.Traits
+		}
+	case "alias":
+		e.Type = Alias
+		prev := idString(m.PreviousID)
+		if prev == "" {
+			return nil, &FieldError{"previousId", "is required for alias calls"}
+		}
+		e.Properties["previous_id"] = prev
+	case "":
+		return nil, &FieldError{"type", "is required (track, identify, page, screen, group or alias)"}
+	default:
+		return nil, &FieldError{"type", fmt.Sprintf("%q is not a Segment call (track, identify, page, screen, group or alias)", m.Type)}
+	}
+
+	if len(e.Identities) == 0 {
+		return nil, &FieldError{"userId", "userId or anonymousId is required"}
+	}
+
+	// Identity traits may come with identify calls or in context.traits.
+	ctxTraits, _ := m.Context["traits"].(map[string]any)
+	for _, traits := range []map[string]any{ctxTraits, m.Traits} {
+		if s, ok := traits["email"].(string); ok && s != "" {
+			e.Identities[Email] = s
+		}
+		if s, ok := traits["phone"].(string); ok && s != "" {
+			e.Identities[Phone] = s
+		}
+	}
+
+	e.Context = segmentContext(m)
+	e.OccurredAt = segmentTime(m, receivedAt)
+	if len(e.Properties) == 0 {
+		e.Properties = nil
+	}
+	return e, nil
+}
+
+// segmentTime applies Segment's clock-skew correction: when the client says
+// when it sent the message, the event time is shifted by the client's skew.
+func segmentTime(m *SegmentMessage, receivedAt time.Time) time.Time {
+	ts := m.Timestamp
+	if ts == nil {
+		ts = m.OriginalTimestamp
+	}
+	if ts == nil {
+		return receivedAt
+	}
+	if m.SentAt != nil {
+		return receivedAt.Add(ts.Sub(*m.SentAt))
+	}
+	return *ts
+}
+
+func segmentContext(m *SegmentMessage) Context {
+	c := Context{Extra: map[string]any{}}
+	for k, v := range m.Context {
+		switch k {
+		case "ip":
+			c.IP, _ = v.(string)
+		case "userAgent":
+			c.UserAgent, _ = v.(string)
+		case "locale":
+			c.Locale, _ = v.(string)
+		case "channel":
+			c.Channel, _ = v.(string)
+		case "traits":
+		case "page":
+			p, _ := v.(map[string]any)
+			c.Page = &Page{URL: str(p, "url"), Path: str(p, "path"), Title: str(p, "title"), Referrer: str(p, "referrer"), Search: str(p, "search")}
+		case "campaign":
+			p, _ := v.(map[string]any)
+			c.Campaign = &Campaign{Source: str(p, "source"), Medium: str(p, "medium"), Name: str(p, "name"), Term: str(p, "term"), Content: str(p, "content")}
+		default:
+			c.Extra[k] = v
+		}
+	}
+	if c.Channel == "" {
+		switch strings.ToLower(m.Channel) {
+		case "browser", "client":
+			c.Channel = ChannelWeb
+		case "mobile":
+			c.Channel = ChannelApp
+		case "server":
+			c.Channel = ChannelServer
+		default:
+			if m.Type == "page" {
+				c.Channel = ChannelWeb
+			} else {
+				c.Channel = ChannelServer
+			}
+		}
+	}
+	if len(c.Extra) == 0 {
+		c.Extra = nil
+	}
+	return c
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func copyInto(dst, src map[string]any) {
+	for k, v := range src {
+		dst[k] = v
+	}
+}

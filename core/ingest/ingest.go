@@ -1,0 +1,293 @@
+// Package ingest serves the Segment-compatible tracking API: track,
+// identify, page, screen, group, alias and batch, under /api/v1 and /v1 so
+// unmodified Segment client libraries can point at Omni.
+package ingest
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/router"
+
+	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/events"
+)
+
+// Options are the ingest limits (Segment's own by default).
+type Options struct {
+	MaxBatchBytes int
+	MaxEventBytes int
+	DefaultRegion string
+}
+
+// Handler serves the ingest routes.
+type Handler struct {
+	app  core.App
+	bus  *bus.Bus
+	opts Options
+	norm events.Normalizer
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// New builds the handler.
+func New(app core.App, b *bus.Bus, opts Options, log *slog.Logger) *Handler {
+	return &Handler{app: app, bus: b, opts: opts, norm: events.Normalizer{DefaultRegion: opts.DefaultRegion},
+		log: log.With("component", "ingest"), now: time.Now}
+}
+
+// calls maps URL path names (including analytics.js's one-letter forms) to
+// Segment call types.
+var calls = map[string]string{
+	"track": "track", "t": "track",
+	"identify": "identify", "i": "identify",
+	"page": "page", "p": "page",
+	"screen": "screen", "s": "screen",
+	"group": "group", "g": "group",
+	"alias": "alias", "a": "alias",
+}
+
+// Register adds the routes.
+func (h *Handler) Register(r *router.Router[*core.RequestEvent]) {
+	for _, prefix := range []string{"/api/v1", "/v1"} {
+		for path, call := range calls {
+			r.POST(prefix+"/"+path, h.single(call))
+		}
+		r.POST(prefix+"/batch", h.batch)
+		r.POST(prefix+"/import", h.batch) // Segment's older name for batch
+		r.POST(prefix+"/b", h.batch)
+	}
+}
+
+// apiError is the JSON error body of every ingest failure.
+type apiError struct {
+	Status  int    `json:"status"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func fail(e *core.RequestEvent, status int, field, msg string) error {
+	return e.JSON(status, apiError{Status: status, Message: msg, Field: field})
+}
+
+// readBody reads at most limit bytes; ok is false when the body is larger.
+func readBody(r *http.Request, limit int) ([]byte, bool, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if err != nil {
+		return nil, false, err
+	}
+	return b, len(b) <= limit, nil
+}
+
+// writeKey extracts the key the Segment way: HTTP Basic with the key as the
+// user name and an empty password; analytics.js may put it in the body.
+func writeKey(r *http.Request, bodyKey string) string {
+	auth := r.Header.Get("Authorization")
+	if strings.HasPrefix(strings.ToLower(auth), "basic ") {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(auth[6:]))
+		if err == nil {
+			user, _, _ := strings.Cut(string(raw), ":")
+			return user
+		}
+	}
+	return bodyKey
+}
+
+func (h *Handler) authenticate(e *core.RequestEvent, bodyKey string) (*core.Record, error) {
+	key := writeKey(e.Request, bodyKey)
+	if key == "" {
+		return nil, fail(e, http.StatusUnauthorized, "writeKey", "missing write key: send it as the HTTP Basic user name with an empty password")
+	}
+	src, err := sourceByWriteKey(e.App, key)
+	if err != nil {
+		return nil, fail(e, http.StatusUnauthorized, "writeKey", "invalid write key: "+err.Error())
+	}
+	return src, nil
+}
+
+func (h *Handler) single(call string) func(*core.RequestEvent) error {
+	return func(e *core.RequestEvent) error {
+		body, ok, err := readBody(e.Request, h.opts.MaxEventBytes)
+		if err != nil {
+			return fail(e, http.StatusBadRequest, "body", "could not read body: "+err.Error())
+		}
+		if !ok {
+			return fail(e, http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("event is larger than %d KB", h.opts.MaxEventBytes/1024))
+		}
+		var peek struct {
+			WriteKey string `json:"writeKey"`
+		}
+		jsonErr := json.Unmarshal(body, &peek)
+		src, authErr := h.authenticate(e, peek.WriteKey)
+		if src == nil {
+			return authErr
+		}
+		if jsonErr != nil {
+			return fail(e, http.StatusBadRequest, "body", "body is not valid JSON: "+jsonErr.Error())
+		}
+		ev, ferr := h.toEvent(body, call, src.GetString("name"), nil)
+		if ferr != nil {
+			return fail(e, http.StatusBadRequest, ferr.Field, ferr.Error())
+		}
+		if errs := h.publish(e.Request.Context(), []*events.Event{ev}); errs[0] != nil {
+			return h.unavailable(e, errs[0])
+		}
+		return e.JSON(http.StatusOK, map[string]any{"success": true, "accepted": 1})
+	}
+}
+
+// Rejected describes one batch item that was not accepted.
+type Rejected struct {
+	Index     int    `json:"index"`
+	MessageID string `json:"messageId,omitempty"`
+	Field     string `json:"field"`
+	Message   string `json:"message"`
+}
+
+func (h *Handler) batch(e *core.RequestEvent) error {
+	body, ok, err := readBody(e.Request, h.opts.MaxBatchBytes)
+	if err != nil {
+		return fail(e, http.StatusBadRequest, "body", "could not read body: "+err.Error())
+	}
+	if !ok {
+		return fail(e, http.StatusRequestEntityTooLarge, "batch", fmt.Sprintf("batch is larger than %d KB; send smaller batches", h.opts.MaxBatchBytes/1024))
+	}
+	var in struct {
+		Batch    []json.RawMessage `json:"batch"`
+		Context  map[string]any    `json:"context"`
+		SentAt   *time.Time        `json:"sentAt"`
+		WriteKey string            `json:"writeKey"`
+	}
+	jsonErr := json.Unmarshal(body, &in)
+	src, authErr := h.authenticate(e, in.WriteKey)
+	if src == nil {
+		return authErr
+	}
+	if jsonErr != nil {
+		return fail(e, http.StatusBadRequest, "body", "body is not valid JSON: "+jsonErr.Error())
+	}
+	if len(in.Batch) == 0 {
+		return fail(e, http.StatusBadRequest, "batch", "batch is missing or empty")
+	}
+	shared := &batchShared{context: in.Context, sentAt: in.SentAt}
+	var (
+		evs      []*events.Event
+		rejected []Rejected
+	)
+	for i, raw := range in.Batch {
+		if len(raw) > h.opts.MaxEventBytes {
+			rejected = append(rejected, Rejected{Index: i, Field: fmt.Sprintf("batch[%d]", i), Message: fmt.Sprintf("event is larger than %d KB", h.opts.MaxEventBytes/1024)})
+			continue
+		}
+		ev, ferr := h.toEvent(raw, "", src.GetString("name"), shared)
+		if ferr != nil {
+			var peek struct {
+				MessageID string `json:"messageId"`
+			}
+			_ = json.Unmarshal(raw, &peek)
+			rejected = append(rejected, Rejected{Index: i, MessageID: peek.MessageID, Field: fmt.Sprintf("batch[%d].%s", i, ferr.Field), Message: ferr.Message})
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	if len(evs) == 0 {
+		return e.JSON(http.StatusBadRequest, map[string]any{
+			"status": http.StatusBadRequest, "message": "no event in the batch was valid", "field": rejected[0].Field, "rejected": rejected,
+		})
+	}
+	for _, err := range h.publish(e.Request.Context(), evs) {
+		if err != nil {
+			// Some may be stored: the client retries the batch and the
+			// messageIds dedupe what already landed.
+			return h.unavailable(e, err)
+		}
+	}
+	resp := map[string]any{"success": true, "accepted": len(evs)}
+	if len(rejected) > 0 {
+		resp["rejected"] = rejected
+	}
+	return e.JSON(http.StatusOK, resp)
+}
+
+type batchShared struct {
+	context map[string]any
+	sentAt  *time.Time
+}
+
+func (h *Handler) toEvent(raw []byte, call, source string, shared *batchShared) (*events.Event, *events.FieldError) {
+	msg, err := events.DecodeSegment(raw, call)
+	if err != nil {
+		var fe *events.FieldError
+		if errors.As(err, &fe) {
+			return nil, fe
+		}
+		return nil, &events.FieldError{Field: "body", Message: err.Error()}
+	}
+	if shared != nil {
+		if msg.SentAt == nil {
+			msg.SentAt = shared.sentAt
+		}
+		if len(shared.context) > 0 {
+			merged := map[string]any{}
+			for k, v := range shared.context {
+				merged[k] = v
+			}
+			for k, v := range msg.Context {
+				merged[k] = v
+			}
+			msg.Context = merged
+		}
+	}
+	now := h.now()
+	ev, err := events.FromSegment(msg, source, now, uuid.NewString)
+	if err != nil {
+		var fe *events.FieldError
+		if errors.As(err, &fe) {
+			return nil, fe
+		}
+		return nil, &events.FieldError{Field: "body", Message: err.Error()}
+	}
+	h.norm.Normalize(ev)
+	if err := ev.Validate(now); err != nil {
+		var fe *events.FieldError
+		if errors.As(err, &fe) {
+			return nil, fe
+		}
+		return nil, &events.FieldError{Field: "body", Message: err.Error()}
+	}
+	return ev, nil
+}
+
+// publish stores events on the bus and waits for JetStream's acks.
+func (h *Handler) publish(ctx context.Context, evs []*events.Event) []error {
+	return Publish(ctx, h.bus, evs)
+}
+
+// Publish stores already validated events on the EVENTS stream and waits
+// until each is stored; shared by the ingest API and connector webhooks.
+func Publish(ctx context.Context, b *bus.Bus, evs []*events.Event) []error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msgs := make([]bus.Msg, len(evs))
+	for i, ev := range evs {
+		data, _ := ev.Marshal()
+		msgs[i] = bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID}
+	}
+	return b.PublishAll(ctx, msgs)
+}
+
+func (h *Handler) unavailable(e *core.RequestEvent, err error) error {
+	h.log.Error("could not store events on the bus", "error", err)
+	e.Response.Header().Set("Retry-After", "1")
+	return fail(e, http.StatusServiceUnavailable, "", "events could not be stored right now; retry with the same messageIds")
+}

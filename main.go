@@ -1,0 +1,13 @@
+// Command omni is the single Omni binary: server, CLI and built-in
+// connector plugins (run as subprocesses of itself).
+package main
+
+import (
+	"os"
+
+	"github.com/omni/omni/core/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}
