@@ -200,6 +200,22 @@ func Load(flags *pflag.FlagSet) (*Config, error) {
 	return cfg, nil
 }
 
+// Default returns the configuration with every key at its default.
+func Default() *Config {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	cfg := &Config{}
+	if err := decode(v, cfg); err != nil {
+		panic(err) // defaults are constants; a failure is a programming error
+	}
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
 // decode converts each key separately so a bad value is reported by its key.
 func decode(v *viper.Viper, cfg *Config) error {
 	for _, key := range KnownKeys() {

@@ -1,0 +1,176 @@
+// Package omnitest starts a real Omni (PocketBase on SQLite, embedded
+// JetStream, HTTP on 127.0.0.1) inside a Go test.
+package omnitest
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/logging"
+)
+
+// Server is a running Omni for one test.
+type Server struct {
+	*app.Omni
+	URL      string
+	WriteKey string
+	stopped  bool
+}
+
+// Options customise Start.
+type Options struct {
+	// DataDir reuses a directory (to test restarts); default t.TempDir().
+	DataDir string
+	// Configure edits the configuration before start.
+	Configure func(*config.Config)
+	// Modules are added before serving (connectors, profiles, …).
+	Modules func(o *app.Omni) []app.Module
+	// Log receives the server's logs (default: discarded unless -v).
+	Log io.Writer
+}
+
+// Start boots Omni and registers Stop with t.Cleanup. It creates a source
+// named "test" whose write key is in Server.WriteKey.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = opts.DataDir
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	if opts.Configure != nil {
+		opts.Configure(cfg)
+	}
+	w := opts.Log
+	if w == nil {
+		w = io.Discard
+		if testing.Verbose() {
+			w = os.Stderr
+		}
+	}
+	log := logging.New(w, "info", "text")
+	o := app.New(cfg, log)
+	if opts.Modules != nil {
+		for _, m := range opts.Modules(o) {
+			o.Use(m)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- o.Serve(ln, ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("omni did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("omni did not start within 30s")
+	}
+	s := &Server{Omni: o, URL: "http://" + ln.Addr().String()}
+	t.Cleanup(s.Stop)
+
+	src, err := ingest.CreateSource(o.PB, "test")
+	if err != nil {
+		if recs, ferr := o.PB.FindRecordsByFilter("sources", "name = 'test'", "", 1, 0); ferr == nil && len(recs) == 1 {
+			s.WriteKey = recs[0].GetString("write_key")
+		} else {
+			t.Fatalf("create source: %v", err)
+		}
+	} else {
+		s.WriteKey = src.GetString("write_key")
+	}
+	return s
+}
+
+// Stop shuts the server down cleanly (idempotent).
+func (s *Server) Stop() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	_ = s.Shutdown()
+}
+
+// Do sends a request with an optional JSON body and returns status and body.
+func (s *Server) Do(t testing.TB, method, path string, body any, header http.Header) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		r = bytes.NewReader(b)
+	case string:
+		r = bytes.NewReader([]byte(b))
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+		r = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, s.URL+path, r)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if req.Header.Get("Content-Type") == "" && body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// Track posts to a tracking endpoint with the test source's write key.
+func (s *Server) Track(t testing.TB, path string, body any) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "/", nil)
+	req.SetBasicAuth(s.WriteKey, "")
+	return s.Do(t, "POST", path, body, http.Header{"Authorization": req.Header["Authorization"]})
+}
+
+// CountEvents returns how many events are stored.
+func (s *Server) CountEvents(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := s.PB.DB().NewQuery("SELECT COUNT(*) FROM events").Row(&n); err != nil {
+		t.Fatalf("count events: %v", err)
+	}
+	return n
+}
+
+// WaitEvents waits until at least n events are stored (up to 60s).
+func (s *Server) WaitEvents(t testing.TB, n int) {
+	t.Helper()
+	Eventually(t, 60*time.Second, func() bool { return s.CountEvents(t) >= n }, "%d events stored", n)
+}
+
+// Eventually polls cond until it holds or the timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for "+what, args...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
