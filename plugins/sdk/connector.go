@@ -1,0 +1,275 @@
+// Package sdk is the one package a connector author imports. A connector
+// implements Connector and calls Serve from main; Omni runs it as a
+// subprocess and talks to it over gRPC (hashicorp/go-plugin).
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ProtocolVersion is the wire protocol version between Omni and connectors.
+// A host refuses a plugin speaking another version.
+const ProtocolVersion = 1
+
+// Capabilities a connector can declare.
+const (
+	CapWebhook  = "webhook"
+	CapBackfill = "backfill"
+	// CapSendPrefix + channel, e.g. "send:whatsapp", "send:email".
+	CapSendPrefix = "send:"
+)
+
+// Connector is what a plugin implements.
+type Connector interface {
+	// Describe returns the connector's name, version, config schema and
+	// capabilities. It is called before Configure.
+	Describe(ctx context.Context) (*Description, error)
+	// Configure hands the connector its settings (secrets decrypted) and the
+	// host callbacks. It is called again whenever the settings change. It
+	// returns an error naming the field when settings are missing or wrong.
+	Configure(ctx context.Context, cfg Config, host Host) error
+	// HandleWebhook verifies and translates one vendor HTTP request. The
+	// host stores Events on the bus before it sends Response to the vendor.
+	HandleWebhook(ctx context.Context, req *WebhookRequest) (*WebhookResponse, error)
+	// Send delivers one outbound message. Errors should be made with
+	// Retryable, Permanent or RateLimited so the host knows what to do.
+	Send(ctx context.Context, msg *OutboundMessage) (*SendResult, error)
+	// Backfill imports history since req.Since (resuming at req.Cursor),
+	// handing batches to sink as it goes.
+	Backfill(ctx context.Context, req *BackfillRequest, sink BackfillSink) error
+	// Health reports whether the connector can do its work.
+	Health(ctx context.Context) error
+}
+
+// Description declares a connector.
+type Description struct {
+	Name         string        `json:"name"`
+	Version      string        `json:"version"`
+	DisplayName  string        `json:"display_name"`
+	Description  string        `json:"description"`
+	Config       []ConfigField `json:"config"`
+	Capabilities []string      `json:"capabilities"`
+}
+
+// ConfigField is one setting in a connector's config schema.
+type ConfigField struct {
+	Name     string `json:"name"`
+	Label    string `json:"label"`
+	Help     string `json:"help,omitempty"`
+	Type     string `json:"type"` // "string", "url", "bool", "int"
+	Required bool   `json:"required"`
+	// Secret fields are encrypted at rest, write-only in the admin, and
+	// masked in API responses and logs.
+	Secret  bool   `json:"secret"`
+	Default string `json:"default,omitempty"`
+}
+
+// Config is a connector's settings by field name.
+type Config map[string]string
+
+// Host is what a connector can call back into Omni.
+type Host interface {
+	// Emit stores events the connector learned on its own (e.g. polling);
+	// it returns once they are durably on the bus.
+	Emit(ctx context.Context, events []Event) error
+	// Log writes to Omni's log under the connector's name. Levels: debug,
+	// info, warn, error. Never pass secrets.
+	Log(level, msg string, keyvals ...any)
+}
+
+// Event mirrors Omni's unified event model (see docs/architecture.md).
+// ID must be stable for one real-world occurrence (the vendor's webhook or
+// event id) so redeliveries are dropped.
+type Event struct {
+	ID         string            `json:"id"`
+	Type       string            `json:"type"`
+	Name       string            `json:"name,omitempty"`
+	OccurredAt time.Time         `json:"occurred_at"`
+	Identities map[string]string `json:"identities"`
+	Properties map[string]any    `json:"properties,omitempty"`
+	Context    EventContext      `json:"context"`
+}
+
+// EventContext says where an event happened and what led to it.
+type EventContext struct {
+	Channel    string         `json:"channel,omitempty"`
+	Campaign   *Campaign      `json:"campaign,omitempty"`
+	JourneyRun string         `json:"journey_run,omitempty"`
+	Page       *Page          `json:"page,omitempty"`
+	Extra      map[string]any `json:"extra,omitempty"`
+}
+
+// Campaign holds UTM-style attribution fields.
+type Campaign struct {
+	Source  string `json:"source,omitempty"`
+	Medium  string `json:"medium,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Term    string `json:"term,omitempty"`
+	Content string `json:"content,omitempty"`
+}
+
+// Page describes a web page.
+type Page struct {
+	URL      string `json:"url,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Title    string `json:"title,omitempty"`
+	Referrer string `json:"referrer,omitempty"`
+	Search   string `json:"search,omitempty"`
+}
+
+// WebhookRequest is the raw vendor request, exactly as received.
+type WebhookRequest struct {
+	Method string `json:"method"`
+	// Path is the part after /webhooks/{connector}, e.g. "/orders".
+	Path    string              `json:"path"`
+	Query   string              `json:"query"` // raw query string
+	Headers map[string][]string `json:"headers"`
+	Body    []byte              `json:"body"`
+	// URL is the full public URL the vendor called (some vendors sign it).
+	URL string `json:"url"`
+}
+
+// Header returns the first value of a header, case-insensitively.
+func (r *WebhookRequest) Header(name string) string {
+	for k, v := range r.Headers {
+		if len(v) > 0 && equalFold(k, name) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// WebhookResponse is what the vendor gets back, after Events are stored.
+type WebhookResponse struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Body    []byte            `json:"body,omitempty"`
+	Events  []Event           `json:"events,omitempty"`
+}
+
+// OutboundMessage is one message to deliver.
+type OutboundMessage struct {
+	// ID is stable across retries; use it as the vendor idempotency key
+	// where the vendor has one.
+	ID      string `json:"id"`
+	Channel string `json:"channel"` // "whatsapp", "email", "sms", …
+	// To holds the recipient's identities (email, phone, wa_id, …).
+	To       map[string]string `json:"to"`
+	Text     string            `json:"text,omitempty"`
+	Subject  string            `json:"subject,omitempty"`
+	HTML     string            `json:"html,omitempty"`
+	Template *Template         `json:"template,omitempty"`
+	// Properties carry anything else (profile traits, journey data).
+	Properties     map[string]any `json:"properties,omitempty"`
+	ProfileID      string         `json:"profile_id,omitempty"`
+	ConversationID string         `json:"conversation_id,omitempty"`
+	JourneyRun     string         `json:"journey_run,omitempty"`
+}
+
+// Template is a pre-approved message template (e.g. WhatsApp).
+type Template struct {
+	Name     string   `json:"name"`
+	Language string   `json:"language"`
+	Params   []string `json:"params,omitempty"`
+}
+
+// SendResult is a successful send.
+type SendResult struct {
+	ProviderMessageID string `json:"provider_message_id"`
+}
+
+// BackfillRequest asks for history.
+type BackfillRequest struct {
+	Since  time.Time `json:"since"`
+	Cursor string    `json:"cursor,omitempty"` // resume point from an earlier run
+}
+
+// Progress reports how far a backfill is.
+type Progress struct {
+	Done    int64  `json:"done"`
+	Total   int64  `json:"total"` // 0 when unknown
+	Message string `json:"message,omitempty"`
+}
+
+// BackfillSink receives backfilled events. Cursor is the resume point after
+// this batch; the host persists it once the events are stored.
+type BackfillSink interface {
+	Batch(ctx context.Context, events []Event, cursor string, p Progress) error
+}
+
+// ErrorKind classifies a Send failure.
+type ErrorKind string
+
+const (
+	KindRetryable   ErrorKind = "retryable"
+	KindPermanent   ErrorKind = "permanent"
+	KindRateLimited ErrorKind = "rate_limited"
+)
+
+// SendError is a typed Send failure.
+type SendError struct {
+	Kind       ErrorKind
+	Reason     string
+	RetryAfter time.Duration // for KindRateLimited
+	// Code is the vendor's error code, if any (e.g. Meta's 131047).
+	Code string
+}
+
+func (e *SendError) Error() string {
+	if e.Kind == KindRateLimited {
+		return fmt.Sprintf("%s (retry after %s): %s", e.Kind, e.RetryAfter, e.Reason)
+	}
+	return fmt.Sprintf("%s: %s", e.Kind, e.Reason)
+}
+
+// Retryable is a temporary failure; the host retries with backoff.
+func Retryable(reason string) error { return &SendError{Kind: KindRetryable, Reason: reason} }
+
+// Permanent will never succeed as is; the host records message.failed.
+func Permanent(code, reason string) error {
+	return &SendError{Kind: KindPermanent, Code: code, Reason: reason}
+}
+
+// RateLimited asks the host to wait before retrying.
+func RateLimited(after time.Duration, reason string) error {
+	return &SendError{Kind: KindRateLimited, RetryAfter: after, Reason: reason}
+}
+
+// AsSendError extracts a SendError; untyped errors count as retryable.
+func AsSendError(err error) *SendError {
+	var se *SendError
+	if errors.As(err, &se) {
+		return se
+	}
+	return &SendError{Kind: KindRetryable, Reason: err.Error()}
+}
+
+// ConfigError names the setting that is missing or wrong.
+type ConfigError struct {
+	Field   string
+	Problem string
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Problem }
