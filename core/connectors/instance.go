@@ -52,7 +52,8 @@ type instance struct {
 	mu        sync.Mutex
 	state     string
 	lastErr   string
-	lastLine  string // last error line the plugin wrote, for start failures
+	lineMu    sync.Mutex // own lock: it is taken from go-plugin's logger
+	lastLine  string     // last line the plugin wrote, for start failures
 	client    *plugin.Client
 	conn      *sdk.Client
 	desc      *sdk.Description
@@ -126,13 +127,16 @@ func (i *instance) noteError(text string) {
 }
 
 // ready returns the running connector, or ErrDown.
+// go-plugin's Client methods are never called with i.mu held: the
+// client logs while holding its own lock.
 func (i *instance) ready() (*sdk.Client, error) {
 	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.state != StateRunning || i.conn == nil || i.client == nil || i.client.Exited() {
-		return nil, fmt.Errorf("%w: %s is %s", ErrDown, i.name, i.state)
+	state, conn, client := i.state, i.conn, i.client
+	i.mu.Unlock()
+	if state != StateRunning || conn == nil || client == nil || client.Exited() {
+		return nil, fmt.Errorf("%w: %s is %s", ErrDown, i.name, state)
 	}
-	return i.conn, nil
+	return conn, nil
 }
 
 // start launches the supervisor loop.
@@ -304,8 +308,8 @@ func (i *instance) watch(stop chan struct{}) string {
 }
 
 func (i *instance) lastLineText() string {
-	i.mu.Lock()
-	defer i.mu.Unlock()
+	i.lineMu.Lock()
+	defer i.lineMu.Unlock()
 	return i.lastLine
 }
 
@@ -322,9 +326,9 @@ func (i *instance) launch() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	w := &hclogWriter{log: i.log, red: i.red, last: func(msg string) {
 		if msg = strings.TrimSpace(msg); msg != "" {
-			i.mu.Lock()
+			i.lineMu.Lock()
 			i.lastLine = msg
-			i.mu.Unlock()
+			i.lineMu.Unlock()
 		}
 	}}
 	cc := &plugin.ClientConfig{
@@ -341,9 +345,9 @@ func (i *instance) launch() error {
 	if sum != nil {
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
-	i.mu.Lock()
+	i.lineMu.Lock()
 	i.lastLine = ""
-	i.mu.Unlock()
+	i.lineMu.Unlock()
 	client := plugin.NewClient(cc)
 	i.mu.Lock()
 	i.client = client
@@ -434,11 +438,12 @@ func (i *instance) kill() {
 // pid returns the plugin's process id (0 when not running); for tests.
 func (i *instance) pid() int {
 	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.client == nil {
+	c := i.client
+	i.mu.Unlock()
+	if c == nil {
 		return 0
 	}
-	rc := i.client.ReattachConfig()
+	rc := c.ReattachConfig()
 	if rc == nil {
 		return 0
 	}

@@ -47,10 +47,10 @@ func (r *redactor) redact(s string) string {
 // plugin's own stderr logs re-emitted with their levels) and writes each
 // line to slog under the connector's name, secrets masked.
 type hclogWriter struct {
-	log  *slog.Logger
-	red  *redactor
-	mu   sync.Mutex
-	buf  []byte
+	log *slog.Logger
+	red *redactor
+	mu  sync.Mutex
+	buf []byte
 	// last is told every line the plugin process itself wrote (not the
 	// host's go-plugin chatter), to explain start failures.
 	last func(msg string)
