@@ -228,3 +228,5 @@ func (f *fakeAPI) count(id string) int {
 	defer f.mu.Unlock()
 	return f.received[id]
 }
+
+func signExample(body []byte) string { return example.Sign(whSecret, body) }
