@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketbase/pocketbase/core"
+
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
@@ -30,6 +32,19 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 	// Auth: only owners and superusers.
 	if st, _ := e.Do(t, "GET", "/api/v1/connectors", nil, nil); st != http.StatusUnauthorized {
 		t.Fatalf("anonymous list: %d", st)
+	}
+	// Staff who are not owners are refused.
+	staffColl, _ := e.PB.FindCollectionByNameOrId("staff")
+	agent := core.NewRecord(staffColl)
+	agent.SetEmail("agent@example.com")
+	agent.SetPassword("password-123456")
+	agent.Set("role", "agent")
+	if err := e.PB.Save(agent); err != nil {
+		t.Fatal(err)
+	}
+	agentTok, _ := agent.NewAuthToken()
+	if st, _ := e.Do(t, "GET", "/api/v1/connectors", nil, http.Header{"Authorization": {agentTok}}); st != http.StatusForbidden {
+		t.Fatalf("agent list: %d", st)
 	}
 	// Unknown setting and missing required setting name the field.
 	st, out := e.call(t, "PATCH", "/api/v1/connectors/example", map[string]any{"config": map[string]string{"nope": "1"}})
