@@ -48,7 +48,7 @@ type Stored struct {
 type Options struct {
 	BatchSize int           // max events per transaction (default 1000)
 	MaxWait   time.Duration // max time a partial batch waits (default 20ms)
-	AckWait   time.Duration // redelivery after a crash (default 30s)
+	AckWait   time.Duration // redelivery after a crash (default 10s)
 }
 
 // Store is the running consumer.
@@ -78,7 +78,7 @@ func New(app core.App, b *bus.Bus, log *slog.Logger, opts Options) *Store {
 		opts.MaxWait = 20 * time.Millisecond
 	}
 	if opts.AckWait <= 0 {
-		opts.AckWait = 30 * time.Second
+		opts.AckWait = 10 * time.Second
 	}
 	return &Store{app: app, bus: b, log: log.With("component", "eventstore"), opts: opts}
 }
@@ -93,14 +93,14 @@ func (s *Store) OnCommit(f AfterCommit) { s.after = append(s.after, f) }
 // before events are published, as the stream keeps messages by interest.
 func EnsureConsumer(ctx context.Context, b *bus.Bus, ackWait time.Duration) (jetstream.Consumer, error) {
 	if ackWait <= 0 {
-		ackWait = 30 * time.Second
+		ackWait = 10 * time.Second
 	}
 	return b.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		Description:   "stores events in SQLite",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
-		MaxAckPending: 20000,
+		MaxAckPending: 5000,
 		MaxDeliver:    -1,
 		FilterSubject: bus.EventsSubject,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
