@@ -245,8 +245,18 @@ VALUES ({:id}, {:event_id}, {:type}, {:name}, {:source}, {:channel}, {:occurred_
 ON CONFLICT(event_id) DO NOTHING`
 
 func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
+	return writeBatch(s.app, evs, s.processors)
+}
+
+// WriteBatch stores events in one transaction and returns the new ones
+// (duplicates of stored event ids are skipped).
+func WriteBatch(app core.App, evs []*events.Event) ([]*Stored, error) {
+	return writeBatch(app, evs, nil)
+}
+
+func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*Stored, error) {
 	var stored []*Stored
-	err := s.app.RunInTransaction(func(tx core.App) error {
+	err := app.RunInTransaction(func(tx core.App) error {
 		stored = stored[:0]
 		q := tx.DB().NewQuery(insertSQL).Prepare()
 		defer q.Close()
@@ -271,7 +281,7 @@ func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
 				stored = append(stored, &Stored{RecordID: id, Event: ev})
 			}
 		}
-		for _, p := range s.processors {
+		for _, p := range processors {
 			if err := p.ProcessBatch(tx, stored); err != nil {
 				return err
 			}
