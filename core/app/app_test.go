@@ -3,13 +3,17 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/config"
 
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
@@ -94,4 +98,46 @@ func TestRestartMidConsumeStoresEverythingOnce(t *testing.T) {
 	if err != nil || pending != 0 || ackPending != 0 {
 		t.Fatalf("consumer not caught up: pending=%d ack_pending=%d err=%v", pending, ackPending, err)
 	}
+}
+
+// TestExternalBusAndListen runs one Omni whose embedded NATS listens on TCP
+// and a second Omni that uses it as its external bus (bus.url), the path
+// past one machine.
+func TestExternalBusAndListen(t *testing.T) {
+	addr := freeAddr(t)
+	hub := omnitest.Start(t, omnitest.Options{Configure: func(c *config.Config) { c.Bus.Listen = addr }})
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatalf("bus.listen did not open a port: %v", err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("omni.events.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	edge := omnitest.Start(t, omnitest.Options{Configure: func(c *config.Config) { c.Bus.URL = "nats://" + addr }})
+	if edge.Bus.Embedded() {
+		t.Fatal("edge runs an embedded bus despite bus.url")
+	}
+	if code, body := edge.Track(t, "/v1/track", `{"messageId":"ext-1","userId":"u","event":"Hello"}`); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil || !strings.Contains(string(msg.Data), `"ext-1"`) {
+		t.Fatalf("event not seen on the shared bus: %v", err)
+	}
+	// Both processes consume the shared durable; the event is stored once
+	// in whichever database took it.
+	omnitest.Eventually(t, 20*time.Second, func() bool { return hub.CountEvents(t)+edge.CountEvents(t) == 1 }, "event stored")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
