@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tools/security"
 	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/omni/omni/core/bus"
@@ -241,7 +241,7 @@ func (s *Store) flush(msgs []jetstream.Msg) {
 }
 
 const insertSQL = `INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile, created)
-VALUES ({:id}, {:event_id}, {:type}, {:name}, {:source}, {:channel}, {:occurred_at}, {:received_at}, {:identities}, {:properties}, {:context}, '', {:created})
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)
 ON CONFLICT(event_id) DO NOTHING`
 
 func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
@@ -254,12 +254,31 @@ func WriteBatch(app core.App, evs []*events.Event) ([]*Stored, error) {
 	return writeBatch(app, evs, nil)
 }
 
+// Executor returns the raw SQL executor of a (transaction) app. Hot paths
+// use its prepared statements directly: dbx's named-parameter parsing and
+// query hooks cost more than SQLite's own work for small rows.
+func Executor(tx core.App) dbx.Executor {
+	type executorOf interface{ Executor() dbx.Executor }
+	switch db := tx.DB().(type) {
+	case *dbx.Tx:
+		return db.Builder.(executorOf).Executor()
+	case *dbx.DB:
+		return db.Builder.(executorOf).Executor()
+	case executorOf:
+		return db.Executor()
+	}
+	panic(fmt.Sprintf("eventstore: no SQL executor in %T", tx.DB()))
+}
+
 func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*Stored, error) {
 	var stored []*Stored
 	err := app.RunInTransaction(func(tx core.App) error {
 		stored = stored[:0]
-		q := tx.DB().NewQuery(insertSQL).Prepare()
-		defer q.Close()
+		stmt, err := Executor(tx).Prepare(insertSQL)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
 		now := types.NowDateTime().String()
 		for _, ev := range evs {
 			ids, _ := json.Marshal(ev.Identities)
@@ -268,12 +287,9 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 				props, _ = json.Marshal(ev.Properties)
 			}
 			ctxJSON, _ := json.Marshal(ev.Context)
-			id := security.RandomStringWithAlphabet(15, "abcdefghijklmnopqrstuvwxyz0123456789")
-			res, err := q.Bind(dbx.Params{
-				"id": id, "event_id": ev.ID, "type": ev.Type, "name": ev.Name, "source": ev.Source,
-				"channel": ev.Context.Channel, "occurred_at": FormatTime(ev.OccurredAt), "received_at": FormatTime(ev.ReceivedAt),
-				"identities": string(ids), "properties": string(props), "context": string(ctxJSON), "created": now,
-			}).Execute()
+			id := NewRecordID()
+			res, err := stmt.Exec(id, ev.ID, ev.Type, ev.Name, ev.Source, ev.Context.Channel,
+				FormatTime(ev.OccurredAt), FormatTime(ev.ReceivedAt), string(ids), string(props), string(ctxJSON), now)
 			if err != nil {
 				return fmt.Errorf("insert event %s: %w", ev.ID, err)
 			}
@@ -289,6 +305,25 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 		return nil
 	})
 	return stored, err
+}
+
+// NewRecordID returns a PocketBase-shaped record id (15 chars of [a-z0-9])
+// that starts with the time in milliseconds, so inserts append to the id
+// index instead of splitting pages at random, then 7 random characters.
+func NewRecordID() string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	var b [15]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 7; i >= 0; i-- {
+		b[i] = alphabet[ms%36]
+		ms /= 36
+	}
+	r := rand.Uint64()
+	for i := 8; i < 15; i++ {
+		b[i] = alphabet[r%36]
+		r /= 36
+	}
+	return string(b[:])
 }
 
 // FormatTime renders a time the way PocketBase stores dates, so stored
