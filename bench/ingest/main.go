@@ -28,8 +28,8 @@ import (
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
-	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/logging"
 )
 
