@@ -334,7 +334,7 @@ func (m *Module) handleTimeline(e *core.RequestEvent) error {
 		prm["ch"] = ch
 	}
 	if before := q.Get("before"); before != "" {
-		ts, id, hasID := strings.Cut(before, "|")
+		ts, id, hasID := strings.Cut(before, "~")
 		t, err := time.Parse(dbTime, ts)
 		if err != nil {
 			if t, err = time.Parse(time.RFC3339Nano, ts); err != nil {
@@ -358,7 +358,7 @@ func (m *Module) handleTimeline(e *core.RequestEvent) error {
 	if len(items) > per {
 		items = items[:per]
 		last := items[len(items)-1]
-		next = last.OccurredAt + "|" + last.ID
+		next = strings.Replace(last.OccurredAt, " ", "T", 1) + "~" + last.ID
 	}
 	for _, it := range items {
 		it.fill()
