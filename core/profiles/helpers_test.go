@@ -106,7 +106,7 @@ func (e *env) publish(t *testing.T, evs ...*events.Event) {
 			ev.ReceivedAt = e.clock.Now()
 		}
 		norm.Normalize(ev)
-		if err := ev.Validate(time.Now()); err != nil {
+		if err := ev.Validate(e.clock.Now()); err != nil {
 			t.Fatalf("event %s: %v", ev.ID, err)
 		}
 	}

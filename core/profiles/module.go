@@ -287,7 +287,7 @@ func (m *Module) registerHooks(pb core.App) {
 			b = []byte(e.Record.GetString("rule"))
 		}
 		if _, err := m.ValidateRule(b, e.Record.Id); err != nil {
-			return validation.Errors{"rule": validation.NewError("validation_invalid_rule", err.Error())}
+			return validation.Errors{"rule": validation.NewError("validation_invalid_rule", "invalid rule at "+err.Error())}
 		}
 		return e.Next()
 	})
