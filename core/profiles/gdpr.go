@@ -138,6 +138,9 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 			}
 		}
 		out = &Erased{Erased: row.ID, Profiles: len(ids), Identities: len(idents), Events: nev}
+		m.cacheMu.Lock()
+		m.cache.reset()
+		m.cacheMu.Unlock()
 		return nil
 	})
 	if err != nil {
