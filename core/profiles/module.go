@@ -70,6 +70,7 @@ type Module struct {
 	pending []*events.Event // emits of the batch being stored
 	cacheMu sync.Mutex      // taken inside a transaction, never around one
 	cache   resolveCache
+	changed []string // profile ids of the batch being stored
 	seq     int
 
 	pubMu   sync.Mutex
@@ -129,10 +130,11 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	o.Events.OnCommit(func([]*eventstore.Stored) {
 		m.cacheMu.Lock()
 		m.cache.unconfirmed = false
-		pending := m.pending
-		m.pending = nil
+		pending, changed := m.pending, m.changed
+		m.pending, m.changed = nil, nil
 		m.cacheMu.Unlock()
 		m.emit(pending)
+		m.notify(changed)
 	})
 	m.registerHooks(m.app)
 	m.Register(se.Router)

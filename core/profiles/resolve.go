@@ -716,8 +716,10 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 	if err != nil {
 		return err
 	}
+	m.changed = m.changed[:0]
 	for _, p := range b.order {
 		p.touched = false
+		m.changed = append(m.changed, p.id)
 	}
 	m.pending = append(b.emits, emits...)
 	return nil
