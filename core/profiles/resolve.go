@@ -53,6 +53,7 @@ type profile struct {
 	consent                 map[string]ConsentEntry
 	ids                     map[string][]string
 	dirty                   bool
+	isNew                   bool // not yet inserted
 	touched                 bool // re-evaluate segments
 }
 
@@ -109,7 +110,9 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		qEventProfile:  db.NewQuery("UPDATE events SET profile={:p} WHERE id={:id}").Prepare(),
 		qProfile:       db.NewQuery("SELECT id, merged_into, created, name, email, phone, traits, computed, consent FROM profiles WHERE id={:id}").Prepare(),
 		qProfileIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p}").Prepare(),
-		qProfileIns:    db.NewQuery("INSERT INTO profiles (id, merged_into, traits, computed, consent, created, updated) VALUES ({:id}, '', '{}', '{}', '{}', {:c}, {:c})").Prepare(),
+		qProfileIns: db.NewQuery(`INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
+orders_count, lifecycle_stage, engagement_level, traits_due_at, created, updated) VALUES ({:id}, {:m}, {:name}, {:email}, {:phone},
+{:traits}, {:computed}, {:consent}, {:fs}, {:ls}, {:oc}, {:lc}, {:el}, {:due}, {:c}, {:u})`).Prepare(),
 	}
 	if shared {
 		if m.cache.profiles == nil || len(m.cache.profiles) > cacheProfiles || len(m.cache.ids) > cacheIdentities {
@@ -265,10 +268,7 @@ func (b *batch) load(id string) (*profile, error) {
 func (b *batch) create() (*profile, error) {
 	b.m.seq++
 	p := &profile{id: newID(), created: b.nowDB, seq: b.m.seq, traits: map[string]any{}, comp: &Computed{},
-		consent: map[string]ConsentEntry{}, ids: map[string][]string{}, dirty: true, touched: true}
-	if _, err := b.qProfileIns.Bind(dbx.Params{"id": p.id, "c": b.nowDB}).Execute(); err != nil {
-		return nil, fmt.Errorf("create profile: %w", err)
-	}
+		consent: map[string]ConsentEntry{}, ids: map[string][]string{}, dirty: true, touched: true, isNew: true}
 	b.profiles[p.id] = p
 	b.see(p)
 	return p, nil
@@ -599,10 +599,15 @@ engagement_level={:el}, traits_due_at={:due}, updated={:u} WHERE id={:id}`).Prep
 			params["fs"], params["ls"], params["oc"] = fmtDB(p.comp.FirstSeen), fmtDB(p.comp.LastSeen), p.comp.OrdersCount
 			params["lc"], params["el"], params["due"] = p.comp.LifecycleStage, p.comp.EngagementLevel, dueS
 		}
-		if _, err := q.Bind(params).Execute(); err != nil {
-			return fmt.Errorf("update profile %s: %w", p.id, err)
+		stmt := q
+		if p.isNew {
+			stmt = b.qProfileIns
+			params["c"] = p.created
 		}
-		p.dirty = false
+		if _, err := stmt.Bind(params).Execute(); err != nil {
+			return fmt.Errorf("write profile %s: %w", p.id, err)
+		}
+		p.dirty, p.isNew = false, false
 	}
 	return nil
 }
