@@ -637,6 +637,9 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 	defer func() {
 		if err != nil {
 			m.cache.reset()
+			if lerr := m.tomb.load(m.app); lerr != nil { // a lifted tombstone may have rolled back
+				m.log.Error("reload tombstones", "error", lerr)
+			}
 		} else {
 			m.cache.unconfirmed = true
 		}
