@@ -666,11 +666,20 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 				continue
 			}
 			if pid, _ := ev.Properties["profile_id"].(string); pid != "" {
-				if p, err := b.load(pid); err == nil {
-					s.Profile = p.id
-					if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
+				p, err := b.load(pid)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				if err != nil {
+					// The profile was erased meanwhile: do not keep its identities.
+					if _, err := tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": s.RecordID}).Execute(); err != nil {
 						return err
 					}
+					continue
+				}
+				s.Profile = p.id
+				if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
+					return err
 				}
 				continue
 			}
