@@ -253,7 +253,11 @@ func mapSendError(statusCode int, retryAfter string, body []byte) error {
 		} else if pause == 0 {
 			pause = time.Second
 		}
-		err := sdk.RateLimited(pause, fmt.Sprintf("meta %d: %s", code, msg)).(*sdk.SendError)
+		label := fmt.Sprintf("meta %d", code)
+		if code == 0 {
+			label = fmt.Sprintf("graph api HTTP %d", statusCode)
+		}
+		err := sdk.RateLimited(pause, label+": "+msg).(*sdk.SendError)
 		if code != 0 {
 			err.Code = strconv.Itoa(code)
 		}
