@@ -364,10 +364,13 @@ func (c *Connector) Backfill(ctx context.Context, req *sdk.BackfillRequest, sink
 // is set, in that file.
 type pollState struct {
 	Since map[string]time.Time `json:"since"`
+	// Seen lists the event ids at exactly Since, which the inclusive
+	// query returns again and must not be emitted twice.
+	Seen map[string][]string `json:"seen,omitempty"`
 }
 
 func loadState(path string) pollState {
-	st := pollState{Since: map[string]time.Time{}}
+	st := pollState{Since: map[string]time.Time{}, Seen: map[string][]string{}}
 	if path == "" {
 		return st
 	}
@@ -377,6 +380,9 @@ func loadState(path string) pollState {
 	}
 	if st.Since == nil {
 		st.Since = map[string]time.Time{}
+	}
+	if st.Seen == nil {
+		st.Seen = map[string][]string{}
 	}
 	return st
 }
@@ -414,7 +420,7 @@ func (c *Connector) pollLoop(ctx context.Context, s *settings, host sdk.Host) {
 
 // pollOnce reads every metric from its saved position. The query is
 // inclusive of the saved second (events sharing it may arrive late);
-// repeats are dropped downstream by event id.
+// the ids already emitted at that second are skipped.
 func (c *Connector) pollOnce(ctx context.Context, s *settings, host sdk.Host, st *pollState) error {
 	ids, err := c.resolveMetrics(ctx, s)
 	if err != nil {
@@ -432,20 +438,40 @@ func (c *Connector) pollOnce(ctx context.Context, s *settings, host sdk.Host, st
 			since = c.now().Add(-s.pollLookback)
 		}
 		pageURL := eventsURL(s, ids[name], since, true)
+		seen := map[string]bool{}
+		for _, id := range st.Seen[name] {
+			seen[id] = true
+		}
 		for pageURL != "" {
 			pr, err := c.fetchPage(ctx, s, pageURL, name, m)
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			if len(pr.events) > 0 {
-				if err := host.Emit(ctx, pr.events); err != nil {
+			var fresh []sdk.Event
+			for _, e := range pr.events {
+				if !(e.OccurredAt.Equal(since) && seen[e.ID]) {
+					fresh = append(fresh, e)
+				}
+			}
+			if len(fresh) > 0 {
+				if err := host.Emit(ctx, fresh); err != nil {
 					return fmt.Errorf("storing %s events: %w", name, err)
 				}
 			}
-			if pr.latest.After(since) {
-				since = pr.latest
+			for _, e := range fresh {
+				switch {
+				case e.OccurredAt.After(since):
+					since, seen = e.OccurredAt, map[string]bool{e.ID: true}
+				case e.OccurredAt.Equal(since):
+					seen[e.ID] = true
+				}
 			}
 			st.Since[name] = since
+			st.Seen[name] = nil
+			for id := range seen {
+				st.Seen[name] = append(st.Seen[name], id)
+			}
+			sort.Strings(st.Seen[name])
 			if err := saveState(s.stateFile, *st); err != nil {
 				host.Log("warn", "could not write klaviyo poll state", "file", s.stateFile, "error", err.Error())
 			}
