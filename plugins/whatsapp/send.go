@@ -134,9 +134,9 @@ func (c *Connector) Send(ctx context.Context, msg *sdk.OutboundMessage) (*sdk.Se
 	}
 	var out sendResponse
 	if err := json.Unmarshal(raw, &out); err != nil || len(out.Messages) == 0 || out.Messages[0].ID == "" {
-		// Meta accepted the request; without the wamid we cannot join
-		// statuses, but resending would duplicate the message.
-		return &sdk.SendResult{}, nil
+		// Meta accepted the request; without the wamid statuses cannot be
+		// joined, but reporting failure would make the host send it twice.
+		return &sdk.SendResult{ProviderMessageID: "unknown:" + msg.ID}, nil
 	}
 	return &sdk.SendResult{ProviderMessageID: out.Messages[0].ID}, nil
 }
