@@ -4,8 +4,8 @@
 package main
 
 import (
-	"github.com/omni/omni/plugins/whatsapp"
 	"github.com/omni/omni/plugins/sdk"
+	"github.com/omni/omni/plugins/whatsapp"
 )
 
 func main() { sdk.Serve(whatsapp.New()) }
