@@ -560,3 +560,32 @@ func FuzzParseSystemWebhook(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMapEventsPage measures mapping the recorded events page.
+func BenchmarkMapEventsPage(b *testing.B) {
+	var rec struct {
+		Response struct {
+			Body json.RawMessage `json:"body"`
+		} `json:"response"`
+	}
+	if err := json.Unmarshal(readFixture(b, "get_events_200.recorded.json"), &rec); err != nil {
+		b.Fatal(err)
+	}
+	m, _ := mappingByName("Opened Email")
+	b.ReportAllocs()
+	for b.Loop() {
+		var doc document
+		if err := json.Unmarshal(rec.Response.Body, &doc); err != nil {
+			b.Fatal(err)
+		}
+		profiles := map[string]resource{}
+		for _, p := range doc.Included {
+			profiles[p.ID] = p
+		}
+		for _, ev := range doc.Data {
+			if _, ok := eventToOmni(ev, "Opened Email", m, profiles, testNow); !ok {
+				b.Fatal("unmapped")
+			}
+		}
+	}
+}
