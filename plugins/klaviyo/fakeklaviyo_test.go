@@ -195,11 +195,17 @@ func (f *fakeKlaviyo) listMetrics(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(doc)
 }
 
-var filterRE = regexp.MustCompile(`^and\(equals\(metric_id,"([^"]+)"\),(greater-or-equal|greater-than)\(datetime,([^)]+)\)\)$`)
+var (
+	filterRE   = regexp.MustCompile(`^and\(equals\(metric_id,"([^"]+)"\),(greater-or-equal|greater-than)\(datetime,([^)]+)\)\)$`)
+	metricOnly = regexp.MustCompile(`^equals\(metric_id,"([^"]+)"\)$`)
+)
 
 func (f *fakeKlaviyo) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	m := filterRE.FindStringSubmatch(q.Get("filter"))
+	if mo := metricOnly.FindStringSubmatch(q.Get("filter")); mo != nil {
+		m = []string{mo[0], mo[1], "greater-or-equal", "2000-01-01T00:00:00Z"}
+	}
 	if m == nil {
 		apiErr(w, 400, "invalid", "unsupported filter "+q.Get("filter"))
 		return

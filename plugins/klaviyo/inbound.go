@@ -176,9 +176,11 @@ func eventTime(ev resource, now time.Time) time.Time {
 // (GET /api/metrics, following links.next).
 func (c *Connector) resolveMetrics(ctx context.Context, s *settings) (map[string]string, error) {
 	c.mu.Lock()
-	cached := c.metricsIDs
+	cached, at := c.metricsIDs, c.metricsAt
 	c.mu.Unlock()
-	if cached != nil {
+	// Re-read hourly: a new account gets "Opened Email" only after its
+	// first email.
+	if cached != nil && time.Since(at) < time.Hour {
 		return cached, nil
 	}
 	ids := map[string]string{}
@@ -210,7 +212,7 @@ func (c *Connector) resolveMetrics(ctx context.Context, s *settings) (map[string
 		}
 	}
 	c.mu.Lock()
-	c.metricsIDs = ids
+	c.metricsIDs, c.metricsAt = ids, time.Now()
 	c.mu.Unlock()
 	return ids, nil
 }
@@ -233,6 +235,9 @@ func eventsURL(s *settings, metricID string, since time.Time, inclusive bool) st
 		op = "greater-or-equal"
 	}
 	filter := fmt.Sprintf(`and(equals(metric_id,"%s"),%s(datetime,%s))`, metricID, op, since.UTC().Format(time.RFC3339))
+	if since.IsZero() { // everything
+		filter = fmt.Sprintf(`equals(metric_id,"%s")`, metricID)
+	}
 	q := url.Values{}
 	q.Set("filter", filter)
 	q.Set("include", "profile")
@@ -359,18 +364,21 @@ func (c *Connector) Backfill(ctx context.Context, req *sdk.BackfillRequest, sink
 	return nil
 }
 
-// pollState is the poll loop's position: for each metric, the time of
-// the newest event already emitted. Kept in memory and, when state_file
+// pollOverlap is how far before its position each poll reads again, so
+// events Klaviyo makes visible a little after their datetime are not lost.
+const pollOverlap = 10 * time.Minute
+
+// pollState is the poll loop's position: for each metric, the datetime of
+// the newest event emitted, and the events emitted within pollOverlap
+// before it (skipped when read again). Kept in memory and, when state_file
 // is set, in that file.
 type pollState struct {
-	Since map[string]time.Time `json:"since"`
-	// Seen lists the event ids at exactly Since, which the inclusive
-	// query returns again and must not be emitted twice.
-	Seen map[string][]string `json:"seen,omitempty"`
+	Since  map[string]time.Time            `json:"since"`
+	Recent map[string]map[string]time.Time `json:"recent,omitempty"`
 }
 
 func loadState(path string) pollState {
-	st := pollState{Since: map[string]time.Time{}, Seen: map[string][]string{}}
+	st := pollState{Since: map[string]time.Time{}, Recent: map[string]map[string]time.Time{}}
 	if path == "" {
 		return st
 	}
@@ -381,8 +389,8 @@ func loadState(path string) pollState {
 	if st.Since == nil {
 		st.Since = map[string]time.Time{}
 	}
-	if st.Seen == nil {
-		st.Seen = map[string][]string{}
+	if st.Recent == nil {
+		st.Recent = map[string]map[string]time.Time{}
 	}
 	return st
 }
@@ -418,9 +426,8 @@ func (c *Connector) pollLoop(ctx context.Context, s *settings, host sdk.Host) {
 	}
 }
 
-// pollOnce reads every metric from its saved position. The query is
-// inclusive of the saved second (events sharing it may arrive late);
-// the ids already emitted at that second are skipped.
+// pollOnce reads every metric from pollOverlap before its position to the
+// end, emits what it has not emitted yet and moves the position.
 func (c *Connector) pollOnce(ctx context.Context, s *settings, host sdk.Host, st *pollState) error {
 	ids, err := c.resolveMetrics(ctx, s)
 	if err != nil {
@@ -434,14 +441,16 @@ func (c *Connector) pollOnce(ctx context.Context, s *settings, host sdk.Host, st
 	for _, name := range names {
 		m, _ := mappingByName(name)
 		since, ok := st.Since[name]
+		from := since.Add(-pollOverlap)
 		if !ok {
 			since = c.now().Add(-s.pollLookback)
+			from = since
 		}
-		pageURL := eventsURL(s, ids[name], since, true)
-		seen := map[string]bool{}
-		for _, id := range st.Seen[name] {
-			seen[id] = true
+		recent := st.Recent[name]
+		if recent == nil {
+			recent = map[string]time.Time{}
 		}
+		pageURL := eventsURL(s, ids[name], from, true)
 		for pageURL != "" {
 			pr, err := c.fetchPage(ctx, s, pageURL, name, m)
 			if err != nil {
@@ -449,7 +458,7 @@ func (c *Connector) pollOnce(ctx context.Context, s *settings, host sdk.Host, st
 			}
 			var fresh []sdk.Event
 			for _, e := range pr.events {
-				if !(e.OccurredAt.Equal(since) && seen[e.ID]) {
+				if _, dup := recent[e.ID]; !dup {
 					fresh = append(fresh, e)
 				}
 			}
@@ -459,23 +468,21 @@ func (c *Connector) pollOnce(ctx context.Context, s *settings, host sdk.Host, st
 				}
 			}
 			for _, e := range fresh {
-				switch {
-				case e.OccurredAt.After(since):
-					since, seen = e.OccurredAt, map[string]bool{e.ID: true}
-				case e.OccurredAt.Equal(since):
-					seen[e.ID] = true
+				recent[e.ID] = e.OccurredAt
+				if e.OccurredAt.After(since) {
+					since = e.OccurredAt
 				}
 			}
-			st.Since[name] = since
-			st.Seen[name] = nil
-			for id := range seen {
-				st.Seen[name] = append(st.Seen[name], id)
-			}
-			sort.Strings(st.Seen[name])
-			if err := saveState(s.stateFile, *st); err != nil {
-				host.Log("warn", "could not write klaviyo poll state", "file", s.stateFile, "error", err.Error())
-			}
 			pageURL = pr.next
+		}
+		for id, at := range recent {
+			if at.Before(since.Add(-pollOverlap)) {
+				delete(recent, id)
+			}
+		}
+		st.Since[name], st.Recent[name] = since, recent
+		if err := saveState(s.stateFile, *st); err != nil {
+			host.Log("warn", "could not write klaviyo poll state", "file", s.stateFile, "error", err.Error())
 		}
 	}
 	return nil

@@ -77,6 +77,7 @@ type Connector struct {
 	stopPoll   context.CancelFunc
 	pollDone   chan struct{}
 	metricsIDs map[string]string // metric name → id, resolved lazily
+	metricsAt  time.Time         // when metricsIDs was read; re-read hourly
 }
 
 // New returns an unconfigured Klaviyo connector.

@@ -330,6 +330,11 @@ func TestBackfillPagesThrottlesAndResumes(t *testing.T) {
 	if len(union) != total || len(cut.events)+len(rest.events) != total {
 		t.Errorf("resume: %d + %d events, %d distinct, want %d", len(cut.events), len(rest.events), len(union), total)
 	}
+	// No since: the whole history, including the old open.
+	all := &batchSink{}
+	if err := c.Backfill(context.Background(), &sdk.BackfillRequest{}, all); err != nil || len(all.events) != total+1 {
+		t.Errorf("backfill without since: %d events, %v", len(all.events), err)
+	}
 	if err := c.Backfill(context.Background(), &sdk.BackfillRequest{Cursor: `{"metric":"Opened Email","next":"https://evil.example/api/events"}`}, &batchSink{}); err == nil {
 		t.Error("a cursor pointing off the API host was followed")
 	}
@@ -459,6 +464,13 @@ func TestPollLoopEmitsAndKeepsCursor(t *testing.T) {
 	later := time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC)
 	fake.addEvent("open-new", "OpnEml", "01M1PA9MBA7VB258TP74BXMQTG", later, map[string]any{"Subject": "Last call"})
 	eventually(t, func() bool { return distinct(h.emitted()) == total+1 }, "a later poll picks up the new open")
+	// An open that becomes visible late, dated a few minutes before the
+	// newest one, is still picked up (the poll re-reads pollOverlap).
+	fake.addEvent("open-late", "OpnEml", "01M1PA9KFVRQEFP614XWVXGVY7", later.Add(-3*time.Minute), map[string]any{"Subject": "Last call"})
+	eventually(t, func() bool { return distinct(h.emitted()) == total+2 }, "the late open is picked up")
+	if n := len(h.emitted()); n != total+2 {
+		t.Errorf("%d events emitted for %d distinct: the overlap re-emitted some", n, total+2)
+	}
 	c.Close()
 
 	b, err := os.ReadFile(state)
@@ -483,7 +495,7 @@ func TestPollLoopEmitsAndKeepsCursor(t *testing.T) {
 	var sawSaved bool
 	for _, q := range fake.queries()[before:] {
 		if strings.Contains(q, `"OpnEml"`) {
-			sawSaved = strings.Contains(q, "2026-11-25T11:00:00Z")
+			sawSaved = strings.Contains(q, "2026-11-25T10:50:00Z") // position minus the overlap
 		}
 	}
 	if !sawSaved {

@@ -216,7 +216,20 @@ func (c *Connector) noteInbound(waID string, at time.Time) {
 	if at.After(c.lastInbound[waID]) {
 		c.lastInbound[waID] = at
 	}
+	// Forget closed windows once the map is large: an unknown window is
+	// simply tried, and Meta's 131047 gives the same answer.
+	if len(c.lastInbound) > maxRemembered {
+		cutoff := c.now().Add(-serviceWindow)
+		for id, t := range c.lastInbound {
+			if t.Before(cutoff) {
+				delete(c.lastInbound, id)
+			}
+		}
+	}
 }
+
+// maxRemembered bounds the window memory before closed windows are pruned.
+const maxRemembered = 50_000
 
 func (c *Connector) lastInboundAt(waID string) (time.Time, bool) {
 	c.windowMu.Lock()
