@@ -502,4 +502,3 @@ func setIf(m map[string]any, k, v string) {
 		m[k] = v
 	}
 }
-

@@ -91,4 +91,3 @@ func jsonResponse(status int, msg string) *sdk.WebhookResponse {
 	b, _ := json.Marshal(map[string]any{"status": status, "message": msg})
 	return &sdk.WebhookResponse{Status: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: b}
 }
-
