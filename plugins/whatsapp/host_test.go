@@ -133,6 +133,16 @@ func TestEndToEndUnderOmniHost(t *testing.T) {
 			t.Fatalf("delivery %d: %d %s", i, code, body)
 		}
 	}
+	// A signed but malformed body is a 400 with a JSON message, not a crash.
+	garbage := `{"object":"whatsapp_business_account","entry":"oops"}`
+	code, body := s.Do(t, "POST", "/webhooks/whatsapp", garbage, http.Header{vec.HeaderName: {Sign(vec.AppSecret, []byte(garbage))}})
+	var msgBody struct {
+		Status  int    `json:"status"`
+		Message string `json:"message"`
+	}
+	if code != 400 || json.Unmarshal(body, &msgBody) != nil || msgBody.Message == "" {
+		t.Fatalf("malformed body: %d %s", code, body)
+	}
 	s.WaitEvents(t, 1)
 	evs := storedEvents(t, s, "whatsapp")
 	if len(evs) != 1 || evs[0].Type != "message.received" || evs[0].Identities["phone"] != "+972544401243" ||
