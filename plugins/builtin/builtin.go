@@ -6,12 +6,16 @@ import (
 	"github.com/omni/omni/core/cli"
 	"github.com/omni/omni/core/connectors"
 	"github.com/omni/omni/plugins/example"
+	"github.com/omni/omni/plugins/klaviyo"
 	"github.com/omni/omni/plugins/sdk"
+	"github.com/omni/omni/plugins/whatsapp"
 )
 
 // connectorsList maps a connector name to its constructor.
 var connectorsList = map[string]func() sdk.Connector{
 	example.Name: example.New,
+	"klaviyo":    klaviyo.New,
+	"whatsapp":   whatsapp.New,
 }
 
 func init() {
