@@ -33,7 +33,7 @@ func TestBackfillResumesFromCursor(t *testing.T) {
 		}
 		next := map[string]string{"": "p2", "p2": ""}[cur]
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"events": []example.Payload{{ID: "bf-" + cur + "a", Type: "order.placed", Email: "a@example.com", OccurredAt: at}, {ID: "bf-" + cur + "b", Type: "order.placed", Email: "b@example.com", OccurredAt: at}},
+			"events":      []example.Payload{{ID: "bf-" + cur + "a", Type: "order.placed", Email: "a@example.com", OccurredAt: at}, {ID: "bf-" + cur + "b", Type: "order.placed", Email: "b@example.com", OccurredAt: at}},
 			"next_cursor": next, "total": 4,
 		})
 	}))

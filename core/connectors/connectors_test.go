@@ -103,8 +103,13 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 	if err := connectors.Enqueue(ctx, e.Bus, "example", &sdk.OutboundMessage{ID: "msg-blocked", Channel: "sms", To: map[string]string{"phone": "+15550000000"}, Text: "x"}); err != nil {
 		t.Fatal(err)
 	}
+	// A connector that was never installed: message.failed.
+	if err := connectors.Enqueue(ctx, e.Bus, "ghost", &sdk.OutboundMessage{ID: "ghost-1", To: map[string]string{"email": "g@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
 	omnitest.Eventually(t, 20*time.Second, func() bool {
-		return e.countWhere(t, "event_id = 'message.sent:msg-1' AND type = 'message.sent' AND properties LIKE '%%\"provider_message_id\":\"prov-msg-1\"%%'") == 1 &&
+		return e.countWhere(t, "event_id = 'message.failed:ghost-1' AND properties LIKE '%%unknown_connector%%'") == 1 &&
+			e.countWhere(t, "event_id = 'message.sent:msg-1' AND type = 'message.sent' AND properties LIKE '%%\"provider_message_id\":\"prov-msg-1\"%%'") == 1 &&
 			e.countWhere(t, "event_id = 'message.sent:msg-2'") == 1 &&
 			e.countWhere(t, "event_id = 'message.failed:msg-blocked' AND properties LIKE '%%recipient blocked%%'") == 1 &&
 			e.countWhere(t, "event_id = 'example:evt-emit'") == 1

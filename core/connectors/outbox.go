@@ -142,6 +142,11 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	log := m.log.With("connector", name, "message_id", out.ID, "attempt", attempt)
 	i := m.instance(name)
 	if i == nil {
+		if _, err := m.app.FindFirstRecordByData(Collection, "name", name); err == nil {
+			// Installed before (a plugin file being replaced?): keep waiting.
+			_ = msg.NakWithDelay(time.Minute)
+			return
+		}
 		ob.finish(msg, name, &out, nil, &sdk.SendError{Kind: sdk.KindPermanent, Code: "unknown_connector", Reason: fmt.Sprintf("no connector named %q is installed", name)})
 		return
 	}
