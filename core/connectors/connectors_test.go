@@ -180,7 +180,7 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 func TestBrokenPluginsGiveClearStates(t *testing.T) {
 	e := start(t, connectors.Options{SendTimeout: time.Second}, nil)
 	cfg := map[string]string{"webhook_secret": whSecret, "api_url": e.api.url}
-	for _, n := range []string{"oldproto", "exiter", "hanger"} {
+	for _, n := range []string{"oldproto", "exiter", "hanger", "leaky"} {
 		e.enable(t, n, cfg)
 	}
 
@@ -211,5 +211,15 @@ func TestBrokenPluginsGiveClearStates(t *testing.T) {
 	// Webhooks still work on the hanging connector.
 	if st, _ := e.Do(t, "POST", "/webhooks/hanger", "{}", nil); st != 401 {
 		t.Fatalf("webhook on hanger: %d", st)
+	}
+
+	// A plugin that logs its secret: masked on both log paths.
+	e.waitState(t, "leaky", "running", 10*time.Second)
+	omnitest.Eventually(t, 10*time.Second, func() bool {
+		l := e.logs.String()
+		return strings.Contains(l, "configured with ********") && strings.Contains(l, "stderr says ********")
+	}, "masked plugin log lines")
+	if strings.Contains(e.logs.String(), whSecret) {
+		t.Fatal("secret in logs")
 	}
 }

@@ -34,6 +34,7 @@ var modes = map[string]string{
 	"oldproto": "v2",
 	"exiter":   "exit",
 	"hanger":   "hang",
+	"leaky":    "leak",
 }
 
 func TestMain(m *testing.M) {
@@ -51,6 +52,9 @@ func TestMain(m *testing.M) {
 	case "hang":
 		sdk.Serve(hanging{example.New()})
 		os.Exit(0)
+	case "leak":
+		sdk.Serve(leaky{example.New()})
+		os.Exit(0)
 	}
 	for name := range modes {
 		connectors.RegisterBuiltin(name, example.New)
@@ -63,6 +67,15 @@ type hanging struct{ sdk.Connector }
 
 func (hanging) Send(ctx context.Context, _ *sdk.OutboundMessage) (*sdk.SendResult, error) {
 	select {}
+}
+
+// leaky logs its secret through both log paths.
+type leaky struct{ sdk.Connector }
+
+func (l leaky) Configure(ctx context.Context, cfg sdk.Config, host sdk.Host) error {
+	host.Log("info", "configured with "+cfg["webhook_secret"], "secret", cfg["webhook_secret"])
+	fmt.Fprintln(os.Stderr, "stderr says "+cfg["webhook_secret"])
+	return l.Connector.Configure(ctx, cfg, host)
 }
 
 func testCommand(name string) (*exec.Cmd, error) {

@@ -23,6 +23,7 @@ import (
 // Connector states as shown in health, the API and the connectors record.
 const (
 	StateDisabled   = "disabled"
+	StateStopped    = "stopped" // Omni is shutting down
 	StateStarting   = "starting"
 	StateRunning    = "running"
 	StateRestarting = "restarting"
@@ -183,7 +184,7 @@ func (i *instance) supervise() {
 	for {
 		select {
 		case <-stop:
-			i.setState(StateDisabled, "")
+			i.setState(StateStopped, "")
 			return
 		default:
 		}
@@ -197,7 +198,7 @@ func (i *instance) supervise() {
 				// Wait for a config change (or stop) before trying again.
 				select {
 				case <-stop:
-					i.setState(StateDisabled, "")
+					i.setState(StateStopped, "")
 					return
 				case <-i.reload:
 					backoff, failures = i.m.opts.MinBackoff, 0
@@ -212,7 +213,7 @@ func (i *instance) supervise() {
 			i.log.Warn("connector failed to start", "error", i.red.redact(err.Error()), "retry_in", backoff)
 			i.setState(state, err.Error())
 			if !i.sleep(stop, backoff) {
-				i.setState(StateDisabled, "")
+				i.setState(StateStopped, "")
 				return
 			}
 			backoff = min(backoff*2, i.m.opts.MaxBackoff)
@@ -228,7 +229,7 @@ func (i *instance) supervise() {
 
 		reason := i.watch(stop)
 		if reason == "" { // stopped
-			i.setState(StateDisabled, "")
+			i.setState(StateStopped, "")
 			return
 		}
 		i.kill()
@@ -242,7 +243,7 @@ func (i *instance) supervise() {
 		i.log.Warn("connector stopped unexpectedly; restarting", "reason", reason, "retry_in", backoff)
 		i.setState(StateRestarting, reason)
 		if !i.sleep(stop, backoff) {
-			i.setState(StateDisabled, "")
+			i.setState(StateStopped, "")
 			return
 		}
 		backoff = min(backoff*2, i.m.opts.MaxBackoff)
@@ -324,13 +325,15 @@ func (i *instance) launch() error {
 	}
 	// Linux: the plugin dies with us even if we are SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	w := &hclogWriter{log: i.log, red: i.red, last: func(msg string) {
-		if msg = strings.TrimSpace(msg); msg != "" {
-			i.lineMu.Lock()
-			i.lastLine = msg
-			i.lineMu.Unlock()
-		}
-	}}
+	w := &hclogWriter{log: i.log, red: i.red}
+	last := func(line string) {
+		i.lineMu.Lock()
+		i.lastLine = line
+		i.lineMu.Unlock()
+	}
+	// Before the handshake the plugin's stderr arrives on Stderr; after it,
+	// go-plugin streams stdout/stderr over gRPC to SyncStdout/SyncStderr.
+	stderr := &stderrWriter{stream: "stderr", log: i.log, red: i.red, last: last}
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginSet(nil),
@@ -339,6 +342,9 @@ func (i *instance) launch() error {
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     i.m.opts.StartTimeout,
+		Stderr:           stderr,
+		SyncStderr:       &stderrWriter{stream: "stderr", log: i.log, red: i.red, last: last},
+		SyncStdout:       &stderrWriter{stream: "stdout", log: i.log, red: i.red, last: last},
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: w, JSONFormat: true,
 			Level: hclog.Debug}),
 	}

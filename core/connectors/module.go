@@ -488,9 +488,7 @@ func (m *Module) sync() {
 		switch {
 		case !enabled && (!seen || strings.HasPrefix(prev, "true")):
 			i.shutdown()
-			if !seen {
-				i.setState(StateDisabled, "")
-			}
+			i.setState(StateDisabled, "")
 		case enabled && (!seen || strings.HasPrefix(prev, "false")):
 			i.start()
 		case enabled && prev != fp:
