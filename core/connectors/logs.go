@@ -125,10 +125,10 @@ func slogLevel(level string) slog.Level {
 type stderrWriter struct {
 	stream string
 	log    *slog.Logger
-	red  *redactor
-	last func(line string)
-	mu   sync.Mutex
-	buf  []byte
+	red    *redactor
+	last   func(line string)
+	mu     sync.Mutex
+	buf    []byte
 }
 
 func (w *stderrWriter) Write(p []byte) (int, error) {
