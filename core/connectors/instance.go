@@ -195,15 +195,21 @@ func (i *instance) supervise() {
 			if errors.As(err, &perm) {
 				i.log.Error("connector cannot start", "error", i.red.redact(err.Error()))
 				i.setState(StateFailed, err.Error())
-				// Wait for a config change (or stop) before trying again.
+				// Retrying cannot help until the settings or the executable
+				// change: wait for a config change, and look again now and
+				// then in case the plugin file was replaced.
+				t := time.NewTimer(2 * i.m.opts.MaxBackoff)
 				select {
 				case <-stop:
+					t.Stop()
 					i.setState(StateStopped, "")
 					return
 				case <-i.reload:
 					backoff, failures = i.m.opts.MinBackoff, 0
-					continue
+				case <-t.C:
 				}
+				t.Stop()
+				continue
 			}
 			failures++
 			state := StateRestarting

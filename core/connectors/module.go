@@ -109,6 +109,7 @@ type Module struct {
 	instances map[string]*instance
 	applied   map[string]string // name → enabled+config fingerprint last acted on
 
+	syncMu    sync.Mutex // one sync at a time (API calls and the loop)
 	outbox    *outbox
 	backfills *backfills
 	stopSync  chan struct{}
@@ -462,8 +463,14 @@ func (m *Module) onRunning(i *instance) {
 	}
 }
 
-// sync starts, stops or reconfigures instances to match the records.
+// sync picks up new plugin files, then starts, stops or reconfigures
+// instances to match the records.
 func (m *Module) sync() {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
+	if err := m.discover(); err != nil {
+		m.log.Warn("could not scan for connectors", "error", err)
+	}
 	recs, err := m.app.FindAllRecords(Collection)
 	if err != nil {
 		m.log.Warn("could not read connectors", "error", err)
