@@ -94,7 +94,7 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 	}
 
 	// Send → provider id recorded as message.sent.
-	for _, id := range []string{"msg-1", "msg-2"} {
+	for _, id := range []string{"msg-1", "msg-2", "flaky-1"} {
 		if err := connectors.Enqueue(ctx, e.Bus, "example", &sdk.OutboundMessage{ID: id, Channel: "sms", To: map[string]string{"phone": "+1 415 555 0100"}, Text: "hello"}); err != nil {
 			t.Fatal(err)
 		}
@@ -111,6 +111,8 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 		return e.countWhere(t, "event_id = 'message.failed:ghost-1' AND properties LIKE '%%unknown_connector%%'") == 1 &&
 			e.countWhere(t, "event_id = 'message.sent:msg-1' AND type = 'message.sent' AND properties LIKE '%%\"provider_message_id\":\"prov-msg-1\"%%'") == 1 &&
 			e.countWhere(t, "event_id = 'message.sent:msg-2'") == 1 &&
+			e.countWhere(t, "event_id = 'message.sent:flaky-1'") == 1 && // retried after a 503
+
 			e.countWhere(t, "event_id = 'message.failed:msg-blocked' AND properties LIKE '%%recipient blocked%%'") == 1 &&
 			e.countWhere(t, "event_id = 'example:evt-emit'") == 1
 	}, "message.sent, message.failed and emitted events")

@@ -144,7 +144,7 @@ func start(t *testing.T, opts connectors.Options, configure func(*config.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &fakeAPI{received: map[string]int{}}
+	api := &fakeAPI{received: map[string]int{}, failed: map[string]int{}}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	api.url = srv.URL
@@ -207,6 +207,7 @@ type fakeAPI struct {
 	url      string
 	mu       sync.Mutex
 	received map[string]int
+	failed   map[string]int
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -220,7 +221,14 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Lock()
-		f.received[r.Header.Get("Idempotency-Key")]++
+		key := r.Header.Get("Idempotency-Key")
+		if strings.HasPrefix(key, "flaky-") && f.failed[key] == 0 {
+			f.failed[key]++ // first attempt: a transient vendor error
+			f.mu.Unlock()
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		f.received[key]++
 		f.mu.Unlock()
 		_, _ = w.Write([]byte(`{"id":"prov-` + m.ID + `"}`))
 	case "/events":

@@ -60,6 +60,9 @@ type Options struct {
 	// SyncInterval is how often records are re-read to pick up changes made
 	// by the CLI in another process (default 2s).
 	SyncInterval time.Duration
+	// GiveUpAfter is how long a message that keeps failing with retryable
+	// errors is retried before it is recorded as message.failed (default 24h).
+	GiveUpAfter time.Duration
 	// SendConcurrency is the number of concurrent sends (default 32).
 	SendConcurrency int
 }
@@ -81,6 +84,7 @@ func (o *Options) defaults() {
 	def(&o.MaxBackoff, 30*time.Second)
 	def(&o.StartTimeout, 20*time.Second)
 	def(&o.SyncInterval, 2*time.Second)
+	def(&o.GiveUpAfter, 24*time.Hour)
 	if o.SendConcurrency <= 0 {
 		o.SendConcurrency = 32
 	}

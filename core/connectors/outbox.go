@@ -43,11 +43,8 @@ func Enqueue(ctx context.Context, b *bus.Bus, connector string, msg *sdk.Outboun
 	return err
 }
 
-// Send retry policy.
-const (
-	maxSendAttempts = 100
-	maxRetryDelay   = 5 * time.Minute
-)
+// maxRetryDelay caps the backoff between send retries.
+const maxRetryDelay = 5 * time.Minute
 
 func retryDelay(attempt uint64) time.Duration {
 	d := time.Second
@@ -130,8 +127,9 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	name := strings.TrimPrefix(msg.Subject(), "omni.outbox.")
 	meta, _ := msg.Metadata()
 	attempt := uint64(1)
+	queuedAt := time.Now()
 	if meta != nil {
-		attempt = meta.NumDelivered
+		attempt, queuedAt = meta.NumDelivered, meta.Timestamp
 	}
 	var out sdk.OutboundMessage
 	if err := json.Unmarshal(msg.Data(), &out); err != nil || out.ID == "" {
@@ -189,8 +187,10 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 		log.Info("outbox: rate limited", "retry_after", delay)
 		_ = msg.NakWithDelay(delay)
 	default:
-		if attempt >= maxSendAttempts {
-			se.Reason = fmt.Sprintf("gave up after %d attempts: %s", attempt, se.Reason)
+		// Deliveries also count waits while the connector was down, so
+		// the limit is the message's age, not its delivery count.
+		if age := time.Since(queuedAt); age > m.opts.GiveUpAfter {
+			se.Reason = fmt.Sprintf("gave up after retrying for %s: %s", age.Round(time.Second), se.Reason)
 			ob.finish(msg, name, &out, nil, se)
 			return
 		}
