@@ -606,7 +606,6 @@ func (m mapper) consent(customerID string, ids map[string]string, ch string, c *
 		OccurredAt: m.at(at),
 		Identities: idIDs,
 		Properties: p,
-		Context:    sdk.EventContext{Channel: ch},
 	}, true
 }
 
