@@ -42,7 +42,7 @@ func (s *recordingSink) lastCursor() string {
 
 func TestBackfillPaginatesHonoursRateLimitsAndResumes(t *testing.T) {
 	f := newFakeShopify(t)
-	f.seed(t, 230, 60) // 3 customer pages (100) and 3 order pages (25)
+	f.seed(t, 230, 60)   // 3 customer pages (100) and 3 order pages (25)
 	f.fail429[3] = true  // second customers page first answered 429
 	f.throttle[6] = true // a THROTTLED GraphQL answer later on
 	c, _, waits := newTestConnector(t, f, nil)
