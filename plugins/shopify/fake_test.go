@@ -32,8 +32,9 @@ type fakeShopify struct {
 	// rate limiting: request numbers (1-based) that get a 429 / THROTTLED
 	fail429   map[int]bool
 	throttle  map[int]bool
-	requests  int
-	queries   []string
+	requests   int
+	retryAfter string
+	queries    []string
 	orderByID map[string]map[string]any
 }
 
@@ -79,7 +80,11 @@ func (f *fakeShopify) serve(w http.ResponseWriter, r *http.Request) {
 	n := f.requests
 	f.queries = append(f.queries, req.Query)
 	if f.fail429[n] {
-		w.Header().Set("Retry-After", "2.0")
+		ra := f.retryAfter
+		if ra == "" {
+			ra = "2.0"
+		}
+		w.Header().Set("Retry-After", ra)
 		w.WriteHeader(429)
 		io.WriteString(w, `{"errors":"Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."}`)
 		return
