@@ -30,12 +30,12 @@ type fakeShopify struct {
 	created   []string         // topics created via the API
 	denyWrite bool             // answer webhookSubscriptionCreate with ACCESS_DENIED
 	// rate limiting: request numbers (1-based) that get a 429 / THROTTLED
-	fail429   map[int]bool
-	throttle  map[int]bool
+	fail429    map[int]bool
+	throttle   map[int]bool
 	requests   int
 	retryAfter string
 	queries    []string
-	orderByID map[string]map[string]any
+	orderByID  map[string]map[string]any
 }
 
 func newFakeShopify(t testing.TB) *fakeShopify {
