@@ -1,6 +1,7 @@
 package shopify
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -108,7 +109,7 @@ func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) 
 func (c *Connector) translate(ctx context.Context, d delivery, body []byte) ([]sdk.Event, error) {
 	m := c.mapper()
 	dec := func(v any) error {
-		dc := json.NewDecoder(strings.NewReader(string(body)))
+		dc := json.NewDecoder(bytes.NewReader(body))
 		dc.UseNumber()
 		if err := dc.Decode(v); err != nil {
 			return badPayload("body: not a valid " + d.topic + " payload: " + err.Error())
