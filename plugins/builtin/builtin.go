@@ -7,11 +7,15 @@ import (
 	"github.com/omni/omni/core/connectors"
 	"github.com/omni/omni/plugins/example"
 	"github.com/omni/omni/plugins/sdk"
+	"github.com/omni/omni/plugins/shopify"
+	"github.com/omni/omni/plugins/square"
 )
 
 // connectorsList maps a connector name to its constructor.
 var connectorsList = map[string]func() sdk.Connector{
 	example.Name: example.New,
+	shopify.Name: shopify.New,
+	square.Name:  square.New,
 }
 
 func init() {
