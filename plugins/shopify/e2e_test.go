@@ -61,6 +61,26 @@ func omniWithShopify(t *testing.T, f *fakeShopify) (*omnitest.Server, string) {
 	return s, tok
 }
 
+// waitBackfillDone waits for the host to report the backfill finished and
+// returns how many records it reported.
+func waitBackfillDone(t *testing.T, s *omnitest.Server, auth http.Header) int64 {
+	t.Helper()
+	var v struct {
+		State string
+		Done  int64
+		Error string
+	}
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		_, b := s.Do(t, "GET", "/api/v1/connectors/"+Name+"/backfill", nil, auth)
+		json.Unmarshal(b, &v)
+		if v.State == "failed" {
+			t.Fatalf("backfill failed: %s", v.Error)
+		}
+		return v.State == "done"
+	}, "backfill done")
+	return v.Done
+}
+
 func countEvents(t *testing.T, s *omnitest.Server, where string, args ...any) int {
 	t.Helper()
 	var n int
@@ -127,6 +147,9 @@ func TestEndToEndWebhookStoredAndBackfill(t *testing.T) {
 	st, out = s.Do(t, "POST", "/api/v1/connectors/shopify/backfill", map[string]any{"since": "2000-01-01"}, auth)
 	if st != 200 && st != 202 {
 		t.Fatalf("backfill start: %d %s", st, out)
+	}
+	if done := waitBackfillDone(t, s, auth); done != 7 {
+		t.Fatalf("backfill reported %d records, want 4 customers + 3 orders", done)
 	}
 	// 4 customers (+4 consent) and 3 orders; the order 450789469 is the
 	// webhook's, stored once.
