@@ -1,6 +1,8 @@
 package shopify
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/url"
 	"strings"
@@ -497,7 +499,7 @@ func (m mapper) checkout(ch *restCheckout, started bool) (sdk.Event, bool, error
 	typ, id := events.CheckoutStarted, "shopify:checkout:"+ch.Token+":started"
 	if !started {
 		typ = events.CheckoutUpdated
-		id = "shopify:checkout:" + ch.Token + ":" + stamp(ch.UpdatedAt)
+		id = "shopify:checkout:" + ch.Token + ":" + stamp(ch.UpdatedAt) + ":" + digest(ids, p)
 	}
 	return sdk.Event{
 		ID:         id,
@@ -507,6 +509,16 @@ func (m mapper) checkout(ch *restCheckout, started bool) (sdk.Event, bool, error
 		Properties: p,
 		Context:    sdk.EventContext{Channel: channel(ch.SourceName), Campaign: campaign(ch.LandingSite, ch.ReferringSite)},
 	}, true, nil
+}
+
+// digest fingerprints an event's content. Shopify's updated_at has
+// one-second resolution, so two updates within a second would otherwise
+// share an id and the second would be dropped as a duplicate; a redelivery
+// has the same content and keeps its id.
+func digest(ids map[string]string, props map[string]any) string {
+	b, _ := json.Marshal([]any{ids, props})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:6])
 }
 
 // stamp makes a timestamp usable inside an event id.
@@ -546,7 +558,7 @@ func (m mapper) customer(cu *restCustomer) ([]sdk.Event, error) {
 		p["verified_email"] = *cu.VerifiedEmail
 	}
 	out := []sdk.Event{{
-		ID:         "shopify:customer:" + id + ":" + stamp(cu.UpdatedAt),
+		ID:         "shopify:customer:" + id + ":" + stamp(cu.UpdatedAt) + ":" + digest(ids, p),
 		Type:       events.CustomerUpdated,
 		OccurredAt: m.at(cu.UpdatedAt, cu.CreatedAt),
 		Identities: ids,

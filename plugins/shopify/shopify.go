@@ -46,6 +46,10 @@ type Connector struct {
 	// sleep is used for rate-limit waits; tests record instead of waiting.
 	sleep func(ctx context.Context, d time.Duration) error
 	now   func() time.Time
+
+	healthAPI *admin // the settings the cached result belongs to
+	healthAt  time.Time
+	healthErr error
 }
 
 type settings struct {
@@ -194,18 +198,33 @@ func (c *Connector) log(level, msg string, kv ...any) {
 
 var errNotConfigured = errors.New("shopify connector is not configured")
 
+// healthEvery bounds how often Health really calls Shopify: the host asks
+// every few seconds and each call costs API quota.
+const healthEvery = time.Minute
+
 // Health checks the token against the shop.
 func (c *Connector) Health(ctx context.Context) error {
 	_, api, ok := c.settings()
 	if !ok {
 		return errNotConfigured
 	}
+	c.mu.Lock()
+	if c.healthAPI == api && c.now().Sub(c.healthAt) < healthEvery {
+		err := c.healthErr
+		c.mu.Unlock()
+		return err
+	}
+	c.mu.Unlock()
 	var out struct {
 		Shop struct {
 			Name string `json:"name"`
 		} `json:"shop"`
 	}
-	return api.query(ctx, `query { shop { name } }`, nil, &out)
+	err := api.query(ctx, `query { shop { name } }`, nil, &out)
+	c.mu.Lock()
+	c.healthAPI, c.healthAt, c.healthErr = api, c.now(), err
+	c.mu.Unlock()
+	return err
 }
 
 // Send is not supported: Shopify is a source, not a messaging channel.

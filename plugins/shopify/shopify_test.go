@@ -457,3 +457,14 @@ func TestUnconfiguredConnectorAnswers503(t *testing.T) {
 		t.Fatalf("resp %+v err %v", resp, err)
 	}
 }
+
+func TestSameSecondCustomerUpdatesKeepBoth(t *testing.T) {
+	f := newFakeShopify(t)
+	c, _, _ := newTestConnector(t, f, nil)
+	a := handle(t, c, webhook("customers/update", fixture(t, "customer.json"), testSecret), 200)[0]
+	changed := bytes.Replace(fixture(t, "customer.json"), []byte(`"Norman"`), []byte(`"Norman-Smith"`), 1)
+	b := handle(t, c, webhook("customers/update", changed, testSecret), 200)[0]
+	if a.ID == b.ID {
+		t.Fatalf("two different updates with the same updated_at share id %s", a.ID)
+	}
+}

@@ -52,6 +52,10 @@ type Connector struct {
 
 	sleep func(ctx context.Context, d time.Duration) error
 	now   func() time.Time
+
+	healthAPI *api // the settings the cached result belongs to
+	healthAt  time.Time
+	healthErr error
 }
 
 type settings struct {
@@ -155,13 +159,27 @@ func (c *Connector) log(level, msg string, kv ...any) {
 
 var errNotConfigured = errors.New("square connector is not configured")
 
+// healthEvery bounds how often Health really calls Square (the host asks
+// every few seconds).
+const healthEvery = time.Minute
+
 // Health lists locations, which every valid token can do.
 func (c *Connector) Health(ctx context.Context) error {
 	_, a, ok := c.settings()
 	if !ok {
 		return errNotConfigured
 	}
+	c.mu.Lock()
+	if c.healthAPI == a && c.now().Sub(c.healthAt) < healthEvery {
+		err := c.healthErr
+		c.mu.Unlock()
+		return err
+	}
+	c.mu.Unlock()
 	_, err := a.locations(ctx)
+	c.mu.Lock()
+	c.healthAPI, c.healthAt, c.healthErr = a, c.now(), err
+	c.mu.Unlock()
 	return err
 }
 
