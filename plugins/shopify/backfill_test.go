@@ -42,9 +42,9 @@ func (s *recordingSink) lastCursor() string {
 
 func TestBackfillPaginatesHonoursRateLimitsAndResumes(t *testing.T) {
 	f := newFakeShopify(t)
-	f.seed(t, 230, 60)   // 3 customer pages (100) and 3 order pages (25)
-	f.fail429[3] = true  // second customers page first answered 429
-	f.throttle[6] = true // a THROTTLED GraphQL answer later on
+	f.Seed(t, 230, 60)   // 3 customer pages (100) and 3 order pages (25)
+	f.Fail429[3] = true  // second customers page first answered 429
+	f.Throttle[6] = true // a THROTTLED GraphQL answer later on
 	c, _, waits := newTestConnector(t, f, nil)
 
 	// First run dies after three stored batches.
@@ -126,7 +126,7 @@ func TestBackfillPaginatesHonoursRateLimitsAndResumes(t *testing.T) {
 
 func TestBackfillSinceFiltersAndRejectsForeignCursor(t *testing.T) {
 	f := newFakeShopify(t)
-	f.seed(t, 2, 1)
+	f.Seed(t, 2, 1)
 	c, _, _ := newTestConnector(t, f, nil)
 	sink := &recordingSink{}
 	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -145,7 +145,7 @@ func TestBackfillSinceFiltersAndRejectsForeignCursor(t *testing.T) {
 
 func TestBackfillWrongTokenFails(t *testing.T) {
 	f := newFakeShopify(t)
-	cfg := f.config(testSecret)
+	cfg := f.Config(testSecret)
 	cfg[KeyAccessToken] = "shpat_wrong"
 	c, _, _ := newTestConnector(t, f, cfg)
 	err := c.Backfill(context.Background(), &sdk.BackfillRequest{}, &recordingSink{})
@@ -159,16 +159,16 @@ func TestBackfillWrongTokenFails(t *testing.T) {
 
 func TestRegisterWebhooks(t *testing.T) {
 	f := newFakeShopify(t)
-	f.subs = append(f.subs, map[string]any{"id": "gid://shopify/WebhookSubscription/1", "topic": "ORDERS_CREATE", "uri": "https://omni.example.com/webhooks/shopify"},
+	f.Subs = append(f.Subs, map[string]any{"id": "gid://shopify/WebhookSubscription/1", "topic": "ORDERS_CREATE", "uri": "https://omni.example.com/webhooks/shopify"},
 		map[string]any{"id": "gid://shopify/WebhookSubscription/2", "topic": "ORDERS_PAID", "uri": "https://elsewhere.example.com/hook"})
-	cfg := f.config(testSecret)
+	cfg := f.Config(testSecret)
 	cfg[KeyWebhookURL] = "https://omni.example.com/webhooks/shopify"
 	cfg[KeyRegister] = "true"
 	c, h, _ := newTestConnector(t, f, cfg) // Configure registers
-	if len(f.created) != len(Topics)-1 {
-		t.Fatalf("created %v", f.created)
+	if len(f.CreatedTopics()) != len(Topics)-1 {
+		t.Fatalf("created %v", f.CreatedTopics())
 	}
-	for _, topic := range f.created {
+	for _, topic := range f.CreatedTopics() {
 		if topic == "ORDERS_CREATE" {
 			t.Fatal("re-created an existing subscription")
 		}
@@ -192,8 +192,8 @@ func TestRegisterWebhooks(t *testing.T) {
 
 func TestRegisterWebhooksWithoutPermissionLogsInstructions(t *testing.T) {
 	f := newFakeShopify(t)
-	f.denyWrite = true
-	cfg := f.config(testSecret)
+	f.DenyWrite = true
+	cfg := f.Config(testSecret)
 	cfg[KeyWebhookURL] = "https://omni.example.com/webhooks/shopify"
 	cfg[KeyRegister] = "true"
 	c, h, _ := newTestConnector(t, f, cfg)

@@ -40,7 +40,7 @@ func omniWithShopify(t *testing.T, f *fakeShopify) (*omnitest.Server, string) {
 			if c.Connectors == nil {
 				c.Connectors = map[string]map[string]any{}
 			}
-			c.Connectors[Name] = map[string]any{KeyTestBaseURL: f.srv.URL}
+			c.Connectors[Name] = map[string]any{KeyTestBaseURL: f.URL}
 		},
 		Modules: func(*app.Omni) []app.Module { return []app.Module{mod} },
 	})
@@ -100,7 +100,7 @@ func TestEndToEndWebhookStoredAndBackfill(t *testing.T) {
 		t.Skip("boots Omni and a plugin subprocess")
 	}
 	f := newFakeShopify(t)
-	f.seed(t, 4, 3)
+	f.Seed(t, 4, 3)
 	s, tok := omniWithShopify(t, f)
 	auth := http.Header{"Authorization": {tok}}
 
@@ -110,7 +110,7 @@ func TestEndToEndWebhookStoredAndBackfill(t *testing.T) {
 	}
 	mustJSON(t, fixture(t, "signature_test_vector.computed.json"), &vec)
 	st, out := s.Do(t, "PATCH", "/api/v1/connectors/shopify", map[string]any{"enabled": true, "config": map[string]string{
-		KeyShop: "jsmith.myshopify.com", KeyAccessToken: f.token, KeyWebhookSecret: vec.Secret, KeyRegister: "false"}}, auth)
+		KeyShop: "jsmith.myshopify.com", KeyAccessToken: f.Token, KeyWebhookSecret: vec.Secret, KeyRegister: "false"}}, auth)
 	if st != 200 {
 		t.Fatalf("enable: %d %s", st, out)
 	}

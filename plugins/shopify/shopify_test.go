@@ -54,7 +54,7 @@ func newTestConnector(t *testing.T, f *fakeShopify, cfg map[string]string) (*Con
 	}
 	c.now = func() time.Time { return time.Date(2026, 9, 4, 13, 38, 55, 0, time.UTC) }
 	if cfg == nil {
-		cfg = f.config(testSecret)
+		cfg = f.Config(testSecret)
 	}
 	h := &testHost{}
 	if err := c.Configure(context.Background(), cfg, h); err != nil {
@@ -140,7 +140,7 @@ func TestSignatureTestVectorVerifies(t *testing.T) {
 		t.Fatal("the fixture's signature does not verify")
 	}
 	f := newFakeShopify(t)
-	c, _, _ := newTestConnector(t, f, f.config(vec.Secret))
+	c, _, _ := newTestConnector(t, f, f.Config(vec.Secret))
 	req := &sdk.WebhookRequest{Method: "POST", Body: body, Headers: map[string][]string{}}
 	for k, v := range vec.Headers {
 		req.Headers[k] = []string{v}
@@ -199,7 +199,7 @@ func TestTamperedOrWronglySignedBodiesAreRejected(t *testing.T) {
 
 func TestGoldenFixtures(t *testing.T) {
 	f := newFakeShopify(t)
-	f.seed(t, 0, 0) // order lookup for the refund
+	f.Seed(t, 0, 0) // order lookup for the refund
 	c, _, _ := newTestConnector(t, f, nil)
 	cases := []struct{ name, topic, file string }{
 		{"orders_create", "orders/create", "order.json"},
@@ -291,7 +291,7 @@ func TestUTMAndPOSOrders(t *testing.T) {
 
 func TestRedeliveryKeepsIDs(t *testing.T) {
 	f := newFakeShopify(t)
-	f.seed(t, 0, 0)
+	f.Seed(t, 0, 0)
 	c, _, _ := newTestConnector(t, f, nil)
 	for _, tc := range []struct{ topic, file string }{
 		{"orders/create", "order.json"}, {"orders/cancelled", "order.json"}, {"refunds/create", "refund.json"},
@@ -363,7 +363,7 @@ func TestCustomerConsent(t *testing.T) {
 
 func TestRefundIdentities(t *testing.T) {
 	f := newFakeShopify(t)
-	f.seed(t, 0, 0)
+	f.Seed(t, 0, 0)
 	c, _, _ := newTestConnector(t, f, nil)
 	e := handle(t, c, webhook("refunds/create", fixture(t, "refund.json"), testSecret), 200)[0]
 	if e.Type != events.OrderRefunded || e.Properties["total"] != 209.0 || e.Properties["order_id"] != "450789469" ||
@@ -371,7 +371,7 @@ func TestRefundIdentities(t *testing.T) {
 		t.Fatalf("refund = %+v", e)
 	}
 	// Unknown order (or API down): the order-scoped anonymous id.
-	delete(f.orderByID, "gid://shopify/Order/450789469")
+	delete(f.OrderByID, "gid://shopify/Order/450789469")
 	e = handle(t, c, webhook("refunds/create", fixture(t, "refund.json"), testSecret), 200)[0]
 	if e.Identities[events.AnonymousID] != "shopify_order:450789469" {
 		t.Fatalf("fallback identities = %v", e.Identities)

@@ -22,10 +22,10 @@ func TestSubprocessWebhookAndBackfill(t *testing.T) {
 		t.Skip("starts a plugin subprocess")
 	}
 	f := newFakeShopify(t)
-	f.seed(t, 3, 2)
-	f.fail429[2] = true
-	f.retryAfter = "1"
-	h := sdktest.StartSelf(t, sdk.Config(f.config(testSecret)))
+	f.Seed(t, 3, 2)
+	f.Fail429[2] = true
+	f.RetryAfter = "1"
+	h := sdktest.StartSelf(t, sdk.Config(f.Config(testSecret)))
 
 	var vec struct {
 		Headers map[string]string `json:"headers"`
@@ -58,8 +58,8 @@ func TestSubprocessWebhookAndBackfill(t *testing.T) {
 	if len(evs) != 3+3+2 || len(progress) == 0 || progress[len(progress)-1].Done != 5 || progress[len(progress)-1].Total != 5 {
 		t.Fatalf("backfill: %d events, progress %+v", len(evs), progress)
 	}
-	if f.requests != 4 { // counts, customers (429), customers again, orders
-		t.Fatalf("the 429 was not retried: %d requests", f.requests)
+	if f.Requests() != 4 { // counts, customers (429), customers again, orders
+		t.Fatalf("the 429 was not retried: %d requests", f.Requests())
 	}
 
 	// Configure errors cross the wire typed.

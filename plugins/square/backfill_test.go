@@ -48,7 +48,7 @@ func seedBackfill(t *testing.T, f *fakeSquare) (nCust, nOrders int) {
 		c["id"] = fmt.Sprintf("CUST%04d", i)
 		c["email_address"] = fmt.Sprintf("buyer%d@example.com", i)
 		c["phone_number"] = fmt.Sprintf("+1212555%04d", i)
-		f.searchC = append(f.searchC, c)
+		f.SearchC = append(f.SearchC, c)
 	}
 	var r struct {
 		Order map[string]any `json:"order"`
@@ -58,7 +58,7 @@ func seedBackfill(t *testing.T, f *fakeSquare) (nCust, nOrders int) {
 	mustJSON(t, fixture(t, "payment_updated.json"), &pay)
 	for l := 0; l < 12; l++ {
 		loc := fmt.Sprintf("LOC%02d", l)
-		f.locations = append(f.locations, loc)
+		f.Locations = append(f.Locations, loc)
 		for i := 0; i < 30; i++ {
 			o := map[string]any{}
 			for k, v := range r.Order {
@@ -67,17 +67,17 @@ func seedBackfill(t *testing.T, f *fakeSquare) (nCust, nOrders int) {
 			id := fmt.Sprintf("ORD-%s-%d", loc, i)
 			o["id"], o["location_id"], o["state"], o["closed_at"] = id, loc, "COMPLETED", "2026-02-01T10:00:00Z"
 			o["customer_id"] = fmt.Sprintf("CUST%04d", i)
-			f.searchO[loc] = append(f.searchO[loc], o)
+			f.SearchO[loc] = append(f.SearchO[loc], o)
 			p := map[string]any{}
 			for k, v := range obj(pay, "payment") {
 				p[k] = v
 			}
 			p["id"], p["order_id"], p["location_id"] = "PAY-"+id, id, loc
-			f.payments = append(f.payments, p)
+			f.Payments = append(f.Payments, p)
 		}
 	}
 	for i := 0; i < 5; i++ {
-		f.payments = append(f.payments, map[string]any{"id": fmt.Sprintf("PAY-FAILED-%d", i), "status": "FAILED", "order_id": "X",
+		f.Payments = append(f.Payments, map[string]any{"id": fmt.Sprintf("PAY-FAILED-%d", i), "status": "FAILED", "order_id": "X",
 			"total_money": map[string]any{"amount": 100, "currency": "USD"}})
 	}
 	return 250, 360
@@ -86,8 +86,8 @@ func seedBackfill(t *testing.T, f *fakeSquare) (nCust, nOrders int) {
 func TestBackfillAllPhasesWithRateLimitsAndResume(t *testing.T) {
 	f := newFakeSquare(t)
 	nCust, nOrders := seedBackfill(t, f)
-	f.fail[2], f.retryAfter[2] = 429, "3" // second customers page
-	f.fail[6] = 429                       // an orders page, no Retry-After: backoff
+	f.Fail[2], f.RetryAfter[2] = 429, "3" // second customers page
+	f.Fail[6] = 429                       // an orders page, no Retry-After: backoff
 	c, waits := newTestConnector(t, f, nil)
 
 	first := &recordingSink{failAt: 5}
@@ -136,7 +136,7 @@ func TestBackfillAllPhasesWithRateLimitsAndResume(t *testing.T) {
 	}
 	// Two location chunks were searched (10 + 2).
 	searches := 0
-	for _, l := range f.log {
+	for _, l := range f.Log() {
 		if l == "POST /v2/orders/search" {
 			searches++
 		}
@@ -149,14 +149,14 @@ func TestBackfillAllPhasesWithRateLimitsAndResume(t *testing.T) {
 func TestBackfillConfiguredLocationsAndBadToken(t *testing.T) {
 	f := newFakeSquare(t)
 	seedBackfill(t, f)
-	cfg := f.config()
+	cfg := f.Config(testKey)
 	cfg[KeyLocationIDs] = "LOC03, LOC04"
 	c, _ := newTestConnector(t, f, cfg)
 	sink := &recordingSink{}
 	if err := c.Backfill(context.Background(), &sdk.BackfillRequest{}, sink); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range f.log {
+	for _, l := range f.Log() {
 		if l == "GET /v2/locations" {
 			t.Fatal("listed locations although they were configured")
 		}

@@ -34,7 +34,7 @@ func omniWithSquare(t *testing.T, f *fakeSquare) (*omnitest.Server, string) {
 			if c.Connectors == nil {
 				c.Connectors = map[string]map[string]any{}
 			}
-			c.Connectors[Name] = map[string]any{KeyTestBaseURL: f.srv.URL}
+			c.Connectors[Name] = map[string]any{KeyTestBaseURL: f.URL}
 		},
 		Modules: func(*app.Omni) []app.Module { return []app.Module{mod} },
 	})
@@ -98,14 +98,14 @@ func TestEndToEndInStoreSaleStored(t *testing.T) {
 	f := newFakeSquare(t)
 	seedOrder(t, f, "03O3USaPaAaFnI6kkwB1JxGgBsUZY", "QPTXM8PQNX3Q726ZYHPMNP46XC")
 	seedCustomer(t, f, "QPTXM8PQNX3Q726ZYHPMNP46XC", "bob.norman@mail.example.com", "+16136120707")
-	f.locations = []string{"S8GWD5R9QB376"}
-	f.searchO["S8GWD5R9QB376"] = []map[string]any{f.orders["03O3USaPaAaFnI6kkwB1JxGgBsUZY"]}
-	f.searchC = []map[string]any{f.customers["QPTXM8PQNX3Q726ZYHPMNP46XC"]}
+	f.Locations = []string{"S8GWD5R9QB376"}
+	f.SearchO["S8GWD5R9QB376"] = []map[string]any{f.Orders["03O3USaPaAaFnI6kkwB1JxGgBsUZY"]}
+	f.SearchC = []map[string]any{f.Customers["QPTXM8PQNX3Q726ZYHPMNP46XC"]}
 	s, tok := omniWithSquare(t, f)
 	auth := http.Header{"Authorization": {tok}}
 
 	st, out := s.Do(t, "PATCH", "/api/v1/connectors/square", map[string]any{"enabled": true, "config": map[string]string{
-		KeyAccessToken: f.token, KeySignatureKey: testKey}}, auth)
+		KeyAccessToken: f.Token, KeySignatureKey: testKey}}, auth)
 	if st != 200 {
 		t.Fatalf("enable: %d %s", st, out)
 	}

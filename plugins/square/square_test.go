@@ -49,7 +49,7 @@ func newTestConnector(t *testing.T, f *fakeSquare, cfg map[string]string) (*Conn
 	}
 	c.now = func() time.Time { return time.Date(2026, 9, 4, 13, 38, 55, 0, time.UTC) }
 	if cfg == nil {
-		cfg = f.config()
+		cfg = f.Config(testKey)
 	}
 	if err := c.Configure(context.Background(), cfg, &testHost{}); err != nil {
 		t.Fatalf("Configure: %v", err)
@@ -124,29 +124,6 @@ func obj(m map[string]any, key string) map[string]any {
 	return m["data"].(map[string]any)["object"].(map[string]any)[key].(map[string]any)
 }
 
-// seedOrder makes the fake's RetrieveOrder answer for id with the
-// retrieve_order_response fixture, completed.
-func seedOrder(t *testing.T, f *fakeSquare, id, customerID string) {
-	var r struct {
-		Order map[string]any `json:"order"`
-	}
-	mustJSON(t, fixture(t, "retrieve_order_response.json"), &r)
-	r.Order["id"], r.Order["state"], r.Order["closed_at"] = id, "COMPLETED", "2020-11-22T21:19:01.000Z"
-	r.Order["location_id"] = "S8GWD5R9QB376"
-	if customerID != "" {
-		r.Order["customer_id"] = customerID
-	}
-	f.orders[id] = r.Order
-}
-
-func seedCustomer(t *testing.T, f *fakeSquare, id, email, phone string) {
-	var n map[string]any
-	mustJSON(t, fixture(t, "customer_created.json"), &n)
-	c := obj(n, "customer")
-	c["id"], c["email_address"], c["phone_number"] = id, email, phone
-	f.customers[id] = c
-}
-
 func mustJSON(t testing.TB, b []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(b, v); err != nil {
@@ -165,7 +142,7 @@ func TestSignatureTestVector(t *testing.T) {
 		t.Fatal("the Square SDK's test vector does not verify")
 	}
 	f := newFakeSquare(t)
-	cfg := f.config()
+	cfg := f.Config(testKey)
 	cfg[KeySignatureKey] = vec.Key
 	c, _ := newTestConnector(t, f, cfg)
 	req := &sdk.WebhookRequest{Method: "POST", URL: vec.URL, Body: []byte(vec.Body), Headers: map[string][]string{vec.Header: {vec.Value}}}
@@ -315,13 +292,13 @@ func TestOrderFetchFailures(t *testing.T) {
 	f := newFakeSquare(t)
 	c, waits := newTestConnector(t, f, nil)
 	// Square's API down: 503 so Square redelivers later; nothing emitted.
-	f.failPath["/v2/orders/03O3USaPaAaFnI6kkwB1JxGgBsUZY"] = 500
+	f.FailPath["/v2/orders/03O3USaPaAaFnI6kkwB1JxGgBsUZY"] = 500
 	handle(t, c, notification(fixture(t, "payment_updated.json"), testKey), 503)
 	if len(*waits) == 0 {
 		t.Fatal("no retry before giving up")
 	}
 	// Unknown order: the payment alone is enough for order.placed.
-	delete(f.failPath, "/v2/orders/03O3USaPaAaFnI6kkwB1JxGgBsUZY")
+	delete(f.FailPath, "/v2/orders/03O3USaPaAaFnI6kkwB1JxGgBsUZY")
 	evs := handle(t, c, notification(fixture(t, "payment_updated.json"), testKey), 200)
 	if len(evs) != 1 || evs[0].Properties["total"] != 1.0 || evs[0].ID != "square:order:03O3USaPaAaFnI6kkwB1JxGgBsUZY" {
 		t.Fatalf("events = %+v", evs)

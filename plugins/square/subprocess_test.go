@@ -24,10 +24,10 @@ func TestSubprocessInStoreSale(t *testing.T) {
 	f := newFakeSquare(t)
 	seedOrder(t, f, "03O3USaPaAaFnI6kkwB1JxGgBsUZY", "QPTXM8PQNX3Q726ZYHPMNP46XC")
 	seedCustomer(t, f, "QPTXM8PQNX3Q726ZYHPMNP46XC", "bob.norman@mail.example.com", "+16136120707")
-	f.locations = []string{"S8GWD5R9QB376"}
-	f.searchO["S8GWD5R9QB376"] = []map[string]any{f.orders["03O3USaPaAaFnI6kkwB1JxGgBsUZY"]}
-	f.fail[3], f.retryAfter[3] = 429, "1"
-	cfg := f.config()
+	f.Locations = []string{"S8GWD5R9QB376"}
+	f.SearchO["S8GWD5R9QB376"] = []map[string]any{f.Orders["03O3USaPaAaFnI6kkwB1JxGgBsUZY"]}
+	f.Fail[3], f.RetryAfter[3] = 429, "1"
+	cfg := f.Config(testKey)
 	h := sdktest.StartSelf(t, sdk.Config(cfg))
 
 	body := fixture(t, "payment_updated.json")
