@@ -237,7 +237,9 @@ func (f *Server) Seed(t testing.TB, n, m int) {
 				"originalUnitPriceSet": map[string]any{"shopMoney": map[string]any{"amount": l["price"], "currencyCode": "USD"}},
 			})
 		}
-		set := func(k string) any { return map[string]any{"shopMoney": map[string]any{"amount": o[k], "currencyCode": "USD"}} }
+		set := func(k string) any {
+			return map[string]any{"shopMoney": map[string]any{"amount": o[k], "currencyCode": "USD"}}
+		}
 		f.Orders = append(f.Orders, map[string]any{
 			"id": fmt.Sprintf("gid://shopify/Order/%d", id), "legacyResourceId": strconv.Itoa(id), "name": fmt.Sprintf("#%d", 1001+i),
 			"createdAt": "2026-01-10T16:00:00Z", "processedAt": "2026-01-10T16:00:00Z", "updatedAt": "2026-01-10T16:00:00Z",
