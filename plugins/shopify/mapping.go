@@ -564,10 +564,10 @@ func (m mapper) customer(cu *restCustomer) ([]sdk.Event, error) {
 		Identities: ids,
 		Properties: p,
 	}}
-	if ev, ok := m.consent(id, ids, "email", cu.EmailMarketingConsent, cu.UpdatedAt); ok {
+	if ev, ok := m.consent(id, ids, "email", cu.EmailMarketingConsent, cu.UpdatedAt, ""); ok {
 		out = append(out, ev)
 	}
-	if ev, ok := m.consent(id, ids, "sms", cu.SMSMarketingConsent, cu.UpdatedAt); ok {
+	if ev, ok := m.consent(id, ids, "sms", cu.SMSMarketingConsent, cu.UpdatedAt, ""); ok {
 		out = append(out, ev)
 	}
 	return out, nil
@@ -588,7 +588,9 @@ func consentStatus(state string) (string, bool) {
 // consent builds consent.changed. Its id is the consent state at its
 // timestamp, so repeated customer updates that do not touch consent
 // collapse into one event.
-func (m mapper) consent(customerID string, ids map[string]string, ch string, c *consent, fallbackAt string) (sdk.Event, bool) {
+// Without any timestamp the id falls back to fallbackKey (the delivery's
+// event id), which Shopify keeps across retries.
+func (m mapper) consent(customerID string, ids map[string]string, ch string, c *consent, fallbackAt, fallbackKey string) (sdk.Event, bool) {
 	if c == nil || len(ids) == 0 {
 		return sdk.Event{}, false
 	}
@@ -612,8 +614,12 @@ func (m mapper) consent(customerID string, ids map[string]string, ch string, c *
 	if who == "" {
 		who = ids[events.Email] + ids[events.Phone]
 	}
+	key := stamp(at)
+	if at == "" && fallbackKey != "" {
+		key = fallbackKey
+	}
 	return sdk.Event{
-		ID:         "shopify:consent:" + who + ":" + ch + ":" + strings.ToLower(c.State) + ":" + stamp(at),
+		ID:         "shopify:consent:" + who + ":" + ch + ":" + strings.ToLower(c.State) + ":" + key,
 		Type:       events.ConsentChanged,
 		OccurredAt: m.at(at),
 		Identities: idIDs,
@@ -649,7 +655,7 @@ func (m mapper) consentTopic(p *consentPayload, d delivery) (sdk.Event, bool, er
 	if c.ConsentUpdatedAt != "" {
 		at = c.ConsentUpdatedAt
 	}
-	ev, ok := m.consent(cid, ids, ch, c, at)
+	ev, ok := m.consent(cid, ids, ch, c, at, d.eventID)
 	return ev, ok, nil
 }
 

@@ -468,3 +468,38 @@ func TestSameSecondCustomerUpdatesKeepBoth(t *testing.T) {
 		t.Fatalf("two different updates with the same updated_at share id %s", a.ID)
 	}
 }
+
+func TestConsentWithoutTimestampsKeepsItsIDAcrossRetries(t *testing.T) {
+	f := newFakeShopify(t)
+	c, _, _ := newTestConnector(t, f, nil)
+	body := []byte(`{"customer_id":706405506930370084,"email_address":"bob@biller.com","email_marketing_consent":{"state":"subscribed","opt_in_level":null,"consent_updated_at":null}}`)
+	req := func() *sdk.WebhookRequest {
+		r := webhook("customers/email_marketing_consent/update", body, testSecret)
+		delete(r.Headers, "X-Shopify-Triggered-At")
+		return r
+	}
+	a := handle(t, c, req(), 200)
+	c.now = func() time.Time { return time.Date(2026, 9, 4, 15, 0, 0, 0, time.UTC) } // a retry, later
+	b := handle(t, c, req(), 200)
+	if len(a) != 1 || len(b) != 1 || a[0].ID != b[0].ID || !strings.HasPrefix(a[0].ID, "shopify:consent:706405506930370084:email:subscribed:") {
+		t.Fatalf("ids %v / %v", a, b)
+	}
+}
+
+func TestHealthIsCached(t *testing.T) {
+	f := newFakeShopify(t)
+	c, _, _ := newTestConnector(t, f, nil)
+	for i := 0; i < 5; i++ {
+		if err := c.Health(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.Requests(); n != 1 {
+		t.Fatalf("%d health calls reached Shopify", n)
+	}
+	c.now = func() time.Time { return time.Date(2026, 9, 4, 13, 40, 0, 0, time.UTC) } // a minute later
+	c.Health(context.Background())
+	if n := f.Requests(); n != 2 {
+		t.Fatalf("%d calls after the cache expired", n)
+	}
+}
