@@ -22,7 +22,7 @@ import (
 // omniWithShopify boots a real Omni (SQLite, embedded JetStream, HTTP) with
 // the connector host, which runs this test binary as the shopify plugin
 // process, and enables the connector against the fake Shopify.
-func omniWithShopify(t *testing.T, f *fakeShopify) (*omnitest.Server, string) {
+func omniWithShopify(t testing.TB, f *fakeShopify) (*omnitest.Server, string) {
 	t.Helper()
 	connectors.RegisterBuiltin(Name, New)
 	mod := connectors.New(connectors.Options{
@@ -63,7 +63,7 @@ func omniWithShopify(t *testing.T, f *fakeShopify) (*omnitest.Server, string) {
 
 // waitBackfillDone waits for the host to report the backfill finished and
 // returns how many records it reported.
-func waitBackfillDone(t *testing.T, s *omnitest.Server, auth http.Header) int64 {
+func waitBackfillDone(t testing.TB, s *omnitest.Server, auth http.Header) int64 {
 	t.Helper()
 	var v struct {
 		State string
@@ -81,7 +81,7 @@ func waitBackfillDone(t *testing.T, s *omnitest.Server, auth http.Header) int64 
 	return v.Done
 }
 
-func countEvents(t *testing.T, s *omnitest.Server, where string, args ...any) int {
+func countEvents(t testing.TB, s *omnitest.Server, where string, args ...any) int {
 	t.Helper()
 	var n int
 	q := fmt.Sprintf("SELECT COUNT(*) FROM events WHERE "+where, args...)
@@ -161,5 +161,36 @@ func TestEndToEndWebhookStoredAndBackfill(t *testing.T) {
 	}
 	if n := countEvents(t, s, "event_id = 'shopify:order:450789469'"); n != 1 {
 		t.Fatalf("order stored %d times", n)
+	}
+}
+
+// BenchmarkEndToEndOrderWebhook: one signed orders/create after another
+// through Omni's HTTP endpoint, the plugin process and JetStream (the 200
+// comes after the event is stored on the bus). Each order has its own id.
+func BenchmarkEndToEndOrderWebhook(b *testing.B) {
+	f := newFakeShopify(b)
+	s, tok := omniWithShopify(b, f)
+	auth := http.Header{"Authorization": {tok}}
+	if st, out := s.Do(b, "PATCH", "/api/v1/connectors/shopify", map[string]any{"enabled": true, "config": map[string]string{
+		KeyShop: "jsmith.myshopify.com", KeyAccessToken: f.Token, KeyWebhookSecret: testSecret, KeyRegister: "false"}}, auth); st != 200 {
+		b.Fatalf("enable: %d %s", st, out)
+	}
+	omnitest.Eventually(b, 20*time.Second, func() bool {
+		_, body := s.Do(b, "GET", "/api/v1/connectors/shopify", nil, auth)
+		var v struct{ State string }
+		json.Unmarshal(body, &v)
+		return v.State == "running"
+	}, "running")
+	tmpl := fixture(b, "order.json")
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		n++
+		body := bytes.Replace(tmpl, []byte(`"id": 450789469,`), []byte(fmt.Sprintf(`"id": %d,`, 900000000+n)), 1)
+		st, resp := s.Do(b, "POST", "/webhooks/shopify", body, http.Header{"X-Shopify-Topic": {"orders/create"},
+			"X-Shopify-Hmac-Sha256": {Sign(body, testSecret)}, "X-Shopify-Event-Id": {fmt.Sprint(n)}})
+		if st != 200 {
+			b.Fatalf("%d %s", st, resp)
+		}
 	}
 }
