@@ -81,7 +81,7 @@ func (c *Connector) Backfill(ctx context.Context, req *sdk.BackfillRequest, sink
 			}
 			next, n = out.Cursor, len(out.Customers)
 			for i := range out.Customers {
-				if ce, ok := m.customerEvents(&out.Customers[i]); ok {
+				if ce, ok := m.customerEvents(&out.Customers[i], ""); ok {
 					evs = append(evs, ce...)
 				}
 			}

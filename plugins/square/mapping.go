@@ -322,7 +322,12 @@ func (m mapper) orderPlaced(s sale) (sdk.Event, bool) {
 // Square's marketing email, consent.changed. email_unsubscribed=false is
 // not a opt-in (Square's flag only records opt-outs), so it emits nothing:
 // treating it as consent would re-subscribe people who opted out elsewhere.
-func (m mapper) customerEvents(cu *customer) ([]sdk.Event, bool) {
+//
+// The id follows the customer's version (bumped on every change), so a
+// redelivery or a backfill of the same state keeps it; fallbackKey (the
+// notification's event_id) is used when Square sent neither version nor
+// updated_at.
+func (m mapper) customerEvents(cu *customer, fallbackKey string) ([]sdk.Event, bool) {
 	if cu == nil || cu.ID == "" {
 		return nil, false
 	}
@@ -346,6 +351,9 @@ func (m mapper) customerEvents(cu *customer) ([]sdk.Event, bool) {
 		p["invalid_phone"] = cu.PhoneNumber
 	}
 	rev := "na"
+	if fallbackKey != "" {
+		rev = "e" + fallbackKey
+	}
 	if cu.Version != nil {
 		rev = "v" + strconv.FormatInt(*cu.Version, 10)
 	} else if t := parseTime(cu.UpdatedAt); !t.IsZero() {

@@ -356,3 +356,22 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestCustomerWithoutVersionUsesEventID(t *testing.T) {
+	f := newFakeSquare(t)
+	c, _ := newTestConnector(t, f, nil)
+	mk := func(eventID string) []byte {
+		return edit(t, "customer_created.json", func(m map[string]any) {
+			m["event_id"] = eventID
+			cu := obj(m, "customer")
+			delete(cu, "version")
+			delete(cu, "updated_at")
+		})
+	}
+	a := handle(t, c, notification(mk("ev-1"), testKey), 200)[0]
+	again := handle(t, c, notification(mk("ev-1"), testKey), 200)[0]
+	b := handle(t, c, notification(mk("ev-2"), testKey), 200)[0]
+	if a.ID != again.ID || a.ID == b.ID {
+		t.Fatalf("ids: %s %s %s", a.ID, again.ID, b.ID)
+	}
+}

@@ -150,7 +150,7 @@ func (c *Connector) translate(ctx context.Context, env *envelope) ([]sdk.Event, 
 		if err := obj("customer", &cu); err != nil {
 			return nil, err
 		}
-		evs, ok := m.customerEvents(&cu)
+		evs, ok := m.customerEvents(&cu, env.EventID)
 		if !ok {
 			return nil, &badPayload{"data.object.customer.id: is required"}
 		}
