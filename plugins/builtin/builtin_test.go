@@ -15,6 +15,7 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/plugins/internal/vendorfixtures"
 	"github.com/omni/omni/plugins/sdk"
 	"github.com/omni/omni/plugins/shopify"
@@ -48,12 +49,14 @@ func TestBuiltinsRegistered(t *testing.T) {
 	}
 }
 
-// TestOnlineAndInStorePurchasesShareThePhone runs Shopify and Square as
+// TestOnlineAndInStorePurchasesJoinOneProfile runs Shopify and Square as
 // real plugin processes under one Omni: a Shopify customer and web order
 // (the vendor's sample payloads) and a Square in-store payment by a Square
 // customer with the same phone written differently. Every stored event
-// carries the same E.164 phone, the key the profile graph merges on.
-func TestOnlineAndInStorePurchasesShareThePhone(t *testing.T) {
+// carries the same E.164 phone, the key the profile graph merges on, and
+// the profiles module puts the Shopify customer, the phone and the Square
+// customer on one profile.
+func TestOnlineAndInStorePurchasesJoinOneProfile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots Omni and two plugin subprocesses")
 	}
@@ -78,7 +81,9 @@ func TestOnlineAndInStorePurchasesShareThePhone(t *testing.T) {
 				square.Name:  {square.KeyTestBaseURL: sq.URL},
 			}
 		},
-		Modules: func(*app.Omni) []app.Module { return []app.Module{mod} },
+		Modules: func(*app.Omni) []app.Module {
+			return []app.Module{profiles.New(profiles.Options{Interval: -1}), mod}
+		},
 	})
 	auth := http.Header{"Authorization": {superuserToken(t, s)}}
 
@@ -129,6 +134,27 @@ func TestOnlineAndInStorePurchasesShareThePhone(t *testing.T) {
 			return n == 1
 		}, "stored with phone +16136120707: %s", where)
 	}
+
+	// One person: the Shopify customer id, the phone and the Square
+	// customer id resolve to the same (surviving) profile.
+	profileOf := func(kind, value string) string {
+		var id string
+		s.PB.DB().NewQuery("SELECT profile FROM identities WHERE kind = {:k} AND value = {:v}").
+			Bind(map[string]any{"k": kind, "v": value}).Row(&id)
+		for i := 0; id != "" && i < 10; i++ {
+			var next string
+			s.PB.DB().NewQuery("SELECT merged_into FROM profiles WHERE id = {:id}").Bind(map[string]any{"id": id}).Row(&next)
+			if next == "" {
+				break
+			}
+			id = next
+		}
+		return id
+	}
+	omnitest.Eventually(t, 10*time.Second, func() bool {
+		a := profileOf("shopify_customer_id", "207119551")
+		return a != "" && a == profileOf("phone", "+16136120707") && a == profileOf("square_customer_id", "QPTXM8PQNX3Q726ZYHPMNP46XC")
+	}, "one profile for the Shopify customer, the phone and the Square customer")
 }
 
 func superuserToken(t *testing.T, s *omnitest.Server) string {
