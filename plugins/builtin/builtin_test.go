@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/omni/omni/plugins/shopify/shopifyfake"
 	"github.com/omni/omni/plugins/square"
 	"github.com/omni/omni/plugins/square/squarefake"
+	"github.com/omni/omni/plugins/whatsapp"
 )
 
 // pluginEnv makes the test binary serve the named built-in, the way
@@ -49,10 +51,11 @@ func TestBuiltinsRegistered(t *testing.T) {
 	}
 }
 
-// TestOnlineAndInStorePurchasesJoinOneProfile runs Shopify and Square as
-// real plugin processes under one Omni: a Shopify customer and web order
-// (the vendor's sample payloads) and a Square in-store payment by a Square
-// customer with the same phone written differently. Every stored event
+// TestOnlineAndInStorePurchasesJoinOneProfile runs Shopify, WhatsApp and
+// Square as real plugin processes under one Omni: a Shopify customer and
+// web order (the vendor's sample payloads), a WhatsApp message from the same
+// phone, and a Square in-store payment by a Square customer with the same
+// phone written differently. Every stored event
 // carries the same E.164 phone, the key the profile graph merges on, and
 // the profiles module puts the Shopify customer, the phone and the Square
 // customer on one profile.
@@ -102,6 +105,9 @@ func TestOnlineAndInStorePurchasesJoinOneProfile(t *testing.T) {
 	}
 	enable(shopify.Name, shop.Config(shopSecret))
 	enable(square.Name, sq.Config(squareKey))
+	const waSecret = "meta-app-secret"
+	enable("whatsapp", map[string]string{"phone_number_id": "106540352242922", "access_token": "EAAG-test",
+		"app_secret": waSecret, "verify_token": "verify-me"})
 
 	for _, d := range []struct{ topic, file string }{{"customers/update", "customer.json"}, {"orders/create", "order.json"}} {
 		body := vendorfixtures.Read(t, "shopify", d.file)
@@ -112,6 +118,12 @@ func TestOnlineAndInStorePurchasesJoinOneProfile(t *testing.T) {
 			t.Fatalf("shopify %s: %d %s", d.topic, st, b)
 		}
 	}
+	// The same person writes on WhatsApp from that phone.
+	wa := bytes.ReplaceAll(vendorfixtures.Read(t, "whatsapp", "inbound_text_message.json"), []byte("16505551234"), []byte("16136120707"))
+	if st, b := s.Do(t, "POST", "/webhooks/whatsapp", wa, http.Header{"X-Hub-Signature-256": {whatsapp.Sign(waSecret, wa)}}); st != 200 {
+		t.Fatalf("whatsapp inbound: %d %s", st, b)
+	}
+
 	body := vendorfixtures.Read(t, "square", "payment_updated.json")
 	var pay map[string]any
 	json.Unmarshal(body, &pay)
@@ -126,6 +138,7 @@ func TestOnlineAndInStorePurchasesJoinOneProfile(t *testing.T) {
 		"source = 'shopify' AND type = 'customer.updated'",
 		"source = 'shopify' AND type = 'order.placed' AND channel = 'web'",
 		"source = 'square' AND type = 'order.placed' AND channel = 'pos'",
+		"source = 'whatsapp' AND type = 'message.received' AND channel = 'whatsapp'",
 	}
 	for _, where := range want {
 		omnitest.Eventually(t, 10*time.Second, func() bool {
@@ -153,8 +166,9 @@ func TestOnlineAndInStorePurchasesJoinOneProfile(t *testing.T) {
 	}
 	omnitest.Eventually(t, 10*time.Second, func() bool {
 		a := profileOf("shopify_customer_id", "207119551")
-		return a != "" && a == profileOf("phone", "+16136120707") && a == profileOf("square_customer_id", "QPTXM8PQNX3Q726ZYHPMNP46XC")
-	}, "one profile for the Shopify customer, the phone and the Square customer")
+		return a != "" && a == profileOf("phone", "+16136120707") && a == profileOf("square_customer_id", "QPTXM8PQNX3Q726ZYHPMNP46XC") &&
+			a == profileOf("wa_id", "16136120707")
+	}, "one profile for the Shopify customer, the phone, the WhatsApp sender and the Square customer")
 }
 
 func superuserToken(t *testing.T, s *omnitest.Server) string {
