@@ -362,6 +362,7 @@ func (c *Connector) Backfill(ctx context.Context, req *sdk.BackfillRequest, sink
 			}
 		}
 		cur.Done += int64(n)
+		phase := cur.Phase
 		if pi.HasNextPage && pi.EndCursor != "" {
 			cur.After = pi.EndCursor
 		} else {
@@ -376,7 +377,7 @@ func (c *Connector) Backfill(ctx context.Context, req *sdk.BackfillRequest, sink
 		if total < cur.Done {
 			total = 0
 		}
-		p := sdk.Progress{Done: cur.Done, Total: total, Message: "shopify " + strings.TrimSuffix(cur.Phase, "")}
+		p := sdk.Progress{Done: cur.Done, Total: total, Message: "shopify " + phase}
 		if cur.Phase == "done" {
 			p.Message = "shopify backfill complete"
 		}

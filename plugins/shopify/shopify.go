@@ -8,7 +8,6 @@ package shopify
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -239,4 +238,3 @@ func jsonError(status int, msg string) *sdk.WebhookResponse {
 }
 
 var _ sdk.Connector = (*Connector)(nil)
-var _ = http.StatusOK

@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -194,4 +193,3 @@ func jsonError(status int, msg string) *sdk.WebhookResponse {
 }
 
 var _ sdk.Connector = (*Connector)(nil)
-var _ = http.MethodPost
