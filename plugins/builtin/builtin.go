@@ -8,6 +8,8 @@ import (
 	"github.com/omni/omni/plugins/example"
 	"github.com/omni/omni/plugins/klaviyo"
 	"github.com/omni/omni/plugins/sdk"
+	"github.com/omni/omni/plugins/shopify"
+	"github.com/omni/omni/plugins/square"
 	"github.com/omni/omni/plugins/whatsapp"
 )
 
@@ -15,6 +17,8 @@ import (
 var connectorsList = map[string]func() sdk.Connector{
 	example.Name: example.New,
 	"klaviyo":    klaviyo.New,
+	shopify.Name: shopify.New,
+	square.Name:  square.New,
 	"whatsapp":   whatsapp.New,
 }
 
