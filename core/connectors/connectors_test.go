@@ -217,6 +217,29 @@ func TestBrokenPluginsGiveClearStates(t *testing.T) {
 
 	// A plugin that logs its secret: masked on both log paths.
 	e.waitState(t, "leaky", "running", 10*time.Second)
+	// More stuck sends than there are send slots: another connector's
+	// messages still go out.
+	for n := 0; n < 40; n++ {
+		if err := connectors.Enqueue(context.Background(), e.Bus, "hanger", &sdk.OutboundMessage{ID: fmt.Sprintf("stuck-more-%d", n), To: map[string]string{"phone": "+14155550100"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := connectors.Enqueue(context.Background(), e.Bus, "leaky", &sdk.OutboundMessage{ID: "through-1", To: map[string]string{"phone": "+14155550100"}}); err != nil {
+		t.Fatal(err)
+	}
+	timeouts := -1
+	omnitest.Eventually(t, 15*time.Second, func() bool {
+		if e.countWhere(t, "event_id = 'message.sent:through-1'") == 1 {
+			timeouts = strings.Count(e.logs.String(), "outbox: send timed out")
+			return true
+		}
+		return false
+	}, "send on leaky while hanger is stuck")
+	// It did not wait for the stuck sends to time out: hanger held at most
+	// one round of its 8 slots (plus stuck-1) when leaky's send went out.
+	if timeouts > 9 {
+		t.Fatalf("leaky's send waited for %d hanger timeouts", timeouts)
+	}
 	omnitest.Eventually(t, 10*time.Second, func() bool {
 		l := e.logs.String()
 		return strings.Contains(l, "configured with ********") && strings.Contains(l, "stderr says ********")

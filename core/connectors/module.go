@@ -65,6 +65,8 @@ type Options struct {
 	GiveUpAfter time.Duration
 	// SendConcurrency is the number of concurrent sends (default 32).
 	SendConcurrency int
+	// SendsPerConnector caps one connector's concurrent sends (default 8).
+	SendsPerConnector int
 }
 
 func (o *Options) defaults() {
@@ -87,6 +89,9 @@ func (o *Options) defaults() {
 	def(&o.GiveUpAfter, 24*time.Hour)
 	if o.SendConcurrency <= 0 {
 		o.SendConcurrency = 32
+	}
+	if o.SendsPerConnector <= 0 {
+		o.SendsPerConnector = 8
 	}
 }
 

@@ -59,6 +59,8 @@ type outbox struct {
 	consumer jetstream.Consumer
 	cc       jetstream.ConsumeContext
 	sem      chan struct{}
+	slotsMu  sync.Mutex
+	slots    map[string]chan struct{}
 	wg       sync.WaitGroup
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -66,7 +68,7 @@ type outbox struct {
 
 func newOutbox(m *Module) *outbox {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &outbox{m: m, sem: make(chan struct{}, m.opts.SendConcurrency), ctx: ctx, cancel: cancel}
+	return &outbox{m: m, sem: make(chan struct{}, m.opts.SendConcurrency), slots: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}
 }
 
 // create makes the durable consumer before anything can publish, so the
@@ -89,14 +91,25 @@ func (ob *outbox) create(ctx context.Context) error {
 
 func (ob *outbox) start() error {
 	cc, err := ob.consumer.Consume(func(msg jetstream.Msg) {
+		// A slow or hung connector may hold only its own share of the
+		// slots; its surplus waits on the stream so other connectors'
+		// messages keep flowing.
+		slot := ob.slot(strings.TrimPrefix(msg.Subject(), "omni.outbox."))
+		select {
+		case slot <- struct{}{}:
+		default:
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
 		select {
 		case ob.sem <- struct{}{}:
 		case <-ob.ctx.Done():
+			<-slot
 			return // not acked: redelivered after restart
 		}
 		ob.wg.Add(1)
 		go func() {
-			defer func() { <-ob.sem; ob.wg.Done() }()
+			defer func() { <-ob.sem; <-slot; ob.wg.Done() }()
 			ob.handle(msg)
 		}()
 	}, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -109,6 +122,18 @@ func (ob *outbox) start() error {
 	}
 	ob.cc = cc
 	return nil
+}
+
+// slot returns the per-connector in-flight limiter.
+func (ob *outbox) slot(name string) chan struct{} {
+	ob.slotsMu.Lock()
+	defer ob.slotsMu.Unlock()
+	c, ok := ob.slots[name]
+	if !ok {
+		c = make(chan struct{}, ob.m.opts.SendsPerConnector)
+		ob.slots[name] = c
+	}
+	return c
 }
 
 func (ob *outbox) stop() {
