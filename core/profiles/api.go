@@ -239,7 +239,7 @@ func Get(app core.App, id string) (*Detail, error) {
 	if err := db.NewQuery("SELECT s.id, s.name, m.entered_at FROM segment_members m JOIN segments s ON s.id = m.segment WHERE m.profile={:id} ORDER BY s.name").Bind(prm).All(&d.Segments); err != nil {
 		return nil, err
 	}
-	if err := db.NewQuery("SELECT id FROM profiles WHERE merged_into={:id} ORDER BY created").Bind(prm).Column(&d.MergedFrom); err != nil {
+	if err := db.NewQuery("SELECT id FROM profiles WHERE merged_into={:id} AND merged_into != '' ORDER BY created").Bind(prm).Column(&d.MergedFrom); err != nil {
 		return nil, err
 	}
 	ids := append([]string{row.ID}, d.MergedFrom...)

@@ -95,7 +95,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 			return err
 		}
 		var ids []string
-		if err := tx.DB().NewQuery("SELECT id FROM profiles WHERE merged_into={:id}").Bind(dbx.Params{"id": row.ID}).Column(&ids); err != nil {
+		if err := tx.DB().NewQuery("SELECT id FROM profiles WHERE merged_into={:id} AND merged_into != ''").Bind(dbx.Params{"id": row.ID}).Column(&ids); err != nil {
 			return err
 		}
 		ids = append([]string{row.ID}, ids...)

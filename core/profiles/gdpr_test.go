@@ -215,6 +215,13 @@ func TestAccessControl(t *testing.T) {
 	if code, body := e.Do(t, "DELETE", "/api/v1/profiles/"+pid, nil, auth(suTok)); code != 200 {
 		t.Errorf("superuser erase: %d %s", code, body)
 	}
+	// Our auth guard must not leak onto other /api/v1 routes.
+	if code, body := e.Do(t, "GET", "/api/v1/health", nil, nil); code != 200 {
+		t.Errorf("health without auth: %d %s", code, body)
+	}
+	if code, body := e.Track(t, "/api/v1/track", map[string]any{"event": "x", "anonymousId": "a", "messageId": "ac-1"}); code != 200 {
+		t.Errorf("track under /api/v1: %d %s", code, body)
+	}
 	if code, _ := e.Do(t, "GET", "/api/v1/profiles/nope", nil, auth(e.agent)); code != 404 {
 		t.Errorf("unknown profile: %d", code)
 	}

@@ -362,7 +362,7 @@ func (b *batch) merge(a, c *profile, eventID string) (*profile, error) {
 	for _, q := range []string{
 		"UPDATE identities SET profile={:s} WHERE profile={:l}",
 		"UPDATE events SET profile={:s} WHERE profile={:l}",
-		"UPDATE profiles SET merged_into={:s} WHERE merged_into={:l}",
+		"UPDATE profiles SET merged_into={:s} WHERE merged_into={:l} AND merged_into != ''", // the condition lets SQLite use the partial index
 		"DELETE FROM segment_members WHERE profile={:l}",
 	} {
 		if _, err := db.NewQuery(q).Bind(p).Execute(); err != nil {

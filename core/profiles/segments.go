@@ -260,36 +260,96 @@ func (m *Module) exit(tx core.App, segID, segName string, p *profile, enteredAt 
 }
 
 // reevaluateSegment recomputes one segment over all profiles (scheduled
-// pass and initial backfill).
-func (m *Module) reevaluateSegment(tx core.App, s *segment, now time.Time, silent bool) ([]*events.Event, error) {
+// pass and initial backfill). The full scan is a read outside any write
+// transaction; only the profiles whose membership looks different are then
+// re-checked and changed, in short transactions of segmentChunk profiles,
+// so ingest never waits for a whole scan.
+func (m *Module) reevaluateSegment(app core.App, s *segment, now time.Time, silent bool) (int, error) {
 	c := newCompiler(now, m.segs.lookup)
 	where, err := c.compile(s.rule, "")
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	var ids []string
-	if err := tx.DB().NewQuery("SELECT p.id FROM profiles p WHERE p.merged_into = '' AND COALESCE(" + where + ", 0)").Bind(c.params).Column(&ids); err != nil {
-		return nil, fmt.Errorf("segment %s: %w", s.id, err)
+	if err := app.DB().NewQuery("SELECT p.id FROM profiles p WHERE p.merged_into = '' AND COALESCE(" + where + ", 0)").Bind(c.params).Column(&ids); err != nil {
+		return 0, fmt.Errorf("segment %s: %w", s.id, err)
+	}
+	var cur []string
+	if err := app.DB().NewQuery("SELECT profile FROM segment_members WHERE segment={:s}").Bind(dbx.Params{"s": s.id}).Column(&cur); err != nil {
+		return 0, err
 	}
 	want := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		want[id] = true
 	}
+	var candidates []string
+	for _, id := range cur {
+		if !want[id] {
+			candidates = append(candidates, id)
+		}
+		delete(want, id)
+	}
+	for id := range want {
+		candidates = append(candidates, id)
+	}
+	changed := 0
+	for start := 0; start < len(candidates); start += segmentChunk {
+		part := candidates[start:min(start+segmentChunk, len(candidates))]
+		var evs []*events.Event
+		err := app.RunInTransaction(func(tx core.App) error {
+			var err error
+			evs, err = m.checkSegment(tx, s, part, m.now().UTC(), silent)
+			return err
+		})
+		if err != nil {
+			return changed, err
+		}
+		changed += len(evs)
+		m.emit(evs)
+	}
+	return changed, nil
+}
+
+const segmentChunk = 500
+
+// checkSegment re-evaluates one segment for some profiles inside tx and
+// applies the difference.
+func (m *Module) checkSegment(tx core.App, s *segment, ids []string, now time.Time, silent bool) ([]*events.Event, error) {
+	c := newCompiler(now, m.segs.lookup)
+	where, err := c.compile(s.rule, "")
+	if err != nil {
+		return nil, err
+	}
+	in := make([]string, len(ids))
+	for i, id := range ids {
+		in[i] = c.param(id)
+	}
+	list := strings.Join(in, ",")
+	var match []string
+	if err := tx.DB().NewQuery("SELECT p.id FROM profiles p WHERE p.id IN (" + list + ") AND p.merged_into = '' AND COALESCE(" + where + ", 0)").
+		Bind(c.params).Column(&match); err != nil {
+		return nil, err
+	}
 	var cur []struct {
 		Profile   string `db:"profile"`
 		EnteredAt string `db:"entered_at"`
 	}
-	if err := tx.DB().NewQuery("SELECT profile, entered_at FROM segment_members WHERE segment={:s}").Bind(dbx.Params{"s": s.id}).All(&cur); err != nil {
+	c.params["seg"] = s.id
+	if err := tx.DB().NewQuery("SELECT profile, entered_at FROM segment_members WHERE segment={:seg} AND profile IN (" + list + ")").Bind(c.params).All(&cur); err != nil {
 		return nil, err
 	}
-	have := make(map[string]string, len(cur))
+	want := map[string]bool{}
+	for _, id := range match {
+		want[id] = true
+	}
+	have := map[string]string{}
 	for _, r := range cur {
 		have[r.Profile] = r.EnteredAt
 	}
 	var out []*events.Event
 	b := m.newBatch(tx, false)
 	defer b.close()
-	for id := range want {
+	for _, id := range match {
 		if _, ok := have[id]; ok {
 			continue
 		}
@@ -338,62 +398,72 @@ func (m *Module) profileForEvent(b *batch, id string, silent bool) (*profile, er
 }
 
 // Reevaluate runs the scheduled pass now: profiles whose time-based traits
-// are due, segments with time-based rules, and today's member counts.
+// are due, segments with time-based rules, and today's member counts. Work
+// is done in short transactions so ingest keeps flowing.
 func (m *Module) Reevaluate(ctx context.Context) error {
 	now := m.now().UTC()
-	var emits []*events.Event
-	err := m.app.RunInTransaction(func(tx core.App) error {
-		emits = nil
-		// 1. Traits that change with time alone.
-		var due []string
-		if err := tx.DB().NewQuery("SELECT id FROM profiles WHERE traits_due_at != '' AND traits_due_at <= {:now} AND merged_into = '' LIMIT 20000").
-			Bind(dbx.Params{"now": now.Format(dbTime)}).Column(&due); err != nil {
-			return err
+	// 1. Traits that change with time alone, dueChunk profiles at a time.
+	for round := 0; round < 1000; round++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if len(due) > 0 {
+		var n int
+		var emits []*events.Event
+		err := m.app.RunInTransaction(func(tx core.App) error {
+			var due []string
+			if err := tx.DB().NewQuery("SELECT id FROM profiles WHERE traits_due_at != '' AND traits_due_at <= {:now} AND merged_into = '' LIMIT {:n}").
+				Bind(dbx.Params{"now": now.Format(dbTime), "n": dueChunk}).Column(&due); err != nil {
+				return err
+			}
+			n = len(due)
+			if n == 0 {
+				return nil
+			}
 			m.cacheMu.Lock()
 			for _, id := range due {
 				delete(m.cache.profiles, id)
 			}
 			m.cacheMu.Unlock()
 			b := m.newBatch(tx, false)
+			defer b.close()
 			b.now, b.nowDB = now, now.Format(dbTime)
 			var ps []*profile
 			for _, id := range due {
 				p, err := b.load(id)
 				if err != nil {
-					b.close()
 					return err
 				}
 				p.dirty = true
 				ps = append(ps, p)
 			}
 			if err := b.flush(); err != nil {
-				b.close()
 				return err
 			}
-			b.close()
-			evs, err := m.evaluateProfiles(tx, ps, now, false)
-			if err != nil {
-				return err
-			}
-			emits = append(emits, evs...)
+			var err error
+			emits, err = m.evaluateProfiles(tx, ps, now, false)
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		// 2. Segments whose rules depend on the clock.
-		segs, _ := m.segs.snapshot()
-		for _, s := range segs {
-			if !m.isTimeBased(s.rule) {
-				continue
-			}
-			evs, err := m.reevaluateSegment(tx, s, now, false)
-			if err != nil {
-				m.log.Warn("segment re-evaluation failed", "segment", s.id, "error", err)
-				continue
-			}
-			emits = append(emits, evs...)
+		m.emit(emits)
+		if n < dueChunk {
+			break
 		}
-		// 3. Daily member counts.
-		dayS := now.Format("2006-01-02")
+	}
+	// 2. Segments whose rules depend on the clock.
+	segs, _ := m.segs.snapshot()
+	for _, s := range segs {
+		if !m.isTimeBased(s.rule) {
+			continue
+		}
+		if _, err := m.reevaluateSegment(m.app, s, now, false); err != nil {
+			m.log.Warn("segment re-evaluation failed", "segment", s.id, "error", err)
+		}
+	}
+	// 3. Daily member counts.
+	dayS := now.Format("2006-01-02")
+	return m.app.RunInTransaction(func(tx core.App) error {
 		for _, s := range segs {
 			if _, err := tx.DB().NewQuery(`INSERT INTO segment_counts (id, segment, day, count)
 SELECT {:id}, {:s}, {:d}, COUNT(*) FROM segment_members WHERE segment={:s}
@@ -403,12 +473,9 @@ ON CONFLICT(segment, day) DO UPDATE SET count=excluded.count`).Bind(dbx.Params{"
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	m.emit(emits)
-	return nil
 }
+
+const dueChunk = 1000
 
 // backfill computes a new or changed segment's membership without events.
 func (m *Module) backfill(app core.App, id string) error {
@@ -417,10 +484,8 @@ func (m *Module) backfill(app core.App, id string) error {
 	if !ok {
 		return nil
 	}
-	return app.RunInTransaction(func(tx core.App) error {
-		_, err := m.reevaluateSegment(tx, s, m.now().UTC(), true)
-		return err
-	})
+	_, err := m.reevaluateSegment(app, s, m.now().UTC(), true)
+	return err
 }
 
 // segmentRow is the JSON shape of a segment in the API.

@@ -1,0 +1,40 @@
+package profiles_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/omni/omni/core/profiles"
+)
+
+// The hot-path and merge statements (with bound parameters, as they run)
+// must use indexes; a full scan of
+// events or profiles here is what makes merges cost milliseconds at scale.
+func TestQueryPlansUseIndexes(t *testing.T) {
+	e := start(t, profiles.Options{})
+	for _, q := range []string{
+		"SELECT profile FROM identities WHERE kind={:x} AND value={:x}",
+		"SELECT kind, value FROM identities WHERE profile={:x}",
+		"UPDATE identities SET profile={:x} WHERE profile={:x}",
+		"UPDATE events SET profile={:x} WHERE profile={:x}",
+		"UPDATE profiles SET merged_into={:x} WHERE merged_into={:x} AND merged_into != ''",
+		"DELETE FROM segment_members WHERE profile={:x}",
+		"SELECT COUNT(*) FROM events e WHERE e.profile = {:x} AND +e.type = {:x} AND e.occurred_at >= {:x}",
+		"SELECT id FROM profiles WHERE traits_due_at != '' AND traits_due_at <= {:x} AND merged_into = '' LIMIT 10",
+	} {
+		var plan []struct {
+			Detail string `db:"detail"`
+		}
+		if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + q).Bind(map[string]any{"x": "p"}).All(&plan); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var parts []string
+		for _, p := range plan {
+			parts = append(parts, p.Detail)
+		}
+		s := strings.Join(parts, "; ")
+		if strings.Contains(s, "SCAN ") && !strings.Contains(s, "USING") {
+			t.Errorf("full scan: %s\n  plan: %s", q, s)
+		}
+	}
+}
