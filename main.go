@@ -6,8 +6,9 @@ import (
 	"os"
 
 	"github.com/omni/omni/core/cli"
+	"github.com/omni/omni/core/webui"
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr, webui.Extension()))
 }
