@@ -221,30 +221,27 @@ func decode(v *viper.Viper, cfg *Config) error {
 	for _, key := range KnownKeys() {
 		sub := viper.New()
 		sub.Set("x", v.Get(key))
+		var val any
 		var err error
-		switch d := defaults[key].(type) {
+		switch defaults[key].(type) {
 		case bool:
 			var b bool
 			err = sub.UnmarshalKey("x", &b)
-			if err == nil {
-				err = setField(cfg, key, b)
-			}
+			val = b
 		case int:
 			var n int
 			err = sub.UnmarshalKey("x", &n)
-			if err == nil {
-				err = setField(cfg, key, n)
-			}
+			val = n
 		default:
-			_ = d
 			var s string
 			err = sub.UnmarshalKey("x", &s)
-			if err == nil {
-				err = setField(cfg, key, s)
-			}
+			val = s
 		}
 		if err != nil {
-			return &Error{Key: key, Problem: describeDecodeErr(defaults[key], v.Get(key), err)}
+			return &Error{Key: key, Problem: describeDecodeErr(defaults[key], v.Get(key))}
+		}
+		if err := setField(cfg, key, val); err != nil {
+			return &Error{Key: key, Problem: err.Error()}
 		}
 	}
 	if raw := v.GetStringMap("connectors"); len(raw) > 0 {
@@ -260,7 +257,7 @@ func decode(v *viper.Viper, cfg *Config) error {
 	return nil
 }
 
-func describeDecodeErr(def, got any, err error) string {
+func describeDecodeErr(def, got any) string {
 	kind := "a string"
 	switch def.(type) {
 	case bool:

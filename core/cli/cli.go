@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pocketbase/pocketbase/cmd"
 	"github.com/spf13/cobra"
@@ -89,7 +92,7 @@ func Main(args []string, stdout, stderr io.Writer, exts ...Extension) int {
 	config.Flags(root.PersistentFlags())
 	env := &Env{Stdout: stdout, Stderr: stderr, root: root}
 
-	root.AddCommand(serveCmd(env, exts), superuserCmd(env), configCmd(env), sourceCmd(env))
+	root.AddCommand(serveCmd(env, exts), superuserCmd(env), configCmd(env), sourceCmd(env), healthCmd(env))
 	for _, ext := range exts {
 		if ext.Commands != nil {
 			root.AddCommand(ext.Commands(env)...)
@@ -284,5 +287,39 @@ func sourceCmd(env *Env) *cobra.Command {
 			return nil
 		},
 	})
+	return c
+}
+
+// healthCmd probes a running server, for container health checks (the
+// image has no curl).
+func healthCmd(env *Env) *cobra.Command {
+	var url string
+	c := &cobra.Command{
+		Use:   "health",
+		Short: "Check a running server's /api/v1/health (exit 0 when healthy)",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if url == "" {
+				cfg, err := env.Config()
+				if err != nil {
+					return err
+				}
+				url = "http://" + cfg.HTTP + "/api/v1/health"
+			}
+			client := &http.Client{Timeout: 5 * time.Second}
+			resp, err := client.Get(url)
+			if err != nil {
+				return fmt.Errorf("health check: %w", err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			fmt.Fprintln(env.Stdout, strings.TrimSpace(string(body)))
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("health check: %s answered %d", url, resp.StatusCode)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&url, "url", "", "health URL (default from the http setting)")
 	return c
 }

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tools/security"
 	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/omni/omni/core/bus"
@@ -48,7 +48,7 @@ type Stored struct {
 type Options struct {
 	BatchSize int           // max events per transaction (default 1000)
 	MaxWait   time.Duration // max time a partial batch waits (default 20ms)
-	AckWait   time.Duration // redelivery after a crash (default 30s)
+	AckWait   time.Duration // redelivery after a crash (default 10s)
 }
 
 // Store is the running consumer.
@@ -78,7 +78,7 @@ func New(app core.App, b *bus.Bus, log *slog.Logger, opts Options) *Store {
 		opts.MaxWait = 20 * time.Millisecond
 	}
 	if opts.AckWait <= 0 {
-		opts.AckWait = 30 * time.Second
+		opts.AckWait = 10 * time.Second
 	}
 	return &Store{app: app, bus: b, log: log.With("component", "eventstore"), opts: opts}
 }
@@ -93,14 +93,14 @@ func (s *Store) OnCommit(f AfterCommit) { s.after = append(s.after, f) }
 // before events are published, as the stream keeps messages by interest.
 func EnsureConsumer(ctx context.Context, b *bus.Bus, ackWait time.Duration) (jetstream.Consumer, error) {
 	if ackWait <= 0 {
-		ackWait = 30 * time.Second
+		ackWait = 10 * time.Second
 	}
 	return b.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		Description:   "stores events in SQLite",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
-		MaxAckPending: 20000,
+		MaxAckPending: 5000,
 		MaxDeliver:    -1,
 		FilterSubject: bus.EventsSubject,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -241,15 +241,44 @@ func (s *Store) flush(msgs []jetstream.Msg) {
 }
 
 const insertSQL = `INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile, created)
-VALUES ({:id}, {:event_id}, {:type}, {:name}, {:source}, {:channel}, {:occurred_at}, {:received_at}, {:identities}, {:properties}, {:context}, '', {:created})
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)
 ON CONFLICT(event_id) DO NOTHING`
 
 func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
+	return writeBatch(s.app, evs, s.processors)
+}
+
+// WriteBatch stores events in one transaction and returns the new ones
+// (duplicates of stored event ids are skipped).
+func WriteBatch(app core.App, evs []*events.Event) ([]*Stored, error) {
+	return writeBatch(app, evs, nil)
+}
+
+// Executor returns the raw SQL executor of a (transaction) app. Hot paths
+// use its prepared statements directly: dbx's named-parameter parsing and
+// query hooks cost more than SQLite's own work for small rows.
+func Executor(tx core.App) dbx.Executor {
+	type executorOf interface{ Executor() dbx.Executor }
+	switch db := tx.DB().(type) {
+	case *dbx.Tx:
+		return db.Builder.(executorOf).Executor()
+	case *dbx.DB:
+		return db.Builder.(executorOf).Executor()
+	case executorOf:
+		return db.Executor()
+	}
+	panic(fmt.Sprintf("eventstore: no SQL executor in %T", tx.DB()))
+}
+
+func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*Stored, error) {
 	var stored []*Stored
-	err := s.app.RunInTransaction(func(tx core.App) error {
+	err := app.RunInTransaction(func(tx core.App) error {
 		stored = stored[:0]
-		q := tx.DB().NewQuery(insertSQL).Prepare()
-		defer q.Close()
+		stmt, err := Executor(tx).Prepare(insertSQL)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
 		now := types.NowDateTime().String()
 		for _, ev := range evs {
 			ids, _ := json.Marshal(ev.Identities)
@@ -258,12 +287,9 @@ func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
 				props, _ = json.Marshal(ev.Properties)
 			}
 			ctxJSON, _ := json.Marshal(ev.Context)
-			id := security.RandomStringWithAlphabet(15, "abcdefghijklmnopqrstuvwxyz0123456789")
-			res, err := q.Bind(dbx.Params{
-				"id": id, "event_id": ev.ID, "type": ev.Type, "name": ev.Name, "source": ev.Source,
-				"channel": ev.Context.Channel, "occurred_at": FormatTime(ev.OccurredAt), "received_at": FormatTime(ev.ReceivedAt),
-				"identities": string(ids), "properties": string(props), "context": string(ctxJSON), "created": now,
-			}).Execute()
+			id := NewRecordID()
+			res, err := stmt.Exec(id, ev.ID, ev.Type, ev.Name, ev.Source, ev.Context.Channel,
+				FormatTime(ev.OccurredAt), FormatTime(ev.ReceivedAt), string(ids), string(props), string(ctxJSON), now)
 			if err != nil {
 				return fmt.Errorf("insert event %s: %w", ev.ID, err)
 			}
@@ -271,7 +297,7 @@ func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
 				stored = append(stored, &Stored{RecordID: id, Event: ev})
 			}
 		}
-		for _, p := range s.processors {
+		for _, p := range processors {
 			if err := p.ProcessBatch(tx, stored); err != nil {
 				return err
 			}
@@ -279,6 +305,25 @@ func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
 		return nil
 	})
 	return stored, err
+}
+
+// NewRecordID returns a PocketBase-shaped record id (15 chars of [a-z0-9])
+// that starts with the time in milliseconds, so inserts append to the id
+// index instead of splitting pages at random, then 7 random characters.
+func NewRecordID() string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	var b [15]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 7; i >= 0; i-- {
+		b[i] = alphabet[ms%36]
+		ms /= 36
+	}
+	r := rand.Uint64()
+	for i := 8; i < 15; i++ {
+		b[i] = alphabet[r%36]
+		r /= 36
+	}
+	return string(b[:])
 }
 
 // FormatTime renders a time the way PocketBase stores dates, so stored

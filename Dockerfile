@@ -1,0 +1,25 @@
+# Build: docker build -t omni .
+# Run:   docker run -p 8090:8090 -v omni_data:/data omni
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+# Static, pure-Go binary (SQLite is the modernc.org port, no cgo).
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/omni/omni/core/api.Version=${VERSION}" -o /out/omni . \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/omni /omni
+COPY --from=build --chown=nonroot:nonroot /out/data /data
+USER nonroot:nonroot
+ENV OMNI_HTTP=0.0.0.0:8090 \
+    OMNI_DATA_DIR=/data
+VOLUME ["/data"]
+EXPOSE 8090
+# Set OMNI_BUS_LISTEN=0.0.0.0:4222 and publish 4222 to watch the bus with the nats CLI.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/omni", "health", "--url", "http://127.0.0.1:8090/api/v1/health"]
+ENTRYPOINT ["/omni"]
+CMD ["serve"]

@@ -1,0 +1,260 @@
+// Command ingest load-tests a real `omni serve` over loopback: N clients
+// post Segment batches, and it reports events/s end to end (acknowledged
+// and stored in SQLite), p50/p99 acknowledgement latency, idle RSS and cold
+// start time. In the same run it measures the floor: raw JetStream publish
+// of the same payloads and a batched SQLite insert of the same rows.
+//
+//	go build -o /tmp/omni . && go run ./bench/ingest -bin /tmp/omni
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/logging"
+)
+
+func main() {
+	bin := flag.String("bin", "./omni", "omni binary to test")
+	total := flag.Int("events", 100000, "events to send")
+	batch := flag.Int("batch", 100, "events per request")
+	clients := flag.Int("clients", 8, "concurrent clients")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "omni-bench-")
+	must(err)
+	defer os.RemoveAll(dir)
+
+	key := createSource(*bin, dir)
+	addr := freeAddr()
+	start := time.Now()
+	cmd := exec.Command(*bin, "serve", "--http", addr, "--data-dir", dir)
+	cmd.Env = append(os.Environ(), "OMNI_LOG_LEVEL=warn")
+	cmd.Stderr = os.Stderr
+	must(cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitHealthy(addr)
+	coldStart := time.Since(start)
+	time.Sleep(time.Second)
+	idleRSS := rssKB(cmd.Process.Pid)
+
+	bodies := makeBodies(*total, *batch)
+	lat := make([]time.Duration, 0, len(bodies))
+	var mu sync.Mutex
+	work := make(chan []byte)
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients}}
+	t0 := time.Now()
+	for c := 0; c < *clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for body := range work {
+				req, _ := http.NewRequest("POST", "http://"+addr+"/v1/batch", bytes.NewReader(body))
+				req.SetBasicAuth(key, "")
+				s := time.Now()
+				resp, err := client.Do(req)
+				must(err)
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					panic(fmt.Sprintf("status %d", resp.StatusCode))
+				}
+				d := time.Since(s)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, b := range bodies {
+		work <- b
+	}
+	close(work)
+	wg.Wait()
+	ackDone := time.Since(t0)
+	waitDrained(addr)
+	storedDone := time.Since(t0)
+	loadRSS := rssKB(cmd.Process.Pid)
+
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	fmt.Printf("omni serve, %d events in batches of %d, %d clients over loopback\n", *total, *batch, *clients)
+	fmt.Printf("  cold start to healthy:   %v\n", coldStart.Round(time.Millisecond))
+	fmt.Printf("  idle RSS:                %d MB (after load: %d MB)\n", idleRSS/1024, loadRSS/1024)
+	fmt.Printf("  acknowledged:            %.0f events/s\n", float64(*total)/ackDone.Seconds())
+	fmt.Printf("  stored in SQLite:        %.0f events/s (end to end)\n", float64(*total)/storedDone.Seconds())
+	fmt.Printf("  ack latency per request: p50 %v  p99 %v\n", pct(lat, 50), pct(lat, 99))
+
+	floorBus, floorDB := floor(*total)
+	fmt.Printf("floor, same payloads, in process\n")
+	fmt.Printf("  JetStream publish:       %.0f events/s\n", floorBus)
+	fmt.Printf("  SQLite batched insert:   %.0f events/s\n", floorDB)
+	fmt.Printf("  end to end / min(floor): %.2f\n", (float64(*total)/storedDone.Seconds())/min(floorBus, floorDB))
+}
+
+func makeBodies(total, per int) [][]byte {
+	var out [][]byte
+	for start := 0; start < total; start += per {
+		var b strings.Builder
+		b.WriteString(`{"batch":[`)
+		for i := start; i < start+per && i < total; i++ {
+			if i > start {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"type":"track","messageId":"b-%d","userId":"user-%d","event":"Product Viewed","properties":{"sku":"SKU-%d","price":19.99},"context":{"ip":"127.0.0.1","page":{"url":"https://shop.example/p/%d"}}}`, i, i%10000, i%500, i%500)
+		}
+		b.WriteString(`]}`)
+		out = append(out, []byte(b.String()))
+	}
+	return out
+}
+
+func sampleEvents(total int) []*events.Event {
+	now := time.Now().UTC()
+	evs := make([]*events.Event, total)
+	for i := range evs {
+		evs[i] = &events.Event{ID: fmt.Sprintf("f-%d", i), Type: "track", Name: "Product Viewed", Source: "bench", OccurredAt: now, ReceivedAt: now,
+			Identities: events.Identities{"user_id": fmt.Sprintf("user-%d", i%10000)},
+			Properties: map[string]any{"sku": fmt.Sprintf("SKU-%d", i%500), "price": 19.99},
+			Context:    events.Context{Channel: "server", IP: "127.0.0.1", Page: &events.Page{URL: fmt.Sprintf("https://shop.example/p/%d", i%500)}}}
+	}
+	return evs
+}
+
+// floor measures the two stages Omni chains, each alone, in this process.
+func floor(total int) (busRate, dbRate float64) {
+	dir, err := os.MkdirTemp("", "omni-floor-")
+	must(err)
+	defer os.RemoveAll(dir)
+	evs := sampleEvents(total)
+
+	cfg := config.Default()
+	ctx := context.Background()
+	b, err := bus.Open(ctx, bus.Options{StoreDir: filepath.Join(dir, "nats"), MaxStore: 2 << 30, MaxMemory: 64 << 20, DedupeWindow: 2 * time.Minute, MaxAge: time.Hour})
+	must(err)
+	_, err = eventstore.EnsureConsumer(ctx, b, 0) // interest retention needs a consumer
+	must(err)
+	msgs := make([]bus.Msg, len(evs))
+	for i, ev := range evs {
+		data, _ := ev.Marshal()
+		msgs[i] = bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID}
+	}
+	t0 := time.Now()
+	for i := 0; i < len(msgs); i += 100 {
+		for _, err := range b.PublishAll(ctx, msgs[i:min(i+100, len(msgs))]) {
+			must(err)
+		}
+	}
+	busRate = float64(total) / time.Since(t0).Seconds()
+	b.Close()
+
+	cfg.DataDir = filepath.Join(dir, "db")
+	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
+	must(o.Open())
+	t0 = time.Now()
+	for i := 0; i < len(evs); i += 1000 {
+		_, err := eventstore.WriteBatch(o.PB, evs[i:min(i+1000, len(evs))])
+		must(err)
+	}
+	dbRate = float64(total) / time.Since(t0).Seconds()
+	_ = o.PB.ResetBootstrapState()
+	return busRate, dbRate
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[(len(d)-1)*p/100].Round(10 * time.Microsecond)
+}
+
+func createSource(bin, dir string) string {
+	out, err := exec.Command(bin, "source", "create", "bench", "--data-dir", dir).CombinedOutput()
+	if err != nil {
+		panic(fmt.Sprintf("source create: %v %s", err, out))
+	}
+	m := regexp.MustCompile(`write key: (\S+)`).FindSubmatch(out)
+	return string(m[1])
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitHealthy(addr string) {
+	for i := 0; i < 2000; i++ {
+		if resp, err := http.Get("http://" + addr + "/api/v1/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	panic("omni did not become healthy")
+}
+
+// waitDrained waits until the events consumer has stored everything.
+func waitDrained(addr string) {
+	for {
+		resp, err := http.Get("http://" + addr + "/api/v1/health")
+		must(err)
+		var h struct {
+			Bus struct {
+				Consumers map[string]struct {
+					Pending    uint64 `json:"pending"`
+					AckPending int    `json:"ack_pending"`
+				} `json:"consumers"`
+			} `json:"bus"`
+		}
+		must(json.NewDecoder(resp.Body).Decode(&h))
+		resp.Body.Close()
+		c := h.Bus.Consumers[eventstore.ConsumerName]
+		if c.Pending == 0 && c.AckPending == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func rssKB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+)`).FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	var kb int
+	fmt.Sscan(string(m[1]), &kb)
+	return kb
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}

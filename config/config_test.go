@@ -1,0 +1,206 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// inDir runs the test in a fresh working directory so no stray omni.yaml
+// is picked up.
+func inDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Chdir(dir)
+	return dir
+}
+
+func flags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func write(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	inDir(t)
+	cfg, err := Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP != "127.0.0.1:8090" || cfg.DataDir != "./omni_data" || !cfg.Bus.Embedded || cfg.Ingest.MaxBatchBytes != 500*1024 {
+		t.Fatalf("unexpected defaults: %+v", cfg)
+	}
+	if got := cfg.NATSStoreDir(); got != filepath.Join("omni_data", "nats") {
+		t.Fatalf("store dir = %q", got)
+	}
+}
+
+func TestPrecedenceFlagOverEnvOverFileOverDefault(t *testing.T) {
+	dir := inDir(t)
+	write(t, dir, "omni.yaml", "http: 127.0.0.1:1111\ndata_dir: /from/file\nlog:\n  level: warn\nbus:\n  max_store_mb: 64\n")
+
+	// file over default
+	cfg, err := Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP != "127.0.0.1:1111" || cfg.Log.Level != "warn" || cfg.Bus.MaxStoreMB != 64 {
+		t.Fatalf("file not applied: %+v", cfg)
+	}
+	if cfg.Log.Format != "text" {
+		t.Fatalf("default lost: %q", cfg.Log.Format)
+	}
+
+	// env over file (nested key with _)
+	t.Setenv("OMNI_HTTP", "127.0.0.1:2222")
+	t.Setenv("OMNI_BUS_MAX_STORE_MB", "128")
+	cfg, err = Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP != "127.0.0.1:2222" || cfg.Bus.MaxStoreMB != 128 || cfg.DataDir != "/from/file" {
+		t.Fatalf("env not applied over file: %+v", cfg)
+	}
+
+	// flag over env
+	cfg, err = Load(flags(t, "--http", "127.0.0.1:3333", "--data-dir", "/from/flag"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP != "127.0.0.1:3333" || cfg.DataDir != "/from/flag" {
+		t.Fatalf("flag not applied over env: %+v", cfg)
+	}
+}
+
+func TestExplicitConfigFile(t *testing.T) {
+	dir := inDir(t)
+	p := write(t, dir, "custom.yaml", "durability: strict\n")
+	cfg, err := Load(flags(t, "--config", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Durability != "strict" || cfg.File != p {
+		t.Fatalf("explicit file not used: %+v", cfg)
+	}
+	_, err = Load(flags(t, "--config", filepath.Join(dir, "missing.yaml")))
+	assertKeyErr(t, err, "--config", "cannot read")
+}
+
+func assertKeyErr(t *testing.T, err error, key, problem string) {
+	t.Helper()
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want config error for %s, got %v", key, err)
+	}
+	if ce.Key != key || !strings.Contains(ce.Problem, problem) {
+		t.Fatalf("want %s: …%s…, got %v", key, problem, err)
+	}
+	if !strings.Contains(err.Error(), key) {
+		t.Fatalf("message does not name the key: %v", err)
+	}
+}
+
+func TestUnknownKeys(t *testing.T) {
+	dir := inDir(t)
+	write(t, dir, "omni.yaml", "bus:\n  embeded: true\n")
+	_, err := Load(flags(t))
+	assertKeyErr(t, err, "bus.embeded", "unknown key")
+
+	os.Remove(filepath.Join(dir, "omni.yaml"))
+	t.Setenv("OMNI_HTTP_ADDR", "x")
+	_, err = Load(flags(t))
+	assertKeyErr(t, err, "OMNI_HTTP_ADDR", "unknown environment variable")
+}
+
+func TestConnectorSettingsAreFreeForm(t *testing.T) {
+	dir := inDir(t)
+	write(t, dir, "omni.yaml", "connectors:\n  shopify:\n    shop: demo.myshopify.com\n    api_secret: s3cret\n")
+	cfg, err := Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Connectors["shopify"]["shop"] != "demo.myshopify.com" {
+		t.Fatalf("connector settings lost: %+v", cfg.Connectors)
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "s3cret") || !strings.Contains(out, "demo.myshopify.com") {
+		t.Fatalf("secret not masked or setting missing:\n%s", out)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	cases := []struct {
+		env, value, key, problem string
+	}{
+		{"OMNI_HTTP", "nope", "http", "host:port"},
+		{"OMNI_BUS_MAX_STORE_MB", "lots", "bus.max_store_mb", "whole number"},
+		{"OMNI_BUS_MAX_STORE_MB", "4", "bus.max_store_mb", "at least 16"},
+		{"OMNI_BUS_EMBEDDED", "maybe", "bus.embedded", "true or false"},
+		{"OMNI_BUS_URL", "http://x", "bus.url", "nats://"},
+		{"OMNI_BUS_DEDUPE_WINDOW", "soon", "bus.dedupe_window", "duration"},
+		{"OMNI_LOG_LEVEL", "loud", "log.level", "debug, info"},
+		{"OMNI_LOG_FORMAT", "xml", "log.format", "text or json"},
+		{"OMNI_DURABILITY", "always", "durability", "normal or strict"},
+		{"OMNI_INGEST_DEFAULT_REGION", "XX", "ingest.default_region", "region code"},
+		{"OMNI_JOURNEYS_QUIET_HOURS", "night", "journeys.quiet_hours", "HH:MM-HH:MM"},
+		{"OMNI_JOURNEYS_FREQUENCY_CAP", "many", "journeys.frequency_cap", "COUNT/DURATION"},
+	}
+	for _, c := range cases {
+		t.Run(c.env+"="+c.value, func(t *testing.T) {
+			inDir(t)
+			t.Setenv(c.env, c.value)
+			_, err := Load(flags(t))
+			assertKeyErr(t, err, c.key, c.problem)
+		})
+	}
+}
+
+func TestEmbeddedOffNeedsURL(t *testing.T) {
+	inDir(t)
+	t.Setenv("OMNI_BUS_EMBEDDED", "false")
+	_, err := Load(flags(t))
+	assertKeyErr(t, err, "bus.embedded", "bus.url")
+	t.Setenv("OMNI_BUS_URL", "nats://10.0.0.1:4222")
+	cfg, err := Load(flags(t))
+	if err != nil || cfg.Bus.URL != "nats://10.0.0.1:4222" {
+		t.Fatalf("external bus: %v %+v", err, cfg)
+	}
+}
+
+func TestExampleFileIsValidAndComplete(t *testing.T) {
+	b, err := os.ReadFile("omni.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := inDir(t)
+	p := write(t, dir, "omni.yaml", string(b))
+	if _, err := Load(flags(t, "--config", p)); err != nil {
+		t.Fatalf("example config does not load: %v", err)
+	}
+	for _, k := range KnownKeys() {
+		leaf := k[strings.LastIndex(k, ".")+1:]
+		if !strings.Contains(string(b), leaf+":") {
+			t.Errorf("example does not document %s", k)
+		}
+	}
+}

@@ -1,0 +1,149 @@
+package events
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNormalizeIdentities(t *testing.T) {
+	n := Normalizer{DefaultRegion: "GB"}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))
+	e := &Event{ID: "1", Type: " Order.Placed ", Source: "s", ReceivedAt: now, Identities: Identities{
+		Email:       "  Jane.Doe@Example.COM ",
+		Phone:       "07700 900123",
+		WhatsAppID:  "447700900123",
+		AnonymousID: "   ",
+	}}
+	n.Normalize(e)
+	if e.Identities[Email] != "jane.doe@example.com" {
+		t.Errorf("email = %q", e.Identities[Email])
+	}
+	if e.Identities[Phone] != "+447700900123" {
+		t.Errorf("phone = %q", e.Identities[Phone])
+	}
+	if _, ok := e.Identities[AnonymousID]; ok {
+		t.Error("blank identity kept")
+	}
+	if e.Type != "order.placed" {
+		t.Errorf("type = %q", e.Type)
+	}
+	if !e.OccurredAt.Equal(now) || e.OccurredAt.Location() != time.UTC {
+		t.Errorf("occurred_at = %v", e.OccurredAt)
+	}
+}
+
+func TestPhoneForms(t *testing.T) {
+	n := Normalizer{DefaultRegion: "US"}
+	for in, want := range map[string]string{
+		"+1 (415) 555-2671": "+14155552671",
+		"415-555-2671":      "+14155552671",
+		"16505551234":       "+16505551234", // WhatsApp style, no plus
+		"+44 20 7946 0958":  "+442079460958",
+	} {
+		got, ok := n.Phone(in)
+		if !ok || got != want {
+			t.Errorf("Phone(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	if _, ok := n.Phone("call me"); ok {
+		t.Error("nonsense parsed as a phone")
+	}
+	e := &Event{Identities: Identities{Phone: "12", UserID: "u"}, ReceivedAt: time.Now()}
+	n.Normalize(e)
+	if _, ok := e.Identities[Phone]; ok || e.Properties["invalid_phone"] != "12" {
+		t.Errorf("invalid phone not moved aside: %+v %+v", e.Identities, e.Properties)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	now := time.Now().UTC()
+	good := func() *Event {
+		return &Event{ID: "x", Type: "order.placed", Source: "web", OccurredAt: now, ReceivedAt: now, Identities: Identities{Email: "a@b.c"}}
+	}
+	if err := good().Validate(now); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]func(e *Event){
+		"id":                  func(e *Event) { e.ID = "" },
+		"type":                func(e *Event) { e.Type = "Order Placed" },
+		"source":              func(e *Event) { e.Source = "" },
+		"occurred_at":         func(e *Event) { e.OccurredAt = now.Add(48 * time.Hour) },
+		"identities":          func(e *Event) { e.Identities = nil },
+		"identities.favcolor": func(e *Event) { e.Identities["favcolor"] = "red" },
+	}
+	for field, mutate := range cases {
+		e := good()
+		mutate(e)
+		err := e.Validate(now)
+		fe, ok := err.(*FieldError)
+		if !ok || fe.Field != field {
+			t.Errorf("%s: got %v", field, err)
+		}
+	}
+}
+
+func TestFromSegmentTrack(t *testing.T) {
+	raw := `{"type":"track","event":"Order Completed","userId":42,"messageId":"m-1",
+	  "properties":{"revenue":25.5,"currency":"EUR"},
+	  "context":{"traits":{"email":"A@b.co"},"campaign":{"source":"newsletter","medium":"email"},"page":{"url":"https://shop/x"},"library":{"name":"analytics-go"}},
+	  "timestamp":"2026-01-01T10:00:00Z","sentAt":"2026-01-01T10:00:05Z"}`
+	m, err := DecodeSegment(json.RawMessage(raw), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := time.Date(2026, 1, 1, 10, 0, 7, 0, time.UTC)
+	e, err := FromSegment(m, "web", recv, func() string { return "generated" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != OrderPlaced || e.Name != "Order Completed" || e.ID != "m-1" {
+		t.Fatalf("mapped wrong: %+v", e)
+	}
+	if e.Identities[UserID] != "42" || e.Identities[Email] != "A@b.co" {
+		t.Fatalf("identities: %+v", e.Identities)
+	}
+	// client clock was 5s behind the send; event moves to receivedAt-5s
+	if want := recv.Add(-5 * time.Second); !e.OccurredAt.Equal(want) {
+		t.Fatalf("skew correction: %v want %v", e.OccurredAt, want)
+	}
+	if e.Context.Campaign == nil || e.Context.Campaign.Source != "newsletter" || e.Context.Page.URL != "https://shop/x" {
+		t.Fatalf("context: %+v", e.Context)
+	}
+	if e.Context.Extra["library"] == nil || e.Properties["revenue"] != 25.5 {
+		t.Fatalf("unknown fields lost: %+v %+v", e.Context.Extra, e.Properties)
+	}
+}
+
+func TestFromSegmentRejects(t *testing.T) {
+	cases := map[string]string{
+		`{"type":"track","userId":"u"}`:   "event",
+		`{"type":"track","event":"x"}`:    "userId",
+		`{"type":"explode","userId":"u"}`: "type",
+		`{"userId":"u"}`:                  "type",
+		`{"type":"alias","userId":"u"}`:   "previousId",
+		`{"type":"group","userId":"u"}`:   "groupId",
+	}
+	for raw, field := range cases {
+		m, err := DecodeSegment(json.RawMessage(raw), "")
+		if err == nil {
+			_, err = FromSegment(m, "s", time.Now(), func() string { return "g" })
+		}
+		fe, ok := err.(*FieldError)
+		if !ok || fe.Field != field {
+			t.Errorf("%s: want field %s, got %v", raw, field, err)
+		}
+	}
+	_, err := DecodeSegment(json.RawMessage(`{"type":"track","properties":"notamap"}`), "")
+	if err == nil || !strings.Contains(err.Error(), "properties") {
+		t.Errorf("type error should name the field: %v", err)
+	}
+}
+
+func TestSubjectIsSafe(t *testing.T) {
+	e := &Event{Source: "My Shop.com", Type: "order.placed"}
+	if got := e.Subject(); got != "omni.events.my_shop_com.order.placed" {
+		t.Fatalf("subject = %q", got)
+	}
+}

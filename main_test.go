@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run the real omni binary as a user would.
+
+var omniBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "omni-bin-")
+	if err != nil {
+		panic(err)
+	}
+	omniBin = filepath.Join(dir, "omni")
+	if out, err := exec.Command("go", "build", "-o", omniBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build omni: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// omni runs a CLI command to completion.
+func omni(t *testing.T, dataDir string, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(omniBin, append(args, "--data-dir", dataDir)...)
+	cmd.Dir = dataDir
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OMNI_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type server struct {
+	cmd  *exec.Cmd
+	addr string
+	logs *bytes.Buffer
+	done chan error
+}
+
+func startServer(t *testing.T, dataDir string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(omniBin, "serve", "--http", addr, "--data-dir", dataDir)
+	cmd.Dir = dataDir
+	cmd.Env = cleanEnv()
+	logs := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, addr: addr, logs: logs, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-s.done
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/api/v1/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not healthy in 20s; logs:\n%s", logs)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (s *server) post(t *testing.T, key, path, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+s.addr+path, strings.NewReader(body))
+	req.SetBasicAuth(key, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func createSource(t *testing.T, dir string) string {
+	t.Helper()
+	out, errOut, code := omni(t, dir, nil, "source", "create", "web")
+	if code != 0 {
+		t.Fatalf("source create: %d %s", code, errOut)
+	}
+	m := regexp.MustCompile(`write key: (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no write key in %q", out)
+	}
+	return m[1]
+}
+
+func countEvents(t *testing.T, addr, dir string) int {
+	t.Helper()
+	// Read through the superuser REST API: the same path the admin uses.
+	resp, err := http.Post("http://"+addr+"/api/collections/_superusers/auth-with-password", "application/json",
+		strings.NewReader(`{"identity":"root@example.com","password":"s3cret-pass-123"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auth struct{ Token string }
+	json.NewDecoder(resp.Body).Decode(&auth)
+	resp.Body.Close()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/collections/events/records?perPage=1", nil)
+	req.Header.Set("Authorization", auth.Token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct{ TotalItems int }
+	json.NewDecoder(resp.Body).Decode(&list)
+	return list.TotalItems
+}
+
+func TestCLIWalkthrough(t *testing.T) {
+	dir := t.TempDir()
+	out, errOut, code := omni(t, dir, nil, "superuser", "upsert", "root@example.com", "s3cret-pass-123")
+	if code != 0 || !strings.Contains(out+errOut, "root@example.com") {
+		t.Fatalf("superuser upsert: %d %s %s", code, out, errOut)
+	}
+	key := createSource(t, dir)
+	_, errOut, code = omni(t, dir, nil, "source", "create", "web")
+	if code == 0 || !strings.Contains(errOut, `"web" already exists`) {
+		t.Fatalf("duplicate source: %d %s", code, errOut)
+	}
+	out, _, _ = omni(t, dir, nil, "source", "list")
+	if !strings.Contains(out, key) {
+		t.Fatalf("source list: %s", out)
+	}
+
+	s := startServer(t, dir)
+	if code := s.post(t, key, "/v1/track", `{"userId":"u1","event":"Signed Up","messageId":"cli-1"}`); code != 200 {
+		t.Fatalf("track: %d", code)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for countEvents(t, s.addr, dir) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("event not visible through the REST API")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// SIGTERM: stop taking requests, drain, exit 0.
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, s.logs)
+		}
+		s.done <- nil // for the cleanup
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no exit within 15s after SIGTERM:\n%s", s.logs)
+	}
+	if !strings.Contains(s.logs.String(), "omni stopped") {
+		t.Fatalf("no clean stop in logs:\n%s", s.logs)
+	}
+}
+
+func TestKillNineLosesNoAcknowledgedEvent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for redelivery after a crash")
+	}
+	dir := t.TempDir()
+	omni(t, dir, nil, "superuser", "upsert", "root@example.com", "s3cret-pass-123")
+	key := createSource(t, dir)
+	s := startServer(t, dir)
+	acked := 0
+	for b := 0; b < 30; b++ {
+		var sb strings.Builder
+		sb.WriteString(`{"batch":[`)
+		for i := 0; i < 100; i++ {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"type":"track","messageId":"k-%d-%d","anonymousId":"a%d","event":"Tick"}`, b, i, i)
+		}
+		sb.WriteString(`]}`)
+		if s.post(t, key, "/v1/batch", sb.String()) == 200 {
+			acked += 100
+		}
+	}
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+	s.done <- nil
+
+	s2 := startServer(t, dir)
+	deadline := time.Now().Add(90 * time.Second)
+	n := 0
+	for n = countEvents(t, s2.addr, dir); n < acked; n = countEvents(t, s2.addr, dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after kill -9 and restart only %d of %d acknowledged events stored", n, acked)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n != acked {
+		t.Fatalf("stored %d, acknowledged %d", n, acked)
+	}
+}
+
+func TestBadConfigExitsTwoNamingTheKey(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"serve", "--http", "not-an-address"}, "http:"},
+		{[]string{"OMNI_LOG_LEVEL=chatty"}, []string{"serve"}, "log.level"},
+		{[]string{"OMNI_BUS_MAXSTORE=1"}, []string{"config", "print"}, "OMNI_BUS_MAXSTORE"},
+	}
+	for _, c := range cases {
+		_, errOut, code := omni(t, dir, c.env, c.args...)
+		lines := strings.Split(strings.TrimSpace(errOut), "\n")
+		if code != 2 || len(lines) != 1 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v %v: exit %d, stderr %q", c.env, c.args, code, errOut)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "omni.yaml"), []byte("bus:\n  listn: 127.0.0.1:4222\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := omni(t, dir, nil, "serve")
+	if code != 2 || !strings.Contains(errOut, "bus.listn: unknown key") {
+		t.Errorf("unknown key in omni.yaml: exit %d %q", code, errOut)
+	}
+}
+
+func TestConfigPrintMasksSecrets(t *testing.T) {
+	dir := t.TempDir()
+	out, errOut, code := omni(t, dir, []string{"OMNI_SECRET_KEY=super-secret-value", "OMNI_HTTP=127.0.0.1:9999"}, "config", "print")
+	if code != 0 {
+		t.Fatalf("%d %s", code, errOut)
+	}
+	if strings.Contains(out, "super-secret-value") || !strings.Contains(out, "secret_key: '********'") || !strings.Contains(out, "127.0.0.1:9999") {
+		t.Fatalf("config print:\n%s", out)
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data_dir:") && !strings.Contains(sc.Text(), dir) {
+			t.Fatalf("flag not shown: %s", sc.Text())
+		}
+	}
+}
