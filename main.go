@@ -5,10 +5,15 @@ package main
 import (
 	"os"
 
+	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/cli"
+	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/webui"
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr, webui.Extension()))
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr,
+		cli.Extension{Modules: func(o *app.Omni) []app.Module { return []app.Module{profiles.New(profiles.Options{})} }},
+		webui.Extension(),
+	))
 }

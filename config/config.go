@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ type Config struct {
 	Bus        BusConfig                 `mapstructure:"bus"`
 	Ingest     IngestConfig              `mapstructure:"ingest"`
 	Journeys   JourneysConfig            `mapstructure:"journeys"`
+	Profiles   ProfilesConfig            `mapstructure:"profiles"`
 	Connectors map[string]map[string]any `mapstructure:"connectors"`
 
 	// File is the config file that was read, if any.
@@ -75,31 +77,44 @@ type JourneysConfig struct {
 	FrequencyCap string `mapstructure:"frequency_cap"`
 }
 
+type ProfilesConfig struct {
+	// IdentityCap bounds identities of one multi-valued kind (email, phone,
+	// wa_id) per profile, so a shared value cannot collapse many customers.
+	IdentityCap int `mapstructure:"identity_cap"`
+	// BaseCurrency (ISO code) turns on base-currency lifetime value.
+	BaseCurrency string `mapstructure:"base_currency"`
+	// ExchangeRates is "EUR=1.08,GBP=1.27": one unit in the base currency.
+	ExchangeRates string `mapstructure:"exchange_rates"`
+}
+
 // defaults lists every known key with its default value; a key missing here
 // is unknown and rejected.
 var defaults = map[string]any{
-	"http":                   "127.0.0.1:8090",
-	"data_dir":               "./omni_data",
-	"plugins_dir":            "",
-	"durability":             "normal",
-	"secret_key":             "",
-	"log.level":              "info",
-	"log.format":             "text",
-	"bus.embedded":           true,
-	"bus.url":                "",
-	"bus.credentials":        "",
-	"bus.listen":             "",
-	"bus.store_dir":          "",
-	"bus.max_store_mb":       1024,
-	"bus.max_memory_mb":      64,
-	"bus.dedupe_window":      "2m",
-	"bus.max_age":            "720h",
-	"ingest.max_batch_bytes": 500 * 1024,
-	"ingest.max_event_bytes": 32 * 1024,
-	"ingest.max_webhook_kb":  1024,
-	"ingest.default_region":  "US",
-	"journeys.quiet_hours":   "21:00-08:00",
-	"journeys.frequency_cap": "3/24h",
+	"http":                    "127.0.0.1:8090",
+	"data_dir":                "./omni_data",
+	"plugins_dir":             "",
+	"durability":              "normal",
+	"secret_key":              "",
+	"log.level":               "info",
+	"log.format":              "text",
+	"bus.embedded":            true,
+	"bus.url":                 "",
+	"bus.credentials":         "",
+	"bus.listen":              "",
+	"bus.store_dir":           "",
+	"bus.max_store_mb":        1024,
+	"bus.max_memory_mb":       64,
+	"bus.dedupe_window":       "2m",
+	"bus.max_age":             "720h",
+	"ingest.max_batch_bytes":  500 * 1024,
+	"ingest.max_event_bytes":  32 * 1024,
+	"ingest.max_webhook_kb":   1024,
+	"ingest.default_region":   "US",
+	"journeys.quiet_hours":    "21:00-08:00",
+	"journeys.frequency_cap":  "3/24h",
+	"profiles.identity_cap":   5,
+	"profiles.base_currency":  "",
+	"profiles.exchange_rates": "",
 }
 
 // freeFormPrefixes are sections whose sub-keys are owned by someone else
@@ -325,6 +340,12 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Journeys.QuietHours = s
 	case "journeys.frequency_cap":
 		cfg.Journeys.FrequencyCap = s
+	case "profiles.identity_cap":
+		cfg.Profiles.IdentityCap = n
+	case "profiles.base_currency":
+		cfg.Profiles.BaseCurrency = s
+	case "profiles.exchange_rates":
+		cfg.Profiles.ExchangeRates = s
 	default:
 		return fmt.Errorf("unhandled key")
 	}
@@ -436,6 +457,22 @@ func (c *Config) Validate() error {
 	c.Ingest.DefaultRegion = region
 	if err := validateQuietHours(c.Journeys.QuietHours); err != nil {
 		return &Error{Key: "journeys.quiet_hours", Problem: err.Error()}
+	}
+	if c.Profiles.IdentityCap < 1 || c.Profiles.IdentityCap > 1000 {
+		return &Error{Key: "profiles.identity_cap", Problem: "must be between 1 and 1000"}
+	}
+	if b := c.Profiles.BaseCurrency; b != "" && (len(b) != 3 || strings.ToUpper(b) != b) {
+		return &Error{Key: "profiles.base_currency", Problem: "must be a 3-letter upper-case ISO currency code such as USD"}
+	}
+	for _, part := range strings.Split(c.Profiles.ExchangeRates, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if !ok || err != nil || f <= 0 || len(strings.TrimSpace(k)) != 3 {
+			return &Error{Key: "profiles.exchange_rates", Problem: fmt.Sprintf("%q: expected CUR=rate pairs such as EUR=1.08,GBP=1.27", part)}
+		}
 	}
 	if _, _, err := ParseFrequencyCap(c.Journeys.FrequencyCap); err != nil {
 		return &Error{Key: "journeys.frequency_cap", Problem: err.Error()}

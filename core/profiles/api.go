@@ -1,0 +1,455 @@
+package profiles
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/router"
+
+	"github.com/omni/omni/core/events"
+)
+
+// Register adds the HTTP API (docs/profiles.md).
+func (m *Module) Register(r *router.Router[*core.RequestEvent]) {
+	g := r.Group("/api/v1")
+	g.Bind(apis.RequireAuth("staff", core.CollectionNameSuperusers))
+	g.GET("/profiles", m.handleSearch)
+	g.GET("/profiles/{id}", m.handleGet)
+	g.GET("/profiles/{id}/timeline", m.handleTimeline)
+	g.POST("/profiles/{id}/export", ownerOnly(m.handleExport))
+	g.DELETE("/profiles/{id}", ownerOnly(m.handleErase))
+	g.GET("/segments", m.handleSegments)
+	g.POST("/segments/preview", ownerOnly(m.handlePreviewRule))
+	g.GET("/segments/{id}/preview", m.handlePreview)
+	g.GET("/segments/{id}/counts", m.handleCounts)
+}
+
+func fail(e *core.RequestEvent, status int, msg string) error {
+	return e.JSON(status, map[string]any{"status": status, "message": msg})
+}
+
+// isOwner: superusers and staff with role owner.
+func isOwner(e *core.RequestEvent) bool {
+	if e.Auth == nil {
+		return false
+	}
+	return e.Auth.IsSuperuser() || e.Auth.GetString("role") == "owner"
+}
+
+func ownerOnly(h func(*core.RequestEvent) error) func(*core.RequestEvent) error {
+	return func(e *core.RequestEvent) error {
+		if !isOwner(e) {
+			return fail(e, http.StatusForbidden, "only owners may do this")
+		}
+		return h(e)
+	}
+}
+
+// Summary is a profile in lists.
+type Summary struct {
+	ID              string `db:"id" json:"id"`
+	Name            string `db:"name" json:"name"`
+	Email           string `db:"email" json:"email"`
+	Phone           string `db:"phone" json:"phone"`
+	FirstSeen       string `db:"first_seen" json:"first_seen"`
+	LastSeen        string `db:"last_seen" json:"last_seen"`
+	OrdersCount     int    `db:"orders_count" json:"orders_count"`
+	LifecycleStage  string `db:"lifecycle_stage" json:"lifecycle_stage"`
+	EngagementLevel string `db:"engagement_level" json:"engagement_level"`
+	Created         string `db:"created" json:"created"`
+	Updated         string `db:"updated" json:"updated"`
+}
+
+const summaryCols = "p.id, p.name, p.email, p.phone, p.first_seen, p.last_seen, p.orders_count, p.lifecycle_stage, p.engagement_level, p.created, p.updated"
+
+func intParam(e *core.RequestEvent, name string, def, lo, hi int) (int, error) {
+	s := e.Request.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, errors.New(name + " must be a whole number between " + strconv.Itoa(lo) + " and " + strconv.Itoa(hi))
+	}
+	return n, nil
+}
+
+func likePrefix(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s) + "%"
+}
+
+func (m *Module) handleSearch(e *core.RequestEvent) error {
+	q := e.Request.URL.Query()
+	page, err := intParam(e, "page", 1, 1, 1<<30)
+	if err != nil {
+		return fail(e, 400, err.Error())
+	}
+	per, err := intParam(e, "perPage", 20, 1, 100)
+	if err != nil {
+		return fail(e, 400, err.Error())
+	}
+	c := newCompiler(m.now().UTC(), m.segs.lookup)
+	where := []string{"p.merged_into = ''"}
+	if s := strings.TrimSpace(q.Get("q")); s != "" {
+		vals := []string{c.param(s)}
+		if em := events.NormalizeEmail(s); em != "" {
+			vals = append(vals, c.param(em))
+		}
+		if ph, ok := (events.Normalizer{DefaultRegion: m.region()}).Phone(s); ok {
+			vals = append(vals, c.param(ph))
+		}
+		like := c.param(likePrefix(strings.ToLower(s)))
+		where = append(where, "(p.id IN (SELECT profile FROM identities WHERE value IN ("+strings.Join(vals, ",")+")) OR p.id = "+vals[0]+
+			" OR p.name LIKE "+like+" ESCAPE '\\' OR p.email LIKE "+like+" ESCAPE '\\' OR p.phone LIKE "+like+" ESCAPE '\\')")
+	}
+	if seg := q.Get("segment"); seg != "" {
+		where = append(where, "p.id IN (SELECT profile FROM segment_members WHERE segment = "+c.param(seg)+")")
+	}
+	if raw := q.Get("rule"); raw != "" {
+		r, err := ParseRule([]byte(raw))
+		if err != nil {
+			return fail(e, 400, "rule: "+err.Error())
+		}
+		s, err := c.compile(r, "")
+		if err != nil {
+			return fail(e, 400, "rule: "+err.Error())
+		}
+		where = append(where, "COALESCE("+s+", 0)")
+	}
+	for k, vs := range q {
+		name, ok := strings.CutPrefix(k, "trait.")
+		if !ok {
+			continue
+		}
+		if !pathRE.MatchString(name) {
+			return fail(e, 400, k+": not a valid trait name")
+		}
+		for _, v := range vs {
+			var val any = v
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				val = f
+			} else if v == "true" || v == "false" {
+				val = v == "true"
+			}
+			s, _ := c.compile(&Rule{Trait: name, Op: "eq", Value: val}, "")
+			where = append(where, s)
+		}
+	}
+	w := strings.Join(where, " AND ")
+	var total int
+	if err := m.app.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE " + w).Bind(c.params).Row(&total); err != nil {
+		return fail(e, 500, "search failed: "+err.Error())
+	}
+	items := []Summary{}
+	c.params["limit"], c.params["offset"] = per, (page-1)*per
+	if err := m.app.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE " + w + " ORDER BY p.last_seen DESC, p.id LIMIT {:limit} OFFSET {:offset}").
+		Bind(c.params).All(&items); err != nil {
+		return fail(e, 500, "search failed: "+err.Error())
+	}
+	return e.JSON(200, map[string]any{"page": page, "perPage": per, "totalItems": total, "items": items})
+}
+
+func (m *Module) region() string {
+	if m.defaultRegion == "" {
+		return "US"
+	}
+	return m.defaultRegion
+}
+
+// Detail is the full profile as served by GET /api/v1/profiles/{id}.
+type Detail struct {
+	ID          string                  `json:"id"`
+	RequestedID string                  `json:"requested_id"`
+	Name        string                  `json:"name"`
+	Email       string                  `json:"email"`
+	Phone       string                  `json:"phone"`
+	Created     string                  `json:"created"`
+	Updated     string                  `json:"updated"`
+	Traits      map[string]any          `json:"traits"`
+	Computed    *Computed               `json:"computed"`
+	Consent     map[string]ConsentEntry `json:"consent"`
+	Identities  []IdentityRow           `json:"identities"`
+	Segments    []MembershipRow         `json:"segments"`
+	MergedFrom  []string                `json:"merged_from"`
+	Merges      []MergeRow              `json:"merges"`
+	Conflicts   []ConflictRow           `json:"conflicts"`
+}
+
+type IdentityRow struct {
+	Kind    string `db:"kind" json:"kind"`
+	Value   string `db:"value" json:"value"`
+	Created string `db:"created" json:"created"`
+}
+
+type MembershipRow struct {
+	ID        string `db:"id" json:"id"`
+	Name      string `db:"name" json:"name"`
+	EnteredAt string `db:"entered_at" json:"entered_at"`
+}
+
+type MergeRow struct {
+	Survivor string `db:"survivor" json:"survivor"`
+	Loser    string `db:"loser" json:"loser"`
+	EventID  string `db:"event_id" json:"event_id"`
+	At       string `db:"created" json:"at"`
+}
+
+type ConflictRow struct {
+	ID       string `db:"id" json:"id"`
+	ProfileA string `db:"profile_a" json:"profile_a"`
+	ProfileB string `db:"profile_b" json:"profile_b"`
+	Kind     string `db:"kind" json:"kind"`
+	ValueA   string `db:"value_a" json:"value_a"`
+	ValueB   string `db:"value_b" json:"value_b"`
+	Reason   string `db:"reason" json:"reason"`
+	Status   string `db:"status" json:"status"`
+	EventID  string `db:"event_id" json:"event_id"`
+	Created  string `db:"created" json:"created"`
+}
+
+// Get loads a profile with everything attached; merged ids resolve.
+func Get(app core.App, id string) (*Detail, error) {
+	row, err := findProfile(app, id)
+	if err != nil {
+		return nil, err
+	}
+	p := row.decode()
+	d := &Detail{ID: row.ID, RequestedID: id, Name: row.Name, Email: row.Email, Phone: row.Phone, Created: row.Created,
+		Traits: p.traits, Computed: p.comp, Consent: p.consent,
+		Identities: []IdentityRow{}, Segments: []MembershipRow{}, MergedFrom: []string{}, Merges: []MergeRow{}, Conflicts: []ConflictRow{}}
+	_ = app.DB().NewQuery("SELECT updated FROM profiles WHERE id={:id}").Bind(dbx.Params{"id": row.ID}).Row(&d.Updated)
+	db := app.DB()
+	prm := dbx.Params{"id": row.ID}
+	if err := db.NewQuery("SELECT kind, value, created FROM identities WHERE profile={:id} ORDER BY kind, created").Bind(prm).All(&d.Identities); err != nil {
+		return nil, err
+	}
+	if err := db.NewQuery("SELECT s.id, s.name, m.entered_at FROM segment_members m JOIN segments s ON s.id = m.segment WHERE m.profile={:id} ORDER BY s.name").Bind(prm).All(&d.Segments); err != nil {
+		return nil, err
+	}
+	if err := db.NewQuery("SELECT id FROM profiles WHERE merged_into={:id} ORDER BY created").Bind(prm).Column(&d.MergedFrom); err != nil {
+		return nil, err
+	}
+	ids := append([]string{row.ID}, d.MergedFrom...)
+	in, ip := inList("i", ids)
+	if err := db.NewQuery("SELECT survivor, loser, event_id, created FROM profile_merges WHERE survivor IN (" + in + ") OR loser IN (" + in + ") ORDER BY created").Bind(ip).All(&d.Merges); err != nil {
+		return nil, err
+	}
+	if err := db.NewQuery("SELECT id, profile_a, profile_b, kind, value_a, value_b, reason, status, event_id, created FROM profile_conflicts WHERE profile_a IN (" + in + ") OR profile_b IN (" + in + ") ORDER BY created").Bind(ip).All(&d.Conflicts); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func inList(prefix string, vals []string) (string, dbx.Params) {
+	p := dbx.Params{}
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		k := prefix + strconv.Itoa(i)
+		p[k] = v
+		parts[i] = "{:" + k + "}"
+	}
+	return strings.Join(parts, ","), p
+}
+
+func (m *Module) handleGet(e *core.RequestEvent) error {
+	d, err := Get(e.App, e.Request.PathValue("id"))
+	if errors.Is(err, ErrNotFound) {
+		return fail(e, 404, "no profile with id "+strconv.Quote(e.Request.PathValue("id")))
+	}
+	if err != nil {
+		return fail(e, 500, err.Error())
+	}
+	return e.JSON(200, d)
+}
+
+// TimelineEvent is one event on a timeline.
+type TimelineEvent struct {
+	ID         string          `db:"id" json:"id"`
+	EventID    string          `db:"event_id" json:"event_id"`
+	Type       string          `db:"type" json:"type"`
+	Name       string          `db:"name" json:"name"`
+	Source     string          `db:"source" json:"source"`
+	Channel    string          `db:"channel" json:"channel"`
+	OccurredAt string          `db:"occurred_at" json:"occurred_at"`
+	Identities json.RawMessage `db:"-" json:"identities"`
+	Properties json.RawMessage `db:"-" json:"properties"`
+	Context    json.RawMessage `db:"-" json:"context"`
+	IdentText  string          `db:"identities" json:"-"`
+	PropText   string          `db:"properties" json:"-"`
+	CtxText    string          `db:"context" json:"-"`
+}
+
+func (t *TimelineEvent) fill() {
+	raw := func(s string) json.RawMessage {
+		if s == "" {
+			return json.RawMessage("null")
+		}
+		return json.RawMessage(s)
+	}
+	t.Identities, t.Properties, t.Context = raw(t.IdentText), raw(t.PropText), raw(t.CtxText)
+}
+
+const eventCols = "id, event_id, type, name, source, channel, occurred_at, identities, properties, context"
+
+func (m *Module) handleTimeline(e *core.RequestEvent) error {
+	row, err := findProfile(e.App, e.Request.PathValue("id"))
+	if errors.Is(err, ErrNotFound) {
+		return fail(e, 404, "no profile with id "+strconv.Quote(e.Request.PathValue("id")))
+	}
+	if err != nil {
+		return fail(e, 500, err.Error())
+	}
+	per, err := intParam(e, "perPage", 50, 1, 200)
+	if err != nil {
+		return fail(e, 400, err.Error())
+	}
+	q := e.Request.URL.Query()
+	where := []string{"profile = {:p}"}
+	prm := dbx.Params{"p": row.ID, "limit": per + 1}
+	var types []string
+	for _, t := range q["type"] {
+		for _, x := range strings.Split(t, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				types = append(types, x)
+			}
+		}
+	}
+	if len(types) > 0 {
+		in, ip := inList("t", types)
+		for k, v := range ip {
+			prm[k] = v
+		}
+		where = append(where, "type IN ("+in+")")
+	}
+	if ch := q.Get("channel"); ch != "" {
+		where = append(where, "channel = {:ch}")
+		prm["ch"] = ch
+	}
+	if before := q.Get("before"); before != "" {
+		ts, id, hasID := strings.Cut(before, "~")
+		t, err := time.Parse(dbTime, ts)
+		if err != nil {
+			if t, err = time.Parse(time.RFC3339Nano, ts); err != nil {
+				return fail(e, 400, "before: expected the next cursor of the previous page or an RFC 3339 time")
+			}
+		}
+		prm["bt"] = t.UTC().Format(dbTime)
+		if hasID {
+			prm["bid"] = id
+			where = append(where, "(occurred_at < {:bt} OR (occurred_at = {:bt} AND id < {:bid}))")
+		} else {
+			where = append(where, "occurred_at < {:bt}")
+		}
+	}
+	items := []*TimelineEvent{}
+	if err := e.App.DB().NewQuery("SELECT " + eventCols + " FROM events WHERE " + strings.Join(where, " AND ") + " ORDER BY occurred_at DESC, id DESC LIMIT {:limit}").
+		Bind(prm).All(&items); err != nil {
+		return fail(e, 500, err.Error())
+	}
+	next := ""
+	if len(items) > per {
+		items = items[:per]
+		last := items[len(items)-1]
+		next = strings.Replace(last.OccurredAt, " ", "T", 1) + "~" + last.ID
+	}
+	for _, it := range items {
+		it.fill()
+	}
+	return e.JSON(200, map[string]any{"items": items, "next": next})
+}
+
+func (m *Module) handleSegments(e *core.RequestEvent) error {
+	var rows []*segmentRow
+	if err := e.App.DB().NewQuery(`SELECT s.id, s.name, s.description, s.rule, s.created, s.updated,
+(SELECT COUNT(*) FROM segment_members m WHERE m.segment = s.id) AS members FROM segments s ORDER BY s.name`).All(&rows); err != nil {
+		return fail(e, 500, err.Error())
+	}
+	for _, r := range rows {
+		r.Rule = json.RawMessage(r.RuleText)
+		if rule, err := ParseRule([]byte(r.RuleText)); err == nil {
+			r.TimeBased = m.isTimeBased(rule)
+		}
+	}
+	if rows == nil {
+		rows = []*segmentRow{}
+	}
+	return e.JSON(200, map[string]any{"items": rows})
+}
+
+// Preview counts the live profiles matching a rule and returns a sample.
+func (m *Module) Preview(app core.App, r *Rule) (int, []Summary, error) {
+	c := newCompiler(m.now().UTC(), m.segs.lookup)
+	where, err := c.compile(r, "")
+	if err != nil {
+		return 0, nil, err
+	}
+	w := "p.merged_into = '' AND COALESCE(" + where + ", 0)"
+	var n int
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE " + w).Bind(c.params).Row(&n); err != nil {
+		return 0, nil, err
+	}
+	sample := []Summary{}
+	if err := app.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE " + w + " ORDER BY p.last_seen DESC LIMIT 20").Bind(c.params).All(&sample); err != nil {
+		return 0, nil, err
+	}
+	return n, sample, nil
+}
+
+func (m *Module) handlePreview(e *core.RequestEvent) error {
+	r, ok := m.segs.lookup(e.Request.PathValue("id"))
+	if !ok {
+		return fail(e, 404, "no segment with id "+strconv.Quote(e.Request.PathValue("id")))
+	}
+	n, sample, err := m.Preview(e.App, r)
+	if err != nil {
+		return fail(e, 400, "rule: "+err.Error())
+	}
+	return e.JSON(200, map[string]any{"count": n, "sample": sample})
+}
+
+func (m *Module) handlePreviewRule(e *core.RequestEvent) error {
+	var body struct {
+		Rule json.RawMessage `json:"rule"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(e.Response, e.Request.Body, 1<<16)).Decode(&body); err != nil {
+		return fail(e, 400, "body must be JSON like {\"rule\": {...}}: "+err.Error())
+	}
+	if len(body.Rule) == 0 {
+		return fail(e, 400, "rule: is required")
+	}
+	r, err := m.ValidateRule(body.Rule, "")
+	if err != nil {
+		return fail(e, 400, "rule: "+err.Error())
+	}
+	n, sample, err := m.Preview(e.App, r)
+	if err != nil {
+		return fail(e, 400, "rule: "+err.Error())
+	}
+	return e.JSON(200, map[string]any{"count": n, "sample": sample})
+}
+
+func (m *Module) handleCounts(e *core.RequestEvent) error {
+	days, err := intParam(e, "days", 30, 1, 3660)
+	if err != nil {
+		return fail(e, 400, err.Error())
+	}
+	type dayCount struct {
+		Day   string `db:"day" json:"day"`
+		Count int    `db:"count" json:"count"`
+	}
+	items := []dayCount{}
+	since := m.now().UTC().AddDate(0, 0, -days).Format("2006-01-02")
+	if err := e.App.DB().NewQuery("SELECT day, count FROM segment_counts WHERE segment={:s} AND day > {:d} ORDER BY day").
+		Bind(dbx.Params{"s": e.Request.PathValue("id"), "d": since}).All(&items); err != nil {
+		return fail(e, 500, err.Error())
+	}
+	return e.JSON(200, map[string]any{"items": items})
+}

@@ -1,0 +1,165 @@
+package profiles_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/profiles"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type env struct {
+	*omnitest.Server
+	mod   *profiles.Module
+	clock *clock
+	owner string // tokens
+	agent string
+	// waitLast: publish waits for its last event only (earlier ones may be dropped).
+	waitLast bool
+}
+
+func start(t *testing.T, opts profiles.Options) *env {
+	t.Helper()
+	c := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	if opts.Now == nil {
+		opts.Now = c.Now
+	}
+	if opts.Interval == 0 {
+		opts.Interval = -1 // tests run the scheduled pass by hand
+	}
+	mod := profiles.New(opts)
+	s := omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module { return []app.Module{mod} }})
+	e := &env{Server: s, mod: mod, clock: c}
+	e.owner = e.staff(t, "owner@example.com", "owner")
+	e.agent = e.staff(t, "agent@example.com", "agent")
+	return e
+}
+
+func (e *env) staff(t *testing.T, email, role string) string {
+	t.Helper()
+	col, err := e.PB.FindCollectionByNameOrId("staff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := core.NewRecord(col)
+	r.SetEmail(email)
+	r.SetPassword("password-123456")
+	r.Set("role", role)
+	r.Set("name", role)
+	if err := e.PB.Save(r); err != nil {
+		t.Fatalf("create staff: %v", err)
+	}
+	tok, err := r.NewAuthToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func auth(tok string) http.Header { return http.Header{"Authorization": {tok}} }
+
+// get calls the API as the owner and decodes the JSON answer.
+func (e *env) get(t *testing.T, path string, out any) {
+	t.Helper()
+	code, body := e.Do(t, "GET", path, nil, auth(e.owner))
+	if code != 200 {
+		t.Fatalf("GET %s: %d %s", path, code, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		t.Fatalf("GET %s: %v: %s", path, err, body)
+	}
+}
+
+// publish normalises and publishes events as a connector would, then waits
+// until they are stored.
+func (e *env) publish(t *testing.T, evs ...*events.Event) {
+	t.Helper()
+	before := e.CountEvents(t)
+	norm := events.Normalizer{DefaultRegion: "US"}
+	for _, ev := range evs {
+		if ev.ReceivedAt.IsZero() {
+			ev.ReceivedAt = e.clock.Now()
+		}
+		norm.Normalize(ev)
+		if err := ev.Validate(e.clock.Now()); err != nil {
+			t.Fatalf("event %s: %v", ev.ID, err)
+		}
+	}
+	for i, err := range ingest.Publish(context.Background(), e.Bus, evs) {
+		if err != nil {
+			t.Fatalf("publish %s: %v", evs[i].ID, err)
+		}
+	}
+	if e.waitLast {
+		last := evs[len(evs)-1].ID
+		omnitest.Eventually(t, 60*time.Second, func() bool {
+			return e.count(t, "SELECT COUNT(*) FROM events WHERE event_id={:id}", map[string]any{"id": last}) == 1
+		}, "event %s stored", last)
+		return
+	}
+	e.WaitEvents(t, before+len(evs))
+}
+
+var seq int
+var seqMu sync.Mutex
+
+func ev(typ, source string, at time.Time, ids events.Identities, props map[string]any, channel string) *events.Event {
+	seqMu.Lock()
+	seq++
+	n := seq
+	seqMu.Unlock()
+	return &events.Event{ID: fmt.Sprintf("%s-%s-%d", source, typ, n), Type: typ, Source: source, OccurredAt: at,
+		Identities: ids, Properties: props, Context: events.Context{Channel: channel}}
+}
+
+// profileOf returns the live profile an identity points at ("" if none).
+func (e *env) profileOf(t *testing.T, kind, value string) string {
+	t.Helper()
+	var pid string
+	_ = e.PB.DB().NewQuery("SELECT profile FROM identities WHERE kind={:k} AND value={:v}").
+		Bind(map[string]any{"k": kind, "v": value}).Row(&pid)
+	return pid
+}
+
+func (e *env) count(t *testing.T, q string, params map[string]any) int {
+	t.Helper()
+	var n int
+	if err := e.PB.DB().NewQuery(q).Bind(params).Row(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func (e *env) detail(t *testing.T, id string) *profiles.Detail {
+	t.Helper()
+	var d profiles.Detail
+	e.get(t, "/api/v1/profiles/"+id, &d)
+	return &d
+}

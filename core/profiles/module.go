@@ -1,0 +1,354 @@
+// Package profiles resolves every stored event to one profile per person
+// (identity graph with guarded merges), keeps computed traits, the consent
+// ledger and live segment membership, and serves search, timeline and GDPR
+// export/erase. See docs/profiles.md.
+package profiles
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	validation "github.com/go-ozzo/ozzo-validation/v4"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/ingest"
+)
+
+// Consent statuses.
+const (
+	ConsentSubscribed   = "subscribed"
+	ConsentUnsubscribed = "unsubscribed"
+)
+
+func validConsentChannel(ch string) bool {
+	return ch == events.ChannelEmail || ch == events.ChannelSMS || ch == events.ChannelWhatsApp
+}
+
+// Options configure the module; zero values take the configuration file's
+// settings (profiles.*) or the documented defaults.
+type Options struct {
+	// Now is the clock (tests inject one); default time.Now.
+	Now func() time.Time
+	// IdentityCap bounds identities of one multi-valued kind per profile.
+	IdentityCap int
+	// Currency sets the base currency and exchange rates.
+	Currency *Currency
+	// Interval of the scheduled re-evaluation (default 5m; <0 disables).
+	Interval time.Duration
+}
+
+// Module is the profiles app.Module and eventstore.Processor.
+type Module struct {
+	opts        Options
+	now         func() time.Time
+	identityCap int
+	currency    Currency
+
+	app  core.App
+	bus  *bus.Bus
+	log  *slog.Logger
+	segs segmentCache
+	tomb tombstones
+
+	defaultRegion string
+
+	pending []*events.Event // emits of the batch being stored
+
+	pubMu   sync.Mutex
+	stopped bool
+	queue   chan []*events.Event
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	movMu   sync.Mutex
+	movTabs []string
+	movAt   time.Time
+}
+
+// New creates the module.
+func New(opts Options) *Module {
+	m := &Module{opts: opts, now: opts.Now}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	return m
+}
+
+// Name implements app.Module.
+func (m *Module) Name() string { return "profiles" }
+
+// Start registers the processor, routes, hooks and the scheduler.
+func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) error {
+	m.app, m.bus, m.log = o.PB, o.Bus, o.Log.With("component", "profiles")
+	m.defaultRegion = o.Config.Ingest.DefaultRegion
+	m.identityCap = m.opts.IdentityCap
+	if m.identityCap <= 0 {
+		m.identityCap = o.Config.Profiles.IdentityCap
+	}
+	if m.identityCap <= 0 {
+		m.identityCap = 5
+	}
+	if m.opts.Currency != nil {
+		m.currency = *m.opts.Currency
+	} else {
+		rates, err := ParseRates(o.Config.Profiles.ExchangeRates)
+		if err != nil {
+			return fmt.Errorf("profiles.exchange_rates: %w", err)
+		}
+		m.currency = Currency{Base: strings.ToUpper(strings.TrimSpace(o.Config.Profiles.BaseCurrency)), Rates: rates}
+	}
+	if err := m.loadSegments(m.app); err != nil {
+		return fmt.Errorf("load segments: %w", err)
+	}
+	if err := m.tomb.load(m.app); err != nil {
+		return fmt.Errorf("load tombstones: %w", err)
+	}
+	m.queue = make(chan []*events.Event, 256)
+	m.quit = make(chan struct{})
+	m.wg.Add(1)
+	go m.publisher()
+
+	o.Events.Use(m)
+	o.Events.OnCommit(func([]*eventstore.Stored) {
+		if len(m.pending) > 0 {
+			m.emit(m.pending)
+			m.pending = nil
+		}
+	})
+	m.registerHooks(m.app)
+	m.Register(se.Router)
+	o.Health.Components = append(o.Health.Components, m.health)
+
+	interval := m.opts.Interval
+	if interval == 0 {
+		interval = 5 * time.Minute
+	}
+	if interval > 0 {
+		m.wg.Add(1)
+		go m.schedule(interval)
+	}
+	return nil
+}
+
+// Stop ends the scheduler and flushes queued segment events.
+func (m *Module) Stop(ctx context.Context) {
+	m.pubMu.Lock()
+	if m.stopped {
+		m.pubMu.Unlock()
+		return
+	}
+	m.stopped = true
+	m.pubMu.Unlock()
+	close(m.quit)
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		m.log.Warn("stop timed out with segment events still queued")
+	}
+}
+
+// ParseRates reads "EUR=1.08,GBP=1.27".
+func ParseRates(s string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		k = strings.ToUpper(strings.TrimSpace(k))
+		if !ok || err != nil || f <= 0 || len(k) != 3 {
+			return nil, fmt.Errorf("%q: expected CUR=rate such as EUR=1.08", part)
+		}
+		out[k] = f
+	}
+	return out, nil
+}
+
+// emit queues events for publishing after their transaction committed.
+func (m *Module) emit(evs []*events.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	m.pubMu.Lock()
+	if !m.stopped {
+		select {
+		case m.queue <- evs:
+			m.pubMu.Unlock()
+			return
+		default:
+		}
+	}
+	m.pubMu.Unlock()
+	m.publish(evs) // queue full or stopping: publish inline
+}
+
+func (m *Module) publisher() {
+	defer m.wg.Done()
+	for {
+		select {
+		case evs := <-m.queue:
+			m.publish(evs)
+		case <-m.quit:
+			for {
+				select {
+				case evs := <-m.queue:
+					m.publish(evs)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (m *Module) publish(evs []*events.Event) {
+	for attempt := 0; attempt < 5; attempt++ {
+		errs := ingest.Publish(context.Background(), m.bus, evs)
+		var failed []*events.Event
+		for i, err := range errs {
+			if err != nil {
+				failed = append(failed, evs[i])
+			}
+		}
+		if len(failed) == 0 {
+			return
+		}
+		evs = failed
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	m.log.Error("could not publish profile events", "events", len(evs), "first", evs[0].ID)
+}
+
+func (m *Module) schedule(every time.Duration) {
+	defer m.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.quit:
+			return
+		case <-t.C:
+			if err := m.Reevaluate(context.Background()); err != nil {
+				m.log.Error("scheduled segment re-evaluation failed", "error", err)
+			}
+		}
+	}
+}
+
+// movable lists other modules' tables with a profile column (cached briefly).
+func (m *Module) movable(app core.App) []string {
+	m.movMu.Lock()
+	defer m.movMu.Unlock()
+	if time.Since(m.movAt) < 10*time.Second && m.movAt.After(time.Time{}) {
+		return m.movTabs
+	}
+	var out []string
+	for _, name := range movableTables {
+		c, err := app.FindCachedCollectionByNameOrId(name)
+		if err == nil && c.Fields.GetByName("profile") != nil {
+			out = append(out, c.Name)
+		}
+	}
+	m.movTabs, m.movAt = out, time.Now()
+	return out
+}
+
+func (m *Module) health(ctx context.Context) (string, any, bool) {
+	var n, segs int
+	_ = m.app.DB().NewQuery("SELECT COUNT(*) FROM profiles WHERE merged_into=''").Row(&n)
+	list, _ := m.segs.snapshot()
+	segs = len(list)
+	return "profiles", map[string]any{"profiles": n, "segments": segs}, true
+}
+
+// registerHooks validates segment rules on every save and keeps the
+// in-memory segment list and memberships current.
+func (m *Module) registerHooks(pb core.App) {
+	pb.OnRecordValidate("segments").BindFunc(func(e *core.RecordEvent) error {
+		raw, _ := e.Record.GetRaw("rule").(interface{ String() string })
+		var b []byte
+		if raw != nil {
+			b = []byte(raw.String())
+		} else {
+			b = []byte(e.Record.GetString("rule"))
+		}
+		if _, err := m.ValidateRule(b, e.Record.Id); err != nil {
+			return validation.Errors{"rule": validation.NewError("validation_invalid_rule", "invalid rule at "+err.Error())}
+		}
+		return e.Next()
+	})
+	changed := func(e *core.RecordEvent) error {
+		if err := m.loadSegments(e.App); err != nil {
+			m.log.Error("reload segments", "error", err)
+		}
+		if err := m.backfill(e.App, e.Record.Id); err != nil {
+			m.log.Error("segment backfill failed", "segment", e.Record.Id, "error", err)
+		}
+		return e.Next()
+	}
+	pb.OnRecordAfterCreateSuccess("segments").BindFunc(changed)
+	pb.OnRecordAfterUpdateSuccess("segments").BindFunc(changed)
+	pb.OnRecordAfterDeleteSuccess("segments").BindFunc(func(e *core.RecordEvent) error {
+		if err := m.loadSegments(e.App); err != nil {
+			m.log.Error("reload segments", "error", err)
+		}
+		_, _ = e.App.DB().NewQuery("DELETE FROM segment_members WHERE segment={:s}").Bind(map[string]any{"s": e.Record.Id}).Execute()
+		return e.Next()
+	})
+}
+
+// Consent returns the ledger entry of one channel for a profile (merged
+// ids resolve). Status "" means no consent event was ever seen.
+func Consent(app core.App, profileID, channel string) (ConsentEntry, error) {
+	if !validConsentChannel(channel) {
+		return ConsentEntry{}, fmt.Errorf("consent: unknown channel %q (email, sms, whatsapp)", channel)
+	}
+	row, err := findProfile(app, profileID)
+	if err != nil {
+		return ConsentEntry{}, err
+	}
+	return row.decode().consent[channel], nil
+}
+
+// CanContact is true only when the person subscribed on that channel.
+func CanContact(app core.App, profileID, channel string) bool {
+	c, err := Consent(app, profileID, channel)
+	return err == nil && c.Status == ConsentSubscribed
+}
+
+// ErrNotFound is returned for unknown (or erased) profiles.
+var ErrNotFound = errors.New("profile not found")
+
+// findProfile loads a profile row, following merges.
+func findProfile(app core.App, id string) (*profileRow, error) {
+	for i := 0; i < 64; i++ {
+		var row profileRow
+		err := app.DB().NewQuery("SELECT id, merged_into, created, name, email, phone, traits, computed, consent FROM profiles WHERE id={:id}").
+			Bind(map[string]any{"id": id}).One(&row)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		if row.MergedInto == "" {
+			return &row, nil
+		}
+		id = row.MergedInto
+	}
+	return nil, fmt.Errorf("profile %s: merge chain too long", id)
+}

@@ -1,0 +1,680 @@
+package profiles
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/security"
+
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
+)
+
+// singleValued identity kinds: a person has one account per system, so a
+// profile holds at most one value of each and two values never merge.
+var singleValued = map[string]bool{
+	events.UserID: true, events.ShopifyCustomer: true, events.SquareCustomer: true, events.KlaviyoProfile: true,
+}
+
+// anonymousCap bounds device/cookie ids per profile.
+const anonymousCap = 100
+
+// movableTables hold per-person rows owned by other modules; a merge moves
+// them and an erasure deletes them when they exist with a "profile" field.
+var movableTables = []string{"conversations", "messages", "journey_runs"}
+
+func newID() string {
+	return security.RandomStringWithAlphabet(15, "abcdefghijklmnopqrstuvwxyz0123456789")
+}
+
+// ConsentEntry is one channel's consent state.
+type ConsentEntry struct {
+	Status  string `json:"status"`
+	Source  string `json:"source,omitempty"`
+	At      string `json:"at,omitempty"`
+	EventID string `json:"event_id,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// profile is the in-batch working copy of one profile row.
+type profile struct {
+	id, mergedInto, created string
+	seq                     int // creation order of profiles made in this batch
+	name, email, phone      string
+	traits                  map[string]any
+	comp                    *Computed
+	consent                 map[string]ConsentEntry
+	ids                     map[string][]string
+	dirty                   bool
+	touched                 bool // re-evaluate segments
+}
+
+func (p *profile) older(q *profile) bool {
+	if p.created != q.created {
+		return p.created < q.created
+	}
+	if p.seq != q.seq {
+		return p.seq < q.seq
+	}
+	return p.id < q.id
+}
+
+// strongest returns the profile's strongest identity (for system events).
+func (p *profile) strongest() (string, string) {
+	for _, k := range events.IdentityKinds {
+		if v := p.ids[k]; len(v) > 0 {
+			return k, v[0]
+		}
+	}
+	return "", ""
+}
+
+// batch resolves one stored batch inside the events transaction.
+type batch struct {
+	m        *Module
+	tx       core.App
+	now      time.Time
+	nowDB    string
+	idCache  map[string]string // kind\x00value → profile id ("" = known missing)
+	profiles map[string]*profile
+	redirect map[string]string // merged loser → survivor
+	order    []*profile
+	seq      int
+	emits    []*events.Event
+
+	qIdent, qIdentIns, qEventProfile, qProfile, qProfileIdents, qProfileIns *dbx.Query
+}
+
+func (m *Module) newBatch(tx core.App) *batch {
+	now := m.now().UTC()
+	db := tx.DB()
+	return &batch{
+		m: m, tx: tx, now: now, nowDB: now.Format(dbTime),
+		idCache:  map[string]string{},
+		profiles: map[string]*profile{},
+		redirect: map[string]string{},
+
+		qIdent:         db.NewQuery("SELECT profile FROM identities WHERE kind={:k} AND value={:v}").Prepare(),
+		qIdentIns:      db.NewQuery("INSERT INTO identities (id, kind, value, profile, created) VALUES ({:id},{:k},{:v},{:p},{:c})").Prepare(),
+		qEventProfile:  db.NewQuery("UPDATE events SET profile={:p} WHERE id={:id}").Prepare(),
+		qProfile:       db.NewQuery("SELECT id, merged_into, created, name, email, phone, traits, computed, consent FROM profiles WHERE id={:id}").Prepare(),
+		qProfileIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p}").Prepare(),
+		qProfileIns:    db.NewQuery("INSERT INTO profiles (id, merged_into, traits, computed, consent, created, updated) VALUES ({:id}, '', '{}', '{}', '{}', {:c}, {:c})").Prepare(),
+	}
+}
+
+func (b *batch) close() {
+	for _, q := range []*dbx.Query{b.qIdent, b.qIdentIns, b.qEventProfile, b.qProfile, b.qProfileIdents, b.qProfileIns} {
+		q.Close()
+	}
+}
+
+// canonical follows merges.
+func (b *batch) canonical(id string) string {
+	for i := 0; i < 64; i++ {
+		next, ok := b.redirect[id]
+		if !ok {
+			if p := b.profiles[id]; p != nil && p.mergedInto != "" && p.mergedInto != id {
+				id = p.mergedInto
+				continue
+			}
+			return id
+		}
+		id = next
+	}
+	return id
+}
+
+func (b *batch) lookup(kind, value string) (string, error) {
+	key := kind + "\x00" + value
+	if pid, ok := b.idCache[key]; ok {
+		if pid == "" {
+			return "", nil
+		}
+		return b.canonical(pid), nil
+	}
+	var pid string
+	err := b.qIdent.Bind(dbx.Params{"k": kind, "v": value}).Row(&pid)
+	if errors.Is(err, sql.ErrNoRows) {
+		b.idCache[key] = ""
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	b.idCache[key] = pid
+	return b.canonical(pid), nil
+}
+
+type profileRow struct {
+	ID         string `db:"id"`
+	MergedInto string `db:"merged_into"`
+	Created    string `db:"created"`
+	Name       string `db:"name"`
+	Email      string `db:"email"`
+	Phone      string `db:"phone"`
+	Traits     string `db:"traits"`
+	Computed   string `db:"computed"`
+	Consent    string `db:"consent"`
+}
+
+func (r *profileRow) decode() *profile {
+	p := &profile{id: r.ID, mergedInto: r.MergedInto, created: r.Created, name: r.Name, email: r.Email, phone: r.Phone,
+		traits: map[string]any{}, comp: &Computed{}, consent: map[string]ConsentEntry{}, ids: map[string][]string{}}
+	if r.Traits != "" {
+		_ = json.Unmarshal([]byte(r.Traits), &p.traits)
+	}
+	if r.Computed != "" {
+		_ = json.Unmarshal([]byte(r.Computed), p.comp)
+	}
+	if r.Consent != "" {
+		_ = json.Unmarshal([]byte(r.Consent), &p.consent)
+	}
+	if p.traits == nil {
+		p.traits = map[string]any{}
+	}
+	if p.consent == nil {
+		p.consent = map[string]ConsentEntry{}
+	}
+	return p
+}
+
+// load returns the live profile for id (following merges).
+func (b *batch) load(id string) (*profile, error) {
+	for i := 0; i < 64; i++ {
+		id = b.canonical(id)
+		if p := b.profiles[id]; p != nil {
+			return p, nil
+		}
+		var row profileRow
+		if err := b.qProfile.Bind(dbx.Params{"id": id}).One(&row); err != nil {
+			return nil, fmt.Errorf("load profile %s: %w", id, err)
+		}
+		p := row.decode()
+		if p.mergedInto != "" {
+			b.redirect[id] = p.mergedInto
+			continue
+		}
+		rows, err := b.qProfileIdents.Bind(dbx.Params{"p": id}).Rows()
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k, v string
+			if err := rows.Scan(&k, &v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			p.ids[k] = append(p.ids[k], v)
+		}
+		rows.Close()
+		b.profiles[id] = p
+		b.order = append(b.order, p)
+		return p, nil
+	}
+	return nil, fmt.Errorf("profile %s: merge chain too long", id)
+}
+
+func (b *batch) create() (*profile, error) {
+	b.seq++
+	p := &profile{id: newID(), created: b.nowDB, seq: b.seq, traits: map[string]any{}, comp: &Computed{},
+		consent: map[string]ConsentEntry{}, ids: map[string][]string{}, dirty: true, touched: true}
+	if _, err := b.qProfileIns.Bind(dbx.Params{"id": p.id, "c": b.nowDB}).Execute(); err != nil {
+		return nil, fmt.Errorf("create profile: %w", err)
+	}
+	b.profiles[p.id] = p
+	b.order = append(b.order, p)
+	return p, nil
+}
+
+func (b *batch) capFor(kind string) int {
+	switch {
+	case singleValued[kind]:
+		return 1
+	case kind == events.AnonymousID:
+		return anonymousCap
+	}
+	return b.m.identityCap
+}
+
+// canAttach applies the guard rails to adding one identity to p.
+func (b *batch) canAttach(p *profile, kind, value string) (reason, existing string) {
+	vals := p.ids[kind]
+	if singleValued[kind] && len(vals) > 0 {
+		return "distinct_" + kind, vals[0]
+	}
+	if len(vals) >= b.capFor(kind) {
+		return "identity_cap", ""
+	}
+	return "", ""
+}
+
+// canMerge applies the guard rails to merging two profiles.
+func (b *batch) canMerge(a, c *profile) (reason, kind, va, vc string) {
+	for k, cv := range c.ids {
+		av := a.ids[k]
+		if len(av) == 0 || len(cv) == 0 {
+			continue
+		}
+		if singleValued[k] && av[0] != cv[0] {
+			return "distinct_" + k, k, av[0], cv[0]
+		}
+		union := len(av)
+		for _, v := range cv {
+			if !contains(av, v) {
+				union++
+			}
+		}
+		if union > b.capFor(k) {
+			return "identity_cap", k, av[0], cv[0]
+		}
+	}
+	return "", "", "", ""
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *batch) attach(p *profile, kind, value string) error {
+	if _, err := b.qIdentIns.Bind(dbx.Params{"id": newID(), "k": kind, "v": value, "p": p.id, "c": b.nowDB}).Execute(); err != nil {
+		return fmt.Errorf("attach identity %s: %w", kind, err)
+	}
+	p.ids[kind] = append(p.ids[kind], value)
+	b.idCache[kind+"\x00"+value] = p.id
+	if kind != events.AnonymousID {
+		p.comp.Identified = true
+	}
+	p.dirty, p.touched = true, true
+	return nil
+}
+
+func (b *batch) conflict(a, c, reason, kind, va, vc, eventID string) error {
+	_, err := b.tx.DB().NewQuery(`INSERT INTO profile_conflicts (id, profile_a, profile_b, kind, value_a, value_b, reason, status, event_id, note, created, updated)
+VALUES ({:id},{:a},{:b},{:k},{:va},{:vb},{:r},'open',{:e},'',{:c},{:c}) ON CONFLICT DO NOTHING`).Bind(dbx.Params{
+		"id": newID(), "a": a, "b": c, "k": kind, "va": va, "vb": vc, "r": reason, "e": eventID, "c": b.nowDB}).Execute()
+	return err
+}
+
+// merge joins a and c; the older survives. Returns the survivor.
+func (b *batch) merge(a, c *profile, eventID string) (*profile, error) {
+	s, l := a, c
+	if c.older(a) {
+		s, l = c, a
+	}
+	db := b.tx.DB()
+	p := dbx.Params{"s": s.id, "l": l.id}
+	for _, q := range []string{
+		"UPDATE identities SET profile={:s} WHERE profile={:l}",
+		"UPDATE events SET profile={:s} WHERE profile={:l}",
+		"UPDATE profiles SET merged_into={:s} WHERE merged_into={:l}",
+		"DELETE FROM segment_members WHERE profile={:l}",
+	} {
+		if _, err := db.NewQuery(q).Bind(p).Execute(); err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
+		}
+	}
+	for _, t := range b.m.movable(b.tx) {
+		if _, err := db.NewQuery("UPDATE " + t + " SET profile={:s} WHERE profile={:l}").Bind(p).Execute(); err != nil {
+			return nil, fmt.Errorf("merge %s: %w", t, err)
+		}
+	}
+	if _, err := db.NewQuery("INSERT INTO profile_merges (id, survivor, loser, event_id, created) VALUES ({:id},{:s},{:l},{:e},{:c})").
+		Bind(dbx.Params{"id": newID(), "s": s.id, "l": l.id, "e": eventID, "c": b.nowDB}).Execute(); err != nil {
+		return nil, err
+	}
+	for k, vals := range l.ids {
+		for _, v := range vals {
+			if !contains(s.ids[k], v) {
+				s.ids[k] = append(s.ids[k], v)
+			}
+		}
+	}
+	for k, v := range l.traits {
+		if _, ok := s.traits[k]; !ok {
+			s.traits[k] = v
+		}
+	}
+	for ch, e := range l.consent {
+		if cur, ok := s.consent[ch]; !ok || e.At > cur.At {
+			s.consent[ch] = e
+		}
+	}
+	s.comp.mergeFrom(l.comp)
+	if s.name == "" {
+		s.name = l.name
+	}
+	if s.email == "" {
+		s.email = l.email
+	}
+	if s.phone == "" {
+		s.phone = l.phone
+	}
+	l.mergedInto = s.id
+	l.ids = map[string][]string{}
+	b.redirect[l.id] = s.id
+	s.dirty, s.touched, l.dirty = true, true, true
+	b.emits = append(b.emits, systemEvent("profile.merged", "merge:"+l.id+":"+s.id, s, b.now,
+		map[string]any{"profile_id": s.id, "merged_profile_id": l.id}))
+	return s, nil
+}
+
+type ident struct{ kind, value string }
+
+// resolve finds or creates the profile of one event's identities.
+func (b *batch) resolve(ids []ident, eventID string) (*profile, error) {
+	var primary *profile
+	var pending []ident
+	for _, id := range ids {
+		pid, err := b.lookup(id.kind, id.value)
+		if err != nil {
+			return nil, err
+		}
+		if pid == "" {
+			pending = append(pending, id)
+			continue
+		}
+		q, err := b.load(pid)
+		if err != nil {
+			return nil, err
+		}
+		if primary == nil {
+			ok := true
+			for _, pd := range pending {
+				if r, _ := b.canAttach(q, pd.kind, pd.value); r != "" {
+					ok = false
+				}
+			}
+			if ok {
+				primary = q
+				continue
+			}
+			// The stronger new identities cannot live on q: they get their
+			// own profile, and q is then handled like any other match.
+			if primary, err = b.create(); err != nil {
+				return nil, err
+			}
+			for _, pd := range pending {
+				if err := b.attach(primary, pd.kind, pd.value); err != nil {
+					return nil, err
+				}
+			}
+			pending = nil
+		}
+		if q == primary {
+			continue
+		}
+		if reason, kind, va, vc := b.canMerge(primary, q); reason != "" {
+			a, c := primary, q
+			if c.older(a) {
+				a, c = c, a
+				va, vc = vc, va
+			}
+			if err := b.conflict(a.id, c.id, reason, kind, va, vc, eventID); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if primary, err = b.merge(primary, q, eventID); err != nil {
+			return nil, err
+		}
+	}
+	if primary == nil {
+		var err error
+		if primary, err = b.create(); err != nil {
+			return nil, err
+		}
+	}
+	for _, pd := range pending {
+		if r, existing := b.canAttach(primary, pd.kind, pd.value); r != "" {
+			if err := b.conflict(primary.id, "", r, pd.kind, existing, pd.value, eventID); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := b.attach(primary, pd.kind, pd.value); err != nil {
+			return nil, err
+		}
+	}
+	return primary, nil
+}
+
+// identsOf lists an event's identities strongest first, without tombstoned ones.
+func (b *batch) identsOf(ev *events.Event) (ids []ident, dropped []string) {
+	for _, k := range events.IdentityKinds {
+		v := ev.Identities[k]
+		if v == "" {
+			continue
+		}
+		if b.m.tomb.has(k, v) {
+			dropped = append(dropped, k)
+			continue
+		}
+		ids = append(ids, ident{k, v})
+	}
+	return ids, dropped
+}
+
+// applyEvent folds an event into its profile.
+func (b *batch) applyEvent(p *profile, ev *events.Event) {
+	p.dirty, p.touched = true, true
+	p.comp.apply(ev, b.m.currency)
+	if e := ev.Identities[events.Email]; e != "" && contains(p.ids[events.Email], e) {
+		p.email = e
+	}
+	if ph := ev.Identities[events.Phone]; ph != "" && contains(p.ids[events.Phone], ph) {
+		p.phone = ph
+	}
+	switch ev.Type {
+	case events.Identify, events.CustomerUpdated:
+		traits, _ := ev.Properties["traits"].(map[string]any)
+		for k, v := range traits {
+			if v == nil {
+				delete(p.traits, k)
+				continue
+			}
+			p.traits[k] = v
+		}
+		if n := nameOf(traits); n != "" {
+			p.name = n
+		}
+	case events.ConsentChanged:
+		ch, _ := ev.Properties["channel"].(string)
+		st, _ := ev.Properties["status"].(string)
+		ch, st = strings.ToLower(strings.TrimSpace(ch)), strings.ToLower(strings.TrimSpace(st))
+		if !validConsentChannel(ch) || (st != ConsentSubscribed && st != ConsentUnsubscribed) {
+			b.m.log.Debug("consent.changed ignored: bad channel or status", "event_id", ev.ID, "channel", ch, "status", st)
+			return
+		}
+		at := fmtT(ev.OccurredAt)
+		if cur, ok := p.consent[ch]; ok && cur.At > at {
+			return // an older change arriving late
+		}
+		src, _ := ev.Properties["source"].(string)
+		if src == "" {
+			src = ev.Source
+		}
+		reason, _ := ev.Properties["reason"].(string)
+		p.consent[ch] = ConsentEntry{Status: st, Source: src, At: at, EventID: ev.ID, Reason: reason}
+	}
+}
+
+func nameOf(traits map[string]any) string {
+	if n, ok := traits["name"].(string); ok && strings.TrimSpace(n) != "" {
+		return strings.TrimSpace(n)
+	}
+	f, _ := traits["first_name"].(string)
+	if f == "" {
+		f, _ = traits["firstName"].(string)
+	}
+	l, _ := traits["last_name"].(string)
+	if l == "" {
+		l, _ = traits["lastName"].(string)
+	}
+	return strings.TrimSpace(strings.TrimSpace(f) + " " + strings.TrimSpace(l))
+}
+
+// flush writes every changed profile.
+func (b *batch) flush() error {
+	q := b.tx.DB().NewQuery(`UPDATE profiles SET merged_into={:m}, name={:name}, email={:email}, phone={:phone}, traits={:traits},
+computed={:computed}, consent={:consent}, first_seen={:fs}, last_seen={:ls}, orders_count={:oc}, lifecycle_stage={:lc},
+engagement_level={:el}, traits_due_at={:due}, updated={:u} WHERE id={:id}`).Prepare()
+	defer q.Close()
+	for _, p := range b.order {
+		if !p.dirty {
+			continue
+		}
+		params := dbx.Params{"id": p.id, "m": p.mergedInto, "u": b.nowDB}
+		if p.mergedInto != "" {
+			// A merged profile keeps only its pointer.
+			params["name"], params["email"], params["phone"] = "", "", ""
+			params["traits"], params["computed"], params["consent"] = "{}", "{}", "{}"
+			params["fs"], params["ls"], params["oc"], params["lc"], params["el"], params["due"] = "", "", 0, "", "", ""
+		} else {
+			due := p.comp.derive(b.now, b.m.currency)
+			tj, _ := json.Marshal(p.traits)
+			cj, _ := json.Marshal(p.comp)
+			kj, _ := json.Marshal(p.consent)
+			dueS := ""
+			if !due.IsZero() {
+				dueS = due.UTC().Format(dbTime)
+			}
+			params["name"], params["email"], params["phone"] = p.name, p.email, p.phone
+			params["traits"], params["computed"], params["consent"] = string(tj), string(cj), string(kj)
+			params["fs"], params["ls"], params["oc"] = fmtDB(p.comp.FirstSeen), fmtDB(p.comp.LastSeen), p.comp.OrdersCount
+			params["lc"], params["el"], params["due"] = p.comp.LifecycleStage, p.comp.EngagementLevel, dueS
+		}
+		if _, err := q.Bind(params).Execute(); err != nil {
+			return fmt.Errorf("update profile %s: %w", p.id, err)
+		}
+		p.dirty = false
+	}
+	return nil
+}
+
+// systemEvent builds an event Omni itself publishes about a profile.
+func systemEvent(typ, id string, p *profile, now time.Time, props map[string]any) *events.Event {
+	k, v := p.strongest()
+	ids := events.Identities{}
+	if k != "" {
+		ids[k] = v
+	}
+	return &events.Event{ID: id, Type: typ, Source: "omni", OccurredAt: now, ReceivedAt: now,
+		Identities: ids, Properties: maps.Clone(props)}
+}
+
+// ProcessBatch implements eventstore.Processor.
+func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) error {
+	m.pending = nil
+	if len(stored) == 0 {
+		return nil
+	}
+	b := m.newBatch(tx)
+	defer b.close()
+	var scrub []*eventstore.Stored
+	for _, s := range stored {
+		ev := s.Event
+		if ev.Source == "omni" && systemType(ev.Type) {
+			if ev.Type == events.ProfileErased {
+				// Carries erased identities for connectors; not kept.
+				if _, err := tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": s.RecordID}).Execute(); err != nil {
+					return err
+				}
+				continue
+			}
+			if pid, _ := ev.Properties["profile_id"].(string); pid != "" {
+				if p, err := b.load(pid); err == nil {
+					s.Profile = p.id
+					if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+		}
+		if ev.Type == events.ConsentChanged && strings.EqualFold(fmt.Sprint(ev.Properties["status"]), ConsentSubscribed) {
+			// New consent lifts the tombstones of the identities it names.
+			if err := m.tomb.lift(tx, ev.Identities); err != nil {
+				return err
+			}
+		}
+		ids, dropped := b.identsOf(ev)
+		if len(dropped) > 0 {
+			scrub = append(scrub, s)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		p, err := b.resolve(ids, ev.ID)
+		if err != nil {
+			return err
+		}
+		if !systemType(ev.Type) {
+			b.applyEvent(p, ev)
+		}
+		s.Profile = p.id
+		if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
+			return fmt.Errorf("set event profile: %w", err)
+		}
+	}
+	for _, s := range stored {
+		if s.Profile != "" {
+			s.Profile = b.canonical(s.Profile)
+		}
+	}
+	if err := m.scrubTombstoned(tx, scrub); err != nil {
+		return err
+	}
+	if err := b.flush(); err != nil {
+		return err
+	}
+	var touched []*profile
+	for _, p := range b.order {
+		if p.touched && p.mergedInto == "" {
+			touched = append(touched, p)
+		}
+	}
+	emits, err := m.evaluateProfiles(tx, touched, b.now, false)
+	if err != nil {
+		return err
+	}
+	m.pending = append(b.emits, emits...)
+	return nil
+}
+
+// scrubTombstoned removes erased identities from stored events, and the
+// events themselves when nothing else identifies them.
+func (m *Module) scrubTombstoned(tx core.App, stored []*eventstore.Stored) error {
+	for _, s := range stored {
+		kept := events.Identities{}
+		for k, v := range s.Event.Identities {
+			if !m.tomb.has(k, v) {
+				kept[k] = v
+			}
+		}
+		var err error
+		if len(kept) == 0 {
+			_, err = tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": s.RecordID}).Execute()
+			s.Profile = ""
+		} else {
+			j, _ := json.Marshal(kept)
+			_, err = tx.DB().NewQuery("UPDATE events SET identities={:i} WHERE id={:id}").Bind(dbx.Params{"i": string(j), "id": s.RecordID}).Execute()
+		}
+		if err != nil {
+			return fmt.Errorf("scrub erased identities: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,408 @@
+package profiles
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pocketbase/dbx"
+)
+
+// Rule is one node of a segment's rule tree (see docs/profiles.md).
+type Rule struct {
+	And        []*Rule `json:"and,omitempty"`
+	Or         []*Rule `json:"or,omitempty"`
+	Not        *Rule   `json:"not,omitempty"`
+	Trait      string  `json:"trait,omitempty"`
+	Op         string  `json:"op,omitempty"`
+	Value      any     `json:"value,omitempty"`
+	Event      string  `json:"event,omitempty"`
+	Count      *int    `json:"count,omitempty"`
+	WithinDays *int    `json:"within_days,omitempty"`
+	Consent    string  `json:"consent,omitempty"`
+	Status     string  `json:"status,omitempty"`
+	Segment    string  `json:"segment,omitempty"`
+}
+
+// RuleError names the node of a rule that is wrong.
+type RuleError struct {
+	Path    string
+	Message string
+}
+
+func (e *RuleError) Error() string {
+	if e.Path == "" {
+		return e.Message
+	}
+	return e.Path + ": " + e.Message
+}
+
+func ruleErr(path, format string, args ...any) error {
+	return &RuleError{Path: path, Message: fmt.Sprintf(format, args...)}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var allowedKeys = map[string][]string{
+	"and": {"and"}, "or": {"or"}, "not": {"not"},
+	"trait":   {"trait", "op", "value"},
+	"event":   {"event", "op", "count", "within_days"},
+	"consent": {"consent", "status"},
+	"segment": {"segment"},
+}
+
+// ParseRule decodes and checks the shape of a rule tree (references to
+// other segments are checked when compiled).
+func ParseRule(raw []byte) (*Rule, error) {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, ruleErr("", "is not valid JSON: %v", err)
+	}
+	return parseNode(v, "", 0)
+}
+
+const maxRuleDepth = 20
+
+func parseNode(v any, path string, depth int) (*Rule, error) {
+	if depth > maxRuleDepth {
+		return nil, ruleErr(path, "rule is nested more than %d levels deep", maxRuleDepth)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, ruleErr(path, "must be an object such as {\"trait\":…}, {\"event\":…}, {\"consent\":…}, {\"segment\":…}, {\"and\":[…]}, {\"or\":[…]} or {\"not\":…}")
+	}
+	var kind string
+	for k := range allowedKeys {
+		if _, ok := obj[k]; ok {
+			if kind != "" {
+				a, b := kind, k
+				if a > b {
+					a, b = b, a
+				}
+				return nil, ruleErr(path, "has both %q and %q; a node is exactly one of and, or, not, trait, event, consent, segment (combine with and/or)", a, b)
+			}
+			kind = k
+		}
+	}
+	if kind == "" {
+		return nil, ruleErr(path, "needs one of and, or, not, trait, event, consent, segment")
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !contains(allowedKeys[kind], k) {
+			return nil, ruleErr(join(path, k), "is not allowed in a %q node (allowed: %s)", kind, strings.Join(allowedKeys[kind], ", "))
+		}
+	}
+	r := &Rule{}
+	switch kind {
+	case "and", "or":
+		list, ok := obj[kind].([]any)
+		if !ok || len(list) == 0 {
+			return nil, ruleErr(join(path, kind), "must be a non-empty array of rules")
+		}
+		for i, item := range list {
+			c, err := parseNode(item, fmt.Sprintf("%s[%d]", join(path, kind), i), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			if kind == "and" {
+				r.And = append(r.And, c)
+			} else {
+				r.Or = append(r.Or, c)
+			}
+		}
+	case "not":
+		c, err := parseNode(obj["not"], join(path, "not"), depth+1)
+		if err != nil {
+			return nil, err
+		}
+		r.Not = c
+	case "trait":
+		name, _ := obj["trait"].(string)
+		if !pathRE.MatchString(name) {
+			return nil, ruleErr(join(path, "trait"), "must be a trait name such as orders_count, lifetime_value.EUR or plan (letters, digits, _ joined by .)")
+		}
+		r.Trait = name
+		op, _ := obj["op"].(string)
+		r.Op = op
+		val, has := obj["value"]
+		r.Value = val
+		switch op {
+		case "eq", "neq", "gt", "gte", "lt", "lte":
+			if !has || val == nil {
+				return nil, ruleErr(join(path, "value"), "is required for op %q", op)
+			}
+			if !scalar(val) {
+				return nil, ruleErr(join(path, "value"), "must be a string, number or boolean for op %q", op)
+			}
+		case "contains":
+			if s, ok := val.(string); !ok || s == "" {
+				if _, isNum := val.(float64); !isNum {
+					return nil, ruleErr(join(path, "value"), "must be a non-empty string or a number for op \"contains\"")
+				}
+			}
+		case "in":
+			list, ok := val.([]any)
+			if !ok || len(list) == 0 {
+				return nil, ruleErr(join(path, "value"), "must be a non-empty array for op \"in\"")
+			}
+			for i, x := range list {
+				if !scalar(x) {
+					return nil, ruleErr(fmt.Sprintf("%s[%d]", join(path, "value"), i), "must be a string, number or boolean")
+				}
+			}
+		case "exists", "not_exists":
+			if has {
+				return nil, ruleErr(join(path, "value"), "is not used with op %q", op)
+			}
+		case "within_days", "older_than_days":
+			n, ok := val.(float64)
+			if !ok || n <= 0 || n != float64(int(n)) || n > 36500 {
+				return nil, ruleErr(join(path, "value"), "must be a whole number of days between 1 and 36500 for op %q", op)
+			}
+		case "":
+			return nil, ruleErr(join(path, "op"), "is required (eq, neq, gt, gte, lt, lte, contains, in, exists, not_exists, within_days, older_than_days)")
+		default:
+			return nil, ruleErr(join(path, "op"), "unknown operator %q (eq, neq, gt, gte, lt, lte, contains, in, exists, not_exists, within_days, older_than_days)", op)
+		}
+	case "event":
+		typ, _ := obj["event"].(string)
+		if !eventTypeRE.MatchString(typ) {
+			return nil, ruleErr(join(path, "event"), "must be an event type such as order.placed")
+		}
+		r.Event = typ
+		op, _ := obj["op"].(string)
+		if op == "" {
+			op = "gte"
+		}
+		switch op {
+		case "eq", "gt", "gte", "lt", "lte":
+		default:
+			return nil, ruleErr(join(path, "op"), "unknown operator %q for an event count (eq, gt, gte, lt, lte)", op)
+		}
+		r.Op = op
+		n, ok := obj["count"].(float64)
+		if _, has := obj["count"]; !has {
+			n, ok = 1, true
+		}
+		if !ok || n < 0 || n != float64(int(n)) {
+			return nil, ruleErr(join(path, "count"), "must be a whole number ≥ 0")
+		}
+		c := int(n)
+		r.Count = &c
+		if w, has := obj["within_days"]; has {
+			d, ok := w.(float64)
+			if !ok || d <= 0 || d != float64(int(d)) || d > 36500 {
+				return nil, ruleErr(join(path, "within_days"), "must be a whole number of days between 1 and 36500")
+			}
+			di := int(d)
+			r.WithinDays = &di
+		}
+	case "consent":
+		ch, _ := obj["consent"].(string)
+		if !validConsentChannel(ch) {
+			return nil, ruleErr(join(path, "consent"), "must be a channel: email, sms or whatsapp")
+		}
+		r.Consent = ch
+		st, _ := obj["status"].(string)
+		switch st {
+		case ConsentSubscribed, ConsentUnsubscribed, "unknown":
+		default:
+			return nil, ruleErr(join(path, "status"), "must be subscribed, unsubscribed or unknown")
+		}
+		r.Status = st
+	case "segment":
+		id, _ := obj["segment"].(string)
+		if strings.TrimSpace(id) == "" {
+			return nil, ruleErr(join(path, "segment"), "must be a segment id")
+		}
+		r.Segment = id
+	}
+	return r, nil
+}
+
+var (
+	pathRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$`)
+	eventTypeRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$`)
+)
+
+func scalar(v any) bool {
+	switch v.(type) {
+	case string, float64, bool:
+		return true
+	}
+	return false
+}
+
+// computedTraits live in profiles.computed; everything else not a column is
+// a custom trait from identify calls.
+var computedTraits = map[string]bool{
+	"first_seen": true, "last_seen": true, "orders_count": true, "lifetime_value": true, "orders_by_currency": true,
+	"average_order_value": true, "lifetime_value_base": true, "average_order_value_base": true, "base_currency": true,
+	"last_order_at": true, "channels": true, "preferred_channel": true, "last_two_way_at": true,
+	"lifecycle_stage": true, "engagement_level": true,
+}
+
+var columnTraits = map[string]bool{"email": true, "phone": true, "name": true}
+
+// compiler turns rules into SQL over `profiles p`, with bound parameters.
+type compiler struct {
+	now       time.Time
+	params    dbx.Params
+	n         int
+	lookup    func(id string) (*Rule, bool)
+	stack     []string
+	timeBased bool
+}
+
+func newCompiler(now time.Time, lookup func(string) (*Rule, bool)) *compiler {
+	return &compiler{now: now, params: dbx.Params{}, lookup: lookup}
+}
+
+func (c *compiler) param(v any) string {
+	c.n++
+	name := fmt.Sprintf("r%d", c.n)
+	if b, ok := v.(bool); ok {
+		if b {
+			v = 1
+		} else {
+			v = 0
+		}
+	}
+	c.params[name] = v
+	return "{:" + name + "}"
+}
+
+func traitExpr(name string) (expr, src, jpath string) {
+	if columnTraits[name] {
+		return "p." + name, "", ""
+	}
+	first, _, _ := strings.Cut(name, ".")
+	if strings.HasPrefix(name, "traits.") {
+		name = strings.TrimPrefix(name, "traits.")
+		first = ""
+	}
+	src = "p.traits"
+	if computedTraits[first] {
+		src = "p.computed"
+	}
+	jpath = "'$." + name + "'"
+	return "json_extract(" + src + ", " + jpath + ")", src, jpath
+}
+
+var sqlOps = map[string]string{"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+func (c *compiler) dateParam(v any) any {
+	if s, ok := v.(string); ok {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return fmtT(t)
+		}
+	}
+	return v
+}
+
+func (c *compiler) compile(r *Rule, path string) (string, error) {
+	switch {
+	case len(r.And) > 0 || len(r.Or) > 0:
+		list, op, key := r.And, " AND ", "and"
+		if len(r.Or) > 0 {
+			list, op, key = r.Or, " OR ", "or"
+		}
+		parts := make([]string, len(list))
+		for i, x := range list {
+			s, err := c.compile(x, fmt.Sprintf("%s[%d]", join(path, key), i))
+			if err != nil {
+				return "", err
+			}
+			parts[i] = s
+		}
+		return "(" + strings.Join(parts, op) + ")", nil
+	case r.Not != nil:
+		s, err := c.compile(r.Not, join(path, "not"))
+		if err != nil {
+			return "", err
+		}
+		return "(NOT COALESCE(" + s + ", 0))", nil
+	case r.Trait != "":
+		expr, src, jpath := traitExpr(r.Trait)
+		switch r.Op {
+		case "eq", "neq", "gt", "gte", "lt", "lte":
+			p := c.param(c.dateParam(r.Value))
+			if r.Op == "neq" {
+				return "(" + expr + " IS NULL OR " + expr + " != " + p + ")", nil
+			}
+			return "(" + expr + " " + sqlOps[r.Op] + " " + p + ")", nil
+		case "contains":
+			p := c.param(r.Value)
+			if src == "" {
+				return "(instr(" + expr + ", " + p + ") > 0)", nil
+			}
+			return "(CASE WHEN json_type(" + src + ", " + jpath + ") = 'array' THEN EXISTS (SELECT 1 FROM json_each(" + src + ", " + jpath + ") WHERE value = " + p + ") ELSE instr(" + expr + ", " + p + ") > 0 END)", nil
+		case "in":
+			list := r.Value.([]any)
+			ps := make([]string, len(list))
+			for i, v := range list {
+				ps[i] = c.param(v)
+			}
+			return "(" + expr + " IN (" + strings.Join(ps, ", ") + "))", nil
+		case "exists":
+			return "(" + expr + " IS NOT NULL AND " + expr + " != '')", nil
+		case "not_exists":
+			return "(" + expr + " IS NULL OR " + expr + " = '')", nil
+		case "within_days", "older_than_days":
+			c.timeBased = true
+			days := int(r.Value.(float64))
+			since := c.param(fmtT(c.now.Add(-time.Duration(days) * day)))
+			if r.Op == "within_days" {
+				return "(" + expr + " >= " + since + ")", nil
+			}
+			return "(" + expr + " IS NULL OR " + expr + " = '' OR " + expr + " < " + since + ")", nil
+		}
+		return "", ruleErr(join(path, "op"), "unknown operator %q", r.Op)
+	case r.Event != "":
+		q := "(SELECT COUNT(*) FROM events e WHERE e.profile = p.id AND e.type = " + c.param(r.Event)
+		if r.WithinDays != nil {
+			c.timeBased = true
+			q += " AND e.occurred_at >= " + c.param(c.now.Add(-time.Duration(*r.WithinDays)*day).UTC().Format(dbTime))
+		}
+		q += ")"
+		if *r.Count == 0 && (r.Op == "eq" || r.Op == "lte") {
+			return "(NOT EXISTS " + strings.Replace(q, "SELECT COUNT(*)", "SELECT 1", 1) + ")", nil
+		}
+		if *r.Count == 1 && r.Op == "gte" {
+			return "(EXISTS " + strings.Replace(q, "SELECT COUNT(*)", "SELECT 1", 1) + ")", nil
+		}
+		return "(" + q + " " + sqlOps[r.Op] + " " + c.param(*r.Count) + ")", nil
+	case r.Consent != "":
+		expr := "json_extract(p.consent, '$." + r.Consent + ".status')"
+		if r.Status == "unknown" {
+			return "(" + expr + " IS NULL)", nil
+		}
+		return "(" + expr + " = " + c.param(r.Status) + ")", nil
+	case r.Segment != "":
+		if contains(c.stack, r.Segment) {
+			return "", ruleErr(join(path, "segment"), "segment %q refers back to itself (cycle: %s)", r.Segment, strings.Join(append(c.stack, r.Segment), " → "))
+		}
+		sub, ok := c.lookup(r.Segment)
+		if !ok {
+			return "", ruleErr(join(path, "segment"), "no segment with id %q", r.Segment)
+		}
+		c.stack = append(c.stack, r.Segment)
+		s, err := c.compile(sub, join(path, "segment("+r.Segment+")"))
+		c.stack = c.stack[:len(c.stack)-1]
+		return s, err
+	}
+	return "", ruleErr(path, "empty rule")
+}

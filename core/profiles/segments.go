@@ -1,0 +1,432 @@
+package profiles
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/events"
+)
+
+// segment is a compiled-on-demand segment definition.
+type segment struct {
+	id, name string
+	rule     *Rule
+}
+
+type segmentCache struct {
+	mu   sync.RWMutex
+	list []*segment
+	byID map[string]*segment
+}
+
+func (c *segmentCache) snapshot() ([]*segment, map[string]*segment) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.list, c.byID
+}
+
+func (c *segmentCache) lookup(id string) (*Rule, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	s, ok := c.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return s.rule, true
+}
+
+// loadSegments reads every segment definition (a bad stored rule is logged
+// and skipped rather than stopping the pipeline).
+func (m *Module) loadSegments(app core.App) error {
+	var rows []struct {
+		ID   string `db:"id"`
+		Name string `db:"name"`
+		Rule string `db:"rule"`
+	}
+	if err := app.DB().NewQuery("SELECT id, name, rule FROM segments ORDER BY created, id").All(&rows); err != nil {
+		return err
+	}
+	list := make([]*segment, 0, len(rows))
+	byID := map[string]*segment{}
+	for _, r := range rows {
+		rule, err := ParseRule([]byte(r.Rule))
+		if err != nil {
+			m.log.Warn("segment has an invalid rule; skipped", "segment", r.ID, "error", err)
+			continue
+		}
+		s := &segment{id: r.ID, name: r.Name, rule: rule}
+		list = append(list, s)
+		byID[s.id] = s
+	}
+	m.segs.mu.Lock()
+	m.segs.list, m.segs.byID = list, byID
+	m.segs.mu.Unlock()
+	return nil
+}
+
+// ValidateRule parses and compiles a rule against the current segments.
+// self is the id of the segment being saved (for cycle checks), or "".
+func (m *Module) ValidateRule(raw []byte, self string) (*Rule, error) {
+	r, err := ParseRule(raw)
+	if err != nil {
+		return nil, err
+	}
+	lookup := m.segs.lookup
+	if self != "" {
+		lookup = func(id string) (*Rule, bool) {
+			if id == self {
+				return r, true
+			}
+			return m.segs.lookup(id)
+		}
+	}
+	c := newCompiler(m.now(), lookup)
+	if self != "" {
+		c.stack = []string{self}
+	}
+	if _, err := c.compile(r, ""); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (m *Module) isTimeBased(r *Rule) bool {
+	c := newCompiler(m.now(), m.segs.lookup)
+	_, _ = c.compile(r, "")
+	return c.timeBased
+}
+
+type member struct {
+	segment, profile, enteredAt string
+}
+
+// evaluateProfiles re-checks every segment for the given profiles and
+// updates membership; it returns the segment events to publish.
+func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, silent bool) ([]*events.Event, error) {
+	segs, _ := m.segs.snapshot()
+	if len(segs) == 0 || len(ps) == 0 {
+		return nil, nil
+	}
+	var out []*events.Event
+	const chunk = 200
+	for start := 0; start < len(ps); start += chunk {
+		part := ps[start:min(start+chunk, len(ps))]
+		c := newCompiler(now, m.segs.lookup)
+		cols := make([]string, 0, len(segs))
+		var live []*segment
+		for _, s := range segs {
+			sqlExpr, err := c.compile(s.rule, "")
+			if err != nil {
+				m.log.Warn("segment rule no longer compiles; skipped", "segment", s.id, "error", err)
+				continue
+			}
+			cols = append(cols, "COALESCE("+sqlExpr+", 0)")
+			live = append(live, s)
+		}
+		if len(live) == 0 {
+			return nil, nil
+		}
+		byID := map[string]*profile{}
+		in := make([]string, len(part))
+		for i, p := range part {
+			byID[p.id] = p
+			in[i] = c.param(p.id)
+		}
+		q := "SELECT p.id, " + strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (" + strings.Join(in, ",") + ")"
+		rows, err := tx.DB().NewQuery(q).Bind(c.params).Rows()
+		if err != nil {
+			return nil, fmt.Errorf("evaluate segments: %w", err)
+		}
+		want := map[[2]string]bool{}
+		for rows.Next() {
+			vals := make([]any, len(live)+1)
+			ptrs := make([]any, len(vals))
+			var pid string
+			ptrs[0] = &pid
+			for i := 1; i < len(vals); i++ {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			for i, s := range live {
+				if truthy(vals[i+1]) {
+					want[[2]string{s.id, pid}] = true
+				}
+			}
+		}
+		rows.Close()
+		// Current memberships of these profiles.
+		mp := dbx.Params{}
+		ins := make([]string, len(part))
+		for i, p := range part {
+			k := "m" + strconv.Itoa(i)
+			mp[k] = p.id
+			ins[i] = "{:" + k + "}"
+		}
+		var cur []struct {
+			Segment   string `db:"segment"`
+			Profile   string `db:"profile"`
+			EnteredAt string `db:"entered_at"`
+		}
+		if err := tx.DB().NewQuery("SELECT segment, profile, entered_at FROM segment_members WHERE profile IN (" + strings.Join(ins, ",") + ")").Bind(mp).All(&cur); err != nil {
+			return nil, err
+		}
+		have := map[[2]string]string{}
+		for _, r := range cur {
+			have[[2]string{r.Segment, r.Profile}] = r.EnteredAt
+		}
+		names := map[string]string{}
+		for _, s := range live {
+			names[s.id] = s.name
+		}
+		for k := range want {
+			if _, ok := have[k]; ok {
+				continue
+			}
+			ev, err := m.enter(tx, k[0], names[k[0]], byID[k[1]], now, silent)
+			if err != nil {
+				return nil, err
+			}
+			if ev != nil {
+				out = append(out, ev)
+			}
+		}
+		for k, at := range have {
+			if want[k] || names[k[0]] == "" {
+				continue // still a member, or a segment being removed
+			}
+			ev, err := m.exit(tx, k[0], names[k[0]], byID[k[1]], at, now, silent)
+			if err != nil {
+				return nil, err
+			}
+			if ev != nil {
+				out = append(out, ev)
+			}
+		}
+	}
+	return out, nil
+}
+
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case int64:
+		return x != 0
+	case float64:
+		return x != 0
+	case bool:
+		return x
+	case []byte:
+		return string(x) != "0" && len(x) > 0
+	case string:
+		return x != "0" && x != ""
+	}
+	return false
+}
+
+func (m *Module) enter(tx core.App, segID, segName string, p *profile, now time.Time, silent bool) (*events.Event, error) {
+	at := now.UTC().Format(dbTime)
+	if _, err := tx.DB().NewQuery("INSERT INTO segment_members (id, segment, profile, entered_at) VALUES ({:id},{:s},{:p},{:at}) ON CONFLICT DO NOTHING").
+		Bind(dbx.Params{"id": newID(), "s": segID, "p": p.id, "at": at}).Execute(); err != nil {
+		return nil, err
+	}
+	if silent {
+		return nil, nil
+	}
+	return systemEvent(events.SegmentEntered, "seg:"+segID+":"+p.id+":entered:"+strconv.FormatInt(now.UnixNano(), 10), p, now,
+		map[string]any{"profile_id": p.id, "segment_id": segID, "segment_name": segName}), nil
+}
+
+func (m *Module) exit(tx core.App, segID, segName string, p *profile, enteredAt string, now time.Time, silent bool) (*events.Event, error) {
+	if _, err := tx.DB().NewQuery("DELETE FROM segment_members WHERE segment={:s} AND profile={:p}").
+		Bind(dbx.Params{"s": segID, "p": p.id}).Execute(); err != nil {
+		return nil, err
+	}
+	if silent {
+		return nil, nil
+	}
+	t, _ := time.Parse(dbTime, enteredAt)
+	return systemEvent(events.SegmentExited, "seg:"+segID+":"+p.id+":exited:"+strconv.FormatInt(t.UnixNano(), 10), p, now,
+		map[string]any{"profile_id": p.id, "segment_id": segID, "segment_name": segName}), nil
+}
+
+// reevaluateSegment recomputes one segment over all profiles (scheduled
+// pass and initial backfill).
+func (m *Module) reevaluateSegment(tx core.App, s *segment, now time.Time, silent bool) ([]*events.Event, error) {
+	c := newCompiler(now, m.segs.lookup)
+	where, err := c.compile(s.rule, "")
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	if err := tx.DB().NewQuery("SELECT p.id FROM profiles p WHERE p.merged_into = '' AND COALESCE(" + where + ", 0)").Bind(c.params).Column(&ids); err != nil {
+		return nil, fmt.Errorf("segment %s: %w", s.id, err)
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	var cur []struct {
+		Profile   string `db:"profile"`
+		EnteredAt string `db:"entered_at"`
+	}
+	if err := tx.DB().NewQuery("SELECT profile, entered_at FROM segment_members WHERE segment={:s}").Bind(dbx.Params{"s": s.id}).All(&cur); err != nil {
+		return nil, err
+	}
+	have := make(map[string]string, len(cur))
+	for _, r := range cur {
+		have[r.Profile] = r.EnteredAt
+	}
+	var out []*events.Event
+	b := m.newBatch(tx)
+	defer b.close()
+	for id := range want {
+		if _, ok := have[id]; ok {
+			continue
+		}
+		p, err := m.profileForEvent(b, id, silent)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := m.enter(tx, s.id, s.name, p, now, silent)
+		if err != nil {
+			return nil, err
+		}
+		if ev != nil {
+			out = append(out, ev)
+		}
+	}
+	for id, at := range have {
+		if want[id] {
+			continue
+		}
+		p, err := m.profileForEvent(b, id, silent)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := m.exit(tx, s.id, s.name, p, at, now, silent)
+		if err != nil {
+			return nil, err
+		}
+		if ev != nil {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// profileForEvent loads identities only when an event will be built.
+func (m *Module) profileForEvent(b *batch, id string, silent bool) (*profile, error) {
+	if silent {
+		return &profile{id: id}, nil
+	}
+	p, err := b.load(id)
+	if err != nil {
+		// merged or gone: still remove membership, identified by id
+		return &profile{id: id, ids: map[string][]string{}}, nil
+	}
+	return p, nil
+}
+
+// Reevaluate runs the scheduled pass now: profiles whose time-based traits
+// are due, segments with time-based rules, and today's member counts.
+func (m *Module) Reevaluate(ctx context.Context) error {
+	now := m.now().UTC()
+	var emits []*events.Event
+	err := m.app.RunInTransaction(func(tx core.App) error {
+		emits = nil
+		// 1. Traits that change with time alone.
+		var due []string
+		if err := tx.DB().NewQuery("SELECT id FROM profiles WHERE traits_due_at != '' AND traits_due_at <= {:now} AND merged_into = '' LIMIT 20000").
+			Bind(dbx.Params{"now": now.Format(dbTime)}).Column(&due); err != nil {
+			return err
+		}
+		if len(due) > 0 {
+			b := m.newBatch(tx)
+			b.now, b.nowDB = now, now.Format(dbTime)
+			var ps []*profile
+			for _, id := range due {
+				p, err := b.load(id)
+				if err != nil {
+					b.close()
+					return err
+				}
+				p.dirty = true
+				ps = append(ps, p)
+			}
+			if err := b.flush(); err != nil {
+				b.close()
+				return err
+			}
+			b.close()
+			evs, err := m.evaluateProfiles(tx, ps, now, false)
+			if err != nil {
+				return err
+			}
+			emits = append(emits, evs...)
+		}
+		// 2. Segments whose rules depend on the clock.
+		segs, _ := m.segs.snapshot()
+		for _, s := range segs {
+			if !m.isTimeBased(s.rule) {
+				continue
+			}
+			evs, err := m.reevaluateSegment(tx, s, now, false)
+			if err != nil {
+				m.log.Warn("segment re-evaluation failed", "segment", s.id, "error", err)
+				continue
+			}
+			emits = append(emits, evs...)
+		}
+		// 3. Daily member counts.
+		dayS := now.Format("2006-01-02")
+		for _, s := range segs {
+			if _, err := tx.DB().NewQuery(`INSERT INTO segment_counts (id, segment, day, count)
+SELECT {:id}, {:s}, {:d}, COUNT(*) FROM segment_members WHERE segment={:s}
+ON CONFLICT(segment, day) DO UPDATE SET count=excluded.count`).Bind(dbx.Params{"id": newID(), "s": s.id, "d": dayS}).Execute(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	m.emit(emits)
+	return nil
+}
+
+// backfill computes a new or changed segment's membership without events.
+func (m *Module) backfill(app core.App, id string) error {
+	_, byID := m.segs.snapshot()
+	s, ok := byID[id]
+	if !ok {
+		return nil
+	}
+	return app.RunInTransaction(func(tx core.App) error {
+		_, err := m.reevaluateSegment(tx, s, m.now().UTC(), true)
+		return err
+	})
+}
+
+// segmentRow is the JSON shape of a segment in the API.
+type segmentRow struct {
+	ID          string          `db:"id" json:"id"`
+	Name        string          `db:"name" json:"name"`
+	Description string          `db:"description" json:"description"`
+	Rule        json.RawMessage `db:"-" json:"rule"`
+	RuleText    string          `db:"rule" json:"-"`
+	Members     int             `db:"members" json:"members"`
+	TimeBased   bool            `db:"-" json:"time_based"`
+	Created     string          `db:"created" json:"created"`
+	Updated     string          `db:"updated" json:"updated"`
+}
