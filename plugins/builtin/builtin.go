@@ -1,0 +1,25 @@
+// Package builtin lists the connectors compiled into the omni binary.
+// Adding one is one line in connectors below.
+package builtin
+
+import (
+	"github.com/omni/omni/core/cli"
+	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/plugins/example"
+	"github.com/omni/omni/plugins/sdk"
+)
+
+// connectorsList maps a connector name to its constructor.
+var connectorsList = map[string]func() sdk.Connector{
+	example.Name: example.New,
+}
+
+func init() {
+	for name, newC := range connectorsList {
+		connectors.RegisterBuiltin(name, newC)
+	}
+}
+
+// Extension is the connector host with every built-in registered; main
+// passes it to cli.Main.
+func Extension() cli.Extension { return connectors.Extension(connectors.Options{}) }
