@@ -55,7 +55,7 @@ func (m *Module) registerDashboard(pb core.App, se *core.ServeEvent) {
 		d, err := ComputeDashboard(e.App, rng, time.Now().UTC())
 		if err != nil {
 			if err == errBadRange {
-				return e.JSON(http.StatusBadRequest, map[string]any{"status": 400, "message": "range must be today, 7d or 30d.",
+				return e.JSON(http.StatusBadRequest, map[string]any{"status": 400, "message": "range must be today, 7d or 30d.", "field": "range",
 					"data": map[string]any{"range": map[string]string{"code": "invalid", "message": "must be today, 7d or 30d"}}})
 			}
 			return e.InternalServerError("", err)

@@ -1,8 +1,12 @@
 package webui
 
 import (
+	"errors"
 	"net/http"
+	"sort"
 	"strings"
+
+	validation "github.com/go-ozzo/ozzo-validation/v4"
 
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
@@ -67,13 +71,12 @@ func (m *Module) createOwner(e *core.RequestEvent) error {
 	rec.SetVerified(true)
 	if in.Password != in.PasswordConfirm {
 		return e.JSON(http.StatusBadRequest, map[string]any{
-			"status": http.StatusBadRequest, "message": "The passwords do not match.",
-			"data": map[string]any{"passwordConfirm": map[string]string{"code": "validation_values_mismatch", "message": "Values don't match."}},
+			"status": http.StatusBadRequest, "message": "passwordConfirm: the passwords do not match.", "field": "passwordConfirm",
+			"data": map[string]any{"passwordConfirm": map[string]string{"code": "validation_values_mismatch", "message": "The passwords do not match."}},
 		})
 	}
 	if err := e.App.Save(rec); err != nil {
-		// Validation errors name the field (email, password, …).
-		return e.BadRequestError("Could not create the owner account.", err)
+		return validationError(e, err)
 	}
 	return apis.RecordAuthResponse(e, rec, "password", nil)
 }
@@ -82,4 +85,31 @@ func countOwners(app core.App) (int, error) {
 	var n int
 	err := app.DB().NewQuery("SELECT COUNT(*) FROM staff WHERE role = 'owner'").Row(&n)
 	return n, err
+}
+
+// validationError answers 400 naming the first invalid field in the
+// message and in "field", with every field's error in "data" (PocketBase's
+// shape, which the web admin shows beside each input).
+func validationError(e *core.RequestEvent, err error) error {
+	var ve validation.Errors
+	if !errors.As(err, &ve) || len(ve) == 0 {
+		return e.BadRequestError("Could not create the owner account.", err)
+	}
+	names := make([]string, 0, len(ve))
+	for k := range ve {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	data := map[string]any{}
+	for _, k := range names {
+		code := "invalid"
+		var ce validation.Error
+		if errors.As(ve[k], &ce) {
+			code = ce.Code()
+		}
+		data[k] = map[string]string{"code": code, "message": ve[k].Error()}
+	}
+	return e.JSON(http.StatusBadRequest, map[string]any{
+		"status": http.StatusBadRequest, "message": names[0] + ": " + ve[names[0]].Error(), "field": names[0], "data": data,
+	})
 }
