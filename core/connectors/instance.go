@@ -281,11 +281,7 @@ func (i *instance) watch(stop chan struct{}) string {
 			c := i.client
 			i.mu.Unlock()
 			if c.Exited() {
-				line := i.lastLineText()
-				if line != "" {
-					return "plugin process exited: " + line
-				}
-				return "plugin process exited"
+				return "plugin process exited unexpectedly"
 			}
 			if time.Since(lastHealth) < i.m.opts.HealthInterval {
 				continue
@@ -324,10 +320,10 @@ func (i *instance) launch() error {
 	}
 	// Linux: the plugin dies with us even if we are SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	w := &hclogWriter{log: i.log, red: i.red, last: func(level slog.Level, msg string) {
-		if level >= slog.LevelWarn || strings.Contains(msg, "panic") {
+	w := &hclogWriter{log: i.log, red: i.red, last: func(msg string) {
+		if msg = strings.TrimSpace(msg); msg != "" {
 			i.mu.Lock()
-			i.lastLine = strings.TrimSpace(msg)
+			i.lastLine = msg
 			i.mu.Unlock()
 		}
 	}}
@@ -340,7 +336,7 @@ func (i *instance) launch() error {
 		SkipHostEnv:      true,
 		StartTimeout:     i.m.opts.StartTimeout,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: w, JSONFormat: true,
-			Level: hclog.Info}),
+			Level: hclog.Debug}),
 	}
 	if sum != nil {
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
@@ -362,13 +358,17 @@ func (i *instance) launch() error {
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return &permanentError{fmt.Errorf("checksum mismatch: %s does not match connectors.%s.sha256", cmd.Path, i.name)}
 		}
-		if strings.Contains(msg, "exited before we could connect") || client.Exited() {
+		exited := client.Exited() || strings.Contains(msg, "exited before we could connect") || strings.Contains(msg, "Failed to read any lines")
+		// Kill waits for the stderr reader, so the plugin's last words are in.
+		client.Kill()
+		if exited {
 			if line := i.lastLineText(); line != "" {
 				return fmt.Errorf("plugin exited at start: %s", line)
 			}
-			return errors.New("plugin exited at start before the handshake")
+			return errors.New("plugin exited at start before the handshake (nothing on stderr)")
 		}
-		return fmt.Errorf("start plugin: %s", msg)
+		first, _, _ := strings.Cut(strings.TrimSpace(msg), "\n")
+		return fmt.Errorf("start plugin: %s", first)
 	}
 	raw, err := rpc.Dispense(sdk.PluginName)
 	if err != nil {

@@ -51,7 +51,9 @@ type hclogWriter struct {
 	red  *redactor
 	mu   sync.Mutex
 	buf  []byte
-	last func(level slog.Level, msg string) // remembers recent errors
+	// last is told every line the plugin process itself wrote (not the
+	// host's go-plugin chatter), to explain start failures.
+	last func(msg string)
 }
 
 func (w *hclogWriter) Write(p []byte) (int, error) {
@@ -85,6 +87,7 @@ func (w *hclogWriter) line(b []byte) {
 		level = slog.LevelError
 	}
 	msg := fmt.Sprint(m["@message"])
+	fromPlugin := strings.HasPrefix(fmt.Sprint(m["@module"]), "plugin.")
 	var attrs []any
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -97,15 +100,15 @@ func (w *hclogWriter) line(b []byte) {
 		attrs = append(attrs, k, fmt.Sprint(m[k]))
 	}
 	w.emit(level, msg, attrs)
+	if fromPlugin && w.last != nil {
+		w.last(w.red.redact(msg))
+	}
 }
 
 func (w *hclogWriter) emit(level slog.Level, msg string, attrs []any) {
 	msg = w.red.redact(msg)
 	for i := 1; i < len(attrs); i += 2 {
 		attrs[i] = w.red.redact(fmt.Sprint(attrs[i]))
-	}
-	if w.last != nil {
-		w.last(level, msg+" "+fmt.Sprint(attrs...))
 	}
 	w.log.Log(context.Background(), level, msg, attrs...)
 }

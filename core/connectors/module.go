@@ -141,6 +141,11 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	if err := m.outbox.create(ctx); err != nil {
 		return err
 	}
+	// Even superusers see settings only through /api/v1/connectors, masked.
+	o.PB.OnRecordEnrich(Collection).BindFunc(func(e *core.RecordEnrichEvent) error {
+		e.Record.Set("config", MaskedConfig(e.Record, schemaOf(e.Record)))
+		return e.Next()
+	})
 	m.registerWebhooks(se)
 	m.registerAPI(se)
 	o.Health.Components = append(o.Health.Components, m.health)

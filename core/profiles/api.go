@@ -107,7 +107,12 @@ func (m *Module) handleSearch(e *core.RequestEvent) error {
 			vals = append(vals, c.param(ph))
 		}
 		like := c.param(likePrefix(strings.ToLower(s)))
-		where = append(where, "(p.id IN (SELECT profile FROM identities WHERE value IN ("+strings.Join(vals, ",")+")) OR p.id = "+vals[0]+
+		// Exact identity matches use the unique (kind, value) index.
+		var exact []string
+		for _, k := range events.IdentityKinds {
+			exact = append(exact, "(kind = '"+k+"' AND value IN ("+strings.Join(vals, ",")+"))")
+		}
+		where = append(where, "(p.id IN (SELECT profile FROM identities WHERE "+strings.Join(exact, " OR ")+") OR p.id = "+vals[0]+
 			" OR p.name LIKE "+like+" ESCAPE '\\' OR p.email LIKE "+like+" ESCAPE '\\' OR p.phone LIKE "+like+" ESCAPE '\\')")
 	}
 	if seg := q.Get("segment"); seg != "" {

@@ -138,12 +138,20 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 			}
 		}
 		out = &Erased{Erased: row.ID, Profiles: len(ids), Identities: len(idents), Events: nev}
+		m.cacheMu.Lock()
+		m.cache.reset()
+		m.cacheMu.Unlock()
+		// In memory before commit: no batch may resolve these identities
+		// once the erasure is visible.
+		m.tomb.add(hashes...)
 		return nil
 	})
 	if err != nil {
+		if lerr := m.tomb.load(app); lerr != nil {
+			m.log.Error("reload tombstones", "error", lerr)
+		}
 		return nil, err
 	}
-	m.tomb.add(hashes...)
 	all := make([]map[string]string, len(idents))
 	for i, it := range idents {
 		all[i] = map[string]string{"kind": it.Kind, "value": it.Value}

@@ -46,6 +46,10 @@ type Options struct {
 	Currency *Currency
 	// Interval of the scheduled re-evaluation (default 5m; <0 disables).
 	Interval time.Duration
+	// Observe, when set, is told how long each step took: "resolve" (one
+	// event: identities, merges, traits), "merge" (one merge), "batch"
+	// (one whole ProcessBatch). Used by bench/profiles.
+	Observe func(step string, d time.Duration)
 }
 
 // Module is the profiles app.Module and eventstore.Processor.
@@ -64,6 +68,10 @@ type Module struct {
 	defaultRegion string
 
 	pending []*events.Event // emits of the batch being stored
+	cacheMu sync.Mutex      // taken inside a transaction, never around one
+	cache   resolveCache
+	changed []string // profile ids of the batch being stored
+	seq     int
 
 	pubMu   sync.Mutex
 	stopped bool
@@ -120,10 +128,13 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 
 	o.Events.Use(m)
 	o.Events.OnCommit(func([]*eventstore.Stored) {
-		if len(m.pending) > 0 {
-			m.emit(m.pending)
-			m.pending = nil
-		}
+		m.cacheMu.Lock()
+		m.cache.unconfirmed = false
+		pending, changed := m.pending, m.changed
+		m.pending, m.changed = nil, nil
+		m.cacheMu.Unlock()
+		m.emit(pending)
+		m.notify(changed)
 	})
 	m.registerHooks(m.app)
 	m.Register(se.Router)
@@ -300,6 +311,13 @@ func (m *Module) registerHooks(pb core.App) {
 		}
 		return e.Next()
 	}
+	// Profiles and identities are normally written only by this package;
+	// an edit through the admin UI drops the resolution cache.
+	for _, name := range []string{"profiles", "identities"} {
+		pb.OnRecordAfterUpdateSuccess(name).BindFunc(m.dropCache)
+		pb.OnRecordAfterDeleteSuccess(name).BindFunc(m.dropCache)
+		pb.OnRecordAfterCreateSuccess(name).BindFunc(m.dropCache)
+	}
 	pb.OnRecordAfterCreateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterUpdateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterDeleteSuccess("segments").BindFunc(func(e *core.RecordEvent) error {
@@ -309,6 +327,13 @@ func (m *Module) registerHooks(pb core.App) {
 		_, _ = e.App.DB().NewQuery("DELETE FROM segment_members WHERE segment={:s}").Bind(map[string]any{"s": e.Record.Id}).Execute()
 		return e.Next()
 	})
+}
+
+func (m *Module) dropCache(e *core.RecordEvent) error {
+	m.cacheMu.Lock()
+	m.cache.reset()
+	m.cacheMu.Unlock()
+	return e.Next()
 }
 
 // Consent returns the ledger entry of one channel for a profile (merged

@@ -53,6 +53,7 @@ type profile struct {
 	consent                 map[string]ConsentEntry
 	ids                     map[string][]string
 	dirty                   bool
+	isNew                   bool // not yet inserted
 	touched                 bool // re-evaluate segments
 }
 
@@ -86,27 +87,68 @@ type batch struct {
 	profiles map[string]*profile
 	redirect map[string]string // merged loser → survivor
 	order    []*profile
-	seq      int
+	inBatch  map[string]bool
 	emits    []*events.Event
 
 	qIdent, qIdentIns, qEventProfile, qProfile, qProfileIdents, qProfileIns *dbx.Query
 }
 
-func (m *Module) newBatch(tx core.App) *batch {
+// newBatch prepares resolution in tx. shared batches (the events
+// processor) use the module's cross-batch caches; the caller holds cacheMu.
+func (m *Module) newBatch(tx core.App, shared bool) *batch {
 	now := m.now().UTC()
 	db := tx.DB()
-	return &batch{
+	b := &batch{
 		m: m, tx: tx, now: now, nowDB: now.Format(dbTime),
 		idCache:  map[string]string{},
 		profiles: map[string]*profile{},
 		redirect: map[string]string{},
+		inBatch:  map[string]bool{},
 
 		qIdent:         db.NewQuery("SELECT profile FROM identities WHERE kind={:k} AND value={:v}").Prepare(),
 		qIdentIns:      db.NewQuery("INSERT INTO identities (id, kind, value, profile, created) VALUES ({:id},{:k},{:v},{:p},{:c})").Prepare(),
 		qEventProfile:  db.NewQuery("UPDATE events SET profile={:p} WHERE id={:id}").Prepare(),
 		qProfile:       db.NewQuery("SELECT id, merged_into, created, name, email, phone, traits, computed, consent FROM profiles WHERE id={:id}").Prepare(),
 		qProfileIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p}").Prepare(),
-		qProfileIns:    db.NewQuery("INSERT INTO profiles (id, merged_into, traits, computed, consent, created, updated) VALUES ({:id}, '', '{}', '{}', '{}', {:c}, {:c})").Prepare(),
+		qProfileIns: db.NewQuery(`INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
+orders_count, lifecycle_stage, engagement_level, traits_due_at, created, updated) VALUES ({:id}, {:m}, {:name}, {:email}, {:phone},
+{:traits}, {:computed}, {:consent}, {:fs}, {:ls}, {:oc}, {:lc}, {:el}, {:due}, {:c}, {:u})`).Prepare(),
+	}
+	if shared {
+		if m.cache.profiles == nil || len(m.cache.profiles) > cacheProfiles || len(m.cache.ids) > cacheIdentities {
+			m.cache.reset()
+		}
+		b.idCache, b.profiles, b.redirect = m.cache.ids, m.cache.profiles, m.cache.redirect
+	}
+	return b
+}
+
+// Cross-batch cache bounds: when exceeded the cache starts over (cheap,
+// and a cold cache only costs a few indexed reads per profile).
+const (
+	cacheProfiles   = 100_000
+	cacheIdentities = 400_000
+)
+
+// resolveCache keeps profiles, identity lookups and merge redirects between
+// batches. It only ever holds committed state: it is dropped when a batch
+// fails or is not confirmed committed, and by erasures.
+type resolveCache struct {
+	profiles    map[string]*profile
+	ids         map[string]string
+	redirect    map[string]string
+	unconfirmed bool
+}
+
+func (c *resolveCache) reset() {
+	c.profiles, c.ids, c.redirect, c.unconfirmed = map[string]*profile{}, map[string]string{}, map[string]string{}, false
+}
+
+// see records that p takes part in this batch (flush and segment checks).
+func (b *batch) see(p *profile) {
+	if !b.inBatch[p.id] {
+		b.inBatch[p.id] = true
+		b.order = append(b.order, p)
 	}
 }
 
@@ -190,7 +232,8 @@ func (r *profileRow) decode() *profile {
 func (b *batch) load(id string) (*profile, error) {
 	for i := 0; i < 64; i++ {
 		id = b.canonical(id)
-		if p := b.profiles[id]; p != nil {
+		if p := b.profiles[id]; p != nil && p.mergedInto == "" {
+			b.see(p)
 			return p, nil
 		}
 		var row profileRow
@@ -216,21 +259,18 @@ func (b *batch) load(id string) (*profile, error) {
 		}
 		rows.Close()
 		b.profiles[id] = p
-		b.order = append(b.order, p)
+		b.see(p)
 		return p, nil
 	}
 	return nil, fmt.Errorf("profile %s: merge chain too long", id)
 }
 
 func (b *batch) create() (*profile, error) {
-	b.seq++
-	p := &profile{id: newID(), created: b.nowDB, seq: b.seq, traits: map[string]any{}, comp: &Computed{},
-		consent: map[string]ConsentEntry{}, ids: map[string][]string{}, dirty: true, touched: true}
-	if _, err := b.qProfileIns.Bind(dbx.Params{"id": p.id, "c": b.nowDB}).Execute(); err != nil {
-		return nil, fmt.Errorf("create profile: %w", err)
-	}
+	b.m.seq++
+	p := &profile{id: newID(), created: b.nowDB, seq: b.m.seq, traits: map[string]any{}, comp: &Computed{},
+		consent: map[string]ConsentEntry{}, ids: map[string][]string{}, dirty: true, touched: true, isNew: true}
 	b.profiles[p.id] = p
-	b.order = append(b.order, p)
+	b.see(p)
 	return p, nil
 }
 
@@ -310,6 +350,9 @@ VALUES ({:id},{:a},{:b},{:k},{:va},{:vb},{:r},'open',{:e},'',{:c},{:c}) ON CONFL
 
 // merge joins a and c; the older survives. Returns the survivor.
 func (b *batch) merge(a, c *profile, eventID string) (*profile, error) {
+	if obs := b.m.opts.Observe; obs != nil {
+		defer func(t time.Time) { obs("merge", time.Since(t)) }(time.Now())
+	}
 	s, l := a, c
 	if c.older(a) {
 		s, l = c, a
@@ -556,10 +599,15 @@ engagement_level={:el}, traits_due_at={:due}, updated={:u} WHERE id={:id}`).Prep
 			params["fs"], params["ls"], params["oc"] = fmtDB(p.comp.FirstSeen), fmtDB(p.comp.LastSeen), p.comp.OrdersCount
 			params["lc"], params["el"], params["due"] = p.comp.LifecycleStage, p.comp.EngagementLevel, dueS
 		}
-		if _, err := q.Bind(params).Execute(); err != nil {
-			return fmt.Errorf("update profile %s: %w", p.id, err)
+		stmt := q
+		if p.isNew {
+			stmt = b.qProfileIns
+			params["c"] = p.created
 		}
-		p.dirty = false
+		if _, err := stmt.Bind(params).Execute(); err != nil {
+			return fmt.Errorf("write profile %s: %w", p.id, err)
+		}
+		p.dirty, p.isNew = false, false
 	}
 	return nil
 }
@@ -576,16 +624,39 @@ func systemEvent(typ, id string, p *profile, now time.Time, props map[string]any
 }
 
 // ProcessBatch implements eventstore.Processor.
-func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) error {
+func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err error) {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
 	m.pending = nil
 	if len(stored) == 0 {
 		return nil
 	}
-	b := m.newBatch(tx)
+	if m.cache.unconfirmed {
+		m.cache.reset() // the previous batch may not have committed
+	}
+	defer func() {
+		if err != nil {
+			m.cache.reset()
+			if lerr := m.tomb.load(m.app); lerr != nil { // a lifted tombstone may have rolled back
+				m.log.Error("reload tombstones", "error", lerr)
+			}
+		} else {
+			m.cache.unconfirmed = true
+		}
+	}()
+	obs := m.opts.Observe
+	if obs != nil {
+		defer func(t time.Time) { obs("batch", time.Since(t)) }(time.Now())
+	}
+	b := m.newBatch(tx, true)
 	defer b.close()
 	var scrub []*eventstore.Stored
+	var t0 time.Time
 	for _, s := range stored {
 		ev := s.Event
+		if obs != nil {
+			t0 = time.Now()
+		}
 		if ev.Source == "omni" && systemType(ev.Type) {
 			if ev.Type == events.ProfileErased {
 				// Carries erased identities for connectors; not kept.
@@ -595,11 +666,20 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) error {
 				continue
 			}
 			if pid, _ := ev.Properties["profile_id"].(string); pid != "" {
-				if p, err := b.load(pid); err == nil {
-					s.Profile = p.id
-					if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
+				p, err := b.load(pid)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				if err != nil {
+					// The profile was erased meanwhile: do not keep its identities.
+					if _, err := tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": s.RecordID}).Execute(); err != nil {
 						return err
 					}
+					continue
+				}
+				s.Profile = p.id
+				if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
+					return err
 				}
 				continue
 			}
@@ -628,6 +708,9 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) error {
 		if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
 			return fmt.Errorf("set event profile: %w", err)
 		}
+		if obs != nil {
+			obs("resolve", time.Since(t0))
+		}
 	}
 	for _, s := range stored {
 		if s.Profile != "" {
@@ -649,6 +732,11 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) error {
 	emits, err := m.evaluateProfiles(tx, touched, b.now, false)
 	if err != nil {
 		return err
+	}
+	m.changed = m.changed[:0]
+	for _, p := range b.order {
+		p.touched = false
+		m.changed = append(m.changed, p.id)
 	}
 	m.pending = append(b.emits, emits...)
 	return nil

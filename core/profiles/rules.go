@@ -372,7 +372,9 @@ func (c *compiler) compile(r *Rule, path string) (string, error) {
 		}
 		return "", ruleErr(join(path, "op"), "unknown operator %q", r.Op)
 	case r.Event != "":
-		q := "(SELECT COUNT(*) FROM events e WHERE e.profile = p.id AND e.type = " + c.param(r.Event)
+		// +e.type keeps SQLite on the (profile, occurred_at) index instead
+		// of scanning every event of that type.
+		q := "(SELECT COUNT(*) FROM events e WHERE e.profile = p.id AND +e.type = " + c.param(r.Event)
 		if r.WithinDays != nil {
 			c.timeBased = true
 			q += " AND e.occurred_at >= " + c.param(c.now.Add(-time.Duration(*r.WithinDays)*day).UTC().Format(dbTime))

@@ -287,7 +287,7 @@ func (m *Module) reevaluateSegment(tx core.App, s *segment, now time.Time, silen
 		have[r.Profile] = r.EnteredAt
 	}
 	var out []*events.Event
-	b := m.newBatch(tx)
+	b := m.newBatch(tx, false)
 	defer b.close()
 	for id := range want {
 		if _, ok := have[id]; ok {
@@ -351,7 +351,12 @@ func (m *Module) Reevaluate(ctx context.Context) error {
 			return err
 		}
 		if len(due) > 0 {
-			b := m.newBatch(tx)
+			m.cacheMu.Lock()
+			for _, id := range due {
+				delete(m.cache.profiles, id)
+			}
+			m.cacheMu.Unlock()
+			b := m.newBatch(tx, false)
 			b.now, b.nowDB = now, now.Format(dbTime)
 			var ps []*profile
 			for _, id := range due {

@@ -342,7 +342,9 @@ type TransportError struct {
 	Message string
 }
 
-func (e *TransportError) Error() string { return "connector unreachable (" + e.Code + "): " + e.Message }
+func (e *TransportError) Error() string {
+	return "connector unreachable (" + e.Code + "): " + e.Message
+}
 
 // PluginError is an error the connector itself returned.
 type PluginError struct{ Message string }
@@ -378,7 +380,7 @@ type hostServer struct {
 }
 
 func (h *hostServer) set(host Host) { h.mu.Lock(); h.host = host; h.mu.Unlock() }
-func (h *hostServer) get() Host      { h.mu.RLock(); defer h.mu.RUnlock(); return h.host }
+func (h *hostServer) get() Host     { h.mu.RLock(); defer h.mu.RUnlock(); return h.host }
 
 func (h *hostServer) Emit(ctx context.Context, req *pb.EmitRequest) (*pb.Empty, error) {
 	if err := h.get().Emit(ctx, eventsFromPB(req.GetEvents())); err != nil {

@@ -30,10 +30,9 @@ func init() {
 			&core.AutodateField{Name: "created", OnCreate: true},
 			&core.AutodateField{Name: "updated", OnCreate: true, OnUpdate: true},
 		)
-		profiles.AddIndex("idx_profiles_merged_into", false, "merged_into", "")
-		profiles.AddIndex("idx_profiles_email", false, "email", "")
-		profiles.AddIndex("idx_profiles_phone", false, "phone", "")
-		profiles.AddIndex("idx_profiles_name", false, "name COLLATE NOCASE", "")
+		// Few indexes: every one is paid on the hot path. Exact search goes
+		// through identities (kind, value); merged_into is sparse.
+		profiles.AddIndex("idx_profiles_merged_into", false, "merged_into", "merged_into != ''")
 		profiles.AddIndex("idx_profiles_last_seen", false, "last_seen", "")
 		profiles.AddIndex("idx_profiles_due", false, "traits_due_at", "traits_due_at != ''")
 		profiles.ListRule = types.Pointer(RuleStaff)
@@ -51,7 +50,6 @@ func init() {
 		)
 		identities.AddIndex("idx_identities_kind_value", true, "kind, value", "")
 		identities.AddIndex("idx_identities_profile", false, "profile, kind", "")
-		identities.AddIndex("idx_identities_value", false, "value", "")
 		identities.ListRule = types.Pointer(RuleStaff)
 		identities.ViewRule = types.Pointer(RuleStaff)
 		if err := app.Save(identities); err != nil {

@@ -1,0 +1,291 @@
+// Command profiles loads synthetic customers through a real Omni (embedded
+// JetStream → events store → profiles processor in the same SQLite
+// transaction) and reports identity-resolution latency, ingest throughput,
+// merge cost, segment re-evaluation time and database size.
+//
+//	go run ./bench/profiles -profiles 100000 -events 10
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/logging"
+	"github.com/omni/omni/core/profiles"
+)
+
+type samples struct {
+	mu sync.Mutex
+	m  map[string][]time.Duration
+}
+
+func (s *samples) observe(step string, d time.Duration) {
+	s.mu.Lock()
+	s.m[step] = append(s.m[step], d)
+	s.mu.Unlock()
+}
+
+func (s *samples) reset() {
+	s.mu.Lock()
+	s.m = map[string][]time.Duration{}
+	s.mu.Unlock()
+}
+
+func (s *samples) report(step string) string {
+	s.mu.Lock()
+	d := slices.Clone(s.m[step])
+	s.mu.Unlock()
+	if len(d) == 0 {
+		return step + ": no samples"
+	}
+	slices.Sort(d)
+	var sum time.Duration
+	for _, x := range d {
+		sum += x
+	}
+	q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	return fmt.Sprintf("%-8s n=%-9d mean=%-10v p50=%-10v p99=%-10v max=%v", step, len(d), sum/time.Duration(len(d)), q(0.50), q(0.99), d[len(d)-1])
+}
+
+func main() {
+	nProfiles := flag.Int("profiles", 20000, "synthetic customers (3 identities each)")
+	perProfile := flag.Int("events", 10, "events per customer")
+	nMerges := flag.Int("merges", 1000, "pairs of separate profiles joined afterwards")
+	dir := flag.String("dir", "", "data directory (default: a temp dir, removed afterwards)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load phase")
+	flag.Parse()
+
+	dataDir := *dir
+	if dataDir == "" {
+		d, err := os.MkdirTemp("", "omni-bench-profiles-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(d)
+		dataDir = d
+	}
+	cfg := config.Default()
+	cfg.DataDir = dataDir
+	cfg.Bus.MaxStoreMB = 8192
+	st := &samples{m: map[string][]time.Duration{}}
+	mod := profiles.New(profiles.Options{Interval: -1, Observe: st.observe})
+	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
+	o.Use(mod)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		if err := o.Serve(ln, ready); err != nil {
+			log.Print(err)
+		}
+	}()
+	<-ready
+	defer o.Shutdown()
+
+	ctx := context.Background()
+	base := time.Now().Add(-300 * 24 * time.Hour)
+	countEvents := func() int {
+		var n int
+		_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM events").Row(&n)
+		return n
+	}
+	publish := func(evs []*events.Event) {
+		for i, err := range ingest.Publish(ctx, o.Bus, evs) {
+			if err != nil {
+				log.Fatalf("publish %s: %v", evs[i].ID, err)
+			}
+		}
+	}
+	waitFor := func(n int) {
+		for countEvents() < n {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	types := []string{events.PageViewed, events.PageViewed, events.PageViewed, events.EmailOpened, events.MessageReceived, events.CheckoutStarted, events.OrderPlaced}
+	rng := rand.New(rand.NewPCG(1, 2))
+	mkEvent := func(p, j int) *events.Event {
+		ids := events.Identities{}
+		email, phone, anon := fmt.Sprintf("c%d@example.com", p), fmt.Sprintf("+1415%07d", p), fmt.Sprintf("anon-%d", p)
+		switch {
+		case j == 0: // first contact links all three
+			ids[events.Email], ids[events.Phone], ids[events.AnonymousID] = email, phone, anon
+		default:
+			switch rng.IntN(3) {
+			case 0:
+				ids[events.Email] = email
+			case 1:
+				ids[events.Phone] = phone
+			default:
+				ids[events.AnonymousID] = anon
+			}
+		}
+		typ := types[rng.IntN(len(types))]
+		ev := &events.Event{ID: fmt.Sprintf("b-%d-%d", p, j), Type: typ, Source: "bench",
+			OccurredAt: base.Add(time.Duration(rng.IntN(300*24)) * time.Hour), ReceivedAt: time.Now(),
+			Identities: ids, Context: events.Context{Channel: []string{"web", "email", "whatsapp", "pos"}[rng.IntN(4)]}}
+		if typ == events.OrderPlaced {
+			ev.Properties = map[string]any{"total": float64(rng.IntN(20000)) / 100, "currency": "USD"}
+		}
+		return ev
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		_ = pprof.StartCPUProfile(f)
+	}
+	// Phase 1: load. Events are published in waves so customers interleave.
+	total := *nProfiles * *perProfile
+	fmt.Printf("loading %d profiles × %d events = %d events\n", *nProfiles, *perProfile, total)
+	start := time.Now()
+	var pubWG sync.WaitGroup
+	pubWG.Add(1)
+	go func() {
+		defer pubWG.Done()
+		const chunk = 1000
+		buf := make([]*events.Event, 0, chunk)
+		for j := 0; j < *perProfile; j++ {
+			for p := 0; p < *nProfiles; p++ {
+				buf = append(buf, mkEvent(p, j))
+				if len(buf) == chunk {
+					publish(buf)
+					buf = buf[:0]
+				}
+			}
+		}
+		if len(buf) > 0 {
+			publish(buf)
+		}
+	}()
+	last, lastT := 0, time.Now()
+	for {
+		n := countEvents()
+		if time.Since(lastT) > 10*time.Second {
+			fmt.Printf("  %d/%d stored (%.0f events/s)\n", n, total, float64(n-last)/time.Since(lastT).Seconds())
+			last, lastT = n, time.Now()
+		}
+		if n >= total {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pubWG.Wait()
+	el := time.Since(start)
+	fmt.Printf("ingest through profiles: %d events in %v = %.0f events/s (publish + store + resolve, end to end)\n", total, el.Round(time.Millisecond), float64(total)/el.Seconds())
+	fmt.Println(st.report("resolve"))
+	fmt.Println(st.report("batch"))
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	var live, idents int
+	_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM profiles WHERE merged_into=''").Row(&live)
+	_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM identities").Row(&idents)
+	fmt.Printf("profiles=%d identities=%d\n", live, idents)
+
+	// Phase 2: merges. Two separate profiles per person, then one joining event.
+	st.reset()
+	stored := countEvents()
+	var evs []*events.Event
+	for i := 0; i < *nMerges; i++ {
+		for k := 0; k < 5; k++ {
+			evs = append(evs, &events.Event{ID: fmt.Sprintf("m-a-%d-%d", i, k), Type: events.PageViewed, Source: "bench", OccurredAt: base, ReceivedAt: time.Now(),
+				Identities: events.Identities{events.Email: fmt.Sprintf("m%d@example.com", i)}, Context: events.Context{Channel: "web"}})
+			evs = append(evs, &events.Event{ID: fmt.Sprintf("m-b-%d-%d", i, k), Type: events.OrderPlaced, Source: "bench", OccurredAt: base, ReceivedAt: time.Now(),
+				Identities: events.Identities{events.Phone: fmt.Sprintf("+1650%07d", i)}, Properties: map[string]any{"total": 10.0}, Context: events.Context{Channel: "pos"}})
+		}
+	}
+	publish(evs)
+	stored += len(evs)
+	waitFor(stored)
+	st.reset()
+	evs = evs[:0]
+	for i := 0; i < *nMerges; i++ {
+		evs = append(evs, &events.Event{ID: fmt.Sprintf("m-join-%d", i), Type: events.MessageReceived, Source: "bench", OccurredAt: time.Now(), ReceivedAt: time.Now(),
+			Identities: events.Identities{events.Email: fmt.Sprintf("m%d@example.com", i), events.Phone: fmt.Sprintf("+1650%07d", i)}, Context: events.Context{Channel: "whatsapp"}})
+	}
+	t0 := time.Now()
+	publish(evs)
+	stored += len(evs)
+	waitFor(stored)
+	fmt.Printf("merges: %d joins (each moves 5 events + 1 identity) in %v\n", *nMerges, time.Since(t0).Round(time.Millisecond))
+	fmt.Println(st.report("merge"))
+	fmt.Println(st.report("resolve"))
+
+	// Phase 3: segments.
+	col, err := o.PB.FindCollectionByNameOrId("segments")
+	if err != nil {
+		log.Fatal(err)
+	}
+	rules := map[string]string{
+		"big spenders (trait)":         `{"trait":"lifetime_value.USD","op":"gte","value":300}`,
+		"no order in 90 days (window)": `{"and":[{"trait":"orders_count","op":"gte","value":1},{"event":"order.placed","op":"eq","count":0,"within_days":90}]}`,
+		"active on whatsapp (window)":  `{"event":"message.received","op":"gte","count":1,"within_days":30}`,
+		"loyal (lifecycle)":            `{"trait":"lifecycle_stage","op":"eq","value":"loyal"}`,
+	}
+	for name, rule := range rules {
+		r := core.NewRecord(col)
+		r.Set("name", name)
+		r.Set("rule", rule)
+		t0 := time.Now()
+		if err := o.PB.Save(r); err != nil {
+			log.Fatalf("segment %s: %v", name, err)
+		}
+		var n int
+		_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM segment_members WHERE segment={:s}").Bind(map[string]any{"s": r.Id}).Row(&n)
+		fmt.Printf("segment %-30s initial evaluation %-10v members=%d\n", name, time.Since(t0).Round(time.Millisecond), n)
+	}
+	t0 = time.Now()
+	if err := mod.Reevaluate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("scheduled re-evaluation (2 time-based segments + due traits + daily counts): %v\n", time.Since(t0).Round(time.Millisecond))
+
+	// Phase 4: ingest with 4 live segments evaluated per batch.
+	st.reset()
+	evs = evs[:0]
+	n4 := min(50000, total)
+	for i := 0; i < n4; i++ {
+		ev := mkEvent(rng.IntN(*nProfiles), 1)
+		ev.ID = fmt.Sprintf("s-%d", i)
+		evs = append(evs, ev)
+	}
+	t0 = time.Now()
+	for i := 0; i < len(evs); i += 1000 {
+		publish(evs[i:min(i+1000, len(evs))])
+	}
+	stored += len(evs)
+	waitFor(stored)
+	el = time.Since(t0)
+	fmt.Printf("ingest with 4 segments live: %d events in %v = %.0f events/s\n", n4, el.Round(time.Millisecond), float64(n4)/el.Seconds())
+	fmt.Println(st.report("resolve"))
+	fmt.Println(st.report("batch"))
+
+	var size int64
+	for _, f := range []string{"data.db", "data.db-wal"} {
+		if fi, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
+			size += fi.Size()
+		}
+	}
+	fmt.Printf("data.db (+wal): %.1f MB for %d events, %d profiles\n", float64(size)/(1<<20), stored, live)
+}
