@@ -168,7 +168,7 @@ describe('web admin', () => {
     await card.locator('.field .error').filter({ hasText: /required/ }).waitFor()
     await secret.fill('whsec-test-123')
     await card.getByRole('button', { name: 'Save settings' }).click()
-    await page.getByText('example saved.').waitFor()
+    await page.getByText('Example saved.').waitFor()
     // Secrets are write-only: the form never shows them again.
     assert.equal(await secret.inputValue(), '')
     await card.getByRole('button', { name: 'Enable' }).click()

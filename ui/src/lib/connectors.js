@@ -13,6 +13,9 @@ export const connectorsAPI = {
   backfill: (name, since) => api(`/api/v1/connectors/${encodeURIComponent(name)}/backfill`, { method: 'POST', body: { since } }),
 }
 
+// Names as vendors spell them, for connectors that do not send a display name.
+const KNOWN = { shopify: 'Shopify', square: 'Square', whatsapp: 'WhatsApp', klaviyo: 'Klaviyo' }
+
 export function normalize(c) {
   const d = c.description && typeof c.description === 'object' ? c.description : {}
   const schema = c.config_schema || c.schema || d.config || (Array.isArray(c.config) ? c.config : null) || c.fields || []
@@ -23,7 +26,7 @@ export function normalize(c) {
   if (progress == null && bf.total) progress = (bf.done || 0) / bf.total
   return {
     name: c.name,
-    title: c.display_name || d.display_name || c.title || c.name,
+    title: c.display_name || d.display_name || c.title || KNOWN[c.name] || (c.name ? c.name[0].toUpperCase() + c.name.slice(1) : ''),
     description: typeof c.description === 'string' ? c.description : d.description || '',
     version: c.version || d.version || '',
     origin: c.kind || (c.builtin === true ? 'built-in' : c.builtin === false ? 'plugin' : c.origin || ''),
