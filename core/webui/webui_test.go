@@ -49,6 +49,10 @@ func TestServesEmbeddedAppAndKeepsAPIPaths(t *testing.T) {
 			t.Errorf("GET %s: %d %.80s, want 404 without the SPA", p, code, body)
 		}
 	}
+	// PocketBase's own admin stays at /_/.
+	if code, body := s.Do(t, "GET", "/_/", nil, nil); code != 200 || string(body) == string(index) {
+		t.Errorf("GET /_/: %d (same as the SPA: %v)", code, string(body) == string(index))
+	}
 	// Real API routes still answer.
 	if code, body := s.Do(t, "GET", "/api/v1/health", nil, nil); code != 200 || !strings.Contains(string(body), "{") {
 		t.Errorf("health: %d %s", code, body)
