@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import zlib from 'node:zlib'
+import http from 'node:http'
 import { ADA, seedCrossChannel, seedCustomers } from './seed.js'
 import { apiAs, artifacts, batch, buildOmni, eventually, launchBrowser, login, omniCLI, shot, startOmni, tmpDir, uiDir } from './harness.js'
 
@@ -39,6 +40,25 @@ after(async () => {
   console.log('\n== web admin benchmark ==')
   for (const [k, v] of Object.entries(report)) console.log(`${k}: ${v}`)
 })
+
+// fakeVendor serves the example connector's backfill API (GET /events) on
+// 127.0.0.1: three pages of two events, a little slow so progress shows.
+function fakeVendor() {
+  let n = 0
+  const srv = http.createServer((req, res) => {
+    n++
+    const u = new URL(req.url, 'http://x')
+    const page = Number(u.searchParams.get('cursor') || 0)
+    const events = [0, 1].map((i) => ({ id: `bf-${page}-${i}`, type: 'order.placed', email: `backfill${page}${i}@shop.test`, occurred_at: '2025-06-01T10:00:00Z', properties: { total: 10, currency: 'EUR' } }))
+    setTimeout(() => {
+      res.setHeader('Content-Type', 'application/json')
+      res.end(JSON.stringify({ events, next_cursor: page < 2 ? String(page + 1) : '', total: 6, done: (page + 1) * 2 }))
+    }, 400)
+  })
+  return new Promise((resolve) =>
+    srv.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${srv.address().port}`, requests: () => n, close: () => srv.close() })),
+  )
+}
 
 async function signIn(who) {
   await page.goto(server.url + '/')
@@ -176,6 +196,27 @@ describe('web admin', () => {
     await eventually(async () => /running/i.test(await state.textContent()), { what: 'connector running after enabling', timeout: 30000 })
     const listed = await apiAs(server.url, ownerToken, '/api/v1/connectors')
     assert.ok(!JSON.stringify(listed.body).includes('whsec-test-123'), 'secret leaked in the API')
+
+    // Backfill from a local fake of the vendor API: three pages, progress bar to 100%.
+    const vendor = await fakeVendor()
+    try {
+      await card.getByLabel('API URL').fill(vendor.url)
+      await card.getByRole('button', { name: 'Save settings' }).click()
+      await page.getByText('Example saved.').waitFor()
+      await card.getByLabel('Since').fill('2025-01-01')
+      await card.getByRole('button', { name: 'Start backfill' }).click()
+      const bar = card.getByRole('progressbar')
+      await bar.waitFor()
+      await eventually(async () => (await bar.getAttribute('aria-valuenow')) === '100', { what: 'backfill progress to reach 100%', timeout: 30000 })
+      await card.getByText(/Backfill: Done/).waitFor()
+      assert.ok(vendor.requests() >= 3, `vendor pages fetched: ${vendor.requests()}`)
+      // Recent deliveries list what the connector brought in.
+      await card.getByRole('button', { name: 'Hide settings' }).click()
+      await card.getByRole('button', { name: 'Settings' }).click()
+      await card.locator('.deliveries tbody tr').first().waitFor()
+    } finally {
+      vendor.close()
+    }
     await shot(page, '07-connectors')
   })
 
