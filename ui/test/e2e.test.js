@@ -279,6 +279,12 @@ describe('web admin', () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Customers' }).click()
     await page.getByRole('heading', { name: 'Customers' }).waitFor()
     await shot(page, '11-phone-customers')
+    await page.emulateMedia({ colorScheme: 'dark' })
+    await page.getByRole('button', { name: 'Menu' }).click()
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dashboard' }).click()
+    await page.getByTestId('cards').waitFor()
+    await shot(page, '12-phone-dashboard-dark')
+    await page.emulateMedia({ colorScheme: 'light' })
     await page.setViewportSize({ width: 1280, height: 860 })
   })
 
