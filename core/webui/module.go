@@ -1,0 +1,58 @@
+// Package webui serves the web admin (the embedded single-page app in ui/)
+// and the few server routes only it needs: first-run owner creation and the
+// dashboard figures, pushed live through PocketBase realtime.
+package webui
+
+import (
+	"context"
+	"io/fs"
+	"sync"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/cli"
+	"github.com/omni/omni/ui"
+)
+
+// Extension wires the web admin into the CLI's `serve`.
+func Extension() cli.Extension {
+	return cli.Extension{Modules: func(o *app.Omni) []app.Module { return []app.Module{New(nil)} }}
+}
+
+// Module is the web admin module.
+type Module struct {
+	dist  fs.FS
+	setup sync.Mutex // serialises first-owner creation
+	live  *notifier
+}
+
+// New returns the module serving dist (nil: the embedded build).
+func New(dist fs.FS) *Module {
+	if dist == nil {
+		dist = ui.Dist()
+	}
+	return &Module{dist: dist}
+}
+
+// Name implements app.Module.
+func (m *Module) Name() string { return "webui" }
+
+// Start registers the routes and the live dashboard notifier.
+func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) error {
+	m.registerSetup(o.PB, se)
+	m.registerDashboard(o.PB, se)
+	m.live = startNotifier(o.PB, o.Log)
+	if o.Events != nil {
+		o.Events.OnCommit(m.live.onCommit)
+	}
+	m.registerStatic(se)
+	return nil
+}
+
+// Stop implements app.Module.
+func (m *Module) Stop(ctx context.Context) {
+	if m.live != nil {
+		m.live.stop()
+	}
+}

@@ -1,0 +1,140 @@
+package webui_test
+
+import (
+	"encoding/json"
+	"io/fs"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/webui"
+	"github.com/omni/omni/ui"
+)
+
+func start(t *testing.T) *omnitest.Server {
+	return omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module { return []app.Module{webui.New(nil)} }})
+}
+
+func TestServesEmbeddedAppAndKeepsAPIPaths(t *testing.T) {
+	s := start(t)
+	index, err := fs.ReadFile(ui.Dist(), "index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/", "/customers", "/customers/abc123", "/settings/staff"} {
+		code, body := s.Do(t, "GET", p, nil, nil)
+		if code != 200 || string(body) != string(index) {
+			t.Errorf("GET %s: %d, want the embedded index.html (%d bytes, got %d)", p, code, len(index), len(body))
+		}
+	}
+	// A built asset is served as itself.
+	assets, _ := fs.Glob(ui.Dist(), "assets/*.js")
+	if len(assets) == 0 {
+		t.Fatal("no built JS in ui/dist/assets: run npm run build in ui/")
+	}
+	resp, err := http.Get(s.URL + "/" + assets[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), "javascript") || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
+		t.Errorf("GET /%s: %d %q %q", assets[0], resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"))
+	}
+	// Unknown server paths are 404 JSON, never the SPA.
+	for _, p := range []string{"/api/v1/unknown", "/api/nope", "/v1/unknown", "/webhooks/nobody/x", "/assets/missing-1234.js"} {
+		code, body := s.Do(t, "GET", p, nil, nil)
+		if code != 404 || strings.Contains(string(body), "<html") || strings.Contains(string(body), `id="app"`) {
+			t.Errorf("GET %s: %d %.80s, want 404 without the SPA", p, code, body)
+		}
+	}
+	// PocketBase's own admin stays at /_/.
+	if code, body := s.Do(t, "GET", "/_/", nil, nil); code != 200 || string(body) == string(index) {
+		t.Errorf("GET /_/: %d (same as the SPA: %v)", code, string(body) == string(index))
+	}
+	// Real API routes still answer.
+	if code, body := s.Do(t, "GET", "/api/v1/health", nil, nil); code != 200 || !strings.Contains(string(body), "{") {
+		t.Errorf("health: %d %s", code, body)
+	}
+}
+
+func TestFirstRunOwnerOnlyOnce(t *testing.T) {
+	s := start(t)
+	var st struct {
+		NeedsOwner bool `json:"needs_owner"`
+	}
+	_, body := s.Do(t, "GET", "/api/v1/setup", nil, nil)
+	if err := json.Unmarshal(body, &st); err != nil || !st.NeedsOwner {
+		t.Fatalf("fresh install: %s", body)
+	}
+	code, body := s.Do(t, "POST", "/api/v1/setup/owner", map[string]string{"email": "not-an-email", "password": "short"}, nil)
+	if code != 400 || !strings.Contains(string(body), `"email"`) || !strings.Contains(string(body), `"password"`) {
+		t.Fatalf("bad input: %d %s", code, body)
+	}
+	code, body = s.Do(t, "POST", "/api/v1/setup/owner", map[string]string{"email": "owner@shop.test", "password": "s3cret-pass", "name": "Olga"}, nil)
+	if code != 200 {
+		t.Fatalf("create owner: %d %s", code, body)
+	}
+	var auth struct {
+		Token  string         `json:"token"`
+		Record map[string]any `json:"record"`
+	}
+	if err := json.Unmarshal(body, &auth); err != nil || auth.Token == "" || auth.Record["role"] != "owner" {
+		t.Fatalf("auth response: %s", body)
+	}
+	_, body = s.Do(t, "GET", "/api/v1/setup", nil, nil)
+	if err := json.Unmarshal(body, &st); err != nil || st.NeedsOwner {
+		t.Fatalf("after owner: %s", body)
+	}
+	code, body = s.Do(t, "POST", "/api/v1/setup/owner", map[string]string{"email": "intruder@shop.test", "password": "s3cret-pass"}, nil)
+	if code != 409 {
+		t.Fatalf("second owner: %d %s", code, body)
+	}
+	// The owner's token opens the dashboard; no token does not.
+	if code, _ := s.Do(t, "GET", "/api/v1/dashboard", nil, nil); code != 401 {
+		t.Errorf("dashboard without auth: %d", code)
+	}
+	code, body = s.Do(t, "GET", "/api/v1/dashboard?range=7d", nil, http.Header{"Authorization": {auth.Token}})
+	if code != 200 || !strings.Contains(string(body), `"bucket":"6h"`) {
+		t.Errorf("dashboard: %d %s", code, body)
+	}
+	if code, body := s.Do(t, "GET", "/api/v1/dashboard?range=1y", nil, http.Header{"Authorization": {auth.Token}}); code != 400 || !strings.Contains(string(body), "range") {
+		t.Errorf("bad range: %d %s", code, body)
+	}
+}
+
+func TestDashboardCountsOrdersByChannel(t *testing.T) {
+	s := start(t)
+	_, body := s.Do(t, "POST", "/api/v1/setup/owner", map[string]string{"email": "owner@shop.test", "password": "s3cret-pass"}, nil)
+	var auth struct {
+		Token string `json:"token"`
+	}
+	_ = json.Unmarshal(body, &auth)
+	batch := map[string]any{"batch": []map[string]any{
+		{"type": "track", "event": "Order Completed", "userId": "u1", "properties": map[string]any{"total": 30.5, "currency": "EUR"}, "context": map[string]any{"channel": "web"}},
+		{"type": "track", "event": "Order Completed", "userId": "u2", "properties": map[string]any{"total": "12.50", "currency": "EUR"}, "context": map[string]any{"channel": "pos"}},
+		{"type": "page", "name": "Home", "anonymousId": "a1"},
+	}}
+	if code, b := s.Track(t, "/v1/batch", batch); code != 200 {
+		t.Fatalf("batch: %d %s", code, b)
+	}
+	s.WaitEvents(t, 3)
+	code, body := s.Do(t, "GET", "/api/v1/dashboard?range=today", nil, http.Header{"Authorization": {auth.Token}})
+	if code != 200 {
+		t.Fatalf("dashboard: %d %s", code, body)
+	}
+	var d webui.Dashboard
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Events != 3 {
+		t.Errorf("events = %d, want 3 (%s)", d.Events, body)
+	}
+	if d.Orders != 2 || d.Revenue["EUR"] != 43 {
+		t.Errorf("orders = %d revenue = %v, want 2 and EUR 43 (%s)", d.Orders, d.Revenue, body)
+	}
+	if len(d.OrdersByChannel) != 2 {
+		t.Errorf("orders by channel: %+v", d.OrdersByChannel)
+	}
+}
