@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/router"
 
@@ -35,7 +36,7 @@ type Health struct {
 
 // Register adds the route.
 func (h *Health) Register(r *router.Router[*core.RequestEvent]) {
-	r.GET("/api/v1/health", h.serve)
+	r.GET("/api/v1/health", h.serve).Bind(apis.SkipSuccessActivityLog()) // polled by container health checks
 }
 
 func (h *Health) serve(e *core.RequestEvent) error {

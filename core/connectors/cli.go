@@ -375,7 +375,7 @@ type progressBar struct {
 
 func (p *progressBar) draw(done, total int64) {
 	if total <= 0 {
-		fmt.Fprintf(p.w, "\r%d events", done)
+		fmt.Fprintf(p.w, "\r%-*s", p.width+20, fmt.Sprintf("%d events", done))
 		return
 	}
 	frac := float64(done) / float64(total)

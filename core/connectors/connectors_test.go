@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketbase/pocketbase/core"
+
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
@@ -30,6 +32,19 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 	// Auth: only owners and superusers.
 	if st, _ := e.Do(t, "GET", "/api/v1/connectors", nil, nil); st != http.StatusUnauthorized {
 		t.Fatalf("anonymous list: %d", st)
+	}
+	// Staff who are not owners are refused.
+	staffColl, _ := e.PB.FindCollectionByNameOrId("staff")
+	agent := core.NewRecord(staffColl)
+	agent.SetEmail("agent@example.com")
+	agent.SetPassword("password-123456")
+	agent.Set("role", "agent")
+	if err := e.PB.Save(agent); err != nil {
+		t.Fatal(err)
+	}
+	agentTok, _ := agent.NewAuthToken()
+	if st, _ := e.Do(t, "GET", "/api/v1/connectors", nil, http.Header{"Authorization": {agentTok}}); st != http.StatusForbidden {
+		t.Fatalf("agent list: %d", st)
 	}
 	// Unknown setting and missing required setting name the field.
 	st, out := e.call(t, "PATCH", "/api/v1/connectors/example", map[string]any{"config": map[string]string{"nope": "1"}})
@@ -79,7 +94,7 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 	}
 
 	// Send → provider id recorded as message.sent.
-	for _, id := range []string{"msg-1", "msg-2"} {
+	for _, id := range []string{"msg-1", "msg-2", "flaky-1"} {
 		if err := connectors.Enqueue(ctx, e.Bus, "example", &sdk.OutboundMessage{ID: id, Channel: "sms", To: map[string]string{"phone": "+1 415 555 0100"}, Text: "hello"}); err != nil {
 			t.Fatal(err)
 		}
@@ -88,9 +103,16 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 	if err := connectors.Enqueue(ctx, e.Bus, "example", &sdk.OutboundMessage{ID: "msg-blocked", Channel: "sms", To: map[string]string{"phone": "+15550000000"}, Text: "x"}); err != nil {
 		t.Fatal(err)
 	}
+	// A connector that was never installed: message.failed.
+	if err := connectors.Enqueue(ctx, e.Bus, "ghost", &sdk.OutboundMessage{ID: "ghost-1", To: map[string]string{"email": "g@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
 	omnitest.Eventually(t, 20*time.Second, func() bool {
-		return e.countWhere(t, "event_id = 'message.sent:msg-1' AND type = 'message.sent' AND properties LIKE '%%\"provider_message_id\":\"prov-msg-1\"%%'") == 1 &&
+		return e.countWhere(t, "event_id = 'message.failed:ghost-1' AND properties LIKE '%%unknown_connector%%'") == 1 &&
+			e.countWhere(t, "event_id = 'message.sent:msg-1' AND type = 'message.sent' AND properties LIKE '%%\"provider_message_id\":\"prov-msg-1\"%%'") == 1 &&
 			e.countWhere(t, "event_id = 'message.sent:msg-2'") == 1 &&
+			e.countWhere(t, "event_id = 'message.sent:flaky-1'") == 1 && // retried after a 503
+
 			e.countWhere(t, "event_id = 'message.failed:msg-blocked' AND properties LIKE '%%recipient blocked%%'") == 1 &&
 			e.countWhere(t, "event_id = 'example:evt-emit'") == 1
 	}, "message.sent, message.failed and emitted events")
@@ -160,7 +182,7 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 func TestBrokenPluginsGiveClearStates(t *testing.T) {
 	e := start(t, connectors.Options{SendTimeout: time.Second}, nil)
 	cfg := map[string]string{"webhook_secret": whSecret, "api_url": e.api.url}
-	for _, n := range []string{"oldproto", "exiter", "hanger"} {
+	for _, n := range []string{"oldproto", "exiter", "hanger", "leaky"} {
 		e.enable(t, n, cfg)
 	}
 
@@ -191,5 +213,38 @@ func TestBrokenPluginsGiveClearStates(t *testing.T) {
 	// Webhooks still work on the hanging connector.
 	if st, _ := e.Do(t, "POST", "/webhooks/hanger", "{}", nil); st != 401 {
 		t.Fatalf("webhook on hanger: %d", st)
+	}
+
+	// A plugin that logs its secret: masked on both log paths.
+	e.waitState(t, "leaky", "running", 10*time.Second)
+	// More stuck sends than there are send slots: another connector's
+	// messages still go out.
+	for n := 0; n < 40; n++ {
+		if err := connectors.Enqueue(context.Background(), e.Bus, "hanger", &sdk.OutboundMessage{ID: fmt.Sprintf("stuck-more-%d", n), To: map[string]string{"phone": "+14155550100"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := connectors.Enqueue(context.Background(), e.Bus, "leaky", &sdk.OutboundMessage{ID: "through-1", To: map[string]string{"phone": "+14155550100"}}); err != nil {
+		t.Fatal(err)
+	}
+	timeouts := -1
+	omnitest.Eventually(t, 15*time.Second, func() bool {
+		if e.countWhere(t, "event_id = 'message.sent:through-1'") == 1 {
+			timeouts = strings.Count(e.logs.String(), "outbox: send timed out")
+			return true
+		}
+		return false
+	}, "send on leaky while hanger is stuck")
+	// It did not wait for the stuck sends to time out: hanger held at most
+	// one round of its 8 slots (plus stuck-1) when leaky's send went out.
+	if timeouts > 9 {
+		t.Fatalf("leaky's send waited for %d hanger timeouts", timeouts)
+	}
+	omnitest.Eventually(t, 10*time.Second, func() bool {
+		l := e.logs.String()
+		return strings.Contains(l, "configured with ********") && strings.Contains(l, "stderr says ********")
+	}, "masked plugin log lines")
+	if strings.Contains(e.logs.String(), whSecret) {
+		t.Fatal("secret in logs")
 	}
 }

@@ -34,6 +34,7 @@ var modes = map[string]string{
 	"oldproto": "v2",
 	"exiter":   "exit",
 	"hanger":   "hang",
+	"leaky":    "leak",
 }
 
 func TestMain(m *testing.M) {
@@ -51,6 +52,9 @@ func TestMain(m *testing.M) {
 	case "hang":
 		sdk.Serve(hanging{example.New()})
 		os.Exit(0)
+	case "leak":
+		sdk.Serve(leaky{example.New()})
+		os.Exit(0)
 	}
 	for name := range modes {
 		connectors.RegisterBuiltin(name, example.New)
@@ -63,6 +67,15 @@ type hanging struct{ sdk.Connector }
 
 func (hanging) Send(ctx context.Context, _ *sdk.OutboundMessage) (*sdk.SendResult, error) {
 	select {}
+}
+
+// leaky logs its secret through both log paths.
+type leaky struct{ sdk.Connector }
+
+func (l leaky) Configure(ctx context.Context, cfg sdk.Config, host sdk.Host) error {
+	host.Log("info", "configured with "+cfg["webhook_secret"], "secret", cfg["webhook_secret"])
+	fmt.Fprintln(os.Stderr, "stderr says "+cfg["webhook_secret"])
+	return l.Connector.Configure(ctx, cfg, host)
 }
 
 func testCommand(name string) (*exec.Cmd, error) {
@@ -131,7 +144,7 @@ func start(t *testing.T, opts connectors.Options, configure func(*config.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &fakeAPI{received: map[string]int{}}
+	api := &fakeAPI{received: map[string]int{}, failed: map[string]int{}}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	api.url = srv.URL
@@ -194,6 +207,7 @@ type fakeAPI struct {
 	url      string
 	mu       sync.Mutex
 	received map[string]int
+	failed   map[string]int
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -207,7 +221,14 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Lock()
-		f.received[r.Header.Get("Idempotency-Key")]++
+		key := r.Header.Get("Idempotency-Key")
+		if strings.HasPrefix(key, "flaky-") && f.failed[key] == 0 {
+			f.failed[key]++ // first attempt: a transient vendor error
+			f.mu.Unlock()
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		f.received[key]++
 		f.mu.Unlock()
 		_, _ = w.Write([]byte(`{"id":"prov-` + m.ID + `"}`))
 	case "/events":
@@ -228,3 +249,5 @@ func (f *fakeAPI) count(id string) int {
 	defer f.mu.Unlock()
 	return f.received[id]
 }
+
+func signExample(body []byte) string { return example.Sign(whSecret, body) }

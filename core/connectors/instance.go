@@ -23,6 +23,7 @@ import (
 // Connector states as shown in health, the API and the connectors record.
 const (
 	StateDisabled   = "disabled"
+	StateStopped    = "stopped" // Omni is shutting down
 	StateStarting   = "starting"
 	StateRunning    = "running"
 	StateRestarting = "restarting"
@@ -52,7 +53,8 @@ type instance struct {
 	mu        sync.Mutex
 	state     string
 	lastErr   string
-	lastLine  string // last error line the plugin wrote, for start failures
+	lineMu    sync.Mutex // own lock: it is taken from go-plugin's logger
+	lastLine  string     // last line the plugin wrote, for start failures
 	client    *plugin.Client
 	conn      *sdk.Client
 	desc      *sdk.Description
@@ -126,13 +128,16 @@ func (i *instance) noteError(text string) {
 }
 
 // ready returns the running connector, or ErrDown.
+// go-plugin's Client methods are never called with i.mu held: the
+// client logs while holding its own lock.
 func (i *instance) ready() (*sdk.Client, error) {
 	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.state != StateRunning || i.conn == nil || i.client == nil || i.client.Exited() {
-		return nil, fmt.Errorf("%w: %s is %s", ErrDown, i.name, i.state)
+	state, conn, client := i.state, i.conn, i.client
+	i.mu.Unlock()
+	if state != StateRunning || conn == nil || client == nil || client.Exited() {
+		return nil, fmt.Errorf("%w: %s is %s", ErrDown, i.name, state)
 	}
-	return i.conn, nil
+	return conn, nil
 }
 
 // start launches the supervisor loop.
@@ -179,7 +184,7 @@ func (i *instance) supervise() {
 	for {
 		select {
 		case <-stop:
-			i.setState(StateDisabled, "")
+			i.setState(StateStopped, "")
 			return
 		default:
 		}
@@ -190,15 +195,21 @@ func (i *instance) supervise() {
 			if errors.As(err, &perm) {
 				i.log.Error("connector cannot start", "error", i.red.redact(err.Error()))
 				i.setState(StateFailed, err.Error())
-				// Wait for a config change (or stop) before trying again.
+				// Retrying cannot help until the settings or the executable
+				// change: wait for a config change, and look again now and
+				// then in case the plugin file was replaced.
+				t := time.NewTimer(2 * i.m.opts.MaxBackoff)
 				select {
 				case <-stop:
-					i.setState(StateDisabled, "")
+					t.Stop()
+					i.setState(StateStopped, "")
 					return
 				case <-i.reload:
 					backoff, failures = i.m.opts.MinBackoff, 0
-					continue
+				case <-t.C:
 				}
+				t.Stop()
+				continue
 			}
 			failures++
 			state := StateRestarting
@@ -208,7 +219,7 @@ func (i *instance) supervise() {
 			i.log.Warn("connector failed to start", "error", i.red.redact(err.Error()), "retry_in", backoff)
 			i.setState(state, err.Error())
 			if !i.sleep(stop, backoff) {
-				i.setState(StateDisabled, "")
+				i.setState(StateStopped, "")
 				return
 			}
 			backoff = min(backoff*2, i.m.opts.MaxBackoff)
@@ -224,7 +235,7 @@ func (i *instance) supervise() {
 
 		reason := i.watch(stop)
 		if reason == "" { // stopped
-			i.setState(StateDisabled, "")
+			i.setState(StateStopped, "")
 			return
 		}
 		i.kill()
@@ -238,7 +249,7 @@ func (i *instance) supervise() {
 		i.log.Warn("connector stopped unexpectedly; restarting", "reason", reason, "retry_in", backoff)
 		i.setState(StateRestarting, reason)
 		if !i.sleep(stop, backoff) {
-			i.setState(StateDisabled, "")
+			i.setState(StateStopped, "")
 			return
 		}
 		backoff = min(backoff*2, i.m.opts.MaxBackoff)
@@ -304,8 +315,8 @@ func (i *instance) watch(stop chan struct{}) string {
 }
 
 func (i *instance) lastLineText() string {
-	i.mu.Lock()
-	defer i.mu.Unlock()
+	i.lineMu.Lock()
+	defer i.lineMu.Unlock()
 	return i.lastLine
 }
 
@@ -320,13 +331,15 @@ func (i *instance) launch() error {
 	}
 	// Linux: the plugin dies with us even if we are SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	w := &hclogWriter{log: i.log, red: i.red, last: func(msg string) {
-		if msg = strings.TrimSpace(msg); msg != "" {
-			i.mu.Lock()
-			i.lastLine = msg
-			i.mu.Unlock()
-		}
-	}}
+	w := &hclogWriter{log: i.log, red: i.red}
+	last := func(line string) {
+		i.lineMu.Lock()
+		i.lastLine = line
+		i.lineMu.Unlock()
+	}
+	// Before the handshake the plugin's stderr arrives on Stderr; after it,
+	// go-plugin streams stdout/stderr over gRPC to SyncStdout/SyncStderr.
+	stderr := &stderrWriter{stream: "stderr", log: i.log, red: i.red, last: last}
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginSet(nil),
@@ -335,15 +348,18 @@ func (i *instance) launch() error {
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     i.m.opts.StartTimeout,
+		Stderr:           stderr,
+		SyncStderr:       &stderrWriter{stream: "stderr", log: i.log, red: i.red, last: last},
+		SyncStdout:       &stderrWriter{stream: "stdout", log: i.log, red: i.red, last: last},
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: w, JSONFormat: true,
 			Level: hclog.Debug}),
 	}
 	if sum != nil {
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
-	i.mu.Lock()
+	i.lineMu.Lock()
 	i.lastLine = ""
-	i.mu.Unlock()
+	i.lineMu.Unlock()
 	client := plugin.NewClient(cc)
 	i.mu.Lock()
 	i.client = client
@@ -434,11 +450,12 @@ func (i *instance) kill() {
 // pid returns the plugin's process id (0 when not running); for tests.
 func (i *instance) pid() int {
 	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.client == nil {
+	c := i.client
+	i.mu.Unlock()
+	if c == nil {
 		return 0
 	}
-	rc := i.client.ReattachConfig()
+	rc := c.ReattachConfig()
 	if rc == nil {
 		return 0
 	}

@@ -47,13 +47,10 @@ func (r *redactor) redact(s string) string {
 // plugin's own stderr logs re-emitted with their levels) and writes each
 // line to slog under the connector's name, secrets masked.
 type hclogWriter struct {
-	log  *slog.Logger
-	red  *redactor
-	mu   sync.Mutex
-	buf  []byte
-	// last is told every line the plugin process itself wrote (not the
-	// host's go-plugin chatter), to explain start failures.
-	last func(msg string)
+	log *slog.Logger
+	red *redactor
+	mu  sync.Mutex
+	buf []byte
 }
 
 func (w *hclogWriter) Write(p []byte) (int, error) {
@@ -87,7 +84,6 @@ func (w *hclogWriter) line(b []byte) {
 		level = slog.LevelError
 	}
 	msg := fmt.Sprint(m["@message"])
-	fromPlugin := strings.HasPrefix(fmt.Sprint(m["@module"]), "plugin.")
 	var attrs []any
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -100,9 +96,6 @@ func (w *hclogWriter) line(b []byte) {
 		attrs = append(attrs, k, fmt.Sprint(m[k]))
 	}
 	w.emit(level, msg, attrs)
-	if fromPlugin && w.last != nil {
-		w.last(w.red.redact(msg))
-	}
 }
 
 func (w *hclogWriter) emit(level slog.Level, msg string, attrs []any) {
@@ -124,4 +117,43 @@ func slogLevel(level string) slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
+}
+
+// stderrWriter sees the plugin's raw stderr. Plain-text lines (panics,
+// fmt.Println) are logged at info — go-plugin would log them at debug — and
+// the last line is kept to explain a plugin that exits at start.
+type stderrWriter struct {
+	stream string
+	log    *slog.Logger
+	red    *redactor
+	last   func(line string)
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (w *stderrWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimSpace(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &m) == nil {
+			// Structured: logged with its level by the hclog path.
+			w.last(w.red.redact(fmt.Sprint(m["@message"])))
+			continue
+		}
+		line = w.red.redact(line)
+		w.last(line)
+		w.log.Info(line, "stream", w.stream)
+	}
+	return len(p), nil
 }

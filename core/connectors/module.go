@@ -60,8 +60,13 @@ type Options struct {
 	// SyncInterval is how often records are re-read to pick up changes made
 	// by the CLI in another process (default 2s).
 	SyncInterval time.Duration
+	// GiveUpAfter is how long a message that keeps failing with retryable
+	// errors is retried before it is recorded as message.failed (default 24h).
+	GiveUpAfter time.Duration
 	// SendConcurrency is the number of concurrent sends (default 32).
 	SendConcurrency int
+	// SendsPerConnector caps one connector's concurrent sends (default 8).
+	SendsPerConnector int
 }
 
 func (o *Options) defaults() {
@@ -81,8 +86,12 @@ func (o *Options) defaults() {
 	def(&o.MaxBackoff, 30*time.Second)
 	def(&o.StartTimeout, 20*time.Second)
 	def(&o.SyncInterval, 2*time.Second)
+	def(&o.GiveUpAfter, 24*time.Hour)
 	if o.SendConcurrency <= 0 {
 		o.SendConcurrency = 32
+	}
+	if o.SendsPerConnector <= 0 {
+		o.SendsPerConnector = 8
 	}
 }
 
@@ -109,6 +118,7 @@ type Module struct {
 	instances map[string]*instance
 	applied   map[string]string // name → enabled+config fingerprint last acted on
 
+	syncMu    sync.Mutex // one sync at a time (API calls and the loop)
 	outbox    *outbox
 	backfills *backfills
 	stopSync  chan struct{}
@@ -462,8 +472,14 @@ func (m *Module) onRunning(i *instance) {
 	}
 }
 
-// sync starts, stops or reconfigures instances to match the records.
+// sync picks up new plugin files, then starts, stops or reconfigures
+// instances to match the records.
 func (m *Module) sync() {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
+	if err := m.discover(); err != nil {
+		m.log.Warn("could not scan for connectors", "error", err)
+	}
 	recs, err := m.app.FindAllRecords(Collection)
 	if err != nil {
 		m.log.Warn("could not read connectors", "error", err)
@@ -488,9 +504,7 @@ func (m *Module) sync() {
 		switch {
 		case !enabled && (!seen || strings.HasPrefix(prev, "true")):
 			i.shutdown()
-			if !seen {
-				i.setState(StateDisabled, "")
-			}
+			i.setState(StateDisabled, "")
 		case enabled && (!seen || strings.HasPrefix(prev, "false")):
 			i.start()
 		case enabled && prev != fp:

@@ -43,11 +43,8 @@ func Enqueue(ctx context.Context, b *bus.Bus, connector string, msg *sdk.Outboun
 	return err
 }
 
-// Send retry policy.
-const (
-	maxSendAttempts = 100
-	maxRetryDelay   = 5 * time.Minute
-)
+// maxRetryDelay caps the backoff between send retries.
+const maxRetryDelay = 5 * time.Minute
 
 func retryDelay(attempt uint64) time.Duration {
 	d := time.Second
@@ -62,6 +59,8 @@ type outbox struct {
 	consumer jetstream.Consumer
 	cc       jetstream.ConsumeContext
 	sem      chan struct{}
+	slotsMu  sync.Mutex
+	slots    map[string]chan struct{}
 	wg       sync.WaitGroup
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -69,7 +68,7 @@ type outbox struct {
 
 func newOutbox(m *Module) *outbox {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &outbox{m: m, sem: make(chan struct{}, m.opts.SendConcurrency), ctx: ctx, cancel: cancel}
+	return &outbox{m: m, sem: make(chan struct{}, m.opts.SendConcurrency), slots: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}
 }
 
 // create makes the durable consumer before anything can publish, so the
@@ -92,14 +91,25 @@ func (ob *outbox) create(ctx context.Context) error {
 
 func (ob *outbox) start() error {
 	cc, err := ob.consumer.Consume(func(msg jetstream.Msg) {
+		// A slow or hung connector may hold only its own share of the
+		// slots; its surplus waits on the stream so other connectors'
+		// messages keep flowing.
+		slot := ob.slot(strings.TrimPrefix(msg.Subject(), "omni.outbox."))
+		select {
+		case slot <- struct{}{}:
+		default:
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
 		select {
 		case ob.sem <- struct{}{}:
 		case <-ob.ctx.Done():
+			<-slot
 			return // not acked: redelivered after restart
 		}
 		ob.wg.Add(1)
 		go func() {
-			defer func() { <-ob.sem; ob.wg.Done() }()
+			defer func() { <-ob.sem; <-slot; ob.wg.Done() }()
 			ob.handle(msg)
 		}()
 	}, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -112,6 +122,18 @@ func (ob *outbox) start() error {
 	}
 	ob.cc = cc
 	return nil
+}
+
+// slot returns the per-connector in-flight limiter.
+func (ob *outbox) slot(name string) chan struct{} {
+	ob.slotsMu.Lock()
+	defer ob.slotsMu.Unlock()
+	c, ok := ob.slots[name]
+	if !ok {
+		c = make(chan struct{}, ob.m.opts.SendsPerConnector)
+		ob.slots[name] = c
+	}
+	return c
 }
 
 func (ob *outbox) stop() {
@@ -130,8 +152,9 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	name := strings.TrimPrefix(msg.Subject(), "omni.outbox.")
 	meta, _ := msg.Metadata()
 	attempt := uint64(1)
+	queuedAt := time.Now()
 	if meta != nil {
-		attempt = meta.NumDelivered
+		attempt, queuedAt = meta.NumDelivered, meta.Timestamp
 	}
 	var out sdk.OutboundMessage
 	if err := json.Unmarshal(msg.Data(), &out); err != nil || out.ID == "" {
@@ -142,6 +165,11 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	log := m.log.With("connector", name, "message_id", out.ID, "attempt", attempt)
 	i := m.instance(name)
 	if i == nil {
+		if _, err := m.app.FindFirstRecordByData(Collection, "name", name); err == nil {
+			// Installed before (a plugin file being replaced?): keep waiting.
+			_ = msg.NakWithDelay(time.Minute)
+			return
+		}
 		ob.finish(msg, name, &out, nil, &sdk.SendError{Kind: sdk.KindPermanent, Code: "unknown_connector", Reason: fmt.Sprintf("no connector named %q is installed", name)})
 		return
 	}
@@ -184,8 +212,10 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 		log.Info("outbox: rate limited", "retry_after", delay)
 		_ = msg.NakWithDelay(delay)
 	default:
-		if attempt >= maxSendAttempts {
-			se.Reason = fmt.Sprintf("gave up after %d attempts: %s", attempt, se.Reason)
+		// Deliveries also count waits while the connector was down, so
+		// the limit is the message's age, not its delivery count.
+		if age := time.Since(queuedAt); age > m.opts.GiveUpAfter {
+			se.Reason = fmt.Sprintf("gave up after retrying for %s: %s", age.Round(time.Second), se.Reason)
 			ob.finish(msg, name, &out, nil, se)
 			return
 		}

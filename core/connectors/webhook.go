@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/ingest"
@@ -26,8 +27,10 @@ func fail(e *core.RequestEvent, status int, field, msg string) error {
 
 func (m *Module) registerWebhooks(se *core.ServeEvent) {
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		se.Router.Route(method, "/webhooks/{connector}", m.webhook)
-		se.Router.Route(method, "/webhooks/{connector}/{path...}", m.webhook)
+		// Successful deliveries are not written to the request log: at
+		// vendor volumes that log would cost more than storing the events.
+		se.Router.Route(method, "/webhooks/{connector}", m.webhook).Bind(apis.SkipSuccessActivityLog())
+		se.Router.Route(method, "/webhooks/{connector}/{path...}", m.webhook).Bind(apis.SkipSuccessActivityLog())
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/router"
 
@@ -38,12 +39,13 @@ type Handler struct {
 	norm events.Normalizer
 	log  *slog.Logger
 	now  func() time.Time
+	keys *keyCache
 }
 
 // New builds the handler.
 func New(app core.App, b *bus.Bus, opts Options, log *slog.Logger) *Handler {
 	return &Handler{app: app, bus: b, opts: opts, norm: events.Normalizer{DefaultRegion: opts.DefaultRegion},
-		log: log.With("component", "ingest"), now: time.Now}
+		log: log.With("component", "ingest"), now: time.Now, keys: newKeyCache(app)}
 }
 
 // calls maps URL path names (including analytics.js's one-letter forms) to
@@ -59,13 +61,17 @@ var calls = map[string]string{
 
 // Register adds the routes.
 func (h *Handler) Register(r *router.Router[*core.RequestEvent]) {
+	// Successful tracking calls are not written to PocketBase's request
+	// log (one log row per call would cost more than the events); errors
+	// still are.
+	quiet := apis.SkipSuccessActivityLog()
 	for _, prefix := range []string{"/api/v1", "/v1"} {
 		for path, call := range calls {
-			r.POST(prefix+"/"+path, h.single(call))
+			r.POST(prefix+"/"+path, h.single(call)).Bind(quiet)
 		}
-		r.POST(prefix+"/batch", h.batch)
-		r.POST(prefix+"/import", h.batch) // Segment's older name for batch
-		r.POST(prefix+"/b", h.batch)
+		r.POST(prefix+"/batch", h.batch).Bind(quiet)
+		r.POST(prefix+"/import", h.batch).Bind(quiet) // Segment's older name for batch
+		r.POST(prefix+"/b", h.batch).Bind(quiet)
 	}
 }
 
@@ -103,12 +109,12 @@ func writeKey(r *http.Request, bodyKey string) string {
 	return bodyKey
 }
 
-func (h *Handler) authenticate(e *core.RequestEvent, bodyKey string) (*core.Record, error) {
+func (h *Handler) authenticate(e *core.RequestEvent, bodyKey string) (*source, error) {
 	key := writeKey(e.Request, bodyKey)
 	if key == "" {
 		return nil, fail(e, http.StatusUnauthorized, "writeKey", "missing write key: send it as the HTTP Basic user name with an empty password")
 	}
-	src, err := sourceByWriteKey(e.App, key)
+	src, err := h.keys.lookup(e.App, key)
 	if err != nil {
 		return nil, fail(e, http.StatusUnauthorized, "writeKey", "invalid write key: "+err.Error())
 	}
@@ -135,7 +141,7 @@ func (h *Handler) single(call string) func(*core.RequestEvent) error {
 		if jsonErr != nil {
 			return fail(e, http.StatusBadRequest, "body", "body is not valid JSON: "+jsonErr.Error())
 		}
-		ev, ferr := h.toEvent(body, call, src.GetString("name"), nil)
+		ev, ferr := h.toEvent(body, call, src.name, nil)
 		if ferr != nil {
 			return fail(e, http.StatusBadRequest, ferr.Field, ferr.Error())
 		}
@@ -189,7 +195,7 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 			rejected = append(rejected, Rejected{Index: i, Field: fmt.Sprintf("batch[%d]", i), Message: fmt.Sprintf("event is larger than %d KB", h.opts.MaxEventBytes/1024)})
 			continue
 		}
-		ev, ferr := h.toEvent(raw, "", src.GetString("name"), shared)
+		ev, ferr := h.toEvent(raw, "", src.name, shared)
 		if ferr != nil {
 			var peek struct {
 				MessageID string `json:"messageId"`

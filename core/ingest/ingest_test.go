@@ -255,3 +255,22 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("ingest with bus down: %d %s", code, body)
 	}
 }
+
+func TestDisabledSourceIsRefusedAtOnce(t *testing.T) {
+	s := omnitest.Start(t, omnitest.Options{})
+	if code, b := s.Track(t, "/v1/track", `{"userId":"u","event":"e"}`); code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	rec, err := s.PB.FindFirstRecordByData("sources", "name", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Set("disabled", true)
+	if err := s.PB.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	code, b := s.Track(t, "/v1/track", `{"userId":"u","event":"e"}`)
+	if code != 401 || !strings.Contains(string(b), "disabled") {
+		t.Fatalf("disabled source still accepted (cached key?): %d %s", code, b)
+	}
+}

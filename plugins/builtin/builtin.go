@@ -6,12 +6,20 @@ import (
 	"github.com/omni/omni/core/cli"
 	"github.com/omni/omni/core/connectors"
 	"github.com/omni/omni/plugins/example"
+	"github.com/omni/omni/plugins/klaviyo"
 	"github.com/omni/omni/plugins/sdk"
+	"github.com/omni/omni/plugins/shopify"
+	"github.com/omni/omni/plugins/square"
+	"github.com/omni/omni/plugins/whatsapp"
 )
 
 // connectorsList maps a connector name to its constructor.
 var connectorsList = map[string]func() sdk.Connector{
 	example.Name: example.New,
+	"klaviyo":    klaviyo.New,
+	shopify.Name: shopify.New,
+	square.Name:  square.New,
+	"whatsapp":   whatsapp.New,
 }
 
 func init() {

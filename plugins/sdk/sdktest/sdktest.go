@@ -87,8 +87,10 @@ func (h *Harness) Log(level, msg string, keyvals ...any) {
 // broker for the host callbacks) and configures it with cfg.
 func Start(t testing.TB, c sdk.Connector, cfg sdk.Config) *Harness {
 	t.Helper()
-	client, server := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(c))
-	t.Cleanup(func() { _ = client.Close(); server.Stop() })
+	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(c))
+	// Close asks the server to stop through go-plugin's controller service;
+	// stopping it here as well would race with that.
+	t.Cleanup(func() { _ = client.Close() })
 	raw, err := client.Dispense(sdk.PluginName)
 	if err != nil {
 		t.Fatalf("sdktest: dispense: %v", err)

@@ -1,0 +1,67 @@
+package ingest
+
+import (
+	"sync"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+)
+
+// source is what a request needs to know about its write key's source.
+type source struct {
+	name string
+}
+
+// keyCache remembers write keys for a short while so a tracking call does
+// not query SQLite for its key. Any change to a source through PocketBase
+// clears it; the TTL bounds staleness from changes made by another process.
+type keyCache struct {
+	mu      sync.Mutex
+	entries map[string]keyEntry
+	ttl     time.Duration
+}
+
+type keyEntry struct {
+	src     *source
+	expires time.Time
+}
+
+const keyCacheMax = 10000
+
+func newKeyCache(app core.App) *keyCache {
+	c := &keyCache{entries: map[string]keyEntry{}, ttl: 30 * time.Second}
+	clear := func(e *core.RecordEvent) error {
+		c.mu.Lock()
+		c.entries = map[string]keyEntry{}
+		c.mu.Unlock()
+		return e.Next()
+	}
+	app.OnRecordAfterCreateSuccess("sources").BindFunc(clear)
+	app.OnRecordAfterUpdateSuccess("sources").BindFunc(clear)
+	app.OnRecordAfterDeleteSuccess("sources").BindFunc(clear)
+	return c
+}
+
+// lookup returns the enabled source of key. Unknown keys are not cached, so
+// a key created by `omni source create` works at once.
+func (c *keyCache) lookup(app core.App, key string) (*source, error) {
+	now := time.Now()
+	c.mu.Lock()
+	ent, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && now.Before(ent.expires) {
+		return ent.src, nil
+	}
+	rec, err := sourceByWriteKey(app, key)
+	if err != nil {
+		return nil, err
+	}
+	src := &source{name: rec.GetString("name")}
+	c.mu.Lock()
+	if len(c.entries) >= keyCacheMax {
+		c.entries = map[string]keyEntry{}
+	}
+	c.entries[key] = keyEntry{src: src, expires: now.Add(c.ttl)}
+	c.mu.Unlock()
+	return src, nil
+}

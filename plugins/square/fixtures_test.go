@@ -1,0 +1,9 @@
+package square
+
+import (
+	"testing"
+
+	"github.com/omni/omni/plugins/internal/vendorfixtures"
+)
+
+func fixture(t testing.TB, name string) []byte { return vendorfixtures.Read(t, "square", name) }
