@@ -236,3 +236,46 @@ func nilIfEmpty(s string) any {
 	}
 	return s
 }
+
+// Other modules' per-person rows (messages here) follow merges, are
+// exported and are erased.
+func TestOtherModulesRowsFollowMergeExportErase(t *testing.T) {
+	e := start(t, profiles.Options{})
+	col := core.NewBaseCollection("messages")
+	col.Fields.Add(&core.TextField{Name: "profile"}, &core.TextField{Name: "text"})
+	if err := e.PB.Save(col); err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock.Now()
+	e.publish(t, ev(events.Identify, "test", now.Add(-time.Hour), events.Identities{events.Email: "msg@example.com"}, nil, "web"))
+	e.clock.Advance(time.Second)
+	e.publish(t, ev(events.MessageReceived, "whatsapp", now, events.Identities{events.WhatsAppID: "14155550188", events.Phone: "+14155550188"}, nil, "whatsapp"))
+	older, newer := e.profileOf(t, events.Email, "msg@example.com"), e.profileOf(t, events.Phone, "+14155550188")
+	msg := core.NewRecord(col)
+	msg.Set("profile", newer)
+	msg.Set("text", "hello")
+	if err := e.PB.Save(msg); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, ev(events.Identify, "test", now, events.Identities{events.Email: "msg@example.com", events.Phone: "+14155550188"}, nil, "web"))
+	got, err := e.PB.FindRecordById("messages", msg.Id)
+	if err != nil || got.GetString("profile") != older {
+		t.Fatalf("message after merge: %v %v (want profile %s)", got, err, older)
+	}
+	code, body := e.Do(t, "POST", "/api/v1/profiles/"+older+"/export", nil, auth(e.owner))
+	var x struct {
+		Messages []map[string]any `json:"messages"`
+	}
+	if code != 200 || json.Unmarshal(body, &x) != nil || len(x.Messages) != 1 || x.Messages[0]["text"] != "hello" {
+		t.Fatalf("export messages: %d %s", code, body)
+	}
+	if code, body := e.Do(t, "DELETE", "/api/v1/profiles/"+newer, nil, auth(e.owner)); code != 200 {
+		t.Fatalf("erase via merged id: %d %s", code, body)
+	}
+	if _, err := e.PB.FindRecordById("messages", msg.Id); err == nil {
+		t.Fatal("message survived erasure")
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM profiles WHERE id IN ({:a},{:b})", map[string]any{"a": older, "b": newer}); n != 0 {
+		t.Errorf("%d profile rows left", n)
+	}
+}

@@ -73,7 +73,10 @@ func TestCrossChannelScenario(t *testing.T) {
 	sqEv := ev(events.OrderPlaced, "square", now.Add(-1*time.Hour),
 		events.Identities{events.Phone: phone, events.SquareCustomer: "SQ-CUST-1"},
 		map[string]any{"order_id": payment["order_id"], "total": sqMoney["amount"].(float64) / 100, "currency": sqMoney["currency"]}, events.ChannelPOS)
-	e.publish(t, shop, waEv, sqEv)
+	// The Shopify customer record as the connector maps it.
+	custEv := ev(events.CustomerUpdated, "shopify", now.Add(-3*time.Hour+time.Minute), events.Identities{events.Email: email, events.ShopifyCustomer: shopifyID},
+		map[string]any{"customer_id": shopifyID, "first_name": cust["first_name"], "last_name": cust["last_name"], "tags": cust["tags"]}, "")
+	e.publish(t, shop, custEv, waEv, sqEv)
 
 	pid := e.profileOf(t, events.Phone, phone)
 	for kind, v := range map[string]string{events.AnonymousID: "anon-xc-1", events.Email: email, events.ShopifyCustomer: shopifyID,
@@ -96,6 +99,9 @@ func TestCrossChannelScenario(t *testing.T) {
 	if strings.Join(c.Channels, ",") != "pos,server,web,whatsapp" {
 		t.Errorf("channels = %v", c.Channels)
 	}
+	if vendor, _ := d.Traits["shopify"].(map[string]any); vendor == nil || vendor["tags"] != "Léon, Noël" {
+		t.Errorf("shopify customer traits: %v", d.Traits)
+	}
 	if d.Name != "Bob Norman" || d.Email != email || d.Phone != phone || d.Traits["plan"] != "gold" {
 		t.Errorf("name=%q email=%q phone=%q traits=%v", d.Name, d.Email, d.Phone, d.Traits)
 	}
@@ -111,7 +117,7 @@ func TestCrossChannelScenario(t *testing.T) {
 	for _, it := range tl.Items {
 		types = append(types, it.Source+":"+it.Type)
 	}
-	want := "square:order.placed,whatsapp:message.received,shopify:order.placed,test:identify,test:page.viewed,test:page.viewed"
+	want := "square:order.placed,whatsapp:message.received,shopify:customer.updated,shopify:order.placed,test:identify,test:page.viewed,test:page.viewed"
 	if strings.Join(types, ",") != want {
 		t.Errorf("timeline = %v\nwant %s", types, want)
 	}
@@ -121,7 +127,7 @@ func TestCrossChannelScenario(t *testing.T) {
 		t.Fatalf("page 1: %d items next=%q", len(tl.Items), tl.Next)
 	}
 	e.get(t, "/api/v1/profiles/"+pid+"/timeline?perPage=2&before="+tl.Next, &tl)
-	if len(tl.Items) != 2 || tl.Items[0].Type != events.OrderPlaced || tl.Items[0].Source != "shopify" {
+	if len(tl.Items) != 2 || tl.Items[0].Type != events.CustomerUpdated || tl.Items[1].Type != events.OrderPlaced {
 		t.Errorf("page 2 = %+v", tl.Items)
 	}
 	e.get(t, "/api/v1/profiles/"+pid+"/timeline?channel=pos", &tl)

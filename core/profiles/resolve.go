@@ -522,7 +522,25 @@ func (b *batch) applyEvent(p *profile, ev *events.Event) {
 	}
 	switch ev.Type {
 	case events.Identify, events.CustomerUpdated:
-		traits, _ := ev.Properties["traits"].(map[string]any)
+		traits, ok := ev.Properties["traits"].(map[string]any)
+		if !ok && ev.Type == events.CustomerUpdated && len(ev.Properties) > 0 {
+			// A connector's customer record: kept under traits.<source> so
+			// vendors' fields (customer_id, orders_count, …) never collide.
+			vendor, _ := p.traits[ev.Source].(map[string]any)
+			if vendor == nil {
+				vendor = map[string]any{}
+			}
+			for k, v := range ev.Properties {
+				if k != "invalid_phone" {
+					vendor[k] = v
+				}
+			}
+			p.traits[ev.Source] = vendor
+			if n := nameOf(ev.Properties); n != "" {
+				p.name = n
+			}
+			return
+		}
 		for k, v := range traits {
 			if v == nil {
 				delete(p.traits, k)
