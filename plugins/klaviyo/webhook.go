@@ -65,20 +65,20 @@ type systemWebhook struct {
 func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
 	s, _, err := c.settings()
 	if err != nil {
-		return jsonResponse(http.StatusServiceUnavailable, "klaviyo connector is not configured"), nil
+		return sdk.JSONResponse(http.StatusServiceUnavailable, "klaviyo connector is not configured"), nil
 	}
 	if req.Method != http.MethodPost {
-		return jsonResponse(http.StatusMethodNotAllowed, "system webhooks are POSTed"), nil
+		return sdk.JSONResponse(http.StatusMethodNotAllowed, "system webhooks are POSTed"), nil
 	}
 	if s.webhookSecret == "" {
-		return jsonResponse(http.StatusNotFound, "system webhooks are off: set webhook_secret to the webhook's secret_key"), nil
+		return sdk.JSONResponse(http.StatusNotFound, "system webhooks are off: set webhook_secret to the webhook's secret_key"), nil
 	}
 	if !ValidSignature(s.webhookSecret, req.Body, req.Header(TimestampHeader), req.Header(SignatureHeader)) {
-		return jsonResponse(http.StatusUnauthorized, "Klaviyo-Signature does not match the body and Klaviyo-Timestamp (check webhook_secret)"), nil
+		return sdk.JSONResponse(http.StatusUnauthorized, "Klaviyo-Signature does not match the body and Klaviyo-Timestamp (check webhook_secret)"), nil
 	}
 	evs, err := ParseSystemWebhook(req.Body, req.Header(WebhookIDHeader), c.now())
 	if err != nil {
-		return jsonResponse(http.StatusBadRequest, err.Error()), nil
+		return sdk.JSONResponse(http.StatusBadRequest, err.Error()), nil
 	}
 	return &sdk.WebhookResponse{Status: http.StatusOK, Events: evs,
 		Headers: map[string]string{"Content-Type": "application/json"},
@@ -119,9 +119,4 @@ func ParseSystemWebhook(body []byte, webhookID string, now time.Time) ([]sdk.Eve
 		out = append(out, e)
 	}
 	return out, nil
-}
-
-func jsonResponse(status int, msg string) *sdk.WebhookResponse {
-	b, _ := json.Marshal(map[string]any{"status": status, "message": msg})
-	return &sdk.WebhookResponse{Status: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: b}
 }

@@ -5,6 +5,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -273,3 +274,10 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string { return e.Field + ": " + e.Problem }
+
+// JSONResponse is a webhook answer with a JSON body {"status", "message"},
+// the shape Omni uses for every error; use it for 4xx answers to vendors.
+func JSONResponse(status int, message string) *WebhookResponse {
+	b, _ := json.Marshal(map[string]any{"status": status, "message": message})
+	return &WebhookResponse{Status: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: b}
+}

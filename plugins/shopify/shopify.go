@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/omni/omni/plugins/internal/healthcache"
 	"github.com/omni/omni/plugins/internal/vendorhttp"
 	"github.com/omni/omni/plugins/sdk"
 )
@@ -46,9 +47,7 @@ type Connector struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	now   func() time.Time
 
-	healthAPI *admin // the settings the cached result belongs to
-	healthAt  time.Time
-	healthErr error
+	health healthcache.Cache // last vendor probe, per settings
 }
 
 type settings struct {
@@ -60,7 +59,7 @@ type settings struct {
 func New() sdk.Connector { return newConnector() }
 
 func newConnector() *Connector {
-	return &Connector{sleep: vendorhttp.SleepCtx, now: time.Now}
+	return &Connector{sleep: vendorhttp.SleepCtx, now: time.Now, health: healthcache.Cache{Every: healthEvery}}
 }
 
 // Describe declares the connector and its settings.
@@ -207,34 +206,19 @@ func (c *Connector) Health(ctx context.Context) error {
 	if !ok {
 		return errNotConfigured
 	}
-	c.mu.Lock()
-	if c.healthAPI == api && c.now().Sub(c.healthAt) < healthEvery {
-		err := c.healthErr
-		c.mu.Unlock()
-		return err
-	}
-	c.mu.Unlock()
-	var out struct {
-		Shop struct {
-			Name string `json:"name"`
-		} `json:"shop"`
-	}
-	err := api.query(ctx, `query { shop { name } }`, nil, &out)
-	c.mu.Lock()
-	c.healthAPI, c.healthAt, c.healthErr = api, c.now(), err
-	c.mu.Unlock()
-	return err
+	return c.health.Check(c.now(), api, func() error {
+		var out struct {
+			Shop struct {
+				Name string `json:"name"`
+			} `json:"shop"`
+		}
+		return api.query(ctx, `query { shop { name } }`, nil, &out)
+	})
 }
 
 // Send is not supported: Shopify is a source, not a messaging channel.
 func (c *Connector) Send(context.Context, *sdk.OutboundMessage) (*sdk.SendResult, error) {
 	return nil, sdk.Permanent("unsupported", "the shopify connector does not send messages")
-}
-
-// jsonError is the body of a 4xx/5xx webhook answer.
-func jsonError(status int, msg string) *sdk.WebhookResponse {
-	b, _ := jsonMarshal(map[string]any{"status": status, "message": msg})
-	return &sdk.WebhookResponse{Status: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: b}
 }
 
 var _ sdk.Connector = (*Connector)(nil)

@@ -67,13 +67,13 @@ func badPayload(msg string) error { return &payloadError{msg} }
 func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
 	s, _, ok := c.settings()
 	if !ok {
-		return jsonError(http.StatusServiceUnavailable, "the shopify connector is not configured yet"), nil
+		return sdk.JSONResponse(http.StatusServiceUnavailable, "the shopify connector is not configured yet"), nil
 	}
 	if req.Method != "" && req.Method != http.MethodPost {
-		return jsonError(http.StatusMethodNotAllowed, "Shopify webhooks are POST requests"), nil
+		return sdk.JSONResponse(http.StatusMethodNotAllowed, "Shopify webhooks are POST requests"), nil
 	}
 	if !Verify(req.Body, header(req, "Shopify-Hmac-Sha256"), s.secret) {
-		return jsonError(http.StatusUnauthorized, "X-Shopify-Hmac-Sha256: signature does not match the body (check webhook_secret)"), nil
+		return sdk.JSONResponse(http.StatusUnauthorized, "X-Shopify-Hmac-Sha256: signature does not match the body (check webhook_secret)"), nil
 	}
 	d := delivery{
 		topic:       strings.ToLower(strings.TrimSpace(header(req, "Shopify-Topic"))),
@@ -84,7 +84,7 @@ func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) 
 		triggeredAt: header(req, "Shopify-Triggered-At"),
 	}
 	if d.topic == "" {
-		return jsonError(http.StatusBadRequest, "X-Shopify-Topic: header is required"), nil
+		return sdk.JSONResponse(http.StatusBadRequest, "X-Shopify-Topic: header is required"), nil
 	}
 	if d.eventID == "" {
 		d.eventID = d.webhookID
@@ -97,10 +97,10 @@ func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) 
 	evs, err := c.translate(ctx, d, req.Body)
 	if err != nil {
 		if errors.Is(err, errBadPayload) {
-			return jsonError(http.StatusBadRequest, err.Error()), nil
+			return sdk.JSONResponse(http.StatusBadRequest, err.Error()), nil
 		}
 		c.log("warn", "shopify webhook could not be processed; Shopify will retry", "topic", d.topic, "error", err.Error())
-		return jsonError(http.StatusServiceUnavailable, "temporarily unable to process this webhook"), nil
+		return sdk.JSONResponse(http.StatusServiceUnavailable, "temporarily unable to process this webhook"), nil
 	}
 	return &sdk.WebhookResponse{Status: http.StatusOK, Events: evs}, nil
 }
@@ -227,5 +227,3 @@ func (c *Connector) refundIdentities(ctx context.Context, orderID string) map[st
 	}
 	return nil
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

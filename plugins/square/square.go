@@ -8,12 +8,12 @@ package square
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/omni/omni/plugins/internal/healthcache"
 	"github.com/omni/omni/plugins/internal/vendorhttp"
 	"github.com/omni/omni/plugins/sdk"
 )
@@ -52,9 +52,7 @@ type Connector struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	now   func() time.Time
 
-	healthAPI *api // the settings the cached result belongs to
-	healthAt  time.Time
-	healthErr error
+	health healthcache.Cache // last vendor probe, per settings
 }
 
 type settings struct {
@@ -65,7 +63,7 @@ type settings struct {
 // New returns an unconfigured Square connector.
 func New() sdk.Connector { return newConnector() }
 
-func newConnector() *Connector { return &Connector{sleep: vendorhttp.SleepCtx, now: time.Now} }
+func newConnector() *Connector { return &Connector{sleep: vendorhttp.SleepCtx, now: time.Now, health: healthcache.Cache{Every: healthEvery}} }
 
 // Describe declares the connector and its settings.
 func (c *Connector) Describe(context.Context) (*sdk.Description, error) {
@@ -168,28 +166,15 @@ func (c *Connector) Health(ctx context.Context) error {
 	if !ok {
 		return errNotConfigured
 	}
-	c.mu.Lock()
-	if c.healthAPI == a && c.now().Sub(c.healthAt) < healthEvery {
-		err := c.healthErr
-		c.mu.Unlock()
+	return c.health.Check(c.now(), a, func() error {
+		_, err := a.locations(ctx)
 		return err
-	}
-	c.mu.Unlock()
-	_, err := a.locations(ctx)
-	c.mu.Lock()
-	c.healthAPI, c.healthAt, c.healthErr = a, c.now(), err
-	c.mu.Unlock()
-	return err
+	})
 }
 
 // Send is not supported: Square is a source of purchases.
 func (c *Connector) Send(context.Context, *sdk.OutboundMessage) (*sdk.SendResult, error) {
 	return nil, sdk.Permanent("unsupported", "the square connector does not send messages")
-}
-
-func jsonError(status int, msg string) *sdk.WebhookResponse {
-	b, _ := json.Marshal(map[string]any{"status": status, "message": msg})
-	return &sdk.WebhookResponse{Status: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: b}
 }
 
 var _ sdk.Connector = (*Connector)(nil)

@@ -63,10 +63,10 @@ type thinOrder struct {
 func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
 	s, _, ok := c.settings()
 	if !ok {
-		return jsonError(http.StatusServiceUnavailable, "the square connector is not configured yet"), nil
+		return sdk.JSONResponse(http.StatusServiceUnavailable, "the square connector is not configured yet"), nil
 	}
 	if req.Method != "" && req.Method != http.MethodPost {
-		return jsonError(http.StatusMethodNotAllowed, "Square notifications are POST requests"), nil
+		return sdk.JSONResponse(http.StatusMethodNotAllowed, "Square notifications are POST requests"), nil
 	}
 	// Square signs the URL as entered in its console; behind a proxy the URL
 	// Omni sees may differ, so an explicitly configured one wins.
@@ -75,22 +75,22 @@ func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) 
 		url = req.URL
 	}
 	if !Verify(req.Body, url, req.Header(SignatureHeader), s.key) {
-		return jsonError(http.StatusUnauthorized, SignatureHeader+": signature does not match (check signature_key and notification_url)"), nil
+		return sdk.JSONResponse(http.StatusUnauthorized, SignatureHeader+": signature does not match (check signature_key and notification_url)"), nil
 	}
 	var env envelope
 	if err := json.Unmarshal(req.Body, &env); err != nil {
-		return jsonError(http.StatusBadRequest, "body: not a Square event notification: "+err.Error()), nil
+		return sdk.JSONResponse(http.StatusBadRequest, "body: not a Square event notification: "+err.Error()), nil
 	}
 	if env.EventID == "" || env.Type == "" {
-		return jsonError(http.StatusBadRequest, "event_id, type: are required in a Square event notification"), nil
+		return sdk.JSONResponse(http.StatusBadRequest, "event_id, type: are required in a Square event notification"), nil
 	}
 	evs, err := c.translate(ctx, &env)
 	if err != nil {
 		if be, ok := err.(*badPayload); ok {
-			return jsonError(http.StatusBadRequest, be.msg), nil
+			return sdk.JSONResponse(http.StatusBadRequest, be.msg), nil
 		}
 		c.log("warn", "square notification could not be processed; Square will retry", "type", env.Type, "event_id", env.EventID, "error", err.Error())
-		return jsonError(http.StatusServiceUnavailable, "temporarily unable to process this notification"), nil
+		return sdk.JSONResponse(http.StatusServiceUnavailable, "temporarily unable to process this notification"), nil
 	}
 	for i := range evs {
 		if evs[i].Context.Extra == nil {

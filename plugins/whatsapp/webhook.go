@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,21 +21,21 @@ const SignatureHeader = "X-Hub-Signature-256"
 func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
 	s, _, err := c.settings()
 	if err != nil {
-		return jsonResponse(http.StatusServiceUnavailable, "whatsapp connector is not configured"), nil
+		return sdk.JSONResponse(http.StatusServiceUnavailable, "whatsapp connector is not configured"), nil
 	}
 	switch req.Method {
 	case http.MethodGet:
 		return verifyHandshake(s, req.Query), nil
 	case http.MethodPost:
 	default:
-		return jsonResponse(http.StatusMethodNotAllowed, "only GET (verification) and POST (notifications) are accepted"), nil
+		return sdk.JSONResponse(http.StatusMethodNotAllowed, "only GET (verification) and POST (notifications) are accepted"), nil
 	}
 	if !ValidSignature(s.appSecret, req.Body, req.Header(SignatureHeader)) {
-		return jsonResponse(http.StatusUnauthorized, "X-Hub-Signature-256 does not match the body (check app_secret)"), nil
+		return sdk.JSONResponse(http.StatusUnauthorized, "X-Hub-Signature-256 does not match the body (check app_secret)"), nil
 	}
 	evs, err := ParseNotification(req.Body, c.now())
 	if err != nil {
-		return jsonResponse(http.StatusBadRequest, err.Error()), nil
+		return sdk.JSONResponse(http.StatusBadRequest, err.Error()), nil
 	}
 	for _, ev := range evs {
 		if ev.Type == events.MessageReceived {
@@ -53,11 +52,11 @@ func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) 
 func verifyHandshake(s *settings, rawQuery string) *sdk.WebhookResponse {
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return jsonResponse(http.StatusBadRequest, "query string is malformed")
+		return sdk.JSONResponse(http.StatusBadRequest, "query string is malformed")
 	}
 	if q.Get("hub.mode") != "subscribe" ||
 		!hmac.Equal([]byte(q.Get("hub.verify_token")), []byte(s.verifyToken)) {
-		return jsonResponse(http.StatusForbidden, "hub.mode must be subscribe and hub.verify_token must match verify_token")
+		return sdk.JSONResponse(http.StatusForbidden, "hub.mode must be subscribe and hub.verify_token must match verify_token")
 	}
 	return &sdk.WebhookResponse{Status: http.StatusOK,
 		Headers: map[string]string{"Content-Type": "text/plain; charset=utf-8"},
@@ -85,9 +84,4 @@ func Sign(appSecret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(appSecret))
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
-func jsonResponse(status int, msg string) *sdk.WebhookResponse {
-	b, _ := json.Marshal(map[string]any{"status": status, "message": msg})
-	return &sdk.WebhookResponse{Status: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: b}
 }
