@@ -199,7 +199,7 @@ func Sign(secret string, body []byte) string {
 // Omni stores the events before the vendor gets the response.
 func (c *Connector) HandleWebhook(_ context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResponse, error) {
 	if !hmac.Equal([]byte(Sign(c.config()["webhook_secret"], req.Body)), []byte(req.Header("X-Signature"))) {
-		return &sdk.WebhookResponse{Status: http.StatusUnauthorized}, nil
+		return sdk.JSONResponse(http.StatusUnauthorized, "signature does not match"), nil
 	}
 	var p struct {
 		ID    string         ` + "`json:\"id\"`" + `
@@ -208,7 +208,7 @@ func (c *Connector) HandleWebhook(_ context.Context, req *sdk.WebhookRequest) (*
 		Data  map[string]any ` + "`json:\"data\"`" + `
 	}
 	if err := json.Unmarshal(req.Body, &p); err != nil || p.ID == "" {
-		return &sdk.WebhookResponse{Status: http.StatusBadRequest, Body: []byte("bad payload")}, nil
+		return sdk.JSONResponse(http.StatusBadRequest, "payload needs a JSON object with an id"), nil
 	}
 	return &sdk.WebhookResponse{Status: http.StatusOK, Events: []sdk.Event{{
 		ID:         "[[.Name]]:" + p.ID, // stable: redeliveries are dropped
