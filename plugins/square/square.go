@@ -63,7 +63,9 @@ type settings struct {
 // New returns an unconfigured Square connector.
 func New() sdk.Connector { return newConnector() }
 
-func newConnector() *Connector { return &Connector{sleep: vendorhttp.SleepCtx, now: time.Now, health: healthcache.Cache{Every: healthEvery}} }
+func newConnector() *Connector {
+	return &Connector{sleep: vendorhttp.SleepCtx, now: time.Now, health: healthcache.Cache{Every: healthEvery}}
+}
 
 // Describe declares the connector and its settings.
 func (c *Connector) Describe(context.Context) (*sdk.Description, error) {
