@@ -22,6 +22,7 @@ import (
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/relay"
 	_ "github.com/omni/omni/core/store/migrations" // collections
 )
 
@@ -42,6 +43,9 @@ type Omni struct {
 	Bus    *bus.Bus
 	Events *eventstore.Store
 	Health *api.Health
+	// Relay publishes events staged inside transactions (relay.Stage)
+	// after they commit; Kick it after such a commit.
+	Relay *relay.Relay
 
 	modules  []Module
 	started  []Module
@@ -112,7 +116,14 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 		o.Log.Info("bus: embedded NATS listening", "url", o.Bus.ClientURL())
 	}
 
+	// The EVENTS stream keeps messages by interest: the durable consumer
+	// must exist before anything publishes, or early events are dropped.
+	if _, err := eventstore.EnsureConsumer(ctx, o.Bus, 0); err != nil {
+		o.Bus.Close()
+		return fmt.Errorf("events consumer: %w", err)
+	}
 	o.Events = eventstore.New(o.PB, o.Bus, o.Log, eventstore.Options{})
+	o.Relay = relay.New(o.PB, o.Bus, o.Log)
 	o.Health = &api.Health{App: o.PB, Bus: o.Bus, Consumers: map[string]api.ConsumerLag{eventstore.ConsumerName: o.Events}, Started: started}
 
 	o.PB.OnServe().BindFunc(func(se *core.ServeEvent) error {
@@ -136,6 +147,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 		if err := o.Events.Start(ctx); err != nil {
 			return err
 		}
+		o.Relay.Start() // publishes what an earlier run left staged
 		return se.Next()
 	})
 	// Runs after PocketBase's own graceful HTTP shutdown (priority -9999).
@@ -183,6 +195,9 @@ func (o *Omni) stop() {
 		}
 		if o.Events != nil {
 			o.Events.Stop(ctx)
+		}
+		if o.Relay != nil {
+			o.Relay.Stop(ctx) // after the last batch, which may have staged events
 		}
 		if o.Bus != nil {
 			o.Bus.Close()

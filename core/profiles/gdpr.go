@@ -10,6 +10,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/relay"
 )
 
 // Export is everything held on one person.
@@ -89,6 +90,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 	var hashes []string
 	var idents []IdentityRow
 	var survivor *profile
+	var erasedEvents []*events.Event
 	err := app.RunInTransaction(func(tx core.App) error {
 		row, err := findProfile(tx, id)
 		if err != nil {
@@ -144,7 +146,22 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 		// In memory before commit: no batch may resolve these identities
 		// once the erasure is visible.
 		m.tomb.add(hashes...)
-		return nil
+		// profile.erased tells connectors to propagate the erasure; staged
+		// in this transaction so it is published even after a crash.
+		erasedEvents = nil
+		if len(idents) > 0 {
+			all := make([]map[string]string, len(idents))
+			for i, it := range idents {
+				all[i] = map[string]string{"kind": it.Kind, "value": it.Value}
+			}
+			ev := systemEvent(events.ProfileErased, "erase:"+out.Erased, survivor, m.now().UTC(),
+				map[string]any{"profile_id": out.Erased, "identity_hashes": hashes, "identities": all})
+			for k, v := range survivor.ids {
+				ev.Identities[k] = v[0]
+			}
+			erasedEvents = []*events.Event{ev}
+		}
+		return relay.Stage(tx, erasedEvents)
 	})
 	if err != nil {
 		if lerr := m.tomb.load(app); lerr != nil {
@@ -152,18 +169,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 		}
 		return nil, err
 	}
-	all := make([]map[string]string, len(idents))
-	for i, it := range idents {
-		all[i] = map[string]string{"kind": it.Kind, "value": it.Value}
-	}
-	if len(idents) > 0 {
-		ev := systemEvent(events.ProfileErased, "erase:"+out.Erased, survivor, m.now().UTC(),
-			map[string]any{"profile_id": out.Erased, "identity_hashes": hashes, "identities": all})
-		for k, v := range survivor.ids {
-			ev.Identities[k] = v[0]
-		}
-		m.emit([]*events.Event{ev})
-	}
+	m.emit(erasedEvents)
 	return out, nil
 }
 

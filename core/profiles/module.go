@@ -22,7 +22,7 @@ import (
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
-	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/relay"
 )
 
 // Consent statuses.
@@ -73,9 +73,9 @@ type Module struct {
 	changed []string // profile ids of the batch being stored
 	seq     int
 
+	relay   *relay.Relay // publishes events staged with relay.Stage after commit
 	pubMu   sync.Mutex
 	stopped bool
-	queue   chan []*events.Event
 	quit    chan struct{}
 	wg      sync.WaitGroup
 	movMu   sync.Mutex
@@ -121,10 +121,8 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	if err := m.tomb.load(m.app); err != nil {
 		return fmt.Errorf("load tombstones: %w", err)
 	}
-	m.queue = make(chan []*events.Event, 256)
+	m.relay = o.Relay
 	m.quit = make(chan struct{})
-	m.wg.Add(1)
-	go m.publisher()
 
 	o.Events.Use(m)
 	o.Events.OnCommit(func([]*eventstore.Stored) {
@@ -151,7 +149,7 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	return nil
 }
 
-// Stop ends the scheduler and flushes queued segment events.
+// Stop ends the scheduler (staged events stay with the relay).
 func (m *Module) Stop(ctx context.Context) {
 	m.pubMu.Lock()
 	if m.stopped {
@@ -166,7 +164,7 @@ func (m *Module) Stop(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		m.log.Warn("stop timed out with segment events still queued")
+		m.log.Warn("stop timed out waiting for the segment scheduler")
 	}
 }
 
@@ -189,59 +187,13 @@ func ParseRates(s string) (map[string]float64, error) {
 	return out, nil
 }
 
-// emit queues events for publishing after their transaction committed.
+// emit is called after a transaction that staged evs (relay.Stage) has
+// committed: the relay publishes them now, or at the next start after a
+// crash.
 func (m *Module) emit(evs []*events.Event) {
-	if len(evs) == 0 {
-		return
+	if len(evs) > 0 {
+		m.relay.Kick()
 	}
-	m.pubMu.Lock()
-	if !m.stopped {
-		select {
-		case m.queue <- evs:
-			m.pubMu.Unlock()
-			return
-		default:
-		}
-	}
-	m.pubMu.Unlock()
-	m.publish(evs) // queue full or stopping: publish inline
-}
-
-func (m *Module) publisher() {
-	defer m.wg.Done()
-	for {
-		select {
-		case evs := <-m.queue:
-			m.publish(evs)
-		case <-m.quit:
-			for {
-				select {
-				case evs := <-m.queue:
-					m.publish(evs)
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-func (m *Module) publish(evs []*events.Event) {
-	for attempt := 0; attempt < 5; attempt++ {
-		errs := ingest.Publish(context.Background(), m.bus, evs)
-		var failed []*events.Event
-		for i, err := range errs {
-			if err != nil {
-				failed = append(failed, evs[i])
-			}
-		}
-		if len(failed) == 0 {
-			return
-		}
-		evs = failed
-		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
-	}
-	m.log.Error("could not publish profile events", "events", len(evs), "first", evs[0].ID)
 }
 
 func (m *Module) schedule(every time.Duration) {

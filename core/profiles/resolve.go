@@ -14,6 +14,7 @@ import (
 
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/relay"
 )
 
 // singleValued identity kinds: a person has one account per system, so a
@@ -756,7 +757,7 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		m.changed = append(m.changed, p.id)
 	}
 	m.pending = append(b.emits, emits...)
-	return nil
+	return relay.Stage(tx, m.pending)
 }
 
 // scrubTombstoned removes erased identities from stored events, and the

@@ -13,6 +13,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/relay"
 )
 
 // segment is a compiled-on-demand segment definition.
@@ -299,7 +300,10 @@ func (m *Module) reevaluateSegment(app core.App, s *segment, now time.Time, sile
 		err := app.RunInTransaction(func(tx core.App) error {
 			var err error
 			evs, err = m.checkSegment(tx, s, part, m.now().UTC(), silent)
-			return err
+			if err != nil {
+				return err
+			}
+			return relay.Stage(tx, evs)
 		})
 		if err != nil {
 			return changed, err
@@ -441,7 +445,10 @@ func (m *Module) Reevaluate(ctx context.Context) error {
 			}
 			var err error
 			emits, err = m.evaluateProfiles(tx, ps, now, false)
-			return err
+			if err != nil {
+				return err
+			}
+			return relay.Stage(tx, emits)
 		})
 		if err != nil {
 			return err

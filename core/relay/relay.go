@@ -1,0 +1,182 @@
+// Package relay publishes events that were derived inside a database
+// transaction (segment entries, merges, erasures) to the bus after that
+// transaction commits: the transactional outbox pattern. Stage writes the
+// events into the relay_pending table in the same transaction as the state
+// they describe; the relay publishes and deletes them. A crash between the
+// commit and the publish leaves the rows behind, and the next start
+// publishes them, so no derived event is lost. Event ids are stable, so a
+// publish repeated after a crash is dropped as a duplicate.
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
+)
+
+// Table holds staged events until they are on the bus.
+const Table = "relay_pending"
+
+// batchSize bounds one publish round.
+const batchSize = 500
+
+// Stage records events to publish once tx commits. Call it inside the
+// transaction that changes the state the events describe.
+func Stage(tx core.App, evs []*events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	stmt, err := eventstore.Executor(tx).Prepare("INSERT INTO " + Table + " (id, event_id, subject, data, created) VALUES (?, ?, ?, ?, ?)")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	now := eventstore.FormatTime(time.Now())
+	for _, ev := range evs {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := stmt.Exec(eventstore.NewRecordID(), ev.ID, ev.Subject(), string(data), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Relay moves staged events to the bus.
+type Relay struct {
+	app     core.App
+	bus     *bus.Bus
+	log     *slog.Logger
+	wake    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	started atomic.Bool
+	// Every is how often staged rows are looked for without a Kick (rows
+	// left by a crash, or staged by another process).
+	Every time.Duration
+}
+
+// New creates a relay; call Start.
+func New(app core.App, b *bus.Bus, log *slog.Logger) *Relay {
+	return &Relay{app: app, bus: b, log: log.With("component", "relay"), wake: make(chan struct{}, 1),
+		quit: make(chan struct{}), done: make(chan struct{}), Every: 5 * time.Second}
+}
+
+// Start publishes what an earlier run left staged, then keeps going.
+func (r *Relay) Start() {
+	if !r.started.CompareAndSwap(false, true) {
+		return
+	}
+	go r.loop()
+	r.Kick()
+}
+
+// Kick asks the relay to publish now (after a commit that staged events).
+func (r *Relay) Kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stop publishes what is staged (until ctx ends) and stops. Rows still
+// staged are published at the next start.
+func (r *Relay) Stop(ctx context.Context) {
+	r.once.Do(func() {
+		if !r.started.Load() {
+			return // never started: rows stay staged for the next start
+		}
+		close(r.quit)
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+		}
+		r.drain(ctx)
+	})
+}
+
+func (r *Relay) loop() {
+	defer close(r.done)
+	t := time.NewTicker(r.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.quit:
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r.drain(ctx)
+		cancel()
+	}
+}
+
+type row struct {
+	ID      string `db:"id"`
+	EventID string `db:"event_id"`
+	Subject string `db:"subject"`
+	Data    string `db:"data"`
+}
+
+// drain publishes staged rows oldest first until none are left or a
+// publish fails (retried on the next round).
+func (r *Relay) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		var rows []row
+		if err := r.app.DB().NewQuery("SELECT id, event_id, subject, data FROM " + Table + " ORDER BY id LIMIT {:n}").
+			Bind(dbx.Params{"n": batchSize}).WithContext(ctx).All(&rows); err != nil {
+			r.log.Error("reading staged events", "error", err)
+			return
+		}
+		if len(rows) == 0 {
+			return
+		}
+		msgs := make([]bus.Msg, len(rows))
+		for i, rw := range rows {
+			msgs[i] = bus.Msg{Subject: rw.Subject, Data: []byte(rw.Data), ID: rw.EventID}
+		}
+		var sent []any
+		for i, err := range r.bus.PublishAll(ctx, msgs) {
+			if err == nil {
+				sent = append(sent, rows[i].ID)
+			}
+		}
+		if len(sent) > 0 {
+			if _, err := r.app.DB().Delete(Table, dbx.In("id", sent...)).Execute(); err != nil {
+				r.log.Error("clearing published events", "error", err)
+				return
+			}
+		}
+		if len(sent) < len(rows) {
+			r.log.Warn("some staged events could not be published; retrying later", "failed", len(rows)-len(sent), "first", firstFailed(rows, sent))
+			return
+		}
+	}
+}
+
+func firstFailed(rows []row, sent []any) string {
+	done := map[string]bool{}
+	for _, s := range sent {
+		done[s.(string)] = true
+	}
+	for _, rw := range rows {
+		if !done[rw.ID] {
+			return rw.EventID
+		}
+	}
+	return ""
+}

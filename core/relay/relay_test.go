@@ -1,0 +1,93 @@
+package relay_test
+
+import (
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/logging"
+	"github.com/omni/omni/core/relay"
+)
+
+func derived(ids ...string) []*events.Event {
+	now := time.Now().UTC()
+	var out []*events.Event
+	for _, id := range ids {
+		out = append(out, &events.Event{ID: id, Type: events.SegmentEntered, Source: "omni", OccurredAt: now, ReceivedAt: now,
+			Identities: events.Identities{events.Email: "relay@example.com"}, Properties: map[string]any{"segment": "vip"}})
+	}
+	return out
+}
+
+func pending(t *testing.T, a core.App) int {
+	t.Helper()
+	var n int
+	if err := a.DB().NewQuery("SELECT COUNT(*) FROM " + relay.Table).Row(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func stored(t *testing.T, s *omnitest.Server, id string) int {
+	t.Helper()
+	var n int
+	if err := s.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE event_id = {:id}").Bind(map[string]any{"id": id}).Row(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestStagedEventsSurviveACrashBeforePublish stages events in a committed
+// transaction while no relay runs (as if the process died right after the
+// commit), then starts Omni: the events reach the bus and are stored once.
+func TestStagedEventsSurviveACrashBeforePublish(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.DataDir = dir
+	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
+	if err := o.Open(); err != nil {
+		t.Fatal(err)
+	}
+	err := o.PB.RunInTransaction(func(tx core.App) error {
+		return relay.Stage(tx, derived("seg:vip:1", "seg:vip:2", "seg:vip:1")) // a repeat of one id too
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := pending(t, o.PB); n != 3 {
+		t.Fatalf("staged %d rows, want 3", n)
+	}
+	_ = o.PB.ResetBootstrapState()
+
+	s := omnitest.Start(t, omnitest.Options{DataDir: dir})
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return stored(t, s, "seg:vip:1") == 1 && stored(t, s, "seg:vip:2") == 1 && pending(t, s.PB) == 0
+	}, "staged events published and stored")
+}
+
+// TestRolledBackStagingPublishesNothing: events staged in a transaction
+// that fails never reach the bus.
+func TestRolledBackStagingPublishesNothing(t *testing.T) {
+	s := omnitest.Start(t, omnitest.Options{})
+	_ = s.PB.RunInTransaction(func(tx core.App) error {
+		if err := relay.Stage(tx, derived("seg:rolled-back")); err != nil {
+			return err
+		}
+		return fmt.Errorf("state change failed")
+	})
+	if err := s.PB.RunInTransaction(func(tx core.App) error { return relay.Stage(tx, derived("seg:kept")) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Relay.Kick()
+	omnitest.Eventually(t, 30*time.Second, func() bool { return stored(t, s, "seg:kept") == 1 }, "committed event stored")
+	if stored(t, s, "seg:rolled-back") != 0 || pending(t, s.PB) != 0 {
+		t.Fatal("rolled-back staging reached the bus or stayed pending")
+	}
+}
