@@ -38,6 +38,7 @@ func main() {
 	total := flag.Int("events", 100000, "events to send")
 	batch := flag.Int("batch", 100, "events per request")
 	clients := flag.Int("clients", 8, "concurrent clients")
+	rate := flag.Int("rate", 0, "also measure ack latency at this offered load (events/s), below saturation")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "omni-bench-")
@@ -104,6 +105,11 @@ func main() {
 	fmt.Printf("  stored in SQLite:        %.0f events/s (end to end)\n", float64(*total)/storedDone.Seconds())
 	fmt.Printf("  ack latency per request: p50 %v  p99 %v\n", pct(lat, 50), pct(lat, 99))
 
+	if *rate > 0 {
+		p50, p99, got := paced(client, addr, key, *rate, *batch, 10*time.Second)
+		fmt.Printf("  at an offered %d events/s: ack latency p50 %v  p99 %v (%.0f events/s sent)\n", *rate, p50, p99, got)
+	}
+
 	floorBus, floorDB := floor(*total)
 	fmt.Printf("floor, same payloads, in process\n")
 	fmt.Printf("  JetStream publish:       %.0f events/s\n", floorBus)
@@ -111,12 +117,51 @@ func main() {
 	fmt.Printf("  end to end / min(floor): %.2f\n", (float64(*total)/storedDone.Seconds())/min(floorBus, floorDB))
 }
 
-func makeBodies(total, per int) [][]byte {
+// paced sends batches at a fixed offered rate for d and returns the ack
+// latency percentiles: latency below saturation, not queueing behind it.
+func paced(client *http.Client, addr, key string, rate, per int, d time.Duration) (time.Duration, time.Duration, float64) {
+	bodies := makeBodiesFrom(1<<30, rate*int(d.Seconds())+per, per)
+	interval := time.Duration(float64(time.Second) * float64(per) / float64(rate))
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	sent := 0
+	for i := 0; time.Since(start) < d && i < len(bodies); i++ {
+		<-tick.C
+		wg.Add(1)
+		sent += per
+		go func(body []byte) {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", "http://"+addr+"/v1/batch", bytes.NewReader(body))
+			req.SetBasicAuth(key, "")
+			s := time.Now()
+			resp, err := client.Do(req)
+			must(err)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			mu.Lock()
+			lat = append(lat, time.Since(s))
+			mu.Unlock()
+		}(bodies[i])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	waitDrained(addr)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return pct(lat, 50), pct(lat, 99), float64(sent) / elapsed.Seconds()
+}
+
+func makeBodies(total, per int) [][]byte { return makeBodiesFrom(0, total, per) }
+
+func makeBodiesFrom(first, total, per int) [][]byte {
 	var out [][]byte
-	for start := 0; start < total; start += per {
+	for start := first; start < first+total; start += per {
 		var b strings.Builder
 		b.WriteString(`{"batch":[`)
-		for i := start; i < start+per && i < total; i++ {
+		for i := start; i < start+per && i < first+total; i++ {
 			if i > start {
 				b.WriteByte(',')
 			}
