@@ -12,44 +12,16 @@ import (
 	"time"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/plugins/internal/vendorfixtures"
 	"github.com/omni/omni/plugins/sdk"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// fixturesDir finds shared/fixtures/<vendor> by walking up from the package
-// directory (CI checks the repo out with shared/ beside it). OMNI_FIXTURES
-// may point at the fixtures root directly.
-func fixturesDir(t testing.TB, vendor string) string {
-	t.Helper()
-	if root := os.Getenv("OMNI_FIXTURES"); root != "" {
-		return filepath.Join(root, vendor)
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		for _, cand := range []string{filepath.Join(dir, "shared", "fixtures", vendor), filepath.Join(dir, "..", "shared", "fixtures", vendor)} {
-			if st, err := os.Stat(cand); err == nil && st.IsDir() {
-				return cand
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("vendor fixtures not found: expected shared/fixtures/" + vendor + " beside the repository (set OMNI_FIXTURES to override)")
-		}
-		dir = parent
-	}
-}
-
+// readFixture returns one of the vendor's real sample payloads.
 func readFixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixturesDir(t, "klaviyo"), name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return vendorfixtures.Read(t, "klaviyo", name)
 }
 
 // golden compares got with testdata/golden/<name>.json (-update rewrites).

@@ -5,18 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
-	"github.com/pocketbase/pocketbase/core"
-
-	"github.com/omni/omni/config"
-	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
-	"github.com/omni/omni/core/connectors"
-	"github.com/omni/omni/plugins/sdk/sdktest"
+	"github.com/omni/omni/plugins/internal/hosttest"
 )
 
 // omniWithShopify boots a real Omni (SQLite, embedded JetStream, HTTP) with
@@ -24,41 +17,10 @@ import (
 // process, and enables the connector against the fake Shopify.
 func omniWithShopify(t testing.TB, f *fakeShopify) (*omnitest.Server, string) {
 	t.Helper()
-	connectors.RegisterBuiltin(Name, New)
-	mod := connectors.New(connectors.Options{
-		Command: func(string) (*exec.Cmd, error) {
-			cmd := exec.Command(os.Args[0])
-			cmd.Env = []string{sdktest.ServeEnv + "=1"}
-			return cmd, nil
-		},
-		MinBackoff: 100 * time.Millisecond, SyncInterval: 200 * time.Millisecond,
-	})
-	s := omnitest.Start(t, omnitest.Options{
-		// The fake's address is a file setting: it is not part of the
-		// connector's advertised schema, so the API would refuse it.
-		Configure: func(c *config.Config) {
-			if c.Connectors == nil {
-				c.Connectors = map[string]map[string]any{}
-			}
-			c.Connectors[Name] = map[string]any{KeyTestBaseURL: f.URL}
-		},
-		Modules: func(*app.Omni) []app.Module { return []app.Module{mod} },
-	})
-	coll, err := s.PB.FindCollectionByNameOrId(core.CollectionNameSuperusers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	su := core.NewRecord(coll)
-	su.SetEmail("root@example.com")
-	su.SetPassword("password-123456")
-	if err := s.PB.Save(su); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := su.NewAuthToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, tok
+	// The fake's address is a file setting: it is not part of the
+	// connector's advertised schema, so the API would refuse it.
+	s := hosttest.Start(t, Name, New, map[string]any{KeyTestBaseURL: f.URL})
+	return s, hosttest.SuperuserToken(t, s)
 }
 
 // waitBackfillDone waits for the host to report the backfill finished and

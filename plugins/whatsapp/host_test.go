@@ -4,18 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/omni/omni/config"
-	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/plugins/internal/hosttest"
 	"github.com/omni/omni/plugins/sdk"
-	"github.com/omni/omni/plugins/sdk/sdktest"
 )
 
 // startOmniWith boots a real Omni whose connector host runs this test
@@ -23,41 +19,8 @@ import (
 // from the config file, and enables it.
 func startOmniWith(t *testing.T, name string, newC func() sdk.Connector, settings map[string]any) *omnitest.Server {
 	t.Helper()
-	connectors.RegisterBuiltin(name, newC)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := omnitest.Start(t, omnitest.Options{
-		Configure: func(c *config.Config) {
-			if c.Connectors == nil {
-				c.Connectors = map[string]map[string]any{}
-			}
-			c.Connectors[name] = settings
-		},
-		Modules: func(o *app.Omni) []app.Module {
-			return []app.Module{connectors.New(connectors.Options{
-				Command: func(string) (*exec.Cmd, error) {
-					cmd := exec.Command(self)
-					cmd.Env = []string{sdktest.ServeEnv + "=1"}
-					return cmd, nil
-				},
-				SyncInterval: 100 * time.Millisecond,
-			})}
-		},
-	})
-	rec, err := s.PB.FindFirstRecordByData(connectors.Collection, "name", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec.Set("enabled", true)
-	if err := connectors.SaveSettings(s.PB, rec); err != nil {
-		t.Fatal(err)
-	}
-	omnitest.Eventually(t, 60*time.Second, func() bool {
-		r, err := s.PB.FindFirstRecordByData(connectors.Collection, "name", name)
-		return err == nil && r.GetString("state") == connectors.StateRunning
-	}, "%s plugin running", name)
+	s := hosttest.Start(t, name, newC, settings)
+	hosttest.Enable(t, s, name)
 	return s
 }
 
