@@ -145,7 +145,7 @@ func (h *Handler) single(call string) func(*core.RequestEvent) error {
 		if ferr != nil {
 			return fail(e, http.StatusBadRequest, ferr.Field, ferr.Error())
 		}
-		if errs := h.publish(e.Request.Context(), []*events.Event{ev}); errs[0] != nil {
+		if errs := Publish(e.Request.Context(), h.bus, []*events.Event{ev}); errs[0] != nil {
 			return h.unavailable(e, errs[0])
 		}
 		return e.JSON(http.StatusOK, map[string]any{"success": true, "accepted": 1})
@@ -211,7 +211,7 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 			"status": http.StatusBadRequest, "message": "no event in the batch was valid", "field": rejected[0].Field, "rejected": rejected,
 		})
 	}
-	for _, err := range h.publish(e.Request.Context(), evs) {
+	for _, err := range Publish(e.Request.Context(), h.bus, evs) {
 		if err != nil {
 			// Some may be stored: the client retries the batch and the
 			// messageIds dedupe what already landed.
@@ -233,11 +233,7 @@ type batchShared struct {
 func (h *Handler) toEvent(raw []byte, call, source string, shared *batchShared) (*events.Event, *events.FieldError) {
 	msg, err := events.DecodeSegment(raw, call)
 	if err != nil {
-		var fe *events.FieldError
-		if errors.As(err, &fe) {
-			return nil, fe
-		}
-		return nil, &events.FieldError{Field: "body", Message: err.Error()}
+		return nil, asFieldError(err)
 	}
 	if shared != nil {
 		if msg.SentAt == nil {
@@ -257,26 +253,23 @@ func (h *Handler) toEvent(raw []byte, call, source string, shared *batchShared) 
 	now := h.now()
 	ev, err := events.FromSegment(msg, source, now, uuid.NewString)
 	if err != nil {
-		var fe *events.FieldError
-		if errors.As(err, &fe) {
-			return nil, fe
-		}
-		return nil, &events.FieldError{Field: "body", Message: err.Error()}
+		return nil, asFieldError(err)
 	}
 	h.norm.Normalize(ev)
 	if err := ev.Validate(now); err != nil {
-		var fe *events.FieldError
-		if errors.As(err, &fe) {
-			return nil, fe
-		}
-		return nil, &events.FieldError{Field: "body", Message: err.Error()}
+		return nil, asFieldError(err)
 	}
 	return ev, nil
 }
 
-// publish stores events on the bus and waits for JetStream's acks.
-func (h *Handler) publish(ctx context.Context, evs []*events.Event) []error {
-	return Publish(ctx, h.bus, evs)
+// asFieldError names the field a decoding or validation error is about
+// ("body" when it is not about one field).
+func asFieldError(err error) *events.FieldError {
+	var fe *events.FieldError
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return &events.FieldError{Field: "body", Message: err.Error()}
 }
 
 // Publish stores already validated events on the EVENTS stream and waits
