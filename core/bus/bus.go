@@ -169,6 +169,11 @@ type Msg struct {
 	ID      string
 }
 
+// natsMsg carries the id as Nats-Msg-Id, which JetStream dedupes on.
+func (m Msg) natsMsg() *nats.Msg {
+	return &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{nats.MsgIdHdr: []string{m.ID}}}
+}
+
 // ErrUnavailable wraps failures to store on the bus: callers answer 503.
 var ErrUnavailable = errors.New("event bus unavailable")
 
@@ -179,7 +184,7 @@ func (b *Bus) PublishAll(ctx context.Context, msgs []Msg) []error {
 	errs := make([]error, len(msgs))
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
-		f, err := b.JS.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{nats.MsgIdHdr: []string{m.ID}}})
+		f, err := b.JS.PublishMsgAsync(m.natsMsg())
 		if err != nil {
 			errs[i] = fmt.Errorf("%w: %v", ErrUnavailable, err)
 			continue
@@ -203,7 +208,7 @@ func (b *Bus) PublishAll(ctx context.Context, msgs []Msg) []error {
 
 // Publish stores one message and waits for JetStream's ack.
 func (b *Bus) Publish(ctx context.Context, m Msg) (*jetstream.PubAck, error) {
-	ack, err := b.JS.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{nats.MsgIdHdr: []string{m.ID}}})
+	ack, err := b.JS.PublishMsg(ctx, m.natsMsg())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
