@@ -3,6 +3,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/router"
 
 	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/deadletter"
 )
 
 // Version is the build version reported by the health endpoint; set at
@@ -22,6 +24,17 @@ type ConsumerLag interface {
 	Lag(ctx context.Context) (pending uint64, ackPending int, err error)
 }
 
+// ProgressReporter is a consumer that can tell when it last moved; health
+// reports it as stalled when it has messages waiting and has not moved for
+// StallAfter.
+type ProgressReporter interface {
+	LastProgress() time.Time
+}
+
+// DefaultStallAfter is how long a consumer with waiting messages may go
+// without progress before health answers 503.
+const DefaultStallAfter = 30 * time.Second
+
 // ComponentStatus is one extra line in the health report (e.g. connectors).
 type ComponentStatus func(ctx context.Context) (name string, status any, healthy bool)
 
@@ -32,6 +45,8 @@ type Health struct {
 	Consumers  map[string]ConsumerLag
 	Components []ComponentStatus
 	Started    time.Time
+	// StallAfter overrides DefaultStallAfter (tests).
+	StallAfter time.Duration
 }
 
 // Register adds the route.
@@ -43,6 +58,11 @@ func (h *Health) serve(e *core.RequestEvent) error {
 	ctx, cancel := context.WithTimeout(e.Request.Context(), 3*time.Second)
 	defer cancel()
 	healthy := true
+	var reasons []string // why the status is not "ok"
+	stallAfter := h.StallAfter
+	if stallAfter <= 0 {
+		stallAfter = DefaultStallAfter
+	}
 
 	db := map[string]any{"ok": true}
 	var one int
@@ -82,7 +102,18 @@ func (h *Health) serve(e *core.RequestEvent) error {
 				healthy = false
 				continue
 			}
-			consumers[name] = map[string]any{"pending": pending, "ack_pending": ackPending}
+			c := map[string]any{"pending": pending, "ack_pending": ackPending}
+			if pr, ok := h.Consumers[name].(ProgressReporter); ok {
+				idle := time.Since(pr.LastProgress())
+				c["last_progress"] = pr.LastProgress().UTC().Format(time.RFC3339)
+				if waiting := pending + uint64(ackPending); waiting > 0 && idle > stallAfter {
+					c["stalled"] = true
+					healthy = false
+					reasons = append(reasons, fmt.Sprintf("consumer %s has made no progress for %s with %d messages waiting",
+						name, idle.Round(time.Second), waiting))
+				}
+			}
+			consumers[name] = c
 		}
 		busInfo["consumers"] = consumers
 	}
@@ -98,11 +129,27 @@ func (h *Health) serve(e *core.RequestEvent) error {
 		out[name] = st
 		healthy = healthy && ok
 	}
+	// Dead events do not stop anything else: degraded, still 200, so
+	// container health checks do not restart a server that works.
+	dead, err := deadletter.Count(h.App)
+	if err != nil {
+		reasons = append(reasons, "dead events: "+err.Error())
+	}
+	out["dead_events"] = dead
 	status := http.StatusOK
 	out["status"] = "ok"
-	if !healthy {
+	switch {
+	case !healthy:
 		status = http.StatusServiceUnavailable
 		out["status"] = "unavailable"
+	case dead > 0 || err != nil:
+		out["status"] = "degraded"
+	}
+	if dead > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d events could not be stored and are parked: see `omni events dead`", dead))
+	}
+	if len(reasons) > 0 {
+		out["reasons"] = reasons
 	}
 	return e.JSON(status, out)
 }

@@ -137,6 +137,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 			DefaultRegion: o.Config.Ingest.DefaultRegion,
 		}, o.Log).Register(se.Router)
 		o.Health.Register(se.Router)
+		api.RegisterDeadEvents(se.Router)
 		for _, m := range o.modules {
 			if err := m.Start(ctx, o, se); err != nil {
 				return fmt.Errorf("%s: %w", m.Name(), err)

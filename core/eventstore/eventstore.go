@@ -8,17 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/deadletter"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/store"
 )
 
 // ConsumerName is the durable JetStream consumer of the events store.
@@ -44,11 +45,21 @@ type Stored struct {
 	Profile string
 }
 
-// Options tune batching.
+// Options tune batching and retries; zero values get the defaults given.
 type Options struct {
 	BatchSize int           // max events per transaction (default 1000)
 	MaxWait   time.Duration // max time a partial batch waits (default 20ms)
 	AckWait   time.Duration // redelivery after a crash (default 10s)
+	// EventAttempts is how often one event is tried on its own, after its
+	// batch failed, before it is parked as dead (default 3).
+	EventAttempts int
+	// RetryBackoff is the first pause between attempts; it doubles up to
+	// 30 s while the database itself refuses writes (default 100ms).
+	RetryBackoff time.Duration
+	// RedriveEvery is how often dead events marked for a retry (by the CLI,
+	// the admin or the API, possibly in another process) are looked for
+	// (default 2s).
+	RedriveEvery time.Duration
 }
 
 // Store is the running consumer.
@@ -64,9 +75,14 @@ type Store struct {
 	cc       jetstream.ConsumeContext
 	msgs     chan jetstream.Msg
 	done     chan struct{}
+	// stopping ends retry pauses at Stop: an event still failing then is
+	// left unacknowledged and redelivered at the next start.
+	stopping context.Context
+	stop     context.CancelFunc
 	stopOnce sync.Once
-	stored   uint64
-	mu       sync.Mutex
+	// progress is when the consumer last moved (acked or parked a message,
+	// or picked up work after being idle), in Unix nanoseconds.
+	progress atomic.Int64
 }
 
 // New prepares the consumer; call Start to run it.
@@ -80,7 +96,17 @@ func New(app core.App, b *bus.Bus, log *slog.Logger, opts Options) *Store {
 	if opts.AckWait <= 0 {
 		opts.AckWait = 10 * time.Second
 	}
-	return &Store{app: app, bus: b, log: log.With("component", "eventstore"), opts: opts}
+	if opts.EventAttempts <= 0 {
+		opts.EventAttempts = 3
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = 100 * time.Millisecond
+	}
+	if opts.RedriveEvery <= 0 {
+		opts.RedriveEvery = 2 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Store{app: app, bus: b, log: log.With("component", "eventstore"), opts: opts, stopping: ctx, stop: cancel}
 }
 
 // Use adds a processor that runs in each batch's transaction.
@@ -116,6 +142,7 @@ func (s *Store) Start(ctx context.Context) error {
 	s.consumer = cons
 	s.msgs = make(chan jetstream.Msg, s.opts.BatchSize*2)
 	s.done = make(chan struct{})
+	s.moved()
 	s.cc, err = cons.Consume(func(m jetstream.Msg) { s.msgs <- m },
 		jetstream.PullMaxMessages(s.opts.BatchSize),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -131,9 +158,11 @@ func (s *Store) Start(ctx context.Context) error {
 }
 
 // Stop stops fetching, stores and acknowledges what was already delivered,
-// and returns when done (or ctx ends).
+// and returns when done (or ctx ends). Retries stop waiting: an event that
+// still fails is redelivered at the next start.
 func (s *Store) Stop(ctx context.Context) {
 	s.stopOnce.Do(func() {
+		s.stop()
 		if s.cc == nil {
 			return
 		}
@@ -166,11 +195,20 @@ func (s *Store) Lag(ctx context.Context) (pending uint64, ackPending int, err er
 	return info.NumPending, info.NumAckPending, nil
 }
 
+// LastProgress is when the consumer last stored or parked an event, or
+// picked up work after being idle. Health reports a consumer that has
+// messages waiting and no progress for long as stalled.
+func (s *Store) LastProgress() time.Time { return time.Unix(0, s.progress.Load()) }
+
+func (s *Store) moved() { s.progress.Store(time.Now().UnixNano()) }
+
 func (s *Store) loop() {
 	defer close(s.done)
 	batch := make([]jetstream.Msg, 0, s.opts.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	redrive := time.NewTicker(s.opts.RedriveEvery)
+	defer redrive.Stop()
 	flush := func() {
 		if len(batch) == 0 {
 			return
@@ -180,12 +218,17 @@ func (s *Store) loop() {
 	}
 	for {
 		if len(batch) == 0 {
-			m, ok := <-s.msgs
-			if !ok {
-				return
+			select {
+			case m, ok := <-s.msgs:
+				if !ok {
+					return
+				}
+				s.moved() // idle until now: the stall clock starts here
+				batch = append(batch, m)
+				timer.Reset(s.opts.MaxWait)
+			case <-redrive.C:
+				s.redrive()
 			}
-			batch = append(batch, m)
-			timer.Reset(s.opts.MaxWait)
 			continue
 		}
 		select {
@@ -205,38 +248,164 @@ func (s *Store) loop() {
 }
 
 // flush writes a batch in one transaction and acks it only after commit.
-// On a database error nothing is acked and the batch is retried.
+// When the batch fails, its events are tried one by one, so one bad event
+// cannot hold back the others: each event that keeps failing while the
+// database takes other writes is parked in events_dead and acked.
 func (s *Store) flush(msgs []jetstream.Msg) {
 	var good []jetstream.Msg
 	evs := make([]*events.Event, 0, len(msgs))
 	for _, m := range msgs {
 		ev, err := events.Unmarshal(m.Data())
 		if err != nil {
-			// Never valid: park it rather than retry forever.
-			s.log.Error("undecodable event on bus; terminating it", "subject", m.Subject(), "error", err)
-			_ = m.Term()
+			// Never valid, whatever the retries: park it at once.
+			s.log.Error("undecodable event on bus; parking it", "subject", m.Subject(), "error", err)
+			if s.park(m, nil, fmt.Errorf("decode: %w", err), 1) {
+				_ = m.Ack()
+			}
 			continue
 		}
 		good = append(good, m)
 		evs = append(evs, ev)
 	}
-	for attempt := 0; ; attempt++ {
-		stored, err := s.write(evs)
+	if len(evs) == 0 {
+		return
+	}
+	stored, err := s.write(evs)
+	if err == nil {
+		s.acked(good, stored)
+		return
+	}
+	s.log.Warn("storing a batch failed; retrying its events one by one", "events", len(evs), "error", err)
+
+	// Keep the unacknowledged rest from being redelivered while we work.
+	lastTouch := time.Now()
+	touch := func(rest []jetstream.Msg) {
+		if time.Since(lastTouch) > s.opts.AckWait/4 {
+			for _, m := range rest {
+				_ = m.InProgress()
+			}
+			lastTouch = time.Now()
+		}
+	}
+	for i, ev := range evs {
+		if !s.storeOne(good[i], ev, func() { touch(good[i:]) }) {
+			return // shutting down: the rest is redelivered at the next start
+		}
+	}
+}
+
+// storeOne writes one event on its own, retrying it; an event that still
+// fails is parked. It reports false only when shutdown interrupted it
+// (the message is then left unacknowledged).
+func (s *Store) storeOne(m jetstream.Msg, ev *events.Event, touch func()) bool {
+	pause := s.opts.RetryBackoff
+	for attempts := 1; ; attempts++ {
+		stored, err := s.write([]*events.Event{ev})
 		if err == nil {
-			for _, m := range good {
+			s.acked([]jetstream.Msg{m}, stored)
+			return true
+		}
+		if attempts >= s.opts.EventAttempts {
+			// Parking is itself a write: if it succeeds, the database takes
+			// writes and this event is what fails, so it is set aside. If
+			// it fails, the database is the problem: keep the event and
+			// keep trying with longer pauses.
+			if s.park(m, ev, err, attempts) {
+				s.log.Error("event parked as dead", "event_id", ev.ID, "type", ev.Type, "attempts", attempts, "error", err)
 				_ = m.Ack()
+				s.moved()
+				return true
 			}
-			for _, f := range s.after {
-				f(stored)
-			}
+			attempts = 0
+		}
+		touch()
+		if !s.pause(pause) {
+			return false
+		}
+		pause = min(pause*2, 30*time.Second)
+	}
+}
+
+// park stores m in events_dead and reports whether it did. A message that
+// could not be parked stays unacknowledged (redelivered after AckWait).
+func (s *Store) park(m jetstream.Msg, ev *events.Event, cause error, attempts int) bool {
+	f := deadletter.Failure{Consumer: ConsumerName, Subject: m.Subject(), Data: m.Data(), Err: cause, Attempts: attempts}
+	if ev != nil {
+		f.EventID, f.Type = ev.ID, ev.Type
+	} else if f.EventID = m.Headers().Get(jetstream.MsgIDHeader); f.EventID == "" {
+		meta, _ := m.Metadata()
+		if meta != nil {
+			f.EventID = fmt.Sprintf("%s#%d", m.Subject(), meta.Sequence.Stream)
+		} else {
+			f.EventID = m.Subject()
+		}
+	}
+	err := deadletter.Park(s.app, f)
+	if err == nil {
+		return true
+	}
+	s.log.Error("parking an event failed", "event_id", f.EventID, "error", err)
+	return false
+}
+
+// acked acknowledges stored messages and tells the commit callbacks.
+func (s *Store) acked(msgs []jetstream.Msg, stored []*Stored) {
+	for _, m := range msgs {
+		_ = m.Ack()
+	}
+	s.moved()
+	for _, f := range s.after {
+		f(stored)
+	}
+}
+
+// pause waits d, or less when Stop is called; it reports false then.
+func (s *Store) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.stopping.Done():
+		return false
+	}
+}
+
+// redrive re-runs dead events an owner asked to retry. It runs on the
+// consumer's goroutine, between batches, so the one-writer rule holds.
+func (s *Store) redrive() {
+	rows, err := deadletter.Requested(s.app, ConsumerName, 100)
+	if err != nil {
+		s.log.Error("reading dead events to retry", "error", err)
+		return
+	}
+	for _, row := range rows {
+		if s.stopping.Err() != nil {
 			return
 		}
-		delay := time.Duration(1<<min(attempt, 6)) * 100 * time.Millisecond
-		s.log.Error("storing events failed; retrying", "events", len(evs), "attempt", attempt+1, "retry_in", delay, "error", err)
-		for _, m := range good {
-			_ = m.InProgress()
+		ev, err := events.Unmarshal([]byte(row.Data))
+		if err != nil {
+			_ = deadletter.RetryFailed(s.app, row.ID, fmt.Errorf("decode: %w", err))
+			continue
 		}
-		time.Sleep(delay)
+		stored, err := s.write([]*events.Event{ev})
+		if err != nil {
+			s.log.Warn("dead event failed again", "event_id", row.EventID, "error", err)
+			if err := deadletter.RetryFailed(s.app, row.ID, err); err != nil {
+				s.log.Error("recording a failed retry", "event_id", row.EventID, "error", err)
+			}
+			continue
+		}
+		// Stored (or already stored by an earlier retry cut short before
+		// this delete): either way it is no longer dead.
+		if err := deadletter.Resolve(s.app, row.ID); err != nil {
+			s.log.Error("clearing a retried dead event", "event_id", row.EventID, "error", err)
+		}
+		s.log.Info("dead event stored on retry", "event_id", row.EventID)
+		s.moved()
+		for _, f := range s.after {
+			f(stored)
+		}
 	}
 }
 
@@ -254,27 +423,11 @@ func WriteBatch(app core.App, evs []*events.Event) ([]*Stored, error) {
 	return writeBatch(app, evs, nil)
 }
 
-// Executor returns the raw SQL executor of a (transaction) app. Hot paths
-// use its prepared statements directly: dbx's named-parameter parsing and
-// query hooks cost more than SQLite's own work for small rows.
-func Executor(tx core.App) dbx.Executor {
-	type executorOf interface{ Executor() dbx.Executor }
-	switch db := tx.DB().(type) {
-	case *dbx.Tx:
-		return db.Builder.(executorOf).Executor()
-	case *dbx.DB:
-		return db.Builder.(executorOf).Executor()
-	case executorOf:
-		return db.Executor()
-	}
-	panic(fmt.Sprintf("eventstore: no SQL executor in %T", tx.DB()))
-}
-
 func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*Stored, error) {
 	var stored []*Stored
 	err := app.RunInTransaction(func(tx core.App) error {
 		stored = stored[:0]
-		stmt, err := Executor(tx).Prepare(insertSQL)
+		stmt, err := store.Executor(tx).Prepare(insertSQL)
 		if err != nil {
 			return err
 		}
@@ -287,9 +440,9 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 				props, _ = json.Marshal(ev.Properties)
 			}
 			ctxJSON, _ := json.Marshal(ev.Context)
-			id := NewRecordID()
+			id := store.NewRecordID()
 			res, err := stmt.Exec(id, ev.ID, ev.Type, ev.Name, ev.Source, ev.Context.Channel,
-				FormatTime(ev.OccurredAt), FormatTime(ev.ReceivedAt), string(ids), string(props), string(ctxJSON), now)
+				store.FormatTime(ev.OccurredAt), store.FormatTime(ev.ReceivedAt), string(ids), string(props), string(ctxJSON), now)
 			if err != nil {
 				return fmt.Errorf("insert event %s: %w", ev.ID, err)
 			}
@@ -305,29 +458,4 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 		return nil
 	})
 	return stored, err
-}
-
-// NewRecordID returns a PocketBase-shaped record id (15 chars of [a-z0-9])
-// that starts with the time in milliseconds, so inserts append to the id
-// index instead of splitting pages at random, then 7 random characters.
-func NewRecordID() string {
-	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
-	var b [15]byte
-	ms := uint64(time.Now().UnixMilli())
-	for i := 7; i >= 0; i-- {
-		b[i] = alphabet[ms%36]
-		ms /= 36
-	}
-	r := rand.Uint64()
-	for i := 8; i < 15; i++ {
-		b[i] = alphabet[r%36]
-		r /= 36
-	}
-	return string(b[:])
-}
-
-// FormatTime renders a time the way PocketBase stores dates, so stored
-// events sort and filter like any other date field.
-func FormatTime(t time.Time) string {
-	return t.UTC().Format(types.DefaultDateLayout)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/store"
 )
 
 func TestRecordIDsArePocketBaseShapedAndTimeOrdered(t *testing.T) {
@@ -14,7 +15,7 @@ func TestRecordIDsArePocketBaseShapedAndTimeOrdered(t *testing.T) {
 	var ids []string
 	seen := map[string]bool{}
 	for i := 0; i < 2000; i++ {
-		id := eventstore.NewRecordID()
+		id := store.NewRecordID()
 		if !pattern.MatchString(id) {
 			t.Fatalf("id %q is not a PocketBase id", id)
 		}

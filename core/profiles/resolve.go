@@ -15,6 +15,7 @@ import (
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/relay"
+	"github.com/omni/omni/core/store"
 )
 
 // singleValued identity kinds: a person has one account per system, so a
@@ -32,7 +33,7 @@ var movableTables = []string{"conversations", "messages", "journey_runs"}
 
 // newID makes time-ordered record ids so hot-path inserts append to the id
 // index instead of splitting its pages at random.
-func newID() string { return eventstore.NewRecordID() }
+func newID() string { return store.NewRecordID() }
 
 // ConsentEntry is one channel's consent state.
 type ConsentEntry struct {

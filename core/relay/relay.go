@@ -21,7 +21,7 @@ import (
 
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
-	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/store"
 )
 
 // Table holds staged events until they are on the bus.
@@ -36,18 +36,18 @@ func Stage(tx core.App, evs []*events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	stmt, err := eventstore.Executor(tx).Prepare("INSERT INTO " + Table + " (id, event_id, subject, data, created) VALUES (?, ?, ?, ?, ?)")
+	stmt, err := store.Executor(tx).Prepare("INSERT INTO " + Table + " (id, event_id, subject, data, created) VALUES (?, ?, ?, ?, ?)")
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
-	now := eventstore.FormatTime(time.Now())
+	now := store.FormatTime(time.Now())
 	for _, ev := range evs {
 		data, err := json.Marshal(ev)
 		if err != nil {
 			return err
 		}
-		if _, err := stmt.Exec(eventstore.NewRecordID(), ev.ID, ev.Subject(), string(data), now); err != nil {
+		if _, err := stmt.Exec(store.NewRecordID(), ev.ID, ev.Subject(), string(data), now); err != nil {
 			return err
 		}
 	}

@@ -5,11 +5,10 @@ import (
 	"sort"
 	"time"
 
+	"github.com/omni/omni/core/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
-
-	"github.com/omni/omni/core/eventstore"
 )
 
 // Dashboard is the answer of GET /api/v1/dashboard.
@@ -84,7 +83,7 @@ func ComputeDashboard(app core.App, rng string, now time.Time) (*Dashboard, erro
 	default:
 		return nil, errBadRange
 	}
-	since := eventstore.FormatTime(d.Since)
+	since := store.FormatTime(d.Since)
 	db := app.DB()
 
 	// Orders and revenue by channel and currency.
@@ -159,7 +158,7 @@ func ComputeDashboard(app core.App, rng string, now time.Time) (*Dashboard, erro
 	// the time index bounds the scan; backfills do not count).
 	var recent int
 	err = db.NewQuery(`SELECT COUNT(*) FROM events WHERE occurred_at >= {:day} AND received_at >= {:min}`).
-		Bind(dbx.Params{"day": eventstore.FormatTime(now.Add(-24 * time.Hour)), "min": eventstore.FormatTime(now.Add(-time.Minute))}).Row(&recent)
+		Bind(dbx.Params{"day": store.FormatTime(now.Add(-24 * time.Hour)), "min": store.FormatTime(now.Add(-time.Minute))}).Row(&recent)
 	if err != nil {
 		return nil, err
 	}

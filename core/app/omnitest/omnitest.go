@@ -16,6 +16,7 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/logging"
+	"github.com/pocketbase/pocketbase/core"
 )
 
 // Server is a running Omni for one test.
@@ -174,3 +175,29 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what stri
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Staff creates a staff member with role "owner" or "agent" and returns an
+// auth token for the Authorization header.
+func (s *Server) Staff(t testing.TB, email, role string) string {
+	t.Helper()
+	col, err := s.PB.FindCollectionByNameOrId("staff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := core.NewRecord(col)
+	r.SetEmail(email)
+	r.SetPassword("password-123456")
+	r.Set("role", role)
+	r.Set("name", role)
+	if err := s.PB.Save(r); err != nil {
+		t.Fatalf("create staff %s: %v", email, err)
+	}
+	tok, err := r.NewAuthToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Auth is the header that carries a token.
+func Auth(token string) http.Header { return http.Header{"Authorization": {token}} }

@@ -1,0 +1,55 @@
+// Package store holds the SQL helpers shared by the packages that write
+// PocketBase tables with plain SQL on hot paths (events, profiles, relay,
+// dead letters). The collections themselves are in store/migrations.
+package store
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/types"
+)
+
+// NewRecordID returns a PocketBase-shaped record id (15 chars of [a-z0-9])
+// that starts with the time in milliseconds, so inserts append to the id
+// index instead of splitting pages at random, then 7 random characters.
+func NewRecordID() string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	var b [15]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 7; i >= 0; i-- {
+		b[i] = alphabet[ms%36]
+		ms /= 36
+	}
+	r := rand.Uint64()
+	for i := 8; i < 15; i++ {
+		b[i] = alphabet[r%36]
+		r /= 36
+	}
+	return string(b[:])
+}
+
+// FormatTime renders a time the way PocketBase stores dates, so rows
+// written with plain SQL sort and filter like any other date field.
+func FormatTime(t time.Time) string {
+	return t.UTC().Format(types.DefaultDateLayout)
+}
+
+// Executor returns the raw SQL executor of a (transaction) app. Hot paths
+// use its prepared statements directly: dbx's named-parameter parsing and
+// query hooks cost more than SQLite's own work for small rows.
+func Executor(tx core.App) dbx.Executor {
+	type executorOf interface{ Executor() dbx.Executor }
+	switch db := tx.DB().(type) {
+	case *dbx.Tx:
+		return db.Builder.(executorOf).Executor()
+	case *dbx.DB:
+		return db.Builder.(executorOf).Executor()
+	case executorOf:
+		return db.Executor()
+	}
+	panic(fmt.Sprintf("store: no SQL executor in %T", tx.DB()))
+}
