@@ -226,7 +226,10 @@ func Get(app core.App, id string) (*Detail, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := row.decode()
+	p, err := row.decode()
+	if err != nil {
+		return nil, err
+	}
 	d := &Detail{ID: row.ID, RequestedID: id, Name: row.Name, Email: row.Email, Phone: row.Phone, Created: row.Created,
 		Traits: p.traits, Computed: p.comp, Consent: p.consent,
 		Identities: []IdentityRow{}, Segments: []MembershipRow{}, MergedFrom: []string{}, Merges: []MergeRow{}, Conflicts: []ConflictRow{}}

@@ -298,7 +298,11 @@ func Consent(app core.App, profileID, channel string) (ConsentEntry, error) {
 	if err != nil {
 		return ConsentEntry{}, err
 	}
-	return row.decode().consent[channel], nil
+	p, err := row.decode()
+	if err != nil {
+		return ConsentEntry{}, err
+	}
+	return p.consent[channel], nil
 }
 
 // CanContact is true only when the person subscribed on that channel.

@@ -208,17 +208,22 @@ type profileRow struct {
 	Consent    string `db:"consent"`
 }
 
-func (r *profileRow) decode() *profile {
+// decode parses a stored profile. Stored JSON that does not parse is an
+// error, never an empty map: the next flush would write the empty map back
+// and erase what was there.
+func (r *profileRow) decode() (*profile, error) {
 	p := &profile{id: r.ID, mergedInto: r.MergedInto, created: r.Created, name: r.Name, email: r.Email, phone: r.Phone,
 		traits: map[string]any{}, comp: &Computed{}, consent: map[string]ConsentEntry{}, ids: map[string][]string{}}
-	if r.Traits != "" {
-		_ = json.Unmarshal([]byte(r.Traits), &p.traits)
-	}
-	if r.Computed != "" {
-		_ = json.Unmarshal([]byte(r.Computed), p.comp)
-	}
-	if r.Consent != "" {
-		_ = json.Unmarshal([]byte(r.Consent), &p.consent)
+	for _, f := range []struct {
+		name, raw string
+		into    any
+	}{{"traits", r.Traits, &p.traits}, {"computed", r.Computed, p.comp}, {"consent", r.Consent, &p.consent}} {
+		if f.raw == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(f.raw), f.into); err != nil {
+			return nil, fmt.Errorf("profile %s: stored %s are not valid JSON (left untouched): %w", r.ID, f.name, err)
+		}
 	}
 	if p.traits == nil {
 		p.traits = map[string]any{}
@@ -226,7 +231,7 @@ func (r *profileRow) decode() *profile {
 	if p.consent == nil {
 		p.consent = map[string]ConsentEntry{}
 	}
-	return p
+	return p, nil
 }
 
 // load returns the live profile for id (following merges).
@@ -241,7 +246,10 @@ func (b *batch) load(id string) (*profile, error) {
 		if err := b.qProfile.Bind(dbx.Params{"id": id}).One(&row); err != nil {
 			return nil, fmt.Errorf("load profile %s: %w", id, err)
 		}
-		p := row.decode()
+		p, err := row.decode()
+		if err != nil {
+			return nil, err
+		}
 		if p.mergedInto != "" {
 			b.redirect[id] = p.mergedInto
 			continue
@@ -259,6 +267,9 @@ func (b *batch) load(id string) (*profile, error) {
 			p.ids[k] = append(p.ids[k], v)
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("load identities of %s: %w", id, err)
+		}
 		b.profiles[id] = p
 		b.see(p)
 		return p, nil
@@ -431,6 +442,16 @@ func (b *batch) resolve(ids []ident, eventID string) (*profile, error) {
 			continue
 		}
 		q, err := b.load(pid)
+		if errors.Is(err, sql.ErrNoRows) {
+			// The profile was deleted behind our back (e.g. by a superuser at
+			// /_/) and left its identities: detach this one, so the event
+			// lands on a live profile instead of failing for ever.
+			if err := b.detach(id, pid); err != nil {
+				return nil, err
+			}
+			pending = append(pending, id)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -493,6 +514,18 @@ func (b *batch) resolve(ids []ident, eventID string) (*profile, error) {
 		}
 	}
 	return primary, nil
+}
+
+// detach removes an identity that points at a profile that no longer
+// exists.
+func (b *batch) detach(id ident, missing string) error {
+	b.m.log.Warn("identity pointed at a deleted profile; detaching it", "kind", id.kind, "profile", missing)
+	if _, err := b.tx.DB().NewQuery("DELETE FROM identities WHERE kind={:k} AND value={:v}").
+		Bind(dbx.Params{"k": id.kind, "v": id.value}).Execute(); err != nil {
+		return fmt.Errorf("detach identity: %w", err)
+	}
+	b.idCache[id.kind+"\x00"+id.value] = ""
+	return nil
 }
 
 // identsOf lists an event's identities strongest first, without tombstoned ones.

@@ -166,6 +166,12 @@ func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, sil
 			}
 		}
 		rows.Close()
+		// An error on a later row (e.g. JSON SQLite cannot parse) ends the
+		// loop like the last row does: without this check that profile
+		// would silently leave its segments.
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("evaluate segments: %w", err)
+		}
 		// Current memberships of these profiles.
 		mp := dbx.Params{}
 		ins := make([]string, len(part))
