@@ -216,7 +216,7 @@ func (r *profileRow) decode() (*profile, error) {
 		traits: map[string]any{}, comp: &Computed{}, consent: map[string]ConsentEntry{}, ids: map[string][]string{}}
 	for _, f := range []struct {
 		name, raw string
-		into    any
+		into      any
 	}{{"traits", r.Traits, &p.traits}, {"computed", r.Computed, p.comp}, {"consent", r.Consent, &p.consent}} {
 		if f.raw == "" {
 			continue
