@@ -36,7 +36,11 @@ func Stage(tx core.App, evs []*events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	stmt, err := store.Executor(tx).Prepare("INSERT INTO " + Table + " (id, event_id, subject, data, created) VALUES (?, ?, ?, ?, ?)")
+	// seq orders publication: record ids are only millisecond-ordered, and a
+	// merge and the segment exit and entry it causes must go out in the
+	// order they were staged. One writer, so MAX+1 cannot race.
+	stmt, err := store.Executor(tx).Prepare("INSERT INTO " + Table + " (id, event_id, subject, data, created, seq) VALUES (?, ?, ?, ?, ?, " +
+		"(SELECT COALESCE(MAX(seq), 0) + 1 FROM " + Table + "))")
 	if err != nil {
 		return err
 	}
@@ -137,7 +141,7 @@ type row struct {
 func (r *Relay) drain(ctx context.Context) {
 	for ctx.Err() == nil {
 		var rows []row
-		if err := r.app.DB().NewQuery("SELECT id, event_id, subject, data FROM " + Table + " ORDER BY id LIMIT {:n}").
+		if err := r.app.DB().NewQuery("SELECT id, event_id, subject, data FROM " + Table + " ORDER BY seq, id LIMIT {:n}").
 			Bind(dbx.Params{"n": batchSize}).WithContext(ctx).All(&rows); err != nil {
 			r.log.Error("reading staged events", "error", err)
 			return

@@ -1,16 +1,19 @@
 package relay_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/logging"
 	"github.com/omni/omni/core/relay"
@@ -89,5 +92,53 @@ func TestRolledBackStagingPublishesNothing(t *testing.T) {
 	omnitest.Eventually(t, 30*time.Second, func() bool { return stored(t, s, "seg:kept") == 1 }, "committed event stored")
 	if stored(t, s, "seg:rolled-back") != 0 || pending(t, s.PB) != 0 {
 		t.Fatal("rolled-back staging reached the bus or stayed pending")
+	}
+}
+
+// Staged events are published in the order they were staged, even when
+// they share a millisecond (record ids then sort at random).
+func TestStagedEventsArePublishedInStagingOrder(t *testing.T) {
+	s := omnitest.Start(t, omnitest.Options{})
+	var ids []string
+	for i := 0; i < 300; i++ {
+		ids = append(ids, fmt.Sprintf("ord:%03d", i))
+	}
+	if err := s.PB.RunInTransaction(func(tx core.App) error {
+		for _, id := range ids { // one Stage per event, as merges and segment changes do
+			if err := relay.Stage(tx, derived(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The stream keeps messages by interest: a consumer of our own, made
+	// before the relay publishes, sees them in stream order.
+	cons, err := s.Bus.JS.CreateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable: "order-test", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "omni.events.omni.>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Relay.Kick()
+	var got []string
+	for len(got) < len(ids) {
+		m, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
+		if err != nil {
+			t.Fatalf("after %d events: %v", len(got), err)
+		}
+		_ = m.Ack()
+		ev, err := events.Unmarshal(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.ID)
+	}
+	for i := range ids {
+		if got[i] != ids[i] {
+			t.Fatalf("published out of order at %d: %v …", i, got[max(0, i-2):min(len(got), i+3)])
+		}
 	}
 }
