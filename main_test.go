@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -291,4 +292,22 @@ func TestConfigPrintMasksSecrets(t *testing.T) {
 			t.Fatalf("flag not shown: %s", sc.Text())
 		}
 	}
+}
+
+// Two servers on one data dir would run two JetStreams on one store: the
+// second exits 2 and names the first's PID.
+func TestSecondServeOnOneDataDirExitsTwo(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	_, stderr, code := omni(t, dir, nil, "serve", "--http", freeAddr(t))
+	pid := strconv.Itoa(s.cmd.Process.Pid)
+	if code != 2 || !strings.Contains(stderr, "in use by another omni serve (pid "+pid+")") {
+		t.Fatalf("second serve: exit %d, stderr %q (first pid %s)", code, stderr, pid)
+	}
+	// The first one is unaffected.
+	resp, err := http.Get("http://" + s.addr + "/api/v1/health")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first server after the refused start: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }

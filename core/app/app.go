@@ -20,6 +20,7 @@ import (
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/datalock"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/relay"
@@ -50,6 +51,7 @@ type Omni struct {
 	modules  []Module
 	started  []Module
 	stopOnce sync.Once
+	lock     *datalock.Lock // exclusive use of the data dir while serving
 }
 
 // New creates the PocketBase app for cfg. Nothing is opened yet.
@@ -88,13 +90,19 @@ func (o *Omni) Open() error {
 // nil) until Shutdown. ready, if not nil, is closed once requests are taken.
 func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 	started := time.Now()
+	// One server per data dir: a second one would run a second JetStream
+	// on the same store. Released by Shutdown (or by the OS if we die).
+	lock, err := datalock.Acquire(o.Config.DataDir)
+	if err != nil {
+		return err
+	}
+	o.lock = lock
 	if err := o.Open(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	var err error
 	o.Bus, err = bus.Open(ctx, bus.Options{
 		URL:          o.Config.Bus.URL,
 		Credentials:  o.Config.Bus.Credentials,
@@ -210,7 +218,9 @@ func (o *Omni) stop() {
 // Shutdown stops serving and releases everything (HTTP, consumers, bus,
 // database), in that order.
 func (o *Omni) Shutdown() error {
-	return o.PB.OnTerminate().Trigger(&core.TerminateEvent{App: o.PB}, func(e *core.TerminateEvent) error {
+	err := o.PB.OnTerminate().Trigger(&core.TerminateEvent{App: o.PB}, func(e *core.TerminateEvent) error {
 		return e.App.ResetBootstrapState()
 	})
+	o.lock.Release() // last: the database is closed
+	return err
 }

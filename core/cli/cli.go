@@ -19,6 +19,7 @@ import (
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/datalock"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/logging"
 )
@@ -109,7 +110,8 @@ func Main(args []string, stdout, stderr io.Writer, exts ...Extension) int {
 		return ee.code
 	}
 	var ce *config.Error
-	if errors.As(err, &ce) {
+	var held *datalock.HeldError
+	if errors.As(err, &ce) || errors.As(err, &held) {
 		return ExitConfig
 	}
 	return ExitError
