@@ -176,8 +176,24 @@ func TestCLIWalkthrough(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, `"web" already exists`) {
 		t.Fatalf("duplicate source: %d %s", code, errOut)
 	}
+	// Source kinds: a bad kind or reserved name is one line and exit 2; a
+	// server source's secret key is printed once and never listed.
+	for _, c := range []struct {
+		args  []string
+		field string
+	}{{[]string{"source", "create", "api", "--kind", "admin"}, "kind: "}, {[]string{"source", "create", "omni"}, "name: "}} {
+		_, errOut, code = omni(t, dir, nil, c.args...)
+		if code != 2 || strings.Contains(strings.TrimSpace(errOut), "\n") || !strings.Contains(errOut, c.field) {
+			t.Fatalf("%v: exit %d %q", c.args, code, errOut)
+		}
+	}
+	out, errOut, code = omni(t, dir, nil, "source", "create", "backend", "--kind", "server")
+	secret := regexp.MustCompile(`secret key: (sk_\S+)`).FindStringSubmatch(out)
+	if code != 0 || secret == nil {
+		t.Fatalf("server source: %d %s %s", code, out, errOut)
+	}
 	out, _, _ = omni(t, dir, nil, "source", "list")
-	if !strings.Contains(out, key) {
+	if !strings.Contains(out, key) || strings.Contains(out, secret[1]) || !strings.Contains(out, "backend\tserver") {
 		t.Fatalf("source list: %s", out)
 	}
 

@@ -80,11 +80,11 @@ func run(duration time.Duration, conc int) error {
 	if err := connectors.SaveSettings(o.PB, rec); err != nil {
 		return err
 	}
-	src, err := ingest.CreateSource(o.PB, "bench")
+	src, err := ingest.CreateSource(o.PB, "bench", ingest.KindBrowser)
 	if err != nil {
 		return err
 	}
-	key := src.GetString("write_key")
+	key := src.WriteKey
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -124,7 +124,7 @@ func TestExternalBusAndListen(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	msg, err := sub.NextMsg(10 * time.Second)
-	if err != nil || !strings.Contains(string(msg.Data), `"ext-1"`) {
+	if err != nil || !strings.Contains(string(msg.Data), `"`+edge.EventID("ext-1")+`"`) {
 		t.Fatalf("event not seen on the shared bus: %v", err)
 	}
 	// Both processes consume the shared durable; the event is stored once

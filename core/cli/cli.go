@@ -29,6 +29,9 @@ const (
 	ExitOK     = 0
 	ExitError  = 1
 	ExitConfig = 2
+	// ExitUsage is for bad input on the command line (same code as a bad
+	// configuration: the caller must change what they asked for).
+	ExitUsage = 2
 )
 
 // exitError carries an exit code through cobra.
@@ -247,9 +250,10 @@ func configCmd(env *Env) *cobra.Command {
 
 func sourceCmd(env *Env) *cobra.Command {
 	c := &cobra.Command{Use: "source", Short: "Manage sources (write keys for the tracking API)"}
-	c.AddCommand(&cobra.Command{
+	var kind string
+	create := &cobra.Command{
 		Use:   "create NAME",
-		Short: "Create a source and print its write key",
+		Short: "Create a source and print its write key (browser) or secret key (server, shown once)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			o, err := env.OpenApp()
@@ -257,14 +261,26 @@ func sourceCmd(env *Env) *cobra.Command {
 				return err
 			}
 			defer o.PB.ResetBootstrapState()
-			rec, err := ingest.CreateSource(o.PB, args[0])
+			ns, err := ingest.CreateSource(o.PB, args[0], kind)
+			var ie *ingest.InputError
+			if errors.As(err, &ie) {
+				return &exitError{code: ExitUsage, err: ie}
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "source %q created\nwrite key: %s\n", rec.GetString("name"), rec.GetString("write_key"))
+			name := ns.Record.GetString("name")
+			if ns.SecretKey != "" {
+				fmt.Fprintf(env.Stdout, "server source %q created\nsecret key: %s\n", name, ns.SecretKey)
+				fmt.Fprintln(env.Stdout, "This key is shown once and only its hash is kept: store it now, on servers only.")
+				return nil
+			}
+			fmt.Fprintf(env.Stdout, "source %q created\nwrite key: %s\n", name, ns.WriteKey)
 			return nil
 		},
-	})
+	}
+	create.Flags().StringVar(&kind, "kind", ingest.KindBrowser, "browser (public write key: may record opt-outs, not grant consent) or server (secret key, trusted like a connector)")
+	c.AddCommand(create)
 	c.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List sources",
@@ -284,7 +300,11 @@ func sourceCmd(env *Env) *cobra.Command {
 				if r.GetBool("disabled") {
 					state = "disabled"
 				}
-				fmt.Fprintf(env.Stdout, "%s\t%s\t%s\n", r.GetString("name"), r.GetString("write_key"), state)
+				kind, key := r.GetString("kind"), r.GetString("write_key")
+				if kind == ingest.KindServer {
+					key = "(secret key, not shown)"
+				}
+				fmt.Fprintf(env.Stdout, "%s\t%s\t%s\t%s\n", r.GetString("name"), kind, key, state)
 			}
 			return nil
 		},

@@ -584,6 +584,11 @@ func (m *Module) convert(source string, in []sdk.Event) ([]*events.Event, error)
 		if err := ev.Validate(now); err != nil {
 			return nil, fmt.Errorf("event %d (%s): %w", idx, e.ID, err)
 		}
+		if strings.HasPrefix(ev.ID, events.TrackingIDPrefix) {
+			// Reserved for tracking-API ids, so a connector's id never
+			// dedupes against a source's messages (or the reverse).
+			return nil, fmt.Errorf("event %d: %w", idx, &events.FieldError{Field: "id", Message: "must not start with " + events.TrackingIDPrefix})
+		}
 		out = append(out, ev)
 	}
 	return out, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/plugins/sdk"
 )
@@ -85,6 +86,13 @@ func (m *Module) webhook(e *core.RequestEvent) error {
 	}
 	if len(resp.Events) > 0 {
 		evs, err := m.convert(name, resp.Events)
+		var fe *events.FieldError
+		if errors.As(err, &fe) {
+			// Out of bounds or invalid (events.Validate): nothing of this
+			// delivery is stored, and the vendor is told which field.
+			i.log.Warn("webhook refused: the connector produced an invalid event", "field", fe.Field, "error", i.red.redact(err.Error()))
+			return fail(e, http.StatusBadRequest, fe.Field, "the connector produced an invalid event: "+i.red.redact(err.Error()))
+		}
 		if err != nil {
 			i.log.Error("connector produced an invalid event", "error", err)
 			return fail(e, http.StatusInternalServerError, "", "the connector produced an invalid event: "+err.Error())

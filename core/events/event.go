@@ -125,17 +125,15 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
 var (
 	minTime       = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	maxClockSkew  = 24 * time.Hour
-	maxIDLength   = 200
 	maxTypeLength = 100
 )
 
-// Validate checks an already normalised event.
+// Validate checks an already normalised event, including the size bounds
+// (bounds.go), and names the first field that fails.
 func (e *Event) Validate(now time.Time) error {
 	switch {
 	case strings.TrimSpace(e.ID) == "":
 		return &FieldError{"id", "is required"}
-	case len(e.ID) > maxIDLength:
-		return &FieldError{"id", fmt.Sprintf("is longer than %d characters", maxIDLength)}
 	case !validType(e.Type):
 		return &FieldError{"type", fmt.Sprintf("%q is not a valid type (lower-case words joined by dots, such as order.placed)", e.Type)}
 	case strings.TrimSpace(e.Source) == "":
@@ -151,10 +149,10 @@ func (e *Event) Validate(now time.Time) error {
 	}
 	for kind := range e.Identities {
 		if !KnownIdentity(kind) {
-			return &FieldError{"identities." + kind, "is not a known identity kind"}
+			return &FieldError{"identities." + pathKey(kind), "is not a known identity kind"}
 		}
 	}
-	return nil
+	return e.checkBounds()
 }
 
 // KnownIdentity reports whether kind is an identity kind Omni resolves on.
@@ -184,6 +182,20 @@ func validType(t string) bool {
 		_ = i
 	}
 	return true
+}
+
+// TrackingIDPrefix starts the id of every event that came in through the
+// tracking API. Connector events may not use it, so no connector id can
+// collide with a tracking message.
+const TrackingIDPrefix = "src:"
+
+// TrackingID is the stored id (and bus dedupe id) of a tracking-API message:
+// its messageId scoped by the record id of the source that sent it, so a
+// source can only dedupe its own messages (a public write key cannot
+// pre-empt a vendor's webhook by reusing its id). Record ids are
+// [a-z0-9]{15}, so the scope cannot contain the ":" that ends it.
+func TrackingID(sourceID, messageID string) string {
+	return TrackingIDPrefix + sourceID + ":" + messageID
 }
 
 // Subject is the bus subject an event is published on.

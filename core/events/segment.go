@@ -88,6 +88,9 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 		Identities: Identities{},
 		Properties: map[string]any{},
 	}
+	if err := m.checkBounds(); err != nil {
+		return nil, err
+	}
 	if e.ID == "" {
 		e.ID = newID()
 	}
@@ -184,6 +187,31 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 
 // segmentTime applies Segment's clock-skew correction: when the client says
 // when it sent the message, the event time is shifted by the client's skew.
+// checkBounds applies the event bounds (bounds.go) to the message's own
+// fields, so an error names the field the client sent.
+func (m *SegmentMessage) checkBounds() error {
+	ids := []struct {
+		field string
+		v     any
+	}{{"messageId", m.MessageID}, {"userId", m.UserID}, {"anonymousId", m.AnonymousID}, {"previousId", m.PreviousID}, {"groupId", m.GroupID}}
+	for _, id := range ids {
+		if len(idString(id.v)) > MaxIDLength {
+			return &FieldError{id.field, fmt.Sprintf("is longer than %d characters", MaxIDLength)}
+		}
+	}
+	for field, name := range map[string]string{"event": m.Event, "name": m.Name, "category": m.Category} {
+		if len(name) > MaxNameLength {
+			return &FieldError{field, fmt.Sprintf("is longer than %d characters", MaxNameLength)}
+		}
+	}
+	for field, tree := range map[string]map[string]any{"properties": m.Properties, "traits": m.Traits, "context": m.Context} {
+		if err := CheckTree(field, tree); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func segmentTime(m *SegmentMessage, receivedAt time.Time) time.Time {
 	ts := m.Timestamp
 	if ts == nil {

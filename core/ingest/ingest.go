@@ -73,6 +73,7 @@ func (h *Handler) Register(r *router.Router[*core.RequestEvent]) {
 		r.POST(prefix+"/import", h.batch).Bind(quiet) // Segment's older name for batch
 		r.POST(prefix+"/b", h.batch).Bind(quiet)
 	}
+	h.registerSourceAPI(r)
 }
 
 // apiError is the JSON error body of every ingest failure.
@@ -141,7 +142,7 @@ func (h *Handler) single(call string) func(*core.RequestEvent) error {
 		if jsonErr != nil {
 			return fail(e, http.StatusBadRequest, "body", "body is not valid JSON: "+jsonErr.Error())
 		}
-		ev, ferr := h.toEvent(body, call, src.name, nil)
+		ev, ferr := h.toEvent(body, call, src, nil)
 		if ferr != nil {
 			return fail(e, http.StatusBadRequest, ferr.Field, ferr.Error())
 		}
@@ -195,7 +196,7 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 			rejected = append(rejected, Rejected{Index: i, Field: fmt.Sprintf("batch[%d]", i), Message: fmt.Sprintf("event is larger than %d KB", h.opts.MaxEventBytes/1024)})
 			continue
 		}
-		ev, ferr := h.toEvent(raw, "", src.name, shared)
+		ev, ferr := h.toEvent(raw, "", src, shared)
 		if ferr != nil {
 			var peek struct {
 				MessageID string `json:"messageId"`
@@ -230,7 +231,7 @@ type batchShared struct {
 	sentAt  *time.Time
 }
 
-func (h *Handler) toEvent(raw []byte, call, source string, shared *batchShared) (*events.Event, *events.FieldError) {
+func (h *Handler) toEvent(raw []byte, call string, src *source, shared *batchShared) (*events.Event, *events.FieldError) {
 	msg, err := events.DecodeSegment(raw, call)
 	if err != nil {
 		return nil, asFieldError(err)
@@ -251,7 +252,7 @@ func (h *Handler) toEvent(raw []byte, call, source string, shared *batchShared) 
 		}
 	}
 	now := h.now()
-	ev, err := events.FromSegment(msg, source, now, uuid.NewString)
+	ev, err := events.FromSegment(msg, src.name, now, uuid.NewString)
 	if err != nil {
 		return nil, asFieldError(err)
 	}
@@ -259,6 +260,10 @@ func (h *Handler) toEvent(raw []byte, call, source string, shared *batchShared) 
 	if err := ev.Validate(now); err != nil {
 		return nil, asFieldError(err)
 	}
+	if ferr := applyKind(src, ev); ferr != nil {
+		return nil, ferr
+	}
+	ev.ID = events.TrackingID(src.id, ev.ID)
 	return ev, nil
 }
 

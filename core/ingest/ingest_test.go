@@ -25,21 +25,23 @@ type storedEvent struct {
 	Context    string `db:"context"`
 }
 
+// find returns the event the "test" source sent with messageId id.
 func find(t *testing.T, s *omnitest.Server, id string) *storedEvent {
 	t.Helper()
 	var ev storedEvent
 	err := s.PB.DB().NewQuery("SELECT event_id, type, name, source, channel, identities, properties, context FROM events WHERE event_id = {:id}").
-		Bind(map[string]any{"id": id}).One(&ev)
+		Bind(map[string]any{"id": s.EventID(id)}).One(&ev)
 	if err != nil {
 		t.Fatalf("event %s not stored: %v", id, err)
 	}
 	return &ev
 }
 
+// countID counts the stored events of the "test" source's messageId id.
 func countID(t *testing.T, s *omnitest.Server, id string) int {
 	t.Helper()
 	var n int
-	if err := s.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE event_id = {:id}").Bind(map[string]any{"id": id}).Row(&n); err != nil {
+	if err := s.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE event_id = {:id}").Bind(map[string]any{"id": s.EventID(id)}).Row(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -115,6 +117,12 @@ func TestBadInput(t *testing.T) {
 		return http.Header{"Authorization": r.Header["Authorization"]}
 	}
 	big := strings.Repeat("x", 40*1024)
+	deep := strings.Repeat(`{"a":`, 1500) + "1" + strings.Repeat("}", 1500)
+	var keys []string
+	for i := 0; i < 501; i++ {
+		keys = append(keys, fmt.Sprintf(`"k%d":1`, i))
+	}
+	manyKeys := strings.Join(keys, ",")
 	hugeBatch := `{"batch":[` + strings.TrimSuffix(strings.Repeat(`{"type":"track","userId":"u","event":"e","properties":{"p":"`+strings.Repeat("y", 20*1024)+`"}},`, 30), ",") + `]}`
 	cases := []struct {
 		name, path, body string
@@ -133,6 +141,13 @@ func TestBadInput(t *testing.T) {
 		{"oversize batch", "/v1/batch", hugeBatch, basic(s.WriteKey), 413, "batch", "500 KB"},
 		{"empty batch", "/v1/batch", `{"batch":[]}`, basic(s.WriteKey), 400, "batch", "empty"},
 		{"all invalid batch", "/v1/batch", `{"batch":[{"type":"track","userId":"u"}]}`, basic(s.WriteKey), 400, "batch[0].event", "no event"},
+		// Bounds (core/events): the issue's 1,500-deep order, and each other bound.
+		{"too deep", "/v1/track", `{"userId":"u","event":"Order Completed","properties":` + deep + `}`, basic(s.WriteKey), 400, "properties" + strings.Repeat(".a", 32), "nesting deeper than 32"},
+		{"too deep in batch", "/v1/batch", `{"batch":[{"type":"identify","userId":"u","traits":` + deep + `}]}`, basic(s.WriteKey), 400, "batch[0].traits" + strings.Repeat(".a", 32), "no event"},
+		{"too many keys", "/v1/track", `{"userId":"u","event":"e","properties":{` + manyKeys + `}}`, basic(s.WriteKey), 400, "properties", "more than 500"},
+		{"long name", "/v1/track", `{"userId":"u","event":"` + strings.Repeat("n", 201) + `"}`, basic(s.WriteKey), 400, "event", "longer than 200"},
+		{"long messageId", "/v1/track", `{"userId":"u","event":"e","messageId":"` + strings.Repeat("m", 257) + `"}`, basic(s.WriteKey), 400, "messageId", "longer than 256"},
+		{"long userId", "/v1/track", `{"userId":"` + strings.Repeat("u", 257) + `","event":"e"}`, basic(s.WriteKey), 400, "userId", "longer than 256"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,10 +9,15 @@ import (
 
 // source is what a request needs to know about its write key's source.
 type source struct {
+	id   string // record id: scopes the source's event ids
 	name string
+	kind string // KindBrowser or KindServer
 }
 
-// keyCache remembers write keys for a short while so a tracking call does
+func (s *source) browser() bool { return s.kind != KindServer }
+
+// keyCache remembers keys (by their hash, so no secret key is kept in
+// memory) for a short while so a tracking call does
 // not query SQLite for its key. Any change to a source through PocketBase
 // clears it; the TTL bounds staleness from changes made by another process.
 type keyCache struct {
@@ -46,22 +51,23 @@ func newKeyCache(app core.App) *keyCache {
 // a key created by `omni source create` works at once.
 func (c *keyCache) lookup(app core.App, key string) (*source, error) {
 	now := time.Now()
+	ck := keyHash(key)
 	c.mu.Lock()
-	ent, ok := c.entries[key]
+	ent, ok := c.entries[ck]
 	c.mu.Unlock()
 	if ok && now.Before(ent.expires) {
 		return ent.src, nil
 	}
-	rec, err := sourceByWriteKey(app, key)
+	rec, err := sourceByKey(app, key)
 	if err != nil {
 		return nil, err
 	}
-	src := &source{name: rec.GetString("name")}
+	src := &source{id: rec.Id, name: rec.GetString("name"), kind: rec.GetString("kind")}
 	c.mu.Lock()
 	if len(c.entries) >= keyCacheMax {
 		c.entries = map[string]keyEntry{}
 	}
-	c.entries[key] = keyEntry{src: src, expires: now.Add(c.ttl)}
+	c.entries[ck] = keyEntry{src: src, expires: now.Add(c.ttl)}
 	c.mu.Unlock()
 	return src, nil
 }

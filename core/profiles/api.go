@@ -25,6 +25,7 @@ func (m *Module) Register(r *router.Router[*core.RequestEvent]) {
 	g.GET("/profiles/{id}/timeline", m.handleTimeline)
 	g.POST("/profiles/{id}/export", ownerOnly(m.handleExport))
 	g.DELETE("/profiles/{id}", ownerOnly(m.handleErase))
+	g.DELETE("/tombstones/{kind}/{value}", ownerOnly(m.handleRemoveTombstone))
 	g.GET("/segments", m.handleSegments)
 	g.POST("/segments/preview", ownerOnly(m.handlePreviewRule))
 	g.GET("/segments/{id}/preview", m.handlePreview)

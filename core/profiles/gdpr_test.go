@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -163,8 +164,31 @@ func TestExportEraseAndReingest(t *testing.T) {
 	if e.profileOf(t, events.AnonymousID, "fresh-anon") == "" {
 		t.Error("the event's other identity was not resolved")
 	}
-	// New consent lifts the tombstone.
+	// Consent, even from a connector, does not lift the tombstone (a
+	// tracking write key is public, so consent is easy to forge): only an
+	// owner does.
 	e.publish(t, ev(events.ConsentChanged, "klaviyo", now.Add(time.Minute), events.Identities{events.Email: "gone@example.com"},
+		map[string]any{"channel": "email", "status": "subscribed"}, ""),
+		ev("track", "sentinel", now, events.Identities{events.AnonymousID: "sentinel-2"}, nil, ""))
+	if e.profileOf(t, events.Email, "gone@example.com") != "" {
+		t.Fatal("a consent event lifted the tombstone")
+	}
+	if code, _ := e.Do(t, "DELETE", "/api/v1/tombstones/email/gone@example.com", nil, auth(e.agent)); code != 403 {
+		t.Errorf("agent removed a tombstone: %d", code)
+	}
+	if code, body := e.Do(t, "DELETE", "/api/v1/tombstones/favcolor/x", nil, auth(e.owner)); code != 400 || !strings.Contains(string(body), "kind") {
+		t.Errorf("unknown kind: %d %s", code, body)
+	}
+	if code, body := e.Do(t, "DELETE", "/api/v1/tombstones/email/%20GONE@example.com", nil, auth(e.owner)); code != 200 {
+		t.Fatalf("owner removes the tombstone: %d %s", code, body)
+	}
+	if code, _ := e.Do(t, "DELETE", "/api/v1/tombstones/email/gone@example.com", nil, auth(e.owner)); code != 404 {
+		t.Errorf("second removal: %d", code)
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM profile_tombstones", nil); n != 2 {
+		t.Errorf("tombstones after removal = %d", n)
+	}
+	e.publish(t, ev(events.ConsentChanged, "klaviyo", now.Add(2*time.Minute), events.Identities{events.Email: "gone@example.com"},
 		map[string]any{"channel": "email", "status": "subscribed"}, ""))
 	np := e.profileOf(t, events.Email, "gone@example.com")
 	if np == "" || np == pid {
@@ -195,6 +219,7 @@ func TestAccessControl(t *testing.T) {
 		{"GET", "/api/v1/segments", ""},
 		{"POST", "/api/v1/segments/preview", `{"rule":{"trait":"email","op":"exists"}}`},
 		{"POST", "/api/v1/profiles/" + pid + "/export", ""},
+		{"DELETE", "/api/v1/tombstones/email/ac@example.com", ""},
 		{"DELETE", "/api/v1/profiles/" + pid, ""},
 	}
 	for _, p := range paths {

@@ -270,6 +270,11 @@ func (m *Module) registerHooks(pb core.App) {
 		pb.OnRecordAfterDeleteSuccess(name).BindFunc(m.dropCache)
 		pb.OnRecordAfterCreateSuccess(name).BindFunc(m.dropCache)
 	}
+	// A superuser deleting a tombstone at /_/ removes it like the owner API.
+	pb.OnRecordAfterDeleteSuccess("profile_tombstones").BindFunc(func(e *core.RecordEvent) error {
+		m.tomb.remove(e.Record.GetString("hash"))
+		return e.Next()
+	})
 	pb.OnRecordAfterCreateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterUpdateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterDeleteSuccess("segments").BindFunc(func(e *core.RecordEvent) error {

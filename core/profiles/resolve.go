@@ -689,7 +689,7 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 	defer func() {
 		if err != nil {
 			m.cache.reset()
-			if lerr := m.tomb.load(m.app); lerr != nil { // a lifted tombstone may have rolled back
+			if lerr := m.tomb.load(m.app); lerr != nil { // keep the in-memory set in step with the database
 				m.log.Error("reload tombstones", "error", lerr)
 			}
 		} else {
@@ -736,12 +736,9 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 				continue
 			}
 		}
-		if ev.Type == events.ConsentChanged && strings.EqualFold(fmt.Sprint(ev.Properties["status"]), ConsentSubscribed) {
-			// New consent lifts the tombstones of the identities it names.
-			if err := m.tomb.lift(tx, ev.Identities); err != nil {
-				return err
-			}
-		}
+		// No event lifts a tombstone, not even new consent: anyone with
+		// a (public) write key could send one. Owners remove tombstones
+		// (RemoveTombstone).
 		ids, dropped := b.identsOf(ev)
 		if len(dropped) > 0 {
 			scrub = append(scrub, s)

@@ -294,7 +294,11 @@ func traitExpr(name string) (expr, src, jpath string) {
 		name = strings.TrimPrefix(name, "traits.")
 		first = ""
 	}
-	src = "p.traits"
+	// traits hold what clients sent: a value stored before the ingest
+	// bounds may be nested beyond SQLite's 1,000 levels, and one
+	// json_extract on it ("malformed JSON") would fail the whole segment.
+	// Such a profile's traits read as absent. computed is Omni's own.
+	src = "(CASE WHEN json_valid(p.traits) THEN p.traits END)"
 	if computedTraits[first] {
 		src = "p.computed"
 	}

@@ -163,3 +163,33 @@ func TestSegmentsFollowEventsAndTime(t *testing.T) {
 		t.Errorf("search by segment = %d", res.TotalItems)
 	}
 }
+
+// TestSegmentRulesSurviveUnreadableTraits: a profile whose traits were
+// stored nested 1,500 deep (before the ingest bounds; written here with
+// SQL) made every trait rule fail with "malformed JSON". Its traits now
+// read as absent and the other profiles are still matched.
+func TestSegmentRulesSurviveUnreadableTraits(t *testing.T) {
+	e := start(t, profiles.Options{})
+	now := e.clock.Now()
+	e.publish(t,
+		ev(events.Identify, "test", now, events.Identities{events.Email: "plan@example.com"}, map[string]any{"traits": map[string]any{"plan": "pro"}}, "web"),
+		ev(events.Identify, "test", now, events.Identities{events.Email: "deep@example.com"}, map[string]any{"traits": map[string]any{"plan": "pro"}}, "web"))
+	deepID := e.profileOf(t, events.Email, "deep@example.com")
+	deep := `{"plan":"pro","x":` + strings.Repeat(`{"a":`, 1500) + "1" + strings.Repeat("}", 1500) + `}`
+	if _, err := e.PB.DB().NewQuery("UPDATE profiles SET traits={:t} WHERE id={:id}").Bind(map[string]any{"t": deep, "id": deepID}).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, rule := range []string{
+		`{"rule":{"trait":"plan","op":"eq","value":"pro"}}`,
+		`{"rule":{"trait":"plan","op":"contains","value":"pro"}}`,
+		`{"rule":{"or":[{"trait":"plan","op":"exists"},{"trait":"email","op":"eq","value":"nobody@example.com"}]}}`,
+	} {
+		code, body := e.Do(t, "POST", "/api/v1/segments/preview", rule, auth(e.owner))
+		var pv struct {
+			Count int `json:"count"`
+		}
+		if code != 200 || json.Unmarshal(body, &pv) != nil || pv.Count != 1 {
+			t.Errorf("%s: %d %s (want 200 and the one readable profile)", rule, code, body)
+		}
+	}
+}

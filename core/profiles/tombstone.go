@@ -3,8 +3,12 @@ package profiles
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 
+	validation "github.com/go-ozzo/ozzo-validation/v4"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
@@ -59,26 +63,54 @@ func (t *tombstones) add(hashes ...string) {
 	}
 }
 
-// lift removes the tombstones of ids (new consent was given).
-func (t *tombstones) lift(tx core.App, ids events.Identities) error {
-	var hs []string
-	for k, v := range ids {
-		if t.has(k, v) {
-			hs = append(hs, IdentityHash(k, v))
-		}
-	}
-	if len(hs) == 0 {
-		return nil
-	}
-	for _, h := range hs {
-		if _, err := tx.DB().NewQuery("DELETE FROM profile_tombstones WHERE hash={:h}").Bind(dbx.Params{"h": h}).Execute(); err != nil {
-			return err
-		}
-	}
+func (t *tombstones) remove(hash string) {
 	t.mu.Lock()
-	for _, h := range hs {
-		delete(t.set, h)
-	}
+	delete(t.set, hash)
 	t.mu.Unlock()
-	return nil
+}
+
+// RemoveTombstone lets an erased identity be resolved again, and reports
+// whether it had a tombstone. Only an owner can do this
+// (DELETE /api/v1/tombstones/{kind}/{value}): no event lifts a tombstone,
+// whatever its source, since a tracking write key is public and a consent
+// event is easy to forge. value is normalised like an event's identity.
+func (m *Module) RemoveTombstone(app core.App, kind, value string) (bool, error) {
+	value = strings.TrimSpace(value)
+	switch kind {
+	case events.Email:
+		value = events.NormalizeEmail(value)
+	case events.Phone:
+		value, _ = events.Normalizer{DefaultRegion: m.region()}.Phone(value)
+	}
+	if value == "" {
+		return false, nil
+	}
+	h := IdentityHash(kind, value)
+	res, err := app.DB().NewQuery("DELETE FROM profile_tombstones WHERE hash={:h}").Bind(dbx.Params{"h": h}).Execute()
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	// After the commit: a batch that still saw the tombstone ran before
+	// the removal. The lock is the set's own, never the batch cache's
+	// (that one is held inside the writer's transaction).
+	m.tomb.remove(h)
+	return n > 0, nil
+}
+
+func (m *Module) handleRemoveTombstone(e *core.RequestEvent) error {
+	kind, value := e.Request.PathValue("kind"), e.Request.PathValue("value")
+	if !events.KnownIdentity(kind) {
+		msg := "kind: " + strconv.Quote(kind) + " is not an identity kind (" + strings.Join(events.IdentityKinds, ", ") + ")"
+		return e.BadRequestError(msg, validation.Errors{"kind": validation.NewError("validation_unknown_kind", msg)})
+	}
+	removed, err := m.RemoveTombstone(e.App, kind, value)
+	if err != nil {
+		return e.InternalServerError("Could not remove the tombstone.", err)
+	}
+	if !removed {
+		return fail(e, http.StatusNotFound, "no tombstone for "+kind+" "+strconv.Quote(value)+" (was it erased?)")
+	}
+	m.log.Info("tombstone removed by an owner", "kind", kind, "hash", IdentityHash(kind, value)[:12])
+	return e.JSON(http.StatusOK, map[string]any{"removed": true, "kind": kind})
 }

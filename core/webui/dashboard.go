@@ -40,10 +40,17 @@ type Series struct {
 	Channels map[string][]int `json:"channels"`
 }
 
+// validProps is properties, or NULL when SQLite cannot read it as JSON.
+// Events are bounded at the door (core/events), but a row stored before
+// that or written around it may be nested beyond SQLite's 1,000 levels,
+// and one json_extract on it ("malformed JSON") would fail the whole
+// query: such a row counts, with no amount or currency.
+const validProps = "(CASE WHEN json_valid(properties) THEN properties END)"
+
 // orderTotalSQL picks an order's amount from the property names the
 // connectors and analytics libraries use.
-const orderTotalSQL = `CAST(COALESCE(json_extract(properties,'$.total'), json_extract(properties,'$.revenue'),
-	json_extract(properties,'$.value'), json_extract(properties,'$.total_price'), json_extract(properties,'$.amount'), 0) AS REAL)`
+const orderTotalSQL = `CAST(COALESCE(json_extract(` + validProps + `,'$.total'), json_extract(` + validProps + `,'$.revenue'),
+	json_extract(` + validProps + `,'$.value'), json_extract(` + validProps + `,'$.total_price'), json_extract(` + validProps + `,'$.amount'), 0) AS REAL)`
 
 func (m *Module) registerDashboard(pb core.App, se *core.ServeEvent) {
 	se.Router.GET("/api/v1/dashboard", func(e *core.RequestEvent) error {
@@ -93,7 +100,7 @@ func ComputeDashboard(app core.App, rng string, now time.Time) (*Dashboard, erro
 		N        int     `db:"n"`
 		Sum      float64 `db:"total"`
 	}
-	err := db.NewQuery(`SELECT channel, COALESCE(json_extract(properties,'$.currency'),'') AS currency, COUNT(*) AS n, SUM(` + orderTotalSQL + `) AS total
+	err := db.NewQuery(`SELECT channel, COALESCE(json_extract(` + validProps + `,'$.currency'),'') AS currency, COUNT(*) AS n, SUM(` + orderTotalSQL + `) AS total
 		FROM events WHERE type = 'order.placed' AND occurred_at >= {:since} GROUP BY channel, currency`).
 		Bind(dbx.Params{"since": since}).All(&orderRows)
 	if err != nil {

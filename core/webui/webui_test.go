@@ -6,9 +6,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pocketbase/dbx"
 
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/webui"
 	"github.com/omni/omni/ui"
 )
@@ -136,5 +140,45 @@ func TestDashboardCountsOrdersByChannel(t *testing.T) {
 	}
 	if len(d.OrdersByChannel) != 2 {
 		t.Errorf("orders by channel: %+v", d.OrdersByChannel)
+	}
+}
+
+// TestDashboardSurvivesUnreadableStoredJSON: an order stored with properties
+// nested 1,500 deep (written with SQL, around the ingest bounds, as rows
+// stored before them were) made json_extract fail with "malformed JSON" and
+// /api/v1/dashboard answer 500 for as long as the row was in range. It now
+// counts as an order without amount, and the other figures are right.
+func TestDashboardSurvivesUnreadableStoredJSON(t *testing.T) {
+	s := start(t)
+	_, body := s.Do(t, "POST", "/api/v1/setup/owner", map[string]string{"email": "owner@shop.test", "password": "s3cret-pass"}, nil)
+	var auth struct {
+		Token string `json:"token"`
+	}
+	_ = json.Unmarshal(body, &auth)
+	if code, b := s.Track(t, "/v1/track", map[string]any{"event": "Order Completed", "userId": "u1",
+		"properties": map[string]any{"total": 30, "currency": "EUR"}, "context": map[string]any{"channel": "web"}}); code != 200 {
+		t.Fatalf("track: %d %s", code, b)
+	}
+	s.WaitEvents(t, 1)
+	deep := strings.Repeat(`{"a":`, 1500) + "1" + strings.Repeat("}", 1500)
+	now := eventstore.FormatTime(time.Now())
+	_, err := s.PB.DB().NewQuery(`INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile, created)
+		VALUES ('deeporder000001', 'deep-1', 'order.placed', 'Order Completed', 'test', 'web', {:t}, {:t}, '{"user_id":"u2"}', {:p}, '{}', '', {:t})`).
+		Bind(dbx.Params{"t": now, "p": deep}).Execute()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rng := range []string{"today", "7d", "30d"} {
+		code, body := s.Do(t, "GET", "/api/v1/dashboard?range="+rng, nil, http.Header{"Authorization": {auth.Token}})
+		if code != 200 {
+			t.Fatalf("%s: dashboard %d %s", rng, code, body)
+		}
+		var d webui.Dashboard
+		if err := json.Unmarshal(body, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Orders != 2 || d.Revenue["EUR"] != 30 || d.Events != 2 {
+			t.Errorf("%s: orders=%d revenue=%v events=%d, want 2, EUR 30, 2 (%s)", rng, d.Orders, d.Revenue, d.Events, body)
+		}
 	}
 }

@@ -240,6 +240,33 @@ describe('web admin', () => {
     await shot(page, '08-sources')
   })
 
+  it('creates a server source whose secret key is shown once; only it may grant consent', async () => {
+    await page.goto(server.url + '/sources')
+    await page.getByLabel('New source').fill('Backend')
+    await page.getByLabel('Kind').selectOption('server')
+    await page.getByRole('button', { name: 'Create secret key' }).click()
+    const secret = (await page.getByTestId('secret-key').textContent()).trim()
+    assert.match(secret, /^sk_/)
+    await page.getByRole('heading', { name: /Send events from “Backend”/ }).waitFor()
+    assert.ok((await page.getByTestId('snippet').textContent()).includes(secret))
+    assert.equal(await page.getByRole('tab', { name: 'analytics.js' }).count(), 0, 'no browser snippet for a secret key')
+    const grant = (key) =>
+      fetch(server.url + '/v1/track', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: 'Basic ' + Buffer.from(key + ':').toString('base64') },
+        body: JSON.stringify({ userId: 'consent-user', event: 'consent.changed', properties: { channel: 'email', status: 'subscribed' } }),
+      })
+    assert.equal((await grant(secret)).status, 200)
+    const refused = await grant(writeKey)
+    assert.equal(refused.status, 400)
+    assert.equal((await refused.json()).field, 'properties.status')
+    // Gone once the page is left: only a hash is kept.
+    await page.reload()
+    await page.getByRole('row').filter({ hasText: 'Backend' }).getByTestId('kind').waitFor()
+    assert.equal(await page.getByTestId('secret-key').count(), 0)
+    assert.ok(!(await page.content()).includes(secret))
+  })
+
   it('an agent invited by the owner cannot open settings', async () => {
     await page.goto(server.url + '/settings')
     await page.getByLabel('Name').fill(AGENT.name)

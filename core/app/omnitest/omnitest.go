@@ -14,6 +14,7 @@ import (
 
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/logging"
 	"github.com/pocketbase/pocketbase/core"
@@ -23,7 +24,8 @@ import (
 type Server struct {
 	*app.Omni
 	URL      string
-	WriteKey string
+	WriteKey string // of the browser source "test"
+	SourceID string // its record id
 	stopped  bool
 }
 
@@ -82,15 +84,15 @@ func Start(t testing.TB, opts Options) *Server {
 	s := &Server{Omni: o, URL: "http://" + ln.Addr().String()}
 	t.Cleanup(s.Stop)
 
-	src, err := ingest.CreateSource(o.PB, "test")
+	src, err := ingest.CreateSource(o.PB, "test", ingest.KindBrowser)
 	if err != nil {
 		if recs, ferr := o.PB.FindRecordsByFilter("sources", "name = 'test'", "", 1, 0); ferr == nil && len(recs) == 1 {
-			s.WriteKey = recs[0].GetString("write_key")
+			s.WriteKey, s.SourceID = recs[0].GetString("write_key"), recs[0].Id
 		} else {
 			t.Fatalf("create source: %v", err)
 		}
 	} else {
-		s.WriteKey = src.GetString("write_key")
+		s.WriteKey, s.SourceID = src.WriteKey, src.Record.Id
 	}
 	return s
 }
@@ -147,6 +149,10 @@ func (s *Server) Track(t testing.TB, path string, body any) (int, []byte) {
 	req.SetBasicAuth(s.WriteKey, "")
 	return s.Do(t, "POST", path, body, http.Header{"Authorization": req.Header["Authorization"]})
 }
+
+// EventID is the stored id of a message the "test" source sent with
+// messageId (tracking-API ids are scoped by source).
+func (s *Server) EventID(messageID string) string { return events.TrackingID(s.SourceID, messageID) }
 
 // CountEvents returns how many events are stored.
 func (s *Server) CountEvents(t testing.TB) int {
