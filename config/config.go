@@ -32,15 +32,20 @@ type Config struct {
 	// Durability is "normal" (survives a process crash) or "strict" (fsync
 	// before every acknowledgement, survives power loss, slower).
 	Durability string `mapstructure:"durability"`
-	// SecretKey encrypts connector secrets at rest; generated into the data
-	// dir on first start when empty.
-	SecretKey  string                    `mapstructure:"secret_key"`
-	Log        LogConfig                 `mapstructure:"log"`
-	Bus        BusConfig                 `mapstructure:"bus"`
-	Ingest     IngestConfig              `mapstructure:"ingest"`
-	Journeys   JourneysConfig            `mapstructure:"journeys"`
-	Profiles   ProfilesConfig            `mapstructure:"profiles"`
-	Connectors map[string]map[string]any `mapstructure:"connectors"`
+	// SecretKey encrypts connector secrets at rest (any string; env
+	// OMNI_SECRET_KEY). When empty, the key is read from SecretKeyFile.
+	SecretKey string `mapstructure:"secret_key"`
+	// SecretKeyFile holds the generated key when SecretKey is empty; created
+	// on first start. It must be outside DataDir so a backup of the data
+	// (PocketBase's backups zip all of it) cannot decrypt the secrets in it.
+	// Empty means SecretKeyPath's default, beside the data dir.
+	SecretKeyFile string                    `mapstructure:"secret_key_file"`
+	Log           LogConfig                 `mapstructure:"log"`
+	Bus           BusConfig                 `mapstructure:"bus"`
+	Ingest        IngestConfig              `mapstructure:"ingest"`
+	Journeys      JourneysConfig            `mapstructure:"journeys"`
+	Profiles      ProfilesConfig            `mapstructure:"profiles"`
+	Connectors    map[string]map[string]any `mapstructure:"connectors"`
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -95,6 +100,7 @@ var defaults = map[string]any{
 	"plugins_dir":             "",
 	"durability":              "normal",
 	"secret_key":              "",
+	"secret_key_file":         "",
 	"log.level":               "info",
 	"log.format":              "text",
 	"bus.embedded":            true,
@@ -306,6 +312,8 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Durability = s
 	case "secret_key":
 		cfg.SecretKey = s
+	case "secret_key_file":
+		cfg.SecretKeyFile = s
 	case "log.level":
 		cfg.Log.Level = s
 	case "log.format":
@@ -404,6 +412,9 @@ func (c *Config) Validate() error {
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		return &Error{Key: "data_dir", Problem: "must not be empty"}
+	}
+	if inside(c.SecretKeyPath(), c.DataDir) {
+		return &Error{Key: "secret_key_file", Problem: fmt.Sprintf("%s is inside data_dir (%s), so every backup of the data would carry the key that decrypts it; choose a path outside data_dir", c.SecretKeyPath(), c.DataDir)}
 	}
 	if c.Durability != "normal" && c.Durability != "strict" {
 		return &Error{Key: "durability", Problem: fmt.Sprintf("expected normal or strict, got %q", c.Durability)}
@@ -511,6 +522,31 @@ func ParseFrequencyCap(s string) (int, time.Duration, error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("expected COUNT/DURATION such as 3/24h, got %q", s)
+}
+
+// SecretKeyPath is the file holding the connector secrets key:
+// secret_key_file, or by default a file beside the data dir named after it
+// (./omni_data → ./omni_data.key), outside what a backup of the data holds.
+func (c *Config) SecretKeyPath() string {
+	if c.SecretKeyFile != "" {
+		return c.SecretKeyFile
+	}
+	dir := c.DataDir
+	if abs, err := filepath.Abs(dir); err == nil && filepath.Clean(dir) == "." {
+		dir = abs // "." has no name to put ".key" after
+	}
+	return filepath.Clean(dir) + ".key"
+}
+
+// inside reports whether path is dir or lies under it.
+func inside(path, dir string) bool {
+	p, err1 := filepath.Abs(path)
+	d, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // NATSStoreDir is where the embedded JetStream keeps its files.

@@ -204,3 +204,40 @@ func TestExampleFileIsValidAndComplete(t *testing.T) {
 		}
 	}
 }
+
+// The key that decrypts connector secrets must live outside data_dir, which
+// is what PocketBase's backups zip.
+func TestSecretKeyFileOutsideDataDir(t *testing.T) {
+	dir := inDir(t)
+	cfg, err := Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.SecretKeyPath(); got != "omni_data.key" {
+		t.Errorf("default key file = %q, want omni_data.key beside the data dir", got)
+	}
+	t.Setenv("OMNI_DATA_DIR", ".")
+	if cfg, err = Load(flags(t)); err != nil || cfg.SecretKeyPath() != dir+".key" {
+		t.Errorf("data_dir . : key %q, %v; want %s.key", cfg.SecretKeyPath(), err, dir)
+	}
+
+	t.Setenv("OMNI_DATA_DIR", "/srv/omni/data")
+	for _, inside := range []string{"/srv/omni/data/secret.key", "/srv/omni/data/sub/k", "/srv/omni/data"} {
+		t.Setenv("OMNI_SECRET_KEY_FILE", inside)
+		_, err := Load(flags(t))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != "secret_key_file" || !strings.Contains(err.Error(), "inside data_dir") {
+			t.Errorf("secret_key_file %s: %v", inside, err)
+		}
+	}
+	t.Setenv("OMNI_SECRET_KEY_FILE", "/srv/omni/data-keys/secret.key")
+	cfg, err = Load(flags(t))
+	if err != nil || cfg.SecretKeyPath() != "/srv/omni/data-keys/secret.key" {
+		t.Fatalf("outside: %q %v", cfg.SecretKeyPath(), err)
+	}
+	// A path, not a secret: config print shows it.
+	out, err := cfg.YAML()
+	if err != nil || !strings.Contains(out, "secret_key_file: /srv/omni/data-keys/secret.key") {
+		t.Errorf("config print:\n%s", out)
+	}
+}

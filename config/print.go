@@ -13,6 +13,9 @@ const masked = "********"
 // printing and logging can mask it.
 func IsSecretKey(name string) bool {
 	n := strings.ToLower(name)
+	if strings.HasSuffix(n, "_file") {
+		return false // a path to a secret, not the secret (secret_key_file)
+	}
 	for _, s := range []string{"secret", "password", "token", "credentials", "api_key", "apikey", "private", "signature_key"} {
 		if strings.Contains(n, s) {
 			return true
@@ -29,6 +32,7 @@ func (c *Config) Masked() map[string]any {
 		"plugins_dir":             c.PluginsDir,
 		"durability":              c.Durability,
 		"secret_key":              c.SecretKey,
+		"secret_key_file":         c.SecretKeyPath(),
 		"log.level":               c.Log.Level,
 		"log.format":              c.Log.Format,
 		"bus.embedded":            c.Bus.Embedded,

@@ -68,7 +68,8 @@ func run(duration time.Duration, conc int) error {
 	if err != nil {
 		return err
 	}
-	sealer, err := connectors.LoadKey("", dir)
+	defer os.Remove(cfg.SecretKeyPath())
+	sealer, err := connectors.LoadKey("", cfg.SecretKeyPath())
 	if err != nil {
 		return err
 	}

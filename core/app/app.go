@@ -24,6 +24,7 @@ import (
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/relay"
+	"github.com/omni/omni/core/staff"
 	_ "github.com/omni/omni/core/store/migrations" // collections
 )
 
@@ -63,6 +64,7 @@ func New(cfg *config.Config, log *slog.Logger) *Omni {
 	})
 	o := &Omni{Config: cfg, Log: log, PB: pb}
 	ingest.RegisterSourceHooks(pb)
+	staff.RegisterHooks(pb) // role changes and the last owner
 	return o
 }
 

@@ -133,7 +133,7 @@ func openTarget(env *cli.Env, name string) (*cliTarget, error) {
 	if t.o, err = env.OpenApp(); err != nil {
 		return nil, err
 	}
-	if t.sealer, err = LoadKey(cfg.SecretKey, cfg.DataDir); err != nil {
+	if t.sealer, err = OpenSealer(t.o.PB, cfg, t.o.Log); err != nil {
 		t.close()
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func connectorCmd(env *cli.Env) *cobra.Command {
 			return tw.Flush()
 		},
 	})
-	c.AddCommand(backfillCmd(env))
+	c.AddCommand(backfillCmd(env), forgetSecretsCmd(env))
 	return c
 }
 

@@ -140,9 +140,15 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	m.log = o.Log.With("component", "connectors")
 	m.norm = events.Normalizer{DefaultRegion: o.Config.Ingest.DefaultRegion}
 	var err error
-	if m.sealer, err = LoadKey(o.Config.SecretKey, o.Config.DataDir); err != nil {
+	if m.sealer, err = OpenSealer(o.PB, o.Config, m.log); err != nil {
 		return err
 	}
+	// The key lives outside data_dir; should an old one reappear there
+	// (say, from restoring an old backup), backups still leave it out.
+	o.PB.OnBackupCreate().BindFunc(func(e *core.BackupEvent) error {
+		e.Exclude = append(e.Exclude, LegacyKeyFile)
+		return e.Next()
+	})
 	if err := m.discover(); err != nil {
 		return err
 	}

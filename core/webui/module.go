@@ -6,6 +6,7 @@ package webui
 import (
 	"context"
 	"io/fs"
+	"log/slog"
 	"sync"
 
 	"github.com/pocketbase/pocketbase/core"
@@ -23,8 +24,14 @@ func Extension() cli.Extension {
 // Module is the web admin module.
 type Module struct {
 	dist  fs.FS
-	setup sync.Mutex // serialises first-owner creation
+	setup sync.Mutex // serialises first-owner creation; guards setupToken
 	live  *notifier
+
+	// First-run setup token (see registerSetup).
+	tokenRequired bool
+	setupToken    string // "" once used
+	setupAddr     string
+	setupLog      *slog.Logger
 }
 
 // New returns the module serving dist (nil: the embedded build).
@@ -40,7 +47,7 @@ func (m *Module) Name() string { return "webui" }
 
 // Start registers the routes and the live dashboard notifier.
 func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) error {
-	m.registerSetup(o.PB, se)
+	m.registerSetup(o.PB, se, o.Log)
 	m.registerDashboard(o.PB, se)
 	m.live = startNotifier(o.PB, o.Log)
 	if o.Events != nil {

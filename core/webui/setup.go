@@ -1,8 +1,12 @@
 package webui
 
 import (
+	"crypto/subtle"
 	"errors"
+	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 
@@ -10,23 +14,84 @@ import (
 
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/security"
 )
 
 // registerSetup adds first-run owner creation, so a fresh install is
 // usable from the browser without the CLI:
 //
-//	GET  /api/v1/setup        → {"needs_owner": bool}
-//	POST /api/v1/setup/owner  {email, password, passwordConfirm, name}
-//	                          → 200 {token, record} (signed in), or 409 once an owner exists
-func (m *Module) registerSetup(pb core.App, se *core.ServeEvent) {
+//	GET  /api/v1/setup        → {"needs_owner": bool, "token_required": bool}
+//	POST /api/v1/setup/owner  {email, password, passwordConfirm, name, setup_token}
+//	                          → 200 {token, record} (signed in), 403 without the setup
+//	                            token when one is required, or 409 once an owner exists
+//
+// On an address other than loopback, whoever reached the page first would
+// become owner; there the request must carry a one-time setup token that
+// only the operator can see, printed in the server log (as Jupyter does).
+func (m *Module) registerSetup(pb core.App, se *core.ServeEvent, log *slog.Logger) {
+	m.setupLog = log
+	m.setupAddr = listenAddr(se)
+	m.tokenRequired = !isLoopback(m.setupAddr)
+	if n, err := countOwners(pb); err == nil && n == 0 && m.tokenRequired {
+		m.setup.Lock()
+		m.newSetupToken()
+		m.setup.Unlock()
+	}
 	se.Router.GET("/api/v1/setup", func(e *core.RequestEvent) error {
 		n, err := countOwners(e.App)
 		if err != nil {
 			return e.InternalServerError("", err)
 		}
-		return e.JSON(http.StatusOK, map[string]any{"needs_owner": n == 0})
+		return e.JSON(http.StatusOK, map[string]any{"needs_owner": n == 0, "token_required": n == 0 && m.tokenRequired})
 	})
 	se.Router.POST("/api/v1/setup/owner", m.createOwner)
+}
+
+// listenAddr is the address HTTP is served on: the listener handed to
+// Serve, or the configured address PocketBase will listen on.
+func listenAddr(se *core.ServeEvent) string {
+	if se.Listener != nil {
+		return se.Listener.Addr().String()
+	}
+	if se.Server != nil {
+		return se.Server.Addr
+	}
+	return ""
+}
+
+// isLoopback reports whether addr (host:port) only accepts connections
+// from this machine. An empty or unspecified host (":8090", "0.0.0.0")
+// listens everywhere; a name other than localhost may resolve anywhere.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// newSetupToken makes a fresh token and prints the link that carries it.
+// Called with m.setup held.
+func (m *Module) newSetupToken() {
+	m.setupToken = security.RandomString(40)
+	host, port, _ := net.SplitHostPort(m.setupAddr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		// Listening everywhere: the machine's name is the best guess at an
+		// address the operator can open.
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		} else {
+			host = "localhost"
+		}
+	}
+	// Warn, so the default and warn log levels both show it. The token is
+	// single use and worthless once an owner exists.
+	m.setupLog.Warn("first run: open this link to create the owner account; the setup token in it is required because http is not bound to loopback",
+		"url", "http://"+net.JoinHostPort(host, port)+"/?setup="+m.setupToken)
 }
 
 type ownerInput struct {
@@ -34,6 +99,7 @@ type ownerInput struct {
 	Password        string `json:"password"`
 	PasswordConfirm string `json:"passwordConfirm"`
 	Name            string `json:"name"`
+	SetupToken      string `json:"setup_token"`
 }
 
 func (m *Module) createOwner(e *core.RequestEvent) error {
@@ -58,6 +124,22 @@ func (m *Module) createOwner(e *core.RequestEvent) error {
 			"status": http.StatusConflict, "message": "An owner already exists; sign in, or ask the owner for an account.", "data": map[string]any{},
 		})
 	}
+	if m.tokenRequired {
+		if m.setupToken == "" {
+			// Used up by an owner who is gone again: print a fresh one.
+			m.newSetupToken()
+		}
+		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(in.SetupToken)), []byte(m.setupToken)) != 1 {
+			msg := "A valid setup token is required: open the link printed in the server log when Omni started (it ends in ?setup=…)."
+			if in.SetupToken == "" {
+				msg = "The setup token is missing: open the link printed in the server log when Omni started (it ends in ?setup=…)."
+			}
+			return e.JSON(http.StatusForbidden, map[string]any{
+				"status": http.StatusForbidden, "message": "setup_token: " + msg, "field": "setup_token",
+				"data": map[string]any{"setup_token": map[string]string{"code": "validation_setup_token", "message": msg}},
+			})
+		}
+	}
 	col, err := e.App.FindCollectionByNameOrId("staff")
 	if err != nil {
 		return e.InternalServerError("", err)
@@ -78,6 +160,7 @@ func (m *Module) createOwner(e *core.RequestEvent) error {
 	if err := e.App.Save(rec); err != nil {
 		return validationError(e, err)
 	}
+	m.setupToken = "" // single use
 	return apis.RecordAuthResponse(e, rec, "password", nil)
 }
 

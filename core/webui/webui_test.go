@@ -12,7 +12,7 @@ import (
 
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
-	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/store"
 	"github.com/omni/omni/core/webui"
 	"github.com/omni/omni/ui"
 )
@@ -161,7 +161,7 @@ func TestDashboardSurvivesUnreadableStoredJSON(t *testing.T) {
 	}
 	s.WaitEvents(t, 1)
 	deep := strings.Repeat(`{"a":`, 1500) + "1" + strings.Repeat("}", 1500)
-	now := eventstore.FormatTime(time.Now())
+	now := store.FormatTime(time.Now())
 	_, err := s.PB.DB().NewQuery(`INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile, created)
 		VALUES ('deeporder000001', 'deep-1', 'order.placed', 'Order Completed', 'test', 'web', {:t}, {:t}, '{"user_id":"u2"}', {:p}, '{}', '', {:t})`).
 		Bind(dbx.Params{"t": now, "p": deep}).Execute()

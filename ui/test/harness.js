@@ -39,15 +39,18 @@ export function omniCLI(bin, dataDir, ...args) {
   return execFileSync(bin, [...args, '--data-dir', dataDir], { encoding: 'utf8' })
 }
 
-// startOmni runs `omni serve` and waits for /api/v1/health.
-export async function startOmni(bin, dataDir) {
+// startOmni runs `omni serve` and waits for /api/v1/health. host is the
+// address it binds (0.0.0.0 to test behaviour off loopback; url still goes
+// through 127.0.0.1); its log goes to artifacts/<logName>.
+export async function startOmni(bin, dataDir, { host = '127.0.0.1', logName = 'omni.log' } = {}) {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const log = fs.openSync(path.join(artifacts, 'omni.log'), 'w')
-  const proc = spawn(bin, ['serve', '--data-dir', dataDir, '--http', `127.0.0.1:${port}`], { stdio: ['ignore', log, log] })
+  const logPath = path.join(artifacts, logName)
+  const log = fs.openSync(logPath, 'w')
+  const proc = spawn(bin, ['serve', '--data-dir', dataDir, '--http', `${host}:${port}`], { stdio: ['ignore', log, log] })
   const deadline = Date.now() + 60000
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`omni exited with ${proc.exitCode}; see artifacts/omni.log`)
+    if (proc.exitCode !== null) throw new Error(`omni exited with ${proc.exitCode}; see artifacts/${logName}`)
     try {
       const r = await fetch(url + '/api/v1/health')
       if (r.ok) break
@@ -58,6 +61,7 @@ export async function startOmni(bin, dataDir) {
   return {
     url,
     proc,
+    log: () => fs.readFileSync(logPath, 'utf8'),
     async stop() {
       if (proc.exitCode !== null) return
       const done = new Promise((r) => proc.once('exit', r))

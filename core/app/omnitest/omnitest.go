@@ -39,6 +39,10 @@ type Options struct {
 	Modules func(o *app.Omni) []app.Module
 	// Log receives the server's logs (default: discarded unless -v).
 	Log io.Writer
+	// Listen is the address HTTP listens on (default 127.0.0.1:0). A test
+	// of behaviour that differs off loopback may use 0.0.0.0:0; URL then
+	// still points at 127.0.0.1.
+	Listen string
 }
 
 // Start boots Omni and registers Stop with t.Cleanup. It creates a source
@@ -67,7 +71,11 @@ func Start(t testing.TB, opts Options) *Server {
 			o.Use(m)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	listen := opts.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
@@ -81,7 +89,12 @@ func Start(t testing.TB, opts Options) *Server {
 	case <-time.After(30 * time.Second):
 		t.Fatal("omni did not start within 30s")
 	}
-	s := &Server{Omni: o, URL: "http://" + ln.Addr().String()}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	host, _, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	s := &Server{Omni: o, URL: "http://" + net.JoinHostPort(host, port)}
 	t.Cleanup(s.Stop)
 
 	src, err := ingest.CreateSource(o.PB, "test", ingest.KindBrowser)
