@@ -7,3 +7,10 @@ func (m *Module) PID(name string) int {
 	}
 	return 0
 }
+
+// StartBackfill starts the recorded backfill of a connector, as a plugin
+// coming up (onRunning) or a sync does.
+func (m *Module) StartBackfill(name string) { m.backfills.start(name) }
+
+// BackfillRunning reports whether a backfill goroutine runs for name.
+func (m *Module) BackfillRunning(name string) bool { return m.backfills.running(name) }

@@ -118,6 +118,7 @@ type Module struct {
 	instances map[string]*instance
 	applied   map[string]string // name → enabled+config fingerprint last acted on
 
+	stopOnce  sync.Once
 	syncMu    sync.Mutex // one sync at a time (API calls and the loop)
 	outbox    *outbox
 	backfills *backfills
@@ -168,8 +169,13 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	return nil
 }
 
-// Stop stops sends, backfills and every plugin.
+// Stop stops sends, backfills and every plugin; calls after the first do
+// nothing.
 func (m *Module) Stop(ctx context.Context) {
+	m.stopOnce.Do(func() { m.stop() })
+}
+
+func (m *Module) stop() {
 	if m.stopSync != nil {
 		close(m.stopSync)
 		<-m.syncDone
