@@ -14,3 +14,17 @@ func (m *Module) StartBackfill(name string) { m.backfills.start(name) }
 
 // BackfillRunning reports whether a backfill goroutine runs for name.
 func (m *Module) BackfillRunning(name string) bool { return m.backfills.running(name) }
+
+// Options returns the module's options after defaults.
+func (m *Module) Options() Options { return m.opts }
+
+// VendorChecks is how many Health calls of name's plugin have answered.
+func (m *Module) VendorChecks(name string) int {
+	i := m.instance(name)
+	if i == nil {
+		return 0
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.vendorChecks
+}

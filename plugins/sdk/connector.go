@@ -41,7 +41,12 @@ type Connector interface {
 	// Backfill imports history since req.Since (resuming at req.Cursor),
 	// handing batches to sink as it goes.
 	Backfill(ctx context.Context, req *BackfillRequest, sink BackfillSink) error
-	// Health reports whether the connector can do its work.
+	// Health reports whether the vendor can be reached with the current
+	// settings (a cheap authenticated read). The host calls it now and
+	// then, shows a failure as the vendor's state ("unreachable" with
+	// the error) on the connector card and in /api/v1/health, and never
+	// restarts the plugin for it: whether the process is alive is checked
+	// separately, with pings that do not reach this code.
 	Health(ctx context.Context) error
 }
 
