@@ -141,6 +141,7 @@ type Module struct {
 	stopOnce  sync.Once
 	syncMu    sync.Mutex // one sync at a time (API calls and the loop)
 	outbox    *outbox
+	erasures  *erasures
 	backfills *backfills
 	stopSync  chan struct{}
 	syncDone  chan struct{}
@@ -172,6 +173,11 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	if err := m.outbox.create(ctx); err != nil {
 		return err
 	}
+	m.erasures = &erasures{m: m}
+	erasureConsumer, err := m.erasures.create(ctx)
+	if err != nil {
+		return err
+	}
 	// Even superusers see settings only through /api/v1/connectors, masked.
 	o.PB.OnRecordEnrich(Collection).BindFunc(func(e *core.RecordEnrichEvent) error {
 		e.Record.Set("config", MaskedConfig(e.Record, schemaOf(e.Record)))
@@ -182,6 +188,9 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	o.Health.Components = append(o.Health.Components, m.health)
 	m.sync()
 	if err := m.outbox.start(); err != nil {
+		return err
+	}
+	if err := m.erasures.start(erasureConsumer); err != nil {
 		return err
 	}
 	m.stopSync, m.syncDone = make(chan struct{}), make(chan struct{})
@@ -199,6 +208,9 @@ func (m *Module) stop() {
 	if m.stopSync != nil {
 		close(m.stopSync)
 		<-m.syncDone
+	}
+	if m.erasures != nil {
+		m.erasures.stop()
 	}
 	if m.outbox != nil {
 		m.outbox.stop()

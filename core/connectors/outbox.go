@@ -277,6 +277,10 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 
 // finish records the outcome event and acknowledges the message.
 func (ob *outbox) finish(msg jetstream.Msg, name string, out *sdk.OutboundMessage, res *sdk.SendResult, se *sdk.SendError) {
+	if out.Channel == sdk.ChannelErase {
+		ob.finishErasure(msg, name, out, res, se)
+		return
+	}
 	ev := OutcomeEvent(name, out, res, se, time.Now().UTC())
 	ob.m.norm.Normalize(ev)
 	if err := ev.Validate(time.Now()); err != nil {
@@ -291,6 +295,26 @@ func (ob *outbox) finish(msg jetstream.Msg, name string, out *sdk.OutboundMessag
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
 		ob.m.log.Warn("outbox: ack failed; the message may be sent again", "error", err)
+	}
+}
+
+// finishErasure logs the outcome of an erasure request and acknowledges
+// it. No event is stored: it would carry the erased person's identities
+// back into Omni. A refusal is also put on the connector's card.
+func (ob *outbox) finishErasure(msg jetstream.Msg, name string, out *sdk.OutboundMessage, res *sdk.SendResult, se *sdk.SendError) {
+	log := ob.m.log.With("connector", name, "profile_id", out.ProfileID)
+	if se == nil {
+		log.Info("erasure accepted by the vendor", "reference", res.ProviderMessageID)
+	} else {
+		log.Error("erasure could not be passed to the vendor", "error", se.Reason, "code", se.Code)
+		if i := ob.m.instance(name); i != nil {
+			i.noteError(fmt.Sprintf("erasure of profile %s not passed on: %s", out.ProfileID, se.Reason))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Warn("outbox: ack failed; the erasure may be passed on again", "error", err)
 	}
 }
 
