@@ -45,13 +45,17 @@ func (m *Module) registerAPI(se *core.ServeEvent) {
 
 // View is a connector as the API shows it.
 type View struct {
-	Name         string            `json:"name"`
-	Kind         string            `json:"kind"`
-	Version      string            `json:"version"`
-	Enabled      bool              `json:"enabled"`
-	State        string            `json:"state"`
-	LastError    string            `json:"last_error"`
-	Restarts     int               `json:"restarts"`
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Version   string `json:"version"`
+	Enabled   bool   `json:"enabled"`
+	State     string `json:"state"`
+	LastError string `json:"last_error"`
+	Restarts  int    `json:"restarts"`
+	// Vendor is "reachable", "unreachable" (VendorError says why) or
+	// empty while unknown; only for a running connector.
+	Vendor       string            `json:"vendor"`
+	VendorError  string            `json:"vendor_error"`
 	WebhookURL   string            `json:"webhook_url"`
 	Schema       []sdk.ConfigField `json:"schema"`
 	Capabilities []string          `json:"capabilities"`
@@ -91,6 +95,7 @@ func (m *Module) view(e *core.RequestEvent, rec *core.Record) View {
 	if i := m.instance(name); i != nil {
 		st := i.status()
 		v.State, v.LastError, v.Restarts = st.stateText(), st.LastError, st.Restarts
+		v.Vendor, v.VendorError = st.Vendor, st.VendorError
 	}
 	if v.Schema == nil {
 		v.Schema = []sdk.ConfigField{}

@@ -25,6 +25,9 @@ type backfills struct {
 	m       *Module
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc
+	// stopped is set by stopAll: a plugin that comes up during shutdown
+	// (onRunning) or a sync must not start a backfill nobody would stop.
+	stopped bool
 	wg      sync.WaitGroup
 }
 
@@ -42,14 +45,16 @@ func (b *backfills) running(name string) bool {
 // its cursor; it is a no-op when one is already running.
 func (b *backfills) start(name string) {
 	b.mu.Lock()
-	if b.cancels[name] != nil {
+	if b.stopped || b.cancels[name] != nil {
 		b.mu.Unlock()
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancels[name] = cancel
-	b.mu.Unlock()
+	// Added under mu, so stopAll's Wait (after it set stopped under mu)
+	// never races an Add.
 	b.wg.Add(1)
+	b.mu.Unlock()
 	go func() {
 		defer b.wg.Done()
 		defer func() {
@@ -64,6 +69,7 @@ func (b *backfills) start(name string) {
 
 func (b *backfills) stopAll() {
 	b.mu.Lock()
+	b.stopped = true
 	for _, c := range b.cancels {
 		c()
 	}

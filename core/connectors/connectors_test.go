@@ -133,7 +133,7 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 
 	// Health shows the connector.
 	_, health := e.call(t, "GET", "/api/v1/health", nil)
-	if !strings.Contains(fmt.Sprint(health["connectors"]), "example:map[last_error: restarts:0 state:running]") {
+	if !strings.Contains(fmt.Sprint(health["connectors"]), "example:map[last_error: restarts:0 state:running vendor:reachable]") {
 		t.Fatalf("health: %v", health["connectors"])
 	}
 

@@ -17,3 +17,24 @@ func (m *Module) PID(name string) int {
 func (m *Module) Convert(source string, in []sdk.Event) ([]*events.Event, error) {
 	return m.convert(source, in)
 }
+
+// StartBackfill starts the recorded backfill of a connector, as a plugin
+// coming up (onRunning) or a sync does.
+func (m *Module) StartBackfill(name string) { m.backfills.start(name) }
+
+// BackfillRunning reports whether a backfill goroutine runs for name.
+func (m *Module) BackfillRunning(name string) bool { return m.backfills.running(name) }
+
+// Options returns the module's options after defaults.
+func (m *Module) Options() Options { return m.opts }
+
+// VendorChecks is how many Health calls of name's plugin have answered.
+func (m *Module) VendorChecks(name string) int {
+	i := m.instance(name)
+	if i == nil {
+		return 0
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.vendorChecks
+}

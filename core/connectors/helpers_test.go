@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -35,6 +36,7 @@ var modes = map[string]string{
 	"exiter":   "exit",
 	"hanger":   "hang",
 	"leaky":    "leak",
+	"offline":  "vendordown",
 }
 
 func TestMain(m *testing.M) {
@@ -55,6 +57,9 @@ func TestMain(m *testing.M) {
 	case "leak":
 		sdk.Serve(leaky{example.New()})
 		os.Exit(0)
+	case "vendordown":
+		sdk.Serve(vendorDown{example.New()})
+		os.Exit(0)
 	}
 	for name := range modes {
 		connectors.RegisterBuiltin(name, example.New)
@@ -68,6 +73,14 @@ type hanging struct{ sdk.Connector }
 func (hanging) Send(ctx context.Context, _ *sdk.OutboundMessage) (*sdk.SendResult, error) {
 	select {}
 }
+
+// vendorDown cannot reach its vendor: every Health call fails the way an
+// HTTP client does when the API is down. Webhooks and everything else work.
+type vendorDown struct{ sdk.Connector }
+
+const vendorDownError = "api.example.test: dial tcp 203.0.113.9:443: connect: connection refused"
+
+func (vendorDown) Health(context.Context) error { return errors.New(vendorDownError) }
 
 // leaky logs its secret through both log paths.
 type leaky struct{ sdk.Connector }

@@ -30,6 +30,14 @@ const (
 	StateFailed     = "failed" // shown as "failed: reason"
 )
 
+// Vendor reachability, as the connector's Health last reported it. It is
+// shown next to the state and never causes a restart.
+const (
+	VendorUnknown     = ""            // not checked since the plugin (re)started
+	VendorReachable   = "reachable"   // the last Health call succeeded
+	VendorUnreachable = "unreachable" // the last Health call failed; see VendorError
+)
+
 // ErrDown means the connector is installed but not running right now.
 var ErrDown = errors.New("connector is not running")
 
@@ -61,6 +69,14 @@ type instance struct {
 	cfg       sdk.Config
 	startedAt time.Time
 	restarts  int
+	// unresponsive is set when the process missed a liveness ping: calls
+	// are refused at once (503) instead of each waiting for a deadline.
+	unresponsive bool
+	// vendor, vendorErr and vendorChecks come from Health calls.
+	vendor       string
+	vendorErr    string
+	vendorAt     time.Time
+	vendorChecks int
 
 	reload chan struct{}
 	stop   chan struct{}
@@ -80,6 +96,12 @@ type Status struct {
 	LastError string `json:"last_error,omitempty"`
 	Restarts  int    `json:"restarts"`
 	Since     string `json:"since,omitempty"`
+	// Vendor is VendorReachable, VendorUnreachable or empty (not checked
+	// yet), for a running connector; VendorError is the failed check's
+	// error and VendorCheckedAt when the last check answered.
+	Vendor          string `json:"vendor,omitempty"`
+	VendorError     string `json:"vendor_error,omitempty"`
+	VendorCheckedAt string `json:"vendor_checked_at,omitempty"`
 }
 
 func (i *instance) status() Status {
@@ -89,7 +111,38 @@ func (i *instance) status() Status {
 	if i.state == StateRunning && !i.startedAt.IsZero() {
 		st.Since = i.startedAt.UTC().Format(time.RFC3339)
 	}
+	if i.state == StateRunning {
+		st.Vendor, st.VendorError = i.vendor, i.vendorErr
+		if !i.vendorAt.IsZero() {
+			st.VendorCheckedAt = i.vendorAt.UTC().Format(time.RFC3339)
+		}
+	}
 	return st
+}
+
+// setVendor records the outcome of a Health call made on conn; an answer
+// from a process that has been replaced meanwhile is dropped.
+func (i *instance) setVendor(conn *sdk.Client, err error) {
+	state, text := VendorReachable, ""
+	if err != nil {
+		state, text = VendorUnreachable, i.red.redact(err.Error())
+	}
+	i.mu.Lock()
+	if i.conn != conn {
+		i.mu.Unlock()
+		return
+	}
+	changed := i.vendor != state || i.vendorErr != text
+	i.vendor, i.vendorErr, i.vendorAt = state, text, time.Now()
+	i.vendorChecks++
+	i.mu.Unlock()
+	if changed {
+		if err != nil {
+			i.log.Warn("vendor unreachable; the connector keeps running", "error", text)
+		} else {
+			i.log.Info("vendor reachable")
+		}
+	}
 }
 
 // stateText is "failed: reason" for failures, the bare state otherwise.
@@ -136,6 +189,12 @@ func (i *instance) ready() (*sdk.Client, error) {
 	i.mu.Unlock()
 	if state != StateRunning || conn == nil || client == nil || client.Exited() {
 		return nil, fmt.Errorf("%w: %s is %s", ErrDown, i.name, state)
+	}
+	i.mu.Lock()
+	unresponsive := i.unresponsive
+	i.mu.Unlock()
+	if unresponsive {
+		return nil, fmt.Errorf("%w: %s does not answer liveness pings", ErrDown, i.name)
 	}
 	return conn, nil
 }
@@ -233,10 +292,13 @@ func (i *instance) supervise() {
 		i.log.Info("connector running", "version", i.desc.Version)
 		i.m.onRunning(i)
 
-		reason := i.watch(stop)
+		reason, hung := i.watch(stop)
 		if reason == "" { // stopped
 			i.setState(StateStopped, "")
 			return
+		}
+		if hung {
+			i.killHung()
 		}
 		i.kill()
 		i.mu.Lock()
@@ -267,16 +329,39 @@ func (i *instance) sleep(stop chan struct{}, d time.Duration) bool {
 	}
 }
 
-// watch returns why the running plugin must be restarted, or "" on stop.
-func (i *instance) watch(stop chan struct{}) string {
+// watch returns why the running plugin must be restarted, or "" on stop;
+// hung says the process stopped answering (it is killed hard).
+//
+// Only the process's own liveness decides a restart: a gRPC health ping,
+// answered by go-plugin without connector code, every LivenessInterval.
+// The connector's Health (which asks the vendor) runs beside it every
+// HealthInterval and only sets the vendor state: restarting cannot fix
+// a vendor outage, and each restart would drop sends in flight and a
+// running backfill.
+func (i *instance) watch(stop chan struct{}) (reason string, hung bool) {
 	tick := time.NewTicker(i.m.opts.ExitPoll)
 	defer tick.Stop()
-	lastHealth := time.Now()
-	healthFailures := 0
+	i.mu.Lock()
+	i.unresponsive = false
+	i.vendor, i.vendorErr, i.vendorAt = VendorUnknown, "", time.Time{}
+	c, conn := i.client, i.conn
+	i.mu.Unlock()
+	defer func() {
+		i.mu.Lock()
+		i.unresponsive = false
+		i.mu.Unlock()
+	}()
+	lastPing := time.Now()
+	misses := 0
+	vendorDone := make(chan struct{}, 1)
+	var lastVendor time.Time // zero: the first vendor check runs at once
+	// A check still running when watch returns ends on its own (with
+	// its deadline or the kill); vendorDone has room for its token.
+	vendorBusy := false
 	for {
 		select {
 		case <-stop:
-			return ""
+			return "", false
 		case <-i.reload:
 			if err := i.reconfigure(); err != nil {
 				var perm *permanentError
@@ -285,33 +370,66 @@ func (i *instance) watch(stop chan struct{}) string {
 					i.noteError(err.Error())
 					continue
 				}
-				return "reconfigure failed: " + err.Error()
+				return "reconfigure failed: " + err.Error(), false
 			}
+			lastVendor = time.Time{} // new settings: look at the vendor again soon
+		case <-vendorDone:
+			vendorBusy = false
 		case <-tick.C:
-			i.mu.Lock()
-			c := i.client
-			i.mu.Unlock()
 			if c.Exited() {
-				return "plugin process exited unexpectedly"
+				return "plugin process exited unexpectedly", false
 			}
-			if time.Since(lastHealth) < i.m.opts.HealthInterval {
+			if !vendorBusy && time.Since(lastVendor) >= i.m.opts.HealthInterval {
+				vendorBusy, lastVendor = true, time.Now()
+				go func() {
+					defer func() { vendorDone <- struct{}{} }()
+					i.checkVendor(conn)
+				}()
+			}
+			if time.Since(lastPing) < i.m.opts.LivenessInterval {
 				continue
 			}
-			lastHealth = time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := i.conn.Health(ctx)
+			lastPing = time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), i.m.opts.LivenessTimeout)
+			err := conn.Ping(ctx)
 			cancel()
 			if err == nil {
-				healthFailures = 0
+				if misses > 0 {
+					i.log.Info("plugin answers liveness pings again")
+				}
+				misses = 0
+				i.mu.Lock()
+				i.unresponsive = false
+				i.mu.Unlock()
 				continue
 			}
-			healthFailures++
-			i.noteError("health check: " + err.Error())
-			if healthFailures >= 3 {
-				return "3 health checks failed: " + err.Error()
+			if c.Exited() {
+				return "plugin process exited unexpectedly", false
+			}
+			misses++
+			i.mu.Lock()
+			i.unresponsive = true
+			i.mu.Unlock()
+			i.log.Warn("plugin missed a liveness ping", "misses", misses, "error", err)
+			if misses >= i.m.opts.LivenessMisses {
+				return fmt.Sprintf("plugin process stopped answering (%d liveness pings missed: %v)", misses, err), true
 			}
 		}
 	}
+}
+
+// checkVendor calls the connector's Health and records the vendor state.
+// A transport failure says nothing about the vendor (the process did not
+// answer): liveness pings deal with that.
+func (i *instance) checkVendor(conn *sdk.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), i.m.opts.HealthTimeout)
+	defer cancel()
+	err := conn.Health(ctx)
+	var te *sdk.TransportError
+	if errors.As(err, &te) {
+		return
+	}
+	i.setVendor(conn, err)
 }
 
 func (i *instance) lastLineText() string {
@@ -435,6 +553,17 @@ func (i *instance) reconfigure() error {
 	}
 	i.noteError("")
 	return nil
+}
+
+// killHung SIGKILLs a process that stopped answering (SIGSTOPped,
+// wedged): go-plugin's Kill first asks the plugin to shut down and would
+// wait on it forever.
+func (i *instance) killHung() {
+	if pid := i.pid(); pid > 0 {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			i.log.Warn("could not kill the unresponsive plugin", "pid", pid, "error", err)
+		}
+	}
 }
 
 func (i *instance) kill() {

@@ -47,10 +47,24 @@ type Options struct {
 	Command func(name string) (*exec.Cmd, error)
 	// SendTimeout bounds one Send call (default 30s).
 	SendTimeout time.Duration
-	// WebhookTimeout bounds one HandleWebhook call (default 10s).
+	// WebhookTimeout bounds one HandleWebhook call (default 4s): the
+	// vendor must get its answer (503 + Retry-After if need be) before it
+	// gives up itself; Shopify waits 5s.
 	WebhookTimeout time.Duration
-	// HealthInterval between Health calls (default 10s).
+	// HealthInterval between the connector's Health calls, which ask the
+	// vendor; the answer is shown as the vendor state and never causes a
+	// restart (default 10s).
 	HealthInterval time.Duration
+	// HealthTimeout bounds one Health call (default 10s).
+	HealthTimeout time.Duration
+	// LivenessInterval between liveness pings of the plugin process
+	// (default 1s). LivenessMisses pings in a row that get no answer
+	// within LivenessTimeout (default 2 and 2s) make the host kill and
+	// restart the plugin: a hung process is replaced within about
+	// LivenessInterval + LivenessMisses × LivenessTimeout (5s by default).
+	LivenessInterval time.Duration
+	LivenessTimeout  time.Duration
+	LivenessMisses   int
 	// ExitPoll is how often the process is checked for exit (default 100ms).
 	ExitPoll time.Duration
 	// MinBackoff and MaxBackoff bound restart delays (default 200ms, 30s).
@@ -79,8 +93,14 @@ func (o *Options) defaults() {
 		}
 	}
 	def(&o.SendTimeout, 30*time.Second)
-	def(&o.WebhookTimeout, 10*time.Second)
+	def(&o.WebhookTimeout, 4*time.Second)
 	def(&o.HealthInterval, 10*time.Second)
+	def(&o.HealthTimeout, 10*time.Second)
+	def(&o.LivenessInterval, time.Second)
+	def(&o.LivenessTimeout, 2*time.Second)
+	if o.LivenessMisses <= 0 {
+		o.LivenessMisses = 2
+	}
 	def(&o.ExitPoll, 100*time.Millisecond)
 	def(&o.MinBackoff, 200*time.Millisecond)
 	def(&o.MaxBackoff, 30*time.Second)
@@ -118,8 +138,10 @@ type Module struct {
 	instances map[string]*instance
 	applied   map[string]string // name → enabled+config fingerprint last acted on
 
+	stopOnce  sync.Once
 	syncMu    sync.Mutex // one sync at a time (API calls and the loop)
 	outbox    *outbox
+	erasures  *erasures
 	backfills *backfills
 	stopSync  chan struct{}
 	syncDone  chan struct{}
@@ -157,6 +179,11 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	if err := m.outbox.create(ctx); err != nil {
 		return err
 	}
+	m.erasures = &erasures{m: m}
+	erasureConsumer, err := m.erasures.create(ctx)
+	if err != nil {
+		return err
+	}
 	// Even superusers see settings only through /api/v1/connectors, masked.
 	o.PB.OnRecordEnrich(Collection).BindFunc(func(e *core.RecordEnrichEvent) error {
 		e.Record.Set("config", MaskedConfig(e.Record, schemaOf(e.Record)))
@@ -169,16 +196,27 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	if err := m.outbox.start(); err != nil {
 		return err
 	}
+	if err := m.erasures.start(erasureConsumer); err != nil {
+		return err
+	}
 	m.stopSync, m.syncDone = make(chan struct{}), make(chan struct{})
 	go m.syncLoop()
 	return nil
 }
 
-// Stop stops sends, backfills and every plugin.
+// Stop stops sends, backfills and every plugin; calls after the first do
+// nothing.
 func (m *Module) Stop(ctx context.Context) {
+	m.stopOnce.Do(func() { m.stop() })
+}
+
+func (m *Module) stop() {
 	if m.stopSync != nil {
 		close(m.stopSync)
 		<-m.syncDone
+	}
+	if m.erasures != nil {
+		m.erasures.stop()
 	}
 	if m.outbox != nil {
 		m.outbox.stop()
@@ -539,15 +577,22 @@ func (m *Module) syncLoop() {
 }
 
 // health is the connectors section of /api/v1/health. A failed connector
-// does not make the node unhealthy (the rest of Omni keeps working), but
-// "degraded" says so.
+// or an unreachable vendor does not make the node unhealthy (the rest of
+// Omni keeps working), but "degraded" says so.
 func (m *Module) health(ctx context.Context) (string, any, bool) {
 	out := map[string]any{}
 	degraded := false
 	for _, n := range m.names() {
 		st := m.instance(n).status()
-		out[n] = map[string]any{"state": st.stateText(), "last_error": st.LastError, "restarts": st.Restarts}
-		if st.State == StateFailed || st.State == StateRestarting {
+		c := map[string]any{"state": st.stateText(), "last_error": st.LastError, "restarts": st.Restarts}
+		if st.Vendor != VendorUnknown {
+			c["vendor"] = st.Vendor
+		}
+		if st.VendorError != "" {
+			c["vendor_error"] = st.VendorError
+		}
+		out[n] = c
+		if st.State == StateFailed || st.State == StateRestarting || st.Vendor == VendorUnreachable {
 			degraded = true
 		}
 	}

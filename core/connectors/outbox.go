@@ -54,6 +54,15 @@ func retryDelay(attempt uint64) time.Duration {
 	return min(d, maxRetryDelay)
 }
 
+// drainSends is how long stop lets in-flight sends finish before it
+// cancels them: a send cut short may have reached the vendor unrecorded
+// and is then sent again after the restart.
+const drainSends = 5 * time.Second
+
+// finishTimeout bounds storing an outcome event and acknowledging. It is
+// not tied to shutdown: an outcome is worth recording even while stopping.
+const finishTimeout = 10 * time.Second
+
 type outbox struct {
 	m        *Module
 	consumer jetstream.Consumer
@@ -61,9 +70,14 @@ type outbox struct {
 	sem      chan struct{}
 	slotsMu  sync.Mutex
 	slots    map[string]chan struct{}
+	// wgMu makes "not stopping, so wg.Add" atomic with respect to stop's
+	// "stopping, so wg.Wait": an Add racing a Wait is a WaitGroup misuse.
+	wgMu     sync.Mutex
+	stopping bool
 	wg       sync.WaitGroup
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// ctx is cancelled when stop gives up waiting for in-flight sends.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newOutbox(m *Module) *outbox {
@@ -90,29 +104,7 @@ func (ob *outbox) create(ctx context.Context) error {
 }
 
 func (ob *outbox) start() error {
-	cc, err := ob.consumer.Consume(func(msg jetstream.Msg) {
-		// A slow or hung connector may hold only its own share of the
-		// slots; its surplus waits on the stream so other connectors'
-		// messages keep flowing.
-		slot := ob.slot(strings.TrimPrefix(msg.Subject(), "omni.outbox."))
-		select {
-		case slot <- struct{}{}:
-		default:
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-		select {
-		case ob.sem <- struct{}{}:
-		case <-ob.ctx.Done():
-			<-slot
-			return // not acked: redelivered after restart
-		}
-		ob.wg.Add(1)
-		go func() {
-			defer func() { <-ob.sem; <-slot; ob.wg.Done() }()
-			ob.handle(msg)
-		}()
-	}, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	cc, err := ob.consumer.Consume(ob.dispatch, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			ob.m.log.Debug("outbox consumer", "error", err)
 		}
@@ -122,6 +114,41 @@ func (ob *outbox) start() error {
 	}
 	ob.cc = cc
 	return nil
+}
+
+// dispatch hands one delivered message to a send goroutine. After stop has
+// begun it starts nothing: the message stays unacknowledged and is
+// delivered again after the restart.
+func (ob *outbox) dispatch(msg jetstream.Msg) {
+	// A slow or hung connector may hold only its own share of the
+	// slots; its surplus waits on the stream so other connectors'
+	// messages keep flowing.
+	slot := ob.slot(strings.TrimPrefix(msg.Subject(), "omni.outbox."))
+	select {
+	case slot <- struct{}{}:
+	default:
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	select {
+	case ob.sem <- struct{}{}:
+	case <-ob.ctx.Done():
+		<-slot
+		return
+	}
+	ob.wgMu.Lock()
+	if ob.stopping {
+		ob.wgMu.Unlock()
+		<-ob.sem
+		<-slot
+		return
+	}
+	ob.wg.Add(1)
+	ob.wgMu.Unlock()
+	go func() {
+		defer func() { <-ob.sem; <-slot; ob.wg.Done() }()
+		ob.handle(msg)
+	}()
 }
 
 // slot returns the per-connector in-flight limiter.
@@ -136,13 +163,34 @@ func (ob *outbox) slot(name string) chan struct{} {
 	return c
 }
 
+// stop takes no new messages, lets the sends in flight finish for up to
+// drainSends (their outcomes are recorded and acknowledged), then cancels
+// the rest, which are delivered again after the restart.
 func (ob *outbox) stop() {
 	if ob.cc != nil {
 		ob.cc.Stop()
 	}
+	ob.wgMu.Lock()
+	ob.stopping = true
+	ob.wgMu.Unlock()
+	if n := ob.inFlight(); n > 0 {
+		ob.m.log.Info("outbox: stopping; waiting for in-flight sends", "sends", n, "up_to", drainSends)
+	}
+	done := make(chan struct{})
+	go func() { ob.wg.Wait(); close(done) }()
+	t := time.NewTimer(drainSends)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		ob.m.log.Warn("outbox: cancelling sends still in flight; they are sent again after the restart", "sends", ob.inFlight())
+	}
 	ob.cancel()
-	ob.wg.Wait()
+	<-done
 }
+
+// inFlight is the number of sends running now.
+func (ob *outbox) inFlight() int { return len(ob.sem) }
 
 // handle delivers one message. The message is acknowledged only after its
 // outcome event (message.sent or message.failed) is stored; a crash before
@@ -183,11 +231,14 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	res, err := conn.Send(ctx, &out)
 	timedOut := ctx.Err() == context.DeadlineExceeded
 	cancel()
-	if ob.ctx.Err() != nil {
-		return // shutting down: redelivered after restart
-	}
+	// Success first: a send that went through is recorded and acknowledged
+	// even while stopping, or the restart would send it again.
 	if err == nil {
 		ob.finish(msg, name, &out, res, nil)
+		return
+	}
+	if ob.ctx.Err() != nil {
+		_ = msg.Nak() // cut short by shutdown: delivered again after the restart
 		return
 	}
 	var te *sdk.TransportError
@@ -226,20 +277,44 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 
 // finish records the outcome event and acknowledges the message.
 func (ob *outbox) finish(msg jetstream.Msg, name string, out *sdk.OutboundMessage, res *sdk.SendResult, se *sdk.SendError) {
+	if out.Channel == sdk.ChannelErase {
+		ob.finishErasure(msg, name, out, res, se)
+		return
+	}
 	ev := OutcomeEvent(name, out, res, se, time.Now().UTC())
 	ob.m.norm.Normalize(ev)
 	if err := ev.Validate(time.Now()); err != nil {
 		ob.m.log.Error("outbox: outcome event invalid", "error", err)
 	}
-	if errs := ingest.Publish(ob.ctx, ob.m.o.Bus, []*events.Event{ev}); errs[0] != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	if errs := ingest.Publish(ctx, ob.m.o.Bus, []*events.Event{ev}); errs[0] != nil {
 		ob.m.log.Warn("outbox: could not store outcome; will resend", "error", errs[0])
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	ctx, cancel := context.WithTimeout(ob.ctx, 5*time.Second)
-	defer cancel()
 	if err := msg.DoubleAck(ctx); err != nil {
 		ob.m.log.Warn("outbox: ack failed; the message may be sent again", "error", err)
+	}
+}
+
+// finishErasure logs the outcome of an erasure request and acknowledges
+// it. No event is stored: it would carry the erased person's identities
+// back into Omni. A refusal is also put on the connector's card.
+func (ob *outbox) finishErasure(msg jetstream.Msg, name string, out *sdk.OutboundMessage, res *sdk.SendResult, se *sdk.SendError) {
+	log := ob.m.log.With("connector", name, "profile_id", out.ProfileID)
+	if se == nil {
+		log.Info("erasure accepted by the vendor", "reference", res.ProviderMessageID)
+	} else {
+		log.Error("erasure could not be passed to the vendor", "error", se.Reason, "code", se.Code)
+		if i := ob.m.instance(name); i != nil {
+			i.noteError(fmt.Sprintf("erasure of profile %s not passed on: %s", out.ProfileID, se.Reason))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Warn("outbox: ack failed; the erasure may be passed on again", "error", err)
 	}
 }
 

@@ -125,6 +125,9 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	m.quit = make(chan struct{})
 
 	o.Events.Use(m)
+	redactions := &vendorErasures{m: m} // after m: it acts on the profiles m resolved
+	o.Events.Use(redactions)
+	o.Events.OnCommit(redactions.afterCommit)
 	o.Events.OnCommit(func([]*eventstore.Stored) {
 		m.cacheMu.Lock()
 		m.cache.unconfirmed = false

@@ -36,6 +36,8 @@ type fakeKlaviyo struct {
 	eventQuery  []string                    // filters seen on /api/events
 	importReply []byte
 	throttled   []byte
+	privacyDown bool           // the Data Privacy API answers 503
+	calls       map[string]int // path → requests seen, answered or not
 }
 
 type fakeEvent struct {
@@ -46,7 +48,7 @@ type fakeEvent struct {
 
 func newFakeKlaviyo(t *testing.T) *fakeKlaviyo {
 	f := &fakeKlaviyo{t: t, key: "pk_test_123", revision: DefaultRevision, pageCap: 2,
-		profiles: map[string]resource{}, posts: map[string][]map[string]any{}, throttle: map[string]int{}}
+		profiles: map[string]resource{}, posts: map[string][]map[string]any{}, throttle: map[string]int{}, calls: map[string]int{}}
 	var rec struct {
 		Response struct {
 			Body json.RawMessage `json:"body"`
@@ -71,6 +73,7 @@ func newFakeKlaviyo(t *testing.T) *fakeKlaviyo {
 	for _, p := range []string{"/api/events", "/api/profile-import", "/api/profile-subscription-bulk-create-jobs", "/api/profile-subscription-bulk-delete-jobs"} {
 		mux.HandleFunc("POST "+p, f.post)
 	}
+	mux.HandleFunc("POST /api/data-privacy-deletion-jobs", f.deletionJob)
 	f.Server = httptest.NewServer(f.guard(mux))
 	t.Cleanup(f.Close)
 	return f
@@ -305,4 +308,52 @@ func (f *fakeKlaviyo) queries() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.eventQuery...)
+}
+
+// deletionJob is Request Profile Deletion: exactly one identifier (email,
+// phone_number or the profile id), 202 with no body. down makes it answer
+// 503, as during an outage.
+func (f *fakeKlaviyo) deletionJob(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.calls[r.URL.Path]++
+	down := f.privacyDown
+	f.mu.Unlock()
+	if down {
+		apiErr(w, http.StatusServiceUnavailable, "service_unavailable", "try again later")
+		return
+	}
+	raw, _ := io.ReadAll(r.Body)
+	var body map[string]any
+	if err := json.Unmarshal(raw, &body); err != nil {
+		apiErr(w, 400, "invalid", "body is not JSON")
+		return
+	}
+	data, _ := body["data"].(map[string]any)
+	attrs, _ := data["attributes"].(map[string]any)
+	prof, _ := attrs["profile"].(map[string]any)
+	pdata, _ := prof["data"].(map[string]any)
+	pattrs, _ := pdata["attributes"].(map[string]any)
+	n := len(pattrs)
+	if pdata["id"] != nil {
+		n++
+	}
+	if data == nil || data["type"] != "data-privacy-deletion-job" || pdata["type"] != "profile" {
+		apiErr(w, 409, "conflict", "data.type must be data-privacy-deletion-job with a profile")
+		return
+	}
+	if n != 1 || (pattrs != nil && pattrs["email"] == nil && pattrs["phone_number"] == nil) {
+		apiErr(w, 400, "invalid", "exactly one of email, phone_number or id is required")
+		return
+	}
+	f.mu.Lock()
+	f.posts[r.URL.Path] = append(f.posts[r.URL.Path], body)
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// hits is how many requests reached path, whatever the answer.
+func (f *fakeKlaviyo) hits(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[path]
 }

@@ -112,7 +112,7 @@ func (c *Connector) Describe(ctx context.Context) (*sdk.Description, error) {
 		Description: "Sync profiles and consent to Klaviyo, trigger Klaviyo flows to send email, and pull email engagement back.",
 		Config: []sdk.ConfigField{
 			{Name: keyAPIKey, Label: "Private API key", Type: "string", Required: true, Secret: true,
-				Help: "Settings → API keys → Create private API key (pk_…) with read/write on Events, Profiles, Lists, Subscriptions and read on Metrics."},
+				Help: "Settings → API keys → Create private API key (pk_…) with read/write on Events, Profiles, Lists, Subscriptions, read on Metrics and write on Data Privacy (to forward erasures)."},
 			{Name: keyRevision, Label: "API revision", Type: "string", Default: DefaultRevision,
 				Help: "Pinned Klaviyo API revision (YYYY-MM-DD)."},
 			{Name: keyEmailMetric, Label: "Email metric name", Type: "string", Default: DefaultEmailMetric,
@@ -130,7 +130,7 @@ func (c *Connector) Describe(ctx context.Context) (*sdk.Description, error) {
 			{Name: keyBaseURL, Label: "API base URL (tests only)", Type: "url", Default: DefaultBaseURL,
 				Help: "Leave empty in production; only tests point this at a local fake."},
 		},
-		Capabilities: []string{sdk.CapWebhook, sdk.CapBackfill,
+		Capabilities: []string{sdk.CapWebhook, sdk.CapBackfill, sdk.CapErase,
 			sdk.CapSendPrefix + "email", sdk.CapSendPrefix + ChannelProfile, sdk.CapSendPrefix + ChannelEvent},
 	}, nil
 }

@@ -42,6 +42,8 @@ func (c *Connector) Send(ctx context.Context, msg *sdk.OutboundMessage) (*sdk.Se
 		return c.syncProfile(ctx, s, msg)
 	case ChannelEvent:
 		return c.trackEvent(ctx, s, msg)
+	case sdk.ChannelErase:
+		return c.erase(ctx, s, msg)
 	}
 	return nil, sdk.Permanent("unsupported_channel", fmt.Sprintf("the klaviyo connector sends on email, %s and %s, not %q", ChannelProfile, ChannelEvent, msg.Channel))
 }
@@ -282,4 +284,40 @@ func (c *Connector) consentJob(ctx context.Context, s *settings, jobType string,
 		return sendError(err)
 	}
 	return nil
+}
+
+// erase asks Klaviyo to delete every profile matching the person's emails,
+// E.164 phones and Klaviyo profile ids: one Data Privacy deletion job per
+// identifier, as the API takes exactly one. A retry after a partial
+// failure repeats the jobs already accepted, which deletes nothing more.
+func (c *Connector) erase(ctx context.Context, s *settings, msg *sdk.OutboundMessage) (*sdk.SendResult, error) {
+	var profiles []map[string]any
+	ids := sdk.ErasureIdentities(msg)
+	for _, e := range ids[events.Email] {
+		if e = events.NormalizeEmail(e); e != "" {
+			profiles = append(profiles, map[string]any{"type": "profile", "attributes": map[string]any{"email": e}})
+		}
+	}
+	for _, p := range ids[events.Phone] {
+		if p = strings.TrimSpace(p); strings.HasPrefix(p, "+") {
+			profiles = append(profiles, map[string]any{"type": "profile", "attributes": map[string]any{"phone_number": p}})
+		}
+	}
+	for _, id := range ids[events.KlaviyoProfile] {
+		if id = strings.TrimSpace(id); id != "" {
+			profiles = append(profiles, map[string]any{"type": "profile", "id": id})
+		}
+	}
+	if len(profiles) == 0 {
+		// Klaviyo can only match these three; nothing of this person can be there.
+		return &sdk.SendResult{ProviderMessageID: "klaviyo-erase:no-identifier"}, nil
+	}
+	for _, p := range profiles {
+		body := map[string]any{"data": map[string]any{"type": "data-privacy-deletion-job",
+			"attributes": map[string]any{"profile": map[string]any{"data": p}}}}
+		if _, err := c.call(ctx, s, http.MethodPost, s.baseURL+"/api/data-privacy-deletion-jobs", body); err != nil {
+			return nil, sendError(err)
+		}
+	}
+	return &sdk.SendResult{ProviderMessageID: fmt.Sprintf("klaviyo-erase:%d-jobs", len(profiles))}, nil
 }

@@ -21,7 +21,49 @@ const (
 	CapBackfill = "backfill"
 	// CapSendPrefix + channel, e.g. "send:whatsapp", "send:email".
 	CapSendPrefix = "send:"
+	// CapErase: the connector asks its vendor to delete a person when Omni
+	// erases them. It then receives ErasureRequest messages through Send.
+	CapErase = "erase"
 )
+
+// ChannelErase is the Channel of an erasure request. When an owner erases
+// a person (or a vendor asks Omni to), each enabled connector that
+// declares CapErase gets one OutboundMessage with this channel, through
+// the same durable queue as sends: retried while the vendor is down.
+// To holds one value per identity kind; Properties["identities"] lists
+// every identity the person had, as []any of {"kind", "value"} maps;
+// ProfileID is the erased profile. Nothing else about the person is sent.
+// Return a SendResult once the vendor has accepted the deletion (its job
+// id, or any non-empty reference, as ProviderMessageID), and errors as
+// for any send.
+const ChannelErase = "erase"
+
+// ErasureIdentities returns the identities of an erasure request (all of
+// them, not only the one per kind in To), as kind → values.
+func ErasureIdentities(msg *OutboundMessage) map[string][]string {
+	out := map[string][]string{}
+	seen := map[string]bool{}
+	add := func(kind, value string) {
+		if kind == "" || value == "" || seen[kind+"\x00"+value] {
+			return
+		}
+		seen[kind+"\x00"+value] = true
+		out[kind] = append(out[kind], value)
+	}
+	if list, ok := msg.Properties["identities"].([]any); ok {
+		for _, it := range list {
+			if m, ok := it.(map[string]any); ok {
+				k, _ := m["kind"].(string)
+				v, _ := m["value"].(string)
+				add(k, v)
+			}
+		}
+	}
+	for k, v := range msg.To {
+		add(k, v)
+	}
+	return out
+}
 
 // Connector is what a plugin implements.
 type Connector interface {
@@ -41,7 +83,12 @@ type Connector interface {
 	// Backfill imports history since req.Since (resuming at req.Cursor),
 	// handing batches to sink as it goes.
 	Backfill(ctx context.Context, req *BackfillRequest, sink BackfillSink) error
-	// Health reports whether the connector can do its work.
+	// Health reports whether the vendor can be reached with the current
+	// settings (a cheap authenticated read). The host calls it now and
+	// then, shows a failure as the vendor's state ("unreachable" with
+	// the error) on the connector card and in /api/v1/health, and never
+	// restarts the plugin for it: whether the process is alive is checked
+	// separately, with pings that do not reach this code.
 	Health(ctx context.Context) error
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/omni/omni/plugins/sdk/internal/proto"
@@ -78,7 +79,7 @@ func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error
 
 // GRPCClient returns a *Client in the host process.
 func (p *GRPCPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return &Client{rpc: pb.NewConnectorClient(cc), broker: broker}, nil
+	return &Client{rpc: pb.NewConnectorClient(cc), health: healthpb.NewHealthClient(cc), broker: broker}, nil
 }
 
 // ---- plugin side ----
@@ -232,6 +233,7 @@ func (discardHost) Log(string, string, ...any)          {}
 // It implements Connector; Configure serves host over go-plugin's broker.
 type Client struct {
 	rpc    pb.ConnectorClient
+	health healthpb.HealthClient
 	broker *plugin.GRPCBroker
 
 	mu     sync.Mutex
@@ -330,6 +332,21 @@ func (c *Client) Backfill(ctx context.Context, req *BackfillRequest, sink Backfi
 func (c *Client) Health(ctx context.Context) error {
 	if _, err := c.rpc.Health(ctx, &pb.Empty{}); err != nil {
 		return fromStatus(err)
+	}
+	return nil
+}
+
+// Ping checks that the plugin process answers, without running connector
+// code or reaching the vendor: it is go-plugin's gRPC health service,
+// served by every plugin whatever SDK version it was built with. A
+// stopped or wedged process misses it; a vendor outage does not.
+func (c *Client) Ping(ctx context.Context) error {
+	resp, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{Service: plugin.GRPCServiceName})
+	if err != nil {
+		return fromStatus(err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return &TransportError{Code: "NotServing", Message: "plugin reports " + resp.GetStatus().String()}
 	}
 	return nil
 }

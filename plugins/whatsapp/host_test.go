@@ -24,6 +24,16 @@ func startOmniWith(t *testing.T, name string, newC func() sdk.Connector, setting
 	return s
 }
 
+// phoneNumberIDOf reads metadata.phone_number_id of a delivery.
+func phoneNumberIDOf(t *testing.T, body string) string {
+	t.Helper()
+	var n notification
+	if err := json.Unmarshal([]byte(body), &n); err != nil || len(n.Entry) == 0 || len(n.Entry[0].Changes) == 0 {
+		t.Fatalf("not a notification: %v", err)
+	}
+	return n.Entry[0].Changes[0].Value.Metadata.PhoneNumberID
+}
+
 type storedEvent struct {
 	Type       string
 	Source     string
@@ -65,6 +75,7 @@ func TestEndToEndUnderOmniHost(t *testing.T) {
 	}
 	_, _, okResp := sendFixture(t)
 	fake := newFakeMeta(t, okResp)
+	fake.pnid = phoneNumberIDOf(t, vec.RawBody) // the number the real delivery is for
 	s := startOmniWith(t, "whatsapp", New, map[string]any{"phone_number_id": fake.pnid, "access_token": fake.token,
 		"app_secret": vec.AppSecret, "verify_token": "let-me-in", "base_url": fake.URL})
 
@@ -95,6 +106,12 @@ func TestEndToEndUnderOmniHost(t *testing.T) {
 		if code, body := s.Do(t, "POST", "/webhooks/whatsapp", vec.RawBody, hdr); code != 200 {
 			t.Fatalf("delivery %d: %d %s", i, code, body)
 		}
+	}
+	// A signed delivery for another number of the same Meta app: 200 and
+	// nothing stored.
+	foreign := strings.Replace(vec.RawBody, fake.pnid, "555000111222333", 1)
+	if code, body := s.Do(t, "POST", "/webhooks/whatsapp", foreign, http.Header{vec.HeaderName: {Sign(vec.AppSecret, []byte(foreign))}}); code != 200 {
+		t.Fatalf("delivery for another number: %d %s", code, body)
 	}
 	// A signed but malformed body is a 400 with a JSON message, not a crash.
 	garbage := `{"object":"whatsapp_business_account","entry":"oops"}`

@@ -182,17 +182,30 @@ var statusTypes = map[string]string{
 // ParseNotification turns one webhook body into events. It returns an
 // error only when the body is not a WhatsApp notification at all.
 func ParseNotification(body []byte, now time.Time) ([]sdk.Event, error) {
+	evs, _, err := parseFor(body, now, "")
+	return evs, err
+}
+
+// parseFor is ParseNotification keeping only changes for the phone number
+// phoneNumberID (all when empty). One Meta app can serve several numbers
+// and signs every number's notifications with the same app secret, so a
+// valid signature does not mean the number is ours. foreign lists the
+// other numbers' ids whose changes were skipped.
+func parseFor(body []byte, now time.Time, phoneNumberID string) (out []sdk.Event, foreign []string, err error) {
 	var n notification
 	if err := json.Unmarshal(body, &n); err != nil {
-		return nil, fmt.Errorf("body is not valid JSON: %v", err)
+		return nil, nil, fmt.Errorf("body is not valid JSON: %v", err)
 	}
 	if n.Object != "whatsapp_business_account" {
-		return nil, fmt.Errorf("object must be whatsapp_business_account, got %q", n.Object)
+		return nil, nil, fmt.Errorf("object must be whatsapp_business_account, got %q", n.Object)
 	}
-	var out []sdk.Event
 	for _, entry := range n.Entry {
 		for _, ch := range entry.Changes {
 			v := ch.Value
+			if pnid := v.Metadata.PhoneNumberID; phoneNumberID != "" && pnid != "" && pnid != phoneNumberID {
+				foreign = append(foreign, pnid)
+				continue
+			}
 			base := map[string]any{}
 			if entry.ID != "" {
 				base["waba_id"] = entry.ID
@@ -251,7 +264,7 @@ func ParseNotification(body []byte, now time.Time) ([]sdk.Event, error) {
 			}
 		}
 	}
-	return out, nil
+	return out, foreign, nil
 }
 
 func messageEvents(m inboundMessage, names, bsuids map[string]string, base map[string]any, now time.Time) []sdk.Event {

@@ -29,6 +29,7 @@ func TestRunsAsPluginSubprocess(t *testing.T) {
 	}
 	_, _, okResp := sendFixture(t)
 	fake := newFakeMeta(t, okResp)
+	fake.pnid = phoneNumberIDOf(t, vec.RawBody) // the number the real delivery is for
 	h := sdktest.StartSelf(t, sdk.Config{"phone_number_id": fake.pnid, "access_token": fake.token,
 		"app_secret": vec.AppSecret, "verify_token": "let-me-in", "base_url": fake.URL})
 	ctx := context.Background()

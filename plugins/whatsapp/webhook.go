@@ -33,10 +33,11 @@ func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) 
 	if !ValidSignature(s.appSecret, req.Body, req.Header(SignatureHeader)) {
 		return sdk.JSONResponse(http.StatusUnauthorized, "X-Hub-Signature-256 does not match the body (check app_secret)"), nil
 	}
-	evs, err := ParseNotification(req.Body, c.now())
+	evs, foreign, err := parseFor(req.Body, c.now(), s.phoneNumberID)
 	if err != nil {
 		return sdk.JSONResponse(http.StatusBadRequest, err.Error()), nil
 	}
+	c.noteForeign(foreign)
 	for _, ev := range evs {
 		if ev.Type == events.MessageReceived {
 			c.noteInbound(ev.Identities[events.WhatsAppID], ev.OccurredAt)
@@ -46,6 +47,29 @@ func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) 
 		Headers: map[string]string{"Content-Type": "application/json"},
 		Body:    []byte(`{"status":200,"message":"ok"}`)}, nil
 }
+
+// noteForeign logs, once per number, that notifications for another phone
+// number id were ignored: they are answered 200 (Meta would otherwise
+// retry them for days) but not stored. A misrouted app shows up in the
+// log without flooding it.
+func (c *Connector) noteForeign(ids []string) {
+	_, host, _ := c.settings()
+	for _, id := range ids {
+		c.foreignMu.Lock()
+		seen := c.foreignSeen[id]
+		if !seen && len(c.foreignSeen) < maxForeignRemembered {
+			c.foreignSeen[id] = true
+		}
+		c.foreignMu.Unlock()
+		if !seen && host != nil {
+			host.Log("warn", "ignoring notifications for another WhatsApp phone number (this connector is set up for "+c.phoneNumberID()+")",
+				"phone_number_id", id)
+		}
+	}
+}
+
+// maxForeignRemembered bounds the set of numbers already logged.
+const maxForeignRemembered = 1000
 
 // verifyHandshake implements Meta's subscription check: echo hub.challenge
 // as plain text when hub.verify_token matches, 403 otherwise.

@@ -64,6 +64,10 @@ type Connector struct {
 	// what this process saw; callers may also pass properties.last_inbound_at.
 	windowMu    sync.Mutex
 	lastInbound map[string]time.Time
+
+	// foreignSeen holds the other phone number ids already logged.
+	foreignMu   sync.Mutex
+	foreignSeen map[string]bool
 }
 
 // New returns an unconfigured WhatsApp connector.
@@ -74,6 +78,7 @@ func newConnector() *Connector {
 		client:      &http.Client{Timeout: 30 * time.Second},
 		now:         time.Now,
 		lastInbound: map[string]time.Time{},
+		foreignSeen: map[string]bool{},
 	}
 }
 
@@ -160,6 +165,14 @@ func validAPIVersion(v string) bool {
 		}
 	}
 	return !strings.HasSuffix(v, ".")
+}
+
+func (c *Connector) phoneNumberID() string {
+	s, _, err := c.settings()
+	if err != nil {
+		return ""
+	}
+	return s.phoneNumberID
 }
 
 func (c *Connector) settings() (*settings, sdk.Host, error) {

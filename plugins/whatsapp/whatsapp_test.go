@@ -566,3 +566,56 @@ func BenchmarkWebhook(b *testing.B) {
 		}
 	}
 }
+
+// A correctly signed notification for another phone number of the same
+// Meta app is answered 200 (or Meta retries it for days) but yields no
+// events, and is logged once per number, not once per delivery.
+func TestWebhookIgnoresOtherPhoneNumbers(t *testing.T) {
+	c, h := configured(t, "http://127.0.0.1:1")
+	const secret = "1222e786b144d0e85b9f365372d93676"
+	msg := `{"from":"16505551234","id":"wamid.OTHER","timestamp":"1764000000","type":"text","text":{"body":"hi"}}`
+	foreign := []byte(strings.Replace(string(inbound(msg)), `"phone_number_id":"106540352242922"`, `"phone_number_id":"555000111222333"`, 1))
+	for n := 0; n < 3; n++ {
+		resp, err := c.HandleWebhook(context.Background(), signedPost(secret, foreign))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != http.StatusOK || len(resp.Events) != 0 {
+			t.Fatalf("delivery %d for another number: %d with %d events", n, resp.Status, len(resp.Events))
+		}
+	}
+	if _, ok := c.lastInboundAt("16505551234"); ok {
+		t.Fatal("a foreign number's message opened the 24-hour window")
+	}
+	h.mu.Lock()
+	logged := 0
+	for _, l := range h.logs {
+		if strings.Contains(l, "another WhatsApp phone number") {
+			logged++
+		}
+	}
+	h.mu.Unlock()
+	if logged != 1 {
+		t.Fatalf("logged %d times, want once: %v", logged, h.logs)
+	}
+
+	// One delivery with a change for each number: only ours is kept.
+	var env map[string]any
+	if err := json.Unmarshal(inbound(msg), &env); err != nil {
+		t.Fatal(err)
+	}
+	var other map[string]any
+	if err := json.Unmarshal(foreign, &other); err != nil {
+		t.Fatal(err)
+	}
+	entries := append(env["entry"].([]any), other["entry"].([]any)...)
+	env["entry"] = entries
+	mixed, _ := json.Marshal(env)
+	resp, err := c.HandleWebhook(context.Background(), signedPost(secret, mixed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != http.StatusOK || len(resp.Events) != 1 || resp.Events[0].Properties["phone_number_id"] != "106540352242922" {
+		t.Fatalf("mixed delivery: %d with %+v", resp.Status, resp.Events)
+	}
+}

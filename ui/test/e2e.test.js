@@ -220,6 +220,35 @@ describe('web admin', () => {
     await shot(page, '07-connectors')
   })
 
+  it('shows a vendor outage on the card and, in the Erase dialog, what each vendor is told', async (t) => {
+    const probe = await apiAs(server.url, ownerToken, '/api/v1/connectors/klaviyo')
+    if (probe.status === 404) return t.skip('klaviyo connector not built in')
+    // Klaviyo's API "down": nothing listens on port 1. The plugin runs; the vendor is unreachable.
+    const on = await apiAs(server.url, ownerToken, '/api/v1/connectors/klaviyo', { method: 'PATCH', body: JSON.stringify({ enabled: true, config: { api_key: 'pk_test_ui', base_url: 'http://127.0.0.1:1', poll_interval: '0' } }) })
+    assert.equal(on.status, 200, JSON.stringify(on.body))
+    try {
+      await page.goto(server.url + '/connectors')
+      const card = page.locator('article[data-connector="klaviyo"]')
+      await card.waitFor()
+      const vendor = card.getByTestId('connector-vendor')
+      await eventually(async () => (await vendor.count()) > 0 && /Klaviyo unreachable: .+/.test(await vendor.textContent()), { what: 'Klaviyo unreachable on the card', timeout: 30000 })
+      assert.match(await card.getByTestId('connector-state').textContent(), /running/i)
+      await shot(page, '07b-connector-vendor-down')
+
+      const found = await apiAs(server.url, ownerToken, '/api/v1/profiles?q=' + encodeURIComponent(ADA.email))
+      if (!found.body.items?.length) return t.skip('profiles API not installed')
+      await page.goto(server.url + '/customers/' + found.body.items[0].id)
+      await page.getByRole('button', { name: 'Erase…' }).click()
+      const vendors = page.getByTestId('erase-vendors')
+      await vendors.locator('li[data-connector="klaviyo"]').filter({ hasText: /Klaviyo is asked to delete them/ }).waitFor()
+      await vendors.locator('li[data-connector="example"]').filter({ hasText: /Example is not told/ }).waitFor()
+      await shot(page, '07c-erase-dialog')
+      await page.getByRole('button', { name: 'Cancel' }).click()
+    } finally {
+      await apiAs(server.url, ownerToken, '/api/v1/connectors/klaviyo/disable', { method: 'POST' })
+    }
+  })
+
   it('creates a source write key with copy-paste snippets', async () => {
     await page.goto(server.url + '/sources')
     await page.getByLabel('New source').fill('Website')

@@ -22,7 +22,8 @@ import (
 // Start registers newC as the built-in name, boots Omni with settings for
 // it from the config file (where test-only keys such as base URLs are
 // allowed), and returns the server. The connector is not enabled yet.
-func Start(t testing.TB, name string, newC func() sdk.Connector, settings map[string]any) *omnitest.Server {
+// extra modules (profiles, …) run beside the connector host.
+func Start(t testing.TB, name string, newC func() sdk.Connector, settings map[string]any, extra ...app.Module) *omnitest.Server {
 	t.Helper()
 	connectors.RegisterBuiltin(name, newC)
 	self, err := os.Executable()
@@ -45,7 +46,7 @@ func Start(t testing.TB, name string, newC func() sdk.Connector, settings map[st
 			}
 			c.Connectors[name] = settings
 		},
-		Modules: func(*app.Omni) []app.Module { return []app.Module{mod} },
+		Modules: func(*app.Omni) []app.Module { return append([]app.Module{mod}, extra...) },
 	})
 }
 

@@ -39,6 +39,10 @@ export function normalize(c) {
     state: state.split(':')[0],
     reason: c.last_error || c.reason || c.error || (state.includes(':') ? state.slice(state.indexOf(':') + 1).trim() : ''),
     restarts: c.restarts || 0,
+    // Whether the vendor's API answers (the connector's health check);
+    // separate from the state: a running connector can face a vendor outage.
+    vendor: c.vendor || '',
+    vendorError: c.vendor_error || '',
     webhookURL: c.webhook_url || c.webhookURL || '',
     backfill: { state: bf.state || bf.status || c.backfill_state || '', progress, done: bf.done, total: bf.total, error: bf.error || '' },
     deliveries: c.deliveries || c.recent_deliveries || [],
@@ -50,4 +54,23 @@ export function stateClass(s) {
   if (/restart|start|pending/.test(s)) return 'warn'
   if (/fail|error|crash/.test(s)) return 'bad'
   return ''
+}
+
+// vendorText is the vendor state line of a running connector's card, e.g.
+// "Shopify unreachable: dial tcp …"; empty while reachable or unknown.
+export function vendorText(c) {
+  if (c.state !== 'running' || c.vendor !== 'unreachable') return ''
+  return `${c.title} unreachable${c.vendorError ? ': ' + c.vendorError : ''}`
+}
+
+// erasureNote says what erasing a person does at one enabled connector's
+// vendor, in the words the Erase dialog shows.
+export function erasureNote(c) {
+  if (c.capabilities.includes('erase')) {
+    return `${c.title} is asked to delete them (by their email, phone and ${c.title} id); the request is retried until ${c.title} accepts it.`
+  }
+  if (c.name === 'shopify') {
+    return 'Shopify is not told: Shopify gives apps no way to delete customer data. Delete or redact the customer in your Shopify admin if needed.'
+  }
+  return `${c.title} is not told and keeps its copy. Delete them there yourself if needed.`
 }

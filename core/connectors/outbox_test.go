@@ -1,0 +1,105 @@
+package connectors_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/plugins/sdk"
+)
+
+// A send that is in flight when Omni stops and then succeeds is recorded
+// (message.sent) and acknowledged, so the restart does not send it again.
+// Before the fix the shutdown check ran before the success check and the
+// outcome was published with the already-cancelled context.
+func TestOutboxRecordsSendThatSucceedsDuringShutdown(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		received = map[string]int{}
+	)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var arrivedOnce sync.Once
+	vendor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m sdk.OutboundMessage
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		received[m.ID]++
+		mu.Unlock()
+		arrivedOnce.Do(func() { close(arrived) })
+		<-release
+		_, _ = w.Write([]byte(`{"id":"prov-` + m.ID + `"}`))
+	}))
+	defer vendor.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+
+	e := start(t, connectors.Options{}, nil)
+	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": vendor.URL})
+	e.waitState(t, "example", "running", 10*time.Second)
+	if err := connectors.Enqueue(context.Background(), e.Bus, "example", &sdk.OutboundMessage{ID: "slow-1", Channel: "sms", To: map[string]string{"phone": "+14155550100"}, Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the send never reached the vendor")
+	}
+
+	stopped := make(chan struct{})
+	go func() { e.mod.Stop(context.Background()); close(stopped) }()
+	omnitest.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(e.logs.String(), "outbox: stopping; waiting for in-flight sends")
+	}, "the outbox to wait for the send in flight")
+	close(release)
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("connectors module did not stop")
+	}
+
+	cons, err := e.Bus.JS.Consumer(context.Background(), bus.StreamOutbox, connectors.OutboxConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Fatalf("the sent message was not acknowledged: %d ack pending, %d pending", info.NumAckPending, info.NumPending)
+	}
+	omnitest.Eventually(t, 10*time.Second, func() bool {
+		return e.countWhere(t, "event_id = 'message.sent:slow-1' AND properties LIKE '%%prov-slow-1%%'") == 1
+	}, "message.sent recorded for the send that finished during shutdown")
+	mu.Lock()
+	defer mu.Unlock()
+	if received["slow-1"] != 1 {
+		t.Fatalf("vendor received slow-1 %d times", received["slow-1"])
+	}
+}
+
+// A plugin coming up (or a sync) after stopAll must not start a backfill
+// that nothing would stop.
+func TestNoBackfillStartsAfterStop(t *testing.T) {
+	e := start(t, connectors.Options{}, nil)
+	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": e.api.url})
+	e.waitState(t, "example", "running", 10*time.Second)
+	e.mod.Stop(context.Background())
+	e.mod.StartBackfill("example")
+	if e.mod.BackfillRunning("example") {
+		t.Fatal("a backfill started after the module stopped")
+	}
+}
