@@ -1,6 +1,8 @@
 package main
 
 import (
+	"database/sql"
+
 	"bufio"
 	"bytes"
 	"encoding/json"
@@ -17,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite"
 )
 
 // These tests run the real omni binary as a user would.
@@ -326,4 +330,97 @@ func TestSecondServeOnOneDataDirExitsTwo(t *testing.T) {
 		t.Fatalf("first server after the refused start: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// An event that cannot be stored is parked, listed by `omni events dead`,
+// and stored by `omni events retry-dead` once its cause is fixed; the
+// events around it are never held back. The cause here: a profile row
+// whose stored traits are not JSON (written behind Omni's back).
+func TestDeadEventsListedAndRetriedFromTheCLI(t *testing.T) {
+	dir := t.TempDir()
+	omni(t, dir, nil, "superuser", "upsert", "root@example.com", "s3cret-pass-123")
+	key := createSource(t, dir)
+	s := startServer(t, dir)
+	if code := s.post(t, key, "/v1/identify", `{"userId":"u1","traits":{"email":"dead@example.com","plan":"pro"}}`); code != 200 {
+		t.Fatalf("identify: %d", code)
+	}
+	waitFor(t, func() bool { return countEvents(t, s.addr, dir) == 1 }, "first event stored")
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	<-s.done
+	s.done <- nil
+
+	db := openDB(t, dir)
+	const broken = `{"plan":"pro","vip":tru`
+	if _, err := db.Exec(`UPDATE profiles SET traits = ? WHERE email = 'dead@example.com'`, broken); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServer(t, dir)
+	if code := s.post(t, key, "/v1/track", `{"userId":"u1","event":"Poisoned","messageId":"m-poisoned"}`); code != 200 {
+		t.Fatalf("track: %d", code)
+	}
+	if code := s.post(t, key, "/v1/track", `{"userId":"u2","event":"Fine","messageId":"m-fine"}`); code != 200 {
+		t.Fatalf("track: %d", code)
+	}
+	waitFor(t, func() bool { return countEvents(t, s.addr, dir) == 2 }, "the other event stored")
+	var out string
+	waitFor(t, func() bool {
+		out, _, _ = omni(t, dir, nil, "events", "dead")
+		return strings.Contains(out, "m-poisoned")
+	}, "the poisoned event listed")
+	if !strings.Contains(out, "traits are not valid JSON") || !strings.Contains(out, "eventstore") {
+		t.Fatalf("events dead:\n%s", out)
+	}
+	var stored string
+	if err := db.QueryRow(`SELECT traits FROM profiles WHERE email = 'dead@example.com'`).Scan(&stored); err != nil || stored != broken {
+		t.Fatalf("stored traits rewritten to %q (%v)", stored, err)
+	}
+	resp, err := http.Get("http://" + s.addr + "/api/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"degraded"`) {
+		t.Fatalf("health: %d %s", resp.StatusCode, body)
+	}
+
+	// Fixed by hand; the retry stores it and clears the list.
+	if _, err := db.Exec(`UPDATE profiles SET traits = '{"plan":"pro"}' WHERE email = 'dead@example.com'`); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := omni(t, dir, nil, "events", "retry-dead")
+	if code != 0 || !strings.Contains(out, "1 retried: 1 stored") {
+		t.Fatalf("retry-dead: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := countEvents(t, s.addr, dir); n != 3 {
+		t.Fatalf("events after the retry = %d, want 3", n)
+	}
+	if out, _, _ := omni(t, dir, nil, "events", "dead"); !strings.Contains(out, "no dead events") {
+		t.Fatalf("still dead:\n%s", out)
+	}
+	if _, errOut, code := omni(t, dir, nil, "events", "retry-dead", "nosuchid"); code != 2 || !strings.Contains(errOut, `"nosuchid"`) {
+		t.Fatalf("unknown id: exit %d %s", code, errOut)
+	}
+}
+
+func openDB(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "data.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

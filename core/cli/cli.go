@@ -96,7 +96,7 @@ func Main(args []string, stdout, stderr io.Writer, exts ...Extension) int {
 	config.Flags(root.PersistentFlags())
 	env := &Env{Stdout: stdout, Stderr: stderr, root: root}
 
-	root.AddCommand(serveCmd(env, exts), superuserCmd(env), configCmd(env), sourceCmd(env), healthCmd(env))
+	root.AddCommand(serveCmd(env, exts), superuserCmd(env), configCmd(env), sourceCmd(env), healthCmd(env), eventsCmd(env))
 	for _, ext := range exts {
 		if ext.Commands != nil {
 			root.AddCommand(ext.Commands(env)...)
