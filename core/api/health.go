@@ -35,8 +35,28 @@ type ProgressReporter interface {
 // without progress before health answers 503.
 const DefaultStallAfter = 30 * time.Second
 
-// ComponentStatus is one extra line in the health report (e.g. connectors).
-type ComponentStatus func(ctx context.Context) (name string, status any, healthy bool)
+// Level is how a component affects the node's health.
+type Level int
+
+const (
+	// OK: nothing to report.
+	OK Level = iota
+	// Degraded: works, but an owner should look (status "degraded", 200).
+	Degraded
+	// Unavailable: the node cannot do its job (status "unavailable", 503).
+	Unavailable
+)
+
+// Component is one extra section of the health report (a module's).
+type Component struct {
+	Name   string
+	Status any
+	Level  Level
+	Reason string // why Level is not OK, for the report's reasons
+}
+
+// ComponentStatus reports one component.
+type ComponentStatus func(ctx context.Context) Component
 
 // Health serves GET /api/v1/health.
 type Health struct {
@@ -124,10 +144,19 @@ func (h *Health) serve(e *core.RequestEvent) error {
 		"bus":            busInfo,
 		"uptime_seconds": int(time.Since(h.Started).Seconds()),
 	}
-	for _, c := range h.Components {
-		name, st, ok := c(ctx)
-		out[name] = st
-		healthy = healthy && ok
+	degraded := false
+	for _, report := range h.Components {
+		c := report(ctx)
+		out[c.Name] = c.Status
+		switch c.Level {
+		case Unavailable:
+			healthy = false
+		case Degraded:
+			degraded = true
+		}
+		if c.Level != OK && c.Reason != "" {
+			reasons = append(reasons, c.Name+": "+c.Reason)
+		}
 	}
 	// Dead events do not stop anything else: degraded, still 200, so
 	// container health checks do not restart a server that works.
@@ -142,7 +171,7 @@ func (h *Health) serve(e *core.RequestEvent) error {
 	case !healthy:
 		status = http.StatusServiceUnavailable
 		out["status"] = "unavailable"
-	case dead > 0 || err != nil:
+	case degraded || dead > 0 || err != nil:
 		out["status"] = "degraded"
 	}
 	if dead > 0 {

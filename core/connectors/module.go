@@ -24,6 +24,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
@@ -578,10 +579,10 @@ func (m *Module) syncLoop() {
 
 // health is the connectors section of /api/v1/health. A failed connector
 // or an unreachable vendor does not make the node unhealthy (the rest of
-// Omni keeps working), but "degraded" says so.
-func (m *Module) health(ctx context.Context) (string, any, bool) {
+// Omni keeps working), but it is degraded, with the reason.
+func (m *Module) health(ctx context.Context) api.Component {
 	out := map[string]any{}
-	degraded := false
+	var problems []string
 	for _, n := range m.names() {
 		st := m.instance(n).status()
 		c := map[string]any{"state": st.stateText(), "last_error": st.LastError, "restarts": st.Restarts}
@@ -592,11 +593,18 @@ func (m *Module) health(ctx context.Context) (string, any, bool) {
 			c["vendor_error"] = st.VendorError
 		}
 		out[n] = c
-		if st.State == StateFailed || st.State == StateRestarting || st.Vendor == VendorUnreachable {
-			degraded = true
+		switch {
+		case st.State == StateFailed || st.State == StateRestarting:
+			problems = append(problems, n+" is "+st.stateText())
+		case st.Vendor == VendorUnreachable:
+			problems = append(problems, n+"'s vendor API is unreachable")
 		}
 	}
-	return "connectors", map[string]any{"degraded": degraded, "connectors": out}, true
+	comp := api.Component{Name: "connectors", Status: map[string]any{"degraded": len(problems) > 0, "connectors": out}}
+	if len(problems) > 0 {
+		comp.Level, comp.Reason = api.Degraded, strings.Join(problems, "; ")
+	}
+	return comp
 }
 
 // host is what a running connector calls back into.

@@ -94,6 +94,9 @@ func TestVendorOutageIsNotAPluginFailure(t *testing.T) {
 		!strings.Contains(comp, "vendor:unreachable") || !strings.Contains(comp, "vendor_error:"+vendorDownError) {
 		t.Fatalf("health: %s", comp)
 	}
+	if health["status"] != "degraded" || !strings.Contains(fmt.Sprint(health["reasons"]), "offline's vendor API is unreachable") {
+		t.Fatalf("health status %v, reasons %v", health["status"], health["reasons"])
+	}
 	// Webhooks keep working meanwhile.
 	body := []byte(`{"id":"during-outage","type":"order.placed","email":"o@example.com"}`)
 	if st, b := e.Do(t, "POST", "/webhooks/offline", body, http.Header{example.SignatureHeader: {signExample(body)}}); st != 200 {

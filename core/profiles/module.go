@@ -18,6 +18,7 @@ import (
 	validation "github.com/go-ozzo/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
@@ -233,12 +234,12 @@ func (m *Module) movable(app core.App) []string {
 	return out
 }
 
-func (m *Module) health(ctx context.Context) (string, any, bool) {
+func (m *Module) health(ctx context.Context) api.Component {
 	var n, segs int
 	_ = m.app.DB().NewQuery("SELECT COUNT(*) FROM profiles WHERE merged_into=''").Row(&n)
 	list, _ := m.segs.snapshot()
 	segs = len(list)
-	return "profiles", map[string]any{"profiles": n, "segments": segs}, true
+	return api.Component{Name: "profiles", Status: map[string]any{"profiles": n, "segments": segs}}
 }
 
 // registerHooks validates segment rules on every save and keeps the
