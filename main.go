@@ -15,7 +15,7 @@ import (
 func main() {
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr,
 		builtin.Extension(),
-		cli.Extension{Modules: func(o *app.Omni) []app.Module { return []app.Module{profiles.New(profiles.Options{})} }},
+		app.Extension{Modules: func(o *app.Omni) []app.Module { return []app.Module{profiles.New(profiles.Options{})} }},
 		webui.Extension(),
 	))
 }

@@ -28,15 +28,6 @@ import (
 	_ "github.com/omni/omni/core/store/migrations" // collections
 )
 
-// Module is a part of Omni that runs while the server serves. Modules are
-// started in order after the bus and stopped in reverse order after HTTP.
-type Module interface {
-	Name() string
-	// Start registers hooks and consumers; routes go on se.Router.
-	Start(ctx context.Context, o *Omni, se *core.ServeEvent) error
-	Stop(ctx context.Context)
-}
-
 // Omni is one running Omni process.
 type Omni struct {
 	Config *config.Config
@@ -49,8 +40,9 @@ type Omni struct {
 	// after they commit; Kick it after such a commit.
 	Relay *relay.Relay
 
-	modules  []Module
-	started  []Module
+	modules     []Module
+	started     []Module
+	personOwned []PersonOwned
 	stopOnce sync.Once
 	lock     *datalock.Lock // exclusive use of the data dir while serving
 }
@@ -136,6 +128,14 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 	o.Relay = relay.New(o.PB, o.Bus, o.Log)
 	o.Health = &api.Health{App: o.PB, Bus: o.Bus, Consumers: map[string]api.ConsumerLag{eventstore.ConsumerName: o.Events}, Started: started}
 
+	// Every module declares its parts before anything runs (see Module).
+	for _, m := range o.modules {
+		if err := m.Init(&Setup{Omni: o, Ctx: ctx, module: m.Name()}); err != nil {
+			o.Bus.Close()
+			return fmt.Errorf("%s: %w", m.Name(), err)
+		}
+	}
+
 	o.PB.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		se.InstallerFunc = nil // staff and superusers are created explicitly
 		if ln != nil {
@@ -149,16 +149,17 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 		o.Health.Register(se.Router)
 		api.RegisterDeadEvents(se.Router)
 		for _, m := range o.modules {
-			if err := m.Start(ctx, o, se); err != nil {
+			if err := m.Start(ctx, se); err != nil {
 				return fmt.Errorf("%s: %w", m.Name(), err)
 			}
 			o.started = append(o.started, m)
 		}
-		// Processors are registered by modules above; start consuming last.
+		// Every module runs: start storing events, then publish what an
+		// earlier run left staged.
 		if err := o.Events.Start(ctx); err != nil {
 			return err
 		}
-		o.Relay.Start() // publishes what an earlier run left staged
+		o.Relay.Start()
 		return se.Next()
 	})
 	// Runs after PocketBase's own graceful HTTP shutdown (priority -9999).

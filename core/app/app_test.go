@@ -25,10 +25,11 @@ import (
 type slowDown struct{ batches atomic.Int64 }
 
 func (s *slowDown) Name() string { return "slowdown" }
-func (s *slowDown) Start(_ context.Context, o *app.Omni, _ *core.ServeEvent) error {
-	o.Events.Use(s)
+func (s *slowDown) Init(setup *app.Setup) error {
+	setup.Processor(s)
 	return nil
 }
+func (s *slowDown) Start(context.Context, *core.ServeEvent) error { return nil }
 func (s *slowDown) Stop(context.Context) {}
 func (s *slowDown) ProcessBatch(_ core.App, batch []*eventstore.Stored) error {
 	s.batches.Add(1)

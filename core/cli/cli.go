@@ -42,45 +42,8 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
-// Extension adds commands or modules; registered from main so that
-// packages like the connector host stay out of this one's imports.
-type Extension struct {
-	// Commands returns extra top-level commands.
-	Commands func(env *Env) []*cobra.Command
-	// Modules returns the modules to run under `serve`.
-	Modules func(o *app.Omni) []app.Module
-}
-
-// Env gives commands lazy access to config and the app.
-type Env struct {
-	Stdout, Stderr io.Writer
-	root           *cobra.Command
-}
-
-// Config loads the configuration from the root's flags.
-func (env *Env) Config() (*config.Config, error) {
-	cfg, err := config.Load(env.root.PersistentFlags())
-	if err != nil {
-		return nil, &exitError{code: ExitConfig, err: err}
-	}
-	return cfg, nil
-}
-
-// OpenApp loads config and opens the database with migrations applied.
-func (env *Env) OpenApp() (*app.Omni, error) {
-	cfg, err := env.Config()
-	if err != nil {
-		return nil, err
-	}
-	o := app.New(cfg, logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format))
-	if err := o.Open(); err != nil {
-		return nil, err
-	}
-	return o, nil
-}
-
 // Main runs the command line and returns the process exit code.
-func Main(args []string, stdout, stderr io.Writer, exts ...Extension) int {
+func Main(args []string, stdout, stderr io.Writer, exts ...app.Extension) int {
 	root := &cobra.Command{
 		Use:           "omni",
 		Short:         "Omni: one customer across every channel",
@@ -94,7 +57,7 @@ func Main(args []string, stdout, stderr io.Writer, exts ...Extension) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	config.Flags(root.PersistentFlags())
-	env := &Env{Stdout: stdout, Stderr: stderr, root: root}
+	env := app.NewEnv(stdout, stderr, root.PersistentFlags())
 
 	root.AddCommand(serveCmd(env, exts), superuserCmd(env), configCmd(env), sourceCmd(env), healthCmd(env), eventsCmd(env))
 	for _, ext := range exts {
@@ -114,13 +77,14 @@ func Main(args []string, stdout, stderr io.Writer, exts ...Extension) int {
 	}
 	var ce *config.Error
 	var held *datalock.HeldError
-	if errors.As(err, &ce) || errors.As(err, &held) {
+	var usage *app.UsageError
+	if errors.As(err, &ce) || errors.As(err, &held) || errors.As(err, &usage) {
 		return ExitConfig
 	}
 	return ExitError
 }
 
-func serveCmd(env *Env, exts []Extension) *cobra.Command {
+func serveCmd(env *app.Env, exts []app.Extension) *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Omni server (HTTP API, web admin, event bus, connectors)",
@@ -162,14 +126,14 @@ func serveCmd(env *Env, exts []Extension) *cobra.Command {
 
 // superuserCmd runs PocketBase's own superuser command against Omni's
 // data dir, opening the database only when it is used.
-func superuserCmd(env *Env) *cobra.Command {
+func superuserCmd(env *app.Env) *cobra.Command {
 	return &cobra.Command{
 		Use:                "superuser",
 		Short:              "Manage PocketBase superusers (upsert, create, update, delete, otp)",
 		DisableFlagParsing: true,
 		RunE: func(c *cobra.Command, args []string) error {
 			// Flags are not parsed here; pick up --config/--data-dir ourselves.
-			rest, err := parseGlobalFlags(env.root, args)
+			rest, err := parseGlobalFlags(c.Root(), args)
 			if err != nil {
 				return err
 			}
@@ -221,7 +185,7 @@ func parseGlobalFlags(root *cobra.Command, args []string) ([]string, error) {
 	return rest, nil
 }
 
-func configCmd(env *Env) *cobra.Command {
+func configCmd(env *app.Env) *cobra.Command {
 	c := &cobra.Command{Use: "config", Short: "Inspect configuration"}
 	c.AddCommand(&cobra.Command{
 		Use:   "print",
@@ -248,7 +212,7 @@ func configCmd(env *Env) *cobra.Command {
 	return c
 }
 
-func sourceCmd(env *Env) *cobra.Command {
+func sourceCmd(env *app.Env) *cobra.Command {
 	c := &cobra.Command{Use: "source", Short: "Manage sources (write keys for the tracking API)"}
 	var kind string
 	create := &cobra.Command{
@@ -314,7 +278,7 @@ func sourceCmd(env *Env) *cobra.Command {
 
 // healthCmd probes a running server, for container health checks (the
 // image has no curl).
-func healthCmd(env *Env) *cobra.Command {
+func healthCmd(env *app.Env) *cobra.Command {
 	var url string
 	c := &cobra.Command{
 		Use:   "health",

@@ -10,12 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/datalock"
 	"github.com/omni/omni/core/deadletter"
 )
 
 // eventsCmd: `omni events dead` and `omni events retry-dead [ID…]`.
-func eventsCmd(env *Env) *cobra.Command {
+func eventsCmd(env *app.Env) *cobra.Command {
 	c := &cobra.Command{Use: "events", Short: "Inspect events that could not be stored (dead events) and retry them"}
 	var asJSON bool
 	var limit int

@@ -17,22 +17,21 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/app"
-	"github.com/omni/omni/core/cli"
 	"github.com/omni/omni/plugins/sdk"
 )
 
 // Extension wires the connector host into the CLI: the module under
 // `serve`, and the `plugin` and `connector` commands.
-func Extension(opts Options) cli.Extension {
-	return cli.Extension{
-		Commands: func(env *cli.Env) []*cobra.Command {
+func Extension(opts Options) app.Extension {
+	return app.Extension{
+		Commands: func(env *app.Env) []*cobra.Command {
 			return []*cobra.Command{pluginCmd(env), connectorCmd(env)}
 		},
 		Modules: func(o *app.Omni) []app.Module { return []app.Module{New(opts)} },
 	}
 }
 
-func pluginCmd(env *cli.Env) *cobra.Command {
+func pluginCmd(env *app.Env) *cobra.Command {
 	c := &cobra.Command{Use: "plugin", Short: "Connector plugins: run, list, scaffold"}
 	c.AddCommand(&cobra.Command{
 		Use:    "run NAME",
@@ -109,7 +108,7 @@ type cliTarget struct {
 	inst   Installed
 }
 
-func openTarget(env *cli.Env, name string) (*cliTarget, error) {
+func openTarget(env *app.Env, name string) (*cliTarget, error) {
 	cfg, err := env.Config()
 	if err != nil {
 		return nil, err
@@ -168,7 +167,7 @@ func (t *cliTarget) schema(ctx context.Context) ([]sdk.ConfigField, error) {
 	return d.Config, nil
 }
 
-func connectorCmd(env *cli.Env) *cobra.Command {
+func connectorCmd(env *app.Env) *cobra.Command {
 	c := &cobra.Command{Use: "connector", Short: "Enable, disable, configure and backfill connectors"}
 	setEnabled := func(on bool) func(*cobra.Command, []string) error {
 		return func(_ *cobra.Command, args []string) error {
@@ -230,7 +229,7 @@ func connectorCmd(env *cli.Env) *cobra.Command {
 	return c
 }
 
-func (t *cliTarget) update(env *cli.Env, changes map[string]string, enabled *bool) error {
+func (t *cliTarget) update(env *app.Env, changes map[string]string, enabled *bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name := t.inst.Name
@@ -289,7 +288,7 @@ func printSettings(w io.Writer, rec *core.Record, schema []sdk.ConfigField) {
 	}
 }
 
-func backfillCmd(env *cli.Env) *cobra.Command {
+func backfillCmd(env *app.Env) *cobra.Command {
 	var since string
 	var noWait bool
 	c := &cobra.Command{

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/plugins/sdk"
@@ -34,8 +35,8 @@ type erasures struct {
 
 // create makes the durable consumer before anything can publish, so the
 // interest-retention stream keeps every erasure for it.
-func (er *erasures) create(ctx context.Context) (jetstream.Consumer, error) {
-	c, err := er.m.o.Bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+func (er *erasures) create(s *app.Setup) (jetstream.Consumer, error) {
+	c, err := s.Consumer(bus.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       ErasureConsumer,
 		FilterSubject: erasedSubject,
 		AckPolicy:     jetstream.AckExplicitPolicy,

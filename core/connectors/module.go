@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/types"
@@ -139,13 +140,15 @@ type Module struct {
 	instances map[string]*instance
 	applied   map[string]string // name → enabled+config fingerprint last acted on
 
-	stopOnce  sync.Once
-	syncMu    sync.Mutex // one sync at a time (API calls and the loop)
-	outbox    *outbox
-	erasures  *erasures
-	backfills *backfills
-	stopSync  chan struct{}
-	syncDone  chan struct{}
+	stopOnce sync.Once
+	syncMu   sync.Mutex // one sync at a time (API calls and the loop)
+	outbox   *outbox
+	erasures *erasures
+	// erasureConsumer is created in Init, consumed from Start.
+	erasureConsumer jetstream.Consumer
+	backfills       *backfills
+	stopSync        chan struct{}
+	syncDone        chan struct{}
 }
 
 // New creates the module.
@@ -156,9 +159,10 @@ func New(opts Options) *Module {
 
 func (m *Module) Name() string { return "connectors" }
 
-// Start discovers connectors, creates the outbox consumer, registers the
-// routes and launches the enabled connectors.
-func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) error {
+// Init opens the secrets, discovers connectors and creates the outbox and
+// erasure consumers, before anything publishes.
+func (m *Module) Init(s *app.Setup) error {
+	o := s.Omni
 	m.o, m.app, m.cfg = o, o.PB, o.Config
 	m.log = o.Log.With("component", "connectors")
 	m.norm = events.Normalizer{DefaultRegion: o.Config.Ingest.DefaultRegion}
@@ -177,14 +181,21 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	}
 	m.backfills = newBackfills(m)
 	m.outbox = newOutbox(m)
-	if err := m.outbox.create(ctx); err != nil {
+	if err := m.outbox.create(s); err != nil {
 		return err
 	}
 	m.erasures = &erasures{m: m}
-	erasureConsumer, err := m.erasures.create(ctx)
-	if err != nil {
+	if m.erasureConsumer, err = m.erasures.create(s); err != nil {
 		return err
 	}
+	s.Health(m.health)
+	return nil
+}
+
+// Start registers the routes and launches the enabled connectors, their
+// sends and erasure requests.
+func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
+	o := m.o
 	// Even superusers see settings only through /api/v1/connectors, masked.
 	o.PB.OnRecordEnrich(Collection).BindFunc(func(e *core.RecordEnrichEvent) error {
 		e.Record.Set("config", MaskedConfig(e.Record, schemaOf(e.Record)))
@@ -192,12 +203,11 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	})
 	m.registerWebhooks(se)
 	m.registerAPI(se)
-	o.Health.Components = append(o.Health.Components, m.health)
 	m.sync()
 	if err := m.outbox.start(); err != nil {
 		return err
 	}
-	if err := m.erasures.start(erasureConsumer); err != nil {
+	if err := m.erasures.start(m.erasureConsumer); err != nil {
 		return err
 	}
 	m.stopSync, m.syncDone = make(chan struct{}), make(chan struct{})

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
@@ -87,8 +88,8 @@ func newOutbox(m *Module) *outbox {
 
 // create makes the durable consumer before anything can publish, so the
 // interest-retention stream keeps every message for it.
-func (ob *outbox) create(ctx context.Context) error {
-	c, err := ob.m.o.Bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamOutbox, jetstream.ConsumerConfig{
+func (ob *outbox) create(s *app.Setup) error {
+	c, err := s.Consumer(bus.StreamOutbox, jetstream.ConsumerConfig{
 		Durable:       OutboxConsumer,
 		FilterSubject: bus.OutboxSubject,
 		AckPolicy:     jetstream.AckExplicitPolicy,

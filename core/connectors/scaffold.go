@@ -9,15 +9,14 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/omni/omni/core/app"
 	"github.com/spf13/cobra"
-
-	"github.com/omni/omni/core/cli"
 )
 
 // ModulePath is Omni's Go module path.
 const ModulePath = "github.com/omni/omni"
 
-func newCmd(env *cli.Env) *cobra.Command {
+func newCmd(env *app.Env) *cobra.Command {
 	var dir, omniSrc string
 	var tidy bool
 	c := &cobra.Command{

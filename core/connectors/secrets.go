@@ -22,7 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/omni/omni/config"
-	"github.com/omni/omni/core/cli"
+	"github.com/omni/omni/core/app"
 )
 
 // encPrefix marks an encrypted config value: "enc:v1:" + base64(nonce|ciphertext).
@@ -254,7 +254,7 @@ func ForgetSecrets(app core.App) (int, error) {
 }
 
 // forgetSecretsCmd is the way out when the key is lost for good.
-func forgetSecretsCmd(env *cli.Env) *cobra.Command {
+func forgetSecretsCmd(env *app.Env) *cobra.Command {
 	var yes bool
 	c := &cobra.Command{
 		Use:   "forget-secrets --yes",

@@ -25,10 +25,11 @@ import (
 type poisonModule struct{ poisoned atomic.Bool }
 
 func (p *poisonModule) Name() string { return "poison" }
-func (p *poisonModule) Start(_ context.Context, o *app.Omni, _ *core.ServeEvent) error {
-	o.Events.Use(p)
+func (p *poisonModule) Init(s *app.Setup) error {
+	s.Processor(p)
 	return nil
 }
+func (p *poisonModule) Start(context.Context, *core.ServeEvent) error { return nil }
 func (p *poisonModule) Stop(context.Context) {}
 func (p *poisonModule) ProcessBatch(_ core.App, batch []*eventstore.Stored) error {
 	for _, s := range batch {

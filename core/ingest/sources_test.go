@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/omni/omni/core/connectors" // its migration: the connectors collection this test names
+
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/app/omnitest"

@@ -18,9 +18,9 @@ type Export struct {
 	ExportedAt    string           `json:"exported_at"`
 	Profile       *Detail          `json:"profile"`
 	Events        []*TimelineEvent `json:"events"`
-	Messages      []*core.Record   `json:"messages,omitempty"`
-	Conversations []*core.Record   `json:"conversations,omitempty"`
-	JourneyRuns   []*core.Record   `json:"journey_runs,omitempty"`
+	// Records are other modules' rows about this person, by collection
+	// (conversations, journey runs, …: see app.Setup.PersonOwned).
+	Records map[string][]*core.Record `json:"records,omitempty"`
 }
 
 // ExportProfile gathers a profile, its events and other modules' rows.
@@ -39,17 +39,15 @@ func (m *Module) ExportProfile(app core.App, id string) (*Export, error) {
 		ev.fill()
 	}
 	for _, t := range m.movable(app) {
-		recs, err := app.FindAllRecords(t, dbx.In("profile", toAny(ids)...))
+		recs, err := app.FindAllRecords(t.name, dbx.In(t.field, toAny(ids)...))
 		if err != nil {
 			return nil, err
 		}
-		switch t {
-		case "messages":
-			x.Messages = recs
-		case "conversations":
-			x.Conversations = recs
-		case "journey_runs":
-			x.JourneyRuns = recs
+		if len(recs) > 0 {
+			if x.Records == nil {
+				x.Records = map[string][]*core.Record{}
+			}
+			x.Records[t.name] = append(x.Records[t.name], recs...)
 		}
 	}
 	return x, nil
@@ -135,7 +133,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 			}
 		}
 		for _, t := range m.movable(tx) {
-			if _, err := tx.DB().NewQuery("DELETE FROM " + t + " WHERE profile IN (" + in + ")").Bind(ip).Execute(); err != nil {
+			if _, err := tx.DB().NewQuery("DELETE FROM " + t.name + " WHERE " + t.field + " IN (" + in + ")").Bind(ip).Execute(); err != nil {
 				return err
 			}
 		}

@@ -80,7 +80,8 @@ type Module struct {
 	quit    chan struct{}
 	wg      sync.WaitGroup
 	movMu   sync.Mutex
-	movTabs []string
+	movTabs []ownedTable
+	omni    *app.Omni // for the person-owned registry, complete after Init
 	movAt   time.Time
 }
 
@@ -96,8 +97,11 @@ func New(opts Options) *Module {
 // Name implements app.Module.
 func (m *Module) Name() string { return "profiles" }
 
-// Start registers the processor, routes, hooks and the scheduler.
-func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) error {
+// Init loads segments and tombstones and declares the processors that
+// resolve each stored batch (before any other module's processor).
+func (m *Module) Init(s *app.Setup) error {
+	o := s.Omni
+	m.omni = o
 	m.app, m.bus, m.log = o.PB, o.Bus, o.Log.With("component", "profiles")
 	m.defaultRegion = o.Config.Ingest.DefaultRegion
 	m.identityCap = m.opts.IdentityCap
@@ -125,11 +129,11 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 	m.relay = o.Relay
 	m.quit = make(chan struct{})
 
-	o.Events.Use(m)
+	s.Processor(m)
 	redactions := &vendorErasures{m: m} // after m: it acts on the profiles m resolved
-	o.Events.Use(redactions)
-	o.Events.OnCommit(redactions.afterCommit)
-	o.Events.OnCommit(func([]*eventstore.Stored) {
+	s.Processor(redactions)
+	s.OnCommit(redactions.afterCommit)
+	s.OnCommit(func([]*eventstore.Stored) {
 		m.cacheMu.Lock()
 		m.cache.unconfirmed = false
 		pending, changed := m.pending, m.changed
@@ -138,9 +142,14 @@ func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) er
 		m.emit(pending)
 		m.notify(changed)
 	})
+	s.Health(m.health)
+	return nil
+}
+
+// Start registers the routes, the record hooks and the segment scheduler.
+func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	m.registerHooks(m.app)
 	m.Register(se.Router)
-	o.Health.Components = append(o.Health.Components, m.health)
 
 	interval := m.opts.Interval
 	if interval == 0 {
@@ -216,23 +225,31 @@ func (m *Module) schedule(every time.Duration) {
 	}
 }
 
-// movable lists other modules' tables with a profile column (cached briefly).
-func (m *Module) movable(app core.App) []string {
+// movable lists other modules' person-owned tables (app.Setup.PersonOwned)
+// that exist with their profile column (cached briefly: collections can be
+// edited at /_/).
+func (m *Module) movable(app core.App) []ownedTable {
 	m.movMu.Lock()
 	defer m.movMu.Unlock()
 	if time.Since(m.movAt) < 10*time.Second && m.movAt.After(time.Time{}) {
 		return m.movTabs
 	}
-	var out []string
-	for _, name := range movableTables {
-		c, err := app.FindCachedCollectionByNameOrId(name)
-		if err == nil && c.Fields.GetByName("profile") != nil {
-			out = append(out, c.Name)
+	var out []ownedTable
+	for _, po := range m.omni.PersonOwned() {
+		c, err := app.FindCachedCollectionByNameOrId(po.Collection)
+		if err != nil || c.Fields.GetByName(po.Field) == nil {
+			m.log.Warn("a person-owned collection is missing or has no profile field; merges and erasures skip it",
+				"collection", po.Collection, "field", po.Field, "module", po.Module)
+			continue
 		}
+		out = append(out, ownedTable{name: c.Name, field: po.Field})
 	}
 	m.movTabs, m.movAt = out, time.Now()
 	return out
 }
+
+// ownedTable is a person-owned collection and its profile column.
+type ownedTable struct{ name, field string }
 
 func (m *Module) health(ctx context.Context) api.Component {
 	var n, segs int

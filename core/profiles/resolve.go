@@ -27,10 +27,6 @@ var singleValued = map[string]bool{
 // anonymousCap bounds device/cookie ids per profile.
 const anonymousCap = 100
 
-// movableTables hold per-person rows owned by other modules; a merge moves
-// them and an erasure deletes them when they exist with a "profile" field.
-var movableTables = []string{"conversations", "messages", "journey_runs"}
-
 // newID makes time-ordered record ids so hot-path inserts append to the id
 // index instead of splitting its pages at random.
 func newID() string { return store.NewRecordID() }
@@ -382,8 +378,8 @@ func (b *batch) merge(a, c *profile, eventID string) (*profile, error) {
 		}
 	}
 	for _, t := range b.m.movable(b.tx) {
-		if _, err := db.NewQuery("UPDATE " + t + " SET profile={:s} WHERE profile={:l}").Bind(p).Execute(); err != nil {
-			return nil, fmt.Errorf("merge %s: %w", t, err)
+		if _, err := db.NewQuery("UPDATE " + t.name + " SET " + t.field + "={:s} WHERE " + t.field + "={:l}").Bind(p).Execute(); err != nil {
+			return nil, fmt.Errorf("merge %s: %w", t.name, err)
 		}
 	}
 	if _, err := db.NewQuery("INSERT INTO profile_merges (id, survivor, loser, event_id, created) VALUES ({:id},{:s},{:l},{:e},{:c})").

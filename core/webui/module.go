@@ -12,17 +12,18 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/app"
-	"github.com/omni/omni/core/cli"
+	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/ui"
 )
 
 // Extension wires the web admin into the CLI's `serve`.
-func Extension() cli.Extension {
-	return cli.Extension{Modules: func(o *app.Omni) []app.Module { return []app.Module{New(nil)} }}
+func Extension() app.Extension {
+	return app.Extension{Modules: func(o *app.Omni) []app.Module { return []app.Module{New(nil)} }}
 }
 
 // Module is the web admin module.
 type Module struct {
+	omni  *app.Omni
 	dist  fs.FS
 	setup sync.Mutex // serialises first-owner creation; guards setupToken
 	live  *notifier
@@ -45,14 +46,23 @@ func New(dist fs.FS) *Module {
 // Name implements app.Module.
 func (m *Module) Name() string { return "webui" }
 
+// Init asks to hear about each stored batch (the live dashboard).
+func (m *Module) Init(s *app.Setup) error {
+	m.omni = s.Omni
+	s.OnCommit(func(batch []*eventstore.Stored) {
+		if m.live != nil {
+			m.live.onCommit(batch)
+		}
+	})
+	return nil
+}
+
 // Start registers the routes and the live dashboard notifier.
-func (m *Module) Start(ctx context.Context, o *app.Omni, se *core.ServeEvent) error {
+func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
+	o := m.omni
 	m.registerSetup(o.PB, se, o.Log)
 	m.registerDashboard(o.PB, se)
 	m.live = startNotifier(o.PB, o.Log)
-	if o.Events != nil {
-		o.Events.OnCommit(m.live.onCommit)
-	}
 	m.registerStatic(se)
 	return nil
 }

@@ -3,7 +3,7 @@
 package builtin
 
 import (
-	"github.com/omni/omni/core/cli"
+	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/connectors"
 	"github.com/omni/omni/plugins/example"
 	"github.com/omni/omni/plugins/klaviyo"
@@ -30,4 +30,4 @@ func init() {
 
 // Extension is the connector host with every built-in registered; main
 // passes it to cli.Main.
-func Extension() cli.Extension { return connectors.Extension(connectors.Options{}) }
+func Extension() app.Extension { return connectors.Extension(connectors.Options{}) }

@@ -1,8 +1,10 @@
-package migrations
+package profiles
 
 import (
 	"github.com/pocketbase/pocketbase/core"
 	m "github.com/pocketbase/pocketbase/migrations"
+
+	"github.com/omni/omni/core/store/migrations"
 	"github.com/pocketbase/pocketbase/tools/types"
 )
 
@@ -10,6 +12,9 @@ import (
 // memberships are written by the events processor with plain SQL in the
 // events transaction (core/profiles); the collections give them a schema,
 // indexes and read access for staff.
+// Registered under the file name it was first applied with, so existing
+// databases do not run it again. New migrations of this module are named
+// "<unix time>_profiles_<what>.go" (see app.Module).
 func init() {
 	m.Register(func(app core.App) error {
 		profiles := core.NewBaseCollection("profiles")
@@ -35,8 +40,8 @@ func init() {
 		profiles.AddIndex("idx_profiles_merged_into", false, "merged_into", "merged_into != ''")
 		profiles.AddIndex("idx_profiles_last_seen", false, "last_seen", "")
 		profiles.AddIndex("idx_profiles_due", false, "traits_due_at", "traits_due_at != ''")
-		profiles.ListRule = types.Pointer(RuleStaff)
-		profiles.ViewRule = types.Pointer(RuleStaff)
+		profiles.ListRule = types.Pointer(migrations.RuleStaff)
+		profiles.ViewRule = types.Pointer(migrations.RuleStaff)
 		if err := app.Save(profiles); err != nil {
 			return err
 		}
@@ -50,8 +55,8 @@ func init() {
 		)
 		identities.AddIndex("idx_identities_kind_value", true, "kind, value", "")
 		identities.AddIndex("idx_identities_profile", false, "profile, kind", "")
-		identities.ListRule = types.Pointer(RuleStaff)
-		identities.ViewRule = types.Pointer(RuleStaff)
+		identities.ListRule = types.Pointer(migrations.RuleStaff)
+		identities.ViewRule = types.Pointer(migrations.RuleStaff)
 		if err := app.Save(identities); err != nil {
 			return err
 		}
@@ -72,9 +77,9 @@ func init() {
 		)
 		conflicts.AddIndex("idx_profile_conflicts_pair", true, "profile_a, profile_b, reason", "")
 		conflicts.AddIndex("idx_profile_conflicts_b", false, "profile_b", "")
-		conflicts.ListRule = types.Pointer(RuleStaff)
-		conflicts.ViewRule = types.Pointer(RuleStaff)
-		conflicts.UpdateRule = types.Pointer(RuleOwner)
+		conflicts.ListRule = types.Pointer(migrations.RuleStaff)
+		conflicts.ViewRule = types.Pointer(migrations.RuleStaff)
+		conflicts.UpdateRule = types.Pointer(migrations.RuleOwner)
 		if err := app.Save(conflicts); err != nil {
 			return err
 		}
@@ -88,8 +93,8 @@ func init() {
 		)
 		merges.AddIndex("idx_profile_merges_survivor", false, "survivor", "")
 		merges.AddIndex("idx_profile_merges_loser", false, "loser", "")
-		merges.ListRule = types.Pointer(RuleStaff)
-		merges.ViewRule = types.Pointer(RuleStaff)
+		merges.ListRule = types.Pointer(migrations.RuleStaff)
+		merges.ViewRule = types.Pointer(migrations.RuleStaff)
 		if err := app.Save(merges); err != nil {
 			return err
 		}
@@ -103,8 +108,8 @@ func init() {
 			&core.AutodateField{Name: "created", OnCreate: true},
 		)
 		tombstones.AddIndex("idx_profile_tombstones_hash", true, "hash", "")
-		tombstones.ListRule = types.Pointer(RuleOwner)
-		tombstones.ViewRule = types.Pointer(RuleOwner)
+		tombstones.ListRule = types.Pointer(migrations.RuleOwner)
+		tombstones.ViewRule = types.Pointer(migrations.RuleOwner)
 		if err := app.Save(tombstones); err != nil {
 			return err
 		}
@@ -118,11 +123,11 @@ func init() {
 			&core.AutodateField{Name: "updated", OnCreate: true, OnUpdate: true},
 		)
 		segments.AddIndex("idx_segments_name", true, "name", "")
-		segments.ListRule = types.Pointer(RuleStaff)
-		segments.ViewRule = types.Pointer(RuleStaff)
-		segments.CreateRule = types.Pointer(RuleOwner)
-		segments.UpdateRule = types.Pointer(RuleOwner)
-		segments.DeleteRule = types.Pointer(RuleOwner)
+		segments.ListRule = types.Pointer(migrations.RuleStaff)
+		segments.ViewRule = types.Pointer(migrations.RuleStaff)
+		segments.CreateRule = types.Pointer(migrations.RuleOwner)
+		segments.UpdateRule = types.Pointer(migrations.RuleOwner)
+		segments.DeleteRule = types.Pointer(migrations.RuleOwner)
 		if err := app.Save(segments); err != nil {
 			return err
 		}
@@ -135,8 +140,8 @@ func init() {
 		)
 		members.AddIndex("idx_segment_members_pair", true, "segment, profile", "")
 		members.AddIndex("idx_segment_members_profile", false, "profile", "")
-		members.ListRule = types.Pointer(RuleStaff)
-		members.ViewRule = types.Pointer(RuleStaff)
+		members.ListRule = types.Pointer(migrations.RuleStaff)
+		members.ViewRule = types.Pointer(migrations.RuleStaff)
 		if err := app.Save(members); err != nil {
 			return err
 		}
@@ -148,8 +153,8 @@ func init() {
 			&core.NumberField{Name: "count"},
 		)
 		counts.AddIndex("idx_segment_counts_day", true, "segment, day", "")
-		counts.ListRule = types.Pointer(RuleStaff)
-		counts.ViewRule = types.Pointer(RuleStaff)
+		counts.ListRule = types.Pointer(migrations.RuleStaff)
+		counts.ViewRule = types.Pointer(migrations.RuleStaff)
 		return app.Save(counts)
 	}, func(app core.App) error {
 		for _, name := range []string{"segment_counts", "segment_members", "segments", "profile_tombstones", "profile_merges", "profile_conflicts", "identities", "profiles"} {
@@ -162,5 +167,5 @@ func init() {
 			}
 		}
 		return nil
-	})
+	}, "0003_profiles.go")
 }

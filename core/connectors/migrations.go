@@ -1,8 +1,10 @@
-package migrations
+package connectors
 
 import (
 	"github.com/pocketbase/pocketbase/core"
 	m "github.com/pocketbase/pocketbase/migrations"
+
+	"github.com/omni/omni/core/store/migrations"
 	"github.com/pocketbase/pocketbase/tools/types"
 )
 
@@ -10,6 +12,9 @@ import (
 // plugins_dir). The host (core/connectors) owns the state fields; config
 // holds the settings with secret fields AES-GCM encrypted, and is hidden
 // from the generic records API (the connectors API returns it masked).
+// Registered under the file name it was first applied with, so existing
+// databases do not run it again. New migrations of this module are named
+// "<unix time>_connectors_<what>.go" (see app.Module).
 func init() {
 	m.Register(func(app core.App) error {
 		c := core.NewBaseCollection("connectors")
@@ -36,8 +41,8 @@ func init() {
 			&core.AutodateField{Name: "updated", OnCreate: true, OnUpdate: true},
 		)
 		c.AddIndex("idx_connectors_name", true, "name", "")
-		c.ListRule = types.Pointer(RuleOwner)
-		c.ViewRule = types.Pointer(RuleOwner)
+		c.ListRule = types.Pointer(migrations.RuleOwner)
+		c.ViewRule = types.Pointer(migrations.RuleOwner)
 		// Writes go through /api/v1/connectors so secrets get encrypted.
 		c.CreateRule = nil
 		c.UpdateRule = nil
@@ -49,5 +54,5 @@ func init() {
 			return nil
 		}
 		return app.Delete(c)
-	})
+	}, "0002_connectors.go")
 }
