@@ -43,8 +43,8 @@ type Omni struct {
 	modules     []Module
 	started     []Module
 	personOwned []PersonOwned
-	stopOnce sync.Once
-	lock     *datalock.Lock // exclusive use of the data dir while serving
+	stopOnce    sync.Once
+	lock        *datalock.Lock // exclusive use of the data dir while serving
 }
 
 // New creates the PocketBase app for cfg. Nothing is opened yet.

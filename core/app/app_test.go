@@ -30,7 +30,7 @@ func (s *slowDown) Init(setup *app.Setup) error {
 	return nil
 }
 func (s *slowDown) Start(context.Context, *core.ServeEvent) error { return nil }
-func (s *slowDown) Stop(context.Context) {}
+func (s *slowDown) Stop(context.Context)                          {}
 func (s *slowDown) ProcessBatch(_ core.App, batch []*eventstore.Stored) error {
 	s.batches.Add(1)
 	time.Sleep(time.Duration(len(batch)) * 200 * time.Microsecond)

@@ -82,7 +82,9 @@ func (s *Setup) PersonOwned(collection, profileField string) {
 }
 
 // Health adds the module's section to /api/v1/health.
-func (s *Setup) Health(c api.ComponentStatus) { s.Omni.Health.Components = append(s.Omni.Health.Components, c) }
+func (s *Setup) Health(c api.ComponentStatus) {
+	s.Omni.Health.Components = append(s.Omni.Health.Components, c)
+}
 
 // PersonOwned is a collection of per-person rows owned by a module.
 type PersonOwned struct {

@@ -30,7 +30,7 @@ func (p *poisonModule) Init(s *app.Setup) error {
 	return nil
 }
 func (p *poisonModule) Start(context.Context, *core.ServeEvent) error { return nil }
-func (p *poisonModule) Stop(context.Context) {}
+func (p *poisonModule) Stop(context.Context)                          {}
 func (p *poisonModule) ProcessBatch(_ core.App, batch []*eventstore.Stored) error {
 	for _, s := range batch {
 		if s.Event.Properties["poison"] == true && p.poisoned.Load() {

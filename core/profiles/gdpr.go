@@ -15,9 +15,9 @@ import (
 
 // Export is everything held on one person.
 type Export struct {
-	ExportedAt    string           `json:"exported_at"`
-	Profile       *Detail          `json:"profile"`
-	Events        []*TimelineEvent `json:"events"`
+	ExportedAt string           `json:"exported_at"`
+	Profile    *Detail          `json:"profile"`
+	Events     []*TimelineEvent `json:"events"`
 	// Records are other modules' rows about this person, by collection
 	// (conversations, journey runs, …: see app.Setup.PersonOwned).
 	Records map[string][]*core.Record `json:"records,omitempty"`
