@@ -24,6 +24,18 @@ export function buildOmni(tmp) {
   return bin
 }
 
+// buildDBExec compiles ui/test/dbexec, which runs SQL on a data dir's
+// data.db (Node 20 has no SQLite); dbExec returns the rows each statement changed.
+export function buildDBExec(tmp) {
+  const bin = path.join(tmp, 'dbexec')
+  execFileSync('go', ['build', '-o', bin, './ui/test/dbexec'], { cwd: repoRoot, stdio: 'inherit' })
+  return bin
+}
+
+export function dbExec(bin, dataDir, ...statements) {
+  return execFileSync(bin, [dataDir, ...statements], { encoding: 'utf8' }).trim().split('\n').map(Number)
+}
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer()
