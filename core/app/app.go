@@ -118,15 +118,10 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 		o.Log.Info("bus: embedded NATS listening", "url", o.Bus.ClientURL())
 	}
 
-	// The EVENTS stream keeps messages by interest: the durable consumer
-	// must exist before anything publishes, or early events are dropped.
-	if _, err := eventstore.EnsureConsumer(ctx, o.Bus, 0); err != nil {
-		o.Bus.Close()
-		return fmt.Errorf("events consumer: %w", err)
-	}
 	o.Events = eventstore.New(o.PB, o.Bus, o.Log, eventstore.Options{})
 	o.Relay = relay.New(o.PB, o.Bus, o.Log)
-	o.Health = &api.Health{App: o.PB, Bus: o.Bus, Consumers: map[string]api.ConsumerLag{eventstore.ConsumerName: o.Events}, Started: started}
+	o.Health = &api.Health{App: o.PB, Bus: o.Bus, Consumers: map[string]api.ConsumerLag{}, Started: started}
+	o.modules = append(o.modules, relayModule{o.Relay}, eventsModule{o.Events})
 
 	// Every module declares its parts before anything runs (see Module).
 	for _, m := range o.modules {
@@ -154,12 +149,6 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 			}
 			o.started = append(o.started, m)
 		}
-		// Every module runs: start storing events, then publish what an
-		// earlier run left staged.
-		if err := o.Events.Start(ctx); err != nil {
-			return err
-		}
-		o.Relay.Start()
 		return se.Next()
 	})
 	// Runs after PocketBase's own graceful HTTP shutdown (priority -9999).
@@ -202,14 +191,10 @@ func (o *Omni) stop() {
 	o.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
+		// Reverse order: the events consumer drains, the relay publishes
+		// what its last batch staged, then the domain modules stop.
 		for i := len(o.started) - 1; i >= 0; i-- {
 			o.started[i].Stop(ctx)
-		}
-		if o.Events != nil {
-			o.Events.Stop(ctx)
-		}
-		if o.Relay != nil {
-			o.Relay.Stop(ctx) // after the last batch, which may have staged events
 		}
 		if o.Bus != nil {
 			o.Bus.Close()

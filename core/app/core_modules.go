@@ -1,0 +1,43 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/relay"
+)
+
+// The relay and the events consumer are modules too, run after the domain
+// modules: they start last, once every processor and callback is declared
+// and every domain module runs, and stop first (in reverse order): the
+// events consumer drains and commits what it was handed, then the relay
+// publishes what that last batch staged, then the domain modules stop.
+
+// relayModule publishes events staged in transactions (core/relay).
+type relayModule struct{ r *relay.Relay }
+
+func (relayModule) Name() string                                    { return "relay" }
+func (relayModule) Init(*Setup) error                               { return nil }
+func (m relayModule) Start(context.Context, *core.ServeEvent) error { m.r.Start(); return nil }
+func (m relayModule) Stop(ctx context.Context)                      { m.r.Stop(ctx) }
+
+// eventsModule is the consumer that stores every event (core/eventstore).
+type eventsModule struct{ s *eventstore.Store }
+
+func (eventsModule) Name() string { return "eventstore" }
+
+// Init creates the durable consumer: the EVENTS stream keeps messages by
+// interest, so it must exist before anything publishes.
+func (m eventsModule) Init(s *Setup) error {
+	if _, err := eventstore.EnsureConsumer(s.Ctx, s.Bus, 0); err != nil {
+		return fmt.Errorf("events consumer: %w", err)
+	}
+	s.Omni.Health.Consumers[eventstore.ConsumerName] = m.s
+	return nil
+}
+
+func (m eventsModule) Start(ctx context.Context, _ *core.ServeEvent) error { return m.s.Start(ctx) }
+func (m eventsModule) Stop(ctx context.Context)                            { m.s.Stop(ctx) }
