@@ -71,9 +71,14 @@ type BackfillView struct {
 	Total   int64  `json:"total"`
 	Error   string `json:"error,omitempty"`
 	Updated string `json:"updated,omitempty"`
+	// Skipped counts the connector's backfilled events that failed
+	// validation and are parked in events_dead (until deleted or imported
+	// on a retry); LastSkipped is the newest one's error, naming the field.
+	Skipped     int64  `json:"skipped"`
+	LastSkipped string `json:"last_skipped,omitempty"`
 }
 
-func backfillView(rec *core.Record) BackfillView {
+func backfillView(a core.App, rec *core.Record) BackfillView {
 	st := rec.GetString("backfill_state")
 	if st == "" {
 		st = BackfillIdle
@@ -83,6 +88,7 @@ func backfillView(rec *core.Record) BackfillView {
 	if d := rec.GetDateTime("backfill_updated"); !d.IsZero() {
 		v.Updated = d.Time().UTC().Format(time.RFC3339)
 	}
+	v.Skipped, v.LastSkipped = backfillSkips(a, rec.GetString("name"))
 	return v
 }
 
@@ -91,7 +97,7 @@ func (m *Module) view(e *core.RequestEvent, rec *core.Record) View {
 	schema := m.schema(rec)
 	v := View{Name: name, Kind: rec.GetString("kind"), Version: rec.GetString("version"), Enabled: rec.GetBool("enabled"),
 		State: rec.GetString("state"), LastError: rec.GetString("last_error"), Schema: schema,
-		Capabilities: capabilitiesOf(rec), Config: MaskedConfig(rec, schema), Backfill: backfillView(rec)}
+		Capabilities: capabilitiesOf(rec), Config: MaskedConfig(rec, schema), Backfill: backfillView(m.app, rec)}
 	if i := m.instance(name); i != nil {
 		st := i.status()
 		v.State, v.LastError, v.Restarts = st.stateText(), st.LastError, st.Restarts
@@ -285,7 +291,7 @@ func (m *Module) apiBackfillStart(e *core.RequestEvent) error {
 		}
 	}
 	rec, _ = m.app.FindRecordById(Collection, rec.Id)
-	return e.JSON(http.StatusAccepted, backfillView(rec))
+	return e.JSON(http.StatusAccepted, backfillView(m.app, rec))
 }
 
 func (m *Module) apiBackfillGet(e *core.RequestEvent) error {
@@ -293,7 +299,7 @@ func (m *Module) apiBackfillGet(e *core.RequestEvent) error {
 	if rec == nil {
 		return err
 	}
-	return e.JSON(http.StatusOK, backfillView(rec))
+	return e.JSON(http.StatusOK, backfillView(m.app, rec))
 }
 
 // RequestBackfillRecord marks a backfill as requested; a running server

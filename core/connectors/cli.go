@@ -219,8 +219,12 @@ func connectorCmd(env *app.Env) *cobra.Command {
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tENABLED\tSTATE\tBACKFILL")
 			for _, r := range recs {
-				b := backfillView(r)
-				fmt.Fprintf(tw, "%s\t%t\t%s\t%s %d/%d\n", r.GetString("name"), r.GetBool("enabled"), r.GetString("state"), b.State, b.Done, b.Total)
+				b := backfillView(o.PB, r)
+				skipped := ""
+				if b.Skipped > 0 {
+					skipped = fmt.Sprintf(" (%d skipped)", b.Skipped)
+				}
+				fmt.Fprintf(tw, "%s\t%t\t%s\t%s %d/%d%s\n", r.GetString("name"), r.GetBool("enabled"), r.GetString("state"), b.State, b.Done, b.Total, skipped)
 			}
 			return tw.Flush()
 		},
@@ -346,7 +350,7 @@ func watchBackfill(w io.Writer, t *cliTarget, pickup time.Duration) error {
 		if err != nil {
 			return err
 		}
-		v := backfillView(rec)
+		v := backfillView(t.o.PB, rec)
 		switch v.State {
 		case BackfillRequested:
 			if time.Since(start) > pickup {
@@ -357,6 +361,9 @@ func watchBackfill(w io.Writer, t *cliTarget, pickup time.Duration) error {
 		case BackfillDone:
 			bar.draw(v.Done, v.Total)
 			fmt.Fprintf(w, "\nbackfill of %s done: %d events\n", t.inst.Name, v.Done)
+			if v.Skipped > 0 {
+				fmt.Fprintf(w, "%d invalid events skipped (last: %s); see omni events dead\n", v.Skipped, v.LastSkipped)
+			}
 			return nil
 		case BackfillFailed:
 			bar.draw(v.Done, v.Total)

@@ -37,6 +37,8 @@ var modes = map[string]string{
 	"hanger":   "hang",
 	"leaky":    "leak",
 	"offline":  "vendordown",
+	"crashy":   "crash",
+	"wordy":    "hugeerror",
 }
 
 func TestMain(m *testing.M) {
@@ -60,6 +62,12 @@ func TestMain(m *testing.M) {
 	case "vendordown":
 		sdk.Serve(vendorDown{example.New()})
 		os.Exit(0)
+	case "crash":
+		sdk.Serve(crashing{example.New()})
+		os.Exit(0)
+	case "hugeerror":
+		sdk.Serve(wordy{example.New()})
+		os.Exit(0)
 	}
 	for name := range modes {
 		connectors.RegisterBuiltin(name, example.New)
@@ -72,6 +80,28 @@ type hanging struct{ sdk.Connector }
 
 func (hanging) Send(ctx context.Context, _ *sdk.OutboundMessage) (*sdk.SendResult, error) {
 	select {}
+}
+
+// crashing dies in the middle of sending a message whose text is "crash",
+// the way a connector with a bug that one message triggers does; other
+// messages go out as usual.
+type crashing struct{ sdk.Connector }
+
+func (c crashing) Send(ctx context.Context, m *sdk.OutboundMessage) (*sdk.SendResult, error) {
+	if m.Text == "crash" {
+		os.Exit(2)
+	}
+	return c.Connector.Send(ctx, m)
+}
+
+// wordy refuses every message with a reason of 2 MB (a vendor's whole
+// error page, say): more than the bus takes in one message.
+type wordy struct{ sdk.Connector }
+
+const wordyReasonBytes = 2 << 20
+
+func (wordy) Send(context.Context, *sdk.OutboundMessage) (*sdk.SendResult, error) {
+	return nil, sdk.Permanent("page", strings.Repeat("x", wordyReasonBytes))
 }
 
 // vendorDown cannot reach its vendor: every Health call fails the way an

@@ -583,6 +583,10 @@ func (m *Module) syncLoop() {
 			return
 		case <-t.C:
 			m.sync()
+			// Parked messages an owner asked to retry, possibly from
+			// another process (the CLI).
+			m.outbox.redrive()
+			m.backfills.redrive()
 		}
 	}
 }
@@ -643,24 +647,35 @@ func (h *host) Log(level, msg string, keyvals ...any) {
 	h.i.log.Log(context.Background(), slogLevel(level), h.i.red.redact(msg), keyvals...)
 }
 
-// convert turns connector events into validated, normalised Omni events.
+// convert turns connector events into validated, normalised Omni events;
+// the first invalid event fails the whole call.
 func (m *Module) convert(source string, in []sdk.Event) ([]*events.Event, error) {
 	now := time.Now().UTC()
 	out := make([]*events.Event, 0, len(in))
 	for idx, e := range in {
-		ev := ToEvent(source, e, now)
-		m.norm.Normalize(ev)
-		if err := ev.Validate(now); err != nil {
+		ev, err := m.convertOne(source, e, now)
+		if err != nil {
 			return nil, fmt.Errorf("event %d (%s): %w", idx, e.ID, err)
-		}
-		if strings.HasPrefix(ev.ID, events.TrackingIDPrefix) {
-			// Reserved for tracking-API ids, so a connector's id never
-			// dedupes against a source's messages (or the reverse).
-			return nil, fmt.Errorf("event %d: %w", idx, &events.FieldError{Field: "id", Message: "must not start with " + events.TrackingIDPrefix})
 		}
 		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// convertOne turns one connector event into a validated, normalised Omni
+// event; the error names the field that fails (*events.FieldError).
+func (m *Module) convertOne(source string, e sdk.Event, now time.Time) (*events.Event, error) {
+	ev := ToEvent(source, e, now)
+	m.norm.Normalize(ev)
+	if err := ev.Validate(now); err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(ev.ID, events.TrackingIDPrefix) {
+		// Reserved for tracking-API ids, so a connector's id never
+		// dedupes against a source's messages (or the reverse).
+		return nil, &events.FieldError{Field: "id", Message: "must not start with " + events.TrackingIDPrefix}
+	}
+	return ev, nil
 }
 
 // ToEvent converts one connector event; source is the connector name.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/deadletter"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/plugins/sdk"
@@ -22,8 +24,20 @@ import (
 // OutboxConsumer is the durable consumer that delivers outbound messages.
 const OutboxConsumer = "connectors-outbox"
 
+// OutboxDeadConsumer is the consumer name under which the outbox parks
+// messages in events_dead (core/deadletter).
+const OutboxDeadConsumer = "outbox"
+
 // OutboxSubject is the subject of a connector's outbound messages.
 func OutboxSubject(connector string) string { return "omni.outbox." + connector }
+
+// outboxPrefix starts every OUTBOX subject.
+const outboxPrefix = "omni.outbox."
+
+// retryMarker joins a parked message's id and the time of a retry in the
+// Nats-Msg-Id of the republished copy: a fresh id, so JetStream's dedupe
+// window does not drop the copy as a repeat of the original.
+const retryMarker = "#retry"
 
 // Enqueue stores msg on the OUTBOX stream for connector and returns once it
 // is durable. msg.ID is the dedupe id (set to a new UUID when empty); the
@@ -206,9 +220,9 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 		attempt, queuedAt = meta.NumDelivered, meta.Timestamp
 	}
 	var out sdk.OutboundMessage
-	if err := json.Unmarshal(msg.Data(), &out); err != nil || out.ID == "" {
-		m.log.Error("outbox: dropping a message that is not an OutboundMessage", "connector", name, "error", err)
-		_ = msg.Term()
+	if err := decodeOutbound(msg.Data(), &out); err != nil {
+		// No retry can make these bytes sendable: set them aside at once.
+		ob.park(msg, name, err)
 		return
 	}
 	log := m.log.With("connector", name, "message_id", out.ID, "attempt", attempt)
@@ -244,6 +258,18 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	}
 	var te *sdk.TransportError
 	if errors.As(err, &te) {
+		// A message that crashes or hangs the plugin fails like this at
+		// every attempt and takes the connector down each time: it is
+		// given up after GiveUpAfter like any other retryable failure.
+		if age := time.Since(queuedAt); age > m.opts.GiveUpAfter {
+			reason := fmt.Sprintf("gave up after retrying for %s: the connector failed during the send: %s", age.Round(time.Second), i.red.redact(te.Error()))
+			if timedOut {
+				reason = fmt.Sprintf("gave up after retrying for %s: the send timed out after %s at every attempt", age.Round(time.Second), m.opts.SendTimeout)
+			}
+			log.Error("outbox: giving up on a message that fails the connector", "age", age.Round(time.Second))
+			ob.finish(msg, name, &out, nil, &sdk.SendError{Kind: sdk.KindRetryable, Code: "connector_failed", Reason: reason})
+			return
+		}
 		if timedOut {
 			text := fmt.Sprintf("Send timed out after %s (message %s); will retry", m.opts.SendTimeout, out.ID)
 			log.Warn("outbox: send timed out", "timeout", m.opts.SendTimeout)
@@ -273,6 +299,99 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 		}
 		log.Warn("outbox: send failed; will retry", "error", se.Reason)
 		_ = msg.NakWithDelay(retryDelay(attempt))
+	}
+}
+
+// decodeOutbound reads an OUTBOX message; an error says why it is not an
+// OutboundMessage.
+func decodeOutbound(data []byte, out *sdk.OutboundMessage) error {
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("not an OutboundMessage: %w", err)
+	}
+	if out.ID == "" {
+		return errors.New("not an OutboundMessage: id is required")
+	}
+	return nil
+}
+
+// park sets aside a message that can never be sent, so that it neither
+// blocks the consumer nor disappears: it is stored in events_dead (the raw
+// bytes, the subject, why) and acknowledged. An owner sees it with `omni
+// events dead` and can ask for a retry (redrive). When parking fails the
+// database refuses writes: the message stays on the stream and comes back.
+func (ob *outbox) park(msg jetstream.Msg, name string, cause error) {
+	id := parkedID(msg)
+	err := deadletter.Park(ob.m.app, deadletter.Failure{Consumer: OutboxDeadConsumer, EventID: id, Subject: msg.Subject(), Data: msg.Data(), Err: cause})
+	if err != nil {
+		ob.m.log.Error("outbox: could not park an unsendable message; will try again", "connector", name, "message", id, "error", err)
+		_ = msg.NakWithDelay(30 * time.Second)
+		return
+	}
+	ob.m.log.Error("outbox: parked an unsendable message (see omni events dead)", "connector", name, "message", id, "error", cause)
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		ob.m.log.Warn("outbox: ack of a parked message failed; it will be parked again", "message", id, "error", err)
+	}
+}
+
+// parkedID names a message in events_dead: its Nats-Msg-Id, or
+// subject#stream-sequence when it has none.
+func parkedID(msg jetstream.Msg) string {
+	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		return id
+	}
+	if meta, _ := msg.Metadata(); meta != nil {
+		return fmt.Sprintf("%s#%d", msg.Subject(), meta.Sequence.Stream)
+	}
+	return msg.Subject()
+}
+
+// redrive answers the retries an owner asked for (by the CLI, the admin or
+// the API, possibly from another process). A parked message that decodes
+// now (say a superuser fixed its data at /_/) is republished to its
+// original OUTBOX subject, under a fresh Nats-Msg-Id, and sent like any
+// other; one that still does not decode is not republished, only parked
+// again: its retry fails with the same reason. Deciding here, not in
+// handle, means the row is removed only for a copy that cannot come back.
+func (ob *outbox) redrive() {
+	app := ob.m.app
+	rows, err := deadletter.Requested(app, OutboxDeadConsumer, 100)
+	if err != nil {
+		ob.m.log.Error("outbox: reading parked messages to retry", "error", err)
+		return
+	}
+	for _, row := range rows {
+		if ob.ctx.Err() != nil {
+			return
+		}
+		retryFailed := func(err error) {
+			ob.m.log.Warn("outbox: retry of a parked message failed", "message", row.EventID, "error", err)
+			if err := deadletter.RetryFailed(app, row.ID, err); err != nil {
+				ob.m.log.Error("outbox: recording a failed retry", "message", row.EventID, "error", err)
+			}
+		}
+		if !strings.HasPrefix(row.Subject, outboxPrefix) || !validName(strings.TrimPrefix(row.Subject, outboxPrefix)) {
+			retryFailed(fmt.Errorf("cannot retry: subject %q is not a connector's OUTBOX subject", row.Subject))
+			continue
+		}
+		var out sdk.OutboundMessage
+		if err := decodeOutbound([]byte(row.Data), &out); err != nil {
+			retryFailed(err)
+			continue
+		}
+		id := row.EventID + retryMarker + strconv.FormatInt(time.Now().UnixNano(), 10)
+		ctx, cancel := context.WithTimeout(ob.ctx, finishTimeout)
+		_, err := ob.m.o.Bus.Publish(ctx, bus.Msg{Subject: row.Subject, Data: []byte(row.Data), ID: id})
+		cancel()
+		if err != nil {
+			retryFailed(fmt.Errorf("republish: %w", err))
+			continue
+		}
+		if err := deadletter.Resolve(app, row.ID); err != nil {
+			ob.m.log.Error("outbox: clearing a republished parked message", "message", row.EventID, "error", err)
+		}
+		ob.m.log.Info("outbox: parked message republished for a retry", "message", row.EventID, "subject", row.Subject)
 	}
 }
 
@@ -328,14 +447,17 @@ func OutcomeEvent(connector string, out *sdk.OutboundMessage, res *sdk.SendResul
 		typ = events.MessageFailed
 	}
 	props := map[string]any{"message_id": out.ID, "connector": connector}
+	// The connector's strings are bounded, so the outcome always fits on
+	// the bus and within the event bounds: an outcome that cannot be
+	// stored would make the message be sent again and again.
 	if res != nil {
-		props["provider_message_id"] = res.ProviderMessageID
+		props["provider_message_id"] = truncate(res.ProviderMessageID, maxProviderID)
 	}
 	if se != nil {
-		props["error"] = se.Reason
+		props["error"] = truncate(se.Reason, maxReason)
 		props["error_kind"] = string(se.Kind)
 		if se.Code != "" {
-			props["error_code"] = se.Code
+			props["error_code"] = truncate(se.Code, maxProviderID)
 		}
 	}
 	if out.ConversationID != "" {
@@ -361,4 +483,19 @@ func OutcomeEvent(connector string, out *sdk.OutboundMessage, res *sdk.SendResul
 		OccurredAt: now, ReceivedAt: now, Identities: ids, Properties: props,
 		Context: events.Context{Channel: out.Channel, JourneyRun: out.JourneyRun},
 	}
+}
+
+// Bounds on connector-supplied strings in outcome events.
+const (
+	maxReason     = 2000
+	maxProviderID = 256
+)
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// A rune cut in two becomes invalid UTF-8, which ToValidUTF8 drops.
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }

@@ -3,6 +3,7 @@ package connectors
 import (
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -10,18 +11,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// fakeMsg is a delivered outbox message that records how it was settled.
+// fakeMsg is a delivered outbox message that records whether handle took
+// it up. handle reads the metadata first; the fake ends the send goroutine
+// there (its deferred releases still run), so the test needs no database.
 type fakeMsg struct {
 	jetstream.Msg
-	mu    sync.Mutex
-	terms int
+	mu      sync.Mutex
+	handled int
 }
 
-func (f *fakeMsg) Subject() string                           { return "omni.outbox.example" }
-func (f *fakeMsg) Data() []byte                              { return []byte("not an OutboundMessage") }
-func (f *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) { return nil, nil }
-func (f *fakeMsg) Term() error                               { f.mu.Lock(); f.terms++; f.mu.Unlock(); return nil }
-func (f *fakeMsg) NakWithDelay(time.Duration) error          { return nil }
+func (f *fakeMsg) Subject() string { return "omni.outbox.example" }
+func (f *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	f.mu.Lock()
+	f.handled++
+	f.mu.Unlock()
+	runtime.Goexit()
+	return nil, nil
+}
+func (f *fakeMsg) NakWithDelay(time.Duration) error { return nil }
 
 // A message the consumer delivers after stop has begun starts no send: a
 // send goroutine added after stop's Wait would run unsupervised (and Add
@@ -39,8 +46,8 @@ func TestOutboxStartsNoSendAfterStop(t *testing.T) {
 	ob.wg.Wait()
 	msg.mu.Lock()
 	defer msg.mu.Unlock()
-	if msg.terms != 0 {
-		t.Fatalf("%d of 100 messages delivered after stop were handled", msg.terms)
+	if msg.handled != 0 {
+		t.Fatalf("%d of 100 messages delivered after stop were handled", msg.handled)
 	}
 	if len(ob.sem) != 0 {
 		t.Fatalf("%d send slots left taken", len(ob.sem))

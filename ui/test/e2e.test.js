@@ -42,7 +42,8 @@ after(async () => {
 })
 
 // fakeVendor serves the example connector's backfill API (GET /events) on
-// 127.0.0.1: three pages of two events, a little slow so progress shows.
+// 127.0.0.1: three pages of two events, a little slow so progress shows;
+// the second page also has an event dated 2100, which the backfill skips.
 function fakeVendor() {
   let n = 0
   const srv = http.createServer((req, res) => {
@@ -50,9 +51,10 @@ function fakeVendor() {
     const u = new URL(req.url, 'http://x')
     const page = Number(u.searchParams.get('cursor') || 0)
     const events = [0, 1].map((i) => ({ id: `bf-${page}-${i}`, type: 'order.placed', email: `backfill${page}${i}@shop.test`, occurred_at: '2025-06-01T10:00:00Z', properties: { total: 10, currency: 'EUR' } }))
+    if (page === 1) events.push({ id: 'bf-future', type: 'order.placed', email: 'future@shop.test', occurred_at: '2100-01-01T00:00:00Z' })
     setTimeout(() => {
       res.setHeader('Content-Type', 'application/json')
-      res.end(JSON.stringify({ events, next_cursor: page < 2 ? String(page + 1) : '', total: 6, done: (page + 1) * 2 }))
+      res.end(JSON.stringify({ events, next_cursor: page < 2 ? String(page + 1) : '', total: 7 }))
     }, 400)
   })
   return new Promise((resolve) =>
@@ -209,6 +211,10 @@ describe('web admin', () => {
       await bar.waitFor()
       await eventually(async () => (await bar.getAttribute('aria-valuenow')) === '100', { what: 'backfill progress to reach 100%', timeout: 30000 })
       await card.getByText(/Backfill: Done/).waitFor()
+      // The invalid event was skipped, not the whole backfill: the card says so and why.
+      const skipped = card.getByTestId('backfill-skipped')
+      await skipped.waitFor()
+      assert.match(await skipped.textContent(), /^1 skipped .*occurred_at/)
       assert.ok(vendor.requests() >= 3, `vendor pages fetched: ${vendor.requests()}`)
       // Recent deliveries list what the connector brought in.
       await card.getByRole('button', { name: 'Hide settings' }).click()

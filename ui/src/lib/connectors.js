@@ -44,7 +44,8 @@ export function normalize(c) {
     vendor: c.vendor || '',
     vendorError: c.vendor_error || '',
     webhookURL: c.webhook_url || c.webhookURL || '',
-    backfill: { state: bf.state || bf.status || c.backfill_state || '', progress, done: bf.done, total: bf.total, error: bf.error || '' },
+    // skipped: backfilled events that failed validation, parked as dead events.
+    backfill: { state: bf.state || bf.status || c.backfill_state || '', progress, done: bf.done, total: bf.total, error: bf.error || '', skipped: bf.skipped || 0, lastSkipped: bf.last_skipped || '' },
     deliveries: c.deliveries || c.recent_deliveries || [],
   }
 }
