@@ -161,7 +161,8 @@ func serveCmd(env *Env, exts []Extension) *cobra.Command {
 }
 
 // superuserCmd runs PocketBase's own superuser command against Omni's
-// data dir, opening the database only when it is used.
+// data dir, opening the database only when a subcommand runs (not for
+// --help).
 func superuserCmd(env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:                "superuser",
@@ -173,17 +174,35 @@ func superuserCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := env.OpenApp()
+			cfg, err := env.Config()
 			if err != nil {
 				return err
 			}
+			o := app.New(cfg, logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format))
 			defer o.PB.ResetBootstrapState()
 			su := cmd.NewSuperuserCommand(o.PB)
-			su.SetArgs(rest)
-			su.SetOut(env.Stdout)
-			su.SetErr(env.Stderr)
-			su.SilenceErrors = true
-			return su.Execute()
+			su.PersistentPreRunE = func(*cobra.Command, []string) error { return o.Open() }
+			for _, sub := range su.Commands() {
+				if sub.Example != "" {
+					sub.Example = "omni " + sub.Example // PocketBase's examples start at "superuser"
+				}
+			}
+			// PocketBase's command is a root of its own and would print its
+			// usage as "superuser …"; under a parent named omni it reads
+			// "omni superuser …", the command the user typed.
+			parent := &cobra.Command{Use: "omni", SilenceErrors: true, SilenceUsage: true}
+			parent.CompletionOptions.DisableDefaultCmd = true
+			parent.AddCommand(su)
+			args = append([]string{"superuser"}, rest...)
+			// Under a parent, cobra no longer rejects an unknown subcommand
+			// of su by itself: it would print the help and exit 0.
+			if found, left, err := parent.Find(args); err == nil && found == su && len(left) > 0 && !strings.HasPrefix(left[0], "-") {
+				return &exitError{code: ExitUsage, err: fmt.Errorf("unknown command %q for \"omni superuser\" (see omni superuser --help)", left[0])}
+			}
+			parent.SetArgs(args)
+			parent.SetOut(env.Stdout)
+			parent.SetErr(env.Stderr)
+			return parent.Execute()
 		},
 	}
 }
@@ -345,3 +364,4 @@ func healthCmd(env *Env) *cobra.Command {
 	c.Flags().StringVar(&url, "url", "", "health URL (default from the http setting)")
 	return c
 }
+
