@@ -81,3 +81,16 @@ func TestSuperuserHelpSaysOmniSuperuser(t *testing.T) {
 	}
 }
 
+// OMNI_SOURCE (omni plugin new) and OMNI_FIXTURES_DIR (tests) are read
+// outside the configuration; having them set must not stop Omni.
+func TestNonConfigOmniVariablesAreAccepted(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"OMNI_SOURCE=" + dir, "OMNI_FIXTURES_DIR=" + dir}
+	if _, errOut, code := omni(t, dir, env, "config", "print"); code != 0 {
+		t.Fatalf("config print with OMNI_SOURCE/OMNI_FIXTURES_DIR: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := omni(t, dir, []string{"OMNI_SOURCES=" + dir}, "config", "print"); code != 2 || !strings.Contains(errOut, "OMNI_SOURCES: unknown environment variable") {
+		t.Fatalf("typo still caught: exit %d %s", code, errOut)
+	}
+}
+
