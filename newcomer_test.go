@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -94,3 +96,99 @@ func TestNonConfigOmniVariablesAreAccepted(t *testing.T) {
 	}
 }
 
+// The image's HEALTHCHECK runs with the image's environment: it must probe
+// where OMNI_HTTP says the server listens (0.0.0.0 is probed on loopback),
+// not a fixed port.
+func TestDockerHealthcheckFollowsOMNI_HTTP(t *testing.T) {
+	env, check := dockerfileEnvAndHealthcheck(t)
+	if _, ok := env["OMNI_HTTP"]; !ok || len(check) == 0 || check[0] != "/omni" {
+		t.Fatalf("Dockerfile: ENV has no OMNI_HTTP or HEALTHCHECK is not an exec-form /omni command: %v %v", env, check)
+	}
+	dir := t.TempDir()
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	// The image's settings, with its paths moved into the test's dir and
+	// OMNI_HTTP on a port of this test's own (what docker run -e does).
+	env["OMNI_HTTP"] = "0.0.0.0:" + port
+	env["OMNI_DATA_DIR"] = filepath.Join(dir, "data")
+	env["OMNI_SECRET_KEY_FILE"] = filepath.Join(dir, "keys", "secret.key")
+	var envList []string
+	for k, v := range env {
+		envList = append(envList, k+"="+v)
+	}
+	s := startServerWith(t, dir, "127.0.0.1:"+port, envList, "serve")
+
+	healthcheck := func() (string, string, int) {
+		cmd := exec.Command(omniBin, check[1:]...)
+		cmd.Dir = t.TempDir() // the image's working dir holds no omni.yaml
+		cmd.Env = append(cleanEnv(), envList...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return out.String(), errb.String(), ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), 0
+	}
+	out, errOut, code := healthcheck()
+	var health struct{ Status string }
+	if code != 0 || json.Unmarshal([]byte(out), &health) != nil || health.Status != "ok" {
+		t.Fatalf("healthcheck against a healthy server: exit %d %q %q", code, out, errOut)
+	}
+	// With the server gone the same check fails, naming the address it
+	// probed: the one OMNI_HTTP gave.
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.done <- nil // for the cleanup
+	_, errOut, code = healthcheck()
+	if code == 0 || !strings.Contains(errOut, "http://127.0.0.1:"+port+"/api/v1/health") {
+		t.Fatalf("healthcheck with the server stopped: exit %d %q", code, errOut)
+	}
+}
+
+// dockerfileEnvAndHealthcheck reads the Dockerfile's ENV settings and its
+// HEALTHCHECK's exec-form command.
+func dockerfileEnvAndHealthcheck(t *testing.T) (map[string]string, []string) {
+	t.Helper()
+	f, err := os.Open("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Join continuation lines into instructions.
+	var instrs []string
+	var cur strings.Builder
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "#") || (line == "" && cur.Len() == 0) {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cur.WriteString(strings.TrimSuffix(line, "\\") + " ")
+			continue
+		}
+		cur.WriteString(line)
+		instrs = append(instrs, cur.String())
+		cur.Reset()
+	}
+	env := map[string]string{}
+	var check []string
+	for _, in := range instrs {
+		switch {
+		case strings.HasPrefix(in, "ENV "):
+			for _, kv := range strings.Fields(strings.TrimPrefix(in, "ENV ")) {
+				if k, v, ok := strings.Cut(kv, "="); ok {
+					env[k] = v
+				}
+			}
+		case strings.HasPrefix(in, "HEALTHCHECK "):
+			_, cmd, ok := strings.Cut(in, " CMD ")
+			if !ok || json.Unmarshal([]byte(strings.TrimSpace(cmd)), &check) != nil {
+				t.Fatalf("HEALTHCHECK is not in exec form: %s", in)
+			}
+		}
+	}
+	return env, check
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -345,7 +346,7 @@ func healthCmd(env *Env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				url = "http://" + cfg.HTTP + "/api/v1/health"
+				url = "http://" + probeAddr(cfg.HTTP) + "/api/v1/health"
 			}
 			client := &http.Client{Timeout: 5 * time.Second}
 			resp, err := client.Get(url)
@@ -361,7 +362,20 @@ func healthCmd(env *Env) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&url, "url", "", "health URL (default from the http setting)")
+	c.Flags().StringVar(&url, "url", "", "health URL (default: from the http setting, e.g. OMNI_HTTP)")
 	return c
 }
 
+// probeAddr turns the HTTP listen address into one to connect to: a
+// server listening on every interface (0.0.0.0:8090, [::]:8090, :8090, as
+// in the container image) is probed on loopback.
+func probeAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen // config validation rejects this before we get here
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
