@@ -42,6 +42,11 @@ type exitError struct {
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// UsageError marks err as bad input on the command line: Main prints it
+// and exits with ExitUsage.
+func UsageError(err error) error { return &exitError{code: ExitUsage, err: err} }
 
 // Extension adds commands or modules; registered from main so that
 // packages like the connector host stay out of this one's imports.

@@ -26,13 +26,13 @@ import (
 func Extension(opts Options) cli.Extension {
 	return cli.Extension{
 		Commands: func(env *cli.Env) []*cobra.Command {
-			return []*cobra.Command{pluginCmd(env), connectorCmd(env)}
+			return []*cobra.Command{pluginCmd(env, opts), connectorCmd(env)}
 		},
 		Modules: func(o *app.Omni) []app.Module { return []app.Module{New(opts)} },
 	}
 }
 
-func pluginCmd(env *cli.Env) *cobra.Command {
+func pluginCmd(env *cli.Env, opts Options) *cobra.Command {
 	c := &cobra.Command{Use: "plugin", Short: "Connector plugins: run, list, scaffold"}
 	c.AddCommand(&cobra.Command{
 		Use:    "run NAME",
@@ -90,7 +90,7 @@ func pluginCmd(env *cli.Env) *cobra.Command {
 			return tw.Flush()
 		},
 	})
-	c.AddCommand(newCmd(env))
+	c.AddCommand(newCmd(env, opts.SDKSource))
 	return c
 }
 
