@@ -23,7 +23,9 @@ ENV OMNI_HTTP=0.0.0.0:8090 \
 VOLUME ["/data", "/keys"]
 EXPOSE 8090
 # Set OMNI_BUS_LISTEN=0.0.0.0:4222 and publish 4222 to watch the bus with the nats CLI.
+# `omni health` reads the same settings as serve (OMNI_HTTP above, or one
+# given with docker run -e) and probes 0.0.0.0 on 127.0.0.1.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["/omni", "health", "--url", "http://127.0.0.1:8090/api/v1/health"]
+  CMD ["/omni", "health"]
 ENTRYPOINT ["/omni"]
 CMD ["serve"]

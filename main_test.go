@@ -90,9 +90,16 @@ type server struct {
 func startServer(t *testing.T, dataDir string) *server {
 	t.Helper()
 	addr := freeAddr(t)
-	cmd := exec.Command(omniBin, "serve", "--http", addr, "--data-dir", dataDir)
+	return startServerWith(t, dataDir, addr, nil, "serve", "--http", addr, "--data-dir", dataDir)
+}
+
+// startServerWith runs omni with args and env (added to a clean
+// environment) and waits until addr answers /api/v1/health.
+func startServerWith(t *testing.T, dataDir, addr string, env []string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(omniBin, args...)
 	cmd.Dir = dataDir
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	logs := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

@@ -385,10 +385,22 @@ func checkKeys(keys []string) error {
 	return nil
 }
 
+// nonConfigEnv lists the OMNI_* variables that are not configuration keys
+// but are read elsewhere, so the typo check in Load lets them through. Add
+// a variable here when Omni (or its tests) starts reading a new one.
+var nonConfigEnv = map[string]string{
+	EnvPrefix + "_CONFIG":       "path to omni.yaml (like --config)",
+	EnvPrefix + "_SOURCE":       "an Omni source checkout for `omni plugin new` to build against (like --omni-source)",
+	EnvPrefix + "_FIXTURES_DIR": "where tests find the vendors' sample payloads (plugins/internal/vendorfixtures)",
+}
+
 // checkEnv rejects OMNI_* variables that set nothing, which are almost
 // always typos that would otherwise be silently ignored.
 func checkEnv(environ []string) error {
-	known := map[string]bool{EnvPrefix + "_CONFIG": true}
+	known := map[string]bool{}
+	for name := range nonConfigEnv {
+		known[name] = true
+	}
 	for k := range defaults {
 		known[EnvName(k)] = true
 	}

@@ -129,6 +129,21 @@ func TestUnknownKeys(t *testing.T) {
 	assertKeyErr(t, err, "OMNI_HTTP_ADDR", "unknown environment variable")
 }
 
+// OMNI_ variables that are read outside the configuration (the scaffold's
+// checkout, the tests' fixtures) are not mistaken for typos; a near miss
+// of one still is.
+func TestNonConfigEnvIsNotRejected(t *testing.T) {
+	inDir(t)
+	t.Setenv("OMNI_SOURCE", "/src/omni")
+	t.Setenv("OMNI_FIXTURES_DIR", "/src/shared/fixtures")
+	if _, err := Load(flags(t)); err != nil {
+		t.Fatalf("OMNI_SOURCE / OMNI_FIXTURES_DIR rejected: %v", err)
+	}
+	t.Setenv("OMNI_FIXTURE_DIR", "/src/shared/fixtures")
+	_, err := Load(flags(t))
+	assertKeyErr(t, err, "OMNI_FIXTURE_DIR", "unknown environment variable")
+}
+
 func TestConnectorSettingsAreFreeForm(t *testing.T) {
 	dir := inDir(t)
 	write(t, dir, "omni.yaml", "connectors:\n  shopify:\n    shop: demo.myshopify.com\n    api_secret: s3cret\n")

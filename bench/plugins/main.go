@@ -37,7 +37,7 @@ const secret = "bench-secret"
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "plugin" {
-		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr, builtin.Extension()))
+		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr, builtin.Extension(connectors.Options{})))
 	}
 	duration := flag.Duration("duration", 10*time.Second, "length of each phase")
 	conc := flag.Int("concurrency", 16, "concurrent HTTP clients")

@@ -5,11 +5,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pocketbase/pocketbase"
@@ -82,7 +84,7 @@ func (o *Omni) Open() error {
 
 // Serve opens everything and serves HTTP on ln (or on Config.HTTP when ln is
 // nil) until Shutdown. ready, if not nil, is closed once requests are taken.
-func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
+func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	started := time.Now()
 	// One server per data dir: a second one would run a second JetStream
 	// on the same store. Released by Shutdown (or by the OS if we die).
@@ -91,6 +93,22 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 		return err
 	}
 	o.lock = lock
+	addr := o.Config.HTTP
+	if ln != nil {
+		addr = ln.Addr().String()
+	} else {
+		// Take the port before anything else starts (and before "omni
+		// serving" is logged), so a port in use is the one line the
+		// operator sees, not an error after a successful-looking start.
+		if ln, err = listenHTTP(addr); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				ln.Close() // PocketBase closes it only once it serves
+			}
+		}()
+	}
 	if err := o.Open(); err != nil {
 		return err
 	}
@@ -133,9 +151,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 
 	o.PB.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		se.InstallerFunc = nil // staff and superusers are created explicitly
-		if ln != nil {
-			se.Listener = ln
-		}
+		se.Listener = ln
 		ingest.New(o.PB, o.Bus, ingest.Options{
 			MaxBatchBytes: o.Config.Ingest.MaxBatchBytes,
 			MaxEventBytes: o.Config.Ingest.MaxEventBytes,
@@ -161,10 +177,6 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 		},
 	})
 
-	addr := o.Config.HTTP
-	if ln != nil {
-		addr = ln.Addr().String()
-	}
 	if ready != nil {
 		o.PB.OnServe().Bind(&hook.Handler[*core.ServeEvent]{
 			Id:       "omniReady",
@@ -184,6 +196,25 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) error {
 		o.stop()
 	}
 	return err
+}
+
+// listenHTTP opens the HTTP address; failing that, the error names the
+// setting and the address (e.g. another program already has the port).
+func listenHTTP(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	problem := err.Error()
+	var sysErr *os.SyscallError
+	if errors.As(err, &sysErr) {
+		problem = sysErr.Err.Error() // "address already in use", without Go's "listen tcp …: bind:" prefix
+	}
+	hint := "choose another address with --http or OMNI_HTTP"
+	if errors.Is(err, syscall.EADDRINUSE) {
+		hint = "another program is listening there; stop it or " + hint
+	}
+	return nil, &config.Error{Key: "http", Problem: fmt.Sprintf("cannot listen on %s: %s (%s)", addr, problem, hint)}
 }
 
 // stop drains modules and consumers, then closes the bus, once.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -41,6 +42,11 @@ type exitError struct {
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// UsageError marks err as bad input on the command line: Main prints it
+// and exits with ExitUsage.
+func UsageError(err error) error { return &exitError{code: ExitUsage, err: err} }
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer, exts ...app.Extension) int {
@@ -125,7 +131,8 @@ func serveCmd(env *app.Env, exts []app.Extension) *cobra.Command {
 }
 
 // superuserCmd runs PocketBase's own superuser command against Omni's
-// data dir, opening the database only when it is used.
+// data dir, opening the database only when a subcommand runs (not for
+// --help).
 func superuserCmd(env *app.Env) *cobra.Command {
 	return &cobra.Command{
 		Use:                "superuser",
@@ -137,17 +144,35 @@ func superuserCmd(env *app.Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := env.OpenApp()
+			cfg, err := env.Config()
 			if err != nil {
 				return err
 			}
+			o := app.New(cfg, logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format))
 			defer o.PB.ResetBootstrapState()
 			su := cmd.NewSuperuserCommand(o.PB)
-			su.SetArgs(rest)
-			su.SetOut(env.Stdout)
-			su.SetErr(env.Stderr)
-			su.SilenceErrors = true
-			return su.Execute()
+			su.PersistentPreRunE = func(*cobra.Command, []string) error { return o.Open() }
+			for _, sub := range su.Commands() {
+				if sub.Example != "" {
+					sub.Example = "omni " + sub.Example // PocketBase's examples start at "superuser"
+				}
+			}
+			// PocketBase's command is a root of its own and would print its
+			// usage as "superuser …"; under a parent named omni it reads
+			// "omni superuser …", the command the user typed.
+			parent := &cobra.Command{Use: "omni", SilenceErrors: true, SilenceUsage: true}
+			parent.CompletionOptions.DisableDefaultCmd = true
+			parent.AddCommand(su)
+			args = append([]string{"superuser"}, rest...)
+			// Under a parent, cobra no longer rejects an unknown subcommand
+			// of su by itself: it would print the help and exit 0.
+			if found, left, err := parent.Find(args); err == nil && found == su && len(left) > 0 && !strings.HasPrefix(left[0], "-") {
+				return &exitError{code: ExitUsage, err: fmt.Errorf("unknown command %q for \"omni superuser\" (see omni superuser --help)", left[0])}
+			}
+			parent.SetArgs(args)
+			parent.SetOut(env.Stdout)
+			parent.SetErr(env.Stderr)
+			return parent.Execute()
 		},
 	}
 }
@@ -290,7 +315,7 @@ func healthCmd(env *app.Env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				url = "http://" + cfg.HTTP + "/api/v1/health"
+				url = "http://" + probeAddr(cfg.HTTP) + "/api/v1/health"
 			}
 			client := &http.Client{Timeout: 5 * time.Second}
 			resp, err := client.Get(url)
@@ -306,6 +331,20 @@ func healthCmd(env *app.Env) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&url, "url", "", "health URL (default from the http setting)")
+	c.Flags().StringVar(&url, "url", "", "health URL (default: from the http setting, e.g. OMNI_HTTP)")
 	return c
+}
+
+// probeAddr turns the HTTP listen address into one to connect to: a
+// server listening on every interface (0.0.0.0:8090, [::]:8090, :8090, as
+// in the container image) is probed on loopback.
+func probeAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen // config validation rejects this before we get here
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -25,13 +25,13 @@ import (
 func Extension(opts Options) app.Extension {
 	return app.Extension{
 		Commands: func(env *app.Env) []*cobra.Command {
-			return []*cobra.Command{pluginCmd(env), connectorCmd(env)}
+			return []*cobra.Command{pluginCmd(env, opts), connectorCmd(env)}
 		},
 		Modules: func(o *app.Omni) []app.Module { return []app.Module{New(opts)} },
 	}
 }
 
-func pluginCmd(env *app.Env) *cobra.Command {
+func pluginCmd(env *app.Env, opts Options) *cobra.Command {
 	c := &cobra.Command{Use: "plugin", Short: "Connector plugins: run, list, scaffold"}
 	c.AddCommand(&cobra.Command{
 		Use:    "run NAME",
@@ -89,7 +89,7 @@ func pluginCmd(env *app.Env) *cobra.Command {
 			return tw.Flush()
 		},
 	})
-	c.AddCommand(newCmd(env))
+	c.AddCommand(newCmd(env, opts.SDKSource))
 	return c
 }
 

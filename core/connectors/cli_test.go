@@ -2,6 +2,7 @@ package connectors_test
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +16,14 @@ import (
 
 func runCLI(t *testing.T, dataDir string, args ...string) (int, string, string) {
 	t.Helper()
+	return runCLIWith(t, connectors.Options{}, dataDir, args...)
+}
+
+func runCLIWith(t *testing.T, opts connectors.Options, dataDir string, args ...string) (int, string, string) {
+	t.Helper()
+	opts.Command = testCommand
 	var out, errb bytes.Buffer
-	code := cli.Main(append([]string{"--data-dir", dataDir}, args...), &out, &errb, connectors.Extension(connectors.Options{Command: testCommand}))
+	code := cli.Main(append([]string{"--data-dir", dataDir}, args...), &out, &errb, connectors.Extension(opts))
 	return code, out.String(), errb.String()
 }
 
@@ -64,6 +71,7 @@ func TestConnectorCLI(t *testing.T) {
 // `omni plugin new acme` produces a project that compiles and whose test
 // (a real plugin subprocess under sdktest) passes.
 func TestPluginNewScaffoldBuildsAndPasses(t *testing.T) {
+	t.Setenv("OMNI_SOURCE", "")
 	if testing.Short() {
 		t.Skip("runs go test on a generated project")
 	}
@@ -88,5 +96,88 @@ func TestPluginNewScaffoldBuildsAndPasses(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, t.TempDir(), "plugin", "new", "Bad Name"); code == 0 || !strings.Contains(stderr, "must be lower-case") {
 		t.Fatalf("bad name: %s", stderr)
+	}
+}
+
+// Without a checkout the scaffold writes the SDK it was given (the omni
+// binary embeds it) into the project as its own module and points go.mod
+// there, so nothing fetches the Omni module, which no proxy has. The full
+// build from the real binary is TestPluginNewFromTheBinaryAlone (package
+// main).
+func TestPluginNewWritesTheSDKIntoTheProject(t *testing.T) {
+	t.Setenv("OMNI_SOURCE", "")
+	_, file, _, _ := runtime.Caller(0)
+	repo := filepath.Join(filepath.Dir(file), "..", "..")
+	sdkSource := os.DirFS(repo)
+	dir := filepath.Join(t.TempDir(), "acme")
+	code, out, stderr := runCLIWith(t, connectors.Options{SDKSource: sdkSource}, t.TempDir(), "plugin", "new", "acme", "--dir", dir, "--tidy=false")
+	if code != 0 || !strings.Contains(out, filepath.Join(dir, connectors.SDKDir)) {
+		t.Fatalf("plugin new: exit %d %s %s", code, out, stderr)
+	}
+	gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if !strings.Contains(string(gomod), "\nreplace github.com/omni/omni => ./omni-sdk\n") {
+		t.Fatalf("go.mod does not replace the Omni module by ./omni-sdk:\n%s", gomod)
+	}
+	sdkMod, _ := os.ReadFile(filepath.Join(dir, "omni-sdk", "go.mod"))
+	repoMod, _ := os.ReadFile(filepath.Join(repo, "go.mod"))
+	if !strings.HasSuffix(string(sdkMod), string(repoMod)) || !strings.HasPrefix(string(sdkMod), "//") {
+		t.Fatalf("omni-sdk/go.mod is not Omni's go.mod under a comment:\n%s", sdkMod)
+	}
+	// Every SDK source file, byte for byte; no tests.
+	n := 0
+	err := fs.WalkDir(sdkSource, "plugins/sdk", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		got, gotErr := os.ReadFile(filepath.Join(dir, "omni-sdk", filepath.FromSlash(path)))
+		if strings.HasSuffix(path, "_test.go") {
+			if gotErr == nil {
+				t.Errorf("%s copied", path)
+			}
+			return nil
+		}
+		want, _ := fs.ReadFile(sdkSource, path)
+		if gotErr != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: not copied as is (%v)", path, gotErr)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n < 5 {
+		t.Fatalf("walked %d SDK files: %v", n, err)
+	}
+
+	// A binary without the SDK says what to pass instead, exit 2.
+	code, _, stderr = runCLI(t, t.TempDir(), "plugin", "new", "acme", "--dir", filepath.Join(t.TempDir(), "acme"))
+	if code != 2 || !strings.Contains(stderr, "pass --omni-source") {
+		t.Fatalf("no SDK source: exit %d %q", code, stderr)
+	}
+}
+
+// When go cannot fetch the SDK's dependencies, the scaffold says so and
+// how to finish, instead of leaving the user with go's raw 403 / lookup
+// error alone.
+func TestPluginNewExplainsAFailedDownload(t *testing.T) {
+	t.Setenv("OMNI_SOURCE", "")
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatal("go is not on PATH")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	repo := filepath.Join(filepath.Dir(file), "..", "..")
+	// Nothing cached, no proxy: every dependency download fails.
+	t.Setenv("GOMODCACHE", t.TempDir())
+	t.Setenv("GOPROXY", "off")
+	t.Setenv("GOFLAGS", "-mod=mod")
+	dir := filepath.Join(t.TempDir(), "acme")
+	code, _, stderr := runCLIWith(t, connectors.Options{SDKSource: os.DirFS(repo)}, t.TempDir(), "plugin", "new", "acme", "--dir", dir)
+	last := strings.TrimSpace(stderr)
+	last = last[strings.LastIndex(last, "\n")+1:]
+	for _, want := range []string{"omni: go mod tidy in " + dir + " failed", "Go module proxy", "GOPROXY is off", "needs no download", "cd " + dir + " && go mod tidy"} {
+		if code == 0 || !strings.Contains(last, want) {
+			t.Fatalf("exit %d; last line %q lacks %q; stderr:\n%s", code, last, want, stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "omni-sdk", "plugins", "sdk", "plugin.go")); err != nil {
+		t.Fatalf("project not left in place: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -83,6 +84,11 @@ type Options struct {
 	SendConcurrency int
 	// SendsPerConnector caps one connector's concurrent sends (default 8).
 	SendsPerConnector int
+	// SDKSource holds Omni's go.mod, go.sum and plugins/sdk for `omni
+	// plugin new`, which writes them into the new project (the SDK module
+	// is on no proxy). main embeds them; nil means the command needs
+	// --omni-source.
+	SDKSource fs.FS
 }
 
 func (o *Options) defaults() {

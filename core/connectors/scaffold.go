@@ -3,6 +3,8 @@ package connectors
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,22 +13,32 @@ import (
 
 	"github.com/omni/omni/core/app"
 	"github.com/spf13/cobra"
+
+	"github.com/omni/omni/core/api"
 )
 
 // ModulePath is Omni's Go module path.
 const ModulePath = "github.com/omni/omni"
 
-func newCmd(env *app.Env) *cobra.Command {
+// SDKDir is where `omni plugin new` writes Omni's SDK inside the new
+// project; go.mod replaces the Omni module by it.
+const SDKDir = "omni-sdk"
+
+func newCmd(env *app.Env, sdkSource fs.FS) *cobra.Command {
 	var dir, omniSrc string
 	var tidy bool
 	c := &cobra.Command{
 		Use:   "new NAME",
 		Short: "Create a third-party connector project (webhook handler, send handler, tests)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Create a third-party connector project that builds with nothing but Go:
+Omni's SDK is written into the project (` + SDKDir + `/) from this binary, and
+go.mod points the SDK module there. grpc, go-plugin and the other
+dependencies come from the Go module proxy, at the versions Omni uses.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			name := args[0]
 			if !validName(name) {
-				return fmt.Errorf("connector name %q must be lower-case letters, digits, - or _, starting with a letter", name)
+				return &app.UsageError{Err: fmt.Errorf("connector name %q must be lower-case letters, digits, - or _, starting with a letter", name)}
 			}
 			if dir == "" {
 				dir = name
@@ -34,18 +46,19 @@ func newCmd(env *app.Env) *cobra.Command {
 			if omniSrc == "" {
 				omniSrc = os.Getenv("OMNI_SOURCE")
 			}
-			if err := Scaffold(dir, name, omniSrc); err != nil {
+			if err := Scaffold(dir, name, omniSrc, sdkSource); err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "created connector %s in %s\n", name, dir)
+			if omniSrc != "" {
+				fmt.Fprintf(env.Stdout, "created connector %s in %s (building against the Omni checkout %s)\n", name, dir, omniSrc)
+			} else {
+				fmt.Fprintf(env.Stdout, "created connector %s in %s (Omni's SDK is in %s)\n", name, dir, filepath.Join(dir, SDKDir))
+			}
 			if tidy {
-				if _, err := exec.LookPath("go"); err == nil {
-					cmd := exec.Command("go", "mod", "tidy")
-					cmd.Dir = dir
-					cmd.Stdout, cmd.Stderr = env.Stderr, env.Stderr
-					if err := cmd.Run(); err != nil {
-						return fmt.Errorf("go mod tidy in %s: %w", dir, err)
-					}
+				if _, err := exec.LookPath("go"); err != nil {
+					fmt.Fprintf(env.Stderr, "go is not on PATH: install Go %s or later (https://go.dev/dl/), then run: cd %s && go mod tidy\n", goVersion, dir)
+				} else if err := goModTidy(env, dir); err != nil {
+					return err
 				}
 			}
 			fmt.Fprintf(env.Stdout, "next:\n  cd %s && go test ./...\n  go build -o %s/%s .   # install it into plugins_dir\n", dir, "<plugins_dir>", name)
@@ -53,28 +66,57 @@ func newCmd(env *app.Env) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&dir, "dir", "", "directory to create (default: ./NAME)")
-	c.Flags().StringVar(&omniSrc, "omni-source", "", "path to an Omni source checkout to build against (adds a replace directive; default $OMNI_SOURCE)")
-	c.Flags().BoolVar(&tidy, "tidy", true, "run go mod tidy in the new project")
+	c.Flags().StringVar(&omniSrc, "omni-source", "", "build against this Omni source checkout instead of the SDK inside this binary (default $OMNI_SOURCE)")
+	c.Flags().BoolVar(&tidy, "tidy", true, "run go mod tidy in the new project (fetches grpc, go-plugin, … from the Go module proxy)")
 	return c
 }
 
-// Scaffold writes a connector project named name into dir. With omniSrc,
-// go.mod replaces the Omni module by that checkout (offline builds).
-func Scaffold(dir, name, omniSrc string) error {
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		return fmt.Errorf("%s already exists and is not empty", dir)
+// goVersion is the Go release the generated go.mod asks for (Omni's).
+const goVersion = "1.26"
+
+// goModTidy resolves the new project's dependencies. The project is written
+// whatever happens; on failure the error says why in one line and how to
+// finish by hand (go's own output is above it).
+func goModTidy(env *app.Env, dir string) error {
+	var out bytes.Buffer
+	cmd := exec.Command("go", "mod", "tidy")
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = env.Stderr, io.MultiWriter(env.Stderr, &out)
+	if err := cmd.Run(); err == nil {
+		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	msg := out.String()
+	hint := "see go's message above"
+	switch {
+	case strings.Contains(msg, "requires go >="):
+		hint = "this project needs Go " + goVersion + " or later; install it (https://go.dev/dl/) or allow GOTOOLCHAIN=auto"
+	case strings.Contains(msg, "GOPROXY=off") || strings.Contains(msg, "proxy") || strings.Contains(msg, "dial tcp") ||
+		strings.Contains(msg, "no such host") || strings.Contains(msg, "timeout"):
+		proxy := "unknown"
+		if b, err := exec.Command("go", "env", "GOPROXY").Output(); err == nil {
+			proxy = strings.TrimSpace(string(b))
+		}
+		hint = fmt.Sprintf("downloading the SDK's dependencies (grpc, go-plugin, …) from the Go module proxy failed (GOPROXY is %s); Omni's SDK itself needs no download (it is in %s)", proxy, SDKDir)
+	}
+	return fmt.Errorf("go mod tidy in %s failed: %s; the project is written: fix that, then run: cd %s && go mod tidy", dir, hint, dir)
+}
+
+// Scaffold writes a connector project named name into dir. The Omni module
+// (the SDK) comes from omniSrc, a source checkout, when set; otherwise from
+// sdkSource (Omni's go.mod, go.sum and plugins/sdk, embedded in the omni
+// binary), which is written to dir/omni-sdk. Either way go.mod replaces
+// the Omni module, which is on no module proxy, by that directory.
+func Scaffold(dir, name, omniSrc string, sdkSource fs.FS) error {
+	if omniSrc == "" && sdkSource == nil {
+		return &app.UsageError{Err: fmt.Errorf("this omni binary carries no SDK source: pass --omni-source with the path of an Omni source checkout")}
 	}
 	data := map[string]string{
-		"Name":     name,
-		"Ident":    strings.NewReplacer("-", "_").Replace(name),
-		"Module":   "example.com/omni-connector-" + name,
-		"Omni":     ModulePath,
-		"OmniSrc":  "",
-		"Title":    strings.ToUpper(name[:1]) + name[1:],
-		"GoSumSrc": "",
+		"Name":    name,
+		"Ident":   strings.NewReplacer("-", "_").Replace(name),
+		"Module":  "example.com/omni-connector-" + name,
+		"Omni":    ModulePath,
+		"OmniSrc": "./" + SDKDir,
+		"Title":   strings.ToUpper(name[:1]) + name[1:],
 	}
 	if omniSrc != "" {
 		abs, err := filepath.Abs(omniSrc)
@@ -82,9 +124,16 @@ func Scaffold(dir, name, omniSrc string) error {
 			return err
 		}
 		if _, err := os.Stat(filepath.Join(abs, "go.mod")); err != nil {
-			return fmt.Errorf("--omni-source %s: no go.mod there", abs)
+			return &app.UsageError{Err: fmt.Errorf("--omni-source %s: no go.mod there", abs)}
 		}
 		data["OmniSrc"] = abs
+		sdkSource = os.DirFS(abs)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return &app.UsageError{Err: fmt.Errorf("%s already exists and is not empty", dir)}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
 	for file, tmpl := range scaffoldFiles {
 		var buf bytes.Buffer
@@ -96,13 +145,64 @@ func Scaffold(dir, name, omniSrc string) error {
 		}
 	}
 	// Omni's own go.sum covers every module the SDK needs, so the project
-	// builds without fetching anything.
-	if data["OmniSrc"] != "" {
-		if b, err := os.ReadFile(filepath.Join(data["OmniSrc"], "go.sum")); err == nil {
-			if err := os.WriteFile(filepath.Join(dir, "go.sum"), b, 0o644); err != nil {
-				return err
-			}
+	// checks what it downloads against the sums Omni was built with.
+	sum, err := fs.ReadFile(sdkSource, "go.sum")
+	if err != nil {
+		return fmt.Errorf("omni SDK source: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644); err != nil {
+		return err
+	}
+	if omniSrc != "" {
+		return nil
+	}
+	return writeSDK(filepath.Join(dir, SDKDir), sdkSource)
+}
+
+// writeSDK writes the Omni module as the project needs it: go.mod (whole,
+// so the SDK's dependencies stay at the versions Omni uses) and the SDK
+// packages without their tests.
+func writeSDK(dst string, src fs.FS) error {
+	mod, err := fs.ReadFile(src, "go.mod")
+	if err != nil {
+		return fmt.Errorf("omni SDK source: %w", err)
+	}
+	header := "// Omni's connector SDK, written by `omni plugin new` (omni " + api.Version + ")\n" +
+		"// so this project builds without Omni's repository: ../go.mod replaces\n" +
+		"// " + ModulePath + " by this directory. Only plugins/sdk is here; the\n" +
+		"// requirements are Omni's, so the SDK builds against the versions Omni\n" +
+		"// was built and tested with. To update it, scaffold a project with a\n" +
+		"// newer omni and copy its " + SDKDir + " directory over this one.\n\n"
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dst, "go.mod"), append([]byte(header), mod...), 0o644); err != nil {
+		return err
+	}
+	n := 0
+	err = fs.WalkDir(src, "plugins/sdk", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
+		target := filepath.Join(dst, filepath.FromSlash(path))
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if strings.HasSuffix(path, "_test.go") {
+			return nil // they test the SDK, not the connector, and may need Omni's repository
+		}
+		b, err := fs.ReadFile(src, path)
+		if err != nil {
+			return err
+		}
+		n++
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("omni SDK source: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("omni SDK source: no files under plugins/sdk")
 	}
 	return nil
 }
@@ -113,9 +213,10 @@ var scaffoldFiles = map[string]string{
 go 1.26.0
 
 require [[.Omni]] v0.0.0-00010101000000-000000000000
-[[if .OmniSrc]]
+
+// Omni's SDK is on no module proxy: it comes from this directory.
 replace [[.Omni]] => [[.OmniSrc]]
-[[end]]`,
+`,
 
 	"main.go": `// Command omni-connector-[[.Name]] is an Omni connector. Build it into
 // Omni's plugins_dir; Omni starts it, talks to it over gRPC and restarts

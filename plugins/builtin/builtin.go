@@ -30,4 +30,4 @@ func init() {
 
 // Extension is the connector host with every built-in registered; main
 // passes it to cli.Main.
-func Extension() app.Extension { return connectors.Extension(connectors.Options{}) }
+func Extension(opts connectors.Options) app.Extension { return connectors.Extension(opts) }
