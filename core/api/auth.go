@@ -10,14 +10,21 @@ import (
 
 // IsStaff reports whether the request is made by a staff member of any
 // role or by a PocketBase superuser.
-func IsStaff(e *core.RequestEvent) bool {
-	return e.Auth != nil && (e.Auth.IsSuperuser() || staff.IsMember(e.Auth))
-}
+func IsStaff(e *core.RequestEvent) bool { return IsStaffRecord(e.Auth) }
 
 // IsOwner reports whether the request is made by an Omni owner or a
 // PocketBase superuser.
-func IsOwner(e *core.RequestEvent) bool {
-	return e.Auth != nil && (e.Auth.IsSuperuser() || staff.IsOwner(e.Auth))
+func IsOwner(e *core.RequestEvent) bool { return IsOwnerRecord(e.Auth) }
+
+// IsStaffRecord is IsStaff for an auth record outside a request, such as
+// a realtime client's (nil: a guest).
+func IsStaffRecord(auth *core.Record) bool {
+	return auth != nil && (auth.IsSuperuser() || staff.IsMember(auth))
+}
+
+// IsOwnerRecord is IsOwner for an auth record outside a request.
+func IsOwnerRecord(auth *core.Record) bool {
+	return auth != nil && (auth.IsSuperuser() || staff.IsOwner(auth))
 }
 
 // RequireStaff lets staff of any role and superusers through: 401 for
