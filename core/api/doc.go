@@ -28,7 +28,9 @@
 // # Guards
 //
 // RequireStaff (staff of any role, or a superuser) and RequireOwner (an
-// owner, or a superuser) answer 401 to guests and 403 to anyone else. The
+// owner, or a superuser) answer 401 to guests and 403 to anyone else;
+// IsStaffRecord and IsOwnerRecord say the same of an auth record outside
+// a request (a realtime client's). The
 // definition of owner is core/staff's, which owns the staff collection
 // and its roles; core/staff imports nothing of Omni, so core/api can build
 // on it without a cycle.
