@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 
-	validation "github.com/go-ozzo/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/router"
 
@@ -46,14 +45,13 @@ func retryDead(e *core.RequestEvent) error {
 	}
 	if e.Request.ContentLength != 0 {
 		if err := e.BindBody(&in); err != nil {
-			return router.NewBadRequestError(`The body must be JSON like {"ids": ["…"]}.`,
-				validation.Errors{"ids": validation.NewError("validation_invalid_ids", "ids must be a list of dead event ids")})
+			return FieldError(http.StatusBadRequest, "ids", "validation_invalid_ids", `must be a list of dead event ids, as in {"ids": ["…"]}`)
 		}
 	}
 	n, err := deadletter.RequestRetry(e.App, in.IDs...)
 	if err != nil {
 		if errors.Is(err, deadletter.ErrNotFound) {
-			return router.NewBadRequestError(err.Error(), validation.Errors{"ids": validation.NewError("validation_not_dead", err.Error())})
+			return FieldError(http.StatusBadRequest, "ids", "validation_not_dead", err.Error())
 		}
 		return err
 	}

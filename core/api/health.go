@@ -1,4 +1,3 @@
-// Package api holds Omni's HTTP routes that belong to no single module.
 package api
 
 import (

@@ -10,30 +10,14 @@ import (
 	"time"
 
 	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tools/hook"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/plugins/sdk"
 )
 
-// requireOwner lets PocketBase superusers and staff with role owner in.
-func requireOwner() *hook.Handler[*core.RequestEvent] {
-	return &hook.Handler[*core.RequestEvent]{
-		Id: "omniRequireOwner",
-		Func: func(e *core.RequestEvent) error {
-			if e.Auth == nil {
-				return fail(e, http.StatusUnauthorized, "", "sign in as an owner or a superuser")
-			}
-			if e.Auth.IsSuperuser() || (e.Auth.Collection().Name == "staff" && e.Auth.GetString("role") == "owner") {
-				return e.Next()
-			}
-			return fail(e, http.StatusForbidden, "", "only owners and superusers can manage connectors")
-		},
-	}
-}
-
 func (m *Module) registerAPI(se *core.ServeEvent) {
 	g := se.Router.Group("/api/v1/connectors")
-	g.Bind(requireOwner())
+	g.Bind(api.RequireOwner())
 	g.GET("", m.apiList)
 	g.GET("/{name}", m.apiGet)
 	g.PATCH("/{name}", m.apiUpdate)
@@ -153,7 +137,7 @@ func (m *Module) find(e *core.RequestEvent) (*core.Record, error) {
 	name := e.Request.PathValue("name")
 	rec, err := m.app.FindFirstRecordByData(Collection, "name", name)
 	if err != nil {
-		return nil, fail(e, http.StatusNotFound, "name", fmt.Sprintf("no connector named %q is installed", name))
+		return nil, api.FieldError(http.StatusNotFound, "name", "validation_not_installed", fmt.Sprintf("no connector named %q is installed", name))
 	}
 	return rec, nil
 }
@@ -188,12 +172,12 @@ func (m *Module) apiUpdate(e *core.RequestEvent) error {
 		Enabled *bool             `json:"enabled"`
 	}
 	if err := e.BindBody(&in); err != nil {
-		return fail(e, http.StatusBadRequest, "body", "body must be JSON like {\"config\": {\"name\": \"value\"}, \"enabled\": true}: "+err.Error())
+		return api.BadRequest("body", "must be JSON like {\"config\": {\"name\": \"value\"}, \"enabled\": true}: "+err.Error())
 	}
 	if err := m.update(rec, in.Config, in.Enabled); err != nil {
 		var ce *sdk.ConfigError
 		if errors.As(err, &ce) {
-			return fail(e, http.StatusBadRequest, "config."+ce.Field, ce.Field+": "+ce.Problem)
+			return api.BadRequest("config."+ce.Field, ce.Problem)
 		}
 		return err
 	}
@@ -210,7 +194,7 @@ func (m *Module) apiEnable(on bool) func(*core.RequestEvent) error {
 		if err := m.update(rec, nil, &on); err != nil {
 			var ce *sdk.ConfigError
 			if errors.As(err, &ce) {
-				return fail(e, http.StatusBadRequest, "config."+ce.Field, fmt.Sprintf("cannot enable %s: %s %s", rec.GetString("name"), ce.Field, ce.Problem))
+				return api.BadRequest("config."+ce.Field, ce.Problem)
 			}
 			return err
 		}
@@ -269,18 +253,18 @@ func (m *Module) apiBackfillStart(e *core.RequestEvent) error {
 		Since string `json:"since"`
 	}
 	if err := e.BindBody(&in); err != nil {
-		return fail(e, http.StatusBadRequest, "body", "body must be JSON like {\"since\": \"2025-01-01\"}")
+		return api.BadRequest("body", "must be JSON like {\"since\": \"2025-01-01\"}")
 	}
 	since, perr := ParseSince(in.Since)
 	if perr != nil {
-		return fail(e, http.StatusBadRequest, "since", perr.Error())
+		return api.BadRequest("since", perr.Error())
 	}
 	name := rec.GetString("name")
 	if !hasCap(capabilitiesOf(rec), sdk.CapBackfill) {
-		return fail(e, http.StatusBadRequest, "name", fmt.Sprintf("connector %s does not support backfill", name))
+		return api.FieldError(http.StatusBadRequest, "name", "validation_no_backfill", fmt.Sprintf("connector %s does not support backfill", name))
 	}
 	if m.backfills.running(name) {
-		return fail(e, http.StatusConflict, "name", fmt.Sprintf("a backfill of %s is already running", name))
+		return api.FieldError(http.StatusConflict, "name", "validation_backfill_running", fmt.Sprintf("a backfill of %s is already running", name))
 	}
 	if err := RequestBackfillRecord(m.app, rec, since); err != nil {
 		return err

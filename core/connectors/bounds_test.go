@@ -23,13 +23,18 @@ func TestWebhookEventOutOfBoundsIs400(t *testing.T) {
 
 	deep := strings.Repeat(`{"a":`, 1500) + "1" + strings.Repeat("}", 1500)
 	st, body := e.webhook(t, "", whSecret, []byte(`{"id":"deep-1","type":"order.placed","email":"d@example.com","properties":`+deep+`}`))
+	// PocketBase's shape plus the top-level "field" webhooks document.
 	var out struct {
 		Status  int    `json:"status"`
 		Field   string `json:"field"`
 		Message string `json:"message"`
+		Data    map[string]struct {
+			Message string `json:"message"`
+		} `json:"data"`
 	}
 	_ = json.Unmarshal(body, &out)
-	if st != 400 || out.Field != "properties"+strings.Repeat(".a", events.MaxDepth) || !strings.Contains(out.Message, "nesting deeper than 32") {
+	field := "properties" + strings.Repeat(".a", events.MaxDepth)
+	if st != 400 || out.Field != field || !strings.Contains(out.Message, "nesting deeper than 32") || out.Data[field].Message == "" {
 		t.Fatalf("deep webhook: %d %s", st, body)
 	}
 	if st, body := e.webhook(t, "", whSecret, []byte(`{"id":"fine-1","type":"order.placed","email":"d@example.com","properties":{"total":1}}`)); st != 200 {

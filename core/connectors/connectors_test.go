@@ -46,15 +46,20 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 	if st, _ := e.Do(t, "GET", "/api/v1/connectors", nil, http.Header{"Authorization": {agentTok}}); st != http.StatusForbidden {
 		t.Fatalf("agent list: %d", st)
 	}
-	// Unknown setting and missing required setting name the field.
-	st, out := e.call(t, "PATCH", "/api/v1/connectors/example", map[string]any{"config": map[string]string{"nope": "1"}})
-	if st != 400 || out["field"] != "config.nope" {
-		t.Fatalf("unknown setting: %d %v", st, out)
+	// Bad input names the field in PocketBase's shape (data.<field>):
+	// an unknown or missing required setting, a bad backfill date, an
+	// unknown connector.
+	su := http.Header{"Authorization": {e.token}}
+	st, raw := e.Do(t, "PATCH", "/api/v1/connectors/example", map[string]any{"config": map[string]string{"nope": "1"}}, su)
+	omnitest.WantFieldError(t, st, raw, 400, "config.nope")
+	st, raw = e.Do(t, "POST", "/api/v1/connectors/example/enable", nil, su)
+	if out := omnitest.WantFieldError(t, st, raw, 400, "config.webhook_secret"); !strings.Contains(out.Data["config.webhook_secret"].Message, "required") {
+		t.Fatalf("enable without required: %s", raw)
 	}
-	st, out = e.call(t, "POST", "/api/v1/connectors/example/enable", nil)
-	if st != 400 || out["field"] != "config.webhook_secret" {
-		t.Fatalf("enable without required: %d %v", st, out)
-	}
+	st, raw = e.Do(t, "POST", "/api/v1/connectors/example/backfill", map[string]string{"since": "last tuesday"}, su)
+	omnitest.WantFieldError(t, st, raw, 400, "since")
+	st, raw = e.Do(t, "GET", "/api/v1/connectors/nosuch", nil, su)
+	omnitest.WantFieldError(t, st, raw, 404, "name")
 
 	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": e.api.url, "api_token": apiSecret})
 	e.waitState(t, "example", "running", 10*time.Second)
@@ -121,7 +126,7 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 	}
 
 	// Backfill through the API, with progress on the record.
-	st, out = e.call(t, "POST", "/api/v1/connectors/example/backfill", map[string]string{"since": "2025-01-01"})
+	st, out := e.call(t, "POST", "/api/v1/connectors/example/backfill", map[string]string{"since": "2025-01-01"})
 	if st != 202 {
 		t.Fatalf("backfill start: %d %v", st, out)
 	}
@@ -149,7 +154,7 @@ func TestWebhookSendBackfillAndSecrets(t *testing.T) {
 		t.Fatalf("list: %s", list)
 	}
 	// The generic records API shows the settings masked too (even to superusers).
-	_, raw := e.Do(t, "GET", "/api/collections/connectors/records", nil, http.Header{"Authorization": {e.token}})
+	_, raw = e.Do(t, "GET", "/api/collections/connectors/records", nil, http.Header{"Authorization": {e.token}})
 	if strings.Contains(string(raw), "enc:v1:") || strings.Contains(string(raw), whSecret) || !strings.Contains(string(raw), `"name":"example"`) {
 		t.Fatalf("records API: %s", raw)
 	}

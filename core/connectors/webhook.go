@@ -11,19 +11,17 @@ import (
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/plugins/sdk"
 )
 
-type apiError struct {
-	Status  int    `json:"status"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
-}
-
+// fail answers a vendor in the API's error shape plus the top-level
+// "field" webhooks have always carried (vendors are not our clients; see
+// docs/api.md#errors).
 func fail(e *core.RequestEvent, status int, field, msg string) error {
-	return e.JSON(status, apiError{Status: status, Message: msg, Field: field})
+	return api.WriteCompat(e, api.FieldError(status, field, "", msg), map[string]any{"field": field})
 }
 
 func (m *Module) registerWebhooks(se *core.ServeEvent) {

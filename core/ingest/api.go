@@ -5,9 +5,10 @@ import (
 	"net/http"
 
 	validation "github.com/go-ozzo/ozzo-validation/v4"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/router"
+
+	"github.com/omni/omni/core/api"
 )
 
 // registerSourceAPI adds POST /api/v1/sources, the one way (with the CLI)
@@ -15,32 +16,27 @@ import (
 // nowhere else. Browser sources can be created here too; listing, renaming
 // and disabling go through the sources collection (owner rules).
 func (h *Handler) registerSourceAPI(r *router.Router[*core.RequestEvent]) {
-	r.POST("/api/v1/sources", h.createSource).Bind(apis.RequireAuth("staff", core.CollectionNameSuperusers))
+	r.POST("/api/v1/sources", h.createSource).Bind(api.RequireOwner())
 }
 
 func (h *Handler) createSource(e *core.RequestEvent) error {
-	if !e.HasSuperuserAuth() && e.Auth.GetString("role") != "owner" {
-		return e.ForbiddenError("Only owners may create sources.", nil)
-	}
 	var in struct {
 		Name string `json:"name"`
 		Kind string `json:"kind"`
 	}
 	if err := e.BindBody(&in); err != nil {
-		return e.BadRequestError("body: must be a JSON object with name and kind.", validation.Errors{"body": validation.NewError("invalid", "must be a JSON object with name and kind")})
+		return api.BadRequest("body", "must be a JSON object with name and kind")
 	}
 	ns, err := CreateSource(e.App, in.Name, in.Kind)
 	var ie *InputError
 	var ve validation.Errors
 	switch {
 	case errors.As(err, &ie):
-		return e.BadRequestError(ie.Error(), validation.Errors{ie.Field: validation.NewError("invalid", ie.Message)})
+		return api.BadRequest(ie.Field, ie.Message)
 	case errors.As(err, &ve):
-		for field, fe := range ve {
-			return e.BadRequestError(field+": "+fe.Error(), ve)
-		}
+		return api.Invalid(ve, "Could not create the source.")
 	case err != nil:
-		return e.InternalServerError("Could not create the source.", err)
+		return api.Internal("Could not create the source.", err)
 	}
 	out := map[string]any{"id": ns.Record.Id, "name": ns.Record.GetString("name"), "kind": ns.Record.GetString("kind"),
 		"disabled": false, "created": ns.Record.GetString("created")}

@@ -15,11 +15,13 @@ import (
 	"strings"
 	"time"
 
+	validation "github.com/go-ozzo/ozzo-validation/v4"
 	"github.com/google/uuid"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/router"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 )
@@ -76,15 +78,11 @@ func (h *Handler) Register(r *router.Router[*core.RequestEvent]) {
 	h.registerSourceAPI(r)
 }
 
-// apiError is the JSON error body of every ingest failure.
-type apiError struct {
-	Status  int    `json:"status"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
-}
-
+// fail answers in the API's error shape plus the top-level "field" the
+// tracking API has always documented: its clients are Segment libraries
+// and scripts, not our UI (docs/api.md#errors).
 func fail(e *core.RequestEvent, status int, field, msg string) error {
-	return e.JSON(status, apiError{Status: status, Message: msg, Field: field})
+	return api.WriteCompat(e, api.FieldError(status, field, "", msg), map[string]any{"field": field})
 }
 
 // readBody reads at most limit bytes; ok is false when the body is larger.
@@ -208,9 +206,12 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 		evs = append(evs, ev)
 	}
 	if len(evs) == 0 {
-		return e.JSON(http.StatusBadRequest, map[string]any{
-			"status": http.StatusBadRequest, "message": "no event in the batch was valid", "field": rejected[0].Field, "rejected": rejected,
-		})
+		byField := validation.Errors{}
+		for _, r := range rejected {
+			byField[r.Field] = validation.NewError(api.CodeInvalid, r.Message)
+		}
+		return api.WriteCompat(e, router.NewBadRequestError("No event in the batch was valid.", byField),
+			map[string]any{"field": rejected[0].Field, "rejected": rejected})
 	}
 	for _, err := range Publish(e.Request.Context(), h.bus, evs) {
 		if err != nil {

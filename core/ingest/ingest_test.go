@@ -149,24 +149,35 @@ func TestBadInput(t *testing.T) {
 		{"long messageId", "/v1/track", `{"userId":"u","event":"e","messageId":"` + strings.Repeat("m", 257) + `"}`, basic(s.WriteKey), 400, "messageId", "longer than 256"},
 		{"long userId", "/v1/track", `{"userId":"` + strings.Repeat("u", 257) + `","event":"e"}`, basic(s.WriteKey), 400, "userId", "longer than 256"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			code, body := s.Do(t, "POST", c.path, c.body, c.header)
-			if code != c.status {
-				t.Fatalf("status %d, want %d: %s", code, c.status, body)
-			}
-			var out struct {
-				Status  int    `json:"status"`
-				Message string `json:"message"`
-				Field   string `json:"field"`
-			}
-			if err := json.Unmarshal(body, &out); err != nil {
-				t.Fatalf("not JSON: %s", body)
-			}
-			if out.Field != c.field || !strings.Contains(out.Message, c.message) || out.Status != c.status {
-				t.Fatalf("got %+v, want field %q message ~%q", out, c.field, c.message)
-			}
-		})
+	// Both prefixes answer alike: PocketBase's shape (data.<field>), as
+	// everywhere under /api/v1, plus the documented top-level "field".
+	for _, prefix := range []string{"", "/api"} {
+		for _, c := range cases {
+			t.Run(prefix+c.path+" "+c.name, func(t *testing.T) {
+				code, body := s.Do(t, "POST", prefix+c.path, c.body, c.header)
+				if code != c.status {
+					t.Fatalf("status %d, want %d: %s", code, c.status, body)
+				}
+				var out struct {
+					Status  int    `json:"status"`
+					Message string `json:"message"`
+					Field   string `json:"field"`
+					Data    map[string]struct {
+						Code    string `json:"code"`
+						Message string `json:"message"`
+					} `json:"data"`
+				}
+				if err := json.Unmarshal(body, &out); err != nil {
+					t.Fatalf("not JSON: %s", body)
+				}
+				if out.Field != c.field || !strings.Contains(strings.ToLower(out.Message), strings.ToLower(c.message)) || out.Status != c.status {
+					t.Fatalf("got %+v, want field %q message ~%q", out, c.field, c.message)
+				}
+				if d := out.Data[c.field]; d.Code == "" || d.Message == "" {
+					t.Fatalf("no data.%s {code, message}: %s", c.field, body)
+				}
+			})
+		}
 	}
 	if n := s.CountEvents(t); n != 0 {
 		t.Fatalf("rejected input stored %d events", n)

@@ -9,48 +9,32 @@ import (
 	"time"
 
 	"github.com/pocketbase/dbx"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/router"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/events"
 )
 
 // Register adds the HTTP API (docs/profiles.md).
 func (m *Module) Register(r *router.Router[*core.RequestEvent]) {
 	g := r.Group("/api/v1")
-	g.Bind(apis.RequireAuth("staff", core.CollectionNameSuperusers))
+	g.Bind(api.RequireStaff())
 	g.GET("/profiles", m.handleSearch)
 	g.GET("/profiles/{id}", m.handleGet)
 	g.GET("/profiles/{id}/timeline", m.handleTimeline)
-	g.POST("/profiles/{id}/export", ownerOnly(m.handleExport))
-	g.DELETE("/profiles/{id}", ownerOnly(m.handleErase))
-	g.DELETE("/tombstones/{kind}/{value}", ownerOnly(m.handleRemoveTombstone))
+	g.POST("/profiles/{id}/export", m.handleExport).Bind(api.RequireOwner())
+	g.DELETE("/profiles/{id}", m.handleErase).Bind(api.RequireOwner())
+	g.DELETE("/tombstones/{kind}/{value}", m.handleRemoveTombstone).Bind(api.RequireOwner())
 	g.GET("/segments", m.handleSegments)
-	g.POST("/segments/preview", ownerOnly(m.handlePreviewRule))
+	g.POST("/segments/preview", m.handlePreviewRule).Bind(api.RequireOwner())
 	g.GET("/segments/{id}/preview", m.handlePreview)
 	g.GET("/segments/{id}/counts", m.handleCounts)
 }
 
-func fail(e *core.RequestEvent, status int, msg string) error {
-	return e.JSON(status, map[string]any{"status": status, "message": msg})
-}
-
-// isOwner: superusers and staff with role owner.
-func isOwner(e *core.RequestEvent) bool {
-	if e.Auth == nil {
-		return false
-	}
-	return e.Auth.IsSuperuser() || e.Auth.GetString("role") == "owner"
-}
-
-func ownerOnly(h func(*core.RequestEvent) error) func(*core.RequestEvent) error {
-	return func(e *core.RequestEvent) error {
-		if !isOwner(e) {
-			return fail(e, http.StatusForbidden, "only owners may do this")
-		}
-		return h(e)
-	}
+// noProfile is the 404 of a profile id that is not there.
+func noProfile(e *core.RequestEvent) error {
+	return api.Error(http.StatusNotFound, "No profile with id "+strconv.Quote(e.Request.PathValue("id"))+".")
 }
 
 // Summary is a profile in lists.
@@ -70,6 +54,8 @@ type Summary struct {
 
 const summaryCols = "p.id, p.name, p.email, p.phone, p.first_seen, p.last_seen, p.orders_count, p.lifecycle_stage, p.engagement_level, p.created, p.updated"
 
+// intParam reads a whole-number query parameter; out of range is a 400
+// naming it.
 func intParam(e *core.RequestEvent, name string, def, lo, hi int) (int, error) {
 	s := e.Request.URL.Query().Get(name)
 	if s == "" {
@@ -77,7 +63,7 @@ func intParam(e *core.RequestEvent, name string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		return 0, errors.New(name + " must be a whole number between " + strconv.Itoa(lo) + " and " + strconv.Itoa(hi))
+		return 0, api.BadRequest(name, "must be a whole number between "+strconv.Itoa(lo)+" and "+strconv.Itoa(hi))
 	}
 	return n, nil
 }
@@ -91,11 +77,11 @@ func (m *Module) handleSearch(e *core.RequestEvent) error {
 	q := e.Request.URL.Query()
 	page, err := intParam(e, "page", 1, 1, 1<<30)
 	if err != nil {
-		return fail(e, 400, err.Error())
+		return err
 	}
 	per, err := intParam(e, "perPage", 20, 1, 100)
 	if err != nil {
-		return fail(e, 400, err.Error())
+		return err
 	}
 	c := newCompiler(m.now().UTC(), m.segs.lookup)
 	where := []string{"p.merged_into = ''"}
@@ -122,11 +108,11 @@ func (m *Module) handleSearch(e *core.RequestEvent) error {
 	if raw := q.Get("rule"); raw != "" {
 		r, err := ParseRule([]byte(raw))
 		if err != nil {
-			return fail(e, 400, "rule: "+err.Error())
+			return api.BadRequest("rule", err.Error())
 		}
 		s, err := c.compile(r, "")
 		if err != nil {
-			return fail(e, 400, "rule: "+err.Error())
+			return api.BadRequest("rule", err.Error())
 		}
 		where = append(where, "COALESCE("+s+", 0)")
 	}
@@ -136,7 +122,7 @@ func (m *Module) handleSearch(e *core.RequestEvent) error {
 			continue
 		}
 		if !pathRE.MatchString(name) {
-			return fail(e, 400, k+": not a valid trait name")
+			return api.BadRequest(k, "not a valid trait name")
 		}
 		for _, v := range vs {
 			var val any = v
@@ -152,13 +138,13 @@ func (m *Module) handleSearch(e *core.RequestEvent) error {
 	w := strings.Join(where, " AND ")
 	var total int
 	if err := m.app.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE " + w).Bind(c.params).Row(&total); err != nil {
-		return fail(e, 500, "search failed: "+err.Error())
+		return api.Internal("Search failed.", err)
 	}
 	items := []Summary{}
 	c.params["limit"], c.params["offset"] = per, (page-1)*per
 	if err := m.app.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE " + w + " ORDER BY p.last_seen DESC, p.id LIMIT {:limit} OFFSET {:offset}").
 		Bind(c.params).All(&items); err != nil {
-		return fail(e, 500, "search failed: "+err.Error())
+		return api.Internal("Search failed.", err)
 	}
 	return e.JSON(200, map[string]any{"page": page, "perPage": per, "totalItems": total, "items": items})
 }
@@ -271,10 +257,10 @@ func inList(prefix string, vals []string) (string, dbx.Params) {
 func (m *Module) handleGet(e *core.RequestEvent) error {
 	d, err := Get(e.App, e.Request.PathValue("id"))
 	if errors.Is(err, ErrNotFound) {
-		return fail(e, 404, "no profile with id "+strconv.Quote(e.Request.PathValue("id")))
+		return noProfile(e)
 	}
 	if err != nil {
-		return fail(e, 500, err.Error())
+		return api.Internal("Could not load the profile.", err)
 	}
 	return e.JSON(200, d)
 }
@@ -311,14 +297,14 @@ const eventCols = "id, event_id, type, name, source, channel, occurred_at, ident
 func (m *Module) handleTimeline(e *core.RequestEvent) error {
 	row, err := findProfile(e.App, e.Request.PathValue("id"))
 	if errors.Is(err, ErrNotFound) {
-		return fail(e, 404, "no profile with id "+strconv.Quote(e.Request.PathValue("id")))
+		return noProfile(e)
 	}
 	if err != nil {
-		return fail(e, 500, err.Error())
+		return api.Internal("Could not load the profile.", err)
 	}
 	per, err := intParam(e, "perPage", 50, 1, 200)
 	if err != nil {
-		return fail(e, 400, err.Error())
+		return err
 	}
 	q := e.Request.URL.Query()
 	where := []string{"profile = {:p}"}
@@ -347,7 +333,7 @@ func (m *Module) handleTimeline(e *core.RequestEvent) error {
 		t, err := time.Parse(dbTime, ts)
 		if err != nil {
 			if t, err = time.Parse(time.RFC3339Nano, ts); err != nil {
-				return fail(e, 400, "before: expected the next cursor of the previous page or an RFC 3339 time")
+				return api.BadRequest("before", "expected the next cursor of the previous page or an RFC 3339 time")
 			}
 		}
 		prm["bt"] = t.UTC().Format(dbTime)
@@ -361,7 +347,7 @@ func (m *Module) handleTimeline(e *core.RequestEvent) error {
 	items := []*TimelineEvent{}
 	if err := e.App.DB().NewQuery("SELECT " + eventCols + " FROM events WHERE " + strings.Join(where, " AND ") + " ORDER BY occurred_at DESC, id DESC LIMIT {:limit}").
 		Bind(prm).All(&items); err != nil {
-		return fail(e, 500, err.Error())
+		return api.Internal("Could not load the timeline.", err)
 	}
 	next := ""
 	if len(items) > per {
@@ -379,7 +365,7 @@ func (m *Module) handleSegments(e *core.RequestEvent) error {
 	var rows []*segmentRow
 	if err := e.App.DB().NewQuery(`SELECT s.id, s.name, s.description, s.rule, s.created, s.updated,
 (SELECT COUNT(*) FROM segment_members m WHERE m.segment = s.id) AS members FROM segments s ORDER BY s.name`).All(&rows); err != nil {
-		return fail(e, 500, err.Error())
+		return api.Internal("Could not list the segments.", err)
 	}
 	for _, r := range rows {
 		r.Rule = json.RawMessage(r.RuleText)
@@ -415,11 +401,11 @@ func (m *Module) Preview(app core.App, r *Rule) (int, []Summary, error) {
 func (m *Module) handlePreview(e *core.RequestEvent) error {
 	r, ok := m.segs.lookup(e.Request.PathValue("id"))
 	if !ok {
-		return fail(e, 404, "no segment with id "+strconv.Quote(e.Request.PathValue("id")))
+		return api.Error(http.StatusNotFound, "No segment with id "+strconv.Quote(e.Request.PathValue("id"))+".")
 	}
 	n, sample, err := m.Preview(e.App, r)
 	if err != nil {
-		return fail(e, 400, "rule: "+err.Error())
+		return api.BadRequest("rule", err.Error())
 	}
 	return e.JSON(200, map[string]any{"count": n, "sample": sample})
 }
@@ -429,18 +415,18 @@ func (m *Module) handlePreviewRule(e *core.RequestEvent) error {
 		Rule json.RawMessage `json:"rule"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(e.Response, e.Request.Body, 1<<16)).Decode(&body); err != nil {
-		return fail(e, 400, "body must be JSON like {\"rule\": {...}}: "+err.Error())
+		return api.BadRequest("body", "must be JSON like {\"rule\": {...}}: "+err.Error())
 	}
 	if len(body.Rule) == 0 {
-		return fail(e, 400, "rule: is required")
+		return api.BadRequest("rule", "is required")
 	}
 	r, err := m.ValidateRule(body.Rule, "")
 	if err != nil {
-		return fail(e, 400, "rule: "+err.Error())
+		return api.BadRequest("rule", err.Error())
 	}
 	n, sample, err := m.Preview(e.App, r)
 	if err != nil {
-		return fail(e, 400, "rule: "+err.Error())
+		return api.BadRequest("rule", err.Error())
 	}
 	return e.JSON(200, map[string]any{"count": n, "sample": sample})
 }
@@ -448,7 +434,7 @@ func (m *Module) handlePreviewRule(e *core.RequestEvent) error {
 func (m *Module) handleCounts(e *core.RequestEvent) error {
 	days, err := intParam(e, "days", 30, 1, 3660)
 	if err != nil {
-		return fail(e, 400, err.Error())
+		return err
 	}
 	type dayCount struct {
 		Day   string `db:"day" json:"day"`
@@ -458,7 +444,7 @@ func (m *Module) handleCounts(e *core.RequestEvent) error {
 	since := m.now().UTC().AddDate(0, 0, -days).Format("2006-01-02")
 	if err := e.App.DB().NewQuery("SELECT day, count FROM segment_counts WHERE segment={:s} AND day > {:d} ORDER BY day").
 		Bind(dbx.Params{"s": e.Request.PathValue("id"), "d": since}).All(&items); err != nil {
-		return fail(e, 500, err.Error())
+		return api.Internal("Could not load the counts.", err)
 	}
 	return e.JSON(200, map[string]any{"items": items})
 }

@@ -2,13 +2,12 @@ package profiles
 
 import (
 	"errors"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/relay"
 )
@@ -64,10 +63,10 @@ func toAny(s []string) []any {
 func (m *Module) handleExport(e *core.RequestEvent) error {
 	x, err := m.ExportProfile(e.App, e.Request.PathValue("id"))
 	if errors.Is(err, ErrNotFound) {
-		return fail(e, 404, "no profile with id "+strconv.Quote(e.Request.PathValue("id")))
+		return noProfile(e)
 	}
 	if err != nil {
-		return fail(e, 500, err.Error())
+		return api.Internal("Could not export the profile.", err)
 	}
 	e.Response.Header().Set("Content-Disposition", `attachment; filename="profile-`+x.Profile.ID+`.json"`)
 	return e.JSON(200, x)
@@ -174,10 +173,10 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 func (m *Module) handleErase(e *core.RequestEvent) error {
 	out, err := m.Erase(e.App, e.Request.PathValue("id"))
 	if errors.Is(err, ErrNotFound) {
-		return fail(e, 404, "no profile with id "+strconv.Quote(e.Request.PathValue("id")))
+		return noProfile(e)
 	}
 	if err != nil {
-		return fail(e, http.StatusInternalServerError, err.Error())
+		return api.Internal("Could not erase the profile.", err)
 	}
 	return e.JSON(200, out)
 }

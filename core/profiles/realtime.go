@@ -6,6 +6,8 @@ import (
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/subscriptions"
+
+	"github.com/omni/omni/core/api"
 )
 
 // RealtimeTopic is the PocketBase realtime topic on which staff clients
@@ -35,7 +37,7 @@ func (m *Module) notify(ids []string) {
 					continue
 				}
 				auth, _ := c.Get(apis.RealtimeClientAuthKey).(*core.Record)
-				if auth == nil || !(auth.IsSuperuser() || auth.Collection().Name == "staff") {
+				if !api.IsStaffRecord(auth) {
 					continue // custom topics are open to guests; profiles are not
 				}
 				for _, msg := range msgs {

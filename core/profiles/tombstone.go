@@ -8,10 +8,10 @@ import (
 	"strings"
 	"sync"
 
-	validation "github.com/go-ozzo/ozzo-validation/v4"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/events"
 )
 
@@ -101,15 +101,15 @@ func (m *Module) RemoveTombstone(app core.App, kind, value string) (bool, error)
 func (m *Module) handleRemoveTombstone(e *core.RequestEvent) error {
 	kind, value := e.Request.PathValue("kind"), e.Request.PathValue("value")
 	if !events.KnownIdentity(kind) {
-		msg := "kind: " + strconv.Quote(kind) + " is not an identity kind (" + strings.Join(events.IdentityKinds, ", ") + ")"
-		return e.BadRequestError(msg, validation.Errors{"kind": validation.NewError("validation_unknown_kind", msg)})
+		return api.FieldError(http.StatusBadRequest, "kind", "validation_unknown_kind",
+			strconv.Quote(kind)+" is not an identity kind ("+strings.Join(events.IdentityKinds, ", ")+")")
 	}
 	removed, err := m.RemoveTombstone(e.App, kind, value)
 	if err != nil {
-		return e.InternalServerError("Could not remove the tombstone.", err)
+		return api.Internal("Could not remove the tombstone.", err)
 	}
 	if !removed {
-		return fail(e, http.StatusNotFound, "no tombstone for "+kind+" "+strconv.Quote(value)+" (was it erased?)")
+		return api.Error(http.StatusNotFound, "No tombstone for "+kind+" "+strconv.Quote(value)+" (was it erased?)")
 	}
 	m.log.Info("tombstone removed by an owner", "kind", kind, "hash", IdentityHash(kind, value)[:12])
 	return e.JSON(http.StatusOK, map[string]any{"removed": true, "kind": kind})

@@ -22,9 +22,15 @@ const (
 	RoleAgent = "agent"
 )
 
-// IsOwner reports whether auth is a staff member with role owner.
+// IsMember reports whether auth is a staff member, of any role.
+func IsMember(auth *core.Record) bool {
+	return auth != nil && auth.Collection().Name == Collection
+}
+
+// IsOwner reports whether auth is a staff member with role owner. It is
+// the one definition of "owner"; core/api's middleware builds on it.
 func IsOwner(auth *core.Record) bool {
-	return auth != nil && auth.Collection().Name == Collection && auth.GetString("role") == RoleOwner
+	return IsMember(auth) && auth.GetString("role") == RoleOwner
 }
 
 // RegisterHooks binds the guards. They are bound on the app itself, not in

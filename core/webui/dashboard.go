@@ -5,9 +5,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/store"
 	"github.com/pocketbase/dbx"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 )
 
@@ -61,13 +61,12 @@ func (m *Module) registerDashboard(pb core.App, se *core.ServeEvent) {
 		d, err := ComputeDashboard(e.App, rng, time.Now().UTC())
 		if err != nil {
 			if err == errBadRange {
-				return e.JSON(http.StatusBadRequest, map[string]any{"status": 400, "message": "range must be today, 7d or 30d.", "field": "range",
-					"data": map[string]any{"range": map[string]string{"code": "invalid", "message": "must be today, 7d or 30d"}}})
+				return api.BadRequest("range", "must be today, 7d or 30d")
 			}
-			return e.InternalServerError("", err)
+			return api.Internal("", err)
 		}
 		return e.JSON(http.StatusOK, d)
-	}).Bind(apis.RequireAuth("staff", core.CollectionNameSuperusers))
+	}).Bind(api.RequireStaff())
 }
 
 type dashErr string

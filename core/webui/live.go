@@ -10,6 +10,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/subscriptions"
 
+	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/eventstore"
 )
 
@@ -66,7 +67,7 @@ func (n *notifier) broadcast(count int64) {
 		}
 		// Custom topics are open to anyone; only staff get the message.
 		auth, _ := c.Get(apis.RealtimeClientAuthKey).(*core.Record)
-		if auth == nil || (auth.Collection().Name != "staff" && !auth.IsSuperuser()) {
+		if !api.IsStaffRecord(auth) {
 			continue
 		}
 		go c.Send(msg) // Send blocks until the client's stream takes it

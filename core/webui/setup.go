@@ -2,19 +2,17 @@ package webui
 
 import (
 	"crypto/subtle"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
-
-	validation "github.com/go-ozzo/ozzo-validation/v4"
 
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/security"
+
+	"github.com/omni/omni/core/api"
 )
 
 // registerSetup adds first-run owner creation, so a fresh install is
@@ -40,7 +38,7 @@ func (m *Module) registerSetup(pb core.App, se *core.ServeEvent, log *slog.Logge
 	se.Router.GET("/api/v1/setup", func(e *core.RequestEvent) error {
 		n, err := countOwners(e.App)
 		if err != nil {
-			return e.InternalServerError("", err)
+			return api.Internal("", err)
 		}
 		return e.JSON(http.StatusOK, map[string]any{"needs_owner": n == 0, "token_required": n == 0 && m.tokenRequired})
 	})
@@ -105,7 +103,7 @@ type ownerInput struct {
 func (m *Module) createOwner(e *core.RequestEvent) error {
 	var in ownerInput
 	if err := e.BindBody(&in); err != nil {
-		return e.BadRequestError("The body must be a JSON object.", err)
+		return api.BadRequest("body", "must be a JSON object")
 	}
 	in.Email = strings.TrimSpace(in.Email)
 	if in.PasswordConfirm == "" {
@@ -117,12 +115,10 @@ func (m *Module) createOwner(e *core.RequestEvent) error {
 	defer m.setup.Unlock()
 	n, err := countOwners(e.App)
 	if err != nil {
-		return e.InternalServerError("", err)
+		return api.Internal("", err)
 	}
 	if n > 0 {
-		return e.JSON(http.StatusConflict, map[string]any{
-			"status": http.StatusConflict, "message": "An owner already exists; sign in, or ask the owner for an account.", "data": map[string]any{},
-		})
+		return api.Error(http.StatusConflict, "An owner already exists; sign in, or ask the owner for an account.")
 	}
 	if m.tokenRequired {
 		if m.setupToken == "" {
@@ -134,15 +130,12 @@ func (m *Module) createOwner(e *core.RequestEvent) error {
 			if in.SetupToken == "" {
 				msg = "The setup token is missing: open the link printed in the server log when Omni started (it ends in ?setup=…)."
 			}
-			return e.JSON(http.StatusForbidden, map[string]any{
-				"status": http.StatusForbidden, "message": "setup_token: " + msg, "field": "setup_token",
-				"data": map[string]any{"setup_token": map[string]string{"code": "validation_setup_token", "message": msg}},
-			})
+			return api.FieldError(http.StatusForbidden, "setup_token", "validation_setup_token", msg)
 		}
 	}
 	col, err := e.App.FindCollectionByNameOrId("staff")
 	if err != nil {
-		return e.InternalServerError("", err)
+		return api.Internal("", err)
 	}
 	rec := core.NewRecord(col)
 	rec.SetEmail(in.Email)
@@ -152,13 +145,10 @@ func (m *Module) createOwner(e *core.RequestEvent) error {
 	rec.Set("role", "owner")
 	rec.SetVerified(true)
 	if in.Password != in.PasswordConfirm {
-		return e.JSON(http.StatusBadRequest, map[string]any{
-			"status": http.StatusBadRequest, "message": "passwordConfirm: the passwords do not match.", "field": "passwordConfirm",
-			"data": map[string]any{"passwordConfirm": map[string]string{"code": "validation_values_mismatch", "message": "The passwords do not match."}},
-		})
+		return api.FieldError(http.StatusBadRequest, "passwordConfirm", "validation_values_mismatch", "the passwords do not match")
 	}
 	if err := e.App.Save(rec); err != nil {
-		return validationError(e, err)
+		return api.Invalid(err, "Could not create the owner account.")
 	}
 	m.setupToken = "" // single use
 	return apis.RecordAuthResponse(e, rec, "password", nil)
@@ -168,31 +158,4 @@ func countOwners(app core.App) (int, error) {
 	var n int
 	err := app.DB().NewQuery("SELECT COUNT(*) FROM staff WHERE role = 'owner'").Row(&n)
 	return n, err
-}
-
-// validationError answers 400 naming the first invalid field in the
-// message and in "field", with every field's error in "data" (PocketBase's
-// shape, which the web admin shows beside each input).
-func validationError(e *core.RequestEvent, err error) error {
-	var ve validation.Errors
-	if !errors.As(err, &ve) || len(ve) == 0 {
-		return e.BadRequestError("Could not create the owner account.", err)
-	}
-	names := make([]string, 0, len(ve))
-	for k := range ve {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	data := map[string]any{}
-	for _, k := range names {
-		code := "invalid"
-		var ce validation.Error
-		if errors.As(ve[k], &ce) {
-			code = ce.Code()
-		}
-		data[k] = map[string]string{"code": code, "message": ve[k].Error()}
-	}
-	return e.JSON(http.StatusBadRequest, map[string]any{
-		"status": http.StatusBadRequest, "message": names[0] + ": " + ve[names[0]].Error(), "field": names[0], "data": data,
-	})
 }

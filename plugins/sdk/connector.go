@@ -322,9 +322,10 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return e.Field + ": " + e.Problem }
 
-// JSONResponse is a webhook answer with a JSON body {"status", "message"},
-// the shape Omni uses for every error; use it for 4xx answers to vendors.
+// JSONResponse is a webhook answer with a JSON body {"status", "message",
+// "data": {}}, the error shape of every Omni route (docs/api.md#errors);
+// use it for 4xx answers to vendors.
 func JSONResponse(status int, message string) *WebhookResponse {
-	b, _ := json.Marshal(map[string]any{"status": status, "message": message})
+	b, _ := json.Marshal(map[string]any{"status": status, "message": message, "data": map[string]any{}})
 	return &WebhookResponse{Status: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: b}
 }

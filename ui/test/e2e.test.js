@@ -205,6 +205,9 @@ describe('web admin', () => {
       await card.getByLabel('API URL').fill(vendor.url)
       await card.getByRole('button', { name: 'Save settings' }).click()
       await page.getByText('Example saved.').waitFor()
+      // Without a date the refusal names "since" (data.since) and sits under the date input.
+      await card.getByRole('button', { name: 'Start backfill' }).click()
+      await card.locator('.backfill .error').filter({ hasText: /since is required/i }).waitFor()
       await card.getByLabel('Since').fill('2025-01-01')
       await card.getByRole('button', { name: 'Start backfill' }).click()
       const bar = card.getByRole('progressbar')

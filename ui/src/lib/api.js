@@ -18,7 +18,9 @@ export function errorMessage(err) {
   return msg
 }
 
-// fieldErrors maps a PocketBase validation error to {field: message}.
+// fieldErrors maps an error answer to {field: message}. Omni's own routes
+// answer in PocketBase's shape too: {status, message, data: {field: {code,
+// message}}}, the field named as the request spelled it ("config.api_key").
 export function fieldErrors(err) {
   const out = {}
   const data = err?.response?.data || {}
