@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/omni/omni/core/events"
-	"github.com/omni/omni/plugins/internal/vendorfixtures"
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 	"github.com/omni/omni/plugins/sdk"
 )
 
