@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/internal/testkit/golden"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -366,7 +367,7 @@ func TestEventsGolden(t *testing.T) {
 	if out[0].Identities[events.Email] != "sdk-smoke+09042132-ev2@nickdnktech.com" || out[0].Identities[events.KlaviyoProfile] != "01M1PA9MBA7VB258TP74BXMQTG" {
 		t.Errorf("identities %v", out[0].Identities)
 	}
-	golden(t, "get_events_as_opened_email", out)
+	golden.JSON(t, "get_events_as_opened_email", out)
 }
 
 type webhookVector struct {
@@ -402,7 +403,7 @@ func TestSystemWebhook(t *testing.T) {
 		ev.Properties["channel"] != "email" || ev.Properties["source"] != "klaviyo" {
 		t.Errorf("event %+v", ev)
 	}
-	golden(t, "system_webhook_unsubscribed", resp.Events)
+	golden.JSON(t, "system_webhook_unsubscribed", resp.Events)
 
 	// The transcribed fixture (pretty-printed) parses to the same event.
 	evs, err := ParseSystemWebhook(readFixture(t, "system_webhook_unsubscribed_from_email_marketing.json"), "01KP4EGG9B0AEF4VJD749M6H9D", testNow)

@@ -1,43 +1,18 @@
 package vendorfixtures_test
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/omni/omni/internal/testkit/outcome"
 	"github.com/omni/omni/internal/testkit/vendorfixtures"
 )
 
-// outcome records how a locator call ended a test, without ending this one.
-type outcome struct {
-	testing.TB
-	failed, skipped string
-}
-
-func (o *outcome) Fatal(args ...any) { o.failed = fmt.Sprint(args...); runtime.Goexit() }
-func (o *outcome) Fatalf(f string, args ...any) {
-	o.failed = fmt.Sprintf(f, args...)
-	runtime.Goexit()
-}
-func (o *outcome) Skip(args ...any) { o.skipped = fmt.Sprint(args...); runtime.Goexit() }
-func (o *outcome) Skipf(f string, args ...any) {
-	o.skipped = fmt.Sprintf(f, args...)
-	runtime.Goexit()
-}
-
-// locate runs Dir as a test of its own would, on its own goroutine (a
-// skip or failure ends that goroutine), and reports how it ended.
-func locate(t *testing.T, vendor string) (dir string, o *outcome) {
-	o = &outcome{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		dir = vendorfixtures.Dir(o, vendor)
-	}()
-	<-done
+// locate runs Dir as a test of its own would and reports how it ended.
+func locate(t *testing.T, vendor string) (dir string, o outcome.Outcome) {
+	o = outcome.Run(t, func(tb testing.TB) { dir = vendorfixtures.Dir(tb, vendor) })
 	return dir, o
 }
 
@@ -48,19 +23,19 @@ func TestMissingFixturesFailInCIAndSkipElsewhere(t *testing.T) {
 	t.Setenv(vendorfixtures.EnvDir, "")
 
 	t.Setenv("CI", "")
-	if _, o := locate(t, "shopify"); o.skipped == "" || o.failed != "" {
-		t.Fatalf("without CI: skipped %q, failed %q; want a skip", o.skipped, o.failed)
+	if _, o := locate(t, "shopify"); o.Skipped == "" || o.Failed != "" {
+		t.Fatalf("without CI: skipped %q, failed %q; want a skip", o.Skipped, o.Failed)
 	}
 
 	t.Setenv("CI", "true")
 	_, o := locate(t, "shopify")
-	if o.failed == "" || o.skipped != "" {
-		t.Fatalf("with CI set: skipped %q, failed %q; want a failure", o.skipped, o.failed)
+	if o.Failed == "" || o.Skipped != "" {
+		t.Fatalf("with CI set: skipped %q, failed %q; want a failure", o.Skipped, o.Failed)
 	}
 	wd, _ := os.Getwd()
 	for _, want := range []string{"shared/fixtures/shopify", wd, "../shared/fixtures", vendorfixtures.EnvDir} {
-		if !strings.Contains(o.failed, want) {
-			t.Errorf("failure %q does not name %q", o.failed, want)
+		if !strings.Contains(o.Failed, want) {
+			t.Errorf("failure %q does not name %q", o.Failed, want)
 		}
 	}
 }
@@ -71,15 +46,15 @@ func TestFixturesDirWithoutTheVendorIsNamed(t *testing.T) {
 	t.Setenv(vendorfixtures.EnvDir, empty)
 	t.Setenv("CI", "1")
 	_, o := locate(t, "square")
-	if want := filepath.Join(empty, "square"); !strings.Contains(o.failed, want) {
-		t.Fatalf("failure %q does not name %s", o.failed, want)
+	if want := filepath.Join(empty, "square"); !strings.Contains(o.Failed, want) {
+		t.Fatalf("failure %q does not name %s", o.Failed, want)
 	}
 
 	if err := os.Mkdir(filepath.Join(empty, "square"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if dir, o := locate(t, "square"); dir != empty || o.failed != "" || o.skipped != "" {
-		t.Fatalf("Dir = %q (failed %q, skipped %q), want %s", dir, o.failed, o.skipped, empty)
+	if dir, o := locate(t, "square"); dir != empty || o.Failed != "" || o.Skipped != "" {
+		t.Fatalf("Dir = %q (failed %q, skipped %q), want %s", dir, o.Failed, o.Skipped, empty)
 	}
 }
 
@@ -97,8 +72,8 @@ func TestFixturesFoundInAParentOrBesideIt(t *testing.T) {
 	}
 	t.Chdir(checkout)
 	dir, o := locate(t, "shopify")
-	if o.failed != "" || o.skipped != "" {
-		t.Fatalf("failed %q, skipped %q", o.failed, o.skipped)
+	if o.Failed != "" || o.Skipped != "" {
+		t.Fatalf("failed %q, skipped %q", o.Failed, o.Skipped)
 	}
 	if dir != fixtures {
 		t.Fatalf("Dir = %s, want %s", dir, fixtures)
