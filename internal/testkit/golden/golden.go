@@ -10,10 +10,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -99,7 +100,7 @@ func diff(path string, want, got any, out *[]string) {
 		for k := range g {
 			keys[k] = true
 		}
-		for _, k := range sorted(keys) {
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
 			p := path + "." + k
 			wv, inW := w[k]
 			gv, inG := g[k]
@@ -134,15 +135,6 @@ func diff(path string, want, got any, out *[]string) {
 	if !reflect.DeepEqual(want, got) {
 		*out = append(*out, fmt.Sprintf("%s: got %s, want %s", path, show(got), show(want)))
 	}
-}
-
-func sorted(keys map[string]bool) []string {
-	out := make([]string, 0, len(keys))
-	for k := range keys {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // show renders a value compactly for a diff line.
