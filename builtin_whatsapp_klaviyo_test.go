@@ -5,37 +5,26 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 )
 
-// whatsappVector reads Meta's real signed delivery from the shared fixtures
-// (../shared/fixtures beside the checkout, or any parent's shared/).
+// whatsappVector reads Meta's real signed delivery from the shared fixtures.
 func whatsappVector(t *testing.T) (secret, header, body string) {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		p := filepath.Join(dir, "shared", "fixtures", "whatsapp", "signature_test_vector.json")
-		if b, err := os.ReadFile(p); err == nil {
-			var v struct {
-				AppSecret   string `json:"app_secret"`
-				HeaderValue string `json:"header_value"`
-				RawBody     string `json:"raw_body"`
-			}
-			if err := json.Unmarshal(b, &v); err != nil {
-				t.Fatal(err)
-			}
-			return v.AppSecret, v.HeaderValue, v.RawBody
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/fixtures/whatsapp not found beside the repository")
-		}
-		dir = parent
+	var v struct {
+		AppSecret   string `json:"app_secret"`
+		HeaderValue string `json:"header_value"`
+		RawBody     string `json:"raw_body"`
 	}
+	if err := json.Unmarshal(vendorfixtures.Read(t, "whatsapp", "signature_test_vector.json"), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.AppSecret, v.HeaderValue, v.RawBody
 }
 
 // The built-in whatsapp and klaviyo connectors, run by the real omni
@@ -72,24 +61,20 @@ func TestBuiltinWhatsAppThroughTheBinary(t *testing.T) {
 	base := "http://" + s.addr + "/webhooks/whatsapp"
 
 	// The plugin takes a moment to start: Omni answers 503 until then.
-	deadline := time.Now().Add(30 * time.Second)
 	var challenge string
-	for {
+	omnitest.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get(base + "?hub.mode=subscribe&hub.challenge=777&hub.verify_token=vt-123")
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			challenge = string(b)
-			break
-		}
-		if resp.StatusCode != 503 || time.Now().After(deadline) {
+		if resp.StatusCode != 200 && resp.StatusCode != 503 {
 			t.Fatalf("handshake: %d %s\n%s", resp.StatusCode, b, s.logs)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		challenge = string(b)
+		return resp.StatusCode == 200
+	}, "the handshake to pass (503 until the plugin runs)\n%s", s.logs)
 	if challenge != "777" {
 		t.Fatalf("challenge %q", challenge)
 	}
@@ -111,13 +96,7 @@ func TestBuiltinWhatsAppThroughTheBinary(t *testing.T) {
 	if code := post(sig); code != 200 {
 		t.Fatalf("signed delivery: %d\n%s", code, s.logs)
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for countEvents(t, s.addr, dir) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("whatsapp message not stored\n%s", s.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	omnitest.Eventually(t, 20*time.Second, func() bool { return countEvents(t, s.addr, dir) == 1 }, "the whatsapp message stored\n%s", s.logs)
 	if strings.Contains(s.logs.String(), secret) {
 		t.Fatal("the app secret appeared in the server log")
 	}

@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/omni/omni/core/app/omnitest"
 )
 
 // The README's promise, "write your own in 15 minutes: omni plugin new
@@ -98,7 +101,7 @@ func TestPluginNewFromTheBinaryAlone(t *testing.T) {
 	}
 	// 503 until the plugin has started.
 	var status int
-	waitFor(t, func() bool { status = webhook(hex.EncodeToString(mac.Sum(nil))); return status != 503 }, "the acme plugin to start")
+	omnitest.Eventually(t, 60*time.Second, func() bool { status = webhook(hex.EncodeToString(mac.Sum(nil))); return status != 503 }, "the acme plugin to start")
 	if status != 200 {
 		t.Fatalf("signed webhook to the acme plugin: %d; logs:\n%s", status, s.logs)
 	}

@@ -391,7 +391,7 @@ func checkKeys(keys []string) error {
 var nonConfigEnv = map[string]string{
 	EnvPrefix + "_CONFIG":       "path to omni.yaml (like --config)",
 	EnvPrefix + "_SOURCE":       "an Omni source checkout for `omni plugin new` to build against (like --omni-source)",
-	EnvPrefix + "_FIXTURES_DIR": "where tests find the vendors' sample payloads (plugins/internal/vendorfixtures)",
+	EnvPrefix + "_FIXTURES_DIR": "where tests find the vendors' sample payloads (internal/testkit/vendorfixtures)",
 }
 
 // checkEnv rejects OMNI_* variables that set nothing, which are almost

@@ -6,7 +6,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,20 +19,31 @@ import (
 	"github.com/omni/omni/core/eventstore"
 )
 
-// slowDown is a module whose processor makes each stored batch take a
-// while, so a shutdown reliably lands in the middle of consuming.
-type slowDown struct{ batches atomic.Int64 }
+// gate is a module whose processor holds each batch's transaction until
+// the test opens the gate (or the server stops), so a stop reliably lands
+// while the consumer is in the middle of storing.
+type gate struct {
+	open, entered chan struct{}
+	openOnce      sync.Once
+	enteredOnce   sync.Once
+}
 
-func (s *slowDown) Name() string { return "slowdown" }
-func (s *slowDown) Init(setup *app.Setup) error {
-	setup.Processor(s)
+func newGate() *gate { return &gate{open: make(chan struct{}), entered: make(chan struct{})} }
+
+func (g *gate) Name() string { return "gate" }
+func (g *gate) Init(setup *app.Setup) error {
+	setup.Processor(g)
 	return nil
 }
-func (s *slowDown) Start(context.Context, *core.ServeEvent) error { return nil }
-func (s *slowDown) Stop(context.Context)                          {}
-func (s *slowDown) ProcessBatch(_ core.App, batch []*eventstore.Stored) error {
-	s.batches.Add(1)
-	time.Sleep(time.Duration(len(batch)) * 200 * time.Microsecond)
+func (g *gate) Start(context.Context, *core.ServeEvent) error { return nil }
+
+// Stop opens the gate: modules stop before the events consumer drains,
+// which must be able to finish the batch it holds.
+func (g *gate) Stop(context.Context) { g.release() }
+func (g *gate) release()             { g.openOnce.Do(func() { close(g.open) }) }
+func (g *gate) ProcessBatch(core.App, []*eventstore.Stored) error {
+	g.enteredOnce.Do(func() { close(g.entered) })
+	<-g.open
 	return nil
 }
 
@@ -68,36 +78,45 @@ func postEvents(t *testing.T, s *omnitest.Server, total, perBatch, workers int) 
 	wg.Wait()
 }
 
-// TestRestartMidConsumeStoresEverythingOnce posts 10,000 events, stops the
-// server cleanly while the consumer is still working through them, starts
-// it again on the same data, and expects every event stored exactly once.
+// TestRestartMidConsumeStoresEverythingOnce posts 10,000 events while the
+// consumer is held in the middle of its first batch, stops the server
+// cleanly, starts it again on the same data, and expects every event
+// stored exactly once.
 func TestRestartMidConsumeStoresEverythingOnce(t *testing.T) {
 	const total = 10000
 	dir := t.TempDir()
-	slow := &slowDown{}
-	s := omnitest.Start(t, omnitest.Options{DataDir: dir, Modules: func(*app.Omni) []app.Module { return []app.Module{slow} }})
-	postEvents(t, s, total, 100, 4)
-	storedAtStop := s.CountEvents(t)
-	s.Stop()
-	t.Logf("stored %d of %d when stopped", storedAtStop, total)
-	if storedAtStop >= total {
-		t.Logf("consumer finished before the stop; the restart still must not duplicate")
+	g := newGate()
+	t.Cleanup(g.release)
+	s := omnitest.Start(t, omnitest.Options{DataDir: dir, Modules: func(*app.Omni) []app.Module { return []app.Module{g} }})
+	postEvents(t, s, total, 100, 4) // each answered 200: acknowledged by JetStream
+	select {
+	case <-g.entered:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the consumer never started a batch")
 	}
+	// The gate holds the first batch's transaction open, so nothing can
+	// commit: this is the count at the moment of the stop.
+	acked, storedAtStop := total, s.CountEvents(t)
+	if acked == 0 || storedAtStop >= acked {
+		t.Fatalf("the stop would interrupt nothing: %d acknowledged, %d stored", acked, storedAtStop)
+	}
+	s.Stop()
+	t.Logf("stopped with %d of %d acknowledged events stored", storedAtStop, acked)
 
 	s2 := omnitest.Start(t, omnitest.Options{DataDir: dir})
 	s2.WaitEvents(t, total)
-	// Give redeliveries a moment to show up as duplicates if they could.
-	time.Sleep(300 * time.Millisecond)
+	// Let redeliveries show up as duplicates if they could: the consumer
+	// has nothing left to deliver or acknowledge.
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		pending, ackPending, err := s2.Events.Lag(context.Background())
+		return err == nil && pending == 0 && ackPending == 0
+	}, "the consumer to catch up")
 	var n, distinct int
 	if err := s2.PB.DB().NewQuery("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM events").Row(&n, &distinct); err != nil {
 		t.Fatal(err)
 	}
 	if n != total || distinct != total {
 		t.Fatalf("stored %d rows (%d distinct), want %d", n, distinct, total)
-	}
-	pending, ackPending, err := s2.Events.Lag(context.Background())
-	if err != nil || pending != 0 || ackPending != 0 {
-		t.Fatalf("consumer not caught up: pending=%d ack_pending=%d err=%v", pending, ackPending, err)
 	}
 }
 

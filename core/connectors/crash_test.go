@@ -15,7 +15,9 @@ import (
 
 // kill -9 the plugin while webhooks and sends flow: the server keeps
 // serving, webhooks get 503 while it is down, it is back within 5 s, every
-// accepted webhook is stored exactly once and every message is sent.
+// accepted webhook is stored exactly once and every message is sent. Each
+// kill lands while the vendor holds a send, so queued messages are
+// acknowledged by the bus and not yet sent.
 func TestKillPluginUnderLoad(t *testing.T) {
 	e := start(t, connectors.Options{}, nil)
 	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": e.api.url})
@@ -72,9 +74,18 @@ func TestKillPluginUnderLoad(t *testing.T) {
 		}
 	}()
 
+	t.Cleanup(e.api.releaseSends) // before the vendor's server closes, which waits for held sends
 	const kills = 2
 	for k := 0; k < kills; k++ {
-		time.Sleep(300 * time.Millisecond)
+		e.api.holdSends()
+		// Sends cannot be recorded while held and enqueuing goes on, so
+		// once this holds it still holds at the kill.
+		omnitest.Eventually(t, 30*time.Second, func() bool {
+			held, sent := e.api.inFlight()
+			mu.Lock()
+			defer mu.Unlock()
+			return held > 0 && len(enqueued) > 0 && sent < len(enqueued)
+		}, "a send held at the vendor with messages queued behind it (kill %d)", k+1)
 		pid := e.mod.PID("example")
 		if pid == 0 {
 			t.Fatal("no plugin pid")
@@ -88,6 +99,7 @@ func TestKillPluginUnderLoad(t *testing.T) {
 			s, _ := e.state(t, "example")
 			return p != 0 && p != pid && s == "running"
 		}, "plugin back after kill %d", k+1)
+		e.api.releaseSends()
 	}
 	time.Sleep(300 * time.Millisecond)
 	close(stop)

@@ -251,6 +251,35 @@ type fakeAPI struct {
 	mu       sync.Mutex
 	received map[string]int
 	failed   map[string]int
+	// hold, while set, keeps every send waiting (held counts them), so a
+	// test can kill a plugin in the middle of a send; released, a held
+	// send is answered 503 unrecorded, as its sender is gone.
+	hold chan struct{}
+	held int
+}
+
+// holdSends makes sends wait until releaseSends.
+func (f *fakeAPI) holdSends() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hold = make(chan struct{})
+}
+
+func (f *fakeAPI) releaseSends() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hold != nil {
+		close(f.hold)
+		f.hold = nil
+	}
+}
+
+// inFlight reports how many sends are held and how many messages the
+// vendor has recorded.
+func (f *fakeAPI) inFlight() (held, recorded int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held, len(f.received)
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -264,6 +293,16 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Lock()
+		if hold := f.hold; hold != nil {
+			f.held++
+			f.mu.Unlock()
+			<-hold
+			f.mu.Lock()
+			f.held--
+			f.mu.Unlock()
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		key := r.Header.Get("Idempotency-Key")
 		if strings.HasPrefix(key, "flaky-") && f.failed[key] == 0 {
 			f.failed[key]++ // first attempt: a transient vendor error

@@ -225,6 +225,10 @@ func (s *Store) loop() {
 				}
 				s.moved() // idle until now: the stall clock starts here
 				batch = append(batch, m)
+				if len(batch) >= s.opts.BatchSize {
+					flush() // already full (BatchSize 1): do not wait MaxWait
+					continue
+				}
 				timer.Reset(s.opts.MaxWait)
 			case <-redrive.C:
 				s.redrive()

@@ -17,26 +17,6 @@ import (
 	"github.com/omni/omni/core/ingest"
 )
 
-func staffToken(t *testing.T, s *omnitest.Server, email, role string) string {
-	t.Helper()
-	col, err := s.PB.FindCollectionByNameOrId("staff")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := core.NewRecord(col)
-	r.SetEmail(email)
-	r.SetPassword("password-123456")
-	r.Set("role", role)
-	if err := s.PB.Save(r); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := r.NewAuthToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 func basic(key string) http.Header {
 	r, _ := http.NewRequest("POST", "/", nil)
 	r.SetBasicAuth(key, "")
@@ -79,7 +59,7 @@ func TestSourcesDedupeOnlyTheirOwnMessages(t *testing.T) {
 // calls; bad input is refused naming the field.
 func TestServerSourceSecretKeyShownOnce(t *testing.T) {
 	s := omnitest.Start(t, omnitest.Options{})
-	owner, agent := staffToken(t, s, "owner@shop.test", "owner"), staffToken(t, s, "agent@shop.test", "agent")
+	owner, agent := s.Staff(t, "owner@shop.test", "owner"), s.Staff(t, "agent@shop.test", "agent")
 	as := func(tok string) http.Header { return http.Header{"Authorization": {tok}} }
 
 	if code, _ := s.Do(t, "POST", "/api/v1/sources", map[string]string{"name": "backend", "kind": "server"}, nil); code != 401 {

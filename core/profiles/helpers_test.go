@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pocketbase/pocketbase/core"
-
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
@@ -57,30 +55,9 @@ func start(t *testing.T, opts profiles.Options) *env {
 	mod := profiles.New(opts)
 	s := omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module { return []app.Module{mod} }})
 	e := &env{Server: s, mod: mod, clock: c}
-	e.owner = e.staff(t, "owner@example.com", "owner")
-	e.agent = e.staff(t, "agent@example.com", "agent")
+	e.owner = e.Staff(t, "owner@example.com", "owner")
+	e.agent = e.Staff(t, "agent@example.com", "agent")
 	return e
-}
-
-func (e *env) staff(t *testing.T, email, role string) string {
-	t.Helper()
-	col, err := e.PB.FindCollectionByNameOrId("staff")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := core.NewRecord(col)
-	r.SetEmail(email)
-	r.SetPassword("password-123456")
-	r.Set("role", role)
-	r.Set("name", role)
-	if err := e.PB.Save(r); err != nil {
-		t.Fatalf("create staff: %v", err)
-	}
-	tok, err := r.NewAuthToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 func auth(tok string) http.Header { return http.Header{"Authorization": {tok}} }

@@ -3,22 +3,20 @@ package profiles_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/profiles"
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 )
 
-func fixture(t *testing.T, path string) map[string]any {
+// fixture parses one of a vendor's real sample payloads.
+func fixture(t *testing.T, vendor, name string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/work/shared/fixtures", path))
-	if err != nil {
-		t.Skipf("fixture %s not available: %v", path, err)
-	}
+	b := vendorfixtures.Read(t, vendor, name)
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
@@ -31,14 +29,14 @@ func fixture(t *testing.T, path string) map[string]any {
 func TestCrossChannelScenario(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
-	order := fixture(t, "shopify/order.json")
+	order := fixture(t, "shopify", "order.json")
 	cust := order["customer"].(map[string]any)
 	email := order["email"].(string)
 	phone := cust["phone"].(string) // +16136120707
 	shopifyID := fmt.Sprintf("%.0f", cust["id"].(float64))
-	wa := fixture(t, "whatsapp/inbound_text_message.json")
+	wa := fixture(t, "whatsapp", "inbound_text_message.json")
 	waMsg := wa["entry"].([]any)[0].(map[string]any)["changes"].([]any)[0].(map[string]any)["value"].(map[string]any)["messages"].([]any)[0].(map[string]any)
-	sq := fixture(t, "square/payment_created.json")
+	sq := fixture(t, "square", "payment_created.json")
 	payment := sq["data"].(map[string]any)["object"].(map[string]any)["payment"].(map[string]any)
 	sqMoney := payment["total_money"].(map[string]any)
 
@@ -203,7 +201,7 @@ func TestMergeTwoExistingProfiles(t *testing.T) {
 		t.Errorf("timeline across merge has %d events, want 4", len(tl.Items))
 	}
 	// profile.merged is published for other modules and lands on the survivor.
-	omnitestEventually(t, func() bool {
+	omnitest.Eventually(t, 30*time.Second, func() bool {
 		return e.count(t, "SELECT COUNT(*) FROM events WHERE type='profile.merged' AND profile={:p}", map[string]any{"p": older}) == 1
 	}, "profile.merged stored on the survivor")
 }
@@ -257,16 +255,5 @@ func TestGuardRailSharedPhoneIsCapped(t *testing.T) {
 	}
 	if n := e.count(t, "SELECT COUNT(*) FROM events WHERE profile=''", nil); n != 0 {
 		t.Errorf("%d events without a profile", n)
-	}
-}
-
-func omnitestEventually(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

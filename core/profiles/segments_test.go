@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/profiles"
 )
@@ -66,26 +67,26 @@ func TestSegmentsFollowEventsAndTime(t *testing.T) {
 	ids := events.Identities{events.Email: "vip@example.com"}
 	e.publish(t, ev(events.OrderPlaced, "shopify", now, ids, map[string]any{"total": 20}, "web"))
 	pid := e.profileOf(t, events.Email, "vip@example.com")
-	omnitestEventually(t, func() bool { return e.segEvents(t, events.SegmentEntered, recent) == 1 }, "segment.entered (recent)")
+	omnitest.Eventually(t, 30*time.Second, func() bool { return e.segEvents(t, events.SegmentEntered, recent) == 1 }, "segment.entered (recent)")
 	if e.members(t, loyal) != 0 {
 		t.Fatal("one order made the profile loyal")
 	}
 	e.publish(t, ev(events.OrderPlaced, "square", now.Add(time.Minute), ids, map[string]any{"total": 30}, "pos"),
 		ev(events.ConsentChanged, "shopify", now.Add(time.Minute), ids, map[string]any{"channel": "email", "status": "subscribed"}, ""))
-	omnitestEventually(t, func() bool {
+	omnitest.Eventually(t, 30*time.Second, func() bool {
 		return e.segEvents(t, events.SegmentEntered, loyal) == 1 && e.segEvents(t, events.SegmentEntered, emailable) == 1
 	}, "segment.entered (loyal, emailable)")
 
 	// Unsubscribing leaves the nested segment only.
 	e.publish(t, ev(events.ConsentChanged, "klaviyo", now.Add(2*time.Minute), ids, map[string]any{"channel": "email", "status": "unsubscribed"}, ""))
-	omnitestEventually(t, func() bool { return e.segEvents(t, events.SegmentExited, emailable) == 1 }, "segment.exited (emailable)")
+	omnitest.Eventually(t, 30*time.Second, func() bool { return e.segEvents(t, events.SegmentExited, emailable) == 1 }, "segment.exited (emailable)")
 
 	// Time passes: 31 days later the order window is over.
 	e.clock.Advance(31 * 24 * time.Hour)
 	if err := e.mod.Reevaluate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	omnitestEventually(t, func() bool { return e.segEvents(t, events.SegmentExited, recent) == 1 }, "segment.exited (recent)")
+	omnitest.Eventually(t, 30*time.Second, func() bool { return e.segEvents(t, events.SegmentExited, recent) == 1 }, "segment.exited (recent)")
 	if e.members(t, loyal) != 1 {
 		t.Fatal("loyalty should last 12 months")
 	}
@@ -94,7 +95,7 @@ func TestSegmentsFollowEventsAndTime(t *testing.T) {
 	if err := e.mod.Reevaluate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	omnitestEventually(t, func() bool { return e.segEvents(t, events.SegmentExited, loyal) == 1 }, "segment.exited (loyal)")
+	omnitest.Eventually(t, 30*time.Second, func() bool { return e.segEvents(t, events.SegmentExited, loyal) == 1 }, "segment.exited (loyal)")
 	d := e.detail(t, pid)
 	if d.Computed.LifecycleStage != profiles.StagePostPurchase || d.Computed.EngagementLevel != profiles.EngagementDormant {
 		t.Errorf("after a year: stage=%q engagement=%q", d.Computed.LifecycleStage, d.Computed.EngagementLevel)
@@ -115,7 +116,7 @@ func TestSegmentsFollowEventsAndTime(t *testing.T) {
 	}
 	// Re-entering later emits a new, distinct entered event.
 	e.publish(t, ev(events.OrderPlaced, "shopify", e.clock.Now(), ids, map[string]any{"total": 5}, "web"))
-	omnitestEventually(t, func() bool { return e.segEvents(t, events.SegmentEntered, recent) == 2 }, "second segment.entered")
+	omnitest.Eventually(t, 30*time.Second, func() bool { return e.segEvents(t, events.SegmentEntered, recent) == 2 }, "second segment.entered")
 
 	// Previews and counts.
 	var pv struct {

@@ -17,7 +17,7 @@ import (
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
 	"github.com/omni/omni/core/profiles"
-	"github.com/omni/omni/plugins/internal/vendorfixtures"
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 	"github.com/omni/omni/plugins/sdk"
 	"github.com/omni/omni/plugins/shopify"
 	"github.com/omni/omni/plugins/shopify/shopifyfake"

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/internal/testkit/golden"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -366,7 +368,7 @@ func TestEventsGolden(t *testing.T) {
 	if out[0].Identities[events.Email] != "sdk-smoke+09042132-ev2@nickdnktech.com" || out[0].Identities[events.KlaviyoProfile] != "01M1PA9MBA7VB258TP74BXMQTG" {
 		t.Errorf("identities %v", out[0].Identities)
 	}
-	golden(t, "get_events_as_opened_email", out)
+	golden.JSON(t, "get_events_as_opened_email", out)
 }
 
 type webhookVector struct {
@@ -402,7 +404,7 @@ func TestSystemWebhook(t *testing.T) {
 		ev.Properties["channel"] != "email" || ev.Properties["source"] != "klaviyo" {
 		t.Errorf("event %+v", ev)
 	}
-	golden(t, "system_webhook_unsubscribed", resp.Events)
+	golden.JSON(t, "system_webhook_unsubscribed", resp.Events)
 
 	// The transcribed fixture (pretty-printed) parses to the same event.
 	evs, err := ParseSystemWebhook(readFixture(t, "system_webhook_unsubscribed_from_email_marketing.json"), "01KP4EGG9B0AEF4VJD749M6H9D", testNow)
@@ -459,15 +461,15 @@ func TestPollLoopEmitsAndKeepsCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	eventually(t, func() bool { return distinct(h.emitted()) == total }, "first poll emits the seeded history")
+	omnitest.Eventually(t, 20*time.Second, func() bool { return distinct(h.emitted()) == total }, "first poll emits the seeded history")
 
 	later := time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC)
 	fake.addEvent("open-new", "OpnEml", "01M1PA9MBA7VB258TP74BXMQTG", later, map[string]any{"Subject": "Last call"})
-	eventually(t, func() bool { return distinct(h.emitted()) == total+1 }, "a later poll picks up the new open")
+	omnitest.Eventually(t, 20*time.Second, func() bool { return distinct(h.emitted()) == total+1 }, "a later poll picks up the new open")
 	// An open that becomes visible late, dated a few minutes before the
 	// newest one, is still picked up (the poll re-reads pollOverlap).
 	fake.addEvent("open-late", "OpnEml", "01M1PA9KFVRQEFP614XWVXGVY7", later.Add(-3*time.Minute), map[string]any{"Subject": "Last call"})
-	eventually(t, func() bool { return distinct(h.emitted()) == total+2 }, "the late open is picked up")
+	omnitest.Eventually(t, 20*time.Second, func() bool { return distinct(h.emitted()) == total+2 }, "the late open is picked up")
 	if n := len(h.emitted()); n != total+2 {
 		t.Errorf("%d events emitted for %d distinct: the overlap re-emitted some", n, total+2)
 	}
@@ -490,7 +492,7 @@ func TestPollLoopEmitsAndKeepsCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	eventually(t, func() bool { return len(fake.queries()) >= before+3 }, "restarted poll runs")
+	omnitest.Eventually(t, 20*time.Second, func() bool { return len(fake.queries()) >= before+3 }, "restarted poll runs")
 	c2.Close()
 	var sawSaved bool
 	for _, q := range fake.queries()[before:] {
@@ -512,18 +514,6 @@ func distinct(evs []sdk.Event) int {
 		m[e.ID] = true
 	}
 	return len(m)
-}
-
-func eventually(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting: %s", what)
 }
 
 func TestConfigureAndHealth(t *testing.T) {

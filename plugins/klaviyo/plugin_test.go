@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/plugins/sdk"
 	"github.com/omni/omni/plugins/sdk/sdktest"
@@ -33,7 +34,7 @@ func TestRunsAsPluginSubprocess(t *testing.T) {
 		"poll_interval": "1s", "poll_lookback": lookback.String()})
 
 	// The poll loop started by Configure emits engagement through Host.Emit.
-	eventually(t, func() bool { return distinct(h.Emitted()) == total }, "poll loop emits the account's engagement")
+	omnitest.Eventually(t, 20*time.Second, func() bool { return distinct(h.Emitted()) == total }, "poll loop emits the account's engagement")
 	for _, e := range h.Emitted() {
 		toCore(t, e)
 	}

@@ -3,7 +3,7 @@ package shopify
 import (
 	"testing"
 
-	"github.com/omni/omni/plugins/internal/vendorfixtures"
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 )
 
 func fixture(t testing.TB, name string) []byte { return vendorfixtures.Read(t, "shopify", name) }

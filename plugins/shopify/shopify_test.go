@@ -5,20 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/internal/testkit/golden"
 	"github.com/omni/omni/plugins/sdk"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const testSecret = "shpss_0123456789abcdef_test_only"
 
@@ -104,28 +100,11 @@ func checkValid(t *testing.T, evs []sdk.Event) {
 	}
 }
 
-func golden(t *testing.T, name string, evs []sdk.Event) {
+// goldenEvents checks evs are valid events and match their golden file.
+func goldenEvents(t *testing.T, name string, evs []sdk.Event) {
 	t.Helper()
 	checkValid(t, evs)
-	got, err := json.MarshalIndent(evs, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, '\n')
-	path := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("missing golden file (run go test -update): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s: events differ from golden file %s\n got: %s", name, path, got)
-	}
+	golden.JSON(t, name, evs)
 }
 
 func TestSignatureTestVectorVerifies(t *testing.T) {
@@ -215,7 +194,7 @@ func TestGoldenFixtures(t *testing.T) {
 			if len(evs) == 0 {
 				t.Fatal("no events")
 			}
-			golden(t, tc.name, evs)
+			goldenEvents(t, tc.name, evs)
 		})
 	}
 }
@@ -352,7 +331,7 @@ func TestCustomerConsent(t *testing.T) {
 	if len(evs) != 1 || evs[0].Properties["channel"] != "sms" || evs[0].Properties["status"] != "unsubscribed" || evs[0].Identities[events.Phone] != "+16136120707" {
 		t.Fatalf("sms consent topic: %+v", evs)
 	}
-	golden(t, "consent_topics", append(handle(t, c, webhook("customers/email_marketing_consent/update", email, testSecret), 200), evs...))
+	goldenEvents(t, "consent_topics", append(handle(t, c, webhook("customers/email_marketing_consent/update", email, testSecret), 200), evs...))
 
 	// pending double opt-in is neither consent nor withdrawal.
 	pending := []byte(`{"customer_id":1,"email_address":"a@b.co","email_marketing_consent":{"state":"pending","opt_in_level":"confirmed_opt_in","consent_updated_at":null}}`)

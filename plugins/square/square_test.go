@@ -5,19 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/internal/testkit/golden"
 	"github.com/omni/omni/plugins/sdk"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	testKey = "Ibxx_5AKakO-3qeNVR61Dw"
@@ -90,23 +86,11 @@ func checkValid(t *testing.T, evs []sdk.Event) {
 	}
 }
 
-func golden(t *testing.T, name string, evs []sdk.Event) {
+// goldenEvents checks evs are valid events and match their golden file.
+func goldenEvents(t *testing.T, name string, evs []sdk.Event) {
 	t.Helper()
 	checkValid(t, evs)
-	got, _ := json.MarshalIndent(evs, "", "  ")
-	got = append(got, '\n')
-	path := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		os.WriteFile(path, got, 0o644)
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("missing golden file (go test -update): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from %s\n got: %s", name, path, got)
-	}
+	golden.JSON(t, name, evs)
 }
 
 // edit returns a fixture with a change applied to its decoded JSON.
@@ -181,15 +165,15 @@ func TestFixturesGolden(t *testing.T) {
 		}
 	}
 	paid := handle(t, c, notification(fixture(t, "payment_updated.json"), testKey), 200)
-	golden(t, "payment_updated", paid)
+	goldenEvents(t, "payment_updated", paid)
 	cust := handle(t, c, notification(fixture(t, "customer_created.json"), testKey), 200)
-	golden(t, "customer_created", cust)
+	goldenEvents(t, "customer_created", cust)
 
 	completed := edit(t, "order_updated.json", func(m map[string]any) { obj(m, "order_updated")["state"] = "COMPLETED" })
-	golden(t, "order_updated_completed", handle(t, c, notification(completed, testKey), 200))
+	goldenEvents(t, "order_updated_completed", handle(t, c, notification(completed, testKey), 200))
 
 	refundDone := edit(t, "refund_created.json", func(m map[string]any) { obj(m, "refund")["status"] = "COMPLETED" })
-	golden(t, "refund_completed", handle(t, c, notification(refundDone, testKey), 200))
+	goldenEvents(t, "refund_completed", handle(t, c, notification(refundDone, testKey), 200))
 }
 
 func TestPaymentMapsToOrderPlaced(t *testing.T) {

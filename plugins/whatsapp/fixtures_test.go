@@ -3,20 +3,14 @@ package whatsapp
 import (
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
-	"reflect"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/omni/omni/core/events"
-	"github.com/omni/omni/plugins/internal/vendorfixtures"
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 	"github.com/omni/omni/plugins/sdk"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // readFixture returns one of the vendor's real sample payloads.
 func readFixture(t testing.TB, name string) []byte {
@@ -52,33 +46,6 @@ type signatureVector struct {
 	HeaderName  string `json:"header_name"`
 	HeaderValue string `json:"header_value"`
 	RawBody     string `json:"raw_body"`
-}
-
-// golden compares got with testdata/golden/<name>.json (-update rewrites).
-func golden(t *testing.T, name string, got any) {
-	t.Helper()
-	b, err := json.MarshalIndent(got, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = append(b, '\n')
-	path := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
-	}
-	var g, w any
-	_ = json.Unmarshal(b, &g)
-	_ = json.Unmarshal(want, &w)
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("%s differs from golden file %s:\n got: %s\nwant: %s", name, path, b, want)
-	}
 }
 
 // toCore converts an SDK event into Omni's model and checks it would be

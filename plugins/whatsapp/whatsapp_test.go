@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/internal/testkit/golden"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -179,7 +180,7 @@ func TestGoldenFixtures(t *testing.T) {
 					t.Errorf("%s: channel %q", ev.ID, ev.Context.Channel)
 				}
 			}
-			golden(t, name, evs)
+			golden.JSON(t, name, evs)
 		})
 	}
 }

@@ -183,15 +183,21 @@ func (s *Server) WaitEvents(t testing.TB, n int) {
 	Eventually(t, 60*time.Second, func() bool { return s.CountEvents(t) >= n }, "%d events stored", n)
 }
 
-// Eventually polls cond until it holds or the timeout passes.
+// Eventually polls cond until it holds or the timeout passes, then fails
+// the test with "timed out waiting for " + what. It is the one polling
+// helper of Omni's tests: the pause between polls starts at 20 ms and
+// grows to 250 ms, so a slow condition (an HTTP round trip, a password
+// check) does not take a core from the server it waits for.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	pause := 20 * time.Millisecond
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for "+what, args...)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(pause*3/2, 250*time.Millisecond)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/omni/omni/plugins/internal/vendorfixtures"
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 )
 
 // Version is the Admin API version the fake serves.

@@ -18,7 +18,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/omni/omni/plugins/internal/vendorfixtures"
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 )
 
 // Version is the Square-Version the fake insists on.

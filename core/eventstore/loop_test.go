@@ -1,0 +1,421 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/bus"
+	"github.com/omni/omni/core/deadletter"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
+)
+
+// These tests pin the consumer's retry/park/ack loop on its own: a real
+// database and an embedded JetStream, no HTTP and no modules, and small
+// Options so retries take milliseconds.
+
+// loop is one consumer under test with what it needs around it.
+type loop struct {
+	app   core.App
+	bus   *bus.Bus
+	store *eventstore.Store
+	proc  *flaky
+}
+
+// flaky is a processor that fails the batches a test chooses and records
+// every batch it was given (by event ids).
+type flaky struct {
+	mu    sync.Mutex
+	calls [][]string
+	fail  func(call int, ids []string) error
+}
+
+func (f *flaky) ProcessBatch(_ core.App, batch []*eventstore.Stored) error {
+	ids := make([]string, len(batch))
+	for i, s := range batch {
+		ids[i] = s.Event.ID
+	}
+	f.mu.Lock()
+	f.calls = append(f.calls, ids)
+	n, fail := len(f.calls), f.fail
+	f.mu.Unlock()
+	if fail != nil {
+		return fail(n, ids)
+	}
+	return nil
+}
+
+func (f *flaky) setFail(fail func(int, []string) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = fail
+}
+
+// alone counts the calls that held just the event id.
+func (f *flaky) alone(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if len(c) == 1 && c[0] == id {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *flaky) call(i int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[i]
+}
+
+func (f *flaky) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+// failing fails every batch holding one of ids.
+func failing(ids ...string) func(int, []string) error {
+	return func(_ int, batch []string) error {
+		for _, b := range batch {
+			for _, id := range ids {
+				if b == id {
+					return errors.New("cannot process " + id)
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// newLoop opens a database and a bus and creates the durable consumer, so
+// events published before start wait for it.
+func newLoop(t *testing.T) *loop {
+	t.Helper()
+	o := openApp(t)
+	b, err := bus.Open(context.Background(), bus.Options{StoreDir: t.TempDir(), MaxStore: 64 << 20,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if _, err := eventstore.EnsureConsumer(context.Background(), b, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return &loop{app: o.PB, bus: b, proc: &flaky{}}
+}
+
+// start runs a consumer with small pauses; defaults keep a batch together
+// until it is full (BatchSize), so a test controls what one batch holds.
+func (l *loop) start(t *testing.T, opts eventstore.Options) {
+	t.Helper()
+	if opts.RetryBackoff == 0 {
+		opts.RetryBackoff = 2 * time.Millisecond
+	}
+	if opts.EventAttempts == 0 {
+		opts.EventAttempts = 3
+	}
+	if opts.AckWait == 0 {
+		opts.AckWait = time.Minute // no redelivery during a test unless asked for
+	}
+	if opts.MaxWait == 0 {
+		opts.MaxWait = time.Minute
+	}
+	if opts.RedriveEvery == 0 {
+		opts.RedriveEvery = time.Hour
+	}
+	l.store = eventstore.New(l.app, l.bus, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
+	l.store.Use(l.proc)
+	if err := l.store.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := l.store
+	t.Cleanup(func() { s.Stop(context.Background()) })
+}
+
+func (l *loop) publish(t *testing.T, ids ...string) {
+	t.Helper()
+	now := time.Now().UTC()
+	msgs := make([]bus.Msg, len(ids))
+	for i, id := range ids {
+		ev := &events.Event{ID: id, Type: "track", Name: "Tick", Source: "test", OccurredAt: now, ReceivedAt: now,
+			Identities: events.Identities{"user_id": "u-" + id}}
+		data, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = bus.Msg{Subject: ev.Subject(), ID: id, Data: data}
+	}
+	for i, err := range l.bus.PublishAll(context.Background(), msgs) {
+		if err != nil {
+			t.Fatalf("publish %s: %v", ids[i], err)
+		}
+	}
+}
+
+func (l *loop) stored(t *testing.T, id string) bool {
+	t.Helper()
+	var n int
+	if err := l.app.DB().NewQuery("SELECT COUNT(*) FROM events WHERE event_id = {:id}").Bind(map[string]any{"id": id}).Row(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+func (l *loop) storedCount(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := l.app.DB().NewQuery("SELECT COUNT(*) FROM events").Row(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (l *loop) dead(t *testing.T) []deadletter.Entry {
+	t.Helper()
+	d, err := deadletter.List(l.app, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// settled waits until the consumer has acknowledged everything published.
+func (l *loop) settled(t *testing.T) {
+	t.Helper()
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		pending, ackPending, err := l.store.Lag(context.Background())
+		return err == nil && pending == 0 && ackPending == 0
+	}, "every message acknowledged")
+}
+
+// ackPending reads the durable consumer's unacknowledged count.
+func (l *loop) ackPending(t *testing.T) int {
+	t.Helper()
+	c, err := eventstore.EnsureConsumer(context.Background(), l.bus, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.NumAckPending
+}
+
+// failOnWrite makes SQLite refuse inserts into table, as a full disk would.
+func (l *loop) failOnWrite(t *testing.T, table string) func() {
+	t.Helper()
+	if _, err := l.app.DB().NewQuery(`CREATE TRIGGER fail_` + table + ` BEFORE INSERT ON ` + table +
+		` BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END`).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := l.app.DB().NewQuery(`DROP TRIGGER fail_` + table).Execute(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestBatchFailingOnceIsStoredWithoutParking(t *testing.T) {
+	l := newLoop(t)
+	l.proc.fail = func(call int, _ []string) error {
+		if call == 1 {
+			return errors.New("database busy (test)")
+		}
+		return nil
+	}
+	ids := []string{"once-1", "once-2", "once-3", "once-4"}
+	l.publish(t, ids...)
+	l.start(t, eventstore.Options{BatchSize: len(ids)})
+	l.settled(t)
+	for _, id := range ids {
+		if !l.stored(t, id) {
+			t.Errorf("%s not stored", id)
+		}
+	}
+	if d := l.dead(t); len(d) != 0 {
+		t.Fatalf("parked %d events after one failed attempt: %+v", len(d), d)
+	}
+	if first := l.proc.call(0); len(first) != len(ids) {
+		t.Fatalf("the first attempt held %v, want the whole batch", first)
+	}
+}
+
+func TestPoisonedEventIsParkedAfterExactlyEventAttemptsAndTheRestAcked(t *testing.T) {
+	const attempts = 4
+	l := newLoop(t)
+	l.proc.fail = failing("poison")
+	ids := []string{"ok-1", "ok-2", "poison", "ok-3", "ok-4"}
+	l.publish(t, ids...)
+	l.start(t, eventstore.Options{BatchSize: len(ids), EventAttempts: attempts})
+	l.settled(t) // acknowledged: the good ones stored, the poisoned one parked
+
+	for _, id := range ids {
+		if l.stored(t, id) != (id != "poison") {
+			t.Errorf("%s stored = %v", id, l.stored(t, id))
+		}
+	}
+	if n := l.proc.alone("poison"); n != attempts {
+		t.Fatalf("the poisoned event was tried %d times on its own, want EventAttempts = %d", n, attempts)
+	}
+	d := l.dead(t)
+	if len(d) != 1 || d[0].EventID != "poison" || d[0].Attempts != attempts || d[0].Consumer != eventstore.ConsumerName ||
+		!strings.Contains(d[0].Error, "cannot process poison") {
+		t.Fatalf("dead = %+v", d)
+	}
+	ev, err := events.Unmarshal([]byte(d[0].Data))
+	if err != nil || ev.ID != "poison" {
+		t.Fatalf("the parked row does not keep the message: %v %q", err, d[0].Data)
+	}
+}
+
+func TestUndecodableMessageIsParkedAtOnce(t *testing.T) {
+	l := newLoop(t)
+	if _, err := l.bus.Publish(context.Background(), bus.Msg{Subject: "omni.events.test.track", ID: "garbled", Data: []byte(`{"id": 1`)}); err != nil {
+		t.Fatal(err)
+	}
+	l.publish(t, "after-garbled")
+	l.start(t, eventstore.Options{BatchSize: 2})
+	l.settled(t)
+	if !l.stored(t, "after-garbled") {
+		t.Fatal("the event after the undecodable one was not stored")
+	}
+	d := l.dead(t)
+	if len(d) != 1 || d[0].EventID != "garbled" || d[0].Attempts != 1 || d[0].Data != `{"id": 1` || !strings.Contains(d[0].Error, "decode") {
+		t.Fatalf("dead = %+v", d)
+	}
+	if n := l.proc.callCount(); n != 1 {
+		t.Fatalf("%d processor calls, want 1: the undecodable message never reaches a processor", n)
+	}
+}
+
+// When parking fails too, the database is the problem, not the event: it
+// is kept unacknowledged and stored once the database takes writes again.
+func TestNothingIsAckedWhenParkingFails(t *testing.T) {
+	const attempts = 2
+	l := newLoop(t)
+	l.proc.fail = failing("kept")
+	restore := l.failOnWrite(t, deadletter.Collection)
+	l.publish(t, "kept")
+	l.start(t, eventstore.Options{BatchSize: 1, EventAttempts: attempts})
+
+	// More tries than EventAttempts means a park was tried and failed and
+	// the loop went on trying instead of acknowledging.
+	omnitest.Eventually(t, 30*time.Second, func() bool { return l.proc.alone("kept") > attempts+1 }, "retries past a failed park")
+	if n := l.ackPending(t); n != 1 {
+		t.Fatalf("ack pending = %d, want the event still unacknowledged", n)
+	}
+	if d := l.dead(t); len(d) != 0 {
+		t.Fatalf("parked %+v although parking fails", d)
+	}
+
+	// The database recovers and the cause goes away: stored, not parked.
+	restore()
+	l.proc.setFail(nil)
+	l.settled(t)
+	if !l.stored(t, "kept") || len(l.dead(t)) != 0 {
+		t.Fatalf("stored %v, dead %+v; want it stored", l.stored(t, "kept"), l.dead(t))
+	}
+}
+
+// Stop ends a retry pause at once (here an hour long) and leaves the
+// failing event unacknowledged for the next start.
+func TestStopDuringARetryPauseIsPromptAndLeavesTheMessageUnacked(t *testing.T) {
+	l := newLoop(t)
+	l.proc.fail = failing("slow")
+	l.publish(t, "slow")
+	l.start(t, eventstore.Options{BatchSize: 1, RetryBackoff: time.Hour})
+	omnitest.Eventually(t, 30*time.Second, func() bool { return l.proc.alone("slow") >= 2 }, "the first retry, then the pause")
+
+	stopped := make(chan struct{})
+	go func() { l.store.Stop(context.Background()); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second): // the pause is an hour: this is a hang, not a timing
+		t.Fatal("Stop waited out the retry pause")
+	}
+	if n := l.ackPending(t); n != 1 {
+		t.Fatalf("ack pending after Stop = %d, want 1 (redelivered at the next start)", n)
+	}
+	if l.stored(t, "slow") || len(l.dead(t)) != 0 {
+		t.Fatal("the failing event was stored or parked")
+	}
+}
+
+// Redrive: a row an owner asked to retry is stored and its row deleted; one
+// that fails again counts the attempt and waits for the next request.
+func TestRedriveStoresRequestedRowsAndCountsFailures(t *testing.T) {
+	l := newLoop(t)
+	l.proc.fail = failing("still-bad")
+	now := time.Now().UTC()
+	var rowIDs []string
+	for _, id := range []string{"fixed", "still-bad"} {
+		ev := &events.Event{ID: id, Type: "track", Name: "Tick", Source: "test", OccurredAt: now, ReceivedAt: now,
+			Identities: events.Identities{"user_id": "u"}}
+		data, _ := ev.Marshal()
+		if err := deadletter.Park(l.app, deadletter.Failure{Consumer: eventstore.ConsumerName, EventID: id, Subject: ev.Subject(),
+			Type: ev.Type, Data: data, Err: errors.New("earlier failure"), Attempts: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A row of another consumer is not this one's to re-drive.
+	if err := deadletter.Park(l.app, deadletter.Failure{Consumer: "outbox", EventID: "theirs", Data: []byte("{}"), Err: errors.New("x")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range l.dead(t) {
+		rowIDs = append(rowIDs, d.ID)
+	}
+	if n, err := deadletter.RequestRetry(l.app, rowIDs...); err != nil || n != 3 {
+		t.Fatalf("request retry: %d %v", n, err)
+	}
+	l.start(t, eventstore.Options{RedriveEvery: 5 * time.Millisecond})
+
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		for _, d := range l.dead(t) {
+			if d.EventID == "still-bad" && !d.RetryRequested {
+				return true
+			}
+		}
+		return false
+	}, "the failed retry recorded")
+	if !l.stored(t, "fixed") || l.stored(t, "still-bad") {
+		t.Fatalf("fixed stored %v, still-bad stored %v", l.stored(t, "fixed"), l.stored(t, "still-bad"))
+	}
+	byEvent := map[string]deadletter.Entry{}
+	for _, d := range l.dead(t) {
+		byEvent[d.EventID] = d
+	}
+	if _, ok := byEvent["fixed"]; ok {
+		t.Fatal("the stored event's row was not deleted")
+	}
+	if d := byEvent["still-bad"]; d.Attempts != 4 || !strings.Contains(d.Error, "cannot process still-bad") {
+		t.Fatalf("failed retry row = %+v, want attempts 3+1 and the new error", d)
+	}
+	if d := byEvent["theirs"]; !d.RetryRequested {
+		t.Fatalf("another consumer's row was touched: %+v", d)
+	}
+	if l.storedCount(t) != 1 {
+		t.Fatalf("%d events stored, want 1", l.storedCount(t))
+	}
+}
+
+// A batch that is full with its first message is written at once, not
+// after MaxWait (here an hour).
+func TestFullBatchDoesNotWaitForMaxWait(t *testing.T) {
+	l := newLoop(t)
+	l.start(t, eventstore.Options{BatchSize: 1, MaxWait: time.Hour})
+	l.publish(t, "alone-1")
+	omnitest.Eventually(t, 30*time.Second, func() bool { return l.stored(t, "alone-1") }, "a one-event batch stored")
+}
