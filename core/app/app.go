@@ -42,8 +42,10 @@ type Omni struct {
 	// after they commit; Kick it after such a commit.
 	Relay *relay.Relay
 
-	modules     []Module
+	modules     []Module // domain modules, in order
 	started     []Module
+	core        []Module // the events consumer, then the relay
+	coreStarted []Module
 	personOwned []PersonOwned
 	stopOnce    sync.Once
 	lock        *datalock.Lock // exclusive use of the data dir while serving
@@ -139,10 +141,12 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	o.Events = eventstore.New(o.PB, o.Bus, o.Log, eventstore.Options{})
 	o.Relay = relay.New(o.PB, o.Bus, o.Log)
 	o.Health = &api.Health{App: o.PB, Bus: o.Bus, Consumers: map[string]api.ConsumerLag{}, Started: started}
-	o.modules = append(o.modules, relayModule{o.Relay}, eventsModule{o.Events})
+	// The events consumer and the relay are modules run after the domain
+	// ones, in that order, at start and at stop alike (see core_modules.go).
+	o.core = []Module{eventsModule{o.Events}, relayModule{o.Relay}}
 
 	// Every module declares its parts before anything runs (see Module).
-	for _, m := range o.modules {
+	for _, m := range append(append([]Module{}, o.modules...), o.core...) {
 		if err := m.Init(&Setup{Omni: o, Ctx: ctx, module: m.Name()}); err != nil {
 			o.Bus.Close()
 			return fmt.Errorf("%s: %w", m.Name(), err)
@@ -164,6 +168,12 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 				return fmt.Errorf("%s: %w", m.Name(), err)
 			}
 			o.started = append(o.started, m)
+		}
+		for _, m := range o.core {
+			if err := m.Start(ctx, se); err != nil {
+				return fmt.Errorf("%s: %w", m.Name(), err)
+			}
+			o.coreStarted = append(o.coreStarted, m)
 		}
 		return se.Next()
 	})
@@ -222,10 +232,14 @@ func (o *Omni) stop() {
 	o.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		// Reverse order: the events consumer drains, the relay publishes
-		// what its last batch staged, then the domain modules stop.
+		// Domain modules in reverse order; then the events consumer drains
+		// what it was handed (processors still run), then the relay
+		// publishes what that last batch staged.
 		for i := len(o.started) - 1; i >= 0; i-- {
 			o.started[i].Stop(ctx)
+		}
+		for _, m := range o.coreStarted {
+			m.Stop(ctx)
 		}
 		if o.Bus != nil {
 			o.Bus.Close()

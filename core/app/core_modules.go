@@ -10,11 +10,11 @@ import (
 	"github.com/omni/omni/core/relay"
 )
 
-// The relay and the events consumer are modules too, run after the domain
-// modules: they start last, once every processor and callback is declared
-// and every domain module runs, and stop first (in reverse order): the
-// events consumer drains and commits what it was handed, then the relay
-// publishes what that last batch staged, then the domain modules stop.
+// The events consumer and the relay are modules too, run after the domain
+// modules and in this order both at start and at stop: they start once
+// every processor and callback is declared and every domain module runs;
+// at stop, after the domain modules, the events consumer drains and commits
+// what it was handed, then the relay publishes what that last batch staged.
 
 // relayModule publishes events staged in transactions (core/relay).
 type relayModule struct{ r *relay.Relay }

@@ -25,11 +25,11 @@ import (
 //     consumers (created here, so none misses an event published during
 //     start-up), person-owned collections, health. No goroutines yet.
 //  2. Start, on every module, when the server starts: routes on se.Router,
-//     record hooks, background work, plugins. Then the relay and the events
-//     consumer start (they are modules too, run after the domain ones).
-//  3. Stop, in reverse order, after HTTP has stopped taking requests: the
-//     events consumer drains and commits, the relay publishes what that
-//     staged, then each domain module stops.
+//     record hooks, background work, plugins. Then the events consumer and
+//     the relay start (they are modules too, run after the domain ones).
+//  3. Stop, in reverse order, after HTTP has stopped taking requests; then
+//     the events consumer drains and commits what it was handed, and the
+//     relay publishes what that last batch staged.
 //
 // Collections are the module's own migrations, registered from its package
 // with file names "<unix time>_<module>_<what>.go", so that migrations

@@ -378,6 +378,9 @@ func (s *Store) pause(d time.Duration) bool {
 // redrive re-runs dead events an owner asked to retry. It runs on the
 // consumer's goroutine, between batches, so the one-writer rule holds.
 func (s *Store) redrive() {
+	if s.stopping.Err() != nil {
+		return // stopping: the database may be closing
+	}
 	rows, err := deadletter.Requested(s.app, ConsumerName, 100)
 	if err != nil {
 		s.log.Error("reading dead events to retry", "error", err)
