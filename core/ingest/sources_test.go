@@ -103,6 +103,7 @@ func TestServerSourceSecretKeyShownOnce(t *testing.T) {
 		{map[string]string{"name": " "}, "name"},
 		{map[string]string{"name": "test"}, "name"},                    // taken
 		{map[string]string{"name": "Omni", "kind": "browser"}, "name"}, // reserved
+		{map[string]string{"name": "Staff", "kind": "server"}, "name"}, // reserved: staff consent changes name who made them
 		{`[1]`, "body"},
 	}
 	for _, c := range bad {

@@ -23,6 +23,8 @@ func (m *Module) Register(r *router.Router[*core.RequestEvent]) {
 	g.GET("/profiles", m.handleSearch)
 	g.GET("/profiles/{id}", m.handleGet)
 	g.GET("/profiles/{id}/timeline", m.handleTimeline)
+	g.GET("/profiles/{id}/merges", m.handleMerges)
+	g.POST("/profiles/{id}/consent", m.handleSetConsent) // agents too: a customer may call either
 	g.POST("/profiles/{id}/export", m.handleExport).Bind(api.RequireOwner())
 	g.DELETE("/profiles/{id}", m.handleErase).Bind(api.RequireOwner())
 	g.DELETE("/tombstones/{kind}/{value}", m.handleRemoveTombstone).Bind(api.RequireOwner())
@@ -171,7 +173,7 @@ type Detail struct {
 	Identities  []IdentityRow           `json:"identities"`
 	Segments    []MembershipRow         `json:"segments"`
 	MergedFrom  []string                `json:"merged_from"`
-	Merges      []MergeRow              `json:"merges"`
+	Merges      []Merge                 `json:"merges"`
 	Conflicts   []ConflictRow           `json:"conflicts"`
 }
 
@@ -185,13 +187,6 @@ type MembershipRow struct {
 	ID        string `db:"id" json:"id"`
 	Name      string `db:"name" json:"name"`
 	EnteredAt string `db:"entered_at" json:"entered_at"`
-}
-
-type MergeRow struct {
-	Survivor string `db:"survivor" json:"survivor"`
-	Loser    string `db:"loser" json:"loser"`
-	EventID  string `db:"event_id" json:"event_id"`
-	At       string `db:"created" json:"at"`
 }
 
 type ConflictRow struct {
@@ -219,7 +214,7 @@ func Get(app core.App, id string) (*Detail, error) {
 	}
 	d := &Detail{ID: row.ID, RequestedID: id, Name: row.Name, Email: row.Email, Phone: row.Phone, Created: row.Created,
 		Traits: p.traits, Computed: p.comp, Consent: p.consent,
-		Identities: []IdentityRow{}, Segments: []MembershipRow{}, MergedFrom: []string{}, Merges: []MergeRow{}, Conflicts: []ConflictRow{}}
+		Identities: []IdentityRow{}, Segments: []MembershipRow{}, MergedFrom: []string{}, Conflicts: []ConflictRow{}}
 	_ = app.DB().NewQuery("SELECT updated FROM profiles WHERE id={:id}").Bind(dbx.Params{"id": row.ID}).Row(&d.Updated)
 	db := app.DB()
 	prm := dbx.Params{"id": row.ID}
@@ -234,7 +229,7 @@ func Get(app core.App, id string) (*Detail, error) {
 	}
 	ids := append([]string{row.ID}, d.MergedFrom...)
 	in, ip := inList("i", ids)
-	if err := db.NewQuery("SELECT survivor, loser, event_id, created FROM profile_merges WHERE survivor IN (" + in + ") OR loser IN (" + in + ") ORDER BY created").Bind(ip).All(&d.Merges); err != nil {
+	if d.Merges, err = merges(app, ids); err != nil {
 		return nil, err
 	}
 	if err := db.NewQuery("SELECT id, profile_a, profile_b, kind, value_a, value_b, reason, status, event_id, created FROM profile_conflicts WHERE profile_a IN (" + in + ") OR profile_b IN (" + in + ") ORDER BY created").Bind(ip).All(&d.Conflicts); err != nil {
@@ -263,6 +258,28 @@ func (m *Module) handleGet(e *core.RequestEvent) error {
 		return api.Internal("Could not load the profile.", err)
 	}
 	return e.JSON(200, d)
+}
+
+// handleMerges lists the merge ledger of a profile and of the profiles
+// merged into it, oldest first, each with the sentence that explains it.
+func (m *Module) handleMerges(e *core.RequestEvent) error {
+	row, err := findProfile(e.App, e.Request.PathValue("id"))
+	if errors.Is(err, ErrNotFound) {
+		return noProfile(e)
+	}
+	if err != nil {
+		return api.Internal("Could not load the profile.", err)
+	}
+	var ids []string // the profiles merged into it
+	if err := e.App.DB().NewQuery("SELECT id FROM profiles WHERE merged_into={:id} AND merged_into != ''").
+		Bind(dbx.Params{"id": row.ID}).Column(&ids); err != nil {
+		return api.Internal("Could not load the merges.", err)
+	}
+	items, err := merges(e.App, append(ids, row.ID))
+	if err != nil {
+		return api.Internal("Could not load the merges.", err)
+	}
+	return e.JSON(200, map[string]any{"items": items})
 }
 
 // TimelineEvent is one event on a timeline.

@@ -71,7 +71,8 @@ type Module struct {
 	pending []*events.Event // emits of the batch being stored
 	cacheMu sync.Mutex      // taken inside a transaction, never around one
 	cache   resolveCache
-	changed []string // profile ids of the batch being stored
+	waiters storedWaiters // requests waiting for an event they published to be stored
+	changed []string      // profile ids of the batch being stored
 	seq     int
 
 	relay   *relay.Relay // publishes events staged with relay.Stage after commit
@@ -142,6 +143,7 @@ func (m *Module) Init(s *app.Setup) error {
 		m.emit(pending)
 		m.notify(changed)
 	})
+	s.OnCommit(m.waiters.committed)
 	s.Health(m.health)
 	return nil
 }

@@ -19,6 +19,9 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		"UPDATE events SET profile={:x} WHERE profile={:x}",
 		"UPDATE profiles SET merged_into={:x} WHERE merged_into={:x} AND merged_into != ''",
 		"DELETE FROM segment_members WHERE profile={:x}",
+		// The merge ledger's earlier event (ledger.go earlierEvent).
+		"SELECT event_id FROM events WHERE profile={:x} AND event_id != {:x} AND json_extract(identities, '$.phone') = {:x} ORDER BY occurred_at, id LIMIT 1",
+		"SELECT type FROM events WHERE event_id={:x}",
 		"SELECT COUNT(*) FROM events e WHERE e.profile = {:x} AND +e.type = {:x} AND e.occurred_at >= {:x}",
 		"SELECT id FROM profiles WHERE traits_due_at != '' AND traits_due_at <= {:x} AND merged_into = '' LIMIT 10",
 	} {

@@ -38,6 +38,8 @@ type ConsentEntry struct {
 	At      string `json:"at,omitempty"`
 	EventID string `json:"event_id,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// By is the staff member who made the change (source "staff" only).
+	By *ConsentBy `json:"by,omitempty"`
 }
 
 // profile is the in-batch working copy of one profile row.
@@ -356,8 +358,9 @@ VALUES ({:id},{:a},{:b},{:k},{:va},{:vb},{:r},'open',{:e},'',{:c},{:c}) ON CONFL
 	return err
 }
 
-// merge joins a and c; the older survives. Returns the survivor.
-func (b *batch) merge(a, c *profile, eventID string) (*profile, error) {
+// merge joins a and c because ev carried id, which c held; the older
+// survives. Returns the survivor. The merge ledger records why.
+func (b *batch) merge(a, c *profile, ev *events.Event, id ident) (*profile, error) {
 	if obs := b.m.opts.Observe; obs != nil {
 		defer func(t time.Time) { obs("merge", time.Since(t)) }(time.Now())
 	}
@@ -365,6 +368,12 @@ func (b *batch) merge(a, c *profile, eventID string) (*profile, error) {
 	if c.older(a) {
 		s, l = c, a
 	}
+	// Before anything moves: which of c's events had put the identifier there.
+	earlier, err := b.earlierEvent(c.id, id.kind, id.value, ev.ID)
+	if err != nil {
+		return nil, err
+	}
+	led := &mergeLedgerRow{kind: id.kind, value: id.value, cause: refOf(ev), earlier: earlier, loserIDs: maps.Clone(l.ids)}
 	db := b.tx.DB()
 	p := dbx.Params{"s": s.id, "l": l.id}
 	for _, q := range []string{
@@ -382,8 +391,7 @@ func (b *batch) merge(a, c *profile, eventID string) (*profile, error) {
 			return nil, fmt.Errorf("merge %s: %w", t.name, err)
 		}
 	}
-	if _, err := db.NewQuery("INSERT INTO profile_merges (id, survivor, loser, event_id, created) VALUES ({:id},{:s},{:l},{:e},{:c})").
-		Bind(dbx.Params{"id": newID(), "s": s.id, "l": l.id, "e": eventID, "c": b.nowDB}).Execute(); err != nil {
+	if err := b.insertMerge(s, l, ev.ID, led); err != nil {
 		return nil, err
 	}
 	for k, vals := range l.ids {
@@ -425,7 +433,8 @@ func (b *batch) merge(a, c *profile, eventID string) (*profile, error) {
 type ident struct{ kind, value string }
 
 // resolve finds or creates the profile of one event's identities.
-func (b *batch) resolve(ids []ident, eventID string) (*profile, error) {
+func (b *batch) resolve(ids []ident, ev *events.Event) (*profile, error) {
+	eventID := ev.ID
 	var primary *profile
 	var pending []ident
 	for _, id := range ids {
@@ -488,7 +497,7 @@ func (b *batch) resolve(ids []ident, eventID string) (*profile, error) {
 			}
 			continue
 		}
-		if primary, err = b.merge(primary, q, eventID); err != nil {
+		if primary, err = b.merge(primary, q, ev, id); err != nil {
 			return nil, err
 		}
 	}
@@ -598,7 +607,7 @@ func (b *batch) applyEvent(p *profile, ev *events.Event) {
 			src = ev.Source
 		}
 		reason, _ := ev.Properties["reason"].(string)
-		p.consent[ch] = ConsentEntry{Status: st, Source: src, At: at, EventID: ev.ID, Reason: reason}
+		p.consent[ch] = ConsentEntry{Status: st, Source: src, At: at, EventID: ev.ID, Reason: reason, By: consentBy(ev)}
 	}
 }
 
@@ -742,7 +751,7 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		if len(ids) == 0 {
 			continue
 		}
-		p, err := b.resolve(ids, ev.ID)
+		p, err := b.resolve(ids, ev)
 		if err != nil {
 			return err
 		}

@@ -160,7 +160,7 @@ func twoWayChannel(ev *events.Event) string {
 // apply folds one event into the counters.
 func (c *Computed) apply(ev *events.Event, cur Currency) {
 	t := fmtT(ev.OccurredAt)
-	if customerActivity(ev.Type) {
+	if customerActivity(ev.Type) && ev.Source != SourceStaff { // staff acting for a customer is not the customer's visit
 		if c.FirstSeen == "" || t < c.FirstSeen {
 			c.FirstSeen = t
 		}
