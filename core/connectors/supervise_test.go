@@ -28,17 +28,34 @@ func TestHungPluginIsReplaced(t *testing.T) {
 	}
 	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": e.api.url})
 	e.waitState(t, "example", "running", 10*time.Second)
-	pid := e.mod.PID("example")
-	if pid == 0 {
-		t.Fatal("no plugin pid")
-	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
+	// Stop the process that serves now. On a loaded machine the host may
+	// still replace a slow-starting plugin right after "running"; stopping
+	// such a retired process would test nothing, so stop again until the
+	// stopped one is the current one.
+	var pid int
+	for try := 0; ; try++ {
+		pid = e.mod.PID("example")
+		if pid == 0 {
+			t.Fatal("no plugin pid")
+		}
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		stopped := pid
+		t.Cleanup(func() {
+			_ = syscall.Kill(stopped, syscall.SIGCONT)
+			_ = syscall.Kill(stopped, syscall.SIGKILL)
+		})
+		if e.mod.PID("example") == pid {
+			break
+		}
+		if try == 5 {
+			t.Fatal("the plugin kept being replaced before it could be stopped")
+		}
+		t.Logf("plugin %d was replaced by %d before the test stopped it; stopping the new one", pid, e.mod.PID("example"))
 		_ = syscall.Kill(pid, syscall.SIGCONT)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	})
+		e.waitState(t, "example", "running", 10*time.Second)
+	}
 
 	body := []byte(`{"id":"while-hung","type":"order.placed","email":"hung@example.com"}`)
 	req, _ := http.NewRequest("POST", e.URL+"/webhooks/example", strings.NewReader(string(body)))
@@ -49,7 +66,8 @@ func TestHungPluginIsReplaced(t *testing.T) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("webhook to a hung plugin: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+		t.Fatalf("webhook to a hung plugin (stopped pid %d, current pid %d): %d, Retry-After %q; want 503 with Retry-After; logs:\n%s",
+			pid, e.mod.PID("example"), resp.StatusCode, resp.Header.Get("Retry-After"), e.logs)
 	}
 
 	omnitest.Eventually(t, 30*time.Second, func() bool {
