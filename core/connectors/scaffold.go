@@ -81,7 +81,10 @@ func goModTidy(env *app.Env, dir string) error {
 	var out bytes.Buffer
 	cmd := exec.Command("go", "mod", "tidy")
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = env.Stderr, io.MultiWriter(env.Stderr, &out)
+	// One writer for both: exec then copies them in one goroutine, so
+	// env.Stderr is never written from two at once.
+	w := io.MultiWriter(env.Stderr, &out)
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Run(); err == nil {
 		return nil
 	}
