@@ -11,6 +11,7 @@ import (
 
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
@@ -45,7 +46,9 @@ type env struct {
 	waitLast bool
 }
 
-func start(t *testing.T, opts profiles.Options) *env {
+// start runs Omni with the profiles module; configure, when given, edits
+// the configuration first (e.g. profiles.identity).
+func start(t *testing.T, opts profiles.Options, configure ...func(*config.Config)) *env {
 	t.Helper()
 	c := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
 	if opts.Now == nil {
@@ -55,10 +58,15 @@ func start(t *testing.T, opts profiles.Options) *env {
 		opts.Interval = -1 // tests run the scheduled pass by hand
 	}
 	mod := profiles.New(opts)
-	s := omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module { return []app.Module{mod} }})
+	s := omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module { return []app.Module{mod} },
+		Configure: func(c *config.Config) {
+			for _, f := range configure {
+				f(c)
+			}
+		}})
 	e := &env{Server: s, mod: mod, clock: c}
-	e.owner = e.staff(t, "owner@example.com", "owner")
-	e.agent = e.staff(t, "agent@example.com", "agent")
+	e.owner = e.staff(t, "owner@omni-shop.dev", "owner")
+	e.agent = e.staff(t, "agent@omni-shop.dev", "agent")
 	return e
 }
 

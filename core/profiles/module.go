@@ -13,11 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	validation "github.com/go-ozzo/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
@@ -66,7 +68,10 @@ type Module struct {
 	segs segmentCache
 	tomb tombstones
 
-	defaultRegion string
+	defaultRegion  string
+	identity       config.IdentityConfig
+	fileConnectors map[string]map[string]any // omni.yaml connectors.* (shop identifiers)
+	block          atomic.Pointer[blocklist]
 
 	pending []*events.Event // emits of the batch being stored
 	cacheMu sync.Mutex      // taken inside a transaction, never around one
@@ -126,6 +131,10 @@ func (m *Module) Init(s *app.Setup) error {
 	if err := m.tomb.load(m.app); err != nil {
 		return fmt.Errorf("load tombstones: %w", err)
 	}
+	m.identity, m.fileConnectors = o.Config.Profiles.Identity, o.Config.Connectors
+	if err := m.reloadBlocklist(m.app); err != nil {
+		return err
+	}
 	m.relay = o.Relay
 	m.quit = make(chan struct{})
 
@@ -150,6 +159,7 @@ func (m *Module) Init(s *app.Setup) error {
 func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	m.registerHooks(m.app)
 	m.Register(se.Router)
+	m.registerBlocklist(se.Router)
 
 	interval := m.opts.Interval
 	if interval == 0 {
@@ -296,6 +306,19 @@ func (m *Module) registerHooks(pb core.App) {
 		m.tomb.remove(e.Record.GetString("hash"))
 		return e.Next()
 	})
+	// The blocklist follows owners' entries and connector settings (the
+	// shop's own emails and phones).
+	reblock := func(e *core.RecordEvent) error {
+		if err := m.reloadBlocklist(e.App); err != nil {
+			m.log.Error("reload the identity blocklist; the previous list stays in force", "error", err)
+		}
+		return e.Next()
+	}
+	for _, name := range []string{"profile_blocklist", "connectors"} {
+		pb.OnRecordAfterCreateSuccess(name).BindFunc(reblock)
+		pb.OnRecordAfterUpdateSuccess(name).BindFunc(reblock)
+		pb.OnRecordAfterDeleteSuccess(name).BindFunc(reblock)
+	}
 	pb.OnRecordAfterCreateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterUpdateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterDeleteSuccess("segments").BindFunc(func(e *core.RecordEvent) error {

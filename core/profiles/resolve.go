@@ -86,6 +86,7 @@ type batch struct {
 	order    []*profile
 	inBatch  map[string]bool
 	emits    []*events.Event
+	block    *blocklist // the list in force when the batch started
 
 	qIdent, qIdentIns, qEventProfile, qProfile, qProfileIdents, qProfileIns *dbx.Query
 }
@@ -101,6 +102,7 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		profiles: map[string]*profile{},
 		redirect: map[string]string{},
 		inBatch:  map[string]bool{},
+		block:    m.block.Load(),
 
 		qIdent:         db.NewQuery("SELECT profile FROM identities WHERE kind={:k} AND value={:v}").Prepare(),
 		qIdentIns:      db.NewQuery("INSERT INTO identities (id, kind, value, profile, created) VALUES ({:id},{:k},{:v},{:p},{:c})").Prepare(),
@@ -524,7 +526,9 @@ func (b *batch) detach(id ident, missing string) error {
 	return nil
 }
 
-// identsOf lists an event's identities strongest first, without tombstoned ones.
+// identsOf lists an event's identities strongest first, without tombstoned
+// ones (dropped: scrubbed from the event) and without blocklisted ones,
+// which stay on the event but never match or join anyone.
 func (b *batch) identsOf(ev *events.Event) (ids []ident, dropped []string) {
 	for _, k := range events.IdentityKinds {
 		v := ev.Identities[k]
@@ -533,6 +537,9 @@ func (b *batch) identsOf(ev *events.Event) (ids []ident, dropped []string) {
 		}
 		if b.m.tomb.has(k, v) {
 			dropped = append(dropped, k)
+			continue
+		}
+		if b.block.blocked(v) != "" {
 			continue
 		}
 		ids = append(ids, ident{k, v})
