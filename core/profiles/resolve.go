@@ -547,6 +547,41 @@ func (b *batch) identsOf(ev *events.Event) (ids []ident, dropped []string) {
 	return ids, dropped
 }
 
+// previousID is the identity a Segment alias call links to its userId:
+// previousId is an anonymousId or an earlier userId (Segment's spec), so it
+// is whichever of the two a profile already holds, an anonymous id when
+// none does (analytics.js aliases the browser's anonymousId). Blocked and
+// erased values link nothing; nor does a previousId equal to an id the
+// event already carries.
+func (b *batch) previousID(ev *events.Event) (*ident, error) {
+	prev, _ := ev.Properties["previous_id"].(string)
+	prev = strings.TrimSpace(prev)
+	if prev == "" || b.block.blocked(prev) != "" {
+		return nil, nil
+	}
+	for _, v := range ev.Identities {
+		if v == prev {
+			return nil, nil
+		}
+	}
+	kinds := []string{events.AnonymousID, events.UserID}
+	for _, k := range kinds {
+		if b.m.tomb.has(k, prev) {
+			return nil, nil
+		}
+	}
+	for _, k := range kinds {
+		pid, err := b.lookup(k, prev)
+		if err != nil {
+			return nil, err
+		}
+		if pid != "" {
+			return &ident{k, prev}, nil
+		}
+	}
+	return &ident{events.AnonymousID, prev}, nil
+}
+
 // applyEvent folds an event into its profile.
 func (b *batch) applyEvent(p *profile, ev *events.Event) {
 	p.dirty, p.touched = true, true
@@ -745,6 +780,15 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		ids, dropped := b.identsOf(ev)
 		if len(dropped) > 0 {
 			scrub = append(scrub, s)
+		}
+		if ev.Type == events.Alias && len(ids) > 0 {
+			prev, err := b.previousID(ev)
+			if err != nil {
+				return err
+			}
+			if prev != nil {
+				ids = append(ids, *prev) // after the event's own: its userId's profile leads
+			}
 		}
 		if len(ids) == 0 {
 			continue
