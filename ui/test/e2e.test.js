@@ -51,7 +51,7 @@ function fakeVendor() {
     const u = new URL(req.url, 'http://x')
     const page = Number(u.searchParams.get('cursor') || 0)
     const events = [0, 1].map((i) => ({ id: `bf-${page}-${i}`, type: 'order.placed', email: `backfill${page}${i}@shop.test`, occurred_at: '2025-06-01T10:00:00Z', properties: { total: 10, currency: 'EUR' } }))
-    if (page === 1) events.push({ id: 'bf-future', type: 'order.placed', email: 'future@shop.test', occurred_at: '2100-01-01T00:00:00Z' })
+    if (page === 1) events.push({ id: 'bf-future', type: 'order.placed', email: 'future@omni-shop.dev', occurred_at: '2100-01-01T00:00:00Z' })
     setTimeout(() => {
       res.setHeader('Content-Type', 'application/json')
       res.end(JSON.stringify({ events, next_cursor: page < 2 ? String(page + 1) : '', total: 7 }))
