@@ -53,10 +53,35 @@ type BlockEntry struct {
 type blocklist struct {
 	entries []BlockEntry
 	exact   map[string]string // lower-cased value → entry
-	rules   []blockRule       // globs and regular expressions
+	globs   []blockGlob
+	regexps []blockRegexp
 }
 
-type blockRule struct {
+// blockGlob is an entry with *, kept as its lower-cased pieces: matching
+// with string functions costs nanoseconds where a regexp per glob cost
+// microseconds on every identity of every event.
+type blockGlob struct {
+	entry string
+	parts []string // the text between the *s
+}
+
+func (g blockGlob) match(lower string) bool {
+	first, last := g.parts[0], g.parts[len(g.parts)-1]
+	if len(lower) < len(first)+len(last) || !strings.HasPrefix(lower, first) || !strings.HasSuffix(lower, last) {
+		return false
+	}
+	rest := lower[len(first) : len(lower)-len(last)]
+	for _, p := range g.parts[1 : len(g.parts)-1] {
+		i := strings.Index(rest, p)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(p):]
+	}
+	return true
+}
+
+type blockRegexp struct {
 	entry string
 	re    *regexp.Regexp
 }
@@ -66,10 +91,16 @@ func (bl *blocklist) blocked(value string) string {
 	if bl == nil {
 		return ""
 	}
-	if e, ok := bl.exact[strings.ToLower(value)]; ok {
+	lower := strings.ToLower(value)
+	if e, ok := bl.exact[lower]; ok {
 		return e
 	}
-	for _, r := range bl.rules {
+	for _, g := range bl.globs {
+		if g.match(lower) {
+			return g.entry
+		}
+	}
+	for _, r := range bl.regexps {
 		if r.re.MatchString(value) {
 			return r.entry
 		}
@@ -90,13 +121,9 @@ func buildBlocklist(entries []BlockEntry, norm events.Normalizer) (*blocklist, e
 		}
 		switch {
 		case len(e) >= 2 && strings.HasPrefix(e, "/") && strings.HasSuffix(e, "/"):
-			bl.rules = append(bl.rules, blockRule{e, regexp.MustCompile(e[1 : len(e)-1])}) // checked above
+			bl.regexps = append(bl.regexps, blockRegexp{e, regexp.MustCompile(e[1 : len(e)-1])}) // checked above
 		case strings.Contains(e, "*"):
-			parts := strings.Split(e, "*")
-			for i, p := range parts {
-				parts[i] = regexp.QuoteMeta(p)
-			}
-			bl.rules = append(bl.rules, blockRule{e, regexp.MustCompile("(?is)^" + strings.Join(parts, ".*") + "$")})
+			bl.globs = append(bl.globs, blockGlob{e, strings.Split(strings.ToLower(e), "*")})
 		default:
 			bl.exact[strings.ToLower(e)] = e
 			if looksLikePhone(e) {

@@ -160,6 +160,21 @@ func TestShopIdentifiersFromConnectorSettingsAndConfig(t *testing.T) {
 	if a, b := e.profileOf(t, events.AnonymousID, "web-0"), e.profileOf(t, events.AnonymousID, "web-1"); a == "" || a != b {
 		t.Fatalf("with default_blocklist false, test@test.com should join as any email: %q %q", a, b)
 	}
+
+	// A new business number saved for the connector replaces the old one.
+	rec.Set("config", map[string]string{"business_phone": "+44 20 7946 0999"})
+	if err := e.PB.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	var check struct {
+		BlockedBy string `json:"blocked_by"`
+	}
+	if e.get(t, "/api/v1/profiles/blocklist?value=%2B442079460999", &check); check.BlockedBy != "+442079460999" {
+		t.Fatalf("the new business number is not blocked: %q", check.BlockedBy)
+	}
+	if e.get(t, "/api/v1/profiles/blocklist?value=%2B442079460000", &check); check.BlockedBy != "" {
+		t.Fatalf("the old business number is still blocked by %q", check.BlockedBy)
+	}
 }
 
 // Owners add and remove entries in the admin; agents may only read; a bad

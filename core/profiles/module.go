@@ -7,6 +7,7 @@ package profiles
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -316,9 +317,19 @@ func (m *Module) registerHooks(pb core.App) {
 	}
 	for _, name := range []string{"profile_blocklist", "connectors"} {
 		pb.OnRecordAfterCreateSuccess(name).BindFunc(reblock)
-		pb.OnRecordAfterUpdateSuccess(name).BindFunc(reblock)
 		pb.OnRecordAfterDeleteSuccess(name).BindFunc(reblock)
 	}
+	pb.OnRecordAfterUpdateSuccess("profile_blocklist").BindFunc(reblock)
+	// The connector host saves its records often (state, backfill
+	// progress); only a change of settings can change the shop's identifiers.
+	pb.OnRecordAfterUpdateSuccess("connectors").BindFunc(func(e *core.RecordEvent) error {
+		before, _ := json.Marshal(e.Record.Original().Get("config"))
+		after, _ := json.Marshal(e.Record.Get("config"))
+		if string(before) == string(after) {
+			return e.Next()
+		}
+		return reblock(e)
+	})
 	pb.OnRecordAfterCreateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterUpdateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterDeleteSuccess("segments").BindFunc(func(e *core.RecordEvent) error {
