@@ -374,7 +374,7 @@ func TestDeadEventsListedAndRetriedFromTheCLI(t *testing.T) {
 	omni(t, dir, nil, "superuser", "upsert", "root@example.com", "s3cret-pass-123")
 	key := createSource(t, dir)
 	s := startServer(t, dir)
-	if code := s.post(t, key, "/v1/identify", `{"userId":"u1","traits":{"email":"dead@example.com","plan":"pro"}}`); code != 200 {
+	if code := s.post(t, key, "/v1/identify", `{"userId":"u1","traits":{"email":"dead@omni-shop.dev","plan":"pro"}}`); code != 200 {
 		t.Fatalf("identify: %d", code)
 	}
 	omnitest.Eventually(t, 60*time.Second, func() bool { return countEvents(t, s.addr, dir) == 1 }, "first event stored")
@@ -384,7 +384,7 @@ func TestDeadEventsListedAndRetriedFromTheCLI(t *testing.T) {
 
 	db := openDB(t, dir)
 	const broken = `{"plan":"pro","vip":tru`
-	if _, err := db.Exec(`UPDATE profiles SET traits = ? WHERE email = 'dead@example.com'`, broken); err != nil {
+	if _, err := db.Exec(`UPDATE profiles SET traits = ? WHERE email = 'dead@omni-shop.dev'`, broken); err != nil {
 		t.Fatal(err)
 	}
 
@@ -405,7 +405,7 @@ func TestDeadEventsListedAndRetriedFromTheCLI(t *testing.T) {
 		t.Fatalf("events dead:\n%s", out)
 	}
 	var stored string
-	if err := db.QueryRow(`SELECT traits FROM profiles WHERE email = 'dead@example.com'`).Scan(&stored); err != nil || stored != broken {
+	if err := db.QueryRow(`SELECT traits FROM profiles WHERE email = 'dead@omni-shop.dev'`).Scan(&stored); err != nil || stored != broken {
 		t.Fatalf("stored traits rewritten to %q (%v)", stored, err)
 	}
 	resp, err := http.Get("http://" + s.addr + "/api/v1/health")
@@ -419,7 +419,7 @@ func TestDeadEventsListedAndRetriedFromTheCLI(t *testing.T) {
 	}
 
 	// Fixed by hand; the retry stores it and clears the list.
-	if _, err := db.Exec(`UPDATE profiles SET traits = '{"plan":"pro"}' WHERE email = 'dead@example.com'`); err != nil {
+	if _, err := db.Exec(`UPDATE profiles SET traits = '{"plan":"pro"}' WHERE email = 'dead@omni-shop.dev'`); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, code := omni(t, dir, nil, "events", "retry-dead")

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -90,6 +91,19 @@ type ProfilesConfig struct {
 	BaseCurrency string `mapstructure:"base_currency"`
 	// ExchangeRates is "EUR=1.08,GBP=1.27": one unit in the base currency.
 	ExchangeRates string `mapstructure:"exchange_rates"`
+	// Identity: which identifiers never match people.
+	Identity IdentityConfig `mapstructure:"identity"`
+}
+
+// IdentityConfig is profiles.identity.*.
+type IdentityConfig struct {
+	// Blocklist adds identifiers that are kept on events but never used to
+	// match people: exact values, globs with * or /regular expressions/
+	// (docs/profiles.md#junk-identifiers).
+	Blocklist []string `mapstructure:"blocklist"`
+	// DefaultBlocklist keeps Omni's built-in list (placeholders such as
+	// "null" and "-1", test and no-reply addresses) on top of Blocklist.
+	DefaultBlocklist bool `mapstructure:"default_blocklist"`
 }
 
 // defaults lists every known key with its default value; a key missing here
@@ -121,6 +135,9 @@ var defaults = map[string]any{
 	"profiles.identity_cap":   5,
 	"profiles.base_currency":  "",
 	"profiles.exchange_rates": "",
+
+	"profiles.identity.blocklist":         []string{},
+	"profiles.identity.default_blocklist": true,
 }
 
 // freeFormPrefixes are sections whose sub-keys are owned by someone else
@@ -253,6 +270,11 @@ func decode(v *viper.Viper, cfg *Config) error {
 			var n int
 			err = sub.UnmarshalKey("x", &n)
 			val = n
+		case []string:
+			// A YAML list, or a comma-separated string from the environment.
+			var l []string
+			err = sub.UnmarshalKey("x", &l)
+			val = l
 		default:
 			var s string
 			err = sub.UnmarshalKey("x", &s)
@@ -285,6 +307,8 @@ func describeDecodeErr(def, got any) string {
 		kind = "true or false"
 	case int:
 		kind = "a whole number"
+	case []string:
+		kind = "a list of strings"
 	}
 	return fmt.Sprintf("expected %s, got %q", kind, fmt.Sprint(got))
 }
@@ -293,6 +317,7 @@ func setField(cfg *Config, key string, val any) error {
 	s, _ := val.(string)
 	n, _ := val.(int)
 	b, _ := val.(bool)
+	l, _ := val.([]string)
 	dur := func() (time.Duration, error) {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -354,6 +379,10 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Profiles.BaseCurrency = s
 	case "profiles.exchange_rates":
 		cfg.Profiles.ExchangeRates = s
+	case "profiles.identity.blocklist":
+		cfg.Profiles.Identity.Blocklist = l
+	case "profiles.identity.default_blocklist":
+		cfg.Profiles.Identity.DefaultBlocklist = b
 	default:
 		return fmt.Errorf("unhandled key")
 	}
@@ -497,6 +526,11 @@ func (c *Config) Validate() error {
 			return &Error{Key: "profiles.exchange_rates", Problem: fmt.Sprintf("%q: expected CUR=rate pairs such as EUR=1.08,GBP=1.27", part)}
 		}
 	}
+	for _, entry := range c.Profiles.Identity.Blocklist {
+		if err := CheckBlocklistEntry(entry); err != nil {
+			return &Error{Key: "profiles.identity.blocklist", Problem: err.Error()}
+		}
+	}
 	if _, _, err := ParseFrequencyCap(c.Journeys.FrequencyCap); err != nil {
 		return &Error{Key: "journeys.frequency_cap", Problem: err.Error()}
 	}
@@ -567,4 +601,23 @@ func (c *Config) NATSStoreDir() string {
 		return c.Bus.StoreDir
 	}
 	return filepath.Join(c.DataDir, "nats")
+}
+
+// CheckBlocklistEntry rejects an identity blocklist entry that can never
+// match: an empty one, or a /regular expression/ that does not compile.
+// The profiles module reads the entries (docs/profiles.md#junk-identifiers).
+func CheckBlocklistEntry(entry string) error {
+	e := strings.TrimSpace(entry)
+	if e == "" {
+		return fmt.Errorf("an entry is empty")
+	}
+	if len(e) > 300 {
+		return fmt.Errorf("entry %.40q… is longer than 300 characters", e)
+	}
+	if len(e) >= 2 && strings.HasPrefix(e, "/") && strings.HasSuffix(e, "/") {
+		if _, err := regexp.Compile(e[1 : len(e)-1]); err != nil {
+			return fmt.Errorf("entry %q is not a valid regular expression: %v", e, err)
+		}
+	}
+	return nil
 }

@@ -256,3 +256,39 @@ func TestSecretKeyFileOutsideDataDir(t *testing.T) {
 		t.Errorf("config print:\n%s", out)
 	}
 }
+
+// The identity blocklist is a list in the file (numbers such as -1 read as
+// text), comma-separated in the environment, and a bad regular expression
+// is refused at start naming the key.
+func TestIdentityBlocklist(t *testing.T) {
+	dir := inDir(t)
+	cfg, err := Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Profiles.Identity.DefaultBlocklist || len(cfg.Profiles.Identity.Blocklist) != 0 {
+		t.Fatalf("defaults: %+v", cfg.Profiles.Identity)
+	}
+	write(t, dir, "omni.yaml", "profiles:\n  identity:\n    blocklist: [\"+44 20 7946 0000\", -1, \"/^guest-[0-9]+$/\"]\n    default_blocklist: false\n")
+	cfg, err = Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Profiles.Identity.Blocklist, "|"); got != "+44 20 7946 0000|-1|/^guest-[0-9]+$/" || cfg.Profiles.Identity.DefaultBlocklist {
+		t.Fatalf("from file: %q %+v", got, cfg.Profiles.Identity)
+	}
+	t.Setenv("OMNI_PROFILES_IDENTITY_BLOCKLIST", "front@shop.com,noreply@*")
+	cfg, err = Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Profiles.Identity.Blocklist, "|"); got != "front@shop.com|noreply@*" {
+		t.Fatalf("from env: %q", got)
+	}
+	t.Setenv("OMNI_PROFILES_IDENTITY_BLOCKLIST", "/guest-(/")
+	_, err = Load(flags(t))
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "profiles.identity.blocklist" || !strings.Contains(err.Error(), "regular expression") {
+		t.Fatalf("bad regexp: %v", err)
+	}
+}

@@ -53,6 +53,9 @@ func (c *Config) Masked() map[string]any {
 		"profiles.identity_cap":   c.Profiles.IdentityCap,
 		"profiles.base_currency":  c.Profiles.BaseCurrency,
 		"profiles.exchange_rates": c.Profiles.ExchangeRates,
+
+		"profiles.identity.blocklist":         c.Profiles.Identity.Blocklist,
+		"profiles.identity.default_blocklist": c.Profiles.Identity.DefaultBlocklist,
 	}
 	out := map[string]any{}
 	for k, v := range flat {

@@ -131,7 +131,7 @@ func main() {
 	rng := rand.New(rand.NewPCG(1, 2))
 	mkEvent := func(p, j int) *events.Event {
 		ids := events.Identities{}
-		email, phone, anon := fmt.Sprintf("c%d@example.com", p), fmt.Sprintf("+1415%07d", p), fmt.Sprintf("anon-%d", p)
+		email, phone, anon := fmt.Sprintf("c%d@omni-shop.dev", p), fmt.Sprintf("+1415%07d", p), fmt.Sprintf("anon-%d", p)
 		switch {
 		case j == 0: // first contact links all three
 			ids[events.Email], ids[events.Phone], ids[events.AnonymousID] = email, phone, anon
@@ -217,7 +217,7 @@ func main() {
 	for i := 0; i < *nMerges; i++ {
 		for k := 0; k < 5; k++ {
 			evs = append(evs, &events.Event{ID: fmt.Sprintf("m-a-%d-%d", i, k), Type: events.PageViewed, Source: "bench", OccurredAt: base, ReceivedAt: time.Now(),
-				Identities: events.Identities{events.Email: fmt.Sprintf("m%d@example.com", i)}, Context: events.Context{Channel: "web"}})
+				Identities: events.Identities{events.Email: fmt.Sprintf("m%d@omni-shop.dev", i)}, Context: events.Context{Channel: "web"}})
 			evs = append(evs, &events.Event{ID: fmt.Sprintf("m-b-%d-%d", i, k), Type: events.OrderPlaced, Source: "bench", OccurredAt: base, ReceivedAt: time.Now(),
 				Identities: events.Identities{events.Phone: fmt.Sprintf("+1650%07d", i)}, Properties: map[string]any{"total": 10.0}, Context: events.Context{Channel: "pos"}})
 		}
@@ -231,7 +231,7 @@ func main() {
 	evs = evs[:0]
 	for i := 0; i < *nMerges; i++ {
 		evs = append(evs, &events.Event{ID: fmt.Sprintf("m-join-%d", i), Type: events.MessageReceived, Source: "bench", OccurredAt: time.Now(), ReceivedAt: time.Now(),
-			Identities: events.Identities{events.Email: fmt.Sprintf("m%d@example.com", i), events.Phone: fmt.Sprintf("+1650%07d", i)}, Context: events.Context{Channel: "whatsapp"}})
+			Identities: events.Identities{events.Email: fmt.Sprintf("m%d@omni-shop.dev", i), events.Phone: fmt.Sprintf("+1650%07d", i)}, Context: events.Context{Channel: "whatsapp"}})
 	}
 	t0 := time.Now()
 	for i := 0; i < len(evs); i += 1000 {

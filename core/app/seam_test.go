@@ -109,7 +109,7 @@ func TestAModulePlugsInThroughTheSeamAlone(t *testing.T) {
 	s := omnitest.Start(t, omnitest.Options{Modules: func(*app.Omni) []app.Module {
 		return []app.Module{prof, ann, notes}
 	}})
-	owner := s.Staff(t, "owner@example.com", "owner")
+	owner := s.Staff(t, "owner@omni-shop.dev", "owner")
 
 	// A consumer declared in Init exists before any module starts, and gets
 	// what was published during start-up.
@@ -128,7 +128,7 @@ func TestAModulePlugsInThroughTheSeamAlone(t *testing.T) {
 			t.Fatalf("identify: %d %s", code, out)
 		}
 	}
-	track(map[string]any{"userId": "n-1", "traits": map[string]any{"email": "note@example.com"}})
+	track(map[string]any{"userId": "n-1", "traits": map[string]any{"email": "note@omni-shop.dev"}})
 	track(map[string]any{"anonymousId": "n-anon", "traits": map[string]any{"phone": "+14155550123"}})
 	s.WaitEvents(t, 3) // two identifies and the start-up event
 	profileOf := func(kind, value string) string {
@@ -137,7 +137,7 @@ func TestAModulePlugsInThroughTheSeamAlone(t *testing.T) {
 			Bind(map[string]any{"k": kind, "v": value}).Row(&pid)
 		return pid
 	}
-	older, newer := profileOf("email", "note@example.com"), profileOf("phone", "+14155550123")
+	older, newer := profileOf("email", "note@omni-shop.dev"), profileOf("phone", "+14155550123")
 	if older == "" || newer == "" || older == newer {
 		t.Fatalf("profiles %q %q", older, newer)
 	}
@@ -154,11 +154,11 @@ func TestAModulePlugsInThroughTheSeamAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One identify carrying both identities merges the two profiles.
-	track(map[string]any{"userId": "n-1", "traits": map[string]any{"email": "note@example.com", "phone": "+14155550123"}})
+	track(map[string]any{"userId": "n-1", "traits": map[string]any{"email": "note@omni-shop.dev", "phone": "+14155550123"}})
 	omnitest.Eventually(t, 30*time.Second, func() bool {
-		return profileOf("email", "note@example.com") == profileOf("phone", "+14155550123")
+		return profileOf("email", "note@omni-shop.dev") == profileOf("phone", "+14155550123")
 	}, "the two profiles to merge")
-	survivor := profileOf("email", "note@example.com")
+	survivor := profileOf("email", "note@omni-shop.dev")
 	if survivor != older {
 		t.Fatalf("the older profile %s should survive the merge, not %s", older, survivor)
 	}

@@ -118,12 +118,13 @@ func TestFromSegmentTrack(t *testing.T) {
 
 func TestFromSegmentRejects(t *testing.T) {
 	cases := map[string]string{
-		`{"type":"track","userId":"u"}`:   "event",
-		`{"type":"track","event":"x"}`:    "userId",
-		`{"type":"explode","userId":"u"}`: "type",
-		`{"userId":"u"}`:                  "type",
-		`{"type":"alias","userId":"u"}`:   "previousId",
-		`{"type":"group","userId":"u"}`:   "groupId",
+		`{"type":"track","userId":"u"}`:                       "event",
+		`{"type":"track","event":"x"}`:                        "userId",
+		`{"type":"explode","userId":"u"}`:                     "type",
+		`{"userId":"u"}`:                                      "type",
+		`{"type":"alias","userId":"u"}`:                       "previousId",
+		`{"type":"alias","anonymousId":"a","previousId":"p"}`: "userId",
+		`{"type":"group","userId":"u"}`:                       "groupId",
 	}
 	for raw, field := range cases {
 		m, err := DecodeSegment(json.RawMessage(raw), "")
@@ -145,5 +146,63 @@ func TestSubjectIsSafe(t *testing.T) {
 	e := &Event{Source: "My Shop.com", Type: "order.placed"}
 	if got := e.Subject(); got != "omni.events.my_shop_com.order.placed" {
 		t.Fatalf("subject = %q", got)
+	}
+}
+
+// Segment's browser library sends no channel: the channel comes from the
+// library that sent the call, then from what the context carries, so a
+// browsing customer's track and identify calls are web, not server.
+func TestSegmentChannelFromLibraryAndContext(t *testing.T) {
+	cases := []struct {
+		name, raw, want string
+	}{
+		{"analytics.js track", `{"type":"track","event":"Product Viewed","anonymousId":"a","context":{"library":{"name":"analytics.js","version":"4.1.0"}}}`, ChannelWeb},
+		{"analytics-next identify", `{"type":"identify","userId":"u","context":{"library":{"name":"@segment/analytics-next","version":"1.70.0"}}}`, ChannelWeb},
+		{"ios", `{"type":"track","event":"x","userId":"u","context":{"library":{"name":"analytics-ios"}}}`, ChannelApp},
+		{"android", `{"type":"track","event":"x","userId":"u","context":{"library":{"name":"analytics-android"}}}`, ChannelApp},
+		{"react native", `{"type":"identify","userId":"u","context":{"library":{"name":"@segment/analytics-react-native"}}}`, ChannelApp},
+		{"flutter", `{"type":"track","event":"x","userId":"u","context":{"library":{"name":"analytics_flutter"}}}`, ChannelApp},
+		{"swift", `{"type":"track","event":"x","userId":"u","context":{"library":{"name":"analytics-swift"}}}`, ChannelApp},
+		{"node", `{"type":"track","event":"x","userId":"u","context":{"library":{"name":"analytics-node"}}}`, ChannelServer},
+		{"python page", `{"type":"page","userId":"u","context":{"library":{"name":"analytics-python"}}}`, ChannelServer},
+		{".NET", `{"type":"track","event":"x","userId":"u","context":{"library":{"name":"analytics.NET"}}}`, ChannelServer},
+		{"unknown library, page context", `{"type":"track","event":"x","userId":"u","context":{"library":{"name":"my-tracker"},"page":{"url":"https://shop/x"}}}`, ChannelWeb},
+		{"no library, user agent", `{"type":"identify","userId":"u","context":{"userAgent":"Mozilla/5.0 (Macintosh)"}}`, ChannelWeb},
+		{"no library, device", `{"type":"track","event":"x","userId":"u","context":{"device":{"type":"ios"}}}`, ChannelApp},
+		{"no library, page call", `{"type":"page","userId":"u"}`, ChannelWeb},
+		{"no library, screen call", `{"type":"screen","userId":"u","name":"Cart"}`, ChannelApp},
+		{"nothing", `{"type":"track","event":"x","userId":"u"}`, ChannelServer},
+		{"channel field wins", `{"type":"track","event":"x","userId":"u","channel":"server","context":{"library":{"name":"analytics.js"}}}`, ChannelServer},
+		{"context.channel wins", `{"type":"track","event":"x","userId":"u","context":{"channel":"pos","library":{"name":"analytics.js"}}}`, "pos"},
+	}
+	for _, c := range cases {
+		m, err := DecodeSegment(json.RawMessage(c.raw), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := FromSegment(m, "s", time.Now(), func() string { return "g" })
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if e.Context.Channel != c.want {
+			t.Errorf("%s: channel %q, want %q", c.name, e.Context.Channel, c.want)
+		}
+	}
+}
+
+// analytics.page('Product') and screen('Cart') name the event.
+func TestSegmentPageNameIsTheEventName(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"type":"page","anonymousId":"a","name":"Product","properties":{"url":"https://shop/p/1"}}`: "Product",
+		`{"type":"screen","anonymousId":"a","name":"Cart"}`:                                          "Cart",
+	} {
+		m, _ := DecodeSegment(json.RawMessage(raw), "")
+		e, err := FromSegment(m, "s", time.Now(), func() string { return "g" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name != want || e.Properties["name"] != want {
+			t.Errorf("%s: name %q, properties.name %v; want %q", raw, e.Name, e.Properties["name"], want)
+		}
 	}
 }

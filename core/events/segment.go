@@ -126,6 +126,7 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 		}
 	case "page":
 		e.Type = PageViewed
+		e.Name = strings.TrimSpace(m.Name) // analytics.page('Product')
 		copyInto(e.Properties, m.Properties)
 		if m.Name != "" {
 			e.Properties["name"] = m.Name
@@ -135,6 +136,7 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 		}
 	case "screen":
 		e.Type = ScreenViewed
+		e.Name = strings.TrimSpace(m.Name)
 		copyInto(e.Properties, m.Properties)
 		if m.Name != "" {
 			e.Properties["name"] = m.Name
@@ -155,6 +157,11 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 		if prev == "" {
 			return nil, &FieldError{"previousId", "is required for alias calls"}
 		}
+		if idString(m.UserID) == "" {
+			return nil, &FieldError{"userId", "is required for alias calls (the id previousId is linked to)"}
+		}
+		// Profiles links previous_id (an anonymousId or an earlier userId)
+		// to userId under the usual merge guards.
 		e.Properties["previous_id"] = prev
 	case "":
 		return nil, &FieldError{"type", "is required (track, identify, page, screen, group or alias)"}
@@ -250,25 +257,72 @@ func segmentContext(m *SegmentMessage) Context {
 		}
 	}
 	if c.Channel == "" {
-		switch strings.ToLower(m.Channel) {
-		case "browser", "client":
-			c.Channel = ChannelWeb
-		case "mobile":
-			c.Channel = ChannelApp
-		case "server":
-			c.Channel = ChannelServer
-		default:
-			if m.Type == "page" {
-				c.Channel = ChannelWeb
-			} else {
-				c.Channel = ChannelServer
-			}
-		}
+		c.Channel = segmentChannel(m)
 	}
 	if len(c.Extra) == 0 {
 		c.Extra = nil
 	}
 	return c
+}
+
+// segmentChannel derives the channel of a message that names none in
+// context.channel: from its channel field (browser, client, mobile,
+// server), else from the library that sent it (Segment's browser library
+// sends no channel at all), else from what the context carries: a page or
+// a user agent means a browser, app or device details an app, nothing a
+// server. Page calls come from browsers and screen calls from apps.
+func segmentChannel(m *SegmentMessage) string {
+	switch strings.ToLower(strings.TrimSpace(m.Channel)) {
+	case "browser", "client":
+		return ChannelWeb
+	case "mobile":
+		return ChannelApp
+	case "server":
+		return ChannelServer
+	}
+	lib, _ := m.Context["library"].(map[string]any)
+	if ch := libraryChannel(str(lib, "name")); ch != "" {
+		return ch
+	}
+	switch strings.ToLower(m.Type) {
+	case "page":
+		return ChannelWeb
+	case "screen":
+		return ChannelApp
+	}
+	if _, ok := m.Context["page"].(map[string]any); ok {
+		return ChannelWeb
+	}
+	if ua, _ := m.Context["userAgent"].(string); strings.TrimSpace(ua) != "" {
+		return ChannelWeb
+	}
+	for _, k := range []string{"app", "device", "os"} {
+		if _, ok := m.Context[k].(map[string]any); ok {
+			return ChannelApp
+		}
+	}
+	return ChannelServer
+}
+
+// libraryChannel maps a Segment library name (context.library.name) to a
+// channel; "" for a library it does not know.
+func libraryChannel(name string) string {
+	n := strings.ToLower(strings.TrimSpace(name))
+	n = strings.TrimPrefix(n, "@segment/")
+	switch {
+	case n == "":
+		return ""
+	case n == "analytics.js" || n == "analytics-next" || strings.HasPrefix(n, "analytics-browser") || n == "analytics.js-next":
+		return ChannelWeb
+	case strings.Contains(n, "ios"), strings.Contains(n, "android"), strings.Contains(n, "react-native"),
+		strings.Contains(n, "flutter"), strings.Contains(n, "swift"), strings.Contains(n, "kotlin"), strings.Contains(n, "xamarin"):
+		return ChannelApp
+	case strings.HasPrefix(n, "analytics-") || strings.HasPrefix(n, "analytics.") || strings.HasPrefix(n, "analytics_"):
+		// Segment's server libraries: analytics-node, -python, -ruby,
+		// -go, -java, -php, analytics.NET, analytics-csharp, …
+		return ChannelServer
+	}
+	return ""
 }
 
 func str(m map[string]any, k string) string {

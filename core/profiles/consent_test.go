@@ -80,7 +80,7 @@ func TestStaffConsentChange(t *testing.T) {
 	e.clock.Advance(time.Minute)
 	a = e.setConsent(t, e.agent, pid, map[string]string{"channel": "sms", "status": "unsubscribed", "reason": "Customer asked by phone"})
 	var agentID string
-	_ = e.PB.DB().NewQuery("SELECT id FROM staff WHERE email='agent@example.com'").Row(&agentID)
+	_ = e.PB.DB().NewQuery("SELECT id FROM staff WHERE email='agent@omni-shop.dev'").Row(&agentID)
 	got, err := profiles.Consent(e.PB, pid, events.ChannelSMS)
 	if err != nil {
 		t.Fatal(err)

@@ -40,12 +40,12 @@ func TestAPIErrorsArePocketBaseShaped(t *testing.T) {
 	}
 
 	// The timeline of a profile that exists: a bad cursor names "before".
-	code, body := e.Track(t, "/v1/identify", map[string]any{"userId": "u-err", "messageId": "err-1", "traits": map[string]any{"email": "err@example.com"}})
+	code, body := e.Track(t, "/v1/identify", map[string]any{"userId": "u-err", "messageId": "err-1", "traits": map[string]any{"email": "err@omni-shop.dev"}})
 	if code != 200 {
 		t.Fatalf("identify: %d %s", code, body)
 	}
 	var pid string
-	omnitest.Eventually(t, 30*time.Second, func() bool { pid = e.profileOf(t, "email", "err@example.com"); return pid != "" }, "profile resolved")
+	omnitest.Eventually(t, 30*time.Second, func() bool { pid = e.profileOf(t, "email", "err@omni-shop.dev"); return pid != "" }, "profile resolved")
 	code, body = e.Do(t, "GET", "/api/v1/profiles/"+pid+"/timeline?before=yesterday", nil, agent)
 	omnitest.WantFieldError(t, code, body, http.StatusBadRequest, "before")
 
@@ -58,11 +58,11 @@ func TestAPIErrorsArePocketBaseShaped(t *testing.T) {
 		{"GET", "/api/v1/profiles", nil, http.StatusUnauthorized},
 		{"POST", "/api/v1/profiles/" + pid + "/export", agent, http.StatusForbidden},
 		{"DELETE", "/api/v1/profiles/" + pid, agent, http.StatusForbidden},
-		{"DELETE", "/api/v1/tombstones/email/x@example.com", agent, http.StatusForbidden},
+		{"DELETE", "/api/v1/tombstones/email/x@omni-shop.dev", agent, http.StatusForbidden},
 		{"POST", "/api/v1/segments/preview", agent, http.StatusForbidden},
 		{"GET", "/api/v1/profiles/nosuchprofile", agent, http.StatusNotFound},
 		{"GET", "/api/v1/segments/nosuchsegment/preview", agent, http.StatusNotFound},
-		{"DELETE", "/api/v1/tombstones/email/never-erased@example.com", owner, http.StatusNotFound},
+		{"DELETE", "/api/v1/tombstones/email/never-erased@omni-shop.dev", owner, http.StatusNotFound},
 	} {
 		code, body := e.Do(t, c.method, c.path, nil, c.header)
 		if out := omnitest.WantError(t, code, body, c.status); len(out.Data) != 0 {

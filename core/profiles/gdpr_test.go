@@ -34,7 +34,7 @@ func TestConcurrentSourcesEndInOneProfile(t *testing.T) {
 			for i := 0; i < perWorker; i++ {
 				batch = append(batch, map[string]any{"type": "track", "event": "Product Viewed", "anonymousId": fmt.Sprintf("anon-%d", w),
 					"messageId": fmt.Sprintf("web-%d-%d", w, i), "timestamp": now.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
-					"context": map[string]any{"traits": map[string]any{"email": "para@example.com"}}})
+					"context": map[string]any{"traits": map[string]any{"email": "para@omni-shop.dev"}}})
 			}
 			for _, one := range batch {
 				if code, body := e.Track(t, "/v1/batch", map[string]any{"batch": []any{one}}); code != 200 {
@@ -44,10 +44,10 @@ func TestConcurrentSourcesEndInOneProfile(t *testing.T) {
 		}(w)
 	}
 	conn := []events.Identities{
-		{events.Email: "para@example.com", events.Phone: "+14155550123", events.ShopifyCustomer: "S-1"},
+		{events.Email: "para@omni-shop.dev", events.Phone: "+14155550123", events.ShopifyCustomer: "S-1"},
 		{events.WhatsAppID: "14155550123", events.Phone: "+14155550123"},
 		{events.Phone: "+14155550123", events.SquareCustomer: "Q-1"},
-		{events.KlaviyoProfile: "K-1", events.Email: "para@example.com"},
+		{events.KlaviyoProfile: "K-1", events.Email: "para@omni-shop.dev"},
 	}
 	for c, ids := range conn {
 		wg.Add(1)
@@ -73,7 +73,7 @@ func TestConcurrentSourcesEndInOneProfile(t *testing.T) {
 	if n := e.count(t, "SELECT COUNT(DISTINCT profile) FROM events", nil); n != 1 {
 		t.Errorf("events spread over %d profiles", n)
 	}
-	d := e.detail(t, e.profileOf(t, events.Email, "para@example.com"))
+	d := e.detail(t, e.profileOf(t, events.Email, "para@omni-shop.dev"))
 	if d.Computed.OrdersCount != 4*perWorker || len(d.Identities) != 9 {
 		t.Errorf("orders=%d identities=%d %+v", d.Computed.OrdersCount, len(d.Identities), d.Identities)
 	}
@@ -82,14 +82,14 @@ func TestConcurrentSourcesEndInOneProfile(t *testing.T) {
 func TestExportEraseAndReingest(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
-	ids := events.Identities{events.Email: "gone@example.com", events.Phone: "+14155550177"}
+	ids := events.Identities{events.Email: "gone@omni-shop.dev", events.Phone: "+14155550177"}
 	e.publish(t,
 		ev(events.Identify, "test", now.Add(-time.Hour), ids, map[string]any{"traits": map[string]any{"name": "Gone Girl"}}, "web"),
 		ev(events.OrderPlaced, "shopify", now, ids, map[string]any{"total": "12.50", "currency": "eur"}, "web"),
 		ev(events.ConsentChanged, "shopify", now, ids, map[string]any{"channel": "email", "status": "subscribed", "source": "shopify"}, ""))
 	e.publish(t, ev(events.PageViewed, "test", now, events.Identities{events.AnonymousID: "gone-anon"}, nil, "web"))
-	e.publish(t, ev(events.Identify, "test", now, events.Identities{events.AnonymousID: "gone-anon", events.Email: "gone@example.com"}, nil, "web"))
-	pid := e.profileOf(t, events.Email, "gone@example.com")
+	e.publish(t, ev(events.Identify, "test", now, events.Identities{events.AnonymousID: "gone-anon", events.Email: "gone@omni-shop.dev"}, nil, "web"))
+	pid := e.profileOf(t, events.Email, "gone@omni-shop.dev")
 
 	// Export: owners only, everything.
 	if code, _ := e.Do(t, "POST", "/api/v1/profiles/"+pid+"/export", nil, auth(e.agent)); code != 403 {
@@ -133,7 +133,7 @@ func TestExportEraseAndReingest(t *testing.T) {
 	select {
 	case m := <-erasedMsgs:
 		got, _ := events.Unmarshal(m.Data)
-		if got.Properties["profile_id"] != pid || got.Identities[events.Email] != "gone@example.com" {
+		if got.Properties["profile_id"] != pid || got.Identities[events.Email] != "gone@omni-shop.dev" {
 			t.Errorf("profile.erased = %+v", got)
 		}
 	case <-time.After(10 * time.Second):
@@ -142,7 +142,7 @@ func TestExportEraseAndReingest(t *testing.T) {
 	if code, _ := e.Do(t, "GET", "/api/v1/profiles/"+pid, nil, auth(e.owner)); code != 404 {
 		t.Errorf("GET erased: %d", code)
 	}
-	if n := e.count(t, "SELECT COUNT(*) FROM events WHERE profile={:p} OR identities LIKE '%gone@example.com%'", map[string]any{"p": pid}); n != 0 {
+	if n := e.count(t, "SELECT COUNT(*) FROM events WHERE profile={:p} OR identities LIKE '%gone@omni-shop.dev%'", map[string]any{"p": pid}); n != 0 {
 		t.Errorf("%d events left", n)
 	}
 	if n := e.count(t, "SELECT COUNT(*) FROM profile_tombstones", nil); n != 3 {
@@ -152,13 +152,13 @@ func TestExportEraseAndReingest(t *testing.T) {
 	e.waitLast = true
 	// Re-ingest: the erased email alone is dropped; with a new anonymous id
 	// it is stripped; nothing brings the email back.
-	e.publish(t, ev(events.OrderPlaced, "shopify", now, events.Identities{events.Email: "gone@example.com"}, map[string]any{"total": 1}, "web"),
-		ev(events.PageViewed, "test", now, events.Identities{events.Email: "gone@example.com", events.AnonymousID: "fresh-anon"}, nil, "web"),
+	e.publish(t, ev(events.OrderPlaced, "shopify", now, events.Identities{events.Email: "gone@omni-shop.dev"}, map[string]any{"total": 1}, "web"),
+		ev(events.PageViewed, "test", now, events.Identities{events.Email: "gone@omni-shop.dev", events.AnonymousID: "fresh-anon"}, nil, "web"),
 		ev("track", "sentinel", now, events.Identities{events.AnonymousID: "sentinel-1"}, nil, ""))
-	if e.profileOf(t, events.Email, "gone@example.com") != "" {
+	if e.profileOf(t, events.Email, "gone@omni-shop.dev") != "" {
 		t.Fatal("erased email resurrected")
 	}
-	if n := e.count(t, "SELECT COUNT(*) FROM events WHERE identities LIKE '%gone@example.com%'", nil); n != 0 {
+	if n := e.count(t, "SELECT COUNT(*) FROM events WHERE identities LIKE '%gone@omni-shop.dev%'", nil); n != 0 {
 		t.Errorf("%d stored events still name the erased email", n)
 	}
 	if e.profileOf(t, events.AnonymousID, "fresh-anon") == "" {
@@ -167,30 +167,30 @@ func TestExportEraseAndReingest(t *testing.T) {
 	// Consent, even from a connector, does not lift the tombstone (a
 	// tracking write key is public, so consent is easy to forge): only an
 	// owner does.
-	e.publish(t, ev(events.ConsentChanged, "klaviyo", now.Add(time.Minute), events.Identities{events.Email: "gone@example.com"},
+	e.publish(t, ev(events.ConsentChanged, "klaviyo", now.Add(time.Minute), events.Identities{events.Email: "gone@omni-shop.dev"},
 		map[string]any{"channel": "email", "status": "subscribed"}, ""),
 		ev("track", "sentinel", now, events.Identities{events.AnonymousID: "sentinel-2"}, nil, ""))
-	if e.profileOf(t, events.Email, "gone@example.com") != "" {
+	if e.profileOf(t, events.Email, "gone@omni-shop.dev") != "" {
 		t.Fatal("a consent event lifted the tombstone")
 	}
-	if code, _ := e.Do(t, "DELETE", "/api/v1/tombstones/email/gone@example.com", nil, auth(e.agent)); code != 403 {
+	if code, _ := e.Do(t, "DELETE", "/api/v1/tombstones/email/gone@omni-shop.dev", nil, auth(e.agent)); code != 403 {
 		t.Errorf("agent removed a tombstone: %d", code)
 	}
 	if code, body := e.Do(t, "DELETE", "/api/v1/tombstones/favcolor/x", nil, auth(e.owner)); code != 400 || !strings.Contains(string(body), "kind") {
 		t.Errorf("unknown kind: %d %s", code, body)
 	}
-	if code, body := e.Do(t, "DELETE", "/api/v1/tombstones/email/%20GONE@example.com", nil, auth(e.owner)); code != 200 {
+	if code, body := e.Do(t, "DELETE", "/api/v1/tombstones/email/%20GONE@omni-shop.dev", nil, auth(e.owner)); code != 200 {
 		t.Fatalf("owner removes the tombstone: %d %s", code, body)
 	}
-	if code, _ := e.Do(t, "DELETE", "/api/v1/tombstones/email/gone@example.com", nil, auth(e.owner)); code != 404 {
+	if code, _ := e.Do(t, "DELETE", "/api/v1/tombstones/email/gone@omni-shop.dev", nil, auth(e.owner)); code != 404 {
 		t.Errorf("second removal: %d", code)
 	}
 	if n := e.count(t, "SELECT COUNT(*) FROM profile_tombstones", nil); n != 2 {
 		t.Errorf("tombstones after removal = %d", n)
 	}
-	e.publish(t, ev(events.ConsentChanged, "klaviyo", now.Add(2*time.Minute), events.Identities{events.Email: "gone@example.com"},
+	e.publish(t, ev(events.ConsentChanged, "klaviyo", now.Add(2*time.Minute), events.Identities{events.Email: "gone@omni-shop.dev"},
 		map[string]any{"channel": "email", "status": "subscribed"}, ""))
-	np := e.profileOf(t, events.Email, "gone@example.com")
+	np := e.profileOf(t, events.Email, "gone@omni-shop.dev")
 	if np == "" || np == pid {
 		t.Fatalf("re-consented person has profile %q", np)
 	}
@@ -201,11 +201,11 @@ func TestExportEraseAndReingest(t *testing.T) {
 
 func TestAccessControl(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.publish(t, ev(events.Identify, "test", e.clock.Now(), events.Identities{events.Email: "ac@example.com"}, nil, "web"))
-	pid := e.profileOf(t, events.Email, "ac@example.com")
+	e.publish(t, ev(events.Identify, "test", e.clock.Now(), events.Identities{events.Email: "ac@omni-shop.dev"}, nil, "web"))
+	pid := e.profileOf(t, events.Email, "ac@omni-shop.dev")
 	col, _ := e.PB.FindCollectionByNameOrId(core.CollectionNameSuperusers)
 	su := core.NewRecord(col)
-	su.SetEmail("root@example.com")
+	su.SetEmail("root@omni-shop.dev")
 	su.SetPassword("password-123456")
 	if err := e.PB.Save(su); err != nil {
 		t.Fatal(err)
@@ -219,7 +219,7 @@ func TestAccessControl(t *testing.T) {
 		{"GET", "/api/v1/segments", ""},
 		{"POST", "/api/v1/segments/preview", `{"rule":{"trait":"email","op":"exists"}}`},
 		{"POST", "/api/v1/profiles/" + pid + "/export", ""},
-		{"DELETE", "/api/v1/tombstones/email/ac@example.com", ""},
+		{"DELETE", "/api/v1/tombstones/email/ac@omni-shop.dev", ""},
 		{"DELETE", "/api/v1/profiles/" + pid, ""},
 	}
 	for _, p := range paths {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
@@ -43,7 +44,9 @@ type env struct {
 	waitLast bool
 }
 
-func start(t *testing.T, opts profiles.Options) *env {
+// start runs Omni with the profiles module; configure, when given, edits
+// the configuration first (e.g. profiles.identity).
+func start(t *testing.T, opts profiles.Options, configure ...func(*config.Config)) *env {
 	t.Helper()
 	c := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
 	if opts.Now == nil {
@@ -53,10 +56,15 @@ func start(t *testing.T, opts profiles.Options) *env {
 		opts.Interval = -1 // tests run the scheduled pass by hand
 	}
 	mod := profiles.New(opts)
-	s := omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module { return []app.Module{mod} }})
+	s := omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module { return []app.Module{mod} },
+		Configure: func(c *config.Config) {
+			for _, f := range configure {
+				f(c)
+			}
+		}})
 	e := &env{Server: s, mod: mod, clock: c}
-	e.owner = e.Staff(t, "owner@example.com", "owner")
-	e.agent = e.Staff(t, "agent@example.com", "agent")
+	e.owner = e.Staff(t, "owner@omni-shop.dev", "owner")
+	e.agent = e.Staff(t, "agent@omni-shop.dev", "agent")
 	return e
 }
 

@@ -7,17 +7,20 @@ package profiles
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	validation "github.com/go-ozzo/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
@@ -66,7 +69,10 @@ type Module struct {
 	segs segmentCache
 	tomb tombstones
 
-	defaultRegion string
+	defaultRegion  string
+	identity       config.IdentityConfig
+	fileConnectors map[string]map[string]any // omni.yaml connectors.* (shop identifiers)
+	block          atomic.Pointer[blocklist]
 
 	pending []*events.Event // emits of the batch being stored
 	cacheMu sync.Mutex      // taken inside a transaction, never around one
@@ -127,6 +133,10 @@ func (m *Module) Init(s *app.Setup) error {
 	if err := m.tomb.load(m.app); err != nil {
 		return fmt.Errorf("load tombstones: %w", err)
 	}
+	m.identity, m.fileConnectors = o.Config.Profiles.Identity, o.Config.Connectors
+	if err := m.reloadBlocklist(m.app); err != nil {
+		return err
+	}
 	m.relay = o.Relay
 	m.quit = make(chan struct{})
 
@@ -152,6 +162,7 @@ func (m *Module) Init(s *app.Setup) error {
 func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	m.registerHooks(m.app)
 	m.Register(se.Router)
+	m.registerBlocklist(se.Router)
 
 	interval := m.opts.Interval
 	if interval == 0 {
@@ -297,6 +308,29 @@ func (m *Module) registerHooks(pb core.App) {
 	pb.OnRecordAfterDeleteSuccess("profile_tombstones").BindFunc(func(e *core.RecordEvent) error {
 		m.tomb.remove(e.Record.GetString("hash"))
 		return e.Next()
+	})
+	// The blocklist follows owners' entries and connector settings (the
+	// shop's own emails and phones).
+	reblock := func(e *core.RecordEvent) error {
+		if err := m.reloadBlocklist(e.App); err != nil {
+			m.log.Error("reload the identity blocklist; the previous list stays in force", "error", err)
+		}
+		return e.Next()
+	}
+	for _, name := range []string{"profile_blocklist", "connectors"} {
+		pb.OnRecordAfterCreateSuccess(name).BindFunc(reblock)
+		pb.OnRecordAfterDeleteSuccess(name).BindFunc(reblock)
+	}
+	pb.OnRecordAfterUpdateSuccess("profile_blocklist").BindFunc(reblock)
+	// The connector host saves its records often (state, backfill
+	// progress); only a change of settings can change the shop's identifiers.
+	pb.OnRecordAfterUpdateSuccess("connectors").BindFunc(func(e *core.RecordEvent) error {
+		before, _ := json.Marshal(e.Record.Original().Get("config"))
+		after, _ := json.Marshal(e.Record.Get("config"))
+		if string(before) == string(after) {
+			return e.Next()
+		}
+		return reblock(e)
 	})
 	pb.OnRecordAfterCreateSuccess("segments").BindFunc(changed)
 	pb.OnRecordAfterUpdateSuccess("segments").BindFunc(changed)

@@ -31,7 +31,10 @@ func TestCrossChannelScenario(t *testing.T) {
 	now := e.clock.Now()
 	order := fixture(t, "shopify", "order.json")
 	cust := order["customer"].(map[string]any)
-	email := order["email"].(string)
+	// Shopify's sample order uses a reserved example.com address, which the
+	// default blocklist keeps from matching anyone (docs/profiles.md#junk-identifiers);
+	// a real customer's address has a real domain.
+	email := strings.Replace(order["email"].(string), "example.com", "omni-shop.dev", 1)
 	phone := cust["phone"].(string) // +16136120707
 	shopifyID := fmt.Sprintf("%.0f", cust["id"].(float64))
 	wa := fixture(t, "whatsapp", "inbound_text_message.json")
@@ -156,9 +159,9 @@ func TestCrossChannelScenario(t *testing.T) {
 func TestMergeTwoExistingProfiles(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
-	e.publish(t, ev(events.Identify, "test", now.Add(-2*time.Hour), events.Identities{events.Email: "ann@example.com", events.AnonymousID: "a-1"},
+	e.publish(t, ev(events.Identify, "test", now.Add(-2*time.Hour), events.Identities{events.Email: "ann@omni-shop.dev", events.AnonymousID: "a-1"},
 		map[string]any{"traits": map[string]any{"name": "Ann", "tier": "silver"}}, events.ChannelWeb))
-	older := e.profileOf(t, events.Email, "ann@example.com")
+	older := e.profileOf(t, events.Email, "ann@omni-shop.dev")
 	e.clock.Advance(time.Second)
 	e.publish(t, ev(events.OrderPlaced, "shopify", now.Add(-time.Hour), events.Identities{events.Phone: "+14155550100", events.ShopifyCustomer: "77"},
 		map[string]any{"total": "40.00", "currency": "EUR"}, events.ChannelWeb),
@@ -169,7 +172,7 @@ func TestMergeTwoExistingProfiles(t *testing.T) {
 		t.Fatalf("setup: older=%q newer=%q", older, newer)
 	}
 	// A later event links them.
-	e.publish(t, ev(events.MessageReceived, "whatsapp", now, events.Identities{events.Email: "ann@example.com", events.Phone: "+14155550100"}, nil, events.ChannelWhatsApp))
+	e.publish(t, ev(events.MessageReceived, "whatsapp", now, events.Identities{events.Email: "ann@omni-shop.dev", events.Phone: "+14155550100"}, nil, events.ChannelWhatsApp))
 
 	if got := e.profileOf(t, events.ShopifyCustomer, "77"); got != older {
 		t.Fatalf("survivor = %q, want the older %q", got, older)
@@ -209,13 +212,13 @@ func TestMergeTwoExistingProfiles(t *testing.T) {
 func TestGuardRailDistinctShopifyIDsNeverMerge(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
-	e.publish(t, ev(events.OrderPlaced, "shopify", now.Add(-time.Hour), events.Identities{events.ShopifyCustomer: "1", events.Email: "shared@example.com"}, map[string]any{"total": 10}, "web"))
+	e.publish(t, ev(events.OrderPlaced, "shopify", now.Add(-time.Hour), events.Identities{events.ShopifyCustomer: "1", events.Email: "shared@omni-shop.dev"}, map[string]any{"total": 10}, "web"))
 	e.publish(t, ev(events.CustomerUpdated, "shopify", now.Add(-time.Minute), events.Identities{events.ShopifyCustomer: "2", events.Phone: "+14155550111"}, nil, "web"))
 	p1, p2 := e.profileOf(t, events.ShopifyCustomer, "1"), e.profileOf(t, events.ShopifyCustomer, "2")
 	// An event naming both customers' identities must not join them.
-	e.publish(t, ev(events.MessageReceived, "whatsapp", now, events.Identities{events.Email: "shared@example.com", events.Phone: "+14155550111"}, nil, "whatsapp"))
+	e.publish(t, ev(events.MessageReceived, "whatsapp", now, events.Identities{events.Email: "shared@omni-shop.dev", events.Phone: "+14155550111"}, nil, "whatsapp"))
 	// And an event with a third shopify id plus the shared email gets its own profile.
-	e.publish(t, ev(events.OrderPlaced, "shopify", now, events.Identities{events.ShopifyCustomer: "3", events.Email: "shared@example.com"}, map[string]any{"total": 5}, "web"))
+	e.publish(t, ev(events.OrderPlaced, "shopify", now, events.Identities{events.ShopifyCustomer: "3", events.Email: "shared@omni-shop.dev"}, map[string]any{"total": 5}, "web"))
 	p3 := e.profileOf(t, events.ShopifyCustomer, "3")
 	if p1 == "" || p2 == "" || p3 == "" || p1 == p2 || p3 == p1 || p3 == p2 {
 		t.Fatalf("profiles merged across shopify ids: %q %q %q", p1, p2, p3)
@@ -237,12 +240,12 @@ func TestGuardRailSharedPhoneIsCapped(t *testing.T) {
 	now := e.clock.Now()
 	var evs []*events.Event
 	for i := 0; i < 50; i++ {
-		evs = append(evs, ev(events.Identify, "test", now.Add(-time.Hour), events.Identities{events.Email: fmt.Sprintf("c%02d@example.com", i)}, nil, "web"))
+		evs = append(evs, ev(events.Identify, "test", now.Add(-time.Hour), events.Identities{events.Email: fmt.Sprintf("c%02d@omni-shop.dev", i)}, nil, "web"))
 	}
 	e.publish(t, evs...)
 	evs = nil
 	for i := 0; i < 50; i++ {
-		evs = append(evs, ev(events.OrderPlaced, "square", now, events.Identities{events.Email: fmt.Sprintf("c%02d@example.com", i), events.Phone: "+14155550999"}, map[string]any{"total": 1}, "pos"))
+		evs = append(evs, ev(events.OrderPlaced, "square", now, events.Identities{events.Email: fmt.Sprintf("c%02d@omni-shop.dev", i), events.Phone: "+14155550999"}, map[string]any{"total": 1}, "pos"))
 	}
 	e.publish(t, evs...)
 	live := e.count(t, "SELECT COUNT(*) FROM profiles WHERE merged_into=''", nil)

@@ -54,8 +54,8 @@ func TestRealtimeProfileChanges(t *testing.T) {
 	if code != 204 {
 		t.Fatalf("subscribe: %d %s", code, body)
 	}
-	e.publish(t, ev(events.Identify, "test", e.clock.Now(), events.Identities{events.Email: "rt@example.com"}, nil, "web"))
-	pid := e.profileOf(t, events.Email, "rt@example.com")
+	e.publish(t, ev(events.Identify, "test", e.clock.Now(), events.Identities{events.Email: "rt@omni-shop.dev"}, nil, "web"))
+	pid := e.profileOf(t, events.Email, "rt@omni-shop.dev")
 	if got := next("event:"); got != profiles.RealtimeTopic {
 		t.Fatalf("event name %q", got)
 	}

@@ -88,6 +88,7 @@ type batch struct {
 	order    []*profile
 	inBatch  map[string]bool
 	emits    []*events.Event
+	block    *blocklist // the list in force when the batch started
 
 	qIdent, qIdentIns, qEventProfile, qProfile, qProfileIdents, qProfileIns *dbx.Query
 }
@@ -103,6 +104,7 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		profiles: map[string]*profile{},
 		redirect: map[string]string{},
 		inBatch:  map[string]bool{},
+		block:    m.block.Load(),
 
 		qIdent:         db.NewQuery("SELECT profile FROM identities WHERE kind={:k} AND value={:v}").Prepare(),
 		qIdentIns:      db.NewQuery("INSERT INTO identities (id, kind, value, profile, created) VALUES ({:id},{:k},{:v},{:p},{:c})").Prepare(),
@@ -533,7 +535,9 @@ func (b *batch) detach(id ident, missing string) error {
 	return nil
 }
 
-// identsOf lists an event's identities strongest first, without tombstoned ones.
+// identsOf lists an event's identities strongest first, without tombstoned
+// ones (dropped: scrubbed from the event) and without blocklisted ones,
+// which stay on the event but never match or join anyone.
 func (b *batch) identsOf(ev *events.Event) (ids []ident, dropped []string) {
 	for _, k := range events.IdentityKinds {
 		v := ev.Identities[k]
@@ -544,9 +548,47 @@ func (b *batch) identsOf(ev *events.Event) (ids []ident, dropped []string) {
 			dropped = append(dropped, k)
 			continue
 		}
+		if b.block.blocked(v) != "" {
+			continue
+		}
 		ids = append(ids, ident{k, v})
 	}
 	return ids, dropped
+}
+
+// previousID is the identity a Segment alias call links to its userId:
+// previousId is an anonymousId or an earlier userId (Segment's spec), so it
+// is whichever of the two a profile already holds, an anonymous id when
+// none does (analytics.js aliases the browser's anonymousId). Blocked and
+// erased values link nothing; nor does a previousId equal to an id the
+// event already carries.
+func (b *batch) previousID(ev *events.Event) (*ident, error) {
+	prev, _ := ev.Properties["previous_id"].(string)
+	prev = strings.TrimSpace(prev)
+	if prev == "" || b.block.blocked(prev) != "" {
+		return nil, nil
+	}
+	for _, v := range ev.Identities {
+		if v == prev {
+			return nil, nil
+		}
+	}
+	kinds := []string{events.AnonymousID, events.UserID}
+	for _, k := range kinds {
+		if b.m.tomb.has(k, prev) {
+			return nil, nil
+		}
+	}
+	for _, k := range kinds {
+		pid, err := b.lookup(k, prev)
+		if err != nil {
+			return nil, err
+		}
+		if pid != "" {
+			return &ident{k, prev}, nil
+		}
+	}
+	return &ident{events.AnonymousID, prev}, nil
 }
 
 // applyEvent folds an event into its profile.
@@ -747,6 +789,15 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		ids, dropped := b.identsOf(ev)
 		if len(dropped) > 0 {
 			scrub = append(scrub, s)
+		}
+		if ev.Type == events.Alias && len(ids) > 0 {
+			prev, err := b.previousID(ev)
+			if err != nil {
+				return err
+			}
+			if prev != nil {
+				ids = append(ids, *prev) // after the event's own: its userId's profile leads
+			}
 		}
 		if len(ids) == 0 {
 			continue

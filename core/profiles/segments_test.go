@@ -64,9 +64,9 @@ func TestSegmentsFollowEventsAndTime(t *testing.T) {
 	}
 
 	now := e.clock.Now()
-	ids := events.Identities{events.Email: "vip@example.com"}
+	ids := events.Identities{events.Email: "vip@omni-shop.dev"}
 	e.publish(t, ev(events.OrderPlaced, "shopify", now, ids, map[string]any{"total": 20}, "web"))
-	pid := e.profileOf(t, events.Email, "vip@example.com")
+	pid := e.profileOf(t, events.Email, "vip@omni-shop.dev")
 	omnitest.Eventually(t, 30*time.Second, func() bool { return e.segEvents(t, events.SegmentEntered, recent) == 1 }, "segment.entered (recent)")
 	if e.members(t, loyal) != 0 {
 		t.Fatal("one order made the profile loyal")
@@ -173,9 +173,9 @@ func TestSegmentRulesSurviveUnreadableTraits(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
 	e.publish(t,
-		ev(events.Identify, "test", now, events.Identities{events.Email: "plan@example.com"}, map[string]any{"traits": map[string]any{"plan": "pro"}}, "web"),
-		ev(events.Identify, "test", now, events.Identities{events.Email: "deep@example.com"}, map[string]any{"traits": map[string]any{"plan": "pro"}}, "web"))
-	deepID := e.profileOf(t, events.Email, "deep@example.com")
+		ev(events.Identify, "test", now, events.Identities{events.Email: "plan@omni-shop.dev"}, map[string]any{"traits": map[string]any{"plan": "pro"}}, "web"),
+		ev(events.Identify, "test", now, events.Identities{events.Email: "deep@omni-shop.dev"}, map[string]any{"traits": map[string]any{"plan": "pro"}}, "web"))
+	deepID := e.profileOf(t, events.Email, "deep@omni-shop.dev")
 	deep := `{"plan":"pro","x":` + strings.Repeat(`{"a":`, 1500) + "1" + strings.Repeat("}", 1500) + `}`
 	if _, err := e.PB.DB().NewQuery("UPDATE profiles SET traits={:t} WHERE id={:id}").Bind(map[string]any{"t": deep, "id": deepID}).Execute(); err != nil {
 		t.Fatal(err)
@@ -183,7 +183,7 @@ func TestSegmentRulesSurviveUnreadableTraits(t *testing.T) {
 	for _, rule := range []string{
 		`{"rule":{"trait":"plan","op":"eq","value":"pro"}}`,
 		`{"rule":{"trait":"plan","op":"contains","value":"pro"}}`,
-		`{"rule":{"or":[{"trait":"plan","op":"exists"},{"trait":"email","op":"eq","value":"nobody@example.com"}]}}`,
+		`{"rule":{"or":[{"trait":"plan","op":"exists"},{"trait":"email","op":"eq","value":"nobody@omni-shop.dev"}]}}`,
 	} {
 		code, body := e.Do(t, "POST", "/api/v1/segments/preview", rule, auth(e.owner))
 		var pv struct {

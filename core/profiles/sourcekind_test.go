@@ -26,7 +26,7 @@ func basicAuth(key string) http.Header {
 // trusted like a connector.
 func TestBrowserSourceMayOnlyOptOut(t *testing.T) {
 	e := start(t, profiles.Options{})
-	const email = "optout@example.com"
+	const email = "optout@omni-shop.dev"
 	e.publish(t, ev(events.ConsentChanged, "shopify", e.clock.Now().Add(-time.Hour), events.Identities{events.Email: email},
 		map[string]any{"channel": "email", "status": "unsubscribed"}, ""))
 	pid := e.profileOf(t, events.Email, email)

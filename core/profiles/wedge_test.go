@@ -19,8 +19,8 @@ import (
 func TestEventForADeletedProfileDetachesTheIdentity(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
-	e.publish(t, ev("identify", "website", now, events.Identities{"email": "gone@example.com"}, map[string]any{"plan": "pro"}, "web"))
-	old := e.profileOf(t, "email", "gone@example.com")
+	e.publish(t, ev("identify", "website", now, events.Identities{"email": "gone@omni-shop.dev"}, map[string]any{"plan": "pro"}, "web"))
+	old := e.profileOf(t, "email", "gone@omni-shop.dev")
 	if old == "" {
 		t.Fatal("no profile")
 	}
@@ -32,9 +32,9 @@ func TestEventForADeletedProfileDetachesTheIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e.publish(t, ev("track", "website", now.Add(time.Second), events.Identities{"email": "gone@example.com"}, nil, "web"),
-		ev("track", "website", now.Add(2*time.Second), events.Identities{"email": "other@example.com"}, nil, "web"))
-	fresh := e.profileOf(t, "email", "gone@example.com")
+	e.publish(t, ev("track", "website", now.Add(time.Second), events.Identities{"email": "gone@omni-shop.dev"}, nil, "web"),
+		ev("track", "website", now.Add(2*time.Second), events.Identities{"email": "other@omni-shop.dev"}, nil, "web"))
+	fresh := e.profileOf(t, "email", "gone@omni-shop.dev")
 	if fresh == "" || fresh == old {
 		t.Fatalf("identity still points at the deleted profile %q (now %q)", old, fresh)
 	}
@@ -56,7 +56,7 @@ func TestDeeplyNestedTraitsDoNotWedge(t *testing.T) {
 	dir := t.TempDir()
 	mod := profiles.New(profiles.Options{Interval: -1})
 	s := omnitest.Start(t, omnitest.Options{DataDir: dir, Modules: modules(mod)})
-	owner := s.Staff(t, "owner@example.com", "owner")
+	owner := s.Staff(t, "owner@omni-shop.dev", "owner")
 	if code, body := s.Do(t, "POST", "/api/collections/segments/records", `{"name":"Pro","rule":{"trait":"plan","op":"eq","value":"pro"}}`, auth(owner)); code != 200 {
 		t.Fatalf("segment: %d %s", code, body)
 	}
@@ -69,9 +69,9 @@ func TestDeeplyNestedTraitsDoNotWedge(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	bad := &events.Event{ID: "deep-1", Type: "identify", Source: "website", OccurredAt: now, ReceivedAt: now,
-		Identities: events.Identities{"email": "deep@example.com"}, Properties: map[string]any{"traits": map[string]any{"nest": deep, "plan": "pro"}}}
+		Identities: events.Identities{"email": "deep@omni-shop.dev"}, Properties: map[string]any{"traits": map[string]any{"nest": deep, "plan": "pro"}}}
 	good := &events.Event{ID: "fine-1", Type: "identify", Source: "website", OccurredAt: now, ReceivedAt: now,
-		Identities: events.Identities{"email": "fine@example.com"}, Properties: map[string]any{"traits": map[string]any{"plan": "pro"}}}
+		Identities: events.Identities{"email": "fine@omni-shop.dev"}, Properties: map[string]any{"traits": map[string]any{"plan": "pro"}}}
 	for _, err := range ingest.Publish(context.Background(), s.Bus, []*events.Event{bad, good}) {
 		if err != nil {
 			t.Fatal(err)
@@ -95,12 +95,12 @@ func TestDeeplyNestedTraitsDoNotWedge(t *testing.T) {
 	s.Stop()
 	mod = profiles.New(profiles.Options{Interval: -1})
 	s = omnitest.Start(t, omnitest.Options{DataDir: dir, Modules: modules(mod)})
-	if code, body := s.Track(t, "/v1/identify", map[string]any{"userId": "u9", "traits": map[string]any{"email": "later@example.com"}}); code != 200 {
+	if code, body := s.Track(t, "/v1/identify", map[string]any{"userId": "u9", "traits": map[string]any{"email": "later@omni-shop.dev"}}); code != 200 {
 		t.Fatalf("identify: %d %s", code, body)
 	}
 	omnitest.Eventually(t, 60*time.Second, func() bool {
 		var n int
-		_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM identities WHERE value='later@example.com'").Row(&n)
+		_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM identities WHERE value='later@omni-shop.dev'").Row(&n)
 		return n == 1
 	}, "later event resolved after restart")
 }
@@ -110,15 +110,15 @@ func TestDeeplyNestedTraitsDoNotWedge(t *testing.T) {
 func TestMalformedStoredTraitsAreKeptAndTheEventParked(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
-	e.publish(t, ev("identify", "website", now, events.Identities{"email": "keep@example.com"}, map[string]any{"traits": map[string]any{"plan": "pro"}}, "web"))
-	pid := e.profileOf(t, "email", "keep@example.com")
+	e.publish(t, ev("identify", "website", now, events.Identities{"email": "keep@omni-shop.dev"}, map[string]any{"traits": map[string]any{"plan": "pro"}}, "web"))
+	pid := e.profileOf(t, "email", "keep@omni-shop.dev")
 	const broken = `{"plan": "pro", "vip": tru`
 	if _, err := e.PB.DB().NewQuery("UPDATE profiles SET traits={:t} WHERE id={:id}").Bind(map[string]any{"t": broken, "id": pid}).Execute(); err != nil {
 		t.Fatal(err)
 	}
 	// Any edit through PocketBase drops the resolution cache, so the next
 	// event reads the profile row again.
-	idRec, err := e.PB.FindFirstRecordByData("identities", "value", "keep@example.com")
+	idRec, err := e.PB.FindFirstRecordByData("identities", "value", "keep@omni-shop.dev")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +127,9 @@ func TestMalformedStoredTraitsAreKeptAndTheEventParked(t *testing.T) {
 	}
 
 	e.waitLast = true
-	e.publish(t, ev("track", "website", now.Add(time.Second), events.Identities{"email": "other@example.com"}, nil, "web"))
+	e.publish(t, ev("track", "website", now.Add(time.Second), events.Identities{"email": "other@omni-shop.dev"}, nil, "web"))
 	for _, err := range ingest.Publish(context.Background(), e.Bus, []*events.Event{
-		ev("track", "website", now.Add(2*time.Second), events.Identities{"email": "keep@example.com"}, nil, "web")}) {
+		ev("track", "website", now.Add(2*time.Second), events.Identities{"email": "keep@omni-shop.dev"}, nil, "web")}) {
 		if err != nil {
 			t.Fatal(err)
 		}

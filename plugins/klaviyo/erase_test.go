@@ -31,14 +31,14 @@ func TestErasureIsPassedToKlaviyo(t *testing.T) {
 	token := hosttest.SuperuserToken(t, s)
 
 	ev := &events.Event{ID: "erase-test-1", Type: events.OrderPlaced, Source: "shopify", OccurredAt: time.Now().UTC(), ReceivedAt: time.Now().UTC(),
-		Identities: events.Identities{events.Email: "gone@example.com", events.Phone: "+14155550199", events.KlaviyoProfile: "01KPROFILEGONE"},
+		Identities: events.Identities{events.Email: "gone@omni-shop.dev", events.Phone: "+14155550199", events.KlaviyoProfile: "01KPROFILEGONE"},
 		Properties: map[string]any{"total": 5}}
 	if errs := ingest.Publish(context.Background(), s.Bus, []*events.Event{ev}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	var pid string
 	omnitest.Eventually(t, 20*time.Second, func() bool {
-		_ = s.PB.DB().NewQuery("SELECT profile FROM identities WHERE kind='email' AND value='gone@example.com'").Row(&pid)
+		_ = s.PB.DB().NewQuery("SELECT profile FROM identities WHERE kind='email' AND value='gone@omni-shop.dev'").Row(&pid)
 		return pid != ""
 	}, "the person's profile")
 	if code, body := s.Do(t, "DELETE", "/api/v1/profiles/"+pid, nil, http.Header{"Authorization": {token}}); code != 200 {
@@ -66,7 +66,7 @@ func TestErasureIsPassedToKlaviyo(t *testing.T) {
 			got[k+":"+v.(string)] = true
 		}
 	}
-	for _, want := range []string{"email:gone@example.com", "phone_number:+14155550199", "id:01KPROFILEGONE"} {
+	for _, want := range []string{"email:gone@omni-shop.dev", "phone_number:+14155550199", "id:01KPROFILEGONE"} {
 		if !got[want] {
 			t.Fatalf("no deletion job for %s; got %v", want, got)
 		}
@@ -76,7 +76,7 @@ func TestErasureIsPassedToKlaviyo(t *testing.T) {
 	}
 	// The erased identities were not stored back as a message event.
 	var n int
-	_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE identities LIKE '%gone@example.com%'").Row(&n)
+	_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE identities LIKE '%gone@omni-shop.dev%'").Row(&n)
 	if n != 0 {
 		t.Fatalf("%d events carry the erased email", n)
 	}

@@ -82,6 +82,8 @@ func (c *Connector) Describe(context.Context) (*sdk.Description, error) {
 				Help: "Where Shopify should deliver webhooks, e.g. https://omni.example.com/webhooks/shopify. Needed to register webhooks."},
 			{Name: KeyRegister, Label: "Register webhooks automatically", Type: "bool", Default: "true",
 				Help: "Create the webhook subscriptions Omni needs when the connector is configured."},
+			{Name: "shop_email", Label: "Shop email", Type: "string", Help: "The shop's own contact email, if staff ever type it for a customer. Omni never uses it to match people (docs/profiles.md#junk-identifiers)."},
+			{Name: "shop_phone", Label: "Shop phone", Type: "string", Help: "The shop's own phone, if staff ever type it for a customer. Omni never uses it to match people (docs/profiles.md#junk-identifiers)."},
 		},
 		Capabilities: []string{sdk.CapWebhook, sdk.CapBackfill},
 	}, nil

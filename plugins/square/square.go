@@ -87,6 +87,8 @@ func (c *Connector) Describe(context.Context) (*sdk.Description, error) {
 				Help: "Dated API version sent on every call."},
 			{Name: KeyLocationIDs, Label: "Location ids", Type: "string",
 				Help: "Comma-separated locations to backfill orders from; empty means every location."},
+			{Name: "shop_email", Label: "Shop email", Type: "string", Help: "The shop's own contact email, if staff ever type it for a customer. Omni never uses it to match people (docs/profiles.md#junk-identifiers)."},
+			{Name: "shop_phone", Label: "Shop phone", Type: "string", Help: "The shop's own phone, if staff ever type it for a customer. Omni never uses it to match people (docs/profiles.md#junk-identifiers)."},
 		},
 		Capabilities: []string{sdk.CapWebhook, sdk.CapBackfill},
 	}, nil

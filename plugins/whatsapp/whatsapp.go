@@ -100,6 +100,8 @@ func (c *Connector) Describe(ctx context.Context) (*sdk.Description, error) {
 				Help: "Any random string; enter the same value in the app's Webhooks configuration."},
 			{Name: keyAPIVersion, Label: "Graph API version", Type: "string", Default: DefaultAPIVersion,
 				Help: "Pinned Graph API version, e.g. v23.0."},
+			{Name: "business_phone", Label: "Business phone number", Type: "string",
+				Help: "The number customers message, e.g. +44 20 7946 0000. Omni never uses it to match people (docs/profiles.md#junk-identifiers)."},
 			{Name: keyBaseURL, Label: "API base URL (tests only)", Type: "url", Default: DefaultBaseURL,
 				Help: "Leave empty in production; only tests point this at a local fake."},
 		},

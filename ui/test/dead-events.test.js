@@ -10,7 +10,7 @@ import { apiAs, batch, buildDBExec, buildOmni, dbExec, eventually, launchBrowser
 
 const OWNER = { name: 'Olga Owner', email: 'owner@shop.test', password: 'owner-pass-1' }
 const AGENT = { name: 'Arno Agent', email: 'agent@shop.test', password: 'agent-pass-1' }
-const CUSTOMER = 'dead@shop.test'
+const CUSTOMER = 'dead@omni-shop.dev'
 const BROKEN_TRAITS = `UPDATE profiles SET traits = '{"plan":"pro","vip":tru' WHERE email = '${CUSTOMER}'`
 const MENDED_TRAITS = `UPDATE profiles SET traits = '{"plan":"pro"}' WHERE email = '${CUSTOMER}'`
 

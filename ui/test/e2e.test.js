@@ -50,8 +50,8 @@ function fakeVendor() {
     n++
     const u = new URL(req.url, 'http://x')
     const page = Number(u.searchParams.get('cursor') || 0)
-    const events = [0, 1].map((i) => ({ id: `bf-${page}-${i}`, type: 'order.placed', email: `backfill${page}${i}@shop.test`, occurred_at: '2025-06-01T10:00:00Z', properties: { total: 10, currency: 'EUR' } }))
-    if (page === 1) events.push({ id: 'bf-future', type: 'order.placed', email: 'future@shop.test', occurred_at: '2100-01-01T00:00:00Z' })
+    const events = [0, 1].map((i) => ({ id: `bf-${page}-${i}`, type: 'order.placed', email: `backfill${page}${i}@omni-shop.dev`, occurred_at: '2025-06-01T10:00:00Z', properties: { total: 10, currency: 'EUR' } }))
+    if (page === 1) events.push({ id: 'bf-future', type: 'order.placed', email: 'future@omni-shop.dev', occurred_at: '2100-01-01T00:00:00Z' })
     setTimeout(() => {
       res.setHeader('Content-Type', 'application/json')
       res.end(JSON.stringify({ events, next_cursor: page < 2 ? String(page + 1) : '', total: 7 }))
@@ -148,7 +148,7 @@ describe('web admin', () => {
       await eventually(async () => (await timeline.locator(`li[data-channel="${ch}"]`).count()) > 0, { what: `a ${ch} event on the timeline`, timeout: 15000 })
     }
     const ids = await page.getByTestId('identities').textContent()
-    assert.match(ids, /ada@shop\.test/)
+    assert.match(ids, /ada@omni-shop\.dev/)
     assert.match(ids, /\+447700900123/)
     await shot(page, '05-customer-360')
   })
@@ -371,7 +371,7 @@ describe('web admin', () => {
       profiles = `${(await apiAs(server.url, ownerToken, '/api/v1/profiles?perPage=1')).body.totalItems} profiles`
       const times = []
       for (let i = 0; i < 10; i++) {
-        const q = encodeURIComponent(`customer${(i * 97) % BENCH_PROFILES}@example.test`)
+        const q = encodeURIComponent(`customer${(i * 97) % BENCH_PROFILES}@omni-shop.dev`)
         const t0 = performance.now()
         const r = await apiAs(server.url, ownerToken, '/api/v1/profiles?q=' + q)
         times.push(performance.now() - t0)

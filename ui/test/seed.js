@@ -2,7 +2,7 @@
 // and many ordinary customers, all through the Segment-compatible API.
 import { batch } from './harness.js'
 
-export const ADA = { email: 'ada@shop.test', phone: '+447700900123', name: 'Ada Lovelace' }
+export const ADA = { email: 'ada@omni-shop.dev', phone: '+447700900123', name: 'Ada Lovelace' }
 
 export async function seedCrossChannel(url, writeKey) {
   const t0 = Date.now() - 3 * 3600 * 1000
@@ -28,7 +28,7 @@ export async function seedCustomers(url, writeKey, n, { batchSize = 500 } = {}) 
   const channels = ['web', 'pos', 'whatsapp']
   let msgs = []
   for (let i = 0; i < n; i++) {
-    const email = `customer${i}@example.test`
+    const email = `customer${i}@omni-shop.dev`
     msgs.push({ type: 'identify', userId: `u${i}`, traits: { email, name: `Customer ${i}` }, context: { channel: 'web' } })
     if (i % 3 === 0) {
       msgs.push({ type: 'track', userId: `u${i}`, event: 'Order Completed', properties: { total: 10 + (i % 50), currency: 'EUR' }, context: { channel: channels[i % 3] } })

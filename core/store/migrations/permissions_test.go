@@ -34,6 +34,7 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"events":             {"-----", "LV---", "LV---"},
 	"events_dead":        {"-----", "-----", "LV--D"}, // parked events; retries go through /api/v1/events/dead/retry
 	"identities":         {"-----", "LV---", "LV---"},
+	"profile_blocklist":  {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
 	"profile_conflicts":  {"-----", "LV---", "LV-U-"},
 	"profile_merges":     {"-----", "LV---", "LV---"},
 	"profile_tombstones": {"-----", "-----", "LV---"},
