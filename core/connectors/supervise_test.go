@@ -3,6 +3,7 @@ package connectors_test
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,6 +47,9 @@ func TestHungPluginIsReplaced(t *testing.T) {
 			_ = syscall.Kill(stopped, syscall.SIGCONT)
 			_ = syscall.Kill(stopped, syscall.SIGKILL)
 		})
+		// kill returns once the signal is queued; wait until the kernel
+		// shows the process stopped, or a request could still be served.
+		omnitest.Eventually(t, 10*time.Second, func() bool { return processState(pid) == 'T' }, "process %d to stop", pid)
 		if e.mod.PID("example") == pid {
 			break
 		}
@@ -120,4 +124,19 @@ func TestVendorOutageIsNotAPluginFailure(t *testing.T) {
 	if st, b := e.Do(t, "POST", "/webhooks/offline", body, http.Header{example.SignatureHeader: {signExample(body)}}); st != 200 {
 		t.Fatalf("webhook during the vendor outage: %d %s", st, b)
 	}
+}
+
+// processState is the state letter of a process in /proc/PID/stat ('T'
+// when stopped), or 0 when it cannot be read.
+func processState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }
