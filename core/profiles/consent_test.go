@@ -38,8 +38,8 @@ func TestStaffConsentChange(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
 	e.publish(t, ev(events.OrderPlaced, "shopify", now.Add(-48*time.Hour),
-		events.Identities{events.Email: "cleo@shop.test", events.Phone: "+14155550101"}, map[string]any{"total": 5}, events.ChannelWeb))
-	pid := e.profileOf(t, events.Email, "cleo@shop.test")
+		events.Identities{events.Email: "cleo@omni-shop.dev", events.Phone: "+14155550101"}, map[string]any{"total": 5}, events.ChannelWeb))
+	pid := e.profileOf(t, events.Email, "cleo@omni-shop.dev")
 	smsOK := e.createSegment(t, "SMS ok", `{"consent":"sms","status":"subscribed"}`)
 	lastSeen := e.detail(t, pid).Computed.LastSeen
 
@@ -123,9 +123,9 @@ func TestStaffConsentChange(t *testing.T) {
 // cannot claim a staff member in the ledger.
 func TestConsentByOnlyFromStaff(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.publish(t, ev(events.ConsentChanged, "klaviyo", e.clock.Now(), events.Identities{events.Email: "dan@shop.test"},
+	e.publish(t, ev(events.ConsentChanged, "klaviyo", e.clock.Now(), events.Identities{events.Email: "dan@omni-shop.dev"},
 		map[string]any{"channel": "email", "status": "subscribed", "reason": "form", "by": map[string]any{"id": "x", "name": "Olga Owner"}}, ""))
-	got, err := profiles.Consent(e.PB, e.profileOf(t, events.Email, "dan@shop.test"), events.ChannelEmail)
+	got, err := profiles.Consent(e.PB, e.profileOf(t, events.Email, "dan@omni-shop.dev"), events.ChannelEmail)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,13 +29,13 @@ func (e *env) mergesOf(t *testing.T, id string) []profiles.Merge {
 func TestMergeLedgerExplainsMerge(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
-	first := ev(events.OrderPlaced, "shopify", now.Add(-3*time.Hour), events.Identities{events.Email: "ada@shop.test"},
+	first := ev(events.OrderPlaced, "shopify", now.Add(-3*time.Hour), events.Identities{events.Email: "ada@omni-shop.dev"},
 		map[string]any{"order_id": "5600001085", "order_name": "#1085", "total": 10, "currency": "GBP"}, events.ChannelWeb)
 	chat := ev(events.MessageReceived, "whatsapp", now.Add(-2*time.Hour),
 		events.Identities{events.WhatsAppID: "447700900123", events.Phone: ledgerPhone}, map[string]any{"text": "hi"}, events.ChannelWhatsApp)
 	e.publish(t, first)
 	e.publish(t, chat)
-	shopifyProfile, waProfile := e.profileOf(t, events.Email, "ada@shop.test"), e.profileOf(t, events.Phone, ledgerPhone)
+	shopifyProfile, waProfile := e.profileOf(t, events.Email, "ada@omni-shop.dev"), e.profileOf(t, events.Phone, ledgerPhone)
 	if shopifyProfile == "" || shopifyProfile == waProfile {
 		t.Fatalf("want two profiles before the order: %q %q", shopifyProfile, waProfile)
 	}
@@ -44,7 +44,7 @@ func TestMergeLedgerExplainsMerge(t *testing.T) {
 	}
 
 	order := ev(events.OrderPlaced, "shopify", now.Add(-time.Hour),
-		events.Identities{events.Email: "ada@shop.test", events.Phone: ledgerPhone},
+		events.Identities{events.Email: "ada@omni-shop.dev", events.Phone: ledgerPhone},
 		map[string]any{"order_id": "5600001086", "order_name": "#1086", "total": 20, "currency": "GBP"}, events.ChannelWeb)
 	e.publish(t, order)
 	if e.profileOf(t, events.Phone, ledgerPhone) != shopifyProfile {
@@ -70,7 +70,7 @@ func TestMergeLedgerExplainsMerge(t *testing.T) {
 		if w := mg.Earlier; w == nil || w.Source != "whatsapp" || w.Type != events.MessageReceived || w.EventID != chat.ID {
 			t.Errorf("earlier: %+v", mg.Earlier)
 		}
-		if mg.SurvivorName != "ada@shop.test" || mg.LoserName != ledgerPhone {
+		if mg.SurvivorName != "ada@omni-shop.dev" || mg.LoserName != ledgerPhone {
 			t.Errorf("names: %q, %q", mg.SurvivorName, mg.LoserName)
 		}
 		// What an un-merge needs: the identities the loser brought.
@@ -99,7 +99,7 @@ func TestMergeLedgerAnonymousVisitor(t *testing.T) {
 	now := e.clock.Now()
 	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
 	// Known by email first (a Shopify customer), then the same person browses and signs in.
-	e.publish(t, ev(events.CustomerUpdated, "shopify", now.Add(-3*time.Hour), events.Identities{events.Email: "bob@shop.test"},
+	e.publish(t, ev(events.CustomerUpdated, "shopify", now.Add(-3*time.Hour), events.Identities{events.Email: "bob@omni-shop.dev"},
 		map[string]any{"first_name": "Bob"}, ""))
 	code, body := e.Track(t, "/v1/batch", map[string]any{"batch": []map[string]any{
 		{"type": "page", "anonymousId": "anon-led-1", "messageId": "led-p1", "name": "Home", "timestamp": ts(-2 * time.Hour)},
@@ -109,12 +109,12 @@ func TestMergeLedgerAnonymousVisitor(t *testing.T) {
 	}
 	e.WaitEvents(t, 2)
 	code, body = e.Track(t, "/v1/identify", map[string]any{"anonymousId": "anon-led-1", "messageId": "led-i1", "timestamp": ts(-time.Hour),
-		"traits": map[string]any{"email": "bob@shop.test"}})
+		"traits": map[string]any{"email": "bob@omni-shop.dev"}})
 	if code != 200 {
 		t.Fatalf("identify: %d %s", code, body)
 	}
 	e.WaitEvents(t, 3)
-	pid := e.profileOf(t, events.Email, "bob@shop.test")
+	pid := e.profileOf(t, events.Email, "bob@omni-shop.dev")
 	got := e.mergesOf(t, pid)
 	if len(got) != 1 {
 		t.Fatalf("merges: %+v", got)
@@ -131,10 +131,10 @@ func TestMergeLedgerAnonymousVisitor(t *testing.T) {
 func TestMergeLedgerOldRows(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()
-	order := ev(events.OrderPlaced, "shopify", now.Add(-time.Hour), events.Identities{events.Email: "old@shop.test"},
+	order := ev(events.OrderPlaced, "shopify", now.Add(-time.Hour), events.Identities{events.Email: "old@omni-shop.dev"},
 		map[string]any{"order_id": "5600001087", "order_name": "#1087"}, events.ChannelWeb)
 	e.publish(t, order)
-	pid := e.profileOf(t, events.Email, "old@shop.test")
+	pid := e.profileOf(t, events.Email, "old@omni-shop.dev")
 	// As the code before the ledger wrote them (survivor, loser, event_id, created only).
 	for i, evID := range []string{order.ID, "gone-event"} {
 		if _, err := e.PB.DB().NewQuery("INSERT INTO profile_merges (id, survivor, loser, event_id, created) VALUES ({:id}, {:s}, {:l}, {:e}, {:c})").

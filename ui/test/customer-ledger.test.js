@@ -11,7 +11,7 @@ import { apiAs, batch, buildOmni, eventually, launchBrowser, login, omniCLI, sho
 
 const OWNER = { name: 'Olga Owner', email: 'owner@shop.test', password: 'owner-pass-1' }
 const AGENT = { name: 'Arno Agent', email: 'agent@shop.test', password: 'agent-pass-1' }
-const EMAIL = 'cleo@shop.test'
+const EMAIL = 'cleo@omni-shop.dev'
 const PHONE = '+447700900555'
 const MERGED = `Merged because phone ${PHONE} was on shop order #1086 and a shop chat.`
 
