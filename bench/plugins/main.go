@@ -116,14 +116,14 @@ func run(duration time.Duration, conc int) error {
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":"))
 	at := time.Now().UTC().Format(time.RFC3339Nano)
 	directReq := func(n int64) *http.Request {
-		body := fmt.Sprintf(`{"batch":[{"type":"track","event":"order.placed","messageId":"direct-%d","timestamp":%q,"properties":{"email":"bench@example.com","total":12.5},"context":{"traits":{"email":"bench@example.com"}},"userId":"u-%d"}]}`, n, at, n%1000)
+		body := fmt.Sprintf(`{"batch":[{"type":"track","event":"order.placed","messageId":"direct-%d","timestamp":%q,"properties":{"email":"bench@omni-shop.dev","total":12.5},"context":{"traits":{"email":"bench@omni-shop.dev"}},"userId":"u-%d"}]}`, n, at, n%1000)
 		r, _ := http.NewRequest("POST", base+"/api/v1/batch", bytes.NewReader([]byte(body)))
 		r.Header.Set("Authorization", auth)
 		r.Header.Set("Content-Type", "application/json")
 		return r
 	}
 	pluginReq := func(n int64) *http.Request {
-		body := []byte(fmt.Sprintf(`{"id":"wh-%d","type":"order.placed","email":"bench@example.com","customer_id":"u-%d","occurred_at":%q,"properties":{"total":12.5}}`, n, n%1000, at))
+		body := []byte(fmt.Sprintf(`{"id":"wh-%d","type":"order.placed","email":"bench@omni-shop.dev","customer_id":"u-%d","occurred_at":%q,"properties":{"total":12.5}}`, n, n%1000, at))
 		r, _ := http.NewRequest("POST", base+"/webhooks/example", bytes.NewReader(body))
 		r.Header.Set(example.SignatureHeader, example.Sign(secret, body))
 		r.Header.Set("Content-Type", "application/json")
