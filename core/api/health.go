@@ -114,17 +114,18 @@ func (h *Health) serve(e *core.RequestEvent) error {
 		}
 		busInfo["streams"] = streams
 		consumers := map[string]any{}
-		for name, c := range h.Consumers {
-			pending, ackPending, err := c.Lag(ctx)
+		for name, consumer := range h.Consumers {
+			pending, ackPending, err := consumer.Lag(ctx)
 			if err != nil {
 				consumers[name] = map[string]any{"ok": false, "error": err.Error()}
 				healthy = false
 				continue
 			}
 			c := map[string]any{"pending": pending, "ack_pending": ackPending}
-			if pr, ok := h.Consumers[name].(ProgressReporter); ok {
-				idle := time.Since(pr.LastProgress())
-				c["last_progress"] = pr.LastProgress().UTC().Format(time.RFC3339)
+			if pr, ok := consumer.(ProgressReporter); ok {
+				last := pr.LastProgress() // may ask the bus: once
+				idle := time.Since(last)
+				c["last_progress"] = last.UTC().Format(time.RFC3339)
 				if waiting := pending + uint64(ackPending); waiting > 0 && idle > stallAfter {
 					c["stalled"] = true
 					healthy = false
