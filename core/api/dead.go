@@ -48,12 +48,12 @@ func retryDead(e *core.RequestEvent) error {
 			return FieldError(http.StatusBadRequest, "ids", "validation_invalid_ids", `must be a list of dead event ids, as in {"ids": ["…"]}`)
 		}
 	}
-	n, err := deadletter.RequestRetry(e.App, in.IDs...)
+	marked, err := deadletter.RequestRetry(e.App, in.IDs...)
 	if err != nil {
 		if errors.Is(err, deadletter.ErrNotFound) {
 			return FieldError(http.StatusBadRequest, "ids", "validation_not_dead", err.Error())
 		}
 		return err
 	}
-	return e.JSON(http.StatusOK, map[string]any{"requested": n})
+	return e.JSON(http.StatusOK, map[string]any{"requested": len(marked)})
 }

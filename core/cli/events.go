@@ -79,14 +79,14 @@ func eventsCmd(env *app.Env) *cobra.Command {
 				return err
 			}
 			defer o.PB.ResetBootstrapState()
-			n, err := deadletter.RequestRetry(o.PB, ids...)
+			marked, err := deadletter.RequestRetry(o.PB, ids...)
 			if errors.Is(err, deadletter.ErrNotFound) {
 				return &exitError{code: ExitUsage, err: err}
 			}
 			if err != nil {
 				return err
 			}
-			if n == 0 {
+			if len(marked) == 0 {
 				fmt.Fprintln(env.Stdout, "no dead events")
 				return nil
 			}
@@ -94,47 +94,40 @@ func eventsCmd(env *app.Env) *cobra.Command {
 			// the next start.
 			if l, err := datalock.Acquire(o.Config.DataDir); err == nil {
 				l.Release()
-				fmt.Fprintf(env.Stdout, "%d dead events marked for a retry; omni serve is not running: they are retried when it starts\n", n)
+				fmt.Fprintf(env.Stdout, "%d dead events marked for a retry; omni serve is not running: they are retried when it starts\n", len(marked))
 				return nil
 			}
-			marked, err := deadletter.List(o.PB, "", n+1000)
-			if err != nil {
-				return err
-			}
+			// Each marked row ends stored (gone) or failed again (still
+			// there, no longer marked); wait for that, up to --wait.
 			pending := map[string]bool{}
-			for _, r := range marked {
-				if r.RetryRequested {
-					pending[r.ID] = true
-				}
+			for _, id := range marked {
+				pending[id] = true
 			}
+			var failed []*deadletter.Entry
 			deadline := time.Now().Add(wait)
 			for len(pending) > 0 && time.Now().Before(deadline) {
 				time.Sleep(200 * time.Millisecond)
 				for id := range pending {
 					e, err := deadletter.Get(o.PB, id)
-					if errors.Is(err, deadletter.ErrNotFound) || (err == nil && !e.RetryRequested) {
+					switch {
+					case errors.Is(err, deadletter.ErrNotFound):
 						delete(pending, id)
+					case err == nil && !e.RetryRequested:
+						delete(pending, id)
+						failed = append(failed, e)
 					}
 				}
 			}
-			left, err := deadletter.List(o.PB, "", n+1000)
-			if err != nil {
-				return err
+			for _, e := range failed {
+				fmt.Fprintf(env.Stdout, "failed again: %s (%s): %s\n", e.ID, e.EventID, shorten(oneLine(e.Error), 200))
 			}
-			still := 0
-			for _, r := range left {
-				if !r.RetryRequested && wasMarked(marked, r.ID) {
-					still++
-					fmt.Fprintf(env.Stdout, "failed again: %s (%s): %s\n", r.ID, r.EventID, shorten(oneLine(r.Error), 200))
-				}
-			}
-			fmt.Fprintf(env.Stdout, "%d retried: %d stored, %d failed again", n, n-still-len(pending), still)
+			fmt.Fprintf(env.Stdout, "%d retried: %d stored, %d failed again", len(marked), len(marked)-len(failed)-len(pending), len(failed))
 			if len(pending) > 0 {
 				fmt.Fprintf(env.Stdout, ", %d not picked up yet (the server retries them shortly)", len(pending))
 			}
 			fmt.Fprintln(env.Stdout)
-			if still > 0 {
-				return &exitError{code: ExitError, err: fmt.Errorf("%d dead events failed again; see omni events dead", still)}
+			if len(failed) > 0 {
+				return &exitError{code: ExitError, err: fmt.Errorf("%d dead events failed again; see omni events dead", len(failed))}
 			}
 			return nil
 		},
@@ -142,15 +135,6 @@ func eventsCmd(env *app.Env) *cobra.Command {
 	retry.Flags().DurationVar(&wait, "wait", 15*time.Second, "how long to wait for the running server to retry them")
 	c.AddCommand(dead, retry)
 	return c
-}
-
-func wasMarked(rows []deadletter.Entry, id string) bool {
-	for _, r := range rows {
-		if r.ID == id && r.RetryRequested {
-			return true
-		}
-	}
-	return false
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

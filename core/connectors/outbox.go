@@ -320,7 +320,7 @@ func decodeOutbound(data []byte, out *sdk.OutboundMessage) error {
 // events dead` and can ask for a retry (redrive). When parking fails the
 // database refuses writes: the message stays on the stream and comes back.
 func (ob *outbox) park(msg jetstream.Msg, name string, cause error) {
-	id := parkedID(msg)
+	id := deadletter.MessageID(msg)
 	err := deadletter.Park(ob.m.app, deadletter.Failure{Consumer: OutboxDeadConsumer, EventID: id, Subject: msg.Subject(), Data: msg.Data(), Err: cause})
 	if err != nil {
 		ob.m.log.Error("outbox: could not park an unsendable message; will try again", "connector", name, "message", id, "error", err)
@@ -333,18 +333,6 @@ func (ob *outbox) park(msg jetstream.Msg, name string, cause error) {
 	if err := msg.DoubleAck(ctx); err != nil {
 		ob.m.log.Warn("outbox: ack of a parked message failed; it will be parked again", "message", id, "error", err)
 	}
-}
-
-// parkedID names a message in events_dead: its Nats-Msg-Id, or
-// subject#stream-sequence when it has none.
-func parkedID(msg jetstream.Msg) string {
-	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
-		return id
-	}
-	if meta, _ := msg.Metadata(); meta != nil {
-		return fmt.Sprintf("%s#%d", msg.Subject(), meta.Sequence.Stream)
-	}
-	return msg.Subject()
 }
 
 // redrive answers the retries an owner asked for (by the CLI, the admin or

@@ -48,8 +48,8 @@ func setDeadData(t *testing.T, e *env, id, data string) {
 // retry-dead ID` and POST /api/v1/events/dead/retry do.
 func requestRetry(t *testing.T, e *env, id string) {
 	t.Helper()
-	if n, err := deadletter.RequestRetry(e.PB, id); err != nil || n != 1 {
-		t.Fatalf("request retry of %s: %d %v", id, n, err)
+	if marked, err := deadletter.RequestRetry(e.PB, id); err != nil || len(marked) != 1 {
+		t.Fatalf("request retry of %s: %v %v", id, marked, err)
 	}
 }
 

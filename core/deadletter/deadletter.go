@@ -19,6 +19,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/omni/omni/core/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -81,6 +82,18 @@ last_failed = excluded.last_failed, retry_requested = 0, data = excluded.data`).
 	return nil
 }
 
+// MessageID names a bus message in events_dead when it cannot be decoded
+// (its Nats-Msg-Id, or subject#stream-sequence when it has none).
+func MessageID(msg jetstream.Msg) string {
+	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		return id
+	}
+	if meta, _ := msg.Metadata(); meta != nil {
+		return fmt.Sprintf("%s#%d", msg.Subject(), meta.Sequence.Stream)
+	}
+	return msg.Subject()
+}
+
 // Count returns how many messages are parked, over all consumers.
 func Count(app core.App) (int, error) {
 	var n int
@@ -118,28 +131,32 @@ func Get(app core.App, id string) (*Entry, error) {
 }
 
 // RequestRetry marks parked messages for their consumer to re-drive: the
-// given ids, or every parked message when ids is empty. It returns how many
-// rows were marked; an id that is not parked is an error naming it.
-func RequestRetry(app core.App, ids ...string) (int, error) {
-	var n int64
+// given ids, or every parked message when ids is empty. It returns the ids
+// it marked; an id that is not parked is an error naming it.
+func RequestRetry(app core.App, ids ...string) ([]string, error) {
+	var marked []string
 	err := app.RunInTransaction(func(tx core.App) error {
 		for _, id := range ids {
 			if _, err := Get(tx, id); err != nil {
 				return err
 			}
 		}
-		q := tx.DB().Update(Collection, dbx.Params{"retry_requested": true}, nil)
-		if len(ids) > 0 {
-			q = tx.DB().Update(Collection, dbx.Params{"retry_requested": true}, dbx.In("id", toAny(ids)...))
+		marked = ids
+		if len(ids) == 0 {
+			if err := tx.DB().Select("id").From(Collection).Column(&marked); err != nil {
+				return err
+			}
 		}
-		res, err := q.Execute()
-		if err != nil {
-			return err
+		if len(marked) == 0 {
+			return nil
 		}
-		n, _ = res.RowsAffected()
-		return nil
+		_, err := tx.DB().Update(Collection, dbx.Params{"retry_requested": true}, dbx.In("id", toAny(marked)...)).Execute()
+		return err
 	})
-	return int(n), err
+	if err != nil {
+		return nil, err
+	}
+	return marked, nil
 }
 
 // Requested returns up to limit of consumer's messages marked for a retry.

@@ -379,8 +379,8 @@ func TestRedriveStoresRequestedRowsAndCountsFailures(t *testing.T) {
 	for _, d := range l.dead(t) {
 		rowIDs = append(rowIDs, d.ID)
 	}
-	if n, err := deadletter.RequestRetry(l.app, rowIDs...); err != nil || n != 3 {
-		t.Fatalf("request retry: %d %v", n, err)
+	if marked, err := deadletter.RequestRetry(l.app, rowIDs...); err != nil || len(marked) != 3 {
+		t.Fatalf("request retry: %v %v", marked, err)
 	}
 	l.start(t, eventstore.Options{RedriveEvery: 5 * time.Millisecond})
 
