@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/pocketbase/pocketbase/core"
 
@@ -32,10 +31,10 @@ func (eventsModule) Name() string { return "eventstore" }
 // Init creates the durable consumer: the EVENTS stream keeps messages by
 // interest, so it must exist before anything publishes.
 func (m eventsModule) Init(s *Setup) error {
-	if _, err := eventstore.EnsureConsumer(s.Ctx, s.Bus, 0); err != nil {
-		return fmt.Errorf("events consumer: %w", err)
+	if err := m.s.Create(s.Ctx); err != nil {
+		return err
 	}
-	s.Omni.Health.Consumers[eventstore.ConsumerName] = m.s
+	s.Health.Consumers[eventstore.ConsumerName] = m.s
 	return nil
 }
 

@@ -70,7 +70,7 @@ func (s *Setup) Consumer(stream string, cfg jetstream.ConsumerConfig) (jetstream
 	if err != nil {
 		return nil, fmt.Errorf("%s: consumer %s: %w", s.module, cfg.Durable, err)
 	}
-	s.Omni.Health.Consumers[cfg.Durable] = jsConsumer{c}
+	s.Health.Consumers[cfg.Durable] = jsConsumer{c}
 	return c, nil
 }
 
@@ -82,9 +82,9 @@ func (s *Setup) PersonOwned(collection, profileField string) {
 	s.personOwned = append(s.personOwned, PersonOwned{Collection: collection, Field: profileField, Module: s.module})
 }
 
-// Health adds the module's section to /api/v1/health.
-func (s *Setup) Health(c api.ComponentStatus) {
-	s.Omni.Health.Components = append(s.Omni.Health.Components, c)
+// ReportHealth adds the module's section to /api/v1/health.
+func (s *Setup) ReportHealth(c api.ComponentStatus) {
+	s.Health.Components = append(s.Health.Components, c)
 }
 
 // PersonOwned is a collection of per-person rows owned by a module.

@@ -194,7 +194,7 @@ func (m *Module) Init(s *app.Setup) error {
 	if m.erasureConsumer, err = m.erasures.create(s); err != nil {
 		return err
 	}
-	s.Health(m.health)
+	s.ReportHealth(m.health)
 	return nil
 }
 

@@ -133,17 +133,30 @@ func EnsureConsumer(ctx context.Context, b *bus.Bus, ackWait time.Duration) (jet
 	})
 }
 
-// Start begins consuming.
-func (s *Store) Start(ctx context.Context) error {
+// Create makes sure the durable consumer exists, once; Start calls it
+// when it has not run (the app runs it before anything publishes).
+func (s *Store) Create(ctx context.Context) error {
+	if s.consumer != nil {
+		return nil
+	}
 	cons, err := EnsureConsumer(ctx, s.bus, s.opts.AckWait)
 	if err != nil {
 		return fmt.Errorf("eventstore: consumer: %w", err)
 	}
 	s.consumer = cons
+	return nil
+}
+
+// Start begins consuming.
+func (s *Store) Start(ctx context.Context) error {
+	if err := s.Create(ctx); err != nil {
+		return err
+	}
 	s.msgs = make(chan jetstream.Msg, s.opts.BatchSize*2)
 	s.done = make(chan struct{})
 	s.moved()
-	s.cc, err = cons.Consume(func(m jetstream.Msg) { s.msgs <- m },
+	var err error
+	s.cc, err = s.consumer.Consume(func(m jetstream.Msg) { s.msgs <- m },
 		jetstream.PullMaxMessages(s.opts.BatchSize),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
@@ -336,13 +349,8 @@ func (s *Store) park(m jetstream.Msg, ev *events.Event, cause error, attempts in
 	f := deadletter.Failure{Consumer: ConsumerName, Subject: m.Subject(), Data: m.Data(), Err: cause, Attempts: attempts}
 	if ev != nil {
 		f.EventID, f.Type = ev.ID, ev.Type
-	} else if f.EventID = m.Headers().Get(jetstream.MsgIDHeader); f.EventID == "" {
-		meta, _ := m.Metadata()
-		if meta != nil {
-			f.EventID = fmt.Sprintf("%s#%d", m.Subject(), meta.Sequence.Stream)
-		} else {
-			f.EventID = m.Subject()
-		}
+	} else {
+		f.EventID = deadletter.MessageID(m)
 	}
 	err := deadletter.Park(s.app, f)
 	if err == nil {

@@ -154,7 +154,7 @@ func (m *Module) Init(s *app.Setup) error {
 		m.notify(changed)
 	})
 	s.OnCommit(m.waiters.committed)
-	s.Health(m.health)
+	s.ReportHealth(m.health)
 	return nil
 }
 
