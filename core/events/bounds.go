@@ -41,20 +41,23 @@ func (e *Event) checkBounds() error {
 	if err := CheckTree("properties", e.Properties); err != nil {
 		return err
 	}
+	// A fixed list, not a map: this runs for every event.
+	type str struct{ field, s string }
 	c := &e.Context
-	strs := map[string]string{"context.channel": c.Channel, "context.journey_run": c.JourneyRun, "context.ip": c.IP,
-		"context.user_agent": c.UserAgent, "context.locale": c.Locale}
+	strs := make([]str, 0, 15)
+	strs = append(strs, str{"context.channel", c.Channel}, str{"context.journey_run", c.JourneyRun}, str{"context.ip", c.IP},
+		str{"context.user_agent", c.UserAgent}, str{"context.locale", c.Locale})
 	if p := c.Page; p != nil {
-		strs["context.page.url"], strs["context.page.path"], strs["context.page.title"] = p.URL, p.Path, p.Title
-		strs["context.page.referrer"], strs["context.page.search"] = p.Referrer, p.Search
+		strs = append(strs, str{"context.page.url", p.URL}, str{"context.page.path", p.Path}, str{"context.page.title", p.Title},
+			str{"context.page.referrer", p.Referrer}, str{"context.page.search", p.Search})
 	}
 	if cp := c.Campaign; cp != nil {
-		strs["context.campaign.source"], strs["context.campaign.medium"], strs["context.campaign.name"] = cp.Source, cp.Medium, cp.Name
-		strs["context.campaign.term"], strs["context.campaign.content"] = cp.Term, cp.Content
+		strs = append(strs, str{"context.campaign.source", cp.Source}, str{"context.campaign.medium", cp.Medium},
+			str{"context.campaign.name", cp.Name}, str{"context.campaign.term", cp.Term}, str{"context.campaign.content", cp.Content})
 	}
-	for field, s := range strs {
-		if len(s) > MaxStringBytes {
-			return tooLong(field)
+	for _, f := range strs {
+		if len(f.s) > MaxStringBytes {
+			return tooLong(f.field)
 		}
 	}
 	return CheckTree("context.extra", c.Extra)
@@ -67,44 +70,54 @@ func CheckTree(field string, obj map[string]any) error {
 	if obj == nil {
 		return nil
 	}
-	return walk(field, obj, 1)
+	if fe := walk(obj, 1); fe != nil {
+		fe.Field = field + fe.Field
+		return fe
+	}
+	return nil
 }
 
-func walk(path string, v any, depth int) error {
+// walk returns the first violation in v with its path relative to v (""
+// for v itself, then ".key" or "[i]" segments). The path is built on the
+// way back up, only when something is wrong: every stored event is walked,
+// and almost all of them pass.
+func walk(v any, depth int) *FieldError {
 	switch x := v.(type) {
 	case map[string]any:
 		if depth > MaxDepth {
-			return &FieldError{path, fmt.Sprintf("nesting deeper than %d levels", MaxDepth)}
+			return &FieldError{"", fmt.Sprintf("nesting deeper than %d levels", MaxDepth)}
 		}
 		if len(x) > MaxKeys {
-			return &FieldError{path, fmt.Sprintf("has %d keys, more than %d", len(x), MaxKeys)}
+			return &FieldError{"", fmt.Sprintf("has %d keys, more than %d", len(x), MaxKeys)}
 		}
 		for k, child := range x {
 			if len(k) > MaxStringBytes {
-				return &FieldError{path, fmt.Sprintf("has a key longer than %d KB", MaxStringBytes>>10)}
+				return &FieldError{"", fmt.Sprintf("has a key longer than %d KB", MaxStringBytes>>10)}
 			}
-			if err := walk(path+"."+pathKey(k), child, depth+1); err != nil {
-				return err
+			if fe := walk(child, depth+1); fe != nil {
+				fe.Field = "." + pathKey(k) + fe.Field
+				return fe
 			}
 		}
 	case []any:
 		if depth > MaxDepth {
-			return &FieldError{path, fmt.Sprintf("nesting deeper than %d levels", MaxDepth)}
+			return &FieldError{"", fmt.Sprintf("nesting deeper than %d levels", MaxDepth)}
 		}
 		for i, child := range x {
-			if err := walk(path+"["+strconv.Itoa(i)+"]", child, depth+1); err != nil {
-				return err
+			if fe := walk(child, depth+1); fe != nil {
+				fe.Field = "[" + strconv.Itoa(i) + "]" + fe.Field
+				return fe
 			}
 		}
 	case string:
 		if len(x) > MaxStringBytes {
-			return tooLong(path)
+			return tooLong("")
 		}
 	}
 	return nil
 }
 
-func tooLong(field string) error {
+func tooLong(field string) *FieldError {
 	return &FieldError{field, fmt.Sprintf("is a string longer than %d KB", MaxStringBytes>>10)}
 }
 
