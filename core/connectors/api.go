@@ -145,7 +145,7 @@ func (m *Module) find(e *core.RequestEvent) (*core.Record, error) {
 func (m *Module) apiList(e *core.RequestEvent) error {
 	recs, err := m.app.FindRecordsByFilter(Collection, "", "name", 0, 0)
 	if err != nil {
-		return err
+		return api.Internal("Could not list the connectors.", err)
 	}
 	out := make([]View, 0, len(recs))
 	for _, r := range recs {
@@ -179,7 +179,7 @@ func (m *Module) apiUpdate(e *core.RequestEvent) error {
 		if errors.As(err, &ce) {
 			return api.BadRequest("config."+ce.Field, ce.Problem)
 		}
-		return err
+		return api.Internal("Could not save the connector's settings.", err)
 	}
 	rec, _ = m.app.FindRecordById(Collection, rec.Id)
 	return e.JSON(http.StatusOK, m.view(e, rec))
@@ -196,7 +196,7 @@ func (m *Module) apiEnable(on bool) func(*core.RequestEvent) error {
 			if errors.As(err, &ce) {
 				return api.BadRequest("config."+ce.Field, ce.Problem)
 			}
-			return err
+			return api.Internal("Could not save the connector's settings.", err)
 		}
 		rec, _ = m.app.FindRecordById(Collection, rec.Id)
 		return e.JSON(http.StatusOK, m.view(e, rec))
@@ -267,7 +267,7 @@ func (m *Module) apiBackfillStart(e *core.RequestEvent) error {
 		return api.FieldError(http.StatusConflict, "name", "validation_backfill_running", fmt.Sprintf("a backfill of %s is already running", name))
 	}
 	if err := RequestBackfillRecord(m.app, rec, since); err != nil {
-		return err
+		return api.Internal("Could not start the backfill.", err)
 	}
 	if i := m.instance(name); i != nil {
 		if _, err := i.ready(); err == nil {
