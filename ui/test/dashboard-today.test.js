@@ -1,0 +1,51 @@
+// The dashboard's "Events by channel" chart on Today: its time axis spans
+// the hours around now, not years. In the first hour of the day Today has a
+// single hourly bucket, which uPlot used to pad into a range of years.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { apiAs, batch, buildOmni, eventually, launchBrowser, omniCLI, shot, startOmni, tmpDir } from './harness.js'
+
+const OWNER = { name: 'Olga Owner', email: 'owner@shop.test', password: 'owner-pass-1' }
+
+let tmp, server, browser, page, writeKey
+
+before(async () => {
+  tmp = tmpDir()
+  const bin = buildOmni(tmp)
+  const dataDir = path.join(tmp, 'data')
+  writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop').match(/write key: (\S+)/)[1]
+  server = await startOmni(bin, dataDir, { logName: 'omni-dashboard-today.log' })
+  const owner = await apiAs(server.url, '', '/api/v1/setup/owner', { method: 'POST', body: JSON.stringify({ ...OWNER, passwordConfirm: OWNER.password }) })
+  assert.equal(owner.status, 200, JSON.stringify(owner.body))
+  browser = await launchBrowser(tmp)
+  page = browser.pages()[0] || (await browser.newPage())
+  page.setDefaultTimeout(10000)
+})
+
+after(async () => {
+  await browser?.close()
+  await server?.stop()
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true })
+})
+
+describe('dashboard on Today', () => {
+  it('draws one event on an axis of hours around now', async () => {
+    await batch(server.url, writeKey, [{ type: 'track', userId: 'one-event', event: 'Product Viewed', context: { channel: 'web' } }])
+    await page.goto(server.url + '/')
+    await page.getByLabel('Email', { exact: true }).fill(OWNER.email)
+    await page.getByLabel('Password', { exact: true }).fill(OWNER.password)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.getByTestId('cards').waitFor()
+    const chart = page.locator('.chart').first()
+    await eventually(async () => (await chart.getAttribute('data-x-min')) !== null, { what: 'the events chart to be drawn', timeout: 30000 })
+    const min = Number(await chart.getAttribute('data-x-min'))
+    const max = Number(await chart.getAttribute('data-x-max'))
+    const now = Date.now() / 1000
+    assert.ok(max > min, `an x range, got ${min}..${max}`)
+    assert.ok(max - min <= 2 * 86400, `at most two days wide, got ${(max - min) / 86400} days`)
+    assert.ok(Math.abs(now - min) < 2 * 86400 && Math.abs(max - now) < 2 * 86400, `around now (${now}), got ${min}..${max}`)
+    await shot(page, 'dashboard-today')
+  })
+})
