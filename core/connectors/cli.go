@@ -42,7 +42,7 @@ func pluginCmd(env *app.Env, opts Options) *cobra.Command {
 			// No config, no database: this is the plugin subprocess.
 			newC, ok := Builtin(args[0])
 			if !ok {
-				return fmt.Errorf("no built-in connector named %q (built-ins: %s)", args[0], strings.Join(BuiltinNames(), ", "))
+				return &app.UsageError{Err: fmt.Errorf("no built-in connector named %q (built-ins: %s)", args[0], strings.Join(BuiltinNames(), ", "))}
 			}
 			sdk.Serve(newC())
 			return nil
@@ -127,7 +127,7 @@ func openTarget(env *app.Env, name string) (*cliTarget, error) {
 	}
 	if t.inst.Name == "" {
 		sort.Strings(names)
-		return nil, fmt.Errorf("no connector named %q is installed (installed: %s)", name, strings.Join(names, ", "))
+		return nil, &app.UsageError{Err: fmt.Errorf("no connector named %q is installed (installed: %s)", name, strings.Join(names, ", "))}
 	}
 	if t.o, err = env.OpenApp(); err != nil {
 		return nil, err
@@ -190,7 +190,7 @@ func connectorCmd(env *app.Env) *cobra.Command {
 			for _, kv := range args[1:] {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok || k == "" {
-					return fmt.Errorf("argument %q is not key=value", kv)
+					return &app.UsageError{Err: fmt.Errorf("argument %q is not key=value", kv)}
 				}
 				changes[k] = v
 			}
@@ -249,7 +249,7 @@ func (t *cliTarget) update(env *app.Env, changes map[string]string, enabled *boo
 		if err := ApplyConfig(rec, t.sealer, schema, changes); err != nil {
 			var ce *sdk.ConfigError
 			if errors.As(err, &ce) {
-				return fmt.Errorf("%s: %s %s", name, ce.Field, ce.Problem)
+				return &app.UsageError{Err: fmt.Errorf("%s: %s %s", name, ce.Field, ce.Problem)}
 			}
 			return err
 		}
@@ -259,7 +259,7 @@ func (t *cliTarget) update(env *app.Env, changes map[string]string, enabled *boo
 	}
 	if rec.GetBool("enabled") {
 		if ce := MissingRequired(rec, schema, FileConfig(t.o.Config, name)); ce != nil {
-			return fmt.Errorf("cannot enable %s: required setting %s is missing (set it with: omni connector configure %s %s=...)", name, ce.Field, name, ce.Field)
+			return &app.UsageError{Err: fmt.Errorf("cannot enable %s: required setting %s is missing (set it with: omni connector configure %s %s=...)", name, ce.Field, name, ce.Field)}
 		}
 	}
 	if err := SaveSettings(t.o.PB, rec); err != nil {
@@ -302,7 +302,7 @@ func backfillCmd(env *app.Env) *cobra.Command {
 		RunE: func(_ *cobra.Command, args []string) error {
 			at, err := ParseSince(since)
 			if err != nil {
-				return err
+				return &app.UsageError{Err: err}
 			}
 			t, err := openTarget(env, args[0])
 			if err != nil {
@@ -320,10 +320,10 @@ func backfillCmd(env *app.Env) *cobra.Command {
 				return err
 			}
 			if !hasCap(capabilitiesOf(rec), sdk.CapBackfill) {
-				return fmt.Errorf("connector %s does not support backfill", t.inst.Name)
+				return &app.UsageError{Err: fmt.Errorf("connector %s does not support backfill", t.inst.Name)}
 			}
 			if !rec.GetBool("enabled") {
-				return fmt.Errorf("connector %s is disabled; enable it first: omni connector enable %s", t.inst.Name, t.inst.Name)
+				return &app.UsageError{Err: fmt.Errorf("connector %s is disabled; enable it first: omni connector enable %s", t.inst.Name, t.inst.Name)}
 			}
 			if err := RequestBackfillRecord(t.o.PB, rec, at); err != nil {
 				return err

@@ -29,16 +29,16 @@ func runCLIWith(t *testing.T, opts connectors.Options, dataDir string, args ...s
 
 func TestConnectorCLI(t *testing.T) {
 	dir := t.TempDir()
-	if code, _, stderr := runCLI(t, dir, "connector", "enable", "nosuch"); code == 0 || !strings.Contains(stderr, `no connector named "nosuch" is installed (installed: `) {
+	if code, _, stderr := runCLI(t, dir, "connector", "enable", "nosuch"); code != 2 || !strings.Contains(stderr, `no connector named "nosuch" is installed (installed: `) {
 		t.Fatalf("unknown connector: %d %s", code, stderr)
 	}
-	if code, _, stderr := runCLI(t, dir, "connector", "enable", "example"); code == 0 || !strings.Contains(stderr, "required setting webhook_secret is missing") {
+	if code, _, stderr := runCLI(t, dir, "connector", "enable", "example"); code != 2 || !strings.Contains(stderr, "required setting webhook_secret is missing") {
 		t.Fatalf("missing required: %d %s", code, stderr)
 	}
-	if code, _, stderr := runCLI(t, dir, "connector", "configure", "example", "colour=blue"); code == 0 || !strings.Contains(stderr, "colour is not a setting of example (settings: api_token, api_url, webhook_secret)") {
+	if code, _, stderr := runCLI(t, dir, "connector", "configure", "example", "colour=blue"); code != 2 || !strings.Contains(stderr, "colour is not a setting of example (settings: api_token, api_url, webhook_secret)") {
 		t.Fatalf("unknown setting: %d %s", code, stderr)
 	}
-	if code, _, stderr := runCLI(t, dir, "connector", "configure", "example", "api_url=not a url"); code == 0 || !strings.Contains(stderr, "api_url") {
+	if code, _, stderr := runCLI(t, dir, "connector", "configure", "example", "api_url=not a url"); code != 2 || !strings.Contains(stderr, "api_url") {
 		t.Fatalf("bad url: %d %s", code, stderr)
 	}
 	code, out, stderr := runCLI(t, dir, "connector", "configure", "example", "webhook_secret="+whSecret, "api_url=http://127.0.0.1:9")
@@ -51,7 +51,7 @@ func TestConnectorCLI(t *testing.T) {
 	if code, out, _ := runCLI(t, dir, "connector", "list"); code != 0 || !strings.Contains(out, "example") {
 		t.Fatalf("list: %s", out)
 	}
-	if code, _, stderr := runCLI(t, dir, "connector", "backfill", "example", "--since", "yesterday"); code == 0 || !strings.Contains(stderr, `since "yesterday" is not a date`) {
+	if code, _, stderr := runCLI(t, dir, "connector", "backfill", "example", "--since", "yesterday"); code != 2 || !strings.Contains(stderr, `since "yesterday" is not a date`) {
 		t.Fatalf("bad since: %s", stderr)
 	}
 	if code, out, stderr := runCLI(t, dir, "connector", "backfill", "example", "--since", "2025-01-01", "--no-wait"); code != 0 || !strings.Contains(out, "requested") {
