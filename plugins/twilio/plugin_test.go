@@ -86,6 +86,15 @@ func TestSendThroughPluginSubprocess(t *testing.T) {
 		em[0].Properties["channel"] != "sms" || em[0].Properties["status"] != "unsubscribed" || em[0].Properties["source"] != "twilio" {
 		t.Fatalf("21610 emitted %+v", em)
 	}
+	// 21609, Twilio cannot use the callback URL: sent again without it.
+	fake.Fail("+14155550127", twiliofake.Failure{Status: 400, Code: 21609, Message: "Invalid 'StatusCallback'"})
+	if _, err := h.Send(&sdk.OutboundMessage{ID: "msg-6", To: map[string]string{"phone": "+14155550127"}, Text: "hi",
+		Properties: map[string]any{"status_callback_url": "https://shop.omni-shop.dev/webhooks/twilio/status"}}); err != nil {
+		t.Fatalf("21609: %v", err)
+	}
+	if all := fake.Messages(); fake.Hits("+14155550127") != 2 || all[len(all)-1].Form.Has("StatusCallback") {
+		t.Fatalf("21609: %d attempts, last form %v", fake.Hits("+14155550127"), all[len(all)-1].Form)
+	}
 	// Refused before calling Twilio.
 	for _, m := range []*sdk.OutboundMessage{
 		{ID: "x1", To: map[string]string{"email": "ann@omni-shop.dev"}, Text: "hi"},
@@ -98,7 +107,7 @@ func TestSendThroughPluginSubprocess(t *testing.T) {
 			t.Errorf("%s: %#v", m.ID, err)
 		}
 	}
-	if n := len(fake.Messages()); n != 1 {
+	if n := len(fake.Messages()); n != 2 {
 		t.Fatalf("fake accepted %d messages", n)
 	}
 	if err := h.Connector.Health(context.Background()); err != nil {
@@ -114,7 +123,7 @@ func TestSendThroughPluginSubprocess(t *testing.T) {
 	if _, err := h2.Send(&sdk.OutboundMessage{ID: "msg-5", To: map[string]string{"phone": "+14155550126"}, Text: "hello"}); err != nil {
 		t.Fatal(err)
 	}
-	if f := fake.Messages()[1].Form; f.Get("MessagingServiceSid") != cfg[KeyMessagingServiceSID] || f.Has("From") {
+	if f := fake.Messages()[2].Form; f.Get("MessagingServiceSid") != cfg[KeyMessagingServiceSID] || f.Has("From") {
 		t.Fatalf("messaging service send: %v", f)
 	}
 	// Wrong credentials: health says so.

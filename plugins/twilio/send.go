@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -23,6 +24,8 @@ const maxBody = 1600
 const (
 	CodeUnsubscribed  = "21610" // the recipient replied STOP: Twilio blocks every send
 	CodeInvalidNumber = "21211" // the To number is not a valid phone number
+	// CodeInvalidCallback: Twilio cannot use the StatusCallback URL.
+	CodeInvalidCallback = "21609"
 )
 
 // errorReasons explains the codes a shop is likely to meet, for the
@@ -95,24 +98,29 @@ func (c *Connector) Send(ctx context.Context, msg *sdk.OutboundMessage) (*sdk.Se
 		form.Set("From", s.from)
 	}
 	if cb := statusCallback(msg); cb != "" {
-		form.Set("StatusCallback", cb)
+		// Twilio refuses the whole send (21609) for a callback it cannot
+		// reach, such as the default loopback public_url; a local fake
+		// API (test_base_url) reaches local URLs.
+		if reachable(cb) || s.baseURL != DefaultBaseURL {
+			form.Set("StatusCallback", cb)
+		} else {
+			c.warnCallback(host, cb)
+		}
 	}
-	endpoint := s.baseURL + "/2010-04-01/Accounts/" + url.PathEscape(s.accountSID) + "/Messages.json"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, sdk.Permanent("request", err.Error())
+	status, retryAfter, raw, err := c.post(ctx, s, form)
+	if err == nil && status == http.StatusBadRequest && form.Has("StatusCallback") {
+		if te := parseTwilioError(raw); te != nil && strconv.Itoa(te.Code) == CodeInvalidCallback {
+			// Better sent without delivery statuses than not sent.
+			c.warnCallback(host, form.Get("StatusCallback"))
+			form.Del("StatusCallback")
+			status, retryAfter, raw, err = c.post(ctx, s, form)
+		}
 	}
-	req.SetBasicAuth(s.user, s.pass)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.client.Do(req)
 	if err != nil {
 		return nil, sdk.Retryable("twilio api unreachable: " + err.Error())
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		serr := mapSendError(resp.StatusCode, resp.Header.Get("Retry-After"), raw)
+	if status/100 != 2 {
+		serr := mapSendError(status, retryAfter, raw)
 		if se := sdk.AsSendError(serr); se.Code == CodeUnsubscribed && host != nil {
 			c.recordOptOut(ctx, host, to, msg.ID)
 		}
@@ -126,6 +134,51 @@ func (c *Connector) Send(ctx context.Context, msg *sdk.OutboundMessage) (*sdk.Se
 		return &sdk.SendResult{ProviderMessageID: "unknown:" + msg.ID}, nil
 	}
 	return &sdk.SendResult{ProviderMessageID: out.SID}, nil
+}
+
+// post creates one message and returns Twilio's answer.
+func (c *Connector) post(ctx context.Context, s *settings, form url.Values) (status int, retryAfter string, body []byte, err error) {
+	endpoint := s.baseURL + "/2010-04-01/Accounts/" + url.PathEscape(s.accountSID) + "/Messages.json"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, "", nil, err
+	}
+	req.SetBasicAuth(s.user, s.pass)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	body, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, resp.Header.Get("Retry-After"), body, nil
+}
+
+// reachable is false for callback URLs Twilio can never call: loopback,
+// private and link-local addresses, localhost.
+func reachable(cb string) bool {
+	u, err := url.Parse(cb)
+	if err != nil {
+		return false
+	}
+	h := strings.ToLower(u.Hostname())
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") || h == "" {
+		return false
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified())
+	}
+	return true
+}
+
+// warnCallback says once that delivery statuses will not arrive.
+func (c *Connector) warnCallback(host sdk.Host, cb string) {
+	if host == nil || c.callbackWarned.Swap(true) {
+		return
+	}
+	host.Log("warn", "sending sms without delivery statuses: Twilio cannot reach the status callback URL; set public_url to the address Twilio can call",
+		"status_callback_url", cb)
 }
 
 // statusCallback is properties.status_callback_url with outbound_id=ID

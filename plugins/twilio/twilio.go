@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/omni/omni/plugins/sdk"
@@ -60,6 +61,8 @@ type Connector struct {
 	mu   sync.RWMutex
 	cfg  *settings
 	host sdk.Host
+
+	callbackWarned atomic.Bool
 }
 
 // New returns an unconfigured Twilio connector.

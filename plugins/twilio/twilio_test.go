@@ -200,3 +200,19 @@ func TestInboundMMSAndOtherSenders(t *testing.T) {
 		t.Fatal("an inbound message without sid and sender is accepted")
 	}
 }
+
+func TestCallbackReachable(t *testing.T) {
+	for u, want := range map[string]bool{
+		"https://shop.omni-shop.dev/webhooks/twilio/status": true,
+		"http://203.0.113.7:8090/webhooks/twilio/status":    true,
+		"http://127.0.0.1:8090/webhooks/twilio/status":      false,
+		"http://localhost:8090/webhooks/twilio/status":      false,
+		"http://192.168.1.20/webhooks/twilio/status":        false,
+		"http://[::1]:8090/webhooks/twilio/status":          false,
+		"http://0.0.0.0:8090/webhooks/twilio/status":        false,
+	} {
+		if got := reachable(u); got != want {
+			t.Errorf("reachable(%s) = %v", u, got)
+		}
+	}
+}
