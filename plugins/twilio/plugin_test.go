@@ -162,6 +162,16 @@ func TestWebhooksThroughPluginSubprocess(t *testing.T) {
 			t.Fatalf("%s signature: %d %s", name, r.Status, r.Body)
 		}
 	}
+	// Three refusals, one warning in the log (at most one a minute).
+	refusals := 0
+	for _, l := range h.Logs() {
+		if strings.Contains(l.Message, "X-Twilio-Signature does not match") {
+			refusals++
+		}
+	}
+	if refusals != 1 {
+		t.Fatalf("%d refusal warnings logged: %+v", refusals, h.Logs())
+	}
 	r := post(PathInbound, inbound, sig)
 	if r.Status != 200 || r.Headers["Content-Type"] != "text/xml; charset=utf-8" || !strings.Contains(string(r.Body), "<Response/>") {
 		t.Fatalf("signed inbound: %d %v %s", r.Status, r.Headers, r.Body)

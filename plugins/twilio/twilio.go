@@ -63,6 +63,7 @@ type Connector struct {
 	host sdk.Host
 
 	callbackWarned atomic.Bool
+	refusalLog     everyMinute
 }
 
 // New returns an unconfigured Twilio connector.

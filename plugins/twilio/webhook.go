@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/omni/omni/plugins/sdk"
 )
@@ -45,7 +47,7 @@ func (c *Connector) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) 
 		return sdk.JSONResponse(http.StatusBadRequest, "body must be application/x-www-form-urlencoded"), nil
 	}
 	if !ValidSignature(s.authToken, signedURLs(s, req), params, req.Header(SignatureHeader)) {
-		if host != nil {
+		if host != nil && c.refusalLog.allow(c.now()) {
 			host.Log("warn", "twilio webhook refused: X-Twilio-Signature does not match (check auth_token, and webhook_base_url behind a proxy)",
 				"url", req.URL)
 		}
@@ -152,4 +154,13 @@ func portVariants(raw string) []string {
 		}
 	}
 	return out
+}
+
+// everyMinute lets a repeated warning through at most once a minute, so
+// a misconfigured proxy or a stranger posting junk cannot flood the log.
+type everyMinute struct{ last atomic.Int64 }
+
+func (e *everyMinute) allow(now time.Time) bool {
+	prev := e.last.Load()
+	return now.Unix()-prev >= 60 && e.last.CompareAndSwap(prev, now.Unix())
 }
