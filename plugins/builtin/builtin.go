@@ -10,6 +10,7 @@ import (
 	"github.com/omni/omni/plugins/sdk"
 	"github.com/omni/omni/plugins/shopify"
 	"github.com/omni/omni/plugins/square"
+	"github.com/omni/omni/plugins/twilio"
 	"github.com/omni/omni/plugins/whatsapp"
 )
 
@@ -19,6 +20,7 @@ var connectorsList = map[string]func() sdk.Connector{
 	"klaviyo":    klaviyo.New,
 	shopify.Name: shopify.New,
 	square.Name:  square.New,
+	twilio.Name:  twilio.New,
 	"whatsapp":   whatsapp.New,
 }
 

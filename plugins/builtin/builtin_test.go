@@ -23,6 +23,7 @@ import (
 	"github.com/omni/omni/plugins/shopify/shopifyfake"
 	"github.com/omni/omni/plugins/square"
 	"github.com/omni/omni/plugins/square/squarefake"
+	"github.com/omni/omni/plugins/twilio"
 	"github.com/omni/omni/plugins/whatsapp"
 )
 
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestBuiltinsRegistered(t *testing.T) {
-	for _, name := range []string{shopify.Name, square.Name} {
+	for _, name := range []string{shopify.Name, square.Name, twilio.Name} {
 		if _, ok := connectors.Builtin(name); !ok {
 			t.Errorf("%s is not a built-in", name)
 		}
