@@ -447,6 +447,9 @@ func OutcomeEvent(connector string, out *sdk.OutboundMessage, res *sdk.SendResul
 		if se.Code != "" {
 			props["error_code"] = truncate(se.Code, maxProviderID)
 		}
+		// The messaging contract's flag for a hard failure (SMTP 5xx, an
+		// unknown number): the gate marks the address undeliverable.
+		props["permanent"] = se.Kind == sdk.KindPermanent
 	}
 	if out.ConversationID != "" {
 		props["conversation_id"] = out.ConversationID

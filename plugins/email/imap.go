@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,7 +152,7 @@ func (b *inbox) session(ctx context.Context) error {
 	}
 	flag := imap.FlagSeen
 	for _, f := range sel.PermanentFlags {
-		if f == imap.FlagWildcard || f == readFlag {
+		if f == imap.FlagWildcard || strings.EqualFold(string(f), string(readFlag)) {
 			flag = readFlag
 		}
 	}

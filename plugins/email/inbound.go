@@ -388,7 +388,7 @@ func addressField(v string) string {
 // eventKey keeps event ids short and free of odd characters whatever the
 // Message-ID looks like.
 func eventKey(s string) string {
-	if atomSafe(strings.NewReplacer(".", "", "@", "", "+", "").Replace(s)) && len(s) <= 200 {
+	if atomSafe(strings.NewReplacer(".", "", "@", "", "+", "", ":", "").Replace(s)) && len(s) <= 200 {
 		return s
 	}
 	sum := sha256.Sum256([]byte(s))
