@@ -3,6 +3,7 @@ package email
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/internal/testkit/smtptest"
 	"github.com/omni/omni/plugins/internal/hosttest"
 	"github.com/omni/omni/plugins/sdk"
 )
@@ -143,5 +145,54 @@ func TestOutboxAndMailboxUnderOmniHost(t *testing.T) {
 	if got.Identities["email"] != "busy@omni-shop.dev" || got.Properties["outbound_id"] != "out-busy" ||
 		got.Properties["conversation_key"] != "<omni.out-busy@omni-shop.dev>" || got.Properties["text"] != "Great, I'll take it in M." {
 		t.Fatalf("message.received %+v", got)
+	}
+}
+
+// Staff mail: with no mail server set up, a password-reset request says so
+// (instead of "sent"); once the email connector runs, PocketBase's reset
+// mail goes out through its SMTP settings.
+func TestStaffPasswordResetGoesThroughTheConnector(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots Omni and a plugin subprocess")
+	}
+	srv := smtptest.Start(t, smtptest.Options{Username: "shop@omni-shop.dev", Password: "relay-pass"})
+	s := hosttest.Start(t, Name, New, map[string]any{
+		keySMTPHost: srv.Host, keySMTPPort: strconv.Itoa(srv.Port), keySMTPSecurity: "none",
+		keySMTPUser: "shop@omni-shop.dev", keySMTPPassword: "relay-pass",
+		keyFromEmail: "shop@omni-shop.dev", keyFromName: "Omni Test Shop",
+	})
+	s.Staff(t, "agent@omni-shop.dev", "agent")
+	reset := func() (int, []byte) {
+		return s.Do(t, "POST", "/api/collections/staff/request-password-reset", map[string]string{"email": "agent@omni-shop.dev"}, nil)
+	}
+	status := func() map[string]any {
+		code, body := s.Do(t, "GET", "/api/v1/mail/status", nil, nil)
+		var out map[string]any
+		if code != 200 || json.Unmarshal(body, &out) != nil {
+			t.Fatalf("mail status: %d %s", code, body)
+		}
+		return out
+	}
+
+	if st := status(); st["ready"] != false {
+		t.Fatalf("mail status before setup: %v", st)
+	}
+	code, body := reset()
+	if e := omnitest.WantError(t, code, body, 503); !strings.Contains(e.Message, "Email isn't set up yet") || !strings.Contains(e.Message, "omni superuser") {
+		t.Fatalf("reset without mail: %s", body)
+	}
+
+	hosttest.Enable(t, s, Name)
+	if st := status(); st["ready"] != true || st["via"] != "connector" {
+		t.Fatalf("mail status with the connector: %v", st)
+	}
+	if code, body := reset(); code != 204 {
+		t.Fatalf("reset: %d %s", code, body)
+	}
+	omnitest.Eventually(t, 30*time.Second, func() bool { return len(srv.Mails()) == 1 }, "reset mail delivered to the SMTP server")
+	m := srv.Mails()[0]
+	if m.To[0] != "agent@omni-shop.dev" || m.From != "shop@omni-shop.dev" || m.Auth != "shop@omni-shop.dev" ||
+		!strings.Contains(string(m.Data), "\r\nSubject: Reset your") {
+		t.Fatalf("reset mail from %s to %v (auth %q):\n%s", m.From, m.To, m.Auth, m.Data)
 	}
 }
