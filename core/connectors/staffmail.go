@@ -46,7 +46,11 @@ func (m *Module) bindStaffMail(se *core.ServeEvent) {
 	// Public: the sign-in pages ask before offering a reset link.
 	se.Router.GET("/api/v1/mail/status", func(e *core.RequestEvent) error {
 		via := m.mailVia()
-		return e.JSON(http.StatusOK, map[string]any{"ready": via != "", "via": via})
+		out := map[string]any{"ready": via != "", "via": via}
+		if via == "" {
+			out["message"] = MailNotSetUp
+		}
+		return e.JSON(http.StatusOK, out)
 	})
 }
 
