@@ -209,6 +209,7 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	})
 	m.registerWebhooks(se)
 	m.registerAPI(se)
+	m.bindStaffMail(se)
 	m.sync()
 	if err := m.outbox.start(); err != nil {
 		return err

@@ -447,6 +447,10 @@ func OutcomeEvent(connector string, out *sdk.OutboundMessage, res *sdk.SendResul
 		if se.Code != "" {
 			props["error_code"] = truncate(se.Code, maxProviderID)
 		}
+		// The messaging contract's flag for a hard failure the connector
+		// reported (SMTP 5xx, an unknown number): the gate may mark the
+		// address undeliverable. A missing connector says nothing about it.
+		props["permanent"] = se.Kind == sdk.KindPermanent && se.Code != "unknown_connector"
 	}
 	if out.ConversationID != "" {
 		props["conversation_id"] = out.ConversationID

@@ -5,6 +5,7 @@ package builtin
 import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/plugins/email"
 	"github.com/omni/omni/plugins/example"
 	"github.com/omni/omni/plugins/klaviyo"
 	"github.com/omni/omni/plugins/sdk"
@@ -17,6 +18,7 @@ import (
 // connectorsList maps a connector name to its constructor.
 var connectorsList = map[string]func() sdk.Connector{
 	example.Name: example.New,
+	email.Name:   email.New,
 	"klaviyo":    klaviyo.New,
 	shopify.Name: shopify.New,
 	square.Name:  square.New,
