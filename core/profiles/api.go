@@ -297,6 +297,9 @@ type TimelineEvent struct {
 	IdentText  string          `db:"identities" json:"-"`
 	PropText   string          `db:"properties" json:"-"`
 	CtxText    string          `db:"context" json:"-"`
+	// Shape is the entry in a shop owner's words (timeline.go).
+	Shape
+	propMap map[string]any
 }
 
 func (t *TimelineEvent) fill() {
@@ -372,7 +375,10 @@ func (m *Module) handleTimeline(e *core.RequestEvent) error {
 		last := items[len(items)-1]
 		next = strings.Replace(last.OccurredAt, " ", "T", 1) + "~" + last.ID
 	}
+	sh := &shaper{app: e.App, profile: row.ID}
+	sh.load(items)
 	for _, it := range items {
+		sh.shape(it)
 		it.fill()
 	}
 	return e.JSON(200, map[string]any{"items": items, "next": next})
