@@ -21,6 +21,7 @@ func (m *Module) Register(r *router.Router[*core.RequestEvent]) {
 	g := r.Group("/api/v1")
 	g.Bind(api.RequireStaff())
 	g.GET("/profiles", m.handleSearch)
+	g.GET("/profiles/currency", m.handleBaseCurrency)
 	g.GET("/profiles/{id}", m.handleGet)
 	g.GET("/profiles/{id}/timeline", m.handleTimeline)
 	g.GET("/profiles/{id}/merges", m.handleMerges)
@@ -382,6 +383,12 @@ func (m *Module) handleTimeline(e *core.RequestEvent) error {
 		it.fill()
 	}
 	return e.JSON(200, map[string]any{"items": items, "next": next})
+}
+
+// handleBaseCurrency says which base currency lifetime_value_base and
+// average_order_value_base use, and where it came from (currency.go).
+func (m *Module) handleBaseCurrency(e *core.RequestEvent) error {
+	return e.JSON(200, m.Base())
 }
 
 func (m *Module) handleSegments(e *core.RequestEvent) error {

@@ -42,6 +42,17 @@ const (
 	StagePostPurchase  = "post_purchase"
 	StageLoyal         = "loyal"
 
+	// Buying stages: the words a shop owner uses (New → Browsing → First
+	// purchase → Repeat → Loyal → At risk), derived alongside the
+	// lifecycle stage, which stays as it was so saved segment rules on
+	// lifecycle_stage keep their meaning.
+	BuyingNew           = "new"
+	BuyingBrowsing      = "browsing"
+	BuyingFirstPurchase = "first_purchase"
+	BuyingRepeat        = "repeat"
+	BuyingLoyal         = "loyal"
+	BuyingAtRisk        = "at_risk"
+
 	EngagementHigh    = "highly_engaged"
 	EngagementNormal  = "engaged"
 	EngagementLess    = "less_engaged"
@@ -53,6 +64,7 @@ const (
 	loyalWindow      = 365 * day
 	loyalOrders      = 2
 	purchaseWindow   = 30 * day
+	atRiskAfter      = 90 * day // no order for this long: a buyer is at risk
 	activeWindow     = 30 * day
 	highRecency      = 7 * day
 	highActiveDays   = 3
@@ -84,6 +96,7 @@ type Computed struct {
 	Identified            bool               `json:"identified,omitempty"`
 	Checkout              bool               `json:"checkout_started,omitempty"`
 	LifecycleStage        string             `json:"lifecycle_stage"`
+	BuyingStage           string             `json:"buying_stage,omitempty"`
 	EngagementLevel       string             `json:"engagement_level"`
 }
 
@@ -336,6 +349,10 @@ func (c *Computed) derive(now time.Time, cur Currency) time.Time {
 	default:
 		c.LifecycleStage = StageAwareness
 	}
+	c.BuyingStage = buyingStage(c.LifecycleStage, c.OrdersCount, lastOrder, now)
+	if c.OrdersCount > 0 && c.LifecycleStage != StageLoyal {
+		later(lastOrder.Add(atRiskAfter))
+	}
 	// Keep only the year of orders the rule needs.
 	if len(c.RecentOrders) > 0 {
 		cut := fmtT(now.Add(-loyalWindow))
@@ -379,4 +396,23 @@ func (c *Computed) derive(now time.Time, cur Currency) time.Time {
 		c.EngagementLevel = EngagementDormant
 	}
 	return due
+}
+
+// buyingStage reads the lifecycle stage in a shop owner's words: loyal
+// stays loyal (two orders within a year); another buyer is at risk after
+// atRiskAfter without an order, else a first-time or a repeat buyer.
+func buyingStage(lifecycle string, orders int, lastOrder, now time.Time) string {
+	switch {
+	case lifecycle == StageLoyal:
+		return BuyingLoyal
+	case orders > 0 && now.Sub(lastOrder) >= atRiskAfter:
+		return BuyingAtRisk
+	case orders > 1:
+		return BuyingRepeat
+	case orders == 1:
+		return BuyingFirstPurchase
+	case lifecycle == StageConsideration:
+		return BuyingBrowsing
+	}
+	return BuyingNew
 }
