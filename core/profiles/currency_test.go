@@ -92,7 +92,9 @@ func TestBuyingStageAndLifecycleRules(t *testing.T) {
 		order("lapsed@omni-shop.dev", "4", 200*24*time.Hour),
 		ev(events.Identify, "site", now.Add(-time.Hour), events.Identities{events.Email: "looking@omni-shop.dev"}, map[string]any{"traits": map[string]any{"name": "Lu"}}, events.ChannelWeb),
 	)
-	stage := func(email string) string { return e.detail(t, e.profileOf(t, events.Email, email)).Computed.BuyingStage }
+	stage := func(email string) string {
+		return e.detail(t, e.profileOf(t, events.Email, email)).Computed.BuyingStage
+	}
 	for email, want := range map[string]string{"loyal@omni-shop.dev": "loyal", "once@omni-shop.dev": "first_purchase",
 		"lapsed@omni-shop.dev": "at_risk", "looking@omni-shop.dev": "browsing"} {
 		if got := stage(email); got != want {
