@@ -141,9 +141,14 @@ func floatPtr(p map[string]any, k string) *float64 {
 }
 
 // lines reads line_items as Shopify (title, variant_title, price) and
-// Square (name, variation_name, price, total) emit them.
+// Square (name, variation_name, price, total) emit them, and a tracked
+// order's products as Segment's e-commerce spec names them (name,
+// variant, quantity, price).
 func lines(p map[string]any) []Line {
 	raw, _ := p["line_items"].([]any)
+	if raw == nil {
+		raw, _ = p["products"].([]any)
+	}
 	cur := strings.ToUpper(str(p, "currency"))
 	var out []Line
 	for _, r := range raw {
@@ -158,6 +163,8 @@ func lines(p map[string]any) []Line {
 		if v := str(li, "variant_title"); v != "" {
 			title += " – " + v
 		} else if v := str(li, "variation_name"); v != "" && !strings.EqualFold(v, "regular") {
+			title += " – " + v
+		} else if v := str(li, "variant"); v != "" {
 			title += " – " + v
 		}
 		if title == "" {
