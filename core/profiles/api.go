@@ -50,12 +50,14 @@ type Summary struct {
 	LastSeen        string `db:"last_seen" json:"last_seen"`
 	OrdersCount     int    `db:"orders_count" json:"orders_count"`
 	LifecycleStage  string `db:"lifecycle_stage" json:"lifecycle_stage"`
+	BuyingStage     string `db:"buying_stage" json:"buying_stage"`
 	EngagementLevel string `db:"engagement_level" json:"engagement_level"`
 	Created         string `db:"created" json:"created"`
 	Updated         string `db:"updated" json:"updated"`
 }
 
-const summaryCols = "p.id, p.name, p.email, p.phone, p.first_seen, p.last_seen, p.orders_count, p.lifecycle_stage, p.engagement_level, p.created, p.updated"
+const summaryCols = "p.id, p.name, p.email, p.phone, p.first_seen, p.last_seen, p.orders_count, p.lifecycle_stage, " +
+	"COALESCE(json_extract(p.computed, '$.buying_stage'), '') AS buying_stage, p.engagement_level, p.created, p.updated"
 
 // intParam reads a whole-number query parameter; out of range is a 400
 // naming it.

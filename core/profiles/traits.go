@@ -60,18 +60,21 @@ const (
 )
 
 const (
-	day              = 24 * time.Hour
-	loyalWindow      = 365 * day
-	loyalOrders      = 2
-	purchaseWindow   = 30 * day
-	atRiskAfter      = 90 * day // no order for this long: a buyer is at risk
-	activeWindow     = 30 * day
-	highRecency      = 7 * day
-	highActiveDays   = 3
-	engagedRecency   = 30 * day
-	lessRecency      = 90 * day
-	maxRecentOrders  = 50
-	maxActiveDayList = 31
+	day            = 24 * time.Hour
+	loyalWindow    = 365 * day
+	loyalOrders    = 2
+	purchaseWindow = 30 * day
+	atRiskAfter    = 90 * day // no order for this long: a buyer is at risk
+	// buyingLoyalOrders within loyalWindow make a loyal buyer; two are a
+	// repeat buyer (lifecycle_stage's loyal, two, is kept for its rules).
+	buyingLoyalOrders = 3
+	activeWindow      = 30 * day
+	highRecency       = 7 * day
+	highActiveDays    = 3
+	engagedRecency    = 30 * day
+	lessRecency       = 90 * day
+	maxRecentOrders   = 50
+	maxActiveDayList  = 31
 )
 
 // Computed holds the traits derived from a profile's events. Counters are
@@ -349,9 +352,12 @@ func (c *Computed) derive(now time.Time, cur Currency) time.Time {
 	default:
 		c.LifecycleStage = StageAwareness
 	}
-	c.BuyingStage = buyingStage(c.LifecycleStage, c.OrdersCount, lastOrder, now)
-	if c.OrdersCount > 0 && c.LifecycleStage != StageLoyal {
+	c.BuyingStage = buyingStage(c.LifecycleStage, c.OrdersCount, len(inYear), lastOrder, now)
+	if c.OrdersCount > 0 {
 		later(lastOrder.Add(atRiskAfter))
+	}
+	if len(inYear) >= buyingLoyalOrders {
+		later(inYear[len(inYear)-buyingLoyalOrders].Add(loyalWindow))
 	}
 	// Keep only the year of orders the rule needs.
 	if len(c.RecentOrders) > 0 {
@@ -398,12 +404,13 @@ func (c *Computed) derive(now time.Time, cur Currency) time.Time {
 	return due
 }
 
-// buyingStage reads the lifecycle stage in a shop owner's words: loyal
-// stays loyal (two orders within a year); another buyer is at risk after
-// atRiskAfter without an order, else a first-time or a repeat buyer.
-func buyingStage(lifecycle string, orders int, lastOrder, now time.Time) string {
+// buyingStage says where a customer is, in a shop owner's words: three
+// orders within a year are loyal; another buyer is at risk after
+// atRiskAfter without an order, else a first-time or a repeat buyer;
+// before any order, browsing once known (or at a checkout), else new.
+func buyingStage(lifecycle string, orders, ordersInYear int, lastOrder, now time.Time) string {
 	switch {
-	case lifecycle == StageLoyal:
+	case ordersInYear >= buyingLoyalOrders:
 		return BuyingLoyal
 	case orders > 0 && now.Sub(lastOrder) >= atRiskAfter:
 		return BuyingAtRisk

@@ -21,7 +21,7 @@ export const BUYING_STAGES = {
   browsing: { label: 'Browsing', hint: 'Known, or started a checkout, no order yet' },
   first_purchase: { label: 'First purchase', hint: 'One order, in the last 90 days' },
   repeat: { label: 'Repeat', hint: 'Two or more orders, the last in the last 90 days' },
-  loyal: { label: 'Loyal', hint: 'Two or more orders within a year' },
+  loyal: { label: 'Loyal', hint: 'Three or more orders within a year' },
   at_risk: { label: 'At risk', hint: 'Has ordered, but not in the last 90 days' },
 }
 
