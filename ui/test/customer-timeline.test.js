@@ -23,7 +23,7 @@ before(async () => {
   tmp = tmpDir()
   const bin = buildOmni(tmp)
   const dataDir = path.join(tmp, 'data')
-  writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop', '--kind', 'server').match(/write key: (\S+)/)[1]
+  writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop', '--kind', 'server').match(/(?:write|secret) key: (\S+)/)[1]
   server = await startOmni(bin, dataDir, { logName: 'omni-customer-timeline.log' })
   const owner = await apiAs(server.url, '', '/api/v1/setup/owner', { method: 'POST', body: JSON.stringify({ ...OWNER, passwordConfirm: OWNER.password }) })
   assert.equal(owner.status, 200, JSON.stringify(owner.body))
@@ -32,7 +32,7 @@ before(async () => {
   const t0 = Date.now() - 3 * 3600 * 1000
   const at = (min) => new Date(t0 + min * 60000).toISOString()
   const pages = ['Home', 'Spring collection', 'Linen shirt', 'Linen shirt – sizes', 'Cart'].map((name, i) => ({
-    type: 'page', userId: 'tess', name, messageId: 'p' + i, timestamp: at(i),
+    type: 'page', userId: 'tess', name, messageId: 'p' + i, timestamp: at(1 + i),
     context: { page: { title: name, url: 'https://shop.omni-shop.dev/' + i }, campaign: { source: 'google', medium: 'cpc', name: 'spring_sale' } },
   }))
   await batch(server.url, writeKey, [
