@@ -385,8 +385,8 @@ func (s *shaper) shape(t *TimelineEvent) {
 	case events.MessageReceived:
 		sh.Title = chName + " message received"
 		sh.Text = cut(str(p, "text"), 2000)
-		if sh.Text == "" && str(p, "message_type") != "" && str(p, "message_type") != "text" {
-			sh.Text = "(" + humanWords(str(p, "message_type")) + ")"
+		if mt := str(p, "message_type"); mt != "" && mt != "text" { // an image, a voice note… and its caption
+			sh.Text = strings.TrimSpace("(" + humanWords(mt) + ") " + sh.Text)
 		}
 	case events.MessageSent:
 		sh.Title = chName + " message sent"
@@ -404,9 +404,13 @@ func (s *shaper) shape(t *TimelineEvent) {
 	case events.MessageDelivered, events.MessageRead, events.MessageFailed:
 		verb := map[string]string{events.MessageDelivered: "delivered", events.MessageRead: "read", events.MessageFailed: "not delivered"}[t.Type]
 		sh.Title, sh.Status = chName+" message "+verb, strings.TrimPrefix(t.Type, "message.")
-		sh.Text = str(p, "error")
-		if sh.Text == "" {
-			sh.Text = humanWords(str(p, "reason"))
+		for _, k := range []string{"error", "error_reason", "reason"} {
+			if sh.Text = str(p, k); sh.Text != "" {
+				break
+			}
+		}
+		if sh.Text == "bounced" || sh.Text == "spam_complaint" {
+			sh.Text = humanWords(sh.Text)
 		}
 		sh.Group = "message_status"
 	case events.EmailOpened:
@@ -437,6 +441,8 @@ func (s *shaper) shape(t *TimelineEvent) {
 			sh.Text = "Replied " + str(p, "keyword")
 		case str(p, "detail") != "":
 			sh.Text = str(p, "detail")
+		case str(p, "method") != "": // Klaviyo: where they did it (PROFILE_PAGE, …)
+			sh.Text = "Via " + strings.ToLower(humanWords(strings.ToLower(str(p, "method"))))
 		}
 	case events.SegmentEntered:
 		sh.Title = "Joined segment " + str(p, "segment_name")

@@ -81,6 +81,12 @@ func TestTimelineShapesConnectorEvents(t *testing.T) {
 	square := one("square", "order_updated_completed.json", events.OrderPlaced, -2*time.Hour)
 	inbound := one("whatsapp", "inbound_text.json", events.MessageReceived, -90*time.Minute)
 	read := one("whatsapp", "status_read.json", events.MessageRead, -50*time.Minute)
+	failed := one("whatsapp", "status_failed.json", events.MessageFailed, -40*time.Minute)
+	failed.ID += ":other" // a report on another message
+	failed.Properties["message_id"] = "wamid.other"
+	image := one("whatsapp", "inbound_image.json", events.MessageReceived, -35*time.Minute)
+	image.ID += ":image" // Meta's samples share one message id
+	klaviyo := one("klaviyo", "system_webhook_unsubscribed.json", events.ConsentChanged, -30*time.Minute)
 	// An outgoing reply as the outbox records it; WhatsApp reports on the
 	// id it gave the message.
 	sent := ev(events.MessageSent, "whatsapp", now.Add(-time.Hour), events.Identities{events.Email: email},
@@ -92,7 +98,7 @@ func TestTimelineShapesConnectorEvents(t *testing.T) {
 	// A staff note (written by another part of the admin) passes through.
 	note := ev("note", profiles.SourceStaff, now.Add(-10*time.Minute), events.Identities{events.Email: email},
 		map[string]any{"text": "Prefers pickup on Fridays", "author": "Ana"}, "")
-	e.publish(t, order, refund, checkout, consent, square, inbound, read, sent, page, note)
+	e.publish(t, order, refund, checkout, consent, square, inbound, read, failed, image, klaviyo, sent, page, note)
 
 	pid := e.profileOf(t, events.Email, email)
 	tl := e.timeline(t, pid)
@@ -134,6 +140,15 @@ func TestTimelineShapesConnectorEvents(t *testing.T) {
 	}
 	if r := tl[read.ID]; r.Status != "read" || r.Group != "message_status" {
 		t.Errorf("read receipt %+v", r.Shape)
+	}
+	if f := tl[failed.ID]; f.Title != "WhatsApp message not delivered" || f.Status != "failed" || f.Text != "User's number is part of an experiment" {
+		t.Errorf("failed delivery %+v", f.Shape)
+	}
+	if im := tl[image.ID]; im.Text != "(Image) Taj Mahal" {
+		t.Errorf("inbound image %+v", im.Shape)
+	}
+	if k := tl[klaviyo.ID]; k.Title != "Email consent: unsubscribed" || k.By != "Klaviyo" || k.Text != "Via profile page" {
+		t.Errorf("klaviyo consent %+v", k.Shape)
 	}
 	if p := tl[page.ID]; p.Title != "Viewed Spring collection" || p.Group != "page_views" || p.Campaign != "spring_sale (google / cpc)" {
 		t.Errorf("page view %+v", p.Shape)
