@@ -108,7 +108,7 @@ type shaper struct {
 	loaded  bool
 }
 
-func str(m map[string]any, k string) string {
+func propString(m map[string]any, k string) string {
 	switch v := m[k].(type) {
 	case string:
 		return strings.TrimSpace(v)
@@ -120,7 +120,7 @@ func str(m map[string]any, k string) string {
 	return ""
 }
 
-func obj(m map[string]any, k string) map[string]any {
+func propObject(m map[string]any, k string) map[string]any {
 	o, _ := m[k].(map[string]any)
 	return o
 }
@@ -130,7 +130,7 @@ func moneyOf(p map[string]any, keys ...string) *Money {
 	if !ok {
 		return nil
 	}
-	return &Money{Value: v, Currency: strings.ToUpper(str(p, "currency"))}
+	return &Money{Value: v, Currency: strings.ToUpper(propString(p, "currency"))}
 }
 
 func floatPtr(p map[string]any, k string) *float64 {
@@ -140,35 +140,35 @@ func floatPtr(p map[string]any, k string) *float64 {
 	return nil
 }
 
-// lines reads line_items as Shopify (title, variant_title, price) and
+// entryLines reads line_items as Shopify (title, variant_title, price) and
 // Square (name, variation_name, price, total) emit them, and a tracked
 // order's products as Segment's e-commerce spec names them (name,
 // variant, quantity, price).
-func lines(p map[string]any) []Line {
+func entryLines(p map[string]any) []Line {
 	raw, _ := p["line_items"].([]any)
 	if raw == nil {
 		raw, _ = p["products"].([]any)
 	}
-	cur := strings.ToUpper(str(p, "currency"))
+	cur := strings.ToUpper(propString(p, "currency"))
 	var out []Line
 	for _, r := range raw {
 		li, ok := r.(map[string]any)
 		if !ok {
 			continue
 		}
-		title := str(li, "title")
+		title := propString(li, "title")
 		if title == "" {
-			title = str(li, "name")
+			title = propString(li, "name")
 		}
-		if v := str(li, "variant_title"); v != "" {
+		if v := propString(li, "variant_title"); v != "" {
 			title += " – " + v
-		} else if v := str(li, "variation_name"); v != "" && !strings.EqualFold(v, "regular") {
+		} else if v := propString(li, "variation_name"); v != "" && !strings.EqualFold(v, "regular") {
 			title += " – " + v
-		} else if v := str(li, "variant"); v != "" {
+		} else if v := propString(li, "variant"); v != "" {
 			title += " – " + v
 		}
 		if title == "" {
-			title = str(li, "sku")
+			title = propString(li, "sku")
 		}
 		l := Line{Title: title, Price: floatPtr(li, "price"), Total: floatPtr(li, "total"), Currency: cur}
 		if l.Total == nil {
@@ -185,25 +185,25 @@ func lines(p map[string]any) []Line {
 // orderLabel is the order as the shop knows it: Shopify's name (#1086),
 // else its number, else the vendor's id.
 func orderLabel(p map[string]any) string {
-	if n := str(p, "order_name"); n != "" {
+	if n := propString(p, "order_name"); n != "" {
 		return n
 	}
-	if n := str(p, "order_number"); n != "" {
+	if n := propString(p, "order_number"); n != "" {
 		return "#" + n
 	}
-	if n := str(p, "receipt_number"); n != "" {
+	if n := propString(p, "receipt_number"); n != "" {
 		return "#" + n
 	}
-	return str(p, "order_id")
+	return propString(p, "order_id")
 }
 
 func campaignText(ctx map[string]any) string {
-	c := obj(ctx, "campaign")
+	c := propObject(ctx, "campaign")
 	if c == nil {
 		return ""
 	}
-	src, med, name := str(c, "source"), str(c, "medium"), str(c, "name")
-	via := strings.Join(nonEmpty(src, med), " / ")
+	src, med, name := propString(c, "source"), propString(c, "medium"), propString(c, "name")
+	via := strings.Join(nonEmptyStrings(src, med), " / ")
 	switch {
 	case name != "" && via != "":
 		return name + " (" + via + ")"
@@ -213,7 +213,7 @@ func campaignText(ctx map[string]any) string {
 	return via
 }
 
-func nonEmpty(ss ...string) []string {
+func nonEmptyStrings(ss ...string) []string {
 	var out []string
 	for _, s := range ss {
 		if s != "" {
@@ -234,7 +234,7 @@ func listText(v any) string {
 	return strings.Join(out, ", ")
 }
 
-func cut(s string, n int) string {
+func clipRunes(s string, n int) string {
 	if len([]rune(s)) <= n {
 		return s
 	}
@@ -252,7 +252,7 @@ func (s *shaper) load(items []*TimelineEvent) {
 	var want []string
 	for _, it := range items {
 		if it.Type == events.OrderRefunded || it.Type == events.OrderCancelled {
-			if id := str(it.props(), "order_id"); id != "" {
+			if id := propString(it.props(), "order_id"); id != "" {
 				want = append(want, id)
 			}
 		}
@@ -330,24 +330,24 @@ func (s *shaper) shape(t *TimelineEvent) {
 		if t.Channel == events.ChannelPOS {
 			sh.Title += " in the shop"
 		}
-		sh.Amount, sh.Lines = moneyOf(p, "total", "revenue", "value", "amount"), lines(p)
+		sh.Amount, sh.Lines = moneyOf(p, "total", "revenue", "value", "amount"), entryLines(p)
 		if d := listText(p["discount_codes"]); d != "" {
 			sh.Facts = append(sh.Facts, Fact{"Discount codes", d})
 		}
-		if v := str(p, "financial_status"); v != "" {
+		if v := propString(p, "financial_status"); v != "" {
 			sh.Facts = append(sh.Facts, Fact{"Payment", humanWords(v)})
 		}
-		if u := str(p, "receipt_url"); u != "" {
+		if u := propString(p, "receipt_url"); u != "" {
 			sh.Link = &Link{Label: "Receipt", URL: u}
 		}
 	case events.OrderCancelled:
 		sh.Title = "Order " + s.orderName(p) + " cancelled"
 		sh.Amount = moneyOf(p, "total")
-		sh.Text = humanWords(str(p, "cancel_reason"))
+		sh.Text = humanWords(propString(p, "cancel_reason"))
 	case events.OrderRefunded:
 		sh.Title = "Refund on order " + s.orderName(p)
-		sh.Amount, sh.Lines = moneyOf(p, "total", "refund", "amount", "revenue", "value"), lines(p)
-		sh.Text = str(p, "note")
+		sh.Amount, sh.Lines = moneyOf(p, "total", "refund", "amount", "revenue", "value"), entryLines(p)
+		sh.Text = propString(p, "note")
 	case events.CheckoutStarted, events.CheckoutUpdated:
 		sh.Title = "Started checkout"
 		if t.Type == events.CheckoutUpdated {
@@ -356,56 +356,56 @@ func (s *shaper) shape(t *TimelineEvent) {
 		if b, _ := p["completed"].(bool); b {
 			sh.Title = "Completed checkout"
 		}
-		sh.Amount, sh.Lines = moneyOf(p, "total", "value", "subtotal"), lines(p)
-		if u := str(p, "abandoned_checkout_url"); u != "" {
+		sh.Amount, sh.Lines = moneyOf(p, "total", "value", "subtotal"), entryLines(p)
+		if u := propString(p, "abandoned_checkout_url"); u != "" {
 			sh.Link = &Link{Label: "Recovery link", URL: u}
 		}
 		if d := listText(p["discount_codes"]); d != "" {
 			sh.Facts = append(sh.Facts, Fact{"Discount codes", d})
 		}
 	case events.PageViewed, events.ScreenViewed:
-		page := obj(ctx, "page")
-		what := str(page, "title")
+		page := propObject(ctx, "page")
+		what := propString(page, "title")
 		if what == "" {
 			what = t.Name
 		}
 		if what == "" {
-			what = str(p, "name")
+			what = propString(p, "name")
 		}
 		if what == "" {
-			what = str(page, "path")
+			what = propString(page, "path")
 		}
 		if what == "" {
 			what = "a page"
 		}
 		sh.Title, sh.Group = "Viewed "+what, "page_views"
-		if u := str(page, "url"); u != "" {
+		if u := propString(page, "url"); u != "" {
 			sh.Link = &Link{Label: "Page", URL: u}
 		}
 	case events.MessageReceived:
 		sh.Title = chName + " message received"
-		sh.Text = cut(str(p, "text"), 2000)
-		if mt := str(p, "message_type"); mt != "" && mt != "text" { // an image, a voice note… and its caption
+		sh.Text = clipRunes(propString(p, "text"), 2000)
+		if mt := propString(p, "message_type"); mt != "" && mt != "text" { // an image, a voice note… and its caption
 			sh.Text = strings.TrimSpace("(" + humanWords(mt) + ") " + sh.Text)
 		}
 	case events.MessageSent:
 		sh.Title = chName + " message sent"
-		sh.Text = cut(str(p, "text"), 2000)
-		if sh.Text == "" && str(p, "template") != "" {
-			sh.Text = "Template “" + str(p, "template") + "”"
+		sh.Text = clipRunes(propString(p, "text"), 2000)
+		if sh.Text == "" && propString(p, "template") != "" {
+			sh.Text = "Template “" + propString(p, "template") + "”"
 		}
-		if sub := str(p, "subject"); sub != "" {
+		if sub := propString(p, "subject"); sub != "" {
 			sh.Facts = append(sh.Facts, Fact{"Subject", sub})
 		}
 		sh.Status = "sent"
-		if st := s.status(str(p, "provider_message_id")); st != "" {
+		if st := s.status(propString(p, "provider_message_id")); st != "" {
 			sh.Status = st
 		}
 	case events.MessageDelivered, events.MessageRead, events.MessageFailed:
 		verb := map[string]string{events.MessageDelivered: "delivered", events.MessageRead: "read", events.MessageFailed: "not delivered"}[t.Type]
 		sh.Title, sh.Status = chName+" message "+verb, strings.TrimPrefix(t.Type, "message.")
 		for _, k := range []string{"error", "error_reason", "reason"} {
-			if sh.Text = str(p, k); sh.Text != "" {
+			if sh.Text = propString(p, k); sh.Text != "" {
 				break
 			}
 		}
@@ -415,48 +415,48 @@ func (s *shaper) shape(t *TimelineEvent) {
 		sh.Group = "message_status"
 	case events.EmailOpened:
 		sh.Title = "Opened an email"
-		if sub := str(p, "subject"); sub != "" {
+		if sub := propString(p, "subject"); sub != "" {
 			sh.Title = "Opened email “" + sub + "”"
 		}
 	case events.EmailClicked:
 		sh.Title = "Clicked a link in an email"
-		if u := str(p, "url"); u != "" {
+		if u := propString(p, "url"); u != "" {
 			sh.Link = &Link{Label: "Link", URL: u}
 		}
 	case events.ConsentChanged:
-		status := map[string]string{"subscribed": "subscribed", "unsubscribed": "unsubscribed"}[str(p, "status")]
+		status := map[string]string{"subscribed": "subscribed", "unsubscribed": "unsubscribed"}[propString(p, "status")]
 		if status == "" {
-			status = humanWords(str(p, "status"))
+			status = humanWords(propString(p, "status"))
 		}
-		sh.Title = channelName(str(p, "channel")) + " consent: " + status
-		if by := obj(p, "by"); str(by, "name") != "" {
-			sh.By = str(by, "name") + " (staff)"
+		sh.Title = channelName(propString(p, "channel")) + " consent: " + status
+		if by := propObject(p, "by"); propString(by, "name") != "" {
+			sh.By = propString(by, "name") + " (staff)"
 		} else {
 			sh.By = sourceName(t.Source)
 		}
 		switch {
-		case str(p, "reason") != "":
-			sh.Text = str(p, "reason")
-		case str(p, "keyword") != "":
-			sh.Text = "Replied " + str(p, "keyword")
-		case str(p, "detail") != "":
-			sh.Text = str(p, "detail")
-		case str(p, "method") != "": // Klaviyo: where they did it (PROFILE_PAGE, …)
-			sh.Text = "Via " + strings.ToLower(humanWords(strings.ToLower(str(p, "method"))))
+		case propString(p, "reason") != "":
+			sh.Text = propString(p, "reason")
+		case propString(p, "keyword") != "":
+			sh.Text = "Replied " + propString(p, "keyword")
+		case propString(p, "detail") != "":
+			sh.Text = propString(p, "detail")
+		case propString(p, "method") != "": // Klaviyo: where they did it (PROFILE_PAGE, …)
+			sh.Text = "Via " + strings.ToLower(humanWords(strings.ToLower(propString(p, "method"))))
 		}
 	case events.SegmentEntered:
-		sh.Title = "Joined segment " + str(p, "segment_name")
+		sh.Title = "Joined segment " + propString(p, "segment_name")
 	case events.SegmentExited:
-		sh.Title = "Left segment " + str(p, "segment_name")
+		sh.Title = "Left segment " + propString(p, "segment_name")
 	case "profile.merged":
 		sh.Title = "Merged with another customer record"
-		sh.Text = s.merges[str(p, "merged_profile_id")]
+		sh.Text = s.merges[propString(p, "merged_profile_id")]
 	case events.Identify, events.CustomerUpdated:
 		sh.Title = "Details updated"
 		if t.Source != "" && t.Type == events.CustomerUpdated {
 			sh.Title = "Details updated in " + sourceName(t.Source)
 		}
-		traits := obj(p, "traits")
+		traits := propObject(p, "traits")
 		if traits == nil {
 			traits = p
 		}
@@ -477,21 +477,21 @@ func (s *shaper) shape(t *TimelineEvent) {
 		if sh.Title == "" {
 			sh.Title = humanWords(t.Type)
 		}
-		sh.Text = str(p, "text")
-		if a := str(p, "author"); a != "" {
+		sh.Text = propString(p, "text")
+		if a := propString(p, "author"); a != "" {
 			sh.By = a
-		} else if by := obj(p, "by"); str(by, "name") != "" {
-			sh.By = str(by, "name")
+		} else if by := propObject(p, "by"); propString(by, "name") != "" {
+			sh.By = propString(by, "name")
 		}
 	}
-	sh.Text = cut(sh.Text, 2000)
+	sh.Text = clipRunes(sh.Text, 2000)
 }
 
 func (s *shaper) orderName(p map[string]any) string {
-	if n := str(p, "order_name"); n != "" {
+	if n := propString(p, "order_name"); n != "" {
 		return n
 	}
-	id := str(p, "order_id")
+	id := propString(p, "order_id")
 	if n := s.orders[id]; n != "" {
 		return n
 	}
