@@ -461,6 +461,14 @@ func OutcomeEvent(connector string, out *sdk.OutboundMessage, res *sdk.SendResul
 	if out.Template != nil {
 		props["template"] = out.Template.Name
 	}
+	// What was said, so the customer's timeline shows it (bounded like
+	// the connector's strings).
+	if out.Text != "" {
+		props["text"] = truncate(out.Text, maxText)
+	}
+	if out.Subject != "" {
+		props["subject"] = truncate(out.Subject, maxReason)
+	}
 	ids := events.Identities{}
 	for k, v := range out.To {
 		if events.KnownIdentity(k) && v != "" {
@@ -480,6 +488,7 @@ func OutcomeEvent(connector string, out *sdk.OutboundMessage, res *sdk.SendResul
 // Bounds on connector-supplied strings in outcome events.
 const (
 	maxReason     = 2000
+	maxText       = 4000
 	maxProviderID = 256
 )
 

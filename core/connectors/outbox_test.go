@@ -103,3 +103,19 @@ func TestNoBackfillStartsAfterStop(t *testing.T) {
 		t.Fatal("a backfill started after the module stopped")
 	}
 }
+
+// An outgoing message's outcome keeps what was said, bounded, so the
+// customer's timeline shows the text of the message and not only that one
+// was sent.
+func TestOutcomeEventKeepsTheMessageText(t *testing.T) {
+	out := &sdk.OutboundMessage{ID: "m-1", Channel: "whatsapp", To: map[string]string{"phone": "+16135550123"},
+		Text: "Your order #1086 is ready " + strings.Repeat("é", 3000), Subject: "Ready for pickup"}
+	ev := connectors.OutcomeEvent("whatsapp", out, &sdk.SendResult{ProviderMessageID: "wamid.1"}, nil, time.Now())
+	text, _ := ev.Properties["text"].(string)
+	if !strings.HasPrefix(text, "Your order #1086 is ready") || len(text) > 4000+len("…") || ev.Properties["subject"] != "Ready for pickup" {
+		t.Fatalf("outcome properties: text %d bytes %q…, subject %v", len(text), text[:min(40, len(text))], ev.Properties["subject"])
+	}
+	if ev.Properties["provider_message_id"] != "wamid.1" {
+		t.Fatalf("provider id: %v", ev.Properties["provider_message_id"])
+	}
+}

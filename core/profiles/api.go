@@ -21,6 +21,7 @@ func (m *Module) Register(r *router.Router[*core.RequestEvent]) {
 	g := r.Group("/api/v1")
 	g.Bind(api.RequireStaff())
 	g.GET("/profiles", m.handleSearch)
+	g.GET("/profiles/currency", m.handleBaseCurrency)
 	g.GET("/profiles/{id}", m.handleGet)
 	g.GET("/profiles/{id}/timeline", m.handleTimeline)
 	g.GET("/profiles/{id}/merges", m.handleMerges)
@@ -49,12 +50,14 @@ type Summary struct {
 	LastSeen        string `db:"last_seen" json:"last_seen"`
 	OrdersCount     int    `db:"orders_count" json:"orders_count"`
 	LifecycleStage  string `db:"lifecycle_stage" json:"lifecycle_stage"`
+	BuyingStage     string `db:"buying_stage" json:"buying_stage"`
 	EngagementLevel string `db:"engagement_level" json:"engagement_level"`
 	Created         string `db:"created" json:"created"`
 	Updated         string `db:"updated" json:"updated"`
 }
 
-const summaryCols = "p.id, p.name, p.email, p.phone, p.first_seen, p.last_seen, p.orders_count, p.lifecycle_stage, p.engagement_level, p.created, p.updated"
+const summaryCols = "p.id, p.name, p.email, p.phone, p.first_seen, p.last_seen, p.orders_count, p.lifecycle_stage, " +
+	"COALESCE(json_extract(p.computed, '$.buying_stage'), '') AS buying_stage, p.engagement_level, p.created, p.updated"
 
 // intParam reads a whole-number query parameter; out of range is a 400
 // naming it.
@@ -297,6 +300,9 @@ type TimelineEvent struct {
 	IdentText  string          `db:"identities" json:"-"`
 	PropText   string          `db:"properties" json:"-"`
 	CtxText    string          `db:"context" json:"-"`
+	// Shape is the entry in a shop owner's words (timeline.go).
+	Shape
+	propMap map[string]any
 }
 
 func (t *TimelineEvent) fill() {
@@ -372,10 +378,19 @@ func (m *Module) handleTimeline(e *core.RequestEvent) error {
 		last := items[len(items)-1]
 		next = strings.Replace(last.OccurredAt, " ", "T", 1) + "~" + last.ID
 	}
+	sh := &shaper{app: e.App, profile: row.ID}
+	sh.load(items)
 	for _, it := range items {
+		sh.shape(it)
 		it.fill()
 	}
 	return e.JSON(200, map[string]any{"items": items, "next": next})
+}
+
+// handleBaseCurrency says which base currency lifetime_value_base and
+// average_order_value_base use, and where it came from (currency.go).
+func (m *Module) handleBaseCurrency(e *core.RequestEvent) error {
+	return e.JSON(200, m.Base())
 }
 
 func (m *Module) handleSegments(e *core.RequestEvent) error {

@@ -61,7 +61,10 @@ type Module struct {
 	opts        Options
 	now         func() time.Time
 	identityCap int
-	currency    Currency
+	currency    Currency     // guarded by curMu once running (currency.go)
+	base        BaseCurrency // which base currency is in force, and why
+	curMu       sync.RWMutex
+	adopted     *BaseCurrency // adopted by the batch in progress (cacheMu)
 
 	app  core.App
 	bus  *bus.Bus
@@ -127,6 +130,9 @@ func (m *Module) Init(s *app.Setup) error {
 		}
 		m.currency = Currency{Base: strings.ToUpper(strings.TrimSpace(o.Config.Profiles.BaseCurrency)), Rates: rates}
 	}
+	if err := m.loadBaseCurrency(m.app); err != nil {
+		return fmt.Errorf("load the base currency: %w", err)
+	}
 	if err := m.loadSegments(m.app); err != nil {
 		return fmt.Errorf("load segments: %w", err)
 	}
@@ -152,6 +158,7 @@ func (m *Module) Init(s *app.Setup) error {
 		m.cacheMu.Unlock()
 		m.emit(pending)
 		m.notify(changed)
+		m.commitBaseCurrency()
 	})
 	s.OnCommit(m.waiters.committed)
 	s.ReportHealth(m.health)

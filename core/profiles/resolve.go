@@ -79,6 +79,7 @@ func (p *profile) strongest() (string, string) {
 // batch resolves one stored batch inside the events transaction.
 type batch struct {
 	m        *Module
+	cur      Currency // the currency settings this batch works with
 	tx       core.App
 	now      time.Time
 	nowDB    string
@@ -99,7 +100,7 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 	now := m.now().UTC()
 	db := tx.DB()
 	b := &batch{
-		m: m, tx: tx, now: now, nowDB: now.Format(dbTime),
+		m: m, tx: tx, now: now, nowDB: now.Format(dbTime), cur: m.currencyNow(),
 		idCache:  map[string]string{},
 		profiles: map[string]*profile{},
 		redirect: map[string]string{},
@@ -594,7 +595,7 @@ func (b *batch) previousID(ev *events.Event) (*ident, error) {
 // applyEvent folds an event into its profile.
 func (b *batch) applyEvent(p *profile, ev *events.Event) {
 	p.dirty, p.touched = true, true
-	p.comp.apply(ev, b.m.currency)
+	p.comp.apply(ev, b.cur)
 	if e := ev.Identities[events.Email]; e != "" && contains(p.ids[events.Email], e) {
 		p.email = e
 	}
@@ -685,7 +686,7 @@ engagement_level={:el}, traits_due_at={:due}, updated={:u} WHERE id={:id}`).Prep
 			params["traits"], params["computed"], params["consent"] = "{}", "{}", "{}"
 			params["fs"], params["ls"], params["oc"], params["lc"], params["el"], params["due"] = "", "", 0, "", "", ""
 		} else {
-			due := p.comp.derive(b.now, b.m.currency)
+			due := p.comp.derive(b.now, b.cur)
 			tj, _ := json.Marshal(p.traits)
 			cj, _ := json.Marshal(p.comp)
 			kj, _ := json.Marshal(p.consent)
@@ -749,6 +750,10 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 	}
 	b := m.newBatch(tx, true)
 	defer b.close()
+	m.adopted = nil
+	if err := m.adoptBaseCurrency(b, stored); err != nil {
+		return fmt.Errorf("adopt the base currency: %w", err)
+	}
 	var scrub []*eventstore.Stored
 	var t0 time.Time
 	for _, s := range stored {

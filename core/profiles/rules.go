@@ -252,7 +252,7 @@ var computedTraits = map[string]bool{
 	"first_seen": true, "last_seen": true, "orders_count": true, "lifetime_value": true, "orders_by_currency": true,
 	"average_order_value": true, "lifetime_value_base": true, "average_order_value_base": true, "base_currency": true,
 	"last_order_at": true, "channels": true, "preferred_channel": true, "last_two_way_at": true,
-	"lifecycle_stage": true, "engagement_level": true,
+	"lifecycle_stage": true, "engagement_level": true, "buying_stage": true,
 }
 
 var columnTraits = map[string]bool{"email": true, "phone": true, "name": true}

@@ -42,6 +42,17 @@ const (
 	StagePostPurchase  = "post_purchase"
 	StageLoyal         = "loyal"
 
+	// Buying stages: the words a shop owner uses (New → Browsing → First
+	// purchase → Repeat → Loyal → At risk), derived alongside the
+	// lifecycle stage, which stays as it was so saved segment rules on
+	// lifecycle_stage keep their meaning.
+	BuyingNew           = "new"
+	BuyingBrowsing      = "browsing"
+	BuyingFirstPurchase = "first_purchase"
+	BuyingRepeat        = "repeat"
+	BuyingLoyal         = "loyal"
+	BuyingAtRisk        = "at_risk"
+
 	EngagementHigh    = "highly_engaged"
 	EngagementNormal  = "engaged"
 	EngagementLess    = "less_engaged"
@@ -49,17 +60,21 @@ const (
 )
 
 const (
-	day              = 24 * time.Hour
-	loyalWindow      = 365 * day
-	loyalOrders      = 2
-	purchaseWindow   = 30 * day
-	activeWindow     = 30 * day
-	highRecency      = 7 * day
-	highActiveDays   = 3
-	engagedRecency   = 30 * day
-	lessRecency      = 90 * day
-	maxRecentOrders  = 50
-	maxActiveDayList = 31
+	day            = 24 * time.Hour
+	loyalWindow    = 365 * day
+	loyalOrders    = 2
+	purchaseWindow = 30 * day
+	atRiskAfter    = 90 * day // no order for this long: a buyer is at risk
+	// buyingLoyalOrders within loyalWindow make a loyal buyer; two are a
+	// repeat buyer (lifecycle_stage's loyal, two, is kept for its rules).
+	buyingLoyalOrders = 3
+	activeWindow      = 30 * day
+	highRecency       = 7 * day
+	highActiveDays    = 3
+	engagedRecency    = 30 * day
+	lessRecency       = 90 * day
+	maxRecentOrders   = 50
+	maxActiveDayList  = 31
 )
 
 // Computed holds the traits derived from a profile's events. Counters are
@@ -84,6 +99,7 @@ type Computed struct {
 	Identified            bool               `json:"identified,omitempty"`
 	Checkout              bool               `json:"checkout_started,omitempty"`
 	LifecycleStage        string             `json:"lifecycle_stage"`
+	BuyingStage           string             `json:"buying_stage,omitempty"`
 	EngagementLevel       string             `json:"engagement_level"`
 }
 
@@ -336,6 +352,13 @@ func (c *Computed) derive(now time.Time, cur Currency) time.Time {
 	default:
 		c.LifecycleStage = StageAwareness
 	}
+	c.BuyingStage = buyingStage(c.LifecycleStage, c.OrdersCount, len(inYear), lastOrder, now)
+	if c.OrdersCount > 0 {
+		later(lastOrder.Add(atRiskAfter))
+	}
+	if len(inYear) >= buyingLoyalOrders {
+		later(inYear[len(inYear)-buyingLoyalOrders].Add(loyalWindow))
+	}
 	// Keep only the year of orders the rule needs.
 	if len(c.RecentOrders) > 0 {
 		cut := fmtT(now.Add(-loyalWindow))
@@ -379,4 +402,24 @@ func (c *Computed) derive(now time.Time, cur Currency) time.Time {
 		c.EngagementLevel = EngagementDormant
 	}
 	return due
+}
+
+// buyingStage says where a customer is, in a shop owner's words: three
+// orders within a year are loyal; another buyer is at risk after
+// atRiskAfter without an order, else a first-time or a repeat buyer;
+// before any order, browsing once known (or at a checkout), else new.
+func buyingStage(lifecycle string, orders, ordersInYear int, lastOrder, now time.Time) string {
+	switch {
+	case ordersInYear >= buyingLoyalOrders:
+		return BuyingLoyal
+	case orders > 0 && now.Sub(lastOrder) >= atRiskAfter:
+		return BuyingAtRisk
+	case orders > 1:
+		return BuyingRepeat
+	case orders == 1:
+		return BuyingFirstPurchase
+	case lifecycle == StageConsideration:
+		return BuyingBrowsing
+	}
+	return BuyingNew
 }

@@ -127,7 +127,7 @@ describe('web admin', () => {
     await batch(server.url, writeKey, [{ type: 'track', userId: 'live-1', event: 'Order Completed', properties: { total: 9, currency: 'EUR' }, context: { channel: 'web' } }])
     await eventually(async () => Number((await orders.textContent()).replace(/\D/g, '')) === before + 1, { what: 'the dashboard to update live', timeout: 20000 })
     const table = page.locator('table')
-    for (const ch of ['Web', 'In store (POS)']) await table.getByText(ch).first().waitFor()
+    for (const ch of ['Web', 'Point of sale']) await table.getByText(ch).first().waitFor()
     await shot(page, '03-dashboard')
   })
 

@@ -37,6 +37,7 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"profile_blocklist":  {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
 	"profile_conflicts":  {"-----", "LV---", "LV-U-"},
 	"profile_merges":     {"-----", "LV---", "LV---"},
+	"profile_settings":   {"-----", "LV---", "LV---"}, // written by the profiles module only (the adopted base currency)
 	"profile_tombstones": {"-----", "-----", "LV---"},
 	"profiles":           {"-----", "LV---", "LV---"},
 	"relay_pending":      {"-----", "-----", "-----"},

@@ -7,12 +7,38 @@ export const CHANNELS = {
   email: { label: 'Email', short: '@', color: '#d97706' },
   sms: { label: 'SMS', short: 'SMS', color: '#0891b2' },
   whatsapp: { label: 'WhatsApp', short: 'WA', color: '#16a34a' },
-  pos: { label: 'In store (POS)', short: 'POS', color: '#db2777' },
+  pos: { label: 'Point of sale', short: 'POS', color: '#db2777' },
   chat: { label: 'Chat', short: 'CHAT', color: '#0d9488' },
   other: { label: 'Other', short: '·', color: '#6b7280' },
 }
 
 export const channelInfo = (c) => CHANNELS[c] || { label: c || 'Other', short: (c || '?').slice(0, 3).toUpperCase(), color: '#6b7280' }
+
+// Buying stages (computed.buying_stage), in the order a customer moves
+// through them, with what each means (docs/profiles.md#buying-stage).
+export const BUYING_STAGES = {
+  new: { label: 'New', hint: 'Seen, not yet known by name, email or phone' },
+  browsing: { label: 'Browsing', hint: 'Known, or started a checkout, no order yet' },
+  first_purchase: { label: 'First purchase', hint: 'One order, in the last 90 days' },
+  repeat: { label: 'Repeat', hint: 'Two or more orders, the last in the last 90 days' },
+  loyal: { label: 'Loyal', hint: 'Three or more orders within a year' },
+  at_risk: { label: 'At risk', hint: 'Has ordered, but not in the last 90 days' },
+}
+
+// The older lifecycle stage read in the same words, for profiles whose
+// buying stage is not derived yet.
+const LIFECYCLE_AS_BUYING = { awareness: 'new', consideration: 'browsing', purchase: 'first_purchase', post_purchase: 'at_risk', loyal: 'loyal' }
+
+export function buyingStage(computed, orders) {
+  const s = computed?.buying_stage || (LIFECYCLE_AS_BUYING[computed?.lifecycle_stage] === 'first_purchase' && orders > 1 ? 'repeat' : LIFECYCLE_AS_BUYING[computed?.lifecycle_stage])
+  return s ? { id: s, ...(BUYING_STAGES[s] || { label: humanize(s), hint: '' }) } : null
+}
+
+// What a connector can do, in words (its declared capabilities).
+export function capabilityLabel(cap) {
+  if (cap?.startsWith('send:')) return 'Sends ' + channelInfo(cap.slice(5)).label
+  return { webhook: 'Receives updates', backfill: 'Imports history', erase: 'Erases at the vendor' }[cap] || humanize(cap)
+}
 
 // Identity kinds and the channel each one reaches.
 export const IDENTITY = {
