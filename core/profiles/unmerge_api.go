@@ -19,13 +19,8 @@ func (m *Module) handleUnmerge(e *core.RequestEvent) error {
 	if err != nil {
 		return err
 	}
-	by := UnmergeBy{KeepApart: keep}
-	if e.Auth != nil {
-		by.StaffID, by.StaffName = e.Auth.Id, e.Auth.GetString("name")
-		if by.StaffName == "" {
-			by.StaffName = e.Auth.Email()
-		}
-	}
+	by := staffOf(e)
+	by.KeepApart = keep
 	out, err := m.Unmerge(e.App, e.Request.PathValue("id"), e.Request.PathValue("merge"), by)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -38,6 +33,18 @@ func (m *Module) handleUnmerge(e *core.RequestEvent) error {
 		return api.Internal("Could not un-merge; nothing was changed.", err)
 	}
 	return e.JSON(http.StatusOK, out)
+}
+
+// staffOf is the signed-in staff member, for the merge ledger.
+func staffOf(e *core.RequestEvent) UnmergeBy {
+	var by UnmergeBy
+	if e.Auth != nil {
+		by.StaffID, by.StaffName = e.Auth.Id, e.Auth.GetString("name")
+		if by.StaffName == "" {
+			by.StaffName = e.Auth.Email()
+		}
+	}
+	return by
 }
 
 // unmergeBody reads the optional body; anything but a JSON object with a
