@@ -51,12 +51,17 @@ describe('junk identifiers', () => {
 
     // A pattern that cannot match is refused beside the field.
     await section.getByLabel('Identifier to block').fill('/front-(/')
-    await section.getByRole('button', { name: 'Block' }).click()
+    await section.getByRole('button', { name: 'Block…', exact: true }).click()
     await section.getByRole('alert').filter({ hasText: 'regular expression' }).waitFor()
 
     await section.getByLabel('Identifier to block').fill(FRONT_DESK)
     await section.getByLabel('Note').fill('the till prints it on receipts')
-    await section.getByRole('button', { name: 'Block' }).click()
+    await section.getByRole('button', { name: 'Block…', exact: true }).click()
+    // Before it applies, a preview says what it would do.
+    const preview = section.getByRole('region', { name: 'Before blocking' })
+    await preview.getByText('No customer holds it yet.').waitFor()
+    assert.equal(await preview.getByRole('button', { name: 'Block and re-check existing' }).count(), 0, 'nothing to re-check')
+    await preview.getByRole('button', { name: 'Block for new events only' }).click()
     const row = table.getByRole('row').filter({ hasText: FRONT_DESK })
     await row.getByText('Added here').waitFor()
     await row.getByText('the till prints it on receipts').waitFor()
