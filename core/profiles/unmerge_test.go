@@ -259,3 +259,66 @@ func contains(s []string, v string) bool {
 	}
 	return false
 }
+
+// TestUnmergeIsOneTransaction: when the last step of an un-merge fails (a
+// trigger refuses the ledger update), nothing of it stays: identities,
+// events, both profiles and the ledger are as before, and a later try
+// works. Erasing a customer kept apart also deletes the pair block, which
+// names the identifier.
+func TestUnmergeIsOneTransaction(t *testing.T) {
+	e := start(t, profiles.Options{})
+	now := e.clock.Now()
+	e.publish(t, ev(events.OrderPlaced, "shopify", now.Add(-3*time.Hour), events.Identities{events.Email: "dee@omni-shop.dev"}, map[string]any{"total": 5}, events.ChannelWeb))
+	e.publish(t, ev(events.OrderPlaced, "square", now.Add(-2*time.Hour), events.Identities{events.Phone: sharedPhone}, map[string]any{"total": 7}, events.ChannelPOS))
+	e.publish(t, ev(events.Identify, "web", now.Add(-time.Hour), events.Identities{events.Email: "dee@omni-shop.dev", events.Phone: sharedPhone}, nil, events.ChannelWeb))
+	dee := e.profileOf(t, events.Email, "dee@omni-shop.dev")
+	mg := e.mergesOf(t, dee)
+	if len(mg) != 1 {
+		t.Fatalf("merges: %+v", mg)
+	}
+	snapshot := func() string {
+		var rows []string
+		for _, q := range []string{
+			"SELECT group_concat(kind || '=' || value || '@' || profile, ',') FROM (SELECT * FROM identities ORDER BY kind, value)",
+			"SELECT group_concat(event_id || '@' || profile, ',') FROM (SELECT * FROM events WHERE type NOT LIKE 'profile.%' ORDER BY event_id)",
+			"SELECT group_concat(id || '>' || merged_into || ':' || orders_count, ',') FROM (SELECT * FROM profiles ORDER BY id)",
+			"SELECT group_concat(id || ':' || undone_at, ',') FROM profile_merges",
+		} {
+			var s string
+			if err := e.PB.DB().NewQuery(q).Row(&s); err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, s)
+		}
+		return strings.Join(rows, "\n")
+	}
+	before := snapshot()
+	if _, err := e.PB.DB().NewQuery(`CREATE TRIGGER refuse_undo BEFORE UPDATE OF undone_at ON profile_merges
+BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	code, body := e.Do(t, "POST", "/api/v1/profiles/"+dee+"/merges/"+mg[0].ID+"/undo", map[string]any{"block_identifier": true}, auth(e.owner))
+	omnitest.WantError(t, code, body, 500)
+	if after := snapshot(); after != before {
+		t.Fatalf("a failed un-merge left changes:\nbefore %s\nafter  %s", before, after)
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM profile_pair_blocks", nil); n != 0 {
+		t.Fatalf("%d pair blocks after a failed un-merge", n)
+	}
+	if _, err := e.PB.DB().NewQuery("DROP TRIGGER refuse_undo").Execute(); err != nil {
+		t.Fatal(err)
+	}
+	out := e.undo(t, dee, mg[0].ID, map[string]any{"block_identifier": true})
+	if e.detail(t, out.Restored.ID).Computed.OrdersCount != 1 || e.detail(t, dee).Computed.OrdersCount != 1 {
+		t.Fatal("the retried un-merge did not split the orders")
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM profile_pair_blocks", nil); n != 1 {
+		t.Fatalf("pair blocks after keeping them apart: %d", n)
+	}
+	if code, body := e.Do(t, "DELETE", "/api/v1/profiles/"+out.Restored.ID, nil, auth(e.owner)); code != 200 {
+		t.Fatalf("erase: %d %s", code, body)
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM profile_pair_blocks", nil); n != 0 {
+		t.Errorf("the pair block (it names the phone) survived erasing one of the pair: %d", n)
+	}
+}
