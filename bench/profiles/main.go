@@ -332,7 +332,7 @@ func benchUnmerge(o *app.Omni, mod *profiles.Module, n, stored int, publish func
 		for i := 0; i < len(evs); i += 1000 {
 			publish(evs[i:min(i+1000, len(evs))])
 		}
-		stored += len(evs)
+		stored += len(evs) + 1 // and the join's profile.merged, stored through the relay
 		waitFor(stored)
 		var m struct {
 			ID       string `db:"id"`
