@@ -30,23 +30,25 @@ import (
 // own, below): a module that adds a collection adds its line here, so its
 // rules are decided on purpose rather than left at whatever they were.
 var permissions = map[string]struct{ guest, agent, owner string }{
-	"connectors":          {"-----", "-----", "LV---"}, // writes go through /api/v1/connectors (secrets are sealed there)
-	"events":              {"-----", "LV---", "LV---"},
-	"events_dead":         {"-----", "-----", "LV--D"}, // parked events; retries go through /api/v1/events/dead/retry
-	"identities":          {"-----", "LV---", "LV---"},
-	"profile_blocklist":   {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
-	"profile_conflicts":   {"-----", "LV---", "LV-U-"},
-	"profile_merges":      {"-----", "LV---", "LV---"}, // un-merges go through /api/v1/profiles/{id}/merges/{merge}/undo
-	"profile_pair_blocks": {"-----", "LV---", "LV---"}, // written by un-merges that keep two customers apart
-	"profile_tombstones":  {"-----", "-----", "LV---"},
-	"profiles":            {"-----", "LV---", "LV---"},
-	"relay_pending":       {"-----", "-----", "-----"},
-	"segment_counts":      {"-----", "LV---", "LV---"},
-	"segment_members":     {"-----", "LV---", "LV---"},
-	"segments":            {"-----", "LV---", "LVCUD"},
-	"sources":             {"-----", "-----", "LVCUD"}, // write keys are owner-only
-	"staff":               {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
-	"users":               {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
+	"connectors":         {"-----", "-----", "LV---"}, // writes go through /api/v1/connectors (secrets are sealed there)
+	"events":             {"-----", "LV---", "LV---"},
+	"events_dead":        {"-----", "-----", "LV--D"}, // parked events; retries go through /api/v1/events/dead/retry
+	"identities":         {"-----", "LV---", "LV---"},
+	"profile_blocklist":  {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
+	"profile_conflicts":  {"-----", "LV---", "LV-U-"},
+	"profile_merges":     {"-----", "LV---", "LV---"}, // un-merges go through /api/v1/profiles/{id}/merges/{merge}/undo
+	"profile_tombstones": {"-----", "-----", "LV---"},
+	"profiles":           {"-----", "LV---", "LV---"},
+	"relay_pending":      {"-----", "-----", "-----"},
+	"segment_counts":     {"-----", "LV---", "LV---"},
+	"segment_members":    {"-----", "LV---", "LV---"},
+	"segments":           {"-----", "LV---", "LVCUD"},
+	"sources":            {"-----", "-----", "LVCUD"}, // write keys are owner-only
+	"staff":              {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
+	"users":              {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
+
+	// Written by un-merges that keep two customers apart.
+	"profile_pair_blocks": {"-----", "LV---", "LV---"},
 }
 
 // pocketBaseOwn are PocketBase's system collections. Their rules belong to
