@@ -67,7 +67,9 @@ func sameSet(got, want []string) bool {
 // carrying Ann's email and that phone does not join them again.
 func TestUnmergeSharedPhone(t *testing.T) {
 	e := start(t, profiles.Options{})
+	e.waitLast = true // segment events are stored too
 	now := e.clock.Now()
+	bigSpenders := e.createSegment(t, "spent 60+", `{"trait":"lifetime_value.GBP","op":"gte","value":60}`)
 	annOrder := ev(events.OrderPlaced, "shopify", now.Add(-5*time.Hour), events.Identities{events.Email: "ann@omni-shop.dev"},
 		map[string]any{"order_name": "#2001", "total": 30, "currency": "GBP"}, events.ChannelWeb)
 	annName := ev(events.CustomerUpdated, "shopify", now.Add(-5*time.Hour+time.Minute), events.Identities{events.Email: "ann@omni-shop.dev"},
@@ -89,6 +91,9 @@ func TestUnmergeSharedPhone(t *testing.T) {
 	}
 	if d := e.detail(t, ann); d.Computed.LifetimeValue["GBP"] != 95 || d.Computed.OrdersCount != 3 {
 		t.Fatalf("merged: %+v", d.Computed)
+	}
+	if e.members(t, bigSpenders) != 1 {
+		t.Fatal("the merged customer (95) is not in the 60+ segment")
 	}
 	mg := e.mergesOf(t, ann)
 	if len(mg) != 1 || mg[0].Loser != bob {
@@ -137,6 +142,11 @@ func TestUnmergeSharedPhone(t *testing.T) {
 	if db.ID != bob || db.Computed.LifetimeValue["GBP"] != 45 || db.Computed.OrdersCount != 1 || db.Name != "Bob Stone" || db.Phone != sharedPhone {
 		t.Errorf("Bob after: %s %q %q %+v", db.ID, db.Name, db.Phone, db.Computed)
 	}
+	// Neither has spent 60 on their own.
+	if n := e.members(t, bigSpenders); n != 0 {
+		t.Errorf("%d members of the 60+ segment after the un-merge, want 0", n)
+	}
+	omnitest.Eventually(t, 30*time.Second, func() bool { return e.segEvents(t, "segment.exited", bigSpenders) == 1 }, "segment.exited stored")
 	// Both pages show the merge as undone, by whom.
 	for _, id := range []string{ann, bob} {
 		got := e.mergesOf(t, id)
