@@ -70,6 +70,7 @@ func main() {
 	nMerges := flag.Int("merges", 1000, "pairs of separate profiles joined afterwards")
 	dir := flag.String("dir", "", "data directory (default: a temp dir, removed afterwards)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load phase")
+	unmergeEvents := flag.Int("unmerge-events", 0, "also time un-merging a profile with this many events (half from each side), 3 runs; 0 = skip")
 	cacheMB := flag.Int("cache-mb", 0, "raise SQLite's page cache of the writer connection to this many MB (0 = PocketBase's default)")
 	flag.Parse()
 
@@ -210,9 +211,13 @@ func main() {
 	_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM identities").Row(&idents)
 	fmt.Printf("profiles=%d identities=%d\n", live, idents)
 
+	stored := countEvents()
+	if *unmergeEvents > 0 {
+		stored = benchUnmerge(o, mod, *unmergeEvents, stored, publish, waitFor, base)
+	}
+
 	// Phase 2: merges. Two separate profiles per person, then one joining event.
 	st.reset()
-	stored := countEvents()
 	var evs []*events.Event
 	for i := 0; i < *nMerges; i++ {
 		for k := 0; k < 5; k++ {
@@ -299,4 +304,56 @@ func main() {
 		}
 	}
 	fmt.Printf("data.db (+wal): %.1f MB for %d events, %d profiles\n", float64(size)/(1<<20), stored, live)
+}
+
+// benchUnmerge times Module.Unmerge (one transaction: identities, event
+// split, person-owned rows, traits rebuilt from events on both sides,
+// segments) on a profile of n events, half of them the loser's, 3 times,
+// and reports each run and the median. Returns the events stored so far.
+func benchUnmerge(o *app.Omni, mod *profiles.Module, n, stored int, publish func([]*events.Event), waitFor func(int), base time.Time) int {
+	var took []time.Duration
+	for run := 0; run < 3; run++ {
+		email, phone := fmt.Sprintf("um%d@omni-shop.dev", run), fmt.Sprintf("+1707%07d", run)
+		var evs []*events.Event
+		for i := 0; i < n; i++ {
+			ids := events.Identities{events.Email: email}
+			if i%2 == 1 {
+				ids = events.Identities{events.Phone: phone}
+			}
+			typ, props := events.PageViewed, map[string]any(nil)
+			if i%10 == 0 {
+				typ, props = events.OrderPlaced, map[string]any{"total": 12.5, "currency": "USD"}
+			}
+			evs = append(evs, &events.Event{ID: fmt.Sprintf("um-%d-%d", run, i), Type: typ, Source: "bench", ReceivedAt: time.Now(),
+				OccurredAt: base.Add(time.Duration(i) * time.Minute), Identities: ids, Properties: props, Context: events.Context{Channel: "web"}})
+		}
+		evs = append(evs, &events.Event{ID: fmt.Sprintf("um-join-%d", run), Type: events.Identify, Source: "bench", ReceivedAt: time.Now(),
+			OccurredAt: base.Add(time.Duration(n) * time.Minute), Identities: events.Identities{events.Email: email, events.Phone: phone}})
+		for i := 0; i < len(evs); i += 1000 {
+			publish(evs[i:min(i+1000, len(evs))])
+		}
+		stored += len(evs) + 1 // and the join's profile.merged, stored through the relay
+		waitFor(stored)
+		var m struct {
+			ID       string `db:"id"`
+			Survivor string `db:"survivor"`
+		}
+		if err := o.PB.DB().NewQuery(`SELECT m.id, m.survivor FROM profile_merges m JOIN identities i ON i.profile = m.survivor
+WHERE i.kind = 'email' AND i.value = {:e} AND COALESCE(m.undone_at, '') = ''`).Bind(map[string]any{"e": email}).One(&m); err != nil {
+			log.Fatalf("un-merge bench: the merge of run %d: %v", run, err)
+		}
+		t0 := time.Now()
+		out, err := mod.Unmerge(o.PB, m.Survivor, m.ID, profiles.UnmergeBy{StaffName: "bench"})
+		if err != nil {
+			log.Fatalf("un-merge bench: %v", err)
+		}
+		d := time.Since(t0)
+		took = append(took, d)
+		stored++ // profile.unmerged, stored through the relay
+		waitFor(stored)
+		fmt.Printf("un-merge run %d: %d events (%d kept, %d moved back) in %v\n", run+1, n+1, out.Survivor.Events, out.Restored.Events, d.Round(time.Millisecond))
+	}
+	slices.Sort(took)
+	fmt.Printf("un-merge of a profile with %d events: median of 3 = %v\n", n, took[1].Round(time.Millisecond))
+	return stored
 }

@@ -167,6 +167,33 @@ func TestAModulePlugsInThroughTheSeamAlone(t *testing.T) {
 		t.Fatalf("note after the merge: %v %v (want person %s)", got, err, survivor)
 	}
 
+	// An un-merge moves back exactly the rows the merge moved; a row
+	// written on the survivor since stays.
+	since := core.NewRecord(col)
+	since.Set("person", survivor)
+	since.Set("text", "asked about sizes")
+	if err := s.PB.Save(since); err != nil {
+		t.Fatal(err)
+	}
+	var merges struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	if code, body := s.Do(t, "GET", "/api/v1/profiles/"+survivor+"/merges", nil, omnitest.Auth(owner)); code != 200 || json.Unmarshal(body, &merges) != nil || len(merges.Items) != 1 {
+		t.Fatalf("merges: %d %s", code, body)
+	}
+	if code, body := s.Do(t, "POST", "/api/v1/profiles/"+survivor+"/merges/"+merges.Items[0].ID+"/undo", nil, omnitest.Auth(owner)); code != 200 {
+		t.Fatalf("un-merge: %d %s", code, body)
+	}
+	if got, err := s.PB.FindRecordById(notesCollection, note.Id); err != nil || got.GetString("person") != newer {
+		t.Fatalf("note after the un-merge: %v %v (want person %s)", got, err, newer)
+	}
+	if got, err := s.PB.FindRecordById(notesCollection, since.Id); err != nil || got.GetString("person") != survivor {
+		t.Fatalf("note written after the merge: %v %v (want person %s)", got, err, survivor)
+	}
+	survivor = newer // export and erase the person the note is about
+
 	code, body := s.Do(t, "POST", "/api/v1/profiles/"+survivor+"/export", nil, omnitest.Auth(owner))
 	var x struct {
 		Records map[string][]map[string]any `json:"records"`

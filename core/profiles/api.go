@@ -25,6 +25,7 @@ func (m *Module) Register(r *router.Router[*core.RequestEvent]) {
 	g.GET("/profiles/{id}", m.handleGet)
 	g.GET("/profiles/{id}/timeline", m.handleTimeline)
 	g.GET("/profiles/{id}/merges", m.handleMerges)
+	g.POST("/profiles/{id}/merges/{merge}/undo", m.handleUnmerge).Bind(api.RequireOwner())
 	g.POST("/profiles/{id}/consent", m.handleSetConsent) // agents too: a customer may call either
 	g.POST("/profiles/{id}/export", m.handleExport).Bind(api.RequireOwner())
 	g.DELETE("/profiles/{id}", m.handleErase).Bind(api.RequireOwner())

@@ -21,6 +21,7 @@ func (m *Module) registerBlocklist(r *router.Router[*core.RequestEvent]) {
 	g.Bind(api.RequireStaff())
 	g.GET("", m.handleBlocklist)
 	g.POST("", m.handleBlock).Bind(api.RequireOwner())
+	g.POST("/preview", m.handlePreviewBlock).Bind(api.RequireOwner())
 	g.DELETE("/{id}", m.handleUnblock).Bind(api.RequireOwner())
 }
 
@@ -55,9 +56,12 @@ func (m *Module) handleBlock(e *core.RequestEvent) error {
 	var body struct {
 		Entry string `json:"entry"`
 		Note  string `json:"note"`
+		// Recheck also un-merges the existing merges the entry's
+		// identifiers caused (docs/profiles.md "Preview and re-check").
+		Recheck bool `json:"recheck"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(e.Response, e.Request.Body, 1<<14)).Decode(&body); err != nil {
-		return api.BadRequest("body", `must be JSON like {"entry": "front-desk@myshop.com", "note": "…"}: `+err.Error())
+		return api.BadRequest("body", `must be JSON like {"entry": "front-desk@myshop.com", "note": "…", "recheck": true}: `+err.Error())
 	}
 	entry := strings.TrimSpace(body.Entry)
 	if entry == "" {
@@ -89,7 +93,38 @@ func (m *Module) handleBlock(e *core.RequestEvent) error {
 	if err := e.App.Save(rec); err != nil {
 		return api.Invalid(err, "Could not add the entry.")
 	}
-	return e.JSON(http.StatusOK, BlockEntry{ID: rec.Id, Entry: entry, Origin: originAdmin, Note: rec.GetString("note")})
+	out := struct {
+		BlockEntry
+		Resplit *Resplit `json:"resplit,omitempty"`
+	}{BlockEntry: BlockEntry{ID: rec.Id, Entry: entry, Origin: originAdmin, Note: rec.GetString("note")}}
+	if body.Recheck {
+		if out.Resplit, err = m.resplit(e.App, entry, staffOf(e)); err != nil {
+			return api.Internal("The entry was added, but re-checking existing customers failed.", err)
+		}
+	}
+	return e.JSON(http.StatusOK, out)
+}
+
+// handlePreviewBlock says what adding an entry would do, changing nothing.
+func (m *Module) handlePreviewBlock(e *core.RequestEvent) error {
+	var body struct {
+		Entry string `json:"entry"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(e.Response, e.Request.Body, 1<<14)).Decode(&body); err != nil {
+		return api.BadRequest("body", `must be JSON like {"entry": "front-desk@myshop.com"}: `+err.Error())
+	}
+	entry := strings.TrimSpace(body.Entry)
+	if entry == "" {
+		return api.BadRequest("entry", "is required: an exact value, a glob with * or a /regular expression/")
+	}
+	if err := config.CheckBlocklistEntry(entry); err != nil {
+		return api.BadRequest("entry", err.Error())
+	}
+	out, err := m.PreviewBlock(e.App, entry)
+	if err != nil {
+		return api.Internal("Could not preview the entry.", err)
+	}
+	return e.JSON(http.StatusOK, out)
 }
 
 func (m *Module) handleUnblock(e *core.RequestEvent) error {

@@ -125,6 +125,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 			"DELETE FROM segment_members WHERE profile IN (" + in + ")",
 			"DELETE FROM profile_conflicts WHERE profile_a IN (" + in + ") OR profile_b IN (" + in + ")",
 			"DELETE FROM profile_merges WHERE survivor IN (" + in + ") OR loser IN (" + in + ")",
+			"DELETE FROM profile_pair_blocks WHERE profile_a IN (" + in + ") OR profile_b IN (" + in + ")", // they name an identifier
 			"DELETE FROM profiles WHERE id IN (" + in + ")",
 		} {
 			if _, err := tx.DB().NewQuery(q).Bind(ip).Execute(); err != nil {

@@ -72,6 +72,7 @@ type mergeLedgerRow struct {
 	cause       *EventRef
 	earlier     *EventRef // nil when no stored event of the holder carries the identifier
 	loserIDs    map[string][]string
+	moved       map[string][]string // person-owned collection → ids of the loser's rows it moved
 }
 
 // earlierEvent finds the first stored event of profile holder that carried
@@ -133,10 +134,11 @@ func (b *batch) insertMerge(s, l *profile, eventID string, led *mergeLedgerRow) 
 		earlier = js(led.earlier)
 	}
 	_, err := b.tx.DB().NewQuery(`INSERT INTO profile_merges (id, survivor, loser, event_id, kind, value, cause, earlier,
-survivor_name, loser_name, loser_identities, created) VALUES ({:id},{:s},{:l},{:e},{:k},{:v},{:cause},{:earlier},{:sn},{:ln},{:lids},{:c})`).
+survivor_name, loser_name, loser_identities, moved_rows, created) VALUES ({:id},{:s},{:l},{:e},{:k},{:v},{:cause},{:earlier},{:sn},{:ln},
+{:lids},{:moved},{:c})`).
 		Bind(dbx.Params{"id": newID(), "s": s.id, "l": l.id, "e": eventID, "k": led.kind, "v": led.value,
 			"cause": js(led.cause), "earlier": earlier, "sn": displayName(s), "ln": displayName(l),
-			"lids": js(led.loserIDs), "c": b.nowDB}).Execute()
+			"lids": js(led.loserIDs), "moved": js(led.moved), "c": b.nowDB}).Execute()
 	if err != nil {
 		return fmt.Errorf("merge ledger: %w", err)
 	}
@@ -174,6 +176,11 @@ type Merge struct {
 	LoserIdentities map[string][]string `json:"loser_identities"`
 	// Explanation is the sentence the customer page shows.
 	Explanation string `json:"explanation"`
+	// UndoneAt and UndoneBy (the staff member's name) are set once an
+	// owner un-merged it; PairBlocked when the two are kept apart since.
+	UndoneAt    string `json:"undone_at,omitempty"`
+	UndoneBy    string `json:"undone_by,omitempty"`
+	PairBlocked bool   `json:"pair_blocked,omitempty"`
 }
 
 type mergeRow struct {
@@ -189,31 +196,46 @@ type mergeRow struct {
 	SurvivorName string `db:"survivor_name"`
 	LoserName    string `db:"loser_name"`
 	LoserIDs     string `db:"loser_identities"`
+	UndoneAt     string `db:"undone_at"`
+	UndoneBy     string `db:"undone_by_name"`
+	PairBlocked  bool   `db:"pair_blocked"`
+	Moved        string `db:"moved_rows"`
+}
+
+// mergeCols are the profile_merges columns a mergeRow reads (JSON columns
+// are NULL on rows from before the ledger had them).
+const mergeCols = `id, survivor, loser, event_id, created, kind, value, COALESCE(cause, '') AS cause,
+COALESCE(earlier, '') AS earlier, survivor_name, loser_name, COALESCE(loser_identities, '') AS loser_identities,
+COALESCE(undone_at, '') AS undone_at, COALESCE(undone_by_name, '') AS undone_by_name, COALESCE(pair_blocked, FALSE) AS pair_blocked,
+COALESCE(moved_rows, '') AS moved_rows`
+
+// toMerge turns a ledger row into its API form, with its sentence.
+func (r *mergeRow) toMerge(app core.App) Merge {
+	mg := Merge{ID: r.ID, Survivor: r.Survivor, Loser: r.Loser, SurvivorName: r.SurvivorName, LoserName: r.LoserName,
+		EventID: r.EventID, At: strings.Replace(r.Created, " ", "T", 1), Kind: r.Kind, Value: r.Value,
+		UndoneAt: strings.Replace(r.UndoneAt, " ", "T", 1), UndoneBy: r.UndoneBy, PairBlocked: r.PairBlocked}
+	decodeJSON(r.Cause, &mg.Cause)
+	decodeJSON(r.Earlier, &mg.Earlier)
+	decodeJSON(r.LoserIDs, &mg.LoserIdentities)
+	if mg.Cause == nil && r.EventID != "" {
+		// An older row: its event, if still stored, still says what caused it.
+		mg.Cause = storedEvent(app, r.EventID)
+	}
+	mg.Explanation = explain(&mg)
+	return mg
 }
 
 // merges lists the ledger rows that involve any of ids, oldest first.
 func merges(app core.App, ids []string) ([]Merge, error) {
 	in, ip := inList("i", ids)
 	var rows []mergeRow
-	// JSON columns are NULL on rows from before the ledger had them.
-	if err := app.DB().NewQuery(`SELECT id, survivor, loser, event_id, created, kind, value, COALESCE(cause, '') AS cause,
-COALESCE(earlier, '') AS earlier, survivor_name, loser_name, COALESCE(loser_identities, '') AS loser_identities
+	if err := app.DB().NewQuery(`SELECT ` + mergeCols + `
 FROM profile_merges WHERE survivor IN (` + in + `) OR loser IN (` + in + `) ORDER BY created, id`).Bind(ip).All(&rows); err != nil {
 		return nil, err
 	}
 	out := make([]Merge, 0, len(rows))
 	for _, r := range rows {
-		mg := Merge{ID: r.ID, Survivor: r.Survivor, Loser: r.Loser, SurvivorName: r.SurvivorName, LoserName: r.LoserName,
-			EventID: r.EventID, At: strings.Replace(r.Created, " ", "T", 1), Kind: r.Kind, Value: r.Value}
-		decodeJSON(r.Cause, &mg.Cause)
-		decodeJSON(r.Earlier, &mg.Earlier)
-		decodeJSON(r.LoserIDs, &mg.LoserIdentities)
-		if mg.Cause == nil && r.EventID != "" {
-			// An older row: its event, if still stored, still says what caused it.
-			mg.Cause = storedEvent(app, r.EventID)
-		}
-		mg.Explanation = explain(&mg)
-		out = append(out, mg)
+		out = append(out, r.toMerge(app))
 	}
 	return out, nil
 }

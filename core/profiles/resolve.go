@@ -390,6 +390,18 @@ func (b *batch) merge(a, c *profile, ev *events.Event, id ident) (*profile, erro
 		}
 	}
 	for _, t := range b.m.movable(b.tx) {
+		// Which rows moved, so an un-merge moves exactly these back.
+		var moved []string
+		if err := db.NewQuery("SELECT id FROM " + t.name + " WHERE " + t.field + "={:l}").Bind(p).Column(&moved); err != nil {
+			return nil, fmt.Errorf("merge %s: %w", t.name, err)
+		}
+		if len(moved) == 0 {
+			continue
+		}
+		if led.moved == nil {
+			led.moved = map[string][]string{}
+		}
+		led.moved[t.name] = moved
 		if _, err := db.NewQuery("UPDATE " + t.name + " SET " + t.field + "={:s} WHERE " + t.field + "={:l}").Bind(p).Execute(); err != nil {
 			return nil, fmt.Errorf("merge %s: %w", t.name, err)
 		}
@@ -496,6 +508,20 @@ func (b *batch) resolve(ids []ident, ev *events.Event) (*profile, error) {
 				va, vc = vc, va
 			}
 			if err := b.conflict(a.id, c.id, reason, kind, va, vc, eventID); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if apart, err := b.keptApart(primary.id, q.id); err != nil {
+			return nil, err
+		} else if apart {
+			// An owner un-merged these two and kept them apart: the event
+			// stays with the profile its stronger identity found.
+			a, c := primary, q
+			if c.older(a) {
+				a, c = c, a
+			}
+			if err := b.conflict(a.id, c.id, reasonKeptApart, id.kind, id.value, id.value, eventID); err != nil {
 				return nil, err
 			}
 			continue

@@ -2,6 +2,8 @@
 // address; two buyers given it stay two customers; a bad pattern is
 // refused beside the field; the check box says what blocks a value; and
 // unblocking removes the row. Built-in entries show but cannot be removed.
+// Blocking a phone that already merged two customers previews the split
+// and, with re-check, splits them.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -51,12 +53,17 @@ describe('junk identifiers', () => {
 
     // A pattern that cannot match is refused beside the field.
     await section.getByLabel('Identifier to block').fill('/front-(/')
-    await section.getByRole('button', { name: 'Block' }).click()
+    await section.getByRole('button', { name: 'Block…', exact: true }).click()
     await section.getByRole('alert').filter({ hasText: 'regular expression' }).waitFor()
 
     await section.getByLabel('Identifier to block').fill(FRONT_DESK)
     await section.getByLabel('Note').fill('the till prints it on receipts')
-    await section.getByRole('button', { name: 'Block' }).click()
+    await section.getByRole('button', { name: 'Block…', exact: true }).click()
+    // Before it applies, a preview says what it would do.
+    const preview = section.getByRole('region', { name: 'Before blocking' })
+    await preview.getByText('No customer holds it yet.').waitFor()
+    assert.equal(await preview.getByRole('button', { name: 'Block and re-check existing' }).count(), 0, 'nothing to re-check')
+    await preview.getByRole('button', { name: 'Block for new events only' }).click()
     const row = table.getByRole('row').filter({ hasText: FRONT_DESK })
     await row.getByText('Added here').waitFor()
     await row.getByText('the till prints it on receipts').waitFor()
@@ -79,5 +86,32 @@ describe('junk identifiers', () => {
     await section.getByLabel('Check a value').fill(FRONT_DESK)
     await section.getByRole('button', { name: 'Check' }).click()
     await section.getByRole('status').filter({ hasText: 'Not blocked' }).waitFor()
+  })
+
+  it('blocking a phone that merged two customers previews the split and re-checking splits them', async () => {
+    const PHONE = '+447700900142'
+    const t0 = Date.now() - 3600 * 1000
+    const at = (min) => new Date(t0 + min * 60000).toISOString()
+    await batch(server.url, writeKey, [{ type: 'identify', anonymousId: 'pp-1', timestamp: at(0), traits: { email: 'pia@omni-shop.dev', name: 'Pia Park' } }])
+    await eventually(async () => (await profileOf('pia@omni-shop.dev')).length === 1, { what: 'Pia' })
+    await batch(server.url, writeKey, [{ type: 'identify', anonymousId: 'qr-1', timestamp: at(1), traits: { email: 'quin@omni-shop.dev', name: 'Quin Rowe' } }])
+    await eventually(async () => (await profileOf('quin@omni-shop.dev')).length === 1, { what: 'Quin' })
+    // The till typed the front-desk phone on both their orders.
+    await batch(server.url, writeKey, [{ type: 'track', anonymousId: 'pp-2', event: 'Order Completed', timestamp: at(2), properties: { order_id: '4001', total: 10 }, context: { traits: { email: 'pia@omni-shop.dev', phone: PHONE } } }])
+    await eventually(async () => (await profileOf(PHONE)).length === 1, { what: 'the phone on Pia' })
+    await batch(server.url, writeKey, [{ type: 'track', anonymousId: 'qr-2', event: 'Order Completed', timestamp: at(3), properties: { order_id: '4002', total: 12 }, context: { traits: { email: 'quin@omni-shop.dev', phone: PHONE } } }])
+    const idOf = async (email) => (await profileOf(email))[0]?.id
+    await eventually(async () => (await idOf('pia@omni-shop.dev')) === (await idOf('quin@omni-shop.dev')), { what: 'the merge' })
+
+    const section = page.getByRole('region', { name: 'Junk identifiers' })
+    await section.getByLabel('Identifier to block').fill(PHONE)
+    await section.getByRole('button', { name: 'Block…', exact: true }).click()
+    const preview = section.getByRole('region', { name: 'Before blocking' })
+    await preview.getByText('1 customer holds it (Pia Park)').waitFor()
+    await preview.getByTestId('block-preview-splits').filter({ hasText: 'Blocking this would split 1 customer it merged (Quin Rowe from Pia Park)' }).waitFor()
+    await shot(page, 'blocklist-preview')
+    await preview.getByRole('button', { name: 'Block and re-check existing' }).click()
+    await section.getByTestId('block-applied').filter({ hasText: 'Split 1 merge (Quin Rowe from Pia Park)' }).waitFor()
+    await eventually(async () => (await idOf('pia@omni-shop.dev')) !== (await idOf('quin@omni-shop.dev')), { what: 'Pia and Quin apart' })
   })
 })

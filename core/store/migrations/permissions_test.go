@@ -36,7 +36,7 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"identities":         {"-----", "LV---", "LV---"},
 	"profile_blocklist":  {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
 	"profile_conflicts":  {"-----", "LV---", "LV-U-"},
-	"profile_merges":     {"-----", "LV---", "LV---"},
+	"profile_merges":     {"-----", "LV---", "LV---"}, // un-merges go through /api/v1/profiles/{id}/merges/{merge}/undo
 	"profile_settings":   {"-----", "LV---", "LV---"}, // written by the profiles module only (the adopted base currency)
 	"profile_tombstones": {"-----", "-----", "LV---"},
 	"profiles":           {"-----", "LV---", "LV---"},
@@ -47,6 +47,9 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"sources":            {"-----", "-----", "LVCUD"}, // write keys are owner-only
 	"staff":              {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
 	"users":              {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
+
+	// Written by un-merges that keep two customers apart.
+	"profile_pair_blocks": {"-----", "LV---", "LV---"},
 }
 
 // pocketBaseOwn are PocketBase's system collections. Their rules belong to
