@@ -21,10 +21,10 @@ import (
 
 // Problem is one thing wrong with a template, for the editor's preview.
 type Problem struct {
-	Line    int    `json:"line"`              // 1-based; 0 when unknown
-	Kind    string `json:"kind"`              // "syntax" or "unknown_variable"
-	Message string `json:"message"`           // for people
-	Path    string `json:"path,omitempty"`    // the variable, for unknown_variable
+	Line    int    `json:"line"`           // 1-based; 0 when unknown
+	Kind    string `json:"kind"`           // "syntax" or "unknown_variable"
+	Message string `json:"message"`        // for people
+	Path    string `json:"path,omitempty"` // the variable, for unknown_variable
 }
 
 func (p Problem) String() string {

@@ -100,7 +100,6 @@ func TestCheckFindsUnknownVariablesInEveryBranch(t *testing.T) {
 	}
 }
 
-
 func TestCheckSyntaxErrorsWithLine(t *testing.T) {
 	cases := []struct {
 		src  string
