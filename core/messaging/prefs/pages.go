@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"html/template"
 	"net/http"
+	"net/url"
 
 	"github.com/pocketbase/pocketbase/core"
 
@@ -27,7 +28,10 @@ func (p *Pages) show(e *core.RequestEvent, status int, d pageData) error {
 	d.Action = e.Request.URL.Path
 	if d.Page == "unsubscribed" || d.Page == "resubscribed" {
 		if pid, _, err := p.signer.Verify(e.Request.PathValue("token")); err == nil {
-			d.PrefsURL = p.signer.PreferencesURL(pid)
+			// Relative: the page is on the same server, whatever public_url says.
+			if u, err := url.Parse(p.signer.PreferencesURL(pid)); err == nil {
+				d.PrefsURL = u.Path
+			}
 		}
 	}
 	return write(e, status, d)

@@ -19,8 +19,8 @@ import (
 	"github.com/pocketbase/pocketbase/tools/security"
 
 	"github.com/omni/omni/core/app"
-	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/messaging/customers"
 	"github.com/omni/omni/core/messaging/links"
