@@ -26,11 +26,11 @@ func (m *Module) Name() string { return "messaging-test" }
 func (m *Module) Init(s *app.Setup) error { m.omni = s.Omni; return nil }
 
 func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
-	key, err := links.LoadOrCreateKey(m.omni.Config.DataDir)
+	signer, err := links.Open(m.omni.Config.DataDir, m.omni.Config.PublicBaseURL())
 	if err != nil {
 		return err
 	}
-	m.Signer = links.NewSigner(key, m.omni.Config.PublicBaseURL())
+	m.Signer = signer
 	templates.Register(se, m.omni, m.Signer)
 	prefs.Register(se, m.omni, m.Signer)
 	return nil
