@@ -13,6 +13,7 @@ import (
 
 	"github.com/pocketbase/dbx"
 
+	"github.com/omni/omni/core/messaging/customers"
 	"github.com/omni/omni/core/messaging/render"
 	"github.com/omni/omni/core/outbox"
 	"github.com/omni/omni/core/store"
@@ -391,7 +392,7 @@ func (m *Module) customerTZ(p *profile) *time.Location {
 // compose renders the message for the chosen channel.
 func (m *Module) compose(id string, p *profile, r *Request, tpl template, d decision) (*sdk.OutboundMessage, error) {
 	unsub := m.links.UnsubscribeURL(p.ID, d.channel)
-	vars := render.Vars(p.customerVars(), r.Event, render.Shop{Name: m.shopName(), URL: m.rules.publicURL}, unsub, m.links.PreferencesURL(p.ID))
+	vars := render.Vars(p.customerVars(m.app), r.Event, customers.Shop(m.app, m.rules.publicURL), unsub, m.links.PreferencesURL(p.ID))
 	subject, body, html := r.Subject, r.Body, r.HTML
 	wa := r.WATemplate
 	if tpl.ref != "" {
@@ -462,11 +463,6 @@ func (m *Module) lastMessageID(conversation string) string {
 	_ = m.app.DB().NewQuery("SELECT provider_id FROM " + Collection + " WHERE conversation={:c} AND channel='email' AND provider_id LIKE '<%' ORDER BY created DESC LIMIT 1").
 		Bind(dbx.Params{"c": conversation}).Row(&id)
 	return id
-}
-
-// shopName is the shop's name from PocketBase's settings.
-func (m *Module) shopName() string {
-	return m.app.Settings().Meta.AppName
 }
 
 func eventID(ev map[string]any) string {

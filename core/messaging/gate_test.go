@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app/omnitest"
@@ -73,6 +74,27 @@ func TestGate(t *testing.T) {
 	}
 	if row := e.row(t, r.ID); row.ProviderID != "prov-"+r.ID || row.SentAt == "" {
 		t.Fatalf("sent row: %+v", row)
+	}
+
+	// A template record, by name, rendered for the customer.
+	col, err := e.PB.FindCollectionByNameOrId("templates")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := core.NewRecord(col)
+	tpl.Load(map[string]any{"name": "shipped", "channel": "email", "kind": "transactional",
+		"subject": "{{ customer.first_name }}, it shipped", "body": "Order {{ event.properties.order_id }} is on its way."})
+	if err := e.PB.Save(tpl); err != nil {
+		t.Fatal(err)
+	}
+	code, r = e.send(t, e.agent, map[string]any{"profile": ann, "channel": "email", "kind": "transactional", "template": "shipped",
+		"event": map[string]any{"type": "order.fulfilled", "properties": map[string]any{"order_id": "1042"}}})
+	if code != 202 {
+		t.Fatalf("template send: %d %+v", code, r)
+	}
+	e.waitStatus(t, r.ID, "sent")
+	if got, _ = e.vendor.message(r.ID); got.Subject != "Ann, it shipped" || got.Text != "Order 1042 is on its way." || got.To["email"] != "ann@omni-shop.dev" {
+		t.Fatalf("template rendered as %q / %q to %v", got.Subject, got.Text, got.To)
 	}
 
 	// Fallback: SMS refused, email chosen; the ledger says why SMS was skipped.

@@ -25,6 +25,8 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/messaging/links"
+	"github.com/omni/omni/core/messaging/prefs"
+	"github.com/omni/omni/core/messaging/templates"
 	"github.com/omni/omni/core/outbox"
 )
 
@@ -113,11 +115,9 @@ func (m *Module) Init(s *app.Setup) error {
 		return fmt.Errorf("messaging: %w", err)
 	}
 	m.rules = r
-	key, err := links.LoadOrCreateKey(s.Config.DataDir)
-	if err != nil {
+	if m.links, err = links.Open(s.Config.DataDir, r.publicURL); err != nil {
 		return fmt.Errorf("messaging: link key: %w", err)
 	}
-	m.links = links.NewSigner(key, r.publicURL)
 
 	s.PersonOwned(Collection, "profile")
 	s.PersonOwned(SuppressionsCollection, "profile")
@@ -137,6 +137,8 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	g.POST("", m.handleSend).Bind(api.RequireStaff())
 	g.GET("", m.handleList).Bind(api.RequireStaff())
 	se.Router.GET("/api/v1/messaging/settings", m.handleSettings).Bind(api.RequireStaff())
+	templates.Register(se, m.o, m.links) // the templates' checks and preview
+	prefs.Register(se, m.o, m.links)     // the customer's /p/ pages
 
 	cc, err := m.requests.Consume(m.handleRequest, jetstream.PullMaxMessages(32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {

@@ -9,6 +9,9 @@ import (
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/messaging/customers"
+	"github.com/omni/omni/core/messaging/templates"
 )
 
 var errNoProfile = errors.New("profile not found")
@@ -88,9 +91,18 @@ func (p *profile) address(ch string) string {
 	return ""
 }
 
-// customerVars is the customer variable of templates: traits, then the
-// computed traits, then the profile's own fields.
-func (p *profile) customerVars() map[string]any {
+// customerVars is the customer variable of templates, built the way the
+// template preview builds it (core/messaging/customers), so a message reads
+// as its preview did.
+func (p *profile) customerVars(app core.App) map[string]any {
+	if c, err := customers.Load(app, p.ID); err == nil {
+		return c.Vars
+	}
+	return p.fallbackVars()
+}
+
+// fallbackVars are the variables from what the gate read itself.
+func (p *profile) fallbackVars() map[string]any {
 	c := make(map[string]any, len(p.traits)+len(p.computed)+6)
 	for k, v := range p.traits {
 		c[k] = v
@@ -115,25 +127,19 @@ type template struct {
 	waParams                 []string
 }
 
-// loadTemplate reads the request's template by id or name.
+// loadTemplate reads the request's template by id or name (the templates
+// collection, checked when it was saved).
 func (m *Module) loadTemplate(r *Request) (template, error) {
 	if r.Template == "" {
 		return template{}, nil
 	}
-	rec, err := m.app.FindRecordById("templates", r.Template)
-	if err != nil {
-		rec, err = m.app.FindFirstRecordByData("templates", "name", r.Template)
-	}
+	t, err := templates.Find(m.app, r.Template)
 	if err != nil {
 		return template{}, badField("template", fmt.Sprintf("no template with id or name %q", r.Template))
 	}
-	t := template{ref: rec.Id, subject: rec.GetString("subject"), body: rec.GetString("body"), html: rec.GetString("html"),
-		waName: rec.GetString("wa_template"), waLanguage: rec.GetString("wa_language")}
-	if raw := fmt.Sprint(rec.GetRaw("wa_params")); raw != "" && raw != "null" && raw != "<nil>" {
-		_ = json.Unmarshal([]byte(raw), &t.waParams)
+	if t.Channel != "" && len(r.Channels) == 1 && t.Channel != r.Channels[0] {
+		return template{}, badField("template", fmt.Sprintf("template %q is for %s, not %s", t.Name, t.Channel, r.Channels[0]))
 	}
-	if ch := rec.GetString("channel"); ch != "" && len(r.Channels) == 1 && ch != r.Channels[0] {
-		return template{}, badField("template", fmt.Sprintf("template %q is for %s, not %s", rec.GetString("name"), ch, r.Channels[0]))
-	}
-	return t, nil
+	return template{ref: t.ID, subject: t.Subject, body: t.Body, html: t.HTML,
+		waName: t.WATemplate, waLanguage: t.WALanguage, waParams: t.WAParams}, nil
 }

@@ -151,3 +151,13 @@ func LoadOrCreateKey(dataDir string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// Open returns the signer for a running Omni: the key from dataDir (made on
+// first use) and links under publicURL (config.PublicBaseURL()).
+func Open(dataDir, publicURL string) (*Signer, error) {
+	key, err := LoadOrCreateKey(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return NewSigner(key, publicURL), nil
+}

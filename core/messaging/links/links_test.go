@@ -84,6 +84,15 @@ func TestKeyIsMadeOnceAndKept(t *testing.T) {
 	if err != nil || !bytes.Equal(k1, k2) {
 		t.Fatalf("second load differs: %v", err)
 	}
+	// A signer opened on the same dir verifies links made with the key.
+	s, err := links.Open(dir, "https://s.omni-shop.dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimPrefix(links.NewSigner(k1, "x").PreferencesURL("p1"), "x/p/prefs/")
+	if pid, _, err := s.Verify(tok); err != nil || pid != "p1" {
+		t.Fatalf("opened signer: %q %v", pid, err)
+	}
 	st, err := os.Stat(filepath.Join(dir, links.KeyFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode: %v %v", st.Mode(), err)

@@ -150,10 +150,23 @@ func identChar(c byte) bool {
 // followed by .name or ["name"], skipping strings, numbers, keywords,
 // filter names (after |) and named arguments (name:).
 func scanExpr(s string, line int) (refs []ref) {
-	afterPipe := false
+	afterPipe, afterIndex := false, false
 	for i := 0; i < len(s); {
 		c := s[i]
+		wasIndex := afterIndex
+		afterIndex = false
 		switch {
+		case c == '.' && wasIndex && i+1 < len(s) && identStart(s[i+1]):
+			// items[0].title: properties of a computed index are not known
+			// here (the path before the index was checked).
+			i++
+			for i < len(s) && identChar(s[i]) {
+				i++
+			}
+			afterIndex = true
+		case c == ']':
+			afterIndex = true
+			i++
 		case c == '"' || c == '\'':
 			j := strings.IndexByte(s[i+1:], c)
 			if j < 0 {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/osteele/liquid"
@@ -105,8 +106,16 @@ func sourceError(err liquid.SourceError) error {
 		msg = c.Error()
 	}
 	msg = strings.TrimSpace(liquidPrefix.ReplaceAllString(msg, ""))
+	if m := filterError.FindStringSubmatch(msg); m != nil {
+		if inner, err := strconv.Unquote(`"` + m[2] + `"`); err == nil {
+			msg = inner // the filter's own message names it ("money: …")
+		}
+	}
 	return &Error{Line: err.LineNumber(), Message: msg}
 }
+
+// filterError is the library's wrapping of an error a filter returned.
+var filterError = regexp.MustCompile(`^error applying filter "(\w+)" \("(.*)"\)$`)
 
 var liquidPrefix = regexp.MustCompile(`^Liquid (?:syntax )?error(?: \(line \d+\))?: ?`)
 

@@ -79,7 +79,7 @@ func TestHTMLEscapesVariables(t *testing.T) {
 }
 
 func TestCheckFindsUnknownVariablesInEveryBranch(t *testing.T) {
-	src := "Hi {{ customer.frist_name }}\n{% if customer.vip %}\n{{ custmer.email }}{% endif %}\n{{ event.properties.anything.deep }} {{ shop.name }} {{ shop.url | append: unsubscribe_url }}\n{% for item in event.properties.items %}{{ item.title }} {{ forloop.index }}{% endfor %}{% assign n = customer.orders_count | plus: 1 %}{{ n }}{{ customer[\"email\"] }} {{ customer.tags.size }}\n{{ \"customer.nope\" }} {{ preferences_url | default: oops }}"
+	src := "Hi {{ customer.frist_name }}\n{% if customer.vip %}\n{{ custmer.email }}{% endif %}\n{{ event.properties.anything.deep }} {{ shop.name }} {{ shop.url | append: unsubscribe_url }}\n{% for item in event.properties.items %}{{ item.title }} {{ forloop.index }}{% endfor %}{{ customer.tags[0].label }}{% for i in (1..customer.orders_count) %}{% endfor %}{% assign n = customer.orders_count | plus: 1 %}{{ n }}{{ customer[\"email\"] }} {{ customer.tags.size }}\n{{ \"customer.nope\" }} {{ preferences_url | default: oops }}"
 	vars := render.CheckVars([]string{"vip", "tags"})
 	got := render.Check(src, vars)
 	want := []render.Problem{

@@ -17,6 +17,7 @@ import (
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
 	"github.com/omni/omni/core/messaging"
+	_ "github.com/omni/omni/core/messaging/templates" // its migration
 	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/webui"
 )
@@ -48,6 +49,7 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"segments":             {"-----", "LV---", "LVCUD"},
 	"sources":              {"-----", "-----", "LVCUD"}, // write keys are owner-only
 	"staff":                {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
+	"templates":            {"-----", "LV---", "LVCUD"}, // agents send with them; owners write (checked by a hook)
 	"users":                {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
 }
 
@@ -67,6 +69,9 @@ var pocketBaseOwn = map[string]bool{
 var sampleBodies = map[string]func(n string) map[string]any{
 	"segments": func(n string) map[string]any {
 		return map[string]any{"name": "matrix " + n, "rule": map[string]any{"trait": "email", "op": "exists"}}
+	},
+	"templates": func(n string) map[string]any {
+		return map[string]any{"name": "matrix " + n, "channel": "sms", "body": "Hi {{ customer.first_name }}"}
 	},
 	// Server sources are made through /api/v1/sources, which shows the secret once.
 	"sources": func(n string) map[string]any { return map[string]any{"name": "matrix-" + n, "kind": "browser"} },
