@@ -2,7 +2,6 @@ package messaging_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -55,5 +54,4 @@ func BenchmarkGateToOutbox(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-	_ = fmt.Sprint()
 }

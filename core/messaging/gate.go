@@ -344,7 +344,11 @@ func periodName(d time.Duration) string {
 	if d%(24*time.Hour) == 0 && d > 24*time.Hour {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
-	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
+	s := strings.TrimSuffix(d.String(), "0s") // "24h0m0s" → "24h0m", "1h30m0s" → "1h30m"
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // quietUntil reports whether now is inside the customer's quiet hours and
