@@ -143,8 +143,15 @@ func (m *Module) Send(ctx context.Context, r Request) (Result, error) {
 		return Result{}, err
 	}
 	id := ledgerID(r.ID)
+	// Decide and record under the lock (the cap counts recorded rows);
+	// publish after it, so a slow bus does not hold up other sends.
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			m.mu.Unlock()
+		}
+	}()
 
 	if prev, ok := m.existing(id); ok {
 		return prev, nil // a repeated request: answered by the first decision
@@ -197,6 +204,8 @@ func (m *Module) Send(ctx context.Context, r Request) (Result, error) {
 	if err := m.insert(row, now); err != nil {
 		return Result{}, err
 	}
+	m.mu.Unlock()
+	locked = false
 	// The row is committed: if this publish is lost (a crash, the bus
 	// down), the re-drive of unpublished queued rows sends it.
 	m.publish(ctx, id, d.connector, out)
