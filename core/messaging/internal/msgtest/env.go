@@ -11,7 +11,6 @@ import (
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
-	"github.com/omni/omni/core/profiles"
 )
 
 // Env is a running Omni with profiles and Module, and two staff tokens.
@@ -22,13 +21,14 @@ type Env struct {
 	Agent string
 }
 
-// Start runs Omni with the profiles module (which applies consent) and
-// Module.
-func Start(t *testing.T) *Env {
+// Start runs Omni with Module after the given modules: the tests pass the
+// profiles module, which resolves customers and applies consent (this
+// package may not import it: modules meet on the bus).
+func Start(t *testing.T, before ...app.Module) *Env {
 	t.Helper()
 	mod := &Module{}
 	s := omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module {
-		return []app.Module{profiles.New(profiles.Options{}), mod}
+		return append(before, mod)
 	}})
 	return &Env{Server: s, Mod: mod,
 		Owner: s.Staff(t, "owner@omni-shop.dev", "owner"), Agent: s.Staff(t, "agent@omni-shop.dev", "agent")}
