@@ -10,16 +10,16 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { apiAs, batch, buildOmni, eventually, launchBrowser, login, omniCLI, shot, startOmni, tmpDir } from './harness.js'
 
-const OWNER = { name: 'Olga Owner', email: 'owner@shop.test', password: 'owner-pass-1' }
+const OWNER = { name: 'Olga Owner', email: 'olga@omni-shop.dev', password: 'owner-pass-1' }
 const EMAIL = 'dana@omni-shop.dev'
 
-let tmp, server, browser, page, ownerToken, profileID
+let tmp, server, browser, page, ownerToken, profileID, writeKey
 
 before(async () => {
   tmp = tmpDir()
   const bin = buildOmni(tmp)
   const dataDir = path.join(tmp, 'data')
-  const writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop').match(/write key: (\S+)/)[1]
+  writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop').match(/write key: (\S+)/)[1]
   server = await startOmni(bin, dataDir, { logName: 'omni-templates.log' })
   const owner = await apiAs(server.url, '', '/api/v1/setup/owner', { method: 'POST', body: JSON.stringify({ ...OWNER, passwordConfirm: OWNER.password }) })
   assert.equal(owner.status, 200, JSON.stringify(owner.body))
@@ -89,6 +89,17 @@ describe('templates', () => {
     const list = await apiAs(server.url, ownerToken, '/api/collections/templates/records')
     assert.equal(list.body.items?.[0]?.name, 'Welcome')
     assert.equal(list.body.items[0].body, 'Hello\nHi {{ customer.first_name | default: "there" }}!')
+
+    // Send test to me: the owner is not a customer yet, so it says so.
+    await editor.getByRole('button', { name: 'Send test to me' }).click()
+    await editor.getByRole('alert').getByText(`No customer has your email (${OWNER.email.toLowerCase()})`, { exact: false }).waitFor()
+    // Once she is, the button asks the send gate for the saved template, to
+    // her profile, and shows its answer: with no email connector set up
+    // here, the gate's reason for not sending.
+    await batch(server.url, writeKey, [{ type: 'identify', userId: 'olga-1', traits: { email: OWNER.email, first_name: 'Olga' } }])
+    await eventually(async () => (await apiAs(server.url, ownerToken, '/api/v1/profiles?q=' + encodeURIComponent(OWNER.email))).body.items?.length, { what: 'the owner as a customer' })
+    await editor.getByRole('button', { name: 'Send test to me' }).click()
+    await editor.getByRole('alert').getByText('Not sent: no email channel is connected', { exact: false }).waitFor()
 
     // A save with a typo is refused beside its field, naming the line.
     await editor.getByLabel('Subject').fill('Hi {{ shop.nme }}')

@@ -72,7 +72,7 @@ func countConsentEvents(t *testing.T, e *msgtest.Env, pid string) int {
 // resubscribes; the RFC 8058 POST answers 200 without a redirect; opening
 // it again adds nothing to the ledger.
 func TestUnsubscribeLink(t *testing.T) {
-	e := msgtest.Start(t)
+	e := msgtest.Start(t, profiles.New(profiles.Options{}))
 	pid := e.Customer(t, events.Identities{events.Email: "ann@omni-shop.dev", events.Phone: "+14155550101"}, map[string]any{"first_name": "Ann"})
 	subscribe(t, e, pid, "email")
 	subscribe(t, e, pid, "sms")
@@ -131,7 +131,7 @@ func TestUnsubscribeLink(t *testing.T) {
 // reached on with their state; saving writes only the changes, each a
 // consent.changed from source customer, and shows the saved state.
 func TestPreferenceCenter(t *testing.T) {
-	e := msgtest.Start(t)
+	e := msgtest.Start(t, profiles.New(profiles.Options{}))
 	pid := e.Customer(t, events.Identities{events.Email: "bo@omni-shop.dev", events.Phone: "+14155550102"}, nil)
 	subscribe(t, e, pid, "email")
 	link := path(e.Mod.Signer.PreferencesURL(pid))
@@ -164,7 +164,7 @@ func TestPreferenceCenter(t *testing.T) {
 // TestInvalidAndErasedLinks: forged or damaged tokens and links of erased
 // customers get the same 404 page that reveals nothing.
 func TestInvalidAndErasedLinks(t *testing.T) {
-	e := msgtest.Start(t)
+	e := msgtest.Start(t, profiles.New(profiles.Options{}))
 	pid := e.Customer(t, events.Identities{events.Email: "cy@omni-shop.dev"}, map[string]any{"first_name": "Cy"})
 	unsub, prefs := path(e.Mod.Signer.UnsubscribeURL(pid, "email")), path(e.Mod.Signer.PreferencesURL(pid))
 	for _, p := range []string{unsub + "x", "/p/u/nonsense", "/p/prefs/a.b.c", prefs[:len(prefs)-3] + "AAA",

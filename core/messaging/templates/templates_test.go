@@ -9,6 +9,7 @@ import (
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/messaging/internal/msgtest"
 	"github.com/omni/omni/core/messaging/templates"
+	"github.com/omni/omni/core/profiles"
 )
 
 const records = "/api/collections/templates/records"
@@ -17,7 +18,7 @@ const records = "/api/collections/templates/records"
 // the records API; a syntax error or an unknown variable is a 400 naming
 // the field and the line; agents may read but not write.
 func TestTemplatesAreCheckedOnSave(t *testing.T) {
-	e := msgtest.Start(t)
+	e := msgtest.Start(t, profiles.New(profiles.Options{}))
 	e.Customer(t, events.Identities{events.Email: "ann@omni-shop.dev"}, map[string]any{"first_name": "Ann", "favorite_tea": "oolong"})
 
 	good := map[string]any{"name": "Abandoned cart", "channel": "email",
@@ -121,7 +122,7 @@ func (p preview) problems() string {
 // content and saved templates for a chosen customer and event, with links
 // signed for that customer, HTML escaped, and problems listed, not refused.
 func TestPreviewRendersForARealCustomer(t *testing.T) {
-	e := msgtest.Start(t)
+	e := msgtest.Start(t, profiles.New(profiles.Options{}))
 	pid := e.Customer(t, events.Identities{events.Email: "ann@omni-shop.dev"}, map[string]any{"first_name": "Ann <3", "favorite_tea": "oolong"})
 
 	do := func(body any) preview {

@@ -11,7 +11,6 @@ import (
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
-	"github.com/omni/omni/core/profiles"
 )
 
 // Env is a running Omni with profiles and Module, and two staff tokens.
@@ -22,13 +21,14 @@ type Env struct {
 	Agent string
 }
 
-// Start runs Omni with the profiles module (which applies consent) and
-// Module.
-func Start(t *testing.T) *Env {
+// Start runs Omni with Module after the given modules: the tests pass the
+// profiles module, which resolves customers and applies consent (this
+// package may not import it: modules meet on the bus).
+func Start(t *testing.T, before ...app.Module) *Env {
 	t.Helper()
 	mod := &Module{}
 	s := omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module {
-		return []app.Module{profiles.New(profiles.Options{}), mod}
+		return append(before, mod)
 	}})
 	return &Env{Server: s, Mod: mod,
 		Owner: s.Staff(t, "owner@omni-shop.dev", "owner"), Agent: s.Staff(t, "agent@omni-shop.dev", "agent")}
@@ -36,13 +36,27 @@ func Start(t *testing.T) *Env {
 
 var seq atomic.Int64
 
+// Event publishes one event for the identities and waits until it is
+// stored (an order, say, so computed traits move).
+func (e *Env) Event(t *testing.T, typ string, ids events.Identities, props map[string]any) {
+	t.Helper()
+	e.publish(t, typ, ids, props)
+}
+
 // Customer makes a customer the way a connector would (an identify event
 // with traits, from a server source) and returns the profile id.
 func (e *Env) Customer(t *testing.T, ids events.Identities, traits map[string]any) string {
 	t.Helper()
+	return e.publish(t, events.CustomerUpdated, ids, map[string]any{"traits": traits})
+}
+
+// publish sends one event from a server source and returns the profile it
+// was stored against.
+func (e *Env) publish(t *testing.T, typ string, ids events.Identities, props map[string]any) string {
+	t.Helper()
 	now := time.Now().UTC()
-	ev := &events.Event{ID: fmt.Sprintf("msgtest-%d-%d", now.UnixNano(), seq.Add(1)), Type: events.CustomerUpdated,
-		Source: "shopify", OccurredAt: now, ReceivedAt: now, Identities: ids, Properties: map[string]any{"traits": traits}}
+	ev := &events.Event{ID: fmt.Sprintf("msgtest-%d-%d", now.UnixNano(), seq.Add(1)), Type: typ,
+		Source: "shopify", OccurredAt: now, ReceivedAt: now, Identities: ids, Properties: props}
 	norm := events.Normalizer{DefaultRegion: "US"}
 	norm.Normalize(ev)
 	if err := ev.Validate(now); err != nil {
