@@ -207,6 +207,19 @@ func TestGate(t *testing.T) {
 		t.Fatalf("guest list: %d", code)
 	}
 
+	// A queued row whose publish was lost (the process died between the
+	// ledger write and the bus) is published from the ledger.
+	const lost = "lostpublish0001"
+	if _, err := e.PB.DB().NewQuery(`INSERT INTO messages (id, profile, channel, kind, "to", status, connector, attempts, outbound, enqueued, queued_at, created, updated)
+		VALUES ({:id}, {:p}, 'sms', 'transactional', '+447700900021', 'queued', 'recorder', '[]', {:out}, 0, '2026-06-01 11:00:00.000Z', '2026-06-01 11:00:00.000Z', '2026-06-01 11:00:00.000Z')`).
+		Bind(dbx.Params{"id": lost, "p": ann, "out": `{"id":"` + lost + `","channel":"sms","to":{"phone":"+447700900021"},"text":"survived"}`}).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(t, lost, "sent")
+	if got, _ := e.vendor.message(lost); got.Text != "survived" {
+		t.Fatalf("re-driven message: %+v", got)
+	}
+
 	// Other modules send over the bus; the request id makes it idempotent.
 	req := &outbox.SendRequest{ID: "journey-run-7:step-2", Profile: ann, Channels: []string{"sms"}, Kind: "transactional", Body: "from a journey", JourneyRun: "run-7"}
 	for range 2 {
