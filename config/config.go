@@ -40,13 +40,18 @@ type Config struct {
 	// on first start. It must be outside DataDir so a backup of the data
 	// (PocketBase's backups zip all of it) cannot decrypt the secrets in it.
 	// Empty means SecretKeyPath's default, beside the data dir.
-	SecretKeyFile string                    `mapstructure:"secret_key_file"`
-	Log           LogConfig                 `mapstructure:"log"`
-	Bus           BusConfig                 `mapstructure:"bus"`
-	Ingest        IngestConfig              `mapstructure:"ingest"`
-	Journeys      JourneysConfig            `mapstructure:"journeys"`
-	Profiles      ProfilesConfig            `mapstructure:"profiles"`
-	Connectors    map[string]map[string]any `mapstructure:"connectors"`
+	SecretKeyFile string          `mapstructure:"secret_key_file"`
+	Log           LogConfig       `mapstructure:"log"`
+	Bus           BusConfig       `mapstructure:"bus"`
+	Ingest        IngestConfig    `mapstructure:"ingest"`
+	Journeys      JourneysConfig  `mapstructure:"journeys"`
+	Profiles      ProfilesConfig  `mapstructure:"profiles"`
+	Messaging     MessagingConfig `mapstructure:"messaging"`
+	// PublicURL is the shop's address as customers reach it: unsubscribe
+	// links, preference pages and vendors' status callbacks are built from
+	// it. Empty in the file means "http://" + HTTP (see PublicBaseURL).
+	PublicURL  string                    `mapstructure:"public_url"`
+	Connectors map[string]map[string]any `mapstructure:"connectors"`
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -95,6 +100,18 @@ type ProfilesConfig struct {
 	Identity IdentityConfig `mapstructure:"identity"`
 }
 
+// MessagingConfig is messaging.*: the send gate's rules.
+type MessagingConfig struct {
+	// FrequencyCap lists "COUNT/PERIOD" limits on marketing sends per
+	// customer, all channels together, e.g. ["2/24h", "5/7d"].
+	FrequencyCap []string `mapstructure:"frequency_cap"`
+	// QuietHours is "HH:MM-HH:MM" in the customer's time zone; marketing
+	// that falls inside waits for the window's end. Empty: none.
+	QuietHours string `mapstructure:"quiet_hours"`
+	// Timezone is the shop's IANA zone, used for customers without one.
+	Timezone string `mapstructure:"timezone"`
+}
+
 // IdentityConfig is profiles.identity.*.
 type IdentityConfig struct {
 	// Blocklist adds identifiers that are kept on events but never used to
@@ -133,6 +150,10 @@ var defaults = map[string]any{
 	"journeys.quiet_hours":    "21:00-08:00",
 	"journeys.frequency_cap":  "3/24h",
 	"profiles.identity_cap":   5,
+	"public_url":              "",
+	"messaging.frequency_cap": []string{"2/24h", "5/7d"},
+	"messaging.quiet_hours":   "21:00-08:00",
+	"messaging.timezone":      "UTC",
 	"profiles.base_currency":  "",
 	"profiles.exchange_rates": "",
 
@@ -157,6 +178,7 @@ func Flags(fs *pflag.FlagSet) {
 	fs.String("config", "", "path to omni.yaml (default: ./omni.yaml when present)")
 	fs.String("http", "", "HTTP listen address (default "+defaults["http"].(string)+")")
 	fs.String("data-dir", "", "data directory (default "+defaults["data_dir"].(string)+")")
+	fs.String("public-url", "", "the shop's public base URL for links in messages (default http://<http address>)")
 }
 
 // KnownKeys returns the sorted list of configuration keys.
@@ -191,7 +213,7 @@ func Load(flags *pflag.FlagSet) (*Config, error) {
 		if f := flags.Lookup("config"); f != nil {
 			file = f.Value.String()
 		}
-		bind := map[string]string{"http": "http", "data-dir": "data_dir"}
+		bind := map[string]string{"http": "http", "data-dir": "data_dir", "public-url": "public_url"}
 		for flag, key := range bind {
 			if f := flags.Lookup(flag); f != nil {
 				_ = v.BindPFlag(key, f)
@@ -375,6 +397,14 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Journeys.FrequencyCap = s
 	case "profiles.identity_cap":
 		cfg.Profiles.IdentityCap = n
+	case "public_url":
+		cfg.PublicURL = s
+	case "messaging.frequency_cap":
+		cfg.Messaging.FrequencyCap = l
+	case "messaging.quiet_hours":
+		cfg.Messaging.QuietHours = s
+	case "messaging.timezone":
+		cfg.Messaging.Timezone = s
 	case "profiles.base_currency":
 		cfg.Profiles.BaseCurrency = s
 	case "profiles.exchange_rates":
@@ -534,7 +564,116 @@ func (c *Config) Validate() error {
 	if _, _, err := ParseFrequencyCap(c.Journeys.FrequencyCap); err != nil {
 		return &Error{Key: "journeys.frequency_cap", Problem: err.Error()}
 	}
+	if err := validatePublicURL(c.PublicURL); err != nil {
+		return &Error{Key: "public_url", Problem: err.Error()}
+	}
+	if _, err := ParseFrequencyCaps(c.Messaging.FrequencyCap); err != nil {
+		return &Error{Key: "messaging.frequency_cap", Problem: err.Error()}
+	}
+	if _, _, err := ParseQuietHours(c.Messaging.QuietHours); err != nil {
+		return &Error{Key: "messaging.quiet_hours", Problem: err.Error()}
+	}
+	if _, err := time.LoadLocation(c.Messaging.Timezone); err != nil || c.Messaging.Timezone == "" {
+		return &Error{Key: "messaging.timezone", Problem: fmt.Sprintf("expected an IANA time zone such as Europe/London or UTC, got %q", c.Messaging.Timezone)}
+	}
 	return nil
+}
+
+// validatePublicURL accepts an absolute http(s) URL with a host and no
+// query or fragment (paths are appended to it); empty means the default.
+func validatePublicURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("expected an absolute http(s) URL without query such as https://shop.omni-shop.dev, got %q", s)
+	}
+	return nil
+}
+
+// PublicBaseURL is public_url without a trailing slash, or by default
+// http://<http address> (0.0.0.0 and [::] become 127.0.0.1).
+func (c *Config) PublicBaseURL() string {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(c.HTTP)
+	if err != nil {
+		return "http://" + c.HTTP
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// PublicURLIsLoopback reports whether customers could not reach the
+// public base URL (it names localhost or a loopback address): links in
+// messages would not work, so the admin asks for public_url.
+func (c *Config) PublicURLIsLoopback() bool {
+	u, err := url.Parse(c.PublicBaseURL())
+	if err != nil {
+		return true
+	}
+	h := u.Hostname()
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// FrequencyCap is at most Count marketing sends within Period.
+type FrequencyCap struct {
+	Count  int
+	Period time.Duration
+}
+
+// ParseFrequencyCaps reads entries like "2/24h" or "5/7d" (d = 24h).
+func ParseFrequencyCaps(entries []string) ([]FrequencyCap, error) {
+	var caps []FrequencyCap
+	for _, e := range entries {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		n, d, ok := strings.Cut(e, "/")
+		count, err := strconv.Atoi(strings.TrimSpace(n))
+		var period time.Duration
+		if ok && err == nil && count > 0 {
+			d = strings.TrimSpace(d)
+			if days, found := strings.CutSuffix(d, "d"); found {
+				var k int
+				if k, err = strconv.Atoi(days); err == nil && k > 0 {
+					period = time.Duration(k) * 24 * time.Hour
+				}
+			} else if period, err = time.ParseDuration(d); err != nil {
+				period = 0
+			}
+		}
+		if period <= 0 {
+			return nil, fmt.Errorf("%q: expected COUNT/PERIOD such as 2/24h or 5/7d", e)
+		}
+		caps = append(caps, FrequencyCap{Count: count, Period: period})
+	}
+	return caps, nil
+}
+
+// ParseQuietHours reads "HH:MM-HH:MM" into minutes after midnight; the
+// window may wrap midnight (21:00-08:00). Empty means no quiet hours
+// (from == to == -1).
+func ParseQuietHours(s string) (from, to int, err error) {
+	if strings.TrimSpace(s) == "" {
+		return -1, -1, nil
+	}
+	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
+	t1, err1 := time.Parse("15:04", strings.TrimSpace(a))
+	t2, err2 := time.Parse("15:04", strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || t1.Equal(t2) {
+		return 0, 0, fmt.Errorf("expected HH:MM-HH:MM such as 21:00-08:00, got %q", s)
+	}
+	return t1.Hour()*60 + t1.Minute(), t2.Hour()*60 + t2.Minute(), nil
 }
 
 func validateQuietHours(s string) error {

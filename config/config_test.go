@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -179,6 +180,12 @@ func TestBadValues(t *testing.T) {
 		{"OMNI_INGEST_DEFAULT_REGION", "XX", "ingest.default_region", "region code"},
 		{"OMNI_JOURNEYS_QUIET_HOURS", "night", "journeys.quiet_hours", "HH:MM-HH:MM"},
 		{"OMNI_JOURNEYS_FREQUENCY_CAP", "many", "journeys.frequency_cap", "COUNT/DURATION"},
+		{"OMNI_PUBLIC_URL", "shop.omni-shop.dev", "public_url", "absolute http(s) URL"},
+		{"OMNI_PUBLIC_URL", "ftp://shop.omni-shop.dev", "public_url", "absolute http(s) URL"},
+		{"OMNI_PUBLIC_URL", "https://shop.omni-shop.dev/?a=1", "public_url", "without query"},
+		{"OMNI_MESSAGING_FREQUENCY_CAP", "2/24h,lots", "messaging.frequency_cap", "COUNT/PERIOD"},
+		{"OMNI_MESSAGING_QUIET_HOURS", "21-8", "messaging.quiet_hours", "HH:MM-HH:MM"},
+		{"OMNI_MESSAGING_TIMEZONE", "Mars/Olympus", "messaging.timezone", "IANA time zone"},
 	}
 	for _, c := range cases {
 		t.Run(c.env+"="+c.value, func(t *testing.T) {
@@ -290,5 +297,42 @@ func TestIdentityBlocklist(t *testing.T) {
 	var ce *Error
 	if !errors.As(err, &ce) || ce.Key != "profiles.identity.blocklist" || !strings.Contains(err.Error(), "regular expression") {
 		t.Fatalf("bad regexp: %v", err)
+	}
+}
+
+func TestPublicURLDefaultsToTheHTTPAddressAndFlagOverrides(t *testing.T) {
+	inDir(t)
+	t.Setenv("OMNI_HTTP", "0.0.0.0:9000")
+	cfg, err := Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.PublicBaseURL(); got != "http://127.0.0.1:9000" || !cfg.PublicURLIsLoopback() {
+		t.Fatalf("default public URL %q (loopback %v), want http://127.0.0.1:9000 (loopback)", got, cfg.PublicURLIsLoopback())
+	}
+	t.Setenv("OMNI_PUBLIC_URL", "https://env.omni-shop.dev")
+	cfg, err = Load(flags(t, "--public-url", "https://shop.omni-shop.dev/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.PublicBaseURL(); got != "https://shop.omni-shop.dev" || cfg.PublicURLIsLoopback() {
+		t.Fatalf("public URL %q (loopback %v), want the flag's, without the trailing slash", got, cfg.PublicURLIsLoopback())
+	}
+}
+
+func TestMessagingCapsReadDaysAndLists(t *testing.T) {
+	inDir(t)
+	t.Setenv("OMNI_MESSAGING_FREQUENCY_CAP", "1/12h,4/3d")
+	cfg, err := Load(flags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := ParseFrequencyCaps(cfg.Messaging.FrequencyCap)
+	if err != nil || len(caps) != 2 || caps[0] != (FrequencyCap{1, 12 * time.Hour}) || caps[1] != (FrequencyCap{4, 72 * time.Hour}) {
+		t.Fatalf("caps %v %v", caps, err)
+	}
+	from, to, err := ParseQuietHours("21:30-07:15")
+	if err != nil || from != 21*60+30 || to != 7*60+15 {
+		t.Fatalf("quiet hours %d %d %v", from, to, err)
 	}
 }

@@ -23,6 +23,10 @@ const (
 	StreamOutbox  = "OUTBOX"
 	EventsSubject = "omni.events.>"
 	OutboxSubject = "omni.outbox.>"
+	// StreamMessaging holds send requests for the messaging gate
+	// (core/outbox.RequestSend): small, so it takes a sixteenth of the store.
+	StreamMessaging  = "MESSAGING"
+	MessagingSubject = "omni.messaging.>"
 )
 
 // Options configures Open.
@@ -126,7 +130,7 @@ func (b *Bus) startEmbedded() error {
 	return nil
 }
 
-// EnsureStreams creates or updates the EVENTS and OUTBOX streams.
+// EnsureStreams creates or updates the EVENTS, OUTBOX and MESSAGING streams.
 //
 // Retention is by interest: a message is kept until every durable consumer
 // (events store, profiles, journeys, …) has acknowledged it, and new
@@ -137,11 +141,21 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: StreamEvents, Subjects: []string{EventsSubject}, Description: "every inbound event, unified model"},
 		{Name: StreamOutbox, Subjects: []string{OutboxSubject}, Description: "outbound messages to connectors"},
+		{Name: StreamMessaging, Subjects: []string{MessagingSubject}, Description: "send requests to the messaging gate"},
 	} {
 		sc.Storage = storage
 		sc.Retention = jetstream.InterestPolicy
 		sc.Discard = jetstream.DiscardNew
-		sc.MaxBytes = b.opts.MaxStore / 2
+		// Each stream reserves its share of the store: a stream without
+		// a limit could not be created once the others reserved it all.
+		switch sc.Name {
+		case StreamEvents:
+			sc.MaxBytes = b.opts.MaxStore / 2
+		case StreamOutbox:
+			sc.MaxBytes = b.opts.MaxStore/2 - b.opts.MaxStore/16
+		default:
+			sc.MaxBytes = b.opts.MaxStore / 16
+		}
 		sc.MaxAge = b.opts.MaxAge
 		sc.Duplicates = b.opts.DedupeWindow
 		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {

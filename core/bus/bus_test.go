@@ -72,12 +72,13 @@ func TestOpenEmbeddedCreatesStreamsAsConfigured(t *testing.T) {
 	if !b.Embedded() {
 		t.Fatal("no URL given, yet not embedded")
 	}
-	for name, subject := range map[string]string{bus.StreamEvents: bus.EventsSubject, bus.StreamOutbox: bus.OutboxSubject} {
+	maxBytes := map[string]int64{bus.StreamEvents: 32 << 20, bus.StreamOutbox: 28 << 20, bus.StreamMessaging: 4 << 20}
+	for name, subject := range map[string]string{bus.StreamEvents: bus.EventsSubject, bus.StreamOutbox: bus.OutboxSubject, bus.StreamMessaging: bus.MessagingSubject} {
 		c := streamInfo(t, b, name).Config
 		if c.Retention != jetstream.InterestPolicy || c.Discard != jetstream.DiscardNew || c.Storage != jetstream.FileStorage {
 			t.Errorf("%s: retention %v, discard %v, storage %v; want interest, new, file", name, c.Retention, c.Discard, c.Storage)
 		}
-		if c.Duplicates != 90*time.Second || c.MaxAge != 48*time.Hour || c.MaxBytes != 32<<20 {
+		if c.Duplicates != 90*time.Second || c.MaxAge != 48*time.Hour || c.MaxBytes != maxBytes[name] {
 			t.Errorf("%s: duplicates %s, max age %s, max bytes %d", name, c.Duplicates, c.MaxAge, c.MaxBytes)
 		}
 		if len(c.Subjects) != 1 || c.Subjects[0] != subject {

@@ -30,6 +30,7 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
+	outboxwire "github.com/omni/omni/core/outbox"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -298,17 +299,7 @@ func Discover(pluginsDir string) ([]Installed, error) {
 	return out, nil
 }
 
-func validName(n string) bool {
-	if n == "" || len(n) > 60 {
-		return false
-	}
-	for i, r := range n {
-		if !(r >= 'a' && r <= 'z' || r == '_' || r == '-' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
+func validName(n string) bool { return outboxwire.ValidName(n) }
 
 // discover makes sure every installed connector has a record and an instance.
 func (m *Module) discover() error {

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/omni/omni/core/app"
@@ -18,6 +17,7 @@ import (
 	"github.com/omni/omni/core/deadletter"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
+	outboxwire "github.com/omni/omni/core/outbox"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -29,33 +29,20 @@ const OutboxConsumer = "connectors-outbox"
 const OutboxDeadConsumer = "outbox"
 
 // OutboxSubject is the subject of a connector's outbound messages.
-func OutboxSubject(connector string) string { return "omni.outbox." + connector }
+func OutboxSubject(connector string) string { return outboxwire.Subject(connector) }
 
 // outboxPrefix starts every OUTBOX subject.
-const outboxPrefix = "omni.outbox."
+const outboxPrefix = outboxwire.Prefix
 
 // retryMarker joins a parked message's id and the time of a retry in the
 // Nats-Msg-Id of the republished copy: a fresh id, so JetStream's dedupe
 // window does not drop the copy as a repeat of the original.
 const retryMarker = "#retry"
 
-// Enqueue stores msg on the OUTBOX stream for connector and returns once it
-// is durable. msg.ID is the dedupe id (set to a new UUID when empty); the
-// same ID enqueued twice within the dedupe window is delivered once, and
-// message.sent / message.failed events carry it.
+// Enqueue stores msg on the OUTBOX stream for connector (core/outbox, where
+// the wire format lives so other modules can send without this one).
 func Enqueue(ctx context.Context, b *bus.Bus, connector string, msg *sdk.OutboundMessage) error {
-	if !validName(connector) {
-		return fmt.Errorf("connector: %q is not a valid connector name", connector)
-	}
-	if msg.ID == "" {
-		msg.ID = uuid.NewString()
-	}
-	data, err := json.Marshal(msg)
-	if err != nil {
-		return err
-	}
-	_, err = b.Publish(ctx, bus.Msg{Subject: OutboxSubject(connector), Data: data, ID: msg.ID})
-	return err
+	return outboxwire.Enqueue(ctx, b, connector, msg)
 }
 
 // maxRetryDelay caps the backoff between send retries.

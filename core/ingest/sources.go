@@ -34,7 +34,7 @@ const (
 // events Omni derives itself (profile.erased, segment.entered, …), which
 // connectors and modules act on; "staff" of changes staff make in the admin
 // (a consent ledger entry names who made it only for that source).
-var reservedSourceNames = map[string]bool{"omni": true, "staff": true}
+var reservedSourceNames = map[string]bool{"omni": true, "staff": true, "customer": true}
 
 // NewWriteKey returns a fresh random write key (browser sources).
 func NewWriteKey() string { return writeKeyPrefix + security.RandomString(32) }

@@ -101,9 +101,10 @@ func TestServerSourceSecretKeyShownOnce(t *testing.T) {
 	}{
 		{map[string]string{"name": "x", "kind": "admin"}, "kind"},
 		{map[string]string{"name": " "}, "name"},
-		{map[string]string{"name": "test"}, "name"},                    // taken
-		{map[string]string{"name": "Omni", "kind": "browser"}, "name"}, // reserved
-		{map[string]string{"name": "Staff", "kind": "server"}, "name"}, // reserved: staff consent changes name who made them
+		{map[string]string{"name": "test"}, "name"},                       // taken
+		{map[string]string{"name": "Omni", "kind": "browser"}, "name"},    // reserved
+		{map[string]string{"name": "Staff", "kind": "server"}, "name"},    // reserved: staff consent changes name who made them
+		{map[string]string{"name": "customer", "kind": "server"}, "name"}, // reserved: changes customers make on the preference pages
 		{`[1]`, "body"},
 	}
 	for _, c := range bad {

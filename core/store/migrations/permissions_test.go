@@ -16,6 +16,8 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/core/messaging"
+	_ "github.com/omni/omni/core/messaging/templates" // its migration
 	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/webui"
 )
@@ -30,23 +32,26 @@ import (
 // own, below): a module that adds a collection adds its line here, so its
 // rules are decided on purpose rather than left at whatever they were.
 var permissions = map[string]struct{ guest, agent, owner string }{
-	"connectors":         {"-----", "-----", "LV---"}, // writes go through /api/v1/connectors (secrets are sealed there)
-	"events":             {"-----", "LV---", "LV---"},
-	"events_dead":        {"-----", "-----", "LV--D"}, // parked events; retries go through /api/v1/events/dead/retry
-	"identities":         {"-----", "LV---", "LV---"},
-	"profile_blocklist":  {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
-	"profile_conflicts":  {"-----", "LV---", "LV-U-"},
-	"profile_merges":     {"-----", "LV---", "LV---"}, // un-merges go through /api/v1/profiles/{id}/merges/{merge}/undo
-	"profile_settings":   {"-----", "LV---", "LV---"}, // written by the profiles module only (the adopted base currency)
-	"profile_tombstones": {"-----", "-----", "LV---"},
-	"profiles":           {"-----", "LV---", "LV---"},
-	"relay_pending":      {"-----", "-----", "-----"},
-	"segment_counts":     {"-----", "LV---", "LV---"},
-	"segment_members":    {"-----", "LV---", "LV---"},
-	"segments":           {"-----", "LV---", "LVCUD"},
-	"sources":            {"-----", "-----", "LVCUD"}, // write keys are owner-only
-	"staff":              {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
-	"users":              {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
+	"connectors":           {"-----", "-----", "LV---"}, // writes go through /api/v1/connectors (secrets are sealed there)
+	"events":               {"-----", "LV---", "LV---"},
+	"events_dead":          {"-----", "-----", "LV--D"}, // parked events; retries go through /api/v1/events/dead/retry
+	"identities":           {"-----", "LV---", "LV---"},
+	"profile_blocklist":    {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
+	"profile_conflicts":    {"-----", "LV---", "LV-U-"},
+	"profile_merges":       {"-----", "LV---", "LV---"}, // un-merges go through /api/v1/profiles/{id}/merges/{merge}/undo
+	"profile_settings":     {"-----", "LV---", "LV---"}, // written by the profiles module only (the adopted base currency)
+	"profile_tombstones":   {"-----", "-----", "LV---"},
+	"profiles":             {"-----", "LV---", "LV---"},
+	"relay_pending":        {"-----", "-----", "-----"},
+	"segment_counts":       {"-----", "LV---", "LV---"},
+	"segment_members":      {"-----", "LV---", "LV---"},
+	"segments":             {"-----", "LV---", "LVCUD"},
+	"sources":              {"-----", "-----", "LVCUD"}, // write keys are owner-only
+	"staff":                {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
+	"message_suppressions": {"-----", "LV---", "LV--D"}, // written by the send gate from permanent failures; an owner clears a fixed address
+	"messages":             {"-----", "LV---", "LV---"}, // the send ledger: written only through /api/v1/messages and the gate
+	"templates":            {"-----", "LV---", "LVCUD"}, // agents send with them; owners write (checked by a hook)
+	"users":                {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
 
 	// Written by un-merges that keep two customers apart.
 	"profile_pair_blocks": {"-----", "LV---", "LV---"},
@@ -69,6 +74,9 @@ var sampleBodies = map[string]func(n string) map[string]any{
 	"segments": func(n string) map[string]any {
 		return map[string]any{"name": "matrix " + n, "rule": map[string]any{"trait": "email", "op": "exists"}}
 	},
+	"templates": func(n string) map[string]any {
+		return map[string]any{"name": "matrix " + n, "channel": "sms", "body": "Hi {{ customer.first_name }}"}
+	},
 	// Server sources are made through /api/v1/sources, which shows the secret once.
 	"sources": func(n string) map[string]any { return map[string]any{"name": "matrix-" + n, "kind": "browser"} },
 }
@@ -78,7 +86,7 @@ const actions = "LVCUD"
 func startAll(t *testing.T) *omnitest.Server {
 	t.Helper()
 	return omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module {
-		return []app.Module{profiles.New(profiles.Options{}), connectors.New(connectors.Options{}), webui.New(nil)}
+		return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), connectors.New(connectors.Options{}), webui.New(nil)}
 	}})
 }
 

@@ -1,0 +1,117 @@
+package messaging
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/store"
+)
+
+// statusOf maps a status event to the ledger status it moves to.
+var statusOf = map[string]string{
+	events.MessageSent:      StatusSent,
+	events.MessageFailed:    StatusFailed,
+	events.MessageDelivered: StatusDelivered,
+	events.MessageRead:      StatusRead,
+}
+
+// rankSQL orders statuses so an update never moves one backwards (a late
+// "delivered" after "read", a retry's "sent" after "delivered"). A
+// suppressed row never moves.
+const rankSQL = `(CASE status WHEN 'queued' THEN 0 WHEN 'scheduled' THEN 0 WHEN 'sent' THEN 1 WHEN 'failed' THEN 2
+	WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 99 END)`
+
+var rank = map[string]int{StatusSent: 1, StatusFailed: 2, StatusDelivered: 3, StatusRead: 4}
+
+// ledgerProcessor folds delivery-status events into the ledger inside the
+// events transaction, so a status is recorded exactly when its event is.
+type ledgerProcessor struct{ m *Module }
+
+func (p ledgerProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) error {
+	for _, s := range batch {
+		ev := s.Event
+		status, ok := statusOf[ev.Type]
+		if !ok {
+			continue
+		}
+		if err := applyStatus(tx, ev, status); err != nil {
+			return fmt.Errorf("messaging: ledger update for %s: %w", ev.ID, err)
+		}
+	}
+	return nil
+}
+
+// applyStatus moves the message an event is about. Events about messages
+// Omni did not send through the gate (no ledger row) change nothing.
+func applyStatus(tx core.App, ev *events.Event, status string) error {
+	str := func(k string) string { s, _ := ev.Properties[k].(string); return s }
+	id := str("message_id") // the host's message.sent / message.failed
+	if id == "" {
+		id = str("outbound_id") // a connector's status event
+	}
+	provider := truncate(str("provider_message_id"), 300)
+	db := tx.DB()
+	if id == "" && provider != "" {
+		_ = db.NewQuery("SELECT id FROM " + Collection + " WHERE provider_id={:p} LIMIT 1").Bind(dbx.Params{"p": provider}).Row(&id)
+	}
+	if id == "" {
+		return nil
+	}
+	if provider != "" {
+		if _, err := db.NewQuery("UPDATE " + Collection + " SET provider_id={:p} WHERE id={:id} AND provider_id=''").
+			Bind(dbx.Params{"p": provider, "id": id}).Execute(); err != nil {
+			return err
+		}
+	}
+	at := store.FormatTime(ev.OccurredAt)
+	set := status + "_at={:at}, status={:status}, updated={:now}"
+	params := dbx.Params{"id": id, "at": at, "status": status, "rank": rank[status], "now": store.FormatTime(ev.ReceivedAt)}
+	if c, _ := ev.Properties["connector"].(string); c != "" {
+		set += ", connector={:connector}"
+		params["connector"] = c
+	}
+	if status == StatusFailed {
+		reason := str("error_reason")
+		if reason == "" {
+			reason = str("error")
+		}
+		set += ", reason={:reason}, error_code={:code}"
+		params["reason"], params["code"] = truncate(reason, 2000), truncate(str("error_code"), 256)
+	}
+	if _, err := db.NewQuery("UPDATE " + Collection + " SET " + set + " WHERE id={:id} AND " + rankSQL + " < {:rank}").
+		Bind(params).Execute(); err != nil {
+		return err
+	}
+	if status == StatusFailed && ev.Properties["permanent"] == true {
+		return markUndeliverable(tx, id, str("error_reason")+str("error"))
+	}
+	return nil
+}
+
+// markUndeliverable records the message's address as failing permanently
+// (hard bounce, SMTP 5xx): later sends to it are refused at the gate.
+func markUndeliverable(tx core.App, messageID, reason string) error {
+	var row struct {
+		Profile string `db:"profile"`
+		Channel string `db:"channel"`
+		To      string `db:"to"`
+	}
+	if err := tx.DB().NewQuery(`SELECT profile, channel, "to" FROM ` + Collection + ` WHERE id={:id}`).
+		Bind(dbx.Params{"id": messageID}).One(&row); err != nil || row.To == "" {
+		return nil
+	}
+	if strings.TrimSpace(reason) == "" {
+		reason = "permanent delivery failure"
+	}
+	now := store.FormatTime(timeNowUTC())
+	_, err := tx.DB().NewQuery(`INSERT INTO ` + SuppressionsCollection + ` (id, channel, address, profile, reason, message, created)
+		VALUES ({:id}, {:c}, {:a}, {:p}, {:r}, {:m}, {:now}) ON CONFLICT(channel, address) DO NOTHING`).
+		Bind(dbx.Params{"id": store.NewRecordID(), "c": row.Channel, "a": row.To, "p": row.Profile,
+			"r": truncate(reason, 2000), "m": messageID, "now": now}).Execute()
+	return err
+}

@@ -1,0 +1,163 @@
+// Package links makes and checks the signed, per-customer links in
+// messages that need no login: one-click unsubscribe (/p/u/{token}) and
+// the preference center (/p/prefs/{token}).
+//
+// A token is "<key id>.<payload>.<signature>", all base64url: the payload
+// names the purpose, the profile and (for unsubscribe) the channel; the
+// signature is HMAC-SHA256 over key id and payload, cut to 128 bits to keep
+// links short. Links do not expire (an unsubscribe link must work in a
+// years-old email). The key id makes rotation possible: sign with a new key
+// and keep accepting the old one with Accept.
+package links
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ErrInvalid is every reason a token is refused (malformed, forged,
+// signed by an unknown key): the pages say only that the link is not valid.
+var ErrInvalid = errors.New("links: the link is not valid")
+
+// Purposes in the payload.
+const (
+	purposeUnsubscribe = "u"
+	purposePreferences = "p"
+)
+
+// sigLen is the signature length in bytes.
+const sigLen = 16
+
+var b64 = base64.RawURLEncoding
+
+// Signer signs and verifies link tokens.
+type Signer struct {
+	base    string            // public URL without a trailing slash
+	current string            // key id used to sign
+	keys    map[string][]byte // key id → key
+}
+
+// NewSigner returns a signer that signs with key (at least 32 bytes) and
+// builds absolute links under publicURL (the shop's public_url).
+func NewSigner(key []byte, publicURL string) *Signer {
+	id := keyID(key)
+	return &Signer{base: strings.TrimRight(publicURL, "/"), current: id, keys: map[string][]byte{id: key}}
+}
+
+// Accept also verifies tokens signed by an older key, after a rotation.
+func (s *Signer) Accept(oldKey []byte) *Signer {
+	s.keys[keyID(oldKey)] = oldKey
+	return s
+}
+
+// keyID names a key without revealing it: the first 6 bytes of its hash.
+func keyID(key []byte) string {
+	h := sha256.Sum256(append([]byte("omni-links-key-id:"), key...))
+	return b64.EncodeToString(h[:6])
+}
+
+// UnsubscribeURL is the one-click unsubscribe link for a channel's
+// marketing (email, sms, whatsapp).
+func (s *Signer) UnsubscribeURL(profileID, channel string) string {
+	return s.base + "/p/u/" + s.token(purposeUnsubscribe+"|"+profileID+"|"+channel)
+}
+
+// PreferencesURL is the preference center link.
+func (s *Signer) PreferencesURL(profileID string) string {
+	return s.base + "/p/prefs/" + s.token(purposePreferences+"|"+profileID)
+}
+
+func (s *Signer) token(payload string) string {
+	p := b64.EncodeToString([]byte(payload))
+	return s.current + "." + p + "." + b64.EncodeToString(s.sign(s.keys[s.current], s.current, p))
+}
+
+func (s *Signer) sign(key []byte, id, payload string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(id + "." + payload))
+	return m.Sum(nil)[:sigLen]
+}
+
+// Verify checks a token from either kind of link and returns the profile
+// and, for an unsubscribe link, the channel ("" for a preferences link).
+func (s *Signer) Verify(token string) (profileID, channel string, err error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", "", ErrInvalid
+	}
+	key, ok := s.keys[parts[0]]
+	if !ok {
+		return "", "", ErrInvalid
+	}
+	sig, err := b64.DecodeString(parts[2])
+	if err != nil || !hmac.Equal(sig, s.sign(key, parts[0], parts[1])) {
+		return "", "", ErrInvalid
+	}
+	raw, err := b64.DecodeString(parts[1])
+	if err != nil {
+		return "", "", ErrInvalid
+	}
+	f := strings.Split(string(raw), "|")
+	switch {
+	case len(f) == 3 && f[0] == purposeUnsubscribe && f[1] != "" && f[2] != "":
+		return f[1], f[2], nil
+	case len(f) == 2 && f[0] == purposePreferences && f[1] != "":
+		return f[1], "", nil
+	}
+	return "", "", ErrInvalid
+}
+
+// KeyFile is the key's file name in the data dir. It lives beside the
+// database so backups carry it and old links keep working after a restore.
+const KeyFile = "messaging_links.key"
+
+// LoadOrCreateKey reads the signing key from dataDir, making a random one
+// (readable by the owner only) the first time. The key is never logged.
+func LoadOrCreateKey(dataDir string) ([]byte, error) {
+	path := filepath.Join(dataDir, KeyFile)
+	if b, err := os.ReadFile(path); err == nil {
+		key, derr := b64.DecodeString(strings.TrimSpace(string(b)))
+		if derr != nil || len(key) < 32 {
+			return nil, fmt.Errorf("links: %s is damaged; restore it from a backup (or delete it to make a new key, which breaks links already sent)", path)
+		}
+		return key, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("links: read the key: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) { // made by a concurrent start: use theirs
+		return LoadOrCreateKey(dataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("links: write the key: %w", err)
+	}
+	if _, err := f.WriteString(b64.EncodeToString(key) + "\n"); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("links: write the key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("links: write the key: %w", err)
+	}
+	return key, nil
+}
+
+// Open returns the signer for a running Omni: the key from dataDir (made on
+// first use) and links under publicURL (config.PublicBaseURL()).
+func Open(dataDir, publicURL string) (*Signer, error) {
+	key, err := LoadOrCreateKey(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return NewSigner(key, publicURL), nil
+}
