@@ -129,7 +129,7 @@ func vars(r row, traits, computed map[string]any) map[string]any {
 	set("timezone", text(traits, "timezone", "time_zone"))
 	set("first_seen", r.FirstSeen)
 	set("last_seen", r.LastSeen)
-	for _, k := range []string{"orders_count", "last_order_at", "lifecycle_stage", "engagement_level", "preferred_channel"} {
+	for _, k := range []string{"orders_count", "last_order_at", "lifecycle_stage", "buying_stage", "engagement_level", "preferred_channel"} {
 		set(k, computed[k])
 	}
 	if v["orders_count"] == nil {

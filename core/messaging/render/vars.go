@@ -13,7 +13,7 @@ type Shop struct {
 var CustomerFields = []string{
 	"id", "first_name", "last_name", "name", "email", "phone", "city", "country", "timezone",
 	"lifetime_value", "lifetime_value_by_currency", "average_order_value", "currency", "orders_count",
-	"last_order_at", "first_seen", "last_seen", "lifecycle_stage", "engagement_level", "preferred_channel",
+	"last_order_at", "first_seen", "last_seen", "lifecycle_stage", "buying_stage", "engagement_level", "preferred_channel",
 }
 
 // EventFields are the event variables: the event that triggered the send
