@@ -170,6 +170,7 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	m.registerHooks(m.app)
 	m.Register(se.Router)
 	m.registerBlocklist(se.Router)
+	m.registerLimits(se.Router)
 
 	interval := m.opts.Interval
 	if interval == 0 {

@@ -114,4 +114,24 @@ describe('junk identifiers', () => {
     await section.getByTestId('block-applied').filter({ hasText: 'Split 1 merge (Quin Rowe from Pia Park)' }).waitFor()
     await eventually(async () => (await idOf('pia@omni-shop.dev')) !== (await idOf('quin@omni-shop.dev')), { what: 'Pia and Quin apart' })
   })
+
+  it('previews a lower identity cap naming the customer over it', async () => {
+    // Rae gave two emails to the shop: one customer with two emails.
+    await batch(server.url, writeKey, [
+      { type: 'identify', userId: 'rae-1', traits: { email: 'rae@omni-shop.dev', name: 'Rae Sato' } },
+      { type: 'identify', userId: 'rae-1', traits: { email: 'rae.work@omni-shop.dev' } },
+    ])
+    await eventually(async () => (await profileOf('rae.work@omni-shop.dev'))[0]?.id === (await profileOf('rae@omni-shop.dev'))[0]?.id && (await profileOf('rae.work@omni-shop.dev')).length === 1, { what: 'Rae with two emails' })
+    const section = page.getByRole('region', { name: 'Identity cap' })
+    await section.getByText('holds at most 5').waitFor()
+    await section.getByLabel('Cap to preview').fill('1')
+    await section.getByRole('button', { name: 'Preview' }).click()
+    const result = section.getByTestId('cap-preview')
+    await result.getByText(/With a cap of 1, \d+ customers? hold/).waitFor()
+    await result.getByText(/Over the cap: .*Rae Sato \(2 email\)/).waitFor()
+    await section.getByLabel('Cap to preview').fill('0')
+    await section.getByRole('button', { name: 'Preview' }).click()
+    await section.getByRole('alert').filter({ hasText: 'between 1 and 1000' }).waitFor()
+    await shot(page, 'identity-cap-preview')
+  })
 })
