@@ -67,12 +67,12 @@ func (s *Summary) fill() {
 }
 
 // sorts are the list's orders ("-" first for descending); ties break on id.
-var sorts = map[string]string{
-	"last_seen":  "p.last_seen",
-	"first_seen": "p.first_seen",
-	"spend":      spendExpr,
-	"orders":     "p.orders_count",
-	"name":       "p.name = '', p.name COLLATE NOCASE", // unnamed last
+var sorts = map[string][]string{
+	"last_seen":  {"p.last_seen"},
+	"first_seen": {"p.first_seen"},
+	"spend":      {spendExpr},
+	"orders":     {"p.orders_count"},
+	"name":       {"p.name = ''", "p.name COLLATE NOCASE"}, // unnamed last
 }
 
 var channelRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
@@ -174,7 +174,7 @@ func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order stri
 		return nil, "", "", api.BadRequest("sort", "must be one of last_seen, first_seen, spend, orders, name (prefix - for descending, e.g. -spend)")
 	}
 	var parts []string
-	for _, p := range strings.Split(expr, ", ") {
+	for _, p := range expr {
 		if strings.HasSuffix(p, "= ''") {
 			parts = append(parts, p) // unnamed last either way
 			continue

@@ -52,8 +52,8 @@ type profile struct {
 	consent                 map[string]ConsentEntry
 	ids                     map[string][]string
 	dirty                   bool
-	isNew                   bool // not yet inserted
-	touched                 bool // re-evaluate segments
+	isNew                   bool   // not yet inserted
+	touched                 bool   // re-evaluate segments
 	indexed                 string // signature of its words in profile_search ("" = unknown)
 }
 

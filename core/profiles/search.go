@@ -24,6 +24,7 @@ import (
 //	o  order numbers of its order events (#1086, 1086, vendor ids)
 //	t  staff tags
 //	n  the words of staff notes
+//	m  a merged profile's own words (its name stays findable)
 //
 // The events processor keeps p and o current in the events transaction;
 // the tags and notes handlers keep t and n; merges move rows to the
@@ -33,6 +34,7 @@ const (
 	originOrder   = "o"
 	originTag     = "t"
 	originNote    = "n"
+	originMerged  = "m"
 )
 
 // maxNoteWords bounds the words one note adds to the index.
@@ -166,10 +168,12 @@ func writeWords(app core.App, profileID, origin string, ws []string, replace boo
 	return nil
 }
 
-// moveWords gives a merged loser's rows to the survivor.
+// moveWords gives a merged loser's rows to the survivor; its own words
+// become the survivor's merged words, which the survivor's rewrite of its
+// own words leaves alone.
 func moveWords(app core.App, survivor, loser string) error {
 	for _, q := range []string{
-		"UPDATE OR IGNORE profile_search SET profile={:s} WHERE profile={:l}",
+		"UPDATE OR IGNORE profile_search SET profile={:s}, origin=(CASE origin WHEN '" + originProfile + "' THEN '" + originMerged + "' ELSE origin END) WHERE profile={:l}",
 		"DELETE FROM profile_search WHERE profile={:l}",
 	} {
 		if _, err := app.DB().NewQuery(q).Bind(dbx.Params{"s": survivor, "l": loser}).Execute(); err != nil {

@@ -37,6 +37,8 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"profile_blocklist":  {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
 	"profile_conflicts":  {"-----", "LV---", "LV-U-"},
 	"profile_merges":     {"-----", "LV---", "LV---"},
+	"profile_notes":      {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/notes (search index, timeline)
+	"profile_tags":       {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/tags (search index, segments)
 	"profile_tombstones": {"-----", "-----", "LV---"},
 	"profiles":           {"-----", "LV---", "LV---"},
 	"relay_pending":      {"-----", "-----", "-----"},
