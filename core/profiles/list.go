@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -77,11 +78,12 @@ var sorts = map[string][]string{
 
 var channelRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 
-// listQuery turns the request's parameters into a WHERE clause and an
-// ORDER BY over `profiles p`, with its parameters in c. Bad values are a
-// 400 naming the parameter.
-func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order string, err error) {
-	q := e.Request.URL.Query()
+// listQuery turns the request's parameters into a FROM, a WHERE clause and
+// an ORDER BY over `profiles p`, with its parameters in c. Bad values are a
+// 400 naming the parameter. A search drives the query from the profiles it
+// finds (CROSS JOIN keeps SQLite from walking the whole last_seen index
+// instead and testing each profile against the matches).
+func (m *Module) listQuery(q url.Values) (c *compiler, from, where, order string, err error) {
 	c = newCompiler(m.now().UTC(), m.segs.lookup)
 	conds := []string{"p.merged_into = ''"}
 	search := strings.TrimSpace(q.Get("q"))
@@ -101,20 +103,21 @@ func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order stri
 		conds = append(conds, "p.known = 0")
 	case "all":
 	default:
-		return nil, "", "", api.BadRequest("who", "must be customers, visitors or all")
+		return nil, "", "", "", api.BadRequest("who", "must be customers, visitors or all")
 	}
+	from = "profiles p"
 	if search != "" {
 		if len(search) > 300 {
-			return nil, "", "", api.BadRequest("q", "must be at most 300 characters")
+			return nil, "", "", "", api.BadRequest("q", "must be at most 300 characters")
 		}
-		conds = append(conds, "p.id IN ("+m.searchIDs(c, search)+")")
+		from = "(" + m.searchIDs(c, search) + ") AS found CROSS JOIN profiles p ON p.id = found.profile"
 	}
 	if seg := q.Get("segment"); seg != "" {
 		conds = append(conds, "p.id IN (SELECT profile FROM segment_members WHERE segment = "+c.param(seg)+")")
 	}
 	if ch := q.Get("channel"); ch != "" {
 		if !channelRE.MatchString(ch) {
-			return nil, "", "", api.BadRequest("channel", "must be a channel name such as web, email, sms, whatsapp or pos")
+			return nil, "", "", "", api.BadRequest("channel", "must be a channel name such as web, email, sms, whatsapp or pos")
 		}
 		conds = append(conds, "EXISTS (SELECT 1 FROM json_each(p.computed, '$.channels') WHERE value = "+c.param(ch)+")")
 	}
@@ -122,7 +125,7 @@ func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order stri
 		ch, st, _ := strings.Cut(strings.ToLower(cs), ":")
 		r := &Rule{Consent: ch, Status: st}
 		if !validConsentChannel(ch) || (st != ConsentSubscribed && st != ConsentUnsubscribed && st != "unknown") {
-			return nil, "", "", api.BadRequest("consent", "must be channel:status, such as email:subscribed (channels email, sms, whatsapp; statuses subscribed, unsubscribed, unknown)")
+			return nil, "", "", "", api.BadRequest("consent", "must be channel:status, such as email:subscribed (channels email, sms, whatsapp; statuses subscribed, unsubscribed, unknown)")
 		}
 		s, _ := c.compile(r, "")
 		conds = append(conds, s)
@@ -130,11 +133,11 @@ func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order stri
 	if raw := q.Get("rule"); raw != "" {
 		r, err := ParseRule([]byte(raw))
 		if err != nil {
-			return nil, "", "", api.BadRequest("rule", err.Error())
+			return nil, "", "", "", api.BadRequest("rule", err.Error())
 		}
 		s, err := c.compile(r, "")
 		if err != nil {
-			return nil, "", "", api.BadRequest("rule", err.Error())
+			return nil, "", "", "", api.BadRequest("rule", err.Error())
 		}
 		conds = append(conds, "COALESCE("+s+", 0)")
 	}
@@ -144,7 +147,7 @@ func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order stri
 			continue
 		}
 		if !pathRE.MatchString(name) {
-			return nil, "", "", api.BadRequest(k, "not a valid trait name")
+			return nil, "", "", "", api.BadRequest(k, "not a valid trait name")
 		}
 		for _, v := range vs {
 			var val any = v
@@ -155,7 +158,7 @@ func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order stri
 			}
 			s, err := c.compile(&Rule{Trait: name, Op: "eq", Value: val}, "")
 			if err != nil {
-				return nil, "", "", api.BadRequest(k, err.Error())
+				return nil, "", "", "", api.BadRequest(k, err.Error())
 			}
 			conds = append(conds, s)
 		}
@@ -171,7 +174,7 @@ func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order stri
 	}
 	expr, ok := sorts[name]
 	if !ok {
-		return nil, "", "", api.BadRequest("sort", "must be one of last_seen, first_seen, spend, orders, name (prefix - for descending, e.g. -spend)")
+		return nil, "", "", "", api.BadRequest("sort", "must be one of last_seen, first_seen, spend, orders, name (prefix - for descending, e.g. -spend)")
 	}
 	var parts []string
 	for _, p := range expr {
@@ -181,7 +184,7 @@ func (m *Module) listQuery(e *core.RequestEvent) (c *compiler, where, order stri
 		}
 		parts = append(parts, p+dir)
 	}
-	return c, strings.Join(conds, " AND "), strings.Join(parts, ", ") + ", p.id" + dir, nil
+	return c, from, strings.Join(conds, " AND "), strings.Join(parts, ", ") + ", p.id" + dir, nil
 }
 
 func (m *Module) handleSearch(e *core.RequestEvent) error {
@@ -193,24 +196,35 @@ func (m *Module) handleSearch(e *core.RequestEvent) error {
 	if err != nil {
 		return err
 	}
-	c, where, order, err := m.listQuery(e)
+	total, items, err := m.Search(e.App, e.Request.URL.Query(), page, per)
 	if err != nil {
 		return err
 	}
+	return e.JSON(200, map[string]any{"page": page, "perPage": per, "totalItems": total, "items": items})
+}
+
+// Search answers one page of the customers list for the query parameters
+// of GET /api/v1/profiles (q, who, segment, channel, consent, rule,
+// trait.*, sort). Bad parameters are API errors naming them.
+func (m *Module) Search(app core.App, q url.Values, page, perPage int) (int, []Summary, error) {
+	c, from, where, order, err := m.listQuery(q)
+	if err != nil {
+		return 0, nil, err
+	}
 	var total int
-	if err := e.App.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE " + where).Bind(c.params).Row(&total); err != nil {
-		return api.Internal("Search failed.", err)
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM " + from + " WHERE " + where).Bind(c.params).Row(&total); err != nil {
+		return 0, nil, api.Internal("Search failed.", err)
 	}
 	items := []Summary{}
-	c.params["limit"], c.params["offset"] = per, (page-1)*per
-	if err := e.App.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE " + where + " ORDER BY " + order + " LIMIT {:limit} OFFSET {:offset}").
+	c.params["limit"], c.params["offset"] = perPage, (page-1)*perPage
+	if err := app.DB().NewQuery("SELECT " + summaryCols + " FROM " + from + " WHERE " + where + " ORDER BY " + order + " LIMIT {:limit} OFFSET {:offset}").
 		Bind(c.params).All(&items); err != nil {
-		return api.Internal("Search failed.", err)
+		return 0, nil, api.Internal("Search failed.", err)
 	}
 	for i := range items {
 		items[i].fill()
 	}
-	return e.JSON(200, map[string]any{"page": page, "perPage": per, "totalItems": total, "items": items})
+	return total, items, nil
 }
 
 // csvColumns of the export, in order.
@@ -220,15 +234,15 @@ var csvColumns = []string{"id", "name", "email", "phone", "known", "first_seen",
 // row: the total comes first in X-Total-Count (the admin shows progress),
 // rows are flushed as they are written, nothing is held in memory.
 func (m *Module) handleExportCSV(e *core.RequestEvent) error {
-	c, where, order, err := m.listQuery(e)
+	c, from, where, order, err := m.listQuery(e.Request.URL.Query())
 	if err != nil {
 		return err
 	}
 	var total int
-	if err := e.App.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE " + where).Bind(c.params).Row(&total); err != nil {
+	if err := e.App.DB().NewQuery("SELECT COUNT(*) FROM " + from + " WHERE " + where).Bind(c.params).Row(&total); err != nil {
 		return api.Internal("Export failed.", err)
 	}
-	rows, err := e.App.DB().NewQuery("SELECT " + summaryCols + ", (SELECT group_concat(DISTINCT t.tag) FROM profile_tags t WHERE t.profile = p.id) AS tags FROM profiles p WHERE " +
+	rows, err := e.App.DB().NewQuery("SELECT " + summaryCols + ", (SELECT group_concat(DISTINCT t.tag) FROM profile_tags t WHERE t.profile = p.id) AS tags FROM " + from + " WHERE " +
 		where + " ORDER BY " + order).Bind(c.params).Rows()
 	if err != nil {
 		return api.Internal("Export failed.", err)
