@@ -76,6 +76,7 @@ func main() {
 	cacheMB := flag.Int("cache-mb", 0, "raise SQLite's page cache of the writer connection to this many MB (0 = PocketBase's default)")
 	onlySearch := flag.Bool("only-search", false, "stop after the search phase (load, then search latency)")
 	searches := flag.Int("searches", 300, "queries of each kind in the search phase")
+	reuse := flag.Bool("reuse", false, "with -dir holding an earlier run's load: skip loading and only run the search phase")
 	flag.Parse()
 
 	dataDir := *dir
@@ -168,6 +169,15 @@ func main() {
 		return ev
 	}
 
+	if *reuse {
+		var loaded int
+		_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM profiles WHERE merged_into=''").Row(&loaded)
+		if loaded < *nProfiles {
+			log.Fatalf("-reuse: %s holds %d profiles, fewer than -profiles %d", dataDir, loaded, *nProfiles)
+		}
+		searchBench(o, mod, rng, *nProfiles, *perProfile, *searches)
+		return
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

@@ -106,6 +106,7 @@ type batch struct {
 	block    *blocklist // the list in force when the batch started
 
 	qIdent, qIdentIns, qEventProfile, qProfile, qProfileIdents, qProfileIns *dbx.Query
+	qWordsDel, qWordIns                                                     *dbx.Query // profile_search (search.go)
 }
 
 // newBatch prepares resolution in tx. shared batches (the events
@@ -129,6 +130,8 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		qProfileIns: db.NewQuery(`INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
 orders_count, lifecycle_stage, engagement_level, traits_due_at, known, created, updated) VALUES ({:id}, {:m}, {:name}, {:email}, {:phone},
 {:traits}, {:computed}, {:consent}, {:fs}, {:ls}, {:oc}, {:lc}, {:el}, {:due}, {:known}, {:c}, {:u})`).Prepare(),
+		qWordsDel: db.NewQuery("DELETE FROM profile_search WHERE profile={:p} AND origin={:o}").Prepare(),
+		qWordIns:  db.NewQuery("INSERT OR IGNORE INTO profile_search (token, profile, origin) VALUES ({:t}, {:p}, {:o})").Prepare(),
 	}
 	if shared {
 		if m.cache.profiles == nil || len(m.cache.profiles) > cacheProfiles || len(m.cache.ids) > cacheIdentities {
@@ -169,7 +172,7 @@ func (b *batch) see(p *profile) {
 }
 
 func (b *batch) close() {
-	for _, q := range []*dbx.Query{b.qIdent, b.qIdentIns, b.qEventProfile, b.qProfile, b.qProfileIdents, b.qProfileIns} {
+	for _, q := range []*dbx.Query{b.qIdent, b.qIdentIns, b.qEventProfile, b.qProfile, b.qProfileIdents, b.qProfileIns, b.qWordsDel, b.qWordIns} {
 		q.Close()
 	}
 }
@@ -833,7 +836,7 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		if !systemType(ev.Type) {
 			b.applyEvent(p, ev)
 			if ws := orderWords(ev); len(ws) > 0 {
-				if err := writeWords(tx, p.id, originOrder, ws, false); err != nil {
+				if err := b.writeWords(p.id, originOrder, ws, false); err != nil {
 					return fmt.Errorf("index order: %w", err)
 				}
 			}

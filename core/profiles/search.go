@@ -138,7 +138,7 @@ func (b *batch) indexProfile(p *profile) error {
 	if sig == p.indexed && p.indexed != "" {
 		return nil
 	}
-	if err := writeWords(b.tx, p.id, originProfile, ws, true); err != nil {
+	if err := b.writeWords(p.id, originProfile, ws, true); err != nil {
 		return err
 	}
 	p.indexed = sig
@@ -162,6 +162,22 @@ func writeWords(app core.App, profileID, origin string, ws []string, replace boo
 	defer q.Close()
 	for _, w := range ws {
 		if _, err := q.Bind(dbx.Params{"t": w, "p": profileID, "o": origin}).Execute(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeWords is writeWords with the batch's prepared statements (the
+// events processor's hot path).
+func (b *batch) writeWords(profileID, origin string, ws []string, replace bool) error {
+	if replace {
+		if _, err := b.qWordsDel.Bind(dbx.Params{"p": profileID, "o": origin}).Execute(); err != nil {
+			return err
+		}
+	}
+	for _, w := range ws {
+		if _, err := b.qWordIns.Bind(dbx.Params{"t": w, "p": profileID, "o": origin}).Execute(); err != nil {
 			return err
 		}
 	}
