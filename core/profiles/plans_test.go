@@ -63,7 +63,7 @@ func TestSearchPlanStartsFromTheIndex(t *testing.T) {
 		parts = append(parts, p.Detail)
 	}
 	s := strings.Join(parts, "; ")
-	if !strings.Contains(s, "profile_search USING PRIMARY KEY") || !strings.Contains(s, "SEARCH p USING INDEX") || strings.Contains(s, "SCAN p") {
+	if !strings.Contains(s, "USING PRIMARY KEY (token>? AND token<?)") || !strings.Contains(s, "SEARCH p USING INDEX") || strings.Contains(s, "SCAN p") {
 		t.Errorf("search plan: %s", s)
 	}
 }

@@ -260,13 +260,20 @@ func (m *Module) searchIDs(c *compiler, s string) string {
 		"SELECT profile FROM identities WHERE kind IN ('" + strings.Join(events.IdentityKinds, "','") + "') AND value IN (" + strings.Join(vals, ",") + ")",
 		"SELECT " + vals[0],
 	}
-	ws := queryWords(s)
-	if len(ws) > 0 {
-		var each []string
-		for _, w := range ws {
-			each = append(each, "SELECT profile FROM profile_search WHERE token >= "+c.param(w)+" AND token < "+c.param(w+"\U0010FFFF"))
+	if ws := queryWords(s); len(ws) > 0 {
+		// The longest word is likely the rarest: its matches are read
+		// from the index, and each is then checked for the other words
+		// among its own few rows (profile index), instead of building
+		// every word's full match set ("ada okafor" would otherwise list
+		// every Ada).
+		sort.SliceStable(ws, func(i, j int) bool { return len(ws[i]) > len(ws[j]) })
+		q := "SELECT DISTINCT w0.profile FROM profile_search w0 WHERE w0.token >= " + c.param(ws[0]) + " AND w0.token < " + c.param(ws[0]+"\U0010FFFF")
+		for i, w := range ws[1:] {
+			a := "w" + strconv.Itoa(i+1)
+			q += " AND EXISTS (SELECT 1 FROM profile_search " + a + " WHERE " + a + ".profile = w0.profile AND " + a + ".token >= " + c.param(w) +
+				" AND " + a + ".token < " + c.param(w+"\U0010FFFF") + ")"
 		}
-		parts = append(parts, "SELECT profile FROM ("+strings.Join(each, " INTERSECT ")+")")
+		parts = append(parts, q)
 	}
 	return strings.Join(parts, " UNION ")
 }
