@@ -215,14 +215,33 @@ func (m *Module) Search(app core.App, q url.Values, page, perPage int) (int, []S
 	if err := app.DB().NewQuery("SELECT COUNT(*) FROM " + from + " WHERE " + where).Bind(c.params).Row(&total); err != nil {
 		return 0, nil, api.Internal("Search failed.", err)
 	}
-	items := []Summary{}
+	// The page's ids first, then their rows: a sort that cannot use an
+	// index would otherwise compute every column (spend, the computed
+	// JSON) of every match, not only of the page's.
+	var ids []string
 	c.params["limit"], c.params["offset"] = perPage, (page-1)*perPage
-	if err := app.DB().NewQuery("SELECT " + summaryCols + " FROM " + from + " WHERE " + where + " ORDER BY " + order + " LIMIT {:limit} OFFSET {:offset}").
-		Bind(c.params).All(&items); err != nil {
+	if err := app.DB().NewQuery("SELECT p.id FROM " + from + " WHERE " + where + " ORDER BY " + order + " LIMIT {:limit} OFFSET {:offset}").
+		Bind(c.params).Column(&ids); err != nil {
 		return 0, nil, api.Internal("Search failed.", err)
 	}
-	for i := range items {
-		items[i].fill()
+	items := []Summary{}
+	if len(ids) == 0 {
+		return total, items, nil
+	}
+	in, ip := inList("i", ids)
+	var rows []Summary
+	if err := app.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE p.id IN (" + in + ")").Bind(ip).All(&rows); err != nil {
+		return 0, nil, api.Internal("Search failed.", err)
+	}
+	byID := make(map[string]*Summary, len(rows))
+	for i := range rows {
+		byID[rows[i].ID] = &rows[i]
+	}
+	for _, id := range ids {
+		if r := byID[id]; r != nil {
+			r.fill()
+			items = append(items, *r)
+		}
 	}
 	return total, items, nil
 }
