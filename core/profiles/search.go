@@ -138,7 +138,7 @@ func (b *batch) indexProfile(p *profile) error {
 	if sig == p.indexed && p.indexed != "" {
 		return nil
 	}
-	if err := b.writeWords(p.id, originProfile, ws, true); err != nil {
+	if err := b.writeWords(p.id, originProfile, ws, !p.isNew); err != nil { // a new profile has nothing to replace
 		return err
 	}
 	p.indexed = sig
