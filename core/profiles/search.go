@@ -244,6 +244,27 @@ func reindexAll(app core.App) error {
 	return nil
 }
 
+// rarestFirst orders query words by how many index rows they match (a
+// bounded probe per word), fewest first; longer words first on a tie or
+// when the probe fails.
+func (m *Module) rarestFirst(ws []string) {
+	sort.SliceStable(ws, func(i, j int) bool { return len(ws[i]) > len(ws[j]) })
+	if len(ws) < 2 || m.app == nil {
+		return
+	}
+	const probe = 500
+	n := make(map[string]int, len(ws))
+	for _, w := range ws {
+		var c int
+		if err := m.app.DB().NewQuery("SELECT COUNT(*) FROM (SELECT 1 FROM profile_search WHERE token >= {:lo} AND token < {:hi} LIMIT {:n})").
+			Bind(dbx.Params{"lo": w, "hi": w + "\U0010FFFF", "n": probe}).Row(&c); err != nil {
+			return
+		}
+		n[w] = c
+	}
+	sort.SliceStable(ws, func(i, j int) bool { return n[ws[i]] < n[ws[j]] })
+}
+
 // searchIDs is SQL selecting the ids of profiles a search box entry finds:
 // an exact identity (as typed, or normalised as an email or phone), a
 // profile id, or every query word a prefix of one of the profile's words.
@@ -261,12 +282,11 @@ func (m *Module) searchIDs(c *compiler, s string) string {
 		"SELECT " + vals[0],
 	}
 	if ws := queryWords(s); len(ws) > 0 {
-		// The longest word is likely the rarest: its matches are read
-		// from the index, and each is then checked for the other words
-		// among its own few rows (profile index), instead of building
-		// every word's full match set ("ada okafor" would otherwise list
-		// every Ada).
-		sort.SliceStable(ws, func(i, j int) bool { return len(ws[i]) > len(ws[j]) })
+		// The rarest word drives: its matches are read from the index, and
+		// each is then checked for the other words among its own few rows
+		// (profile index), instead of building every word's full match set
+		// ("ada okafor" would otherwise list every Ada).
+		m.rarestFirst(ws)
 		q := "SELECT DISTINCT w0.profile FROM profile_search w0 WHERE w0.token >= " + c.param(ws[0]) + " AND w0.token < " + c.param(ws[0]+"\U0010FFFF")
 		for i, w := range ws[1:] {
 			a := "w" + strconv.Itoa(i+1)
