@@ -14,10 +14,13 @@ import (
 	"log"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +75,9 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load phase")
 	unmergeEvents := flag.Int("unmerge-events", 0, "also time un-merging a profile with this many events (half from each side), 3 runs; 0 = skip")
 	cacheMB := flag.Int("cache-mb", 0, "raise SQLite's page cache of the writer connection to this many MB (0 = PocketBase's default)")
+	onlySearch := flag.Bool("only-search", false, "stop after the search phase (load, then search latency)")
+	searches := flag.Int("searches", 300, "queries of each kind in the search phase")
+	reuse := flag.Bool("reuse", false, "with -dir holding an earlier run's load: skip loading and only run the search phase")
 	flag.Parse()
 
 	dataDir := *dir
@@ -147,15 +153,32 @@ func main() {
 			}
 		}
 		typ := types[rng.IntN(len(types))]
+		if j == 0 {
+			typ = events.Identify
+		}
 		ev := &events.Event{ID: fmt.Sprintf("b-%d-%d", p, j), Type: typ, Source: "bench",
 			OccurredAt: base.Add(time.Duration(rng.IntN(300*24)) * time.Hour), ReceivedAt: time.Now(),
 			Identities: ids, Context: events.Context{Channel: []string{"web", "email", "whatsapp", "pos"}[rng.IntN(4)]}}
-		if typ == events.OrderPlaced {
-			ev.Properties = map[string]any{"total": float64(rng.IntN(20000)) / 100, "currency": "USD"}
+		switch typ {
+		case events.Identify:
+			ev.Properties = map[string]any{"traits": map[string]any{"first_name": firstName(p), "last_name": lastName(p)}}
+		case events.OrderPlaced: // numbered as a Shopify shop numbers them
+			n := orderNumber(p, j)
+			ev.Properties = map[string]any{"total": float64(rng.IntN(20000)) / 100, "currency": "USD",
+				"order_id": strconv.Itoa(5600000000000 + n), "order_name": "#" + strconv.Itoa(n), "order_number": strconv.Itoa(n)}
 		}
 		return ev
 	}
 
+	if *reuse {
+		var loaded int
+		_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM profiles WHERE merged_into=''").Row(&loaded)
+		if loaded < *nProfiles {
+			log.Fatalf("-reuse: %s holds %d profiles, fewer than -profiles %d", dataDir, loaded, *nProfiles)
+		}
+		searchBench(o, mod, rng, *nProfiles, *perProfile, *searches)
+		return
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -211,6 +234,11 @@ func main() {
 	_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM identities").Row(&idents)
 	fmt.Printf("profiles=%d identities=%d\n", live, idents)
 
+	// Phase 1b: search, as the customers list asks (count + first page).
+	searchBench(o, mod, rng, *nProfiles, *perProfile, *searches)
+	if *onlySearch {
+		return
+	}
 	stored := countEvents()
 	if *unmergeEvents > 0 {
 		stored = benchUnmerge(o, mod, *unmergeEvents, stored, publish, waitFor, base)
@@ -356,4 +384,70 @@ WHERE i.kind = 'email' AND i.value = {:e} AND COALESCE(m.undone_at, '') = ''`).B
 	slices.Sort(took)
 	fmt.Printf("un-merge of a profile with %d events: median of 3 = %v\n", n, took[1].Round(time.Millisecond))
 	return stored
+}
+
+// Synthetic names: 40 first names × 900 last names built from syllables,
+// so a last name is shared by about 1 in 900 customers, as in a real shop.
+var (
+	firstNames = []string{"Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ines", "Jon", "Kim", "Leo", "Mia", "Nils", "Olga", "Paul",
+		"Quinn", "Rosa", "Sam", "Tara", "Uma", "Vic", "Wes", "Xena", "Yara", "Zoe", "Amir", "Bea", "Carl", "Dora", "Emil", "Fay", "Gus", "Hana",
+		"Ivan", "Jade", "Kofi", "Lena", "Milo", "Nora"}
+	syllables = []string{"ok", "af", "or", "ber", "lin", "gar", "son", "mur", "ray", "del", "kov", "ami", "tan", "wel", "dri", "han", "sel",
+		"bor", "mon", "ric", "pet", "lau", "zen", "fal", "gro", "hut", "ner", "cas", "vid", "qui"}
+)
+
+func firstName(p int) string { return firstNames[p%len(firstNames)] }
+
+func lastName(p int) string {
+	n := (p / len(firstNames)) % (len(syllables) * len(syllables))
+	s := syllables[n/len(syllables)] + syllables[n%len(syllables)]
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func orderNumber(p, j int) int { return 1000 + p*16 + j }
+
+// searchBench times Module.Search (the count and the first page of 25
+// that GET /api/v1/profiles answers) for the queries staff type: a last
+// name, a prefix of one, an order number as #1086 and as the vendor's long
+// id, and an email.
+func searchBench(o *app.Omni, mod *profiles.Module, rng *rand.Rand, nProfiles, perProfile, n int) {
+	var orders []string
+	_ = o.PB.DB().NewQuery("SELECT json_extract(properties, '$.order_number') FROM events WHERE type = 'order.placed' AND source = 'bench' LIMIT 100000").Column(&orders)
+	if len(orders) == 0 {
+		log.Fatal("search bench: no orders loaded")
+	}
+	kinds := []struct {
+		name string
+		q    func() string
+	}{
+		{"last name", func() string { return lastName(rng.IntN(nProfiles)) }},
+		{"first+last", func() string { p := rng.IntN(nProfiles); return firstName(p) + " " + lastName(p) }},
+		{"partial name", func() string { return strings.ToLower(lastName(rng.IntN(nProfiles))[:4]) }},
+		{"order #", func() string { return "#" + orders[rng.IntN(len(orders))] }},
+		{"order long id", func() string {
+			n, _ := strconv.Atoi(orders[rng.IntN(len(orders))])
+			return strconv.Itoa(5600000000000 + n)
+		}},
+		{"email", func() string { return fmt.Sprintf("c%d@omni-shop.dev", rng.IntN(nProfiles)) }},
+	}
+	fmt.Printf("search at %d profiles (count + first page of 25, %d queries each):\n", nProfiles, n)
+	for _, k := range kinds {
+		var d []time.Duration
+		hits := 0
+		for i := 0; i < n; i++ {
+			q := k.q()
+			t0 := time.Now()
+			total, _, err := mod.Search(o.PB, url.Values{"q": {q}}, 1, 25)
+			d = append(d, time.Since(t0))
+			if err != nil {
+				log.Fatalf("search %q: %v", q, err)
+			}
+			if total > 0 {
+				hits++
+			}
+		}
+		slices.Sort(d)
+		fmt.Printf("  %-14s p50=%-10v p99=%-10v max=%-10v found something for %d/%d\n", k.name, d[len(d)/2].Round(10*time.Microsecond),
+			d[min(len(d)-1, len(d)*99/100)].Round(10*time.Microsecond), d[len(d)-1].Round(10*time.Microsecond), hits, n)
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/pocketbase/pocketbase/tools/router"
 
 	"github.com/omni/omni/core/api"
-	"github.com/omni/omni/core/events"
 )
 
 // Register adds the HTTP API (docs/profiles.md).
@@ -34,31 +33,14 @@ func (m *Module) Register(r *router.Router[*core.RequestEvent]) {
 	g.POST("/segments/preview", m.handlePreviewRule).Bind(api.RequireOwner())
 	g.GET("/segments/{id}/preview", m.handlePreview)
 	g.GET("/segments/{id}/counts", m.handleCounts)
+	g.GET("/profiles/export.csv", m.handleExportCSV).Bind(api.RequireOwner()) // personal data in bulk
+	m.registerTagsNotes(g)
 }
 
 // noProfile is the 404 of a profile id that is not there.
 func noProfile(e *core.RequestEvent) error {
 	return api.Error(http.StatusNotFound, "No profile with id "+strconv.Quote(e.Request.PathValue("id"))+".")
 }
-
-// Summary is a profile in lists.
-type Summary struct {
-	ID              string `db:"id" json:"id"`
-	Name            string `db:"name" json:"name"`
-	Email           string `db:"email" json:"email"`
-	Phone           string `db:"phone" json:"phone"`
-	FirstSeen       string `db:"first_seen" json:"first_seen"`
-	LastSeen        string `db:"last_seen" json:"last_seen"`
-	OrdersCount     int    `db:"orders_count" json:"orders_count"`
-	LifecycleStage  string `db:"lifecycle_stage" json:"lifecycle_stage"`
-	BuyingStage     string `db:"buying_stage" json:"buying_stage"`
-	EngagementLevel string `db:"engagement_level" json:"engagement_level"`
-	Created         string `db:"created" json:"created"`
-	Updated         string `db:"updated" json:"updated"`
-}
-
-const summaryCols = "p.id, p.name, p.email, p.phone, p.first_seen, p.last_seen, p.orders_count, p.lifecycle_stage, " +
-	"COALESCE(json_extract(p.computed, '$.buying_stage'), '') AS buying_stage, p.engagement_level, p.created, p.updated"
 
 // intParam reads a whole-number query parameter; out of range is a 400
 // naming it.
@@ -77,82 +59,6 @@ func intParam(e *core.RequestEvent, name string, def, lo, hi int) (int, error) {
 func likePrefix(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 	return r.Replace(s) + "%"
-}
-
-func (m *Module) handleSearch(e *core.RequestEvent) error {
-	q := e.Request.URL.Query()
-	page, err := intParam(e, "page", 1, 1, 1<<30)
-	if err != nil {
-		return err
-	}
-	per, err := intParam(e, "perPage", 20, 1, 100)
-	if err != nil {
-		return err
-	}
-	c := newCompiler(m.now().UTC(), m.segs.lookup)
-	where := []string{"p.merged_into = ''"}
-	if s := strings.TrimSpace(q.Get("q")); s != "" {
-		vals := []string{c.param(s)}
-		if em := events.NormalizeEmail(s); em != "" {
-			vals = append(vals, c.param(em))
-		}
-		if ph, ok := (events.Normalizer{DefaultRegion: m.region()}).Phone(s); ok {
-			vals = append(vals, c.param(ph))
-		}
-		like := c.param(likePrefix(strings.ToLower(s)))
-		// Exact identity matches use the unique (kind, value) index.
-		var exact []string
-		for _, k := range events.IdentityKinds {
-			exact = append(exact, "(kind = '"+k+"' AND value IN ("+strings.Join(vals, ",")+"))")
-		}
-		where = append(where, "(p.id IN (SELECT profile FROM identities WHERE "+strings.Join(exact, " OR ")+") OR p.id = "+vals[0]+
-			" OR p.name LIKE "+like+" ESCAPE '\\' OR p.email LIKE "+like+" ESCAPE '\\' OR p.phone LIKE "+like+" ESCAPE '\\')")
-	}
-	if seg := q.Get("segment"); seg != "" {
-		where = append(where, "p.id IN (SELECT profile FROM segment_members WHERE segment = "+c.param(seg)+")")
-	}
-	if raw := q.Get("rule"); raw != "" {
-		r, err := ParseRule([]byte(raw))
-		if err != nil {
-			return api.BadRequest("rule", err.Error())
-		}
-		s, err := c.compile(r, "")
-		if err != nil {
-			return api.BadRequest("rule", err.Error())
-		}
-		where = append(where, "COALESCE("+s+", 0)")
-	}
-	for k, vs := range q {
-		name, ok := strings.CutPrefix(k, "trait.")
-		if !ok {
-			continue
-		}
-		if !pathRE.MatchString(name) {
-			return api.BadRequest(k, "not a valid trait name")
-		}
-		for _, v := range vs {
-			var val any = v
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				val = f
-			} else if v == "true" || v == "false" {
-				val = v == "true"
-			}
-			s, _ := c.compile(&Rule{Trait: name, Op: "eq", Value: val}, "")
-			where = append(where, s)
-		}
-	}
-	w := strings.Join(where, " AND ")
-	var total int
-	if err := m.app.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE " + w).Bind(c.params).Row(&total); err != nil {
-		return api.Internal("Search failed.", err)
-	}
-	items := []Summary{}
-	c.params["limit"], c.params["offset"] = per, (page-1)*per
-	if err := m.app.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE " + w + " ORDER BY p.last_seen DESC, p.id LIMIT {:limit} OFFSET {:offset}").
-		Bind(c.params).All(&items); err != nil {
-		return api.Internal("Search failed.", err)
-	}
-	return e.JSON(200, map[string]any{"page": page, "perPage": per, "totalItems": total, "items": items})
 }
 
 func (m *Module) region() string {
@@ -385,7 +291,11 @@ func (m *Module) handleTimeline(e *core.RequestEvent) error {
 		sh.shape(it)
 		it.fill()
 	}
-	return e.JSON(200, map[string]any{"items": items, "next": next})
+	out, err := withNotes(e.App, row.ID, items, q.Get("before"), next != "", types, q.Get("channel"))
+	if err != nil {
+		return api.Internal("Could not load the timeline.", err)
+	}
+	return e.JSON(200, map[string]any{"items": out, "next": next})
 }
 
 // handleBaseCurrency says which base currency lifetime_value_base and
@@ -427,6 +337,9 @@ func (m *Module) Preview(app core.App, r *Rule) (int, []Summary, error) {
 	sample := []Summary{}
 	if err := app.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE " + w + " ORDER BY p.last_seen DESC LIMIT 20").Bind(c.params).All(&sample); err != nil {
 		return 0, nil, err
+	}
+	for i := range sample {
+		sample[i].fill()
 	}
 	return n, sample, nil
 }

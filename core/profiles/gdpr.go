@@ -123,6 +123,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 		for _, q := range []string{
 			"DELETE FROM identities WHERE profile IN (" + in + ")",
 			"DELETE FROM segment_members WHERE profile IN (" + in + ")",
+			"DELETE FROM profile_search WHERE profile IN (" + in + ")", // no search finds an erased person
 			"DELETE FROM profile_conflicts WHERE profile_a IN (" + in + ") OR profile_b IN (" + in + ")",
 			"DELETE FROM profile_merges WHERE survivor IN (" + in + ") OR loser IN (" + in + ")",
 			"DELETE FROM profile_pair_blocks WHERE profile_a IN (" + in + ") OR profile_b IN (" + in + ")", // they name an identifier

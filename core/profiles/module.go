@@ -146,6 +146,9 @@ func (m *Module) Init(s *app.Setup) error {
 	m.relay = o.Relay
 	m.quit = make(chan struct{})
 
+	// Staff tags and notes follow the person like other modules' rows.
+	s.PersonOwned("profile_tags", "profile")
+	s.PersonOwned("profile_notes", "profile")
 	s.Processor(m)
 	redactions := &vendorErasures{m: m} // after m: it acts on the profiles m resolved
 	s.Processor(redactions)

@@ -24,6 +24,12 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		"SELECT type FROM events WHERE event_id={:x}",
 		"SELECT COUNT(*) FROM events e WHERE e.profile = {:x} AND +e.type = {:x} AND e.occurred_at >= {:x}",
 		"SELECT id FROM profiles WHERE traits_due_at != '' AND traits_due_at <= {:x} AND merged_into = '' LIMIT 10",
+		// The search index (search.go) and the customers list's default view.
+		"DELETE FROM profile_search WHERE profile={:x} AND origin={:x}",
+		"UPDATE OR IGNORE profile_search SET profile={:x} WHERE profile={:x}",
+		"SELECT profile FROM profile_search WHERE token >= {:x} AND token < {:x}",
+		"SELECT COUNT(*) FROM profiles p WHERE p.merged_into = '' AND p.known = 1",
+		"SELECT p.id FROM profiles p WHERE p.merged_into = '' AND p.known = 1 ORDER BY p.last_seen DESC, p.id DESC LIMIT 25",
 	} {
 		var plan []struct {
 			Detail string `db:"detail"`
@@ -39,5 +45,25 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		if strings.Contains(s, "SCAN ") && !strings.Contains(s, "USING") {
 			t.Errorf("full scan: %s\n  plan: %s", q, s)
 		}
+	}
+}
+
+// TestSearchPlanStartsFromTheIndex: a search reads the profiles the index
+// finds (one primary-key lookup each), never every profile.
+func TestSearchPlanStartsFromTheIndex(t *testing.T) {
+	e := start(t, profiles.Options{})
+	var plan []struct {
+		Detail string `db:"detail"`
+	}
+	if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + profiles.SearchSQLForTest(e.mod, "jane doh")).Bind(profiles.SearchParamsForTest(e.mod, "jane doh")).All(&plan); err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, p := range plan {
+		parts = append(parts, p.Detail)
+	}
+	s := strings.Join(parts, "; ")
+	if !strings.Contains(s, "USING PRIMARY KEY (token>? AND token<?)") || !strings.Contains(s, "SEARCH p USING INDEX") || strings.Contains(s, "SCAN p") {
+		t.Errorf("search plan: %s", s)
 	}
 }

@@ -52,8 +52,23 @@ type profile struct {
 	consent                 map[string]ConsentEntry
 	ids                     map[string][]string
 	dirty                   bool
-	isNew                   bool // not yet inserted
-	touched                 bool // re-evaluate segments
+	isNew                   bool   // not yet inserted
+	touched                 bool   // re-evaluate segments
+	indexed                 string // signature of its words in profile_search ("" = unknown)
+}
+
+// known is true for a person identified by anything but an anonymous
+// (cookie/device) id: a customer rather than a visitor.
+func (p *profile) known() bool {
+	if p.comp != nil && p.comp.Identified {
+		return true
+	}
+	for k, v := range p.ids {
+		if k != events.AnonymousID && len(v) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *profile) older(q *profile) bool {
@@ -92,6 +107,7 @@ type batch struct {
 	block    *blocklist // the list in force when the batch started
 
 	qIdent, qIdentIns, qEventProfile, qProfile, qProfileIdents, qProfileIns *dbx.Query
+	qWordsDel, qWordIns                                                     *dbx.Query // profile_search (search.go)
 }
 
 // newBatch prepares resolution in tx. shared batches (the events
@@ -113,8 +129,10 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		qProfile:       db.NewQuery("SELECT id, merged_into, created, name, email, phone, traits, computed, consent FROM profiles WHERE id={:id}").Prepare(),
 		qProfileIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p}").Prepare(),
 		qProfileIns: db.NewQuery(`INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
-orders_count, lifecycle_stage, engagement_level, traits_due_at, created, updated) VALUES ({:id}, {:m}, {:name}, {:email}, {:phone},
-{:traits}, {:computed}, {:consent}, {:fs}, {:ls}, {:oc}, {:lc}, {:el}, {:due}, {:c}, {:u})`).Prepare(),
+orders_count, lifecycle_stage, engagement_level, traits_due_at, known, created, updated) VALUES ({:id}, {:m}, {:name}, {:email}, {:phone},
+{:traits}, {:computed}, {:consent}, {:fs}, {:ls}, {:oc}, {:lc}, {:el}, {:due}, {:known}, {:c}, {:u})`).Prepare(),
+		qWordsDel: db.NewQuery("DELETE FROM profile_search WHERE profile={:p} AND origin={:o}").Prepare(),
+		qWordIns:  db.NewQuery("INSERT OR IGNORE INTO profile_search (token, profile, origin) VALUES ({:t}, {:p}, {:o})").Prepare(),
 	}
 	if shared {
 		if m.cache.profiles == nil || len(m.cache.profiles) > cacheProfiles || len(m.cache.ids) > cacheIdentities {
@@ -155,7 +173,7 @@ func (b *batch) see(p *profile) {
 }
 
 func (b *batch) close() {
-	for _, q := range []*dbx.Query{b.qIdent, b.qIdentIns, b.qEventProfile, b.qProfile, b.qProfileIdents, b.qProfileIns} {
+	for _, q := range []*dbx.Query{b.qIdent, b.qIdentIns, b.qEventProfile, b.qProfile, b.qProfileIdents, b.qProfileIns, b.qWordsDel, b.qWordIns} {
 		q.Close()
 	}
 }
@@ -406,6 +424,10 @@ func (b *batch) merge(a, c *profile, ev *events.Event, id ident) (*profile, erro
 			return nil, fmt.Errorf("merge %s: %w", t.name, err)
 		}
 	}
+	if err := moveWords(b.tx, s.id, l.id); err != nil {
+		return nil, fmt.Errorf("merge search index: %w", err)
+	}
+	s.indexed = "" // its words are now both profiles': rewrite at flush
 	if err := b.insertMerge(s, l, ev.ID, led); err != nil {
 		return nil, err
 	}
@@ -699,7 +721,7 @@ func nameOf(traits map[string]any) string {
 func (b *batch) flush() error {
 	q := b.tx.DB().NewQuery(`UPDATE profiles SET merged_into={:m}, name={:name}, email={:email}, phone={:phone}, traits={:traits},
 computed={:computed}, consent={:consent}, first_seen={:fs}, last_seen={:ls}, orders_count={:oc}, lifecycle_stage={:lc},
-engagement_level={:el}, traits_due_at={:due}, updated={:u} WHERE id={:id}`).Prepare()
+engagement_level={:el}, traits_due_at={:due}, known={:known}, updated={:u} WHERE id={:id}`).Prepare()
 	defer q.Close()
 	for _, p := range b.order {
 		if !p.dirty {
@@ -711,6 +733,7 @@ engagement_level={:el}, traits_due_at={:due}, updated={:u} WHERE id={:id}`).Prep
 			params["name"], params["email"], params["phone"] = "", "", ""
 			params["traits"], params["computed"], params["consent"] = "{}", "{}", "{}"
 			params["fs"], params["ls"], params["oc"], params["lc"], params["el"], params["due"] = "", "", 0, "", "", ""
+			params["known"] = false
 		} else {
 			due := p.comp.derive(b.now, b.cur)
 			tj, _ := json.Marshal(p.traits)
@@ -724,6 +747,10 @@ engagement_level={:el}, traits_due_at={:due}, updated={:u} WHERE id={:id}`).Prep
 			params["traits"], params["computed"], params["consent"] = string(tj), string(cj), string(kj)
 			params["fs"], params["ls"], params["oc"] = fmtDB(p.comp.FirstSeen), fmtDB(p.comp.LastSeen), p.comp.OrdersCount
 			params["lc"], params["el"], params["due"] = p.comp.LifecycleStage, p.comp.EngagementLevel, dueS
+			params["known"] = p.known()
+			if err := b.indexProfile(p); err != nil {
+				return fmt.Errorf("index profile %s: %w", p.id, err)
+			}
 		}
 		stmt := q
 		if p.isNew {
@@ -839,6 +866,11 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		}
 		if !systemType(ev.Type) {
 			b.applyEvent(p, ev)
+			if ws := orderWords(ev); len(ws) > 0 {
+				if err := b.writeWords(p.id, originOrder, ws, false); err != nil {
+					return fmt.Errorf("index order: %w", err)
+				}
+			}
 		}
 		s.Profile = p.id
 		if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {

@@ -339,6 +339,8 @@ func (c *compiler) compile(r *Rule, path string) (string, error) {
 			return "", err
 		}
 		return "(NOT COALESCE(" + s + ", 0))", nil
+	case r.Trait == tagsTrait:
+		return c.compileTags(r, path)
 	case r.Trait != "":
 		expr, src, jpath := traitExpr(r.Trait)
 		switch r.Op {

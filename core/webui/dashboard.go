@@ -184,8 +184,9 @@ func channelName(c string) string {
 	return c
 }
 
-// countNewProfiles counts profiles first seen since the start of the
-// range, when the profiles module has created its collection.
+// countNewProfiles counts known customers (not anonymous visitors) first
+// seen since the start of the range, when the profiles module has created
+// its collection.
 func countNewProfiles(app core.App, since string) (int, bool) {
 	col, err := app.FindCollectionByNameOrId("profiles")
 	if err != nil {
@@ -204,6 +205,9 @@ func countNewProfiles(app core.App, since string) (int, bool) {
 	q := "SELECT COUNT(*) FROM profiles WHERE " + field + " >= {:since}"
 	if col.Fields.GetByName("merged_into") != nil {
 		q += " AND (merged_into IS NULL OR merged_into = '')"
+	}
+	if col.Fields.GetByName("known") != nil {
+		q += " AND known = 1" // customers, not anonymous visitors
 	}
 	var n int
 	if err := app.DB().NewQuery(q).Bind(dbx.Params{"since": since}).Row(&n); err != nil {

@@ -51,6 +51,8 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"message_suppressions": {"-----", "LV---", "LV--D"}, // written by the send gate from permanent failures; an owner clears a fixed address
 	"messages":             {"-----", "LV---", "LV---"}, // the send ledger: written only through /api/v1/messages and the gate
 	"templates":            {"-----", "LV---", "LVCUD"}, // agents send with them; owners write (checked by a hook)
+	"profile_notes":        {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/notes (search index, timeline)
+	"profile_tags":         {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/tags (search index, segments)
 	"users":                {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
 
 	// Written by un-merges that keep two customers apart.

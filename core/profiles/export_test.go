@@ -1,0 +1,19 @@
+package profiles
+
+import (
+	"net/url"
+
+	"github.com/pocketbase/dbx"
+)
+
+// SearchSQLForTest is the page query of GET /api/v1/profiles?q=s.
+func SearchSQLForTest(m *Module, s string) string {
+	_, from, where, order, _ := m.listQuery(url.Values{"q": {s}})
+	return "SELECT p.id FROM " + from + " WHERE " + where + " ORDER BY " + order + " LIMIT 25"
+}
+
+// SearchParamsForTest are its parameters.
+func SearchParamsForTest(m *Module, s string) dbx.Params {
+	c, _, _, _, _ := m.listQuery(url.Values{"q": {s}})
+	return c.params
+}
