@@ -297,3 +297,50 @@ func (m *Module) searchIDs(c *compiler, s string) string {
 	}
 	return strings.Join(parts, " UNION ")
 }
+
+// reindexSplit rebuilds, after an un-merge, the words each side owns
+// through other rows: its orders, its staff tags and notes (moved back
+// with their rows) and the names of the customers still merged into it.
+// The merge had moved all of them to the survivor; its own words are
+// rewritten by the flush.
+func (m *Module) reindexSplit(tx core.App, ids ...string) error {
+	db := tx.DB()
+	for _, id := range ids {
+		var orders []struct {
+			Type  string `db:"type"`
+			Props string `db:"properties"`
+		}
+		if err := db.NewQuery("SELECT type, properties FROM events WHERE profile={:p} AND type LIKE 'order.%'").
+			Bind(dbx.Params{"p": id}).All(&orders); err != nil {
+			return err
+		}
+		var ws []string
+		for _, o := range orders {
+			ev := &events.Event{Type: o.Type}
+			if json.Unmarshal([]byte(o.Props), &ev.Properties) == nil {
+				ws = append(ws, orderWords(ev)...)
+			}
+		}
+		if err := writeWords(tx, id, originOrder, dedupe(ws), true); err != nil {
+			return err
+		}
+		var names []string
+		if err := db.NewQuery("SELECT loser_name FROM profile_merges WHERE survivor={:p} AND COALESCE(undone_at, '') = ''").
+			Bind(dbx.Params{"p": id}).Column(&names); err != nil {
+			return err
+		}
+		ws = ws[:0]
+		for _, n := range names {
+			ws = append(ws, words(n)...)
+		}
+		if err := writeWords(tx, id, originMerged, dedupe(ws), true); err != nil {
+			return err
+		}
+		for _, origin := range []string{originTag, originNote} {
+			if err := m.reindexStaffWords(tx, id, origin); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -252,6 +252,11 @@ func (m *Module) unmerge(tx core.App, profileID, mergeID string, by UnmergeBy) (
 		Bind(dbx.Params{"at": b.nowDB, "by": by.StaffID, "name": by.StaffName, "pb": by.KeepApart, "id": r.ID}).Execute(); err != nil {
 		return nil, nil, fmt.Errorf("un-merge ledger: %w", err)
 	}
+	// Each side is found by its own words again (after the ledger: merges
+	// still in force name the customers merged into each side).
+	if err := m.reindexSplit(tx, s, l); err != nil {
+		return nil, nil, fmt.Errorf("un-merge search index: %w", err)
+	}
 	if by.KeepApart {
 		a, c := pairKey(s, l)
 		if _, err := db.NewQuery(`INSERT INTO profile_pair_blocks (id, profile_a, profile_b, kind, value, merge, created_by, created)

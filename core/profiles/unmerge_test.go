@@ -332,3 +332,62 @@ BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`).Execute(); err != nil {
 		t.Errorf("the pair block (it names the phone) survived erasing one of the pair: %d", n)
 	}
 }
+
+// TestUnmergeSplitsSearch: after an un-merge each customer is found by
+// their own name, order number, tag and note again, and not the other's
+// (the merge had moved all of those words to the survivor).
+func TestUnmergeSplitsSearch(t *testing.T) {
+	e := start(t, profiles.Options{})
+	e.waitLast = true
+	now := e.clock.Now()
+	e.publish(t,
+		ev(events.CustomerUpdated, "shopify", now.Add(-5*time.Hour), events.Identities{events.Email: "dee@omni-shop.dev"},
+			map[string]any{"first_name": "Dee", "last_name": "Marlow"}, ""),
+		ev(events.OrderPlaced, "shopify", now.Add(-5*time.Hour+time.Minute), events.Identities{events.Email: "dee@omni-shop.dev"},
+			map[string]any{"order_name": "#3101", "total": 10, "currency": "GBP"}, events.ChannelWeb),
+		ev(events.CustomerUpdated, "square", now.Add(-4*time.Hour), events.Identities{events.Phone: sharedPhone},
+			map[string]any{"first_name": "Eli", "last_name": "Quarry"}, ""),
+		ev(events.OrderPlaced, "square", now.Add(-4*time.Hour+time.Minute), events.Identities{events.Phone: sharedPhone},
+			map[string]any{"order_name": "#3202", "total": 12, "currency": "GBP"}, events.ChannelPOS),
+	)
+	dee, eli := e.profileOf(t, events.Email, "dee@omni-shop.dev"), e.profileOf(t, events.Phone, sharedPhone)
+	if dee == "" || eli == "" || dee == eli {
+		t.Fatalf("want two profiles: %q %q", dee, eli)
+	}
+	for path, body := range map[string]any{"/tags": map[string]any{"tag": "wholesale"}, "/notes": map[string]any{"text": "asked about bulk zircons"}} {
+		if code, raw := e.Do(t, "POST", "/api/v1/profiles/"+eli+path, body, auth(e.owner)); code/100 != 2 {
+			t.Fatalf("POST %s: %d %s", path, code, raw)
+		}
+	}
+	e.publish(t, ev(events.OrderPlaced, "shopify", now.Add(-3*time.Hour), events.Identities{events.Email: "dee@omni-shop.dev", events.Phone: sharedPhone},
+		map[string]any{"order_name": "#3303", "total": 5, "currency": "GBP"}, events.ChannelWeb))
+	find := func(q string) []string {
+		t.Helper()
+		var out struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		e.get(t, "/api/v1/profiles?who=all&q="+strings.ReplaceAll(q, "#", "%23"), &out)
+		var ids []string
+		for _, it := range out.Items {
+			ids = append(ids, it.ID)
+		}
+		return ids
+	}
+	for _, q := range []string{"Quarry", "#3202", "wholesale", "zircons", "Marlow"} {
+		if got := find(q); !sameSet(got, []string{dee}) {
+			t.Fatalf("merged: %q finds %v, want the merged customer %s", q, got, dee)
+		}
+	}
+	mg := e.mergesOf(t, dee)
+	if len(mg) != 1 {
+		t.Fatalf("merges: %+v", mg)
+	}
+	e.undo(t, dee, mg[0].ID, map[string]any{"block_identifier": true})
+	for q, want := range map[string]string{"Quarry": eli, "#3202": eli, "wholesale": eli, "zircons": eli, "Marlow": dee, "#3101": dee} {
+		if got := find(q); !sameSet(got, []string{want}) {
+			t.Fatalf("un-merged: %q finds %v, want only %s (Dee %s, Eli %s)", q, got, want, dee, eli)
+		}
+	}
+}
