@@ -250,13 +250,13 @@ func TestExportCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 4 || strings.Join(rows[0], ",") != "id,name,email,phone,known,first_seen,last_seen,orders,spend,currency,last_order_at,lifecycle_stage,channels,tags" {
+	if len(rows) != 4 || strings.Join(rows[0], ",") != "id,name,email,phone,known,first_seen,last_seen,orders,spend,currency,last_order_at,lifecycle_stage,buying_stage,channels,tags" {
 		t.Fatalf("rows = %v", rows)
 	}
-	want := [][]string{{s.janet, "Janet Jones", "janet@omni-shop.dev", "50", "gift card; vip"}, {s.jane, "Jane Doherty-Smith", "jane.doherty@omni-shop.dev", "30", ""}, {s.sam, "Sam Adams", "", "10", ""}}
+	want := [][]string{{s.janet, "Janet Jones", "janet@omni-shop.dev", "50", "gift card; vip", "repeat"}, {s.jane, "Jane Doherty-Smith", "jane.doherty@omni-shop.dev", "30", "", "first_purchase"}, {s.sam, "Sam Adams", "", "10", "", "first_purchase"}}
 	for i, w := range want {
 		r := rows[i+1]
-		if r[0] != w[0] || r[1] != w[1] || r[2] != w[2] || r[8] != w[3] || r[9] != "GBP" || r[13] != w[4] {
+		if r[0] != w[0] || r[1] != w[1] || r[2] != w[2] || r[8] != w[3] || r[9] != "GBP" || r[14] != w[4] || r[12] != w[5] {
 			t.Errorf("row %d = %v, want %v", i+1, r, w)
 		}
 	}
