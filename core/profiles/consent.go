@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/events"
-	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/ingest"
 )
 
@@ -92,8 +90,8 @@ func (m *Module) handleSetConsent(e *core.RequestEvent) error {
 		return api.Internal("Could not record the change.", err)
 	}
 
-	stored := m.waiters.add(ev.ID)
-	defer m.waiters.drop(ev.ID)
+	stored := m.waiters.Add(ev.ID)
+	defer m.waiters.Drop(ev.ID)
 	for _, err := range ingest.Publish(e.Request.Context(), m.bus, []*events.Event{ev}) {
 		if err != nil {
 			m.log.Error("consent change: could not publish", "error", err)
@@ -133,45 +131,6 @@ func strongestIdentity(app core.App, profileID string) (string, string, error) {
 		}
 	}
 	return "", "", nil
-}
-
-// storedWaiters lets a request wait until the events store has committed
-// an event it published (told by the module's OnCommit callback).
-type storedWaiters struct {
-	mu sync.Mutex
-	w  map[string]chan struct{}
-}
-
-func (s *storedWaiters) add(id string) <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.w == nil {
-		s.w = map[string]chan struct{}{}
-	}
-	c := make(chan struct{})
-	s.w[id] = c
-	return c
-}
-
-func (s *storedWaiters) drop(id string) {
-	s.mu.Lock()
-	delete(s.w, id)
-	s.mu.Unlock()
-}
-
-// committed wakes the waiters of the events in a committed batch.
-func (s *storedWaiters) committed(batch []*eventstore.Stored) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.w) == 0 {
-		return
-	}
-	for _, st := range batch {
-		if c, ok := s.w[st.Event.ID]; ok {
-			close(c)
-			delete(s.w, st.Event.ID)
-		}
-	}
 }
 
 // consentBy reads who made a staff consent change; other sources cannot

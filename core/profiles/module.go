@@ -80,8 +80,8 @@ type Module struct {
 	pending []*events.Event // emits of the batch being stored
 	cacheMu sync.Mutex      // taken inside a transaction, never around one
 	cache   resolveCache
-	waiters storedWaiters // requests waiting for an event they published to be stored
-	changed []string      // profile ids of the batch being stored
+	waiters eventstore.Waiters // requests waiting for an event they published to be stored
+	changed []string           // profile ids of the batch being stored
 	seq     int
 
 	relay   *relay.Relay // publishes events staged with relay.Stage after commit
@@ -163,7 +163,7 @@ func (m *Module) Init(s *app.Setup) error {
 		m.notify(changed)
 		m.commitBaseCurrency()
 	})
-	s.OnCommit(m.waiters.committed)
+	s.OnCommit(m.waiters.Committed)
 	s.ReportHealth(m.health)
 	return nil
 }

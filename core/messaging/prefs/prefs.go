@@ -12,7 +12,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pocketbase/pocketbase/core"
@@ -38,7 +37,7 @@ const storeWait = 10 * time.Second
 type Pages struct {
 	omni    *app.Omni
 	signer  *links.Signer
-	waiters waiters
+	waiters eventstore.Waiters
 	now     func() time.Time
 }
 
@@ -47,7 +46,7 @@ type Pages struct {
 // show a change once applied).
 func Register(se *core.ServeEvent, o *app.Omni, signer *links.Signer) *Pages {
 	p := &Pages{omni: o, signer: signer, now: time.Now}
-	o.Events.OnCommit(p.waiters.committed)
+	o.Events.OnCommit(p.waiters.Committed)
 	se.Router.GET("/p/u/{token}", p.unsubscribePage)
 	se.Router.POST("/p/u/{token}", p.unsubscribePost)
 	se.Router.GET("/p/prefs/{token}", p.preferencesPage)
@@ -245,8 +244,8 @@ func (p *Pages) change(e *core.RequestEvent, c *customers.Customer, want map[str
 	}
 	done := make([]<-chan struct{}, len(evs))
 	for i, ev := range evs {
-		done[i] = p.waiters.add(ev.ID)
-		defer p.waiters.drop(ev.ID)
+		done[i] = p.waiters.Add(ev.ID)
+		defer p.waiters.Drop(ev.ID)
 	}
 	for _, err := range ingest.Publish(e.Request.Context(), p.omni.Bus, evs) {
 		if err != nil {
@@ -265,44 +264,6 @@ func (p *Pages) change(e *core.RequestEvent, c *customers.Customer, want map[str
 	}
 	res.Applied = true
 	return res
-}
-
-// waiters lets a request wait until the events store has committed the
-// events it published.
-type waiters struct {
-	mu sync.Mutex
-	w  map[string]chan struct{}
-}
-
-func (s *waiters) add(id string) <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.w == nil {
-		s.w = map[string]chan struct{}{}
-	}
-	c := make(chan struct{})
-	s.w[id] = c
-	return c
-}
-
-func (s *waiters) drop(id string) {
-	s.mu.Lock()
-	delete(s.w, id)
-	s.mu.Unlock()
-}
-
-func (s *waiters) committed(batch []*eventstore.Stored) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.w) == 0 {
-		return
-	}
-	for _, st := range batch {
-		if c, ok := s.w[st.Event.ID]; ok {
-			close(c)
-			delete(s.w, st.Event.ID)
-		}
-	}
 }
 
 // channelName is how pages name a channel in a sentence.
