@@ -108,7 +108,8 @@ describe('customer page: un-merge', () => {
 
     await notice.getByRole('link', { name: 'Bob Stone' }).click()
     await page.waitForURL(`${server.url}/customers/${bobID}`)
-    await page.getByRole('heading', { name: 'Bob Stone' }).first().waitFor()
-    await page.getByTestId('undone').filter({ hasText: 'Un-merged by Olga Owner' }).waitFor()
+    // A fresh page load (profile, timeline, merges): slow on a loaded machine.
+    await page.getByRole('heading', { name: 'Bob Stone' }).first().waitFor({ timeout: 30000 })
+    await page.getByTestId('undone').filter({ hasText: 'Un-merged by Olga Owner' }).waitFor({ timeout: 30000 })
   })
 })
