@@ -119,6 +119,22 @@ func (m *Module) HeldCounts() (map[string]int, error) {
 	return out, err
 }
 
+// heldCount is the number of held messages of name (0 when unreadable:
+// it only informs).
+func (m *Module) heldCount(name string) int {
+	var n int
+	_ = m.app.DB().NewQuery(`SELECT COUNT(*) FROM ` + HeldCollection + ` WHERE connector = {:c}`).Bind(dbx.Params{"c": name}).Row(&n)
+	return n
+}
+
+// heldNote says what a connector's held messages wait for.
+func heldNote(name string, n int) string {
+	if n == 1 {
+		return fmt.Sprintf("1 message waiting until %s is enabled and running", name)
+	}
+	return fmt.Sprintf("%d messages waiting until %s is enabled and running", n, name)
+}
+
 // release runs at every sync: it gives up on messages held too long and
 // puts the held messages of connectors that run again back on the stream.
 func (ob *outbox) release() {

@@ -3,6 +3,7 @@ package connectors_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,14 @@ func TestDisabledConnectorsMessagesDoNotStallOtherSends(t *testing.T) {
 		"the disabled connector's messages to be held")
 	if _, recorded := e.api.inFlight(); recorded != 1 {
 		t.Fatalf("the vendor recorded %d messages; only through-1 may have gone out", recorded)
+	}
+	// The owner sees what waits: on the connector and in health.
+	if _, v := e.call(t, "GET", "/api/v1/connectors/crashy", nil); v["held"] != float64(queued) {
+		t.Fatalf("connector view held = %v, want %d", v["held"], queued)
+	}
+	_, health := e.call(t, "GET", "/api/v1/health", nil)
+	if comp := fmt.Sprint(health["connectors"]); !strings.Contains(comp, "12 messages waiting until crashy is enabled and running") {
+		t.Fatalf("health: %s", comp)
 	}
 
 	e.enable(t, "crashy", map[string]string{"webhook_secret": whSecret, "api_url": e.api.url})
@@ -119,5 +128,28 @@ func TestHeldMessagesAreGivenUpAfterGiveUpAfter(t *testing.T) {
 	omnitest.Eventually(t, 30*time.Second, func() bool { return e.api.count("new-1") == 1 }, "a new message to go out")
 	if n := e.api.count("old-1"); n != 0 {
 		t.Fatalf("the message given up was sent %d times", n)
+	}
+}
+
+// A crash after a message is held and before its bus message is
+// acknowledged redelivers it and holds it again: it stays one held message
+// and is delivered once.
+func TestHoldingTheSameMessageTwiceKeepsOne(t *testing.T) {
+	e := start(t, connectors.Options{}, nil)
+	out := &sdk.OutboundMessage{ID: "twice-1", Channel: "sms", To: map[string]string{"phone": "+14155550100"}, Text: "hi"}
+	for range 2 {
+		if err := e.mod.Hold("crashy", out, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.heldCount(t, "crashy"); n != 1 {
+		t.Fatalf("%d held messages, want 1", n)
+	}
+	e.enable(t, "crashy", map[string]string{"webhook_secret": whSecret, "api_url": e.api.url})
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return e.countWhere(t, "event_id = 'message.sent:twice-1'") == 1 && e.heldCount(t, "crashy") == 0
+	}, "the held message to be sent")
+	if n := e.api.count("twice-1"); n != 1 {
+		t.Fatalf("sent %d times, want 1", n)
 	}
 }

@@ -608,9 +608,15 @@ func (m *Module) syncLoop() {
 func (m *Module) health(ctx context.Context) api.Component {
 	out := map[string]any{}
 	var problems []string
+	held, _ := m.HeldCounts()
 	for _, n := range m.names() {
 		st := m.instance(n).status()
 		c := map[string]any{"state": st.stateText(), "last_error": st.LastError, "restarts": st.Restarts}
+		// Informational: a connector being fixed is not a node problem,
+		// but its queued messages are given up after GiveUpAfter.
+		if held[n] > 0 {
+			c["held"], c["held_note"] = held[n], heldNote(n, held[n])
+		}
 		if st.Vendor != VendorUnknown {
 			c["vendor"] = st.Vendor
 		}
