@@ -176,16 +176,22 @@ func (b *Bus) ClientURL() string {
 	return b.opts.URL
 }
 
-// Msg is one message to publish with its dedupe id.
+// Msg is one message to publish with its dedupe id and optional headers.
 type Msg struct {
 	Subject string
 	Data    []byte
 	ID      string
+	Header  nats.Header
 }
 
 // natsMsg carries the id as Nats-Msg-Id, which JetStream dedupes on.
 func (m Msg) natsMsg() *nats.Msg {
-	return &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{nats.MsgIdHdr: []string{m.ID}}}
+	h := nats.Header{}
+	for k, v := range m.Header {
+		h[k] = v
+	}
+	h.Set(nats.MsgIdHdr, m.ID)
+	return &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}
 }
 
 // ErrUnavailable wraps failures to store on the bus: callers answer 503.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/omni/omni/core/bus"
@@ -152,6 +153,31 @@ func TestDuplicateIDWithinTheWindowIsDropped(t *testing.T) {
 	}
 	if n := streamInfo(t, b, bus.StreamEvents).State.Msgs; n != 2 {
 		t.Fatalf("EVENTS holds %d messages, want 2 (d-1, d-2)", n)
+	}
+}
+
+// Headers a publisher sets reach the consumer beside the Nats-Msg-Id, which
+// a header of the same name cannot replace.
+func TestPublishCarriesHeaders(t *testing.T) {
+	b := open(t, bus.Options{DedupeWindow: time.Minute})
+	interested(t, b)
+	ctx := context.Background()
+	m := event("h-1")
+	m.Header = nats.Header{"Omni-Queued-At": {"2026-01-02T03:04:05Z"}, nats.MsgIdHdr: {"other"}}
+	ack, err := b.Publish(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := b.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := stream.GetMsg(ctx, ack.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Header.Get("Omni-Queued-At") != "2026-01-02T03:04:05Z" || got.Header.Get(nats.MsgIdHdr) != "h-1" {
+		t.Fatalf("stored headers: %v", got.Header)
 	}
 }
 

@@ -45,6 +45,9 @@ type View struct {
 	Capabilities []string          `json:"capabilities"`
 	Config       map[string]string `json:"config"`
 	Backfill     BackfillView      `json:"backfill"`
+	// Held counts the outbound messages waiting until the connector is
+	// enabled and running (outbox_held).
+	Held int `json:"held"`
 }
 
 // BackfillView is a connector's backfill progress.
@@ -81,7 +84,8 @@ func (m *Module) view(e *core.RequestEvent, rec *core.Record) View {
 	schema := m.schema(rec)
 	v := View{Name: name, Kind: rec.GetString("kind"), Version: rec.GetString("version"), Enabled: rec.GetBool("enabled"),
 		State: rec.GetString("state"), LastError: rec.GetString("last_error"), Schema: schema,
-		Capabilities: capabilitiesOf(rec), Config: MaskedConfig(rec, schema), Backfill: backfillView(m.app, rec)}
+		Capabilities: capabilitiesOf(rec), Config: MaskedConfig(rec, schema), Backfill: backfillView(m.app, rec),
+		Held: m.heldCount(name)}
 	if i := m.instance(name); i != nil {
 		st := i.status()
 		v.State, v.LastError, v.Restarts = st.stateText(), st.LastError, st.Restarts

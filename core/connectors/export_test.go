@@ -1,6 +1,9 @@
 package connectors
 
 import (
+	"encoding/json"
+	"time"
+
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/plugins/sdk"
 )
@@ -37,4 +40,14 @@ func (m *Module) VendorChecks(name string) int {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.vendorChecks
+}
+
+// Hold stores a message as the outbox does for a connector that is not
+// running, before it acknowledges the bus message.
+func (m *Module) Hold(name string, out *sdk.OutboundMessage, queued time.Time) error {
+	data, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return storeHeld(m, name, out.ID, data, queued)
 }

@@ -177,11 +177,15 @@ func start(t *testing.T, opts connectors.Options, configure func(*config.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	su := core.NewRecord(coll)
-	su.SetEmail("root@example.com")
-	su.SetPassword("password-123456")
-	if err := s.PB.Save(su); err != nil {
-		t.Fatal(err)
+	// A restart on the same data directory finds the superuser made before.
+	su, err := s.PB.FindAuthRecordByEmail(coll, "root@example.com")
+	if err != nil {
+		su = core.NewRecord(coll)
+		su.SetEmail("root@example.com")
+		su.SetPassword("password-123456")
+		if err := s.PB.Save(su); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tok, err := su.NewAuthToken()
 	if err != nil {

@@ -81,6 +81,11 @@ type Options struct {
 	// GiveUpAfter is how long a message that keeps failing with retryable
 	// errors is retried before it is recorded as message.failed (default 24h).
 	GiveUpAfter time.Duration
+	// MaxAckPending bounds the outbox messages delivered and not yet
+	// acknowledged, across all connectors (default 1000).
+	MaxAckPending int
+	// Now is the clock of the give-up of held messages (default time.Now).
+	Now func() time.Time
 	// SendConcurrency is the number of concurrent sends (default 32).
 	SendConcurrency int
 	// SendsPerConnector caps one connector's concurrent sends (default 8).
@@ -116,6 +121,12 @@ func (o *Options) defaults() {
 	def(&o.StartTimeout, 20*time.Second)
 	def(&o.SyncInterval, 2*time.Second)
 	def(&o.GiveUpAfter, 24*time.Hour)
+	if o.MaxAckPending <= 0 {
+		o.MaxAckPending = 1000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	if o.SendConcurrency <= 0 {
 		o.SendConcurrency = 32
 	}
@@ -584,6 +595,8 @@ func (m *Module) syncLoop() {
 			// Parked messages an owner asked to retry, possibly from
 			// another process (the CLI).
 			m.outbox.redrive()
+			// Held messages of connectors running again, or held too long.
+			m.outbox.release()
 			m.backfills.redrive()
 		}
 	}
@@ -595,9 +608,15 @@ func (m *Module) syncLoop() {
 func (m *Module) health(ctx context.Context) api.Component {
 	out := map[string]any{}
 	var problems []string
+	held, _ := m.HeldCounts()
 	for _, n := range m.names() {
 		st := m.instance(n).status()
 		c := map[string]any{"state": st.stateText(), "last_error": st.LastError, "restarts": st.Restarts}
+		// Informational: a connector being fixed is not a node problem,
+		// but its queued messages are given up after GiveUpAfter.
+		if held[n] > 0 {
+			c["held"], c["held_note"] = held[n], heldNote(n, held[n])
+		}
 		if st.Vendor != VendorUnknown {
 			c["vendor"] = st.Vendor
 		}

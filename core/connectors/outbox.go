@@ -96,7 +96,7 @@ func (ob *outbox) create(s *app.Setup) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ob.m.opts.SendTimeout + 30*time.Second,
 		MaxDeliver:    -1,
-		MaxAckPending: 1000,
+		MaxAckPending: ob.m.opts.MaxAckPending,
 	})
 	if err != nil {
 		return fmt.Errorf("outbox consumer: %w", err)
@@ -202,10 +202,10 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	name := strings.TrimPrefix(msg.Subject(), "omni.outbox.")
 	meta, _ := msg.Metadata()
 	attempt := uint64(1)
-	queuedAt := time.Now()
 	if meta != nil {
-		attempt, queuedAt = meta.NumDelivered, meta.Timestamp
+		attempt = meta.NumDelivered
 	}
+	queuedAt := queuedAt(msg)
 	var out sdk.OutboundMessage
 	if err := decodeOutbound(msg.Data(), &out); err != nil {
 		// No retry can make these bytes sendable: set them aside at once.
@@ -216,8 +216,8 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	i := m.instance(name)
 	if i == nil {
 		if _, err := m.app.FindFirstRecordByData(Collection, "name", name); err == nil {
-			// Installed before (a plugin file being replaced?): keep waiting.
-			_ = msg.NakWithDelay(time.Minute)
+			// Installed before (a plugin file being replaced?): keep it.
+			ob.hold(msg, name, &out, queuedAt, errors.New("not loaded"))
 			return
 		}
 		ob.finish(msg, name, &out, nil, &sdk.SendError{Kind: sdk.KindPermanent, Code: "unknown_connector", Reason: fmt.Sprintf("no connector named %q is installed", name)})
@@ -225,8 +225,9 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	}
 	conn, err := i.ready()
 	if err != nil {
-		// Kept on the stream until the connector is back.
-		_ = msg.NakWithDelay(min(retryDelay(attempt), 30*time.Second))
+		// Kept aside until the connector is back, holding no slot of
+		// the shared consumer meanwhile (held.go).
+		ob.hold(msg, name, &out, queuedAt, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ob.ctx, m.opts.SendTimeout)
@@ -376,6 +377,20 @@ func (ob *outbox) finish(msg jetstream.Msg, name string, out *sdk.OutboundMessag
 		ob.finishErasure(msg, name, out, res, se)
 		return
 	}
+	if err := ob.storeOutcome(name, out, res, se); err != nil {
+		ob.m.log.Warn("outbox: could not store outcome; will resend", "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		ob.m.log.Warn("outbox: ack failed; the message may be sent again", "error", err)
+	}
+}
+
+// storeOutcome stores the message.sent or message.failed event of out.
+func (ob *outbox) storeOutcome(name string, out *sdk.OutboundMessage, res *sdk.SendResult, se *sdk.SendError) error {
 	ev := OutcomeEvent(name, out, res, se, time.Now().UTC())
 	ob.m.norm.Normalize(ev)
 	if err := ev.Validate(time.Now()); err != nil {
@@ -383,14 +398,7 @@ func (ob *outbox) finish(msg jetstream.Msg, name string, out *sdk.OutboundMessag
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
 	defer cancel()
-	if errs := ingest.Publish(ctx, ob.m.o.Bus, []*events.Event{ev}); errs[0] != nil {
-		ob.m.log.Warn("outbox: could not store outcome; will resend", "error", errs[0])
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	if err := msg.DoubleAck(ctx); err != nil {
-		ob.m.log.Warn("outbox: ack failed; the message may be sent again", "error", err)
-	}
+	return ingest.Publish(ctx, ob.m.o.Bus, []*events.Event{ev})[0]
 }
 
 // finishErasure logs the outcome of an erasure request and acknowledges

@@ -49,6 +49,7 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"sources":              {"-----", "-----", "LVCUD"}, // write keys are owner-only
 	"staff":                {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
 	"message_suppressions": {"-----", "LV---", "LV--D"}, // written by the send gate from permanent failures; an owner clears a fixed address
+	"outbox_held":          {"-----", "-----", "LV---"}, // messages waiting for a disabled connector; only the connector host writes
 	"messages":             {"-----", "LV---", "LV---"}, // the send ledger: written only through /api/v1/messages and the gate
 	"templates":            {"-----", "LV---", "LVCUD"}, // agents send with them; owners write (checked by a hook)
 	"profile_notes":        {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/notes (search index, timeline)
