@@ -47,6 +47,8 @@ export function normalize(c) {
     // skipped: backfilled events that failed validation, parked as dead events.
     backfill: { state: bf.state || bf.status || c.backfill_state || '', progress, done: bf.done, total: bf.total, error: bf.error || '', skipped: bf.skipped || 0, lastSkipped: bf.last_skipped || '' },
     deliveries: c.deliveries || c.recent_deliveries || [],
+    // Outbound messages held until the connector is enabled and running.
+    held: c.held || 0,
   }
 }
 
