@@ -171,9 +171,15 @@ func run(n, conc, runs int, via string, slots int) error {
 	}
 
 	var all []result
+	accepted := 0
 	for i := range runs {
 		r, err := oneRun(sink, ids, i, conc, send)
 		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		// Not timed: the ledger must end up agreeing with the SMTP server.
+		accepted += n - r.refused
+		if err := waitLedgerSent(o, accepted); err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
 		all = append(all, r)
@@ -272,6 +278,21 @@ func oneRun(sink *smtpSink, profiles []string, run, conc int, send func(messagin
 		smtpRate: float64(len(accepted)) / last.Sub(start).Seconds(),
 		p50:      q(0.50), p99: q(0.99), refused: int(refused.Load()),
 	}, nil
+}
+
+// waitLedgerSent waits until the send ledger has want messages sent (the
+// connector host's message.sent events applied).
+func waitLedgerSent(o *app.Omni, want int) error {
+	var sent int
+	for start := time.Now(); time.Since(start) < 2*time.Minute; time.Sleep(100 * time.Millisecond) {
+		if err := o.PB.DB().NewQuery("SELECT COUNT(*) FROM messages WHERE status='sent'").Row(&sent); err != nil {
+			return err
+		}
+		if sent >= want {
+			return nil
+		}
+	}
+	return fmt.Errorf("the ledger shows %d messages sent, want %d", sent, want)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
