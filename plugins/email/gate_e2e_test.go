@@ -197,8 +197,8 @@ func TestMarketingEmailThroughTheGateToSMTP(t *testing.T) {
 		t.Fatalf("one-click unsubscribe answered %d", resp.StatusCode)
 	}
 	omnitest.Eventually(t, 30*time.Second, func() bool { return e.consent(t, ann)["email"].Status == "unsubscribed" }, "Ann unsubscribed from email")
-	if c := e.consent(t, ann)["email"]; c.Source != "customer" {
-		t.Fatalf("consent after one-click: %+v, want source customer", c)
+	if c := e.consent(t, ann)["email"]; c.Source != "customer" || !strings.Contains(c.Reason, "RFC 8058") {
+		t.Fatalf("consent after one-click: %+v, want source customer, the one-click reason", c)
 	}
 	code, again := e.send(t, map[string]any{"profile": ann, "channel": "email", "kind": "marketing", "template": "Spring sale"})
 	if code != 409 || again.MessageStatus != "suppressed" || !strings.Contains(again.Reason, "unsubscribed") {
