@@ -134,7 +134,8 @@ func TestMarketingEmailThroughTheGateToSMTP(t *testing.T) {
 		t.Fatalf("template: %d %s", code, body)
 	}
 
-	code, first := e.send(t, map[string]any{"profile": ann, "channel": "email", "kind": "marketing", "template": "Spring sale"})
+	// No kind: the template's (marketing) applies.
+	code, first := e.send(t, map[string]any{"profile": ann, "channel": "email", "template": "Spring sale"})
 	if code != 202 || first.Status != "queued" || first.ID == "" {
 		t.Fatalf("marketing send: %d %+v", code, first)
 	}
