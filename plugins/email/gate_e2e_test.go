@@ -66,6 +66,8 @@ func (e *gateEnv) send(t *testing.T, body map[string]any) (int, gateReply) {
 
 type ledgerEntry struct {
 	Status     string `db:"status"`
+	QueuedAt   string `db:"queued_at"`
+	SentAt     string `db:"sent_at"`
 	Reason     string `db:"reason"`
 	ErrorCode  string `db:"error_code"`
 	ProviderID string `db:"provider_id"`
@@ -74,7 +76,7 @@ type ledgerEntry struct {
 func (e *gateEnv) ledger(t *testing.T, id string) ledgerEntry {
 	t.Helper()
 	var r ledgerEntry
-	if err := e.PB.DB().NewQuery("SELECT status, reason, error_code, provider_id FROM messages WHERE id={:id}").
+	if err := e.PB.DB().NewQuery("SELECT status, queued_at, sent_at, reason, error_code, provider_id FROM messages WHERE id={:id}").
 		Bind(dbx.Params{"id": id}).One(&r); err != nil {
 		t.Fatalf("ledger row %s: %v", id, err)
 	}
@@ -140,6 +142,9 @@ func TestMarketingEmailThroughTheGateToSMTP(t *testing.T) {
 		t.Fatalf("marketing send: %d %+v", code, first)
 	}
 	omnitest.Eventually(t, 60*time.Second, func() bool { return e.ledger(t, first.ID).Status == "sent" }, "ledger row %s sent", first.ID)
+	if row := e.ledger(t, first.ID); row.QueuedAt == "" || row.SentAt == "" {
+		t.Fatalf("sent row without its queued and sent times: %+v", row)
+	}
 
 	var got *mail.Message
 	var raw []byte
