@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -60,6 +61,7 @@ func main() {
 	runs := flag.Int("runs", 3, "runs (the report gives each and the medians)")
 	via := flag.String("via", "http", "how messages reach the gate: http (POST /api/v1/messages) or go (messaging.Module.Send)")
 	short := flag.Bool("short", false, "a seconds-long run: 200 messages")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the runs (Omni and the benchmark; the plugin subprocess is not in it)")
 	slots := flag.Int("sends-per-connector", 0, "the connector host's cap on one connector's concurrent sends (0 = Omni's default, 8)")
 	flag.Parse()
 	if *short {
@@ -69,11 +71,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -n, -concurrency and -runs must be at least 1, -via http or go")
 		os.Exit(2)
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		profileRuns = func() func() {
+			_ = pprof.StartCPUProfile(f)
+			return pprof.StopCPUProfile
+		}
+	}
 	if err := run(*n, *conc, *runs, *via, *slots); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+// profileRuns, when set, starts a CPU profile of the runs and returns its stop.
+var profileRuns func() func()
 
 // result is one run's figures.
 type result struct {
@@ -172,6 +188,9 @@ func run(n, conc, runs int, via string, slots int) error {
 
 	var all []result
 	accepted := 0
+	if profileRuns != nil {
+		defer profileRuns()()
+	}
 	for i := range runs {
 		r, err := oneRun(sink, ids, i, conc, send)
 		if err != nil {
