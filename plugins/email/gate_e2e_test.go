@@ -101,15 +101,18 @@ func (e *gateEnv) consent(t *testing.T, profile string) map[string]profiles.Cons
 // The email scenario end to end, through the real parts: the
 // staff consent API, a Liquid template record, the gate's HTTP API, the
 // OUTBOX, the email connector as a plugin subprocess, an SMTP server, the
-// status events back into the ledger, the RFC 8058 one-click unsubscribe
-// and the hard-bounce suppression.
+// status events back into the ledger, the RFC 8058 one-click unsubscribe,
+// the hard-bounce suppression and a greylisting retry.
 func TestMarketingEmailThroughTheGateToSMTP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots Omni and a plugin subprocess")
 	}
-	srv := startSMTP(t, func(rcpt string, _ int) error {
-		if strings.HasPrefix(rcpt, "gone@") {
+	srv := startSMTP(t, func(rcpt string, n int) error {
+		switch {
+		case strings.HasPrefix(rcpt, "gone@"):
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case strings.HasPrefix(rcpt, "busy@") && n == 1:
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "greylisted, try again"}
 		}
 		return nil
 	})
@@ -235,5 +238,27 @@ func TestMarketingEmailThroughTheGateToSMTP(t *testing.T) {
 	}
 	if n := srv.Attempts("gone@omni-shop.dev"); n != 1 {
 		t.Fatalf("gone@ offered %d times, want 1 (550 is not retried, the refused send never reaches SMTP)", n)
+	}
+
+	// A greylisting server (451): retried, then sent once; the ledger
+	// ends sent and the address stays deliverable.
+	busy := e.customer(t, "busy@omni-shop.dev", "Bo")
+	code, greylisted := e.send(t, map[string]any{"profile": busy, "channel": "email", "kind": "transactional",
+		"subject": "Your receipt", "body": "Thanks, {{ customer.first_name }}."})
+	if code != 202 {
+		t.Fatalf("transactional to busy@: %d %+v", code, greylisted)
+	}
+	omnitest.Eventually(t, 60*time.Second, func() bool { return e.ledger(t, greylisted.ID).Status == "sent" }, "ledger row %s sent after the retry", greylisted.ID)
+	delivered := 0
+	for _, m := range srv.Mails() {
+		if m.To[0] == "busy@omni-shop.dev" {
+			delivered++
+		}
+	}
+	if n := srv.Attempts("busy@omni-shop.dev"); n != 2 || delivered != 1 {
+		t.Fatalf("busy@ offered %d times, %d mails delivered; want 2 (451, then accepted) and 1", n, delivered)
+	}
+	if err := e.PB.DB().NewQuery("SELECT COUNT(*) FROM message_suppressions WHERE address='busy@omni-shop.dev'").Row(&suppressed); err != nil || suppressed != 0 {
+		t.Fatalf("a 451 made busy@ undeliverable: %d (%v)", suppressed, err)
 	}
 }
