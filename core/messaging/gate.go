@@ -87,7 +87,8 @@ func validate(r *Request) error {
 		return badField("profile", "is required: the customer's profile id")
 	case len(r.Channels) == 0:
 		return badField("channel", `is required: "email", "sms", "whatsapp" or a list to try in order`)
-	case r.Kind != KindMarketing && r.Kind != KindTransactional && r.Kind != KindConversation:
+	// Without a kind, the template's applies (loadTemplate).
+	case (r.Kind != "" || r.Template == "") && r.Kind != KindMarketing && r.Kind != KindTransactional && r.Kind != KindConversation:
 		return badField("kind", "must be marketing, transactional or conversation")
 	case r.Template == "" && strings.TrimSpace(r.Body) == "" && r.WATemplate == nil:
 		return badField("body", "is required unless a template is given")

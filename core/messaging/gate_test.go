@@ -96,6 +96,14 @@ func TestGate(t *testing.T) {
 	if got, _ = e.vendor.message(r.ID); got.Subject != "Ann, it shipped" || got.Text != "Order 1042 is on its way." || got.To["email"] != "ann@omni-shop.dev" {
 		t.Fatalf("template rendered as %q / %q to %v", got.Subject, got.Text, got.To)
 	}
+	// Without a kind, the send is what its template says.
+	code, r = e.send(t, e.agent, map[string]any{"profile": ann, "channel": "email", "template": "shipped",
+		"event": map[string]any{"type": "order.fulfilled", "properties": map[string]any{"order_id": "1043"}}})
+	var kind string
+	_ = e.PB.DB().NewQuery("SELECT kind FROM messages WHERE id={:id}").Bind(dbx.Params{"id": r.ID}).Row(&kind)
+	if code != 202 || kind != "transactional" {
+		t.Fatalf("template send without a kind: %d %+v, ledger kind %q", code, r, kind)
+	}
 
 	// Fallback: SMS refused, email chosen; the ledger says why SMS was skipped.
 	code, r = e.send(t, e.owner, map[string]any{"profile": ann, "channel": []string{"sms", "email"}, "kind": "marketing", "subject": "Sale", "body": "Sale! {{ unsubscribe_url }}"})

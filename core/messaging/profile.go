@@ -140,6 +140,14 @@ func (m *Module) loadTemplate(r *Request) (template, error) {
 	if t.Channel != "" && len(r.Channels) == 1 && t.Channel != r.Channels[0] {
 		return template{}, badField("template", fmt.Sprintf("template %q is for %s, not %s", t.Name, t.Channel, r.Channels[0]))
 	}
+	if r.Kind == "" {
+		// A send without a kind is what its template is (marketing by
+		// default, so an unsaid kind never skips the consent check).
+		r.Kind = t.Kind
+		if r.Kind != KindMarketing && r.Kind != KindTransactional && r.Kind != KindConversation {
+			r.Kind = KindMarketing
+		}
+	}
 	return template{ref: t.ID, subject: t.Subject, body: t.Body, html: t.HTML,
 		waName: t.WATemplate, waLanguage: t.WALanguage, waParams: t.WAParams}, nil
 }

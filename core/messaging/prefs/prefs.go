@@ -107,7 +107,7 @@ func (p *Pages) unsubscribePost(e *core.RequestEvent) error {
 	if c == nil {
 		return p.notValid(e)
 	}
-	if err := e.Request.ParseForm(); err != nil {
+	if err := parseForm(e.Request); err != nil {
 		return p.notValid(e)
 	}
 	if e.Request.PostForm.Get("List-Unsubscribe") == "One-Click" {
@@ -126,6 +126,27 @@ func (p *Pages) unsubscribePost(e *core.RequestEvent) error {
 	return p.show(e, res.status(), pageData{Page: page, Channel: channel, Result: res})
 }
 
+// maxFormMemory bounds a multipart form held in memory: the forms here
+// carry a few short fields.
+const maxFormMemory = 64 << 10
+
+// parseForm reads an urlencoded or a multipart/form-data body into
+// PostForm: RFC 8058 says the one-click POST SHOULD be multipart, and mail
+// providers send either.
+func parseForm(r *http.Request) error {
+	if err := r.ParseForm(); err != nil {
+		return err
+	}
+	err := r.ParseMultipartForm(maxFormMemory)
+	if r.MultipartForm != nil {
+		_ = r.MultipartForm.RemoveAll()
+	}
+	if errors.Is(err, http.ErrNotMultipart) {
+		return nil
+	}
+	return err
+}
+
 func (p *Pages) preferencesPage(e *core.RequestEvent) error {
 	c, _ := p.customer(e, false)
 	if c == nil {
@@ -141,7 +162,7 @@ func (p *Pages) preferencesPost(e *core.RequestEvent) error {
 	if c == nil {
 		return p.notValid(e)
 	}
-	if err := e.Request.ParseForm(); err != nil {
+	if err := parseForm(e.Request); err != nil {
 		return p.notValid(e)
 	}
 	want := map[string]string{}

@@ -1,7 +1,9 @@
 package prefs_test
 
 import (
+	"bytes"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -190,5 +192,34 @@ func TestInvalidAndErasedLinks(t *testing.T) {
 	}
 	if res, _ := post(t, e, prefs, url.Values{"email": {"on"}}); res.StatusCode != 404 {
 		t.Fatalf("erased save: %d", res.StatusCode)
+	}
+}
+
+// TestOneClickAsMultipart: RFC 8058 says the one-click POST SHOULD be
+// multipart/form-data (urlencoded MAY): both are the one-click, answered
+// 200 with no page and recorded as the mail app's unsubscribe.
+func TestOneClickAsMultipart(t *testing.T) {
+	e := msgtest.Start(t, profiles.New(profiles.Options{}))
+	pid := e.Customer(t, events.Identities{events.Email: "cy@omni-shop.dev"}, nil)
+	subscribe(t, e, pid, "email")
+
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	if err := w.WriteField("List-Unsubscribe", "One-Click"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Post(e.URL+path(e.Mod.Signer.UnsubscribeURL(pid, "email")), w.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(got) != "Unsubscribed.\n" {
+		t.Fatalf("multipart one-click: %d %s", res.StatusCode, got)
+	}
+	if c := consent(t, e, pid, "email"); c.Status != "unsubscribed" || c.Source != "customer" || !strings.Contains(c.Reason, "RFC 8058") {
+		t.Fatalf("ledger after a multipart one-click: %+v", c)
 	}
 }

@@ -25,6 +25,13 @@ import (
 // extra modules (profiles, …) run beside the connector host.
 func Start(t testing.TB, name string, newC func() sdk.Connector, settings map[string]any, extra ...app.Module) *omnitest.Server {
 	t.Helper()
+	return StartConfigured(t, name, newC, settings, nil, extra...)
+}
+
+// StartConfigured is Start with configure editing the rest of the
+// configuration first (public_url, messaging rules, …).
+func StartConfigured(t testing.TB, name string, newC func() sdk.Connector, settings map[string]any, configure func(*config.Config), extra ...app.Module) *omnitest.Server {
+	t.Helper()
 	connectors.RegisterBuiltin(name, newC)
 	self, err := os.Executable()
 	if err != nil {
@@ -45,6 +52,9 @@ func Start(t testing.TB, name string, newC func() sdk.Connector, settings map[st
 				c.Connectors = map[string]map[string]any{}
 			}
 			c.Connectors[name] = settings
+			if configure != nil {
+				configure(c)
+			}
 		},
 		Modules: func(*app.Omni) []app.Module { return append([]app.Module{mod}, extra...) },
 	})
