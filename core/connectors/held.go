@@ -163,8 +163,12 @@ func (ob *outbox) heldRows(where string, params dbx.Params) ([]heldRow, error) {
 	return rows, err
 }
 
-func (ob *outbox) deleteHeld(id string) error {
-	_, err := ob.m.app.DB().NewQuery(`DELETE FROM ` + HeldCollection + ` WHERE id = {:id}`).Bind(dbx.Params{"id": id}).Execute()
+// deleteHeld clears a held row, unless it was held again since it was
+// read (holds went up): a released copy can reach the consumer and be held
+// again before this runs, and deleting the row then would lose it.
+func (ob *outbox) deleteHeld(id string, holds int) error {
+	_, err := ob.m.app.DB().NewQuery(`DELETE FROM ` + HeldCollection + ` WHERE id = {:id} AND holds = {:h}`).
+		Bind(dbx.Params{"id": id, "h": holds}).Execute()
 	return err
 }
 
@@ -196,7 +200,7 @@ func (ob *outbox) releaseHeld(name string) {
 			ob.m.log.Warn("outbox: could not put a held message back on the stream; will try again", "connector", name, "message_id", rows[k].MessageID, "error", err)
 			continue
 		}
-		if err := ob.deleteHeld(rows[k].ID); err != nil {
+		if err := ob.deleteHeld(rows[k].ID, rows[k].Holds); err != nil {
 			// Released again at the next sync under the same id, which
 			// the dedupe window drops.
 			ob.m.log.Error("outbox: clearing a released held message", "connector", name, "message_id", rows[k].MessageID, "error", err)
@@ -229,7 +233,7 @@ func (ob *outbox) giveUpHeld(name string) {
 			if err := deadletter.Park(ob.m.app, deadletter.Failure{Consumer: OutboxDeadConsumer, EventID: r.MessageID, Subject: OutboxSubject(name), Data: []byte(r.Data), Err: err}); err != nil {
 				continue
 			}
-			_ = ob.deleteHeld(r.ID)
+			_ = ob.deleteHeld(r.ID, r.Holds)
 			continue
 		}
 		queued, _ := types.ParseDateTime(r.QueuedAt)
@@ -242,7 +246,7 @@ func (ob *outbox) giveUpHeld(name string) {
 			ob.m.log.Warn("outbox: could not store the outcome of a held message; will try again", "connector", name, "error", err)
 			continue
 		}
-		if err := ob.deleteHeld(r.ID); err != nil {
+		if err := ob.deleteHeld(r.ID, r.Holds); err != nil {
 			// The outcome event's stable id makes the next try a no-op.
 			ob.m.log.Error("outbox: clearing a held message given up", "connector", name, "message_id", r.MessageID, "error", err)
 			continue
