@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/plugins/internal/vendorhttp"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -221,7 +222,7 @@ func mapSendError(statusCode int, retryAfter string, body []byte) error {
 	}
 	switch {
 	case statusCode == http.StatusTooManyRequests || code == "20429":
-		pause, ok := parseRetryAfter(retryAfter)
+		pause, ok := vendorhttp.RetryAfter(retryAfter, time.Now())
 		if !ok {
 			pause = time.Second
 		}
@@ -240,23 +241,6 @@ func mapSendError(statusCode int, retryAfter string, body []byte) error {
 		msg = reason + ": " + msg
 	}
 	return sdk.Permanent(code, label+": "+msg)
-}
-
-func parseRetryAfter(v string) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d, true
-		}
-		return 0, true
-	}
-	return 0, false
 }
 
 // recordOptOut stores what error 21610 proves: the customer replied STOP

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/plugins/internal/vendorhttp"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -248,7 +249,7 @@ func mapSendError(statusCode int, retryAfter string, body []byte) error {
 		}
 	}
 	if pause, ok := rateLimitCodes[code]; ok || statusCode == http.StatusTooManyRequests {
-		if d, ok := parseRetryAfter(retryAfter); ok {
+		if d, ok := vendorhttp.RetryAfter(retryAfter, time.Now()); ok {
 			pause = d
 		} else if pause == 0 {
 			pause = time.Second
@@ -277,23 +278,6 @@ func mapSendError(statusCode int, retryAfter string, body []byte) error {
 		c = strconv.Itoa(code)
 	}
 	return sdk.Permanent(c, fmt.Sprintf("meta %d (HTTP %d): %s", code, statusCode, msg))
-}
-
-func parseRetryAfter(v string) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d, true
-		}
-		return 0, true
-	}
-	return 0, false
 }
 
 // recordOptOut stores the opt-out Meta reported with error 131050.
