@@ -127,6 +127,16 @@ func orderWords(ev *events.Event) []string {
 	return dedupe(ws)
 }
 
+// storedOrderWords are the order words of a stored event (its type and
+// properties JSON); unreadable properties index nothing.
+func storedOrderWords(typ, props string) []string {
+	ev := &events.Event{Type: typ}
+	if json.Unmarshal([]byte(props), &ev.Properties) != nil {
+		return nil
+	}
+	return orderWords(ev)
+}
+
 // signature of a profile's words, to skip rewriting an unchanged index.
 func signature(ws []string) string { return strings.Join(ws, "\x00") }
 
@@ -233,11 +243,7 @@ func reindexAll(app core.App) error {
 		return err
 	}
 	for _, o := range orders {
-		ev := &events.Event{Type: o.Type}
-		if err := json.Unmarshal([]byte(o.Props), &ev.Properties); err != nil {
-			continue // unreadable properties: nothing to index
-		}
-		if err := writeWords(app, o.Profile, originOrder, orderWords(ev), false); err != nil {
+		if err := writeWords(app, o.Profile, originOrder, storedOrderWords(o.Type, o.Props), false); err != nil {
 			return err
 		}
 	}
@@ -316,10 +322,7 @@ func (m *Module) reindexSplit(tx core.App, ids ...string) error {
 		}
 		var ws []string
 		for _, o := range orders {
-			ev := &events.Event{Type: o.Type}
-			if json.Unmarshal([]byte(o.Props), &ev.Properties) == nil {
-				ws = append(ws, orderWords(ev)...)
-			}
+			ws = append(ws, storedOrderWords(o.Type, o.Props)...)
 		}
 		if err := writeWords(tx, id, originOrder, dedupe(ws), true); err != nil {
 			return err
