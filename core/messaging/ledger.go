@@ -57,7 +57,10 @@ func applyStatus(tx core.App, ev *events.Event, status string) error {
 	provider := truncate(str("provider_message_id"), 300)
 	db := tx.DB()
 	if id == "" && provider != "" {
-		_ = db.NewQuery("SELECT id FROM " + Collection + " WHERE provider_id={:p} LIMIT 1").Bind(dbx.Params{"p": provider}).Row(&id)
+		// provider_id != '' lets SQLite use the partial index (it cannot
+		// tell a bound parameter is not ''): without it, every status event
+		// about a message Omni did not send scans the ledger.
+		_ = db.NewQuery("SELECT id FROM " + Collection + " WHERE provider_id={:p} AND provider_id != '' LIMIT 1").Bind(dbx.Params{"p": provider}).Row(&id)
 	}
 	if id == "" {
 		return nil
