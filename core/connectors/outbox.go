@@ -225,8 +225,17 @@ func (ob *outbox) handle(msg jetstream.Msg) {
 	}
 	conn, err := i.ready()
 	if err != nil {
-		// Kept aside until the connector is back, holding no slot of
-		// the shared consumer meanwhile (held.go).
+		i.mu.Lock()
+		state := i.state
+		i.mu.Unlock()
+		if state == StateStarting || state == StateRestarting {
+			// Back in moments: retried as any send, so a message that
+			// crashes the connector is still given up as connector_failed.
+			_ = msg.NakWithDelay(retryDelay(attempt))
+			return
+		}
+		// Disabled or failed: kept aside until the connector is back,
+		// holding no slot of the shared consumer meanwhile (held.go).
 		ob.hold(msg, name, &out, queuedAt, err)
 		return
 	}
