@@ -325,17 +325,17 @@ func (m *Module) handleSegments(e *core.RequestEvent) error {
 // Preview counts the live profiles matching a rule and returns a sample.
 func (m *Module) Preview(app core.App, r *Rule) (int, []Summary, error) {
 	c := newCompiler(m.now().UTC(), m.segs.lookup)
-	where, err := c.compile(r, "")
+	where, err := c.Compile(r, "")
 	if err != nil {
 		return 0, nil, err
 	}
 	w := "p.merged_into = '' AND COALESCE(" + where + ", 0)"
 	var n int
-	if err := app.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE " + w).Bind(c.params).Row(&n); err != nil {
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE " + w).Bind(c.Params).Row(&n); err != nil {
 		return 0, nil, err
 	}
 	sample := []Summary{}
-	if err := app.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE " + w + " ORDER BY p.last_seen DESC LIMIT 20").Bind(c.params).All(&sample); err != nil {
+	if err := app.DB().NewQuery("SELECT " + summaryCols + " FROM profiles p WHERE " + w + " ORDER BY p.last_seen DESC LIMIT 20").Bind(c.Params).All(&sample); err != nil {
 		return 0, nil, err
 	}
 	for i := range sample {

@@ -15,5 +15,5 @@ func SearchSQLForTest(m *Module, s string) string {
 // SearchParamsForTest are its parameters.
 func SearchParamsForTest(m *Module, s string) dbx.Params {
 	c, _, _, _, _ := m.listQuery(url.Values{"q": {s}})
-	return c.params
+	return c.Params
 }

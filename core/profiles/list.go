@@ -12,6 +12,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/api"
+	"github.com/omni/omni/core/segmentrule"
 )
 
 // The customers list (GET /api/v1/profiles) and its CSV export
@@ -114,13 +115,13 @@ func (m *Module) listQuery(q url.Values) (c *compiler, from, where, order string
 		from = "(" + m.searchIDs(c, search) + ") AS found CROSS JOIN profiles p ON p.id = found.profile"
 	}
 	if seg := q.Get("segment"); seg != "" {
-		conds = append(conds, "p.id IN (SELECT profile FROM segment_members WHERE segment = "+c.param(seg)+")")
+		conds = append(conds, "p.id IN (SELECT profile FROM segment_members WHERE segment = "+c.Param(seg)+")")
 	}
 	if ch := q.Get("channel"); ch != "" {
 		if !channelRE.MatchString(ch) {
 			return nil, "", "", "", api.BadRequest("channel", "must be a channel name such as web, email, sms, whatsapp or pos")
 		}
-		conds = append(conds, "EXISTS (SELECT 1 FROM json_each(p.computed, '$.channels') WHERE value = "+c.param(ch)+")")
+		conds = append(conds, "EXISTS (SELECT 1 FROM json_each(p.computed, '$.channels') WHERE value = "+c.Param(ch)+")")
 	}
 	if cs := q.Get("consent"); cs != "" {
 		ch, st, _ := strings.Cut(strings.ToLower(cs), ":")
@@ -128,7 +129,7 @@ func (m *Module) listQuery(q url.Values) (c *compiler, from, where, order string
 		if !validConsentChannel(ch) || (st != ConsentSubscribed && st != ConsentUnsubscribed && st != "unknown") {
 			return nil, "", "", "", api.BadRequest("consent", "must be channel:status, such as email:subscribed (channels email, sms, whatsapp; statuses subscribed, unsubscribed, unknown)")
 		}
-		s, _ := c.compile(r, "")
+		s, _ := c.Compile(r, "")
 		conds = append(conds, s)
 	}
 	if raw := q.Get("rule"); raw != "" {
@@ -136,7 +137,7 @@ func (m *Module) listQuery(q url.Values) (c *compiler, from, where, order string
 		if err != nil {
 			return nil, "", "", "", api.BadRequest("rule", err.Error())
 		}
-		s, err := c.compile(r, "")
+		s, err := c.Compile(r, "")
 		if err != nil {
 			return nil, "", "", "", api.BadRequest("rule", err.Error())
 		}
@@ -147,7 +148,7 @@ func (m *Module) listQuery(q url.Values) (c *compiler, from, where, order string
 		if !ok {
 			continue
 		}
-		if !pathRE.MatchString(name) {
+		if !segmentrule.ValidTraitName(name) {
 			return nil, "", "", "", api.BadRequest(k, "not a valid trait name")
 		}
 		for _, v := range vs {
@@ -157,7 +158,7 @@ func (m *Module) listQuery(q url.Values) (c *compiler, from, where, order string
 			} else if v == "true" || v == "false" {
 				val = v == "true"
 			}
-			s, err := c.compile(&Rule{Trait: name, Op: "eq", Value: val}, "")
+			s, err := c.Compile(&Rule{Trait: name, Op: "eq", Value: val}, "")
 			if err != nil {
 				return nil, "", "", "", api.BadRequest(k, err.Error())
 			}
@@ -213,16 +214,16 @@ func (m *Module) Search(app core.App, q url.Values, page, perPage int) (int, []S
 		return 0, nil, err
 	}
 	var total int
-	if err := app.DB().NewQuery("SELECT COUNT(*) FROM " + from + " WHERE " + where).Bind(c.params).Row(&total); err != nil {
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM " + from + " WHERE " + where).Bind(c.Params).Row(&total); err != nil {
 		return 0, nil, api.Internal("Search failed.", err)
 	}
 	// The page's ids first, then their rows: a sort that cannot use an
 	// index would otherwise compute every column (spend, the computed
 	// JSON) of every match, not only of the page's.
 	var ids []string
-	c.params["limit"], c.params["offset"] = perPage, (page-1)*perPage
+	c.Params["limit"], c.Params["offset"] = perPage, (page-1)*perPage
 	if err := app.DB().NewQuery("SELECT p.id FROM " + from + " WHERE " + where + " ORDER BY " + order + " LIMIT {:limit} OFFSET {:offset}").
-		Bind(c.params).Column(&ids); err != nil {
+		Bind(c.Params).Column(&ids); err != nil {
 		return 0, nil, api.Internal("Search failed.", err)
 	}
 	items := []Summary{}
@@ -259,11 +260,11 @@ func (m *Module) handleExportCSV(e *core.RequestEvent) error {
 		return err
 	}
 	var total int
-	if err := e.App.DB().NewQuery("SELECT COUNT(*) FROM " + from + " WHERE " + where).Bind(c.params).Row(&total); err != nil {
+	if err := e.App.DB().NewQuery("SELECT COUNT(*) FROM " + from + " WHERE " + where).Bind(c.Params).Row(&total); err != nil {
 		return api.Internal("Export failed.", err)
 	}
 	rows, err := e.App.DB().NewQuery("SELECT " + summaryCols + ", (SELECT group_concat(DISTINCT t.tag) FROM profile_tags t WHERE t.profile = p.id) AS tags FROM " + from + " WHERE " +
-		where + " ORDER BY " + order).Bind(c.params).Rows()
+		where + " ORDER BY " + order).Bind(c.Params).Rows()
 	if err != nil {
 		return api.Internal("Export failed.", err)
 	}

@@ -276,12 +276,12 @@ func (m *Module) rarestFirst(ws []string) {
 // profile id, or every query word a prefix of one of the profile's words.
 // Each branch walks an index; the result feeds "p.id IN (…)".
 func (m *Module) searchIDs(c *compiler, s string) string {
-	vals := []string{c.param(s)}
+	vals := []string{c.Param(s)}
 	if em := events.NormalizeEmail(s); em != "" {
-		vals = append(vals, c.param(em))
+		vals = append(vals, c.Param(em))
 	}
 	if ph, ok := (events.Normalizer{DefaultRegion: m.region()}).Phone(s); ok {
-		vals = append(vals, c.param(ph))
+		vals = append(vals, c.Param(ph))
 	}
 	parts := []string{
 		"SELECT profile FROM identities WHERE kind IN ('" + strings.Join(events.IdentityKinds, "','") + "') AND value IN (" + strings.Join(vals, ",") + ")",
@@ -293,11 +293,11 @@ func (m *Module) searchIDs(c *compiler, s string) string {
 		// (profile index), instead of building every word's full match set
 		// ("ada okafor" would otherwise list every Ada).
 		m.rarestFirst(ws)
-		q := "SELECT DISTINCT w0.profile FROM profile_search w0 WHERE w0.token >= " + c.param(ws[0]) + " AND w0.token < " + c.param(ws[0]+"\U0010FFFF")
+		q := "SELECT DISTINCT w0.profile FROM profile_search w0 WHERE w0.token >= " + c.Param(ws[0]) + " AND w0.token < " + c.Param(ws[0]+"\U0010FFFF")
 		for i, w := range ws[1:] {
 			a := "w" + strconv.Itoa(i+1)
-			q += " AND EXISTS (SELECT 1 FROM profile_search " + a + " WHERE " + a + ".profile = w0.profile AND " + a + ".token >= " + c.param(w) +
-				" AND " + a + ".token < " + c.param(w+"\U0010FFFF") + ")"
+			q += " AND EXISTS (SELECT 1 FROM profile_search " + a + " WHERE " + a + ".profile = w0.profile AND " + a + ".token >= " + c.Param(w) +
+				" AND " + a + ".token < " + c.Param(w+"\U0010FFFF") + ")"
 		}
 		parts = append(parts, q)
 	}

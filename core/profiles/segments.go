@@ -91,9 +91,9 @@ func (m *Module) ValidateRule(raw []byte, self string) (*Rule, error) {
 	}
 	c := newCompiler(m.now(), lookup)
 	if self != "" {
-		c.stack = []string{self}
+		c.Inside(self)
 	}
-	if _, err := c.compile(r, ""); err != nil {
+	if _, err := c.Compile(r, ""); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -101,8 +101,8 @@ func (m *Module) ValidateRule(raw []byte, self string) (*Rule, error) {
 
 func (m *Module) isTimeBased(r *Rule) bool {
 	c := newCompiler(m.now(), m.segs.lookup)
-	_, _ = c.compile(r, "")
-	return c.timeBased
+	_, _ = c.Compile(r, "")
+	return c.TimeBased
 }
 
 type member struct {
@@ -124,7 +124,7 @@ func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, sil
 		cols := make([]string, 0, len(segs))
 		var live []*segment
 		for _, s := range segs {
-			sqlExpr, err := c.compile(s.rule, "")
+			sqlExpr, err := c.Compile(s.rule, "")
 			if err != nil {
 				m.log.Warn("segment rule no longer compiles; skipped", "segment", s.id, "error", err)
 				continue
@@ -139,10 +139,10 @@ func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, sil
 		in := make([]string, len(part))
 		for i, p := range part {
 			byID[p.id] = p
-			in[i] = c.param(p.id)
+			in[i] = c.Param(p.id)
 		}
 		q := "SELECT p.id, " + strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (" + strings.Join(in, ",") + ")"
-		rows, err := tx.DB().NewQuery(q).Bind(c.params).Rows()
+		rows, err := tx.DB().NewQuery(q).Bind(c.Params).Rows()
 		if err != nil {
 			return nil, fmt.Errorf("evaluate segments: %w", err)
 		}
@@ -273,12 +273,12 @@ func (m *Module) exit(tx core.App, segID, segName string, p *profile, enteredAt 
 // so ingest never waits for a whole scan.
 func (m *Module) reevaluateSegment(app core.App, s *segment, now time.Time, silent bool) (int, error) {
 	c := newCompiler(now, m.segs.lookup)
-	where, err := c.compile(s.rule, "")
+	where, err := c.Compile(s.rule, "")
 	if err != nil {
 		return 0, err
 	}
 	var ids []string
-	if err := app.DB().NewQuery("SELECT p.id FROM profiles p WHERE p.merged_into = '' AND COALESCE(" + where + ", 0)").Bind(c.params).Column(&ids); err != nil {
+	if err := app.DB().NewQuery("SELECT p.id FROM profiles p WHERE p.merged_into = '' AND COALESCE(" + where + ", 0)").Bind(c.Params).Column(&ids); err != nil {
 		return 0, fmt.Errorf("segment %s: %w", s.id, err)
 	}
 	var cur []string
@@ -326,26 +326,26 @@ const segmentChunk = 500
 // applies the difference.
 func (m *Module) checkSegment(tx core.App, s *segment, ids []string, now time.Time, silent bool) ([]*events.Event, error) {
 	c := newCompiler(now, m.segs.lookup)
-	where, err := c.compile(s.rule, "")
+	where, err := c.Compile(s.rule, "")
 	if err != nil {
 		return nil, err
 	}
 	in := make([]string, len(ids))
 	for i, id := range ids {
-		in[i] = c.param(id)
+		in[i] = c.Param(id)
 	}
 	list := strings.Join(in, ",")
 	var match []string
 	if err := tx.DB().NewQuery("SELECT p.id FROM profiles p WHERE p.id IN (" + list + ") AND p.merged_into = '' AND COALESCE(" + where + ", 0)").
-		Bind(c.params).Column(&match); err != nil {
+		Bind(c.Params).Column(&match); err != nil {
 		return nil, err
 	}
 	var cur []struct {
 		Profile   string `db:"profile"`
 		EnteredAt string `db:"entered_at"`
 	}
-	c.params["seg"] = s.id
-	if err := tx.DB().NewQuery("SELECT profile, entered_at FROM segment_members WHERE segment={:seg} AND profile IN (" + list + ")").Bind(c.params).All(&cur); err != nil {
+	c.Params["seg"] = s.id
+	if err := tx.DB().NewQuery("SELECT profile, entered_at FROM segment_members WHERE segment={:seg} AND profile IN (" + list + ")").Bind(c.Params).All(&cur); err != nil {
 		return nil, err
 	}
 	want := map[string]bool{}

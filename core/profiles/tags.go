@@ -2,7 +2,6 @@ package profiles
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,11 +39,6 @@ func (m *Module) registerTagsNotes(g *router.RouterGroup[*core.RequestEvent]) {
 	g.GET("/profiles/{id}/notes", m.handleNotes)
 	g.POST("/profiles/{id}/notes", m.handleAddNote)
 	g.DELETE("/profiles/{id}/notes/{note}", m.handleDeleteNote)
-}
-
-// normalizeTag lower-cases a tag and folds its inner whitespace.
-func normalizeTag(s string) string {
-	return strings.ToLower(strings.Join(strings.Fields(s), " "))
 }
 
 // TagRow is one tag on a customer.
@@ -316,39 +310,6 @@ func (m *Module) handleDeleteNote(e *core.RequestEvent) error {
 		return api.Internal("Could not delete the note.", err)
 	}
 	return e.NoContent(http.StatusNoContent)
-}
-
-// tagsTrait is the rule trait that reads staff tags ({"trait": "tags",
-// "op": "contains", "value": "vip"}); a custom trait of that name stays
-// reachable as traits.tags.
-const tagsTrait = "tags"
-
-func (c *compiler) compileTags(r *Rule, path string) (string, error) {
-	has := func(v any) string {
-		s, _ := v.(string)
-		return "EXISTS (SELECT 1 FROM profile_tags t WHERE t.profile = p.id AND t.tag = " + c.param(normalizeTag(s)) + ")"
-	}
-	switch r.Op {
-	case "contains", "eq":
-		if _, ok := r.Value.(string); !ok {
-			return "", ruleErr(join(path, "value"), "must be a tag such as \"vip\"")
-		}
-		return "(" + has(r.Value) + ")", nil
-	case "in":
-		var alts []string
-		for i, v := range r.Value.([]any) {
-			if _, ok := v.(string); !ok {
-				return "", ruleErr(fmt.Sprintf("%s[%d]", join(path, "value"), i), "must be a tag")
-			}
-			alts = append(alts, has(v))
-		}
-		return "(" + strings.Join(alts, " OR ") + ")", nil
-	case "exists":
-		return "(EXISTS (SELECT 1 FROM profile_tags t WHERE t.profile = p.id))", nil
-	case "not_exists":
-		return "(NOT EXISTS (SELECT 1 FROM profile_tags t WHERE t.profile = p.id))", nil
-	}
-	return "", ruleErr(join(path, "op"), "tags work with contains, in, exists or not_exists, not %q", r.Op)
 }
 
 // TimelineNote is a staff note on the timeline.
