@@ -16,6 +16,7 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/core/journeys"
 	"github.com/omni/omni/core/messaging"
 	_ "github.com/omni/omni/core/messaging/templates" // its migration
 	"github.com/omni/omni/core/profiles"
@@ -51,6 +52,10 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"message_suppressions": {"-----", "LV---", "LV--D"}, // written by the send gate from permanent failures; an owner clears a fixed address
 	"outbox_held":          {"-----", "-----", "LV---"}, // messages waiting for a disabled connector; only the connector host writes
 	"messages":             {"-----", "LV---", "LV---"}, // the send ledger: written only through /api/v1/messages and the gate
+	"journeys":             {"-----", "LV---", "LV---"}, // owners edit through /api/v1/journeys, which validates the graph
+	"journey_versions":     {"-----", "LV---", "LV---"}, // written by publishing; a version never changes
+	"journey_runs":         {"-----", "LV---", "LV---"}, // written by the engine; runs are ended through /api/v1/journeys
+	"journey_steps":        {"-----", "LV---", "LV---"}, // every step a run took, written by the engine
 	"templates":            {"-----", "LV---", "LVCUD"}, // agents send with them; owners write (checked by a hook)
 	"profile_notes":        {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/notes (search index, timeline)
 	"profile_tags":         {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/tags (search index, segments)
@@ -89,7 +94,7 @@ const actions = "LVCUD"
 func startAll(t *testing.T) *omnitest.Server {
 	t.Helper()
 	return omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module {
-		return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), connectors.New(connectors.Options{}), webui.New(nil)}
+		return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{}), connectors.New(connectors.Options{}), webui.New(nil)}
 	}})
 }
 
