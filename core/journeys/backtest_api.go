@@ -1,0 +1,3 @@
+package journeys
+
+func (m *Module) backtestRoutes(g routeGroup) {}

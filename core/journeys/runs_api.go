@@ -1,0 +1,3 @@
+package journeys
+
+func (m *Module) runRoutes(g routeGroup) {}

@@ -1,0 +1,3 @@
+package journeys
+
+func (m *Module) statsRoutes(g routeGroup) {}
