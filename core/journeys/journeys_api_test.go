@@ -360,7 +360,10 @@ func TestPauseResumeArchive(t *testing.T) {
 	waiting := e.enrolNow(t, j.ID, store.NewRecordID())
 	e.park(t, waiting, "w1", "order.placed")
 	active := e.enrolNow(t, j.ID, store.NewRecordID())
-	var out struct{ Status string; Ended int }
+	var out struct {
+		Status string
+		Ended  int
+	}
 	e.call(t, e.owner, "POST", base+"/archive", nil, 200, &out)
 	if out.Status != StatusArchived || out.Ended != 2 {
 		t.Fatalf("archive: %+v", out)
