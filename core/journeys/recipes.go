@@ -84,7 +84,7 @@ var codeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
 // the defaults.
 func (r *Recipe) params(raw json.RawMessage) (recipeParams, error) {
 	given := map[string]any{}
-	if !isNull(raw) {
+	if !isJSONNull(raw) {
 		if err := json.Unmarshal(raw, &given); err != nil {
 			return nil, api.BadRequest("params", "must be an object of parameter names and values")
 		}
@@ -185,7 +185,7 @@ func (m *Module) createFromRecipe(e *core.RequestEvent, in journeyInput) error {
 				n.Template = ids[n.Template]
 			}
 		}
-		rec, err = m.saveNew(tx, e, in, &draft{graph: rd.Graph, settings: rd.Settings}, r.ID)
+		rec, err = m.saveNew(tx, e, in, &journeyDraft{graph: rd.Graph, settings: rd.Settings}, r.ID)
 		return err
 	})
 	if err != nil {

@@ -122,7 +122,7 @@ func (m *Module) listRuns(e *core.RequestEvent, where map[string]string) error {
 func runFilters(e *core.RequestEvent, where map[string]string) (map[string]string, error) {
 	q := e.Request.URL.Query()
 	if p := q.Get("profile"); p != "" {
-		where["profile"] = survivor(e.App, p)
+		where["profile"] = survivingProfile(e.App, p)
 	}
 	switch s := q.Get("status"); {
 	case s == "":
@@ -134,9 +134,9 @@ func runFilters(e *core.RequestEvent, where map[string]string) (map[string]strin
 	return where, nil
 }
 
-// survivor follows merges from a profile id to the profile that holds its
+// survivingProfile follows merges from a profile id to the profile that holds its
 // runs now (merges move runs to the survivor).
-func survivor(app core.App, id string) string {
+func survivingProfile(app core.App, id string) string {
 	for range 64 {
 		var into string
 		err := app.DB().NewQuery("SELECT merged_into FROM profiles WHERE id={:id}").Bind(dbx.Params{"id": id}).Row(&into)
