@@ -382,6 +382,11 @@ func (m *Module) handleList(e *core.RequestEvent) error {
 	for i, t := range totals {
 		byJourney[t.Journey] = i
 	}
+	segmentName := func(id string) string {
+		var name string
+		_ = e.App.DB().NewQuery("SELECT name FROM segments WHERE id={:id}").Bind(dbx.Params{"id": id}).Row(&name)
+		return name
+	}
 	items := make([]JourneyItem, 0, len(rows))
 	for _, r := range rows {
 		it := JourneyItem{ID: r.ID, Name: r.Name, Description: r.Description, Status: r.Status, Version: r.Version,
@@ -398,7 +403,7 @@ func (m *Module) handleList(e *core.RequestEvent) error {
 			g, _ = graph.Parse([]byte(r.Graph))
 		}
 		if g != nil {
-			it.TriggerSummary = TriggerSummary(g)
+			it.TriggerSummary = TriggerSummary(g, segmentName)
 		}
 		if i, ok := byJourney[r.ID]; ok {
 			t := totals[i]
