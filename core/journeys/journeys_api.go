@@ -29,8 +29,10 @@ import (
 // publishing is where a graph must be whole, and it freezes the draft as a
 // new, immutable journey_versions row.
 func (m *Module) journeyRoutes(g routeGroup) {
-	// Literal paths before {id} patterns, so "recipes" is never an id.
+	// Literal paths before {id} patterns, so "recipes" and "runs" are
+	// never taken for ids.
 	g.GET("/recipes", m.handleRecipes).Bind(api.RequireStaff())
+	g.GET("/runs", m.handleCustomerRuns).Bind(api.RequireStaff()) // runs_api.go
 	g.GET("", m.handleList).Bind(api.RequireStaff())
 	g.POST("", m.handleCreate).Bind(api.RequireOwner())
 	g.GET("/{id}", m.handleGet).Bind(api.RequireStaff())
