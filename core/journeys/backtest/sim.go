@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/omni/omni/core/journeys/graph"
@@ -285,8 +286,7 @@ func (s *sim) handle(ev Event) error {
 	c := s.cust(ev.Profile)
 	switch ev.Type {
 	case "consent.changed":
-		ch, _ := ev.Props["channel"].(string)
-		st, _ := ev.Props["status"].(string)
+		ch, st := consentChange(ev)
 		if (ch == "email" || ch == "sms" || ch == "whatsapp") && (st == "subscribed" || st == "unsubscribed") {
 			if c.consent == nil {
 				c.consent = map[string]string{}
@@ -306,7 +306,7 @@ func (s *sim) handle(ev Event) error {
 		switch {
 		case g.ExitOn.Segment != "" && ev.Type == "segment.exited" && ev.Props["segment_id"] == g.ExitOn.Segment:
 			s.end(r, "left_segment", ev.At)
-		case g.ExitOn.Unsubscribed && ev.Type == "consent.changed" && ev.Props["status"] == "unsubscribed":
+		case g.ExitOn.Unsubscribed && ev.Type == "consent.changed" && consentStatus(ev) == "unsubscribed":
 			s.end(r, "unsubscribed", ev.At)
 		}
 	}
@@ -320,6 +320,18 @@ func (s *sim) handle(ev Event) error {
 		return s.enrol(c, ev.At, &ev)
 	}
 	return nil
+}
+
+// consentChange reads a consent.changed event as the profiles module does
+// (trimmed, lower case).
+func consentChange(ev Event) (channel, status string) {
+	ch, _ := ev.Props["channel"].(string)
+	return strings.ToLower(strings.TrimSpace(ch)), consentStatus(ev)
+}
+
+func consentStatus(ev Event) string {
+	st, _ := ev.Props["status"].(string)
+	return strings.ToLower(strings.TrimSpace(st))
 }
 
 // awaited reports whether ev is what r's wait_for_event step waits for.
