@@ -245,6 +245,20 @@ func TestBacktestReplaysTheShopsHistory(t *testing.T) {
 		t.Fatalf("a backtest wrote %d rows", n)
 	}
 
+	// A branch asks today's profiles (segment rule language, "now" = the
+	// simulated moment): only bob's email has "bob" in it.
+	sh.journey(t, "btjourneybr0001", `{"trigger": {"event": "checkout.started"}, "start": "b",
+	 "nodes": {"b": {"type": "branch", "rule": {"and": [{"trait": "email", "op": "contains", "value": "bob"},
+	   {"event": "checkout.started", "op": "gte", "count": 1, "within_days": 30}]}, "next": {"yes": "u", "no": "e"}},
+	  "u": {"type": "update", "add_tags": ["bob"]}, "e": {"type": "exit"}}}`)
+	code, lines, raw = sh.backtest(t, "btjourneybr0001", window, sh.owner)
+	if code != 200 {
+		t.Fatalf("branch journey: %d %s", code, raw)
+	}
+	if br := resultOf(t, lines, raw); br.Entered != 5 || br.Edges["b.yes"] != 1 || br.Edges["b.no"] != 4 {
+		t.Fatalf("branch: %s", lines[len(lines)-1]["result"])
+	}
+
 	// A published version is replayed when asked: version 1 only lets
 	// checkouts over 85 in (bob).
 	v1 := bytes.Replace([]byte(checkoutGraph), []byte(`"value": 50`), []byte(`"value": 85`), 1)
