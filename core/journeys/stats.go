@@ -100,7 +100,8 @@ type LiftStats struct {
 }
 
 // HoldoutStats compares the customers a holdout step held out with those
-// it let through (the treated). Lift is null while either group is empty.
+// it let through (the treated). Lift is null below the minimum of
+// lift.Enough, and the verdict then says so.
 type HoldoutStats struct {
 	HeldOut GroupStats `json:"held_out"`
 	Treated GroupStats `json:"treated"`
@@ -553,11 +554,13 @@ func rateOf(g lift.Group) *lift.Interval {
 	return &r
 }
 
-// compare is lift.Compare as the API shows it: no lift while a group is
-// empty, and then not enough data.
+// compare is lift.Compare as the API shows it: no lift below the minimum
+// (lift.Enough), so a point estimate from a handful of customers is never
+// read as a result; each group's conversion rate keeps its honest, wide
+// interval meanwhile.
 func compare(treated, control lift.Group, treatedName, controlName string) (*LiftStats, string) {
 	c := lift.Compare(treated, control, treatedName, controlName)
-	if c == nil {
+	if c == nil || !c.Enough {
 		return nil, lift.NotEnoughData
 	}
 	return &LiftStats{Conversion: c.Conversion, RevenuePerCustomer: c.RevenuePerCustomer}, c.Verdict
@@ -571,13 +574,13 @@ var suppressionReasons = []struct{ key, marker string }{
 	{"whatsapp_window", "whatsapp 24-hour window"},
 	{"undeliverable", "is undeliverable"},
 	{"no_address", "the customer has no "},
-	{"no_channel", "channel is connected"},
+	{"no_connector", "channel is connected"},
 }
 
 // SuppressionReason turns why the gate refused a send (its sentence in
 // the ledger, or a reason key) into a short key: frequency_cap,
 // quiet_hours, consent, whatsapp_window, undeliverable, no_address,
-// no_channel, failed (the connector could not deliver it) or other.
+// no_connector, failed (the connector could not deliver it) or other.
 // With a channel fallback list the gate names every channel's reason;
 // the first key in this order that any of them matches wins.
 func SuppressionReason(reason, ledgerStatus string) string {

@@ -196,7 +196,15 @@ func verdict(c *Comparison, treated, control string) string {
 	return s
 }
 
-func pct(p float64) string { return fmt.Sprintf("%d%%", int(math.Floor(p*100))) }
+// pct says a probability in whole percent, never "100%": draws that all
+// agree still leave doubt.
+func pct(p float64) string {
+	n := int(math.Floor(p * 100))
+	if n >= 100 {
+		return "over 99%"
+	}
+	return fmt.Sprintf("%d%%", n)
+}
 
 // quantile of sorted samples (nearest rank on the linear interpolation
 // grid).

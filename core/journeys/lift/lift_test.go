@@ -144,3 +144,11 @@ func TestVerdict(t *testing.T) {
 		t.Error("a comparison with an empty group")
 	}
 }
+
+// Draws that all agree still read "over 99%", never "100%".
+func TestVerdictNeverSaysCertain(t *testing.T) {
+	c := lift.Compare(lift.Group{Customers: 1000, Conversions: 500}, lift.Group{Customers: 1000, Conversions: 100}, "a", "b")
+	if c.Conversion.ProbabilityBetter != 1 || c.Verdict != "a convert better (over 99% likely)" {
+		t.Errorf("P %v, verdict %q", c.Conversion.ProbabilityBetter, c.Verdict)
+	}
+}
