@@ -2,6 +2,7 @@ package journeys
 
 import (
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -453,6 +454,8 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 		Opened    bool   `db:"opened"`
 		Clicked   bool   `db:"clicked"`
 		Replied   bool   `db:"replied"`
+		Arms      string `db:"arms"` // [[split, arm], …] the run took
+		Side      int    `db:"side"` // of a holdout: 1 held out, 0 treated, -1 neither
 	}
 	runs, inJourney := q.runs()
 	err := q.all(`SELECT r.id AS run, COALESCE(s.node, r.node) AS node, m.channel, `+out+` AS sent,
@@ -460,7 +463,11 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 		`+out+` AND (m.status = 'read' OR `+names("email.opened")+` OR `+names("email.clicked")+`) AS opened,
 		`+out+` AND `+names("email.clicked")+` AS clicked,
 		`+out+` AND EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = 'message.received' AND e.channel = m.channel
-			AND e.occurred_at > `+sentAt+` AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', `+sentAt+`, '`+replyWindow+`')) AS replied
+			AND e.occurred_at > `+sentAt+` AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', `+sentAt+`, '`+replyWindow+`')) AS replied,
+		(SELECT json_group_array(json_array(sp.node, COALESCE(NULLIF(json_extract(sp.detail, '$.arm'), ''), sp.exit)))
+			FROM `+StepsCollection+` sp WHERE sp.run = r.id AND sp.type = 'split' AND sp.exit != '' AND json_valid(sp.detail)) AS arms,
+		(SELECT CASE WHEN COUNT(*) = 0 THEN -1 WHEN MAX(hs.exit = 'held_out') OR r.holdout THEN 1 ELSE 0 END
+			FROM `+StepsCollection+` hs WHERE hs.run = r.id AND hs.type = 'holdout' AND hs.exit != '') AS side
 		FROM `+runs+` JOIN messages m ON m.profile = r.profile AND m.journey_run = r.id
 		LEFT JOIN `+StepsCollection+` s ON s.run = r.id AND s.type = 'send' AND json_valid(s.detail) AND json_extract(s.detail, '$.message_id') = m.id
 		WHERE `+inJourney,
@@ -470,40 +477,6 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 	}
 	if len(rows) == 0 {
 		return nil
-	}
-	// The arms each run took, to count its messages in them.
-	var armRows []struct {
-		Run   string `db:"run"`
-		Split string `db:"node"`
-		Arm   string `db:"arm"`
-	}
-	if len(st.Arms) > 0 {
-		if err := q.all(`SELECT DISTINCT s.run, s.node, COALESCE(NULLIF(json_extract(s.detail, '$.arm'), ''), s.exit) AS arm
-			FROM `+StepsCollection+` s WHERE `+q.stepsWhere("s")+` AND s.type = 'split' AND s.exit != '' AND json_valid(s.detail)`, nil, &armRows); err != nil {
-			return fmt.Errorf("arms of runs: %w", err)
-		}
-	}
-	// Which side of the holdout each run is on.
-	var hoRows []struct {
-		Run     string `db:"run"`
-		HeldOut bool   `db:"held_out"`
-	}
-	if st.Holdout.HeldOut.Customers+st.Holdout.Treated.Customers > 0 {
-		runs, inJourney := q.runs()
-		if err := q.all(q.holdoutRuns()+`SELECT h.run, h.ho OR r.holdout AS held_out FROM h JOIN `+runs+` ON r.id = h.run WHERE `+inJourney,
-			nil, &hoRows); err != nil {
-			return fmt.Errorf("holdout of runs: %w", err)
-		}
-	}
-	heldOut := make(map[string]bool, len(hoRows)) // run → held out; absent: neither side
-	for _, h := range hoRows {
-		heldOut[h.Run] = h.HeldOut
-	}
-	arms := map[string][]*GroupStats{}
-	for _, a := range armRows {
-		if gs := st.Arms[a.Split][a.Arm]; gs != nil {
-			arms[a.Run] = append(arms[a.Run], gs)
-		}
 	}
 	for _, r := range rows {
 		if !r.Out {
@@ -515,14 +488,21 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 		n := node(r.Node)
 		n.Sends[r.Channel]++
 		n.Engagement.add(e)
-		for _, gs := range arms[r.Run] {
-			gs.Sends++
-			gs.Engagement.add(e)
+		var arms [][2]string
+		_ = json.Unmarshal([]byte(r.Arms), &arms)
+		seen := map[*GroupStats]bool{}
+		for _, a := range arms {
+			if gs := st.Arms[a[0]][a[1]]; gs != nil && !seen[gs] {
+				seen[gs] = true
+				gs.Sends++
+				gs.Engagement.add(e)
+			}
 		}
-		if held, ok := heldOut[r.Run]; ok && held {
+		switch r.Side {
+		case 1:
 			st.Holdout.HeldOut.Sends++
 			st.Holdout.HeldOut.Engagement.add(e)
-		} else if ok {
+		case 0:
 			st.Holdout.Treated.Sends++
 			st.Holdout.Treated.Engagement.add(e)
 		}
