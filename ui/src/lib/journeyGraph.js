@@ -70,24 +70,32 @@ const ROW = 150
 export function autoLayout(graph) {
   graph.layout ||= {}
   const nodes = graph.nodes || {}
+  // Depth is the longest path from the start (capped, so loops end), so a
+  // step shared by two branches sits below both.
   const depth = {}
-  const queue = []
+  const order = []
   if (graph.start && nodes[graph.start]) {
     depth[graph.start] = 1
-    queue.push(graph.start)
-  }
-  while (queue.length) {
-    const id = queue.shift()
-    for (const to of Object.values(nodes[id]?.next || {})) {
-      if (to && nodes[to] && depth[to] === undefined) {
-        depth[to] = depth[id] + 1
-        queue.push(to)
+    order.push(graph.start)
+    const cap = Object.keys(nodes).length + 1
+    for (let changed = true, pass = 0; changed && pass < cap; pass++) {
+      changed = false
+      for (let i = 0; i < order.length; i++) {
+        const id = order[i]
+        for (const to of Object.values(nodes[id]?.next || {})) {
+          if (!to || !nodes[to] || to === id) continue
+          if (depth[to] === undefined) order.push(to)
+          if (depth[to] === undefined || (depth[to] < depth[id] + 1 && depth[id] + 1 <= cap)) {
+            depth[to] = depth[id] + 1
+            changed = true
+          }
+        }
       }
     }
   }
   const maxDepth = Math.max(0, ...Object.values(depth))
   const rows = {}
-  for (const id of Object.keys(nodes)) {
+  for (const id of [...order, ...Object.keys(nodes).filter((k) => depth[k] === undefined)]) {
     const d = depth[id] ?? maxDepth + 1
     ;(rows[d] ||= []).push(id)
   }
