@@ -3,13 +3,14 @@
 // exit handles, sets its duration in the side panel, saves and sees the
 // problem named on the step, fixes it, publishes, and finds version 1 in
 // the history (shown read-only). An agent sees the same canvas read-only.
-// The builder is a chunk of its own: the entry bundle stays in budget.
+// A backtest over a seeded checkout puts its numbers on the canvas. The
+// builder is a chunk of its own: the entry bundle stays in budget.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import zlib from 'node:zlib'
-import { apiAs, buildOmni, launchBrowser, login, shot, startOmni, tmpDir, uiDir } from './harness.js'
+import { apiAs, batch, buildOmni, eventually, launchBrowser, login, omniCLI, shot, startOmni, tmpDir, uiDir } from './harness.js'
 
 const OWNER = { name: 'Olga Owner', email: 'olga@omni-shop.dev', password: 'owner-pass-1' }
 const AGENT = { name: 'Arno Agent', email: 'arno@omni-shop.dev', password: 'agent-pass-1' }
@@ -31,7 +32,9 @@ let tmp, server, browser, page, ownerToken, journeyID
 before(async () => {
   tmp = tmpDir()
   const bin = buildOmni(tmp)
-  server = await startOmni(bin, path.join(tmp, 'data'), { logName: 'omni-journey-builder.log' })
+  const dataDir = path.join(tmp, 'data')
+  const writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop').match(/write key: (\S+)/)[1]
+  server = await startOmni(bin, dataDir, { logName: 'omni-journey-builder.log' })
   const owner = await apiAs(server.url, '', '/api/v1/setup/owner', { method: 'POST', body: JSON.stringify({ ...OWNER, passwordConfirm: OWNER.password }) })
   assert.equal(owner.status, 200, JSON.stringify(owner.body))
   ownerToken = await login(server.url, OWNER.email, OWNER.password)
@@ -40,6 +43,11 @@ before(async () => {
     body: JSON.stringify({ ...AGENT, passwordConfirm: AGENT.password, role: 'agent' }),
   })
   assert.equal(agent.status, 200, JSON.stringify(agent.body))
+  // History for the backtest: a checkout two days ago and no order since.
+  await batch(server.url, writeKey, [
+    { type: 'track', userId: 'bea-1', event: 'Checkout Started', timestamp: new Date(Date.now() - 2 * 86400e3).toISOString(), properties: { checkout_id: 'c-1', total: 80 }, context: { traits: { email: 'bea@omni-shop.dev' } } },
+  ])
+  await eventually(async () => (await apiAs(server.url, ownerToken, '/api/v1/profiles?q=bea%40omni-shop.dev')).body.items?.length, { what: 'the seeded customer' })
   const j = await apiAs(server.url, ownerToken, '/api/v1/journeys', { method: 'POST', body: JSON.stringify({ name: 'Cart follow-up', graph: GRAPH }) })
   assert.equal(j.status, 201, JSON.stringify(j.body))
   assert.equal(j.body.status, 'draft')
@@ -151,6 +159,19 @@ describe('journey builder', () => {
     await shot(page, 'journey-builder-version')
     await page.getByRole('button', { name: 'Back to the draft' }).click()
     await page.getByRole('region', { name: 'Add a step' }).waitFor()
+
+    // The backtest replays the seeded checkout through the draft: one
+    // customer enters the wait for an order, times out and reaches the exit.
+    await page.getByRole('tab', { name: 'Backtest' }).click()
+    await page.getByRole('button', { name: 'Run backtest' }).click()
+    const summary = page.getByTestId('backtest-summary')
+    await summary.waitFor()
+    assert.match(await summary.textContent(), /Entered\s*1\b/)
+    assert.equal(await page.getByLabel('Numbers on the canvas').inputValue(), 'backtest')
+    await canvas.getByTestId('step-w1').getByTestId('node-counts').getByText('1 would enter').waitFor()
+    await page.locator('.svelte-flow__edge-label', { hasText: 'timed out · 1' }).waitFor()
+    await canvas.getByTestId('step-trigger').getByTestId('trigger-counts').getByText('1 would enter').waitFor()
+    await shot(page, 'journey-builder-backtest')
 
     // Pause and resume by status.
     await page.getByRole('button', { name: 'Pause' }).click()
