@@ -71,6 +71,9 @@ func (m *Module) handleBacktest(e *core.RequestEvent) error {
 	}
 	lookups := newStoreLookups(m.app, req.from, rules.ShopTZ)
 	defer lookups.close()
+	if err := lookups.preload(triggerType(req.graph), req.from, req.to); err != nil {
+		return api.Internal("Could not read the customers.", err)
+	}
 
 	e.Response.Header().Set("Content-Type", "application/x-ndjson")
 	e.Response.Header().Set("Cache-Control", "no-store")

@@ -167,7 +167,10 @@ func mustJSON(v any) []byte {
 //   - ann orders 30 minutes after her checkout: exits at w1 by the goal (80 EUR);
 //   - bob (email consent) times out at w1; s1: WhatsApp has no connector,
 //     email sends; w2 times out; s2 sends;
-//   - cat never consented: both sends suppressed for consent.
+//   - cat never consented: both sends suppressed for consent;
+//   - fay consented before the window and unsubscribed after both her
+//     sends: today's ledger says unsubscribed, but the replay starts from
+//     her consent when the window opened, so both would have been sent.
 func TestBacktestReplaysTheShopsHistory(t *testing.T) {
 	sh := startBacktestShop(t)
 	consent := func(user, ch string) map[string]any {
@@ -186,12 +189,22 @@ func TestBacktestReplaysTheShopsHistory(t *testing.T) {
 		return map[string]any{"type": "track", "event": "Order Completed", "userId": user, "timestamp": sh.at(day, h, m),
 			"properties": map[string]any{"checkout_id": id, "total": total, "currency": "EUR"}}
 	}
-	sh.track(t, identify("ann"), identify("bob"), identify("cat"), consent("ann", "email"), consent("bob", "email"))
+	sh.track(t, identify("ann"), identify("bob"), identify("cat"), identify("fay"), consent("ann", "email"), consent("bob", "email"),
+		consent("fay", "email"))
 	sh.track(t, checkout("ann", "c1", 80, 0, 10, 0), order("ann", "c1", 80, 0, 10, 30),
 		checkout("bob", "c2", 90, 0, 11, 0), checkout("cat", "c3", 60, 1, 9, 0),
-		checkout("dee", "c4", 20, 1, 9, 0)) // under 50: no entry
+		checkout("dee", "c4", 20, 1, 9, 0), // under 50: no entry
+		checkout("fay", "c5", 70, 0, 12, 0),
+		map[string]any{"type": "track", "event": "consent.changed", "userId": "fay", "timestamp": sh.at(2, 9, 0),
+			"properties": map[string]any{"channel": "email", "status": "unsubscribed"}})
 	sh.journey(t, "btjourney000001", checkoutGraph)
 	window := map[string]any{"from": sh.at(0, 0, 0), "to": sh.at(7, 0, 0)}
+	var fayNow string
+	omnitest.Eventually(t, 10*time.Second, func() bool {
+		_ = sh.s.PB.DB().NewQuery(`SELECT json_extract(consent, '$.email.status') FROM profiles p JOIN identities i ON i.profile = p.id
+			WHERE i.kind = 'user_id' AND i.value = 'fay'`).Row(&fayNow)
+		return fayNow == "unsubscribed"
+	}, "fay's ledger says unsubscribed today")
 
 	code, lines, raw := sh.backtest(t, "btjourney000001", window, sh.owner)
 	if code != 200 {
@@ -203,11 +216,11 @@ func TestBacktestReplaysTheShopsHistory(t *testing.T) {
 		Exits, Ended, Suppressed, WouldSend map[string]int
 	}
 	want := map[string]node{
-		"w1":  {3, map[string]int{"timed_out": 2}, map[string]int{"goal": 1}, nil, nil},
-		"s1":  {2, map[string]int{"sent": 1, "suppressed": 1}, nil, map[string]int{"consent": 1}, map[string]int{"email": 1}},
-		"w2":  {2, map[string]int{"timed_out": 2}, nil, nil, nil},
-		"s2":  {2, map[string]int{"sent": 1, "suppressed": 1}, nil, map[string]int{"consent": 1}, map[string]int{"email": 1}},
-		"end": {2, nil, nil, nil, nil},
+		"w1":  {4, map[string]int{"timed_out": 3}, map[string]int{"goal": 1}, nil, nil},
+		"s1":  {3, map[string]int{"sent": 2, "suppressed": 1}, nil, map[string]int{"consent": 1}, map[string]int{"email": 2}},
+		"w2":  {3, map[string]int{"timed_out": 3}, nil, nil, nil},
+		"s2":  {3, map[string]int{"sent": 2, "suppressed": 1}, nil, map[string]int{"consent": 1}, map[string]int{"email": 2}},
+		"end": {3, nil, nil, nil, nil},
 	}
 	empty := func(m map[string]int) map[string]int {
 		if len(m) == 0 {
@@ -222,7 +235,7 @@ func TestBacktestReplaysTheShopsHistory(t *testing.T) {
 			t.Errorf("node %s: got %+v, want %+v", id, got, w)
 		}
 	}
-	if r.Entered != 3 || r.Goal.Reached != 1 || r.Goal.Revenue != 80 || r.Goal.Currency != "EUR" || r.Edges["s1.sent"] != 1 {
+	if r.Entered != 4 || r.Goal.Reached != 1 || r.Goal.Revenue != 80 || r.Goal.Currency != "EUR" || r.Edges["s1.sent"] != 2 {
 		t.Errorf("result: %s", lines[len(lines)-1]["result"])
 	}
 	// Nothing was sent or written: no ledger row, no run.
@@ -230,6 +243,20 @@ func TestBacktestReplaysTheShopsHistory(t *testing.T) {
 	_ = sh.s.PB.DB().NewQuery("SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM journey_runs) + (SELECT COUNT(*) FROM journey_steps)").Row(&n)
 	if n != 0 {
 		t.Fatalf("a backtest wrote %d rows", n)
+	}
+
+	// A branch asks today's profiles (segment rule language, "now" = the
+	// simulated moment): only bob's email has "bob" in it.
+	sh.journey(t, "btjourneybr0001", `{"trigger": {"event": "checkout.started"}, "start": "b",
+	 "nodes": {"b": {"type": "branch", "rule": {"and": [{"trait": "email", "op": "contains", "value": "bob"},
+	   {"event": "checkout.started", "op": "gte", "count": 1, "within_days": 30}]}, "next": {"yes": "u", "no": "e"}},
+	  "u": {"type": "update", "add_tags": ["bob"]}, "e": {"type": "exit"}}}`)
+	code, lines, raw = sh.backtest(t, "btjourneybr0001", window, sh.owner)
+	if code != 200 {
+		t.Fatalf("branch journey: %d %s", code, raw)
+	}
+	if br := resultOf(t, lines, raw); br.Entered != 5 || br.Edges["b.yes"] != 1 || br.Edges["b.no"] != 4 {
+		t.Fatalf("branch: %s", lines[len(lines)-1]["result"])
 	}
 
 	// A published version is replayed when asked: version 1 only lets

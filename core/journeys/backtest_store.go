@@ -83,29 +83,30 @@ func backtestEvents(app core.App, types []string, from, to time.Time) iter.Seq2[
 // they are now (consent as it was when the window opened), branch rules
 // over today's profiles, templates.
 type storeLookups struct {
-	app      core.App
-	from     time.Time
-	shopTZ   *time.Location
-	profile  *dbx.Query
-	waID     *dbx.Query
-	rules    map[string]*segmentrule.Rule
-	segments map[string]*segmentrule.Rule
-	tpls     map[string]*backtest.Template
+	app       core.App
+	from      time.Time
+	shopTZ    *time.Location
+	profile   *dbx.Query
+	preloaded map[string]*backtest.Customer
+	zones     map[string]*time.Location
+	rules     map[string]*segmentrule.Rule
+	segments  map[string]*segmentrule.Rule
+	tpls      map[string]*backtest.Template
 }
 
 func newStoreLookups(app core.App, from time.Time, shopTZ *time.Location) *storeLookups {
 	db := app.DB()
 	return &storeLookups{app: app, from: from, shopTZ: shopTZ,
-		profile:  db.NewQuery("SELECT email, phone, traits, consent FROM profiles WHERE id={:id}").Prepare(),
-		waID:     db.NewQuery("SELECT value FROM identities WHERE profile={:id} AND kind='wa_id' ORDER BY created DESC LIMIT 1").Prepare(),
-		rules:    map[string]*segmentrule.Rule{},
-		segments: map[string]*segmentrule.Rule{},
-		tpls:     map[string]*backtest.Template{}}
+		profile:   db.NewQuery("SELECT " + customerColumns + " FROM profiles p WHERE p.id={:id}").Prepare(),
+		preloaded: map[string]*backtest.Customer{},
+		zones:     map[string]*time.Location{},
+		rules:     map[string]*segmentrule.Rule{},
+		segments:  map[string]*segmentrule.Rule{},
+		tpls:      map[string]*backtest.Template{}}
 }
 
 func (l *storeLookups) close() {
 	_ = l.profile.Close()
-	_ = l.waID.Close()
 }
 
 type consentEntry struct {
@@ -113,32 +114,97 @@ type consentEntry struct {
 	At     string `json:"at"`
 }
 
-func (l *storeLookups) Customer(id string) (*backtest.Customer, error) {
-	var row struct {
-		Email   string `db:"email"`
-		Phone   string `db:"phone"`
-		Traits  string `db:"traits"`
-		Consent string `db:"consent"`
+// customerColumns reads what the gate needs of a profile: addresses, the
+// time zone trait and the consent ledger.
+const customerColumns = `p.id, p.email, p.phone, p.consent,
+	COALESCE(json_extract(CASE WHEN json_valid(p.traits) THEN p.traits ELSE '{}' END, '$.timezone'),
+	json_extract(CASE WHEN json_valid(p.traits) THEN p.traits ELSE '{}' END, '$.time_zone'),
+	json_extract(CASE WHEN json_valid(p.traits) THEN p.traits ELSE '{}' END, '$.tz'), '') AS tz,
+	COALESCE((SELECT value FROM identities i WHERE i.profile = p.id AND i.kind = 'wa_id' ORDER BY i.created DESC LIMIT 1), '') AS wa_id`
+
+type customerRow struct {
+	ID      string `db:"id"`
+	Email   string `db:"email"`
+	Phone   string `db:"phone"`
+	Consent string `db:"consent"`
+	TZ      string `db:"tz"`
+	WAID    string `db:"wa_id"`
+}
+
+// preload reads, in one query, every customer with an event of the
+// trigger's type in the window: those the replay will ask about, without a
+// query each.
+func (l *storeLookups) preload(triggerType string, from, to time.Time) error {
+	if triggerType == "" {
+		return nil
 	}
-	err := l.profile.Bind(dbx.Params{"id": id}).One(&row)
+	rows, err := l.app.DB().NewQuery("SELECT " + customerColumns + ` FROM profiles p WHERE p.id IN
+		(SELECT DISTINCT profile FROM events WHERE type = {:t} AND occurred_at >= {:from} AND occurred_at < {:to})`).
+		Bind(dbx.Params{"t": triggerType, "from": fmtT(from), "to": fmtT(to)}).Rows()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r customerRow
+		if err := rows.ScanStruct(&r); err != nil {
+			return err
+		}
+		if l.preloaded[r.ID], err = l.customer(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// zone loads a time zone once (nil: not a zone).
+func (l *storeLookups) zone(name string) *time.Location {
+	loc, ok := l.zones[name]
+	if !ok {
+		loc, _ = time.LoadLocation(name)
+		l.zones[name] = loc
+	}
+	return loc
+}
+
+// triggerType is the event type that enrols customers, for preload ("":
+// a date trigger, whose customers come from their traits).
+func triggerType(g *graph.Graph) string {
+	switch {
+	case g.Trigger.Event != "":
+		return g.Trigger.Event
+	case g.Trigger.Segment != "" && g.Trigger.On == "exit":
+		return "segment.exited"
+	case g.Trigger.Segment != "":
+		return "segment.entered"
+	}
+	return ""
+}
+
+func (l *storeLookups) Customer(id string) (*backtest.Customer, error) {
+	if c, ok := l.preloaded[id]; ok {
+		return c, nil
+	}
+	var r customerRow
+	err := l.profile.Bind(dbx.Params{"id": id}).One(&r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil // erased since: nothing can reach them
 	}
 	if err != nil {
 		return nil, err
 	}
-	c := &backtest.Customer{Email: row.Email, Phone: row.Phone, Consent: map[string]string{}}
-	var traits map[string]any
-	_ = json.Unmarshal([]byte(row.Traits), &traits)
-	c.Location = traitZone(traits)
-	var wa string
-	if err := l.waID.Bind(dbx.Params{"id": id}).Row(&wa); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, err
+	return l.customer(r)
+}
+
+func (l *storeLookups) customer(row customerRow) (*backtest.Customer, error) {
+	c := &backtest.Customer{Email: row.Email, Phone: row.Phone, WhatsApp: row.WAID, Consent: map[string]string{}}
+	if row.TZ != "" {
+		c.Location = l.zone(row.TZ)
 	}
-	c.WhatsApp = wa
-	if wa == "" {
+	if c.WhatsApp == "" {
 		c.WhatsApp = strings.TrimPrefix(row.Phone, "+")
 	}
+	id := row.ID
 	// Consent as it stood when the window opened: the ledger's entry when
 	// it is older, else the last change stored before the window.
 	var ledger map[string]consentEntry
@@ -172,19 +238,6 @@ func (l *storeLookups) Customer(id string) (*backtest.Customer, error) {
 		}
 	}
 	return c, nil
-}
-
-// traitZone is the customer's time zone trait, as the gate reads it (nil:
-// the shop's).
-func traitZone(traits map[string]any) *time.Location {
-	for _, k := range []string{"timezone", "time_zone", "tz"} {
-		if s, ok := traits[k].(string); ok && s != "" {
-			if loc, err := time.LoadLocation(s); err == nil {
-				return loc
-			}
-		}
-	}
-	return nil
 }
 
 // rule parses a branch rule once.

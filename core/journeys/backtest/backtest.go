@@ -169,7 +169,8 @@ type Group struct {
 	Revenue map[string]float64 `json:"revenue"`
 }
 
-// Simulated describes the replay.
+// Simulated describes the replay: the window, the events replayed in it
+// and the customers they (or date entries) were about.
 type Simulated struct {
 	From      time.Time `json:"from"`
 	To        time.Time `json:"to"`

@@ -376,3 +376,29 @@ func TestManualJourneysCannotBeBacktested(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestDateEntries: a yearly birthday at 09:00 in the customer's zone, and
+// 90 days after the last order.
+func TestDateEntries(t *testing.T) {
+	london, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)
+	bday, ok := ParseDate("1990-07-14", london)
+	if !ok {
+		t.Fatal("a day should parse")
+	}
+	got := DateEntries(&graph.DateTrigger{Property: "birthday", Yearly: true}, "p", bday, london, from, to)
+	if len(got) != 1 || !got[0].At.Equal(time.Date(2026, 7, 14, 8, 0, 0, 0, time.UTC)) { // 09:00 BST
+		t.Fatalf("birthday: %v", got)
+	}
+	last, _ := ParseDate("2026-03-02T15:04:05Z", london)
+	got = DateEntries(&graph.DateTrigger{Property: "last_order_at", Offset: "90d", At: "10:30"}, "p", last, london, from, to)
+	if len(got) != 1 || !got[0].At.Equal(time.Date(2026, 5, 31, 9, 30, 0, 0, time.UTC)) {
+		t.Fatalf("90 days after: %v", got)
+	}
+	if got := DateEntries(&graph.DateTrigger{Property: "x", Offset: "-7d"}, "p", last, london, from, from.AddDate(0, 1, 0)); len(got) != 0 {
+		t.Fatalf("outside the window: %v", got)
+	}
+}

@@ -61,6 +61,7 @@ type customer struct {
 	consent     map[string]string
 	loaded      bool
 	info        *Customer
+	seen        bool // had an event or an entry in the window
 }
 
 type timer struct {
@@ -222,7 +223,9 @@ func (s *sim) fire(at time.Time) error {
 	for len(s.timers) > 0 && !s.timers[0].at.After(at) {
 		t := heap.Pop(&s.timers).(*timer)
 		if t.entry != nil {
-			if err := s.enrol(s.cust(t.entry.Profile), t.at, nil); err != nil {
+			c := s.cust(t.entry.Profile)
+			c.seen = true
+			if err := s.enrol(c, t.at, nil); err != nil {
 				return err
 			}
 			continue
@@ -284,6 +287,7 @@ func (s *sim) handle(ev Event) error {
 		return nil
 	}
 	c := s.cust(ev.Profile)
+	c.seen = true
 	switch ev.Type {
 	case "consent.changed":
 		ch, st := consentChange(ev)
@@ -756,8 +760,10 @@ func (s *sim) finish() {
 			s.res.Active++
 			s.node(r.node).Active++
 		}
+		if c.seen {
+			s.res.Simulated.Customers++
+		}
 	}
-	s.res.Simulated.Customers = len(s.customers)
 	best := -1
 	for cur, n := range s.currencyCount {
 		if n > best || (n == best && cur < s.res.Goal.Currency) {
