@@ -49,7 +49,13 @@ type liveSet struct {
 	mu       sync.RWMutex
 	current  map[string]*compiled // journey id → latest published version, live or paused
 	versions map[versionKey]*compiled
+	// loaded are told after each load (indexes derived from the live
+	// journeys, such as the triggers').
+	loaded []func(app core.App) error
 }
+
+// onLoad adds f to what runs after each load; register before the first.
+func (l *liveSet) onLoad(f func(app core.App) error) { l.loaded = append(l.loaded, f) }
 
 func newLiveSet() *liveSet {
 	return &liveSet{current: map[string]*compiled{}, versions: map[versionKey]*compiled{}}
@@ -82,6 +88,11 @@ func (l *liveSet) load(app core.App) error {
 	l.mu.Lock()
 	l.current = cur
 	l.mu.Unlock()
+	for _, f := range l.loaded {
+		if err := f(app); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
