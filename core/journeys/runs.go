@@ -236,14 +236,10 @@ func enrol(tx core.App, e Enrolment) (string, error) {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return "", err
-	case last.Status == RunActive || last.Status == RunWaiting:
-		return "", ErrActiveRun
-	case j.Settings.Reentry == "once":
-		return "", ErrReentry
-	case j.Settings.Reentry == "cooldown":
-		cd, _ := graph.ParseDuration(j.Settings.Cooldown)
-		if e.At.Before(parseT(last.EnteredAt).Add(cd)) {
-			return "", ErrReentry
+	default:
+		lr := &lastRun{Active: last.Status == RunActive || last.Status == RunWaiting, EnteredAt: last.EnteredAt}
+		if err := refuseEnrolment(j, lr, e.At); err != nil {
+			return "", err
 		}
 	}
 	ctx, err := json.Marshal(e.Context)
