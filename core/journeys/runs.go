@@ -202,7 +202,13 @@ type RunContext struct {
 	Resume     string            `json:"resume,omitempty"`      // the exit a waiting step resumes by (set by resume)
 	ResumeWith map[string]any    `json:"resume_with,omitempty"` // what resumed it (the awaited event's id and type)
 	Arms       map[string]string `json:"arms,omitempty"`        // split node → arm taken
-	Extra      map[string]any    `json:"extra,omitempty"`
+	// Kept by the engine for the step the run is at.
+	At     string         `json:"at,omitempty"`      // when it arrived there
+	SendID string         `json:"send_id,omitempty"` // a send step's request id (= ledger row id)
+	Held   bool           `json:"held,omitempty"`    // a send held while a conversation was open
+	Tries  int            `json:"tries,omitempty"`   // a webhook's failed calls; a send's looks at the ledger
+	Errors int            `json:"errors,omitempty"`  // failed attempts at the step (retried, then "failed")
+	Extra  map[string]any `json:"extra,omitempty"`
 }
 
 // Enrolment is a customer entering a journey.
