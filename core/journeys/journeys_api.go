@@ -135,7 +135,7 @@ func jsonKind(goKind string) string {
 
 // draft is a journey's draft, parsed: the graph may have problems, but it
 // reads as a graph.
-type draft struct {
+type journeyDraft struct {
 	graph    *graph.Graph
 	settings graph.Settings
 }
@@ -143,9 +143,9 @@ type draft struct {
 // parseDraft reads a graph and settings as sent or stored. It fails only
 // when the JSON cannot be read as a graph or settings (an unknown field, a
 // wrong type): a 400 naming graph or settings.
-func parseDraft(rawGraph, rawSettings []byte) (*draft, error) {
-	d := &draft{}
-	if isNull(rawGraph) {
+func parseDraft(rawGraph, rawSettings []byte) (*journeyDraft, error) {
+	d := &journeyDraft{}
+	if isJSONNull(rawGraph) {
 		d.graph = &graph.Graph{Nodes: map[string]*graph.Node{}}
 	} else {
 		g, err := graph.Parse(rawGraph)
@@ -154,7 +154,7 @@ func parseDraft(rawGraph, rawSettings []byte) (*draft, error) {
 		}
 		d.graph = g
 	}
-	if !isNull(rawSettings) {
+	if !isJSONNull(rawSettings) {
 		dec := json.NewDecoder(bytes.NewReader(rawSettings))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&d.settings); err != nil {
@@ -165,7 +165,7 @@ func parseDraft(rawGraph, rawSettings []byte) (*draft, error) {
 	return d, nil
 }
 
-func isNull(raw []byte) bool {
+func isJSONNull(raw []byte) bool {
 	t := bytes.TrimSpace(raw)
 	return len(t) == 0 || string(t) == "null"
 }
@@ -173,7 +173,7 @@ func isNull(raw []byte) bool {
 // encode is the draft as stored: one canonical spelling (the string
 // shorthand of next becomes an object, settings have their defaults), so
 // drafts and versions compare byte for byte.
-func (d *draft) encode() (g, s []byte, err error) {
+func (d *journeyDraft) encode() (g, s []byte, err error) {
 	if g, err = json.Marshal(d.graph); err != nil {
 		return nil, nil, err
 	}
@@ -183,7 +183,7 @@ func (d *draft) encode() (g, s []byte, err error) {
 
 // problems is every reason publishing would refuse the draft: the graph's
 // shape, the settings, and what the graph names that does not exist.
-func (m *Module) problems(app core.App, d *draft) graph.Problems {
+func (m *Module) problems(app core.App, d *journeyDraft) graph.Problems {
 	ps := graph.Problems{}
 	ps = append(ps, d.graph.Validate()...)
 	raw, _ := json.Marshal(d.settings)
@@ -303,7 +303,7 @@ func (m *Module) view(app core.App, r *core.Record) (*JourneyView, error) {
 	if err != nil {
 		// Only the API writes drafts, so this is a stored graph from an
 		// older format; show it and say why it cannot be published.
-		d = &draft{graph: &graph.Graph{Nodes: map[string]*graph.Node{}}}
+		d = &journeyDraft{graph: &graph.Graph{Nodes: map[string]*graph.Node{}}}
 		d.settings.Defaults()
 	}
 	g, s, err := d.encode()
@@ -465,7 +465,7 @@ func (m *Module) handleCreate(e *core.RequestEvent) error {
 }
 
 // saveNew inserts a draft journey.
-func (m *Module) saveNew(tx core.App, e *core.RequestEvent, in journeyInput, d *draft, recipe string) (*core.Record, error) {
+func (m *Module) saveNew(tx core.App, e *core.RequestEvent, in journeyInput, d *journeyDraft, recipe string) (*core.Record, error) {
 	col, err := tx.FindCollectionByNameOrId(Collection)
 	if err != nil {
 		return nil, err
@@ -561,12 +561,8 @@ type PublishResult struct {
 
 func (m *Module) handlePublish(e *core.RequestEvent) error {
 	id := e.Request.PathValue("id")
-	r, err := findJourney(e.App, id)
-	if err != nil {
+	if _, err := findJourney(e.App, id); err != nil {
 		return err
-	}
-	if r.GetString("status") == StatusArchived {
-		return api.Error(http.StatusConflict, "An archived journey cannot be published.")
 	}
 	var in struct {
 		Note string            `json:"note"`
@@ -578,28 +574,31 @@ func (m *Module) handlePublish(e *core.RequestEvent) error {
 	if utf8.RuneCountInString(in.Note) > maxNoteLen {
 		return api.BadRequest("note", fmt.Sprintf("must be at most %d characters", maxNoteLen))
 	}
-	d, err := parseDraft(rawField(r, "graph"), rawField(r, "settings"))
-	if err != nil {
-		return err
-	}
-	if ps := m.problems(e.App, d); len(ps) > 0 {
-		return refusal(ps)
-	}
-	for _, old := range sortedMapKeys(in.Map) {
-		if to := in.Map[old]; d.graph.Nodes[to] == nil {
-			return api.BadRequest("map."+old, fmt.Sprintf("%q is not a step of the new version", to))
-		}
-	}
-	g, s, err := d.encode()
-	if err != nil {
-		return api.Internal("Could not publish the journey.", err)
-	}
 	now := m.opts.Now()
 	res := PublishResult{Status: StatusLive}
-	err = e.App.RunInTransaction(func(tx core.App) error {
-		// Re-read inside the transaction: two publishes at once get
-		// consecutive versions (the unique index refuses a duplicate).
+	// One transaction: the draft that is checked is the draft that is
+	// frozen, and two publishes at once get consecutive versions.
+	err := e.App.RunInTransaction(func(tx core.App) error {
 		cur, err := tx.FindRecordById(Collection, id)
+		if err != nil {
+			return err
+		}
+		if cur.GetString("status") == StatusArchived {
+			return api.Error(http.StatusConflict, "An archived journey cannot be published.")
+		}
+		d, err := parseDraft(rawField(cur, "graph"), rawField(cur, "settings"))
+		if err != nil {
+			return err
+		}
+		if ps := m.problems(tx, d); len(ps) > 0 {
+			return refusal(ps)
+		}
+		for _, old := range sortedMapKeys(in.Map) {
+			if to := in.Map[old]; d.graph.Nodes[to] == nil {
+				return api.BadRequest("map."+old, fmt.Sprintf("%q is not a step of the new version", to))
+			}
+		}
+		g, s, err := d.encode()
 		if err != nil {
 			return err
 		}
@@ -626,13 +625,17 @@ func (m *Module) handlePublish(e *core.RequestEvent) error {
 		if err := tx.Save(cur); err != nil {
 			return err
 		}
-		res.Moved, err = m.moveRuns(tx, id, res.Version, d.graph, in.Map)
+		res.Moved, err = m.moveRuns(tx, id, res.Version, in.Map)
 		return err
 	})
+	var ae *router.ApiError
+	if errors.As(err, &ae) {
+		return ae
+	}
 	if err != nil {
 		return api.Internal("Could not publish the journey.", err)
 	}
-	m.reload()
+	m.reloadLive()
 	return e.JSON(http.StatusOK, res)
 }
 
@@ -657,7 +660,7 @@ func sortedMapKeys(m map[string]string) []string {
 // version v at the node it maps to: each arrives there now (a wait starts
 // over, a send is sent by the new step). Their history gets a row for the
 // node they left, exit "" with detail.moved_to.
-func (m *Module) moveRuns(tx core.App, journey string, v int, g *graph.Graph, moves map[string]string) (int, error) {
+func (m *Module) moveRuns(tx core.App, journey string, v int, moves map[string]string) (int, error) {
 	moved := 0
 	now := m.opts.Now()
 	for _, from := range sortedMapKeys(moves) {
@@ -672,7 +675,7 @@ func (m *Module) moveRuns(tx core.App, journey string, v int, g *graph.Graph, mo
 		for _, r := range runs {
 			detail := map[string]any{"arrived_at": arrivedAt(tx, r), "moved_to": map[string]any{"version": v, "node": to}}
 			if err := recordStep(tx, Step{Run: r.ID, Journey: journey, Version: r.Version, Profile: r.Profile, Node: r.Node,
-				Type: m.nodeType(tx, r), Detail: detail, At: now}); err != nil {
+				Type: m.runNodeType(tx, r), Detail: detail, At: now}); err != nil {
 				return 0, err
 			}
 			_, err := tx.DB().NewQuery("UPDATE " + RunsCollection + ` SET version={:v}, node={:to}, status='active', due_at={:at},
@@ -699,8 +702,8 @@ func arrivedAt(tx core.App, r Run) string {
 	return r.EnteredAt
 }
 
-// nodeType is the type of the node a run is at, in its version.
-func (m *Module) nodeType(app core.App, r Run) string {
+// runNodeType is the type of the node a run is at, in its version.
+func (m *Module) runNodeType(app core.App, r Run) string {
 	if c, err := m.live.version(app, r.Journey, r.Version); err == nil {
 		if n := c.Graph.Nodes[r.Node]; n != nil {
 			return n.Type
@@ -719,12 +722,12 @@ func (m *Module) endRunAt(tx core.App, r Run, reason string) (bool, error) {
 		return ok, err
 	}
 	return true, recordStep(tx, Step{Run: r.ID, Journey: r.Journey, Version: r.Version, Profile: r.Profile, Node: r.Node,
-		Type: m.nodeType(tx, r), Detail: map[string]any{"arrived_at": arrivedAt(tx, r), "ended": reason}, At: now})
+		Type: m.runNodeType(tx, r), Detail: map[string]any{"arrived_at": arrivedAt(tx, r), "ended": reason}, At: now})
 }
 
-// reload refreshes the live set after a status change and wakes the
+// reloadLive refreshes the live set after a status change and wakes the
 // engine (runs of a resumed journey are due again).
-func (m *Module) reload() {
+func (m *Module) reloadLive() {
 	if err := m.live.load(m.app); err != nil {
 		m.log.Error("journeys: reload live journeys", "error", err)
 	}
@@ -781,7 +784,7 @@ func (m *Module) handleStatus(to string) func(e *core.RequestEvent) error {
 		if err != nil {
 			return saveError(err, "Could not change the journey's status.")
 		}
-		m.reload()
+		m.reloadLive()
 		out := map[string]any{"status": to}
 		if to == StatusArchived {
 			out["ended"] = ended

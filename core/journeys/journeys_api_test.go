@@ -420,6 +420,18 @@ func TestRunsAPI(t *testing.T) {
 	}
 	code, body := e.Do(t, "GET", "/api/v1/journeys/runs", nil, e.agent)
 	omnitest.WantFieldError(t, code, body, 400, "profile")
+	// A merged-away id lists the survivor's runs.
+	ann2 := store.NewRecordID()
+	for _, p := range [][2]string{{ann, ""}, {ann2, ann}} {
+		if _, err := e.PB.DB().NewQuery("INSERT INTO profiles (id, merged_into) VALUES ({:id}, {:into})").
+			Bind(dbx.Params{"id": p[0], "into": p[1]}).Execute(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.call(t, e.agent, "GET", "/api/v1/journeys/runs?profile="+ann2, nil, 200, &runs)
+	if len(runs.Items) != 2 || runs.Items[0].Profile != ann {
+		t.Fatalf("runs by a merged-away id: %+v", runs.Items)
+	}
 
 	e.call(t, e.agent, "GET", "/api/v1/journeys/"+cart.ID+"/runs", nil, 200, &runs)
 	if len(runs.Items) != 2 {

@@ -1,8 +1,8 @@
 package journeys
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -84,7 +84,7 @@ var codeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
 // the defaults.
 func (r *Recipe) params(raw json.RawMessage) (recipeParams, error) {
 	given := map[string]any{}
-	if !isNull(raw) {
+	if !isJSONNull(raw) {
 		if err := json.Unmarshal(raw, &given); err != nil {
 			return nil, api.BadRequest("params", "must be an object of parameter names and values")
 		}
@@ -159,9 +159,11 @@ func (m *Module) createFromRecipe(e *core.RequestEvent, in journeyInput) error {
 	}
 	rd := r.build(p)
 	if in.Settings != nil {
-		// The owner's settings win over the recipe's.
-		if err := json.Unmarshal(in.Settings, &rd.Settings); err != nil {
-			return api.BadRequest("settings", "cannot be read: "+err.Error())
+		// The owner's settings win over the recipe's, key by key.
+		dec := json.NewDecoder(bytes.NewReader(in.Settings))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rd.Settings); err != nil {
+			return api.BadRequest("settings", "cannot be read: "+strings.TrimPrefix(err.Error(), "json: "))
 		}
 	}
 	if in.Name == nil || strings.TrimSpace(*in.Name) == "" {
@@ -183,7 +185,7 @@ func (m *Module) createFromRecipe(e *core.RequestEvent, in journeyInput) error {
 				n.Template = ids[n.Template]
 			}
 		}
-		rec, err = m.saveNew(tx, e, in, &draft{graph: rd.Graph, settings: rd.Settings}, r.ID)
+		rec, err = m.saveNew(tx, e, in, &journeyDraft{graph: rd.Graph, settings: rd.Settings}, r.ID)
 		return err
 	})
 	if err != nil {
@@ -206,7 +208,7 @@ func ensureTemplates(tx core.App, ts []recipeTemplate) (map[string]string, error
 		}
 		col, err := tx.FindCollectionByNameOrId("templates")
 		if err != nil {
-			return nil, errors.New("the templates collection is missing: is the messaging module running?")
+			return nil, api.Internal("Templates are not available: the messaging module is not running.", err)
 		}
 		rec := core.NewRecord(col)
 		rec.Set("name", t.Name)
@@ -215,7 +217,7 @@ func ensureTemplates(tx core.App, ts []recipeTemplate) (map[string]string, error
 		rec.Set("subject", t.Subject)
 		rec.Set("body", t.Body)
 		if err := tx.Save(rec); err != nil {
-			return nil, fmt.Errorf("template %q: %w", t.Name, err)
+			return nil, api.Internal(fmt.Sprintf("Could not create the template %q.", t.Name), err)
 		}
 		ids[t.Name] = rec.Id
 	}

@@ -69,6 +69,13 @@ func TestRecipes(t *testing.T) {
 		t.Fatalf("abandoned checkout with params: %+v", g)
 	}
 
+	// The owner's settings win over the recipe's, key by key.
+	e.call(t, e.owner, "POST", "/api/v1/journeys", map[string]any{"recipe": "abandoned_checkout",
+		"settings": map[string]any{"cooldown": "3d", "skip_after_bad_csat": "off"}}, 201, &j)
+	if j.Settings["reentry"] != "cooldown" || j.Settings["cooldown"] != "3d" || j.Settings["skip_after_bad_csat"] != "off" {
+		t.Fatalf("recipe settings: %v", j.Settings)
+	}
+
 	for _, c := range []struct {
 		body  map[string]any
 		field string
@@ -79,6 +86,7 @@ func TestRecipes(t *testing.T) {
 		{map[string]any{"recipe": "abandoned_checkout", "params": map[string]any{"colour": "red"}}, "params.colour"},
 		{map[string]any{"recipe": "win_back", "params": map[string]any{"after_days": 1.5}}, "params.after_days"},
 		{map[string]any{"recipe": "birthday", "graph": map[string]any{}}, "graph"},
+		{map[string]any{"recipe": "birthday", "settings": map[string]any{"reentry": 1}}, "settings"},
 	} {
 		code, body := e.Do(t, "POST", "/api/v1/journeys", c.body, e.owner)
 		omnitest.WantFieldError(t, code, body, 400, c.field)

@@ -59,7 +59,7 @@ var recipes = []*Recipe{
 				g.Nodes["remind"].WATemplate = &graph.WATemplate{Name: name, Language: p.str("whatsapp_language"),
 					Params: []string{`{{ customer.first_name | default: "there" }}`, "{{ event.properties.abandoned_checkout_url }}"}}
 			}
-			return recipeDraft{Graph: layout(g), Settings: graph.Settings{Reentry: "cooldown", Cooldown: "7d"},
+			return recipeDraft{Graph: layoutRecipe(g), Settings: graph.Settings{Reentry: "cooldown", Cooldown: "7d"},
 				Templates: []recipeTemplate{
 					{Name: "Abandoned checkout · reminder", Channel: "email", Kind: "marketing",
 						Subject: "You left something in your cart",
@@ -106,7 +106,7 @@ Unsubscribe: {{ unsubscribe_url }}`, p.str("discount_code"), p.num("discount_per
 					"done": {Type: graph.Exit},
 				},
 			}
-			return recipeDraft{Graph: layout(g), Settings: graph.Settings{Reentry: "cooldown", Cooldown: "7d"},
+			return recipeDraft{Graph: layoutRecipe(g), Settings: graph.Settings{Reentry: "cooldown", Cooldown: "7d"},
 				Templates: []recipeTemplate{{Name: "Browse abandonment · still looking", Channel: "email", Kind: "marketing",
 					Subject: "Still thinking about it?",
 					Body: `Hi {{ customer.first_name | default: "there" }},
@@ -146,7 +146,7 @@ Unsubscribe: {{ unsubscribe_url }}`}}}
 				},
 			}
 			foot := "\n\nUnsubscribe: {{ unsubscribe_url }}"
-			return recipeDraft{Graph: layout(g), Settings: graph.Settings{Reentry: "once"},
+			return recipeDraft{Graph: layoutRecipe(g), Settings: graph.Settings{Reentry: "once"},
 				Templates: []recipeTemplate{
 					{Name: "Welcome · 1 hello", Channel: "email", Kind: "marketing", Subject: "Welcome to {{ shop.name }}",
 						Body: `Hi {{ customer.first_name | default: "there" }}, thanks for subscribing to {{ shop.name }}. Have a look around: {{ shop.url }}` + foot},
@@ -184,7 +184,7 @@ Unsubscribe: {{ unsubscribe_url }}`}}}
 			if u := p.str("review_url"); u != "" {
 				review = u
 			}
-			return recipeDraft{Graph: layout(g), Settings: graph.Settings{Reentry: "every_time"},
+			return recipeDraft{Graph: layoutRecipe(g), Settings: graph.Settings{Reentry: "every_time"},
 				Templates: []recipeTemplate{
 					{Name: "Post-purchase · thank you", Channel: "email", Kind: "transactional",
 						Subject: "Thank you for your order {{ event.properties.order_name }}",
@@ -223,7 +223,7 @@ Unsubscribe: {{ unsubscribe_url }}`}}}
 			}
 			foot := "\n\nUnsubscribe: {{ unsubscribe_url }}"
 			code := p.str("discount_code")
-			return recipeDraft{Graph: layout(g), Settings: graph.Settings{Reentry: "cooldown", Cooldown: "30d"},
+			return recipeDraft{Graph: layoutRecipe(g), Settings: graph.Settings{Reentry: "cooldown", Cooldown: "30d"},
 				Templates: []recipeTemplate{
 					{Name: "Win-back · we miss you", Channel: "email", Kind: "marketing", Subject: "We miss you at {{ shop.name }}",
 						Body: `Hi {{ customer.first_name | default: "there" }}, it's been a while. Here's a code for your next order: ` + code + ` {{ shop.url }}` + foot},
@@ -252,7 +252,7 @@ Unsubscribe: {{ unsubscribe_url }}`}}}
 					"done": {Type: graph.Exit},
 				},
 			}
-			return recipeDraft{Graph: layout(g), Settings: graph.Settings{Reentry: "cooldown", Cooldown: "300d"},
+			return recipeDraft{Graph: layoutRecipe(g), Settings: graph.Settings{Reentry: "cooldown", Cooldown: "300d"},
 				Templates: []recipeTemplate{{Name: "Birthday · greeting", Channel: "email", Kind: "marketing",
 					Subject: `Happy birthday, {{ customer.first_name | default: "friend" }}!`,
 					Body: `Happy birthday from all of us at {{ shop.name }}! Treat yourself with the code ` + p.str("discount_code") +
@@ -277,7 +277,7 @@ Unsubscribe: {{ unsubscribe_url }}`}}}
 					"done": {Type: graph.Exit},
 				},
 			}
-			return recipeDraft{Graph: layout(g), Settings: graph.Settings{Reentry: "every_time"},
+			return recipeDraft{Graph: layoutRecipe(g), Settings: graph.Settings{Reentry: "every_time"},
 				Templates: []recipeTemplate{{Name: "Back in stock", Channel: "email", Kind: "marketing",
 					Subject: "It's back",
 					Body: `Hi {{ customer.first_name | default: "there" }}, good news: {{ event.properties.product_name | default: "the item you wanted" }} ` +
@@ -286,9 +286,9 @@ Unsubscribe: {{ unsubscribe_url }}`}}}
 	},
 }
 
-// layout places a recipe's steps on the canvas: one row per step's
+// layoutRecipe places a recipe's steps on the canvas: one row per step's
 // distance from the start, the steps of a row side by side.
-func layout(g *graph.Graph) *graph.Graph {
+func layoutRecipe(g *graph.Graph) *graph.Graph {
 	const dx, dy = 280.0, 160.0
 	depth := map[string]int{g.Start: 0}
 	queue := []string{g.Start}

@@ -122,7 +122,7 @@ func (m *Module) listRuns(e *core.RequestEvent, where map[string]string) error {
 func runFilters(e *core.RequestEvent, where map[string]string) (map[string]string, error) {
 	q := e.Request.URL.Query()
 	if p := q.Get("profile"); p != "" {
-		where["profile"] = p
+		where["profile"] = survivingProfile(e.App, p)
 	}
 	switch s := q.Get("status"); {
 	case s == "":
@@ -132,6 +132,20 @@ func runFilters(e *core.RequestEvent, where map[string]string) (map[string]strin
 		return nil, api.BadRequest("status", "must be active, waiting, completed or exited")
 	}
 	return where, nil
+}
+
+// survivingProfile follows merges from a profile id to the profile that holds its
+// runs now (merges move runs to the survivor).
+func survivingProfile(app core.App, id string) string {
+	for range 64 {
+		var into string
+		err := app.DB().NewQuery("SELECT merged_into FROM profiles WHERE id={:id}").Bind(dbx.Params{"id": id}).Row(&into)
+		if err != nil || into == "" {
+			return id
+		}
+		id = into
+	}
+	return id
 }
 
 func (m *Module) handleRuns(e *core.RequestEvent) error {
