@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	validation "github.com/go-ozzo/ozzo-validation/v4"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/router"
@@ -29,8 +30,10 @@ import (
 // publishing is where a graph must be whole, and it freezes the draft as a
 // new, immutable journey_versions row.
 func (m *Module) journeyRoutes(g routeGroup) {
-	// Literal paths before {id} patterns, so "recipes" is never an id.
+	// Literal paths before {id} patterns, so "recipes" and "runs" are
+	// never taken for ids.
 	g.GET("/recipes", m.handleRecipes).Bind(api.RequireStaff())
+	g.GET("/runs", m.handleCustomerRuns).Bind(api.RequireStaff()) // runs_api.go
 	g.GET("", m.handleList).Bind(api.RequireStaff())
 	g.POST("", m.handleCreate).Bind(api.RequireOwner())
 	g.GET("/{id}", m.handleGet).Bind(api.RequireStaff())
@@ -382,6 +385,11 @@ func (m *Module) handleList(e *core.RequestEvent) error {
 	for i, t := range totals {
 		byJourney[t.Journey] = i
 	}
+	segmentName := func(id string) string {
+		var name string
+		_ = e.App.DB().NewQuery("SELECT name FROM segments WHERE id={:id}").Bind(dbx.Params{"id": id}).Row(&name)
+		return name
+	}
 	items := make([]JourneyItem, 0, len(rows))
 	for _, r := range rows {
 		it := JourneyItem{ID: r.ID, Name: r.Name, Description: r.Description, Status: r.Status, Version: r.Version,
@@ -398,7 +406,7 @@ func (m *Module) handleList(e *core.RequestEvent) error {
 			g, _ = graph.Parse([]byte(r.Graph))
 		}
 		if g != nil {
-			it.TriggerSummary = TriggerSummary(g)
+			it.TriggerSummary = TriggerSummary(g, segmentName)
 		}
 		if i, ok := byJourney[r.ID]; ok {
 			t := totals[i]
@@ -492,13 +500,18 @@ func (m *Module) saveNew(tx core.App, e *core.RequestEvent, in journeyInput, d *
 	return rec, tx.Save(rec)
 }
 
-// saveError passes API errors through and hides the rest behind message.
+// saveError passes API errors through, answers a record's validation
+// errors as a 400 naming the fields, and anything else as a 500.
 func saveError(err error, message string) error {
 	var ae *router.ApiError
 	if errors.As(err, &ae) {
 		return ae
 	}
-	return api.Invalid(err, message)
+	var ve validation.Errors
+	if errors.As(err, &ve) {
+		return api.Invalid(err, message)
+	}
+	return api.Internal(message, err)
 }
 
 func (m *Module) respond(e *core.RequestEvent, status int, r *core.Record) error {
@@ -725,6 +738,52 @@ func (m *Module) endRunAt(tx core.App, r Run, reason string) (bool, error) {
 		Type: m.runNodeType(tx, r), Detail: map[string]any{"arrived_at": arrivedAt(tx, r), "ended": reason}, At: now})
 }
 
+// endAllRuns ends every active run of a journey for reason, each with its
+// step row (exit "", detail.ended), in a few statements however many runs
+// there are: the transaction holds the database's write lock.
+func (m *Module) endAllRuns(tx core.App, journey, reason string) (int, error) {
+	// The type of each step runs are at, by version and node.
+	var at []struct {
+		Version int    `db:"version"`
+		Node    string `db:"node"`
+	}
+	err := tx.DB().NewQuery("SELECT DISTINCT version, node FROM " + RunsCollection +
+		" WHERE journey={:j} AND (status='active' OR status='waiting')").Bind(dbx.Params{"j": journey}).All(&at)
+	if err != nil || len(at) == 0 {
+		return 0, err
+	}
+	now := fmtT(m.opts.Now())
+	params := dbx.Params{"j": journey, "reason": reason, "now": now}
+	typ := "CASE"
+	for i, a := range at {
+		k := strconv.Itoa(i)
+		typ += " WHEN r.version={:v" + k + "} AND r.node={:n" + k + "} THEN {:t" + k + "}"
+		params["v"+k], params["n"+k] = a.Version, a.Node
+		params["t"+k] = m.runNodeType(tx, Run{Journey: journey, Version: a.Version, Node: a.Node})
+	}
+	typ += " ELSE '' END"
+	_, err = tx.DB().NewQuery("INSERT INTO " + StepsCollection + ` (id, run, journey, version, profile, node, type, exit, detail, at)
+		SELECT substr(lower(hex(randomblob(8))), 1, 15), r.id, r.journey, r.version, r.profile, r.node, ` + typ + `, '',
+		json_object('arrived_at', COALESCE((SELECT MAX(s.at) FROM ` + StepsCollection + ` s WHERE s.run = r.id AND s.node != '_goal'), r.entered_at),
+			'ended', {:reason}), {:now}
+		FROM ` + RunsCollection + ` r WHERE r.journey={:j} AND (r.status='active' OR r.status='waiting')`).Bind(params).Execute()
+	if err != nil {
+		return 0, err
+	}
+	status := RunExited
+	if reason == "end" {
+		status = RunCompleted
+	}
+	params["s"] = status
+	res, err := tx.DB().NewQuery("UPDATE " + RunsCollection + ` SET status={:s}, exit_reason={:reason}, ended_at={:now}, due_at='',
+		wait_event='', updated={:now} WHERE journey={:j} AND (status='active' OR status='waiting')`).Bind(params).Execute()
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 // reloadLive refreshes the live set after a status change and wakes the
 // engine (runs of a resumed journey are due again).
 func (m *Module) reloadLive() {
@@ -764,22 +823,8 @@ func (m *Module) handleStatus(to string) func(e *core.RequestEvent) error {
 			if to != StatusArchived {
 				return nil
 			}
-			var runs []Run
-			err = tx.DB().NewQuery("SELECT " + RunColumns + " FROM " + RunsCollection +
-				" WHERE journey={:j} AND (status='active' OR status='waiting')").Bind(dbx.Params{"j": id}).All(&runs)
-			if err != nil {
-				return err
-			}
-			for _, run := range runs {
-				ok, err := m.endRunAt(tx, run, "archived")
-				if err != nil {
-					return err
-				}
-				if ok {
-					ended++
-				}
-			}
-			return nil
+			ended, err = m.endAllRuns(tx, id, "archived")
+			return err
 		})
 		if err != nil {
 			return saveError(err, "Could not change the journey's status.")

@@ -209,6 +209,9 @@ func TestJourneyCRUD(t *testing.T) {
 		{nil, "GET", "/api/v1/journeys/" + j.ID, 401},
 		{nil, "GET", "/api/v1/journeys/recipes", 401},
 		{nil, "POST", "/api/v1/journeys", 401},
+		{nil, "GET", "/api/v1/journeys/runs?profile=x", 401},
+		{nil, "GET", "/api/v1/journeys/" + j.ID + "/versions", 401},
+		{nil, "GET", "/api/v1/journeys/" + j.ID + "/runs", 401},
 		{e.agent, "POST", "/api/v1/journeys", 403},
 		{e.agent, "PATCH", "/api/v1/journeys/" + j.ID, 403},
 		{e.agent, "POST", "/api/v1/journeys/" + j.ID + "/publish", 403},
@@ -370,10 +373,15 @@ func TestPauseResumeArchive(t *testing.T) {
 	}
 	for _, id := range []string{waiting, active} {
 		r := e.run(t, id)
-		var detail string
-		_ = e.PB.DB().NewQuery("SELECT detail FROM journey_steps WHERE run={:r} AND exit=''").Bind(dbx.Params{"r": id}).Row(&detail)
-		if r.Status != RunExited || r.ExitReason != "archived" || r.EndedAt == "" || !strings.Contains(detail, `"ended":"archived"`) {
-			t.Fatalf("archived run: %+v, step %q", r, detail)
+		var step struct {
+			ID     string `db:"id"`
+			Type   string `db:"type"`
+			Detail string `db:"detail"`
+		}
+		_ = e.PB.DB().NewQuery("SELECT id, type, detail FROM journey_steps WHERE run={:r} AND exit=''").Bind(dbx.Params{"r": id}).One(&step)
+		if r.Status != RunExited || r.ExitReason != "archived" || r.EndedAt == "" || r.DueAt != "" || step.Type != "wait_for_event" ||
+			len(step.ID) != 15 || !strings.Contains(step.Detail, `"ended":"archived"`) || !strings.Contains(step.Detail, `"arrived_at":"`+r.EnteredAt+`"`) {
+			t.Fatalf("archived run: %+v, step %+v", r, step)
 		}
 	}
 	if _, ok := e.mod.live.get(j.ID); ok {

@@ -173,7 +173,7 @@ Unsubscribe: {{ unsubscribe_url }}`}}}
 				Start:   "thanks",
 				Nodes: map[string]*graph.Node{
 					"thanks": {Type: graph.Send, Name: "Thank you", Channels: []string{"email"}, Template: "Post-purchase · thank you",
-						Kind: "transactional", Next: graph.Next{"sent": "pause", "suppressed": "pause"}},
+						Kind: "marketing", Next: graph.Next{"sent": "pause", "suppressed": "pause"}},
 					"pause": {Type: graph.Wait, Duration: p.str("review_after"), Next: graph.Next{"next": "review"}},
 					"review": {Type: graph.Send, Name: "Review request", Channels: []string{"email"}, Template: "Post-purchase · review request",
 						Kind: "marketing", Next: graph.Next{"sent": "done", "suppressed": "done"}},
@@ -186,9 +186,12 @@ Unsubscribe: {{ unsubscribe_url }}`}}}
 			}
 			return recipeDraft{Graph: layoutRecipe(g), Settings: graph.Settings{Reentry: "every_time"},
 				Templates: []recipeTemplate{
-					{Name: "Post-purchase · thank you", Channel: "email", Kind: "transactional",
+					// Marketing like every recipe send: the shop's own order
+					// confirmation is the transactional message.
+					{Name: "Post-purchase · thank you", Channel: "email", Kind: "marketing",
 						Subject: "Thank you for your order {{ event.properties.order_name }}",
-						Body:    `Hi {{ customer.first_name | default: "there" }}, thank you for shopping at {{ shop.name }}. We'll let you know when your order is on its way.`},
+						Body: `Hi {{ customer.first_name | default: "there" }}, thank you for shopping at {{ shop.name }}. We hope you love it.` +
+							"\n\nUnsubscribe: {{ unsubscribe_url }}"},
 					{Name: "Post-purchase · review request", Channel: "email", Kind: "marketing",
 						Subject: "How was your order?",
 						Body: `Hi {{ customer.first_name | default: "there" }}, we hope you're enjoying your order. Would you tell others what you think? ` +

@@ -16,9 +16,9 @@ import (
 
 // Runs through the API: a journey's runs, one customer's runs across
 // journeys (their 360° page), one run with its history, and ending a run
-// by hand (owners).
+// by hand (owners). GET /runs (one customer's runs) is registered with
+// the literal paths in journeyRoutes.
 func (m *Module) runRoutes(g routeGroup) {
-	g.GET("/runs", m.handleCustomerRuns).Bind(api.RequireStaff())
 	g.GET("/{id}/runs", m.handleRuns).Bind(api.RequireStaff())
 	g.GET("/{id}/runs/{run}", m.handleRun).Bind(api.RequireStaff())
 	g.POST("/{id}/runs/{run}/end", m.handleEndRun).Bind(api.RequireOwner())

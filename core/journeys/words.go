@@ -12,8 +12,9 @@ import (
 // Journeys in words, for lists and the customer's page: who enters, what
 // a step does, where a run is.
 
-// TriggerSummary says who enters a journey.
-func TriggerSummary(g *graph.Graph) string {
+// TriggerSummary says who enters a journey; segmentName, when given,
+// names a segment by its id.
+func TriggerSummary(g *graph.Graph, segmentName func(id string) string) string {
 	t := g.Trigger
 	switch {
 	case t.Event != "":
@@ -23,25 +24,41 @@ func TriggerSummary(g *graph.Graph) string {
 		}
 		return s
 	case t.Segment != "":
-		if t.On == "exit" {
-			return "when a customer leaves segment " + t.Segment
+		seg := t.Segment
+		if segmentName != nil {
+			if n := segmentName(seg); n != "" {
+				seg = n
+			}
 		}
-		return "when a customer enters segment " + t.Segment
+		if t.On == "exit" {
+			return "when a customer leaves segment " + seg
+		}
+		return "when a customer enters segment " + seg
 	case t.Date != nil:
 		at := t.Date.At
 		if at == "" {
 			at = "09:00"
 		}
-		prop := strings.ReplaceAll(t.Date.Property, "_", " ")
-		switch off := t.Date.Offset; {
+		prop := strings.ReplaceAll(strings.TrimSuffix(t.Date.Property, "_at"), "_", " ")
+		off := t.Date.Offset
+		days := func(o string) string {
+			if d, err := graph.ParseDuration(o); err == nil && d%graph.Day == 0 {
+				if n := int(d / graph.Day); n != 1 {
+					return fmt.Sprintf("%d days", n)
+				}
+				return "1 day"
+			}
+			return o
+		}
+		switch {
 		case t.Date.Yearly && off == "":
 			return fmt.Sprintf("every year on their %s at %s", prop, at)
 		case off == "":
 			return fmt.Sprintf("on their %s at %s", prop, at)
 		case strings.HasPrefix(off, "-"):
-			return fmt.Sprintf("%s before their %s at %s", strings.TrimPrefix(off, "-"), prop, at)
+			return fmt.Sprintf("%s before their %s, at %s", days(strings.TrimPrefix(off, "-")), prop, at)
 		default:
-			return fmt.Sprintf("%s after their %s at %s", off, prop, at)
+			return fmt.Sprintf("%s after their %s, at %s", days(off), prop, at)
 		}
 	case t.Manual:
 		return "enrolled by hand or through the API"
