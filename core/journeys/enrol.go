@@ -256,26 +256,19 @@ func enrolChunkTx(tx core.App, c *compiled, profiles []string, ctx string, at ti
 			l.EnteredAt = r.EnteredAt
 		}
 	}
-	stmt, err := store.Executor(tx).Prepare("INSERT INTO " + RunsCollection + ` (id, journey, version, profile, node, status, exit_reason,
-		context, due_at, wait_event, attempt, arm, holdout, trigger_event, entered_at, ended_at, goal_until, goal_at, goal_event, goal_value,
-		goal_currency, created, updated) VALUES (?, ?, ?, ?, ?, 'active', '', ?, ?, '', 0, '', 0, '', ?, '', ?, '', '', 0, '', ?, ?)`)
+	ins, err := newRunInserter(tx)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer stmt.Close()
-	now := fmtT(at)
-	goalUntil := ""
-	if c.GoalWithin > 0 {
-		goalUntil = fmtT(at.Add(c.GoalWithin))
-	}
+	defer ins.close()
 	var started [][2]string
 	for _, p := range profiles {
 		if err := refuseEnrolment(c, last[p], at); err != nil {
 			skipped[err.Error()]++
 			continue
 		}
-		id := store.NewRecordID()
-		if _, err := stmt.Exec(id, c.ID, c.Version, p, c.Graph.Start, ctx, now, now, goalUntil, now, now); err != nil {
+		id, err := ins.insert(c, p, ctx, "", at)
+		if err != nil {
 			return nil, nil, err
 		}
 		started = append(started, [2]string{id, p})
@@ -308,3 +301,32 @@ func refuseEnrolment(j *compiled, last *lastRun, at time.Time) error {
 	}
 	return nil
 }
+
+// runInserter starts runs with one prepared statement, for the paths that
+// enrol many customers in one transaction (a segment, a batch of events).
+// Callers apply refuseEnrolment first, as enrol does.
+type runInserter struct{ stmt *sql.Stmt }
+
+func newRunInserter(tx core.App) (*runInserter, error) {
+	stmt, err := store.Executor(tx).Prepare("INSERT INTO " + RunsCollection + ` (id, journey, version, profile, node, status, exit_reason,
+		context, due_at, wait_event, attempt, arm, holdout, trigger_event, entered_at, ended_at, goal_until, goal_at, goal_event, goal_value,
+		goal_currency, created, updated) VALUES (?, ?, ?, ?, ?, 'active', '', ?, ?, '', 0, '', 0, ?, ?, '', ?, '', '', 0, '', ?, ?)`)
+	if err != nil {
+		return nil, err
+	}
+	return &runInserter{stmt: stmt}, nil
+}
+
+// insert starts a run of c for profile at its first step, due at once.
+func (ri *runInserter) insert(c *compiled, profile, ctx, triggerEvent string, at time.Time) (string, error) {
+	now := fmtT(at)
+	goalUntil := ""
+	if c.GoalWithin > 0 {
+		goalUntil = fmtT(at.Add(c.GoalWithin))
+	}
+	id := store.NewRecordID()
+	_, err := ri.stmt.Exec(id, c.ID, c.Version, profile, c.Graph.Start, ctx, now, triggerEvent, now, goalUntil, now, now)
+	return id, err
+}
+
+func (ri *runInserter) close() { _ = ri.stmt.Close() }

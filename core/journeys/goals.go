@@ -17,15 +17,11 @@ import (
 // is, inside their goal window, once per run; a goal with exit ends the
 // run. Held-out runs convert the same way: that is what lift compares.
 func (t *trigTx) goals(ev *events.Event, profile string) error {
-	var runs []Run
-	err := t.tx.DB().NewQuery("SELECT " + RunColumns + " FROM " + RunsCollection +
-		" WHERE profile = {:p} AND goal_at = '' AND goal_until != ''").
-		Bind(dbx.Params{"p": profile}).All(&runs)
-	if err != nil {
-		return err
-	}
 	at := ev.OccurredAt
-	for _, r := range runs {
+	for _, r := range t.open[profile] {
+		if r.GoalAt != "" || r.GoalUntil == "" {
+			continue
+		}
 		c, err := t.m.live.version(t.tx, r.Journey, r.Version)
 		if err != nil {
 			t.m.logger().Warn("journeys: run's version cannot be read", "run", r.ID, "error", err)
@@ -49,13 +45,14 @@ func (t *trigTx) goals(ev *events.Event, profile string) error {
 		if n, _ := res.RowsAffected(); n != 1 {
 			continue // counted already
 		}
+		r.GoalAt = fmtT(at)
 		if err := recordStep(t.tx, Step{Run: r.ID, Journey: r.Journey, Version: r.Version, Profile: r.Profile,
 			Node: "_goal", Type: "goal", Exit: "reached", At: t.now,
 			Detail: map[string]any{"event_id": ev.ID, "value": value, "currency": currency}}); err != nil {
 			return err
 		}
 		if g.Exit && (r.Status == RunActive || r.Status == RunWaiting) {
-			if err := t.end(c, r, "goal", map[string]any{"event_id": ev.ID}); err != nil {
+			if err := t.end(c, *r, "goal", map[string]any{"event_id": ev.ID}); err != nil {
 				return err
 			}
 		}

@@ -2,6 +2,7 @@ package journeys
 
 import (
 	"context"
+	"encoding/json"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -148,15 +149,48 @@ type triggerProcessor struct{ m *Module }
 func (p triggerProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) error {
 	ix := p.m.triggerIndex()
 	t := &trigTx{m: p.m, tx: tx, ix: ix, now: p.m.opts.Now()}
+	defer t.close()
+	var todo []*eventstore.Stored
+	var enrolling, converting []string
 	for _, s := range batch {
 		if s.Profile == "" || !ix.cares(s.Event) {
 			continue
 		}
+		todo = append(todo, s)
+		if ix.mayEnrol(s.Event) {
+			enrolling = append(enrolling, s.Profile)
+		}
+		if ix.goals[s.Event.Type] || ix.waits[s.Event.Type] {
+			converting = append(converting, s.Profile)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := t.loadRuns(enrolling); err != nil {
+		return fmt.Errorf("journeys: runs of the batch's customers: %w", err)
+	}
+	if err := t.loadOpen(converting); err != nil {
+		return fmt.Errorf("journeys: open runs of the batch's customers: %w", err)
+	}
+	for _, s := range todo {
 		if err := t.event(s); err != nil {
 			return err
 		}
 	}
 	return t.flush()
+}
+
+// mayEnrol: some live journey is triggered by ev's type (or segment).
+func (ix *triggerIndex) mayEnrol(ev *events.Event) bool {
+	if ix.onEvent[ev.Type] != nil {
+		return true
+	}
+	if ev.Type == events.SegmentEntered || ev.Type == events.SegmentExited {
+		seg, _ := ev.Properties["segment_id"].(string)
+		return ix.onSegment[seg] != nil
+	}
+	return false
 }
 
 // cares is the fast path: whether any journey may act on ev.
@@ -185,6 +219,101 @@ type trigTx struct {
 	ix     *triggerIndex
 	now    time.Time
 	staged []*events.Event
+	// last holds, per customer and journey, what the re-entry rules look
+	// at, read for the whole batch in a few queries and kept up to date as
+	// the batch starts and ends runs: most events of a busy customer are
+	// refused ("already in this journey") without a query.
+	last map[string]*lastRun
+	ins  *runInserter
+	// open holds, per customer, the runs a goal or an awaited event may
+	// act on (goal window not yet used, or waiting for an event), read for
+	// the batch at once and kept up to date as the batch changes them.
+	open map[string][]*Run
+}
+
+// distinct lists the distinct values of ids, as query arguments.
+func distinct(ids []string) []any {
+	seen := map[string]bool{}
+	var out []any
+	for _, p := range ids {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// loadOpen reads the open runs of the customers whose events may be a
+// goal or awaited.
+func (t *trigTx) loadOpen(profiles []string) error {
+	t.open = map[string][]*Run{}
+	ids := distinct(profiles)
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		var runs []*Run
+		if err := t.tx.DB().Select(strings.Split(RunColumns, ", ")...).From(RunsCollection).
+			Where(dbx.In("profile", ids[:n]...)).
+			AndWhere(dbx.NewExp("(goal_at = '' AND goal_until != '') OR (status = 'waiting' AND wait_event != '')")).
+			All(&runs); err != nil {
+			return err
+		}
+		for _, r := range runs {
+			t.open[r.Profile] = append(t.open[r.Profile], r)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// ended notes in the batch's view that a run is over.
+func (t *trigTx) ended(profile, run string) {
+	for _, r := range t.open[profile] {
+		if r.ID == run {
+			r.Status, r.WaitEvent = RunExited, ""
+		}
+	}
+}
+
+func lastKey(profile, journey string) string { return profile + "\x00" + journey }
+
+// loadRuns reads the runs of the customers the batch may enrol.
+func (t *trigTx) loadRuns(profiles []string) error {
+	t.last = map[string]*lastRun{}
+	ids := distinct(profiles)
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		var rows []struct {
+			Profile   string `db:"profile"`
+			Journey   string `db:"journey"`
+			Status    string `db:"status"`
+			EnteredAt string `db:"entered_at"`
+		}
+		if err := t.tx.DB().Select("profile", "journey", "status", "entered_at").From(RunsCollection).
+			Where(dbx.In("profile", ids[:n]...)).All(&rows); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			k := lastKey(r.Profile, r.Journey)
+			l := t.last[k]
+			if l == nil {
+				l = &lastRun{}
+				t.last[k] = l
+			}
+			l.Active = l.Active || r.Status == RunActive || r.Status == RunWaiting
+			if r.EnteredAt > l.EnteredAt {
+				l.EnteredAt = r.EnteredAt
+			}
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+func (t *trigTx) close() {
+	if t.ins != nil {
+		t.ins.close()
+	}
 }
 
 // event acts on one stored event. Only database errors are returned (the
@@ -255,13 +384,34 @@ func (t *trigTx) enrolOn(ev *events.Event, profile string) error {
 	if at.IsZero() || at.After(t.now) {
 		at = t.now // a client clock ahead of ours
 	}
+	var ctx []byte
 	for _, c := range candidates {
-		id, err := enrol(t.tx, Enrolment{Journey: c, Profile: profile, Context: rc, At: at})
-		if err == ErrActiveRun || err == ErrReentry {
+		k := lastKey(profile, c.ID)
+		if refuseEnrolment(c, t.last[k], at) != nil {
 			continue
 		}
+		if ctx == nil {
+			var err error
+			if ctx, err = json.Marshal(rc); err != nil {
+				t.m.logger().Warn("journeys: event properties cannot be kept; not enrolled", "event_id", ev.ID, "error", err)
+				return nil
+			}
+		}
+		if t.ins == nil {
+			var err error
+			if t.ins, err = newRunInserter(t.tx); err != nil {
+				return err
+			}
+		}
+		id, err := t.ins.insert(c, profile, string(ctx), ev.ID, at)
 		if err != nil {
 			return err
+		}
+		t.last[k] = &lastRun{Active: true, EnteredAt: fmtT(at)}
+		if c.GoalWithin > 0 && t.open != nil {
+			t.open[profile] = append(t.open[profile], &Run{ID: id, Journey: c.ID, Version: c.Version, Profile: profile,
+				Node: c.Graph.Start, Status: RunActive, Context: string(ctx), TriggerEvent: ev.ID, EnteredAt: fmtT(at),
+				GoalUntil: fmtT(at.Add(c.GoalWithin))})
 		}
 		t.stage(journeyEvent("journey.entered", c, id, profile, map[string]any{"source": rc.Source}, at))
 	}
@@ -271,14 +421,10 @@ func (t *trigTx) enrolOn(ev *events.Event, profile string) error {
 // resumeWaiting moves on the customer's runs waiting for ev's type whose
 // step's where and match hold.
 func (t *trigTx) resumeWaiting(ev *events.Event, profile string) error {
-	var runs []Run
-	err := t.tx.DB().NewQuery("SELECT " + RunColumns + " FROM " + RunsCollection +
-		" WHERE profile = {:p} AND wait_event = {:t} AND status = 'waiting'").
-		Bind(dbx.Params{"p": profile, "t": ev.Type}).All(&runs)
-	if err != nil {
-		return err
-	}
-	for _, r := range runs {
+	for _, r := range t.open[profile] {
+		if r.Status != RunWaiting || r.WaitEvent != ev.Type {
+			continue
+		}
 		c, err := t.m.live.version(t.tx, r.Journey, r.Version)
 		if err != nil {
 			t.m.logger().Warn("journeys: run's version cannot be read", "run", r.ID, "error", err)
@@ -294,6 +440,7 @@ func (t *trigTx) resumeWaiting(ev *events.Event, profile string) error {
 		if _, err := resume(t.tx, r.ID, "happened", map[string]any{"event_id": ev.ID, "type": ev.Type}, t.now); err != nil {
 			return err
 		}
+		r.Status, r.WaitEvent = RunActive, ""
 	}
 	return nil
 }
@@ -372,6 +519,10 @@ func (t *trigTx) end(c *compiled, r Run, reason string, extra map[string]any) er
 	stage, err := endEarly(t.tx, c, r, reason, extra, t.now)
 	if err != nil || stage == nil {
 		return err
+	}
+	t.ended(r.Profile, r.ID)
+	if l := t.last[lastKey(r.Profile, r.Journey)]; l != nil {
+		l.Active = false // it may enter again later in the batch, by its re-entry rule
 	}
 	t.stage(stage)
 	return nil

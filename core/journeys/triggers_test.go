@@ -458,3 +458,94 @@ func TestDateTriggersEnrolOnTheLocalDayOnce(t *testing.T) {
 		t.Errorf("dot's context = %+v", rc)
 	}
 }
+
+// benchJourneys is a shop's 20 live journeys: abandoned checkouts at
+// several thresholds (waiting for the order, converting on it), browse
+// abandonment, post-purchase and birthdays.
+func benchJourneys(tb testing.TB, e *tenv) {
+	for i := 0; i < 8; i++ {
+		e.publishJourney(tb, fmt.Sprintf("Abandoned %d", i), strings.Replace(abandonedGraph, "50", fmt.Sprint(20+10*i), 1), `{"reentry": "every_time"}`)
+	}
+	for i := 0; i < 4; i++ {
+		e.publishJourney(tb, fmt.Sprintf("Browse %d", i), `{"trigger": {"event": "page.viewed", "where": {"property": "url", "op": "contains", "value": "/products/`+fmt.Sprint(i)+`"}},
+			"exit_when": {"unsubscribed": true}, "goal": {"event": "order.placed", "within": "3d"},
+			"start": "w", "nodes": {"w": {"type": "wait", "duration": "1h", "next": "end"}, "end": {"type": "exit"}}}`, `{"reentry": "cooldown", "cooldown": "1d"}`)
+	}
+	for i := 0; i < 4; i++ {
+		e.publishJourney(tb, fmt.Sprintf("Thanks %d", i), `{"trigger": {"event": "order.placed", "where": {"property": "total", "op": "gte", "value": `+fmt.Sprint(10*i)+`}},
+			"start": "w", "nodes": {"w": {"type": "wait", "duration": "2d", "next": "end"}, "end": {"type": "exit"}}}`, `{"reentry": "every_time"}`)
+	}
+	for i := 0; i < 4; i++ {
+		e.publishJourney(tb, fmt.Sprintf("Birthday %d", i), `{"trigger": {"date": {"property": "birthday", "yearly": true}}, "start": "end",
+			"nodes": {"end": {"type": "exit"}}}`, "")
+	}
+}
+
+// shopTraffic is n events of 2,000 customers: mostly page views, some
+// checkouts and orders of those checkouts, a few identifies.
+func shopTraffic(round, n int) []*events.Event {
+	evs := make([]*events.Event, n)
+	now := time.Now().UTC()
+	for i := range evs {
+		k := round*n + i
+		email := fmt.Sprintf("c%d@omni-shop.dev", k%2000)
+		var typ string
+		props := map[string]any{}
+		switch r := k % 20; {
+		case r < 14:
+			typ, props["url"] = "page.viewed", fmt.Sprintf("https://shop.omni-shop.dev/products/%d", k%37)
+		case r < 17:
+			typ, props["total"], props["checkout_id"] = "checkout.started", 15+k%200, fmt.Sprintf("co-%d", k/20)
+		case r < 19:
+			typ, props["total"], props["currency"], props["checkout_id"] = "order.placed", 15+k%200, "EUR", fmt.Sprintf("co-%d", k/20-1)
+		default:
+			typ, props["traits"] = "identify", map[string]any{"email": email, "birthday": "1990-06-01"}
+		}
+		evs[i] = &events.Event{ID: fmt.Sprintf("bench-%d", k), Type: typ, Source: "shopify", OccurredAt: now, ReceivedAt: now,
+			Identities: events.Identities{events.Email: email}, Properties: props}
+	}
+	return evs
+}
+
+// ingest publishes evs and returns how long until all are stored.
+func (e *tenv) ingest(tb testing.TB, evs []*events.Event) time.Duration {
+	before := e.CountEvents(tb)
+	start := time.Now()
+	for i := 0; i < len(evs); i += 1000 {
+		for _, err := range ingest.Publish(context.Background(), e.Bus, evs[i:min(i+1000, len(evs))]) {
+			if err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	omnitest.Eventually(tb, 5*time.Minute, func() bool { return e.CountEvents(tb) >= before+len(evs) }, "%d events stored", len(evs))
+	return time.Since(start)
+}
+
+// BenchmarkIngestWith20Journeys measures ingest (bus → stored, profiles
+// and journeys' processors included) with 20 live journeys against the
+// same traffic into a server without journeys, in alternating rounds of
+// the same run; "slowdown" is the ratio of the two times.
+func BenchmarkIngestWith20Journeys(b *testing.B) {
+	const n = 10_000
+	base := startEnv(b, Options{})
+	with := startEnv(b, Options{})
+	benchJourneys(b, with)
+	// Warm both: customers exist, caches are filled.
+	base.ingest(b, shopTraffic(0, 2000))
+	with.ingest(b, shopTraffic(0, 2000))
+	var tBase, tWith time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		evs := shopTraffic(i+1, n)
+		tBase += base.ingest(b, evs)
+		tWith += with.ingest(b, shopTraffic(i+1, n))
+	}
+	b.StopTimer()
+	var runs int
+	_ = with.PB.DB().NewQuery("SELECT COUNT(*) FROM journey_runs").Row(&runs)
+	b.ReportMetric(float64(b.N*n)/tBase.Seconds(), "events/s-baseline")
+	b.ReportMetric(float64(b.N*n)/tWith.Seconds(), "events/s-20journeys")
+	b.ReportMetric(tWith.Seconds()/tBase.Seconds(), "slowdown")
+	b.ReportMetric(float64(runs), "runs")
+}
