@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,6 +168,9 @@ func (e *engine) runDue() (int, error) {
 		}
 		b = newBatch(e, tx, now)
 		defer b.close()
+		if err := b.findDuplicates(runs); err != nil {
+			return err
+		}
 		for i := range runs {
 			if err := b.stepRun(&runs[i]); err != nil {
 				return err
@@ -197,10 +201,13 @@ type batch struct {
 
 	qSave, qRelease, qRollback *dbx.Query
 	qUpdate, qStep             *dbx.Query
-	qDup, qIdents              *dbx.Query
+	qIdents                    *dbx.Query
 
 	staged    []*events.Event
 	hookCalls []hookCall
+	// earlier maps a run to an earlier active run of the same journey and
+	// customer (two after a merge): the later one ends as "merged".
+	earlier map[string]string
 	// hasConversations: whether the inbox's table exists (looked up once).
 	hasConversations *bool
 }
@@ -216,16 +223,39 @@ func newBatch(e *engine, tx core.App, now time.Time) *batch {
 			updated={:now} WHERE id={:id}`).Prepare(),
 		qStep: db.NewQuery("INSERT INTO " + StepsCollection + ` (id, run, journey, version, profile, node, type, exit, detail, at)
 			VALUES ({:id}, {:run}, {:j}, {:v}, {:p}, {:node}, {:t}, {:exit}, {:d}, {:at})`).Prepare(),
-		qDup: db.NewQuery("SELECT id, entered_at FROM " + RunsCollection +
-			" WHERE profile={:p} AND journey={:j} AND status IN ('active','waiting') AND id != {:id} ORDER BY entered_at, id LIMIT 1").Prepare(),
 		qIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p}").Prepare(),
 	}
 }
 
 func (b *batch) close() {
-	for _, q := range []*dbx.Query{b.qSave, b.qRelease, b.qRollback, b.qUpdate, b.qStep, b.qDup, b.qIdents} {
+	for _, q := range []*dbx.Query{b.qSave, b.qRelease, b.qRollback, b.qUpdate, b.qStep, b.qIdents} {
 		_ = q.Close()
 	}
+}
+
+// findDuplicates fills b.earlier for the batch's runs in one query.
+func (b *batch) findDuplicates(runs []Run) error {
+	b.earlier = map[string]string{}
+	p := dbx.Params{}
+	ph := make([]string, len(runs))
+	for i := range runs {
+		k := "r" + strconv.Itoa(i)
+		p[k], ph[i] = runs[i].ID, "{:"+k+"}"
+	}
+	var pairs []struct {
+		Run     string `db:"run"`
+		Earlier string `db:"earlier"`
+	}
+	// INDEXED BY: the planner would otherwise take the due-time partial
+	// index (its condition is implied) and scan every waiting run.
+	err := b.tx.DB().NewQuery(`SELECT r.id AS run, MIN(d.id) AS earlier FROM ` + RunsCollection + ` r
+		JOIN ` + RunsCollection + ` d INDEXED BY idx_journey_runs_profile ON d.profile = r.profile AND d.journey = r.journey
+		WHERE r.id IN (` + strings.Join(ph, ",") + `) AND d.id != r.id AND d.status IN ('active','waiting')
+		AND (d.entered_at < r.entered_at OR (d.entered_at = r.entered_at AND d.id < r.id)) GROUP BY r.id`).Bind(p).All(&pairs)
+	for _, x := range pairs {
+		b.earlier[x.Run] = x.Earlier
+	}
+	return err
 }
 
 // runState is a run being stepped, in memory until it is written back.
@@ -362,14 +392,8 @@ func (b *batch) advance(r *Run) (*runState, error) {
 	}
 	// A merge can bring two runs of one journey to one customer: the later
 	// one ends.
-	var dup struct {
-		ID        string `db:"id"`
-		EnteredAt string `db:"entered_at"`
-	}
-	if err := b.qDup.Bind(dbx.Params{"p": r.Profile, "j": r.Journey, "id": r.ID}).One(&dup); err == nil {
-		if dup.EnteredAt < r.EnteredAt || dup.EnteredAt == r.EnteredAt && dup.ID < r.ID {
-			return st, b.end(st, "merged", map[string]any{"ended": "merged", "kept": dup.ID})
-		}
+	if kept, ok := b.earlier[r.ID]; ok {
+		return st, b.end(st, "merged", map[string]any{"ended": "merged", "kept": kept})
 	}
 	// An active run has just arrived at its node (enrolled, moved on, or
 	// retried), unless an awaited event resumed it; a waiting one is here
