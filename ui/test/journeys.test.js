@@ -170,13 +170,12 @@ describe('journeys', () => {
     await journeyRow().getByRole('link', { name: /^Results of / }).click()
     await page.getByRole('heading', { name: new RegExp(journeyName) }).waitFor()
     const stats = await apiAs(server.url, ownerToken, `/api/v1/journeys/${journeyID}/stats`)
-    if (stats.status === 404) {
-      await page.getByText('Results are not available on this server yet.').waitFor()
-    } else {
-      assert.equal(stats.status, 200, JSON.stringify(stats.body))
-      await page.getByTestId('entered').getByText('1', { exact: true }).waitFor()
-      await page.getByTestId('node-stats').locator(`tr[data-node="${created.start}"]`).waitFor()
-    }
+    assert.equal(stats.status, 200, JSON.stringify(stats.body))
+    await page.getByTestId('entered').getByText('1', { exact: true }).waitFor()
+    // The customer waits at the first step: entered 1, active now 1.
+    const first = page.getByTestId('node-stats').locator(`tr[data-node="${created.start}"]`)
+    assert.deepEqual(await first.locator('td.n').evaluateAll((tds) => tds.slice(0, 2).map((td) => td.textContent.trim())), ['1', '1'])
+    await page.getByTestId('verdict').getByText('This journey has no holdout.').waitFor()
     await shot(page, 'journeys-results')
   })
 
@@ -206,6 +205,9 @@ describe('journeys', () => {
     await dialog.getByRole('button', { name: 'End run' }).click()
     await run.getByText(`Was in ${journeyName},`).waitFor()
     assert.equal(await run.getByRole('button', { name: /^End / }).count(), 0)
+    // Its history says where it ended and why.
+    await run.getByRole('button', { name: `Show steps of ${journeyName}` }).click()
+    await run.getByTestId('run-steps').getByText('ended here: ended by hand').waitFor()
     const runs = await apiAs(server.url, ownerToken, '/api/v1/journeys/runs?profile=' + profileID)
     assert.equal(runs.body.items[0].status, 'exited')
     assert.equal(runs.body.items[0].exit_reason, 'manual')
