@@ -53,6 +53,13 @@ func TestRecipes(t *testing.T) {
 		})
 	}
 
+	// Recipes send marketing only: consent decides who gets them.
+	var notMarketing int
+	_ = e.PB.DB().NewQuery("SELECT COUNT(*) FROM templates WHERE kind != 'marketing'").Row(&notMarketing)
+	if templates() == 0 || notMarketing != 0 {
+		t.Fatalf("recipe templates: %d, not marketing %d", templates(), notMarketing)
+	}
+
 	// Params fill the graph.
 	var j journeyJSON
 	e.call(t, e.owner, "POST", "/api/v1/journeys", map[string]any{"recipe": "abandoned_checkout",
