@@ -63,6 +63,13 @@ func TestEnrolByHandAndBySegment(t *testing.T) {
 	code, b = e.Do(t, "POST", "/api/v1/journeys/"+draft+"/enrol", body, omnitest.Auth(e.owner))
 	omnitest.WantError(t, code, b, 409)
 
+	lastSeen := func() string {
+		var s string
+		_ = e.PB.DB().NewQuery("SELECT last_seen FROM profiles WHERE id={:id}").Bind(dbx.Params{"id": ann}).Row(&s)
+		return s
+	}
+	seen := lastSeen()
+
 	// A list: the known customers enter once each; unknown ids are counted.
 	res := enrolCall(t, e, path, body)
 	if res.Enrolled != 2 || res.Skipped[skipNoCustomer] != 1 || len(res.Skipped) != 1 {
@@ -73,6 +80,9 @@ func TestEnrolByHandAndBySegment(t *testing.T) {
 		t.Fatalf("ann's runs = %+v", r)
 	}
 	e.waitDerived(t, "journey.entered", r[0].ID, ann)
+	if now := lastSeen(); now != seen || seen == "" {
+		t.Fatalf("entering a journey moved last_seen from %q to %q: it is not the customer's activity", seen, now)
+	}
 
 	// Again: already inside; once ended, the re-entry rule (once) refuses.
 	if res := enrolCall(t, e, path, map[string]any{"profiles": []string{ann}}); res.Enrolled != 0 || res.Skipped[ErrActiveRun.Error()] != 1 {
