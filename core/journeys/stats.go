@@ -171,13 +171,14 @@ type statsQuery struct {
 	version int
 }
 
-// runs is the CTE of the journey's runs.
-func (q statsQuery) runs() string {
-	s := "WITH r AS (SELECT * FROM " + RunsCollection + " WHERE journey={:j}"
+// runs is the journey's runs as r: a FROM item and its condition. (Not
+// a CTE: SQLite would join a materialized CTE without an index.)
+func (q statsQuery) runs() (from, where string) {
+	where = "r.journey={:j}"
 	if q.version > 0 {
-		s += " AND version={:v}"
+		where += " AND r.version={:v}"
 	}
-	return s + ") "
+	return RunsCollection + " r", where
 }
 
 func (q statsQuery) stepsWhere(alias string) string {
@@ -202,13 +203,17 @@ func (q statsQuery) all(sql string, params dbx.Params, into any) error {
 const (
 	converted = "(r.goal_at != '' AND (r.goal_until = '' OR r.goal_at <= r.goal_until))"
 	revenueOf = "(CASE WHEN " + converted + " AND r.goal_currency IN ({:cur}, '') THEN r.goal_value ELSE 0 END)"
-	// heldOut and treated place a run on either side of a holdout step.
-	heldOut = "(r.holdout OR EXISTS (SELECT 1 FROM " + StepsCollection + " hs WHERE hs.run = r.id AND hs.type = 'holdout' AND hs.exit = 'held_out'))"
-	treated = "(NOT " + heldOut + " AND EXISTS (SELECT 1 FROM " + StepsCollection + " hs WHERE hs.run = r.id AND hs.type = 'holdout' AND hs.exit = 'continue'))"
 	// groupCols aggregate a group of runs (r) for a lift comparison.
 	groupCols = "COUNT(*) AS n, COALESCE(SUM(r.status IN ('active','waiting')), 0) AS active, COALESCE(SUM(" + converted +
 		"), 0) AS conv, TOTAL(" + revenueOf + ") AS rev, TOTAL(" + revenueOf + " * " + revenueOf + ") AS revsq"
 )
+
+// holdoutRuns is the CTE h of the runs that left a holdout step: held
+// out (ho) or let through. Joined to r, r.holdout also marks a held-out run.
+func (q statsQuery) holdoutRuns() string {
+	return "WITH h AS (SELECT s.run, MAX(s.exit = 'held_out') AS ho FROM " + StepsCollection + " s WHERE " + q.stepsWhere("s") +
+		" AND s.type = 'holdout' AND s.exit != '' GROUP BY s.run) "
+}
 
 // groupRow is a scanned groupCols row.
 type groupRow struct {
@@ -230,6 +235,7 @@ func (r groupRow) stats() *GroupStats {
 // g, if not nil, lists the steps to show even with no data.
 func computeStats(db dbx.Builder, journey string, version int, g *graph.Graph) (*Stats, error) {
 	q := statsQuery{db: db, journey: journey, version: version}
+	runs, inJourney := q.runs()
 	st := &Stats{
 		Journey: JourneyStats{Exited: map[string]int{}},
 		Nodes:   map[string]*NodeStats{},
@@ -255,7 +261,7 @@ func computeStats(db dbx.Builder, journey string, version int, g *graph.Graph) (
 		Reason string `db:"exit_reason"`
 		N      int    `db:"n"`
 	}
-	if err := q.all(q.runs()+"SELECT status, exit_reason, COUNT(*) AS n FROM r GROUP BY status, exit_reason", nil, &runRows); err != nil {
+	if err := q.all("SELECT r.status, r.exit_reason, COUNT(*) AS n FROM "+runs+" WHERE "+inJourney+" GROUP BY r.status, r.exit_reason", nil, &runRows); err != nil {
 		return nil, fmt.Errorf("runs: %w", err)
 	}
 	for _, r := range runRows {
@@ -276,7 +282,7 @@ func computeStats(db dbx.Builder, journey string, version int, g *graph.Graph) (
 		N        int     `db:"n"`
 		Revenue  float64 `db:"revenue"`
 	}
-	if err := q.all(q.runs()+"SELECT r.goal_currency, COUNT(*) AS n, TOTAL(r.goal_value) AS revenue FROM r WHERE "+converted+
+	if err := q.all("SELECT r.goal_currency, COUNT(*) AS n, TOTAL(r.goal_value) AS revenue FROM "+runs+" WHERE "+inJourney+" AND "+converted+
 		" GROUP BY r.goal_currency", nil, &curRows); err != nil {
 		return nil, fmt.Errorf("conversions: %w", err)
 	}
@@ -326,7 +332,7 @@ func computeStats(db dbx.Builder, journey string, version int, g *graph.Graph) (
 		Node string `db:"node"`
 		N    int    `db:"n"`
 	}
-	if err := q.all(q.runs()+"SELECT r.node, COUNT(*) AS n FROM r WHERE r.status IN ('active','waiting') GROUP BY r.node", nil, &atRows); err != nil {
+	if err := q.all("SELECT r.node, COUNT(*) AS n FROM "+runs+" WHERE "+inJourney+" AND r.status IN ('active','waiting') GROUP BY r.node", nil, &atRows); err != nil {
 		return nil, fmt.Errorf("active runs: %w", err)
 	}
 	for _, a := range atRows {
@@ -355,9 +361,9 @@ func computeStats(db dbx.Builder, journey string, version int, g *graph.Graph) (
 
 	// Arms: runs by the arm they took at each split.
 	var armRows []groupRow
-	if err := q.all(q.runs()+`, a AS (SELECT DISTINCT s.node AS k, COALESCE(NULLIF(json_extract(s.detail, '$.arm'), ''), s.exit) AS k2, s.run
+	if err := q.all(`WITH a AS (SELECT DISTINCT s.node AS k, COALESCE(NULLIF(json_extract(s.detail, '$.arm'), ''), s.exit) AS k2, s.run
 		FROM `+StepsCollection+` s WHERE `+q.stepsWhere("s")+` AND s.type = 'split' AND s.exit != '' AND json_valid(s.detail))
-		SELECT a.k, a.k2, `+groupCols+` FROM a JOIN r ON r.id = a.run GROUP BY a.k, a.k2`, withCur, &armRows); err != nil {
+		SELECT a.k, a.k2, `+groupCols+` FROM a JOIN `+runs+` ON r.id = a.run WHERE `+inJourney+` GROUP BY a.k, a.k2`, withCur, &armRows); err != nil {
 		return nil, fmt.Errorf("arms: %w", err)
 	}
 	for _, a := range armRows {
@@ -369,8 +375,8 @@ func computeStats(db dbx.Builder, journey string, version int, g *graph.Graph) (
 
 	// Holdout: the held out against the let through.
 	var hoRows []groupRow
-	if err := q.all(q.runs()+`SELECT CASE WHEN `+heldOut+` THEN 'held_out' ELSE 'treated' END AS k, '' AS k2, `+groupCols+` FROM r
-		WHERE `+heldOut+` OR `+treated+` GROUP BY k`, withCur, &hoRows); err != nil {
+	if err := q.all(q.holdoutRuns()+`SELECT CASE WHEN h.ho OR r.holdout THEN 'held_out' ELSE 'treated' END AS k, '' AS k2, `+groupCols+`
+		FROM h JOIN `+runs+` ON r.id = h.run WHERE `+inJourney+` GROUP BY k`, withCur, &hoRows); err != nil {
 		return nil, fmt.Errorf("holdout: %w", err)
 	}
 	hasHoldout := len(hoRows) > 0
@@ -435,7 +441,7 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 	const out = "m.status IN ('queued','scheduled','sent','delivered','read')"
 	const sentAt = "COALESCE(NULLIF(m.sent_at, ''), NULLIF(m.queued_at, ''), m.created)"
 	names := func(typ string) string {
-		return `EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND e.type = '` + typ + `' AND e.occurred_at >= m.created
+		return `EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = '` + typ + `' AND e.occurred_at >= m.created
 			AND json_valid(e.properties) AND (json_extract(e.properties, '$.outbound_id') = m.id OR json_extract(e.properties, '$.message_id') = m.id))`
 	}
 	var rows []struct {
@@ -447,18 +453,17 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 		Opened    bool   `db:"opened"`
 		Clicked   bool   `db:"clicked"`
 		Replied   bool   `db:"replied"`
-		HeldOut   bool   `db:"held_out"`
-		Treated   bool   `db:"treated"`
 	}
-	err := q.all(q.runs()+`SELECT r.id AS run, COALESCE(s.node, r.node) AS node, m.channel, `+out+` AS sent,
+	runs, inJourney := q.runs()
+	err := q.all(`SELECT r.id AS run, COALESCE(s.node, r.node) AS node, m.channel, `+out+` AS sent,
 		`+out+` AND m.status IN ('delivered','read') AS delivered,
 		`+out+` AND (m.status = 'read' OR `+names("email.opened")+` OR `+names("email.clicked")+`) AS opened,
 		`+out+` AND `+names("email.clicked")+` AS clicked,
-		`+out+` AND EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND e.type = 'message.received' AND e.channel = m.channel
-			AND e.occurred_at > `+sentAt+` AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', `+sentAt+`, '`+replyWindow+`')) AS replied,
-		`+heldOut+` AS held_out, `+treated+` AS treated
-		FROM r JOIN messages m ON m.profile = r.profile AND m.journey_run = r.id
-		LEFT JOIN `+StepsCollection+` s ON s.run = r.id AND s.type = 'send' AND json_valid(s.detail) AND json_extract(s.detail, '$.message_id') = m.id`,
+		`+out+` AND EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = 'message.received' AND e.channel = m.channel
+			AND e.occurred_at > `+sentAt+` AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', `+sentAt+`, '`+replyWindow+`')) AS replied
+		FROM `+runs+` JOIN messages m ON m.profile = r.profile AND m.journey_run = r.id
+		LEFT JOIN `+StepsCollection+` s ON s.run = r.id AND s.type = 'send' AND json_valid(s.detail) AND json_extract(s.detail, '$.message_id') = m.id
+		WHERE `+inJourney,
 		nil, &rows)
 	if err != nil {
 		return fmt.Errorf("messages: %w", err)
@@ -477,6 +482,22 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 			FROM `+StepsCollection+` s WHERE `+q.stepsWhere("s")+` AND s.type = 'split' AND s.exit != '' AND json_valid(s.detail)`, nil, &armRows); err != nil {
 			return fmt.Errorf("arms of runs: %w", err)
 		}
+	}
+	// Which side of the holdout each run is on.
+	var hoRows []struct {
+		Run     string `db:"run"`
+		HeldOut bool   `db:"held_out"`
+	}
+	if st.Holdout.HeldOut.Customers+st.Holdout.Treated.Customers > 0 {
+		runs, inJourney := q.runs()
+		if err := q.all(q.holdoutRuns()+`SELECT h.run, h.ho OR r.holdout AS held_out FROM h JOIN `+runs+` ON r.id = h.run WHERE `+inJourney,
+			nil, &hoRows); err != nil {
+			return fmt.Errorf("holdout of runs: %w", err)
+		}
+	}
+	heldOut := make(map[string]bool, len(hoRows)) // run → held out; absent: neither side
+	for _, h := range hoRows {
+		heldOut[h.Run] = h.HeldOut
 	}
 	arms := map[string][]*GroupStats{}
 	for _, a := range armRows {
@@ -498,10 +519,10 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 			gs.Sends++
 			gs.Engagement.add(e)
 		}
-		if r.HeldOut {
+		if held, ok := heldOut[r.Run]; ok && held {
 			st.Holdout.HeldOut.Sends++
 			st.Holdout.HeldOut.Engagement.add(e)
-		} else if r.Treated {
+		} else if ok {
 			st.Holdout.Treated.Sends++
 			st.Holdout.Treated.Engagement.add(e)
 		}

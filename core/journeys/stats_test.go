@@ -385,3 +385,58 @@ func TestSuppressionReason(t *testing.T) {
 	}
 	wantEq(t, "failed", journeys.SuppressionReason("550 mailbox unavailable", "failed"), "failed")
 }
+
+// benchRuns is the size of BenchmarkStats100kRuns.
+const benchRuns = 100000
+
+// BenchmarkStats100kRuns times the results of a journey with 100,000
+// runs, about 290,000 step rows, 50,000 sends and 20,000 opens and
+// replies.
+func BenchmarkStats100kRuns(b *testing.B) {
+	s := omnitest.Start(b, omnitest.Options{Modules: func(*app.Omni) []app.Module {
+		return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{})}
+	}})
+	agent := omnitest.Auth(s.Staff(b, "agent@omni-shop.dev", "agent"))
+	db := s.PB.DB()
+	for _, q := range []string{
+		`INSERT INTO journeys (id, name, status, version, graph, settings) VALUES ('jb', 'jb', 'live', 1, '` + statsGraph + `', '{}')`,
+		`INSERT INTO journey_versions (id, journey, version, graph, settings) VALUES ('jb1', 'jb', 1, '` + statsGraph + `', '{}')`,
+		`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM n WHERE i < ` + fmt.Sprint(benchRuns-1) + `)
+		INSERT INTO journey_runs (id, journey, version, profile, node, status, exit_reason, holdout, entered_at, goal_until, goal_at, goal_value, goal_currency)
+		SELECT 'run' || i, 'jb', 1, 'p' || i, CASE WHEN i % 10 = 0 THEN 'w1' ELSE 'end' END, CASE WHEN i % 10 = 0 THEN 'waiting' ELSE 'completed' END,
+		CASE WHEN i % 10 = 0 THEN '' ELSE 'end' END, i % 10 = 1, '2026-11-01 10:00:00.000Z', '2026-11-08 10:00:00.000Z',
+		CASE WHEN i % 7 = 0 THEN '2026-11-02 10:00:00.000Z' ELSE '' END, CASE WHEN i % 7 = 0 THEN 40 ELSE 0 END, CASE WHEN i % 7 = 0 THEN 'EUR' ELSE '' END FROM n`,
+		`INSERT INTO journey_steps (id, run, journey, version, profile, node, type, exit, detail, at)
+		SELECT 'w' || id, id, 'jb', 1, profile, 'w1', 'wait_for_event', 'timed_out', '{}', entered_at FROM journey_runs WHERE journey = 'jb' AND status = 'completed'`,
+		`INSERT INTO journey_steps (id, run, journey, version, profile, node, type, exit, detail, at)
+		SELECT 'h' || id, id, 'jb', 1, profile, 'h1', 'holdout', CASE WHEN holdout THEN 'held_out' ELSE 'continue' END, '{}', entered_at FROM journey_runs WHERE journey = 'jb' AND status = 'completed'`,
+		`INSERT INTO journey_steps (id, run, journey, version, profile, node, type, exit, detail, at)
+		SELECT 's' || id, id, 'jb', 1, profile, 'ab', 'split', CASE WHEN rowid % 2 THEN 'A' ELSE 'B' END, json_object('arm', CASE WHEN rowid % 2 THEN 'A' ELSE 'B' END), entered_at
+		FROM journey_runs WHERE journey = 'jb' AND status = 'completed' AND NOT holdout`,
+		`INSERT INTO messages (id, profile, channel, kind, status, journey_run, queued_at, sent_at, created)
+		SELECT 'm' || id, profile, 'email', 'marketing', 'delivered', id, entered_at, entered_at, entered_at FROM journey_runs WHERE journey = 'jb' AND rowid % 2 = 0`,
+		`INSERT INTO journey_steps (id, run, journey, version, profile, node, type, exit, detail, at)
+		SELECT 'x' || journey_run, journey_run, 'jb', 1, profile, 'sa', 'send', 'sent', json_object('message_id', id, 'channel', 'email'), created FROM messages WHERE id LIKE 'mrun%'`,
+		`INSERT INTO events (id, event_id, type, source, channel, occurred_at, received_at, properties, profile, created)
+		SELECT 'eo' || id, 'eo' || id, 'email.opened', 'test', 'email', '2026-11-01 12:00:00.000Z', '2026-11-01 12:00:00.000Z', json_object('outbound_id', id), profile, '2026-11-01 12:00:00.000Z'
+		FROM messages WHERE id LIKE 'mrun%' AND rowid % 5 = 0`,
+		`INSERT INTO events (id, event_id, type, source, channel, occurred_at, received_at, properties, profile, created)
+		SELECT 'er' || id, 'er' || id, 'message.received', 'test', 'email', '2026-11-01 13:00:00.000Z', '2026-11-01 13:00:00.000Z', '{}', profile, '2026-11-01 13:00:00.000Z'
+		FROM messages WHERE id LIKE 'mrun%' AND rowid % 5 = 1`,
+	} {
+		if _, err := db.NewQuery(q).Execute(); err != nil {
+			b.Fatalf("seed: %v\n%s", err, q)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		code, body := s.Do(b, "GET", "/api/v1/journeys/jb/stats", nil, agent)
+		if code != http.StatusOK {
+			b.Fatalf("%d %s", code, body)
+		}
+		var st journeys.Stats
+		if err := json.Unmarshal(body, &st); err != nil || st.Journey.Entered != benchRuns || st.Journey.Sends != benchRuns/2 {
+			b.Fatalf("entered %d, sends %d: %v", st.Journey.Entered, st.Journey.Sends, err)
+		}
+	}
+}
