@@ -123,10 +123,10 @@ type testEnv struct {
 	owner  string
 }
 
-// startEnv boots Omni with profiles, the messaging gate, the connector
+// startEngineEnv boots Omni with profiles, the messaging gate, the connector
 // host (this binary as the recorder connector, when withConnector) and
 // journeys. No quiet hours and no cap: the gate's own tests cover them.
-func startEnv(t *testing.T, withConnector bool) *testEnv {
+func startEngineEnv(t *testing.T, withConnector bool) *testEnv {
 	t.Helper()
 	connectors.RegisterBuiltin(recorderName, newRecorder)
 	self, err := os.Executable()
@@ -343,7 +343,7 @@ func samePath(got []string, want ...string) bool {
 // profiles) and a tag, notify stages journey.handoff, exit completes the
 // run and stages journey.exited.
 func TestEngineStepsAndExits(t *testing.T) {
-	e := startEnv(t, false)
+	e := startEngineEnv(t, false)
 	ann := e.customer(t, "ann", map[string]any{"plan": "gold"})
 	c := e.journey(t, "Steps", `{"trigger": {"event": "checkout.started"}, "start": "sp", "nodes": {
 		"sp": {"type": "split", "arms": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}], "next": {"a": "ho", "b": "ho"}},
@@ -447,7 +447,7 @@ func TestSplitAndHoldoutShares(t *testing.T) {
 // wait_for_event: resumed by the awaited event it takes "happened" (with
 // the event id); otherwise its timeout takes "timed_out".
 func TestEngineWaitForEvent(t *testing.T) {
-	e := startEnv(t, false)
+	e := startEngineEnv(t, false)
 	ann, bo := e.customer(t, "ann", nil), e.customer(t, "bo", nil)
 	c := e.journey(t, "Wait", `{"trigger": {"event": "checkout.started"}, "start": "w", "nodes": {
 		"w": {"type": "wait_for_event", "event": "order.placed", "timeout": "2s", "match": ["checkout_id"],
@@ -489,7 +489,7 @@ func TestEngineWaitForEvent(t *testing.T) {
 // customer's send takes "suppressed" with the gate's reason. The request
 // id is the ledger row id, deterministic per run, node and visit.
 func TestEngineSendThroughTheGate(t *testing.T) {
-	e := startEnv(t, true)
+	e := startEngineEnv(t, true)
 	wa, em, un := e.customer(t, "wa", nil), e.customer(t, "em", nil), e.customer(t, "un", nil)
 	e.consent(t, wa, "whatsapp", "subscribed")
 	e.consent(t, wa, "email", "subscribed")
@@ -555,7 +555,7 @@ func (e *testEnv) tmpl(t *testing.T) {
 // the run is stepped again, publishing the same id. The ledger holds one
 // row and the customer gets one message.
 func TestEngineSendRepublishedOnce(t *testing.T) {
-	e := startEnv(t, true)
+	e := startEngineEnv(t, true)
 	ann := e.customer(t, "ann", nil)
 	e.consent(t, ann, "email", "subscribed")
 	e.tmpl(t)
@@ -597,7 +597,7 @@ func TestEngineSendRepublishedOnce(t *testing.T) {
 // "suppressed" with reason "bad CSAT"; while the customer has an open
 // conversation it is held (waiting, looked at again in 15 minutes).
 func TestEngineConversationAware(t *testing.T) {
-	e := startEnv(t, false)
+	e := startEngineEnv(t, false)
 	sad, talking := e.customer(t, "sad", nil), e.customer(t, "talking", nil)
 	e.emit(t, &events.Event{ID: "csat-1", Type: events.SurveyAnswered, Identities: events.Identities{"email": "sad@omni-shop.dev"},
 		Properties: map[string]any{"score": 5.0, "scale": "0-10"}})
@@ -639,7 +639,7 @@ func TestEngineConversationAware(t *testing.T) {
 // "failed" without stopping the others in its batch; a later duplicate run
 // of one journey for one customer (a merge) ends as "merged".
 func TestEngineFailedAndMergedRuns(t *testing.T) {
-	e := startEnv(t, false)
+	e := startEngineEnv(t, false)
 	ann, bo := e.customer(t, "ann", nil), e.customer(t, "bo", nil)
 	c := e.journey(t, "Fail", `{"trigger": {"manual": true}, "start": "w", "nodes": {
 		"w": {"type": "wait", "duration": "1s", "next": "end"}, "end": {"type": "exit"}}}`, "")
@@ -687,7 +687,7 @@ func TestEngineWebhook(t *testing.T) {
 	old := webhookBackoff
 	webhookBackoff = []time.Duration{200 * time.Millisecond}
 	t.Cleanup(func() { webhookBackoff = old })
-	e := startEnv(t, false)
+	e := startEngineEnv(t, false)
 	ann, bo := e.customer(t, "ann", nil), e.customer(t, "bo", nil)
 	var mu sync.Mutex
 	calls := map[string][]string{} // run → deliveries
