@@ -49,7 +49,13 @@ type liveSet struct {
 	mu       sync.RWMutex
 	current  map[string]*compiled // journey id → latest published version, live or paused
 	versions map[versionKey]*compiled
+	// loaded are told after each load (indexes derived from the live
+	// journeys, such as the triggers').
+	loaded []func(app core.App) error
 }
+
+// onLoad adds f to what runs after each load; register before the first.
+func (l *liveSet) onLoad(f func(app core.App) error) { l.loaded = append(l.loaded, f) }
 
 func newLiveSet() *liveSet {
 	return &liveSet{current: map[string]*compiled{}, versions: map[versionKey]*compiled{}}
@@ -82,6 +88,11 @@ func (l *liveSet) load(app core.App) error {
 	l.mu.Lock()
 	l.current = cur
 	l.mu.Unlock()
+	for _, f := range l.loaded {
+		if err := f(app); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -231,14 +242,10 @@ func enrol(tx core.App, e Enrolment) (string, error) {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return "", err
-	case last.Status == RunActive || last.Status == RunWaiting:
-		return "", ErrActiveRun
-	case j.Settings.Reentry == "once":
-		return "", ErrReentry
-	case j.Settings.Reentry == "cooldown":
-		cd, _ := graph.ParseDuration(j.Settings.Cooldown)
-		if e.At.Before(parseT(last.EnteredAt).Add(cd)) {
-			return "", ErrReentry
+	default:
+		lr := &lastRun{Active: last.Status == RunActive || last.Status == RunWaiting, EnteredAt: last.EnteredAt}
+		if err := refuseEnrolment(j, lr, e.At); err != nil {
+			return "", err
 		}
 	}
 	ctx, err := json.Marshal(e.Context)
