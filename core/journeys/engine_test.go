@@ -1039,3 +1039,102 @@ func cleanEnv() []string {
 	}
 	return env
 }
+
+// The abandoned-checkout recipe end to end, with the real API, triggers,
+// engine, gate and a connector: a customer who buys during the wait gets
+// nothing and exits by the goal; one who does not gets the reminder on
+// WhatsApp (consented there, an approved template) or by email (consented
+// only there), then the discount by email; an unsubscribed one's
+// reminder is suppressed with the gate's reason.
+func TestAbandonedCheckoutEndToEnd(t *testing.T) {
+	e := startEngineEnv(t, true)
+	code, raw := e.Do(t, "POST", "/api/v1/journeys", map[string]any{"recipe": "abandoned_checkout",
+		"params": map[string]any{"wait": "2s", "second_wait": "2s", "whatsapp_template": "cart_reminder"}}, omnitest.Auth(e.owner))
+	var j struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(raw, &j); code != 201 || err != nil || j.ID == "" {
+		t.Fatalf("create from recipe: %d %s", code, raw)
+	}
+	if code, raw := e.Do(t, "POST", "/api/v1/journeys/"+j.ID+"/publish", map[string]any{}, omnitest.Auth(e.owner)); code != 200 {
+		t.Fatalf("publish: %d %s", code, raw)
+	}
+	who := map[string]string{}
+	for _, k := range []string{"buyer", "wa", "em", "un"} {
+		who[k] = e.customer(t, k, nil)
+	}
+	e.consent(t, who["buyer"], "email", "subscribed")
+	e.consent(t, who["wa"], "whatsapp", "subscribed")
+	e.consent(t, who["wa"], "email", "subscribed")
+	e.consent(t, who["em"], "email", "subscribed")
+	e.consent(t, who["un"], "email", "unsubscribed")
+	checkout := func(k string) {
+		e.emit(t, &events.Event{ID: "co-" + k, Type: events.CheckoutStarted, Identities: events.Identities{"email": k + "@omni-shop.dev"},
+			Properties: map[string]any{"checkout_token": "tok-" + k, "total": 80.0, "abandoned_checkout_url": "https://shop.omni-shop.dev/c/" + k}})
+	}
+	for _, k := range []string{"buyer", "wa", "em", "un"} {
+		checkout(k)
+	}
+	runOf := func(k string) string {
+		var id string
+		omnitest.Eventually(t, 30*time.Second, func() bool {
+			return e.PB.DB().NewQuery("SELECT id FROM "+RunsCollection+" WHERE journey={:j} AND profile={:p}").
+				Bind(dbx.Params{"j": j.ID, "p": who[k]}).Row(&id) == nil
+		}, "%s enrolled", k)
+		return id
+	}
+	runs := map[string]string{}
+	for _, k := range []string{"buyer", "wa", "em", "un"} {
+		runs[k] = runOf(k)
+	}
+	e.emit(t, &events.Event{ID: "ord-buyer", Type: events.OrderPlaced, Identities: events.Identities{"email": "buyer@omni-shop.dev"},
+		Properties: map[string]any{"checkout_token": "tok-buyer", "total": 80.0, "currency": "EUR"}})
+
+	for k, run := range runs {
+		r := e.waitEnded(t, run)
+		ledger := func() (rows []struct {
+			Channel string `db:"channel"`
+			Status  string `db:"status"`
+			Reason  string `db:"reason"`
+		}) {
+			_ = e.PB.DB().NewQuery("SELECT channel, status, reason FROM messages WHERE journey_run={:r} ORDER BY created").
+				Bind(dbx.Params{"r": run}).All(&rows)
+			return rows
+		}
+		sends := map[string]stepRow{}
+		for _, s := range e.steps(t, run) {
+			if s.Type == "send" {
+				sends[s.Node] = s
+			}
+		}
+		switch k {
+		case "buyer":
+			if r.ExitReason != "goal" || len(ledger()) != 0 || len(sends) != 0 {
+				t.Fatalf("buyer: %s, %d ledger rows, sends %v", r.ExitReason, len(ledger()), sends)
+			}
+		case "wa", "em":
+			want := map[string]string{"wa": "whatsapp", "em": "email"}[k]
+			if r.Status != RunCompleted || sends["remind"].Exit != "sent" || sends["remind"].detail()["channel"] != want ||
+				sends["discount"].Exit != "sent" || sends["discount"].detail()["channel"] != "email" {
+				t.Fatalf("%s: %s/%s, sends %+v", k, r.Status, r.ExitReason, sends)
+			}
+			for _, node := range []string{"remind", "discount"} {
+				id := sends[node].detail()["message_id"].(string)
+				omnitest.Eventually(t, 60*time.Second, func() bool { return len(e.vendor.messages(id)) == 1 }, "%s %s delivered", k, node)
+			}
+			if m := e.vendor.messages(sends["remind"].detail()["message_id"].(string))[0]; want == "whatsapp" &&
+				(m.Template == nil || m.Template.Name != "cart_reminder" || len(m.Template.Params) != 2 || m.Template.Params[1] != "https://shop.omni-shop.dev/c/wa") {
+				t.Fatalf("whatsapp reminder: %+v", m.Template)
+			}
+		case "un":
+			reason, _ := sends["remind"].detail()["reason"].(string)
+			if sends["remind"].Exit != "suppressed" || !strings.Contains(reason, "no marketing consent on email (unsubscribed)") ||
+				sends["discount"].Exit != "suppressed" {
+				t.Fatalf("unsubscribed: %+v", sends)
+			}
+			if rows := ledger(); len(rows) != 2 || rows[0].Status != "suppressed" {
+				t.Fatalf("unsubscribed ledger: %+v", rows)
+			}
+		}
+	}
+}
