@@ -159,27 +159,39 @@ func (e *engine) runDue() (int, error) {
 	}
 	var runs []Run
 	var b *batch
-	err := e.m.app.RunInTransaction(func(tx core.App) error {
-		// Read inside the transaction: a run resumed or ended meanwhile (an
-		// awaited event, a goal) is seen as it is now.
-		runs = runs[:0]
-		if err := tx.DB().NewQuery(q).Bind(p).All(&runs); err != nil {
-			return err
-		}
-		b = newBatch(e, tx, now)
-		defer b.close()
-		if err := b.findDuplicates(runs); err != nil {
-			return err
-		}
-		for i := range runs {
-			if err := b.stepRun(&runs[i]); err != nil {
+	// First without a savepoint per run (the common case: every step
+	// works); if one fails, the whole batch is rolled back and stepped
+	// again run by run in savepoints, so only the failing run is retried or
+	// ended. A send published by the rolled back pass is published again
+	// with the same id, which the gate dedupes.
+	for _, careful := range []bool{false, true} {
+		err := e.m.app.RunInTransaction(func(tx core.App) error {
+			// Read inside the transaction: a run resumed or ended meanwhile
+			// (an awaited event, a goal) is seen as it is now.
+			runs = runs[:0]
+			if err := tx.DB().NewQuery(q).Bind(p).All(&runs); err != nil {
 				return err
 			}
+			b = newBatch(e, tx, now)
+			b.careful = careful
+			defer b.close()
+			if err := b.findDuplicates(runs); err != nil {
+				return err
+			}
+			for i := range runs {
+				if err := b.stepRun(&runs[i]); err != nil {
+					return err
+				}
+			}
+			return relay.Stage(tx, b.staged)
+		})
+		if errors.Is(err, errStepFailed) {
+			continue
 		}
-		return relay.Stage(tx, b.staged)
-	})
-	if err != nil || b == nil {
-		return 0, err
+		if err != nil || b == nil {
+			return 0, err
+		}
+		break
 	}
 	if len(b.staged) > 0 && e.m.o != nil && e.m.o.Relay != nil {
 		e.m.o.Relay.Kick()
@@ -208,6 +220,8 @@ type batch struct {
 	// earlier maps a run to an earlier active run of the same journey and
 	// customer (two after a merge): the later one ends as "merged".
 	earlier map[string]string
+	// careful: each run in its own savepoint (the second pass).
+	careful bool
 	// hasConversations: whether the inbox's table exists (looked up once).
 	hasConversations *bool
 }
@@ -215,9 +229,9 @@ type batch struct {
 func newBatch(e *engine, tx core.App, now time.Time) *batch {
 	db := tx.DB()
 	return &batch{e: e, tx: tx, now: now, nw: fmtT(now),
-		qSave:     db.NewQuery("SAVEPOINT journey_run").Prepare(),
-		qRelease:  db.NewQuery("RELEASE journey_run").Prepare(),
-		qRollback: db.NewQuery("ROLLBACK TO journey_run").Prepare(),
+		qSave:     db.NewQuery("SAVEPOINT journey_run"),
+		qRelease:  db.NewQuery("RELEASE journey_run"),
+		qRollback: db.NewQuery("ROLLBACK TO journey_run"),
 		qUpdate: db.NewQuery("UPDATE " + RunsCollection + ` SET node={:node}, status={:status}, exit_reason={:reason},
 			context={:ctx}, due_at={:due}, wait_event={:we}, attempt={:attempt}, arm={:arm}, holdout={:holdout}, ended_at={:ended},
 			updated={:now} WHERE id={:id}`).Prepare(),
@@ -292,6 +306,15 @@ func stay(due time.Time) outcome { return outcome{stay: true, status: RunWaiting
 // failed; the batch goes on. Only an error writing that outcome (the
 // database itself failing) aborts the batch.
 func (b *batch) stepRun(r *Run) error {
+	if !b.careful {
+		st, err, _ := b.safeAdvance(r)
+		if err != nil {
+			return errStepFailed
+		}
+		b.staged = append(b.staged, st.events...)
+		b.hookCalls = append(b.hookCalls, st.hooks...)
+		return nil
+	}
 	if _, err := b.qSave.Execute(); err != nil {
 		return err
 	}
@@ -320,13 +343,17 @@ func (b *batch) safeAdvance(r *Run) (st *runState, err error, panicked bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			err, panicked = fmt.Errorf("panic: %v", p), true
-			b.e.m.log.Error("journeys: a step panicked; the run ends as failed", "run", r.ID, "node", r.Node,
+			b.e.m.log.Error("journeys: a step panicked", "run", r.ID, "node", r.Node,
 				"panic", p, "stack", string(debug.Stack()))
 		}
 	}()
 	st, err = b.advance(r)
 	return st, err, false
 }
+
+// errStepFailed aborts a batch's fast pass: a step failed, so the batch is
+// stepped again with a savepoint per run.
+var errStepFailed = errors.New("a step failed")
 
 // errFatal marks a run that cannot go on (its version or node is gone).
 type errFatal struct{ msg string }

@@ -76,12 +76,16 @@ func (b *batch) stepSend(st *runState, id string, n *graph.Node) (outcome, error
 		}
 	}
 	sid := sendID(st.ID, id, st.Attempt)
+	// The triggering event as templates see it: event.type, event.id and
+	// event.properties.X as in the gate's API, and each property also at
+	// the top (event.X) where it does not clash.
 	ev := maps.Clone(st.ctx.Properties)
 	if ev == nil {
 		ev = map[string]any{}
 	}
-	if st.ctx.Event != "" {
-		ev["type"] = st.ctx.Event
+	ev["type"], ev["properties"] = st.ctx.Event, st.ctx.Properties
+	if st.ctx.EventID != "" {
+		ev["id"] = st.ctx.EventID
 	}
 	req := &outbox.SendRequest{ID: sid, Profile: st.Profile, Channels: n.Channels, Kind: kind, Template: n.Template,
 		Event: ev, JourneyRun: st.ID}
