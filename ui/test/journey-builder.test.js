@@ -2,14 +2,16 @@
 // a wait step from the palette, connects it on the canvas by dragging from
 // exit handles, sets its duration in the side panel, saves and sees the
 // problem named on the step, fixes it, publishes, and finds version 1 in
-// the history (shown read-only). An agent sees the same canvas read-only.
-// The builder is a chunk of its own: the entry bundle stays in budget.
+// the history (shown read-only). A send step dropped on the canvas gets its
+// template, previewed for a chosen customer. An agent sees it all read-only.
+// A backtest over a seeded checkout puts its numbers on the canvas. The
+// builder is a chunk of its own: the entry bundle stays in budget.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import zlib from 'node:zlib'
-import { apiAs, buildOmni, launchBrowser, login, shot, startOmni, tmpDir, uiDir } from './harness.js'
+import { apiAs, batch, buildOmni, eventually, launchBrowser, login, omniCLI, shot, startOmni, tmpDir, uiDir } from './harness.js'
 
 const OWNER = { name: 'Olga Owner', email: 'olga@omni-shop.dev', password: 'owner-pass-1' }
 const AGENT = { name: 'Arno Agent', email: 'arno@omni-shop.dev', password: 'agent-pass-1' }
@@ -31,7 +33,9 @@ let tmp, server, browser, page, ownerToken, journeyID
 before(async () => {
   tmp = tmpDir()
   const bin = buildOmni(tmp)
-  server = await startOmni(bin, path.join(tmp, 'data'), { logName: 'omni-journey-builder.log' })
+  const dataDir = path.join(tmp, 'data')
+  const writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop').match(/write key: (\S+)/)[1]
+  server = await startOmni(bin, dataDir, { logName: 'omni-journey-builder.log' })
   const owner = await apiAs(server.url, '', '/api/v1/setup/owner', { method: 'POST', body: JSON.stringify({ ...OWNER, passwordConfirm: OWNER.password }) })
   assert.equal(owner.status, 200, JSON.stringify(owner.body))
   ownerToken = await login(server.url, OWNER.email, OWNER.password)
@@ -40,6 +44,17 @@ before(async () => {
     body: JSON.stringify({ ...AGENT, passwordConfirm: AGENT.password, role: 'agent' }),
   })
   assert.equal(agent.status, 200, JSON.stringify(agent.body))
+  // History for the backtest: a checkout two days ago and no order since.
+  await batch(server.url, writeKey, [
+    { type: 'track', userId: 'bea-1', event: 'Checkout Started', timestamp: new Date(Date.now() - 2 * 86400e3).toISOString(), properties: { checkout_id: 'c-1', total: 80 }, context: { traits: { email: 'bea@omni-shop.dev' } } },
+  ])
+  await batch(server.url, writeKey, [{ type: 'identify', userId: 'bea-1', traits: { email: 'bea@omni-shop.dev', first_name: 'Bea', last_name: 'Arden' } }])
+  await eventually(async () => (await apiAs(server.url, ownerToken, '/api/v1/profiles?q=bea%40omni-shop.dev')).body.items?.[0]?.name, { what: 'the seeded customer' })
+  const tpl = await apiAs(server.url, ownerToken, '/api/collections/templates/records', {
+    method: 'POST',
+    body: JSON.stringify({ name: 'Cart reminder', channel: 'email', kind: 'marketing', subject: 'Your cart', body: 'Hi {{ customer.first_name | default: "there" }}, your cart is waiting.' }),
+  })
+  assert.equal(tpl.status, 200, JSON.stringify(tpl.body))
   const j = await apiAs(server.url, ownerToken, '/api/v1/journeys', { method: 'POST', body: JSON.stringify({ name: 'Cart follow-up', graph: GRAPH }) })
   assert.equal(j.status, 201, JSON.stringify(j.body))
   assert.equal(j.body.status, 'draft')
@@ -121,13 +136,16 @@ describe('journey builder', () => {
 
     // Publishing now is refused with the same problem.
     await page.getByRole('button', { name: 'Publish', exact: true }).click()
-    await page.getByTestId('builder-error').waitFor()
+    const dialog = page.getByRole('dialog', { name: 'Publish version 1' })
+    await dialog.getByRole('button', { name: 'Publish' }).click()
+    await page.getByTestId('builder-error').getByText(/soon/).waitFor()
     assert.equal((await apiAs(server.url, ownerToken, '/api/v1/journeys/' + journeyID)).body.status, 'draft')
 
     // Fixed: the badge goes, publishing makes version 1 and the journey live.
     await panel.getByLabel('Duration').fill('2h')
-    await page.getByLabel('Version note').fill('with a reminder pause')
     await page.getByRole('button', { name: 'Publish', exact: true }).click()
+    await dialog.getByLabel('Version note').fill('with a reminder pause')
+    await dialog.getByRole('button', { name: 'Publish' }).click()
     await page.getByText('Published version 1.').waitFor()
     await page.getByTestId('journey-status').getByText('Live').waitFor()
     assert.equal(await step.getByTestId('problem-badge').count(), 0)
@@ -152,11 +170,50 @@ describe('journey builder', () => {
     await page.getByRole('button', { name: 'Back to the draft' }).click()
     await page.getByRole('region', { name: 'Add a step' }).waitFor()
 
+    // The backtest replays the seeded checkout through the draft: one
+    // customer enters the wait for an order, times out and reaches the exit.
+    await page.getByRole('tab', { name: 'Backtest' }).click()
+    await page.getByRole('button', { name: 'Run backtest' }).click()
+    const summary = page.getByTestId('backtest-summary')
+    await summary.waitFor()
+    assert.match(await summary.textContent(), /Entered\s*1\b/)
+    assert.equal(await page.getByLabel('Numbers on the canvas').inputValue(), 'backtest')
+    await canvas.getByTestId('step-w1').getByTestId('node-counts').getByText('1 would enter').waitFor()
+    await page.locator('.svelte-flow__edge-label', { hasText: 'timed out · 1' }).waitFor()
+    await canvas.getByTestId('step-trigger').getByTestId('trigger-counts').getByText('1 would enter').waitFor()
+    await shot(page, 'journey-builder-backtest')
+
     // Pause and resume by status.
     await page.getByRole('button', { name: 'Pause' }).click()
     await page.getByTestId('journey-status').getByText('Paused').waitFor()
     await page.getByRole('button', { name: 'Resume' }).click()
     await page.getByTestId('journey-status').getByText('Live').waitFor()
+    await page.getByRole('button', { name: 'Sign out' }).click()
+  })
+
+  it('the owner drops a send step on the canvas, picks its template and previews it for a customer', async () => {
+    await signIn(OWNER)
+    await page.goto(server.url + '/journeys/' + journeyID)
+    const canvas = page.getByRole('region', { name: 'Journey canvas' })
+    await canvas.getByTestId('step-w1').waitFor()
+    const box = await canvas.boundingBox()
+    await page.getByRole('button', { name: 'Add Send', exact: true }).dragTo(canvas, { targetPosition: { x: box.width - 130, y: box.height - 120 } })
+    await canvas.getByTestId('step-send1').waitFor()
+    const panel = page.getByRole('region', { name: 'Step settings' })
+    await panel.getByRole('heading', { name: /Send\s+send1/ }).waitFor()
+    await panel.getByLabel('Template').selectOption({ label: 'Cart reminder (Email)' })
+    const preview = panel.getByRole('region', { name: 'Template preview' })
+    await preview.getByTestId('step-preview-text').getByText('Hi there, your cart is waiting.').waitFor()
+    await preview.getByLabel('Preview for customer').fill('bea')
+    await preview.getByRole('button', { name: /Bea Arden/ }).click()
+    await preview.getByTestId('preview-for').getByText('Showing it for Bea Arden').waitFor()
+    await preview.getByTestId('step-preview-text').getByText('Hi Bea, your cart is waiting.').waitFor()
+    await canvas.getByTestId('step-send1').getByText('email: Cart reminder').waitFor()
+    await shot(page, 'journey-builder-send')
+
+    // Deleting it from the panel takes it off the canvas; the draft is as saved.
+    await panel.getByRole('button', { name: 'Delete step' }).click()
+    assert.equal(await canvas.getByTestId('step-send1').count(), 0)
     await page.getByRole('button', { name: 'Sign out' }).click()
   })
 
