@@ -97,6 +97,9 @@ describe('journeys', () => {
     const viaBuilder = await publish.waitFor({ timeout: 8000 }).then(() => true, () => false)
     if (viaBuilder) {
       await publish.click()
+      const dialog = page.getByRole('dialog', { name: 'Publish version 1' })
+      await dialog.getByLabel('Version note').fill('first version')
+      await dialog.getByRole('button', { name: 'Publish' }).click()
       await page.getByText('Published version 1.').waitFor()
     } else {
       const r = await apiAs(server.url, ownerToken, `/api/v1/journeys/${journeyID}/publish`, { method: 'POST', body: JSON.stringify({ note: 'first version' }) })
