@@ -104,9 +104,7 @@ func (e *engine) loop() {
 		case <-e.quit:
 			return
 		case <-e.m.wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
+			timer.Stop() // Go ≥ 1.23: Reset needs no drained channel
 		case <-timer.C:
 		}
 	}

@@ -1138,3 +1138,26 @@ func TestAbandonedCheckoutEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// wait until a time of day is in the customer's time zone (their timezone
+// trait), else the shop's.
+func TestEngineWaitUntilInTheCustomersZone(t *testing.T) {
+	e := startEngineEnv(t, false)
+	tokyo := e.customer(t, "tokyo", map[string]any{"timezone": "Asia/Tokyo"})
+	shop := e.customer(t, "shop", nil)
+	c := e.journey(t, "Morning", `{"trigger": {"manual": true}, "start": "w", "nodes": {
+		"w": {"type": "wait", "until": {"time": "09:00", "weekdays": ["mon", "thu"]}, "next": "end"}, "end": {"type": "exit"}}}`, "")
+	for p, zone := range map[string]string{tokyo: "Asia/Tokyo", shop: "UTC"} {
+		run := e.enrol(t, c, p, RunContext{})
+		omnitest.Eventually(t, 30*time.Second, func() bool { return e.run(t, run).Status == RunWaiting }, "waiting")
+		r := e.run(t, run)
+		var ctx RunContext
+		_ = json.Unmarshal([]byte(r.Context), &ctx)
+		loc, _ := time.LoadLocation(zone)
+		want := graph.NextUntil(c.Graph.Nodes["w"].Until, parseT(ctx.At), loc)
+		due := parseT(r.DueAt).In(loc)
+		if !due.Equal(want) || due.Hour() != 9 || (due.Weekday() != time.Monday && due.Weekday() != time.Thursday) {
+			t.Fatalf("%s: due %v, want %v", zone, due, want)
+		}
+	}
+}
