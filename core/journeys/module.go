@@ -60,6 +60,9 @@ type Options struct {
 	// Batch is how many due runs the engine steps in one transaction
 	// (default 500).
 	Batch int
+	// DateEvery is how often date triggers look for customers whose day
+	// it is (default 1 minute).
+	DateEvery time.Duration
 }
 
 // Module is the journeys module.
@@ -76,6 +79,7 @@ type Module struct {
 
 	engine    *engine
 	scheduler *scheduler
+	triggers  triggerState // triggers.go
 }
 
 // New creates the module; list it in main.go after messaging.
@@ -89,7 +93,12 @@ func New(opts Options) *Module {
 	if opts.Batch <= 0 {
 		opts.Batch = 500
 	}
-	return &Module{opts: opts, live: newLiveSet(), wake: make(chan struct{}, 1)}
+	if opts.DateEvery <= 0 {
+		opts.DateEvery = time.Minute
+	}
+	m := &Module{opts: opts, live: newLiveSet(), wake: make(chan struct{}, 1)}
+	m.live.onLoad(m.indexTriggers)
+	return m
 }
 
 func (m *Module) Name() string { return "journeys" }
@@ -104,7 +113,7 @@ func (m *Module) Init(s *app.Setup) error {
 	// Triggers, awaited events, goals and exit rules ride the events
 	// transaction, after profiles has resolved each event's customer.
 	s.Processor(triggerProcessor{m})
-	s.OnCommit(func(_ []*eventstore.Stored) { m.kick() })
+	s.OnCommit(func(_ []*eventstore.Stored) { m.kick(); m.kickRelayIfStaged() })
 	return nil
 }
 

@@ -49,7 +49,13 @@ type liveSet struct {
 	mu       sync.RWMutex
 	current  map[string]*compiled // journey id → latest published version, live or paused
 	versions map[versionKey]*compiled
+	// loaded are told after each load (indexes derived from the live
+	// journeys, such as the triggers').
+	loaded []func(app core.App) error
 }
+
+// onLoad adds f to what runs after each load; register before the first.
+func (l *liveSet) onLoad(f func(app core.App) error) { l.loaded = append(l.loaded, f) }
 
 func newLiveSet() *liveSet {
 	return &liveSet{current: map[string]*compiled{}, versions: map[versionKey]*compiled{}}
@@ -82,6 +88,11 @@ func (l *liveSet) load(app core.App) error {
 	l.mu.Lock()
 	l.current = cur
 	l.mu.Unlock()
+	for _, f := range l.loaded {
+		if err := f(app); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -191,7 +202,13 @@ type RunContext struct {
 	Resume     string            `json:"resume,omitempty"`      // the exit a waiting step resumes by (set by resume)
 	ResumeWith map[string]any    `json:"resume_with,omitempty"` // what resumed it (the awaited event's id and type)
 	Arms       map[string]string `json:"arms,omitempty"`        // split node → arm taken
-	Extra      map[string]any    `json:"extra,omitempty"`
+	// Kept by the engine for the step the run is at.
+	At     string         `json:"at,omitempty"`      // when it arrived there
+	SendID string         `json:"send_id,omitempty"` // a send step's request id (= ledger row id)
+	Held   bool           `json:"held,omitempty"`    // a send held while a conversation was open
+	Tries  int            `json:"tries,omitempty"`   // a webhook's failed calls; a send's looks at the ledger
+	Errors int            `json:"errors,omitempty"`  // failed attempts at the step (retried, then "failed")
+	Extra  map[string]any `json:"extra,omitempty"`
 }
 
 // Enrolment is a customer entering a journey.
@@ -225,14 +242,10 @@ func enrol(tx core.App, e Enrolment) (string, error) {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return "", err
-	case last.Status == RunActive || last.Status == RunWaiting:
-		return "", ErrActiveRun
-	case j.Settings.Reentry == "once":
-		return "", ErrReentry
-	case j.Settings.Reentry == "cooldown":
-		cd, _ := graph.ParseDuration(j.Settings.Cooldown)
-		if e.At.Before(parseT(last.EnteredAt).Add(cd)) {
-			return "", ErrReentry
+	default:
+		lr := &lastRun{Active: last.Status == RunActive || last.Status == RunWaiting, EnteredAt: last.EnteredAt}
+		if err := refuseEnrolment(j, lr, e.At); err != nil {
+			return "", err
 		}
 	}
 	ctx, err := json.Marshal(e.Context)

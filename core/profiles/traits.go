@@ -119,9 +119,10 @@ func customerActivity(typ string) bool {
 }
 
 // systemType marks Omni's own derived events, which never feed traits or
-// segments (so segment events cannot loop).
+// segments (so segment events cannot loop, and entering a journey is not
+// customer activity).
 func systemType(typ string) bool {
-	return strings.HasPrefix(typ, "segment.") || strings.HasPrefix(typ, "profile.")
+	return strings.HasPrefix(typ, "segment.") || strings.HasPrefix(typ, "profile.") || strings.HasPrefix(typ, "journey.")
 }
 
 // amount reads an order's money value from the usual property names.
