@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,19 +39,11 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 	// The owner starts from the recipe with waits of seconds and an
 	// approved WhatsApp template, so WhatsApp can go outside the 24-hour window.
 	const firstWait = "8s" // long enough for the buyer's order to land inside it
-	var j struct {
-		ID    string          `json:"id"`
-		Graph json.RawMessage `json:"graph"`
-	}
-	shop.ownerJSON(t, "POST", "/api/v1/journeys", map[string]any{"recipe": "abandoned_checkout", "params": map[string]any{
-		"wait": firstWait, "second_wait": "2s", "whatsapp_template": "cart_reminder", "whatsapp_language": "en_US"}}, 201, &j)
+	journey, g := shop.recipe(t, "abandoned_checkout", map[string]any{
+		"wait": firstWait, "second_wait": "2s", "whatsapp_template": "cart_reminder", "whatsapp_language": "en_US"})
 
 	// A cohort goes through a holdout before the reminder: the owner
 	// edits the draft (a branch on a trait, a 50% holdout) and publishes.
-	var g map[string]any
-	if err := json.Unmarshal(j.Graph, &g); err != nil {
-		t.Fatal(err)
-	}
 	nodes := g["nodes"].(map[string]any)
 	wait := nodes["wait_order"].(map[string]any)
 	wait["next"].(map[string]any)["timed_out"] = "cohort"
@@ -61,18 +54,11 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 	var draft struct {
 		Problems []map[string]any `json:"problems"`
 	}
-	shop.ownerJSON(t, "PATCH", "/api/v1/journeys/"+j.ID, map[string]any{"graph": g}, 200, &draft)
+	shop.ownerJSON(t, "PATCH", "/api/v1/journeys/"+journey, map[string]any{"graph": g}, 200, &draft)
 	if len(draft.Problems) != 0 {
 		t.Fatalf("the edited draft has problems: %v", draft.Problems)
 	}
-	var pub struct {
-		Version int    `json:"version"`
-		Status  string `json:"status"`
-	}
-	shop.ownerJSON(t, "POST", "/api/v1/journeys/"+j.ID+"/publish", map[string]any{"note": "with a holdout"}, 200, &pub)
-	if pub.Version != 1 || pub.Status != "live" {
-		t.Fatalf("publish: %+v", pub)
-	}
+	shop.publish(t, journey, 1)
 
 	// The customers, as the shop's backend reports them.
 	custs := []*journeyCustomer{
@@ -86,46 +72,22 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 		custs = append(custs, &journeyCustomer{key: fmt.Sprintf("lift%02d", i), cohort: true, consent: [][2]string{{"email", "subscribed"}}})
 	}
 	byKey := map[string]*journeyCustomer{}
-	start := time.Now().Add(-time.Minute)
 	for i, c := range custs {
 		byKey[c.key] = c
-		c.phone = fmt.Sprintf("+447700900%03d", 100+i)
-		traits := map[string]any{"email": c.email(), "phone": c.phone, "first_name": strings.ToUpper(c.key[:1]) + c.key[1:]}
-		if c.cohort {
-			traits["cohort"] = "lift"
-		}
-		shop.track(t, "identify", map[string]any{"userId": "u-" + c.key, "messageId": "id-" + c.key, "traits": traits,
-			"timestamp": start})
-		for k, ch := range c.consent {
-			shop.track(t, "track", map[string]any{"userId": "u-" + c.key, "messageId": fmt.Sprintf("consent-%s-%d", c.key, k),
-				"event": "consent.changed", "properties": map[string]any{"channel": ch[0], "status": ch[1]},
-				"timestamp": start.Add(time.Duration(k+1) * time.Second)})
-		}
+		shop.customer(t, c, i)
 	}
 	for _, c := range custs {
-		c.profile = shop.profileOf(t, c.email())
-		shop.track(t, "track", map[string]any{"userId": "u-" + c.key, "messageId": "co-" + c.key, "event": "checkout.started",
-			"properties": map[string]any{"checkout_token": "tok-" + c.key, "total": 80.0, "currency": "EUR",
-				"abandoned_checkout_url": "https://shop.omni-shop.dev/checkouts/" + c.key}})
+		shop.checkout(t, c)
 	}
 
 	// Each customer enters once; the buyer orders the same cart while the
 	// run waits for it.
 	for _, c := range custs {
-		omnitest.Eventually(t, 60*time.Second, func() bool {
-			runs := shop.runs(t, j.ID, c.profile)
-			if len(runs) > 1 {
-				t.Fatalf("%s entered %d times: %+v", c.key, len(runs), runs)
-			}
-			if len(runs) == 1 {
-				c.run = runs[0].ID
-			}
-			return c.run != ""
-		}, "%s to enter the journey\n%s", c.key, shop.logs)
+		shop.entered(t, journey, c)
 	}
 	buyer := byKey["buyer"]
 	omnitest.Eventually(t, 30*time.Second, func() bool {
-		r := shop.run(t, j.ID, buyer.run)
+		r := shop.run(t, journey, buyer.run)
 		return r.Status == "waiting" && r.Node == "wait_order"
 	}, "the buyer's run to wait for the order")
 	shop.track(t, "track", map[string]any{"userId": "u-buyer", "messageId": "order-buyer", "event": "order.placed",
@@ -134,11 +96,7 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 	// Every run ends: the buyer by the goal, the others at the end.
 	ended := map[string]runDetail{}
 	for _, c := range custs {
-		omnitest.Eventually(t, 90*time.Second, func() bool {
-			r := shop.run(t, j.ID, c.run)
-			ended[c.key] = r
-			return r.Status == "completed" || r.Status == "exited"
-		}, "%s's run to end\n%s", c.key, shop.logs)
+		ended[c.key] = shop.ended(t, journey, c)
 		c.heldOut = ended[c.key].Holdout
 	}
 
@@ -218,12 +176,7 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 	if params := waParams(wa[0].Body); len(params) != 2 || params[0] != "Wa" || params[1] != "https://shop.omni-shop.dev/checkouts/wa" {
 		t.Fatalf("the WhatsApp template's parameters: %v in %v", params, wa[0].Body)
 	}
-	mails := map[string][]smtptest.Mail{}
-	for _, m := range shop.smtp.Mails() {
-		for _, to := range m.To {
-			mails[to] = append(mails[to], m)
-		}
-	}
+	mails := shop.mailsTo()
 	for _, c := range custs {
 		want := 0
 		switch {
@@ -259,7 +212,7 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 	var st journeyStats
 	omnitest.Eventually(t, 30*time.Second, func() bool {
 		st = journeyStats{}
-		shop.ownerJSON(t, "GET", "/api/v1/journeys/"+j.ID+"/stats", nil, 200, &st)
+		shop.ownerJSON(t, "GET", "/api/v1/journeys/"+journey+"/stats", nil, 200, &st)
 		return st.Holdout.HeldOut.Conversions == 1
 	}, "the held-out customer's order to count")
 	if st.Journey.Entered != len(custs) || st.Journey.Exited["goal"] != 1 || st.Journey.Conversions != 2 || st.Journey.Revenue != 130 {
@@ -281,11 +234,83 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 	}
 }
 
+// kill -9 of the server while runs of the recipe wait for the order:
+// after a restart the timers fire and each message goes out exactly once,
+// on WhatsApp and by email, through the connectors started again.
+func TestAbandonedCheckoutJourneySurvivesKillNine(t *testing.T) {
+	shop := startJourneyShop(t)
+	journey, _ := shop.recipe(t, "abandoned_checkout", map[string]any{
+		"wait": "6s", "second_wait": "2s", "whatsapp_template": "cart_reminder"})
+	shop.publish(t, journey, 1)
+	wa := &journeyCustomer{key: "kwa", consent: [][2]string{{"whatsapp", "subscribed"}, {"email", "subscribed"}}}
+	em := &journeyCustomer{key: "kem", consent: [][2]string{{"email", "subscribed"}}}
+	for i, c := range []*journeyCustomer{wa, em} {
+		shop.customer(t, c, i)
+		shop.checkout(t, c)
+	}
+	for _, c := range []*journeyCustomer{wa, em} {
+		shop.entered(t, journey, c)
+		omnitest.Eventually(t, 30*time.Second, func() bool {
+			r := shop.run(t, journey, c.run)
+			return r.Status == "waiting" && r.Node == "wait_order"
+		}, "%s's run to wait for the order", c.key)
+	}
+	shop.kill9(t)
+	// The server is down: its database tells where the kill struck.
+	var waiting, ledger int
+	db := openDB(t, shop.dir)
+	_ = db.QueryRow("SELECT COUNT(*) FROM journey_runs WHERE journey = ? AND status = 'waiting' AND node = 'wait_order'", journey).Scan(&waiting)
+	_ = db.QueryRow("SELECT COUNT(*) FROM messages").Scan(&ledger)
+	if waiting != 2 || ledger != 0 || len(shop.meta.Sent()) != 0 || len(shop.smtp.Mails()) != 0 {
+		t.Fatalf("the kill came after the wait: %d runs waiting, %d ledger rows, %d WhatsApp messages, %d emails",
+			waiting, ledger, len(shop.meta.Sent()), len(shop.smtp.Mails()))
+	}
+	db.Close()
+
+	shop.serve(t)
+	for _, c := range []*journeyCustomer{wa, em} {
+		r := shop.ended(t, journey, c)
+		sends := r.sends()
+		var ids []string
+		for _, node := range []string{"remind", "discount"} {
+			if sends[node].Exit != "sent" {
+				t.Fatalf("%s, %s: %+v", c.key, node, r.Steps)
+			}
+			ids = append(ids, sends[node].Detail["message_id"].(string))
+		}
+		omnitest.Eventually(t, 60*time.Second, func() bool {
+			ledger := shop.messages(t, c.run)
+			if len(ledger) > 2 {
+				t.Fatalf("%s: %d ledger rows: %+v", c.key, len(ledger), ledger)
+			}
+			return len(ledger) == 2 && ledger[0].ID == ids[0] && ledger[1].ID == ids[1] &&
+				ledger[0].Status == "sent" && ledger[1].Status == "sent"
+		}, "%s's two messages sent\n%s", c.key, shop.logs)
+		// Each step visited once: no node ran twice across the restart.
+		var path []string
+		for _, st := range r.Steps {
+			path = append(path, st.Node)
+		}
+		if got := strings.Join(path, " "); got != "wait_order remind wait_again discount done" {
+			t.Fatalf("%s went %s", c.key, got)
+		}
+	}
+	mails := shop.mailsTo()
+	if sent := shop.meta.Sent(); len(sent) != 1 || sent[0].To != strings.TrimPrefix(wa.phone, "+") {
+		t.Fatalf("WhatsApp after the restart: %+v", sent)
+	}
+	if len(mails[wa.email()]) != 1 || len(mails[em.email()]) != 2 || len(mails) != 2 {
+		t.Fatalf("emails after the restart: %d to %s, %d to %s, %d addresses", len(mails[wa.email()]), wa.key,
+			len(mails[em.email()]), em.key, len(mails))
+	}
+}
+
 // journeyShop is a running omni binary with the email and whatsapp
 // connectors configured from the CLI, an owner signed in and a server
 // source for the shop's backend.
 type journeyShop struct {
 	dir, addr string
+	srv       *server
 	logs      *bytes.Buffer
 	owner     string // the owner's auth token
 	key       string // the server source's secret key
@@ -324,8 +349,7 @@ func startJourneyShop(t *testing.T) *journeyShop {
 	}
 	s.key = m[1]
 
-	srv := startServer(t, s.dir)
-	s.addr, s.logs = srv.addr, srv.logs
+	s.serve(t)
 
 	// The first owner, as the setup page creates it on a loopback install.
 	var auth struct {
@@ -338,6 +362,114 @@ func startJourneyShop(t *testing.T) *journeyShop {
 	}
 	s.owner = auth.Token
 	return s
+}
+
+// serve starts omni serve on the shop's data dir.
+func (s *journeyShop) serve(t *testing.T) {
+	t.Helper()
+	s.srv = startServer(t, s.dir)
+	s.addr, s.logs = s.srv.addr, s.srv.logs
+}
+
+// kill9 kills the server as a power cut would.
+func (s *journeyShop) kill9(t *testing.T) {
+	t.Helper()
+	if err := s.srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.srv.done
+	s.srv.done <- nil // for startServer's cleanup
+}
+
+// recipe creates a journey from a recipe (a draft) and returns its id and graph.
+func (s *journeyShop) recipe(t *testing.T, id string, params map[string]any) (string, map[string]any) {
+	t.Helper()
+	var j struct {
+		ID    string         `json:"id"`
+		Graph map[string]any `json:"graph"`
+	}
+	s.ownerJSON(t, "POST", "/api/v1/journeys", map[string]any{"recipe": id, "params": params}, 201, &j)
+	if j.ID == "" || j.Graph["nodes"] == nil {
+		t.Fatalf("recipe %s: no journey in the answer: %+v", id, j)
+	}
+	return j.ID, j.Graph
+}
+
+// publish publishes the journey's draft as version want.
+func (s *journeyShop) publish(t *testing.T, journey string, want int) {
+	t.Helper()
+	var pub struct {
+		Version int    `json:"version"`
+		Status  string `json:"status"`
+	}
+	s.ownerJSON(t, "POST", "/api/v1/journeys/"+journey+"/publish", map[string]any{"note": "test"}, 200, &pub)
+	if pub.Version != want || pub.Status != "live" {
+		t.Fatalf("publish: %+v", pub)
+	}
+}
+
+// customer tells Omni about c as the shop's backend would: who they are
+// (the i-th phone number), then their consent changes in order.
+func (s *journeyShop) customer(t *testing.T, c *journeyCustomer, i int) {
+	t.Helper()
+	start := time.Now().Add(-time.Minute)
+	c.phone = fmt.Sprintf("+447700900%03d", 100+i)
+	traits := map[string]any{"email": c.email(), "phone": c.phone, "first_name": strings.ToUpper(c.key[:1]) + c.key[1:]}
+	if c.cohort {
+		traits["cohort"] = "lift"
+	}
+	s.track(t, "identify", map[string]any{"userId": "u-" + c.key, "messageId": "id-" + c.key, "traits": traits, "timestamp": start})
+	for k, ch := range c.consent {
+		s.track(t, "track", map[string]any{"userId": "u-" + c.key, "messageId": fmt.Sprintf("consent-%s-%d", c.key, k),
+			"event": "consent.changed", "properties": map[string]any{"channel": ch[0], "status": ch[1]},
+			"timestamp": start.Add(time.Duration(k+1) * time.Second)})
+	}
+	c.profile = s.profileOf(t, c.email())
+}
+
+// checkout starts c's checkout (cart tok-<key>).
+func (s *journeyShop) checkout(t *testing.T, c *journeyCustomer) {
+	t.Helper()
+	s.track(t, "track", map[string]any{"userId": "u-" + c.key, "messageId": "co-" + c.key, "event": "checkout.started",
+		"properties": map[string]any{"checkout_token": "tok-" + c.key, "total": 80.0, "currency": "EUR",
+			"abandoned_checkout_url": "https://shop.omni-shop.dev/checkouts/" + c.key}})
+}
+
+// entered waits for c's one run of the journey.
+func (s *journeyShop) entered(t *testing.T, journey string, c *journeyCustomer) {
+	t.Helper()
+	omnitest.Eventually(t, 60*time.Second, func() bool {
+		runs := s.runs(t, journey, c.profile)
+		if len(runs) > 1 {
+			t.Fatalf("%s entered %d times: %+v", c.key, len(runs), runs)
+		}
+		if len(runs) == 1 {
+			c.run = runs[0].ID
+		}
+		return c.run != ""
+	}, "%s to enter the journey\n%s", c.key, s.logs)
+}
+
+// ended waits for c's run to end and returns it with its history.
+func (s *journeyShop) ended(t *testing.T, journey string, c *journeyCustomer) runDetail {
+	t.Helper()
+	var r runDetail
+	omnitest.Eventually(t, 90*time.Second, func() bool {
+		r = s.run(t, journey, c.run)
+		return r.Status == "completed" || r.Status == "exited"
+	}, "%s's run to end\n%s", c.key, s.logs)
+	return r
+}
+
+// mailsTo is the mail the SMTP server accepted, by recipient.
+func (s *journeyShop) mailsTo() map[string][]smtptest.Mail {
+	out := map[string][]smtptest.Mail{}
+	for _, m := range s.smtp.Mails() {
+		for _, to := range m.To {
+			out[to] = append(out[to], m)
+		}
+	}
+	return out
 }
 
 // doJSON sends body as JSON with an auth token (if any), checks the status
