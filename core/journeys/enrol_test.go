@@ -3,6 +3,7 @@ package journeys
 import (
 	"encoding/json"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,12 +176,14 @@ func BenchmarkEnrolSegment100k(b *testing.B) {
 	const n = 100_000
 	e := startEnv(b, Options{})
 	seg := seedSegment(b, e, n)
+	var cpu time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		j := e.publishJourney(b, fmt.Sprintf("Bench %d", i), manualGraph, "")
 		c, _ := e.m.live.get(j)
 		b.StartTimer()
+		cpu0 := processCPU()
 		members, err := segmentMembers(e.PB, seg)
 		if err != nil {
 			b.Fatal(err)
@@ -189,7 +192,20 @@ func BenchmarkEnrolSegment100k(b *testing.B) {
 		if err != nil || res.Enrolled != n {
 			b.Fatalf("enrolled %d of %d: %v", res.Enrolled, n, err)
 		}
+		cpu += processCPU() - cpu0
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "runs/s")
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/100k")
+	// The whole process's CPU meanwhile (the server storing the relayed
+	// journey.entered events included): on a shared machine the wall time
+	// also counts other programs' turns.
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/100k")
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

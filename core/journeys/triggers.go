@@ -687,9 +687,12 @@ func (m *Module) enrolDatedJourney(c *compiled, now time.Time) (int, error) {
 	// One pass over profiles in SQL; the time zones are judged in Go over
 	// the few whose date is near.
 	var cands []datedCandidate
-	err := m.app.DB().NewQuery("SELECT id, tz, d FROM (SELECT p.id, COALESCE(json_extract(p.traits, '$.timezone'), " +
-		"json_extract(p.traits, '$.time_zone'), json_extract(p.traits, '$.tz'), '') AS tz, " +
-		"CAST(COALESCE(json_extract(p.traits, {:tp}), json_extract(p.computed, {:cp}), '') AS TEXT) AS d " +
+	// Only valid JSON is read: one damaged row must not stop every birthday.
+	traits := "CASE WHEN json_valid(p.traits) THEN p.traits END"
+	computed := "CASE WHEN json_valid(p.computed) THEN p.computed END"
+	err := m.app.DB().NewQuery("SELECT id, tz, d FROM (SELECT p.id, COALESCE(json_extract(" + traits + ", '$.timezone'), " +
+		"json_extract(" + traits + ", '$.time_zone'), json_extract(" + traits + ", '$.tz'), '') AS tz, " +
+		"CAST(COALESCE(json_extract(" + traits + ", {:tp}), json_extract(" + computed + ", {:cp}), '') AS TEXT) AS d " +
 		"FROM profiles p WHERE p.merged_into = '') WHERE " + match + " IN (" + strings.Join(holes, ", ") + ")").
 		Bind(params).All(&cands)
 	if err != nil {

@@ -421,6 +421,12 @@ func TestDateTriggersEnrolOnTheLocalDayOnce(t *testing.T) {
 	order.OccurredAt = time.Date(2025, 11, 30, 12, 0, 0, 0, time.UTC) // 90 days before 2026-02-28
 	e.send(t, order)
 
+	// A damaged row stops nobody else's birthday.
+	if _, err := e.PB.DB().NewQuery("INSERT INTO profiles (id, traits, computed, created, updated) VALUES " +
+		"('damagedprofile1', '{\"birthday\": \"1990-02-28\"', 'x', '', '')").Execute(); err != nil {
+		t.Fatal(err)
+	}
+
 	t1 := time.Date(2026, 2, 28, 16, 0, 0, 0, time.UTC)
 	n, err := e.m.enrolDated(t1)
 	if err != nil {
