@@ -90,6 +90,11 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 		r := shop.run(t, journey, buyer.run)
 		return r.Status == "waiting" && r.Node == "wait_order"
 	}, "the buyer's run to wait for the order")
+	// As the customer's page shows it.
+	if r := shop.customerRuns(t, buyer.profile); len(r) != 1 || r[0].JourneyName != "Abandoned checkout" ||
+		!strings.HasPrefix(r[0].State, "waiting for order.placed until ") {
+		t.Fatalf("the buyer's runs while waiting: %+v", r)
+	}
 	shop.track(t, "track", map[string]any{"userId": "u-buyer", "messageId": "order-buyer", "event": "order.placed",
 		"properties": map[string]any{"checkout_token": "tok-buyer", "order_id": "1001", "total": 80.0, "currency": "EUR"}})
 
@@ -112,8 +117,11 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 			if r.Status != "exited" || r.ExitReason != "goal" || len(sends) != 0 || len(ledger) != 0 {
 				t.Fatalf("buyer: %s/%s, sends %v, ledger %v", r.Status, r.ExitReason, sends, ledger)
 			}
-			if s := r.step("_goal"); s == nil || s.Exit != "reached" {
+			if s := r.step("_goal"); s == nil || s.Exit != "reached" || s.Detail["value"] != 80.0 {
 				t.Fatalf("buyer: no goal step in %+v", r.Steps)
+			}
+			if r := shop.customerRuns(t, c.profile); len(r) != 1 || r[0].State != "exited: goal" {
+				t.Fatalf("the buyer's runs after the order: %+v", r)
 			}
 		case c.key == "un":
 			for _, node := range []string{"remind", "discount"} {
@@ -602,6 +610,22 @@ func (s *journeyShop) run(t *testing.T, journey, run string) runDetail {
 	var r runDetail
 	s.ownerJSON(t, "GET", "/api/v1/journeys/"+journey+"/runs/"+run, nil, 200, &r)
 	return r
+}
+
+type customerRun struct {
+	runItem
+	JourneyName string `json:"journey_name"`
+	State       string `json:"state"`
+}
+
+// customerRuns are a customer's runs across journeys, as their page lists them.
+func (s *journeyShop) customerRuns(t *testing.T, profile string) []customerRun {
+	t.Helper()
+	var list struct {
+		Items []customerRun `json:"items"`
+	}
+	s.ownerJSON(t, "GET", "/api/v1/journeys/runs?profile="+profile, nil, 200, &list)
+	return list.Items
 }
 
 type ledgerRow struct {
