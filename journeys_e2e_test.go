@@ -123,6 +123,21 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 			if r := shop.customerRuns(t, c.profile); len(r) != 1 || r[0].State != "exited: goal" {
 				t.Fatalf("the buyer's runs after the order: %+v", r)
 			}
+			// The timeline tells the story: entered, then left by the goal.
+			var tl struct {
+				Items []struct {
+					Type       string         `json:"type"`
+					Properties map[string]any `json:"properties"`
+				} `json:"items"`
+			}
+			omnitest.Eventually(t, 30*time.Second, func() bool {
+				shop.ownerJSON(t, "GET", "/api/v1/profiles/"+c.profile+"/timeline?type=journey.entered,journey.exited", nil, 200, &tl)
+				return len(tl.Items) == 2
+			}, "the buyer's journey events on the timeline")
+			if tl.Items[0].Type != "journey.exited" || tl.Items[0].Properties["reason"] != "goal" || tl.Items[0].Properties["run"] != c.run ||
+				tl.Items[1].Type != "journey.entered" || tl.Items[1].Properties["journey"] != journey {
+				t.Fatalf("the buyer's timeline: %+v", tl.Items)
+			}
 		case c.key == "un":
 			for _, node := range []string{"remind", "discount"} {
 				reason, _ := sends[node].Detail["reason"].(string)
