@@ -32,8 +32,11 @@ import (
 //   - an unsubscribed one is suppressed with the reason;
 //   - customers of a cohort pass a 50% holdout: the held-out ones get
 //     nothing and are counted (and their later order is their side's
-//     conversion), the others get their emails.
+//     conversion), the others get their emails;
+//   - the results count all of it, and a backtest over the same history
+//     agrees with what the live journey did, sending nothing.
 func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
+	testStart := time.Now()
 	shop := startJourneyShop(t)
 
 	// The owner starts from the recipe with waits of seconds and an
@@ -255,6 +258,57 @@ func TestAbandonedCheckoutJourneyThroughTheBinary(t *testing.T) {
 	if wait := st.Nodes["wait_order"]; wait == nil || wait.Exits["timed_out"] != len(custs)-1 {
 		t.Fatalf("wait step: %+v", wait)
 	}
+
+	// The backtest replays this same history through the published
+	// version and agrees with what the live journey did. Only the holdout
+	// draws differ (a simulated run has its own id), so the steps after it
+	// are checked against the backtest's own draw.
+	bt := shop.backtest(t, journey, map[string]any{"from": testStart.Add(-time.Hour).Format(time.RFC3339),
+		"to": time.Now().Add(time.Minute).Format(time.RFC3339), "version": 1})
+	cont := bt.Nodes["hold"].Exits["continue"]
+	want := map[string]struct {
+		entered    int
+		exits      map[string]int
+		wouldSend  map[string]int
+		suppressed map[string]int
+	}{
+		"wait_order": {len(custs), map[string]int{"timed_out": len(custs) - 1}, nil, nil},
+		"cohort":     {len(custs) - 1, map[string]int{"yes": cohortSize, "no": 3}, nil, nil},
+		"hold":       {cohortSize, map[string]int{"held_out": cohortSize - cont, "continue": cont}, nil, nil},
+		"remind": {3 + cont, map[string]int{"sent": 2 + cont, "suppressed": 1},
+			map[string]int{"whatsapp": 1, "email": 1 + cont}, map[string]int{"consent": 1}},
+		"discount": {3 + cont, map[string]int{"sent": 2 + cont, "suppressed": 1},
+			map[string]int{"email": 2 + cont}, map[string]int{"consent": 1}},
+	}
+	for node, w := range want {
+		n := bt.Nodes[node]
+		if n == nil || n.Entered != w.entered || !sameCounts(n.Exits, w.exits) || !sameCounts(n.WouldSend, w.wouldSend) ||
+			!sameCounts(n.Suppressed, w.suppressed) {
+			t.Fatalf("backtest of %s: %+v, want %+v (all: %+v)", node, n, w, bt.Nodes)
+		}
+	}
+	if bt.Entered != len(custs) || bt.Nodes["wait_order"].Ended["goal"] != 1 || bt.Goal.Reached != 2 || bt.Goal.Revenue != 130 ||
+		bt.Goal.Currency != "EUR" || bt.Edges["remind.sent"] != 2+cont {
+		t.Fatalf("backtest: entered %d, wait_order ended %v, goal %+v, edges %v", bt.Entered, bt.Nodes["wait_order"].Ended, bt.Goal, bt.Edges)
+	}
+	if len(shop.meta.Sent()) != 1 || len(shop.smtp.Mails()) != 3+2*treated { // wa 1, em 2, the treated 2 each
+		t.Fatalf("the backtest sent something: %d WhatsApp messages, %d emails", len(shop.meta.Sent()), len(shop.smtp.Mails()))
+	}
+}
+
+// sameCounts compares counts, an absent key being 0.
+func sameCounts(got, want map[string]int) bool {
+	for k, v := range got {
+		if v != want[k] {
+			return false
+		}
+	}
+	for k, v := range want {
+		if v != got[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // kill -9 of the server while runs of the recipe wait for the order:
@@ -641,6 +695,66 @@ func (s *journeyShop) customerRuns(t *testing.T, profile string) []customerRun {
 	}
 	s.ownerJSON(t, "GET", "/api/v1/journeys/runs?profile="+profile, nil, 200, &list)
 	return list.Items
+}
+
+// backtestResult is the part of a backtest's result line checked here.
+type backtestResult struct {
+	Nodes map[string]*struct {
+		Entered    int            `json:"entered"`
+		Exits      map[string]int `json:"exits"`
+		Ended      map[string]int `json:"ended"`
+		Suppressed map[string]int `json:"suppressed"`
+		WouldSend  map[string]int `json:"would_send"`
+	} `json:"nodes"`
+	Edges   map[string]int `json:"edges"`
+	Entered int            `json:"entered"`
+	Goal    struct {
+		Reached  int     `json:"reached"`
+		Revenue  float64 `json:"revenue"`
+		Currency string  `json:"currency"`
+	} `json:"goal"`
+}
+
+// backtest runs a backtest and reads its stream: progress lines, then
+// the result.
+func (s *journeyShop) backtest(t *testing.T, journey string, body map[string]any) backtestResult {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", "http://"+s.addr+"/api/v1/journeys/"+journey+"/backtest", bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", s.owner)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("backtest: %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+	var progress int
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var line struct {
+			Progress *float64        `json:"progress"`
+			Result   *backtestResult `json:"result"`
+			Error    string          `json:"error"`
+		}
+		if err := dec.Decode(&line); err != nil {
+			t.Fatalf("backtest stream after %d progress lines: %v", progress, err)
+		}
+		switch {
+		case line.Error != "":
+			t.Fatalf("backtest failed: %s", line.Error)
+		case line.Progress != nil:
+			progress++
+		case line.Result != nil:
+			if progress == 0 {
+				t.Fatal("backtest: a result without progress")
+			}
+			return *line.Result
+		}
+	}
 }
 
 type ledgerRow struct {
