@@ -1,16 +1,15 @@
 // Command journeys measures the journey engine through a real Omni
 // in-process (embedded JetStream, the events store, profiles, the messaging
-// gate and journeys), driven through the HTTP API as an owner would:
+// gate and journeys), driven through the HTTP API as an owner would. It
+// reports the ingest rate with 20 live journeys against the same ingest
+// with none (the baseline, same run); enrolling N customers from a segment;
+// step executions per second (each run takes four branch steps, then
+// arrives at a wait) against a floor measured in the same run (prepared
+// INSERTs of step-sized rows in one transaction); the RSS growth for N runs
+// waiting on timers; and timer lateness (p50, p99, max) from the step
+// history.
 //
-//   - ingest with 20 live journeys against the same ingest with none (the
-//     baseline, same run): the ratio says what triggers cost;
-//   - enrolling N customers from a segment (POST /enrol);
-//   - step executions per second: each run takes four branch steps, then
-//     arrives at a wait; against a floor measured in the same run (prepared
-//     INSERTs of step-sized rows in one transaction, the most SQLite does);
-//   - N runs waiting on timers, and the process's RSS growth for them;
-//   - timer lateness: every run's wait ends at arrival + the wait; how late
-//     the engine took it (p50, p99, max), from the step history.
+// Usage:
 //
 //	go run ./bench/journeys -customers 100000
 //	go run ./bench/journeys -short
