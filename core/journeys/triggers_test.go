@@ -328,7 +328,7 @@ func TestAwaitedEventResumesOnlyTheMatchingRun(t *testing.T) {
 			return rc.ResumeWith["event_id"] == order.ID && rc.ResumeWith["type"] == "order.placed"
 		}
 		var exit, detail string
-		_ = e.PB.DB().NewQuery("SELECT exit, detail FROM " + StepsCollection + " WHERE run={:r} AND node='w1'").
+		_ = e.PB.DB().NewQuery("SELECT exit, detail FROM "+StepsCollection+" WHERE run={:r} AND node='w1'").
 			Bind(dbx.Params{"r": r.ID}).Row(&exit, &detail)
 		return exit == "happened" && strings.Contains(detail, order.ID)
 	}, "the awaited order to resume the run")
