@@ -19,6 +19,7 @@ import (
 
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/eventstore"
@@ -105,6 +106,14 @@ func (m *Module) Name() string { return "journeys" }
 
 func (m *Module) Init(s *app.Setup) error {
 	m.o, m.app, m.bus, m.log = s.Omni, s.PB, s.Bus, s.Log.With("module", "journeys")
+	// Journeys send through the gate, which applies messaging.quiet_hours
+	// and messaging.frequency_cap to every marketing message: one set of
+	// rules, whoever sends. The journeys.* keys are still accepted (older
+	// omni.yaml files) but do nothing; say so rather than ignore them.
+	if def := config.Default().Journeys; s.Config.Journeys != def {
+		m.log.Warn("journeys.quiet_hours and journeys.frequency_cap have no effect: journeys send through the messaging gate, which applies messaging.quiet_hours and messaging.frequency_cap",
+			"journeys.quiet_hours", s.Config.Journeys.QuietHours, "journeys.frequency_cap", s.Config.Journeys.FrequencyCap)
+	}
 	s.PersonOwned(RunsCollection, "profile")
 	s.PersonOwned(StepsCollection, "profile")
 	if err := m.live.load(m.app); err != nil {
