@@ -212,6 +212,8 @@ type batch struct {
 	qSave, qRelease, qRollback *dbx.Query
 	qUpdate, qStep             *dbx.Query
 	qIdents                    *dbx.Query
+	qMerged                    *dbx.Query           // prepared on first use
+	rules                      map[string]*ruleStmt // branch rules, prepared on first use
 
 	staged    []*events.Event
 	hookCalls []hookCall
@@ -236,12 +238,18 @@ func newBatch(e *engine, tx core.App, now time.Time) *batch {
 		qStep: db.NewQuery("INSERT INTO " + StepsCollection + ` (id, run, journey, version, profile, node, type, exit, detail, at)
 			VALUES ({:id}, {:run}, {:j}, {:v}, {:p}, {:node}, {:t}, {:exit}, {:d}, {:at})`).Prepare(),
 		qIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p}").Prepare(),
+		rules:   map[string]*ruleStmt{},
 	}
 }
 
 func (b *batch) close() {
-	for _, q := range []*dbx.Query{b.qSave, b.qRelease, b.qRollback, b.qUpdate, b.qStep, b.qIdents} {
-		_ = q.Close()
+	for _, q := range []*dbx.Query{b.qSave, b.qRelease, b.qRollback, b.qUpdate, b.qStep, b.qIdents, b.qMerged} {
+		if q != nil {
+			_ = q.Close()
+		}
+	}
+	for _, r := range b.rules {
+		_ = r.q.Close()
 	}
 }
 

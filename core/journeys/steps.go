@@ -142,25 +142,42 @@ func (b *batch) stepBranch(st *runState, n *graph.Node) (outcome, error) {
 }
 
 // ruleHolds evaluates a segment rule on one customer (the survivor, if
-// the run's profile was merged away).
+// the run's profile was merged away). A rule is compiled and prepared once
+// per batch (the batch's clock is its "now"), then run per customer.
 func (b *batch) ruleHolds(profile string, raw json.RawMessage) (bool, error) {
-	rule, err := segmentrule.ParseRule(raw)
-	if err != nil {
-		return false, errFatal{"branch rule: " + err.Error()}
-	}
-	c := segmentrule.NewCompiler(b.now, b.segmentRule)
-	where, err := c.Compile(rule, "rule")
-	if err != nil {
-		return false, errFatal{"branch rule: " + err.Error()}
+	rs, ok := b.rules[string(raw)]
+	if !ok {
+		rule, err := segmentrule.ParseRule(raw)
+		if err != nil {
+			return false, errFatal{"branch rule: " + err.Error()}
+		}
+		c := segmentrule.NewCompiler(b.now, b.segmentRule)
+		where, err := c.Compile(rule, "rule")
+		if err != nil {
+			return false, errFatal{"branch rule: " + err.Error()}
+		}
+		rs = &ruleStmt{params: c.Params,
+			q: b.tx.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE p.id = {:profile} AND COALESCE(" + where + ", 0)").Prepare()}
+		b.rules[string(raw)] = rs
 	}
 	id, err := b.liveProfile(profile)
 	if err != nil {
 		return false, err
 	}
-	c.Params["profile"] = id
+	p := make(dbx.Params, len(rs.params)+1)
+	for k, v := range rs.params {
+		p[k] = v
+	}
+	p["profile"] = id
 	var n int
-	err = b.tx.DB().NewQuery("SELECT COUNT(*) FROM profiles p WHERE p.id = {:profile} AND COALESCE(" + where + ", 0)").Bind(c.Params).Row(&n)
+	err = rs.q.Bind(p).Row(&n)
 	return n > 0, err
+}
+
+// ruleStmt is a branch rule prepared for one batch.
+type ruleStmt struct {
+	q      *dbx.Query
+	params dbx.Params
 }
 
 // segmentRule resolves a {"segment": id} reference in a branch rule.
@@ -175,9 +192,12 @@ func (b *batch) segmentRule(id string) (*segmentrule.Rule, bool) {
 
 // liveProfile follows merged_into to the surviving profile.
 func (b *batch) liveProfile(id string) (string, error) {
+	if b.qMerged == nil {
+		b.qMerged = b.tx.DB().NewQuery("SELECT merged_into FROM profiles WHERE id={:id}").Prepare()
+	}
 	for range 8 {
 		var next string
-		err := b.tx.DB().NewQuery("SELECT merged_into FROM profiles WHERE id={:id}").Bind(dbx.Params{"id": id}).Row(&next)
+		err := b.qMerged.Bind(dbx.Params{"id": id}).Row(&next)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && next == "" {
 			return id, nil
 		}
