@@ -25,7 +25,7 @@ const maxEnrolProfiles = 10000
 
 // enrolChunk is how many customers one enrolment transaction takes: short
 // enough that ingest never waits long for the single writer.
-const enrolChunk = 1000
+const enrolChunk = 5000
 
 // Reason a listed customer is skipped.
 const skipNoCustomer = "no such customer"

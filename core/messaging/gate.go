@@ -13,6 +13,7 @@ import (
 
 	"github.com/pocketbase/dbx"
 
+	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/messaging/customers"
 	"github.com/omni/omni/core/messaging/render"
 	"github.com/omni/omni/core/outbox"
@@ -364,31 +365,7 @@ func periodName(d time.Duration) string {
 // quietUntil reports whether now is inside the customer's quiet hours and
 // when they end.
 func (m *Module) quietUntil(p *profile, now time.Time) (time.Time, bool) {
-	return quietEnd(now.In(m.customerTZ(p)), m.rules.quietFrom, m.rules.quietTo)
-}
-
-// quietEnd is the pure quiet-hours rule: local is the time in the
-// customer's zone; from/to are minutes after midnight (-1: none).
-func quietEnd(local time.Time, from, to int) (time.Time, bool) {
-	if from < 0 {
-		return time.Time{}, false
-	}
-	mins := local.Hour()*60 + local.Minute()
-	var inside bool
-	if from < to {
-		inside = mins >= from && mins < to
-	} else {
-		inside = mins >= from || mins < to
-	}
-	if !inside {
-		return time.Time{}, false
-	}
-	y, mo, d := local.Date()
-	end := time.Date(y, mo, d, to/60, to%60, 0, 0, local.Location())
-	if !end.After(local) {
-		end = end.AddDate(0, 0, 1)
-	}
-	return end.UTC(), true
+	return config.QuietEnd(now.In(m.customerTZ(p)), m.rules.quietFrom, m.rules.quietTo)
 }
 
 // customerTZ is the profile's time zone trait, or the shop's.

@@ -3,6 +3,8 @@ package messaging
 import (
 	"testing"
 	"time"
+
+	"github.com/omni/omni/config"
 )
 
 func TestQuietEndWrapsMidnightInTheCustomersZone(t *testing.T) {
@@ -23,16 +25,16 @@ func TestQuietEndWrapsMidnightInTheCustomersZone(t *testing.T) {
 		{time.Date(2026, 3, 8, 21, 0, 0, 0, ny), true, time.Date(2026, 3, 9, 8, 0, 0, 0, ny)},
 	}
 	for _, c := range cases {
-		end, quiet := quietEnd(c.local, from, to)
+		end, quiet := config.QuietEnd(c.local, from, to)
 		if quiet != c.quiet || !end.Equal(c.end) {
 			t.Errorf("%s: quiet %v until %s, want %v until %s", c.local, quiet, end, c.quiet, c.end)
 		}
 	}
 	// A daytime window (13:00-14:00) and none at all.
-	if end, quiet := quietEnd(time.Date(2026, 1, 1, 13, 30, 0, 0, time.UTC), 13*60, 14*60); !quiet || end.Hour() != 14 {
+	if end, quiet := config.QuietEnd(time.Date(2026, 1, 1, 13, 30, 0, 0, time.UTC), 13*60, 14*60); !quiet || end.Hour() != 14 {
 		t.Errorf("daytime window: %v %s", quiet, end)
 	}
-	if _, quiet := quietEnd(time.Date(2026, 1, 1, 23, 0, 0, 0, time.UTC), -1, -1); quiet {
+	if _, quiet := config.QuietEnd(time.Date(2026, 1, 1, 23, 0, 0, 0, time.UTC), -1, -1); quiet {
 		t.Error("no quiet hours configured, yet quiet")
 	}
 }

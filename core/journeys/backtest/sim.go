@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/journeys/graph"
 )
 
@@ -616,7 +617,7 @@ func (s *sim) send(r *run, id string, n *graph.Node, now time.Time) (string, err
 			return "suppressed", nil
 		}
 		c.sends = append(c.sends, now)
-		if _, quiet := quietEnd(now.In(s.location(cu)), s.in.Rules.QuietFrom, s.in.Rules.QuietTo); quiet {
+		if _, quiet := config.QuietEnd(now.In(s.location(cu)), s.in.Rules.QuietFrom, s.in.Rules.QuietTo); quiet {
 			nr.Held[QuietHours]++
 		}
 	}
@@ -686,30 +687,6 @@ func (s *sim) capReached(c *customer, now time.Time) bool {
 	}
 	c.sends = keep
 	return false
-}
-
-// quietEnd is the gate's quiet-hours rule: local is the time in the
-// customer's zone; from/to are minutes after midnight (from < 0: none).
-func quietEnd(local time.Time, from, to int) (time.Time, bool) {
-	if from < 0 {
-		return time.Time{}, false
-	}
-	mins := local.Hour()*60 + local.Minute()
-	var inside bool
-	if from < to {
-		inside = mins >= from && mins < to
-	} else {
-		inside = mins >= from || mins < to
-	}
-	if !inside {
-		return time.Time{}, false
-	}
-	y, mo, d := local.Date()
-	end := time.Date(y, mo, d, to/60, to%60, 0, 0, local.Location())
-	if !end.After(local) {
-		end = end.AddDate(0, 0, 1)
-	}
-	return end.UTC(), true
 }
 
 // reachGoal credits a goal event to the customer's newest run whose goal
