@@ -134,9 +134,9 @@ func run(n, ingestN int, wait time.Duration) error {
 	}
 	if wait <= 0 {
 		// Long enough that every run has arrived before the first fires
-		// (at 1,000 arrivals/s), so lateness measures timers, not the
-		// arrivals' backlog.
-		wait = time.Duration(max(30, n/1000)) * time.Second
+		// (at 500 arrivals/s: 2,000 steps/s), so lateness measures timers,
+		// not the arrivals' backlog.
+		wait = time.Duration(max(30, n/500)) * time.Second
 	}
 	j, err := x.journey("Bench steps", stepsGraph(wait))
 	if err != nil {
