@@ -15,7 +15,6 @@ import (
 
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/journeys/graph"
-	"github.com/omni/omni/core/relay"
 )
 
 // engine walks due runs through their steps (see docs/journeys.md,
@@ -181,7 +180,7 @@ func (e *engine) runDue() (int, error) {
 					return err
 				}
 			}
-			return relay.Stage(tx, b.staged)
+			return stageJourneyEvents(tx, b.staged)
 		})
 		if errors.Is(err, errStepFailed) {
 			continue
@@ -523,8 +522,8 @@ func (b *batch) writeStep(st *runState, node, typ, exit string, detail map[strin
 	return err
 }
 
-// identities are the customer's strongest identity, so an event the engine
-// emits resolves to them like any other.
+// identities are the customer's strongest identity: an update step needs
+// one to address its identify event to.
 func (b *batch) identities(profile string) events.Identities {
 	var rows []struct {
 		Kind  string `db:"kind"`
@@ -541,16 +540,19 @@ func (b *batch) identities(profile string) events.Identities {
 	return events.Identities{}
 }
 
-// derived is an event the engine emits through the relay.
+// derived is an event the engine emits through the relay; the batch's
+// events get their customers' identities when staged (stageJourneyEvents,
+// one query per 500 customers).
 func (b *batch) derived(id, typ, profile string, props map[string]any) *events.Event {
 	props["profile_id"] = profile
 	return &events.Event{ID: id, Type: typ, Source: "omni", OccurredAt: b.now, ReceivedAt: b.now,
-		Identities: b.identities(profile), Properties: props}
+		Identities: events.Identities{}, Properties: props}
 }
 
+// exitedEvent is journey.exited, built as the triggers build it.
 func (b *batch) exitedEvent(r *Run, reason, name string) *events.Event {
-	return b.derived("journey:"+r.ID+":exited", "journey.exited", r.Profile,
-		map[string]any{"journey": r.Journey, "journey_name": name, "run": r.ID, "reason": reason})
+	return journeyEvent("journey.exited", &compiled{ID: r.Journey, Name: name, Version: r.Version}, r.ID, r.Profile,
+		map[string]any{"reason": reason}, b.now)
 }
 
 // step runs one node for a run at it.
