@@ -729,13 +729,12 @@ func (m *Module) runNodeType(app core.App, r Run) string {
 // the record conventions ask for (exit "", detail.ended). It does nothing
 // to a run that has already ended.
 func (m *Module) endRunAt(tx core.App, r Run, reason string) (bool, error) {
-	now := m.opts.Now()
-	ok, err := endRun(tx, r.ID, reason, now)
-	if err != nil || !ok {
-		return ok, err
+	c, err := m.live.version(tx, r.Journey, r.Version)
+	if err != nil {
+		c = &compiled{ID: r.Journey, Version: r.Version, Graph: &graph.Graph{}} // the step row's type stays ""
 	}
-	return true, recordStep(tx, Step{Run: r.ID, Journey: r.Journey, Version: r.Version, Profile: r.Profile, Node: r.Node,
-		Type: m.runNodeType(tx, r), Detail: map[string]any{"arrived_at": arrivedAt(tx, r), "ended": reason}, At: now})
+	ev, err := endEarly(tx, c, r, reason, nil, m.opts.Now())
+	return ev != nil, err
 }
 
 // endAllRuns ends every active run of a journey for reason, each with its

@@ -536,15 +536,9 @@ func endEarly(tx core.App, c *compiled, r Run, reason string, extra map[string]a
 	if err != nil || !ok {
 		return nil, err
 	}
-	arrived := r.EnteredAt
-	var last string
-	if err := tx.DB().NewQuery("SELECT COALESCE(MAX(at), '') FROM " + StepsCollection + " WHERE run = {:r}").
-		Bind(dbx.Params{"r": r.ID}).Row(&last); err != nil {
-		return nil, err
-	}
-	if last != "" {
-		arrived = last
-	}
+	// Not counting the "_goal" row: a goal that ends the run was recorded
+	// just before, and the run arrived at its node earlier.
+	arrived := arrivedAt(tx, r)
 	typ := ""
 	if n := c.Graph.Nodes[r.Node]; n != nil {
 		typ = n.Type
