@@ -8,6 +8,7 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/cli"
 	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/core/inbox"
 	"github.com/omni/omni/core/journeys"
 	"github.com/omni/omni/core/messaging"
 	"github.com/omni/omni/core/profiles"
@@ -18,7 +19,7 @@ import (
 func main() {
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr,
 		app.Extension{Modules: func(o *app.Omni) []app.Module {
-			return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{})}
+			return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{}), inbox.New(inbox.Options{})}
 		}},
 		builtin.Extension(connectors.Options{SDKSource: omniSDK}),
 		webui.Extension(),

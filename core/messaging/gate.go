@@ -397,10 +397,11 @@ func (m *Module) compose(id string, p *profile, r *Request, tpl template, d deci
 	if tpl.ref != "" {
 		field = "template"
 	}
-	if subject, err = render.Render(subject, vars); err != nil {
+	if r.Raw && tpl.ref == "" {
+		// Sent as typed: nothing to render.
+	} else if subject, err = render.Render(subject, vars); err != nil {
 		return nil, badField(fieldOr(field, "subject"), "subject: "+err.Error())
-	}
-	if body, err = render.Render(body, vars); err != nil {
+	} else if body, err = render.Render(body, vars); err != nil {
 		return nil, badField(field, err.Error())
 	}
 	if html != "" && d.channel == "email" {

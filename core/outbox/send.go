@@ -39,6 +39,9 @@ type SendRequest struct {
 	Event        map[string]any `json:"event,omitempty"`
 	Conversation string         `json:"conversation,omitempty"`
 	JourneyRun   string         `json:"journey_run,omitempty"`
+	// Raw says Subject and Body are the final text, not Liquid: an
+	// agent's reply is sent as typed ("{{" in it is not a template).
+	Raw bool `json:"raw,omitempty"`
 }
 
 // RequestSend stores r on the MESSAGING stream and returns once it is

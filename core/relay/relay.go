@@ -184,3 +184,56 @@ func firstFailed(rows []row, sent []any) string {
 	}
 	return ""
 }
+
+// StageForProfiles is Stage for events a module derives about customers:
+// each event names its customer in the property "profile_id", and gets
+// that customer's strongest identity (read in one query per 500 customers)
+// so that profiles resolves it to the same person when it comes back
+// from the bus.
+func StageForProfiles(tx core.App, evs []*events.Event) error {
+	profiles := map[string]bool{}
+	for _, ev := range evs {
+		if p, _ := ev.Properties["profile_id"].(string); p != "" {
+			profiles[p] = true
+		}
+	}
+	ids := make([]any, 0, len(profiles))
+	for p := range profiles {
+		ids = append(ids, p)
+	}
+	strongest := map[string][2]string{}
+	rank := map[string]int{}
+	for i, k := range events.IdentityKinds {
+		rank[k] = i
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		var rows []struct {
+			Profile string `db:"profile"`
+			Kind    string `db:"kind"`
+			Value   string `db:"value"`
+		}
+		if err := tx.DB().Select("profile", "kind", "value").From("identities").
+			Where(dbx.In("profile", ids[:n]...)).All(&rows); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			cur, ok := strongest[r.Profile]
+			rk, known := rank[r.Kind]
+			if !known {
+				continue
+			}
+			if !ok || rk < rank[cur[0]] {
+				strongest[r.Profile] = [2]string{r.Kind, r.Value}
+			}
+		}
+		ids = ids[n:]
+	}
+	for _, ev := range evs {
+		p, _ := ev.Properties["profile_id"].(string)
+		if id, ok := strongest[p]; ok {
+			ev.Identities[id[0]] = id[1]
+		}
+	}
+	return Stage(tx, evs)
+}

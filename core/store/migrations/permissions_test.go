@@ -16,6 +16,7 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/connectors"
+	"github.com/omni/omni/core/inbox"
 	"github.com/omni/omni/core/journeys"
 	"github.com/omni/omni/core/messaging"
 	_ "github.com/omni/omni/core/messaging/templates" // its migration
@@ -33,33 +34,41 @@ import (
 // own, below): a module that adds a collection adds its line here, so its
 // rules are decided on purpose rather than left at whatever they were.
 var permissions = map[string]struct{ guest, agent, owner string }{
-	"connectors":           {"-----", "-----", "LV---"}, // writes go through /api/v1/connectors (secrets are sealed there)
-	"events":               {"-----", "LV---", "LV---"},
-	"events_dead":          {"-----", "-----", "LV--D"}, // parked events; retries go through /api/v1/events/dead/retry
-	"identities":           {"-----", "LV---", "LV---"},
-	"profile_blocklist":    {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
-	"profile_conflicts":    {"-----", "LV---", "LV-U-"},
-	"profile_merges":       {"-----", "LV---", "LV---"}, // un-merges go through /api/v1/profiles/{id}/merges/{merge}/undo
-	"profile_settings":     {"-----", "LV---", "LV---"}, // written by the profiles module only (the adopted base currency)
-	"profile_tombstones":   {"-----", "-----", "LV---"},
-	"profiles":             {"-----", "LV---", "LV---"},
-	"relay_pending":        {"-----", "-----", "-----"},
-	"segment_counts":       {"-----", "LV---", "LV---"},
-	"segment_members":      {"-----", "LV---", "LV---"},
-	"segments":             {"-----", "LV---", "LVCUD"},
-	"sources":              {"-----", "-----", "LVCUD"}, // write keys are owner-only
-	"staff":                {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
-	"message_suppressions": {"-----", "LV---", "LV--D"}, // written by the send gate from permanent failures; an owner clears a fixed address
-	"outbox_held":          {"-----", "-----", "LV---"}, // messages waiting for a disabled connector; only the connector host writes
-	"messages":             {"-----", "LV---", "LV---"}, // the send ledger: written only through /api/v1/messages and the gate
-	"journeys":             {"-----", "LV---", "LV---"}, // owners edit through /api/v1/journeys, which validates the graph
-	"journey_versions":     {"-----", "LV---", "LV---"}, // written by publishing; a version never changes
-	"journey_runs":         {"-----", "LV---", "LV---"}, // written by the engine; runs are ended through /api/v1/journeys
-	"journey_steps":        {"-----", "LV---", "LV---"}, // every step a run took, written by the engine
-	"templates":            {"-----", "LV---", "LVCUD"}, // agents send with them; owners write (checked by a hook)
-	"profile_notes":        {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/notes (search index, timeline)
-	"profile_tags":         {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/tags (search index, segments)
-	"users":                {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
+	"connectors":            {"-----", "-----", "LV---"}, // writes go through /api/v1/connectors (secrets are sealed there)
+	"events":                {"-----", "LV---", "LV---"},
+	"events_dead":           {"-----", "-----", "LV--D"}, // parked events; retries go through /api/v1/events/dead/retry
+	"identities":            {"-----", "LV---", "LV---"},
+	"profile_blocklist":     {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/blocklist (entries are checked there)
+	"profile_conflicts":     {"-----", "LV---", "LV-U-"},
+	"profile_merges":        {"-----", "LV---", "LV---"}, // un-merges go through /api/v1/profiles/{id}/merges/{merge}/undo
+	"profile_settings":      {"-----", "LV---", "LV---"}, // written by the profiles module only (the adopted base currency)
+	"profile_tombstones":    {"-----", "-----", "LV---"},
+	"profiles":              {"-----", "LV---", "LV---"},
+	"relay_pending":         {"-----", "-----", "-----"},
+	"segment_counts":        {"-----", "LV---", "LV---"},
+	"segment_members":       {"-----", "LV---", "LV---"},
+	"segments":              {"-----", "LV---", "LVCUD"},
+	"sources":               {"-----", "-----", "LVCUD"}, // write keys are owner-only
+	"staff":                 {"-----", "LV---", "LVCUD"}, // the target is another staff member; see TestStaffEscalation for one's own record
+	"message_suppressions":  {"-----", "LV---", "LV--D"}, // written by the send gate from permanent failures; an owner clears a fixed address
+	"outbox_held":           {"-----", "-----", "LV---"}, // messages waiting for a disabled connector; only the connector host writes
+	"messages":              {"-----", "LV---", "LV---"}, // the send ledger: written only through /api/v1/messages and the gate
+	"journeys":              {"-----", "LV---", "LV---"}, // owners edit through /api/v1/journeys, which validates the graph
+	"journey_versions":      {"-----", "LV---", "LV---"}, // written by publishing; a version never changes
+	"journey_runs":          {"-----", "LV---", "LV---"}, // written by the engine; runs are ended through /api/v1/journeys
+	"journey_steps":         {"-----", "LV---", "LV---"}, // every step a run took, written by the engine
+	"conversations":         {"-----", "LV---", "LV---"}, // written by the inbox; staff change them through /api/v1/conversations
+	"conversation_messages": {"-----", "LV---", "LV---"}, // replies go through /api/v1/conversations/{id}/messages and the gate
+	"inbox_settings":        {"-----", "LV---", "LV---"}, // owners write through /api/v1/inbox/settings/{key}, which checks each value
+	"canned_responses":      {"-----", "LV---", "LVCUD"}, // agents use them; owners write
+	"inbox_rules":           {"-----", "LV---", "LV---"}, // owners write through /api/v1/inbox/rules, which checks each rule
+	"chat_widgets":          {"-----", "LV---", "LV---"}, // owners write through /api/v1/inbox/widgets (keys and origins are checked there)
+	"chat_visitors":         {"-----", "-----", "-----"}, // widget tokens: the server only
+	"inbox_agents":          {"-----", "LV---", "LV---"}, // presence and capacity, through /api/v1/inbox/agents
+	"templates":             {"-----", "LV---", "LVCUD"}, // agents send with them; owners write (checked by a hook)
+	"profile_notes":         {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/notes (search index, timeline)
+	"profile_tags":          {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/tags (search index, segments)
+	"users":                 {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
 
 	// Written by un-merges that keep two customers apart.
 	"profile_pair_blocks": {"-----", "LV---", "LV---"},
@@ -94,7 +103,7 @@ const actions = "LVCUD"
 func startAll(t *testing.T) *omnitest.Server {
 	t.Helper()
 	return omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module {
-		return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{}), connectors.New(connectors.Options{}), webui.New(nil)}
+		return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{}), inbox.New(inbox.Options{}), connectors.New(connectors.Options{}), webui.New(nil)}
 	}})
 }
 

@@ -1,0 +1,61 @@
+package inbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/store"
+)
+
+// setting reads inbox_settings[key] into v; false when unset or unreadable
+// (the caller keeps its defaults).
+func (m *Module) setting(key string, v any) bool {
+	return readSetting(m.app.DB(), key, v)
+}
+
+func readSetting(db dbx.Builder, key string, v any) bool {
+	var raw string
+	if err := db.Select("value").From(SettingsCollection).Where(dbx.HashExp{"key": key}).Row(&raw); err != nil || raw == "" {
+		return false
+	}
+	return json.Unmarshal([]byte(raw), v) == nil
+}
+
+// saveSetting writes inbox_settings[key] = v (an upsert).
+func saveSetting(app core.App, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	now := store.FormatTime(time.Now())
+	_, err = app.DB().NewQuery(`INSERT INTO ` + SettingsCollection + ` (id, key, value, created, updated) VALUES ({:id}, {:key}, {:value}, {:now}, {:now})
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated`).
+		Bind(dbx.Params{"id": store.NewRecordID(), "key": key, "value": string(b), "now": now}).Execute()
+	return err
+}
+
+// ParseDuration reads "30m", "4h", "7d", "2w" (Go durations plus days
+// and weeks).
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil || f < 0 {
+				return 0, fmt.Errorf("%q is not a duration (such as 30m, 4h, 7d)", s)
+			}
+			return time.Duration(f * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration (such as 30m, 4h, 7d)", s)
+	}
+	return d, nil
+}
