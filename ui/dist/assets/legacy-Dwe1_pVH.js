@@ -1,0 +1,1 @@
+import{aL as a}from"./index-CVqsAdT2.js";a();
