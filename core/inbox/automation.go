@@ -1,6 +1,8 @@
 package inbox
 
 import (
+	"encoding/json"
+
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/router"
 
@@ -18,3 +20,12 @@ func (m *Module) automateInbound(tx core.App, f *Filed, ev *events.Event) error 
 // onJourneyHandoff opens (or continues) a conversation for a journey's
 // notify step with its context attached.
 func (m *Module) onJourneyHandoff(tx core.App, s *eventstore.Stored) error { return nil }
+
+// defaultHours: open around the clock until the owner sets hours.
+func defaultHours() any { return map[string]any{} }
+
+func checkHours(raw json.RawMessage) (any, error) { return nil, fieldErr("hours", "not built yet") }
+
+func defaultBot() any { return map[string]any{} }
+
+func checkBot(raw json.RawMessage) (any, error) { return nil, fieldErr("bot", "not built yet") }

@@ -153,6 +153,7 @@ func (m *Module) routes(se *core.ServeEvent) {
 	conv := se.Router.Group("/api/v1/conversations")
 	m.conversationRoutes(conv) // api.go
 	inbox := se.Router.Group("/api/v1/inbox")
+	m.settingsRoutes(inbox)   // settings_api.go: GET /settings, PUT /settings/{key}
 	m.agentRoutes(inbox)      // agents.go: presence, assignment settings
 	m.automationRoutes(inbox) // automation.go: hours, bot rules
 	m.csatRoutes(se, inbox)   // csat.go, sla.go

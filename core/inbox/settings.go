@@ -59,3 +59,67 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// settingKeys are the owner's inbox settings, each checked by its part:
+// the check reads the body, fills defaults and names a bad field as
+// "<key>.<field>". defaults gives the value when nothing is saved.
+var settingKeys = []string{"general", "hours", "assignment", "sla", "csat", "bot"}
+
+// checkSetting validates and normalises a setting's new value.
+func (m *Module) checkSetting(key string, raw json.RawMessage) (any, error) {
+	switch key {
+	case "general":
+		return checkGeneral(raw)
+	case "hours":
+		return checkHours(raw) // automation.go
+	case "bot":
+		return checkBot(raw) // automation.go
+	case "assignment":
+		return checkAssignment(raw) // agents.go
+	case "sla":
+		return checkSLASetting(raw) // sla.go
+	case "csat":
+		return checkCSAT(raw) // csat.go
+	}
+	return nil, fmt.Errorf("unknown setting %q", key)
+}
+
+// settingDefault is a setting's value when the owner never saved one.
+func settingDefault(key string) any {
+	switch key {
+	case "general":
+		return General{ReopenWindow: "7d"}
+	case "hours":
+		return defaultHours() // automation.go
+	case "bot":
+		return defaultBot() // automation.go
+	case "assignment":
+		return defaultAssignment() // agents.go
+	case "sla":
+		return defaultSLA() // sla.go
+	case "csat":
+		return defaultCSAT() // csat.go
+	}
+	return nil
+}
+
+// General holds settings no part owns.
+type General struct {
+	// ReopenWindow: a customer writing within this long after their
+	// conversation was resolved reopens it.
+	ReopenWindow string `json:"reopen_window"`
+}
+
+func checkGeneral(raw json.RawMessage) (any, error) {
+	var g General
+	if err := strictJSON(raw, &g); err != nil {
+		return nil, fieldErr("general", err.Error())
+	}
+	if g.ReopenWindow == "" {
+		g.ReopenWindow = "7d"
+	}
+	if _, err := ParseDuration(g.ReopenWindow); err != nil {
+		return nil, fieldErr("general.reopen_window", err.Error())
+	}
+	return g, nil
+}

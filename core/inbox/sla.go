@@ -1,6 +1,8 @@
 package inbox
 
 import (
+	"encoding/json"
+
 	"context"
 	"time"
 
@@ -12,3 +14,7 @@ func (m *Module) slaOnCustomerMessage(tx core.App, f *Filed) error { return nil 
 
 // checkSLA counts breaches of due times that passed.
 func (m *Module) checkSLA(ctx context.Context, now time.Time) {}
+
+func defaultSLA() any { return map[string]any{} }
+
+func checkSLASetting(raw json.RawMessage) (any, error) { return nil, fieldErr("sla", "not built yet") }
