@@ -21,7 +21,8 @@ before(async () => {
   tmp = tmpDir()
   const bin = buildOmni(tmp)
   const dataDir = path.join(tmp, 'data')
-  const writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop').match(/write key: (\S+)/)[1]
+  // A server source: channel messages may not come from a browser key.
+  const writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop', '--kind', 'server').match(/secret key: (\S+)/)[1]
   server = await startOmni(bin, dataDir, { logName: 'omni-customer-ledger.log' })
   const owner = await apiAs(server.url, '', '/api/v1/setup/owner', { method: 'POST', body: JSON.stringify({ ...OWNER, passwordConfirm: OWNER.password }) })
   assert.equal(owner.status, 200, JSON.stringify(owner.body))

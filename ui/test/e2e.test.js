@@ -23,8 +23,10 @@ before(async () => {
   // The source is created with the CLI before the server starts.
   const out = omniCLI(bin, dataDir, 'source', 'create', 'seed')
   writeKey = out.match(/write key: (\S+)/)[1]
+  // Channel messages come from a server source (a browser key may not record them).
+  const serverKey = omniCLI(bin, dataDir, 'source', 'create', 'seed-server', '--kind', 'server').match(/secret key: (\S+)/)[1]
   server = await startOmni(bin, dataDir)
-  await seedCrossChannel(server.url, writeKey)
+  await seedCrossChannel(server.url, serverKey)
   const t = Date.now()
   await seedCustomers(server.url, writeKey, BENCH_PROFILES)
   report.seed = `${BENCH_PROFILES} customers posted to /v1/batch in ${Date.now() - t} ms`
