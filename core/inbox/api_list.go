@@ -69,7 +69,7 @@ var sortKeys = map[string][2]string{
 	// recent first.
 	"waiting": {`(CASE WHEN c.waiting_since != '' THEN 0 ELSE 1 END)`,
 		`(CASE WHEN c.waiting_since != '' THEN julianday(c.waiting_since) ELSE -COALESCE(julianday(NULLIF(c.last_message_at, '')), 0) END)`},
-	"recent": {`0`, `(-COALESCE(julianday(NULLIF(c.last_message_at, '')), julianday(NULLIF(c.created, '')), 0))`},
+	"recent": {`(0)`, `(-COALESCE(julianday(NULLIF(c.last_message_at, '')), julianday(NULLIF(c.created, '')), 0))`},
 	// SLA due soonest first; without a due time, the most recent.
 	"due": {`(CASE WHEN ` + dueExpr + ` != '' THEN 0 ELSE 1 END)`,
 		`(CASE WHEN ` + dueExpr + ` != '' THEN julianday(` + dueExpr + `) ELSE -COALESCE(julianday(NULLIF(c.last_message_at, '')), 0) END)`},
