@@ -206,9 +206,9 @@ func ledger(t *testing.T, s *omnitest.Server, id string) ledgerRow {
 }
 
 type conversationAnswer struct {
-	Conversation inbox.Summary     `json:"conversation"`
+	Conversation inbox.Summary      `json:"conversation"`
 	Messages     []inbox.MessageOut `json:"messages"`
-	Window       *inbox.Window     `json:"window"`
+	Window       *inbox.Window      `json:"window"`
 }
 
 // Replies go through the gate as kind conversation, typed text kept as
