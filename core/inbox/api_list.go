@@ -163,7 +163,11 @@ func (m *Module) handleList(e *core.RequestEvent) error {
 	case "none":
 		where = append(where, dbx.HashExp{"c.assignee": ""})
 	case "me":
-		where = append(where, dbx.HashExp{"c.assignee": staffID(e)})
+		if me := staffID(e); me != "" {
+			where = append(where, dbx.HashExp{"c.assignee": me})
+		} else {
+			where = append(where, dbx.NewExp("0")) // a superuser is no staff member: nothing is theirs
+		}
 	default:
 		where = append(where, dbx.HashExp{"c.assignee": a})
 	}

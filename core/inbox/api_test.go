@@ -129,7 +129,11 @@ func TestConversationViewsAndCounts(t *testing.T) {
 		counts.Labels["vip"] != 1 || counts.Labels["returns"] != 1 {
 		t.Fatalf("counts = %+v", counts)
 	}
-	call(t, s, agent, "POST", "/api/v1/conversations/"+a+"/read", nil, 204, nil)
+	var read inbox.Summary
+	call(t, s, agent, "POST", "/api/v1/conversations/"+a+"/read", nil, 200, &read)
+	if read.ID != a || read.Unread != 0 {
+		t.Fatalf("read = %+v", read)
+	}
 	call(t, s, agent, "GET", "/api/v1/conversations/counts", nil, 200, &counts)
 	if counts.Unread.Mine != 0 || counts.Unread.All != 2 {
 		t.Fatalf("after read: %+v", counts.Unread)
@@ -260,6 +264,28 @@ func TestRepliesGoThroughTheGate(t *testing.T) {
 	code, body := s.Do(t, "POST", "/api/v1/conversations/"+mail.ID+"/messages/"+reply.ID+"/retry", nil, agent)
 	omnitest.WantError(t, code, body, 409)
 
+	// A saved template by name, rendered by the gate.
+	for _, ch := range []string{"email"} {
+		col, err := s.PB.FindCollectionByNameOrId("templates")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := core.NewRecord(col)
+		r.Set("name", "Courier delay")
+		r.Set("channel", ch)
+		r.Set("kind", "conversation")
+		r.Set("subject", "About your parcel")
+		r.Set("body", "Sorry, the courier is late.")
+		if err := s.PB.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var templated inbox.MessageOut
+	call(t, s, agent, "POST", "/api/v1/conversations/"+mail.ID+"/messages", map[string]any{"template": "Courier delay"}, 201, &templated)
+	if row := ledger(t, s, templated.ID); row.Channel != "email" || row.Body != "Sorry, the courier is late." || row.Subject != "About your parcel" {
+		t.Fatalf("templated reply's ledger row = %+v", row)
+	}
+
 	// WhatsApp: no connector sends it, so the gate refuses with a reason
 	// the agent sees on the message, and a retry is a new reply.
 	receive(t, s, "wamid.g2", "whatsapp", events.Identities{events.WhatsAppID: "447700900301"}, map[string]any{"text": "Hello?"})
@@ -309,6 +335,7 @@ func TestRepliesGoThroughTheGate(t *testing.T) {
 		{wa.ID, map[string]any{"wa_template": map[string]any{"name": "", "language": "en"}}, "wa_template.name"},
 		{wa.ID, map[string]any{"wa_template": map[string]any{"name": "hello"}}, "wa_template.language"},
 		{wa.ID, map[string]any{"text": "x", "channel": "fax"}, "channel"},
+		{wa.ID, map[string]any{"template": "Courier delay"}, "template"}, // an email template
 		{wa.ID, map[string]any{"text": "x", "colour": "red"}, "colour"},
 		{wa.ID, map[string]any{"text": 5}, "text"},
 	}
