@@ -1,6 +1,7 @@
 package inbox_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -441,6 +442,20 @@ func TestMentionsReachTheMentionedAgent(t *testing.T) {
 	if got.Message.Text != "Or you, @robert." || len(got.Message.Mentions) != 1 || got.Message.Mentions[0] != bobID {
 		t.Fatalf("Bob heard %+v", got)
 	}
+
+	// Every change through the API reaches staff live on omni/inbox once
+	// it commits.
+	live := subscribe(t, s, bob, inbox.LiveTopic)
+	call(t, s, owner, "PATCH", "/api/v1/conversations/"+id, map[string]any{"assignee": bobID, "labels": []string{"stock"}}, 200, nil)
+	for {
+		var p inbox.Push
+		if err := json.Unmarshal([]byte(live.raw(t)), &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Conversation.ID == id && p.Conversation.Assignee == bobID && len(p.Conversation.Labels) == 1 {
+			break
+		}
+	}
 }
 
 type mentionPush struct {
@@ -461,24 +476,12 @@ func subscribe(t *testing.T, s *omnitest.Server, h http.Header, topic string) *s
 	st := &stream{data: make(chan string, 100)}
 	lines := make(chan string, 100)
 	go func() {
-		buf := make([]byte, 0, 1<<16)
-		tmp := make([]byte, 4096)
-		for {
-			n, err := resp.Body.Read(tmp)
-			buf = append(buf, tmp[:n]...)
-			for {
-				i := strings.IndexByte(string(buf), '\n')
-				if i < 0 {
-					break
-				}
-				lines <- string(buf[:i])
-				buf = buf[i+1:]
-			}
-			if err != nil {
-				close(lines)
-				return
-			}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 0, 1<<16), 1<<22)
+		for sc.Scan() {
+			lines <- sc.Text()
 		}
+		close(lines)
 	}()
 	var clientID string
 	timeout := time.After(20 * time.Second)
@@ -514,19 +517,26 @@ func subscribe(t *testing.T, s *omnitest.Server, h http.Header, topic string) *s
 	return st
 }
 
-func (st *stream) next(t *testing.T) mentionPush {
+// raw is the next push's data.
+func (st *stream) raw(t *testing.T) string {
 	t.Helper()
 	select {
 	case d := <-st.data:
-		var p mentionPush
-		if err := json.Unmarshal([]byte(d), &p); err != nil {
-			t.Fatalf("push %s: %v", d, err)
-		}
-		return p
+		return d
 	case <-time.After(20 * time.Second):
 		t.Fatal("no push")
 	}
-	return mentionPush{}
+	return ""
+}
+
+func (st *stream) next(t *testing.T) mentionPush {
+	t.Helper()
+	d := st.raw(t)
+	var p mentionPush
+	if err := json.Unmarshal([]byte(d), &p); err != nil {
+		t.Fatalf("push %s: %v", d, err)
+	}
+	return p
 }
 
 // Bulk changes and starting a conversation; guests get 401 everywhere.
