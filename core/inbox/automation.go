@@ -146,7 +146,7 @@ func (m *Module) runBot(tx core.App, c *Conversation, msg *Message, bot Bot, now
 			if err := m.handoff(tx, c, fmt.Sprintf("rule %q", r.Name), now); err != nil {
 				return false, err
 			}
-			if _, err := m.app.FindRecordById("staff", r.Value); err == nil && c.Assignee == "" {
+			if _, err := tx.FindRecordById("staff", r.Value); err == nil && c.Assignee == "" {
 				if err := m.assignTo(tx, c, r.Value, now); err != nil {
 					return false, err
 				}

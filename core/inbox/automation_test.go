@@ -87,6 +87,8 @@ func TestRoundRobinAssignsOnlineAgentsUnderCapacity(t *testing.T) {
 	anaID := presence(t, s, ana, nil).ID
 	benID := presence(t, s, ben, nil).ID
 	presence(t, s, cid, map[string]any{"away": true}) // away: gets nothing
+	code, body := s.Do(t, "POST", "/api/v1/inbox/presence", "{nope", omnitest.Auth(cid))
+	omnitest.WantFieldError(t, code, body, 400, "away")
 
 	assignees := map[string]string{}
 	for i, wa := range []string{"447700900001", "447700900002", "447700900003"} {
@@ -106,7 +108,7 @@ func TestRoundRobinAssignsOnlineAgentsUnderCapacity(t *testing.T) {
 	}
 
 	// The agents list shows who is online and how full they are.
-	code, body := s.Do(t, "GET", "/api/v1/inbox/agents", nil, omnitest.Auth(ana))
+	code, body = s.Do(t, "GET", "/api/v1/inbox/agents", nil, omnitest.Auth(ana))
 	var list struct{ Items []inbox.Agent }
 	if code != 200 || json.Unmarshal(body, &list) != nil {
 		t.Fatalf("agents: %d %s", code, body)
@@ -224,6 +226,22 @@ func TestAwayMessageOncePerOpeningOutsideHours(t *testing.T) {
 		if msg.Author == inbox.AuthorBot {
 			t.Fatalf("an away message in business hours: %+v", msg)
 		}
+	}
+
+	// With the bot on, at night: the bot hands off what it cannot answer,
+	// then the away message tells the customer when a person will.
+	clk.Set(time.Date(2026, 11, 30, 22, 0, 0, 0, london))
+	put(t, s, owner, "bot", map[string]any{"enabled": true})
+	receive(t, s, "wamid.away4", "whatsapp", events.Identities{events.WhatsAppID: "447700900023"}, map[string]any{"text": "Do you ship to Spain?"})
+	c3 := onlyConversation(t, s, events.WhatsAppID, "447700900023")
+	msgs := messagesOf(t, s, c3.ID)
+	authors := map[string]inbox.Message{}
+	for _, msg := range msgs {
+		authors[msg.Author] = msg
+	}
+	if c3.Status != inbox.StatusOpen || c3.Bot || len(msgs) != 3 || !authors[inbox.AuthorSystem].Private ||
+		authors[inbox.AuthorBot].Send["away"] == nil {
+		t.Fatalf("bot at night: %+v %+v", c3, msgs)
 	}
 }
 
