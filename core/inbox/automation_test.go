@@ -307,6 +307,9 @@ func TestBotAnswersOrderStatusAndHandsOff(t *testing.T) {
 		t.Fatalf("a new conversation with the bot on should be pending with the bot: %+v", c)
 	}
 	msgs := messagesOf(t, s, c.ID)
+	if c = conversation(t, s, c.ID); c.WaitingSince != "" {
+		t.Fatalf("the bot answered, yet the customer is waiting since %s", c.WaitingSince)
+	}
 	if len(msgs) != 2 || msgs[1].Author != inbox.AuthorBot || !strings.Contains(msgs[1].Text, "#1001") ||
 		!strings.Contains(msgs[1].Text, "cancelled") {
 		t.Fatalf("the bot's answer about the order: %+v", msgs)
@@ -329,7 +332,7 @@ func TestBotAnswersOrderStatusAndHandsOff(t *testing.T) {
 	receive(t, s, "email:bot3", "email", mail, map[string]any{"text": "Can I talk to a Human please", "subject": "Re: My order",
 		"conversation_key": "<bot1@mail.omni-shop.dev>", "in_reply_to": "<bot1@mail.omni-shop.dev>"})
 	c = onlyConversation(t, s, events.Email, bob)
-	if c.Status != inbox.StatusOpen || c.Bot || c.HandoffAt == "" {
+	if c.Status != inbox.StatusOpen || c.Bot || c.HandoffAt == "" || c.WaitingSince == "" {
 		t.Fatalf("after asking for a human: %+v", c)
 	}
 	msgs = messagesOf(t, s, c.ID)
