@@ -391,6 +391,12 @@ func TestRulesAPI(t *testing.T) {
 	good := map[string]any{"name": "Hours", "keywords": []string{"open"}, "action": "reply", "reply": "We open at 9."}
 	code, body := s.Do(t, "POST", "/api/v1/inbox/rules", good, omnitest.Auth(agent))
 	omnitest.WantError(t, code, body, 403)
+	for _, path := range []string{"/api/v1/inbox/rules", "/api/v1/inbox/agents"} {
+		code, body := s.Do(t, "GET", path, nil, nil)
+		omnitest.WantError(t, code, body, 401)
+	}
+	code, body = s.Do(t, "POST", "/api/v1/inbox/presence", nil, nil)
+	omnitest.WantError(t, code, body, 401)
 	for field, bad := range map[string]map[string]any{
 		"keywords": {"name": "x", "keywords": []string{" ", "!"}, "action": "handoff"},
 		"action":   {"name": "x", "keywords": []string{"a"}, "action": "dance"},
