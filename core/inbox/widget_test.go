@@ -209,6 +209,10 @@ func TestWidgetChatRoundTrip(t *testing.T) {
 		t.Fatalf("conversation = %+v (page view's profile %s)", conv, pageProfile)
 	}
 
+	if code, body := s.Do(t, "GET", "/api/v1/conversations/"+conv.ID, nil, omnitest.Auth(e.agent)); code != 200 || !strings.Contains(string(body), `"channel":"chat"`) {
+		t.Fatalf("the chat in the conversations API: %d %s", code, body)
+	}
+
 	// The visitor's live stream.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
