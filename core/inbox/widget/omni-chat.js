@@ -198,7 +198,10 @@
     if (open) {
       state.unread = 0
       badge.hidden = true
-      start().catch(function (e) { note('The chat is not available right now (' + e.message + ').') })
+      start().catch(function (e) {
+        if (e.status === 404) host.remove() // the widget was switched off or deleted
+        else note('The chat is not available right now (' + e.message + ').')
+      })
       setTimeout(function () { textarea.focus() }, 0)
     }
   }
