@@ -46,9 +46,6 @@ const (
 	ipSessionsPerMin      = 30
 	visitorEmailsPerMin   = 5
 	streamPing            = 25 * time.Second
-	// onlineWindow: an agent whose inbox sent a heartbeat this recently
-	// (and who is not away) is online.
-	onlineWindow = 90 * time.Second
 )
 
 // ChatSource is the source of the events the widget records.
@@ -237,10 +234,10 @@ func (m *Module) visitorFor(e *core.RequestEvent, w *chatWidget, bodyToken strin
 }
 
 // agentsOnline reports whether any agent has the inbox open and is not
-// away.
+// away (agents.go: seen within OnlineWindow).
 func (m *Module) agentsOnline() bool {
 	var n int
-	since := store.FormatTime(m.opts.Now().Add(-onlineWindow))
+	since := store.FormatTime(m.opts.Now().Add(-OnlineWindow))
 	_ = m.app.DB().NewQuery("SELECT COUNT(*) FROM " + AgentsCollection + " WHERE away = 0 AND seen_at >= {:since}").
 		Bind(dbx.Params{"since": since}).Row(&n)
 	return n > 0
