@@ -341,19 +341,30 @@ func newVisitorStreams() *visitorStreams {
 	return &visitorStreams{byVisitor: map[string]map[chan []byte]struct{}{}}
 }
 
-// add opens a stream for visitor; nil after closeAll.
-func (s *visitorStreams) add(visitor string) chan []byte {
+// maxStreamsPerVisitor bounds one visitor's open streams (tabs).
+const maxStreamsPerVisitor = 8
+
+var (
+	errTooManyStreams = errors.New("too many open streams")
+	errStreamsClosed  = errors.New("streams closed")
+)
+
+// add opens a stream for visitor.
+func (s *visitorStreams) add(visitor string) (chan []byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil
+		return nil, errStreamsClosed
+	}
+	if len(s.byVisitor[visitor]) >= maxStreamsPerVisitor {
+		return nil, errTooManyStreams
 	}
 	ch := make(chan []byte, 64)
 	if s.byVisitor[visitor] == nil {
 		s.byVisitor[visitor] = map[chan []byte]struct{}{}
 	}
 	s.byVisitor[visitor][ch] = struct{}{}
-	return ch
+	return ch, nil
 }
 
 func (s *visitorStreams) remove(visitor string, ch chan []byte) {

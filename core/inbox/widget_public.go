@@ -46,6 +46,7 @@ const (
 	ipSessionsPerMin      = 30
 	visitorEmailsPerMin   = 5
 	streamPing            = 25 * time.Second
+	streamLifetime        = 30 * time.Minute
 )
 
 // ChatSource is the source of the events the widget records.
@@ -458,11 +459,19 @@ func (m *Module) widgetStream(e *core.RequestEvent) error {
 	if err != nil {
 		return err
 	}
-	ch := m.widget.streams.add(v.ID)
-	if ch == nil {
+	ch, err := m.widget.streams.add(v.ID)
+	if errors.Is(err, errTooManyStreams) {
+		return tooMany("open chat windows for this visitor")
+	}
+	if err != nil {
 		return api.Error(http.StatusServiceUnavailable, "The chat is restarting; reconnect in a moment.")
 	}
 	defer m.widget.streams.remove(v.ID, ch)
+	// Like PocketBase's realtime: no write deadline on a long-lived stream;
+	// it ends after streamLifetime instead and the browser reconnects.
+	_ = http.NewResponseController(e.Response).SetWriteDeadline(time.Time{})
+	end := time.NewTimer(streamLifetime)
+	defer end.Stop()
 	h := e.Response.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -487,6 +496,8 @@ func (m *Module) widgetStream(e *core.RequestEvent) error {
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-end.C:
 			return nil
 		case frame, ok := <-ch:
 			if !ok || !write(frame) {

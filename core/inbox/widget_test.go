@@ -288,8 +288,27 @@ func TestWidgetChatRoundTrip(t *testing.T) {
 		t.Fatalf("history: %d %s", code, raw)
 	}
 
-	// The visitor leaves an email and closes the page: the next reply
-	// goes by email.
+	// The visitor closes the page: a reply still goes on the chat (they
+	// left no email), sent but not delivered; the history has it.
+	cancel()
+	omnitest.Eventually(t, 10*time.Second, func() bool { return !e.m.VisitorConnected(visitor) }, "the stream closed")
+	unseen, err := e.m.ReplyForTest(conv.ID, agentID, "Shall I hold a pair?", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	omnitest.Eventually(t, 20*time.Second, func() bool {
+		var row struct {
+			Status  string `db:"status"`
+			Channel string `db:"channel"`
+		}
+		_ = s.PB.DB().NewQuery("SELECT status, channel FROM messages WHERE id = {:id}").Bind(dbx.Params{"id": unseen}).One(&row)
+		return row.Status == "sent" && row.Channel == "chat"
+	}, "the reply to a visitor who left sent on the chat")
+	if _, hist := e.public(t, "GET", "/messages?token="+token, shopOrigin, nil); !strings.Contains(jsonText(hist), "Shall I hold a pair?") {
+		t.Fatalf("history without the reply sent while away: %s", jsonText(hist))
+	}
+
+	// They leave an email: the next reply, while they are away, goes by email.
 	if code, body := e.public(t, "POST", "/email", shopOrigin, map[string]any{"token": token, "email": "Visitor@Omni-Shop.dev"}); code != 200 {
 		t.Fatalf("email: %d %v", code, body)
 	}
@@ -298,8 +317,6 @@ func TestWidgetChatRoundTrip(t *testing.T) {
 		_ = s.PB.DB().NewQuery("SELECT profile FROM identities WHERE kind = 'email' AND value = 'visitor@omni-shop.dev'").Row(&p)
 		return p == conv.Profile
 	}, "the email on the visitor's profile")
-	cancel()
-	omnitest.Eventually(t, 10*time.Second, func() bool { return !e.m.VisitorConnected(visitor) }, "the stream closed")
 	later, err := e.m.ReplyForTest(conv.ID, agentID, "We just restocked.", false)
 	if err != nil {
 		t.Fatal(err)
@@ -323,4 +340,9 @@ func staffID(t *testing.T, s *omnitest.Server, email string) string {
 		t.Fatal(err)
 	}
 	return r.Id
+}
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
