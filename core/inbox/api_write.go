@@ -65,12 +65,16 @@ func (m *Module) outgoing(e *core.RequestEvent, c *Conversation, b messageBody) 
 		}
 	}
 	if b.Template != "" {
-		var id string
-		err := db.Select("id").From("templates").Where(dbx.Or(dbx.HashExp{"id": b.Template}, dbx.HashExp{"name": b.Template})).Limit(1).Row(&id)
+		var id, tplChannel string
+		err := db.Select("id", "channel").From("templates").Where(dbx.Or(dbx.HashExp{"id": b.Template}, dbx.HashExp{"name": b.Template})).
+			Limit(1).Row(&id, &tplChannel)
 		if errors.Is(err, sql.ErrNoRows) {
 			return out, api.BadRequest("template", "there is no template "+b.Template)
 		} else if err != nil {
 			return out, api.Internal("Could not read the template.", err)
+		}
+		if tplChannel != channel {
+			return out, api.BadRequest("template", "is a "+tplChannel+" template; this reply goes by "+channel)
 		}
 		send["template"] = id
 	}
