@@ -3,7 +3,7 @@
 // path a connector's webhook takes): it appears in the list live, without
 // a reload; she opens it, replies (the reply shows with its delivery
 // state), adds a private note mentioning a colleague picked from the @
-// list, moves between conversations with j/k, resolves one with e, takes
+// list, sends a canned response rendered for the customer, moves between conversations with j/k, resolves one with e, takes
 // the other with a and snoozes it with s, then resolves it with the bulk
 // action; each leaves the open view as it goes.
 import { after, before, describe, it } from 'node:test'
@@ -39,6 +39,12 @@ before(async () => {
     if (a === BEA) beaID = r.body.id
   }
   agentToken = await login(server.url, AGENT.email, AGENT.password)
+  // Owners write canned responses (Liquid, with the customer's variables).
+  const canned = await apiAs(server.url, ownerToken, '/api/collections/canned_responses/records', {
+    method: 'POST',
+    body: JSON.stringify({ shortcut: 'ship', title: 'Shipping times', body: 'Hi {{ customer.first_name | default: "there" }}, we ship within 2 working days.' }),
+  })
+  assert.equal(canned.status, 200, JSON.stringify(canned.body))
   browser = await launchBrowser(tmp)
   page = browser.pages()[0] || (await browser.newPage())
   page.setDefaultTimeout(15000)
@@ -136,6 +142,20 @@ describe('inbox', () => {
     assert.equal(storedNote?.private, true)
     assert.deepEqual(storedNote?.mentions, [beaID])
     await shot(page, 'inbox-conversation')
+
+    // "/" picks a canned response, rendered for Cleo, to read and edit before Enter sends it.
+    await page.keyboard.press('Escape')
+    await page.keyboard.press('/')
+    await composer.getByRole('tab', { name: 'Reply' }).and(page.locator('[aria-selected=true]')).waitFor()
+    await page.keyboard.type('sh')
+    await composer.getByRole('listbox', { name: 'Canned responses' }).getByText('/ship').waitFor()
+    await page.keyboard.press('Enter')
+    const box = composer.getByLabel('Reply')
+    await eventually(async () => (await box.inputValue()) === 'Hi Cleo, we ship within 2 working days.', { what: 'the canned response rendered for Cleo' })
+    await page.keyboard.press('End')
+    await page.keyboard.type(' Thanks!')
+    await page.keyboard.press('Enter')
+    await conv.getByTestId('message').filter({ hasText: 'Hi Cleo, we ship within 2 working days. Thanks!' }).waitFor()
 
     // A second customer writes: the list grows live; j/k move between them.
     await sms(DAN, 'Do you ship to Ireland?')
