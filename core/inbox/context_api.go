@@ -221,7 +221,7 @@ func ordersOf(db dbx.Builder, profile string) ([]ContextOrder, *ContextCheckout,
 				continue
 			}
 			o := &ContextOrder{OrderID: id, Number: ctxFirst(p, "order_name", "order_number", "receipt_number"), At: ctxTime(ev.OccurredAt),
-				Total: ctxNumber(p["total"]), Currency: ctxString(p["currency"]), Status: orderStatus(p), Lines: ctxLines(p["line_items"]), Source: ev.Source}
+				Total: ctxAmount(p, "total", "revenue", "value", "amount"), Currency: ctxString(p["currency"]), Status: orderStatus(p), Lines: ctxLines(p), Source: ev.Source}
 			orders[id] = o
 			placed = append(placed, o)
 			for _, k := range []string{"checkout_token", "cart_token"} {
@@ -232,7 +232,7 @@ func ordersOf(db dbx.Builder, profile string) ([]ContextOrder, *ContextCheckout,
 		case events.OrderCancelled:
 			cancelled[ctxString(p["order_id"])] = true
 		case events.OrderRefunded:
-			refunded[ctxString(p["order_id"])] += ctxNumber(p["total"])
+			refunded[ctxString(p["order_id"])] += ctxAmount(p, "total", "refund", "amount")
 		case events.CheckoutStarted, events.CheckoutUpdated:
 			token := ctxFirst(p, "checkout_token", "checkout_id", "cart_token")
 			if token == "" {
@@ -242,8 +242,8 @@ func ordersOf(db dbx.Builder, profile string) ([]ContextOrder, *ContextCheckout,
 				completed[token] = true
 			}
 			checkouts[token] = &ContextCheckout{CheckoutID: ctxFirst(p, "checkout_id", "checkout_token"), At: ctxTime(ev.OccurredAt),
-				Total: ctxNumber(p["total"]), Currency: ctxString(p["currency"]), URL: ctxFirst(p, "abandoned_checkout_url", "checkout_url", "url"),
-				Lines: ctxLines(p["line_items"]), Source: ev.Source}
+				Total: ctxAmount(p, "total", "value", "subtotal"), Currency: ctxString(p["currency"]), URL: ctxFirst(p, "abandoned_checkout_url", "checkout_url", "url"),
+				Lines: ctxLines(p), Source: ev.Source}
 			if ct := ctxString(p["cart_token"]); ct != "" && completed[ct] {
 				completed[token] = true
 			}
@@ -286,10 +286,14 @@ func orderStatus(p map[string]any) string {
 	return "placed"
 }
 
-// ctxLines reads line items the way the connectors map them: Shopify's
-// title and variant_title, Square's name and variation_name.
-func ctxLines(v any) []ContextLine {
-	items, _ := v.([]any)
+// ctxLines reads line items the way the connectors map them (Shopify's
+// title and variant_title, Square's name and variation_name) and a tracked
+// order's products as Segment's spec names them (name, variant).
+func ctxLines(p map[string]any) []ContextLine {
+	items, _ := p["line_items"].([]any)
+	if items == nil {
+		items, _ = p["products"].([]any) // Segment's e-commerce spec
+	}
 	out := make([]ContextLine, 0, len(items))
 	for _, it := range items {
 		li, ok := it.(map[string]any)
@@ -297,7 +301,7 @@ func ctxLines(v any) []ContextLine {
 			continue
 		}
 		title := ctxFirst(li, "title", "name", "product_name", "sku")
-		if variant := ctxFirst(li, "variant_title", "variation_name"); variant != "" && !strings.EqualFold(variant, title) {
+		if variant := ctxFirst(li, "variant_title", "variation_name", "variant"); variant != "" && !strings.EqualFold(variant, title) && !strings.EqualFold(variant, "regular") {
 			title += " – " + variant
 		}
 		q := ctxNumber(li["quantity"])
@@ -387,6 +391,16 @@ func ctxNumber(v any) float64 {
 	case string:
 		var f float64
 		if json.Unmarshal([]byte(x), &f) == nil {
+			return f
+		}
+	}
+	return 0
+}
+
+// ctxAmount is the first of keys that holds a number.
+func ctxAmount(p map[string]any, keys ...string) float64 {
+	for _, k := range keys {
+		if f := ctxNumber(p[k]); f != 0 {
 			return f
 		}
 	}
