@@ -166,7 +166,8 @@ func TestCustomerContextShowsOrdersCheckoutAndConversations(t *testing.T) {
 	omnitest.WantError(t, code, body, http.StatusNotFound)
 }
 
-// marketing_paused_until is messaging's pause while it lasts.
+// marketing_paused_until is messaging's pause while it lasts, and empty
+// once staff resume marketing.
 func TestCustomerContextShowsTheMarketingPause(t *testing.T) {
 	s, _ := startInbox(t, inbox.Options{})
 	receive(t, s, "wamid.pause-1", "whatsapp", events.Identities{events.WhatsAppID: "447700900555"}, map[string]any{"text": "Hi"})
@@ -196,5 +197,15 @@ func TestCustomerContextShowsTheMarketingPause(t *testing.T) {
 	}
 	if got := read(); got != until.Format(time.RFC3339) {
 		t.Fatalf("marketing_paused_until = %q, want %q", got, until.Format(time.RFC3339))
+	}
+	if code == http.StatusNotFound {
+		return // no messaging pause API to resume with
+	}
+	// Resumed: no pause.
+	if code, body := s.Do(t, "DELETE", "/api/v1/profiles/"+profile+"/marketing-pause", nil, omnitest.Auth(agent)); code >= 300 {
+		t.Fatalf("resume: %d %s", code, body)
+	}
+	if got := read(); got != "" {
+		t.Fatalf("after resuming, marketing_paused_until = %q", got)
 	}
 }
