@@ -200,8 +200,17 @@ describe('inbox settings', () => {
     assert.equal(await page.getByRole('form', { name: 'General' }).getByLabel('Reopen window').inputValue(), '3d')
   })
 
+  it('the inbox links the owner to its settings', async () => {
+    await page.goto(server.url + '/inbox')
+    await page.getByRole('link', { name: 'Inbox settings' }).click()
+    await page.getByRole('tab', { name: 'Chat widgets' }).waitFor()
+  })
+
   it('an agent cannot open the settings page', async () => {
     await signIn(AGENT)
+    await page.goto(server.url + '/inbox')
+    await page.getByRole('heading', { name: 'Inbox' }).waitFor()
+    assert.equal(await page.getByRole('link', { name: 'Inbox settings' }).count(), 0)
     await page.goto(server.url + '/settings/inbox')
     await page.getByTestId('forbidden').waitFor()
     assert.equal(await page.getByRole('tab', { name: 'Chat widgets' }).count(), 0)
