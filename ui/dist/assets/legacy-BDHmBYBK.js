@@ -1,1 +1,0 @@
-import{aM as a}from"./index-DePY-KpI.js";a();
