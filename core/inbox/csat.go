@@ -148,11 +148,24 @@ func (m *Module) onResolved(tx core.App, c *Conversation, at time.Time) error {
 		}
 		text += "\n" + signer.SurveyURL(signedlink.SurveyCSAT, c.ID, at.Add(csatAnswerWindow))
 	}
-	if _, err := m.post(tx, cur, Outgoing{Author: AuthorSystem, Text: text, At: at}); err != nil {
+	if err := m.postSurveyMessage(tx, cur, text, at); err != nil {
 		return err
 	}
 	_, err = db.NewQuery("UPDATE " + ConversationsCollection + " SET csat_asked_at = {:at}, csat_score = 0 WHERE id = {:id}").
 		Bind(dbx.Params{"at": store.FormatTime(at), "id": c.ID}).Execute()
+	return err
+}
+
+// postSurveyMessage sends the question or the thanks (author system)
+// without moving the conversation in the list: its last message stays
+// the customer's or the agent's, so resolved conversations keep their
+// order and preview.
+func (m *Module) postSurveyMessage(tx core.App, c *Conversation, text string, at time.Time) error {
+	if _, err := m.post(tx, c, Outgoing{Author: AuthorSystem, Text: text, At: at}); err != nil {
+		return err
+	}
+	_, err := tx.DB().NewQuery("UPDATE " + ConversationsCollection + " SET last_message_at = {:at}, last_message = {:text}, last_author = {:author} WHERE id = {:id}").
+		Bind(dbx.Params{"at": c.LastMessageAt, "text": c.LastMessage, "author": c.LastAuthor, "id": c.ID}).Execute()
 	return err
 }
 
@@ -235,7 +248,7 @@ func (m *Module) csatOnCustomerMessage(tx core.App, f *Filed, ev *events.Event) 
 		return err
 	}
 	if thanks := m.csatSetting().Thanks; thanks != "" {
-		if _, err := m.post(tx, f.Conversation, Outgoing{Author: AuthorSystem, Text: thanks}); err != nil {
+		if err := m.postSurveyMessage(tx, f.Conversation, thanks, m.opts.Now()); err != nil {
 			return err
 		}
 	}

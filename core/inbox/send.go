@@ -87,6 +87,9 @@ func sendRequest(msg *Message, channel, subject string) *outbox.SendRequest {
 	}
 	if req.Channels[0] == "email" {
 		req.Subject = replySubject(subject)
+		if s, _ := msg.Send["subject"].(string); s != "" {
+			req.Subject = s // the first mail of a thread an agent started
+		}
 	}
 	if t, _ := msg.Send["template"].(string); t != "" {
 		req.Template, req.Body, req.Subject, req.Raw = t, "", "", false
