@@ -1,1 +1,0 @@
-import{aM as a}from"./index-BJ-_lzSO.js";a();
