@@ -233,6 +233,7 @@ func (m *Module) pushToVisitors(p Push) {
 		m.widget.streams.send(c.Address, "message", vm)
 	}
 	m.widget.streams.send(c.Address, "conversation", map[string]any{"id": c.ID, "status": c.Status})
+	m.widget.streams.send(c.Address, "presence", map[string]any{"online": m.agentsOnline()})
 }
 
 // deliverChat delivers one chat reply the gate queued: the reply is the
@@ -277,6 +278,9 @@ func (m *Module) deliverChat(msg jetstream.Msg) {
 		delivered := false
 		for _, vm := range toVisitor(db, views, true) {
 			delivered = m.widget.streams.send(c.Address, "message", vm) || delivered
+		}
+		if delivered {
+			m.widget.streams.send(c.Address, "presence", map[string]any{"online": m.agentsOnline()})
 		}
 		evs = append(evs, chatOutcome(db, events.MessageSent, &out, c.Profile, now, nil))
 		if delivered {

@@ -125,6 +125,8 @@ describe('website chat widget', () => {
     // The visitor sees it without reloading, signed with the agent's first name.
     await visitor.getByText('Yes, size 9 is in stock.').waitFor()
     await visitor.getByText('Ann', { exact: true }).waitFor()
+    // Ann has the inbox open: the widget says someone is online.
+    await visitor.getByText('We are online').waitFor()
     await shot(visitor, 'widget-visitor')
 
     // A reload keeps the chat (and the panel open).

@@ -58,7 +58,7 @@
   root.innerHTML =
     '<style>' +
     ':host{all:initial}*{box-sizing:border-box;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}' +
-    '.bubble{position:fixed;right:20px;bottom:20px;width:56px;height:56px;border-radius:50%;border:0;cursor:pointer;color:#fff;background:var(--c);box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000;font-size:26px;line-height:56px}' +
+    '.bubble{position:fixed;right:20px;bottom:20px;width:56px;height:56px;border-radius:50%;border:0;cursor:pointer;color:#fff;background:var(--c);box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000;padding:0}' +
     '.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;border-radius:10px;background:#d1242f;color:#fff;font-size:12px;line-height:20px;padding:0 6px}' +
     '.panel{position:fixed;right:20px;bottom:88px;width:340px;max-width:calc(100vw - 40px);height:480px;max-height:calc(100vh - 120px);background:#fff;color:#1f2328;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);display:flex;flex-direction:column;overflow:hidden;z-index:2147483000}' +
     '.head{background:var(--c);color:#fff;padding:12px 14px}.title{font-weight:600;font-size:15px}.status{font-size:12px;opacity:.9;margin-top:2px}' +
@@ -79,7 +79,9 @@
     '<form class="emailform"><input type="email" name="email" placeholder="you@example.com" required aria-label="Your email"><button class="send" type="submit">Save</button></form></div>' +
     '<form class="compose"><textarea name="text" rows="2" maxlength="5000" placeholder="Write a message…" aria-label="Message"></textarea><button class="send" type="submit">Send</button></form>' +
     '</div>' +
-    '<button class="bubble" part="bubble" aria-label="Open chat" type="button">&#128172;<span class="badge" hidden></span></button>'
+    '<button class="bubble" part="bubble" aria-label="Open chat" type="button">' +
+    '<svg width="26" height="26" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round" aria-hidden="true" style="vertical-align:middle"><path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1.1-4.6A8 8 0 1 1 21 12z"/></svg>' +
+    '<span class="badge" hidden></span></button>'
   function $(sel) { return root.querySelector(sel) }
   var panel = $('.panel'), list = $('.list'), bubble = $('.bubble'), badge = $('.badge'), ask = $('.ask')
   var compose = $('.compose'), textarea = compose.querySelector('textarea'), emailForm = $('.emailform')
