@@ -126,7 +126,7 @@ func (m *Module) chatRoute(tx core.App, c *Conversation, send map[string]any) ma
 	if err := tx.DB().Select("email").From(VisitorsCollection).Where(dbx.HashExp{"id": c.Address}).Row(&email); err != nil || email == "" {
 		return send
 	}
-	out := map[string]any{"channel": "email"}
+	out := make(map[string]any, len(send)+1)
 	for k, v := range send {
 		out[k] = v
 	}

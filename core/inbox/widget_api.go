@@ -151,15 +151,19 @@ func (m *Module) saveWidget(e *core.RequestEvent, r *core.Record, create bool) e
 		}
 		r.Set("source", id)
 	}
-	for field, v := range map[string]*string{"title": in.Title, "greeting": in.Greeting} {
-		if v == nil {
+	for _, f := range []struct {
+		name  string
+		value *string
+		limit int
+	}{{"title", in.Title, 200}, {"greeting", in.Greeting, 2000}} {
+		if f.value == nil {
 			continue
 		}
-		s := strings.TrimSpace(*v)
-		if limit := map[string]int{"title": 200, "greeting": 2000}[field]; len(s) > limit {
-			return api.BadRequest(field, fmt.Sprintf("is too long (up to %d characters)", limit))
+		s := strings.TrimSpace(*f.value)
+		if len(s) > f.limit {
+			return api.BadRequest(f.name, fmt.Sprintf("is too long (up to %d characters)", f.limit))
 		}
-		r.Set(field, s)
+		r.Set(f.name, s)
 	}
 	if in.Color != nil {
 		c := strings.TrimSpace(*in.Color)
