@@ -384,6 +384,7 @@ func (m *Module) customerTZ(p *profile) *time.Location {
 func (m *Module) compose(id string, p *profile, r *Request, tpl template, d decision) (*sdk.OutboundMessage, error) {
 	unsub := m.links.UnsubscribeURL(p.ID, d.channel)
 	vars := render.Vars(p.customerVars(m.app), r.Event, customers.Shop(m.app, m.rules.publicURL), unsub, m.links.PreferencesURL(p.ID))
+	vars["nps_url"] = m.links.NPSURL(p.ID, m.opts.Now())
 	subject, body, html := r.Subject, r.Body, r.HTML
 	wa := r.WATemplate
 	if tpl.ref != "" {

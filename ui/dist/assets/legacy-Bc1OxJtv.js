@@ -1,0 +1,1 @@
+import{aM as a}from"./index-BwdFt_zc.js";a();
