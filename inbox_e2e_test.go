@@ -42,8 +42,9 @@ import (
 //     reply lands in the same conversation;
 //   - resolving asks for CSAT on the channel and the customer's "5" is
 //     stored on the conversation and the profile;
-//   - outside business hours the customer gets the away message, and
-//     asking for a person hands the conversation to an online agent.
+//   - outside business hours the bot holds a customer's message, and
+//     asking for a person hands the conversation to the online agent
+//     while the away message tells the customer when someone answers.
 //
 // The parts share one running shop (one binary start); they run in order
 // because the last one closes the shop's hours.
@@ -224,7 +225,22 @@ func (s *inboxShop) awayThenHandoff(t *testing.T) {
 	s.ownerJSON(t, "PUT", "/api/v1/inbox/settings/assignment", map[string]any{"mode": "round_robin", "capacity": 0}, 200, nil)
 	s.doJSON(t, "POST", "/api/v1/inbox/presence", s.agent, map[string]any{"away": false}, 200, nil)
 
+	// The bot holds the first message: no rule answers it, so it waits
+	// with the bot (pending) and no one is assigned.
 	s.waInbound(t, waID, "Dan Diaz", "Is the shop open on Sunday?")
+	c := s.conversationAt(t, "whatsapp", waID)
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		c = s.conversation(t, s.agent, c.ID).Conversation
+		return c.Status == "pending"
+	}, "the bot to hold the conversation: %+v\n%s", c, s.logs)
+	if !c.Bot || c.Assignee != "" {
+		t.Fatalf("held by the bot: %+v", c)
+	}
+
+	// The customer asks for a person: the conversation is handed to the
+	// online agent, and as the shop is closed the customer is told when
+	// someone will answer.
+	s.waInbound(t, waID, "Dan Diaz", "Can I talk to a human please?")
 	omnitest.Eventually(t, 30*time.Second, func() bool {
 		for _, m := range s.meta.SentTo(waID) {
 			if tx, _ := m.Body["text"].(map[string]any); tx != nil && tx["body"] == away {
@@ -233,23 +249,28 @@ func (s *inboxShop) awayThenHandoff(t *testing.T) {
 		}
 		return false
 	}, "the away message at WhatsApp\n%s", s.logs)
-	c := s.conversationAt(t, "whatsapp", waID)
 	d := s.conversation(t, s.agent, c.ID)
-	if last := d.Messages[len(d.Messages)-1]; last.Direction != "out" || last.Text != away || last.Author == "agent" {
-		t.Fatalf("the away message in the conversation: %+v", d.Messages)
-	}
-	if d.Conversation.Assignee != "" {
-		t.Fatalf("assigned before asking for a person: %+v", d.Conversation)
-	}
-
-	// The customer asks for a person: an online agent gets it.
-	s.waInbound(t, waID, "Dan Diaz", "Can I talk to a human please?")
-	omnitest.Eventually(t, 30*time.Second, func() bool {
-		c = s.conversation(t, s.agent, c.ID).Conversation
-		return c.Status == "open" && c.Assignee != ""
-	}, "the hand-off\n%s", s.logs)
-	if c.Assignee != s.agentID || c.Bot || c.HandoffAt == "" {
+	c = d.Conversation
+	if c.Status != "open" || c.Bot || c.HandoffAt == "" || c.Assignee != s.agentID {
 		t.Fatalf("after the hand-off: %+v", c)
+	}
+	var asked, answered int
+	for i, m := range d.Messages {
+		switch {
+		case m.Direction == "in" && strings.Contains(m.Text, "human"):
+			asked = i
+		case m.Direction == "out" && m.Text == away:
+			if m.Author != "bot" {
+				t.Fatalf("the away message's author: %+v", m)
+			}
+			answered = i
+		}
+	}
+	if asked == 0 || answered < asked {
+		t.Fatalf("the history (the away message answers the request for a person): %+v", d.Messages)
+	}
+	if n := len(s.meta.SentTo(waID)); n != 1 {
+		t.Fatalf("WhatsApp got %d messages for %s, want the away message only: %+v", n, waID, s.meta.SentTo(waID))
 	}
 	var mine struct {
 		Items []conversationSummary `json:"items"`
