@@ -87,6 +87,9 @@ func sendRequest(msg *Message, channel, subject string) *outbox.SendRequest {
 	}
 	if req.Channels[0] == "email" {
 		req.Subject = replySubject(subject)
+		if s, _ := msg.Send["subject"].(string); s != "" {
+			req.Subject = s // the first mail of a thread an agent started
+		}
 	}
 	if liquid, _ := msg.Send["liquid"].(bool); liquid {
 		req.Raw = false // an owner's text (a bot rule, the away message): the gate renders its customer variables
