@@ -143,10 +143,12 @@ func (s *inboxShop) emailThread(t *testing.T) {
 		t.Fatal("the reply has no Message-ID")
 	}
 
-	// The customer answers the reply from their mail client.
+	// The customer answers the reply from their mail client. A Date header
+	// has whole seconds: the next second is after the reply, as an answer is.
+	answered := time.Now().Add(time.Second).Truncate(time.Second)
 	s.mailIn(t, fmt.Sprintf("From: Bea Brown <%s>\r\nTo: help@omni-shop.dev\r\nSubject: Re: Order 1042 arrived damaged\r\n"+
 		"Message-ID: <bea-2@mail.omni-shop.dev>\r\nIn-Reply-To: %s\r\nReferences: <bea-1@mail.omni-shop.dev> %s\r\nDate: %s\r\n"+
-		"Content-Type: text/plain; charset=utf-8\r\n\r\nThank you, that was quick.\r\n", from, replyID, replyID, time.Now().Format(time.RFC1123Z)))
+		"Content-Type: text/plain; charset=utf-8\r\n\r\nThank you, that was quick.\r\n", from, replyID, replyID, answered.Format(time.RFC1123Z)))
 	var d conversationDetail
 	omnitest.Eventually(t, 60*time.Second, func() bool {
 		d = s.conversation(t, s.agent, c.ID)
@@ -581,4 +583,42 @@ func (s *inboxShop) message(t *testing.T, conversation, id string) messageView {
 	}
 	t.Fatalf("message %s is not in conversation %s", id, conversation)
 	return messageView{}
+}
+
+// doJSON is journeyShop's, with the server's log on a failure (the API
+// hides internal causes from the client; the log names them).
+func (s *inboxShop) doJSON(t *testing.T, method, path, token string, body any, want int, out any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, "http://"+s.addr+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %d, want %d: %s\nserver log:\n%s", method, path, resp.StatusCode, want, raw, s.logs)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, raw)
+		}
+	}
+}
+
+func (s *inboxShop) ownerJSON(t *testing.T, method, path string, body any, want int, out any) {
+	t.Helper()
+	s.doJSON(t, method, path, s.owner, body, want, out)
 }
