@@ -287,11 +287,16 @@ func (m *Module) handleRead(e *core.RequestEvent) error {
 		m.live.touch(id, "")
 		return nil
 	})
+	m.live.touch(id, "")
 	m.afterCommit()
 	if err != nil {
 		return apiErr(err, "Could not mark the conversation read.")
 	}
-	return e.NoContent(http.StatusNoContent)
+	s, err := m.summaryOf(e.App.DB(), id)
+	if err != nil {
+		return api.Internal("Could not read the conversation back.", err)
+	}
+	return e.JSON(http.StatusOK, s)
 }
 
 // apiErr passes an API error through and hides any other cause.

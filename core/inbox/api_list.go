@@ -69,7 +69,7 @@ var sortKeys = map[string][2]string{
 	// recent first.
 	"waiting": {`(CASE WHEN c.waiting_since != '' THEN 0 ELSE 1 END)`,
 		`(CASE WHEN c.waiting_since != '' THEN julianday(c.waiting_since) ELSE -COALESCE(julianday(NULLIF(c.last_message_at, '')), 0) END)`},
-	"recent": {`0`, `(-COALESCE(julianday(NULLIF(c.last_message_at, '')), julianday(NULLIF(c.created, '')), 0))`},
+	"recent": {`(0)`, `(-COALESCE(julianday(NULLIF(c.last_message_at, '')), julianday(NULLIF(c.created, '')), 0))`},
 	// SLA due soonest first; without a due time, the most recent.
 	"due": {`(CASE WHEN ` + dueExpr + ` != '' THEN 0 ELSE 1 END)`,
 		`(CASE WHEN ` + dueExpr + ` != '' THEN julianday(` + dueExpr + `) ELSE -COALESCE(julianday(NULLIF(c.last_message_at, '')), 0) END)`},
@@ -163,7 +163,11 @@ func (m *Module) handleList(e *core.RequestEvent) error {
 	case "none":
 		where = append(where, dbx.HashExp{"c.assignee": ""})
 	case "me":
-		where = append(where, dbx.HashExp{"c.assignee": staffID(e)})
+		if me := staffID(e); me != "" {
+			where = append(where, dbx.HashExp{"c.assignee": me})
+		} else {
+			where = append(where, dbx.NewExp("0")) // a superuser is no staff member: nothing is theirs
+		}
 	default:
 		where = append(where, dbx.HashExp{"c.assignee": a})
 	}

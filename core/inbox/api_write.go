@@ -65,12 +65,16 @@ func (m *Module) outgoing(e *core.RequestEvent, c *Conversation, b messageBody) 
 		}
 	}
 	if b.Template != "" {
-		var id string
-		err := db.Select("id").From("templates").Where(dbx.Or(dbx.HashExp{"id": b.Template}, dbx.HashExp{"name": b.Template})).Limit(1).Row(&id)
+		var id, tplChannel string
+		err := db.Select("id", "channel").From("templates").Where(dbx.Or(dbx.HashExp{"id": b.Template}, dbx.HashExp{"name": b.Template})).
+			Limit(1).Row(&id, &tplChannel)
 		if errors.Is(err, sql.ErrNoRows) {
 			return out, api.BadRequest("template", "there is no template "+b.Template)
 		} else if err != nil {
 			return out, api.Internal("Could not read the template.", err)
+		}
+		if tplChannel != channel {
+			return out, api.BadRequest("template", "is a "+tplChannel+" template; this reply goes by "+channel)
 		}
 		send["template"] = id
 	}
@@ -470,7 +474,7 @@ func (m *Module) handleStart(e *core.RequestEvent) error {
 	}
 	subject := strings.TrimSpace(b.Subject)
 	if b.Channel == "email" && subject == "" && b.Template == "" {
-		return api.BadRequest("subject", "an email needs a subject")
+		subject = firstLine(b.Text, 80) // a mail needs a subject; the text's start says what it is about
 	}
 	var conv string
 	var msg *Message
@@ -561,6 +565,19 @@ func survivingProfile(db dbx.Builder, id string) (string, error) {
 		id = merged
 	}
 	return "", ErrNotFound
+}
+
+// firstLine is the text's first non-empty line, at most n runes.
+func firstLine(text string, n int) string {
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			if r := []rune(l); len(r) > n {
+				return strings.TrimSpace(string(r[:n-1])) + "…"
+			}
+			return l
+		}
+	}
+	return ""
 }
 
 func contains(list []string, s string) bool {
