@@ -1,10 +1,12 @@
 package inbox
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -151,9 +153,13 @@ func (m *Module) agentRoutes(g *router.RouterGroup[*core.RequestEvent]) {
 		var in struct {
 			Away *bool `json:"away"`
 		}
-		if e.Request.ContentLength != 0 {
-			if err := e.BindBody(&in); err != nil {
-				return api.BadRequest("away", "must be true or false")
+		raw, err := io.ReadAll(io.LimitReader(e.Request.Body, 1<<12))
+		if err != nil {
+			return api.BadRequest("away", "cannot read the body")
+		}
+		if len(bytes.TrimSpace(raw)) > 0 { // the heartbeat itself has no body
+			if err := json.Unmarshal(raw, &in); err != nil {
+				return api.BadRequest("away", "the body must be {away?: true or false}")
 			}
 		}
 		now := m.opts.Now()

@@ -207,4 +207,3 @@ func ruleParams(r *Rule) dbx.Params {
 	return dbx.Params{"id": r.ID, "name": r.Name, "enabled": r.Enabled, "position": r.Position, "channels": jsonText(r.Channels),
 		"keywords": jsonText(r.Keywords), "action": r.Action, "reply": r.Reply, "value": r.Value, "created": r.Created, "updated": r.Updated}
 }
-
