@@ -32,16 +32,6 @@ func exec(t *testing.T, s *omnitest.Server, q string) {
 	}
 }
 
-// conversation reads one conversation by id.
-func conversation(t *testing.T, s *omnitest.Server, id string) inbox.Conversation {
-	t.Helper()
-	var c inbox.Conversation
-	if err := s.PB.DB().NewQuery("SELECT * FROM conversations WHERE id = {:id}").Bind(dbx.Params{"id": id}).One(&c); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // surveyEvents are the stored survey.answered events of a profile.
 func surveyEvents(t *testing.T, s *omnitest.Server, profile string) []map[string]any {
 	t.Helper()

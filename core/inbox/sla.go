@@ -25,9 +25,6 @@ import (
 // EventSLABreached is the derived event of a missed due time.
 const EventSLABreached = "conversation.sla_breached"
 
-// Priorities a conversation can have.
-var Priorities = []string{"none", "low", "medium", "high", "urgent"}
-
 // SLATarget is one row of the setting: the most specific row for a
 // conversation's channel and priority applies (channel and priority
 // exact, then channel exact, then priority exact, then "*"/"*").

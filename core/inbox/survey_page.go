@@ -78,7 +78,7 @@ func (m *Module) surveyTarget(e *core.RequestEvent) (*surveyTarget, error) {
 		}
 		t.conversation = c
 	case signedlink.SurveyNPS:
-		p, err := survivingProfile(m.app.DB(), subject)
+		p, err := surveyProfile(m.app.DB(), subject)
 		if errors.Is(err, sql.ErrNoRows) || p == "" {
 			return nil, m.writeSurveyPage(e, http.StatusNotFound, surveyPage{Page: "invalid"})
 		}
@@ -90,9 +90,9 @@ func (m *Module) surveyTarget(e *core.RequestEvent) (*surveyTarget, error) {
 	return t, nil
 }
 
-// survivingProfile follows merges from id to the profile that holds the
+// surveyProfile follows merges from id to the profile that holds the
 // customer now; "" when the customer was erased (no identity left).
-func survivingProfile(db dbx.Builder, id string) (string, error) {
+func surveyProfile(db dbx.Builder, id string) (string, error) {
 	for range 64 {
 		var merged string
 		if err := db.NewQuery("SELECT merged_into FROM profiles WHERE id = {:id}").Bind(dbx.Params{"id": id}).Row(&merged); err != nil {
