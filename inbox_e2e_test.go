@@ -186,7 +186,9 @@ func (s *inboxShop) csat(t *testing.T) {
 		return false
 	}, "the CSAT question at WhatsApp\n%s", s.logs)
 
-	s.waInbound(t, waID, "Cleo Cruz", "5")
+	// Meta's timestamps have whole seconds: the next one is after the
+	// question, as the customer's answer is.
+	s.waInboundAt(t, waID, "Cleo Cruz", "5", time.Now().Add(time.Second))
 	omnitest.Eventually(t, 30*time.Second, func() bool {
 		return s.conversation(t, s.agent, c.ID).Conversation.CSATScore == 5
 	}, "the score on the conversation\n%s", s.logs)
@@ -427,6 +429,12 @@ func (s *inboxShop) mailIn(t *testing.T, raw string) {
 // time) and returns the message's wamid.
 func (s *inboxShop) waInbound(t *testing.T, waID, name, text string) string {
 	t.Helper()
+	return s.waInboundAt(t, waID, name, text, time.Now())
+}
+
+// waInboundAt is waInbound with Meta's timestamp (whole seconds) at a time.
+func (s *inboxShop) waInboundAt(t *testing.T, waID, name, text string, at time.Time) string {
+	t.Helper()
 	var n map[string]any
 	if err := json.Unmarshal(vendorfixtures.Read(t, "whatsapp", "inbound_text_message.json"), &n); err != nil {
 		t.Fatal(err)
@@ -437,7 +445,7 @@ func (s *inboxShop) waInbound(t *testing.T, waID, name, text string) string {
 	v["metadata"].(map[string]any)["phone_number_id"] = s.meta.PhoneNumberID
 	v["contacts"] = []any{map[string]any{"profile": map[string]any{"name": name}, "wa_id": waID}}
 	msg := v["messages"].([]any)[0].(map[string]any)
-	msg["from"], msg["id"], msg["timestamp"] = waID, wamid, strconv.FormatInt(time.Now().Unix(), 10)
+	msg["from"], msg["id"], msg["timestamp"] = waID, wamid, strconv.FormatInt(at.Unix(), 10)
 	msg["text"] = map[string]any{"body": text}
 	s.waPost(t, n)
 	return wamid
