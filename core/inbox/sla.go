@@ -262,3 +262,24 @@ func (m *Module) checkSLA(ctx context.Context, now time.Time) {
 		}
 	}
 }
+
+// SLAView is a conversation's SLA in the list (Summary.sla): the due time
+// it is waiting on, its kind, and whether it has passed.
+type SLAView struct {
+	Due      string `json:"due"`  // RFC 3339
+	Kind     string `json:"kind"` // first | next
+	Breached bool   `json:"breached"`
+}
+
+// slaView is c's SLA at now, nil when nothing is due.
+func slaView(c *Conversation, now time.Time) *SLAView {
+	kind, due := "first", c.FirstResponseDue
+	if due == "" {
+		kind, due = "next", c.NextResponseDue
+	}
+	t, err := parseTime(due)
+	if err != nil {
+		return nil
+	}
+	return &SLAView{Due: t.UTC().Format(time.RFC3339), Kind: kind, Breached: !now.Before(t)}
+}
