@@ -1,1 +1,0 @@
-import{aM as a}from"./index-BwdFt_zc.js";a();

@@ -1,0 +1,1 @@
+import{aM as a}from"./index-BJ-_lzSO.js";a();
