@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,6 +153,12 @@ func createSource(t *testing.T, dir string) string {
 
 func countEvents(t *testing.T, addr, dir string) int {
 	t.Helper()
+	return countEventsOf(t, addr, dir, "")
+}
+
+// countEventsOf counts the stored events of one type ("" for all).
+func countEventsOf(t *testing.T, addr, dir, typ string) int {
+	t.Helper()
 	// Read through the superuser REST API: the same path the admin uses.
 	resp, err := http.Post("http://"+addr+"/api/collections/_superusers/auth-with-password", "application/json",
 		strings.NewReader(`{"identity":"root@example.com","password":"s3cret-pass-123"}`))
@@ -161,7 +168,11 @@ func countEvents(t *testing.T, addr, dir string) int {
 	var auth struct{ Token string }
 	json.NewDecoder(resp.Body).Decode(&auth)
 	resp.Body.Close()
-	req, _ := http.NewRequest("GET", "http://"+addr+"/api/collections/events/records?perPage=1", nil)
+	q := "perPage=1"
+	if typ != "" {
+		q += "&filter=" + url.QueryEscape("type='"+typ+"'")
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/collections/events/records?"+q, nil)
 	req.Header.Set("Authorization", auth.Token)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
