@@ -25,6 +25,10 @@ import (
 // survey.answered event on the customer's profile (journeys hold
 // marketing after a bad one) and the conversation's csat_score.
 
+// waServiceWindow is WhatsApp's customer-service window: after it only an
+// approved template may be sent (the gate enforces it).
+const waServiceWindow = 24 * time.Hour
+
 // csatAnswerWindow is how long after the question a reply that is just a
 // score counts as the answer (and a CSAT link stays valid).
 const csatAnswerWindow = 7 * 24 * time.Hour
@@ -140,6 +144,9 @@ func (m *Module) onResolved(tx core.App, c *Conversation, at time.Time) error {
 	if err != nil || at.Sub(lastAt) > m.reopenWindow() || (cur.CSATAskedAt != "" && cur.CSATAskedAt >= last) {
 		return nil
 	}
+	if c.Channel == "whatsapp" && at.Sub(lastAt) >= waServiceWindow {
+		return nil // the gate would refuse a free-form question outside the 24-hour window
+	}
 	text := cfg.Question
 	if cfg.Via == "link" {
 		signer, err := m.surveys()
@@ -148,11 +155,24 @@ func (m *Module) onResolved(tx core.App, c *Conversation, at time.Time) error {
 		}
 		text += "\n" + signer.SurveyURL(signedlink.SurveyCSAT, c.ID, at.Add(csatAnswerWindow))
 	}
-	if _, err := m.post(tx, cur, Outgoing{Author: AuthorSystem, Text: text, At: at}); err != nil {
+	if err := m.postSurveyMessage(tx, cur, text, at); err != nil {
 		return err
 	}
 	_, err = db.NewQuery("UPDATE " + ConversationsCollection + " SET csat_asked_at = {:at}, csat_score = 0 WHERE id = {:id}").
 		Bind(dbx.Params{"at": store.FormatTime(at), "id": c.ID}).Execute()
+	return err
+}
+
+// postSurveyMessage sends the question or the thanks (author system)
+// without moving the conversation in the list: its last message stays
+// the customer's or the agent's, so resolved conversations keep their
+// order and preview.
+func (m *Module) postSurveyMessage(tx core.App, c *Conversation, text string, at time.Time) error {
+	if _, err := m.post(tx, c, Outgoing{Author: AuthorSystem, Text: text, At: at}); err != nil {
+		return err
+	}
+	_, err := tx.DB().NewQuery("UPDATE " + ConversationsCollection + " SET last_message_at = {:at}, last_message = {:text}, last_author = {:author} WHERE id = {:id}").
+		Bind(dbx.Params{"at": c.LastMessageAt, "text": c.LastMessage, "author": c.LastAuthor, "id": c.ID}).Execute()
 	return err
 }
 
@@ -235,7 +255,7 @@ func (m *Module) csatOnCustomerMessage(tx core.App, f *Filed, ev *events.Event) 
 		return err
 	}
 	if thanks := m.csatSetting().Thanks; thanks != "" {
-		if _, err := m.post(tx, f.Conversation, Outgoing{Author: AuthorSystem, Text: thanks}); err != nil {
+		if err := m.postSurveyMessage(tx, f.Conversation, thanks, m.opts.Now()); err != nil {
 			return err
 		}
 	}

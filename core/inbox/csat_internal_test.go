@@ -1,9 +1,6 @@
 package inbox
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 func TestParseScoreReadsOnlyAScore(t *testing.T) {
 	for text, want := range map[string]int{
@@ -22,28 +19,4 @@ func TestParseScoreReadsOnlyAScore(t *testing.T) {
 	if got := parseScore("5\n> quoted\nBut also, my refund?", true); got != 0 {
 		t.Errorf("an email with more words = %d, want 0", got)
 	}
-}
-
-func TestSLAViewNamesTheDueTimeWaitedOn(t *testing.T) {
-	c := &Conversation{NextResponseDue: "2026-11-30 10:00:00.000Z"}
-	v := slaView(c, mustTime(t, "2026-11-30 10:00:00.000Z"))
-	if v == nil || v.Kind != "next" || v.Due != "2026-11-30T10:00:00Z" || !v.Breached {
-		t.Fatalf("at the due time: %+v", v)
-	}
-	c = &Conversation{FirstResponseDue: "2026-11-30 09:15:00.000Z"}
-	if v := slaView(c, mustTime(t, "2026-11-30 09:00:00.000Z")); v == nil || v.Kind != "first" || v.Breached {
-		t.Fatalf("before the due time: %+v", v)
-	}
-	if v := slaView(&Conversation{}, mustTime(t, "2026-11-30 09:00:00.000Z")); v != nil {
-		t.Fatalf("nothing due: %+v", v)
-	}
-}
-
-func mustTime(t *testing.T, s string) time.Time {
-	t.Helper()
-	at, err := parseTime(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return at
 }

@@ -25,11 +25,21 @@ type offsetClock struct{ off atomic.Int64 }
 
 func (c *offsetClock) Now() time.Time       { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *offsetClock) Move(d time.Duration) { c.off.Add(int64(d)) }
-func exec(t *testing.T, s *omnitest.Server, q string) {
+func csatSQL(t *testing.T, s *omnitest.Server, q string) {
 	t.Helper()
 	if _, err := s.PB.DB().NewQuery(q).Execute(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// convRow reads one conversation by id.
+func convRow(t *testing.T, s *omnitest.Server, id string) inbox.Conversation {
+	t.Helper()
+	var c inbox.Conversation
+	if err := s.PB.DB().NewQuery("SELECT * FROM conversations WHERE id = {:id}").Bind(dbx.Params{"id": id}).One(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // surveyEvents are the stored survey.answered events of a profile.
@@ -54,16 +64,13 @@ func surveyEvents(t *testing.T, s *omnitest.Server, profile string) []map[string
 // resolved; a message with words reopens it as usual.
 func TestCSATQuestionAndAnswerByMessage(t *testing.T) {
 	s, m := startInbox(t, inbox.Options{})
-	exec(t, s, `INSERT INTO connectors (id, name, kind, enabled, capabilities) VALUES ('csatwhatsapp001', 'whatsapp', 'builtin', 1, '["send:whatsapp"]')`)
+	csatSQL(t, s, `INSERT INTO connectors (id, name, kind, enabled, capabilities) VALUES ('csatwhatsapp001', 'whatsapp', 'builtin', 1, '["send:whatsapp"]')`)
+	_, agent := member(t, s, "ana@omni-shop.dev", "agent", "Ana")
 	wa := events.Identities{events.WhatsAppID: "447700900201"}
 	receive(t, s, "wamid.c1", "whatsapp", wa, map[string]any{"text": "My parcel is late"})
 	c := conversationsOf(t, s, events.WhatsAppID, "447700900201")[0]
-	if err := inbox.Reply(m, c.ID, "", "Sorry! It ships today."); err != nil {
-		t.Fatal(err)
-	}
-	if err := inbox.Resolve(m, c.ID, ""); err != nil {
-		t.Fatal(err)
-	}
+	call(t, s, agent, "POST", "/api/v1/conversations/"+c.ID+"/messages", map[string]any{"text": "Sorry! It ships today."}, 201, nil)
+	call(t, s, agent, "PATCH", "/api/v1/conversations/"+c.ID, map[string]any{"status": "resolved"}, 200, nil)
 	var question struct {
 		Kind   string `db:"kind"`
 		Status string `db:"status"`
@@ -76,12 +83,12 @@ func TestCSATQuestionAndAnswerByMessage(t *testing.T) {
 	if question.Kind != "conversation" || question.Status != "queued" || !strings.HasPrefix(question.Body, "How did we do?") {
 		t.Fatalf("question = %+v", question)
 	}
-	if c = conversation(t, s, c.ID); c.CSATAskedAt == "" || c.Status != inbox.StatusResolved {
+	if c = convRow(t, s, c.ID); c.CSATAskedAt == "" || c.Status != inbox.StatusResolved || c.LastMessage != "Sorry! It ships today." {
 		t.Fatalf("after resolving: %+v", c)
 	}
 
 	receive(t, s, "wamid.c2", "whatsapp", wa, map[string]any{"text": " 4 "})
-	c = conversation(t, s, c.ID)
+	c = convRow(t, s, c.ID)
 	if c.Status != inbox.StatusResolved || c.CSATScore != 4 || c.WaitingSince != "" || c.Unread != 0 {
 		t.Fatalf("after the answer: status %s score %d waiting %q unread %d", c.Status, c.CSATScore, c.WaitingSince, c.Unread)
 	}
@@ -99,7 +106,7 @@ func TestCSATQuestionAndAnswerByMessage(t *testing.T) {
 
 	// Words are for a person: the conversation reopens.
 	receive(t, s, "wamid.c3", "whatsapp", wa, map[string]any{"text": "4 days late though, where is it?"})
-	if c = conversation(t, s, c.ID); c.Status != inbox.StatusOpen || c.CSATScore != 4 {
+	if c = convRow(t, s, c.ID); c.Status != inbox.StatusOpen || c.CSATScore != 4 {
 		t.Fatalf("after words: %s, score %d", c.Status, c.CSATScore)
 	}
 
@@ -114,7 +121,7 @@ func TestCSATQuestionAndAnswerByMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	receive(t, s, "wamid.d2", "whatsapp", wa2, map[string]any{"text": "⭐️"})
-	if d = conversation(t, s, d.ID); d.Status != inbox.StatusResolved || d.CSATScore != 1 {
+	if d = convRow(t, s, d.ID); d.Status != inbox.StatusResolved || d.CSATScore != 1 {
 		t.Fatalf("a one-star answer: %s, score %d", d.Status, d.CSATScore)
 	}
 	var bad int
@@ -139,7 +146,7 @@ func TestCSATQuestionAndAnswerByMessage(t *testing.T) {
 
 var surveyPath = regexp.MustCompile(`/survey/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`)
 
-func page(t *testing.T, method, u string, form url.Values) (int, string) {
+func surveyHTTP(t *testing.T, method, u string, form url.Values) (int, string) {
 	t.Helper()
 	var resp *http.Response
 	var err error
@@ -194,16 +201,16 @@ func TestSurveyPageAnswersCSATAndNPS(t *testing.T) {
 	if link == "" {
 		t.Fatalf("no survey link in %q", text)
 	}
-	if code, body := page(t, "GET", s.URL+link, nil); code != 200 || strings.Count(body, `name="score"`) != 5 {
+	if code, body := surveyHTTP(t, "GET", s.URL+link, nil); code != 200 || strings.Count(body, `name="score"`) != 5 {
 		t.Fatalf("CSAT page: %d %s", code, body)
 	}
-	if code, _ := page(t, "POST", s.URL+link, url.Values{"score": {"9"}}); code != 400 {
+	if code, _ := surveyHTTP(t, "POST", s.URL+link, url.Values{"score": {"9"}}); code != 400 {
 		t.Fatalf("a score out of range: %d, want 400", code)
 	}
-	if code, body := page(t, "POST", s.URL+link, url.Values{"score": {"2"}}); code != 200 || !strings.Contains(body, "Thank you") {
+	if code, body := surveyHTTP(t, "POST", s.URL+link, url.Values{"score": {"2"}}); code != 200 || !strings.Contains(body, "Thank you") {
 		t.Fatalf("answer: %d %s", code, body)
 	}
-	if c = conversation(t, s, c.ID); c.CSATScore != 2 || c.Status != inbox.StatusResolved {
+	if c = convRow(t, s, c.ID); c.CSATScore != 2 || c.Status != inbox.StatusResolved {
 		t.Fatalf("after the page: %+v", c)
 	}
 	omnitest.Eventually(t, 10*time.Second, func() bool {
@@ -211,7 +218,7 @@ func TestSurveyPageAnswersCSATAndNPS(t *testing.T) {
 		return len(evs) == 1 && evs[0]["score"] == 2.0 && evs[0]["survey"] == "csat" && evs[0]["conversation"] == c.ID
 	}, "survey.answered from the page")
 	forged := link[:len(link)-2] + "xx"
-	if code, body := page(t, "GET", s.URL+forged, nil); code != 404 || !strings.Contains(body, "not valid") {
+	if code, body := surveyHTTP(t, "GET", s.URL+forged, nil); code != 404 || !strings.Contains(body, "not valid") {
 		t.Fatalf("forged link: %d %s", code, body)
 	}
 
@@ -221,10 +228,10 @@ func TestSurveyPageAnswersCSATAndNPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	nps := surveyPath.FindString(signer.SurveyURL(signedlink.SurveyNPS, c.Profile, clock.Now().Add(signedlink.NPSValidFor)))
-	if code, body := page(t, "GET", s.URL+nps, nil); code != 200 || strings.Count(body, `name="score"`) != 11 {
+	if code, body := surveyHTTP(t, "GET", s.URL+nps, nil); code != 200 || strings.Count(body, `name="score"`) != 11 {
 		t.Fatalf("NPS page: %d %s", code, body)
 	}
-	if code, _ := page(t, "POST", s.URL+nps, url.Values{"score": {"6"}}); code != 200 {
+	if code, _ := surveyHTTP(t, "POST", s.URL+nps, url.Values{"score": {"6"}}); code != 200 {
 		t.Fatalf("NPS answer: %d", code)
 	}
 	omnitest.Eventually(t, 10*time.Second, func() bool {
@@ -234,10 +241,10 @@ func TestSurveyPageAnswersCSATAndNPS(t *testing.T) {
 
 	// A week later the CSAT link has closed; the NPS link (30 days) not yet.
 	clock.Move(8 * 24 * time.Hour)
-	if code, body := page(t, "GET", s.URL+link, nil); code != 410 || !strings.Contains(body, "closed") {
+	if code, body := surveyHTTP(t, "GET", s.URL+link, nil); code != 410 || !strings.Contains(body, "closed") {
 		t.Fatalf("expired CSAT link: %d %s", code, body)
 	}
-	if code, _ := page(t, "GET", s.URL+nps, nil); code != 200 {
+	if code, _ := surveyHTTP(t, "GET", s.URL+nps, nil); code != 200 {
 		t.Fatalf("NPS link after 8 days: %d", code)
 	}
 }

@@ -67,7 +67,7 @@ func checkSLASetting(raw json.RawMessage) (any, error) {
 		if t.Channel != "*" && !validChannel(t.Channel) {
 			return nil, fieldErr(f+"channel", `must be "*" or one of `+strings.Join(Channels, ", "))
 		}
-		if t.Priority != "*" && !validPriority(t.Priority) {
+		if t.Priority != "*" && !contains(Priorities, t.Priority) {
 			return nil, fieldErr(f+"priority", `must be "*" or one of `+strings.Join(Priorities, ", "))
 		}
 		for _, d := range []struct {
@@ -92,15 +92,6 @@ func checkSLASetting(raw json.RawMessage) (any, error) {
 		seen[key] = true
 	}
 	return s, nil
-}
-
-func validPriority(p string) bool {
-	for _, x := range Priorities {
-		if x == p {
-			return true
-		}
-	}
-	return false
 }
 
 // slaTargets is the first- and next-response time for a channel and
@@ -142,6 +133,16 @@ func (m *Module) slaOnCustomerMessage(tx core.App, f *Filed) error {
 		return nil
 	}
 	c := f.Conversation
+	if f.Reopened && c.FirstResponseAt != "" {
+		// first_response_at is the first reply of the current opening: a
+		// reopened conversation waits for its first response again (the
+		// list shows a first-response due time while it is empty).
+		if _, err := tx.DB().NewQuery("UPDATE " + ConversationsCollection + " SET first_response_at = '' WHERE id = {:id}").
+			Bind(dbx.Params{"id": c.ID}).Execute(); err != nil {
+			return err
+		}
+		c.FirstResponseAt = ""
+	}
 	firstKind := f.Opened || f.Reopened || c.FirstResponseAt == ""
 	if !firstKind && (c.NextResponseDue != "" || c.FirstResponseDue != "") {
 		return nil // already due: the oldest unanswered message counts
@@ -261,25 +262,4 @@ func (m *Module) checkSLA(ctx context.Context, now time.Time) {
 			return
 		}
 	}
-}
-
-// SLAView is a conversation's SLA in the list (Summary.sla): the due time
-// it is waiting on, its kind, and whether it has passed.
-type SLAView struct {
-	Due      string `json:"due"`  // RFC 3339
-	Kind     string `json:"kind"` // first | next
-	Breached bool   `json:"breached"`
-}
-
-// slaView is c's SLA at now, nil when nothing is due.
-func slaView(c *Conversation, now time.Time) *SLAView {
-	kind, due := "first", c.FirstResponseDue
-	if due == "" {
-		kind, due = "next", c.NextResponseDue
-	}
-	t, err := parseTime(due)
-	if err != nil {
-		return nil
-	}
-	return &SLAView{Due: t.UTC().Format(time.RFC3339), Kind: kind, Breached: !now.Before(t)}
 }

@@ -48,7 +48,7 @@ func TestSLADueTimesAndBreaches(t *testing.T) {
 	if err := inbox.SetPriority(m, c.ID, "urgent"); err != nil {
 		t.Fatal(err)
 	}
-	c = conversation(t, s, c.ID)
+	c = convRow(t, s, c.ID)
 	if due := parseDue(t, c.FirstResponseDue); !due.Equal(waiting.Add(15 * time.Minute)) {
 		t.Fatalf("urgent: first response due %s, want 15m after %s", due, waiting)
 	}
@@ -56,12 +56,12 @@ func TestSLADueTimesAndBreaches(t *testing.T) {
 	// Not yet due: nothing counted. Past due: one breach, however often
 	// the check runs.
 	inbox.CheckSLA(m, waiting.Add(10*time.Minute))
-	if c = conversation(t, s, c.ID); c.SLABreaches != 0 {
+	if c = convRow(t, s, c.ID); c.SLABreaches != 0 {
 		t.Fatalf("breaches before the due time: %d", c.SLABreaches)
 	}
 	inbox.CheckSLA(m, waiting.Add(20*time.Minute))
 	inbox.CheckSLA(m, waiting.Add(25*time.Minute))
-	if c = conversation(t, s, c.ID); c.SLABreaches != 1 || c.FirstResponseDue == "" {
+	if c = convRow(t, s, c.ID); c.SLABreaches != 1 || c.FirstResponseDue == "" {
 		t.Fatalf("after the first due time passed: %d breaches, due %q", c.SLABreaches, c.FirstResponseDue)
 	}
 
@@ -69,18 +69,18 @@ func TestSLADueTimesAndBreaches(t *testing.T) {
 	if err := inbox.Reply(m, c.ID, "", "Hi! How can I help?"); err != nil {
 		t.Fatal(err)
 	}
-	if c = conversation(t, s, c.ID); c.FirstResponseDue != "" || c.NextResponseDue != "" {
+	if c = convRow(t, s, c.ID); c.FirstResponseDue != "" || c.NextResponseDue != "" {
 		t.Fatalf("after the reply: due %q / %q", c.FirstResponseDue, c.NextResponseDue)
 	}
 	receive(t, s, "wamid.s2", "whatsapp", wa, map[string]any{"text": "My order is missing a sock"})
-	c = conversation(t, s, c.ID)
+	c = convRow(t, s, c.ID)
 	next := parseDue(t, c.NextResponseDue)
 	if !next.Equal(parseDue(t, c.WaitingSince).Add(30*time.Minute)) || c.FirstResponseDue != "" {
 		t.Fatalf("next response due %s (waiting since %s), first %q", next, c.WaitingSince, c.FirstResponseDue)
 	}
 	inbox.CheckSLA(m, next.Add(time.Minute))
 	inbox.CheckSLA(m, next.Add(2*time.Minute))
-	if c = conversation(t, s, c.ID); c.SLABreaches != 2 {
+	if c = convRow(t, s, c.ID); c.SLABreaches != 2 {
 		t.Fatalf("after the next due time passed: %d breaches, want 2", c.SLABreaches)
 	}
 	omnitest.Eventually(t, 10*time.Second, func() bool {
@@ -94,7 +94,28 @@ func TestSLADueTimesAndBreaches(t *testing.T) {
 	if err := inbox.Resolve(m, c.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	if c = conversation(t, s, c.ID); c.FirstResponseDue != "" || c.NextResponseDue != "" {
+	if c = convRow(t, s, c.ID); c.FirstResponseDue != "" || c.NextResponseDue != "" {
 		t.Fatalf("resolved with due times %q / %q", c.FirstResponseDue, c.NextResponseDue)
+	}
+
+	// Reopened by the customer: it waits for a first response again, and
+	// the conversations API shows that due time.
+	receive(t, s, "wamid.s3", "whatsapp", wa, map[string]any{"text": "Still no sock"})
+	c = convRow(t, s, c.ID)
+	if c.Status != inbox.StatusOpen || c.FirstResponseAt != "" || c.FirstResponseDue == "" {
+		t.Fatalf("reopened: status %s, first response at %q, due %q", c.Status, c.FirstResponseAt, c.FirstResponseDue)
+	}
+	var got struct {
+		Conversation struct {
+			SLA *struct {
+				Due      string `json:"due"`
+				Kind     string `json:"kind"`
+				Breached bool   `json:"breached"`
+			} `json:"sla"`
+		} `json:"conversation"`
+	}
+	call(t, s, omnitest.Auth(owner), "GET", "/api/v1/conversations/"+c.ID, nil, 200, &got)
+	if sla := got.Conversation.SLA; sla == nil || sla.Kind != "first" || sla.Due != parseDue(t, c.FirstResponseDue).Format(time.RFC3339) {
+		t.Fatalf("the API's SLA of the reopened conversation: %+v", sla)
 	}
 }

@@ -2,7 +2,6 @@ package inbox
 
 import (
 	"bytes"
-	"database/sql"
 	"errors"
 	"fmt"
 	"html/template"
@@ -78,37 +77,30 @@ func (m *Module) surveyTarget(e *core.RequestEvent) (*surveyTarget, error) {
 		}
 		t.conversation = c
 	case signedlink.SurveyNPS:
-		p, err := surveyProfile(m.app.DB(), subject)
-		if errors.Is(err, sql.ErrNoRows) || p == "" {
+		p, err := survivingProfile(m.app.DB(), subject) // api_write.go: follows merges
+		if errors.Is(err, ErrNotFound) {
 			return nil, m.writeSurveyPage(e, http.StatusNotFound, surveyPage{Page: "invalid"})
 		}
 		if err != nil {
 			return nil, err
+		}
+		if ok, err := hasIdentity(m.app.DB(), p); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, m.writeSurveyPage(e, http.StatusNotFound, surveyPage{Page: "invalid"})
 		}
 		t.profile = p
 	}
 	return t, nil
 }
 
-// surveyProfile follows merges from id to the profile that holds the
-// customer now; "" when the customer was erased (no identity left).
-func surveyProfile(db dbx.Builder, id string) (string, error) {
-	for range 64 {
-		var merged string
-		if err := db.NewQuery("SELECT merged_into FROM profiles WHERE id = {:id}").Bind(dbx.Params{"id": id}).Row(&merged); err != nil {
-			return "", err
-		}
-		if merged == "" {
-			var n int
-			err := db.NewQuery("SELECT COUNT(*) FROM identities WHERE profile = {:id}").Bind(dbx.Params{"id": id}).Row(&n)
-			if err != nil || n == 0 {
-				return "", err
-			}
-			return id, nil
-		}
-		id = merged
-	}
-	return "", nil
+// hasIdentity reports whether the profile still names someone (an
+// erased customer has no identity left, and an event about them could not
+// be resolved).
+func hasIdentity(db dbx.Builder, profile string) (bool, error) {
+	var n int
+	err := db.NewQuery("SELECT COUNT(*) FROM identities WHERE profile = {:id}").Bind(dbx.Params{"id": profile}).Row(&n)
+	return n > 0, err
 }
 
 func (m *Module) askPage(t *surveyTarget) surveyPage {
