@@ -96,7 +96,10 @@ func TestBuiltinWhatsAppThroughTheBinary(t *testing.T) {
 	if code := post(sig); code != 200 {
 		t.Fatalf("signed delivery: %d\n%s", code, s.logs)
 	}
-	omnitest.Eventually(t, 20*time.Second, func() bool { return countEvents(t, s.addr, dir) == 1 }, "the whatsapp message stored\n%s", s.logs)
+	// The message, and the conversation the inbox opened for it.
+	omnitest.Eventually(t, 20*time.Second, func() bool {
+		return countEventsOf(t, s.addr, dir, "message.received") == 1 && countEventsOf(t, s.addr, dir, "conversation.opened") == 1
+	}, "the whatsapp message stored\n%s", s.logs)
 	if strings.Contains(s.logs.String(), secret) {
 		t.Fatal("the app secret appeared in the server log")
 	}

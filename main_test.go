@@ -152,8 +152,14 @@ func createSource(t *testing.T, dir string) string {
 }
 
 // countEvents counts the stored events that came in through ingest or a
-// connector.
+// connector (not those Omni derives).
 func countEvents(t *testing.T, addr, dir string) int {
+	t.Helper()
+	return countEventsOf(t, addr, dir, "")
+}
+
+// countEventsOf counts the stored events of one type ("" for all).
+func countEventsOf(t *testing.T, addr, dir, typ string) int {
 	t.Helper()
 	// Read through the superuser REST API: the same path the admin uses.
 	resp, err := http.Post("http://"+addr+"/api/collections/_superusers/auth-with-password", "application/json",
@@ -166,7 +172,11 @@ func countEvents(t *testing.T, addr, dir string) int {
 	resp.Body.Close()
 	// Events that came in, not those Omni derives from them (source "omni":
 	// segment entries, conversation.opened, …).
-	req, _ := http.NewRequest("GET", "http://"+addr+"/api/collections/events/records?perPage=1&filter="+url.QueryEscape("source != 'omni'"), nil)
+	q := "perPage=1&filter=" + url.QueryEscape("source != 'omni'")
+	if typ != "" {
+		q = "perPage=1&filter=" + url.QueryEscape("type='"+typ+"'")
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/collections/events/records?"+q, nil)
 	req.Header.Set("Authorization", auth.Token)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {

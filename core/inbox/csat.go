@@ -25,6 +25,10 @@ import (
 // survey.answered event on the customer's profile (journeys hold
 // marketing after a bad one) and the conversation's csat_score.
 
+// waServiceWindow is WhatsApp's customer-service window: after it only an
+// approved template may be sent (the gate enforces it).
+const waServiceWindow = 24 * time.Hour
+
 // csatAnswerWindow is how long after the question a reply that is just a
 // score counts as the answer (and a CSAT link stays valid).
 const csatAnswerWindow = 7 * 24 * time.Hour
@@ -139,6 +143,9 @@ func (m *Module) onResolved(tx core.App, c *Conversation, at time.Time) error {
 	lastAt, err := parseTime(last)
 	if err != nil || at.Sub(lastAt) > m.reopenWindow() || (cur.CSATAskedAt != "" && cur.CSATAskedAt >= last) {
 		return nil
+	}
+	if c.Channel == "whatsapp" && at.Sub(lastAt) >= waServiceWindow {
+		return nil // the gate would refuse a free-form question outside the 24-hour window
 	}
 	text := cfg.Question
 	if cfg.Via == "link" {

@@ -461,9 +461,9 @@ func (m *Module) compose(id string, p *profile, r *Request, tpl template, d deci
 	if d.channel == "sms" || d.channel == "whatsapp" {
 		props["status_callback_url"] = m.rules.statusCallback
 	}
-	if r.Conversation != "" {
-		if irt := m.lastMessageID(r.Conversation); irt != "" {
-			props["in_reply_to"], props["references"] = irt, irt
+	if r.Conversation != "" && d.channel == "email" {
+		if irt, refs := m.threadOf(r.Conversation); irt != "" {
+			props["in_reply_to"], props["references"] = irt, refs
 		}
 	}
 	return &sdk.OutboundMessage{ID: id, Channel: d.channel, To: map[string]string{channels[d.channel]: d.address},
@@ -478,13 +478,32 @@ func fieldOr(field, sub string) string {
 	return sub
 }
 
-// lastMessageID is the email Message-ID of the conversation's latest
-// message, so a reply threads in the customer's mail client.
-func (m *Module) lastMessageID(conversation string) string {
-	var id string
-	_ = m.app.DB().NewQuery("SELECT provider_id FROM " + Collection + " WHERE conversation={:c} AND channel='email' AND provider_id LIKE '<%' ORDER BY created DESC LIMIT 1").
-		Bind(dbx.Params{"c": conversation}).Row(&id)
-	return id
+// threadOf is how a reply in a conversation threads in the customer's
+// mail client: In-Reply-To the conversation's latest mail, whichever way
+// it went (the customer's, as the inbox filed it, or Omni's own, from the
+// ledger), and References from the thread's root to it. The inbox's
+// tables are read by name (modules share tables, not code); without them
+// only Omni's own mail counts.
+func (m *Module) threadOf(conversation string) (inReplyTo string, references string) {
+	db := m.app.DB()
+	err := db.NewQuery(`SELECT id FROM (
+			SELECT provider_id AS id, created FROM ` + Collection + ` WHERE conversation = {:c} AND channel = 'email' AND provider_id LIKE '<%'
+			UNION ALL
+			SELECT external_id AS id, created FROM conversation_messages WHERE conversation = {:c} AND direction = 'in' AND external_id LIKE '<%'
+		) ORDER BY created DESC LIMIT 1`).Bind(dbx.Params{"c": conversation}).Row(&inReplyTo)
+	if err != nil {
+		_ = db.NewQuery("SELECT provider_id FROM " + Collection + " WHERE conversation = {:c} AND channel = 'email' AND provider_id LIKE '<%' ORDER BY created DESC LIMIT 1").
+			Bind(dbx.Params{"c": conversation}).Row(&inReplyTo)
+	}
+	if inReplyTo == "" {
+		return "", ""
+	}
+	var root string
+	_ = db.NewQuery("SELECT thread FROM conversations WHERE id = {:c}").Bind(dbx.Params{"c": conversation}).Row(&root)
+	if strings.HasPrefix(root, "<") && root != inReplyTo {
+		return inReplyTo, root + " " + inReplyTo
+	}
+	return inReplyTo, inReplyTo
 }
 
 func eventID(ev map[string]any) string {

@@ -170,8 +170,10 @@ func TestGate(t *testing.T) {
 	}
 	id := r.ID
 	e.waitStatus(t, id, "sent")
+	// As a vendor's status webhook comes: its own id as message_id (a
+	// Twilio sid, a wamid), the ledger row as outbound_id.
 	e.emit(t, &events.Event{ID: "st-d-" + id, Type: events.MessageDelivered, Identities: events.Identities{"email": "ann@omni-shop.dev"},
-		Properties: map[string]any{"outbound_id": id}, Context: events.Context{Channel: "sms"}})
+		Properties: map[string]any{"message_id": "SM-vendor-" + id, "outbound_id": id}, Context: events.Context{Channel: "sms"}})
 	e.waitStatus(t, id, "delivered")
 	e.emit(t, &events.Event{ID: "st-r-" + id, Type: events.MessageRead, Identities: events.Identities{"email": "ann@omni-shop.dev"},
 		Properties: map[string]any{"provider_message_id": "prov-" + id}, Context: events.Context{Channel: "sms"}})

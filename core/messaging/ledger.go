@@ -50,9 +50,12 @@ func (p ledgerProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) e
 // Omni did not send through the gate (no ledger row) change nothing.
 func applyStatus(tx core.App, ev *events.Event, status string) error {
 	str := func(k string) string { s, _ := ev.Properties[k].(string); return s }
-	id := str("message_id") // the host's message.sent / message.failed
+	// A connector's status event names the row it sent as outbound_id
+	// (its message_id, if any, is the vendor's: a wamid, a Twilio sid);
+	// the host's message.sent / message.failed name it as message_id.
+	id := str("outbound_id")
 	if id == "" {
-		id = str("outbound_id") // a connector's status event
+		id = str("message_id")
 	}
 	provider := truncate(str("provider_message_id"), 300)
 	db := tx.DB()
