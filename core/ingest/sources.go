@@ -33,8 +33,10 @@ const (
 // reservedSourceNames cannot name a source: "omni" is the source of the
 // events Omni derives itself (profile.erased, segment.entered, …), which
 // connectors and modules act on; "staff" of changes staff make in the admin
-// (a consent ledger entry names who made it only for that source).
-var reservedSourceNames = map[string]bool{"omni": true, "staff": true, "customer": true}
+// (a consent ledger entry names who made it only for that source); "chat"
+// of the website chat widget's messages, which the inbox trusts as the
+// visitor's ("webchat" is its outbox).
+var reservedSourceNames = map[string]bool{"omni": true, "staff": true, "customer": true, "chat": true, "webchat": true}
 
 // NewWriteKey returns a fresh random write key (browser sources).
 func NewWriteKey() string { return writeKeyPrefix + security.RandomString(32) }
