@@ -78,7 +78,7 @@ func (s *sender) drain(ctx context.Context) {
 // sendRequest is the gate's request for a reply: kind conversation (a
 // marketing unsubscribe does not stop a reply), on the conversation's
 // channel, threaded under it, sent as typed (Raw) unless it names a
-// template.
+// template or is an owner's Liquid text (Send["liquid"]).
 func sendRequest(msg *Message, channel, subject string) *outbox.SendRequest {
 	req := &outbox.SendRequest{ID: msg.ID, Profile: msg.Profile, Channels: []string{channel}, Kind: "conversation",
 		Body: msg.Text, Raw: true, Conversation: msg.Conversation}
@@ -90,6 +90,9 @@ func sendRequest(msg *Message, channel, subject string) *outbox.SendRequest {
 		if s, _ := msg.Send["subject"].(string); s != "" {
 			req.Subject = s // the first mail of a thread an agent started
 		}
+	}
+	if liquid, _ := msg.Send["liquid"].(bool); liquid {
+		req.Raw = false // an owner's text (a bot rule, the away message): the gate renders its customer variables
 	}
 	if t, _ := msg.Send["template"].(string); t != "" {
 		req.Template, req.Body, req.Subject, req.Raw = t, "", "", false

@@ -215,7 +215,7 @@ func (b *batch) openConversation(profile string) (bool, error) {
 	}
 	if *b.hasConversations {
 		var n int
-		err := b.tx.DB().NewQuery("SELECT COUNT(*) FROM conversations WHERE profile={:p} AND status='open'").
+		err := b.tx.DB().NewQuery("SELECT COUNT(*) FROM conversations WHERE profile={:p} AND status IN ('open', 'pending', 'snoozed')").
 			Bind(dbx.Params{"p": profile}).Row(&n)
 		return n > 0, err
 	}
