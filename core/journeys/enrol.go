@@ -31,7 +31,9 @@ const enrolChunk = 5000
 const skipNoCustomer = "no such customer"
 
 func (m *Module) enrolRoutes(g routeGroup) {
-	g.POST("/{id}/enrol", m.handleEnrol).Bind(api.RequireOwner())
+	// Staff: an agent may enrol the one customer they are talking to (the
+	// inbox's "start a journey"); a list or a segment is the owner's call.
+	g.POST("/{id}/enrol", m.handleEnrol).Bind(api.RequireStaff())
 }
 
 // EnrolResult is the answer of an enrolment.
@@ -42,6 +44,7 @@ type EnrolResult struct {
 
 // handleEnrol enrols listed customers or a segment's members into a live
 // journey: POST /api/v1/journeys/{id}/enrol {profiles: [ids]} | {segment: id}.
+// Owners enrol any list or segment; agents one customer.
 func (m *Module) handleEnrol(e *core.RequestEvent) error {
 	id := e.Request.PathValue("id")
 	var status string
@@ -68,6 +71,9 @@ func (m *Module) handleEnrol(e *core.RequestEvent) error {
 	hasProfiles, hasSegment := len(body.Profiles) > 0 && string(body.Profiles) != "null", len(body.Segment) > 0 && string(body.Segment) != "null"
 	if hasProfiles == hasSegment {
 		return api.BadRequest("profiles", "give either profiles (a list of customer ids) or segment (a segment id)")
+	}
+	if !api.IsOwner(e) && (hasSegment || !singleProfile(body.Profiles)) {
+		return api.Error(http.StatusForbidden, "only the shop owner can enrol a segment or several customers; staff may enrol one customer at a time")
 	}
 	var profiles []string
 	rc := RunContext{Source: "manual"}
@@ -115,6 +121,12 @@ func (m *Module) handleEnrol(e *core.RequestEvent) error {
 		return api.Internal("enrolment failed part way; run it again to enrol the rest", err)
 	}
 	return e.JSON(http.StatusOK, res)
+}
+
+// singleProfile: the body lists exactly one customer.
+func singleProfile(raw json.RawMessage) bool {
+	var ids []json.RawMessage
+	return json.Unmarshal(raw, &ids) == nil && len(ids) == 1
 }
 
 // segmentMembers lists the customers in a segment now.

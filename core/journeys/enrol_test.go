@@ -27,12 +27,15 @@ func TestEnrolByHandAndBySegment(t *testing.T) {
 	path := "/api/v1/journeys/" + j + "/enrol"
 	body := map[string]any{"profiles": []string{ann, bob, "nosuchcustomer1", ann}}
 
-	// Owners only.
+	// Owners enrol lists and segments; an agent one customer at a time.
 	if code, _ := e.Do(t, "POST", path, body, nil); code != 401 {
 		t.Fatalf("guest: %d", code)
 	}
 	if code, _ := e.Do(t, "POST", path, body, omnitest.Auth(e.agent)); code != 403 {
-		t.Fatalf("agent: %d", code)
+		t.Fatalf("agent, several customers: %d", code)
+	}
+	if code, _ := e.Do(t, "POST", path, map[string]any{"segment": vip}, omnitest.Auth(e.agent)); code != 403 {
+		t.Fatalf("agent, a segment: %d", code)
 	}
 	// Bad input names the field; unknown journey 404; not live 409.
 	for _, c := range []struct {
@@ -83,6 +86,16 @@ func TestEnrolByHandAndBySegment(t *testing.T) {
 	e.waitDerived(t, "journey.entered", r[0].ID, ann)
 	if now := lastSeen(); now != seen || seen == "" {
 		t.Fatalf("entering a journey moved last_seen from %q to %q: it is not the customer's activity", seen, now)
+	}
+
+	// An agent enrols the one customer they are helping.
+	picked := e.publishJourney(t, "Agent's pick", manualGraph, "")
+	code, b = e.Do(t, "POST", "/api/v1/journeys/"+picked+"/enrol", map[string]any{"profiles": []string{bob}}, omnitest.Auth(e.agent))
+	if err := json.Unmarshal(b, &res); code != 200 || err != nil || res.Enrolled != 1 {
+		t.Fatalf("agent enrolling one customer: %d %s", code, b)
+	}
+	if r := e.runs(t, picked, bob); len(r) != 1 || runContext(r[0].Context).Source != "manual" {
+		t.Fatalf("bob's runs = %+v", r)
 	}
 
 	// Again: already inside; once ended, the re-entry rule (once) refuses.

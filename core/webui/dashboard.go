@@ -216,13 +216,16 @@ func countNewProfiles(app core.App, since string) (int, bool) {
 	return n, true
 }
 
-// countActiveConversations is 0 until the inbox module exists.
+// countActiveConversations counts the inbox's conversations that are not
+// over: open (a person has or needs it), pending (the bot is on it) and
+// snoozed (it comes back by itself), the same set journeys treat as an
+// open conversation. 0 until the inbox module exists.
 func countActiveConversations(app core.App) int {
 	col, err := app.FindCollectionByNameOrId("conversations")
 	if err != nil || col.Fields.GetByName("status") == nil {
 		return 0
 	}
 	var n int
-	_ = app.DB().NewQuery("SELECT COUNT(*) FROM conversations WHERE status NOT IN ('resolved','closed')").Row(&n)
+	_ = app.DB().NewQuery("SELECT COUNT(*) FROM conversations WHERE status IN ('open', 'pending', 'snoozed')").Row(&n)
 	return n
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
@@ -140,6 +141,41 @@ func TestDashboardCountsOrdersByChannel(t *testing.T) {
 	}
 	if len(d.OrdersByChannel) != 2 {
 		t.Errorf("orders by channel: %+v", d.OrdersByChannel)
+	}
+}
+
+// The "Active conversations" tile counts the inbox's conversations that are
+// not over (open, pending with the bot, snoozed), not resolved ones.
+func TestDashboardCountsActiveConversations(t *testing.T) {
+	s := start(t)
+	_, body := s.Do(t, "POST", "/api/v1/setup/owner", map[string]string{"email": "owner@omni-shop.dev", "password": "s3cret-pass"}, nil)
+	var auth struct {
+		Token string `json:"token"`
+	}
+	_ = json.Unmarshal(body, &auth)
+	// The inbox's collection (this test runs without the inbox module).
+	c := core.NewBaseCollection("conversations")
+	c.Fields.Add(&core.TextField{Name: "status"})
+	if err := s.PB.Save(c); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{"open", "open", "pending", "snoozed", "resolved", "resolved"} {
+		r := core.NewRecord(c)
+		r.Set("status", st)
+		if err := s.PB.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, body := s.Do(t, "GET", "/api/v1/dashboard?range=today", nil, http.Header{"Authorization": {auth.Token}})
+	if code != 200 {
+		t.Fatalf("dashboard: %d %s", code, body)
+	}
+	var d webui.Dashboard
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.ActiveConversations != 4 {
+		t.Errorf("active conversations = %d, want 4 (2 open, 1 pending, 1 snoozed)", d.ActiveConversations)
 	}
 }
 

@@ -1,1 +1,0 @@
-import{p,a as t,f}from"./index-CVqsAdT2.js";var n=f("<h1>Inbox</h1>");function m(o,a){p(a,"id",3,"");var r=n();t(o,r)}export{m as default};

@@ -1,1 +1,0 @@
-import{aL as a}from"./index-CVqsAdT2.js";a();
