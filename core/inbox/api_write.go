@@ -269,6 +269,12 @@ func (m *Module) patch(e *core.RequestEvent, tx core.App, c *Conversation, b pat
 		if _, err := tx.DB().Update(ConversationsCollection, set, dbx.HashExp{"id": c.ID}).Execute(); err != nil {
 			return err
 		}
+		if b.Priority != nil {
+			// The SLA target depends on the priority: move the due time.
+			if err := m.slaRecompute(tx, c.ID); err != nil {
+				return err
+			}
+		}
 		m.live.touch(c.ID, "")
 	}
 	status := ""
