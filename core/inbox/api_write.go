@@ -474,7 +474,7 @@ func (m *Module) handleStart(e *core.RequestEvent) error {
 	}
 	subject := strings.TrimSpace(b.Subject)
 	if b.Channel == "email" && subject == "" && b.Template == "" {
-		return api.BadRequest("subject", "an email needs a subject")
+		subject = firstLine(b.Text, 80) // a mail needs a subject; the text's start says what it is about
 	}
 	var conv string
 	var msg *Message
@@ -565,6 +565,19 @@ func survivingProfile(db dbx.Builder, id string) (string, error) {
 		id = merged
 	}
 	return "", ErrNotFound
+}
+
+// firstLine is the text's first non-empty line, at most n runes.
+func firstLine(text string, n int) string {
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			if r := []rune(l); len(r) > n {
+				return strings.TrimSpace(string(r[:n-1])) + "…"
+			}
+			return l
+		}
+	}
+	return ""
 }
 
 func contains(list []string, s string) bool {
