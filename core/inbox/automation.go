@@ -125,8 +125,7 @@ func (m *Module) runBot(tx core.App, c *Conversation, msg *Message, bot Bot, now
 		}
 		switch r.Action {
 		case ActionReply:
-			_, err := m.post(tx, c, Outgoing{Author: AuthorBot, Text: r.Reply, Send: map[string]any{"liquid": true, "rule": r.ID}, At: now})
-			return true, err
+			return true, m.botAnswer(tx, c, Outgoing{Author: AuthorBot, Text: r.Reply, Send: map[string]any{"liquid": true, "rule": r.ID}, At: now})
 		case ActionOrderStatus:
 			o, err := latestOrder(tx.DB(), c.Profile)
 			if err != nil {
@@ -135,8 +134,7 @@ func (m *Module) runBot(tx core.App, c *Conversation, msg *Message, bot Bot, now
 			if o == nil {
 				return false, m.handoff(tx, c, fmt.Sprintf("rule %q: no order found for this customer", r.Name), now)
 			}
-			_, err = m.post(tx, c, Outgoing{Author: AuthorBot, Text: o.Text(), Send: map[string]any{"rule": r.ID}, At: now})
-			return true, err
+			return true, m.botAnswer(tx, c, Outgoing{Author: AuthorBot, Text: o.Text(), Send: map[string]any{"rule": r.ID}, At: now})
 		case ActionLabel:
 			if err := m.addLabel(tx, c, r.Value, now); err != nil {
 				return false, err
@@ -162,6 +160,17 @@ func (m *Module) runBot(tx core.App, c *Conversation, msg *Message, bot Bot, now
 	return false, m.handoff(tx, c, "no rule answered the message", now)
 }
 
+// botAnswer posts the bot's answer: the customer is no longer waiting
+// (until they write again or the bot hands off).
+func (m *Module) botAnswer(tx core.App, c *Conversation, out Outgoing) error {
+	if _, err := m.post(tx, c, out); err != nil {
+		return err
+	}
+	_, err := tx.DB().Update(ConversationsCollection, dbx.Params{"waiting_since": ""}, dbx.HashExp{"id": c.ID}).Execute()
+	c.WaitingSince = ""
+	return err
+}
+
 // handoff gives a bot conversation to staff: open, bot off, handoff_at,
 // a private "Handed off: <reason>" note and conversation.handoff. The
 // bot's messages stay in the history.
@@ -170,6 +179,11 @@ func (m *Module) handoff(tx core.App, c *Conversation, reason string, now time.T
 		return err
 	}
 	c.Bot = false
+	// From now on the customer waits for a person.
+	if _, err := tx.DB().NewQuery(`UPDATE ` + ConversationsCollection + ` SET waiting_since = {:now} WHERE id = {:id} AND waiting_since = ''`).
+		Bind(dbx.Params{"now": store.FormatTime(now), "id": c.ID}).Execute(); err != nil {
+		return err
+	}
 	if _, err := m.post(tx, c, Outgoing{Author: AuthorSystem, Text: "Handed off: " + reason, Private: true, At: now}); err != nil {
 		return err
 	}

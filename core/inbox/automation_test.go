@@ -307,6 +307,9 @@ func TestBotAnswersOrderStatusAndHandsOff(t *testing.T) {
 		t.Fatalf("a new conversation with the bot on should be pending with the bot: %+v", c)
 	}
 	msgs := messagesOf(t, s, c.ID)
+	if c = conversation(t, s, c.ID); c.WaitingSince != "" {
+		t.Fatalf("the bot answered, yet the customer is waiting since %s", c.WaitingSince)
+	}
 	if len(msgs) != 2 || msgs[1].Author != inbox.AuthorBot || !strings.Contains(msgs[1].Text, "#1001") ||
 		!strings.Contains(msgs[1].Text, "cancelled") {
 		t.Fatalf("the bot's answer about the order: %+v", msgs)
@@ -329,7 +332,7 @@ func TestBotAnswersOrderStatusAndHandsOff(t *testing.T) {
 	receive(t, s, "email:bot3", "email", mail, map[string]any{"text": "Can I talk to a Human please", "subject": "Re: My order",
 		"conversation_key": "<bot1@mail.omni-shop.dev>", "in_reply_to": "<bot1@mail.omni-shop.dev>"})
 	c = onlyConversation(t, s, events.Email, bob)
-	if c.Status != inbox.StatusOpen || c.Bot || c.HandoffAt == "" {
+	if c.Status != inbox.StatusOpen || c.Bot || c.HandoffAt == "" || c.WaitingSince == "" {
 		t.Fatalf("after asking for a human: %+v", c)
 	}
 	msgs = messagesOf(t, s, c.ID)
@@ -369,6 +372,15 @@ func TestBotAnswersOrderStatusAndHandsOff(t *testing.T) {
 	if c.Status != inbox.StatusOpen || !strings.Contains(msgs[len(msgs)-1].Text, "no order found") {
 		t.Fatalf("order status with no order: %+v %+v", c, msgs)
 	}
+
+	// An assign rule hands off to the agent it names.
+	sales := presence(t, s, s.Staff(t, "sales@omni-shop.dev", "agent"), nil).ID
+	rule(t, s, owner, map[string]any{"name": "Wholesale", "keywords": []string{"wholesale"}, "action": "assign", "value": sales, "position": 1})
+	receive(t, s, "sms:bot7", "sms", events.Identities{events.Phone: "+447700900033"}, map[string]any{"text": "Wholesale prices?"})
+	c = onlyConversation(t, s, events.Phone, "+447700900033")
+	if c.Status != inbox.StatusOpen || c.Bot || c.Assignee != sales {
+		t.Fatalf("an assign rule: %+v", c)
+	}
 }
 
 // Rules: agents read, owners write; a bad rule is refused naming the field.
@@ -379,6 +391,12 @@ func TestRulesAPI(t *testing.T) {
 	good := map[string]any{"name": "Hours", "keywords": []string{"open"}, "action": "reply", "reply": "We open at 9."}
 	code, body := s.Do(t, "POST", "/api/v1/inbox/rules", good, omnitest.Auth(agent))
 	omnitest.WantError(t, code, body, 403)
+	for _, path := range []string{"/api/v1/inbox/rules", "/api/v1/inbox/agents"} {
+		code, body := s.Do(t, "GET", path, nil, nil)
+		omnitest.WantError(t, code, body, 401)
+	}
+	code, body = s.Do(t, "POST", "/api/v1/inbox/presence", nil, nil)
+	omnitest.WantError(t, code, body, 401)
 	for field, bad := range map[string]map[string]any{
 		"keywords": {"name": "x", "keywords": []string{" ", "!"}, "action": "handoff"},
 		"action":   {"name": "x", "keywords": []string{"a"}, "action": "dance"},
@@ -481,4 +499,41 @@ func has(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A real journey's notify step reaches the inbox: the customer's event
+// starts the run, its journey.handoff goes out through the relay, and the
+// inbox opens a conversation on the customer's email with the run.
+func TestJourneyNotifyStepOpensAConversation(t *testing.T) {
+	s, _ := startInbox(t, inbox.Options{})
+	owner := s.Staff(t, "owner@omni-shop.dev", "owner")
+	graph := map[string]any{"trigger": map[string]any{"event": "checkout.started"}, "start": "nt", "nodes": map[string]any{
+		"nt":  map[string]any{"type": "notify", "message": "Big basket: call them", "open_conversation": true, "next": "end"},
+		"end": map[string]any{"type": "exit"}}}
+	code, body := s.Do(t, "POST", "/api/v1/journeys", map[string]any{"name": "Big baskets", "graph": graph}, omnitest.Auth(owner))
+	var j struct{ ID string }
+	if code != 201 || json.Unmarshal(body, &j) != nil {
+		t.Fatalf("create journey: %d %s", code, body)
+	}
+	if code, body = s.Do(t, "POST", "/api/v1/journeys/"+j.ID+"/publish", map[string]any{}, omnitest.Auth(owner)); code != 200 {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	now := time.Now().UTC()
+	ev := &events.Event{ID: "checkout-big-1", Type: events.CheckoutStarted, Source: "shop", OccurredAt: now, ReceivedAt: now,
+		Identities: events.Identities{events.Email: "big@omni-shop.dev"}, Properties: map[string]any{"total": 900.0}}
+	for _, err := range ingest.Publish(context.Background(), s.Bus, []*events.Event{ev}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return len(conversationsOf(t, s, events.Email, "big@omni-shop.dev")) == 1
+	}, "a conversation from the journey's hand-off")
+	c := onlyConversation(t, s, events.Email, "big@omni-shop.dev")
+	msgs := messagesOf(t, s, c.ID)
+	if c.JourneyRun == "" || c.Context["journey"] != j.ID || c.Channel != "email" || len(msgs) != 1 ||
+		msgs[0].Author != inbox.AuthorJourney || !strings.Contains(msgs[0].Text, "Big basket: call them") ||
+		!strings.Contains(msgs[0].Text, "checkout.started") {
+		t.Fatalf("conversation %+v, messages %+v", c, msgs)
+	}
 }
