@@ -163,6 +163,9 @@ type Filed struct {
 	Message      *Message
 	Opened       bool // a new conversation
 	Reopened     bool // a resolved (or snoozed) one came back
+	// SurveyScore is set when the message answers the CSAT question
+	// (csat.go): it is filed without reopening or waiting for a reply.
+	SurveyScore int
 }
 
 // receive files in into the customer's conversation on its channel: the
@@ -196,7 +199,8 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 			return nil, err
 		}
 		f.Opened = true
-	} else if !in.AutoReply && (c.Status == StatusResolved || (c.Status == StatusSnoozed && c.SnoozeUntilReply)) {
+	} else if f.SurveyScore = m.surveyAnswer(c, in); f.SurveyScore == 0 && !in.AutoReply &&
+		(c.Status == StatusResolved || (c.Status == StatusSnoozed && c.SnoozeUntilReply)) {
 		f.Reopened = true
 	}
 	msg := &Message{ID: store.NewRecordID(), Conversation: c.ID, Profile: c.Profile, Direction: DirectionIn,
@@ -207,8 +211,11 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 	}
 	// The conversation now waits for an answer (unless it already did:
 	// waiting_since is the oldest unanswered message).
-	set := `last_message_at = {:now}, last_message = {:preview}, last_author = 'customer', unread = unread + 1, updated = {:now}`
-	if !in.AutoReply {
+	set := `last_message_at = {:now}, last_message = {:preview}, last_author = 'customer', updated = {:now}`
+	if f.SurveyScore == 0 {
+		set += `, unread = unread + 1`
+	}
+	if !in.AutoReply && f.SurveyScore == 0 {
 		set += `, waiting_since = CASE WHEN waiting_since = '' THEN {:now} ELSE waiting_since END`
 	}
 	if f.Reopened {
@@ -287,6 +294,9 @@ func (m *Module) findConversation(db dbx.Builder, in Inbound) (*Conversation, er
 	}
 	resolved, err := parseTime(c.ResolvedAt)
 	if err == nil && in.At.Sub(resolved) <= m.reopenWindow() {
+		return &c, nil
+	}
+	if m.surveyAnswer(&c, in) > 0 { // a late answer to "how did we do?" (csat.go)
 		return &c, nil
 	}
 	return nil, nil
@@ -372,6 +382,7 @@ func (m *Module) post(tx core.App, c *Conversation, out Outgoing) (*Message, err
 		set := `last_message_at = {:now}, last_message = {:preview}, last_author = {:author}, updated = {:now}`
 		if out.Author == AuthorAgent {
 			set += `, waiting_since = '', unread = 0, first_response_at = CASE WHEN first_response_at = '' THEN {:now} ELSE first_response_at END`
+			set += `, first_response_due = '', next_response_due = ''` // answered: no SLA due time (sla.go)
 		}
 		if _, err := db.NewQuery("UPDATE " + ConversationsCollection + " SET " + set + " WHERE id = {:id}").
 			Bind(dbx.Params{"now": now, "preview": preview(out.Text, nil), "author": out.Author, "id": c.ID}).Execute(); err != nil {

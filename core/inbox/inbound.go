@@ -71,6 +71,9 @@ func (m *Module) afterInbound(tx core.App, f *Filed, ev *events.Event) error {
 	if err := m.widgetOnInbound(tx, f, ev); err != nil { // widget.go
 		return err
 	}
+	if f.SurveyScore > 0 {
+		return nil // an answer to "how did we do?": no bot, no hand-off
+	}
 	return m.automateInbound(tx, f, ev) // automation.go: business hours, bot rules, hand-off, assignment
 }
 

@@ -91,8 +91,9 @@ type Module struct {
 	bus  *bus.Bus
 	log  *slog.Logger
 
-	live   *live   // pushes to staff and chat visitors (live.go)
-	sender *sender // replies onto the bus (send.go)
+	live   *live       // pushes to staff and chat visitors (live.go)
+	sender *sender     // replies onto the bus (send.go)
+	survey surveyLinks // signed survey page links (csat.go)
 	stop   context.CancelFunc
 	done   chan struct{}
 }

@@ -227,6 +227,17 @@ type decision struct {
 // ledger row not to count against the cap (a scheduled message re-checked).
 func (m *Module) decide(p *profile, r *Request, tpl template, now time.Time, self string) decision {
 	var d decision
+	if r.Kind == KindMarketing {
+		// Staff paused marketing for this customer (e.g. while a complaint
+		// is handled): every channel refuses for that reason.
+		if until := m.pausedUntil(p.ID, now); !until.IsZero() {
+			d.reason = pauseReason(until)
+			for _, ch := range r.Channels {
+				d.attempts = append(d.attempts, Attempt{Channel: ch, Outcome: "skipped", Reason: d.reason})
+			}
+			return d
+		}
+	}
 	d.unfixable = true
 	for _, ch := range r.Channels {
 		addr, conn, reason, unfixable := m.checkChannel(p, r, tpl, ch, now)
@@ -384,6 +395,7 @@ func (m *Module) customerTZ(p *profile) *time.Location {
 func (m *Module) compose(id string, p *profile, r *Request, tpl template, d decision) (*sdk.OutboundMessage, error) {
 	unsub := m.links.UnsubscribeURL(p.ID, d.channel)
 	vars := render.Vars(p.customerVars(m.app), r.Event, customers.Shop(m.app, m.rules.publicURL), unsub, m.links.PreferencesURL(p.ID))
+	vars["nps_url"] = m.links.NPSURL(p.ID, m.opts.Now())
 	subject, body, html := r.Subject, r.Body, r.HTML
 	wa := r.WATemplate
 	if tpl.ref != "" {

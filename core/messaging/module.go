@@ -121,6 +121,7 @@ func (m *Module) Init(s *app.Setup) error {
 
 	s.PersonOwned(Collection, "profile")
 	s.PersonOwned(SuppressionsCollection, "profile")
+	s.PersonOwned(PausesCollection, "profile")
 	s.Processor(ledgerProcessor{m})
 
 	// The MESSAGING stream is created with the others (core/bus); the
@@ -137,6 +138,7 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	g.POST("", m.handleSend).Bind(api.RequireStaff())
 	g.GET("", m.handleList).Bind(api.RequireStaff())
 	se.Router.GET("/api/v1/messaging/settings", m.handleSettings).Bind(api.RequireStaff())
+	m.pauseRoutes(se)                    // pause.go: POST/DELETE /api/v1/profiles/{id}/marketing-pause
 	templates.Register(se, m.o, m.links) // the templates' checks and preview
 	prefs.Register(se, m.o, m.links)     // the customer's /p/ pages
 

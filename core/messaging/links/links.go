@@ -12,14 +12,13 @@ package links
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/omni/omni/core/signedlink"
 )
 
 // ErrInvalid is every reason a token is refused (malformed, forged,
@@ -114,42 +113,24 @@ func (s *Signer) Verify(token string) (profileID, channel string, err error) {
 	return "", "", ErrInvalid
 }
 
-// KeyFile is the key's file name in the data dir. It lives beside the
-// database so backups carry it and old links keep working after a restore.
-const KeyFile = "messaging_links.key"
+// KeyFile is the key's file name in the data dir (signedlink owns it:
+// survey links are signed with a key derived from the same one).
+const KeyFile = signedlink.KeyFile
 
 // LoadOrCreateKey reads the signing key from dataDir, making a random one
-// (readable by the owner only) the first time. The key is never logged.
-func LoadOrCreateKey(dataDir string) ([]byte, error) {
-	path := filepath.Join(dataDir, KeyFile)
-	if b, err := os.ReadFile(path); err == nil {
-		key, derr := b64.DecodeString(strings.TrimSpace(string(b)))
-		if derr != nil || len(key) < 32 {
-			return nil, fmt.Errorf("links: %s is damaged; restore it from a backup (or delete it to make a new key, which breaks links already sent)", path)
-		}
-		return key, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("links: read the key: %w", err)
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) { // made by a concurrent start: use theirs
-		return LoadOrCreateKey(dataDir)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("links: write the key: %w", err)
-	}
-	if _, err := f.WriteString(b64.EncodeToString(key) + "\n"); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("links: write the key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("links: write the key: %w", err)
-	}
-	return key, nil
+// the first time (signedlink.LoadOrCreateKey).
+func LoadOrCreateKey(dataDir string) ([]byte, error) { return signedlink.LoadOrCreateKey(dataDir) }
+
+// NPSURL is the customer's NPS survey link ({{ nps_url }}), valid for
+// signedlink.NPSValidFor from now.
+func (s *Signer) NPSURL(profileID string, now time.Time) string {
+	return s.SurveyURL(signedlink.SurveyNPS, profileID, now.Add(signedlink.NPSValidFor))
+}
+
+// SurveyURL is a signed, expiring survey page link under the same public
+// URL and key (signedlink), e.g. the NPS link in templates ({{ nps_url }}).
+func (s *Signer) SurveyURL(survey, subject string, expires time.Time) string {
+	return signedlink.New(s.keys[s.current], s.base).SurveyURL(survey, subject, expires)
 }
 
 // Open returns the signer for a running Omni: the key from dataDir (made on

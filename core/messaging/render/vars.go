@@ -49,6 +49,7 @@ func Vars(customer map[string]any, event map[string]any, shop Shop, unsubscribeU
 		"shop":            map[string]any{"name": shop.Name, "url": shop.URL},
 		"unsubscribe_url": unsubscribeURL,
 		"preferences_url": preferencesURL,
+		"nps_url":         "", // the sender sets the customer's signed NPS survey link
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -122,6 +123,7 @@ func (p *previewer) handle(e *core.RequestEvent) error {
 	base := p.omni.Config.PublicBaseURL()
 	vars := render.Vars(customer, event, customers.Shop(e.App, base),
 		p.signer.UnsubscribeURL(profileID, channel), p.signer.PreferencesURL(profileID))
+	vars["nps_url"] = p.signer.NPSURL(profileID, time.Now())
 	out, err := Render(t, vars)
 	if err != nil {
 		field, rest, _ := strings.Cut(err.Error(), ": ")

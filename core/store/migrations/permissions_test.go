@@ -53,6 +53,7 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"message_suppressions":  {"-----", "LV---", "LV--D"}, // written by the send gate from permanent failures; an owner clears a fixed address
 	"outbox_held":           {"-----", "-----", "LV---"}, // messages waiting for a disabled connector; only the connector host writes
 	"messages":              {"-----", "LV---", "LV---"}, // the send ledger: written only through /api/v1/messages and the gate
+	"marketing_pauses":      {"-----", "LV---", "LV---"}, // written through /api/v1/profiles/{id}/marketing-pause (staff)
 	"journeys":              {"-----", "LV---", "LV---"}, // owners edit through /api/v1/journeys, which validates the graph
 	"journey_versions":      {"-----", "LV---", "LV---"}, // written by publishing; a version never changes
 	"journey_runs":          {"-----", "LV---", "LV---"}, // written by the engine; runs are ended through /api/v1/journeys
