@@ -39,7 +39,7 @@ describe('inbox helpers', () => {
     assert.equal(slaText(slaOf(first, NOW), NOW), 'First reply due in 12 min')
     const late = { ...first, first_response_at: at('2026-03-04T09:56:00Z'), next_response_due: at('2026-03-04T09:57:00Z') }
     assert.equal(slaText(slaOf(late, NOW), NOW), 'Reply overdue by 3 min')
-    assert.equal(slaOf({ ...late, waiting_since: '' }, NOW), null)
+    assert.equal(slaOf({ ...late, next_response_due: '' }, NOW), null)
     assert.equal(slaOf({ ...first, status: 'resolved' }, NOW), null)
   })
 

@@ -3,8 +3,9 @@
 // path a connector's webhook takes): it appears in the list live, without
 // a reload; she opens it, replies (the reply shows with its delivery
 // state), adds a private note mentioning a colleague picked from the @
-// list, moves between conversations with j/k and resolves one with e and
-// another with the bulk action, and each leaves the open view.
+// list, sends a canned response rendered for the customer, moves between conversations with j/k, resolves one with e, takes
+// the other with a and snoozes it with s, then resolves it with the bulk
+// action; each leaves the open view as it goes.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -38,6 +39,12 @@ before(async () => {
     if (a === BEA) beaID = r.body.id
   }
   agentToken = await login(server.url, AGENT.email, AGENT.password)
+  // Owners write canned responses (Liquid, with the customer's variables).
+  const canned = await apiAs(server.url, ownerToken, '/api/collections/canned_responses/records', {
+    method: 'POST',
+    body: JSON.stringify({ shortcut: 'ship', title: 'Shipping times', body: 'Hi {{ customer.first_name | default: "there" }}, we ship within 2 working days.' }),
+  })
+  assert.equal(canned.status, 200, JSON.stringify(canned.body))
   browser = await launchBrowser(tmp)
   page = browser.pages()[0] || (await browser.newPage())
   page.setDefaultTimeout(15000)
@@ -49,14 +56,18 @@ after(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true })
 })
 
-// sms posts a customer's SMS as the SMS connector would record it.
-function sms(who, text) {
-  return batch(server.url, serverKey, [
-    { type: 'track', anonymousId: 'sms-' + who.phone, event: 'message.received', properties: { text, from: who.phone }, context: { channel: 'sms', traits: { phone: who.phone, email: who.email, name: who.name } } },
+// sms posts a customer's SMS as the SMS connector would record it (the
+// customer is known by name from the shop before).
+async function sms(who, text) {
+  const anon = 'sms-' + who.phone
+  await batch(server.url, serverKey, [{ type: 'identify', anonymousId: anon, traits: { name: who.name, email: who.email, phone: who.phone }, context: { channel: 'web' } }])
+  await batch(server.url, serverKey, [
+    { type: 'track', anonymousId: anon, event: 'message.received', properties: { text, from: who.phone }, context: { channel: 'sms', traits: { phone: who.phone } } },
   ])
 }
 
 const item = (text) => page.getByTestId('conversation-item').filter({ hasText: text })
+const byID = (id) => page.locator(`[data-testid="conversation-item"][data-id="${id}"]`)
 const conversationAPI = async (id) => (await apiAs(server.url, agentToken, '/api/v1/conversations/' + id)).body
 
 describe('inbox', () => {
@@ -73,8 +84,10 @@ describe('inbox', () => {
 
     // The SMS arrives while the page is open: it shows in the list, unread.
     await sms(CLEO, 'Hi, where is my parcel?')
-    const cleo = item('where is my parcel')
-    await cleo.waitFor()
+    await item('where is my parcel').waitFor()
+    // From here on by id: the row's preview changes with each message.
+    const cleoID = await item('where is my parcel').getAttribute('data-id')
+    const cleo = byID(cleoID)
     await cleo.getByText(CLEO.name).waitFor() // the name is filled in after the live row shows
     await cleo.getByTestId('unread').waitFor()
     await page.getByTestId('count-all').getByText('1').waitFor()
@@ -85,7 +98,6 @@ describe('inbox', () => {
     await conv.getByTestId('message').filter({ hasText: 'Hi, where is my parcel?' }).waitFor()
     await conv.getByRole('link', { name: CLEO.name }).waitFor()
     await eventually(async () => (await cleo.getByTestId('unread').count()) === 0, { what: 'the unread badge to go' })
-    const cleoID = await cleo.getAttribute('data-id')
     assert.equal(new URL(page.url()).pathname, '/inbox/' + cleoID)
     await eventually(async () => (await conversationAPI(cleoID)).conversation?.unread === 0, { what: 'the conversation marked read' })
 
@@ -103,10 +115,15 @@ describe('inbox', () => {
       const s = await reply.getAttribute('data-status')
       return s && s !== 'sending' ? s : null
     }, { what: 'the reply to leave "sending"' })
-    if (status === 'failed' || status === 'suppressed') await reply.getByRole('button', { name: 'Retry' }).waitFor()
+    assert.equal(status, 'suppressed')
+    await reply.getByTestId('message-status').getByText('Not sent: no sms channel is connected', { exact: false }).waitFor()
     const stored = (await conversationAPI(cleoID)).messages.find((m) => m.text === 'Your parcel ships today.')
     assert.equal(stored?.direction, 'out')
     assert.equal(stored?.status, status)
+    // Retry sends it again as a new message, which the gate also refuses here.
+    await reply.getByRole('button', { name: 'Retry' }).click()
+    await eventually(async () => (await reply.count()) === 2, { what: 'the retried reply' })
+    await reply.nth(1).getByTestId('message-status').waitFor()
 
     // A private note mentioning Bea, picked from the @ list.
     const composer = page.getByRole('form', { name: 'Composer' })
@@ -126,15 +143,29 @@ describe('inbox', () => {
     assert.deepEqual(storedNote?.mentions, [beaID])
     await shot(page, 'inbox-conversation')
 
+    // "/" picks a canned response, rendered for Cleo, to read and edit before Enter sends it.
+    await page.keyboard.press('Escape')
+    await page.keyboard.press('/')
+    await composer.getByRole('tab', { name: 'Reply' }).and(page.locator('[aria-selected=true]')).waitFor()
+    await page.keyboard.type('sh')
+    await composer.getByRole('listbox', { name: 'Canned responses' }).getByText('/ship').waitFor()
+    await page.keyboard.press('Enter')
+    const box = composer.getByLabel('Reply')
+    await eventually(async () => (await box.inputValue()) === 'Hi Cleo, we ship within 2 working days.', { what: 'the canned response rendered for Cleo' })
+    await page.keyboard.press('End')
+    await page.keyboard.type(' Thanks!')
+    await page.keyboard.press('Enter')
+    await conv.getByTestId('message').filter({ hasText: 'Hi Cleo, we ship within 2 working days. Thanks!' }).waitFor()
+
     // A second customer writes: the list grows live; j/k move between them.
     await sms(DAN, 'Do you ship to Ireland?')
-    const dan = item('Do you ship to Ireland?')
-    await dan.waitFor()
+    await item('Do you ship to Ireland?').waitFor()
+    const danID = await item('Do you ship to Ireland?').getAttribute('data-id')
+    const dan = byID(danID)
     await page.getByTestId('count-all').getByText('2').waitFor()
     await page.keyboard.press('Escape') // leaves the composer, so the keys are shortcuts again
     const order = await page.getByTestId('conversation-item').evaluateAll((els) => els.map((e) => e.dataset.id))
     assert.equal(order.length, 2)
-    const danID = await dan.getAttribute('data-id')
     const from = order.indexOf(cleoID)
     await page.keyboard.press(from === 0 ? 'j' : 'k')
     await conv.getByTestId('message').filter({ hasText: 'Do you ship to Ireland?' }).waitFor()
@@ -148,17 +179,32 @@ describe('inbox', () => {
     await eventually(async () => (await cleo.count()) === 0, { what: 'the resolved conversation to leave the list' })
     assert.equal((await conversationAPI(cleoID)).conversation.status, 'resolved')
 
-    // Bulk: tick the other and resolve the selection.
+    // a takes Dan's conversation, s snoozes it until he replies: it leaves the open view for Snoozed.
+    await dan.getByRole('button').click()
+    await conv.getByTestId('message').filter({ hasText: 'Do you ship to Ireland?' }).waitFor()
+    await page.keyboard.press('a')
+    await eventually(async () => (await conversationAPI(danID)).conversation.assignee_name === AGENT.name, { what: 'Dan assigned to the agent' })
+    await eventually(async () => (await conv.getByLabel('Assignee').inputValue()) === 'me', { what: 'the assignee menu to read Me' })
+    await page.getByTestId('count-mine').getByText('1').waitFor()
+    await page.keyboard.press('s')
+    await conv.getByRole('menu', { name: 'Snooze' }).getByRole('menuitem', { name: 'Until they reply' }).click()
+    await conv.getByTestId('conversation-status').getByText('Snoozed').waitFor()
+    await page.getByTestId('empty-view').waitFor()
+    await page.getByTestId('count-snoozed').getByText('1').waitFor()
+    await page.getByTestId('count-all').getByText('0').waitFor()
+
+    // Bulk: in the Snoozed view, tick it and resolve the selection.
+    await page.getByRole('tab', { name: /Snoozed/ }).click()
     await dan.getByRole('checkbox').check()
     await page.getByRole('toolbar', { name: 'Bulk actions' }).getByRole('button', { name: 'Resolve selected' }).click()
     await page.getByTestId('empty-view').waitFor()
     assert.equal((await conversationAPI(danID)).conversation.status, 'resolved')
-    await page.getByTestId('count-all').getByText('0').waitFor()
+    await page.getByTestId('count-snoozed').getByText('0').waitFor()
 
     // The resolved view lists both.
     await page.getByRole('tab', { name: /Resolved/ }).click()
-    await item('where is my parcel').waitFor()
-    await item('Do you ship to Ireland?').waitFor()
+    await cleo.waitFor()
+    await dan.waitFor()
     await shot(page, 'inbox-resolved')
     assert.equal(await page.evaluate(() => window.__sameDocument), true)
   })

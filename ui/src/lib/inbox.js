@@ -68,19 +68,13 @@ export function waitingSeconds(c, now = Date.now()) {
   return Math.max(0, (now - d) / 1000)
 }
 
-// slaOf is the conversation's next SLA due time: the first response until
-// one was given, then the next response while the customer waits.
+// slaOf is the conversation's SLA due time, as the server computes it:
+// the first response until an agent answered once, then the next response.
 export function slaOf(c, now = Date.now()) {
   if (!c || c.status === 'resolved') return null
-  let due = null
-  let kind = ''
-  if (!c.first_response_at && c.first_response_due) [due, kind] = [toDate(c.first_response_due), 'first']
-  else if (c.next_response_due && c.waiting_since) [due, kind] = [toDate(c.next_response_due), 'next']
-  if (!due) {
-    if (c.sla?.due) return { ...c.sla, breached: toDate(c.sla.due) < now }
-    return null
-  }
-  return { due: due.toISOString(), kind, breached: due < now }
+  const first = !c.first_response_at && c.first_response_due
+  const due = toDate(first ? c.first_response_due : c.next_response_due)
+  return due ? { due: due.toISOString(), kind: first ? 'first' : 'next', breached: due <= now } : null
 }
 
 // slaText: "First reply due in 12 min" / "Reply overdue by 3 min".
