@@ -203,7 +203,7 @@ func ordersOf(db dbx.Builder, profile string) ([]ContextOrder, *ContextCheckout,
 	}
 	// Oldest first, so later events update what earlier ones said.
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].OccurredAt < evs[j].OccurredAt })
-	orders := map[string]*ContextOrder{}
+	orders := map[string]*ContextOrder{} // by orderKey
 	var placed []*ContextOrder
 	cancelled := map[string]bool{}
 	refunded := map[string]float64{}
@@ -217,12 +217,12 @@ func ordersOf(db dbx.Builder, profile string) ([]ContextOrder, *ContextCheckout,
 		switch ev.Type {
 		case events.OrderPlaced:
 			id := ctxString(p["order_id"])
-			if id == "" || orders[id] != nil {
+			if id == "" || orders[orderKey(ev.Source, id)] != nil {
 				continue
 			}
 			o := &ContextOrder{OrderID: id, Number: ctxFirst(p, "order_name", "order_number", "receipt_number"), At: ctxTime(ev.OccurredAt),
 				Total: ctxAmount(p, "total", "revenue", "value", "amount"), Currency: ctxString(p["currency"]), Status: orderStatus(p), Lines: ctxLines(p), Source: ev.Source}
-			orders[id] = o
+			orders[orderKey(ev.Source, id)] = o
 			placed = append(placed, o)
 			for _, k := range []string{"checkout_token", "cart_token"} {
 				if t := ctxString(p[k]); t != "" {
@@ -230,9 +230,9 @@ func ordersOf(db dbx.Builder, profile string) ([]ContextOrder, *ContextCheckout,
 				}
 			}
 		case events.OrderCancelled:
-			cancelled[ctxString(p["order_id"])] = true
+			cancelled[orderKey(ev.Source, ctxString(p["order_id"]))] = true
 		case events.OrderRefunded:
-			refunded[ctxString(p["order_id"])] += ctxAmount(p, "total", "refund", "amount")
+			refunded[orderKey(ev.Source, ctxString(p["order_id"]))] += ctxAmount(p, "total", "refund", "amount")
 		case events.CheckoutStarted, events.CheckoutUpdated:
 			token := ctxFirst(p, "checkout_token", "checkout_id", "cart_token")
 			if token == "" {
@@ -252,14 +252,15 @@ func ordersOf(db dbx.Builder, profile string) ([]ContextOrder, *ContextCheckout,
 	out := make([]ContextOrder, 0, min(len(placed), contextOrders))
 	for i := len(placed) - 1; i >= 0 && len(out) < contextOrders; i-- {
 		o := placed[i]
-		if r := refunded[o.OrderID]; r > 0 {
+		key := orderKey(o.Source, o.OrderID)
+		if r := refunded[key]; r > 0 {
 			o.Refunded = r
 			o.Status = "partially_refunded"
 			if o.Total > 0 && r >= o.Total-0.005 {
 				o.Status = "refunded"
 			}
 		}
-		if cancelled[o.OrderID] {
+		if cancelled[key] {
 			o.Status = "cancelled"
 		}
 		out = append(out, *o)
@@ -275,6 +276,10 @@ func ordersOf(db dbx.Builder, profile string) ([]ContextOrder, *ContextCheckout,
 	}
 	return out, open, nil
 }
+
+// orderKey names an order by its source and id: two systems (the web
+// shop, the till) may both have an order 1001.
+func orderKey(source, id string) string { return source + "\x00" + id }
 
 // orderStatus is what the order's own event says: the vendor's payment
 // status (Shopify's financial_status: paid, pending, partially_refunded…),

@@ -4,7 +4,7 @@
 // sees a wrong value named on its field; an agent cannot open the page;
 // beside a WhatsApp conversation the customer's orders show with their
 // lines, the checkout they left shows its recovery link, and the agent
-// pauses marketing for them.
+// pauses marketing for them and starts a journey for them.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -246,5 +246,20 @@ describe('the customer beside the chat', () => {
 
     await panel.getByRole('button', { name: 'Resume marketing' }).click()
     await panel.getByRole('button', { name: 'Pause marketing for this customer' }).waitFor()
+  })
+
+  it('starts a live journey for the customer (an agent enrols one customer)', async () => {
+    const graph = { trigger: { manual: true }, start: 'w', nodes: { w: { type: 'wait', duration: '30d', next: 'end' }, end: { type: 'exit' } } }
+    const j = await apiAs(server.url, ownerToken, '/api/v1/journeys', { method: 'POST', body: JSON.stringify({ name: 'VIP care', graph }) })
+    assert.equal(j.status < 300, true, JSON.stringify(j.body))
+    const pub = await apiAs(server.url, ownerToken, `/api/v1/journeys/${j.body.id}/publish`, { method: 'POST', body: '{}' })
+    assert.equal(pub.status, 200, JSON.stringify(pub.body))
+
+    await page.reload()
+    const panel = page.getByTestId('customer-panel')
+    await panel.getByLabel('Start a journey').selectOption({ label: 'VIP care' })
+    await panel.getByRole('button', { name: 'Start', exact: true }).click()
+    await panel.getByText('Started VIP care.').waitFor()
+    await panel.getByTestId('journey-run').filter({ hasText: 'VIP care' }).waitFor()
   })
 })
