@@ -310,7 +310,7 @@ func Discover(pluginsDir string) ([]Installed, error) {
 	return out, nil
 }
 
-func validName(n string) bool { return outboxwire.ValidName(n) }
+func validName(n string) bool { return outboxwire.ValidName(n) && n != outboxwire.Webchat }
 
 // discover makes sure every installed connector has a record and an instance.
 func (m *Module) discover() error {

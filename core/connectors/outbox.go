@@ -122,6 +122,11 @@ func (ob *outbox) start() error {
 // begun it starts nothing: the message stays unacknowledged and is
 // delivered again after the restart.
 func (ob *outbox) dispatch(msg jetstream.Msg) {
+	if outboxwire.Internal(msg.Subject()) {
+		// The website chat's replies: the inbox's own consumer delivers them.
+		_ = msg.Ack()
+		return
+	}
 	// A slow or hung connector may hold only its own share of the
 	// slots; its surplus waits on the stream so other connectors'
 	// messages keep flowing.

@@ -282,8 +282,15 @@ func (m *Module) findConversation(db dbx.Builder, in Inbound) (*Conversation, er
 		return nil, nil // a new email thread is a new conversation
 	}
 	var c Conversation
-	q := db.NewQuery("SELECT * FROM " + ConversationsCollection + " WHERE profile = {:p} AND channel = {:ch} ORDER BY last_message_at DESC, created DESC LIMIT 1").
-		Bind(dbx.Params{"p": in.Profile, "ch": in.Channel})
+	where := "profile = {:p} AND channel = {:ch}"
+	if in.Channel == "chat" {
+		// A chat belongs to one browser (the widget's visitor): someone
+		// else on the same profile (an email they typed in the widget)
+		// must neither read it nor write into it.
+		where += " AND address = {:address}"
+	}
+	q := db.NewQuery("SELECT * FROM " + ConversationsCollection + " WHERE " + where + " ORDER BY last_message_at DESC, created DESC LIMIT 1").
+		Bind(dbx.Params{"p": in.Profile, "ch": in.Channel, "address": in.Address})
 	if err := q.One(&c); errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	} else if err != nil {
@@ -373,6 +380,9 @@ func (m *Module) post(tx core.App, c *Conversation, out Outgoing) (*Message, err
 		}
 	} else {
 		msg.SendState = "pending"
+		if c.Channel == "chat" {
+			msg.Send = m.chatRoute(tx, c, msg.Send) // widget.go: by email when the visitor left
+		}
 	}
 	db := tx.DB()
 	if err := insertMessage(db, msg); err != nil {

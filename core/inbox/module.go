@@ -94,6 +94,7 @@ type Module struct {
 	live   *live       // pushes to staff and chat visitors (live.go)
 	sender *sender     // replies onto the bus (send.go)
 	survey surveyLinks // signed survey page links (csat.go)
+	widget *widgetPart // the website chat's live streams and delivery (widget.go)
 	stop   context.CancelFunc
 	done   chan struct{}
 }

@@ -42,8 +42,10 @@ const (
 	StatusSuppressed = "suppressed"
 )
 
-// Channels the gate knows how to address.
-var channels = map[string]string{"email": "email", "sms": "phone", "whatsapp": "wa_id"}
+// Channels the gate knows how to address. chat is the website chat
+// widget: replies in a conversation only, addressed to the conversation
+// and delivered by the inbox (outbox.Webchat), not by a connector.
+var channels = map[string]string{"email": "email", "sms": "phone", "whatsapp": "wa_id", "chat": "conversation"}
 
 // whatsappWindow is how long after a customer's last WhatsApp message a
 // free-form reply may be sent; after it only approved templates.
@@ -102,7 +104,7 @@ func validate(r *Request) error {
 	for i, c := range r.Channels {
 		c = strings.ToLower(strings.TrimSpace(c))
 		if _, ok := channels[c]; !ok {
-			return badField("channel", fmt.Sprintf("%q is not a channel: use email, sms or whatsapp", r.Channels[i]))
+			return badField("channel", fmt.Sprintf("%q is not a channel: use email, sms, whatsapp or chat", r.Channels[i]))
 		}
 		if seen[c] {
 			return badField("channel", fmt.Sprintf("%q is listed twice", c))
@@ -273,6 +275,9 @@ func (m *Module) decide(p *profile, r *Request, tpl template, now time.Time, sel
 // checkChannel says why ch cannot carry the message ("" when it can), and
 // otherwise the address and connector to use.
 func (m *Module) checkChannel(p *profile, r *Request, tpl template, ch string, now time.Time) (addr, conn, reason string, unfixable bool) {
+	if ch == "chat" {
+		return checkChat(r)
+	}
 	conn = m.connectorFor(ch)
 	if conn == "" {
 		return "", "", fmt.Sprintf("no %s channel is connected: enable a connector that sends %s on the Connectors page", ch, ch), true
@@ -299,6 +304,19 @@ func (m *Module) checkChannel(p *profile, r *Request, tpl template, ch string, n
 		}
 	}
 	return addr, conn, "", false
+}
+
+// checkChat: the website chat carries only replies in a conversation
+// (the visitor's live stream is the conversation's), so the address is the
+// conversation and the inbox delivers it.
+func checkChat(r *Request) (addr, conn, reason string, unfixable bool) {
+	if r.Kind != KindConversation {
+		return "", "", fmt.Sprintf("the website chat carries conversation replies only, not %s messages", r.Kind), true
+	}
+	if strings.TrimSpace(r.Conversation) == "" {
+		return "", "", "a chat message needs the conversation it answers", true
+	}
+	return r.Conversation, outbox.Webchat, "", false
 }
 
 func addressName(ch string) string {

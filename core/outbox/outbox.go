@@ -21,6 +21,16 @@ const Prefix = "omni.outbox."
 // Subject is the subject of a connector's outbound messages.
 func Subject(connector string) string { return Prefix + connector }
 
+// Webchat is the OUTBOX "connector" of the website chat: no plugin sends
+// these, the inbox delivers them to the visitor's live stream. The
+// connector host leaves its subject alone (Internal), and no connector
+// may take the name.
+const Webchat = "webchat"
+
+// Internal reports whether an OUTBOX subject is delivered inside Omni
+// rather than by a connector.
+func Internal(subject string) bool { return subject == Subject(Webchat) }
+
 // ValidName reports whether n can name a connector: lower-case letters,
 // digits (not first), '_' and '-', at most 60 characters.
 func ValidName(n string) bool {
