@@ -45,6 +45,12 @@ before(async () => {
     body: JSON.stringify({ shortcut: 'ship', title: 'Shipping times', body: 'Hi {{ customer.first_name | default: "there" }}, we ship within 2 working days.' }),
   })
   assert.equal(canned.status, 200, JSON.stringify(canned.body))
+  // An approved WhatsApp template, the only thing that may go once the 24-hour window has closed.
+  const tpl = await apiAs(server.url, ownerToken, '/api/collections/templates/records', {
+    method: 'POST',
+    body: JSON.stringify({ name: 'Order update', channel: 'whatsapp', kind: 'transactional', wa_template: 'order_update', wa_language: 'en' }),
+  })
+  assert.equal(tpl.status, 200, JSON.stringify(tpl.body))
   browser = await launchBrowser(tmp)
   page = browser.pages()[0] || (await browser.newPage())
   page.setDefaultTimeout(15000)
@@ -207,5 +213,32 @@ describe('inbox', () => {
     await dan.waitFor()
     await shot(page, 'inbox-resolved')
     assert.equal(await page.evaluate(() => window.__sameDocument), true)
+  })
+
+  it('on WhatsApp after the 24-hour window, only an approved template can go', async () => {
+    // Eva wrote two days ago (the connector's event carries when she wrote).
+    const EVA = { name: 'Eva Evans', phone: '+447700900333' }
+    await batch(server.url, serverKey, [{ type: 'identify', anonymousId: 'wa-eva', traits: { name: EVA.name, phone: EVA.phone }, context: { channel: 'web' } }])
+    await batch(server.url, serverKey, [
+      { type: 'track', anonymousId: 'wa-eva', event: 'message.received', timestamp: new Date(Date.now() - 48 * 3600e3).toISOString(), properties: { text: 'Is the blue one back?' }, context: { channel: 'whatsapp', traits: { phone: EVA.phone } } },
+    ])
+    await page.getByRole('tab', { name: /All open/ }).click()
+    await item('Is the blue one back?').getByRole('button').click()
+    const composer = page.getByRole('form', { name: 'Composer' })
+    await composer.getByTestId('wa-window').getByText('WhatsApp window closed', { exact: false }).waitFor()
+    assert.equal(await composer.getByLabel('Reply').count(), 0) // no free text
+    await composer.getByLabel('Approved template').selectOption({ label: 'Order update (order_update, en)' })
+    await composer.getByRole('button', { name: 'Send template' }).click()
+    const conv = page.getByRole('region', { name: 'Conversation' })
+    const sent = conv.getByTestId('message').filter({ has: page.getByTestId('message-status') })
+    await sent.first().waitFor()
+    assert.equal(await sent.first().getAttribute('data-author'), 'agent')
+    await sent.first().getByText('Template: Order update').waitFor()
+    // A note is still possible.
+    await composer.getByRole('tab', { name: 'Private note' }).click()
+    await composer.getByLabel('Private note').fill('Asked with the template')
+    await page.keyboard.press('Enter')
+    await conv.getByTestId('message').filter({ hasText: 'Asked with the template' }).waitFor()
+    await shot(page, 'inbox-whatsapp-window')
   })
 })
