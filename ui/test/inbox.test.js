@@ -3,7 +3,8 @@
 // path a connector's webhook takes): it appears in the list live, without
 // a reload; she opens it, replies (the reply shows with its delivery
 // state), adds a private note mentioning a colleague picked from the @
-// list, sends a canned response rendered for the customer, moves between conversations with j/k, resolves one with e, takes
+// list (Bea, in her own browser, is told at once and opens it), sends a
+// canned response rendered for the customer, moves between conversations with j/k, resolves one with e, takes
 // the other with a and snoozes it with s, then resolves it with the bulk
 // action; each leaves the open view as it goes.
 import { after, before, describe, it } from 'node:test'
@@ -131,6 +132,18 @@ describe('inbox', () => {
     await eventually(async () => (await reply.count()) === 2, { what: 'the retried reply' })
     await reply.nth(1).getByTestId('message-status').waitFor()
 
+    // Bea has her inbox open in her own browser: she will hear of the mention.
+    const beaBrowser = await launchBrowser(tmp)
+    const bea = beaBrowser.pages()[0] || (await beaBrowser.newPage())
+    bea.setDefaultTimeout(15000)
+    await bea.goto(server.url + '/')
+    await bea.getByLabel('Email', { exact: true }).fill(BEA.email)
+    await bea.getByLabel('Password', { exact: true }).fill(BEA.password)
+    await bea.getByRole('button', { name: 'Sign in' }).click()
+    await bea.getByRole('link', { name: 'Inbox' }).click()
+    await bea.getByRole('tab', { name: /All open/ }).click()
+    await bea.locator(`[data-testid="conversation-item"][data-id="${cleoID}"]`).waitFor()
+
     // A private note mentioning Bea, picked from the @ list.
     const composer = page.getByRole('form', { name: 'Composer' })
     await page.keyboard.press('Escape')
@@ -147,6 +160,11 @@ describe('inbox', () => {
     const storedNote = (await conversationAPI(cleoID)).messages.find((m) => m.text === 'Ask @bea to check the courier')
     assert.equal(storedNote?.private, true)
     assert.deepEqual(storedNote?.mentions, [beaID])
+    const toast = bea.getByTestId('mention-toast').filter({ hasText: `${AGENT.name} mentioned you: Ask @bea to check the courier` })
+    await toast.waitFor()
+    await toast.getByRole('button', { name: 'Open' }).click()
+    await bea.getByRole('region', { name: 'Conversation' }).getByTestId('message').filter({ hasText: 'Ask @bea to check the courier' }).waitFor()
+    await beaBrowser.close()
     await shot(page, 'inbox-conversation')
 
     // "/" picks a canned response, rendered for Cleo, to read and edit before Enter sends it.
