@@ -196,6 +196,13 @@ describe('inbox', () => {
     await dan.getByRole('button', { name: /Dan Doe/ }).and(page.locator('[aria-current=true]')).waitFor()
     await page.keyboard.press(from === 0 ? 'k' : 'j')
     await conv.getByTestId('message').filter({ hasText: 'Hi, where is my parcel?' }).waitFor()
+    // The address follows, and Back / Forward move between them too.
+    await page.goBack()
+    await conv.getByTestId('message').filter({ hasText: 'Do you ship to Ireland?' }).waitFor()
+    assert.equal(new URL(page.url()).pathname, '/inbox/' + danID)
+    await page.goForward()
+    await conv.getByTestId('message').filter({ hasText: 'Hi, where is my parcel?' }).waitFor()
+    await page.evaluate(() => document.activeElement?.blur())
 
     // e resolves the open one: it leaves the open view.
     await page.keyboard.press('e')
