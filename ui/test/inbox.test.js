@@ -3,7 +3,8 @@
 // path a connector's webhook takes): it appears in the list live, without
 // a reload; she opens it, replies (the reply shows with its delivery
 // state), adds a private note mentioning a colleague picked from the @
-// list, sends a canned response rendered for the customer, moves between conversations with j/k, resolves one with e, takes
+// list (Bea, in her own browser, is told at once and opens it), sends a
+// canned response rendered for the customer, moves between conversations with j/k, resolves one with e, takes
 // the other with a and snoozes it with s, then resolves it with the bulk
 // action; each leaves the open view as it goes.
 import { after, before, describe, it } from 'node:test'
@@ -45,6 +46,12 @@ before(async () => {
     body: JSON.stringify({ shortcut: 'ship', title: 'Shipping times', body: 'Hi {{ customer.first_name | default: "there" }}, we ship within 2 working days.' }),
   })
   assert.equal(canned.status, 200, JSON.stringify(canned.body))
+  // An approved WhatsApp template, the only thing that may go once the 24-hour window has closed.
+  const tpl = await apiAs(server.url, ownerToken, '/api/collections/templates/records', {
+    method: 'POST',
+    body: JSON.stringify({ name: 'Order update', channel: 'whatsapp', kind: 'transactional', wa_template: 'order_update', wa_language: 'en' }),
+  })
+  assert.equal(tpl.status, 200, JSON.stringify(tpl.body))
   browser = await launchBrowser(tmp)
   page = browser.pages()[0] || (await browser.newPage())
   page.setDefaultTimeout(15000)
@@ -125,6 +132,18 @@ describe('inbox', () => {
     await eventually(async () => (await reply.count()) === 2, { what: 'the retried reply' })
     await reply.nth(1).getByTestId('message-status').waitFor()
 
+    // Bea has her inbox open in her own browser: she will hear of the mention.
+    const beaBrowser = await launchBrowser(tmp)
+    const bea = beaBrowser.pages()[0] || (await beaBrowser.newPage())
+    bea.setDefaultTimeout(15000)
+    await bea.goto(server.url + '/')
+    await bea.getByLabel('Email', { exact: true }).fill(BEA.email)
+    await bea.getByLabel('Password', { exact: true }).fill(BEA.password)
+    await bea.getByRole('button', { name: 'Sign in' }).click()
+    await bea.getByRole('link', { name: 'Inbox' }).click()
+    await bea.getByRole('tab', { name: /All open/ }).click()
+    await bea.locator(`[data-testid="conversation-item"][data-id="${cleoID}"]`).waitFor()
+
     // A private note mentioning Bea, picked from the @ list.
     const composer = page.getByRole('form', { name: 'Composer' })
     await page.keyboard.press('Escape')
@@ -141,6 +160,11 @@ describe('inbox', () => {
     const storedNote = (await conversationAPI(cleoID)).messages.find((m) => m.text === 'Ask @bea to check the courier')
     assert.equal(storedNote?.private, true)
     assert.deepEqual(storedNote?.mentions, [beaID])
+    const toast = bea.getByTestId('mention-toast').filter({ hasText: `${AGENT.name} mentioned you: Ask @bea to check the courier` })
+    await toast.waitFor()
+    await toast.getByRole('button', { name: 'Open' }).click()
+    await bea.getByRole('region', { name: 'Conversation' }).getByTestId('message').filter({ hasText: 'Ask @bea to check the courier' }).waitFor()
+    await beaBrowser.close()
     await shot(page, 'inbox-conversation')
 
     // "/" picks a canned response, rendered for Cleo, to read and edit before Enter sends it.
@@ -172,6 +196,13 @@ describe('inbox', () => {
     await dan.getByRole('button', { name: /Dan Doe/ }).and(page.locator('[aria-current=true]')).waitFor()
     await page.keyboard.press(from === 0 ? 'k' : 'j')
     await conv.getByTestId('message').filter({ hasText: 'Hi, where is my parcel?' }).waitFor()
+    // The address follows, and Back / Forward move between them too.
+    await page.goBack()
+    await conv.getByTestId('message').filter({ hasText: 'Do you ship to Ireland?' }).waitFor()
+    assert.equal(new URL(page.url()).pathname, '/inbox/' + danID)
+    await page.goForward()
+    await conv.getByTestId('message').filter({ hasText: 'Hi, where is my parcel?' }).waitFor()
+    await page.evaluate(() => document.activeElement?.blur())
 
     // e resolves the open one: it leaves the open view.
     await page.keyboard.press('e')
@@ -207,5 +238,32 @@ describe('inbox', () => {
     await dan.waitFor()
     await shot(page, 'inbox-resolved')
     assert.equal(await page.evaluate(() => window.__sameDocument), true)
+  })
+
+  it('on WhatsApp after the 24-hour window, only an approved template can go', async () => {
+    // Eva wrote two days ago (the connector's event carries when she wrote).
+    const EVA = { name: 'Eva Evans', phone: '+447700900333' }
+    await batch(server.url, serverKey, [{ type: 'identify', anonymousId: 'wa-eva', traits: { name: EVA.name, phone: EVA.phone }, context: { channel: 'web' } }])
+    await batch(server.url, serverKey, [
+      { type: 'track', anonymousId: 'wa-eva', event: 'message.received', timestamp: new Date(Date.now() - 48 * 3600e3).toISOString(), properties: { text: 'Is the blue one back?' }, context: { channel: 'whatsapp', traits: { phone: EVA.phone } } },
+    ])
+    await page.getByRole('tab', { name: /All open/ }).click()
+    await item('Is the blue one back?').getByRole('button').click()
+    const composer = page.getByRole('form', { name: 'Composer' })
+    await composer.getByTestId('wa-window').getByText('WhatsApp window closed', { exact: false }).waitFor()
+    assert.equal(await composer.getByLabel('Reply').count(), 0) // no free text
+    await composer.getByLabel('Approved template').selectOption({ label: 'Order update (order_update, en)' })
+    await composer.getByRole('button', { name: 'Send template' }).click()
+    const conv = page.getByRole('region', { name: 'Conversation' })
+    const sent = conv.getByTestId('message').filter({ has: page.getByTestId('message-status') })
+    await sent.first().waitFor()
+    assert.equal(await sent.first().getAttribute('data-author'), 'agent')
+    await sent.first().getByText('Template: Order update').waitFor()
+    // A note is still possible.
+    await composer.getByRole('tab', { name: 'Private note' }).click()
+    await composer.getByLabel('Private note').fill('Asked with the template')
+    await page.keyboard.press('Enter')
+    await conv.getByTestId('message').filter({ hasText: 'Asked with the template' }).waitFor()
+    await shot(page, 'inbox-whatsapp-window')
   })
 })
