@@ -79,7 +79,7 @@ func init() {
 			&core.JSONField{Name: "mentions", MaxSize: 1 << 12}, // staff ids
 			&core.TextField{Name: "external_id", Max: 1000},     // the vendor's message id (wamid, Message-ID, SMS sid)
 			&core.TextField{Name: "event", Max: 300},            // the message.received event's id
-			&core.TextField{Name: "send_state", Max: 20},        // out: pending (not yet on the bus) | requested
+			&core.TextField{Name: "send_state", Max: 20},        // out: pending (not yet on the bus) | requested (the gate has not decided) | decided
 			&core.JSONField{Name: "send", MaxSize: 1 << 16},     // out: the send request (template, wa_template, channel)
 			&core.BoolField{Name: "auto_reply"},                 // an out-of-office or similar automatic mail
 			&core.AutodateField{Name: "created", OnCreate: true},
@@ -87,6 +87,7 @@ func init() {
 		msg.AddIndex("idx_conversation_messages_conv", false, "conversation, created", "")
 		msg.AddIndex("idx_conversation_messages_external", false, "external_id", "external_id != ''")
 		msg.AddIndex("idx_conversation_messages_pending", false, "send_state", "send_state = 'pending'")
+		msg.AddIndex("idx_conversation_messages_requested", false, "send_state", "send_state = 'requested'")
 		msg.ListRule = types.Pointer(migrations.RuleStaff)
 		msg.ViewRule = types.Pointer(migrations.RuleStaff)
 		if err := app.Save(msg); err != nil {

@@ -414,6 +414,13 @@ func TestSnoozeWakes(t *testing.T) {
 		return got.Conversation.Status == inbox.StatusOpen && got.Conversation.SnoozedUntil == ""
 	}, "the snooze to end")
 
+	// A customer writing ends a timed snooze too: they are waiting now.
+	call(t, s, agent, "PATCH", "/api/v1/conversations/"+id, map[string]any{"snoozed_until": clock().Add(time.Hour).Format(time.RFC3339)}, 200, &c)
+	receive(t, s, "wamid.s1b", "whatsapp", wa, map[string]any{"text": "Actually, one more thing"})
+	if got := conversationsOf(t, s, events.WhatsAppID, "447700900401"); len(got) != 1 || got[0].Status != inbox.StatusOpen || got[0].SnoozedUntil != "" {
+		t.Fatalf("a timed snooze after the customer wrote: %+v", got)
+	}
+
 	call(t, s, agent, "PATCH", "/api/v1/conversations/"+id, map[string]any{"snoozed_until": "reply"}, 200, &c)
 	if c.Status != inbox.StatusSnoozed || !c.SnoozeUntilReply || c.SnoozedUntil != "" {
 		t.Fatalf("snoozed until reply = %+v", c)

@@ -200,7 +200,7 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 		}
 		f.Opened = true
 	} else if f.SurveyScore = m.surveyAnswer(c, in); f.SurveyScore == 0 && !in.AutoReply &&
-		(c.Status == StatusResolved || (c.Status == StatusSnoozed && c.SnoozeUntilReply)) {
+		(c.Status == StatusResolved || c.Status == StatusSnoozed) {
 		f.Reopened = true
 	}
 	msg := &Message{ID: store.NewRecordID(), Conversation: c.ID, Profile: c.Profile, Direction: DirectionIn,

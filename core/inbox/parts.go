@@ -33,4 +33,5 @@ func (m *Module) tick(ctx context.Context, now time.Time) {
 	m.wakeSnoozed(ctx, now)   // api.go: snoozes that are over
 	m.checkSLA(ctx, now)      // sla.go: breaches
 	m.assignWaiting(ctx, now) // agents.go: conversations no agent could take yet
+	m.noticeDecided()         // send.go: replies the gate has decided
 }

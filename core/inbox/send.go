@@ -120,3 +120,32 @@ func replySubject(s string) string {
 	}
 	return "Re: " + s
 }
+
+// noticeDecided pushes replies the gate has decided since the last look:
+// the gate writes its ledger row (queued, scheduled or suppressed) without
+// an event, so the inbox looks for requested replies that have one, marks
+// them decided and tells staff (and the visitor) what became of them.
+func (m *Module) noticeDecided() {
+	var rows []struct {
+		ID           string `db:"id"`
+		Conversation string `db:"conversation"`
+	}
+	err := m.app.DB().Select("cm.id", "cm.conversation").From(MessagesCollection+" cm").
+		InnerJoin("messages l", dbx.NewExp("l.id = cm.id")).
+		Where(dbx.HashExp{"cm.send_state": "requested"}).Limit(500).All(&rows)
+	if err != nil || len(rows) == 0 {
+		return
+	}
+	ids := make([]any, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	if _, err := m.app.DB().Update(MessagesCollection, dbx.Params{"send_state": "decided"}, dbx.In("id", ids...)).Execute(); err != nil {
+		m.log.Warn("inbox: marking replies decided", "error", err)
+		return
+	}
+	for _, r := range rows {
+		m.live.touch(r.Conversation, r.ID)
+	}
+	m.afterCommit()
+}

@@ -17,14 +17,15 @@ type MessageView struct {
 	StatusAt string `db:"status_at" json:"status_at,omitempty"`
 }
 
-// messageViews reads messages with their ledger status, oldest first.
+// messageViews reads messages with their ledger status, oldest first (in
+// the order written when two share a millisecond).
 func messageViews(db dbx.Builder, where dbx.Expression, limit int) ([]MessageView, error) {
 	q := db.Select("cm.*",
 		"CASE WHEN cm.direction = 'out' THEN COALESCE(l.status, 'sending') ELSE '' END AS status",
 		"COALESCE(l.reason, '') AS reason", "COALESCE(l.channel, '') AS channel",
 		"COALESCE(NULLIF(l.read_at, ''), NULLIF(l.delivered_at, ''), NULLIF(l.failed_at, ''), NULLIF(l.sent_at, ''), NULLIF(l.suppressed_at, ''), l.queued_at, '') AS status_at").
 		From(MessagesCollection+" cm").LeftJoin("messages l", dbx.NewExp("l.id = cm.id")).
-		Where(where).OrderBy("cm.created ASC", "cm.id ASC")
+		Where(where).OrderBy("cm.created ASC", "cm.rowid ASC")
 	if limit > 0 {
 		q = q.Limit(int64(limit))
 	}
