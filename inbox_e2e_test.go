@@ -593,39 +593,6 @@ func (s *inboxShop) message(t *testing.T, conversation, id string) messageView {
 	return messageView{}
 }
 
-// doJSON is journeyShop's, with the server's log on a failure (the API
-// hides internal causes from the client; the log names them).
-func (s *inboxShop) doJSON(t *testing.T, method, path, token string, body any, want int, out any) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, _ := http.NewRequest(method, "http://"+s.addr+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		t.Fatalf("%s %s: %d, want %d: %s\nserver log:\n%s", method, path, resp.StatusCode, want, raw, s.logs)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, path, err, raw)
-		}
-	}
-}
-
 func (s *inboxShop) ownerJSON(t *testing.T, method, path string, body any, want int, out any) {
 	t.Helper()
 	s.doJSON(t, method, path, s.owner, body, want, out)

@@ -573,7 +573,8 @@ func (s *journeyShop) doJSON(t *testing.T, method, path, token string, body any,
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != want {
-		t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, raw)
+		// The API hides internal causes from the client; the log names them.
+		t.Fatalf("%s %s: %d, want %d: %s\nserver log:\n%s", method, path, resp.StatusCode, want, raw, s.logs)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
