@@ -9,7 +9,12 @@ pb.authStore.onChange(() => {
 
 export const isOwner = () => session.user?.role === 'owner' || session.user?.collectionName === '_superusers'
 
+// REFRESH_KEY names the session refresh sent at start-up: its answer saves
+// the session again, so signing out cancels it first.
+export const REFRESH_KEY = 'session-refresh'
+
 export function logout() {
+  pb.cancelRequest(REFRESH_KEY)
   pb.realtime.unsubscribe().catch(() => {})
   pb.authStore.clear()
 }
