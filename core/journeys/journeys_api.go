@@ -20,6 +20,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/omni/omni/core/api"
+	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/journeys/graph"
 	"github.com/omni/omni/core/segmentrule"
 )
@@ -734,7 +735,12 @@ func (m *Module) endRunAt(tx core.App, r Run, reason string) (bool, error) {
 		c = &compiled{ID: r.Journey, Version: r.Version, Graph: &graph.Graph{}} // the step row's type stays ""
 	}
 	ev, err := endEarly(tx, c, r, reason, nil, m.opts.Now())
-	return ev != nil, err
+	if err != nil || ev == nil {
+		return false, err
+	}
+	// journey.exited goes out like a goal's or an exit rule's: the timeline
+	// and metrics see the run end (the caller kicks the relay after commit).
+	return true, stageJourneyEvents(tx, []*events.Event{ev})
 }
 
 // endAllRuns ends every active run of a journey for reason, each with its

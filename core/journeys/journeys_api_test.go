@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -433,10 +434,18 @@ func TestRunsAPI(t *testing.T) {
 	// A merged-away id lists the survivor's runs.
 	ann2 := store.NewRecordID()
 	for _, p := range [][2]string{{ann, ""}, {ann2, ann}} {
-		if _, err := e.PB.DB().NewQuery("INSERT INTO profiles (id, merged_into) VALUES ({:id}, {:into})").
-			Bind(dbx.Params{"id": p[0], "into": p[1]}).Execute(); err != nil {
+		if _, err := e.PB.DB().NewQuery(`INSERT INTO profiles (id, merged_into, traits, computed, consent, created, updated)
+			VALUES ({:id}, {:into}, '{}', '{}', '{}', {:now}, {:now})`).
+			Bind(dbx.Params{"id": p[0], "into": p[1], "now": fmtT(time.Now())}).Execute(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Ann is known by her email (the journey events Omni derives about her
+	// carry it, so they land on her).
+	if _, err := e.PB.DB().NewQuery(`INSERT INTO identities (id, kind, value, profile, created)
+		VALUES ({:id}, 'email', 'ann-runs@omni-shop.dev', {:p}, {:now})`).
+		Bind(dbx.Params{"id": store.NewRecordID(), "p": ann, "now": fmtT(time.Now())}).Execute(); err != nil {
+		t.Fatal(err)
 	}
 	e.call(t, e.agent, "GET", "/api/v1/journeys/runs?profile="+ann2, nil, 200, &runs)
 	if len(runs.Items) != 2 || runs.Items[0].Profile != ann {
@@ -463,6 +472,13 @@ func TestRunsAPI(t *testing.T) {
 	if ended.Status != RunExited || ended.ExitReason != "manual" || ended.State != "exited: manual" {
 		t.Fatalf("ended: %+v", ended)
 	}
+	omnitest.Eventually(t, 10*time.Second, func() bool {
+		var n int
+		_ = e.PB.DB().NewQuery(`SELECT COUNT(*) FROM events WHERE type = 'journey.exited' AND profile = {:p}
+			AND json_extract(properties, '$.run') = {:r} AND json_extract(properties, '$.reason') = 'manual'`).
+			Bind(dbx.Params{"p": ann, "r": annCart}).Row(&n)
+		return n == 1
+	}, "journey.exited (manual) on the customer's timeline")
 	code, body = e.Do(t, "POST", end, nil, e.owner)
 	omnitest.WantError(t, code, body, 409)
 	// A run of another journey is not found under this one.

@@ -243,5 +243,8 @@ func (m *Module) handleEndRun(e *core.RequestEvent) error {
 	if err != nil {
 		return saveError(err, "Could not end the run.")
 	}
+	if m.o != nil && m.o.Relay != nil {
+		m.o.Relay.Kick() // journey.exited, staged with the end
+	}
 	return e.JSON(http.StatusOK, m.runView(e.App, out, map[string]string{}))
 }
