@@ -554,23 +554,14 @@ func (m *Module) startConversation(tx core.App, profile, channel, subject, staff
 	return c, nil
 }
 
-// survivingProfile follows merges to the profile that holds the customer.
+// survivingProfile follows merges to the profile that holds the customer
+// (ErrNotFound for no customer).
 func survivingProfile(db dbx.Builder, id string) (string, error) {
-	for i := 0; i < 64; i++ {
-		var merged string
-		err := db.Select("merged_into").From("profiles").Where(dbx.HashExp{"id": id}).Row(&merged)
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", ErrNotFound
-		}
-		if err != nil {
-			return "", err
-		}
-		if merged == "" {
-			return id, nil
-		}
-		id = merged
+	id, err := store.SurvivingProfile(db, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
 	}
-	return "", ErrNotFound
+	return id, err
 }
 
 // firstLine is the text's first non-empty line, at most n runes.

@@ -1,7 +1,6 @@
 package inbox
 
 import (
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -123,9 +122,12 @@ func (m *Module) contextRoutes(g *router.RouterGroup[*core.RequestEvent]) {
 // customerContext gathers what the panel shows about a customer; a merged
 // id answers for the customer it was merged into.
 func customerContext(db dbx.Builder, id string, now time.Time) (*CustomerContext, error) {
+	id, err := survivingProfile(db, id)
+	if err != nil {
+		return nil, err
+	}
 	var row struct {
 		ID          string  `db:"id"`
-		MergedInto  string  `db:"merged_into"`
 		Name        string  `db:"name"`
 		Email       string  `db:"email"`
 		Phone       string  `db:"phone"`
@@ -135,23 +137,9 @@ func customerContext(db dbx.Builder, id string, now time.Time) (*CustomerContext
 		FirstSeen   string  `db:"first_seen"`
 		LastSeen    string  `db:"last_seen"`
 	}
-	// Follow a merge chain (bounded: a broken chain is not a customer).
-	for hops := 0; ; hops++ {
-		if id == "" || hops > 10 {
-			return nil, ErrNotFound
-		}
-		err := db.NewQuery(`SELECT id, merged_into, name, email, phone, traits, computed, orders_count, first_seen, last_seen
-			FROM profiles WHERE id = {:id}`).Bind(dbx.Params{"id": id}).One(&row)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, ErrNotFound
-		}
-		if err != nil {
-			return nil, err
-		}
-		if row.MergedInto == "" {
-			break
-		}
-		id = row.MergedInto
+	if err := db.NewQuery(`SELECT id, name, email, phone, traits, computed, orders_count, first_seen, last_seen
+		FROM profiles WHERE id = {:id}`).Bind(dbx.Params{"id": id}).One(&row); err != nil {
+		return nil, err
 	}
 	out := &CustomerContext{Profile: ContextProfile{ID: row.ID, Name: row.Name, Email: row.Email, Phone: row.Phone,
 		Traits: ctxEmpty(row.Traits), Computed: ctxEmpty(row.Computed), OrdersCount: int(row.OrdersCount),
@@ -160,7 +148,6 @@ func customerContext(db dbx.Builder, id string, now time.Time) (*CustomerContext
 		Bind(dbx.Params{"p": row.ID}).All(&out.Profile.Identities); err != nil {
 		return nil, err
 	}
-	var err error
 	if out.Orders, out.OpenCheckout, err = ordersOf(db, row.ID); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/api"
+	"github.com/omni/omni/core/store"
 )
 
 // Runs through the API: a journey's runs, one customer's runs across
@@ -135,15 +136,10 @@ func runFilters(e *core.RequestEvent, where map[string]string) (map[string]strin
 }
 
 // survivingProfile follows merges from a profile id to the profile that holds its
-// runs now (merges move runs to the survivor).
+// runs now (merges move runs to the survivor); an unknown id stays as it is.
 func survivingProfile(app core.App, id string) string {
-	for range 64 {
-		var into string
-		err := app.DB().NewQuery("SELECT merged_into FROM profiles WHERE id={:id}").Bind(dbx.Params{"id": id}).Row(&into)
-		if err != nil || into == "" {
-			return id
-		}
-		id = into
+	if p, err := store.SurvivingProfile(app.DB(), id); err == nil {
+		return p
 	}
 	return id
 }

@@ -4,6 +4,7 @@
 package store
 
 import (
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -52,4 +53,22 @@ func Executor(tx core.App) dbx.Executor {
 		return db.Executor()
 	}
 	panic(fmt.Sprintf("store: no SQL executor in %T", tx.DB()))
+}
+
+// SurvivingProfile follows merges from a profile id to the profile that
+// holds the customer now (a merge moves the customer's rows to the
+// survivor). sql.ErrNoRows when the id is no profile, nor is a link of
+// its chain (or the chain does not end within 64 hops).
+func SurvivingProfile(db dbx.Builder, id string) (string, error) {
+	for range 64 {
+		var into string
+		if err := db.NewQuery("SELECT merged_into FROM profiles WHERE id={:id}").Bind(dbx.Params{"id": id}).Row(&into); err != nil {
+			return "", err
+		}
+		if into == "" {
+			return id, nil
+		}
+		id = into
+	}
+	return "", sql.ErrNoRows
 }
