@@ -11,6 +11,7 @@ import (
 	"github.com/omni/omni/core/inbox"
 	"github.com/omni/omni/core/journeys"
 	"github.com/omni/omni/core/messaging"
+	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/webui"
 	"github.com/omni/omni/plugins/builtin"
@@ -21,6 +22,7 @@ func main() {
 		app.Extension{Modules: func(o *app.Omni) []app.Module {
 			return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{}), inbox.New(inbox.Options{})}
 		}},
+		metrics.Extension(metrics.Options{}),
 		builtin.Extension(connectors.Options{SDKSource: omniSDK}),
 		webui.Extension(),
 	))

@@ -47,6 +47,7 @@ type Config struct {
 	Journeys      JourneysConfig  `mapstructure:"journeys"`
 	Profiles      ProfilesConfig  `mapstructure:"profiles"`
 	Messaging     MessagingConfig `mapstructure:"messaging"`
+	Metrics       MetricsConfig   `mapstructure:"metrics"`
 	// PublicURL is the shop's address as customers reach it: unsubscribe
 	// links, preference pages and vendors' status callbacks are built from
 	// it. Empty in the file means "http://" + HTTP (see PublicBaseURL).
@@ -112,6 +113,14 @@ type MessagingConfig struct {
 	Timezone string `mapstructure:"timezone"`
 }
 
+// MetricsConfig is metrics.*.
+type MetricsConfig struct {
+	// Enabled keeps the metrics rollups current as events are stored. Off,
+	// the reports answer from what was rolled up before (run
+	// `omni metrics rebuild` after turning it back on).
+	Enabled bool `mapstructure:"enabled"`
+}
+
 // IdentityConfig is profiles.identity.*.
 type IdentityConfig struct {
 	// Blocklist adds identifiers that are kept on events but never used to
@@ -156,6 +165,7 @@ var defaults = map[string]any{
 	"messaging.timezone":      "UTC",
 	"profiles.base_currency":  "",
 	"profiles.exchange_rates": "",
+	"metrics.enabled":         true,
 
 	"profiles.identity.blocklist":         []string{},
 	"profiles.identity.default_blocklist": true,
@@ -409,6 +419,8 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Profiles.BaseCurrency = s
 	case "profiles.exchange_rates":
 		cfg.Profiles.ExchangeRates = s
+	case "metrics.enabled":
+		cfg.Metrics.Enabled = b
 	case "profiles.identity.blocklist":
 		cfg.Profiles.Identity.Blocklist = l
 	case "profiles.identity.default_blocklist":

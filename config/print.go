@@ -57,6 +57,7 @@ func (c *Config) Masked() map[string]any {
 		"profiles.identity_cap":   c.Profiles.IdentityCap,
 		"profiles.base_currency":  c.Profiles.BaseCurrency,
 		"profiles.exchange_rates": c.Profiles.ExchangeRates,
+		"metrics.enabled":         c.Metrics.Enabled,
 
 		"profiles.identity.blocklist":         c.Profiles.Identity.Blocklist,
 		"profiles.identity.default_blocklist": c.Profiles.Identity.DefaultBlocklist,

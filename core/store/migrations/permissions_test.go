@@ -20,6 +20,7 @@ import (
 	"github.com/omni/omni/core/journeys"
 	"github.com/omni/omni/core/messaging"
 	_ "github.com/omni/omni/core/messaging/templates" // its migration
+	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/webui"
 )
@@ -69,6 +70,10 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"templates":             {"-----", "LV---", "LVCUD"}, // agents send with them; owners write (checked by a hook)
 	"profile_notes":         {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/notes (search index, timeline)
 	"profile_tags":          {"-----", "LV---", "LV---"}, // writes go through /api/v1/profiles/{id}/tags (search index, segments)
+	"metrics_daily":         {"-----", "LV---", "LV---"}, // rollups, written by the metrics module only
+	"metrics_orders":        {"-----", "LV---", "LV---"}, // order facts, written by the metrics module only
+	"metrics_customers":     {"-----", "LV---", "LV---"}, // per-customer rollups, written by the metrics module only
+	"metrics_settings":      {"-----", "LV---", "LV---"}, // owners write through /api/v1/metrics/settings/{key}, which checks each value
 	"users":                 {"-----", "-----", "-----"}, // PocketBase's default, locked by 0009 (no sign-up)
 
 	// Written by un-merges that keep two customers apart.
@@ -104,7 +109,7 @@ const actions = "LVCUD"
 func startAll(t *testing.T) *omnitest.Server {
 	t.Helper()
 	return omnitest.Start(t, omnitest.Options{Modules: func(o *app.Omni) []app.Module {
-		return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{}), inbox.New(inbox.Options{}), connectors.New(connectors.Options{}), webui.New(nil)}
+		return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{}), inbox.New(inbox.Options{}), metrics.New(metrics.Options{}), connectors.New(connectors.Options{}), webui.New(nil)}
 	}})
 }
 

@@ -1,0 +1,5 @@
+package metrics
+
+import "github.com/pocketbase/pocketbase/core"
+
+func (m *Module) customersReport(app core.App, q Query) (*Report, error) { return nil, errNotBuilt }
