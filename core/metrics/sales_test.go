@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 )
 
@@ -191,4 +192,88 @@ func TestSalesByHand(t *testing.T) {
 	if after := s.daily(t); after != before {
 		t.Errorf("rebuild gave other metrics_daily:\n%s\nwant\n%s", after, before)
 	}
+}
+
+// TestMergeUnmergeErase: two profiles each with one order become one
+// customer with a new and a returning order when an identify joins them;
+// the un-merge puts the figures back; erasing a customer takes their
+// revenue out.
+func TestMergeUnmergeErase(t *testing.T) {
+	s := startShop(t, "")
+	prev := s.job(t)
+	s.putSetting(t, "currency", map[string]any{"base": "EUR"})
+	s.waitJob(t, prev)
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	d0 := today.AddDate(0, 0, -3).Add(9 * time.Hour)
+	query := "from=" + d0.Format("2006-01-02") + "&to=" + today.Format("2006-01-02")
+	const phone = "+447700900123"
+	byPhone := order(events.OrderPlaced, "square", "", d0.AddDate(0, 0, 1), events.ChannelPOS, map[string]any{"order_id": "sq-9", "total": 30, "currency": "EUR"})
+	byPhone.Identities = events.Identities{events.Phone: phone}
+	s.publish(t,
+		order(events.OrderPlaced, "shopify", "eve@omni-shop.dev", d0, events.ChannelWeb, map[string]any{"order_id": "2001", "total": 20, "currency": "EUR"}),
+		byPhone)
+	eve := s.profileOf(t, events.Email, "eve@omni-shop.dev")
+	// Two customers, each new: 20 + 30.
+	separate := map[string]float64{"customers": 2, "new_customers": 2, "orders": 2, "new_orders": 2, "returning_orders": 0,
+		"new_revenue": 50, "returning_revenue": 0, "net_revenue": 50, "repeat_purchase_rate": 0}
+	wantTotals(t, "separate", s.sales(t, query).Totals, separate)
+	before := s.daily(t)
+
+	join := order(events.Identify, "shopify", "eve@omni-shop.dev", d0.AddDate(0, 0, 2), "", nil)
+	join.Identities[events.Phone] = phone
+	s.publish(t, join)
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM events WHERE type = 'profile.merged'", nil) == 1
+	}, "profile.merged stored")
+	survivor := s.profileOf(t, events.Email, "eve@omni-shop.dev")
+	// One customer: 2001 (d0) is new, sq-9 (d1) returning.
+	wantTotals(t, "merged", s.sales(t, query).Totals, map[string]float64{"customers": 1, "new_customers": 1, "orders": 2,
+		"new_orders": 1, "returning_orders": 1, "new_revenue": 20, "returning_revenue": 30, "net_revenue": 50, "repeat_purchase_rate": 1})
+	if n := s.count(t, "SELECT COUNT(*) FROM metrics_customers WHERE profile = {:p} AND orders = 2", map[string]any{"p": survivor}); n != 1 {
+		t.Errorf("metrics_customers of the survivor: %d rows with 2 orders", n)
+	}
+
+	var merges struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	s.get(t, "/api/v1/profiles/"+survivor+"/merges", &merges)
+	if len(merges.Items) != 1 {
+		t.Fatalf("merges: %+v", merges)
+	}
+	if code, body := s.Do(t, "POST", "/api/v1/profiles/"+survivor+"/merges/"+merges.Items[0].ID+"/undo", nil, auth(s.owner)); code != 200 {
+		t.Fatalf("undo: %d %s", code, body)
+	}
+	s.waitStored(t, "unmerge:"+merges.Items[0].ID)
+	wantTotals(t, "un-merged", s.sales(t, query).Totals, separate)
+	if after := s.daily(t); after != before {
+		t.Errorf("after the un-merge metrics_daily is\n%s\nwant\n%s", after, before)
+	}
+
+	// Erase eve: her 20 leaves every figure.
+	eve = s.profileOf(t, events.Email, "eve@omni-shop.dev")
+	if code, body := s.Do(t, "DELETE", "/api/v1/profiles/"+eve, nil, auth(s.owner)); code != 200 {
+		t.Fatalf("erase: %d %s", code, body)
+	}
+	// profile.erased is not kept in the events table (it carries the
+	// erased identities); the batch that stores it recomputes eve.
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM metrics_customers WHERE profile = {:p}", map[string]any{"p": eve}) == 0
+	}, "the erased customer's rollups to go")
+	wantTotals(t, "erased", s.sales(t, query).Totals, map[string]float64{"customers": 1, "new_customers": 1, "orders": 1,
+		"new_orders": 1, "new_revenue": 30, "net_revenue": 30, "gross_revenue": 30})
+	if n := s.count(t, "SELECT COUNT(*) FROM metrics_daily WHERE dim = 'web'", nil); n != 0 {
+		t.Errorf("%d metrics_daily rows of the erased customer's web order remain", n)
+	}
+}
+
+func (s *shop) profileOf(t *testing.T, kind, value string) string {
+	t.Helper()
+	var pid string
+	_ = s.PB.DB().NewQuery("SELECT profile FROM identities WHERE kind={:k} AND value={:v}").Bind(map[string]any{"k": kind, "v": value}).Row(&pid)
+	if pid == "" {
+		t.Fatalf("no profile for %s %s", kind, value)
+	}
+	return pid
 }
