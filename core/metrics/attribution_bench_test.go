@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http/httptest"
 	"slices"
-	"math/rand/v2"
 	"testing"
 	"time"
 
