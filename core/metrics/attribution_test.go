@@ -405,3 +405,59 @@ func TestAttributionSettingsRecredit(t *testing.T) {
 		}
 	}
 }
+
+// TestAttributionJourneySends: a journey's SMS and its read are touches
+// credited to the journey (by name); a transactional message is not a
+// touch; the tables export as CSV.
+func TestAttributionJourneySends(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
+	e := attrStart(t, nil)
+	db := e.s.PB.DB()
+	noah := events.Identities{events.Email: "noah@omni-shop.dev", events.Phone: "+447700900456"}
+	e.publish(attrEvent("id-noah", events.Identify, "shopify", t0.Add(-9*24*time.Hour), noah, nil, events.Context{}))
+	var profile string
+	if err := db.NewQuery("SELECT profile FROM identities WHERE kind = 'email' AND value = 'noah@omni-shop.dev'").Row(&profile); err != nil {
+		t.Fatal(err)
+	}
+	// The journey, its run for Noah and the ledger's rows, as the journeys
+	// engine and the send gate leave them.
+	for _, q := range []string{
+		`INSERT INTO journeys (id, name, status, version, graph, settings) VALUES ('jwinback', 'Win-back', 'live', 1, '{}', '{}')`,
+		`INSERT INTO journey_runs (id, journey, version, profile, status) VALUES ('run-noah', 'jwinback', 1, {:p}, 'active')`,
+		`INSERT INTO messages (id, profile, channel, kind, journey_run, status) VALUES ('msg-winback', {:p}, 'sms', 'marketing', 'run-noah', 'queued')`,
+		`INSERT INTO messages (id, profile, channel, kind, status) VALUES ('msg-receipt', {:p}, 'sms', 'transactional', 'queued')`,
+	} {
+		if _, err := db.NewQuery(q).Bind(dbx.Params{"p": profile}).Execute(); err != nil {
+			t.Fatalf("seed: %v\n%s", err, q)
+		}
+	}
+	sms := events.Identities{events.Phone: "+447700900456"}
+	e.publish(
+		attrEvent("message.sent:msg-winback", events.MessageSent, "twilio", t0.Add(-48*time.Hour), sms,
+			map[string]any{"message_id": "msg-winback"}, events.Context{Channel: "sms", JourneyRun: "run-noah"}),
+		attrEvent("read-winback", events.MessageRead, "twilio", t0.Add(-47*time.Hour), sms,
+			map[string]any{"outbound_id": "msg-winback", "message_id": "SM123"}, events.Context{Channel: "sms"}),
+		attrEvent("message.sent:msg-receipt", events.MessageSent, "twilio", t0.Add(-24*time.Hour), sms,
+			map[string]any{"message_id": "msg-receipt"}, events.Context{Channel: "sms"}),
+		attrEvent("order-3001", events.OrderPlaced, "shopify", t0, events.Identities{events.Email: "noah@omni-shop.dev"},
+			map[string]any{"order_id": "3001", "total_price": "90.00", "currency": "EUR"}, events.Context{Channel: "web"}),
+	)
+	// Two touches (the send, 48 h before; the read, 47 h before), both the
+	// journey's on SMS: 90 to each of journey and channel under any model.
+	r := e.report(t0, "position") // two touches: 50/50
+	attrWant(t, "by_journey", attrTable(t, r, "by_journey"), map[string]float64{"Win-back": 90})
+	attrWant(t, "by_channel", attrTable(t, r, "by_channel"), map[string]float64{"sms": 90})
+	if r.Totals["touches_per_order"] != 2 || r.Totals["agent_assisted_revenue"] != 0 {
+		t.Errorf("totals = %v, want 2 touches, no agent", r.Totals)
+	}
+	var kinds string
+	_ = db.NewQuery("SELECT group_concat(kind, ',') FROM (SELECT kind FROM metrics_touches ORDER BY at)").Row(&kinds)
+	if kinds != "sent,read" {
+		t.Errorf("touches = %q, want sent,read (the receipt is no touch)", kinds)
+	}
+	d := t0.Format(dayLayout)
+	code, body := e.s.Do(t, "GET", "/api/v1/metrics/attribution?format=csv&table=by_journey&from="+d+"&to="+d, nil, e.owner)
+	if code != 200 || string(body) != "Journey,Credited revenue,Share,Orders touched\nWin-back,90,1,1\n" {
+		t.Errorf("CSV: %d %q", code, body)
+	}
+}
