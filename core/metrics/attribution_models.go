@@ -10,14 +10,6 @@ import (
 // The five attribution models, in the order the report lists them.
 var attrModels = []string{"first", "last", "linear", "position", "time_decay"}
 
-// AttributionSettings is the "attribution" setting (metrics_settings).
-type AttributionSettings struct {
-	// LookbackDays: touches this many days before an order count (default 7).
-	LookbackDays float64 `json:"lookback_days"`
-	// HalfLifeDays: under time_decay a touch this much older than another
-	// weighs half as much (default 7).
-	HalfLifeDays float64 `json:"half_life_days"`
-}
 
 const (
 	attrDefaultLookbackDays = 7
@@ -30,7 +22,7 @@ const (
 
 // attrSettings is the attribution setting in force (defaults filled in).
 func (m *Module) attrSettings() AttributionSettings {
-	s := AttributionSettings{LookbackDays: attrDefaultLookbackDays, HalfLifeDays: attrDefaultHalfLifeDays}
+	s := AttributionSettings{LookbackDays: attrDefaultLookbackDays, HalfLifeDays: attrDefaultHalfLifeDays, PositionFirst: 0.4, PositionLast: 0.4}
 	if m.settings != nil {
 		m.settings.get("attribution", &s)
 	}
@@ -123,16 +115,20 @@ func attrShares(model string, path []attrTouch, orderAt time.Time, s Attribution
 		for i := range w {
 			w[i] = 1 / float64(n)
 		}
-	case "position": // 40% first, 40% last, 20% shared by the ones between
+	case "position": // 40% first, 40% last (settings), the rest shared by the ones between
 		switch n {
 		case 1:
 			w[0] = 1
-		case 2:
-			w[0], w[1] = 0.5, 0.5
+		case 2: // no middle: first and last share in their own proportion
+			if f, l := s.PositionFirst, s.PositionLast; f+l > 0 {
+				w[0], w[1] = f/(f+l), l/(f+l)
+			} else {
+				w[0], w[1] = 0.5, 0.5
+			}
 		default:
-			w[0], w[n-1] = 0.4, 0.4
+			w[0], w[n-1] = s.PositionFirst, s.PositionLast
 			for i := 1; i < n-1; i++ {
-				w[i] = 0.2 / float64(n-2)
+				w[i] = (1 - s.PositionFirst - s.PositionLast) / float64(n-2)
 			}
 		}
 	case "time_decay": // 2^(−age/half-life), normalised

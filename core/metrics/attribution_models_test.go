@@ -10,7 +10,7 @@ import (
 // touches, the lookback's edges and one visit per campaign session.
 func TestAttributionShares(t *testing.T) {
 	order := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
-	s := AttributionSettings{LookbackDays: 7, HalfLifeDays: 7}
+	s := AttributionSettings{LookbackDays: 7, HalfLifeDays: 7, PositionFirst: 0.4, PositionLast: 0.4}
 	at := func(h float64) time.Time { return order.Add(-time.Duration(h * float64(time.Hour))) }
 	touches := []attrTouch{
 		{At: at(7*24 + 1), Kind: attrKindOpened, Ref: "a"},            // 1 h before the lookback: out

@@ -273,6 +273,18 @@ func (m *Module) rerateInBackground(baseChanged bool) {
 	}()
 }
 
+// recreditInBackground credits every order again after the owner changed
+// the attribution setting (lookback, half-life, position shares).
+func (m *Module) recreditInBackground() {
+	go func() {
+		m.rollups.jobs.run.Lock()
+		m.runJob("recredit", func(progress func(int, int)) (string, error) {
+			err := m.app.RunInTransaction(func(tx core.App) error { return m.attrib.recreditAll(tx) })
+			return "attribution credited again", err
+		})
+	}()
+}
+
 // jobRoutes: POST /rebuild (owners) starts a rebuild in the background
 // (409 while one runs); GET /rebuild tells how far it is.
 func (m *Module) jobRoutes(g *router.RouterGroup[*core.RequestEvent]) {

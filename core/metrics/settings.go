@@ -119,8 +119,8 @@ func (s *settingsPart) currencyFrom(app core.App) (base, from string, rates map[
 
 // AttributionSettings is the "attribution" setting (attribution.go reads it).
 type AttributionSettings struct {
-	LookbackDays  int     `json:"lookback_days"`  // 1..90
-	HalfLifeDays  float64 `json:"half_life_days"` // time-decay half-life, > 0
+	LookbackDays  float64 `json:"lookback_days"`  // touches this many days before an order count, 1..90
+	HalfLifeDays  float64 `json:"half_life_days"` // time-decay: a touch this much older weighs half, (0, 90]
 	PositionFirst float64 `json:"position_first"` // position-based: the first touch's share
 	PositionLast  float64 `json:"position_last"`  // the last touch's share (the middle ones share the rest)
 }
@@ -171,11 +171,11 @@ func validateSetting(key string, v any) error {
 		}
 		x.Rates = rates
 	case *AttributionSettings:
-		if x.LookbackDays < 1 || x.LookbackDays > 90 {
-			return api.BadRequest("lookback_days", fmt.Sprintf("lookback_days: expected 1 to 90 days, got %d", x.LookbackDays))
+		if !(x.LookbackDays >= 1) || x.LookbackDays > attrMaxDays {
+			return api.BadRequest("lookback_days", fmt.Sprintf("lookback_days: expected 1 to %d days, got %v", attrMaxDays, x.LookbackDays))
 		}
-		if !(x.HalfLifeDays > 0) || x.HalfLifeDays > 365 {
-			return api.BadRequest("half_life_days", fmt.Sprintf("half_life_days: expected more than 0 days (up to 365), got %v", x.HalfLifeDays))
+		if !(x.HalfLifeDays > 0) || x.HalfLifeDays > attrMaxDays {
+			return api.BadRequest("half_life_days", fmt.Sprintf("half_life_days: expected more than 0 days (up to %d), got %v", attrMaxDays, x.HalfLifeDays))
 		}
 		if x.PositionFirst < 0 || x.PositionFirst > 1 {
 			return api.BadRequest("position_first", fmt.Sprintf("position_first: expected a share from 0 to 1, got %v", x.PositionFirst))
@@ -263,6 +263,9 @@ func (s *settingsPart) put(e *core.RequestEvent) error {
 	}
 	if err := s.load(e.App); err != nil {
 		return api.Internal("Could not reload the settings.", err)
+	}
+	if key == "attribution" {
+		s.m.recreditInBackground()
 	}
 	if key == "currency" {
 		newBase, _, newRates := s.currencyFrom(e.App)
