@@ -47,7 +47,8 @@ func init() {
 			&core.JSONField{Name: "step_at", MaxSize: 1 << 12},  // time of each step reached
 			&core.NumberField{Name: "convert_secs"},             // first step to last; 0 unless converted
 		)
-		entries.AddIndex("idx_metrics_funnel_entries_range", false, "funnel, entered_at", "")
+		// Covering the report's reads: a range is one index walk.
+		entries.AddIndex("idx_metrics_funnel_entries_range", false, "funnel, entered_at, day, reached, channel, convert_secs", "")
 		entries.AddIndex("idx_metrics_funnel_entries_profile", false, "profile, funnel, entered_at", "")
 		staffRead(entries)
 		if err := app.Save(entries); err != nil {
@@ -60,14 +61,17 @@ func init() {
 			&core.TextField{Name: "profile", Max: 50},
 			&core.TextField{Name: "event", Max: 50}, // events record id of checkout.started
 			&core.DateField{Name: "started_at", Required: true},
+			&core.TextField{Name: "day", Max: 10}, // started_at's day in the shop's zone
 			&core.TextField{Name: "channel", Max: 50},
 			&core.DateField{Name: "order_at"},                // the customer's first order at or after started_at
+			&core.NumberField{Name: "order_after"},           // seconds from started_at to order_at; -1 without an order
+			&core.TextField{Name: "recovered_run", Max: 50},  // the journey run whose message came between, if any
 			&core.TextField{Name: "order_event", Max: 50},    // its events record id
 			&core.NumberField{Name: "order_total"},           // in order_currency
 			&core.TextField{Name: "order_currency", Max: 10}, //
 		)
 		checkouts.AddIndex("idx_metrics_checkouts_key", true, "key", "")
-		checkouts.AddIndex("idx_metrics_checkouts_started", false, "started_at", "")
+		checkouts.AddIndex("idx_metrics_checkouts_started", false, "started_at, day, channel, order_after, recovered_run", "")
 		checkouts.AddIndex("idx_metrics_checkouts_profile", false, "profile, started_at", "")
 		staffRead(checkouts)
 		if err := app.Save(checkouts); err != nil {

@@ -439,31 +439,68 @@ func orderTotal(props map[string]any) (float64, string) {
 // after it (the events table holds this batch's orders too).
 func (f *funnelPart) addCheckout(tx core.App, e *fev) error {
 	p := dbx.Params{"id": store.NewRecordID(), "key": checkoutKey(e), "profile": e.profile, "event": e.id,
-		"started_at": store.FormatTime(e.at), "channel": e.channel, "order_at": "", "order_event": "", "order_total": 0, "order_currency": ""}
+		"started_at": store.FormatTime(e.at), "day": e.at.In(f.m.loc).Format(dayLayout), "channel": e.channel,
+		"order_at": "", "order_event": "", "order_total": 0, "order_currency": "", "order_after": -1, "recovered_run": ""}
 	var o eventRow
 	err := tx.DB().NewQuery("SELECT id, occurred_at, properties FROM events WHERE profile = {:p} AND occurred_at >= {:t} AND type = 'order.placed' ORDER BY occurred_at, id LIMIT 1").
 		Bind(dbx.Params{"p": e.profile, "t": store.FormatTime(e.at)}).One(&o)
 	if err == nil {
-		var props map[string]any
-		_ = json.Unmarshal([]byte(o.Properties), &props)
-		p["order_total"], p["order_currency"] = orderTotal(props)
-		p["order_at"], p["order_event"] = o.OccurredAt, o.ID
+		oe := o.fev()
+		for k, v := range f.nextOrder(tx, e.profile, e.at, oe) {
+			p[k] = v
+		}
 	}
-	_, err = tx.DB().NewQuery("INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, channel, order_at, order_event, order_total, order_currency) " +
-		"VALUES ({:id}, {:key}, {:profile}, {:event}, {:started_at}, {:channel}, {:order_at}, {:order_event}, {:order_total}, {:order_currency}) ON CONFLICT(key) DO NOTHING").
+	_, err = tx.DB().NewQuery("INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) " +
+		"VALUES ({:id}, {:key}, {:profile}, {:event}, {:started_at}, {:day}, {:channel}, {:order_at}, {:order_event}, {:order_total}, {:order_currency}, {:order_after}, {:recovered_run}) ON CONFLICT(key) DO NOTHING").
 		Bind(p).Execute()
 	return err
+}
+
+// nextOrder is what a checkout started at started keeps of the order that
+// follows it: when, which, how much, and the journey run whose message
+// reached the customer in between (the recovery).
+func (f *funnelPart) nextOrder(tx core.App, profile string, started time.Time, o *fev) dbx.Params {
+	total, cur := orderTotal(o.props)
+	return dbx.Params{"order_at": store.FormatTime(o.at), "order_event": o.id, "order_total": total, "order_currency": cur,
+		"order_after": o.at.Sub(started).Seconds(), "recovered_run": journeyMessageBetween(tx, profile, started, o.at)}
+}
+
+// journeyMessageBetween returns the journey run of the last message of a
+// journey sent to the customer (or to a customer merged into them) from
+// one time to another, "" when none. The send ledger belongs to messaging:
+// without it there is none.
+func journeyMessageBetween(tx core.App, profile string, from, to time.Time) string {
+	var run string
+	_ = tx.DB().NewQuery("SELECT journey_run FROM messages WHERE profile IN (SELECT {:p} UNION SELECT id FROM profiles WHERE merged_into = {:p})" +
+		" AND created >= {:from} AND created <= {:to} AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1").
+		Bind(dbx.Params{"p": profile, "from": store.FormatTime(from), "to": store.FormatTime(to)}).Row(&run)
+	return run
 }
 
 // orderPlaced makes an order the next order of the customer's earlier
 // checkouts that had none or a later one.
 func (f *funnelPart) orderPlaced(tx core.App, e *fev) error {
-	total, cur := orderTotal(e.props)
+	var rows []struct {
+		ID        string `db:"id"`
+		StartedAt string `db:"started_at"`
+	}
 	at := store.FormatTime(e.at)
-	_, err := tx.DB().NewQuery("UPDATE " + CheckoutsCollection + " SET order_at = {:at}, order_event = {:ev}, order_total = {:total}, order_currency = {:cur} " +
-		"WHERE profile = {:p} AND started_at <= {:at} AND (order_at = '' OR order_at IS NULL OR order_at > {:at})").
-		Bind(dbx.Params{"at": at, "ev": e.id, "total": total, "cur": cur, "p": e.profile}).Execute()
-	return err
+	err := tx.DB().NewQuery("SELECT id, started_at FROM " + CheckoutsCollection +
+		" WHERE profile = {:p} AND started_at <= {:at} AND (order_at = '' OR order_at IS NULL OR order_at > {:at})").
+		Bind(dbx.Params{"at": at, "p": e.profile}).All(&rows)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		started, err := types.ParseDateTime(r.StartedAt)
+		if err != nil {
+			continue
+		}
+		if _, err := tx.DB().Update(CheckoutsCollection, f.nextOrder(tx, e.profile, started.Time(), e), dbx.HashExp{"id": r.ID}).Execute(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rederiveCheckouts drops the customers' checkouts and records them again

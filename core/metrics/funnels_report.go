@@ -64,9 +64,7 @@ func (m *Module) funnelReport(app core.App, q Query) (*Report, error) {
 	for _, b := range buckets {
 		r.Series.X = append(r.Series.X, b.Unix())
 	}
-	if r.Series.Y["entered"], r.Series.Y["converted"], err = f.funnelSeries(app, fn, q); err != nil {
-		return nil, err
-	}
+	r.Series.Y["entered"], r.Series.Y["converted"] = cur.entered, cur.converted
 	if q.Compare {
 		p := q.Previous()
 		prev, err := f.funnelCounts(app, fn, p, "''", nil)
@@ -76,10 +74,7 @@ func (m *Module) funnelReport(app core.App, q Query) (*Report, error) {
 		if err := f.funnelTotals(app, fn, p, prev.total(len(fn.Steps)), r.Previous); err != nil {
 			return nil, err
 		}
-		r.Series.Previous = map[string][]float64{}
-		if r.Series.Previous["entered"], r.Series.Previous["converted"], err = f.funnelSeries(app, fn, p); err != nil {
-			return nil, err
-		}
+		r.Series.Previous = map[string][]float64{"entered": prev.entered, "converted": prev.converted}
 	}
 
 	steps := Table{Name: "steps", Title: fn.Name + ": steps", Columns: []Column{
@@ -152,6 +147,8 @@ func funnelGroup(app core.App, by string) (string, dbx.Params, error) {
 type stepCounts struct {
 	groups []string
 	at     map[string]map[int]int // group → highest step reached → entries
+	// entered and converted per bucket of the query.
+	entered, converted []float64
 }
 
 // steps returns how many entries of group g reached each step.
@@ -175,8 +172,12 @@ func (c *stepCounts) total(n int) []int {
 	return out
 }
 
+// funnelCounts reads the entries of q's range grouped by bucket, group
+// and step reached: one pass over the covering index gives the steps, the
+// breakdown and the series.
 func (f *funnelPart) funnelCounts(app core.App, fn *Funnel, q Query, group string, args dbx.Params) (*stepCounts, error) {
 	var rows []struct {
+		Bucket  string `db:"b"`
 		Grp     string `db:"grp"`
 		Reached int    `db:"reached"`
 		N       int    `db:"n"`
@@ -185,20 +186,50 @@ func (f *funnelPart) funnelCounts(app core.App, fn *Funnel, q Query, group strin
 	for k, v := range args {
 		p[k] = v
 	}
-	err := app.DB().NewQuery("SELECT " + group + " AS grp, reached, COUNT(*) AS n FROM " + FunnelEntriesCollection +
-		" WHERE funnel = {:f} AND entered_at >= {:s} AND entered_at < {:e} GROUP BY grp, reached ORDER BY grp").Bind(p).All(&rows)
+	err := app.DB().NewQuery("SELECT " + bucketSQL(q, "entered_at") + " AS b, " + group + " AS grp, reached, COUNT(*) AS n FROM " + FunnelEntriesCollection +
+		" WHERE funnel = {:f} AND entered_at >= {:s} AND entered_at < {:e} GROUP BY b, grp, reached ORDER BY grp").Bind(p).All(&rows)
 	if err != nil {
 		return nil, err
 	}
-	c := &stepCounts{at: map[string]map[int]int{}}
+	idx := bucketIndex(q)
+	last := len(fn.Steps) - 1
+	c := &stepCounts{at: map[string]map[int]int{}, entered: make([]float64, len(idx)), converted: make([]float64, len(idx))}
 	for _, r := range rows {
 		if c.at[r.Grp] == nil {
 			c.groups = append(c.groups, r.Grp)
 			c.at[r.Grp] = map[int]int{}
 		}
 		c.at[r.Grp][r.Reached] += r.N
+		if i, ok := bucketOfKey(q, idx, r.Bucket); ok {
+			c.entered[i] += float64(r.N)
+			if r.Reached == last {
+				c.converted[i] += float64(r.N)
+			}
+		}
 	}
 	return c, nil
+}
+
+// bucketSQL is the column rows are grouped by for q's buckets: the day in
+// the shop's zone (kept on each row), or the UTC hour for hourly points.
+func bucketSQL(q Query, timeCol string) string {
+	if q.Bucket == "hour" {
+		return "substr(" + timeCol + ", 1, 13)"
+	}
+	return "day"
+}
+
+// bucketOfKey places a bucketSQL value in its bucket of q.
+func bucketOfKey(q Query, idx map[int64]int, key string) (int, bool) {
+	if q.Bucket == "hour" {
+		return hourBucket(q, idx, key)
+	}
+	d, err := time.ParseInLocation(dayLayout, key, q.Loc)
+	if err != nil {
+		return 0, false
+	}
+	i, ok := idx[q.BucketOf(d).Unix()]
+	return i, ok
 }
 
 // funnelTotals: entered, converted, conversion_rate and the median time
@@ -226,30 +257,6 @@ func (f *funnelPart) funnelTotals(app core.App, fn *Funnel, q Query, all []int, 
 	return nil
 }
 
-// funnelSeries: entries and conversions per bucket of q, by entered_at.
-func (f *funnelPart) funnelSeries(app core.App, fn *Funnel, q Query) (entered, converted []float64, err error) {
-	var rows []struct {
-		Hour string  `db:"h"`
-		N    float64 `db:"n"`
-		C    float64 `db:"c"`
-	}
-	err = app.DB().NewQuery("SELECT substr(entered_at, 1, 13) AS h, COUNT(*) AS n, SUM(reached = {:last}) AS c FROM " + FunnelEntriesCollection +
-		" WHERE funnel = {:f} AND entered_at >= {:s} AND entered_at < {:e} GROUP BY h").
-		Bind(dbx.Params{"f": fn.ID, "s": store.FormatTime(q.Start), "e": store.FormatTime(q.End), "last": len(fn.Steps) - 1}).All(&rows)
-	if err != nil {
-		return nil, nil, err
-	}
-	idx := bucketIndex(q)
-	entered, converted = make([]float64, len(idx)), make([]float64, len(idx))
-	for _, r := range rows {
-		if i, ok := hourBucket(q, idx, r.Hour); ok {
-			entered[i] += r.N
-			converted[i] += r.C
-		}
-	}
-	return entered, converted, nil
-}
-
 // bucketIndex maps each bucket start of q to its position.
 func bucketIndex(q Query) map[int64]int {
 	idx := map[int64]int{}
@@ -260,10 +267,8 @@ func bucketIndex(q Query) map[int64]int {
 }
 
 // hourBucket places a UTC hour ("2006-01-02 15", the first 13 characters
-// of a stored date) in its bucket of q. Rows are grouped by UTC hour so a
-// long range is still a few thousand rows; a zone whose offset is not
-// whole hours places up to half an hour at a bucket's edge in the one
-// before.
+// of a stored date) in its hourly bucket of q (a zone whose offset is not
+// whole hours shifts points by that half hour).
 func hourBucket(q Query, idx map[int64]int, hour string) (int, bool) {
 	t, err := time.Parse("2006-01-02 15", hour)
 	if err != nil {
@@ -370,17 +375,13 @@ func (a *abandonment) totals(out map[string]float64, hours float64) {
 	out["abandon_hours"] = hours
 }
 
-// completedSQL is true for a checkout (columns prefixed by alias) whose
-// next order came within h hours.
-func completedSQL(alias, h string) string {
-	return "(" + alias + "order_at != '' AND " + alias + "order_at < strftime('%Y-%m-%d %H:%M:%fZ', " + alias + "started_at, '+" + h + " hours'))"
-}
+// completedSQL is true for a checkout whose next order came within the
+// window ({:window} seconds).
+const completedSQL = "(order_after >= 0 AND order_after < {:window})"
 
 func (f *funnelPart) abandonment(app core.App, q Query, hours float64) (*abandonment, error) {
-	h := strconv.FormatFloat(hours, 'f', -1, 64)
-	// completed: the next order came before the window closed.
-	completed := completedSQL("", h)
-	p := dbx.Params{"s": store.FormatTime(q.Start), "e": store.FormatTime(q.End),
+	completed := completedSQL
+	p := dbx.Params{"s": store.FormatTime(q.Start), "e": store.FormatTime(q.End), "window": hours * 3600,
 		"cutoff": store.FormatTime(q.Now.Add(-time.Duration(hours * float64(time.Hour))))}
 	var rows []struct {
 		Hour      string `db:"h"`
@@ -389,7 +390,7 @@ func (f *funnelPart) abandonment(app core.App, q Query, hours float64) (*abandon
 		Completed int    `db:"completed"`
 		Abandoned int    `db:"abandoned"`
 	}
-	err := app.DB().NewQuery("SELECT substr(started_at, 1, 13) AS h, channel, COUNT(*) AS started, SUM(" + completed + ") AS completed, " +
+	err := app.DB().NewQuery("SELECT " + bucketSQL(q, "started_at") + " AS h, channel, COUNT(*) AS started, SUM(" + completed + ") AS completed, " +
 		"SUM(NOT " + completed + " AND started_at < {:cutoff}) AS abandoned FROM " + CheckoutsCollection +
 		" WHERE started_at >= {:s} AND started_at < {:e} GROUP BY h, channel").Bind(p).All(&rows)
 	if err != nil {
@@ -403,7 +404,7 @@ func (f *funnelPart) abandonment(app core.App, q Query, hours float64) (*abandon
 		a.started[r.Channel] += r.Started
 		a.completed[r.Channel] += r.Completed
 		a.abandoned[r.Channel] += r.Abandoned
-		if i, ok := hourBucket(q, idx, r.Hour); ok {
+		if i, ok := bucketOfKey(q, idx, r.Hour); ok {
 			a.series["started"][i] += float64(r.Started)
 			a.series["abandoned"][i] += float64(r.Abandoned)
 		}
@@ -420,11 +421,9 @@ func (f *funnelPart) abandonment(app core.App, q Query, hours float64) (*abandon
 		Currency string  `db:"order_currency"`
 		Base     float64 `db:"amount_base"`
 	}
-	err = app.DB().NewQuery("SELECT substr(c.started_at, 1, 13) AS h, c.channel, c.order_event, c.order_total, c.order_currency, " +
-		"COALESCE((SELECT o.amount_base FROM " + OrdersCollection + " o WHERE o.event = c.order_event), 0) AS amount_base FROM " + CheckoutsCollection + " c" +
-		" WHERE c.started_at >= {:s} AND c.started_at < {:e} AND " + completedSQL("c.", h) +
-		" AND EXISTS (SELECT 1 FROM messages m WHERE m.profile = c.profile AND m.journey_run != ''" +
-		" AND m.sent_at >= c.started_at AND m.sent_at <= c.order_at) ORDER BY c.started_at").Bind(p).All(&rec)
+	err = app.DB().NewQuery("SELECT " + bucketSQL(q, "started_at") + " AS h, channel, order_event, order_total, order_currency, " +
+		"COALESCE((SELECT o.amount_base FROM " + OrdersCollection + " o WHERE o.event = order_event), 0) AS amount_base FROM " + CheckoutsCollection +
+		" WHERE started_at >= {:s} AND started_at < {:e} AND recovered_run != '' AND " + completed + " ORDER BY started_at").Bind(p).All(&rec)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +435,7 @@ func (f *funnelPart) abandonment(app core.App, q Query, hours float64) (*abandon
 		}
 		seen[r.Order] = true
 		a.recovered[r.Channel]++
-		if i, ok := hourBucket(q, idx, r.Hour); ok {
+		if i, ok := bucketOfKey(q, idx, r.Hour); ok {
 			a.series["recovered"][i]++
 		}
 		switch {

@@ -225,11 +225,9 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 	e.waitReady(t, fn.ID)
 	e.waitReady(t, def)
 
-	e.publish(t, view(c(4), "web", "/products", 192), checkout(c(4), "web", 200, "t4"), order(c(4), "web", 220, 80),
-		view(c(5), "app", "/products/hat", 24), checkout(c(5), "app", 25, "t5"), order(c(5), "app", 27, 90))
-
-	// Journey messages: c4's between its checkout and order (a recovery);
-	// c1's before its checkout and c6's without an order recover nothing.
+	// Journey messages (sent before the orders that follow them arrive):
+	// c4's between its checkout and order (a recovery); c1's before its
+	// checkout and c6's without an order recover nothing.
 	msgs, err := e.PB.FindCollectionByNameOrId("messages")
 	if err != nil {
 		t.Fatal(err)
@@ -239,10 +237,13 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 		h   float64
 	}{{c(4), 205}, {c(1), 20}, {c(6), 52}} {
 		if _, err := e.PB.DB().Insert(msgs.Name, dbx.Params{"id": fmt.Sprintf("msgfunnel%06.0f", m.h), "profile": e.profileOf(t, m.who), "channel": "email",
-			"journey_run": "run-" + m.who, "status": "sent", "sent_at": at(m.h).Format("2006-01-02 15:04:05.000Z")}).Execute(); err != nil {
+			"journey_run": "run-" + m.who, "status": "sent", "created": at(m.h).Format("2006-01-02 15:04:05.000Z")}).Execute(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	e.publish(t, view(c(4), "web", "/products", 192), checkout(c(4), "web", 200, "t4"), order(c(4), "web", 220, 80),
+		view(c(5), "app", "/products/hat", 24), checkout(c(5), "app", 25, "t5"), order(c(5), "app", 27, 90))
+
 	// A segment of c1 and c5.
 	if _, err := e.PB.DB().Insert("segments", dbx.Params{"id": "segfunnelvip001", "name": "VIP"}).Execute(); err != nil {
 		t.Fatal(err)

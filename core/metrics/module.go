@@ -99,6 +99,9 @@ func (m *Module) Init(s *app.Setup) error {
 	// Order facts belong to a person: an erasure deletes them with the
 	// person's events (the rollups then take out what they added).
 	s.PersonOwned(OrdersCollection, "profile")
+	// So are a customer's funnel entries and checkouts.
+	s.PersonOwned(FunnelEntriesCollection, "profile")
+	s.PersonOwned(CheckoutsCollection, "profile")
 	s.Processor(processor{m})
 	return nil
 }
