@@ -232,13 +232,52 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 		if err != nil {
 			return err
 		}
+		stored, err := latestStored(tx, fn, order, evs)
+		if err != nil {
+			return err
+		}
 		for _, p := range order {
-			if err := f.advanceProfile(tx, fn, p, latest[p], byProfile[p]); err != nil {
+			var err error
+			if t, ok := stored[p]; ok && byProfile[p][0].at.Before(t) {
+				// A late delivery: an earlier event after later ones that
+				// were already applied (or skipped). Derive the customer
+				// again from the events table, which holds this batch too.
+				err = f.rederive(tx, []*Funnel{fn}, []string{p})
+			} else {
+				err = f.advanceProfile(tx, fn, p, latest[p], byProfile[p])
+			}
+			if err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// latestStored returns, per customer, the time of their latest event of
+// the funnel's step types stored before this batch.
+func latestStored(tx core.App, fn *Funnel, profiles []string, batch []*fev) (map[string]time.Time, error) {
+	ids := make([]any, len(batch))
+	for i, e := range batch {
+		ids[i] = e.id
+	}
+	var rows []struct {
+		Profile string `db:"profile"`
+		At      string `db:"at"`
+	}
+	err := tx.DB().Select("profile", "MAX(occurred_at) AS at").From("events").
+		Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(stepTypes([]*Funnel{fn}))...), dbx.NotIn("id", ids...))).
+		GroupBy("profile").All(&rows)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	for _, r := range rows {
+		if t, err := types.ParseDateTime(r.At); err == nil {
+			out[r.Profile] = t.Time().UTC()
+		}
+	}
+	return out, nil
 }
 
 // latestEntries reads each customer's latest entry into the funnel (one

@@ -314,7 +314,8 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 // email (the order), become one conversion when an identify links them:
 // the merge recomputes both customers. D+0h view, 1h checkout, 2h order,
 // 3h identify: one entry, converted in 2h = 7200 s; the checkout is
-// completed (order 1h later).
+// completed (order 1h later). Then a checkout delivered after the order
+// that follows it.
 func TestFunnelMergeJoinsPaths(t *testing.T) {
 	e := startFunnels(t)
 	D := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -5).Add(10 * time.Hour)
@@ -350,6 +351,15 @@ func TestFunnelMergeJoinsPaths(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d entries after the merge, want 1 (the loser's is gone)", n)
 	}
+
+	// A late delivery: c8 views a page at 0h and orders at 2h; its
+	// checkout at 1h arrives last. Derived again, c8 converts in 2h:
+	// 2 entries, 2 conversions, median of 7200 and 7200.
+	e.publish(t, fev(events.PageViewed, "c8@omni-shop.dev", "web", "/", at(0), nil),
+		fev(events.OrderPlaced, "c8@omni-shop.dev", "web", "", at(2), map[string]any{"order_id": "8", "total": 20, "currency": "EUR"}))
+	e.publish(t, fev(events.CheckoutStarted, "c8@omni-shop.dev", "web", "", at(1), map[string]any{"checkout_token": "t8"}))
+	wantTotals(t, e.report(t, "funnel="+def+"&"+rng).Totals, map[string]float64{"entered": 2, "converted": 2, "median_time_to_convert": 7200})
+	wantTotals(t, e.report(t, "funnel=abandonment&"+rng).Totals, map[string]float64{"checkouts_started": 2, "checkouts_completed": 2})
 }
 
 func TestFunnelDefinitionsAreChecked(t *testing.T) {
