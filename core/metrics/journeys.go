@@ -56,7 +56,9 @@ const replyLookback = "-10 days"
 // msgOut are the ledger statuses of a message that went out or is on its
 // way; msgSentAt is when it went out.
 const (
-	msgOut    = "m.status IN ('queued','scheduled','sent','delivered','read')"
+	// (The unary + keeps SQLite from reading the ledger by its status
+	// index: the period's hour index is the narrower.)
+	msgOut    = "+m.status IN ('queued','scheduled','sent','delivered','read')"
 	msgSentAt = "COALESCE(NULLIF(m.sent_at, ''), NULLIF(m.queued_at, ''), m.created)"
 	// msgKind is the ledger kind, with journey sends apart.
 	msgKind = "(CASE WHEN m.journey_run != '' THEN 'journey' ELSE m.kind END)"
@@ -75,7 +77,7 @@ var msgChannels = []string{"email", "sms", "whatsapp", "chat"}
 // engagement is what came of a group of messages.
 type engagement struct {
 	Sent, Delivered, Opened, Clicked, Replied, Unsubscribed, Failed, Refused int
-	reasons                                                                map[string]int // refusals by reason key
+	reasons                                                                  map[string]int // refusals by reason key
 }
 
 // msgFigures are a period's message figures, whole and broken down.
@@ -317,7 +319,10 @@ func grainOf(q Query, col string) grain {
 // msgWhere selects the ledger rows (m) of the query; the parameters are
 // start, end, channel and journey.
 func msgWhere(f jfilter) string {
-	w := "m.created >= {:start} AND m.created < {:end}"
+	// The hour prefix first: it leads the ledger's index (see
+	// 1765000400_metrics_journeys_idx.go).
+	w := "substr(m.created, 1, 13) >= substr({:start}, 1, 13) AND substr(m.created, 1, 13) <= substr({:end}, 1, 13)" +
+		" AND m.created >= {:start} AND m.created < {:end}"
 	if f.channel != "" {
 		w += " AND m.channel = {:channel}"
 	}
@@ -377,8 +382,13 @@ func readMessages(db dbx.Builder, q Query, f jfilter) (*msgFigures, error) {
 	}
 
 	// Statuses: sent, delivered (and read: opened), failed, refused.
-	err := all("statuses", `SELECT `+g.sql+` AS g, m.channel AS channel, `+msgKind+` AS kind, m.status AS status, COUNT(*) AS n
-		FROM messages m WHERE `+where+` GROUP BY g, channel, kind, status`, func(r msgGroup) {
+	// Grouped in the index's order (hour, channel, status, kind, journey
+	// or not), so SQLite counts without sorting.
+	err := all("statuses", `SELECT `+g.sql+` AS g, m.channel AS channel, m.status AS status, m.kind AS kind, m.journey_run != '' AS n2,
+		COUNT(*) AS n FROM messages m WHERE `+where+` GROUP BY `+g.sql+`, m.channel, m.status, m.kind, m.journey_run != ''`, func(r msgGroup) {
+		if r.N2 != 0 {
+			r.Kind = "journey"
+		}
 		add(r, func(e *engagement) {
 			switch r.Status {
 			case "queued", "scheduled", "sent":
@@ -399,7 +409,7 @@ func readMessages(db dbx.Builder, q Query, f jfilter) (*msgFigures, error) {
 	}
 	// Why the gate refused (only the refused rows are read).
 	err = all("refusals", `SELECT '' AS g, m.channel AS channel, `+msgKind+` AS kind, m.reason AS reason, COUNT(*) AS n
-		FROM messages m WHERE `+where+` AND m.status = 'suppressed' GROUP BY channel, kind, reason`, func(r msgGroup) {
+		FROM messages m WHERE `+where+` AND +m.status = 'suppressed' GROUP BY channel, kind, reason`, func(r msgGroup) {
 		key := refusalReason(r.Reason)
 		for _, e := range []*engagement{&out.total, group(out.byChannel, r.Channel), group(out.byKind, r.Kind)} {
 			if e.reasons == nil {
@@ -415,7 +425,7 @@ func readMessages(db dbx.Builder, q Query, f jfilter) (*msgFigures, error) {
 	// clicked; n the opened the ledger did not already count as read.
 	err = all("opens", `SELECT g, channel, kind, TOTAL(NOT rd) AS n, TOTAL(clicked) AS n2 FROM (
 		SELECT `+g.sql+` AS g, m.channel AS channel, `+msgKind+` AS kind, m.status = 'read' AS rd, MAX(e.type = 'email.clicked') AS clicked
-		FROM events e JOIN messages m ON m.id IN (json_extract(e.properties, '$.outbound_id'), json_extract(e.properties, '$.message_id'))
+		FROM events e JOIN messages m ON m.id = COALESCE(NULLIF(json_extract(e.properties, '$.outbound_id'), ''), json_extract(e.properties, '$.message_id'))
 		WHERE e.type IN ('email.opened', 'email.clicked') AND e.occurred_at >= {:start} AND json_valid(e.properties)
 			AND e.occurred_at >= m.created AND `+msgOut+` AND `+where+`
 		GROUP BY m.id) GROUP BY g, channel, kind`, func(r msgGroup) {
@@ -620,19 +630,31 @@ func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, g
 		Entered   int    `db:"entered"`
 		Completed int    `db:"completed"`
 	}
-	var counts []runCount
+	byJourney := map[string]*runCount{}
 	// Entered in the period; completed (reached the end) in the period.
-	if err := db.NewQuery(`SELECT r.journey, COALESCE(SUM(r.entered_at >= {:start} AND r.entered_at < {:end}), 0) AS entered,
-		COALESCE(SUM(r.status = 'completed' AND r.ended_at >= {:start} AND r.ended_at < {:end}), 0) AS completed
-		FROM journey_runs r WHERE ((r.entered_at >= {:start} AND r.entered_at < {:end}) OR (r.ended_at >= {:start} AND r.ended_at < {:end}))`+
-		scope+` GROUP BY r.journey`).Bind(p).All(&counts); err != nil {
-		return t, fmt.Errorf("journeys report: runs: %w", err)
-	}
-	byJourney := map[string]runCount{}
-	for _, c := range counts {
-		byJourney[c.Journey] = c
+	// Each by its own index (1765000400_metrics_journeys_idx.go).
+	for _, c := range []struct{ sql, what string }{
+		{"SELECT r.journey, COUNT(*) AS entered FROM journey_runs r WHERE r.entered_at >= {:start} AND r.entered_at < {:end}" + scope + " GROUP BY r.journey", "entered"},
+		{"SELECT r.journey, COUNT(*) AS completed FROM journey_runs r WHERE r.ended_at != '' AND r.ended_at >= {:start} AND r.ended_at < {:end}" +
+			" AND r.status = 'completed'" + scope + " GROUP BY r.journey", "completed"},
+	} {
+		var rows []runCount
+		if err := db.NewQuery(c.sql).Bind(p).All(&rows); err != nil {
+			return t, fmt.Errorf("journeys report: runs %s: %w", c.what, err)
+		}
+		for _, r := range rows {
+			if byJourney[r.Journey] == nil {
+				byJourney[r.Journey] = &runCount{}
+			}
+			byJourney[r.Journey].Entered += r.Entered
+			byJourney[r.Journey].Completed += r.Completed
+		}
 	}
 	holdouts, err := holdoutNodes(db, only)
+	if err != nil {
+		return t, err
+	}
+	lifts, err := holdoutGroups(db, q, holdouts, money)
 	if err != nil {
 		return t, err
 	}
@@ -641,6 +663,9 @@ func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, g
 			continue
 		}
 		c, g := byJourney[j.ID], goals.byJourney[j.ID]
+		if c == nil {
+			c = &runCount{}
+		}
 		if g == nil {
 			g = &goalSum{}
 		}
@@ -648,11 +673,7 @@ func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, g
 			continue // nothing in the period
 		}
 		row := []any{j.ID, j.Name, c.Entered, c.Completed, g.conversions, share(g.conversions, c.Entered), round2(g.revenue)}
-		l, err := holdoutLift(db, q, j.ID, holdouts[j.ID], money)
-		if err != nil {
-			return t, err
-		}
-		row = append(row, l...)
+		row = append(row, holdoutLift(holdouts[j.ID] != nil, lifts[j.ID])...)
 		t.Rows = append(t.Rows, row)
 	}
 	return t, nil
@@ -687,54 +708,76 @@ func holdoutNodes(db dbx.Builder, only string) (map[string]map[int][]string, err
 	return out, nil
 }
 
-// holdoutLift compares the runs that entered in q and passed a holdout
-// step: the held out against those let through. The cells: lift, its 95%
-// interval, the chance the journey helps, the verdict.
-func holdoutLift(db dbx.Builder, q Query, journey string, nodes map[int][]string, money moneyRates) ([]any, error) {
+// holdoutGroups counts, per journey, the runs that entered in q and left
+// a holdout step: held out (or marked so) against let through. Driven by
+// the period's runs (entered_at index; CROSS JOIN keeps SQLite from
+// reading every run of the journey instead), each run's steps by its run
+// index.
+func holdoutGroups(db dbx.Builder, q Query, nodes map[string]map[int][]string, money moneyRates) (map[string]*[2]lift.Group, error) {
+	out := map[string]*[2]lift.Group{}
 	if len(nodes) == 0 {
-		return []any{nil, nil, nil, nil, "no holdout"}, nil
+		return out, nil
 	}
-	var held, treated lift.Group
-	for version, ids := range nodes {
-		p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "j": journey, "v": version}
-		in := make([]string, len(ids))
-		for i, id := range ids {
-			in[i] = fmt.Sprintf("{:n%d}", i)
-			p[fmt.Sprintf("n%d", i)] = id
-		}
-		rev := "(CASE WHEN " + runConverted + " THEN r.goal_value * " + money.sql("r.goal_currency", p) + " ELSE 0 END)"
-		var rows []struct {
-			Held  bool    `db:"held"`
-			N     int     `db:"n"`
-			Conv  int     `db:"conv"`
-			Rev   float64 `db:"rev"`
-			RevSq float64 `db:"revsq"`
-		}
-		// The steps of the holdout nodes (journey, version, node index).
-		err := db.NewQuery(`SELECT (h.ho OR r.holdout) AS held, COUNT(*) AS n, COALESCE(SUM(`+runConverted+`), 0) AS conv,
-			TOTAL(`+rev+`) AS rev, TOTAL(`+rev+` * `+rev+`) AS revsq
-			FROM (SELECT s.run, MAX(s.exit = 'held_out') AS ho FROM journey_steps s
-				WHERE s.journey = {:j} AND s.version = {:v} AND s.node IN (`+strings.Join(in, ", ")+`) AND s.exit != '' GROUP BY s.run) h
-			JOIN journey_runs r ON r.id = h.run WHERE r.entered_at >= {:start} AND r.entered_at < {:end} GROUP BY held`).Bind(p).All(&rows)
-		if err != nil {
-			return nil, fmt.Errorf("journeys report: holdout: %w", err)
-		}
-		for _, r := range rows {
-			g := &treated
-			if r.Held {
-				g = &held
+	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}
+	var vals []string
+	for j, versions := range nodes {
+		for v, ids := range versions {
+			for _, id := range ids {
+				k := fmt.Sprintf("h%d", len(vals))
+				p[k+"j"], p[k+"v"], p[k+"n"] = j, v, id
+				vals = append(vals, "({:"+k+"j}, {:"+k+"v}, {:"+k+"n})")
 			}
-			g.Customers += r.N
-			g.Conversions += r.Conv
-			g.Revenue += r.Rev
-			g.RevenueSq += r.RevSq
 		}
 	}
-	c := lift.Compare(treated, held, "customers in the journey", "held-out customers")
-	if c == nil || !c.Enough {
-		return []any{nil, nil, nil, nil, lift.NotEnoughData}, nil
+	rev := "(CASE WHEN " + runConverted + " THEN r.goal_value * " + money.sql("r.goal_currency", p) + " ELSE 0 END)"
+	var rows []struct {
+		Journey string  `db:"journey"`
+		Held    bool    `db:"held"`
+		N       int     `db:"n"`
+		Conv    int     `db:"conv"`
+		Rev     float64 `db:"rev"`
+		RevSq   float64 `db:"revsq"`
 	}
-	return []any{c.Conversion.Estimate, c.Conversion.Low, c.Conversion.High, c.Conversion.ProbabilityBetter, c.Verdict}, nil
+	err := db.NewQuery(`WITH h(j, v, n) AS (VALUES ` + strings.Join(vals, ", ") + `)
+		SELECT journey, held, COUNT(*) AS n, COALESCE(SUM(conv), 0) AS conv, TOTAL(rev) AS rev, TOTAL(rev * rev) AS revsq FROM (
+			SELECT r.id, r.journey AS journey, (MAX(s.exit = 'held_out') OR r.holdout) AS held, ` + runConverted + ` AS conv, ` + rev + ` AS rev
+			FROM journey_runs r CROSS JOIN journey_steps s ON s.run = r.id CROSS JOIN h ON h.j = r.journey AND h.v = r.version AND h.n = s.node
+			WHERE r.entered_at >= {:start} AND r.entered_at < {:end} AND s.exit != '' GROUP BY r.id)
+		GROUP BY journey, held`).Bind(p).All(&rows)
+	if err != nil {
+		return nil, fmt.Errorf("journeys report: holdout: %w", err)
+	}
+	for _, r := range rows {
+		if out[r.Journey] == nil {
+			out[r.Journey] = &[2]lift.Group{}
+		}
+		g := &out[r.Journey][0] // treated
+		if r.Held {
+			g = &out[r.Journey][1]
+		}
+		g.Customers += r.N
+		g.Conversions += r.Conv
+		g.Revenue += r.Rev
+		g.RevenueSq += r.RevSq
+	}
+	return out, nil
+}
+
+// holdoutLift is a journey's lift cells: the conversion lift of the
+// treated over the held out, its 95% interval, the chance the journey
+// helps, the verdict; only the verdict below lift's minimum.
+func holdoutLift(hasHoldout bool, groups *[2]lift.Group) []any {
+	if !hasHoldout {
+		return []any{nil, nil, nil, nil, "no holdout"}
+	}
+	var c *lift.Comparison
+	if groups != nil {
+		c = lift.Compare(groups[0], groups[1], "customers in the journey", "held-out customers")
+	}
+	if c == nil || !c.Enough {
+		return []any{nil, nil, nil, nil, lift.NotEnoughData}
+	}
+	return []any{c.Conversion.Estimate, c.Conversion.Low, c.Conversion.High, c.Conversion.ProbabilityBetter, c.Verdict}
 }
 
 // jgraph is what the report reads of a journey's graph (the format is
@@ -878,7 +921,7 @@ func nodeTable(db dbx.Builder, q Query, j *journeyRow, channel string, money mon
 	// Messages: those a send step's row names, else the run's step now.
 	names := func(typ string) string {
 		return `EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = '` + typ + `' AND e.occurred_at >= m.created
-			AND json_valid(e.properties) AND (json_extract(e.properties, '$.outbound_id') = m.id OR json_extract(e.properties, '$.message_id') = m.id))`
+			AND json_valid(e.properties) AND COALESCE(NULLIF(json_extract(e.properties, '$.outbound_id'), ''), json_extract(e.properties, '$.message_id')) = m.id)`
 	}
 	f := jfilter{journey: j.ID, channel: channel}
 	if err := read("messages", `SELECT COALESCE(s.node, r.node) AS node, COUNT(*) AS n,
@@ -895,10 +938,12 @@ func nodeTable(db dbx.Builder, q Query, j *journeyRow, channel string, money mon
 	}
 	// Conversions in the period of runs that passed each step before
 	// their goal.
-	if err := read("conversions", `SELECT v.node, COUNT(*) AS n, TOTAL(r.goal_value * `+money.sql("r.goal_currency", p)+`) AS revenue
-		FROM (SELECT DISTINCT s.run, s.node FROM journey_steps s JOIN journey_runs r ON r.id = s.run
-			WHERE s.journey = {:journey} AND s.node != '_goal' AND r.goal_at >= {:start} AND r.goal_at < {:end} AND s.at <= r.goal_at) v
-		JOIN journey_runs r ON r.id = v.run WHERE `+runConverted+` GROUP BY v.node`, func(r nrow) {
+	if err := read("conversions", `SELECT v.node, COUNT(*) AS n, TOTAL(v.rev) AS revenue
+		FROM (SELECT DISTINCT s.run, s.node, r.goal_value * `+money.sql("r.goal_currency", p)+` AS rev
+			FROM journey_runs r JOIN journey_steps s ON s.run = r.id
+			WHERE r.goal_at != '' AND r.goal_at >= {:start} AND r.goal_at < {:end} AND r.journey = {:journey} AND `+runConverted+`
+				AND s.node != '_goal' AND s.at <= r.goal_at) v
+		GROUP BY v.node`, func(r nrow) {
 		n := fig(r.Node)
 		n.conversions, n.revenue = n.conversions+r.N, n.revenue+r.Revenue
 	}); err != nil {

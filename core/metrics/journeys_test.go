@@ -27,7 +27,7 @@ import (
 // startJourneys boots Omni with the modules whose tables the report reads
 // (messaging's ledger, journeys') and metrics, in Paris with EUR as the
 // base currency and 1 USD = 0.9 EUR, the clock after the test period.
-func startJourneys(t *testing.T) (*omnitest.Server, http.Header) {
+func startJourneys(t testing.TB) (*omnitest.Server, http.Header) {
 	t.Helper()
 	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 	s := omnitest.Start(t, omnitest.Options{
