@@ -17,7 +17,7 @@ func init() {
 	m.Register(func(app core.App) error {
 		for _, ix := range []struct{ table, sql string }{
 			{"messages", "CREATE INDEX IF NOT EXISTS idx_metrics_messages_hour ON messages " +
-				"(substr(created, 1, 13), channel, status, kind, journey_run != '', created, journey_run)"},
+				"(substr(created, 1, 13), channel, status, kind, journey_run != '', reason, created, journey_run)"},
 			{"journey_runs", "CREATE INDEX IF NOT EXISTS idx_metrics_journey_runs_entered ON journey_runs (entered_at)"},
 			{"journey_runs", "CREATE INDEX IF NOT EXISTS idx_metrics_journey_runs_goal ON journey_runs (goal_at) WHERE goal_at != ''"},
 			{"journey_runs", "CREATE INDEX IF NOT EXISTS idx_metrics_journey_runs_ended ON journey_runs (ended_at) WHERE ended_at != ''"},

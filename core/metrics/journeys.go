@@ -383,9 +383,11 @@ func readMessages(db dbx.Builder, q Query, f jfilter) (*msgFigures, error) {
 
 	// Statuses: sent, delivered (and read: opened), failed, refused.
 	// Grouped in the index's order (hour, channel, status, kind, journey
-	// or not), so SQLite counts without sorting.
+	// or not, reason), so SQLite counts without sorting; the reason only
+	// matters for refusals.
 	err := all("statuses", `SELECT `+g.sql+` AS g, m.channel AS channel, m.status AS status, m.kind AS kind, m.journey_run != '' AS n2,
-		COUNT(*) AS n FROM messages m WHERE `+where+` GROUP BY `+g.sql+`, m.channel, m.status, m.kind, m.journey_run != ''`, func(r msgGroup) {
+		m.reason AS reason, COUNT(*) AS n FROM messages m WHERE `+where+`
+		GROUP BY `+g.sql+`, m.channel, m.status, m.kind, m.journey_run != '', m.reason`, func(r msgGroup) {
 		if r.N2 != 0 {
 			r.Kind = "journey"
 		}
@@ -401,22 +403,12 @@ func readMessages(db dbx.Builder, q Query, f jfilter) (*msgFigures, error) {
 				e.Failed += r.N
 			case "suppressed":
 				e.Refused += r.N
+				if e.reasons == nil {
+					e.reasons = map[string]int{}
+				}
+				e.reasons[refusalReason(r.Reason)] += r.N
 			}
 		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Why the gate refused (only the refused rows are read).
-	err = all("refusals", `SELECT '' AS g, m.channel AS channel, `+msgKind+` AS kind, m.reason AS reason, COUNT(*) AS n
-		FROM messages m WHERE `+where+` AND +m.status = 'suppressed' GROUP BY channel, kind, reason`, func(r msgGroup) {
-		key := refusalReason(r.Reason)
-		for _, e := range []*engagement{&out.total, group(out.byChannel, r.Channel), group(out.byKind, r.Kind)} {
-			if e.reasons == nil {
-				e.reasons = map[string]int{}
-			}
-			e.reasons[key] += r.N
-		}
 	})
 	if err != nil {
 		return nil, err
