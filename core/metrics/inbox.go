@@ -6,7 +6,6 @@ import (
 	"math"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +43,9 @@ type InboxSetting struct {
 // sms, chat, …).
 var inboxChannelParam = regexp.MustCompile(`^[a-z0-9_-]{1,20}$`)
 
-// inboxConv is one conversation as the report reads it.
+// inboxConv is one conversation as the report reads it: its row only
+// (reading every message of 50,000 conversations would not answer in
+// time); the messages are read for the few the row cannot tell about.
 type inboxConv struct {
 	ID          string `db:"id"`
 	Profile     string `db:"profile"`
@@ -54,13 +55,16 @@ type inboxConv struct {
 	Bot         bool   `db:"bot"`
 	HandoffAt   string `db:"handoff_at"`
 	ResolvedAt  string `db:"resolved_at"`
-	OpenedAt    string `db:"opened_at"`
-	Created     string `db:"created"`
+	OpenedAt    string `db:"opened_at"` // the latest opening (a reopen moves it)
+	Created     string `db:"created"`   // the first opening
 	SLABreaches int    `db:"sla_breaches"`
 	CSAT        int    `db:"csat_score"`
-	FirstIn     string `db:"first_in"`    // the customer's first message ("" = none)
-	FirstReply  string `db:"first_reply"` // the first agent reply after it (after the hand-off when the bot had it first)
-	Replies     int    `db:"replies"`     // agent replies (not notes)
+	// FirstResponseAt is the inbox's first agent reply of the latest
+	// opening (inboxFirstReplies corrects it where an agent wrote first).
+	FirstResponseAt string `db:"first_response_at"`
+	// askedAt, when set, is the customer's first message of the opening
+	// (inboxFirstReplies read it): the first response runs from it.
+	askedAt string
 }
 
 // inboxFilter is the report's own parameters: channel= and agent=.
@@ -172,25 +176,31 @@ func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
 func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigures, error) {
 	db := app.DB()
 	start, end := inboxFormat(q.Start), inboxFormat(q.End)
-	w, p := f.where("")
+	w, p := inboxFilter{channel: f.channel}.where("")
 	p["s"], p["e"] = start, end
 	var rows []*inboxConv
-	// Per conversation: the customer's first message, then the first
-	// agent reply at or after it (or after the hand-off: a person's clock
-	// starts when the bot gives the conversation up).
-	err := db.NewQuery(`WITH c AS (
-		SELECT id, profile, channel, assignee, status, bot, handoff_at, resolved_at, opened_at, created, sla_breaches, csat_score,
-			COALESCE((SELECT MIN(m.created) FROM conversation_messages m WHERE m.conversation = conversations.id
-				AND m.author = 'customer' AND m.auto_reply = 0), '') AS first_in
-		FROM conversations
-		WHERE ((created >= {:s} AND created < {:e}) OR (resolved_at >= {:s} AND resolved_at < {:e}))` + w + `)
-		SELECT c.*,
-			CASE WHEN c.first_in = '' THEN '' ELSE COALESCE((SELECT MIN(m.created) FROM conversation_messages m
-				WHERE m.conversation = c.id AND m.author = 'agent' AND m.direction = 'out' AND m.created >= MAX(c.first_in, c.handoff_at)), '') END AS first_reply,
-			(SELECT COUNT(*) FROM conversation_messages m WHERE m.conversation = c.id AND m.author = 'agent' AND m.direction = 'out') AS replies
-		FROM c`).Bind(p).All(&rows)
+	// One scan of the rows: the period's conversations, those resolved in
+	// it (the series) and every later one (a customer's next conversation
+	// on the channel, for first-contact resolution). The agent filter
+	// applies after: a follow-up may be anyone's.
+	err := db.NewQuery(`SELECT id, profile, channel, assignee, status, bot, handoff_at, resolved_at, opened_at, created,
+		sla_breaches, csat_score, first_response_at FROM conversations
+		WHERE (created >= {:s} OR (resolved_at >= {:s} AND resolved_at < {:e}))` + w).Bind(p).All(&rows)
 	if err != nil {
 		return nil, err
+	}
+	later := map[string][]string{} // profile \x00 channel → created, ascending
+	for _, c := range rows {
+		if c.Created >= start {
+			k := c.Profile + "\x00" + c.Channel
+			later[k] = append(later[k], c.Created)
+		}
+	}
+	for _, l := range later {
+		slices.Sort(l)
+	}
+	if f.agent != "" {
+		rows = slices.DeleteFunc(rows, func(c *inboxConv) bool { return c.Assignee != f.agent })
 	}
 
 	buckets := q.Buckets()
@@ -221,7 +231,14 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 		fg.convs = append(fg.convs, c)
 		if i, ok := bucketOf(c.Created); ok {
 			fg.opened[i]++
-			if d, ok := c.frt(); ok {
+		}
+	}
+	if err := inboxFirstReplies(db, fg.convs); err != nil {
+		return nil, err
+	}
+	for _, c := range fg.convs {
+		if d, ok := c.frt(); ok {
+			if i, ok := bucketOf(c.Created); ok {
 				frtByBucket[i] = append(frtByBucket[i], d)
 			}
 		}
@@ -229,24 +246,12 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	for i, v := range frtByBucket {
 		fg.frtMedian[i], _ = inboxPercentile(v, 0.5)
 	}
-	if err := inboxFCR(app, q, f, fg, fcrDays); err != nil {
+	if err := inboxFCR(app, q, fg, later, fcrDays); err != nil {
 		return nil, err
 	}
 
-	// Agent replies by who wrote them, in the period's conversations.
-	var reps []struct {
-		Staff string `db:"author_staff"`
-		N     int    `db:"n"`
-	}
-	wc, pc := f.where("c.")
-	pc["s"], pc["e"] = start, end
-	if err := db.NewQuery(`SELECT m.author_staff, COUNT(*) AS n FROM conversation_messages m JOIN conversations c ON c.id = m.conversation
-		WHERE c.created >= {:s} AND c.created < {:e}` + wc + ` AND m.author = 'agent' AND m.direction = 'out' GROUP BY m.author_staff`).
-		Bind(pc).All(&reps); err != nil {
+	if err := inboxRepliesByStaff(db, fg); err != nil {
 		return nil, err
-	}
-	for _, x := range reps {
-		fg.replies[x.Staff] += x.N
 	}
 
 	if err := inboxNPS(app, q, fg); err != nil {
@@ -270,18 +275,87 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	return fg, nil
 }
 
-// frt is the first response time in seconds, when the conversation has
-// one.
+// inboxFastAnswer is how soon after the opening an agent's first message
+// is more likely a conversation staff started than an answer: for those
+// the messages tell.
+const inboxFastAnswer = 5 * time.Second
+
+// inboxFirstReplies checks the first replies the rows cannot vouch for:
+// where an agent wrote within seconds of the opening, the first response
+// is the first agent reply after the customer's first message of the
+// opening (and after the hand-off), if any.
+func inboxFirstReplies(db dbx.Builder, convs []*inboxConv) error {
+	var look [][3]string
+	at := map[string]*inboxConv{}
+	for _, c := range convs {
+		if d, ok := c.frt(); ok && d < inboxFastAnswer.Seconds() {
+			look = append(look, [3]string{c.ID, c.OpenedAt, c.HandoffAt})
+			at[c.ID] = c
+		}
+	}
+	for len(look) > 0 {
+		n := min(len(look), 500)
+		list, _ := json.Marshal(look[:n])
+		var found []struct {
+			ID    string `db:"id"`
+			In    string `db:"first_in"`
+			Reply string `db:"reply"`
+		}
+		if err := db.NewQuery(`WITH j AS (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS opened, value ->> '$[2]' AS handoff FROM json_each({:list})),
+			f AS (SELECT j.id, j.handoff, (SELECT MIN(m.created) FROM conversation_messages m WHERE m.conversation = j.id
+				AND m.author = 'customer' AND m.auto_reply = 0 AND m.created >= j.opened) AS first_in FROM j)
+			SELECT f.id, COALESCE(f.first_in, '') AS first_in, CASE WHEN f.first_in IS NULL THEN '' ELSE COALESCE((SELECT MIN(m.created) FROM conversation_messages m
+				WHERE m.conversation = f.id AND m.author = 'agent' AND m.direction = 'out' AND m.created >= MAX(f.first_in, f.handoff)), '') END AS reply
+			FROM f`).Bind(dbx.Params{"list": string(list)}).All(&found); err != nil {
+			return err
+		}
+		for _, x := range found {
+			if c := at[x.ID]; c != nil {
+				c.FirstResponseAt, c.askedAt = x.Reply, x.In
+			}
+		}
+		look = look[n:]
+	}
+	return nil
+}
+
+// inboxRepliesByStaff counts agent replies in the period's conversations
+// by who wrote them.
+func inboxRepliesByStaff(db dbx.Builder, fg *inboxFigures) error {
+	ids := make([]string, 0, len(fg.convs))
+	for _, c := range fg.convs {
+		ids = append(ids, c.ID)
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 5000)
+		list, _ := json.Marshal(ids[:n])
+		var reps []struct {
+			Staff string `db:"author_staff"`
+			N     int    `db:"n"`
+		}
+		if err := db.NewQuery(`SELECT m.author_staff, COUNT(*) AS n FROM json_each({:ids}) j CROSS JOIN conversation_messages m
+			WHERE m.conversation = j.value AND m.author = 'agent' AND m.direction = 'out'
+			GROUP BY m.author_staff`).Bind(dbx.Params{"ids": string(list)}).All(&reps); err != nil {
+			return err
+		}
+		for _, x := range reps {
+			fg.replies[x.Staff] += x.N
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// frt is the first response time in seconds of the latest opening: from
+// the customer's message that opened it (or the hand-off, when the bot or
+// a journey had it first) to the first agent reply.
 func (c *inboxConv) frt() (float64, bool) {
-	if c.FirstIn == "" || c.FirstReply == "" {
+	if c.FirstResponseAt == "" {
 		return 0, false
 	}
-	from := c.FirstIn
-	if c.HandoffAt > from {
-		from = c.HandoffAt
-	}
+	from := max(c.OpenedAt, c.askedAt, c.HandoffAt)
 	a, ok1 := inboxParse(from)
-	b, ok2 := inboxParse(c.FirstReply)
+	b, ok2 := inboxParse(c.FirstResponseAt)
 	if !ok1 || !ok2 || b.Before(a) {
 		return 0, false
 	}
@@ -303,7 +377,7 @@ func (c *inboxConv) resolution() (float64, bool) {
 }
 
 // byBot: resolved while the bot still had it, no person having replied.
-func (c *inboxConv) byBot() bool { return c.Status == "resolved" && c.Bot && c.Replies == 0 }
+func (c *inboxConv) byBot() bool { return c.Status == "resolved" && c.Bot && c.FirstResponseAt == "" }
 
 // inboxTotals adds the figures of convs to t (fcr: conversation id →
 // resolved at first contact, for the conversations already judged).
@@ -371,7 +445,7 @@ func inboxTotals(t map[string]float64, convs []*inboxConv, fcr map[string]bool) 
 // resolved at first contact unless, within fcrDays of its first
 // resolution, it was reopened or the customer opened another
 // conversation on the same channel.
-func inboxFCR(app core.App, q Query, f inboxFilter, fg *inboxFigures, fcrDays int) error {
+func inboxFCR(app core.App, q Query, fg *inboxFigures, later map[string][]string, fcrDays int) error {
 	window := time.Duration(fcrDays) * 24 * time.Hour
 	cutoff := inboxFormat(q.Now.Add(-window))
 	// The row holds the latest opening only: a conversation that came
@@ -379,24 +453,29 @@ func inboxFCR(app core.App, q Query, f inboxFilter, fg *inboxFigures, fcrDays in
 	// reopens in the inbox's events.
 	first := map[string]string{} // conversation → first resolution
 	reopens := map[string][]string{}
-	var back []any
+	var back [][3]string // id, profile, created: conversations that came back
 	for _, c := range fg.convs {
 		if c.OpenedAt != c.Created {
-			back = append(back, c.ID)
+			back = append(back, [3]string{c.ID, c.Profile, c.Created})
 		}
 	}
 	for len(back) > 0 {
 		n := min(len(back), 500)
+		list, _ := json.Marshal(back[:n])
 		var evs []struct {
 			Conv string `db:"conv"`
 			Type string `db:"type"`
 			At   string `db:"occurred_at"`
 		}
-		err := app.DB().NewQuery(`SELECT json_extract(properties, '$.conversation') AS conv, type, occurred_at FROM events
-			WHERE type IN ('conversation.resolved', 'conversation.opened') AND occurred_at >= {:s}
-			AND (type = 'conversation.resolved' OR json_extract(properties, '$.reopened') = 1)
-			AND json_extract(properties, '$.conversation') IN (SELECT value FROM json_each({:ids}))
-			ORDER BY occurred_at`).Bind(dbx.Params{"s": inboxFormat(q.Start), "ids": inboxJSON(back[:n])}).All(&evs)
+		// Through the customer's events (profile, occurred_at index) from
+		// the conversation's opening on, not through every inbox event.
+		err := app.DB().NewQuery(`SELECT j.value ->> '$[0]' AS conv, e.type, e.occurred_at
+			FROM json_each({:list}) j CROSS JOIN events e
+			WHERE e.profile = j.value ->> '$[1]' AND e.occurred_at >= j.value ->> '$[2]'
+			AND e.type IN ('conversation.resolved', 'conversation.opened')
+			AND e.properties ->> '$.conversation' = j.value ->> '$[0]'
+			AND (e.type = 'conversation.resolved' OR e.properties ->> '$.reopened' = 1)
+			ORDER BY e.occurred_at`).Bind(dbx.Params{"list": string(list)}).All(&evs)
 		if err != nil {
 			return err
 		}
@@ -410,27 +489,6 @@ func inboxFCR(app core.App, q Query, f inboxFilter, fg *inboxFigures, fcrDays in
 			}
 		}
 		back = back[n:]
-	}
-
-	// Later conversations of the same customers on the same channels.
-	var later []struct {
-		Profile string `db:"profile"`
-		Channel string `db:"channel"`
-		Created string `db:"created"`
-	}
-	p := dbx.Params{"s": inboxFormat(q.Start)}
-	w := ""
-	if f.channel != "" {
-		w, p["channel"] = " AND channel = {:channel}", f.channel
-	}
-	if err := app.DB().NewQuery(`SELECT profile, channel, created FROM conversations WHERE created > {:s}` + w +
-		` ORDER BY profile, channel, created`).Bind(p).All(&later); err != nil {
-		return err
-	}
-	opened := map[string][]string{} // profile \x00 channel → created, ascending
-	for _, l := range later {
-		k := l.Profile + "\x00" + l.Channel
-		opened[k] = append(opened[k], l.Created)
 	}
 
 	for _, c := range fg.convs {
@@ -456,9 +514,8 @@ func inboxFCR(app core.App, q Query, f inboxFilter, fg *inboxFigures, fcrDays in
 				followed = true
 			}
 		}
-		list := opened[c.Profile+"\x00"+c.Channel]
-		i := sort.SearchStrings(list, r1)
-		for ; i < len(list) && list[i] <= until && !followed; i++ {
+		list := later[c.Profile+"\x00"+c.Channel]
+		for i, _ := slices.BinarySearch(list, r1); i < len(list) && list[i] <= until && !followed; i++ {
 			followed = list[i] > r1
 		}
 		fg.fcr[c.ID] = !followed
@@ -737,9 +794,4 @@ func inboxParse(s string) (time.Time, bool) {
 		}
 	}
 	return t, true
-}
-
-func inboxJSON(v []any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }

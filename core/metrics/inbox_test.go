@@ -58,6 +58,7 @@ type inboxSeedConv struct {
 	handoff, waiting, resolved, opened     string // "" = none; opened "" = created
 	created                                string
 	breaches, csat                         int
+	firstResponse                          string // the inbox's first agent reply of the latest opening
 }
 
 func (s inboxSeed) exec(q string, p dbx.Params) {
@@ -84,10 +85,10 @@ func (s inboxSeed) conv(c inboxSeedConv) {
 		snoozed_until, snooze_until_reply, first_response_due, first_response_at, next_response_due, sla_breaches, resolved_at,
 		resolved_by, csat_asked_at, csat_score, journey_run, context, opened_at, created, updated)
 		VALUES ({:id}, {:profile}, {:channel}, {:status}, {:assignee}, '', 'none', '[]', '', '', '', '', {:bot}, {:handoff}, {:waiting},
-		{:created}, '', 'customer', 0, '', 0, '', '', '', {:breaches}, {:resolved}, '', '', {:csat}, '', '{}', {:opened}, {:created}, {:created})`,
+		{:created}, '', 'customer', 0, '', 0, '', {:frt}, '', {:breaches}, {:resolved}, '', '', {:csat}, '', '{}', {:opened}, {:created}, {:created})`,
 		dbx.Params{"id": c.id, "profile": c.profile, "channel": c.channel, "status": c.status, "assignee": c.assignee, "bot": c.bot,
 			"handoff": conv(c.handoff), "waiting": conv(c.waiting), "breaches": c.breaches, "resolved": conv(c.resolved),
-			"csat": c.csat, "opened": inboxAt(opened), "created": inboxAt(c.created)})
+			"csat": c.csat, "frt": conv(c.firstResponse), "opened": inboxAt(opened), "created": inboxAt(c.created)})
 }
 
 // msg adds a message: author customer (in), agent/bot (out).
@@ -118,8 +119,9 @@ func (s inboxSeed) event(typ, profile, when string, props map[string]any) {
 //
 //	conv ch  agent  opened (UTC)   first reply     FRT    resolved        resolution   CSAT  notes
 //	c1  wa   Ana    10-31 23:30    23:35           300    11-01 01:30     7200         5
-//	c2  wa   Ana    11-02 10:00    10:20           1200   11-02 11:00,    86400        2     reopened 11-03 09:00, 1 SLA breach
-//	                                                      again 11-03 10:00
+//	c2  wa   Ana    11-02 10:00    10:20           600    11-02 11:00,    86400        2     reopened 11-03 09:00, 1 SLA breach
+//	                               (11-03 09:10            again 11-03 10:00                     (FRT is the latest opening's)
+//	                               after the reopen)
 //	c3  em   Ben    11-04 08:00    09:00           3600   11-04 12:00     14400        4     same customer opens c6 2 days later
 //	c4  wa   —      11-05 14:00    (bot only)      —      11-05 15:00     3600         —     bot resolved
 //	c5  em   Ben    11-07 10:00    10:40 (handoff  1800   11-07 12:00     7200         5     bot handed off at 10:10
@@ -143,13 +145,13 @@ func seedInboxShop(t testing.TB, s *omnitest.Server) (ana, ben string) {
 	d := inboxSeed{t: t, db: db}
 
 	d.conv(inboxSeedConv{id: "c1", profile: "p1", channel: "whatsapp", assignee: ana, status: "resolved", created: "2026-10-31 23:30",
-		resolved: "2026-11-01 01:30", csat: 5})
+		resolved: "2026-11-01 01:30", csat: 5, firstResponse: "2026-10-31 23:35"})
 	d.msg("c1", "customer", "", "2026-10-31 23:30")
 	d.msg("c1", "agent", ana, "2026-10-31 23:35")
 	d.msg("c1", "agent", ana, "2026-10-31 23:50")
 
 	d.conv(inboxSeedConv{id: "c2", profile: "p2", channel: "whatsapp", assignee: ana, status: "resolved", created: "2026-11-02 10:00",
-		opened: "2026-11-03 09:00", resolved: "2026-11-03 10:00", csat: 2, breaches: 1})
+		opened: "2026-11-03 09:00", resolved: "2026-11-03 10:00", csat: 2, breaches: 1, firstResponse: "2026-11-03 09:10"})
 	d.msg("c2", "customer", "", "2026-11-02 10:00")
 	d.msg("c2", "agent", ana, "2026-11-02 10:20")
 	d.msg("c2", "customer", "", "2026-11-03 09:00")
@@ -160,7 +162,7 @@ func seedInboxShop(t testing.TB, s *omnitest.Server) (ana, ben string) {
 	d.event("conversation.resolved", "p2", "2026-11-03 10:00", map[string]any{"conversation": "c2", "resolved_by": ana})
 
 	d.conv(inboxSeedConv{id: "c3", profile: "p3", channel: "email", assignee: ben, status: "resolved", created: "2026-11-04 08:00",
-		resolved: "2026-11-04 12:00", csat: 4})
+		resolved: "2026-11-04 12:00", csat: 4, firstResponse: "2026-11-04 09:00"})
 	d.msg("c3", "customer", "", "2026-11-04 08:00")
 	d.msg("c3", "agent", ben, "2026-11-04 09:00")
 
@@ -170,28 +172,28 @@ func seedInboxShop(t testing.TB, s *omnitest.Server) (ana, ben string) {
 	d.msg("c4", "bot", "", "2026-11-05 14:00")
 
 	d.conv(inboxSeedConv{id: "c5", profile: "p5", channel: "email", assignee: ben, status: "resolved", created: "2026-11-07 10:00",
-		handoff: "2026-11-07 10:10", resolved: "2026-11-07 12:00", csat: 5})
+		handoff: "2026-11-07 10:10", resolved: "2026-11-07 12:00", csat: 5, firstResponse: "2026-11-07 10:40"})
 	d.msg("c5", "customer", "", "2026-11-07 10:00")
 	d.msg("c5", "bot", "", "2026-11-07 10:00")
 	d.msg("c5", "agent", ben, "2026-11-07 10:40")
 
 	d.conv(inboxSeedConv{id: "c6", profile: "p3", channel: "email", assignee: ben, status: "open", created: "2026-11-06 08:00",
-		waiting: "2026-11-06 09:00"})
+		waiting: "2026-11-06 09:00", firstResponse: "2026-11-06 08:30"})
 	d.msg("c6", "customer", "", "2026-11-06 08:00")
 	d.msg("c6", "agent", ben, "2026-11-06 08:30")
 	d.msg("c6", "customer", "", "2026-11-06 09:00")
 
 	d.conv(inboxSeedConv{id: "c7", profile: "p6", channel: "whatsapp", assignee: ana, status: "resolved", created: "2026-11-10 20:00",
-		resolved: "2026-11-19 09:00"})
+		resolved: "2026-11-19 09:00", firstResponse: "2026-11-10 20:02"})
 	d.msg("c7", "customer", "", "2026-11-10 20:00")
 	d.msg("c7", "agent", ana, "2026-11-10 20:02")
 
 	d.conv(inboxSeedConv{id: "c0", profile: "p7", channel: "whatsapp", assignee: ana, status: "resolved", created: "2026-10-25 10:00",
-		resolved: "2026-10-25 11:00"})
+		resolved: "2026-10-25 11:00", firstResponse: "2026-10-25 10:10"})
 	d.msg("c0", "customer", "", "2026-10-25 10:00")
 	d.msg("c0", "agent", ana, "2026-10-25 10:10")
 	d.conv(inboxSeedConv{id: "c8", profile: "p8", channel: "email", assignee: ben, status: "resolved", created: "2026-10-30 10:00",
-		resolved: "2026-11-02 09:00"})
+		resolved: "2026-11-02 09:00", firstResponse: "2026-10-30 12:00"})
 	d.msg("c8", "customer", "", "2026-10-30 10:00")
 	d.msg("c8", "agent", ben, "2026-10-30 12:00")
 
@@ -269,9 +271,10 @@ func TestInboxReportFiguresOnASeededShop(t *testing.T) {
 		"conversations": 7, // c1..c7 (c1 opened 00:30 Madrid on 1 November; c0, c8 before)
 		"by_bot":        1, // c4
 		"handed_off":    1, // c5
-		// FRT sorted 120 300 1200 1800 1800 3600: median (1200+1800)/2;
-		// p90 at rank 0.9×5 = 4.5: 1800 + 0.5×(3600−1800)
-		"first_response_median": 1500, "first_response_p90": 2700,
+		// FRT (c2: of its latest opening, 09:00 → 09:10) sorted 120 300
+		// 600 1800 1800 3600: median (600+1800)/2; p90 at rank 0.9×5 = 4.5:
+		// 1800 + 0.5×(3600−1800)
+		"first_response_median": 1200, "first_response_p90": 2700,
 		// resolution sorted 3600 7200 7200 14400 86400 738000 (c6 open):
 		// median (7200+14400)/2; p90: 86400 + 0.5×(738000−86400)
 		"resolution_median": 10800, "resolution_p90": 412200,
@@ -302,9 +305,9 @@ func TestInboxReportFiguresOnASeededShop(t *testing.T) {
 		t.Fatalf("series x = %v", r.Series.X)
 	}
 	wantSeries := map[string][]float64{
-		"opened":                {1, 1, 0, 1, 1, 1, 1, 0, 0, 1},                 // c1 c2 · c3 c4 c6 c5 · · c7
-		"resolved":              {1, 1, 1, 1, 1, 0, 1, 0, 0, 0},                 // c1 c8 c2 c3 c4 · c5
-		"first_response_median": {300, 1200, 0, 3600, 0, 1800, 1800, 0, 0, 120}, // c4 has no agent reply
+		"opened":                {1, 1, 0, 1, 1, 1, 1, 0, 0, 1},                // c1 c2 · c3 c4 c6 c5 · · c7
+		"resolved":              {1, 1, 1, 1, 1, 0, 1, 0, 0, 0},                // c1 c8 c2 c3 c4 · c5
+		"first_response_median": {300, 600, 0, 3600, 0, 1800, 1800, 0, 0, 120}, // c4 has no agent reply
 	}
 	for k, w := range wantSeries {
 		if g, _ := json.Marshal(r.Series.Y[k]); string(g) != inboxMustJSON(w) {
@@ -317,7 +320,7 @@ func TestInboxReportFiguresOnASeededShop(t *testing.T) {
 	}
 
 	inboxWantRows(t, inboxTable(t, r, "by_agent"), [][]any{
-		// Ana c1 c2 c7: replies 2+2+1, FRT 120 300 1200, resolution 7200 86400 738000, FCR c1 ok c2 not, CSAT (5+2)/2
+		// Ana c1 c2 c7: replies 2+2+1, FRT 120 300 600, resolution 7200 86400 738000, FCR c1 ok c2 not, CSAT (5+2)/2
 		{"Ana", 3, 5, 300, 86400, 0.5, 3.5, 1},
 		// Ben c3 c5 c6: FRT 1800 1800 3600, resolution 7200 14400, FCR c3 not c5 ok, CSAT (4+5)/2
 		{"Ben", 3, 3, 1800, 10800, 0.5, 4.5, 0},
@@ -359,6 +362,27 @@ func TestInboxReportFiguresOnASeededShop(t *testing.T) {
 	if code != http.StatusOK || !strings.HasPrefix(string(body), "Agent,Conversations,Replies,") || !strings.Contains(string(body), "\nAna,3,5,300,86400,0.5,3.5,1\n") {
 		t.Errorf("csv: %d %s", code, body)
 	}
+}
+
+// A conversation staff started has an agent message at its opening: its
+// first response is the first agent reply after the customer's answer.
+func TestInboxReportFirstResponseOfAConversationStaffStarted(t *testing.T) {
+	s := startInboxMetrics(t)
+	owner := s.Staff(t, "owner@omni-shop.dev", "owner")
+	_, ben := seedInboxShop(t, s)
+	d := inboxSeed{t: t, db: s.PB.DB()}
+	// 11-12 09:00 Ben writes (the inbox sets first_response_at then),
+	// 10:00 the customer answers, 10:30 Ben replies: 1800 s.
+	d.conv(inboxSeedConv{id: "c9", profile: "p9", channel: "sms", assignee: ben, status: "open", created: "2026-11-12 09:00",
+		firstResponse: "2026-11-12 09:00"})
+	d.msg("c9", "agent", ben, "2026-11-12 09:00")
+	d.msg("c9", "customer", "", "2026-11-12 10:00")
+	d.msg("c9", "agent", ben, "2026-11-12 10:30")
+	r := inboxGet(t, s, owner, "from=2026-11-12&to=2026-11-12")
+	if r.Totals["conversations"] != 1 || r.Totals["first_response_median"] != 1800 {
+		t.Errorf("totals %v, want 1 conversation answered in 1800 s", r.Totals)
+	}
+	inboxWantRows(t, inboxTable(t, r, "by_agent"), [][]any{{"Ben", 1, 2, 1800, nil, nil, nil, 0}})
 }
 
 func TestInboxReportRefusesBadParamsAndGuests(t *testing.T) {
