@@ -179,25 +179,18 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	w, p := inboxFilter{channel: f.channel}.where("")
 	p["s"], p["e"] = start, end
 	var rows []*inboxConv
-	// One scan of the rows: the period's conversations, those resolved in
-	// it (the series) and every later one (a customer's next conversation
-	// on the channel, for first-contact resolution). The agent filter
-	// applies after: a follow-up may be anyone's.
+	// One scan of the rows: the period's conversations and those resolved
+	// in it (the series). The agent filter applies after: the customer's
+	// later conversations (first-contact resolution) may be anyone's.
 	err := db.NewQuery(`SELECT id, profile, channel, assignee, status, bot, handoff_at, resolved_at, opened_at, created,
 		sla_breaches, csat_score, first_response_at FROM conversations
-		WHERE (created >= {:s} OR (resolved_at >= {:s} AND resolved_at < {:e}))` + w).Bind(p).All(&rows)
+		WHERE ((created >= {:s} AND created < {:e}) OR (resolved_at >= {:s} AND resolved_at < {:e}))` + w).Bind(p).All(&rows)
 	if err != nil {
 		return nil, err
 	}
-	later := map[string][]string{} // profile \x00 channel → created, ascending
-	for _, c := range rows {
-		if c.Created >= start {
-			k := c.Profile + "\x00" + c.Channel
-			later[k] = append(later[k], c.Created)
-		}
-	}
-	for _, l := range later {
-		slices.Sort(l)
+	later, err := inboxLater(db, q, f, rows, fcrDays)
+	if err != nil {
+		return nil, err
 	}
 	if f.agent != "" {
 		rows = slices.DeleteFunc(rows, func(c *inboxConv) bool { return c.Assignee != f.agent })
@@ -273,6 +266,45 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 		fg.totals["nps"] = inboxRound(float64(promoters-detractors)/float64(answers)*100, 1)
 	}
 	return fg, nil
+}
+
+// inboxLater lists, by customer and channel, when the conversations from
+// the period's start opened, up to the end of the last follow-up window
+// (the latest resolution or reopen of the period's conversations plus
+// fcrDays, at most now).
+func inboxLater(db dbx.Builder, q Query, f inboxFilter, rows []*inboxConv, fcrDays int) (map[string][]string, error) {
+	start, end := inboxFormat(q.Start), inboxFormat(q.End)
+	later := map[string][]string{} // profile \x00 channel → created, ascending
+	last := ""
+	for _, c := range rows {
+		if c.Created >= start {
+			k := c.Profile + "\x00" + c.Channel
+			later[k] = append(later[k], c.Created)
+			last = max(last, c.ResolvedAt, c.OpenedAt)
+		}
+	}
+	if t, ok := inboxParse(last); ok {
+		until := min(inboxFormat(t.Add(time.Duration(fcrDays)*24*time.Hour)), inboxFormat(q.Now))
+		var more []struct {
+			Profile string `db:"profile"`
+			Channel string `db:"channel"`
+			Created string `db:"created"`
+		}
+		w, p := inboxFilter{channel: f.channel}.where("")
+		p["e"], p["until"] = end, until
+		if err := db.NewQuery(`SELECT profile, channel, created FROM conversations WHERE created >= {:e} AND created <= {:until}` + w).
+			Bind(p).All(&more); err != nil {
+			return nil, err
+		}
+		for _, m := range more {
+			k := m.Profile + "\x00" + m.Channel
+			later[k] = append(later[k], m.Created)
+		}
+	}
+	for _, l := range later {
+		slices.Sort(l)
+	}
+	return later, nil
 }
 
 // inboxFastAnswer is how soon after the opening an agent's first message

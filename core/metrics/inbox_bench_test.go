@@ -17,7 +17,8 @@ import (
 // BenchmarkInboxReport answers the inbox report over 50,000 conversations
 // (four messages each, one in ten reopened with its events, 5,000 NPS
 // answers) spread over the 90 days before the clock, for the whole 90 days
-// with the previous period beside it. Reports p50/p99 in ms.
+// with the previous period beside it (90d: all 50,000 and their
+// messages), and for the last 30 days. Reports p50/p99 in ms.
 //
 //	go test ./core/metrics/ -run '^$' -bench InboxReport -benchtime 50x
 func BenchmarkInboxReport(b *testing.B) {
@@ -26,21 +27,23 @@ func BenchmarkInboxReport(b *testing.B) {
 	seedBench(b, s)
 	_, _ = s.PB.DB().NewQuery("ANALYZE").Execute()
 
-	var took []time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		t0 := time.Now()
-		code, body := s.Do(b, http.MethodGet, "/api/v1/metrics/inbox?range=90d&compare=previous", nil, http.Header{"Authorization": {owner}})
-		took = append(took, time.Since(t0))
-		if code != http.StatusOK {
-			b.Fatalf("%d %s", code, body)
-		}
+	for _, rng := range []string{"30d", "90d"} {
+		b.Run(rng, func(b *testing.B) {
+			var took []time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				code, body := s.Do(b, http.MethodGet, "/api/v1/metrics/inbox?compare=previous&range="+rng, nil, http.Header{"Authorization": {owner}})
+				took = append(took, time.Since(t0))
+				if code != http.StatusOK {
+					b.Fatalf("%d %s", code, body)
+				}
+			}
+			slices.Sort(took)
+			ms := func(q float64) float64 { return float64(took[int(q*float64(len(took)-1))].Microseconds()) / 1000 }
+			b.ReportMetric(ms(0.5), "p50-ms")
+			b.ReportMetric(ms(0.99), "p99-ms")
+		})
 	}
-	b.StopTimer()
-	slices.Sort(took)
-	ms := func(q float64) float64 { return float64(took[int(q*float64(len(took)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(ms(0.5), "p50-ms")
-	b.ReportMetric(ms(0.99), "p99-ms")
 }
 
 // seedBench writes the benchmark's inbox.
@@ -54,7 +57,7 @@ func seedBench(b testing.TB, s *omnitest.Server) {
 			subject, thread, widget, address, bot, handoff_at, waiting_since, last_message_at, last_message, last_author, unread,
 			snoozed_until, snooze_until_reply, first_response_due, first_response_at, next_response_due, sla_breaches, resolved_at,
 			resolved_by, csat_asked_at, csat_score, journey_run, context, opened_at, created, updated)
-			VALUES ({:id}, {:p}, {:ch}, {:st}, {:a}, '', 'none', '[]', '', '', '', '', 0, '', '', {:c}, '', 'customer', 0, '', 0, '', '', '',
+			VALUES ({:id}, {:p}, {:ch}, {:st}, {:a}, '', 'none', '[]', '', '', '', '', 0, '', '', {:c}, '', 'customer', 0, '', 0, '', {:fr}, '',
 			{:br}, {:r}, '', '', {:csat}, '', '{}', {:o}, {:c}, {:c})`).Prepare()
 		defer conv.Close()
 		msg := db.NewQuery(`INSERT INTO conversation_messages (id, conversation, profile, direction, author, author_staff, text, attachments,
@@ -81,7 +84,7 @@ func seedBench(b testing.TB, s *omnitest.Server) {
 				status, res = "open", ""
 			}
 			if _, err := conv.Bind(dbx.Params{"id": id, "p": p, "ch": channels[i%4], "st": status, "a": agents[i%6], "br": i % 7 / 6,
-				"r": res, "csat": i % 6, "o": store.FormatTime(opened), "c": store.FormatTime(created)}).Execute(); err != nil {
+				"r": res, "fr": store.FormatTime(reply), "csat": i % 6, "o": store.FormatTime(opened), "c": store.FormatTime(created)}).Execute(); err != nil {
 				return err
 			}
 			for j, m := range []struct {

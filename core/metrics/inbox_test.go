@@ -356,6 +356,11 @@ func TestInboxReportFiguresOnASeededShop(t *testing.T) {
 		}
 	}
 	_ = ana
+	// 1–5 November: c3's follow-up c6 opened after the period, and still
+	// counts. Judged c1 ok, c2 reopened, c3 followed, c4 ok: 2/4.
+	if r5 := inboxGet(t, s, owner, "from=2026-11-01&to=2026-11-05"); r5.Totals["conversations"] != 4 || r5.Totals["fcr_rate"] != 0.5 {
+		t.Errorf("1–5 November: conversations %v, fcr_rate %v; want 4, 0.5", r5.Totals["conversations"], r5.Totals["fcr_rate"])
+	}
 
 	// CSV of a table.
 	code, body := s.Do(t, http.MethodGet, "/api/v1/metrics/inbox?from=2026-11-01&to=2026-11-10&format=csv&table=by_agent", nil, omnitest.Auth(owner))
