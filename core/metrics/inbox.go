@@ -502,7 +502,7 @@ func inboxFCR(app core.App, q Query, fg *inboxFigures, later map[string][]string
 		// Through the customer's events (profile, occurred_at index) from
 		// the conversation's opening on, not through every inbox event.
 		err := app.DB().NewQuery(`SELECT j.value ->> '$[0]' AS conv, e.type, e.occurred_at
-			FROM json_each({:list}) j CROSS JOIN events e
+			FROM json_each({:list}) j CROSS JOIN events e INDEXED BY idx_events_profile_time
 			WHERE e.profile = j.value ->> '$[1]' AND e.occurred_at >= j.value ->> '$[2]'
 			AND e.type IN ('conversation.resolved', 'conversation.opened')
 			AND e.properties ->> '$.conversation' = j.value ->> '$[0]'
