@@ -182,14 +182,14 @@ func TestCustomersReportTotalsAndPrevious(t *testing.T) {
 	// ltv = (180+60+120+0+100+50)/6 = 510/6 = 85; ltv_new = (100+50)/2 = 75;
 	// orders per customer = (3+1+3+1+2+1)/6 = 11/6; repeat = A, C, E of 6.
 	// Churn risk: B and D (I is merged into A).
-	wantTotals(t, "april", r.Totals, map[string]float64{
+	wantCustTotals(t, "april", r.Totals, map[string]float64{
 		"customers": 6, "new_customers": 2, "returning_customers": 2, "ltv": 85, "ltv_new": 75,
 		"orders_per_customer": 11.0 / 6, "repeat_rate": 0.5, "churn_risk": 2,
 	})
 	// March 2–31: buyers A–D; new C (Mar 3), D (Mar 15); returning A (Mar 5).
 	// ltv = (180+60+120+0)/4 = 90; ltv_new = (120+0)/2 = 60;
 	// orders per customer = (3+1+3+1)/4 = 2; repeat = A, C of 4.
-	wantTotals(t, "previous", r.Previous, map[string]float64{
+	wantCustTotals(t, "previous", r.Previous, map[string]float64{
 		"customers": 4, "new_customers": 2, "returning_customers": 1, "ltv": 90, "ltv_new": 60,
 		"orders_per_customer": 2, "repeat_rate": 0.5,
 	})
@@ -223,7 +223,7 @@ func TestCustomersReportMonthlySeries(t *testing.T) {
 	wantDays(t, "new_customers", r.Series.Y["new_customers"], map[int]float64{0: 2, 1: 2, 2: 2})
 	wantDays(t, "returning_customers", r.Series.Y["returning_customers"], map[int]float64{1: 1, 2: 2})
 	// Over Feb–Apr: 6 buyers, all new; nobody had ordered before Feb.
-	wantTotals(t, "feb-apr", r.Totals, map[string]float64{"customers": 6, "new_customers": 6, "returning_customers": 0})
+	wantCustTotals(t, "feb-apr", r.Totals, map[string]float64{"customers": 6, "new_customers": 6, "returning_customers": 0})
 }
 
 func TestCustomersReportCohortsAndLTVTables(t *testing.T) {
@@ -305,13 +305,13 @@ func TestCustomersReportEmptyShop(t *testing.T) {
 	s := startCustShop(t, custNow)
 	r := s.custReport(t, "range=30d")
 	// No buyers yet: zeros, not NaN or errors; the tables are there, empty.
-	wantTotals(t, "empty", r.Totals, map[string]float64{"customers": 0, "ltv": 0, "repeat_rate": 0, "churn_risk": 0})
+	wantCustTotals(t, "empty", r.Totals, map[string]float64{"customers": 0, "ltv": 0, "repeat_rate": 0, "churn_risk": 0})
 	if len(custTable(t, r, "cohorts").Rows) != 0 || len(r.Series.X) != 30 {
 		t.Fatalf("cohorts %v, %d days", custTable(t, r, "cohorts").Rows, len(r.Series.X))
 	}
 }
 
-func wantTotals(t *testing.T, what string, got, want map[string]float64) {
+func wantCustTotals(t *testing.T, what string, got, want map[string]float64) {
 	t.Helper()
 	for k, w := range want {
 		g, ok := got[k]
