@@ -260,22 +260,22 @@ func TestCustomersReportCohortsAndLTVTables(t *testing.T) {
 	})
 	// Buying stages now: H new; F, G first purchase; E repeat; A, C loyal;
 	// B, D at risk. Moved in during April: first purchase E, F; repeat C
-	// (2nd order Apr 2), E (Apr 12); loyal A (3rd order within a year on
-	// Apr 20); at risk nobody (B's 90 days end May 21, D's Jun 13).
+	// (2nd order Apr 2), E (Apr 12) but not A (2nd order Mar 5); at risk
+	// nobody (B's 90 days end May 21, D's Jun 13); loyal is not derived.
 	wantRows(t, "buying_stages", custTable(t, r, "buying_stages").Rows, [][]any{
 		{"new", 1.0, nil}, {"browsing", 0.0, nil}, {"first_purchase", 2.0, 2.0}, {"repeat", 1.0, 2.0},
-		{"loyal", 2.0, 1.0}, {"at_risk", 2.0, 0.0},
+		{"loyal", 2.0, nil}, {"at_risk", 2.0, 0.0},
 	})
 	wantRows(t, "lifecycle", custTable(t, r, "lifecycle").Rows, [][]any{
 		{"awareness", 1.0}, {"consideration", 0.0}, {"purchase", 0.0}, {"post_purchase", 4.0}, {"loyal", 3.0},
 	})
 
 	// June 1–15: D's 90 days without an order end Jun 13 (and D is at risk
-	// now); C's third order within a year (Jun 1) makes C loyal.
+	// now); B's ended May 21, before the range.
 	june := s.custReport(t, "from=2026-06-01&to=2026-06-15")
 	wantRows(t, "june buying_stages", custTable(t, june, "buying_stages").Rows, [][]any{
 		{"new", 1.0, nil}, {"browsing", 0.0, nil}, {"first_purchase", 2.0, 0.0}, {"repeat", 1.0, 0.0},
-		{"loyal", 2.0, 1.0}, {"at_risk", 2.0, 1.0},
+		{"loyal", 2.0, nil}, {"at_risk", 2.0, 1.0},
 	})
 }
 
