@@ -15,6 +15,7 @@ import (
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/store"
@@ -366,4 +367,101 @@ func wantRows(t *testing.T, what string, got, want [][]any) {
 			t.Errorf("%s row %d col %d = %v, want %v (row %v)", what, i, j, g, w, got[i])
 		}
 	}
+}
+
+// TestCustomersThroughEvents: real order events (a refund, a merge, its
+// un-merge and an erasure) reach the customers report through the rollups.
+func TestCustomersThroughEvents(t *testing.T) {
+	s := startShop(t, "")
+	prev := s.job(t)
+	s.putSetting(t, "currency", map[string]any{"base": "EUR"})
+	s.waitJob(t, prev)
+	now := time.Now().UTC()
+	m0 := time.Date(now.Year(), now.Month()-2, 1, 10, 0, 0, 0, time.UTC) // two months ago
+	m1 := m0.AddDate(0, 1, 0)                                            // last month
+	const phone = "+447700900124"
+	bob := func(typ string, at time.Time, props map[string]any) *events.Event {
+		ev := order(typ, "square", "", at, events.ChannelPOS, props)
+		ev.Identities = events.Identities{events.Phone: phone}
+		return ev
+	}
+	s.publish(t,
+		order(events.OrderPlaced, "shopify", "ann@omni-shop.dev", m0.AddDate(0, 0, 2), events.ChannelWeb, map[string]any{"order_id": "a1", "total": 100, "currency": "EUR"}),
+		order(events.OrderPlaced, "shopify", "ann@omni-shop.dev", m1.AddDate(0, 0, 2), events.ChannelWeb, map[string]any{"order_id": "a2", "total": 50, "currency": "EUR"}),
+		bob(events.OrderPlaced, m1.AddDate(0, 0, 5), map[string]any{"order_id": "b1", "total": 80, "currency": "EUR"}),
+		bob(events.OrderRefunded, m1.AddDate(0, 0, 6), map[string]any{"refund_id": "br1", "order_id": "b1", "total": 30, "currency": "EUR"}),
+	)
+	query := "from=" + m0.Format(time.DateOnly) + "&to=" + now.Format(time.DateOnly)
+	get := func() *metrics.Report {
+		var r metrics.Report
+		s.get(t, "/api/v1/metrics/customers?"+query, &r)
+		return &r
+	}
+	cohort := func(r *metrics.Report) [][]any {
+		rows := tableRows(t, r, "cohorts")
+		out := make([][]any, len(rows))
+		for i, row := range rows {
+			out[i] = row[:5] // cohort, customers, m1..m3
+		}
+		return out
+	}
+	// Ann (web) 100 + 50 in months 0 and 1 → net 150; Bob (POS) 80 − 30
+	// refunded → 50. ltv = (150 + 50)/2 = 100; orders (2 + 1)/2 = 1.5.
+	// It is month 2 of ann's cohort, month 1 of bob's: later offsets null.
+	separate := map[string]float64{"customers": 2, "new_customers": 2, "returning_customers": 0, "ltv": 100, "ltv_new": 100,
+		"orders_per_customer": 1.5, "repeat_rate": 0.5}
+	r := get()
+	wantCustTotals(t, "separate", r.Totals, separate)
+	m0s, m1s := m0.Format("2006-01"), m1.Format("2006-01")
+	separateCohorts := [][]any{{m0s, 1.0, 1.0, 0.0, nil}, {m1s, 1.0, 0.0, nil, nil}}
+	wantRows(t, "separate cohorts", cohort(r), separateCohorts)
+	wantRows(t, "separate channels", tableRows(t, r, "ltv_by_channel"), [][]any{
+		{"pos", 1.0, 50.0, 1.0, 1.0, 50.0}, {"web", 1.0, 150.0, 2.0, 1.0, 150.0}})
+
+	// Bob's phone turns out to be ann's: one customer since m0 (web), three
+	// orders, net 150 + 50 = 200, ordering again in month 1.
+	join := order(events.Identify, "shopify", "ann@omni-shop.dev", m1.AddDate(0, 0, 10), "", nil)
+	join.Identities[events.Phone] = phone
+	s.publish(t, join)
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM metrics_customers", nil) == 1
+	}, "the merge to reach the rollups")
+	r = get()
+	wantCustTotals(t, "merged", r.Totals, map[string]float64{"customers": 1, "new_customers": 1, "ltv": 200,
+		"orders_per_customer": 3, "repeat_rate": 1})
+	wantRows(t, "merged cohorts", cohort(r), [][]any{{m0s, 1.0, 1.0, 0.0, nil}})
+	wantRows(t, "merged channels", tableRows(t, r, "ltv_by_channel"), [][]any{{"web", 1.0, 200.0, 3.0, 1.0, 200.0}})
+
+	survivor := s.profileOf(t, events.Email, "ann@omni-shop.dev")
+	var merges struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	s.get(t, "/api/v1/profiles/"+survivor+"/merges", &merges)
+	if len(merges.Items) != 1 {
+		t.Fatalf("merges: %+v", merges)
+	}
+	if code, body := s.Do(t, "POST", "/api/v1/profiles/"+survivor+"/merges/"+merges.Items[0].ID+"/undo", nil, auth(s.owner)); code != 200 {
+		t.Fatalf("undo: %d %s", code, body)
+	}
+	s.waitStored(t, "unmerge:"+merges.Items[0].ID)
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM metrics_customers", nil) == 2
+	}, "the un-merge to reach the rollups")
+	r = get()
+	wantCustTotals(t, "un-merged", r.Totals, separate)
+	wantRows(t, "un-merged cohorts", cohort(r), separateCohorts)
+
+	// Erasing ann leaves bob: 50, his cohort only.
+	ann := s.profileOf(t, events.Email, "ann@omni-shop.dev")
+	if code, body := s.Do(t, "DELETE", "/api/v1/profiles/"+ann, nil, auth(s.owner)); code != 200 {
+		t.Fatalf("erase: %d %s", code, body)
+	}
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM metrics_customers WHERE profile = {:p}", map[string]any{"p": ann}) == 0
+	}, "the erased customer's rollups to go")
+	r = get()
+	wantCustTotals(t, "erased", r.Totals, map[string]float64{"customers": 1, "new_customers": 1, "ltv": 50, "orders_per_customer": 1, "repeat_rate": 0})
+	wantRows(t, "erased cohorts", cohort(r), [][]any{{m1s, 1.0, 0.0, nil, nil}})
 }
