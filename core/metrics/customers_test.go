@@ -225,6 +225,17 @@ func TestCustomersReportMonthlySeries(t *testing.T) {
 	wantDays(t, "returning_customers", r.Series.Y["returning_customers"], map[int]float64{1: 1, 2: 2})
 	// Over Feb–Apr: 6 buyers, all new; nobody had ordered before Feb.
 	wantCustTotals(t, "feb-apr", r.Totals, map[string]float64{"customers": 6, "new_customers": 6, "returning_customers": 0})
+
+	// Hours of Apr 10 and 11: E's first order at 10:00 on the 10th.
+	h := s.custReport(t, "from=2026-04-10&to=2026-04-11")
+	if h.Bucket != "hour" || len(h.Series.X) != 48 {
+		t.Fatalf("bucket %s with %d points, want 48 hours", h.Bucket, len(h.Series.X))
+	}
+	wantDays(t, "hourly new_customers", h.Series.Y["new_customers"], map[int]float64{10: 1})
+	wantDays(t, "hourly returning_customers", h.Series.Y["returning_customers"], map[int]float64{})
+	// Apr 12: E's second order at 10:00 makes E a returning buyer that hour.
+	h = s.custReport(t, "from=2026-04-12&to=2026-04-12")
+	wantDays(t, "Apr 12 returning_customers", h.Series.Y["returning_customers"], map[int]float64{10: 1})
 }
 
 func TestCustomersReportCohortsAndLTVTables(t *testing.T) {
