@@ -115,7 +115,7 @@ func (b *buyerStats) add(o buyerStats) {
 // order falls: one pass over the covering channel index gives the totals
 // of both periods and the channel table.
 type buyerGroupSet struct {
-	channels []string                // by number of buyers up to the range end, most first
+	channels []string                 // by number of buyers up to the range end, most first
 	by       map[string][4]buyerStats // channel → segment
 }
 
