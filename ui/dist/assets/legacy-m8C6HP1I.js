@@ -1,0 +1,1 @@
+import{b0 as a}from"./index-CulUgBQP.js";a();
