@@ -1,0 +1,30 @@
+package metrics
+
+import (
+	"github.com/pocketbase/pocketbase/core"
+	m "github.com/pocketbase/pocketbase/migrations"
+)
+
+// rate_from says where a fact's exchange rate came from (base, vendor,
+// owner; "" = none), so a change of the owner's rates re-rates only the
+// facts that used them and keeps the rates vendors reported. The covering
+// index answers "distinct buyers in a range" from the index alone.
+func init() {
+	m.Register(func(app core.App) error {
+		c, err := app.FindCollectionByNameOrId(OrdersCollection)
+		if err != nil {
+			return err
+		}
+		c.Fields.Add(&core.TextField{Name: "rate_from", Max: 10})
+		c.AddIndex("idx_metrics_orders_buyers", false, "kind, duplicate, day, profile", "")
+		return app.Save(c)
+	}, func(app core.App) error {
+		c, err := app.FindCollectionByNameOrId(OrdersCollection)
+		if err != nil {
+			return nil
+		}
+		c.Fields.RemoveByName("rate_from")
+		c.RemoveIndex("idx_metrics_orders_buyers")
+		return app.Save(c)
+	}, "1765000010_metrics_rollups.go")
+}
