@@ -271,16 +271,6 @@ func cohortMonthsOf(q Query) []string {
 	return out
 }
 
-// monthsBetween is how many months month b is after month a (YYYY-MM).
-func monthsBetween(a, b string) int {
-	ta, err1 := time.Parse("2006-01", a)
-	tb, err2 := time.Parse("2006-01", b)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	return (tb.Year()-ta.Year())*12 + int(tb.Month()) - int(ta.Month())
-}
-
 // cohortTables builds the retention grid and LTV by acquisition month over
 // the same cohorts.
 func cohortTables(db dbx.Builder, q Query) (Table, Table, error) {
