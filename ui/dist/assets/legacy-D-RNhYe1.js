@@ -1,0 +1,1 @@
+import{b1 as a}from"./index-CI9okXNq.js";a();

@@ -1,1 +1,0 @@
-import{b0 as a}from"./index-CulUgBQP.js";a();
