@@ -232,7 +232,7 @@ func (m *Module) rerate(pb core.App, baseChanged bool, progress func(done, total
 func (m *Module) runJob(kind string, f func(progress func(done, total int)) (string, error)) {
 	j := &m.rollups.jobs
 	j.update(func(s *JobStatus) {
-		*s = JobStatus{Running: true, Kind: kind, StartedAt: time.Now().UTC().Format(time.RFC3339)}
+		*s = JobStatus{Running: true, Kind: kind, StartedAt: time.Now().UTC().Format(time.RFC3339Nano)}
 	})
 	go func() {
 		defer j.run.Unlock()
@@ -245,7 +245,7 @@ func (m *Module) runJob(kind string, f func(progress func(done, total int)) (str
 			}
 		})
 		j.update(func(s *JobStatus) {
-			s.Running, s.FinishedAt, s.Summary = false, time.Now().UTC().Format(time.RFC3339), summary
+			s.Running, s.FinishedAt, s.Summary = false, time.Now().UTC().Format(time.RFC3339Nano), summary
 			if err != nil {
 				s.Error = err.Error()
 			}

@@ -80,7 +80,7 @@ type item struct {
 }
 
 const insertFactSQL = `INSERT INTO metrics_orders (id, event, event_id, profile, kind, order_key, source, channel, campaign,
-journey_run, occurred_at, day, currency, amount, rate, amount_base, items, duplicate, returning, rate_from, created)
+journey_run, occurred_at, day, currency, amount, rate, amount_base, items, duplicate, "returning", rate_from, created)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT(event) DO NOTHING`
 
 func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
@@ -371,7 +371,7 @@ func prepareRollups(tx core.App) (*rollupStmts, error) {
 		st  **sql.Stmt
 		sql string
 	}{
-		{&s.facts, `SELECT id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate, returning
+		{&s.facts, `SELECT id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate, "returning"
 			FROM metrics_orders WHERE profile = ? ORDER BY occurred_at, id`},
 		{&s.customer, "SELECT contrib FROM metrics_customers WHERE profile = ?"},
 		{&s.upsertDaily, `INSERT INTO metrics_daily (id, day, metric, dim, currency, value, count) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -383,7 +383,7 @@ func prepareRollups(tx core.App) (*rollupStmts, error) {
 			first_channel = excluded.first_channel, last_order_at = excluded.last_order_at, orders = excluded.orders,
 			net_base = excluded.net_base, months = excluded.months, contrib = excluded.contrib, updated = excluded.updated`},
 		{&s.deleteCustomer, "DELETE FROM metrics_customers WHERE profile = ?"},
-		{&s.setFact, "UPDATE metrics_orders SET returning = ?, channel = ? WHERE id = ?"},
+		{&s.setFact, `UPDATE metrics_orders SET "returning" = ?, channel = ? WHERE id = ?`},
 	} {
 		st, err := ex.Prepare(p.sql)
 		if err != nil {

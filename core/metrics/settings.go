@@ -241,7 +241,7 @@ func (s *settingsPart) put(e *core.RequestEvent) error {
 	dec := json.NewDecoder(http.MaxBytesReader(e.Response, e.Request.Body, 1<<16))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return api.BadRequest(bodyField(err), "body: "+err.Error())
+		return bodyError(err)
 	}
 	if err := validateSetting(key, v); err != nil {
 		return err
@@ -273,14 +273,25 @@ func (s *settingsPart) put(e *core.RequestEvent) error {
 	return e.JSON(http.StatusOK, s.answer(e.App))
 }
 
-// bodyField names the field a JSON decoding error is about.
-func bodyField(err error) string {
+// bodyError names the field a JSON decoding error is about.
+func bodyError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return te.Field
+		return api.BadRequest(te.Field, fmt.Sprintf("%s: expected a %s, got a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value))
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-		return strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
+		f := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
+		return api.BadRequest(f, fmt.Sprintf("%s: no such field in this setting", f))
 	}
-	return "body"
+	return api.BadRequest("body", "body: expected a JSON object: "+err.Error())
+}
+
+func jsonKind(goKind string) string {
+	switch {
+	case strings.HasPrefix(goKind, "float"), strings.HasPrefix(goKind, "int"):
+		return "number"
+	case goKind == "map", goKind == "struct":
+		return "object"
+	}
+	return goKind
 }
