@@ -103,7 +103,7 @@ describe('reports', () => {
     assert.match(await net.textContent(), /vs\s*€40\.00/)
     // The chart has its figures beside it, the previous period too.
     await page.getByText('Show the figures').click()
-    await page.getByRole('columnheader', { name: 'Net revenue (previous)' }).waitFor()
+    await page.locator('details table').getByRole('columnheader', { name: 'Net revenue (previous)' }).waitFor()
     await shot(page, 'reports-dashboard-today')
 
     await page.getByRole('button', { name: '7 days' }).click()
@@ -123,6 +123,8 @@ describe('reports', () => {
     assert.equal(new URL(page.url()).pathname, '/reports/sales')
     assert.equal(new URL(page.url()).searchParams.get('range'), '7d')
     await eventually(async () => (await amount(page.getByTestId('tile-net_revenue').getByTestId('tile-value'))) === 150, { what: 'Sales net revenue 150' })
+    await page.getByTestId('table-by_channel').waitFor()
+    await shot(page, 'reports-sales')
 
     await page.getByRole('navigation', { name: 'Reports' }).getByRole('link', { name: 'Customers' }).click()
     await page.getByRole('heading', { name: 'Customers', level: 1 }).waitFor()

@@ -1,1 +1,0 @@
-import{b1 as a}from"./index-CI9okXNq.js";a();
