@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -31,11 +32,9 @@ const (
 	// cohortMonths is how many retention offsets a cohort row shows (m1..m12)
 	// and how many cohorts a short range still shows.
 	cohortMonths = 12
-	// atRiskAfter and loyalWindow mirror the profiles module's buying-stage
-	// rule: at risk after 90 days without an order; loyal with three orders
-	// within a year.
+	// atRiskAfter mirrors the profiles module's buying-stage rule: at risk
+	// after 90 days without an order.
 	atRiskAfter = 90 * 24 * time.Hour
-	loyalDays   = 365
 )
 
 // orderFacts selects the counted orders of known customers (metrics_orders
@@ -55,10 +54,11 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 	for k, v := range cur {
 		r.Totals[k] = v
 	}
-	stages, err := countBy(db, "SELECT COALESCE(json_extract(computed, '$.buying_stage'), '') AS k, COUNT(*) AS n FROM profiles WHERE merged_into = '' GROUP BY k")
+	now, err := m.profileStages(app)
 	if err != nil {
 		return nil, err
 	}
+	stages := now.buying
 	// Churn risk is the profiles' stage now: the stage is not kept as of a
 	// past day, so it has no previous value.
 	r.Totals["churn_risk"] = stages["at_risk"]
@@ -96,11 +96,7 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	lifecycle, err := countBy(db, "SELECT lifecycle_stage AS k, COUNT(*) AS n FROM profiles WHERE merged_into = '' GROUP BY k")
-	if err != nil {
-		return nil, err
-	}
-	r.Tables = append(r.Tables, cohorts, byMonth, byChannel, stageTable(stages, moves), lifecycleTable(lifecycle))
+	r.Tables = append(r.Tables, cohorts, byMonth, byChannel, stageTable(stages, moves), lifecycleTable(now.lifecycle))
 	if r.Currency == "" {
 		r.Notes = append(r.Notes, "No base currency is set yet, so lifetime values are 0: set one in the report settings.")
 	}
@@ -131,13 +127,14 @@ func customerTotals(db dbx.Builder, q Query) (map[string]float64, error) {
 		WHERE first_order_at >= {:start} AND first_order_at < {:end}`).Bind(p).One(&nw); err != nil {
 		return nil, fmt.Errorf("new customers: %w", err)
 	}
-	var returning float64
-	if err := db.NewQuery(`SELECT COUNT(DISTINCT o.profile) FROM ` + OrdersCollection + ` o
-		JOIN ` + CustomersCollection + ` c ON c.profile = o.profile
-		WHERE o.kind = 'order' AND o.duplicate = 0 AND o.profile != '' AND o.day >= {:from} AND o.day <= {:to}
-		AND c.first_order_at < {:start}`).Bind(p).Row(&returning); err != nil {
-		return nil, fmt.Errorf("returning customers: %w", err)
+	// Every new customer bought in the range (their first order), so the
+	// others who bought in it are the returning ones.
+	var buyers float64
+	if err := db.NewQuery("SELECT COUNT(DISTINCT profile) FROM " + OrdersCollection + " WHERE " + orderFacts +
+		" AND day >= {:from} AND day <= {:to}").Bind(p).Row(&buyers); err != nil {
+		return nil, fmt.Errorf("buyers: %w", err)
 	}
+	returning := max(0, buyers-nw.N)
 	t := map[string]float64{
 		"customers":           all.N,
 		"new_customers":       nw.N,
@@ -367,35 +364,23 @@ func ltvByChannel(db dbx.Builder, q Query) (Table, error) {
 }
 
 // stageMoves counts the customers who moved into a buying stage during
-// the range, where the order facts tell: first_purchase (their first
-// order), repeat (their second), loyal (the third order within a year),
-// at_risk (90 days without an order ended in the range and they are at
-// risk now). Browsing and new are not recorded as moves.
+// the range. Profiles keep no history of stages, so the moves are read
+// from the order facts where they tell cheaply: first_purchase (their
+// first order), repeat (their second), at_risk (90 days without an order
+// ended in the range and they are at risk now).
 func stageMoves(db dbx.Builder, q Query, newCustomers float64) (map[string]float64, error) {
-	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "from": q.From, "to": q.To,
-		"since": store.FormatTime(q.Start.AddDate(0, 0, -loyalDays))}
-	// Customers who ordered in the range: only they can have become repeat
-	// or loyal buyers in it.
-	inRange := "SELECT DISTINCT profile FROM " + OrdersCollection + " WHERE " + orderFacts + " AND day >= {:from} AND day <= {:to}"
+	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "from": q.From, "to": q.To}
+	// A customer became a repeat buyer in the range when their second order
+	// is in it: only those who ordered in it can have.
 	var repeat float64
-	if err := db.NewQuery(`SELECT COUNT(*) FROM (SELECT o.profile, MIN(o.occurred_at) AS second FROM ` + OrdersCollection + ` o
-		JOIN ` + CustomersCollection + ` c ON c.profile = o.profile
-		WHERE o.kind = 'order' AND o.duplicate = 0 AND o.occurred_at > c.first_order_at AND o.profile IN (` + inRange + `)
-		GROUP BY o.profile) WHERE second >= {:start} AND second < {:end}`).Bind(p).Row(&repeat); err != nil {
+	if err := db.NewQuery(`SELECT COUNT(*) FROM ` + CustomersCollection + ` c
+		WHERE c.first_order_at < {:end} AND c.orders >= 2
+		AND c.profile IN (SELECT profile FROM ` + OrdersCollection + ` WHERE ` + orderFacts + ` AND day >= {:from} AND day <= {:to})
+		AND (SELECT o.occurred_at FROM ` + OrdersCollection + ` o WHERE o.profile = c.profile AND o.kind = 'order' AND o.duplicate = 0
+			AND o.occurred_at > c.first_order_at ORDER BY o.occurred_at LIMIT 1) >= {:start}
+		AND (SELECT o.occurred_at FROM ` + OrdersCollection + ` o WHERE o.profile = c.profile AND o.kind = 'order' AND o.duplicate = 0
+			AND o.occurred_at > c.first_order_at ORDER BY o.occurred_at LIMIT 1) < {:end}`).Bind(p).Row(&repeat); err != nil {
 		return nil, fmt.Errorf("moves into repeat: %w", err)
-	}
-	// An order makes a customer loyal when the two before it are within a
-	// year of it and the third before it is not (else they already were).
-	// Orders older than a year before the range cannot matter.
-	var loyal float64
-	if err := db.NewQuery(`SELECT COUNT(DISTINCT profile) FROM (
-		SELECT profile, occurred_at, LAG(occurred_at, 2) OVER w AS p2, LAG(occurred_at, 3) OVER w AS p3
-		FROM ` + OrdersCollection + ` WHERE ` + orderFacts + ` AND occurred_at >= {:since} AND occurred_at < {:end}
-		AND profile IN (` + inRange + `)
-		WINDOW w AS (PARTITION BY profile ORDER BY occurred_at))
-		WHERE occurred_at >= {:start} AND p2 IS NOT NULL AND julianday(p2) > julianday(occurred_at) - ` + fmt.Sprint(loyalDays) + `
-		AND (p3 IS NULL OR julianday(p3) <= julianday(occurred_at) - ` + fmt.Sprint(loyalDays) + `)`).Bind(p).Row(&loyal); err != nil {
-		return nil, fmt.Errorf("moves into loyal: %w", err)
 	}
 	// At risk: the 90th day without an order fell in the range (and is
 	// past), and the profile is at risk now.
@@ -411,23 +396,7 @@ func stageMoves(db dbx.Builder, q Query, newCustomers float64) (map[string]float
 		AND json_extract(p.computed, '$.buying_stage') = 'at_risk'`).Bind(p).Row(&atRisk); err != nil {
 		return nil, fmt.Errorf("moves into at risk: %w", err)
 	}
-	return map[string]float64{"first_purchase": newCustomers, "repeat": repeat, "loyal": loyal, "at_risk": atRisk}, nil
-}
-
-// countBy runs a "SELECT k, n … GROUP BY k" query into a map.
-func countBy(db dbx.Builder, sql string) (map[string]float64, error) {
-	var rows []struct {
-		K string  `db:"k"`
-		N float64 `db:"n"`
-	}
-	if err := db.NewQuery(sql).All(&rows); err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for _, r := range rows {
-		out[r.K] += r.N
-	}
-	return out, nil
+	return map[string]float64{"first_purchase": newCustomers, "repeat": repeat, "at_risk": atRisk}, nil
 }
 
 // stageTable lists every buying stage (0 when nobody is in it), then any
@@ -468,4 +437,81 @@ func orderedKeys(known []string, m map[string]float64) []string {
 		}
 	}
 	return out
+}
+
+// stageCounts are the profiles' stages now: how many profiles are in each
+// buying stage and each lifecycle stage.
+type stageCounts struct {
+	at        time.Time
+	buying    map[string]float64
+	lifecycle map[string]float64
+}
+
+// stageCache holds each module's last stageCounts (a *stageEntry by
+// *Module). Counting reads every profile's computed traits, which takes
+// longer than a report may with 100k customers; stages change slowly, so
+// a report reads counts at most stageTTL old and a stale read refreshes
+// them in the background.
+var stageCache sync.Map
+
+const stageTTL = 30 * time.Second
+
+type stageEntry struct {
+	mu         sync.Mutex
+	counts     *stageCounts
+	refreshing bool
+}
+
+func (m *Module) profileStages(app core.App) (*stageCounts, error) {
+	v, _ := stageCache.LoadOrStore(m, &stageEntry{})
+	e := v.(*stageEntry)
+	e.mu.Lock()
+	c := e.counts
+	if c == nil { // the first report counts while it waits
+		e.mu.Unlock()
+		c, err := countStages(app)
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		e.counts = c
+		e.mu.Unlock()
+		return c, nil
+	}
+	if time.Since(c.at) > stageTTL && !e.refreshing {
+		e.refreshing = true
+		go func() {
+			fresh, err := countStages(app)
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.refreshing = false
+			if err != nil {
+				m.log.Warn("counting profiles by stage", "error", err)
+				return
+			}
+			e.counts = fresh
+		}()
+	}
+	e.mu.Unlock()
+	return c, nil
+}
+
+// countStages counts the profiles (not merged away) by buying and
+// lifecycle stage, in one pass.
+func countStages(app core.App) (*stageCounts, error) {
+	var rows []struct {
+		Buying    string  `db:"buying"`
+		Lifecycle string  `db:"lifecycle"`
+		N         float64 `db:"n"`
+	}
+	if err := app.DB().NewQuery(`SELECT COALESCE(json_extract(computed, '$.buying_stage'), '') AS buying, lifecycle_stage AS lifecycle,
+		COUNT(*) AS n FROM profiles WHERE merged_into = '' GROUP BY buying, lifecycle`).All(&rows); err != nil {
+		return nil, fmt.Errorf("profiles by stage: %w", err)
+	}
+	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}}
+	for _, r := range rows {
+		c.buying[r.Buying] += r.N
+		c.lifecycle[r.Lifecycle] += r.N
+	}
+	return c, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/store"
@@ -182,14 +183,14 @@ func TestCustomersReportTotalsAndPrevious(t *testing.T) {
 	// ltv = (180+60+120+0+100+50)/6 = 510/6 = 85; ltv_new = (100+50)/2 = 75;
 	// orders per customer = (3+1+3+1+2+1)/6 = 11/6; repeat = A, C, E of 6.
 	// Churn risk: B and D (I is merged into A).
-	wantTotals(t, "april", r.Totals, map[string]float64{
+	wantCustTotals(t, "april", r.Totals, map[string]float64{
 		"customers": 6, "new_customers": 2, "returning_customers": 2, "ltv": 85, "ltv_new": 75,
 		"orders_per_customer": 11.0 / 6, "repeat_rate": 0.5, "churn_risk": 2,
 	})
 	// March 2–31: buyers A–D; new C (Mar 3), D (Mar 15); returning A (Mar 5).
 	// ltv = (180+60+120+0)/4 = 90; ltv_new = (120+0)/2 = 60;
 	// orders per customer = (3+1+3+1)/4 = 2; repeat = A, C of 4.
-	wantTotals(t, "previous", r.Previous, map[string]float64{
+	wantCustTotals(t, "previous", r.Previous, map[string]float64{
 		"customers": 4, "new_customers": 2, "returning_customers": 1, "ltv": 90, "ltv_new": 60,
 		"orders_per_customer": 2, "repeat_rate": 0.5,
 	})
@@ -223,7 +224,18 @@ func TestCustomersReportMonthlySeries(t *testing.T) {
 	wantDays(t, "new_customers", r.Series.Y["new_customers"], map[int]float64{0: 2, 1: 2, 2: 2})
 	wantDays(t, "returning_customers", r.Series.Y["returning_customers"], map[int]float64{1: 1, 2: 2})
 	// Over Feb–Apr: 6 buyers, all new; nobody had ordered before Feb.
-	wantTotals(t, "feb-apr", r.Totals, map[string]float64{"customers": 6, "new_customers": 6, "returning_customers": 0})
+	wantCustTotals(t, "feb-apr", r.Totals, map[string]float64{"customers": 6, "new_customers": 6, "returning_customers": 0})
+
+	// Hours of Apr 10 and 11: E's first order at 10:00 on the 10th.
+	h := s.custReport(t, "from=2026-04-10&to=2026-04-11")
+	if h.Bucket != "hour" || len(h.Series.X) != 48 {
+		t.Fatalf("bucket %s with %d points, want 48 hours", h.Bucket, len(h.Series.X))
+	}
+	wantDays(t, "hourly new_customers", h.Series.Y["new_customers"], map[int]float64{10: 1})
+	wantDays(t, "hourly returning_customers", h.Series.Y["returning_customers"], map[int]float64{})
+	// Apr 12: E's second order at 10:00 makes E a returning buyer that hour.
+	h = s.custReport(t, "from=2026-04-12&to=2026-04-12")
+	wantDays(t, "Apr 12 returning_customers", h.Series.Y["returning_customers"], map[int]float64{10: 1})
 }
 
 func TestCustomersReportCohortsAndLTVTables(t *testing.T) {
@@ -260,22 +272,22 @@ func TestCustomersReportCohortsAndLTVTables(t *testing.T) {
 	})
 	// Buying stages now: H new; F, G first purchase; E repeat; A, C loyal;
 	// B, D at risk. Moved in during April: first purchase E, F; repeat C
-	// (2nd order Apr 2), E (Apr 12); loyal A (3rd order within a year on
-	// Apr 20); at risk nobody (B's 90 days end May 21, D's Jun 13).
+	// (2nd order Apr 2), E (Apr 12) but not A (2nd order Mar 5); at risk
+	// nobody (B's 90 days end May 21, D's Jun 13); loyal is not derived.
 	wantRows(t, "buying_stages", custTable(t, r, "buying_stages").Rows, [][]any{
 		{"new", 1.0, nil}, {"browsing", 0.0, nil}, {"first_purchase", 2.0, 2.0}, {"repeat", 1.0, 2.0},
-		{"loyal", 2.0, 1.0}, {"at_risk", 2.0, 0.0},
+		{"loyal", 2.0, nil}, {"at_risk", 2.0, 0.0},
 	})
 	wantRows(t, "lifecycle", custTable(t, r, "lifecycle").Rows, [][]any{
 		{"awareness", 1.0}, {"consideration", 0.0}, {"purchase", 0.0}, {"post_purchase", 4.0}, {"loyal", 3.0},
 	})
 
 	// June 1–15: D's 90 days without an order end Jun 13 (and D is at risk
-	// now); C's third order within a year (Jun 1) makes C loyal.
+	// now); B's ended May 21, before the range.
 	june := s.custReport(t, "from=2026-06-01&to=2026-06-15")
 	wantRows(t, "june buying_stages", custTable(t, june, "buying_stages").Rows, [][]any{
 		{"new", 1.0, nil}, {"browsing", 0.0, nil}, {"first_purchase", 2.0, 0.0}, {"repeat", 1.0, 0.0},
-		{"loyal", 2.0, 1.0}, {"at_risk", 2.0, 1.0},
+		{"loyal", 2.0, nil}, {"at_risk", 2.0, 1.0},
 	})
 }
 
@@ -305,13 +317,13 @@ func TestCustomersReportEmptyShop(t *testing.T) {
 	s := startCustShop(t, custNow)
 	r := s.custReport(t, "range=30d")
 	// No buyers yet: zeros, not NaN or errors; the tables are there, empty.
-	wantTotals(t, "empty", r.Totals, map[string]float64{"customers": 0, "ltv": 0, "repeat_rate": 0, "churn_risk": 0})
+	wantCustTotals(t, "empty", r.Totals, map[string]float64{"customers": 0, "ltv": 0, "repeat_rate": 0, "churn_risk": 0})
 	if len(custTable(t, r, "cohorts").Rows) != 0 || len(r.Series.X) != 30 {
 		t.Fatalf("cohorts %v, %d days", custTable(t, r, "cohorts").Rows, len(r.Series.X))
 	}
 }
 
-func wantTotals(t *testing.T, what string, got, want map[string]float64) {
+func wantCustTotals(t *testing.T, what string, got, want map[string]float64) {
 	t.Helper()
 	for k, w := range want {
 		g, ok := got[k]
@@ -366,4 +378,101 @@ func wantRows(t *testing.T, what string, got, want [][]any) {
 			t.Errorf("%s row %d col %d = %v, want %v (row %v)", what, i, j, g, w, got[i])
 		}
 	}
+}
+
+// TestCustomersThroughEvents: real order events (a refund, a merge, its
+// un-merge and an erasure) reach the customers report through the rollups.
+func TestCustomersThroughEvents(t *testing.T) {
+	s := startShop(t, "")
+	prev := s.job(t)
+	s.putSetting(t, "currency", map[string]any{"base": "EUR"})
+	s.waitJob(t, prev)
+	now := time.Now().UTC()
+	m0 := time.Date(now.Year(), now.Month()-2, 1, 10, 0, 0, 0, time.UTC) // two months ago
+	m1 := m0.AddDate(0, 1, 0)                                            // last month
+	const phone = "+447700900124"
+	bob := func(typ string, at time.Time, props map[string]any) *events.Event {
+		ev := order(typ, "square", "", at, events.ChannelPOS, props)
+		ev.Identities = events.Identities{events.Phone: phone}
+		return ev
+	}
+	s.publish(t,
+		order(events.OrderPlaced, "shopify", "ann@omni-shop.dev", m0.AddDate(0, 0, 2), events.ChannelWeb, map[string]any{"order_id": "a1", "total": 100, "currency": "EUR"}),
+		order(events.OrderPlaced, "shopify", "ann@omni-shop.dev", m1.AddDate(0, 0, 2), events.ChannelWeb, map[string]any{"order_id": "a2", "total": 50, "currency": "EUR"}),
+		bob(events.OrderPlaced, m1.AddDate(0, 0, 5), map[string]any{"order_id": "b1", "total": 80, "currency": "EUR"}),
+		bob(events.OrderRefunded, m1.AddDate(0, 0, 6), map[string]any{"refund_id": "br1", "order_id": "b1", "total": 30, "currency": "EUR"}),
+	)
+	query := "from=" + m0.Format(time.DateOnly) + "&to=" + now.Format(time.DateOnly)
+	get := func() *metrics.Report {
+		var r metrics.Report
+		s.get(t, "/api/v1/metrics/customers?"+query, &r)
+		return &r
+	}
+	cohort := func(r *metrics.Report) [][]any {
+		rows := tableRows(t, r, "cohorts")
+		out := make([][]any, len(rows))
+		for i, row := range rows {
+			out[i] = row[:5] // cohort, customers, m1..m3
+		}
+		return out
+	}
+	// Ann (web) 100 + 50 in months 0 and 1 → net 150; Bob (POS) 80 − 30
+	// refunded → 50. ltv = (150 + 50)/2 = 100; orders (2 + 1)/2 = 1.5.
+	// It is month 2 of ann's cohort, month 1 of bob's: later offsets null.
+	separate := map[string]float64{"customers": 2, "new_customers": 2, "returning_customers": 0, "ltv": 100, "ltv_new": 100,
+		"orders_per_customer": 1.5, "repeat_rate": 0.5}
+	r := get()
+	wantCustTotals(t, "separate", r.Totals, separate)
+	m0s, m1s := m0.Format("2006-01"), m1.Format("2006-01")
+	separateCohorts := [][]any{{m0s, 1.0, 1.0, 0.0, nil}, {m1s, 1.0, 0.0, nil, nil}}
+	wantRows(t, "separate cohorts", cohort(r), separateCohorts)
+	wantRows(t, "separate channels", tableRows(t, r, "ltv_by_channel"), [][]any{
+		{"pos", 1.0, 50.0, 1.0, 1.0, 50.0}, {"web", 1.0, 150.0, 2.0, 1.0, 150.0}})
+
+	// Bob's phone turns out to be ann's: one customer since m0 (web), three
+	// orders, net 150 + 50 = 200, ordering again in month 1.
+	join := order(events.Identify, "shopify", "ann@omni-shop.dev", m1.AddDate(0, 0, 10), "", nil)
+	join.Identities[events.Phone] = phone
+	s.publish(t, join)
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM metrics_customers", nil) == 1
+	}, "the merge to reach the rollups")
+	r = get()
+	wantCustTotals(t, "merged", r.Totals, map[string]float64{"customers": 1, "new_customers": 1, "ltv": 200,
+		"orders_per_customer": 3, "repeat_rate": 1})
+	wantRows(t, "merged cohorts", cohort(r), [][]any{{m0s, 1.0, 1.0, 0.0, nil}})
+	wantRows(t, "merged channels", tableRows(t, r, "ltv_by_channel"), [][]any{{"web", 1.0, 200.0, 3.0, 1.0, 200.0}})
+
+	survivor := s.profileOf(t, events.Email, "ann@omni-shop.dev")
+	var merges struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	s.get(t, "/api/v1/profiles/"+survivor+"/merges", &merges)
+	if len(merges.Items) != 1 {
+		t.Fatalf("merges: %+v", merges)
+	}
+	if code, body := s.Do(t, "POST", "/api/v1/profiles/"+survivor+"/merges/"+merges.Items[0].ID+"/undo", nil, auth(s.owner)); code != 200 {
+		t.Fatalf("undo: %d %s", code, body)
+	}
+	s.waitStored(t, "unmerge:"+merges.Items[0].ID)
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM metrics_customers", nil) == 2
+	}, "the un-merge to reach the rollups")
+	r = get()
+	wantCustTotals(t, "un-merged", r.Totals, separate)
+	wantRows(t, "un-merged cohorts", cohort(r), separateCohorts)
+
+	// Erasing ann leaves bob: 50, his cohort only.
+	ann := s.profileOf(t, events.Email, "ann@omni-shop.dev")
+	if code, body := s.Do(t, "DELETE", "/api/v1/profiles/"+ann, nil, auth(s.owner)); code != 200 {
+		t.Fatalf("erase: %d %s", code, body)
+	}
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM metrics_customers WHERE profile = {:p}", map[string]any{"p": ann}) == 0
+	}, "the erased customer's rollups to go")
+	r = get()
+	wantCustTotals(t, "erased", r.Totals, map[string]float64{"customers": 1, "new_customers": 1, "ltv": 50, "orders_per_customer": 1, "repeat_rate": 0})
+	wantRows(t, "erased cohorts", cohort(r), [][]any{{m1s, 1.0, 0.0, nil, nil}})
 }

@@ -86,7 +86,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLI
 func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
 	var touched []string
 	seen := map[string]bool{}
-	var stmt *sql.Stmt
+	var stmt, counts *sql.Stmt
 	counted := map[string]bool{} // order keys counted in this batch
 	var base string
 	var rates map[string]float64
@@ -101,13 +101,22 @@ func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
 				return err
 			}
 			defer stmt.Close()
+			if counts, err = store.Executor(tx).Prepare(orderCountedSQL); err != nil {
+				return err
+			}
+			defer counts.Close()
 			base, rates = r.m.settings.currency(tx)
 		}
 		f := r.m.newFact(s, kind, base, rates)
 		if kind == kindOrder {
-			if counted[f.orderKey] || r.orderCounted(tx, f.orderKey) {
-				f.duplicate = true
+			dup := counted[f.orderKey]
+			if !dup {
+				var err error
+				if dup, err = orderCounted(counts, f.orderKey); err != nil {
+					return err
+				}
 			}
+			f.duplicate = dup
 			counted[f.orderKey] = true
 		}
 		items, _ := json.Marshal(f.items)
@@ -127,14 +136,18 @@ func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
 	return r.recomputeProfiles(tx, touched, false)
 }
 
-// orderCounted: an order.placed of this order key is counted already.
-func (r *rollups) orderCounted(tx core.App, key string) bool {
-	rows, err := store.Executor(tx).Query("SELECT 1 FROM metrics_orders WHERE order_key = ? AND kind = 'order' AND duplicate = 0 LIMIT 1", key)
+// orderCountedSQL: an order.placed of this order key is counted already.
+// The unary + keep SQLite on the order_key index (kind and duplicate
+// alone would pick the buyers index and scan every order).
+const orderCountedSQL = "SELECT 1 FROM metrics_orders WHERE order_key = ? AND +kind = 'order' AND +duplicate = 0 LIMIT 1"
+
+func orderCounted(stmt *sql.Stmt, key string) (bool, error) {
+	rows, err := stmt.Query(key)
 	if err != nil {
-		return false
+		return false, err
 	}
 	defer rows.Close()
-	return rows.Next()
+	return rows.Next(), rows.Err()
 }
 
 // recompute follows the customers' events (merges, un-merges, erasures

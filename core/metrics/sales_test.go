@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
+	"github.com/pocketbase/pocketbase/tools/types"
 )
 
 // seedShop stores the hand-computed shop of TestSalesByHand and returns
@@ -64,7 +66,6 @@ func TestSalesByHand(t *testing.T) {
 	s := startShop(t, "")
 	query, d0 := seedShop(t, s)
 	r := s.sales(t, query+"&compare=previous")
-	t.Logf("totals %v", r.Totals)
 	if r.Currency != "EUR" || r.Bucket != "day" {
 		t.Fatalf("currency %q bucket %q", r.Currency, r.Bucket)
 	}
@@ -155,18 +156,33 @@ func TestSalesByHand(t *testing.T) {
 
 	// Redelivery of every event twice changes nothing.
 	before, report := s.daily(t), string(s.get(t, "/api/v1/metrics/sales?"+query+"&compare=previous", nil))
-	var all []*events.Event
-	rows := []struct {
-		EventID string `db:"event_id"`
-	}{}
-	if err := s.PB.DB().NewQuery("SELECT event_id FROM events WHERE type LIKE 'order.%'").All(&rows); err != nil {
+	var rows []struct {
+		EventID    string `db:"event_id"`
+		Type       string `db:"type"`
+		Source     string `db:"source"`
+		OccurredAt string `db:"occurred_at"`
+		Identities string `db:"identities"`
+		Properties string `db:"properties"`
+		Context    string `db:"context"`
+	}
+	if err := s.PB.DB().NewQuery("SELECT event_id, type, source, occurred_at, identities, properties, context FROM events WHERE type LIKE 'order.%' ORDER BY id").All(&rows); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 2; i++ {
+	var all []*events.Event
+	for i := 0; i < 2; i++ { // the same events, as stored, twice
 		for _, row := range rows {
-			all = append(all, order(events.OrderPlaced, "shopify", "ann@omni-shop.dev", d0, events.ChannelWeb, map[string]any{"order_id": "again", "total": 999}))
-			all[len(all)-1].ID = row.EventID
+			ev := &events.Event{ID: row.EventID, Type: row.Type, Source: row.Source}
+			at, err := types.ParseDateTime(row.OccurredAt)
+			if err != nil || json.Unmarshal([]byte(row.Identities), &ev.Identities) != nil ||
+				json.Unmarshal([]byte(row.Properties), &ev.Properties) != nil || json.Unmarshal([]byte(row.Context), &ev.Context) != nil {
+				t.Fatalf("decode stored %s: %v", row.EventID, err)
+			}
+			ev.OccurredAt = at.Time()
+			all = append(all, ev)
 		}
+	}
+	if len(all) != 20 {
+		t.Fatalf("%d order events to redeliver, want 2 × 10", len(all))
 	}
 	marker := order(events.Identify, "shopify", "zed@omni-shop.dev", d0, "", nil)
 	s.publish(t, append(all, marker)...)
