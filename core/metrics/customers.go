@@ -3,7 +3,6 @@ package metrics
 import (
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -47,37 +46,30 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 	r.Currency, _ = m.settings.currency(app)
 	db := app.DB()
 
-	cur, err := customerTotals(db, q)
+	prevQ := q.Previous()
+	groups, err := buyerGroups(db, q, prevQ)
 	if err != nil {
 		return nil, err
 	}
-	for k, v := range cur {
-		r.Totals[k] = v
+	series, buyers, err := customerSeries(db, q)
+	if err != nil {
+		return nil, err
 	}
+	r.Series = series
+	r.Totals = groups.totals(false, buyers)
 	now, err := m.profileStages(app)
 	if err != nil {
 		return nil, err
 	}
-	stages := now.buying
 	// Churn risk is the profiles' stage now: the stage is not kept as of a
 	// past day, so it has no previous value.
-	r.Totals["churn_risk"] = stages["at_risk"]
+	r.Totals["churn_risk"] = now.buying["at_risk"]
 	if q.Compare {
-		prev, err := customerTotals(db, q.Previous())
+		ps, prevBuyers, err := customerSeries(db, prevQ)
 		if err != nil {
 			return nil, err
 		}
-		r.Previous = prev
-	}
-
-	if r.Series, err = customerSeries(db, q); err != nil {
-		return nil, err
-	}
-	if q.Compare {
-		ps, err := customerSeries(db, q.Previous())
-		if err != nil {
-			return nil, err
-		}
+		r.Previous = groups.totals(true, prevBuyers)
 		r.Series.Previous = map[string][]float64{}
 		for k, v := range ps.Y {
 			r.Series.Previous[k] = fitLen(v, len(r.Series.X))
@@ -88,71 +80,150 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	byChannel, err := ltvByChannel(db, q)
+	moves, err := stageMoves(db, q, r.Totals["new_customers"])
 	if err != nil {
 		return nil, err
 	}
-	moves, err := stageMoves(db, q, cur["new_customers"])
-	if err != nil {
-		return nil, err
-	}
-	r.Tables = append(r.Tables, cohorts, byMonth, byChannel, stageTable(stages, moves), lifecycleTable(now.lifecycle))
+	r.Tables = append(r.Tables, cohorts, byMonth, groups.channelTable(), stageTable(now.buying, moves), lifecycleTable(now.lifecycle))
 	if r.Currency == "" {
 		r.Notes = append(r.Notes, "No base currency is set yet, so lifetime values are 0: set one in the report settings.")
 	}
 	return r, nil
 }
 
-// customerTotals are the figures of one period (q's range); every figure
-// but churn_risk also exists for the previous period.
-func customerTotals(db dbx.Builder, q Query) (map[string]float64, error) {
-	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "from": q.From, "to": q.To}
-	var all struct {
-		N      float64 `db:"n"`
-		LTV    float64 `db:"ltv"`
-		Orders float64 `db:"orders"`
-		Repeat float64 `db:"repeat"`
-	}
-	// Buyers as of the range end; their values are lifetime to date.
-	if err := db.NewQuery(`SELECT COUNT(*) AS n, COALESCE(AVG(net_base), 0) AS ltv, COALESCE(AVG(orders), 0) AS orders,
-		COALESCE(SUM(orders >= 2), 0) AS repeat FROM ` + CustomersCollection + `
-		WHERE first_order_at != '' AND first_order_at < {:end}`).Bind(p).One(&all); err != nil {
-		return nil, fmt.Errorf("customers totals: %w", err)
-	}
-	var nw struct {
-		N   float64 `db:"n"`
-		LTV float64 `db:"ltv"`
-	}
-	if err := db.NewQuery(`SELECT COUNT(*) AS n, COALESCE(AVG(net_base), 0) AS ltv FROM ` + CustomersCollection + `
-		WHERE first_order_at >= {:start} AND first_order_at < {:end}`).Bind(p).One(&nw); err != nil {
-		return nil, fmt.Errorf("new customers: %w", err)
-	}
-	// Every new customer bought in the range (their first order), so the
-	// others who bought in it are the returning ones.
-	var buyers float64
-	if err := db.NewQuery("SELECT COUNT(DISTINCT profile) FROM " + OrdersCollection + " WHERE " + orderFacts +
-		" AND day >= {:from} AND day <= {:to}").Bind(p).Row(&buyers); err != nil {
-		return nil, fmt.Errorf("buyers: %w", err)
-	}
-	returning := max(0, buyers-nw.N)
-	t := map[string]float64{
-		"customers":           all.N,
-		"new_customers":       nw.N,
-		"returning_customers": returning,
-		"ltv":                 all.LTV,
-		"ltv_new":             nw.LTV,
-		"orders_per_customer": all.Orders,
-		"repeat_rate":         0,
-	}
-	if all.N > 0 {
-		t["repeat_rate"] = all.Repeat / all.N
-	}
-	return t, nil
+// Where a buyer's first order falls, for buyerGroups.
+const (
+	beforePrevious = iota // before the previous period (or before the range without compare)
+	inPrevious            // in the previous period
+	inRange               // in the range
+	afterRange            // after it
+)
+
+// buyerStats sums buyers' lifetime figures.
+type buyerStats struct {
+	N      float64 `db:"n"`
+	Net    float64 `db:"net"`
+	Orders float64 `db:"orders"`
+	Repeat float64 `db:"repeat"` // with two orders or more
 }
 
-// customerSeries has new and returning customers per bucket: buyers of a
-// bucket are new when their first order is in it, else returning.
-func customerSeries(db dbx.Builder, q Query) (*Series, error) {
+func (b *buyerStats) add(o buyerStats) {
+	b.N, b.Net, b.Orders, b.Repeat = b.N+o.N, b.Net+o.Net, b.Orders+o.Orders, b.Repeat+o.Repeat
+}
+
+// buyerGroups sums the buyers by first channel and by where their first
+// order falls: one pass over the covering channel index gives the totals
+// of both periods and the channel table.
+type buyerGroupSet struct {
+	channels []string                // by number of buyers up to the range end, most first
+	by       map[string][4]buyerStats // channel → segment
+}
+
+func buyerGroups(db dbx.Builder, q, prev Query) (*buyerGroupSet, error) {
+	pstart := q.Start
+	if q.Compare {
+		pstart = prev.Start
+	}
+	var rows []struct {
+		Channel string `db:"first_channel"`
+		Seg     int    `db:"seg"`
+		buyerStats
+	}
+	if err := db.NewQuery(`SELECT first_channel, CASE WHEN first_order_at < {:pstart} THEN 0 WHEN first_order_at < {:start} THEN 1
+		WHEN first_order_at < {:end} THEN 2 ELSE 3 END AS seg,
+		COUNT(*) AS n, TOTAL(net_base) AS net, TOTAL(orders) AS orders, TOTAL(orders >= 2) AS repeat
+		FROM ` + CustomersCollection + ` WHERE first_order_at != '' GROUP BY first_channel, seg`).
+		Bind(dbx.Params{"pstart": store.FormatTime(pstart), "start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}).
+		All(&rows); err != nil {
+		return nil, fmt.Errorf("buyers by first channel: %w", err)
+	}
+	g := &buyerGroupSet{by: map[string][4]buyerStats{}}
+	for _, r := range rows {
+		v := g.by[r.Channel]
+		if r.Seg >= 0 && r.Seg < 4 {
+			v[r.Seg].add(r.buyerStats)
+		}
+		g.by[r.Channel] = v
+	}
+	upToEnd := func(ch string) float64 { v := g.by[ch]; return v[0].N + v[1].N + v[2].N }
+	for ch := range g.by {
+		g.channels = append(g.channels, ch)
+	}
+	sort.Slice(g.channels, func(i, j int) bool {
+		a, b := g.channels[i], g.channels[j]
+		if upToEnd(a) != upToEnd(b) {
+			return upToEnd(a) > upToEnd(b)
+		}
+		return a < b
+	})
+	return g, nil
+}
+
+// sum adds the given segments over every channel (or one channel).
+func (g *buyerGroupSet) sum(channel string, segs ...int) buyerStats {
+	var out buyerStats
+	for ch, v := range g.by {
+		if channel != "" && ch != channel {
+			continue
+		}
+		for _, s := range segs {
+			out.add(v[s])
+		}
+	}
+	return out
+}
+
+func per(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// totals of the range, or of the previous period. buyers is how many
+// distinct customers ordered in that period: every new customer did
+// (their first order), so the others are the returning ones.
+func (g *buyerGroupSet) totals(previous bool, buyers float64) map[string]float64 {
+	all, nw := g.sum("", beforePrevious, inPrevious, inRange), g.sum("", inRange)
+	if previous {
+		all, nw = g.sum("", beforePrevious, inPrevious), g.sum("", inPrevious)
+	}
+	return map[string]float64{
+		"customers":           all.N,
+		"new_customers":       nw.N,
+		"returning_customers": max(0, buyers-nw.N),
+		"ltv":                 per(all.Net, all.N),
+		"ltv_new":             per(nw.Net, nw.N),
+		"orders_per_customer": per(all.Orders, all.N),
+		"repeat_rate":         per(all.Repeat, all.N),
+	}
+}
+
+// channelTable: buyers by the channel of their first order, as of the
+// range end, and those of them acquired in the range.
+func (g *buyerGroupSet) channelTable() Table {
+	t := Table{Name: "ltv_by_channel", Title: "Lifetime value by first channel", Columns: []Column{
+		{Key: "channel", Label: "First channel", Type: TypeText}, {Key: "customers", Label: "Customers", Type: TypeNumber},
+		{Key: "ltv", Label: "Lifetime value", Type: TypeMoney}, {Key: "orders_per_customer", Label: "Orders per customer", Type: TypeNumber},
+		{Key: "new_customers", Label: "New in period", Type: TypeNumber}, {Key: "ltv_new", Label: "Lifetime value (new)", Type: TypeMoney}}}
+	for _, ch := range g.channels {
+		all, nw := g.sum(ch, beforePrevious, inPrevious, inRange), g.sum(ch, inRange)
+		if all.N == 0 {
+			continue
+		}
+		name := ch
+		if name == "" {
+			name = "unknown"
+		}
+		t.Rows = append(t.Rows, []any{name, all.N, per(all.Net, all.N), per(all.Orders, all.N), nw.N, per(nw.Net, nw.N)})
+	}
+	return t
+}
+
+// customerSeries has new and returning customers per bucket (buyers of a
+// bucket are new when their first order is in it, else returning) and how
+// many distinct customers bought in the whole range.
+func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 	buckets := q.Buckets()
 	s := &Series{X: make([]int64, len(buckets)), Y: map[string][]float64{}}
 	for i, b := range buckets {
@@ -164,7 +235,7 @@ func customerSeries(db dbx.Builder, q Query) (*Series, error) {
 	var firsts []string
 	if err := db.NewQuery("SELECT first_order_at FROM " + CustomersCollection +
 		" WHERE first_order_at >= {:start} AND first_order_at < {:end}").Bind(p).Column(&firsts); err != nil {
-		return nil, fmt.Errorf("new customers by bucket: %w", err)
+		return nil, 0, fmt.Errorf("new customers by bucket: %w", err)
 	}
 	for _, f := range firsts {
 		if t, err := time.Parse(dbTime, f); err == nil {
@@ -174,55 +245,46 @@ func customerSeries(db dbx.Builder, q Query) (*Series, error) {
 		}
 	}
 
+	// Who bought when: hours need each order's time; longer buckets are
+	// whole days of the shop's zone, which metrics_orders.day already is,
+	// so the distinct (day, customer) pairs come from the covering index.
+	var rows []struct {
+		At      string `db:"at"`
+		Profile string `db:"profile"`
+	}
+	sql := "SELECT DISTINCT day AS at, profile FROM " + OrdersCollection + " WHERE " + orderFacts + " AND day >= {:from} AND day <= {:to} ORDER BY day"
 	if q.Bucket == "hour" {
-		// Hours need each order's time (ranges of at most 31 days: few rows).
-		var rows []struct {
-			At      string `db:"occurred_at"`
-			Profile string `db:"profile"`
+		sql = "SELECT occurred_at AS at, profile FROM " + OrdersCollection + " WHERE " + orderFacts +
+			" AND occurred_at >= {:start} AND occurred_at < {:end} ORDER BY occurred_at"
+	}
+	if err := db.NewQuery(sql).Bind(p).All(&rows); err != nil {
+		return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
+	}
+	seen := map[string]int{} // customer → the last bucket counted (+1)
+	var distinct float64
+	for _, r := range rows {
+		var t time.Time
+		var err error
+		if q.Bucket == "hour" {
+			t, err = time.Parse(dbTime, r.At)
+		} else {
+			t, err = time.ParseInLocation(dayLayout, r.At, q.Loc)
 		}
-		if err := db.NewQuery("SELECT occurred_at, profile FROM " + OrdersCollection + " WHERE " + orderFacts +
-			" AND occurred_at >= {:start} AND occurred_at < {:end}").Bind(p).All(&rows); err != nil {
-			return nil, fmt.Errorf("buyers by hour: %w", err)
+		if err != nil {
+			continue
 		}
-		seen := map[string]bool{}
-		for _, r := range rows {
-			t, err := time.Parse(dbTime, r.At)
-			if err != nil {
-				continue
-			}
-			if i := bucketIndex(buckets, t); i >= 0 && !seen[fmt.Sprint(i, " ", r.Profile)] {
-				seen[fmt.Sprint(i, " ", r.Profile)] = true
-				buyers[i]++
-			}
+		i := bucketIndex(buckets, t)
+		if i < 0 {
+			continue
 		}
-	} else {
-		// Days, weeks and months are whole days of the shop's zone, which
-		// metrics_orders.day already is: SQLite counts each bucket's
-		// distinct buyers over its days (the bounds are days we format).
-		var bounds strings.Builder
-		for i, b := range buckets {
-			if i > 0 {
-				bounds.WriteString(", ")
-			}
-			hi := q.End
-			if i+1 < len(buckets) {
-				hi = buckets[i+1]
-			}
-			fmt.Fprintf(&bounds, "(%d, '%s', '%s')", i, b.Format(dayLayout), hi.Format(dayLayout))
+		last, ok := seen[r.Profile]
+		if !ok {
+			distinct++
 		}
-		var rows []struct {
-			I int     `db:"i"`
-			N float64 `db:"n"`
-		}
-		if err := db.NewQuery("WITH b(i, lo, hi) AS (VALUES " + bounds.String() + ") SELECT b.i AS i, COUNT(DISTINCT o.profile) AS n FROM b JOIN " +
-			OrdersCollection + " o ON o.kind = 'order' AND o.day >= b.lo AND o.day < b.hi WHERE o.duplicate = 0 AND o.profile != '' GROUP BY b.i").
-			All(&rows); err != nil {
-			return nil, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
-		}
-		for _, r := range rows {
-			if r.I >= 0 && r.I < len(buyers) {
-				buyers[r.I] = r.N
-			}
+		// Rows come by day (or time), so a customer's buckets come in order.
+		if last != i+1 {
+			buyers[i]++
+			seen[r.Profile] = i + 1
 		}
 	}
 	ret := make([]float64, len(buckets))
@@ -230,7 +292,7 @@ func customerSeries(db dbx.Builder, q Query) (*Series, error) {
 		ret[i] = max(0, buyers[i]-newC[i])
 	}
 	s.Y["new_customers"], s.Y["returning_customers"] = newC, ret
-	return s, nil
+	return s, distinct, nil
 }
 
 // bucketIndex is the bucket t falls in (the last one starting at or
@@ -330,58 +392,13 @@ func cohortTables(db dbx.Builder, q Query) (Table, Table, error) {
 	return cohorts, byMonth, nil
 }
 
-// ltvByChannel: buyers by the channel of their first order, as of the
-// range end, and those of them acquired in the range.
-func ltvByChannel(db dbx.Builder, q Query) (Table, error) {
-	var rows []struct {
-		Channel string  `db:"first_channel"`
-		N       float64 `db:"n"`
-		LTV     float64 `db:"ltv"`
-		Orders  float64 `db:"orders"`
-		New     float64 `db:"new_n"`
-		NewLTV  float64 `db:"new_ltv"`
-	}
-	if err := db.NewQuery(`SELECT first_channel, COUNT(*) AS n, COALESCE(AVG(net_base), 0) AS ltv, COALESCE(AVG(orders), 0) AS orders,
-		COALESCE(SUM(first_order_at >= {:start}), 0) AS new_n,
-		COALESCE(AVG(CASE WHEN first_order_at >= {:start} THEN net_base END), 0) AS new_ltv
-		FROM ` + CustomersCollection + ` WHERE first_order_at != '' AND first_order_at < {:end}
-		GROUP BY first_channel ORDER BY n DESC, first_channel`).
-		Bind(dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}).All(&rows); err != nil {
-		return Table{}, fmt.Errorf("ltv by channel: %w", err)
-	}
-	t := Table{Name: "ltv_by_channel", Title: "Lifetime value by first channel", Columns: []Column{
-		{Key: "channel", Label: "First channel", Type: TypeText}, {Key: "customers", Label: "Customers", Type: TypeNumber},
-		{Key: "ltv", Label: "Lifetime value", Type: TypeMoney}, {Key: "orders_per_customer", Label: "Orders per customer", Type: TypeNumber},
-		{Key: "new_customers", Label: "New in period", Type: TypeNumber}, {Key: "ltv_new", Label: "Lifetime value (new)", Type: TypeMoney}}}
-	for _, r := range rows {
-		ch := r.Channel
-		if ch == "" {
-			ch = "unknown"
-		}
-		t.Rows = append(t.Rows, []any{ch, r.N, r.LTV, r.Orders, r.New, r.NewLTV})
-	}
-	return t, nil
-}
-
 // stageMoves counts the customers who moved into a buying stage during
 // the range. Profiles keep no history of stages, so the moves are read
 // from the order facts where they tell cheaply: first_purchase (their
-// first order), repeat (their second), at_risk (90 days without an order
-// ended in the range and they are at risk now).
+// first order), at_risk (90 days without an order ended in the range and
+// they are at risk now).
 func stageMoves(db dbx.Builder, q Query, newCustomers float64) (map[string]float64, error) {
-	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "from": q.From, "to": q.To}
-	// A customer became a repeat buyer in the range when their second order
-	// is in it: only those who ordered in it can have.
-	var repeat float64
-	if err := db.NewQuery(`SELECT COUNT(*) FROM ` + CustomersCollection + ` c
-		WHERE c.first_order_at < {:end} AND c.orders >= 2
-		AND c.profile IN (SELECT profile FROM ` + OrdersCollection + ` WHERE ` + orderFacts + ` AND day >= {:from} AND day <= {:to})
-		AND (SELECT o.occurred_at FROM ` + OrdersCollection + ` o WHERE o.profile = c.profile AND o.kind = 'order' AND o.duplicate = 0
-			AND o.occurred_at > c.first_order_at ORDER BY o.occurred_at LIMIT 1) >= {:start}
-		AND (SELECT o.occurred_at FROM ` + OrdersCollection + ` o WHERE o.profile = c.profile AND o.kind = 'order' AND o.duplicate = 0
-			AND o.occurred_at > c.first_order_at ORDER BY o.occurred_at LIMIT 1) < {:end}`).Bind(p).Row(&repeat); err != nil {
-		return nil, fmt.Errorf("moves into repeat: %w", err)
-	}
+	p := dbx.Params{}
 	// At risk: the 90th day without an order fell in the range (and is
 	// past), and the profile is at risk now.
 	riskEnd := q.End
@@ -396,7 +413,7 @@ func stageMoves(db dbx.Builder, q Query, newCustomers float64) (map[string]float
 		AND json_extract(p.computed, '$.buying_stage') = 'at_risk'`).Bind(p).Row(&atRisk); err != nil {
 		return nil, fmt.Errorf("moves into at risk: %w", err)
 	}
-	return map[string]float64{"first_purchase": newCustomers, "repeat": repeat, "at_risk": atRisk}, nil
+	return map[string]float64{"first_purchase": newCustomers, "at_risk": atRisk}, nil
 }
 
 // stageTable lists every buying stage (0 when nobody is in it), then any

@@ -184,3 +184,13 @@ func tableRows(t *testing.T, r *metrics.Report, name string) [][]any {
 	t.Fatalf("no table %s in %+v", name, r.Tables)
 	return nil
 }
+
+// wantTotals compares the named totals.
+func wantTotals(t *testing.T, what string, got map[string]float64, want map[string]float64) {
+	t.Helper()
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s: %s = %v (present %v), want %v", what, k, g, ok, v)
+		}
+	}
+}
