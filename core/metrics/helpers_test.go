@@ -17,6 +17,7 @@ import (
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/profiles"
+	"github.com/pocketbase/pocketbase/core"
 )
 
 // shop is a running Omni with profiles and metrics, and an owner and an agent.
@@ -24,6 +25,20 @@ type shop struct {
 	*omnitest.Server
 	owner, agent string
 	dataDir      string
+}
+
+// coreApp is PocketBase's app (transactions in benchmarks).
+type coreApp = core.App
+
+func startShopB(b *testing.B) *shop {
+	b.Helper()
+	s := omnitest.Start(b, omnitest.Options{
+		Modules: func(o *app.Omni) []app.Module {
+			return []app.Module{profiles.New(profiles.Options{Interval: -1}), metrics.New(metrics.Options{})}
+		},
+		Configure: func(c *config.Config) { c.Profiles.BaseCurrency = "EUR" },
+	})
+	return &shop{Server: s, owner: s.Staff(b, "owner@omni-shop.dev", "owner")}
 }
 
 func startShop(t *testing.T, dataDir string) *shop {

@@ -75,8 +75,8 @@ func (r RebuildResult) String() string {
 
 // rebuild empties every part and replays the events table through the
 // same path stored batches take (each part's process, then the recompute
-// of customers that merges, un-merges and erasures moved), in record-id
-// order (the order events were stored in), rebuildChunk events per
+// of customers that merges, un-merges and erasures moved), in the order
+// events were stored in, rebuildChunk events per
 // transaction. progress is called after each chunk.
 func (m *Module) rebuild(pb core.App, progress func(done, total int)) (RebuildResult, error) {
 	started := time.Now()
@@ -95,7 +95,7 @@ func (m *Module) rebuild(pb core.App, progress func(done, total int)) (RebuildRe
 	}); err != nil {
 		return res, fmt.Errorf("reset: %w", err)
 	}
-	after := ""
+	var after int64
 	for {
 		var n int
 		err := pb.RunInTransaction(func(tx core.App) error {
@@ -137,6 +137,7 @@ func (m *Module) rebuild(pb core.App, progress func(done, total int)) (RebuildRe
 
 // eventRow is a row of the events table.
 type eventRow struct {
+	RowID      int64  `db:"rowid"`
 	ID         string `db:"id"`
 	EventID    string `db:"event_id"`
 	Type       string `db:"type"`
@@ -150,12 +151,14 @@ type eventRow struct {
 	Profile    string `db:"profile"`
 }
 
-// readEvents reads up to n events stored after the record id after, as the
-// processors see them.
-func readEvents(tx core.App, after string, n int) ([]*eventstore.Stored, string, error) {
+// readEvents reads up to n events stored after the row after, as the
+// processors see them. SQLite's rowid follows the order rows were
+// inserted in (record ids do only to the millisecond), so the first
+// order.placed of an order is the one counted again.
+func readEvents(tx core.App, after int64, n int) ([]*eventstore.Stored, int64, error) {
 	var rows []eventRow
-	err := tx.DB().NewQuery(`SELECT id, event_id, type, name, source, occurred_at, received_at, identities, properties, context, profile
-		FROM events WHERE id > {:after} ORDER BY id LIMIT {:n}`).Bind(map[string]any{"after": after, "n": n}).All(&rows)
+	err := tx.DB().NewQuery(`SELECT rowid, id, event_id, type, name, source, occurred_at, received_at, identities, properties, context, profile
+		FROM events WHERE rowid > {:after} ORDER BY rowid LIMIT {:n}`).Bind(map[string]any{"after": after, "n": n}).All(&rows)
 	if err != nil {
 		return nil, after, err
 	}
@@ -173,7 +176,7 @@ func readEvents(tx core.App, after string, n int) ([]*eventstore.Stored, string,
 		_ = json.Unmarshal([]byte(r.Properties), &ev.Properties)
 		_ = json.Unmarshal([]byte(r.Context), &ev.Context)
 		out = append(out, &eventstore.Stored{RecordID: r.ID, Event: ev, Profile: r.Profile})
-		after = r.ID
+		after = r.RowID
 	}
 	return out, after, nil
 }

@@ -173,6 +173,7 @@ type fact struct {
 	amount, rate                                      float64
 	items                                             []item
 	duplicate, returning                              bool
+	repeat                                            bool // the customer has two orders or more (repeat_buyer)
 }
 
 func (f *fact) base() float64 { return round6(f.amount * f.rate) }
@@ -384,7 +385,7 @@ func prepareRollups(tx core.App) (*rollupStmts, error) {
 		st  **sql.Stmt
 		sql string
 	}{
-		{&s.facts, `SELECT id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate, "returning"
+		{&s.facts, `SELECT id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate, "returning", repeat_buyer
 			FROM metrics_orders WHERE profile = ? ORDER BY occurred_at, id`},
 		{&s.customer, "SELECT contrib FROM metrics_customers WHERE profile = ?"},
 		{&s.upsertDaily, `INSERT INTO metrics_daily (id, day, metric, dim, currency, value, count) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -396,7 +397,7 @@ func prepareRollups(tx core.App) (*rollupStmts, error) {
 			first_channel = excluded.first_channel, last_order_at = excluded.last_order_at, orders = excluded.orders,
 			net_base = excluded.net_base, months = excluded.months, contrib = excluded.contrib, updated = excluded.updated`},
 		{&s.deleteCustomer, "DELETE FROM metrics_customers WHERE profile = ?"},
-		{&s.setFact, `UPDATE metrics_orders SET "returning" = ?, channel = ? WHERE id = ?`},
+		{&s.setFact, `UPDATE metrics_orders SET "returning" = ?, channel = ?, repeat_buyer = ? WHERE id = ?`},
 	} {
 		st, err := ex.Prepare(p.sql)
 		if err != nil {
@@ -515,7 +516,7 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 	}
 	cs := derive(facts)
 	for _, f := range cs.changed {
-		if _, err := st.setFact.Exec(f.returning, f.channel, f.id); err != nil {
+		if _, err := st.setFact.Exec(f.returning, f.channel, f.repeat, f.id); err != nil {
 			return err
 		}
 	}
@@ -572,7 +573,7 @@ func loadFacts(st *rollupStmts, profile string) ([]*fact, error) {
 		f := &fact{}
 		var at, items string
 		if err := rows.Scan(&f.id, &f.kind, &f.orderKey, &f.channel, &at, &f.day, &f.currency, &f.amount, &f.rate, &items,
-			&f.duplicate, &f.returning); err != nil {
+			&f.duplicate, &f.returning, &f.repeat); err != nil {
 			return nil, err
 		}
 		if t, err := types.ParseDateTime(at); err == nil {
@@ -677,6 +678,17 @@ func derive(facts []*fact) *customerState {
 			}
 			cancelled[f.orderKey] = true
 			c.add("cancelled", f.day, "", "", 0, 1)
+		}
+	}
+	// Every fact of a customer with two orders or more says so (the
+	// sales report counts repeat buyers from the buyers index).
+	repeat := cs.orders >= 2
+	for _, f := range facts {
+		if f.repeat != repeat {
+			f.repeat = repeat
+			if !slices.Contains(cs.changed, f) {
+				cs.changed = append(cs.changed, f)
+			}
 		}
 	}
 	for mo := range monthSet {

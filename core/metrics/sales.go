@@ -56,6 +56,10 @@ func (m *Module) salesReport(app core.App, q Query) (*Report, error) {
 			r.Series.Previous[k] = aligned
 		}
 	}
+	// Products only for this period: the tables have no previous column.
+	if err := cur.readProducts(app); err != nil {
+		return nil, err
+	}
 	r.Tables = cur.tables(base)
 	r.Notes = cur.notes(base)
 	return r, nil
@@ -203,9 +207,6 @@ func readSales(app core.App, q Query) (*salesPeriod, error) {
 			p.series["net_revenue:"+ch] = v
 		}
 	}
-	if err := p.readProducts(app); err != nil {
-		return nil, err
-	}
 	return p, nil
 }
 
@@ -245,15 +246,15 @@ func hourlySales(app core.App, q Query, index map[int64]int, gross, refunds, ord
 }
 
 // buyersIn counts the distinct customers with an order in q, and those of
-// them with two orders or more ever.
+// them with two orders or more ever, in one pass over the buyers index.
 func buyersIn(app core.App, q Query) (buyers, repeat float64, err error) {
-	const in = `SELECT DISTINCT profile FROM metrics_orders WHERE kind = 'order' AND duplicate = 0 AND day >= {:from} AND day <= {:to}`
-	params := dbx.Params{"from": q.From, "to": q.To}
-	if err = app.DB().NewQuery("SELECT COUNT(*) FROM (" + in + ")").Bind(params).Row(&buyers); err != nil {
-		return
+	var row struct {
+		Buyers float64 `db:"buyers"`
+		Repeat float64 `db:"repeat"`
 	}
-	err = app.DB().NewQuery("SELECT COUNT(*) FROM metrics_customers WHERE orders >= 2 AND profile IN (" + in + ")").Bind(params).Row(&repeat)
-	return
+	err = app.DB().NewQuery(`SELECT COUNT(*) AS buyers, COALESCE(SUM(rep), 0) AS repeat FROM (SELECT profile, MAX(repeat_buyer) AS rep
+		FROM metrics_orders WHERE kind = 'order' AND duplicate = 0 AND day >= {:from} AND day <= {:to} GROUP BY profile)`).Bind(dbx.Params{"from": q.From, "to": q.To}).One(&row)
+	return row.Buyers, row.Repeat, err
 }
 
 func (p *salesPeriod) readProducts(app core.App) error {
