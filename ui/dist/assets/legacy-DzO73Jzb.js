@@ -1,0 +1,1 @@
+import{b2 as a}from"./index-CKezkCFW.js";a();
