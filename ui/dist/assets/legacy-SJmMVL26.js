@@ -1,0 +1,1 @@
+import{aX as a}from"./index-B2dN_58G.js";a();
