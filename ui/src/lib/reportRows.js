@@ -13,9 +13,6 @@ export function tableObjects(report, name) {
 // columnType is the type of a table's column (text when unknown).
 export const columnType = (report, name, key) => table(report, name)?.columns.find((c) => c.key === key)?.type || 'text'
 
-// notBuilt tells a 501 answer (the report is not in this build yet).
-export const notBuilt = (err) => err?.status === 501
-
 // distribution turns a two-column table (a score or name, then a count)
 // into bars: the first column labels, the first number column counts,
 // each with its share of the total.

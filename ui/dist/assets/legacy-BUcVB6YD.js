@@ -1,0 +1,1 @@
+import{aY as a}from"./index-Bq5Lt9Al.js";a();
