@@ -82,5 +82,8 @@ describe('report tables', () => {
     assert.deepEqual(tableObjects(report, 'csat_distribution')[0], { score: '5', answers: 3 })
     assert.deepEqual(distribution(report, 'csat_distribution').map((b) => [b.label, b.value, b.share]), [['5', 3, 0.75], ['4', 1, 0.25], ['1', 0, 0]])
     assert.deepEqual(distribution(report, 'missing'), [])
+    // The NPS table: score, group, responses, share; 2 promoters of 4 = 50%.
+    const nps = { tables: [{ name: 'nps_distribution', columns: [num('score'), text('group'), num('responses'), { key: 'share', type: 'percent' }], rows: [[10, 'promoter', 2, 0.5], [7, 'passive', 1, 0.25], [3, 'detractor', 1, 0.25]] }] }
+    assert.deepEqual(distribution(nps, 'nps_distribution').map((b) => [b.label, b.value, b.share]), [['10', 2, 0.5], ['7', 1, 0.25], ['3', 1, 0.25]])
   })
 })

@@ -13,19 +13,21 @@ export function tableObjects(report, name) {
 // columnType is the type of a table's column (text when unknown).
 export const columnType = (report, name, key) => table(report, name)?.columns.find((c) => c.key === key)?.type || 'text'
 
-// distribution turns a two-column table (a score or name, then a count)
-// into bars: the first column labels, the first number column counts,
-// each with its share of the total.
+// distribution turns a count table (a score or name first, then counts)
+// into bars: the first column labels, the counts are the column named
+// responses, count or customers (else the first number column after the
+// label), each with its share of the total.
 export function distribution(report, name) {
   const t = table(report, name)
   if (!t) return []
-  const labelAt = Math.max(0, t.columns.findIndex((c) => c.type === 'text' || c.type === 'date'))
-  const valueAt = t.columns.findIndex((c, i) => i !== labelAt && (c.type === 'number' || c.type === 'money'))
+  const keys = t.columns.map((c) => c.key)
+  let valueAt = keys.findIndex((k, i) => i > 0 && ['responses', 'count', 'customers'].includes(k))
+  if (valueAt < 0) valueAt = t.columns.findIndex((c, i) => i > 0 && c.type === 'number')
   if (valueAt < 0) return []
   const rows = t.rows || []
   const total = rows.reduce((a, r) => a + (Number(r[valueAt]) || 0), 0)
   return rows.map((r) => {
     const value = Number(r[valueAt]) || 0
-    return { key: String(r[labelAt]), label: String(r[labelAt] ?? ''), value, share: total ? value / total : 0 }
+    return { key: String(r[0]), label: String(r[0] ?? ''), value, share: total ? value / total : 0 }
   })
 }
