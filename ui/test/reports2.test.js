@@ -11,7 +11,7 @@ import { apiAs, batch, buildOmni, eventually, launchBrowser, login, omniCLI, sho
 const OWNER = { name: 'Olga Owner', email: 'olga@omni-shop.dev', password: 'owner-pass-1' }
 const AGENT = { name: 'Arno Agent', email: 'arno@omni-shop.dev', password: 'agent-pass-1' }
 
-let tmp, server, browser, page, ownerToken, agentToken, agentID, writeKey
+let tmp, server, browser, page, ownerToken, agentToken, writeKey, serverKey
 
 const HOUR = 3600 * 1000
 const ago = (h) => new Date(Date.now() - h * HOUR).toISOString()
@@ -21,6 +21,10 @@ before(async () => {
   const bin = buildOmni(tmp)
   const dataDir = path.join(tmp, 'data')
   writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop').match(/write key: (\S+)/)[1]
+  // Channel messages and their outcomes come from a server source.
+  serverKey = omniCLI(bin, dataDir, 'source', 'create', 'shop-server', '--kind', 'server').match(/secret key: (\S+)/)[1]
+  // Attributed revenue is in the base currency: the shop's is EUR.
+  process.env.OMNI_PROFILES_BASE_CURRENCY = 'EUR'
   server = await startOmni(bin, dataDir, { logName: 'omni-reports2.log' })
   const owner = await apiAs(server.url, '', '/api/v1/setup/owner', { method: 'POST', body: JSON.stringify({ ...OWNER, passwordConfirm: OWNER.password }) })
   assert.equal(owner.status, 200, JSON.stringify(owner.body))
@@ -30,7 +34,6 @@ before(async () => {
     body: JSON.stringify({ ...AGENT, passwordConfirm: AGENT.password, role: 'agent', emailVisibility: true }),
   })
   assert.equal(agent.status, 200, JSON.stringify(agent.body))
-  agentID = agent.body.id
   agentToken = await login(server.url, AGENT.email, AGENT.password)
   browser = await launchBrowser(tmp)
   page = browser.pages()[0] || (await browser.newPage())
@@ -149,6 +152,76 @@ describe('report pages', () => {
     // The API refuses an agent's funnel too.
     const r = await apiAs(server.url, agentToken, '/api/v1/metrics/funnels', { method: 'POST', body: JSON.stringify({ name: 'x', window_days: 7, steps: [{ event: 'page.viewed' }, { event: 'order.placed' }] }) })
     assert.equal(r.status, 403, JSON.stringify(r.body))
+    await signOut()
+  })
+
+  it('the attribution model switch moves the channels\' shares on a 4-touch path', async () => {
+    // Lena's path before her 100 EUR order at t0 (an hour ago): an email
+    // opened at t0−72 h, Arno's WhatsApp reply in the inbox at t0−48 h, a
+    // visit from the "scarf-restock" Instagram campaign at t0−24 h.
+    const t0 = Date.now() - HOUR
+    const at = (h) => new Date(t0 - h * HOUR).toISOString()
+    const lena = { userId: 'lena', context: { traits: { email: 'lena@omni-shop.dev', phone: '+447700900555' } } }
+    await batch(server.url, serverKey, [
+      { type: 'identify', userId: 'lena', timestamp: at(100), traits: { email: 'lena@omni-shop.dev', phone: '+447700900555', name: 'Lena Berg' }, context: { channel: 'web' } },
+      { type: 'track', ...lena, event: 'Email Opened', timestamp: at(72), properties: { campaign_name: 'Autumn sale', message_id: 'km-autumn' }, context: { ...lena.context, channel: 'email' } },
+      // Her question, written just now so the WhatsApp window is open for a reply.
+      { type: 'track', ...lena, event: 'message.received', properties: { text: 'Is the blue scarf back?' }, context: { ...lena.context, channel: 'whatsapp' } },
+    ])
+    const conv = await eventually(async () => (await apiAs(server.url, agentToken, '/api/v1/conversations')).body.items?.[0]?.id, { what: "Lena's conversation" })
+    const reply = await apiAs(server.url, agentToken, `/api/v1/conversations/${conv}/messages`, { method: 'POST', body: JSON.stringify({ text: 'Yes! Back in stock today.' }) })
+    assert.equal(reply.status, 201, JSON.stringify(reply.body))
+    // The gate records the reply in the send ledger; the WhatsApp connector
+    // would then report it sent. This server has none, so its outcome is
+    // posted the way a connector's is, dated t0−48 h.
+    await eventually(async () => (await apiAs(server.url, ownerToken, '/api/collections/messages/records/' + reply.body.id)).status === 200, { what: 'the reply in the send ledger' })
+    await batch(server.url, serverKey, [
+      { type: 'track', ...lena, event: 'message.sent', timestamp: at(48), properties: { message_id: reply.body.id }, context: { ...lena.context, channel: 'whatsapp' } },
+      { type: 'page', ...lena, timestamp: at(24), properties: { path: '/scarves' }, context: { ...lena.context, channel: 'web', page: { path: '/scarves' }, campaign: { source: 'instagram', medium: 'social', name: 'scarf-restock' } } },
+      { type: 'track', ...lena, event: 'Order Completed', timestamp: at(0), properties: { order_id: 'A-1', total: 100, currency: 'EUR' }, context: { ...lena.context, channel: 'web' } },
+    ])
+
+    await signIn(OWNER)
+    await page.goto(server.url + '/reports/attribution')
+    const share = (channel) => page.getByTestId('channel-shares').locator(`[data-key="${channel}"]`).getByTestId('hbar-text').textContent()
+    // Linear (the default): 100 / 3 each → 33.3%.
+    await eventually(async () => {
+      await page.reload()
+      await page.getByTestId('channel-shares').waitFor()
+      return (await page.getByTestId('channel-shares').getByTestId('hbar').count()) === 3
+    }, { what: 'three channels credited', timeout: 60000 })
+    assert.equal(await page.getByRole('button', { name: 'Linear' }).getAttribute('aria-pressed'), 'true')
+    assert.deepEqual([await share('email'), await share('whatsapp'), await share('web')], ['33.3%', '33.3%', '33.3%'])
+    assert.match(await page.getByTestId('tile-agent_assisted_revenue').getByTestId('tile-value').textContent(), /33\.33/)
+    assert.match(await page.getByTestId('table-by_agent').textContent(), /Arno Agent/)
+
+    // Each model, its hand-computed share for the agent's WhatsApp reply
+    // (and the email's): first touch → email 100%, WhatsApp 0%; last touch
+    // → web 100%; position-based 40/20/40 → WhatsApp 20%; time decay,
+    // half-life 7 days = 168 h: weights 2^(−72/168) = 0.742997,
+    // 2^(−48/168) = 0.820335, 2^(−24/168) = 0.905724, sum 2.469056 →
+    // email 30.1%, WhatsApp 33.2%, web 36.7%.
+    const expect = [
+      ['First touch', { email: '100%', whatsapp: '0%', web: '0%' }, /first touch/],
+      ['Last touch', { email: '0%', whatsapp: '0%', web: '100%' }, /last touch/],
+      ['Position-based', { email: '40%', whatsapp: '20%', web: '40%' }, /40% to the first/],
+      ['Time decay', { email: '30.1%', whatsapp: '33.2%', web: '36.7%' }, /half-life/],
+    ]
+    for (const [label, want, explain] of expect) {
+      await page.getByRole('button', { name: label, exact: true }).click()
+      await eventually(async () => (await share('whatsapp')) === want.whatsapp && (await share('email')) === want.email, { what: `${label}: WhatsApp ${want.whatsapp}`, timeout: 10000 })
+      assert.deepEqual({ email: await share('email'), whatsapp: await share('whatsapp'), web: await share('web') }, want, label)
+      assert.match(await page.getByTestId('model-explain').textContent(), explain)
+      assert.equal(new URL(page.url()).searchParams.get('model'), { 'First touch': 'first', 'Last touch': 'last', 'Position-based': 'position', 'Time decay': 'time_decay' }[label])
+      if (label === 'Position-based') {
+        // The tables follow the model: the agent's reply earned 20 EUR.
+        await eventually(async () => /20\.00/.test(await page.getByTestId('tile-agent_assisted_revenue').getByTestId('tile-value').textContent()), { what: 'agent-assisted revenue 20.00', timeout: 10000 })
+        await shot(page, 'reports2-attribution')
+      }
+    }
+    // The chosen model survives a reload.
+    await page.reload()
+    assert.equal(await page.getByRole('button', { name: 'Time decay', exact: true }).getAttribute('aria-pressed'), 'true')
     await signOut()
   })
 })
