@@ -110,11 +110,17 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	if err := m.settings.load(m.app); err != nil {
 		return err
 	}
+	if m.enabled {
+		// Funnels created or edited and not yet derived from past events.
+		if err := m.funnels.start(m.app); err != nil {
+			return err
+		}
+	}
 	m.routes(se)
 	return nil
 }
 
-func (m *Module) Stop(ctx context.Context) {}
+func (m *Module) Stop(ctx context.Context) { m.funnels.stop() }
 
 // processor rolls each stored batch up, in its transaction, after the
 // modules before (profiles has set each event's profile).
