@@ -34,19 +34,27 @@ describe('funnel builder drafts', () => {
     assert.deepEqual(payload(d), {
       name: 'Browse to buy',
       window_days: 3,
-      steps: [{ event: 'page.viewed', path: '/products/' }, { event: 'track', name: 'Added to cart', label: 'Cart' }, { event: 'order.placed' }],
+      steps: [
+        { event: 'page.viewed', path: '/products/', label: 'Viewed a page /products/' },
+        { event: 'track', name: 'Added to cart', label: 'Cart' },
+        { event: 'order.placed', label: 'Placed an order' },
+      ],
     })
     assert.deepEqual(validate(d), {})
-    assert.equal(stepLabel(payload(d).steps[0]), 'Viewed a page /products/')
     assert.equal(stepLabel({ event: 'track', name: 'Added to cart' }), 'Added to cart')
+    assert.equal(stepLabel({ event: 'page.viewed', path: '/p', label: 'Product page' }), 'Product page')
   })
 
   it('reorders steps and copies a stored funnel for editing', () => {
     const s = ['a', 'b', 'c']
     assert.deepEqual(moveStep(s, 2, -1), ['a', 'c', 'b'])
     assert.deepEqual(moveStep(s, 0, -1), s)
-    const e = editable({ id: 'f1', name: 'N', window_days: 5, steps: [{ event: 'order.placed' }] })
-    assert.deepEqual(e, { id: 'f1', name: 'N', window_days: 5, steps: [{ event: 'order.placed', name: '', path: '', label: '' }] })
+    // Generated labels (ours or the server's) come back blank, an owner's stays.
+    const e = editable({ id: 'f1', name: 'N', window_days: 5, steps: [{ event: 'order.placed', label: 'Placed an order' }, { event: 'page.viewed', path: '/p', label: 'page.viewed /p' }, { event: 'track', name: 'Signed up', label: 'Joined' }] })
+    assert.deepEqual(e, {
+      id: 'f1', name: 'N', window_days: 5,
+      steps: [{ event: 'order.placed', name: '', path: '', label: '' }, { event: 'page.viewed', name: '', path: '/p', label: '' }, { event: 'track', name: 'Signed up', path: '', label: 'Joined' }],
+    })
   })
 
   it('draws bars from the steps table with conversion and drop-off', () => {

@@ -65,18 +65,19 @@ async function signOut() {
 //   ben:  /products/desk, Added to cart           → reaches step 2
 //   cleo: /products/lamp                          → reaches step 1
 //   dan:  /about, Added to cart, order            → never enters (step 1 is a product page)
+// Four days ago, so the attribution test's day has Lena's order alone.
 // Steps: 3 customers, 2 (2/3 = 66.7% of step 1, 1 dropped off), 1 (1/2 = 50% of step 2, 1 dropped off);
 // conversion 1/3 = 33.3%.
 function funnelEvents() {
   const view = (u, p, h) => ({ type: 'page', userId: u, timestamp: ago(h), properties: { path: p }, context: { channel: 'web', page: { path: p } } })
   const cart = (u, h) => ({ type: 'track', userId: u, event: 'Added to cart', timestamp: ago(h), context: { channel: 'web' } })
   const order = (u, id, h) => ({ type: 'track', userId: u, event: 'Order Completed', timestamp: ago(h), properties: { order_id: id, total: 40, currency: 'EUR' }, context: { channel: 'web' } })
-  const who = (u) => ({ type: 'identify', userId: u, timestamp: ago(30), traits: { email: `${u}@omni-shop.dev` }, context: { channel: 'web' } })
+  const who = (u) => ({ type: 'identify', userId: u, timestamp: ago(110), traits: { email: `${u}@omni-shop.dev` }, context: { channel: 'web' } })
   return [
-    who('ann'), view('ann', '/products/lamp', 26), cart('ann', 25), order('ann', 'F-1', 24),
-    who('ben'), view('ben', '/products/desk', 26), cart('ben', 25),
-    who('cleo'), view('cleo', '/products/lamp', 26),
-    who('dan'), view('dan', '/about', 26), cart('dan', 25), order('dan', 'F-2', 24),
+    who('ann'), view('ann', '/products/lamp', 100), cart('ann', 99), order('ann', 'F-1', 98),
+    who('ben'), view('ben', '/products/desk', 100), cart('ben', 99),
+    who('cleo'), view('cleo', '/products/lamp', 100),
+    who('dan'), view('dan', '/about', 100), cart('dan', 99), order('dan', 'F-2', 98),
   ]
 }
 
@@ -182,7 +183,9 @@ describe('report pages', () => {
     ])
 
     await signIn(OWNER)
-    await page.goto(server.url + '/reports/attribution')
+    // The day of Lena's order only (the funnel test's orders are days older).
+    const day = new Date(t0).toISOString().slice(0, 10) // the shop's zone is UTC here
+    await page.goto(server.url + `/reports/attribution?from=${day}&to=${day}`)
     const share = (channel) => page.getByTestId('channel-shares').locator(`[data-key="${channel}"]`).getByTestId('hbar-text').textContent()
     // Linear (the default): 100 / 3 each → 33.3%.
     await eventually(async () => {

@@ -26,14 +26,23 @@ export const MAX_WINDOW_DAYS = 90
 
 export const stepType = (event) => STEP_TYPES.find((t) => t.event === event) || { event, label: event }
 
-// stepLabel names a step the way the chart shows it.
-export function stepLabel(s) {
-  if (s.label) return s.label
+// autoLabel names a step from what it waits for ("Viewed a page
+// /products/", "Added to cart"): the label a step gets when the owner
+// gives none.
+export function autoLabel(s) {
   const t = stepType(s.event)
-  if (t.custom) return s.name || 'Custom event'
-  if (s.path) return `${t.label} ${s.path}`
+  const name = (s.name || '').trim()
+  const path = (s.path || '').trim()
+  if (t.custom) return name || 'Custom event'
+  if (t.path && path) return `${t.label} ${path}`
   return t.label
 }
+
+// stepLabel names a step the way the chart shows it.
+export const stepLabel = (s) => s.label || autoLabel(s)
+
+// The label the server gives a step saved without one ("page.viewed /p").
+const serverLabel = (s) => [s.event, s.name || s.path].filter(Boolean).join(' ')
 
 export const blankStep = (event = 'page.viewed') => ({ event, name: '', path: '', label: '' })
 
@@ -47,7 +56,13 @@ export function editable(f) {
     id: f.id,
     name: f.name || '',
     window_days: f.window_days || 7,
-    steps: (f.steps || []).map((s) => ({ event: s.event || 'page.viewed', name: s.name || '', path: s.path || '', label: s.label || '' })),
+    // A generated label is left blank, so it follows the step when edited.
+    steps: (f.steps || []).map((s) => ({
+      event: s.event || 'page.viewed',
+      name: s.name || '',
+      path: s.path || '',
+      label: s.label && s.label !== autoLabel(s) && s.label !== serverLabel(s) ? s.label : '',
+    })),
   }
 }
 
@@ -76,7 +91,7 @@ export function validate(d) {
 }
 
 // payload is the body of POST/PUT /api/v1/metrics/funnels[/id]: only the
-// fields a step's type uses.
+// fields a step's type uses, and a label in words when none is given.
 export function payload(d) {
   return {
     name: d.name.trim(),
@@ -86,7 +101,7 @@ export function payload(d) {
       const out = { event: s.event }
       if (t.custom && s.name.trim()) out.name = s.name.trim()
       if (t.path && s.path.trim()) out.path = s.path.trim()
-      if (s.label.trim()) out.label = s.label.trim()
+      out.label = s.label.trim() || autoLabel(out)
       return out
     }),
   }

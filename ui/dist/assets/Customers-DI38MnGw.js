@@ -1,0 +1,1 @@
+import{j as o,v as s}from"./index-BfuJlbIb.js";import"./legacy-jsCfyakF.js";var a=s('<h1>Customers</h1> <p class="muted">This report is being built.</p>',1);function p(r){var t=a();o(r,t)}export{p as default};

@@ -1,1 +1,0 @@
-import{j as o,v as s}from"./index-Bq5Lt9Al.js";import"./legacy-BUcVB6YD.js";var a=s('<h1>Customers</h1> <p class="muted">This report is being built.</p>',1);function p(r){var t=a();o(r,t)}export{p as default};

@@ -1,1 +1,0 @@
-import{aY as a}from"./index-Bq5Lt9Al.js";a();

@@ -1,0 +1,1 @@
+import{aY as a}from"./index-BfuJlbIb.js";a();
