@@ -225,8 +225,15 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 			}
 			byProfile[e.profile] = append(byProfile[e.profile], e)
 		}
+		if len(order) == 0 {
+			continue
+		}
+		latest, err := latestEntries(tx, fn, order)
+		if err != nil {
+			return err
+		}
 		for _, p := range order {
-			if err := f.advanceProfile(tx, fn, p, byProfile[p]); err != nil {
+			if err := f.advanceProfile(tx, fn, p, latest[p], byProfile[p]); err != nil {
 				return err
 			}
 		}
@@ -234,30 +241,44 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 	return nil
 }
 
-// advanceProfile applies a customer's new events (in time order) to their
-// latest entry. An event older than the latest step already recorded (a
-// late delivery) could change earlier entries: the customer is then
-// derived again from the events table, which holds this batch too.
-func (f *funnelPart) advanceProfile(tx core.App, fn *Funnel, profile string, evs []*fev) error {
-	var row struct {
+// latestEntries reads each customer's latest entry into the funnel (one
+// query for a batch).
+func latestEntries(tx core.App, fn *Funnel, profiles []string) (map[string]*entry, error) {
+	var rows []struct {
 		ID        string `db:"id"`
+		Profile   string `db:"profile"`
 		EnteredAt string `db:"entered_at"`
 		Channel   string `db:"channel"`
 		StepAt    string `db:"step_at"`
 	}
-	var cur *entry
-	err := tx.DB().NewQuery("SELECT id, entered_at, channel, step_at FROM " + FunnelEntriesCollection +
-		" WHERE profile = {:p} AND funnel = {:f} ORDER BY entered_at DESC LIMIT 1").
-		Bind(dbx.Params{"p": profile, "f": fn.ID}).One(&row)
-	if err == nil {
-		cur = &entry{id: row.ID, channel: row.Channel}
+	err := tx.DB().Select("id", "profile", "entered_at", "channel", "step_at").From(FunnelEntriesCollection).
+		Where(dbx.And(dbx.HashExp{"funnel": fn.ID}, dbx.In("profile", anys(profiles)...))).
+		OrderBy("profile", "entered_at").All(&rows)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*entry{}
+	for _, r := range rows { // the later entry of a customer replaces the earlier
+		en := &entry{id: r.ID, channel: r.Channel}
 		var steps []string
-		_ = json.Unmarshal([]byte(row.StepAt), &steps)
+		_ = json.Unmarshal([]byte(r.StepAt), &steps)
 		for _, s := range steps {
 			if t, err := types.ParseDateTime(s); err == nil {
-				cur.stepAt = append(cur.stepAt, t.Time().UTC())
+				en.stepAt = append(en.stepAt, t.Time().UTC())
 			}
 		}
+		out[r.Profile] = en
+	}
+	return out, nil
+}
+
+// advanceProfile applies a customer's new events (in time order) to their
+// latest entry (nil when none). An event older than the latest step
+// already recorded (a late delivery) could change earlier entries: the
+// customer is then derived again from the events table, which holds this
+// batch too.
+func (f *funnelPart) advanceProfile(tx core.App, fn *Funnel, profile string, cur *entry, evs []*fev) error {
+	if cur != nil {
 		if len(cur.stepAt) == 0 || evs[0].at.Before(cur.stepAt[len(cur.stepAt)-1]) {
 			return f.rederive(tx, []*Funnel{fn}, []string{profile})
 		}

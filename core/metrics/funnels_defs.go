@@ -427,6 +427,8 @@ func readFunnel(e *core.RequestEvent) (*funnelInput, error) {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) && ute.Field != "" {
 			field = ute.Field
+		} else if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			field = strings.Trim(f, `"`)
 		}
 		return nil, api.BadRequest(field, "the body must be {name, steps: [{event, name, path, label}], window_days, position}: "+err.Error())
 	}
