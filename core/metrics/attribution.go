@@ -39,69 +39,77 @@ type attrOrder struct {
 }
 
 func (a *attribution) process(tx core.App, batch []*eventstore.Stored) error {
-	s := a.m.attrSettings()
-	type window struct{ from, to time.Time }
-	dirty := map[string]*window{} // profile → orders to re-credit
-	var orders []attrOrder
+	w := a.begin(tx)
+	defer w.close()
+	var touches []attrTouchRow
+	var placed []*eventstore.Stored
 	for _, st := range batch {
 		ev := st.Event
 		if st.Profile == "" || ev == nil {
 			continue
 		}
 		if ev.Type == events.OrderPlaced {
-			if o, ok := a.orderOf(tx, st.RecordID, st.Profile, ev); ok {
-				orders = append(orders, o)
-			}
+			placed = append(placed, st)
 			continue
 		}
-		t, ok := attrTouchOf(tx.DB(), st.RecordID, st.Profile, ev)
-		if !ok {
-			continue
+		if t, ok := attrTouchOf(tx.DB(), st.RecordID, st.Profile, ev); ok {
+			touches = append(touches, t)
 		}
-		added, err := a.insertTouch(tx, t)
-		if err != nil {
-			return err
+	}
+	added, err := w.insertTouches(touches)
+	if err != nil {
+		return err
+	}
+	type window struct{ from, to time.Time }
+	dirty := map[string]*window{} // profile → orders to re-credit
+	for _, t := range touches {
+		if !added[t.Ref] {
+			continue // stored before
 		}
-		if !added {
-			continue
+		d := dirty[t.Profile]
+		if d == nil {
+			d = &window{t.At, t.At}
+			dirty[t.Profile] = d
 		}
-		w := dirty[t.Profile]
-		if w == nil {
-			w = &window{t.At, t.At}
-			dirty[t.Profile] = w
-		}
-		w.from = attrMinTime(w.from, t.At)
-		w.to = attrMaxTime(w.to, t.At.Add(s.lookback()))
+		d.from = attrMinTime(d.from, t.At)
+		d.to = attrMaxTime(d.to, t.At.Add(w.s.lookback()))
+	}
+	orders, err := w.ordersOf(placed)
+	if err != nil {
+		return err
+	}
+	if err := w.creditNew(orders); err != nil {
+		return err
 	}
 	credited := map[string]bool{}
 	for _, o := range orders {
-		if dup, err := a.keyCredited(tx, o); err != nil {
-			return err
-		} else if dup {
-			continue // the same order reported again
-		}
-		if err := a.creditOrder(tx, o, s); err != nil {
-			return err
-		}
 		credited[o.Event] = true
 	}
 	// Touches that reach orders already credited (they arrived late).
-	for profile, w := range dirty {
-		past, err := a.creditedOrders(tx, "profile = {:p} AND order_at >= {:from} AND order_at <= {:to}",
-			dbx.Params{"p": profile, "from": store.FormatTime(w.from), "to": store.FormatTime(w.to)})
+	if len(dirty) > 0 {
+		ids := make([]any, 0, len(dirty))
+		from := time.Time{}
+		for p, d := range dirty {
+			ids = append(ids, p)
+			if from.IsZero() || d.from.Before(from) {
+				from = d.from
+			}
+		}
+		past, err := w.creditedOrders(dbx.And(dbx.In("profile", ids...), dbx.NewExp("order_at >= {:from}", dbx.Params{"from": store.FormatTime(from)})))
 		if err != nil {
 			return err
 		}
 		for _, o := range past {
-			if credited[o.Event] {
+			d := dirty[o.Profile]
+			if credited[o.Event] || o.At.Before(d.from) || o.At.After(d.to) {
 				continue
 			}
-			if err := a.creditOrder(tx, o, s); err != nil {
+			if err := w.creditOrder(o, true); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return w.flush()
 }
 
 // recompute re-derives the customers' touches and credits from the events
@@ -110,12 +118,14 @@ func (a *attribution) recompute(tx core.App, profiles []string) error {
 	if len(profiles) == 0 {
 		return nil
 	}
+	w := a.begin(tx)
+	defer w.close()
 	ids := make([]any, len(profiles))
 	for i, p := range profiles {
 		ids[i] = p
 	}
 	in := dbx.In("profile", ids...)
-	if err := a.dropCredits(tx, in); err != nil {
+	if err := w.dropCredits(in); err != nil {
 		return err
 	}
 	if _, err := tx.DB().Delete(TouchesCollection, in).Execute(); err != nil {
@@ -140,35 +150,31 @@ func (a *attribution) recompute(tx core.App, profiles []string) error {
 	if err != nil {
 		return err
 	}
-	var orders []attrOrder
+	var touches []attrTouchRow
+	var placed []*eventstore.Stored
 	for _, r := range rows {
 		ev := &events.Event{Type: r.Type, Source: r.Source, OccurredAt: attrTime(r.OccurredAt)}
 		_ = json.Unmarshal([]byte(r.Properties), &ev.Properties)
 		_ = json.Unmarshal([]byte(r.Context), &ev.Context)
 		if ev.Type == events.OrderPlaced {
-			if o, ok := a.orderOf(tx, r.ID, r.Profile, ev); ok {
-				orders = append(orders, o)
-			}
+			placed = append(placed, &eventstore.Stored{RecordID: r.ID, Event: ev, Profile: r.Profile})
 			continue
 		}
 		if t, ok := attrTouchOf(tx.DB(), r.ID, r.Profile, ev); ok {
-			if _, err := a.insertTouch(tx, t); err != nil {
-				return err
-			}
+			touches = append(touches, t)
 		}
 	}
-	s := a.m.attrSettings()
-	for _, o := range orders { // oldest first: a repeated order keeps its first report
-		if dup, err := a.keyCredited(tx, o); err != nil {
-			return err
-		} else if dup {
-			continue
-		}
-		if err := a.creditOrder(tx, o, s); err != nil {
-			return err
-		}
+	if _, err := w.insertTouches(touches); err != nil {
+		return err
 	}
-	return nil
+	orders, err := w.ordersOf(placed) // oldest first: a repeated order keeps its first report
+	if err != nil {
+		return err
+	}
+	if err := w.creditNew(orders); err != nil {
+		return err
+	}
+	return w.flush()
 }
 
 func (a *attribution) reset(tx core.App) error {
@@ -183,37 +189,139 @@ func (a *attribution) reset(tx core.App) error {
 // recreditAll credits every order again from the stored touches: the
 // lookback or the half-life changed.
 func (a *attribution) recreditAll(tx core.App) error {
-	orders, err := a.creditedOrders(tx, "1 = 1", nil)
+	w := a.begin(tx)
+	defer w.close()
+	orders, err := w.creditedOrders(dbx.NewExp("1 = 1"))
 	if err != nil {
 		return err
 	}
-	s := a.m.attrSettings()
 	for _, o := range orders {
-		if err := a.creditOrder(tx, o, s); err != nil {
+		if err := w.creditOrder(o, true); err != nil {
 			return err
 		}
 	}
-	return nil
+	return w.flush()
 }
 
-// insertTouch stores a touch once (by its ref); false when it was there.
-func (a *attribution) insertTouch(tx core.App, t attrTouchRow) (bool, error) {
-	res, err := tx.DB().NewQuery(`INSERT INTO ` + TouchesCollection + ` (id, profile, at, channel, kind, campaign, journey, agent, ref, event)
-		VALUES ({:id}, {:p}, {:at}, {:ch}, {:k}, {:c}, {:j}, {:ag}, {:ref}, {:ev}) ON CONFLICT(ref) DO NOTHING`).
-		Bind(dbx.Params{"id": store.NewRecordID(), "p": t.Profile, "at": store.FormatTime(t.At), "ch": attrClip(t.Channel, 50),
-			"k": t.Kind, "c": attrClip(t.Campaign, 300), "j": attrClip(t.Journey, 50), "ag": attrClip(t.Agent, 50),
-			"ref": attrClip(t.Ref, 400), "ev": t.Event}).Execute()
-	if err != nil {
-		return false, err
+// attrTx is the part's work in one transaction: its statements, prepared
+// once (they run for every order and touch of a batch), and the daily sums'
+// changes, written once per key at the end.
+type attrTx struct {
+	a     *attribution
+	tx    core.App
+	ex    dbx.Executor // for the multi-row writes
+	s     AttributionSettings
+	stmts map[string]*dbx.Query
+	daily map[attrDailyKey]*attrDaily
+	// credits to insert (written before any read of the table) and the
+	// orders credited in this transaction, by key.
+	pending [][]any
+	keys    map[string]string
+}
+
+type attrDailyKey struct{ Day, Breakdown, Dim string }
+
+func (a *attribution) begin(tx core.App) *attrTx {
+	return &attrTx{a: a, tx: tx, ex: store.Executor(tx), s: a.m.attrSettings(), stmts: map[string]*dbx.Query{},
+		daily: map[attrDailyKey]*attrDaily{}, keys: map[string]string{}}
+}
+
+// q is the prepared statement of sql, bound to p.
+func (w *attrTx) q(sql string, p dbx.Params) *dbx.Query {
+	q, ok := w.stmts[sql]
+	if !ok {
+		q = w.tx.DB().NewQuery(sql).Prepare()
+		w.stmts[sql] = q
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	return q.Bind(p)
+}
+
+func (w *attrTx) close() {
+	for _, q := range w.stmts {
+		_ = q.Close()
+	}
+}
+
+// insertTouches stores touches once each (by ref) and says which refs
+// are new.
+func (w *attrTx) insertTouches(touches []attrTouchRow) (map[string]bool, error) {
+	added := map[string]bool{}
+	for len(touches) > 0 {
+		n := min(len(touches), 200)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO ` + TouchesCollection + ` (id, profile, at, channel, kind, campaign, journey, agent, ref, event) VALUES `)
+		args := make([]any, 0, n*10)
+		for i, t := range touches[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, store.NewRecordID(), t.Profile, store.FormatTime(t.At), attrClip(t.Channel, 50), t.Kind,
+				attrClip(t.Campaign, 300), attrClip(t.Journey, 50), attrClip(t.Agent, 50), t.Ref, t.Event)
+		}
+		b.WriteString(" ON CONFLICT(ref) DO NOTHING RETURNING ref")
+		rows, err := w.ex.Query(b.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var ref string
+			if err := rows.Scan(&ref); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			added[ref] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		touches = touches[n:]
+	}
+	return added, nil
+}
+
+// ordersOf reads the order.placed events, in order.
+func (w *attrTx) ordersOf(placed []*eventstore.Stored) ([]attrOrder, error) {
+	if len(placed) == 0 {
+		return nil, nil
+	}
+	// The rollups' conversion of the same events, when they stored it in
+	// this transaction.
+	ids := make([]any, len(placed))
+	for i, st := range placed {
+		ids[i] = st.RecordID
+	}
+	var facts []attrOrderFact
+	if err := w.tx.DB().Select("event", "amount_base", "rate").From(OrdersCollection).Where(dbx.In("event", ids...)).All(&facts); err != nil {
+		return nil, err
+	}
+	byEvent := make(map[string]*attrOrderFact, len(facts))
+	for i := range facts {
+		byEvent[facts[i].Event] = &facts[i]
+	}
+	out := make([]attrOrder, 0, len(placed))
+	for _, st := range placed {
+		if o, ok := w.orderOf(st.RecordID, st.Profile, st.Event, byEvent[st.RecordID]); ok {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// attrOrderFact is the rollups' row of an order (metrics_orders).
+type attrOrderFact struct {
+	Event      string  `db:"event"`
+	AmountBase float64 `db:"amount_base"`
+	Rate       float64 `db:"rate"`
 }
 
 // orderOf reads an order.placed: its key and amount in the base currency
 // (the rollups' conversion when they stored it in this transaction, else
 // the same rule: the owner's or the configured rate).
-func (a *attribution) orderOf(tx core.App, record, profile string, ev *events.Event) (attrOrder, bool) {
+func (w *attrTx) orderOf(record, profile string, ev *events.Event, fact *attrOrderFact) (attrOrder, bool) {
 	o := attrOrder{Event: record, Profile: profile, At: ev.OccurredAt.UTC()}
 	if profile == "" {
 		return o, false
@@ -223,12 +331,7 @@ func (a *attribution) orderOf(tx core.App, record, profile string, ev *events.Ev
 		id = "event:" + record
 	}
 	o.Key = attrClip(ev.Source+":"+id, 300)
-	var fact struct {
-		AmountBase float64 `db:"amount_base"`
-		Rate       float64 `db:"rate"`
-	}
-	if err := tx.DB().NewQuery("SELECT amount_base, rate FROM " + OrdersCollection + " WHERE event = {:e}").
-		Bind(dbx.Params{"e": record}).One(&fact); err == nil {
+	if fact != nil {
 		o.Amount, o.Unconverted = fact.AmountBase, fact.Rate <= 0
 		if o.Unconverted {
 			o.Amount = 0
@@ -243,7 +346,7 @@ func (a *attribution) orderOf(tx core.App, record, profile string, ev *events.Ev
 		}
 	}
 	cur := strings.ToUpper(attrString(ev.Properties["currency"]))
-	base, rates := a.m.settings.currency(tx)
+	base, rates := w.a.m.settings.currency(w.tx)
 	switch {
 	case cur == "" || cur == base:
 		o.Amount = amount
@@ -255,17 +358,85 @@ func (a *attribution) orderOf(tx core.App, record, profile string, ev *events.Ev
 	return o, true
 }
 
-// keyCredited: another report of the same order is credited already.
-func (a *attribution) keyCredited(tx core.App, o attrOrder) (bool, error) {
-	var n int
-	err := tx.DB().NewQuery("SELECT COUNT(*) FROM " + CreditsCollection + " WHERE order_key = {:k} AND order_event != {:e}").
-		Bind(dbx.Params{"k": o.Key, "e": o.Event}).Row(&n)
-	return n > 0, err
+// creditNew credits orders just stored (or re-derived), oldest first,
+// but not a second report of an order (its key) credited already.
+func (w *attrTx) creditNew(orders []attrOrder) error {
+	if len(orders) == 0 {
+		return nil
+	}
+	if err := w.flushCredits(); err != nil {
+		return err
+	}
+	keys := make([]any, 0, len(orders))
+	profiles := make([]any, 0, len(orders))
+	from, to := orders[0].At, orders[0].At
+	for _, o := range orders {
+		keys = append(keys, o.Key)
+		profiles = append(profiles, o.Profile)
+		from, to = attrMinTime(from, o.At), attrMaxTime(to, o.At)
+	}
+	var known []struct {
+		Key   string `db:"order_key"`
+		Event string `db:"order_event"`
+	}
+	err := w.tx.DB().Select("order_key", "order_event").From(CreditsCollection).
+		Where(dbx.And(dbx.HashExp{"pos": 0}, dbx.In("order_key", keys...))).All(&known)
+	if err != nil {
+		return err
+	}
+	credited := map[string][]string{} // key → order events credited under it
+	for _, k := range known {
+		credited[k.Key] = append(credited[k.Key], k.Event)
+	}
+	// The touches of all these customers in the orders' lookbacks.
+	var rows []struct {
+		Profile  string `db:"profile"`
+		At       string `db:"at"`
+		Kind     string `db:"kind"`
+		Channel  string `db:"channel"`
+		Campaign string `db:"campaign"`
+		Journey  string `db:"journey"`
+		Agent    string `db:"agent"`
+		Ref      string `db:"ref"`
+	}
+	err = w.tx.DB().Select("profile", "at", "kind", "channel", "campaign", "journey", "agent", "ref").From(TouchesCollection).
+		Where(dbx.And(dbx.In("profile", profiles...), dbx.NewExp("at >= {:from} AND at <= {:to}",
+			dbx.Params{"from": store.FormatTime(from.Add(-w.s.lookback())), "to": store.FormatTime(to)}))).All(&rows)
+	if err != nil {
+		return err
+	}
+	touches := map[string][]attrTouch{}
+	for _, r := range rows {
+		touches[r.Profile] = append(touches[r.Profile], attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel,
+			Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref})
+	}
+	for _, o := range orders {
+		exists, dup := false, false
+		if ev, ok := w.keys[o.Key]; ok {
+			exists, dup = ev == o.Event, ev != o.Event
+		}
+		for _, ev := range credited[o.Key] {
+			exists, dup = exists || ev == o.Event, dup || ev != o.Event
+		}
+		if dup {
+			continue // the same order reported again
+		}
+		if exists {
+			if err := w.dropCredits(dbx.HashExp{"order_event": o.Event}); err != nil {
+				return err
+			}
+		}
+		w.credit(o, touches[o.Profile])
+	}
+	return nil
 }
 
 // creditedOrders lists the credited orders matching where (one row each:
-// the first-touch model has exactly one credit row per order).
-func (a *attribution) creditedOrders(tx core.App, where string, p dbx.Params) ([]attrOrder, error) {
+// every order has a row at pos 0).
+func (w *attrTx) creditedOrders(where dbx.Expression) ([]attrOrder, error) {
+	if err := w.flushCredits(); err != nil {
+		return nil, err
+	}
 	var rows []struct {
 		Event       string  `db:"order_event"`
 		Key         string  `db:"order_key"`
@@ -274,8 +445,8 @@ func (a *attribution) creditedOrders(tx core.App, where string, p dbx.Params) ([
 		Amount      float64 `db:"amount"`
 		Unconverted bool    `db:"unconverted"`
 	}
-	err := tx.DB().NewQuery("SELECT order_event, order_key, profile, order_at, amount, unconverted FROM " + CreditsCollection +
-		" WHERE model = 'first' AND (" + where + ") ORDER BY order_at").Bind(p).All(&rows)
+	err := w.tx.DB().Select("order_event", "order_key", "profile", "order_at", "amount", "unconverted").From(CreditsCollection).
+		Where(dbx.And(dbx.HashExp{"pos": 0}, where)).OrderBy("order_at").All(&rows)
 	out := make([]attrOrder, len(rows))
 	for i, r := range rows {
 		out[i] = attrOrder{Event: r.Event, Key: r.Key, Profile: r.Profile, At: attrTime(r.At), Amount: r.Amount, Unconverted: r.Unconverted}
@@ -283,17 +454,21 @@ func (a *attribution) creditedOrders(tx core.App, where string, p dbx.Params) ([
 	return out, err
 }
 
-// attrCredit is one credit row.
+// attrCredit is one touch of an order's path with its share under each
+// model (attrModels' order), or the one "direct" row of an order without.
 type attrCredit struct {
-	Model, Kind, Channel, Campaign, Journey, Agent string
-	TouchAt                                        time.Time
-	Share, Credit                                  float64
+	Kind, Channel, Campaign, Journey, Agent string
+	TouchAt                                 time.Time
+	Shares                                  [5]float64
 }
 
-// creditOrder (re)writes the order's credits from the customer's touches.
-func (a *attribution) creditOrder(tx core.App, o attrOrder, s AttributionSettings) error {
-	if err := a.dropCredits(tx, dbx.HashExp{"order_event": o.Event}); err != nil {
-		return err
+// creditOrder (re)writes the order's credits from the customer's touches
+// (existing: it has credits to replace).
+func (w *attrTx) creditOrder(o attrOrder, existing bool) error {
+	if existing {
+		if err := w.dropCredits(dbx.HashExp{"order_event": o.Event}); err != nil {
+			return err
+		}
 	}
 	var rows []struct {
 		At       string `db:"at"`
@@ -304,9 +479,9 @@ func (a *attribution) creditOrder(tx core.App, o attrOrder, s AttributionSetting
 		Agent    string `db:"agent"`
 		Ref      string `db:"ref"`
 	}
-	err := tx.DB().NewQuery("SELECT at, kind, channel, campaign, journey, agent, ref FROM " + TouchesCollection +
-		" WHERE profile = {:p} AND at >= {:from} AND at <= {:to}").
-		Bind(dbx.Params{"p": o.Profile, "from": store.FormatTime(o.At.Add(-s.lookback())), "to": store.FormatTime(o.At)}).All(&rows)
+	err := w.q("SELECT at, kind, channel, campaign, journey, agent, ref FROM "+TouchesCollection+
+		" WHERE profile = {:p} AND at >= {:from} AND at <= {:to}",
+		dbx.Params{"p": o.Profile, "from": store.FormatTime(o.At.Add(-w.s.lookback())), "to": store.FormatTime(o.At)}).All(&rows)
 	if err != nil {
 		return err
 	}
@@ -314,55 +489,53 @@ func (a *attribution) creditOrder(tx core.App, o attrOrder, s AttributionSetting
 	for i, r := range rows {
 		touches[i] = attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel, Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref}
 	}
-	path := attrPath(touches, o.At, s)
-	credits := attrCreditsOf(path, o, s)
-	day := o.At.In(a.m.loc).Format(dayLayout)
-	for _, c := range credits {
+	w.credit(o, touches)
+	return nil
+}
+
+// credit writes the order's credits (pending until the next flush) from
+// the customer's touches around it.
+func (w *attrTx) credit(o attrOrder, touches []attrTouch) {
+	path := attrPath(touches, o.At, w.s)
+	credits := attrCreditsOf(path, o, w.s)
+	day := o.At.In(w.a.m.loc).Format(dayLayout)
+	for i, c := range credits {
 		touchAt := ""
 		if !c.TouchAt.IsZero() {
 			touchAt = store.FormatTime(c.TouchAt)
 		}
-		_, err := tx.DB().NewQuery(`INSERT INTO ` + CreditsCollection + ` (id, order_event, order_key, profile, order_at, day, model, kind,
-			channel, campaign, journey, agent, touch_at, share, credit, amount, touches, unconverted)
-			VALUES ({:id}, {:e}, {:k}, {:p}, {:at}, {:day}, {:model}, {:kind}, {:ch}, {:c}, {:j}, {:ag}, {:tat}, {:share}, {:credit},
-			{:amount}, {:n}, {:u})`).Bind(dbx.Params{"id": store.NewRecordID(), "e": o.Event, "k": o.Key, "p": o.Profile,
-			"at": store.FormatTime(o.At), "day": day, "model": c.Model, "kind": c.Kind, "ch": c.Channel, "c": c.Campaign,
-			"j": c.Journey, "ag": c.Agent, "tat": touchAt, "share": c.Share, "credit": c.Credit, "amount": o.Amount,
-			"n": len(path), "u": o.Unconverted}).Execute()
-		if err != nil {
-			return err
-		}
+		w.pending = append(w.pending, []any{store.NewRecordID(), o.Event, o.Key, o.Profile, store.FormatTime(o.At), day, i, c.Kind,
+			c.Channel, c.Campaign, c.Journey, c.Agent, touchAt, c.Shares[0], c.Shares[1], c.Shares[2], c.Shares[3], c.Shares[4],
+			o.Amount, len(path), o.Unconverted})
 	}
-	return a.addDaily(tx, attrDailyOf(day, o, len(path), credits), 1)
+	w.keys[o.Key] = o.Event
+	w.add(attrDailyOf(day, o, len(path), credits), 1)
 }
 
-// attrCreditsOf is an order's credit rows under every model: one per
-// touch with a share (none under first and last but the one touch they
-// credit), or one "direct" row per model when no touch reached it.
+// attrCreditsOf is an order's path with each touch's shares, or one
+// "direct" row, whole under every model, when no touch reached it.
 func attrCreditsOf(path []attrTouch, o attrOrder, s AttributionSettings) []attrCredit {
-	var out []attrCredit
-	for _, model := range attrModels {
-		if len(path) == 0 {
-			out = append(out, attrCredit{Model: model, Kind: attrKindNone, Channel: "direct", Share: 1, Credit: o.Amount})
-			continue
-		}
+	if len(path) == 0 {
+		return []attrCredit{{Kind: attrKindNone, Channel: "direct", Shares: [5]float64{1, 1, 1, 1, 1}}}
+	}
+	out := make([]attrCredit, len(path))
+	for i, t := range path {
+		out[i] = attrCredit{Kind: t.Kind, Channel: t.Channel, Campaign: t.Campaign, Journey: t.Journey, Agent: t.Agent, TouchAt: t.At}
+	}
+	for m, model := range attrModels {
 		for i, w := range attrShares(model, path, o.At, s) {
-			if w == 0 {
-				continue
-			}
-			t := path[i]
-			out = append(out, attrCredit{Model: model, Kind: t.Kind, Channel: t.Channel, Campaign: t.Campaign, Journey: t.Journey,
-				Agent: t.Agent, TouchAt: t.At, Share: w, Credit: w * o.Amount})
+			out[i].Shares[m] = w
 		}
 	}
 	return out
 }
 
-// attrDaily is one order's contribution to a metrics_attribution_daily row.
+// attrDaily is one order's contribution to a metrics_attribution_daily
+// row (Credits in attrModels' order).
 type attrDaily struct {
-	Day, Model, Breakdown, Dim string
-	Credit                     float64
-	Orders, Touches, Unconv    int
+	Day, Breakdown, Dim     string
+	Credits                 [5]float64
+	Orders, Touches, Unconv int
 }
 
 // attrBreakdowns are the dimensions the report breaks credit down by.
@@ -382,80 +555,159 @@ func (c attrCredit) dim(by string) string {
 	return ""
 }
 
-// attrDailyOf is what an order adds to the daily sums: per model, its
-// amount and path length (breakdown "all"), and per dimension value the
-// credit it gave and one order. An order without a rate adds only its
-// count of unconverted orders.
+// attrDailyOf is what an order adds to the daily sums: its amount under
+// every model and its path length (breakdown "all"), and per dimension
+// value the credit it gave and one order. An order without a rate adds
+// only its count of unconverted orders.
 func attrDailyOf(day string, o attrOrder, touches int, credits []attrCredit) []attrDaily {
-	var out []attrDaily
-	for _, model := range attrModels {
-		if o.Unconverted {
-			out = append(out, attrDaily{Day: day, Model: model, Breakdown: "all", Unconv: 1})
-			continue
-		}
-		out = append(out, attrDaily{Day: day, Model: model, Breakdown: "all", Credit: o.Amount, Orders: 1, Touches: touches})
-		for _, by := range attrBreakdowns {
-			idx := map[string]int{}
-			for _, c := range credits {
-				if c.Model != model {
-					continue
-				}
-				d := c.dim(by)
-				i, ok := idx[d]
-				if !ok {
-					i = len(out)
-					idx[d] = i
-					out = append(out, attrDaily{Day: day, Model: model, Breakdown: by, Dim: d, Orders: 1})
-				}
-				out[i].Credit += c.Credit
+	if o.Unconverted {
+		return []attrDaily{{Day: day, Breakdown: "all", Unconv: 1}}
+	}
+	all := attrDaily{Day: day, Breakdown: "all", Orders: 1, Touches: touches}
+	for m := range all.Credits {
+		all.Credits[m] = o.Amount
+	}
+	out := []attrDaily{all}
+	for _, by := range attrBreakdowns {
+		idx := map[string]int{}
+		for _, c := range credits {
+			d := c.dim(by)
+			i, ok := idx[d]
+			if !ok {
+				i = len(out)
+				idx[d] = i
+				out = append(out, attrDaily{Day: day, Breakdown: by, Dim: d, Orders: 1})
+			}
+			for m, sh := range c.Shares {
+				out[i].Credits[m] += sh * o.Amount
 			}
 		}
 	}
 	return out
 }
 
-// addDaily adds (sign 1) or takes out (sign −1) contributions.
-func (a *attribution) addDaily(tx core.App, rows []attrDaily, sign int) error {
+// add adds (sign 1) or takes out (sign −1) contributions, in memory until
+// flush.
+func (w *attrTx) add(rows []attrDaily, sign int) {
 	for _, r := range rows {
-		p := dbx.Params{"id": store.NewRecordID(), "day": r.Day, "model": r.Model, "b": r.Breakdown, "dim": r.Dim,
-			"credit": float64(sign) * r.Credit, "orders": sign * r.Orders, "touches": sign * r.Touches, "u": sign * r.Unconv}
-		_, err := tx.DB().NewQuery(`INSERT INTO ` + AttributionDailyCollection + ` (id, day, model, breakdown, dim, credit, orders, touches, unconverted)
-			VALUES ({:id}, {:day}, {:model}, {:b}, {:dim}, {:credit}, {:orders}, {:touches}, {:u})
-			ON CONFLICT(model, breakdown, day, dim) DO UPDATE SET credit = credit + excluded.credit, orders = orders + excluded.orders,
-			touches = touches + excluded.touches, unconverted = unconverted + excluded.unconverted`).Bind(p).Execute()
-		if err != nil {
+		k := attrDailyKey{r.Day, r.Breakdown, r.Dim}
+		d := w.daily[k]
+		if d == nil {
+			d = &attrDaily{Day: r.Day, Breakdown: r.Breakdown, Dim: r.Dim}
+			w.daily[k] = d
+		}
+		for m, c := range r.Credits {
+			d.Credits[m] += float64(sign) * c
+		}
+		d.Orders += sign * r.Orders
+		d.Touches += sign * r.Touches
+		d.Unconv += sign * r.Unconv
+	}
+}
+
+// flushCredits inserts the pending credits.
+func (w *attrTx) flushCredits() error {
+	err := attrInsertRows(w.ex, `INSERT INTO `+CreditsCollection+` (id, order_event, order_key, profile, order_at, day, pos, kind,
+		channel, campaign, journey, agent, touch_at, share_first, share_last, share_linear, share_position, share_time_decay,
+		amount, touches, unconverted) VALUES `, 21, "", w.pending)
+	w.pending = w.pending[:0]
+	return err
+}
+
+// flush writes the pending credits and the daily sums' changes; a daily
+// row no order reaches any more is deleted.
+func (w *attrTx) flush() error {
+	if err := w.flushCredits(); err != nil {
+		return err
+	}
+	var rows [][]any
+	days := map[string]bool{}
+	for _, d := range w.daily {
+		moved := d.Orders != 0 || d.Touches != 0 || d.Unconv != 0
+		for _, c := range d.Credits {
+			moved = moved || math.Abs(c) > 1e-9
+		}
+		if !moved {
+			continue // taken out and put back as it was
+		}
+		rows = append(rows, []any{store.NewRecordID(), d.Day, d.Breakdown, d.Dim, d.Credits[0], d.Credits[1], d.Credits[2],
+			d.Credits[3], d.Credits[4], d.Orders, d.Touches, d.Unconv})
+		if d.Orders < 0 || d.Unconv < 0 {
+			days[d.Day] = true
+		}
+	}
+	clear(w.daily)
+	err := attrInsertRows(w.ex, `INSERT INTO `+AttributionDailyCollection+` (id, day, breakdown, dim, credit_first, credit_last,
+			credit_linear, credit_position, credit_time_decay, orders, touches, unconverted) VALUES `, 12,
+		` ON CONFLICT(breakdown, day, dim) DO UPDATE SET credit_first = credit_first + excluded.credit_first,
+			credit_last = credit_last + excluded.credit_last, credit_linear = credit_linear + excluded.credit_linear,
+			credit_position = credit_position + excluded.credit_position,
+			credit_time_decay = credit_time_decay + excluded.credit_time_decay, orders = orders + excluded.orders,
+			touches = touches + excluded.touches, unconverted = unconverted + excluded.unconverted`, rows)
+	if err != nil || len(days) == 0 {
+		return err
+	}
+	in := make([]any, 0, len(days))
+	for d := range days {
+		in = append(in, d)
+	}
+	_, err = w.tx.DB().Delete(AttributionDailyCollection, dbx.And(dbx.In("day", in...),
+		dbx.NewExp("orders <= 0 AND unconverted <= 0"))).Execute()
+	return err
+}
+
+// attrInsertRows runs head (…VALUES), a "(?, …)" group per row, then
+// tail, a few hundred rows a statement: one statement instead of one per
+// row is most of the cost saved.
+func attrInsertRows(ex dbx.Executor, head string, cols int, tail string, rows [][]any) error {
+	group := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	for len(rows) > 0 {
+		n := min(len(rows), 200)
+		var b strings.Builder
+		b.WriteString(head)
+		args := make([]any, 0, n*cols)
+		for i, r := range rows[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(group)
+			args = append(args, r...)
+		}
+		b.WriteString(tail)
+		if _, err := ex.Exec(b.String(), args...); err != nil {
 			return err
 		}
-		if sign < 0 {
-			_, err = tx.DB().NewQuery(`DELETE FROM ` + AttributionDailyCollection + ` WHERE model = {:model} AND breakdown = {:b}
-				AND day = {:day} AND dim = {:dim} AND orders <= 0 AND unconverted <= 0`).Bind(p).Execute()
-			if err != nil {
-				return err
-			}
-		}
+		rows = rows[n:]
 	}
 	return nil
 }
 
 // dropCredits deletes the credits matching where and takes what they
 // added out of the daily sums.
-func (a *attribution) dropCredits(tx core.App, where dbx.Expression) error {
+func (w *attrTx) dropCredits(where dbx.Expression) error {
+	if err := w.flushCredits(); err != nil {
+		return err
+	}
 	var rows []struct {
 		Event       string  `db:"order_event"`
 		Day         string  `db:"day"`
-		Model       string  `db:"model"`
 		Kind        string  `db:"kind"`
 		Channel     string  `db:"channel"`
 		Campaign    string  `db:"campaign"`
 		Journey     string  `db:"journey"`
 		Agent       string  `db:"agent"`
-		Credit      float64 `db:"credit"`
+		S0          float64 `db:"share_first"`
+		S1          float64 `db:"share_last"`
+		S2          float64 `db:"share_linear"`
+		S3          float64 `db:"share_position"`
+		S4          float64 `db:"share_time_decay"`
 		Amount      float64 `db:"amount"`
 		Touches     int     `db:"touches"`
 		Unconverted bool    `db:"unconverted"`
 	}
-	err := tx.DB().Select("order_event", "day", "model", "kind", "channel", "campaign", "journey", "agent", "credit", "amount",
-		"touches", "unconverted").From(CreditsCollection).Where(where).OrderBy("order_event").All(&rows)
+	err := w.tx.DB().Select("order_event", "day", "kind", "channel", "campaign", "journey", "agent", "share_first", "share_last",
+		"share_linear", "share_position", "share_time_decay", "amount", "touches", "unconverted").From(CreditsCollection).
+		Where(where).OrderBy("order_event", "pos").All(&rows)
 	if err != nil || len(rows) == 0 {
 		return err
 	}
@@ -464,17 +716,14 @@ func (a *attribution) dropCredits(tx core.App, where dbx.Expression) error {
 		var credits []attrCredit
 		for ; j < len(rows) && rows[j].Event == rows[i].Event; j++ {
 			r := rows[j]
-			credits = append(credits, attrCredit{Model: r.Model, Kind: r.Kind, Channel: r.Channel, Campaign: r.Campaign,
-				Journey: r.Journey, Agent: r.Agent, Credit: r.Credit})
+			credits = append(credits, attrCredit{Kind: r.Kind, Channel: r.Channel, Campaign: r.Campaign, Journey: r.Journey,
+				Agent: r.Agent, Shares: [5]float64{r.S0, r.S1, r.S2, r.S3, r.S4}})
 		}
 		r := rows[i]
-		o := attrOrder{Event: r.Event, Amount: r.Amount, Unconverted: r.Unconverted}
-		if err := a.addDaily(tx, attrDailyOf(r.Day, o, r.Touches, credits), -1); err != nil {
-			return err
-		}
+		w.add(attrDailyOf(r.Day, attrOrder{Event: r.Event, Amount: r.Amount, Unconverted: r.Unconverted}, r.Touches, credits), -1)
 		i = j
 	}
-	_, err = tx.DB().Delete(CreditsCollection, where).Execute()
+	_, err = w.tx.DB().Delete(CreditsCollection, where).Execute()
 	return err
 }
 

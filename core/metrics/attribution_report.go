@@ -109,10 +109,10 @@ func attrSums(app core.App, model string, q Query) (attrTotals, error) {
 		Touches     int     `db:"touches"`
 		Unconverted int     `db:"unconverted"`
 	}
-	err := app.DB().NewQuery(`SELECT breakdown, dim, SUM(credit) AS credit, SUM(orders) AS orders, SUM(touches) AS touches,
-			SUM(unconverted) AS unconverted FROM ` + AttributionDailyCollection + `
-		WHERE model = {:model} AND day >= {:from} AND day <= {:to} GROUP BY breakdown, dim`).
-		Bind(dbx.Params{"model": model, "from": q.From, "to": q.To}).All(&rows)
+	err := app.DB().NewQuery(`SELECT breakdown, dim, SUM(credit_` + model + `) AS credit, SUM(orders) AS orders,
+			SUM(touches) AS touches, SUM(unconverted) AS unconverted FROM ` + AttributionDailyCollection + `
+		WHERE day >= {:from} AND day <= {:to} GROUP BY breakdown, dim`).
+		Bind(dbx.Params{"from": q.From, "to": q.To}).All(&rows)
 	for _, r := range rows {
 		s := attrSum{Credit: r.Credit, Orders: r.Orders, Touches: r.Touches, Unconverted: r.Unconverted}
 		if r.Breakdown == "all" {
@@ -177,9 +177,9 @@ func attrSeries(app core.App, model, by string, q Query) (*Series, error) {
 				Dim    string  `db:"dim"`
 				Credit float64 `db:"credit"`
 			}
-			err := app.DB().NewQuery(`SELECT order_at, ` + by + ` AS dim, credit FROM ` + CreditsCollection + `
-				WHERE model = {:model} AND order_at >= {:from} AND order_at < {:to} AND NOT unconverted`).
-				Bind(dbx.Params{"model": model, "from": store.FormatTime(q.Start), "to": store.FormatTime(q.End)}).All(&rows)
+			err := app.DB().NewQuery(`SELECT order_at, ` + by + ` AS dim, amount * share_` + model + ` AS credit FROM ` + CreditsCollection + `
+				WHERE order_at >= {:from} AND order_at < {:to} AND NOT unconverted`).
+				Bind(dbx.Params{"from": store.FormatTime(q.Start), "to": store.FormatTime(q.End)}).All(&rows)
 			for _, r := range rows {
 				at := attrTime(r.At)
 				fill(dst, q, offset, at, r.Dim, r.Credit)
@@ -192,9 +192,9 @@ func attrSeries(app core.App, model, by string, q Query) (*Series, error) {
 			Dim    string  `db:"dim"`
 			Credit float64 `db:"credit"`
 		}
-		err := app.DB().NewQuery(`SELECT day, dim, credit FROM ` + AttributionDailyCollection + `
-			WHERE model = {:model} AND breakdown = {:by} AND day >= {:from} AND day <= {:to}`).
-			Bind(dbx.Params{"model": model, "by": by, "from": q.From, "to": q.To}).All(&rows)
+		err := app.DB().NewQuery(`SELECT day, dim, credit_` + model + ` AS credit FROM ` + AttributionDailyCollection + `
+			WHERE breakdown = {:by} AND day >= {:from} AND day <= {:to}`).
+			Bind(dbx.Params{"by": by, "from": q.From, "to": q.To}).All(&rows)
 		for _, r := range rows {
 			at, perr := time.ParseInLocation(dayLayout, r.Day, q.Loc)
 			if perr != nil {
@@ -247,24 +247,25 @@ func attrModelsTable(app core.App, q Query) (Table, error) {
 		t.Columns = append(t.Columns, Column{Key: m, Label: labels[m], Type: TypeMoney})
 	}
 	var rows []struct {
-		Model  string  `db:"model"`
-		Dim    string  `db:"dim"`
-		Credit float64 `db:"credit"`
+		Dim string  `db:"dim"`
+		C0  float64 `db:"c0"`
+		C1  float64 `db:"c1"`
+		C2  float64 `db:"c2"`
+		C3  float64 `db:"c3"`
+		C4  float64 `db:"c4"`
 	}
-	err := app.DB().NewQuery(`SELECT model, dim, SUM(credit) AS credit FROM ` + AttributionDailyCollection + `
-		WHERE breakdown = 'channel' AND day >= {:from} AND day <= {:to} GROUP BY model, dim`).
+	err := app.DB().NewQuery(`SELECT dim, SUM(credit_first) AS c0, SUM(credit_last) AS c1, SUM(credit_linear) AS c2,
+			SUM(credit_position) AS c3, SUM(credit_time_decay) AS c4 FROM ` + AttributionDailyCollection + `
+		WHERE breakdown = 'channel' AND day >= {:from} AND day <= {:to} GROUP BY dim`).
 		Bind(dbx.Params{"from": q.From, "to": q.To}).All(&rows)
 	if err != nil {
 		return t, err
 	}
-	credit := map[string]map[string]float64{} // channel → model → credit
+	credit := map[string][5]float64{} // channel → credit per model
 	totals := map[string]float64{}
 	for _, r := range rows {
-		if credit[r.Dim] == nil {
-			credit[r.Dim] = map[string]float64{}
-		}
-		credit[r.Dim][r.Model] += r.Credit
-		totals[r.Dim] += r.Credit
+		credit[r.Dim] = [5]float64{r.C0, r.C1, r.C2, r.C3, r.C4}
+		totals[r.Dim] = r.C0 + r.C1 + r.C2 + r.C3 + r.C4
 	}
 	channels := make([]string, 0, len(credit))
 	for c := range credit {
@@ -273,7 +274,7 @@ func attrModelsTable(app core.App, q Query) (Table, error) {
 	slices.SortFunc(channels, func(a, b string) int { return cmp.Or(cmp.Compare(totals[b], totals[a]), cmp.Compare(a, b)) })
 	for _, c := range channels {
 		row := []any{c}
-		for _, m := range attrModels {
+		for m := range attrModels {
 			row = append(row, attrRound(credit[c][m]))
 		}
 		t.Rows = append(t.Rows, row)

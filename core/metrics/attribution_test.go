@@ -102,12 +102,19 @@ func attrTable(t *testing.T, r *Report, name string) map[string]float64 {
 	return nil
 }
 
-// attrWant compares credits to the cent.
+// attrWant compares credits to the cent; a row want leaves out must be
+// 0 (a dimension on the path the model gives nothing, as first and last
+// do to all touches but one).
 func attrWant(t *testing.T, what string, got, want map[string]float64) {
 	t.Helper()
-	ok := len(got) == len(want)
+	ok := true
 	for k, v := range want {
-		if math.Abs(got[k]-v) >= 0.005 {
+		if _, in := got[k]; !in || math.Abs(got[k]-v) >= 0.005 {
+			ok = false
+		}
+	}
+	for k, v := range got {
+		if _, in := want[k]; !in && v != 0 {
 			ok = false
 		}
 	}
@@ -217,8 +224,8 @@ func TestAttributionFourTouchPath(t *testing.T) {
 	want := map[string]map[string]float64{
 		"first":      {"email": 120},
 		"last":       {"web": 120},
-		"linear":     {"email": 40, "whatsapp": 40, "web": 40},             // 120 / 3
-		"position":   {"email": 48, "whatsapp": 24, "web": 48},             // 40% / 20% / 40% of 120
+		"linear":     {"email": 40, "whatsapp": 40, "web": 40}, // 120 / 3
+		"position":   {"email": 48, "whatsapp": 24, "web": 48}, // 40% / 20% / 40% of 120
 		"time_decay": {"email": 28.968284, "whatsapp": 38.988419, "web": 52.043296},
 	}
 	for _, model := range attrModels {
@@ -275,4 +282,126 @@ func TestAttributionFourTouchPath(t *testing.T) {
 	omnitest.WantFieldError(t, code, body, 400, "model")
 	code, body = e.s.Do(t, "GET", "/api/v1/metrics/attribution?by=product", nil, e.owner)
 	omnitest.WantFieldError(t, code, body, 400, "by")
+}
+
+// TestAttributionFollowsLateTouchesMergesAndErasure: a touch stored after
+// its order re-credits it; redelivered events and a second report of the
+// order change nothing; a merge brings the visitor's touch into the path;
+// an erasure takes the customer's credit out.
+func TestAttributionFollowsLateTouchesMergesAndErasure(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
+	e := attrStart(t, nil)
+	mia := events.Identities{events.Email: "mia@omni-shop.dev"}
+	visit := attrEvent("pv-mia", events.PageViewed, "test", t0.Add(-2*time.Hour), events.Identities{events.AnonymousID: "anon-mia"}, nil,
+		events.Context{Channel: "web", Campaign: &events.Campaign{Source: "google", Medium: "cpc", Name: "spring-drop"}})
+	order := attrEvent("order-2001", events.OrderPlaced, "shopify", t0, mia,
+		map[string]any{"order_id": "2001", "total": 80, "currency": "EUR"}, events.Context{Channel: "web"})
+	e.publish(visit, order)
+	byChannel := func(model string) map[string]float64 { return attrTable(t, e.report(t0, model), "by_channel") }
+
+	// The visit is an anonymous visitor's, not Mia's: no touch, direct.
+	r := e.report(t0, "last")
+	attrWant(t, "before any touch", attrTable(t, r, "by_channel"), map[string]float64{"direct": 80})
+	if r.Totals["direct_revenue"] != 80 || r.Totals["touches_per_order"] != 0 {
+		t.Errorf("totals = %v", r.Totals)
+	}
+
+	// An open 1 day before the order, stored after it.
+	open := attrEvent("open-mia", events.EmailOpened, "klaviyo", t0.Add(-24*time.Hour), mia,
+		map[string]any{"campaign_name": "Spring", "klaviyo_message_id": "km-spring"}, events.Context{Channel: "email"})
+	e.publish(open)
+	if got := byChannel("last"); len(got) != 1 || got["email"] != 80 {
+		t.Errorf("after the late open by_channel = %v, want email 80 alone (direct gone)", got)
+	}
+
+	// Everything again, and the same order reported under another id.
+	again := attrEvent("order-2001-update", events.OrderPlaced, "shopify", t0.Add(time.Minute), mia,
+		map[string]any{"order_id": "2001", "total": 80, "currency": "EUR"}, events.Context{Channel: "web"})
+	e.publish(visit, order, open, again)
+	r = e.report(t0, "linear")
+	attrWant(t, "after redelivery", attrTable(t, r, "by_channel"), map[string]float64{"email": 80})
+	if r.Totals["orders"] != 1 || r.Totals["attributed_revenue"] != 80 {
+		t.Errorf("after redelivery totals = %v, want 1 order of 80", r.Totals)
+	}
+
+	// Mia signs in on the browser that made the visit: the profiles merge,
+	// and the visit (t0−2h) joins her path after the open (t0−24h).
+	e.publish(attrEvent("signin-mia", events.Identify, "test", t0.Add(time.Hour),
+		events.Identities{events.AnonymousID: "anon-mia", events.Email: "mia@omni-shop.dev"}, nil, events.Context{Channel: "web"}))
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		return byChannel("last")["web"] == 80
+	}, "the merged visit credited under last touch")
+	attrWant(t, "first after the merge", byChannel("first"), map[string]float64{"email": 80})
+	attrWant(t, "linear after the merge", byChannel("linear"), map[string]float64{"email": 40, "web": 40}) // 80 / 2
+	if r := e.report(t0, "linear"); r.Totals["orders"] != 1 || r.Totals["touches_per_order"] != 2 {
+		t.Errorf("after the merge totals = %v, want 1 order with 2 touches", r.Totals)
+	}
+
+	// Erasure: her events go, and her credit with them.
+	var profile string
+	if err := e.s.PB.DB().NewQuery("SELECT profile FROM identities WHERE kind = 'email' AND value = 'mia@omni-shop.dev'").Row(&profile); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := e.s.Do(t, "DELETE", "/api/v1/profiles/"+profile, nil, e.owner); code != 200 {
+		t.Fatalf("erase: %d %s", code, body)
+	}
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		r := e.report(t0, "linear")
+		return r.Totals["orders"] == 0 && r.Totals["attributed_revenue"] == 0 && len(attrTable(t, r, "by_channel")) == 0
+	}, "the erased customer's credit gone")
+	var left int
+	for _, c := range []string{TouchesCollection, CreditsCollection, AttributionDailyCollection} {
+		var n int
+		_ = e.s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + c).Row(&n)
+		left += n
+	}
+	if left != 0 {
+		t.Errorf("%d attribution rows left after the erasure", left)
+	}
+}
+
+// TestAttributionSettingsRecredit: a shorter half-life moves time-decay
+// credit to the latest touch; a longer lookback takes in the older click.
+func TestAttributionSettingsRecredit(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
+	replyAt := t0.Add(-3 * 24 * time.Hour)
+	e := attrStart(t, func() time.Time { return replyAt })
+	e.seedPath(t0)
+	set := func(v AttributionSettings) {
+		t.Helper()
+		if _, err := CheckAttributionSettings(v); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(v)
+		e.m.settings.mu.Lock()
+		e.m.settings.kv["attribution"] = raw
+		e.m.settings.mu.Unlock()
+		if err := e.s.PB.RunInTransaction(func(tx core.App) error { return e.m.attrib.recreditAll(tx) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Half-life 3 days = 72 h: weights 2^(−144/72) = 0.25, 2^(−72/72) = 0.5,
+	// 2^(−2/72) = 0.980930; sum 1.730930; × 120 / sum → 17.331723,
+	// 34.663445, 68.004832 (with 7 days: 28.97, 38.99, 52.04).
+	set(AttributionSettings{LookbackDays: 7, HalfLifeDays: 3})
+	attrWant(t, "time_decay, half-life 3 days", attrTable(t, e.report(t0, "time_decay"), "by_channel"),
+		map[string]float64{"email": 17.331723, "whatsapp": 34.663445, "web": 68.004832})
+	attrWant(t, "linear is unmoved by the half-life", attrTable(t, e.report(t0, "linear"), "by_channel"),
+		map[string]float64{"email": 40, "whatsapp": 40, "web": 40})
+
+	// Lookback 9 days: the "Summer" click (t0−8d) counts; 4 touches, 30 each
+	// under linear, two of them email.
+	set(AttributionSettings{LookbackDays: 9, HalfLifeDays: 3})
+	r := e.report(t0, "linear")
+	attrWant(t, "linear, lookback 9 days", attrTable(t, r, "by_channel"), map[string]float64{"email": 60, "whatsapp": 30, "web": 30})
+	attrWant(t, "first, lookback 9 days", attrTable(t, e.report(t0, "first"), "by_campaign"), map[string]float64{"Summer": 120})
+	if r.Totals["touches_per_order"] != 4 || r.Totals["attributed_revenue"] != 120 {
+		t.Errorf("totals = %v", r.Totals)
+	}
+	for _, bad := range []AttributionSettings{{LookbackDays: 0, HalfLifeDays: 7}, {LookbackDays: 7, HalfLifeDays: 91}} {
+		if field, err := CheckAttributionSettings(bad); err == nil || field == "" {
+			t.Errorf("CheckAttributionSettings(%+v) = %q, %v; want the field named", bad, field, err)
+		}
+	}
 }

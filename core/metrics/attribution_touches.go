@@ -180,6 +180,7 @@ func attrTouchOf(db dbx.Builder, record, profile string, ev *events.Event) (attr
 	if t.Channel == "" {
 		t.Channel = "unknown"
 	}
+	t.Ref = attrClip(t.Ref, 400)
 	return t, true
 }
 
