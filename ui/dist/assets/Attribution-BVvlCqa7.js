@@ -1,1 +1,0 @@
-import{j as i,v as o}from"./index-CKezkCFW.js";import"./legacy-DzO73Jzb.js";var a=o('<h1>Attribution</h1> <p class="muted">This report is being built.</p>',1);function m(t){var r=a();i(t,r)}export{m as default};

@@ -1,1 +1,0 @@
-import{j as a,v as e}from"./index-CKezkCFW.js";import"./legacy-DzO73Jzb.js";var n=e('<h1>Funnels</h1> <p class="muted">This report is being built.</p>',1);function p(r){var t=n();a(r,t)}export{p as default};

@@ -1,1 +1,0 @@
-import{j as t,v as a}from"./index-CKezkCFW.js";import"./legacy-DzO73Jzb.js";var p=a('<h1>Inbox</h1> <p class="muted">This report is being built.</p>',1);function m(o){var r=p();t(o,r)}export{m as default};

@@ -1,1 +1,0 @@
-import{j as t,v as a}from"./index-CKezkCFW.js";import"./legacy-DzO73Jzb.js";var e=a('<h1>Journeys</h1> <p class="muted">This report is being built.</p>',1);function i(r){var o=e();t(r,o)}export{i as default};

@@ -1,1 +1,0 @@
-import{b2 as a}from"./index-CKezkCFW.js";a();
