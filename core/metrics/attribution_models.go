@@ -10,7 +10,6 @@ import (
 // The five attribution models, in the order the report lists them.
 var attrModels = []string{"first", "last", "linear", "position", "time_decay"}
 
-
 const (
 	attrDefaultLookbackDays = 7
 	attrDefaultHalfLifeDays = 7
