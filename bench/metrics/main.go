@@ -93,7 +93,7 @@ func main() {
 	ingestN := flag.Int("ingest", 30000, "events per ingest round")
 	rounds := flag.Int("rounds", 2, "ingest rounds with metrics on, and as many off (alternating)")
 	out := flag.String("out", "metrics-bench.json", "where the JSON results go")
-	keep := flag.String("keep", "", "seed into this dir and keep it (default: a temporary dir, removed)")
+	keep := flag.String("keep", "", "seed into this dir and keep it (default: a temporary dir, removed); a dir seeded before is used as it is")
 	quick := flag.Bool("quick", false, "a minute-long run: 100k events, 10k customers, 20 requests, one round of 10k ingest each")
 	flag.Parse()
 	if *quick {
@@ -125,23 +125,33 @@ func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, roun
 	}
 
 	// (a) the shop: the binary migrates the data dir, the seed fills it.
-	if _, err := createSource(bin, dir); err != nil {
-		return err
+	// A kept dir seeded before is reused (its counts are not known then).
+	var token string
+	if _, err := os.Stat(filepath.Join(dir, "data.db")); err == nil && keep != "" {
+		if token, err = ownerToken(dir); err != nil {
+			return fmt.Errorf("reuse %s: %w", dir, err)
+		}
+		fmt.Printf("reusing the shop seeded in %s\n", dir)
+	} else {
+		if _, err := createSource(bin, dir); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		tok, counts, err := seed(dir, nEvents, nCustomers, nConvs)
+		if err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		token, res.Seed, res.SeedSeconds = tok, counts, time.Since(t0).Seconds()
+		fmt.Printf("seeded %d events, %d customers (%d orders, %d refunds, %d sends, %d journey runs, %d conversations) in %.1fs\n",
+			counts.Events, counts.Customers, counts.Orders, counts.Refunds, counts.Messages, counts.JourneyRuns, counts.Conversations,
+			res.SeedSeconds)
 	}
-	t0 := time.Now()
-	token, counts, err := seed(dir, nEvents, nCustomers, nConvs)
-	if err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
-	res.Seed, res.SeedSeconds = counts, time.Since(t0).Seconds()
 	if fi, err := os.Stat(filepath.Join(dir, "data.db")); err == nil {
 		res.DBMB = float64(fi.Size()) / (1 << 20)
+		fmt.Printf("data.db: %.0f MB\n", res.DBMB)
 	}
-	fmt.Printf("seeded %d events, %d customers (%d orders, %d refunds, %d sends, %d journey runs, %d conversations) in %.1fs; data.db %.0f MB\n",
-		counts.Events, counts.Customers, counts.Orders, counts.Refunds, counts.Messages, counts.JourneyRuns, counts.Conversations,
-		res.SeedSeconds, res.DBMB)
 
-	t0 = time.Now()
+	t0 := time.Now()
 	cmd := exec.Command(bin, "metrics", "rebuild", "--data-dir", dir)
 	cmd.Env = append(os.Environ(), "OMNI_LOG_LEVEL=warn")
 	o, err := cmd.CombinedOutput()
@@ -221,6 +231,22 @@ func seed(dir string, nEvents, nCustomers, nConvs int) (string, seedCounts, erro
 	}
 	_, err = o.PB.DB().NewQuery("PRAGMA optimize").Execute()
 	return token, s.n, err
+}
+
+// ownerToken signs in the owner a previous run seeded.
+func ownerToken(dir string) (string, error) {
+	cfg := config.Default()
+	cfg.DataDir = dir
+	o := app.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := o.Open(); err != nil {
+		return "", err
+	}
+	defer o.PB.ResetBootstrapState()
+	r, err := o.PB.FindAuthRecordByEmail("staff", "staff0@omni-shop.dev")
+	if err != nil {
+		return "", err
+	}
+	return r.NewAuthToken()
 }
 
 func measureReports(addr, token string, n int, res *Results) {
