@@ -140,6 +140,7 @@ func TestMetricsThroughTheBinary(t *testing.T) {
 	// 2. She asks on WhatsApp; the agent answers in the inbox.
 	s.waIn(t, eveWA, "Eve Evans", "Is the blue mug back?", time.Now())
 	conv := s.conversationAt(t, "whatsapp", eveWA)
+	eveID = s.profileOf(t, eve) // the same person, whether or not the phone joined her by a merge
 	if conv.Customer.ID != eveID {
 		t.Fatalf("Eve's WhatsApp conversation is of %s, want her profile %s", conv.Customer.ID, eveID)
 	}
