@@ -99,6 +99,9 @@ func (m *Module) Init(s *app.Setup) error {
 	// Order facts belong to a person: an erasure deletes them with the
 	// person's events (the rollups then take out what they added).
 	s.PersonOwned(OrdersCollection, "profile")
+	// Touches too (credits are not: they carry no person's data beyond the
+	// id, and the recompute after an erasure takes them out of the sums).
+	s.PersonOwned(TouchesCollection, "profile")
 	s.Processor(processor{m})
 	return nil
 }

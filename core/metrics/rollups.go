@@ -1,14 +1,726 @@
 package metrics
 
 import (
-	"github.com/pocketbase/pocketbase/core"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
 
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/types"
+
+	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/store"
 )
 
-// rollups keeps metrics_orders, metrics_customers and metrics_daily.
-type rollups struct{ m *Module }
+// rollups keeps metrics_orders (one fact per order event), metrics_customers
+// (per buying customer, with the rows of metrics_daily they contribute) and
+// metrics_daily (the sum of every customer's contribution).
+//
+// Everything a customer adds to metrics_daily is derived from their facts
+// alone, so after any change (a new order, a merge, an un-merge, an
+// erasure, new exchange rates) recompute re-derives the customer's whole
+// contribution and applies only the difference to what it added before.
+// Redelivered events add no fact (the event's record id is unique), so
+// nothing is counted twice.
+type rollups struct {
+	m    *Module
+	jobs jobs // the rebuild or re-rating running in the background (rebuild.go)
+}
 
-func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error { return nil }
-func (r *rollups) recompute(tx core.App, profiles []string) error        { return nil }
-func (r *rollups) reset(tx core.App) error                               { return nil }
+// Fact kinds (metrics_orders.kind).
+const (
+	kindOrder  = "order"
+	kindRefund = "refund"
+	kindCancel = "cancel"
+)
+
+// Where a fact's rate came from (metrics_orders.rate_from).
+const (
+	rateBase   = "base"   // the order is in the base currency
+	rateVendor = "vendor" // the event carried it (exchange_rate, fx_rate)
+	rateOwner  = "owner"  // the owner's or omni.yaml's rates
+)
+
+// amountKeys name an order's total, in the order they are tried (analytics
+// libraries call it revenue, value or amount).
+var amountKeys = []string{"total", "revenue", "value", "total_price", "amount"}
+
+// orderIDKeys name the vendor's order id, tried in order.
+var orderIDKeys = []string{"order_id", "order_name", "order_number", "checkout_id"}
+
+// vendorRateKeys: one unit of the event's currency in the shop's base
+// currency, as the vendor reported it. Accepted only when the event names
+// no base_currency or names the shop's.
+var vendorRateKeys = []string{"exchange_rate", "fx_rate"}
+
+func factKind(typ string) string {
+	switch typ {
+	case events.OrderPlaced:
+		return kindOrder
+	case events.OrderRefunded:
+		return kindRefund
+	case events.OrderCancelled:
+		return kindCancel
+	}
+	return ""
+}
+
+// item is one line of an order or a refund, as stored in metrics_orders.items.
+type item struct {
+	Key      string  `json:"key"` // sku, else title
+	Quantity float64 `json:"quantity"`
+	Amount   float64 `json:"amount"` // in the fact's currency
+}
+
+const insertFactSQL = `INSERT INTO metrics_orders (id, event, event_id, profile, kind, order_key, source, channel, campaign,
+journey_run, occurred_at, day, currency, amount, rate, amount_base, items, duplicate, "returning", rate_from, created)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT(event) DO NOTHING`
+
+func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
+	var touched []string
+	seen := map[string]bool{}
+	var stmt, counts *sql.Stmt
+	counted := map[string]bool{} // order keys counted in this batch
+	var base string
+	var rates map[string]float64
+	for _, s := range batch {
+		kind := factKind(s.Event.Type)
+		if kind == "" || s.Profile == "" {
+			continue
+		}
+		if stmt == nil {
+			var err error
+			if stmt, err = store.Executor(tx).Prepare(insertFactSQL); err != nil {
+				return err
+			}
+			defer stmt.Close()
+			if counts, err = store.Executor(tx).Prepare(orderCountedSQL); err != nil {
+				return err
+			}
+			defer counts.Close()
+			base, rates = r.m.settings.currency(tx)
+		}
+		f := r.m.newFact(s, kind, base, rates)
+		if kind == kindOrder {
+			dup := counted[f.orderKey]
+			if !dup {
+				var err error
+				if dup, err = orderCounted(counts, f.orderKey); err != nil {
+					return err
+				}
+			}
+			f.duplicate = dup
+			counted[f.orderKey] = true
+		}
+		items, _ := json.Marshal(f.items)
+		if _, err := stmt.Exec(store.NewRecordID(), s.RecordID, s.Event.ID, s.Profile, kind, f.orderKey, s.Event.Source,
+			f.channel, f.campaign, f.journeyRun, store.FormatTime(f.at), f.day, f.currency, f.amount, f.rate,
+			round6(f.amount*f.rate), string(items), f.duplicate, f.rateFrom, types.NowDateTime().String()); err != nil {
+			return fmt.Errorf("metrics: order fact of %s: %w", s.Event.ID, err)
+		}
+		if !seen[s.Profile] {
+			seen[s.Profile] = true
+			touched = append(touched, s.Profile)
+		}
+	}
+	if len(touched) == 0 {
+		return nil
+	}
+	return r.recomputeProfiles(tx, touched, false)
+}
+
+// orderCountedSQL: an order.placed of this order key is counted already.
+// The unary + keep SQLite on the order_key index (kind and duplicate
+// alone would pick the buyers index and scan every order).
+const orderCountedSQL = "SELECT 1 FROM metrics_orders WHERE order_key = ? AND +kind = 'order' AND +duplicate = 0 LIMIT 1"
+
+func orderCounted(stmt *sql.Stmt, key string) (bool, error) {
+	rows, err := stmt.Query(key)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	return rows.Next(), rows.Err()
+}
+
+// recompute follows the customers' events (merges, un-merges, erasures
+// moved or deleted them) and re-derives what they contribute.
+func (r *rollups) recompute(tx core.App, profiles []string) error {
+	return r.recomputeProfiles(tx, profiles, true)
+}
+
+func (r *rollups) reset(tx core.App) error {
+	for _, t := range []string{OrdersCollection, CustomersCollection, DailyCollection} {
+		if _, err := store.Executor(tx).Exec("DELETE FROM " + t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fact is one row of metrics_orders.
+type fact struct {
+	id, orderKey, kind, channel, campaign, journeyRun string
+	at                                                time.Time
+	day, currency, rateFrom                           string
+	amount, rate                                      float64
+	items                                             []item
+	duplicate, returning                              bool
+	repeat                                            bool // the customer has two orders or more (repeat_buyer)
+}
+
+func (f *fact) base() float64 { return round6(f.amount * f.rate) }
+
+// newFact reads an order event.
+func (m *Module) newFact(s *eventstore.Stored, kind, base string, rates map[string]float64) *fact {
+	ev := s.Event
+	p := ev.Properties
+	f := &fact{kind: kind, at: ev.OccurredAt, channel: ev.Context.Channel, journeyRun: ev.Context.JourneyRun}
+	if ev.Context.Campaign != nil {
+		f.campaign = ev.Context.Campaign.Name
+	}
+	f.day = ev.OccurredAt.In(m.loc).Format(dayLayout)
+	f.orderKey = ev.Source + ":" + orderID(p, ev.ID)
+	for _, k := range amountKeys {
+		if v, ok := number(p[k]); ok {
+			f.amount = math.Abs(v)
+			break
+		}
+	}
+	f.currency = strings.ToUpper(strings.TrimSpace(str(p["currency"])))
+	if f.currency == "" {
+		f.currency = base
+	}
+	f.rate, f.rateFrom = rateOf(f.currency, base, rates, p)
+	f.items = lineItems(p["line_items"])
+	return f
+}
+
+// orderID is the vendor's id of the order an event is about (a refund's
+// order_id names the order it refunds); without one the event is its own
+// order.
+func orderID(p map[string]any, eventID string) string {
+	for _, k := range orderIDKeys {
+		if s := str(p[k]); s != "" {
+			return s
+		}
+	}
+	return "event:" + eventID
+}
+
+// rateOf is one unit of currency in the base currency, and where it came
+// from; 0 and "" when nobody has said.
+func rateOf(currency, base string, rates map[string]float64, p map[string]any) (float64, string) {
+	if currency == base {
+		return 1, rateBase
+	}
+	if vb := strings.ToUpper(str(p["base_currency"])); vb == "" || vb == base {
+		for _, k := range vendorRateKeys {
+			if v, ok := number(p[k]); ok && v > 0 {
+				return v, rateVendor
+			}
+		}
+	}
+	if v := rates[currency]; v > 0 {
+		return v, rateOwner
+	}
+	return 0, ""
+}
+
+// lineItems reads line_items: the product key is the sku, else the title
+// (or name); the line's amount is its total (total, subtotal, amount),
+// else price × quantity less total_discount.
+func lineItems(v any) []item {
+	list, _ := v.([]any)
+	out := make([]item, 0, len(list))
+	for _, x := range list {
+		li, ok := x.(map[string]any)
+		if !ok {
+			continue
+		}
+		it := item{Key: str(li["sku"]), Quantity: 1}
+		for _, k := range []string{"title", "name"} {
+			if it.Key == "" {
+				it.Key = str(li[k])
+			}
+		}
+		if it.Key == "" {
+			continue
+		}
+		if q, ok := number(li["quantity"]); ok {
+			it.Quantity = q
+		}
+		found := false
+		for _, k := range []string{"total", "subtotal", "amount"} {
+			if a, ok := number(li[k]); ok {
+				it.Amount, found = math.Abs(a), true
+				break
+			}
+		}
+		if !found {
+			if price, ok := number(li["price"]); ok {
+				disc, _ := number(li["total_discount"])
+				it.Amount = math.Max(0, price*it.Quantity-disc)
+			}
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+// number reads a JSON number or a numeric string.
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
+	}
+	return 0, false
+}
+
+func str(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strings.TrimSpace(x)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case json.Number:
+		return x.String()
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	}
+	return ""
+}
+
+// round6 keeps sums exact to a millionth whatever order they are added in:
+// a rebuild and the incremental rollups give the same figures.
+func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }
+
+// dkey is one row of metrics_daily.
+type dkey struct{ metric, day, dim, currency string }
+
+// contribution is what one customer adds to metrics_daily: key → value, count.
+type contribution map[dkey][2]float64
+
+func (c contribution) add(metric, day, dim, currency string, value, count float64) {
+	k := dkey{metric, day, dim, currency}
+	v := c[k]
+	c[k] = [2]float64{round6(v[0] + value), v[1] + count}
+}
+
+// MarshalJSON stores the contribution as [[metric, day, dim, currency, value, count], …], sorted.
+func (c contribution) MarshalJSON() ([]byte, error) {
+	rows := make([][]any, 0, len(c))
+	for _, k := range c.keys() {
+		v := c[k]
+		rows = append(rows, []any{k.metric, k.day, k.dim, k.currency, v[0], v[1]})
+	}
+	return json.Marshal(rows)
+}
+
+func (c contribution) keys() []dkey {
+	keys := make([]dkey, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		return a.metric+"\x00"+a.day+"\x00"+a.dim+"\x00"+a.currency < b.metric+"\x00"+b.day+"\x00"+b.dim+"\x00"+b.currency
+	})
+	return keys
+}
+
+func parseContribution(raw string) contribution {
+	c := contribution{}
+	var rows [][]any
+	if json.Unmarshal([]byte(raw), &rows) != nil {
+		return c
+	}
+	for _, r := range rows {
+		if len(r) != 6 {
+			continue
+		}
+		v, _ := number(r[4])
+		n, _ := number(r[5])
+		c[dkey{str(r[0]), str(r[1]), str(r[2]), str(r[3])}] = [2]float64{v, n}
+	}
+	return c
+}
+
+// rollupStmts are the statements of a recompute, prepared once per call.
+type rollupStmts struct {
+	facts, customer, upsertDaily, zeroDaily, upsertCustomer, deleteCustomer, setFact *sql.Stmt
+}
+
+func (s *rollupStmts) close() {
+	for _, st := range []*sql.Stmt{s.facts, s.customer, s.upsertDaily, s.zeroDaily, s.upsertCustomer, s.deleteCustomer, s.setFact} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+func prepareRollups(tx core.App) (*rollupStmts, error) {
+	ex := store.Executor(tx)
+	s := &rollupStmts{}
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{
+		{&s.facts, `SELECT id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate, "returning", repeat_buyer
+			FROM metrics_orders WHERE profile = ? ORDER BY occurred_at, id`},
+		{&s.customer, "SELECT contrib FROM metrics_customers WHERE profile = ?"},
+		{&s.upsertDaily, `INSERT INTO metrics_daily (id, day, metric, dim, currency, value, count) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(metric, day, dim, currency) DO UPDATE SET value = round(value + excluded.value, 6), count = count + excluded.count`},
+		{&s.zeroDaily, "DELETE FROM metrics_daily WHERE metric = ? AND day = ? AND dim = ? AND currency = ? AND count = 0 AND value = 0"},
+		{&s.upsertCustomer, `INSERT INTO metrics_customers (id, profile, first_order_at, first_month, first_channel, last_order_at, orders,
+			net_base, months, contrib, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(profile) DO UPDATE SET first_order_at = excluded.first_order_at, first_month = excluded.first_month,
+			first_channel = excluded.first_channel, last_order_at = excluded.last_order_at, orders = excluded.orders,
+			net_base = excluded.net_base, months = excluded.months, contrib = excluded.contrib, updated = excluded.updated`},
+		{&s.deleteCustomer, "DELETE FROM metrics_customers WHERE profile = ?"},
+		{&s.setFact, `UPDATE metrics_orders SET "returning" = ?, channel = ?, repeat_buyer = ? WHERE id = ?`},
+	} {
+		st, err := ex.Prepare(p.sql)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		*p.st = st
+	}
+	return s, nil
+}
+
+// recomputeProfiles re-derives each customer's contribution and applies
+// the difference. follow first moves facts to the profile their event
+// belongs to now (and deletes facts whose event is gone); the profiles
+// that gain facts are recomputed too.
+func (r *rollups) recomputeProfiles(tx core.App, profiles []string, follow bool) error {
+	if follow {
+		var err error
+		if profiles, err = r.follow(tx, profiles); err != nil {
+			return err
+		}
+	}
+	st, err := prepareRollups(tx)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	for _, p := range profiles {
+		if p == "" {
+			continue
+		}
+		if err := r.recomputeOne(tx, st, p); err != nil {
+			return fmt.Errorf("metrics: recompute %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// follow re-points the facts of the given customers (and of the events
+// they own now) at the events' current profile. It returns the given
+// profiles and those that received facts.
+func (r *rollups) follow(tx core.App, profiles []string) ([]string, error) {
+	ex := store.Executor(tx)
+	out := slices.Clone(profiles)
+	seen := map[string]bool{}
+	for _, p := range profiles {
+		seen[p] = true
+	}
+	for _, p := range profiles {
+		type move struct{ id, from, to string }
+		var moves []move
+		rows, err := ex.Query(`SELECT o.id, o.profile, e.profile FROM metrics_orders o LEFT JOIN events e ON e.id = o.event WHERE o.profile = ?
+			UNION ALL SELECT o.id, o.profile, e.profile FROM events e JOIN metrics_orders o ON o.event = e.id
+			WHERE e.profile = ? AND e.type IN ('order.placed', 'order.refunded', 'order.cancelled') AND o.profile != e.profile`, p, p)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var mv move
+			var to sql.NullString
+			if err := rows.Scan(&mv.id, &mv.from, &to); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if mv.to = to.String; mv.to != mv.from {
+				moves = append(moves, mv)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		for _, mv := range moves {
+			if mv.to == "" { // the event is gone (erased) or belongs to nobody
+				_, err = ex.Exec("DELETE FROM metrics_orders WHERE id = ?", mv.id)
+			} else {
+				_, err = ex.Exec("UPDATE metrics_orders SET profile = ? WHERE id = ?", mv.to, mv.id)
+			}
+			if err != nil {
+				return nil, err
+			}
+			for _, q := range []string{mv.from, mv.to} {
+				if q != "" && !seen[q] {
+					seen[q] = true
+					out = append(out, q)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// customerState is what recompute derives from one customer's facts.
+type customerState struct {
+	contrib                  contribution
+	firstAt, lastAt          time.Time
+	firstMonth, firstChannel string
+	orders                   int
+	netBase                  float64
+	months                   []int
+	changed                  []*fact // facts whose returning flag or channel changed
+	hasFacts                 bool
+}
+
+func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) error {
+	facts, err := loadFacts(st, profile)
+	if err != nil {
+		return err
+	}
+	var oldRaw string
+	hadRow := true
+	if err := st.customer.QueryRow(profile).Scan(&oldRaw); err == sql.ErrNoRows {
+		hadRow = false
+	} else if err != nil {
+		return err
+	}
+	cs := derive(facts)
+	for _, f := range cs.changed {
+		if _, err := st.setFact.Exec(f.returning, f.channel, f.repeat, f.id); err != nil {
+			return err
+		}
+	}
+	// The difference between what the customer adds now and added before.
+	old := parseContribution(oldRaw)
+	diff := contribution{}
+	for k, v := range cs.contrib {
+		o := old[k]
+		if d := [2]float64{round6(v[0] - o[0]), v[1] - o[1]}; d != [2]float64{} {
+			diff[k] = d
+		}
+	}
+	for k, o := range old {
+		if _, ok := cs.contrib[k]; !ok {
+			diff[k] = [2]float64{-o[0], -o[1]}
+		}
+	}
+	for _, k := range diff.keys() {
+		d := diff[k]
+		if _, err := st.upsertDaily.Exec(store.NewRecordID(), k.day, k.metric, k.dim, k.currency, d[0], d[1]); err != nil {
+			return err
+		}
+		if d[0] < 0 || d[1] < 0 {
+			if _, err := st.zeroDaily.Exec(k.metric, k.day, k.dim, k.currency); err != nil {
+				return err
+			}
+		}
+	}
+	if !cs.hasFacts {
+		if hadRow {
+			_, err = st.deleteCustomer.Exec(profile)
+		}
+		return err
+	}
+	contrib, _ := json.Marshal(cs.contrib)
+	months, _ := json.Marshal(cs.months)
+	var first, last string
+	if !cs.firstAt.IsZero() {
+		first, last = store.FormatTime(cs.firstAt), store.FormatTime(cs.lastAt)
+	}
+	_, err = st.upsertCustomer.Exec(store.NewRecordID(), profile, first, cs.firstMonth, cs.firstChannel, last, cs.orders,
+		round6(cs.netBase), string(months), string(contrib), types.NowDateTime().String())
+	return err
+}
+
+func loadFacts(st *rollupStmts, profile string) ([]*fact, error) {
+	rows, err := st.facts.Query(profile)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*fact
+	for rows.Next() {
+		f := &fact{}
+		var at, items string
+		if err := rows.Scan(&f.id, &f.kind, &f.orderKey, &f.channel, &at, &f.day, &f.currency, &f.amount, &f.rate, &items,
+			&f.duplicate, &f.returning, &f.repeat); err != nil {
+			return nil, err
+		}
+		if t, err := types.ParseDateTime(at); err == nil {
+			f.at = t.Time()
+		}
+		_ = json.Unmarshal([]byte(items), &f.items)
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// derive classifies a customer's facts (time order) and computes their
+// contribution to metrics_daily (the keys are documented in docs/metrics.md):
+// the first counted order is new, later ones returning; a refund or a
+// cancellation takes its order's flag and channel.
+func derive(facts []*fact) *customerState {
+	cs := &customerState{contrib: contribution{}, hasFacts: len(facts) > 0}
+	type orderInfo struct {
+		returning bool
+		channel   string
+	}
+	orders := map[string]orderInfo{}
+	cancelled := map[string]bool{}
+	var firstDay string
+	monthSet := map[int]bool{}
+	set := func(f *fact, returning bool, channel string) {
+		if f.returning != returning || f.channel != channel {
+			f.returning, f.channel = returning, channel
+			cs.changed = append(cs.changed, f)
+		}
+	}
+	for _, f := range facts {
+		c := cs.contrib
+		switch f.kind {
+		case kindOrder:
+			if f.duplicate {
+				set(f, false, f.channel)
+				continue
+			}
+			returning := cs.orders > 0
+			set(f, returning, f.channel)
+			orders[f.orderKey] = orderInfo{returning, f.channel}
+			if cs.orders == 0 {
+				cs.firstAt, firstDay, cs.firstMonth, cs.firstChannel = f.at, f.day, month(f.day), f.channel
+			}
+			cs.orders++
+			cs.lastAt = f.at
+			monthSet[monthsBetween(cs.firstMonth, month(f.day))] = true
+			if f.currency != "" {
+				c.add("orders", f.day, "", f.currency, f.amount, 1)
+			}
+			if f.rate <= 0 {
+				c.add("unconverted", f.day, f.currency, "", f.amount, 1)
+				if cs.orders == 1 {
+					c.add("customers_new", f.day, f.channel, "", 0, 1)
+				}
+				continue
+			}
+			b := f.base()
+			cs.netBase += b
+			c.add("orders", f.day, "", "", b, 1)
+			c.add(newOrReturning("orders", returning), f.day, "", "", b, 1)
+			c.add("channel_orders", f.day, f.channel, "", b, 1)
+			for _, it := range f.items {
+				c.add("product_sales", f.day, it.Key, "", round6(it.Amount*f.rate), it.Quantity)
+			}
+			if cs.orders == 1 {
+				c.add("customers_new", firstDay, f.channel, "", b, 1)
+			}
+		case kindRefund:
+			o, ok := orders[f.orderKey]
+			if !ok { // an order we never saw: returning if they had ordered before
+				o = orderInfo{cs.orders > 0, f.channel}
+			}
+			if o.channel == "" {
+				o.channel = f.channel
+			}
+			set(f, o.returning, o.channel)
+			if f.currency != "" {
+				c.add("refunds", f.day, "", f.currency, f.amount, 1)
+			}
+			if f.rate <= 0 {
+				c.add("unconverted", f.day, f.currency, "", f.amount, 1)
+				continue
+			}
+			b := f.base()
+			cs.netBase -= b
+			c.add("refunds", f.day, "", "", b, 1)
+			c.add(newOrReturning("refunds", o.returning), f.day, "", "", b, 1)
+			c.add("channel_refunds", f.day, o.channel, "", b, 1)
+			for _, it := range f.items {
+				c.add("product_refunds", f.day, it.Key, "", round6(it.Amount*f.rate), it.Quantity)
+			}
+		case kindCancel:
+			o, ok := orders[f.orderKey]
+			if !ok {
+				o = orderInfo{cs.orders > 0, f.channel}
+			}
+			set(f, o.returning, f.channel)
+			if cancelled[f.orderKey] { // one order cancelled twice counts once
+				continue
+			}
+			cancelled[f.orderKey] = true
+			c.add("cancelled", f.day, "", "", 0, 1)
+		}
+	}
+	// Every fact of a customer with two orders or more says so (the
+	// sales report counts repeat buyers from the buyers index).
+	repeat := cs.orders >= 2
+	for _, f := range facts {
+		if f.repeat != repeat {
+			f.repeat = repeat
+			if !slices.Contains(cs.changed, f) {
+				cs.changed = append(cs.changed, f)
+			}
+		}
+	}
+	for mo := range monthSet {
+		cs.months = append(cs.months, mo)
+	}
+	slices.Sort(cs.months)
+	if cs.months == nil {
+		cs.months = []int{}
+	}
+	return cs
+}
+
+func newOrReturning(metric string, returning bool) string {
+	if returning {
+		return metric + "_returning"
+	}
+	return metric + "_new"
+}
+
+func month(day string) string {
+	if len(day) >= 7 {
+		return day[:7]
+	}
+	return day
+}
+
+// monthsBetween counts whole calendar months from YYYY-MM a to b.
+func monthsBetween(a, b string) int {
+	ta, err1 := time.Parse("2006-01", a)
+	tb, err2 := time.Parse("2006-01", b)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return (tb.Year()-ta.Year())*12 + int(tb.Month()) - int(ta.Month())
+}

@@ -78,6 +78,12 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 
 	// Written by un-merges that keep two customers apart.
 	"profile_pair_blocks": {"-----", "LV---", "LV---"},
+
+	// Attribution (core/metrics): touches, credits and their daily sums,
+	// written by the metrics module only.
+	"metrics_touches":           {"-----", "LV---", "LV---"},
+	"metrics_credits":           {"-----", "LV---", "LV---"},
+	"metrics_attribution_daily": {"-----", "LV---", "LV---"},
 }
 
 // pocketBaseOwn are PocketBase's system collections. Their rules belong to

@@ -1,0 +1,83 @@
+package metrics_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/metrics"
+	"github.com/omni/omni/core/profiles"
+)
+
+// BenchmarkIngestWithRollups posts 100-event batches (one event in twenty an
+// order of one of 10,000 customers, in two currencies) through profiles
+// and metrics, with metrics.enabled on and off: the rollups' cost on
+// ingest is the difference of the two events/s figures.
+func BenchmarkIngestWithRollups(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("metrics=%v", on), func(b *testing.B) {
+			s := omnitest.Start(b, omnitest.Options{
+				Modules: func(*app.Omni) []app.Module {
+					return []app.Module{profiles.New(profiles.Options{}), metrics.New(metrics.Options{})}
+				},
+				Configure: func(c *config.Config) {
+					c.Metrics.Enabled = on
+					c.Profiles.BaseCurrency = "EUR"
+					c.Profiles.ExchangeRates = "USD=0.9"
+				},
+			})
+			var seq atomic.Int64
+			client := &http.Client{}
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					var buf bytes.Buffer
+					buf.WriteString(`{"batch":[`)
+					for i := 0; i < 100; i++ {
+						n := seq.Add(1)
+						if i > 0 {
+							buf.WriteByte(',')
+						}
+						if n%20 == 0 {
+							cur := []string{"EUR", "USD"}[n%2]
+							fmt.Fprintf(&buf, `{"type":"track","messageId":"o-%d","userId":"user-%d","event":"Order Completed","properties":{"order_id":"%d","total":%d.5,"currency":"%s","products":[{"sku":"S%d","quantity":1,"price":9.5}]}}`, n, n%10000, n, n%90+10, cur, n%50)
+						} else {
+							fmt.Fprintf(&buf, `{"type":"track","messageId":"v-%d","userId":"user-%d","event":"Product Viewed","properties":{"sku":"S%d","price":9.5}}`, n, n%10000, n%50)
+						}
+					}
+					buf.WriteString(`]}`)
+					req, _ := http.NewRequest("POST", s.URL+"/v1/batch", &buf)
+					req.SetBasicAuth(s.WriteKey, "")
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Fatalf("status %d", resp.StatusCode)
+					}
+				}
+			})
+			omnitest.Eventually(b, 300*time.Second, func() bool {
+				pending, ackPending, err := s.Events.Lag(context.Background())
+				return err == nil && pending == 0 && ackPending == 0
+			}, "all stored")
+			b.StopTimer()
+			var facts int
+			_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM metrics_orders").Row(&facts)
+			if want := int(seq.Load() / 20); on && facts != want {
+				b.Fatalf("%d order facts, want %d", facts, want)
+			}
+			b.ReportMetric(float64(seq.Load())/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
