@@ -497,38 +497,81 @@ func fmtRows(rows map[string]customerRow) string {
 	return strings.Join(parts, "; ")
 }
 
-// allReports fetches every report (attribution under each model) as JSON
-// normalised by a round trip (maps sorted).
-func (s *metricsShop) allReports(t *testing.T) map[string]string {
+// allReports fetches every report (attribution under each model), decoded.
+func (s *metricsShop) allReports(t *testing.T) map[string]any {
 	t.Helper()
-	out := map[string]string{}
+	out := map[string]any{}
 	for _, q := range []string{"sales?compare=previous", "customers?compare=previous", "funnel", "journeys", "inbox",
 		"attribution?model=first", "attribution?model=last", "attribution?model=linear", "attribution?model=position",
 		"attribution?model=time_decay"} {
 		path, params, _ := strings.Cut(q, "?")
 		var v any
 		s.ownerJSON(t, "GET", "/api/v1/metrics/"+path+"?"+s.rangeQ+"&"+params, nil, 200, &v)
-		b, _ := json.Marshal(v)
-		out[q] = string(b)
+		out[q] = v
 	}
 	return out
 }
 
-func equalReports(a, b map[string]string) bool {
+func equalReports(a, b map[string]any) bool { return diffReports(a, b) == "" }
+
+// diffReports names every value that differs between two sets of
+// reports. Numbers are the same when they agree to 1e-9 of their size: a
+// sum taken in another order (after a rebuild) may differ in its last bit,
+// which no one reads as a change.
+func diffReports(a, b map[string]any) string {
+	var out bytes.Buffer
+	keys := make([]string, 0, len(a))
 	for k := range a {
-		if a[k] != b[k] {
-			return false
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if d := jsonDiff(k, a[k], b[k]); d != "" {
+			fmt.Fprintf(&out, "\n%s", d)
 		}
 	}
-	return len(a) == len(b)
-}
-
-func diffReports(a, b map[string]string) string {
-	var out bytes.Buffer
-	for k := range a {
-		if a[k] != b[k] {
-			fmt.Fprintf(&out, "\n%s\n  before: %s\n  after:  %s", k, a[k], b[k])
-		}
+	if len(a) != len(b) {
+		fmt.Fprintf(&out, "\n%d reports before, %d after", len(a), len(b))
 	}
 	return out.String()
+}
+
+func jsonDiff(at string, a, b any) string {
+	switch x := a.(type) {
+	case float64:
+		y, ok := b.(float64)
+		if ok && math.Abs(x-y) <= 1e-9*math.Max(1, math.Max(math.Abs(x), math.Abs(y))) {
+			return ""
+		}
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if ok && len(x) == len(y) {
+			var out []string
+			for k, v := range x {
+				if d := jsonDiff(at+"."+k, v, y[k]); d != "" {
+					out = append(out, d)
+				}
+			}
+			slices.Sort(out)
+			return strings.Join(out, "\n")
+		}
+	case []any:
+		y, ok := b.([]any)
+		if ok && len(x) == len(y) {
+			var out []string
+			for i := range x {
+				if d := jsonDiff(fmt.Sprintf("%s[%d]", at, i), x[i], y[i]); d != "" {
+					out = append(out, d)
+				}
+			}
+			return strings.Join(out, "\n")
+		}
+	default:
+		if a == b {
+			return ""
+		}
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return fmt.Sprintf("%s: before %s, after %s", at, ja, jb)
 }
