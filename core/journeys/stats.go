@@ -14,7 +14,7 @@ import (
 
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/journeys/graph"
-	"github.com/omni/omni/core/journeys/lift"
+	"github.com/omni/omni/core/lift"
 )
 
 // Results of a journey: what entered each step and left by which exit,

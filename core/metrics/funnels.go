@@ -1,18 +1,580 @@
 package metrics
 
 import (
-	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tools/router"
+	"encoding/json"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/types"
+
+	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/store"
 )
 
-// funnelPart keeps owner-defined funnels and cart abandonment.
-type funnelPart struct{ m *Module }
+// Collections of the funnels part.
+const (
+	FunnelsCollection       = "metrics_funnels"
+	FunnelEntriesCollection = "metrics_funnel_entries"
+	CheckoutsCollection     = "metrics_checkouts"
+)
 
-func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error { return nil }
-func (f *funnelPart) recompute(tx core.App, profiles []string) error        { return nil }
-func (f *funnelPart) reset(tx core.App) error                               { return nil }
-func (f *funnelPart) routes(g *router.RouterGroup[*core.RequestEvent])      {}
+// funnelPart keeps, for every owner-defined funnel, each customer's way
+// through it (metrics_funnel_entries), and every checkout with the
+// customer's next order (metrics_checkouts) for cart abandonment. Both are
+// kept as events are stored so a report reads small indexed tables; a
+// funnel that is created or edited is derived from the stored events in
+// the background (funnels_defs.go). The report is in funnels_report.go.
+type funnelPart struct {
+	m *Module
 
-func (m *Module) funnelReport(app core.App, q Query) (*Report, error) { return nil, errNotBuilt }
+	mu      sync.Mutex
+	loaded  bool
+	funnels []*Funnel      // by position
+	gen     map[string]int // bumped on each edit: a backfill of an older definition stops
+	bg      sync.WaitGroup // running backfills
+	stopped bool
+}
+
+// fev is the part of an event funnels look at, read from a stored batch or
+// from the events table.
+type fev struct {
+	id      string // events record id
+	profile string
+	typ     string
+	name    string // custom event name, else properties.name, else the page title
+	channel string
+	at      time.Time
+	path    string // page path
+	props   map[string]any
+	source  string
+	eventID string
+}
+
+func fevOfStored(s *eventstore.Stored) *fev {
+	ev := s.Event
+	e := &fev{id: s.RecordID, profile: s.Profile, typ: ev.Type, name: ev.Name, channel: ev.Context.Channel,
+		at: ev.OccurredAt.UTC(), props: ev.Properties, source: ev.Source, eventID: ev.ID}
+	if e.name == "" {
+		e.name, _ = ev.Properties["name"].(string)
+	}
+	if p := ev.Context.Page; p != nil {
+		e.path = pagePath(p.Path, p.URL)
+		if e.name == "" {
+			e.name = p.Title
+		}
+	}
+	return e
+}
+
+// funnelEventRow is an events row as rederive reads it.
+type funnelEventRow struct {
+	ID         string `db:"id"`
+	EventID    string `db:"event_id"`
+	Profile    string `db:"profile"`
+	Type       string `db:"type"`
+	Name       string `db:"name"`
+	Source     string `db:"source"`
+	Channel    string `db:"channel"`
+	OccurredAt string `db:"occurred_at"`
+	Properties string `db:"properties"`
+	Context    string `db:"context"`
+}
+
+func (r *funnelEventRow) fev() *fev {
+	e := &fev{id: r.ID, profile: r.Profile, typ: r.Type, name: r.Name, channel: r.Channel, source: r.Source, eventID: r.EventID}
+	if t, err := types.ParseDateTime(r.OccurredAt); err == nil {
+		e.at = t.Time().UTC()
+	}
+	_ = json.Unmarshal([]byte(r.Properties), &e.props)
+	if e.name == "" {
+		e.name, _ = e.props["name"].(string)
+	}
+	var c events.Context
+	if json.Unmarshal([]byte(r.Context), &c) == nil {
+		if e.channel == "" {
+			e.channel = c.Channel
+		}
+		if p := c.Page; p != nil {
+			e.path = pagePath(p.Path, p.URL)
+			if e.name == "" {
+				e.name = p.Title
+			}
+		}
+	}
+	return e
+}
+
+func pagePath(path, rawURL string) string {
+	if path != "" || rawURL == "" {
+		return path
+	}
+	if u, err := url.Parse(rawURL); err == nil {
+		return u.Path
+	}
+	return ""
+}
+
+// matches says whether an event is this step.
+func (s FunnelStep) matches(e *fev) bool {
+	if e.typ != s.Event {
+		return false
+	}
+	if s.Name != "" && !strings.EqualFold(strings.TrimSpace(e.name), s.Name) {
+		return false
+	}
+	if s.Path != "" {
+		if rest, ok := strings.CutPrefix(s.Path, "*"); ok {
+			return strings.Contains(e.path, rest)
+		}
+		return strings.HasPrefix(e.path, s.Path)
+	}
+	return true
+}
+
+// entry is one time a customer went into a funnel.
+type entry struct {
+	id        string
+	enteredAt time.Time
+	channel   string
+	stepAt    []time.Time // one per step reached; len-1 is the highest step index
+	changed   bool
+}
+
+func (en *entry) reached() int { return len(en.stepAt) - 1 }
+
+// advance moves a customer's latest entry (nil when none) on with event e,
+// taken in time order: the next step within the window moves it forward;
+// the first step starts a new entry once the latest one has converted or
+// its window has ended. It returns the latest entry after e.
+func (f *Funnel) advance(cur *entry, e *fev) *entry {
+	last := len(f.Steps) - 1
+	window := time.Duration(f.WindowDays) * 24 * time.Hour
+	if cur != nil && cur.reached() < last && e.at.Before(cur.enteredAt.Add(window)) &&
+		!e.at.Before(cur.stepAt[cur.reached()]) && f.Steps[cur.reached()+1].matches(e) {
+		cur.stepAt = append(cur.stepAt, e.at)
+		cur.changed = true
+		return cur
+	}
+	if f.Steps[0].matches(e) && (cur == nil || cur.reached() == last || !e.at.Before(cur.enteredAt.Add(window))) {
+		return &entry{enteredAt: e.at, channel: e.channel, stepAt: []time.Time{e.at}, changed: true}
+	}
+	return cur
+}
+
+// stepTypes lists the event types the funnels' steps are made of.
+func stepTypes(fs []*Funnel) []string {
+	var out []string
+	for _, f := range fs {
+		for _, s := range f.Steps {
+			if !slices.Contains(out, s.Event) {
+				out = append(out, s.Event)
+			}
+		}
+	}
+	return out
+}
+
+func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
+	if err := f.ensureLoaded(tx); err != nil {
+		return err
+	}
+	ready := f.readyFunnels()
+	types := stepTypes(ready)
+	var evs []*fev
+	for _, s := range batch {
+		if s.Profile == "" {
+			continue
+		}
+		switch t := s.Event.Type; {
+		case t == events.CheckoutStarted || t == events.OrderPlaced || slices.Contains(types, t):
+			evs = append(evs, fevOfStored(s))
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(evs, func(a, b *fev) int { return a.at.Compare(b.at) })
+	for _, e := range evs {
+		var err error
+		switch e.typ {
+		case events.CheckoutStarted:
+			err = f.addCheckout(tx, e)
+		case events.OrderPlaced:
+			err = f.orderPlaced(tx, e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, fn := range ready {
+		byProfile := map[string][]*fev{}
+		var order []string
+		for _, e := range evs {
+			if !slices.ContainsFunc(fn.Steps, func(s FunnelStep) bool { return s.matches(e) }) {
+				continue
+			}
+			if byProfile[e.profile] == nil {
+				order = append(order, e.profile)
+			}
+			byProfile[e.profile] = append(byProfile[e.profile], e)
+		}
+		if len(order) == 0 {
+			continue
+		}
+		latest, err := latestEntries(tx, fn, order)
+		if err != nil {
+			return err
+		}
+		stored, err := latestStored(tx, fn, order, evs)
+		if err != nil {
+			return err
+		}
+		for _, p := range order {
+			var err error
+			if t, ok := stored[p]; ok && byProfile[p][0].at.Before(t) {
+				// A late delivery: an earlier event after later ones that
+				// were already applied (or skipped). Derive the customer
+				// again from the events table, which holds this batch too.
+				err = f.rederive(tx, []*Funnel{fn}, []string{p})
+			} else {
+				err = f.advanceProfile(tx, fn, p, latest[p], byProfile[p])
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// latestStored returns, per customer, the time of their latest event of
+// the funnel's step types stored before this batch.
+func latestStored(tx core.App, fn *Funnel, profiles []string, batch []*fev) (map[string]time.Time, error) {
+	ids := make([]any, len(batch))
+	for i, e := range batch {
+		ids[i] = e.id
+	}
+	var rows []struct {
+		Profile string `db:"profile"`
+		At      string `db:"at"`
+	}
+	err := tx.DB().Select("profile", "MAX(occurred_at) AS at").From("events").
+		Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(stepTypes([]*Funnel{fn}))...), dbx.NotIn("id", ids...))).
+		GroupBy("profile").All(&rows)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	for _, r := range rows {
+		if t, err := types.ParseDateTime(r.At); err == nil {
+			out[r.Profile] = t.Time().UTC()
+		}
+	}
+	return out, nil
+}
+
+// latestEntries reads each customer's latest entry into the funnel (one
+// query for a batch).
+func latestEntries(tx core.App, fn *Funnel, profiles []string) (map[string]*entry, error) {
+	var rows []struct {
+		ID        string `db:"id"`
+		Profile   string `db:"profile"`
+		EnteredAt string `db:"entered_at"`
+		Channel   string `db:"channel"`
+		StepAt    string `db:"step_at"`
+	}
+	err := tx.DB().Select("id", "profile", "entered_at", "channel", "step_at").From(FunnelEntriesCollection).
+		Where(dbx.And(dbx.HashExp{"funnel": fn.ID}, dbx.In("profile", anys(profiles)...))).
+		OrderBy("profile", "entered_at").All(&rows)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*entry{}
+	for _, r := range rows { // the later entry of a customer replaces the earlier
+		en := &entry{id: r.ID, channel: r.Channel}
+		var steps []string
+		_ = json.Unmarshal([]byte(r.StepAt), &steps)
+		for _, s := range steps {
+			if t, err := types.ParseDateTime(s); err == nil {
+				en.stepAt = append(en.stepAt, t.Time().UTC())
+			}
+		}
+		out[r.Profile] = en
+	}
+	return out, nil
+}
+
+// advanceProfile applies a customer's new events (in time order) to their
+// latest entry (nil when none). An event older than the latest step
+// already recorded (a late delivery) could change earlier entries: the
+// customer is then derived again from the events table, which holds this
+// batch too.
+func (f *funnelPart) advanceProfile(tx core.App, fn *Funnel, profile string, cur *entry, evs []*fev) error {
+	if cur != nil {
+		if len(cur.stepAt) == 0 || evs[0].at.Before(cur.stepAt[len(cur.stepAt)-1]) {
+			return f.rederive(tx, []*Funnel{fn}, []string{profile})
+		}
+		cur.enteredAt = cur.stepAt[0]
+	}
+	var out []*entry
+	for _, e := range evs {
+		next := fn.advance(cur, e)
+		if next != cur {
+			out = append(out, next)
+		} else if cur != nil && cur.changed && !slices.Contains(out, cur) {
+			out = append(out, cur)
+		}
+		cur = next
+	}
+	return f.saveEntries(tx, fn, profile, out)
+}
+
+// saveEntries writes the entries that changed (new ones have no id yet).
+func (f *funnelPart) saveEntries(tx core.App, fn *Funnel, profile string, es []*entry) error {
+	last := len(fn.Steps) - 1
+	for _, en := range es {
+		if !en.changed {
+			continue
+		}
+		steps := make([]string, len(en.stepAt))
+		for i, t := range en.stepAt {
+			steps[i] = store.FormatTime(t)
+		}
+		stepJSON, _ := json.Marshal(steps)
+		secs := 0.0
+		if en.reached() == last {
+			secs = en.stepAt[last].Sub(en.stepAt[0]).Seconds()
+		}
+		p := dbx.Params{"reached": en.reached(), "step_at": string(stepJSON), "convert_secs": secs}
+		var err error
+		if en.id == "" {
+			p["id"], p["funnel"], p["profile"] = store.NewRecordID(), fn.ID, profile
+			p["entered_at"], p["day"], p["channel"] = store.FormatTime(en.enteredAt), en.enteredAt.In(f.m.loc).Format(dayLayout), en.channel
+			_, err = tx.DB().Insert(FunnelEntriesCollection, p).Execute()
+		} else {
+			_, err = tx.DB().Update(FunnelEntriesCollection, p, dbx.HashExp{"id": en.id}).Execute()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rederive drops the customers' entries of the funnels and derives them
+// again from their events.
+func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) error {
+	if len(fns) == 0 || len(profiles) == 0 {
+		return nil
+	}
+	ids := make([]any, len(fns))
+	for i, fn := range fns {
+		ids[i] = fn.ID
+	}
+	if _, err := tx.DB().Delete(FunnelEntriesCollection, dbx.And(dbx.In("funnel", ids...), dbx.In("profile", anys(profiles)...))).Execute(); err != nil {
+		return err
+	}
+	rows, err := profileEvents(tx, profiles, stepTypes(fns))
+	if err != nil {
+		return err
+	}
+	for _, fn := range fns {
+		var cur *entry
+		var out []*entry
+		prev := ""
+		flush := func() error {
+			err := f.saveEntries(tx, fn, prev, out)
+			cur, out = nil, nil
+			return err
+		}
+		for _, e := range rows {
+			if e.profile != prev {
+				if err := flush(); err != nil {
+					return err
+				}
+				prev = e.profile
+			}
+			if next := fn.advance(cur, e); next != cur {
+				out = append(out, next)
+				cur = next
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// profileEvents reads the customers' events of the given types, by
+// customer and time.
+func profileEvents(tx core.App, profiles, typs []string) ([]*fev, error) {
+	if len(typs) == 0 {
+		return nil, nil
+	}
+	var rows []funnelEventRow
+	err := tx.DB().Select("id", "event_id", "profile", "type", "name", "source", "channel", "occurred_at", "properties", "context").
+		From("events").Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(typs)...))).
+		OrderBy("profile", "occurred_at", "id").All(&rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*fev, len(rows))
+	for i := range rows {
+		out[i] = rows[i].fev()
+	}
+	return out, nil
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// checkoutKey names one checkout however often it is reported: the
+// source's checkout token (or id, or cart id), else the event.
+func checkoutKey(e *fev) string {
+	for _, k := range []string{"checkout_token", "token", "checkout_id", "cart_id", "cart_token"} {
+		switch v := e.props[k].(type) {
+		case string:
+			if v != "" {
+				return e.source + ":" + v
+			}
+		case float64:
+			return e.source + ":" + strconv.FormatFloat(v, 'f', -1, 64)
+		}
+	}
+	return e.source + ":event:" + e.eventID
+}
+
+// orderTotal reads an order's amount under the names vendors and
+// analytics libraries use.
+func orderTotal(props map[string]any) (float64, string) {
+	cur, _ := props["currency"].(string)
+	for _, k := range []string{"total", "revenue", "value", "total_price", "amount"} {
+		switch v := props[k].(type) {
+		case float64:
+			return v, strings.ToUpper(cur)
+		case string:
+			if x, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return x, strings.ToUpper(cur)
+			}
+		}
+	}
+	return 0, strings.ToUpper(cur)
+}
+
+// addCheckout records a checkout with the customer's first order at or
+// after it (the events table holds this batch's orders too).
+func (f *funnelPart) addCheckout(tx core.App, e *fev) error {
+	p := dbx.Params{"id": store.NewRecordID(), "key": checkoutKey(e), "profile": e.profile, "event": e.id,
+		"started_at": store.FormatTime(e.at), "day": e.at.In(f.m.loc).Format(dayLayout), "channel": e.channel,
+		"order_at": "", "order_event": "", "order_total": 0, "order_currency": "", "order_after": -1, "recovered_run": ""}
+	var o funnelEventRow
+	err := tx.DB().NewQuery("SELECT id, occurred_at, properties FROM events WHERE profile = {:p} AND occurred_at >= {:t} AND type = 'order.placed' ORDER BY occurred_at, id LIMIT 1").
+		Bind(dbx.Params{"p": e.profile, "t": store.FormatTime(e.at)}).One(&o)
+	if err == nil {
+		oe := o.fev()
+		for k, v := range f.nextOrder(tx, e.profile, e.at, oe) {
+			p[k] = v
+		}
+	}
+	_, err = tx.DB().NewQuery("INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) " +
+		"VALUES ({:id}, {:key}, {:profile}, {:event}, {:started_at}, {:day}, {:channel}, {:order_at}, {:order_event}, {:order_total}, {:order_currency}, {:order_after}, {:recovered_run}) ON CONFLICT(key) DO NOTHING").
+		Bind(p).Execute()
+	return err
+}
+
+// nextOrder is what a checkout started at started keeps of the order that
+// follows it: when, which, how much, and the journey run whose message
+// reached the customer in between (the recovery).
+func (f *funnelPart) nextOrder(tx core.App, profile string, started time.Time, o *fev) dbx.Params {
+	total, cur := orderTotal(o.props)
+	return dbx.Params{"order_at": store.FormatTime(o.at), "order_event": o.id, "order_total": total, "order_currency": cur,
+		"order_after": o.at.Sub(started).Seconds(), "recovered_run": journeyMessageBetween(tx, profile, started, o.at)}
+}
+
+// journeyMessageBetween returns the journey run of the last message of a
+// journey sent to the customer (or to a customer merged into them) from
+// one time to another, "" when none. The send ledger belongs to messaging:
+// without it there is none.
+func journeyMessageBetween(tx core.App, profile string, from, to time.Time) string {
+	var run string
+	_ = tx.DB().NewQuery("SELECT journey_run FROM messages WHERE profile IN (SELECT {:p} UNION SELECT id FROM profiles WHERE merged_into = {:p})" +
+		" AND created >= {:from} AND created <= {:to} AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1").
+		Bind(dbx.Params{"p": profile, "from": store.FormatTime(from), "to": store.FormatTime(to)}).Row(&run)
+	return run
+}
+
+// orderPlaced makes an order the next order of the customer's earlier
+// checkouts that had none or a later one.
+func (f *funnelPart) orderPlaced(tx core.App, e *fev) error {
+	var rows []struct {
+		ID        string `db:"id"`
+		StartedAt string `db:"started_at"`
+	}
+	at := store.FormatTime(e.at)
+	err := tx.DB().NewQuery("SELECT id, started_at FROM " + CheckoutsCollection +
+		" WHERE profile = {:p} AND started_at <= {:at} AND (order_at = '' OR order_at IS NULL OR order_at > {:at})").
+		Bind(dbx.Params{"at": at, "p": e.profile}).All(&rows)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		started, err := types.ParseDateTime(r.StartedAt)
+		if err != nil {
+			continue
+		}
+		if _, err := tx.DB().Update(CheckoutsCollection, f.nextOrder(tx, e.profile, started.Time(), e), dbx.HashExp{"id": r.ID}).Execute(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rederiveCheckouts drops the customers' checkouts and records them again
+// from their events.
+func (f *funnelPart) rederiveCheckouts(tx core.App, profiles []string) error {
+	if _, err := tx.DB().Delete(CheckoutsCollection, dbx.In("profile", anys(profiles)...)).Execute(); err != nil {
+		return err
+	}
+	evs, err := profileEvents(tx, profiles, []string{events.CheckoutStarted})
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		if err := f.addCheckout(tx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *funnelPart) recompute(tx core.App, profiles []string) error {
+	if err := f.ensureLoaded(tx); err != nil {
+		return err
+	}
+	if err := f.rederiveCheckouts(tx, profiles); err != nil {
+		return err
+	}
+	return f.rederive(tx, f.readyFunnels(), profiles)
+}
+
+func (f *funnelPart) reset(tx core.App) error {
+	for _, c := range []string{FunnelEntriesCollection, CheckoutsCollection} {
+		if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -102,6 +102,9 @@ func (m *Module) Init(s *app.Setup) error {
 	// Touches too (credits are not: they carry no person's data beyond the
 	// id, and the recompute after an erasure takes them out of the sums).
 	s.PersonOwned(TouchesCollection, "profile")
+	// So are a customer's funnel entries and checkouts.
+	s.PersonOwned(FunnelEntriesCollection, "profile")
+	s.PersonOwned(CheckoutsCollection, "profile")
 	s.Processor(processor{m})
 	return nil
 }
@@ -110,11 +113,17 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	if err := m.settings.load(m.app); err != nil {
 		return err
 	}
+	if m.enabled {
+		// Funnels created or edited and not yet derived from past events.
+		if err := m.funnels.start(m.app); err != nil {
+			return err
+		}
+	}
 	m.routes(se)
 	return nil
 }
 
-func (m *Module) Stop(ctx context.Context) {}
+func (m *Module) Stop(ctx context.Context) { m.funnels.stop() }
 
 // processor rolls each stored batch up, in its transaction, after the
 // modules before (profiles has set each event's profile).

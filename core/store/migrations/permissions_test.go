@@ -84,6 +84,10 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"metrics_touches":           {"-----", "LV---", "LV---"},
 	"metrics_credits":           {"-----", "LV---", "LV---"},
 	"metrics_attribution_daily": {"-----", "LV---", "LV---"},
+	// Funnels and cart abandonment (core/metrics/funnels.go).
+	"metrics_funnels":        {"-----", "LV---", "LV---"}, // owners write through /api/v1/metrics/funnels, which checks each step
+	"metrics_funnel_entries": {"-----", "LV---", "LV---"}, // customers' ways through funnels, written by the metrics module only
+	"metrics_checkouts":      {"-----", "LV---", "LV---"}, // checkouts and their next order, written by the metrics module only
 }
 
 // pocketBaseOwn are PocketBase's system collections. Their rules belong to

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/omni/omni/core/journeys/lift"
+	"github.com/omni/omni/core/lift"
 )
 
 func near(t *testing.T, what string, got, want, tol float64) {
