@@ -1,5 +1,829 @@
 package metrics
 
-import "github.com/pocketbase/pocketbase/core"
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
-func (m *Module) inboxReport(app core.App, q Query) (*Report, error) { return nil, errNotBuilt }
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/types"
+
+	"github.com/omni/omni/core/api"
+)
+
+// The inbox report reads the inbox's tables at query time (read-only,
+// never through its package): conversations (one row per thread, holding
+// its current opening), conversation_messages (who wrote when) and, for
+// history the row no longer holds, the inbox's own events in the events
+// table: conversation.resolved, conversation.opened {reopened: true} and
+// survey.answered (CSAT on 1–5 per conversation, NPS on 0–10 per
+// customer).
+//
+// A conversation belongs to the period it first opened in (its row's
+// created time: a reopen moves opened_at, not created), so a reopened
+// conversation counts once.
+
+// inboxFCRDaysDefault is how long after a resolution the customer must
+// stay quiet for the resolution to count as first-contact resolution,
+// unless the metrics setting "inbox" {fcr_days} says otherwise.
+const inboxFCRDaysDefault = 3
+
+// InboxSetting is the metrics setting "inbox".
+type InboxSetting struct {
+	FCRDays int `json:"fcr_days"`
+}
+
+// inboxChannelParam is what a channel name looks like (whatsapp, email,
+// sms, chat, …).
+var inboxChannelParam = regexp.MustCompile(`^[a-z0-9_-]{1,20}$`)
+
+// inboxConv is one conversation as the report reads it: its row only
+// (reading every message of 50,000 conversations would not answer in
+// time); the messages are read for the few the row cannot tell about.
+type inboxConv struct {
+	ID          string `db:"id"`
+	Profile     string `db:"profile"`
+	Channel     string `db:"channel"`
+	Assignee    string `db:"assignee"`
+	Status      string `db:"status"`
+	Bot         bool   `db:"bot"`
+	HandoffAt   string `db:"handoff_at"`
+	ResolvedAt  string `db:"resolved_at"`
+	OpenedAt    string `db:"opened_at"` // the latest opening (a reopen moves it)
+	Created     string `db:"created"`   // the first opening
+	SLABreaches int    `db:"sla_breaches"`
+	CSAT        int    `db:"csat_score"`
+	// FirstResponseAt is the inbox's first agent reply of the latest
+	// opening (inboxFirstReplies corrects it where an agent wrote first).
+	FirstResponseAt string `db:"first_response_at"`
+	// askedAt, when set, is the customer's first message of the opening
+	// (inboxFirstReplies read it): the first response runs from it.
+	askedAt string
+}
+
+// inboxFilter is the report's own parameters: channel= and agent=.
+type inboxFilter struct {
+	channel, agent string
+}
+
+func (f inboxFilter) where(alias string) (string, dbx.Params) {
+	var sb strings.Builder
+	p := dbx.Params{}
+	if f.channel != "" {
+		sb.WriteString(" AND " + alias + "channel = {:channel}")
+		p["channel"] = f.channel
+	}
+	if f.agent != "" {
+		sb.WriteString(" AND " + alias + "assignee = {:agent}")
+		p["agent"] = f.agent
+	}
+	return sb.String(), p
+}
+
+// inboxFigures is what one period adds up to.
+type inboxFigures struct {
+	totals map[string]float64
+	// per bucket, same length as the query's buckets
+	opened, resolved, frtMedian []float64
+	convs                       []*inboxConv // opened in the period
+	fcr                         map[string]bool
+	fcrPending                  int // resolved less than fcr_days ago: not judged yet
+	nps                         [11]int
+	replies                     map[string]int // agent replies by staff id
+}
+
+func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
+	f := inboxFilter{channel: strings.TrimSpace(q.Params["channel"]), agent: strings.TrimSpace(q.Params["agent"])}
+	if f.channel != "" && !inboxChannelParam.MatchString(f.channel) {
+		return nil, api.BadRequest("channel", fmt.Sprintf("channel: expected a channel name such as whatsapp, email, sms or chat, got %q", f.channel))
+	}
+	if f.agent != "" {
+		var n int
+		if err := app.DB().NewQuery("SELECT COUNT(*) FROM staff WHERE id = {:id}").Bind(dbx.Params{"id": f.agent}).Row(&n); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, api.BadRequest("agent", fmt.Sprintf("agent: no staff member has the id %q", f.agent))
+		}
+	}
+	fcrDays := inboxFCRDaysDefault
+	var s InboxSetting
+	if m.settings.get("inbox", &s) && s.FCRDays >= 1 && s.FCRDays <= 90 {
+		fcrDays = s.FCRDays
+	}
+
+	r := newReport("inbox", q)
+	cur, err := inboxCompute(app, q, f, fcrDays)
+	if err != nil {
+		return nil, err
+	}
+	r.Totals = cur.totals
+	w, p := f.where("")
+	var waiting int
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM conversations WHERE status = 'open' AND waiting_since != ''" + w).
+		Bind(p).Row(&waiting); err != nil {
+		return nil, err
+	}
+	r.Totals["waiting_now"] = float64(waiting)
+
+	buckets := q.Buckets()
+	r.Series = &Series{X: make([]int64, len(buckets)), Y: map[string][]float64{
+		"opened": cur.opened, "resolved": cur.resolved, "first_response_median": cur.frtMedian}}
+	for i, b := range buckets {
+		r.Series.X[i] = b.Unix()
+	}
+	if q.Compare {
+		prev, err := inboxCompute(app, q.Previous(), f, fcrDays)
+		if err != nil {
+			return nil, err
+		}
+		r.Previous = prev.totals
+		fit := func(v []float64) []float64 { // bucket i of the previous period beside bucket i of this one
+			out := make([]float64, len(buckets))
+			copy(out, v)
+			return out
+		}
+		r.Series.Previous = map[string][]float64{"opened": fit(prev.opened), "resolved": fit(prev.resolved),
+			"first_response_median": fit(prev.frtMedian)}
+	}
+
+	names, err := inboxStaffNames(app)
+	if err != nil {
+		return nil, err
+	}
+	r.Tables = append(r.Tables, inboxByAgent(cur, names), inboxByChannel(cur), inboxCSATTable(cur), inboxNPSTable(cur))
+	r.Notes = append(r.Notes, fmt.Sprintf("First-contact resolution: a resolved conversation counts as resolved at first contact when the customer "+
+		"neither reopens it nor opens another one on the same channel within %d days of its first resolution.", fcrDays))
+	if cur.fcrPending > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d resolved conversation(s) were resolved less than %d days ago and are not in fcr_rate yet.",
+			cur.fcrPending, fcrDays))
+	}
+	r.Notes = append(r.Notes, "Response and resolution times run on the clock, not business hours.")
+	if f.channel != "" || f.agent != "" {
+		r.Notes = append(r.Notes, "NPS answers are about the shop, not a conversation: the channel and agent filters do not apply to them.")
+	}
+	return r, nil
+}
+
+// inboxCompute adds up the conversations opened in q (and, for the
+// series, those resolved in it).
+func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigures, error) {
+	db := app.DB()
+	start, end := inboxFormat(q.Start), inboxFormat(q.End)
+	w, p := inboxFilter{channel: f.channel}.where("")
+	p["s"], p["e"] = start, end
+	var rows []*inboxConv
+	// One scan of the rows: the period's conversations and those resolved
+	// in it (the series). The agent filter applies after: the customer's
+	// later conversations (first-contact resolution) may be anyone's.
+	err := db.NewQuery(`SELECT id, profile, channel, assignee, status, bot, handoff_at, resolved_at, opened_at, created,
+		sla_breaches, csat_score, first_response_at FROM conversations
+		WHERE ((created >= {:s} AND created < {:e}) OR (resolved_at >= {:s} AND resolved_at < {:e}))` + w).Bind(p).All(&rows)
+	if err != nil {
+		return nil, err
+	}
+	later, err := inboxLater(db, q, f, rows, fcrDays)
+	if err != nil {
+		return nil, err
+	}
+	if f.agent != "" {
+		rows = slices.DeleteFunc(rows, func(c *inboxConv) bool { return c.Assignee != f.agent })
+	}
+
+	buckets := q.Buckets()
+	index := make(map[int64]int, len(buckets))
+	for i, b := range buckets {
+		index[b.Unix()] = i
+	}
+	bucketOf := func(ts string) (int, bool) {
+		t, ok := inboxParse(ts)
+		if !ok {
+			return 0, false
+		}
+		i, ok := index[q.BucketOf(t).Unix()]
+		return i, ok
+	}
+	fg := &inboxFigures{totals: map[string]float64{}, opened: make([]float64, len(buckets)), resolved: make([]float64, len(buckets)),
+		frtMedian: make([]float64, len(buckets)), fcr: map[string]bool{}, replies: map[string]int{}}
+	frtByBucket := make([][]float64, len(buckets))
+	for _, c := range rows {
+		if c.Status == "resolved" && c.ResolvedAt >= start && c.ResolvedAt < end {
+			if i, ok := bucketOf(c.ResolvedAt); ok {
+				fg.resolved[i]++
+			}
+		}
+		if c.Created < start || c.Created >= end {
+			continue // resolved in the period, opened before it
+		}
+		fg.convs = append(fg.convs, c)
+		if i, ok := bucketOf(c.Created); ok {
+			fg.opened[i]++
+		}
+	}
+	if err := inboxFirstReplies(db, fg.convs); err != nil {
+		return nil, err
+	}
+	for _, c := range fg.convs {
+		if d, ok := c.frt(); ok {
+			if i, ok := bucketOf(c.Created); ok {
+				frtByBucket[i] = append(frtByBucket[i], d)
+			}
+		}
+	}
+	for i, v := range frtByBucket {
+		fg.frtMedian[i], _ = inboxPercentile(v, 0.5)
+	}
+	if err := inboxFCR(app, q, fg, later, fcrDays); err != nil {
+		return nil, err
+	}
+
+	if err := inboxRepliesByStaff(db, fg); err != nil {
+		return nil, err
+	}
+
+	if err := inboxNPS(app, q, fg); err != nil {
+		return nil, err
+	}
+	inboxTotals(fg.totals, fg.convs, fg.fcr)
+	var promoters, detractors, answers int
+	for score, n := range fg.nps {
+		answers += n
+		switch {
+		case score >= 9:
+			promoters += n
+		case score <= 6:
+			detractors += n
+		}
+	}
+	fg.totals["nps_responses"] = float64(answers)
+	if answers > 0 {
+		fg.totals["nps"] = inboxRound(float64(promoters-detractors)/float64(answers)*100, 1)
+	}
+	return fg, nil
+}
+
+// inboxLater lists, by customer and channel, when the conversations from
+// the period's start opened, up to the end of the last follow-up window
+// (the latest resolution or reopen of the period's conversations plus
+// fcrDays, at most now).
+func inboxLater(db dbx.Builder, q Query, f inboxFilter, rows []*inboxConv, fcrDays int) (map[string][]string, error) {
+	start, end := inboxFormat(q.Start), inboxFormat(q.End)
+	later := map[string][]string{} // profile \x00 channel → created, ascending
+	last := ""
+	for _, c := range rows {
+		if c.Created >= start {
+			k := c.Profile + "\x00" + c.Channel
+			later[k] = append(later[k], c.Created)
+			last = max(last, c.ResolvedAt, c.OpenedAt)
+		}
+	}
+	if t, ok := inboxParse(last); ok {
+		until := min(inboxFormat(t.Add(time.Duration(fcrDays)*24*time.Hour)), inboxFormat(q.Now))
+		var more []struct {
+			Profile string `db:"profile"`
+			Channel string `db:"channel"`
+			Created string `db:"created"`
+		}
+		w, p := inboxFilter{channel: f.channel}.where("")
+		p["e"], p["until"] = end, until
+		if err := db.NewQuery(`SELECT profile, channel, created FROM conversations WHERE created >= {:e} AND created <= {:until}` + w).
+			Bind(p).All(&more); err != nil {
+			return nil, err
+		}
+		for _, m := range more {
+			k := m.Profile + "\x00" + m.Channel
+			later[k] = append(later[k], m.Created)
+		}
+	}
+	for _, l := range later {
+		slices.Sort(l)
+	}
+	return later, nil
+}
+
+// inboxFastAnswer is how soon after the opening an agent's first message
+// is more likely a conversation staff started than an answer: for those
+// the messages tell.
+const inboxFastAnswer = 5 * time.Second
+
+// inboxFirstReplies checks the first replies the rows cannot vouch for:
+// where an agent wrote within seconds of the opening, the first response
+// is the first agent reply after the customer's first message of the
+// opening (and after the hand-off), if any.
+func inboxFirstReplies(db dbx.Builder, convs []*inboxConv) error {
+	var look [][3]string
+	at := map[string]*inboxConv{}
+	for _, c := range convs {
+		if d, ok := c.frt(); ok && d < inboxFastAnswer.Seconds() {
+			look = append(look, [3]string{c.ID, c.OpenedAt, c.HandoffAt})
+			at[c.ID] = c
+		}
+	}
+	for len(look) > 0 {
+		n := min(len(look), 500)
+		list, _ := json.Marshal(look[:n])
+		var found []struct {
+			ID    string `db:"id"`
+			In    string `db:"first_in"`
+			Reply string `db:"reply"`
+		}
+		if err := db.NewQuery(`WITH j AS (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS opened, value ->> '$[2]' AS handoff FROM json_each({:list})),
+			f AS (SELECT j.id, j.handoff, (SELECT MIN(m.created) FROM conversation_messages m WHERE m.conversation = j.id
+				AND m.author = 'customer' AND m.auto_reply = 0 AND m.created >= j.opened) AS first_in FROM j)
+			SELECT f.id, COALESCE(f.first_in, '') AS first_in, CASE WHEN f.first_in IS NULL THEN '' ELSE COALESCE((SELECT MIN(m.created) FROM conversation_messages m
+				WHERE m.conversation = f.id AND m.author = 'agent' AND m.direction = 'out' AND m.created >= MAX(f.first_in, f.handoff)), '') END AS reply
+			FROM f`).Bind(dbx.Params{"list": string(list)}).All(&found); err != nil {
+			return err
+		}
+		for _, x := range found {
+			if c := at[x.ID]; c != nil {
+				c.FirstResponseAt, c.askedAt = x.Reply, x.In
+			}
+		}
+		look = look[n:]
+	}
+	return nil
+}
+
+// inboxRepliesByStaff counts agent replies in the period's conversations
+// by who wrote them.
+func inboxRepliesByStaff(db dbx.Builder, fg *inboxFigures) error {
+	ids := make([]string, 0, len(fg.convs))
+	for _, c := range fg.convs {
+		ids = append(ids, c.ID)
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 5000)
+		list, _ := json.Marshal(ids[:n])
+		var reps []struct {
+			Staff string `db:"author_staff"`
+			N     int    `db:"n"`
+		}
+		if err := db.NewQuery(`SELECT m.author_staff, COUNT(*) AS n FROM json_each({:ids}) j CROSS JOIN conversation_messages m
+			WHERE m.conversation = j.value AND m.author = 'agent' AND m.direction = 'out'
+			GROUP BY m.author_staff`).Bind(dbx.Params{"ids": string(list)}).All(&reps); err != nil {
+			return err
+		}
+		for _, x := range reps {
+			fg.replies[x.Staff] += x.N
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// frt is the first response time in seconds of the latest opening: from
+// the customer's message that opened it (or the hand-off, when the bot or
+// a journey had it first) to the first agent reply.
+func (c *inboxConv) frt() (float64, bool) {
+	if c.FirstResponseAt == "" {
+		return 0, false
+	}
+	from := max(c.OpenedAt, c.askedAt, c.HandoffAt)
+	a, ok1 := inboxParse(from)
+	b, ok2 := inboxParse(c.FirstResponseAt)
+	if !ok1 || !ok2 || b.Before(a) {
+		return 0, false
+	}
+	return b.Sub(a).Seconds(), true
+}
+
+// resolution is the time from opening to the (last) resolution, for a
+// resolved conversation.
+func (c *inboxConv) resolution() (float64, bool) {
+	if c.Status != "resolved" || c.ResolvedAt == "" {
+		return 0, false
+	}
+	a, ok1 := inboxParse(c.Created)
+	b, ok2 := inboxParse(c.ResolvedAt)
+	if !ok1 || !ok2 || b.Before(a) {
+		return 0, false
+	}
+	return b.Sub(a).Seconds(), true
+}
+
+// byBot: resolved while the bot still had it, no person having replied.
+func (c *inboxConv) byBot() bool { return c.Status == "resolved" && c.Bot && c.FirstResponseAt == "" }
+
+// inboxTotals adds the figures of convs to t (fcr: conversation id →
+// resolved at first contact, for the conversations already judged).
+func inboxTotals(t map[string]float64, convs []*inboxConv, fcr map[string]bool) {
+	var frt, res []float64
+	var bot, handed, breaches, breached, csatN, csatSum, satisfied, fcrN, fcrOK int
+	for _, c := range convs {
+		if d, ok := c.frt(); ok {
+			frt = append(frt, d)
+		}
+		if d, ok := c.resolution(); ok {
+			res = append(res, d)
+		}
+		if c.byBot() {
+			bot++
+		}
+		if c.HandoffAt != "" {
+			handed++
+		}
+		breaches += c.SLABreaches
+		if c.SLABreaches > 0 {
+			breached++
+		}
+		if c.CSAT >= 1 && c.CSAT <= 5 {
+			csatN++
+			csatSum += c.CSAT
+			if c.CSAT >= 4 {
+				satisfied++
+			}
+		}
+		if ok, judged := fcr[c.ID]; judged {
+			fcrN++
+			if ok {
+				fcrOK++
+			}
+		}
+	}
+	n := len(convs)
+	t["conversations"] = float64(n)
+	t["by_bot"] = float64(bot)
+	t["handed_off"] = float64(handed)
+	t["sla_breaches"] = float64(breaches)
+	t["csat_responses"] = float64(csatN)
+	if n > 0 {
+		t["sla_breach_rate"] = float64(breached) / float64(n)
+	}
+	if v, ok := inboxPercentile(frt, 0.5); ok {
+		t["first_response_median"] = v
+		t["first_response_p90"], _ = inboxPercentile(frt, 0.9)
+	}
+	if v, ok := inboxPercentile(res, 0.5); ok {
+		t["resolution_median"] = v
+		t["resolution_p90"], _ = inboxPercentile(res, 0.9)
+	}
+	if fcrN > 0 {
+		t["fcr_rate"] = float64(fcrOK) / float64(fcrN)
+	}
+	if csatN > 0 {
+		t["csat"] = inboxRound(float64(csatSum)/float64(csatN), 2)
+		t["csat_satisfied_rate"] = float64(satisfied) / float64(csatN)
+	}
+}
+
+// inboxFCR judges each conversation of fg resolved at least fcrDays ago:
+// resolved at first contact unless, within fcrDays of its first
+// resolution, it was reopened or the customer opened another
+// conversation on the same channel.
+func inboxFCR(app core.App, q Query, fg *inboxFigures, later map[string][]string, fcrDays int) error {
+	window := time.Duration(fcrDays) * 24 * time.Hour
+	cutoff := inboxFormat(q.Now.Add(-window))
+	// The row holds the latest opening only: a conversation that came
+	// back (opened_at moved past created) has its first resolution and its
+	// reopens in the inbox's events.
+	first := map[string]string{} // conversation → first resolution
+	reopens := map[string][]string{}
+	var back [][3]string // id, profile, created: conversations that came back
+	for _, c := range fg.convs {
+		if c.OpenedAt != c.Created {
+			back = append(back, [3]string{c.ID, c.Profile, c.Created})
+		}
+	}
+	for len(back) > 0 {
+		n := min(len(back), 500)
+		list, _ := json.Marshal(back[:n])
+		var evs []struct {
+			Conv string `db:"conv"`
+			Type string `db:"type"`
+			At   string `db:"occurred_at"`
+		}
+		// Through the customer's events (profile, occurred_at index) from
+		// the conversation's opening on, not through every inbox event.
+		err := app.DB().NewQuery(`SELECT j.value ->> '$[0]' AS conv, e.type, e.occurred_at
+			FROM json_each({:list}) j CROSS JOIN events e INDEXED BY idx_events_profile_time
+			WHERE e.profile = j.value ->> '$[1]' AND e.occurred_at >= j.value ->> '$[2]'
+			AND e.type IN ('conversation.resolved', 'conversation.opened')
+			AND e.properties ->> '$.conversation' = j.value ->> '$[0]'
+			AND (e.type = 'conversation.resolved' OR e.properties ->> '$.reopened' = 1)
+			ORDER BY e.occurred_at`).Bind(dbx.Params{"list": string(list)}).All(&evs)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Type == "conversation.resolved" {
+				if first[e.Conv] == "" {
+					first[e.Conv] = e.At
+				}
+			} else {
+				reopens[e.Conv] = append(reopens[e.Conv], e.At)
+			}
+		}
+		back = back[n:]
+	}
+
+	for _, c := range fg.convs {
+		r1 := first[c.ID]
+		if r1 == "" && c.Status == "resolved" {
+			r1 = c.ResolvedAt
+		}
+		if r1 == "" {
+			continue // never resolved: not judged
+		}
+		if r1 > cutoff {
+			fg.fcrPending++
+			continue
+		}
+		t1, ok := inboxParse(r1)
+		if !ok {
+			continue
+		}
+		until := inboxFormat(t1.Add(window))
+		followed := false
+		for _, at := range reopens[c.ID] {
+			if at > r1 && at <= until {
+				followed = true
+			}
+		}
+		list := later[c.Profile+"\x00"+c.Channel]
+		for i, _ := slices.BinarySearch(list, r1); i < len(list) && list[i] <= until && !followed; i++ {
+			followed = list[i] > r1
+		}
+		fg.fcr[c.ID] = !followed
+	}
+	return nil
+}
+
+// inboxNPS counts NPS answers (survey.answered on 0–10) given in q:
+// each customer's latest answer in the period.
+func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
+	var rows []struct {
+		ID      string `db:"id"`
+		Profile string `db:"profile"`
+		Props   string `db:"properties"`
+	}
+	if err := app.DB().NewQuery(`SELECT id, profile, properties FROM events WHERE type = 'survey.answered'
+		AND occurred_at >= {:s} AND occurred_at < {:e} ORDER BY occurred_at`).
+		Bind(dbx.Params{"s": inboxFormat(q.Start), "e": inboxFormat(q.End)}).All(&rows); err != nil {
+		return err
+	}
+	latest := map[string]int{}
+	for _, r := range rows {
+		var p struct {
+			Survey string `json:"survey"`
+			Score  any    `json:"score"`
+			Scale  any    `json:"scale"`
+		}
+		if json.Unmarshal([]byte(r.Props), &p) != nil || !inboxTenScale(p.Survey, p.Scale) {
+			continue
+		}
+		score, ok := inboxNumber(p.Score)
+		if !ok || score < 0 || score > 10 || score != math.Trunc(score) {
+			continue
+		}
+		who := r.Profile
+		if who == "" {
+			who = "event:" + r.ID
+		}
+		latest[who] = int(score)
+	}
+	for _, s := range latest {
+		fg.nps[s]++
+	}
+	return nil
+}
+
+// inboxTenScale: Omni's NPS answers say survey "nps"; others may only say
+// the scale (10, "0-10", "nps"), as the journeys' bad-score rule reads them.
+func inboxTenScale(survey string, scale any) bool {
+	if strings.EqualFold(survey, "nps") {
+		return true
+	}
+	if strings.EqualFold(survey, "csat") {
+		return false
+	}
+	if n, ok := scale.(float64); ok {
+		return n == 10
+	}
+	s, _ := scale.(string)
+	s = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(s)), "–", "-")
+	return s == "0-10" || s == "nps" || s == "10"
+}
+
+func inboxNumber(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		return f, err == nil
+	}
+	return 0, false
+}
+
+// inboxGroup is a by_agent or by_channel row in the making.
+type inboxGroup struct {
+	key   string
+	convs []*inboxConv
+}
+
+func inboxGroups(convs []*inboxConv, key func(*inboxConv) string) []*inboxGroup {
+	by := map[string]*inboxGroup{}
+	var out []*inboxGroup
+	for _, c := range convs {
+		k := key(c)
+		g := by[k]
+		if g == nil {
+			g = &inboxGroup{key: k}
+			by[k] = g
+			out = append(out, g)
+		}
+		g.convs = append(g.convs, c)
+	}
+	return out
+}
+
+// inboxCell is a total for a table cell: nil when the figure has no data.
+func inboxCell(t map[string]float64, key string) any {
+	if v, ok := t[key]; ok {
+		return v
+	}
+	return nil
+}
+
+func inboxByAgent(fg *inboxFigures, names map[string]string) Table {
+	t := Table{Name: "by_agent", Title: "By agent", Columns: []Column{
+		{Key: "agent", Label: "Agent", Type: TypeText},
+		{Key: "conversations", Label: "Conversations", Type: TypeNumber},
+		{Key: "replies", Label: "Replies", Type: TypeNumber},
+		{Key: "first_response_median", Label: "First response (median)", Type: TypeDuration},
+		{Key: "resolution_median", Label: "Resolution (median)", Type: TypeDuration},
+		{Key: "fcr_rate", Label: "First-contact resolution", Type: TypePercent},
+		{Key: "csat", Label: "CSAT", Type: TypeNumber},
+		{Key: "sla_breaches", Label: "SLA breaches", Type: TypeNumber},
+	}, Rows: [][]any{}}
+	groups := inboxGroups(fg.convs, func(c *inboxConv) string { return c.Assignee })
+	seen := map[string]bool{}
+	for _, g := range groups {
+		seen[g.key] = true
+	}
+	// Agents who replied in conversations assigned to someone else.
+	for id := range fg.replies {
+		if !seen[id] && id != "" {
+			groups = append(groups, &inboxGroup{key: id})
+		}
+	}
+	slices.SortFunc(groups, func(a, b *inboxGroup) int {
+		if len(a.convs) != len(b.convs) {
+			return len(b.convs) - len(a.convs)
+		}
+		return strings.Compare(inboxAgentName(names, a.key), inboxAgentName(names, b.key))
+	})
+	for _, g := range groups {
+		tot := map[string]float64{}
+		inboxTotals(tot, g.convs, fg.fcr)
+		t.Rows = append(t.Rows, []any{inboxAgentName(names, g.key), len(g.convs), fg.replies[g.key],
+			inboxCell(tot, "first_response_median"), inboxCell(tot, "resolution_median"), inboxCell(tot, "fcr_rate"),
+			inboxCell(tot, "csat"), tot["sla_breaches"]})
+	}
+	return t
+}
+
+func inboxAgentName(names map[string]string, id string) string {
+	if id == "" {
+		return "Unassigned"
+	}
+	if n := names[id]; n != "" {
+		return n
+	}
+	return id // no longer on the staff
+}
+
+func inboxByChannel(fg *inboxFigures) Table {
+	t := Table{Name: "by_channel", Title: "By channel", Columns: []Column{
+		{Key: "channel", Label: "Channel", Type: TypeText},
+		{Key: "conversations", Label: "Conversations", Type: TypeNumber},
+		{Key: "first_response_median", Label: "First response (median)", Type: TypeDuration},
+		{Key: "resolution_median", Label: "Resolution (median)", Type: TypeDuration},
+		{Key: "fcr_rate", Label: "First-contact resolution", Type: TypePercent},
+		{Key: "csat", Label: "CSAT", Type: TypeNumber},
+	}, Rows: [][]any{}}
+	groups := inboxGroups(fg.convs, func(c *inboxConv) string { return c.Channel })
+	slices.SortFunc(groups, func(a, b *inboxGroup) int {
+		if len(a.convs) != len(b.convs) {
+			return len(b.convs) - len(a.convs)
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	for _, g := range groups {
+		tot := map[string]float64{}
+		inboxTotals(tot, g.convs, fg.fcr)
+		t.Rows = append(t.Rows, []any{g.key, len(g.convs), inboxCell(tot, "first_response_median"),
+			inboxCell(tot, "resolution_median"), inboxCell(tot, "fcr_rate"), inboxCell(tot, "csat")})
+	}
+	return t
+}
+
+func inboxCSATTable(fg *inboxFigures) Table {
+	t := Table{Name: "csat_distribution", Title: "CSAT answers", Columns: []Column{
+		{Key: "score", Label: "Score", Type: TypeNumber},
+		{Key: "responses", Label: "Answers", Type: TypeNumber},
+		{Key: "share", Label: "Share", Type: TypePercent},
+	}, Rows: [][]any{}}
+	var n [6]int
+	total := 0
+	for _, c := range fg.convs {
+		if c.CSAT >= 1 && c.CSAT <= 5 {
+			n[c.CSAT]++
+			total++
+		}
+	}
+	for s := 1; s <= 5; s++ {
+		t.Rows = append(t.Rows, []any{s, n[s], inboxShare(n[s], total)})
+	}
+	return t
+}
+
+func inboxNPSTable(fg *inboxFigures) Table {
+	t := Table{Name: "nps_distribution", Title: "NPS answers", Columns: []Column{
+		{Key: "score", Label: "Score", Type: TypeNumber},
+		{Key: "group", Label: "Group", Type: TypeText},
+		{Key: "responses", Label: "Answers", Type: TypeNumber},
+		{Key: "share", Label: "Share", Type: TypePercent},
+	}, Rows: [][]any{}}
+	total := 0
+	for _, n := range fg.nps {
+		total += n
+	}
+	for s, n := range fg.nps {
+		group := "detractor"
+		switch {
+		case s >= 9:
+			group = "promoter"
+		case s >= 7:
+			group = "passive"
+		}
+		t.Rows = append(t.Rows, []any{s, group, n, inboxShare(n, total)})
+	}
+	return t
+}
+
+func inboxShare(n, total int) float64 {
+	if total == 0 {
+		return 0
+	}
+	return float64(n) / float64(total)
+}
+
+func inboxStaffNames(app core.App) (map[string]string, error) {
+	var rows []struct {
+		ID    string `db:"id"`
+		Name  string `db:"name"`
+		Email string `db:"email"`
+	}
+	if err := app.DB().NewQuery("SELECT id, name, email FROM staff").All(&rows); err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.Name
+		if strings.TrimSpace(r.Name) == "" {
+			out[r.ID] = r.Email
+		}
+	}
+	return out, nil
+}
+
+// inboxPercentile is the p-quantile of v by linear interpolation between
+// the closest ranks (as spreadsheets' PERCENTILE.INC): the median of 4
+// values is the mean of the middle two; p90 of 1..10 is 9.1.
+func inboxPercentile(v []float64, p float64) (float64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	pos := p * float64(len(s)-1)
+	lo := int(math.Floor(pos))
+	hi := min(lo+1, len(s)-1)
+	return s[lo] + (pos-float64(lo))*(s[hi]-s[lo]), true
+}
+
+func inboxRound(v float64, places int) float64 {
+	f := math.Pow(10, float64(places))
+	return math.Round(v*f) / f
+}
+
+// inboxFormat is a time as the store writes it, so text comparison orders.
+func inboxFormat(t time.Time) string { return t.UTC().Format(types.DefaultDateLayout) }
+
+func inboxParse(s string) (time.Time, bool) {
+	t, err := time.Parse(types.DefaultDateLayout, s)
+	if err != nil {
+		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return time.Time{}, false
+		}
+	}
+	return t, true
+}

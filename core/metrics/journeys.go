@@ -195,12 +195,6 @@ func share(n, of int) float64 {
 	return float64(n) / float64(of)
 }
 
-func round2(v float64) float64 {
-	if v < 0 {
-		return -round2(-v)
-	}
-	return float64(int64(v*100+0.5)) / 100
-}
 
 // chart is sent, delivered, opened and clicked per bucket (prev beside).
 func (f *msgFigures) chart(q Query, prev *msgFigures) *Series {

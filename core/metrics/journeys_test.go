@@ -122,7 +122,7 @@ const winGraph = `{"trigger": {"event": "checkout.started"}, "goal": {"event": "
 
 // seedShop is the shop every figure of TestJourneysReport is counted on.
 // The period is 2026-11-10..16 in Paris; base is 2026-11-10 10:00 Paris.
-func seedShop(d jseed) {
+func seedJourneyShop(d jseed) {
 	const j = "jwin"
 	d.journey(j, "Win-back", winGraph)
 	// r1: treated; email m1 delivered, opened and clicked; WhatsApp m2
@@ -194,7 +194,7 @@ func wantEq(t *testing.T, what string, got, want any) {
 
 // tableRows returns a table's rows as maps by column key, keyed by the
 // first column.
-func tableRows(t *testing.T, r metrics.Report, name string) map[string]map[string]any {
+func journeyTableRows(t *testing.T, r metrics.Report, name string) map[string]map[string]any {
 	t.Helper()
 	for _, tb := range r.Tables {
 		if tb.Name != name {
@@ -218,7 +218,7 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestJourneysReport(t *testing.T) {
 	s, agent := startJourneys(t)
-	seedShop(jseed{t: t, db: s.PB.DB(), base: time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC)})
+	seedJourneyShop(jseed{t: t, db: s.PB.DB(), base: time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC)})
 
 	r := getReport(t, s, agent, "/api/v1/metrics/journeys?from=2026-11-10&to=2026-11-16&compare=previous")
 	wantEq(t, "currency", r.Currency, "EUR")
@@ -259,7 +259,7 @@ func TestJourneysReport(t *testing.T) {
 	wantEq(t, "series clicked", r.Series.Y["clicked"], []float64{1, 0, 0, 0, 0, 0, 0})
 	wantEq(t, "series previous sent", r.Series.Previous["sent"], []float64{0, 0, 1, 0, 0, 0, 0}) // m9 on Nov 5
 
-	ch := tableRows(t, r, "by_channel")
+	ch := journeyTableRows(t, r, "by_channel")
 	// email: m1 m6 m7 sent, m1 m7 delivered, m1 opened and clicked, m6
 	// unsubscribed, m5 failed, m3 refused for consent.
 	wantRow(t, "by_channel email", ch["email"], map[string]any{"sent": 3.0, "delivered": 2.0, "opened": 1.0, "clicked": 1.0, "replied": 0.0,
@@ -268,7 +268,7 @@ func TestJourneysReport(t *testing.T) {
 	wantRow(t, "by_channel whatsapp", ch["whatsapp"], map[string]any{"sent": 3.0, "delivered": 3.0, "opened": 2.0, "clicked": 0.0,
 		"replied": 1.0, "unsubscribed": 1.0, "failed": 0.0, "refused": 0.0, "top_refusal": ""})
 
-	kinds := tableRows(t, r, "by_kind")
+	kinds := journeyTableRows(t, r, "by_kind")
 	wantRow(t, "by_kind journey", kinds["journey"], map[string]any{"sent": 3.0, "delivered": 3.0, "opened": 2.0, "clicked": 1.0,
 		"replied": 1.0, "unsubscribed": 1.0, "failed": 1.0, "refused": 1.0})
 	wantRow(t, "by_kind marketing", kinds["marketing"], map[string]any{"sent": 1.0, "delivered": 0.0, "unsubscribed": 1.0})
@@ -278,10 +278,10 @@ func TestJourneysReport(t *testing.T) {
 	// Win-back: r1..r4 entered, r1 r2 r3 completed in the period, 3 of 4
 	// converted for 100 + 50×0.9 + 80 = 225 EUR. Holdout: 3 treated, 1
 	// held out: far below the minimum.
-	js := tableRows(t, r, "by_journey")
+	js := journeyTableRows(t, r, "by_journey")
 	wantRow(t, "by_journey jwin", js["jwin"], map[string]any{"journey": "Win-back", "entered": 4.0, "completed": 3.0, "conversions": 3.0,
 		"conversion_rate": 0.75, "revenue": 225.0, "holdout_lift": nil, "lift_verdict": lift.NotEnoughData})
-	if _, ok := tableRows(t, r, "by_journey")["jwin"]; !ok || len(js) != 1 {
+	if _, ok := journeyTableRows(t, r, "by_journey")["jwin"]; !ok || len(js) != 1 {
 		t.Errorf("by_journey = %v, want Win-back alone", js)
 	}
 	for _, tb := range r.Tables {
@@ -303,7 +303,7 @@ func TestJourneysReport(t *testing.T) {
 		order = append(order, row[0])
 	}
 	wantEq(t, "by_node order", order, []any{"h1", "se", "sw", "end"})
-	n := tableRows(t, r, "by_node")
+	n := journeyTableRows(t, r, "by_node")
 	// h1: r1..r4 passed it in the period; r1 r2 r3 converted after it.
 	wantRow(t, "h1", n["h1"], map[string]any{"type": "holdout", "reached": 4.0, "sent": 0.0, "conversions": 3.0, "revenue": 225.0})
 	// se: r1 (m1 delivered, opened, clicked), r2 (m3 refused), r4 (m5 failed).
@@ -398,7 +398,7 @@ func TestJourneysReportHoldoutLift(t *testing.T) {
 	if !c.Enough {
 		t.Fatal("the seeded groups should pass the minimum")
 	}
-	row := tableRows(t, r, "by_journey")["jbig"]
+	row := journeyTableRows(t, r, "by_journey")["jbig"]
 	wantRow(t, "jbig", row, map[string]any{"entered": 220.0, "conversions": 46.0, "revenue": 460.0,
 		"holdout_lift": c.Conversion.Estimate, "lift_low": c.Conversion.Low, "lift_high": c.Conversion.High,
 		"lift_confidence": c.Conversion.ProbabilityBetter, "lift_verdict": c.Verdict})
