@@ -37,14 +37,14 @@ func (m *Module) attributionReport(app core.App, q Query) (*Report, error) {
 		model = "linear"
 	}
 	if !slices.Contains(attrModels, model) {
-		return nil, api.BadRequest("model", fmt.Sprintf("model: expected one of %s, got %q", strings.Join(attrModels, ", "), model))
+		return nil, api.BadRequest("model", fmt.Sprintf("expected one of %s, got %q", strings.Join(attrModels, ", "), model))
 	}
 	by := q.By
 	if by == "" {
 		by = "channel"
 	}
 	if !slices.Contains(attrBreakdowns, by) {
-		return nil, api.BadRequest("by", fmt.Sprintf("by: expected one of %s, got %q", strings.Join(attrBreakdowns, ", "), by))
+		return nil, api.BadRequest("by", fmt.Sprintf("expected one of %s, got %q", strings.Join(attrBreakdowns, ", "), by))
 	}
 	r := newReport("attribution", q)
 	r.Currency, _ = m.settings.currency(app)

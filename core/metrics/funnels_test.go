@@ -153,7 +153,7 @@ func wantFunnelTotals(t *testing.T, got map[string]float64, want map[string]floa
 	}
 }
 
-func wantRows(t *testing.T, name string, got [][]any, want ...string) {
+func wantFunnelRows(t *testing.T, name string, got [][]any, want ...string) {
 	t.Helper()
 	g := rowsText(got)
 	if strings.Join(g, " | ") != strings.Join(want, " | ") {
@@ -260,9 +260,9 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 		wantFunnelTotals(t, r.Totals, map[string]float64{"entered": 6, "converted": 3, "conversion_rate": 0.5, "median_time_to_convert": 100800})
 		wantFunnelTotals(t, r.Previous, map[string]float64{"entered": 0, "converted": 0, "conversion_rate": 0})
 		// step, label, customers, from previous, from first, dropped off
-		wantRows(t, "steps", table(t, r, "steps"),
+		wantFunnelRows(t, "steps", table(t, r, "steps"),
 			"1 Product page 6 1 1 0", "2 checkout.started 4 0.667 0.667 2", "3 order.placed 3 0.75 0.5 1")
-		wantRows(t, "by_channel", table(t, r, "by_channel"), "app 2 1 1 0.5", "web 4 3 2 0.5")
+		wantFunnelRows(t, "by_channel", table(t, r, "by_channel"), "app 2 1 1 0.5", "web 4 3 2 0.5")
 		// Entered per day: D: c1 c2 c3 c4a = 4; D+1: c5; D+8: c4b.
 		// Converted by entry day: D: c1; D+1: c5; D+8: c4b.
 		if len(r.Series.X) != 14 || r.Series.Y["entered"][0] != 4 || r.Series.Y["entered"][1] != 1 || r.Series.Y["entered"][8] != 1 ||
@@ -273,7 +273,7 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 		// Members c1 (1 1 1) and c5 (1 1 1); everyone else c2 c3 c4a c4b:
 		// 4 entered, 2 at checkout (c2 c4b), 1 converted (c4b).
 		seg := e.report(t, "funnel="+fn.ID+"&"+rng+"&by=segment:segfunnelvip001")
-		wantRows(t, "by_segment", table(t, seg, "by_segment"), "Members 2 2 2 1", "Everyone else 4 2 1 0.25")
+		wantFunnelRows(t, "by_segment", table(t, seg, "by_segment"), "Members 2 2 2 1", "Everyone else 4 2 1 0.25")
 
 		// The default funnel (any page): c1 enters at -1h instead, the
 		// same six entries and three conversions; median of 10800,
@@ -290,7 +290,7 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 		a := e.report(t, "funnel=abandonment&"+rng)
 		wantFunnelTotals(t, a.Totals, map[string]float64{"checkouts_started": 5, "checkouts_completed": 3, "checkouts_abandoned": 2,
 			"checkouts_pending": 0, "abandonment_rate": 0.4, "recovered_orders": 1, "recovered_revenue": 80, "abandon_hours": 24})
-		wantRows(t, "abandonment", table(t, a, "abandonment"), "app 1 1 0 0 0 0", "web 4 2 2 0.5 1 80")
+		wantFunnelRows(t, "abandonment", table(t, a, "abandonment"), "app 1 1 0 0 0 0", "web 4 2 2 0.5 1 80")
 		if a.Currency != "EUR" || a.Series.Y["started"][0] != 0 || a.Series.Y["started"][1] != 2 || a.Series.Y["started"][2] != 2 ||
 			a.Series.Y["started"][8] != 1 || a.Series.Y["recovered"][8] != 1 {
 			t.Errorf("abandonment currency/series: %s %+v", a.Currency, a.Series)

@@ -166,20 +166,20 @@ func parseQuery(r *http.Request, loc *time.Location, now time.Time) (Query, erro
 	switch {
 	case from != "" || to != "":
 		if from == "" {
-			return q, api.BadRequest("from", "from: give the first day as YYYY-MM-DD along with to")
+			return q, api.BadRequest("from", "give the first day as YYYY-MM-DD along with to")
 		}
 		f, err := time.ParseInLocation(dayLayout, from, loc)
 		if err != nil {
-			return q, api.BadRequest("from", fmt.Sprintf("from: expected a day as YYYY-MM-DD, got %q", from))
+			return q, api.BadRequest("from", fmt.Sprintf("expected a day as YYYY-MM-DD, got %q", from))
 		}
 		t := today
 		if to != "" {
 			if t, err = time.ParseInLocation(dayLayout, to, loc); err != nil {
-				return q, api.BadRequest("to", fmt.Sprintf("to: expected a day as YYYY-MM-DD, got %q", to))
+				return q, api.BadRequest("to", fmt.Sprintf("expected a day as YYYY-MM-DD, got %q", to))
 			}
 		}
 		if t.Before(f) {
-			return q, api.BadRequest("to", "to: the last day is before the first (from)")
+			return q, api.BadRequest("to", "the last day is before the first (from)")
 		}
 		q.Start, q.End = f, t.AddDate(0, 0, 1)
 	default:
@@ -202,11 +202,11 @@ func parseQuery(r *http.Request, loc *time.Location, now time.Time) (Query, erro
 		case "12m":
 			q.Start = today.AddDate(-1, 0, 1)
 		default:
-			return q, api.BadRequest("range", fmt.Sprintf("range: expected today, yesterday, 7d, 30d, 90d or 12m (or from and to), got %q", rng))
+			return q, api.BadRequest("range", fmt.Sprintf("expected today, yesterday, 7d, 30d, 90d or 12m (or from and to), got %q", rng))
 		}
 	}
 	if q.End.Sub(q.Start) > maxDays*24*time.Hour {
-		return q, api.BadRequest("from", fmt.Sprintf("from: a range may span at most %d days", maxDays))
+		return q, api.BadRequest("from", fmt.Sprintf("a range may span at most %d days", maxDays))
 	}
 	q.From, q.To = q.Start.Format(dayLayout), q.End.AddDate(0, 0, -1).Format(dayLayout)
 	switch c := v.Get("compare"); c {
@@ -214,7 +214,7 @@ func parseQuery(r *http.Request, loc *time.Location, now time.Time) (Query, erro
 	case "previous":
 		q.Compare = true
 	default:
-		return q, api.BadRequest("compare", fmt.Sprintf("compare: expected previous or none, got %q", c))
+		return q, api.BadRequest("compare", fmt.Sprintf("expected previous or none, got %q", c))
 	}
 	q.By = v.Get("by")
 	days := q.End.Sub(q.Start).Hours() / 24
@@ -232,11 +232,11 @@ func parseQuery(r *http.Request, loc *time.Location, now time.Time) (Query, erro
 		}
 	case "hour", "day", "week", "month":
 		if b == "hour" && days > 31 {
-			return q, api.BadRequest("bucket", "bucket: hourly points are for ranges of up to 31 days")
+			return q, api.BadRequest("bucket", "hourly points are for ranges of up to 31 days")
 		}
 		q.Bucket = b
 	default:
-		return q, api.BadRequest("bucket", fmt.Sprintf("bucket: expected hour, day, week or month, got %q", b))
+		return q, api.BadRequest("bucket", fmt.Sprintf("expected hour, day, week or month, got %q", b))
 	}
 	return q, nil
 }
@@ -260,7 +260,7 @@ func writeReport(e *core.RequestEvent, r *Report) error {
 		return e.JSON(http.StatusOK, r)
 	case "csv":
 	default:
-		return api.BadRequest("format", fmt.Sprintf("format: expected json or csv, got %q", f))
+		return api.BadRequest("format", fmt.Sprintf("expected json or csv, got %q", f))
 	}
 	name := e.Request.URL.Query().Get("table")
 	var t *Table
@@ -275,7 +275,7 @@ func writeReport(e *core.RequestEvent, r *Report) error {
 		for i, x := range r.Tables {
 			names[i] = x.Name
 		}
-		return api.BadRequest("table", fmt.Sprintf("table: the %s report has no table %q (it has: %s)", r.Report, name, strings.Join(names, ", ")))
+		return api.BadRequest("table", fmt.Sprintf("the %s report has no table %q (it has: %s)", r.Report, name, strings.Join(names, ", ")))
 	}
 	if t == nil { // no tables: the totals
 		t = &Table{Name: "totals", Columns: []Column{{Key: "metric", Label: "Metric"}, {Key: "value", Label: "Value"}}}

@@ -156,43 +156,43 @@ func validateSetting(key string, v any) error {
 	case *Currency:
 		x.Base = strings.ToUpper(strings.TrimSpace(x.Base))
 		if x.Base != "" && !currencyCode.MatchString(x.Base) {
-			return api.BadRequest("base", fmt.Sprintf("base: expected an ISO 4217 code of 3 letters such as EUR, got %q", x.Base))
+			return api.BadRequest("base", fmt.Sprintf("expected an ISO 4217 code of 3 letters such as EUR, got %q", x.Base))
 		}
 		rates := map[string]float64{}
 		for k, r := range x.Rates {
 			code := strings.ToUpper(strings.TrimSpace(k))
 			if !currencyCode.MatchString(code) {
-				return api.BadRequest("rates", fmt.Sprintf("rates: %q is not an ISO 4217 code of 3 letters", k))
+				return api.BadRequest("rates", fmt.Sprintf("%q is not an ISO 4217 code of 3 letters", k))
 			}
 			if !(r > 0) || math.IsInf(r, 0) {
-				return api.BadRequest("rates."+code, fmt.Sprintf("rates.%s: one %s in the base currency must be a number above 0, got %v", code, code, r))
+				return api.BadRequest("rates."+code, fmt.Sprintf("one %s in the base currency must be a number above 0, got %v", code, r))
 			}
 			rates[code] = r
 		}
 		x.Rates = rates
 	case *AttributionSettings:
 		if !(x.LookbackDays >= 1) || x.LookbackDays > attrMaxDays {
-			return api.BadRequest("lookback_days", fmt.Sprintf("lookback_days: expected 1 to %d days, got %v", attrMaxDays, x.LookbackDays))
+			return api.BadRequest("lookback_days", fmt.Sprintf("expected 1 to %d days, got %v", attrMaxDays, x.LookbackDays))
 		}
 		if !(x.HalfLifeDays > 0) || x.HalfLifeDays > attrMaxDays {
-			return api.BadRequest("half_life_days", fmt.Sprintf("half_life_days: expected more than 0 days (up to %d), got %v", attrMaxDays, x.HalfLifeDays))
+			return api.BadRequest("half_life_days", fmt.Sprintf("expected more than 0 days (up to %d), got %v", attrMaxDays, x.HalfLifeDays))
 		}
 		if x.PositionFirst < 0 || x.PositionFirst > 1 {
-			return api.BadRequest("position_first", fmt.Sprintf("position_first: expected a share from 0 to 1, got %v", x.PositionFirst))
+			return api.BadRequest("position_first", fmt.Sprintf("expected a share from 0 to 1, got %v", x.PositionFirst))
 		}
 		if x.PositionLast < 0 || x.PositionLast > 1 || x.PositionFirst+x.PositionLast > 1 {
-			return api.BadRequest("position_last", fmt.Sprintf("position_last: expected a share from 0 to 1 that leaves position_first + position_last at most 1, got %v", x.PositionLast))
+			return api.BadRequest("position_last", fmt.Sprintf("expected a share from 0 to 1 that leaves position_first + position_last at most 1, got %v", x.PositionLast))
 		}
 	case *InboxSettings:
 		if x.FCRDays < 1 || x.FCRDays > 90 {
-			return api.BadRequest("fcr_days", fmt.Sprintf("fcr_days: expected 1 to 90 days, got %d", x.FCRDays))
+			return api.BadRequest("fcr_days", fmt.Sprintf("expected 1 to 90 days, got %d", x.FCRDays))
 		}
 	case *FunnelSettings:
 		if x.AbandonHours < 1 || x.AbandonHours > 720 {
-			return api.BadRequest("abandon_hours", fmt.Sprintf("abandon_hours: expected 1 to 720 hours, got %d", x.AbandonHours))
+			return api.BadRequest("abandon_hours", fmt.Sprintf("expected 1 to 720 hours, got %d", x.AbandonHours))
 		}
 	default:
-		return api.BadRequest("key", fmt.Sprintf("key: unknown setting %q", key))
+		return api.BadRequest("key", fmt.Sprintf("unknown setting %q", key))
 	}
 	return nil
 }
@@ -236,7 +236,7 @@ func (s *settingsPart) put(e *core.RequestEvent) error {
 	key := e.Request.PathValue("key")
 	v, ok := settingDefaults()[key]
 	if !ok {
-		return api.BadRequest("key", fmt.Sprintf("key: unknown setting %q (known: %s)", key, strings.Join(settingKeys, ", ")))
+		return api.BadRequest("key", fmt.Sprintf("unknown setting %q (known: %s)", key, strings.Join(settingKeys, ", ")))
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(e.Response, e.Request.Body, 1<<16))
 	dec.DisallowUnknownFields()
@@ -280,13 +280,13 @@ func (s *settingsPart) put(e *core.RequestEvent) error {
 func bodyError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return api.BadRequest(te.Field, fmt.Sprintf("%s: expected a %s, got a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value))
+		return api.BadRequest(te.Field, fmt.Sprintf("expected a %s, got a JSON %s", jsonKind(te.Type.Kind().String()), te.Value))
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
 		f := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
-		return api.BadRequest(f, fmt.Sprintf("%s: no such field in this setting", f))
+		return api.BadRequest(f, "no such field in this setting")
 	}
-	return api.BadRequest("body", "body: expected a JSON object: "+err.Error())
+	return api.BadRequest("body", "expected a JSON object: "+err.Error())
 }
 
 func jsonKind(goKind string) string {

@@ -17,21 +17,22 @@ type Dashboard struct {
 	Since  time.Time `json:"since"`
 	Bucket string    `json:"bucket"` // hour, 6h or day
 	// NewProfiles is nil when the profiles module is not installed.
-	NewProfiles         *int               `json:"new_profiles"`
-	Orders              int                `json:"orders"`
-	Revenue             map[string]float64 `json:"revenue"` // by currency
-	OrdersByChannel     []ChannelOrders    `json:"orders_by_channel"`
-	ActiveConversations int                `json:"active_conversations"`
-	Events              int                `json:"events"`
-	EventsPerSecond     float64            `json:"events_per_second"` // over the last minute
-	Series              Series             `json:"series"`
+	NewProfiles *int `json:"new_profiles"`
+	// Orders counts order.placed events as they arrived. Money is not here:
+	// net revenue (refunds taken off, currencies converted) is the metrics
+	// module's sales report, GET /api/v1/metrics/sales.
+	Orders              int             `json:"orders"`
+	OrdersByChannel     []ChannelOrders `json:"orders_by_channel"`
+	ActiveConversations int             `json:"active_conversations"`
+	Events              int             `json:"events"`
+	EventsPerSecond     float64         `json:"events_per_second"` // over the last minute
+	Series              Series          `json:"series"`
 }
 
-// ChannelOrders is one channel's orders and revenue.
+// ChannelOrders is one channel's count of order events.
 type ChannelOrders struct {
-	Channel string             `json:"channel"`
-	Orders  int                `json:"orders"`
-	Revenue map[string]float64 `json:"revenue"`
+	Channel string `json:"channel"`
+	Orders  int    `json:"orders"`
 }
 
 // Series is events per channel per bucket, for the chart.
@@ -39,18 +40,6 @@ type Series struct {
 	Buckets  []time.Time      `json:"buckets"`
 	Channels map[string][]int `json:"channels"`
 }
-
-// validProps is properties, or NULL when SQLite cannot read it as JSON.
-// Events are bounded at the door (core/events), but a row stored before
-// that or written around it may be nested beyond SQLite's 1,000 levels,
-// and one json_extract on it ("malformed JSON") would fail the whole
-// query: such a row counts, with no amount or currency.
-const validProps = "(CASE WHEN json_valid(properties) THEN properties END)"
-
-// orderTotalSQL picks an order's amount from the property names the
-// connectors and analytics libraries use.
-const orderTotalSQL = `CAST(COALESCE(json_extract(` + validProps + `,'$.total'), json_extract(` + validProps + `,'$.revenue'),
-	json_extract(` + validProps + `,'$.value'), json_extract(` + validProps + `,'$.total_price'), json_extract(` + validProps + `,'$.amount'), 0) AS REAL)`
 
 func (m *Module) registerDashboard(pb core.App, se *core.ServeEvent) {
 	se.Router.GET("/api/v1/dashboard", func(e *core.RequestEvent) error {
@@ -75,9 +64,10 @@ func (e dashErr) Error() string { return string(e) }
 
 const errBadRange = dashErr("bad range")
 
-// ComputeDashboard computes the figures for a range ending at now.
+// ComputeDashboard computes the operator's figures (the System page) for a
+// range ending at now.
 func ComputeDashboard(app core.App, rng string, now time.Time) (*Dashboard, error) {
-	d := &Dashboard{Range: rng, Revenue: map[string]float64{}, OrdersByChannel: []ChannelOrders{}}
+	d := &Dashboard{Range: rng, OrdersByChannel: []ChannelOrders{}}
 	var step time.Duration
 	switch rng {
 	case "today":
@@ -92,15 +82,13 @@ func ComputeDashboard(app core.App, rng string, now time.Time) (*Dashboard, erro
 	since := store.FormatTime(d.Since)
 	db := app.DB()
 
-	// Orders and revenue by channel and currency.
+	// Order events by channel (columns only: no JSON is read, so a stored
+	// row SQLite cannot parse still counts).
 	var orderRows []struct {
-		Channel  string  `db:"channel"`
-		Currency string  `db:"currency"`
-		N        int     `db:"n"`
-		Sum      float64 `db:"total"`
+		Channel string `db:"channel"`
+		N       int    `db:"n"`
 	}
-	err := db.NewQuery(`SELECT channel, COALESCE(json_extract(` + validProps + `,'$.currency'),'') AS currency, COUNT(*) AS n, SUM(` + orderTotalSQL + `) AS total
-		FROM events WHERE type = 'order.placed' AND occurred_at >= {:since} GROUP BY channel, currency`).
+	err := db.NewQuery(`SELECT channel, COUNT(*) AS n FROM events WHERE type = 'order.placed' AND occurred_at >= {:since} GROUP BY channel`).
 		Bind(dbx.Params{"since": since}).All(&orderRows)
 	if err != nil {
 		return nil, err
@@ -110,17 +98,11 @@ func ComputeDashboard(app core.App, rng string, now time.Time) (*Dashboard, erro
 		ch := channelName(r.Channel)
 		c := byCh[ch]
 		if c == nil {
-			c = &ChannelOrders{Channel: ch, Revenue: map[string]float64{}}
+			c = &ChannelOrders{Channel: ch}
 			byCh[ch] = c
 		}
 		c.Orders += r.N
 		d.Orders += r.N
-		cur := r.Currency
-		if cur == "" {
-			cur = "XXX"
-		}
-		c.Revenue[cur] += r.Sum
-		d.Revenue[cur] += r.Sum
 	}
 	for _, c := range byCh {
 		d.OrdersByChannel = append(d.OrdersByChannel, *c)

@@ -1,4 +1,4 @@
-// The dashboard's "Events by channel" chart on Today: its time axis spans
+// The System page's "Events by channel" chart on Today: its time axis spans
 // the hours around now, not years. In the first hour of the day Today has a
 // single hourly bucket, which uPlot used to pad into a range of years.
 import { after, before, describe, it } from 'node:test'
@@ -30,13 +30,15 @@ after(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true })
 })
 
-describe('dashboard on Today', () => {
+describe('System page on Today', () => {
   it('draws one event on an axis of hours around now', async () => {
     await batch(server.url, writeKey, [{ type: 'track', userId: 'one-event', event: 'Product Viewed', context: { channel: 'web' } }])
     await page.goto(server.url + '/')
     await page.getByLabel('Email', { exact: true }).fill(OWNER.email)
     await page.getByLabel('Password', { exact: true }).fill(OWNER.password)
     await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'System' }).click()
     await page.getByTestId('cards').waitFor()
     const chart = page.locator('.chart').first()
     await eventually(async () => (await chart.getAttribute('data-x-min')) !== null, { what: 'the events chart to be drawn', timeout: 30000 })
@@ -46,6 +48,6 @@ describe('dashboard on Today', () => {
     assert.ok(max > min, `an x range, got ${min}..${max}`)
     assert.ok(max - min <= 2 * 86400, `at most two days wide, got ${(max - min) / 86400} days`)
     assert.ok(Math.abs(now - min) < 2 * 86400 && Math.abs(max - now) < 2 * 86400, `around now (${now}), got ${min}..${max}`)
-    await shot(page, 'dashboard-today')
+    await shot(page, 'system-today')
   })
 })

@@ -1,4 +1,4 @@
-// Dead events on the dashboard: an event the server cannot store (its
+// Dead events on the System page: an event the server cannot store (its
 // customer's stored traits were damaged on disk) shows as a warning for
 // owners, a retry that fails again shows the new attempt, and once the row
 // is mended "Retry all" stores it and the warning goes. Agents never see it.
@@ -57,6 +57,10 @@ async function signIn(who) {
   await page.getByLabel('Email', { exact: true }).fill(who.email)
   await page.getByLabel('Password', { exact: true }).fill(who.password)
   await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
+  if (who !== OWNER) return
+  // Owners watch dead events on the System page.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'System' }).click()
   await page.getByTestId('cards').waitFor()
 }
 
@@ -91,12 +95,12 @@ async function retrySeen(button, progress) {
   }
 }
 
-describe('dead events on the dashboard', () => {
+describe('dead events on the System page', () => {
   it('owner: nothing while none are dead; the warning appears without a reload when one is', async () => {
     const asked = []
     page.on('response', (r) => r.url().endsWith('/api/v1/events/dead') && asked.push(r.status()))
     await signIn(OWNER)
-    await eventually(() => asked.includes(200), { what: 'the dashboard to ask for dead events' })
+    await eventually(() => asked.includes(200), { what: 'the System page to ask for dead events' })
     assert.equal(await page.getByTestId('dead-events').count(), 0)
     await page.evaluate(() => (window.sameDocument = true))
 
@@ -139,6 +143,10 @@ describe('dead events on the dashboard', () => {
     page.on('request', (r) => r.url().includes('/api/v1/events/dead') && asked.push(r.url()))
     await signIn(AGENT)
     await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
+    assert.equal(await page.getByTestId('dead-events').count(), 0)
+    // The System page is the owner's: an agent opening it is refused.
+    await page.goto(server.url + '/system')
+    await page.getByTestId('forbidden').waitFor()
     assert.equal(await page.getByTestId('dead-events').count(), 0)
     assert.deepEqual(asked, [])
     // Still one dead event, and the server refuses agents anyway.

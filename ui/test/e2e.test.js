@@ -116,21 +116,21 @@ describe('web admin', () => {
     await signIn(OWNER)
   })
 
-  it('dashboard shows the seeded orders, revenue and events by channel', async () => {
-    await page.goto(server.url + '/')
+  it('System page shows the seeded orders and events by channel, live', async () => {
+    await page.goto(server.url + '/system')
     await page.getByRole('button', { name: '7 days' }).click()
     const orders = page.getByTestId('card-orders')
     // Ada's two orders and one for every third seeded customer.
     const expected = 2 + Math.ceil(BENCH_PROFILES / 3)
-    await eventually(async () => Number((await orders.textContent()).replace(/\D/g, '')) === expected, { what: `${expected} orders on the dashboard`, timeout: 120000 })
+    await eventually(async () => Number((await orders.textContent()).replace(/\D/g, '')) === expected, { what: `${expected} orders on the System page`, timeout: 120000 })
     await page.locator('.chart canvas').first().waitFor()
     // Live: a new order shows up without reloading (realtime topic omni/dashboard).
     const before = expected
     await batch(server.url, writeKey, [{ type: 'track', userId: 'live-1', event: 'Order Completed', properties: { total: 9, currency: 'EUR' }, context: { channel: 'web' } }])
-    await eventually(async () => Number((await orders.textContent()).replace(/\D/g, '')) === before + 1, { what: 'the dashboard to update live', timeout: 20000 })
-    const table = page.locator('table')
+    await eventually(async () => Number((await orders.textContent()).replace(/\D/g, '')) === before + 1, { what: 'the System page to update live', timeout: 20000 })
+    const table = page.getByTestId('orders-by-channel')
     for (const ch of ['Web', 'Point of sale']) await table.getByText(ch).first().waitFor()
-    await shot(page, '03-dashboard')
+    await shot(page, '03-system')
   })
 
   it('finds the cross-channel customer and shows web, WhatsApp and in-store on the timeline', async (t) => {
@@ -349,7 +349,7 @@ describe('web admin', () => {
     await page.emulateMedia({ colorScheme: 'dark' })
     await page.getByRole('button', { name: 'Menu' }).click()
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dashboard' }).click()
-    await page.getByTestId('cards').waitFor()
+    await page.getByTestId('range-picker').waitFor()
     await shot(page, '12-phone-dashboard-dark')
     await page.emulateMedia({ colorScheme: 'light' })
     await page.setViewportSize({ width: 1280, height: 860 })
