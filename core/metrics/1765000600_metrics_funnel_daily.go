@@ -61,6 +61,17 @@ func init() {
 			return err
 		}
 
+		// Recovered checkouts (a third of the completed at most) are read
+		// in start order from their own index, without a sort.
+		co, err := app.FindCollectionByNameOrId(CheckoutsCollection)
+		if err != nil {
+			return err
+		}
+		co.AddIndex("idx_metrics_checkouts_recovered", false, "started_at, day, channel, order_after, order_event, order_total, order_currency", "recovered_run != ''")
+		if err := app.Save(co); err != nil {
+			return err
+		}
+
 		for _, q := range funnelDailyTriggers {
 			if _, err := app.DB().NewQuery(q).Execute(); err != nil {
 				return err
