@@ -75,6 +75,19 @@ func BenchmarkFunnelReport(b *testing.B) {
 				return err
 			}
 		}
+		// A segment of 20k customers for the segment split.
+		if _, err := ex.Exec("INSERT INTO segments (id, name) VALUES ('segbenchfunnel1', 'Bench')"); err != nil {
+			return err
+		}
+		sm, err := ex.Prepare("INSERT INTO segment_members (id, segment, profile) VALUES (?, 'segbenchfunnel1', ?)")
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 100_000; i += 5 {
+			if _, err := sm.Exec(store.NewRecordID(), fmt.Sprintf("p%06d", i)); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -85,6 +98,7 @@ func BenchmarkFunnelReport(b *testing.B) {
 	for _, q := range []string{
 		"funnel=" + fn + "&range=30d&by=channel&compare=previous",
 		"funnel=" + fn + "&range=12m&compare=previous",
+		"funnel=" + fn + "&range=30d&by=segment:segbenchfunnel1&compare=previous",
 		"funnel=abandonment&range=30d&compare=previous",
 		"funnel=abandonment&range=12m&compare=previous",
 	} {
