@@ -90,6 +90,14 @@ func init() {
 				}
 			}
 		}
+		for c, idx := range map[string]string{FunnelEntriesCollection: "idx_metrics_funnel_entries_convert", CheckoutsCollection: "idx_metrics_checkouts_recovered"} {
+			if col, err := app.FindCollectionByNameOrId(c); err == nil {
+				col.RemoveIndex(idx)
+				if err := app.Save(col); err != nil {
+					return err
+				}
+			}
+		}
 		for _, n := range []string{CheckoutDailyCollection, FunnelDailyCollection} {
 			if c, err := app.FindCollectionByNameOrId(n); err == nil {
 				if err := app.Delete(c); err != nil {

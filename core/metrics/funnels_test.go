@@ -305,6 +305,22 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 	t.Run("after redelivery", check)
 	e.wantDailyCounts(t)
 
+	// A rebuild (reset, then every event again) gives the same figures
+	// and per-day counts.
+	var job metrics.JobStatus
+	_, body = e.Do(t, "GET", "/api/v1/metrics/rebuild", nil, omnitest.Auth(e.owner))
+	_ = json.Unmarshal(body, &job)
+	if code, body := e.Do(t, "POST", "/api/v1/metrics/rebuild", nil, omnitest.Auth(e.owner)); code >= 300 {
+		t.Fatalf("POST rebuild: %d %s", code, body)
+	}
+	omnitest.Eventually(t, 60*time.Second, func() bool {
+		var st metrics.JobStatus
+		_, body := e.Do(t, "GET", "/api/v1/metrics/rebuild", nil, omnitest.Auth(e.owner))
+		return json.Unmarshal(body, &st) == nil && !st.Running && st.FinishedAt != "" && st.FinishedAt != job.FinishedAt && st.Error == ""
+	}, "the rebuild to finish")
+	t.Run("after a rebuild", check)
+	e.wantDailyCounts(t)
+
 	// A shorter abandonment window counts the checkouts again: within 4h
 	// only c5 (2h) is completed; c1 (6h), c2, c4 (20h) and c6 are
 	// abandoned, 4/5 = 0.8, and c4 is no longer a recovery. Web: 4
