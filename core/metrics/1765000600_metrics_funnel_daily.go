@@ -57,6 +57,10 @@ func init() {
 			return err
 		}
 		entries.AddIndex("idx_metrics_funnel_entries_convert", false, "funnel, reached, convert_secs, entered_at", "")
+		// What still reads a range of entries (hourly points, a segment
+		// split by customer) finds every column in the index.
+		entries.RemoveIndex("idx_metrics_funnel_entries_range")
+		entries.AddIndex("idx_metrics_funnel_entries_span", false, "funnel, entered_at, day, reached, channel, profile, convert_secs", "")
 		if err := app.Save(entries); err != nil {
 			return err
 		}
@@ -93,6 +97,10 @@ func init() {
 		for c, idx := range map[string]string{FunnelEntriesCollection: "idx_metrics_funnel_entries_convert", CheckoutsCollection: "idx_metrics_checkouts_recovered"} {
 			if col, err := app.FindCollectionByNameOrId(c); err == nil {
 				col.RemoveIndex(idx)
+				if c == FunnelEntriesCollection {
+					col.RemoveIndex("idx_metrics_funnel_entries_span")
+					col.AddIndex("idx_metrics_funnel_entries_range", false, "funnel, entered_at, day, reached, channel, convert_secs", "")
+				}
 				if err := app.Save(col); err != nil {
 					return err
 				}

@@ -275,6 +275,15 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 		seg := e.report(t, "funnel="+fn.ID+"&"+rng+"&by=segment:segfunnelvip001")
 		wantFunnelRows(t, "by_segment", table(t, seg, "by_segment"), "Members 2 2 2 1", "Everyone else 4 2 1 0.25")
 
+		// One day, few entries next to the funnel's three conversions: the
+		// median from that day's entries. D+1: c5, 24h → 27h = 10800;
+		// D+8: c4b, 192h → 220h = 100800.
+		for day, want := range map[int]float64{1: 10800, 8: 100800} {
+			d := D.AddDate(0, 0, day).Format("2006-01-02")
+			one := e.report(t, "funnel="+fn.ID+"&from="+d+"&to="+d+"&bucket=day")
+			wantFunnelTotals(t, one.Totals, map[string]float64{"entered": 1, "converted": 1, "median_time_to_convert": want})
+		}
+
 		// The default funnel (any page): c1 enters at -1h instead, the
 		// same six entries and three conversions; median of 10800,
 		// 100800, 111600 = 100800.
