@@ -60,7 +60,7 @@ func init() {
 		// What still reads a range of entries (hourly points, a segment
 		// split by customer) finds every column in the index.
 		entries.RemoveIndex("idx_metrics_funnel_entries_range")
-		entries.AddIndex("idx_metrics_funnel_entries_span", false, "funnel, entered_at, day, reached, channel, profile, convert_secs", "")
+		entries.AddIndex("idx_metrics_funnel_entries_span", false, "funnel, entered_at, day, reached, channel, profile", "")
 		if err := app.Save(entries); err != nil {
 			return err
 		}

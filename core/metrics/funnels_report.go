@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -253,30 +252,15 @@ func (f *funnelPart) funnelTotals(app core.App, fn *Funnel, q Query, all []int, 
 	if converted == 0 {
 		return nil
 	}
-	// Exact either way. A range with few entries next to the funnel's
-	// conversions of all time reads its converted entries and sorts them
-	// here; a long one walks the funnel's converted entries in
-	// time-to-convert order, counting those entered in the range (its
-	// cost: half the funnel's conversions of all time).
-	p := dbx.Params{"f": fn.ID, "s": store.FormatTime(q.Start), "e": store.FormatTime(q.End), "last": last, "off": (converted - 1) / 2}
-	var allTime int
-	if err := app.DB().NewQuery("SELECT COALESCE(SUM(n), 0) FROM " + FunnelDailyCollection + " WHERE funnel = {:f} AND reached = {:last}").Bind(p).Row(&allTime); err != nil {
-		return err
-	}
+	// Exact: a walk of the funnel's converted entries in time-to-convert
+	// order, counting those entered in the range, all in one index. It
+	// costs half the funnel's conversions of all time whatever the range
+	// (cheaper, measured, than reading a month's conversions out to sort).
 	var mid []float64
-	if entered*2 < allTime {
-		var secs []float64
-		if err := app.DB().NewQuery("SELECT convert_secs FROM " + FunnelEntriesCollection + " INDEXED BY idx_metrics_funnel_entries_span" +
-			" WHERE funnel = {:f} AND entered_at >= {:s} AND entered_at < {:e} AND reached = {:last}").Bind(p).Column(&secs); err != nil {
-			return err
-		}
-		slices.Sort(secs)
-		if k := (converted - 1) / 2; k < len(secs) {
-			mid = secs[k:min(k+2, len(secs))]
-		}
-	} else if err := app.DB().NewQuery("SELECT convert_secs FROM " + FunnelEntriesCollection + " INDEXED BY idx_metrics_funnel_entries_convert" +
+	err := app.DB().NewQuery("SELECT convert_secs FROM " + FunnelEntriesCollection + " INDEXED BY idx_metrics_funnel_entries_convert" +
 		" WHERE funnel = {:f} AND entered_at >= {:s} AND entered_at < {:e} AND reached = {:last} ORDER BY convert_secs LIMIT 2 OFFSET {:off}").
-		Bind(p).Column(&mid); err != nil {
+		Bind(dbx.Params{"f": fn.ID, "s": store.FormatTime(q.Start), "e": store.FormatTime(q.End), "last": last, "off": (converted - 1) / 2}).Column(&mid)
+	if err != nil {
 		return err
 	}
 	if len(mid) == 0 {

@@ -275,8 +275,7 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 		seg := e.report(t, "funnel="+fn.ID+"&"+rng+"&by=segment:segfunnelvip001")
 		wantFunnelRows(t, "by_segment", table(t, seg, "by_segment"), "Members 2 2 2 1", "Everyone else 4 2 1 0.25")
 
-		// One day, few entries next to the funnel's three conversions: the
-		// median from that day's entries. D+1: c5, 24h → 27h = 10800;
+		// One day: the median of that day's conversions only. D+1: c5, 24h → 27h = 10800;
 		// D+8: c4b, 192h → 220h = 100800.
 		for day, want := range map[int]float64{1: 10800, 8: 100800} {
 			d := D.AddDate(0, 0, day).Format("2006-01-02")
