@@ -571,8 +571,11 @@ func (f *funnelPart) recompute(tx core.App, profiles []string) error {
 }
 
 func (f *funnelPart) reset(tx core.App) error {
-	for _, c := range []string{FunnelEntriesCollection, CheckoutsCollection} {
-		if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
+	// The triggers empty the per-day counts as the rows go; the last two
+	// make sure (the checkouts' window row stays).
+	for _, q := range []string{"DELETE FROM " + FunnelEntriesCollection, "DELETE FROM " + CheckoutsCollection,
+		"DELETE FROM " + FunnelDailyCollection, "DELETE FROM " + CheckoutDailyCollection + " WHERE day != ''"} {
+		if _, err := tx.DB().NewQuery(q).Execute(); err != nil {
 			return err
 		}
 	}

@@ -275,6 +275,14 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 		seg := e.report(t, "funnel="+fn.ID+"&"+rng+"&by=segment:segfunnelvip001")
 		wantFunnelRows(t, "by_segment", table(t, seg, "by_segment"), "Members 2 2 2 1", "Everyone else 4 2 1 0.25")
 
+		// One day: the median of that day's conversions only. D+1: c5, 24h → 27h = 10800;
+		// D+8: c4b, 192h → 220h = 100800.
+		for day, want := range map[int]float64{1: 10800, 8: 100800} {
+			d := D.AddDate(0, 0, day).Format("2006-01-02")
+			one := e.report(t, "funnel="+fn.ID+"&from="+d+"&to="+d+"&bucket=day")
+			wantFunnelTotals(t, one.Totals, map[string]float64{"entered": 1, "converted": 1, "median_time_to_convert": want})
+		}
+
 		// The default funnel (any page): c1 enters at -1h instead, the
 		// same six entries and three conversions; median of 10800,
 		// 100800, 111600 = 100800.
@@ -297,11 +305,48 @@ func TestFunnelAndCartAbandonment(t *testing.T) {
 		}
 	}
 	t.Run("figures", check)
+	e.wantDailyCounts(t)
 
 	// Redelivering every event changes nothing.
 	again := append(append([]*events.Event{}, before...), fev(events.Identify, c(9), "web", "", at(300), nil))
 	e.publish(t, again...)
 	t.Run("after redelivery", check)
+	e.wantDailyCounts(t)
+
+	// A rebuild (reset, then every event again) gives the same figures
+	// and per-day counts.
+	var job metrics.JobStatus
+	_, body = e.Do(t, "GET", "/api/v1/metrics/rebuild", nil, omnitest.Auth(e.owner))
+	_ = json.Unmarshal(body, &job)
+	if code, body := e.Do(t, "POST", "/api/v1/metrics/rebuild", nil, omnitest.Auth(e.owner)); code >= 300 {
+		t.Fatalf("POST rebuild: %d %s", code, body)
+	}
+	omnitest.Eventually(t, 60*time.Second, func() bool {
+		var st metrics.JobStatus
+		_, body := e.Do(t, "GET", "/api/v1/metrics/rebuild", nil, omnitest.Auth(e.owner))
+		return json.Unmarshal(body, &st) == nil && !st.Running && st.FinishedAt != "" && st.FinishedAt != job.FinishedAt && st.Error == ""
+	}, "the rebuild to finish")
+	t.Run("after a rebuild", check)
+	e.wantDailyCounts(t)
+
+	// A shorter abandonment window counts the checkouts again: within 4h
+	// only c5 (2h) is completed; c1 (6h), c2, c4 (20h) and c6 are
+	// abandoned, 4/5 = 0.8, and c4 is no longer a recovery. Web: 4
+	// started, 0 completed, 4 abandoned, rate 1; app: c5.
+	putAbandonHours := func(h float64) {
+		t.Helper()
+		if code, body := e.Do(t, "PUT", "/api/v1/metrics/settings/funnels", map[string]any{"abandon_hours": h}, omnitest.Auth(e.owner)); code != 200 {
+			t.Fatalf("PUT funnels settings: %d %s", code, body)
+		}
+	}
+	putAbandonHours(4)
+	a := e.report(t, "funnel=abandonment&"+rng)
+	wantFunnelTotals(t, a.Totals, map[string]float64{"checkouts_started": 5, "checkouts_completed": 1, "checkouts_abandoned": 4,
+		"checkouts_pending": 0, "abandonment_rate": 0.8, "recovered_orders": 0, "recovered_revenue": 0, "abandon_hours": 4})
+	wantFunnelRows(t, "abandonment", table(t, a, "abandonment"), "app 1 1 0 0 0 0", "web 4 0 4 1 0 0")
+	e.wantDailyCounts(t)
+	putAbandonHours(24)
+	t.Run("window back to 24h", check)
 
 	// CSV of a table.
 	code, body = e.Do(t, "GET", "/api/v1/metrics/funnel?funnel="+fn.ID+"&"+rng+"&format=csv&table=steps", nil, omnitest.Auth(e.agent))
@@ -360,6 +405,34 @@ func TestFunnelMergeJoinsPaths(t *testing.T) {
 	e.publish(t, fev(events.CheckoutStarted, "c8@omni-shop.dev", "web", "", at(1), map[string]any{"checkout_token": "t8"}))
 	wantFunnelTotals(t, e.report(t, "funnel="+def+"&"+rng).Totals, map[string]float64{"entered": 2, "converted": 2, "median_time_to_convert": 7200})
 	wantFunnelTotals(t, e.report(t, "funnel=abandonment&"+rng).Totals, map[string]float64{"checkouts_started": 2, "checkouts_completed": 2})
+	// The same from the per-day counts (a daily point reads them).
+	wantFunnelTotals(t, e.report(t, "funnel="+def+"&"+rng+"&bucket=day").Totals, map[string]float64{"entered": 2, "converted": 2, "median_time_to_convert": 7200})
+	wantFunnelTotals(t, e.report(t, "funnel=abandonment&"+rng+"&bucket=day").Totals, map[string]float64{"checkouts_started": 2, "checkouts_completed": 2})
+	e.wantDailyCounts(t)
+}
+
+// wantDailyCounts checks the per-day counts the triggers keep against
+// the entries and checkouts they count.
+func (e *funnelEnv) wantDailyCounts(t *testing.T) {
+	t.Helper()
+	list := func(q string) string {
+		var s string
+		if err := e.PB.DB().NewQuery("SELECT COALESCE(group_concat(x, '; '), '') FROM (" + q + " ORDER BY x)").Row(&s); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return s
+	}
+	for _, c := range []struct{ kept, counted string }{
+		{"SELECT funnel || ' ' || day || ' ' || channel || ' ' || reached || ' ' || n AS x FROM metrics_funnel_daily",
+			"SELECT funnel || ' ' || day || ' ' || channel || ' ' || reached || ' ' || COUNT(*) AS x FROM metrics_funnel_entries GROUP BY funnel, day, channel, reached"},
+		{"SELECT day || ' ' || channel || ' ' || started || ' ' || completed AS x FROM metrics_checkout_daily WHERE day != ''",
+			"SELECT day || ' ' || channel || ' ' || COUNT(*) || ' ' || SUM(order_after >= 0 AND order_after < (SELECT window FROM metrics_checkout_daily WHERE day = '')) AS x FROM metrics_checkouts GROUP BY day, channel"},
+	} {
+		kept, counted := list(c.kept), list(c.counted)
+		if kept == "" || kept != counted {
+			t.Errorf("per-day counts %q, counted from the rows %q", kept, counted)
+		}
+	}
 }
 
 func TestFunnelDefinitionsAreChecked(t *testing.T) {

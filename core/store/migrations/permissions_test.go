@@ -88,6 +88,8 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"metrics_funnels":        {"-----", "LV---", "LV---"}, // owners write through /api/v1/metrics/funnels, which checks each step
 	"metrics_funnel_entries": {"-----", "LV---", "LV---"}, // customers' ways through funnels, written by the metrics module only
 	"metrics_checkouts":      {"-----", "LV---", "LV---"}, // checkouts and their next order, written by the metrics module only
+	"metrics_funnel_daily":   {"-----", "LV---", "LV---"}, // per-day entry counts, kept by triggers on metrics_funnel_entries
+	"metrics_checkout_daily": {"-----", "LV---", "LV---"}, // per-day checkout counts, kept by triggers on metrics_checkouts
 }
 
 // pocketBaseOwn are PocketBase's system collections. Their rules belong to
