@@ -93,7 +93,6 @@ type inboxFigures struct {
 	// per bucket, same length as the query's buckets
 	opened, resolved, frtMedian []float64
 	convs                       []*inboxRow // opened in the period
-	fcr                         map[string]bool
 	fcrPending                  int // resolved less than fcr_days ago: not judged yet
 	nps                         [11]int
 	replies                     map[string]int // agent replies by staff id
@@ -184,29 +183,34 @@ type inboxRow struct {
 	SLABreaches, CSAT              int
 	FirstResolved, Reopened        int64 // unix ms; 0 none
 	Replies                        string
+	// judged and fcr: the report's first-contact resolution verdict.
+	judged, fcr bool
 }
 
 func (c *inboxRow) frt() (float64, bool)        { return c.FRT, c.FRT >= 0 }
 func (c *inboxRow) resolution() (float64, bool) { return c.Resolution, c.Resolution >= 0 }
 
-// inboxRows reads metrics_conversations rows.
+// inboxRows reads metrics_conversations rows (their packed text: one
+// column a row reads much faster than fifteen). A row that does not
+// unpack is worked out again by the next refresh.
 func inboxRows(db dbx.Builder, where string, p dbx.Params) ([]*inboxRow, error) {
-	rs, err := db.NewQuery(`SELECT id, profile, channel, assignee, opened_ms, resolved_ms, frt, resolution, by_bot, handed_off,
-		sla_breaches, csat, first_resolved_ms, reopened_ms, replies FROM ` + InboxConversationsCollection + ` WHERE ` + where).Bind(p).Rows()
-	if err != nil {
+	// One text of all the rows ("\n" between them): tens of thousands of
+	// rows one by one through database/sql cost more than the report.
+	var all string
+	if err := db.NewQuery(`SELECT COALESCE(group_concat(packed, char(10)), '') FROM ` + InboxConversationsCollection + ` WHERE ` + where).
+		Bind(p).Row(&all); err != nil {
 		return nil, err
 	}
-	defer rs.Close()
-	var out []*inboxRow
-	for rs.Next() {
+	out := make([]*inboxRow, 0, strings.Count(all, "\n")+1)
+	for all != "" {
+		var line string
+		line, all, _ = strings.Cut(all, "\n")
 		c := &inboxRow{}
-		if err := rs.Scan(&c.ID, &c.Profile, &c.Channel, &c.Assignee, &c.Opened, &c.Resolved, &c.FRT, &c.Resolution, &c.Bot,
-			&c.HandedOff, &c.SLABreaches, &c.CSAT, &c.FirstResolved, &c.Reopened, &c.Replies); err != nil {
-			return nil, err
+		if c.unpack(line) {
+			out = append(out, c)
 		}
-		out = append(out, c)
 	}
-	return out, rs.Err()
+	return out, nil
 }
 
 // inboxCompute adds up the conversations opened in q (and, for the
@@ -219,7 +223,7 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	// One read of the rows: the period's conversations and those resolved
 	// in it (the series). The agent filter applies after: the customer's
 	// later conversations (first-contact resolution) may be anyone's.
-	rows, err := inboxRows(db, `((opened_ms >= {:s} AND opened_ms < {:e}) OR (resolved_ms >= {:s} AND resolved_ms < {:e}))`+w, p)
+	rows, err := inboxRows(db, `opened_ms >= {:s} AND opened_ms < {:e}`+w, p)
 	if err != nil {
 		return nil, err
 	}
@@ -242,17 +246,26 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 		return i, ok
 	}
 	fg := &inboxFigures{totals: map[string]float64{}, opened: make([]float64, len(buckets)), resolved: make([]float64, len(buckets)),
-		frtMedian: make([]float64, len(buckets)), fcr: map[string]bool{}, replies: map[string]int{}}
-	frtByBucket := make([][]float64, len(buckets))
-	for _, c := range rows {
-		if c.Resolved >= start && c.Resolved < end {
-			if i, ok := bucketOf(c.Resolved); ok {
+		frtMedian: make([]float64, len(buckets)), replies: map[string]int{}}
+	// Resolved in the period, whenever opened (the series).
+	wa, pa := f.where("")
+	pa["s"], pa["e"] = start, end
+	var resolved string
+	if err := db.NewQuery(`SELECT COALESCE(group_concat(resolved_ms), '') FROM `+InboxConversationsCollection+` INDEXED BY idx_metrics_conversations_resolved
+		WHERE resolved_ms > 0 AND resolved_ms >= {:s} AND resolved_ms < {:e}`+wa).Bind(pa).Row(&resolved); err != nil {
+		return nil, err
+	}
+	for resolved != "" {
+		var v string
+		v, resolved, _ = strings.Cut(resolved, ",")
+		if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if i, ok := bucketOf(ms); ok {
 				fg.resolved[i]++
 			}
 		}
-		if c.Opened < start || c.Opened >= end {
-			continue // resolved in the period, opened before it
-		}
+	}
+	frtByBucket := make([][]float64, len(buckets))
+	for _, c := range rows {
 		fg.convs = append(fg.convs, c)
 		i, ok := bucketOf(c.Opened)
 		if ok {
@@ -271,7 +284,7 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	if err := inboxNPS(app, q, fg); err != nil {
 		return nil, err
 	}
-	inboxTotals(fg.totals, fg.convs, fg.fcr)
+	inboxTotals(fg.totals, fg.convs)
 	var promoters, detractors, answers int
 	for score, n := range fg.nps {
 		answers += n
@@ -289,16 +302,19 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	return fg, nil
 }
 
+// inboxKey is a customer on a channel.
+type inboxKey struct{ profile, channel string }
+
 // inboxLater lists, by customer and channel, when the conversations from
 // the period's start opened, up to the end of the last follow-up window
 // (the latest first resolution of the period's conversations plus the
 // window).
-func inboxLater(db dbx.Builder, f inboxFilter, rows []*inboxRow, start, end, window int64) (map[string][]int64, error) {
-	later := map[string][]int64{} // profile \x00 channel → opened, ascending
+func inboxLater(db dbx.Builder, f inboxFilter, rows []*inboxRow, start, end, window int64) (map[inboxKey][]int64, error) {
+	later := map[inboxKey][]int64{} // → opened, ascending
 	var last int64
 	for _, c := range rows {
 		if c.Opened >= start {
-			k := c.Profile + "\x00" + c.Channel
+			k := inboxKey{c.Profile, c.Channel}
 			later[k] = append(later[k], c.Opened)
 			last = max(last, c.FirstResolved)
 		}
@@ -311,7 +327,7 @@ func inboxLater(db dbx.Builder, f inboxFilter, rows []*inboxRow, start, end, win
 			return nil, err
 		}
 		for _, m := range more {
-			k := m.Profile + "\x00" + m.Channel
+			k := inboxKey{m.Profile, m.Channel}
 			later[k] = append(later[k], m.Opened)
 		}
 	}
@@ -325,7 +341,7 @@ func inboxLater(db dbx.Builder, f inboxFilter, rows []*inboxRow, start, end, win
 // ago: resolved at first contact unless, within the window after its
 // first resolution, it was reopened or the customer opened another
 // conversation on the same channel.
-func inboxFCR(q Query, fg *inboxFigures, later map[string][]int64, window int64) {
+func inboxFCR(q Query, fg *inboxFigures, later map[inboxKey][]int64, window int64) {
 	cutoff := q.Now.UnixMilli() - window
 	for _, c := range fg.convs {
 		r1 := c.FirstResolved
@@ -338,11 +354,11 @@ func inboxFCR(q Query, fg *inboxFigures, later map[string][]int64, window int64)
 		}
 		until := r1 + window
 		followed := c.Reopened > r1 && c.Reopened <= until
-		list := later[c.Profile+"\x00"+c.Channel]
+		list := later[inboxKey{c.Profile, c.Channel}]
 		for i, _ := slices.BinarySearch(list, r1); i < len(list) && list[i] <= until && !followed; i++ {
 			followed = list[i] > r1
 		}
-		fg.fcr[c.ID] = !followed
+		c.judged, c.fcr = true, !followed
 	}
 }
 
@@ -423,9 +439,8 @@ func (c *inboxConv) resolution() (float64, bool) {
 // byBot: resolved while the bot still had it, no person having replied.
 func (c *inboxConv) byBot() bool { return c.Status == "resolved" && c.Bot && c.FirstResponseAt == "" }
 
-// inboxTotals adds the figures of convs to t (fcr: conversation id →
-// resolved at first contact, for the conversations already judged).
-func inboxTotals(t map[string]float64, convs []*inboxRow, fcr map[string]bool) {
+// inboxTotals adds the figures of convs to t.
+func inboxTotals(t map[string]float64, convs []*inboxRow) {
 	var frt, res []float64
 	var bot, handed, breaches, breached, csatN, csatSum, satisfied, fcrN, fcrOK int
 	for _, c := range convs {
@@ -452,9 +467,9 @@ func inboxTotals(t map[string]float64, convs []*inboxRow, fcr map[string]bool) {
 				satisfied++
 			}
 		}
-		if ok, judged := fcr[c.ID]; judged {
+		if c.judged {
 			fcrN++
-			if ok {
+			if c.fcr {
 				fcrOK++
 			}
 		}
@@ -612,7 +627,7 @@ func inboxByAgent(fg *inboxFigures, names map[string]string) Table {
 	})
 	for _, g := range groups {
 		tot := map[string]float64{}
-		inboxTotals(tot, g.convs, fg.fcr)
+		inboxTotals(tot, g.convs)
 		t.Rows = append(t.Rows, []any{inboxAgentName(names, g.key), len(g.convs), fg.replies[g.key],
 			inboxCell(tot, "first_response_median"), inboxCell(tot, "resolution_median"), inboxCell(tot, "fcr_rate"),
 			inboxCell(tot, "csat"), tot["sla_breaches"]})
@@ -648,7 +663,7 @@ func inboxByChannel(fg *inboxFigures) Table {
 	})
 	for _, g := range groups {
 		tot := map[string]float64{}
-		inboxTotals(tot, g.convs, fg.fcr)
+		inboxTotals(tot, g.convs)
 		t.Rows = append(t.Rows, []any{g.key, len(g.convs), inboxCell(tot, "first_response_median"),
 			inboxCell(tot, "resolution_median"), inboxCell(tot, "fcr_rate"), inboxCell(tot, "csat")})
 	}
@@ -733,11 +748,59 @@ func inboxPercentile(v []float64, p float64) (float64, bool) {
 		return 0, false
 	}
 	s := slices.Clone(v)
-	slices.Sort(s)
 	pos := p * float64(len(s)-1)
 	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(s)-1)
-	return s[lo] + (pos-float64(lo))*(s[hi]-s[lo]), true
+	// The lo-th smallest, then the next one up (the least of the rest):
+	// a selection, not a sort of tens of thousands of values.
+	a := inboxSelect(s, lo)
+	b := a
+	if lo+1 < len(s) {
+		b = slices.Min(s[lo+1:])
+	}
+	return a + (pos-float64(lo))*(b-a), true
+}
+
+// inboxSelect puts the k-th smallest of s at s[k], the smaller before it
+// and the larger after (quickselect), and returns it.
+func inboxSelect(s []float64, k int) float64 {
+	lo, hi := 0, len(s)-1
+	for lo < hi {
+		// median of three as the pivot
+		mid := lo + (hi-lo)/2
+		if s[mid] < s[lo] {
+			s[mid], s[lo] = s[lo], s[mid]
+		}
+		if s[hi] < s[lo] {
+			s[hi], s[lo] = s[lo], s[hi]
+		}
+		if s[hi] < s[mid] {
+			s[hi], s[mid] = s[mid], s[hi]
+		}
+		pivot := s[mid]
+		i, j := lo, hi
+		for i <= j {
+			for s[i] < pivot {
+				i++
+			}
+			for s[j] > pivot {
+				j--
+			}
+			if i <= j {
+				s[i], s[j] = s[j], s[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return s[k]
+		}
+	}
+	return s[k]
 }
 
 func inboxRound(v float64, places int) float64 {

@@ -160,9 +160,9 @@ func inboxWorkOut(db dbx.Builder, ids []string) error {
 		return err
 	}
 	ins := db.NewQuery(`INSERT INTO ` + InboxConversationsCollection + ` (id, profile, channel, assignee, opened_ms, resolved_ms, frt,
-		resolution, by_bot, handed_off, sla_breaches, csat, first_resolved_ms, reopened_ms, replies, src_updated, dirty)
+		resolution, by_bot, handed_off, sla_breaches, csat, first_resolved_ms, reopened_ms, replies, src_updated, dirty, packed)
 		VALUES ({:id}, {:profile}, {:channel}, {:assignee}, {:opened}, {:resolved}, {:frt}, {:resolution}, {:bot}, {:handed}, {:breaches},
-		{:csat}, {:r1}, {:reopen}, {:replies}, {:updated}, 0)`).Prepare()
+		{:csat}, {:r1}, {:reopen}, {:replies}, {:updated}, 0, {:packed})`).Prepare()
 	defer ins.Close()
 	for _, c := range convs {
 		frt, ok := c.frt()
@@ -192,10 +192,13 @@ func inboxWorkOut(db dbx.Builder, ids []string) error {
 				}
 			}
 		}
-		if _, err := ins.Bind(dbx.Params{"id": c.ID, "profile": c.Profile, "channel": c.Channel, "assignee": c.Assignee,
-			"opened": inboxMs(c.Created), "resolved": resolvedMs, "frt": frt, "resolution": res, "bot": c.byBot(),
-			"handed": c.HandoffAt != "", "breaches": c.SLABreaches, "csat": c.CSAT, "r1": inboxMs(r1), "reopen": inboxMs(reopen),
-			"replies": replies[c.ID], "updated": c.Updated}).Execute(); err != nil {
+		row := inboxRow{ID: c.ID, Profile: c.Profile, Channel: c.Channel, Assignee: c.Assignee, Opened: inboxMs(c.Created),
+			Resolved: resolvedMs, FRT: frt, Resolution: res, Bot: c.byBot(), HandedOff: c.HandoffAt != "", SLABreaches: c.SLABreaches,
+			CSAT: c.CSAT, FirstResolved: inboxMs(r1), Reopened: inboxMs(reopen), Replies: replies[c.ID]}
+		if _, err := ins.Bind(dbx.Params{"id": row.ID, "profile": row.Profile, "channel": row.Channel, "assignee": row.Assignee,
+			"opened": row.Opened, "resolved": row.Resolved, "frt": row.FRT, "resolution": row.Resolution, "bot": row.Bot,
+			"handed": row.HandedOff, "breaches": row.SLABreaches, "csat": row.CSAT, "r1": row.FirstResolved, "reopen": row.Reopened,
+			"replies": row.Replies, "updated": c.Updated, "packed": row.pack()}).Execute(); err != nil {
 			return err
 		}
 	}
@@ -291,4 +294,61 @@ func inboxMs(s string) int64 {
 		return 0
 	}
 	return t.UnixMilli()
+}
+
+// pack writes the row as one text, fields split by "|" (ids, channels and
+// replies hold none), replies last.
+func (c *inboxRow) pack() string {
+	b := make([]byte, 0, 128)
+	for _, s := range []string{c.ID, c.Profile, c.Channel, c.Assignee} {
+		b = append(append(b, s...), '|')
+	}
+	for _, n := range []int64{c.Opened, c.Resolved} {
+		b = append(strconv.AppendInt(b, n, 10), '|')
+	}
+	for _, f := range []float64{c.FRT, c.Resolution} {
+		b = append(strconv.AppendFloat(b, f, 'g', -1, 64), '|')
+	}
+	for _, v := range []bool{c.Bot, c.HandedOff} {
+		if v {
+			b = append(b, '1', '|')
+		} else {
+			b = append(b, '0', '|')
+		}
+	}
+	for _, n := range []int64{int64(c.SLABreaches), int64(c.CSAT), c.FirstResolved, c.Reopened} {
+		b = append(strconv.AppendInt(b, n, 10), '|')
+	}
+	return string(append(b, c.Replies...))
+}
+
+// unpack reads what pack wrote.
+func (c *inboxRow) unpack(s string) bool {
+	var f [15]string
+	for i := range 14 {
+		var ok bool
+		if f[i], s, ok = strings.Cut(s, "|"); !ok {
+			return false
+		}
+	}
+	f[14] = s
+	c.ID, c.Profile, c.Channel, c.Assignee, c.Replies = f[0], f[1], f[2], f[3], f[14]
+	var errs [8]error
+	c.Opened, errs[0] = strconv.ParseInt(f[4], 10, 64)
+	c.Resolved, errs[1] = strconv.ParseInt(f[5], 10, 64)
+	c.FRT, errs[2] = strconv.ParseFloat(f[6], 64)
+	c.Resolution, errs[3] = strconv.ParseFloat(f[7], 64)
+	c.Bot, c.HandedOff = f[8] == "1", f[9] == "1"
+	var breaches, csat int64
+	breaches, errs[4] = strconv.ParseInt(f[10], 10, 64)
+	csat, errs[5] = strconv.ParseInt(f[11], 10, 64)
+	c.SLABreaches, c.CSAT = int(breaches), int(csat)
+	c.FirstResolved, errs[6] = strconv.ParseInt(f[12], 10, 64)
+	c.Reopened, errs[7] = strconv.ParseInt(f[13], 10, 64)
+	for _, err := range errs {
+		if err != nil {
+			return false
+		}
+	}
+	return true
 }
