@@ -503,35 +503,39 @@ func inboxTotals(t map[string]float64, convs []*inboxRow) {
 // inboxNPS counts NPS answers (survey.answered on 0–10) given in q:
 // each customer's latest answer in the period.
 func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
-	var rows []struct {
-		ID      string `db:"id"`
-		Profile string `db:"profile"`
-		Props   string `db:"properties"`
-	}
-	if err := app.DB().NewQuery(`SELECT id, profile, properties FROM events WHERE type = 'survey.answered'
-		AND occurred_at >= {:s} AND occurred_at < {:e} ORDER BY occurred_at`).
-		Bind(dbx.Params{"s": inboxFormat(q.Start), "e": inboxFormat(q.End)}).All(&rows); err != nil {
+	// SQLite picks out the three fields (as JSON texts, so no tab or line
+	// break inside) of the answers whose properties decode as the survey
+	// struct did (an object, survey a string or absent), in one text.
+	var all string
+	if err := app.DB().NewQuery(`SELECT COALESCE(group_concat(
+			CASE WHEN profile = '' THEN 'event:' || id ELSE profile END || char(9) ||
+			COALESCE(properties -> '$.survey', 'null') || char(9) || COALESCE(properties -> '$.score', 'null') || char(9) ||
+			COALESCE(properties -> '$.scale', 'null'), char(10) ORDER BY occurred_at), '')
+		FROM events WHERE type = 'survey.answered' AND occurred_at >= {:s} AND occurred_at < {:e}
+		AND json_valid(properties) AND json_type(properties) = 'object'
+		AND COALESCE(json_type(properties, '$.survey'), 'null') IN ('null', 'text')`).
+		Bind(dbx.Params{"s": inboxFormat(q.Start), "e": inboxFormat(q.End)}).Row(&all); err != nil {
 		return err
 	}
 	latest := map[string]int{}
-	for _, r := range rows {
-		var p struct {
-			Survey string `json:"survey"`
-			Score  any    `json:"score"`
-			Scale  any    `json:"scale"`
-		}
-		if json.Unmarshal([]byte(r.Props), &p) != nil || !inboxTenScale(p.Survey, p.Scale) {
+	for all != "" {
+		var line string
+		line, all, _ = strings.Cut(all, "\n")
+		f := strings.Split(line, "\t")
+		if len(f) != 4 {
 			continue
 		}
-		score, ok := inboxNumber(p.Score)
-		if !ok || score < 0 || score > 10 || score != math.Trunc(score) {
+		var survey string
+		var score, scale any
+		if json.Unmarshal([]byte(f[1]), &survey) != nil || json.Unmarshal([]byte(f[2]), &score) != nil ||
+			json.Unmarshal([]byte(f[3]), &scale) != nil || !inboxTenScale(survey, scale) {
 			continue
 		}
-		who := r.Profile
-		if who == "" {
-			who = "event:" + r.ID
+		v, ok := inboxNumber(score)
+		if !ok || v < 0 || v > 10 || v != math.Trunc(v) {
+			continue
 		}
-		latest[who] = int(score)
+		latest[f[0]] = int(v)
 	}
 	for _, s := range latest {
 		fg.nps[s]++
