@@ -201,13 +201,13 @@ func inboxRows(db dbx.Builder, where string, p dbx.Params) ([]*inboxRow, error) 
 		Bind(p).Row(&all); err != nil {
 		return nil, err
 	}
-	out := make([]*inboxRow, 0, strings.Count(all, "\n")+1)
-	for all != "" {
+	rows := make([]inboxRow, strings.Count(all, "\n")+1) // one allocation, not one a row
+	out := make([]*inboxRow, 0, len(rows))
+	for i := 0; all != ""; i++ {
 		var line string
 		line, all, _ = strings.Cut(all, "\n")
-		c := &inboxRow{}
-		if c.unpack(line) {
-			out = append(out, c)
+		if rows[i].unpack(line) {
+			out = append(out, &rows[i])
 		}
 	}
 	return out, nil
@@ -310,7 +310,7 @@ type inboxKey struct{ profile, channel string }
 // (the latest first resolution of the period's conversations plus the
 // window).
 func inboxLater(db dbx.Builder, f inboxFilter, rows []*inboxRow, start, end, window int64) (map[inboxKey][]int64, error) {
-	later := map[inboxKey][]int64{} // → opened, ascending
+	later := make(map[inboxKey][]int64, len(rows)) // → opened, ascending
 	var last int64
 	for _, c := range rows {
 		if c.Opened >= start {
