@@ -62,6 +62,7 @@ type inboxConv struct {
 	// FirstResponseAt is the inbox's first agent reply of the latest
 	// opening (inboxFirstReplies corrects it where an agent wrote first).
 	FirstResponseAt string `db:"first_response_at"`
+	Updated         string `db:"updated"`
 	// askedAt, when set, is the customer's first message of the opening
 	// (inboxFirstReplies read it): the first response runs from it.
 	askedAt string
@@ -91,8 +92,7 @@ type inboxFigures struct {
 	totals map[string]float64
 	// per bucket, same length as the query's buckets
 	opened, resolved, frtMedian []float64
-	convs                       []*inboxConv // opened in the period
-	fcr                         map[string]bool
+	convs                       []*inboxRow // opened in the period
 	fcrPending                  int // resolved less than fcr_days ago: not judged yet
 	nps                         [11]int
 	replies                     map[string]int // agent replies by staff id
@@ -118,6 +118,9 @@ func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
 		fcrDays = s.FCRDays
 	}
 
+	if err := inboxRefresh(app); err != nil {
+		return nil, err
+	}
 	r := newReport("inbox", q)
 	cur, err := inboxCompute(app, q, f, fcrDays)
 	if err != nil {
@@ -171,29 +174,66 @@ func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
 	return r, nil
 }
 
+// inboxRow is a conversation's metrics_conversations row.
+type inboxRow struct {
+	ID, Profile, Channel, Assignee string
+	Opened, Resolved               int64   // unix ms; Resolved 0 unless resolved
+	FRT, Resolution                float64 // seconds; -1 none
+	Bot, HandedOff                 bool
+	SLABreaches, CSAT              int
+	FirstResolved, Reopened        int64 // unix ms; 0 none
+	Replies                        string
+	// judged and fcr: the report's first-contact resolution verdict.
+	judged, fcr bool
+}
+
+func (c *inboxRow) frt() (float64, bool)        { return c.FRT, c.FRT >= 0 }
+func (c *inboxRow) resolution() (float64, bool) { return c.Resolution, c.Resolution >= 0 }
+
+// inboxRows reads metrics_conversations rows (their packed text: one
+// column a row reads much faster than fifteen). A row that does not
+// unpack is worked out again by the next refresh.
+func inboxRows(db dbx.Builder, where string, p dbx.Params) ([]*inboxRow, error) {
+	// One text of all the rows ("\n" between them): tens of thousands of
+	// rows one by one through database/sql cost more than the report.
+	var all string
+	if err := db.NewQuery(`SELECT COALESCE(group_concat(packed, char(10)), '') FROM ` + InboxConversationsCollection + ` WHERE ` + where).
+		Bind(p).Row(&all); err != nil {
+		return nil, err
+	}
+	rows := make([]inboxRow, strings.Count(all, "\n")+1) // one allocation, not one a row
+	out := make([]*inboxRow, 0, len(rows))
+	for i := 0; all != ""; i++ {
+		var line string
+		line, all, _ = strings.Cut(all, "\n")
+		if rows[i].unpack(line) {
+			out = append(out, &rows[i])
+		}
+	}
+	return out, nil
+}
+
 // inboxCompute adds up the conversations opened in q (and, for the
 // series, those resolved in it).
 func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigures, error) {
 	db := app.DB()
-	start, end := inboxFormat(q.Start), inboxFormat(q.End)
+	start, end := q.Start.UnixMilli(), q.End.UnixMilli()
 	w, p := inboxFilter{channel: f.channel}.where("")
 	p["s"], p["e"] = start, end
-	var rows []*inboxConv
-	// One scan of the rows: the period's conversations and those resolved
+	// One read of the rows: the period's conversations and those resolved
 	// in it (the series). The agent filter applies after: the customer's
 	// later conversations (first-contact resolution) may be anyone's.
-	err := db.NewQuery(`SELECT id, profile, channel, assignee, status, bot, handoff_at, resolved_at, opened_at, created,
-		sla_breaches, csat_score, first_response_at FROM conversations
-		WHERE ((created >= {:s} AND created < {:e}) OR (resolved_at >= {:s} AND resolved_at < {:e}))` + w).Bind(p).All(&rows)
+	rows, err := inboxRows(db, `opened_ms >= {:s} AND opened_ms < {:e}`+w, p)
 	if err != nil {
 		return nil, err
 	}
-	later, err := inboxLater(db, q, f, rows, fcrDays)
+	window := int64(fcrDays) * 24 * int64(time.Hour/time.Millisecond)
+	later, err := inboxLater(db, f, rows, start, end, window)
 	if err != nil {
 		return nil, err
 	}
 	if f.agent != "" {
-		rows = slices.DeleteFunc(rows, func(c *inboxConv) bool { return c.Assignee != f.agent })
+		rows = slices.DeleteFunc(rows, func(c *inboxRow) bool { return c.Assignee != f.agent })
 	}
 
 	buckets := q.Buckets()
@@ -201,56 +241,50 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	for i, b := range buckets {
 		index[b.Unix()] = i
 	}
-	bucketOf := func(ts string) (int, bool) {
-		t, ok := inboxParse(ts)
-		if !ok {
-			return 0, false
-		}
-		i, ok := index[q.BucketOf(t).Unix()]
+	bucketOf := func(ms int64) (int, bool) {
+		i, ok := index[q.BucketOf(time.UnixMilli(ms)).Unix()]
 		return i, ok
 	}
 	fg := &inboxFigures{totals: map[string]float64{}, opened: make([]float64, len(buckets)), resolved: make([]float64, len(buckets)),
-		frtMedian: make([]float64, len(buckets)), fcr: map[string]bool{}, replies: map[string]int{}}
-	frtByBucket := make([][]float64, len(buckets))
-	for _, c := range rows {
-		if c.Status == "resolved" && c.ResolvedAt >= start && c.ResolvedAt < end {
-			if i, ok := bucketOf(c.ResolvedAt); ok {
+		frtMedian: make([]float64, len(buckets)), replies: map[string]int{}}
+	// Resolved in the period, whenever opened (the series).
+	wa, pa := f.where("")
+	pa["s"], pa["e"] = start, end
+	var resolved string
+	if err := db.NewQuery(`SELECT COALESCE(group_concat(resolved_ms), '') FROM `+InboxConversationsCollection+` INDEXED BY idx_metrics_conversations_resolved
+		WHERE resolved_ms > 0 AND resolved_ms >= {:s} AND resolved_ms < {:e}`+wa).Bind(pa).Row(&resolved); err != nil {
+		return nil, err
+	}
+	for resolved != "" {
+		var v string
+		v, resolved, _ = strings.Cut(resolved, ",")
+		if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if i, ok := bucketOf(ms); ok {
 				fg.resolved[i]++
 			}
 		}
-		if c.Created < start || c.Created >= end {
-			continue // resolved in the period, opened before it
-		}
+	}
+	frtByBucket := make([][]float64, len(buckets))
+	for _, c := range rows {
 		fg.convs = append(fg.convs, c)
-		if i, ok := bucketOf(c.Created); ok {
+		i, ok := bucketOf(c.Opened)
+		if ok {
 			fg.opened[i]++
 		}
-	}
-	if err := inboxFirstReplies(db, fg.convs); err != nil {
-		return nil, err
-	}
-	for _, c := range fg.convs {
-		if d, ok := c.frt(); ok {
-			if i, ok := bucketOf(c.Created); ok {
-				frtByBucket[i] = append(frtByBucket[i], d)
-			}
+		if d, has := c.frt(); has && ok {
+			frtByBucket[i] = append(frtByBucket[i], d)
 		}
+		inboxAddReplies(fg.replies, c.Replies)
 	}
 	for i, v := range frtByBucket {
 		fg.frtMedian[i], _ = inboxPercentile(v, 0.5)
 	}
-	if err := inboxFCR(app, q, fg, later, fcrDays); err != nil {
-		return nil, err
-	}
-
-	if err := inboxRepliesByStaff(db, fg); err != nil {
-		return nil, err
-	}
+	inboxFCR(q, fg, later, window)
 
 	if err := inboxNPS(app, q, fg); err != nil {
 		return nil, err
 	}
-	inboxTotals(fg.totals, fg.convs, fg.fcr)
+	inboxTotals(fg.totals, fg.convs)
 	var promoters, detractors, answers int
 	for score, n := range fg.nps {
 		answers += n
@@ -268,43 +302,64 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	return fg, nil
 }
 
+// inboxKey is a customer on a channel.
+type inboxKey struct{ profile, channel string }
+
 // inboxLater lists, by customer and channel, when the conversations from
 // the period's start opened, up to the end of the last follow-up window
-// (the latest resolution or reopen of the period's conversations plus
-// fcrDays, at most now).
-func inboxLater(db dbx.Builder, q Query, f inboxFilter, rows []*inboxConv, fcrDays int) (map[string][]string, error) {
-	start, end := inboxFormat(q.Start), inboxFormat(q.End)
-	later := map[string][]string{} // profile \x00 channel → created, ascending
-	last := ""
+// (the latest first resolution of the period's conversations plus the
+// window).
+func inboxLater(db dbx.Builder, f inboxFilter, rows []*inboxRow, start, end, window int64) (map[inboxKey][]int64, error) {
+	later := make(map[inboxKey][]int64, len(rows)) // → opened, ascending
+	var last int64
 	for _, c := range rows {
-		if c.Created >= start {
-			k := c.Profile + "\x00" + c.Channel
-			later[k] = append(later[k], c.Created)
-			last = max(last, c.ResolvedAt, c.OpenedAt)
+		if c.Opened >= start {
+			k := inboxKey{c.Profile, c.Channel}
+			later[k] = append(later[k], c.Opened)
+			last = max(last, c.FirstResolved)
 		}
 	}
-	if t, ok := inboxParse(last); ok {
-		until := min(inboxFormat(t.Add(time.Duration(fcrDays)*24*time.Hour)), inboxFormat(q.Now))
-		var more []struct {
-			Profile string `db:"profile"`
-			Channel string `db:"channel"`
-			Created string `db:"created"`
-		}
+	if last > 0 {
 		w, p := inboxFilter{channel: f.channel}.where("")
-		p["e"], p["until"] = end, until
-		if err := db.NewQuery(`SELECT profile, channel, created FROM conversations WHERE created >= {:e} AND created <= {:until}` + w).
-			Bind(p).All(&more); err != nil {
+		p["e"], p["until"] = end, last+window
+		more, err := inboxRows(db, `opened_ms >= {:e} AND opened_ms <= {:until}`+w, p)
+		if err != nil {
 			return nil, err
 		}
 		for _, m := range more {
-			k := m.Profile + "\x00" + m.Channel
-			later[k] = append(later[k], m.Created)
+			k := inboxKey{m.Profile, m.Channel}
+			later[k] = append(later[k], m.Opened)
 		}
 	}
 	for _, l := range later {
 		slices.Sort(l)
 	}
 	return later, nil
+}
+
+// inboxFCR judges each conversation of fg resolved at least the window
+// ago: resolved at first contact unless, within the window after its
+// first resolution, it was reopened or the customer opened another
+// conversation on the same channel.
+func inboxFCR(q Query, fg *inboxFigures, later map[inboxKey][]int64, window int64) {
+	cutoff := q.Now.UnixMilli() - window
+	for _, c := range fg.convs {
+		r1 := c.FirstResolved
+		if r1 == 0 {
+			continue // never resolved: not judged
+		}
+		if r1 > cutoff {
+			fg.fcrPending++
+			continue
+		}
+		until := r1 + window
+		followed := c.Reopened > r1 && c.Reopened <= until
+		list := later[inboxKey{c.Profile, c.Channel}]
+		for i, _ := slices.BinarySearch(list, r1); i < len(list) && list[i] <= until && !followed; i++ {
+			followed = list[i] > r1
+		}
+		c.judged, c.fcr = true, !followed
+	}
 }
 
 // inboxFastAnswer is how soon after the opening an agent's first message
@@ -351,33 +406,6 @@ func inboxFirstReplies(db dbx.Builder, convs []*inboxConv) error {
 	return nil
 }
 
-// inboxRepliesByStaff counts agent replies in the period's conversations
-// by who wrote them.
-func inboxRepliesByStaff(db dbx.Builder, fg *inboxFigures) error {
-	ids := make([]string, 0, len(fg.convs))
-	for _, c := range fg.convs {
-		ids = append(ids, c.ID)
-	}
-	for len(ids) > 0 {
-		n := min(len(ids), 5000)
-		list, _ := json.Marshal(ids[:n])
-		var reps []struct {
-			Staff string `db:"author_staff"`
-			N     int    `db:"n"`
-		}
-		if err := db.NewQuery(`SELECT m.author_staff, COUNT(*) AS n FROM json_each({:ids}) j CROSS JOIN conversation_messages m
-			WHERE m.conversation = j.value AND m.author = 'agent' AND m.direction = 'out'
-			GROUP BY m.author_staff`).Bind(dbx.Params{"ids": string(list)}).All(&reps); err != nil {
-			return err
-		}
-		for _, x := range reps {
-			fg.replies[x.Staff] += x.N
-		}
-		ids = ids[n:]
-	}
-	return nil
-}
-
 // frt is the first response time in seconds of the latest opening: from
 // the customer's message that opened it (or the hand-off, when the bot or
 // a journey had it first) to the first agent reply.
@@ -411,9 +439,8 @@ func (c *inboxConv) resolution() (float64, bool) {
 // byBot: resolved while the bot still had it, no person having replied.
 func (c *inboxConv) byBot() bool { return c.Status == "resolved" && c.Bot && c.FirstResponseAt == "" }
 
-// inboxTotals adds the figures of convs to t (fcr: conversation id →
-// resolved at first contact, for the conversations already judged).
-func inboxTotals(t map[string]float64, convs []*inboxConv, fcr map[string]bool) {
+// inboxTotals adds the figures of convs to t.
+func inboxTotals(t map[string]float64, convs []*inboxRow) {
 	var frt, res []float64
 	var bot, handed, breaches, breached, csatN, csatSum, satisfied, fcrN, fcrOK int
 	for _, c := range convs {
@@ -423,10 +450,10 @@ func inboxTotals(t map[string]float64, convs []*inboxConv, fcr map[string]bool) 
 		if d, ok := c.resolution(); ok {
 			res = append(res, d)
 		}
-		if c.byBot() {
+		if c.Bot {
 			bot++
 		}
-		if c.HandoffAt != "" {
+		if c.HandedOff {
 			handed++
 		}
 		breaches += c.SLABreaches
@@ -440,9 +467,9 @@ func inboxTotals(t map[string]float64, convs []*inboxConv, fcr map[string]bool) 
 				satisfied++
 			}
 		}
-		if ok, judged := fcr[c.ID]; judged {
+		if c.judged {
 			fcrN++
-			if ok {
+			if c.fcr {
 				fcrOK++
 			}
 		}
@@ -473,120 +500,42 @@ func inboxTotals(t map[string]float64, convs []*inboxConv, fcr map[string]bool) 
 	}
 }
 
-// inboxFCR judges each conversation of fg resolved at least fcrDays ago:
-// resolved at first contact unless, within fcrDays of its first
-// resolution, it was reopened or the customer opened another
-// conversation on the same channel.
-func inboxFCR(app core.App, q Query, fg *inboxFigures, later map[string][]string, fcrDays int) error {
-	window := time.Duration(fcrDays) * 24 * time.Hour
-	cutoff := inboxFormat(q.Now.Add(-window))
-	// The row holds the latest opening only: a conversation that came
-	// back (opened_at moved past created) has its first resolution and its
-	// reopens in the inbox's events.
-	first := map[string]string{} // conversation → first resolution
-	reopens := map[string][]string{}
-	var back [][3]string // id, profile, created: conversations that came back
-	for _, c := range fg.convs {
-		if c.OpenedAt != c.Created {
-			back = append(back, [3]string{c.ID, c.Profile, c.Created})
-		}
-	}
-	for len(back) > 0 {
-		n := min(len(back), 500)
-		list, _ := json.Marshal(back[:n])
-		var evs []struct {
-			Conv string `db:"conv"`
-			Type string `db:"type"`
-			At   string `db:"occurred_at"`
-		}
-		// Through the customer's events (profile, occurred_at index) from
-		// the conversation's opening on, not through every inbox event.
-		err := app.DB().NewQuery(`SELECT j.value ->> '$[0]' AS conv, e.type, e.occurred_at
-			FROM json_each({:list}) j CROSS JOIN events e INDEXED BY idx_events_profile_time
-			WHERE e.profile = j.value ->> '$[1]' AND e.occurred_at >= j.value ->> '$[2]'
-			AND e.type IN ('conversation.resolved', 'conversation.opened')
-			AND e.properties ->> '$.conversation' = j.value ->> '$[0]'
-			AND (e.type = 'conversation.resolved' OR e.properties ->> '$.reopened' = 1)
-			ORDER BY e.occurred_at`).Bind(dbx.Params{"list": string(list)}).All(&evs)
-		if err != nil {
-			return err
-		}
-		for _, e := range evs {
-			if e.Type == "conversation.resolved" {
-				if first[e.Conv] == "" {
-					first[e.Conv] = e.At
-				}
-			} else {
-				reopens[e.Conv] = append(reopens[e.Conv], e.At)
-			}
-		}
-		back = back[n:]
-	}
-
-	for _, c := range fg.convs {
-		r1 := first[c.ID]
-		if r1 == "" && c.Status == "resolved" {
-			r1 = c.ResolvedAt
-		}
-		if r1 == "" {
-			continue // never resolved: not judged
-		}
-		if r1 > cutoff {
-			fg.fcrPending++
-			continue
-		}
-		t1, ok := inboxParse(r1)
-		if !ok {
-			continue
-		}
-		until := inboxFormat(t1.Add(window))
-		followed := false
-		for _, at := range reopens[c.ID] {
-			if at > r1 && at <= until {
-				followed = true
-			}
-		}
-		list := later[c.Profile+"\x00"+c.Channel]
-		for i, _ := slices.BinarySearch(list, r1); i < len(list) && list[i] <= until && !followed; i++ {
-			followed = list[i] > r1
-		}
-		fg.fcr[c.ID] = !followed
-	}
-	return nil
-}
-
 // inboxNPS counts NPS answers (survey.answered on 0–10) given in q:
 // each customer's latest answer in the period.
 func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
-	var rows []struct {
-		ID      string `db:"id"`
-		Profile string `db:"profile"`
-		Props   string `db:"properties"`
-	}
-	if err := app.DB().NewQuery(`SELECT id, profile, properties FROM events WHERE type = 'survey.answered'
-		AND occurred_at >= {:s} AND occurred_at < {:e} ORDER BY occurred_at`).
-		Bind(dbx.Params{"s": inboxFormat(q.Start), "e": inboxFormat(q.End)}).All(&rows); err != nil {
+	// SQLite picks out the three fields (as JSON texts, so no tab or line
+	// break inside) of the answers whose properties decode as the survey
+	// struct did (an object, survey a string or absent), in one text.
+	var all string
+	if err := app.DB().NewQuery(`SELECT COALESCE(group_concat(
+			CASE WHEN profile = '' THEN 'event:' || id ELSE profile END || char(9) ||
+			COALESCE(properties -> '$.survey', 'null') || char(9) || COALESCE(properties -> '$.score', 'null') || char(9) ||
+			COALESCE(properties -> '$.scale', 'null'), char(10) ORDER BY occurred_at), '')
+		FROM events WHERE type = 'survey.answered' AND occurred_at >= {:s} AND occurred_at < {:e}
+		AND json_valid(properties) AND json_type(properties) = 'object'
+		AND COALESCE(json_type(properties, '$.survey'), 'null') IN ('null', 'text')`).
+		Bind(dbx.Params{"s": inboxFormat(q.Start), "e": inboxFormat(q.End)}).Row(&all); err != nil {
 		return err
 	}
 	latest := map[string]int{}
-	for _, r := range rows {
-		var p struct {
-			Survey string `json:"survey"`
-			Score  any    `json:"score"`
-			Scale  any    `json:"scale"`
-		}
-		if json.Unmarshal([]byte(r.Props), &p) != nil || !inboxTenScale(p.Survey, p.Scale) {
+	for all != "" {
+		var line string
+		line, all, _ = strings.Cut(all, "\n")
+		f := strings.Split(line, "\t")
+		if len(f) != 4 {
 			continue
 		}
-		score, ok := inboxNumber(p.Score)
-		if !ok || score < 0 || score > 10 || score != math.Trunc(score) {
+		var survey string
+		var score, scale any
+		if json.Unmarshal([]byte(f[1]), &survey) != nil || json.Unmarshal([]byte(f[2]), &score) != nil ||
+			json.Unmarshal([]byte(f[3]), &scale) != nil || !inboxTenScale(survey, scale) {
 			continue
 		}
-		who := r.Profile
-		if who == "" {
-			who = "event:" + r.ID
+		v, ok := inboxNumber(score)
+		if !ok || v < 0 || v > 10 || v != math.Trunc(v) {
+			continue
 		}
-		latest[who] = int(score)
+		latest[f[0]] = int(v)
 	}
 	for _, s := range latest {
 		fg.nps[s]++
@@ -625,10 +574,10 @@ func inboxNumber(v any) (float64, bool) {
 // inboxGroup is a by_agent or by_channel row in the making.
 type inboxGroup struct {
 	key   string
-	convs []*inboxConv
+	convs []*inboxRow
 }
 
-func inboxGroups(convs []*inboxConv, key func(*inboxConv) string) []*inboxGroup {
+func inboxGroups(convs []*inboxRow, key func(*inboxRow) string) []*inboxGroup {
 	by := map[string]*inboxGroup{}
 	var out []*inboxGroup
 	for _, c := range convs {
@@ -663,7 +612,7 @@ func inboxByAgent(fg *inboxFigures, names map[string]string) Table {
 		{Key: "csat", Label: "CSAT", Type: TypeNumber},
 		{Key: "sla_breaches", Label: "SLA breaches", Type: TypeNumber},
 	}, Rows: [][]any{}}
-	groups := inboxGroups(fg.convs, func(c *inboxConv) string { return c.Assignee })
+	groups := inboxGroups(fg.convs, func(c *inboxRow) string { return c.Assignee })
 	seen := map[string]bool{}
 	for _, g := range groups {
 		seen[g.key] = true
@@ -682,7 +631,7 @@ func inboxByAgent(fg *inboxFigures, names map[string]string) Table {
 	})
 	for _, g := range groups {
 		tot := map[string]float64{}
-		inboxTotals(tot, g.convs, fg.fcr)
+		inboxTotals(tot, g.convs)
 		t.Rows = append(t.Rows, []any{inboxAgentName(names, g.key), len(g.convs), fg.replies[g.key],
 			inboxCell(tot, "first_response_median"), inboxCell(tot, "resolution_median"), inboxCell(tot, "fcr_rate"),
 			inboxCell(tot, "csat"), tot["sla_breaches"]})
@@ -709,7 +658,7 @@ func inboxByChannel(fg *inboxFigures) Table {
 		{Key: "fcr_rate", Label: "First-contact resolution", Type: TypePercent},
 		{Key: "csat", Label: "CSAT", Type: TypeNumber},
 	}, Rows: [][]any{}}
-	groups := inboxGroups(fg.convs, func(c *inboxConv) string { return c.Channel })
+	groups := inboxGroups(fg.convs, func(c *inboxRow) string { return c.Channel })
 	slices.SortFunc(groups, func(a, b *inboxGroup) int {
 		if len(a.convs) != len(b.convs) {
 			return len(b.convs) - len(a.convs)
@@ -718,7 +667,7 @@ func inboxByChannel(fg *inboxFigures) Table {
 	})
 	for _, g := range groups {
 		tot := map[string]float64{}
-		inboxTotals(tot, g.convs, fg.fcr)
+		inboxTotals(tot, g.convs)
 		t.Rows = append(t.Rows, []any{g.key, len(g.convs), inboxCell(tot, "first_response_median"),
 			inboxCell(tot, "resolution_median"), inboxCell(tot, "fcr_rate"), inboxCell(tot, "csat")})
 	}
@@ -803,11 +752,59 @@ func inboxPercentile(v []float64, p float64) (float64, bool) {
 		return 0, false
 	}
 	s := slices.Clone(v)
-	slices.Sort(s)
 	pos := p * float64(len(s)-1)
 	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(s)-1)
-	return s[lo] + (pos-float64(lo))*(s[hi]-s[lo]), true
+	// The lo-th smallest, then the next one up (the least of the rest):
+	// a selection, not a sort of tens of thousands of values.
+	a := inboxSelect(s, lo)
+	b := a
+	if lo+1 < len(s) {
+		b = slices.Min(s[lo+1:])
+	}
+	return a + (pos-float64(lo))*(b-a), true
+}
+
+// inboxSelect puts the k-th smallest of s at s[k], the smaller before it
+// and the larger after (quickselect), and returns it.
+func inboxSelect(s []float64, k int) float64 {
+	lo, hi := 0, len(s)-1
+	for lo < hi {
+		// median of three as the pivot
+		mid := lo + (hi-lo)/2
+		if s[mid] < s[lo] {
+			s[mid], s[lo] = s[lo], s[mid]
+		}
+		if s[hi] < s[lo] {
+			s[hi], s[lo] = s[lo], s[hi]
+		}
+		if s[hi] < s[mid] {
+			s[hi], s[mid] = s[mid], s[hi]
+		}
+		pivot := s[mid]
+		i, j := lo, hi
+		for i <= j {
+			for s[i] < pivot {
+				i++
+			}
+			for s[j] > pivot {
+				j--
+			}
+			if i <= j {
+				s[i], s[j] = s[j], s[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return s[k]
+		}
+	}
+	return s[k]
 }
 
 func inboxRound(v float64, places int) float64 {

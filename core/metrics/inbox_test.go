@@ -418,3 +418,41 @@ func inboxSum(v []float64) float64 {
 	}
 	return s
 }
+
+// The report's rows follow the inbox: a conversation saved later (its
+// updated time moves), one deleted (an erasure) and one written with an
+// older updated time than the rows already worked out.
+func TestInboxReportRowsFollowTheInbox(t *testing.T) {
+	s := startInboxMetrics(t)
+	owner := s.Staff(t, "owner@omni-shop.dev", "owner")
+	seedInboxShop(t, s)
+	const period = "from=2026-11-01&to=2026-11-10"
+	if r := inboxGet(t, s, owner, period); r.Totals["conversations"] != 7 || r.Totals["by_bot"] != 1 {
+		t.Fatalf("before: %v", r.Totals)
+	}
+	d := inboxSeed{t: t, db: s.PB.DB()}
+	// c4 (the bot's) goes to a person who answers at 14:30: by_bot 1 → 0,
+	// handed_off 1 → 2.
+	d.exec(`UPDATE conversations SET bot = 0, handoff_at = {:h}, first_response_at = {:f}, updated = {:u} WHERE id = 'c4'`,
+		dbx.Params{"h": inboxAt("2026-11-05 14:10"), "f": inboxAt("2026-11-05 14:30"), "u": inboxAt("2026-11-20 11:00")})
+	if r := inboxGet(t, s, owner, period); r.Totals["by_bot"] != 0 || r.Totals["handed_off"] != 2 {
+		t.Errorf("c4 handed off: by_bot %v handed_off %v; want 0, 2", r.Totals["by_bot"], r.Totals["handed_off"])
+	}
+	// c7's conversation is deleted behind the rows' back (an erasure
+	// deletes the rows with it): the counts differ, the orphan goes.
+	d.exec(`DELETE FROM conversations WHERE id = 'c7'`, nil)
+	r := inboxGet(t, s, owner, period)
+	if r.Totals["conversations"] != 6 || r.Totals["by_bot"] != 0 || r.Totals["handed_off"] != 2 {
+		t.Errorf("after: conversations %v by_bot %v handed_off %v; want 6, 0, 2", r.Totals["conversations"], r.Totals["by_bot"], r.Totals["handed_off"])
+	}
+	var rows int
+	_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM metrics_conversations WHERE id = 'c7'").Row(&rows)
+	if rows != 0 {
+		t.Error("the deleted conversation's row is still there")
+	}
+	// c10 is written with an updated time older than every row's.
+	d.conv(inboxSeedConv{id: "c10", profile: "p10", channel: "sms", status: "open", created: "2026-11-08 09:00"})
+	if r := inboxGet(t, s, owner, period); r.Totals["conversations"] != 7 {
+		t.Errorf("with c10: conversations %v, want 7", r.Totals["conversations"])
+	}
+}

@@ -57,6 +57,7 @@ type Module struct {
 	rollups  *rollups      // rollups.go: metrics_orders, metrics_customers, metrics_daily
 	funnels  *funnelPart   // funnels.go: owner-defined funnels and cart abandonment
 	attrib   *attribution  // attribution.go: touches and order credits
+	inbox    *inboxPart    // inbox_rows.go: marks inbox report rows to work out again
 	settings *settingsPart // settings.go: metrics_settings
 }
 
@@ -81,6 +82,7 @@ func New(opts Options) *Module {
 	m.rollups = &rollups{m: m}
 	m.funnels = &funnelPart{m: m}
 	m.attrib = &attribution{m: m}
+	m.inbox = &inboxPart{m: m}
 	m.settings = &settingsPart{m: m}
 	return m
 }
@@ -88,7 +90,7 @@ func New(opts Options) *Module {
 func (m *Module) Name() string { return "metrics" }
 
 // parts lists the stateful parts in processing order.
-func (m *Module) parts() []part { return []part{m.rollups, m.funnels, m.attrib} }
+func (m *Module) parts() []part { return []part{m.rollups, m.funnels, m.attrib, m.inbox} }
 
 func (m *Module) Init(s *app.Setup) error {
 	m.o, m.app, m.log = s.Omni, s.PB, s.Log.With("module", "metrics")
@@ -105,6 +107,8 @@ func (m *Module) Init(s *app.Setup) error {
 	// So are a customer's funnel entries and checkouts.
 	s.PersonOwned(FunnelEntriesCollection, "profile")
 	s.PersonOwned(CheckoutsCollection, "profile")
+	// And the inbox report's rows of the person's conversations.
+	s.PersonOwned(InboxConversationsCollection, "profile")
 	s.Processor(processor{m})
 	return nil
 }

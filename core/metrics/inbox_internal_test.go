@@ -1,0 +1,52 @@
+package metrics
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// The selection gives what the sorted definition (PERCENTILE.INC) gives,
+// ties and all.
+func TestInboxPercentileMatchesTheSortedDefinition(t *testing.T) {
+	sorted := func(v []float64, p float64) float64 {
+		s := slices.Sorted(slices.Values(v))
+		pos := p * float64(len(s)-1)
+		lo := int(math.Floor(pos))
+		hi := min(lo+1, len(s)-1)
+		return s[lo] + (pos-float64(lo))*(s[hi]-s[lo])
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := 1; n < 300; n += 7 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(r.IntN(50)) // many ties
+		}
+		before := slices.Clone(v)
+		for _, p := range []float64{0, 0.1, 0.5, 0.9, 1} {
+			got, ok := inboxPercentile(v, p)
+			if want := sorted(v, p); !ok || got != want {
+				t.Fatalf("n=%d p=%v: got %v, want %v", n, p, got, want)
+			}
+		}
+		if !slices.Equal(v, before) {
+			t.Fatal("inboxPercentile reordered its input")
+		}
+	}
+	if got, _ := inboxPercentile([]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 0.9); math.Abs(got-9.1) > 1e-9 {
+		t.Errorf("p90 of 1..10 = %v, want 9.1", got)
+	}
+}
+
+func TestInboxRowPacksAndUnpacks(t *testing.T) {
+	in := inboxRow{ID: "c1", Profile: "p1", Channel: "whatsapp", Assignee: "", Opened: 1763000000123, Resolved: 0, FRT: 300.5,
+		Resolution: -1, Bot: true, SLABreaches: 2, CSAT: 5, FirstResolved: 1763000100000, Reopened: 1763000200000, Replies: "a1:2,:1"}
+	var out inboxRow
+	if !out.unpack(in.pack()) || out != in {
+		t.Fatalf("unpacked %+v from %q, want %+v", out, in.pack(), in)
+	}
+	if out.unpack("c1|p1|broken") {
+		t.Error("a broken text unpacked")
+	}
+}
