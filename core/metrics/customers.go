@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
@@ -246,31 +247,70 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 		}
 	}
 
-	// Who bought when: hours need each order's time; longer buckets are
-	// whole days of the shop's zone, which metrics_orders.day already is,
-	// so the distinct (day, customer) pairs come from the covering index.
+	var distinct float64
+	if q.Bucket == "hour" {
+		var err error
+		if distinct, err = hourlyBuyers(db, q, buckets, buyers); err != nil {
+			return nil, 0, err
+		}
+	} else {
+		// Buckets are whole days of the shop's zone, which
+		// metrics_orders.day is: a customer bought in a bucket when one of
+		// their orders in it follows an order before it (or none), so each
+		// bucket is one count over idx_metrics_orders_prev.
+		type span struct{ Lo, Hi string }
+		spans := make([]span, len(buckets))
+		for i, b := range buckets {
+			end := q.End
+			if i+1 < len(buckets) {
+				end = buckets[i+1]
+			}
+			spans[i] = span{b.In(q.Loc).Format(dayLayout), end.In(q.Loc).AddDate(0, 0, -1).Format(dayLayout)}
+		}
+		js, _ := json.Marshal(spans)
+		var counts []struct {
+			I int     `db:"i"`
+			N float64 `db:"n"`
+		}
+		if err := db.NewQuery(`SELECT b.key AS i, (SELECT COUNT(*) FROM ` + OrdersCollection + ` INDEXED BY idx_metrics_orders_prev
+			WHERE kind = 'order' AND duplicate = 0 AND day >= b.value ->> '$.Lo' AND day <= b.value ->> '$.Hi' AND prev_day < b.value ->> '$.Lo' AND profile != '') AS n
+			FROM json_each({:spans}) b`).Bind(dbx.Params{"spans": string(js)}).All(&counts); err != nil {
+			return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
+		}
+		for _, c := range counts {
+			if c.I >= 0 && c.I < len(buyers) {
+				buyers[c.I] = c.N
+			}
+		}
+		var err error
+		if distinct, _, err = countBuyers(db, q.From, q.To); err != nil {
+			return nil, 0, fmt.Errorf("buyers in range: %w", err)
+		}
+	}
+	ret := make([]float64, len(buckets))
+	for i := range buckets {
+		ret[i] = max(0, buyers[i]-newC[i])
+	}
+	s.Y["new_customers"], s.Y["returning_customers"] = newC, ret
+	return s, distinct, nil
+}
+
+// hourlyBuyers counts the customers who bought in each hour bucket and in
+// the whole range from each order's time (hour ranges are short).
+func hourlyBuyers(db dbx.Builder, q Query, buckets []time.Time, buyers []float64) (float64, error) {
 	var rows []struct {
 		At      string `db:"at"`
 		Profile string `db:"profile"`
 	}
-	sql := "SELECT DISTINCT day AS at, profile FROM " + OrdersCollection + " WHERE " + orderFacts + " AND day >= {:from} AND day <= {:to} ORDER BY day"
-	if q.Bucket == "hour" {
-		sql = "SELECT occurred_at AS at, profile FROM " + OrdersCollection + " WHERE " + orderFacts +
-			" AND occurred_at >= {:start} AND occurred_at < {:end} ORDER BY occurred_at"
-	}
-	if err := db.NewQuery(sql).Bind(p).All(&rows); err != nil {
-		return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
+	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}
+	if err := db.NewQuery("SELECT occurred_at AS at, profile FROM " + OrdersCollection + " WHERE " + orderFacts +
+		" AND occurred_at >= {:start} AND occurred_at < {:end} ORDER BY occurred_at").Bind(p).All(&rows); err != nil {
+		return 0, fmt.Errorf("buyers by hour: %w", err)
 	}
 	seen := map[string]int{} // customer → the last bucket counted (+1)
 	var distinct float64
 	for _, r := range rows {
-		var t time.Time
-		var err error
-		if q.Bucket == "hour" {
-			t, err = time.Parse(dbTime, r.At)
-		} else {
-			t, err = time.ParseInLocation(dayLayout, r.At, q.Loc)
-		}
+		t, err := time.Parse(dbTime, r.At)
 		if err != nil {
 			continue
 		}
@@ -282,18 +322,13 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 		if !ok {
 			distinct++
 		}
-		// Rows come by day (or time), so a customer's buckets come in order.
+		// Rows come by time, so a customer's buckets come in order.
 		if last != i+1 {
 			buyers[i]++
 			seen[r.Profile] = i + 1
 		}
 	}
-	ret := make([]float64, len(buckets))
-	for i := range buckets {
-		ret[i] = max(0, buyers[i]-newC[i])
-	}
-	s.Y["new_customers"], s.Y["returning_customers"] = newC, ret
-	return s, distinct, nil
+	return distinct, nil
 }
 
 // bucketIndex is the bucket t falls in (the last one starting at or
