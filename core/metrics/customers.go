@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
@@ -82,7 +81,7 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	moves, err := stageMoves(db, q, r.Totals["new_customers"])
+	moves, err := stageMoves(db, q, r.Totals["new_customers"], now.atRisk)
 	if err != nil {
 		return nil, err
 	}
@@ -258,28 +257,17 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 		// metrics_orders.day is: a customer bought in a bucket when one of
 		// their orders in it follows an order before it (or none), so each
 		// bucket is one count over idx_metrics_orders_prev.
-		type span struct{ Lo, Hi string }
-		spans := make([]span, len(buckets))
+		count := db.NewQuery(`SELECT COUNT(*) FROM ` + OrdersCollection + ` INDEXED BY idx_metrics_orders_prev
+			WHERE kind = 'order' AND duplicate = 0 AND day >= {:lo} AND day <= {:hi} AND prev_day < {:lo} AND profile != ''`).Prepare()
+		defer count.Close()
 		for i, b := range buckets {
 			end := q.End
 			if i+1 < len(buckets) {
 				end = buckets[i+1]
 			}
-			spans[i] = span{b.In(q.Loc).Format(dayLayout), end.In(q.Loc).AddDate(0, 0, -1).Format(dayLayout)}
-		}
-		js, _ := json.Marshal(spans)
-		var counts []struct {
-			I int     `db:"i"`
-			N float64 `db:"n"`
-		}
-		if err := db.NewQuery(`SELECT b.key AS i, (SELECT COUNT(*) FROM ` + OrdersCollection + ` INDEXED BY idx_metrics_orders_prev
-			WHERE kind = 'order' AND duplicate = 0 AND day >= b.value ->> '$.Lo' AND day <= b.value ->> '$.Hi' AND prev_day < b.value ->> '$.Lo' AND profile != '') AS n
-			FROM json_each({:spans}) b`).Bind(dbx.Params{"spans": string(js)}).All(&counts); err != nil {
-			return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
-		}
-		for _, c := range counts {
-			if c.I >= 0 && c.I < len(buyers) {
-				buyers[c.I] = c.N
+			lo, hi := b.In(q.Loc).Format(dayLayout), end.In(q.Loc).AddDate(0, 0, -1).Format(dayLayout)
+			if err := count.Bind(dbx.Params{"lo": lo, "hi": hi}).Row(&buyers[i]); err != nil {
+				return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
 			}
 		}
 		var err error
@@ -432,8 +420,8 @@ func cohortTables(db dbx.Builder, q Query) (Table, Table, error) {
 // the range. Profiles keep no history of stages, so the moves are read
 // from the order facts where they tell cheaply: first_purchase (their
 // first order), at_risk (90 days without an order ended in the range and
-// they are at risk now).
-func stageMoves(db dbx.Builder, q Query, newCustomers float64) (map[string]float64, error) {
+// they are at risk now, as of the stage counts beside it: atRisk).
+func stageMoves(db dbx.Builder, q Query, newCustomers float64, atRisk map[string]bool) (map[string]float64, error) {
 	p := dbx.Params{}
 	// At risk: the 90th day without an order fell in the range (and is
 	// past), and the profile is at risk now.
@@ -443,13 +431,18 @@ func stageMoves(db dbx.Builder, q Query, newCustomers float64) (map[string]float
 	}
 	p["rlo"] = store.FormatTime(q.Start.Add(-atRiskAfter))
 	p["rhi"] = store.FormatTime(riskEnd.Add(-atRiskAfter))
-	var atRisk float64
-	if err := db.NewQuery(`SELECT COUNT(*) FROM ` + CustomersCollection + ` c JOIN profiles p ON p.id = c.profile
-		WHERE c.last_order_at >= {:rlo} AND c.last_order_at < {:rhi}
-		AND json_extract(p.computed, '$.buying_stage') = 'at_risk'`).Bind(p).Row(&atRisk); err != nil {
+	var ids []string
+	if err := db.NewQuery(`SELECT profile FROM ` + CustomersCollection + ` WHERE last_order_at >= {:rlo} AND last_order_at < {:rhi}`).
+		Bind(p).Column(&ids); err != nil {
 		return nil, fmt.Errorf("moves into at risk: %w", err)
 	}
-	return map[string]float64{"first_purchase": newCustomers, "at_risk": atRisk}, nil
+	var n float64
+	for _, id := range ids {
+		if atRisk[id] {
+			n++
+		}
+	}
+	return map[string]float64{"first_purchase": newCustomers, "at_risk": n}, nil
 }
 
 // stageTable lists every buying stage (0 when nobody is in it), then any
@@ -498,6 +491,7 @@ type stageCounts struct {
 	at        time.Time
 	buying    map[string]float64
 	lifecycle map[string]float64
+	atRisk    map[string]bool // the profiles at risk (moves into at risk are counted against it)
 }
 
 // stageCache holds each module's last stageCounts (a *stageEntry by
@@ -561,10 +555,18 @@ func countStages(app core.App) (*stageCounts, error) {
 		COUNT(*) AS n FROM profiles WHERE merged_into = '' GROUP BY buying, lifecycle`).All(&rows); err != nil {
 		return nil, fmt.Errorf("profiles by stage: %w", err)
 	}
-	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}}
+	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}, atRisk: map[string]bool{}}
 	for _, r := range rows {
 		c.buying[r.Buying] += r.N
 		c.lifecycle[r.Lifecycle] += r.N
+	}
+	var ids []string
+	if err := app.DB().NewQuery(`SELECT id FROM profiles WHERE merged_into = '' AND json_extract(computed, '$.buying_stage') = 'at_risk'`).
+		Column(&ids); err != nil {
+		return nil, fmt.Errorf("profiles at risk: %w", err)
+	}
+	for _, id := range ids {
+		c.atRisk[id] = true
 	}
 	return c, nil
 }
