@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 // back. It reads the rollups' per-customer rows (metrics_customers: first
 // order, cohort month, first channel, lifetime orders and net revenue,
 // the month offsets with an order), their order facts (metrics_orders)
-// for who bought in a period, and the profiles' computed stages for the
-// stage counts (kept 30 seconds: counting reads every profile). The rest
-// is aggregated in SQL over covering indexes (migration 1765000100 and
-// the rollups' idx_metrics_orders_buyers) when the report is asked for.
+// for who bought in a period (counted from each order's prev_day), and
+// the profiles' computed stages for the stage counts and the at-risk set
+// (kept 30 seconds: counting reads every profile). The rest is aggregated
+// in SQL over covering indexes (migrations 1765000100 and 1765000500)
+// when the report is asked for.
 
 // Buying stages in the order a customer moves through them (the profiles
 // module derives them; see docs/profiles.md).
@@ -125,26 +127,36 @@ func buyerGroups(db dbx.Builder, q, prev Query) (*buyerGroupSet, error) {
 	if q.Compare {
 		pstart = prev.Start
 	}
-	var rows []struct {
-		Channel string `db:"first_channel"`
-		Seg     int    `db:"seg"`
-		buyerStats
+	// One pass in the channel index's order: a sum per segment of each
+	// channel, so SQLite needs no sort.
+	cols := []string{"first_channel"}
+	for seg := range 4 {
+		in := fmt.Sprintf("seg = %d", seg)
+		cols = append(cols, fmt.Sprintf("TOTAL(%[1]s) AS n%[2]d, TOTAL(iif(%[1]s, net_base, 0)) AS net%[2]d, TOTAL(iif(%[1]s, orders, 0)) AS orders%[2]d, TOTAL(%[1]s AND orders >= 2) AS repeat%[2]d", in, seg))
 	}
-	if err := db.NewQuery(`SELECT first_channel, CASE WHEN first_order_at < {:pstart} THEN 0 WHEN first_order_at < {:start} THEN 1
-		WHEN first_order_at < {:end} THEN 2 ELSE 3 END AS seg,
-		COUNT(*) AS n, TOTAL(net_base) AS net, TOTAL(orders) AS orders, TOTAL(orders >= 2) AS repeat
-		FROM ` + CustomersCollection + ` WHERE first_order_at != '' GROUP BY first_channel, seg`).
-		Bind(dbx.Params{"pstart": store.FormatTime(pstart), "start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}).
-		All(&rows); err != nil {
+	rows, err := db.NewQuery(`SELECT ` + strings.Join(cols, ", ") + ` FROM (SELECT first_channel, net_base, orders,
+		CASE WHEN first_order_at < {:pstart} THEN 0 WHEN first_order_at < {:start} THEN 1 WHEN first_order_at < {:end} THEN 2 ELSE 3 END AS seg
+		FROM ` + CustomersCollection + ` WHERE first_order_at != '') GROUP BY first_channel`).
+		Bind(dbx.Params{"pstart": store.FormatTime(pstart), "start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}).Rows()
+	if err != nil {
 		return nil, fmt.Errorf("buyers by first channel: %w", err)
 	}
+	defer rows.Close()
 	g := &buyerGroupSet{by: map[string][4]buyerStats{}}
-	for _, r := range rows {
-		v := g.by[r.Channel]
-		if r.Seg >= 0 && r.Seg < 4 {
-			v[r.Seg].add(r.buyerStats)
+	for rows.Next() {
+		var ch string
+		var v [4]buyerStats
+		dest := []any{&ch}
+		for i := range v {
+			dest = append(dest, &v[i].N, &v[i].Net, &v[i].Orders, &v[i].Repeat)
 		}
-		g.by[r.Channel] = v
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("buyers by first channel: %w", err)
+		}
+		g.by[ch] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("buyers by first channel: %w", err)
 	}
 	upToEnd := func(ch string) float64 { v := g.by[ch]; return v[0].N + v[1].N + v[2].N }
 	for ch := range g.by {

@@ -138,7 +138,7 @@ func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
 
 // orderCountedSQL: an order.placed of this order key is counted already.
 // The unary + keep SQLite on the order_key index (kind and duplicate
-// alone would pick the buyers index and scan every order).
+// alone would pick idx_metrics_orders_prev and scan every order).
 const orderCountedSQL = "SELECT 1 FROM metrics_orders WHERE order_key = ? AND +kind = 'order' AND +duplicate = 0 LIMIT 1"
 
 func orderCounted(stmt *sql.Stmt, key string) (bool, error) {
@@ -703,7 +703,7 @@ func derive(facts []*fact) *customerState {
 		}
 	}
 	// Every fact of a customer with two orders or more says so (the
-	// sales report counts repeat buyers from the buyers index).
+	// sales report counts repeat buyers from idx_metrics_orders_prev).
 	repeat := cs.orders >= 2
 	for i, f := range facts {
 		if f.repeat != repeat || f.prevDay != prevDays[i] {
