@@ -562,20 +562,21 @@ func countStages(app core.App) (*stageCounts, error) {
 		Buying    string  `db:"buying"`
 		Lifecycle string  `db:"lifecycle"`
 		N         float64 `db:"n"`
+		AtRisk    string  `db:"at_risk"` // the ids of the at-risk profiles, comma-separated
 	}
-	if err := app.DB().NewQuery(`SELECT COALESCE(json_extract(computed, '$.buying_stage'), '') AS buying, lifecycle_stage AS lifecycle,
-		COUNT(*) AS n FROM profiles WHERE merged_into = '' GROUP BY buying, lifecycle`).All(&rows); err != nil {
+	if err := app.DB().NewQuery(`SELECT buying, lifecycle, COUNT(*) AS n, COALESCE(group_concat(iif(buying = 'at_risk', id, NULL)), '') AS at_risk
+		FROM (SELECT id, COALESCE(json_extract(computed, '$.buying_stage'), '') AS buying, lifecycle_stage AS lifecycle
+			FROM profiles WHERE merged_into = '') GROUP BY buying, lifecycle`).All(&rows); err != nil {
 		return nil, fmt.Errorf("profiles by stage: %w", err)
 	}
 	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}, atRisk: map[string]bool{}}
+	var ids []string
 	for _, r := range rows {
 		c.buying[r.Buying] += r.N
 		c.lifecycle[r.Lifecycle] += r.N
-	}
-	var ids []string
-	if err := app.DB().NewQuery(`SELECT id FROM profiles WHERE merged_into = '' AND json_extract(computed, '$.buying_stage') = 'at_risk'`).
-		Column(&ids); err != nil {
-		return nil, fmt.Errorf("profiles at risk: %w", err)
+		if r.AtRisk != "" {
+			ids = append(ids, strings.Split(r.AtRisk, ",")...)
+		}
 	}
 	for _, id := range ids {
 		c.atRisk[id] = true
