@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 // back. It reads the rollups' per-customer rows (metrics_customers: first
 // order, cohort month, first channel, lifetime orders and net revenue,
 // the month offsets with an order), their order facts (metrics_orders)
-// for who bought in a period, and the profiles' computed stages for the
-// stage counts (kept 30 seconds: counting reads every profile). The rest
-// is aggregated in SQL over covering indexes (migration 1765000100 and
-// the rollups' idx_metrics_orders_buyers) when the report is asked for.
+// for who bought in a period (counted from each order's prev_day), and
+// the profiles' computed stages for the stage counts and the at-risk set
+// (kept 30 seconds: counting reads every profile). The rest is aggregated
+// in SQL over covering indexes (migrations 1765000100 and 1765000500)
+// when the report is asked for.
 
 // Buying stages in the order a customer moves through them (the profiles
 // module derives them; see docs/profiles.md).
@@ -81,7 +83,7 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	moves, err := stageMoves(db, q, r.Totals["new_customers"])
+	moves, err := stageMoves(db, q, r.Totals["new_customers"], now.atRisk)
 	if err != nil {
 		return nil, err
 	}
@@ -125,26 +127,36 @@ func buyerGroups(db dbx.Builder, q, prev Query) (*buyerGroupSet, error) {
 	if q.Compare {
 		pstart = prev.Start
 	}
-	var rows []struct {
-		Channel string `db:"first_channel"`
-		Seg     int    `db:"seg"`
-		buyerStats
+	// One pass in the channel index's order: a sum per segment of each
+	// channel, so SQLite needs no sort.
+	cols := []string{"first_channel"}
+	for seg := range 4 {
+		in := fmt.Sprintf("seg = %d", seg)
+		cols = append(cols, fmt.Sprintf("TOTAL(%[1]s) AS n%[2]d, TOTAL(iif(%[1]s, net_base, 0)) AS net%[2]d, TOTAL(iif(%[1]s, orders, 0)) AS orders%[2]d, TOTAL(%[1]s AND orders >= 2) AS repeat%[2]d", in, seg))
 	}
-	if err := db.NewQuery(`SELECT first_channel, CASE WHEN first_order_at < {:pstart} THEN 0 WHEN first_order_at < {:start} THEN 1
-		WHEN first_order_at < {:end} THEN 2 ELSE 3 END AS seg,
-		COUNT(*) AS n, TOTAL(net_base) AS net, TOTAL(orders) AS orders, TOTAL(orders >= 2) AS repeat
-		FROM ` + CustomersCollection + ` WHERE first_order_at != '' GROUP BY first_channel, seg`).
-		Bind(dbx.Params{"pstart": store.FormatTime(pstart), "start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}).
-		All(&rows); err != nil {
+	rows, err := db.NewQuery(`SELECT ` + strings.Join(cols, ", ") + ` FROM (SELECT first_channel, net_base, orders,
+		CASE WHEN first_order_at < {:pstart} THEN 0 WHEN first_order_at < {:start} THEN 1 WHEN first_order_at < {:end} THEN 2 ELSE 3 END AS seg
+		FROM ` + CustomersCollection + ` WHERE first_order_at != '') GROUP BY first_channel`).
+		Bind(dbx.Params{"pstart": store.FormatTime(pstart), "start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}).Rows()
+	if err != nil {
 		return nil, fmt.Errorf("buyers by first channel: %w", err)
 	}
+	defer rows.Close()
 	g := &buyerGroupSet{by: map[string][4]buyerStats{}}
-	for _, r := range rows {
-		v := g.by[r.Channel]
-		if r.Seg >= 0 && r.Seg < 4 {
-			v[r.Seg].add(r.buyerStats)
+	for rows.Next() {
+		var ch string
+		var v [4]buyerStats
+		dest := []any{&ch}
+		for i := range v {
+			dest = append(dest, &v[i].N, &v[i].Net, &v[i].Orders, &v[i].Repeat)
 		}
-		g.by[r.Channel] = v
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("buyers by first channel: %w", err)
+		}
+		g.by[ch] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("buyers by first channel: %w", err)
 	}
 	upToEnd := func(ch string) float64 { v := g.by[ch]; return v[0].N + v[1].N + v[2].N }
 	for ch := range g.by {
@@ -246,31 +258,59 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 		}
 	}
 
-	// Who bought when: hours need each order's time; longer buckets are
-	// whole days of the shop's zone, which metrics_orders.day already is,
-	// so the distinct (day, customer) pairs come from the covering index.
+	var distinct float64
+	if q.Bucket == "hour" {
+		var err error
+		if distinct, err = hourlyBuyers(db, q, buckets, buyers); err != nil {
+			return nil, 0, err
+		}
+	} else {
+		// Buckets are whole days of the shop's zone, which
+		// metrics_orders.day is: a customer bought in a bucket when one of
+		// their orders in it follows an order before it (or none), so each
+		// bucket is one count over idx_metrics_orders_prev.
+		count := db.NewQuery(`SELECT COUNT(*) FROM ` + OrdersCollection + ` INDEXED BY idx_metrics_orders_prev
+			WHERE kind = 'order' AND duplicate = 0 AND day >= {:lo} AND day <= {:hi} AND prev_day < {:lo} AND profile != ''`).Prepare()
+		defer count.Close()
+		for i, b := range buckets {
+			end := q.End
+			if i+1 < len(buckets) {
+				end = buckets[i+1]
+			}
+			lo, hi := b.In(q.Loc).Format(dayLayout), end.In(q.Loc).AddDate(0, 0, -1).Format(dayLayout)
+			if err := count.Bind(dbx.Params{"lo": lo, "hi": hi}).Row(&buyers[i]); err != nil {
+				return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
+			}
+		}
+		var err error
+		if distinct, _, err = countBuyers(db, q.From, q.To); err != nil {
+			return nil, 0, fmt.Errorf("buyers in range: %w", err)
+		}
+	}
+	ret := make([]float64, len(buckets))
+	for i := range buckets {
+		ret[i] = max(0, buyers[i]-newC[i])
+	}
+	s.Y["new_customers"], s.Y["returning_customers"] = newC, ret
+	return s, distinct, nil
+}
+
+// hourlyBuyers counts the customers who bought in each hour bucket and in
+// the whole range from each order's time (hour ranges are short).
+func hourlyBuyers(db dbx.Builder, q Query, buckets []time.Time, buyers []float64) (float64, error) {
 	var rows []struct {
 		At      string `db:"at"`
 		Profile string `db:"profile"`
 	}
-	sql := "SELECT DISTINCT day AS at, profile FROM " + OrdersCollection + " WHERE " + orderFacts + " AND day >= {:from} AND day <= {:to} ORDER BY day"
-	if q.Bucket == "hour" {
-		sql = "SELECT occurred_at AS at, profile FROM " + OrdersCollection + " WHERE " + orderFacts +
-			" AND occurred_at >= {:start} AND occurred_at < {:end} ORDER BY occurred_at"
-	}
-	if err := db.NewQuery(sql).Bind(p).All(&rows); err != nil {
-		return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
+	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}
+	if err := db.NewQuery("SELECT occurred_at AS at, profile FROM " + OrdersCollection + " WHERE " + orderFacts +
+		" AND occurred_at >= {:start} AND occurred_at < {:end} ORDER BY occurred_at").Bind(p).All(&rows); err != nil {
+		return 0, fmt.Errorf("buyers by hour: %w", err)
 	}
 	seen := map[string]int{} // customer → the last bucket counted (+1)
 	var distinct float64
 	for _, r := range rows {
-		var t time.Time
-		var err error
-		if q.Bucket == "hour" {
-			t, err = time.Parse(dbTime, r.At)
-		} else {
-			t, err = time.ParseInLocation(dayLayout, r.At, q.Loc)
-		}
+		t, err := time.Parse(dbTime, r.At)
 		if err != nil {
 			continue
 		}
@@ -282,18 +322,13 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 		if !ok {
 			distinct++
 		}
-		// Rows come by day (or time), so a customer's buckets come in order.
+		// Rows come by time, so a customer's buckets come in order.
 		if last != i+1 {
 			buyers[i]++
 			seen[r.Profile] = i + 1
 		}
 	}
-	ret := make([]float64, len(buckets))
-	for i := range buckets {
-		ret[i] = max(0, buyers[i]-newC[i])
-	}
-	s.Y["new_customers"], s.Y["returning_customers"] = newC, ret
-	return s, distinct, nil
+	return distinct, nil
 }
 
 // bucketIndex is the bucket t falls in (the last one starting at or
@@ -397,8 +432,8 @@ func cohortTables(db dbx.Builder, q Query) (Table, Table, error) {
 // the range. Profiles keep no history of stages, so the moves are read
 // from the order facts where they tell cheaply: first_purchase (their
 // first order), at_risk (90 days without an order ended in the range and
-// they are at risk now).
-func stageMoves(db dbx.Builder, q Query, newCustomers float64) (map[string]float64, error) {
+// they are at risk now, as of the stage counts beside it: atRisk).
+func stageMoves(db dbx.Builder, q Query, newCustomers float64, atRisk map[string]bool) (map[string]float64, error) {
 	p := dbx.Params{}
 	// At risk: the 90th day without an order fell in the range (and is
 	// past), and the profile is at risk now.
@@ -408,13 +443,18 @@ func stageMoves(db dbx.Builder, q Query, newCustomers float64) (map[string]float
 	}
 	p["rlo"] = store.FormatTime(q.Start.Add(-atRiskAfter))
 	p["rhi"] = store.FormatTime(riskEnd.Add(-atRiskAfter))
-	var atRisk float64
-	if err := db.NewQuery(`SELECT COUNT(*) FROM ` + CustomersCollection + ` c JOIN profiles p ON p.id = c.profile
-		WHERE c.last_order_at >= {:rlo} AND c.last_order_at < {:rhi}
-		AND json_extract(p.computed, '$.buying_stage') = 'at_risk'`).Bind(p).Row(&atRisk); err != nil {
+	var ids []string
+	if err := db.NewQuery(`SELECT profile FROM ` + CustomersCollection + ` WHERE last_order_at >= {:rlo} AND last_order_at < {:rhi}`).
+		Bind(p).Column(&ids); err != nil {
 		return nil, fmt.Errorf("moves into at risk: %w", err)
 	}
-	return map[string]float64{"first_purchase": newCustomers, "at_risk": atRisk}, nil
+	var n float64
+	for _, id := range ids {
+		if atRisk[id] {
+			n++
+		}
+	}
+	return map[string]float64{"first_purchase": newCustomers, "at_risk": n}, nil
 }
 
 // stageTable lists every buying stage (0 when nobody is in it), then any
@@ -463,6 +503,7 @@ type stageCounts struct {
 	at        time.Time
 	buying    map[string]float64
 	lifecycle map[string]float64
+	atRisk    map[string]bool // the profiles at risk (moves into at risk are counted against it)
 }
 
 // stageCache holds each module's last stageCounts (a *stageEntry by
@@ -521,15 +562,24 @@ func countStages(app core.App) (*stageCounts, error) {
 		Buying    string  `db:"buying"`
 		Lifecycle string  `db:"lifecycle"`
 		N         float64 `db:"n"`
+		AtRisk    string  `db:"at_risk"` // the ids of the at-risk profiles, comma-separated
 	}
-	if err := app.DB().NewQuery(`SELECT COALESCE(json_extract(computed, '$.buying_stage'), '') AS buying, lifecycle_stage AS lifecycle,
-		COUNT(*) AS n FROM profiles WHERE merged_into = '' GROUP BY buying, lifecycle`).All(&rows); err != nil {
+	if err := app.DB().NewQuery(`SELECT buying, lifecycle, COUNT(*) AS n, COALESCE(group_concat(iif(buying = 'at_risk', id, NULL)), '') AS at_risk
+		FROM (SELECT id, COALESCE(json_extract(computed, '$.buying_stage'), '') AS buying, lifecycle_stage AS lifecycle
+			FROM profiles WHERE merged_into = '') GROUP BY buying, lifecycle`).All(&rows); err != nil {
 		return nil, fmt.Errorf("profiles by stage: %w", err)
 	}
-	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}}
+	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}, atRisk: map[string]bool{}}
+	var ids []string
 	for _, r := range rows {
 		c.buying[r.Buying] += r.N
 		c.lifecycle[r.Lifecycle] += r.N
+		if r.AtRisk != "" {
+			ids = append(ids, strings.Split(r.AtRisk, ",")...)
+		}
+	}
+	for _, id := range ids {
+		c.atRisk[id] = true
 	}
 	return c, nil
 }

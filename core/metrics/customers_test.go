@@ -77,10 +77,19 @@ func seedOrder(t testing.TB, db dbx.Builder, o custOrder) {
 		t.Fatal(err)
 	}
 	id := store.NewRecordID()
-	if _, err := db.NewQuery(`INSERT INTO metrics_orders (id, event, profile, kind, channel, occurred_at, day, currency, amount, rate, amount_base, items, duplicate)
-		VALUES ({:id}, {:id}, {:p}, {:k}, {:ch}, {:at}, {:day}, 'EUR', {:a}, 1, {:a}, '[]', {:dup})`).Bind(dbx.Params{
+	// A counted order carries the day of the customer's previous one
+	// (seeded in time order).
+	var prev string
+	if o.kind == "order" && !o.duplicate {
+		if err := db.NewQuery(`SELECT COALESCE(MAX(day), '') FROM metrics_orders WHERE profile = {:p} AND kind = 'order' AND duplicate = 0`).
+			Bind(dbx.Params{"p": o.profile}).Row(&prev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.NewQuery(`INSERT INTO metrics_orders (id, event, profile, kind, channel, occurred_at, day, currency, amount, rate, amount_base, items, duplicate, prev_day)
+		VALUES ({:id}, {:id}, {:p}, {:k}, {:ch}, {:at}, {:day}, 'EUR', {:a}, 1, {:a}, '[]', {:dup}, {:prev})`).Bind(dbx.Params{
 		"id": id, "p": o.profile, "k": o.kind, "ch": o.channel, "at": store.FormatTime(at), "day": at.Format(time.DateOnly),
-		"a": o.amount, "dup": o.duplicate}).Execute(); err != nil {
+		"a": o.amount, "dup": o.duplicate, "prev": prev}).Execute(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -138,7 +138,7 @@ func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
 
 // orderCountedSQL: an order.placed of this order key is counted already.
 // The unary + keep SQLite on the order_key index (kind and duplicate
-// alone would pick the buyers index and scan every order).
+// alone would pick idx_metrics_orders_prev and scan every order).
 const orderCountedSQL = "SELECT 1 FROM metrics_orders WHERE order_key = ? AND +kind = 'order' AND +duplicate = 0 LIMIT 1"
 
 func orderCounted(stmt *sql.Stmt, key string) (bool, error) {
@@ -170,6 +170,7 @@ type fact struct {
 	id, orderKey, kind, channel, campaign, journeyRun string
 	at                                                time.Time
 	day, currency, rateFrom                           string
+	prevDay                                           string // the customer's previous counted order's day (counted orders only)
 	amount, rate                                      float64
 	items                                             []item
 	duplicate, returning                              bool
@@ -385,7 +386,7 @@ func prepareRollups(tx core.App) (*rollupStmts, error) {
 		st  **sql.Stmt
 		sql string
 	}{
-		{&s.facts, `SELECT id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate, "returning", repeat_buyer
+		{&s.facts, `SELECT id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate, "returning", repeat_buyer, prev_day
 			FROM metrics_orders WHERE profile = ? ORDER BY occurred_at, id`},
 		{&s.customer, "SELECT contrib FROM metrics_customers WHERE profile = ?"},
 		{&s.upsertDaily, `INSERT INTO metrics_daily (id, day, metric, dim, currency, value, count) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -397,7 +398,7 @@ func prepareRollups(tx core.App) (*rollupStmts, error) {
 			first_channel = excluded.first_channel, last_order_at = excluded.last_order_at, orders = excluded.orders,
 			net_base = excluded.net_base, months = excluded.months, contrib = excluded.contrib, updated = excluded.updated`},
 		{&s.deleteCustomer, "DELETE FROM metrics_customers WHERE profile = ?"},
-		{&s.setFact, `UPDATE metrics_orders SET "returning" = ?, channel = ?, repeat_buyer = ? WHERE id = ?`},
+		{&s.setFact, `UPDATE metrics_orders SET "returning" = ?, channel = ?, repeat_buyer = ?, prev_day = ? WHERE id = ?`},
 	} {
 		st, err := ex.Prepare(p.sql)
 		if err != nil {
@@ -516,7 +517,7 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 	}
 	cs := derive(facts)
 	for _, f := range cs.changed {
-		if _, err := st.setFact.Exec(f.returning, f.channel, f.repeat, f.id); err != nil {
+		if _, err := st.setFact.Exec(f.returning, f.channel, f.repeat, f.prevDay, f.id); err != nil {
 			return err
 		}
 	}
@@ -536,11 +537,14 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 	}
 	for _, k := range diff.keys() {
 		d := diff[k]
-		if _, err := st.upsertDaily.Exec(store.NewRecordID(), k.day, k.metric, k.dim, k.currency, d[0], d[1]); err != nil {
+		if err := st.addDaily(k, d); err != nil {
 			return err
 		}
-		if d[0] < 0 || d[1] < 0 {
-			if _, err := st.zeroDaily.Exec(k.metric, k.day, k.dim, k.currency); err != nil {
+		// Product rows are summed by month too (the sales report reads
+		// whole months of a long range from them): the month row moves
+		// with the day row, so it is always their sum.
+		if k.metric == "product_sales" || k.metric == "product_refunds" {
+			if err := st.addDaily(dkey{k.metric + "_month", month(k.day) + "-01", k.dim, k.currency}, d); err != nil {
 				return err
 			}
 		}
@@ -562,6 +566,19 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 	return err
 }
 
+// addDaily adds d to a row of metrics_daily; a row back to nothing goes.
+func (st *rollupStmts) addDaily(k dkey, d [2]float64) error {
+	if _, err := st.upsertDaily.Exec(store.NewRecordID(), k.day, k.metric, k.dim, k.currency, d[0], d[1]); err != nil {
+		return err
+	}
+	if d[0] < 0 || d[1] < 0 {
+		if _, err := st.zeroDaily.Exec(k.metric, k.day, k.dim, k.currency); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func loadFacts(st *rollupStmts, profile string) ([]*fact, error) {
 	rows, err := st.facts.Query(profile)
 	if err != nil {
@@ -573,7 +590,7 @@ func loadFacts(st *rollupStmts, profile string) ([]*fact, error) {
 		f := &fact{}
 		var at, items string
 		if err := rows.Scan(&f.id, &f.kind, &f.orderKey, &f.channel, &at, &f.day, &f.currency, &f.amount, &f.rate, &items,
-			&f.duplicate, &f.returning, &f.repeat); err != nil {
+			&f.duplicate, &f.returning, &f.repeat, &f.prevDay); err != nil {
 			return nil, err
 		}
 		if t, err := types.ParseDateTime(at); err == nil {
@@ -605,7 +622,11 @@ func derive(facts []*fact) *customerState {
 			cs.changed = append(cs.changed, f)
 		}
 	}
-	for _, f := range facts {
+	// prevDays are what each fact's prev_day should be: the day of the
+	// customer's previous counted order, on counted orders only.
+	prevDays := make([]string, len(facts))
+	var lastDay string
+	for i, f := range facts {
 		c := cs.contrib
 		switch f.kind {
 		case kindOrder:
@@ -615,6 +636,7 @@ func derive(facts []*fact) *customerState {
 			}
 			returning := cs.orders > 0
 			set(f, returning, f.channel)
+			prevDays[i], lastDay = lastDay, f.day
 			orders[f.orderKey] = orderInfo{returning, f.channel}
 			if cs.orders == 0 {
 				cs.firstAt, firstDay, cs.firstMonth, cs.firstChannel = f.at, f.day, month(f.day), f.channel
@@ -681,11 +703,11 @@ func derive(facts []*fact) *customerState {
 		}
 	}
 	// Every fact of a customer with two orders or more says so (the
-	// sales report counts repeat buyers from the buyers index).
+	// sales report counts repeat buyers from idx_metrics_orders_prev).
 	repeat := cs.orders >= 2
-	for _, f := range facts {
-		if f.repeat != repeat {
-			f.repeat = repeat
+	for i, f := range facts {
+		if f.repeat != repeat || f.prevDay != prevDays[i] {
+			f.repeat, f.prevDay = repeat, prevDays[i]
 			if !slices.Contains(cs.changed, f) {
 				cs.changed = append(cs.changed, f)
 			}

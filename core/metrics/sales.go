@@ -246,17 +246,29 @@ func hourlySales(app core.App, q Query, index map[int64]int, gross, refunds, ord
 }
 
 // buyersIn counts the distinct customers with an order in q, and those of
-// them with two orders or more ever, in one pass over the buyers index.
+// them with two orders or more ever. A customer's first order in the range
+// is the one whose previous order (prev_day) is before it, so each buyer
+// is counted once, from idx_metrics_orders_prev alone, without grouping.
 func buyersIn(app core.App, q Query) (buyers, repeat float64, err error) {
+	return countBuyers(app.DB(), q.From, q.To)
+}
+
+// countBuyers: distinct customers with a counted order from day from to
+// day to (inclusive), and how many of them have two orders or more.
+func countBuyers(db dbx.Builder, from, to string) (buyers, repeat float64, err error) {
 	var row struct {
 		Buyers float64 `db:"buyers"`
 		Repeat float64 `db:"repeat"`
 	}
-	err = app.DB().NewQuery(`SELECT COUNT(*) AS buyers, COALESCE(SUM(rep), 0) AS repeat FROM (SELECT profile, MAX(repeat_buyer) AS rep
-		FROM metrics_orders WHERE kind = 'order' AND duplicate = 0 AND day >= {:from} AND day <= {:to} GROUP BY profile)`).Bind(dbx.Params{"from": q.From, "to": q.To}).One(&row)
+	err = db.NewQuery(`SELECT COUNT(*) AS buyers, TOTAL(repeat_buyer) AS repeat FROM metrics_orders INDEXED BY idx_metrics_orders_prev
+		WHERE kind = 'order' AND duplicate = 0 AND day >= {:from} AND day <= {:to} AND prev_day < {:from} AND profile != ''`).
+		Bind(dbx.Params{"from": from, "to": to}).One(&row)
 	return row.Buyers, row.Repeat, err
 }
 
+// readProducts sums the product rows of the period: the whole months in
+// it from the monthly rows, the days before and after them from the daily
+// rows (a year is some 12 × products rows instead of 365 × products).
 func (p *salesPeriod) readProducts(app core.App) error {
 	var rows []struct {
 		Metric string  `db:"metric"`
@@ -264,10 +276,19 @@ func (p *salesPeriod) readProducts(app core.App) error {
 		Value  float64 `db:"value"`
 		Count  float64 `db:"count"`
 	}
-	err := app.DB().NewQuery(`SELECT metric, dim, SUM(value) AS value, SUM(count) AS count FROM metrics_daily
-		WHERE metric IN ('product_sales', 'product_refunds') AND day >= {:from} AND day <= {:to} GROUP BY metric, dim`).
-		Bind(dbx.Params{"from": p.q.From, "to": p.q.To}).All(&rows)
-	if err != nil {
+	lo, hi, after := wholeMonths(p.q.From, p.q.To)
+	params := dbx.Params{"from": p.q.From, "to": p.q.To, "lo": lo, "hi": hi, "after": after}
+	sql := `SELECT metric, dim, SUM(value) AS value, SUM(count) AS count FROM metrics_daily
+		WHERE metric IN ('product_sales', 'product_refunds') AND day >= {:from} AND day <= {:to} GROUP BY metric, dim`
+	if lo != "" {
+		sql = `SELECT metric, dim, SUM(value) AS value, SUM(count) AS count FROM (
+			SELECT metric, dim, value, count FROM metrics_daily WHERE metric IN ('product_sales', 'product_refunds')
+				AND ((day >= {:from} AND day < {:lo}) OR (day >= {:after} AND day <= {:to}))
+			UNION ALL SELECT substr(metric, 1, length(metric) - 6), dim, value, count FROM metrics_daily
+				WHERE metric IN ('product_sales_month', 'product_refunds_month') AND day >= {:lo} AND day <= {:hi})
+			GROUP BY metric, dim`
+	}
+	if err := app.DB().NewQuery(sql).Bind(params).All(&rows); err != nil {
 		return err
 	}
 	for _, r := range rows {
@@ -283,6 +304,30 @@ func (p *salesPeriod) readProducts(app core.App) error {
 		}
 	}
 	return nil
+}
+
+// wholeMonths names the calendar months lying wholly between days from
+// and to by the 1st of the first (lo) and of the last (hi), and the day
+// after the last one (after); "" when there is none. The monthly rows of
+// lo…hi sum exactly the days from lo to the day before after.
+func wholeMonths(from, to string) (lo, hi, after string) {
+	f, err1 := time.Parse(dayLayout, from)
+	t, err2 := time.Parse(dayLayout, to)
+	if err1 != nil || err2 != nil {
+		return "", "", ""
+	}
+	first := time.Date(f.Year(), f.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if !first.Equal(f) {
+		first = first.AddDate(0, 1, 0)
+	}
+	last := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC) // the month of to…
+	if !t.AddDate(0, 0, 1).Equal(last.AddDate(0, 1, 0)) {
+		last = last.AddDate(0, -1, 0) // …only when to is its last day
+	}
+	if last.Before(first) {
+		return "", "", ""
+	}
+	return first.Format(dayLayout), last.Format(dayLayout), last.AddDate(0, 1, 0).Format(dayLayout)
 }
 
 // topProducts is how many rows top_products has.

@@ -248,6 +248,7 @@ func TestMergeUnmergeErase(t *testing.T) {
 	if n := s.count(t, "SELECT COUNT(*) FROM metrics_customers WHERE profile = {:p} AND orders = 2", map[string]any{"p": survivor}); n != 1 {
 		t.Errorf("metrics_customers of the survivor: %d rows with 2 orders", n)
 	}
+	wantFastRollupsTrue(t, s, "merged")
 
 	var merges struct {
 		Items []struct {
@@ -263,6 +264,7 @@ func TestMergeUnmergeErase(t *testing.T) {
 	}
 	s.waitStored(t, "unmerge:"+merges.Items[0].ID)
 	wantTotals(t, "un-merged", s.sales(t, query).Totals, separate)
+	wantFastRollupsTrue(t, s, "un-merged")
 	if after := s.daily(t); after != before {
 		t.Errorf("after the un-merge metrics_daily is\n%s\nwant\n%s", after, before)
 	}
@@ -282,6 +284,7 @@ func TestMergeUnmergeErase(t *testing.T) {
 	if n := s.count(t, "SELECT COUNT(*) FROM metrics_daily WHERE dim = 'web'", nil); n != 0 {
 		t.Errorf("%d metrics_daily rows of the erased customer's web order remain", n)
 	}
+	wantFastRollupsTrue(t, s, "erased")
 }
 
 func (s *shop) profileOf(t *testing.T, kind, value string) string {
