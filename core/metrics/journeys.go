@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -100,8 +99,9 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 		return nil, api.BadRequest("channel", fmt.Sprintf("channel: expected %s, got %q", strings.Join(msgChannels, ", "), f.channel))
 	}
 	db := app.DB()
+	// Names for the journeys table; the graph of the one asked for only.
 	var journeys []journeyRow
-	if err := db.NewQuery("SELECT id, name, version, graph FROM journeys ORDER BY name, id").All(&journeys); err != nil {
+	if err := db.NewQuery("SELECT id, name, version, '' AS graph FROM journeys ORDER BY name, id").All(&journeys); err != nil {
 		return nil, fmt.Errorf("journeys: %w", err)
 	}
 	var current *journeyRow
@@ -114,6 +114,9 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 		if current == nil {
 			return nil, api.BadRequest("journey", fmt.Sprintf("journey: no journey with id %q", f.journey))
 		}
+		if err := db.NewQuery("SELECT graph FROM journeys WHERE id = {:id}").Bind(dbx.Params{"id": current.ID}).Row(&current.Graph); err != nil {
+			return nil, fmt.Errorf("journeys: %w", err)
+		}
 	}
 
 	base, rates := m.settings.currency(app)
@@ -121,10 +124,11 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	r := newReport("journeys", q)
 	r.Currency = base
 
-	cur, err := readMessages(db, q, f)
+	curRows, err := m.messageRows(app, q)
 	if err != nil {
 		return nil, err
 	}
+	cur := readMessages(q, f, curRows)
 	goals, err := readGoals(db, q, f.journey, money)
 	if err != nil {
 		return nil, err
@@ -132,10 +136,11 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	cur.totals(r.Totals, goals)
 	if q.Compare {
 		p := q.Previous()
-		prev, err := readMessages(db, p, f)
+		prevRows, err := m.messageRows(app, p)
 		if err != nil {
 			return nil, err
 		}
+		prev := readMessages(p, f, prevRows)
 		pgoals, err := readGoals(db, p, f.journey, money)
 		if err != nil {
 			return nil, err
@@ -159,7 +164,7 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	}
 	r.Tables = append(r.Tables, jt)
 	if current != nil {
-		nt, err := nodeTable(db, q, current, f.channel, money)
+		nt, err := nodeTable(db, q, current, f.channel, money, curRows)
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +199,6 @@ func share(n, of int) float64 {
 	}
 	return float64(n) / float64(of)
 }
-
 
 // chart is sent, delivered, opened and clicked per bucket (prev beside).
 func (f *msgFigures) chart(q Query, prev *msgFigures) *Series {
@@ -330,132 +334,43 @@ func rangeParams(q Query, f jfilter) dbx.Params {
 	return dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "channel": f.channel, "journey": f.journey}
 }
 
-// msgGroup is one SQL group of messages.
-type msgGroup struct {
-	G       string `db:"g"`
-	Channel string `db:"channel"`
-	Kind    string `db:"kind"`
-	Status  string `db:"status"`
-	Reason  string `db:"reason"`
-	N       int    `db:"n"`
-	N2      int    `db:"n2"`
-}
-
-// readMessages counts the ledger's messages of q, with what came of them.
-func readMessages(db dbx.Builder, q Query, f jfilter) (*msgFigures, error) {
+// readMessages adds up the message groups of q that pass the filter.
+func readMessages(q Query, f jfilter, rows []msgRow) *msgFigures {
 	out := &msgFigures{byChannel: map[string]*engagement{}, byKind: map[string]*engagement{}, series: make([]engagement, len(q.Buckets()))}
 	buckets := map[int64]int{}
 	for i, b := range q.Buckets() {
 		buckets[b.Unix()] = i
 	}
-	g := grainOf(q, "m.created")
-	where := msgWhere(f)
-	p := rangeParams(q, f)
-	add := func(r msgGroup, fn func(e *engagement)) {
-		for _, e := range []*engagement{&out.total, group(out.byChannel, r.Channel), group(out.byKind, r.Kind)} {
-			fn(e)
+	for _, r := range rows {
+		if (f.channel != "" && r.Channel != f.channel) || (f.journey != "" && r.Journey != f.journey) {
+			continue
 		}
-		if r.G == "" {
-			return
+		if r.At.Before(q.Start) || !r.At.Before(q.End) {
+			continue
 		}
-		if t, err := time.ParseInLocation(g.layout, r.G, time.UTC); err == nil {
-			if i, ok := buckets[q.BucketOf(t).Unix()]; ok {
-				fn(&out.series[i])
-			}
+		es := []*engagement{&out.total, group(out.byChannel, r.Channel), group(out.byKind, r.Kind)}
+		if i, ok := buckets[q.BucketOf(r.At).Unix()]; ok {
+			es = append(es, &out.series[i])
 		}
-	}
-	all := func(what, sql string, fn func(r msgGroup)) error {
-		var rows []msgGroup
-		if err := db.NewQuery(sql).Bind(p).All(&rows); err != nil {
-			return fmt.Errorf("journeys report: %s: %w", what, err)
-		}
-		for _, r := range rows {
-			fn(r)
-		}
-		return nil
-	}
-
-	// Statuses: sent, delivered (and read: opened), failed, refused.
-	// Grouped in the index's order (hour, channel, status, kind, journey
-	// or not, reason), so SQLite counts without sorting; the reason only
-	// matters for refusals.
-	err := all("statuses", `SELECT `+g.sql+` AS g, m.channel AS channel, m.status AS status, m.kind AS kind, m.journey_run != '' AS n2,
-		m.reason AS reason, COUNT(*) AS n FROM messages m WHERE `+where+`
-		GROUP BY `+g.sql+`, m.channel, m.status, m.kind, m.journey_run != '', m.reason`, func(r msgGroup) {
-		if r.N2 != 0 {
-			r.Kind = "journey"
-		}
-		add(r, func(e *engagement) {
-			switch r.Status {
-			case "queued", "scheduled", "sent":
-				e.Sent += r.N
-			case "delivered":
-				e.Sent, e.Delivered = e.Sent+r.N, e.Delivered+r.N
-			case "read":
-				e.Sent, e.Delivered, e.Opened = e.Sent+r.N, e.Delivered+r.N, e.Opened+r.N
-			case "failed":
-				e.Failed += r.N
-			case "suppressed":
-				e.Refused += r.N
+		for _, e := range es {
+			c := r.msgCounts
+			e.Sent += c.Sent
+			e.Delivered += c.Delivered
+			e.Opened += c.Opened
+			e.Clicked += c.Clicked
+			e.Replied += c.Replied
+			e.Unsubscribed += c.Unsubscribed
+			e.Failed += c.Failed
+			e.Refused += c.Refused
+			if c.Refused > 0 {
 				if e.reasons == nil {
 					e.reasons = map[string]int{}
 				}
-				e.reasons[refusalReason(r.Reason)] += r.N
+				e.reasons[r.Reason] += c.Refused
 			}
-		})
-	})
-	if err != nil {
-		return nil, err
+		}
 	}
-	// Opens and clicks reported by events naming the message: n2 are the
-	// clicked; n the opened the ledger did not already count as read.
-	err = all("opens", `SELECT g, channel, kind, TOTAL(NOT rd) AS n, TOTAL(clicked) AS n2 FROM (
-		SELECT `+g.sql+` AS g, m.channel AS channel, `+msgKind+` AS kind, m.status = 'read' AS rd, MAX(e.type = 'email.clicked') AS clicked
-		FROM events e JOIN messages m ON m.id = COALESCE(NULLIF(json_extract(e.properties, '$.outbound_id'), ''), json_extract(e.properties, '$.message_id'))
-		WHERE e.type IN ('email.opened', 'email.clicked') AND e.occurred_at >= {:start} AND json_valid(e.properties)
-			AND e.occurred_at >= m.created AND `+msgOut+` AND `+where+`
-		GROUP BY m.id) GROUP BY g, channel, kind`, func(r msgGroup) {
-		add(r, func(e *engagement) { e.Opened += r.N; e.Clicked += r.N2 })
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Replies: driven by the customers' messages, each finding the sends
-	// on its channel in the window before it (profile, created index).
-	err = all("replies", `SELECT g, channel, kind, COUNT(*) AS n FROM (
-		SELECT DISTINCT m.id, `+g.sql+` AS g, m.channel AS channel, `+msgKind+` AS kind
-		FROM events e JOIN messages m ON m.profile = e.profile AND m.channel = e.channel
-			AND m.created < e.occurred_at AND m.created >= strftime('%Y-%m-%d %H:%M:%fZ', e.occurred_at, '`+replyLookback+`')
-		WHERE e.type = 'message.received' AND e.occurred_at > {:start}
-			AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', {:end}, '`+replyWindow+`')
-			AND `+msgOut+` AND `+where+`
-			AND e.occurred_at > `+msgSentAt+` AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', `+msgSentAt+`, '`+replyWindow+`'))
-		GROUP BY g, channel, kind`, func(r msgGroup) {
-		add(r, func(e *engagement) { e.Replied += r.N })
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Unsubscribes: each goes to the customer's latest send on the channel
-	// before it (by the link: the latest marketing send, the only kind
-	// that carries the link).
-	err = all("unsubscribes", `SELECT g, channel, kind, COUNT(*) AS n FROM (
-		SELECT DISTINCT m.id, `+g.sql+` AS g, m.channel AS channel, `+msgKind+` AS kind
-		FROM (SELECT e.occurred_at AS at, `+linkUnsubscribe+` AS link,
-				(SELECT m.id FROM messages m WHERE m.profile = e.profile AND m.channel = json_extract(e.properties, '$.channel')
-					AND m.created < e.occurred_at AND `+msgOut+` AND (NOT `+linkUnsubscribe+` OR m.kind = 'marketing')
-					ORDER BY m.created DESC LIMIT 1) AS msg
-			FROM events e WHERE e.type = 'consent.changed' AND e.occurred_at > {:start} AND json_valid(e.properties)
-				AND json_extract(e.properties, '$.status') = 'unsubscribed') u
-		JOIN messages m ON m.id = u.msg
-		WHERE `+where+` AND (u.link OR u.at <= strftime('%Y-%m-%d %H:%M:%fZ', `+msgSentAt+`, '`+replyWindow+`')))
-		GROUP BY g, channel, kind`, func(r msgGroup) {
-		add(r, func(e *engagement) { e.Unsubscribed += r.N })
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out
 }
 
 func group(m map[string]*engagement, k string) *engagement {
@@ -842,7 +757,7 @@ func (g jgraph) order() []string {
 // nodeTable is one journey's steps in q: visits, the messages each send
 // step sent and what came of them, and the conversions (and revenue) of
 // the runs that passed the step.
-func nodeTable(db dbx.Builder, q Query, j *journeyRow, channel string, money moneyRates) (Table, error) {
+func nodeTable(db dbx.Builder, q Query, j *journeyRow, channel string, money moneyRates, msgs []msgRow) (Table, error) {
 	t := Table{Name: "by_node", Title: "Steps of " + j.Name, Rows: [][]any{}, Columns: []Column{
 		{Key: "node", Label: "Step id", Type: TypeText},
 		{Key: "label", Label: "Step", Type: TypeText},
@@ -904,23 +819,14 @@ func nodeTable(db dbx.Builder, q Query, j *journeyRow, channel string, money mon
 			return t, err
 		}
 	}
-	// Messages: those a send step's row names, else the run's step now.
-	names := func(typ string) string {
-		return `EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = '` + typ + `' AND e.occurred_at >= m.created
-			AND json_valid(e.properties) AND COALESCE(NULLIF(json_extract(e.properties, '$.outbound_id'), ''), json_extract(e.properties, '$.message_id')) = m.id)`
-	}
-	f := jfilter{journey: j.ID, channel: channel}
-	if err := read("messages", `SELECT COALESCE(s.node, r.node) AS node, COUNT(*) AS n,
-		COALESCE(SUM(m.status IN ('delivered', 'read')), 0) AS delivered,
-		COALESCE(SUM(m.status = 'read' OR `+names("email.opened")+` OR `+names("email.clicked")+`), 0) AS opened,
-		COALESCE(SUM(`+names("email.clicked")+`), 0) AS clicked
-		FROM messages m JOIN journey_runs r ON r.id = m.journey_run
-		LEFT JOIN journey_steps s ON s.run = r.id AND s.type = 'send' AND json_valid(s.detail) AND json_extract(s.detail, '$.message_id') = m.id
-		WHERE `+msgWhere(f)+` AND `+msgOut+` GROUP BY 1`, func(r nrow) {
+	// Messages: those a send step's row names, else the run's step now
+	// (the rollup's node).
+	for _, r := range msgs {
+		if r.Journey != j.ID || (channel != "" && r.Channel != channel) || r.Sent == 0 {
+			continue
+		}
 		n := fig(r.Node)
-		n.sent, n.delivered, n.opened, n.clicked = n.sent+r.N, n.delivered+r.Delivered, n.opened+r.Opened, n.clicked+r.Clicked
-	}); err != nil {
-		return t, err
+		n.sent, n.delivered, n.opened, n.clicked = n.sent+r.Sent, n.delivered+r.Delivered, n.opened+r.NodeOpened, n.clicked+r.NodeClicked
 	}
 	// Conversions in the period of runs that passed each step before
 	// their goal.

@@ -88,7 +88,7 @@ func New(opts Options) *Module {
 func (m *Module) Name() string { return "metrics" }
 
 // parts lists the stateful parts in processing order.
-func (m *Module) parts() []part { return []part{m.rollups, m.funnels, m.attrib} }
+func (m *Module) parts() []part { return []part{m.rollups, m.funnels, m.attrib, messagesPart{}} }
 
 func (m *Module) Init(s *app.Setup) error {
 	m.o, m.app, m.log = s.Omni, s.PB, s.Log.With("module", "metrics")

@@ -88,6 +88,10 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"metrics_funnels":        {"-----", "LV---", "LV---"}, // owners write through /api/v1/metrics/funnels, which checks each step
 	"metrics_funnel_entries": {"-----", "LV---", "LV---"}, // customers' ways through funnels, written by the metrics module only
 	"metrics_checkouts":      {"-----", "LV---", "LV---"}, // checkouts and their next order, written by the metrics module only
+	// The journeys report's daily rollup of the send ledger and what it
+	// has seen (core/metrics/journeys_rollup.go), written by the module only.
+	"metrics_messages_daily": {"-----", "LV---", "LV---"},
+	"metrics_messages_state": {"-----", "LV---", "LV---"},
 }
 
 // pocketBaseOwn are PocketBase's system collections. Their rules belong to
