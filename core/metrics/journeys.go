@@ -124,7 +124,7 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	r := newReport("journeys", q)
 	r.Currency = base
 
-	curRows, err := m.messageRows(app, q)
+	curRows, err := m.messageRows(app, q, f)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	cur.totals(r.Totals, goals)
 	if q.Compare {
 		p := q.Previous()
-		prevRows, err := m.messageRows(app, p)
+		prevRows, err := m.messageRows(app, p, f)
 		if err != nil {
 			return nil, err
 		}

@@ -259,10 +259,12 @@ func dayStart(t time.Time, loc *time.Location) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
 }
 
-// messageRows are the groups of messages created in q (every channel and
-// journey: the caller filters), by day of the shop, or by grain for
-// hourly buckets.
-func (m *Module) messageRows(app core.App, q Query) ([]msgRow, error) {
+// messageRows are the groups of messages created in q, by day of the
+// shop, or by grain for hourly buckets. Stored days come filtered by f
+// and summed over what the report does not show apart (journey and step,
+// unless one journey is asked for); rows counted live are not filtered:
+// the caller filters.
+func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error) {
 	if q.Bucket == "hour" {
 		facts, err := countMessages(app.DB(), q.Start, q.End, q.Loc)
 		if err != nil {
@@ -285,9 +287,18 @@ func (m *Module) messageRows(app core.App, q Query) ([]msgRow, error) {
 			msgKey
 			msgCounts
 		}
-		err := app.DB().NewQuery(`SELECT day, channel, kind, journey, node, reason, sent, delivered, opened, clicked, replied, unsubscribed,
-			failed, refused, node_opened, node_clicked FROM ` + MessagesDailyCollection + ` WHERE day >= {:from} AND day < {:to}`).
-			Bind(dbx.Params{"from": q.Start.Format(dayLayout), "to": end.Format(dayLayout)}).All(&stored)
+		where, dims, by := "day >= {:from} AND day < {:to}", "'' AS journey, '' AS node", ""
+		if f.journey != "" {
+			where, dims, by = where+" AND journey = {:journey}", "journey, node", ", journey, node"
+		}
+		if f.channel != "" {
+			where += " AND channel = {:channel}"
+		}
+		err := app.DB().NewQuery(`SELECT day, channel, kind, ` + dims + `, reason, SUM(sent) AS sent, SUM(delivered) AS delivered,
+			SUM(opened) AS opened, SUM(clicked) AS clicked, SUM(replied) AS replied, SUM(unsubscribed) AS unsubscribed, SUM(failed) AS failed,
+			SUM(refused) AS refused, SUM(node_opened) AS node_opened, SUM(node_clicked) AS node_clicked
+			FROM ` + MessagesDailyCollection + ` WHERE ` + where + ` GROUP BY day, channel, kind, reason` + by).
+			Bind(dbx.Params{"from": q.Start.Format(dayLayout), "to": end.Format(dayLayout), "journey": f.journey, "channel": f.channel}).All(&stored)
 		if err != nil {
 			return nil, fmt.Errorf("journeys report: rollup: %w", err)
 		}
@@ -341,7 +352,8 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 	if st == now {
 		return nil
 	}
-	full := st.Zone != now.Zone || st.Through == ""
+	through, err := time.ParseInLocation(dayLayout, st.Through, loc)
+	full := st.Zone != now.Zone || err != nil
 	days := map[string]bool{}
 	if !full {
 		var err error
@@ -349,7 +361,7 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 			return err
 		}
 		// Days that ended since the last look.
-		for d, _ := time.ParseInLocation(dayLayout, st.Through, loc); d.Before(today); d = d.AddDate(0, 0, 1) {
+		for d := through; d.Before(today); d = d.AddDate(0, 0, 1) {
 			days[d.Format(dayLayout)] = true
 		}
 	}
