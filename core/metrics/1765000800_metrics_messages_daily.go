@@ -5,16 +5,18 @@ import (
 	m "github.com/pocketbase/pocketbase/migrations"
 )
 
-// The journeys and messages report's daily rollup of the send ledger
-// (journeys_rollup.go): metrics_messages_daily holds, per day in the
-// shop's zone, channel, kind, journey, step and refusal reason, what came
-// of the messages created that day; metrics_messages_state holds what the
-// rollup has seen (watermarks, the last day built, the zone). Written by
-// the module only; staff read them. The indexes on the other modules'
-// tables find what changed since the rollup was last brought up to date:
-// ledger rows and runs by when they were updated, and the few event types
-// that change a message's outcome by when they were stored (a partial
-// index: other events pay nothing for it).
+// The journeys and messages report's daily rollups (journeys_rollup.go).
+// metrics_messages_daily holds, per day in the shop's zone, channel,
+// kind, journey, step and refusal reason, what came of the messages
+// created that day; metrics_holdout_daily holds, per day of entry,
+// journey, side (held out or let through) and goal currency, the runs
+// that left a holdout step; metrics_messages_state holds what the rollups
+// have seen (watermarks, the last day built, the zone). Written by the
+// module only; staff read them. The indexes on the other modules' tables
+// find what changed since the rollups were last brought up to date:
+// ledger rows and runs by when they were updated, and the few event
+// types that change a message's outcome by when they were stored (a
+// partial index: other events pay nothing for it).
 func init() {
 	m.Register(func(app core.App) error {
 		daily := core.NewBaseCollection(MessagesDailyCollection)
@@ -40,6 +42,22 @@ func init() {
 		daily.AddIndex("idx_metrics_messages_daily_day", false, "day, journey, channel", "")
 		staffRead(daily)
 		if err := app.Save(daily); err != nil {
+			return err
+		}
+		holdouts := core.NewBaseCollection(HoldoutDailyCollection)
+		holdouts.Fields.Add(
+			&core.TextField{Name: "day", Required: true, Max: 10}, // YYYY-MM-DD in the shop's zone, of the runs' entry
+			&core.TextField{Name: "journey", Max: 50},
+			&core.BoolField{Name: "held"}, // held out, else let through
+			&core.TextField{Name: "currency", Max: 10},
+			&core.NumberField{Name: "runs", OnlyInt: true},
+			&core.NumberField{Name: "conversions", OnlyInt: true},
+			&core.NumberField{Name: "value"},    // goal value of the converted runs, in currency
+			&core.NumberField{Name: "value_sq"}, // Σ value², for the lift's variance
+		)
+		holdouts.AddIndex("idx_metrics_holdout_daily_day", false, "day, journey", "")
+		staffRead(holdouts)
+		if err := app.Save(holdouts); err != nil {
 			return err
 		}
 		state := core.NewBaseCollection(MessagesStateCollection)
@@ -72,7 +90,7 @@ func init() {
 				return err
 			}
 		}
-		for _, n := range []string{MessagesStateCollection, MessagesDailyCollection} {
+		for _, n := range []string{MessagesStateCollection, HoldoutDailyCollection, MessagesDailyCollection} {
 			if c, err := app.FindCollectionByNameOrId(n); err == nil {
 				if err := app.Delete(c); err != nil {
 					return err

@@ -158,7 +158,11 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	}
 
 	r.Tables = append(r.Tables, cur.channelTable(), cur.kindTable())
-	jt, err := journeyTable(db, q, journeys, f.journey, goals, money)
+	holds, err := m.holdoutRows(app, q, f.journey)
+	if err != nil {
+		return nil, err
+	}
+	jt, err := journeyTable(db, q, journeys, f.journey, goals, money, holds)
 	if err != nil {
 		return nil, err
 	}
@@ -506,7 +510,7 @@ type journeyRow struct {
 }
 
 // journeyTable is each journey's runs, goals and holdout lift in q.
-func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, goals *goalFigures, money moneyRates) (Table, error) {
+func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, goals *goalFigures, money moneyRates, holds []holdoutRow) (Table, error) {
 	t := Table{Name: "by_journey", Title: "Journeys", Rows: [][]any{}, Columns: []Column{
 		{Key: "journey_id", Label: "Journey id", Type: TypeText},
 		{Key: "journey", Label: "Journey", Type: TypeText},
@@ -555,10 +559,7 @@ func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, g
 	if err != nil {
 		return t, err
 	}
-	lifts, err := holdoutGroups(db, q, holdouts, money)
-	if err != nil {
-		return t, err
-	}
+	lifts := holdoutGroups(holds, money)
 	for _, j := range journeys {
 		if only != "" && j.ID != only {
 			continue
@@ -609,45 +610,11 @@ func holdoutNodes(db dbx.Builder, only string) (map[string]map[int][]string, err
 	return out, nil
 }
 
-// holdoutGroups counts, per journey, the runs that entered in q and left
-// a holdout step: held out (or marked so) against let through. Driven by
-// the period's runs (entered_at index; CROSS JOIN keeps SQLite from
-// reading every run of the journey instead), each run's steps by its run
-// index.
-func holdoutGroups(db dbx.Builder, q Query, nodes map[string]map[int][]string, money moneyRates) (map[string]*[2]lift.Group, error) {
+// holdoutGroups adds up, per journey, the runs that entered in the
+// period and left a holdout step: held out (or marked so) against let
+// through, their goal revenue in the base currency.
+func holdoutGroups(rows []holdoutRow, money moneyRates) map[string]*[2]lift.Group {
 	out := map[string]*[2]lift.Group{}
-	if len(nodes) == 0 {
-		return out, nil
-	}
-	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}
-	var vals []string
-	for j, versions := range nodes {
-		for v, ids := range versions {
-			for _, id := range ids {
-				k := fmt.Sprintf("h%d", len(vals))
-				p[k+"j"], p[k+"v"], p[k+"n"] = j, v, id
-				vals = append(vals, "({:"+k+"j}, {:"+k+"v}, {:"+k+"n})")
-			}
-		}
-	}
-	rev := "(CASE WHEN " + runConverted + " THEN r.goal_value * " + money.sql("r.goal_currency", p) + " ELSE 0 END)"
-	var rows []struct {
-		Journey string  `db:"journey"`
-		Held    bool    `db:"held"`
-		N       int     `db:"n"`
-		Conv    int     `db:"conv"`
-		Rev     float64 `db:"rev"`
-		RevSq   float64 `db:"revsq"`
-	}
-	err := db.NewQuery(`WITH h(j, v, n) AS (VALUES ` + strings.Join(vals, ", ") + `)
-		SELECT journey, held, COUNT(*) AS n, COALESCE(SUM(conv), 0) AS conv, TOTAL(rev) AS rev, TOTAL(rev * rev) AS revsq FROM (
-			SELECT r.id, r.journey AS journey, (MAX(s.exit = 'held_out') OR r.holdout) AS held, ` + runConverted + ` AS conv, ` + rev + ` AS rev
-			FROM journey_runs r CROSS JOIN journey_steps s ON s.run = r.id CROSS JOIN h ON h.j = r.journey AND h.v = r.version AND h.n = s.node
-			WHERE r.entered_at >= {:start} AND r.entered_at < {:end} AND s.exit != '' GROUP BY r.id)
-		GROUP BY journey, held`).Bind(p).All(&rows)
-	if err != nil {
-		return nil, fmt.Errorf("journeys report: holdout: %w", err)
-	}
 	for _, r := range rows {
 		if out[r.Journey] == nil {
 			out[r.Journey] = &[2]lift.Group{}
@@ -656,12 +623,13 @@ func holdoutGroups(db dbx.Builder, q Query, nodes map[string]map[int][]string, m
 		if r.Held {
 			g = &out[r.Journey][1]
 		}
-		g.Customers += r.N
-		g.Conversions += r.Conv
-		g.Revenue += r.Rev
-		g.RevenueSq += r.RevSq
+		rate := money.rate(r.Currency)
+		g.Customers += r.Runs
+		g.Conversions += r.Conversions
+		g.Revenue += r.Value * rate
+		g.RevenueSq += r.ValueSq * rate * rate
 	}
-	return out, nil
+	return out
 }
 
 // holdoutLift is a journey's lift cells: the conversion lift of the

@@ -42,6 +42,7 @@ import (
 const (
 	MessagesDailyCollection = "metrics_messages_daily"
 	MessagesStateCollection = "metrics_messages_state"
+	HoldoutDailyCollection  = "metrics_holdout_daily"
 )
 
 // outcomeEventTypes are the stored events that change a message's outcome
@@ -367,11 +368,15 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 	}
 	return app.RunInTransaction(func(tx core.App) error {
 		if full {
-			if _, err := tx.DB().NewQuery("DELETE FROM " + MessagesDailyCollection).Execute(); err != nil {
-				return err
+			for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection} {
+				if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
+					return err
+				}
 			}
+			// From the first message or run.
 			var first string
-			_ = tx.DB().NewQuery("SELECT COALESCE(MIN(created), '') FROM messages").Row(&first)
+			_ = tx.DB().NewQuery("SELECT MIN(d) FROM (SELECT MIN(created) AS d FROM messages UNION ALL " +
+				"SELECT MIN(entered_at) FROM journey_runs WHERE entered_at != '')").Row(&first)
 			if t, err := time.Parse(types.DefaultDateLayout, first); err == nil {
 				if err := storeDays(tx, dayStart(t, loc), today, loc); err != nil {
 					return err
@@ -426,6 +431,10 @@ func changedDays(db dbx.Builder, st msgState, loc *time.Location, days map[strin
 	p = dbx.Params{}
 	if err := addDays("runs", "SELECT DISTINCT m.created FROM messages m WHERE m.journey_run != '' AND m.journey_run IN (SELECT id FROM journey_runs WHERE "+
 		since("updated", st.Runs, p, "w")+")", p); err != nil {
+		return false, err
+	}
+	p = dbx.Params{}
+	if err := addDays("runs entered", "SELECT DISTINCT entered_at FROM journey_runs WHERE entered_at != '' AND "+since("updated", st.Runs, p, "w"), p); err != nil {
 		return false, err
 	}
 	p = dbx.Params{}
@@ -500,6 +509,9 @@ func storeChangedDays(tx core.App, days map[string]bool, loc *time.Location, tod
 
 // storeDays replaces the stored days [from, to).
 func storeDays(tx core.App, from, to time.Time, loc *time.Location) error {
+	if err := storeHoldoutDays(tx, from, to, loc); err != nil {
+		return err
+	}
 	facts, err := countMessages(tx.DB(), from, to, loc)
 	if err != nil {
 		return err
@@ -540,9 +552,153 @@ type messagesPart struct{}
 func (messagesPart) process(core.App, []*eventstore.Stored) error { return nil }
 func (messagesPart) recompute(core.App, []string) error           { return nil }
 func (messagesPart) reset(tx core.App) error {
-	for _, c := range []string{MessagesDailyCollection, MessagesStateCollection} {
+	for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection, MessagesStateCollection} {
 		if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// holdoutRow is a group of journey runs that entered in one bucket (a day
+// of the shop when stored) and left a holdout step: held out or let
+// through, by goal currency.
+type holdoutRow struct {
+	At          time.Time
+	Journey     string  `db:"journey"`
+	Held        bool    `db:"held"`
+	Currency    string  `db:"currency"`
+	Runs        int     `db:"runs"`
+	Conversions int     `db:"conversions"`
+	Value       float64 `db:"value"`    // goal value of the converted runs, in Currency
+	ValueSq     float64 `db:"value_sq"` // Σ value²
+}
+
+// countHoldouts counts the runs that entered in [start, end) and left a
+// holdout step of their version. Driven by the period's runs (entered_at
+// index; CROSS JOIN keeps SQLite from reading every run of the journey
+// instead), each run's steps by its run index.
+func countHoldouts(db dbx.Builder, start, end time.Time, loc *time.Location) ([]holdoutRow, error) {
+	nodes, err := holdoutNodes(db, "")
+	if err != nil || len(nodes) == 0 {
+		return nil, err
+	}
+	g := grainOf(Query{Loc: loc, Start: start, End: end, Bucket: "day"}, "r.entered_at")
+	p := dbx.Params{"start": store.FormatTime(start), "end": store.FormatTime(end)}
+	var vals []string
+	for j, versions := range nodes {
+		for v, ids := range versions {
+			for _, id := range ids {
+				k := fmt.Sprintf("h%d", len(vals))
+				p[k+"j"], p[k+"v"], p[k+"n"] = j, v, id
+				vals = append(vals, "({:"+k+"j}, {:"+k+"v}, {:"+k+"n})")
+			}
+		}
+	}
+	var rows []struct {
+		G string `db:"g"`
+		holdoutRow
+	}
+	err = db.NewQuery(`WITH h(j, v, n) AS (VALUES ` + strings.Join(vals, ", ") + `)
+		SELECT g, journey, held, currency, COUNT(*) AS runs, COALESCE(SUM(conv), 0) AS conversions, TOTAL(val) AS value, TOTAL(val * val) AS value_sq FROM (
+			SELECT r.id, ` + g.sql + ` AS g, r.journey AS journey, (MAX(s.exit = 'held_out') OR r.holdout) AS held, ` + runConverted + ` AS conv,
+				r.goal_currency AS currency, (CASE WHEN ` + runConverted + ` THEN r.goal_value ELSE 0 END) AS val
+			FROM journey_runs r CROSS JOIN journey_steps s ON s.run = r.id CROSS JOIN h ON h.j = r.journey AND h.v = r.version AND h.n = s.node
+			WHERE r.entered_at >= {:start} AND r.entered_at < {:end} AND s.exit != '' GROUP BY r.id)
+		GROUP BY g, journey, held, currency`).Bind(p).All(&rows)
+	if err != nil {
+		return nil, fmt.Errorf("journeys report: holdout: %w", err)
+	}
+	out := make([]holdoutRow, 0, len(rows))
+	for _, r := range rows {
+		at, err := time.ParseInLocation(g.layout, r.G, time.UTC)
+		if err != nil {
+			continue
+		}
+		r.holdoutRow.At = dayStart(at, loc)
+		out = append(out, r.holdoutRow)
+	}
+	return out, nil
+}
+
+// holdoutRows are the holdout groups of the runs that entered in q (of
+// one journey if given), summed per journey, side and currency.
+func (m *Module) holdoutRows(app core.App, q Query, journey string) ([]holdoutRow, error) {
+	today := dayStart(q.Now, q.Loc)
+	var out []holdoutRow
+	if q.Start.Before(today) {
+		if err := m.refreshMessages(app, q.Loc, today); err != nil {
+			return nil, err
+		}
+		end := q.End
+		if end.After(today) {
+			end = today
+		}
+		where := "day >= {:from} AND day < {:to}"
+		if journey != "" {
+			where += " AND journey = {:journey}"
+		}
+		if err := app.DB().NewQuery(`SELECT journey, held, currency, SUM(runs) AS runs, SUM(conversions) AS conversions,
+			TOTAL(value) AS value, TOTAL(value_sq) AS value_sq FROM ` + HoldoutDailyCollection + ` WHERE ` + where + `
+			GROUP BY journey, held, currency`).Bind(dbx.Params{"from": q.Start.Format(dayLayout), "to": end.Format(dayLayout), "journey": journey}).
+			All(&out); err != nil {
+			return nil, fmt.Errorf("journeys report: holdout rollup: %w", err)
+		}
+	}
+	if q.End.After(today) {
+		start := q.Start
+		if start.Before(today) {
+			start = today
+		}
+		live, err := countHoldouts(app.DB(), start, q.End, q.Loc)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range live {
+			if journey == "" || r.Journey == journey {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// storeHoldoutDays replaces the stored holdout groups of [from, to).
+func storeHoldoutDays(tx core.App, from, to time.Time, loc *time.Location) error {
+	rows, err := countHoldouts(tx.DB(), from, to, loc)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.DB().NewQuery("DELETE FROM " + HoldoutDailyCollection + " WHERE day >= {:from} AND day < {:to}").
+		Bind(dbx.Params{"from": from.Format(dayLayout), "to": to.Format(dayLayout)}).Execute(); err != nil {
+		return err
+	}
+	// Grains of one day together.
+	type k struct {
+		day, journey, currency string
+		held                   bool
+	}
+	sums := map[k]*holdoutRow{}
+	var keys []k
+	for _, r := range rows {
+		key := k{r.At.Format(dayLayout), r.Journey, r.Currency, r.Held}
+		s := sums[key]
+		if s == nil {
+			s = &holdoutRow{}
+			sums[key] = s
+			keys = append(keys, key)
+		}
+		s.Runs += r.Runs
+		s.Conversions += r.Conversions
+		s.Value += r.Value
+		s.ValueSq += r.ValueSq
+	}
+	for _, key := range keys {
+		s := sums[key]
+		if _, err := store.Executor(tx).Exec("INSERT INTO "+HoldoutDailyCollection+
+			" (id, day, journey, held, currency, runs, conversions, value, value_sq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			store.NewRecordID(), key.day, key.journey, key.held, key.currency, s.Runs, s.Conversions, s.Value, s.ValueSq); err != nil {
+			return fmt.Errorf("journeys report: store holdouts: %w", err)
 		}
 	}
 	return nil

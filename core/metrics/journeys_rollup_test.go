@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +69,23 @@ func TestJourneysRollupFollowsChanges(t *testing.T) {
 	d.exec("DELETE FROM events WHERE profile = 'p5'", nil)
 	storedEvent("profile.erased", "omni", "", "", 7*24, `{"profile_id": "p5"}`)
 	totals("erasure", map[string]float64{"sent": 4, "delivered": 4, "opened": 4, "clicked": 1, "replied": 2, "unsubscribed": 1})
+	// Holdout groups (the lift's input) of the runs that entered on Nov 10:
+	// r1 r2 r4 let through, 2 converted (100 EUR, 50 USD); r3 held out,
+	// converted for 80 EUR. r4 then reaches its goal for 10 EUR.
+	holdouts := func(what, want string) {
+		t.Helper()
+		var got []string
+		if err := s.PB.DB().NewQuery("SELECT printf('%d %s %d %d %g', held, currency, runs, conversions, value) FROM " +
+			metrics.HoldoutDailyCollection + " WHERE day = '2026-11-10' AND journey = 'jwin' ORDER BY held, currency").Column(&got); err != nil {
+			t.Fatal(err)
+		}
+		wantEq(t, what, strings.Join(got, "; "), want)
+	}
+	holdouts("holdouts", "0  1 0 0; 0 EUR 1 1 100; 0 USD 1 1 50; 1 EUR 1 1 80")
+	d.exec("UPDATE journey_runs SET goal_at = {:at}, goal_value = 10, goal_currency = 'EUR', updated = {:now} WHERE id = 'r4'",
+		dbx.Params{"at": d.at(1.5), "now": now()})
+	getReport(t, s, agent, path)
+	holdouts("holdouts after r4's goal", "0 EUR 2 2 110; 0 USD 1 1 50; 1 EUR 1 1 80")
 	before := string(mustGet(t, s, agent, path+"&compare=previous&journey=jwin"))
 
 	// A rebuild empties the rollup; the report counts the same.

@@ -92,6 +92,7 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	// has seen (core/metrics/journeys_rollup.go), written by the module only.
 	"metrics_messages_daily": {"-----", "LV---", "LV---"},
 	"metrics_messages_state": {"-----", "LV---", "LV---"},
+	"metrics_holdout_daily":  {"-----", "LV---", "LV---"},
 }
 
 // pocketBaseOwn are PocketBase's system collections. Their rules belong to
