@@ -74,6 +74,12 @@ func init() {
 			{"messages", "CREATE INDEX IF NOT EXISTS idx_metrics_messages_updated ON messages (updated)"},
 			{"messages", "CREATE INDEX IF NOT EXISTS idx_metrics_messages_run ON messages (journey_run) WHERE journey_run != ''"},
 			{"journey_runs", "CREATE INDEX IF NOT EXISTS idx_metrics_journey_runs_updated ON journey_runs (updated)"},
+			// The runs table's counts (entered, completed, goals) read from
+			// the index alone.
+			{"journey_runs", "CREATE INDEX IF NOT EXISTS idx_metrics_journey_runs_entered_j ON journey_runs (entered_at, journey)"},
+			{"journey_runs", "CREATE INDEX IF NOT EXISTS idx_metrics_journey_runs_ended_j ON journey_runs (ended_at, status, journey) WHERE ended_at != ''"},
+			{"journey_runs", "CREATE INDEX IF NOT EXISTS idx_metrics_journey_runs_goal_j ON journey_runs " +
+				"(goal_at, goal_until, journey, goal_currency, goal_value) WHERE goal_at != ''"},
 			{"events", "CREATE INDEX IF NOT EXISTS idx_metrics_events_outcomes ON events (created) WHERE " + outcomeEventTypes},
 		} {
 			if !app.HasTable(ix.table) {
@@ -85,7 +91,8 @@ func init() {
 		}
 		return nil
 	}, func(app core.App) error {
-		for _, name := range []string{"idx_metrics_messages_updated", "idx_metrics_messages_run", "idx_metrics_journey_runs_updated", "idx_metrics_events_outcomes"} {
+		for _, name := range []string{"idx_metrics_messages_updated", "idx_metrics_messages_run", "idx_metrics_journey_runs_updated", "idx_metrics_events_outcomes",
+			"idx_metrics_journey_runs_entered_j", "idx_metrics_journey_runs_ended_j", "idx_metrics_journey_runs_goal_j"} {
 			if _, err := app.DB().NewQuery("DROP INDEX IF EXISTS " + name).Execute(); err != nil {
 				return err
 			}

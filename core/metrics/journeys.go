@@ -124,6 +124,9 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	r := newReport("journeys", q)
 	r.Currency = base
 
+	if err := m.refreshMessages(app, q.Loc, dayStart(q.Now, q.Loc)); err != nil {
+		return nil, err
+	}
 	curRows, err := m.messageRows(app, q, f)
 	if err != nil {
 		return nil, err

@@ -276,9 +276,6 @@ func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error)
 	today := dayStart(q.Now, q.Loc)
 	var rows []msgRow
 	if q.Start.Before(today) {
-		if err := m.refreshMessages(app, q.Loc, today); err != nil {
-			return nil, err
-		}
 		end := q.End
 		if end.After(today) {
 			end = today
@@ -336,7 +333,8 @@ type msgState struct {
 
 const msgStateKey = "rollup"
 
-// refreshMessages brings the stored days before today up to date.
+// refreshMessages brings the stored days before today up to date; the
+// report calls it once before reading.
 func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Time) error {
 	var raw types.JSONRaw
 	_ = app.DB().NewQuery("SELECT value FROM " + MessagesStateCollection + " WHERE key = {:k}").Bind(dbx.Params{"k": msgStateKey}).Row(&raw)
@@ -349,7 +347,8 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 	db := app.DB()
 	_ = db.NewQuery("SELECT COALESCE(MAX(updated), '') FROM messages").Row(&now.Ledger)
 	_ = db.NewQuery("SELECT COALESCE(MAX(updated), '') FROM journey_runs").Row(&now.Runs)
-	_ = db.NewQuery("SELECT COALESCE(MAX(created), '') FROM events WHERE " + outcomeEventTypes).Row(&now.Outcomes)
+	// (Newest first down the partial index: MAX() would read all of it.)
+	_ = db.NewQuery("SELECT created FROM events WHERE " + outcomeEventTypes + " ORDER BY created DESC LIMIT 1").Row(&now.Outcomes)
 	if st == now {
 		return nil
 	}
@@ -627,9 +626,6 @@ func (m *Module) holdoutRows(app core.App, q Query, journey string) ([]holdoutRo
 	today := dayStart(q.Now, q.Loc)
 	var out []holdoutRow
 	if q.Start.Before(today) {
-		if err := m.refreshMessages(app, q.Loc, today); err != nil {
-			return nil, err
-		}
 		end := q.End
 		if end.After(today) {
 			end = today
