@@ -93,7 +93,7 @@ type inboxFigures struct {
 	// per bucket, same length as the query's buckets
 	opened, resolved, frtMedian []float64
 	convs                       []*inboxRow // opened in the period
-	fcrPending                  int // resolved less than fcr_days ago: not judged yet
+	fcrPending                  int         // resolved less than fcr_days ago: not judged yet
 	nps                         [11]int
 	replies                     map[string]int // agent replies by staff id
 }
@@ -251,8 +251,8 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	wa, pa := f.where("")
 	pa["s"], pa["e"] = start, end
 	var resolved string
-	if err := db.NewQuery(`SELECT COALESCE(group_concat(resolved_ms), '') FROM `+InboxConversationsCollection+` INDEXED BY idx_metrics_conversations_resolved
-		WHERE resolved_ms > 0 AND resolved_ms >= {:s} AND resolved_ms < {:e}`+wa).Bind(pa).Row(&resolved); err != nil {
+	if err := db.NewQuery(`SELECT COALESCE(group_concat(resolved_ms), '') FROM ` + InboxConversationsCollection + ` INDEXED BY idx_metrics_conversations_resolved
+		WHERE resolved_ms > 0 AND resolved_ms >= {:s} AND resolved_ms < {:e}` + wa).Bind(pa).Row(&resolved); err != nil {
 		return nil, err
 	}
 	for resolved != "" {

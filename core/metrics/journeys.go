@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -100,8 +99,9 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 		return nil, api.BadRequest("channel", fmt.Sprintf("channel: expected %s, got %q", strings.Join(msgChannels, ", "), f.channel))
 	}
 	db := app.DB()
+	// Names for the journeys table; the graph of the one asked for only.
 	var journeys []journeyRow
-	if err := db.NewQuery("SELECT id, name, version, graph FROM journeys ORDER BY name, id").All(&journeys); err != nil {
+	if err := db.NewQuery("SELECT id, name, version, '' AS graph FROM journeys ORDER BY name, id").All(&journeys); err != nil {
 		return nil, fmt.Errorf("journeys: %w", err)
 	}
 	var current *journeyRow
@@ -114,6 +114,9 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 		if current == nil {
 			return nil, api.BadRequest("journey", fmt.Sprintf("journey: no journey with id %q", f.journey))
 		}
+		if err := db.NewQuery("SELECT graph FROM journeys WHERE id = {:id}").Bind(dbx.Params{"id": current.ID}).Row(&current.Graph); err != nil {
+			return nil, fmt.Errorf("journeys: %w", err)
+		}
 	}
 
 	base, rates := m.settings.currency(app)
@@ -121,10 +124,14 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	r := newReport("journeys", q)
 	r.Currency = base
 
-	cur, err := readMessages(db, q, f)
+	if err := m.refreshMessages(app, q.Loc, dayStart(q.Now, q.Loc)); err != nil {
+		return nil, err
+	}
+	curRows, err := m.messageRows(app, q, f)
 	if err != nil {
 		return nil, err
 	}
+	cur := readMessages(q, f, curRows)
 	goals, err := readGoals(db, q, f.journey, money)
 	if err != nil {
 		return nil, err
@@ -132,10 +139,11 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	cur.totals(r.Totals, goals)
 	if q.Compare {
 		p := q.Previous()
-		prev, err := readMessages(db, p, f)
+		prevRows, err := m.messageRows(app, p, f)
 		if err != nil {
 			return nil, err
 		}
+		prev := readMessages(p, f, prevRows)
 		pgoals, err := readGoals(db, p, f.journey, money)
 		if err != nil {
 			return nil, err
@@ -153,13 +161,17 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	}
 
 	r.Tables = append(r.Tables, cur.channelTable(), cur.kindTable())
-	jt, err := journeyTable(db, q, journeys, f.journey, goals, money)
+	holds, err := m.holdoutRows(app, q, f.journey)
+	if err != nil {
+		return nil, err
+	}
+	jt, err := journeyTable(db, q, journeys, f.journey, goals, money, holds)
 	if err != nil {
 		return nil, err
 	}
 	r.Tables = append(r.Tables, jt)
 	if current != nil {
-		nt, err := nodeTable(db, q, current, f.channel, money)
+		nt, err := nodeTable(db, q, current, f.channel, money, curRows)
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +206,6 @@ func share(n, of int) float64 {
 	}
 	return float64(n) / float64(of)
 }
-
 
 // chart is sent, delivered, opened and clicked per bucket (prev beside).
 func (f *msgFigures) chart(q Query, prev *msgFigures) *Series {
@@ -330,132 +341,43 @@ func rangeParams(q Query, f jfilter) dbx.Params {
 	return dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "channel": f.channel, "journey": f.journey}
 }
 
-// msgGroup is one SQL group of messages.
-type msgGroup struct {
-	G       string `db:"g"`
-	Channel string `db:"channel"`
-	Kind    string `db:"kind"`
-	Status  string `db:"status"`
-	Reason  string `db:"reason"`
-	N       int    `db:"n"`
-	N2      int    `db:"n2"`
-}
-
-// readMessages counts the ledger's messages of q, with what came of them.
-func readMessages(db dbx.Builder, q Query, f jfilter) (*msgFigures, error) {
+// readMessages adds up the message groups of q that pass the filter.
+func readMessages(q Query, f jfilter, rows []msgRow) *msgFigures {
 	out := &msgFigures{byChannel: map[string]*engagement{}, byKind: map[string]*engagement{}, series: make([]engagement, len(q.Buckets()))}
 	buckets := map[int64]int{}
 	for i, b := range q.Buckets() {
 		buckets[b.Unix()] = i
 	}
-	g := grainOf(q, "m.created")
-	where := msgWhere(f)
-	p := rangeParams(q, f)
-	add := func(r msgGroup, fn func(e *engagement)) {
-		for _, e := range []*engagement{&out.total, group(out.byChannel, r.Channel), group(out.byKind, r.Kind)} {
-			fn(e)
+	for _, r := range rows {
+		if (f.channel != "" && r.Channel != f.channel) || (f.journey != "" && r.Journey != f.journey) {
+			continue
 		}
-		if r.G == "" {
-			return
+		if r.At.Before(q.Start) || !r.At.Before(q.End) {
+			continue
 		}
-		if t, err := time.ParseInLocation(g.layout, r.G, time.UTC); err == nil {
-			if i, ok := buckets[q.BucketOf(t).Unix()]; ok {
-				fn(&out.series[i])
-			}
+		es := []*engagement{&out.total, group(out.byChannel, r.Channel), group(out.byKind, r.Kind)}
+		if i, ok := buckets[q.BucketOf(r.At).Unix()]; ok {
+			es = append(es, &out.series[i])
 		}
-	}
-	all := func(what, sql string, fn func(r msgGroup)) error {
-		var rows []msgGroup
-		if err := db.NewQuery(sql).Bind(p).All(&rows); err != nil {
-			return fmt.Errorf("journeys report: %s: %w", what, err)
-		}
-		for _, r := range rows {
-			fn(r)
-		}
-		return nil
-	}
-
-	// Statuses: sent, delivered (and read: opened), failed, refused.
-	// Grouped in the index's order (hour, channel, status, kind, journey
-	// or not, reason), so SQLite counts without sorting; the reason only
-	// matters for refusals.
-	err := all("statuses", `SELECT `+g.sql+` AS g, m.channel AS channel, m.status AS status, m.kind AS kind, m.journey_run != '' AS n2,
-		m.reason AS reason, COUNT(*) AS n FROM messages m WHERE `+where+`
-		GROUP BY `+g.sql+`, m.channel, m.status, m.kind, m.journey_run != '', m.reason`, func(r msgGroup) {
-		if r.N2 != 0 {
-			r.Kind = "journey"
-		}
-		add(r, func(e *engagement) {
-			switch r.Status {
-			case "queued", "scheduled", "sent":
-				e.Sent += r.N
-			case "delivered":
-				e.Sent, e.Delivered = e.Sent+r.N, e.Delivered+r.N
-			case "read":
-				e.Sent, e.Delivered, e.Opened = e.Sent+r.N, e.Delivered+r.N, e.Opened+r.N
-			case "failed":
-				e.Failed += r.N
-			case "suppressed":
-				e.Refused += r.N
+		for _, e := range es {
+			c := r.msgCounts
+			e.Sent += c.Sent
+			e.Delivered += c.Delivered
+			e.Opened += c.Opened
+			e.Clicked += c.Clicked
+			e.Replied += c.Replied
+			e.Unsubscribed += c.Unsubscribed
+			e.Failed += c.Failed
+			e.Refused += c.Refused
+			if c.Refused > 0 {
 				if e.reasons == nil {
 					e.reasons = map[string]int{}
 				}
-				e.reasons[refusalReason(r.Reason)] += r.N
+				e.reasons[r.Reason] += c.Refused
 			}
-		})
-	})
-	if err != nil {
-		return nil, err
+		}
 	}
-	// Opens and clicks reported by events naming the message: n2 are the
-	// clicked; n the opened the ledger did not already count as read.
-	err = all("opens", `SELECT g, channel, kind, TOTAL(NOT rd) AS n, TOTAL(clicked) AS n2 FROM (
-		SELECT `+g.sql+` AS g, m.channel AS channel, `+msgKind+` AS kind, m.status = 'read' AS rd, MAX(e.type = 'email.clicked') AS clicked
-		FROM events e JOIN messages m ON m.id = COALESCE(NULLIF(json_extract(e.properties, '$.outbound_id'), ''), json_extract(e.properties, '$.message_id'))
-		WHERE e.type IN ('email.opened', 'email.clicked') AND e.occurred_at >= {:start} AND json_valid(e.properties)
-			AND e.occurred_at >= m.created AND `+msgOut+` AND `+where+`
-		GROUP BY m.id) GROUP BY g, channel, kind`, func(r msgGroup) {
-		add(r, func(e *engagement) { e.Opened += r.N; e.Clicked += r.N2 })
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Replies: driven by the customers' messages, each finding the sends
-	// on its channel in the window before it (profile, created index).
-	err = all("replies", `SELECT g, channel, kind, COUNT(*) AS n FROM (
-		SELECT DISTINCT m.id, `+g.sql+` AS g, m.channel AS channel, `+msgKind+` AS kind
-		FROM events e JOIN messages m ON m.profile = e.profile AND m.channel = e.channel
-			AND m.created < e.occurred_at AND m.created >= strftime('%Y-%m-%d %H:%M:%fZ', e.occurred_at, '`+replyLookback+`')
-		WHERE e.type = 'message.received' AND e.occurred_at > {:start}
-			AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', {:end}, '`+replyWindow+`')
-			AND `+msgOut+` AND `+where+`
-			AND e.occurred_at > `+msgSentAt+` AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', `+msgSentAt+`, '`+replyWindow+`'))
-		GROUP BY g, channel, kind`, func(r msgGroup) {
-		add(r, func(e *engagement) { e.Replied += r.N })
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Unsubscribes: each goes to the customer's latest send on the channel
-	// before it (by the link: the latest marketing send, the only kind
-	// that carries the link).
-	err = all("unsubscribes", `SELECT g, channel, kind, COUNT(*) AS n FROM (
-		SELECT DISTINCT m.id, `+g.sql+` AS g, m.channel AS channel, `+msgKind+` AS kind
-		FROM (SELECT e.occurred_at AS at, `+linkUnsubscribe+` AS link,
-				(SELECT m.id FROM messages m WHERE m.profile = e.profile AND m.channel = json_extract(e.properties, '$.channel')
-					AND m.created < e.occurred_at AND `+msgOut+` AND (NOT `+linkUnsubscribe+` OR m.kind = 'marketing')
-					ORDER BY m.created DESC LIMIT 1) AS msg
-			FROM events e WHERE e.type = 'consent.changed' AND e.occurred_at > {:start} AND json_valid(e.properties)
-				AND json_extract(e.properties, '$.status') = 'unsubscribed') u
-		JOIN messages m ON m.id = u.msg
-		WHERE `+where+` AND (u.link OR u.at <= strftime('%Y-%m-%d %H:%M:%fZ', `+msgSentAt+`, '`+replyWindow+`')))
-		GROUP BY g, channel, kind`, func(r msgGroup) {
-		add(r, func(e *engagement) { e.Unsubscribed += r.N })
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out
 }
 
 func group(m map[string]*engagement, k string) *engagement {
@@ -591,7 +513,7 @@ type journeyRow struct {
 }
 
 // journeyTable is each journey's runs, goals and holdout lift in q.
-func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, goals *goalFigures, money moneyRates) (Table, error) {
+func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, goals *goalFigures, money moneyRates, holds []holdoutRow) (Table, error) {
 	t := Table{Name: "by_journey", Title: "Journeys", Rows: [][]any{}, Columns: []Column{
 		{Key: "journey_id", Label: "Journey id", Type: TypeText},
 		{Key: "journey", Label: "Journey", Type: TypeText},
@@ -640,10 +562,7 @@ func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, g
 	if err != nil {
 		return t, err
 	}
-	lifts, err := holdoutGroups(db, q, holdouts, money)
-	if err != nil {
-		return t, err
-	}
+	lifts := holdoutGroups(holds, money)
 	for _, j := range journeys {
 		if only != "" && j.ID != only {
 			continue
@@ -694,45 +613,11 @@ func holdoutNodes(db dbx.Builder, only string) (map[string]map[int][]string, err
 	return out, nil
 }
 
-// holdoutGroups counts, per journey, the runs that entered in q and left
-// a holdout step: held out (or marked so) against let through. Driven by
-// the period's runs (entered_at index; CROSS JOIN keeps SQLite from
-// reading every run of the journey instead), each run's steps by its run
-// index.
-func holdoutGroups(db dbx.Builder, q Query, nodes map[string]map[int][]string, money moneyRates) (map[string]*[2]lift.Group, error) {
+// holdoutGroups adds up, per journey, the runs that entered in the
+// period and left a holdout step: held out (or marked so) against let
+// through, their goal revenue in the base currency.
+func holdoutGroups(rows []holdoutRow, money moneyRates) map[string]*[2]lift.Group {
 	out := map[string]*[2]lift.Group{}
-	if len(nodes) == 0 {
-		return out, nil
-	}
-	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}
-	var vals []string
-	for j, versions := range nodes {
-		for v, ids := range versions {
-			for _, id := range ids {
-				k := fmt.Sprintf("h%d", len(vals))
-				p[k+"j"], p[k+"v"], p[k+"n"] = j, v, id
-				vals = append(vals, "({:"+k+"j}, {:"+k+"v}, {:"+k+"n})")
-			}
-		}
-	}
-	rev := "(CASE WHEN " + runConverted + " THEN r.goal_value * " + money.sql("r.goal_currency", p) + " ELSE 0 END)"
-	var rows []struct {
-		Journey string  `db:"journey"`
-		Held    bool    `db:"held"`
-		N       int     `db:"n"`
-		Conv    int     `db:"conv"`
-		Rev     float64 `db:"rev"`
-		RevSq   float64 `db:"revsq"`
-	}
-	err := db.NewQuery(`WITH h(j, v, n) AS (VALUES ` + strings.Join(vals, ", ") + `)
-		SELECT journey, held, COUNT(*) AS n, COALESCE(SUM(conv), 0) AS conv, TOTAL(rev) AS rev, TOTAL(rev * rev) AS revsq FROM (
-			SELECT r.id, r.journey AS journey, (MAX(s.exit = 'held_out') OR r.holdout) AS held, ` + runConverted + ` AS conv, ` + rev + ` AS rev
-			FROM journey_runs r CROSS JOIN journey_steps s ON s.run = r.id CROSS JOIN h ON h.j = r.journey AND h.v = r.version AND h.n = s.node
-			WHERE r.entered_at >= {:start} AND r.entered_at < {:end} AND s.exit != '' GROUP BY r.id)
-		GROUP BY journey, held`).Bind(p).All(&rows)
-	if err != nil {
-		return nil, fmt.Errorf("journeys report: holdout: %w", err)
-	}
 	for _, r := range rows {
 		if out[r.Journey] == nil {
 			out[r.Journey] = &[2]lift.Group{}
@@ -741,12 +626,13 @@ func holdoutGroups(db dbx.Builder, q Query, nodes map[string]map[int][]string, m
 		if r.Held {
 			g = &out[r.Journey][1]
 		}
-		g.Customers += r.N
-		g.Conversions += r.Conv
-		g.Revenue += r.Rev
-		g.RevenueSq += r.RevSq
+		rate := money.rate(r.Currency)
+		g.Customers += r.Runs
+		g.Conversions += r.Conversions
+		g.Revenue += r.Value * rate
+		g.RevenueSq += r.ValueSq * rate * rate
 	}
-	return out, nil
+	return out
 }
 
 // holdoutLift is a journey's lift cells: the conversion lift of the
@@ -842,7 +728,7 @@ func (g jgraph) order() []string {
 // nodeTable is one journey's steps in q: visits, the messages each send
 // step sent and what came of them, and the conversions (and revenue) of
 // the runs that passed the step.
-func nodeTable(db dbx.Builder, q Query, j *journeyRow, channel string, money moneyRates) (Table, error) {
+func nodeTable(db dbx.Builder, q Query, j *journeyRow, channel string, money moneyRates, msgs []msgRow) (Table, error) {
 	t := Table{Name: "by_node", Title: "Steps of " + j.Name, Rows: [][]any{}, Columns: []Column{
 		{Key: "node", Label: "Step id", Type: TypeText},
 		{Key: "label", Label: "Step", Type: TypeText},
@@ -904,23 +790,14 @@ func nodeTable(db dbx.Builder, q Query, j *journeyRow, channel string, money mon
 			return t, err
 		}
 	}
-	// Messages: those a send step's row names, else the run's step now.
-	names := func(typ string) string {
-		return `EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = '` + typ + `' AND e.occurred_at >= m.created
-			AND json_valid(e.properties) AND COALESCE(NULLIF(json_extract(e.properties, '$.outbound_id'), ''), json_extract(e.properties, '$.message_id')) = m.id)`
-	}
-	f := jfilter{journey: j.ID, channel: channel}
-	if err := read("messages", `SELECT COALESCE(s.node, r.node) AS node, COUNT(*) AS n,
-		COALESCE(SUM(m.status IN ('delivered', 'read')), 0) AS delivered,
-		COALESCE(SUM(m.status = 'read' OR `+names("email.opened")+` OR `+names("email.clicked")+`), 0) AS opened,
-		COALESCE(SUM(`+names("email.clicked")+`), 0) AS clicked
-		FROM messages m JOIN journey_runs r ON r.id = m.journey_run
-		LEFT JOIN journey_steps s ON s.run = r.id AND s.type = 'send' AND json_valid(s.detail) AND json_extract(s.detail, '$.message_id') = m.id
-		WHERE `+msgWhere(f)+` AND `+msgOut+` GROUP BY 1`, func(r nrow) {
+	// Messages: those a send step's row names, else the run's step now
+	// (the rollup's node).
+	for _, r := range msgs {
+		if r.Journey != j.ID || (channel != "" && r.Channel != channel) || r.Sent == 0 {
+			continue
+		}
 		n := fig(r.Node)
-		n.sent, n.delivered, n.opened, n.clicked = n.sent+r.N, n.delivered+r.Delivered, n.opened+r.Opened, n.clicked+r.Clicked
-	}); err != nil {
-		return t, err
+		n.sent, n.delivered, n.opened, n.clicked = n.sent+r.Sent, n.delivered+r.Delivered, n.opened+r.NodeOpened, n.clicked+r.NodeClicked
 	}
 	// Conversions in the period of runs that passed each step before
 	// their goal.

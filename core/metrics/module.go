@@ -90,7 +90,9 @@ func New(opts Options) *Module {
 func (m *Module) Name() string { return "metrics" }
 
 // parts lists the stateful parts in processing order.
-func (m *Module) parts() []part { return []part{m.rollups, m.funnels, m.attrib, m.inbox} }
+func (m *Module) parts() []part {
+	return []part{m.rollups, m.funnels, m.attrib, m.inbox, messagesPart{}}
+}
 
 func (m *Module) Init(s *app.Setup) error {
 	m.o, m.app, m.log = s.Omni, s.PB, s.Log.With("module", "metrics")

@@ -91,6 +91,11 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"metrics_checkouts":      {"-----", "LV---", "LV---"}, // checkouts and their next order, written by the metrics module only
 	"metrics_funnel_daily":   {"-----", "LV---", "LV---"}, // per-day entry counts, kept by triggers on metrics_funnel_entries
 	"metrics_checkout_daily": {"-----", "LV---", "LV---"}, // per-day checkout counts, kept by triggers on metrics_checkouts
+	// The journeys report's daily rollup of the send ledger and what it
+	// has seen (core/metrics/journeys_rollup.go), written by the module only.
+	"metrics_messages_daily": {"-----", "LV---", "LV---"},
+	"metrics_messages_state": {"-----", "LV---", "LV---"},
+	"metrics_holdout_daily":  {"-----", "LV---", "LV---"},
 }
 
 // pocketBaseOwn are PocketBase's system collections. Their rules belong to
