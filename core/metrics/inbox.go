@@ -101,7 +101,7 @@ type inboxFigures struct {
 func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
 	f := inboxFilter{channel: strings.TrimSpace(q.Params["channel"]), agent: strings.TrimSpace(q.Params["agent"])}
 	if f.channel != "" && !inboxChannelParam.MatchString(f.channel) {
-		return nil, api.BadRequest("channel", fmt.Sprintf("channel: expected a channel name such as whatsapp, email, sms or chat, got %q", f.channel))
+		return nil, api.BadRequest("channel", fmt.Sprintf("expected a channel name such as whatsapp, email, sms or chat, got %q", f.channel))
 	}
 	if f.agent != "" {
 		var n int
@@ -109,7 +109,7 @@ func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
 			return nil, err
 		}
 		if n == 0 {
-			return nil, api.BadRequest("agent", fmt.Sprintf("agent: no staff member has the id %q", f.agent))
+			return nil, api.BadRequest("agent", fmt.Sprintf("no staff member has the id %q", f.agent))
 		}
 	}
 	fcrDays := inboxFCRDaysDefault

@@ -96,7 +96,7 @@ type jfilter struct {
 func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	f := jfilter{journey: strings.TrimSpace(q.Params["journey"]), channel: strings.ToLower(strings.TrimSpace(q.Params["channel"]))}
 	if f.channel != "" && !slices.Contains(msgChannels, f.channel) {
-		return nil, api.BadRequest("channel", fmt.Sprintf("channel: expected %s, got %q", strings.Join(msgChannels, ", "), f.channel))
+		return nil, api.BadRequest("channel", fmt.Sprintf("expected %s, got %q", strings.Join(msgChannels, ", "), f.channel))
 	}
 	db := app.DB()
 	// Names for the journeys table; the graph of the one asked for only.
@@ -112,7 +112,7 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 			}
 		}
 		if current == nil {
-			return nil, api.BadRequest("journey", fmt.Sprintf("journey: no journey with id %q", f.journey))
+			return nil, api.BadRequest("journey", fmt.Sprintf("no journey with id %q", f.journey))
 		}
 		if err := db.NewQuery("SELECT graph FROM journeys WHERE id = {:id}").Bind(dbx.Params{"id": current.ID}).Row(&current.Graph); err != nil {
 			return nil, fmt.Errorf("journeys: %w", err)

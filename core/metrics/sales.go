@@ -29,7 +29,7 @@ func (m *Module) salesReport(app core.App, q Query) (*Report, error) {
 	switch q.By {
 	case "", "channel":
 	default:
-		return nil, api.BadRequest("by", fmt.Sprintf("by: the sales report splits by channel only, got %q", q.By))
+		return nil, api.BadRequest("by", fmt.Sprintf("the sales report splits by channel only, got %q", q.By))
 	}
 	base, _ := m.settings.currency(app)
 	r := newReport("sales", q)
