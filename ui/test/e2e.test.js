@@ -137,7 +137,7 @@ describe('web admin', () => {
     const probe = await apiAs(server.url, ownerToken, '/api/v1/profiles?perPage=1')
     if (probe.status === 404) return t.skip('profiles API not installed (GET /api/v1/profiles → 404): merge the profiles branch')
     await eventually(async () => (await apiAs(server.url, ownerToken, '/api/v1/profiles?q=' + encodeURIComponent(ADA.email))).body.items?.length, { what: 'Ada profile' })
-    await page.getByRole('link', { name: 'Customers' }).click()
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Customers' }).click()
     await page.getByLabel('Search').fill(ADA.email)
     const row = page.getByRole('link', { name: ADA.name })
     await row.waitFor()

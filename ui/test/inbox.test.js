@@ -83,7 +83,7 @@ describe('inbox', () => {
     await page.getByLabel('Email', { exact: true }).fill(AGENT.email)
     await page.getByLabel('Password', { exact: true }).fill(AGENT.password)
     await page.getByRole('button', { name: 'Sign in' }).click()
-    await page.getByRole('link', { name: 'Inbox' }).click()
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Inbox' }).click()
     await page.getByRole('tab', { name: /All open/ }).click()
     await page.getByTestId('empty-view').waitFor()
     // Proof that nothing reloads the page from here on.
@@ -140,7 +140,7 @@ describe('inbox', () => {
     await bea.getByLabel('Email', { exact: true }).fill(BEA.email)
     await bea.getByLabel('Password', { exact: true }).fill(BEA.password)
     await bea.getByRole('button', { name: 'Sign in' }).click()
-    await bea.getByRole('link', { name: 'Inbox' }).click()
+    await bea.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Inbox' }).click()
     await bea.getByRole('tab', { name: /All open/ }).click()
     await bea.locator(`[data-testid="conversation-item"][data-id="${cleoID}"]`).waitFor()
 

@@ -64,7 +64,7 @@ const journeyRow = () => page.getByTestId('journey-row').filter({ has: page.loca
 describe('journeys', () => {
   it('the owner builds the abandoned-checkout journey from its recipe and publishes it', async (t) => {
     await signIn(OWNER)
-    await page.getByRole('link', { name: 'Journeys' }).click()
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Journeys' }).click()
     await page.getByRole('heading', { name: 'Journeys' }).waitFor()
     await page.getByText('No journeys yet.').waitFor()
 

@@ -60,7 +60,7 @@ describe('templates', () => {
     await page.getByLabel('Password', { exact: true }).fill(OWNER.password)
     await page.getByRole('button', { name: 'Sign in' }).click()
     await page.getByTestId('cards').waitFor()
-    await page.getByRole('link', { name: 'Templates' }).click()
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Templates' }).click()
 
     const editor = page.getByRole('form', { name: 'Template editor' })
     const preview = page.getByRole('region', { name: 'Preview' })

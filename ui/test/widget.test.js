@@ -98,7 +98,7 @@ describe('website chat widget', () => {
     await agent.getByLabel('Email', { exact: true }).fill(AGENT.email)
     await agent.getByLabel('Password', { exact: true }).fill(AGENT.password)
     await agent.getByRole('button', { name: 'Sign in' }).click()
-    await agent.getByRole('link', { name: 'Inbox' }).click()
+    await agent.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Inbox' }).click()
     await agent.getByRole('tab', { name: /All open/ }).click()
     const item = agent.getByTestId('conversation-item').filter({ hasText: 'Do the boots come in size 9?' })
     await item.waitFor()
