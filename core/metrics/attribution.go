@@ -340,7 +340,7 @@ func (w *attrTx) orderOf(record, profile string, ev *events.Event, fact *attrOrd
 	}
 	var amount float64
 	for _, k := range []string{"total", "revenue", "value", "total_price", "amount"} {
-		if v, ok := attrNumber(ev.Properties[k]); ok {
+		if v, ok := number(ev.Properties[k]); ok {
 			amount = v
 			break
 		}
@@ -737,24 +737,6 @@ func attrString(v any) string {
 		return x.String()
 	}
 	return ""
-}
-
-func attrNumber(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
-	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
-	}
-	return 0, false
 }
 
 // attrClip cuts s to n bytes on a rune boundary.
