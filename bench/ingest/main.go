@@ -39,6 +39,9 @@ func main() {
 	batch := flag.Int("batch", 100, "events per request")
 	clients := flag.Int("clients", 8, "concurrent clients")
 	rate := flag.Int("rate", 0, "also measure ack latency at this offered load (events/s), below saturation")
+	half := flag.Bool("half", false, "also measure ack latency at half the acknowledged rate just measured")
+	strict := flag.Bool("strict", false, "run the server with durability: strict (fsync before ack)")
+	noFloor := flag.Bool("no-floor", false, "skip the in-process floor measurement")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "omni-bench-")
@@ -50,6 +53,9 @@ func main() {
 	start := time.Now()
 	cmd := exec.Command(*bin, "serve", "--http", addr, "--data-dir", dir)
 	cmd.Env = append(os.Environ(), "OMNI_LOG_LEVEL=warn")
+	if *strict {
+		cmd.Env = append(cmd.Env, "OMNI_DURABILITY=strict")
+	}
 	cmd.Stderr = os.Stderr
 	must(cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
@@ -64,6 +70,7 @@ func main() {
 	work := make(chan []byte)
 	var wg sync.WaitGroup
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients}}
+	cpu0 := cpuTicks(cmd.Process.Pid)
 	t0 := time.Now()
 	for c := 0; c < *clients; c++ {
 		wg.Add(1)
@@ -93,21 +100,37 @@ func main() {
 	close(work)
 	wg.Wait()
 	ackDone := time.Since(t0)
+	ackCPU := cpuTicks(cmd.Process.Pid) - cpu0
 	waitDrained(addr)
 	storedDone := time.Since(t0)
 	loadRSS := rssKB(cmd.Process.Pid)
 
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	fmt.Printf("omni serve, %d events in batches of %d, %d clients over loopback\n", *total, *batch, *clients)
+	mode := "normal"
+	if *strict {
+		mode = "strict"
+	}
+	fmt.Printf("omni serve (durability %s), %d events in batches of %d, %d clients over loopback\n", mode, *total, *batch, *clients)
 	fmt.Printf("  cold start to healthy:   %v\n", coldStart.Round(time.Millisecond))
 	fmt.Printf("  idle RSS:                %d MB (after load: %d MB)\n", idleRSS/1024, loadRSS/1024)
-	fmt.Printf("  acknowledged:            %.0f events/s\n", float64(*total)/ackDone.Seconds())
+	acked := float64(*total) / ackDone.Seconds()
+	fmt.Printf("  acknowledged:            %.0f events/s\n", acked)
+	// Server CPU (user+sys) while the load ran, over the events acked:
+	// it includes the consumers storing in the background, as a peer's
+	// figure includes its own background work.
+	fmt.Printf("  server CPU while acking: %.1f µs per event\n", float64(ackCPU)*1e6/clockTicks/float64(*total))
 	fmt.Printf("  stored in SQLite:        %.0f events/s (end to end)\n", float64(*total)/storedDone.Seconds())
 	fmt.Printf("  ack latency per request: p50 %v  p99 %v\n", pct(lat, 50), pct(lat, 99))
 
+	if *half {
+		*rate = int(acked / 2)
+	}
 	if *rate > 0 {
 		p50, p99, got := paced(client, addr, key, *rate, *batch, 10*time.Second)
 		fmt.Printf("  at an offered %d events/s: ack latency p50 %v  p99 %v (%.0f events/s sent)\n", *rate, p50, p99, got)
+	}
+	if *noFloor {
+		return
 	}
 
 	floorBus, floorDB := floor(*total)
@@ -296,6 +319,25 @@ func rssKB(pid int) int {
 	var kb int
 	fmt.Sscan(string(m[1]), &kb)
 	return kb
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times (100 on
+// every Linux this runs on).
+const clockTicks = 100
+
+// cpuTicks is the user+sys CPU time of pid in clock ticks.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may
+	// contain spaces: utime and stime are the 12th and 13th of them.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	var u, s int64
+	fmt.Sscan(f[11], &u)
+	fmt.Sscan(f[12], &s)
+	return u + s
 }
 
 func must(err error) {
