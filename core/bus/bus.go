@@ -41,7 +41,10 @@ type Options struct {
 	MaxMemory    int64
 	DedupeWindow time.Duration
 	MaxAge       time.Duration
-	// Strict fsyncs every JetStream write before acknowledging it.
+	// Strict fsyncs before a publish returns: PublishAll and Publish
+	// wait for a group-committed fsync of the streams after their acks
+	// (groupsync.go). With an external cluster the cluster's own
+	// sync settings and replicas decide.
 	Strict bool
 	Logger *slog.Logger
 }
@@ -53,6 +56,7 @@ type Bus struct {
 	Conn     *nats.Conn
 	JS       jetstream.JetStream
 	embedded bool
+	sync     *groupSync // nil unless Strict and embedded
 }
 
 // Open starts (or connects to) NATS and makes sure the streams exist.
@@ -102,7 +106,10 @@ func (b *Bus) startEmbedded() error {
 		DontListen:         o.Listen == "",
 	}
 	if o.Strict {
-		sopts.SyncAlways = true
+		// Publishes fsync by group commit (groupsync.go); what else the
+		// server writes (consumer state) is synced at least every second
+		// rather than every two minutes.
+		sopts.SyncInterval = time.Second
 	}
 	if o.Listen != "" {
 		host, port, err := net.SplitHostPort(o.Listen)
@@ -127,6 +134,9 @@ func (b *Bus) startEmbedded() error {
 	}
 	b.server = ns
 	b.embedded = true
+	if o.Strict {
+		b.sync = newGroupSync(o.StoreDir, []string{StreamEvents, StreamOutbox, StreamMessaging})
+	}
 	return nil
 }
 
@@ -186,11 +196,11 @@ type Msg struct {
 
 // natsMsg carries the id as Nats-Msg-Id, which JetStream dedupes on.
 func (m Msg) natsMsg() *nats.Msg {
-	h := nats.Header{}
+	h := make(nats.Header, len(m.Header)+1)
 	for k, v := range m.Header {
 		h[k] = v
 	}
-	h.Set(nats.MsgIdHdr, m.ID)
+	h[nats.MsgIdHdr] = []string{m.ID} // the canonical key already
 	return &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}
 }
 
@@ -198,8 +208,10 @@ func (m Msg) natsMsg() *nats.Msg {
 var ErrUnavailable = errors.New("event bus unavailable")
 
 // PublishAll publishes msgs asynchronously and waits until JetStream has
-// stored every one (or ctx ends). It returns one error per message (nil
-// when stored, including when dropped as a duplicate).
+// stored every one (or ctx ends): all are in flight at once and the acks
+// are awaited together. In strict mode it then waits for the group fsync.
+// It returns one error per message (nil when stored, including when
+// dropped as a duplicate).
 func (b *Bus) PublishAll(ctx context.Context, msgs []Msg) []error {
 	errs := make([]error, len(msgs))
 	futures := make([]jetstream.PubAckFuture, len(msgs))
@@ -223,7 +235,24 @@ func (b *Bus) PublishAll(ctx context.Context, msgs []Msg) []error {
 			errs[i] = fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 		}
 	}
+	if b.sync != nil {
+		if err := b.sync.wait(ctx); err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+		}
+	}
 	return errs
+}
+
+// SyncRounds is how many group fsyncs strict mode has run (0 otherwise).
+func (b *Bus) SyncRounds() uint64 {
+	if b.sync == nil {
+		return 0
+	}
+	return b.sync.rounds.Load()
 }
 
 // Publish stores one message and waits for JetStream's ack.
@@ -231,6 +260,11 @@ func (b *Bus) Publish(ctx context.Context, m Msg) (*jetstream.PubAck, error) {
 	ack, err := b.JS.PublishMsg(ctx, m.natsMsg())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if b.sync != nil {
+		if err := b.sync.wait(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return ack, nil
 }
@@ -260,6 +294,9 @@ func (b *Bus) Close() {
 }
 
 func (b *Bus) shutdownServer() {
+	if b.sync != nil {
+		b.sync.close()
+	}
 	if b.server != nil {
 		b.server.Shutdown()
 		b.server.WaitForShutdown()
