@@ -169,19 +169,25 @@ func validType(t string) bool {
 	if t == "" || len(t) > maxTypeLength {
 		return false
 	}
-	for i, part := range strings.Split(t, ".") {
-		if part == "" {
-			return false
-		}
-		for j, r := range part {
-			ok := (r >= 'a' && r <= 'z') || r == '_' || (j > 0 && r >= '0' && r <= '9')
-			if !ok {
+	// Parts joined by dots, each non-empty, of a-z and _, digits after
+	// the first character; checked in place (this runs for every event).
+	partStart := true
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case c == '.':
+			if partStart {
 				return false
 			}
+			partStart = true
+			continue
+		case (c >= 'a' && c <= 'z') || c == '_' || (!partStart && c >= '0' && c <= '9'):
+		default:
+			return false
 		}
-		_ = i
+		partStart = false
 	}
-	return true
+	return !partStart
 }
 
 // TrackingIDPrefix starts the id of every event that came in through the
@@ -219,8 +225,14 @@ func subjectToken(s string) string {
 	return b.String()
 }
 
-// Marshal encodes the event for the bus.
-func (e *Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+// Marshal encodes the event for the bus: the same bytes as json.Marshal,
+// without its reflection where it can (encode.go).
+func (e *Event) Marshal() ([]byte, error) {
+	if b, ok := e.appendJSON(make([]byte, 0, 512)); ok {
+		return b, nil
+	}
+	return e.marshalFallback()
+}
 
 // Unmarshal decodes an event from the bus.
 func Unmarshal(b []byte) (*Event, error) {

@@ -197,7 +197,7 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 // checkBounds applies the event bounds (bounds.go) to the message's own
 // fields, so an error names the field the client sent.
 func (m *SegmentMessage) checkBounds() error {
-	ids := []struct {
+	ids := [...]struct {
 		field string
 		v     any
 	}{{"messageId", m.MessageID}, {"userId", m.UserID}, {"anonymousId", m.AnonymousID}, {"previousId", m.PreviousID}, {"groupId", m.GroupID}}
@@ -206,13 +206,17 @@ func (m *SegmentMessage) checkBounds() error {
 			return &FieldError{id.field, fmt.Sprintf("is longer than %d characters", MaxIDLength)}
 		}
 	}
-	for field, name := range map[string]string{"event": m.Event, "name": m.Name, "category": m.Category} {
-		if len(name) > MaxNameLength {
-			return &FieldError{field, fmt.Sprintf("is longer than %d characters", MaxNameLength)}
+	// Fixed arrays, not maps: this runs for every tracked event.
+	for _, f := range [...]struct{ field, name string }{{"event", m.Event}, {"name", m.Name}, {"category", m.Category}} {
+		if len(f.name) > MaxNameLength {
+			return &FieldError{f.field, fmt.Sprintf("is longer than %d characters", MaxNameLength)}
 		}
 	}
-	for field, tree := range map[string]map[string]any{"properties": m.Properties, "traits": m.Traits, "context": m.Context} {
-		if err := CheckTree(field, tree); err != nil {
+	for _, f := range [...]struct {
+		field string
+		tree  map[string]any
+	}{{"properties", m.Properties}, {"traits", m.Traits}, {"context", m.Context}} {
+		if err := CheckTree(f.field, f.tree); err != nil {
 			return err
 		}
 	}
@@ -234,7 +238,7 @@ func segmentTime(m *SegmentMessage, receivedAt time.Time) time.Time {
 }
 
 func segmentContext(m *SegmentMessage) Context {
-	c := Context{Extra: map[string]any{}}
+	var c Context
 	for k, v := range m.Context {
 		switch k {
 		case "ip":
@@ -253,6 +257,9 @@ func segmentContext(m *SegmentMessage) Context {
 			p, _ := v.(map[string]any)
 			c.Campaign = &Campaign{Source: str(p, "source"), Medium: str(p, "medium"), Name: str(p, "name"), Term: str(p, "term"), Content: str(p, "content")}
 		default:
+			if c.Extra == nil {
+				c.Extra = make(map[string]any, len(m.Context))
+			}
 			c.Extra[k] = v
 		}
 	}
