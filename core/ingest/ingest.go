@@ -167,6 +167,36 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 	if !ok {
 		return fail(e, http.StatusRequestEntityTooLarge, "batch", fmt.Sprintf("batch is larger than %d KB; send smaller batches", h.opts.MaxBatchBytes/1024))
 	}
+	// A batch no larger than one event may be decoded in one pass: no item
+	// can be over the event limit, and a body that decodes cleanly needs
+	// no per-item errors. Anything else takes the item-by-item path.
+	if len(body) <= h.opts.MaxEventBytes {
+		var in struct {
+			Batch    []events.SegmentMessage `json:"batch"`
+			Context  map[string]any          `json:"context"`
+			SentAt   *time.Time              `json:"sentAt"`
+			WriteKey string                  `json:"writeKey"`
+		}
+		if json.Unmarshal(body, &in) == nil && len(in.Batch) > 0 {
+			src, authErr := h.authenticate(e, in.WriteKey)
+			if src == nil {
+				return authErr
+			}
+			shared := &batchShared{context: in.Context, sentAt: in.SentAt}
+			evs := make([]*events.Event, 0, len(in.Batch))
+			var rejected []Rejected
+			for i := range in.Batch {
+				msg := &in.Batch[i]
+				ev, ferr := h.fromMessage(msg, src, shared)
+				if ferr != nil {
+					rejected = append(rejected, Rejected{Index: i, MessageID: msg.MessageID, Field: fmt.Sprintf("batch[%d].%s", i, ferr.Field), Message: ferr.Message})
+					continue
+				}
+				evs = append(evs, ev)
+			}
+			return h.accept(e, evs, rejected)
+		}
+	}
 	var in struct {
 		Batch    []json.RawMessage `json:"batch"`
 		Context  map[string]any    `json:"context"`
@@ -205,6 +235,12 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 		}
 		evs = append(evs, ev)
 	}
+	return h.accept(e, evs, rejected)
+}
+
+// accept publishes a batch's valid events and answers, naming the
+// rejected ones.
+func (h *Handler) accept(e *core.RequestEvent, evs []*events.Event, rejected []Rejected) error {
 	if len(evs) == 0 {
 		byField := validation.Errors{}
 		for _, r := range rejected {
@@ -237,6 +273,11 @@ func (h *Handler) toEvent(raw []byte, call string, src *source, shared *batchSha
 	if err != nil {
 		return nil, asFieldError(err)
 	}
+	return h.fromMessage(msg, src, shared)
+}
+
+// fromMessage turns one decoded Segment message into a validated event.
+func (h *Handler) fromMessage(msg *events.SegmentMessage, src *source, shared *batchShared) (*events.Event, *events.FieldError) {
 	if shared != nil {
 		if msg.SentAt == nil {
 			msg.SentAt = shared.sentAt
@@ -284,11 +325,27 @@ func Publish(ctx context.Context, b *bus.Bus, evs []*events.Event) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	msgs := make([]bus.Msg, len(evs))
+	errs := make([]error, len(evs))
+	ok := msgs[:0]
 	for i, ev := range evs {
-		data, _ := ev.Marshal()
-		msgs[i] = bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID}
+		data, err := ev.Marshal()
+		if err != nil { // a validated event always encodes; never publish half of one
+			errs[i] = err
+			continue
+		}
+		ok = append(ok, bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID})
 	}
-	return b.PublishAll(ctx, msgs)
+	if len(ok) == len(evs) {
+		return b.PublishAll(ctx, msgs)
+	}
+	pubErrs := b.PublishAll(ctx, ok)
+	for i, j := 0, 0; i < len(errs); i++ {
+		if errs[i] == nil {
+			errs[i] = pubErrs[j]
+			j++
+		}
+	}
+	return errs
 }
 
 func (h *Handler) unavailable(e *core.RequestEvent, err error) error {

@@ -300,3 +300,49 @@ func TestDisabledSourceIsRefusedAtOnce(t *testing.T) {
 		t.Fatalf("disabled source still accepted (cached key?): %d %s", code, b)
 	}
 }
+
+// A small batch is decoded in one pass; one with an item of the wrong JSON
+// shape falls back to decoding item by item. Both answer and store alike.
+func TestSmallBatchOnePassAndFallbackAgree(t *testing.T) {
+	s := omnitest.Start(t, omnitest.Options{})
+	type answer struct {
+		Accepted int `json:"accepted"`
+		Rejected []struct {
+			Index     int    `json:"index"`
+			MessageID string `json:"messageId"`
+			Field     string `json:"field"`
+		} `json:"rejected"`
+	}
+	post := func(body string) answer {
+		t.Helper()
+		code, out := s.Track(t, "/v1/batch", body)
+		if code != 200 {
+			t.Fatalf("%d %s", code, out)
+		}
+		var a answer
+		if err := json.Unmarshal(out, &a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	onePass := post(`{"batch":[{"type":"track","messageId":"fast-ok","userId":"u1","event":"Order Completed","properties":{"total":5}},
+		{"type":"track","messageId":"fast-bad","userId":"u1"}],"context":{"ip":"10.9.8.7"}}`)
+	if onePass.Accepted != 1 || len(onePass.Rejected) != 1 || onePass.Rejected[0].Index != 1 ||
+		onePass.Rejected[0].MessageID != "fast-bad" || onePass.Rejected[0].Field != "batch[1].event" {
+		t.Fatalf("one pass: %+v", onePass)
+	}
+	fallback := post(`{"batch":[{"type":"track","messageId":"slow-ok","userId":"u1","event":"Order Completed","properties":{"total":5}},
+		{"type":"track","messageId":"slow-bad","userId":"u1","event":"E","properties":"not an object"}],"context":{"ip":"10.9.8.7"}}`)
+	if fallback.Accepted != 1 || len(fallback.Rejected) != 1 || fallback.Rejected[0].Index != 1 || fallback.Rejected[0].MessageID != "slow-bad" {
+		t.Fatalf("fallback: %+v", fallback)
+	}
+	s.WaitEvents(t, 2)
+	fast, slow := find(t, s, "fast-ok"), find(t, s, "slow-ok")
+	if fast.Type != "order.placed" || fast.Type != slow.Type || fast.Properties != slow.Properties || fast.Context != slow.Context ||
+		!strings.Contains(fast.Context, "10.9.8.7") {
+		t.Fatalf("one pass stored %+v, fallback %+v", fast, slow)
+	}
+	if countID(t, s, "fast-bad")+countID(t, s, "slow-bad") != 0 {
+		t.Fatal("rejected items stored")
+	}
+}
