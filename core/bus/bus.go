@@ -135,7 +135,7 @@ func (b *Bus) startEmbedded() error {
 	b.server = ns
 	b.embedded = true
 	if o.Strict {
-		b.sync = newGroupSync(o.StoreDir, []string{StreamEvents, StreamOutbox, StreamMessaging})
+		b.sync = newGroupSync(ns.StoreDir(), []string{StreamEvents, StreamOutbox, StreamMessaging})
 	}
 	return nil
 }

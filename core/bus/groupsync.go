@@ -34,12 +34,14 @@ type groupSync struct {
 	files  atomic.Uint64 // block files fsynced
 }
 
-func newGroupSync(storeDir string, streams []string) *groupSync {
+// newGroupSync starts the syncer; jsDir is the embedded server's JetStream
+// directory (Server.StoreDir), under which it keeps the global account's
+// streams.
+func newGroupSync(jsDir string, streams []string) *groupSync {
 	g := &groupSync{wake: make(chan struct{}, 1), round: 1, stopped: make(chan struct{})}
 	g.done = sync.NewCond(&g.mu)
-	// The embedded server keeps the global account's streams here.
 	for _, s := range streams {
-		g.dirs = append(g.dirs, filepath.Join(storeDir, "jetstream", "$G", "streams", s, "msgs"))
+		g.dirs = append(g.dirs, filepath.Join(jsDir, "$G", "streams", s, "msgs"))
 	}
 	go g.loop()
 	return g
