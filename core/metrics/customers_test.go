@@ -25,18 +25,19 @@ import (
 // at now, and an agent's token (reports are for all staff).
 type custShop struct {
 	*omnitest.Server
-	agent string
+	agent   string
+	metrics *metrics.Module
 }
 
 func startCustShop(t testing.TB, now time.Time) *custShop {
 	t.Helper()
+	m := metrics.New(metrics.Options{Now: func() time.Time { return now }})
 	s := omnitest.Start(t, omnitest.Options{
 		Configure: func(c *config.Config) { c.Profiles.BaseCurrency = "EUR" },
 		Modules: func(o *app.Omni) []app.Module {
-			return []app.Module{profiles.New(profiles.Options{Now: func() time.Time { return now }, Interval: -1}),
-				metrics.New(metrics.Options{Now: func() time.Time { return now }})}
+			return []app.Module{profiles.New(profiles.Options{Now: func() time.Time { return now }, Interval: -1}), m}
 		}})
-	return &custShop{Server: s, agent: s.Staff(t, "agent@omni-shop.dev", "agent")}
+	return &custShop{Server: s, agent: s.Staff(t, "agent@omni-shop.dev", "agent"), metrics: m}
 }
 
 // custReport GETs the customers report and decodes it.
@@ -94,45 +95,6 @@ func seedOrder(t testing.TB, db dbx.Builder, o custOrder) {
 	}
 }
 
-// seedCustomer writes the rollups' per-customer row, derived from the
-// customer's counted orders and refunds (UTC shop: months are UTC months).
-func seedCustomer(t testing.TB, db dbx.Builder, profile string, orders []custOrder) {
-	t.Helper()
-	var first, last time.Time
-	var n int
-	var net float64
-	months := []int{}
-	seen := map[int]bool{}
-	for _, o := range orders {
-		at, _ := time.Parse(time.DateTime, o.at)
-		if o.kind == "refund" {
-			net -= o.amount
-			continue
-		}
-		if o.kind != "order" || o.duplicate {
-			continue
-		}
-		if n == 0 {
-			first = at
-		}
-		n++
-		last = at
-		net += o.amount
-		k := (at.Year()-first.Year())*12 + int(at.Month()) - int(first.Month())
-		if !seen[k] {
-			seen[k] = true
-			months = append(months, k)
-		}
-	}
-	mj, _ := json.Marshal(months)
-	if _, err := db.NewQuery(`INSERT INTO metrics_customers (id, profile, first_order_at, first_month, first_channel, last_order_at, orders, net_base, months, contrib)
-		VALUES ({:id}, {:p}, {:f}, {:fm}, {:ch}, {:l}, {:n}, {:net}, {:m}, '[]')`).Bind(dbx.Params{
-		"id": store.NewRecordID(), "p": profile, "f": store.FormatTime(first), "fm": first.Format("2006-01"), "ch": orders[0].channel,
-		"l": store.FormatTime(last), "n": n, "net": net, "m": string(mj)}).Execute(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // seedCustShop writes the shop every customers test reads (all times UTC,
 // the shop's zone; amounts in EUR, the base currency):
 //
@@ -159,12 +121,17 @@ func seedCustShop(t testing.TB, s *custShop) {
 		"F": {{kind: "order", at: "2026-04-28 10:00:00", channel: "pos", amount: 50}, {kind: "order", at: "2026-04-29 10:00:00", channel: "pos", amount: 50, duplicate: true}},
 		"G": {{kind: "order", at: "2026-05-05 10:00:00", channel: "web", amount: 90}},
 	}
+	var buyers []string
 	for p, orders := range shop {
 		for _, o := range orders {
 			o.profile = p
 			seedOrder(t, db, o)
 		}
-		seedCustomer(t, db, p, orders)
+		buyers = append(buyers, p)
+	}
+	// The rollups derive each customer's row and daily rows from the facts.
+	if err := metrics.RecomputeCustomers(s.PB, buyers...); err != nil {
+		t.Fatal(err)
 	}
 	seedOrder(t, db, custOrder{kind: "order", at: "2026-04-15 10:00:00", channel: "web", amount: 999})
 	for _, p := range []struct{ id, merged, lifecycle, buying string }{
@@ -173,6 +140,11 @@ func seedCustShop(t testing.TB, s *custShop) {
 		{"G", "", "post_purchase", "first_purchase"}, {"H", "", "awareness", "new"}, {"I", "A", "loyal", "at_risk"},
 	} {
 		seedProfile(t, db, p.id, p.merged, p.lifecycle, p.buying)
+	}
+	// Profiles written behind the profiles module's back: count them now,
+	// as the module's background count would.
+	if err := s.metrics.CountStages(s.PB); err != nil {
+		t.Fatal(err)
 	}
 }
 

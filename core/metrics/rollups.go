@@ -720,7 +720,31 @@ func derive(facts []*fact) *customerState {
 	if cs.months == nil {
 		cs.months = []int{}
 	}
+	if cs.orders > 0 {
+		cs.addBuyerRows(firstDay)
+	}
 	return cs
+}
+
+// addBuyerRows adds the customers report's rows of a buyer (so the report
+// sums a few hundred daily rows, not every buyer's row): on the first
+// order's day by first channel, customers_first (value = lifetime net in
+// the base currency, count 1) and customers_first_orders (value = lifetime
+// orders, count 1 when two or more); on the cohort month's 1st, one
+// customers_cohort row per later month with an order (dim = the offset).
+func (cs *customerState) addBuyerRows(firstDay string) {
+	c := cs.contrib
+	repeat := 0.0
+	if cs.orders >= 2 {
+		repeat = 1
+	}
+	c.add("customers_first", firstDay, cs.firstChannel, "", round6(cs.netBase), 1)
+	c.add("customers_first_orders", firstDay, cs.firstChannel, "", float64(cs.orders), repeat)
+	for _, k := range cs.months {
+		if k >= 1 {
+			c.add("customers_cohort", cs.firstMonth+"-01", strconv.Itoa(k), "", 0, 1)
+		}
+	}
 }
 
 func newOrReturning(metric string, returning bool) string {
