@@ -457,3 +457,55 @@ func TestCustomersThroughEvents(t *testing.T) {
 	wantCustTotals(t, "erased", r.Totals, map[string]float64{"customers": 1, "new_customers": 1, "ltv": 50, "orders_per_customer": 1, "repeat_rate": 0})
 	wantRows(t, "erased cohorts", cohort(r), [][]any{{m1s, 1.0, 0.0, nil, nil}})
 }
+
+// TestCustomersUpgradeAddsBuyerRows: a shop whose rollups predate the
+// customers report's daily rows (as migration 1765001000's way back leaves
+// them) gets the same report from the migration as from the rollups, and
+// a new order afterwards moves the rows like any other.
+func TestCustomersUpgradeAddsBuyerRows(t *testing.T) {
+	s := startCustShop(t, custNow)
+	seedCustShop(t, s)
+	const query = "from=2026-04-01&to=2026-04-30&compare=previous"
+	want := s.custReport(t, query)
+	rows := func() int {
+		var n int
+		if err := s.PB.DB().NewQuery(`SELECT COUNT(*) FROM metrics_daily WHERE metric LIKE 'customers\_%' ESCAPE '\' AND metric != 'customers_new'`).Row(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	if err := metrics.RemoveBuyerRows(s.PB); err != nil {
+		t.Fatal(err)
+	}
+	if n := rows(); n != 0 {
+		t.Fatalf("%d buyer rows left after the way back", n)
+	}
+	if got := s.custReport(t, query); got.Totals["customers"] != 0 {
+		t.Fatalf("without the rows the report still has %v customers", got.Totals["customers"])
+	}
+	if err := metrics.AddBuyerRows(s.PB); err != nil {
+		t.Fatal(err)
+	}
+	got := s.custReport(t, query)
+	wantCustTotals(t, "migrated", got.Totals, want.Totals)
+	wantCustTotals(t, "migrated previous", got.Previous, want.Previous)
+	for _, name := range []string{"cohorts", "ltv_by_month", "ltv_by_channel"} {
+		wantRows(t, "migrated "+name, custTable(t, got, name).Rows, custTable(t, want, name).Rows)
+	}
+
+	// G orders again on Jun 2 (month 1 of May's cohort): G becomes a repeat
+	// buyer and May's m1 is 1/1; the migrated rows move with the new order.
+	seedOrder(t, s.PB.DB(), custOrder{profile: "G", kind: "order", at: "2026-06-02 10:00:00", channel: "web", amount: 10})
+	if err := metrics.RecomputeCustomers(s.PB, "G"); err != nil {
+		t.Fatal(err)
+	}
+	may := s.custReport(t, "from=2026-05-01&to=2026-05-31")
+	wantCustTotals(t, "after G's second order", may.Totals, map[string]float64{
+		"customers": 7, "new_customers": 1, "ltv": (510 + 100.0) / 7, "ltv_new": 100, "orders_per_customer": 13.0 / 7, "repeat_rate": 4.0 / 7,
+	})
+	wantRows(t, "may ltv_by_month", custTable(t, may, "ltv_by_month").Rows[3:], [][]any{{"2026-05", 1.0, 100.0, 2.0}})
+	if row := custTable(t, may, "cohorts").Rows[3]; row[0] != "2026-05" || row[2] != 1.0 {
+		t.Fatalf("May's cohort %v, want m1 = 1", row)
+	}
+}

@@ -11,3 +11,9 @@ func RecomputeCustomers(app core.App, profiles ...string) error {
 // CountStages counts the profiles by stage now, as the background count
 // does (tests write profiles directly, behind the profiles module).
 func (m *Module) CountStages(app core.App) error { return m.recountStages(app) }
+
+// The upgrade migration 1765001000 and its way back.
+var (
+	AddBuyerRows    = addBuyerRows
+	RemoveBuyerRows = removeBuyerRows
+)
