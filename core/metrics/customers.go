@@ -278,7 +278,10 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 		// Buckets are whole days of the shop's zone, which
 		// metrics_orders.day is: a customer bought in a bucket when one of
 		// their orders in it follows an order before it (or none), so each
-		// bucket is one count over idx_metrics_orders_prev.
+		// bucket is one count over idx_metrics_orders_prev. A whole
+		// calendar month is its new customers plus the earlier cohorts'
+		// buyers in it (their customers_cohort rows), without the scan.
+		var returning map[string]float64
 		count := db.NewQuery(`SELECT COUNT(*) FROM ` + OrdersCollection + ` INDEXED BY idx_metrics_orders_prev
 			WHERE kind = 'order' AND duplicate = 0 AND day >= {:lo} AND day <= {:hi} AND prev_day < {:lo} AND profile != ''`).Prepare()
 		defer count.Close()
@@ -288,6 +291,16 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 				end = buckets[i+1]
 			}
 			lo, hi := b.In(q.Loc).Format(dayLayout), end.In(q.Loc).AddDate(0, 0, -1).Format(dayLayout)
+			if strings.HasSuffix(lo, "-01") && month(lo) == month(hi) && month(end.In(q.Loc).Format(dayLayout)) != month(hi) {
+				if returning == nil {
+					var err error
+					if returning, err = cohortBuyersByMonth(db); err != nil {
+						return nil, 0, err
+					}
+				}
+				buyers[i] = newC[i] + returning[month(lo)]
+				continue
+			}
 			if err := count.Bind(dbx.Params{"lo": lo, "hi": hi}).Row(&buyers[i]); err != nil {
 				return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
 			}
@@ -303,6 +316,28 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 	}
 	s.Y["new_customers"], s.Y["returning_customers"] = newC, ret
 	return s, distinct, nil
+}
+
+// cohortBuyersByMonth counts, per calendar month (YYYY-MM), the customers
+// whose first order was in an earlier month and who ordered in it: every
+// cohort's customers_cohort rows, each offset put on its month.
+func cohortBuyersByMonth(db dbx.Builder) (map[string]float64, error) {
+	var rows []struct {
+		Cohort string  `db:"cohort"`
+		Offset int     `db:"k"`
+		N      float64 `db:"n"`
+	}
+	if err := db.NewQuery(`SELECT day AS cohort, CAST(dim AS INTEGER) AS k, count AS n FROM ` + DailyCollection +
+		` WHERE metric = 'customers_cohort'`).All(&rows); err != nil {
+		return nil, fmt.Errorf("buyers by month: %w", err)
+	}
+	out := map[string]float64{}
+	for _, r := range rows {
+		if t, err := time.Parse(dayLayout, r.Cohort); err == nil && r.Offset >= 1 {
+			out[t.AddDate(0, r.Offset, 0).Format("2006-01")] += r.N
+		}
+	}
+	return out, nil
 }
 
 // hourlyBuyers counts the customers who bought in each hour bucket and in
