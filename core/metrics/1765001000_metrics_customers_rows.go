@@ -7,7 +7,8 @@ import (
 
 // Every customer's contribution gains the customers report's rows
 // (derive, addBuyerRows): a buyer's lifetime net and orders on their first
-// order's day by first channel, and their cohort's month offsets.
+// order's day by first channel (summed by month too), and their cohort's
+// month offsets.
 func init() {
 	m.Register(addBuyerRows, removeBuyerRows, "1765001000_metrics_customers_rows.go")
 }
@@ -27,7 +28,8 @@ func addBuyerRows(app core.App) error {
 // customer is recorded to have added, so the older code's diffs stay right.
 func removeBuyerRows(app core.App) error {
 	const buyerMetrics = "('customers_first', 'customers_first_orders', 'customers_cohort')"
-	if _, err := app.DB().NewQuery("DELETE FROM metrics_daily WHERE metric IN " + buyerMetrics).Execute(); err != nil {
+	if _, err := app.DB().NewQuery("DELETE FROM metrics_daily WHERE metric IN " + buyerMetrics +
+		" OR metric IN ('customers_first_month', 'customers_first_orders_month')").Execute(); err != nil {
 		return err
 	}
 	_, err := app.DB().NewQuery(`UPDATE metrics_customers SET contrib = (SELECT json_group_array(json(j.value))

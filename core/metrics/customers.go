@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -125,26 +126,17 @@ func buyerGroups(db dbx.Builder, q, prev Query) (*buyerGroupSet, error) {
 	}
 	// Days are the shop's, as the range's are: a first order before the
 	// range's first day is before the range.
-	var rows []struct {
-		Metric  string  `db:"metric"`
-		Channel string  `db:"dim"`
-		Seg     int     `db:"seg"`
-		Value   float64 `db:"value"`
-		Count   float64 `db:"count"`
-	}
-	if err := db.NewQuery(`SELECT metric, dim, CASE WHEN day < {:pfrom} THEN 0 WHEN day < {:from} THEN 1 ELSE 2 END AS seg,
-		TOTAL(value) AS value, TOTAL(count) AS count FROM ` + DailyCollection + `
-		WHERE metric IN ('customers_first', 'customers_first_orders') AND day <= {:to} GROUP BY metric, dim, seg`).
-		Bind(dbx.Params{"pfrom": pfrom, "from": q.From, "to": q.To}).All(&rows); err != nil {
+	rows, err := firstOrderRows(db, q.To, []string{pfrom, q.From})
+	if err != nil {
 		return nil, fmt.Errorf("buyers by first channel: %w", err)
 	}
 	g := &buyerGroupSet{by: map[string][3]buyerStats{}}
 	for _, r := range rows {
 		v := g.by[r.Channel]
 		if r.Metric == "customers_first" {
-			v[r.Seg].N, v[r.Seg].Net = r.Count, r.Value
+			v[r.Seg].N, v[r.Seg].Net = v[r.Seg].N+r.Count, v[r.Seg].Net+r.Value
 		} else {
-			v[r.Seg].Orders, v[r.Seg].Repeat = r.Value, r.Count
+			v[r.Seg].Orders, v[r.Seg].Repeat = v[r.Seg].Orders+r.Value, v[r.Seg].Repeat+r.Count
 		}
 		g.by[r.Channel] = v
 	}
@@ -160,6 +152,58 @@ func buyerGroups(db dbx.Builder, q, prev Query) (*buyerGroupSet, error) {
 		return a < b
 	})
 	return g, nil
+}
+
+// firstOrderRow is a sum of customers_first or customers_first_orders rows
+// (Metric without "_month") of one first channel in one segment.
+type firstOrderRow struct {
+	Metric  string  `db:"metric"`
+	Channel string  `db:"dim"`
+	Day     string  `db:"day"`
+	Value   float64 `db:"value"`
+	Count   float64 `db:"count"`
+	Seg     int     `db:"-"` // how many of the bounds are on or before Day
+}
+
+// firstOrderRows reads the buyers' first-order rows of the days up to to,
+// split at bounds (ascending days, each the first of a segment): the
+// months no bound or to cuts from the monthly rows, the others' days from
+// the daily rows (two years are some 50 rows a channel, not 730).
+func firstOrderRows(db dbx.Builder, to string, bounds []string) ([]firstOrderRow, error) {
+	cut := map[string]bool{} // months read by day
+	for _, b := range bounds {
+		if !strings.HasSuffix(b, "-01") {
+			cut[month(b)] = true
+		}
+	}
+	if t, err := time.Parse(dayLayout, to); err == nil && t.AddDate(0, 0, 1).Day() != 1 {
+		cut[month(to)] = true
+	}
+	var rows []firstOrderRow
+	if err := db.NewQuery(`SELECT substr(metric, 1, length(metric) - 6) AS metric, dim, day, value, count FROM ` + DailyCollection + `
+		WHERE metric IN ('customers_first_month', 'customers_first_orders_month') AND day <= {:to}`).
+		Bind(dbx.Params{"to": to}).All(&rows); err != nil {
+		return nil, err
+	}
+	rows = slices.DeleteFunc(rows, func(r firstOrderRow) bool { return cut[month(r.Day)] })
+	days := db.NewQuery(`SELECT metric, dim, day, value, count FROM ` + DailyCollection + `
+		WHERE metric IN ('customers_first', 'customers_first_orders') AND day >= {:lo} AND day <= {:hi}`).Prepare()
+	defer days.Close()
+	for mo := range cut {
+		var more []firstOrderRow
+		if err := days.Bind(dbx.Params{"lo": mo + "-01", "hi": min(mo+"-31", to)}).All(&more); err != nil {
+			return nil, err
+		}
+		rows = append(rows, more...)
+	}
+	for i := range rows {
+		for _, b := range bounds {
+			if b <= rows[i].Day {
+				rows[i].Seg++
+			}
+		}
+	}
+	return rows, nil
 }
 
 // sum adds the given segments over every channel (or one channel).
@@ -416,7 +460,7 @@ func cohortMonthsOf(q Query) []string {
 func cohortTables(db dbx.Builder, q Query) (Table, Table, error) {
 	months := cohortMonthsOf(q)
 	// A cohort's rows: its buyers' customers_first and customers_first_orders
-	// rows on the days of its month, its customers_cohort rows on the 1st.
+	// rows summed by month, its customers_cohort rows, all on the 1st.
 	lo := months[0] + "-01"
 	hi := months[len(months)-1] + "-31"
 	p := dbx.Params{"lo": lo, "hi": hi}
@@ -426,8 +470,9 @@ func cohortTables(db dbx.Builder, q Query) (Table, Table, error) {
 		Value  float64 `db:"value"`
 		Count  float64 `db:"count"`
 	}
-	if err := db.NewQuery(`SELECT substr(day, 1, 7) AS first_month, metric, TOTAL(value) AS value, TOTAL(count) AS count
-		FROM ` + DailyCollection + ` WHERE metric IN ('customers_first', 'customers_first_orders') AND day >= {:lo} AND day <= {:hi}
+	if err := db.NewQuery(`SELECT substr(day, 1, 7) AS first_month, substr(metric, 1, length(metric) - 6) AS metric,
+		TOTAL(value) AS value, TOTAL(count) AS count FROM ` + DailyCollection + `
+		WHERE metric IN ('customers_first_month', 'customers_first_orders_month') AND day >= {:lo} AND day <= {:hi}
 		GROUP BY metric, first_month`).Bind(p).All(&sums); err != nil {
 		return Table{}, Table{}, fmt.Errorf("cohorts: %w", err)
 	}
