@@ -632,7 +632,7 @@ func (c *stageCounts) note(loc *time.Location) string {
 	switch {
 	case c.at.IsZero():
 		return "The profiles are still being counted by stage (a few seconds after a start): the stage figures are empty until then."
-	case time.Since(c.at) > 2*stageTTL:
+	case time.Since(c.at) > staleNoteAfter:
 		return "Stage counts are as of " + c.at.In(loc).Format("2006-01-02 15:04") + "; newer ones are being counted."
 	}
 	return ""
@@ -646,7 +646,13 @@ func (c *stageCounts) note(loc *time.Location) string {
 // in the background (stages change slowly). A report shows the last counts.
 var stageCache sync.Map
 
-const stageTTL = 30 * time.Second
+// A count takes seconds of CPU with 200k profiles: at most one a minute
+// while reports are read; a report says how old counts are past 5 minutes
+// (after a quiet spell, until the count it started is done).
+const (
+	stageTTL       = time.Minute
+	staleNoteAfter = 5 * time.Minute
+)
 
 type stageEntry struct {
 	mu         sync.Mutex
