@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -60,10 +61,7 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 	}
 	r.Series = series
 	r.Totals = groups.totals(false, buyers)
-	now, err := m.profileStages(app)
-	if err != nil {
-		return nil, err
-	}
+	now := m.profileStages(app)
 	// Churn risk is the profiles' stage now: the stage is not kept as of a
 	// past day, so it has no previous value.
 	r.Totals["churn_risk"] = now.buying["at_risk"]
@@ -83,11 +81,11 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	moves, err := stageMoves(db, q, r.Totals["new_customers"], now.atRisk)
-	if err != nil {
-		return nil, err
+	moves := stageMoves(q, r.Totals["new_customers"], now)
+	r.Tables = append(r.Tables, cohorts, byMonth, groups.channelTable(), stageTable(now, moves), lifecycleTable(now))
+	if note := now.note(q.Loc); note != "" {
+		r.Notes = append(r.Notes, note)
 	}
-	r.Tables = append(r.Tables, cohorts, byMonth, groups.channelTable(), stageTable(now.buying, moves), lifecycleTable(now.lifecycle))
 	if r.Currency == "" {
 		r.Notes = append(r.Notes, "No base currency is set yet, so lifetime values are 0: set one in the report settings.")
 	}
@@ -98,8 +96,7 @@ func (m *Module) customersReport(app core.App, q Query) (*Report, error) {
 const (
 	beforePrevious = iota // before the previous period (or before the range without compare)
 	inPrevious            // in the previous period
-	inRange               // in the range
-	afterRange            // after it
+	inRange               // in the range (later ones are not read)
 )
 
 // buyerStats sums buyers' lifetime figures.
@@ -115,48 +112,33 @@ func (b *buyerStats) add(o buyerStats) {
 }
 
 // buyerGroups sums the buyers by first channel and by where their first
-// order falls: one pass over the covering channel index gives the totals
-// of both periods and the channel table.
+// order falls, from their customers_first rows in metrics_daily: the
+// totals of both periods and the channel table.
 type buyerGroupSet struct {
 	channels []string                 // by number of buyers up to the range end, most first
-	by       map[string][4]buyerStats // channel → segment
+	by       map[string][3]buyerStats // channel → segment
 }
 
 func buyerGroups(db dbx.Builder, q, prev Query) (*buyerGroupSet, error) {
-	pstart := q.Start
+	pfrom := q.From
 	if q.Compare {
-		pstart = prev.Start
+		pfrom = prev.From
 	}
-	// One pass in the channel index's order: a sum per segment of each
-	// channel, so SQLite needs no sort.
-	cols := []string{"first_channel"}
-	for seg := range 4 {
-		in := fmt.Sprintf("seg = %d", seg)
-		cols = append(cols, fmt.Sprintf("TOTAL(%[1]s) AS n%[2]d, TOTAL(iif(%[1]s, net_base, 0)) AS net%[2]d, TOTAL(iif(%[1]s, orders, 0)) AS orders%[2]d, TOTAL(%[1]s AND orders >= 2) AS repeat%[2]d", in, seg))
-	}
-	rows, err := db.NewQuery(`SELECT ` + strings.Join(cols, ", ") + ` FROM (SELECT first_channel, net_base, orders,
-		CASE WHEN first_order_at < {:pstart} THEN 0 WHEN first_order_at < {:start} THEN 1 WHEN first_order_at < {:end} THEN 2 ELSE 3 END AS seg
-		FROM ` + CustomersCollection + ` WHERE first_order_at != '') GROUP BY first_channel`).
-		Bind(dbx.Params{"pstart": store.FormatTime(pstart), "start": store.FormatTime(q.Start), "end": store.FormatTime(q.End)}).Rows()
+	// Days are the shop's, as the range's are: a first order before the
+	// range's first day is before the range.
+	rows, err := firstOrderRows(db, q.To, []string{pfrom, q.From})
 	if err != nil {
 		return nil, fmt.Errorf("buyers by first channel: %w", err)
 	}
-	defer rows.Close()
-	g := &buyerGroupSet{by: map[string][4]buyerStats{}}
-	for rows.Next() {
-		var ch string
-		var v [4]buyerStats
-		dest := []any{&ch}
-		for i := range v {
-			dest = append(dest, &v[i].N, &v[i].Net, &v[i].Orders, &v[i].Repeat)
+	g := &buyerGroupSet{by: map[string][3]buyerStats{}}
+	for _, r := range rows {
+		v := g.by[r.Channel]
+		if r.Metric == "customers_first" {
+			v[r.Seg].N, v[r.Seg].Net = v[r.Seg].N+r.Count, v[r.Seg].Net+r.Value
+		} else {
+			v[r.Seg].Orders, v[r.Seg].Repeat = v[r.Seg].Orders+r.Value, v[r.Seg].Repeat+r.Count
 		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("buyers by first channel: %w", err)
-		}
-		g.by[ch] = v
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("buyers by first channel: %w", err)
+		g.by[r.Channel] = v
 	}
 	upToEnd := func(ch string) float64 { v := g.by[ch]; return v[0].N + v[1].N + v[2].N }
 	for ch := range g.by {
@@ -170,6 +152,58 @@ func buyerGroups(db dbx.Builder, q, prev Query) (*buyerGroupSet, error) {
 		return a < b
 	})
 	return g, nil
+}
+
+// firstOrderRow is a sum of customers_first or customers_first_orders rows
+// (Metric without "_month") of one first channel in one segment.
+type firstOrderRow struct {
+	Metric  string  `db:"metric"`
+	Channel string  `db:"dim"`
+	Day     string  `db:"day"`
+	Value   float64 `db:"value"`
+	Count   float64 `db:"count"`
+	Seg     int     `db:"-"` // how many of the bounds are on or before Day
+}
+
+// firstOrderRows reads the buyers' first-order rows of the days up to to,
+// split at bounds (ascending days, each the first of a segment): the
+// months no bound or to cuts from the monthly rows, the others' days from
+// the daily rows (two years are some 50 rows a channel, not 730).
+func firstOrderRows(db dbx.Builder, to string, bounds []string) ([]firstOrderRow, error) {
+	cut := map[string]bool{} // months read by day
+	for _, b := range bounds {
+		if !strings.HasSuffix(b, "-01") {
+			cut[month(b)] = true
+		}
+	}
+	if t, err := time.Parse(dayLayout, to); err == nil && t.AddDate(0, 0, 1).Day() != 1 {
+		cut[month(to)] = true
+	}
+	var rows []firstOrderRow
+	if err := db.NewQuery(`SELECT substr(metric, 1, length(metric) - 6) AS metric, dim, day, value, count FROM ` + DailyCollection + `
+		WHERE metric IN ('customers_first_month', 'customers_first_orders_month') AND day <= {:to}`).
+		Bind(dbx.Params{"to": to}).All(&rows); err != nil {
+		return nil, err
+	}
+	rows = slices.DeleteFunc(rows, func(r firstOrderRow) bool { return cut[month(r.Day)] })
+	days := db.NewQuery(`SELECT metric, dim, day, value, count FROM ` + DailyCollection + `
+		WHERE metric IN ('customers_first', 'customers_first_orders') AND day >= {:lo} AND day <= {:hi}`).Prepare()
+	defer days.Close()
+	for mo := range cut {
+		var more []firstOrderRow
+		if err := days.Bind(dbx.Params{"lo": mo + "-01", "hi": min(mo+"-31", to)}).All(&more); err != nil {
+			return nil, err
+		}
+		rows = append(rows, more...)
+	}
+	for i := range rows {
+		for _, b := range bounds {
+			if b <= rows[i].Day {
+				rows[i].Seg++
+			}
+		}
+	}
+	return rows, nil
 }
 
 // sum adds the given segments over every channel (or one channel).
@@ -245,15 +279,35 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 	newC, buyers := make([]float64, len(buckets)), make([]float64, len(buckets))
 	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "from": q.From, "to": q.To}
 
-	var firsts []string
-	if err := db.NewQuery("SELECT first_order_at FROM " + CustomersCollection +
-		" WHERE first_order_at >= {:start} AND first_order_at < {:end}").Bind(p).Column(&firsts); err != nil {
-		return nil, 0, fmt.Errorf("new customers by bucket: %w", err)
-	}
-	for _, f := range firsts {
-		if t, err := time.Parse(dbTime, f); err == nil {
-			if i := bucketIndex(buckets, t); i >= 0 {
-				newC[i]++
+	if q.Bucket == "hour" {
+		// Hours need the first order's time: few buyers start in a short range.
+		var firsts []string
+		if err := db.NewQuery("SELECT first_order_at FROM " + CustomersCollection +
+			" WHERE first_order_at >= {:start} AND first_order_at < {:end}").Bind(p).Column(&firsts); err != nil {
+			return nil, 0, fmt.Errorf("new customers by bucket: %w", err)
+		}
+		for _, f := range firsts {
+			if t, err := time.Parse(dbTime, f); err == nil {
+				if i := bucketIndex(buckets, t); i >= 0 {
+					newC[i]++
+				}
+			}
+		}
+	} else {
+		// Other buckets are whole days: the customers_first rows by day.
+		var days []struct {
+			Day string  `db:"day"`
+			N   float64 `db:"n"`
+		}
+		if err := db.NewQuery("SELECT day, TOTAL(count) AS n FROM " + DailyCollection +
+			" WHERE metric = 'customers_first' AND day >= {:from} AND day <= {:to} GROUP BY day").Bind(p).All(&days); err != nil {
+			return nil, 0, fmt.Errorf("new customers by bucket: %w", err)
+		}
+		for _, d := range days {
+			if t, err := time.ParseInLocation(dayLayout, d.Day, q.Loc); err == nil {
+				if i := bucketIndex(buckets, t); i >= 0 {
+					newC[i] += d.N
+				}
 			}
 		}
 	}
@@ -268,7 +322,10 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 		// Buckets are whole days of the shop's zone, which
 		// metrics_orders.day is: a customer bought in a bucket when one of
 		// their orders in it follows an order before it (or none), so each
-		// bucket is one count over idx_metrics_orders_prev.
+		// bucket is one count over idx_metrics_orders_prev. A whole
+		// calendar month is its new customers plus the earlier cohorts'
+		// buyers in it (their customers_cohort rows), without the scan.
+		var returning map[string]float64
 		count := db.NewQuery(`SELECT COUNT(*) FROM ` + OrdersCollection + ` INDEXED BY idx_metrics_orders_prev
 			WHERE kind = 'order' AND duplicate = 0 AND day >= {:lo} AND day <= {:hi} AND prev_day < {:lo} AND profile != ''`).Prepare()
 		defer count.Close()
@@ -278,6 +335,16 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 				end = buckets[i+1]
 			}
 			lo, hi := b.In(q.Loc).Format(dayLayout), end.In(q.Loc).AddDate(0, 0, -1).Format(dayLayout)
+			if strings.HasSuffix(lo, "-01") && month(lo) == month(hi) && month(end.In(q.Loc).Format(dayLayout)) != month(hi) {
+				if returning == nil {
+					var err error
+					if returning, err = cohortBuyersByMonth(db); err != nil {
+						return nil, 0, err
+					}
+				}
+				buyers[i] = newC[i] + returning[month(lo)]
+				continue
+			}
 			if err := count.Bind(dbx.Params{"lo": lo, "hi": hi}).Row(&buyers[i]); err != nil {
 				return nil, 0, fmt.Errorf("buyers by %s: %w", q.Bucket, err)
 			}
@@ -293,6 +360,28 @@ func customerSeries(db dbx.Builder, q Query) (*Series, float64, error) {
 	}
 	s.Y["new_customers"], s.Y["returning_customers"] = newC, ret
 	return s, distinct, nil
+}
+
+// cohortBuyersByMonth counts, per calendar month (YYYY-MM), the customers
+// whose first order was in an earlier month and who ordered in it: every
+// cohort's customers_cohort rows, each offset put on its month.
+func cohortBuyersByMonth(db dbx.Builder) (map[string]float64, error) {
+	var rows []struct {
+		Cohort string  `db:"cohort"`
+		Offset int     `db:"k"`
+		N      float64 `db:"n"`
+	}
+	if err := db.NewQuery(`SELECT day AS cohort, CAST(dim AS INTEGER) AS k, count AS n FROM ` + DailyCollection +
+		` WHERE metric = 'customers_cohort'`).All(&rows); err != nil {
+		return nil, fmt.Errorf("buyers by month: %w", err)
+	}
+	out := map[string]float64{}
+	for _, r := range rows {
+		if t, err := time.Parse(dayLayout, r.Cohort); err == nil && r.Offset >= 1 {
+			out[t.AddDate(0, r.Offset, 0).Format("2006-01")] += r.N
+		}
+	}
+	return out, nil
 }
 
 // hourlyBuyers counts the customers who bought in each hour bucket and in
@@ -370,27 +459,56 @@ func cohortMonthsOf(q Query) []string {
 // the same cohorts.
 func cohortTables(db dbx.Builder, q Query) (Table, Table, error) {
 	months := cohortMonthsOf(q)
-	p := dbx.Params{"lo": months[0], "hi": months[len(months)-1]}
-	var sizes []struct {
+	// A cohort's rows: its buyers' customers_first and customers_first_orders
+	// rows summed by month, its customers_cohort rows, all on the 1st.
+	lo := months[0] + "-01"
+	hi := months[len(months)-1] + "-31"
+	p := dbx.Params{"lo": lo, "hi": hi}
+	var sums []struct {
 		Month  string  `db:"first_month"`
-		N      float64 `db:"n"`
-		LTV    float64 `db:"ltv"`
-		Orders float64 `db:"orders"`
+		Metric string  `db:"metric"`
+		Value  float64 `db:"value"`
+		Count  float64 `db:"count"`
 	}
-	if err := db.NewQuery(`SELECT first_month, COUNT(*) AS n, COALESCE(AVG(net_base), 0) AS ltv, COALESCE(AVG(orders), 0) AS orders
-		FROM ` + CustomersCollection + ` WHERE first_month >= {:lo} AND first_month <= {:hi} GROUP BY first_month ORDER BY first_month`).
-		Bind(p).All(&sizes); err != nil {
+	if err := db.NewQuery(`SELECT substr(day, 1, 7) AS first_month, substr(metric, 1, length(metric) - 6) AS metric,
+		TOTAL(value) AS value, TOTAL(count) AS count FROM ` + DailyCollection + `
+		WHERE metric IN ('customers_first_month', 'customers_first_orders_month') AND day >= {:lo} AND day <= {:hi}
+		GROUP BY metric, first_month`).Bind(p).All(&sums); err != nil {
 		return Table{}, Table{}, fmt.Errorf("cohorts: %w", err)
 	}
+	type cohortSize struct {
+		Month          string
+		N, LTV, Orders float64
+	}
+	byCohort := map[string]*cohortSize{}
+	for _, r := range sums {
+		c := byCohort[r.Month]
+		if c == nil {
+			c = &cohortSize{Month: r.Month}
+			byCohort[r.Month] = c
+		}
+		if r.Metric == "customers_first" {
+			c.N, c.LTV = r.Count, r.Value // the net until divided below
+		} else {
+			c.Orders = r.Value
+		}
+	}
+	var sizes []cohortSize
+	for _, c := range byCohort {
+		if c.N > 0 {
+			c.LTV, c.Orders = c.LTV/c.N, c.Orders/c.N
+			sizes = append(sizes, *c)
+		}
+	}
+	sort.Slice(sizes, func(i, j int) bool { return sizes[i].Month < sizes[j].Month })
 	var back []struct {
 		Month  string  `db:"first_month"`
 		Offset int     `db:"k"`
 		N      float64 `db:"n"`
 	}
-	if err := db.NewQuery(`SELECT c.first_month, CAST(j.value AS INTEGER) AS k, COUNT(*) AS n
-		FROM ` + CustomersCollection + ` c, json_each(CASE WHEN json_valid(c.months) THEN c.months ELSE '[]' END) j
-		WHERE c.first_month >= {:lo} AND c.first_month <= {:hi} AND j.value BETWEEN 1 AND ` + fmt.Sprint(cohortMonths) + `
-		GROUP BY c.first_month, k`).Bind(p).All(&back); err != nil {
+	if err := db.NewQuery(`SELECT substr(day, 1, 7) AS first_month, CAST(dim AS INTEGER) AS k, TOTAL(count) AS n
+		FROM ` + DailyCollection + ` WHERE metric = 'customers_cohort' AND day >= {:lo} AND day <= {:hi}
+		AND CAST(dim AS INTEGER) BETWEEN 1 AND ` + fmt.Sprint(cohortMonths) + ` GROUP BY first_month, k`).Bind(p).All(&back); err != nil {
 		return Table{}, Table{}, fmt.Errorf("cohort retention: %w", err)
 	}
 	again := map[string]map[int]float64{}
@@ -429,55 +547,47 @@ func cohortTables(db dbx.Builder, q Query) (Table, Table, error) {
 }
 
 // stageMoves counts the customers who moved into a buying stage during
-// the range. Profiles keep no history of stages, so the moves are read
-// from the order facts where they tell cheaply: first_purchase (their
-// first order), at_risk (90 days without an order ended in the range and
-// they are at risk now, as of the stage counts beside it: atRisk).
-func stageMoves(db dbx.Builder, q Query, newCustomers float64, atRisk map[string]bool) (map[string]float64, error) {
-	p := dbx.Params{}
+// the range. Profiles keep no history of stages, so the moves are read from
+// the order facts where they tell cheaply: first_purchase (their first
+// order), at_risk (90 days without an order ended in the range and they
+// are at risk as of the stage counts beside it).
+func stageMoves(q Query, newCustomers float64, now *stageCounts) map[string]float64 {
 	// At risk: the 90th day without an order fell in the range (and is
 	// past), and the profile is at risk now.
 	riskEnd := q.End
 	if q.Now.Before(riskEnd) {
 		riskEnd = q.Now
 	}
-	p["rlo"] = store.FormatTime(q.Start.Add(-atRiskAfter))
-	p["rhi"] = store.FormatTime(riskEnd.Add(-atRiskAfter))
-	var ids []string
-	if err := db.NewQuery(`SELECT profile FROM ` + CustomersCollection + ` WHERE last_order_at >= {:rlo} AND last_order_at < {:rhi}`).
-		Bind(p).Column(&ids); err != nil {
-		return nil, fmt.Errorf("moves into at risk: %w", err)
+	lo, hi := store.FormatTime(q.Start.Add(-atRiskAfter)), store.FormatTime(riskEnd.Add(-atRiskAfter))
+	n := 0
+	if hi > lo {
+		n = sort.SearchStrings(now.atRiskLastOrders, hi) - sort.SearchStrings(now.atRiskLastOrders, lo)
 	}
-	var n float64
-	for _, id := range ids {
-		if atRisk[id] {
-			n++
-		}
-	}
-	return map[string]float64{"first_purchase": newCustomers, "at_risk": n}, nil
+	return map[string]float64{"first_purchase": newCustomers, "at_risk": float64(n)}
 }
 
 // stageTable lists every buying stage (0 when nobody is in it), then any
 // stage this version does not know, in the profiles' order.
-func stageTable(now, moves map[string]float64) Table {
+// Until the first count is done the "now" cells are empty (null).
+func stageTable(now *stageCounts, moves map[string]float64) Table {
 	t := Table{Name: "buying_stages", Title: "Buying stages", Columns: []Column{
 		{Key: "stage", Label: "Stage", Type: TypeText}, {Key: "customers", Label: "Customers now", Type: TypeNumber},
 		{Key: "moved_in", Label: "Moved in during the period", Type: TypeNumber}}}
-	for _, s := range orderedKeys(buyingStages, now) {
+	for _, s := range orderedKeys(buyingStages, now.buying) {
 		var moved any
 		if v, ok := moves[s]; ok {
 			moved = v
 		}
-		t.Rows = append(t.Rows, []any{s, now[s], moved})
+		t.Rows = append(t.Rows, []any{s, now.cell(now.buying, s), moved})
 	}
 	return t
 }
 
-func lifecycleTable(now map[string]float64) Table {
+func lifecycleTable(now *stageCounts) Table {
 	t := Table{Name: "lifecycle", Title: "Lifecycle stages", Columns: []Column{
 		{Key: "stage", Label: "Stage", Type: TypeText}, {Key: "profiles", Label: "Profiles now", Type: TypeNumber}}}
-	for _, s := range orderedKeys(lifecycleStages, now) {
-		t.Rows = append(t.Rows, []any{s, now[s]})
+	for _, s := range orderedKeys(lifecycleStages, now.lifecycle) {
+		t.Rows = append(t.Rows, []any{s, now.cell(now.lifecycle, s)})
 	}
 	return t
 }
@@ -497,23 +607,52 @@ func orderedKeys(known []string, m map[string]float64) []string {
 	return out
 }
 
-// stageCounts are the profiles' stages now: how many profiles are in each
-// buying stage and each lifecycle stage.
+// stageCounts are the profiles' stages as last counted: how many profiles
+// are in each buying stage and each lifecycle stage.
 type stageCounts struct {
-	at        time.Time
+	at        time.Time // when the count began; zero: never counted yet
 	buying    map[string]float64
 	lifecycle map[string]float64
-	atRisk    map[string]bool // the profiles at risk (moves into at risk are counted against it)
+	// atRiskLastOrders are the last orders (metrics_customers.last_order_at,
+	// sorted) of the buyers at risk: moves into at risk are counted from them.
+	atRiskLastOrders []string
+}
+
+// cell is a count for a table: null until the first count is done.
+func (c *stageCounts) cell(m map[string]float64, k string) any {
+	if c.at.IsZero() {
+		return nil
+	}
+	return m[k]
+}
+
+// note says how old the counts are when a report shows counts older than
+// a refresh period (or none yet).
+func (c *stageCounts) note(loc *time.Location) string {
+	switch {
+	case c.at.IsZero():
+		return "The profiles are still being counted by stage (a few seconds after a start): the stage figures are empty until then."
+	case time.Since(c.at) > staleNoteAfter:
+		return "Stage counts are as of " + c.at.In(loc).Format("2006-01-02 15:04") + "; newer ones are being counted."
+	}
+	return ""
 }
 
 // stageCache holds each module's last stageCounts (a *stageEntry by
 // *Module). Counting reads every profile's computed traits, which takes
-// longer than a report may with 100k customers; stages change slowly, so
-// a report reads counts at most stageTTL old and a stale read refreshes
-// them in the background.
+// longer than a report may with 100k customers, so it never runs while a
+// report waits: the module counts in the background when it starts, and a
+// report that finds the counts older than stageTTL has them counted again
+// in the background (stages change slowly). A report shows the last counts.
 var stageCache sync.Map
 
-const stageTTL = 30 * time.Second
+// A count takes seconds of CPU with 200k profiles: at most one a minute
+// while reports are read; a report says how old counts are past 5 minutes
+// (after a quiet spell, until the count it started is done).
+const (
+	stageTTL       = time.Minute
+	staleNoteAfter = 5 * time.Minute
+)
 
 type stageEntry struct {
 	mu         sync.Mutex
@@ -521,43 +660,68 @@ type stageEntry struct {
 	refreshing bool
 }
 
-func (m *Module) profileStages(app core.App) (*stageCounts, error) {
+func (m *Module) stageEntry() *stageEntry {
 	v, _ := stageCache.LoadOrStore(m, &stageEntry{})
-	e := v.(*stageEntry)
+	return v.(*stageEntry)
+}
+
+// profileStages returns the last counts (empty ones before the first count
+// is done) and starts a count in the background when they are stale.
+func (m *Module) profileStages(app core.App) *stageCounts {
+	e := m.stageEntry()
 	e.mu.Lock()
 	c := e.counts
-	if c == nil { // the first report counts while it waits
-		e.mu.Unlock()
-		c, err := countStages(app)
-		if err != nil {
-			return nil, err
-		}
-		e.mu.Lock()
-		e.counts = c
-		e.mu.Unlock()
-		return c, nil
-	}
-	if time.Since(c.at) > stageTTL && !e.refreshing {
-		e.refreshing = true
-		go func() {
-			fresh, err := countStages(app)
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.refreshing = false
-			if err != nil {
-				m.log.Warn("counting profiles by stage", "error", err)
-				return
-			}
-			e.counts = fresh
-		}()
-	}
+	stale := c == nil || time.Since(c.at) > stageTTL
 	e.mu.Unlock()
-	return c, nil
+	if stale {
+		m.countStagesInBackground(app)
+	}
+	if c == nil {
+		return &stageCounts{buying: map[string]float64{}, lifecycle: map[string]float64{}}
+	}
+	return c
+}
+
+// countStagesInBackground counts unless a count is running already.
+func (m *Module) countStagesInBackground(app core.App) {
+	e := m.stageEntry()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.refreshing {
+		return
+	}
+	e.refreshing = true
+	go func() {
+		err := m.recountStages(app)
+		e.mu.Lock()
+		e.refreshing = false
+		e.mu.Unlock()
+		if err != nil {
+			m.log.Warn("counting profiles by stage", "error", err)
+		}
+	}()
+}
+
+// recountStages counts now and keeps the counts unless newer ones are kept
+// already (a count that began later).
+func (m *Module) recountStages(app core.App) error {
+	c, err := countStages(app)
+	if err != nil {
+		return err
+	}
+	e := m.stageEntry()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.counts == nil || !c.at.Before(e.counts.at) {
+		e.counts = c
+	}
+	return nil
 }
 
 // countStages counts the profiles (not merged away) by buying and
-// lifecycle stage, in one pass.
+// lifecycle stage, in one pass, and reads the at-risk buyers' last orders.
 func countStages(app core.App) (*stageCounts, error) {
+	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}}
 	var rows []struct {
 		Buying    string  `db:"buying"`
 		Lifecycle string  `db:"lifecycle"`
@@ -569,17 +733,31 @@ func countStages(app core.App) (*stageCounts, error) {
 			FROM profiles WHERE merged_into = '') GROUP BY buying, lifecycle`).All(&rows); err != nil {
 		return nil, fmt.Errorf("profiles by stage: %w", err)
 	}
-	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}, atRisk: map[string]bool{}}
-	var ids []string
+	atRisk := map[string]bool{}
 	for _, r := range rows {
 		c.buying[r.Buying] += r.N
 		c.lifecycle[r.Lifecycle] += r.N
 		if r.AtRisk != "" {
-			ids = append(ids, strings.Split(r.AtRisk, ",")...)
+			for _, id := range strings.Split(r.AtRisk, ",") {
+				atRisk[id] = true
+			}
 		}
 	}
-	for _, id := range ids {
-		c.atRisk[id] = true
+	if len(atRisk) == 0 {
+		return c, nil
 	}
+	var last []struct {
+		Profile string `db:"profile"`
+		At      string `db:"last_order_at"`
+	}
+	if err := app.DB().NewQuery("SELECT profile, last_order_at FROM " + CustomersCollection + " WHERE last_order_at != ''").All(&last); err != nil {
+		return nil, fmt.Errorf("last orders of the customers at risk: %w", err)
+	}
+	for _, l := range last {
+		if atRisk[l.Profile] {
+			c.atRiskLastOrders = append(c.atRiskLastOrders, l.At)
+		}
+	}
+	sort.Strings(c.atRiskLastOrders)
 	return c, nil
 }

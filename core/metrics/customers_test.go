@@ -25,18 +25,19 @@ import (
 // at now, and an agent's token (reports are for all staff).
 type custShop struct {
 	*omnitest.Server
-	agent string
+	agent   string
+	metrics *metrics.Module
 }
 
 func startCustShop(t testing.TB, now time.Time) *custShop {
 	t.Helper()
+	m := metrics.New(metrics.Options{Now: func() time.Time { return now }})
 	s := omnitest.Start(t, omnitest.Options{
 		Configure: func(c *config.Config) { c.Profiles.BaseCurrency = "EUR" },
 		Modules: func(o *app.Omni) []app.Module {
-			return []app.Module{profiles.New(profiles.Options{Now: func() time.Time { return now }, Interval: -1}),
-				metrics.New(metrics.Options{Now: func() time.Time { return now }})}
+			return []app.Module{profiles.New(profiles.Options{Now: func() time.Time { return now }, Interval: -1}), m}
 		}})
-	return &custShop{Server: s, agent: s.Staff(t, "agent@omni-shop.dev", "agent")}
+	return &custShop{Server: s, agent: s.Staff(t, "agent@omni-shop.dev", "agent"), metrics: m}
 }
 
 // custReport GETs the customers report and decodes it.
@@ -94,45 +95,6 @@ func seedOrder(t testing.TB, db dbx.Builder, o custOrder) {
 	}
 }
 
-// seedCustomer writes the rollups' per-customer row, derived from the
-// customer's counted orders and refunds (UTC shop: months are UTC months).
-func seedCustomer(t testing.TB, db dbx.Builder, profile string, orders []custOrder) {
-	t.Helper()
-	var first, last time.Time
-	var n int
-	var net float64
-	months := []int{}
-	seen := map[int]bool{}
-	for _, o := range orders {
-		at, _ := time.Parse(time.DateTime, o.at)
-		if o.kind == "refund" {
-			net -= o.amount
-			continue
-		}
-		if o.kind != "order" || o.duplicate {
-			continue
-		}
-		if n == 0 {
-			first = at
-		}
-		n++
-		last = at
-		net += o.amount
-		k := (at.Year()-first.Year())*12 + int(at.Month()) - int(first.Month())
-		if !seen[k] {
-			seen[k] = true
-			months = append(months, k)
-		}
-	}
-	mj, _ := json.Marshal(months)
-	if _, err := db.NewQuery(`INSERT INTO metrics_customers (id, profile, first_order_at, first_month, first_channel, last_order_at, orders, net_base, months, contrib)
-		VALUES ({:id}, {:p}, {:f}, {:fm}, {:ch}, {:l}, {:n}, {:net}, {:m}, '[]')`).Bind(dbx.Params{
-		"id": store.NewRecordID(), "p": profile, "f": store.FormatTime(first), "fm": first.Format("2006-01"), "ch": orders[0].channel,
-		"l": store.FormatTime(last), "n": n, "net": net, "m": string(mj)}).Execute(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // seedCustShop writes the shop every customers test reads (all times UTC,
 // the shop's zone; amounts in EUR, the base currency):
 //
@@ -159,12 +121,17 @@ func seedCustShop(t testing.TB, s *custShop) {
 		"F": {{kind: "order", at: "2026-04-28 10:00:00", channel: "pos", amount: 50}, {kind: "order", at: "2026-04-29 10:00:00", channel: "pos", amount: 50, duplicate: true}},
 		"G": {{kind: "order", at: "2026-05-05 10:00:00", channel: "web", amount: 90}},
 	}
+	var buyers []string
 	for p, orders := range shop {
 		for _, o := range orders {
 			o.profile = p
 			seedOrder(t, db, o)
 		}
-		seedCustomer(t, db, p, orders)
+		buyers = append(buyers, p)
+	}
+	// The rollups derive each customer's row and daily rows from the facts.
+	if err := metrics.RecomputeCustomers(s.PB, buyers...); err != nil {
+		t.Fatal(err)
 	}
 	seedOrder(t, db, custOrder{kind: "order", at: "2026-04-15 10:00:00", channel: "web", amount: 999})
 	for _, p := range []struct{ id, merged, lifecycle, buying string }{
@@ -173,6 +140,11 @@ func seedCustShop(t testing.TB, s *custShop) {
 		{"G", "", "post_purchase", "first_purchase"}, {"H", "", "awareness", "new"}, {"I", "A", "loyal", "at_risk"},
 	} {
 		seedProfile(t, db, p.id, p.merged, p.lifecycle, p.buying)
+	}
+	// Profiles written behind the profiles module's back: count them now,
+	// as the module's background count would.
+	if err := s.metrics.CountStages(s.PB); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -484,4 +456,56 @@ func TestCustomersThroughEvents(t *testing.T) {
 	r = get()
 	wantCustTotals(t, "erased", r.Totals, map[string]float64{"customers": 1, "new_customers": 1, "ltv": 50, "orders_per_customer": 1, "repeat_rate": 0})
 	wantRows(t, "erased cohorts", cohort(r), [][]any{{m1s, 1.0, 0.0, nil, nil}})
+}
+
+// TestCustomersUpgradeAddsBuyerRows: a shop whose rollups predate the
+// customers report's daily rows (as migration 1765001000's way back leaves
+// them) gets the same report from the migration as from the rollups, and
+// a new order afterwards moves the rows like any other.
+func TestCustomersUpgradeAddsBuyerRows(t *testing.T) {
+	s := startCustShop(t, custNow)
+	seedCustShop(t, s)
+	const query = "from=2026-04-01&to=2026-04-30&compare=previous"
+	want := s.custReport(t, query)
+	rows := func() int {
+		var n int
+		if err := s.PB.DB().NewQuery(`SELECT COUNT(*) FROM metrics_daily WHERE metric LIKE 'customers\_%' ESCAPE '\' AND metric != 'customers_new'`).Row(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	if err := metrics.RemoveBuyerRows(s.PB); err != nil {
+		t.Fatal(err)
+	}
+	if n := rows(); n != 0 {
+		t.Fatalf("%d buyer rows left after the way back", n)
+	}
+	if got := s.custReport(t, query); got.Totals["customers"] != 0 {
+		t.Fatalf("without the rows the report still has %v customers", got.Totals["customers"])
+	}
+	if err := metrics.AddBuyerRows(s.PB); err != nil {
+		t.Fatal(err)
+	}
+	got := s.custReport(t, query)
+	wantCustTotals(t, "migrated", got.Totals, want.Totals)
+	wantCustTotals(t, "migrated previous", got.Previous, want.Previous)
+	for _, name := range []string{"cohorts", "ltv_by_month", "ltv_by_channel"} {
+		wantRows(t, "migrated "+name, custTable(t, got, name).Rows, custTable(t, want, name).Rows)
+	}
+
+	// G orders again on Jun 2 (month 1 of May's cohort): G becomes a repeat
+	// buyer and May's m1 is 1/1; the migrated rows move with the new order.
+	seedOrder(t, s.PB.DB(), custOrder{profile: "G", kind: "order", at: "2026-06-02 10:00:00", channel: "web", amount: 10})
+	if err := metrics.RecomputeCustomers(s.PB, "G"); err != nil {
+		t.Fatal(err)
+	}
+	may := s.custReport(t, "from=2026-05-01&to=2026-05-31")
+	wantCustTotals(t, "after G's second order", may.Totals, map[string]float64{
+		"customers": 7, "new_customers": 1, "ltv": (510 + 100.0) / 7, "ltv_new": 100, "orders_per_customer": 13.0 / 7, "repeat_rate": 4.0 / 7,
+	})
+	wantRows(t, "may ltv_by_month", custTable(t, may, "ltv_by_month").Rows[3:], [][]any{{"2026-05", 1.0, 100.0, 2.0}})
+	if row := custTable(t, may, "cohorts").Rows[3]; row[0] != "2026-05" || row[2] != 1.0 {
+		t.Fatalf("May's cohort %v, want m1 = 1", row)
+	}
 }

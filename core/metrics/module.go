@@ -125,6 +125,9 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 			return err
 		}
 	}
+	// The customers report shows the profiles' stage counts without
+	// counting while it waits (customers.go): the first count starts now.
+	m.countStagesInBackground(m.app)
 	m.routes(se)
 	return nil
 }

@@ -540,10 +540,11 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 		if err := st.addDaily(k, d); err != nil {
 			return err
 		}
-		// Product rows are summed by month too (the sales report reads
-		// whole months of a long range from them): the month row moves
-		// with the day row, so it is always their sum.
-		if k.metric == "product_sales" || k.metric == "product_refunds" {
+		// Product and first-order rows are summed by month too (the sales
+		// and customers reports read whole months of a long range from
+		// them): the month row moves with the day row, so it is always
+		// their sum.
+		if monthlyMetric[k.metric] {
 			if err := st.addDaily(dkey{k.metric + "_month", month(k.day) + "-01", k.dim, k.currency}, d); err != nil {
 				return err
 			}
@@ -565,6 +566,10 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 		round6(cs.netBase), string(months), string(contrib), types.NowDateTime().String())
 	return err
 }
+
+// monthlyMetric names the metrics also kept by month (metric + "_month",
+// day = the month's 1st).
+var monthlyMetric = map[string]bool{"product_sales": true, "product_refunds": true, "customers_first": true, "customers_first_orders": true}
 
 // addDaily adds d to a row of metrics_daily; a row back to nothing goes.
 func (st *rollupStmts) addDaily(k dkey, d [2]float64) error {
@@ -720,7 +725,31 @@ func derive(facts []*fact) *customerState {
 	if cs.months == nil {
 		cs.months = []int{}
 	}
+	if cs.orders > 0 {
+		cs.addBuyerRows(firstDay)
+	}
 	return cs
+}
+
+// addBuyerRows adds the customers report's rows of a buyer (so the report
+// sums a few hundred daily rows, not every buyer's row): on the first
+// order's day by first channel, customers_first (value = lifetime net in
+// the base currency, count 1) and customers_first_orders (value = lifetime
+// orders, count 1 when two or more); on the cohort month's 1st, one
+// customers_cohort row per later month with an order (dim = the offset).
+func (cs *customerState) addBuyerRows(firstDay string) {
+	c := cs.contrib
+	repeat := 0.0
+	if cs.orders >= 2 {
+		repeat = 1
+	}
+	c.add("customers_first", firstDay, cs.firstChannel, "", round6(cs.netBase), 1)
+	c.add("customers_first_orders", firstDay, cs.firstChannel, "", float64(cs.orders), repeat)
+	for _, k := range cs.months {
+		if k >= 1 {
+			c.add("customers_cohort", cs.firstMonth+"-01", strconv.Itoa(k), "", 0, 1)
+		}
+	}
 }
 
 func newOrReturning(metric string, returning bool) string {
