@@ -118,10 +118,15 @@ func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
 		fcrDays = s.FCRDays
 	}
 
-	if err := inboxRefresh(app); err != nil {
+	pending, err := m.inboxRefresh(app, false)
+	if err != nil {
 		return nil, err
 	}
 	r := newReport("inbox", q)
+	if pending > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%s conversation(s) are still being worked out in the background: "+
+			"until then they are not in these figures.", thousands(pending)))
+	}
 	cur, err := inboxCompute(app, q, f, fcrDays)
 	if err != nil {
 		return nil, err

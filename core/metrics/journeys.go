@@ -73,10 +73,11 @@ const linkUnsubscribe = "(e.source = 'customer' AND json_extract(e.properties, '
 // msgChannels are the channels the gate sends on.
 var msgChannels = []string{"email", "sms", "whatsapp", "chat"}
 
-// engagement is what came of a group of messages.
+// engagement is what came of a group of messages, with the refusals by
+// reason key.
 type engagement struct {
-	Sent, Delivered, Opened, Clicked, Replied, Unsubscribed, Failed, Refused int
-	reasons                                                                  map[string]int // refusals by reason key
+	msgCounts
+	reasons map[string]int
 }
 
 // msgFigures are a period's message figures, whole and broken down.
@@ -124,8 +125,12 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	r := newReport("journeys", q)
 	r.Currency = base
 
-	if err := m.refreshMessages(app, q.Loc, dayStart(q.Now, q.Loc)); err != nil {
+	fill, err := m.refreshMessages(app, q.Loc, dayStart(q.Now, q.Loc), false)
+	if err != nil {
 		return nil, err
+	}
+	if n := fill.note(q); n != "" {
+		r.Notes = append(r.Notes, n)
 	}
 	curRows, err := m.messageRows(app, q, f)
 	if err != nil {
@@ -360,20 +365,12 @@ func readMessages(q Query, f jfilter, rows []msgRow) *msgFigures {
 			es = append(es, &out.series[i])
 		}
 		for _, e := range es {
-			c := r.msgCounts
-			e.Sent += c.Sent
-			e.Delivered += c.Delivered
-			e.Opened += c.Opened
-			e.Clicked += c.Clicked
-			e.Replied += c.Replied
-			e.Unsubscribed += c.Unsubscribed
-			e.Failed += c.Failed
-			e.Refused += c.Refused
-			if c.Refused > 0 {
+			e.add(r.msgCounts)
+			if r.Refused > 0 {
 				if e.reasons == nil {
 					e.reasons = map[string]int{}
 				}
-				e.reasons[r.Reason] += c.Refused
+				e.reasons[r.Reason] += r.Refused
 			}
 		}
 	}

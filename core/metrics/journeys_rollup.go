@@ -72,6 +72,20 @@ type msgCounts struct {
 	NodeClicked  int `db:"node_clicked"`
 }
 
+// add adds d's counts to c.
+func (c *msgCounts) add(d msgCounts) {
+	c.Sent += d.Sent
+	c.Delivered += d.Delivered
+	c.Opened += d.Opened
+	c.Clicked += d.Clicked
+	c.Replied += d.Replied
+	c.Unsubscribed += d.Unsubscribed
+	c.Failed += d.Failed
+	c.Refused += d.Refused
+	c.NodeOpened += d.NodeOpened
+	c.NodeClicked += d.NodeClicked
+}
+
 // msgRow is a group of messages created in one bucket (a day of the shop
 // when stored; an hour or quarter hour when counted live).
 type msgRow struct {
@@ -235,17 +249,7 @@ func groupFacts(facts map[string]*msgFact, bucket func(t time.Time) time.Time) [
 			r = &msgRow{At: at, msgKey: f.msgKey}
 			sums[key] = r
 		}
-		c, d := &r.msgCounts, f.msgCounts
-		c.Sent += d.Sent
-		c.Delivered += d.Delivered
-		c.Opened += d.Opened
-		c.Clicked += d.Clicked
-		c.Replied += d.Replied
-		c.Unsubscribed += d.Unsubscribed
-		c.Failed += d.Failed
-		c.Refused += d.Refused
-		c.NodeOpened += d.NodeOpened
-		c.NodeClicked += d.NodeClicked
+		r.add(f.msgCounts)
 	}
 	out := make([]msgRow, 0, len(sums))
 	for _, r := range sums {
@@ -313,13 +317,24 @@ func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error)
 		if start.Before(today) {
 			start = today
 		}
-		facts, err := countMessages(app.DB(), start, q.End, q.Loc)
+		live, err := countMessageDays(app.DB(), start, q.End, q.Loc)
 		if err != nil {
 			return nil, err
 		}
-		rows = append(rows, groupFacts(facts, func(t time.Time) time.Time { return dayStart(t, q.Loc) })...)
+		rows = append(rows, live...)
 	}
 	return rows, nil
+}
+
+// countMessageDays is what came of the messages created in the days
+// [from, to), by day of the shop: what the rollup stores of a past day
+// and what a report counts live of today.
+func countMessageDays(db dbx.Builder, from, to time.Time, loc *time.Location) ([]msgRow, error) {
+	facts, err := countMessages(db, from, to, loc)
+	if err != nil {
+		return nil, err
+	}
+	return groupFacts(facts, func(t time.Time) time.Time { return dayStart(t, loc) }), nil
 }
 
 // msgState is what the rollup has seen.
@@ -334,8 +349,13 @@ type msgState struct {
 const msgStateKey = "rollup"
 
 // refreshMessages brings the stored days before today up to date; the
-// report calls it once before reading.
-func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Time) error {
+// report calls it once before reading. When every day must be counted
+// again (the first report, after a rebuild, an erasure or a change of
+// zone) and the ledger is large, the days are counted in the background,
+// a week at a time (fill.go); the returned fill says which days are not
+// stored yet (zero when all are). background: called at start, only to
+// start such a fill.
+func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Time, background bool) (msgFill, error) {
 	var raw types.JSONRaw
 	_ = app.DB().NewQuery("SELECT value FROM " + MessagesStateCollection + " WHERE key = {:k}").Bind(dbx.Params{"k": msgStateKey}).Row(&raw)
 	var st msgState
@@ -350,7 +370,11 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 	// (Newest first down the partial index: MAX() would read all of it.)
 	_ = db.NewQuery("SELECT created FROM events WHERE " + outcomeEventTypes + " ORDER BY created DESC LIMIT 1").Row(&now.Outcomes)
 	if st == now {
-		return nil
+		fill := readMsgFill(db)
+		if fill.pending() {
+			m.fillMessagesInBackground(app, loc)
+		}
+		return fill, nil
 	}
 	through, err := time.ParseInLocation(dayLayout, st.Through, loc)
 	full := st.Zone != now.Zone || err != nil
@@ -358,42 +382,87 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 	if !full {
 		var err error
 		if full, err = changedDays(db, st, loc, days); err != nil {
-			return err
+			return msgFill{}, err
 		}
 		// Days that ended since the last look.
 		for d := through; d.Before(today); d = d.AddDate(0, 0, 1) {
 			days[d.Format(dayLayout)] = true
 		}
 	}
-	return app.RunInTransaction(func(tx core.App) error {
-		if full {
+	// A large ledger is counted in the background, a small one now.
+	var first time.Time
+	inBackground := false
+	if full {
+		var firstAt string
+		_ = db.NewQuery("SELECT MIN(d) FROM (SELECT MIN(created) AS d FROM messages UNION ALL " +
+			"SELECT MIN(entered_at) FROM journey_runs WHERE entered_at != '')").Row(&firstAt)
+		if t, err := time.Parse(types.DefaultDateLayout, firstAt); err == nil {
+			first = dayStart(t, loc)
+		}
+		var n int
+		_ = db.NewQuery("SELECT COUNT(*) FROM messages").Row(&n)
+		inBackground = n > msgFillInline
+	}
+	if background && !inBackground {
+		return msgFill{}, nil
+	}
+	var fill msgFill
+	err = app.RunInTransaction(func(tx core.App) error {
+		fill = readMsgFill(tx.DB())
+		switch {
+		case full:
 			for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection} {
 				if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
 					return err
 				}
 			}
-			// From the first message or run.
-			var first string
-			_ = tx.DB().NewQuery("SELECT MIN(d) FROM (SELECT MIN(created) AS d FROM messages UNION ALL " +
-				"SELECT MIN(entered_at) FROM journey_runs WHERE entered_at != '')").Row(&first)
-			if t, err := time.Parse(types.DefaultDateLayout, first); err == nil {
-				if err := storeDays(tx, dayStart(t, loc), today, loc); err != nil {
-					return err
+			fill = msgFill{}
+			if first.IsZero() {
+				break
+			}
+			if inBackground {
+				// Every day before today is left to the fill.
+				fill = msgFill{First: first.Format(dayLayout), From: today.Format(dayLayout)}
+			} else if err := storeDays(tx, first, today, loc); err != nil {
+				return err
+			}
+		default:
+			// Days the fill has not reached yet are counted when it does.
+			for d := range days {
+				if fill.pending() && d < fill.From {
+					delete(days, d)
 				}
 			}
-		} else {
 			if err := storeChangedDays(tx, days, loc, today); err != nil {
 				return err
 			}
 		}
-		b, _ := json.Marshal(now)
-		if _, err := tx.DB().NewQuery("DELETE FROM " + MessagesStateCollection + " WHERE key = {:k}").Bind(dbx.Params{"k": msgStateKey}).Execute(); err != nil {
+		if err := writeMsgState(tx, msgFillKey, fill, !fill.pending()); err != nil {
 			return err
 		}
-		_, err := tx.DB().NewQuery("INSERT INTO " + MessagesStateCollection + " (id, key, value) VALUES ({:id}, {:k}, {:v})").
-			Bind(dbx.Params{"id": store.NewRecordID(), "k": msgStateKey, "v": string(b)}).Execute()
-		return err
+		return writeMsgState(tx, msgStateKey, now, false)
 	})
+	if err != nil {
+		return msgFill{}, err
+	}
+	if fill.pending() {
+		m.fillMessagesInBackground(app, loc)
+	}
+	return fill, nil
+}
+
+// writeMsgState replaces (or, with remove, deletes) a state row.
+func writeMsgState(tx core.App, key string, v any, remove bool) error {
+	if _, err := tx.DB().NewQuery("DELETE FROM " + MessagesStateCollection + " WHERE key = {:k}").Bind(dbx.Params{"k": key}).Execute(); err != nil {
+		return err
+	}
+	if remove {
+		return nil
+	}
+	b, _ := json.Marshal(v)
+	_, err := tx.DB().NewQuery("INSERT INTO " + MessagesStateCollection + " (id, key, value) VALUES ({:id}, {:k}, {:v})").
+		Bind(dbx.Params{"id": store.NewRecordID(), "k": key, "v": string(b)}).Execute()
+	return err
 }
 
 // since is the condition "col is at or after the watermark, less msgLag".
@@ -511,7 +580,7 @@ func storeDays(tx core.App, from, to time.Time, loc *time.Location) error {
 	if err := storeHoldoutDays(tx, from, to, loc); err != nil {
 		return err
 	}
-	facts, err := countMessages(tx.DB(), from, to, loc)
+	rows, err := countMessageDays(tx.DB(), from, to, loc)
 	if err != nil {
 		return err
 	}
@@ -519,7 +588,6 @@ func storeDays(tx core.App, from, to time.Time, loc *time.Location) error {
 		Bind(dbx.Params{"from": from.Format(dayLayout), "to": to.Format(dayLayout)}).Execute(); err != nil {
 		return err
 	}
-	rows := groupFacts(facts, func(t time.Time) time.Time { return dayStart(t, loc) })
 	const per = 200
 	for len(rows) > 0 {
 		n := min(per, len(rows))
@@ -646,7 +714,7 @@ func (m *Module) holdoutRows(app core.App, q Query, journey string) ([]holdoutRo
 		if start.Before(today) {
 			start = today
 		}
-		live, err := countHoldouts(app.DB(), start, q.End, q.Loc)
+		live, err := countHoldoutDays(app.DB(), start, q.End, q.Loc)
 		if err != nil {
 			return nil, err
 		}
@@ -659,9 +727,51 @@ func (m *Module) holdoutRows(app core.App, q Query, journey string) ([]holdoutRo
 	return out, nil
 }
 
+// countHoldoutDays is the holdout groups of the runs that entered in the
+// days [from, to), by day of the shop: what the rollup stores of a past
+// day and what a report counts live of today.
+func countHoldoutDays(db dbx.Builder, from, to time.Time, loc *time.Location) ([]holdoutRow, error) {
+	rows, err := countHoldouts(db, from, to, loc)
+	if err != nil {
+		return nil, err
+	}
+	// Grains of one day together.
+	type k struct {
+		day      int64
+		journey  string
+		currency string
+		held     bool
+	}
+	sums := map[k]*holdoutRow{}
+	var out []*holdoutRow
+	for _, r := range rows {
+		key := k{r.At.Unix(), r.Journey, r.Currency, r.Held}
+		s := sums[key]
+		if s == nil {
+			s = &holdoutRow{At: r.At, Journey: r.Journey, Currency: r.Currency, Held: r.Held}
+			sums[key] = s
+			out = append(out, s)
+		}
+		s.add(r)
+	}
+	list := make([]holdoutRow, len(out))
+	for i, s := range out {
+		list[i] = *s
+	}
+	return list, nil
+}
+
+// add adds r's runs, conversions and values to h.
+func (h *holdoutRow) add(r holdoutRow) {
+	h.Runs += r.Runs
+	h.Conversions += r.Conversions
+	h.Value += r.Value
+	h.ValueSq += r.ValueSq
+}
+
 // storeHoldoutDays replaces the stored holdout groups of [from, to).
 func storeHoldoutDays(tx core.App, from, to time.Time, loc *time.Location) error {
-	rows, err := countHoldouts(tx.DB(), from, to, loc)
+	rows, err := countHoldoutDays(tx.DB(), from, to, loc)
 	if err != nil {
 		return err
 	}
@@ -669,31 +779,10 @@ func storeHoldoutDays(tx core.App, from, to time.Time, loc *time.Location) error
 		Bind(dbx.Params{"from": from.Format(dayLayout), "to": to.Format(dayLayout)}).Execute(); err != nil {
 		return err
 	}
-	// Grains of one day together.
-	type k struct {
-		day, journey, currency string
-		held                   bool
-	}
-	sums := map[k]*holdoutRow{}
-	var keys []k
 	for _, r := range rows {
-		key := k{r.At.Format(dayLayout), r.Journey, r.Currency, r.Held}
-		s := sums[key]
-		if s == nil {
-			s = &holdoutRow{}
-			sums[key] = s
-			keys = append(keys, key)
-		}
-		s.Runs += r.Runs
-		s.Conversions += r.Conversions
-		s.Value += r.Value
-		s.ValueSq += r.ValueSq
-	}
-	for _, key := range keys {
-		s := sums[key]
 		if _, err := store.Executor(tx).Exec("INSERT INTO "+HoldoutDailyCollection+
 			" (id, day, journey, held, currency, runs, conversions, value, value_sq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			store.NewRecordID(), key.day, key.journey, key.held, key.currency, s.Runs, s.Conversions, s.Value, s.ValueSq); err != nil {
+			store.NewRecordID(), r.At.Format(dayLayout), r.Journey, r.Held, r.Currency, r.Runs, r.Conversions, r.Value, r.ValueSq); err != nil {
 			return fmt.Errorf("journeys report: store holdouts: %w", err)
 		}
 	}
