@@ -367,8 +367,11 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 	db := app.DB()
 	_ = db.NewQuery("SELECT COALESCE(MAX(updated), '') FROM messages").Row(&now.Ledger)
 	_ = db.NewQuery("SELECT COALESCE(MAX(updated), '') FROM journey_runs").Row(&now.Runs)
-	// (Newest first down the partial index: MAX() would read all of it.)
-	_ = db.NewQuery("SELECT created FROM events WHERE " + outcomeEventTypes + " ORDER BY created DESC LIMIT 1").Row(&now.Outcomes)
+	// (Newest first down the partial index: MAX() would read all of it,
+	// and left to itself SQLite reads the outcome types' rows of the
+	// type index and sorts them: some 50 ms on every report.)
+	_ = db.NewQuery("SELECT created FROM events INDEXED BY idx_metrics_events_outcomes WHERE " + outcomeEventTypes +
+		" ORDER BY created DESC LIMIT 1").Row(&now.Outcomes)
 	if st == now {
 		fill := readMsgFill(db)
 		if fill.pending() {
