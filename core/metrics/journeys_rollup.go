@@ -414,7 +414,7 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 		fill = readMsgFill(tx.DB())
 		switch {
 		case full:
-			for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection} {
+			for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection, RunsDailyCollection} {
 				if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
 					return err
 				}
@@ -504,9 +504,12 @@ func changedDays(db dbx.Builder, st msgState, loc *time.Location, days map[strin
 		since("updated", st.Runs, p, "w")+")", p); err != nil {
 		return false, err
 	}
+	// The days a changed run entered, ended and reached its goal in.
 	p = dbx.Params{}
-	if err := addDays("runs entered", "SELECT DISTINCT entered_at FROM journey_runs WHERE entered_at != '' AND "+since("updated", st.Runs, p, "w"), p); err != nil {
-		return false, err
+	for _, col := range []string{"entered_at", "ended_at", "goal_at"} {
+		if err := addDays("runs "+col, "SELECT DISTINCT "+col+" FROM journey_runs WHERE "+col+" != '' AND "+since("updated", st.Runs, p, "w"), p); err != nil {
+			return false, err
+		}
 	}
 	p = dbx.Params{}
 	var evs []struct {
@@ -583,6 +586,9 @@ func storeDays(tx core.App, from, to time.Time, loc *time.Location) error {
 	if err := storeHoldoutDays(tx, from, to, loc); err != nil {
 		return err
 	}
+	if err := storeRunDays(tx, from, to, loc); err != nil {
+		return err
+	}
 	rows, err := countMessageDays(tx.DB(), from, to, loc)
 	if err != nil {
 		return err
@@ -622,7 +628,7 @@ type messagesPart struct{}
 func (messagesPart) process(core.App, []*eventstore.Stored) error { return nil }
 func (messagesPart) recompute(core.App, []string) error           { return nil }
 func (messagesPart) reset(tx core.App) error {
-	for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection, MessagesStateCollection} {
+	for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection, RunsDailyCollection, MessagesStateCollection} {
 		if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
 			return err
 		}
@@ -790,4 +796,140 @@ func storeHoldoutDays(tx core.App, from, to time.Time, loc *time.Location) error
 		}
 	}
 	return nil
+}
+
+// runRow is a journey's runs of one day of the shop (or of a period, once
+// summed): those that entered, completed, or reached their goal (what), by
+// goal currency with the goal values.
+type runRow struct {
+	At       time.Time
+	Journey  string  `db:"journey"`
+	What     string  `db:"what"`
+	Currency string  `db:"currency"`
+	N        int     `db:"n"`
+	Value    float64 `db:"value"`
+}
+
+// countRunDays counts the runs that entered, completed and converted in
+// the days [from, to), by day of the shop: what the rollup stores of a
+// past day and what a report counts live of today.
+func countRunDays(db dbx.Builder, from, to time.Time, loc *time.Location) ([]runRow, error) {
+	q := Query{Loc: loc, Start: from, End: to, Bucket: "day"}
+	p := dbx.Params{"start": store.FormatTime(from), "end": store.FormatTime(to)}
+	type k struct {
+		day                    int64
+		journey, what, currency string
+	}
+	sums := map[k]*runRow{}
+	var out []*runRow
+	for _, c := range []struct{ col, sql string }{
+		{"r.entered_at", "SELECT %s AS g, r.journey, 'entered' AS what, '' AS currency, COUNT(*) AS n, 0 AS value FROM journey_runs r " +
+			"WHERE r.entered_at >= {:start} AND r.entered_at < {:end} GROUP BY g, r.journey"},
+		{"r.ended_at", "SELECT %s AS g, r.journey, 'completed' AS what, '' AS currency, COUNT(*) AS n, 0 AS value FROM journey_runs r " +
+			"WHERE r.ended_at != '' AND r.ended_at >= {:start} AND r.ended_at < {:end} AND r.status = 'completed' GROUP BY g, r.journey"},
+		{"r.goal_at", "SELECT %s AS g, r.journey, 'goal' AS what, r.goal_currency AS currency, COUNT(*) AS n, TOTAL(r.goal_value) AS value " +
+			"FROM journey_runs r WHERE " + runConverted + " AND r.goal_at >= {:start} AND r.goal_at < {:end} GROUP BY g, r.journey, r.goal_currency"},
+	} {
+		g := grainOf(q, c.col)
+		var rows []struct {
+			G string `db:"g"`
+			runRow
+		}
+		if err := db.NewQuery(fmt.Sprintf(c.sql, g.sql)).Bind(p).All(&rows); err != nil {
+			return nil, fmt.Errorf("journeys report: runs: %w", err)
+		}
+		for _, r := range rows {
+			at, err := time.ParseInLocation(g.layout, r.G, time.UTC)
+			if err != nil {
+				continue
+			}
+			day := dayStart(at, loc)
+			key := k{day.Unix(), r.Journey, r.What, r.Currency}
+			s := sums[key]
+			if s == nil {
+				s = &runRow{At: day, Journey: r.Journey, What: r.What, Currency: r.Currency}
+				sums[key] = s
+				out = append(out, s)
+			}
+			s.N += r.N
+			s.Value += r.Value
+		}
+	}
+	list := make([]runRow, len(out))
+	for i, s := range out {
+		list[i] = *s
+	}
+	return list, nil
+}
+
+// storeRunDays replaces the stored run counts of [from, to).
+func storeRunDays(tx core.App, from, to time.Time, loc *time.Location) error {
+	rows, err := countRunDays(tx.DB(), from, to, loc)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.DB().NewQuery("DELETE FROM " + RunsDailyCollection + " WHERE day >= {:from} AND day < {:to}").
+		Bind(dbx.Params{"from": from.Format(dayLayout), "to": to.Format(dayLayout)}).Execute(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if _, err := store.Executor(tx).Exec("INSERT INTO "+RunsDailyCollection+" (id, day, journey, what, currency, n, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			store.NewRecordID(), r.At.Format(dayLayout), r.Journey, r.What, r.Currency, r.N, r.Value); err != nil {
+			return fmt.Errorf("journeys report: store runs: %w", err)
+		}
+	}
+	return nil
+}
+
+// runRows are the run counts of q (of one journey if given), summed per
+// journey, what and currency over the period: stored days, today live.
+func (m *Module) runRows(app core.App, q Query, journey string) ([]runRow, error) {
+	today := dayStart(q.Now, q.Loc)
+	var rows []runRow
+	if q.Start.Before(today) {
+		end := q.End
+		if end.After(today) {
+			end = today
+		}
+		where := "day >= {:from} AND day < {:to}"
+		if journey != "" {
+			where += " AND journey = {:journey}"
+		}
+		if err := app.DB().NewQuery(`SELECT journey, what, currency, SUM(n) AS n, TOTAL(value) AS value FROM ` + RunsDailyCollection +
+			` WHERE ` + where + ` GROUP BY journey, what, currency`).
+			Bind(dbx.Params{"from": q.Start.Format(dayLayout), "to": end.Format(dayLayout), "journey": journey}).All(&rows); err != nil {
+			return nil, fmt.Errorf("journeys report: runs rollup: %w", err)
+		}
+	}
+	if q.End.After(today) {
+		start := q.Start
+		if start.Before(today) {
+			start = today
+		}
+		live, err := countRunDays(app.DB(), start, q.End, q.Loc)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range live {
+			if journey == "" || r.Journey == journey {
+				rows = append(rows, r)
+			}
+		}
+	}
+	// One row per journey, what and currency.
+	type k struct{ journey, what, currency string }
+	sums := map[k]int{}
+	var out []runRow
+	for _, r := range rows {
+		key := k{r.Journey, r.What, r.Currency}
+		i, ok := sums[key]
+		if !ok {
+			sums[key] = len(out)
+			out = append(out, runRow{Journey: r.Journey, What: r.What, Currency: r.Currency})
+			i = len(out) - 1
+		}
+		out[i].N += r.N
+		out[i].Value += r.Value
+	}
+	return out, nil
 }
