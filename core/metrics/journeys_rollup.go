@@ -817,7 +817,7 @@ func countRunDays(db dbx.Builder, from, to time.Time, loc *time.Location) ([]run
 	q := Query{Loc: loc, Start: from, End: to, Bucket: "day"}
 	p := dbx.Params{"start": store.FormatTime(from), "end": store.FormatTime(to)}
 	type k struct {
-		day                    int64
+		day                     int64
 		journey, what, currency string
 	}
 	sums := map[k]*runRow{}
