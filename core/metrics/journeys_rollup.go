@@ -296,10 +296,17 @@ func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error)
 		if f.channel != "" {
 			where += " AND channel = {:channel}"
 		}
-		err := app.DB().NewQuery(`SELECT day, channel, kind, ` + dims + `, reason, SUM(sent) AS sent, SUM(delivered) AS delivered,
+		// A monthly chart needs the stored days summed by month only: a
+		// month's row stands on its 1st (on the period's first day for the
+		// first month; its days fall in no bucket of the chart either way).
+		day := "day"
+		if q.Bucket == "month" {
+			day = "substr(day, 1, 7) || '-01'"
+		}
+		err := app.DB().NewQuery(`SELECT ` + day + ` AS day, channel, kind, ` + dims + `, reason, SUM(sent) AS sent, SUM(delivered) AS delivered,
 			SUM(opened) AS opened, SUM(clicked) AS clicked, SUM(replied) AS replied, SUM(unsubscribed) AS unsubscribed, SUM(failed) AS failed,
 			SUM(refused) AS refused, SUM(node_opened) AS node_opened, SUM(node_clicked) AS node_clicked
-			FROM ` + MessagesDailyCollection + ` WHERE ` + where + ` GROUP BY day, channel, kind, reason` + by).
+			FROM ` + MessagesDailyCollection + ` WHERE ` + where + ` GROUP BY ` + day + `, channel, kind, reason` + by).
 			Bind(dbx.Params{"from": q.Start.Format(dayLayout), "to": end.Format(dayLayout), "journey": f.journey, "channel": f.channel}).All(&stored)
 		if err != nil {
 			return nil, fmt.Errorf("journeys report: rollup: %w", err)
@@ -308,6 +315,9 @@ func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error)
 			at, err := time.ParseInLocation(dayLayout, s.Day, q.Loc)
 			if err != nil {
 				continue
+			}
+			if at.Before(q.Start) {
+				at = q.Start
 			}
 			rows = append(rows, msgRow{At: at, msgKey: s.msgKey, msgCounts: s.msgCounts})
 		}
