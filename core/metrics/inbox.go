@@ -218,26 +218,6 @@ func inboxRows(db dbx.Builder, where string, p dbx.Params) ([]*inboxRow, error) 
 	return out, nil
 }
 
-// inboxChunk is the span of openings one read of rows covers: one text of
-// tens of thousands of rows costs SQLite far more than a few shorter ones.
-const inboxChunk = int64(10 * 24 * time.Hour / time.Millisecond)
-
-// inboxRowsOpened reads the rows opened from start to end (unix ms), a
-// chunk of days at a time, in order; where and p add conditions.
-func inboxRowsOpened(db dbx.Builder, start, end int64, where string, p dbx.Params) ([]*inboxRow, error) {
-	var out []*inboxRow
-	for s := start; s < end; s += inboxChunk {
-		p["s"], p["e"] = s, min(s+inboxChunk, end)
-		rows, err := inboxRows(db, `opened_ms >= {:s} AND opened_ms < {:e}`+where, p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rows...)
-	}
-	p["s"], p["e"] = start, end
-	return out, nil
-}
-
 // inboxCompute adds up the conversations opened in q (and, for the
 // series, those resolved in it).
 func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigures, error) {
@@ -248,7 +228,7 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	// One read of the rows: the period's conversations and those resolved
 	// in it (the series). The agent filter applies after: the customer's
 	// later conversations (first-contact resolution) may be anyone's.
-	rows, err := inboxRowsOpened(db, start, end, w, p)
+	rows, err := inboxRows(db, `opened_ms >= {:s} AND opened_ms < {:e}`+w, p)
 	if err != nil {
 		return nil, err
 	}
