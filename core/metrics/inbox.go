@@ -118,10 +118,15 @@ func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
 		fcrDays = s.FCRDays
 	}
 
-	if err := inboxRefresh(app); err != nil {
+	pending, err := m.inboxRefresh(app, false)
+	if err != nil {
 		return nil, err
 	}
 	r := newReport("inbox", q)
+	if pending > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%s conversation(s) are still being worked out in the background: "+
+			"until then they are not in these figures.", thousands(pending)))
+	}
 	cur, err := inboxCompute(app, q, f, fcrDays)
 	if err != nil {
 		return nil, err
@@ -241,9 +246,21 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	for i, b := range buckets {
 		index[b.Unix()] = i
 	}
+	// The bucket of a time, worked out once per quarter hour (every zone's
+	// offset is whole quarter hours, so all of one falls in one bucket).
+	const quarter = int64(15 * time.Minute / time.Millisecond)
+	byQuarter := map[int64]int{}
 	bucketOf := func(ms int64) (int, bool) {
-		i, ok := index[q.BucketOf(time.UnixMilli(ms)).Unix()]
-		return i, ok
+		k := ms / quarter
+		i, seen := byQuarter[k]
+		if !seen {
+			j, ok := index[q.BucketOf(time.UnixMilli(ms)).Unix()]
+			if !ok {
+				j = -1
+			}
+			byQuarter[k], i = j, j
+		}
+		return i, i >= 0
 	}
 	fg := &inboxFigures{totals: map[string]float64{}, opened: make([]float64, len(buckets)), resolved: make([]float64, len(buckets)),
 		frtMedian: make([]float64, len(buckets)), replies: map[string]int{}}

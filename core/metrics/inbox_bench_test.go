@@ -11,6 +11,7 @@ import (
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/store"
 )
 
@@ -34,7 +35,14 @@ func BenchmarkInboxReport(b *testing.B) {
 	if code, body := s.Do(b, http.MethodGet, "/api/v1/metrics/inbox?range=7d", nil, http.Header{"Authorization": {owner}}); code != http.StatusOK {
 		b.Fatalf("%d %s", code, body)
 	}
-	b.Logf("first report (works out 50,000 rows): %s wall, %s CPU", time.Since(t0).Round(time.Millisecond), (cpuTime() - cpu0).Round(time.Millisecond))
+	// (It starts working them out in the background.)
+	omnitest.Eventually(b, 10*time.Minute, func() bool {
+		var n int
+		_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM conversations c LEFT JOIN " + metrics.InboxConversationsCollection +
+			" r ON r.id = c.id WHERE r.id IS NULL OR r.src_updated != c.updated OR r.dirty = 1").Row(&n)
+		return n == 0
+	}, "the rows to be worked out")
+	b.Logf("50,000 rows worked out in the background: %s wall, %s CPU", time.Since(t0).Round(time.Millisecond), (cpuTime() - cpu0).Round(time.Millisecond))
 
 	for _, rng := range []string{"30d", "90d", "12m"} {
 		b.Run(rng, func(b *testing.B) {

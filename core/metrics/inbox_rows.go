@@ -63,15 +63,48 @@ func (p *inboxPart) reset(tx core.App) error {
 	return err
 }
 
-// inboxRefresh brings metrics_conversations up to date with the inbox.
-func inboxRefresh(app core.App) error {
+// inboxFillInline: up to this many rows are worked out in the request; more
+// (the first report of a large inbox, after a rebuild) in the background,
+// inboxFillBatch a transaction (fill.go).
+const (
+	inboxFillInline = 5000
+	inboxFillBatch  = 500
+)
+
+// inboxRefresh brings metrics_conversations up to date with the inbox and
+// says how many conversations have no row yet (a fill under way in the
+// background). background: called at start, only to start such a fill.
+func (m *Module) inboxRefresh(app core.App, background bool) (pending int, err error) {
 	if !app.HasTable("conversations") {
-		return nil
+		return 0, nil
 	}
-	db := app.DB()
+	if m.fills.inbox.Load() {
+		return inboxMissing(app.DB())
+	}
+	stale, full, err := inboxStale(app.DB())
+	if err != nil {
+		return 0, err
+	}
+	if len(stale) > inboxFillInline {
+		m.fillInboxInBackground(app)
+		return inboxMissing(app.DB())
+	}
+	if background {
+		return 0, nil
+	}
+	return 0, inboxWorkOutAll(app, stale, full)
+}
+
+// inboxStale lists the conversations whose row must be worked out again:
+// those updated since the newest row (less a margin) or marked dirty and,
+// when the counts differ (rows written behind the refresh's back, a
+// conversation saved with an older updated time, conversations deleted),
+// every one whose row is missing or out of date (full: rows of deleted
+// conversations are to go too).
+func inboxStale(db dbx.Builder) (ids []string, full bool, err error) {
 	var newest string
 	if err := db.NewQuery("SELECT COALESCE(MAX(src_updated), '') FROM " + InboxConversationsCollection).Row(&newest); err != nil {
-		return err
+		return nil, false, err
 	}
 	since := ""
 	if t, ok := inboxParse(newest); ok {
@@ -83,29 +116,31 @@ func inboxRefresh(app core.App) error {
 		WHERE c.updated >= {:since} AND (r.id IS NULL OR r.src_updated != c.updated)
 		UNION SELECT id FROM ` + InboxConversationsCollection + ` WHERE dirty = 1`).
 		Bind(dbx.Params{"since": since}).Column(&stale); err != nil {
-		return err
+		return nil, false, err
 	}
-	if err := inboxWorkOutAll(app, stale, false); err != nil {
-		return err
-	}
-	// Rows written behind the refresh's back (a conversation saved with an
-	// older updated time) or conversations deleted: compare them all.
 	var convs, rows int
 	if err := db.NewQuery("SELECT COUNT(*) FROM conversations").Row(&convs); err != nil {
-		return err
+		return nil, false, err
 	}
 	if err := db.NewQuery("SELECT COUNT(*) FROM " + InboxConversationsCollection).Row(&rows); err != nil {
-		return err
+		return nil, false, err
 	}
 	if convs == rows {
-		return nil
+		return stale, false, nil
 	}
 	var all []string
 	if err := db.NewQuery(`SELECT c.id FROM conversations c LEFT JOIN ` + InboxConversationsCollection + ` r ON r.id = c.id
 		WHERE r.id IS NULL OR r.src_updated != c.updated OR r.dirty = 1`).Column(&all); err != nil {
-		return err
+		return nil, false, err
 	}
-	return inboxWorkOutAll(app, all, true)
+	return all, true, nil
+}
+
+// inboxMissing counts the conversations without a row.
+func inboxMissing(db dbx.Builder) (int, error) {
+	var n int
+	err := db.NewQuery("SELECT (SELECT COUNT(*) FROM conversations) - (SELECT COUNT(*) FROM " + InboxConversationsCollection + ")").Row(&n)
+	return max(n, 0), err
 }
 
 // inboxWorkOutAll works the rows of ids out again, 500 a statement, in one

@@ -73,10 +73,11 @@ const linkUnsubscribe = "(e.source = 'customer' AND json_extract(e.properties, '
 // msgChannels are the channels the gate sends on.
 var msgChannels = []string{"email", "sms", "whatsapp", "chat"}
 
-// engagement is what came of a group of messages.
+// engagement is what came of a group of messages, with the refusals by
+// reason key.
 type engagement struct {
-	Sent, Delivered, Opened, Clicked, Replied, Unsubscribed, Failed, Refused int
-	reasons                                                                  map[string]int // refusals by reason key
+	msgCounts
+	reasons map[string]int
 }
 
 // msgFigures are a period's message figures, whole and broken down.
@@ -124,18 +125,23 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	r := newReport("journeys", q)
 	r.Currency = base
 
-	if err := m.refreshMessages(app, q.Loc, dayStart(q.Now, q.Loc)); err != nil {
+	fill, err := m.refreshMessages(app, q.Loc, dayStart(q.Now, q.Loc), false)
+	if err != nil {
 		return nil, err
+	}
+	if n := fill.note(q); n != "" {
+		r.Notes = append(r.Notes, n)
 	}
 	curRows, err := m.messageRows(app, q, f)
 	if err != nil {
 		return nil, err
 	}
 	cur := readMessages(q, f, curRows)
-	goals, err := readGoals(db, q, f.journey, money)
+	runs, err := m.runRows(app, q, f.journey)
 	if err != nil {
 		return nil, err
 	}
+	goals := goalsOf(runs, money)
 	cur.totals(r.Totals, goals)
 	if q.Compare {
 		p := q.Previous()
@@ -144,10 +150,11 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 			return nil, err
 		}
 		prev := readMessages(p, f, prevRows)
-		pgoals, err := readGoals(db, p, f.journey, money)
+		pruns, err := m.runRows(app, p, f.journey)
 		if err != nil {
 			return nil, err
 		}
+		pgoals := goalsOf(pruns, money)
 		prev.totals(r.Previous, pgoals)
 		r.Series = cur.chart(q, prev)
 	} else {
@@ -165,7 +172,7 @@ func (m *Module) journeysReport(app core.App, q Query) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	jt, err := journeyTable(db, q, journeys, f.journey, goals, money, holds)
+	jt, err := journeyTable(db, journeys, f.journey, runs, goals, money, holds)
 	if err != nil {
 		return nil, err
 	}
@@ -360,20 +367,12 @@ func readMessages(q Query, f jfilter, rows []msgRow) *msgFigures {
 			es = append(es, &out.series[i])
 		}
 		for _, e := range es {
-			c := r.msgCounts
-			e.Sent += c.Sent
-			e.Delivered += c.Delivered
-			e.Opened += c.Opened
-			e.Clicked += c.Clicked
-			e.Replied += c.Replied
-			e.Unsubscribed += c.Unsubscribed
-			e.Failed += c.Failed
-			e.Refused += c.Refused
-			if c.Refused > 0 {
+			e.add(r.msgCounts)
+			if r.Refused > 0 {
 				if e.reasons == nil {
 					e.reasons = map[string]int{}
 				}
-				e.reasons[r.Reason] += c.Refused
+				e.reasons[r.Reason] += r.Refused
 			}
 		}
 	}
@@ -468,25 +467,13 @@ type goalSum struct {
 	revenue     float64 // base currency
 }
 
-// readGoals reads the goals reached in q (of one journey if given).
-func readGoals(db dbx.Builder, q Query, journey string, money moneyRates) (*goalFigures, error) {
-	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "journey": journey}
-	where := runConverted + " AND r.goal_at >= {:start} AND r.goal_at < {:end}"
-	if journey != "" {
-		where += " AND r.journey = {:journey}"
-	}
-	var rows []struct {
-		Journey  string  `db:"journey"`
-		Currency string  `db:"goal_currency"`
-		N        int     `db:"n"`
-		Revenue  float64 `db:"revenue"`
-	}
-	if err := db.NewQuery("SELECT r.journey, r.goal_currency, COUNT(*) AS n, TOTAL(r.goal_value) AS revenue FROM journey_runs r WHERE " +
-		where + " GROUP BY r.journey, r.goal_currency").Bind(p).All(&rows); err != nil {
-		return nil, fmt.Errorf("journeys report: goals: %w", err)
-	}
+// goalsOf adds up the goals reached in a period from its run counts.
+func goalsOf(runs []runRow, money moneyRates) *goalFigures {
 	g := &goalFigures{byJourney: map[string]*goalSum{}}
-	for _, r := range rows {
+	for _, r := range runs {
+		if r.What != "goal" {
+			continue
+		}
 		s := g.byJourney[r.Journey]
 		if s == nil {
 			s = &goalSum{}
@@ -495,13 +482,13 @@ func readGoals(db dbx.Builder, q Query, journey string, money moneyRates) (*goal
 		s.conversions += r.N
 		g.total.conversions += r.N
 		rate := money.rate(r.Currency)
-		if rate == 0 && r.Revenue != 0 {
+		if rate == 0 && r.Value != 0 {
 			g.unconverted += r.N
 		}
-		s.revenue += r.Revenue * rate
-		g.total.revenue += r.Revenue * rate
+		s.revenue += r.Value * rate
+		g.total.revenue += r.Value * rate
 	}
-	return g, nil
+	return g
 }
 
 // journeyRow is a journey as the report reads it.
@@ -513,7 +500,7 @@ type journeyRow struct {
 }
 
 // journeyTable is each journey's runs, goals and holdout lift in q.
-func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, goals *goalFigures, money moneyRates, holds []holdoutRow) (Table, error) {
+func journeyTable(db dbx.Builder, journeys []journeyRow, only string, runs []runRow, goals *goalFigures, money moneyRates, holds []holdoutRow) (Table, error) {
 	t := Table{Name: "by_journey", Title: "Journeys", Rows: [][]any{}, Columns: []Column{
 		{Key: "journey_id", Label: "Journey id", Type: TypeText},
 		{Key: "journey", Label: "Journey", Type: TypeText},
@@ -528,34 +515,18 @@ func journeyTable(db dbx.Builder, q Query, journeys []journeyRow, only string, g
 		{Key: "lift_confidence", Label: "Chance the journey helps", Type: TypePercent},
 		{Key: "lift_verdict", Label: "Holdout verdict", Type: TypeText},
 	}}
-	p := dbx.Params{"start": store.FormatTime(q.Start), "end": store.FormatTime(q.End), "journey": only}
-	scope := ""
-	if only != "" {
-		scope = " AND r.journey = {:journey}"
-	}
-	type runCount struct {
-		Journey   string `db:"journey"`
-		Entered   int    `db:"entered"`
-		Completed int    `db:"completed"`
-	}
+	type runCount struct{ Entered, Completed int }
 	byJourney := map[string]*runCount{}
 	// Entered in the period; completed (reached the end) in the period.
-	// Each by its own index (1765000400_metrics_journeys_idx.go).
-	for _, c := range []struct{ sql, what string }{
-		{"SELECT r.journey, COUNT(*) AS entered FROM journey_runs r WHERE r.entered_at >= {:start} AND r.entered_at < {:end}" + scope + " GROUP BY r.journey", "entered"},
-		{"SELECT r.journey, COUNT(*) AS completed FROM journey_runs r WHERE r.ended_at != '' AND r.ended_at >= {:start} AND r.ended_at < {:end}" +
-			" AND r.status = 'completed'" + scope + " GROUP BY r.journey", "completed"},
-	} {
-		var rows []runCount
-		if err := db.NewQuery(c.sql).Bind(p).All(&rows); err != nil {
-			return t, fmt.Errorf("journeys report: runs %s: %w", c.what, err)
+	for _, r := range runs {
+		if byJourney[r.Journey] == nil {
+			byJourney[r.Journey] = &runCount{}
 		}
-		for _, r := range rows {
-			if byJourney[r.Journey] == nil {
-				byJourney[r.Journey] = &runCount{}
-			}
-			byJourney[r.Journey].Entered += r.Entered
-			byJourney[r.Journey].Completed += r.Completed
+		switch r.What {
+		case "entered":
+			byJourney[r.Journey].Entered += r.N
+		case "completed":
+			byJourney[r.Journey].Completed += r.N
 		}
 	}
 	holdouts, err := holdoutNodes(db, only)

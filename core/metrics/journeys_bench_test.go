@@ -12,6 +12,8 @@ import (
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/store"
 )
 
@@ -91,13 +93,20 @@ func BenchmarkJourneysReport(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The first report counts every past day into the rollup (once; then
-	// each report re-counts only the days that changed).
+	// The first report starts counting every past day into the rollup in
+	// the background (once; then each report re-counts only the days that
+	// changed); the figures below are of reports after it.
 	cpu0, t0 := cpuTime(), time.Now()
 	if code, body := s.Do(b, "GET", "/api/v1/metrics/journeys?range=7d", nil, agent); code != http.StatusOK {
 		b.Fatalf("%d %s", code, body)
 	}
-	b.Logf("first report (builds the rollup of %d days): %v wall, %v CPU", days, time.Since(t0), cpuTime()-cpu0)
+	b.Logf("first report: %v wall, %v CPU", time.Since(t0), cpuTime()-cpu0)
+	omnitest.Eventually(b, 10*time.Minute, func() bool {
+		var n int
+		_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + metrics.MessagesStateCollection + " WHERE key = 'fill'").Row(&n)
+		return n == 0
+	}, "the rollup to be filled")
+	b.Logf("rollup of %d days filled in the background: %v wall, %v CPU", days, time.Since(t0), cpuTime()-cpu0)
 	for _, c := range []struct{ name, query string }{
 		{"12m_compare", "range=12m&compare=previous"},
 		{"journey_12m_compare", "range=12m&compare=previous&journey=j1"},

@@ -72,6 +72,20 @@ type msgCounts struct {
 	NodeClicked  int `db:"node_clicked"`
 }
 
+// add adds d's counts to c.
+func (c *msgCounts) add(d msgCounts) {
+	c.Sent += d.Sent
+	c.Delivered += d.Delivered
+	c.Opened += d.Opened
+	c.Clicked += d.Clicked
+	c.Replied += d.Replied
+	c.Unsubscribed += d.Unsubscribed
+	c.Failed += d.Failed
+	c.Refused += d.Refused
+	c.NodeOpened += d.NodeOpened
+	c.NodeClicked += d.NodeClicked
+}
+
 // msgRow is a group of messages created in one bucket (a day of the shop
 // when stored; an hour or quarter hour when counted live).
 type msgRow struct {
@@ -235,17 +249,7 @@ func groupFacts(facts map[string]*msgFact, bucket func(t time.Time) time.Time) [
 			r = &msgRow{At: at, msgKey: f.msgKey}
 			sums[key] = r
 		}
-		c, d := &r.msgCounts, f.msgCounts
-		c.Sent += d.Sent
-		c.Delivered += d.Delivered
-		c.Opened += d.Opened
-		c.Clicked += d.Clicked
-		c.Replied += d.Replied
-		c.Unsubscribed += d.Unsubscribed
-		c.Failed += d.Failed
-		c.Refused += d.Refused
-		c.NodeOpened += d.NodeOpened
-		c.NodeClicked += d.NodeClicked
+		r.add(f.msgCounts)
 	}
 	out := make([]msgRow, 0, len(sums))
 	for _, r := range sums {
@@ -292,10 +296,17 @@ func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error)
 		if f.channel != "" {
 			where += " AND channel = {:channel}"
 		}
-		err := app.DB().NewQuery(`SELECT day, channel, kind, ` + dims + `, reason, SUM(sent) AS sent, SUM(delivered) AS delivered,
+		// A monthly chart needs the stored days summed by month only: a
+		// month's row stands on its 1st (on the period's first day for the
+		// first month; its days fall in no bucket of the chart either way).
+		day := "day"
+		if q.Bucket == "month" {
+			day = "substr(day, 1, 7) || '-01'"
+		}
+		err := app.DB().NewQuery(`SELECT ` + day + ` AS day, channel, kind, ` + dims + `, reason, SUM(sent) AS sent, SUM(delivered) AS delivered,
 			SUM(opened) AS opened, SUM(clicked) AS clicked, SUM(replied) AS replied, SUM(unsubscribed) AS unsubscribed, SUM(failed) AS failed,
 			SUM(refused) AS refused, SUM(node_opened) AS node_opened, SUM(node_clicked) AS node_clicked
-			FROM ` + MessagesDailyCollection + ` WHERE ` + where + ` GROUP BY day, channel, kind, reason` + by).
+			FROM ` + MessagesDailyCollection + ` WHERE ` + where + ` GROUP BY ` + day + `, channel, kind, reason` + by).
 			Bind(dbx.Params{"from": q.Start.Format(dayLayout), "to": end.Format(dayLayout), "journey": f.journey, "channel": f.channel}).All(&stored)
 		if err != nil {
 			return nil, fmt.Errorf("journeys report: rollup: %w", err)
@@ -305,6 +316,9 @@ func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error)
 			if err != nil {
 				continue
 			}
+			if at.Before(q.Start) {
+				at = q.Start
+			}
 			rows = append(rows, msgRow{At: at, msgKey: s.msgKey, msgCounts: s.msgCounts})
 		}
 	}
@@ -313,13 +327,24 @@ func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error)
 		if start.Before(today) {
 			start = today
 		}
-		facts, err := countMessages(app.DB(), start, q.End, q.Loc)
+		live, err := countMessageDays(app.DB(), start, q.End, q.Loc)
 		if err != nil {
 			return nil, err
 		}
-		rows = append(rows, groupFacts(facts, func(t time.Time) time.Time { return dayStart(t, q.Loc) })...)
+		rows = append(rows, live...)
 	}
 	return rows, nil
+}
+
+// countMessageDays is what came of the messages created in the days
+// [from, to), by day of the shop: what the rollup stores of a past day
+// and what a report counts live of today.
+func countMessageDays(db dbx.Builder, from, to time.Time, loc *time.Location) ([]msgRow, error) {
+	facts, err := countMessages(db, from, to, loc)
+	if err != nil {
+		return nil, err
+	}
+	return groupFacts(facts, func(t time.Time) time.Time { return dayStart(t, loc) }), nil
 }
 
 // msgState is what the rollup has seen.
@@ -334,8 +359,13 @@ type msgState struct {
 const msgStateKey = "rollup"
 
 // refreshMessages brings the stored days before today up to date; the
-// report calls it once before reading.
-func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Time) error {
+// report calls it once before reading. When every day must be counted
+// again (the first report, after a rebuild, an erasure or a change of
+// zone) and the ledger is large, the days are counted in the background,
+// a week at a time (fill.go); the returned fill says which days are not
+// stored yet (zero when all are). background: called at start, only to
+// start such a fill.
+func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Time, background bool) (msgFill, error) {
 	var raw types.JSONRaw
 	_ = app.DB().NewQuery("SELECT value FROM " + MessagesStateCollection + " WHERE key = {:k}").Bind(dbx.Params{"k": msgStateKey}).Row(&raw)
 	var st msgState
@@ -347,10 +377,17 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 	db := app.DB()
 	_ = db.NewQuery("SELECT COALESCE(MAX(updated), '') FROM messages").Row(&now.Ledger)
 	_ = db.NewQuery("SELECT COALESCE(MAX(updated), '') FROM journey_runs").Row(&now.Runs)
-	// (Newest first down the partial index: MAX() would read all of it.)
-	_ = db.NewQuery("SELECT created FROM events WHERE " + outcomeEventTypes + " ORDER BY created DESC LIMIT 1").Row(&now.Outcomes)
+	// (Newest first down the partial index: MAX() would read all of it,
+	// and left to itself SQLite reads the outcome types' rows of the
+	// type index and sorts them: some 50 ms on every report.)
+	_ = db.NewQuery("SELECT created FROM events INDEXED BY idx_metrics_events_outcomes WHERE " + outcomeEventTypes +
+		" ORDER BY created DESC LIMIT 1").Row(&now.Outcomes)
 	if st == now {
-		return nil
+		fill := readMsgFill(db)
+		if fill.pending() {
+			m.fillMessagesInBackground(app, loc)
+		}
+		return fill, nil
 	}
 	through, err := time.ParseInLocation(dayLayout, st.Through, loc)
 	full := st.Zone != now.Zone || err != nil
@@ -358,42 +395,87 @@ func (m *Module) refreshMessages(app core.App, loc *time.Location, today time.Ti
 	if !full {
 		var err error
 		if full, err = changedDays(db, st, loc, days); err != nil {
-			return err
+			return msgFill{}, err
 		}
 		// Days that ended since the last look.
 		for d := through; d.Before(today); d = d.AddDate(0, 0, 1) {
 			days[d.Format(dayLayout)] = true
 		}
 	}
-	return app.RunInTransaction(func(tx core.App) error {
-		if full {
-			for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection} {
+	// A large ledger is counted in the background, a small one now.
+	var first time.Time
+	inBackground := false
+	if full {
+		var firstAt string
+		_ = db.NewQuery("SELECT MIN(d) FROM (SELECT MIN(created) AS d FROM messages UNION ALL " +
+			"SELECT MIN(entered_at) FROM journey_runs WHERE entered_at != '')").Row(&firstAt)
+		if t, err := time.Parse(types.DefaultDateLayout, firstAt); err == nil {
+			first = dayStart(t, loc)
+		}
+		var n int
+		_ = db.NewQuery("SELECT COUNT(*) FROM messages").Row(&n)
+		inBackground = n > msgFillInline
+	}
+	if background && !inBackground {
+		return msgFill{}, nil
+	}
+	var fill msgFill
+	err = app.RunInTransaction(func(tx core.App) error {
+		fill = readMsgFill(tx.DB())
+		switch {
+		case full:
+			for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection, RunsDailyCollection} {
 				if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
 					return err
 				}
 			}
-			// From the first message or run.
-			var first string
-			_ = tx.DB().NewQuery("SELECT MIN(d) FROM (SELECT MIN(created) AS d FROM messages UNION ALL " +
-				"SELECT MIN(entered_at) FROM journey_runs WHERE entered_at != '')").Row(&first)
-			if t, err := time.Parse(types.DefaultDateLayout, first); err == nil {
-				if err := storeDays(tx, dayStart(t, loc), today, loc); err != nil {
-					return err
+			fill = msgFill{}
+			if first.IsZero() {
+				break
+			}
+			if inBackground {
+				// Every day before today is left to the fill.
+				fill = msgFill{First: first.Format(dayLayout), From: today.Format(dayLayout)}
+			} else if err := storeDays(tx, first, today, loc); err != nil {
+				return err
+			}
+		default:
+			// Days the fill has not reached yet are counted when it does.
+			for d := range days {
+				if fill.pending() && d < fill.From {
+					delete(days, d)
 				}
 			}
-		} else {
 			if err := storeChangedDays(tx, days, loc, today); err != nil {
 				return err
 			}
 		}
-		b, _ := json.Marshal(now)
-		if _, err := tx.DB().NewQuery("DELETE FROM " + MessagesStateCollection + " WHERE key = {:k}").Bind(dbx.Params{"k": msgStateKey}).Execute(); err != nil {
+		if err := writeMsgState(tx, msgFillKey, fill, !fill.pending()); err != nil {
 			return err
 		}
-		_, err := tx.DB().NewQuery("INSERT INTO " + MessagesStateCollection + " (id, key, value) VALUES ({:id}, {:k}, {:v})").
-			Bind(dbx.Params{"id": store.NewRecordID(), "k": msgStateKey, "v": string(b)}).Execute()
-		return err
+		return writeMsgState(tx, msgStateKey, now, false)
 	})
+	if err != nil {
+		return msgFill{}, err
+	}
+	if fill.pending() {
+		m.fillMessagesInBackground(app, loc)
+	}
+	return fill, nil
+}
+
+// writeMsgState replaces (or, with remove, deletes) a state row.
+func writeMsgState(tx core.App, key string, v any, remove bool) error {
+	if _, err := tx.DB().NewQuery("DELETE FROM " + MessagesStateCollection + " WHERE key = {:k}").Bind(dbx.Params{"k": key}).Execute(); err != nil {
+		return err
+	}
+	if remove {
+		return nil
+	}
+	b, _ := json.Marshal(v)
+	_, err := tx.DB().NewQuery("INSERT INTO " + MessagesStateCollection + " (id, key, value) VALUES ({:id}, {:k}, {:v})").
+		Bind(dbx.Params{"id": store.NewRecordID(), "k": key, "v": string(b)}).Execute()
+	return err
 }
 
 // since is the condition "col is at or after the watermark, less msgLag".
@@ -432,9 +514,12 @@ func changedDays(db dbx.Builder, st msgState, loc *time.Location, days map[strin
 		since("updated", st.Runs, p, "w")+")", p); err != nil {
 		return false, err
 	}
+	// The days a changed run entered, ended and reached its goal in.
 	p = dbx.Params{}
-	if err := addDays("runs entered", "SELECT DISTINCT entered_at FROM journey_runs WHERE entered_at != '' AND "+since("updated", st.Runs, p, "w"), p); err != nil {
-		return false, err
+	for _, col := range []string{"entered_at", "ended_at", "goal_at"} {
+		if err := addDays("runs "+col, "SELECT DISTINCT "+col+" FROM journey_runs WHERE "+col+" != '' AND "+since("updated", st.Runs, p, "w"), p); err != nil {
+			return false, err
+		}
 	}
 	p = dbx.Params{}
 	var evs []struct {
@@ -511,7 +596,10 @@ func storeDays(tx core.App, from, to time.Time, loc *time.Location) error {
 	if err := storeHoldoutDays(tx, from, to, loc); err != nil {
 		return err
 	}
-	facts, err := countMessages(tx.DB(), from, to, loc)
+	if err := storeRunDays(tx, from, to, loc); err != nil {
+		return err
+	}
+	rows, err := countMessageDays(tx.DB(), from, to, loc)
 	if err != nil {
 		return err
 	}
@@ -519,7 +607,6 @@ func storeDays(tx core.App, from, to time.Time, loc *time.Location) error {
 		Bind(dbx.Params{"from": from.Format(dayLayout), "to": to.Format(dayLayout)}).Execute(); err != nil {
 		return err
 	}
-	rows := groupFacts(facts, func(t time.Time) time.Time { return dayStart(t, loc) })
 	const per = 200
 	for len(rows) > 0 {
 		n := min(per, len(rows))
@@ -551,7 +638,7 @@ type messagesPart struct{}
 func (messagesPart) process(core.App, []*eventstore.Stored) error { return nil }
 func (messagesPart) recompute(core.App, []string) error           { return nil }
 func (messagesPart) reset(tx core.App) error {
-	for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection, MessagesStateCollection} {
+	for _, c := range []string{MessagesDailyCollection, HoldoutDailyCollection, RunsDailyCollection, MessagesStateCollection} {
 		if _, err := tx.DB().NewQuery("DELETE FROM " + c).Execute(); err != nil {
 			return err
 		}
@@ -646,7 +733,7 @@ func (m *Module) holdoutRows(app core.App, q Query, journey string) ([]holdoutRo
 		if start.Before(today) {
 			start = today
 		}
-		live, err := countHoldouts(app.DB(), start, q.End, q.Loc)
+		live, err := countHoldoutDays(app.DB(), start, q.End, q.Loc)
 		if err != nil {
 			return nil, err
 		}
@@ -659,9 +746,51 @@ func (m *Module) holdoutRows(app core.App, q Query, journey string) ([]holdoutRo
 	return out, nil
 }
 
+// countHoldoutDays is the holdout groups of the runs that entered in the
+// days [from, to), by day of the shop: what the rollup stores of a past
+// day and what a report counts live of today.
+func countHoldoutDays(db dbx.Builder, from, to time.Time, loc *time.Location) ([]holdoutRow, error) {
+	rows, err := countHoldouts(db, from, to, loc)
+	if err != nil {
+		return nil, err
+	}
+	// Grains of one day together.
+	type k struct {
+		day      int64
+		journey  string
+		currency string
+		held     bool
+	}
+	sums := map[k]*holdoutRow{}
+	var out []*holdoutRow
+	for _, r := range rows {
+		key := k{r.At.Unix(), r.Journey, r.Currency, r.Held}
+		s := sums[key]
+		if s == nil {
+			s = &holdoutRow{At: r.At, Journey: r.Journey, Currency: r.Currency, Held: r.Held}
+			sums[key] = s
+			out = append(out, s)
+		}
+		s.add(r)
+	}
+	list := make([]holdoutRow, len(out))
+	for i, s := range out {
+		list[i] = *s
+	}
+	return list, nil
+}
+
+// add adds r's runs, conversions and values to h.
+func (h *holdoutRow) add(r holdoutRow) {
+	h.Runs += r.Runs
+	h.Conversions += r.Conversions
+	h.Value += r.Value
+	h.ValueSq += r.ValueSq
+}
+
 // storeHoldoutDays replaces the stored holdout groups of [from, to).
 func storeHoldoutDays(tx core.App, from, to time.Time, loc *time.Location) error {
-	rows, err := countHoldouts(tx.DB(), from, to, loc)
+	rows, err := countHoldoutDays(tx.DB(), from, to, loc)
 	if err != nil {
 		return err
 	}
@@ -669,33 +798,148 @@ func storeHoldoutDays(tx core.App, from, to time.Time, loc *time.Location) error
 		Bind(dbx.Params{"from": from.Format(dayLayout), "to": to.Format(dayLayout)}).Execute(); err != nil {
 		return err
 	}
-	// Grains of one day together.
-	type k struct {
-		day, journey, currency string
-		held                   bool
-	}
-	sums := map[k]*holdoutRow{}
-	var keys []k
 	for _, r := range rows {
-		key := k{r.At.Format(dayLayout), r.Journey, r.Currency, r.Held}
-		s := sums[key]
-		if s == nil {
-			s = &holdoutRow{}
-			sums[key] = s
-			keys = append(keys, key)
-		}
-		s.Runs += r.Runs
-		s.Conversions += r.Conversions
-		s.Value += r.Value
-		s.ValueSq += r.ValueSq
-	}
-	for _, key := range keys {
-		s := sums[key]
 		if _, err := store.Executor(tx).Exec("INSERT INTO "+HoldoutDailyCollection+
 			" (id, day, journey, held, currency, runs, conversions, value, value_sq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			store.NewRecordID(), key.day, key.journey, key.held, key.currency, s.Runs, s.Conversions, s.Value, s.ValueSq); err != nil {
+			store.NewRecordID(), r.At.Format(dayLayout), r.Journey, r.Held, r.Currency, r.Runs, r.Conversions, r.Value, r.ValueSq); err != nil {
 			return fmt.Errorf("journeys report: store holdouts: %w", err)
 		}
 	}
 	return nil
+}
+
+// runRow is a journey's runs of one day of the shop (or of a period, once
+// summed): those that entered, completed, or reached their goal (what), by
+// goal currency with the goal values.
+type runRow struct {
+	At       time.Time
+	Journey  string  `db:"journey"`
+	What     string  `db:"what"`
+	Currency string  `db:"currency"`
+	N        int     `db:"n"`
+	Value    float64 `db:"value"`
+}
+
+// countRunDays counts the runs that entered, completed and converted in
+// the days [from, to), by day of the shop: what the rollup stores of a
+// past day and what a report counts live of today.
+func countRunDays(db dbx.Builder, from, to time.Time, loc *time.Location) ([]runRow, error) {
+	q := Query{Loc: loc, Start: from, End: to, Bucket: "day"}
+	p := dbx.Params{"start": store.FormatTime(from), "end": store.FormatTime(to)}
+	type k struct {
+		day                     int64
+		journey, what, currency string
+	}
+	sums := map[k]*runRow{}
+	var out []*runRow
+	for _, c := range []struct{ col, sql string }{
+		{"r.entered_at", "SELECT %s AS g, r.journey, 'entered' AS what, '' AS currency, COUNT(*) AS n, 0 AS value FROM journey_runs r " +
+			"WHERE r.entered_at >= {:start} AND r.entered_at < {:end} GROUP BY g, r.journey"},
+		{"r.ended_at", "SELECT %s AS g, r.journey, 'completed' AS what, '' AS currency, COUNT(*) AS n, 0 AS value FROM journey_runs r " +
+			"WHERE r.ended_at != '' AND r.ended_at >= {:start} AND r.ended_at < {:end} AND r.status = 'completed' GROUP BY g, r.journey"},
+		{"r.goal_at", "SELECT %s AS g, r.journey, 'goal' AS what, r.goal_currency AS currency, COUNT(*) AS n, TOTAL(r.goal_value) AS value " +
+			"FROM journey_runs r WHERE " + runConverted + " AND r.goal_at >= {:start} AND r.goal_at < {:end} GROUP BY g, r.journey, r.goal_currency"},
+	} {
+		g := grainOf(q, c.col)
+		var rows []struct {
+			G string `db:"g"`
+			runRow
+		}
+		if err := db.NewQuery(fmt.Sprintf(c.sql, g.sql)).Bind(p).All(&rows); err != nil {
+			return nil, fmt.Errorf("journeys report: runs: %w", err)
+		}
+		for _, r := range rows {
+			at, err := time.ParseInLocation(g.layout, r.G, time.UTC)
+			if err != nil {
+				continue
+			}
+			day := dayStart(at, loc)
+			key := k{day.Unix(), r.Journey, r.What, r.Currency}
+			s := sums[key]
+			if s == nil {
+				s = &runRow{At: day, Journey: r.Journey, What: r.What, Currency: r.Currency}
+				sums[key] = s
+				out = append(out, s)
+			}
+			s.N += r.N
+			s.Value += r.Value
+		}
+	}
+	list := make([]runRow, len(out))
+	for i, s := range out {
+		list[i] = *s
+	}
+	return list, nil
+}
+
+// storeRunDays replaces the stored run counts of [from, to).
+func storeRunDays(tx core.App, from, to time.Time, loc *time.Location) error {
+	rows, err := countRunDays(tx.DB(), from, to, loc)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.DB().NewQuery("DELETE FROM " + RunsDailyCollection + " WHERE day >= {:from} AND day < {:to}").
+		Bind(dbx.Params{"from": from.Format(dayLayout), "to": to.Format(dayLayout)}).Execute(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if _, err := store.Executor(tx).Exec("INSERT INTO "+RunsDailyCollection+" (id, day, journey, what, currency, n, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			store.NewRecordID(), r.At.Format(dayLayout), r.Journey, r.What, r.Currency, r.N, r.Value); err != nil {
+			return fmt.Errorf("journeys report: store runs: %w", err)
+		}
+	}
+	return nil
+}
+
+// runRows are the run counts of q (of one journey if given), summed per
+// journey, what and currency over the period: stored days, today live.
+func (m *Module) runRows(app core.App, q Query, journey string) ([]runRow, error) {
+	today := dayStart(q.Now, q.Loc)
+	var rows []runRow
+	if q.Start.Before(today) {
+		end := q.End
+		if end.After(today) {
+			end = today
+		}
+		where := "day >= {:from} AND day < {:to}"
+		if journey != "" {
+			where += " AND journey = {:journey}"
+		}
+		if err := app.DB().NewQuery(`SELECT journey, what, currency, SUM(n) AS n, TOTAL(value) AS value FROM ` + RunsDailyCollection +
+			` WHERE ` + where + ` GROUP BY journey, what, currency`).
+			Bind(dbx.Params{"from": q.Start.Format(dayLayout), "to": end.Format(dayLayout), "journey": journey}).All(&rows); err != nil {
+			return nil, fmt.Errorf("journeys report: runs rollup: %w", err)
+		}
+	}
+	if q.End.After(today) {
+		start := q.Start
+		if start.Before(today) {
+			start = today
+		}
+		live, err := countRunDays(app.DB(), start, q.End, q.Loc)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range live {
+			if journey == "" || r.Journey == journey {
+				rows = append(rows, r)
+			}
+		}
+	}
+	// One row per journey, what and currency.
+	type k struct{ journey, what, currency string }
+	sums := map[k]int{}
+	var out []runRow
+	for _, r := range rows {
+		key := k{r.Journey, r.What, r.Currency}
+		i, ok := sums[key]
+		if !ok {
+			sums[key] = len(out)
+			out = append(out, runRow{Journey: r.Journey, What: r.What, Currency: r.Currency})
+			i = len(out) - 1
+		}
+		out[i].N += r.N
+		out[i].Value += r.Value
+	}
+	return out, nil
 }

@@ -130,3 +130,25 @@ func mustGet(t *testing.T, s *omnitest.Server, h http.Header, path string) []byt
 	}
 	return body
 }
+
+// A monthly chart reads the stored days summed by month: its totals and
+// tables are those of a weekly chart of the same range.
+func TestJourneysMonthlyChartAddsUpAsTheDays(t *testing.T) {
+	s, agent := startJourneys(t)
+	d := jseed{t: t, db: s.PB.DB(), base: time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC)}
+	seedJourneyShop(d)
+	for _, extra := range []string{"", "&journey=jwin", "&channel=email"} {
+		monthly := getReport(t, s, agent, "/api/v1/metrics/journeys?from=2026-09-15&bucket=month&compare=previous"+extra)
+		weekly := getReport(t, s, agent, "/api/v1/metrics/journeys?from=2026-09-15&bucket=week&compare=previous"+extra)
+		if monthly.Totals["sent"] == 0 {
+			t.Fatalf("%s: nothing sent", extra)
+		}
+		wantEq(t, extra+" totals", monthly.Totals, weekly.Totals)
+		wantEq(t, extra+" tables", monthly.Tables, weekly.Tables)
+		var sum float64
+		for _, v := range monthly.Series.Y["sent"] {
+			sum += v
+		}
+		wantEq(t, extra+" series sent", sum, monthly.Totals["sent"])
+	}
+}

@@ -59,6 +59,8 @@ type Module struct {
 	attrib   *attribution  // attribution.go: touches and order credits
 	inbox    *inboxPart    // inbox_rows.go: marks inbox report rows to work out again
 	settings *settingsPart // settings.go: metrics_settings
+
+	fills fills // fill.go: the journeys and inbox rollups filled in the background
 }
 
 // part is state a part keeps from the events stream.
@@ -128,6 +130,7 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	// The customers report shows the profiles' stage counts without
 	// counting while it waits (customers.go): the first count starts now.
 	m.countStagesInBackground(m.app)
+	go m.startFills()
 	m.routes(se)
 	return nil
 }

@@ -82,6 +82,16 @@ func (p *salesPeriod) sum(metric, dim, currency string) (value, count float64) {
 	return v[0], v[1]
 }
 
+// salesRow is a metrics_daily row (or a month's sum, on its 1st day).
+type salesRow struct {
+	Day      string  `db:"day"`
+	Metric   string  `db:"metric"`
+	Dim      string  `db:"dim"`
+	Currency string  `db:"currency"`
+	Value    float64 `db:"value"`
+	Count    float64 `db:"count"`
+}
+
 // readSales adds up one period.
 func readSales(app core.App, q Query) (*salesPeriod, error) {
 	p := &salesPeriod{q: q, buckets: q.Buckets(), totals: map[string]float64{}, series: map[string][]float64{},
@@ -117,18 +127,32 @@ func readSales(app core.App, q Query) (*salesPeriod, error) {
 		return i, i >= 0
 	}
 
-	var rows []struct {
-		Day      string  `db:"day"`
-		Metric   string  `db:"metric"`
-		Dim      string  `db:"dim"`
-		Currency string  `db:"currency"`
-		Value    float64 `db:"value"`
-		Count    float64 `db:"count"`
+	// Whole past months of a monthly chart from their month rows
+	// (sales_months.go), the other days from the daily rows.
+	var lo, hi, after string
+	if q.Bucket == "month" {
+		lo, hi, after = cachedMonths(q)
 	}
-	err := app.DB().Select("day", "metric", "dim", "currency", "value", "count").From(DailyCollection).
-		Where(dbx.In("metric", salesMetrics...)).AndWhere(dbx.Between("day", q.From, q.To)).All(&rows)
-	if err != nil {
+	var rows []salesRow
+	sel := app.DB().Select("day", "metric", "dim", "currency", "value", "count").From(DailyCollection).
+		Where(dbx.In("metric", salesMetrics...)).AndWhere(dbx.Between("day", q.From, q.To))
+	if lo != "" {
+		sel = sel.AndWhere(dbx.NewExp("NOT (day >= {:lo} AND day < {:after})", dbx.Params{"lo": lo, "after": after}))
+	}
+	if err := sel.All(&rows); err != nil {
 		return nil, err
+	}
+	var months []*salesMonth
+	if lo != "" {
+		var err error
+		if months, err = salesMonths(app, lo, hi); err != nil {
+			return nil, err
+		}
+		for _, m := range months {
+			for _, r := range m.sums {
+				rows = append(rows, salesRow{m.month + "-01", r.Metric, r.Dim, r.Currency, r.Value, r.Count})
+			}
+		}
 	}
 	hourly := q.Bucket == "hour"
 	for _, r := range rows {
@@ -181,7 +205,7 @@ func readSales(app core.App, q Query) (*salesPeriod, error) {
 			t["unconverted"] += v[1]
 		}
 	}
-	buyers, repeat, err := buyersIn(app, q)
+	buyers, repeat, err := buyersIn(app, q, lo, after, months)
 	if err != nil {
 		return nil, err
 	}
@@ -248,9 +272,32 @@ func hourlySales(app core.App, q Query, index map[int64]int, gross, refunds, ord
 // buyersIn counts the distinct customers with an order in q, and those of
 // them with two orders or more ever. A customer's first order in the range
 // is the one whose previous order (prev_day) is before it, so each buyer
-// is counted once, from idx_metrics_orders_prev alone, without grouping.
-func buyersIn(app core.App, q Query) (buyers, repeat float64, err error) {
-	return countBuyers(app.DB(), q.From, q.To)
+// is counted once, from idx_metrics_orders_prev alone, without grouping;
+// the orders of the whole months from lo to the day before after are
+// counted from the month rows.
+func buyersIn(app core.App, q Query, lo, after string, months []*salesMonth) (buyers, repeat float64, err error) {
+	if lo == "" {
+		return countBuyers(app.DB(), q.From, q.To)
+	}
+	dayBefore := func(day string) string {
+		t, _ := time.Parse(dayLayout, day)
+		return t.AddDate(0, 0, -1).Format(dayLayout)
+	}
+	for _, part := range [][2]string{{q.From, dayBefore(lo)}, {after, q.To}} {
+		if part[0] > part[1] {
+			continue
+		}
+		b, r, err := countBuyersIn(app.DB(), q.From, part[0], part[1])
+		if err != nil {
+			return 0, 0, err
+		}
+		buyers, repeat = buyers+b, repeat+r
+	}
+	for _, m := range months {
+		b, r := m.buyersBefore(q.From)
+		buyers, repeat = buyers+b, repeat+r
+	}
+	return buyers, repeat, nil
 }
 
 // countBuyers: distinct customers with a counted order from day from to

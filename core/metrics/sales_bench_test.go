@@ -70,7 +70,7 @@ func BenchmarkSalesReport12m(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, query := range []string{"range=12m&compare=previous", "range=30d&compare=previous"} {
+	for _, query := range []string{"range=12m&compare=previous", "range=90d&compare=previous", "range=30d&compare=previous"} {
 		b.Run(query, func(b *testing.B) {
 			timedReportRuns(b, func() {
 				if code, body := s.Do(b, "GET", "/api/v1/metrics/sales?"+query, nil, auth(s.owner)); code != 200 {
