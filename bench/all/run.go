@@ -70,17 +70,20 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Table, error) {
 	}
 	defer os.RemoveAll(tmp)
 	e := &env{o: o, root: root, bins: tmp, log: log, tab: &Table{}}
+	t0 := time.Now()
 	if err := e.build(ctx); err != nil {
 		return nil, err
 	}
+	fmt.Fprintf(log, "bench/all: built omni and the benches in %v\n", time.Since(t0).Round(time.Second))
 	steps := map[string]func(context.Context){
 		"ingest": e.ingest, "profiles": e.profiles, "journeys": e.journeys,
 		"metrics": e.metrics, "inbox": e.inbox, "generator": e.generator,
 	}
 	for _, name := range benchNames {
 		if slices.Contains(want, name) {
-			fmt.Fprintf(log, "bench/all: %s…\n", name)
+			t0 := time.Now()
 			steps[name](ctx)
+			fmt.Fprintf(log, "bench/all: %s done in %v\n", name, time.Since(t0).Round(time.Second))
 		}
 	}
 	return e.tab, nil
@@ -130,7 +133,14 @@ func (e *env) exec(ctx context.Context, timeout time.Duration, extraEnv []string
 		return out.String(), fmt.Errorf("%s: no result after %v", filepath.Base(name), timeout)
 	}
 	if err != nil {
-		tail := errb.String()
+		// The servers' own log lines (slog, level=…) would hide the bench's error.
+		var kept []string
+		for _, l := range strings.Split(errb.String(), "\n") {
+			if !strings.Contains(l, " level=") {
+				kept = append(kept, l)
+			}
+		}
+		tail := strings.TrimSpace(strings.Join(kept, "\n"))
 		if len(tail) > 300 {
 			tail = tail[len(tail)-300:]
 		}
@@ -243,7 +253,7 @@ func metIf(known, ok bool) string {
 
 var (
 	reJourneyIngest = regexp.MustCompile(`ingest: ([\d.]+) events/s with no journey, ([\d.]+) events/s with 20 live journeys`)
-	reJourneySteps  = regexp.MustCompile(`steps: .*?: ([\d.]+) steps/s\); floor: ([\d.]+) prepared inserts/s`)
+	reJourneySteps  = regexp.MustCompile(`steps: \d+ executed in \S+ after enrolment \((\S+) steps/s;.*floor: (\S+) prepared inserts/s`)
 	reTimerLate     = regexp.MustCompile(`timer lateness over \d+ timers: p50 (\S+)\s+p99 (\S+)`)
 )
 
