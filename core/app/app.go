@@ -25,8 +25,10 @@ import (
 	"github.com/omni/omni/core/datalock"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/memtune"
 	"github.com/omni/omni/core/relay"
 	"github.com/omni/omni/core/staff"
+	"github.com/omni/omni/core/store"
 	_ "github.com/omni/omni/core/store/migrations" // collections
 )
 
@@ -49,6 +51,7 @@ type Omni struct {
 	personOwned []PersonOwned
 	stopOnce    sync.Once
 	lock        *datalock.Lock // exclusive use of the data dir while serving
+	memStop     chan struct{}  // stops memtune.ReleaseWhenIdle
 }
 
 // New creates the PocketBase app for cfg. Nothing is opened yet.
@@ -57,6 +60,7 @@ func New(cfg *config.Config, log *slog.Logger) *Omni {
 		DefaultDataDir:  cfg.DataDir,
 		DefaultDev:      false, // explicit: never infer dev mode from the binary's path
 		HideStartBanner: true,
+		DBConnect:       store.Connect, // smaller page caches for readers (docs/benchmarks.md, memory)
 	})
 	o := &Omni{Config: cfg, Log: log, PB: pb}
 	ingest.RegisterSourceHooks(pb)
@@ -200,6 +204,10 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 			},
 		})
 	}
+	// A burst's heap goes back to the OS once the load stops (docs/benchmarks.md, memory).
+	memtune.ApplyDefaultLimit()
+	o.memStop = make(chan struct{})
+	go memtune.ReleaseWhenIdle(o.memStop, 10*time.Second)
 	o.Log.Info("omni serving", "http", "http://"+addr, "data_dir", o.Config.DataDir, "version", api.Version, "startup", time.Since(started).Round(time.Millisecond))
 	err = apis.Serve(o.PB, apis.ServeConfig{HttpAddr: addr, AllowedOrigins: []string{"*"}})
 	if err != nil {
@@ -243,6 +251,9 @@ func (o *Omni) stop() {
 		}
 		if o.Bus != nil {
 			o.Bus.Close()
+		}
+		if o.memStop != nil {
+			close(o.memStop)
 		}
 		o.Log.Info("omni stopped")
 	})

@@ -1,0 +1,63 @@
+// Package memtune keeps a serving Omni's memory near what it is using: a
+// default soft limit for the Go heap, and, once a load has stopped, the
+// freed heap handed back to the OS instead of kept for the next burst.
+// Without it the Go runtime keeps a burst's heap (and its GC goal) for
+// minutes, so RSS stays at its peak long after the shop went quiet.
+package memtune
+
+import (
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// DefaultLimit is the Go heap's soft limit when GOMEMLIMIT is not set: the
+// GC works harder as the heap nears it, which caps the burst RSS of a
+// small shop's server. It is soft — a bigger live heap still runs, with
+// more GC — and GOMEMLIMIT (or GOGC) in the environment overrides it.
+const DefaultLimit = 192 << 20
+
+// ApplyDefaultLimit sets DefaultLimit unless the operator chose a limit
+// with GOMEMLIMIT. It reports the limit in force.
+func ApplyDefaultLimit() int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	debug.SetMemoryLimit(DefaultLimit)
+	return DefaultLimit
+}
+
+// idleAllocBytes is the allocation in one interval below which the server
+// counts as idle (health checks and timers allocate far less).
+const idleAllocBytes = 8 << 20
+
+// ReleaseWhenIdle samples the heap's allocation rate every interval and,
+// on the first idle interval after a busy one, runs debug.FreeOSMemory (a
+// GC that returns the freed pages). It runs until stop is closed.
+func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	last := s[0].Value.Uint64()
+	busy := false
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		metrics.Read(s)
+		now := s[0].Value.Uint64()
+		allocated := now - last
+		last = now
+		switch {
+		case allocated >= idleAllocBytes:
+			busy = true
+		case busy:
+			busy = false
+			debug.FreeOSMemory()
+		}
+	}
+}

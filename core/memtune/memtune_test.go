@@ -1,0 +1,48 @@
+package memtune
+
+import (
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+func TestDefaultLimitUnlessGOMEMLIMIT(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOMEMLIMIT", "")
+	if got := ApplyDefaultLimit(); got != DefaultLimit || debug.SetMemoryLimit(-1) != DefaultLimit {
+		t.Fatalf("limit %d, want the default %d", got, DefaultLimit)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetMemoryLimit(1 << 30) // what the runtime read from the environment at start
+	if got := ApplyDefaultLimit(); got != 1<<30 {
+		t.Fatalf("limit %d, want the operator's 1 GiB kept", got)
+	}
+}
+
+// A burst followed by quiet releases the burst's freed heap to the OS.
+func TestReleaseAfterABurst(t *testing.T) {
+	released := func() uint64 {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go ReleaseWhenIdle(stop, 50*time.Millisecond)
+
+	var keep [][]byte
+	for range 64 { // 64 MB allocated within one interval: busy
+		keep = append(keep, make([]byte, 1<<20))
+	}
+	before := released()
+	keep = nil
+	_ = keep
+	deadline := time.Now().Add(10 * time.Second)
+	for released() < before+32<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("released %d MB after the burst, want ≥ 32 MB", (released()-before)>>20)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
