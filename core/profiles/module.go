@@ -78,6 +78,8 @@ type Module struct {
 	block          atomic.Pointer[blocklist]
 
 	pending []*events.Event // emits of the batch being stored
+	// inflight is the batch between BeforeInsert and ProcessBatch.
+	inflight *inflight
 	cacheMu sync.Mutex      // taken inside a transaction, never around one
 	cache   resolveCache
 	waiters eventstore.Waiters // requests waiting for an event they published to be stored
