@@ -94,7 +94,7 @@ func (b *batch) earlierEvent(holder, kind, value, except string) (*EventRef, err
 	}
 	var rowID string
 	err := b.tx.DB().NewQuery(`SELECT id, event_id, type, name, source, channel, occurred_at, properties FROM events
-WHERE profile={:p} AND event_id != {:x} AND json_extract(identities, '$.` + kind + `') = {:v} ORDER BY occurred_at, id LIMIT 1`).
+WHERE profile={:p} AND event_id != {:x} AND json_extract(identities, '$.`+kind+`') = {:v} ORDER BY occurred_at, id LIMIT 1`).
 		Bind(dbx.Params{"p": holder, "v": value, "x": except}).Row(&rowID, &row.EventID, &row.Type, &row.Name, &row.Source, &row.Channel, &row.OccurredAt, &row.Properties)
 	found := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {

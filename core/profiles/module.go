@@ -80,11 +80,11 @@ type Module struct {
 	pending []*events.Event // emits of the batch being stored
 	// inflight is the batch between BeforeInsert and ProcessBatch.
 	inflight *inflight
-	cacheMu sync.Mutex      // taken inside a transaction, never around one
-	cache   resolveCache
-	waiters eventstore.Waiters // requests waiting for an event they published to be stored
-	changed []string           // profile ids of the batch being stored
-	seq     int
+	cacheMu  sync.Mutex // taken inside a transaction, never around one
+	cache    resolveCache
+	waiters  eventstore.Waiters // requests waiting for an event they published to be stored
+	changed  []string           // profile ids of the batch being stored
+	seq      int
 
 	relay   *relay.Relay // publishes events staged with relay.Stage after commit
 	pubMu   sync.Mutex
