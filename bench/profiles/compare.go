@@ -60,12 +60,12 @@ func compare(evs []*events.Event, runs int, cpuProfile string) {
 	var floors, profs, lives []figure
 	for run := 1; run <= runs; run++ {
 		f := floorInsert(evs)
-		p := storeThrough(evs, false, "")
-		prof := ""
+		profP, profL := "", ""
 		if cpuProfile != "" && run == runs {
-			prof = cpuProfile
+			profP, profL = cpuProfile+".profiles", cpuProfile+".live"
 		}
-		l := storeThrough(evs, true, prof)
+		p := storeThrough(evs, false, profP)
+		l := storeThrough(evs, true, profL)
 		fmt.Printf("run %d: floor %.0f/s (%v CPU/event) | profiles %.0f/s = %.2f× (%v CPU/event) | everything live %.0f/s = %.2f× (%v CPU/event)\n",
 			run, f.rate, f.cpuPer, p.rate, p.rate/f.rate, p.cpuPer, l.rate, l.rate/f.rate, l.cpuPer)
 		floors, profs, lives = append(floors, f), append(profs, p), append(lives, l)

@@ -444,10 +444,11 @@ func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
 	return writeBatch(s.app, evs, s.processors)
 }
 
-// WriteBatch stores events in one transaction and returns the new ones
-// (duplicates of stored event ids are skipped).
-func WriteBatch(app core.App, evs []*events.Event) ([]*Stored, error) {
-	return writeBatch(app, evs, nil)
+// WriteBatch stores events in one transaction, through processors as the
+// consumer does, and returns the new ones (duplicates of stored event ids
+// are skipped).
+func WriteBatch(app core.App, evs []*events.Event, processors ...Processor) ([]*Stored, error) {
+	return writeBatch(app, evs, processors)
 }
 
 func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*Stored, error) {
