@@ -78,6 +78,8 @@ func main() {
 	onlySearch := flag.Bool("only-search", false, "stop after the search phase (load, then search latency)")
 	searches := flag.Int("searches", 300, "queries of each kind in the search phase")
 	reuse := flag.Bool("reuse", false, "with -dir holding an earlier run's load: skip loading and only run the search phase")
+	compareMode := flag.Bool("compare", false, "only compare, on the same events: batched SQLite insert (floor), stored with profiles, and everything live (10 segments, 20 journeys, metrics); -cpuprofile F profiles the last run's two stored cases into F.profiles and F.live")
+	runs := flag.Int("runs", 3, "with -compare: runs of the three cases (medians printed)")
 	flag.Parse()
 
 	dataDir := *dir
@@ -170,6 +172,16 @@ func main() {
 		return ev
 	}
 
+	if *compareMode {
+		var evs []*events.Event
+		for j := 0; j < *perProfile; j++ {
+			for p := 0; p < *nProfiles; p++ {
+				evs = append(evs, mkEvent(p, j))
+			}
+		}
+		compare(evs, max(1, *runs), *cpuProfile)
+		return
+	}
 	if *reuse {
 		var loaded int
 		_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM profiles WHERE merged_into=''").Row(&loaded)

@@ -8,11 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/types"
 
@@ -31,6 +34,15 @@ const ConsumerName = "eventstore"
 // new (not duplicates) are passed.
 type Processor interface {
 	ProcessBatch(tx core.App, batch []*Stored) error
+}
+
+// BeforeInsert is implemented by a Processor that also works on the batch
+// before its rows are written (profiles: resolve identities), so each row
+// is inserted once with its Stored.Profile instead of inserted and then
+// updated. The batch holds only events not stored before. Its
+// ProcessBatch still runs after the rows are written.
+type BeforeInsert interface {
+	BeforeInsert(tx core.App, batch []*Stored) error
 }
 
 // AfterCommit is told about each committed batch (for realtime pushes and
@@ -425,20 +437,27 @@ func (s *Store) redrive() {
 }
 
 const insertSQL = `INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile, created)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(event_id) DO NOTHING`
 
 func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
 	return writeBatch(s.app, evs, s.processors)
 }
 
-// WriteBatch stores events in one transaction and returns the new ones
-// (duplicates of stored event ids are skipped).
-func WriteBatch(app core.App, evs []*events.Event) ([]*Stored, error) {
-	return writeBatch(app, evs, nil)
+// WriteBatch stores events in one transaction, through processors as the
+// consumer does, and returns the new ones (duplicates of stored event ids
+// are skipped).
+func WriteBatch(app core.App, evs []*events.Event, processors ...Processor) ([]*Stored, error) {
+	return writeBatch(app, evs, processors)
 }
 
 func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*Stored, error) {
+	var before []BeforeInsert
+	for _, p := range processors {
+		if b, ok := p.(BeforeInsert); ok {
+			before = append(before, b)
+		}
+	}
 	var stored []*Stored
 	err := app.RunInTransaction(func(tx core.App) error {
 		stored = stored[:0]
@@ -448,21 +467,54 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 		}
 		defer stmt.Close()
 		now := types.NowDateTime().String()
-		for _, ev := range evs {
+		insert := func(s *Stored) (bool, error) {
+			ev := s.Event
 			ids, _ := json.Marshal(ev.Identities)
 			props := []byte("null")
 			if ev.Properties != nil {
 				props, _ = json.Marshal(ev.Properties)
 			}
 			ctxJSON, _ := json.Marshal(ev.Context)
-			id := store.NewRecordID()
-			res, err := stmt.Exec(id, ev.ID, ev.Type, ev.Name, ev.Source, ev.Context.Channel,
-				store.FormatTime(ev.OccurredAt), store.FormatTime(ev.ReceivedAt), string(ids), string(props), string(ctxJSON), now)
+			res, err := stmt.Exec(s.RecordID, ev.ID, ev.Type, ev.Name, ev.Source, ev.Context.Channel,
+				store.FormatTime(ev.OccurredAt), store.FormatTime(ev.ReceivedAt), string(ids), string(props), string(ctxJSON), s.Profile, now)
 			if err != nil {
-				return fmt.Errorf("insert event %s: %w", ev.ID, err)
+				return false, fmt.Errorf("insert event %s: %w", ev.ID, err)
 			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				stored = append(stored, &Stored{RecordID: id, Event: ev})
+			n, _ := res.RowsAffected()
+			return n == 1, nil
+		}
+		if len(before) == 0 {
+			// Nothing to do before the rows: the insert itself skips
+			// duplicates.
+			for _, ev := range evs {
+				s := &Stored{RecordID: store.NewRecordID(), Event: ev}
+				if ok, err := insert(s); err != nil {
+					return err
+				} else if ok {
+					stored = append(stored, s)
+				}
+			}
+		} else {
+			fresh, err := notStored(tx, evs)
+			if err != nil {
+				return err
+			}
+			for _, ev := range fresh {
+				stored = append(stored, &Stored{RecordID: store.NewRecordID(), Event: ev})
+			}
+			for _, b := range before {
+				if err := b.BeforeInsert(tx, stored); err != nil {
+					return err
+				}
+			}
+			for _, s := range stored {
+				if ok, err := insert(s); err != nil {
+					return err
+				} else if !ok {
+					// Cannot happen while this transaction holds the write
+					// lock; if it does, the work done before is void.
+					return fmt.Errorf("insert event %s: stored meanwhile", s.Event.ID)
+				}
 			}
 		}
 		for _, p := range processors {
@@ -473,4 +525,36 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 		return nil
 	})
 	return stored, err
+}
+
+// notStored drops events whose id is already stored, and repeats of an id
+// within evs (the first is kept), as the insert's ON CONFLICT would.
+func notStored(tx core.App, evs []*events.Event) ([]*events.Event, error) {
+	seen := make(map[string]bool, len(evs))
+	const chunk = 500
+	for start := 0; start < len(evs); start += chunk {
+		part := evs[start:min(start+chunk, len(evs))]
+		params := dbx.Params{}
+		in := make([]string, len(part))
+		for i, ev := range part {
+			k := "e" + strconv.Itoa(i)
+			params[k] = ev.ID
+			in[i] = "{:" + k + "}"
+		}
+		var have []string
+		if err := tx.DB().NewQuery("SELECT event_id FROM events WHERE event_id IN (" + strings.Join(in, ",") + ")").Bind(params).Column(&have); err != nil {
+			return nil, fmt.Errorf("look up stored event ids: %w", err)
+		}
+		for _, id := range have {
+			seen[id] = true
+		}
+	}
+	out := make([]*events.Event, 0, len(evs))
+	for _, ev := range evs {
+		if !seen[ev.ID] {
+			seen[ev.ID] = true
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }

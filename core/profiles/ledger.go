@@ -12,6 +12,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/store"
 )
 
 // EventRef names an event in the merge ledger the way a shop knows it:
@@ -91,14 +92,35 @@ func (b *batch) earlierEvent(holder, kind, value, except string) (*EventRef, err
 		OccurredAt string `db:"occurred_at"`
 		Properties string `db:"properties"`
 	}
-	err := b.tx.DB().NewQuery(`SELECT event_id, type, name, source, channel, occurred_at, properties FROM events
-WHERE profile={:p} AND event_id != {:x} AND json_extract(identities, '$.` + kind + `') = {:v} ORDER BY occurred_at, id LIMIT 1`).
-		Bind(dbx.Params{"p": holder, "v": value, "x": except}).One(&row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
+	var rowID string
+	err := b.tx.DB().NewQuery(`SELECT id, event_id, type, name, source, channel, occurred_at, properties FROM events
+WHERE profile={:p} AND event_id != {:x} AND json_extract(identities, '$.`+kind+`') = {:v} ORDER BY occurred_at, id LIMIT 1`).
+		Bind(dbx.Params{"p": holder, "v": value, "x": except}).Row(&rowID, &row.EventID, &row.Type, &row.Name, &row.Source, &row.Channel, &row.OccurredAt, &row.Properties)
+	found := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("merge ledger: earlier event: %w", err)
+	}
+	// This batch's events resolved so far are not rows yet (they are
+	// inserted with their profile after the batch resolves): look at them
+	// too, in the same order.
+	for _, s := range b.resolved {
+		ev := s.Event
+		if ev.ID == except || ev.Identities[kind] != value || b.canonical(s.Profile) != holder {
+			continue
+		}
+		at := store.FormatTime(ev.OccurredAt)
+		if found && (at > row.OccurredAt || (at == row.OccurredAt && s.RecordID > rowID)) {
+			continue
+		}
+		props := []byte("null")
+		if ev.Properties != nil {
+			props, _ = json.Marshal(ev.Properties)
+		}
+		found, rowID = true, s.RecordID
+		row.EventID, row.Type, row.Name, row.Source, row.Channel, row.OccurredAt, row.Properties = ev.ID, ev.Type, ev.Name, ev.Source, ev.Context.Channel, at, string(props)
+	}
+	if !found {
+		return nil, nil
 	}
 	return storedRef(row.EventID, row.Source, row.Type, row.Name, row.Channel, row.OccurredAt, row.Properties), nil
 }

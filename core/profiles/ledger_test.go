@@ -158,3 +158,31 @@ func TestMergeLedgerOldRows(t *testing.T) {
 		t.Errorf("old row JSON: %s", raw)
 	}
 }
+
+// TestMergeLedgerFindsTheEarlierEventInTheSameBatch: the events that put
+// the identifier on the loser and the one that merges arrive together, so
+// they are resolved before any of them is a row; the ledger still names
+// the chat as the earlier event.
+func TestMergeLedgerFindsTheEarlierEventInTheSameBatch(t *testing.T) {
+	e := start(t, profiles.Options{})
+	now := e.clock.Now()
+	first := ev(events.OrderPlaced, "shopify", now.Add(-3*time.Hour), events.Identities{events.Email: "bea@omni-shop.dev"},
+		map[string]any{"order_id": "5600001185", "order_name": "#1185", "total": 10, "currency": "GBP"}, events.ChannelWeb)
+	chat := ev(events.MessageReceived, "whatsapp", now.Add(-2*time.Hour),
+		events.Identities{events.WhatsAppID: "447700900124", events.Phone: "+447700900124"}, map[string]any{"text": "hi"}, events.ChannelWhatsApp)
+	order := ev(events.OrderPlaced, "shopify", now.Add(-time.Hour),
+		events.Identities{events.Email: "bea@omni-shop.dev", events.Phone: "+447700900124"},
+		map[string]any{"order_id": "5600001186", "order_name": "#1186", "total": 20, "currency": "GBP"}, events.ChannelWeb)
+	e.publish(t, first, chat, order)
+	id := e.profileOf(t, events.Email, "bea@omni-shop.dev")
+	got := e.mergesOf(t, id)
+	if len(got) != 1 {
+		t.Fatalf("merges of %s: %+v", id, got)
+	}
+	if w := got[0].Earlier; w == nil || w.EventID != chat.ID || w.Source != "whatsapp" {
+		t.Fatalf("earlier: %+v, want the chat %s", got[0].Earlier, chat.ID)
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM events WHERE profile={:p} AND source != 'omni'", map[string]any{"p": id}); n != 3 {
+		t.Fatalf("events on the survivor = %d, want the 3 sent", n)
+	}
+}

@@ -78,11 +78,13 @@ type Module struct {
 	block          atomic.Pointer[blocklist]
 
 	pending []*events.Event // emits of the batch being stored
-	cacheMu sync.Mutex      // taken inside a transaction, never around one
-	cache   resolveCache
-	waiters eventstore.Waiters // requests waiting for an event they published to be stored
-	changed []string           // profile ids of the batch being stored
-	seq     int
+	// inflight is the batch between BeforeInsert and ProcessBatch.
+	inflight *inflight
+	cacheMu  sync.Mutex // taken inside a transaction, never around one
+	cache    resolveCache
+	waiters  eventstore.Waiters // requests waiting for an event they published to be stored
+	changed  []string           // profile ids of the batch being stored
+	seq      int
 
 	relay   *relay.Relay // publishes events staged with relay.Stage after commit
 	pubMu   sync.Mutex

@@ -15,6 +15,7 @@ import (
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/relay"
+	"github.com/omni/omni/core/segmentrule"
 	"github.com/omni/omni/core/store"
 )
 
@@ -55,6 +56,19 @@ type profile struct {
 	isNew                   bool   // not yet inserted
 	touched                 bool   // re-evaluate segments
 	indexed                 string // signature of its words in profile_search ("" = unknown)
+	// What segments read of this profile when they were last evaluated for
+	// it (segState, nil = never: evaluate every segment), the event types
+	// it got since, and its computed traits as last written (compJSON).
+	segState map[segmentrule.Read]string
+	newTypes map[string]bool
+	compJSON []byte
+}
+
+func (p *profile) sawEvent(typ string) {
+	if p.newTypes == nil {
+		p.newTypes = map[string]bool{}
+	}
+	p.newTypes[typ] = true
 }
 
 // known is true for a person identified by anything but an anonymous
@@ -105,6 +119,8 @@ type batch struct {
 	inBatch  map[string]bool
 	emits    []*events.Event
 	block    *blocklist // the list in force when the batch started
+	// resolved are this batch's events resolved so far (not rows yet).
+	resolved []*eventstore.Stored
 
 	qIdent, qIdentIns, qEventProfile, qProfile, qProfileIdents, qProfileIns *dbx.Query
 	qWordsDel, qWordIns                                                     *dbx.Query // profile_search (search.go)
@@ -462,6 +478,7 @@ func (b *batch) merge(a, c *profile, ev *events.Event, id ident) (*profile, erro
 	l.ids = map[string][]string{}
 	b.redirect[l.id] = s.id
 	s.dirty, s.touched, l.dirty = true, true, true
+	s.segState = nil // the loser's events and rows moved: evaluate every segment
 	b.emits = append(b.emits, systemEvent("profile.merged", "merge:"+l.id+":"+s.id, s, b.now,
 		map[string]any{"profile_id": s.id, "merged_profile_id": l.id}))
 	return s, nil
@@ -745,6 +762,7 @@ engagement_level={:el}, traits_due_at={:due}, known={:known}, updated={:u} WHERE
 			}
 			params["name"], params["email"], params["phone"] = p.name, p.email, p.phone
 			params["traits"], params["computed"], params["consent"] = string(tj), string(cj), string(kj)
+			p.compJSON = cj
 			params["fs"], params["ls"], params["oc"] = fmtDB(p.comp.FirstSeen), fmtDB(p.comp.LastSeen), p.comp.OrdersCount
 			params["lc"], params["el"], params["due"] = p.comp.LifecycleStage, p.comp.EngagementLevel, dueS
 			params["known"] = p.known()
@@ -776,11 +794,23 @@ func systemEvent(typ, id string, p *profile, now time.Time, props map[string]any
 		Identities: ids, Properties: maps.Clone(props)}
 }
 
-// ProcessBatch implements eventstore.Processor.
-func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err error) {
+// inflight is what BeforeInsert hands to ProcessBatch of the same batch
+// (both run in the events transaction, with the rows written in between).
+type inflight struct {
+	b     *batch
+	scrub []*eventstore.Stored // carry erased identities: scrubbed once stored
+	drop  []string             // record ids of events not to keep
+}
+
+// BeforeInsert implements eventstore.BeforeInsert: it resolves the batch's
+// identities, applies the events to their profiles and writes each changed
+// profile once, before the events rows are written, so each row is
+// inserted with its profile. Segments are evaluated by ProcessBatch, once
+// the rows (which event conditions count) are there.
+func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err error) {
 	m.cacheMu.Lock()
 	defer m.cacheMu.Unlock()
-	m.pending = nil
+	m.pending, m.inflight = nil, nil
 	if len(stored) == 0 {
 		return nil
 	}
@@ -789,25 +819,22 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 	}
 	defer func() {
 		if err != nil {
-			m.cache.reset()
-			if lerr := m.tomb.load(m.app); lerr != nil { // keep the in-memory set in step with the database
-				m.log.Error("reload tombstones", "error", lerr)
-			}
+			m.failed()
 		} else {
-			m.cache.unconfirmed = true
+			m.cache.unconfirmed = true // until the commit is confirmed
 		}
 	}()
 	obs := m.opts.Observe
 	if obs != nil {
-		defer func(t time.Time) { obs("batch", time.Since(t)) }(time.Now())
+		defer func(t time.Time) { obs("resolve-batch", time.Since(t)) }(time.Now())
 	}
 	b := m.newBatch(tx, true)
 	defer b.close()
+	fl := &inflight{b: b}
 	m.adopted = nil
 	if err := m.adoptBaseCurrency(b, stored); err != nil {
 		return fmt.Errorf("adopt the base currency: %w", err)
 	}
-	var scrub []*eventstore.Stored
 	var t0 time.Time
 	for _, s := range stored {
 		ev := s.Event
@@ -817,9 +844,7 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		if ev.Source == "omni" && systemType(ev.Type) {
 			if ev.Type == events.ProfileErased {
 				// Carries erased identities for connectors; not kept.
-				if _, err := tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": s.RecordID}).Execute(); err != nil {
-					return err
-				}
+				fl.drop = append(fl.drop, s.RecordID)
 				continue
 			}
 			if pid, _ := ev.Properties["profile_id"].(string); pid != "" {
@@ -829,15 +854,11 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 				}
 				if err != nil {
 					// The profile was erased meanwhile: do not keep its identities.
-					if _, err := tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": s.RecordID}).Execute(); err != nil {
-						return err
-					}
+					fl.drop = append(fl.drop, s.RecordID)
 					continue
 				}
 				s.Profile = p.id
-				if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
-					return err
-				}
+				b.resolved = append(b.resolved, s)
 				continue
 			}
 		}
@@ -846,7 +867,7 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		// (RemoveTombstone).
 		ids, dropped := b.identsOf(ev)
 		if len(dropped) > 0 {
-			scrub = append(scrub, s)
+			fl.scrub = append(fl.scrub, s)
 		}
 		if ev.Type == events.Alias && len(ids) > 0 {
 			prev, err := b.previousID(ev)
@@ -873,22 +894,80 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 			}
 		}
 		s.Profile = p.id
-		if _, err := b.qEventProfile.Bind(dbx.Params{"p": p.id, "id": s.RecordID}).Execute(); err != nil {
-			return fmt.Errorf("set event profile: %w", err)
-		}
+		b.resolved = append(b.resolved, s)
 		if obs != nil {
 			obs("resolve", time.Since(t0))
 		}
 	}
-	for _, s := range stored {
-		if s.Profile != "" {
-			s.Profile = b.canonical(s.Profile)
+	for _, s := range b.resolved {
+		s.Profile = b.canonical(s.Profile)
+		if p := b.profiles[s.Profile]; p != nil {
+			p.sawEvent(s.Event.Type) // event conditions of segments may have changed
 		}
 	}
-	if err := m.scrubTombstoned(tx, scrub); err != nil {
+	if err := b.flush(); err != nil {
 		return err
 	}
-	if err := b.flush(); err != nil {
+	m.inflight = fl
+	return nil
+}
+
+// failed drops what the cache learnt from a batch that did not store.
+func (m *Module) failed() {
+	m.cache.reset()
+	m.inflight = nil
+	if lerr := m.tomb.load(m.app); lerr != nil { // keep the in-memory set in step with the database
+		m.log.Error("reload tombstones", "error", lerr)
+	}
+}
+
+// ProcessBatch implements eventstore.Processor: with the batch's rows
+// written (BeforeInsert resolved them), it removes what is not kept,
+// scrubs erased identities and updates segment membership.
+func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err error) {
+	if len(stored) == 0 {
+		return nil
+	}
+	m.cacheMu.Lock()
+	fl := m.inflight
+	m.cacheMu.Unlock()
+	if fl == nil {
+		// Called without BeforeInsert (rows stored without a profile):
+		// resolve now and point the rows at their profiles.
+		if err := m.BeforeInsert(tx, stored); err != nil {
+			return err
+		}
+		for _, s := range stored {
+			if s.Profile == "" {
+				continue
+			}
+			if _, err := tx.DB().NewQuery("UPDATE events SET profile={:p} WHERE id={:id}").Bind(dbx.Params{"p": s.Profile, "id": s.RecordID}).Execute(); err != nil {
+				return fmt.Errorf("set event profile: %w", err)
+			}
+		}
+	}
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	fl, m.inflight = m.inflight, nil
+	if fl == nil {
+		return nil // nothing resolved: no profile changed
+	}
+	defer func() {
+		if err != nil {
+			m.failed()
+		}
+	}()
+	obs := m.opts.Observe
+	if obs != nil {
+		defer func(t time.Time) { obs("segments-batch", time.Since(t)) }(time.Now())
+	}
+	b := fl.b
+	for _, id := range fl.drop {
+		if _, err := tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": id}).Execute(); err != nil {
+			return err
+		}
+	}
+	if err := m.scrubTombstoned(tx, fl.scrub); err != nil {
 		return err
 	}
 	var touched []*profile
@@ -897,7 +976,7 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 			touched = append(touched, p)
 		}
 	}
-	emits, err := m.evaluateProfiles(tx, touched, b.now, false)
+	emits, err := m.evaluateChanged(tx, touched, b.now)
 	if err != nil {
 		return err
 	}

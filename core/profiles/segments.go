@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,12 +16,16 @@ import (
 
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/relay"
+	"github.com/omni/omni/core/segmentrule"
 )
 
 // segment is a compiled-on-demand segment definition.
 type segment struct {
 	id, name string
 	rule     *Rule
+	// reads is what the rule reads of a profile (segment references
+	// followed), at the grain profiles compare: the top-level trait.
+	reads []segmentrule.Read
 }
 
 type segmentCache struct {
@@ -67,6 +73,21 @@ func (m *Module) loadSegments(app core.App) error {
 		list = append(list, s)
 		byID[s.id] = s
 	}
+	lookup := func(id string) (*Rule, bool) {
+		s, ok := byID[id]
+		if !ok {
+			return nil, false
+		}
+		return s.rule, true
+	}
+	for _, s := range list {
+		for _, r := range segmentrule.Reads(s.rule, lookup) {
+			r = stateKey(r)
+			if !slices.Contains(s.reads, r) {
+				s.reads = append(s.reads, r)
+			}
+		}
+	}
 	m.segs.mu.Lock()
 	m.segs.list, m.segs.byID = list, byID
 	m.segs.mu.Unlock()
@@ -113,6 +134,160 @@ type member struct {
 // updates membership; it returns the segment events to publish.
 func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, silent bool) ([]*events.Event, error) {
 	segs, _ := m.segs.snapshot()
+	return m.evaluateSegments(tx, ps, segs, now, silent)
+}
+
+// evaluateChanged is the hot path's evaluation: for each profile a batch
+// touched, only the segments whose rules read something of it that
+// changed since they were last evaluated for it (a trait, a column,
+// consent, or an event of a type the rule counts). A profile evaluated
+// for the first time since it was loaded, and a merge's survivor, get
+// every segment. Time alone never changes a member here: the scheduled
+// pass re-evaluates time-based segments.
+func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*events.Event, error) {
+	segs, _ := m.segs.snapshot()
+	if len(segs) == 0 || len(ps) == 0 {
+		return nil, nil
+	}
+	var reads []segmentrule.Read
+	for _, s := range segs {
+		for _, r := range s.reads {
+			if r.Source != "event" && r.Source != "tags" && !slices.Contains(reads, r) {
+				reads = append(reads, r)
+			}
+		}
+	}
+	states := make([]map[segmentrule.Read]string, len(ps))
+	groups := map[string][]*profile{}
+	var keys []string
+	need := make([]byte, len(segs))
+	for i, p := range ps {
+		states[i] = readState(p, reads)
+		for j, s := range segs {
+			need[j] = '0'
+			if p.segState == nil || changedFor(s, p, states[i]) {
+				need[j] = '1'
+			}
+		}
+		k := string(need)
+		if !strings.Contains(k, "1") {
+			continue
+		}
+		if groups[k] == nil {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], p)
+	}
+	var out []*events.Event
+	for _, k := range keys {
+		var sub []*segment
+		for j, s := range segs {
+			if k[j] == '1' {
+				sub = append(sub, s)
+			}
+		}
+		evs, err := m.evaluateSegments(tx, groups[k], sub, now, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	for i, p := range ps {
+		p.segState, p.newTypes = states[i], nil
+	}
+	return out, nil
+}
+
+// changedFor reports whether something s reads of p changed since p's
+// segments were last evaluated (state is what they read now).
+func changedFor(s *segment, p *profile, state map[segmentrule.Read]string) bool {
+	for _, r := range s.reads {
+		switch r.Source {
+		case "event":
+			if p.newTypes[r.Path] {
+				return true
+			}
+		case "tags":
+			// Staff tags change outside the events path, which evaluates
+			// the profile's segments itself (tags.go); merges move them
+			// (every segment is evaluated then).
+		default:
+			old, ok := p.segState[r]
+			if !ok || old != state[r] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stateKey is the grain at which a read is compared: a trait's top-level
+// value (lifetime_value for lifetime_value.USD).
+func stateKey(r segmentrule.Read) segmentrule.Read {
+	if r.Source == "computed" || r.Source == "traits" {
+		r.Path, _, _ = strings.Cut(r.Path, ".")
+	}
+	return r
+}
+
+// computedField maps computed traits' JSON names to Computed's fields.
+var computedField = func() map[string]int {
+	out := map[string]int{}
+	t := reflect.TypeFor[Computed]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		out[name] = i
+	}
+	return out
+}()
+
+// readState encodes what reads read of p now; equal encodings mean the
+// same stored JSON, so the same answer from every rule that reads them.
+func readState(p *profile, reads []segmentrule.Read) map[segmentrule.Read]string {
+	out := make(map[segmentrule.Read]string, len(reads))
+	enc := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "\x00" + err.Error()
+		}
+		return string(b)
+	}
+	comp := reflect.ValueOf(p.comp).Elem()
+	for _, r := range reads {
+		switch r.Source {
+		case "column":
+			switch r.Path {
+			case "email":
+				out[r] = p.email
+			case "phone":
+				out[r] = p.phone
+			case "name":
+				out[r] = p.name
+			}
+		case "computed":
+			if i, ok := computedField[r.Path]; ok {
+				out[r] = enc(comp.Field(i).Interface())
+			}
+		case "traits":
+			if v, ok := p.traits[r.Path]; ok {
+				out[r] = enc(v)
+			} else {
+				out[r] = "\x00"
+			}
+		case "consent":
+			if e, ok := p.consent[r.Path]; ok {
+				out[r] = e.Status
+			} else {
+				out[r] = "\x00"
+			}
+		}
+	}
+	return out
+}
+
+// evaluateSegments re-checks segs for the given profiles and updates
+// membership; it returns the segment events to publish.
+func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, now time.Time, silent bool) ([]*events.Event, error) {
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
 	}

@@ -499,3 +499,70 @@ const (
 )
 
 func fmtT(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// A Read is one piece of a profile a rule looks at: what must have changed
+// for the rule's answer to change (other than the clock). Source is
+// "column" (email, phone, name), "computed" or "traits" (Path is the JSON
+// path, e.g. lifetime_value.USD), "consent" (Path is the channel), "tags",
+// or "event" (Path is the event type).
+type Read struct{ Source, Path string }
+
+// Reads lists what r reads, following segment references through lookup
+// (a reference that does not resolve reads nothing: it does not compile).
+func Reads(r *Rule, lookup func(string) (*Rule, bool)) []Read {
+	seen := map[Read]bool{}
+	var out []Read
+	add := func(x Read) {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	visiting := map[string]bool{}
+	var walk func(*Rule)
+	walk = func(r *Rule) {
+		if r == nil {
+			return
+		}
+		for _, x := range r.And {
+			walk(x)
+		}
+		for _, x := range r.Or {
+			walk(x)
+		}
+		walk(r.Not)
+		switch {
+		case r.Trait == tagsTrait:
+			add(Read{"tags", ""})
+		case r.Trait != "":
+			add(traitRead(r.Trait))
+		case r.Event != "":
+			add(Read{"event", r.Event})
+		case r.Consent != "":
+			add(Read{"consent", r.Consent})
+		case r.Segment != "" && !visiting[r.Segment]:
+			if sub, ok := lookup(r.Segment); ok {
+				visiting[r.Segment] = true
+				walk(sub)
+				delete(visiting, r.Segment)
+			}
+		}
+	}
+	walk(r)
+	return out
+}
+
+// traitRead is where traitExpr reads a trait from.
+func traitRead(name string) Read {
+	if columnTraits[name] {
+		return Read{"column", name}
+	}
+	if rest, ok := strings.CutPrefix(name, "traits."); ok {
+		return Read{"traits", rest}
+	}
+	first, _, _ := strings.Cut(name, ".")
+	if computedTraits[first] {
+		return Read{"computed", name}
+	}
+	return Read{"traits", name}
+}

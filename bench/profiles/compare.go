@@ -1,0 +1,281 @@
+package main
+
+// The -compare mode: the same events stored three ways, each in a fresh
+// data dir of this process, so the ratios hold on a noisy machine:
+//
+//	floor      batched SQLite insert (eventstore.WriteBatch, no processors)
+//	profiles   JetStream → events store → profiles (identities resolved)
+//	live       the same with 10 live segments, 20 published journeys with
+//	           event triggers, metrics, messaging and the inbox running
+//
+// Each figure is events/s end to end (publish to the last row stored) and
+// the process's CPU (user+sys) per stored event; -runs repeats the three
+// and prints the medians.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/config"
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/inbox"
+	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/journeys"
+	"github.com/omni/omni/core/logging"
+	"github.com/omni/omni/core/messaging"
+	"github.com/omni/omni/core/metrics"
+	"github.com/omni/omni/core/profiles"
+)
+
+type figure struct {
+	rate   float64 // events/s
+	cpuPer time.Duration
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// compare runs the three cases runs times and prints each run and the medians.
+func compare(evs []*events.Event, runs int, cpuProfile string) {
+	var floors, profs, lives []figure
+	for run := 1; run <= runs; run++ {
+		f := floorInsert(evs)
+		profP, profL := "", ""
+		if cpuProfile != "" && run == runs {
+			profP, profL = cpuProfile+".profiles", cpuProfile+".live"
+		}
+		p := storeThrough(evs, false, profP)
+		l := storeThrough(evs, true, profL)
+		fmt.Printf("run %d: floor %.0f/s (%v CPU/event) | profiles %.0f/s = %.2f× (%v CPU/event) | everything live %.0f/s = %.2f× (%v CPU/event)\n",
+			run, f.rate, f.cpuPer, p.rate, p.rate/f.rate, p.cpuPer, l.rate, l.rate/f.rate, l.cpuPer)
+		floors, profs, lives = append(floors, f), append(profs, p), append(lives, l)
+	}
+	ratio := func(xs []figure) float64 {
+		var r []float64
+		for i, x := range xs {
+			r = append(r, x.rate/floors[i].rate)
+		}
+		slices.Sort(r)
+		return r[len(r)/2]
+	}
+	med := func(xs []figure) figure {
+		rs := make([]float64, len(xs))
+		cs := make([]time.Duration, len(xs))
+		for i, x := range xs {
+			rs[i], cs[i] = x.rate, x.cpuPer
+		}
+		slices.Sort(rs)
+		slices.Sort(cs)
+		return figure{rs[len(rs)/2], cs[len(cs)/2]}
+	}
+	f, p, l := med(floors), med(profs), med(lives)
+	fmt.Printf("medians of %d, %d events each:\n", runs, len(evs))
+	fmt.Printf("  floor (batched SQLite insert)     %8.0f events/s  %6v CPU/event\n", f.rate, f.cpuPer)
+	fmt.Printf("  stored + profiles resolved        %8.0f events/s  %6v CPU/event  %.2f× the floor (target 0.5)\n", p.rate, p.cpuPer, ratio(profs))
+	fmt.Printf("  + 10 segments, 20 journeys, metrics %6.0f events/s  %6v CPU/event  %.2f× the floor (target 0.4)\n", l.rate, l.cpuPer, ratio(lives))
+}
+
+// floorInsert stores evs in batches of 1,000 with no processor.
+func floorInsert(evs []*events.Event) figure {
+	dir, err := os.MkdirTemp("", "omni-bench-floor-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := config.Default()
+	cfg.DataDir = dir
+	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
+	if err := o.Open(); err != nil {
+		log.Fatal(err)
+	}
+	defer o.PB.ResetBootstrapState()
+	runtime.GC()
+	c0, t0 := cpuTime(), time.Now()
+	for i := 0; i < len(evs); i += 1000 {
+		if _, err := eventstore.WriteBatch(o.PB, evs[i:min(i+1000, len(evs))]); err != nil {
+			log.Fatal(err)
+		}
+	}
+	el, cpu := time.Since(t0), cpuTime()-c0
+	return figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs))}
+}
+
+// storeThrough publishes evs to a fresh Omni and waits until all are stored.
+func storeThrough(evs []*events.Event, live bool, cpuProfile string) figure {
+	dir, err := os.MkdirTemp("", "omni-bench-store-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := config.Default()
+	cfg.DataDir = dir
+	cfg.Bus.MaxStoreMB = 8192
+	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
+	o.Use(profiles.New(profiles.Options{Interval: -1}))
+	if live {
+		o.Use(messaging.New(messaging.Options{}))
+		o.Use(journeys.New(journeys.Options{}))
+		o.Use(inbox.New(inbox.Options{}))
+		o.Use(metrics.New(metrics.Options{}))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		if err := o.Serve(ln, ready); err != nil {
+			log.Print(err)
+		}
+	}()
+	<-ready
+	defer o.Shutdown()
+	if live {
+		liveSetup(o, "http://"+ln.Addr().String())
+	}
+	var before int
+	_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM events").Row(&before)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	runtime.GC()
+	c0, t0 := cpuTime(), time.Now()
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < len(evs); i += 1000 {
+			chunk := evs[i:min(i+1000, len(evs))]
+			for k, err := range ingest.Publish(ctx, o.Bus, chunk) {
+				if err != nil {
+					log.Fatalf("publish %s: %v", chunk[k].ID, err)
+				}
+			}
+		}
+	}()
+	// Everything the bench published is stored (the live case also stores
+	// what segments and journeys publish; those are not counted).
+	for {
+		var n int
+		_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE source='bench'").Row(&n)
+		if n >= len(evs) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	el, cpu := time.Since(t0), cpuTime()-c0
+	<-done
+	return figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs))}
+}
+
+// liveSetup makes 10 segments of the kinds shops use and publishes 20
+// journeys with event triggers (two of them start runs on large orders).
+func liveSetup(o *app.Omni, base string) {
+	col, err := o.PB.FindCollectionByNameOrId("segments")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i, rule := range []string{
+		`{"trait":"lifetime_value.USD","op":"gte","value":300}`,
+		`{"and":[{"trait":"orders_count","op":"gte","value":1},{"event":"order.placed","op":"eq","count":0,"within_days":90}]}`,
+		`{"event":"message.received","op":"gte","count":1,"within_days":30}`,
+		`{"trait":"lifecycle_stage","op":"eq","value":"loyal"}`,
+		`{"trait":"orders_count","op":"gte","value":3}`,
+		`{"and":[{"event":"checkout.started","op":"gte","count":1,"within_days":7},{"event":"order.placed","op":"eq","count":0,"within_days":7}]}`,
+		`{"trait":"engagement_level","op":"in","value":["engaged","active"]}`,
+		`{"consent":"email","status":"subscribed"}`,
+		`{"trait":"last_seen","op":"within_days","value":30}`,
+		`{"or":[{"trait":"tags","op":"contains","value":"vip"},{"trait":"lifetime_value.USD","op":"gte","value":1000}]}`,
+	} {
+		r := core.NewRecord(col)
+		r.Set("name", fmt.Sprintf("segment %d", i))
+		r.Set("rule", rule)
+		if err := o.PB.Save(r); err != nil {
+			log.Fatalf("segment %d: %v", i, err)
+		}
+	}
+	staff, err := o.PB.FindCollectionByNameOrId("staff")
+	if err != nil {
+		log.Fatal(err)
+	}
+	owner := core.NewRecord(staff)
+	owner.SetEmail("owner@omni-shop.dev")
+	owner.SetPassword("password-123456")
+	owner.Set("role", "owner")
+	owner.Set("name", "Bench Owner")
+	if err := o.PB.Save(owner); err != nil {
+		log.Fatal(err)
+	}
+	token, err := owner.NewAuthToken()
+	if err != nil {
+		log.Fatal(err)
+	}
+	call := func(path string, body, out any) {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", base+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode >= 300 {
+			log.Fatalf("POST %s: %d %s", path, resp.StatusCode, strings.TrimSpace(string(raw)))
+		}
+		if out != nil {
+			_ = json.Unmarshal(raw, out)
+		}
+	}
+	types := []string{events.CheckoutStarted, events.OrderPlaced, events.PageViewed, events.EmailOpened, events.MessageReceived}
+	for i := range 20 {
+		threshold := 1e9 // checked on every event of its type, never met
+		if i%10 == 0 {
+			threshold = 190 // about 5% of orders start a run
+		}
+		graph := map[string]any{
+			"trigger": map[string]any{"event": types[i%len(types)], "where": map[string]any{"property": "total", "op": "gt", "value": threshold}},
+			"goal":    map[string]any{"event": "order.placed", "within": "7d", "exit": true},
+			"start":   "w",
+			"nodes": map[string]any{
+				"w":   map[string]any{"type": "wait_for_event", "event": "order.placed", "timeout": "1h", "next": map[string]any{"happened": "end", "timed_out": "end"}},
+				"end": map[string]any{"type": "exit"},
+			},
+		}
+		if i%10 == 0 {
+			graph["trigger"].(map[string]any)["event"] = events.OrderPlaced
+		}
+		var j struct {
+			ID string `json:"id"`
+		}
+		call("/api/v1/journeys", map[string]any{"name": fmt.Sprintf("Journey %d", i), "graph": graph, "settings": map[string]any{"reentry": "every_time"}}, &j)
+		call("/api/v1/journeys/"+j.ID+"/publish", map[string]any{}, nil)
+	}
+}
