@@ -43,6 +43,9 @@ type Options struct {
 	MaxAge       time.Duration
 	// Strict fsyncs every JetStream write before acknowledging it.
 	Strict bool
+	// Replicas is how many servers of an external cluster keep each
+	// stream; 0 means 1. EnsureStreams raises (or lowers) existing streams.
+	Replicas int
 	Logger *slog.Logger
 }
 
@@ -158,11 +161,20 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		}
 		sc.MaxAge = b.opts.MaxAge
 		sc.Duplicates = b.opts.DedupeWindow
+		sc.Replicas = b.Replicas()
 		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// Replicas is how many servers keep each stream (and Omni's buckets).
+func (b *Bus) Replicas() int {
+	if b.opts.Replicas < 1 || b.embedded {
+		return 1
+	}
+	return b.opts.Replicas
 }
 
 // Embedded reports whether NATS runs inside this process.
