@@ -27,8 +27,8 @@ import (
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/relay"
 	"github.com/omni/omni/core/staff"
-	"github.com/omni/omni/core/topology"
 	_ "github.com/omni/omni/core/store/migrations" // collections
+	"github.com/omni/omni/core/topology"
 )
 
 // Omni is one running Omni process.
@@ -49,7 +49,7 @@ type Omni struct {
 	coreStarted []Module
 	personOwned []PersonOwned
 	stopOnce    sync.Once
-	lock        *datalock.Lock // exclusive use of the data dir while serving
+	lock        *datalock.Lock  // exclusive use of the data dir while serving
 	lease       *topology.Lease // the writer lease on an external bus (topology.go)
 	stopMirror  func()          // a front end's copy of the sources
 }

@@ -46,7 +46,7 @@ type Options struct {
 	// Replicas is how many servers of an external cluster keep each
 	// stream; 0 means 1. EnsureStreams raises (or lowers) existing streams.
 	Replicas int
-	Logger *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Bus is a connected JetStream.
