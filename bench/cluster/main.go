@@ -43,6 +43,7 @@ type report struct {
 	writerCeiling      float64   // stored events/s draining a backlog
 	writerBacklog      uint64
 	feCPU, writerCPU   time.Duration // per event
+	natsCPU            time.Duration // per event acknowledged, the 3 nodes together
 	secondWriter       string        // why a second writer was refused
 	acked, stored      int
 	lost, dups, extras int
@@ -80,7 +81,10 @@ func run(o options) (rep *report, err error) {
 			err = fmt.Errorf("%w (logs in %s)", err, dir)
 		}
 	}()
-	say := func(f string, a ...any) { fmt.Fprintf(o.log, "# "+f+"\n", a...) }
+	began := time.Now()
+	say := func(f string, a ...any) {
+		fmt.Fprintf(o.log, "# %5.1fs "+f+"\n", append([]any{time.Since(began).Seconds()}, a...)...)
+	}
 
 	natsBin := filepath.Join(dir, "natsnode")
 	if err := build(natsBin, "github.com/omni/omni/bench/cluster/natsnode"); err != nil {
@@ -137,17 +141,18 @@ func run(o options) (rep *report, err error) {
 		return nil, err
 	}
 	l := newLoad(key, o.clients)
-	var feCPU time.Duration
+	var feCPU, natsCPU time.Duration
 	var feEvents int
 	for r := 0; r < o.rounds; r++ {
 		for _, fes := range [][]*omni{{fe1}, {fe1, fe2}} {
 			bodies, ids := batches(fmt.Sprintf("r%d-fe%d", r, len(fes)), o.events, o.batch)
-			cpu0 := fe1.cpu() + fe2.cpu()
+			cpu0, ncpu0 := fe1.cpu()+fe2.cpu(), cluster.cpu()
 			took, err := l.run(addrs(fes), bodies, ids, o.clients, nil)
 			if err != nil {
 				return nil, err
 			}
 			feCPU += fe1.cpu() + fe2.cpu() - cpu0
+			natsCPU += cluster.cpu() - ncpu0
 			feEvents += o.events
 			rate := float64(o.events) / took.Seconds()
 			if len(fes) == 1 {
@@ -159,6 +164,7 @@ func run(o options) (rep *report, err error) {
 		}
 	}
 	rep.feCPU = feCPU / time.Duration(feEvents)
+	rep.natsCPU = natsCPU / time.Duration(feEvents)
 
 	// The writer's ceiling: restarted on its data dir (it takes its own
 	// lease back), it stores the backlog the front ends left.
@@ -275,7 +281,7 @@ func (r *report) print(w io.Writer, o options) {
 	fmt.Fprintf(w, "3 NATS nodes (R3 streams), 1 writer, 2 front ends on loopback; %d events per phase, batches of %d, %d clients, medians of %d\n", o.events, o.batch, o.clients, o.rounds)
 	fmt.Fprintf(w, "  acknowledged, 1 front end:      %.0f events/s  (rounds %s)\n", one, rates(r.oneFE))
 	fmt.Fprintf(w, "  acknowledged, 2 front ends:     %.0f events/s  (rounds %s)  = %.2f x 1 front end\n", two, rates(r.twoFE), two/one)
-	fmt.Fprintf(w, "  front-end CPU per acked event:  %v\n", r.feCPU)
+	fmt.Fprintf(w, "  CPU per acked event:            front ends %v, NATS (3 nodes, R3) %v\n", r.feCPU, r.natsCPU)
 	fmt.Fprintf(w, "  writer ceiling (backlog of %d): %.0f events/s stored, profiles resolved  = %.2f x 1 front end; CPU %v per event\n", r.writerBacklog, r.writerCeiling, r.writerCeiling/one, r.writerCPU)
 	fmt.Fprintf(w, "faults (kill -9 a NATS node and restart it, kill -9 a front end, under load)\n")
 	fmt.Fprintf(w, "  acknowledged %d, stored %d: lost %d, duplicates %d, stored but never acknowledged %d; %d requests retried\n", r.acked, r.stored, r.lost, r.dups, r.extras, r.retries)

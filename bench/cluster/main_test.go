@@ -10,14 +10,15 @@ import (
 // how fast: every acknowledged event stored once, through a NATS node's
 // crash and restart and a front end's crash, and a second writer refused.
 func TestClusterStoresEveryAcknowledgedEventOnce(t *testing.T) {
-	var out strings.Builder
-	rep, err := run(options{events: 2000, batch: 50, clients: 4, rounds: 1, log: &out})
-	t.Log(out.String())
+	var progress, summary strings.Builder
+	o := options{events: 2000, batch: 50, clients: 4, rounds: 1, log: &progress}
+	rep, err := run(o)
+	t.Log(progress.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep.print(&out, options{events: 2000, batch: 50, clients: 4, rounds: 1})
-	t.Log(out.String())
+	rep.print(&summary, o)
+	t.Log(summary.String())
 	if rep.acked != 3*2000 {
 		t.Errorf("acknowledged %d events, want every one of %d", rep.acked, 3*2000)
 	}

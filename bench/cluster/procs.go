@@ -153,6 +153,14 @@ func (c *natsCluster) waitReady(limit time.Duration) error {
 	return fmt.Errorf("NATS cluster not ready within %s", limit)
 }
 
+// cpu is the user+system time the nodes used so far.
+func (c *natsCluster) cpu() (d time.Duration) {
+	for _, n := range c.nodes {
+		d += n.cpu()
+	}
+	return d
+}
+
 // leaderOf is the index of the node leading stream (0 when unknown).
 func (c *natsCluster) leaderOf(stream string) int {
 	nc, err := nats.Connect(c.url())
