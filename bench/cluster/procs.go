@@ -289,3 +289,46 @@ func tail(path string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// publishFloor is the rate one client stores n event-sized messages in an
+// R3 stream of this cluster, asynchronously, waiting for every ack: the
+// floor the front ends' acknowledged rate is compared with.
+func (c *natsCluster) publishFloor(n int, payload []byte) (float64, error) {
+	nc, err := nats.Connect(c.url())
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOOR", Subjects: []string{"floor.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
+		return 0, err
+	}
+	defer js.DeleteStream(context.Background(), "FLOOR")
+	t0 := time.Now()
+	futures := make([]jetstream.PubAckFuture, 0, n)
+	for i := 0; i < n; i++ {
+		m := nats.NewMsg("floor.bench.track")
+		m.Data = payload
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("floor-%d", i))
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			return 0, err
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return 0, err
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return float64(n) / time.Since(t0).Seconds(), nil
+}

@@ -76,6 +76,7 @@ func AcquireWriter(ctx context.Context, b *bus.Bus, dataDir, httpAddr string, lo
 		Bucket:      LeaseBucket,
 		Description: "the one Omni writer consuming the streams into SQLite",
 		TTL:         LeaseTTL,
+		MaxBytes:    1 << 20, // a bound is needed where the streams reserve the rest of the store
 		Replicas:    b.Replicas(),
 		Storage:     jetstream.FileStorage,
 	})

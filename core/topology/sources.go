@@ -34,6 +34,7 @@ func sourcesBucket(ctx context.Context, b *bus.Bus) (jetstream.KeyValue, error) 
 	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      SourcesBucket,
 		Description: "sources (write keys) copied from the writer to the front ends",
+		MaxBytes:    16 << 20,
 		Replicas:    b.Replicas(),
 		Storage:     jetstream.FileStorage,
 	})
