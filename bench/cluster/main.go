@@ -34,7 +34,8 @@ type options struct {
 	events  int    // events per measured phase
 	batch   int
 	clients int
-	rounds  int // 1 vs 2 front-end rounds (medians)
+	rounds  int    // 1 vs 2 front-end rounds (medians)
+	profile string // directory for CPU profiles of the EVENTS leader (empty: none)
 	log     io.Writer
 }
 
@@ -45,6 +46,8 @@ type report struct {
 	writerBacklog      uint64
 	feCPU, writerCPU   time.Duration // per event
 	natsCPU            time.Duration // per event acknowledged, the 3 nodes together
+	drainNATSCPU       time.Duration // per event stored, the 3 nodes together
+	eventsConsumers    int           // durable consumers acknowledging each event
 	secondWriter       string        // why a second writer was refused
 	acked, stored      int
 	lost, dups, extras int
@@ -58,6 +61,7 @@ func main() {
 	flag.IntVar(&o.batch, "batch", 100, "events per request")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of 1 vs 2 front ends (medians reported)")
+	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the NATS node leading EVENTS, under load and while the writer drains, into this directory")
 	flag.Parse()
 	r, err := run(o)
 	if err != nil {
@@ -152,6 +156,9 @@ func run(o options) (rep *report, err error) {
 	for r := 0; r < o.rounds; r++ {
 		for _, fes := range [][]*omni{{fe1}, {fe1, fe2}} {
 			bodies, ids := batches(fmt.Sprintf("r%d-fe%d", r, len(fes)), o.events, o.batch)
+			if o.profile != "" && r == 0 && len(fes) == 2 {
+				go profileLeader(cluster, filepath.Join(o.profile, "nats-leader-ingest.pprof"), say)
+			}
 			cpu0, ncpu0 := fe1.cpu()+fe2.cpu(), cluster.cpu()
 			took, err := l.run(addrs(fes), bodies, ids, o.clients, nil)
 			if err != nil {
@@ -177,7 +184,10 @@ func run(o options) (rep *report, err error) {
 	if err := writer.serve(); err != nil {
 		return nil, err
 	}
-	t0, cpu0 := time.Now(), writer.cpu()
+	if o.profile != "" {
+		go profileLeader(cluster, filepath.Join(o.profile, "nats-leader-drain.pprof"), say)
+	}
+	t0, cpu0, ncpu0 := time.Now(), writer.cpu(), cluster.cpu()
 	if rep.writerBacklog, err = writer.backlog(); err != nil {
 		return nil, err
 	}
@@ -188,7 +198,9 @@ func run(o options) (rep *report, err error) {
 	rep.writerCeiling = float64(rep.writerBacklog) / drain.Seconds()
 	if rep.writerBacklog > 0 {
 		rep.writerCPU = (writer.cpu() - cpu0) / time.Duration(rep.writerBacklog)
+		rep.drainNATSCPU = (cluster.cpu() - ncpu0) / time.Duration(rep.writerBacklog)
 	}
+	rep.eventsConsumers = cluster.consumersOf("EVENTS")
 	say("writer stored a backlog of %d in %s", rep.writerBacklog, drain.Round(time.Millisecond))
 
 	// Faults under load: kill -9 one NATS node a third of the way in and
@@ -289,10 +301,20 @@ func (r *report) print(w io.Writer, o options) {
 	fmt.Fprintf(w, "  acknowledged, 1 front end:      %.0f events/s  (rounds %s)  = %.2f x floor\n", one, rates(r.oneFE), one/r.busFloor)
 	fmt.Fprintf(w, "  acknowledged, 2 front ends:     %.0f events/s  (rounds %s)  = %.2f x 1 front end, %.2f x floor\n", two, rates(r.twoFE), two/one, two/r.busFloor)
 	fmt.Fprintf(w, "  CPU per acked event:            front ends %v, NATS (3 nodes, R3) %v\n", r.feCPU, r.natsCPU)
-	fmt.Fprintf(w, "  writer ceiling (backlog of %d): %.0f events/s stored, profiles resolved  = %.2f x 1 front end; CPU %v per event\n", r.writerBacklog, r.writerCeiling, r.writerCeiling/one, r.writerCPU)
+	fmt.Fprintf(w, "  writer ceiling (backlog of %d): %.0f events/s stored, profiles resolved  = %.2f x 1 front end\n", r.writerBacklog, r.writerCeiling, r.writerCeiling/one)
+	fmt.Fprintf(w, "  CPU per stored event:           writer %v, NATS %v (%d durable consumers on EVENTS, each ack replicated)\n", r.writerCPU, r.drainNATSCPU, r.eventsConsumers)
 	fmt.Fprintf(w, "faults (kill -9 a NATS node and restart it, kill -9 a front end, under load)\n")
 	fmt.Fprintf(w, "  acknowledged %d, stored %d: lost %d, duplicates %d, stored but never acknowledged %d; %d requests retried\n", r.acked, r.stored, r.lost, r.dups, r.extras, r.retries)
 	fmt.Fprintf(w, "  second writer refused: %s\n", r.secondWriter)
+}
+
+func profileLeader(c *natsCluster, path string, say func(string, ...any)) {
+	i := c.leaderOf("EVENTS")
+	if err := c.profile(i, 10*time.Second, path); err != nil {
+		say("profile: %v", err)
+		return
+	}
+	say("CPU profile of NATS node %d (leader of EVENTS): %s", i+1, path)
 }
 
 func addrs(fes []*omni) func() []string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -103,8 +104,9 @@ func freePort() int {
 
 // natsCluster is three nodes on loopback.
 type natsCluster struct {
-	nodes []*proc
-	urls  []string
+	nodes     []*proc
+	urls      []string
+	profPorts []int // net/http/pprof of each node
 }
 
 func startNATS(bin, dir string, n int) (*natsCluster, error) {
@@ -113,6 +115,7 @@ func startNATS(bin, dir string, n int) (*natsCluster, error) {
 	ports := make([][2]int, n)
 	for i := range ports {
 		ports[i] = [2]int{freePort(), freePort()}
+		c.profPorts = append(c.profPorts, freePort())
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[i][1]))
 		c.urls = append(c.urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i][0]))
 	}
@@ -124,7 +127,8 @@ func startNATS(bin, dir string, n int) (*natsCluster, error) {
 		}
 		p := &proc{name: "nats " + name, log: lf, args: []string{bin, "-name", name,
 			"-port", fmt.Sprint(pp[0]), "-cluster-port", fmt.Sprint(pp[1]),
-			"-routes", strings.Join(routes, ","), "-store", filepath.Join(dir, name)}}
+			"-routes", strings.Join(routes, ","), "-store", filepath.Join(dir, name),
+			"-prof-port", fmt.Sprint(c.profPorts[i])}}
 		if err := p.start(); err != nil {
 			return nil, err
 		}
@@ -159,6 +163,39 @@ func (c *natsCluster) cpu() (d time.Duration) {
 		d += n.cpu()
 	}
 	return d
+}
+
+// profile saves a CPU profile of node i over d into path.
+func (c *natsCluster) profile(i int, d time.Duration, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", c.profPorts[i], int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// consumersOf counts the durable consumers of stream.
+func (c *natsCluster) consumersOf(stream string) int {
+	nc, err := nats.Connect(c.url())
+	if err != nil {
+		return 0
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0
+	}
+	return s.CachedInfo().State.Consumers
 }
 
 // leaderOf is the index of the node leading stream (0 when unknown).
@@ -311,7 +348,23 @@ func (c *natsCluster) publishFloor(n int, payload []byte) (float64, error) {
 	defer js.DeleteStream(context.Background(), "FLOOR")
 	t0 := time.Now()
 	futures := make([]jetstream.PubAckFuture, 0, n)
+	waited := 0
+	wait := func(upTo int) error { // acks in order, keeping a window in flight
+		for ; waited < upTo; waited++ {
+			select {
+			case <-futures[waited].Ok():
+			case err := <-futures[waited].Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
 	for i := 0; i < n; i++ {
+		if err := wait(len(futures) - 4096); err != nil {
+			return 0, err
+		}
 		m := nats.NewMsg("floor.bench.track")
 		m.Data = payload
 		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("floor-%d", i))
@@ -321,14 +374,8 @@ func (c *natsCluster) publishFloor(n int, payload []byte) (float64, error) {
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return 0, err
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
+	if err := wait(len(futures)); err != nil {
+		return 0, err
 	}
 	return float64(n) / time.Since(t0).Seconds(), nil
 }

@@ -24,6 +24,7 @@ func main() {
 	routes := flag.String("routes", "", "comma-separated nats://host:port of every node's route port")
 	store := flag.String("store", "", "JetStream store directory")
 	maxStore := flag.Int64("max-store-mb", 4096, "JetStream disk limit in MB")
+	profPort := flag.Int("prof-port", 0, "serve net/http/pprof on this port (0: off)")
 	flag.Parse()
 	if *store == "" {
 		fmt.Fprintln(os.Stderr, "natsnode: -store is required")
@@ -39,6 +40,7 @@ func main() {
 		JetStreamMaxMemory: 256 << 20,
 		Cluster:            server.ClusterOpts{Name: "omni", Host: *host, Port: *clusterPort},
 		Routes:             server.RoutesFromStr(*routes),
+		ProfPort:           *profPort,
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
