@@ -28,17 +28,18 @@ import (
 //     external bus; sources are mirrored from the writer; no module, no
 //     events consumer, no relay, no admin.
 //
-// Any process that consumes an external bus (all or writer) holds the
-// writer lease, so two of them can never consume the same streams.
+// Any process that consumes a bus others can reach (an external one, or the
+// embedded one with bus.listen) holds the writer lease, so two of them can
+// never consume the same streams.
 
 // frontend reports whether this process is a stateless front end.
 func (o *Omni) frontend() bool { return o.Config.Role == config.RoleFrontend }
 
-// takeWriterLease claims the one writer lease on an external bus and
+// takeWriterLease claims the one writer lease on a shared bus and
 // stops this process (SIGTERM, the normal shutdown) if another writer
 // ever takes it over.
 func (o *Omni) takeWriterLease(ctx context.Context, httpAddr string) error {
-	if o.Config.Bus.URL == "" {
+	if o.Config.Bus.URL == "" && o.Config.Bus.Listen == "" {
 		return nil // the embedded bus is private to this process (and the data dir lock)
 	}
 	lease, err := topology.AcquireWriter(ctx, o.Bus, o.Config.DataDir, httpAddr, o.Log)

@@ -96,10 +96,12 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 func (b *Bus) startEmbedded() error {
 	o := b.opts
 	sopts := &server.Options{
-		ServerName:         "omni",
-		JetStream:          true,
-		StoreDir:           o.StoreDir,
-		JetStreamMaxStore:  o.MaxStore,
+		ServerName: "omni",
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		// The streams reserve MaxStore between them; the writer lease
+		// and the sources bucket (core/topology) need a little more.
+		JetStreamMaxStore:  o.MaxStore + 32<<20,
 		JetStreamMaxMemory: o.MaxMemory,
 		NoSigs:             true, // Omni owns signal handling and shutdown order
 		DontListen:         o.Listen == "",
