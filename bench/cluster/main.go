@@ -30,13 +30,14 @@ import (
 )
 
 type options struct {
-	bin     string // omni binary; empty builds one
-	events  int    // events per measured phase
-	batch   int
-	clients int
-	rounds  int    // 1 vs 2 front-end rounds (medians)
-	profile string // directory for CPU profiles of the EVENTS leader (empty: none)
-	log     io.Writer
+	bin      string // omni binary; empty builds one
+	events   int    // events per measured phase
+	batch    int
+	clients  int
+	rounds   int    // 1 vs 2 front-end rounds (medians)
+	profile  string // directory for CPU profiles of the EVENTS leader (empty: none)
+	replicas int    // of the streams (0: 3)
+	log      io.Writer
 }
 
 type report struct {
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of 1 vs 2 front ends (medians reported)")
 	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the NATS node leading EVENTS, under load and while the writer drains, into this directory")
+	flag.IntVar(&o.replicas, "replicas", 3, "replicas of the streams (1 to compare with unreplicated streams)")
 	flag.Parse()
 	r, err := run(o)
 	if err != nil {
@@ -75,6 +77,9 @@ func main() {
 }
 
 func run(o options) (rep *report, err error) {
+	if o.replicas == 0 {
+		o.replicas = 3
+	}
 	dir, err := os.MkdirTemp("", "omni-cluster-")
 	if err != nil {
 		return nil, err
@@ -107,13 +112,16 @@ func run(o options) (rep *report, err error) {
 	}
 	defer cluster.stop()
 	say("NATS cluster of 3 ready: %s", cluster.url())
-	floor, err := cluster.publishFloor(o.events, []byte(`{"id":"src:0123456789abcde:r0-fe1-12345","type":"track","name":"Product Viewed","source":"bench","identities":{"user_id":"user-1234"},"properties":{"sku":"SKU-123","price":19.99},"occurred_at":"2026-11-30T15:00:00Z"}`))
+	floor, err := cluster.publishFloor(o.events, o.replicas, []byte(`{"id":"src:0123456789abcde:r0-fe1-12345","type":"track","name":"Product Viewed","source":"bench","identities":{"user_id":"user-1234"},"properties":{"sku":"SKU-123","price":19.99},"occurred_at":"2026-11-30T15:00:00Z"}`))
 	if err != nil {
 		return nil, fmt.Errorf("publish floor: %w", err)
 	}
-	say("floor: one client publishes %.0f events/s to an R3 stream", floor)
+	say("floor: one client publishes %.0f events/s to an R%d stream", floor, o.replicas)
 
-	writer, err := newOmni(o.bin, dir, "writer", "writer", cluster.url())
+	node := func(name, role string) (*omni, error) {
+		return newOmni(o.bin, dir, name, role, cluster.url(), o.replicas)
+	}
+	writer, err := node("writer", "writer")
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +129,8 @@ func run(o options) (rep *report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	fe1, _ := newOmni(o.bin, dir, "frontend1", "frontend", cluster.url())
-	fe2, _ := newOmni(o.bin, dir, "frontend2", "frontend", cluster.url())
+	fe1, _ := node("frontend1", "frontend")
+	fe2, _ := node("frontend2", "frontend")
 	for _, p := range []*omni{writer, fe1, fe2} {
 		if err := p.serve(); err != nil {
 			return nil, err
@@ -134,7 +142,7 @@ func run(o options) (rep *report, err error) {
 	rep = &report{busFloor: floor}
 	// An unsafe combination: a second writer (another data dir) on the
 	// same streams must be refused.
-	w2, _ := newOmni(o.bin, dir, "writer2", "writer", cluster.url())
+	w2, _ := node("writer2", "writer")
 	if err := w2.serve(); err == nil {
 		w2.kill9()
 		return nil, fmt.Errorf("a second writer started on the same bus")
@@ -296,8 +304,8 @@ func (r *report) count(l *load, db string) error {
 
 func (r *report) print(w io.Writer, o options) {
 	one, two := median(r.oneFE), median(r.twoFE)
-	fmt.Fprintf(w, "3 NATS nodes (R3 streams), 1 writer, 2 front ends on loopback; %d events per phase, batches of %d, %d clients, medians of %d\n", o.events, o.batch, o.clients, o.rounds)
-	fmt.Fprintf(w, "  floor: JetStream R3 publish:    %.0f events/s (one client, async, every ack awaited)\n", r.busFloor)
+	fmt.Fprintf(w, "3 NATS nodes (R%d streams), 1 writer, 2 front ends on loopback; %d events per phase, batches of %d, %d clients, medians of %d\n", o.replicas, o.events, o.batch, o.clients, o.rounds)
+	fmt.Fprintf(w, "  floor: JetStream publish:       %.0f events/s (one client, async, every ack awaited)\n", r.busFloor)
 	fmt.Fprintf(w, "  acknowledged, 1 front end:      %.0f events/s  (rounds %s)  = %.2f x floor\n", one, rates(r.oneFE), one/r.busFloor)
 	fmt.Fprintf(w, "  acknowledged, 2 front ends:     %.0f events/s  (rounds %s)  = %.2f x 1 front end, %.2f x floor\n", two, rates(r.twoFE), two/one, two/r.busFloor)
 	fmt.Fprintf(w, "  CPU per acked event:            front ends %v, NATS (3 nodes, R3) %v\n", r.feCPU, r.natsCPU)

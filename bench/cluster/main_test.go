@@ -11,7 +11,7 @@ import (
 // crash and restart and a front end's crash, and a second writer refused.
 func TestClusterStoresEveryAcknowledgedEventOnce(t *testing.T) {
 	var progress, summary strings.Builder
-	o := options{events: 2000, batch: 50, clients: 4, rounds: 1, log: &progress}
+	o := options{events: 2000, batch: 50, clients: 4, rounds: 1, replicas: 3, log: &progress}
 	rep, err := run(o)
 	t.Log(progress.String())
 	if err != nil {

@@ -234,7 +234,7 @@ type omni struct {
 	dir  string
 }
 
-func newOmni(bin, dir, name, role, busURL string) (*omni, error) {
+func newOmni(bin, dir, name, role, busURL string, replicas int) (*omni, error) {
 	data := filepath.Join(dir, name)
 	if err := os.MkdirAll(data, 0o750); err != nil {
 		return nil, err
@@ -246,7 +246,7 @@ func newOmni(bin, dir, name, role, busURL string) (*omni, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	return &omni{http: addr, dir: data, proc: &proc{name: name, log: lf,
 		args: []string{bin, "serve", "--http", addr, "--data-dir", data},
-		env:  []string{"OMNI_ROLE=" + role, "OMNI_BUS_URL=" + busURL, "OMNI_BUS_REPLICAS=3", "OMNI_LOG_LEVEL=warn"}}}, nil
+		env:  []string{"OMNI_ROLE=" + role, "OMNI_BUS_URL=" + busURL, "OMNI_BUS_REPLICAS=" + fmt.Sprint(replicas), "OMNI_LOG_LEVEL=warn"}}}, nil
 }
 
 // serve starts the process and waits until it answers health.
@@ -330,7 +330,7 @@ func tail(path string) string {
 // publishFloor is the rate one client stores n event-sized messages in an
 // R3 stream of this cluster, asynchronously, waiting for every ack: the
 // floor the front ends' acknowledged rate is compared with.
-func (c *natsCluster) publishFloor(n int, payload []byte) (float64, error) {
+func (c *natsCluster) publishFloor(n, replicas int, payload []byte) (float64, error) {
 	nc, err := nats.Connect(c.url())
 	if err != nil {
 		return 0, err
@@ -342,7 +342,7 @@ func (c *natsCluster) publishFloor(n int, payload []byte) (float64, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOOR", Subjects: []string{"floor.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOOR", Subjects: []string{"floor.>"}, Replicas: replicas, Storage: jetstream.FileStorage}); err != nil {
 		return 0, err
 	}
 	defer js.DeleteStream(context.Background(), "FLOOR")
