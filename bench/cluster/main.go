@@ -308,7 +308,7 @@ func (r *report) print(w io.Writer, o options) {
 	fmt.Fprintf(w, "  floor: JetStream publish:       %.0f events/s (one client, async, every ack awaited)\n", r.busFloor)
 	fmt.Fprintf(w, "  acknowledged, 1 front end:      %.0f events/s  (rounds %s)  = %.2f x floor\n", one, rates(r.oneFE), one/r.busFloor)
 	fmt.Fprintf(w, "  acknowledged, 2 front ends:     %.0f events/s  (rounds %s)  = %.2f x 1 front end, %.2f x floor\n", two, rates(r.twoFE), two/one, two/r.busFloor)
-	fmt.Fprintf(w, "  CPU per acked event:            front ends %v, NATS (3 nodes, R3) %v\n", r.feCPU, r.natsCPU)
+	fmt.Fprintf(w, "  CPU per acked event:            front ends %v, NATS (3 nodes, R%d) %v\n", r.feCPU, o.replicas, r.natsCPU)
 	fmt.Fprintf(w, "  writer ceiling (backlog of %d): %.0f events/s stored, profiles resolved  = %.2f x 1 front end\n", r.writerBacklog, r.writerCeiling, r.writerCeiling/one)
 	fmt.Fprintf(w, "  CPU per stored event:           writer %v, NATS %v (%d durable consumers on EVENTS, each ack replicated)\n", r.writerCPU, r.drainNATSCPU, r.eventsConsumers)
 	fmt.Fprintf(w, "faults (kill -9 a NATS node and restart it, kill -9 a front end, under load)\n")
