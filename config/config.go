@@ -33,6 +33,12 @@ type Config struct {
 	// Durability is "normal" (survives a process crash) or "strict" (fsync
 	// before every acknowledgement, survives power loss, slower).
 	Durability string `mapstructure:"durability"`
+	// Role is what this process runs: "all" (one binary: API, admin,
+	// SQLite and the consumers), "frontend" (stateless: the tracking API
+	// publishing to an external bus; no SQLite writer) or "writer" (owns
+	// SQLite and consumes the streams of an external bus). See
+	// docs/operations.md#topology.
+	Role string `mapstructure:"role"`
 	// SecretKey encrypts connector secrets at rest (any string; env
 	// OMNI_SECRET_KEY). When empty, the key is read from SecretKeyFile.
 	SecretKey string `mapstructure:"secret_key"`
@@ -75,6 +81,9 @@ type BusConfig struct {
 	MaxMemoryMB  int           `mapstructure:"max_memory_mb"`
 	DedupeWindow time.Duration `mapstructure:"dedupe_window"`
 	MaxAge       time.Duration `mapstructure:"max_age"`
+	// Replicas is how many servers of an external cluster keep each
+	// stream (3 on a 3-node cluster); the embedded server is one node.
+	Replicas int `mapstructure:"replicas"`
 }
 
 type IngestConfig struct {
@@ -139,6 +148,7 @@ var defaults = map[string]any{
 	"data_dir":                "./omni_data",
 	"plugins_dir":             "",
 	"durability":              "normal",
+	"role":                    RoleAll,
 	"secret_key":              "",
 	"secret_key_file":         "",
 	"log.level":               "info",
@@ -152,6 +162,7 @@ var defaults = map[string]any{
 	"bus.max_memory_mb":       64,
 	"bus.dedupe_window":       "2m",
 	"bus.max_age":             "720h",
+	"bus.replicas":            1,
 	"ingest.max_batch_bytes":  500 * 1024,
 	"ingest.max_event_bytes":  32 * 1024,
 	"ingest.max_webhook_kb":   1024,
@@ -367,6 +378,8 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.PluginsDir = s
 	case "durability":
 		cfg.Durability = s
+	case "role":
+		cfg.Role = s
 	case "secret_key":
 		cfg.SecretKey = s
 	case "secret_key_file":
@@ -393,6 +406,8 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Bus.DedupeWindow, err = dur()
 	case "bus.max_age":
 		cfg.Bus.MaxAge, err = dur()
+	case "bus.replicas":
+		cfg.Bus.Replicas = n
 	case "ingest.max_batch_bytes":
 		cfg.Ingest.MaxBatchBytes = n
 	case "ingest.max_event_bytes":
@@ -488,6 +503,13 @@ func checkEnv(environ []string) error {
 	return nil
 }
 
+// Roles (Config.Role).
+const (
+	RoleAll      = "all"
+	RoleFrontend = "frontend"
+	RoleWriter   = "writer"
+)
+
 // Validate checks values that decode fine but make no sense.
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
@@ -511,12 +533,30 @@ func (c *Config) Validate() error {
 		return &Error{Key: "log.format", Problem: fmt.Sprintf("expected text or json, got %q", c.Log.Format)}
 	}
 	if c.Bus.URL != "" {
-		u, err := url.Parse(c.Bus.URL)
-		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-			return &Error{Key: "bus.url", Problem: fmt.Sprintf("expected nats://host:port, got %q", c.Bus.URL)}
+		// One server or a comma-separated list of a cluster's servers.
+		for _, one := range strings.Split(c.Bus.URL, ",") {
+			u, err := url.Parse(strings.TrimSpace(one))
+			if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+				return &Error{Key: "bus.url", Problem: fmt.Sprintf("expected nats://host:port or a comma-separated list of them, got %q", c.Bus.URL)}
+			}
 		}
 	} else if !c.Bus.Embedded {
 		return &Error{Key: "bus.embedded", Problem: "is false but bus.url is empty: set bus.url to an external NATS server or leave the embedded one on"}
+	}
+	if c.Bus.Replicas < 1 || c.Bus.Replicas > 5 {
+		return &Error{Key: "bus.replicas", Problem: fmt.Sprintf("must be between 1 and 5, got %d", c.Bus.Replicas)}
+	}
+	if c.Bus.Replicas > 1 && c.Bus.URL == "" {
+		return &Error{Key: "bus.replicas", Problem: fmt.Sprintf("is %d but the embedded bus is one server: set bus.url to a NATS cluster of at least %d servers, or use 1", c.Bus.Replicas, c.Bus.Replicas)}
+	}
+	switch c.Role {
+	case RoleAll:
+	case RoleFrontend, RoleWriter:
+		if c.Bus.URL == "" {
+			return &Error{Key: "role", Problem: fmt.Sprintf("%s needs an external NATS cluster shared with the other nodes: set bus.url (the embedded bus is private to one process; for one binary use role: all)", c.Role)}
+		}
+	default:
+		return &Error{Key: "role", Problem: fmt.Sprintf("expected all, frontend or writer, got %q", c.Role)}
 	}
 	if c.Bus.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Bus.Listen); err != nil {

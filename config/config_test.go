@@ -177,6 +177,12 @@ func TestBadValues(t *testing.T) {
 		{"OMNI_LOG_LEVEL", "loud", "log.level", "debug, info"},
 		{"OMNI_LOG_FORMAT", "xml", "log.format", "text or json"},
 		{"OMNI_DURABILITY", "always", "durability", "normal or strict"},
+		{"OMNI_ROLE", "reader", "role", "all, frontend or writer"},
+		{"OMNI_ROLE", "frontend", "role", "set bus.url"},
+		{"OMNI_ROLE", "writer", "role", "set bus.url"},
+		{"OMNI_BUS_REPLICAS", "3", "bus.replicas", "embedded bus is one server"},
+		{"OMNI_BUS_REPLICAS", "0", "bus.replicas", "between 1 and 5"},
+		{"OMNI_BUS_URL", "nats://a:4222,http://b", "bus.url", "comma-separated"},
 		{"OMNI_INGEST_DEFAULT_REGION", "XX", "ingest.default_region", "region code"},
 		{"OMNI_JOURNEYS_QUIET_HOURS", "night", "journeys.quiet_hours", "HH:MM-HH:MM"},
 		{"OMNI_JOURNEYS_FREQUENCY_CAP", "many", "journeys.frequency_cap", "COUNT/DURATION"},
@@ -206,6 +212,22 @@ func TestEmbeddedOffNeedsURL(t *testing.T) {
 	cfg, err := Load(flags(t))
 	if err != nil || cfg.Bus.URL != "nats://10.0.0.1:4222" {
 		t.Fatalf("external bus: %v %+v", err, cfg)
+	}
+}
+
+// A front end and a writer share an external cluster, listed by any of its
+// servers; its streams may be replicated.
+func TestRolesOnACluster(t *testing.T) {
+	inDir(t)
+	t.Setenv("OMNI_ROLE", "frontend")
+	t.Setenv("OMNI_BUS_URL", "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224")
+	t.Setenv("OMNI_BUS_REPLICAS", "3")
+	cfg, err := Load(flags(t))
+	if err != nil || cfg.Role != RoleFrontend || cfg.Bus.Replicas != 3 {
+		t.Fatalf("front end on a cluster: %v %+v", err, cfg)
+	}
+	if Default().Role != RoleAll || Default().Bus.Replicas != 1 {
+		t.Fatalf("defaults: role %q replicas %d", Default().Role, Default().Bus.Replicas)
 	}
 }
 

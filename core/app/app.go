@@ -30,6 +30,7 @@ import (
 	"github.com/omni/omni/core/staff"
 	"github.com/omni/omni/core/store"
 	_ "github.com/omni/omni/core/store/migrations" // collections
+	"github.com/omni/omni/core/topology"
 )
 
 // Omni is one running Omni process.
@@ -50,8 +51,10 @@ type Omni struct {
 	coreStarted []Module
 	personOwned []PersonOwned
 	stopOnce    sync.Once
-	lock        *datalock.Lock // exclusive use of the data dir while serving
-	memStop     chan struct{}  // stops memtune.ReleaseWhenIdle
+	lock        *datalock.Lock  // exclusive use of the data dir while serving
+	memStop     chan struct{}   // stops memtune.ReleaseWhenIdle
+	lease       *topology.Lease // the writer lease on an external bus (topology.go)
+	stopMirror  func()          // a front end's copy of the sources
 }
 
 // New creates the PocketBase app for cfg. Nothing is opened yet.
@@ -131,6 +134,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 		DedupeWindow: o.Config.Bus.DedupeWindow,
 		MaxAge:       o.Config.Bus.MaxAge,
 		Strict:       o.Config.Durability == "strict",
+		Replicas:     o.Config.Bus.Replicas,
 		Logger:       o.Log,
 	})
 	if err != nil {
@@ -142,16 +146,31 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 		o.Log.Info("bus: embedded NATS listening", "url", o.Bus.ClientURL())
 	}
 
-	o.Events = eventstore.New(o.PB, o.Bus, o.Log, eventstore.Options{})
-	o.Relay = relay.New(o.PB, o.Bus, o.Log)
 	o.Health = &api.Health{App: o.PB, Bus: o.Bus, Consumers: map[string]api.ConsumerLag{}, Started: started}
-	// The events consumer and the relay are modules run after the domain
-	// ones, in that order, at start and at stop alike (see core_modules.go).
-	o.core = []Module{eventsModule{o.Events}, relayModule{o.Relay}}
+	if o.frontend() {
+		// No module, consumer or relay: see topology.go.
+		o.modules = nil
+		if err := o.prepareFrontend(ctx); err != nil {
+			o.Bus.Close()
+			return err
+		}
+	} else {
+		if err := o.takeWriterLease(ctx, addr); err != nil {
+			o.lease.Release()
+			o.Bus.Close()
+			return err
+		}
+		o.Events = eventstore.New(o.PB, o.Bus, o.Log, eventstore.Options{})
+		o.Relay = relay.New(o.PB, o.Bus, o.Log)
+		// The events consumer and the relay are modules run after the domain
+		// ones, in that order, at start and at stop alike (see core_modules.go).
+		o.core = []Module{eventsModule{o.Events}, relayModule{o.Relay}}
+	}
 
 	// Every module declares its parts before anything runs (see Module).
 	for _, m := range append(append([]Module{}, o.modules...), o.core...) {
 		if err := m.Init(&Setup{Omni: o, Ctx: ctx, module: m.Name()}); err != nil {
+			o.lease.Release()
 			o.Bus.Close()
 			return fmt.Errorf("%s: %w", m.Name(), err)
 		}
@@ -160,13 +179,18 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	o.PB.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		se.InstallerFunc = nil // staff and superusers are created explicitly
 		se.Listener = ln
+		if o.frontend() {
+			se.Router.BindFunc(frontendOnly)
+		}
 		ingest.New(o.PB, o.Bus, ingest.Options{
 			MaxBatchBytes: o.Config.Ingest.MaxBatchBytes,
 			MaxEventBytes: o.Config.Ingest.MaxEventBytes,
 			DefaultRegion: o.Config.Ingest.DefaultRegion,
 		}, o.Log).Register(se.Router)
 		o.Health.Register(se.Router)
-		api.RegisterDeadEvents(se.Router)
+		if !o.frontend() {
+			api.RegisterDeadEvents(se.Router)
+		}
 		for _, m := range o.modules {
 			if err := m.Start(ctx, se); err != nil {
 				return fmt.Errorf("%s: %w", m.Name(), err)
@@ -208,7 +232,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	memtune.ApplyDefaultLimit()
 	o.memStop = make(chan struct{})
 	go memtune.ReleaseWhenIdle(o.memStop, 10*time.Second)
-	o.Log.Info("omni serving", "http", "http://"+addr, "data_dir", o.Config.DataDir, "version", api.Version, "startup", time.Since(started).Round(time.Millisecond))
+	o.Log.Info("omni serving", "role", o.Config.Role, "http", "http://"+addr, "data_dir", o.Config.DataDir, "version", api.Version, "startup", time.Since(started).Round(time.Millisecond))
 	err = apis.Serve(o.PB, apis.ServeConfig{HttpAddr: addr, AllowedOrigins: []string{"*"}})
 	if err != nil {
 		o.stop()
@@ -249,6 +273,10 @@ func (o *Omni) stop() {
 		for _, m := range o.coreStarted {
 			m.Stop(ctx)
 		}
+		if o.stopMirror != nil {
+			o.stopMirror()
+		}
+		o.lease.Release() // after the last consumer stopped
 		if o.Bus != nil {
 			o.Bus.Close()
 		}

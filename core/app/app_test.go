@@ -120,10 +120,12 @@ func TestRestartMidConsumeStoresEverythingOnce(t *testing.T) {
 	}
 }
 
-// TestExternalBusAndListen runs one Omni whose embedded NATS listens on TCP
-// and a second Omni that uses it as its external bus (bus.url), the path
-// past one machine.
-func TestExternalBusAndListen(t *testing.T) {
+// TestFrontEndOnAnotherOmnisBus runs one Omni whose embedded NATS listens
+// on TCP and a front end (role: frontend) that uses it as its external bus,
+// the path past one machine: the front end authenticates with the source
+// copied from the writer, publishes, serves nothing but the tracking API,
+// and a second writer on that bus is refused.
+func TestFrontEndOnAnotherOmnisBus(t *testing.T) {
 	addr := freeAddr(t)
 	hub := omnitest.Start(t, omnitest.Options{Configure: func(c *config.Config) { c.Bus.Listen = addr }})
 	nc, err := nats.Connect("nats://" + addr)
@@ -136,20 +138,48 @@ func TestExternalBusAndListen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	edge := omnitest.Start(t, omnitest.Options{Configure: func(c *config.Config) { c.Bus.URL = "nats://" + addr }})
+	edge := omnitest.Start(t, omnitest.Options{Configure: func(c *config.Config) {
+		c.Role, c.Bus.URL = config.RoleFrontend, "nats://"+addr
+	}})
 	if edge.Bus.Embedded() {
 		t.Fatal("edge runs an embedded bus despite bus.url")
+	}
+	if edge.SourceID != hub.SourceID || edge.WriteKey != hub.WriteKey {
+		t.Fatalf("front end's source %s/%s, want the writer's %s/%s", edge.SourceID, edge.WriteKey, hub.SourceID, hub.WriteKey)
 	}
 	if code, body := edge.Track(t, "/v1/track", `{"messageId":"ext-1","userId":"u","event":"Hello"}`); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
 	msg, err := sub.NextMsg(10 * time.Second)
-	if err != nil || !strings.Contains(string(msg.Data), `"`+edge.EventID("ext-1")+`"`) {
+	if err != nil || !strings.Contains(string(msg.Data), `"`+hub.EventID("ext-1")+`"`) {
 		t.Fatalf("event not seen on the shared bus: %v", err)
 	}
-	// Both processes consume the shared durable; the event is stored once
-	// in whichever database took it.
-	omnitest.Eventually(t, 20*time.Second, func() bool { return hub.CountEvents(t)+edge.CountEvents(t) == 1 }, "event stored")
+	omnitest.Eventually(t, 20*time.Second, func() bool { return hub.CountEvents(t) == 1 }, "event stored by the writer")
+	if n := edge.CountEvents(t); n != 0 {
+		t.Fatalf("front end stored %d events, want none", n)
+	}
+	code, body := edge.Do(t, "GET", "/api/collections/events/records", nil, nil)
+	if code != 404 || !strings.Contains(string(body), "front end") {
+		t.Fatalf("front end served the REST API: %d %s", code, body)
+	}
+	if code, _ := edge.Do(t, "GET", "/api/v1/health", nil, nil); code != 200 {
+		t.Fatalf("front end health: %d", code)
+	}
+
+	// A second writer on the same bus would store and send everything twice.
+	cfg := config.Default()
+	cfg.DataDir, cfg.Bus.URL = t.TempDir(), "nats://"+addr
+	second := app.New(cfg, hub.Log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = second.Serve(ln, nil)
+	_ = second.Shutdown()
+	if err == nil || !strings.Contains(err.Error(), "another writer holds the lease") {
+		t.Fatalf("second writer: got %v, want refused naming the lease", err)
+	}
 }
 
 func freeAddr(t *testing.T) string {

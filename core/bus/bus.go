@@ -46,7 +46,10 @@ type Options struct {
 	// (groupsync.go). With an external cluster the cluster's own
 	// sync settings and replicas decide.
 	Strict bool
-	Logger *slog.Logger
+	// Replicas is how many servers of an external cluster keep each
+	// stream; 0 means 1. EnsureStreams raises (or lowers) existing streams.
+	Replicas int
+	Logger   *slog.Logger
 }
 
 // Bus is a connected JetStream.
@@ -97,10 +100,12 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 func (b *Bus) startEmbedded() error {
 	o := b.opts
 	sopts := &server.Options{
-		ServerName:         "omni",
-		JetStream:          true,
-		StoreDir:           o.StoreDir,
-		JetStreamMaxStore:  o.MaxStore,
+		ServerName: "omni",
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		// The streams reserve MaxStore between them; the writer lease
+		// and the sources bucket (core/topology) need a little more.
+		JetStreamMaxStore:  o.MaxStore + 32<<20,
 		JetStreamMaxMemory: o.MaxMemory,
 		NoSigs:             true, // Omni owns signal handling and shutdown order
 		DontListen:         o.Listen == "",
@@ -168,11 +173,20 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		}
 		sc.MaxAge = b.opts.MaxAge
 		sc.Duplicates = b.opts.DedupeWindow
+		sc.Replicas = b.Replicas()
 		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// Replicas is how many servers keep each stream (and Omni's buckets).
+func (b *Bus) Replicas() int {
+	if b.opts.Replicas < 1 || b.embedded {
+		return 1
+	}
+	return b.opts.Replicas
 }
 
 // Embedded reports whether NATS runs inside this process.
