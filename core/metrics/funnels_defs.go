@@ -337,6 +337,9 @@ func (f *funnelPart) rebuildEntries(ctx context.Context, app core.App, progress 
 		return err
 	}
 	total, done := customers*len(todo), 0
+	if progress != nil {
+		progress(0, total)
+	}
 	for _, j := range todo {
 		if err := ctx.Err(); err != nil {
 			return err
