@@ -542,7 +542,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // (p50 / p99 wall, and CPU per request), the rebuild and the ingest ratio.
 func printSummary(res *Results) {
 	fmt.Printf("\nsummary (wall p50 / p99, server CPU per request; target p99 ≤ 300 ms)\n")
-	fmt.Printf("%-28s %-26s %-26s %-26s %-26s\n", "report", "30d", "30d + previous", "12m", "12m + previous")
+	fmt.Printf("%-32s %-26s %-26s %-26s %-26s\n", "report", "30d", "30d + previous", "12m", "12m + previous")
 	var names []string
 	cells := map[string][]string{}
 	for _, r := range res.Endpoints {
@@ -571,11 +571,11 @@ func printSummary(res *Results) {
 	}
 	for _, n := range names {
 		c := cells[n]
-		fmt.Printf("%-28s %-26s %-26s %-26s %-26s\n", n, c[0], c[1], c[2], c[3])
+		fmt.Printf("%-32s %-26s %-26s %-26s %-26s\n", n, c[0], c[1], c[2], c[3])
 	}
-	fmt.Printf("%-28s %.0f / %.0f ms\n", "health (floor)", res.Floor.P50ms, res.Floor.P99ms)
-	fmt.Printf("%-28s %.1f s (%.0f events/s)\n", "omni metrics rebuild", res.Rebuild.Seconds, res.Rebuild.EventsPerSec)
-	fmt.Printf("%-28s on %.0f / off %.0f events/s: ratio %.2f (target ≥ 0.90)\n", "ingest, metrics on / off",
+	fmt.Printf("%-32s %.0f / %.0f ms\n", "health (floor)", res.Floor.P50ms, res.Floor.P99ms)
+	fmt.Printf("%-32s %.1f s (%.0f events/s)\n", "omni metrics rebuild", res.Rebuild.Seconds, res.Rebuild.EventsPerSec)
+	fmt.Printf("%-32s on %.0f / off %.0f events/s: ratio %.2f (target ≥ 0.90)\n", "ingest, metrics on / off",
 		res.Ingest.OnMedian, res.Ingest.OffMedian, res.Ingest.Ratio)
 }
 
