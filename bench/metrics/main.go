@@ -47,14 +47,18 @@ var reports = []struct{ name, params string }{
 
 // Result is one endpoint × range × compare.
 type Result struct {
-	Report    string  `json:"report"`
-	Params    string  `json:"params,omitempty"`
-	Range     string  `json:"range"`
-	Compare   bool    `json:"compare"`
-	Status    int     `json:"status"`
-	Bytes     int     `json:"bytes"`
-	P50ms     float64 `json:"p50_ms"`
-	P99ms     float64 `json:"p99_ms"`
+	Report  string  `json:"report"`
+	Params  string  `json:"params,omitempty"`
+	Range   string  `json:"range"`
+	Compare bool    `json:"compare"`
+	Status  int     `json:"status"`
+	Bytes   int     `json:"bytes"`
+	P50ms   float64 `json:"p50_ms"`
+	P99ms   float64 `json:"p99_ms"`
+	// CPUms is the server's CPU time (user + system, from /proc) per
+	// timed request, the floor's health check beside it included: other
+	// processes on the machine inflate it far less than wall time.
+	CPUms     float64 `json:"cpu_ms"`
 	FloorP99  float64 `json:"floor_p99_ms"`
 	OverFloor float64 `json:"p99_over_floor"`
 }
@@ -168,7 +172,7 @@ func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, roun
 	if err != nil {
 		return err
 	}
-	measureReports(srv.addr, token, nReq, &res)
+	measureReports(srv, token, nReq, &res)
 	srv.stop()
 
 	// (c) ingest with metrics on and off, alternating fresh servers.
@@ -191,6 +195,7 @@ func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, roun
 	fmt.Printf("ingest, %d events a round (10%% orders), stored end to end: metrics on %.0f events/s, off %.0f events/s (medians of %d): ratio %.2f (target ≥ 0.90)\n",
 		ingestN, res.Ingest.OnMedian, res.Ingest.OffMedian, rounds, res.Ingest.Ratio)
 
+	printSummary(&res)
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
 		return err
@@ -249,7 +254,8 @@ func ownerToken(dir string) (string, error) {
 	return r.NewAuthToken()
 }
 
-func measureReports(addr, token string, n int, res *Results) {
+func measureReports(srv *server, token string, n int, res *Results) {
+	addr := srv.addr
 	client := &http.Client{Timeout: time.Minute}
 	get := func(path string) (int, int, time.Duration) {
 		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
@@ -264,7 +270,7 @@ func measureReports(addr, token string, n int, res *Results) {
 		return resp.StatusCode, len(b), time.Since(t)
 	}
 	var floorAll []time.Duration
-	fmt.Printf("\n%-12s %-18s %-5s %-8s %6s %9s %9s %9s %8s\n", "report", "params", "range", "compare", "status", "bytes", "p50", "p99", "p99/floor")
+	fmt.Printf("\n%-12s %-18s %-5s %-8s %6s %9s %9s %9s %9s %8s\n", "report", "params", "range", "compare", "status", "bytes", "p50", "p99", "cpu", "p99/floor")
 	for _, rp := range reports {
 		for _, rng := range []string{"30d", "12m"} {
 			for _, cmp := range []bool{false, true} {
@@ -277,6 +283,7 @@ func measureReports(addr, token string, n int, res *Results) {
 				}
 				var lat, floor []time.Duration
 				status, size := 0, 0
+				cpu0 := srv.cpu()
 				for range n {
 					// The floor interleaved with the report: the same
 					// moment's machine, auth included.
@@ -288,9 +295,10 @@ func measureReports(addr, token string, n int, res *Results) {
 						status, size = s, b
 					}
 				}
+				cpu := srv.cpu() - cpu0
 				floorAll = append(floorAll, floor...)
 				r := Result{Report: rp.name, Params: strings.TrimPrefix(rp.params, "&"), Range: rng, Compare: cmp, Status: status, Bytes: size,
-					P50ms: ms(pct(lat, 50)), P99ms: ms(pct(lat, 99)), FloorP99: ms(pct(floor, 99))}
+					P50ms: ms(pct(lat, 50)), P99ms: ms(pct(lat, 99)), CPUms: ms(cpu) / float64(n), FloorP99: ms(pct(floor, 99))}
 				r.OverFloor = r.P99ms / max(r.FloorP99, 0.001)
 				res.Endpoints = append(res.Endpoints, r)
 				if status == 200 {
@@ -302,7 +310,7 @@ func measureReports(addr, token string, n int, res *Results) {
 				} else if r.P99ms > 300 {
 					flag = "  OVER 300 ms"
 				}
-				fmt.Printf("%-12s %-18s %-5s %-8v %6d %9d %7.1fms %7.1fms %8.1fx%s\n", r.Report, r.Params, rng, cmp, status, size, r.P50ms, r.P99ms, r.OverFloor, flag)
+				fmt.Printf("%-12s %-18s %-5s %-8v %6d %9d %7.1fms %7.1fms %7.1fms %8.1fx%s\n", r.Report, r.Params, rng, cmp, status, size, r.P50ms, r.P99ms, r.CPUms, r.OverFloor, flag)
 			}
 		}
 	}
@@ -410,6 +418,25 @@ type server struct {
 	cmd  *exec.Cmd
 }
 
+// cpu is the server's CPU time so far (user + system), 0 where /proc
+// has no answer.
+func (s *server) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): utime and
+	// stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var u, st int64
+	fmt.Sscan(f[11], &u)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
 func (s *server) stop() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
@@ -510,6 +537,47 @@ func median(v []float64) float64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// printSummary prints the run in one table: each report's four cases
+// (p50 / p99 wall, and CPU per request), the rebuild and the ingest ratio.
+func printSummary(res *Results) {
+	fmt.Printf("\nsummary (wall p50 / p99, server CPU per request; target p99 ≤ 300 ms)\n")
+	fmt.Printf("%-32s %-26s %-26s %-26s %-26s\n", "report", "30d", "30d + previous", "12m", "12m + previous")
+	var names []string
+	cells := map[string][]string{}
+	for _, r := range res.Endpoints {
+		name := r.Report
+		if r.Params != "" {
+			name += " (" + r.Params + ")"
+		}
+		if cells[name] == nil {
+			names = append(names, name)
+			cells[name] = make([]string, 4)
+		}
+		i := 0
+		if r.Range == "12m" {
+			i = 2
+		}
+		if r.Compare {
+			i++
+		}
+		c := fmt.Sprintf("%.0f / %.0f ms, %.0f cpu", r.P50ms, r.P99ms, r.CPUms)
+		if r.Status != 200 {
+			c = fmt.Sprintf("status %d", r.Status)
+		} else if r.P99ms > 300 {
+			c += " !"
+		}
+		cells[name][i] = c
+	}
+	for _, n := range names {
+		c := cells[n]
+		fmt.Printf("%-32s %-26s %-26s %-26s %-26s\n", n, c[0], c[1], c[2], c[3])
+	}
+	fmt.Printf("%-32s %.0f / %.0f ms\n", "health (floor)", res.Floor.P50ms, res.Floor.P99ms)
+	fmt.Printf("%-32s %.1f s (%.0f events/s)\n", "omni metrics rebuild", res.Rebuild.Seconds, res.Rebuild.EventsPerSec)
+	fmt.Printf("%-32s on %.0f / off %.0f events/s: ratio %.2f (target ≥ 0.90)\n", "ingest, metrics on / off",
+		res.Ingest.OnMedian, res.Ingest.OffMedian, res.Ingest.Ratio)
+}
 
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(s, "\r", "\n")), "\n")

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -186,21 +187,56 @@ func (a *attribution) reset(tx core.App) error {
 	return nil
 }
 
-// recreditAll credits every order again from the stored touches: the
-// lookback or the half-life changed.
-func (a *attribution) recreditAll(tx core.App) error {
-	w := a.begin(tx)
-	defer w.close()
-	orders, err := w.creditedOrders(dbx.NewExp("1 = 1"))
-	if err != nil {
+// recreditChunk is how many orders one transaction of a re-credit
+// writes: the events processor waits for no more than one chunk.
+const recreditChunk = 1000
+
+// recreditAll credits every order again from the stored touches (the
+// lookback, the half-life or the position shares changed), recreditChunk
+// orders per transaction. Orders stored meanwhile are credited under the
+// new setting already. progress (may be nil) is told orders done of total;
+// a cancelled ctx stops it between chunks.
+func (a *attribution) recreditAll(ctx context.Context, app core.App, progress func(done, total int)) error {
+	var total int
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM " + CreditsCollection + " WHERE pos = 0").Row(&total); err != nil {
 		return err
 	}
-	for _, o := range orders {
-		if err := w.creditOrder(o, true); err != nil {
+	after, done := "", 0
+	for {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
+		var ids []string
+		if err := app.DB().NewQuery("SELECT order_event FROM " + CreditsCollection + " WHERE order_event > {:after} AND pos = 0 ORDER BY order_event LIMIT {:n}").
+			Bind(dbx.Params{"after": after, "n": recreditChunk}).Column(&ids); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		after = ids[len(ids)-1]
+		err := app.RunInTransaction(func(tx core.App) error {
+			w := a.begin(tx)
+			defer w.close()
+			orders, err := w.creditedOrders(dbx.In("order_event", anys(ids)...))
+			if err != nil {
+				return err
+			}
+			for _, o := range orders {
+				if err := w.creditOrder(o, true); err != nil {
+					return err
+				}
+			}
+			return w.flush()
+		})
+		if err != nil {
+			return err
+		}
+		done += len(ids)
+		if progress != nil {
+			progress(min(done, max(total, done)), max(total, done))
+		}
 	}
-	return w.flush()
 }
 
 // attrTx is the part's work in one transaction: its statements, prepared

@@ -376,7 +376,7 @@ func TestAttributionSettingsRecredit(t *testing.T) {
 		e.m.settings.mu.Lock()
 		e.m.settings.kv["attribution"] = raw
 		e.m.settings.mu.Unlock()
-		if err := e.s.PB.RunInTransaction(func(tx core.App) error { return e.m.attrib.recreditAll(tx) }); err != nil {
+		if err := e.m.attrib.recreditAll(context.Background(), e.s.PB, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -481,7 +481,9 @@ func (f *funnelPart) addCheckout(tx core.App, e *fev) error {
 		"started_at": store.FormatTime(e.at), "day": e.at.In(f.m.loc).Format(dayLayout), "channel": e.channel,
 		"order_at": "", "order_event": "", "order_total": 0, "order_currency": "", "order_after": -1, "recovered_run": ""}
 	var o funnelEventRow
-	err := tx.DB().NewQuery("SELECT id, occurred_at, properties FROM events WHERE profile = {:p} AND occurred_at >= {:t} AND type = 'order.placed' ORDER BY occurred_at, id LIMIT 1").
+	// The unary + keeps SQLite on the customer's events (profile, time):
+	// on the type index it reads every later order of every customer.
+	err := tx.DB().NewQuery("SELECT id, occurred_at, properties FROM events WHERE profile = {:p} AND occurred_at >= {:t} AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1").
 		Bind(dbx.Params{"p": e.profile, "t": store.FormatTime(e.at)}).One(&o)
 	if err == nil {
 		oe := o.fev()
@@ -507,10 +509,11 @@ func (f *funnelPart) nextOrder(tx core.App, profile string, started time.Time, o
 // journeyMessageBetween returns the journey run of the last message of a
 // journey sent to the customer (or to a customer merged into them) from
 // one time to another, "" when none. The send ledger belongs to messaging:
-// without it there is none.
+// without it there is none. (The merged_into condition lets SQLite use the
+// partial index on merged_into instead of reading every profile.)
 func journeyMessageBetween(tx core.App, profile string, from, to time.Time) string {
 	var run string
-	_ = tx.DB().NewQuery("SELECT journey_run FROM messages WHERE profile IN (SELECT {:p} UNION SELECT id FROM profiles WHERE merged_into = {:p})" +
+	_ = tx.DB().NewQuery("SELECT journey_run FROM messages WHERE profile IN (SELECT {:p} UNION SELECT id FROM profiles WHERE merged_into = {:p} AND merged_into != '')" +
 		" AND created >= {:from} AND created <= {:to} AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1").
 		Bind(dbx.Params{"p": profile, "from": store.FormatTime(from), "to": store.FormatTime(to)}).Row(&run)
 	return run

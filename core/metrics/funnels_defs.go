@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -193,7 +194,7 @@ func (f *funnelPart) backfill(app core.App, fn Funnel) {
 	f.mu.Unlock()
 	go func() {
 		defer f.bg.Done()
-		if err := f.runBackfill(app, &fn, gen); err != nil && f.current(fn.ID, gen) {
+		if err := f.runBackfill(app, &fn, gen, nil); err != nil && f.current(fn.ID, gen) {
 			f.m.log.Error("funnel backfill failed; it resumes at the next start", "funnel", fn.ID, "error", err)
 		}
 	}()
@@ -201,7 +202,9 @@ func (f *funnelPart) backfill(app core.App, fn Funnel) {
 
 var errSuperseded = errors.New("funnel edited or server stopping")
 
-func (f *funnelPart) runBackfill(app core.App, fn *Funnel, gen int) error {
+// runBackfill derives fn from the stored events; progress (may be nil)
+// is told how many customers each chunk covered.
+func (f *funnelPart) runBackfill(app core.App, fn *Funnel, gen int, progress func(customers int)) error {
 	// Events stored from now on have a larger rowid (SQLite's, which
 	// grows with each insert): the final pass finds them without a scan.
 	var since int64
@@ -230,6 +233,9 @@ func (f *funnelPart) runBackfill(app core.App, fn *Funnel, gen int) error {
 		})
 		if err != nil {
 			return err
+		}
+		if progress != nil {
+			progress(len(profiles))
 		}
 	}
 	return app.RunInTransaction(func(tx core.App) error {
@@ -278,6 +284,77 @@ func (f *funnelPart) runBackfill(app core.App, fn *Funnel, gen int) error {
 		f.mu.Unlock()
 		return nil
 	})
+}
+
+// holdForRebuild marks every funnel backfilling, in the transaction that
+// empties the rollups for a rebuild: the replay then keeps the checkouts
+// only, and rebuildEntries derives the entries after it, a chunk of
+// customers at a time. (Replayed in stored order, a customer's events come
+// out of time order: the stream would derive each customer again from all
+// their events at every chunk.) holdForRebuild's changes are in memory
+// once the transaction commits: call held then.
+func (f *funnelPart) holdForRebuild(tx core.App) error {
+	_, err := tx.DB().Update(FunnelsCollection, dbx.Params{"state": stateBackfilling}, nil).Execute()
+	return err
+}
+
+// held reloads the definitions after holdForRebuild committed and stops
+// any backfill running (a new generation of each funnel starts).
+func (f *funnelPart) held(app core.App) error {
+	if err := f.load(app); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	for _, fn := range f.funnels {
+		f.gen[fn.ID]++
+	}
+	f.mu.Unlock()
+	return nil
+}
+
+// rebuildEntries derives every funnel that is backfilling, as its
+// backfill does but here and now. progress counts customers over all
+// funnels. A funnel edited meanwhile (its edit's backfill derives it) or a
+// server stopping (the next start resumes it) is no error.
+func (f *funnelPart) rebuildEntries(ctx context.Context, app core.App, progress func(done, total int)) error {
+	type job struct {
+		fn  Funnel
+		gen int
+	}
+	var todo []job
+	f.mu.Lock()
+	for _, fn := range f.funnels {
+		if fn.State != stateReady {
+			todo = append(todo, job{*fn, f.gen[fn.ID]})
+		}
+	}
+	f.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	var customers int
+	if err := app.DB().NewQuery("SELECT COUNT(DISTINCT profile) FROM events WHERE profile > ''").Row(&customers); err != nil {
+		return err
+	}
+	total, done := customers*len(todo), 0
+	if progress != nil {
+		progress(0, total)
+	}
+	for _, j := range todo {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := f.runBackfill(app, &j.fn, j.gen, func(n int) {
+			done += n
+			if progress != nil {
+				progress(min(done, total), total)
+			}
+		})
+		if err != nil && !errors.Is(err, errSuperseded) {
+			return fmt.Errorf("funnel %s: %w", j.fn.ID, err)
+		}
+	}
+	return nil
 }
 
 // funnelInput is a definition as an owner writes it (POST, PUT).

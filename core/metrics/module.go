@@ -135,7 +135,21 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	return nil
 }
 
-func (m *Module) Stop(ctx context.Context) { m.funnels.stop() }
+// Stop cancels a running rebuild, re-rating or re-credit and the funnels'
+// backfills, and waits for them to end (a job's transaction rolls back; a
+// funnel left backfilling resumes at the next start).
+func (m *Module) Stop(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		m.funnels.stop()
+		close(done)
+	}()
+	m.rollups.jobs.stop(ctx)
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
 
 // processor rolls each stored batch up, in its transaction, after the
 // modules before (profiles has set each event's profile).

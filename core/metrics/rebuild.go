@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,8 +33,9 @@ const rebuildChunk = 2000
 // after new exchange rates) running now or finished last.
 type JobStatus struct {
 	Running    bool   `json:"running"`
-	Kind       string `json:"kind,omitempty"` // rebuild | rerate
-	Done       int    `json:"done"`           // events replayed (rebuild) or customers recomputed (rerate)
+	Kind       string `json:"kind,omitempty"`  // rebuild | rerate | recredit
+	Phase      string `json:"phase,omitempty"` // what Done and Total count: events | funnel customers | customers | orders
+	Done       int    `json:"done"`
 	Total      int    `json:"total"`
 	StartedAt  string `json:"started_at,omitempty"`
 	FinishedAt string `json:"finished_at,omitempty"`
@@ -41,11 +43,52 @@ type JobStatus struct {
 	Summary    string `json:"summary,omitempty"`
 }
 
-// jobs runs one rebuild or re-rating at a time.
+// jobs runs one rebuild, re-rating or re-credit at a time, and lets
+// Module.Stop cancel the running job and wait for it.
 type jobs struct {
 	run    sync.Mutex // held while a job runs
 	mu     sync.Mutex
 	status JobStatus
+
+	ctx      context.Context // cancelled by stop
+	cancel   context.CancelFunc
+	stopping bool
+	wg       sync.WaitGroup // job goroutines, running or waiting for run
+}
+
+// start counts a job goroutine in and returns its context; false once the
+// module is stopping (start no job then).
+func (j *jobs) start() (context.Context, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.stopping {
+		return nil, false
+	}
+	if j.ctx == nil {
+		j.ctx, j.cancel = context.WithCancel(context.Background())
+	}
+	j.wg.Add(1)
+	return j.ctx, true
+}
+
+// stop cancels the running job and waits for it (and for those waiting
+// to run, which then do not) until ctx ends.
+func (j *jobs) stop(ctx context.Context) {
+	j.mu.Lock()
+	j.stopping = true
+	if j.cancel != nil {
+		j.cancel()
+	}
+	j.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		j.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 func (j *jobs) get() JobStatus {
@@ -77,8 +120,11 @@ func (r RebuildResult) String() string {
 // same path stored batches take (each part's process, then the recompute
 // of customers that merges, un-merges and erasures moved), in the order
 // events were stored in, rebuildChunk events per
-// transaction. progress is called after each chunk.
-func (m *Module) rebuild(pb core.App, progress func(done, total int)) (RebuildResult, error) {
+// transaction.
+// progress is called after each chunk. Funnel entries are derived after
+// the replay, a chunk of customers at a time (phase "funnel customers"):
+// see funnelPart.holdForRebuild.
+func (m *Module) rebuild(ctx context.Context, pb core.App, progress progressFunc) (RebuildResult, error) {
 	started := time.Now()
 	var res RebuildResult
 	var total int
@@ -91,12 +137,18 @@ func (m *Module) rebuild(pb core.App, progress func(done, total int)) (RebuildRe
 				return err
 			}
 		}
-		return nil
+		return m.funnels.holdForRebuild(tx)
 	}); err != nil {
 		return res, fmt.Errorf("reset: %w", err)
 	}
+	if err := m.funnels.held(pb); err != nil {
+		return res, err
+	}
 	var after int64
 	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
 		var n int
 		err := pb.RunInTransaction(func(tx core.App) error {
 			batch, last, err := readEvents(tx, after, rebuildChunk)
@@ -126,14 +178,32 @@ func (m *Module) rebuild(pb core.App, progress func(done, total int)) (RebuildRe
 		}
 		res.Events += n
 		if progress != nil {
-			progress(res.Events, max(total, res.Events))
+			progress(phaseEvents, res.Events, max(total, res.Events))
 		}
+	}
+	if err := m.funnels.rebuildEntries(ctx, pb, func(done, total int) {
+		if progress != nil {
+			progress(phaseFunnels, done, total)
+		}
+	}); err != nil {
+		return res, err
 	}
 	_ = pb.DB().NewQuery("SELECT COUNT(*) FROM " + OrdersCollection).Row(&res.Facts)
 	_ = pb.DB().NewQuery("SELECT COUNT(*) FROM " + CustomersCollection + " WHERE orders > 0").Row(&res.Customers)
 	res.Took = time.Since(started)
 	return res, nil
 }
+
+// progressFunc is told how far a job is: done of total in a phase.
+type progressFunc func(phase string, done, total int)
+
+// Phases of the jobs (JobStatus.Phase).
+const (
+	phaseEvents    = "events"
+	phaseFunnels   = "funnel customers"
+	phaseCustomers = "customers"
+	phaseOrders    = "orders"
+)
 
 // eventRow is a row of the events table.
 type eventRow struct {
@@ -186,9 +256,9 @@ func readEvents(tx core.App, after int64, n int) ([]*eventstore.Stored, int64, e
 // such facts are recomputed, in short transactions. A new base currency
 // changes every rate, including those vendors reported against the old
 // one: that is a rebuild.
-func (m *Module) rerate(pb core.App, baseChanged bool, progress func(done, total int)) error {
+func (m *Module) rerate(ctx context.Context, pb core.App, baseChanged bool, progress progressFunc) error {
 	if baseChanged {
-		_, err := m.rebuild(pb, progress)
+		_, err := m.rebuild(ctx, pb, progress)
 		return err
 	}
 	base, rates := m.settings.currency(pb)
@@ -220,33 +290,41 @@ func (m *Module) rerate(pb core.App, baseChanged bool, progress func(done, total
 	}
 	const chunk = 500
 	for i := 0; i < len(profiles); i += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		part := profiles[i:min(i+chunk, len(profiles))]
 		if err := pb.RunInTransaction(func(tx core.App) error { return m.rollups.recomputeProfiles(tx, part, false) }); err != nil {
 			return err
 		}
 		if progress != nil {
-			progress(i+len(part), len(profiles))
+			progress(phaseCustomers, i+len(part), len(profiles))
 		}
 	}
 	return nil
 }
 
-// runJob runs f as the one background job (the caller holds j.run).
-func (m *Module) runJob(kind string, f func(progress func(done, total int)) (string, error)) {
+// runJob runs f as the one background job; the caller holds j.run and
+// has counted the job in with j.start (ctx is its context).
+func (m *Module) runJob(ctx context.Context, kind string, f func(ctx context.Context, progress progressFunc) (string, error)) {
 	j := &m.rollups.jobs
 	j.update(func(s *JobStatus) {
 		*s = JobStatus{Running: true, Kind: kind, StartedAt: time.Now().UTC().Format(time.RFC3339Nano)}
 	})
 	go func() {
+		defer j.wg.Done()
 		defer j.run.Unlock()
 		last := time.Now()
-		summary, err := f(func(done, total int) {
-			j.update(func(s *JobStatus) { s.Done, s.Total = done, total })
+		summary, err := f(ctx, func(phase string, done, total int) {
+			j.update(func(s *JobStatus) { s.Phase, s.Done, s.Total = phase, done, total })
 			if time.Since(last) > 5*time.Second || done == total {
 				last = time.Now()
-				m.log.Info("metrics: "+kind+" progress", "done", done, "total", total)
+				m.log.Info("metrics: "+kind+" progress", "phase", phase, "done", done, "total", total)
 			}
 		})
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("stopped with the server; start it again (%w)", err)
+		}
 		j.update(func(s *JobStatus) {
 			s.Running, s.FinishedAt, s.Summary = false, time.Now().UTC().Format(time.RFC3339Nano), summary
 			if err != nil {
@@ -261,28 +339,42 @@ func (m *Module) runJob(kind string, f func(progress func(done, total int)) (str
 	}()
 }
 
-// rerateInBackground re-rates after a currency setting changed, once any
-// running job has finished.
-func (m *Module) rerateInBackground(baseChanged bool) {
+// queueJob runs f once any running job has finished (not at all when the
+// module stops first).
+func (m *Module) queueJob(kind string, f func(ctx context.Context, progress progressFunc) (string, error)) {
+	j := &m.rollups.jobs
+	ctx, ok := j.start()
+	if !ok {
+		return
+	}
 	go func() {
-		m.rollups.jobs.run.Lock()
-		m.runJob("rerate", func(progress func(int, int)) (string, error) {
-			err := m.rerate(m.app, baseChanged, progress)
-			return "exchange rates applied", err
-		})
+		j.run.Lock()
+		if ctx.Err() != nil {
+			j.run.Unlock()
+			j.wg.Done()
+			return
+		}
+		m.runJob(ctx, kind, f)
 	}()
 }
 
+// rerateInBackground re-rates after a currency setting changed, once any
+// running job has finished.
+func (m *Module) rerateInBackground(baseChanged bool) {
+	m.queueJob("rerate", func(ctx context.Context, progress progressFunc) (string, error) {
+		err := m.rerate(ctx, m.app, baseChanged, progress)
+		return "exchange rates applied", err
+	})
+}
+
 // recreditInBackground credits every order again after the owner changed
-// the attribution setting (lookback, half-life, position shares).
+// the attribution setting (lookback, half-life, position shares), a chunk
+// of orders per transaction.
 func (m *Module) recreditInBackground() {
-	go func() {
-		m.rollups.jobs.run.Lock()
-		m.runJob("recredit", func(progress func(int, int)) (string, error) {
-			err := m.app.RunInTransaction(func(tx core.App) error { return m.attrib.recreditAll(tx) })
-			return "attribution credited again", err
-		})
-	}()
+	m.queueJob("recredit", func(ctx context.Context, progress progressFunc) (string, error) {
+		err := m.attrib.recreditAll(ctx, m.app, func(done, total int) { progress(phaseOrders, done, total) })
+		return "attribution credited again", err
+	})
 }
 
 // jobRoutes: POST /rebuild (owners) starts a rebuild in the background
@@ -292,11 +384,20 @@ func (m *Module) jobRoutes(g *router.RouterGroup[*core.RequestEvent]) {
 		return e.JSON(http.StatusOK, m.rollups.jobs.get())
 	})
 	g.POST("/rebuild", func(e *core.RequestEvent) error {
-		if !m.rollups.jobs.run.TryLock() {
+		j := &m.rollups.jobs
+		if !j.run.TryLock() {
 			return api.Error(http.StatusConflict, "A rebuild of the metrics is running already; see GET /api/v1/metrics/rebuild.")
 		}
-		m.runJob("rebuild", func(progress func(int, int)) (string, error) {
-			res, err := m.rebuild(m.app, progress)
+		ctx, ok := j.start()
+		if !ok {
+			j.run.Unlock()
+			return api.Error(http.StatusServiceUnavailable, "The server is stopping; rebuild the metrics after it starts again.")
+		}
+		m.runJob(ctx, "rebuild", func(ctx context.Context, progress progressFunc) (string, error) {
+			res, err := m.rebuild(ctx, m.app, progress)
+			if err == nil { // the finished job counts the events it replayed
+				progress(phaseEvents, res.Events, res.Events)
+			}
 			return res.String(), err
 		})
 		return e.JSON(http.StatusAccepted, m.rollups.jobs.get())
@@ -352,7 +453,7 @@ func rebuildCmd(env *app.Env, opts Options) *cobra.Command {
 				return err
 			}
 			bar := newProgress(env.Stderr)
-			res, err := m.rebuild(o.PB, bar.show)
+			res, err := m.rebuild(c.Context(), o.PB, bar.show)
 			bar.end()
 			if err != nil {
 				return fmt.Errorf("metrics rebuild: %w", err)
@@ -369,6 +470,7 @@ type progress struct {
 	w       io.Writer
 	tty     bool
 	started time.Time
+	phase   string
 	lastPct int
 	drawn   bool
 }
@@ -383,13 +485,18 @@ func newProgress(w io.Writer) *progress {
 	return p
 }
 
-func (p *progress) show(done, total int) {
+// show draws one phase's progress; a new phase starts a new bar.
+func (p *progress) show(phase string, done, total int) {
+	if phase != p.phase {
+		p.end()
+		p.phase, p.started, p.lastPct, p.drawn = phase, time.Now(), -1, false
+	}
 	pct := 100
 	if total > 0 {
 		pct = done * 100 / total
 	}
 	rate := float64(done) / max(time.Since(p.started).Seconds(), 0.001)
-	line := fmt.Sprintf("%3d%% %s/%s events  %s ev/s", pct, thousands(done), thousands(total), thousands(int(rate)))
+	line := fmt.Sprintf("%3d%% %s/%s %s  %s/s", pct, thousands(done), thousands(total), phase, thousands(int(rate)))
 	if p.tty {
 		const width = 30
 		fill := width * pct / 100
@@ -406,6 +513,7 @@ func (p *progress) show(done, total int) {
 func (p *progress) end() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
+		p.drawn = false
 	}
 }
 
