@@ -618,6 +618,15 @@ type stageCounts struct {
 	atRiskLastOrders []string
 }
 
+// profiles is how many profiles were counted.
+func (c *stageCounts) profiles() float64 {
+	n := 0.0
+	for _, v := range c.buying {
+		n += v
+	}
+	return n
+}
+
 // cell is a count for a table: null until the first count is done.
 func (c *stageCounts) cell(m map[string]float64, k string) any {
 	if c.at.IsZero() {
@@ -644,14 +653,18 @@ func (c *stageCounts) note(loc *time.Location) string {
 // report waits: the module counts in the background when it starts, and a
 // report that finds the counts older than stageTTL has them counted again
 // in the background (stages change slowly). A report shows the last counts.
+// A small shop (under smallShopProfiles at the last count: a count takes
+// milliseconds) is counted while the report waits, so its stages are
+// always current.
 var stageCache sync.Map
 
 // A count takes seconds of CPU with 200k profiles: at most one a minute
 // while reports are read; a report says how old counts are past 5 minutes
 // (after a quiet spell, until the count it started is done).
 const (
-	stageTTL       = time.Minute
-	staleNoteAfter = 5 * time.Minute
+	stageTTL          = time.Minute
+	staleNoteAfter    = 5 * time.Minute
+	smallShopProfiles = 20000
 )
 
 type stageEntry struct {
@@ -671,8 +684,17 @@ func (m *Module) profileStages(app core.App) *stageCounts {
 	e := m.stageEntry()
 	e.mu.Lock()
 	c := e.counts
+	cheap := c != nil && c.profiles() < smallShopProfiles
 	stale := c == nil || time.Since(c.at) > stageTTL
 	e.mu.Unlock()
+	if cheap {
+		if err := m.recountStages(app); err == nil {
+			e.mu.Lock()
+			c = e.counts
+			e.mu.Unlock()
+		}
+		return c
+	}
 	if stale {
 		m.countStagesInBackground(app)
 	}
