@@ -17,8 +17,7 @@ func TestShortRunPrintsEveryRow(t *testing.T) {
 	}
 	var log bytes.Buffer
 	// TEST_OMNI_BIN (set by .ci/run; not OMNI_*, which omni refuses) is an
-	// omni built from this checkout:
-	// reusing it saves linking another one.
+	// omni built from this checkout: reusing it saves linking another one.
 	tab, err := Run(context.Background(), Options{Short: true, Bin: os.Getenv("TEST_OMNI_BIN")}, &log)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, log.String())
