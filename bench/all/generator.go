@@ -33,13 +33,13 @@ func (e *env) generator(ctx context.Context) {
 	}
 	events, runs, settle := e.o.Events, e.o.Runs, e.o.Settle
 	if events <= 0 {
-		events = map[bool]int{true: 5000, false: 100000}[e.o.Short]
+		events = map[bool]int{true: 1000, false: 100000}[e.o.Short]
 	}
 	if runs <= 0 {
 		runs = map[bool]int{true: 1, false: 3}[e.o.Short]
 	}
 	if settle <= 0 {
-		settle = e.pick(2*time.Second, time.Minute)
+		settle = e.pick(time.Second, time.Minute)
 	}
 	memFigs := []string{"idle RSS", "peak RSS under load", "RSS " + settle.String() + " after the load", "data dir bytes per stored event"}
 

@@ -30,9 +30,9 @@ func main() {
 	flag.StringVar(&o.CompareKey, "compare-key", "", "its write key")
 	flag.StringVar(&o.ComparePIDs, "compare-pids", "", "comma-separated pids whose CPU counts as the peer's (e.g. the server and its database)")
 	flag.StringVar(&o.Clients, "clients", "", "generator clients, comma-separated (default 8,32; short: 8)")
-	flag.IntVar(&o.Events, "events", 0, "generator events per run (default 100000; short: 5000)")
+	flag.IntVar(&o.Events, "events", 0, "generator events per run (default 100000; short: 1000)")
 	flag.IntVar(&o.Runs, "runs", 0, "generator runs per server and client count; medians are reported (default 3; short: 1)")
-	flag.DurationVar(&o.Settle, "settle", 0, "how long after the load the memory is read again (default 1m; short: 2s)")
+	flag.DurationVar(&o.Settle, "settle", 0, "how long after the load the memory is read again (default 1m; short: 1s)")
 	flag.BoolVar(&o.Verbose, "v", false, "print each bench's raw output to stderr")
 	flag.Parse()
 

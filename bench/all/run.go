@@ -96,7 +96,13 @@ func (e *env) build(ctx context.Context) error {
 	if e.o.Bin == "" {
 		pkgs = append(pkgs, ".")
 	}
-	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", e.bins + "/"}, pkgs...)...)
+	args := []string{"build", "-o", e.bins + "/"}
+	if e.o.Short {
+		// No debug info: linking five large binaries is most of a short
+		// run's time, and nothing in it is profiled or debugged.
+		args = append(args, "-ldflags=-s -w")
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
 	cmd.Dir = e.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
@@ -170,7 +176,7 @@ func (e *env) ingest(ctx context.Context) {
 	figs := []string{"acknowledged", "stored end to end", "ack p99 at an offered rate"}
 	args := []string{"-bin", e.omni(), "-events", "100000", "-rate", "5000"}
 	if e.o.Short {
-		args = []string{"-bin", e.omni(), "-events", "3000", "-clients", "4"}
+		args = []string{"-bin", e.omni(), "-events", "1000", "-clients", "4"}
 	}
 	out, err := e.exec(ctx, e.pick(3*time.Minute, 15*time.Minute), nil, filepath.Join(e.bins, "ingest"), args...)
 	if err != nil {
@@ -210,7 +216,7 @@ var (
 func (e *env) profiles(ctx context.Context) {
 	args := []string{"-profiles", "20000", "-events", "10"}
 	if e.o.Short {
-		args = []string{"-profiles", "300", "-events", "5", "-merges", "20", "-searches", "5"}
+		args = []string{"-profiles", "100", "-events", "3", "-merges", "5", "-searches", "2"}
 	}
 	out, err := e.exec(ctx, e.pick(3*time.Minute, 20*time.Minute), nil, filepath.Join(e.bins, "profiles"), args...)
 	if err != nil {
@@ -261,7 +267,7 @@ func (e *env) journeys(ctx context.Context) {
 	figs := []string{"stored with 20 live journeys", "steps executed"}
 	args := []string{"-customers", "20000", "-events", "20000"}
 	if e.o.Short {
-		args = []string{"-customers", "300", "-events", "1000", "-wait", "2s"}
+		args = []string{"-customers", "100", "-events", "300", "-wait", "2s"}
 	}
 	out, err := e.exec(ctx, e.pick(3*time.Minute, 20*time.Minute), nil, filepath.Join(e.bins, "journeys"), args...)
 	if err != nil {
@@ -295,7 +301,7 @@ func (e *env) metrics(ctx context.Context) {
 	res := filepath.Join(e.bins, "metrics.json")
 	args := []string{"-bin", e.omni(), "-quick", "-out", res}
 	if e.o.Short {
-		args = []string{"-bin", e.omni(), "-events", "3000", "-customers", "300", "-conversations", "30", "-requests", "3", "-ingest", "1000", "-rounds", "1", "-out", res}
+		args = []string{"-bin", e.omni(), "-events", "1000", "-customers", "100", "-conversations", "10", "-requests", "1", "-ingest", "500", "-rounds", "1", "-out", res}
 	}
 	if _, err := e.exec(ctx, e.pick(4*time.Minute, 20*time.Minute), nil, filepath.Join(e.bins, "metrics"), args...); err != nil {
 		e.tab.fail("metrics", figs, err)
@@ -334,7 +340,7 @@ func (e *env) inbox(ctx context.Context) {
 	}
 	args := []string{filepath.Join("bench", "inbox", "run.mjs")}
 	if e.o.Short {
-		args = append(args, "-n", "20", "-rate", "20", "-customers", "5")
+		args = append(args, "-n", "10", "-rate", "20", "-customers", "3")
 	}
 	out, err := e.exec(ctx, e.pick(3*time.Minute, 10*time.Minute), []string{"BENCH_OMNI_BIN=" + e.omni()}, "node", args...)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,9 @@ import (
 // crash and restart and a front end's crash, and a second writer refused.
 func TestClusterStoresEveryAcknowledgedEventOnce(t *testing.T) {
 	var progress, summary strings.Builder
-	o := options{events: 2000, batch: 50, clients: 4, rounds: 1, replicas: 3, log: &progress}
+	// TEST_OMNI_BIN (set by .ci/run) is an omni built from this checkout;
+	// without it the bench builds one.
+	o := options{bin: os.Getenv("TEST_OMNI_BIN"), events: 2000, batch: 50, clients: 4, rounds: 1, replicas: 3, log: &progress}
 	rep, err := run(o)
 	t.Log(progress.String())
 	if err != nil {

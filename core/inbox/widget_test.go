@@ -101,6 +101,9 @@ func TestWidgetAdminRoutes(t *testing.T) {
 
 // The script is small: at most 25 KB gzipped, as served.
 func TestWidgetScriptIsSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a size check, not concurrency: the full run checks it")
+	}
 	e := startChat(t)
 	req, _ := http.NewRequest("GET", e.s.URL+"/widget/omni-chat.js", nil)
 	req.Header.Set("Accept-Encoding", "gzip")

@@ -929,6 +929,9 @@ func BenchmarkTimerLateness(b *testing.B) {
 // once: one ledger row for the run, one mail at the SMTP server (the
 // built-in email connector).
 func TestEngineKill9DuringWaitSendsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the work runs in a separately built omni (no race detector): the full run checks it")
+	}
 	dir := t.TempDir()
 	bin := filepath.Join(t.TempDir(), "omni")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/omni/omni").CombinedOutput(); err != nil {

@@ -214,6 +214,9 @@ func wantEq(t *testing.T, what string, got, want any) {
 }
 
 func TestStatsMatchHandCount(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s, _, agent := startStats(t)
 	seedStatsJourney(seeder{t: t, s: s, base: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)})
 
@@ -301,6 +304,9 @@ func TestStatsMatchHandCount(t *testing.T) {
 // group: 200 held out of whom 20 bought, 400 treated of whom 80 bought;
 // of the treated, arm A's 200 bought 60 times and arm B's 200, 20 times.
 func TestStatsHoldoutVerdictWithEnoughData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s, _, agent := startStats(t)
 	d := seeder{t: t, s: s, base: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
 	d.journey("jbig", 1, statsGraph)

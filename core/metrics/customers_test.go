@@ -151,6 +151,9 @@ func seedCustShop(t testing.TB, s *custShop) {
 var custNow = time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
 
 func TestCustomersReportTotalsAndPrevious(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s := startCustShop(t, custNow)
 	seedCustShop(t, s)
 	r := s.custReport(t, "from=2026-04-01&to=2026-04-30&compare=previous")
@@ -194,6 +197,9 @@ func TestCustomersReportTotalsAndPrevious(t *testing.T) {
 }
 
 func TestCustomersReportMonthlySeries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s := startCustShop(t, custNow)
 	seedCustShop(t, s)
 	r := s.custReport(t, "from=2026-02-01&to=2026-04-30&bucket=month")
@@ -220,6 +226,9 @@ func TestCustomersReportMonthlySeries(t *testing.T) {
 }
 
 func TestCustomersReportCohortsAndLTVTables(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s := startCustShop(t, custNow)
 	seedCustShop(t, s)
 	r := s.custReport(t, "from=2026-04-01&to=2026-04-30")
@@ -295,6 +304,9 @@ func TestCustomersReportCSVAndAccess(t *testing.T) {
 }
 
 func TestCustomersReportEmptyShop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s := startCustShop(t, custNow)
 	r := s.custReport(t, "range=30d")
 	// No buyers yet: zeros, not NaN or errors; the tables are there, empty.
@@ -463,6 +475,9 @@ func TestCustomersThroughEvents(t *testing.T) {
 // them) gets the same report from the migration as from the rollups, and
 // a new order afterwards moves the rows like any other.
 func TestCustomersUpgradeAddsBuyerRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s := startCustShop(t, custNow)
 	seedCustShop(t, s)
 	const query = "from=2026-04-01&to=2026-04-30&compare=previous"

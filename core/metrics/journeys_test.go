@@ -217,6 +217,9 @@ func journeyTableRows(t *testing.T, r metrics.Report, name string) map[string]ma
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestJourneysReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s, agent := startJourneys(t)
 	seedJourneyShop(jseed{t: t, db: s.PB.DB(), base: time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC)})
 
@@ -364,6 +367,9 @@ func mustZone(t *testing.T, name string) *time.Location {
 // With enough customers on both sides the journey's row carries the
 // holdout lift computed by core/lift from the groups counted here.
 func TestJourneysReportHoldoutLift(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hand-computed figures over seeded rows: the full run checks them, -short (the race run) skips")
+	}
 	s, agent := startJourneys(t)
 	d := jseed{t: t, base: time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC)}
 	err := s.PB.RunInTransaction(func(tx core.App) error {

@@ -11,6 +11,9 @@ import (
 // must use indexes; a full scan of
 // events or profiles here is what makes merges cost milliseconds at scale.
 func TestQueryPlansUseIndexes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("query plans, not concurrency: the full run checks them, -short (the race run) skips")
+	}
 	e := start(t, profiles.Options{})
 	for _, q := range []string{
 		"SELECT profile FROM identities WHERE kind={:x} AND value={:x}",
@@ -51,6 +54,9 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 // TestSearchPlanStartsFromTheIndex: a search reads the profiles the index
 // finds (one primary-key lookup each), never every profile.
 func TestSearchPlanStartsFromTheIndex(t *testing.T) {
+	if testing.Short() {
+		t.Skip("query plans, not concurrency: the full run checks them, -short (the race run) skips")
+	}
 	e := start(t, profiles.Options{})
 	var plan []struct {
 		Detail string `db:"detail"`
