@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/omni/omni/config"
-	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/logging"
