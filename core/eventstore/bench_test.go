@@ -1,13 +1,16 @@
 package eventstore_test
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/logging"
@@ -52,4 +55,59 @@ func BenchmarkWriteBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkDrainOverTCP measures the consumer as a writer of the
+// multi-node topology runs it: connected over TCP (not in-process) to the
+// NATS server holding a backlog, storing it in 1,000-event transactions.
+// The server runs in this process, so a CPU profile shows both sides.
+func BenchmarkDrainOverTCP(b *testing.B) {
+	const backlog = 20000
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	server, err := bus.Open(context.Background(), bus.Options{StoreDir: b.TempDir(), MaxStore: 256 << 20, Listen: "127.0.0.1:-1", Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer server.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		o := openApp(b)
+		client, err := bus.Open(context.Background(), bus.Options{URL: server.ClientURL(), Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := eventstore.EnsureConsumer(context.Background(), client, 0); err != nil {
+			b.Fatal(err)
+		}
+		evs := sample(backlog, i*backlog)
+		msgs := make([]bus.Msg, len(evs))
+		for k, ev := range evs {
+			data, _ := ev.Marshal()
+			msgs[k] = bus.Msg{Subject: ev.Subject(), ID: ev.ID, Data: data}
+		}
+		for start := 0; start < len(msgs); start += 2000 {
+			for _, err := range server.PublishAll(context.Background(), msgs[start:start+2000]) {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		s := eventstore.New(o.PB, client, quiet, eventstore.Options{})
+		b.StartTimer()
+		if err := s.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			pending, ackPending, err := s.Lag(context.Background())
+			if err == nil && pending == 0 && ackPending == 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.StopTimer()
+		s.Stop(context.Background())
+		client.Close()
+	}
+	b.ReportMetric(float64(b.N*backlog)/b.Elapsed().Seconds(), "events/s")
 }

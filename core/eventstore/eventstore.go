@@ -85,7 +85,7 @@ type Store struct {
 
 	consumer jetstream.Consumer
 	cc       jetstream.ConsumeContext
-	msgs     chan jetstream.Msg
+	msgs     chan delivery
 	done     chan struct{}
 	// stopping ends retry pauses at Stop: an event still failing then is
 	// left unacknowledged and redelivered at the next start.
@@ -95,6 +95,21 @@ type Store struct {
 	// progress is when the consumer last moved (acked or parked a message,
 	// or picked up work after being idle), in Unix nanoseconds.
 	progress atomic.Int64
+}
+
+// delivery is a message as the loop gets it: already decoded, on the
+// client's delivery goroutine, so decoding the next batch overlaps the
+// SQLite write of the one before (decoding is a quarter of the loop's
+// work when it runs inline).
+type delivery struct {
+	msg jetstream.Msg
+	ev  *events.Event
+	err error // why msg does not decode; ev is nil then
+}
+
+func decode(m jetstream.Msg) delivery {
+	ev, err := events.Unmarshal(m.Data())
+	return delivery{msg: m, ev: ev, err: err}
 }
 
 // New prepares the consumer; call Start to run it.
@@ -164,11 +179,11 @@ func (s *Store) Start(ctx context.Context) error {
 	if err := s.Create(ctx); err != nil {
 		return err
 	}
-	s.msgs = make(chan jetstream.Msg, s.opts.BatchSize*2)
+	s.msgs = make(chan delivery, s.opts.BatchSize*2)
 	s.done = make(chan struct{})
 	s.moved()
 	var err error
-	s.cc, err = s.consumer.Consume(func(m jetstream.Msg) { s.msgs <- m },
+	s.cc, err = s.consumer.Consume(func(m jetstream.Msg) { s.msgs <- decode(m) },
 		jetstream.PullMaxMessages(s.opts.BatchSize),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
@@ -229,7 +244,7 @@ func (s *Store) moved() { s.progress.Store(time.Now().UnixNano()) }
 
 func (s *Store) loop() {
 	defer close(s.done)
-	batch := make([]jetstream.Msg, 0, s.opts.BatchSize)
+	batch := make([]delivery, 0, s.opts.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	redrive := time.NewTicker(s.opts.RedriveEvery)
@@ -280,21 +295,21 @@ func (s *Store) loop() {
 // When the batch fails, its events are tried one by one, so one bad event
 // cannot hold back the others: each event that keeps failing while the
 // database takes other writes is parked in events_dead and acked.
-func (s *Store) flush(msgs []jetstream.Msg) {
-	var good []jetstream.Msg
-	evs := make([]*events.Event, 0, len(msgs))
-	for _, m := range msgs {
-		ev, err := events.Unmarshal(m.Data())
-		if err != nil {
+func (s *Store) flush(batch []delivery) {
+	good := make([]jetstream.Msg, 0, len(batch))
+	evs := make([]*events.Event, 0, len(batch))
+	for _, d := range batch {
+		m := d.msg
+		if d.err != nil {
 			// Never valid, whatever the retries: park it at once.
-			s.log.Error("undecodable event on bus; parking it", "subject", m.Subject(), "error", err)
-			if s.park(m, nil, fmt.Errorf("decode: %w", err), 1) {
+			s.log.Error("undecodable event on bus; parking it", "subject", m.Subject(), "error", d.err)
+			if s.park(m, nil, fmt.Errorf("decode: %w", d.err), 1) {
 				_ = m.Ack()
 			}
 			continue
 		}
 		good = append(good, m)
-		evs = append(evs, ev)
+		evs = append(evs, d.ev)
 	}
 	if len(evs) == 0 {
 		return
