@@ -431,6 +431,7 @@ func (a *inboxAcc) put(t map[string]float64) {
 		t["csat_satisfied_rate"] = float64(a.csat[4]+a.csat[5]) / float64(csatN)
 	}
 }
+
 // inboxFastAnswer is how soon after the opening an agent's first message
 // is more likely a conversation staff started than an answer: for those
 // the messages tell.
