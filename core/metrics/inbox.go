@@ -520,7 +520,7 @@ func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
 			CASE WHEN profile = '' THEN 'event:' || id ELSE profile END || char(9) ||
 			COALESCE(properties -> '$.survey', 'null') || char(9) || COALESCE(properties -> '$.score', 'null') || char(9) ||
 			COALESCE(properties -> '$.scale', 'null'), char(10) ORDER BY occurred_at), '')
-		FROM events WHERE type = 'survey.answered' AND occurred_at >= {:s} AND occurred_at < {:e}
+		FROM events INDEXED BY idx_metrics_events_surveys WHERE type = 'survey.answered' AND occurred_at >= {:s} AND occurred_at < {:e}
 		AND json_valid(properties) AND json_type(properties) = 'object'
 		AND COALESCE(json_type(properties, '$.survey'), 'null') IN ('null', 'text')`).
 		Bind(dbx.Params{"s": inboxFormat(q.Start), "e": inboxFormat(q.End)}).Row(&all); err != nil {
