@@ -547,10 +547,11 @@ func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
 		if len(f) != 4 {
 			continue
 		}
-		var survey string
-		var score, scale any
-		if json.Unmarshal([]byte(f[1]), &survey) != nil || json.Unmarshal([]byte(f[2]), &score) != nil ||
-			json.Unmarshal([]byte(f[3]), &scale) != nil || !inboxTenScale(survey, scale) {
+		sv, ok1 := inboxJSONValue(f[1])
+		score, ok2 := inboxJSONValue(f[2])
+		scale, ok3 := inboxJSONValue(f[3])
+		survey, isText := sv.(string)
+		if !ok1 || !ok2 || !ok3 || (sv != nil && !isText) || !inboxTenScale(survey, scale) {
 			continue
 		}
 		v, ok := inboxNumber(score)
@@ -563,6 +564,25 @@ func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
 		fg.nps[s]++
 	}
 	return nil
+}
+
+// inboxJSONValue decodes a JSON text as json.Unmarshal into an any
+// would: plain strings and numbers (most answers) without it. s is
+// SQLite's JSON of a value, so valid JSON.
+func inboxJSONValue(s string) (any, bool) {
+	switch {
+	case s == "null":
+		return nil, true
+	case len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' && !strings.ContainsAny(s[1:len(s)-1], `\"`):
+		return s[1 : len(s)-1], true
+	case s != "" && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')):
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return f, true
+		}
+	}
+	var v any
+	err := json.Unmarshal([]byte(s), &v)
+	return v, err == nil
 }
 
 // inboxTenScale: Omni's NPS answers say survey "nps"; others may only say

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -66,5 +67,16 @@ func TestInboxDayPacksAndUnpacks(t *testing.T) {
 	}
 	if out.unpack("1,2|broken") {
 		t.Error("a broken text unpacked")
+	}
+}
+
+// The quick decoding gives what encoding/json gives.
+func TestInboxJSONValueMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{`null`, `"nps"`, `" 0–10 "`, `"a\"b"`, `"\u00e9"`, `10`, `-1.5`, `1e2`, `7.0`, `true`, `{"a":1}`, `[1]`, `""`} {
+		got, ok := inboxJSONValue(s)
+		var want any
+		if err := json.Unmarshal([]byte(s), &want); err != nil || !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %#v (%v), want %#v", s, got, ok, want)
+		}
 	}
 }
