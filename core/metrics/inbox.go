@@ -260,34 +260,21 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	fg := &inboxFigures{totals: map[string]float64{}, opened: make([]float64, len(buckets)), resolved: make([]float64, len(buckets)),
 		frtMedian: make([]float64, len(buckets)), agents: map[string]*inboxAcc{}, channels: map[string]*inboxAcc{}, replies: map[string]int{},
 		cutoff: q.Now.UnixMilli() - window, window: window}
-	// Resolved in each bucket, whenever opened (the series): counted in
-	// SQL, one index range a bucket.
-	bounds := make([][2]int64, len(buckets))
-	for i, b := range buckets {
-		bounds[i][0] = b.UnixMilli()
-		if i+1 < len(buckets) {
-			bounds[i][1] = buckets[i+1].UnixMilli()
-		} else {
-			bounds[i][1] = end
-		}
-	}
-	bl, _ := json.Marshal(bounds)
-	wa, pa := f.where("r.")
-	pa["bounds"] = string(bl)
+	// Resolved in the period, whenever opened (the series).
+	wa, pa := f.where("")
+	pa["s"], pa["e"] = start, end
 	var resolved string
-	if err := db.NewQuery(`SELECT COALESCE(group_concat(b.key || ':' || (SELECT COUNT(*) FROM ` + InboxConversationsCollection + ` r INDEXED BY idx_metrics_conversations_resolved
-		WHERE r.resolved_ms > 0 AND r.resolved_ms >= b.s AND r.resolved_ms < b.e` + wa + `)), '')
-		FROM (SELECT key, value ->> '$[0]' AS s, value ->> '$[1]' AS e FROM json_each({:bounds})) b`).Bind(pa).Row(&resolved); err != nil {
+	if err := db.NewQuery(`SELECT COALESCE(group_concat(resolved_ms), '') FROM ` + InboxConversationsCollection + ` INDEXED BY idx_metrics_conversations_resolved
+		WHERE resolved_ms > 0 AND resolved_ms >= {:s} AND resolved_ms < {:e}` + wa).Bind(pa).Row(&resolved); err != nil {
 		return nil, err
 	}
-	for resolved != "" { // bucket:count,…
+	for resolved != "" {
 		var v string
 		v, resolved, _ = strings.Cut(resolved, ",")
-		k, n, _ := strings.Cut(v, ":")
-		i, err1 := strconv.Atoi(k)
-		c, err2 := strconv.Atoi(n)
-		if err1 == nil && err2 == nil && i >= 0 && i < len(buckets) {
-			fg.resolved[i] = float64(c)
+		if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if i, ok := bucketOf(ms); ok {
+				fg.resolved[i]++
+			}
 		}
 	}
 
