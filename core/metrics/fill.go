@@ -161,8 +161,19 @@ func (m *Module) fillInboxInBackground(app core.App) {
 				return
 			}
 			if ids, _, err = inboxStale(app.DB()); err != nil || len(ids) == 0 {
+				m.warmInboxDays(app)
 				return
 			}
 		}
 	}()
+}
+
+// warmInboxDays adds the rows just worked out up by day for the last 13
+// months, so the first reports after a fill need not (inbox_days.go).
+func (m *Module) warmInboxDays(app core.App) {
+	today := dayStart(m.opts.Now(), m.loc)
+	q := Query{Loc: m.loc, Start: today.AddDate(0, -13, 0), End: today.AddDate(0, 0, 1)}
+	if _, err := inboxDays(app, q); err != nil {
+		m.logger().Error("metrics: adding up the inbox rows by day", "error", err)
+	}
 }

@@ -92,10 +92,13 @@ type inboxFigures struct {
 	totals map[string]float64
 	// per bucket, same length as the query's buckets
 	opened, resolved, frtMedian []float64
-	convs                       []*inboxRow // opened in the period
-	fcrPending                  int         // resolved less than fcr_days ago: not judged yet
+	all                         inboxAcc
+	agents, channels            map[string]*inboxAcc // by assignee, by channel
 	nps                         [11]int
 	replies                     map[string]int // agent replies by staff id
+	// First-contact resolution is judged of conversations first resolved
+	// before cutoff, on follow-ups within window (unix ms).
+	cutoff, window int64
 }
 
 func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
@@ -168,9 +171,9 @@ func (m *Module) inboxReport(app core.App, q Query) (*Report, error) {
 	r.Tables = append(r.Tables, inboxByAgent(cur, names), inboxByChannel(cur), inboxCSATTable(cur), inboxNPSTable(cur))
 	r.Notes = append(r.Notes, fmt.Sprintf("First-contact resolution: a resolved conversation counts as resolved at first contact when the customer "+
 		"neither reopens it nor opens another one on the same channel within %d days of its first resolution.", fcrDays))
-	if cur.fcrPending > 0 {
+	if cur.all.pending > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d resolved conversation(s) were resolved less than %d days ago and are not in fcr_rate yet.",
-			cur.fcrPending, fcrDays))
+			cur.all.pending, fcrDays))
 	}
 	r.Notes = append(r.Notes, "Response and resolution times run on the clock, not business hours.")
 	if f.channel != "" || f.agent != "" {
@@ -188,8 +191,9 @@ type inboxRow struct {
 	SLABreaches, CSAT              int
 	FirstResolved, Reopened        int64 // unix ms; 0 none
 	Replies                        string
-	// judged and fcr: the report's first-contact resolution verdict.
-	judged, fcr bool
+	// Follow and Version are the row's own columns, not of the packed
+	// text: the customer's later conversations move them.
+	Follow, Version int64
 }
 
 func (c *inboxRow) frt() (float64, bool)        { return c.FRT, c.FRT >= 0 }
@@ -201,17 +205,24 @@ func (c *inboxRow) resolution() (float64, bool) { return c.Resolution, c.Resolut
 func inboxRows(db dbx.Builder, where string, p dbx.Params) ([]*inboxRow, error) {
 	// One text of all the rows ("\n" between them): tens of thousands of
 	// rows one by one through database/sql cost more than the report.
+	// Each: follow_ms|version|packed (the two change without the rest).
 	var all string
-	if err := db.NewQuery(`SELECT COALESCE(group_concat(packed, char(10)), '') FROM ` + InboxConversationsCollection + ` WHERE ` + where).
+	if err := db.NewQuery(`SELECT COALESCE(group_concat(COALESCE(follow_ms, 0) || '|' || COALESCE(version, 0) || '|' || packed, char(10)), '')
+		FROM ` + InboxConversationsCollection + ` INDEXED BY idx_metrics_conversations_opened WHERE ` + where).
 		Bind(p).Row(&all); err != nil {
 		return nil, err
 	}
 	rows := make([]inboxRow, strings.Count(all, "\n")+1) // one allocation, not one a row
 	out := make([]*inboxRow, 0, len(rows))
 	for i := 0; all != ""; i++ {
-		var line string
+		var line, follow, version string
 		line, all, _ = strings.Cut(all, "\n")
-		if rows[i].unpack(line) {
+		follow, line, _ = strings.Cut(line, "|")
+		version, line, _ = strings.Cut(line, "|")
+		var err1, err2 error
+		rows[i].Follow, err1 = strconv.ParseInt(follow, 10, 64)
+		rows[i].Version, err2 = strconv.ParseInt(version, 10, 64)
+		if err1 == nil && err2 == nil && rows[i].unpack(line) {
 			out = append(out, &rows[i])
 		}
 	}
@@ -219,28 +230,12 @@ func inboxRows(db dbx.Builder, where string, p dbx.Params) ([]*inboxRow, error) 
 }
 
 // inboxCompute adds up the conversations opened in q (and, for the
-// series, those resolved in it).
+// series, those resolved in it): from the day rollup (inbox_days.go) for
+// days, weeks and months, from the conversations' rows for hours.
 func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigures, error) {
 	db := app.DB()
 	start, end := q.Start.UnixMilli(), q.End.UnixMilli()
-	w, p := inboxFilter{channel: f.channel}.where("")
-	p["s"], p["e"] = start, end
-	// One read of the rows: the period's conversations and those resolved
-	// in it (the series). The agent filter applies after: the customer's
-	// later conversations (first-contact resolution) may be anyone's.
-	rows, err := inboxRows(db, `opened_ms >= {:s} AND opened_ms < {:e}`+w, p)
-	if err != nil {
-		return nil, err
-	}
 	window := int64(fcrDays) * 24 * int64(time.Hour/time.Millisecond)
-	later, err := inboxLater(db, f, rows, start, end, window)
-	if err != nil {
-		return nil, err
-	}
-	if f.agent != "" {
-		rows = slices.DeleteFunc(rows, func(c *inboxRow) bool { return c.Assignee != f.agent })
-	}
-
 	buckets := q.Buckets()
 	index := make(map[int64]int, len(buckets))
 	for i, b := range buckets {
@@ -263,7 +258,8 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 		return i, i >= 0
 	}
 	fg := &inboxFigures{totals: map[string]float64{}, opened: make([]float64, len(buckets)), resolved: make([]float64, len(buckets)),
-		frtMedian: make([]float64, len(buckets)), replies: map[string]int{}}
+		frtMedian: make([]float64, len(buckets)), agents: map[string]*inboxAcc{}, channels: map[string]*inboxAcc{}, replies: map[string]int{},
+		cutoff: q.Now.UnixMilli() - window, window: window}
 	// Resolved in the period, whenever opened (the series).
 	wa, pa := f.where("")
 	pa["s"], pa["e"] = start, end
@@ -281,27 +277,51 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 			}
 		}
 	}
+
 	frtByBucket := make([][]float64, len(buckets))
-	for _, c := range rows {
-		fg.convs = append(fg.convs, c)
-		i, ok := bucketOf(c.Opened)
-		if ok {
-			fg.opened[i]++
+	take := func(i int, d *inboxDay) {
+		if (f.channel != "" && d.channel != f.channel) || (f.agent != "" && d.assignee != f.agent) {
+			return
 		}
-		if d, has := c.frt(); has && ok {
-			frtByBucket[i] = append(frtByBucket[i], d)
+		fg.add(d)
+		if i >= 0 {
+			fg.opened[i] += float64(d.n)
+			frtByBucket[i] = append(frtByBucket[i], d.frt...)
 		}
-		inboxAddReplies(fg.replies, c.Replies)
+	}
+	if q.Bucket == "hour" {
+		w, p := inboxFilter{channel: f.channel}.where("")
+		p["s"], p["e"] = start, end
+		rows, err := inboxRows(db, `opened_ms >= {:s} AND opened_ms < {:e}`+w, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range rows {
+			i, _ := bucketOf(c.Opened)
+			d := &inboxDay{channel: c.Channel, assignee: c.Assignee}
+			d.add(c)
+			take(i, d)
+		}
+	} else {
+		days, err := inboxDays(app, q)
+		if err != nil {
+			return nil, err
+		}
+		for day, groups := range days {
+			i, _ := bucketOf(day)
+			for _, d := range groups {
+				take(i, d)
+			}
+		}
 	}
 	for i, v := range frtByBucket {
 		fg.frtMedian[i], _ = inboxPercentile(v, 0.5)
 	}
-	inboxFCR(q, fg, later, window)
 
 	if err := inboxNPS(app, q, fg); err != nil {
 		return nil, err
 	}
-	inboxTotals(fg.totals, fg.convs)
+	fg.all.put(fg.totals)
 	var promoters, detractors, answers int
 	for score, n := range fg.nps {
 		answers += n
@@ -319,63 +339,96 @@ func inboxCompute(app core.App, q Query, f inboxFilter, fcrDays int) (*inboxFigu
 	return fg, nil
 }
 
+// add takes a group's figures into the period's, its agent's and its
+// channel's.
+func (fg *inboxFigures) add(d *inboxDay) {
+	for _, a := range []*inboxAcc{&fg.all, inboxAccOf(fg.agents, d.assignee), inboxAccOf(fg.channels, d.channel)} {
+		a.add(d, fg.cutoff, fg.window)
+	}
+	for staff, n := range d.replies {
+		fg.replies[staff] += n
+	}
+}
+
+func inboxAccOf(by map[string]*inboxAcc, key string) *inboxAcc {
+	a := by[key]
+	if a == nil {
+		a = &inboxAcc{}
+		by[key] = a
+	}
+	return a
+}
+
 // inboxKey is a customer on a channel.
 type inboxKey struct{ profile, channel string }
 
-// inboxLater lists, by customer and channel, when the conversations from
-// the period's start opened, up to the end of the last follow-up window
-// (the latest first resolution of the period's conversations plus the
-// window).
-func inboxLater(db dbx.Builder, f inboxFilter, rows []*inboxRow, start, end, window int64) (map[inboxKey][]int64, error) {
-	later := make(map[inboxKey][]int64, len(rows)) // → opened, ascending
-	var last int64
-	for _, c := range rows {
-		if c.Opened >= start {
-			k := inboxKey{c.Profile, c.Channel}
-			later[k] = append(later[k], c.Opened)
-			last = max(last, c.FirstResolved)
-		}
-	}
-	if last > 0 {
-		w, p := inboxFilter{channel: f.channel}.where("")
-		p["e"], p["until"] = end, last+window
-		more, err := inboxRows(db, `opened_ms >= {:e} AND opened_ms <= {:until}`+w, p)
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range more {
-			k := inboxKey{m.Profile, m.Channel}
-			later[k] = append(later[k], m.Opened)
-		}
-	}
-	for _, l := range later {
-		slices.Sort(l)
-	}
-	return later, nil
+// inboxAcc adds up groups of conversations into a period's figures.
+type inboxAcc struct {
+	n, bot, handed, breaches, breached int
+	csat                               [6]int
+	frt, res                           []float64
+	// First-contact resolution: judged, resolved at first contact, and
+	// resolved less than the window ago (not judged yet).
+	fcrN, fcrOK, pending int
 }
 
-// inboxFCR judges each conversation of fg resolved at least the window
-// ago: resolved at first contact unless, within the window after its
-// first resolution, it was reopened or the customer opened another
-// conversation on the same channel.
-func inboxFCR(q Query, fg *inboxFigures, later map[inboxKey][]int64, window int64) {
-	cutoff := q.Now.UnixMilli() - window
-	for _, c := range fg.convs {
-		r1 := c.FirstResolved
-		if r1 == 0 {
-			continue // never resolved: not judged
-		}
+// add takes d in. A conversation first resolved before the cutoff (the
+// window before now) is judged: resolved at first contact unless, within
+// the window after its first resolution, it was reopened or the customer
+// opened another conversation on the same channel (its follow-up).
+func (a *inboxAcc) add(d *inboxDay, cutoff, window int64) {
+	a.n += d.n
+	a.bot += d.bot
+	a.handed += d.handed
+	a.breaches += d.breaches
+	a.breached += d.breached
+	for s := 1; s <= 5; s++ {
+		a.csat[s] += d.csat[s]
+	}
+	a.frt = append(a.frt, d.frt...)
+	a.res = append(a.res, d.res...)
+	for i := 0; i+1 < len(d.fcr); i += 2 {
+		r1, follow := d.fcr[i], d.fcr[i+1]
 		if r1 > cutoff {
-			fg.fcrPending++
+			a.pending++
 			continue
 		}
-		until := r1 + window
-		followed := c.Reopened > r1 && c.Reopened <= until
-		list := later[inboxKey{c.Profile, c.Channel}]
-		for i, _ := slices.BinarySearch(list, r1); i < len(list) && list[i] <= until && !followed; i++ {
-			followed = list[i] > r1
+		a.fcrN++
+		if follow == 0 || follow > r1+window {
+			a.fcrOK++
 		}
-		c.judged, c.fcr = true, !followed
+	}
+}
+
+// put writes the figures to t.
+func (a *inboxAcc) put(t map[string]float64) {
+	csatN, csatSum := 0, 0
+	for s := 1; s <= 5; s++ {
+		csatN += a.csat[s]
+		csatSum += s * a.csat[s]
+	}
+	t["conversations"] = float64(a.n)
+	t["by_bot"] = float64(a.bot)
+	t["handed_off"] = float64(a.handed)
+	t["sla_breaches"] = float64(a.breaches)
+	t["csat_responses"] = float64(csatN)
+	if a.n > 0 {
+		t["sla_breach_rate"] = float64(a.breached) / float64(a.n)
+	}
+	if v, ok := inboxPercentile(a.frt, 0.5); ok {
+		t["first_response_median"] = v
+		t["first_response_p90"], _ = inboxPercentile(a.frt, 0.9)
+	}
+	if v, ok := inboxPercentile(a.res, 0.5); ok {
+		t["resolution_median"] = v
+		t["resolution_p90"], _ = inboxPercentile(a.res, 0.9)
+	}
+	if a.fcrN > 0 {
+		t["fcr_rate"] = float64(a.fcrOK) / float64(a.fcrN)
+	}
+	if csatN > 0 {
+		t["csat"] = inboxRound(float64(csatSum)/float64(csatN), 2)
+		t["csat_satisfied_rate"] = float64(a.csat[4]+a.csat[5]) / float64(csatN)
 	}
 }
 
@@ -456,67 +509,6 @@ func (c *inboxConv) resolution() (float64, bool) {
 // byBot: resolved while the bot still had it, no person having replied.
 func (c *inboxConv) byBot() bool { return c.Status == "resolved" && c.Bot && c.FirstResponseAt == "" }
 
-// inboxTotals adds the figures of convs to t.
-func inboxTotals(t map[string]float64, convs []*inboxRow) {
-	var frt, res []float64
-	var bot, handed, breaches, breached, csatN, csatSum, satisfied, fcrN, fcrOK int
-	for _, c := range convs {
-		if d, ok := c.frt(); ok {
-			frt = append(frt, d)
-		}
-		if d, ok := c.resolution(); ok {
-			res = append(res, d)
-		}
-		if c.Bot {
-			bot++
-		}
-		if c.HandedOff {
-			handed++
-		}
-		breaches += c.SLABreaches
-		if c.SLABreaches > 0 {
-			breached++
-		}
-		if c.CSAT >= 1 && c.CSAT <= 5 {
-			csatN++
-			csatSum += c.CSAT
-			if c.CSAT >= 4 {
-				satisfied++
-			}
-		}
-		if c.judged {
-			fcrN++
-			if c.fcr {
-				fcrOK++
-			}
-		}
-	}
-	n := len(convs)
-	t["conversations"] = float64(n)
-	t["by_bot"] = float64(bot)
-	t["handed_off"] = float64(handed)
-	t["sla_breaches"] = float64(breaches)
-	t["csat_responses"] = float64(csatN)
-	if n > 0 {
-		t["sla_breach_rate"] = float64(breached) / float64(n)
-	}
-	if v, ok := inboxPercentile(frt, 0.5); ok {
-		t["first_response_median"] = v
-		t["first_response_p90"], _ = inboxPercentile(frt, 0.9)
-	}
-	if v, ok := inboxPercentile(res, 0.5); ok {
-		t["resolution_median"] = v
-		t["resolution_p90"], _ = inboxPercentile(res, 0.9)
-	}
-	if fcrN > 0 {
-		t["fcr_rate"] = float64(fcrOK) / float64(fcrN)
-	}
-	if csatN > 0 {
-		t["csat"] = inboxRound(float64(csatSum)/float64(csatN), 2)
-		t["csat_satisfied_rate"] = float64(satisfied) / float64(csatN)
-	}
-}
-
 // inboxNPS counts NPS answers (survey.answered on 0–10) given in q:
 // each customer's latest answer in the period.
 func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
@@ -528,7 +520,7 @@ func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
 			CASE WHEN profile = '' THEN 'event:' || id ELSE profile END || char(9) ||
 			COALESCE(properties -> '$.survey', 'null') || char(9) || COALESCE(properties -> '$.score', 'null') || char(9) ||
 			COALESCE(properties -> '$.scale', 'null'), char(10) ORDER BY occurred_at), '')
-		FROM events WHERE type = 'survey.answered' AND occurred_at >= {:s} AND occurred_at < {:e}
+		FROM events INDEXED BY idx_metrics_events_surveys WHERE type = 'survey.answered' AND occurred_at >= {:s} AND occurred_at < {:e}
 		AND json_valid(properties) AND json_type(properties) = 'object'
 		AND COALESCE(json_type(properties, '$.survey'), 'null') IN ('null', 'text')`).
 		Bind(dbx.Params{"s": inboxFormat(q.Start), "e": inboxFormat(q.End)}).Row(&all); err != nil {
@@ -542,10 +534,11 @@ func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
 		if len(f) != 4 {
 			continue
 		}
-		var survey string
-		var score, scale any
-		if json.Unmarshal([]byte(f[1]), &survey) != nil || json.Unmarshal([]byte(f[2]), &score) != nil ||
-			json.Unmarshal([]byte(f[3]), &scale) != nil || !inboxTenScale(survey, scale) {
+		sv, ok1 := inboxJSONValue(f[1])
+		score, ok2 := inboxJSONValue(f[2])
+		scale, ok3 := inboxJSONValue(f[3])
+		survey, isText := sv.(string)
+		if !ok1 || !ok2 || !ok3 || (sv != nil && !isText) || !inboxTenScale(survey, scale) {
 			continue
 		}
 		v, ok := inboxNumber(score)
@@ -558,6 +551,25 @@ func inboxNPS(app core.App, q Query, fg *inboxFigures) error {
 		fg.nps[s]++
 	}
 	return nil
+}
+
+// inboxJSONValue decodes a JSON text as json.Unmarshal into an any
+// would: plain strings and numbers (most answers) without it. s is
+// SQLite's JSON of a value, so valid JSON.
+func inboxJSONValue(s string) (any, bool) {
+	switch {
+	case s == "null":
+		return nil, true
+	case len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' && !strings.ContainsAny(s[1:len(s)-1], `\"`):
+		return s[1 : len(s)-1], true
+	case s != "" && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')):
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return f, true
+		}
+	}
+	var v any
+	err := json.Unmarshal([]byte(s), &v)
+	return v, err == nil
 }
 
 // inboxTenScale: Omni's NPS answers say survey "nps"; others may only say
@@ -590,22 +602,14 @@ func inboxNumber(v any) (float64, bool) {
 
 // inboxGroup is a by_agent or by_channel row in the making.
 type inboxGroup struct {
-	key   string
-	convs []*inboxRow
+	key string
+	acc *inboxAcc
 }
 
-func inboxGroups(convs []*inboxRow, key func(*inboxRow) string) []*inboxGroup {
-	by := map[string]*inboxGroup{}
-	var out []*inboxGroup
-	for _, c := range convs {
-		k := key(c)
-		g := by[k]
-		if g == nil {
-			g = &inboxGroup{key: k}
-			by[k] = g
-			out = append(out, g)
-		}
-		g.convs = append(g.convs, c)
+func inboxGroups(by map[string]*inboxAcc) []*inboxGroup {
+	out := make([]*inboxGroup, 0, len(by))
+	for k, a := range by {
+		out = append(out, &inboxGroup{key: k, acc: a})
 	}
 	return out
 }
@@ -629,7 +633,7 @@ func inboxByAgent(fg *inboxFigures, names map[string]string) Table {
 		{Key: "csat", Label: "CSAT", Type: TypeNumber},
 		{Key: "sla_breaches", Label: "SLA breaches", Type: TypeNumber},
 	}, Rows: [][]any{}}
-	groups := inboxGroups(fg.convs, func(c *inboxRow) string { return c.Assignee })
+	groups := inboxGroups(fg.agents)
 	seen := map[string]bool{}
 	for _, g := range groups {
 		seen[g.key] = true
@@ -637,19 +641,22 @@ func inboxByAgent(fg *inboxFigures, names map[string]string) Table {
 	// Agents who replied in conversations assigned to someone else.
 	for id := range fg.replies {
 		if !seen[id] && id != "" {
-			groups = append(groups, &inboxGroup{key: id})
+			groups = append(groups, &inboxGroup{key: id, acc: &inboxAcc{}})
 		}
 	}
 	slices.SortFunc(groups, func(a, b *inboxGroup) int {
-		if len(a.convs) != len(b.convs) {
-			return len(b.convs) - len(a.convs)
+		if a.acc.n != b.acc.n {
+			return b.acc.n - a.acc.n
 		}
-		return strings.Compare(inboxAgentName(names, a.key), inboxAgentName(names, b.key))
+		if c := strings.Compare(inboxAgentName(names, a.key), inboxAgentName(names, b.key)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
 	})
 	for _, g := range groups {
 		tot := map[string]float64{}
-		inboxTotals(tot, g.convs)
-		t.Rows = append(t.Rows, []any{inboxAgentName(names, g.key), len(g.convs), fg.replies[g.key],
+		g.acc.put(tot)
+		t.Rows = append(t.Rows, []any{inboxAgentName(names, g.key), g.acc.n, fg.replies[g.key],
 			inboxCell(tot, "first_response_median"), inboxCell(tot, "resolution_median"), inboxCell(tot, "fcr_rate"),
 			inboxCell(tot, "csat"), tot["sla_breaches"]})
 	}
@@ -675,17 +682,17 @@ func inboxByChannel(fg *inboxFigures) Table {
 		{Key: "fcr_rate", Label: "First-contact resolution", Type: TypePercent},
 		{Key: "csat", Label: "CSAT", Type: TypeNumber},
 	}, Rows: [][]any{}}
-	groups := inboxGroups(fg.convs, func(c *inboxRow) string { return c.Channel })
+	groups := inboxGroups(fg.channels)
 	slices.SortFunc(groups, func(a, b *inboxGroup) int {
-		if len(a.convs) != len(b.convs) {
-			return len(b.convs) - len(a.convs)
+		if a.acc.n != b.acc.n {
+			return b.acc.n - a.acc.n
 		}
 		return strings.Compare(a.key, b.key)
 	})
 	for _, g := range groups {
 		tot := map[string]float64{}
-		inboxTotals(tot, g.convs)
-		t.Rows = append(t.Rows, []any{g.key, len(g.convs), inboxCell(tot, "first_response_median"),
+		g.acc.put(tot)
+		t.Rows = append(t.Rows, []any{g.key, g.acc.n, inboxCell(tot, "first_response_median"),
 			inboxCell(tot, "resolution_median"), inboxCell(tot, "fcr_rate"), inboxCell(tot, "csat")})
 	}
 	return t
@@ -697,14 +704,8 @@ func inboxCSATTable(fg *inboxFigures) Table {
 		{Key: "responses", Label: "Answers", Type: TypeNumber},
 		{Key: "share", Label: "Share", Type: TypePercent},
 	}, Rows: [][]any{}}
-	var n [6]int
-	total := 0
-	for _, c := range fg.convs {
-		if c.CSAT >= 1 && c.CSAT <= 5 {
-			n[c.CSAT]++
-			total++
-		}
-	}
+	n := fg.all.csat
+	total := n[1] + n[2] + n[3] + n[4] + n[5]
 	for s := 1; s <= 5; s++ {
 		t.Rows = append(t.Rows, []any{s, n[s], inboxShare(n[s], total)})
 	}

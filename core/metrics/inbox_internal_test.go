@@ -1,8 +1,10 @@
 package metrics
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -48,5 +50,33 @@ func TestInboxRowPacksAndUnpacks(t *testing.T) {
 	}
 	if out.unpack("c1|p1|broken") {
 		t.Error("a broken text unpacked")
+	}
+}
+
+func TestInboxDayPacksAndUnpacks(t *testing.T) {
+	in := inboxDay{channel: "email", assignee: "a1", n: 3, bot: 1, handed: 2, breaches: 4, breached: 1, csat: [6]int{0, 1, 0, 0, 2, 1},
+		replies: map[string]int{"a1": 3, "": 1}, frt: []float64{300.5, 60}, res: []float64{7200}, fcr: []int64{1763000100000, 0, 1763000200000, 1763000300000}}
+	out := inboxDay{channel: "email", assignee: "a1"}
+	if !out.unpack(in.pack()) || !reflect.DeepEqual(out, in) {
+		t.Fatalf("unpacked %+v from %q, want %+v", out, in.pack(), in)
+	}
+	empty := inboxDay{n: 1}
+	out = inboxDay{}
+	if !out.unpack(empty.pack()) || !reflect.DeepEqual(out, empty) {
+		t.Fatalf("unpacked %+v from %q, want %+v", out, empty.pack(), empty)
+	}
+	if out.unpack("1,2|broken") {
+		t.Error("a broken text unpacked")
+	}
+}
+
+// The quick decoding gives what encoding/json gives.
+func TestInboxJSONValueMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{`null`, `"nps"`, `" 0–10 "`, `"a\"b"`, `"\u00e9"`, `10`, `-1.5`, `1e2`, `7.0`, `true`, `{"a":1}`, `[1]`, `""`} {
+		got, ok := inboxJSONValue(s)
+		var want any
+		if err := json.Unmarshal([]byte(s), &want); err != nil || !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %#v (%v), want %#v", s, got, ok, want)
+		}
 	}
 }

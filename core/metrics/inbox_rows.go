@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"encoding/json"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,8 +61,12 @@ func (p *inboxPart) recompute(tx core.App, profiles []string) error {
 
 // reset empties the rows: the next report works them all out again.
 func (p *inboxPart) reset(tx core.App) error {
-	_, err := tx.DB().NewQuery("DELETE FROM " + InboxConversationsCollection).Execute()
-	return err
+	for _, table := range []string{InboxConversationsCollection, InboxDaysCollection} {
+		if _, err := tx.DB().NewQuery("DELETE FROM " + table).Execute(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // inboxFillInline: up to this many rows are worked out in the request; more
@@ -151,7 +157,16 @@ func inboxWorkOutAll(app core.App, ids []string, orphans bool) error {
 	}
 	return app.RunInTransaction(func(tx core.App) error {
 		if orphans {
+			// The customers' other conversations may have followed up on
+			// the gone ones.
+			gone, err := inboxPairs(tx.DB(), "id NOT IN (SELECT id FROM conversations)", nil)
+			if err != nil {
+				return err
+			}
 			if _, err := tx.DB().NewQuery("DELETE FROM " + InboxConversationsCollection + " WHERE id NOT IN (SELECT id FROM conversations)").Execute(); err != nil {
+				return err
+			}
+			if err := inboxFollowUps(tx.DB(), gone); err != nil {
 				return err
 			}
 		}
@@ -176,12 +191,21 @@ func inboxWorkOut(db dbx.Builder, ids []string) error {
 		Bind(dbx.Params{"ids": string(list)}).All(&convs); err != nil {
 		return err
 	}
+	// The customers and channels of the rows before and after: their
+	// conversations' follow-ups are worked out again below.
+	pairs, err := inboxPairs(db, "id IN (SELECT value FROM json_each({:ids}))", dbx.Params{"ids": string(list)})
+	if err != nil {
+		return err
+	}
+	for _, c := range convs {
+		pairs[inboxKey{c.Profile, c.Channel}] = true
+	}
 	if _, err := db.NewQuery("DELETE FROM " + InboxConversationsCollection + " WHERE id IN (SELECT value FROM json_each({:ids}))").
 		Bind(dbx.Params{"ids": string(list)}).Execute(); err != nil {
 		return err
 	}
 	if len(convs) == 0 {
-		return nil
+		return inboxFollowUps(db, pairs)
 	}
 	if err := inboxFirstReplies(db, convs); err != nil {
 		return err
@@ -195,9 +219,9 @@ func inboxWorkOut(db dbx.Builder, ids []string) error {
 		return err
 	}
 	ins := db.NewQuery(`INSERT INTO ` + InboxConversationsCollection + ` (id, profile, channel, assignee, opened_ms, resolved_ms, frt,
-		resolution, by_bot, handed_off, sla_breaches, csat, first_resolved_ms, reopened_ms, replies, src_updated, dirty, packed)
+		resolution, by_bot, handed_off, sla_breaches, csat, first_resolved_ms, reopened_ms, replies, src_updated, dirty, packed, follow_ms, version)
 		VALUES ({:id}, {:profile}, {:channel}, {:assignee}, {:opened}, {:resolved}, {:frt}, {:resolution}, {:bot}, {:handed}, {:breaches},
-		{:csat}, {:r1}, {:reopen}, {:replies}, {:updated}, 0, {:packed})`).Prepare()
+		{:csat}, {:r1}, {:reopen}, {:replies}, {:updated}, 0, {:packed}, 0, {:version})`).Prepare()
 	defer ins.Close()
 	for _, c := range convs {
 		frt, ok := c.frt()
@@ -233,8 +257,92 @@ func inboxWorkOut(db dbx.Builder, ids []string) error {
 		if _, err := ins.Bind(dbx.Params{"id": row.ID, "profile": row.Profile, "channel": row.Channel, "assignee": row.Assignee,
 			"opened": row.Opened, "resolved": row.Resolved, "frt": row.FRT, "resolution": row.Resolution, "bot": row.Bot,
 			"handed": row.HandedOff, "breaches": row.SLABreaches, "csat": row.CSAT, "r1": row.FirstResolved, "reopen": row.Reopened,
-			"replies": row.Replies, "updated": c.Updated, "packed": row.pack()}).Execute(); err != nil {
+			"replies": row.Replies, "updated": c.Updated, "packed": row.pack(), "version": inboxVersion()}).Execute(); err != nil {
 			return err
+		}
+	}
+	return inboxFollowUps(db, pairs)
+}
+
+// inboxVersion is a row's new version: the days' stamps add them up, so
+// any write to a day's rows changes its stamp (up to 2^40 a row: the sum
+// of millions stays exact).
+func inboxVersion() int64 { return rand.Int64N(1<<40) + 1 }
+
+// inboxPairs lists the customers and channels of the rows where.
+func inboxPairs(db dbx.Builder, where string, p dbx.Params) (map[inboxKey]bool, error) {
+	var rows []struct {
+		Profile string `db:"profile"`
+		Channel string `db:"channel"`
+	}
+	if err := db.NewQuery("SELECT DISTINCT profile, channel FROM " + InboxConversationsCollection + " WHERE " + where).
+		Bind(p).All(&rows); err != nil {
+		return nil, err
+	}
+	out := make(map[inboxKey]bool, len(rows))
+	for _, r := range rows {
+		out[inboxKey{r.Profile, r.Channel}] = true
+	}
+	return out, nil
+}
+
+// inboxFollowUps works out follow_ms of the rows of the customers on the
+// channels: for a resolved conversation, the first time after its first
+// resolution that it was reopened or the customer opened another
+// conversation on the channel (first-contact resolution asks whether that
+// came within fcr_days). A row whose follow-up moves gets a new version.
+func inboxFollowUps(db dbx.Builder, pairs map[inboxKey]bool) error {
+	if len(pairs) == 0 {
+		return nil
+	}
+	list := make([][2]string, 0, len(pairs))
+	for k := range pairs {
+		list = append(list, [2]string{k.profile, k.channel})
+	}
+	js, _ := json.Marshal(list)
+	var rows []struct {
+		ID       string `db:"id"`
+		Profile  string `db:"profile"`
+		Channel  string `db:"channel"`
+		Opened   int64  `db:"opened_ms"`
+		R1       int64  `db:"first_resolved_ms"`
+		Reopened int64  `db:"reopened_ms"`
+		Follow   int64  `db:"follow_ms"`
+	}
+	if err := db.NewQuery(`SELECT r.id, r.profile, r.channel, r.opened_ms, r.first_resolved_ms, r.reopened_ms, COALESCE(r.follow_ms, 0) AS follow_ms
+		FROM json_each({:pairs}) j CROSS JOIN ` + InboxConversationsCollection + ` r INDEXED BY idx_metrics_conversations_pair
+		WHERE r.profile = j.value ->> '$[0]' AND r.channel = j.value ->> '$[1]'`).Bind(dbx.Params{"pairs": string(js)}).All(&rows); err != nil {
+		return err
+	}
+	opened := map[inboxKey][]int64{}
+	for _, r := range rows {
+		k := inboxKey{r.Profile, r.Channel}
+		opened[k] = append(opened[k], r.Opened)
+	}
+	for _, l := range opened {
+		slices.Sort(l)
+	}
+	upd := db.NewQuery("UPDATE " + InboxConversationsCollection + " SET follow_ms = {:follow}, version = {:version} WHERE id = {:id}").Prepare()
+	defer upd.Close()
+	for _, r := range rows {
+		var follow int64
+		if r.R1 != 0 {
+			if r.Reopened > r.R1 {
+				follow = r.Reopened
+			}
+			l := opened[inboxKey{r.Profile, r.Channel}]
+			i, found := slices.BinarySearch(l, r.R1)
+			for found && i < len(l) && l[i] == r.R1 {
+				i++
+			}
+			if i < len(l) && (follow == 0 || l[i] < follow) {
+				follow = l[i]
+			}
+		}
+		if follow != r.Follow {
+			if _, err := upd.Bind(dbx.Params{"follow": follow, "version": inboxVersion(), "id": r.ID}).Execute(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -462,3 +462,42 @@ func TestInboxReportRowsFollowTheInbox(t *testing.T) {
 		t.Errorf("with c10: conversations %v, want 7", r.Totals["conversations"])
 	}
 }
+
+// The day rollup follows the rows it adds up: a conversation the customer
+// opens after a report changes an earlier day's first-contact resolution
+// (c1's customer comes back on WhatsApp the day after c1 was resolved),
+// and its deletion changes it back. Hourly buckets (read from the rows)
+// give the same totals as days (read from the rollup).
+func TestInboxReportDaysFollowLaterConversations(t *testing.T) {
+	s := startInboxMetrics(t)
+	owner := s.Staff(t, "owner@omni-shop.dev", "owner")
+	seedInboxShop(t, s)
+	const period = "from=2026-11-01&to=2026-11-10"
+	if r := inboxGet(t, s, owner, period); r.Totals["fcr_rate"] != 0.6 {
+		t.Fatalf("before: fcr_rate %v, want 0.6", r.Totals["fcr_rate"])
+	}
+	d := inboxSeed{t: t, db: s.PB.DB()}
+	d.conv(inboxSeedConv{id: "c11", profile: "p1", channel: "whatsapp", status: "open", created: "2026-11-02 08:00"})
+	r := inboxGet(t, s, owner, period)
+	// judged: c1 now followed by c11, c2 reopened, c3 followed, c4 ok, c5 ok: 2/5
+	if r.Totals["conversations"] != 8 || r.Totals["fcr_rate"] != 0.4 {
+		t.Errorf("with c11: conversations %v fcr_rate %v; want 8, 0.4", r.Totals["conversations"], r.Totals["fcr_rate"])
+	}
+	// Ana: c1 c2 c7 judged c1 c2, neither at first contact now.
+	if row := inboxTable(t, r, "by_agent").Rows[0]; row[0] != "Ana" || row[5] != 0.0 {
+		t.Errorf("by_agent first row %v, want Ana with fcr_rate 0", row)
+	}
+	for _, q := range []string{"from=2026-11-02&to=2026-11-03", "from=2026-11-01&to=2026-11-03&channel=whatsapp"} {
+		days, hours := inboxGet(t, s, owner, q), inboxGet(t, s, owner, q+"&bucket=hour")
+		if g, w := inboxMustJSON(hours.Totals), inboxMustJSON(days.Totals); g != w || hours.Tables == nil {
+			t.Errorf("%s: hourly totals %s, daily %s", q, g, w)
+		}
+		if g, w := inboxMustJSON(hours.Tables), inboxMustJSON(days.Tables); g != w {
+			t.Errorf("%s: hourly tables %s, daily %s", q, g, w)
+		}
+	}
+	d.exec(`DELETE FROM conversations WHERE id = 'c11'`, nil)
+	if r := inboxGet(t, s, owner, period); r.Totals["conversations"] != 7 || r.Totals["fcr_rate"] != 0.6 {
+		t.Errorf("c11 gone: conversations %v fcr_rate %v; want 7, 0.6", r.Totals["conversations"], r.Totals["fcr_rate"])
+	}
+}

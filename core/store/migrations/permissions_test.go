@@ -85,6 +85,7 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"metrics_credits":           {"-----", "LV---", "LV---"},
 	"metrics_attribution_daily": {"-----", "LV---", "LV---"},
 	"metrics_conversations":     {"-----", "LV---", "LV---"}, // inbox report rows, written by the metrics module only
+	"metrics_inbox_days":        {"-----", "LV---", "LV---"}, // the inbox rows by day, written by the metrics module only
 	// Funnels and cart abandonment (core/metrics/funnels.go).
 	"metrics_funnels":        {"-----", "LV---", "LV---"}, // owners write through /api/v1/metrics/funnels, which checks each step
 	"metrics_funnel_entries": {"-----", "LV---", "LV---"}, // customers' ways through funnels, written by the metrics module only
