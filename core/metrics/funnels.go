@@ -111,6 +111,37 @@ func (r *funnelEventRow) fev() *fev {
 	return e
 }
 
+// stepFev is fev without the properties: the fields a step matches on.
+func (r *funnelEventRow) stepFev() *fev {
+	e := &fev{id: r.ID, profile: r.Profile, typ: r.Type, name: r.Name, channel: r.Channel}
+	if t, err := types.ParseDateTime(r.OccurredAt); err == nil {
+		e.at = t.Time().UTC()
+	}
+	if e.name == "" {
+		var p struct {
+			Name any `json:"name"`
+		}
+		_ = json.Unmarshal([]byte(r.Properties), &p)
+		e.name, _ = p.Name.(string)
+	}
+	var c struct {
+		Channel string       `json:"channel"`
+		Page    *events.Page `json:"page"`
+	}
+	if json.Unmarshal([]byte(r.Context), &c) == nil {
+		if e.channel == "" {
+			e.channel = c.Channel
+		}
+		if p := c.Page; p != nil {
+			e.path = pagePath(p.Path, p.URL)
+			if e.name == "" {
+				e.name = p.Title
+			}
+		}
+	}
+	return e
+}
+
 func pagePath(path, rawURL string) string {
 	if path != "" || rawURL == "" {
 		return path
@@ -213,6 +244,7 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 			return err
 		}
 	}
+	w := f.entryWriter(tx)
 	for _, fn := range ready {
 		byProfile := map[string][]*fev{}
 		var order []string
@@ -232,52 +264,95 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 		if err != nil {
 			return err
 		}
-		stored, err := latestStored(tx, fn, order, evs)
+		// A customer without an entry has no stored event of the first
+		// step (it would have opened one): unless this batch brings one,
+		// nothing of theirs can change, early or late.
+		var live []string
+		for _, p := range order {
+			if latest[p] != nil || slices.ContainsFunc(byProfile[p], fn.Steps[0].matches) {
+				live = append(live, p)
+			}
+		}
+		late, err := lateProfiles(tx, fn, live, byProfile, evs)
 		if err != nil {
 			return err
 		}
-		for _, p := range order {
-			var err error
-			if t, ok := stored[p]; ok && byProfile[p][0].at.Before(t) {
-				// A late delivery: an earlier event after later ones that
-				// were already applied (or skipped). Derive the customer
-				// again from the events table, which holds this batch too.
-				err = f.rederive(tx, []*Funnel{fn}, []string{p})
-			} else {
-				err = f.advanceProfile(tx, fn, p, latest[p], byProfile[p])
+		var again []string
+		for _, p := range live {
+			// A late delivery (an earlier event after later ones that were
+			// already applied or skipped) is derived again from the events
+			// table, which holds this batch too.
+			if late[p] {
+				again = append(again, p)
+				continue
 			}
-			if err != nil {
+			if ok, err := w.advance(fn, p, latest[p], byProfile[p]); err != nil {
 				return err
+			} else if !ok {
+				again = append(again, p)
 			}
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if err := f.rederive(tx, []*Funnel{fn}, again); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// latestStored returns, per customer, the time of their latest event of
-// the funnel's step types stored before this batch.
-func latestStored(tx core.App, fn *Funnel, profiles []string, batch []*fev) (map[string]time.Time, error) {
-	ids := make([]any, len(batch))
+// lateProfiles says which customers have an event of the funnel's step
+// types stored before this batch and later than their first event of it
+// in the batch: one query, which reads (profile, occurred_at) from the
+// index from each customer's first time on, so nothing when events come
+// in time order.
+func lateProfiles(tx core.App, fn *Funnel, profiles []string, byProfile map[string][]*fev, batch []*fev) (map[string]bool, error) {
+	if len(profiles) == 0 {
+		return nil, nil
+	}
+	typs := stepTypes([]*Funnel{fn})
+	var q strings.Builder
+	args := make([]any, 0, 2*len(profiles)+len(typs)+len(batch))
+	q.WriteString("WITH b(p, t) AS (VALUES ")
+	for i, p := range profiles {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?, ?)")
+		args = append(args, p, store.FormatTime(byProfile[p][0].at))
+	}
+	q.WriteString(") SELECT p FROM b WHERE EXISTS (SELECT 1 FROM events e WHERE e.profile = b.p AND e.occurred_at > b.t AND e.type IN (")
+	for i, t := range typs {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteByte('?')
+		args = append(args, t)
+	}
+	q.WriteString(") AND e.id NOT IN (")
 	for i, e := range batch {
-		ids[i] = e.id
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteByte('?')
+		args = append(args, e.id)
 	}
-	var rows []struct {
-		Profile string `db:"profile"`
-		At      string `db:"at"`
-	}
-	err := tx.DB().Select("profile", "MAX(occurred_at) AS at").From("events").
-		Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(stepTypes([]*Funnel{fn}))...), dbx.NotIn("id", ids...))).
-		GroupBy("profile").All(&rows)
+	q.WriteString("))")
+	rows, err := store.Executor(tx).Query(q.String(), args...)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]time.Time{}
-	for _, r := range rows {
-		if t, err := types.ParseDateTime(r.At); err == nil {
-			out[r.Profile] = t.Time().UTC()
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
 		}
+		out[p] = true
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // latestEntries reads each customer's latest entry into the funnel (one
@@ -311,15 +386,33 @@ func latestEntries(tx core.App, fn *Funnel, profiles []string) (map[string]*entr
 	return out, nil
 }
 
-// advanceProfile applies a customer's new events (in time order) to their
-// latest entry (nil when none). An event older than the latest step
-// already recorded (a late delivery) could change earlier entries: the
-// customer is then derived again from the events table, which holds this
-// batch too.
-func (f *funnelPart) advanceProfile(tx core.App, fn *Funnel, profile string, cur *entry, evs []*fev) error {
+// entryWriter writes the entries that changed: updates at once, new
+// entries many rows to a statement (flush writes the rest).
+type entryWriter struct {
+	f    *funnelPart
+	ex   dbx.Executor
+	args []any // of the pending new entries, entryColumns each
+}
+
+const (
+	entryColumns = 9
+	// entriesPerInsert keeps a statement's parameters well under SQLite's
+	// limit (32766).
+	entriesPerInsert = 500
+)
+
+func (f *funnelPart) entryWriter(tx core.App) *entryWriter {
+	return &entryWriter{f: f, ex: store.Executor(tx)}
+}
+
+// advance applies a customer's new events (in time order) to their latest
+// entry (nil when none). It returns false, writing nothing, when an event
+// is older than the latest step already recorded (a late delivery, which
+// could change earlier entries: the customer is to be derived again).
+func (w *entryWriter) advance(fn *Funnel, profile string, cur *entry, evs []*fev) (bool, error) {
 	if cur != nil {
 		if len(cur.stepAt) == 0 || evs[0].at.Before(cur.stepAt[len(cur.stepAt)-1]) {
-			return f.rederive(tx, []*Funnel{fn}, []string{profile})
+			return false, nil
 		}
 		cur.enteredAt = cur.stepAt[0]
 	}
@@ -333,11 +426,12 @@ func (f *funnelPart) advanceProfile(tx core.App, fn *Funnel, profile string, cur
 		}
 		cur = next
 	}
-	return f.saveEntries(tx, fn, profile, out)
+	return true, w.add(fn, profile, out)
 }
 
-// saveEntries writes the entries that changed (new ones have no id yet).
-func (f *funnelPart) saveEntries(tx core.App, fn *Funnel, profile string, es []*entry) error {
+// add writes (or queues) the entries of es that changed; new ones have no
+// id yet.
+func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 	last := len(fn.Steps) - 1
 	for _, en := range es {
 		if !en.changed {
@@ -352,20 +446,41 @@ func (f *funnelPart) saveEntries(tx core.App, fn *Funnel, profile string, es []*
 		if en.reached() == last {
 			secs = en.stepAt[last].Sub(en.stepAt[0]).Seconds()
 		}
-		p := dbx.Params{"reached": en.reached(), "step_at": string(stepJSON), "convert_secs": secs}
-		var err error
-		if en.id == "" {
-			p["id"], p["funnel"], p["profile"] = store.NewRecordID(), fn.ID, profile
-			p["entered_at"], p["day"], p["channel"] = store.FormatTime(en.enteredAt), en.enteredAt.In(f.m.loc).Format(dayLayout), en.channel
-			_, err = tx.DB().Insert(FunnelEntriesCollection, p).Execute()
-		} else {
-			_, err = tx.DB().Update(FunnelEntriesCollection, p, dbx.HashExp{"id": en.id}).Execute()
+		if en.id != "" {
+			if _, err := w.ex.Exec("UPDATE "+FunnelEntriesCollection+" SET reached = ?, step_at = ?, convert_secs = ? WHERE id = ?",
+				en.reached(), string(stepJSON), secs, en.id); err != nil {
+				return err
+			}
+			continue
 		}
-		if err != nil {
-			return err
+		w.args = append(w.args, store.NewRecordID(), fn.ID, profile, store.FormatTime(en.enteredAt),
+			en.enteredAt.In(w.f.m.loc).Format(dayLayout), en.channel, en.reached(), string(stepJSON), secs)
+		if len(w.args) >= entriesPerInsert*entryColumns {
+			if err := w.flush(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// flush inserts the queued new entries.
+func (w *entryWriter) flush() error {
+	n := len(w.args) / entryColumns
+	if n == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + FunnelEntriesCollection + " (id, funnel, profile, entered_at, day, channel, reached, step_at, convert_secs) VALUES ")
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	_, err := w.ex.Exec(q.String(), w.args...)
+	w.args = w.args[:0]
+	return err
 }
 
 // rederive drops the customers' entries of the funnels and derives them
@@ -381,16 +496,17 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 	if _, err := tx.DB().Delete(FunnelEntriesCollection, dbx.And(dbx.In("funnel", ids...), dbx.In("profile", anys(profiles)...))).Execute(); err != nil {
 		return err
 	}
-	rows, err := profileEvents(tx, profiles, stepTypes(fns))
+	rows, err := stepEvents(tx, profiles, stepTypes(fns))
 	if err != nil {
 		return err
 	}
+	w := f.entryWriter(tx)
 	for _, fn := range fns {
 		var cur *entry
 		var out []*entry
 		prev := ""
 		flush := func() error {
-			err := f.saveEntries(tx, fn, prev, out)
+			err := w.add(fn, prev, out)
 			cur, out = nil, nil
 			return err
 		}
@@ -410,7 +526,28 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 			return err
 		}
 	}
-	return nil
+	return w.flush()
+}
+
+// stepEvents reads the customers' events of the given types, by customer
+// and time, with only what a step matches on (no properties kept; a
+// small decode of the JSON columns instead of maps).
+func stepEvents(tx core.App, profiles, typs []string) ([]*fev, error) {
+	if len(typs) == 0 {
+		return nil, nil
+	}
+	var rows []funnelEventRow
+	err := tx.DB().Select("id", "profile", "type", "name", "channel", "occurred_at", "properties", "context").
+		From("events").Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(typs)...))).
+		OrderBy("profile", "occurred_at", "id").All(&rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*fev, len(rows))
+	for i := range rows {
+		out[i] = rows[i].stepFev()
+	}
+	return out, nil
 }
 
 // profileEvents reads the customers' events of the given types, by
