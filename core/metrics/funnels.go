@@ -1,7 +1,9 @@
 package metrics
 
 import (
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"slices"
 	"strconv"
@@ -232,13 +234,15 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 		return nil
 	}
 	slices.SortStableFunc(evs, func(a, b *fev) int { return a.at.Compare(b.at) })
+	c := newCheckoutStmts(tx)
+	defer c.close()
 	for _, e := range evs {
 		var err error
 		switch e.typ {
 		case events.CheckoutStarted:
-			err = f.addCheckout(tx, e)
+			err = f.addCheckout(c, e)
 		case events.OrderPlaced:
-			err = f.orderPlaced(tx, e)
+			err = f.orderPlaced(c, e)
 		}
 		if err != nil {
 			return err
@@ -611,71 +615,137 @@ func orderTotal(props map[string]any) (float64, string) {
 	return 0, strings.ToUpper(cur)
 }
 
-// addCheckout records a checkout with the customer's first order at or
-// after it (the events table holds this batch's orders too).
-func (f *funnelPart) addCheckout(tx core.App, e *fev) error {
-	p := dbx.Params{"id": store.NewRecordID(), "key": checkoutKey(e), "profile": e.profile, "event": e.id,
-		"started_at": store.FormatTime(e.at), "day": e.at.In(f.m.loc).Format(dayLayout), "channel": e.channel,
-		"order_at": "", "order_event": "", "order_total": 0, "order_currency": "", "order_after": -1, "recovered_run": ""}
-	var o funnelEventRow
+// checkoutStmts are the checkouts' statements, prepared once for a batch
+// (SQLite parses each once instead of once an event).
+type checkoutStmts struct {
+	ex    dbx.Executor
+	stmts map[string]*sql.Stmt
+}
+
+func newCheckoutStmts(tx core.App) *checkoutStmts {
+	return &checkoutStmts{ex: store.Executor(tx), stmts: map[string]*sql.Stmt{}}
+}
+
+func (c *checkoutStmts) get(q string) (*sql.Stmt, error) {
+	if st, ok := c.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := c.ex.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	c.stmts[q] = st
+	return st, nil
+}
+
+func (c *checkoutStmts) close() {
+	for _, st := range c.stmts {
+		st.Close()
+	}
+}
+
+const (
 	// The unary + keeps SQLite on the customer's events (profile, time):
 	// on the type index it reads every later order of every customer.
-	err := tx.DB().NewQuery("SELECT id, occurred_at, properties FROM events WHERE profile = {:p} AND occurred_at >= {:t} AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1").
-		Bind(dbx.Params{"p": e.profile, "t": store.FormatTime(e.at)}).One(&o)
-	if err == nil {
-		oe := o.fev()
-		for k, v := range f.nextOrder(tx, e.profile, e.at, oe) {
-			p[k] = v
-		}
+	nextOrderSQL      = "SELECT id, occurred_at, properties FROM events WHERE profile = ? AND occurred_at >= ? AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1"
+	insertCheckoutSQL = "INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) " +
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
+	// The merged_into condition lets SQLite use the partial index on
+	// merged_into instead of reading every profile.
+	journeyMessageSQL = "SELECT journey_run FROM messages WHERE profile IN (SELECT ?1 UNION SELECT id FROM profiles WHERE merged_into = ?1 AND merged_into != '')" +
+		" AND created >= ?2 AND created <= ?3 AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1"
+	openCheckoutsSQL = "SELECT id, started_at FROM " + CheckoutsCollection +
+		" WHERE profile = ?1 AND started_at <= ?2 AND (order_at = '' OR order_at IS NULL OR order_at > ?2)"
+	setNextOrderSQL = "UPDATE " + CheckoutsCollection + " SET order_at = ?, order_event = ?, order_total = ?, order_currency = ?, order_after = ?, recovered_run = ? WHERE id = ?"
+)
+
+// addCheckout records a checkout with the customer's first order at or
+// after it (the events table holds this batch's orders too).
+func (f *funnelPart) addCheckout(c *checkoutStmts, e *fev) error {
+	o := nextOrder{after: -1} // none yet
+	st, err := c.get(nextOrderSQL)
+	if err != nil {
+		return err
 	}
-	_, err = tx.DB().NewQuery("INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) " +
-		"VALUES ({:id}, {:key}, {:profile}, {:event}, {:started_at}, {:day}, {:channel}, {:order_at}, {:order_event}, {:order_total}, {:order_currency}, {:order_after}, {:recovered_run}) ON CONFLICT(key) DO NOTHING").
-		Bind(p).Execute()
+	var r funnelEventRow
+	switch err := st.QueryRow(e.profile, store.FormatTime(e.at)).Scan(&r.ID, &r.OccurredAt, &r.Properties); {
+	case err == nil:
+		o = f.nextOrder(c, e.profile, e.at, r.fev())
+	case !errors.Is(err, sql.ErrNoRows):
+		return err
+	}
+	if st, err = c.get(insertCheckoutSQL); err != nil {
+		return err
+	}
+	_, err = st.Exec(store.NewRecordID(), checkoutKey(e), e.profile, e.id, store.FormatTime(e.at), e.at.In(f.m.loc).Format(dayLayout), e.channel,
+		o.at, o.event, o.total, o.currency, o.after, o.run)
 	return err
 }
 
-// nextOrder is what a checkout started at started keeps of the order that
-// follows it: when, which, how much, and the journey run whose message
-// reached the customer in between (the recovery).
-func (f *funnelPart) nextOrder(tx core.App, profile string, started time.Time, o *fev) dbx.Params {
+// nextOrder is what a checkout keeps of the order that follows it: when,
+// which, how much, and the journey run whose message reached the customer
+// in between (the recovery). The zero value (after -1) is none yet.
+type nextOrder struct {
+	at, event, currency, run string
+	total, after             float64
+}
+
+func (f *funnelPart) nextOrder(c *checkoutStmts, profile string, started time.Time, o *fev) nextOrder {
 	total, cur := orderTotal(o.props)
-	return dbx.Params{"order_at": store.FormatTime(o.at), "order_event": o.id, "order_total": total, "order_currency": cur,
-		"order_after": o.at.Sub(started).Seconds(), "recovered_run": journeyMessageBetween(tx, profile, started, o.at)}
+	return nextOrder{at: store.FormatTime(o.at), event: o.id, total: total, currency: cur,
+		after: o.at.Sub(started).Seconds(), run: journeyMessageBetween(c, profile, started, o.at)}
 }
 
 // journeyMessageBetween returns the journey run of the last message of a
 // journey sent to the customer (or to a customer merged into them) from
 // one time to another, "" when none. The send ledger belongs to messaging:
-// without it there is none. (The merged_into condition lets SQLite use the
-// partial index on merged_into instead of reading every profile.)
-func journeyMessageBetween(tx core.App, profile string, from, to time.Time) string {
+// without it there is none.
+func journeyMessageBetween(c *checkoutStmts, profile string, from, to time.Time) string {
+	st, err := c.get(journeyMessageSQL)
+	if err != nil {
+		return ""
+	}
 	var run string
-	_ = tx.DB().NewQuery("SELECT journey_run FROM messages WHERE profile IN (SELECT {:p} UNION SELECT id FROM profiles WHERE merged_into = {:p} AND merged_into != '')" +
-		" AND created >= {:from} AND created <= {:to} AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1").
-		Bind(dbx.Params{"p": profile, "from": store.FormatTime(from), "to": store.FormatTime(to)}).Row(&run)
+	_ = st.QueryRow(profile, store.FormatTime(from), store.FormatTime(to)).Scan(&run)
 	return run
 }
 
 // orderPlaced makes an order the next order of the customer's earlier
 // checkouts that had none or a later one.
-func (f *funnelPart) orderPlaced(tx core.App, e *fev) error {
-	var rows []struct {
-		ID        string `db:"id"`
-		StartedAt string `db:"started_at"`
-	}
-	at := store.FormatTime(e.at)
-	err := tx.DB().NewQuery("SELECT id, started_at FROM " + CheckoutsCollection +
-		" WHERE profile = {:p} AND started_at <= {:at} AND (order_at = '' OR order_at IS NULL OR order_at > {:at})").
-		Bind(dbx.Params{"at": at, "p": e.profile}).All(&rows)
+func (f *funnelPart) orderPlaced(c *checkoutStmts, e *fev) error {
+	st, err := c.get(openCheckoutsSQL)
 	if err != nil {
 		return err
 	}
-	for _, r := range rows {
-		started, err := types.ParseDateTime(r.StartedAt)
+	rows, err := st.Query(e.profile, store.FormatTime(e.at))
+	if err != nil {
+		return err
+	}
+	type open struct{ id, startedAt string }
+	var opens []open
+	for rows.Next() {
+		var o open
+		if err := rows.Scan(&o.id, &o.startedAt); err != nil {
+			rows.Close()
+			return err
+		}
+		opens = append(opens, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range opens {
+		started, err := types.ParseDateTime(r.startedAt)
 		if err != nil {
 			continue
 		}
-		if _, err := tx.DB().Update(CheckoutsCollection, f.nextOrder(tx, e.profile, started.Time(), e), dbx.HashExp{"id": r.ID}).Execute(); err != nil {
+		o := f.nextOrder(c, e.profile, started.Time(), e)
+		up, err := c.get(setNextOrderSQL)
+		if err != nil {
+			return err
+		}
+		if _, err := up.Exec(o.at, o.event, o.total, o.currency, o.after, o.run, r.id); err != nil {
 			return err
 		}
 	}
@@ -692,8 +762,10 @@ func (f *funnelPart) rederiveCheckouts(tx core.App, profiles []string) error {
 	if err != nil {
 		return err
 	}
+	c := newCheckoutStmts(tx)
+	defer c.close()
 	for _, e := range evs {
-		if err := f.addCheckout(tx, e); err != nil {
+		if err := f.addCheckout(c, e); err != nil {
 			return err
 		}
 	}
