@@ -396,6 +396,10 @@ type entryWriter struct {
 	f    *funnelPart
 	ex   dbx.Executor
 	args []any // of the pending new entries, entryColumns each
+	// keep (while a customer is derived again) holds the ids of the
+	// entries stored, by entrySig: a new entry equal to one is not written
+	// and what is left in it is deleted.
+	keep map[string][]string
 }
 
 const (
@@ -457,8 +461,17 @@ func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 			}
 			continue
 		}
-		w.args = append(w.args, store.NewRecordID(), fn.ID, profile, store.FormatTime(en.enteredAt),
-			en.enteredAt.In(w.f.m.loc).Format(dayLayout), en.channel, en.reached(), string(stepJSON), secs)
+		enteredAt, day := store.FormatTime(en.enteredAt), en.enteredAt.In(w.f.m.loc).Format(dayLayout)
+		if w.keep != nil {
+			sig := entrySig(fn.ID, profile, enteredAt, day, en.channel, en.reached(), string(stepJSON), secs)
+			if ids := w.keep[sig]; len(ids) > 0 { // stored as it is
+				if w.keep[sig] = ids[1:]; len(ids) == 1 {
+					delete(w.keep, sig)
+				}
+				continue
+			}
+		}
+		w.args = append(w.args, store.NewRecordID(), fn.ID, profile, enteredAt, day, en.channel, en.reached(), string(stepJSON), secs)
 		if len(w.args) >= entriesPerInsert*entryColumns {
 			if err := w.flush(); err != nil {
 				return err
@@ -497,7 +510,22 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 	for i, fn := range fns {
 		ids[i] = fn.ID
 	}
-	if _, err := tx.DB().Delete(FunnelEntriesCollection, dbx.And(dbx.In("funnel", ids...), dbx.In("profile", anys(profiles)...))).Execute(); err != nil {
+	// The entries kept stay as they are (a late event mostly changes one
+	// entry or none): only the ones that differ are deleted and written,
+	// so the per-day counts' triggers run for those only.
+	var kept []struct {
+		ID          string  `db:"id"`
+		Funnel      string  `db:"funnel"`
+		Profile     string  `db:"profile"`
+		EnteredAt   string  `db:"entered_at"`
+		Day         string  `db:"day"`
+		Channel     string  `db:"channel"`
+		Reached     int     `db:"reached"`
+		StepAt      string  `db:"step_at"`
+		ConvertSecs float64 `db:"convert_secs"`
+	}
+	if err := tx.DB().Select("id", "funnel", "profile", "entered_at", "day", "channel", "reached", "step_at", "convert_secs").
+		From(FunnelEntriesCollection).Where(dbx.And(dbx.In("funnel", ids...), dbx.In("profile", anys(profiles)...))).All(&kept); err != nil {
 		return err
 	}
 	rows, err := stepEvents(tx, profiles, stepTypes(fns))
@@ -505,6 +533,12 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 		return err
 	}
 	w := f.entryWriter(tx)
+	w.keep = map[string][]string{}
+	for _, k := range kept {
+		sig := entrySig(k.Funnel, k.Profile, k.EnteredAt, k.Day, k.Channel, k.Reached, k.StepAt, k.ConvertSecs)
+		w.keep[sig] = append(w.keep[sig], k.ID)
+	}
+	defer func() { w.keep = nil }()
 	for _, fn := range fns {
 		var cur *entry
 		var out []*entry
@@ -530,7 +564,23 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 			return err
 		}
 	}
+	var gone []any
+	for _, ids := range w.keep {
+		for _, id := range ids {
+			gone = append(gone, id)
+		}
+	}
+	for i := 0; i < len(gone); i += entriesPerInsert {
+		if _, err := tx.DB().Delete(FunnelEntriesCollection, dbx.In("id", gone[i:min(i+entriesPerInsert, len(gone))]...)).Execute(); err != nil {
+			return err
+		}
+	}
 	return w.flush()
+}
+
+// entrySig is an entry's stored values but its id.
+func entrySig(funnel, profile, enteredAt, day, channel string, reached int, stepAt string, secs float64) string {
+	return strings.Join([]string{funnel, profile, enteredAt, day, channel, strconv.Itoa(reached), stepAt, strconv.FormatFloat(secs, 'g', -1, 64)}, "\x00")
 }
 
 // stepEvents reads the customers' events of the given types, by customer
