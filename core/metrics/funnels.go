@@ -1,7 +1,9 @@
 package metrics
 
 import (
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"slices"
 	"strconv"
@@ -111,6 +113,37 @@ func (r *funnelEventRow) fev() *fev {
 	return e
 }
 
+// stepFev is fev without the properties: the fields a step matches on.
+func (r *funnelEventRow) stepFev() *fev {
+	e := &fev{id: r.ID, profile: r.Profile, typ: r.Type, name: r.Name, channel: r.Channel}
+	if t, err := types.ParseDateTime(r.OccurredAt); err == nil {
+		e.at = t.Time().UTC()
+	}
+	if e.name == "" {
+		var p struct {
+			Name any `json:"name"`
+		}
+		_ = json.Unmarshal([]byte(r.Properties), &p)
+		e.name, _ = p.Name.(string)
+	}
+	var c struct {
+		Channel string       `json:"channel"`
+		Page    *events.Page `json:"page"`
+	}
+	if json.Unmarshal([]byte(r.Context), &c) == nil {
+		if e.channel == "" {
+			e.channel = c.Channel
+		}
+		if p := c.Page; p != nil {
+			e.path = pagePath(p.Path, p.URL)
+			if e.name == "" {
+				e.name = p.Title
+			}
+		}
+	}
+	return e
+}
+
 func pagePath(path, rawURL string) string {
 	if path != "" || rawURL == "" {
 		return path
@@ -201,18 +234,21 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 		return nil
 	}
 	slices.SortStableFunc(evs, func(a, b *fev) int { return a.at.Compare(b.at) })
+	c := newCheckoutStmts(tx)
+	defer c.close()
 	for _, e := range evs {
 		var err error
 		switch e.typ {
 		case events.CheckoutStarted:
-			err = f.addCheckout(tx, e)
+			err = f.addCheckout(c, e)
 		case events.OrderPlaced:
-			err = f.orderPlaced(tx, e)
+			err = f.orderPlaced(c, e)
 		}
 		if err != nil {
 			return err
 		}
 	}
+	w := f.entryWriter(tx)
 	for _, fn := range ready {
 		byProfile := map[string][]*fev{}
 		var order []string
@@ -232,52 +268,95 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 		if err != nil {
 			return err
 		}
-		stored, err := latestStored(tx, fn, order, evs)
+		// A customer without an entry has no stored event of the first
+		// step (it would have opened one): unless this batch brings one,
+		// nothing of theirs can change, early or late.
+		var live []string
+		for _, p := range order {
+			if latest[p] != nil || slices.ContainsFunc(byProfile[p], fn.Steps[0].matches) {
+				live = append(live, p)
+			}
+		}
+		late, err := lateProfiles(tx, fn, live, byProfile, evs)
 		if err != nil {
 			return err
 		}
-		for _, p := range order {
-			var err error
-			if t, ok := stored[p]; ok && byProfile[p][0].at.Before(t) {
-				// A late delivery: an earlier event after later ones that
-				// were already applied (or skipped). Derive the customer
-				// again from the events table, which holds this batch too.
-				err = f.rederive(tx, []*Funnel{fn}, []string{p})
-			} else {
-				err = f.advanceProfile(tx, fn, p, latest[p], byProfile[p])
+		var again []string
+		for _, p := range live {
+			// A late delivery (an earlier event after later ones that were
+			// already applied or skipped) is derived again from the events
+			// table, which holds this batch too.
+			if late[p] {
+				again = append(again, p)
+				continue
 			}
-			if err != nil {
+			if ok, err := w.advance(fn, p, latest[p], byProfile[p]); err != nil {
 				return err
+			} else if !ok {
+				again = append(again, p)
 			}
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if err := f.rederive(tx, []*Funnel{fn}, again); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// latestStored returns, per customer, the time of their latest event of
-// the funnel's step types stored before this batch.
-func latestStored(tx core.App, fn *Funnel, profiles []string, batch []*fev) (map[string]time.Time, error) {
-	ids := make([]any, len(batch))
+// lateProfiles says which customers have an event of the funnel's step
+// types stored before this batch and later than their first event of it
+// in the batch: one query, which reads (profile, occurred_at) from the
+// index from each customer's first time on, so nothing when events come
+// in time order.
+func lateProfiles(tx core.App, fn *Funnel, profiles []string, byProfile map[string][]*fev, batch []*fev) (map[string]bool, error) {
+	if len(profiles) == 0 {
+		return nil, nil
+	}
+	typs := stepTypes([]*Funnel{fn})
+	var q strings.Builder
+	args := make([]any, 0, 2*len(profiles)+len(typs)+len(batch))
+	q.WriteString("WITH b(p, t) AS (VALUES ")
+	for i, p := range profiles {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?, ?)")
+		args = append(args, p, store.FormatTime(byProfile[p][0].at))
+	}
+	q.WriteString(") SELECT p FROM b WHERE EXISTS (SELECT 1 FROM events e WHERE e.profile = b.p AND e.occurred_at > b.t AND e.type IN (")
+	for i, t := range typs {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteByte('?')
+		args = append(args, t)
+	}
+	q.WriteString(") AND e.id NOT IN (")
 	for i, e := range batch {
-		ids[i] = e.id
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteByte('?')
+		args = append(args, e.id)
 	}
-	var rows []struct {
-		Profile string `db:"profile"`
-		At      string `db:"at"`
-	}
-	err := tx.DB().Select("profile", "MAX(occurred_at) AS at").From("events").
-		Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(stepTypes([]*Funnel{fn}))...), dbx.NotIn("id", ids...))).
-		GroupBy("profile").All(&rows)
+	q.WriteString("))")
+	rows, err := store.Executor(tx).Query(q.String(), args...)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]time.Time{}
-	for _, r := range rows {
-		if t, err := types.ParseDateTime(r.At); err == nil {
-			out[r.Profile] = t.Time().UTC()
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
 		}
+		out[p] = true
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // latestEntries reads each customer's latest entry into the funnel (one
@@ -311,15 +390,37 @@ func latestEntries(tx core.App, fn *Funnel, profiles []string) (map[string]*entr
 	return out, nil
 }
 
-// advanceProfile applies a customer's new events (in time order) to their
-// latest entry (nil when none). An event older than the latest step
-// already recorded (a late delivery) could change earlier entries: the
-// customer is then derived again from the events table, which holds this
-// batch too.
-func (f *funnelPart) advanceProfile(tx core.App, fn *Funnel, profile string, cur *entry, evs []*fev) error {
+// entryWriter writes the entries that changed: updates at once, new
+// entries many rows to a statement (flush writes the rest).
+type entryWriter struct {
+	f    *funnelPart
+	ex   dbx.Executor
+	args []any // of the pending new entries, entryColumns each
+	// keep (while a customer is derived again) holds the ids of the
+	// entries stored, by entrySig: a new entry equal to one is not written
+	// and what is left in it is deleted.
+	keep map[string][]string
+}
+
+const (
+	entryColumns = 9
+	// entriesPerInsert keeps a statement's parameters well under SQLite's
+	// limit (32766).
+	entriesPerInsert = 500
+)
+
+func (f *funnelPart) entryWriter(tx core.App) *entryWriter {
+	return &entryWriter{f: f, ex: store.Executor(tx)}
+}
+
+// advance applies a customer's new events (in time order) to their latest
+// entry (nil when none). It returns false, writing nothing, when an event
+// is older than the latest step already recorded (a late delivery, which
+// could change earlier entries: the customer is to be derived again).
+func (w *entryWriter) advance(fn *Funnel, profile string, cur *entry, evs []*fev) (bool, error) {
 	if cur != nil {
 		if len(cur.stepAt) == 0 || evs[0].at.Before(cur.stepAt[len(cur.stepAt)-1]) {
-			return f.rederive(tx, []*Funnel{fn}, []string{profile})
+			return false, nil
 		}
 		cur.enteredAt = cur.stepAt[0]
 	}
@@ -333,11 +434,12 @@ func (f *funnelPart) advanceProfile(tx core.App, fn *Funnel, profile string, cur
 		}
 		cur = next
 	}
-	return f.saveEntries(tx, fn, profile, out)
+	return true, w.add(fn, profile, out)
 }
 
-// saveEntries writes the entries that changed (new ones have no id yet).
-func (f *funnelPart) saveEntries(tx core.App, fn *Funnel, profile string, es []*entry) error {
+// add writes (or queues) the entries of es that changed; new ones have no
+// id yet.
+func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 	last := len(fn.Steps) - 1
 	for _, en := range es {
 		if !en.changed {
@@ -352,20 +454,50 @@ func (f *funnelPart) saveEntries(tx core.App, fn *Funnel, profile string, es []*
 		if en.reached() == last {
 			secs = en.stepAt[last].Sub(en.stepAt[0]).Seconds()
 		}
-		p := dbx.Params{"reached": en.reached(), "step_at": string(stepJSON), "convert_secs": secs}
-		var err error
-		if en.id == "" {
-			p["id"], p["funnel"], p["profile"] = store.NewRecordID(), fn.ID, profile
-			p["entered_at"], p["day"], p["channel"] = store.FormatTime(en.enteredAt), en.enteredAt.In(f.m.loc).Format(dayLayout), en.channel
-			_, err = tx.DB().Insert(FunnelEntriesCollection, p).Execute()
-		} else {
-			_, err = tx.DB().Update(FunnelEntriesCollection, p, dbx.HashExp{"id": en.id}).Execute()
+		if en.id != "" {
+			if _, err := w.ex.Exec("UPDATE "+FunnelEntriesCollection+" SET reached = ?, step_at = ?, convert_secs = ? WHERE id = ?",
+				en.reached(), string(stepJSON), secs, en.id); err != nil {
+				return err
+			}
+			continue
 		}
-		if err != nil {
-			return err
+		enteredAt, day := store.FormatTime(en.enteredAt), en.enteredAt.In(w.f.m.loc).Format(dayLayout)
+		if w.keep != nil {
+			sig := entrySig(fn.ID, profile, enteredAt, day, en.channel, en.reached(), string(stepJSON), secs)
+			if ids := w.keep[sig]; len(ids) > 0 { // stored as it is
+				if w.keep[sig] = ids[1:]; len(ids) == 1 {
+					delete(w.keep, sig)
+				}
+				continue
+			}
+		}
+		w.args = append(w.args, store.NewRecordID(), fn.ID, profile, enteredAt, day, en.channel, en.reached(), string(stepJSON), secs)
+		if len(w.args) >= entriesPerInsert*entryColumns {
+			if err := w.flush(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// flush inserts the queued new entries.
+func (w *entryWriter) flush() error {
+	n := len(w.args) / entryColumns
+	if n == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + FunnelEntriesCollection + " (id, funnel, profile, entered_at, day, channel, reached, step_at, convert_secs) VALUES ")
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	_, err := w.ex.Exec(q.String(), w.args...)
+	w.args = w.args[:0]
+	return err
 }
 
 // rederive drops the customers' entries of the funnels and derives them
@@ -378,19 +510,41 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 	for i, fn := range fns {
 		ids[i] = fn.ID
 	}
-	if _, err := tx.DB().Delete(FunnelEntriesCollection, dbx.And(dbx.In("funnel", ids...), dbx.In("profile", anys(profiles)...))).Execute(); err != nil {
+	// The entries kept stay as they are (a late event mostly changes one
+	// entry or none): only the ones that differ are deleted and written,
+	// so the per-day counts' triggers run for those only.
+	var kept []struct {
+		ID          string  `db:"id"`
+		Funnel      string  `db:"funnel"`
+		Profile     string  `db:"profile"`
+		EnteredAt   string  `db:"entered_at"`
+		Day         string  `db:"day"`
+		Channel     string  `db:"channel"`
+		Reached     int     `db:"reached"`
+		StepAt      string  `db:"step_at"`
+		ConvertSecs float64 `db:"convert_secs"`
+	}
+	if err := tx.DB().Select("id", "funnel", "profile", "entered_at", "day", "channel", "reached", "step_at", "convert_secs").
+		From(FunnelEntriesCollection).Where(dbx.And(dbx.In("funnel", ids...), dbx.In("profile", anys(profiles)...))).All(&kept); err != nil {
 		return err
 	}
-	rows, err := profileEvents(tx, profiles, stepTypes(fns))
+	rows, err := stepEvents(tx, profiles, stepTypes(fns))
 	if err != nil {
 		return err
 	}
+	w := f.entryWriter(tx)
+	w.keep = map[string][]string{}
+	for _, k := range kept {
+		sig := entrySig(k.Funnel, k.Profile, k.EnteredAt, k.Day, k.Channel, k.Reached, k.StepAt, k.ConvertSecs)
+		w.keep[sig] = append(w.keep[sig], k.ID)
+	}
+	defer func() { w.keep = nil }()
 	for _, fn := range fns {
 		var cur *entry
 		var out []*entry
 		prev := ""
 		flush := func() error {
-			err := f.saveEntries(tx, fn, prev, out)
+			err := w.add(fn, prev, out)
 			cur, out = nil, nil
 			return err
 		}
@@ -410,7 +564,44 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 			return err
 		}
 	}
-	return nil
+	var gone []any
+	for _, ids := range w.keep {
+		for _, id := range ids {
+			gone = append(gone, id)
+		}
+	}
+	for i := 0; i < len(gone); i += entriesPerInsert {
+		if _, err := tx.DB().Delete(FunnelEntriesCollection, dbx.In("id", gone[i:min(i+entriesPerInsert, len(gone))]...)).Execute(); err != nil {
+			return err
+		}
+	}
+	return w.flush()
+}
+
+// entrySig is an entry's stored values but its id.
+func entrySig(funnel, profile, enteredAt, day, channel string, reached int, stepAt string, secs float64) string {
+	return strings.Join([]string{funnel, profile, enteredAt, day, channel, strconv.Itoa(reached), stepAt, strconv.FormatFloat(secs, 'g', -1, 64)}, "\x00")
+}
+
+// stepEvents reads the customers' events of the given types, by customer
+// and time, with only what a step matches on (no properties kept; a
+// small decode of the JSON columns instead of maps).
+func stepEvents(tx core.App, profiles, typs []string) ([]*fev, error) {
+	if len(typs) == 0 {
+		return nil, nil
+	}
+	var rows []funnelEventRow
+	err := tx.DB().Select("id", "profile", "type", "name", "channel", "occurred_at", "properties", "context").
+		From("events").Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(typs)...))).
+		OrderBy("profile", "occurred_at", "id").All(&rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*fev, len(rows))
+	for i := range rows {
+		out[i] = rows[i].stepFev()
+	}
+	return out, nil
 }
 
 // profileEvents reads the customers' events of the given types, by
@@ -474,71 +665,137 @@ func orderTotal(props map[string]any) (float64, string) {
 	return 0, strings.ToUpper(cur)
 }
 
-// addCheckout records a checkout with the customer's first order at or
-// after it (the events table holds this batch's orders too).
-func (f *funnelPart) addCheckout(tx core.App, e *fev) error {
-	p := dbx.Params{"id": store.NewRecordID(), "key": checkoutKey(e), "profile": e.profile, "event": e.id,
-		"started_at": store.FormatTime(e.at), "day": e.at.In(f.m.loc).Format(dayLayout), "channel": e.channel,
-		"order_at": "", "order_event": "", "order_total": 0, "order_currency": "", "order_after": -1, "recovered_run": ""}
-	var o funnelEventRow
+// checkoutStmts are the checkouts' statements, prepared once for a batch
+// (SQLite parses each once instead of once an event).
+type checkoutStmts struct {
+	ex    dbx.Executor
+	stmts map[string]*sql.Stmt
+}
+
+func newCheckoutStmts(tx core.App) *checkoutStmts {
+	return &checkoutStmts{ex: store.Executor(tx), stmts: map[string]*sql.Stmt{}}
+}
+
+func (c *checkoutStmts) get(q string) (*sql.Stmt, error) {
+	if st, ok := c.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := c.ex.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	c.stmts[q] = st
+	return st, nil
+}
+
+func (c *checkoutStmts) close() {
+	for _, st := range c.stmts {
+		st.Close()
+	}
+}
+
+const (
 	// The unary + keeps SQLite on the customer's events (profile, time):
 	// on the type index it reads every later order of every customer.
-	err := tx.DB().NewQuery("SELECT id, occurred_at, properties FROM events WHERE profile = {:p} AND occurred_at >= {:t} AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1").
-		Bind(dbx.Params{"p": e.profile, "t": store.FormatTime(e.at)}).One(&o)
-	if err == nil {
-		oe := o.fev()
-		for k, v := range f.nextOrder(tx, e.profile, e.at, oe) {
-			p[k] = v
-		}
+	nextOrderSQL      = "SELECT id, occurred_at, properties FROM events WHERE profile = ? AND occurred_at >= ? AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1"
+	insertCheckoutSQL = "INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) " +
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
+	// The merged_into condition lets SQLite use the partial index on
+	// merged_into instead of reading every profile.
+	journeyMessageSQL = "SELECT journey_run FROM messages WHERE profile IN (SELECT ?1 UNION SELECT id FROM profiles WHERE merged_into = ?1 AND merged_into != '')" +
+		" AND created >= ?2 AND created <= ?3 AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1"
+	openCheckoutsSQL = "SELECT id, started_at FROM " + CheckoutsCollection +
+		" WHERE profile = ?1 AND started_at <= ?2 AND (order_at = '' OR order_at IS NULL OR order_at > ?2)"
+	setNextOrderSQL = "UPDATE " + CheckoutsCollection + " SET order_at = ?, order_event = ?, order_total = ?, order_currency = ?, order_after = ?, recovered_run = ? WHERE id = ?"
+)
+
+// addCheckout records a checkout with the customer's first order at or
+// after it (the events table holds this batch's orders too).
+func (f *funnelPart) addCheckout(c *checkoutStmts, e *fev) error {
+	o := nextOrder{after: -1} // none yet
+	st, err := c.get(nextOrderSQL)
+	if err != nil {
+		return err
 	}
-	_, err = tx.DB().NewQuery("INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) " +
-		"VALUES ({:id}, {:key}, {:profile}, {:event}, {:started_at}, {:day}, {:channel}, {:order_at}, {:order_event}, {:order_total}, {:order_currency}, {:order_after}, {:recovered_run}) ON CONFLICT(key) DO NOTHING").
-		Bind(p).Execute()
+	var r funnelEventRow
+	switch err := st.QueryRow(e.profile, store.FormatTime(e.at)).Scan(&r.ID, &r.OccurredAt, &r.Properties); {
+	case err == nil:
+		o = f.nextOrder(c, e.profile, e.at, r.fev())
+	case !errors.Is(err, sql.ErrNoRows):
+		return err
+	}
+	if st, err = c.get(insertCheckoutSQL); err != nil {
+		return err
+	}
+	_, err = st.Exec(store.NewRecordID(), checkoutKey(e), e.profile, e.id, store.FormatTime(e.at), e.at.In(f.m.loc).Format(dayLayout), e.channel,
+		o.at, o.event, o.total, o.currency, o.after, o.run)
 	return err
 }
 
-// nextOrder is what a checkout started at started keeps of the order that
-// follows it: when, which, how much, and the journey run whose message
-// reached the customer in between (the recovery).
-func (f *funnelPart) nextOrder(tx core.App, profile string, started time.Time, o *fev) dbx.Params {
+// nextOrder is what a checkout keeps of the order that follows it: when,
+// which, how much, and the journey run whose message reached the customer
+// in between (the recovery). The zero value (after -1) is none yet.
+type nextOrder struct {
+	at, event, currency, run string
+	total, after             float64
+}
+
+func (f *funnelPart) nextOrder(c *checkoutStmts, profile string, started time.Time, o *fev) nextOrder {
 	total, cur := orderTotal(o.props)
-	return dbx.Params{"order_at": store.FormatTime(o.at), "order_event": o.id, "order_total": total, "order_currency": cur,
-		"order_after": o.at.Sub(started).Seconds(), "recovered_run": journeyMessageBetween(tx, profile, started, o.at)}
+	return nextOrder{at: store.FormatTime(o.at), event: o.id, total: total, currency: cur,
+		after: o.at.Sub(started).Seconds(), run: journeyMessageBetween(c, profile, started, o.at)}
 }
 
 // journeyMessageBetween returns the journey run of the last message of a
 // journey sent to the customer (or to a customer merged into them) from
 // one time to another, "" when none. The send ledger belongs to messaging:
-// without it there is none. (The merged_into condition lets SQLite use the
-// partial index on merged_into instead of reading every profile.)
-func journeyMessageBetween(tx core.App, profile string, from, to time.Time) string {
+// without it there is none.
+func journeyMessageBetween(c *checkoutStmts, profile string, from, to time.Time) string {
+	st, err := c.get(journeyMessageSQL)
+	if err != nil {
+		return ""
+	}
 	var run string
-	_ = tx.DB().NewQuery("SELECT journey_run FROM messages WHERE profile IN (SELECT {:p} UNION SELECT id FROM profiles WHERE merged_into = {:p} AND merged_into != '')" +
-		" AND created >= {:from} AND created <= {:to} AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1").
-		Bind(dbx.Params{"p": profile, "from": store.FormatTime(from), "to": store.FormatTime(to)}).Row(&run)
+	_ = st.QueryRow(profile, store.FormatTime(from), store.FormatTime(to)).Scan(&run)
 	return run
 }
 
 // orderPlaced makes an order the next order of the customer's earlier
 // checkouts that had none or a later one.
-func (f *funnelPart) orderPlaced(tx core.App, e *fev) error {
-	var rows []struct {
-		ID        string `db:"id"`
-		StartedAt string `db:"started_at"`
-	}
-	at := store.FormatTime(e.at)
-	err := tx.DB().NewQuery("SELECT id, started_at FROM " + CheckoutsCollection +
-		" WHERE profile = {:p} AND started_at <= {:at} AND (order_at = '' OR order_at IS NULL OR order_at > {:at})").
-		Bind(dbx.Params{"at": at, "p": e.profile}).All(&rows)
+func (f *funnelPart) orderPlaced(c *checkoutStmts, e *fev) error {
+	st, err := c.get(openCheckoutsSQL)
 	if err != nil {
 		return err
 	}
-	for _, r := range rows {
-		started, err := types.ParseDateTime(r.StartedAt)
+	rows, err := st.Query(e.profile, store.FormatTime(e.at))
+	if err != nil {
+		return err
+	}
+	type open struct{ id, startedAt string }
+	var opens []open
+	for rows.Next() {
+		var o open
+		if err := rows.Scan(&o.id, &o.startedAt); err != nil {
+			rows.Close()
+			return err
+		}
+		opens = append(opens, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range opens {
+		started, err := types.ParseDateTime(r.startedAt)
 		if err != nil {
 			continue
 		}
-		if _, err := tx.DB().Update(CheckoutsCollection, f.nextOrder(tx, e.profile, started.Time(), e), dbx.HashExp{"id": r.ID}).Execute(); err != nil {
+		o := f.nextOrder(c, e.profile, started.Time(), e)
+		up, err := c.get(setNextOrderSQL)
+		if err != nil {
+			return err
+		}
+		if _, err := up.Exec(o.at, o.event, o.total, o.currency, o.after, o.run, r.id); err != nil {
 			return err
 		}
 	}
@@ -555,8 +812,10 @@ func (f *funnelPart) rederiveCheckouts(tx core.App, profiles []string) error {
 	if err != nil {
 		return err
 	}
+	c := newCheckoutStmts(tx)
+	defer c.close()
 	for _, e := range evs {
-		if err := f.addCheckout(tx, e); err != nil {
+		if err := f.addCheckout(c, e); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,154 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/store"
+)
+
+// funnelSnapshot lists every funnel entry and per-day count, in a fixed
+// order, without the entries' ids.
+func funnelSnapshot(t testing.TB, app core.App) []string {
+	t.Helper()
+	var rows []string
+	if err := app.DB().NewQuery("SELECT funnel || '|' || profile || '|' || entered_at || '|' || day || '|' || channel || '|' || reached || '|' || step_at || '|' || convert_secs FROM " +
+		FunnelEntriesCollection + " ORDER BY 1").Column(&rows); err != nil {
+		t.Fatal(err)
+	}
+	var days []string
+	if err := app.DB().NewQuery("SELECT funnel || '|' || day || '|' || channel || '|' || reached || '|' || n FROM " + FunnelDailyCollection + " WHERE n != 0 ORDER BY 1").Column(&days); err != nil {
+		t.Fatal(err)
+	}
+	return append(rows, days...)
+}
+
+// The entries kept as events are stored, in batches and out of time order
+// (late deliveries, customers with no first step), are the ones a
+// derivation from all the stored events (rebuild, backfill) gives.
+func TestFunnelStreamMatchesDerivation(t *testing.T) {
+	e := attrStart(t, nil)
+	rnd := rand.New(rand.NewPCG(7, 9))
+	base := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	var evs []*events.Event
+	for c := range 30 {
+		for k := range 8 {
+			typ := []string{events.PageViewed, events.PageViewed, events.CheckoutStarted, events.OrderPlaced, events.EmailOpened}[rnd.IntN(5)]
+			if c%5 == 0 && typ == events.PageViewed { // customers who never enter
+				typ = events.OrderPlaced
+			}
+			at := base.Add(time.Duration(rnd.IntN(20*24)) * time.Hour)
+			if c%3 == 0 { // in time order
+				at = base.Add(time.Duration(k*30) * time.Hour)
+			}
+			props := map[string]any{"checkout_token": fmt.Sprintf("t%d-%d", c, k), "total": 10.5, "currency": "EUR"}
+			evs = append(evs, attrEvent(fmt.Sprintf("fs-%d-%d", c, k), typ, "shop", at,
+				events.Identities{events.Email: fmt.Sprintf("fs%d@omni-shop.dev", c)}, props,
+				events.Context{Channel: []string{"web", "pos"}[c%2], Page: &events.Page{Path: "/p"}}))
+		}
+	}
+	// Each customer's first event opens the profile; the rest in random order.
+	rnd.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+	for i := 0; i < len(evs); i += 40 {
+		e.publish(evs[i:min(i+40, len(evs))]...)
+	}
+	streamed := funnelSnapshot(t, e.s.PB)
+	if len(streamed) == 0 {
+		t.Fatal("no funnel entries kept from the stream")
+	}
+
+	var profiles []string
+	if err := e.s.PB.DB().NewQuery("SELECT DISTINCT profile FROM events WHERE profile != ''").Column(&profiles); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.PB.RunInTransaction(func(tx core.App) error {
+		return e.m.funnels.rederive(tx, e.m.funnels.readyFunnels(), profiles)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	derived := funnelSnapshot(t, e.s.PB)
+	if !slices.Equal(streamed, derived) {
+		t.Errorf("streamed entries differ from derived ones:\nstreamed %q\nderived  %q", streamed, derived)
+	}
+}
+
+// BenchmarkFunnelRebuildPass times the rebuild's funnel pass (every
+// customer derived again from their events after the replay) over 2,000
+// customers with 10 events each, seeded straight into the events table.
+//
+//	go test ./core/metrics/ -run '^$' -bench FunnelRebuildPass -benchtime 3x
+func BenchmarkFunnelRebuildPass(b *testing.B) {
+	const customers = 2000
+	m := New(Options{})
+	s := omnitest.Start(b, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{m} }})
+	seedFunnelEvents(b, s.PB, customers, 10)
+	var cpu time.Duration
+	b.ResetTimer()
+	for range b.N {
+		if err := s.PB.RunInTransaction(func(tx core.App) error {
+			if err := m.funnels.reset(tx); err != nil {
+				return err
+			}
+			return m.funnels.holdForRebuild(tx)
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.funnels.held(s.PB); err != nil {
+			b.Fatal(err)
+		}
+		c0 := cpuNow()
+		if err := m.funnels.rebuildEntries(context.Background(), s.PB, nil); err != nil {
+			b.Fatal(err)
+		}
+		cpu += cpuNow() - c0
+	}
+	var n int
+	_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + FunnelEntriesCollection).Row(&n)
+	if n == 0 {
+		b.Fatal("no entries derived")
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N*customers), "cpu-ms/customer")
+}
+
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// seedFunnelEvents writes customers × perCustomer events of the default
+// funnel's types and others straight into the events table.
+func seedFunnelEvents(tb testing.TB, app core.App, customers, perCustomer int) {
+	tb.Helper()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	base := time.Now().UTC().AddDate(0, -6, 0)
+	typs := []string{events.PageViewed, events.PageViewed, events.PageViewed, events.EmailOpened, events.CheckoutStarted, events.OrderPlaced}
+	err := app.RunInTransaction(func(tx core.App) error {
+		ins, err := store.Executor(tx).Prepare("INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile) VALUES (?, ?, ?, '', 'shop', 'web', ?, ?, '{}', '{\"total\":12.5}', '{\"channel\":\"web\",\"page\":{\"path\":\"/p\",\"title\":\"Shoes\"}}', ?)")
+		if err != nil {
+			return err
+		}
+		for c := range customers {
+			for k := range perCustomer {
+				at := store.FormatTime(base.Add(time.Duration(rnd.IntN(180*24)) * time.Hour))
+				if _, err := ins.Exec(store.NewRecordID(), fmt.Sprintf("seed-%d-%d", c, k), typs[rnd.IntN(len(typs))], at, at, fmt.Sprintf("cust%06d", c)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
