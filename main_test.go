@@ -35,10 +35,14 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	omniBin = filepath.Join(dir, "omni")
-	if out, err := exec.Command("go", "build", "-o", omniBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build omni: %v\n%s", err, out)
-		os.Exit(1)
+	// TEST_OMNI_BIN (set by .ci/run) is an omni built from this checkout.
+	omniBin = os.Getenv("TEST_OMNI_BIN")
+	if omniBin == "" {
+		omniBin = filepath.Join(dir, "omni")
+		if out, err := exec.Command("go", "build", "-o", omniBin, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build omni: %v\n%s", err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -933,9 +933,13 @@ func TestEngineKill9DuringWaitSendsOnce(t *testing.T) {
 		t.Skip("the work runs in a separately built omni (no race detector): the full run checks it")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(t.TempDir(), "omni")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/omni/omni").CombinedOutput(); err != nil {
-		t.Fatalf("build omni: %v\n%s", err, out)
+	// TEST_OMNI_BIN (set by .ci/run) is an omni built from this checkout.
+	bin := os.Getenv("TEST_OMNI_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "omni")
+		if out, err := exec.Command("go", "build", "-o", bin, "github.com/omni/omni").CombinedOutput(); err != nil {
+			t.Fatalf("build omni: %v\n%s", err, out)
+		}
 	}
 	cli := func(args ...string) {
 		t.Helper()

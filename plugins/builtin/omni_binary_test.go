@@ -21,11 +21,15 @@ func TestOmniPluginRunServesBuiltin(t *testing.T) {
 	}
 	_, file, _, _ := runtime.Caller(0)
 	repo := filepath.Join(filepath.Dir(file), "..", "..")
-	bin := filepath.Join(t.TempDir(), "omni")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = repo
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	// TEST_OMNI_BIN (set by .ci/run) is an omni built from this checkout.
+	bin := os.Getenv("TEST_OMNI_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "omni")
+		build := exec.Command("go", "build", "-o", bin, ".")
+		build.Dir = repo
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
 	h := sdktest.StartExec(t, exec.Command(bin, "--data-dir", dataDir, "plugin", "run", example.Name), sdk.Config{"webhook_secret": "s"})
