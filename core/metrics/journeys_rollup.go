@@ -322,18 +322,36 @@ func (m *Module) messageRows(app core.App, q Query, f jfilter) ([]msgRow, error)
 			rows = append(rows, msgRow{At: at, msgKey: s.msgKey, msgCounts: s.msgCounts})
 		}
 	}
-	if q.End.After(today) {
-		start := q.Start
-		if start.Before(today) {
-			start = today
-		}
-		live, err := countMessageDays(app.DB(), start, q.End, q.Loc)
-		if err != nil {
-			return nil, err
-		}
-		rows = append(rows, live...)
+	live, err := countedFromToday(app.DB(), q, today, countMessageDays, nil)
+	if err != nil {
+		return nil, err
 	}
-	return rows, nil
+	return append(rows, live...), nil
+}
+
+// countedFromToday counts the part of q from today on with count (the
+// stored rollup holds the days before), keeping the rows keep accepts
+// (all when keep is nil).
+func countedFromToday[T any](db dbx.Builder, q Query, today time.Time,
+	count func(dbx.Builder, time.Time, time.Time, *time.Location) ([]T, error), keep func(T) bool) ([]T, error) {
+	if !q.End.After(today) {
+		return nil, nil
+	}
+	start := q.Start
+	if start.Before(today) {
+		start = today
+	}
+	live, err := count(db, start, q.End, q.Loc)
+	if err != nil || keep == nil {
+		return live, err
+	}
+	kept := live[:0]
+	for _, r := range live {
+		if keep(r) {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
 }
 
 // countMessageDays is what came of the messages created in the days
@@ -728,21 +746,13 @@ func (m *Module) holdoutRows(app core.App, q Query, journey string) ([]holdoutRo
 			return nil, fmt.Errorf("journeys report: holdout rollup: %w", err)
 		}
 	}
-	if q.End.After(today) {
-		start := q.Start
-		if start.Before(today) {
-			start = today
-		}
-		live, err := countHoldoutDays(app.DB(), start, q.End, q.Loc)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range live {
-			if journey == "" || r.Journey == journey {
-				out = append(out, r)
-			}
-		}
+	live, err := countedFromToday(app.DB(), q, today, countHoldoutDays, func(r holdoutRow) bool {
+		return journey == "" || r.Journey == journey
+	})
+	if err != nil {
+		return nil, err
 	}
+	out = append(out, live...)
 	return out, nil
 }
 
@@ -911,21 +921,13 @@ func (m *Module) runRows(app core.App, q Query, journey string) ([]runRow, error
 			return nil, fmt.Errorf("journeys report: runs rollup: %w", err)
 		}
 	}
-	if q.End.After(today) {
-		start := q.Start
-		if start.Before(today) {
-			start = today
-		}
-		live, err := countRunDays(app.DB(), start, q.End, q.Loc)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range live {
-			if journey == "" || r.Journey == journey {
-				rows = append(rows, r)
-			}
-		}
+	live, err := countedFromToday(app.DB(), q, today, countRunDays, func(r runRow) bool {
+		return journey == "" || r.Journey == journey
+	})
+	if err != nil {
+		return nil, err
 	}
+	rows = append(rows, live...)
 	// One row per journey, what and currency.
 	type k struct{ journey, what, currency string }
 	sums := map[k]int{}
