@@ -478,6 +478,7 @@ var nonConfigEnv = map[string]string{
 	EnvPrefix + "_CONFIG":       "path to omni.yaml (like --config)",
 	EnvPrefix + "_SOURCE":       "an Omni source checkout for `omni plugin new` to build against (like --omni-source)",
 	EnvPrefix + "_FIXTURES_DIR": "where tests find the vendors' sample payloads (internal/testkit/vendorfixtures)",
+	EnvPrefix + "_PPROF":        "a loopback host:port where `omni serve` serves Go's profiler (core/app/pprof.go)",
 }
 
 // checkEnv rejects OMNI_* variables that set nothing, which are almost

@@ -232,6 +232,10 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	memtune.ApplyDefaultLimit()
 	o.memStop = make(chan struct{})
 	go memtune.ReleaseWhenIdle(o.memStop, 10*time.Second)
+	if err := startPprof(o.Log); err != nil {
+		o.stop()
+		return err
+	}
 	o.Log.Info("omni serving", "role", o.Config.Role, "http", "http://"+addr, "data_dir", o.Config.DataDir, "version", api.Version, "startup", time.Since(started).Round(time.Millisecond))
 	err = apis.Serve(o.PB, apis.ServeConfig{HttpAddr: addr, AllowedOrigins: []string{"*"}})
 	if err != nil {
