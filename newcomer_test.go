@@ -76,6 +76,16 @@ func TestSuperuserHelpSaysOmniSuperuser(t *testing.T) {
 	if code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, `unknown command "upsertt" for "omni superuser"`) {
 		t.Fatalf("unknown subcommand: exit %d %q", code, errOut)
 	}
+	// A bad email or a too-short password is the caller's to fix: exit 2,
+	// one line naming the problem.
+	_, errOut, code = run("superuser", "upsert", "not-an-email", "s3cret-pass-123")
+	if code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "email") {
+		t.Fatalf("bad email: exit %d %q", code, errOut)
+	}
+	_, errOut, code = run("superuser", "upsert", "root@example.com", "short")
+	if code != 2 || !strings.Contains(strings.ToLower(errOut), "password") {
+		t.Fatalf("short password: exit %d %q", code, errOut)
+	}
 	// And it still does its job.
 	out, errOut, code = run("superuser", "upsert", "root@example.com", "s3cret-pass-123")
 	if code != 0 || !strings.Contains(out+errOut, "root@example.com") {

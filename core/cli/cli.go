@@ -151,7 +151,11 @@ func superuserCmd(env *app.Env) *cobra.Command {
 			o := app.New(cfg, logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format))
 			defer o.PB.ResetBootstrapState()
 			su := cmd.NewSuperuserCommand(o.PB)
-			su.PersistentPreRunE = func(*cobra.Command, []string) error { return o.Open() }
+			var openErr error
+			su.PersistentPreRunE = func(*cobra.Command, []string) error {
+				openErr = o.Open()
+				return openErr
+			}
 			for _, sub := range su.Commands() {
 				if sub.Example != "" {
 					sub.Example = "omni " + sub.Example // PocketBase's examples start at "superuser"
@@ -172,7 +176,16 @@ func superuserCmd(env *app.Env) *cobra.Command {
 			parent.SetArgs(args)
 			parent.SetOut(env.Stdout)
 			parent.SetErr(env.Stderr)
-			return parent.Execute()
+			if err := parent.Execute(); err != nil {
+				if openErr != nil {
+					return err // the data dir could not be opened: not the caller's input
+				}
+				// Once the database is open, PocketBase's superuser commands
+				// fail on what they were given (a bad email, a short or missing
+				// password, no such superuser): a usage error.
+				return UsageError(err)
+			}
+			return nil
 		},
 	}
 }
