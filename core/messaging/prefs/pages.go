@@ -13,7 +13,7 @@ import (
 
 // pageData is what the page template shows.
 type pageData struct {
-	Page     string // unsubscribed | resubscribed | preferences | invalid
+	Page     string // confirm | unsubscribed | resubscribed | preferences | invalid
 	Shop     string
 	Channel  string
 	Choices  []choice
@@ -26,7 +26,7 @@ type pageData struct {
 func (p *Pages) show(e *core.RequestEvent, status int, d pageData) error {
 	d.Shop = customers.Shop(e.App, p.omni.Config.PublicBaseURL()).Name
 	d.Action = e.Request.URL.Path
-	if d.Page == "unsubscribed" || d.Page == "resubscribed" {
+	if d.Page == "confirm" || d.Page == "unsubscribed" || d.Page == "resubscribed" {
 		if pid, _, err := p.signer.Verify(e.Request.PathValue("token")); err == nil {
 			// Relative: the page is on the same server, whatever public_url says.
 			if u, err := url.Parse(p.signer.PreferencesURL(pid)); err == nil {
@@ -96,6 +96,14 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{"channel": 
 {{if eq .Page "invalid"}}
   <h1>This link is not valid</h1>
   <p>It may be incomplete or no longer in use. If you copied it from a message, check that the whole link was copied.</p>
+{{else if eq .Page "confirm"}}
+  <h1>Unsubscribe from {{channel .Channel}}?</h1>
+  <p>You'll stop getting marketing by {{channel .Channel}} from {{.Shop}}. Messages about your orders still reach you.</p>
+  <form method="post" action="{{.Action}}">
+    <input type="hidden" name="action" value="unsubscribe">
+    <button type="submit">Unsubscribe</button>
+  </form>
+  {{if .PrefsURL}}<p><a href="{{.PrefsURL}}">Choose all your message preferences instead</a></p>{{end}}
 {{else if eq .Page "unsubscribed"}}
   {{if .Result.Err}}<div class="status error" role="alert">{{.Result.Err}}</div>{{else}}
   <h1>You're unsubscribed</h1>

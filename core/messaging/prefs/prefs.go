@@ -90,18 +90,25 @@ func validChannel(ch string) bool {
 	return false
 }
 
+// unsubscribePage asks the customer to confirm with one button: opening
+// the link changes nothing, because mail scanners (and link previews)
+// fetch every link in a message and would otherwise unsubscribe people who
+// never clicked. A mail app's own unsubscribe is the RFC 8058 POST, which
+// needs no page. A customer already unsubscribed sees that at once.
 func (p *Pages) unsubscribePage(e *core.RequestEvent) error {
 	c, channel := p.customer(e, true)
 	if c == nil {
 		return p.notValid(e)
 	}
-	res := p.change(e, c, map[string]string{channel: customers.Unsubscribed}, reasonLink)
-	return p.show(e, res.status(), pageData{Page: "unsubscribed", Channel: channel, Result: res})
+	if c.Consent[channel] == customers.Unsubscribed {
+		return p.show(e, http.StatusOK, pageData{Page: "unsubscribed", Channel: channel, Result: result{Applied: true}})
+	}
+	return p.show(e, http.StatusOK, pageData{Page: "confirm", Channel: channel})
 }
 
 // unsubscribePost is both the RFC 8058 one-click POST (body
 // "List-Unsubscribe=One-Click", answered 200 with no redirect) and the
-// page's own buttons (action=resubscribe|unsubscribe).
+// pages' own buttons (action=unsubscribe|resubscribe).
 func (p *Pages) unsubscribePost(e *core.RequestEvent) error {
 	c, channel := p.customer(e, true)
 	if c == nil {
