@@ -3,7 +3,7 @@
 // editor, picks a customer and sees the message rendered for her, fixes
 // it and saves; the customer opens her preference link (no login), turns
 // email marketing on, and the consent ledger shows her own change; her
-// unsubscribe link turns it off again.
+// unsubscribe link, confirmed with one button, turns it off again.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -130,8 +130,13 @@ describe('preference center', () => {
     assert.equal(c.source, 'customer')
     assert.equal(c.reason, 'preference center')
 
-    // One click in an email unsubscribes; "Changed your mind?" is offered.
+    // The link in an email asks first (a mail scanner opening it changes
+    // nothing); one button unsubscribes; "Changed your mind?" is offered.
     await customerPage.goto(await linkFor('unsubscribe_url'))
+    await customerPage.getByRole('heading', { name: 'Unsubscribe from email?' }).waitFor()
+    assert.equal((await consentOf('email'))?.status, 'subscribed')
+    await shot(customerPage, 'unsubscribe-confirm')
+    await customerPage.getByRole('button', { name: 'Unsubscribe', exact: true }).click()
     await customerPage.getByRole('heading', { name: "You're unsubscribed" }).waitFor()
     await customerPage.getByRole('button', { name: 'Resubscribe to email' }).waitFor()
     const u = await eventually(async () => {
