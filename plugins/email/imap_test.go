@@ -22,8 +22,14 @@ import (
 const imapUser, imapPass = "help@omni-shop.dev", "imap-app-password"
 
 // startIMAP runs go-imap's in-memory server over implicit TLS with a
-// self-signed certificate.
+// self-signed certificate. It speaks IMAP4rev2, which includes IDLE.
 func startIMAP(t *testing.T) string {
+	t.Helper()
+	return startIMAPWith(t, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}})
+}
+
+// startIMAPWith is startIMAP announcing only caps.
+func startIMAPWith(t *testing.T, caps imap.CapSet) string {
 	t.Helper()
 	mem := imapmemserver.New()
 	u := imapmemserver.NewUser(imapUser, imapPass)
@@ -35,7 +41,7 @@ func startIMAP(t *testing.T) string {
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return mem.NewSession(), nil, nil
 		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+		Caps:         caps,
 		InsecureAuth: true,
 	})
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{smtptest.SelfSigned(t)}})
@@ -174,6 +180,34 @@ func TestIMAPReaderUnderPluginHost(t *testing.T) {
 }
 
 // Health logs in to IMAP too, and names the problem when it cannot.
+// A server without IDLE (plain IMAP4rev1, as some hosted mailboxes are)
+// is checked every poll interval: mail delivered after the reader started
+// is still read, once.
+func TestIMAPReaderPollsWithoutIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts plugin subprocesses")
+	}
+	addr := startIMAPWith(t, imap.CapSet{imap.CapIMAP4rev1: {}})
+	box := openMailbox(t, addr)
+	box.deliver(t, crlf(replyMail), time.Now())
+
+	h := sdktest.StartSelf(t, imapConfig(addr)) // imap_poll_seconds: 1
+	omnitest.Eventually(t, 30*time.Second, func() bool { return len(h.Emitted()) >= 1 }, "mail already there emitted")
+	box.deliver(t, crlf("From: carl@omni-shop.dev\nTo: help@omni-shop.dev\nSubject: hello\nMessage-ID: <poll-2@omni-shop.dev>\n\nAre you open on Sunday?\n"), time.Now())
+	omnitest.Eventually(t, 30*time.Second, func() bool { _, ok := emittedTypes(h)["email:poll-2@omni-shop.dev"]; return ok }, "mail delivered later found by polling")
+	// A few more polls emit nothing twice.
+	time.Sleep(2500 * time.Millisecond)
+	seen := map[string]int{}
+	for _, e := range h.Emitted() {
+		if seen[e.ID]++; seen[e.ID] > 1 {
+			t.Fatalf("%s emitted twice: %+v", e.ID, h.Emitted())
+		}
+	}
+	if len(seen) != 2 {
+		t.Fatalf("emitted %v, want the reply and the later mail", seen)
+	}
+}
+
 func TestHealthChecksIMAPLogin(t *testing.T) {
 	addr := startIMAP(t)
 	srv := smtptest.Start(t, smtptest.Options{})
