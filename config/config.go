@@ -120,6 +120,9 @@ type MessagingConfig struct {
 	QuietHours string `mapstructure:"quiet_hours"`
 	// Timezone is the shop's IANA zone, used for customers without one.
 	Timezone string `mapstructure:"timezone"`
+	// TrackEmail adds an open pixel and tracked links to marketing email
+	// with an HTML part, so opens and clicks reach metrics and journeys.
+	TrackEmail bool `mapstructure:"track_email"`
 }
 
 // MetricsConfig is metrics.*.
@@ -174,6 +177,7 @@ var defaults = map[string]any{
 	"messaging.frequency_cap": []string{"2/24h", "5/7d"},
 	"messaging.quiet_hours":   "21:00-08:00",
 	"messaging.timezone":      "UTC",
+	"messaging.track_email":   true,
 	"profiles.base_currency":  "",
 	"profiles.exchange_rates": "",
 	"metrics.enabled":         true,
@@ -430,6 +434,8 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Messaging.QuietHours = s
 	case "messaging.timezone":
 		cfg.Messaging.Timezone = s
+	case "messaging.track_email":
+		cfg.Messaging.TrackEmail = b
 	case "profiles.base_currency":
 		cfg.Profiles.BaseCurrency = s
 	case "profiles.exchange_rates":

@@ -438,6 +438,9 @@ func (m *Module) compose(id string, p *profile, r *Request, tpl template, d deci
 		if html, err = render.RenderHTML(html, vars); err != nil {
 			return nil, badField(fieldOr(field, "html"), "html: "+err.Error())
 		}
+		if r.Kind == KindMarketing && m.rules.trackEmail {
+			html = m.track(id, p.ID, html)
+		}
 	} else {
 		html = ""
 	}
@@ -469,6 +472,20 @@ func (m *Module) compose(id string, p *profile, r *Request, tpl template, d deci
 	return &sdk.OutboundMessage{ID: id, Channel: d.channel, To: map[string]string{channels[d.channel]: d.address},
 		Subject: subject, Text: body, HTML: html, Template: wa, Properties: props, ProfileID: p.ID,
 		ConversationID: r.Conversation, JourneyRun: r.JourneyRun}, nil
+}
+
+// track adds the open pixel and routes the email's links through Omni
+// (docs/messaging.md#open-and-click-tracking). Links to Omni's own
+// customer pages (unsubscribe, preferences, surveys) stay direct.
+func (m *Module) track(messageID, profileID, html string) string {
+	own := m.rules.publicURL + "/p/"
+	survey := m.rules.publicURL + "/survey/"
+	return render.TrackHTML(html, func(target string) string {
+		if strings.HasPrefix(target, own) || strings.HasPrefix(target, survey) {
+			return ""
+		}
+		return m.links.ClickURL(messageID, profileID, target)
+	}, m.links.OpenURL(messageID, profileID))
 }
 
 func fieldOr(field, sub string) string {

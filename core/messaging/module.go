@@ -88,6 +88,7 @@ type rules struct {
 	shopTZ         *time.Location
 	publicURL      string
 	statusCallback string // Twilio's status webhook under public_url
+	trackEmail     bool   // open pixel and tracked links in marketing HTML email
 }
 
 func parseRules(c *config.Config) (rules, error) {
@@ -105,7 +106,7 @@ func parseRules(c *config.Config) (rules, error) {
 	}
 	base := c.PublicBaseURL()
 	return rules{caps: caps, quietFrom: from, quietTo: to, shopTZ: tz, publicURL: base,
-		statusCallback: base + "/webhooks/twilio/status"}, nil
+		statusCallback: base + "/webhooks/twilio/status", trackEmail: c.Messaging.TrackEmail}, nil
 }
 
 func (m *Module) Init(s *app.Setup) error {

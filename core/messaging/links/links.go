@@ -1,6 +1,7 @@
 // Package links makes and checks the signed, per-customer links in
-// messages that need no login: one-click unsubscribe (/p/u/{token}) and
-// the preference center (/p/prefs/{token}).
+// messages that need no login: one-click unsubscribe (/p/u/{token}), the
+// preference center (/p/prefs/{token}), and an email's open pixel
+// (/p/o/{token}) and tracked links (/p/c/{token}).
 //
 // A token is "<key id>.<payload>.<signature>", all base64url: the payload
 // names the purpose, the profile and (for unsubscribe) the channel; the
@@ -29,6 +30,8 @@ var ErrInvalid = errors.New("links: the link is not valid")
 const (
 	purposeUnsubscribe = "u"
 	purposePreferences = "p"
+	purposeOpen        = "o"
+	purposeClick       = "c"
 )
 
 // sigLen is the signature length in bytes.
@@ -73,6 +76,43 @@ func (s *Signer) PreferencesURL(profileID string) string {
 	return s.base + "/p/prefs/" + s.token(purposePreferences+"|"+profileID)
 }
 
+// OpenURL is the open pixel of one sent email (message is its id in the
+// send ledger).
+func (s *Signer) OpenURL(messageID, profileID string) string {
+	return s.base + "/p/o/" + s.token(purposeOpen+"|"+messageID+"|"+profileID)
+}
+
+// ClickURL is a tracked link in one sent email: it leads to target. The
+// target is inside the signed token, so the route cannot be made to
+// redirect anywhere else (no open redirect).
+func (s *Signer) ClickURL(messageID, profileID, target string) string {
+	return s.base + "/p/c/" + s.token(purposeClick+"|"+messageID+"|"+profileID+"|"+target)
+}
+
+// Tracked is what an open pixel or tracked link names.
+type Tracked struct {
+	Click     bool   // a tracked link (else the open pixel)
+	MessageID string // the send ledger's id
+	ProfileID string
+	Target    string // where a tracked link leads
+}
+
+// VerifyTracking checks an open pixel's or tracked link's token.
+func (s *Signer) VerifyTracking(token string) (Tracked, error) {
+	f, err := s.payload(token)
+	if err != nil {
+		return Tracked{}, err
+	}
+	switch {
+	case len(f) == 3 && f[0] == purposeOpen && f[1] != "" && f[2] != "":
+		return Tracked{MessageID: f[1], ProfileID: f[2]}, nil
+	case len(f) >= 4 && f[0] == purposeClick && f[1] != "" && f[2] != "":
+		// The target may itself hold "|".
+		return Tracked{Click: true, MessageID: f[1], ProfileID: f[2], Target: strings.Join(f[3:], "|")}, nil
+	}
+	return Tracked{}, ErrInvalid
+}
+
 func (s *Signer) token(payload string) string {
 	p := b64.EncodeToString([]byte(payload))
 	return s.current + "." + p + "." + b64.EncodeToString(s.sign(s.keys[s.current], s.current, p))
@@ -87,23 +127,10 @@ func (s *Signer) sign(key []byte, id, payload string) []byte {
 // Verify checks a token from either kind of link and returns the profile
 // and, for an unsubscribe link, the channel ("" for a preferences link).
 func (s *Signer) Verify(token string) (profileID, channel string, err error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return "", "", ErrInvalid
-	}
-	key, ok := s.keys[parts[0]]
-	if !ok {
-		return "", "", ErrInvalid
-	}
-	sig, err := b64.DecodeString(parts[2])
-	if err != nil || !hmac.Equal(sig, s.sign(key, parts[0], parts[1])) {
-		return "", "", ErrInvalid
-	}
-	raw, err := b64.DecodeString(parts[1])
+	f, err := s.payload(token)
 	if err != nil {
-		return "", "", ErrInvalid
+		return "", "", err
 	}
-	f := strings.Split(string(raw), "|")
 	switch {
 	case len(f) == 3 && f[0] == purposeUnsubscribe && f[1] != "" && f[2] != "":
 		return f[1], f[2], nil
@@ -111,6 +138,27 @@ func (s *Signer) Verify(token string) (profileID, channel string, err error) {
 		return f[1], "", nil
 	}
 	return "", "", ErrInvalid
+}
+
+// payload checks a token's signature and returns its payload's fields.
+func (s *Signer) payload(token string) ([]string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, ErrInvalid
+	}
+	key, ok := s.keys[parts[0]]
+	if !ok {
+		return nil, ErrInvalid
+	}
+	sig, err := b64.DecodeString(parts[2])
+	if err != nil || !hmac.Equal(sig, s.sign(key, parts[0], parts[1])) {
+		return nil, ErrInvalid
+	}
+	raw, err := b64.DecodeString(parts[1])
+	if err != nil {
+		return nil, ErrInvalid
+	}
+	return strings.Split(string(raw), "|"), nil
 }
 
 // KeyFile is the key's file name in the data dir (signedlink owns it:

@@ -1,8 +1,9 @@
 // Package prefs serves the customer's side of messaging, with no login:
 // the one-click unsubscribe page (/p/u/{token}, also the RFC 8058
-// one-click POST that mail providers send) and the preference center
+// one-click POST that mail providers send), the preference center
 // (/p/prefs/{token}) where a customer turns each channel's marketing on or
-// off. Tokens are signed links (core/messaging/links). Every change goes
+// off, and marketing email's open pixel and tracked links (/p/o/, /p/c/),
+// which record email.opened and email.clicked. Tokens are signed links (core/messaging/links). Every change goes
 // into the consent ledger as a consent.changed event from source
 // "customer", through the bus like any other consent change.
 package prefs
@@ -51,6 +52,7 @@ func Register(se *core.ServeEvent, o *app.Omni, signer *links.Signer) *Pages {
 	se.Router.POST("/p/u/{token}", p.unsubscribePost)
 	se.Router.GET("/p/prefs/{token}", p.preferencesPage)
 	se.Router.POST("/p/prefs/{token}", p.preferencesPost)
+	p.registerTracking(se)
 	return p
 }
 
