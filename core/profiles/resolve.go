@@ -905,8 +905,14 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 			p.sawEvent(s.Event.Type) // event conditions of segments may have changed
 		}
 	}
+	if obs != nil {
+		t0 = time.Now()
+	}
 	if err := b.flush(); err != nil {
 		return err
+	}
+	if obs != nil {
+		obs("flush", time.Since(t0))
 	}
 	m.inflight = fl
 	return nil
