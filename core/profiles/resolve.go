@@ -937,9 +937,8 @@ func (b *batch) write(p *profile) error {
 		if !due.IsZero() {
 			now.due = due.UTC().Format(dbTime)
 		}
-		cj, _ := json.Marshal(c)
-		p.compJSON = cj
-		vals[0], vals[1], vals[2], vals[3], vals[5] = "", now.name, now.email, now.phone, string(cj)
+		p.compJSON = c.appendJSON(p.compJSON[:0])
+		vals[0], vals[1], vals[2], vals[3], vals[5] = "", now.name, now.email, now.phone, string(p.compJSON)
 		vals[7], vals[8], vals[9], vals[10], vals[11], vals[12], vals[13] = now.firstSeen, now.lastSeen, now.orders, now.stage, now.engagement, now.due, now.known
 		if !p.isNew && p.saved != nil {
 			mask = p.saved.changed(now) | 1<<5 // computed
