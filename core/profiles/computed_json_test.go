@@ -14,7 +14,7 @@ func TestComputedAppendJSONIsJSONMarshal(t *testing.T) {
 	cases := []*Computed{
 		{},
 		{FirstSeen: "2026-01-02T03:04:05.000Z", LastSeen: "2026-01-03T03:04:05.000Z", OrdersCount: 3,
-			LifetimeValue: map[string]float64{"USD": 120.5, "EUR": -3.25, "JPY": 1e21, "X": 1e-7, "Z": 0},
+			LifetimeValue:    map[string]float64{"USD": 120.5, "EUR": -3.25, "JPY": 1e21, "X": 1e-7, "Z": 0},
 			OrdersByCurrency: map[string]int{"USD": 2, "EUR": 1}, AverageOrderValue: map[string]float64{"USD": 60.25},
 			LifetimeValueBase: f(0.000001), AverageOrderValueBase: f(123456789.125), BaseCurrency: "USD",
 			Unconverted: []string{"JPY"}, LastOrderAt: "2026-01-03T03:04:05.000Z", RecentOrders: []string{"a", "b"},
