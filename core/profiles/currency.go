@@ -121,6 +121,9 @@ func (m *Module) adoptBaseCurrency(b *batch, stored []*eventstore.Stored) error 
 		Bind(dbx.Params{"now": b.nowDB}).Execute(); err != nil {
 		return err
 	}
+	for _, p := range b.profiles {
+		p.saved = nil // their traits_due_at was just reset: flush writes it again
+	}
 	b.cur.Base = code
 	m.adopted = &BaseCurrency{Code: code, Origin: "connector", Note: note}
 	return nil

@@ -51,8 +51,10 @@ type Options struct {
 	// Interval of the scheduled re-evaluation (default 5m; <0 disables).
 	Interval time.Duration
 	// Observe, when set, is told how long each step took: "resolve" (one
-	// event: identities, merges, traits), "merge" (one merge), "batch"
-	// (one whole ProcessBatch). Used by bench/profiles.
+	// event: identities, merges, traits), "merge" (one merge),
+	// "resolve-batch" (one whole BeforeInsert), "flush" (its writing of the
+	// changed profiles), "segments-batch" (one whole ProcessBatch). Used by
+	// bench/profiles and BenchmarkBeforeInsert.
 	Observe func(step string, d time.Duration)
 }
 

@@ -62,6 +62,39 @@ type profile struct {
 	segState map[segmentrule.Read]string
 	newTypes map[string]bool
 	compJSON []byte
+	// What flush may skip (false, the zero value, = write it): the
+	// stored traits and consent JSON are p's, and so are its own words in
+	// profile_search. Whatever changes them clears the flag.
+	traitsSaved, consentSaved, wordsSaved bool
+	// saved holds the plain columns as flush last wrote them (nil:
+	// unknown), so an UPDATE sets only those that changed and SQLite
+	// leaves the indexes of the others alone.
+	saved *savedColumns
+}
+
+// savedColumns are a live profile's plain columns as stored.
+type savedColumns struct {
+	name, email, phone, firstSeen, lastSeen, stage, engagement, due string
+	orders                                                          int
+	known                                                           bool
+	// the computed times firstSeen and lastSeen were formatted from
+	compFirst, compLast string
+}
+
+// dbTimes formats c's first and last seen for their columns, reusing the
+// last written ones when they did not change (time parsing is costly).
+func (s *savedColumns) dbTimes(prev *savedColumns, c *Computed) {
+	s.compFirst, s.compLast = c.FirstSeen, c.LastSeen
+	if prev != nil && prev.compFirst == c.FirstSeen {
+		s.firstSeen = prev.firstSeen
+	} else {
+		s.firstSeen = fmtDB(c.FirstSeen)
+	}
+	if prev != nil && prev.compLast == c.LastSeen {
+		s.lastSeen = prev.lastSeen
+	} else {
+		s.lastSeen = fmtDB(c.LastSeen)
+	}
 }
 
 func (p *profile) sawEvent(typ string) {
@@ -122,15 +155,47 @@ type batch struct {
 	// resolved are this batch's events resolved so far (not rows yet).
 	resolved []*eventstore.Stored
 
-	qIdent, qIdentIns, qEventProfile, qProfile, qProfileIdents, qProfileIns *dbx.Query
-	qWordsDel, qWordIns                                                     *dbx.Query // profile_search (search.go)
+	qProfileIdents *dbx.Query // unmerge.go's rebuild; not prepared (cache misses only)
+	// The hot path's statements: database/sql with positional arguments
+	// (no named-parameter rewriting, no map per row), each prepared on
+	// first use in this transaction (see stmt).
+	ex                                                       dbx.Executor
+	sIdent, sIdentIns, sProfile, sProfileIdents, sProfileIns *sql.Stmt
+	sWordsDel, sWordIns                                      *sql.Stmt            // profile_search (search.go)
+	sUpdate                                                  map[uint16]*sql.Stmt // by the set of columns written (updateSQL)
+	args                                                     []any                // reused argument slice
+}
+
+const (
+	identSQL         = "SELECT profile FROM identities WHERE kind=? AND value=?"
+	identInsSQL      = "INSERT INTO identities (id, kind, value, profile, created) VALUES (?, ?, ?, ?, ?)"
+	profileSQL       = "SELECT id, merged_into, created, name, email, phone, traits, computed, consent FROM profiles WHERE id=?"
+	profileIdentsSQL = "SELECT kind, value FROM identities WHERE profile=?"
+	profileInsSQL    = `INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
+orders_count, lifecycle_stage, engagement_level, traits_due_at, known, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	wordsDelSQL = "DELETE FROM profile_search WHERE profile=? AND origin=?"
+	wordInsSQL  = "INSERT OR IGNORE INTO profile_search (token, profile, origin) VALUES (?, ?, ?)"
+)
+
+// stmt returns *slot, preparing query in the batch's transaction on first use.
+func (b *batch) stmt(slot **sql.Stmt, query string) (*sql.Stmt, error) {
+	if *slot == nil {
+		if b.ex == nil {
+			b.ex = store.Executor(b.tx)
+		}
+		st, err := b.ex.Prepare(query)
+		if err != nil {
+			return nil, err
+		}
+		*slot = st
+	}
+	return *slot, nil
 }
 
 // newBatch prepares resolution in tx. shared batches (the events
 // processor) use the module's cross-batch caches; the caller holds cacheMu.
 func (m *Module) newBatch(tx core.App, shared bool) *batch {
 	now := m.now().UTC()
-	db := tx.DB()
 	b := &batch{
 		m: m, tx: tx, now: now, nowDB: now.Format(dbTime), cur: m.currencyNow(),
 		idCache:  map[string]string{},
@@ -139,16 +204,7 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		inBatch:  map[string]bool{},
 		block:    m.block.Load(),
 
-		qIdent:         db.NewQuery("SELECT profile FROM identities WHERE kind={:k} AND value={:v}").Prepare(),
-		qIdentIns:      db.NewQuery("INSERT INTO identities (id, kind, value, profile, created) VALUES ({:id},{:k},{:v},{:p},{:c})").Prepare(),
-		qEventProfile:  db.NewQuery("UPDATE events SET profile={:p} WHERE id={:id}").Prepare(),
-		qProfile:       db.NewQuery("SELECT id, merged_into, created, name, email, phone, traits, computed, consent FROM profiles WHERE id={:id}").Prepare(),
-		qProfileIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p}").Prepare(),
-		qProfileIns: db.NewQuery(`INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
-orders_count, lifecycle_stage, engagement_level, traits_due_at, known, created, updated) VALUES ({:id}, {:m}, {:name}, {:email}, {:phone},
-{:traits}, {:computed}, {:consent}, {:fs}, {:ls}, {:oc}, {:lc}, {:el}, {:due}, {:known}, {:c}, {:u})`).Prepare(),
-		qWordsDel: db.NewQuery("DELETE FROM profile_search WHERE profile={:p} AND origin={:o}").Prepare(),
-		qWordIns:  db.NewQuery("INSERT OR IGNORE INTO profile_search (token, profile, origin) VALUES ({:t}, {:p}, {:o})").Prepare(),
+		qProfileIdents: tx.DB().NewQuery("SELECT kind, value FROM identities WHERE profile={:p}"),
 	}
 	if shared {
 		if m.cache.profiles == nil || len(m.cache.profiles) > cacheProfiles || len(m.cache.ids) > cacheIdentities {
@@ -189,8 +245,13 @@ func (b *batch) see(p *profile) {
 }
 
 func (b *batch) close() {
-	for _, q := range []*dbx.Query{b.qIdent, b.qIdentIns, b.qEventProfile, b.qProfile, b.qProfileIdents, b.qProfileIns, b.qWordsDel, b.qWordIns} {
-		q.Close()
+	for _, st := range []*sql.Stmt{b.sIdent, b.sIdentIns, b.sProfile, b.sProfileIdents, b.sProfileIns, b.sWordsDel, b.sWordIns} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	for _, st := range b.sUpdate {
+		st.Close()
 	}
 }
 
@@ -218,8 +279,12 @@ func (b *batch) lookup(kind, value string) (string, error) {
 		}
 		return b.canonical(pid), nil
 	}
+	st, err := b.stmt(&b.sIdent, identSQL)
+	if err != nil {
+		return "", err
+	}
 	var pid string
-	err := b.qIdent.Bind(dbx.Params{"k": kind, "v": value}).Row(&pid)
+	err = st.QueryRow(kind, value).Scan(&pid)
 	if errors.Is(err, sql.ErrNoRows) {
 		b.idCache[key] = ""
 		return "", nil
@@ -229,6 +294,68 @@ func (b *batch) lookup(kind, value string) (string, error) {
 	}
 	b.idCache[key] = pid
 	return b.canonical(pid), nil
+}
+
+// prefetch reads, in one query per identity kind, which profiles hold the
+// batch's identities that the cache does not know yet, so resolving the
+// events finds them in idCache (lookup) instead of asking one by one.
+func (b *batch) prefetch(stored []*eventstore.Stored) error {
+	const chunk = 500
+	want := map[string][]string{} // kind → values
+	seen := map[string]bool{}
+	for _, s := range stored {
+		for k, v := range s.Event.Identities {
+			if v == "" {
+				continue
+			}
+			key := k + "\x00" + v
+			if _, ok := b.idCache[key]; ok || seen[key] {
+				continue
+			}
+			seen[key] = true
+			want[k] = append(want[k], v)
+		}
+	}
+	var q strings.Builder
+	args := make([]any, 0, chunk+1)
+	for kind, vals := range want {
+		for start := 0; start < len(vals); start += chunk {
+			part := vals[start:min(start+chunk, len(vals))]
+			q.Reset()
+			q.WriteString("SELECT value, profile FROM identities WHERE kind=? AND value IN (?")
+			q.WriteString(strings.Repeat(",?", len(part)-1))
+			q.WriteString(")")
+			args = append(args[:0], kind)
+			for _, v := range part {
+				args = append(args, v)
+			}
+			if b.ex == nil {
+				b.ex = store.Executor(b.tx)
+			}
+			rows, err := b.ex.Query(q.String(), args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var v, pid string
+				if err := rows.Scan(&v, &pid); err != nil {
+					rows.Close()
+					return err
+				}
+				b.idCache[kind+"\x00"+v] = pid
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, v := range part {
+				if _, ok := b.idCache[kind+"\x00"+v]; !ok {
+					b.idCache[kind+"\x00"+v] = "" // known missing
+				}
+			}
+		}
+	}
+	return nil
 }
 
 type profileRow struct {
@@ -277,8 +404,13 @@ func (b *batch) load(id string) (*profile, error) {
 			b.see(p)
 			return p, nil
 		}
+		st, err := b.stmt(&b.sProfile, profileSQL)
+		if err != nil {
+			return nil, err
+		}
 		var row profileRow
-		if err := b.qProfile.Bind(dbx.Params{"id": id}).One(&row); err != nil {
+		if err := st.QueryRow(id).Scan(&row.ID, &row.MergedInto, &row.Created, &row.Name, &row.Email, &row.Phone,
+			&row.Traits, &row.Computed, &row.Consent); err != nil {
 			return nil, fmt.Errorf("load profile %s: %w", id, err)
 		}
 		p, err := row.decode()
@@ -289,7 +421,10 @@ func (b *batch) load(id string) (*profile, error) {
 			b.redirect[id] = p.mergedInto
 			continue
 		}
-		rows, err := b.qProfileIdents.Bind(dbx.Params{"p": id}).Rows()
+		if st, err = b.stmt(&b.sProfileIdents, profileIdentsSQL); err != nil {
+			return nil, err
+		}
+		rows, err := st.Query(id)
 		if err != nil {
 			return nil, err
 		}
@@ -376,9 +511,14 @@ func contains(s []string, v string) bool {
 }
 
 func (b *batch) attach(p *profile, kind, value string) error {
-	if _, err := b.qIdentIns.Bind(dbx.Params{"id": newID(), "k": kind, "v": value, "p": p.id, "c": b.nowDB}).Execute(); err != nil {
+	st, err := b.stmt(&b.sIdentIns, identInsSQL)
+	if err != nil {
+		return err
+	}
+	if _, err := st.Exec(newID(), kind, value, p.id, b.nowDB); err != nil {
 		return fmt.Errorf("attach identity %s: %w", kind, err)
 	}
+	p.wordsSaved = false
 	p.ids[kind] = append(p.ids[kind], value)
 	b.idCache[kind+"\x00"+value] = p.id
 	if kind != events.AnonymousID {
@@ -443,7 +583,8 @@ func (b *batch) merge(a, c *profile, ev *events.Event, id ident) (*profile, erro
 	if err := moveWords(b.tx, s.id, l.id); err != nil {
 		return nil, fmt.Errorf("merge search index: %w", err)
 	}
-	s.indexed = "" // its words are now both profiles': rewrite at flush
+	s.indexed, s.wordsSaved = "", false // its words are now both profiles': rewrite at flush
+	s.traitsSaved, s.consentSaved = false, false
 	if err := b.insertMerge(s, l, ev.ID, led); err != nil {
 		return nil, err
 	}
@@ -661,11 +802,11 @@ func (b *batch) previousID(ev *events.Event) (*ident, error) {
 func (b *batch) applyEvent(p *profile, ev *events.Event) {
 	p.dirty, p.touched = true, true
 	p.comp.apply(ev, b.cur)
-	if e := ev.Identities[events.Email]; e != "" && contains(p.ids[events.Email], e) {
-		p.email = e
+	if e := ev.Identities[events.Email]; e != "" && e != p.email && contains(p.ids[events.Email], e) {
+		p.email, p.wordsSaved = e, false
 	}
-	if ph := ev.Identities[events.Phone]; ph != "" && contains(p.ids[events.Phone], ph) {
-		p.phone = ph
+	if ph := ev.Identities[events.Phone]; ph != "" && ph != p.phone && contains(p.ids[events.Phone], ph) {
+		p.phone, p.wordsSaved = ph, false
 	}
 	switch ev.Type {
 	case events.Identify, events.CustomerUpdated:
@@ -683,10 +824,12 @@ func (b *batch) applyEvent(p *profile, ev *events.Event) {
 				}
 			}
 			p.traits[ev.Source] = vendor
-			if n := nameOf(ev.Properties); n != "" {
-				p.name = n
-			}
+			p.traitsSaved = false
+			p.setName(nameOf(ev.Properties))
 			return
+		}
+		if len(traits) > 0 {
+			p.traitsSaved = false
 		}
 		for k, v := range traits {
 			if v == nil {
@@ -695,9 +838,7 @@ func (b *batch) applyEvent(p *profile, ev *events.Event) {
 			}
 			p.traits[k] = v
 		}
-		if n := nameOf(traits); n != "" {
-			p.name = n
-		}
+		p.setName(nameOf(traits))
 	case events.ConsentChanged:
 		ch, _ := ev.Properties["channel"].(string)
 		st, _ := ev.Properties["status"].(string)
@@ -716,6 +857,14 @@ func (b *batch) applyEvent(p *profile, ev *events.Event) {
 		}
 		reason, _ := ev.Properties["reason"].(string)
 		p.consent[ch] = ConsentEntry{Status: st, Source: src, At: at, EventID: ev.ID, Reason: reason, By: consentBy(ev)}
+		p.consentSaved = false
+	}
+}
+
+// setName takes a name an event gave, if it gave one.
+func (p *profile) setName(n string) {
+	if n != "" && n != p.name {
+		p.name, p.wordsSaved = n, false
 	}
 }
 
@@ -736,51 +885,146 @@ func nameOf(traits map[string]any) string {
 
 // flush writes every changed profile.
 func (b *batch) flush() error {
-	q := b.tx.DB().NewQuery(`UPDATE profiles SET merged_into={:m}, name={:name}, email={:email}, phone={:phone}, traits={:traits},
-computed={:computed}, consent={:consent}, first_seen={:fs}, last_seen={:ls}, orders_count={:oc}, lifecycle_stage={:lc},
-engagement_level={:el}, traits_due_at={:due}, known={:known}, updated={:u} WHERE id={:id}`).Prepare()
-	defer q.Close()
 	for _, p := range b.order {
 		if !p.dirty {
 			continue
 		}
-		params := dbx.Params{"id": p.id, "m": p.mergedInto, "u": b.nowDB}
-		if p.mergedInto != "" {
-			// A merged profile keeps only its pointer.
-			params["name"], params["email"], params["phone"] = "", "", ""
-			params["traits"], params["computed"], params["consent"] = "{}", "{}", "{}"
-			params["fs"], params["ls"], params["oc"], params["lc"], params["el"], params["due"] = "", "", 0, "", "", ""
-			params["known"] = false
-		} else {
-			due := p.comp.derive(b.now, b.cur)
-			tj, _ := json.Marshal(p.traits)
-			cj, _ := json.Marshal(p.comp)
-			kj, _ := json.Marshal(p.consent)
-			dueS := ""
-			if !due.IsZero() {
-				dueS = due.UTC().Format(dbTime)
-			}
-			params["name"], params["email"], params["phone"] = p.name, p.email, p.phone
-			params["traits"], params["computed"], params["consent"] = string(tj), string(cj), string(kj)
-			p.compJSON = cj
-			params["fs"], params["ls"], params["oc"] = fmtDB(p.comp.FirstSeen), fmtDB(p.comp.LastSeen), p.comp.OrdersCount
-			params["lc"], params["el"], params["due"] = p.comp.LifecycleStage, p.comp.EngagementLevel, dueS
-			params["known"] = p.known()
-			if err := b.indexProfile(p); err != nil {
-				return fmt.Errorf("index profile %s: %w", p.id, err)
-			}
-		}
-		stmt := q
-		if p.isNew {
-			stmt = b.qProfileIns
-			params["c"] = p.created
-		}
-		if _, err := stmt.Bind(params).Execute(); err != nil {
+		if err := b.write(p); err != nil {
 			return fmt.Errorf("write profile %s: %w", p.id, err)
 		}
 		p.dirty, p.isNew = false, false
 	}
 	return nil
+}
+
+// profileColumns are the columns flush writes, in the order of
+// profileInsSQL after the id; an UPDATE writes a subset (a bit each).
+var profileColumns = [...]string{"merged_into", "name", "email", "phone", "traits", "computed", "consent", "first_seen", "last_seen",
+	"orders_count", "lifecycle_stage", "engagement_level", "traits_due_at", "known"}
+
+const allColumns = 1<<len(profileColumns) - 1
+
+// updateSQL is the UPDATE of the columns in mask (and updated), by id.
+func updateSQL(mask uint16) string {
+	var q strings.Builder
+	q.WriteString("UPDATE profiles SET ")
+	for i, c := range profileColumns {
+		if mask&(1<<i) != 0 {
+			q.WriteString(c)
+			q.WriteString("=?, ")
+		}
+	}
+	q.WriteString("updated=? WHERE id=?")
+	return q.String()
+}
+
+// write inserts or updates one profile's row (and its search words). An
+// update writes only the columns that changed since flush last wrote
+// them; computed changes with every event.
+func (b *batch) write(p *profile) error {
+	vals := make([]any, len(profileColumns)) // escapes into Exec anyway
+	var mask uint16 = allColumns
+	var now *savedColumns
+	if p.mergedInto != "" {
+		// A merged profile keeps only its pointer.
+		copy(vals, []any{p.mergedInto, "", "", "", "{}", "{}", "{}", "", "", 0, "", "", "", false})
+	} else {
+		c := p.comp
+		due := c.derive(b.now, b.cur)
+		now = &savedColumns{name: p.name, email: p.email, phone: p.phone,
+			orders: c.OrdersCount, stage: c.LifecycleStage, engagement: c.EngagementLevel, known: p.known()}
+		now.dbTimes(p.saved, c)
+		if !due.IsZero() {
+			now.due = due.UTC().Format(dbTime)
+		}
+		p.compJSON = c.appendJSON(p.compJSON[:0])
+		vals[0], vals[1], vals[2], vals[3], vals[5] = "", now.name, now.email, now.phone, string(p.compJSON)
+		vals[7], vals[8], vals[9], vals[10], vals[11], vals[12], vals[13] = now.firstSeen, now.lastSeen, now.orders, now.stage, now.engagement, now.due, now.known
+		if !p.isNew && p.saved != nil {
+			mask = p.saved.changed(now) | 1<<5 // computed
+		}
+		if !p.traitsSaved || p.isNew {
+			tj, _ := json.Marshal(p.traits)
+			vals[4], mask = string(tj), mask|1<<4
+		} else {
+			mask &^= 1 << 4
+		}
+		if !p.consentSaved || p.isNew {
+			kj, _ := json.Marshal(p.consent)
+			vals[6], mask = string(kj), mask|1<<6
+		} else {
+			mask &^= 1 << 6
+		}
+		if err := b.indexProfile(p); err != nil {
+			return fmt.Errorf("index: %w", err)
+		}
+	}
+	a := b.args[:0]
+	var st *sql.Stmt
+	var err error
+	if p.isNew {
+		st, err = b.stmt(&b.sProfileIns, profileInsSQL)
+		a = append(append(append(a, p.id), vals...), p.created, b.nowDB)
+	} else {
+		st, err = b.update(mask)
+		for i, v := range vals {
+			if mask&(1<<i) != 0 {
+				a = append(a, v)
+			}
+		}
+		a = append(a, b.nowDB, p.id)
+	}
+	if err == nil {
+		_, err = st.Exec(a...)
+	}
+	clear(a) // drop references to this profile's strings
+	b.args = a[:0]
+	if err != nil {
+		p.saved = nil
+		return err
+	}
+	p.saved = now
+	if p.mergedInto == "" {
+		p.traitsSaved, p.consentSaved = true, true
+	}
+	return nil
+}
+
+// changed is the mask of profileColumns whose value differs in now.
+func (s *savedColumns) changed(now *savedColumns) uint16 {
+	var m uint16
+	set := func(i int, diff bool) {
+		if diff {
+			m |= 1 << i
+		}
+	}
+	set(1, s.name != now.name)
+	set(2, s.email != now.email)
+	set(3, s.phone != now.phone)
+	set(7, s.firstSeen != now.firstSeen)
+	set(8, s.lastSeen != now.lastSeen)
+	set(9, s.orders != now.orders)
+	set(10, s.stage != now.stage)
+	set(11, s.engagement != now.engagement)
+	set(12, s.due != now.due)
+	set(13, s.known != now.known)
+	return m
+}
+
+// update returns the batch's UPDATE statement for mask.
+func (b *batch) update(mask uint16) (*sql.Stmt, error) {
+	if st := b.sUpdate[mask]; st != nil {
+		return st, nil
+	}
+	var st *sql.Stmt
+	if _, err := b.stmt(&st, updateSQL(mask)); err != nil {
+		return nil, err
+	}
+	if b.sUpdate == nil {
+		b.sUpdate = map[uint16]*sql.Stmt{}
+	}
+	b.sUpdate[mask] = st
+	return st, nil
 }
 
 // systemEvent builds an event Omni itself publishes about a profile.
@@ -834,6 +1078,9 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 	m.adopted = nil
 	if err := m.adoptBaseCurrency(b, stored); err != nil {
 		return fmt.Errorf("adopt the base currency: %w", err)
+	}
+	if err := b.prefetch(stored); err != nil {
+		return fmt.Errorf("look up identities: %w", err)
 	}
 	var t0 time.Time
 	for _, s := range stored {
@@ -905,8 +1152,14 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 			p.sawEvent(s.Event.Type) // event conditions of segments may have changed
 		}
 	}
+	if obs != nil {
+		t0 = time.Now()
+	}
 	if err := b.flush(); err != nil {
 		return err
+	}
+	if obs != nil {
+		obs("flush", time.Since(t0))
 	}
 	m.inflight = fl
 	return nil

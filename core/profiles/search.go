@@ -142,16 +142,21 @@ func signature(ws []string) string { return strings.Join(ws, "\x00") }
 
 // indexProfile rewrites p's own words when they changed since the last
 // write (p.indexed holds what is stored; "" after a load or a merge).
+// p.wordsSaved skips even working out the words: nothing they are made of
+// (name, email, phone, identities) changed since.
 func (b *batch) indexProfile(p *profile) error {
-	ws := profileWords(p.name, p.email, p.phone, p.ids)
-	sig := signature(ws)
-	if sig == p.indexed && p.indexed != "" {
+	if p.wordsSaved && p.indexed != "" {
 		return nil
 	}
-	if err := b.writeWords(p.id, originProfile, ws, !p.isNew); err != nil { // a new profile has nothing to replace
-		return err
+	ws := profileWords(p.name, p.email, p.phone, p.ids)
+	sig := signature(ws)
+	if sig != p.indexed || p.indexed == "" {
+		if err := b.writeWords(p.id, originProfile, ws, !p.isNew); err != nil { // a new profile has nothing to replace
+			return err
+		}
+		p.indexed = sig
 	}
-	p.indexed = sig
+	p.wordsSaved = true
 	return nil
 }
 
@@ -182,12 +187,23 @@ func writeWords(app core.App, profileID, origin string, ws []string, replace boo
 // events processor's hot path).
 func (b *batch) writeWords(profileID, origin string, ws []string, replace bool) error {
 	if replace {
-		if _, err := b.qWordsDel.Bind(dbx.Params{"p": profileID, "o": origin}).Execute(); err != nil {
+		del, err := b.stmt(&b.sWordsDel, wordsDelSQL)
+		if err != nil {
+			return err
+		}
+		if _, err := del.Exec(profileID, origin); err != nil {
 			return err
 		}
 	}
+	if len(ws) == 0 {
+		return nil
+	}
+	ins, err := b.stmt(&b.sWordIns, wordInsSQL)
+	if err != nil {
+		return err
+	}
 	for _, w := range ws {
-		if _, err := b.qWordIns.Bind(dbx.Params{"t": w, "p": profileID, "o": origin}).Execute(); err != nil {
+		if _, err := ins.Exec(w, profileID, origin); err != nil {
 			return err
 		}
 	}

@@ -20,6 +20,9 @@ const dbTime = "2006-01-02 15:04:05.000Z"
 func fmtT(t time.Time) string { return t.UTC().Format(timeLayout) }
 
 func parseT(s string) time.Time {
+	if s == "" {
+		return time.Time{} // never set (a failed parse costs two errors)
+	}
 	t, err := time.Parse(timeLayout, s)
 	if err != nil {
 		t, _ = time.Parse(time.RFC3339Nano, s)

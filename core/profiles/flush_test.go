@@ -1,0 +1,112 @@
+package profiles_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/profiles"
+)
+
+// storedRow is a profile's row as stored.
+type storedRow struct {
+	Name      string `db:"name"`
+	Email     string `db:"email"`
+	Phone     string `db:"phone"`
+	Traits    string `db:"traits"`
+	Computed  string `db:"computed"`
+	Consent   string `db:"consent"`
+	FirstSeen string `db:"first_seen"`
+	LastSeen  string `db:"last_seen"`
+	Orders    int    `db:"orders_count"`
+	Stage     string `db:"lifecycle_stage"`
+	Due       string `db:"traits_due_at"`
+	Known     bool   `db:"known"`
+}
+
+// The writer keeps profiles between batches and writes only what changed
+// since it last wrote them: each later batch must still land every change
+// (traits, consent, name, times, counters, search words) and keep what did
+// not change.
+func TestCachedProfileLandsEveryChangeOfLaterBatches(t *testing.T) {
+	e := start(t, profiles.Options{})
+	base := e.clock.Now().Add(-2 * time.Hour)
+	email, phone := "flush-ada@omni-shop.dev", "+14155550111"
+	row := func() storedRow {
+		t.Helper()
+		var r storedRow
+		if err := e.PB.DB().NewQuery(`SELECT name, email, phone, traits, computed, consent, first_seen, last_seen, orders_count,
+lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[string]any{"id": e.profileOf(t, events.Email, email)}).One(&r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	traits := func(r storedRow) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r.Traits), &m); err != nil {
+			t.Fatalf("traits %q: %v", r.Traits, err)
+		}
+		return m
+	}
+	found := func(q string) bool {
+		t.Helper()
+		var out struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		e.get(t, "/api/v1/profiles?q="+q, &out)
+		return len(out.Items) == 1 && out.Items[0].ID == e.profileOf(t, events.Email, email)
+	}
+
+	e.publish(t, ev(events.Identify, "web", base, events.Identities{events.Email: email},
+		map[string]any{"traits": map[string]any{"plan": "gold", "first_name": "Ada", "last_name": "Okafor"}}, "web"))
+	r := row()
+	if r.Name != "Ada Okafor" || traits(r)["plan"] != "gold" || !r.Known || r.Stage != profiles.StageConsideration {
+		t.Fatalf("after identify: %+v", r)
+	}
+
+	// A page view: times and computed change; traits, consent and name stay.
+	seen := base.Add(30 * time.Minute)
+	e.publish(t, ev(events.PageViewed, "web", seen, events.Identities{events.Email: email}, nil, "web"))
+	r2 := row()
+	if r2.LastSeen != seen.UTC().Format("2006-01-02 15:04:05.000Z") || r2.FirstSeen != r.FirstSeen {
+		t.Fatalf("last_seen %q first_seen %q, want %s and %q", r2.LastSeen, r2.FirstSeen, seen, r.FirstSeen)
+	}
+	if r2.Traits != r.Traits || r2.Consent != r.Consent || r2.Name != r.Name {
+		t.Fatalf("unchanged columns changed: %+v then %+v", r, r2)
+	}
+	var comp profiles.Computed
+	if err := json.Unmarshal([]byte(r2.Computed), &comp); err != nil || comp.LastSeen == "" || comp.LastSeen[:19] != seen.UTC().Format("2006-01-02T15:04:05") {
+		t.Fatalf("computed %s (%v)", r2.Computed, err)
+	}
+
+	// Consent, then an order, then new traits, a new name and a phone.
+	e.publish(t, ev(events.ConsentChanged, "web", seen.Add(time.Minute), events.Identities{events.Email: email},
+		map[string]any{"channel": "email", "status": profiles.ConsentSubscribed}, "web"))
+	r3 := row()
+	if !strings.Contains(r3.Consent, `"status":"subscribed"`) || r3.Traits != r.Traits {
+		t.Fatalf("after consent: consent %s traits %s", r3.Consent, r3.Traits)
+	}
+	e.publish(t, ev(events.OrderPlaced, "shop", seen.Add(2*time.Minute), events.Identities{events.Email: email},
+		map[string]any{"total": 40.0, "currency": "USD"}, "web"))
+	r4 := row()
+	if r4.Orders != 1 || r4.Stage != profiles.StagePurchase || r4.Due == "" || r4.Due == r3.Due || r4.Consent != r3.Consent {
+		t.Fatalf("after order: %+v (before %+v)", r4, r3)
+	}
+	if !found("okafor") {
+		t.Fatal("not found by the name it had")
+	}
+	e.publish(t, ev(events.Identify, "web", seen.Add(3*time.Minute), events.Identities{events.Email: email, events.Phone: phone},
+		map[string]any{"traits": map[string]any{"plan": "platinum", "name": "Zara Bell"}}, "web"))
+	r5 := row()
+	if r5.Name != "Zara Bell" || traits(r5)["plan"] != "platinum" || traits(r5)["first_name"] != "Ada" || r5.Phone != phone || r5.Orders != 1 {
+		t.Fatalf("after second identify: %+v", r5)
+	}
+	if !found("zara") || !found("bell") || !found("4155550111") || found("okafor") {
+		t.Fatal("search words not rewritten for the new name and phone")
+	}
+}
