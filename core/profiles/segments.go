@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -316,19 +317,24 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 			byID[p.id] = p
 			in[i] = c.Param(p.id)
 		}
-		q := "SELECT p.id, " + strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (" + strings.Join(in, ",") + ")"
+		// The profiles' current memberships come in the same statement:
+		// "segment\x1fentered_at" pairs joined by \x1e.
+		q := "SELECT p.id, (SELECT group_concat(sm.segment || char(31) || sm.entered_at, char(30)) FROM segment_members sm WHERE sm.profile = p.id), " +
+			strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (" + strings.Join(in, ",") + ")"
 		rows, err := tx.DB().NewQuery(q).Bind(c.Params).Rows()
 		if err != nil {
 			return nil, fmt.Errorf("evaluate segments: %w", err)
 		}
 		want := map[[2]string]bool{}
+		have := map[[2]string]string{}
 		for rows.Next() {
 			vals := make([]any, len(live)+1)
-			ptrs := make([]any, len(vals))
+			ptrs := make([]any, len(vals)+1)
 			var pid string
-			ptrs[0] = &pid
+			var members sql.NullString
+			ptrs[0], ptrs[1] = &pid, &members
 			for i := 1; i < len(vals); i++ {
-				ptrs[i] = &vals[i]
+				ptrs[i+1] = &vals[i]
 			}
 			if err := rows.Scan(ptrs...); err != nil {
 				rows.Close()
@@ -339,6 +345,12 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 					want[[2]string{s.id, pid}] = true
 				}
 			}
+			if members.String != "" {
+				for _, pair := range strings.Split(members.String, "\x1e") {
+					seg, at, _ := strings.Cut(pair, "\x1f")
+					have[[2]string{seg, pid}] = at
+				}
+			}
 		}
 		rows.Close()
 		// An error on a later row (e.g. JSON SQLite cannot parse) ends the
@@ -346,26 +358,6 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 		// would silently leave its segments.
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("evaluate segments: %w", err)
-		}
-		// Current memberships of these profiles.
-		mp := dbx.Params{}
-		ins := make([]string, len(part))
-		for i, p := range part {
-			k := "m" + strconv.Itoa(i)
-			mp[k] = p.id
-			ins[i] = "{:" + k + "}"
-		}
-		var cur []struct {
-			Segment   string `db:"segment"`
-			Profile   string `db:"profile"`
-			EnteredAt string `db:"entered_at"`
-		}
-		if err := tx.DB().NewQuery("SELECT segment, profile, entered_at FROM segment_members WHERE profile IN (" + strings.Join(ins, ",") + ")").Bind(mp).All(&cur); err != nil {
-			return nil, err
-		}
-		have := map[[2]string]string{}
-		for _, r := range cur {
-			have[[2]string{r.Segment, r.Profile}] = r.EnteredAt
 		}
 		names := map[string]string{}
 		for _, s := range live {
