@@ -158,35 +158,40 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 			}
 		}
 	}
-	// One evaluation for the whole batch over every segment some profile
-	// needs: fewer, larger statements than one per pattern of needs; a
-	// profile's answers count only for the segments it needs.
 	states := make([]map[segmentrule.Read]string, len(ps))
-	needs := map[[2]string]bool{}
-	used := make([]bool, len(segs))
-	var todo []*profile
+	groups := map[string][]*profile{}
+	var keys []string
+	need := make([]byte, len(segs))
 	for i, p := range ps {
 		states[i] = readState(p, reads)
-		needed := false
 		for j, s := range segs {
+			need[j] = '0'
 			if p.segState == nil || changedFor(s, p, states[i]) {
-				needs[[2]string{s.id, p.id}] = true
-				used[j], needed = true, true
+				need[j] = '1'
 			}
 		}
-		if needed {
-			todo = append(todo, p)
+		k := string(need)
+		if !strings.Contains(k, "1") {
+			continue
 		}
-	}
-	var sub []*segment
-	for j, s := range segs {
-		if used[j] {
-			sub = append(sub, s)
+		if groups[k] == nil {
+			keys = append(keys, k)
 		}
+		groups[k] = append(groups[k], p)
 	}
-	out, err := m.evaluateSegmentsFor(tx, todo, sub, now, false, needs)
-	if err != nil {
-		return nil, err
+	var out []*events.Event
+	for _, k := range keys {
+		var sub []*segment
+		for j, s := range segs {
+			if k[j] == '1' {
+				sub = append(sub, s)
+			}
+		}
+		evs, err := m.evaluateSegments(tx, groups[k], sub, now, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
 	}
 	for i, p := range ps {
 		p.segState, p.newTypes = states[i], nil
@@ -284,13 +289,6 @@ func readState(p *profile, reads []segmentrule.Read) map[segmentrule.Read]string
 // evaluateSegments re-checks segs for the given profiles and updates
 // membership; it returns the segment events to publish.
 func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, now time.Time, silent bool) ([]*events.Event, error) {
-	return m.evaluateSegmentsFor(tx, ps, segs, now, silent, nil)
-}
-
-// evaluateSegmentsFor is evaluateSegments limited to the (segment id,
-// profile id) pairs in only (nil: every pair): others keep their
-// membership whatever their rule says now.
-func (m *Module) evaluateSegmentsFor(tx core.App, ps []*profile, segs []*segment, now time.Time, silent bool, only map[[2]string]bool) ([]*events.Event, error) {
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
 	}
@@ -364,18 +362,6 @@ func (m *Module) evaluateSegmentsFor(tx core.App, ps []*profile, segs []*segment
 		names := map[string]string{}
 		for _, s := range live {
 			names[s.id] = s.name
-		}
-		if only != nil {
-			for k := range want {
-				if !only[k] {
-					delete(want, k)
-				}
-			}
-			for k := range have {
-				if !only[k] {
-					delete(have, k)
-				}
-			}
 		}
 		var entering [][2]string
 		for k := range want {
