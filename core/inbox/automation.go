@@ -37,12 +37,9 @@ func (m *Module) automationRoutes(g *router.RouterGroup[*core.RequestEvent]) {
 // automateInbound runs business hours, the bot rules, hand-off and
 // assignment on a customer's message, in the events transaction.
 func (m *Module) automateInbound(tx core.App, f *Filed, ev *events.Event) error {
-	// Earlier parts may have changed the conversation (a CSAT answer
-	// keeps it resolved): read it again.
-	c, err := loadConversation(tx.DB(), f.Conversation.ID)
-	if err != nil {
-		return err
-	}
+	// f.Conversation is the row as filed and then changed by the SLA part
+	// (which keeps it current); a CSAT answer never gets here.
+	c := f.Conversation
 	if c.Status == StatusResolved || c.Status == StatusSnoozed {
 		return nil
 	}

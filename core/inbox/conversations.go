@@ -224,8 +224,10 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 	if in.Address != "" && c.Address == "" {
 		set += `, address = {:address}`
 	}
-	if _, err := db.NewQuery("UPDATE " + ConversationsCollection + " SET " + set + " WHERE id = {:id}").
-		Bind(dbx.Params{"now": now, "preview": preview(in.Text, in.Attachments), "address": clip(in.Address, 500), "id": c.ID}).Execute(); err != nil {
+	// RETURNING reads the row as updated in the same statement.
+	var updated Conversation
+	if err := db.NewQuery("UPDATE " + ConversationsCollection + " SET " + set + " WHERE id = {:id} RETURNING *").
+		Bind(dbx.Params{"now": now, "preview": preview(in.Text, in.Attachments), "address": clip(in.Address, 500), "id": c.ID}).One(&updated); err != nil {
 		return nil, err
 	}
 	if f.Opened || f.Reopened {
@@ -233,9 +235,7 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 			return nil, err
 		}
 	}
-	if f.Conversation, err = loadConversation(db, c.ID); err != nil {
-		return nil, err
-	}
+	f.Conversation = &updated
 	f.Message = msg
 	m.live.touch(c.ID, msg.ID)
 	return f, nil

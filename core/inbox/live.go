@@ -77,8 +77,8 @@ func (m *Module) afterCommit() {
 		m.sender.kick()
 	}
 	touched := m.live.take()
-	if len(touched) == 0 {
-		return
+	if len(touched) == 0 || !m.anyoneListening() {
+		return // nobody to tell: skip reading what changed
 	}
 	db := m.app.DB()
 	for conv, msgs := range touched {
@@ -104,6 +104,26 @@ func (m *Module) afterCommit() {
 			f(p)
 		}
 	}
+}
+
+// anyoneListening reports whether a push could reach someone: a realtime
+// client on the inbox or mentions topic, or an open chat widget stream.
+// Without one, afterCommit reads nothing (a busy events path files
+// thousands of messages while no agent has the inbox open).
+func (m *Module) anyoneListening() bool {
+	if m.widget != nil && m.widget.streams.any() {
+		return true
+	}
+	broker := m.app.SubscriptionsBroker()
+	if broker.TotalClients() == 0 {
+		return false
+	}
+	for _, c := range broker.Clients() {
+		if c.HasSubscription(LiveTopic) || c.HasSubscription(MentionsTopic) {
+			return true
+		}
+	}
+	return false
 }
 
 // broadcast sends p to every signed-in staff client subscribed to

@@ -95,8 +95,10 @@ type Module struct {
 	sender *sender     // replies onto the bus (send.go)
 	widget *widgetPart // the website chat's live streams and delivery (widget.go)
 	survey surveyLinks // signed survey page links (csat.go)
-	stop   context.CancelFunc
-	done   chan struct{}
+	// settings caches inbox_settings for the events path (settings.go).
+	settings settingsCache
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // New creates the module; list it in main.go after journeys.
@@ -118,6 +120,7 @@ func (m *Module) Name() string { return "inbox" }
 func (m *Module) Init(s *app.Setup) error {
 	m.o, m.app, m.bus, m.log = s.Omni, s.PB, s.Bus, s.Log.With("module", "inbox")
 	m.live.app = m.app
+	m.watchSettings(m.app)
 	s.PersonOwned(ConversationsCollection, "profile")
 	s.PersonOwned(MessagesCollection, "profile")
 	m.sender = newSender(m)

@@ -1,10 +1,14 @@
 package inbox
 
 import (
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -16,15 +20,76 @@ import (
 // setting reads inbox_settings[key] into v; false when unset or unreadable
 // (the caller keeps its defaults).
 func (m *Module) setting(key string, v any) bool {
-	return readSetting(m.app.DB(), key, v)
+	raw, ok := m.settings.get(key)
+	if !ok {
+		version := m.settings.version.Load()
+		var err error
+		if raw, err = rawSetting(m.app.DB(), key); err != nil {
+			return false // unreadable now: defaults, and no caching
+		}
+		m.settings.put(key, raw, version)
+	}
+	return raw != "" && json.Unmarshal([]byte(raw), v) == nil
 }
 
-func readSetting(db dbx.Builder, key string, v any) bool {
-	var raw string
-	if err := db.Select("value").From(SettingsCollection).Where(dbx.HashExp{"key": key}).Row(&raw); err != nil || raw == "" {
-		return false
+// settingsCache keeps inbox_settings' raw values: the events path reads
+// the bot, hours and assignment settings for every customer message.
+// Every write bumps version once it is committed (saveSetting's callers,
+// record hooks for writes through the records API), and a value read
+// under an older version is never served.
+type settingsCache struct {
+	version atomic.Uint64
+	mu      sync.Mutex
+	raw     map[string]cachedSetting
+}
+
+type cachedSetting struct {
+	raw     string
+	version uint64
+}
+
+func (c *settingsCache) get(key string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.raw[key]
+	if !ok || e.version != c.version.Load() {
+		return "", false
 	}
-	return json.Unmarshal([]byte(raw), v) == nil
+	return e.raw, true
+}
+
+func (c *settingsCache) put(key, raw string, version uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.raw == nil {
+		c.raw = map[string]cachedSetting{}
+	}
+	c.raw[key] = cachedSetting{raw: raw, version: version}
+}
+
+// changed forgets every cached value (call after a write commits).
+func (c *settingsCache) changed() { c.version.Add(1) }
+
+// watchSettings forgets the cache when a record of inbox_settings is
+// written other than through saveSetting (the admin UI, a restore tool).
+func (m *Module) watchSettings(app core.App) {
+	forget := func(e *core.RecordEvent) error {
+		m.settings.changed()
+		return e.Next()
+	}
+	app.OnRecordAfterCreateSuccess(SettingsCollection).BindFunc(forget)
+	app.OnRecordAfterUpdateSuccess(SettingsCollection).BindFunc(forget)
+	app.OnRecordAfterDeleteSuccess(SettingsCollection).BindFunc(forget)
+}
+
+// rawSetting is the stored JSON of key, "" when unset.
+func rawSetting(db dbx.Builder, key string) (string, error) {
+	var raw string
+	err := db.Select("value").From(SettingsCollection).Where(dbx.HashExp{"key": key}).Row(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return raw, err
 }
 
 // saveSetting writes inbox_settings[key] = v (an upsert).

@@ -66,7 +66,9 @@ func (m *Module) settingsRoutes(g *router.RouterGroup[*core.RequestEvent]) {
 		if err != nil {
 			return api.BadRequest(key, err.Error())
 		}
-		if err := saveSetting(m.app, key, v); err != nil {
+		err = saveSetting(m.app, key, v)
+		m.settings.changed() // committed (or not written): read it afresh
+		if err != nil {
 			return api.Internal("could not save the setting", err)
 		}
 		return e.JSON(200, v)

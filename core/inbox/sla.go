@@ -176,6 +176,12 @@ func (m *Module) setDue(tx core.App, c *Conversation, firstKind bool) error {
 		Bind(dbx.Params{"due": due, "id": c.ID}).Execute(); err != nil {
 		return err
 	}
+	// c stays what the row holds: the inbound path goes on with it.
+	if firstKind {
+		c.FirstResponseDue, c.NextResponseDue = due, ""
+	} else {
+		c.NextResponseDue, c.FirstResponseDue = due, ""
+	}
 	m.live.touch(c.ID, "")
 	return nil
 }

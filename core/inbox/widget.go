@@ -385,6 +385,13 @@ func (s *visitorStreams) remove(visitor string, ch chan []byte) {
 	}
 }
 
+// any: some visitor has a stream open.
+func (s *visitorStreams) any() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byVisitor) > 0
+}
+
 func (s *visitorStreams) has(visitor string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

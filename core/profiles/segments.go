@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -316,19 +317,24 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 			byID[p.id] = p
 			in[i] = c.Param(p.id)
 		}
-		q := "SELECT p.id, " + strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (" + strings.Join(in, ",") + ")"
+		// The profiles' current memberships come in the same statement:
+		// "segment\x1fentered_at" pairs joined by \x1e.
+		q := "SELECT p.id, (SELECT group_concat(sm.segment || char(31) || sm.entered_at, char(30)) FROM segment_members sm WHERE sm.profile = p.id), " +
+			strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (" + strings.Join(in, ",") + ")"
 		rows, err := tx.DB().NewQuery(q).Bind(c.Params).Rows()
 		if err != nil {
 			return nil, fmt.Errorf("evaluate segments: %w", err)
 		}
 		want := map[[2]string]bool{}
+		have := map[[2]string]string{}
 		for rows.Next() {
 			vals := make([]any, len(live)+1)
-			ptrs := make([]any, len(vals))
+			ptrs := make([]any, len(vals)+1)
 			var pid string
-			ptrs[0] = &pid
+			var members sql.NullString
+			ptrs[0], ptrs[1] = &pid, &members
 			for i := 1; i < len(vals); i++ {
-				ptrs[i] = &vals[i]
+				ptrs[i+1] = &vals[i]
 			}
 			if err := rows.Scan(ptrs...); err != nil {
 				rows.Close()
@@ -339,6 +345,12 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 					want[[2]string{s.id, pid}] = true
 				}
 			}
+			if members.String != "" {
+				for _, pair := range strings.Split(members.String, "\x1e") {
+					seg, at, _ := strings.Cut(pair, "\x1f")
+					have[[2]string{seg, pid}] = at
+				}
+			}
 		}
 		rows.Close()
 		// An error on a later row (e.g. JSON SQLite cannot parse) ends the
@@ -347,40 +359,22 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("evaluate segments: %w", err)
 		}
-		// Current memberships of these profiles.
-		mp := dbx.Params{}
-		ins := make([]string, len(part))
-		for i, p := range part {
-			k := "m" + strconv.Itoa(i)
-			mp[k] = p.id
-			ins[i] = "{:" + k + "}"
-		}
-		var cur []struct {
-			Segment   string `db:"segment"`
-			Profile   string `db:"profile"`
-			EnteredAt string `db:"entered_at"`
-		}
-		if err := tx.DB().NewQuery("SELECT segment, profile, entered_at FROM segment_members WHERE profile IN (" + strings.Join(ins, ",") + ")").Bind(mp).All(&cur); err != nil {
-			return nil, err
-		}
-		have := map[[2]string]string{}
-		for _, r := range cur {
-			have[[2]string{r.Segment, r.Profile}] = r.EnteredAt
-		}
 		names := map[string]string{}
 		for _, s := range live {
 			names[s.id] = s.name
 		}
+		var entering [][2]string
 		for k := range want {
-			if _, ok := have[k]; ok {
-				continue
+			if _, ok := have[k]; !ok {
+				entering = append(entering, k)
 			}
-			ev, err := m.enter(tx, k[0], names[k[0]], byID[k[1]], now, silent)
-			if err != nil {
-				return nil, err
-			}
-			if ev != nil {
-				out = append(out, ev)
+		}
+		if err := insertMembers(tx, entering, now); err != nil {
+			return nil, err
+		}
+		if !silent {
+			for _, k := range entering {
+				out = append(out, enteredEvent(k[0], names[k[0]], byID[k[1]], now))
 			}
 		}
 		for k, at := range have {
@@ -424,8 +418,39 @@ func (m *Module) enter(tx core.App, segID, segName string, p *profile, now time.
 	if silent {
 		return nil, nil
 	}
+	return enteredEvent(segID, segName, p, now), nil
+}
+
+func enteredEvent(segID, segName string, p *profile, now time.Time) *events.Event {
 	return systemEvent(events.SegmentEntered, "seg:"+segID+":"+p.id+":entered:"+strconv.FormatInt(now.UnixNano(), 10), p, now,
-		map[string]any{"profile_id": p.id, "segment_id": segID, "segment_name": segName}), nil
+		map[string]any{"profile_id": p.id, "segment_id": segID, "segment_name": segName})
+}
+
+// insertMembers adds (segment, profile) memberships entered at now, many
+// rows per statement: on the events path a batch's customers enter
+// segments by the hundred, and one INSERT each cost more than the rules.
+func insertMembers(tx core.App, entering [][2]string, now time.Time) error {
+	const rowsPerInsert = 250
+	at := now.UTC().Format(dbTime)
+	for start := 0; start < len(entering); start += rowsPerInsert {
+		part := entering[start:min(start+rowsPerInsert, len(entering))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO segment_members (id, segment, profile, entered_at) VALUES ")
+		params := dbx.Params{"at": at}
+		for i, k := range part {
+			n := strconv.Itoa(i)
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("({:i" + n + "},{:s" + n + "},{:p" + n + "},{:at})")
+			params["i"+n], params["s"+n], params["p"+n] = newID(), k[0], k[1]
+		}
+		q.WriteString(" ON CONFLICT DO NOTHING")
+		if _, err := tx.DB().NewQuery(q.String()).Bind(params).Execute(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *Module) exit(tx core.App, segID, segName string, p *profile, enteredAt string, now time.Time, silent bool) (*events.Event, error) {
