@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/omni/omni/internal/fastjson"
 )
 
 // SegmentMessage is one call of the Segment HTTP tracking API
@@ -48,7 +50,7 @@ var segmentSpecEvents = map[string]string{
 // when it comes from the URL rather than the body.
 func DecodeSegment(raw json.RawMessage, typ string) (*SegmentMessage, error) {
 	var m SegmentMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if err := fastjson.Unmarshal(raw, &m); err != nil {
 		return nil, &FieldError{"body", "is not valid JSON: " + jsonProblem(err)}
 	}
 	if typ != "" {
