@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"time"
 )
 
@@ -32,9 +33,35 @@ func ApplyDefaultLimit() int64 {
 // counts as idle (health checks and timers allocate far less).
 const idleAllocBytes = 8 << 20
 
+var (
+	idleMu    sync.Mutex
+	idleFuncs []func()
+)
+
+// AtIdle registers f to run when ReleaseWhenIdle sees a load stop, before
+// the Go heap is handed back: memory that is not Go's own (SQLite's page
+// caches) is released the same way.
+func AtIdle(f func()) {
+	idleMu.Lock()
+	defer idleMu.Unlock()
+	idleFuncs = append(idleFuncs, f)
+}
+
+// ReleaseNow runs the AtIdle functions, then debug.FreeOSMemory (a GC that
+// returns the freed pages to the OS).
+func ReleaseNow() {
+	idleMu.Lock()
+	fs := idleFuncs
+	idleMu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+	debug.FreeOSMemory()
+}
+
 // ReleaseWhenIdle samples the heap's allocation rate every interval and,
-// on the first idle interval after a busy one, runs debug.FreeOSMemory (a
-// GC that returns the freed pages). It runs until stop is closed.
+// on the first idle interval after a busy one, runs ReleaseNow. It runs
+// until stop is closed.
 func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
@@ -57,7 +84,7 @@ func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 			busy = true
 		case busy:
 			busy = false
-			debug.FreeOSMemory()
+			ReleaseNow()
 		}
 	}
 }
