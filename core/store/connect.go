@@ -21,7 +21,7 @@ import (
 // cache (index pages of events and profiles it updates on every batch).
 const (
 	WriterCacheKB = 32000
-	ReaderCacheKB = 4000
+	ReaderCacheKB = 2000
 	AuxCacheKB    = 2000
 )
 
