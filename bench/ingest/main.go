@@ -47,6 +47,7 @@ func main() {
 	dir, err := os.MkdirTemp("", "omni-bench-")
 	must(err)
 	defer os.RemoveAll(dir)
+	defer os.Remove(dir + ".key") // the connector secrets key omni writes beside a data dir
 
 	key := createSource(*bin, dir)
 	addr := freeAddr()

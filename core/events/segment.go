@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/omni/omni/internal/fastjson"
 )
 
 // SegmentMessage is one call of the Segment HTTP tracking API
@@ -48,7 +50,7 @@ var segmentSpecEvents = map[string]string{
 // when it comes from the URL rather than the body.
 func DecodeSegment(raw json.RawMessage, typ string) (*SegmentMessage, error) {
 	var m SegmentMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if err := fastjson.Unmarshal(raw, &m); err != nil {
 		return nil, &FieldError{"body", "is not valid JSON: " + jsonProblem(err)}
 	}
 	if typ != "" {
@@ -79,14 +81,23 @@ func idString(v any) string {
 }
 
 // FromSegment turns a Segment message into an event. newID supplies an id
-// when the client sent no messageId.
+// when the client sent no messageId. The event takes over m's maps (its
+// properties are m.Properties, not a copy: this runs for every tracked
+// event), so m must not be used afterwards.
 func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID func() string) (*Event, error) {
 	e := &Event{
 		ID:         strings.TrimSpace(m.MessageID),
 		Source:     source,
 		ReceivedAt: receivedAt,
-		Identities: Identities{},
-		Properties: map[string]any{},
+		Identities: make(Identities, 2),
+	}
+	// Track, page and screen calls keep the client's properties; the
+	// others record only what their call says.
+	props := func() map[string]any {
+		if m.Properties == nil {
+			m.Properties = map[string]any{}
+		}
+		return m.Properties
 	}
 	if err := m.checkBounds(); err != nil {
 		return nil, err
@@ -118,16 +129,16 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 		} else {
 			e.Type = Track
 		}
-		copyInto(e.Properties, m.Properties)
+		e.Properties = m.Properties
 	case "identify":
 		e.Type = Identify
 		if len(m.Traits) > 0 {
-			e.Properties["traits"] = m.Traits
+			e.Properties = map[string]any{"traits": m.Traits}
 		}
 	case "page":
 		e.Type = PageViewed
 		e.Name = strings.TrimSpace(m.Name) // analytics.page('Product')
-		copyInto(e.Properties, m.Properties)
+		e.Properties = props()
 		if m.Name != "" {
 			e.Properties["name"] = m.Name
 		}
@@ -137,7 +148,7 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 	case "screen":
 		e.Type = ScreenViewed
 		e.Name = strings.TrimSpace(m.Name)
-		copyInto(e.Properties, m.Properties)
+		e.Properties = props()
 		if m.Name != "" {
 			e.Properties["name"] = m.Name
 		}
@@ -147,7 +158,7 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 		if gid == "" {
 			return nil, &FieldError{"groupId", "is required for group calls"}
 		}
-		e.Properties["group_id"] = gid
+		e.Properties = map[string]any{"group_id": gid}
 		if len(m.Traits) > 0 {
 			e.Properties["traits"] = m.Traits
 		}
@@ -162,7 +173,7 @@ func FromSegment(m *SegmentMessage, source string, receivedAt time.Time, newID f
 		}
 		// Profiles links previous_id (an anonymousId or an earlier userId)
 		// to userId under the usual merge guards.
-		e.Properties["previous_id"] = prev
+		e.Properties = map[string]any{"previous_id": prev}
 	case "":
 		return nil, &FieldError{"type", "is required (track, identify, page, screen, group or alias)"}
 	default:
@@ -335,10 +346,4 @@ func libraryChannel(name string) string {
 func str(m map[string]any, k string) string {
 	s, _ := m[k].(string)
 	return s
-}
-
-func copyInto(dst, src map[string]any) {
-	for k, v := range src {
-		dst[k] = v
-	}
 }

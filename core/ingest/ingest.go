@@ -24,6 +24,7 @@ import (
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/internal/fastjson"
 )
 
 // Options are the ingest limits (Segment's own by default).
@@ -132,7 +133,7 @@ func (h *Handler) single(call string) func(*core.RequestEvent) error {
 		var peek struct {
 			WriteKey string `json:"writeKey"`
 		}
-		jsonErr := json.Unmarshal(body, &peek)
+		jsonErr := fastjson.Unmarshal(body, &peek)
 		src, authErr := h.authenticate(e, peek.WriteKey)
 		if src == nil {
 			return authErr
@@ -167,9 +168,37 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 	if !ok {
 		return fail(e, http.StatusRequestEntityTooLarge, "batch", fmt.Sprintf("batch is larger than %d KB; send smaller batches", h.opts.MaxBatchBytes/1024))
 	}
-	// A batch no larger than one event may be decoded in one pass: no item
-	// can be over the event limit, and a body that decodes cleanly needs
-	// no per-item errors. Anything else takes the item-by-item path.
+	in, jsonErr := h.parseBatch(body)
+	src, authErr := h.authenticate(e, in.writeKey)
+	if src == nil {
+		return authErr
+	}
+	if jsonErr != nil {
+		return fail(e, http.StatusBadRequest, "body", "body is not valid JSON: "+jsonErr.Error())
+	}
+	if in.len() == 0 {
+		return fail(e, http.StatusBadRequest, "batch", "batch is missing or empty")
+	}
+	evs, rejected := h.batchEvents(in, src)
+	return h.accept(e, evs, rejected)
+}
+
+// parsedBatch is a decoded batch body. Its items are either decoded in
+// one pass (msgs) or kept raw, to be decoded one by one (raw).
+type parsedBatch struct {
+	msgs     []events.SegmentMessage
+	raw      []json.RawMessage
+	shared   batchShared
+	writeKey string
+}
+
+func (p *parsedBatch) len() int { return len(p.msgs) + len(p.raw) }
+
+// parseBatch decodes a batch body. A batch no larger than one event is
+// decoded in one pass: no item can be over the event limit, and a body
+// that decodes cleanly needs no per-item errors. Anything else takes the
+// item-by-item path, so one bad item rejects only itself.
+func (h *Handler) parseBatch(body []byte) (*parsedBatch, error) {
 	if len(body) <= h.opts.MaxEventBytes {
 		var in struct {
 			Batch    []events.SegmentMessage `json:"batch"`
@@ -177,24 +206,8 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 			SentAt   *time.Time              `json:"sentAt"`
 			WriteKey string                  `json:"writeKey"`
 		}
-		if json.Unmarshal(body, &in) == nil && len(in.Batch) > 0 {
-			src, authErr := h.authenticate(e, in.WriteKey)
-			if src == nil {
-				return authErr
-			}
-			shared := &batchShared{context: in.Context, sentAt: in.SentAt}
-			evs := make([]*events.Event, 0, len(in.Batch))
-			var rejected []Rejected
-			for i := range in.Batch {
-				msg := &in.Batch[i]
-				ev, ferr := h.fromMessage(msg, src, shared)
-				if ferr != nil {
-					rejected = append(rejected, Rejected{Index: i, MessageID: msg.MessageID, Field: fmt.Sprintf("batch[%d].%s", i, ferr.Field), Message: ferr.Message})
-					continue
-				}
-				evs = append(evs, ev)
-			}
-			return h.accept(e, evs, rejected)
+		if fastjson.Unmarshal(body, &in) == nil && len(in.Batch) > 0 {
+			return &parsedBatch{msgs: in.Batch, shared: batchShared{context: in.Context, sentAt: in.SentAt}, writeKey: in.WriteKey}, nil
 		}
 	}
 	var in struct {
@@ -203,23 +216,26 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 		SentAt   *time.Time        `json:"sentAt"`
 		WriteKey string            `json:"writeKey"`
 	}
-	jsonErr := json.Unmarshal(body, &in)
-	src, authErr := h.authenticate(e, in.WriteKey)
-	if src == nil {
-		return authErr
+	err := fastjson.Unmarshal(body, &in)
+	return &parsedBatch{raw: in.Batch, shared: batchShared{context: in.Context, sentAt: in.SentAt}, writeKey: in.WriteKey}, err
+}
+
+// batchEvents turns a parsed batch's items into validated events, naming
+// the rejected ones.
+func (h *Handler) batchEvents(in *parsedBatch, src *source) ([]*events.Event, []Rejected) {
+	shared := &in.shared
+	evs := make([]*events.Event, 0, in.len())
+	var rejected []Rejected
+	for i := range in.msgs {
+		msg := &in.msgs[i]
+		ev, ferr := h.fromMessage(msg, src, shared)
+		if ferr != nil {
+			rejected = append(rejected, Rejected{Index: i, MessageID: msg.MessageID, Field: fmt.Sprintf("batch[%d].%s", i, ferr.Field), Message: ferr.Message})
+			continue
+		}
+		evs = append(evs, ev)
 	}
-	if jsonErr != nil {
-		return fail(e, http.StatusBadRequest, "body", "body is not valid JSON: "+jsonErr.Error())
-	}
-	if len(in.Batch) == 0 {
-		return fail(e, http.StatusBadRequest, "batch", "batch is missing or empty")
-	}
-	shared := &batchShared{context: in.Context, sentAt: in.SentAt}
-	var (
-		evs      []*events.Event
-		rejected []Rejected
-	)
-	for i, raw := range in.Batch {
+	for i, raw := range in.raw {
 		if len(raw) > h.opts.MaxEventBytes {
 			rejected = append(rejected, Rejected{Index: i, Field: fmt.Sprintf("batch[%d]", i), Message: fmt.Sprintf("event is larger than %d KB", h.opts.MaxEventBytes/1024)})
 			continue
@@ -235,7 +251,7 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 		}
 		evs = append(evs, ev)
 	}
-	return h.accept(e, evs, rejected)
+	return evs, rejected
 }
 
 // accept publishes a batch's valid events and answers, naming the

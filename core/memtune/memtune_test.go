@@ -46,3 +46,39 @@ func TestReleaseAfterABurst(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// An idle server runs with IdleGCPercent; the next burst restores GOGC.
+func TestIdleGCPercentUntilTheNextBurst(t *testing.T) {
+	t.Setenv("GOGC", "")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	gcPercent := func() int { p := debug.SetGCPercent(-1); debug.SetGCPercent(p); return p }
+	stop := make(chan struct{})
+	defer close(stop)
+	go ReleaseWhenIdle(stop, 50*time.Millisecond)
+
+	var sink [][]byte
+	burst := func() {
+		sink = nil
+		for range 64 {
+			sink = append(sink, make([]byte, 1<<20))
+		}
+	}
+	// wait polls until GOGC is want; allocating keeps the server busy.
+	wait := func(want int, allocating bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for gcPercent() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("GOGC %d, want %d", gcPercent(), want)
+			}
+			if allocating {
+				burst()
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	burst()
+	wait(IdleGCPercent, false)
+	wait(100, true)
+	_ = sink
+}

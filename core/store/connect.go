@@ -1,12 +1,17 @@
 package store
 
 import (
+	"context"
+	"database/sql"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	_ "modernc.org/sqlite" // the driver PocketBase's default connection uses
+
+	"github.com/omni/omni/core/memtune"
 )
 
 // SQLite page cache per connection. PocketBase gives every connection 32
@@ -16,13 +21,15 @@ import (
 // cache (index pages of events and profiles it updates on every batch).
 const (
 	WriterCacheKB = 32000
-	ReaderCacheKB = 4000
+	ReaderCacheKB = 2000
 	AuxCacheKB    = 2000
 )
 
 var (
 	opensMu sync.Mutex
 	opens   = map[string]int{}
+	pools   = map[string]*sql.DB{} // the latest pool of each path and kind, for ReleaseMemory
+	atIdle  sync.Once
 )
 
 // Connect is PocketBase's DBConnect with Omni's page cache sizes; the
@@ -43,7 +50,55 @@ func Connect(dbPath string) (*dbx.DB, error) {
 	case n%2 == 1:
 		cacheKB = WriterCacheKB
 	}
-	return dbx.Open("sqlite", dbPath+pragmas(cacheKB))
+	db, err := dbx.Open("sqlite", dbPath+pragmas(cacheKB))
+	if err != nil {
+		return nil, err
+	}
+	opensMu.Lock()
+	pools[dbPath+"#"+strconv.Itoa(n%2)] = db.DB()
+	opensMu.Unlock()
+	atIdle.Do(func() { memtune.AtIdle(ReleaseMemory) })
+	return db, nil
+}
+
+// ReleaseMemory asks every idle connection of the open databases to free
+// its page cache (PRAGMA shrink_memory). SQLite keeps a connection's cache
+// at its high-water mark; after a burst that is tens of MB per database
+// that only the next burst would use, and the OS page cache holds the file
+// anyway. Busy connections are left alone.
+func ReleaseMemory() {
+	opensMu.Lock()
+	dbs := make([]*sql.DB, 0, len(pools))
+	for _, db := range pools {
+		dbs = append(dbs, db)
+	}
+	opensMu.Unlock()
+	for _, db := range dbs {
+		shrinkIdle(db)
+	}
+}
+
+// shrinkIdle runs PRAGMA shrink_memory on each connection that is idle in
+// db's pool: it takes them all at once, so each is a different one (a pool
+// hands out idle connections before it opens new ones).
+func shrinkIdle(db *sql.DB) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	idle := db.Stats().Idle
+	conns := make([]*sql.Conn, 0, idle)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close() // back to the pool
+		}
+	}()
+	for range idle {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return // closed, or busy again: the next idle spell will do
+		}
+		conns = append(conns, c)
+		_, _ = c.ExecContext(ctx, "PRAGMA shrink_memory")
+	}
 }
 
 func pragmas(cacheKB int) string {
