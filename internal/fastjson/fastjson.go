@@ -20,11 +20,24 @@ import (
 // is zeroed before the second decode, so what a failed fast decode left
 // in it never mixes with encoding/json's partial result.
 func Unmarshal(data []byte, v any) error {
-	if gojson.Unmarshal(data, v) == nil {
+	if decodedFast(data, v) {
 		return nil
 	}
 	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
 		rv.Elem().SetZero()
 	}
 	return json.Unmarshal(data, v)
+}
+
+// decodedFast reports whether the fast decoder took data. A panic inside
+// it (a bug on some odd input) counts as not taken: the input is then
+// decoded by encoding/json, and no single request or event can stop a
+// handler or a consumer.
+func decodedFast(data []byte, v any) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return gojson.Unmarshal(data, v) == nil
 }
