@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,7 +28,14 @@ func TestUnmarshalMatchesEncodingJSON(t *testing.T) {
 		`{"occurred_at":"yesterday"}`, `{"occurred_at":"2026-03-04T05:06:07Z","occurred_at":null}`, `{"occurred_at":5}`,
 		`{"context":{"page":{"url":"a","url":"b"}}}`, `{"context":{"page":{"other":"x"}}}`, `{"context":{"campaign":{"name":1}}}`,
 		`{"context":{"Channel":"web"}}`, `{"context":{"extra":{"a":1},"extra":{"b":2}}}`, `{"context":[]}`,
-		"{\"id\":\"ctl\x01char\"}", `{"id":"a\u0000b"}`, `{"\u0069d":"escaped key"}`, `{"identities":{"e\u006dail":"x"}}`,
+		"{\"id\":\"ctl\x01char\"}", `{"properties":{"a":01}}`, `{"properties":{"a":+1}}`, `{"properties":{"a":1.}}`, `{"properties":{"a":.5}}`,
+		`{"properties":{"a":1e}}`, `{"properties":{"a":0x10}}`, `{"properties":{"a":-}}`, `{"properties":{"a":Infinity}}`, `{"properties":{"a":NaN}}`,
+		`{"properties":{"a":1E+2,"b":-0,"c":0.0e-0,"d":123456789012345678901234567890}}`, `{"properties":{"a":tru}}`, `{"properties":{"a":nul}}`,
+		`{"properties":{"a":1,"a":2}}`, `{"properties":{"k\u00e9y":"v","k\ud800":"lone surrogate"}}`, `{"properties":{"a":[[[[[[1]]]]]]}}`,
+		`{"properties":{"a":[],"b":{},"c":[{}],"d":[1,]}}`, `{"properties":{"a":"x" "b":1}}`, `{"properties":{"a":1}x}`, `{"id":"a\u0000b"}`, `{"\u0069d":"escaped key"}`, `{"identities":{"e\u006dail":"x"}}`,
+	}
+	for _, depth := range []int{maxDepth - 1, maxDepth + 5, 10001} {
+		inputs = append(inputs, `{"properties":{"deep":`+strings.Repeat("[", depth)+strings.Repeat("]", depth)+`}}`)
 	}
 	rng := rand.New(rand.NewSource(3))
 	var marshalled [][]byte // with known identity kinds, as events have
