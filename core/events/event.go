@@ -3,7 +3,6 @@
 package events
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -232,13 +231,4 @@ func (e *Event) Marshal() ([]byte, error) {
 		return b, nil
 	}
 	return e.marshalFallback()
-}
-
-// Unmarshal decodes an event from the bus.
-func Unmarshal(b []byte) (*Event, error) {
-	var e Event
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, err
-	}
-	return &e, nil
 }

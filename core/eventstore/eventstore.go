@@ -4,15 +4,16 @@ package eventstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/dbx"
@@ -451,9 +452,34 @@ func (s *Store) redrive() {
 	}
 }
 
-const insertSQL = `INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile, created)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(event_id) DO NOTHING`
+// insertColumns are the events columns the writer fills, in order.
+const insertColumns = 13
+
+// insertRows is how many events one INSERT statement writes: each Exec
+// through database/sql pays the driver's bind/step/reset round and
+// result, so full chunks share one.
+const insertRows = 16
+
+// insertSQL is the INSERT of rows events; a conflicting event id is
+// skipped (the first of repeats within one statement is kept). OR IGNORE
+// rather than ON CONFLICT(event_id) DO NOTHING: a multi-row statement
+// that may abort halfway makes SQLite keep a statement journal (a copy of
+// every page it changes, 15 % of the insert's CPU); IGNORE never aborts.
+// It would also skip a row failing another constraint (a record id
+// collision): insert checks that every skipped row's event id is stored.
+func insertSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString("INSERT OR IGNORE INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile, created) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	return b.String()
+}
+
+var insertFull = insertSQL(insertRows)
 
 func (s *Store) write(evs []*events.Event) ([]*Stored, error) {
 	return writeBatch(s.app, evs, s.processors)
@@ -476,38 +502,18 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 	var stored []*Stored
 	err := app.RunInTransaction(func(tx core.App) error {
 		stored = stored[:0]
-		stmt, err := store.Executor(tx).Prepare(insertSQL)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		now := types.NowDateTime().String()
-		insert := func(s *Stored) (bool, error) {
-			ev := s.Event
-			ids, _ := json.Marshal(ev.Identities)
-			props := []byte("null")
-			if ev.Properties != nil {
-				props, _ = json.Marshal(ev.Properties)
-			}
-			ctxJSON, _ := json.Marshal(ev.Context)
-			res, err := stmt.Exec(s.RecordID, ev.ID, ev.Type, ev.Name, ev.Source, ev.Context.Channel,
-				store.FormatTime(ev.OccurredAt), store.FormatTime(ev.ReceivedAt), string(ids), string(props), string(ctxJSON), s.Profile, now)
-			if err != nil {
-				return false, fmt.Errorf("insert event %s: %w", ev.ID, err)
-			}
-			n, _ := res.RowsAffected()
-			return n == 1, nil
-		}
+		ins := inserter{exec: store.Executor(tx), now: types.NowDateTime().String()}
+		defer ins.close()
 		if len(before) == 0 {
 			// Nothing to do before the rows: the insert itself skips
 			// duplicates.
-			for _, ev := range evs {
-				s := &Stored{RecordID: store.NewRecordID(), Event: ev}
-				if ok, err := insert(s); err != nil {
-					return err
-				} else if ok {
-					stored = append(stored, s)
-				}
+			all := make([]*Stored, len(evs))
+			for i, ev := range evs {
+				all[i] = &Stored{RecordID: store.NewRecordID(), Event: ev}
+			}
+			var err error
+			if stored, err = ins.insert(tx, all, false); err != nil {
+				return err
 			}
 		} else {
 			fresh, err := notStored(tx, evs)
@@ -522,14 +528,8 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 					return err
 				}
 			}
-			for _, s := range stored {
-				if ok, err := insert(s); err != nil {
-					return err
-				} else if !ok {
-					// Cannot happen while this transaction holds the write
-					// lock; if it does, the work done before is void.
-					return fmt.Errorf("insert event %s: stored meanwhile", s.Event.ID)
-				}
+			if _, err := ins.insert(tx, stored, true); err != nil {
+				return err
 			}
 		}
 		for _, p := range processors {
@@ -542,27 +542,141 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 	return stored, err
 }
 
+// inserter writes events rows in multi-row INSERTs, the full-chunk
+// statement prepared once per transaction.
+type inserter struct {
+	exec dbx.Executor
+	now  string
+	full *sql.Stmt
+	args []any
+	buf  []byte
+}
+
+func (in *inserter) close() {
+	if in.full != nil {
+		in.full.Close()
+	}
+}
+
+// insert writes rows and returns those that were new. With allNew (the
+// rows were checked by notStored under this transaction's write lock) a
+// skipped row is an error: work done before the insert would be void.
+func (in *inserter) insert(tx core.App, rows []*Stored, allNew bool) ([]*Stored, error) {
+	var stored []*Stored
+	if !allNew {
+		stored = make([]*Stored, 0, len(rows))
+	}
+	for start := 0; start < len(rows); start += insertRows {
+		chunk := rows[start:min(start+insertRows, len(rows))]
+		n, err := in.exec1(chunk)
+		if err != nil {
+			if len(chunk) == 1 {
+				return nil, fmt.Errorf("insert event %s: %w", chunk[0].Event.ID, err)
+			}
+			return nil, fmt.Errorf("insert events: %w", err)
+		}
+		switch {
+		case n == len(chunk):
+			if !allNew {
+				stored = append(stored, chunk...)
+			}
+		case allNew:
+			// Cannot happen while this transaction holds the write lock.
+			return nil, fmt.Errorf("insert events: %d of %d stored meanwhile", len(chunk)-n, len(chunk))
+		default:
+			// Some were duplicates: the new ones are the rows under the
+			// record ids just made.
+			kept, err := newRows(tx, chunk)
+			if err != nil {
+				return nil, err
+			}
+			stored = append(stored, kept...)
+		}
+	}
+	return stored, nil
+}
+
+// exec1 inserts one chunk (at most insertRows) and returns the rows added.
+func (in *inserter) exec1(chunk []*Stored) (int, error) {
+	args := in.args[:0]
+	buf := in.buf[:0]
+	for _, s := range chunk {
+		ev := s.Event
+		var idsEnd, propsEnd int
+		from := len(buf)
+		buf, idsEnd, propsEnd = ev.ColumnsJSON(buf)
+		cols := buf[from:]
+		idsEnd, propsEnd = idsEnd-from, propsEnd-from
+		args = append(args, s.RecordID, ev.ID, ev.Type, ev.Name, ev.Source, ev.Context.Channel,
+			store.FormatTime(ev.OccurredAt), store.FormatTime(ev.ReceivedAt),
+			string(cols[:idsEnd]), string(cols[idsEnd:propsEnd]), string(cols[propsEnd:]), s.Profile, in.now)
+	}
+	in.args, in.buf = args, buf
+	var res sql.Result
+	var err error
+	if len(chunk) == insertRows {
+		if in.full == nil {
+			if in.full, err = in.exec.Prepare(insertFull); err != nil {
+				return 0, err
+			}
+		}
+		res, err = in.full.Exec(args...)
+	} else {
+		res, err = in.exec.Exec(insertSQL(len(chunk)), args...)
+	}
+	clear(args) // let the chunk's strings go
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// newRows returns the rows of chunk stored under their record id, after
+// checking that each other one was skipped as a duplicate of a stored
+// event id (and not for another constraint).
+func newRows(tx core.App, chunk []*Stored) ([]*Stored, error) {
+	ids := make([]string, len(chunk))
+	for i, s := range chunk {
+		ids[i] = s.RecordID
+	}
+	have, err := existing(tx, "SELECT id FROM events WHERE id IN ", ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up inserted events: %w", err)
+	}
+	var out []*Stored
+	var skipped []string
+	for _, s := range chunk {
+		if have[s.RecordID] {
+			out = append(out, s)
+		} else {
+			skipped = append(skipped, s.Event.ID)
+		}
+	}
+	stored, err := existing(tx, "SELECT event_id FROM events WHERE event_id IN ", skipped)
+	if err != nil {
+		return nil, fmt.Errorf("look up skipped events: %w", err)
+	}
+	for _, id := range skipped {
+		if !stored[id] {
+			return nil, fmt.Errorf("insert event %s: row not written", id)
+		}
+	}
+	return out, nil
+}
+
 // notStored drops events whose id is already stored, and repeats of an id
-// within evs (the first is kept), as the insert's ON CONFLICT would.
+// within evs (the first is kept), as the insert's ON CONFLICT would. It
+// binds positional parameters on the raw executor: dbx's named-parameter
+// parsing of a 500-id list cost more than SQLite's look-up.
 func notStored(tx core.App, evs []*events.Event) ([]*events.Event, error) {
-	seen := make(map[string]bool, len(evs))
-	const chunk = 500
-	for start := 0; start < len(evs); start += chunk {
-		part := evs[start:min(start+chunk, len(evs))]
-		params := dbx.Params{}
-		in := make([]string, len(part))
-		for i, ev := range part {
-			k := "e" + strconv.Itoa(i)
-			params[k] = ev.ID
-			in[i] = "{:" + k + "}"
-		}
-		var have []string
-		if err := tx.DB().NewQuery("SELECT event_id FROM events WHERE event_id IN (" + strings.Join(in, ",") + ")").Bind(params).Column(&have); err != nil {
-			return nil, fmt.Errorf("look up stored event ids: %w", err)
-		}
-		for _, id := range have {
-			seen[id] = true
-		}
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID
+	}
+	seen, err := existing(tx, "SELECT event_id FROM events WHERE event_id IN ", ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up stored event ids: %w", err)
 	}
 	out := make([]*events.Event, 0, len(evs))
 	for _, ev := range evs {
@@ -572,4 +686,49 @@ func notStored(tx core.App, evs []*events.Event) ([]*events.Event, error) {
 		}
 	}
 	return out, nil
+}
+
+// existing runs query (ending in "IN ") over values and returns the set
+// of strings it selects. The values go to SQLite as one JSON array read
+// by json_each: the driver matches each positional argument by a linear
+// search, so a list of n parameters costs n² in binding alone.
+func existing(tx core.App, query string, values []string) (map[string]bool, error) {
+	found := make(map[string]bool, len(values))
+	exec := store.Executor(tx)
+	var rows *sql.Rows
+	var err error
+	if list, ok := jsonStrings(values); ok {
+		rows, err = exec.Query(query+"(SELECT value FROM json_each(?))", list)
+	} else {
+		// A value JSON cannot carry byte for byte (invalid UTF-8).
+		args := make([]any, len(values))
+		for i, v := range values {
+			args[i] = v
+		}
+		rows, err = exec.Query(query+"("+strings.Repeat("?,", len(values)-1)+"?)", args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		found[v] = true
+	}
+	return found, rows.Err()
+}
+
+// jsonStrings encodes values as a JSON array; ok is false when one is not
+// valid UTF-8 (JSON would change it).
+func jsonStrings(values []string) (string, bool) {
+	for _, v := range values {
+		if !utf8.ValidString(v) {
+			return "", false
+		}
+	}
+	b, err := json.Marshal(values)
+	return string(b), err == nil
 }
