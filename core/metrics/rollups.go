@@ -426,12 +426,23 @@ func (r *rollups) recomputeProfiles(tx core.App, profiles []string, follow bool)
 		return err
 	}
 	defer st.close()
+	// The customers' differences are summed first and metrics_daily takes
+	// one upsert per row the batch changes: a busy day's orders of many
+	// customers all move the same few rows (orders, customers_first, …).
+	diff := contribution{}
 	for _, p := range profiles {
 		if p == "" {
 			continue
 		}
-		if err := r.recomputeOne(tx, st, p); err != nil {
+		if err := r.recomputeOne(tx, st, p, diff); err != nil {
 			return fmt.Errorf("metrics: recompute %s: %w", p, err)
+		}
+	}
+	for _, k := range diff.keys() {
+		if d := diff[k]; d != [2]float64{} {
+			if err := st.addDaily(k, d); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -503,7 +514,9 @@ type customerState struct {
 	hasFacts                 bool
 }
 
-func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) error {
+// recomputeOne re-derives one customer and adds the difference to what
+// they add to metrics_daily (day and month rows) into diff.
+func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string, diff contribution) error {
 	facts, err := loadFacts(st, profile)
 	if err != nil {
 		return err
@@ -523,31 +536,15 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 	}
 	// The difference between what the customer adds now and added before.
 	old := parseContribution(oldRaw)
-	diff := contribution{}
 	for k, v := range cs.contrib {
 		o := old[k]
 		if d := [2]float64{round6(v[0] - o[0]), v[1] - o[1]}; d != [2]float64{} {
-			diff[k] = d
+			diff.addRow(k, d)
 		}
 	}
 	for k, o := range old {
 		if _, ok := cs.contrib[k]; !ok {
-			diff[k] = [2]float64{-o[0], -o[1]}
-		}
-	}
-	for _, k := range diff.keys() {
-		d := diff[k]
-		if err := st.addDaily(k, d); err != nil {
-			return err
-		}
-		// Product and first-order rows are summed by month too (the sales
-		// and customers reports read whole months of a long range from
-		// them): the month row moves with the day row, so it is always
-		// their sum.
-		if monthlyMetric[k.metric] {
-			if err := st.addDaily(dkey{k.metric + "_month", month(k.day) + "-01", k.dim, k.currency}, d); err != nil {
-				return err
-			}
+			diff.addRow(k, [2]float64{-o[0], -o[1]})
 		}
 	}
 	if !cs.hasFacts {
@@ -565,6 +562,18 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 	_, err = st.upsertCustomer.Exec(store.NewRecordID(), profile, first, cs.firstMonth, cs.firstChannel, last, cs.orders,
 		round6(cs.netBase), string(months), string(contrib), types.NowDateTime().String())
 	return err
+}
+
+// addRow adds d to a row of metrics_daily and, for the metrics also kept
+// by month, to its month row. Product and first-order rows are summed by
+// month too (the sales and customers reports read whole months of a long
+// range from them): the month row moves with the day row, so it is always
+// their sum.
+func (c contribution) addRow(k dkey, d [2]float64) {
+	c.add(k.metric, k.day, k.dim, k.currency, d[0], d[1])
+	if monthlyMetric[k.metric] {
+		c.add(k.metric+"_month", month(k.day)+"-01", k.dim, k.currency, d[0], d[1])
+	}
 }
 
 // monthlyMetric names the metrics also kept by month (metric + "_month",
