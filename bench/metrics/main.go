@@ -200,9 +200,9 @@ func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, roun
 	res.Ingest.OnMedian, res.Ingest.OffMedian = median(res.Ingest.On), median(res.Ingest.Off)
 	if rounds > 0 {
 		res.Ingest.Ratio = res.Ingest.OnMedian / res.Ingest.OffMedian
+		fmt.Printf("ingest, %d events a round (10%% orders), stored end to end: metrics on %.0f events/s, off %.0f events/s (medians of %d): ratio %.2f (target ≥ 0.90)\n",
+			ingestN, res.Ingest.OnMedian, res.Ingest.OffMedian, rounds, res.Ingest.Ratio)
 	}
-	fmt.Printf("ingest, %d events a round (10%% orders), stored end to end: metrics on %.0f events/s, off %.0f events/s (medians of %d): ratio %.2f (target ≥ 0.90)\n",
-		ingestN, res.Ingest.OnMedian, res.Ingest.OffMedian, rounds, res.Ingest.Ratio)
 
 	printSummary(&res)
 	b, _ := json.MarshalIndent(res, "", "  ")
