@@ -95,7 +95,8 @@ func main() {
 	nConvs := flag.Int("conversations", 3000, "inbox conversations seeded")
 	nReq := flag.Int("requests", 50, "timed requests per endpoint (after 3 warm-up ones)")
 	ingestN := flag.Int("ingest", 30000, "events per ingest round")
-	rounds := flag.Int("rounds", 2, "ingest rounds with metrics on, and as many off (alternating)")
+	rounds := flag.Int("rounds", 2, "ingest rounds with metrics on, and as many off (alternating); 0 skips the ingest part")
+	noRebuild := flag.Bool("no-rebuild", false, "with -keep of a shop rebuilt before: skip `omni metrics rebuild` and read the reports from its rollups")
 	out := flag.String("out", "metrics-bench.json", "where the JSON results go")
 	keep := flag.String("keep", "", "seed into this dir and keep it (default: a temporary dir, removed); a dir seeded before is used as it is")
 	quick := flag.Bool("quick", false, "a minute-long run: 100k events, 10k customers, 20 requests, one round of 10k ingest each")
@@ -103,17 +104,21 @@ func main() {
 	if *quick {
 		*nEvents, *nCustomers, *nConvs, *nReq, *ingestN, *rounds = 100000, 10000, 300, 20, 10000, 1
 	}
-	if *nEvents < 1 || *nCustomers < 1 || *nReq < 1 || *rounds < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -events, -customers, -requests and -rounds must be at least 1")
+	if *nEvents < 1 || *nCustomers < 1 || *nReq < 1 || *rounds < 0 {
+		fmt.Fprintln(os.Stderr, "bench: -events, -customers and -requests must be at least 1, -rounds at least 0")
 		os.Exit(2)
 	}
-	if err := run(*bin, *keep, *out, *nEvents, *nCustomers, *nConvs, *nReq, *ingestN, *rounds); err != nil {
+	if *noRebuild && *keep == "" {
+		fmt.Fprintln(os.Stderr, "bench: -no-rebuild needs -keep DIR (a shop seeded and rebuilt before)")
+		os.Exit(2)
+	}
+	if err := run(*bin, *keep, *out, *nEvents, *nCustomers, *nConvs, *nReq, *ingestN, *rounds, *noRebuild); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, rounds int) error {
+func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, rounds int, noRebuild bool) error {
 	var res Results
 	res.At = time.Now().UTC()
 	res.Requests = nReq
@@ -155,17 +160,19 @@ func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, roun
 		fmt.Printf("data.db: %.0f MB\n", res.DBMB)
 	}
 
-	t0 := time.Now()
-	cmd := exec.Command(bin, "metrics", "rebuild", "--data-dir", dir)
-	cmd.Env = append(os.Environ(), "OMNI_LOG_LEVEL=warn")
-	o, err := cmd.CombinedOutput()
-	res.Rebuild.Seconds = time.Since(t0).Seconds()
-	res.Rebuild.EventsPerSec = float64(nEvents) / res.Rebuild.Seconds
-	res.Rebuild.Output = lastLine(string(o))
-	if err != nil {
-		return fmt.Errorf("omni metrics rebuild: %v: %s", err, o)
+	if !noRebuild {
+		t0 := time.Now()
+		cmd := exec.Command(bin, "metrics", "rebuild", "--data-dir", dir)
+		cmd.Env = append(os.Environ(), "OMNI_LOG_LEVEL=warn")
+		o, err := cmd.CombinedOutput()
+		res.Rebuild.Seconds = time.Since(t0).Seconds()
+		res.Rebuild.EventsPerSec = float64(nEvents) / res.Rebuild.Seconds
+		res.Rebuild.Output = lastLine(string(o))
+		if err != nil {
+			return fmt.Errorf("omni metrics rebuild: %v: %s", err, o)
+		}
+		fmt.Printf("omni metrics rebuild: %.1fs (%.0f events/s): %s\n", res.Rebuild.Seconds, res.Rebuild.EventsPerSec, res.Rebuild.Output)
 	}
-	fmt.Printf("omni metrics rebuild: %.1fs (%.0f events/s): %s\n", res.Rebuild.Seconds, res.Rebuild.EventsPerSec, res.Rebuild.Output)
 
 	// (b) every report, against the health check in the same run.
 	srv, err := serve(bin, dir, nil)
@@ -177,7 +184,7 @@ func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, roun
 
 	// (c) ingest with metrics on and off, alternating fresh servers.
 	res.Ingest.Events = ingestN
-	for r := range rounds {
+	for r := range rounds { // none with -rounds 0
 		for _, on := range []bool{true, false} {
 			rate, err := ingestRound(bin, ingestN, on, r)
 			if err != nil {
@@ -191,9 +198,11 @@ func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, roun
 		}
 	}
 	res.Ingest.OnMedian, res.Ingest.OffMedian = median(res.Ingest.On), median(res.Ingest.Off)
-	res.Ingest.Ratio = res.Ingest.OnMedian / res.Ingest.OffMedian
-	fmt.Printf("ingest, %d events a round (10%% orders), stored end to end: metrics on %.0f events/s, off %.0f events/s (medians of %d): ratio %.2f (target ≥ 0.90)\n",
-		ingestN, res.Ingest.OnMedian, res.Ingest.OffMedian, rounds, res.Ingest.Ratio)
+	if rounds > 0 {
+		res.Ingest.Ratio = res.Ingest.OnMedian / res.Ingest.OffMedian
+		fmt.Printf("ingest, %d events a round (10%% orders), stored end to end: metrics on %.0f events/s, off %.0f events/s (medians of %d): ratio %.2f (target ≥ 0.90)\n",
+			ingestN, res.Ingest.OnMedian, res.Ingest.OffMedian, rounds, res.Ingest.Ratio)
+	}
 
 	printSummary(&res)
 	b, _ := json.MarshalIndent(res, "", "  ")

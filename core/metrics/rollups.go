@@ -328,13 +328,51 @@ func (c contribution) add(metric, day, dim, currency string, value, count float6
 }
 
 // MarshalJSON stores the contribution as [[metric, day, dim, currency, value, count], …], sorted.
+// It is written by hand: every customer's contribution is written again on
+// each of their orders, on the events path.
 func (c contribution) MarshalJSON() ([]byte, error) {
-	rows := make([][]any, 0, len(c))
-	for _, k := range c.keys() {
+	b := make([]byte, 0, 64*len(c)+2)
+	b = append(b, '[')
+	for i, k := range c.keys() {
 		v := c[k]
-		rows = append(rows, []any{k.metric, k.day, k.dim, k.currency, v[0], v[1]})
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for _, s := range [4]string{k.metric, k.day, k.dim, k.currency} {
+			b = appendJSONString(b, s)
+			b = append(b, ',')
+		}
+		b = appendJSONNumber(b, v[0])
+		b = append(b, ',')
+		b = appendJSONNumber(b, v[1])
+		b = append(b, ']')
 	}
-	return json.Marshal(rows)
+	return append(b, ']'), nil
+}
+
+// appendJSONString quotes s; strings needing escapes go through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONNumber writes v as the shortest JSON number that reads back as v.
+func appendJSONNumber(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, '0')
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.AppendInt(b, int64(v), 10)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }
 
 func (c contribution) keys() []dkey {
@@ -350,6 +388,9 @@ func (c contribution) keys() []dkey {
 }
 
 func parseContribution(raw string) contribution {
+	if c, ok := scanContribution(raw); ok {
+		return c
+	}
 	c := contribution{}
 	var rows [][]any
 	if json.Unmarshal([]byte(raw), &rows) != nil {
@@ -364,6 +405,77 @@ func parseContribution(raw string) contribution {
 		c[dkey{str(r[0]), str(r[1]), str(r[2]), str(r[3])}] = [2]float64{v, n}
 	}
 	return c
+}
+
+// scanContribution reads what MarshalJSON wrote without encoding/json's
+// reflection (it runs for every customer on each of their orders); false on
+// anything else (escaped strings, other shapes), which the caller then
+// reads with encoding/json.
+func scanContribution(raw string) (contribution, bool) {
+	c := contribution{}
+	i := 0
+	next := func(want byte) bool {
+		if i < len(raw) && raw[i] == want {
+			i++
+			return true
+		}
+		return false
+	}
+	quoted := func() (string, bool) {
+		if !next('"') {
+			return "", false
+		}
+		j := strings.IndexByte(raw[i:], '"')
+		if j < 0 || strings.IndexByte(raw[i:i+j], '\\') >= 0 {
+			return "", false
+		}
+		s := raw[i : i+j]
+		i += j + 1
+		return strings.TrimSpace(s), true
+	}
+	num := func() (float64, bool) {
+		j := i
+		for j < len(raw) && raw[j] != ',' && raw[j] != ']' {
+			j++
+		}
+		f, err := strconv.ParseFloat(raw[i:j], 64)
+		i = j
+		return f, err == nil
+	}
+	if !next('[') {
+		return nil, false
+	}
+	if next(']') {
+		return c, i == len(raw)
+	}
+	for {
+		if !next('[') {
+			return nil, false
+		}
+		var k [4]string
+		for n := range k {
+			s, ok := quoted()
+			if !ok || !next(',') {
+				return nil, false
+			}
+			k[n] = s
+		}
+		v, ok1 := num()
+		if !ok1 || !next(',') {
+			return nil, false
+		}
+		n, ok2 := num()
+		if !ok2 || !next(']') {
+			return nil, false
+		}
+		c[dkey{k[0], k[1], k[2], k[3]}] = [2]float64{v, n}
+		if next(']') {
+			return c, i == len(raw)
+		}
+		if !next(',') {
+			return nil, false
+		}
+	}
 }
 
 // rollupStmts are the statements of a recompute, prepared once per call.
@@ -426,12 +538,23 @@ func (r *rollups) recomputeProfiles(tx core.App, profiles []string, follow bool)
 		return err
 	}
 	defer st.close()
+	// The customers' differences are summed first and metrics_daily takes
+	// one upsert per row the batch changes: a busy day's orders of many
+	// customers all move the same few rows (orders, customers_first, …).
+	diff := contribution{}
 	for _, p := range profiles {
 		if p == "" {
 			continue
 		}
-		if err := r.recomputeOne(tx, st, p); err != nil {
+		if err := r.recomputeOne(tx, st, p, diff); err != nil {
 			return fmt.Errorf("metrics: recompute %s: %w", p, err)
+		}
+	}
+	for _, k := range diff.keys() {
+		if d := diff[k]; d != [2]float64{} {
+			if err := st.addDaily(k, d); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -503,7 +626,9 @@ type customerState struct {
 	hasFacts                 bool
 }
 
-func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) error {
+// recomputeOne re-derives one customer and adds the difference to what
+// they add to metrics_daily (day and month rows) into diff.
+func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string, diff contribution) error {
 	facts, err := loadFacts(st, profile)
 	if err != nil {
 		return err
@@ -523,31 +648,15 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 	}
 	// The difference between what the customer adds now and added before.
 	old := parseContribution(oldRaw)
-	diff := contribution{}
 	for k, v := range cs.contrib {
 		o := old[k]
 		if d := [2]float64{round6(v[0] - o[0]), v[1] - o[1]}; d != [2]float64{} {
-			diff[k] = d
+			diff.addRow(k, d)
 		}
 	}
 	for k, o := range old {
 		if _, ok := cs.contrib[k]; !ok {
-			diff[k] = [2]float64{-o[0], -o[1]}
-		}
-	}
-	for _, k := range diff.keys() {
-		d := diff[k]
-		if err := st.addDaily(k, d); err != nil {
-			return err
-		}
-		// Product and first-order rows are summed by month too (the sales
-		// and customers reports read whole months of a long range from
-		// them): the month row moves with the day row, so it is always
-		// their sum.
-		if monthlyMetric[k.metric] {
-			if err := st.addDaily(dkey{k.metric + "_month", month(k.day) + "-01", k.dim, k.currency}, d); err != nil {
-				return err
-			}
+			diff.addRow(k, [2]float64{-o[0], -o[1]})
 		}
 	}
 	if !cs.hasFacts {
@@ -556,7 +665,7 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 		}
 		return err
 	}
-	contrib, _ := json.Marshal(cs.contrib)
+	contrib, _ := cs.contrib.MarshalJSON() // not json.Marshal: it would check and copy the output again
 	months, _ := json.Marshal(cs.months)
 	var first, last string
 	if !cs.firstAt.IsZero() {
@@ -565,6 +674,18 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string) err
 	_, err = st.upsertCustomer.Exec(store.NewRecordID(), profile, first, cs.firstMonth, cs.firstChannel, last, cs.orders,
 		round6(cs.netBase), string(months), string(contrib), types.NowDateTime().String())
 	return err
+}
+
+// addRow adds d to a row of metrics_daily and, for the metrics also kept
+// by month, to its month row. Product and first-order rows are summed by
+// month too (the sales and customers reports read whole months of a long
+// range from them): the month row moves with the day row, so it is always
+// their sum.
+func (c contribution) addRow(k dkey, d [2]float64) {
+	c.add(k.metric, k.day, k.dim, k.currency, d[0], d[1])
+	if monthlyMetric[k.metric] {
+		c.add(k.metric+"_month", month(k.day)+"-01", k.dim, k.currency, d[0], d[1])
+	}
 }
 
 // monthlyMetric names the metrics also kept by month (metric + "_month",
