@@ -1,9 +1,6 @@
 package events
 
-import (
-	"encoding/json"
-	"slices"
-)
+import "encoding/json"
 
 // ColumnsJSON appends the identities, properties and context of the event
 // to b as the events table stores them: the bytes json.Marshal writes for
@@ -42,75 +39,4 @@ func (e *Event) ColumnsJSON(b []byte) (out []byte, idsEnd, propsEnd int) {
 	propsEnd = len(b)
 	c, _ := json.Marshal(e.Context)
 	return append(b, c...), idsEnd, propsEnd
-}
-
-func appendIdentities(b []byte, ids Identities) []byte {
-	if ids == nil {
-		return append(b, "null"...)
-	}
-	var arr [8]string
-	keys := arr[:0]
-	for k := range ids {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, k)
-		b = append(b, ':')
-		b = appendString(b, ids[k])
-	}
-	return append(b, '}')
-}
-
-// appendContext writes c as json.Marshal(c) does.
-func appendContext(b []byte, c *Context) ([]byte, bool) {
-	b = append(b, '{')
-	n := len(b)
-	field := func(key string) {
-		if len(b) > n {
-			b = append(b, ',')
-		}
-		b = append(b, key...)
-	}
-	str := func(key, v string) {
-		if v != "" {
-			field(key)
-			b = appendString(b, v)
-		}
-	}
-	object := func(key string, fields []struct{ k, v string }) {
-		field(key)
-		m := len(b)
-		for _, f := range fields {
-			if f.v != "" {
-				if len(b) > m {
-					b = append(b, ',')
-				}
-				b = append(b, f.k...)
-				b = appendString(b, f.v)
-			}
-		}
-		b = append(b, '}')
-	}
-	str(`"channel":`, c.Channel)
-	if cp := c.Campaign; cp != nil {
-		object(`"campaign":{`, []struct{ k, v string }{{`"source":`, cp.Source}, {`"medium":`, cp.Medium}, {`"name":`, cp.Name}, {`"term":`, cp.Term}, {`"content":`, cp.Content}})
-	}
-	str(`"journey_run":`, c.JourneyRun)
-	if p := c.Page; p != nil {
-		object(`"page":{`, []struct{ k, v string }{{`"url":`, p.URL}, {`"path":`, p.Path}, {`"title":`, p.Title}, {`"referrer":`, p.Referrer}, {`"search":`, p.Search}})
-	}
-	str(`"ip":`, c.IP)
-	str(`"user_agent":`, c.UserAgent)
-	str(`"locale":`, c.Locale)
-	ok := true
-	if len(c.Extra) > 0 {
-		field(`"extra":`)
-		b, ok = appendValue(b, c.Extra, true)
-	}
-	return append(b, '}'), ok
 }

@@ -42,83 +42,88 @@ func (e *Event) appendJSON(b []byte) ([]byte, bool) {
 	tm(`,"occurred_at":`, e.OccurredAt)
 	tm(`,"received_at":`, e.ReceivedAt)
 	b = append(b, `,"identities":`...)
-	if e.Identities == nil {
-		b = append(b, "null"...)
-	} else {
-		keys := make([]string, 0, len(e.Identities))
-		for k := range e.Identities {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, e.Identities[k])
-		}
-		b = append(b, '}')
-	}
+	b = appendIdentities(b, e.Identities)
 	if len(e.Properties) > 0 {
 		b = append(b, `,"properties":`...)
 		b, ok = appendValue(b, e.Properties, ok)
 	}
-	c := &e.Context
-	b = append(b, `,"context":{`...)
+	b = append(b, `,"context":`...)
+	if ok {
+		b, ok = appendContext(b, &e.Context)
+	}
+	return append(b, '}'), ok
+}
+
+// appendIdentities writes ids as json.Marshal does (keys sorted).
+func appendIdentities(b []byte, ids Identities) []byte {
+	if ids == nil {
+		return append(b, "null"...)
+	}
+	var arr [8]string
+	keys := arr[:0]
+	for k := range ids {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, ids[k])
+	}
+	return append(b, '}')
+}
+
+// appendContext writes c as json.Marshal(c) does.
+func appendContext(b []byte, c *Context) ([]byte, bool) {
+	b = append(b, '{')
 	n := len(b)
-	field := func(key string) { // key without its leading comma
+	field := func(key string) {
 		if len(b) > n {
 			b = append(b, ',')
 		}
 		b = append(b, key...)
 	}
-	cstr := func(key, v string) {
+	str := func(key, v string) {
 		if v != "" {
 			field(key)
 			b = appendString(b, v)
 		}
 	}
-	cstr(`"channel":`, c.Channel)
+	object := func(key string, fields []struct{ k, v string }) {
+		field(key)
+		m := len(b)
+		for _, f := range fields {
+			if f.v != "" {
+				if len(b) > m {
+					b = append(b, ',')
+				}
+				b = append(b, f.k...)
+				b = appendString(b, f.v)
+			}
+		}
+		b = append(b, '}')
+	}
+	str(`"channel":`, c.Channel)
 	if cp := c.Campaign; cp != nil {
-		field(`"campaign":{`)
-		m := len(b)
-		for _, f := range [...]struct{ k, v string }{{`"source":`, cp.Source}, {`"medium":`, cp.Medium}, {`"name":`, cp.Name}, {`"term":`, cp.Term}, {`"content":`, cp.Content}} {
-			if f.v != "" {
-				if len(b) > m {
-					b = append(b, ',')
-				}
-				b = append(b, f.k...)
-				b = appendString(b, f.v)
-			}
-		}
-		b = append(b, '}')
+		object(`"campaign":{`, []struct{ k, v string }{{`"source":`, cp.Source}, {`"medium":`, cp.Medium}, {`"name":`, cp.Name}, {`"term":`, cp.Term}, {`"content":`, cp.Content}})
 	}
-	cstr(`"journey_run":`, c.JourneyRun)
+	str(`"journey_run":`, c.JourneyRun)
 	if p := c.Page; p != nil {
-		field(`"page":{`)
-		m := len(b)
-		for _, f := range [...]struct{ k, v string }{{`"url":`, p.URL}, {`"path":`, p.Path}, {`"title":`, p.Title}, {`"referrer":`, p.Referrer}, {`"search":`, p.Search}} {
-			if f.v != "" {
-				if len(b) > m {
-					b = append(b, ',')
-				}
-				b = append(b, f.k...)
-				b = appendString(b, f.v)
-			}
-		}
-		b = append(b, '}')
+		object(`"page":{`, []struct{ k, v string }{{`"url":`, p.URL}, {`"path":`, p.Path}, {`"title":`, p.Title}, {`"referrer":`, p.Referrer}, {`"search":`, p.Search}})
 	}
-	cstr(`"ip":`, c.IP)
-	cstr(`"user_agent":`, c.UserAgent)
-	cstr(`"locale":`, c.Locale)
+	str(`"ip":`, c.IP)
+	str(`"user_agent":`, c.UserAgent)
+	str(`"locale":`, c.Locale)
+	ok := true
 	if len(c.Extra) > 0 {
 		field(`"extra":`)
-		b, ok = appendValue(b, c.Extra, ok)
+		b, ok = appendValue(b, c.Extra, true)
 	}
-	b = append(b, "}}"...)
-	return b, ok
+	return append(b, '}'), ok
 }
 
 // appendValue encodes a decoded-JSON value; ok turns false on anything
