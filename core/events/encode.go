@@ -2,11 +2,11 @@ package events
 
 import (
 	"encoding/json"
-	"math"
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/omni/omni/internal/jsonenc"
 )
 
 // appendJSON writes e exactly as encoding/json would (same field order,
@@ -22,7 +22,7 @@ func (e *Event) appendJSON(b []byte) ([]byte, bool) {
 			return
 		}
 		b = append(b, key...)
-		b = appendString(b, v)
+		b = jsonenc.String(b, v)
 	}
 	tm := func(key string, t time.Time) {
 		if y := t.Year(); y < 0 || y >= 10000 {
@@ -35,7 +35,7 @@ func (e *Event) appendJSON(b []byte) ([]byte, bool) {
 		b = append(b, '"')
 	}
 	b = append(b, `{"id":`...)
-	b = appendString(b, e.ID)
+	b = jsonenc.String(b, e.ID)
 	str(`,"type":`, e.Type, false)
 	str(`,"name":`, e.Name, true)
 	str(`,"source":`, e.Source, false)
@@ -70,9 +70,9 @@ func appendIdentities(b []byte, ids Identities) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = jsonenc.String(b, k)
 		b = append(b, ':')
-		b = appendString(b, ids[k])
+		b = jsonenc.String(b, ids[k])
 	}
 	return append(b, '}')
 }
@@ -90,7 +90,7 @@ func appendContext(b []byte, c *Context) ([]byte, bool) {
 	str := func(key, v string) {
 		if v != "" {
 			field(key)
-			b = appendString(b, v)
+			b = jsonenc.String(b, v)
 		}
 	}
 	object := func(key string, fields []struct{ k, v string }) {
@@ -102,7 +102,7 @@ func appendContext(b []byte, c *Context) ([]byte, bool) {
 					b = append(b, ',')
 				}
 				b = append(b, f.k...)
-				b = appendString(b, f.v)
+				b = jsonenc.String(b, f.v)
 			}
 		}
 		b = append(b, '}')
@@ -136,11 +136,11 @@ func appendValue(b []byte, v any, ok bool) ([]byte, bool) {
 	case nil:
 		return append(b, "null"...), true
 	case string:
-		return appendString(b, x), true
+		return jsonenc.String(b, x), true
 	case bool:
 		return strconv.AppendBool(b, x), true
 	case float64:
-		return appendFloat(b, x)
+		return jsonenc.Float(b, x)
 	case map[string]any:
 		if x == nil {
 			return append(b, "null"...), true
@@ -155,7 +155,7 @@ func appendValue(b []byte, v any, ok bool) ([]byte, bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = jsonenc.String(b, k)
 			b = append(b, ':')
 			if b, ok = appendValue(b, x[k], true); !ok {
 				return b, false
@@ -178,82 +178,6 @@ func appendValue(b []byte, v any, ok bool) ([]byte, bool) {
 		return append(b, ']'), true
 	}
 	return b, false
-}
-
-// appendFloat is encoding/json's float64 format.
-func appendFloat(b []byte, f float64) ([]byte, bool) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return b, false
-	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// e-09 to e-9, as encoding/json does.
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, true
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString is encoding/json's string encoding with HTML escaping on.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // marshalFallback is the reflective encoder, for what appendJSON declines.

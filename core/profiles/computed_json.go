@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strconv"
+
+	"github.com/omni/omni/internal/jsonenc"
 )
 
 // appendJSON appends c as encoding/json would marshal it (same fields,
@@ -20,7 +22,7 @@ func (c *Computed) appendJSON(b []byte) []byte {
 	str := func(name, v string) {
 		if v != "" {
 			b = appendKey(b, name)
-			b = appendString(b, v)
+			b = jsonenc.String(b, v)
 		}
 	}
 	strs := func(name string, vs []string) {
@@ -33,7 +35,7 @@ func (c *Computed) appendJSON(b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, v)
+			b = jsonenc.String(b, v)
 		}
 		b = append(b, ']')
 	}
@@ -47,9 +49,9 @@ func (c *Computed) appendJSON(b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = jsonenc.String(b, k)
 			b = append(b, ':')
-			b = appendFloat(b, m[k])
+			b, _ = jsonenc.Float(b, m[k]) // finite: checked above
 		}
 		b = append(b, '}')
 	}
@@ -65,7 +67,7 @@ func (c *Computed) appendJSON(b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = jsonenc.String(b, k)
 			b = append(b, ':')
 			b = strconv.AppendInt(b, int64(c.OrdersByCurrency[k]), 10)
 		}
@@ -74,11 +76,11 @@ func (c *Computed) appendJSON(b []byte) []byte {
 	floats("average_order_value", c.AverageOrderValue)
 	if c.LifetimeValueBase != nil {
 		b = appendKey(b, "lifetime_value_base")
-		b = appendFloat(b, *c.LifetimeValueBase)
+		b, _ = jsonenc.Float(b, *c.LifetimeValueBase) // finite: checked above
 	}
 	if c.AverageOrderValueBase != nil {
 		b = appendKey(b, "average_order_value_base")
-		b = appendFloat(b, *c.AverageOrderValueBase)
+		b, _ = jsonenc.Float(b, *c.AverageOrderValueBase) // finite: checked above
 	}
 	str("base_currency", c.BaseCurrency)
 	strs("unconverted_currencies", c.Unconverted)
@@ -97,10 +99,10 @@ func (c *Computed) appendJSON(b []byte) []byte {
 		b = append(b, "true"...)
 	}
 	b = appendKey(b, "lifecycle_stage")
-	b = appendString(b, c.LifecycleStage)
+	b = jsonenc.String(b, c.LifecycleStage)
 	str("buying_stage", c.BuyingStage)
 	b = appendKey(b, "engagement_level")
-	b = appendString(b, c.EngagementLevel)
+	b = jsonenc.String(b, c.EngagementLevel)
 	return append(b, '}')
 }
 
@@ -135,37 +137,4 @@ func appendKey(b []byte, name string) []byte {
 	b = append(b, '"')
 	b = append(b, name...)
 	return append(b, '"', ':')
-}
-
-// appendString quotes s; anything encoding/json would escape (quotes,
-// control and non-ASCII characters, <, >, &) goes through it.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			j, _ := json.Marshal(s)
-			return append(b, j...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// appendFloat formats f as encoding/json does (ES6 number form).
-func appendFloat(b []byte, f float64) []byte {
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// clean up e-09 to e-9
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
 }
