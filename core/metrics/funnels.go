@@ -100,15 +100,7 @@ func (r *funnelEventRow) fev() *fev {
 	}
 	var c events.Context
 	if json.Unmarshal([]byte(r.Context), &c) == nil {
-		if e.channel == "" {
-			e.channel = c.Channel
-		}
-		if p := c.Page; p != nil {
-			e.path = pagePath(p.Path, p.URL)
-			if e.name == "" {
-				e.name = p.Title
-			}
-		}
+		e.fromContext(c.Channel, c.Page)
 	}
 	return e
 }
@@ -131,17 +123,24 @@ func (r *funnelEventRow) stepFev() *fev {
 		Page    *events.Page `json:"page"`
 	}
 	if json.Unmarshal([]byte(r.Context), &c) == nil {
-		if e.channel == "" {
-			e.channel = c.Channel
-		}
-		if p := c.Page; p != nil {
-			e.path = pagePath(p.Path, p.URL)
-			if e.name == "" {
-				e.name = p.Title
-			}
-		}
+		e.fromContext(c.Channel, c.Page)
 	}
 	return e
+}
+
+// fromContext fills what a step matches on from the event's context: the
+// channel when the row has none, the page's path, and its title as the
+// name when the event has none.
+func (e *fev) fromContext(channel string, p *events.Page) {
+	if e.channel == "" {
+		e.channel = channel
+	}
+	if p != nil {
+		e.path = pagePath(p.Path, p.URL)
+		if e.name == "" {
+			e.name = p.Title
+		}
+	}
 }
 
 func pagePath(path, rawURL string) string {
