@@ -129,13 +129,9 @@ func (d *inboxDay) pack() string {
 // unpack reads what pack wrote.
 func (d *inboxDay) unpack(s string) bool {
 	var f [5]string
-	for i := range 4 {
-		var ok bool
-		if f[i], s, ok = strings.Cut(s, "|"); !ok {
-			return false
-		}
+	if !cutFields(s, f[:]) {
+		return false
 	}
-	f[4] = s
 	var counts [10]int
 	rest := f[0]
 	for i := range counts {

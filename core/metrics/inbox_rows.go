@@ -465,16 +465,25 @@ func (c *inboxRow) pack() string {
 	return string(append(b, c.Replies...))
 }
 
-// unpack reads what pack wrote.
-func (c *inboxRow) unpack(s string) bool {
-	var f [15]string
-	for i := range 14 {
+// cutFields splits s at "|" into exactly len(f) fields (the last takes
+// the rest); false when s has fewer.
+func cutFields(s string, f []string) bool {
+	for i := range len(f) - 1 {
 		var ok bool
 		if f[i], s, ok = strings.Cut(s, "|"); !ok {
 			return false
 		}
 	}
-	f[14] = s
+	f[len(f)-1] = s
+	return true
+}
+
+// unpack reads what pack wrote.
+func (c *inboxRow) unpack(s string) bool {
+	var f [15]string
+	if !cutFields(s, f[:]) {
+		return false
+	}
 	c.ID, c.Profile, c.Channel, c.Assignee, c.Replies = f[0], f[1], f[2], f[3], f[14]
 	var errs [8]error
 	c.Opened, errs[0] = strconv.ParseInt(f[4], 10, 64)
