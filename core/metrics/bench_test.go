@@ -21,9 +21,23 @@ import (
 // order of one of 10,000 customers, in two currencies) through profiles
 // and metrics, with metrics.enabled on and off: the rollups' cost on
 // ingest is the difference of the two events/s (or CPU per event) figures.
+//
+// shape=storefront is bench/metrics' mix instead: one event in ten an
+// order, two checkouts, seven product page views from an email campaign
+// (each a funnel step and an attribution touch).
 func BenchmarkIngestWithRollups(b *testing.B) {
-	for _, on := range []bool{false, true} {
-		b.Run(fmt.Sprintf("metrics=%v", on), func(b *testing.B) {
+	for _, shape := range []string{"orders", "storefront"} {
+		for _, on := range []bool{false, true} {
+			b.Run(fmt.Sprintf("shape=%s/metrics=%v", shape, on), func(b *testing.B) {
+				benchIngest(b, shape, on)
+			})
+		}
+	}
+}
+
+func benchIngest(b *testing.B, shape string, on bool) {
+	{
+		{
 			s := omnitest.Start(b, omnitest.Options{
 				Modules: func(*app.Omni) []app.Module {
 					return []app.Module{profiles.New(profiles.Options{}), metrics.New(metrics.Options{})}
@@ -47,7 +61,9 @@ func BenchmarkIngestWithRollups(b *testing.B) {
 						if i > 0 {
 							buf.WriteByte(',')
 						}
-						if n%20 == 0 {
+						if shape == "storefront" {
+							writeStorefrontEvent(&buf, n)
+						} else if n%20 == 0 {
 							cur := []string{"EUR", "USD"}[n%2]
 							fmt.Fprintf(&buf, `{"type":"track","messageId":"o-%d","userId":"user-%d","event":"Order Completed","properties":{"order_id":"%d","total":%d.5,"currency":"%s","products":[{"sku":"S%d","quantity":1,"price":9.5}]}}`, n, n%10000, n, n%90+10, cur, n%50)
 						} else {
@@ -76,13 +92,32 @@ func BenchmarkIngestWithRollups(b *testing.B) {
 			cpu := cpuTime() - cpu0
 			var facts int
 			_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM metrics_orders").Row(&facts)
-			if want := int(seq.Load() / 20); on && facts != want {
+			want := int(seq.Load() / 20)
+			if shape == "storefront" {
+				want = int(seq.Load() / 10)
+			}
+			if on && facts != want {
 				b.Fatalf("%d order facts, want %d", facts, want)
 			}
 			b.ReportMetric(float64(seq.Load())/b.Elapsed().Seconds(), "events/s")
 			// The process's CPU (client, HTTP, JetStream and the store
 			// together) per event: less inflated by other load than events/s.
 			b.ReportMetric(float64(cpu.Microseconds())/float64(seq.Load()), "cpu-µs/event")
-		})
+		}
+	}
+}
+
+// writeStorefrontEvent writes bench/metrics' ingest mix: event n of 5,000
+// customers.
+func writeStorefrontEvent(buf *bytes.Buffer, n int64) {
+	user := n % 5000
+	switch n % 10 {
+	case 0:
+		cur := []string{"EUR", "USD"}[n/10%2]
+		fmt.Fprintf(buf, `{"type":"track","messageId":"o-%d","userId":"user-%d","event":"Order Completed","properties":{"order_id":"%d","revenue":%d,"currency":"%s","products":[{"sku":"SKU-%d","price":%d,"quantity":1}]}}`, n, user, n, 20+n%80, cur, n%200, 20+n%80)
+	case 1, 2:
+		fmt.Fprintf(buf, `{"type":"track","messageId":"c-%d","userId":"user-%d","event":"Checkout Started","properties":{"revenue":%d}}`, n, user, 20+n%80)
+	default:
+		fmt.Fprintf(buf, `{"type":"page","messageId":"v-%d","userId":"user-%d","name":"Product","properties":{"url":"https://omni-shop.dev/p/%d"},"context":{"campaign":{"source":"newsletter","medium":"email","name":"weekly"}}}`, n, user, n%200)
 	}
 }
