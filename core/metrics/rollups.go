@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/types"
 
@@ -80,14 +81,18 @@ type item struct {
 }
 
 const insertFactSQL = `INSERT INTO metrics_orders (id, event, event_id, profile, kind, order_key, source, channel, campaign,
-journey_run, occurred_at, day, currency, amount, rate, amount_base, items, duplicate, "returning", rate_from, created)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT(event) DO NOTHING`
+journey_run, occurred_at, day, currency, amount, rate, amount_base, items, duplicate, "returning", repeat_buyer, prev_day,
+rate_from, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event) DO NOTHING`
 
+// process adds the batch's order facts and re-derives their customers.
+// The new facts are classified with the customer's stored facts before
+// they are written (so each is inserted once, with its flags), and the
+// customers of the batch are read a chunk at a time: a batch costs a few
+// statements per order, not a handful of queries per customer.
 func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
+	var fresh []*fact
 	var touched []string
 	seen := map[string]bool{}
-	var stmt, counts *sql.Stmt
-	counted := map[string]bool{} // order keys counted in this batch
 	var base string
 	var rates map[string]float64
 	for _, s := range batch {
@@ -95,59 +100,87 @@ func (r *rollups) process(tx core.App, batch []*eventstore.Stored) error {
 		if kind == "" || s.Profile == "" {
 			continue
 		}
-		if stmt == nil {
-			var err error
-			if stmt, err = store.Executor(tx).Prepare(insertFactSQL); err != nil {
-				return err
-			}
-			defer stmt.Close()
-			if counts, err = store.Executor(tx).Prepare(orderCountedSQL); err != nil {
-				return err
-			}
-			defer counts.Close()
+		if fresh == nil {
 			base, rates = r.m.settings.currency(tx)
 		}
 		f := r.m.newFact(s, kind, base, rates)
-		if kind == kindOrder {
-			dup := counted[f.orderKey]
-			if !dup {
-				var err error
-				if dup, err = orderCounted(counts, f.orderKey); err != nil {
-					return err
-				}
-			}
-			f.duplicate = dup
-			counted[f.orderKey] = true
-		}
-		items, _ := json.Marshal(f.items)
-		if _, err := stmt.Exec(store.NewRecordID(), s.RecordID, s.Event.ID, s.Profile, kind, f.orderKey, s.Event.Source,
-			f.channel, f.campaign, f.journeyRun, store.FormatTime(f.at), f.day, f.currency, f.amount, f.rate,
-			round6(f.amount*f.rate), string(items), f.duplicate, f.rateFrom, types.NowDateTime().String()); err != nil {
-			return fmt.Errorf("metrics: order fact of %s: %w", s.Event.ID, err)
-		}
+		f.id, f.event, f.eventID, f.source, f.profile = store.NewRecordID(), s.RecordID, s.Event.ID, s.Event.Source, s.Profile
+		f.isNew = true
+		fresh = append(fresh, f)
 		if !seen[s.Profile] {
 			seen[s.Profile] = true
 			touched = append(touched, s.Profile)
 		}
 	}
-	if len(touched) == 0 {
+	if len(fresh) == 0 {
 		return nil
 	}
-	return r.recomputeProfiles(tx, touched, false)
+	ex := store.Executor(tx)
+	var eventIDs, orderKeys []any
+	for _, f := range fresh {
+		eventIDs = append(eventIDs, f.event)
+		if f.kind == kindOrder {
+			orderKeys = append(orderKeys, f.orderKey)
+		}
+	}
+	// Redelivered events already have their fact: they add nothing.
+	stored, err := columnSet(ex, "SELECT event FROM metrics_orders WHERE event IN (%s)", eventIDs)
+	if err != nil {
+		return err
+	}
+	// A second order.placed of an order already counted is a duplicate.
+	// The unary + keep SQLite on the order_key index (kind and duplicate
+	// alone would pick idx_metrics_orders_prev and scan every order).
+	counted, err := columnSet(ex, "SELECT order_key FROM metrics_orders WHERE order_key IN (%s) AND +kind = 'order' AND +duplicate = 0", orderKeys)
+	if err != nil {
+		return err
+	}
+	added := map[string][]*fact{}
+	for _, f := range fresh {
+		if f.kind == kindOrder {
+			f.duplicate = counted[f.orderKey]
+			counted[f.orderKey] = true
+		}
+		if !stored[f.event] {
+			stored[f.event] = true
+			added[f.profile] = append(added[f.profile], f)
+		}
+	}
+	return r.rederive(tx, touched, added)
 }
 
-// orderCountedSQL: an order.placed of this order key is counted already.
-// The unary + keep SQLite on the order_key index (kind and duplicate
-// alone would pick idx_metrics_orders_prev and scan every order).
-const orderCountedSQL = "SELECT 1 FROM metrics_orders WHERE order_key = ? AND +kind = 'order' AND +duplicate = 0 LIMIT 1"
+// inChunk is how many values one IN (…) list binds (SQLite allows 32766
+// variables; short lists keep each statement's plan small).
+const inChunk = 500
 
-func orderCounted(stmt *sql.Stmt, key string) (bool, error) {
-	rows, err := stmt.Query(key)
-	if err != nil {
-		return false, err
+// columnSet runs query (one %s for the IN list) over values, a chunk at a
+// time, and returns the set of the first column's values.
+func columnSet(ex dbx.Executor, query string, values []any) (map[string]bool, error) {
+	out := map[string]bool{}
+	for part := range slices.Chunk(values, inChunk) {
+		rows, err := ex.Query(fmt.Sprintf(query, placeholders(len(part))), part...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[v] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	defer rows.Close()
-	return rows.Next(), rows.Err()
+	return out, nil
+}
+
+// placeholders is "?, ?, …" for n values.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
 // recompute follows the customers' events (merges, un-merges, erasures
@@ -169,12 +202,17 @@ func (r *rollups) reset(tx core.App) error {
 type fact struct {
 	id, orderKey, kind, channel, campaign, journeyRun string
 	at                                                time.Time
+	atText                                            string // occurred_at as stored: facts sort by it, then by id
 	day, currency, rateFrom                           string
 	prevDay                                           string // the customer's previous counted order's day (counted orders only)
 	amount, rate                                      float64
 	items                                             []item
 	duplicate, returning                              bool
 	repeat                                            bool // the customer has two orders or more (repeat_buyer)
+
+	// A fact of the batch being processed, not stored yet (process).
+	isNew                           bool
+	event, eventID, source, profile string
 }
 
 func (f *fact) base() float64 { return round6(f.amount * f.rate) }
@@ -183,7 +221,7 @@ func (f *fact) base() float64 { return round6(f.amount * f.rate) }
 func (m *Module) newFact(s *eventstore.Stored, kind, base string, rates map[string]float64) *fact {
 	ev := s.Event
 	p := ev.Properties
-	f := &fact{kind: kind, at: ev.OccurredAt, channel: ev.Context.Channel, journeyRun: ev.Context.JourneyRun}
+	f := &fact{kind: kind, at: ev.OccurredAt, atText: store.FormatTime(ev.OccurredAt), channel: ev.Context.Channel, journeyRun: ev.Context.JourneyRun}
 	if ev.Context.Campaign != nil {
 		f.campaign = ev.Context.Campaign.Name
 	}
@@ -480,11 +518,13 @@ func scanContribution(raw string) (contribution, bool) {
 
 // rollupStmts are the statements of a recompute, prepared once per call.
 type rollupStmts struct {
-	facts, customer, upsertDaily, zeroDaily, upsertCustomer, deleteCustomer, setFact *sql.Stmt
+	ex                                                                  dbx.Executor
+	insertFact, upsertDaily, zeroDaily, upsertCustomer, deleteCustomer, setFact *sql.Stmt
+	created                                                             string // the new facts' created
 }
 
 func (s *rollupStmts) close() {
-	for _, st := range []*sql.Stmt{s.facts, s.customer, s.upsertDaily, s.zeroDaily, s.upsertCustomer, s.deleteCustomer, s.setFact} {
+	for _, st := range []*sql.Stmt{s.insertFact, s.upsertDaily, s.zeroDaily, s.upsertCustomer, s.deleteCustomer, s.setFact} {
 		if st != nil {
 			st.Close()
 		}
@@ -493,16 +533,13 @@ func (s *rollupStmts) close() {
 
 func prepareRollups(tx core.App) (*rollupStmts, error) {
 	ex := store.Executor(tx)
-	s := &rollupStmts{}
+	s := &rollupStmts{ex: ex, created: types.NowDateTime().String()}
 	for _, p := range []struct {
 		st  **sql.Stmt
 		sql string
 	}{
-		{&s.facts, `SELECT id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate, "returning", repeat_buyer, prev_day
-			FROM metrics_orders WHERE profile = ? ORDER BY occurred_at, id`},
-		{&s.customer, "SELECT contrib FROM metrics_customers WHERE profile = ?"},
-		{&s.upsertDaily, `INSERT INTO metrics_daily (id, day, metric, dim, currency, value, count) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(metric, day, dim, currency) DO UPDATE SET value = round(value + excluded.value, 6), count = count + excluded.count`},
+		{&s.insertFact, insertFactSQL},
+		{&s.upsertDaily, upsertDailySQL + "(?, ?, ?, ?, ?, ?, ?)" + onDailyConflict},
 		{&s.zeroDaily, "DELETE FROM metrics_daily WHERE metric = ? AND day = ? AND dim = ? AND currency = ? AND count = 0 AND value = 0"},
 		{&s.upsertCustomer, `INSERT INTO metrics_customers (id, profile, first_order_at, first_month, first_channel, last_order_at, orders,
 			net_base, months, contrib, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -522,6 +559,11 @@ func prepareRollups(tx core.App) (*rollupStmts, error) {
 	return s, nil
 }
 
+const (
+	upsertDailySQL  = "INSERT INTO metrics_daily (id, day, metric, dim, currency, value, count) VALUES "
+	onDailyConflict = ` ON CONFLICT(metric, day, dim, currency) DO UPDATE SET value = round(value + excluded.value, 6), count = count + excluded.count`
+)
+
 // recomputeProfiles re-derives each customer's contribution and applies
 // the difference. follow first moves facts to the profile their event
 // belongs to now (and deletes facts whose event is gone); the profiles
@@ -533,31 +575,65 @@ func (r *rollups) recomputeProfiles(tx core.App, profiles []string, follow bool)
 			return err
 		}
 	}
+	return r.rederive(tx, profiles, nil)
+}
+
+// rederive re-derives the given customers from their stored facts and
+// the new facts of added (by profile; process), writes the new facts, the
+// facts whose flags changed and the customers' rows, and applies the
+// difference to metrics_daily. Customers are read a chunk at a time (two
+// queries per chunk).
+func (r *rollups) rederive(tx core.App, profiles []string, added map[string][]*fact) error {
 	st, err := prepareRollups(tx)
 	if err != nil {
 		return err
 	}
 	defer st.close()
+	// Each customer once: a chunk's rows are read before any is written.
+	seen := make(map[string]bool, len(profiles))
+	profiles = slices.DeleteFunc(slices.Clone(profiles), func(p string) bool {
+		if p == "" || seen[p] {
+			return true
+		}
+		seen[p] = true
+		return false
+	})
 	// The customers' differences are summed first and metrics_daily takes
 	// one upsert per row the batch changes: a busy day's orders of many
 	// customers all move the same few rows (orders, customers_first, …).
 	diff := contribution{}
-	for _, p := range profiles {
-		if p == "" {
-			continue
+	for chunk := range slices.Chunk(profiles, inChunk) {
+		facts, err := st.loadFacts(chunk)
+		if err != nil {
+			return err
 		}
-		if err := r.recomputeOne(tx, st, p, diff); err != nil {
-			return fmt.Errorf("metrics: recompute %s: %w", p, err)
+		olds, err := st.loadContribs(chunk)
+		if err != nil {
+			return err
 		}
-	}
-	for _, k := range diff.keys() {
-		if d := diff[k]; d != [2]float64{} {
-			if err := st.addDaily(k, d); err != nil {
-				return err
+		for _, p := range chunk {
+			fs := facts[p]
+			if len(added[p]) > 0 {
+				fs = append(fs, added[p]...)
+				sortFacts(fs)
+			}
+			old, hadRow := olds[p]
+			if err := st.apply(p, fs, old, hadRow, diff); err != nil {
+				return fmt.Errorf("metrics: recompute %s: %w", p, err)
 			}
 		}
 	}
-	return nil
+	return st.addDaily(diff)
+}
+
+// sortFacts puts a customer's facts in time order, as loadFacts reads them.
+func sortFacts(fs []*fact) {
+	slices.SortFunc(fs, func(a, b *fact) int {
+		if c := strings.Compare(a.atText, b.atText); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
 }
 
 // follow re-points the facts of the given customers (and of the events
@@ -626,22 +702,23 @@ type customerState struct {
 	hasFacts                 bool
 }
 
-// recomputeOne re-derives one customer and adds the difference to what
-// they add to metrics_daily (day and month rows) into diff.
-func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string, diff contribution) error {
-	facts, err := loadFacts(st, profile)
-	if err != nil {
-		return err
-	}
-	var oldRaw string
-	hadRow := true
-	if err := st.customer.QueryRow(profile).Scan(&oldRaw); err == sql.ErrNoRows {
-		hadRow = false
-	} else if err != nil {
-		return err
-	}
+// apply writes what derive makes of one customer's facts (time order):
+// the new facts, the stored facts whose flags changed and the customer's
+// row; the difference between what the customer adds to metrics_daily
+// (day and month rows) now and added before (oldRaw) goes into diff.
+func (st *rollupStmts) apply(profile string, facts []*fact, oldRaw string, hadRow bool, diff contribution) error {
 	cs := derive(facts)
+	for _, f := range facts {
+		if f.isNew {
+			if err := st.insert(f); err != nil {
+				return err
+			}
+		}
+	}
 	for _, f := range cs.changed {
+		if f.isNew {
+			continue // written with its flags above
+		}
 		if _, err := st.setFact.Exec(f.returning, f.channel, f.repeat, f.prevDay, f.id); err != nil {
 			return err
 		}
@@ -661,9 +738,10 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string, dif
 	}
 	if !cs.hasFacts {
 		if hadRow {
-			_, err = st.deleteCustomer.Exec(profile)
+			_, err := st.deleteCustomer.Exec(profile)
+			return err
 		}
-		return err
+		return nil
 	}
 	contrib, _ := cs.contrib.MarshalJSON() // not json.Marshal: it would check and copy the output again
 	months, _ := json.Marshal(cs.months)
@@ -671,9 +749,26 @@ func (r *rollups) recomputeOne(tx core.App, st *rollupStmts, profile string, dif
 	if !cs.firstAt.IsZero() {
 		first, last = store.FormatTime(cs.firstAt), store.FormatTime(cs.lastAt)
 	}
-	_, err = st.upsertCustomer.Exec(store.NewRecordID(), profile, first, cs.firstMonth, cs.firstChannel, last, cs.orders,
+	_, err := st.upsertCustomer.Exec(store.NewRecordID(), profile, first, cs.firstMonth, cs.firstChannel, last, cs.orders,
 		round6(cs.netBase), string(months), string(contrib), types.NowDateTime().String())
 	return err
+}
+
+// insert stores a new fact with the flags derive gave it.
+func (st *rollupStmts) insert(f *fact) error {
+	items, _ := json.Marshal(f.items)
+	res, err := st.insertFact.Exec(f.id, f.event, f.eventID, f.profile, f.kind, f.orderKey, f.source, f.channel, f.campaign,
+		f.journeyRun, f.atText, f.day, f.currency, f.amount, f.rate, f.base(), string(items), f.duplicate, f.returning,
+		f.repeat, f.prevDay, f.rateFrom, st.created)
+	if err != nil {
+		return fmt.Errorf("metrics: order fact of %s: %w", f.eventID, err)
+	}
+	// process checked the event has no fact yet, in this transaction: a
+	// fact not written would be counted in the customer's contribution.
+	if n, err := res.RowsAffected(); err == nil && n != 1 {
+		return fmt.Errorf("metrics: order fact of %s: the event has a fact already", f.eventID)
+	}
+	return nil
 }
 
 // addRow adds d to a row of metrics_daily and, for the metrics also kept
@@ -692,12 +787,61 @@ func (c contribution) addRow(k dkey, d [2]float64) {
 // day = the month's 1st).
 var monthlyMetric = map[string]bool{"product_sales": true, "product_refunds": true, "customers_first": true, "customers_first_orders": true}
 
-// addDaily adds d to a row of metrics_daily; a row back to nothing goes.
-func (st *rollupStmts) addDaily(k dkey, d [2]float64) error {
-	if _, err := st.upsertDaily.Exec(store.NewRecordID(), k.day, k.metric, k.dim, k.currency, d[0], d[1]); err != nil {
+// dailyChunk is how many rows one upsert into metrics_daily writes.
+const dailyChunk = 64
+
+// addDaily adds diff to metrics_daily, many rows per statement; a row
+// back to nothing goes.
+func (st *rollupStmts) addDaily(diff contribution) error {
+	var args []any
+	var shrunk []dkey
+	var chunk *sql.Stmt
+	flush := func(n int) error {
+		var err error
+		switch {
+		case n == 0:
+			return nil
+		case n == 1:
+			_, err = st.upsertDaily.Exec(args...)
+		case n == dailyChunk:
+			if chunk == nil {
+				if chunk, err = st.ex.Prepare(upsertDailySQL + rowsSQL(n) + onDailyConflict); err != nil {
+					return err
+				}
+			}
+			_, err = chunk.Exec(args...)
+		default:
+			_, err = st.ex.Exec(upsertDailySQL+rowsSQL(n)+onDailyConflict, args...)
+		}
+		args = args[:0]
 		return err
 	}
-	if d[0] < 0 || d[1] < 0 {
+	defer func() {
+		if chunk != nil {
+			chunk.Close()
+		}
+	}()
+	n := 0
+	for _, k := range diff.keys() {
+		d := diff[k]
+		if d == [2]float64{} {
+			continue
+		}
+		args = append(args, store.NewRecordID(), k.day, k.metric, k.dim, k.currency, d[0], d[1])
+		if d[0] < 0 || d[1] < 0 {
+			shrunk = append(shrunk, k)
+		}
+		if n++; n == dailyChunk {
+			if err := flush(n); err != nil {
+				return err
+			}
+			n = 0
+		}
+	}
+	if err := flush(n); err != nil {
+		return err
+	}
+	for _, k := range shrunk {
 		if _, err := st.zeroDaily.Exec(k.metric, k.day, k.dim, k.currency); err != nil {
 			return err
 		}
@@ -705,27 +849,68 @@ func (st *rollupStmts) addDaily(k dkey, d [2]float64) error {
 	return nil
 }
 
-func loadFacts(st *rollupStmts, profile string) ([]*fact, error) {
-	rows, err := st.facts.Query(profile)
+// rowsSQL is n rows of metrics_daily's seven values.
+func rowsSQL(n int) string {
+	return strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?), ", n), ", ")
+}
+
+// loadFacts reads the facts of a chunk of customers, each one's in time order.
+func (st *rollupStmts) loadFacts(profiles []string) (map[string][]*fact, error) {
+	rows, err := st.ex.Query(`SELECT profile, id, kind, order_key, channel, occurred_at, day, currency, amount, rate, items, duplicate,
+		"returning", repeat_buyer, prev_day FROM metrics_orders WHERE profile IN (`+placeholders(len(profiles))+`)`, stringArgs(profiles)...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*fact
+	out := map[string][]*fact{}
 	for rows.Next() {
 		f := &fact{}
-		var at, items string
-		if err := rows.Scan(&f.id, &f.kind, &f.orderKey, &f.channel, &at, &f.day, &f.currency, &f.amount, &f.rate, &items,
+		var profile, items string
+		if err := rows.Scan(&profile, &f.id, &f.kind, &f.orderKey, &f.channel, &f.atText, &f.day, &f.currency, &f.amount, &f.rate, &items,
 			&f.duplicate, &f.returning, &f.repeat, &f.prevDay); err != nil {
 			return nil, err
 		}
-		if t, err := types.ParseDateTime(at); err == nil {
+		if t, err := types.ParseDateTime(f.atText); err == nil {
 			f.at = t.Time()
 		}
-		_ = json.Unmarshal([]byte(items), &f.items)
-		out = append(out, f)
+		f.items = parseItems(items)
+		out[profile] = append(out[profile], f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, fs := range out {
+		sortFacts(fs)
+	}
+	return out, nil
+}
+
+// loadContribs reads what a chunk of customers added to metrics_daily
+// before (absent: no row).
+func (st *rollupStmts) loadContribs(profiles []string) (map[string]string, error) {
+	rows, err := st.ex.Query("SELECT profile, contrib FROM metrics_customers WHERE profile IN ("+placeholders(len(profiles))+")", stringArgs(profiles)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]string, len(profiles))
+	for rows.Next() {
+		var p, c string
+		if err := rows.Scan(&p, &c); err != nil {
+			return nil, err
+		}
+		out[p] = c
 	}
 	return out, rows.Err()
+}
+
+// stringArgs binds a list of strings to an IN (…) list.
+func stringArgs(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 // derive classifies a customer's facts (time order) and computes their
@@ -895,4 +1080,81 @@ func monthsBetween(a, b string) int {
 		return 0
 	}
 	return (tb.Year()-ta.Year())*12 + int(tb.Month()) - int(ta.Month())
+}
+
+// parseItems reads metrics_orders.items. What json.Marshal wrote for
+// []item ([{"key":"…","quantity":1,"amount":2.5}, …]) is scanned by hand
+// (every fact of a customer is read again on each of their orders);
+// anything else (escaped keys, older shapes) goes through encoding/json.
+func parseItems(raw string) []item {
+	if out, ok := scanItems(raw); ok {
+		return out
+	}
+	var out []item
+	_ = json.Unmarshal([]byte(raw), &out)
+	return out
+}
+
+func scanItems(raw string) ([]item, bool) {
+	const (
+		keyField      = `{"key":"`
+		quantityField = `,"quantity":`
+		amountField   = `,"amount":`
+	)
+	if raw == "" || raw == "null" {
+		return nil, true
+	}
+	if !strings.HasPrefix(raw, "[") {
+		return nil, false
+	}
+	rest := raw[1:]
+	out := []item{}
+	if rest == "]" {
+		return out, true
+	}
+	num := func(field string) (float64, bool) {
+		if !strings.HasPrefix(rest, field) {
+			return 0, false
+		}
+		rest = rest[len(field):]
+		j := strings.IndexAny(rest, ",}")
+		if j < 0 {
+			return 0, false
+		}
+		f, err := strconv.ParseFloat(rest[:j], 64)
+		rest = rest[j:]
+		return f, err == nil
+	}
+	for {
+		if !strings.HasPrefix(rest, keyField) {
+			return nil, false
+		}
+		rest = rest[len(keyField):]
+		j := strings.IndexByte(rest, '"')
+		if j < 0 || strings.IndexByte(rest[:j], '\\') >= 0 {
+			return nil, false
+		}
+		it := item{Key: rest[:j]}
+		rest = rest[j+1:]
+		var ok bool
+		if it.Quantity, ok = num(quantityField); !ok {
+			return nil, false
+		}
+		if it.Amount, ok = num(amountField); !ok {
+			return nil, false
+		}
+		if !strings.HasPrefix(rest, "}") {
+			return nil, false
+		}
+		rest = rest[1:]
+		out = append(out, it)
+		switch {
+		case rest == "]":
+			return out, true
+		case strings.HasPrefix(rest, ","):
+			rest = rest[1:]
+		default:
+			return nil, false
+		}
+	}
 }
