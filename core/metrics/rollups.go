@@ -518,9 +518,9 @@ func scanContribution(raw string) (contribution, bool) {
 
 // rollupStmts are the statements of a recompute, prepared once per call.
 type rollupStmts struct {
-	ex                                                                  dbx.Executor
+	ex                                                                          dbx.Executor
 	insertFact, upsertDaily, zeroDaily, upsertCustomer, deleteCustomer, setFact *sql.Stmt
-	created                                                             string // the new facts' created
+	created                                                                     string // the new facts' created
 }
 
 func (s *rollupStmts) close() {
