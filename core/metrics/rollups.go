@@ -520,7 +520,8 @@ func scanContribution(raw string) (contribution, bool) {
 type rollupStmts struct {
 	ex                                                                          dbx.Executor
 	insertFact, upsertDaily, zeroDaily, upsertCustomer, deleteCustomer, setFact *sql.Stmt
-	created                                                                     string // the new facts' created
+	created                                                                     string          // the new facts' created
+	months                                                                      map[string]bool // of the new facts (forgetMonths)
 }
 
 func (s *rollupStmts) close() {
@@ -533,7 +534,7 @@ func (s *rollupStmts) close() {
 
 func prepareRollups(tx core.App) (*rollupStmts, error) {
 	ex := store.Executor(tx)
-	s := &rollupStmts{ex: ex, created: types.NowDateTime().String()}
+	s := &rollupStmts{ex: ex, created: types.NowDateTime().String(), months: map[string]bool{}}
 	for _, p := range []struct {
 		st  **sql.Stmt
 		sql string
@@ -623,7 +624,29 @@ func (r *rollups) rederive(tx core.App, profiles []string, added map[string][]*f
 			}
 		}
 	}
+	if err := st.forgetMonths(); err != nil {
+		return err
+	}
 	return st.addDaily(diff)
+}
+
+// forgetMonths drops the month rows of the sales report
+// (sales_months.go) of the months the new facts fall in: the report works
+// them out again. (Migration 1765001400 says why this is not a trigger.)
+func (st *rollupStmts) forgetMonths() error {
+	if len(st.months) == 0 {
+		return nil
+	}
+	months := make([]string, 0, len(st.months))
+	for mo := range st.months {
+		months = append(months, mo)
+	}
+	for part := range slices.Chunk(months, inChunk) {
+		if _, err := st.ex.Exec("DELETE FROM "+SalesMonthsCollection+" WHERE month IN ("+placeholders(len(part))+")", stringArgs(part)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sortFacts puts a customer's facts in time order, as loadFacts reads them.
@@ -768,6 +791,7 @@ func (st *rollupStmts) insert(f *fact) error {
 	if n, err := res.RowsAffected(); err == nil && n != 1 {
 		return fmt.Errorf("metrics: order fact of %s: the event has a fact already", f.eventID)
 	}
+	st.months[month(f.day)] = true
 	return nil
 }
 
