@@ -518,14 +518,14 @@ func scanContribution(raw string) (contribution, bool) {
 
 // rollupStmts are the statements of a recompute, prepared once per call.
 type rollupStmts struct {
-	ex                                                                          dbx.Executor
-	insertFact, upsertDaily, zeroDaily, upsertCustomer, deleteCustomer, setFact *sql.Stmt
-	created                                                                     string          // the new facts' created
-	months                                                                      map[string]bool // of the new facts (forgetMonths)
+	ex                                                                                          dbx.Executor
+	insertFact, upsertDaily, zeroDaily, insertCustomer, updateCustomer, deleteCustomer, setFact *sql.Stmt
+	created                                                                                     string          // the new facts' created, the customers' updated
+	months                                                                                      map[string]bool // of the new facts (forgetMonths)
 }
 
 func (s *rollupStmts) close() {
-	for _, st := range []*sql.Stmt{s.insertFact, s.upsertDaily, s.zeroDaily, s.upsertCustomer, s.deleteCustomer, s.setFact} {
+	for _, st := range []*sql.Stmt{s.insertFact, s.upsertDaily, s.zeroDaily, s.insertCustomer, s.updateCustomer, s.deleteCustomer, s.setFact} {
 		if st != nil {
 			st.Close()
 		}
@@ -542,11 +542,12 @@ func prepareRollups(tx core.App) (*rollupStmts, error) {
 		{&s.insertFact, insertFactSQL},
 		{&s.upsertDaily, upsertDailySQL + "(?, ?, ?, ?, ?, ?, ?)" + onDailyConflict},
 		{&s.zeroDaily, "DELETE FROM metrics_daily WHERE metric = ? AND day = ? AND dim = ? AND currency = ? AND count = 0 AND value = 0"},
-		{&s.upsertCustomer, `INSERT INTO metrics_customers (id, profile, first_order_at, first_month, first_channel, last_order_at, orders,
-			net_base, months, contrib, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(profile) DO UPDATE SET first_order_at = excluded.first_order_at, first_month = excluded.first_month,
-			first_channel = excluded.first_channel, last_order_at = excluded.last_order_at, orders = excluded.orders,
-			net_base = excluded.net_base, months = excluded.months, contrib = excluded.contrib, updated = excluded.updated`},
+		// A customer's row is inserted or updated as loadContribs found it
+		// (an upsert pays for a failed insert first).
+		{&s.insertCustomer, `INSERT INTO metrics_customers (first_order_at, first_month, first_channel, last_order_at, orders,
+			net_base, months, contrib, updated, profile, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.updateCustomer, `UPDATE metrics_customers SET first_order_at = ?, first_month = ?, first_channel = ?, last_order_at = ?,
+			orders = ?, net_base = ?, months = ?, contrib = ?, updated = ? WHERE profile = ?`},
 		{&s.deleteCustomer, "DELETE FROM metrics_customers WHERE profile = ?"},
 		{&s.setFact, `UPDATE metrics_orders SET "returning" = ?, channel = ?, repeat_buyer = ?, prev_day = ? WHERE id = ?`},
 	} {
@@ -772,8 +773,13 @@ func (st *rollupStmts) apply(profile string, facts []*fact, oldRaw string, hadRo
 	if !cs.firstAt.IsZero() {
 		first, last = store.FormatTime(cs.firstAt), store.FormatTime(cs.lastAt)
 	}
-	_, err := st.upsertCustomer.Exec(store.NewRecordID(), profile, first, cs.firstMonth, cs.firstChannel, last, cs.orders,
-		round6(cs.netBase), string(months), string(contrib), types.NowDateTime().String())
+	args := []any{first, cs.firstMonth, cs.firstChannel, last, cs.orders, round6(cs.netBase), string(months), string(contrib), st.created, profile}
+	var err error
+	if hadRow {
+		_, err = st.updateCustomer.Exec(args...)
+	} else {
+		_, err = st.insertCustomer.Exec(append(args, store.NewRecordID())...)
+	}
 	return err
 }
 
@@ -811,8 +817,10 @@ func (c contribution) addRow(k dkey, d [2]float64) {
 // day = the month's 1st).
 var monthlyMetric = map[string]bool{"product_sales": true, "product_refunds": true, "customers_first": true, "customers_first_orders": true}
 
-// dailyChunk is how many rows one upsert into metrics_daily writes.
-const dailyChunk = 64
+// dailyChunk is how many rows one upsert into metrics_daily writes (the
+// SQLite driver matches each bound value to its place by a scan of all of
+// them: a statement of many values binds in quadratic time).
+const dailyChunk = 16
 
 // addDaily adds diff to metrics_daily, many rows per statement; a row
 // back to nothing goes.
