@@ -233,63 +233,60 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 		return nil
 	}
 	slices.SortStableFunc(evs, func(a, b *fev) int { return a.at.Compare(b.at) })
-	c := newCheckoutStmts(tx)
-	defer c.close()
-	for _, e := range evs {
-		var err error
-		switch e.typ {
-		case events.CheckoutStarted:
-			err = f.addCheckout(c, e)
-		case events.OrderPlaced:
-			err = f.orderPlaced(c, e)
-		}
-		if err != nil {
-			return err
-		}
+	if err := f.checkoutsOf(tx, evs); err != nil {
+		return err
 	}
-	w := f.entryWriter(tx)
-	for _, fn := range ready {
-		byProfile := map[string][]*fev{}
-		var order []string
+	// Per funnel, the batch's events of each customer, in time order.
+	byProfile := make([]map[string][]*fev, len(ready))
+	orders := make([][]string, len(ready))
+	var pairs []funnelProfile
+	for i, fn := range ready {
+		byProfile[i] = map[string][]*fev{}
 		for _, e := range evs {
 			if !slices.ContainsFunc(fn.Steps, func(s FunnelStep) bool { return s.matches(e) }) {
 				continue
 			}
-			if byProfile[e.profile] == nil {
-				order = append(order, e.profile)
+			if byProfile[i][e.profile] == nil {
+				orders[i] = append(orders[i], e.profile)
+				pairs = append(pairs, funnelProfile{fn.ID, e.profile})
 			}
-			byProfile[e.profile] = append(byProfile[e.profile], e)
+			byProfile[i][e.profile] = append(byProfile[i][e.profile], e)
 		}
-		if len(order) == 0 {
-			continue
-		}
-		latest, err := latestEntries(tx, fn, order)
-		if err != nil {
-			return err
-		}
-		// A customer without an entry has no stored event of the first
-		// step (it would have opened one): unless this batch brings one,
-		// nothing of theirs can change, early or late.
-		var live []string
-		for _, p := range order {
-			if latest[p] != nil || slices.ContainsFunc(byProfile[p], fn.Steps[0].matches) {
-				live = append(live, p)
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	latest, err := latestEntries(tx, pairs)
+	if err != nil {
+		return err
+	}
+	// A customer without an entry has no stored event of the first step
+	// (it would have opened one): unless this batch brings one, nothing of
+	// theirs can change, early or late.
+	live := make([][]string, len(ready))
+	for i, fn := range ready {
+		for _, p := range orders[i] {
+			if latest[funnelProfile{fn.ID, p}] != nil || slices.ContainsFunc(byProfile[i][p], fn.Steps[0].matches) {
+				live[i] = append(live[i], p)
 			}
 		}
-		late, err := lateProfiles(tx, fn, live, byProfile, evs)
-		if err != nil {
-			return err
-		}
+	}
+	late, err := lateProfiles(tx, ready, live, byProfile, evs)
+	if err != nil {
+		return err
+	}
+	w := f.entryWriter(tx)
+	for i, fn := range ready {
 		var again []string
-		for _, p := range live {
+		for _, p := range live[i] {
 			// A late delivery (an earlier event after later ones that were
 			// already applied or skipped) is derived again from the events
 			// table, which holds this batch too.
-			if late[p] {
+			if late[funnelProfile{fn.ID, p}] {
 				again = append(again, p)
 				continue
 			}
-			if ok, err := w.advance(fn, p, latest[p], byProfile[p]); err != nil {
+			if ok, err := w.advance(fn, p, latest[funnelProfile{fn.ID, p}], byProfile[i][p]); err != nil {
 				return err
 			} else if !ok {
 				again = append(again, p)
@@ -305,16 +302,33 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 	return nil
 }
 
-// lateProfiles says which customers have an event of the funnel's step
-// types stored before this batch and later than their first event of it
-// in the batch: one query, which reads (profile, occurred_at) from the
-// index from each customer's first time on, so nothing when events come
-// in time order.
-func lateProfiles(tx core.App, fn *Funnel, profiles []string, byProfile map[string][]*fev, batch []*fev) (map[string]bool, error) {
+// funnelProfile names a customer's way through one funnel.
+type funnelProfile struct{ funnel, profile string }
+
+// lateProfiles says, per funnel, which customers have an event of the
+// funnel's step types stored before this batch and later than their first
+// event of it in the batch. One query for every funnel: the latest such
+// stored event of each customer and type, read from the (profile,
+// occurred_at) index from the customer's first time in the batch on, so
+// nothing when events come in time order.
+func lateProfiles(tx core.App, fns []*Funnel, live [][]string, byProfile []map[string][]*fev, batch []*fev) (map[funnelProfile]bool, error) {
+	from := map[string]string{} // customer → their earliest time in the batch over the funnels
+	var profiles []string
+	for i := range fns {
+		for _, p := range live[i] {
+			t := store.FormatTime(byProfile[i][p][0].at)
+			if cur, ok := from[p]; !ok {
+				profiles = append(profiles, p)
+				from[p] = t
+			} else if t < cur {
+				from[p] = t
+			}
+		}
+	}
 	if len(profiles) == 0 {
 		return nil, nil
 	}
-	typs := stepTypes([]*Funnel{fn})
+	typs := stepTypes(fns)
 	var q strings.Builder
 	args := make([]any, 0, 2*len(profiles)+len(typs)+len(batch))
 	q.WriteString("WITH b(p, t) AS (VALUES ")
@@ -323,9 +337,9 @@ func lateProfiles(tx core.App, fn *Funnel, profiles []string, byProfile map[stri
 			q.WriteByte(',')
 		}
 		q.WriteString("(?, ?)")
-		args = append(args, p, store.FormatTime(byProfile[p][0].at))
+		args = append(args, p, from[p])
 	}
-	q.WriteString(") SELECT p FROM b WHERE EXISTS (SELECT 1 FROM events e WHERE e.profile = b.p AND e.occurred_at > b.t AND e.type IN (")
+	q.WriteString(") SELECT b.p, e.type, MAX(e.occurred_at) FROM b JOIN events e ON e.profile = b.p AND e.occurred_at > b.t WHERE e.type IN (")
 	for i, t := range typs {
 		if i > 0 {
 			q.WriteByte(',')
@@ -341,50 +355,73 @@ func lateProfiles(tx core.App, fn *Funnel, profiles []string, byProfile map[stri
 		q.WriteByte('?')
 		args = append(args, e.id)
 	}
-	q.WriteString("))")
+	q.WriteString(") GROUP BY b.p, e.type")
 	rows, err := store.Executor(tx).Query(q.String(), args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]bool{}
+	out := map[funnelProfile]bool{}
 	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
+		var p, typ, last string
+		if err := rows.Scan(&p, &typ, &last); err != nil {
 			return nil, err
 		}
-		out[p] = true
+		// Later than the customer's first event of a funnel in the batch,
+		// for the funnels with steps of that type.
+		for i, fn := range fns {
+			evs := byProfile[i][p]
+			if len(evs) > 0 && last > store.FormatTime(evs[0].at) &&
+				slices.ContainsFunc(fn.Steps, func(s FunnelStep) bool { return s.Event == typ }) {
+				out[funnelProfile{fn.ID, p}] = true
+			}
+		}
 	}
 	return out, rows.Err()
 }
 
-// latestEntries reads each customer's latest entry into the funnel (one
-// query for a batch).
-func latestEntries(tx core.App, fn *Funnel, profiles []string) (map[string]*entry, error) {
-	var rows []struct {
-		ID        string `db:"id"`
-		Profile   string `db:"profile"`
-		EnteredAt string `db:"entered_at"`
-		Channel   string `db:"channel"`
-		StepAt    string `db:"step_at"`
-	}
-	err := tx.DB().Select("id", "profile", "entered_at", "channel", "step_at").From(FunnelEntriesCollection).
-		Where(dbx.And(dbx.HashExp{"funnel": fn.ID}, dbx.In("profile", anys(profiles)...))).
-		OrderBy("profile", "entered_at").All(&rows)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*entry{}
-	for _, r := range rows { // the later entry of a customer replaces the earlier
-		en := &entry{id: r.ID, channel: r.Channel}
-		var steps []string
-		_ = json.Unmarshal([]byte(r.StepAt), &steps)
-		for _, s := range steps {
-			if t, err := types.ParseDateTime(s); err == nil {
-				en.stepAt = append(en.stepAt, t.Time().UTC())
+// latestEntries reads each customer's latest entry into each funnel (one
+// query for a batch; an index seek a pair).
+func latestEntries(tx core.App, pairs []funnelProfile) (map[funnelProfile]*entry, error) {
+	out := map[funnelProfile]*entry{}
+	for i := 0; i < len(pairs); i += entriesPerInsert {
+		chunk := pairs[i:min(i+entriesPerInsert, len(pairs))]
+		var q strings.Builder
+		args := make([]any, 0, 2*len(chunk))
+		q.WriteString("WITH k(f, p) AS (VALUES ")
+		for j, k := range chunk {
+			if j > 0 {
+				q.WriteByte(',')
 			}
+			q.WriteString("(?, ?)")
+			args = append(args, k.funnel, k.profile)
 		}
-		out[r.Profile] = en
+		q.WriteString(") SELECT e.id, e.funnel, e.profile, e.entered_at, e.channel, e.step_at FROM k JOIN " + FunnelEntriesCollection +
+			" e ON e.rowid = (SELECT rowid FROM " + FunnelEntriesCollection + " l WHERE l.profile = k.p AND l.funnel = k.f ORDER BY l.entered_at DESC, l.rowid DESC LIMIT 1)")
+		rows, err := store.Executor(tx).Query(q.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id, fn, profile, enteredAt, channel, stepAt string
+			if err := rows.Scan(&id, &fn, &profile, &enteredAt, &channel, &stepAt); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			en := &entry{id: id, channel: channel}
+			var steps []string
+			_ = json.Unmarshal([]byte(stepAt), &steps)
+			for _, s := range steps {
+				if t, err := types.ParseDateTime(s); err == nil {
+					en.stepAt = append(en.stepAt, t.Time().UTC())
+				}
+			}
+			out[funnelProfile{fn, profile}] = en
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -399,6 +436,10 @@ type entryWriter struct {
 	// entries stored, by entrySig: a new entry equal to one is not written
 	// and what is left in it is deleted.
 	keep map[string][]string
+	// The pending updates of stored entries: id, reached, step_at,
+	// convert_secs each, and where each id's are.
+	upArgs  []any
+	updates map[string]int
 }
 
 const (
@@ -454,9 +495,19 @@ func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 			secs = en.stepAt[last].Sub(en.stepAt[0]).Seconds()
 		}
 		if en.id != "" {
-			if _, err := w.ex.Exec("UPDATE "+FunnelEntriesCollection+" SET reached = ?, step_at = ?, convert_secs = ? WHERE id = ?",
-				en.reached(), string(stepJSON), secs, en.id); err != nil {
-				return err
+			if w.updates == nil {
+				w.updates = map[string]int{}
+			}
+			if i, ok := w.updates[en.id]; ok { // the later values win
+				w.upArgs[i+1], w.upArgs[i+2], w.upArgs[i+3] = en.reached(), string(stepJSON), secs
+				continue
+			}
+			w.updates[en.id] = len(w.upArgs)
+			w.upArgs = append(w.upArgs, en.id, en.reached(), string(stepJSON), secs)
+			if len(w.upArgs) >= entriesPerInsert*4 {
+				if err := w.flush(); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -480,8 +531,16 @@ func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 	return nil
 }
 
-// flush inserts the queued new entries.
+// flush writes the queued updates and inserts the queued new entries.
 func (w *entryWriter) flush() error {
+	if n := len(w.upArgs) / 4; n > 0 {
+		q := "UPDATE " + FunnelEntriesCollection + " SET reached = v.column2, step_at = v.column3, convert_secs = v.column4 FROM (VALUES " +
+			strings.Repeat("(?, ?, ?, ?),", n-1) + "(?, ?, ?, ?)) AS v WHERE " + FunnelEntriesCollection + ".id = v.column1"
+		if _, err := w.ex.Exec(q, w.upArgs...); err != nil {
+			return err
+		}
+		w.upArgs, w.updates = w.upArgs[:0], nil
+	}
 	n := len(w.args) / entryColumns
 	if n == 0 {
 		return nil
@@ -726,9 +785,100 @@ func (f *funnelPart) addCheckout(c *checkoutStmts, e *fev) error {
 	if st, err = c.get(insertCheckoutSQL); err != nil {
 		return err
 	}
-	_, err = st.Exec(store.NewRecordID(), checkoutKey(e), e.profile, e.id, store.FormatTime(e.at), e.at.In(f.m.loc).Format(dayLayout), e.channel,
-		o.at, o.event, o.total, o.currency, o.after, o.run)
+	_, err = st.Exec(f.checkoutRow(e, o)...)
 	return err
+}
+
+func (f *funnelPart) checkoutRow(e *fev, o nextOrder) []any {
+	return []any{store.NewRecordID(), checkoutKey(e), e.profile, e.id, store.FormatTime(e.at), e.at.In(f.m.loc).Format(dayLayout), e.channel,
+		o.at, o.event, o.total, o.currency, o.after, o.run}
+}
+
+const (
+	checkoutColumns   = 13
+	checkoutsPerQuery = 500
+)
+
+// checkoutsOf records a batch's checkouts and gives its orders to the
+// earlier checkouts they follow, as addCheckout and orderPlaced would one
+// event at a time in time order, in a few statements: the checkouts'
+// next orders are read in one query and the checkouts written many to an
+// INSERT (the events table holds the whole batch, so a checkout's next
+// order is known before the batch's orders are applied; an order never
+// changes a checkout of this batch, which has it or an earlier one).
+func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
+	var cos, orders []*fev
+	for _, e := range evs {
+		switch e.typ {
+		case events.CheckoutStarted:
+			cos = append(cos, e)
+		case events.OrderPlaced:
+			orders = append(orders, e)
+		}
+	}
+	if len(cos) == 0 && len(orders) == 0 {
+		return nil
+	}
+	c := newCheckoutStmts(tx)
+	defer c.close()
+	for i := 0; i < len(cos); i += checkoutsPerQuery {
+		chunk := cos[i:min(i+checkoutsPerQuery, len(cos))]
+		next, err := nextOrders(c.ex, chunk)
+		if err != nil {
+			return err
+		}
+		args := make([]any, 0, checkoutColumns*len(chunk))
+		for j, e := range chunk {
+			o := nextOrder{after: -1} // none yet
+			if r := next[j]; r != nil {
+				// The journey's message is looked for only before an order.
+				o = f.nextOrder(c, e.profile, e.at, r.fev())
+			}
+			args = append(args, f.checkoutRow(e, o)...)
+		}
+		// Rows go in in time order: of two with one key, the first stays.
+		q := "INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) VALUES " +
+			strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?),", len(chunk)-1) + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
+		if _, err := c.ex.Exec(q, args...); err != nil {
+			return err
+		}
+	}
+	return f.ordersPlaced(c, orders)
+}
+
+// nextOrders reads the first order at or after each checkout of its
+// customer (nil when none), one query for them all.
+func nextOrders(ex dbx.Executor, cos []*fev) ([]*funnelEventRow, error) {
+	var q strings.Builder
+	args := make([]any, 0, 3*len(cos))
+	q.WriteString("WITH c(i, p, t) AS (VALUES ")
+	for i, e := range cos {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?, ?, ?)")
+		args = append(args, i, e.profile, store.FormatTime(e.at))
+	}
+	// As nextOrderSQL, a seek on the customer's events (profile, time) each.
+	q.WriteString(") SELECT c.i, o.id, o.occurred_at, o.properties FROM c JOIN events o ON o.id = " +
+		"(SELECT id FROM events WHERE profile = c.p AND occurred_at >= c.t AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1)")
+	rows, err := ex.Query(q.String(), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]*funnelEventRow, len(cos))
+	for rows.Next() {
+		var i int
+		r := &funnelEventRow{}
+		if err := rows.Scan(&i, &r.ID, &r.OccurredAt, &r.Properties); err != nil {
+			return nil, err
+		}
+		if i >= 0 && i < len(out) {
+			out[i] = r
+		}
+	}
+	return out, rows.Err()
 }
 
 // nextOrder is what a checkout keeps of the order that follows it: when,
@@ -759,43 +909,79 @@ func journeyMessageBetween(c *checkoutStmts, profile string, from, to time.Time)
 	return run
 }
 
-// orderPlaced makes an order the next order of the customer's earlier
-// checkouts that had none or a later one.
-func (f *funnelPart) orderPlaced(c *checkoutStmts, e *fev) error {
-	st, err := c.get(openCheckoutsSQL)
-	if err != nil {
-		return err
+// ordersPlaced makes each order (in time order) the next order of the
+// customer's earlier checkouts that had none or a later one. The
+// checkouts any of them could change are read in one query.
+func (f *funnelPart) ordersPlaced(c *checkoutStmts, orders []*fev) error {
+	if len(orders) == 0 {
+		return nil
 	}
-	rows, err := st.Query(e.profile, store.FormatTime(e.at))
-	if err != nil {
-		return err
-	}
-	type open struct{ id, startedAt string }
-	var opens []open
-	for rows.Next() {
-		var o open
-		if err := rows.Scan(&o.id, &o.startedAt); err != nil {
-			rows.Close()
-			return err
+	type span struct{ from, to string }
+	spans := map[string]*span{}
+	var profiles []string
+	for _, e := range orders {
+		t := store.FormatTime(e.at)
+		if s := spans[e.profile]; s != nil {
+			s.to = t
+		} else {
+			spans[e.profile] = &span{t, t}
+			profiles = append(profiles, e.profile)
 		}
-		opens = append(opens, o)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, r := range opens {
-		started, err := types.ParseDateTime(r.startedAt)
+	type open struct{ id, startedAt, orderAt string }
+	opens := map[string][]*open{}
+	for i := 0; i < len(profiles); i += checkoutsPerQuery {
+		chunk := profiles[i:min(i+checkoutsPerQuery, len(profiles))]
+		var q strings.Builder
+		args := make([]any, 0, 3*len(chunk))
+		q.WriteString("WITH o(p, t0, t1) AS (VALUES ")
+		for j, p := range chunk {
+			if j > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?, ?, ?)")
+			args = append(args, p, spans[p].from, spans[p].to)
+		}
+		// openCheckoutsSQL for any of the customer's orders in the batch.
+		q.WriteString(") SELECT c.id, c.profile, c.started_at, COALESCE(c.order_at, '') FROM o JOIN " + CheckoutsCollection +
+			" c ON c.profile = o.p AND c.started_at <= o.t1 AND (c.order_at = '' OR c.order_at IS NULL OR c.order_at > o.t0)")
+		rows, err := c.ex.Query(q.String(), args...)
 		if err != nil {
-			continue
-		}
-		o := f.nextOrder(c, e.profile, started.Time(), e)
-		up, err := c.get(setNextOrderSQL)
-		if err != nil {
 			return err
 		}
-		if _, err := up.Exec(o.at, o.event, o.total, o.currency, o.after, o.run, r.id); err != nil {
+		for rows.Next() {
+			var o open
+			var p string
+			if err := rows.Scan(&o.id, &p, &o.startedAt, &o.orderAt); err != nil {
+				rows.Close()
+				return err
+			}
+			opens[p] = append(opens[p], &o)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
+		}
+	}
+	for _, e := range orders {
+		at := store.FormatTime(e.at)
+		for _, r := range opens[e.profile] {
+			if r.startedAt > at || (r.orderAt != "" && r.orderAt <= at) {
+				continue
+			}
+			started, err := types.ParseDateTime(r.startedAt)
+			if err != nil {
+				continue
+			}
+			o := f.nextOrder(c, e.profile, started.Time(), e)
+			up, err := c.get(setNextOrderSQL)
+			if err != nil {
+				return err
+			}
+			if _, err := up.Exec(o.at, o.event, o.total, o.currency, o.after, o.run, r.id); err != nil {
+				return err
+			}
+			r.orderAt = o.at
 		}
 	}
 	return nil
