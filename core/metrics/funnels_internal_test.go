@@ -33,11 +33,36 @@ func funnelSnapshot(t testing.TB, app core.App) []string {
 	return append(rows, days...)
 }
 
-// The entries kept as events are stored, in batches and out of time order
-// (late deliveries, customers with no first step), are the ones a
-// derivation from all the stored events (rebuild, backfill) gives.
+// checkoutSnapshot lists every checkout and per-day checkout count, in a
+// fixed order, without the checkouts' ids.
+func checkoutSnapshot(t testing.TB, app core.App) []string {
+	t.Helper()
+	var rows []string
+	if err := app.DB().NewQuery("SELECT key || '|' || profile || '|' || event || '|' || started_at || '|' || day || '|' || channel || '|' || COALESCE(order_at, '') || '|' || " +
+		"order_event || '|' || order_total || '|' || order_currency || '|' || order_after || '|' || recovered_run FROM " + CheckoutsCollection + " ORDER BY 1").Column(&rows); err != nil {
+		t.Fatal(err)
+	}
+	var days []string
+	if err := app.DB().NewQuery("SELECT day || '|' || channel || '|' || started || '|' || completed FROM " + CheckoutDailyCollection + " WHERE started != 0 ORDER BY 1").Column(&days); err != nil {
+		t.Fatal(err)
+	}
+	return append(rows, days...)
+}
+
+// The entries and checkouts kept as events are stored, in batches and out
+// of time order (late deliveries, customers with no first step, orders
+// before and after their checkouts), over two
+// funnels, are the ones a derivation from all the stored events (rebuild,
+// backfill) gives.
 func TestFunnelStreamMatchesDerivation(t *testing.T) {
 	e := attrStart(t, nil)
+	// A second funnel whose steps are other types than the default one's.
+	code, body := e.s.Do(t, "POST", "/api/v1/metrics/funnels", map[string]any{"name": "Email to order", "window_days": 3, "steps": []map[string]any{
+		{"event": events.EmailOpened}, {"event": events.OrderPlaced}}}, e.owner)
+	if code != 201 {
+		t.Fatalf("POST funnel: %d %s", code, body)
+	}
+	omnitest.Eventually(t, 60*time.Second, func() bool { return len(e.m.funnels.readyFunnels()) == 2 }, "two funnels ready")
 	rnd := rand.New(rand.NewPCG(7, 9))
 	base := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	var evs []*events.Event
@@ -66,12 +91,24 @@ func TestFunnelStreamMatchesDerivation(t *testing.T) {
 	if len(streamed) == 0 {
 		t.Fatal("no funnel entries kept from the stream")
 	}
+	var fns []string
+	if err := e.s.PB.DB().NewQuery("SELECT DISTINCT funnel FROM " + FunnelEntriesCollection).Column(&fns); err != nil || len(fns) != 2 {
+		t.Fatalf("entries of %d funnels (%v), want 2", len(fns), err)
+	}
+	streamedCheckouts := checkoutSnapshot(t, e.s.PB)
+	var withOrder int
+	if err := e.s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + CheckoutsCollection + " WHERE order_after >= 0").Row(&withOrder); err != nil || withOrder == 0 {
+		t.Fatalf("%d checkouts followed by an order (%v)", withOrder, err)
+	}
 
 	var profiles []string
 	if err := e.s.PB.DB().NewQuery("SELECT DISTINCT profile FROM events WHERE profile != ''").Column(&profiles); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.s.PB.RunInTransaction(func(tx core.App) error {
+		if err := e.m.funnels.rederiveCheckouts(tx, profiles); err != nil {
+			return err
+		}
 		return e.m.funnels.rederive(tx, e.m.funnels.readyFunnels(), profiles)
 	}); err != nil {
 		t.Fatal(err)
@@ -79,6 +116,9 @@ func TestFunnelStreamMatchesDerivation(t *testing.T) {
 	derived := funnelSnapshot(t, e.s.PB)
 	if !slices.Equal(streamed, derived) {
 		t.Errorf("streamed entries differ from derived ones:\nstreamed %q\nderived  %q", streamed, derived)
+	}
+	if derived := checkoutSnapshot(t, e.s.PB); !slices.Equal(streamedCheckouts, derived) {
+		t.Errorf("streamed checkouts differ from derived ones:\nstreamed %q\nderived  %q", streamedCheckouts, derived)
 	}
 }
 
