@@ -276,6 +276,7 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 		return err
 	}
 	w := f.entryWriter(tx)
+	defer w.close()
 	for i, fn := range ready {
 		var again []string
 		for _, p := range live[i] {
@@ -329,34 +330,18 @@ func lateProfiles(tx core.App, fns []*Funnel, live [][]string, byProfile []map[s
 		return nil, nil
 	}
 	typs := stepTypes(fns)
-	var q strings.Builder
-	args := make([]any, 0, 2*len(profiles)+len(typs)+len(batch))
-	q.WriteString("WITH b(p, t) AS (VALUES ")
+	b := make([][2]string, len(profiles))
 	for i, p := range profiles {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?, ?)")
-		args = append(args, p, from[p])
+		b[i] = [2]string{p, from[p]}
 	}
-	q.WriteString(") SELECT b.p, e.type, MAX(e.occurred_at) FROM b JOIN events e ON e.profile = b.p AND e.occurred_at > b.t WHERE e.type IN (")
-	for i, t := range typs {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteByte('?')
-		args = append(args, t)
-	}
-	q.WriteString(") AND e.id NOT IN (")
+	ids := make([]string, len(batch))
 	for i, e := range batch {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteByte('?')
-		args = append(args, e.id)
+		ids[i] = e.id
 	}
-	q.WriteString(") GROUP BY b.p, e.type")
-	rows, err := store.Executor(tx).Query(q.String(), args...)
+	rows, err := store.Executor(tx).Query("WITH b(p, t) AS (SELECT value->>0, value->>1 FROM json_each(?)) "+
+		"SELECT b.p, e.type, MAX(e.occurred_at) FROM b CROSS JOIN events e ON e.profile = b.p AND e.occurred_at > b.t "+
+		"WHERE +e.type IN (SELECT value FROM json_each(?)) AND e.id NOT IN (SELECT value FROM json_each(?)) GROUP BY b.p, e.type",
+		jsonArg(b), jsonArg(typs), jsonArg(ids))
 	if err != nil {
 		return nil, err
 	}
@@ -384,21 +369,16 @@ func lateProfiles(tx core.App, fns []*Funnel, live [][]string, byProfile []map[s
 // query for a batch; an index seek a pair).
 func latestEntries(tx core.App, pairs []funnelProfile) (map[funnelProfile]*entry, error) {
 	out := map[funnelProfile]*entry{}
-	for i := 0; i < len(pairs); i += entriesPerInsert {
-		chunk := pairs[i:min(i+entriesPerInsert, len(pairs))]
-		var q strings.Builder
-		args := make([]any, 0, 2*len(chunk))
-		q.WriteString("WITH k(f, p) AS (VALUES ")
-		for j, k := range chunk {
-			if j > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString("(?, ?)")
-			args = append(args, k.funnel, k.profile)
+	for i := 0; i < len(pairs); i += pairsPerQuery {
+		chunk := pairs[i:min(i+pairsPerQuery, len(pairs))]
+		k := make([][2]string, len(chunk))
+		for j, c := range chunk {
+			k[j] = [2]string{c.funnel, c.profile}
 		}
-		q.WriteString(") SELECT e.id, e.funnel, e.profile, e.entered_at, e.channel, e.step_at FROM k JOIN " + FunnelEntriesCollection +
-			" e ON e.rowid = (SELECT rowid FROM " + FunnelEntriesCollection + " l WHERE l.profile = k.p AND l.funnel = k.f ORDER BY l.entered_at DESC, l.rowid DESC LIMIT 1)")
-		rows, err := store.Executor(tx).Query(q.String(), args...)
+		rows, err := store.Executor(tx).Query("WITH k(f, p) AS (SELECT value->>0, value->>1 FROM json_each(?)) "+
+			"SELECT e.id, e.funnel, e.profile, e.entered_at, e.channel, e.step_at FROM k CROSS JOIN "+FunnelEntriesCollection+
+			" e ON e.rowid = (SELECT rowid FROM "+FunnelEntriesCollection+" l WHERE l.profile = k.p AND l.funnel = k.f ORDER BY l.entered_at DESC, l.rowid DESC LIMIT 1)",
+			jsonArg(k))
 		if err != nil {
 			return nil, err
 		}
@@ -430,7 +410,7 @@ func latestEntries(tx core.App, pairs []funnelProfile) (map[funnelProfile]*entry
 // entries many rows to a statement (flush writes the rest).
 type entryWriter struct {
 	f    *funnelPart
-	ex   dbx.Executor
+	st   *batchStmts
 	args []any // of the pending new entries, entryColumns each
 	// keep (while a customer is derived again) holds the ids of the
 	// entries stored, by entrySig: a new entry equal to one is not written
@@ -450,7 +430,7 @@ const (
 )
 
 func (f *funnelPart) entryWriter(tx core.App) *entryWriter {
-	return &entryWriter{f: f, ex: store.Executor(tx)}
+	return &entryWriter{f: f, st: newBatchStmts(tx)}
 }
 
 // advance applies a customer's new events (in time order) to their latest
@@ -533,30 +513,23 @@ func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 
 // flush writes the queued updates and inserts the queued new entries.
 func (w *entryWriter) flush() error {
-	if n := len(w.upArgs) / 4; n > 0 {
-		q := "UPDATE " + FunnelEntriesCollection + " SET reached = v.column2, step_at = v.column3, convert_secs = v.column4 FROM (VALUES " +
-			strings.Repeat("(?, ?, ?, ?),", n-1) + "(?, ?, ?, ?)) AS v WHERE " + FunnelEntriesCollection + ".id = v.column1"
-		if _, err := w.ex.Exec(q, w.upArgs...); err != nil {
+	if len(w.upArgs) > 0 {
+		if err := w.st.execRows("UPDATE "+FunnelEntriesCollection+" SET reached = v.column2, step_at = v.column3, convert_secs = v.column4 FROM (VALUES ",
+			4, ") AS v WHERE "+FunnelEntriesCollection+".id = v.column1", w.upArgs); err != nil {
 			return err
 		}
 		w.upArgs, w.updates = w.upArgs[:0], nil
 	}
-	n := len(w.args) / entryColumns
-	if n == 0 {
+	if len(w.args) == 0 {
 		return nil
 	}
-	var q strings.Builder
-	q.WriteString("INSERT INTO " + FunnelEntriesCollection + " (id, funnel, profile, entered_at, day, channel, reached, step_at, convert_secs) VALUES ")
-	for i := range n {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	_, err := w.ex.Exec(q.String(), w.args...)
+	err := w.st.execRows("INSERT INTO "+FunnelEntriesCollection+" (id, funnel, profile, entered_at, day, channel, reached, step_at, convert_secs) VALUES ",
+		entryColumns, "", w.args)
 	w.args = w.args[:0]
 	return err
 }
+
+func (w *entryWriter) close() { w.st.close() }
 
 // rederive drops the customers' entries of the funnels and derives them
 // again from their events.
@@ -591,6 +564,7 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 		return err
 	}
 	w := f.entryWriter(tx)
+	defer w.close()
 	w.keep = map[string][]string{}
 	for _, k := range kept {
 		sig := entrySig(k.Funnel, k.Profile, k.EnteredAt, k.Day, k.Channel, k.Reached, k.StepAt, k.ConvertSecs)
@@ -682,6 +656,16 @@ func profileEvents(tx core.App, profiles, typs []string) ([]*fev, error) {
 	return out, nil
 }
 
+// jsonArg passes a list to a query as one parameter, read with
+// json_each: the SQLite driver binds each parameter by a search of them
+// all, so a statement with thousands of them costs more in the binding
+// than in SQLite. Only for text and integers (a JSON number is read back
+// as a float not always to the bit).
+func jsonArg(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
 func anys(ss []string) []any {
 	out := make([]any, len(ss))
 	for i, s := range ss {
@@ -723,18 +707,18 @@ func orderTotal(props map[string]any) (float64, string) {
 	return 0, strings.ToUpper(cur)
 }
 
-// checkoutStmts are the checkouts' statements, prepared once for a batch
-// (SQLite parses each once instead of once an event).
-type checkoutStmts struct {
+// batchStmts are a batch's statements, prepared once (SQLite parses each
+// once instead of once an event or a chunk of rows).
+type batchStmts struct {
 	ex    dbx.Executor
 	stmts map[string]*sql.Stmt
 }
 
-func newCheckoutStmts(tx core.App) *checkoutStmts {
-	return &checkoutStmts{ex: store.Executor(tx), stmts: map[string]*sql.Stmt{}}
+func newBatchStmts(tx core.App) *batchStmts {
+	return &batchStmts{ex: store.Executor(tx), stmts: map[string]*sql.Stmt{}}
 }
 
-func (c *checkoutStmts) get(q string) (*sql.Stmt, error) {
+func (c *batchStmts) get(q string) (*sql.Stmt, error) {
 	if st, ok := c.stmts[q]; ok {
 		return st, nil
 	}
@@ -746,7 +730,30 @@ func (c *checkoutStmts) get(q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-func (c *checkoutStmts) close() {
+// rowsPerStatement bounds the rows of a many-row INSERT or UPDATE: the
+// SQLite driver binds each parameter by a search of them all, so the
+// binding grows with the square of a statement's parameters.
+const rowsPerStatement = 16
+
+// execRows runs head + "(?, …)" × rows + tail over args (cols a row), in
+// statements of at most rowsPerStatement rows.
+func (c *batchStmts) execRows(head string, cols int, tail string, args []any) error {
+	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	for len(args) > 0 {
+		n := min(len(args)/cols, rowsPerStatement)
+		st, err := c.get(head + strings.Repeat(row+", ", n-1) + row + tail)
+		if err != nil {
+			return err
+		}
+		if _, err := st.Exec(args[:n*cols]...); err != nil {
+			return err
+		}
+		args = args[n*cols:]
+	}
+	return nil
+}
+
+func (c *batchStmts) close() {
 	for _, st := range c.stmts {
 		st.Close()
 	}
@@ -769,7 +776,7 @@ const (
 
 // addCheckout records a checkout with the customer's first order at or
 // after it (the events table holds this batch's orders too).
-func (f *funnelPart) addCheckout(c *checkoutStmts, e *fev) error {
+func (f *funnelPart) addCheckout(c *batchStmts, e *fev) error {
 	o := nextOrder{after: -1} // none yet
 	st, err := c.get(nextOrderSQL)
 	if err != nil {
@@ -797,6 +804,9 @@ func (f *funnelPart) checkoutRow(e *fev, o nextOrder) []any {
 const (
 	checkoutColumns   = 13
 	checkoutsPerQuery = 500
+	// pairsPerQuery bounds a read's JSON list (customers, or funnel and
+	// customer pairs).
+	pairsPerQuery = 2000
 )
 
 // checkoutsOf records a batch's checkouts and gives its orders to the
@@ -819,7 +829,7 @@ func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
 	if len(cos) == 0 && len(orders) == 0 {
 		return nil
 	}
-	c := newCheckoutStmts(tx)
+	c := newBatchStmts(tx)
 	defer c.close()
 	for i := 0; i < len(cos); i += checkoutsPerQuery {
 		chunk := cos[i:min(i+checkoutsPerQuery, len(cos))]
@@ -837,9 +847,8 @@ func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
 			args = append(args, f.checkoutRow(e, o)...)
 		}
 		// Rows go in in time order: of two with one key, the first stays.
-		q := "INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) VALUES " +
-			strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?),", len(chunk)-1) + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
-		if _, err := c.ex.Exec(q, args...); err != nil {
+		if err := c.execRows("INSERT INTO "+CheckoutsCollection+" (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) VALUES ",
+			checkoutColumns, " ON CONFLICT(key) DO NOTHING", args); err != nil {
 			return err
 		}
 	}
@@ -849,20 +858,14 @@ func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
 // nextOrders reads the first order at or after each checkout of its
 // customer (nil when none), one query for them all.
 func nextOrders(ex dbx.Executor, cos []*fev) ([]*funnelEventRow, error) {
-	var q strings.Builder
-	args := make([]any, 0, 3*len(cos))
-	q.WriteString("WITH c(i, p, t) AS (VALUES ")
+	c := make([][2]string, len(cos)) // by position
 	for i, e := range cos {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?, ?, ?)")
-		args = append(args, i, e.profile, store.FormatTime(e.at))
+		c[i] = [2]string{e.profile, store.FormatTime(e.at)}
 	}
 	// As nextOrderSQL, a seek on the customer's events (profile, time) each.
-	q.WriteString(") SELECT c.i, o.id, o.occurred_at, o.properties FROM c JOIN events o ON o.id = " +
-		"(SELECT id FROM events WHERE profile = c.p AND occurred_at >= c.t AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1)")
-	rows, err := ex.Query(q.String(), args...)
+	rows, err := ex.Query("WITH c(i, p, t) AS (SELECT key, value->>0, value->>1 FROM json_each(?)) "+
+		"SELECT c.i, o.id, o.occurred_at, o.properties FROM c CROSS JOIN events o ON o.id = "+
+		"(SELECT id FROM events WHERE profile = c.p AND occurred_at >= c.t AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1)", jsonArg(c))
 	if err != nil {
 		return nil, err
 	}
@@ -889,7 +892,7 @@ type nextOrder struct {
 	total, after             float64
 }
 
-func (f *funnelPart) nextOrder(c *checkoutStmts, profile string, started time.Time, o *fev) nextOrder {
+func (f *funnelPart) nextOrder(c *batchStmts, profile string, started time.Time, o *fev) nextOrder {
 	total, cur := orderTotal(o.props)
 	return nextOrder{at: store.FormatTime(o.at), event: o.id, total: total, currency: cur,
 		after: o.at.Sub(started).Seconds(), run: journeyMessageBetween(c, profile, started, o.at)}
@@ -899,7 +902,7 @@ func (f *funnelPart) nextOrder(c *checkoutStmts, profile string, started time.Ti
 // journey sent to the customer (or to a customer merged into them) from
 // one time to another, "" when none. The send ledger belongs to messaging:
 // without it there is none.
-func journeyMessageBetween(c *checkoutStmts, profile string, from, to time.Time) string {
+func journeyMessageBetween(c *batchStmts, profile string, from, to time.Time) string {
 	st, err := c.get(journeyMessageSQL)
 	if err != nil {
 		return ""
@@ -912,7 +915,7 @@ func journeyMessageBetween(c *checkoutStmts, profile string, from, to time.Time)
 // ordersPlaced makes each order (in time order) the next order of the
 // customer's earlier checkouts that had none or a later one. The
 // checkouts any of them could change are read in one query.
-func (f *funnelPart) ordersPlaced(c *checkoutStmts, orders []*fev) error {
+func (f *funnelPart) ordersPlaced(c *batchStmts, orders []*fev) error {
 	if len(orders) == 0 {
 		return nil
 	}
@@ -930,22 +933,16 @@ func (f *funnelPart) ordersPlaced(c *checkoutStmts, orders []*fev) error {
 	}
 	type open struct{ id, startedAt, orderAt string }
 	opens := map[string][]*open{}
-	for i := 0; i < len(profiles); i += checkoutsPerQuery {
-		chunk := profiles[i:min(i+checkoutsPerQuery, len(profiles))]
-		var q strings.Builder
-		args := make([]any, 0, 3*len(chunk))
-		q.WriteString("WITH o(p, t0, t1) AS (VALUES ")
+	for i := 0; i < len(profiles); i += pairsPerQuery {
+		chunk := profiles[i:min(i+pairsPerQuery, len(profiles))]
+		o := make([][3]string, len(chunk))
 		for j, p := range chunk {
-			if j > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString("(?, ?, ?)")
-			args = append(args, p, spans[p].from, spans[p].to)
+			o[j] = [3]string{p, spans[p].from, spans[p].to}
 		}
 		// openCheckoutsSQL for any of the customer's orders in the batch.
-		q.WriteString(") SELECT c.id, c.profile, c.started_at, COALESCE(c.order_at, '') FROM o JOIN " + CheckoutsCollection +
-			" c ON c.profile = o.p AND c.started_at <= o.t1 AND (c.order_at = '' OR c.order_at IS NULL OR c.order_at > o.t0)")
-		rows, err := c.ex.Query(q.String(), args...)
+		rows, err := c.ex.Query("WITH o(p, t0, t1) AS (SELECT value->>0, value->>1, value->>2 FROM json_each(?)) "+
+			"SELECT c.id, c.profile, c.started_at, COALESCE(c.order_at, '') FROM o CROSS JOIN "+CheckoutsCollection+
+			" c ON c.profile = o.p AND c.started_at <= o.t1 AND (c.order_at = '' OR c.order_at IS NULL OR c.order_at > o.t0)", jsonArg(o))
 		if err != nil {
 			return err
 		}
@@ -997,7 +994,7 @@ func (f *funnelPart) rederiveCheckouts(tx core.App, profiles []string) error {
 	if err != nil {
 		return err
 	}
-	c := newCheckoutStmts(tx)
+	c := newBatchStmts(tx)
 	defer c.close()
 	for _, e := range evs {
 		if err := f.addCheckout(c, e); err != nil {
