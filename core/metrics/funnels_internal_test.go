@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/store"
 )
 
@@ -190,5 +192,72 @@ func seedFunnelEvents(tb testing.TB, app core.App, customers, perCustomer int) {
 	})
 	if err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// BenchmarkFunnelProcess times funnelPart.process alone on bench/metrics'
+// storefront mix (per 10 events 1 order, 2 checkouts, 7 page views; 5,000
+// customers, in time order), each batch stored in the events table first
+// as the events writer does, at the events writer's batch size (100) and
+// at the follower's (2,000). Reports process's CPU per event.
+//
+//	go test ./core/metrics/ -run '^$' -bench FunnelProcess -benchtime 40x -cpuprofile /tmp/fu.prof
+func BenchmarkFunnelProcess(b *testing.B) {
+	for _, size := range []int{100, 2000} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			m := New(Options{})
+			s := omnitest.Start(b, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{m} }})
+			base := time.Now().UTC().AddDate(0, -1, 0)
+			var n int
+			var cpu time.Duration
+			b.ResetTimer()
+			for range b.N {
+				batch := make([]*eventstore.Stored, size)
+				for i := range batch {
+					n++
+					ev := &events.Event{ID: fmt.Sprintf("ev-%d", n), Source: "shop", OccurredAt: base.Add(time.Duration(n) * time.Second),
+						Context: events.Context{Channel: "web"}}
+					switch n % 10 {
+					case 0:
+						ev.Type, ev.Properties = events.OrderPlaced, map[string]any{"order_id": fmt.Sprint(n), "revenue": float64(20 + n%80), "currency": "EUR"}
+					case 1, 2:
+						ev.Type, ev.Properties = events.CheckoutStarted, map[string]any{"revenue": float64(20 + n%80)}
+					default:
+						ev.Type, ev.Name = events.PageViewed, "Product"
+						ev.Context.Page = &events.Page{URL: fmt.Sprintf("https://omni-shop.dev/p/%d", n%200)}
+					}
+					batch[i] = &eventstore.Stored{RecordID: store.NewRecordID(), Event: ev, Profile: fmt.Sprintf("cust%06d", n%5000)}
+				}
+				if err := s.PB.RunInTransaction(func(tx core.App) error {
+					ins, err := store.Executor(tx).Prepare("INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile) " +
+						"VALUES (?, ?, ?, ?, 'shop', 'web', ?, ?, '{}', ?, ?, ?)")
+					if err != nil {
+						return err
+					}
+					defer ins.Close()
+					for _, st := range batch {
+						props, _ := json.Marshal(st.Event.Properties)
+						ctx, _ := json.Marshal(st.Event.Context)
+						at := store.FormatTime(st.Event.OccurredAt)
+						if _, err := ins.Exec(st.RecordID, st.Event.ID, st.Event.Type, st.Event.Name, at, at, string(props), string(ctx), st.Profile); err != nil {
+							return err
+						}
+					}
+					c0 := cpuNow()
+					err = m.funnels.process(tx, batch)
+					cpu += cpuNow() - c0
+					return err
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var entries, checkouts int
+			_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + FunnelEntriesCollection).Row(&entries)
+			_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + CheckoutsCollection).Row(&checkouts)
+			if entries == 0 || checkouts != n/5 {
+				b.Fatalf("%d entries, %d checkouts of %d events", entries, checkouts, n)
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/event")
+		})
 	}
 }
