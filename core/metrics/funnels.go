@@ -330,15 +330,15 @@ func lateProfiles(tx core.App, fns []*Funnel, live [][]string, byProfile []map[s
 		return nil, nil
 	}
 	typs := stepTypes(fns)
-	b := make([][2]string, len(profiles))
+	b := make([]string, len(profiles))
 	for i, p := range profiles {
-		b[i] = [2]string{p, from[p]}
+		b[i] = pairArg(p, from[p])
 	}
 	ids := make([]string, len(batch))
 	for i, e := range batch {
 		ids[i] = e.id
 	}
-	rows, err := store.Executor(tx).Query("WITH b(p, t) AS (SELECT value->>0, value->>1 FROM json_each(?)) "+
+	rows, err := store.Executor(tx).Query("WITH b(p, t) AS MATERIALIZED (SELECT "+pairSQL+" FROM json_each(?)) "+
 		"SELECT b.p, e.type, MAX(e.occurred_at) FROM b CROSS JOIN events e ON e.profile = b.p AND e.occurred_at > b.t "+
 		"WHERE +e.type IN (SELECT value FROM json_each(?)) AND e.id NOT IN (SELECT value FROM json_each(?)) GROUP BY b.p, e.type",
 		jsonArg(b), jsonArg(typs), jsonArg(ids))
@@ -365,26 +365,28 @@ func lateProfiles(tx core.App, fns []*Funnel, live [][]string, byProfile []map[s
 	return out, rows.Err()
 }
 
-// latestEntries reads each customer's latest entry into each funnel (one
-// query for a batch; an index seek a pair).
+// latestEntries reads each customer's latest entry into each funnel: one
+// query a funnel for a batch, an index seek a customer.
 func latestEntries(tx core.App, pairs []funnelProfile) (map[funnelProfile]*entry, error) {
-	out := map[funnelProfile]*entry{}
-	for i := 0; i < len(pairs); i += pairsPerQuery {
-		chunk := pairs[i:min(i+pairsPerQuery, len(pairs))]
-		k := make([][2]string, len(chunk))
-		for j, c := range chunk {
-			k[j] = [2]string{c.funnel, c.profile}
+	byFunnel := map[string][]string{}
+	var fns []string
+	for _, k := range pairs {
+		if byFunnel[k.funnel] == nil {
+			fns = append(fns, k.funnel)
 		}
-		rows, err := store.Executor(tx).Query("WITH k(f, p) AS (SELECT value->>0, value->>1 FROM json_each(?)) "+
-			"SELECT e.id, e.funnel, e.profile, e.entered_at, e.channel, e.step_at FROM k CROSS JOIN "+FunnelEntriesCollection+
-			" e ON e.rowid = (SELECT rowid FROM "+FunnelEntriesCollection+" l WHERE l.profile = k.p AND l.funnel = k.f ORDER BY l.entered_at DESC, l.rowid DESC LIMIT 1)",
-			jsonArg(k))
+		byFunnel[k.funnel] = append(byFunnel[k.funnel], k.profile)
+	}
+	out := map[funnelProfile]*entry{}
+	for _, fn := range fns {
+		rows, err := store.Executor(tx).Query("SELECT e.id, e.profile, e.entered_at, e.channel, e.step_at FROM json_each(?2) k CROSS JOIN "+FunnelEntriesCollection+
+			" e ON e.rowid = (SELECT rowid FROM "+FunnelEntriesCollection+" l WHERE l.profile = k.value AND l.funnel = ?1 ORDER BY l.entered_at DESC, l.rowid DESC LIMIT 1)",
+			fn, jsonArg(byFunnel[fn]))
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
-			var id, fn, profile, enteredAt, channel, stepAt string
-			if err := rows.Scan(&id, &fn, &profile, &enteredAt, &channel, &stepAt); err != nil {
+			var id, profile, enteredAt, channel, stepAt string
+			if err := rows.Scan(&id, &profile, &enteredAt, &channel, &stepAt); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -666,6 +668,13 @@ func jsonArg(v any) string {
 	return string(b)
 }
 
+// pairArg and pairSQL pass two strings as one element of a jsonArg list
+// (a JSON array a pair costs SQLite a parse a column): a customer id and
+// a time, which hold no unit separator.
+func pairArg(a, b string) string { return a + "\x1f" + b }
+
+const pairSQL = "substr(value, 1, instr(value, char(31)) - 1), substr(value, instr(value, char(31)) + 1)"
+
 func anys(ss []string) []any {
 	out := make([]any, len(ss))
 	for i, s := range ss {
@@ -858,12 +867,12 @@ func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
 // nextOrders reads the first order at or after each checkout of its
 // customer (nil when none), one query for them all.
 func nextOrders(ex dbx.Executor, cos []*fev) ([]*funnelEventRow, error) {
-	c := make([][2]string, len(cos)) // by position
+	c := make([]string, len(cos)) // by position
 	for i, e := range cos {
-		c[i] = [2]string{e.profile, store.FormatTime(e.at)}
+		c[i] = pairArg(e.profile, store.FormatTime(e.at))
 	}
 	// As nextOrderSQL, a seek on the customer's events (profile, time) each.
-	rows, err := ex.Query("WITH c(i, p, t) AS (SELECT key, value->>0, value->>1 FROM json_each(?)) "+
+	rows, err := ex.Query("WITH c(i, p, t) AS MATERIALIZED (SELECT key, "+pairSQL+" FROM json_each(?)) "+
 		"SELECT c.i, o.id, o.occurred_at, o.properties FROM c CROSS JOIN events o ON o.id = "+
 		"(SELECT id FROM events WHERE profile = c.p AND occurred_at >= c.t AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1)", jsonArg(c))
 	if err != nil {
@@ -940,7 +949,7 @@ func (f *funnelPart) ordersPlaced(c *batchStmts, orders []*fev) error {
 			o[j] = [3]string{p, spans[p].from, spans[p].to}
 		}
 		// openCheckoutsSQL for any of the customer's orders in the batch.
-		rows, err := c.ex.Query("WITH o(p, t0, t1) AS (SELECT value->>0, value->>1, value->>2 FROM json_each(?)) "+
+		rows, err := c.ex.Query("WITH o(p, t0, t1) AS MATERIALIZED (SELECT value->>0, value->>1, value->>2 FROM json_each(?)) "+
 			"SELECT c.id, c.profile, c.started_at, COALESCE(c.order_at, '') FROM o CROSS JOIN "+CheckoutsCollection+
 			" c ON c.profile = o.p AND c.started_at <= o.t1 AND (c.order_at = '' OR c.order_at IS NULL OR c.order_at > o.t0)", jsonArg(o))
 		if err != nil {
