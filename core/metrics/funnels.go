@@ -3,7 +3,6 @@ package metrics
 import (
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"net/url"
 	"slices"
 	"strconv"
@@ -769,42 +768,14 @@ func (c *batchStmts) close() {
 }
 
 const (
-	// The unary + keeps SQLite on the customer's events (profile, time):
-	// on the type index it reads every later order of every customer.
-	nextOrderSQL      = "SELECT id, occurred_at, properties FROM events WHERE profile = ? AND occurred_at >= ? AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1"
-	insertCheckoutSQL = "INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) " +
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
 	// The merged_into condition lets SQLite use the partial index on
 	// merged_into instead of reading every profile.
 	journeyMessageSQL = "SELECT journey_run FROM messages WHERE profile IN (SELECT ?1 UNION SELECT id FROM profiles WHERE merged_into = ?1 AND merged_into != '')" +
 		" AND created >= ?2 AND created <= ?3 AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1"
-	openCheckoutsSQL = "SELECT id, started_at FROM " + CheckoutsCollection +
-		" WHERE profile = ?1 AND started_at <= ?2 AND (order_at = '' OR order_at IS NULL OR order_at > ?2)"
 	setNextOrderSQL = "UPDATE " + CheckoutsCollection + " SET order_at = ?, order_event = ?, order_total = ?, order_currency = ?, order_after = ?, recovered_run = ? WHERE id = ?"
 )
 
-// addCheckout records a checkout with the customer's first order at or
-// after it (the events table holds this batch's orders too).
-func (f *funnelPart) addCheckout(c *batchStmts, e *fev) error {
-	o := nextOrder{after: -1} // none yet
-	st, err := c.get(nextOrderSQL)
-	if err != nil {
-		return err
-	}
-	var r funnelEventRow
-	switch err := st.QueryRow(e.profile, store.FormatTime(e.at)).Scan(&r.ID, &r.OccurredAt, &r.Properties); {
-	case err == nil:
-		o = f.nextOrder(c, e.profile, e.at, r.fev())
-	case !errors.Is(err, sql.ErrNoRows):
-		return err
-	}
-	if st, err = c.get(insertCheckoutSQL); err != nil {
-		return err
-	}
-	_, err = st.Exec(f.checkoutRow(e, o)...)
-	return err
-}
-
+// checkoutRow is a checkout's row with the order that follows it.
 func (f *funnelPart) checkoutRow(e *fev, o nextOrder) []any {
 	return []any{store.NewRecordID(), checkoutKey(e), e.profile, e.id, store.FormatTime(e.at), e.at.In(f.m.loc).Format(dayLayout), e.channel,
 		o.at, o.event, o.total, o.currency, o.after, o.run}
@@ -818,13 +789,14 @@ const (
 	pairsPerQuery = 2000
 )
 
-// checkoutsOf records a batch's checkouts and gives its orders to the
-// earlier checkouts they follow, as addCheckout and orderPlaced would one
-// event at a time in time order, in a few statements: the checkouts'
-// next orders are read in one query and the checkouts written many to an
-// INSERT (the events table holds the whole batch, so a checkout's next
-// order is known before the batch's orders are applied; an order never
-// changes a checkout of this batch, which has it or an earlier one).
+// checkoutsOf records a batch's checkouts (each with the customer's first
+// order at or after it) and gives its orders to the earlier checkouts
+// they follow, as doing so one event at a time in time order would, in a
+// few statements: the checkouts' next orders are read in one query and
+// the checkouts written many to an INSERT (the events table holds the
+// whole batch, so a checkout's next order is known before the batch's
+// orders are applied; an order never changes a checkout of this batch,
+// which has it or an earlier one).
 func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
 	var cos, orders []*fev
 	for _, e := range evs {
@@ -871,7 +843,9 @@ func nextOrders(ex dbx.Executor, cos []*fev) ([]*funnelEventRow, error) {
 	for i, e := range cos {
 		c[i] = pairArg(e.profile, store.FormatTime(e.at))
 	}
-	// As nextOrderSQL, a seek on the customer's events (profile, time) each.
+	// A seek on the customer's events (profile, time) each: the unary +
+	// keeps SQLite there (on the type index it reads every later order of
+	// every customer).
 	rows, err := ex.Query("WITH c(i, p, t) AS MATERIALIZED (SELECT key, "+pairSQL+" FROM json_each(?)) "+
 		"SELECT c.i, o.id, o.occurred_at, o.properties FROM c CROSS JOIN events o ON o.id = "+
 		"(SELECT id FROM events WHERE profile = c.p AND occurred_at >= c.t AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1)", jsonArg(c))
@@ -948,7 +922,9 @@ func (f *funnelPart) ordersPlaced(c *batchStmts, orders []*fev) error {
 		for j, p := range chunk {
 			o[j] = [3]string{p, spans[p].from, spans[p].to}
 		}
-		// openCheckoutsSQL for any of the customer's orders in the batch.
+		// The checkouts any of the customer's orders in the batch could be
+		// the next order of: started by the last, without an order or with
+		// one after the first.
 		rows, err := c.ex.Query("WITH o(p, t0, t1) AS MATERIALIZED (SELECT value->>0, value->>1, value->>2 FROM json_each(?)) "+
 			"SELECT c.id, c.profile, c.started_at, COALESCE(c.order_at, '') FROM o CROSS JOIN "+CheckoutsCollection+
 			" c ON c.profile = o.p AND c.started_at <= o.t1 AND (c.order_at = '' OR c.order_at IS NULL OR c.order_at > o.t0)", jsonArg(o))
@@ -1003,14 +979,8 @@ func (f *funnelPart) rederiveCheckouts(tx core.App, profiles []string) error {
 	if err != nil {
 		return err
 	}
-	c := newBatchStmts(tx)
-	defer c.close()
-	for _, e := range evs {
-		if err := f.addCheckout(c, e); err != nil {
-			return err
-		}
-	}
-	return nil
+	// In the customers' time order: of two with one key, the first stays.
+	return f.checkoutsOf(tx, evs)
 }
 
 func (f *funnelPart) recompute(tx core.App, profiles []string) error {
