@@ -3,7 +3,6 @@ package metrics
 import (
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"net/url"
 	"slices"
 	"strconv"
@@ -233,63 +232,61 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 		return nil
 	}
 	slices.SortStableFunc(evs, func(a, b *fev) int { return a.at.Compare(b.at) })
-	c := newCheckoutStmts(tx)
-	defer c.close()
-	for _, e := range evs {
-		var err error
-		switch e.typ {
-		case events.CheckoutStarted:
-			err = f.addCheckout(c, e)
-		case events.OrderPlaced:
-			err = f.orderPlaced(c, e)
-		}
-		if err != nil {
-			return err
-		}
+	if err := f.checkoutsOf(tx, evs); err != nil {
+		return err
 	}
-	w := f.entryWriter(tx)
-	for _, fn := range ready {
-		byProfile := map[string][]*fev{}
-		var order []string
+	// Per funnel, the batch's events of each customer, in time order.
+	byProfile := make([]map[string][]*fev, len(ready))
+	orders := make([][]string, len(ready))
+	var pairs []funnelProfile
+	for i, fn := range ready {
+		byProfile[i] = map[string][]*fev{}
 		for _, e := range evs {
 			if !slices.ContainsFunc(fn.Steps, func(s FunnelStep) bool { return s.matches(e) }) {
 				continue
 			}
-			if byProfile[e.profile] == nil {
-				order = append(order, e.profile)
+			if byProfile[i][e.profile] == nil {
+				orders[i] = append(orders[i], e.profile)
+				pairs = append(pairs, funnelProfile{fn.ID, e.profile})
 			}
-			byProfile[e.profile] = append(byProfile[e.profile], e)
+			byProfile[i][e.profile] = append(byProfile[i][e.profile], e)
 		}
-		if len(order) == 0 {
-			continue
-		}
-		latest, err := latestEntries(tx, fn, order)
-		if err != nil {
-			return err
-		}
-		// A customer without an entry has no stored event of the first
-		// step (it would have opened one): unless this batch brings one,
-		// nothing of theirs can change, early or late.
-		var live []string
-		for _, p := range order {
-			if latest[p] != nil || slices.ContainsFunc(byProfile[p], fn.Steps[0].matches) {
-				live = append(live, p)
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	latest, err := latestEntries(tx, pairs)
+	if err != nil {
+		return err
+	}
+	// A customer without an entry has no stored event of the first step
+	// (it would have opened one): unless this batch brings one, nothing of
+	// theirs can change, early or late.
+	live := make([][]string, len(ready))
+	for i, fn := range ready {
+		for _, p := range orders[i] {
+			if latest[funnelProfile{fn.ID, p}] != nil || slices.ContainsFunc(byProfile[i][p], fn.Steps[0].matches) {
+				live[i] = append(live[i], p)
 			}
 		}
-		late, err := lateProfiles(tx, fn, live, byProfile, evs)
-		if err != nil {
-			return err
-		}
+	}
+	late, err := lateProfiles(tx, ready, live, byProfile, evs)
+	if err != nil {
+		return err
+	}
+	w := f.entryWriter(tx)
+	defer w.close()
+	for i, fn := range ready {
 		var again []string
-		for _, p := range live {
+		for _, p := range live[i] {
 			// A late delivery (an earlier event after later ones that were
 			// already applied or skipped) is derived again from the events
 			// table, which holds this batch too.
-			if late[p] {
+			if late[funnelProfile{fn.ID, p}] {
 				again = append(again, p)
 				continue
 			}
-			if ok, err := w.advance(fn, p, latest[p], byProfile[p]); err != nil {
+			if ok, err := w.advance(fn, p, latest[funnelProfile{fn.ID, p}], byProfile[i][p]); err != nil {
 				return err
 			} else if !ok {
 				again = append(again, p)
@@ -305,86 +302,107 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 	return nil
 }
 
-// lateProfiles says which customers have an event of the funnel's step
-// types stored before this batch and later than their first event of it
-// in the batch: one query, which reads (profile, occurred_at) from the
-// index from each customer's first time on, so nothing when events come
-// in time order.
-func lateProfiles(tx core.App, fn *Funnel, profiles []string, byProfile map[string][]*fev, batch []*fev) (map[string]bool, error) {
+// funnelProfile names a customer's way through one funnel.
+type funnelProfile struct{ funnel, profile string }
+
+// lateProfiles says, per funnel, which customers have an event of the
+// funnel's step types stored before this batch and later than their first
+// event of it in the batch. One query for every funnel: the latest such
+// stored event of each customer and type, read from the (profile,
+// occurred_at) index from the customer's first time in the batch on, so
+// nothing when events come in time order.
+func lateProfiles(tx core.App, fns []*Funnel, live [][]string, byProfile []map[string][]*fev, batch []*fev) (map[funnelProfile]bool, error) {
+	from := map[string]string{} // customer → their earliest time in the batch over the funnels
+	var profiles []string
+	for i := range fns {
+		for _, p := range live[i] {
+			t := store.FormatTime(byProfile[i][p][0].at)
+			if cur, ok := from[p]; !ok {
+				profiles = append(profiles, p)
+				from[p] = t
+			} else if t < cur {
+				from[p] = t
+			}
+		}
+	}
 	if len(profiles) == 0 {
 		return nil, nil
 	}
-	typs := stepTypes([]*Funnel{fn})
-	var q strings.Builder
-	args := make([]any, 0, 2*len(profiles)+len(typs)+len(batch))
-	q.WriteString("WITH b(p, t) AS (VALUES ")
+	typs := stepTypes(fns)
+	b := make([]string, len(profiles))
 	for i, p := range profiles {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?, ?)")
-		args = append(args, p, store.FormatTime(byProfile[p][0].at))
+		b[i] = pairArg(p, from[p])
 	}
-	q.WriteString(") SELECT p FROM b WHERE EXISTS (SELECT 1 FROM events e WHERE e.profile = b.p AND e.occurred_at > b.t AND e.type IN (")
-	for i, t := range typs {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteByte('?')
-		args = append(args, t)
-	}
-	q.WriteString(") AND e.id NOT IN (")
+	ids := make([]string, len(batch))
 	for i, e := range batch {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteByte('?')
-		args = append(args, e.id)
+		ids[i] = e.id
 	}
-	q.WriteString("))")
-	rows, err := store.Executor(tx).Query(q.String(), args...)
+	rows, err := store.Executor(tx).Query("WITH b(p, t) AS MATERIALIZED (SELECT "+pairSQL+" FROM json_each(?)) "+
+		"SELECT b.p, e.type, MAX(e.occurred_at) FROM b CROSS JOIN events e ON e.profile = b.p AND e.occurred_at > b.t "+
+		"WHERE +e.type IN (SELECT value FROM json_each(?)) AND e.id NOT IN (SELECT value FROM json_each(?)) GROUP BY b.p, e.type",
+		jsonArg(b), jsonArg(typs), jsonArg(ids))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]bool{}
+	out := map[funnelProfile]bool{}
 	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
+		var p, typ, last string
+		if err := rows.Scan(&p, &typ, &last); err != nil {
 			return nil, err
 		}
-		out[p] = true
+		// Later than the customer's first event of a funnel in the batch,
+		// for the funnels with steps of that type.
+		for i, fn := range fns {
+			evs := byProfile[i][p]
+			if len(evs) > 0 && last > store.FormatTime(evs[0].at) &&
+				slices.ContainsFunc(fn.Steps, func(s FunnelStep) bool { return s.Event == typ }) {
+				out[funnelProfile{fn.ID, p}] = true
+			}
+		}
 	}
 	return out, rows.Err()
 }
 
-// latestEntries reads each customer's latest entry into the funnel (one
-// query for a batch).
-func latestEntries(tx core.App, fn *Funnel, profiles []string) (map[string]*entry, error) {
-	var rows []struct {
-		ID        string `db:"id"`
-		Profile   string `db:"profile"`
-		EnteredAt string `db:"entered_at"`
-		Channel   string `db:"channel"`
-		StepAt    string `db:"step_at"`
-	}
-	err := tx.DB().Select("id", "profile", "entered_at", "channel", "step_at").From(FunnelEntriesCollection).
-		Where(dbx.And(dbx.HashExp{"funnel": fn.ID}, dbx.In("profile", anys(profiles)...))).
-		OrderBy("profile", "entered_at").All(&rows)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*entry{}
-	for _, r := range rows { // the later entry of a customer replaces the earlier
-		en := &entry{id: r.ID, channel: r.Channel}
-		var steps []string
-		_ = json.Unmarshal([]byte(r.StepAt), &steps)
-		for _, s := range steps {
-			if t, err := types.ParseDateTime(s); err == nil {
-				en.stepAt = append(en.stepAt, t.Time().UTC())
-			}
+// latestEntries reads each customer's latest entry into each funnel: one
+// query a funnel for a batch, an index seek a customer.
+func latestEntries(tx core.App, pairs []funnelProfile) (map[funnelProfile]*entry, error) {
+	byFunnel := map[string][]string{}
+	var fns []string
+	for _, k := range pairs {
+		if byFunnel[k.funnel] == nil {
+			fns = append(fns, k.funnel)
 		}
-		out[r.Profile] = en
+		byFunnel[k.funnel] = append(byFunnel[k.funnel], k.profile)
+	}
+	out := map[funnelProfile]*entry{}
+	for _, fn := range fns {
+		rows, err := store.Executor(tx).Query("SELECT e.id, e.profile, e.entered_at, e.channel, e.step_at FROM json_each(?2) k CROSS JOIN "+FunnelEntriesCollection+
+			" e ON e.rowid = (SELECT rowid FROM "+FunnelEntriesCollection+" l WHERE l.profile = k.value AND l.funnel = ?1 ORDER BY l.entered_at DESC, l.rowid DESC LIMIT 1)",
+			fn, jsonArg(byFunnel[fn]))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id, profile, enteredAt, channel, stepAt string
+			if err := rows.Scan(&id, &profile, &enteredAt, &channel, &stepAt); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			en := &entry{id: id, channel: channel}
+			var steps []string
+			_ = json.Unmarshal([]byte(stepAt), &steps)
+			for _, s := range steps {
+				if t, err := types.ParseDateTime(s); err == nil {
+					en.stepAt = append(en.stepAt, t.Time().UTC())
+				}
+			}
+			out[funnelProfile{fn, profile}] = en
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -393,12 +411,16 @@ func latestEntries(tx core.App, fn *Funnel, profiles []string) (map[string]*entr
 // entries many rows to a statement (flush writes the rest).
 type entryWriter struct {
 	f    *funnelPart
-	ex   dbx.Executor
+	st   *batchStmts
 	args []any // of the pending new entries, entryColumns each
 	// keep (while a customer is derived again) holds the ids of the
 	// entries stored, by entrySig: a new entry equal to one is not written
 	// and what is left in it is deleted.
 	keep map[string][]string
+	// The pending updates of stored entries: id, reached, step_at,
+	// convert_secs each, and where each id's are.
+	upArgs  []any
+	updates map[string]int
 }
 
 const (
@@ -409,7 +431,7 @@ const (
 )
 
 func (f *funnelPart) entryWriter(tx core.App) *entryWriter {
-	return &entryWriter{f: f, ex: store.Executor(tx)}
+	return &entryWriter{f: f, st: newBatchStmts(tx)}
 }
 
 // advance applies a customer's new events (in time order) to their latest
@@ -454,9 +476,19 @@ func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 			secs = en.stepAt[last].Sub(en.stepAt[0]).Seconds()
 		}
 		if en.id != "" {
-			if _, err := w.ex.Exec("UPDATE "+FunnelEntriesCollection+" SET reached = ?, step_at = ?, convert_secs = ? WHERE id = ?",
-				en.reached(), string(stepJSON), secs, en.id); err != nil {
-				return err
+			if w.updates == nil {
+				w.updates = map[string]int{}
+			}
+			if i, ok := w.updates[en.id]; ok { // the later values win
+				w.upArgs[i+1], w.upArgs[i+2], w.upArgs[i+3] = en.reached(), string(stepJSON), secs
+				continue
+			}
+			w.updates[en.id] = len(w.upArgs)
+			w.upArgs = append(w.upArgs, en.id, en.reached(), string(stepJSON), secs)
+			if len(w.upArgs) >= entriesPerInsert*4 {
+				if err := w.flush(); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -480,24 +512,25 @@ func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 	return nil
 }
 
-// flush inserts the queued new entries.
+// flush writes the queued updates and inserts the queued new entries.
 func (w *entryWriter) flush() error {
-	n := len(w.args) / entryColumns
-	if n == 0 {
+	if len(w.upArgs) > 0 {
+		if err := w.st.execRows("UPDATE "+FunnelEntriesCollection+" SET reached = v.column2, step_at = v.column3, convert_secs = v.column4 FROM (VALUES ",
+			4, ") AS v WHERE "+FunnelEntriesCollection+".id = v.column1", w.upArgs); err != nil {
+			return err
+		}
+		w.upArgs, w.updates = w.upArgs[:0], nil
+	}
+	if len(w.args) == 0 {
 		return nil
 	}
-	var q strings.Builder
-	q.WriteString("INSERT INTO " + FunnelEntriesCollection + " (id, funnel, profile, entered_at, day, channel, reached, step_at, convert_secs) VALUES ")
-	for i := range n {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	_, err := w.ex.Exec(q.String(), w.args...)
+	err := w.st.execRows("INSERT INTO "+FunnelEntriesCollection+" (id, funnel, profile, entered_at, day, channel, reached, step_at, convert_secs) VALUES ",
+		entryColumns, "", w.args)
 	w.args = w.args[:0]
 	return err
 }
+
+func (w *entryWriter) close() { w.st.close() }
 
 // rederive drops the customers' entries of the funnels and derives them
 // again from their events.
@@ -532,6 +565,7 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 		return err
 	}
 	w := f.entryWriter(tx)
+	defer w.close()
 	w.keep = map[string][]string{}
 	for _, k := range kept {
 		sig := entrySig(k.Funnel, k.Profile, k.EnteredAt, k.Day, k.Channel, k.Reached, k.StepAt, k.ConvertSecs)
@@ -623,6 +657,23 @@ func profileEvents(tx core.App, profiles, typs []string) ([]*fev, error) {
 	return out, nil
 }
 
+// jsonArg passes a list to a query as one parameter, read with
+// json_each: the SQLite driver binds each parameter by a search of them
+// all, so a statement with thousands of them costs more in the binding
+// than in SQLite. Only for text and integers (a JSON number is read back
+// as a float not always to the bit).
+func jsonArg(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// pairArg and pairSQL pass two strings as one element of a jsonArg list
+// (a JSON array a pair costs SQLite a parse a column): a customer id and
+// a time, which hold no unit separator.
+func pairArg(a, b string) string { return a + "\x1f" + b }
+
+const pairSQL = "substr(value, 1, instr(value, char(31)) - 1), substr(value, instr(value, char(31)) + 1)"
+
 func anys(ss []string) []any {
 	out := make([]any, len(ss))
 	for i, s := range ss {
@@ -664,18 +715,18 @@ func orderTotal(props map[string]any) (float64, string) {
 	return 0, strings.ToUpper(cur)
 }
 
-// checkoutStmts are the checkouts' statements, prepared once for a batch
-// (SQLite parses each once instead of once an event).
-type checkoutStmts struct {
+// batchStmts are a batch's statements, prepared once (SQLite parses each
+// once instead of once an event or a chunk of rows).
+type batchStmts struct {
 	ex    dbx.Executor
 	stmts map[string]*sql.Stmt
 }
 
-func newCheckoutStmts(tx core.App) *checkoutStmts {
-	return &checkoutStmts{ex: store.Executor(tx), stmts: map[string]*sql.Stmt{}}
+func newBatchStmts(tx core.App) *batchStmts {
+	return &batchStmts{ex: store.Executor(tx), stmts: map[string]*sql.Stmt{}}
 }
 
-func (c *checkoutStmts) get(q string) (*sql.Stmt, error) {
+func (c *batchStmts) get(q string) (*sql.Stmt, error) {
 	if st, ok := c.stmts[q]; ok {
 		return st, nil
 	}
@@ -687,48 +738,133 @@ func (c *checkoutStmts) get(q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-func (c *checkoutStmts) close() {
+// rowsPerStatement bounds the rows of a many-row INSERT or UPDATE: the
+// SQLite driver binds each parameter by a search of them all, so the
+// binding grows with the square of a statement's parameters.
+const rowsPerStatement = 16
+
+// execRows runs head + "(?, …)" × rows + tail over args (cols a row), in
+// statements of at most rowsPerStatement rows.
+func (c *batchStmts) execRows(head string, cols int, tail string, args []any) error {
+	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	for len(args) > 0 {
+		n := min(len(args)/cols, rowsPerStatement)
+		st, err := c.get(head + strings.Repeat(row+", ", n-1) + row + tail)
+		if err != nil {
+			return err
+		}
+		if _, err := st.Exec(args[:n*cols]...); err != nil {
+			return err
+		}
+		args = args[n*cols:]
+	}
+	return nil
+}
+
+func (c *batchStmts) close() {
 	for _, st := range c.stmts {
 		st.Close()
 	}
 }
 
 const (
-	// The unary + keeps SQLite on the customer's events (profile, time):
-	// on the type index it reads every later order of every customer.
-	nextOrderSQL      = "SELECT id, occurred_at, properties FROM events WHERE profile = ? AND occurred_at >= ? AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1"
-	insertCheckoutSQL = "INSERT INTO " + CheckoutsCollection + " (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) " +
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
 	// The merged_into condition lets SQLite use the partial index on
 	// merged_into instead of reading every profile.
 	journeyMessageSQL = "SELECT journey_run FROM messages WHERE profile IN (SELECT ?1 UNION SELECT id FROM profiles WHERE merged_into = ?1 AND merged_into != '')" +
 		" AND created >= ?2 AND created <= ?3 AND journey_run != '' AND status IN ('sent', 'delivered', 'read') ORDER BY created DESC LIMIT 1"
-	openCheckoutsSQL = "SELECT id, started_at FROM " + CheckoutsCollection +
-		" WHERE profile = ?1 AND started_at <= ?2 AND (order_at = '' OR order_at IS NULL OR order_at > ?2)"
 	setNextOrderSQL = "UPDATE " + CheckoutsCollection + " SET order_at = ?, order_event = ?, order_total = ?, order_currency = ?, order_after = ?, recovered_run = ? WHERE id = ?"
 )
 
-// addCheckout records a checkout with the customer's first order at or
-// after it (the events table holds this batch's orders too).
-func (f *funnelPart) addCheckout(c *checkoutStmts, e *fev) error {
-	o := nextOrder{after: -1} // none yet
-	st, err := c.get(nextOrderSQL)
+// checkoutRow is a checkout's row with the order that follows it.
+func (f *funnelPart) checkoutRow(e *fev, o nextOrder) []any {
+	return []any{store.NewRecordID(), checkoutKey(e), e.profile, e.id, store.FormatTime(e.at), e.at.In(f.m.loc).Format(dayLayout), e.channel,
+		o.at, o.event, o.total, o.currency, o.after, o.run}
+}
+
+const (
+	checkoutColumns   = 13
+	checkoutsPerQuery = 500
+	// pairsPerQuery bounds a read's JSON list (customers, or funnel and
+	// customer pairs).
+	pairsPerQuery = 2000
+)
+
+// checkoutsOf records a batch's checkouts (each with the customer's first
+// order at or after it) and gives its orders to the earlier checkouts
+// they follow, as doing so one event at a time in time order would, in a
+// few statements: the checkouts' next orders are read in one query and
+// the checkouts written many to an INSERT (the events table holds the
+// whole batch, so a checkout's next order is known before the batch's
+// orders are applied; an order never changes a checkout of this batch,
+// which has it or an earlier one).
+func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
+	var cos, orders []*fev
+	for _, e := range evs {
+		switch e.typ {
+		case events.CheckoutStarted:
+			cos = append(cos, e)
+		case events.OrderPlaced:
+			orders = append(orders, e)
+		}
+	}
+	if len(cos) == 0 && len(orders) == 0 {
+		return nil
+	}
+	c := newBatchStmts(tx)
+	defer c.close()
+	for i := 0; i < len(cos); i += checkoutsPerQuery {
+		chunk := cos[i:min(i+checkoutsPerQuery, len(cos))]
+		next, err := nextOrders(c.ex, chunk)
+		if err != nil {
+			return err
+		}
+		args := make([]any, 0, checkoutColumns*len(chunk))
+		for j, e := range chunk {
+			o := nextOrder{after: -1} // none yet
+			if r := next[j]; r != nil {
+				// The journey's message is looked for only before an order.
+				o = f.nextOrder(c, e.profile, e.at, r.fev())
+			}
+			args = append(args, f.checkoutRow(e, o)...)
+		}
+		// Rows go in in time order: of two with one key, the first stays.
+		if err := c.execRows("INSERT INTO "+CheckoutsCollection+" (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) VALUES ",
+			checkoutColumns, " ON CONFLICT(key) DO NOTHING", args); err != nil {
+			return err
+		}
+	}
+	return f.ordersPlaced(c, orders)
+}
+
+// nextOrders reads the first order at or after each checkout of its
+// customer (nil when none), one query for them all.
+func nextOrders(ex dbx.Executor, cos []*fev) ([]*funnelEventRow, error) {
+	c := make([]string, len(cos)) // by position
+	for i, e := range cos {
+		c[i] = pairArg(e.profile, store.FormatTime(e.at))
+	}
+	// A seek on the customer's events (profile, time) each: the unary +
+	// keeps SQLite there (on the type index it reads every later order of
+	// every customer).
+	rows, err := ex.Query("WITH c(i, p, t) AS MATERIALIZED (SELECT key, "+pairSQL+" FROM json_each(?)) "+
+		"SELECT c.i, o.id, o.occurred_at, o.properties FROM c CROSS JOIN events o ON o.id = "+
+		"(SELECT id FROM events WHERE profile = c.p AND occurred_at >= c.t AND +type = 'order.placed' ORDER BY occurred_at, id LIMIT 1)", jsonArg(c))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var r funnelEventRow
-	switch err := st.QueryRow(e.profile, store.FormatTime(e.at)).Scan(&r.ID, &r.OccurredAt, &r.Properties); {
-	case err == nil:
-		o = f.nextOrder(c, e.profile, e.at, r.fev())
-	case !errors.Is(err, sql.ErrNoRows):
-		return err
+	defer rows.Close()
+	out := make([]*funnelEventRow, len(cos))
+	for rows.Next() {
+		var i int
+		r := &funnelEventRow{}
+		if err := rows.Scan(&i, &r.ID, &r.OccurredAt, &r.Properties); err != nil {
+			return nil, err
+		}
+		if i >= 0 && i < len(out) {
+			out[i] = r
+		}
 	}
-	if st, err = c.get(insertCheckoutSQL); err != nil {
-		return err
-	}
-	_, err = st.Exec(store.NewRecordID(), checkoutKey(e), e.profile, e.id, store.FormatTime(e.at), e.at.In(f.m.loc).Format(dayLayout), e.channel,
-		o.at, o.event, o.total, o.currency, o.after, o.run)
-	return err
+	return out, rows.Err()
 }
 
 // nextOrder is what a checkout keeps of the order that follows it: when,
@@ -739,7 +875,7 @@ type nextOrder struct {
 	total, after             float64
 }
 
-func (f *funnelPart) nextOrder(c *checkoutStmts, profile string, started time.Time, o *fev) nextOrder {
+func (f *funnelPart) nextOrder(c *batchStmts, profile string, started time.Time, o *fev) nextOrder {
 	total, cur := orderTotal(o.props)
 	return nextOrder{at: store.FormatTime(o.at), event: o.id, total: total, currency: cur,
 		after: o.at.Sub(started).Seconds(), run: journeyMessageBetween(c, profile, started, o.at)}
@@ -749,7 +885,7 @@ func (f *funnelPart) nextOrder(c *checkoutStmts, profile string, started time.Ti
 // journey sent to the customer (or to a customer merged into them) from
 // one time to another, "" when none. The send ledger belongs to messaging:
 // without it there is none.
-func journeyMessageBetween(c *checkoutStmts, profile string, from, to time.Time) string {
+func journeyMessageBetween(c *batchStmts, profile string, from, to time.Time) string {
 	st, err := c.get(journeyMessageSQL)
 	if err != nil {
 		return ""
@@ -759,43 +895,75 @@ func journeyMessageBetween(c *checkoutStmts, profile string, from, to time.Time)
 	return run
 }
 
-// orderPlaced makes an order the next order of the customer's earlier
-// checkouts that had none or a later one.
-func (f *funnelPart) orderPlaced(c *checkoutStmts, e *fev) error {
-	st, err := c.get(openCheckoutsSQL)
-	if err != nil {
-		return err
+// ordersPlaced makes each order (in time order) the next order of the
+// customer's earlier checkouts that had none or a later one. The
+// checkouts any of them could change are read in one query.
+func (f *funnelPart) ordersPlaced(c *batchStmts, orders []*fev) error {
+	if len(orders) == 0 {
+		return nil
 	}
-	rows, err := st.Query(e.profile, store.FormatTime(e.at))
-	if err != nil {
-		return err
-	}
-	type open struct{ id, startedAt string }
-	var opens []open
-	for rows.Next() {
-		var o open
-		if err := rows.Scan(&o.id, &o.startedAt); err != nil {
-			rows.Close()
-			return err
+	type span struct{ from, to string }
+	spans := map[string]*span{}
+	var profiles []string
+	for _, e := range orders {
+		t := store.FormatTime(e.at)
+		if s := spans[e.profile]; s != nil {
+			s.to = t
+		} else {
+			spans[e.profile] = &span{t, t}
+			profiles = append(profiles, e.profile)
 		}
-		opens = append(opens, o)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, r := range opens {
-		started, err := types.ParseDateTime(r.startedAt)
+	type open struct{ id, startedAt, orderAt string }
+	opens := map[string][]*open{}
+	for i := 0; i < len(profiles); i += pairsPerQuery {
+		chunk := profiles[i:min(i+pairsPerQuery, len(profiles))]
+		o := make([][3]string, len(chunk))
+		for j, p := range chunk {
+			o[j] = [3]string{p, spans[p].from, spans[p].to}
+		}
+		// The checkouts any of the customer's orders in the batch could be
+		// the next order of: started by the last, without an order or with
+		// one after the first.
+		rows, err := c.ex.Query("WITH o(p, t0, t1) AS MATERIALIZED (SELECT value->>0, value->>1, value->>2 FROM json_each(?)) "+
+			"SELECT c.id, c.profile, c.started_at, COALESCE(c.order_at, '') FROM o CROSS JOIN "+CheckoutsCollection+
+			" c ON c.profile = o.p AND c.started_at <= o.t1 AND (c.order_at = '' OR c.order_at IS NULL OR c.order_at > o.t0)", jsonArg(o))
 		if err != nil {
-			continue
-		}
-		o := f.nextOrder(c, e.profile, started.Time(), e)
-		up, err := c.get(setNextOrderSQL)
-		if err != nil {
 			return err
 		}
-		if _, err := up.Exec(o.at, o.event, o.total, o.currency, o.after, o.run, r.id); err != nil {
+		for rows.Next() {
+			var o open
+			var p string
+			if err := rows.Scan(&o.id, &p, &o.startedAt, &o.orderAt); err != nil {
+				rows.Close()
+				return err
+			}
+			opens[p] = append(opens[p], &o)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
+		}
+	}
+	for _, e := range orders {
+		at := store.FormatTime(e.at)
+		for _, r := range opens[e.profile] {
+			if r.startedAt > at || (r.orderAt != "" && r.orderAt <= at) {
+				continue
+			}
+			started, err := types.ParseDateTime(r.startedAt)
+			if err != nil {
+				continue
+			}
+			o := f.nextOrder(c, e.profile, started.Time(), e)
+			up, err := c.get(setNextOrderSQL)
+			if err != nil {
+				return err
+			}
+			if _, err := up.Exec(o.at, o.event, o.total, o.currency, o.after, o.run, r.id); err != nil {
+				return err
+			}
+			r.orderAt = o.at
 		}
 	}
 	return nil
@@ -811,14 +979,8 @@ func (f *funnelPart) rederiveCheckouts(tx core.App, profiles []string) error {
 	if err != nil {
 		return err
 	}
-	c := newCheckoutStmts(tx)
-	defer c.close()
-	for _, e := range evs {
-		if err := f.addCheckout(c, e); err != nil {
-			return err
-		}
-	}
-	return nil
+	// In the customers' time order: of two with one key, the first stays.
+	return f.checkoutsOf(tx, evs)
 }
 
 func (f *funnelPart) recompute(tx core.App, profiles []string) error {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/store"
 )
 
@@ -33,11 +35,36 @@ func funnelSnapshot(t testing.TB, app core.App) []string {
 	return append(rows, days...)
 }
 
-// The entries kept as events are stored, in batches and out of time order
-// (late deliveries, customers with no first step), are the ones a
-// derivation from all the stored events (rebuild, backfill) gives.
+// checkoutSnapshot lists every checkout and per-day checkout count, in a
+// fixed order, without the checkouts' ids.
+func checkoutSnapshot(t testing.TB, app core.App) []string {
+	t.Helper()
+	var rows []string
+	if err := app.DB().NewQuery("SELECT key || '|' || profile || '|' || event || '|' || started_at || '|' || day || '|' || channel || '|' || COALESCE(order_at, '') || '|' || " +
+		"order_event || '|' || order_total || '|' || order_currency || '|' || order_after || '|' || recovered_run FROM " + CheckoutsCollection + " ORDER BY 1").Column(&rows); err != nil {
+		t.Fatal(err)
+	}
+	var days []string
+	if err := app.DB().NewQuery("SELECT day || '|' || channel || '|' || started || '|' || completed FROM " + CheckoutDailyCollection + " WHERE started != 0 ORDER BY 1").Column(&days); err != nil {
+		t.Fatal(err)
+	}
+	return append(rows, days...)
+}
+
+// The entries and checkouts kept as events are stored, in batches and out
+// of time order (late deliveries, customers with no first step, orders
+// before and after their checkouts), over two
+// funnels, are the ones a derivation from all the stored events (rebuild,
+// backfill) gives.
 func TestFunnelStreamMatchesDerivation(t *testing.T) {
 	e := attrStart(t, nil)
+	// A second funnel whose steps are other types than the default one's.
+	code, body := e.s.Do(t, "POST", "/api/v1/metrics/funnels", map[string]any{"name": "Email to order", "window_days": 3, "steps": []map[string]any{
+		{"event": events.EmailOpened}, {"event": events.OrderPlaced}}}, e.owner)
+	if code != 201 {
+		t.Fatalf("POST funnel: %d %s", code, body)
+	}
+	omnitest.Eventually(t, 60*time.Second, func() bool { return len(e.m.funnels.readyFunnels()) == 2 }, "two funnels ready")
 	rnd := rand.New(rand.NewPCG(7, 9))
 	base := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	var evs []*events.Event
@@ -66,12 +93,24 @@ func TestFunnelStreamMatchesDerivation(t *testing.T) {
 	if len(streamed) == 0 {
 		t.Fatal("no funnel entries kept from the stream")
 	}
+	var fns []string
+	if err := e.s.PB.DB().NewQuery("SELECT DISTINCT funnel FROM " + FunnelEntriesCollection).Column(&fns); err != nil || len(fns) != 2 {
+		t.Fatalf("entries of %d funnels (%v), want 2", len(fns), err)
+	}
+	streamedCheckouts := checkoutSnapshot(t, e.s.PB)
+	var withOrder int
+	if err := e.s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + CheckoutsCollection + " WHERE order_after >= 0").Row(&withOrder); err != nil || withOrder == 0 {
+		t.Fatalf("%d checkouts followed by an order (%v)", withOrder, err)
+	}
 
 	var profiles []string
 	if err := e.s.PB.DB().NewQuery("SELECT DISTINCT profile FROM events WHERE profile != ''").Column(&profiles); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.s.PB.RunInTransaction(func(tx core.App) error {
+		if err := e.m.funnels.rederiveCheckouts(tx, profiles); err != nil {
+			return err
+		}
 		return e.m.funnels.rederive(tx, e.m.funnels.readyFunnels(), profiles)
 	}); err != nil {
 		t.Fatal(err)
@@ -79,6 +118,9 @@ func TestFunnelStreamMatchesDerivation(t *testing.T) {
 	derived := funnelSnapshot(t, e.s.PB)
 	if !slices.Equal(streamed, derived) {
 		t.Errorf("streamed entries differ from derived ones:\nstreamed %q\nderived  %q", streamed, derived)
+	}
+	if derived := checkoutSnapshot(t, e.s.PB); !slices.Equal(streamedCheckouts, derived) {
+		t.Errorf("streamed checkouts differ from derived ones:\nstreamed %q\nderived  %q", streamedCheckouts, derived)
 	}
 }
 
@@ -150,5 +192,72 @@ func seedFunnelEvents(tb testing.TB, app core.App, customers, perCustomer int) {
 	})
 	if err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// BenchmarkFunnelProcess times funnelPart.process alone on bench/metrics'
+// storefront mix (per 10 events 1 order, 2 checkouts, 7 page views; 5,000
+// customers, in time order), each batch stored in the events table first
+// as the events writer does, at the events writer's batch size (100) and
+// at the follower's (2,000). Reports process's CPU per event.
+//
+//	go test ./core/metrics/ -run '^$' -bench FunnelProcess -benchtime 40x -cpuprofile /tmp/fu.prof
+func BenchmarkFunnelProcess(b *testing.B) {
+	for _, size := range []int{100, 2000} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			m := New(Options{})
+			s := omnitest.Start(b, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{m} }})
+			base := time.Now().UTC().AddDate(0, -1, 0)
+			var n int
+			var cpu time.Duration
+			b.ResetTimer()
+			for range b.N {
+				batch := make([]*eventstore.Stored, size)
+				for i := range batch {
+					n++
+					ev := &events.Event{ID: fmt.Sprintf("ev-%d", n), Source: "shop", OccurredAt: base.Add(time.Duration(n) * time.Second),
+						Context: events.Context{Channel: "web"}}
+					switch n % 10 {
+					case 0:
+						ev.Type, ev.Properties = events.OrderPlaced, map[string]any{"order_id": fmt.Sprint(n), "revenue": float64(20 + n%80), "currency": "EUR"}
+					case 1, 2:
+						ev.Type, ev.Properties = events.CheckoutStarted, map[string]any{"revenue": float64(20 + n%80)}
+					default:
+						ev.Type, ev.Name = events.PageViewed, "Product"
+						ev.Context.Page = &events.Page{URL: fmt.Sprintf("https://omni-shop.dev/p/%d", n%200)}
+					}
+					batch[i] = &eventstore.Stored{RecordID: store.NewRecordID(), Event: ev, Profile: fmt.Sprintf("cust%06d", n%5000)}
+				}
+				if err := s.PB.RunInTransaction(func(tx core.App) error {
+					ins, err := store.Executor(tx).Prepare("INSERT INTO events (id, event_id, type, name, source, channel, occurred_at, received_at, identities, properties, context, profile) " +
+						"VALUES (?, ?, ?, ?, 'shop', 'web', ?, ?, '{}', ?, ?, ?)")
+					if err != nil {
+						return err
+					}
+					defer ins.Close()
+					for _, st := range batch {
+						props, _ := json.Marshal(st.Event.Properties)
+						ctx, _ := json.Marshal(st.Event.Context)
+						at := store.FormatTime(st.Event.OccurredAt)
+						if _, err := ins.Exec(st.RecordID, st.Event.ID, st.Event.Type, st.Event.Name, at, at, string(props), string(ctx), st.Profile); err != nil {
+							return err
+						}
+					}
+					c0 := cpuNow()
+					err = m.funnels.process(tx, batch)
+					cpu += cpuNow() - c0
+					return err
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var entries, checkouts int
+			_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + FunnelEntriesCollection).Row(&entries)
+			_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM " + CheckoutsCollection).Row(&checkouts)
+			if entries == 0 || checkouts != n/5 {
+				b.Fatalf("%d entries, %d checkouts of %d events", entries, checkouts, n)
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/event")
+		})
 	}
 }
