@@ -173,13 +173,13 @@ func main() {
 	}
 
 	if *compareMode {
-		var evs []*events.Event
+		var held heldEvents
 		for j := 0; j < *perProfile; j++ {
 			for p := 0; p < *nProfiles; p++ {
-				evs = append(evs, mkEvent(p, j))
+				held.add(mkEvent(p, j))
 			}
 		}
-		compare(evs, max(1, *runs), *cpuProfile)
+		compare(held, max(1, *runs), *cpuProfile)
 		return
 	}
 	if *reuse {
