@@ -56,41 +56,8 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// heldEvents are the bench's events as the bus carries them (JSON). Held
-// decoded, 50,000 events are millions of small pointerful objects that the
-// garbage collector of the measured process scans on every cycle: in the
-// profiles case that was 40 % of the process's CPU, a cost of the load
-// generator that no server pays. Each case decodes them 1,000 at a time
-// (the floor as well as the stored cases).
-type heldEvents [][]byte
-
-func (h *heldEvents) add(ev *events.Event) {
-	b, err := ev.Marshal()
-	if err != nil {
-		log.Fatal(err)
-	}
-	*h = append(*h, b)
-}
-
-// chunks yields the events decoded, 1,000 at a time.
-func (h heldEvents) chunks(yield func([]*events.Event) bool) {
-	for i := 0; i < len(h); i += 1000 {
-		chunk := make([]*events.Event, 0, 1000)
-		for _, b := range h[i:min(i+1000, len(h))] {
-			ev, err := events.Unmarshal(b)
-			if err != nil {
-				log.Fatal(err)
-			}
-			chunk = append(chunk, ev)
-		}
-		if !yield(chunk) {
-			return
-		}
-	}
-}
-
 // compare runs the three cases runs times and prints each run and the medians.
-func compare(evs heldEvents, runs int, cpuProfile string) {
+func compare(evs []*events.Event, runs int, cpuProfile string) {
 	var floors, profs, lives []figure
 	for run := 1; run <= runs; run++ {
 		f := floorInsert(evs)
@@ -130,7 +97,7 @@ func compare(evs heldEvents, runs int, cpuProfile string) {
 }
 
 // floorInsert stores evs in batches of 1,000 with no processor.
-func floorInsert(evs heldEvents) figure {
+func floorInsert(evs []*events.Event) figure {
 	dir, err := os.MkdirTemp("", "omni-bench-floor-")
 	if err != nil {
 		log.Fatal(err)
@@ -145,8 +112,8 @@ func floorInsert(evs heldEvents) figure {
 	defer o.PB.ResetBootstrapState()
 	runtime.GC()
 	c0, t0 := cpuTime(), time.Now()
-	for chunk := range evs.chunks {
-		if _, err := eventstore.WriteBatch(o.PB, chunk); err != nil {
+	for i := 0; i < len(evs); i += 1000 {
+		if _, err := eventstore.WriteBatch(o.PB, evs[i:min(i+1000, len(evs))]); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -155,7 +122,7 @@ func floorInsert(evs heldEvents) figure {
 }
 
 // storeThrough publishes evs to a fresh Omni and waits until all are stored.
-func storeThrough(evs heldEvents, live bool, cpuProfile string) figure {
+func storeThrough(evs []*events.Event, live bool, cpuProfile string) figure {
 	dir, err := os.MkdirTemp("", "omni-bench-store-")
 	if err != nil {
 		log.Fatal(err)
@@ -204,7 +171,8 @@ func storeThrough(evs heldEvents, live bool, cpuProfile string) figure {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for chunk := range evs.chunks {
+		for i := 0; i < len(evs); i += 1000 {
+			chunk := evs[i:min(i+1000, len(evs))]
 			for k, err := range ingest.Publish(ctx, o.Bus, chunk) {
 				if err != nil {
 					log.Fatalf("publish %s: %v", chunk[k].ID, err)

@@ -173,13 +173,13 @@ func main() {
 	}
 
 	if *compareMode {
-		var held heldEvents
+		var evs []*events.Event
 		for j := 0; j < *perProfile; j++ {
 			for p := 0; p < *nProfiles; p++ {
-				held.add(mkEvent(p, j))
+				evs = append(evs, mkEvent(p, j))
 			}
 		}
-		compare(held, max(1, *runs), *cpuProfile)
+		compare(evs, max(1, *runs), *cpuProfile)
 		return
 	}
 	if *reuse {
