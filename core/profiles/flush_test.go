@@ -1,6 +1,7 @@
 package profiles_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -94,7 +95,10 @@ lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[st
 	e.publish(t, ev(events.OrderPlaced, "shop", seen.Add(2*time.Minute), events.Identities{events.Email: email},
 		map[string]any{"total": 40.0, "currency": "USD"}, "web"))
 	r4 := row()
-	if r4.Orders != 1 || r4.Stage != profiles.StagePurchase || r4.Due == "" || r4.Due == r3.Due || r4.Consent != r3.Consent {
+	// The purchase stage ends 30 days after the order: the scheduled pass
+	// must come by then (an earlier due time that was already set stands).
+	purchaseEnds := seen.Add(2*time.Minute + 30*24*time.Hour).UTC().Format("2006-01-02 15:04:05.000Z")
+	if r4.Orders != 1 || r4.Stage != profiles.StagePurchase || r4.Due == "" || r4.Due > purchaseEnds || r4.Consent != r3.Consent {
 		t.Fatalf("after order: %+v (before %+v)", r4, r3)
 	}
 	if !found("okafor") {
@@ -108,5 +112,62 @@ lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[st
 	}
 	if !found("zara") || !found("bell") || !found("4155550111") || found("okafor") {
 		t.Fatal("search words not rewritten for the new name and phone")
+	}
+}
+
+// traits_due_at does not follow every event that moves last_seen: an
+// earlier due time stands, the scheduled pass visits the profile then,
+// finds nothing changed and schedules the real next change, at which the
+// pass changes the trait on time.
+func TestEarlierDueTimeStandsAndThePassLandsTheChangeOnTime(t *testing.T) {
+	e := start(t, profiles.Options{})
+	start := e.clock.Now()
+	email := "due-ada@omni-shop.dev"
+	first, second := start.Add(-2*time.Hour), start.Add(-time.Hour)
+	due := func() string {
+		t.Helper()
+		var d string
+		if err := e.PB.DB().NewQuery("SELECT traits_due_at FROM profiles WHERE id={:id}").
+			Bind(map[string]any{"id": e.profileOf(t, events.Email, email)}).Row(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	engagement := func() string {
+		t.Helper()
+		return e.detail(t, e.profileOf(t, events.Email, email)).Computed.EngagementLevel
+	}
+	at := func(x time.Time) string { return x.UTC().Format("2006-01-02 15:04:05.000Z") }
+	const month = 30 * 24 * time.Hour
+
+	e.publish(t, ev(events.PageViewed, "web", first, events.Identities{events.Email: email}, nil, "web"))
+	if d := due(); d != at(first.Add(month)) {
+		t.Fatalf("due %q after the first visit, want %s", d, at(first.Add(month)))
+	}
+	e.publish(t, ev(events.PageViewed, "web", second, events.Identities{events.Email: email}, nil, "web"))
+	if d := due(); d != at(first.Add(month)) {
+		t.Fatalf("due %q after the second visit, want the earlier %s to stand", d, at(first.Add(month)))
+	}
+
+	// The early visit: still engaged (seen 30 days less an hour ago), and
+	// the real next change is scheduled.
+	e.clock.Advance(month - 2*time.Hour + time.Minute)
+	if err := e.mod.Reevaluate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := engagement(); got != profiles.EngagementNormal {
+		t.Fatalf("engagement %q at the early visit, want %q", got, profiles.EngagementNormal)
+	}
+	if d := due(); d != at(second.Add(month)) {
+		t.Fatalf("due %q after the early visit, want %s", d, at(second.Add(month)))
+	}
+
+	// 30 days after the last visit: less engaged.
+	e.clock.Advance(time.Hour)
+	if err := e.mod.Reevaluate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := engagement(); got != profiles.EngagementLess {
+		t.Fatalf("engagement %q 30 days after the last visit, want %q", got, profiles.EngagementLess)
 	}
 }

@@ -937,6 +937,9 @@ func (b *batch) write(p *profile) error {
 		if !due.IsZero() {
 			now.due = due.UTC().Format(dbTime)
 		}
+		if p.saved != nil && keepDue(p.saved.due, now.due, b.nowDB) {
+			now.due = p.saved.due
+		}
 		p.compJSON = c.appendJSON(p.compJSON[:0])
 		vals[0], vals[1], vals[2], vals[3], vals[5] = "", now.name, now.email, now.phone, string(p.compJSON)
 		vals[7], vals[8], vals[9], vals[10], vals[11], vals[12], vals[13] = now.firstSeen, now.lastSeen, now.orders, now.stage, now.engagement, now.due, now.known
@@ -988,6 +991,17 @@ func (b *batch) write(p *profile) error {
 		p.traitsSaved, p.consentSaved = true, true
 	}
 	return nil
+}
+
+// keepDue says whether a profile's stored traits_due_at stands although
+// its time-based traits now next change at next: the stored time is still
+// to come and earlier. Most events move last_seen and so the next change of
+// engagement a little later; rewriting traits_due_at (and its index entry)
+// for each of them cost more than the scheduled pass visiting the profile
+// early once, finding nothing changed and writing the later time then. The
+// pass may come early, never late.
+func keepDue(stored, next, nowDB string) bool {
+	return stored != "" && next != "" && stored > nowDB && next > stored
 }
 
 // changed is the mask of profileColumns whose value differs in now.
