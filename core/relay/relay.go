@@ -11,6 +11,7 @@ package relay
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -201,7 +202,11 @@ func (r *Relay) drain(ctx context.Context) {
 			}
 		}
 		if len(sent) > 0 {
-			if _, err := r.app.DB().Delete(Table, dbx.In("id", sent...)).Execute(); err != nil {
+			// The ids go as one JSON array: 500 bound parameters cost the
+			// driver a search over all of them per parameter.
+			ids, _ := json.Marshal(sent)
+			if _, err := r.app.DB().NewQuery("DELETE FROM " + Table + " WHERE id IN (SELECT value FROM json_each({:ids}))").
+				Bind(dbx.Params{"ids": string(ids)}).Execute(); err != nil {
 				r.log.Error("clearing published events", "error", err)
 				return
 			}
