@@ -173,8 +173,7 @@ type Filed struct {
 // it is not resolved or was resolved within the reopen window, else a new
 // one. Runs in the events transaction.
 func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
-	db := tx.DB()
-	c, err := m.findConversation(db, in)
+	c, err := m.findConversation(tx, in)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +186,7 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 		c = &Conversation{ID: store.NewRecordID(), Profile: in.Profile, Channel: in.Channel, Status: StatusOpen,
 			Priority: "none", Subject: clip(in.Subject, 2000), Thread: clip(in.Thread, 1000), Widget: in.Widget,
 			Address: clip(in.Address, 500), OpenedAt: now}
-		_, err = db.NewQuery(`INSERT INTO ` + ConversationsCollection + ` (id, profile, channel, status, assignee, team, priority, labels,
+		_, err = m.query(tx, `INSERT INTO `+ConversationsCollection+` (id, profile, channel, status, assignee, team, priority, labels,
 			subject, thread, widget, address, bot, handoff_at, waiting_since, last_message_at, last_message, last_author, unread,
 			snoozed_until, snooze_until_reply, first_response_due, first_response_at, next_response_due, sla_breaches, resolved_at,
 			resolved_by, csat_asked_at, csat_score, journey_run, context, opened_at, created, updated)
@@ -206,7 +205,7 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 	msg := &Message{ID: store.NewRecordID(), Conversation: c.ID, Profile: c.Profile, Direction: DirectionIn,
 		Author: AuthorCustomer, Text: clip(in.Text, 100000), Attachments: in.Attachments, ExternalID: clip(in.ExternalID, 1000),
 		Event: clip(in.EventID, 300), AutoReply: in.AutoReply, Created: now}
-	if err := insertMessage(db, msg); err != nil {
+	if err := m.insertMessage(tx, msg); err != nil {
 		return nil, err
 	}
 	// The conversation now waits for an answer (unless it already did:
@@ -226,7 +225,7 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 	}
 	// RETURNING reads the row as updated in the same statement.
 	var updated Conversation
-	if err := db.NewQuery("UPDATE " + ConversationsCollection + " SET " + set + " WHERE id = {:id} RETURNING *").
+	if err := m.query(tx, "UPDATE "+ConversationsCollection+" SET "+set+" WHERE id = {:id} RETURNING *").
 		Bind(dbx.Params{"now": now, "preview": preview(in.Text, in.Attachments), "address": clip(in.Address, 500), "id": c.ID}).One(&updated); err != nil {
 		return nil, err
 	}
@@ -243,7 +242,8 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 
 // findConversation is where an inbound message belongs, or nil for a new
 // conversation.
-func (m *Module) findConversation(db dbx.Builder, in Inbound) (*Conversation, error) {
+func (m *Module) findConversation(tx core.App, in Inbound) (*Conversation, error) {
+	db := tx.DB()
 	if in.Channel == "email" {
 		// A reply to a thread: its root, or any message of ours or theirs it
 		// answers (our replies' Message-IDs are in the send ledger).
@@ -289,7 +289,7 @@ func (m *Module) findConversation(db dbx.Builder, in Inbound) (*Conversation, er
 		// must neither read it nor write into it.
 		where += " AND address = {:address}"
 	}
-	q := db.NewQuery("SELECT * FROM " + ConversationsCollection + " WHERE " + where + " ORDER BY last_message_at DESC, created DESC LIMIT 1").
+	q := m.query(tx, "SELECT * FROM "+ConversationsCollection+" WHERE "+where+" ORDER BY last_message_at DESC, created DESC LIMIT 1").
 		Bind(dbx.Params{"p": in.Profile, "ch": in.Channel, "address": in.Address})
 	if err := q.One(&c); errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -322,11 +322,11 @@ func (m *Module) reopenWindow() time.Duration {
 	return m.opts.ReopenWindow
 }
 
-func insertMessage(db dbx.Builder, msg *Message) error {
+func (m *Module) insertMessage(tx core.App, msg *Message) error {
 	if msg.Created == "" {
 		msg.Created = store.FormatTime(time.Now())
 	}
-	_, err := db.NewQuery(`INSERT INTO ` + MessagesCollection + ` (id, conversation, profile, direction, author, author_staff, text,
+	_, err := m.query(tx, `INSERT INTO `+MessagesCollection+` (id, conversation, profile, direction, author, author_staff, text,
 		attachments, private, mentions, external_id, event, send_state, send, auto_reply, created)
 		VALUES ({:id}, {:conversation}, {:profile}, {:direction}, {:author}, {:staff}, {:text}, {:attachments}, {:private}, {:mentions},
 		{:external}, {:event}, {:state}, {:send}, {:auto}, {:created})`).Bind(dbx.Params{
@@ -384,10 +384,10 @@ func (m *Module) post(tx core.App, c *Conversation, out Outgoing) (*Message, err
 			msg.Send = m.chatRoute(tx, c, msg.Send) // widget.go: by email when the visitor left
 		}
 	}
-	db := tx.DB()
-	if err := insertMessage(db, msg); err != nil {
+	if err := m.insertMessage(tx, msg); err != nil {
 		return nil, err
 	}
+	db := tx.DB()
 	if !out.Private {
 		set := `last_message_at = {:now}, last_message = {:preview}, last_author = {:author}, updated = {:now}`
 		if out.Author == AuthorAgent {
@@ -456,6 +456,10 @@ func conversationEvent(typ string, c *Conversation, at time.Time, props map[stri
 
 // stage publishes evs through the relay once tx commits.
 func (m *Module) stage(tx core.App, evs ...*events.Event) error {
+	if b := m.batch.of(tx); b != nil {
+		b.staged = append(b.staged, evs...) // staged at the end of the batch
+		return nil
+	}
 	if err := relay.StageForProfiles(tx, evs); err != nil {
 		return err
 	}

@@ -18,8 +18,22 @@ import (
 // parks the one that keeps failing.
 type inboundProcessor struct{ m *Module }
 
-func (p inboundProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) error {
+func (p inboundProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) (err error) {
 	m := p.m
+	b := m.batch.begin(tx)
+	defer func() {
+		staged, serr := m.batch.end(b, err == nil)
+		if err == nil {
+			err = serr
+		}
+		if staged && err == nil {
+			m.live.staged.Store(true)
+		}
+	}()
+	return m.processInbound(tx, batch)
+}
+
+func (m *Module) processInbound(tx core.App, batch []*eventstore.Stored) error {
 	for _, s := range batch {
 		ev := s.Event
 		if s.Profile == "" {

@@ -97,8 +97,10 @@ type Module struct {
 	survey surveyLinks // signed survey page links (csat.go)
 	// settings caches inbox_settings for the events path (settings.go).
 	settings settingsCache
-	stop     context.CancelFunc
-	done     chan struct{}
+	// batch is the events writer's current batch (batch.go).
+	batch batchState
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 // New creates the module; list it in main.go after journeys.

@@ -252,8 +252,12 @@ func (t *trigTx) loadOpen(profiles []string) error {
 	for len(ids) > 0 {
 		n := min(len(ids), 500)
 		var runs []*Run
+		in, err := json.Marshal(ids[:n]) // one parameter (see loadRuns)
+		if err != nil {
+			return err
+		}
 		if err := t.tx.DB().Select(strings.Split(RunColumns, ", ")...).From(RunsCollection).
-			Where(dbx.In("profile", ids[:n]...)).
+			Where(dbx.NewExp("profile IN (SELECT value FROM json_each({:ids}))", dbx.Params{"ids": string(in)})).
 			AndWhere(dbx.NewExp("(goal_at = '' AND goal_until != '') OR (status = 'waiting' AND wait_event != '')")).
 			All(&runs); err != nil {
 			return err
@@ -289,8 +293,14 @@ func (t *trigTx) loadRuns(profiles []string) error {
 			Status    string `db:"status"`
 			EnteredAt string `db:"entered_at"`
 		}
-		if err := t.tx.DB().Select("profile", "journey", "status", "entered_at").From(RunsCollection).
-			Where(dbx.In("profile", ids[:n]...)).All(&rows); err != nil {
+		// The ids go as one JSON array: the SQLite driver binds each of
+		// 500 parameters by a search over all of them.
+		in, err := json.Marshal(ids[:n])
+		if err != nil {
+			return err
+		}
+		if err := t.tx.DB().NewQuery("SELECT profile, journey, status, entered_at FROM " + RunsCollection +
+			" WHERE profile IN (SELECT value FROM json_each({:ids}))").Bind(dbx.Params{"ids": string(in)}).All(&rows); err != nil {
 			return err
 		}
 		for _, r := range rows {

@@ -10,8 +10,10 @@ package relay
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,23 +41,63 @@ func Stage(tx core.App, evs []*events.Event) error {
 	// seq orders publication: record ids are only millisecond-ordered, and a
 	// merge and the segment exit and entry it causes must go out in the
 	// order they were staged. One writer, so MAX+1 cannot race.
-	stmt, err := store.Executor(tx).Prepare("INSERT INTO " + Table + " (id, event_id, subject, data, created, seq) VALUES (?, ?, ?, ?, ?, " +
-		"(SELECT COALESCE(MAX(seq), 0) + 1 FROM " + Table + "))")
-	if err != nil {
+	ex := store.Executor(tx)
+	var last int64
+	if err := tx.DB().NewQuery("SELECT COALESCE(MAX(seq), 0) FROM " + Table).Row(&last); err != nil {
 		return err
 	}
-	defer stmt.Close()
 	now := store.FormatTime(time.Now())
-	for _, ev := range evs {
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return err
+	// Rows go stageRows per statement, the full-size statement prepared
+	// once: one statement per event cost more than the events' JSON.
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
 		}
-		if _, err := stmt.Exec(store.NewRecordID(), ev.ID, ev.Subject(), string(data), now); err != nil {
+	}()
+	for start := 0; start < len(evs); start += stageRows {
+		part := evs[start:min(start+stageRows, len(evs))]
+		args := make([]any, 0, len(part)*6)
+		for i, ev := range part {
+			data, err := ev.Marshal() // json.Marshal's bytes, without reflection
+			if err != nil {
+				return err
+			}
+			args = append(args, store.NewRecordID(), ev.ID, ev.Subject(), string(data), now, last+int64(start+i)+1)
+		}
+		var err error
+		if len(part) == stageRows {
+			if full == nil {
+				if full, err = ex.Prepare(stageSQL(stageRows)); err != nil {
+					return err
+				}
+			}
+			_, err = full.Exec(args...)
+		} else {
+			_, err = ex.Exec(stageSQL(len(part)), args...)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// stageRows is how many rows one INSERT stages: the SQLite driver binds
+// each argument by a search over all of them, so bigger statements cost
+// more per row.
+const stageRows = 16
+
+func stageSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + Table + " (id, event_id, subject, data, created, seq) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?)")
+	}
+	return b.String()
 }
 
 // Relay moves staged events to the bus.
@@ -160,7 +202,11 @@ func (r *Relay) drain(ctx context.Context) {
 			}
 		}
 		if len(sent) > 0 {
-			if _, err := r.app.DB().Delete(Table, dbx.In("id", sent...)).Execute(); err != nil {
+			// The ids go as one JSON array: 500 bound parameters cost the
+			// driver a search over all of them per parameter.
+			ids, _ := json.Marshal(sent)
+			if _, err := r.app.DB().NewQuery("DELETE FROM " + Table + " WHERE id IN (SELECT value FROM json_each({:ids}))").
+				Bind(dbx.Params{"ids": string(ids)}).Execute(); err != nil {
 				r.log.Error("clearing published events", "error", err)
 				return
 			}

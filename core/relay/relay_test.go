@@ -104,8 +104,12 @@ func TestStagedEventsArePublishedInStagingOrder(t *testing.T) {
 		ids = append(ids, fmt.Sprintf("ord:%03d", i))
 	}
 	if err := s.PB.RunInTransaction(func(tx core.App) error {
-		for _, id := range ids { // one Stage per event, as merges and segment changes do
-			if err := relay.Stage(tx, derived(id)); err != nil {
+		// One Stage per event (as merges do) and many per Stage (as a
+		// batch's segment changes do): sizes around the rows of one
+		// INSERT statement.
+		for i, n := 0, 0; i < len(ids); i += n {
+			n = min([]int{1, 37, 16, 1, 15, 17, 32, 2}[i%8], len(ids)-i)
+			if err := relay.Stage(tx, derived(ids[i:i+n]...)); err != nil {
 				return err
 			}
 		}
