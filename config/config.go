@@ -131,6 +131,12 @@ type MetricsConfig struct {
 	// the reports answer from what was rolled up before (run
 	// `omni metrics rebuild` after turning it back on).
 	Enabled bool `mapstructure:"enabled"`
+	// MaxDelay is how far the rollups may fall behind the stored events
+	// while events keep arriving: they catch up when ingest pauses, and
+	// alongside it (sharing the writer) once they are this far behind.
+	// 0 rolls every stored batch up in its own transaction (current at
+	// once, at the cost of ingest).
+	MaxDelay time.Duration `mapstructure:"max_delay"`
 }
 
 // IdentityConfig is profiles.identity.*.
@@ -181,6 +187,7 @@ var defaults = map[string]any{
 	"profiles.base_currency":  "",
 	"profiles.exchange_rates": "",
 	"metrics.enabled":         true,
+	"metrics.max_delay":       "1m",
 
 	"profiles.identity.blocklist":         []string{},
 	"profiles.identity.default_blocklist": true,
@@ -442,6 +449,8 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Profiles.ExchangeRates = s
 	case "metrics.enabled":
 		cfg.Metrics.Enabled = b
+	case "metrics.max_delay":
+		cfg.Metrics.MaxDelay, err = dur()
 	case "profiles.identity.blocklist":
 		cfg.Profiles.Identity.Blocklist = l
 	case "profiles.identity.default_blocklist":
@@ -581,6 +590,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Bus.MaxAge < c.Bus.DedupeWindow {
 		return &Error{Key: "bus.max_age", Problem: "must not be shorter than bus.dedupe_window"}
+	}
+	if c.Metrics.MaxDelay < 0 || c.Metrics.MaxDelay > time.Hour {
+		return &Error{Key: "metrics.max_delay", Problem: "must be between 0s and 1h"}
 	}
 	if c.Ingest.MaxEventBytes < 1024 {
 		return &Error{Key: "ingest.max_event_bytes", Problem: fmt.Sprintf("must be at least 1024, got %d", c.Ingest.MaxEventBytes)}

@@ -60,6 +60,7 @@ func (c *Config) Masked() map[string]any {
 		"profiles.base_currency":  c.Profiles.BaseCurrency,
 		"profiles.exchange_rates": c.Profiles.ExchangeRates,
 		"metrics.enabled":         c.Metrics.Enabled,
+		"metrics.max_delay":       c.Metrics.MaxDelay.String(),
 
 		"profiles.identity.blocklist":         c.Profiles.Identity.Blocklist,
 		"profiles.identity.default_blocklist": c.Profiles.Identity.DefaultBlocklist,

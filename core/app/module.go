@@ -74,6 +74,13 @@ func (s *Setup) Consumer(stream string, cfg jetstream.ConsumerConfig) (jetstream
 	return c, nil
 }
 
+// ReportLag reports in health (bus.consumers.NAME) a backlog a module
+// works through outside JetStream, such as a queue table; a c that is
+// also an api.ProgressReporter is reported stalled when it stops moving.
+func (s *Setup) ReportLag(name string, c api.ConsumerLag) {
+	s.Health.Consumers[name] = c
+}
+
 // PersonOwned declares a collection whose rows belong to one person through
 // its profile field (a profile id): a merge moves them to the surviving
 // profile, an export includes them and an erasure deletes them, without the

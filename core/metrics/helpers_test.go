@@ -34,7 +34,7 @@ func startShopB(b *testing.B) *shop {
 	b.Helper()
 	s := omnitest.Start(b, omnitest.Options{
 		Modules: func(o *app.Omni) []app.Module {
-			return []app.Module{profiles.New(profiles.Options{Interval: -1}), metrics.New(metrics.Options{})}
+			return []app.Module{profiles.New(profiles.Options{Interval: -1}), metrics.New(metrics.Options{Quiet: time.Millisecond})}
 		},
 		Configure: func(c *config.Config) { c.Profiles.BaseCurrency = "EUR" },
 	})
@@ -48,7 +48,7 @@ func startShop(t *testing.T, dataDir string) *shop {
 	}
 	s := omnitest.Start(t, omnitest.Options{DataDir: dataDir,
 		Modules: func(o *app.Omni) []app.Module {
-			return []app.Module{profiles.New(profiles.Options{Interval: -1}), metrics.New(metrics.Options{})}
+			return []app.Module{profiles.New(profiles.Options{Interval: -1}), metrics.New(metrics.Options{Quiet: time.Millisecond})}
 		},
 		Configure: func(c *config.Config) { c.Messaging.Timezone = "UTC" },
 	})
@@ -93,8 +93,10 @@ func (s *shop) waitStored(t *testing.T, ids ...string) {
 				return false
 			}
 		}
-		return true
-	}, "events %v stored", ids)
+		// The rollups follow the stored events in their own
+		// transactions: wait until they have taken them.
+		return s.count(t, "SELECT COUNT(*) FROM metrics_queue", nil) == 0
+	}, "events %v stored and rolled up", ids)
 }
 
 func (s *shop) count(t *testing.T, q string, params map[string]any) int {

@@ -40,6 +40,9 @@ const (
 type Options struct {
 	// Now is the clock (tests move it); default time.Now.
 	Now func() time.Time
+	// Quiet is how long ingest must pause before the rollups catch up
+	// with the stored events (default 250ms; tests use less).
+	Quiet time.Duration
 }
 
 // Module is the metrics module.
@@ -61,6 +64,10 @@ type Module struct {
 	settings *settingsPart // settings.go: metrics_settings
 
 	fills fills // fill.go: the journeys and inbox rollups filled in the background
+
+	// follow takes the stored batches into the parts, outside the events
+	// transaction (follow.go).
+	follow *follower
 }
 
 // part is state a part keeps from the events stream.
@@ -79,6 +86,9 @@ type part interface {
 func New(opts Options) *Module {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Quiet <= 0 {
+		opts.Quiet = defaultQuiet
 	}
 	m := &Module{opts: opts, loc: time.UTC}
 	m.rollups = &rollups{m: m}
@@ -113,7 +123,9 @@ func (m *Module) Init(s *app.Setup) error {
 	s.PersonOwned(CheckoutsCollection, "profile")
 	// And the inbox report's rows of the person's conversations.
 	s.PersonOwned(InboxConversationsCollection, "profile")
+	m.follow = newFollower(m, m.opts.Quiet, s.Config.Metrics.MaxDelay)
 	s.Processor(processor{m})
+	s.ReportLag(followConsumer, m.follow)
 	return nil
 }
 
@@ -131,6 +143,7 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	// counting while it waits (customers.go): the first count starts now.
 	m.countStagesInBackground(m.app)
 	go m.startFills()
+	m.follow.start()
 	m.routes(se)
 	return nil
 }
@@ -145,27 +158,39 @@ func (m *Module) Stop(ctx context.Context) {
 		close(done)
 	}()
 	m.rollups.jobs.stop(ctx)
+	m.follow.stop(ctx)
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
 }
 
-// processor rolls each stored batch up, in its transaction, after the
-// modules before (profiles has set each event's profile).
+// processor queues each stored batch for the follower, in the events
+// transaction (the rollups themselves run in the follower's, follow.go),
+// or, with metrics.max_delay 0, rolls it up there and then.
 type processor struct{ m *Module }
 
 func (p processor) ProcessBatch(tx core.App, batch []*eventstore.Stored) error {
 	if !p.m.enabled {
 		return nil
 	}
-	for _, pt := range p.m.parts() {
+	if p.m.follow.maxDelay == 0 {
+		// Kept current with every batch, in its transaction.
+		return p.m.processBatch(tx, batch)
+	}
+	return p.m.follow.enqueue(tx, batch)
+}
+
+// processBatch rolls stored events up into every part, then recomputes
+// the customers a merge, an un-merge or an erasure among them touched.
+func (m *Module) processBatch(tx core.App, batch []*eventstore.Stored) error {
+	for _, pt := range m.parts() {
 		if err := pt.process(tx, batch); err != nil {
 			return err
 		}
 	}
 	if ids := movedProfiles(batch); len(ids) > 0 {
-		for _, pt := range p.m.parts() {
+		for _, pt := range m.parts() {
 			if err := pt.recompute(tx, ids); err != nil {
 				return err
 			}

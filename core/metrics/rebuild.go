@@ -156,19 +156,13 @@ func (m *Module) rebuild(ctx context.Context, pb core.App, progress progressFunc
 				return err
 			}
 			n, after = len(batch), last
-			for _, pt := range m.parts() {
-				if err := pt.process(tx, batch); err != nil {
-					return err
-				}
+			if n == 0 {
+				// Replayed to the end: what the follower has queued is
+				// in the replay (the follower waits while a job runs).
+				_, err := tx.DB().NewQuery("DELETE FROM " + queueTable).Execute()
+				return err
 			}
-			if ids := movedProfiles(batch); len(ids) > 0 {
-				for _, pt := range m.parts() {
-					if err := pt.recompute(tx, ids); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return m.processBatch(tx, batch)
 		})
 		if err != nil {
 			return res, err
@@ -232,6 +226,14 @@ func readEvents(tx core.App, after int64, n int) ([]*eventstore.Stored, int64, e
 	if err != nil {
 		return nil, after, err
 	}
+	if len(rows) > 0 {
+		after = rows[len(rows)-1].RowID
+	}
+	return storedOf(rows), after, nil
+}
+
+// storedOf turns events rows into what the processors see.
+func storedOf(rows []eventRow) []*eventstore.Stored {
 	out := make([]*eventstore.Stored, 0, len(rows))
 	for _, r := range rows {
 		ev := &events.Event{ID: r.EventID, Type: r.Type, Name: r.Name, Source: r.Source}
@@ -246,9 +248,8 @@ func readEvents(tx core.App, after int64, n int) ([]*eventstore.Stored, int64, e
 		_ = json.Unmarshal([]byte(r.Properties), &ev.Properties)
 		_ = json.Unmarshal([]byte(r.Context), &ev.Context)
 		out = append(out, &eventstore.Stored{RecordID: r.ID, Event: ev, Profile: r.Profile})
-		after = r.RowID
 	}
-	return out, after, nil
+	return out
 }
 
 // rerate applies new exchange rates: every fact that used the owner's

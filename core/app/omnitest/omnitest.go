@@ -54,6 +54,10 @@ func Start(t testing.TB, opts Options) *Server {
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
+	// Tests read the metrics right after the events are stored: the
+	// rollups work in the events transaction unless a test opts in to the
+	// follower (metrics.max_delay > 0).
+	cfg.Metrics.MaxDelay = 0
 	if opts.Configure != nil {
 		opts.Configure(cfg)
 	}
