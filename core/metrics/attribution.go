@@ -64,8 +64,8 @@ func (a *attribution) process(tx core.App, batch []*eventstore.Stored) error {
 	type window struct{ from, to time.Time }
 	dirty := map[string]*window{} // profile → orders to re-credit
 	for _, t := range touches {
-		if !added[t.Ref] {
-			continue // stored before
+		if t.Kind != attrKindVisit && !added[t.Ref] {
+			continue // stored before (a visit is its event: new in the batch)
 		}
 		d := dirty[t.Profile]
 		if d == nil {
@@ -132,11 +132,8 @@ func (a *attribution) recompute(tx core.App, profiles []string) error {
 	if _, err := tx.DB().Delete(TouchesCollection, in).Execute(); err != nil {
 		return err
 	}
-	types := make([]any, 0, len(attrTouchTypes)+1)
-	for _, t := range attrTouchTypes {
-		types = append(types, t)
-	}
-	types = append(types, events.OrderPlaced)
+	// Visits are read from the events table when orders are credited.
+	types := []any{events.MessageSent, events.MessageRead, events.EmailOpened, events.EmailClicked, events.OrderPlaced}
 	var rows []struct {
 		ID         string `db:"id"`
 		Type       string `db:"type"`
@@ -279,9 +276,16 @@ func (w *attrTx) close() {
 }
 
 // insertTouches stores touches once each (by ref) and says which refs
-// are new.
-func (w *attrTx) insertTouches(touches []attrTouchRow) (map[string]bool, error) {
+// are new. Visits are not stored: their page views are in the events
+// table already (attrTx.touchesOf reads them there).
+func (w *attrTx) insertTouches(all []attrTouchRow) (map[string]bool, error) {
 	added := map[string]bool{}
+	var touches []attrTouchRow
+	for _, t := range all {
+		if t.Kind != attrKindVisit {
+			touches = append(touches, t)
+		}
+	}
 	for len(touches) > 0 {
 		n := min(len(touches), 200)
 		var b strings.Builder
@@ -425,26 +429,9 @@ func (w *attrTx) creditNew(orders []attrOrder) error {
 		credited[k.Key] = append(credited[k.Key], k.Event)
 	}
 	// The touches of all these customers in the orders' lookbacks.
-	var rows []struct {
-		Profile  string `db:"profile"`
-		At       string `db:"at"`
-		Kind     string `db:"kind"`
-		Channel  string `db:"channel"`
-		Campaign string `db:"campaign"`
-		Journey  string `db:"journey"`
-		Agent    string `db:"agent"`
-		Ref      string `db:"ref"`
-	}
-	err = w.tx.DB().Select("profile", "at", "kind", "channel", "campaign", "journey", "agent", "ref").From(TouchesCollection).
-		Where(dbx.And(dbx.In("profile", profiles...), dbx.NewExp("at >= {:from} AND at <= {:to}",
-			dbx.Params{"from": store.FormatTime(from.Add(-w.s.lookback())), "to": store.FormatTime(to)}))).All(&rows)
+	touches, err := w.touchesOf(profiles, from.Add(-w.s.lookback()), to)
 	if err != nil {
 		return err
-	}
-	touches := map[string][]attrTouch{}
-	for _, r := range rows {
-		touches[r.Profile] = append(touches[r.Profile], attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel,
-			Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref})
 	}
 	for _, o := range orders {
 		exists, dup := false, false
@@ -506,26 +493,11 @@ func (w *attrTx) creditOrder(o attrOrder, existing bool) error {
 			return err
 		}
 	}
-	var rows []struct {
-		At       string `db:"at"`
-		Kind     string `db:"kind"`
-		Channel  string `db:"channel"`
-		Campaign string `db:"campaign"`
-		Journey  string `db:"journey"`
-		Agent    string `db:"agent"`
-		Ref      string `db:"ref"`
-	}
-	err := w.q("SELECT at, kind, channel, campaign, journey, agent, ref FROM "+TouchesCollection+
-		" WHERE profile = {:p} AND at >= {:from} AND at <= {:to}",
-		dbx.Params{"p": o.Profile, "from": store.FormatTime(o.At.Add(-w.s.lookback())), "to": store.FormatTime(o.At)}).All(&rows)
+	touches, err := w.touchesOf([]any{o.Profile}, o.At.Add(-w.s.lookback()), o.At)
 	if err != nil {
 		return err
 	}
-	touches := make([]attrTouch, len(rows))
-	for i, r := range rows {
-		touches[i] = attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel, Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref}
-	}
-	w.credit(o, touches)
+	w.credit(o, touches[o.Profile])
 	return nil
 }
 

@@ -1,12 +1,14 @@
 package metrics
 
 import (
+	"encoding/json"
 	"strings"
 	"time"
 
 	"github.com/pocketbase/dbx"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/store"
 )
 
 // Touch kinds.
@@ -205,4 +207,86 @@ func attrTime(s string) time.Time {
 		t, _ = time.Parse(time.RFC3339Nano, s)
 	}
 	return t.UTC()
+}
+
+// attrVisitRow is a page view read back from the events table.
+type attrVisitRow struct {
+	ID         string `db:"id"`
+	Type       string `db:"type"`
+	Profile    string `db:"profile"`
+	OccurredAt string `db:"occurred_at"`
+	Context    string `db:"context"`
+}
+
+// attrTouchRowDB is a stored touch (metrics_touches).
+type attrTouchRowDB struct {
+	Profile  string `db:"profile"`
+	At       string `db:"at"`
+	Kind     string `db:"kind"`
+	Channel  string `db:"channel"`
+	Campaign string `db:"campaign"`
+	Journey  string `db:"journey"`
+	Agent    string `db:"agent"`
+	Ref      string `db:"ref"`
+}
+
+// touchesOf is the customers' touches from from to to (both included), by
+// customer: the stored ones and the visits, which are read from the
+// events table (the page views with a UTM campaign, turned into touches
+// by attrTouchOf as they would have been on arrival). Merges move those
+// events and erasures delete them, so the visits follow on their own.
+// The customer's events are found through events(profile, occurred_at);
+// only the page views are parsed.
+func (w *attrTx) touchesOf(profiles []any, from, to time.Time) (map[string][]attrTouch, error) {
+	out := map[string][]attrTouch{}
+	if len(profiles) == 0 {
+		return out, nil
+	}
+	f, t := store.FormatTime(from), store.FormatTime(to)
+	var stored []attrTouchRowDB
+	var visits []attrVisitRow
+	const touchCols = "SELECT profile, at, kind, channel, campaign, journey, agent, ref FROM " + TouchesCollection
+	// "+type" keeps SQLite on the profile index: the type index would read
+	// every customer's page views of the period.
+	const visitCols = "SELECT id, type, profile, occurred_at, context FROM events"
+	const visitWhere = ` AND occurred_at >= {:from} AND occurred_at <= {:to} AND +type IN ('` + events.PageViewed + `', '` +
+		events.ScreenViewed + `') AND instr(context, '"campaign"') > 0`
+	p := dbx.Params{"from": f, "to": t}
+	if len(profiles) == 1 {
+		p["p"] = profiles[0]
+		if err := w.q(touchCols+" WHERE profile = {:p} AND at >= {:from} AND at <= {:to}", p).All(&stored); err != nil {
+			return nil, err
+		}
+		if err := w.q(visitCols+" WHERE profile = {:p}"+visitWhere, p).All(&visits); err != nil {
+			return nil, err
+		}
+	} else {
+		in := dbx.In("profile", profiles...)
+		if err := w.tx.DB().Select("profile", "at", "kind", "channel", "campaign", "journey", "agent", "ref").From(TouchesCollection).
+			Where(dbx.And(in, dbx.NewExp("at >= {:from} AND at <= {:to}", p))).All(&stored); err != nil {
+			return nil, err
+		}
+		if err := w.tx.DB().Select("id", "type", "profile", "occurred_at", "context").From("events").
+			Where(dbx.And(in, dbx.NewExp("1 = 1"+visitWhere, p))).All(&visits); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range stored {
+		out[r.Profile] = append(out[r.Profile], attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel,
+			Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref})
+	}
+	for _, r := range visits {
+		var c struct {
+			Channel  string           `json:"channel"`
+			Campaign *events.Campaign `json:"campaign"`
+		}
+		if json.Unmarshal([]byte(r.Context), &c) != nil || c.Campaign == nil {
+			continue
+		}
+		ev := &events.Event{Type: r.Type, OccurredAt: attrTime(r.OccurredAt), Context: events.Context{Channel: c.Channel, Campaign: c.Campaign}}
+		if v, ok := attrTouchOf(nil, r.ID, r.Profile, ev); ok {
+			out[r.Profile] = append(out[r.Profile], v.attrTouch)
+		}
+	}
+	return out, nil
 }
