@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -75,6 +76,14 @@ func (a *attribution) process(tx core.App, batch []*eventstore.Stored) error {
 		d.from = attrMinTime(d.from, t.At)
 		d.to = attrMaxTime(d.to, t.At.Add(w.s.lookback()))
 	}
+	// The latest order credited before this batch's (those are credited
+	// below from every touch already): a touch after it reaches none.
+	var latestAt string
+	if len(dirty) > 0 {
+		if err := w.q("SELECT COALESCE(MAX(order_at), '') FROM "+CreditsCollection, nil).Row(&latestAt); err != nil {
+			return err
+		}
+	}
 	orders, err := w.ordersOf(placed)
 	if err != nil {
 		return err
@@ -88,13 +97,24 @@ func (a *attribution) process(tx core.App, batch []*eventstore.Stored) error {
 	}
 	// Touches that reach orders already credited (they arrived late).
 	if len(dirty) > 0 {
+		// Events mostly arrive in time order: a touch later than the latest
+		// order credited before the batch (one step down the order_at
+		// index) reaches none, so only the customers with an older touch
+		// are looked up.
+		latest := attrTime(latestAt)
 		ids := make([]any, 0, len(dirty))
 		from := time.Time{}
 		for p, d := range dirty {
+			if latestAt == "" || d.from.After(latest) {
+				continue
+			}
 			ids = append(ids, p)
 			if from.IsZero() || d.from.Before(from) {
 				from = d.from
 			}
+		}
+		if len(ids) == 0 {
+			return w.flush()
 		}
 		past, err := w.creditedOrders(dbx.And(dbx.In("profile", ids...), dbx.NewExp("order_at >= {:from}", dbx.Params{"from": store.FormatTime(from)})))
 		if err != nil {
@@ -245,6 +265,7 @@ type attrTx struct {
 	ex    dbx.Executor // for the multi-row writes
 	s     AttributionSettings
 	stmts map[string]*dbx.Query
+	raw   map[string]*sql.Stmt // multi-row inserts (insertRows)
 	daily map[attrDailyKey]*attrDaily
 	// credits to insert (written before any read of the table) and the
 	// orders credited in this transaction, by key.
@@ -255,7 +276,7 @@ type attrTx struct {
 type attrDailyKey struct{ Day, Breakdown, Dim string }
 
 func (a *attribution) begin(tx core.App) *attrTx {
-	return &attrTx{a: a, tx: tx, ex: store.Executor(tx), s: a.m.attrSettings(), stmts: map[string]*dbx.Query{},
+	return &attrTx{a: a, tx: tx, ex: store.Executor(tx), s: a.m.attrSettings(), stmts: map[string]*dbx.Query{}, raw: map[string]*sql.Stmt{},
 		daily: map[attrDailyKey]*attrDaily{}, keys: map[string]string{}}
 }
 
@@ -273,6 +294,9 @@ func (w *attrTx) close() {
 	for _, q := range w.stmts {
 		_ = q.Close()
 	}
+	for _, st := range w.raw {
+		_ = st.Close()
+	}
 }
 
 // insertTouches stores touches once each (by ref) and says which refs
@@ -287,7 +311,7 @@ func (w *attrTx) insertTouches(all []attrTouchRow) (map[string]bool, error) {
 		}
 	}
 	for len(touches) > 0 {
-		n := min(len(touches), 200)
+		n := min(len(touches), attrValuesPerInsert/10)
 		var b strings.Builder
 		b.WriteString(`INSERT INTO ` + TouchesCollection + ` (id, profile, at, channel, kind, campaign, journey, agent, ref, event) VALUES `)
 		args := make([]any, 0, n*10)
@@ -613,9 +637,15 @@ func (w *attrTx) add(rows []attrDaily, sign int) {
 	}
 }
 
-// flushCredits inserts the pending credits.
+// flushCredits inserts the pending credits. OR FAIL rather than the
+// default ABORT: a multi-row statement that may undo its own first rows
+// makes SQLite keep a statement journal; a failure fails the whole
+// transaction anyway.
 func (w *attrTx) flushCredits() error {
-	err := attrInsertRows(w.ex, `INSERT INTO `+CreditsCollection+` (id, order_event, order_key, profile, order_at, day, pos, kind,
+	if len(w.pending) == 0 {
+		return nil
+	}
+	err := w.insertRows(`INSERT OR FAIL INTO `+CreditsCollection+` (id, order_event, order_key, profile, order_at, day, pos, kind,
 		channel, campaign, journey, agent, touch_at, share_first, share_last, share_linear, share_position, share_time_decay,
 		amount, touches, unconverted) VALUES `, 21, "", w.pending)
 	w.pending = w.pending[:0]
@@ -645,7 +675,7 @@ func (w *attrTx) flush() error {
 		}
 	}
 	clear(w.daily)
-	err := attrInsertRows(w.ex, `INSERT INTO `+AttributionDailyCollection+` (id, day, breakdown, dim, credit_first, credit_last,
+	err := w.insertRows(`INSERT INTO `+AttributionDailyCollection+` (id, day, breakdown, dim, credit_first, credit_last,
 			credit_linear, credit_position, credit_time_decay, orders, touches, unconverted) VALUES `, 12,
 		` ON CONFLICT(breakdown, day, dim) DO UPDATE SET credit_first = credit_first + excluded.credit_first,
 			credit_last = credit_last + excluded.credit_last, credit_linear = credit_linear + excluded.credit_linear,
@@ -664,30 +694,55 @@ func (w *attrTx) flush() error {
 	return err
 }
 
-// attrInsertRows runs head (…VALUES), a "(?, …)" group per row, then
-// tail, a few hundred rows a statement: one statement instead of one per
-// row is most of the cost saved.
-func attrInsertRows(ex dbx.Executor, head string, cols int, tail string, rows [][]any) error {
+// attrValuesPerInsert caps the bound values of one multi-row INSERT: the
+// SQLite driver matches each value to its placeholder by a walk over all
+// of them, so a statement of n values costs n² — 200 rows of 21 columns
+// took longer to bind than to store. About 100 values a statement keeps
+// most of what one statement per row would lose.
+const attrValuesPerInsert = 100
+
+// insertRows runs head (…VALUES), a "(?, …)" group per row, then tail:
+// full chunks of a few rows a statement, the rest one row a statement,
+// both prepared once per transaction (preparing costs more than a row's
+// own Exec, so no statement is made for one odd-sized remainder).
+func (w *attrTx) insertRows(head string, cols int, tail string, rows [][]any) error {
 	group := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	per := max(1, attrValuesPerInsert/cols)
+	args := make([]any, 0, per*cols)
+	defer clear(args)
 	for len(rows) > 0 {
-		n := min(len(rows), 200)
-		var b strings.Builder
-		b.WriteString(head)
-		args := make([]any, 0, n*cols)
-		for i, r := range rows[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(group)
+		n := per
+		if len(rows) < per {
+			n = 1
+		}
+		query := head + group + strings.Repeat(", "+group, n-1) + tail
+		args = args[:0]
+		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		b.WriteString(tail)
-		if _, err := ex.Exec(b.String(), args...); err != nil {
+		st, err := w.prepared(query)
+		if err != nil {
+			return err
+		}
+		if _, err := st.Exec(args...); err != nil {
 			return err
 		}
 		rows = rows[n:]
 	}
 	return nil
+}
+
+// prepared is the raw prepared statement of query, once per transaction.
+func (w *attrTx) prepared(query string) (*sql.Stmt, error) {
+	if st, ok := w.raw[query]; ok {
+		return st, nil
+	}
+	st, err := w.ex.Prepare(query)
+	if err != nil {
+		return nil, err
+	}
+	w.raw[query] = st
+	return st, nil
 }
 
 // dropCredits deletes the credits matching where and takes what they
