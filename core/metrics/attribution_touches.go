@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
@@ -209,17 +210,9 @@ func attrTime(s string) time.Time {
 	return t.UTC()
 }
 
-// attrVisitRow is a page view read back from the events table.
-type attrVisitRow struct {
-	ID         string `db:"id"`
-	Type       string `db:"type"`
-	Profile    string `db:"profile"`
-	OccurredAt string `db:"occurred_at"`
-	Context    string `db:"context"`
-}
-
-// attrTouchRowDB is a stored touch (metrics_touches).
-type attrTouchRowDB struct {
+// attrTouchOrVisit is a stored touch (metrics_touches) or, with Type
+// set, a page view read back from the events table (Ref its record id).
+type attrTouchOrVisit struct {
 	Profile  string `db:"profile"`
 	At       string `db:"at"`
 	Kind     string `db:"kind"`
@@ -228,6 +221,8 @@ type attrTouchRowDB struct {
 	Journey  string `db:"journey"`
 	Agent    string `db:"agent"`
 	Ref      string `db:"ref"`
+	Type     string `db:"type"`
+	Context  string `db:"context"`
 }
 
 // touchesOf is the customers' touches from from to to (both included), by
@@ -235,47 +230,49 @@ type attrTouchRowDB struct {
 // events table (the page views with a UTM campaign, turned into touches
 // by attrTouchOf as they would have been on arrival). Merges move those
 // events and erasures delete them, so the visits follow on their own.
-// The customer's events are found through events(profile, occurred_at);
-// only the page views are parsed.
+// One statement for both; the customer's events are found through
+// events(profile, occurred_at) ("+type" keeps SQLite off the type index,
+// which would read every customer's page views of the period), and only
+// page views naming a campaign are parsed.
 func (w *attrTx) touchesOf(profiles []any, from, to time.Time) (map[string][]attrTouch, error) {
 	out := map[string][]attrTouch{}
 	if len(profiles) == 0 {
 		return out, nil
 	}
-	f, t := store.FormatTime(from), store.FormatTime(to)
-	var stored []attrTouchRowDB
-	var visits []attrVisitRow
-	const touchCols = "SELECT profile, at, kind, channel, campaign, journey, agent, ref FROM " + TouchesCollection
-	// "+type" keeps SQLite on the profile index: the type index would read
-	// every customer's page views of the period.
-	const visitCols = "SELECT id, type, profile, occurred_at, context FROM events"
-	const visitWhere = ` AND occurred_at >= {:from} AND occurred_at <= {:to} AND +type IN ('` + events.PageViewed + `', '` +
-		events.ScreenViewed + `') AND instr(context, '"campaign"') > 0`
-	p := dbx.Params{"from": f, "to": t}
+	p := dbx.Params{"from": store.FormatTime(from), "to": store.FormatTime(to)}
+	var in strings.Builder
+	in.WriteString("IN (")
+	for i, v := range profiles {
+		if i > 0 {
+			in.WriteString(", ")
+		}
+		k := "p" + strconv.Itoa(i)
+		in.WriteString("{:" + k + "}")
+		p[k] = v
+	}
+	in.WriteString(")")
+	query := `SELECT profile, at, kind, channel, campaign, journey, agent, ref, '' AS type, '' AS context FROM ` + TouchesCollection + `
+		WHERE profile ` + in.String() + ` AND at >= {:from} AND at <= {:to}
+		UNION ALL
+		SELECT profile, occurred_at, '', '', '', '', '', id, type, context FROM events
+		WHERE profile ` + in.String() + ` AND occurred_at >= {:from} AND occurred_at <= {:to}
+			AND +type IN ('` + events.PageViewed + `', '` + events.ScreenViewed + `') AND instr(context, '"campaign"') > 0`
+	var rows []attrTouchOrVisit
+	var err error
 	if len(profiles) == 1 {
-		p["p"] = profiles[0]
-		if err := w.q(touchCols+" WHERE profile = {:p} AND at >= {:from} AND at <= {:to}", p).All(&stored); err != nil {
-			return nil, err
-		}
-		if err := w.q(visitCols+" WHERE profile = {:p}"+visitWhere, p).All(&visits); err != nil {
-			return nil, err
-		}
+		err = w.q(query, p).All(&rows) // one order at a time: prepared once
 	} else {
-		in := dbx.In("profile", profiles...)
-		if err := w.tx.DB().Select("profile", "at", "kind", "channel", "campaign", "journey", "agent", "ref").From(TouchesCollection).
-			Where(dbx.And(in, dbx.NewExp("at >= {:from} AND at <= {:to}", p))).All(&stored); err != nil {
-			return nil, err
-		}
-		if err := w.tx.DB().Select("id", "type", "profile", "occurred_at", "context").From("events").
-			Where(dbx.And(in, dbx.NewExp("1 = 1"+visitWhere, p))).All(&visits); err != nil {
-			return nil, err
-		}
+		err = w.tx.DB().NewQuery(query).Bind(p).All(&rows)
 	}
-	for _, r := range stored {
-		out[r.Profile] = append(out[r.Profile], attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel,
-			Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref})
+	if err != nil {
+		return nil, err
 	}
-	for _, r := range visits {
+	for _, r := range rows {
+		if r.Type == "" {
+			out[r.Profile] = append(out[r.Profile], attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel,
+				Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref})
+			continue
+		}
 		var c struct {
 			Channel  string           `json:"channel"`
 			Campaign *events.Campaign `json:"campaign"`
@@ -283,8 +280,8 @@ func (w *attrTx) touchesOf(profiles []any, from, to time.Time) (map[string][]att
 		if json.Unmarshal([]byte(r.Context), &c) != nil || c.Campaign == nil {
 			continue
 		}
-		ev := &events.Event{Type: r.Type, OccurredAt: attrTime(r.OccurredAt), Context: events.Context{Channel: c.Channel, Campaign: c.Campaign}}
-		if v, ok := attrTouchOf(nil, r.ID, r.Profile, ev); ok {
+		ev := &events.Event{Type: r.Type, OccurredAt: attrTime(r.At), Context: events.Context{Channel: c.Channel, Campaign: c.Campaign}}
+		if v, ok := attrTouchOf(nil, r.Ref, r.Profile, ev); ok {
 			out[r.Profile] = append(out[r.Profile], v.attrTouch)
 		}
 	}
