@@ -24,8 +24,9 @@ const (
 	AttributionDailyCollection = "metrics_attribution_daily"
 )
 
-// attribution keeps every customer's touches and each order's credit
-// under the five models. A stored touch re-credits the customer's orders
+// attribution keeps every customer's touches (web visits excepted: those
+// are read from the events table) and each order's credit under the five
+// models. A new touch re-credits the customer's orders
 // it may reach (those within the lookback after it, for touches that
 // arrive late); a stored order is credited from the touches before it.
 // Credits are of the order's gross amount in the base currency: refunds
@@ -152,8 +153,7 @@ func (a *attribution) recompute(tx core.App, profiles []string) error {
 	if _, err := tx.DB().Delete(TouchesCollection, in).Execute(); err != nil {
 		return err
 	}
-	// Visits are read from the events table when orders are credited.
-	types := []any{events.MessageSent, events.MessageRead, events.EmailOpened, events.EmailClicked, events.OrderPlaced}
+	types := append(append([]any{}, attrStoredTouchTypes...), events.OrderPlaced)
 	var rows []struct {
 		ID         string `db:"id"`
 		Type       string `db:"type"`

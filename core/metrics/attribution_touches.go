@@ -23,10 +23,11 @@ const (
 	attrKindNone       = "none"        // (credits) an order with no touch
 )
 
-// attrTouchTypes are the event types a touch can come from. A customer's
-// own messages are not touches: they are the customer acting.
-var attrTouchTypes = []string{events.MessageSent, events.MessageRead, events.EmailOpened, events.EmailClicked,
-	events.PageViewed, events.ScreenViewed}
+// attrStoredTouchTypes are the event types of the touches kept in
+// metrics_touches (page and screen views, the visits, are read from the
+// events table). A customer's own messages are not touches: they are the
+// customer acting.
+var attrStoredTouchTypes = []any{events.MessageSent, events.MessageRead, events.EmailOpened, events.EmailClicked}
 
 // attrTouchRow is a touch with the customer and event it came from.
 type attrTouchRow struct {
@@ -242,11 +243,16 @@ func (w *attrTx) touchesOf(profiles []any, from, to time.Time) (map[string][]att
 	p := dbx.Params{"from": store.FormatTime(from), "to": store.FormatTime(to)}
 	var in strings.Builder
 	in.WriteString("IN (")
-	for i, v := range profiles {
-		if i > 0 {
+	seen := make(map[any]bool, len(profiles))
+	for _, v := range profiles {
+		if seen[v] {
+			continue // a customer with several orders in the batch
+		}
+		seen[v] = true
+		k := "p" + strconv.Itoa(len(seen)-1)
+		if len(seen) > 1 {
 			in.WriteString(", ")
 		}
-		k := "p" + strconv.Itoa(i)
 		in.WriteString("{:" + k + "}")
 		p[k] = v
 	}
@@ -259,7 +265,7 @@ func (w *attrTx) touchesOf(profiles []any, from, to time.Time) (map[string][]att
 			AND +type IN ('` + events.PageViewed + `', '` + events.ScreenViewed + `') AND instr(context, '"campaign"') > 0`
 	var rows []attrTouchOrVisit
 	var err error
-	if len(profiles) == 1 {
+	if len(seen) == 1 {
 		err = w.q(query, p).All(&rows) // one order at a time: prepared once
 	} else {
 		err = w.tx.DB().NewQuery(query).Bind(p).All(&rows)
