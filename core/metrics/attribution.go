@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -23,8 +24,9 @@ const (
 	AttributionDailyCollection = "metrics_attribution_daily"
 )
 
-// attribution keeps every customer's touches and each order's credit
-// under the five models. A stored touch re-credits the customer's orders
+// attribution keeps every customer's touches (web visits excepted: those
+// are read from the events table) and each order's credit under the five
+// models. A new touch re-credits the customer's orders
 // it may reach (those within the lookback after it, for touches that
 // arrive late); a stored order is credited from the touches before it.
 // Credits are of the order's gross amount in the base currency: refunds
@@ -64,8 +66,8 @@ func (a *attribution) process(tx core.App, batch []*eventstore.Stored) error {
 	type window struct{ from, to time.Time }
 	dirty := map[string]*window{} // profile → orders to re-credit
 	for _, t := range touches {
-		if !added[t.Ref] {
-			continue // stored before
+		if t.Kind != attrKindVisit && !added[t.Ref] {
+			continue // stored before (a visit is its event: new in the batch)
 		}
 		d := dirty[t.Profile]
 		if d == nil {
@@ -74,6 +76,14 @@ func (a *attribution) process(tx core.App, batch []*eventstore.Stored) error {
 		}
 		d.from = attrMinTime(d.from, t.At)
 		d.to = attrMaxTime(d.to, t.At.Add(w.s.lookback()))
+	}
+	// The latest order credited before this batch's (those are credited
+	// below from every touch already): a touch after it reaches none.
+	var latestAt string
+	if len(dirty) > 0 {
+		if err := w.q("SELECT COALESCE(MAX(order_at), '') FROM "+CreditsCollection, nil).Row(&latestAt); err != nil {
+			return err
+		}
 	}
 	orders, err := w.ordersOf(placed)
 	if err != nil {
@@ -88,13 +98,24 @@ func (a *attribution) process(tx core.App, batch []*eventstore.Stored) error {
 	}
 	// Touches that reach orders already credited (they arrived late).
 	if len(dirty) > 0 {
+		// Events mostly arrive in time order: a touch later than the latest
+		// order credited before the batch (one step down the order_at
+		// index) reaches none, so only the customers with an older touch
+		// are looked up.
+		latest := attrTime(latestAt)
 		ids := make([]any, 0, len(dirty))
 		from := time.Time{}
 		for p, d := range dirty {
+			if latestAt == "" || d.from.After(latest) {
+				continue
+			}
 			ids = append(ids, p)
 			if from.IsZero() || d.from.Before(from) {
 				from = d.from
 			}
+		}
+		if len(ids) == 0 {
+			return w.flush()
 		}
 		past, err := w.creditedOrders(dbx.And(dbx.In("profile", ids...), dbx.NewExp("order_at >= {:from}", dbx.Params{"from": store.FormatTime(from)})))
 		if err != nil {
@@ -132,11 +153,7 @@ func (a *attribution) recompute(tx core.App, profiles []string) error {
 	if _, err := tx.DB().Delete(TouchesCollection, in).Execute(); err != nil {
 		return err
 	}
-	types := make([]any, 0, len(attrTouchTypes)+1)
-	for _, t := range attrTouchTypes {
-		types = append(types, t)
-	}
-	types = append(types, events.OrderPlaced)
+	types := append(append([]any{}, attrStoredTouchTypes...), events.OrderPlaced)
 	var rows []struct {
 		ID         string `db:"id"`
 		Type       string `db:"type"`
@@ -248,6 +265,7 @@ type attrTx struct {
 	ex    dbx.Executor // for the multi-row writes
 	s     AttributionSettings
 	stmts map[string]*dbx.Query
+	raw   map[string]*sql.Stmt // multi-row inserts (insertRows)
 	daily map[attrDailyKey]*attrDaily
 	// credits to insert (written before any read of the table) and the
 	// orders credited in this transaction, by key.
@@ -258,7 +276,7 @@ type attrTx struct {
 type attrDailyKey struct{ Day, Breakdown, Dim string }
 
 func (a *attribution) begin(tx core.App) *attrTx {
-	return &attrTx{a: a, tx: tx, ex: store.Executor(tx), s: a.m.attrSettings(), stmts: map[string]*dbx.Query{},
+	return &attrTx{a: a, tx: tx, ex: store.Executor(tx), s: a.m.attrSettings(), stmts: map[string]*dbx.Query{}, raw: map[string]*sql.Stmt{},
 		daily: map[attrDailyKey]*attrDaily{}, keys: map[string]string{}}
 }
 
@@ -276,14 +294,24 @@ func (w *attrTx) close() {
 	for _, q := range w.stmts {
 		_ = q.Close()
 	}
+	for _, st := range w.raw {
+		_ = st.Close()
+	}
 }
 
 // insertTouches stores touches once each (by ref) and says which refs
-// are new.
-func (w *attrTx) insertTouches(touches []attrTouchRow) (map[string]bool, error) {
+// are new. Visits are not stored: their page views are in the events
+// table already (attrTx.touchesOf reads them there).
+func (w *attrTx) insertTouches(all []attrTouchRow) (map[string]bool, error) {
 	added := map[string]bool{}
+	var touches []attrTouchRow
+	for _, t := range all {
+		if t.Kind != attrKindVisit {
+			touches = append(touches, t)
+		}
+	}
 	for len(touches) > 0 {
-		n := min(len(touches), 200)
+		n := min(len(touches), attrValuesPerInsert/10)
 		var b strings.Builder
 		b.WriteString(`INSERT INTO ` + TouchesCollection + ` (id, profile, at, channel, kind, campaign, journey, agent, ref, event) VALUES `)
 		args := make([]any, 0, n*10)
@@ -425,26 +453,9 @@ func (w *attrTx) creditNew(orders []attrOrder) error {
 		credited[k.Key] = append(credited[k.Key], k.Event)
 	}
 	// The touches of all these customers in the orders' lookbacks.
-	var rows []struct {
-		Profile  string `db:"profile"`
-		At       string `db:"at"`
-		Kind     string `db:"kind"`
-		Channel  string `db:"channel"`
-		Campaign string `db:"campaign"`
-		Journey  string `db:"journey"`
-		Agent    string `db:"agent"`
-		Ref      string `db:"ref"`
-	}
-	err = w.tx.DB().Select("profile", "at", "kind", "channel", "campaign", "journey", "agent", "ref").From(TouchesCollection).
-		Where(dbx.And(dbx.In("profile", profiles...), dbx.NewExp("at >= {:from} AND at <= {:to}",
-			dbx.Params{"from": store.FormatTime(from.Add(-w.s.lookback())), "to": store.FormatTime(to)}))).All(&rows)
+	touches, err := w.touchesOf(profiles, from.Add(-w.s.lookback()), to)
 	if err != nil {
 		return err
-	}
-	touches := map[string][]attrTouch{}
-	for _, r := range rows {
-		touches[r.Profile] = append(touches[r.Profile], attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel,
-			Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref})
 	}
 	for _, o := range orders {
 		exists, dup := false, false
@@ -506,26 +517,11 @@ func (w *attrTx) creditOrder(o attrOrder, existing bool) error {
 			return err
 		}
 	}
-	var rows []struct {
-		At       string `db:"at"`
-		Kind     string `db:"kind"`
-		Channel  string `db:"channel"`
-		Campaign string `db:"campaign"`
-		Journey  string `db:"journey"`
-		Agent    string `db:"agent"`
-		Ref      string `db:"ref"`
-	}
-	err := w.q("SELECT at, kind, channel, campaign, journey, agent, ref FROM "+TouchesCollection+
-		" WHERE profile = {:p} AND at >= {:from} AND at <= {:to}",
-		dbx.Params{"p": o.Profile, "from": store.FormatTime(o.At.Add(-w.s.lookback())), "to": store.FormatTime(o.At)}).All(&rows)
+	touches, err := w.touchesOf([]any{o.Profile}, o.At.Add(-w.s.lookback()), o.At)
 	if err != nil {
 		return err
 	}
-	touches := make([]attrTouch, len(rows))
-	for i, r := range rows {
-		touches[i] = attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel, Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref}
-	}
-	w.credit(o, touches)
+	w.credit(o, touches[o.Profile])
 	return nil
 }
 
@@ -641,9 +637,15 @@ func (w *attrTx) add(rows []attrDaily, sign int) {
 	}
 }
 
-// flushCredits inserts the pending credits.
+// flushCredits inserts the pending credits. OR FAIL rather than the
+// default ABORT: a multi-row statement that may undo its own first rows
+// makes SQLite keep a statement journal; a failure fails the whole
+// transaction anyway.
 func (w *attrTx) flushCredits() error {
-	err := attrInsertRows(w.ex, `INSERT INTO `+CreditsCollection+` (id, order_event, order_key, profile, order_at, day, pos, kind,
+	if len(w.pending) == 0 {
+		return nil
+	}
+	err := w.insertRows(`INSERT OR FAIL INTO `+CreditsCollection+` (id, order_event, order_key, profile, order_at, day, pos, kind,
 		channel, campaign, journey, agent, touch_at, share_first, share_last, share_linear, share_position, share_time_decay,
 		amount, touches, unconverted) VALUES `, 21, "", w.pending)
 	w.pending = w.pending[:0]
@@ -673,7 +675,7 @@ func (w *attrTx) flush() error {
 		}
 	}
 	clear(w.daily)
-	err := attrInsertRows(w.ex, `INSERT INTO `+AttributionDailyCollection+` (id, day, breakdown, dim, credit_first, credit_last,
+	err := w.insertRows(`INSERT INTO `+AttributionDailyCollection+` (id, day, breakdown, dim, credit_first, credit_last,
 			credit_linear, credit_position, credit_time_decay, orders, touches, unconverted) VALUES `, 12,
 		` ON CONFLICT(breakdown, day, dim) DO UPDATE SET credit_first = credit_first + excluded.credit_first,
 			credit_last = credit_last + excluded.credit_last, credit_linear = credit_linear + excluded.credit_linear,
@@ -692,30 +694,55 @@ func (w *attrTx) flush() error {
 	return err
 }
 
-// attrInsertRows runs head (…VALUES), a "(?, …)" group per row, then
-// tail, a few hundred rows a statement: one statement instead of one per
-// row is most of the cost saved.
-func attrInsertRows(ex dbx.Executor, head string, cols int, tail string, rows [][]any) error {
+// attrValuesPerInsert caps the bound values of one multi-row INSERT: the
+// SQLite driver matches each value to its placeholder by a walk over all
+// of them, so a statement of n values costs n² — 200 rows of 21 columns
+// took longer to bind than to store. About 100 values a statement keeps
+// most of what one statement per row would lose.
+const attrValuesPerInsert = 100
+
+// insertRows runs head (…VALUES), a "(?, …)" group per row, then tail:
+// full chunks of a few rows a statement, the rest one row a statement,
+// both prepared once per transaction (preparing costs more than a row's
+// own Exec, so no statement is made for one odd-sized remainder).
+func (w *attrTx) insertRows(head string, cols int, tail string, rows [][]any) error {
 	group := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	per := max(1, attrValuesPerInsert/cols)
+	args := make([]any, 0, per*cols)
+	defer clear(args)
 	for len(rows) > 0 {
-		n := min(len(rows), 200)
-		var b strings.Builder
-		b.WriteString(head)
-		args := make([]any, 0, n*cols)
-		for i, r := range rows[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(group)
+		n := per
+		if len(rows) < per {
+			n = 1
+		}
+		query := head + group + strings.Repeat(", "+group, n-1) + tail
+		args = args[:0]
+		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		b.WriteString(tail)
-		if _, err := ex.Exec(b.String(), args...); err != nil {
+		st, err := w.prepared(query)
+		if err != nil {
+			return err
+		}
+		if _, err := st.Exec(args...); err != nil {
 			return err
 		}
 		rows = rows[n:]
 	}
 	return nil
+}
+
+// prepared is the raw prepared statement of query, once per transaction.
+func (w *attrTx) prepared(query string) (*sql.Stmt, error) {
+	if st, ok := w.raw[query]; ok {
+		return st, nil
+	}
+	st, err := w.ex.Prepare(query)
+	if err != nil {
+		return nil, err
+	}
+	w.raw[query] = st
+	return st, nil
 }
 
 // dropCredits deletes the credits matching where and takes what they

@@ -1,12 +1,15 @@
 package metrics
 
 import (
+	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pocketbase/dbx"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/store"
 )
 
 // Touch kinds.
@@ -20,10 +23,11 @@ const (
 	attrKindNone       = "none"        // (credits) an order with no touch
 )
 
-// attrTouchTypes are the event types a touch can come from. A customer's
-// own messages are not touches: they are the customer acting.
-var attrTouchTypes = []string{events.MessageSent, events.MessageRead, events.EmailOpened, events.EmailClicked,
-	events.PageViewed, events.ScreenViewed}
+// attrStoredTouchTypes are the event types of the touches kept in
+// metrics_touches (page and screen views, the visits, are read from the
+// events table). A customer's own messages are not touches: they are the
+// customer acting.
+var attrStoredTouchTypes = []any{events.MessageSent, events.MessageRead, events.EmailOpened, events.EmailClicked}
 
 // attrTouchRow is a touch with the customer and event it came from.
 type attrTouchRow struct {
@@ -205,4 +209,87 @@ func attrTime(s string) time.Time {
 		t, _ = time.Parse(time.RFC3339Nano, s)
 	}
 	return t.UTC()
+}
+
+// attrTouchOrVisit is a stored touch (metrics_touches) or, with Type
+// set, a page view read back from the events table (Ref its record id).
+type attrTouchOrVisit struct {
+	Profile  string `db:"profile"`
+	At       string `db:"at"`
+	Kind     string `db:"kind"`
+	Channel  string `db:"channel"`
+	Campaign string `db:"campaign"`
+	Journey  string `db:"journey"`
+	Agent    string `db:"agent"`
+	Ref      string `db:"ref"`
+	Type     string `db:"type"`
+	Context  string `db:"context"`
+}
+
+// touchesOf is the customers' touches from from to to (both included), by
+// customer: the stored ones and the visits, which are read from the
+// events table (the page views with a UTM campaign, turned into touches
+// by attrTouchOf as they would have been on arrival). Merges move those
+// events and erasures delete them, so the visits follow on their own.
+// One statement for both; the customer's events are found through
+// events(profile, occurred_at) ("+type" keeps SQLite off the type index,
+// which would read every customer's page views of the period), and only
+// page views naming a campaign are parsed.
+func (w *attrTx) touchesOf(profiles []any, from, to time.Time) (map[string][]attrTouch, error) {
+	out := map[string][]attrTouch{}
+	if len(profiles) == 0 {
+		return out, nil
+	}
+	p := dbx.Params{"from": store.FormatTime(from), "to": store.FormatTime(to)}
+	var in strings.Builder
+	in.WriteString("IN (")
+	seen := make(map[any]bool, len(profiles))
+	for _, v := range profiles {
+		if seen[v] {
+			continue // a customer with several orders in the batch
+		}
+		seen[v] = true
+		k := "p" + strconv.Itoa(len(seen)-1)
+		if len(seen) > 1 {
+			in.WriteString(", ")
+		}
+		in.WriteString("{:" + k + "}")
+		p[k] = v
+	}
+	in.WriteString(")")
+	query := `SELECT profile, at, kind, channel, campaign, journey, agent, ref, '' AS type, '' AS context FROM ` + TouchesCollection + `
+		WHERE profile ` + in.String() + ` AND at >= {:from} AND at <= {:to}
+		UNION ALL
+		SELECT profile, occurred_at, '', '', '', '', '', id, type, context FROM events
+		WHERE profile ` + in.String() + ` AND occurred_at >= {:from} AND occurred_at <= {:to}
+			AND +type IN ('` + events.PageViewed + `', '` + events.ScreenViewed + `') AND instr(context, '"campaign"') > 0`
+	var rows []attrTouchOrVisit
+	var err error
+	if len(seen) == 1 {
+		err = w.q(query, p).All(&rows) // one order at a time: prepared once
+	} else {
+		err = w.tx.DB().NewQuery(query).Bind(p).All(&rows)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		if r.Type == "" {
+			out[r.Profile] = append(out[r.Profile], attrTouch{At: attrTime(r.At), Kind: r.Kind, Channel: r.Channel,
+				Campaign: r.Campaign, Journey: r.Journey, Agent: r.Agent, Ref: r.Ref})
+			continue
+		}
+		var c struct {
+			Channel  string           `json:"channel"`
+			Campaign *events.Campaign `json:"campaign"`
+		}
+		if json.Unmarshal([]byte(r.Context), &c) != nil || c.Campaign == nil {
+			continue
+		}
+		ev := &events.Event{Type: r.Type, OccurredAt: attrTime(r.At), Context: events.Context{Channel: c.Channel, Campaign: c.Campaign}}
+		if v, ok := attrTouchOf(nil, r.Ref, r.Profile, ev); ok {
+			out[r.Profile] = append(out[r.Profile], v.attrTouch)
+		}
+	}
+	return out, nil
 }
