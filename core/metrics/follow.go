@@ -142,6 +142,8 @@ func (f *follower) catchUp(ctx context.Context) error {
 			return nil
 		}
 		if wait := f.wait(time.UnixMilli(oldest)); wait > 0 {
+			// Holding off is the plan, not a stall (health).
+			f.moved.Store(time.Now().UnixNano())
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
@@ -305,8 +307,9 @@ func (f *follower) Lag(ctx context.Context) (uint64, int, error) {
 	return uint64(n), 0, err
 }
 
-// LastProgress is when the follower last took a chunk (health reports it
-// stalled when events wait and it has not moved for a while).
+// LastProgress is when the follower last took a chunk or chose to wait
+// for ingest (health reports it stalled when events wait and it has done
+// neither for a while).
 func (f *follower) LastProgress() time.Time { return time.Unix(0, f.moved.Load()) }
 
 // readEventsByID reads the given stored events, in stored order, as the

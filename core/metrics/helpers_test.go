@@ -43,14 +43,25 @@ func startShopB(b *testing.B) *shop {
 
 func startShop(t *testing.T, dataDir string) *shop {
 	t.Helper()
+	return startShopWith(t, dataDir, 0, time.Millisecond)
+}
+
+// startShopWith starts a shop whose rollups follow the stored events with
+// the given metrics.max_delay and quiet time (0: in the events
+// transaction).
+func startShopWith(t *testing.T, dataDir string, maxDelay, quiet time.Duration) *shop {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	s := omnitest.Start(t, omnitest.Options{DataDir: dataDir,
 		Modules: func(o *app.Omni) []app.Module {
-			return []app.Module{profiles.New(profiles.Options{Interval: -1}), metrics.New(metrics.Options{Quiet: time.Millisecond})}
+			return []app.Module{profiles.New(profiles.Options{Interval: -1}), metrics.New(metrics.Options{Quiet: quiet})}
 		},
-		Configure: func(c *config.Config) { c.Messaging.Timezone = "UTC" },
+		Configure: func(c *config.Config) {
+			c.Messaging.Timezone = "UTC"
+			c.Metrics.MaxDelay = maxDelay
+		},
 	})
 	sh := &shop{Server: s, dataDir: dataDir}
 	sh.owner = s.Staff(t, fmt.Sprintf("owner%d@omni-shop.dev", seq.Add(1)), "owner")
@@ -62,8 +73,15 @@ var seq atomic.Int64
 
 func auth(tok string) http.Header { return http.Header{"Authorization": {tok}} }
 
-// publish sends events as a connector would and waits until each is stored.
+// publish sends events as a connector would and waits until each is
+// stored and rolled up.
 func (s *shop) publish(t *testing.T, evs ...*events.Event) {
+	t.Helper()
+	s.waitStored(t, s.send(t, evs...)...)
+}
+
+// send sends events as a connector would and returns their ids.
+func (s *shop) send(t *testing.T, evs ...*events.Event) []string {
 	t.Helper()
 	norm := events.Normalizer{DefaultRegion: "GB"}
 	ids := make([]string, len(evs))
@@ -82,10 +100,21 @@ func (s *shop) publish(t *testing.T, evs ...*events.Event) {
 			t.Fatalf("publish %s: %v", evs[i].ID, err)
 		}
 	}
-	s.waitStored(t, ids...)
+	return ids
 }
 
+// waitStored waits until the events are stored and the rollups have
+// taken them (with a follower, its queue is empty).
 func (s *shop) waitStored(t *testing.T, ids ...string) {
+	t.Helper()
+	s.waitInEvents(t, ids...)
+	omnitest.Eventually(t, 60*time.Second, func() bool {
+		return s.count(t, "SELECT COUNT(*) FROM metrics_queue", nil) == 0
+	}, "the rollups to take events %v", ids)
+}
+
+// waitInEvents waits until the events are stored.
+func (s *shop) waitInEvents(t *testing.T, ids ...string) {
 	t.Helper()
 	omnitest.Eventually(t, 60*time.Second, func() bool {
 		for _, id := range ids {
@@ -93,10 +122,8 @@ func (s *shop) waitStored(t *testing.T, ids ...string) {
 				return false
 			}
 		}
-		// The rollups follow the stored events in their own
-		// transactions: wait until they have taken them.
-		return s.count(t, "SELECT COUNT(*) FROM metrics_queue", nil) == 0
-	}, "events %v stored and rolled up", ids)
+		return true
+	}, "events %v stored", ids)
 }
 
 func (s *shop) count(t *testing.T, q string, params map[string]any) int {

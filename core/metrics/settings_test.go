@@ -79,7 +79,9 @@ func TestRebuildCommand(t *testing.T) {
 	prev := s.job(t)
 	s.putSetting(t, "currency", map[string]any{"base": "EUR", "rates": map[string]any{"USD": 0.5}})
 	s.waitJob(t, prev)
-	at := time.Now().UTC().Add(-48 * time.Hour)
+	// Two days ago at 10:00, so both orders (an hour apart) fall on one day
+	// whatever the time the test runs.
+	at := time.Now().UTC().Add(-48 * time.Hour).Truncate(24 * time.Hour).Add(10 * time.Hour)
 	s.publish(t,
 		order(events.OrderPlaced, "shopify", "fay@omni-shop.dev", at, events.ChannelWeb, map[string]any{"order_id": "3001", "total": 12.5, "currency": "EUR"}),
 		order(events.OrderPlaced, "shopify", "fay@omni-shop.dev", at.Add(time.Hour), events.ChannelWeb, map[string]any{"order_id": "3002", "total": 7, "currency": "USD"}),
