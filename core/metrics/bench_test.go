@@ -27,15 +27,18 @@ import (
 // (each a funnel step and an attribution touch).
 func BenchmarkIngestWithRollups(b *testing.B) {
 	for _, shape := range []string{"orders", "storefront"} {
-		for _, on := range []bool{false, true} {
-			b.Run(fmt.Sprintf("shape=%s/metrics=%v", shape, on), func(b *testing.B) {
-				benchIngest(b, shape, on)
+		for _, mode := range []string{"off", "inline", "follow"} {
+			b.Run(fmt.Sprintf("shape=%s/metrics=%s", shape, mode), func(b *testing.B) {
+				benchIngest(b, shape, mode)
 			})
 		}
 	}
 }
 
-func benchIngest(b *testing.B, shape string, on bool) {
+// mode: off (metrics.enabled false), inline (rolled up in the events
+// transaction, metrics.max_delay 0) or follow (the default follower).
+func benchIngest(b *testing.B, shape, mode string) {
+	on := mode != "off"
 	{
 		{
 			s := omnitest.Start(b, omnitest.Options{
@@ -44,6 +47,9 @@ func benchIngest(b *testing.B, shape string, on bool) {
 				},
 				Configure: func(c *config.Config) {
 					c.Metrics.Enabled = on
+					if mode == "follow" {
+						c.Metrics.MaxDelay = time.Minute
+					}
 					c.Profiles.BaseCurrency = "EUR"
 					c.Profiles.ExchangeRates = "USD=0.9"
 				},

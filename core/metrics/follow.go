@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -253,16 +254,38 @@ func (f *follower) take(tx core.App, rows []queueRow, ids []string) error {
 	return err
 }
 
+// horizonOf is the last stored event (rowid) the running transaction may
+// read. The follower takes batches that later ones have followed into the
+// events table; a part that reads a customer's events (the funnels'
+// late-delivery check and their derivation) must not see those yet, or it
+// would take each customer's later events for late ones and derive them
+// again and again. Only the one writer connection runs transactions, so
+// the module's value is the running transaction's; outside the follower
+// there is no horizon.
+func (m *Module) horizonOf() int64 {
+	if h := m.horizon.Load(); h > 0 {
+		return h
+	}
+	return math.MaxInt64
+}
+
+// beforeHorizon is a horizon as a condition on the events table.
+func beforeHorizon(horizon int64) dbx.Expression {
+	return dbx.NewExp("rowid <= {:horizon}", dbx.Params{"horizon": horizon})
+}
+
 // roll reads the stored events by record id, in stored order and with
 // the profile they belong to now (a merge or an erasure since they were
 // queued has moved or deleted them, and its own system event, queued
 // after, recomputes the customers it touched), and hands them to the
 // parts as the events transaction used to.
 func (f *follower) roll(tx core.App, ids []string) error {
-	batch, err := readEventsByID(tx, ids)
+	batch, last, err := readEventsByID(tx, ids)
 	if err != nil {
 		return err
 	}
+	f.m.horizon.Store(last)
+	defer f.m.horizon.Store(0)
 	return f.m.processBatch(tx, batch)
 }
 
@@ -313,17 +336,22 @@ func (f *follower) Lag(ctx context.Context) (uint64, int, error) {
 func (f *follower) LastProgress() time.Time { return time.Unix(0, f.moved.Load()) }
 
 // readEventsByID reads the given stored events, in stored order, as the
-// processors see them; ids no longer stored (erased) are skipped.
-func readEventsByID(tx core.App, ids []string) ([]*eventstore.Stored, error) {
+// processors see them, and the last one's rowid; ids no longer stored
+// (erased) are skipped.
+func readEventsByID(tx core.App, ids []string) ([]*eventstore.Stored, int64, error) {
 	raw, err := json.Marshal(ids)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var rows []eventRow
 	err = tx.DB().NewQuery(`SELECT rowid, id, event_id, type, name, source, occurred_at, received_at, identities, properties, context, profile
 		FROM events WHERE id IN (SELECT value FROM json_each({:ids})) ORDER BY rowid`).Bind(dbx.Params{"ids": string(raw)}).All(&rows)
 	if err != nil {
-		return nil, fmt.Errorf("read queued events: %w", err)
+		return nil, 0, fmt.Errorf("read queued events: %w", err)
 	}
-	return storedOf(rows), nil
+	var last int64
+	if len(rows) > 0 {
+		last = rows[len(rows)-1].RowID
+	}
+	return storedOf(rows), last, nil
 }

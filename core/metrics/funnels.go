@@ -270,7 +270,7 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 			}
 		}
 	}
-	late, err := lateProfiles(tx, ready, live, byProfile, evs)
+	late, err := lateProfiles(tx, f.m.horizonOf(), ready, live, byProfile, evs)
 	if err != nil {
 		return err
 	}
@@ -311,7 +311,7 @@ type funnelProfile struct{ funnel, profile string }
 // stored event of each customer and type, read from the (profile,
 // occurred_at) index from the customer's first time in the batch on, so
 // nothing when events come in time order.
-func lateProfiles(tx core.App, fns []*Funnel, live [][]string, byProfile []map[string][]*fev, batch []*fev) (map[funnelProfile]bool, error) {
+func lateProfiles(tx core.App, horizon int64, fns []*Funnel, live [][]string, byProfile []map[string][]*fev, batch []*fev) (map[funnelProfile]bool, error) {
 	from := map[string]string{} // customer → their earliest time in the batch over the funnels
 	var profiles []string
 	for i := range fns {
@@ -339,8 +339,8 @@ func lateProfiles(tx core.App, fns []*Funnel, live [][]string, byProfile []map[s
 	}
 	rows, err := store.Executor(tx).Query("WITH b(p, t) AS MATERIALIZED (SELECT "+pairSQL+" FROM json_each(?)) "+
 		"SELECT b.p, e.type, MAX(e.occurred_at) FROM b CROSS JOIN events e ON e.profile = b.p AND e.occurred_at > b.t "+
-		"WHERE +e.type IN (SELECT value FROM json_each(?)) AND e.id NOT IN (SELECT value FROM json_each(?)) GROUP BY b.p, e.type",
-		jsonArg(b), jsonArg(typs), jsonArg(ids))
+		"WHERE +e.type IN (SELECT value FROM json_each(?)) AND e.id NOT IN (SELECT value FROM json_each(?)) AND e.rowid <= ? GROUP BY b.p, e.type",
+		jsonArg(b), jsonArg(typs), jsonArg(ids), horizon)
 	if err != nil {
 		return nil, err
 	}
@@ -560,7 +560,7 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 		From(FunnelEntriesCollection).Where(dbx.And(dbx.In("funnel", ids...), dbx.In("profile", anys(profiles)...))).All(&kept); err != nil {
 		return err
 	}
-	rows, err := stepEvents(tx, profiles, stepTypes(fns))
+	rows, err := stepEvents(tx, f.m.horizonOf(), profiles, stepTypes(fns))
 	if err != nil {
 		return err
 	}
@@ -619,13 +619,13 @@ func entrySig(funnel, profile, enteredAt, day, channel string, reached int, step
 // stepEvents reads the customers' events of the given types, by customer
 // and time, with only what a step matches on (no properties kept; a
 // small decode of the JSON columns instead of maps).
-func stepEvents(tx core.App, profiles, typs []string) ([]*fev, error) {
+func stepEvents(tx core.App, horizon int64, profiles, typs []string) ([]*fev, error) {
 	if len(typs) == 0 {
 		return nil, nil
 	}
 	var rows []funnelEventRow
 	err := tx.DB().Select("id", "profile", "type", "name", "channel", "occurred_at", "properties", "context").
-		From("events").Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(typs)...))).
+		From("events").Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(typs)...), beforeHorizon(horizon))).
 		OrderBy("profile", "occurred_at", "id").All(&rows)
 	if err != nil {
 		return nil, err
@@ -639,13 +639,13 @@ func stepEvents(tx core.App, profiles, typs []string) ([]*fev, error) {
 
 // profileEvents reads the customers' events of the given types, by
 // customer and time.
-func profileEvents(tx core.App, profiles, typs []string) ([]*fev, error) {
+func profileEvents(tx core.App, horizon int64, profiles, typs []string) ([]*fev, error) {
 	if len(typs) == 0 {
 		return nil, nil
 	}
 	var rows []funnelEventRow
 	err := tx.DB().Select("id", "event_id", "profile", "type", "name", "source", "channel", "occurred_at", "properties", "context").
-		From("events").Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(typs)...))).
+		From("events").Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(typs)...), beforeHorizon(horizon))).
 		OrderBy("profile", "occurred_at", "id").All(&rows)
 	if err != nil {
 		return nil, err
@@ -975,7 +975,7 @@ func (f *funnelPart) rederiveCheckouts(tx core.App, profiles []string) error {
 	if _, err := tx.DB().Delete(CheckoutsCollection, dbx.In("profile", anys(profiles)...)).Execute(); err != nil {
 		return err
 	}
-	evs, err := profileEvents(tx, profiles, []string{events.CheckoutStarted})
+	evs, err := profileEvents(tx, f.m.horizonOf(), profiles, []string{events.CheckoutStarted})
 	if err != nil {
 		return err
 	}

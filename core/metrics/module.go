@@ -20,6 +20,7 @@ package metrics
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketbase/pocketbase/core"
@@ -68,6 +69,9 @@ type Module struct {
 	// follow takes the stored batches into the parts, outside the events
 	// transaction (follow.go).
 	follow *follower
+	// horizon is the rowid the follower's running transaction reads up
+	// to (follow.go), 0 when none runs.
+	horizon atomic.Int64
 }
 
 // part is state a part keeps from the events stream.

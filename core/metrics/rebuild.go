@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/omni/omni/core/datalock"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/internal/fastjson"
 )
 
 // rebuildChunk is how many events one transaction of a rebuild replays:
@@ -244,9 +244,9 @@ func storedOf(rows []eventRow) []*eventstore.Stored {
 			ev.ReceivedAt = t.Time()
 		}
 		// A row that does not decode still replays with what it has.
-		_ = json.Unmarshal([]byte(r.Identities), &ev.Identities)
-		_ = json.Unmarshal([]byte(r.Properties), &ev.Properties)
-		_ = json.Unmarshal([]byte(r.Context), &ev.Context)
+		_ = fastjson.Unmarshal([]byte(r.Identities), &ev.Identities)
+		_ = fastjson.Unmarshal([]byte(r.Properties), &ev.Properties)
+		_ = fastjson.Unmarshal([]byte(r.Context), &ev.Context)
 		out = append(out, &eventstore.Stored{RecordID: r.ID, Event: ev, Profile: r.Profile})
 	}
 	return out
