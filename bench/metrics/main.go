@@ -80,11 +80,21 @@ type Results struct {
 	WorstP99  float64  `json:"worst_p99_ms"`
 	Ingest    struct {
 		Events    int       `json:"events_per_round"`
+		// Stored end to end with metrics on (the default follower),
+		// then until the rollups had taken everything too.
 		On        []float64 `json:"on_events_per_s"`
-		Off       []float64 `json:"off_events_per_s"`
-		OnMedian  float64   `json:"on_median"`
-		OffMedian float64   `json:"off_median"`
-		Ratio     float64   `json:"ratio"`
+		OnCurrent []float64 `json:"on_rolled_up_events_per_s"`
+		// Rolled up inside the events transaction (metrics.max_delay 0).
+		Inline []float64 `json:"inline_events_per_s"`
+		Off    []float64 `json:"off_events_per_s"`
+
+		OnMedian        float64 `json:"on_median"`
+		OnCurrentMedian float64 `json:"on_rolled_up_median"`
+		InlineMedian    float64 `json:"inline_median"`
+		OffMedian       float64 `json:"off_median"`
+		Ratio           float64 `json:"ratio"`
+		RatioCurrent    float64 `json:"ratio_rolled_up"`
+		RatioInline     float64 `json:"ratio_inline"`
 	} `json:"ingest"`
 }
 
@@ -185,23 +195,32 @@ func run(bin, keep, out string, nEvents, nCustomers, nConvs, nReq, ingestN, roun
 	// (c) ingest with metrics on and off, alternating fresh servers.
 	res.Ingest.Events = ingestN
 	for r := range rounds { // none with -rounds 0
-		for _, on := range []bool{true, false} {
-			rate, err := ingestRound(bin, ingestN, on, r)
+		for _, mode := range []string{"on", "inline", "off"} {
+			stored, current, err := ingestRound(bin, ingestN, mode, r)
 			if err != nil {
 				return err
 			}
-			if on {
-				res.Ingest.On = append(res.Ingest.On, rate)
-			} else {
-				res.Ingest.Off = append(res.Ingest.Off, rate)
+			switch mode {
+			case "on":
+				res.Ingest.On = append(res.Ingest.On, stored)
+				res.Ingest.OnCurrent = append(res.Ingest.OnCurrent, current)
+			case "inline":
+				res.Ingest.Inline = append(res.Ingest.Inline, stored)
+			default:
+				res.Ingest.Off = append(res.Ingest.Off, stored)
 			}
 		}
 	}
 	res.Ingest.OnMedian, res.Ingest.OffMedian = median(res.Ingest.On), median(res.Ingest.Off)
+	res.Ingest.OnCurrentMedian, res.Ingest.InlineMedian = median(res.Ingest.OnCurrent), median(res.Ingest.Inline)
 	if rounds > 0 {
 		res.Ingest.Ratio = res.Ingest.OnMedian / res.Ingest.OffMedian
+		res.Ingest.RatioCurrent = res.Ingest.OnCurrentMedian / res.Ingest.OffMedian
+		res.Ingest.RatioInline = res.Ingest.InlineMedian / res.Ingest.OffMedian
 		fmt.Printf("ingest, %d events a round (10%% orders), stored end to end: metrics on %.0f events/s, off %.0f events/s (medians of %d): ratio %.2f (target ≥ 0.90)\n",
 			ingestN, res.Ingest.OnMedian, res.Ingest.OffMedian, rounds, res.Ingest.Ratio)
+		fmt.Printf("  until the rollups had it all: %.0f events/s (%.2f); rolled up in the events transaction (metrics.max_delay 0): %.0f events/s (%.2f)\n",
+			res.Ingest.OnCurrentMedian, res.Ingest.RatioCurrent, res.Ingest.InlineMedian, res.Ingest.RatioInline)
 	}
 
 	printSummary(&res)
@@ -330,21 +349,27 @@ func measureReports(srv *server, token string, n int, res *Results) {
 
 // ingestRound stores n Segment events (page views, checkouts and 10%
 // orders in two currencies) through a fresh server and returns events/s
-// from the first request to the last event stored, as bench/ingest does.
-func ingestRound(bin string, n int, metricsOn bool, round int) (float64, error) {
+// from the first request to the last event stored, as bench/ingest does,
+// and to the last event rolled up by the metrics follower. mode: on (the
+// defaults), inline (metrics.max_delay 0) or off.
+func ingestRound(bin string, n int, mode string, round int) (stored, current float64, err error) {
 	dir, err := os.MkdirTemp("", "omni-bench-metrics-ingest-")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
 	defer os.Remove(dir + ".key")
 	key, err := createSource(bin, dir)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	srv, err := serve(bin, dir, []string{fmt.Sprintf("OMNI_METRICS_ENABLED=%v", metricsOn)})
+	env := []string{fmt.Sprintf("OMNI_METRICS_ENABLED=%v", mode != "off")}
+	if mode == "inline" {
+		env = append(env, "OMNI_METRICS_MAX_DELAY=0s")
+	}
+	srv, err := serve(bin, dir, env)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer srv.stop()
 	bodies := ingestBodies(n, 100, round)
@@ -382,13 +407,20 @@ func ingestRound(bin string, n int, metricsOn bool, round int) (float64, error) 
 	wg.Wait()
 	select {
 	case err := <-errs:
-		return 0, err
+		return 0, 0, err
 	default:
 	}
-	if err := waitDrained(srv.addr); err != nil {
-		return 0, err
+	if err := waitDrained(srv.addr, eventstore.ConsumerName); err != nil {
+		return 0, 0, err
 	}
-	return float64(n) / time.Since(t0).Seconds(), nil
+	stored = float64(n) / time.Since(t0).Seconds()
+	if mode != "on" {
+		return stored, stored, nil
+	}
+	if err := waitDrained(srv.addr, "metrics"); err != nil {
+		return 0, 0, err
+	}
+	return stored, float64(n) / time.Since(t0).Seconds(), nil
 }
 
 func ingestBodies(total, per, round int) [][]byte {
@@ -476,8 +508,9 @@ func serve(bin, dir string, env []string) (*server, error) {
 	return nil, fmt.Errorf("omni serve did not become healthy within a minute")
 }
 
-// waitDrained waits until the events consumer has stored everything.
-func waitDrained(addr string) error {
+// waitDrained waits until a consumer in health (the events consumer, or
+// the metrics follower) has nothing pending.
+func waitDrained(addr, consumer string) error {
 	for start := time.Now(); time.Since(start) < 10*time.Minute; time.Sleep(10 * time.Millisecond) {
 		resp, err := http.Get("http://" + addr + "/api/v1/health")
 		if err != nil {
@@ -496,11 +529,11 @@ func waitDrained(addr string) error {
 		if err != nil {
 			return err
 		}
-		if c := h.Bus.Consumers[eventstore.ConsumerName]; c.Pending == 0 && c.AckPending == 0 {
+		if c, ok := h.Bus.Consumers[consumer]; ok && c.Pending == 0 && c.AckPending == 0 {
 			return nil
 		}
 	}
-	return fmt.Errorf("the events consumer did not drain within 10 minutes")
+	return fmt.Errorf("consumer %s did not drain within 10 minutes", consumer)
 }
 
 func createSource(bin, dir string) (string, error) {
@@ -586,6 +619,8 @@ func printSummary(res *Results) {
 	fmt.Printf("%-32s %.1f s (%.0f events/s)\n", "omni metrics rebuild", res.Rebuild.Seconds, res.Rebuild.EventsPerSec)
 	fmt.Printf("%-32s on %.0f / off %.0f events/s: ratio %.2f (target ≥ 0.90)\n", "ingest, metrics on / off",
 		res.Ingest.OnMedian, res.Ingest.OffMedian, res.Ingest.Ratio)
+	fmt.Printf("%-32s %.0f events/s: ratio %.2f\n", "  until all rolled up", res.Ingest.OnCurrentMedian, res.Ingest.RatioCurrent)
+	fmt.Printf("%-32s %.0f events/s: ratio %.2f\n", "  rolled up inline (max_delay 0)", res.Ingest.InlineMedian, res.Ingest.RatioInline)
 }
 
 func lastLine(s string) string {
