@@ -66,10 +66,11 @@ func (f *follower) enqueue(tx core.App, batch []*eventstore.Stored) error {
 			ids = append(ids, s.RecordID)
 		}
 	}
-	if len(ids) == 0 {
+	moved := movedProfiles(batch)
+	if len(ids) == 0 && len(moved) == 0 {
 		return nil
 	}
-	if err := queueIDs(tx, ids); err != nil {
+	if err := queueIDs(tx, ids, moved); err != nil {
 		return err
 	}
 	f.lastQueued.Store(time.Now().UnixNano())
@@ -82,13 +83,19 @@ func (f *follower) enqueue(tx core.App, batch []*eventstore.Stored) error {
 	return nil
 }
 
-func queueIDs(tx core.App, ids []string) error {
+func queueIDs(tx core.App, ids, moved []string) error {
 	raw, err := json.Marshal(ids)
 	if err != nil {
 		return err
 	}
-	_, err = tx.DB().NewQuery("INSERT INTO " + queueTable + " (ids, events, queued_at) VALUES ({:ids}, {:n}, {:at})").
-		Bind(dbx.Params{"ids": string(raw), "n": len(ids), "at": time.Now().UnixMilli()}).Execute()
+	var movedRaw []byte
+	if len(moved) > 0 {
+		if movedRaw, err = json.Marshal(moved); err != nil {
+			return err
+		}
+	}
+	_, err = tx.DB().NewQuery("INSERT INTO " + queueTable + " (ids, moved, events, queued_at) VALUES ({:ids}, {:moved}, {:n}, {:at})").
+		Bind(dbx.Params{"ids": string(raw), "moved": string(movedRaw), "n": len(ids), "at": time.Now().UnixMilli()}).Execute()
 	return err
 }
 
@@ -183,6 +190,7 @@ func (f *follower) wait(oldest time.Time) time.Duration {
 type queueRow struct {
 	Seq    int64  `db:"seq"`
 	IDs    string `db:"ids"`
+	Moved  string `db:"moved"`
 	Events int    `db:"events"`
 }
 
@@ -193,7 +201,7 @@ type queueRow struct {
 // "metrics" in the dead-letter list) and stops nothing else.
 func (f *follower) takeChunk(ctx context.Context) error {
 	var rows []queueRow
-	if err := f.m.app.DB().NewQuery("SELECT seq, ids, events FROM " + queueTable + " ORDER BY seq LIMIT 200").All(&rows); err != nil {
+	if err := f.m.app.DB().NewQuery("SELECT seq, ids, moved, events FROM " + queueTable + " ORDER BY seq LIMIT 200").All(&rows); err != nil {
 		return err
 	}
 	n, take := 0, 0
@@ -205,7 +213,7 @@ func (f *follower) takeChunk(ctx context.Context) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	err := f.m.app.RunInTransaction(func(tx core.App) error { return f.take(tx, rows, idsOf(rows)) })
+	err := f.m.app.RunInTransaction(func(tx core.App) error { return f.take(tx, rows) })
 	if err == nil {
 		f.moved.Store(time.Now().UnixNano())
 		return nil
@@ -215,14 +223,18 @@ func (f *follower) takeChunk(ctx context.Context) error {
 	}
 	f.m.log.Warn("metrics: a chunk of stored events failed; taking it event by event", "error", err)
 	for _, r := range rows {
-		ids := idsOf([]queueRow{r})
-		err := f.m.app.RunInTransaction(func(tx core.App) error { return f.take(tx, []queueRow{r}, ids) })
+		err := f.m.app.RunInTransaction(func(tx core.App) error { return f.take(tx, []queueRow{r}) })
 		if err == nil {
 			continue
 		}
-		for _, id := range ids {
-			if err := f.m.app.RunInTransaction(func(tx core.App) error { return f.roll(tx, []string{id}) }); err != nil {
+		for _, id := range idsOf([]queueRow{r}) {
+			if err := f.m.app.RunInTransaction(func(tx core.App) error { return f.roll(tx, []string{id}, nil) }); err != nil {
 				f.park(id, err)
+			}
+		}
+		if moved := movedOf([]queueRow{r}); len(moved) > 0 {
+			if err := f.m.app.RunInTransaction(func(tx core.App) error { return f.roll(tx, nil, moved) }); err != nil {
+				return err // a recompute is of the customers' events: taken again next time
 			}
 		}
 		if _, err := f.m.app.DB().NewQuery("DELETE FROM " + queueTable + " WHERE seq = {:s}").Bind(dbx.Params{"s": r.Seq}).Execute(); err != nil {
@@ -244,9 +256,31 @@ func idsOf(rows []queueRow) []string {
 	return ids
 }
 
-// take rolls the records up and deletes their queue rows.
-func (f *follower) take(tx core.App, rows []queueRow, ids []string) error {
-	if err := f.roll(tx, ids); err != nil {
+// movedOf lists the customers the rows' merges, un-merges and erasures
+// touched, once each.
+func movedOf(rows []queueRow) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if r.Moved == "" {
+			continue
+		}
+		var part []string
+		_ = json.Unmarshal([]byte(r.Moved), &part)
+		for _, p := range part {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// take rolls the rows' records up, recomputes the customers they moved,
+// and deletes the rows.
+func (f *follower) take(tx core.App, rows []queueRow) error {
+	if err := f.roll(tx, idsOf(rows), movedOf(rows)); err != nil {
 		return err
 	}
 	_, err := tx.DB().NewQuery("DELETE FROM " + queueTable + " WHERE seq BETWEEN {:a} AND {:b}").
@@ -276,17 +310,24 @@ func beforeHorizon(horizon int64) dbx.Expression {
 
 // roll reads the stored events by record id, in stored order and with
 // the profile they belong to now (a merge or an erasure since they were
-// queued has moved or deleted them, and its own system event, queued
-// after, recomputes the customers it touched), and hands them to the
-// parts as the events transaction used to.
-func (f *follower) roll(tx core.App, ids []string) error {
+// queued has moved or deleted them, and the queue row of its own batch,
+// taken after, recomputes the customers it touched), hands them to the
+// parts as the events transaction used to, then recomputes the moved
+// customers.
+func (f *follower) roll(tx core.App, ids, moved []string) error {
 	batch, last, err := readEventsByID(tx, ids)
 	if err != nil {
 		return err
 	}
+	if last == 0 {
+		_ = tx.DB().NewQuery("SELECT COALESCE(MAX(rowid), 0) FROM events").Row(&last)
+	}
 	f.m.horizon.Store(last)
 	defer f.m.horizon.Store(0)
-	return f.m.processBatch(tx, batch)
+	if err := f.m.processEvents(tx, batch); err != nil {
+		return err
+	}
+	return f.m.recomputeMoved(tx, moved)
 }
 
 // park records an event the rollups could not take; a retry from the
@@ -314,7 +355,7 @@ func (f *follower) retryParked(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		err := f.m.app.RunInTransaction(func(tx core.App) error { return f.roll(tx, []string{e.Data}) })
+		err := f.m.app.RunInTransaction(func(tx core.App) error { return f.roll(tx, []string{e.Data}, nil) })
 		if err != nil {
 			_ = deadletter.RetryFailed(f.m.app, e.ID, err)
 			continue

@@ -188,16 +188,31 @@ func (p processor) ProcessBatch(tx core.App, batch []*eventstore.Stored) error {
 // processBatch rolls stored events up into every part, then recomputes
 // the customers a merge, an un-merge or an erasure among them touched.
 func (m *Module) processBatch(tx core.App, batch []*eventstore.Stored) error {
+	if err := m.processEvents(tx, batch); err != nil {
+		return err
+	}
+	return m.recomputeMoved(tx, movedProfiles(batch))
+}
+
+// processEvents rolls stored events up into every part.
+func (m *Module) processEvents(tx core.App, batch []*eventstore.Stored) error {
 	for _, pt := range m.parts() {
 		if err := pt.process(tx, batch); err != nil {
 			return err
 		}
 	}
-	if ids := movedProfiles(batch); len(ids) > 0 {
-		for _, pt := range m.parts() {
-			if err := pt.recompute(tx, ids); err != nil {
-				return err
-			}
+	return nil
+}
+
+// recomputeMoved re-derives what the customers contribute after a merge,
+// an un-merge or an erasure moved or removed their events.
+func (m *Module) recomputeMoved(tx core.App, profiles []string) error {
+	if len(profiles) == 0 {
+		return nil
+	}
+	for _, pt := range m.parts() {
+		if err := pt.recompute(tx, profiles); err != nil {
+			return err
 		}
 	}
 	return nil
