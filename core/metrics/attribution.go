@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -265,7 +264,7 @@ type attrTx struct {
 	ex    dbx.Executor // for the multi-row writes
 	s     AttributionSettings
 	stmts map[string]*dbx.Query
-	raw   map[string]*sql.Stmt // multi-row inserts (insertRows)
+	rows  *store.Statements // multi-row inserts (insertRows)
 	daily map[attrDailyKey]*attrDaily
 	// credits to insert (written before any read of the table) and the
 	// orders credited in this transaction, by key.
@@ -276,7 +275,7 @@ type attrTx struct {
 type attrDailyKey struct{ Day, Breakdown, Dim string }
 
 func (a *attribution) begin(tx core.App) *attrTx {
-	return &attrTx{a: a, tx: tx, ex: store.Executor(tx), s: a.m.attrSettings(), stmts: map[string]*dbx.Query{}, raw: map[string]*sql.Stmt{},
+	return &attrTx{a: a, tx: tx, ex: store.Executor(tx), s: a.m.attrSettings(), stmts: map[string]*dbx.Query{}, rows: store.NewStatements(tx),
 		daily: map[attrDailyKey]*attrDaily{}, keys: map[string]string{}}
 }
 
@@ -294,9 +293,7 @@ func (w *attrTx) close() {
 	for _, q := range w.stmts {
 		_ = q.Close()
 	}
-	for _, st := range w.raw {
-		_ = st.Close()
-	}
+	w.rows.Close()
 }
 
 // insertTouches stores touches once each (by ref) and says which refs
@@ -311,7 +308,7 @@ func (w *attrTx) insertTouches(all []attrTouchRow) (map[string]bool, error) {
 		}
 	}
 	for len(touches) > 0 {
-		n := min(len(touches), attrValuesPerInsert/10)
+		n := min(len(touches), store.ValuesPerStatement/10)
 		var b strings.Builder
 		b.WriteString(`INSERT INTO ` + TouchesCollection + ` (id, profile, at, channel, kind, campaign, journey, agent, ref, event) VALUES `)
 		args := make([]any, 0, n*10)
@@ -694,55 +691,14 @@ func (w *attrTx) flush() error {
 	return err
 }
 
-// attrValuesPerInsert caps the bound values of one multi-row INSERT: the
-// SQLite driver matches each value to its placeholder by a walk over all
-// of them, so a statement of n values costs n² — 200 rows of 21 columns
-// took longer to bind than to store. About 100 values a statement keeps
-// most of what one statement per row would lose.
-const attrValuesPerInsert = 100
-
-// insertRows runs head (…VALUES), a "(?, …)" group per row, then tail:
-// full chunks of a few rows a statement, the rest one row a statement,
-// both prepared once per transaction (preparing costs more than a row's
-// own Exec, so no statement is made for one odd-sized remainder).
+// insertRows runs head (…VALUES), a "(?, …)" group per row, then tail,
+// a few rows a statement (store.Statements.ExecRows).
 func (w *attrTx) insertRows(head string, cols int, tail string, rows [][]any) error {
-	group := "(" + strings.Repeat("?, ", cols-1) + "?)"
-	per := max(1, attrValuesPerInsert/cols)
-	args := make([]any, 0, per*cols)
-	defer clear(args)
-	for len(rows) > 0 {
-		n := per
-		if len(rows) < per {
-			n = 1
-		}
-		query := head + group + strings.Repeat(", "+group, n-1) + tail
-		args = args[:0]
-		for _, r := range rows[:n] {
-			args = append(args, r...)
-		}
-		st, err := w.prepared(query)
-		if err != nil {
-			return err
-		}
-		if _, err := st.Exec(args...); err != nil {
-			return err
-		}
-		rows = rows[n:]
+	args := make([]any, 0, len(rows)*cols)
+	for _, r := range rows {
+		args = append(args, r...)
 	}
-	return nil
-}
-
-// prepared is the raw prepared statement of query, once per transaction.
-func (w *attrTx) prepared(query string) (*sql.Stmt, error) {
-	if st, ok := w.raw[query]; ok {
-		return st, nil
-	}
-	st, err := w.ex.Prepare(query)
-	if err != nil {
-		return nil, err
-	}
-	w.raw[query] = st
-	return st, nil
+	return w.rows.ExecRows(head, cols, tail, args)
 }
 
 // dropCredits deletes the credits matching where and takes what they

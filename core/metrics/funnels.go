@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"database/sql"
 	"encoding/json"
 	"net/url"
 	"slices"
@@ -411,7 +410,7 @@ func latestEntries(tx core.App, pairs []funnelProfile) (map[funnelProfile]*entry
 // entries many rows to a statement (flush writes the rest).
 type entryWriter struct {
 	f    *funnelPart
-	st   *batchStmts
+	st   *store.Statements
 	args []any // of the pending new entries, entryColumns each
 	// keep (while a customer is derived again) holds the ids of the
 	// entries stored, by entrySig: a new entry equal to one is not written
@@ -431,7 +430,7 @@ const (
 )
 
 func (f *funnelPart) entryWriter(tx core.App) *entryWriter {
-	return &entryWriter{f: f, st: newBatchStmts(tx)}
+	return &entryWriter{f: f, st: store.NewStatements(tx)}
 }
 
 // advance applies a customer's new events (in time order) to their latest
@@ -515,7 +514,7 @@ func (w *entryWriter) add(fn *Funnel, profile string, es []*entry) error {
 // flush writes the queued updates and inserts the queued new entries.
 func (w *entryWriter) flush() error {
 	if len(w.upArgs) > 0 {
-		if err := w.st.execRows("UPDATE "+FunnelEntriesCollection+" SET reached = v.column2, step_at = v.column3, convert_secs = v.column4 FROM (VALUES ",
+		if err := w.st.ExecRows("UPDATE "+FunnelEntriesCollection+" SET reached = v.column2, step_at = v.column3, convert_secs = v.column4 FROM (VALUES ",
 			4, ") AS v WHERE "+FunnelEntriesCollection+".id = v.column1", w.upArgs); err != nil {
 			return err
 		}
@@ -524,13 +523,13 @@ func (w *entryWriter) flush() error {
 	if len(w.args) == 0 {
 		return nil
 	}
-	err := w.st.execRows("INSERT INTO "+FunnelEntriesCollection+" (id, funnel, profile, entered_at, day, channel, reached, step_at, convert_secs) VALUES ",
+	err := w.st.ExecRows("INSERT INTO "+FunnelEntriesCollection+" (id, funnel, profile, entered_at, day, channel, reached, step_at, convert_secs) VALUES ",
 		entryColumns, "", w.args)
 	w.args = w.args[:0]
 	return err
 }
 
-func (w *entryWriter) close() { w.st.close() }
+func (w *entryWriter) close() { w.st.Close() }
 
 // rederive drops the customers' entries of the funnels and derives them
 // again from their events.
@@ -715,58 +714,6 @@ func orderTotal(props map[string]any) (float64, string) {
 	return 0, strings.ToUpper(cur)
 }
 
-// batchStmts are a batch's statements, prepared once (SQLite parses each
-// once instead of once an event or a chunk of rows).
-type batchStmts struct {
-	ex    dbx.Executor
-	stmts map[string]*sql.Stmt
-}
-
-func newBatchStmts(tx core.App) *batchStmts {
-	return &batchStmts{ex: store.Executor(tx), stmts: map[string]*sql.Stmt{}}
-}
-
-func (c *batchStmts) get(q string) (*sql.Stmt, error) {
-	if st, ok := c.stmts[q]; ok {
-		return st, nil
-	}
-	st, err := c.ex.Prepare(q)
-	if err != nil {
-		return nil, err
-	}
-	c.stmts[q] = st
-	return st, nil
-}
-
-// rowsPerStatement bounds the rows of a many-row INSERT or UPDATE: the
-// SQLite driver binds each parameter by a search of them all, so the
-// binding grows with the square of a statement's parameters.
-const rowsPerStatement = 16
-
-// execRows runs head + "(?, …)" × rows + tail over args (cols a row), in
-// statements of at most rowsPerStatement rows.
-func (c *batchStmts) execRows(head string, cols int, tail string, args []any) error {
-	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
-	for len(args) > 0 {
-		n := min(len(args)/cols, rowsPerStatement)
-		st, err := c.get(head + strings.Repeat(row+", ", n-1) + row + tail)
-		if err != nil {
-			return err
-		}
-		if _, err := st.Exec(args[:n*cols]...); err != nil {
-			return err
-		}
-		args = args[n*cols:]
-	}
-	return nil
-}
-
-func (c *batchStmts) close() {
-	for _, st := range c.stmts {
-		st.Close()
-	}
-}
-
 const (
 	// The merged_into condition lets SQLite use the partial index on
 	// merged_into instead of reading every profile.
@@ -810,11 +757,11 @@ func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
 	if len(cos) == 0 && len(orders) == 0 {
 		return nil
 	}
-	c := newBatchStmts(tx)
-	defer c.close()
+	c := store.NewStatements(tx)
+	defer c.Close()
 	for i := 0; i < len(cos); i += checkoutsPerQuery {
 		chunk := cos[i:min(i+checkoutsPerQuery, len(cos))]
-		next, err := nextOrders(c.ex, chunk)
+		next, err := nextOrders(c.Executor(), chunk)
 		if err != nil {
 			return err
 		}
@@ -828,7 +775,7 @@ func (f *funnelPart) checkoutsOf(tx core.App, evs []*fev) error {
 			args = append(args, f.checkoutRow(e, o)...)
 		}
 		// Rows go in in time order: of two with one key, the first stays.
-		if err := c.execRows("INSERT INTO "+CheckoutsCollection+" (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) VALUES ",
+		if err := c.ExecRows("INSERT INTO "+CheckoutsCollection+" (id, key, profile, event, started_at, day, channel, order_at, order_event, order_total, order_currency, order_after, recovered_run) VALUES ",
 			checkoutColumns, " ON CONFLICT(key) DO NOTHING", args); err != nil {
 			return err
 		}
@@ -875,7 +822,7 @@ type nextOrder struct {
 	total, after             float64
 }
 
-func (f *funnelPart) nextOrder(c *batchStmts, profile string, started time.Time, o *fev) nextOrder {
+func (f *funnelPart) nextOrder(c *store.Statements, profile string, started time.Time, o *fev) nextOrder {
 	total, cur := orderTotal(o.props)
 	return nextOrder{at: store.FormatTime(o.at), event: o.id, total: total, currency: cur,
 		after: o.at.Sub(started).Seconds(), run: journeyMessageBetween(c, profile, started, o.at)}
@@ -885,8 +832,8 @@ func (f *funnelPart) nextOrder(c *batchStmts, profile string, started time.Time,
 // journey sent to the customer (or to a customer merged into them) from
 // one time to another, "" when none. The send ledger belongs to messaging:
 // without it there is none.
-func journeyMessageBetween(c *batchStmts, profile string, from, to time.Time) string {
-	st, err := c.get(journeyMessageSQL)
+func journeyMessageBetween(c *store.Statements, profile string, from, to time.Time) string {
+	st, err := c.Get(journeyMessageSQL)
 	if err != nil {
 		return ""
 	}
@@ -898,7 +845,7 @@ func journeyMessageBetween(c *batchStmts, profile string, from, to time.Time) st
 // ordersPlaced makes each order (in time order) the next order of the
 // customer's earlier checkouts that had none or a later one. The
 // checkouts any of them could change are read in one query.
-func (f *funnelPart) ordersPlaced(c *batchStmts, orders []*fev) error {
+func (f *funnelPart) ordersPlaced(c *store.Statements, orders []*fev) error {
 	if len(orders) == 0 {
 		return nil
 	}
@@ -925,7 +872,7 @@ func (f *funnelPart) ordersPlaced(c *batchStmts, orders []*fev) error {
 		// The checkouts any of the customer's orders in the batch could be
 		// the next order of: started by the last, without an order or with
 		// one after the first.
-		rows, err := c.ex.Query("WITH o(p, t0, t1) AS MATERIALIZED (SELECT value->>0, value->>1, value->>2 FROM json_each(?)) "+
+		rows, err := c.Executor().Query("WITH o(p, t0, t1) AS MATERIALIZED (SELECT value->>0, value->>1, value->>2 FROM json_each(?)) "+
 			"SELECT c.id, c.profile, c.started_at, COALESCE(c.order_at, '') FROM o CROSS JOIN "+CheckoutsCollection+
 			" c ON c.profile = o.p AND c.started_at <= o.t1 AND (c.order_at = '' OR c.order_at IS NULL OR c.order_at > o.t0)", jsonArg(o))
 		if err != nil {
@@ -956,7 +903,7 @@ func (f *funnelPart) ordersPlaced(c *batchStmts, orders []*fev) error {
 				continue
 			}
 			o := f.nextOrder(c, e.profile, started.Time(), e)
-			up, err := c.get(setNextOrderSQL)
+			up, err := c.Get(setNextOrderSQL)
 			if err != nil {
 				return err
 			}

@@ -430,58 +430,20 @@ func enteredEvent(segID, segName string, p *profile, now time.Time) *events.Even
 // insertMembers adds (segment, profile) memberships entered at now, many
 // rows per statement: on the events path a batch's customers enter
 // segments by the hundred, and one INSERT each cost more than the rules.
-// Rows go memberRows per statement with positional arguments (the SQLite
-// driver binds each argument by a search over all of them, so a statement
-// of hundreds of rows costs more per row), the full-size one prepared once.
+// Rows go a few per statement with positional arguments
+// (store.Statements.ExecRows).
 func insertMembers(tx core.App, entering [][2]string, now time.Time) error {
 	if len(entering) == 0 {
 		return nil
 	}
 	at := now.UTC().Format(dbTime)
-	ex := store.Executor(tx)
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
-	for start := 0; start < len(entering); start += memberRows {
-		part := entering[start:min(start+memberRows, len(entering))]
-		args := make([]any, 0, len(part)*4)
-		for _, k := range part {
-			args = append(args, newID(), k[0], k[1], at)
-		}
-		var err error
-		if len(part) == memberRows {
-			if full == nil {
-				if full, err = ex.Prepare(insertMembersSQL(memberRows)); err != nil {
-					return err
-				}
-			}
-			_, err = full.Exec(args...)
-		} else {
-			_, err = ex.Exec(insertMembersSQL(len(part)), args...)
-		}
-		if err != nil {
-			return err
-		}
+	args := make([]any, 0, len(entering)*4)
+	for _, k := range entering {
+		args = append(args, newID(), k[0], k[1], at)
 	}
-	return nil
-}
-
-const memberRows = 16
-
-func insertMembersSQL(rows int) string {
-	var q strings.Builder
-	q.WriteString("INSERT INTO segment_members (id, segment, profile, entered_at) VALUES ")
-	for i := range rows {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?, ?, ?, ?)")
-	}
-	q.WriteString(" ON CONFLICT DO NOTHING")
-	return q.String()
+	st := store.NewStatements(tx)
+	defer st.Close()
+	return st.ExecRows("INSERT INTO segment_members (id, segment, profile, entered_at) VALUES ", 4, " ON CONFLICT DO NOTHING", args)
 }
 
 func (m *Module) exit(tx core.App, segID, segName string, p *profile, enteredAt string, now time.Time, silent bool) (*events.Event, error) {

@@ -10,10 +10,8 @@ package relay
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,63 +39,24 @@ func Stage(tx core.App, evs []*events.Event) error {
 	// seq orders publication: record ids are only millisecond-ordered, and a
 	// merge and the segment exit and entry it causes must go out in the
 	// order they were staged. One writer, so MAX+1 cannot race.
-	ex := store.Executor(tx)
 	var last int64
 	if err := tx.DB().NewQuery("SELECT COALESCE(MAX(seq), 0) FROM " + Table).Row(&last); err != nil {
 		return err
 	}
 	now := store.FormatTime(time.Now())
-	// Rows go stageRows per statement, the full-size statement prepared
-	// once: one statement per event cost more than the events' JSON.
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
-	for start := 0; start < len(evs); start += stageRows {
-		part := evs[start:min(start+stageRows, len(evs))]
-		args := make([]any, 0, len(part)*6)
-		for i, ev := range part {
-			data, err := ev.Marshal() // json.Marshal's bytes, without reflection
-			if err != nil {
-				return err
-			}
-			args = append(args, store.NewRecordID(), ev.ID, ev.Subject(), string(data), now, last+int64(start+i)+1)
-		}
-		var err error
-		if len(part) == stageRows {
-			if full == nil {
-				if full, err = ex.Prepare(stageSQL(stageRows)); err != nil {
-					return err
-				}
-			}
-			_, err = full.Exec(args...)
-		} else {
-			_, err = ex.Exec(stageSQL(len(part)), args...)
-		}
+	// Rows go a few per statement (store.Statements.ExecRows): one
+	// statement per event cost more than the events' JSON.
+	args := make([]any, 0, len(evs)*6)
+	for i, ev := range evs {
+		data, err := ev.Marshal() // json.Marshal's bytes, without reflection
 		if err != nil {
 			return err
 		}
+		args = append(args, store.NewRecordID(), ev.ID, ev.Subject(), string(data), now, last+int64(i)+1)
 	}
-	return nil
-}
-
-// stageRows is how many rows one INSERT stages: the SQLite driver binds
-// each argument by a search over all of them, so bigger statements cost
-// more per row.
-const stageRows = 16
-
-func stageSQL(rows int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + Table + " (id, event_id, subject, data, created, seq) VALUES ")
-	for i := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?)")
-	}
-	return b.String()
+	st := store.NewStatements(tx)
+	defer st.Close()
+	return st.ExecRows("INSERT INTO "+Table+" (id, event_id, subject, data, created, seq) VALUES ", 6, "", args)
 }
 
 // Relay moves staged events to the bus.
