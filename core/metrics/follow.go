@@ -159,7 +159,7 @@ func (f *follower) catchUp(ctx context.Context) error {
 			continue
 		}
 		// A rebuild or re-rating replays the events table itself.
-		if !f.m.rollups.jobs.run.TryLock() {
+		if !f.m.rollups.jobs.apart.TryLock() {
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
@@ -167,7 +167,7 @@ func (f *follower) catchUp(ctx context.Context) error {
 			continue
 		}
 		err := f.takeChunk(ctx)
-		f.m.rollups.jobs.run.Unlock()
+		f.m.rollups.jobs.apart.Unlock()
 		if err != nil {
 			return err
 		}

@@ -46,7 +46,10 @@ type JobStatus struct {
 // jobs runs one rebuild, re-rating or re-credit at a time, and lets
 // Module.Stop cancel the running job and wait for it.
 type jobs struct {
-	run    sync.Mutex // held while a job runs
+	run sync.Mutex // held while a job runs
+	// apart is held while a job runs or the follower takes a chunk: a job
+	// replays or re-derives what the follower would add (follow.go).
+	apart  sync.Mutex
 	mu     sync.Mutex
 	status JobStatus
 
@@ -315,6 +318,8 @@ func (m *Module) runJob(ctx context.Context, kind string, f func(ctx context.Con
 	go func() {
 		defer j.wg.Done()
 		defer j.run.Unlock()
+		j.apart.Lock() // waits for a chunk the follower is taking
+		defer j.apart.Unlock()
 		last := time.Now()
 		summary, err := f(ctx, func(phase string, done, total int) {
 			j.update(func(s *JobStatus) { s.Phase, s.Done, s.Total = phase, done, total })
