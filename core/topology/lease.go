@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/pocketbase/tools/security"
 
@@ -72,6 +73,35 @@ func AcquireWriter(ctx context.Context, b *bus.Bus, dataDir, httpAddr string, lo
 	if err != nil {
 		return nil, err
 	}
+	// A cluster that has just started (or lost a node) may not have
+	// elected the lease bucket's leader yet: its requests then find no
+	// responders for a moment, which is worth waiting out at start.
+	deadline := time.Now().Add(leaseStartWait)
+	for {
+		l, err := acquireWriter(ctx, b, id, httpAddr, log)
+		if err == nil || !transientBusError(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return l, err
+		}
+		log.Warn("writer lease: the bus is not ready yet; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// leaseStartWait is how long AcquireWriter waits out a bus that is not
+// ready yet.
+const leaseStartWait = 30 * time.Second
+
+// transientBusError is an error of a bus that is still electing leaders.
+func transientBusError(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func acquireWriter(ctx context.Context, b *bus.Bus, id, httpAddr string, log *slog.Logger) (*Lease, error) {
 	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      LeaseBucket,
 		Description: "the one Omni writer consuming the streams into SQLite",
