@@ -136,7 +136,7 @@ func (c *Connector) Describe(ctx context.Context) (*sdk.Description, error) {
 			{Name: keyIMAPSecurity, Label: "IMAP security", Type: "string", Default: secTLS,
 				Help: "tls (port 993), starttls (port 143) or none (local servers only)."},
 			{Name: keyIMAPPoll, Label: "Check mail every (seconds)", Type: "int", Default: "60",
-				Help: "How often to look for new mail when the server does not support IDLE (push)."},
+				Help: "How often to look for new mail when the server does not support IDLE (push); with IDLE, how often to look anyway, in case the server missed one."},
 			{Name: keyTLSInsecure, Label: "Skip TLS certificate checks (testing only)", Type: "bool",
 				Help: "Accept self-signed certificates. Never turn this on with a real provider."},
 		},

@@ -162,7 +162,7 @@ func (b *inbox) session(ctx context.Context) error {
 			return err
 		}
 		if idle {
-			if err := waitIdle(ctx, cl, wake); err != nil {
+			if err := waitIdle(ctx, cl, wake, min(idleRefresh, b.s.imap.poll)); err != nil {
 				return err
 			}
 		} else {
@@ -178,9 +178,11 @@ func (b *inbox) session(ctx context.Context) error {
 	}
 }
 
-// waitIdle holds IDLE until the server reports new mail, the refresh
-// interval passes or ctx ends.
-func waitIdle(ctx context.Context, cl *imapclient.Client, wake <-chan struct{}) error {
+// waitIdle holds IDLE until the server reports new mail, refresh passes
+// or ctx ends. refresh is at most the poll interval: a server may leave
+// out a message that arrived just before IDLE began (go-imap's own
+// server does), and the next look finds it.
+func waitIdle(ctx context.Context, cl *imapclient.Client, wake <-chan struct{}, refresh time.Duration) error {
 	cmd, err := cl.Idle()
 	if err != nil {
 		return fmt.Errorf("idle: %w", err)
@@ -188,7 +190,7 @@ func waitIdle(ctx context.Context, cl *imapclient.Client, wake <-chan struct{}) 
 	select {
 	case <-ctx.Done():
 	case <-wake:
-	case <-time.After(idleRefresh):
+	case <-time.After(refresh):
 	case <-cl.Closed():
 	}
 	if err := cmd.Close(); err != nil {
