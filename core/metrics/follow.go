@@ -44,6 +44,10 @@ type follower struct {
 	m        *Module
 	quiet    time.Duration
 	maxDelay time.Duration
+	// backlog reports whether events wait for the events consumer (nil:
+	// never). A batch that takes the writer longer than quiet leaves a
+	// gap between two queued batches that is no pause in ingest.
+	backlog func(context.Context) bool
 
 	lastQueued atomic.Int64 // unix ns of the last batch queued
 	moved      atomic.Int64 // unix ns the follower last took a chunk
@@ -149,7 +153,7 @@ func (f *follower) catchUp(ctx context.Context) error {
 		if oldest == 0 {
 			return nil
 		}
-		if wait := f.wait(time.UnixMilli(oldest)); wait > 0 {
+		if wait := f.wait(ctx, time.UnixMilli(oldest)); wait > 0 {
 			// Holding off is the plan, not a stall (health).
 			f.moved.Store(time.Now().UnixNano())
 			select {
@@ -176,15 +180,22 @@ func (f *follower) catchUp(ctx context.Context) error {
 }
 
 // wait is how long to hold off before the next chunk: until ingest has
-// been quiet for f.quiet, or the oldest queued batch is f.maxDelay old.
-func (f *follower) wait(oldest time.Time) time.Duration {
+// been quiet for f.quiet with no events waiting to be stored, or the
+// oldest queued batch is f.maxDelay old.
+func (f *follower) wait(ctx context.Context, oldest time.Time) time.Duration {
 	now := time.Now()
 	quietFor := now.Sub(time.Unix(0, f.lastQueued.Load()))
 	behind := now.Sub(oldest)
-	if quietFor >= f.quiet || behind >= f.maxDelay {
+	switch {
+	case behind >= f.maxDelay:
 		return 0
+	case quietFor < f.quiet:
+		return min(f.quiet-quietFor, f.maxDelay-behind)
+	case f.backlog != nil && f.backlog(ctx):
+		// A batch that holds the writer longer than quiet is no pause.
+		return min(f.quiet, f.maxDelay-behind)
 	}
-	return min(f.quiet-quietFor, f.maxDelay-behind)
+	return 0
 }
 
 type queueRow struct {

@@ -128,6 +128,14 @@ func (m *Module) Init(s *app.Setup) error {
 	// And the inbox report's rows of the person's conversations.
 	s.PersonOwned(InboxConversationsCollection, "profile")
 	m.follow = newFollower(m, m.opts.Quiet, s.Config.Metrics.MaxDelay)
+	if events := s.Events; events != nil {
+		m.follow.backlog = func(ctx context.Context) bool {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			pending, ackPending, err := events.Lag(ctx)
+			return err == nil && (pending > 0 || ackPending > 0)
+		}
+	}
 	s.Processor(processor{m})
 	s.ReportLag(followConsumer, m.follow)
 	return nil
