@@ -25,8 +25,11 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +45,7 @@ import (
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/journeys"
 	"github.com/omni/omni/core/logging"
+	"github.com/omni/omni/core/memtune"
 	"github.com/omni/omni/core/messaging"
 	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/profiles"
@@ -58,8 +62,35 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// operatorLimit is whether GOMEMLIMIT was set for the bench's process.
+var operatorLimit = os.Getenv("GOMEMLIMIT") != ""
+
+// headroom gives the Omni about to start the Go heap soft limit a serving
+// Omni has (memtune.DefaultLimit) on top of what this process already
+// holds: the bench's copy of the events, and what earlier runs' servers
+// left behind. Without it the Omni under test would run near the limit,
+// where the collector takes a growing share of the CPU run after run.
+func headroom() {
+	if operatorLimit {
+		return
+	}
+	limit := int64(heapLive()) + memtune.DefaultLimit
+	debug.SetMemoryLimit(limit)
+	_ = os.Setenv("GOMEMLIMIT", strconv.FormatInt(limit, 10)) // memtune.ApplyDefaultLimit leaves it be
+}
+
+// heapLive is the Go heap still reachable after a full collection.
+func heapLive() uint64 {
+	runtime.GC()
+	s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	rtmetrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 // compare runs the three cases runs times and prints each run and the medians.
 func compare(evs []*events.Event, runs int, cpuProfile string) {
+	own := heapLive()
+	fmt.Printf("the bench's events take %d MB of heap\n", own>>20)
 	var floors, profs, lives, rolled []figure
 	for run := 1; run <= runs; run++ {
 		f := floorInsert(evs)
@@ -71,6 +102,7 @@ func compare(evs []*events.Event, runs int, cpuProfile string) {
 		l, r := storeThrough(evs, true, profL)
 		fmt.Printf("run %d: floor %.0f/s (%v CPU/event) | profiles %.0f/s = %.2f× (%v CPU/event) | everything live %.0f/s = %.2f× (%v CPU/event), rolled up %.0f/s = %.2f× (%v CPU/event)\n",
 			run, f.rate, f.cpuPer, p.rate, p.rate/f.rate, p.cpuPer, l.rate, l.rate/f.rate, l.cpuPer, r.rate, r.rate/f.rate, r.cpuPer)
+		fmt.Printf("       heap still live after the run: %d MB (the events: %d MB)\n", heapLive()>>20, own>>20)
 		floors, profs, lives, rolled = append(floors, f), append(profs, p), append(lives, l), append(rolled, r)
 	}
 	ratio := func(xs []figure) float64 {
@@ -136,6 +168,7 @@ func storeThrough(evs []*events.Event, live bool, cpuProfile string) (stored, ro
 	cfg := config.Default()
 	cfg.DataDir = dir
 	cfg.Bus.MaxStoreMB = 8192
+	headroom()
 	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
 	o.Use(profiles.New(profiles.Options{Interval: -1}))
 	counter := &storedCounter{}
