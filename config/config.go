@@ -91,6 +91,12 @@ type IngestConfig struct {
 	MaxEventBytes int    `mapstructure:"max_event_bytes"`
 	MaxWebhookKB  int    `mapstructure:"max_webhook_kb"`
 	DefaultRegion string `mapstructure:"default_region"`
+	// AckFirst is how long the events consumer may hold a batch while
+	// tracking calls are being answered, so a burst is acknowledged on
+	// every core and stored right after; by the age of the batch's oldest
+	// event, so under load that never stops nothing waits longer. 0 stores
+	// at once.
+	AckFirst time.Duration `mapstructure:"ack_first"`
 }
 
 type JourneysConfig struct {
@@ -176,6 +182,7 @@ var defaults = map[string]any{
 	"ingest.max_event_bytes":  32 * 1024,
 	"ingest.max_webhook_kb":   1024,
 	"ingest.default_region":   "US",
+	"ingest.ack_first":        "2s",
 	"journeys.quiet_hours":    "21:00-08:00",
 	"journeys.frequency_cap":  "3/24h",
 	"profiles.identity_cap":   5,
@@ -427,6 +434,8 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Ingest.MaxWebhookKB = n
 	case "ingest.default_region":
 		cfg.Ingest.DefaultRegion = s
+	case "ingest.ack_first":
+		cfg.Ingest.AckFirst, err = dur()
 	case "journeys.quiet_hours":
 		cfg.Journeys.QuietHours = s
 	case "journeys.frequency_cap":
@@ -590,6 +599,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Bus.MaxAge < c.Bus.DedupeWindow {
 		return &Error{Key: "bus.max_age", Problem: "must not be shorter than bus.dedupe_window"}
+	}
+	if c.Ingest.AckFirst < 0 || c.Ingest.AckFirst > 5*time.Second {
+		// The consumer redelivers what it holds unacknowledged for 10 s.
+		return &Error{Key: "ingest.ack_first", Problem: "must be between 0s and 5s"}
 	}
 	if c.Metrics.MaxDelay < 0 || c.Metrics.MaxDelay > time.Hour {
 		return &Error{Key: "metrics.max_delay", Problem: "must be between 0s and 1h"}

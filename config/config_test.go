@@ -184,6 +184,8 @@ func TestBadValues(t *testing.T) {
 		{"OMNI_BUS_REPLICAS", "0", "bus.replicas", "between 1 and 5"},
 		{"OMNI_BUS_URL", "nats://a:4222,http://b", "bus.url", "comma-separated"},
 		{"OMNI_INGEST_DEFAULT_REGION", "XX", "ingest.default_region", "region code"},
+		{"OMNI_INGEST_ACK_FIRST", "10s", "ingest.ack_first", "between 0s and 5s"},
+		{"OMNI_INGEST_ACK_FIRST", "soon", "ingest.ack_first", "duration"},
 		{"OMNI_JOURNEYS_QUIET_HOURS", "night", "journeys.quiet_hours", "HH:MM-HH:MM"},
 		{"OMNI_JOURNEYS_FREQUENCY_CAP", "many", "journeys.frequency_cap", "COUNT/DURATION"},
 		{"OMNI_PUBLIC_URL", "shop.omni-shop.dev", "public_url", "absolute http(s) URL"},

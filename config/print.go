@@ -50,6 +50,7 @@ func (c *Config) Masked() map[string]any {
 		"ingest.max_event_bytes":  c.Ingest.MaxEventBytes,
 		"ingest.max_webhook_kb":   c.Ingest.MaxWebhookKB,
 		"ingest.default_region":   c.Ingest.DefaultRegion,
+		"ingest.ack_first":        c.Ingest.AckFirst.String(),
 		"journeys.quiet_hours":    c.Journeys.QuietHours,
 		"public_url":              c.PublicURL,
 		"messaging.frequency_cap": c.Messaging.FrequencyCap,

@@ -53,6 +53,7 @@ type Omni struct {
 	stopOnce    sync.Once
 	lock        *datalock.Lock  // exclusive use of the data dir while serving
 	memStop     chan struct{}   // stops memtune.ReleaseWhenIdle
+	inFlight    ingest.InFlight // tracking calls being answered, for the events consumer (ingest.ack_first)
 	lease       *topology.Lease // the writer lease on an external bus (topology.go)
 	stopMirror  func()          // a front end's copy of the sources
 }
@@ -160,7 +161,8 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 			o.Bus.Close()
 			return err
 		}
-		o.Events = eventstore.New(o.PB, o.Bus, o.Log, eventstore.Options{})
+		o.Events = eventstore.New(o.PB, o.Bus, o.Log, eventstore.Options{
+			Busy: o.inFlight.Busy, HoldWhileBusy: o.Config.Ingest.AckFirst})
 		o.Relay = relay.New(o.PB, o.Bus, o.Log)
 		// The events consumer and the relay are modules run after the domain
 		// ones, in that order, at start and at stop alike (see core_modules.go).
@@ -186,6 +188,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 			MaxBatchBytes: o.Config.Ingest.MaxBatchBytes,
 			MaxEventBytes: o.Config.Ingest.MaxEventBytes,
 			DefaultRegion: o.Config.Ingest.DefaultRegion,
+			InFlight:      &o.inFlight,
 		}, o.Log).Register(se.Router)
 		o.Health.Register(se.Router)
 		if !o.frontend() {

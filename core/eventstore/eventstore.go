@@ -73,7 +73,17 @@ type Options struct {
 	// the admin or the API, possibly in another process) are looked for
 	// (default 2s).
 	RedriveEvery time.Duration
+	// Busy reports that tracking calls are being answered (nil: never).
+	// While it does, a batch is held until its oldest event was published
+	// HoldWhileBusy ago: a burst is acknowledged with both cores and
+	// stored right after, and under load that never pauses (the backlog
+	// already older than that) nothing is held at all.
+	Busy          func() bool
+	HoldWhileBusy time.Duration
 }
+
+// holdPoll is how often a held batch looks whether it may go.
+const holdPoll = 5 * time.Millisecond
 
 // Store is the running consumer.
 type Store struct {
@@ -276,20 +286,47 @@ func (s *Store) loop() {
 			}
 			continue
 		}
+		// A full batch that is held takes nothing more until it goes.
+		msgs := s.msgs
+		if len(batch) >= s.opts.BatchSize {
+			msgs = nil
+		}
 		select {
-		case m, ok := <-s.msgs:
+		case m, ok := <-msgs:
 			if !ok {
 				flush()
 				return
 			}
 			batch = append(batch, m)
 			if len(batch) >= s.opts.BatchSize {
-				flush()
+				if s.held(batch) {
+					timer.Reset(holdPoll)
+				} else {
+					flush()
+				}
 			}
 		case <-timer.C:
-			flush()
+			if s.held(batch) {
+				timer.Reset(holdPoll)
+			} else {
+				flush()
+			}
 		}
 	}
+}
+
+// held reports whether batch waits for the tracking calls being answered
+// (Options.Busy): not once its oldest event is HoldWhileBusy old, nor
+// while stopping.
+func (s *Store) held(batch []delivery) bool {
+	if s.opts.Busy == nil || s.opts.HoldWhileBusy <= 0 || s.stopping.Err() != nil || !s.opts.Busy() {
+		return false
+	}
+	meta, err := batch[0].msg.Metadata()
+	if err != nil {
+		return false
+	}
+	return time.Since(meta.Timestamp) < s.opts.HoldWhileBusy
 }
 
 // flush writes a batch in one transaction and acks it only after commit.

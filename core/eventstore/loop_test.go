@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,4 +439,57 @@ func TestFullBatchDoesNotWaitForMaxWait(t *testing.T) {
 	l.start(t, eventstore.Options{BatchSize: 1, MaxWait: time.Hour})
 	l.publish(t, "alone-1")
 	omnitest.Eventually(t, 30*time.Second, func() bool { return l.stored(t, "alone-1") }, "a one-event batch stored")
+}
+
+// While tracking calls are being answered (Options.Busy), a batch waits,
+// and goes as soon as they end.
+func TestBatchWaitsWhileTrackingCallsAreAnswered(t *testing.T) {
+	l := newLoop(t)
+	var busy atomic.Bool
+	busy.Store(true)
+	l.start(t, eventstore.Options{BatchSize: 10, MaxWait: time.Millisecond, Busy: busy.Load, HoldWhileBusy: time.Minute})
+	l.publish(t, "held-1", "held-2")
+	time.Sleep(300 * time.Millisecond) // 300 times MaxWait: unheld, the batch would be stored by now
+	if n := l.storedCount(t); n != 0 {
+		t.Fatalf("%d events stored while tracking calls were being answered", n)
+	}
+	busy.Store(false)
+	l.settled(t)
+	if !l.stored(t, "held-1") || !l.stored(t, "held-2") {
+		t.Fatal("the held batch was not stored once the calls ended")
+	}
+}
+
+// Under calls that never stop, a batch waits no longer than HoldWhileBusy
+// after its oldest event was published: nothing is held for good.
+func TestBatchIsStoredWhenHeldLongEnoughThoughCallsGoOn(t *testing.T) {
+	l := newLoop(t)
+	l.start(t, eventstore.Options{BatchSize: 10, MaxWait: time.Millisecond,
+		Busy: func() bool { return true }, HoldWhileBusy: 50 * time.Millisecond})
+	l.publish(t, "busy-1", "busy-2", "busy-3")
+	l.settled(t)
+	for _, id := range []string{"busy-1", "busy-2", "busy-3"} {
+		if !l.stored(t, id) {
+			t.Errorf("%s not stored", id)
+		}
+	}
+}
+
+// Stop does not wait for the calls to end: what is held is stored.
+func TestStopStoresAHeldBatch(t *testing.T) {
+	l := newLoop(t)
+	l.start(t, eventstore.Options{BatchSize: 10, MaxWait: time.Millisecond,
+		Busy: func() bool { return true }, HoldWhileBusy: time.Minute})
+	l.publish(t, "at-stop")
+	omnitest.Eventually(t, 30*time.Second, func() bool { return l.ackPending(t) == 1 }, "the event delivered and held")
+	stopped := make(chan struct{})
+	go func() { l.store.Stop(context.Background()); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Stop waited for the held batch")
+	}
+	if !l.stored(t, "at-stop") {
+		t.Fatal("the held batch was not stored at stop")
+	}
 }

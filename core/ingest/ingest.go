@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	validation "github.com/go-ozzo/ozzo-validation/v4"
@@ -32,6 +33,26 @@ type Options struct {
 	MaxBatchBytes int
 	MaxEventBytes int
 	DefaultRegion string
+	// InFlight counts the tracking calls being answered (nil: not counted).
+	InFlight *InFlight
+}
+
+// InFlight counts tracking calls being answered, for the events consumer:
+// while a burst is acknowledged it may hold its batches back, so the
+// acknowledgements get the cores (eventstore.Options.Busy).
+type InFlight struct{ n atomic.Int32 }
+
+// Busy reports whether a tracking call is being answered now.
+func (f *InFlight) Busy() bool { return f.n.Load() > 0 }
+
+// count is the routes' middleware; a nil f counts nothing.
+func (f *InFlight) count(e *core.RequestEvent) error {
+	if f == nil {
+		return e.Next()
+	}
+	f.n.Add(1)
+	defer f.n.Add(-1)
+	return e.Next()
 }
 
 // Handler serves the ingest routes.
@@ -68,13 +89,14 @@ func (h *Handler) Register(r *router.Router[*core.RequestEvent]) {
 	// log (one log row per call would cost more than the events); errors
 	// still are.
 	quiet := apis.SkipSuccessActivityLog()
+	counted := h.opts.InFlight.count
 	for _, prefix := range []string{"/api/v1", "/v1"} {
 		for path, call := range calls {
-			r.POST(prefix+"/"+path, h.single(call)).Bind(quiet)
+			r.POST(prefix+"/"+path, h.single(call)).Bind(quiet).BindFunc(counted)
 		}
-		r.POST(prefix+"/batch", h.batch).Bind(quiet)
-		r.POST(prefix+"/import", h.batch).Bind(quiet) // Segment's older name for batch
-		r.POST(prefix+"/b", h.batch).Bind(quiet)
+		r.POST(prefix+"/batch", h.batch).Bind(quiet).BindFunc(counted)
+		r.POST(prefix+"/import", h.batch).Bind(quiet).BindFunc(counted) // Segment's older name for batch
+		r.POST(prefix+"/b", h.batch).Bind(quiet).BindFunc(counted)
 	}
 	h.registerSourceAPI(r)
 }

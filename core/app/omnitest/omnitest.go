@@ -58,6 +58,8 @@ func Start(t testing.TB, opts Options) *Server {
 	// rollups work in the events transaction unless a test opts in to the
 	// follower (metrics.max_delay > 0).
 	cfg.Metrics.MaxDelay = 0
+	// And they read what they sent right after the 200: stored at once.
+	cfg.Ingest.AckFirst = 0
 	if opts.Configure != nil {
 		opts.Configure(cfg)
 	}
