@@ -35,23 +35,36 @@ const idleAllocBytes = 8 << 20
 
 var (
 	idleMu    sync.Mutex
-	idleFuncs []func()
+	idleFuncs = map[int]func(){}
+	idleNext  int
 )
 
 // AtIdle registers f to run when ReleaseWhenIdle sees a load stop, before
 // the Go heap is handed back: memory that is not Go's own (SQLite's page
-// caches) is released the same way.
-func AtIdle(f func()) {
+// caches) or that a cache would keep until its next use is released the
+// same way. remove unregisters f (a stopped module's caches must not be
+// kept reachable by the registry).
+func AtIdle(f func()) (remove func()) {
 	idleMu.Lock()
 	defer idleMu.Unlock()
-	idleFuncs = append(idleFuncs, f)
+	id := idleNext
+	idleNext++
+	idleFuncs[id] = f
+	return func() {
+		idleMu.Lock()
+		defer idleMu.Unlock()
+		delete(idleFuncs, id)
+	}
 }
 
 // ReleaseNow runs the AtIdle functions, then debug.FreeOSMemory (a GC that
 // returns the freed pages to the OS).
 func ReleaseNow() {
 	idleMu.Lock()
-	fs := idleFuncs
+	fs := make([]func(), 0, len(idleFuncs))
+	for _, f := range idleFuncs {
+		fs = append(fs, f)
+	}
 	idleMu.Unlock()
 	for _, f := range fs {
 		f()

@@ -82,3 +82,18 @@ func TestIdleGCPercentUntilTheNextBurst(t *testing.T) {
 	wait(100, true)
 	_ = sink
 }
+
+// What is registered runs at ReleaseNow until it is removed (a stopped
+// server's caches must not stay reachable from the registry).
+func TestAtIdleRunsUntilRemoved(t *testing.T) {
+	var kept, removed int
+	removeKept := AtIdle(func() { kept++ })
+	defer removeKept()
+	remove := AtIdle(func() { removed++ })
+	ReleaseNow()
+	remove()
+	ReleaseNow()
+	if kept != 2 || removed != 1 {
+		t.Fatalf("ran the kept one %d times and the removed one %d times, want 2 and 1", kept, removed)
+	}
+}

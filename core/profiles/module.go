@@ -26,6 +26,7 @@ import (
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/memtune"
 	"github.com/omni/omni/core/relay"
 )
 
@@ -84,9 +85,11 @@ type Module struct {
 	inflight *inflight
 	cacheMu  sync.Mutex // taken inside a transaction, never around one
 	cache    resolveCache
-	waiters  eventstore.Waiters // requests waiting for an event they published to be stored
-	changed  []string           // profile ids of the batch being stored
-	seq      int
+	// unIdle unregisters dropCacheAtIdle from memtune at Stop.
+	unIdle  func()
+	waiters eventstore.Waiters // requests waiting for an event they published to be stored
+	changed []string           // profile ids of the batch being stored
+	seq     int
 
 	relay   *relay.Relay // publishes events staged with relay.Stage after commit
 	pubMu   sync.Mutex
@@ -174,6 +177,7 @@ func (m *Module) Init(s *app.Setup) error {
 
 // Start registers the routes, the record hooks and the segment scheduler.
 func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
+	m.unIdle = memtune.AtIdle(m.dropCacheAtIdle)
 	m.registerHooks(m.app)
 	m.Register(se.Router)
 	m.registerBlocklist(se.Router)
@@ -199,6 +203,9 @@ func (m *Module) Stop(ctx context.Context) {
 	}
 	m.stopped = true
 	m.pubMu.Unlock()
+	if m.unIdle != nil {
+		m.unIdle()
+	}
 	close(m.quit)
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
@@ -356,6 +363,16 @@ func (m *Module) registerHooks(pb core.App) {
 		_, _ = e.App.DB().NewQuery("DELETE FROM segment_members WHERE segment={:s}").Bind(map[string]any{"s": e.Record.Id}).Execute()
 		return e.Next()
 	})
+}
+
+// dropCacheAtIdle forgets the resolution cache once a load has stopped:
+// up to cacheProfiles profiles with their traits would otherwise stay in
+// the heap until the next burst, which reads them back in a few indexed
+// look-ups each.
+func (m *Module) dropCacheAtIdle() {
+	m.cacheMu.Lock()
+	m.cache.reset()
+	m.cacheMu.Unlock()
 }
 
 func (m *Module) dropCache(e *core.RecordEvent) error {
