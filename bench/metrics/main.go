@@ -79,7 +79,7 @@ type Results struct {
 	Endpoints []Result `json:"endpoints"`
 	WorstP99  float64  `json:"worst_p99_ms"`
 	Ingest    struct {
-		Events    int       `json:"events_per_round"`
+		Events int `json:"events_per_round"`
 		// Stored end to end with metrics on (the default follower),
 		// then until the rollups had taken everything too.
 		On        []float64 `json:"on_events_per_s"`
