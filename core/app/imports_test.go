@@ -11,7 +11,7 @@ import (
 // (profiles, connectors, webui, and any module added later).
 var infrastructure = map[string]bool{
 	"api": true, "app": true, "app/omnitest": true, "bus": true, "cli": true, "datalock": true, "deadletter": true,
-	"events": true, "eventstore": true, "ingest": true, "lift": true, "logging": true, "outbox": true, "relay": true, "segmentrule": true, "signedlink": true, "staff": true,
+	"events": true, "eventstore": true, "ingest": true, "lift": true, "logging": true, "memtune": true, "outbox": true, "relay": true, "segmentrule": true, "signedlink": true, "staff": true,
 	"store": true, "store/migrations": true, "topology": true,
 }
 
