@@ -139,9 +139,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 			}
 		}
 		out = &Erased{Erased: row.ID, Profiles: len(ids), Identities: len(idents), Events: nev}
-		m.cacheMu.Lock()
-		m.cache.reset()
-		m.cacheMu.Unlock()
+		m.forgetCache()
 		// In memory before commit: no batch may resolve these identities
 		// once the erasure is visible.
 		m.tomb.add(hashes...)

@@ -85,7 +85,7 @@ type Module struct {
 	inflight *inflight
 	cacheMu  sync.Mutex // taken inside a transaction, never around one
 	cache    resolveCache
-	// unIdle unregisters dropCacheAtIdle from memtune at Stop.
+	// unIdle unregisters forgetCache from memtune at Stop.
 	unIdle  func()
 	waiters eventstore.Waiters // requests waiting for an event they published to be stored
 	changed []string           // profile ids of the batch being stored
@@ -177,7 +177,10 @@ func (m *Module) Init(s *app.Setup) error {
 
 // Start registers the routes, the record hooks and the segment scheduler.
 func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
-	m.unIdle = memtune.AtIdle(m.dropCacheAtIdle)
+	// Once a load has stopped: up to cacheProfiles profiles with their
+	// traits would otherwise stay in the heap until the next burst, which
+	// reads them back in a few indexed look-ups each.
+	m.unIdle = memtune.AtIdle(m.forgetCache)
 	m.registerHooks(m.app)
 	m.Register(se.Router)
 	m.registerBlocklist(se.Router)
@@ -365,20 +368,16 @@ func (m *Module) registerHooks(pb core.App) {
 	})
 }
 
-// dropCacheAtIdle forgets the resolution cache once a load has stopped:
-// up to cacheProfiles profiles with their traits would otherwise stay in
-// the heap until the next burst, which reads them back in a few indexed
-// look-ups each.
-func (m *Module) dropCacheAtIdle() {
+// forgetCache empties the resolution cache; the next batch reads what it
+// needs from the database.
+func (m *Module) forgetCache() {
 	m.cacheMu.Lock()
 	m.cache.reset()
 	m.cacheMu.Unlock()
 }
 
 func (m *Module) dropCache(e *core.RecordEvent) error {
-	m.cacheMu.Lock()
-	m.cache.reset()
-	m.cacheMu.Unlock()
+	m.forgetCache()
 	return e.Next()
 }
 

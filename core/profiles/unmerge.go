@@ -97,9 +97,7 @@ func (m *Module) Unmerge(app core.App, profileID, mergeID string, by UnmergeBy) 
 		}
 		// Cached profiles and identity lookups are stale now; taken inside
 		// the transaction like the events processor does.
-		m.cacheMu.Lock()
-		m.cache.reset()
-		m.cacheMu.Unlock()
+		m.forgetCache()
 		return relay.Stage(tx, emits)
 	})
 	if err != nil {
