@@ -267,6 +267,15 @@ func (s *Store) loop() {
 		s.flush(batch)
 		batch = batch[:0]
 	}
+	// A batch that is due goes unless tracking calls hold it (held); then
+	// it looks again in holdPoll.
+	due := func() {
+		if s.held(batch) {
+			timer.Reset(holdPoll)
+		} else {
+			flush()
+		}
+	}
 	for {
 		if len(batch) == 0 {
 			select {
@@ -299,18 +308,10 @@ func (s *Store) loop() {
 			}
 			batch = append(batch, m)
 			if len(batch) >= s.opts.BatchSize {
-				if s.held(batch) {
-					timer.Reset(holdPoll)
-				} else {
-					flush()
-				}
+				due()
 			}
 		case <-timer.C:
-			if s.held(batch) {
-				timer.Reset(holdPoll)
-			} else {
-				flush()
-			}
+			due()
 		}
 	}
 }
