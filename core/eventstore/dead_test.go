@@ -189,13 +189,7 @@ func TestFailingDatabaseParksNothingAndStopIsPrompt(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d events parked while the database refused all writes", n)
 	}
-	stopped := make(chan struct{})
-	go func() { s.Events.Stop(context.Background()); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(15 * time.Second):
-		t.Fatal("Stop kept waiting on a retry loop")
-	}
+	stopWithin(t, s.Events, 15*time.Second, "Stop kept waiting on a retry loop")
 }
 
 func busMsg(subject, id string, data []byte) bus.Msg {

@@ -221,6 +221,19 @@ func (l *loop) settled(t *testing.T) {
 	}, "every message stored or parked, and acknowledged")
 }
 
+// stopWithin stops s and fails the test with msg if Stop has not
+// returned within d (a hang, not a timing).
+func stopWithin(t *testing.T, s *eventstore.Store, d time.Duration, msg string) {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() { s.Stop(context.Background()); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(d):
+		t.Fatal(msg)
+	}
+}
+
 // ackPending reads the durable consumer's unacknowledged count.
 func (l *loop) ackPending(t *testing.T) int {
 	t.Helper()
@@ -360,13 +373,7 @@ func TestStopDuringARetryPauseIsPromptAndLeavesTheMessageUnacked(t *testing.T) {
 	l.start(t, eventstore.Options{BatchSize: 1, RetryBackoff: time.Hour})
 	omnitest.Eventually(t, 30*time.Second, func() bool { return l.proc.alone("slow") >= 2 }, "the first retry, then the pause")
 
-	stopped := make(chan struct{})
-	go func() { l.store.Stop(context.Background()); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(30 * time.Second): // the pause is an hour: this is a hang, not a timing
-		t.Fatal("Stop waited out the retry pause")
-	}
+	stopWithin(t, l.store, 30*time.Second, "Stop waited out the retry pause") // the pause is an hour
 	if n := l.ackPending(t); n != 1 {
 		t.Fatalf("ack pending after Stop = %d, want 1 (redelivered at the next start)", n)
 	}
@@ -482,13 +489,7 @@ func TestStopStoresAHeldBatch(t *testing.T) {
 		Busy: func() bool { return true }, HoldWhileBusy: time.Minute})
 	l.publish(t, "at-stop")
 	omnitest.Eventually(t, 30*time.Second, func() bool { return l.ackPending(t) == 1 }, "the event delivered and held")
-	stopped := make(chan struct{})
-	go func() { l.store.Stop(context.Background()); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(20 * time.Second):
-		t.Fatal("Stop waited for the held batch")
-	}
+	stopWithin(t, l.store, 20*time.Second, "Stop waited for the held batch")
 	if !l.stored(t, "at-stop") {
 		t.Fatal("the held batch was not stored at stop")
 	}
