@@ -72,11 +72,17 @@ func Internal(message string, cause error) *router.ApiError {
 // carry them: the tracking API ("field", "rejected") and connector
 // webhooks ("field"). Empty extras are left out.
 func WriteCompat(e *core.RequestEvent, err *router.ApiError, extra map[string]any) error {
+	return e.JSON(err.Status, CompatBody(err, extra))
+}
+
+// CompatBody is the body WriteCompat sends, for an answer written later
+// or elsewhere (a connector's answer relayed to a front end).
+func CompatBody(err *router.ApiError, extra map[string]any) map[string]any {
 	body := map[string]any{"status": err.Status, "message": err.Message, "data": err.Data}
 	for k, v := range extra {
 		if v != nil && v != "" {
 			body[k] = v
 		}
 	}
-	return e.JSON(err.Status, body)
+	return body
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/omni/omni/core/store"
 	_ "github.com/omni/omni/core/store/migrations" // collections
 	"github.com/omni/omni/core/topology"
+	"github.com/omni/omni/core/webhooks"
 )
 
 // Omni is one running Omni process.
@@ -45,17 +46,18 @@ type Omni struct {
 	// after they commit; Kick it after such a commit.
 	Relay *relay.Relay
 
-	modules     []Module // domain modules, in order
-	started     []Module
-	core        []Module // the events consumer, then the relay
-	coreStarted []Module
-	personOwned []PersonOwned
-	stopOnce    sync.Once
-	lock        *datalock.Lock  // exclusive use of the data dir while serving
-	memStop     chan struct{}   // stops memtune.ReleaseWhenIdle
-	inFlight    ingest.InFlight // tracking calls being answered, for the events consumer (ingest.ack_first)
-	lease       *topology.Lease // the writer lease on an external bus (topology.go)
-	stopMirror  func()          // a front end's copy of the sources
+	modules      []Module // domain modules, in order
+	started      []Module
+	core         []Module // the events consumer, then the relay
+	coreStarted  []Module
+	personOwned  []PersonOwned
+	stopOnce     sync.Once
+	lock         *datalock.Lock  // exclusive use of the data dir while serving
+	memStop      chan struct{}   // stops memtune.ReleaseWhenIdle
+	inFlight     ingest.InFlight // tracking calls being answered, for the events consumer (ingest.ack_first)
+	lease        *topology.Lease // the writer lease on an external bus (topology.go)
+	stopMirror   func()          // a front end's copy of the sources and connectors
+	webhookRelay *webhooks.Relay // a front end's /webhooks/
 }
 
 // New creates the PocketBase app for cfg. Nothing is opened yet.
@@ -183,6 +185,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 		se.Listener = ln
 		if o.frontend() {
 			se.Router.BindFunc(frontendOnly)
+			o.webhookRelay.Register(se)
 		}
 		ingest.New(o.PB, o.Bus, ingest.Options{
 			MaxBatchBytes: o.Config.Ingest.MaxBatchBytes,

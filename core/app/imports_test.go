@@ -12,7 +12,7 @@ import (
 var infrastructure = map[string]bool{
 	"api": true, "app": true, "app/omnitest": true, "bus": true, "cli": true, "datalock": true, "deadletter": true,
 	"events": true, "eventstore": true, "ingest": true, "lift": true, "logging": true, "memtune": true, "outbox": true, "relay": true, "segmentrule": true, "signedlink": true, "staff": true,
-	"store": true, "store/migrations": true, "topology": true,
+	"store": true, "store/migrations": true, "topology": true, "webhooks": true,
 }
 
 // Modules meet on the bus and the event model, never by importing each

@@ -18,15 +18,17 @@ import (
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/topology"
+	"github.com/omni/omni/core/webhooks"
 )
 
 // A process's role (config.Role) decides what runs
 // (docs/operations.md#topology):
 //   - all: everything, as one binary (embedded or external bus);
 //   - writer: everything, on an external bus, holding the writer lease;
-//   - frontend: the tracking API and health only, publishing to the
+//   - frontend: the tracking API, vendor webhooks (stored for the
+//     writer's connectors, core/webhooks) and health, publishing to the
 //     external bus; sources are mirrored from the writer; no module, no
-//     events consumer, no relay, no admin.
+//     connector, no events consumer, no relay, no admin.
 //
 // Any process that consumes a bus others can reach (an external one, or the
 // embedded one with bus.listen) holds the writer lease, so two of them can
@@ -81,11 +83,21 @@ func (o *Omni) prepareFrontend(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	o.stopMirror = stop
+	relay, err := webhooks.NewRelay(ctx, o.Bus, o.Config.Ingest.MaxWebhookKB, o.Log)
+	if err != nil {
+		stop()
+		return err
+	}
+	o.webhookRelay = relay
+	o.stopMirror = func() {
+		stop()
+		relay.Stop()
+	}
 	return nil
 }
 
-// frontendRoutes are what a front end serves: the tracking API and health.
+// frontendRoutes are what a front end serves: the tracking API and health
+// (and /webhooks/, relayed to the writer's connectors: core/webhooks).
 var frontendRoutes = map[string]bool{
 	"track": true, "t": true, "identify": true, "i": true, "page": true, "p": true, "screen": true, "s": true,
 	"group": true, "g": true, "alias": true, "a": true, "batch": true, "import": true, "b": true, "health": true,
@@ -101,5 +113,8 @@ func frontendOnly(e *core.RequestEvent) error {
 			return e.Next()
 		}
 	}
-	return api.Error(http.StatusNotFound, "This Omni is a front end (role: frontend): it serves only the tracking API; the admin and the API are on the writer.")
+	if strings.HasPrefix(p, "/webhooks/") {
+		return e.Next()
+	}
+	return api.Error(http.StatusNotFound, "This Omni is a front end (role: frontend): it serves only the tracking API and webhooks; the admin and the API are on the writer.")
 }

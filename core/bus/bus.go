@@ -27,6 +27,10 @@ const (
 	// (core/outbox.RequestSend): small, so it takes a sixteenth of the store.
 	StreamMessaging  = "MESSAGING"
 	MessagingSubject = "omni.messaging.>"
+	// StreamWebhooks holds vendor webhooks a front end took for the
+	// writer's connectors (core/webhooks): a sixteenth of the store too.
+	StreamWebhooks  = "WEBHOOKS"
+	WebhooksSubject = "omni.webhooks.>"
 )
 
 // Options configures Open.
@@ -157,6 +161,7 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		{Name: StreamEvents, Subjects: []string{EventsSubject}, Description: "every inbound event, unified model"},
 		{Name: StreamOutbox, Subjects: []string{OutboxSubject}, Description: "outbound messages to connectors"},
 		{Name: StreamMessaging, Subjects: []string{MessagingSubject}, Description: "send requests to the messaging gate"},
+		{Name: StreamWebhooks, Subjects: []string{WebhooksSubject}, Description: "vendor webhooks taken by front ends, for the writer's connectors"},
 	} {
 		sc.Storage = storage
 		sc.Retention = jetstream.InterestPolicy
@@ -167,7 +172,7 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		case StreamEvents:
 			sc.MaxBytes = b.opts.MaxStore / 2
 		case StreamOutbox:
-			sc.MaxBytes = b.opts.MaxStore/2 - b.opts.MaxStore/16
+			sc.MaxBytes = b.opts.MaxStore/2 - 2*(b.opts.MaxStore/16)
 		default:
 			sc.MaxBytes = b.opts.MaxStore / 16
 		}

@@ -73,8 +73,8 @@ func TestOpenEmbeddedCreatesStreamsAsConfigured(t *testing.T) {
 	if !b.Embedded() {
 		t.Fatal("no URL given, yet not embedded")
 	}
-	maxBytes := map[string]int64{bus.StreamEvents: 32 << 20, bus.StreamOutbox: 28 << 20, bus.StreamMessaging: 4 << 20}
-	for name, subject := range map[string]string{bus.StreamEvents: bus.EventsSubject, bus.StreamOutbox: bus.OutboxSubject, bus.StreamMessaging: bus.MessagingSubject} {
+	maxBytes := map[string]int64{bus.StreamEvents: 32 << 20, bus.StreamOutbox: 24 << 20, bus.StreamMessaging: 4 << 20, bus.StreamWebhooks: 4 << 20}
+	for name, subject := range map[string]string{bus.StreamEvents: bus.EventsSubject, bus.StreamOutbox: bus.OutboxSubject, bus.StreamMessaging: bus.MessagingSubject, bus.StreamWebhooks: bus.WebhooksSubject} {
 		c := streamInfo(t, b, name).Config
 		if c.Retention != jetstream.InterestPolicy || c.Discard != jetstream.DiscardNew || c.Storage != jetstream.FileStorage {
 			t.Errorf("%s: retention %v, discard %v, storage %v; want interest, new, file", name, c.Retention, c.Discard, c.Storage)

@@ -162,6 +162,7 @@ type Module struct {
 	syncMu   sync.Mutex // one sync at a time (API calls and the loop)
 	outbox   *outbox
 	erasures *erasures
+	relayed  *relayed
 	// erasureConsumer is created in Init, consumed from Start.
 	erasureConsumer jetstream.Consumer
 	backfills       *backfills
@@ -206,6 +207,10 @@ func (m *Module) Init(s *app.Setup) error {
 	if m.erasureConsumer, err = m.erasures.create(s); err != nil {
 		return err
 	}
+	m.relayed = newRelayed(m)
+	if err := m.relayed.create(s); err != nil {
+		return err
+	}
 	s.ReportHealth(m.health)
 	return nil
 }
@@ -229,6 +234,9 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	if err := m.erasures.start(m.erasureConsumer); err != nil {
 		return err
 	}
+	if err := m.relayed.start(); err != nil {
+		return err
+	}
 	m.stopSync, m.syncDone = make(chan struct{}), make(chan struct{})
 	go m.syncLoop()
 	return nil
@@ -247,6 +255,9 @@ func (m *Module) stop() {
 	}
 	if m.erasures != nil {
 		m.erasures.stop()
+	}
+	if m.relayed != nil {
+		m.relayed.stop()
 	}
 	if m.outbox != nil {
 		m.outbox.stop()
@@ -580,6 +591,9 @@ func (m *Module) sync() {
 			}
 		}
 	}
+	if m.relayed != nil {
+		m.relayed.publishStates() // for the front ends
+	}
 }
 
 func (m *Module) syncLoop() {
@@ -598,6 +612,7 @@ func (m *Module) syncLoop() {
 			// Held messages of connectors running again, or held too long.
 			m.outbox.release()
 			m.backfills.redrive()
+			m.relayed.redrive()
 		}
 	}
 }

@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/webhooks"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -21,7 +23,7 @@ import (
 // "field" webhooks have always carried (vendors are not our clients; see
 // docs/api.md#errors).
 func fail(e *core.RequestEvent, status int, field, msg string) error {
-	return api.WriteCompat(e, api.FieldError(status, field, "", msg), map[string]any{"field": field})
+	return webhooks.Fail(e, status, field, msg)
 }
 
 func (m *Module) registerWebhooks(se *core.ServeEvent) {
@@ -39,8 +41,7 @@ func (m *Module) registerWebhooks(se *core.ServeEvent) {
 // retries; redeliveries are dropped by event id.
 func (m *Module) webhook(e *core.RequestEvent) error {
 	name := e.Request.PathValue("connector")
-	i := m.instance(name)
-	if i == nil {
+	if m.instance(name) == nil {
 		return fail(e, http.StatusNotFound, "connector", fmt.Sprintf("no connector named %q is installed", name))
 	}
 	limit := int64(m.cfg.Ingest.MaxWebhookKB) << 10
@@ -51,36 +52,61 @@ func (m *Module) webhook(e *core.RequestEvent) error {
 	if int64(len(body)) > limit {
 		return fail(e, http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("webhook body is larger than %d KB (ingest.max_webhook_kb)", m.cfg.Ingest.MaxWebhookKB))
 	}
+	req := webhooks.Request(e.Request, body)
+	out := m.handleWebhook(e.Request.Context(), name, &req)
+	for k, v := range out.Headers {
+		e.Response.Header().Set(k, v)
+	}
+	e.Response.WriteHeader(out.Status)
+	_, _ = e.Response.Write(out.Body)
+	return nil
+}
+
+// outcome is what became of one webhook: the answer for the vendor, and
+// for a delivery taken by a front end, whether to try it again later
+// (the connector is not running, the bus refused the events) and why it
+// failed.
+type outcome struct {
+	webhooks.Reply
+	retry bool
+	err   string
+}
+
+func (o outcome) ok() bool { return o.Status < 300 }
+
+// refused renders a failure in the answer's error shape.
+func refused(status int, field, msg string, retry bool) outcome {
+	err := api.FieldError(status, field, "", msg)
+	body, _ := json.Marshal(api.CompatBody(err, map[string]any{"field": field}))
+	o := outcome{Reply: webhooks.Reply{Status: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: body},
+		retry: retry, err: msg}
+	if retry {
+		o.Headers["Retry-After"] = "5"
+	}
+	return o
+}
+
+// handleWebhook runs one request through the connector and stores its
+// events; the outcome says what to answer.
+func (m *Module) handleWebhook(ctx context.Context, name string, req *sdk.WebhookRequest) outcome {
+	i := m.instance(name)
+	if i == nil {
+		return refused(http.StatusNotFound, "connector", fmt.Sprintf("no connector named %q is installed", name), false)
+	}
 	conn, err := i.ready()
 	if err != nil {
-		return m.unavailable(e, name, err)
+		return m.unavailable(name, err)
 	}
-	path := "/" + e.Request.PathValue("path")
-	scheme := "http"
-	if e.Request.TLS != nil {
-		scheme = "https"
-	}
-	if p := e.Request.Header.Get("X-Forwarded-Proto"); p != "" {
-		scheme = p
-	}
-	req := &sdk.WebhookRequest{
-		Method:  e.Request.Method,
-		Path:    path,
-		Query:   e.Request.URL.RawQuery,
-		Headers: e.Request.Header,
-		Body:    body,
-		URL:     scheme + "://" + e.Request.Host + e.Request.URL.RequestURI(),
-	}
-	ctx, cancel := context.WithTimeout(e.Request.Context(), m.opts.WebhookTimeout)
+	hctx, cancel := context.WithTimeout(ctx, m.opts.WebhookTimeout)
 	defer cancel()
-	resp, err := conn.HandleWebhook(ctx, req)
+	resp, err := conn.HandleWebhook(hctx, req)
 	if err != nil {
 		var te *sdk.TransportError
 		if errors.As(err, &te) {
-			return m.unavailable(e, name, err)
+			return m.unavailable(name, err)
 		}
 		i.log.Error("webhook failed in the connector", "error", i.red.redact(err.Error()))
-		return fail(e, http.StatusInternalServerError, "", "the connector could not handle this webhook: "+i.red.redact(err.Error()))
+		return refused(http.StatusInternalServerError, "", "the connector could not handle this webhook: "+i.red.redact(err.Error()), false)
 	}
 	if len(resp.Events) > 0 {
 		evs, err := m.convert(name, resp.Events)
@@ -89,39 +115,39 @@ func (m *Module) webhook(e *core.RequestEvent) error {
 			// Out of bounds or invalid (events.Validate): nothing of this
 			// delivery is stored, and the vendor is told which field.
 			i.log.Warn("webhook refused: the connector produced an invalid event", "field", fe.Field, "error", i.red.redact(err.Error()))
-			return fail(e, http.StatusBadRequest, fe.Field, "the connector produced an invalid event: "+i.red.redact(err.Error()))
+			return refused(http.StatusBadRequest, fe.Field, "the connector produced an invalid event: "+i.red.redact(err.Error()), false)
 		}
 		if err != nil {
 			i.log.Error("connector produced an invalid event", "error", err)
-			return fail(e, http.StatusInternalServerError, "", "the connector produced an invalid event: "+err.Error())
+			return refused(http.StatusInternalServerError, "", "the connector produced an invalid event: "+err.Error(), false)
 		}
-		for _, err := range ingest.Publish(e.Request.Context(), m.o.Bus, evs) {
+		for _, err := range ingest.Publish(ctx, m.o.Bus, evs) {
 			if err != nil {
-				return m.unavailable(e, name, err)
+				return m.unavailable(name, err)
 			}
 		}
 	}
+	out := outcome{Reply: webhooks.Reply{Status: resp.Status, Headers: map[string]string{}, Body: resp.Body}}
 	for k, v := range resp.Headers {
-		e.Response.Header().Set(k, v)
+		out.Headers[http.CanonicalHeaderKey(k)] = v
 	}
-	status := resp.Status
-	if status == 0 {
-		status = http.StatusOK
+	if out.Status == 0 {
+		out.Status = http.StatusOK
 	}
-	if e.Response.Header().Get("Content-Type") == "" && len(resp.Body) > 0 {
+	if out.Headers["Content-Type"] == "" && len(resp.Body) > 0 {
 		ct := "text/plain; charset=utf-8"
 		if b := strings.TrimSpace(string(resp.Body)); strings.HasPrefix(b, "{") || strings.HasPrefix(b, "[") {
 			ct = "application/json"
 		}
-		e.Response.Header().Set("Content-Type", ct)
+		out.Headers["Content-Type"] = ct
 	}
-	e.Response.WriteHeader(status)
-	_, _ = e.Response.Write(resp.Body)
-	return nil
+	if !out.ok() {
+		out.err = fmt.Sprintf("the connector answered %d: %s", out.Status, i.red.redact(strings.TrimSpace(string(resp.Body))))
+	}
+	return out
 }
 
-func (m *Module) unavailable(e *core.RequestEvent, name string, err error) error {
+func (m *Module) unavailable(name string, err error) outcome {
 	m.log.Warn("webhook refused: connector unavailable", "connector", name, "error", err)
-	e.Response.Header().Set("Retry-After", "5")
-	return fail(e, http.StatusServiceUnavailable, "", fmt.Sprintf("connector %s cannot take webhooks right now; retry later", name))
+	return refused(http.StatusServiceUnavailable, "", fmt.Sprintf("connector %s cannot take webhooks right now; retry later", name), true)
 }
