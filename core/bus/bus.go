@@ -33,6 +33,14 @@ const (
 	WebhooksSubject = "omni.webhooks.>"
 )
 
+// EventsDedupeWindow caps the EVENTS stream's dedupe window. SQLite drops
+// a repeated event id forever (a unique index, checked before any
+// processor runs), so the bus's window only saves storing a quick retry
+// twice; every id in it costs about 200 bytes of heap, so a burst's ids
+// would otherwise stay in memory for the whole bus.dedupe_window. The
+// other streams keep bus.dedupe_window: a repeat there is a second send.
+const EventsDedupeWindow = 30 * time.Second
+
 // Options configures Open.
 type Options struct {
 	// URL of an external NATS cluster; empty runs an embedded server.
@@ -178,6 +186,9 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		}
 		sc.MaxAge = b.opts.MaxAge
 		sc.Duplicates = b.opts.DedupeWindow
+		if sc.Name == StreamEvents {
+			sc.Duplicates = min(sc.Duplicates, EventsDedupeWindow)
+		}
 		sc.Replicas = b.Replicas()
 		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: stream %s: %w", sc.Name, err)

@@ -79,7 +79,11 @@ func TestOpenEmbeddedCreatesStreamsAsConfigured(t *testing.T) {
 		if c.Retention != jetstream.InterestPolicy || c.Discard != jetstream.DiscardNew || c.Storage != jetstream.FileStorage {
 			t.Errorf("%s: retention %v, discard %v, storage %v; want interest, new, file", name, c.Retention, c.Discard, c.Storage)
 		}
-		if c.Duplicates != 90*time.Second || c.MaxAge != 48*time.Hour || c.MaxBytes != maxBytes[name] {
+		wantDup := 90 * time.Second
+		if name == bus.StreamEvents {
+			wantDup = bus.EventsDedupeWindow // SQLite dedupes events forever
+		}
+		if c.Duplicates != wantDup || c.MaxAge != 48*time.Hour || c.MaxBytes != maxBytes[name] {
 			t.Errorf("%s: duplicates %s, max age %s, max bytes %d", name, c.Duplicates, c.MaxAge, c.MaxBytes)
 		}
 		if len(c.Subjects) != 1 || c.Subjects[0] != subject {

@@ -78,10 +78,21 @@ func ReleaseNow() {
 // environment turns this off.
 const IdleGCPercent = 25
 
+// idleReleases is how many times ReleaseWhenIdle hands memory back after a
+// load, every releaseEvery idle intervals: memory that outlives the load
+// for a while (JetStream keeps a message's id for its stream's dedupe
+// window, up to 2 minutes) is freed later than the first quiet interval,
+// and at idle the next GC could be minutes away.
+const (
+	idleReleases = 5
+	releaseEvery = 3
+)
+
 // ReleaseWhenIdle samples the heap's allocation rate every interval and,
 // on the first idle interval after a busy one, runs ReleaseNow and lowers
-// GOGC to IdleGCPercent until the next busy interval. It runs until stop
-// is closed.
+// GOGC to IdleGCPercent until the next busy interval; while it stays idle
+// it runs ReleaseNow again every releaseEvery intervals, idleReleases
+// times in all. It runs until stop is closed.
 func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
@@ -102,6 +113,7 @@ func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	idleRuns := 0 // idle intervals since the last busy one (0: busy, or idle since start)
 	for {
 		select {
 		case <-stop:
@@ -117,11 +129,19 @@ func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 			if !busy {
 				idleGC(false)
 			}
-			busy = true
+			busy, idleRuns = true, 0
 		case busy:
-			busy = false
+			busy, idleRuns = false, 1
 			idleGC(true)
 			ReleaseNow()
+		case idleRuns > 0:
+			idleRuns++
+			if (idleRuns-1)%releaseEvery == 0 {
+				ReleaseNow()
+			}
+			if idleRuns > (idleReleases-1)*releaseEvery {
+				idleRuns = 0
+			}
 		}
 	}
 }

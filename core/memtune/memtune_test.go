@@ -3,6 +3,7 @@ package memtune
 import (
 	"runtime/debug"
 	"runtime/metrics"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -95,5 +96,35 @@ func TestAtIdleRunsUntilRemoved(t *testing.T) {
 	ReleaseNow()
 	if kept != 2 || removed != 1 {
 		t.Fatalf("ran the kept one %d times and the removed one %d times, want 2 and 1", kept, removed)
+	}
+}
+
+// Memory that outlives a load by a while (ids kept for a dedupe window)
+// is handed back too: after a burst, the release runs idleReleases times
+// while the server stays idle, then no more.
+func TestReleasesRepeatWhileIdleThenStop(t *testing.T) {
+	var runs atomic.Int32
+	remove := AtIdle(func() { runs.Add(1) })
+	defer remove()
+	stop := make(chan struct{})
+	defer close(stop)
+	go ReleaseWhenIdle(stop, 20*time.Millisecond)
+	var sink [][]byte
+	for range 64 { // busy in the first interval
+		sink = append(sink, make([]byte, 1<<20))
+	}
+	sink = nil
+	_ = sink
+	deadline := time.Now().Add(10 * time.Second)
+	for runs.Load() < idleReleases {
+		if time.Now().After(deadline) {
+			t.Fatalf("released %d times while idle, want %d", runs.Load(), idleReleases)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Idle for ten times as long as the releases took: no more of them.
+	time.Sleep(10 * idleReleases * releaseEvery * 20 * time.Millisecond)
+	if n := runs.Load(); n != idleReleases {
+		t.Fatalf("released %d times while idle, want %d", n, idleReleases)
 	}
 }
