@@ -26,6 +26,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/omni/omni/core/bus"
@@ -63,15 +64,31 @@ type Delivery struct {
 	Request   sdk.WebhookRequest `json:"request"`
 }
 
-// MsgID is the delivery's Nats-Msg-Id: the same request retried by the
-// vendor, on the same or another front end, within the bus's dedupe
-// window is stored once. (The events it makes are deduplicated by their
-// own ids in any case.)
+// MsgID is the delivery's Nats-Msg-Id: the same request sent again (a
+// client or proxy retrying), on the same or another front end, within the
+// bus's dedupe window is stored once. Headers count: two deliveries may
+// share a body and differ only there (Shopify's topic and event id), and
+// must not be taken for one. A vendor's later retry that differs in a
+// header is stored again, and its events are dropped by their own ids.
 func MsgID(d *Delivery) string {
 	h := sha256.New()
-	for _, part := range []string{d.Connector, d.Request.Method, d.Request.URL} {
-		h.Write([]byte(part))
+	part := func(s string) {
+		h.Write([]byte(s))
 		h.Write([]byte{0})
+	}
+	part(d.Connector)
+	part(d.Request.Method)
+	part(d.Request.URL)
+	names := make([]string, 0, len(d.Request.Headers))
+	for k := range d.Request.Headers {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		part(k)
+		for _, v := range d.Request.Headers[k] {
+			part(v)
+		}
 	}
 	h.Write(d.Request.Body)
 	return "wh:" + d.Connector + ":" + hex.EncodeToString(h.Sum(nil)[:16])

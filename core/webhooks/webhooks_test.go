@@ -41,7 +41,12 @@ func TestMsgIDIsTheSameForARedeliveryOnly(t *testing.T) {
 	if b := webhooks.MsgID(d("shopify", "http://h/webhooks/shopify", `{"id":1}`)); a != b {
 		t.Fatalf("a redelivery got another id: %s %s", a, b)
 	}
+	// The same body under another topic (Shopify sends one order to
+	// orders/create and orders/paid) is another delivery.
+	paid := d("shopify", "http://h/webhooks/shopify", `{"id":1}`)
+	paid.Request.Headers = map[string][]string{"X-Shopify-Topic": {"orders/paid"}}
 	for _, other := range []*webhooks.Delivery{
+		paid,
 		d("shopify", "http://h/webhooks/shopify", `{"id":2}`),
 		d("square", "http://h/webhooks/shopify", `{"id":1}`),
 		d("shopify", "http://h/webhooks/shopify/orders", `{"id":1}`),
