@@ -37,7 +37,11 @@ type options struct {
 	rounds   int    // 1 vs 2 front-end rounds (medians)
 	profile  string // directory for CPU profiles of the EVENTS leader (empty: none)
 	replicas int    // of the streams (0: 3)
-	log      io.Writer
+	// hooks Shopify webhooks are sent to the front ends during the
+	// faults, built from order (Shopify's sample order); 0 sends none.
+	hooks int
+	order []byte
+	log   io.Writer
 }
 
 type report struct {
@@ -53,10 +57,14 @@ type report struct {
 	acked, stored      int
 	lost, dups, extras int
 	retries            int64
+	// Shopify webhooks through the front ends, during the faults.
+	hooksAcked, hooksStored, hooksLost, hooksDups int
+	hookRetries                                   int64
 }
 
 func main() {
 	o := options{log: os.Stdout}
+	var err error
 	flag.StringVar(&o.bin, "bin", "", "omni binary (default: build one)")
 	flag.IntVar(&o.events, "events", 50000, "events per measured phase")
 	flag.IntVar(&o.batch, "batch", 100, "events per request")
@@ -64,14 +72,28 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of 1 vs 2 front ends (medians reported)")
 	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the NATS node leading EVENTS, under load and while the writer drains, into this directory")
 	flag.IntVar(&o.replicas, "replicas", 3, "replicas of the streams (1 to compare with unreplicated streams)")
+	flag.IntVar(&o.hooks, "hooks", 300, "Shopify webhooks sent to the front ends during the faults (needs ../shared/fixtures/shopify/order.json)")
+	fixture := flag.String("order-fixture", "", "Shopify's sample order (default: found in shared/fixtures beside or above this directory)")
 	flag.Parse()
+	if o.hooks > 0 {
+		if *fixture == "" {
+			*fixture = findOrderFixture()
+		}
+		if *fixture == "" {
+			fmt.Fprintln(os.Stderr, "cluster: no shared/fixtures/shopify/order.json found: sending no webhooks (-order-fixture names it)")
+			o.hooks = 0
+		} else if o.order, err = os.ReadFile(*fixture); err != nil {
+			fmt.Fprintln(os.Stderr, "cluster:", err)
+			os.Exit(2)
+		}
+	}
 	r, err := run(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
 	r.print(o.log, o)
-	if r.lost > 0 || r.dups > 0 {
+	if r.lost > 0 || r.dups > 0 || r.hooksLost > 0 || r.hooksDups > 0 {
 		os.Exit(1)
 	}
 }
@@ -128,6 +150,15 @@ func run(o options) (rep *report, err error) {
 	key, err := createSource(o.bin, writer.dir)
 	if err != nil {
 		return nil, err
+	}
+	var hk *hooks
+	if o.hooks > 0 {
+		if hk, err = newHooks(o.order); err != nil {
+			return nil, err
+		}
+		if err := configureShopify(o.bin, writer.dir); err != nil {
+			return nil, err
+		}
 	}
 	fe1, _ := node("frontend1", "frontend")
 	fe2, _ := node("frontend2", "frontend")
@@ -243,7 +274,19 @@ func run(o options) (rep *report, err error) {
 			fe2.kill9()
 		}
 	}
+	// Shopify's webhooks go to the same front ends meanwhile.
+	hooksDone := make(chan error, 1)
+	go func() {
+		if hk == nil {
+			hooksDone <- nil
+			return
+		}
+		hooksDone <- hk.run(alive, o.hooks, 5_600_000_000_000)
+	}()
 	if _, err := l.run(alive, bodies, ids, o.clients, hook); err != nil {
+		return nil, err
+	}
+	if err := <-hooksDone; err != nil {
 		return nil, err
 	}
 	restarted.Wait()
@@ -257,12 +300,15 @@ func run(o options) (rep *report, err error) {
 		return nil, err
 	}
 	rep.retries = l.retries.Load()
-	return rep, rep.count(l, filepath.Join(writer.dir, "data.db"))
+	if hk != nil {
+		rep.hookRetries = hk.retries.Load()
+	}
+	return rep, rep.count(l, hk, filepath.Join(writer.dir, "data.db"))
 }
 
 // count compares what the writer stored with what the load generator got
-// acknowledged.
-func (r *report) count(l *load, db string) error {
+// acknowledged: tracking events, and the orders of the Shopify webhooks.
+func (r *report) count(l *load, hk *hooks, db string) error {
 	conn, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
 	if err != nil {
 		return err
@@ -273,15 +319,21 @@ func (r *report) count(l *load, db string) error {
 		return err
 	}
 	defer rows.Close()
-	stored := map[string]int{}
+	stored, orders := map[string]int{}, map[string]int{}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
 			return err
 		}
-		// Tracking ids are src:<source id>:<messageId>.
-		stored[id[strings.LastIndexByte(id, ':')+1:]]++
-		r.stored++
+		switch {
+		case strings.HasPrefix(id, "src:"):
+			// Tracking ids are src:<source id>:<messageId>.
+			stored[id[strings.LastIndexByte(id, ':')+1:]]++
+			r.stored++
+		case strings.HasPrefix(id, "shopify:order:") && strings.Count(id, ":") == 2:
+			orders[strings.TrimPrefix(id, "shopify:order:")]++
+			r.hooksStored++
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -299,6 +351,20 @@ func (r *report) count(l *load, db string) error {
 		return true
 	})
 	r.extras = len(stored) - (r.acked - r.lost)
+	for _, n := range orders {
+		if n > 1 {
+			r.hooksDups += n - 1
+		}
+	}
+	if hk != nil {
+		hk.acked.Range(func(k, _ any) bool {
+			r.hooksAcked++
+			if orders[k.(string)] == 0 {
+				r.hooksLost++
+			}
+			return true
+		})
+	}
 	return nil
 }
 
@@ -313,6 +379,10 @@ func (r *report) print(w io.Writer, o options) {
 	fmt.Fprintf(w, "  CPU per stored event:           writer %v, NATS %v (%d durable consumers on EVENTS, each ack replicated)\n", r.writerCPU, r.drainNATSCPU, r.eventsConsumers)
 	fmt.Fprintf(w, "faults (kill -9 a NATS node and restart it, kill -9 a front end, under load)\n")
 	fmt.Fprintf(w, "  acknowledged %d, stored %d: lost %d, duplicates %d, stored but never acknowledged %d; %d requests retried\n", r.acked, r.stored, r.lost, r.dups, r.extras, r.retries)
+	if o.hooks > 0 {
+		fmt.Fprintf(w, "  Shopify webhooks to the front ends meanwhile: answered %d, orders stored %d: lost %d, duplicates %d; %d deliveries sent again\n",
+			r.hooksAcked, r.hooksStored, r.hooksLost, r.hooksDups, r.hookRetries)
+	}
 	fmt.Fprintf(w, "  second writer refused: %s\n", r.secondWriter)
 }
 

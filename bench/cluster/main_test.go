@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/omni/omni/internal/testkit/vendorfixtures"
 )
 
 // The short version of the bench: the same real processes (3 NATS nodes,
@@ -14,7 +16,8 @@ func TestClusterStoresEveryAcknowledgedEventOnce(t *testing.T) {
 	var progress, summary strings.Builder
 	// TEST_OMNI_BIN (set by .ci/run) is an omni built from this checkout;
 	// without it the bench builds one.
-	o := options{bin: os.Getenv("TEST_OMNI_BIN"), events: 2000, batch: 50, clients: 4, rounds: 1, replicas: 3, log: &progress}
+	o := options{bin: os.Getenv("TEST_OMNI_BIN"), events: 2000, batch: 50, clients: 4, rounds: 1, replicas: 3, log: &progress,
+		hooks: 100, order: vendorfixtures.Read(t, "shopify", "order.json")}
 	rep, err := run(o)
 	t.Log(progress.String())
 	if err != nil {
@@ -30,6 +33,10 @@ func TestClusterStoresEveryAcknowledgedEventOnce(t *testing.T) {
 	}
 	if rep.stored != rep.acked {
 		t.Errorf("stored %d rows for %d acknowledged events", rep.stored, rep.acked)
+	}
+	// Shopify's webhooks to the front ends through the same faults.
+	if rep.hooksAcked != 100 || rep.hooksLost != 0 || rep.hooksDups != 0 || rep.hooksStored != 100 {
+		t.Errorf("webhooks: answered %d of 100, orders stored %d, lost %d, duplicated %d", rep.hooksAcked, rep.hooksStored, rep.hooksLost, rep.hooksDups)
 	}
 	if !strings.Contains(rep.secondWriter, "another writer holds the lease") {
 		t.Errorf("second writer refused with %q, want the lease named", rep.secondWriter)

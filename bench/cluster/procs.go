@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/omni/omni/core/eventstore"
+	"github.com/omni/omni/core/webhooks"
 )
 
 // proc is one child process: a NATS node or an Omni.
@@ -292,15 +293,25 @@ func (o *omni) backlog() (uint64, error) {
 	if !ok {
 		return 0, fmt.Errorf("health names no %s consumer", eventstore.ConsumerName)
 	}
-	return c.Pending + c.AckPending, nil
+	// Webhook deliveries the front ends took become events once the
+	// writer's connector ran them.
+	w := h.Bus.Consumers[webhooks.ConsumerName]
+	return c.Pending + c.AckPending + w.Pending + w.AckPending, nil
 }
 
-// waitDrained waits until the writer stored everything on the stream.
+// waitDrained waits until the writer stored everything on the streams:
+// nothing pending twice in a row, as a webhook delivery acknowledged
+// between two reads of health may have just published its events.
 func (o *omni) waitDrained(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
+	zeros := 0
 	for time.Now().Before(deadline) {
 		if n, err := o.backlog(); err == nil && n == 0 {
-			return nil
+			if zeros++; zeros == 2 {
+				return nil
+			}
+		} else {
+			zeros = 0
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
