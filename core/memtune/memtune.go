@@ -88,11 +88,17 @@ const (
 	releaseEvery = 3
 )
 
-// ReleaseWhenIdle samples the heap's allocation rate every interval and,
-// on the first idle interval after a busy one, runs ReleaseNow and lowers
-// GOGC to IdleGCPercent until the next busy interval; while it stays idle
-// it runs ReleaseNow again every releaseEvery intervals, idleReleases
-// times in all. It runs until stop is closed.
+// samplesPerInterval is how often per interval ReleaseWhenIdle looks at
+// the allocation rate: a load is seen within a tenth of the interval, so a
+// burst shorter than the interval does not run under IdleGCPercent.
+const samplesPerInterval = 10
+
+// ReleaseWhenIdle watches the heap's allocation rate. The first sample
+// (a tenth of interval) busier than the idle rate restores GOGC; a whole
+// interval below it after a busy one runs ReleaseNow and lowers GOGC to
+// IdleGCPercent; while it stays idle it runs ReleaseNow again every
+// releaseEvery intervals, idleReleases times in all. It runs until stop
+// is closed.
 func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
@@ -111,9 +117,11 @@ func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 		}
 		defer idleGC(false)
 	}
-	t := time.NewTicker(interval)
+	t := time.NewTicker(max(interval/samplesPerInterval, time.Millisecond))
 	defer t.Stop()
-	idleRuns := 0 // idle intervals since the last busy one (0: busy, or idle since start)
+	quiet := 0           // samples in a row at the idle rate
+	var busyAlloc uint64 // allocated since the server turned busy
+	afterLoad := false   // the quiet follows a load: releases are due
 	for {
 		select {
 		case <-stop:
@@ -124,23 +132,33 @@ func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 		now := s[0].Value.Uint64()
 		allocated := now - last
 		last = now
-		switch {
-		case allocated >= idleAllocBytes:
+		if allocated >= idleAllocBytes/samplesPerInterval {
 			if !busy {
 				idleGC(false)
+				busyAlloc = 0
 			}
-			busy, idleRuns = true, 0
+			busy, quiet = true, 0
+			busyAlloc += allocated
+			continue
+		}
+		quiet++
+		if quiet%samplesPerInterval != 0 {
+			continue
+		}
+		intervals := quiet / samplesPerInterval // quiet intervals in a row
+		switch {
 		case busy:
-			busy, idleRuns = false, 1
+			// A blip (a timer's work) only goes back to idle GC; a load
+			// leaves memory to hand back.
+			busy, afterLoad = false, busyAlloc >= idleAllocBytes
 			idleGC(true)
-			ReleaseNow()
-		case idleRuns > 0:
-			idleRuns++
-			if (idleRuns-1)%releaseEvery == 0 {
+			if afterLoad {
 				ReleaseNow()
 			}
-			if idleRuns > (idleReleases-1)*releaseEvery {
-				idleRuns = 0
+		case afterLoad && (intervals-1)%releaseEvery == 0:
+			ReleaseNow()
+			if intervals-1 >= (idleReleases-1)*releaseEvery {
+				afterLoad = false
 			}
 		}
 	}
