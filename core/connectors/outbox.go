@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -316,73 +315,24 @@ func decodeOutbound(data []byte, out *sdk.OutboundMessage) error {
 	return nil
 }
 
-// park sets aside a message that can never be sent, so that it neither
-// blocks the consumer nor disappears: it is stored in events_dead (the raw
-// bytes, the subject, why) and acknowledged. An owner sees it with `omni
-// events dead` and can ask for a retry (redrive). When parking fails the
-// database refuses writes: the message stays on the stream and comes back.
+// park sets aside a message that can never be sent (parked.go).
 func (ob *outbox) park(msg jetstream.Msg, name string, cause error) {
-	id := deadletter.MessageID(msg)
-	err := deadletter.Park(ob.m.app, deadletter.Failure{Consumer: OutboxDeadConsumer, EventID: id, Subject: msg.Subject(), Data: msg.Data(), Err: cause})
-	if err != nil {
-		ob.m.log.Error("outbox: could not park an unsendable message; will try again", "connector", name, "message", id, "error", err)
-		_ = msg.NakWithDelay(30 * time.Second)
-		return
-	}
-	ob.m.log.Error("outbox: parked an unsendable message (see omni events dead)", "connector", name, "message", id, "error", cause)
-	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
-	defer cancel()
-	if err := msg.DoubleAck(ctx); err != nil {
-		ob.m.log.Warn("outbox: ack of a parked message failed; it will be parked again", "message", id, "error", err)
-	}
+	ob.parking().park(msg, name, "", cause)
 }
 
-// redrive answers the retries an owner asked for (by the CLI, the admin or
-// the API, possibly from another process). A parked message that decodes
-// now (say a superuser fixed its data at /_/) is republished to its
-// original OUTBOX subject, under a fresh Nats-Msg-Id, and sent like any
-// other; one that still does not decode is not republished, only parked
-// again: its retry fails with the same reason. Deciding here, not in
-// handle, means the row is removed only for a copy that cannot come back.
+// redrive re-drives the parked messages an owner asked to retry
+// (parked.go). One that still does not decode as an OutboundMessage (say
+// a superuser fixed its data at /_/, or did not) is not republished: its
+// retry fails with the same reason.
 func (ob *outbox) redrive() {
-	app := ob.m.app
-	rows, err := deadletter.Requested(app, OutboxDeadConsumer, 100)
-	if err != nil {
-		ob.m.log.Error("outbox: reading parked messages to retry", "error", err)
-		return
-	}
-	for _, row := range rows {
-		if ob.ctx.Err() != nil {
-			return
-		}
-		retryFailed := func(err error) {
-			ob.m.log.Warn("outbox: retry of a parked message failed", "message", row.EventID, "error", err)
-			if err := deadletter.RetryFailed(app, row.ID, err); err != nil {
-				ob.m.log.Error("outbox: recording a failed retry", "message", row.EventID, "error", err)
-			}
-		}
-		if !strings.HasPrefix(row.Subject, outboxPrefix) || !validName(strings.TrimPrefix(row.Subject, outboxPrefix)) {
-			retryFailed(fmt.Errorf("cannot retry: subject %q is not a connector's OUTBOX subject", row.Subject))
-			continue
-		}
+	ob.parking().redrive(ob.ctx, func(row deadletter.Entry) error {
 		var out sdk.OutboundMessage
-		if err := decodeOutbound([]byte(row.Data), &out); err != nil {
-			retryFailed(err)
-			continue
-		}
-		id := row.EventID + retryMarker + strconv.FormatInt(time.Now().UnixNano(), 10)
-		ctx, cancel := context.WithTimeout(ob.ctx, finishTimeout)
-		_, err := ob.m.o.Bus.Publish(ctx, bus.Msg{Subject: row.Subject, Data: []byte(row.Data), ID: id})
-		cancel()
-		if err != nil {
-			retryFailed(fmt.Errorf("republish: %w", err))
-			continue
-		}
-		if err := deadletter.Resolve(app, row.ID); err != nil {
-			ob.m.log.Error("outbox: clearing a republished parked message", "message", row.EventID, "error", err)
-		}
-		ob.m.log.Info("outbox: parked message republished for a retry", "message", row.EventID, "subject", row.Subject)
-	}
+		return decodeOutbound([]byte(row.Data), &out)
+	})
+}
+
+func (ob *outbox) parking() parking {
+	return parking{m: ob.m, consumer: OutboxDeadConsumer, prefix: outboxPrefix, what: "outbox"}
 }
 
 // finish records the outcome event and acknowledges the message.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
-	"github.com/omni/omni/core/deadletter"
 	"github.com/omni/omni/core/webhooks"
 )
 
@@ -190,56 +188,14 @@ func (r *relayed) deliver(msg jetstream.Msg) {
 }
 
 // park keeps a delivery the connector refused in events_dead, under its
-// connector's subject, for an owner to see and retry.
+// connector's subject, for an owner to see and retry (parked.go).
 func (r *relayed) park(msg jetstream.Msg, name string, cause error) {
-	id := deadletter.MessageID(msg)
-	err := deadletter.Park(r.m.app, deadletter.Failure{Consumer: WebhooksDeadConsumer, EventID: id, Subject: msg.Subject(),
-		Type: "webhook", Data: msg.Data(), Err: cause})
-	if err != nil {
-		r.m.log.Error("webhooks: could not park a refused delivery; will try again", "connector", name, "error", err)
-		_ = msg.NakWithDelay(30 * time.Second)
-		return
-	}
-	r.m.log.Warn("webhooks: a delivery taken by a front end was refused and parked (see omni events dead)", "connector", name, "delivery", id, "error", cause)
-	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
-	defer cancel()
-	if err := msg.DoubleAck(ctx); err != nil {
-		r.m.log.Warn("webhooks: ack of a parked delivery failed; it will be parked again", "delivery", id, "error", err)
-	}
+	r.parking().park(msg, name, "webhook", cause)
 }
 
-// redrive republishes the parked deliveries an owner asked to retry,
-// under a fresh Nats-Msg-Id so the dedupe window does not drop them.
-func (r *relayed) redrive() {
-	app := r.m.app
-	rows, err := deadletter.Requested(app, WebhooksDeadConsumer, 100)
-	if err != nil {
-		r.m.log.Error("webhooks: reading parked deliveries to retry", "error", err)
-		return
-	}
-	for _, row := range rows {
-		if r.ctx.Err() != nil {
-			return
-		}
-		if !strings.HasPrefix(row.Subject, webhooks.Prefix) || !validName(strings.TrimPrefix(row.Subject, webhooks.Prefix)) {
-			if err := deadletter.RetryFailed(app, row.ID, fmt.Errorf("cannot retry: subject %q is not a connector's webhooks subject", row.Subject)); err != nil {
-				r.m.log.Error("webhooks: recording a failed retry", "delivery", row.EventID, "error", err)
-			}
-			continue
-		}
-		id := row.EventID + retryMarker + strconv.FormatInt(time.Now().UnixNano(), 10)
-		ctx, cancel := context.WithTimeout(r.ctx, finishTimeout)
-		_, err := r.m.o.Bus.Publish(ctx, bus.Msg{Subject: row.Subject, Data: []byte(row.Data), ID: id})
-		cancel()
-		if err != nil {
-			if err := deadletter.RetryFailed(app, row.ID, fmt.Errorf("republish: %w", err)); err != nil {
-				r.m.log.Error("webhooks: recording a failed retry", "delivery", row.EventID, "error", err)
-			}
-			continue
-		}
-		if err := deadletter.Resolve(app, row.ID); err != nil {
-			r.m.log.Error("webhooks: clearing a republished delivery", "delivery", row.EventID, "error", err)
-		}
-		r.m.log.Info("webhooks: parked delivery republished for a retry", "delivery", row.EventID, "subject", row.Subject)
-	}
+// redrive republishes the parked deliveries an owner asked to retry.
+func (r *relayed) redrive() { r.parking().redrive(r.ctx, nil) }
+
+func (r *relayed) parking() parking {
+	return parking{m: r.m, consumer: WebhooksDeadConsumer, prefix: webhooks.Prefix, what: "webhooks"}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/memtune"
 	"github.com/omni/omni/internal/fastjson"
 )
 
@@ -52,6 +53,7 @@ func (f *InFlight) count(e *core.RequestEvent) error {
 	}
 	f.n.Add(1)
 	defer f.n.Add(-1)
+	memtune.Wake() // a burst runs with the serving GOGC from its first call
 	return e.Next()
 }
 

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -88,6 +89,30 @@ const (
 	releaseEvery = 3
 )
 
+// idleGCOn is set while ReleaseWhenIdle runs the heap at IdleGCPercent;
+// restoreGC (under gcMu) puts GOGC back.
+var (
+	gcMu      sync.Mutex
+	idleGCOn  atomic.Bool
+	restoreGC func()
+)
+
+// Wake tells memtune that work is arriving (the tracking API calls it for
+// each request): GOGC goes back from IdleGCPercent at once, not at the
+// next sample, which a burst of a few seconds would otherwise spend
+// collecting four times as often. Cheap when the server is busy already.
+func Wake() {
+	if !idleGCOn.Load() {
+		return
+	}
+	gcMu.Lock()
+	defer gcMu.Unlock()
+	if idleGCOn.Load() && restoreGC != nil {
+		restoreGC()
+		idleGCOn.Store(false)
+	}
+}
+
 // samplesPerInterval is how often per interval ReleaseWhenIdle looks at
 // the allocation rate: a load is seen within a tenth of the interval, so a
 // burst shorter than the interval does not run under IdleGCPercent.
@@ -108,12 +133,18 @@ func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 	if os.Getenv("GOGC") == "" {
 		gogc := debug.SetGCPercent(-1)
 		debug.SetGCPercent(gogc)
+		gcMu.Lock()
+		restoreGC = func() { debug.SetGCPercent(gogc) }
+		gcMu.Unlock()
 		idleGC = func(on bool) {
+			gcMu.Lock()
+			defer gcMu.Unlock()
 			if on {
 				debug.SetGCPercent(IdleGCPercent)
 			} else {
 				debug.SetGCPercent(gogc)
 			}
+			idleGCOn.Store(on)
 		}
 		defer idleGC(false)
 	}

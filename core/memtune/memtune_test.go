@@ -81,6 +81,13 @@ func TestIdleGCPercentUntilTheNextBurst(t *testing.T) {
 	burst()
 	wait(IdleGCPercent, false)
 	wait(100, true)
+	// Wake (the tracking API's first call) restores GOGC at once.
+	sink = nil
+	wait(IdleGCPercent, false)
+	Wake()
+	if p := gcPercent(); p != 100 {
+		t.Fatalf("GOGC %d right after Wake, want 100", p)
+	}
 	_ = sink
 }
 

@@ -3,7 +3,6 @@ package topology
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -109,40 +108,11 @@ func MirrorSources(ctx context.Context, app core.App, b *bus.Bus, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	w, err := kv.WatchAll(context.Background())
-	if err != nil {
-		return nil, fmt.Errorf("sources bucket: %w", err)
-	}
-	apply := func(e jetstream.KeyValueEntry) {
+	return bus.Follow(ctx, kv, func(e jetstream.KeyValueEntry) {
 		if err := applySource(app, e); err != nil {
 			log.Error("sources: not mirrored", "source", e.Key(), "err", err)
 		}
-	}
-	// The watcher sends the current values, then nil, then the changes.
-	for initial := true; initial; {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("sources bucket: watch closed")
-			}
-			if e == nil {
-				initial = false
-				continue
-			}
-			apply(e)
-		case <-ctx.Done():
-			_ = w.Stop()
-			return nil, fmt.Errorf("sources bucket: %w", ctx.Err())
-		}
-	}
-	go func() {
-		for e := range w.Updates() {
-			if e != nil {
-				apply(e)
-			}
-		}
-	}()
-	return func() { _ = w.Stop() }, nil
+	})
 }
 
 func applySource(app core.App, e jetstream.KeyValueEntry) error {

@@ -100,7 +100,7 @@ func (p *Publisher) Set(ctx context.Context, states []ConnectorState) error {
 type Known struct {
 	mu    sync.RWMutex
 	state map[string]ConnectorState
-	w     jetstream.KeyWatcher
+	stop  func()
 }
 
 // WatchConnectors returns once the current entries are in, and follows
@@ -110,12 +110,8 @@ func WatchConnectors(ctx context.Context, b *bus.Bus, log *slog.Logger) (*Known,
 	if err != nil {
 		return nil, err
 	}
-	w, err := kv.WatchAll(context.Background())
-	if err != nil {
-		return nil, fmt.Errorf("connectors bucket: %w", err)
-	}
-	k := &Known{state: map[string]ConnectorState{}, w: w}
-	apply := func(e jetstream.KeyValueEntry) {
+	k := &Known{state: map[string]ConnectorState{}}
+	k.stop, err = bus.Follow(ctx, kv, func(e jetstream.KeyValueEntry) {
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		if e.Operation() != jetstream.KeyValuePut {
@@ -128,31 +124,10 @@ func WatchConnectors(ctx context.Context, b *bus.Bus, log *slog.Logger) (*Known,
 			return
 		}
 		k.state[st.Name] = st
+	})
+	if err != nil {
+		return nil, err
 	}
-	// The watcher sends the current values, then nil, then the changes.
-	for initial := true; initial; {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("connectors bucket: watch closed")
-			}
-			if e == nil {
-				initial = false
-				continue
-			}
-			apply(e)
-		case <-ctx.Done():
-			_ = w.Stop()
-			return nil, fmt.Errorf("connectors bucket: %w", ctx.Err())
-		}
-	}
-	go func() {
-		for e := range w.Updates() {
-			if e != nil {
-				apply(e)
-			}
-		}
-	}()
 	return k, nil
 }
 
@@ -166,4 +141,4 @@ func (k *Known) Get(name string) (ConnectorState, bool) {
 }
 
 // Stop ends the watch.
-func (k *Known) Stop() { _ = k.w.Stop() }
+func (k *Known) Stop() { k.stop() }
