@@ -64,6 +64,11 @@ type Config struct {
 	File string `mapstructure:"-"`
 }
 
+// SharedBus reports whether other processes can reach this process's bus
+// (an external cluster, or the embedded server listening on TCP): only
+// then can there be front ends, and another writer to keep out.
+func (c *Config) SharedBus() bool { return c.Bus.URL != "" || c.Bus.Listen != "" }
+
 type LogConfig struct {
 	Level  string `mapstructure:"level"`
 	Format string `mapstructure:"format"`

@@ -41,7 +41,7 @@ func (o *Omni) frontend() bool { return o.Config.Role == config.RoleFrontend }
 // stops this process (SIGTERM, the normal shutdown) if another writer
 // ever takes it over.
 func (o *Omni) takeWriterLease(ctx context.Context, httpAddr string) error {
-	if o.Config.Bus.URL == "" && o.Config.Bus.Listen == "" {
+	if !o.Config.SharedBus() {
 		return nil // the embedded bus is private to this process (and the data dir lock)
 	}
 	lease, err := topology.AcquireWriter(ctx, o.Bus, o.Config.DataDir, httpAddr, o.Log)

@@ -592,7 +592,7 @@ func (m *Module) sync() {
 		}
 	}
 	if m.relayed != nil {
-		m.relayed.publishStates() // for the front ends
+		m.relayed.publishStates(recs) // for the front ends
 	}
 }
 

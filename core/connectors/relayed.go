@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
@@ -66,12 +67,6 @@ func (r *relayed) create(s *app.Setup) error {
 	return nil
 }
 
-// shared reports whether other processes can reach this bus: only then
-// can front ends exist, and need the connectors bucket and the calls.
-func (r *relayed) shared() bool {
-	return r.m.cfg.Bus.URL != "" || r.m.cfg.Bus.Listen != ""
-}
-
 func (r *relayed) start() error {
 	cc, err := r.consumer.Consume(r.deliver, jetstream.PullMaxMessages(16), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
@@ -82,13 +77,17 @@ func (r *relayed) start() error {
 		return fmt.Errorf("webhooks consume: %w", err)
 	}
 	r.cc = cc
-	if !r.shared() {
-		return nil
+	if !r.m.cfg.SharedBus() {
+		return nil // no front end can reach this bus: no bucket, no calls
 	}
 	if r.pub, err = webhooks.NewPublisher(r.ctx, r.m.o.Bus); err != nil {
 		return err
 	}
-	r.publishStates()
+	recs, err := r.m.app.FindAllRecords(Collection)
+	if err != nil {
+		return fmt.Errorf("webhooks: reading connectors for the front ends: %w", err)
+	}
+	r.publishStates(recs)
 	r.sub, err = r.m.o.Bus.Conn.QueueSubscribe(webhooks.CallPrefix+"*", webhooks.CallQueue, r.call)
 	if err != nil {
 		return fmt.Errorf("webhook calls: %w", err)
@@ -108,15 +107,11 @@ func (r *relayed) stop() {
 	r.wg.Wait()
 }
 
-// publishStates tells the front ends which connectors exist and which are
-// enabled (after every sync; only changes reach the bus).
-func (r *relayed) publishStates() {
+// publishStates tells the front ends which of the connectors' records
+// are installed here and enabled (at start and after every sync, with the
+// records it read; only changes reach the bus).
+func (r *relayed) publishStates(recs []*core.Record) {
 	if r.pub == nil {
-		return
-	}
-	recs, err := r.m.app.FindAllRecords(Collection)
-	if err != nil {
-		r.m.log.Warn("webhooks: could not read connectors for the front ends", "error", err)
 		return
 	}
 	var states []webhooks.ConnectorState

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/api"
@@ -19,21 +17,7 @@ import (
 	"github.com/omni/omni/plugins/sdk"
 )
 
-// fail answers a vendor in the API's error shape plus the top-level
-// "field" webhooks have always carried (vendors are not our clients; see
-// docs/api.md#errors).
-func fail(e *core.RequestEvent, status int, field, msg string) error {
-	return webhooks.Fail(e, status, field, msg)
-}
-
-func (m *Module) registerWebhooks(se *core.ServeEvent) {
-	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		// Successful deliveries are not written to the request log: at
-		// vendor volumes that log would cost more than storing the events.
-		se.Router.Route(method, "/webhooks/{connector}", m.webhook).Bind(apis.SkipSuccessActivityLog())
-		se.Router.Route(method, "/webhooks/{connector}/{path...}", m.webhook).Bind(apis.SkipSuccessActivityLog())
-	}
-}
+func (m *Module) registerWebhooks(se *core.ServeEvent) { webhooks.Routes(se, m.webhook) }
 
 // webhook hands a vendor request to its connector, stores the events the
 // connector made of it on the bus and only then answers with the
@@ -42,24 +26,14 @@ func (m *Module) registerWebhooks(se *core.ServeEvent) {
 func (m *Module) webhook(e *core.RequestEvent) error {
 	name := e.Request.PathValue("connector")
 	if m.instance(name) == nil {
-		return fail(e, http.StatusNotFound, "connector", fmt.Sprintf("no connector named %q is installed", name))
+		return webhooks.Fail(e, http.StatusNotFound, "connector", fmt.Sprintf("no connector named %q is installed", name))
 	}
-	limit := int64(m.cfg.Ingest.MaxWebhookKB) << 10
-	body, err := io.ReadAll(io.LimitReader(e.Request.Body, limit+1))
-	if err != nil {
-		return fail(e, http.StatusBadRequest, "body", "could not read body: "+err.Error())
-	}
-	if int64(len(body)) > limit {
-		return fail(e, http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("webhook body is larger than %d KB (ingest.max_webhook_kb)", m.cfg.Ingest.MaxWebhookKB))
+	body, ok, err := webhooks.ReadBody(e, m.cfg.Ingest.MaxWebhookKB)
+	if !ok {
+		return err
 	}
 	req := webhooks.Request(e.Request, body)
-	out := m.handleWebhook(e.Request.Context(), name, &req)
-	for k, v := range out.Headers {
-		e.Response.Header().Set(k, v)
-	}
-	e.Response.WriteHeader(out.Status)
-	_, _ = e.Response.Write(out.Body)
-	return nil
+	return m.handleWebhook(e.Request.Context(), name, &req).Write(e)
 }
 
 // outcome is what became of one webhook: the answer for the vendor, and

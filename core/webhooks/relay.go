@@ -24,8 +24,8 @@ type Relay struct {
 	bus   *bus.Bus
 	known *Known
 	log   *slog.Logger
-	// MaxBytes bounds a body (ingest.max_webhook_kb).
-	maxBytes int64
+	// maxKB bounds a body (ingest.max_webhook_kb).
+	maxKB int
 	// CallTimeout bounds a forwarded handshake: the writer's own webhook
 	// timeout plus the round trip.
 	callTimeout time.Duration
@@ -42,18 +42,39 @@ func NewRelay(ctx context.Context, b *bus.Bus, maxKB int, log *slog.Logger) (*Re
 	if err != nil {
 		return nil, err
 	}
-	return &Relay{bus: b, known: known, log: log.With("component", "webhooks"), maxBytes: int64(maxKB) << 10, callTimeout: 5 * time.Second}, nil
+	return &Relay{bus: b, known: known, log: log.With("component", "webhooks"), maxKB: maxKB, callTimeout: 5 * time.Second}, nil
 }
 
 // Stop ends the relay's watch of the connectors.
 func (r *Relay) Stop() { r.known.Stop() }
 
-// Register adds the routes the writer has for webhooks.
-func (r *Relay) Register(se *core.ServeEvent) {
+// Register adds the relay at the routes the writer has for webhooks.
+func (r *Relay) Register(se *core.ServeEvent) { Routes(se, r.serve) }
+
+// Routes serves handle at /webhooks/{connector}[/{path...}], GET and POST:
+// the writer's connectors and a front end's relay alike. Successful
+// deliveries are not written to the request log: at vendor volumes that
+// log would cost more than storing the events.
+func Routes(se *core.ServeEvent, handle func(*core.RequestEvent) error) {
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		se.Router.Route(method, "/webhooks/{connector}", r.serve).Bind(apis.SkipSuccessActivityLog())
-		se.Router.Route(method, "/webhooks/{connector}/{path...}", r.serve).Bind(apis.SkipSuccessActivityLog())
+		se.Router.Route(method, "/webhooks/{connector}", handle).Bind(apis.SkipSuccessActivityLog())
+		se.Router.Route(method, "/webhooks/{connector}/{path...}", handle).Bind(apis.SkipSuccessActivityLog())
 	}
+}
+
+// ReadBody reads a webhook's body, up to maxKB (ingest.max_webhook_kb).
+// A body it cannot take has been answered (400, or 413 when too large,
+// both naming the field body) when ok is false.
+func ReadBody(e *core.RequestEvent, maxKB int) (body []byte, ok bool, err error) {
+	limit := int64(maxKB) << 10
+	body, err = io.ReadAll(io.LimitReader(e.Request.Body, limit+1))
+	if err != nil {
+		return nil, false, Fail(e, http.StatusBadRequest, "body", "could not read body: "+err.Error())
+	}
+	if int64(len(body)) > limit {
+		return nil, false, Fail(e, http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("webhook body is larger than %d KB (ingest.max_webhook_kb)", maxKB))
+	}
+	return body, true, nil
 }
 
 // Fail answers a vendor in the API's error shape plus the top-level
@@ -79,12 +100,9 @@ func (r *Relay) serve(e *core.RequestEvent) error {
 		// vendor retries, and nothing is kept for a connector switched off.
 		return retryLater(e, fmt.Sprintf("connector %s is not enabled; retry later", name))
 	}
-	body, err := io.ReadAll(io.LimitReader(e.Request.Body, r.maxBytes+1))
-	if err != nil {
-		return Fail(e, http.StatusBadRequest, "body", "could not read body: "+err.Error())
-	}
-	if int64(len(body)) > r.maxBytes {
-		return Fail(e, http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("webhook body is larger than %d KB (ingest.max_webhook_kb)", r.maxBytes>>10))
+	body, ok, err := ReadBody(e, r.maxKB)
+	if !ok {
+		return err
 	}
 	d := &Delivery{Connector: name, Received: time.Now().UTC(), Request: Request(e.Request, body)}
 	data, err := json.Marshal(d)
@@ -128,10 +146,5 @@ func (r *Relay) call(e *core.RequestEvent, name string, data []byte) error {
 		r.log.Error("webhook call: the writer's reply is not understood", "connector", name, "error", err)
 		return Fail(e, http.StatusBadGateway, "", "the writer's answer to this webhook was not understood")
 	}
-	for k, v := range rep.Headers {
-		e.Response.Header().Set(k, v)
-	}
-	e.Response.WriteHeader(rep.Status)
-	_, _ = e.Response.Write(rep.Body)
-	return nil
+	return rep.Write(e)
 }

@@ -29,6 +29,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pocketbase/pocketbase/core"
+
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/plugins/sdk"
 )
@@ -99,6 +101,16 @@ type Reply struct {
 	Status  int               `json:"status"`
 	Headers map[string]string `json:"headers,omitempty"`
 	Body    []byte            `json:"body,omitempty"`
+}
+
+// Write sends the reply as the HTTP answer.
+func (rep Reply) Write(e *core.RequestEvent) error {
+	for k, v := range rep.Headers {
+		e.Response.Header().Set(k, v)
+	}
+	e.Response.WriteHeader(rep.Status)
+	_, _ = e.Response.Write(rep.Body) // the vendor hung up: nothing left to answer
+	return nil
 }
 
 // Request is what a connector sees of r: the path after
