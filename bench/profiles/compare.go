@@ -54,6 +54,27 @@ import (
 type figure struct {
 	rate   float64 // events/s
 	cpuPer time.Duration
+	// heap is the most the Go heap held live (after a GC) above what it
+	// held before the load: what the Omni under test kept during it.
+	heap uint64
+}
+
+// heapPeak follows the live heap (as of the last GC) during a load.
+type heapPeak struct{ base, max uint64 }
+
+func (h *heapPeak) sample() {
+	s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	rtmetrics.Read(s)
+	h.max = max(h.max, s[0].Value.Uint64())
+}
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	_ = pprof.WriteHeapProfile(f)
 }
 
 func cpuTime() time.Duration {
@@ -102,7 +123,8 @@ func compare(evs []bus.Msg, runs int, cpuProfile string) {
 		l, r := storeThrough(evs, true, profL)
 		fmt.Printf("run %d: floor %.0f/s (%v CPU/event) | profiles %.0f/s = %.2f× (%v CPU/event) | everything live %.0f/s = %.2f× (%v CPU/event), rolled up %.0f/s = %.2f× (%v CPU/event)\n",
 			run, f.rate, f.cpuPer, p.rate, p.rate/f.rate, p.cpuPer, l.rate, l.rate/f.rate, l.cpuPer, r.rate, r.rate/f.rate, r.cpuPer)
-		fmt.Printf("       heap still live after the run: %d MB (the events: %d MB)\n", heapLive()>>20, own>>20)
+		fmt.Printf("       Omni's peak live heap during the load: profiles %d MB, everything live %d MB; heap still live after the run: %d MB (the events: %d MB)\n",
+			p.heap>>20, l.heap>>20, heapLive()>>20, own>>20)
 		floors, profs, lives, rolled = append(floors, f), append(profs, p), append(lives, l), append(rolled, r)
 	}
 	ratio := func(xs []figure) float64 {
@@ -121,7 +143,7 @@ func compare(evs []bus.Msg, runs int, cpuProfile string) {
 		}
 		slices.Sort(rs)
 		slices.Sort(cs)
-		return figure{rs[len(rs)/2], cs[len(cs)/2]}
+		return figure{rate: rs[len(rs)/2], cpuPer: cs[len(cs)/2]}
 	}
 	f, p, l, r := med(floors), med(profs), med(lives), med(rolled)
 	fmt.Printf("medians of %d, %d events each:\n", runs, len(evs))
@@ -164,7 +186,7 @@ func floorInsert(evs []bus.Msg) figure {
 		}
 		el, cpu = el+time.Since(t0), cpu+cpuTime()-c0
 	}
-	return figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs))}
+	return figure{rate: float64(len(evs)) / el.Seconds(), cpuPer: cpu / time.Duration(len(evs))}
 }
 
 // storeThrough publishes evs to a fresh Omni and waits until all are
@@ -214,7 +236,7 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	runtime.GC()
+	peak := heapPeak{base: heapLive()} // after a full GC
 	c0, t0 := cpuTime(), time.Now()
 	ctx := context.Background()
 	done := make(chan struct{})
@@ -233,12 +255,18 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 	// what segments and journeys publish; those are not counted). The
 	// count comes from the commit callback: polling COUNT(*) over the
 	// growing table cost a sixth of the run's CPU.
-	for counter.n.Load() < int64(len(evs)) {
+	heapAt := len(evs) / 2 // the heap profile is taken half-way
+	for n := counter.n.Load(); n < int64(len(evs)); n = counter.n.Load() {
+		peak.sample()
+		if cpuProfile != "" && heapAt > 0 && n >= int64(heapAt) {
+			heapAt = 0
+			writeHeapProfile(cpuProfile + ".heap")
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	el, cpu := time.Since(t0), cpuTime()-c0
 	<-done
-	stored = figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs))}
+	stored = figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs)), peak.max - min(peak.max, peak.base)}
 	if !live {
 		return stored, stored
 	}
@@ -248,7 +276,7 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 		}
 	}
 	el, cpu = time.Since(t0), cpuTime()-c0
-	return stored, figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs))}
+	return stored, figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs)), stored.heap}
 }
 
 // liveSetup makes 10 segments of the kinds shops use and publishes 20

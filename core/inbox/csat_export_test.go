@@ -47,6 +47,9 @@ func SetPriority(m *Module, id, priority string) error {
 // CheckSLA runs the SLA check as the tick would at now.
 func CheckSLA(m *Module, now time.Time) { m.checkSLA(context.Background(), now) }
 
+// SLADueQuery is the SLA check's query ({:now} bound by the caller).
+func SLADueQuery() string { return slaDueSQL }
+
 func (m *Module) inTx(f func(tx core.App) error) error {
 	if err := m.app.RunInTransaction(f); err != nil {
 		return err

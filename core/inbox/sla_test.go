@@ -1,6 +1,7 @@
 package inbox_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +118,30 @@ func TestSLADueTimesAndBreaches(t *testing.T) {
 	call(t, s, omnitest.Auth(owner), "GET", "/api/v1/conversations/"+c.ID, nil, 200, &got)
 	if sla := got.Conversation.SLA; sla == nil || sla.Kind != "first" || sla.Due != parseDue(t, c.FirstResponseDue).Format(time.RFC3339) {
 		t.Fatalf("the API's SLA of the reopened conversation: %+v", sla)
+	}
+}
+
+// The SLA check runs every second: it reads its two partial indexes, not
+// every open conversation.
+func TestSLACheckReadsItsIndexes(t *testing.T) {
+	s, _ := startInbox(t, inbox.Options{Tick: time.Hour})
+	var plan []struct {
+		Detail string `db:"detail"`
+	}
+	if err := s.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + inbox.SLADueQuery()).Bind(dbx.Params{"now": "2026-12-01 10:00:00.000Z"}).All(&plan); err != nil {
+		t.Fatal(err)
+	}
+	var details []string
+	for _, p := range plan {
+		details = append(details, p.Detail)
+	}
+	all := strings.Join(details, "\n")
+	for _, idx := range []string{"idx_conversations_first_due", "idx_conversations_next_due"} {
+		if !strings.Contains(all, idx) {
+			t.Errorf("the SLA check does not read %s:\n%s", idx, all)
+		}
+	}
+	if strings.Contains(all, "SCAN "+inbox.ConversationsCollection) {
+		t.Errorf("the SLA check scans the conversations:\n%s", all)
 	}
 }

@@ -177,9 +177,9 @@ func (m *Module) Init(s *app.Setup) error {
 
 // Start registers the routes, the record hooks and the segment scheduler.
 func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
-	// Once a load has stopped: up to cacheProfiles profiles with their
-	// traits would otherwise stay in the heap until the next burst, which
-	// reads them back in a few indexed look-ups each.
+	// Once a load has stopped: the cached profiles with their traits
+	// (cacheBounds) would otherwise stay in the heap until the next burst,
+	// which reads them back in a few indexed look-ups each.
 	m.unIdle = memtune.AtIdle(m.forgetCache)
 	m.registerHooks(m.app)
 	m.Register(se.Router)
@@ -209,6 +209,8 @@ func (m *Module) Stop(ctx context.Context) {
 	if m.unIdle != nil {
 		m.unIdle()
 	}
+	// A stopped module keeps no cached profiles, whoever still holds it.
+	m.forgetCache()
 	close(m.quit)
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()

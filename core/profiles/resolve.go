@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -161,7 +162,7 @@ type batch struct {
 	// first use in this transaction (see stmt).
 	ex                                                       dbx.Executor
 	sIdent, sIdentIns, sProfile, sProfileIdents, sProfileIns *sql.Stmt
-	sWordsDel, sWordIns                                      *sql.Stmt            // profile_search (search.go)
+	sWordsDel, sWordIns, sWordsGet                           *sql.Stmt            // profile_search (search.go)
 	sUpdate                                                  map[uint16]*sql.Stmt // by the set of columns written (updateSQL)
 	args                                                     []any                // reused argument slice
 }
@@ -175,6 +176,7 @@ const (
 orders_count, lifecycle_stage, engagement_level, traits_due_at, known, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	wordsDelSQL = "DELETE FROM profile_search WHERE profile=? AND origin=?"
 	wordInsSQL  = "INSERT OR IGNORE INTO profile_search (token, profile, origin) VALUES (?, ?, ?)"
+	wordsGetSQL = "SELECT token FROM profile_search WHERE profile=? AND origin=? ORDER BY token"
 )
 
 // stmt returns *slot, preparing query in the batch's transaction on first use.
@@ -207,7 +209,8 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		qProfileIdents: tx.DB().NewQuery("SELECT kind, value FROM identities WHERE profile={:p}"),
 	}
 	if shared {
-		if m.cache.profiles == nil || len(m.cache.profiles) > cacheProfiles || len(m.cache.ids) > cacheIdentities {
+		maxProfiles, maxIDs := cacheBounds()
+		if m.cache.profiles == nil || len(m.cache.profiles) > maxProfiles || len(m.cache.ids) > maxIDs {
 			m.cache.reset()
 		}
 		b.idCache, b.profiles, b.redirect = m.cache.ids, m.cache.profiles, m.cache.redirect
@@ -215,11 +218,27 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 	return b
 }
 
-// Cross-batch cache bounds: when exceeded the cache starts over (cheap,
-// and a cold cache only costs a few indexed reads per profile).
+// cacheBounds says how many profiles and identity look-ups the cross-batch
+// cache may hold before it starts over (cheap: a cold cache costs a few
+// indexed reads per profile). A tenth of the Go heap's soft limit
+// (memtune's default, or GOMEMLIMIT) goes to it, at about
+// cachedProfileBytes a profile: a cache as big as the limit would leave
+// the collector running all the time under load (a 100,000-profile cache
+// was 300 MB, twice the default limit).
+func cacheBounds() (profiles, identities int) {
+	limit := debug.SetMemoryLimit(-1) // reads the limit; math.MaxInt64 when none
+	n := int(min(limit/10/cachedProfileBytes, maxCacheProfiles))
+	n = max(n, minCacheProfiles)
+	return n, 4 * n
+}
+
 const (
-	cacheProfiles   = 100_000
-	cacheIdentities = 400_000
+	// cachedProfileBytes is a cached profile's heap with its traits,
+	// computed traits, consent and identity look-ups, as measured in
+	// bench/profiles (20k cached profiles held about 60 MB).
+	cachedProfileBytes = 3 << 10
+	minCacheProfiles   = 1_000
+	maxCacheProfiles   = 100_000
 )
 
 // resolveCache keeps profiles, identity lookups and merge redirects between
@@ -245,7 +264,7 @@ func (b *batch) see(p *profile) {
 }
 
 func (b *batch) close() {
-	for _, st := range []*sql.Stmt{b.sIdent, b.sIdentIns, b.sProfile, b.sProfileIdents, b.sProfileIns, b.sWordsDel, b.sWordIns} {
+	for _, st := range []*sql.Stmt{b.sIdent, b.sIdentIns, b.sProfile, b.sProfileIdents, b.sProfileIns, b.sWordsDel, b.sWordIns, b.sWordsGet} {
 		if st != nil {
 			st.Close()
 		}
