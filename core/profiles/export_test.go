@@ -17,3 +17,6 @@ func SearchParamsForTest(m *Module, s string) dbx.Params {
 	c, _, _, _, _ := m.listQuery(url.Values{"q": {s}})
 	return c.Params
 }
+
+// ForgetCacheForTest drops the resolution cache, as memtune does at idle.
+func ForgetCacheForTest(m *Module) { m.forgetCache() }

@@ -28,11 +28,23 @@ type storedRow struct {
 }
 
 // The writer keeps profiles between batches and writes only what changed
-// since it last wrote them: each later batch must still land every change
-// (traits, consent, name, times, counters, search words) and keep what did
-// not change.
+// since it last wrote them, or since it read them back when they were not
+// cached: each later batch must still land every change (traits, consent,
+// name, times, counters, search words) and keep what did not change.
 func TestCachedProfileLandsEveryChangeOfLaterBatches(t *testing.T) {
+	t.Run("cached", func(t *testing.T) { landsEveryChange(t, false) })
+	t.Run("read back", func(t *testing.T) { landsEveryChange(t, true) })
+}
+
+func landsEveryChange(t *testing.T, readBack bool) {
 	e := start(t, profiles.Options{})
+	publish := func(t *testing.T, x *events.Event) {
+		t.Helper()
+		if readBack {
+			profiles.ForgetCacheForTest(e.mod)
+		}
+		e.publish(t, x)
+	}
 	base := e.clock.Now().Add(-2 * time.Hour)
 	email, phone := "flush-ada@omni-shop.dev", "+14155550111"
 	row := func() storedRow {
@@ -63,7 +75,7 @@ lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[st
 		return len(out.Items) == 1 && out.Items[0].ID == e.profileOf(t, events.Email, email)
 	}
 
-	e.publish(t, ev(events.Identify, "web", base, events.Identities{events.Email: email},
+	publish(t, ev(events.Identify, "web", base, events.Identities{events.Email: email},
 		map[string]any{"traits": map[string]any{"plan": "gold", "first_name": "Ada", "last_name": "Okafor"}}, "web"))
 	r := row()
 	if r.Name != "Ada Okafor" || traits(r)["plan"] != "gold" || !r.Known || r.Stage != profiles.StageConsideration {
@@ -72,7 +84,7 @@ lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[st
 
 	// A page view: times and computed change; traits, consent and name stay.
 	seen := base.Add(30 * time.Minute)
-	e.publish(t, ev(events.PageViewed, "web", seen, events.Identities{events.Email: email}, nil, "web"))
+	publish(t, ev(events.PageViewed, "web", seen, events.Identities{events.Email: email}, nil, "web"))
 	r2 := row()
 	if r2.LastSeen != seen.UTC().Format("2006-01-02 15:04:05.000Z") || r2.FirstSeen != r.FirstSeen {
 		t.Fatalf("last_seen %q first_seen %q, want %s and %q", r2.LastSeen, r2.FirstSeen, seen, r.FirstSeen)
@@ -86,13 +98,13 @@ lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[st
 	}
 
 	// Consent, then an order, then new traits, a new name and a phone.
-	e.publish(t, ev(events.ConsentChanged, "web", seen.Add(time.Minute), events.Identities{events.Email: email},
+	publish(t, ev(events.ConsentChanged, "web", seen.Add(time.Minute), events.Identities{events.Email: email},
 		map[string]any{"channel": "email", "status": profiles.ConsentSubscribed}, "web"))
 	r3 := row()
 	if !strings.Contains(r3.Consent, `"status":"subscribed"`) || r3.Traits != r.Traits {
 		t.Fatalf("after consent: consent %s traits %s", r3.Consent, r3.Traits)
 	}
-	e.publish(t, ev(events.OrderPlaced, "shop", seen.Add(2*time.Minute), events.Identities{events.Email: email},
+	publish(t, ev(events.OrderPlaced, "shop", seen.Add(2*time.Minute), events.Identities{events.Email: email},
 		map[string]any{"total": 40.0, "currency": "USD"}, "web"))
 	r4 := row()
 	// The purchase stage ends 30 days after the order: the scheduled pass
@@ -104,7 +116,7 @@ lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[st
 	if !found("okafor") {
 		t.Fatal("not found by the name it had")
 	}
-	e.publish(t, ev(events.Identify, "web", seen.Add(3*time.Minute), events.Identities{events.Email: email, events.Phone: phone},
+	publish(t, ev(events.Identify, "web", seen.Add(3*time.Minute), events.Identities{events.Email: email, events.Phone: phone},
 		map[string]any{"traits": map[string]any{"plan": "platinum", "name": "Zara Bell"}}, "web"))
 	r5 := row()
 	if r5.Name != "Zara Bell" || traits(r5)["plan"] != "platinum" || traits(r5)["first_name"] != "Ada" || r5.Phone != phone || r5.Orders != 1 {

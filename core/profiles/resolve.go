@@ -168,9 +168,10 @@ type batch struct {
 }
 
 const (
-	identSQL         = "SELECT profile FROM identities WHERE kind=? AND value=?"
-	identInsSQL      = "INSERT INTO identities (id, kind, value, profile, created) VALUES (?, ?, ?, ?, ?)"
-	profileSQL       = "SELECT id, merged_into, created, name, email, phone, traits, computed, consent FROM profiles WHERE id=?"
+	identSQL    = "SELECT profile FROM identities WHERE kind=? AND value=?"
+	identInsSQL = "INSERT INTO identities (id, kind, value, profile, created) VALUES (?, ?, ?, ?, ?)"
+	profileSQL  = `SELECT id, merged_into, created, name, email, phone, traits, computed, consent,
+first_seen, last_seen, orders_count, lifecycle_stage, engagement_level, traits_due_at, known FROM profiles WHERE id=?`
 	profileIdentsSQL = "SELECT kind, value FROM identities WHERE profile=?"
 	profileInsSQL    = `INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
 orders_count, lifecycle_stage, engagement_level, traits_due_at, known, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -428,8 +429,10 @@ func (b *batch) load(id string) (*profile, error) {
 			return nil, err
 		}
 		var row profileRow
+		var saved savedColumns
 		if err := st.QueryRow(id).Scan(&row.ID, &row.MergedInto, &row.Created, &row.Name, &row.Email, &row.Phone,
-			&row.Traits, &row.Computed, &row.Consent); err != nil {
+			&row.Traits, &row.Computed, &row.Consent,
+			&saved.firstSeen, &saved.lastSeen, &saved.orders, &saved.stage, &saved.engagement, &saved.due, &saved.known); err != nil {
 			return nil, fmt.Errorf("load profile %s: %w", id, err)
 		}
 		p, err := row.decode()
@@ -440,6 +443,12 @@ func (b *batch) load(id string) (*profile, error) {
 			b.redirect[id] = p.mergedInto
 			continue
 		}
+		// As stored, so flush writes only what the batch changes, as for
+		// a cached profile: an UPDATE of every column rewrites every index
+		// of profiles, and the traits and consent JSON with them.
+		saved.name, saved.email, saved.phone = p.name, p.email, p.phone
+		saved.compFirst, saved.compLast = p.comp.FirstSeen, p.comp.LastSeen
+		p.saved, p.traitsSaved, p.consentSaved = &saved, true, true
 		if st, err = b.stmt(&b.sProfileIdents, profileIdentsSQL); err != nil {
 			return nil, err
 		}
