@@ -18,6 +18,7 @@ import (
 	"github.com/omni/omni/core/relay"
 	"github.com/omni/omni/core/segmentrule"
 	"github.com/omni/omni/core/store"
+	"github.com/omni/omni/internal/fastjson"
 )
 
 // singleValued identity kinds: a person has one account per system, so a
@@ -403,7 +404,8 @@ func (r *profileRow) decode() (*profile, error) {
 		if f.raw == "" {
 			continue
 		}
-		if err := json.Unmarshal([]byte(f.raw), f.into); err != nil {
+		// fastjson: every profile a batch reads back is decoded here.
+		if err := fastjson.Unmarshal([]byte(f.raw), f.into); err != nil {
 			return nil, fmt.Errorf("profile %s: stored %s are not valid JSON (left untouched): %w", r.ID, f.name, err)
 		}
 	}
