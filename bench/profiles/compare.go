@@ -266,7 +266,7 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 	}
 	el, cpu := time.Since(t0), cpuTime()-c0
 	<-done
-	stored = figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs)), peak.max - min(peak.max, peak.base)}
+	stored = figure{rate: float64(len(evs)) / el.Seconds(), cpuPer: cpu / time.Duration(len(evs)), heap: peak.max - min(peak.max, peak.base)}
 	if !live {
 		return stored, stored
 	}
@@ -276,7 +276,7 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 		}
 	}
 	el, cpu = time.Since(t0), cpuTime()-c0
-	return stored, figure{float64(len(evs)) / el.Seconds(), cpu / time.Duration(len(evs)), stored.heap}
+	return stored, figure{rate: float64(len(evs)) / el.Seconds(), cpuPer: cpu / time.Duration(len(evs)), heap: stored.heap}
 }
 
 // liveSetup makes 10 segments of the kinds shops use and publishes 20

@@ -219,12 +219,11 @@ const (
 // conditions are the index's own, word for word, so SQLite uses it).
 // INDEXED BY: without statistics the planner prefers the status index,
 // which holds every open conversation.
-var slaDueSQL = func() string {
-	cols := `SELECT id, profile, channel, first_response_due, next_response_due, sla_breached_due FROM ` + ConversationsCollection
-	return cols + ` INDEXED BY idx_conversations_first_due WHERE ` + slaFirstPending + ` AND first_response_due <= {:now}
-		UNION ` + cols + ` INDEXED BY idx_conversations_next_due WHERE ` + slaNextPending + ` AND next_response_due <= {:now}
+const slaDueSQL = slaDueCols + ` INDEXED BY idx_conversations_first_due WHERE ` + slaFirstPending + ` AND first_response_due <= {:now}
+		UNION ` + slaDueCols + ` INDEXED BY idx_conversations_next_due WHERE ` + slaNextPending + ` AND next_response_due <= {:now}
 		LIMIT 200`
-}()
+
+const slaDueCols = `SELECT id, profile, channel, first_response_due, next_response_due, sla_breached_due FROM ` + ConversationsCollection
 
 // checkSLA counts each due time that passed on an open conversation once
 // (sla_breached_due remembers the last one counted), stages
