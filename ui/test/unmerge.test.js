@@ -109,7 +109,21 @@ describe('customer page: un-merge', () => {
     await notice.getByRole('link', { name: 'Bob Stone' }).click()
     await page.waitForURL(`${server.url}/customers/${bobID}`)
     // A fresh page load (profile, timeline, merges): slow on a loaded machine.
-    await page.getByRole('heading', { name: 'Bob Stone' }).first().waitFor({ timeout: 30000 })
-    await page.getByTestId('undone').filter({ hasText: 'Un-merged by Olga Owner' }).waitFor({ timeout: 30000 })
+    // This wait has failed at 30 s in CI now and then: on a timeout, say
+    // where the page is and what the API holds for both customers.
+    try {
+      await page.getByRole('heading', { name: 'Bob Stone' }).first().waitFor({ timeout: 30000 })
+      await page.getByTestId('undone').filter({ hasText: 'Un-merged by Olga Owner' }).waitFor({ timeout: 30000 })
+    } catch (err) {
+      await shot(page, 'unmerge-bob-timeout').catch(() => {})
+      const headings = await page.getByRole('heading').allTextContents().catch(() => [])
+      const now = async (id) => {
+        const r = await apiAs(server.url, ownerToken, `/api/v1/profiles/${id}`)
+        return { status: r.status, id: r.body?.id, name: r.body?.name, merged_into: r.body?.merged_into }
+      }
+      err.message += `\npage ${page.url()} (Bob ${bobID}, Ann ${annID}), headings ${JSON.stringify(headings)}` +
+        `\nBob now ${JSON.stringify(await now(bobID))}, Ann now ${JSON.stringify(await now(annID))}`
+      throw err
+    }
   })
 })
