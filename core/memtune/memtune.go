@@ -125,10 +125,17 @@ const samplesPerInterval = 10
 // releaseEvery intervals, idleReleases times in all. It runs until stop
 // is closed.
 func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
+	watchIdle(interval)(stop)
+}
+
+// watchIdle reads the allocation count and GOGC now and returns
+// ReleaseWhenIdle's loop, which measures from that reading: whatever is
+// allocated after watchIdle returns counts as load, however late the
+// loop's goroutine starts (tests start it, then make a load).
+func watchIdle(interval time.Duration) (run func(stop <-chan struct{})) {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
 	last := s[0].Value.Uint64()
-	busy := false
 	idleGC := func(on bool) {}
 	if os.Getenv("GOGC") == "" {
 		gogc := debug.SetGCPercent(-1)
@@ -146,8 +153,17 @@ func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
 			}
 			idleGCOn.Store(on)
 		}
-		defer idleGC(false)
 	}
+	return func(stop <-chan struct{}) {
+		defer idleGC(false)
+		watchIdleLoop(stop, interval, s, last, idleGC)
+	}
+}
+
+// watchIdleLoop is ReleaseWhenIdle's loop: s samples the heap's
+// allocations, last is their count when the watch began.
+func watchIdleLoop(stop <-chan struct{}, interval time.Duration, s []metrics.Sample, last uint64, idleGC func(on bool)) {
+	busy := false
 	t := time.NewTicker(max(interval/samplesPerInterval, time.Millisecond))
 	defer t.Stop()
 	quiet := 0           // samples in a row at the idle rate
