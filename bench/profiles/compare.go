@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -227,15 +228,13 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 	if live {
 		liveSetup(o, "http://"+ln.Addr().String())
 	}
+	// The CPU profile covers the load; in the live case, metrics' catch-up
+	// after it goes to a second file (cpuProfile + ".catchup").
+	stopProfile := func() {}
 	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer f.Close()
-		_ = pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+		stopProfile = startCPUProfile(cpuProfile)
 	}
+	defer func() { stopProfile() }()
 	peak := heapPeak{base: heapLive()} // after a full GC
 	c0, t0 := cpuTime(), time.Now()
 	ctx := context.Background()
@@ -267,8 +266,12 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 	el, cpu := time.Since(t0), cpuTime()-c0
 	<-done
 	stored = figure{rate: float64(len(evs)) / el.Seconds(), cpuPer: cpu / time.Duration(len(evs)), heap: peak.max - min(peak.max, peak.base)}
+	stopProfile()
 	if !live {
 		return stored, stored
+	}
+	if cpuProfile != "" {
+		stopProfile = startCPUProfile(cpuProfile + ".catchup")
 	}
 	for queued := 1; queued > 0; time.Sleep(20 * time.Millisecond) {
 		if err := o.PB.DB().NewQuery("SELECT COUNT(*) FROM metrics_queue").Row(&queued); err != nil {
@@ -277,6 +280,25 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 	}
 	el, cpu = time.Since(t0), cpuTime()-c0
 	return stored, figure{rate: float64(len(evs)) / el.Seconds(), cpuPer: cpu / time.Duration(len(evs)), heap: stored.heap}
+}
+
+// startCPUProfile writes a CPU profile to path until the returned stop
+// is called (once; later calls do nothing).
+func startCPUProfile(path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Fatal(err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
 }
 
 // liveSetup makes 10 segments of the kinds shops use and publishes 20
