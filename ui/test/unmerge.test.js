@@ -15,6 +15,7 @@ const EMAIL = 'ann.lee@omni-shop.dev'
 const PHONE = '+447700900666'
 
 let tmp, server, browser, page, writeKey, ownerToken, annID, bobID
+const pageProblems = []
 
 before(async () => {
   tmp = tmpDir()
@@ -50,6 +51,12 @@ before(async () => {
   browser = await launchBrowser(tmp)
   page = browser.pages()[0] || (await browser.newPage())
   page.setDefaultTimeout(10000)
+  // Kept for the report of a failed wait below: what the page threw or
+  // logged as an error, and API calls that failed.
+  page.on('pageerror', (err) => pageProblems.push('error: ' + err.message))
+  page.on('console', (msg) => msg.type() === 'error' && pageProblems.push('console: ' + msg.text()))
+  page.on('response', (r) => r.url().includes('/api/') && r.status() >= 400 && pageProblems.push(`${r.status()} ${r.request().method()} ${r.url()}`))
+  page.on('requestfailed', (r) => pageProblems.push(`failed ${r.method()} ${r.url()}: ${r.failure()?.errorText}`))
 })
 
 after(async () => {
@@ -122,8 +129,43 @@ describe('customer page: un-merge', () => {
         return { status: r.status, id: r.body?.id, name: r.body?.name, merged_into: r.body?.merged_into }
       }
       err.message += `\npage ${page.url()} (Bob ${bobID}, Ann ${annID}), headings ${JSON.stringify(headings)}` +
-        `\nBob now ${JSON.stringify(await now(bobID))}, Ann now ${JSON.stringify(await now(annID))}`
+        `\nBob now ${JSON.stringify(await now(bobID))}, Ann now ${JSON.stringify(await now(annID))}` +
+        `\nthe page's errors and failed calls: ${JSON.stringify(pageProblems.slice(-20))}`
       throw err
+    }
+  })
+
+  // A customer page's profile answer that arrives after the user moved on
+  // to another customer's page must not take them back: the old page's
+  // props already read the new route.
+  it("a late answer for the page left behind does not pull the user back", async () => {
+    const annURL = `${server.url}/api/v1/profiles/${annID}`
+    let release
+    const held = new Promise((r) => (release = r))
+    const isAnn = (u) => u.href === annURL
+    await page.route(isAnn, async (route) => {
+      await held
+      await route.continue()
+    })
+    try {
+      await page.goto(`${server.url}/customers/${annID}`)
+      await page.getByRole('status').filter({ hasText: 'Loading' }).first().waitFor()
+      // Moved on in the app (as a link or the back button does) while Ann's profile is still on its way.
+      await page.evaluate((id) => {
+        history.pushState({}, '', '/customers/' + id)
+        dispatchEvent(new PopStateEvent('popstate'))
+      }, bobID)
+      await page.getByRole('heading', { name: 'Bob Stone' }).first().waitFor()
+      const answered = page.waitForEvent('requestfinished', (r) => r.url() === annURL)
+      release()
+      await answered
+      // Let the old page's code after that answer run (a few tasks), then look.
+      await page.evaluate(() => new Promise((r) => setTimeout(r, 300)))
+      assert.equal(page.url(), `${server.url}/customers/${bobID}`)
+      assert.equal(await page.getByRole('heading', { level: 1 }).first().textContent(), 'Bob Stone')
+    } finally {
+      release()
+      await page.unroute(isAnn).catch(() => {})
     }
   })
 })
