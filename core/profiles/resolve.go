@@ -450,7 +450,11 @@ func (b *batch) load(id string) (*profile, error) {
 		// of profiles, and the traits and consent JSON with them.
 		saved.name, saved.email, saved.phone = p.name, p.email, p.phone
 		saved.compFirst, saved.compLast = p.comp.FirstSeen, p.comp.LastSeen
-		p.saved, p.traitsSaved, p.consentSaved = &saved, true, true
+		// Its stored search words are those of its stored name, email,
+		// phone and identities (every write of them rewrites the words,
+		// and a change of how words are made reindexes by migration), so
+		// only a change of one of them makes flush look at the words.
+		p.saved, p.traitsSaved, p.consentSaved, p.wordsSaved = &saved, true, true, true
 		if st, err = b.stmt(&b.sProfileIdents, profileIdentsSQL); err != nil {
 			return nil, err
 		}

@@ -141,11 +141,12 @@ func storedOrderWords(typ, props string) []string {
 func signature(ws []string) string { return strings.Join(ws, "\x00") }
 
 // indexProfile rewrites p's own words when they changed since the last
-// write (p.indexed holds what is stored; "" after a load or a merge).
-// p.wordsSaved skips even working out the words: nothing they are made of
-// (name, email, phone, identities) changed since.
+// write (p.indexed holds what is stored when known; "" after a load or a
+// merge). p.wordsSaved skips even working out the words: nothing they are
+// made of (name, email, phone, identities) changed since they were last
+// written or since the profile was read back.
 func (b *batch) indexProfile(p *profile) error {
-	if p.wordsSaved && p.indexed != "" {
+	if p.wordsSaved {
 		return nil
 	}
 	ws := profileWords(p.name, p.email, p.phone, p.ids)
