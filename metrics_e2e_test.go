@@ -276,6 +276,7 @@ func TestMetricsThroughTheBinary(t *testing.T) {
 
 	// Every report as it stands; then every event twice more, as a
 	// retrying sender or a re-sent webhook would.
+	s.stagesCounted(t)
 	before := s.allReports(t)
 	if again := s.allReports(t); !equalReports(before, again) {
 		t.Fatalf("the reports change with nothing sent: %s", diffReports(before, again))
@@ -294,6 +295,7 @@ func TestMetricsThroughTheBinary(t *testing.T) {
 		t.Fatalf("omni metrics rebuild: exit %d: %s%s", code, out, errOut)
 	}
 	s.serve(t)
+	s.stagesCounted(t)
 	if after := s.allReports(t); !equalReports(before, after) {
 		t.Fatalf("omni metrics rebuild changed the reports: %s", diffReports(before, after))
 	}
@@ -498,6 +500,27 @@ func fmtRows(rows map[string]customerRow) string {
 }
 
 // allReports fetches every report (attribution under each model), decoded.
+// stagesCounted waits for the server's first count of the profiles by
+// stage, a few seconds after it starts: until then the customers report's
+// stage figures are empty, and its notes say so.
+func (s *metricsShop) stagesCounted(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var r struct {
+			Notes []string `json:"notes"`
+		}
+		s.ownerJSON(t, "GET", "/api/v1/metrics/customers?"+s.rangeQ, nil, 200, &r)
+		if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "still being counted") }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the profiles were still being counted by stage 30 s after the start: %q", r.Notes)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (s *metricsShop) allReports(t *testing.T) map[string]any {
 	t.Helper()
 	out := map[string]any{}
