@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -200,12 +199,9 @@ func main() {
 		searchBench(o, mod, rng, *nProfiles, *perProfile, *searches)
 		return
 	}
+	stopProfile := func() {}
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		_ = pprof.StartCPUProfile(f)
+		stopProfile = startCPUProfile(*cpuProfile)
 	}
 	// Phase 1: load. Events are published in waves so customers interleave.
 	total := *nProfiles * *perProfile
@@ -247,9 +243,7 @@ func main() {
 	fmt.Printf("ingest through profiles: %d events in %v = %.0f events/s (publish + store + resolve, end to end)\n", total, el.Round(time.Millisecond), float64(total)/el.Seconds())
 	fmt.Println(st.report("resolve"))
 	fmt.Println(st.report("batch"))
-	if *cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	var live, idents int
 	_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM profiles WHERE merged_into=''").Row(&live)
 	_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM identities").Row(&idents)
