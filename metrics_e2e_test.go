@@ -499,7 +499,6 @@ func fmtRows(rows map[string]customerRow) string {
 	return strings.Join(parts, "; ")
 }
 
-// allReports fetches every report (attribution under each model), decoded.
 // stagesCounted waits for the server's first count of the profiles by
 // stage, a few seconds after it starts: until then the customers report's
 // stage figures are empty, and its notes say so.
@@ -521,6 +520,7 @@ func (s *metricsShop) stagesCounted(t *testing.T) {
 	}
 }
 
+// allReports fetches every report (attribution under each model), decoded.
 func (s *metricsShop) allReports(t *testing.T) map[string]any {
 	t.Helper()
 	out := map[string]any{}

@@ -116,8 +116,9 @@ describe('customer page: un-merge', () => {
     await notice.getByRole('link', { name: 'Bob Stone' }).click()
     await page.waitForURL(`${server.url}/customers/${bobID}`)
     // A fresh page load (profile, timeline, merges): slow on a loaded machine.
-    // This wait has failed at 30 s in CI now and then: on a timeout, say
-    // where the page is and what the API holds for both customers.
+    // On a timeout, say where the page is, what the API holds for both
+    // customers and what the page reported (this wait once caught a late
+    // answer for Ann's page taking the user back there: the next test).
     try {
       await page.getByRole('heading', { name: 'Bob Stone' }).first().waitFor({ timeout: 30000 })
       await page.getByTestId('undone').filter({ hasText: 'Un-merged by Olga Owner' }).waitFor({ timeout: 30000 })
