@@ -125,25 +125,32 @@ const samplesPerInterval = 10
 // releaseEvery intervals, idleReleases times in all. It runs until stop
 // is closed.
 func ReleaseWhenIdle(stop <-chan struct{}, interval time.Duration) {
-	watchIdle(interval)(stop)
+	newIdleWatch(interval).run(stop)
 }
 
-// watchIdle reads the allocation count and GOGC now and returns
-// ReleaseWhenIdle's loop, which measures from that reading: whatever is
-// allocated after watchIdle returns counts as load, however late the
-// loop's goroutine starts (tests start it, then make a load).
-func watchIdle(interval time.Duration) (run func(stop <-chan struct{})) {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	last := s[0].Value.Uint64()
-	idleGC := func(on bool) {}
+// idleWatch is ReleaseWhenIdle's state. newIdleWatch reads the heap's
+// allocation count and GOGC when it is made, and run measures from that
+// reading: whatever is allocated after newIdleWatch returns counts as
+// load, however late run's goroutine starts (tests start it, then make a
+// load).
+type idleWatch struct {
+	interval time.Duration
+	allocs   []metrics.Sample // the heap's allocations, read at each sample
+	last     uint64           // their count at the last sample
+	idleGC   func(on bool)    // lowers GOGC to IdleGCPercent, or restores it
+}
+
+func newIdleWatch(interval time.Duration) *idleWatch {
+	w := &idleWatch{interval: interval, allocs: []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}, idleGC: func(on bool) {}}
+	metrics.Read(w.allocs)
+	w.last = w.allocs[0].Value.Uint64()
 	if os.Getenv("GOGC") == "" {
 		gogc := debug.SetGCPercent(-1)
 		debug.SetGCPercent(gogc)
 		gcMu.Lock()
 		restoreGC = func() { debug.SetGCPercent(gogc) }
 		gcMu.Unlock()
-		idleGC = func(on bool) {
+		w.idleGC = func(on bool) {
 			gcMu.Lock()
 			defer gcMu.Unlock()
 			if on {
@@ -154,17 +161,14 @@ func watchIdle(interval time.Duration) (run func(stop <-chan struct{})) {
 			idleGCOn.Store(on)
 		}
 	}
-	return func(stop <-chan struct{}) {
-		defer idleGC(false)
-		watchIdleLoop(stop, interval, s, last, idleGC)
-	}
+	return w
 }
 
-// watchIdleLoop is ReleaseWhenIdle's loop: s samples the heap's
-// allocations, last is their count when the watch began.
-func watchIdleLoop(stop <-chan struct{}, interval time.Duration, s []metrics.Sample, last uint64, idleGC func(on bool)) {
+// run is ReleaseWhenIdle's loop; it returns when stop is closed.
+func (w *idleWatch) run(stop <-chan struct{}) {
+	defer w.idleGC(false)
 	busy := false
-	t := time.NewTicker(max(interval/samplesPerInterval, time.Millisecond))
+	t := time.NewTicker(max(w.interval/samplesPerInterval, time.Millisecond))
 	defer t.Stop()
 	quiet := 0           // samples in a row at the idle rate
 	var busyAlloc uint64 // allocated since the server turned busy
@@ -175,13 +179,13 @@ func watchIdleLoop(stop <-chan struct{}, interval time.Duration, s []metrics.Sam
 			return
 		case <-t.C:
 		}
-		metrics.Read(s)
-		now := s[0].Value.Uint64()
-		allocated := now - last
-		last = now
+		metrics.Read(w.allocs)
+		now := w.allocs[0].Value.Uint64()
+		allocated := now - w.last
+		w.last = now
 		if allocated >= idleAllocBytes/samplesPerInterval {
 			if !busy {
-				idleGC(false)
+				w.idleGC(false)
 				busyAlloc = 0
 			}
 			busy, quiet = true, 0
@@ -198,7 +202,7 @@ func watchIdleLoop(stop <-chan struct{}, interval time.Duration, s []metrics.Sam
 			// A blip (a timer's work) only goes back to idle GC; a load
 			// leaves memory to hand back.
 			busy, afterLoad = false, busyAlloc >= idleAllocBytes
-			idleGC(true)
+			w.idleGC(true)
 			if afterLoad {
 				ReleaseNow()
 			}

@@ -30,7 +30,7 @@ func TestReleaseAfterABurst(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	defer close(stop)
-	go watchIdle(50 * time.Millisecond)(stop)
+	go newIdleWatch(50 * time.Millisecond).run(stop)
 
 	var keep [][]byte
 	for range 64 { // 64 MB allocated within one interval: busy
@@ -55,7 +55,7 @@ func TestIdleGCPercentUntilTheNextBurst(t *testing.T) {
 	gcPercent := func() int { p := debug.SetGCPercent(-1); debug.SetGCPercent(p); return p }
 	stop := make(chan struct{})
 	defer close(stop)
-	go watchIdle(50 * time.Millisecond)(stop)
+	go newIdleWatch(50 * time.Millisecond).run(stop)
 
 	var sink [][]byte
 	burst := func() {
@@ -115,7 +115,7 @@ func TestReleasesRepeatWhileIdleThenStop(t *testing.T) {
 	defer remove()
 	stop := make(chan struct{})
 	defer close(stop)
-	go watchIdle(20 * time.Millisecond)(stop)
+	go newIdleWatch(20 * time.Millisecond).run(stop)
 	var sink [][]byte
 	for range 64 { // busy in the first interval
 		sink = append(sink, make([]byte, 1<<20))
