@@ -325,12 +325,15 @@ func (m *Module) registerHooks(pb core.App) {
 		return e.Next()
 	}
 	// Profiles and identities are normally written only by this package;
-	// an edit through the admin UI drops the resolution cache.
+	// an edit through the admin UI drops the resolution cache, and an
+	// edited profile's segments follow the edit (the events path trusts
+	// a stored profile's memberships, see loadedState).
 	for _, name := range []string{"profiles", "identities"} {
-		pb.OnRecordAfterUpdateSuccess(name).BindFunc(m.dropCache)
 		pb.OnRecordAfterDeleteSuccess(name).BindFunc(m.dropCache)
 		pb.OnRecordAfterCreateSuccess(name).BindFunc(m.dropCache)
 	}
+	pb.OnRecordAfterUpdateSuccess("identities").BindFunc(m.dropCache)
+	pb.OnRecordAfterUpdateSuccess("profiles").BindFunc(m.reevaluateEdited)
 	// A superuser deleting a tombstone at /_/ removes it like the owner API.
 	pb.OnRecordAfterDeleteSuccess("profile_tombstones").BindFunc(func(e *core.RecordEvent) error {
 		m.tomb.remove(e.Record.GetString("hash"))
@@ -380,6 +383,27 @@ func (m *Module) forgetCache() {
 
 func (m *Module) dropCache(e *core.RecordEvent) error {
 	m.forgetCache()
+	return e.Next()
+}
+
+// reevaluateEdited drops the cache after an edit of a profile row at /_/
+// and evaluates the profile's segments against what was saved.
+func (m *Module) reevaluateEdited(e *core.RecordEvent) error {
+	m.forgetCache()
+	if e.Record.GetString("merged_into") == "" {
+		var emits []*events.Event
+		err := m.app.RunInTransaction(func(tx core.App) error {
+			var err error
+			emits, err = m.evaluateStored(tx, e.Record.Id)
+			return err
+		})
+		if err != nil {
+			m.log.Error("evaluate the segments of an edited profile", "profile", e.Record.Id, "error", err)
+		} else {
+			m.emit(emits)
+			m.notify([]string{e.Record.Id})
+		}
+	}
 	return e.Next()
 }
 

@@ -59,7 +59,8 @@ type profile struct {
 	touched                 bool   // re-evaluate segments
 	indexed                 string // signature of its words in profile_search ("" = unknown)
 	// What segments read of this profile when they were last evaluated for
-	// it (segState, nil = never: evaluate every segment), the event types
+	// it (segState; as stored when read from the table, see loadedState;
+	// nil = unknown: evaluate every segment), the event types
 	// it got since, and its computed traits as last written (compJSON).
 	segState map[segmentrule.Read]string
 	newTypes map[string]bool
@@ -455,6 +456,7 @@ func (b *batch) load(id string) (*profile, error) {
 		// and a change of how words are made reindexes by migration), so
 		// only a change of one of them makes flush look at the words.
 		p.saved, p.traitsSaved, p.consentSaved, p.wordsSaved = &saved, true, true, true
+		b.m.loadedState(p)
 		if st, err = b.stmt(&b.sProfileIdents, profileIdentsSQL); err != nil {
 			return nil, err
 		}

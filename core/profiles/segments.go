@@ -34,6 +34,16 @@ type segmentCache struct {
 	mu   sync.RWMutex
 	list []*segment
 	byID map[string]*segment
+	// stateReads is every read of list that a profile's stored row
+	// answers (not events, not staff tags): what readState records.
+	stateReads []segmentrule.Read
+}
+
+// reads returns the segments' state reads.
+func (c *segmentCache) reads() []segmentrule.Read {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.stateReads
 }
 
 func (c *segmentCache) snapshot() ([]*segment, map[string]*segment) {
@@ -82,16 +92,20 @@ func (m *Module) loadSegments(app core.App) error {
 		}
 		return s.rule, true
 	}
+	var stateReads []segmentrule.Read
 	for _, s := range list {
 		for _, r := range segmentrule.Reads(s.rule, lookup) {
 			r = stateKey(r)
 			if !slices.Contains(s.reads, r) {
 				s.reads = append(s.reads, r)
 			}
+			if r.Source != "event" && r.Source != "tags" && !slices.Contains(stateReads, r) {
+				stateReads = append(stateReads, r)
+			}
 		}
 	}
 	m.segs.mu.Lock()
-	m.segs.list, m.segs.byID = list, byID
+	m.segs.list, m.segs.byID, m.segs.stateReads = list, byID, stateReads
 	m.segs.mu.Unlock()
 	return nil
 }
@@ -142,22 +156,17 @@ func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, sil
 // evaluateChanged is the hot path's evaluation: for each profile a batch
 // touched, only the segments whose rules read something of it that
 // changed since they were last evaluated for it (a trait, a column,
-// consent, or an event of a type the rule counts). A profile evaluated
-// for the first time since it was loaded, and a merge's survivor, get
-// every segment. Time alone never changes a member here: the scheduled
-// pass re-evaluates time-based segments.
+// consent, or an event of a type the rule counts). A profile read from
+// the table compares with what it held as stored (loadedState); one made
+// in the batch, and a merge's survivor, get every segment. Time alone
+// never changes a member here: the scheduled pass re-evaluates
+// time-based segments.
 func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*events.Event, error) {
-	segs, _ := m.segs.snapshot()
+	m.segs.mu.RLock()
+	segs, reads := m.segs.list, m.segs.stateReads
+	m.segs.mu.RUnlock()
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
-	}
-	var reads []segmentrule.Read
-	for _, s := range segs {
-		for _, r := range s.reads {
-			if r.Source != "event" && r.Source != "tags" && !slices.Contains(reads, r) {
-				reads = append(reads, r)
-			}
-		}
 	}
 	states := make([]map[segmentrule.Read]string, len(ps))
 	groups := map[string][]*profile{}
@@ -198,6 +207,19 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 		p.segState, p.newTypes = states[i], nil
 	}
 	return out, nil
+}
+
+// loadedState records, for a profile just read from the table, what the
+// segments read of it as stored: its stored memberships are the answers
+// to exactly that, because everything that writes those columns
+// evaluates the profile's segments in the same transaction (this
+// package's batches, staff edits, the scheduled pass; an edit at /_/
+// through reevaluateEdited). So the batch that loaded it evaluates only
+// the segments whose reads its events change, as for a cached profile;
+// without this, a shop with more customers than the cache holds had
+// every segment evaluated for nearly every event.
+func (m *Module) loadedState(p *profile) {
+	p.segState = readState(p, m.segs.reads())
 }
 
 // changedFor reports whether something s reads of p changed since p's

@@ -194,3 +194,60 @@ func TestSegmentRulesSurviveUnreadableTraits(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentsOfProfilesReadBackFromTheTable: a profile the resolution
+// cache no longer holds is read back with what its segments read of it as
+// stored, so its events change only the memberships whose reads they
+// change; an edit of the profile row at /_/ moves its memberships at once.
+func TestSegmentsOfProfilesReadBackFromTheTable(t *testing.T) {
+	e := start(t, profiles.Options{})
+	vip := e.createSegment(t, "VIP", `{"trait":"vip","op":"eq","value":true}`)
+	buyers := e.createSegment(t, "Buyers", `{"trait":"orders_count","op":"gte","value":1}`)
+	browsers := e.createSegment(t, "Browsers", `{"event":"page.viewed","op":"gte","count":2,"within_days":30}`)
+	now := e.clock.Now()
+	ids := events.Identities{events.Email: "read-back@omni-shop.dev"}
+	e.publish(t, ev(events.Identify, "test", now, ids, map[string]any{"traits": map[string]any{"vip": false}}, "web"),
+		ev(events.OrderPlaced, "shopify", now, ids, map[string]any{"total": 20}, "web"))
+	pid := e.profileOf(t, events.Email, "read-back@omni-shop.dev")
+	if e.members(t, buyers) != 1 || e.members(t, vip) != 0 {
+		t.Fatalf("after the order: buyers %d, vip %d members", e.members(t, buyers), e.members(t, vip))
+	}
+
+	profiles.ForgetCacheForTest(e.mod)
+	e.publish(t, ev(events.Identify, "test", now.Add(time.Minute), ids, map[string]any{"traits": map[string]any{"vip": true}}, "web"))
+	if e.members(t, vip) != 1 {
+		t.Fatal("a trait change of a profile read back from the table did not enter its segment")
+	}
+	for i := range 2 {
+		profiles.ForgetCacheForTest(e.mod)
+		e.publish(t, ev(events.PageViewed, "web", now.Add(time.Duration(2+i)*time.Minute), ids, nil, "web"))
+	}
+	if e.members(t, browsers) != 1 {
+		t.Fatal("the second page view of a profile read back from the table did not enter the event segment")
+	}
+
+	// An owner's fix at /_/: the memberships follow the saved row.
+	rec, err := e.PB.FindRecordById("profiles", pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Set("traits", map[string]any{"vip": false})
+	if err := e.PB.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	if e.members(t, vip) != 0 {
+		t.Fatal("the edited profile is still in the VIP segment")
+	}
+	profiles.ForgetCacheForTest(e.mod)
+	e.publish(t, ev(events.PageViewed, "web", now.Add(5*time.Minute), ids, nil, "web"))
+	e.settle(t)
+	want := map[string][2]int{vip: {1, 1}, buyers: {1, 0}, browsers: {1, 0}}
+	for seg, w := range want {
+		if in, out := e.segEvents(t, events.SegmentEntered, seg), e.segEvents(t, events.SegmentExited, seg); in != w[0] || out != w[1] {
+			t.Errorf("segment %s: entered %d exited %d, want %v", seg, in, out, w)
+		}
+	}
+	if e.members(t, vip) != 0 || e.members(t, buyers) != 1 || e.members(t, browsers) != 1 {
+		t.Errorf("members: vip %d, buyers %d, browsers %d; want 0, 1, 1", e.members(t, vip), e.members(t, buyers), e.members(t, browsers))
+	}
+}

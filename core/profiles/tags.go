@@ -105,16 +105,9 @@ func (m *Module) staffEdit(app core.App, profileID, origin string, change func(t
 		if origin != originTag {
 			return nil // notes take part in no segment rule
 		}
-		b := m.newBatch(tx, false)
-		defer b.close()
-		p, err := b.load(profileID)
-		if err != nil {
-			return err
-		}
-		if emits, err = m.evaluateProfiles(tx, []*profile{p}, m.now().UTC(), false); err != nil {
-			return err
-		}
-		return relay.Stage(tx, emits)
+		var err error
+		emits, err = m.evaluateStored(tx, profileID)
+		return err
 	})
 	if err != nil {
 		return err
@@ -122,6 +115,22 @@ func (m *Module) staffEdit(app core.App, profileID, origin string, change func(t
 	m.emit(emits)
 	m.notify([]string{profileID})
 	return nil
+}
+
+// evaluateStored evaluates every segment for a profile as stored and
+// stages the segment events, for writes outside the events path.
+func (m *Module) evaluateStored(tx core.App, profileID string) ([]*events.Event, error) {
+	b := m.newBatch(tx, false)
+	defer b.close()
+	p, err := b.load(profileID)
+	if err != nil {
+		return nil, err
+	}
+	emits, err := m.evaluateProfiles(tx, []*profile{p}, m.now().UTC(), false)
+	if err != nil {
+		return nil, err
+	}
+	return emits, relay.Stage(tx, emits)
 }
 
 // reindexStaffWords rewrites the tag or note words of a profile from what
