@@ -172,8 +172,10 @@ type batch struct {
 const (
 	identSQL    = "SELECT profile FROM identities WHERE kind=? AND value=?"
 	identInsSQL = "INSERT INTO identities (id, kind, value, profile, created) VALUES (?, ?, ?, ?, ?)"
-	profileSQL  = `SELECT id, merged_into, created, name, email, phone, traits, computed, consent,
-first_seen, last_seen, orders_count, lifecycle_stage, engagement_level, traits_due_at, known FROM profiles WHERE id=?`
+	// profileColumnsSQL reads what readProfile scans.
+	profileColumnsSQL = `SELECT id, merged_into, created, name, email, phone, traits, computed, consent,
+first_seen, last_seen, orders_count, lifecycle_stage, engagement_level, traits_due_at, known FROM profiles`
+	profileSQL       = profileColumnsSQL + " WHERE id=?"
 	profileIdentsSQL = "SELECT kind, value FROM identities WHERE profile=?"
 	profileInsSQL    = `INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
 orders_count, lifecycle_stage, engagement_level, traits_due_at, known, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -380,6 +382,115 @@ func (b *batch) prefetch(stored []*eventstore.Stored) error {
 	return nil
 }
 
+// readProfile scans one row of profileColumns into a profile as stored:
+// what flush may skip writing, and what its segments read of it, are
+// known from the row.
+func (b *batch) readProfile(row interface{ Scan(...any) error }) (*profile, error) {
+	var r profileRow
+	saved := &savedColumns{}
+	if err := row.Scan(&r.ID, &r.MergedInto, &r.Created, &r.Name, &r.Email, &r.Phone, &r.Traits, &r.Computed, &r.Consent,
+		&saved.firstSeen, &saved.lastSeen, &saved.orders, &saved.stage, &saved.engagement, &saved.due, &saved.known); err != nil {
+		return nil, err
+	}
+	p, err := r.decode()
+	if err != nil || p.mergedInto != "" {
+		return p, err
+	}
+	// As stored, so flush writes only what the batch changes, as for a
+	// cached profile: an UPDATE of every column rewrites every index of
+	// profiles, and the traits and consent JSON with them.
+	saved.name, saved.email, saved.phone = p.name, p.email, p.phone
+	saved.compFirst, saved.compLast = p.comp.FirstSeen, p.comp.LastSeen
+	// Its stored search words are those of its stored name, email, phone
+	// and identities (every write of them rewrites the words, and a change
+	// of how words are made reindexes by migration), so only a change of
+	// one of them makes flush look at the words.
+	p.saved, p.traitsSaved, p.consentSaved, p.wordsSaved = saved, true, true, true
+	b.m.loadedState(p)
+	return p, nil
+}
+
+// prefetchProfiles reads the live profiles the batch's identities point
+// at that the cache does not hold, a few hundred per query with their
+// identities, instead of two queries each in load (when the shop has more
+// active customers than the cache holds, most events need one).
+func (b *batch) prefetchProfiles(stored []*eventstore.Stored) error {
+	const chunk = 500
+	var want []string
+	seen := map[string]bool{}
+	for _, s := range stored {
+		for k, v := range s.Event.Identities {
+			pid := b.idCache[k+"\x00"+v]
+			if pid == "" {
+				continue
+			}
+			pid = b.canonical(pid)
+			if seen[pid] || b.profiles[pid] != nil {
+				continue
+			}
+			seen[pid] = true
+			want = append(want, pid)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	if b.ex == nil {
+		b.ex = store.Executor(b.tx)
+	}
+	args := make([]any, 0, chunk)
+	for start := 0; start < len(want); start += chunk {
+		part := want[start:min(start+chunk, len(want))]
+		in := "(?" + strings.Repeat(",?", len(part)-1) + ")"
+		args = args[:0]
+		for _, id := range part {
+			args = append(args, id)
+		}
+		rows, err := b.ex.Query(profileColumnsSQL+" WHERE id IN "+in, args...)
+		if err != nil {
+			return err
+		}
+		got := map[string]*profile{}
+		for rows.Next() {
+			p, err := b.readProfile(rows)
+			if err != nil {
+				continue // left to load, which reports it if an event needs this profile
+			}
+			if p.mergedInto != "" {
+				b.redirect[p.id] = p.mergedInto // load follows it
+				continue
+			}
+			got[p.id] = p
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = b.ex.Query("SELECT profile, kind, value FROM identities WHERE profile IN "+in, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var pid, k, v string
+			if err := rows.Scan(&pid, &k, &v); err != nil {
+				rows.Close()
+				return err
+			}
+			if p := got[pid]; p != nil {
+				p.ids[k] = append(p.ids[k], v)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("load identities: %w", err)
+		}
+		for id, p := range got {
+			b.profiles[id] = p
+		}
+	}
+	return nil
+}
+
 type profileRow struct {
 	ID         string `db:"id"`
 	MergedInto string `db:"merged_into"`
@@ -431,32 +542,14 @@ func (b *batch) load(id string) (*profile, error) {
 		if err != nil {
 			return nil, err
 		}
-		var row profileRow
-		var saved savedColumns
-		if err := st.QueryRow(id).Scan(&row.ID, &row.MergedInto, &row.Created, &row.Name, &row.Email, &row.Phone,
-			&row.Traits, &row.Computed, &row.Consent,
-			&saved.firstSeen, &saved.lastSeen, &saved.orders, &saved.stage, &saved.engagement, &saved.due, &saved.known); err != nil {
-			return nil, fmt.Errorf("load profile %s: %w", id, err)
-		}
-		p, err := row.decode()
+		p, err := b.readProfile(st.QueryRow(id))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("load profile %s: %w", id, err)
 		}
 		if p.mergedInto != "" {
 			b.redirect[id] = p.mergedInto
 			continue
 		}
-		// As stored, so flush writes only what the batch changes, as for
-		// a cached profile: an UPDATE of every column rewrites every index
-		// of profiles, and the traits and consent JSON with them.
-		saved.name, saved.email, saved.phone = p.name, p.email, p.phone
-		saved.compFirst, saved.compLast = p.comp.FirstSeen, p.comp.LastSeen
-		// Its stored search words are those of its stored name, email,
-		// phone and identities (every write of them rewrites the words,
-		// and a change of how words are made reindexes by migration), so
-		// only a change of one of them makes flush look at the words.
-		p.saved, p.traitsSaved, p.consentSaved, p.wordsSaved = &saved, true, true, true
-		b.m.loadedState(p)
 		if st, err = b.stmt(&b.sProfileIdents, profileIdentsSQL); err != nil {
 			return nil, err
 		}
@@ -1131,6 +1224,9 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 	}
 	if err := b.prefetch(stored); err != nil {
 		return fmt.Errorf("look up identities: %w", err)
+	}
+	if err := b.prefetchProfiles(stored); err != nil {
+		return fmt.Errorf("read profiles: %w", err)
 	}
 	var t0 time.Time
 	for _, s := range stored {
