@@ -50,6 +50,7 @@ import (
 	"github.com/omni/omni/core/messaging"
 	"github.com/omni/omni/core/metrics"
 	"github.com/omni/omni/core/profiles"
+	"github.com/omni/omni/core/store"
 )
 
 type figure struct {
@@ -169,6 +170,10 @@ func floorInsert(evs []bus.Msg) figure {
 		log.Fatal(err)
 	}
 	defer o.PB.ResetBootstrapState()
+	// The same WAL checkpoints beside the writer as a serving Omni.
+	stopCkpt, ckptDone := make(chan struct{}), make(chan struct{})
+	go store.Checkpoint(o.PB.ConcurrentDB(), store.CheckpointInterval, stopCkpt, ckptDone)
+	defer func() { close(stopCkpt); <-ckptDone }()
 	runtime.GC()
 	var el, cpu time.Duration
 	batch := make([]*events.Event, 0, 1000)

@@ -43,14 +43,14 @@ func Connect(dbPath string) (*dbx.DB, error) {
 	opens[dbPath] = n + 1
 	opensMu.Unlock()
 
-	cacheKB := ReaderCacheKB
+	cacheKB, autoCheckpoint := ReaderCacheKB, 0
 	switch {
 	case filepath.Base(dbPath) != "data.db":
 		cacheKB = AuxCacheKB
 	case n%2 == 1:
-		cacheKB = WriterCacheKB
+		cacheKB, autoCheckpoint = WriterCacheKB, WriterAutoCheckpoint
 	}
-	db, err := dbx.Open("sqlite", dbPath+pragmas(cacheKB))
+	db, err := dbx.Open("sqlite", dbPath+pragmas(cacheKB, autoCheckpoint))
 	if err != nil {
 		return nil, err
 	}
@@ -101,10 +101,17 @@ func shrinkIdle(db *sql.DB) {
 	}
 }
 
-func pragmas(cacheKB int) string {
+// pragmas are PocketBase's with a page cache of cacheKB and, when
+// autoCheckpoint is not 0, that WAL size in pages for the connection's own
+// checkpoints (see Checkpoint).
+func pragmas(cacheKB, autoCheckpoint int) string {
 	// busy_timeout first: the connection must block on busy before WAL
 	// mode is set, in case another connection is setting it (PocketBase's note).
-	return "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(200000000)" +
+	p := "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(200000000)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)" +
 		"&_pragma=cache_size(-" + strconv.Itoa(cacheKB) + ")"
+	if autoCheckpoint != 0 {
+		p += "&_pragma=wal_autocheckpoint(" + strconv.Itoa(autoCheckpoint) + ")"
+	}
+	return p
 }
