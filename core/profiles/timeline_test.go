@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/profiles"
 )
@@ -179,16 +180,21 @@ func TestTimelineConsentAndMerge(t *testing.T) {
 		t.Fatal("the phone did not join the profile")
 	}
 	e.setConsent(t, e.agent, pid, map[string]any{"channel": "sms", "status": "unsubscribed", "reason": "asked by phone"})
+	// profile.merged is published by the relay after the merge commits,
+	// so the staff consent event can be stored before it.
 	var merged, consent *timelineItem
-	tl := e.timeline(t, pid)
-	for _, it := range tl {
-		switch it.Type {
-		case "profile.merged":
-			merged = &it
-		case events.ConsentChanged:
-			consent = &it
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		merged, consent = nil, nil
+		for _, it := range e.timeline(t, pid) {
+			switch it.Type {
+			case "profile.merged":
+				merged = &it
+			case events.ConsentChanged:
+				consent = &it
+			}
 		}
-	}
+		return merged != nil && consent != nil
+	}, "the merge and the consent change on the timeline")
 	if merged == nil || merged.Title != "Merged with another customer record" || merged.Text == "" {
 		t.Errorf("merge entry %+v", merged)
 	}
