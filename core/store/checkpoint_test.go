@@ -2,7 +2,6 @@ package store
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -11,23 +10,10 @@ import (
 // WriterAutoCheckpoint pages); Checkpoint, on a reader connection, copies
 // them into the database file.
 func TestCheckpointCopiesTheWALBesideTheWriter(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data.db")
-	readers, err := Connect(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer readers.Close()
-	writer, err := Connect(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close()
+	data, readers, writer := openPools(t)
 	var pages int
 	if err := writer.NewQuery("PRAGMA wal_autocheckpoint").Row(&pages); err != nil || pages != WriterAutoCheckpoint {
 		t.Fatalf("writer's wal_autocheckpoint = %d (%v), want %d", pages, err, WriterAutoCheckpoint)
-	}
-	if _, err := writer.NewQuery("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").Execute(); err != nil {
-		t.Fatal(err)
 	}
 	// 8 MB in 8 commits: past SQLite's default of 1,000 pages, under the writer's.
 	for range 8 {

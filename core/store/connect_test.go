@@ -43,21 +43,7 @@ func TestConnectGivesTheWriterTheLargeCache(t *testing.T) {
 // After a load, ReleaseMemory hands back the page cache SQLite kept at its
 // high-water mark, on the writer and on the idle readers.
 func TestReleaseMemoryFreesThePageCaches(t *testing.T) {
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data.db")
-	readers, err := Connect(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer readers.Close()
-	writer, err := Connect(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close()
-	if _, err := writer.NewQuery("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").Execute(); err != nil {
-		t.Fatal(err)
-	}
+	_, readers, writer := openPools(t)
 	// 24 MB of rows: the writer's cache holds them all, a reader's 4 MB.
 	if _, err := writer.NewQuery("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 24000) INSERT INTO t (v) SELECT printf('%.1000c', 'x') FROM n").Execute(); err != nil {
 		t.Fatal(err)
@@ -75,6 +61,26 @@ func TestReleaseMemoryFreesThePageCaches(t *testing.T) {
 	if after := anonRSS(t); before-after < 16<<20 {
 		t.Fatalf("anonymous RSS %d → %d MB, want ≥ 16 MB released", before>>20, after>>20)
 	}
+}
+
+// openPools opens data.db in a temporary dir as PocketBase does (the
+// reader pool, then the writer) and creates table t (id, v) with the writer.
+func openPools(t *testing.T) (path string, readers, writer *dbx.DB) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "data.db")
+	var err error
+	if readers, err = Connect(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { readers.Close() })
+	if writer, err = Connect(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Close() })
+	if _, err := writer.NewQuery("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").Execute(); err != nil {
+		t.Fatal(err)
+	}
+	return path, readers, writer
 }
 
 func anonRSS(t *testing.T) int64 {
