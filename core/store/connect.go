@@ -32,8 +32,8 @@ var (
 	atIdle  sync.Once
 )
 
-// Connect is PocketBase's DBConnect with Omni's page cache sizes; the
-// other pragmas are PocketBase's own. PocketBase opens each database twice,
+// Connect is PocketBase's DBConnect with Omni's page cache sizes and WAL
+// limits (see Checkpoint); the other pragmas are PocketBase's own. PocketBase opens each database twice,
 // the concurrent (reader) pool first and then the single-connection
 // writer pool, and again in that order when an app re-bootstraps: the
 // count of opens of a path tells them apart.
@@ -101,13 +101,20 @@ func shrinkIdle(db *sql.DB) {
 	}
 }
 
+// walSizeLimit is the size the WAL file is cut back to when it restarts
+// (PocketBase's is 200 MB).
+const walSizeLimit = 16 << 20
+
 // pragmas are PocketBase's with a page cache of cacheKB and, when
 // autoCheckpoint is not 0, that WAL size in pages for the connection's own
 // checkpoints (see Checkpoint).
 func pragmas(cacheKB, autoCheckpoint int) string {
 	// busy_timeout first: the connection must block on busy before WAL
 	// mode is set, in case another connection is setting it (PocketBase's note).
-	p := "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(200000000)" +
+	// journal_size_limit: a WAL that grew past 16 MB (the writer's own
+	// checkpoint waits for WriterAutoCheckpoint pages) is cut back to it
+	// when it restarts, instead of keeping its largest size on disk.
+	p := "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(" + strconv.Itoa(walSizeLimit) + ")" +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)" +
 		"&_pragma=cache_size(-" + strconv.Itoa(cacheKB) + ")"
 	if autoCheckpoint != 0 {
