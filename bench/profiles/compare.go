@@ -171,9 +171,7 @@ func floorInsert(evs []bus.Msg) figure {
 	}
 	defer o.PB.ResetBootstrapState()
 	// The same WAL checkpoints beside the writer as a serving Omni.
-	stopCkpt, ckptDone := make(chan struct{}), make(chan struct{})
-	go store.Checkpoint(o.PB.ConcurrentDB(), store.CheckpointInterval, stopCkpt, ckptDone)
-	defer func() { close(stopCkpt); <-ckptDone }()
+	defer store.StartCheckpoints(o.PB.ConcurrentDB(), store.CheckpointInterval)()
 	runtime.GC()
 	var el, cpu time.Duration
 	batch := make([]*events.Event, 0, 1000)

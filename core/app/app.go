@@ -54,8 +54,7 @@ type Omni struct {
 	stopOnce     sync.Once
 	lock         *datalock.Lock  // exclusive use of the data dir while serving
 	memStop      chan struct{}   // stops memtune.ReleaseWhenIdle
-	ckptStop     chan struct{}   // stops store.Checkpoint
-	ckptDone     chan struct{}   // closed when it has
+	stopCkpt     func()          // stops store.StartCheckpoints
 	inFlight     ingest.InFlight // tracking calls being answered, for the events consumer (ingest.ack_first)
 	lease        *topology.Lease // the writer lease on an external bus (topology.go)
 	stopMirror   func()          // a front end's copy of the sources and connectors
@@ -241,8 +240,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	o.memStop = make(chan struct{})
 	go memtune.ReleaseWhenIdle(o.memStop, 10*time.Second)
 	// WAL checkpoints beside the writer instead of inside its commits.
-	o.ckptStop, o.ckptDone = make(chan struct{}), make(chan struct{})
-	go store.Checkpoint(o.PB.ConcurrentDB(), store.CheckpointInterval, o.ckptStop, o.ckptDone)
+	o.stopCkpt = store.StartCheckpoints(o.PB.ConcurrentDB(), store.CheckpointInterval)
 	if err := startPprof(o.Log); err != nil {
 		o.stop()
 		return err
@@ -298,9 +296,8 @@ func (o *Omni) stop() {
 		if o.memStop != nil {
 			close(o.memStop)
 		}
-		if o.ckptStop != nil {
-			close(o.ckptStop)
-			<-o.ckptDone // before Shutdown closes the database
+		if o.stopCkpt != nil {
+			o.stopCkpt() // before Shutdown closes the database
 		}
 		o.Log.Info("omni stopped")
 	})

@@ -7,7 +7,7 @@ import (
 )
 
 // The writer leaves a few MB of WAL alone (its own checkpoint waits for
-// WriterAutoCheckpoint pages); Checkpoint, on a reader connection, copies
+// WriterAutoCheckpoint pages); StartCheckpoints, on a reader connection, copies
 // them into the database file.
 func TestCheckpointCopiesTheWALBesideTheWriter(t *testing.T) {
 	data, readers, writer := openPools(t)
@@ -31,14 +31,12 @@ func TestCheckpointCopiesTheWALBesideTheWriter(t *testing.T) {
 	if s := size(); s > 1<<20 {
 		t.Fatalf("the writer checkpointed itself: data.db is %d KB before Checkpoint ran", s>>10)
 	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	go Checkpoint(readers, 10*time.Millisecond, stop, done)
+	stop := StartCheckpoints(readers, 10*time.Millisecond)
 	deadline := time.Now().Add(10 * time.Second)
 	for size() < 7<<20 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(stop)
-	<-done
+	stop()
 	if s := size(); s < 7<<20 {
 		t.Fatalf("data.db is %d KB after Checkpoint ran, want the 8 MB written", s>>10)
 	}

@@ -33,9 +33,9 @@ var (
 )
 
 // Connect is PocketBase's DBConnect with Omni's page cache sizes and WAL
-// limits (see Checkpoint); the other pragmas are PocketBase's own. PocketBase opens each database twice,
-// the concurrent (reader) pool first and then the single-connection
-// writer pool, and again in that order when an app re-bootstraps: the
+// limits (see StartCheckpoints); the other pragmas are PocketBase's own.
+// PocketBase opens each database twice, the concurrent (reader) pool
+// first and then the single-connection writer pool, and again in that order when an app re-bootstraps: the
 // count of opens of a path tells them apart.
 func Connect(dbPath string) (*dbx.DB, error) {
 	opensMu.Lock()
@@ -107,7 +107,7 @@ const walSizeLimit = 16 << 20
 
 // pragmas are PocketBase's with a page cache of cacheKB and, when
 // autoCheckpoint is not 0, that WAL size in pages for the connection's own
-// checkpoints (see Checkpoint).
+// checkpoints (see StartCheckpoints).
 func pragmas(cacheKB, autoCheckpoint int) string {
 	// busy_timeout first: the connection must block on busy before WAL
 	// mode is set, in case another connection is setting it (PocketBase's note).
