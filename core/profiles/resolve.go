@@ -60,11 +60,10 @@ type profile struct {
 	indexed                 string // signature of its words in profile_search ("" = unknown)
 	// What segments read of this profile when they were last evaluated for
 	// it (segState; as stored when read from the table, see loadedState;
-	// nil = unknown: evaluate every segment), the event types
-	// it got since, and its computed traits as last written (compJSON).
+	// nil = unknown: evaluate every segment), and the event types it got
+	// since.
 	segState map[segmentrule.Read]string
 	newTypes map[string]bool
-	compJSON []byte
 	// What flush may skip (false, the zero value, = write it): the
 	// stored traits and consent JSON are p's, and so are its own words in
 	// profile_search. Whatever changes them clears the flag.
@@ -167,6 +166,7 @@ type batch struct {
 	sWordsDel, sWordIns, sWordsGet                           *sql.Stmt            // profile_search (search.go)
 	sUpdate                                                  map[uint16]*sql.Stmt // by the set of columns written (updateSQL)
 	args                                                     []any                // reused argument slice
+	compBuf                                                  []byte               // computed JSON being written (write)
 }
 
 const (
@@ -225,11 +225,11 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 
 // cacheBounds says how many profiles and identity look-ups the cross-batch
 // cache may hold before it starts over (cheap: a cold cache costs a few
-// indexed reads per profile). A tenth of the Go heap's soft limit
-// (memtune's default, or GOMEMLIMIT) goes to it, at about
-// cachedProfileBytes a profile: a cache as big as the limit would leave
-// the collector running all the time under load (a 100,000-profile cache
-// was 300 MB, twice the default limit).
+// indexed reads per profile). A tenth of the Go heap's soft limit (memtune's default,
+// or GOMEMLIMIT) goes to it, at about cachedProfileBytes a profile: a
+// cache as big as the limit would leave the collector running all the
+// time under load (a 100,000-profile cache was 300 MB, twice the default
+// limit).
 func cacheBounds() (profiles, identities int) {
 	limit := debug.SetMemoryLimit(-1) // reads the limit; math.MaxInt64 when none
 	n := int(min(limit/10/cachedProfileBytes, maxCacheProfiles))
@@ -239,9 +239,10 @@ func cacheBounds() (profiles, identities int) {
 
 const (
 	// cachedProfileBytes is a cached profile's heap with its traits,
-	// computed traits, consent and identity look-ups, as measured in
-	// bench/profiles (20k cached profiles held about 60 MB).
-	cachedProfileBytes = 3 << 10
+	// computed traits, consent and identity look-ups: 3.8 KB for a
+	// customer with three identities, a name, orders and ten active days
+	// (BenchmarkCachedProfile), more with live segments.
+	cachedProfileBytes = 4 << 10
 	minCacheProfiles   = 1_000
 	maxCacheProfiles   = 100_000
 )
@@ -1069,8 +1070,8 @@ func (b *batch) write(p *profile) error {
 		if p.saved != nil && keepDue(p.saved.due, now.due, b.nowDB) {
 			now.due = p.saved.due
 		}
-		p.compJSON = c.appendJSON(p.compJSON[:0])
-		vals[0], vals[1], vals[2], vals[3], vals[5] = "", now.name, now.email, now.phone, string(p.compJSON)
+		b.compBuf = c.appendJSON(b.compBuf[:0])
+		vals[0], vals[1], vals[2], vals[3], vals[5] = "", now.name, now.email, now.phone, string(b.compBuf)
 		vals[7], vals[8], vals[9], vals[10], vals[11], vals[12], vals[13] = now.firstSeen, now.lastSeen, now.orders, now.stage, now.engagement, now.due, now.known
 		if !p.isNew && p.saved != nil {
 			mask = p.saved.changed(now) | 1<<5 // computed
