@@ -40,7 +40,6 @@ import (
 
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
-	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/inbox"
@@ -111,7 +110,7 @@ func heapLive() uint64 {
 }
 
 // compare runs the three cases runs times and prints each run and the medians.
-func compare(evs []bus.Msg, runs int, cpuProfile string) {
+func compare(evs *msgArena, runs int, cpuProfile string) {
 	own := heapLive()
 	fmt.Printf("the bench's events (encoded) take %d MB of heap\n", own>>20)
 	var floors, profs, lives, rolled []figure
@@ -148,7 +147,7 @@ func compare(evs []bus.Msg, runs int, cpuProfile string) {
 		return figure{rate: rs[len(rs)/2], cpuPer: cs[len(cs)/2]}
 	}
 	f, p, l, r := med(floors), med(profs), med(lives), med(rolled)
-	fmt.Printf("medians of %d, %d events each:\n", runs, len(evs))
+	fmt.Printf("medians of %d, %d events each:\n", runs, evs.len())
 	fmt.Printf("  floor (batched SQLite insert)     %8.0f events/s  %6v CPU/event\n", f.rate, f.cpuPer)
 	fmt.Printf("  stored + profiles resolved        %8.0f events/s  %6v CPU/event  %.2f× the floor (target 0.5)\n", p.rate, p.cpuPer, ratio(profs))
 	fmt.Printf("  + 10 segments, 20 journeys, metrics %6.0f events/s  %6v CPU/event  %.2f× the floor (target 0.4)\n", l.rate, l.cpuPer, ratio(lives))
@@ -157,7 +156,7 @@ func compare(evs []bus.Msg, runs int, cpuProfile string) {
 
 // floorInsert stores evs in batches of 1,000 with no processor. Only the
 // inserts are timed: each batch is decoded before its clock starts.
-func floorInsert(evs []bus.Msg) figure {
+func floorInsert(evs *msgArena) figure {
 	dir, err := os.MkdirTemp("", "omni-bench-floor-")
 	if err != nil {
 		log.Fatal(err)
@@ -175,9 +174,9 @@ func floorInsert(evs []bus.Msg) figure {
 	runtime.GC()
 	var el, cpu time.Duration
 	batch := make([]*events.Event, 0, 1000)
-	for i := 0; i < len(evs); i += 1000 {
+	for i := 0; i < evs.len(); i += 1000 {
 		batch = batch[:0]
-		for _, m := range evs[i:min(i+1000, len(evs))] {
+		for _, m := range evs.msgs(i, min(i+1000, evs.len())) {
 			ev, err := events.Unmarshal(m.Data)
 			if err != nil {
 				log.Fatal(err)
@@ -190,13 +189,13 @@ func floorInsert(evs []bus.Msg) figure {
 		}
 		el, cpu = el+time.Since(t0), cpu+cpuTime()-c0
 	}
-	return figure{rate: float64(len(evs)) / el.Seconds(), cpuPer: cpu / time.Duration(len(evs))}
+	return figure{rate: float64(evs.len()) / el.Seconds(), cpuPer: cpu / time.Duration(evs.len())}
 }
 
 // storeThrough publishes evs to a fresh Omni and waits until all are
 // stored; in the live case it then waits for metrics' follower to empty
 // its queue and returns that as the second figure (the first otherwise).
-func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp figure) {
+func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp figure) {
 	dir, err := os.MkdirTemp("", "omni-bench-store-")
 	if err != nil {
 		log.Fatal(err)
@@ -244,8 +243,8 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := 0; i < len(evs); i += 1000 {
-			chunk := evs[i:min(i+1000, len(evs))]
+		for i := 0; i < evs.len(); i += 1000 {
+			chunk := evs.msgs(i, min(i+1000, evs.len()))
 			for k, err := range o.Bus.PublishAll(ctx, chunk) {
 				if err != nil {
 					log.Fatalf("publish %s: %v", chunk[k].ID, err)
@@ -257,8 +256,8 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 	// what segments and journeys publish; those are not counted). The
 	// count comes from the commit callback: polling COUNT(*) over the
 	// growing table cost a sixth of the run's CPU.
-	heapAt := len(evs) / 2 // the heap profile is taken half-way
-	for n := counter.n.Load(); n < int64(len(evs)); n = counter.n.Load() {
+	heapAt := evs.len() / 2 // the heap profile is taken half-way
+	for n := counter.n.Load(); n < int64(evs.len()); n = counter.n.Load() {
 		peak.sample()
 		if cpuProfile != "" && heapAt > 0 && n >= int64(heapAt) {
 			heapAt = 0
@@ -268,7 +267,7 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 	}
 	el, cpu := time.Since(t0), cpuTime()-c0
 	<-done
-	stored = figure{rate: float64(len(evs)) / el.Seconds(), cpuPer: cpu / time.Duration(len(evs)), heap: peak.max - min(peak.max, peak.base)}
+	stored = figure{rate: float64(evs.len()) / el.Seconds(), cpuPer: cpu / time.Duration(evs.len()), heap: peak.max - min(peak.max, peak.base)}
 	stopProfile()
 	if !live {
 		return stored, stored
@@ -282,7 +281,7 @@ func storeThrough(evs []bus.Msg, live bool, cpuProfile string) (stored, rolledUp
 		}
 	}
 	el, cpu = time.Since(t0), cpuTime()-c0
-	return stored, figure{rate: float64(len(evs)) / el.Seconds(), cpuPer: cpu / time.Duration(len(evs)), heap: stored.heap}
+	return stored, figure{rate: float64(evs.len()) / el.Seconds(), cpuPer: cpu / time.Duration(evs.len()), heap: stored.heap}
 }
 
 // startCPUProfile writes a CPU profile to path until the returned stop

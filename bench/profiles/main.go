@@ -173,10 +173,11 @@ func main() {
 	}
 
 	if *compareMode {
-		// Held encoded, as the bus holds them: 200k decoded events are
-		// ~150 MB of maps the collector would mark in every cycle of the
-		// server under test, which a serving Omni does not carry.
-		var msgs []bus.Msg
+		// Held encoded, as the bus holds them, in one arena: 200k decoded
+		// events are ~150 MB of maps the collector would mark in every
+		// cycle of the server under test, which a serving Omni does not
+		// carry.
+		msgs := &msgArena{}
 		for j := 0; j < *perProfile; j++ {
 			for p := 0; p < *nProfiles; p++ {
 				ev := mkEvent(p, j)
@@ -184,7 +185,7 @@ func main() {
 				if err != nil {
 					log.Fatal(err)
 				}
-				msgs = append(msgs, bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID})
+				msgs.add(bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID})
 			}
 		}
 		compare(msgs, max(1, *runs), *cpuProfile)
