@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/webhooks"
 )
@@ -378,7 +379,9 @@ func (c *natsCluster) publishFloor(n, replicas int, payload []byte) (float64, er
 		}
 		m := nats.NewMsg("floor.bench.track")
 		m.Data = payload
-		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("floor-%d", i))
+		// Its id as Omni publishes an event's: in bus.EventIDHeader, which
+		// JetStream does not dedupe on.
+		m.Header.Set(bus.EventIDHeader, fmt.Sprintf("floor-%d", i))
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return 0, err

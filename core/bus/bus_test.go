@@ -140,34 +140,72 @@ func TestPublishAllReportsErrorsPerMessage(t *testing.T) {
 // and not stored again, through either publish path.
 func TestDuplicateIDWithinTheWindowIsDropped(t *testing.T) {
 	b := open(t, bus.Options{DedupeWindow: time.Minute})
-	interested(t, b)
+	if _, err := b.JS.CreateOrUpdateConsumer(context.Background(), bus.StreamOutbox,
+		jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(id string) bus.Msg {
+		return bus.Msg{Subject: "omni.outbox.test", ID: id, Data: []byte(`{"id":"` + id + `"}`)}
+	}
 	ctx := context.Background()
-	first, err := b.Publish(ctx, event("d-1"))
+	first, err := b.Publish(ctx, send("d-1"))
 	if err != nil || first.Duplicate {
 		t.Fatalf("first publish: %+v %v", first, err)
 	}
-	again, err := b.Publish(ctx, event("d-1"))
+	again, err := b.Publish(ctx, send("d-1"))
 	if err != nil || !again.Duplicate || again.Sequence != first.Sequence {
 		t.Fatalf("repeat: %+v %v; want a duplicate of sequence %d", again, err, first.Sequence)
 	}
-	for i, err := range b.PublishAll(ctx, []bus.Msg{event("d-1"), event("d-2"), event("d-2")}) {
+	for i, err := range b.PublishAll(ctx, []bus.Msg{send("d-1"), send("d-2"), send("d-2")}) {
 		if err != nil {
 			t.Fatalf("PublishAll message %d: %v (a duplicate is not an error)", i, err)
 		}
 	}
-	if n := streamInfo(t, b, bus.StreamEvents).State.Msgs; n != 2 {
-		t.Fatalf("EVENTS holds %d messages, want 2 (d-1, d-2)", n)
+	if n := streamInfo(t, b, bus.StreamOutbox).State.Msgs; n != 2 {
+		t.Fatalf("OUTBOX holds %d messages, want 2 (d-1, d-2)", n)
 	}
 }
 
-// Headers a publisher sets reach the consumer beside the Nats-Msg-Id, which
-// a header of the same name cannot replace.
+// Events carry their id as Omni-Event-Id, not Nats-Msg-Id: JetStream keeps
+// no dedupe id of theirs (SQLite's unique index drops a repeat), so a
+// repeat is stored again, with its id.
+func TestEventsAreNotDedupedByTheBus(t *testing.T) {
+	b := open(t, bus.Options{DedupeWindow: time.Minute})
+	interested(t, b)
+	ctx := context.Background()
+	m := event("e-1")
+	m.Header = nats.Header{nats.MsgIdHdr: {"e-1"}}
+	first, err := b.Publish(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Publish(ctx, event("e-1"))
+	if err != nil || again.Duplicate || again.Sequence == first.Sequence {
+		t.Fatalf("repeat: %+v %v; want stored again after sequence %d", again, err, first.Sequence)
+	}
+	stream, err := b.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{first.Sequence, again.Sequence} {
+		got, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Header.Get(bus.EventIDHeader) != "e-1" || got.Header.Get(nats.MsgIdHdr) != "" {
+			t.Fatalf("message %d headers: %v; want %s e-1 and no %s", seq, got.Header, bus.EventIDHeader, nats.MsgIdHdr)
+		}
+	}
+}
+
+// Headers a publisher sets reach the consumer beside the message's id,
+// which a header of the same name cannot replace.
 func TestPublishCarriesHeaders(t *testing.T) {
 	b := open(t, bus.Options{DedupeWindow: time.Minute})
 	interested(t, b)
 	ctx := context.Background()
 	m := event("h-1")
-	m.Header = nats.Header{"Omni-Queued-At": {"2026-01-02T03:04:05Z"}, nats.MsgIdHdr: {"other"}}
+	m.Header = nats.Header{"Omni-Queued-At": {"2026-01-02T03:04:05Z"}, bus.EventIDHeader: {"other"}, nats.MsgIdHdr: {"other"}}
 	ack, err := b.Publish(ctx, m)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +218,7 @@ func TestPublishCarriesHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Header.Get("Omni-Queued-At") != "2026-01-02T03:04:05Z" || got.Header.Get(nats.MsgIdHdr) != "h-1" {
+	if got.Header.Get("Omni-Queued-At") != "2026-01-02T03:04:05Z" || got.Header.Get(bus.EventIDHeader) != "h-1" {
 		t.Fatalf("stored headers: %v", got.Header)
 	}
 }

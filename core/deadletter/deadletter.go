@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -83,8 +84,12 @@ last_failed = excluded.last_failed, retry_requested = 0, data = excluded.data`).
 }
 
 // MessageID names a bus message in events_dead when it cannot be decoded
-// (its Nats-Msg-Id, or subject#stream-sequence when it has none).
+// (its id as published: bus.EventIDHeader on EVENTS, Nats-Msg-Id on the
+// other streams; or subject#stream-sequence when it has none).
 func MessageID(msg jetstream.Msg) string {
+	if id := msg.Headers().Get(bus.EventIDHeader); id != "" {
+		return id
+	}
 	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
 		return id
 	}
