@@ -28,6 +28,7 @@ import (
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -262,6 +263,7 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 		if cpuProfile != "" && heapAt > 0 && n >= int64(heapAt) {
 			heapAt = 0
 			writeHeapProfile(cpuProfile + ".heap")
+			go writeTrace(cpuProfile+".trace", 3*time.Second)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -409,3 +411,21 @@ func (c *storedCounter) Init(s *app.Setup) error {
 
 func (c *storedCounter) Start(context.Context, *core.ServeEvent) error { return nil }
 func (c *storedCounter) Stop(context.Context)                          {}
+
+// writeTrace writes an execution trace of the next d to path: where the
+// writer goroutine waits (go tool trace -pprof=sched, or its goroutine
+// analysis), which a CPU profile does not show.
+func writeTrace(path string, d time.Duration) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	defer f.Close()
+	if err := trace.Start(f); err != nil {
+		log.Print(err)
+		return
+	}
+	time.Sleep(d)
+	trace.Stop()
+}

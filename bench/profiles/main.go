@@ -78,7 +78,7 @@ func main() {
 	onlySearch := flag.Bool("only-search", false, "stop after the search phase (load, then search latency)")
 	searches := flag.Int("searches", 300, "queries of each kind in the search phase")
 	reuse := flag.Bool("reuse", false, "with -dir holding an earlier run's load: skip loading and only run the search phase")
-	compareMode := flag.Bool("compare", false, "only compare, on the same events: batched SQLite insert (floor), stored with profiles, and everything live (10 segments, 20 journeys, metrics); -cpuprofile F profiles the last run's two loads into F.profiles and F.live, and metrics' catch-up after the live load into F.live.catchup")
+	compareMode := flag.Bool("compare", false, "only compare, on the same events: batched SQLite insert (floor), stored with profiles, and everything live (10 segments, 20 journeys, metrics); -cpuprofile F profiles the last run's two loads into F.profiles and F.live, and metrics' catch-up after the live load into F.live.catchup; half-way through each load it writes the heap (F.*.heap) and a 3 s execution trace (F.*.trace)")
 	runs := flag.Int("runs", 3, "with -compare: runs of the three cases (medians printed)")
 	flag.Parse()
 
