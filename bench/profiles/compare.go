@@ -171,7 +171,7 @@ func floorInsert(evs *msgArena) figure {
 	}
 	defer o.PB.ResetBootstrapState()
 	// The same WAL checkpoints beside the writer as a serving Omni.
-	defer store.StartCheckpoints(o.PB.ConcurrentDB(), store.CheckpointInterval)()
+	defer store.StartCheckpoints(o.PB.ConcurrentDB(), o.PB.NonconcurrentDB(), store.CheckpointInterval)()
 	runtime.GC()
 	var el, cpu time.Duration
 	batch := make([]*events.Event, 0, 1000)

@@ -240,7 +240,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	o.memStop = make(chan struct{})
 	go memtune.ReleaseWhenIdle(o.memStop, 10*time.Second)
 	// WAL checkpoints beside the writer instead of inside its commits.
-	o.stopCkpt = store.StartCheckpoints(o.PB.ConcurrentDB(), store.CheckpointInterval)
+	o.stopCkpt = store.StartCheckpoints(o.PB.ConcurrentDB(), o.PB.NonconcurrentDB(), store.CheckpointInterval)
 	if err := startPprof(o.Log); err != nil {
 		o.stop()
 		return err
