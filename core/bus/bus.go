@@ -22,7 +22,7 @@ import (
 const (
 	StreamEvents  = "EVENTS"
 	StreamOutbox  = "OUTBOX"
-	EventsSubject = "omni.events.>"
+	EventsSubject = eventsPrefix + ">"
 	OutboxSubject = "omni.outbox.>"
 	// StreamMessaging holds send requests for the messaging gate
 	// (core/outbox.RequestSend): small, so it takes a sixteenth of the store.
@@ -49,7 +49,7 @@ const EventsDedupeWindow = 30 * time.Second
 // repeat there is a second send.
 const EventIDHeader = "Omni-Event-Id"
 
-// eventsPrefix starts every subject of EVENTS.
+// eventsPrefix starts every subject of EVENTS (EventsSubject).
 const eventsPrefix = "omni.events."
 
 // Options configures Open.

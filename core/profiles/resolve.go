@@ -225,11 +225,11 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 
 // cacheBounds says how many profiles and identity look-ups the cross-batch
 // cache may hold before it starts over (cheap: a cold cache costs a few
-// indexed reads per profile). A tenth of the Go heap's soft limit (memtune's default,
-// or GOMEMLIMIT) goes to it, at about cachedProfileBytes a profile: a
-// cache as big as the limit would leave the collector running all the
-// time under load (a 100,000-profile cache was 300 MB, twice the default
-// limit).
+// indexed reads per profile). A tenth of the Go heap's soft limit
+// (memtune's default, or GOMEMLIMIT) goes to it, at about
+// cachedProfileBytes a profile: a cache as big as the limit would leave
+// the collector running all the time under load (a 100,000-profile cache
+// was 300 MB, twice the default limit).
 func cacheBounds() (profiles, identities int) {
 	limit := debug.SetMemoryLimit(-1) // reads the limit; math.MaxInt64 when none
 	n := int(min(limit/10/cachedProfileBytes, maxCacheProfiles))

@@ -35,8 +35,9 @@ var (
 // Connect is PocketBase's DBConnect with Omni's page cache sizes and WAL
 // limits (see StartCheckpoints); the other pragmas are PocketBase's own.
 // PocketBase opens each database twice, the concurrent (reader) pool
-// first and then the single-connection writer pool, and again in that order when an app re-bootstraps: the
-// count of opens of a path tells them apart.
+// first and then the single-connection writer pool, and again in that
+// order when an app re-bootstraps: the count of opens of a path tells
+// them apart.
 func Connect(dbPath string) (*dbx.DB, error) {
 	opensMu.Lock()
 	n := opens[dbPath]
