@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/omni/omni/config"
@@ -134,9 +135,9 @@ func main() {
 		return
 	}
 
-	floorBus, floorDB := floor(*total)
+	floorBus, floorDB := floor(*total, *clients, *batch)
 	fmt.Printf("floor, same payloads, in process\n")
-	fmt.Printf("  JetStream publish:       %.0f events/s\n", floorBus)
+	fmt.Printf("  JetStream publish:       %.0f events/s (%d publishers, %d events each call)\n", floorBus, *clients, *batch)
 	fmt.Printf("  SQLite batched insert:   %.0f events/s\n", floorDB)
 	fmt.Printf("  end to end / min(floor): %.2f\n", (float64(*total)/storedDone.Seconds())/min(floorBus, floorDB))
 }
@@ -210,7 +211,10 @@ func sampleEvents(total int) []*events.Event {
 }
 
 // floor measures the two stages Omni chains, each alone, in this process.
-func floor(total int) (busRate, dbRate float64) {
+// The JetStream floor publishes as the load does: clients publishers at
+// once, batch events per call (one publisher at a time left the floor
+// below what Omni acknowledged through HTTP).
+func floor(total, clients, batch int) (busRate, dbRate float64) {
 	dir, err := os.MkdirTemp("", "omni-floor-")
 	must(err)
 	defer os.RemoveAll(dir)
@@ -227,12 +231,23 @@ func floor(total int) (busRate, dbRate float64) {
 		data, _ := ev.Marshal()
 		msgs[i] = bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID}
 	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
 	t0 := time.Now()
-	for i := 0; i < len(msgs); i += 100 {
-		for _, err := range b.PublishAll(ctx, msgs[i:min(i+100, len(msgs))]) {
-			must(err)
-		}
+	for range max(clients, 1) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(int64(batch))) - batch
+				if i >= len(msgs) {
+					return
+				}
+				for _, err := range b.PublishAll(ctx, msgs[i:min(i+batch, len(msgs))]) {
+					must(err)
+				}
+			}
+		})
 	}
+	wg.Wait()
 	busRate = float64(total) / time.Since(t0).Seconds()
 	b.Close()
 

@@ -51,6 +51,30 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 	}
 }
 
+// TestProfileIdentitiesReadFromTheIndexAlone: reading a profile's
+// identities back (each profile a batch loads, the customer page) needs no
+// table row, one per identity otherwise.
+func TestProfileIdentitiesReadFromTheIndexAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("query plans, not concurrency: the full run checks them, -short (the race run) skips")
+	}
+	e := start(t, profiles.Options{})
+	for _, q := range []string{
+		"SELECT profile, kind, value FROM identities WHERE profile IN ({:x}, {:y})",
+		"SELECT kind, value FROM identities WHERE profile={:x}",
+	} {
+		var plan []struct {
+			Detail string `db:"detail"`
+		}
+		if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + q).Bind(map[string]any{"x": "p", "y": "q"}).All(&plan); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if len(plan) == 0 || !strings.Contains(plan[0].Detail, "COVERING INDEX idx_identities_profile") {
+			t.Errorf("%s: want the covering index idx_identities_profile, plan: %+v", q, plan)
+		}
+	}
+}
+
 // TestSearchPlanStartsFromTheIndex: a search reads the profiles the index
 // finds (one primary-key lookup each), never every profile.
 func TestSearchPlanStartsFromTheIndex(t *testing.T) {
