@@ -68,9 +68,7 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 		defer close(done)
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		lastLog, same := -1, 0
-		truncated := false        // since the WAL last changed
-		restartAt := restartPages // the WAL size at which the next restart is tried
+		w := newWALWatch(restartPages)
 		for {
 			select {
 			case <-quit:
@@ -83,33 +81,9 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 			if err := readers.NewQuery("PRAGMA wal_checkpoint(PASSIVE)").Row(&busy, &log, &copied); err != nil {
 				continue
 			}
-			if log == lastLog {
-				same++
-			} else {
-				same, truncated = 0, false
-			}
-			lastLog = log
-			switch {
-			case log < restartPages:
-				restartAt = restartPages // started over
-			case log >= restartAt && copied == log:
-				if walCheckpointOnWriter(writer, "RESTART") {
-					lastLog = -1 // as many frames as now may be new ones
-				} else {
-					// Readers outlasted restartBusy: try again once the WAL
-					// grew by half as much again, not at every check (each
-					// try holds the writer up to restartBusy).
-					restartAt = log + restartPages/2
-				}
-			}
-			// Idle: truncate the file, even when a restart left it with no
-			// frames (its size stays on disk until truncated).
-			if !truncated && copied == log && same > 0 && same%idleChecks == 0 {
-				// Tried again while it fails. Once frames were dropped, the
-				// next count is read as a change, even when as many came since.
-				if truncated = walCheckpointOnWriter(writer, "TRUNCATE"); truncated && log > 0 {
-					lastLog = -1
-				}
+			if mode := w.next(log, copied); mode != "" {
+				ok, ckptLog := walCheckpointOnWriter(writer, mode)
+				w.result(mode, max(log, ckptLog), ok)
 			}
 		}
 	}()
@@ -120,30 +94,93 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 	}
 }
 
+// walWatch decides, from what each passive checkpoint reports (the WAL's
+// frames, and how many of them are copied back), when to start the WAL
+// over and when to truncate its file.
+type walWatch struct {
+	restartPages int
+	restartAt    int  // the WAL size at which the next restart is tried
+	lastLog      int  // the WAL size the last check reported
+	same         int  // checks in a row that found it unchanged
+	truncated    bool // since the WAL last changed
+}
+
+func newWALWatch(restartPages int) *walWatch {
+	return &walWatch{restartPages: restartPages, restartAt: restartPages, lastLog: -1}
+}
+
+// next returns the checkpoint to run on the writer's connection after a
+// passive one reported log frames, copied of them copied back: "RESTART",
+// "TRUNCATE" or "" (none).
+func (w *walWatch) next(log, copied int) string {
+	if log == w.lastLog {
+		w.same++
+	} else {
+		w.same, w.truncated = 0, false
+	}
+	w.lastLog = log
+	if log < w.restartPages {
+		w.restartAt = w.restartPages // started over
+	} else if log >= w.restartAt && copied == log {
+		return "RESTART"
+	}
+	// Idle: truncate the file, even when a restart left it with no frames
+	// (its size stays on disk until truncated). Tried again while it fails.
+	if !w.truncated && copied == log && w.same > 0 && w.same%idleChecks == 0 {
+		return "TRUNCATE"
+	}
+	return ""
+}
+
+// result records how the checkpoint mode went; log is the WAL's size in
+// frames as the checkpoint found it (the writer may have committed more
+// since the passive check that chose it).
+func (w *walWatch) result(mode string, log int, ok bool) {
+	switch {
+	case mode == "RESTART":
+		// Either way, the next try waits for the WAL to grow by half as
+		// much again. After a failure (readers outlasted restartBusy), so
+		// as not to hold the writer at every check. After a success,
+		// because the WAL starts over only when the writer next writes:
+		// until then a check still reports the old size, all copied back,
+		// and a second restart would hold the writer again to copy back
+		// the few frames its next batch had written by then (half of the
+		// restarts under a steady load were such).
+		w.restartAt = log + w.restartPages/2
+		if ok {
+			w.lastLog = -1 // as many frames as now may be new ones
+		}
+	case ok:
+		// Truncated: the WAL holds no frame, so a next count of as many
+		// frames as before is read as a change, and one of none as none.
+		w.truncated, w.lastLog = true, 0
+	}
+}
+
 // walCheckpointOnWriter runs a checkpoint of mode (RESTART or TRUNCATE) on
 // the writer's connection, once no transaction holds it, waiting at most
 // restartBusy for readers still in the WAL. It reports whether the WAL
-// started over.
-func walCheckpointOnWriter(writer dbx.Builder, mode string) bool {
+// started over, and its size in frames before (-1: unknown).
+func walCheckpointOnWriter(writer dbx.Builder, mode string) (restarted bool, log int) {
 	pool, ok := writer.(interface{ DB() *sql.DB })
 	if !ok {
-		return false
+		return false, -1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pool.DB().Conn(ctx) // waits for the writer's transaction to end
 	if err != nil {
-		return false
+		return false, -1
 	}
 	defer conn.Close() // back to the pool
 	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = "+strconv.Itoa(int(restartBusy.Milliseconds()))); err != nil {
-		return false
+		return false, -1
 	}
-	busy := 1
-	var log, copied int
+	busy, log := 1, -1
+	var copied int
 	_ = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &log, &copied)
 	if _, err := conn.ExecContext(context.Background(), "PRAGMA busy_timeout = "+strconv.Itoa(busyTimeoutMS)); err != nil {
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // never hand on a connection with the short timeout
 	}
-	return busy == 0
+	return busy == 0, log
 }

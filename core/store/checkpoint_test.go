@@ -102,3 +102,56 @@ func TestCheckpointsStartTheWALOverAndTruncateItWhenIdle(t *testing.T) {
 		t.Fatalf("writer's busy_timeout = %d (%v), want %d", ms, err, busyTimeoutMS)
 	}
 }
+
+// One restart per WAL: after a restart the checks report the old size, all
+// copied back, until the writer next writes (SQLite starts the WAL over
+// then), and that must not restart it again; the next restart waits for
+// the new WAL to reach the restart size. Once the WAL stops changing, it is
+// truncated, once.
+func TestWALWatchRestartsEachWALOnceAndTruncatesWhenIdle(t *testing.T) {
+	w := newWALWatch(1000)
+	step := func(log, copied int, want string, ok bool) {
+		t.Helper()
+		got := w.next(log, copied)
+		if got != want {
+			t.Fatalf("after a check of %d frames (%d copied back): %q, want %q", log, copied, got, want)
+		}
+		if got != "" {
+			w.result(got, log, ok)
+		}
+	}
+	step(400, 400, "", true)
+	step(1200, 900, "", true)         // not all copied back yet
+	step(1500, 1500, "RESTART", true) // started over
+	step(1500, 1500, "", true)        // the old size again: the writer has not written since
+	step(1500, 1500, "", true)
+	step(300, 300, "", true) // the writer wrote: a new WAL
+	step(1100, 1100, "RESTART", false)
+	step(1200, 1200, "", true) // readers outlasted the restart: wait for half as much again
+	step(1600, 1600, "RESTART", true)
+	for range idleChecks { // the writes stop: the first check sees the old size again, then no change
+		step(1600, 1600, "", true)
+	}
+	step(1600, 1600, "TRUNCATE", false) // failed: tried again
+	for range idleChecks - 1 {
+		step(1600, 1600, "", true)
+	}
+	step(1600, 1600, "TRUNCATE", true)
+	for range 3 * idleChecks { // nothing more to do while idle
+		step(0, 0, "", true)
+	}
+	step(800, 800, "", true) // new frames
+	for range idleChecks - 1 {
+		step(800, 800, "", true)
+	}
+	step(800, 800, "TRUNCATE", true)
+	// The restart waits for the writer's batch to end, so it finds more
+	// frames than the check that chose it; the check after it reports
+	// those, still the old WAL.
+	if got := w.next(1600, 1600); got != "RESTART" {
+		t.Fatalf("a new WAL past the restart size: %q, want RESTART", got)
+	}
+	w.result("RESTART", 2900, true)
+	step(2900, 2900, "", true)
+	step(200, 200, "", true)
+}
