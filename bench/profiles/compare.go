@@ -165,6 +165,7 @@ func floorInsert(evs *msgArena) figure {
 	defer os.RemoveAll(dir)
 	cfg := config.Default()
 	cfg.DataDir = dir
+	headroom() // the soft limit the Omni cases run under
 	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
 	if err := o.Open(); err != nil {
 		log.Fatal(err)

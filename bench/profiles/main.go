@@ -91,51 +91,7 @@ func main() {
 		defer os.RemoveAll(d)
 		dataDir = d
 	}
-	cfg := config.Default()
-	cfg.DataDir = dataDir
-	cfg.Bus.MaxStoreMB = 8192
-	st := &samples{m: map[string][]time.Duration{}}
-	mod := profiles.New(profiles.Options{Interval: -1, Observe: st.observe})
-	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
-	o.Use(mod)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		if err := o.Serve(ln, ready); err != nil {
-			log.Print(err)
-		}
-	}()
-	<-ready
-	defer o.Shutdown()
-
-	ctx := context.Background()
-	if *cacheMB > 0 {
-		// The writer pool has one connection, so the pragma sticks.
-		if _, err := o.PB.NonconcurrentDB().NewQuery(fmt.Sprintf("PRAGMA cache_size = -%d", *cacheMB*1024)).Execute(); err != nil {
-			log.Fatal(err)
-		}
-	}
 	base := time.Now().Add(-300 * 24 * time.Hour)
-	countEvents := func() int {
-		var n int
-		_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM events").Row(&n)
-		return n
-	}
-	publish := func(evs []*events.Event) {
-		for i, err := range ingest.Publish(ctx, o.Bus, evs) {
-			if err != nil {
-				log.Fatalf("publish %s: %v", evs[i].ID, err)
-			}
-		}
-	}
-	waitFor := func(n int) {
-		for countEvents() < n {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 	types := []string{events.PageViewed, events.PageViewed, events.PageViewed, events.EmailOpened, events.MessageReceived, events.CheckoutStarted, events.OrderPlaced}
 	rng := rand.New(rand.NewPCG(1, 2))
 	mkEvent := func(p, j int) *events.Event {
@@ -190,6 +146,51 @@ func main() {
 		}
 		compare(msgs, max(1, *runs), *cpuProfile)
 		return
+	}
+	// The plain load's server; -compare starts its own, one per case.
+	cfg := config.Default()
+	cfg.DataDir = dataDir
+	cfg.Bus.MaxStoreMB = 8192
+	st := &samples{m: map[string][]time.Duration{}}
+	mod := profiles.New(profiles.Options{Interval: -1, Observe: st.observe})
+	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
+	o.Use(mod)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		if err := o.Serve(ln, ready); err != nil {
+			log.Print(err)
+		}
+	}()
+	<-ready
+	defer o.Shutdown()
+
+	ctx := context.Background()
+	if *cacheMB > 0 {
+		// The writer pool has one connection, so the pragma sticks.
+		if _, err := o.PB.NonconcurrentDB().NewQuery(fmt.Sprintf("PRAGMA cache_size = -%d", *cacheMB*1024)).Execute(); err != nil {
+			log.Fatal(err)
+		}
+	}
+	countEvents := func() int {
+		var n int
+		_ = o.PB.DB().NewQuery("SELECT COUNT(*) FROM events").Row(&n)
+		return n
+	}
+	publish := func(evs []*events.Event) {
+		for i, err := range ingest.Publish(ctx, o.Bus, evs) {
+			if err != nil {
+				log.Fatalf("publish %s: %v", evs[i].ID, err)
+			}
+		}
+	}
+	waitFor := func(n int) {
+		for countEvents() < n {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	if *reuse {
 		var loaded int
