@@ -155,6 +155,23 @@ func compare(evs *msgArena, runs int, cpuProfile string) {
 	fmt.Printf("    … until metrics' rollups caught up %5.0f events/s  %6v CPU/event  %.2f× the floor\n", r.rate, r.cpuPer, ratio(rolled))
 }
 
+// serve starts o on a loopback port and returns its base URL once it
+// serves.
+func serve(o *app.Omni) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		if err := o.Serve(ln, ready); err != nil {
+			log.Print(err)
+		}
+	}()
+	<-ready
+	return "http://" + ln.Addr().String()
+}
+
 // floorInsert stores evs in batches of 1,000 with no processor. Only the
 // inserts are timed: each batch is decoded before its clock starts.
 func floorInsert(evs *msgArena) figure {
@@ -217,20 +234,10 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 		o.Use(inbox.New(inbox.Options{}))
 		o.Use(metrics.New(metrics.Options{}))
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		if err := o.Serve(ln, ready); err != nil {
-			log.Print(err)
-		}
-	}()
-	<-ready
+	base := serve(o)
 	defer o.Shutdown()
 	if live {
-		liveSetup(o, "http://"+ln.Addr().String())
+		liveSetup(o, base)
 	}
 	// The CPU profile covers the load; in the live case, metrics' catch-up
 	// after it goes to a second file (cpuProfile + ".catchup").

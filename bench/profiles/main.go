@@ -13,7 +13,6 @@ import (
 	"io"
 	"log"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -155,17 +154,7 @@ func main() {
 	mod := profiles.New(profiles.Options{Interval: -1, Observe: st.observe})
 	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
 	o.Use(mod)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		if err := o.Serve(ln, ready); err != nil {
-			log.Print(err)
-		}
-	}()
-	<-ready
+	serve(o)
 	defer o.Shutdown()
 
 	ctx := context.Background()
