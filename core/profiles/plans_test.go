@@ -34,17 +34,7 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		"SELECT COUNT(*) FROM profiles p WHERE p.merged_into = '' AND p.known = 1",
 		"SELECT p.id FROM profiles p WHERE p.merged_into = '' AND p.known = 1 ORDER BY p.last_seen DESC, p.id DESC LIMIT 25",
 	} {
-		var plan []struct {
-			Detail string `db:"detail"`
-		}
-		if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + q).Bind(map[string]any{"x": "p"}).All(&plan); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		var parts []string
-		for _, p := range plan {
-			parts = append(parts, p.Detail)
-		}
-		s := strings.Join(parts, "; ")
+		s := queryPlan(t, e, q, map[string]any{"x": "p"})
 		if strings.Contains(s, "SCAN ") && !strings.Contains(s, "USING") {
 			t.Errorf("full scan: %s\n  plan: %s", q, s)
 		}
@@ -63,14 +53,8 @@ func TestProfileIdentitiesReadFromTheIndexAlone(t *testing.T) {
 		"SELECT profile, kind, value FROM identities WHERE profile IN ({:x}, {:y})",
 		"SELECT kind, value FROM identities WHERE profile={:x}",
 	} {
-		var plan []struct {
-			Detail string `db:"detail"`
-		}
-		if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + q).Bind(map[string]any{"x": "p", "y": "q"}).All(&plan); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		if len(plan) == 0 || !strings.Contains(plan[0].Detail, "COVERING INDEX idx_identities_profile") {
-			t.Errorf("%s: want the covering index idx_identities_profile, plan: %+v", q, plan)
+		if s := queryPlan(t, e, q, map[string]any{"x": "p", "y": "q"}); !strings.HasPrefix(s, "SEARCH identities USING COVERING INDEX idx_identities_profile") {
+			t.Errorf("%s: want the covering index idx_identities_profile, plan: %s", q, s)
 		}
 	}
 }
@@ -82,18 +66,24 @@ func TestSearchPlanStartsFromTheIndex(t *testing.T) {
 		t.Skip("query plans, not concurrency: the full run checks them, -short (the race run) skips")
 	}
 	e := start(t, profiles.Options{})
-	var plan []struct {
-		Detail string `db:"detail"`
-	}
-	if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + profiles.SearchSQLForTest(e.mod, "jane doh")).Bind(profiles.SearchParamsForTest(e.mod, "jane doh")).All(&plan); err != nil {
-		t.Fatal(err)
-	}
-	var parts []string
-	for _, p := range plan {
-		parts = append(parts, p.Detail)
-	}
-	s := strings.Join(parts, "; ")
+	s := queryPlan(t, e, profiles.SearchSQLForTest(e.mod, "jane doh"), profiles.SearchParamsForTest(e.mod, "jane doh"))
 	if !strings.Contains(s, "USING PRIMARY KEY (token>? AND token<?)") || !strings.Contains(s, "SEARCH p USING INDEX") || strings.Contains(s, "SCAN p") {
 		t.Errorf("search plan: %s", s)
 	}
+}
+
+// queryPlan is SQLite's plan for q with params, its steps joined by "; ".
+func queryPlan(t *testing.T, e *env, q string, params map[string]any) string {
+	t.Helper()
+	var plan []struct {
+		Detail string `db:"detail"`
+	}
+	if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + q).Bind(params).All(&plan); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	parts := make([]string, len(plan))
+	for i, p := range plan {
+		parts[i] = p.Detail
+	}
+	return strings.Join(parts, "; ")
 }
