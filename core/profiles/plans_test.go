@@ -3,10 +3,8 @@ package profiles_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/omni/omni/core/profiles"
-	"github.com/omni/omni/core/segmentrule"
 )
 
 // The hot-path and merge statements (with bound parameters, as they run)
@@ -58,42 +56,6 @@ func TestProfileIdentitiesReadFromTheIndexAlone(t *testing.T) {
 		if s := queryPlan(t, e, q, map[string]any{"x": "p", "y": "q"}); !strings.HasPrefix(s, "SEARCH identities USING COVERING INDEX idx_identities_profile") {
 			t.Errorf("%s: want the covering index idx_identities_profile, plan: %s", q, s)
 		}
-	}
-}
-
-// TestSegmentEventConditionsReadTheIndexAlone: an event condition of a
-// segment rule (the profile's events of one type in a window) is answered
-// from idx_events_profile_time (profile, occurred_at, type) without
-// reading a row of events, and the customer timeline still walks that
-// index in time order instead of sorting.
-func TestSegmentEventConditionsReadTheIndexAlone(t *testing.T) {
-	if testing.Short() {
-		t.Skip("query plans, not concurrency: the full run checks them, -short (the race run) skips")
-	}
-	e := start(t, profiles.Options{})
-	for _, rule := range []string{
-		`{"event":"order.placed","op":"eq","count":0,"within_days":90}`,
-		`{"event":"message.received","op":"gte","count":1,"within_days":30}`,
-		`{"event":"order.placed","op":"gte","count":3}`,
-	} {
-		r, err := segmentrule.ParseRule([]byte(rule))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := segmentrule.NewCompiler(time.Now(), nil)
-		expr, err := c.Compile(r, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Params["x"] = "p"
-		s := queryPlan(t, e, "SELECT p.id FROM profiles p WHERE p.id = {:x} AND "+expr, c.Params)
-		if !strings.Contains(s, "USING COVERING INDEX idx_events_profile_time (profile=?") {
-			t.Errorf("%s: want the covering index idx_events_profile_time, plan: %s", rule, s)
-		}
-	}
-	s := queryPlan(t, e, "SELECT id FROM events WHERE profile = {:x} ORDER BY occurred_at DESC LIMIT 50", map[string]any{"x": "p"})
-	if !strings.HasPrefix(s, "SEARCH events USING INDEX idx_events_profile_time (profile=?)") || strings.Contains(s, "TEMP B-TREE") {
-		t.Errorf("timeline plan: %s", s)
 	}
 }
 
