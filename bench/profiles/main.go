@@ -24,6 +24,7 @@ import (
 
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/bench/internal/custload"
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/bus"
@@ -90,42 +91,8 @@ func main() {
 		defer os.RemoveAll(d)
 		dataDir = d
 	}
-	base := time.Now().Add(-300 * 24 * time.Hour)
-	types := []string{events.PageViewed, events.PageViewed, events.PageViewed, events.EmailOpened, events.MessageReceived, events.CheckoutStarted, events.OrderPlaced}
-	rng := rand.New(rand.NewPCG(1, 2))
-	mkEvent := func(p, j int) *events.Event {
-		ids := events.Identities{}
-		email, phone, anon := fmt.Sprintf("c%d@omni-shop.dev", p), fmt.Sprintf("+1415%07d", p), fmt.Sprintf("anon-%d", p)
-		switch {
-		case j == 0: // first contact links all three
-			ids[events.Email], ids[events.Phone], ids[events.AnonymousID] = email, phone, anon
-		default:
-			switch rng.IntN(3) {
-			case 0:
-				ids[events.Email] = email
-			case 1:
-				ids[events.Phone] = phone
-			default:
-				ids[events.AnonymousID] = anon
-			}
-		}
-		typ := types[rng.IntN(len(types))]
-		if j == 0 {
-			typ = events.Identify
-		}
-		ev := &events.Event{ID: fmt.Sprintf("b-%d-%d", p, j), Type: typ, Source: "bench",
-			OccurredAt: base.Add(time.Duration(rng.IntN(300*24)) * time.Hour), ReceivedAt: time.Now(),
-			Identities: ids, Context: events.Context{Channel: []string{"web", "email", "whatsapp", "pos"}[rng.IntN(4)]}}
-		switch typ {
-		case events.Identify:
-			ev.Properties = map[string]any{"traits": map[string]any{"first_name": firstName(p), "last_name": lastName(p)}}
-		case events.OrderPlaced: // numbered as a Shopify shop numbers them
-			n := orderNumber(p, j)
-			ev.Properties = map[string]any{"total": float64(rng.IntN(20000)) / 100, "currency": "USD",
-				"order_id": strconv.Itoa(5600000000000 + n), "order_name": "#" + strconv.Itoa(n), "order_number": strconv.Itoa(n)}
-		}
-		return ev
-	}
+	load := custload.New()
+	base, rng, mkEvent := load.Base, load.Rand, load.Event
 
 	if *compareMode {
 		// Held encoded, as the bus holds them, in one arena: 200k decoded
@@ -392,26 +359,6 @@ WHERE i.kind = 'email' AND i.value = {:e} AND COALESCE(m.undone_at, '') = ''`).B
 	return stored
 }
 
-// Synthetic names: 40 first names × 900 last names built from syllables,
-// so a last name is shared by about 1 in 900 customers, as in a real shop.
-var (
-	firstNames = []string{"Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ines", "Jon", "Kim", "Leo", "Mia", "Nils", "Olga", "Paul",
-		"Quinn", "Rosa", "Sam", "Tara", "Uma", "Vic", "Wes", "Xena", "Yara", "Zoe", "Amir", "Bea", "Carl", "Dora", "Emil", "Fay", "Gus", "Hana",
-		"Ivan", "Jade", "Kofi", "Lena", "Milo", "Nora"}
-	syllables = []string{"ok", "af", "or", "ber", "lin", "gar", "son", "mur", "ray", "del", "kov", "ami", "tan", "wel", "dri", "han", "sel",
-		"bor", "mon", "ric", "pet", "lau", "zen", "fal", "gro", "hut", "ner", "cas", "vid", "qui"}
-)
-
-func firstName(p int) string { return firstNames[p%len(firstNames)] }
-
-func lastName(p int) string {
-	n := (p / len(firstNames)) % (len(syllables) * len(syllables))
-	s := syllables[n/len(syllables)] + syllables[n%len(syllables)]
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-func orderNumber(p, j int) int { return 1000 + p*16 + j }
-
 // searchBench times Module.Search (the count and the first page of 25
 // that GET /api/v1/profiles answers) for the queries staff type: a last
 // name, a prefix of one, an order number as #1086 and as the vendor's long
@@ -426,9 +373,9 @@ func searchBench(o *app.Omni, mod *profiles.Module, rng *rand.Rand, nProfiles, p
 		name string
 		q    func() string
 	}{
-		{"last name", func() string { return lastName(rng.IntN(nProfiles)) }},
-		{"first+last", func() string { p := rng.IntN(nProfiles); return firstName(p) + " " + lastName(p) }},
-		{"partial name", func() string { return strings.ToLower(lastName(rng.IntN(nProfiles))[:4]) }},
+		{"last name", func() string { return custload.LastName(rng.IntN(nProfiles)) }},
+		{"first+last", func() string { p := rng.IntN(nProfiles); return custload.FirstName(p) + " " + custload.LastName(p) }},
+		{"partial name", func() string { return strings.ToLower(custload.LastName(rng.IntN(nProfiles))[:4]) }},
 		{"order #", func() string { return "#" + orders[rng.IntN(len(orders))] }},
 		{"order long id", func() string {
 			n, _ := strconv.Atoi(orders[rng.IntN(len(orders))])

@@ -1,8 +1,8 @@
 // Command walframes counts the WAL frames (pages written) per stored event
-// of the events insert alone: the bench/profiles events (customers × events
-// each, random times over 300 days, customers in turn) stored with
-// eventstore.WriteBatch in batches, as the floor of bench/profiles stores
-// them. Each batch's frames are read from the WAL's size, and the WAL is
+// of the events insert alone: bench/profiles' events (bench/internal/custload:
+// customers × events each, random times over 300 days, customers in turn),
+// stored with eventstore.WriteBatch in batches, as the floor of
+// bench/profiles stores them. Each batch's frames are read from the WAL's size, and the WAL is
 // truncated after each batch, so a page written by two batches counts twice,
 // as SQLite writes it.
 //
@@ -20,15 +20,14 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/bench/internal/custload"
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/events"
@@ -69,7 +68,14 @@ func main() {
 		}
 	}
 
-	evs := load(*customers, *perCustomer)
+	// bench/profiles' events, in its order: every customer once per round.
+	load := custload.New()
+	evs := make([]*events.Event, 0, *customers**perCustomer)
+	for j := 0; j < *perCustomer; j++ {
+		for p := 0; p < *customers; p++ {
+			evs = append(evs, load.Event(p, j))
+		}
+	}
 	var procs []eventstore.Processor
 	if *withProfile {
 		ids := make([]string, *customers)
@@ -100,23 +106,6 @@ func main() {
 	}
 	fmt.Printf("walframes: %d events, batches of %d, profile=%v, dropped=%q: %.2f frames per event (last fifth: %.2f)\n",
 		len(evs), *batchSize, *withProfile, *drop, float64(frames)/float64(len(evs)), float64(tailFrames)/float64(max(tailEvents, 1)))
-}
-
-// load makes bench/profiles' events in its order: every customer once per
-// round, identified by email.
-func load(customers, perCustomer int) []*events.Event {
-	rng := rand.New(rand.NewPCG(1, 2))
-	base := time.Now().Add(-300 * 24 * time.Hour)
-	types := []string{events.PageViewed, events.PageViewed, events.PageViewed, events.EmailOpened, events.MessageReceived, events.CheckoutStarted, events.OrderPlaced}
-	evs := make([]*events.Event, 0, customers*perCustomer)
-	for j := 0; j < perCustomer; j++ {
-		for p := 0; p < customers; p++ {
-			evs = append(evs, &events.Event{ID: fmt.Sprintf("b-%d-%d", p, j), Type: types[rng.IntN(len(types))], Source: "bench",
-				OccurredAt: base.Add(time.Duration(rng.IntN(300*24)) * time.Hour), ReceivedAt: time.Now(),
-				Identities: events.Identities{events.Email: fmt.Sprintf("c%d@omni-shop.dev", p)}, Context: events.Context{Channel: "web"}})
-		}
-	}
-	return evs
 }
 
 // profileSetter gives each event its customer's profile id before the rows
