@@ -16,41 +16,46 @@ import (
 )
 
 // The cross-batch cache follows the Go heap's soft limit: at memtune's
-// default limit it holds a few thousand profiles, a bigger GOMEMLIMIT
-// lets it grow up to its cap, and no limit at all means the cap.
+// default limit it holds a thousand decoded profiles and about 22,000
+// customers' rows, a bigger GOMEMLIMIT lets it grow up to its caps, and no
+// limit at all means the caps.
 func TestCacheBoundsFollowTheMemoryLimit(t *testing.T) {
 	prev := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
 	for _, c := range []struct {
-		limit    int64
-		profiles int
+		limit          int64
+		profiles, rows int
 	}{
-		{160 << 20, 160 << 20 / 10 / cachedProfileBytes}, // memtune.DefaultLimit
-		{2 << 30, 2 << 30 / 10 / cachedProfileBytes},
-		{math.MaxInt64, maxCacheProfiles},
-		{1 << 20, minCacheProfiles},
+		{160 << 20, 160 << 20 / 40 / cachedProfileBytes, 160 << 20 / 5}, // memtune.DefaultLimit
+		{2 << 30, 2 << 30 / 40 / cachedProfileBytes, maxRowBytes}, // a fifth would be 410 MB
+		{math.MaxInt64, maxCacheProfiles, maxRowBytes},
+		{1 << 20, minCacheProfiles, 1 << 20 / 5},
 	} {
 		debug.SetMemoryLimit(c.limit)
 		p, ids := cacheBounds()
-		if p != c.profiles || ids != 4*c.profiles {
-			t.Errorf("limit %d: bounds %d profiles, %d identities; want %d, %d", c.limit, p, ids, c.profiles, 4*c.profiles)
+		if rows := rowBudget(); p != c.profiles || rows != c.rows || ids != 4*(p+rows/cachedRowBytes) {
+			t.Errorf("limit %d: bounds %d profiles, %d bytes of rows, %d identities; want %d, %d, %d", c.limit, p, rows, ids, c.profiles, c.rows, 4*(c.profiles+c.rows/cachedRowBytes))
 		}
 	}
 	debug.SetMemoryLimit(160 << 20)
-	if p, _ := cacheBounds(); p*cachedProfileBytes > 160<<20/8 {
-		t.Errorf("at the default limit the cache may hold %d profiles, about %d MB", p, p*cachedProfileBytes>>20)
+	p, ids := cacheBounds()
+	if total := p*cachedProfileBytes + rowBudget() + ids*cachedIdentityBytes; total > 160<<20*3/10 {
+		t.Errorf("at the default limit the cache may hold %d profiles, %d bytes of rows and %d identities, about %d MB", p, rowBudget(), ids, total>>20)
 	}
 }
 
-// BenchmarkCachedProfile reports the heap a cached profile takes
-// (cachedProfileBytes): 4,000 customers with three identities, a name,
-// two orders and events on ten days, all held in the cache; the heap
-// with the cache, less the heap once it was dropped.
+// BenchmarkCachedProfile reports the heap a cached profile takes decoded
+// (cachedProfileBytes) and as a row with its identity look-ups
+// (cachedRowBytes + 3 × cachedIdentityBytes), beside what the row cache
+// counts for it (storedRow.size): 4,000 customers with three identities, a
+// name, two orders and events on ten days, all held in the cache; the
+// heap with the cache, less the heap once each part was dropped.
 func BenchmarkCachedProfile(b *testing.B) {
-	prev := debug.SetMemoryLimit(math.MaxInt64) // the cache holds them all
+	prev := debug.SetMemoryLimit(-1)
 	b.Cleanup(func() { debug.SetMemoryLimit(prev) })
 	mod := New(Options{Interval: -1})
 	s := omnitest.Start(b, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{mod} }})
+	debug.SetMemoryLimit(math.MaxInt64) // the cache holds them all (Start sets memtune's default)
 	const customers = 4000
 	base := time.Now().Add(-30 * 24 * time.Hour)
 	for b.Loop() {
@@ -105,8 +110,20 @@ func BenchmarkCachedProfile(b *testing.B) {
 		if cached < customers {
 			b.Fatalf("the cache holds %d profiles, want %d", cached, customers)
 		}
+		// Without the decoded profiles: what is left is their rows and
+		// identity look-ups.
+		mod.cacheMu.Lock()
+		mod.cache.profiles = map[string]*profile{}
+		rows, counted := len(mod.cache.rows.rows), mod.cache.rows.bytes
+		mod.cacheMu.Unlock()
+		withRows := heap()
+		if rows < customers {
+			b.Fatalf("the cache holds %d rows, want %d", rows, customers)
+		}
 		mod.forgetCache()
-		b.ReportMetric(float64(with-heap())/float64(cached), "B/profile")
+		b.ReportMetric(float64(with-withRows)/float64(cached), "B/profile")
 		b.ReportMetric(float64(cachedProfileBytes), "B/profile-assumed")
+		b.ReportMetric(float64(withRows-heap())/float64(rows), "B/row+ids")
+		b.ReportMetric(float64(counted)/float64(rows), "B/row-counted")
 	}
 }

@@ -124,6 +124,7 @@ func (m *Module) adoptBaseCurrency(b *batch, stored []*eventstore.Stored) error 
 	for _, p := range b.profiles {
 		p.saved = nil // their traits_due_at was just reset: flush writes it again
 	}
+	b.rows.reset() // and the cached rows' is stale
 	b.cur.Base = code
 	m.adopted = &BaseCurrency{Code: code, Origin: "connector", Note: note}
 	return nil

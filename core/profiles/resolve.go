@@ -68,6 +68,9 @@ type profile struct {
 	// stored traits and consent JSON are p's, and so are its own words in
 	// profile_search. Whatever changes them clears the flag.
 	traitsSaved, consentSaved, wordsSaved bool
+	// rawTraits and rawConsent are the traits and consent JSON as stored
+	// (the row cache keeps them when flush does not write them again).
+	rawTraits, rawConsent string
 	// saved holds the plain columns as flush last wrote them (nil:
 	// unknown), so an UPDATE sets only those that changed and SQLite
 	// leaves the indexes of the others alone.
@@ -152,6 +155,7 @@ type batch struct {
 	redirect map[string]string // merged loser → survivor
 	order    []*profile
 	inBatch  map[string]bool
+	rows     *rowCache // committed rows (shared batches; nil: none)
 	emits    []*events.Event
 	block    *blocklist // the list in force when the batch started
 	// resolved are this batch's events resolved so far (not rows yet).
@@ -215,26 +219,37 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 	}
 	if shared {
 		maxProfiles, maxIDs := cacheBounds()
-		if m.cache.profiles == nil || len(m.cache.profiles) > maxProfiles || len(m.cache.ids) > maxIDs {
+		switch {
+		case m.cache.profiles == nil:
 			m.cache.reset()
+		case len(m.cache.profiles) > maxProfiles:
+			// Committed state each, so they start over apart: the rows
+			// and the identity look-ups stay.
+			m.cache.profiles = map[string]*profile{}
 		}
-		b.idCache, b.profiles, b.redirect = m.cache.ids, m.cache.profiles, m.cache.redirect
+		if len(m.cache.ids) > maxIDs || len(m.cache.redirect) > maxIDs {
+			m.cache.ids, m.cache.redirect = map[string]string{}, map[string]string{}
+		}
+		b.idCache, b.profiles, b.redirect, b.rows = m.cache.ids, m.cache.profiles, m.cache.redirect, &m.cache.rows
 	}
 	return b
 }
 
-// cacheBounds says how many profiles and identity look-ups the cross-batch
-// cache may hold before it starts over (cheap: a cold cache costs a few
-// indexed reads per profile). A tenth of the Go heap's soft limit
-// (memtune's default, or GOMEMLIMIT) goes to it, at about
-// cachedProfileBytes a profile: a cache as big as the limit would leave
-// the collector running all the time under load (a 100,000-profile cache
-// was 300 MB, twice the default limit).
+// cacheBounds says how many decoded profiles and identity look-ups the
+// cross-batch cache may hold before each starts over (cheap: a cold cache
+// costs a few indexed reads per profile). The decoded profiles are the
+// customers of the last few batches: a fortieth of the Go heap's soft
+// limit (memtune's default, or GOMEMLIMIT) at about cachedProfileBytes
+// each; the customers before them are kept as rows, about three to a decoded
+// profile's memory (rowcache.go), and the identity look-ups cover both. A
+// cache as big as the limit would leave the collector running all the
+// time under load (a 100,000-profile cache was 300 MB, twice the default
+// limit).
 func cacheBounds() (profiles, identities int) {
 	limit := debug.SetMemoryLimit(-1) // reads the limit; math.MaxInt64 when none
-	n := int(min(limit/10/cachedProfileBytes, maxCacheProfiles))
+	n := int(min(limit/40/cachedProfileBytes, maxCacheProfiles))
 	n = max(n, minCacheProfiles)
-	return n, 4 * n
+	return n, 4 * (n + rowBudget()/cachedRowBytes)
 }
 
 const (
@@ -243,21 +258,36 @@ const (
 	// customer with three identities, a name, orders and ten active days
 	// (BenchmarkCachedProfile), more with live segments.
 	cachedProfileBytes = 4 << 10
-	minCacheProfiles   = 1_000
-	maxCacheProfiles   = 100_000
+	// cachedRowBytes is a cached row's heap for that customer
+	// (storedRow.size; BenchmarkCachedProfile reports both).
+	cachedRowBytes = 1400
+	// cachedIdentityBytes is an identity look-up's.
+	cachedIdentityBytes = 100
+	minCacheProfiles    = 1_000
+	maxCacheProfiles    = 100_000
 )
 
 // resolveCache keeps profiles, identity lookups and merge redirects between
 // batches. It only ever holds committed state: it is dropped when a batch
 // fails or is not confirmed committed, and by erasures.
 type resolveCache struct {
-	profiles    map[string]*profile
-	ids         map[string]string
-	redirect    map[string]string
+	profiles map[string]*profile
+	ids      map[string]string
+	redirect map[string]string
+	// rows outlive the decoded profiles: a profile dropped from profiles
+	// is decoded from its row instead of read back (rowcache.go).
+	rows        rowCache
 	unconfirmed bool
 }
 
 func (c *resolveCache) reset() {
+	c.resetDecoded()
+	c.rows.reset()
+}
+
+// resetDecoded starts the decoded profiles and identity look-ups over;
+// the committed rows stay.
+func (c *resolveCache) resetDecoded() {
 	c.profiles, c.ids, c.redirect, c.unconfirmed = map[string]*profile{}, map[string]string{}, map[string]string{}, false
 }
 
@@ -397,6 +427,13 @@ func (b *batch) readProfile(row interface{ Scan(...any) error }) (*profile, erro
 	if err != nil || p.mergedInto != "" {
 		return p, err
 	}
+	b.stored(p, saved)
+	return p, nil
+}
+
+// stored marks p, just read or decoded from a cached row, as stored with
+// the plain columns saved.
+func (b *batch) stored(p *profile, saved *savedColumns) {
 	// As stored, so flush writes only what the batch changes, as for a
 	// cached profile: an UPDATE of every column rewrites every index of
 	// profiles, and the traits and consent JSON with them.
@@ -408,7 +445,6 @@ func (b *batch) readProfile(row interface{ Scan(...any) error }) (*profile, erro
 	// one of them makes flush look at the words.
 	p.saved, p.traitsSaved, p.consentSaved, p.wordsSaved = saved, true, true, true
 	b.m.loadedState(p)
-	return p, nil
 }
 
 // prefetchProfiles reads the live profiles the batch's identities point
@@ -430,6 +466,12 @@ func (b *batch) prefetchProfiles(stored []*eventstore.Stored) error {
 				continue
 			}
 			seen[pid] = true
+			if r := b.rows.get(pid); r != nil {
+				if p, err := b.fromRow(pid, r); err == nil {
+					b.profiles[pid] = p
+					continue
+				}
+			}
 			want = append(want, pid)
 		}
 	}
@@ -509,7 +551,8 @@ type profileRow struct {
 // and erase what was there.
 func (r *profileRow) decode() (*profile, error) {
 	p := &profile{id: r.ID, mergedInto: r.MergedInto, created: r.Created, name: r.Name, email: r.Email, phone: r.Phone,
-		traits: map[string]any{}, comp: &Computed{}, consent: map[string]ConsentEntry{}, ids: map[string][]string{}}
+		traits: map[string]any{}, comp: &Computed{}, consent: map[string]ConsentEntry{}, ids: map[string][]string{},
+		rawTraits: r.Traits, rawConsent: r.Consent}
 	for _, f := range []struct {
 		name, raw string
 		into      any
@@ -538,6 +581,13 @@ func (b *batch) load(id string) (*profile, error) {
 		if p := b.profiles[id]; p != nil && p.mergedInto == "" {
 			b.see(p)
 			return p, nil
+		}
+		if r := b.rows.get(id); r != nil {
+			if p, err := b.fromRow(id, r); err == nil {
+				b.profiles[id] = p
+				b.see(p)
+				return p, nil
+			}
 		}
 		st, err := b.stmt(&b.sProfile, profileSQL)
 		if err != nil {
@@ -869,6 +919,7 @@ func (b *batch) detach(id ident, missing string) error {
 		return fmt.Errorf("detach identity: %w", err)
 	}
 	b.idCache[id.kind+"\x00"+id.value] = ""
+	b.rows.drop(missing)
 	return nil
 }
 
@@ -1078,13 +1129,15 @@ func (b *batch) write(p *profile) error {
 		}
 		if !p.traitsSaved || p.isNew {
 			tj, _ := json.Marshal(p.traits)
-			vals[4], mask = string(tj), mask|1<<4
+			p.rawTraits = string(tj)
+			vals[4], mask = p.rawTraits, mask|1<<4
 		} else {
 			mask &^= 1 << 4
 		}
 		if !p.consentSaved || p.isNew {
 			kj, _ := json.Marshal(p.consent)
-			vals[6], mask = string(kj), mask|1<<6
+			p.rawConsent = string(kj)
+			vals[6], mask = p.rawConsent, mask|1<<6
 		} else {
 			mask &^= 1 << 6
 		}
@@ -1114,11 +1167,15 @@ func (b *batch) write(p *profile) error {
 	b.args = a[:0]
 	if err != nil {
 		p.saved = nil
+		b.rows.drop(p.id)
 		return err
 	}
 	p.saved = now
 	if p.mergedInto == "" {
 		p.traitsSaved, p.consentSaved = true, true
+		b.rows.put(p.id, rowOf(p, vals[5].(string), now))
+	} else {
+		b.rows.drop(p.id)
 	}
 	return nil
 }

@@ -647,6 +647,7 @@ func (m *Module) Reevaluate(ctx context.Context) error {
 			m.cacheMu.Lock()
 			for _, id := range due {
 				delete(m.cache.profiles, id)
+				m.cache.rows.drop(id)
 			}
 			m.cacheMu.Unlock()
 			b := m.newBatch(tx, false)

@@ -1,0 +1,140 @@
+package profiles
+
+import "runtime/debug"
+
+// storedRow is a live profile's row as committed, held as the text the
+// database holds: about 1.4 KB for a customer with a name, orders and ten
+// active days, against 3.8 KB decoded (cachedProfileBytes). The decoded
+// cache starts over when full, so a shop with more active customers than
+// it holds read nearly every profile back with SQL; rows let the cache
+// keep nearly three times as many customers in the same memory, and
+// decoding a row costs about a quarter of reading it (docs/benchmarks.md).
+// Rows cost no encoding of their own: write keeps the JSON it stores, and
+// traits and consent it does not store again stay the text read.
+type storedRow struct {
+	created, traits, computed, consent string
+	// saved is the row's plain columns (name, email, phone and the
+	// derived ones); its compFirst and compLast are left empty.
+	saved savedColumns
+	// ids are the profile's identities, kind and value in turn.
+	ids []string
+}
+
+// rowOverhead is a cached row's heap besides its text: the struct, the
+// string headers, the identity slice and its map entry.
+const rowOverhead = 360
+
+func (r *storedRow) size() int {
+	n := rowOverhead + len(r.created) + len(r.traits) + len(r.computed) + len(r.consent) +
+		len(r.saved.name) + len(r.saved.email) + len(r.saved.phone) + len(r.saved.firstSeen) + len(r.saved.lastSeen) +
+		len(r.saved.stage) + len(r.saved.engagement) + len(r.saved.due)
+	for _, s := range r.ids {
+		n += len(s) + 16
+	}
+	return n
+}
+
+// rowCache holds committed rows of live profiles, up to a byte budget.
+// Like the rest of resolveCache it only ever holds committed state: a
+// batch that fails drops it whole.
+type rowCache struct {
+	rows  map[string]*storedRow
+	bytes int
+}
+
+// rowBudget is the heap the row cache may take: a fifth of the Go heap's
+// soft limit (32 MB, about 22,000 customers, at memtune's default), at
+// most maxRowBytes.
+func rowBudget() int {
+	limit := debug.SetMemoryLimit(-1)
+	return int(min(limit/5, maxRowBytes))
+}
+
+const maxRowBytes = 256 << 20
+
+func (c *rowCache) get(id string) *storedRow {
+	if c == nil {
+		return nil
+	}
+	return c.rows[id]
+}
+
+// put records p's row as just written. Past the budget it drops rows at
+// random (map order) down to nine tenths of it: starting over, as the
+// decoded cache does, would find nothing when the shop's active customers
+// come round in turn, as a newsletter's clicks or a sale's orders do,
+// while dropping at random keeps most of them.
+func (c *rowCache) put(id string, r *storedRow) {
+	if c == nil {
+		return
+	}
+	if c.rows == nil {
+		c.rows = map[string]*storedRow{}
+	}
+	if old := c.rows[id]; old != nil {
+		c.bytes -= old.size()
+	}
+	c.rows[id] = r
+	c.bytes += r.size()
+	if budget := rowBudget(); c.bytes > budget {
+		for k, old := range c.rows {
+			if c.bytes <= budget/10*9 {
+				break
+			}
+			if k != id {
+				delete(c.rows, k)
+				c.bytes -= old.size()
+			}
+		}
+	}
+}
+
+func (c *rowCache) drop(id string) {
+	if c == nil {
+		return
+	}
+	if old := c.rows[id]; old != nil {
+		delete(c.rows, id)
+		c.bytes -= old.size()
+	}
+}
+
+func (c *rowCache) reset() {
+	if c != nil {
+		c.rows, c.bytes = nil, 0
+	}
+}
+
+// rowOf is p's row as write just stored it (now: its plain columns).
+func rowOf(p *profile, computed string, now *savedColumns) *storedRow {
+	r := &storedRow{created: p.created, traits: p.rawTraits, computed: computed, consent: p.rawConsent, saved: *now}
+	r.saved.compFirst, r.saved.compLast = "", ""
+	n := 0
+	for _, vs := range p.ids {
+		n += 2 * len(vs)
+	}
+	r.ids = make([]string, 0, n)
+	for k, vs := range p.ids {
+		for _, v := range vs {
+			r.ids = append(r.ids, k, v)
+		}
+	}
+	return r
+}
+
+// fromRow decodes a cached row into the batch's working copy, as
+// readProfile does a row read with SQL.
+func (b *batch) fromRow(id string, r *storedRow) (*profile, error) {
+	row := profileRow{ID: id, Created: r.created, Name: r.saved.name, Email: r.saved.email, Phone: r.saved.phone,
+		Traits: r.traits, Computed: r.computed, Consent: r.consent}
+	p, err := row.decode()
+	if err != nil {
+		return nil, err
+	}
+	saved := r.saved
+	for i := 0; i+1 < len(r.ids); i += 2 {
+		p.ids[r.ids[i]] = append(p.ids[r.ids[i]], r.ids[i+1])
+	}
+	b.stored(p, &saved)
+	return p, nil
+}
