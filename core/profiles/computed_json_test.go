@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -36,5 +37,43 @@ func TestComputedAppendJSONIsJSONMarshal(t *testing.T) {
 		if got := c.appendJSON(nil); string(got) != string(want) {
 			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
 		}
+	}
+}
+
+// computedState tells computed values apart exactly as their JSON does:
+// two values with the same encoding store the same JSON (else a segment
+// that reads the trait would miss the change), and values whose JSON
+// differs encode differently (else it would miss it too).
+func TestComputedStateMatchesJSON(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	enc := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	groups := [][]any{
+		{"", "loyal", "loyal ", "2026-11-02T03:07:32.402Z"},
+		{0, 1, -1, 12, 100},
+		{true, false},
+		{(*float64)(nil), f(0), f(1), f(0.1 + 0.2), f(0.3), f(25)},
+		{[]string(nil), []string{"a", "b"}, []string{"ab"}, []string{"a:b"}, []string{"1:a"}, []string{"b", "a"}, []string{"", "a"}},
+		{map[string]float64(nil), map[string]float64{"USD": 50}, map[string]float64{"USD": 50, "EUR": 10}, map[string]float64{"EUR": 10, "USD": 50.5}, map[string]float64{"USD5": 0}},
+		{map[string]int(nil), map[string]int{"USD": 2}, map[string]int{"USD": 2, "EUR": 1}, map[string]int{"USD2": 0}},
+	}
+	for _, g := range groups {
+		for _, a := range g {
+			for _, b := range g {
+				sameState := computedState(a, enc) == computedState(b, enc)
+				sameJSON := enc(a) == enc(b)
+				if sameState != sameJSON {
+					t.Errorf("%#v and %#v: same encoding %v, same JSON %v (%s, %s)", a, b, sameState, sameJSON, enc(a), enc(b))
+				}
+			}
+		}
+	}
+	// The same map built in another order encodes the same.
+	a, b := map[string]float64{}, map[string]float64{}
+	for i := range 20 {
+		a[fmt.Sprint("C", i)] = float64(i)
+		b[fmt.Sprint("C", 19-i)] = float64(19 - i)
+	}
+	if computedState(a, enc) != computedState(b, enc) {
+		t.Error("the encoding depends on the map's order")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -290,7 +291,7 @@ func readState(p *profile, reads []segmentrule.Read) map[segmentrule.Read]string
 			}
 		case "computed":
 			if i, ok := computedField[r.Path]; ok {
-				out[r] = enc(comp.Field(i).Interface())
+				out[r] = computedState(comp.Field(i).Interface(), enc)
 			}
 		case "traits":
 			if v, ok := p.traits[r.Path]; ok {
@@ -307,6 +308,47 @@ func readState(p *profile, reads []segmentrule.Read) map[segmentrule.Read]string
 		}
 	}
 	return out
+}
+
+// computedState encodes a computed trait's value as readState does, for
+// the types Computed holds without JSON (every loaded and every evaluated
+// profile encodes its computed reads, and json.Marshal of a small map was
+// most of that): equal encodings still mean equal values, so the same
+// stored JSON. Other types go through enc.
+func computedState(v any, enc func(any) string) string {
+	var b []byte
+	str := func(s string) { b = append(strconv.AppendInt(b, int64(len(s)), 10), ':'); b = append(b, s...) }
+	num := func(f float64) { b = append(strconv.AppendFloat(b, f, 'g', -1, 64), ';') }
+	switch x := v.(type) {
+	case string:
+		return x
+	case int:
+		return strconv.Itoa(x)
+	case bool:
+		return strconv.FormatBool(x)
+	case *float64:
+		if x == nil {
+			return "\x00"
+		}
+		num(*x)
+	case []string:
+		for _, s := range x {
+			str(s)
+		}
+	case map[string]float64:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			str(k)
+			num(x[k])
+		}
+	case map[string]int:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			str(k)
+			b = append(strconv.AppendInt(b, int64(x[k]), 10), ';')
+		}
+	default:
+		return enc(v)
+	}
+	return string(b)
 }
 
 // evaluateSegments re-checks segs for the given profiles and updates
