@@ -27,7 +27,7 @@ func TestCacheBoundsFollowTheMemoryLimit(t *testing.T) {
 		profiles, rows int
 	}{
 		{160 << 20, 160 << 20 / 40 / cachedProfileBytes, 160 << 20 / 5}, // memtune.DefaultLimit
-		{2 << 30, 2 << 30 / 40 / cachedProfileBytes, maxRowBytes}, // a fifth would be 410 MB
+		{2 << 30, 2 << 30 / 40 / cachedProfileBytes, maxRowBytes},       // a fifth would be 410 MB
 		{math.MaxInt64, maxCacheProfiles, maxRowBytes},
 		{1 << 20, minCacheProfiles, 1 << 20 / 5},
 	} {
