@@ -44,6 +44,19 @@ func TestCacheBoundsFollowTheMemoryLimit(t *testing.T) {
 	}
 }
 
+// startUnlimited starts Omni with the profiles module alone and then
+// lifts the Go heap's soft limit, so nothing is dropped from the caches for
+// their bounds: Start sets memtune's default, so the limit is lifted after
+// it. The limit in force before is restored when tb ends.
+func startUnlimited(tb testing.TB) (*Module, *omnitest.Server) {
+	prev := debug.SetMemoryLimit(-1)
+	tb.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	mod := New(Options{Interval: -1})
+	s := omnitest.Start(tb, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{mod} }})
+	debug.SetMemoryLimit(math.MaxInt64)
+	return mod, s
+}
+
 // BenchmarkCachedProfile reports the heap a cached profile takes decoded
 // (cachedProfileBytes) and as a row with its identity look-ups
 // (cachedRowBytes + 3 × cachedIdentityBytes), beside what the row cache
@@ -51,11 +64,7 @@ func TestCacheBoundsFollowTheMemoryLimit(t *testing.T) {
 // name, two orders and events on ten days, all held in the cache; the
 // heap with the cache, less the heap once each part was dropped.
 func BenchmarkCachedProfile(b *testing.B) {
-	prev := debug.SetMemoryLimit(-1)
-	b.Cleanup(func() { debug.SetMemoryLimit(prev) })
-	mod := New(Options{Interval: -1})
-	s := omnitest.Start(b, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{mod} }})
-	debug.SetMemoryLimit(math.MaxInt64) // the cache holds them all (Start sets memtune's default)
+	mod, s := startUnlimited(b) // the cache holds them all
 	const customers = 4000
 	base := time.Now().Add(-30 * 24 * time.Hour)
 	for b.Loop() {

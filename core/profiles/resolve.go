@@ -230,6 +230,7 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		if len(m.cache.ids) > maxIDs || len(m.cache.redirect) > maxIDs {
 			m.cache.ids, m.cache.redirect = map[string]string{}, map[string]string{}
 		}
+		m.cache.rows.budget = rowBudget()
 		b.idCache, b.profiles, b.redirect, b.rows = m.cache.ids, m.cache.profiles, m.cache.redirect, &m.cache.rows
 	}
 	return b
@@ -285,8 +286,8 @@ func (c *resolveCache) reset() {
 	c.rows.reset()
 }
 
-// resetDecoded starts the decoded profiles and identity look-ups over;
-// the committed rows stay.
+// resetDecoded starts the decoded profiles, identity look-ups and merge
+// redirects over, and clears unconfirmed; the committed rows stay.
 func (c *resolveCache) resetDecoded() {
 	c.profiles, c.ids, c.redirect, c.unconfirmed = map[string]*profile{}, map[string]string{}, map[string]string{}, false
 }
@@ -466,11 +467,8 @@ func (b *batch) prefetchProfiles(stored []*eventstore.Stored) error {
 				continue
 			}
 			seen[pid] = true
-			if r := b.rows.get(pid); r != nil {
-				if p, err := b.fromRow(pid, r); err == nil {
-					b.profiles[pid] = p
-					continue
-				}
+			if b.rowProfile(pid) != nil {
+				continue
 			}
 			want = append(want, pid)
 		}
@@ -582,12 +580,9 @@ func (b *batch) load(id string) (*profile, error) {
 			b.see(p)
 			return p, nil
 		}
-		if r := b.rows.get(id); r != nil {
-			if p, err := b.fromRow(id, r); err == nil {
-				b.profiles[id] = p
-				b.see(p)
-				return p, nil
-			}
+		if p := b.rowProfile(id); p != nil {
+			b.see(p)
+			return p, nil
 		}
 		st, err := b.stmt(&b.sProfile, profileSQL)
 		if err != nil {

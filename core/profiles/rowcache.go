@@ -40,6 +40,9 @@ func (r *storedRow) size() int {
 type rowCache struct {
 	rows  map[string]*storedRow
 	bytes int
+	// budget is rowBudget as of the batch in progress: newBatch reads the
+	// soft limit once, not every put (reading it takes the heap's lock).
+	budget int
 }
 
 // rowBudget is the heap the row cache may take: a fifth of the Go heap's
@@ -76,9 +79,9 @@ func (c *rowCache) put(id string, r *storedRow) {
 	}
 	c.rows[id] = r
 	c.bytes += r.size()
-	if budget := rowBudget(); c.bytes > budget {
+	if c.bytes > c.budget {
 		for k, old := range c.rows {
-			if c.bytes <= budget/10*9 {
+			if c.bytes <= c.budget/10*9 {
 				break
 			}
 			if k != id {
@@ -120,6 +123,22 @@ func rowOf(p *profile, computed string, now *savedColumns) *storedRow {
 		}
 	}
 	return r
+}
+
+// rowProfile is id's working copy decoded from its cached row, now in the
+// batch's profiles; nil when there is no row, or it does not decode (then
+// the SQL read reports what is wrong).
+func (b *batch) rowProfile(id string) *profile {
+	r := b.rows.get(id)
+	if r == nil {
+		return nil
+	}
+	p, err := b.fromRow(id, r)
+	if err != nil {
+		return nil
+	}
+	b.profiles[id] = p
+	return p
 }
 
 // fromRow decodes a cached row into the batch's working copy, as

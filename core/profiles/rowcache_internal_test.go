@@ -2,7 +2,6 @@ package profiles
 
 import (
 	"fmt"
-	"math"
 	"reflect"
 	"runtime/debug"
 	"slices"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/pocketbase/pocketbase/core"
 
-	"github.com/omni/omni/core/app"
-	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
 )
@@ -22,11 +19,7 @@ import (
 // consent, with the decoded profiles started over between rounds so later
 // rounds resolve from rows.
 func TestRowCacheHoldsTheStoredRow(t *testing.T) {
-	prev := debug.SetMemoryLimit(-1)
-	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
-	mod := New(Options{Interval: -1})
-	s := omnitest.Start(t, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{mod} }})
-	debug.SetMemoryLimit(math.MaxInt64) // no row is dropped for the budget
+	mod, s := startUnlimited(t) // no row is dropped for the budget
 	const customers = 40
 	at := time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Millisecond)
 	n := 0
@@ -170,7 +163,7 @@ func TestRowCacheStaysInItsBudget(t *testing.T) {
 	if budget != 8<<20/5 {
 		t.Fatalf("budget %d, want a fifth of the limit", budget)
 	}
-	var c rowCache
+	c := rowCache{budget: budget} // as newBatch sets it
 	row := func(i int) *storedRow {
 		return &storedRow{created: "2026-12-01 10:00:00.000Z", computed: fmt.Sprintf(`{"orders_count":%d,"lifecycle_stage":"new","engagement_level":"new"}`, i),
 			traits: "{}", consent: "{}", saved: savedColumns{email: fmt.Sprintf("c%d@omni-shop.dev", i)}, ids: []string{events.Email, fmt.Sprintf("c%d@omni-shop.dev", i)}}
