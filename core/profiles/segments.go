@@ -377,15 +377,22 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 			return nil, nil
 		}
 		byID := map[string]*profile{}
-		in := make([]string, len(part))
+		ids := make([]string, len(part))
 		for i, p := range part {
 			byID[p.id] = p
-			in[i] = c.Param(p.id)
+			ids[i] = p.id
 		}
+		idList, err := json.Marshal(ids)
+		if err != nil {
+			return nil, err
+		}
+		c.Params["profile_ids"] = string(idList)
 		// The profiles' current memberships come in the same statement:
-		// "segment\x1fentered_at" pairs joined by \x1e.
+		// "segment\x1fentered_at" pairs joined by \x1e. The ids come as
+		// one JSON list so that the statement's text depends only on the
+		// segments (the writer keeps it prepared from batch to batch).
 		q := "SELECT p.id, (SELECT group_concat(sm.segment || char(31) || sm.entered_at, char(30)) FROM segment_members sm WHERE sm.profile = p.id), " +
-			strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (" + strings.Join(in, ",") + ")"
+			strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (SELECT value FROM json_each({:profile_ids}))"
 		rows, err := tx.DB().NewQuery(q).Bind(c.Params).Rows()
 		if err != nil {
 			return nil, fmt.Errorf("evaluate segments: %w", err)

@@ -51,9 +51,16 @@ func Connect(dbPath string) (*dbx.DB, error) {
 	case n%2 == 1:
 		cacheKB, autoCheckpoint = WriterCacheKB, WriterAutoCheckpoint
 	}
-	db, err := dbx.Open("sqlite", dbPath+pragmas(cacheKB, autoCheckpoint))
-	if err != nil {
-		return nil, err
+	dsn := dbPath + pragmas(cacheKB, autoCheckpoint)
+	var db *dbx.DB
+	if autoCheckpoint != 0 {
+		// The writer keeps its prepared statements (WriterStatements).
+		db = dbx.NewFromDB(sql.OpenDB(cachingConnector{dsn: dsn, size: WriterStatements}), "sqlite")
+	} else {
+		var err error
+		if db, err = dbx.Open("sqlite", dsn); err != nil {
+			return nil, err
+		}
 	}
 	opensMu.Lock()
 	pools[dbPath+"#"+strconv.Itoa(n%2)] = db.DB()
