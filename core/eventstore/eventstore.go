@@ -5,7 +5,6 @@ package eventstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/dbx"
@@ -726,25 +724,12 @@ func notStored(tx core.App, evs []*events.Event) ([]*events.Event, error) {
 	return out, nil
 }
 
-// existing runs query (ending in "IN ") over values and returns the set
-// of strings it selects. The values go to SQLite as one JSON array read
-// by json_each: the driver matches each positional argument by a linear
-// search, so a list of n parameters costs n² in binding alone.
+// existing runs query (ending in "IN ") over values (store.InList) and
+// returns the set of strings it selects.
 func existing(tx core.App, query string, values []string) (map[string]bool, error) {
 	found := make(map[string]bool, len(values))
-	exec := store.Executor(tx)
-	var rows *sql.Rows
-	var err error
-	if list, ok := jsonStrings(values); ok {
-		rows, err = exec.Query(query+"(SELECT value FROM json_each(?))", list)
-	} else {
-		// A value JSON cannot carry byte for byte (invalid UTF-8).
-		args := make([]any, len(values))
-		for i, v := range values {
-			args[i] = v
-		}
-		rows, err = exec.Query(query+"("+strings.Repeat("?,", len(values)-1)+"?)", args...)
-	}
+	in, args := store.InList(values)
+	rows, err := store.Executor(tx).Query(query+in, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -757,16 +742,4 @@ func existing(tx core.App, query string, values []string) (map[string]bool, erro
 		found[v] = true
 	}
 	return found, rows.Err()
-}
-
-// jsonStrings encodes values as a JSON array; ok is false when one is not
-// valid UTF-8 (JSON would change it).
-func jsonStrings(values []string) (string, bool) {
-	for _, v := range values {
-		if !utf8.ValidString(v) {
-			return "", false
-		}
-	}
-	b, err := json.Marshal(values)
-	return string(b), err == nil
 }

@@ -17,6 +17,9 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 	e := start(t, profiles.Options{})
 	for _, q := range []string{
 		"SELECT profile FROM identities WHERE kind={:x} AND value={:x}",
+		// A batch's prefetch (store.InList) and segment evaluation.
+		"SELECT value, profile FROM identities WHERE kind={:x} AND value IN (SELECT value FROM json_each({:l}))",
+		"SELECT id FROM profiles WHERE id IN (SELECT value FROM json_each({:l}))",
 		"SELECT kind, value FROM identities WHERE profile={:x}",
 		"UPDATE identities SET profile={:x} WHERE profile={:x}",
 		"UPDATE events SET profile={:x} WHERE profile={:x}",
@@ -34,7 +37,7 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		"SELECT COUNT(*) FROM profiles p WHERE p.merged_into = '' AND p.known = 1",
 		"SELECT p.id FROM profiles p WHERE p.merged_into = '' AND p.known = 1 ORDER BY p.last_seen DESC, p.id DESC LIMIT 25",
 	} {
-		s := queryPlan(t, e, q, map[string]any{"x": "p"})
+		s := queryPlan(t, e, q, map[string]any{"x": "p", "l": `["p","q"]`})
 		if strings.Contains(s, "SCAN ") && !strings.Contains(s, "USING") {
 			t.Errorf("full scan: %s\n  plan: %s", q, s)
 		}
@@ -51,9 +54,10 @@ func TestProfileIdentitiesReadFromTheIndexAlone(t *testing.T) {
 	e := start(t, profiles.Options{})
 	for _, q := range []string{
 		"SELECT profile, kind, value FROM identities WHERE profile IN ({:x}, {:y})",
+		"SELECT profile, kind, value FROM identities WHERE profile IN (SELECT value FROM json_each({:l}))",
 		"SELECT kind, value FROM identities WHERE profile={:x}",
 	} {
-		if s := queryPlan(t, e, q, map[string]any{"x": "p", "y": "q"}); !strings.HasPrefix(s, "SEARCH identities USING COVERING INDEX idx_identities_profile") {
+		if s := queryPlan(t, e, q, map[string]any{"x": "p", "y": "q", "l": `["p","q"]`}); !strings.HasPrefix(s, "SEARCH identities USING COVERING INDEX idx_identities_profile") {
 			t.Errorf("%s: want the covering index idx_identities_profile, plan: %s", q, s)
 		}
 	}

@@ -167,7 +167,7 @@ type batch struct {
 	// first use in this transaction (see stmt).
 	ex                                                       dbx.Executor
 	sIdent, sIdentIns, sProfile, sProfileIdents, sProfileIns *sql.Stmt
-	sWordsDel, sWordIns, sWordsGet                           *sql.Stmt            // profile_search (search.go)
+	sWordsDel, sWordsGet                                     *sql.Stmt            // profile_search (search.go)
 	sUpdate                                                  map[uint16]*sql.Stmt // by the set of columns written (updateSQL)
 	args                                                     []any                // reused argument slice
 	compBuf                                                  []byte               // computed JSON being written (write)
@@ -183,18 +183,23 @@ first_seen, last_seen, orders_count, lifecycle_stage, engagement_level, traits_d
 	profileIdentsSQL = "SELECT kind, value FROM identities WHERE profile=?"
 	profileInsSQL    = `INSERT INTO profiles (id, merged_into, name, email, phone, traits, computed, consent, first_seen, last_seen,
 orders_count, lifecycle_stage, engagement_level, traits_due_at, known, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	wordsDelSQL = "DELETE FROM profile_search WHERE profile=? AND origin=?"
-	wordInsSQL  = "INSERT OR IGNORE INTO profile_search (token, profile, origin) VALUES (?, ?, ?)"
-	wordsGetSQL = "SELECT token FROM profile_search WHERE profile=? AND origin=? ORDER BY token"
+	wordsDelSQL  = "DELETE FROM profile_search WHERE profile=? AND origin=?"
+	wordsInsHead = "INSERT OR IGNORE INTO profile_search (token, profile, origin) VALUES " // + rows (store.ExecRows)
+	wordsGetSQL  = "SELECT token FROM profile_search WHERE profile=? AND origin=? ORDER BY token"
 )
+
+// executor is the batch transaction's raw executor.
+func (b *batch) executor() dbx.Executor {
+	if b.ex == nil {
+		b.ex = store.Executor(b.tx)
+	}
+	return b.ex
+}
 
 // stmt returns *slot, preparing query in the batch's transaction on first use.
 func (b *batch) stmt(slot **sql.Stmt, query string) (*sql.Stmt, error) {
 	if *slot == nil {
-		if b.ex == nil {
-			b.ex = store.Executor(b.tx)
-		}
-		st, err := b.ex.Prepare(query)
+		st, err := b.executor().Prepare(query)
 		if err != nil {
 			return nil, err
 		}
@@ -301,7 +306,7 @@ func (b *batch) see(p *profile) {
 }
 
 func (b *batch) close() {
-	for _, st := range []*sql.Stmt{b.sIdent, b.sIdentIns, b.sProfile, b.sProfileIdents, b.sProfileIns, b.sWordsDel, b.sWordIns, b.sWordsGet} {
+	for _, st := range []*sql.Stmt{b.sIdent, b.sIdentIns, b.sProfile, b.sProfileIdents, b.sProfileIns, b.sWordsDel, b.sWordsGet} {
 		if st != nil {
 			st.Close()
 		}
@@ -372,23 +377,11 @@ func (b *batch) prefetch(stored []*eventstore.Stored) error {
 			want[k] = append(want[k], v)
 		}
 	}
-	var q strings.Builder
-	args := make([]any, 0, chunk+1)
 	for kind, vals := range want {
 		for start := 0; start < len(vals); start += chunk {
 			part := vals[start:min(start+chunk, len(vals))]
-			q.Reset()
-			q.WriteString("SELECT value, profile FROM identities WHERE kind=? AND value IN (?")
-			q.WriteString(strings.Repeat(",?", len(part)-1))
-			q.WriteString(")")
-			args = append(args[:0], kind)
-			for _, v := range part {
-				args = append(args, v)
-			}
-			if b.ex == nil {
-				b.ex = store.Executor(b.tx)
-			}
-			rows, err := b.ex.Query(q.String(), args...)
+			in, list := store.InList(part)
+			rows, err := b.executor().Query("SELECT value, profile FROM identities WHERE kind=? AND value IN "+in, append([]any{kind}, list...)...)
 			if err != nil {
 				return err
 			}
@@ -476,18 +469,10 @@ func (b *batch) prefetchProfiles(stored []*eventstore.Stored) error {
 	if len(want) == 0 {
 		return nil
 	}
-	if b.ex == nil {
-		b.ex = store.Executor(b.tx)
-	}
-	args := make([]any, 0, chunk)
 	for start := 0; start < len(want); start += chunk {
 		part := want[start:min(start+chunk, len(want))]
-		in := "(?" + strings.Repeat(",?", len(part)-1) + ")"
-		args = args[:0]
-		for _, id := range part {
-			args = append(args, id)
-		}
-		rows, err := b.ex.Query(profileColumnsSQL+" WHERE id IN "+in, args...)
+		in, args := store.InList(part)
+		rows, err := b.executor().Query(profileColumnsSQL+" WHERE id IN "+in, args...)
 		if err != nil {
 			return err
 		}
@@ -507,7 +492,7 @@ func (b *batch) prefetchProfiles(stored []*eventstore.Stored) error {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		rows, err = b.ex.Query("SELECT profile, kind, value FROM identities WHERE profile IN "+in, args...)
+		rows, err = b.executor().Query("SELECT profile, kind, value FROM identities WHERE profile IN "+in, args...)
 		if err != nil {
 			return err
 		}
@@ -559,7 +544,7 @@ func (r *profileRow) decode() (*profile, error) {
 			continue
 		}
 		// fastjson: every profile a batch reads back is decoded here.
-		if err := fastjson.Unmarshal([]byte(f.raw), f.into); err != nil {
+		if err := fastjson.UnmarshalString(f.raw, f.into); err != nil {
 			return nil, fmt.Errorf("profile %s: stored %s are not valid JSON (left untouched): %w", r.ID, f.name, err)
 		}
 	}

@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"encoding/json"
+	"github.com/omni/omni/core/store"
 	"sort"
 	"strconv"
 	"strings"
@@ -233,16 +234,13 @@ func (b *batch) writeWords(profileID, origin string, ws []string, replace bool) 
 	if len(ws) == 0 {
 		return nil
 	}
-	ins, err := b.stmt(&b.sWordIns, wordInsSQL)
-	if err != nil {
-		return err
-	}
+	// One statement for all of them: a profile's or an order's words are a
+	// handful, and each statement run costs more than SQLite's insert.
+	args := make([]any, 0, 3*len(ws))
 	for _, w := range ws {
-		if _, err := ins.Exec(w, profileID, origin); err != nil {
-			return err
-		}
+		args = append(args, w, profileID, origin)
 	}
-	return nil
+	return store.ExecRows(b.executor(), wordsInsHead, 3, "", args)
 }
 
 // moveWords gives a merged loser's rows to the survivor; its own words

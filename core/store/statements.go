@@ -2,7 +2,9 @@ package store
 
 import (
 	"database/sql"
+	"encoding/json"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -52,15 +54,32 @@ func (s *Statements) Get(query string) (*sql.Stmt, error) {
 // row), at most RowsPerStatement rows and about ValuesPerStatement values
 // a statement.
 func (s *Statements) ExecRows(head string, cols int, tail string, args []any) error {
+	return eachRowsStatement(head, cols, tail, args, func(query string, args []any) error {
+		st, err := s.Get(query)
+		if err != nil {
+			return err
+		}
+		_, err = st.Exec(args...)
+		return err
+	})
+}
+
+// ExecRows is Statements.ExecRows on ex without preparing: on the
+// writer's connection the statements are kept anyway (WriterStatements).
+func ExecRows(ex dbx.Executor, head string, cols int, tail string, args []any) error {
+	return eachRowsStatement(head, cols, tail, args, func(query string, args []any) error {
+		_, err := ex.Exec(query, args...)
+		return err
+	})
+}
+
+// eachRowsStatement cuts args into the statements ExecRows runs.
+func eachRowsStatement(head string, cols int, tail string, args []any, exec func(query string, args []any) error) error {
 	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
 	per := max(1, min(RowsPerStatement, ValuesPerStatement/cols))
 	for len(args) > 0 {
 		n := min(len(args)/cols, per)
-		st, err := s.Get(head + strings.Repeat(row+", ", n-1) + row + tail)
-		if err != nil {
-			return err
-		}
-		if _, err := st.Exec(args[:n*cols]...); err != nil {
+		if err := exec(head+strings.Repeat(row+", ", n-1)+row+tail, args[:n*cols]); err != nil {
 			return err
 		}
 		args = args[n*cols:]
@@ -74,4 +93,31 @@ func (s *Statements) Close() {
 		st.Close()
 	}
 	clear(s.stmts)
+}
+
+// InList returns the right side of "x IN " for values, and its arguments:
+// one JSON array read by json_each, so the statement's text is the same
+// for any number of values (the writer keeps it prepared) and binding
+// costs one argument (the driver matches each positional argument by a
+// linear search, so a list of n parameters costs n² in binding alone).
+// When a value is not valid UTF-8, which JSON cannot carry byte for byte,
+// it is a list of parameters instead.
+func InList(values []string) (string, []any) {
+	valid := true
+	for _, v := range values {
+		if !utf8.ValidString(v) {
+			valid = false
+			break
+		}
+	}
+	if valid {
+		if b, err := json.Marshal(values); err == nil {
+			return "(SELECT value FROM json_each(?))", []any{string(b)}
+		}
+	}
+	args := make([]any, len(values))
+	for i, v := range values {
+		args[i] = v
+	}
+	return "(?" + strings.Repeat(",?", len(values)-1) + ")", args
 }

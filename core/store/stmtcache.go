@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"hash/maphash"
 	"sync"
 
 	_ "modernc.org/sqlite" // registers "sqlite", the driver wrapped here
@@ -45,7 +46,7 @@ func (c cachingConnector) Connect(context.Context) (driver.Conn, error) {
 		_ = conn.Close()
 		return nil, errUnexpectedDriver
 	}
-	return &cachingConn{sqliteConn: inner, size: size(c.size), byQuery: map[string]*list.Element{}}, nil
+	return &cachingConn{sqliteConn: inner, size: size(c.size), byQuery: map[string]*list.Element{}, seen: map[uint64]struct{}{}}, nil
 }
 
 func (c cachingConnector) Driver() driver.Driver { return sqliteDriver }
@@ -82,8 +83,13 @@ type stmtWithContext interface {
 // rows close, or a Prepare until its Close. Asked for a statement that is
 // lent out (the same query run again while its rows are still open), it
 // prepares a second one for that use alone. Past size statements, the one
-// used longest ago is finalized. database/sql uses a connection from one
-// goroutine at a time; the lock covers rows closed by a context's end.
+// used longest ago is finalized.
+//
+// A statement is kept from its second preparation on: a query whose text
+// changes with its values (an IN list as long as a batch's ids) is used
+// once and finalized as before, instead of pushing out the statements
+// every batch runs. database/sql uses a connection from one goroutine at
+// a time; the lock covers rows closed by a context's end.
 type cachingConn struct {
 	sqliteConn
 	size int
@@ -91,7 +97,11 @@ type cachingConn struct {
 	mu      sync.Mutex
 	byQuery map[string]*list.Element // of *cachedStmt
 	lru     list.List                // front: used last
+	seen    map[uint64]struct{}      // hashes of the texts prepared once and not kept
 }
+
+// seed hashes query texts for cachingConn.seen.
+var seed = maphash.MakeSeed()
 
 type cachedStmt struct {
 	query string
@@ -114,8 +124,18 @@ func (c *cachingConn) take(ctx context.Context, query string) (*cachedStmt, erro
 		c.mu.Unlock()
 		return c.prepare(ctx, query, false)
 	}
+	h := maphash.String(seed, query)
+	_, again := c.seen[h]
+	if again {
+		delete(c.seen, h)
+	} else {
+		if len(c.seen) >= 4*c.size {
+			clear(c.seen)
+		}
+		c.seen[h] = struct{}{}
+	}
 	c.mu.Unlock()
-	return c.prepare(ctx, query, true)
+	return c.prepare(ctx, query, again)
 }
 
 func (c *cachingConn) prepare(ctx context.Context, query string, keep bool) (*cachedStmt, error) {
@@ -209,6 +229,7 @@ func (c *cachingConn) Close() error {
 	}
 	c.lru.Init()
 	clear(c.byQuery)
+	clear(c.seen)
 	c.mu.Unlock()
 	return c.sqliteConn.Close()
 }

@@ -12,6 +12,7 @@ package fastjson
 import (
 	"encoding/json"
 	"reflect"
+	"unsafe"
 
 	gojson "github.com/goccy/go-json"
 )
@@ -27,6 +28,13 @@ func Unmarshal(data []byte, v any) error {
 		rv.Elem().SetZero()
 	}
 	return json.Unmarshal(data, v)
+}
+
+// UnmarshalString is Unmarshal of s without copying it into a []byte
+// first (a stored row's JSON text: go-json copies its input anyway, and
+// encoding/json only reads it).
+func UnmarshalString(s string, v any) error {
+	return Unmarshal(unsafe.Slice(unsafe.StringData(s), len(s)), v)
 }
 
 // decodedFast reports whether the fast decoder took data. A panic inside
