@@ -18,8 +18,16 @@ import (
 // relayModule publishes events staged in transactions (core/relay).
 type relayModule struct{ r *relay.Relay }
 
-func (relayModule) Name() string                                    { return "relay" }
-func (relayModule) Init(*Setup) error                               { return nil }
+func (relayModule) Name() string { return "relay" }
+
+// Init makes the relay a processor of the events transaction, which
+// deletes the rows it published (see relay.Relay.ProcessBatch).
+func (m relayModule) Init(s *Setup) error {
+	s.Processor(m.r)
+	s.OnCommit(m.r.Committed)
+	return nil
+}
+
 func (m relayModule) Start(context.Context, *core.ServeEvent) error { m.r.Start(); return nil }
 func (m relayModule) Stop(ctx context.Context)                      { m.r.Stop(ctx) }
 

@@ -6,6 +6,13 @@
 // commit and the publish leaves the rows behind, and the next start
 // publishes them, so no derived event is lost. Event ids are stable, so a
 // publish repeated after a crash is dropped as a duplicate.
+//
+// The published rows are deleted in the next transaction that stores
+// events (the relay is one of its processors: Relay.ProcessBatch), not in
+// a transaction of their own: under load each of those took the one
+// writer connection between two batches of events. When no batch comes
+// within deleteAfter, or too many published rows wait, the relay deletes
+// them itself.
 package relay
 
 import (
@@ -21,6 +28,7 @@ import (
 
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/store"
 )
 
@@ -29,6 +37,14 @@ const Table = "relay_pending"
 
 // batchSize bounds one publish round.
 const batchSize = 500
+
+// deleteAfter is how long published rows wait for a batch of events to
+// delete them before the relay deletes them itself; maxWaiting is how
+// many may wait (each drain round reads past them).
+const (
+	deleteAfter = time.Second
+	maxWaiting  = 5000
+)
 
 // Stage records events to publish once tx commits. Call it inside the
 // transaction that changes the state the events describe.
@@ -72,6 +88,11 @@ type Relay struct {
 	// Every is how often staged rows are looked for without a Kick (rows
 	// left by a crash, or staged by another process).
 	Every time.Duration
+
+	mu        sync.Mutex
+	published []string  // ids of rows on the bus, not yet deleted
+	since     time.Time // when the oldest of them was published
+	deleting  []string  // what the current events transaction deletes (ProcessBatch)
 }
 
 // New creates a relay; call Start.
@@ -110,6 +131,12 @@ func (r *Relay) Stop(ctx context.Context) {
 		case <-ctx.Done():
 		}
 		r.drain(ctx)
+		// No events transaction comes after this: what was published is
+		// deleted here (a crash instead leaves it to be published again,
+		// and dropped as a duplicate).
+		if err := r.deleteWaiting(true); err != nil {
+			r.log.Error("clearing published events", "error", err)
+		}
 	})
 }
 
@@ -117,17 +144,110 @@ func (r *Relay) loop() {
 	defer close(r.done)
 	t := time.NewTicker(r.Every)
 	defer t.Stop()
+	// late wakes the relay when published rows have waited deleteAfter.
+	late := time.NewTicker(deleteAfter / 2)
+	defer late.Stop()
 	for {
 		select {
 		case <-r.quit:
 			return
 		case <-r.wake:
 		case <-t.C:
+		case <-late.C:
+			if !r.waitedTooLong() {
+				continue
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		r.drain(ctx)
 		cancel()
 	}
+}
+
+// ProcessBatch deletes, in the transaction that stores a batch of events,
+// the rows published since the last one (eventstore.Processor). The ids
+// are forgotten once that transaction commits (Committed); if it rolls
+// back, the next one deletes them again.
+func (r *Relay) ProcessBatch(tx core.App, _ []*eventstore.Stored) error {
+	r.mu.Lock()
+	r.deleting = append(r.deleting[:0], r.published...)
+	ids := r.deleting
+	r.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	return deleteRows(tx, ids)
+}
+
+// Committed forgets the rows the committed transaction deleted
+// (eventstore.AfterCommit).
+func (r *Relay) Committed([]*eventstore.Stored) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.forget(r.deleting)
+	r.deleting = r.deleting[:0]
+}
+
+// forget drops ids from published (the caller holds mu).
+func (r *Relay) forget(ids []string) {
+	if len(ids) == 0 || len(r.published) == 0 {
+		return
+	}
+	gone := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		gone[id] = true
+	}
+	kept := r.published[:0]
+	for _, id := range r.published {
+		if !gone[id] {
+			kept = append(kept, id)
+		}
+	}
+	clear(r.published[len(kept):])
+	r.published = kept
+	if len(kept) == 0 {
+		r.since = time.Time{}
+	}
+}
+
+// waitedTooLong reports whether published rows wait to be deleted past
+// deleteAfter.
+func (r *Relay) waitedTooLong() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.published) > 0 && time.Since(r.since) >= deleteAfter
+}
+
+// deleteWaiting deletes the published rows in a transaction of its own
+// when force, they waited deleteAfter, or there are maxWaiting of them.
+func (r *Relay) deleteWaiting(force bool) error {
+	r.mu.Lock()
+	if len(r.published) == 0 || !force && len(r.published) < maxWaiting && time.Since(r.since) < deleteAfter {
+		r.mu.Unlock()
+		return nil
+	}
+	ids := append([]string(nil), r.published...)
+	r.mu.Unlock()
+	if err := deleteRows(r.app, ids); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.forget(ids)
+	r.mu.Unlock()
+	return nil
+}
+
+// deleteRows deletes staged rows by id (record ids). The ids go as one
+// JSON array: 500 bound parameters cost the driver a search over all of
+// them per parameter.
+func deleteRows(app core.App, ids []string) error {
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	_, err = app.DB().NewQuery("DELETE FROM " + Table + " WHERE id IN (SELECT value FROM json_each({:ids}))").
+		Bind(dbx.Params{"ids": string(list)}).Execute()
+	return err
 }
 
 type row struct {
@@ -138,12 +258,27 @@ type row struct {
 }
 
 // drain publishes staged rows oldest first until none are left or a
-// publish fails (retried on the next round).
+// publish fails (retried on the next round). The rows it published wait
+// for the next events transaction to delete them (ProcessBatch), unless
+// deleteWaiting finds they waited too long.
 func (r *Relay) drain(ctx context.Context) {
+	defer func() {
+		if err := r.deleteWaiting(false); err != nil {
+			r.log.Error("clearing published events", "error", err)
+		}
+	}()
 	for ctx.Err() == nil {
+		if err := r.deleteWaiting(false); err != nil {
+			r.log.Error("clearing published events", "error", err)
+			return
+		}
+		r.mu.Lock()
+		skip, _ := json.Marshal(append([]string{}, r.published...)) // [] when none: JSON null would be one NULL, and NOT IN (NULL) is never true
+		r.mu.Unlock()
 		var rows []row
-		if err := r.app.DB().NewQuery("SELECT id, event_id, subject, data FROM " + Table + " ORDER BY seq, id LIMIT {:n}").
-			Bind(dbx.Params{"n": batchSize}).WithContext(ctx).All(&rows); err != nil {
+		if err := r.app.DB().NewQuery("SELECT id, event_id, subject, data FROM " + Table +
+			" WHERE id NOT IN (SELECT value FROM json_each({:skip})) ORDER BY seq, id LIMIT {:n}").
+			Bind(dbx.Params{"n": batchSize, "skip": string(skip)}).WithContext(ctx).All(&rows); err != nil {
 			r.log.Error("reading staged events", "error", err)
 			return
 		}
@@ -154,21 +289,19 @@ func (r *Relay) drain(ctx context.Context) {
 		for i, rw := range rows {
 			msgs[i] = bus.Msg{Subject: rw.Subject, Data: []byte(rw.Data), ID: rw.EventID}
 		}
-		var sent []any
+		var sent []string
 		for i, err := range r.bus.PublishAll(ctx, msgs) {
 			if err == nil {
 				sent = append(sent, rows[i].ID)
 			}
 		}
 		if len(sent) > 0 {
-			// The ids go as one JSON array: 500 bound parameters cost the
-			// driver a search over all of them per parameter.
-			ids, _ := json.Marshal(sent)
-			if _, err := r.app.DB().NewQuery("DELETE FROM " + Table + " WHERE id IN (SELECT value FROM json_each({:ids}))").
-				Bind(dbx.Params{"ids": string(ids)}).Execute(); err != nil {
-				r.log.Error("clearing published events", "error", err)
-				return
+			r.mu.Lock()
+			if len(r.published) == 0 {
+				r.since = time.Now()
 			}
+			r.published = append(r.published, sent...)
+			r.mu.Unlock()
 		}
 		if len(sent) < len(rows) {
 			r.log.Warn("some staged events could not be published; retrying later", "failed", len(rows)-len(sent), "first", firstFailed(rows, sent))
@@ -177,10 +310,10 @@ func (r *Relay) drain(ctx context.Context) {
 	}
 }
 
-func firstFailed(rows []row, sent []any) string {
+func firstFailed(rows []row, sent []string) string {
 	done := map[string]bool{}
 	for _, s := range sent {
-		done[s.(string)] = true
+		done[s] = true
 	}
 	for _, rw := range rows {
 		if !done[rw.ID] {
