@@ -2,7 +2,6 @@ package profiles
 
 import (
 	"encoding/json"
-	"github.com/omni/omni/core/store"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/store"
 )
 
 // The search index: profile_search holds one row per (word, profile,

@@ -144,7 +144,7 @@ func (r *Relay) loop() {
 	defer close(r.done)
 	t := time.NewTicker(r.Every)
 	defer t.Stop()
-	// late wakes the relay when published rows have waited deleteAfter.
+	// late wakes the relay when published rows are due (see due).
 	late := time.NewTicker(deleteAfter / 2)
 	defer late.Stop()
 	for {
@@ -154,7 +154,7 @@ func (r *Relay) loop() {
 		case <-r.wake:
 		case <-t.C:
 		case <-late.C:
-			if !r.waitedTooLong() {
+			if !r.due() {
 				continue
 			}
 		}
@@ -210,19 +210,23 @@ func (r *Relay) forget(ids []string) {
 	}
 }
 
-// waitedTooLong reports whether published rows wait to be deleted past
-// deleteAfter.
-func (r *Relay) waitedTooLong() bool {
+// due reports whether the published rows are for the relay to delete
+// itself: they waited deleteAfter, or maxWaiting of them wait.
+func (r *Relay) due() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.published) > 0 && time.Since(r.since) >= deleteAfter
+	return r.dueLocked()
+}
+
+func (r *Relay) dueLocked() bool {
+	return len(r.published) >= maxWaiting || len(r.published) > 0 && time.Since(r.since) >= deleteAfter
 }
 
 // deleteWaiting deletes the published rows in a transaction of its own
-// when force, they waited deleteAfter, or there are maxWaiting of them.
+// when force (with any waiting) or when they are due.
 func (r *Relay) deleteWaiting(force bool) error {
 	r.mu.Lock()
-	if len(r.published) == 0 || !force && len(r.published) < maxWaiting && time.Since(r.since) < deleteAfter {
+	if len(r.published) == 0 || !force && !r.dueLocked() {
 		r.mu.Unlock()
 		return nil
 	}
@@ -272,8 +276,13 @@ func (r *Relay) drain(ctx context.Context) {
 			r.log.Error("clearing published events", "error", err)
 			return
 		}
+		// "[]" when none wait: JSON null would be one NULL row, and
+		// NOT IN (NULL) is never true.
+		skip := []byte("[]")
 		r.mu.Lock()
-		skip, _ := json.Marshal(append([]string{}, r.published...)) // [] when none: JSON null would be one NULL, and NOT IN (NULL) is never true
+		if len(r.published) > 0 {
+			skip, _ = json.Marshal(r.published)
+		}
 		r.mu.Unlock()
 		var rows []row
 		if err := r.app.DB().NewQuery("SELECT id, event_id, subject, data FROM " + Table +

@@ -46,7 +46,7 @@ func (c cachingConnector) Connect(context.Context) (driver.Conn, error) {
 		_ = conn.Close()
 		return nil, errUnexpectedDriver
 	}
-	return &cachingConn{sqliteConn: inner, size: size(c.size), byQuery: map[string]*list.Element{}, seen: map[uint64]struct{}{}}, nil
+	return &cachingConn{sqliteConn: inner, size: max(c.size, 1), byQuery: map[string]*list.Element{}, seen: map[uint64]struct{}{}}, nil
 }
 
 func (c cachingConnector) Driver() driver.Driver { return sqliteDriver }
@@ -56,8 +56,6 @@ var errUnexpectedDriver = driverError("store: the sqlite driver's connection lac
 type driverError string
 
 func (e driverError) Error() string { return string(e) }
-
-func size(n int) int { return max(n, 1) }
 
 // sqliteConn is what database/sql uses of the driver's connection.
 type sqliteConn interface {
@@ -155,7 +153,7 @@ func (c *cachingConn) prepare(ctx context.Context, query string, keep bool) (*ca
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.byQuery[query]; ok {
-		return cs, nil // kept meanwhile (not by this goroutine's design, but harmless)
+		return cs, nil // another use kept the same text meanwhile: this one is finalized at give
 	}
 	c.byQuery[query] = c.lru.PushFront(cs)
 	for el := c.lru.Back(); c.lru.Len() > c.size && el != nil; {
