@@ -20,6 +20,8 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		// A batch's prefetch (store.InList) and segment evaluation.
 		"SELECT value, profile FROM identities WHERE kind={:x} AND value IN (SELECT value FROM json_each({:l}))",
 		"SELECT id FROM profiles WHERE id IN (SELECT value FROM json_each({:l}))",
+		// relay.StageForProfiles: the strongest identity of each customer.
+		"SELECT profile, kind, value FROM identities WHERE profile IN (SELECT value FROM json_each({:l}))",
 		"SELECT kind, value FROM identities WHERE profile={:x}",
 		"UPDATE identities SET profile={:x} WHERE profile={:x}",
 		"UPDATE events SET profile={:x} WHERE profile={:x}",

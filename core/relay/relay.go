@@ -334,51 +334,55 @@ func firstFailed(rows []row, sent []string) string {
 
 // StageForProfiles is Stage for events a module derives about customers:
 // each event names its customer in the property "profile_id", and gets
-// that customer's strongest identity (read in one query per 500 customers)
-// so that profiles resolves it to the same person when it comes back
-// from the bus.
+// that customer's strongest identity (read in one query) so that profiles
+// resolves it to the same person when it comes back from the bus.
 func StageForProfiles(tx core.App, evs []*events.Event) error {
-	profiles := map[string]bool{}
+	seen := map[string]bool{}
+	var ids []string
 	for _, ev := range evs {
-		if p, _ := ev.Properties["profile_id"].(string); p != "" {
-			profiles[p] = true
+		if p, _ := ev.Properties["profile_id"].(string); p != "" && !seen[p] {
+			seen[p] = true
+			ids = append(ids, p)
 		}
-	}
-	ids := make([]any, 0, len(profiles))
-	for p := range profiles {
-		ids = append(ids, p)
 	}
 	strongest := map[string][2]string{}
-	rank := map[string]int{}
-	for i, k := range events.IdentityKinds {
-		rank[k] = i
-	}
-	for len(ids) > 0 {
-		n := min(len(ids), 500)
-		var rows []struct {
-			Profile string `db:"profile"`
-			Kind    string `db:"kind"`
-			Value   string `db:"value"`
+	if len(ids) > 0 {
+		rank := map[string]int{}
+		for i, k := range events.IdentityKinds {
+			rank[k] = i
 		}
-		if err := tx.DB().Select("profile", "kind", "value").From("identities").
-			Where(dbx.In("profile", ids[:n]...)).All(&rows); err != nil {
+		// The ids as one JSON list: the text stays the same from batch to
+		// batch, so the writer keeps the statement prepared.
+		in, args := store.InList(ids)
+		rows, err := store.Executor(tx).Query("SELECT profile, kind, value FROM identities WHERE profile IN "+in, args...)
+		if err != nil {
 			return err
 		}
-		for _, r := range rows {
-			cur, ok := strongest[r.Profile]
-			rk, known := rank[r.Kind]
+		defer rows.Close()
+		for rows.Next() {
+			var profile, kind, value string
+			if err := rows.Scan(&profile, &kind, &value); err != nil {
+				return err
+			}
+			rk, known := rank[kind]
 			if !known {
 				continue
 			}
-			if !ok || rk < rank[cur[0]] {
-				strongest[r.Profile] = [2]string{r.Kind, r.Value}
+			if cur, ok := strongest[profile]; !ok || rk < rank[cur[0]] {
+				strongest[profile] = [2]string{kind, value}
 			}
 		}
-		ids = ids[n:]
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
 	}
 	for _, ev := range evs {
 		p, _ := ev.Properties["profile_id"].(string)
 		if id, ok := strongest[p]; ok {
+			if ev.Identities == nil {
+				ev.Identities = events.Identities{}
+			}
 			ev.Identities[id[0]] = id[1]
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/logging"
+	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/relay"
 )
 
@@ -207,6 +208,76 @@ func TestStagedEventsArePublishedInStagingOrder(t *testing.T) {
 	for i := range ids {
 		if got[i] != ids[i] {
 			t.Fatalf("published out of order at %d: %v …", i, got[max(0, i-2):min(len(got), i+3)])
+		}
+	}
+}
+
+// TestStagedProfileEventsCarryTheStrongestIdentity: StageForProfiles gives
+// each event its customer's strongest identity (in the order of
+// events.IdentityKinds), so that profiles resolves it back to the same
+// customer when it returns from the bus; a customer with no identity
+// leaves the event as it was.
+func TestStagedProfileEventsCarryTheStrongestIdentity(t *testing.T) {
+	o := omnitest.Start(t, omnitest.Options{Modules: func(*app.Omni) []app.Module {
+		return []app.Module{profiles.New(profiles.Options{})} // the identities
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o.Relay.Stop(ctx) // the staged rows stay to be read
+	now := time.Now().UTC().Format("2006-01-02 15:04:05.000Z")
+	for i, id := range [][3]string{
+		{"pa", events.AnonymousID, "anon-a"},
+		{"pa", events.Phone, "+15550000001"},
+		{"pa", events.Email, "a@example.com"},
+		{"pb", events.WhatsAppID, "15550000002"},
+		{"pb", events.Phone, "+15550000002"},
+		{"pb", "unknown_kind", "ignored"},
+	} {
+		if _, err := o.PB.DB().NewQuery("INSERT INTO identities (id, kind, value, profile, created) VALUES ({:id}, {:k}, {:v}, {:p}, {:now})").
+			Bind(map[string]any{"id": fmt.Sprintf("ident%010d", i), "k": id[1], "v": id[2], "p": id[0], "now": now}).Execute(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Now().UTC()
+	ev := func(id, profile string, ids events.Identities) *events.Event {
+		return &events.Event{ID: id, Type: events.SegmentEntered, Source: "omni", OccurredAt: at, ReceivedAt: at,
+			Identities: ids, Properties: map[string]any{"profile_id": profile}}
+	}
+	evs := []*events.Event{
+		ev("a1", "pa", events.Identities{}),
+		ev("b1", "pb", nil),
+		ev("a2", "pa", events.Identities{}),
+		ev("c1", "pc", events.Identities{}),
+	}
+	if err := o.PB.RunInTransaction(func(tx core.App) error { return relay.StageForProfiles(tx, evs) }); err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct {
+		EventID string `db:"event_id"`
+		Data    string `db:"data"`
+	}
+	if err := o.PB.DB().NewQuery("SELECT event_id, data FROM " + relay.Table + " ORDER BY seq").All(&rows); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]events.Identities{
+		"a1": {events.Email: "a@example.com"},
+		"b1": {events.Phone: "+15550000002"},
+		"a2": {events.Email: "a@example.com"},
+		"c1": {},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("staged %d rows, want %d", len(rows), len(want))
+	}
+	for i, r := range rows {
+		if r.EventID != evs[i].ID {
+			t.Errorf("row %d is %s, want %s (staging order)", i, r.EventID, evs[i].ID)
+		}
+		got, err := events.Unmarshal([]byte(r.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(map[string]string(got.Identities)) != fmt.Sprint(map[string]string(want[r.EventID])) {
+			t.Errorf("%s: identities %v, want %v", r.EventID, got.Identities, want[r.EventID])
 		}
 	}
 }
