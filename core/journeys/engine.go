@@ -542,7 +542,7 @@ func (b *batch) identities(profile string) events.Identities {
 
 // derived is an event the engine emits through the relay; the batch's
 // events get their customers' identities when staged (stageJourneyEvents,
-// one query per 500 customers).
+// one query for the batch).
 func (b *batch) derived(id, typ, profile string, props map[string]any) *events.Event {
 	props["profile_id"] = profile
 	return &events.Event{ID: id, Type: typ, Source: "omni", OccurredAt: b.now, ReceivedAt: b.now,

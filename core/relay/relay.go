@@ -345,37 +345,9 @@ func StageForProfiles(tx core.App, evs []*events.Event) error {
 			ids = append(ids, p)
 		}
 	}
-	strongest := map[string][2]string{}
-	if len(ids) > 0 {
-		rank := map[string]int{}
-		for i, k := range events.IdentityKinds {
-			rank[k] = i
-		}
-		// The ids as one JSON list: the text stays the same from batch to
-		// batch, so the writer keeps the statement prepared.
-		in, args := store.InList(ids)
-		rows, err := store.Executor(tx).Query("SELECT profile, kind, value FROM identities WHERE profile IN "+in, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var profile, kind, value string
-			if err := rows.Scan(&profile, &kind, &value); err != nil {
-				return err
-			}
-			rk, known := rank[kind]
-			if !known {
-				continue
-			}
-			if cur, ok := strongest[profile]; !ok || rk < rank[cur[0]] {
-				strongest[profile] = [2]string{kind, value}
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		rows.Close()
+	strongest, err := strongestIdentities(tx, ids)
+	if err != nil {
+		return err
 	}
 	for _, ev := range evs {
 		p, _ := ev.Properties["profile_id"].(string)
@@ -387,4 +359,39 @@ func StageForProfiles(tx core.App, evs []*events.Event) error {
 		}
 	}
 	return Stage(tx, evs)
+}
+
+// strongestIdentities reads each customer's strongest identity (kind and
+// value, in the order of events.IdentityKinds) in one statement: the ids
+// go as one JSON list, so its text stays the same from batch to batch and
+// the writer keeps it prepared.
+func strongestIdentities(tx core.App, ids []string) (map[string][2]string, error) {
+	strongest := map[string][2]string{}
+	if len(ids) == 0 {
+		return strongest, nil
+	}
+	rank := map[string]int{}
+	for i, k := range events.IdentityKinds {
+		rank[k] = i
+	}
+	in, args := store.InList(ids)
+	rows, err := store.Executor(tx).Query("SELECT profile, kind, value FROM identities WHERE profile IN "+in, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var profile, kind, value string
+		if err := rows.Scan(&profile, &kind, &value); err != nil {
+			return nil, err
+		}
+		rk, known := rank[kind]
+		if !known {
+			continue
+		}
+		if cur, ok := strongest[profile]; !ok || rk < rank[cur[0]] {
+			strongest[profile] = [2]string{kind, value}
+		}
+	}
+	return strongest, rows.Err()
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/omni/omni/core/logging"
 	"github.com/omni/omni/core/profiles"
 	"github.com/omni/omni/core/relay"
+	"github.com/omni/omni/core/store"
 )
 
 func derived(ids ...string) []*events.Event {
@@ -224,7 +225,7 @@ func TestStagedProfileEventsCarryTheStrongestIdentity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	o.Relay.Stop(ctx) // the staged rows stay to be read
-	now := time.Now().UTC().Format("2006-01-02 15:04:05.000Z")
+	now := store.FormatTime(time.Now())
 	for i, id := range [][3]string{
 		{"pa", events.AnonymousID, "anon-a"},
 		{"pa", events.Phone, "+15550000001"},
