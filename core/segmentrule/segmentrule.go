@@ -332,7 +332,9 @@ func traitExpr(name string) (expr, src, jpath string) {
 
 var sqlOps = map[string]string{"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
-func (c *Compiler) dateParam(v any) any {
+// dateParam is a rule's value as bound: a date in RFC 3339 becomes the
+// stored times' format, so text comparison orders it.
+func dateParam(v any) any {
 	if s, ok := v.(string); ok {
 		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 			return fmtT(t)
@@ -371,7 +373,7 @@ func (c *Compiler) Compile(r *Rule, path string) (string, error) {
 		expr, src, jpath := traitExpr(r.Trait)
 		switch r.Op {
 		case "eq", "neq", "gt", "gte", "lt", "lte":
-			p := c.Param(c.dateParam(r.Value))
+			p := c.Param(dateParam(r.Value))
 			if r.Op == "neq" {
 				return "(" + expr + " IS NULL OR " + expr + " != " + p + ")", nil
 			}
