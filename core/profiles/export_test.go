@@ -20,3 +20,7 @@ func SearchParamsForTest(m *Module, s string) dbx.Params {
 
 // ForgetCacheForTest drops the resolution cache, as memtune does at idle.
 func ForgetCacheForTest(m *Module) { m.forgetCache() }
+
+// AnswersKeptForTest counts the segment answers the events path kept
+// without SQL because Go decided them unchanged.
+func AnswersKeptForTest(m *Module) int64 { return m.segs.kept.Load() }

@@ -56,6 +56,9 @@ type profile struct {
 	ids                     map[string][]string
 	dirty                   bool
 	isNew                   bool   // not yet inserted
+	// fresh: made by this batch (not a merge's survivor), so it has no
+	// segment memberships and no events but the batch's (segvalues.go).
+	fresh bool
 	touched                 bool   // re-evaluate segments
 	indexed                 string // signature of its words in profile_search ("" = unknown)
 	// What segments read of this profile when they were last evaluated for
@@ -63,7 +66,20 @@ type profile struct {
 	// nil = unknown: evaluate every segment), and the event types it got
 	// since.
 	segState map[segmentrule.Read]string
-	newTypes map[string]bool
+	newTypes map[string]time.Time // the latest occurred_at of each
+	// condAnswers are the answers of the segments' conditions that Go
+	// answers from values (segment.conds), kept as answers are.
+	condAnswers []segmentrule.Truth
+	// answers are the segments' answers for p as segmentrule.Eval gives
+	// them (Unknown where it cannot), as of segState, valid while
+	// answersAt is the module's segAnswersEpoch (segments.go); they are
+	// the memberships stored for p wherever decided.
+	answers   []segmentrule.Truth
+	answersAt uint64
+	// ownTraits, ownConsent and ownComputed report that the stored JSON
+	// of each is this process's encoding of what p holds (see
+	// profile.Value).
+	ownTraits, ownConsent, ownComputed bool
 	// What flush may skip (false, the zero value, = write it): the
 	// stored traits and consent JSON are p's, and so are its own words in
 	// profile_search. Whatever changes them clears the flag.
@@ -102,11 +118,13 @@ func (s *savedColumns) dbTimes(prev *savedColumns, c *Computed) {
 	}
 }
 
-func (p *profile) sawEvent(typ string) {
+func (p *profile) sawEvent(typ string, at time.Time) {
 	if p.newTypes == nil {
-		p.newTypes = map[string]bool{}
+		p.newTypes = map[string]time.Time{}
 	}
-	p.newTypes[typ] = true
+	if t, ok := p.newTypes[typ]; !ok || at.After(t) {
+		p.newTypes[typ] = at
+	}
 }
 
 // known is true for a person identified by anything but an anonymous
@@ -421,8 +439,25 @@ func (b *batch) readProfile(row interface{ Scan(...any) error }) (*profile, erro
 	if err != nil || p.mergedInto != "" {
 		return p, err
 	}
+	b.checkOwn(p, &r)
 	b.stored(p, saved)
 	return p, nil
+}
+
+// checkOwn sets p's own flags (see profile.Value) for a row read with
+// SQL: its JSON is this process's encoding when encoding what was decoded
+// gives the same text back. Only segments read them, so without segments
+// it costs nothing.
+func (b *batch) checkOwn(p *profile, r *profileRow) {
+	if len(b.m.segs.reads()) == 0 {
+		return
+	}
+	b.compBuf = p.comp.appendJSON(b.compBuf[:0])
+	p.ownComputed = string(b.compBuf) == r.Computed
+	tj, err := json.Marshal(p.traits)
+	p.ownTraits = err == nil && string(tj) == r.Traits
+	kj, err := json.Marshal(p.consent)
+	p.ownConsent = err == nil && string(kj) == r.Consent
 }
 
 // stored marks p, just read or decoded from a cached row, as stored with
@@ -438,7 +473,7 @@ func (b *batch) stored(p *profile, saved *savedColumns) {
 	// of how words are made reindexes by migration), so only a change of
 	// one of them makes flush look at the words.
 	p.saved, p.traitsSaved, p.consentSaved, p.wordsSaved = saved, true, true, true
-	b.m.loadedState(p)
+	b.m.loadedState(p, b.now)
 }
 
 // prefetchProfiles reads the live profiles the batch's identities point
@@ -610,7 +645,7 @@ func (b *batch) load(id string) (*profile, error) {
 func (b *batch) create() (*profile, error) {
 	b.m.seq++
 	p := &profile{id: newID(), created: b.nowDB, seq: b.m.seq, traits: map[string]any{}, comp: &Computed{},
-		consent: map[string]ConsentEntry{}, ids: map[string][]string{}, dirty: true, touched: true, isNew: true}
+		consent: map[string]ConsentEntry{}, ids: map[string][]string{}, dirty: true, touched: true, isNew: true, fresh: true}
 	b.profiles[p.id] = p
 	b.see(p)
 	return p, nil
@@ -779,7 +814,7 @@ func (b *batch) merge(a, c *profile, ev *events.Event, id ident) (*profile, erro
 	l.ids = map[string][]string{}
 	b.redirect[l.id] = s.id
 	s.dirty, s.touched, l.dirty = true, true, true
-	s.segState = nil // the loser's events and rows moved: evaluate every segment
+	s.segState, s.fresh = nil, false // the loser's events and rows moved: evaluate every segment
 	b.emits = append(b.emits, systemEvent("profile.merged", "merge:"+l.id+":"+s.id, s, b.now,
 		map[string]any{"profile_id": s.id, "merged_profile_id": l.id}))
 	return s, nil
@@ -1107,10 +1142,12 @@ func (b *batch) write(p *profile) error {
 		if !p.isNew && p.saved != nil {
 			mask = p.saved.changed(now) | 1<<5 // computed
 		}
+		p.ownComputed = true
 		if !p.traitsSaved || p.isNew {
 			tj, _ := json.Marshal(p.traits)
 			p.rawTraits = string(tj)
 			vals[4], mask = p.rawTraits, mask|1<<4
+			p.ownTraits = true
 		} else {
 			mask &^= 1 << 4
 		}
@@ -1118,6 +1155,7 @@ func (b *batch) write(p *profile) error {
 			kj, _ := json.Marshal(p.consent)
 			p.rawConsent = string(kj)
 			vals[6], mask = p.rawConsent, mask|1<<6
+			p.ownConsent = true
 		} else {
 			mask &^= 1 << 6
 		}
@@ -1333,7 +1371,7 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 	for _, s := range b.resolved {
 		s.Profile = b.canonical(s.Profile)
 		if p := b.profiles[s.Profile]; p != nil {
-			p.sawEvent(s.Event.Type) // event conditions of segments may have changed
+			p.sawEvent(s.Event.Type, s.Event.OccurredAt) // event conditions of segments may have changed
 		}
 	}
 	if obs != nil {

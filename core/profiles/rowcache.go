@@ -18,6 +18,9 @@ type storedRow struct {
 	saved savedColumns
 	// ids are the profile's identities, kind and value in turn.
 	ids []string
+	// own: traits and consent are this process's encodings (computed
+	// always is: write encodes it every time).
+	own bool
 }
 
 // rowOverhead is a cached row's heap besides its text: the struct, the
@@ -110,7 +113,8 @@ func (c *rowCache) reset() {
 
 // rowOf is p's row as write just stored it (now: its plain columns).
 func rowOf(p *profile, computed string, now *savedColumns) *storedRow {
-	r := &storedRow{created: p.created, traits: p.rawTraits, computed: computed, consent: p.rawConsent, saved: *now}
+	r := &storedRow{created: p.created, traits: p.rawTraits, computed: computed, consent: p.rawConsent, saved: *now,
+		own: p.ownTraits && p.ownConsent}
 	r.saved.compFirst, r.saved.compLast = "", ""
 	n := 0
 	for _, vs := range p.ids {
@@ -151,6 +155,7 @@ func (b *batch) fromRow(id string, r *storedRow) (*profile, error) {
 		return nil, err
 	}
 	saved := r.saved
+	p.ownTraits, p.ownConsent, p.ownComputed = r.own, r.own, true
 	for i := 0; i+1 < len(r.ids); i += 2 {
 		p.ids[r.ids[i]] = append(p.ids[r.ids[i]], r.ids[i+1])
 	}

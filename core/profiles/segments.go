@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -29,6 +30,14 @@ type segment struct {
 	// reads is what the rule reads of a profile (segment references
 	// followed), at the grain profiles compare: the top-level trait.
 	reads []segmentrule.Read
+	// windows is, per event type the rule counts, the widest window in
+	// days (0: all time; segmentrule.EventWindows).
+	windows map[string]int
+	// conds are the rule's conditions Go answers from values
+	// (segmentrule.StateConditions); their answers for a profile are
+	// kept from condAt in profile.condAnswers.
+	conds  []*Rule
+	condAt int
 }
 
 type segmentCache struct {
@@ -38,7 +47,22 @@ type segmentCache struct {
 	// stateReads is every read of list that a profile's stored row
 	// answers (not events, not staff tags): what readState records.
 	stateReads []segmentrule.Read
+	// conds is how many conditions the segments' conds hold in all.
+	conds int
+	// epoch moves whenever memberships may have changed other than by the
+	// events path's own evaluation (the list reloaded, the scheduled
+	// pass, staff tags, an unmerge, an edit at /_/): profiles' answers
+	// from an earlier epoch are no longer their memberships.
+	epoch atomic.Uint64
+	// kept counts the segment answers the events path left alone because
+	// Go decided them unchanged (tests and benches read it).
+	kept atomic.Int64
 }
+
+// invalidateAnswers starts a new epoch (see segmentCache.epoch). It is
+// called inside the transaction that changes memberships, so no events
+// batch runs between the change and the new epoch.
+func (c *segmentCache) invalidateAnswers() { c.epoch.Add(1) }
 
 // reads returns the segments' state reads.
 func (c *segmentCache) reads() []segmentrule.Read {
@@ -94,7 +118,11 @@ func (m *Module) loadSegments(app core.App) error {
 		return s.rule, true
 	}
 	var stateReads []segmentrule.Read
+	conds := 0
 	for _, s := range list {
+		s.windows = segmentrule.EventWindows(s.rule, lookup)
+		s.conds, s.condAt = segmentrule.StateConditions(s.rule, lookup), conds
+		conds += len(s.conds)
 		for _, r := range segmentrule.Reads(s.rule, lookup) {
 			r = stateKey(r)
 			if !slices.Contains(s.reads, r) {
@@ -106,7 +134,8 @@ func (m *Module) loadSegments(app core.App) error {
 		}
 	}
 	m.segs.mu.Lock()
-	m.segs.list, m.segs.byID, m.segs.stateReads = list, byID, stateReads
+	m.segs.list, m.segs.byID, m.segs.stateReads, m.segs.conds = list, byID, stateReads, conds
+	m.segs.invalidateAnswers()
 	m.segs.mu.Unlock()
 	return nil
 }
@@ -150,6 +179,7 @@ type member struct {
 // evaluateProfiles re-checks every segment for the given profiles and
 // updates membership; it returns the segment events to publish.
 func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, silent bool) ([]*events.Event, error) {
+	m.segs.invalidateAnswers()
 	segs, _ := m.segs.snapshot()
 	return m.evaluateSegments(tx, ps, segs, now, silent)
 }
@@ -157,30 +187,68 @@ func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, sil
 // evaluateChanged is the hot path's evaluation: for each profile a batch
 // touched, only the segments whose rules read something of it that
 // changed since they were last evaluated for it (a trait, a column,
-// consent, or an event of a type the rule counts). A profile read from
-// the table compares with what it held as stored (loadedState); one made
-// in the batch, and a merge's survivor, get every segment. Time alone
-// never changes a member here: the scheduled pass re-evaluates
-// time-based segments.
+// consent, or an event of a type the rule counts, inside the window it
+// counts over). A profile read from the table compares with what it held
+// as stored (loadedState); one made in the batch, and a merge's survivor,
+// get every segment. Time alone never changes a member here: the
+// scheduled pass re-evaluates time-based segments.
+//
+// Of those, a segment is left alone, its stored membership standing, when
+// Go shows its answer did not change: segmentrule.Eval decides the rule
+// the same before and after the batch (p.answers, and now), or each of the
+// conditions it answers from values does (p.condAnswers) and no event it
+// counts came in its window; or the batch made the profile and Eval
+// decides it is not a member. Only the rest are evaluated with SQL, which
+// also reads the memberships to change.
 func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*events.Event, error) {
 	m.segs.mu.RLock()
-	segs, reads := m.segs.list, m.segs.stateReads
+	segs, reads, nConds, epoch := m.segs.list, m.segs.stateReads, m.segs.conds, m.segs.epoch.Load()
 	m.segs.mu.RUnlock()
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
 	}
 	states := make([]map[segmentrule.Read]string, len(ps))
+	answers := make([][]segmentrule.Truth, len(ps))
+	conds := make([][]segmentrule.Truth, len(ps))
 	groups := map[string][]*profile{}
 	var keys []string
 	need := make([]byte, len(segs))
 	for i, p := range ps {
 		states[i] = readState(p, reads)
+		known := p.segState != nil && p.answersAt == epoch && len(p.answers) == len(segs) && len(p.condAnswers) == nConds
+		next, nextConds := make([]segmentrule.Truth, len(segs)), make([]segmentrule.Truth, nConds)
+		if known {
+			copy(nextConds, p.condAnswers)
+		}
 		for j, s := range segs {
 			need[j] = '0'
-			if p.segState == nil || changedFor(s, p, states[i]) {
-				need[j] = '1'
+			stateChanged, eventCounted := true, true
+			if p.segState != nil {
+				stateChanged, eventCounted = changedFor(s, p, states[i], now)
+				if !stateChanged && !eventCounted {
+					if known {
+						next[j] = p.answers[j]
+					}
+					continue
+				}
 			}
+			next[j] = m.answer(s.rule, p, now)
+			condsSame := known && !eventCounted
+			for k, c := range s.conds {
+				at := s.condAt + k
+				a := m.answer(c, p, now)
+				condsSame = condsSame && sameAnswer(nextConds[at], a)
+				nextConds[at] = a
+			}
+			// A profile the batch made is in no segment yet.
+			fresh := p.fresh && next[j].Decided() && !next[j].Holds()
+			if fresh || (known && (sameAnswer(p.answers[j], next[j]) || condsSame)) {
+				m.segs.kept.Add(1)
+				continue
+			}
+			need[j] = '1'
 		}
+		answers[i], conds[i] = next, nextConds
 		k := string(need)
 		if !strings.Contains(k, "1") {
 			continue
@@ -205,9 +273,25 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 		out = append(out, evs...)
 	}
 	for i, p := range ps {
-		p.segState, p.newTypes = states[i], nil
+		p.segState, p.newTypes, p.fresh = states[i], nil, false
+		p.answers, p.condAnswers, p.answersAt = answers[i], conds[i], epoch
 	}
 	return out, nil
+}
+
+// answer is rule r for p at now as segmentrule.Eval gives it.
+func (m *Module) answer(r *Rule, p *profile, now time.Time) segmentrule.Truth {
+	if !p.exact() {
+		return segmentrule.Unknown
+	}
+	return segmentrule.Eval(r, now, m.segs.lookup, p)
+}
+
+// sameAnswer reports whether two answers are decided and make the same
+// membership (Null is no member, as False, and a rule's membership
+// depends only on that of its conditions: NOT reads Null as false).
+func sameAnswer(a, b segmentrule.Truth) bool {
+	return a.Decided() && b.Decided() && a.Holds() == b.Holds()
 }
 
 // loadedState records, for a profile just read from the table, what the
@@ -218,19 +302,47 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 // through reevaluateEdited). So the batch that loaded it evaluates only
 // the segments whose reads its events change, as for a cached profile;
 // without this, a shop with more customers than the cache holds had
-// every segment evaluated for nearly every event.
-func (m *Module) loadedState(p *profile) {
-	p.segState = readState(p, m.segs.reads())
+// every segment evaluated for nearly every event. For the same reason the
+// answers Go gives for the stored row are its memberships. A time-based
+// rule's may differ by what the clock alone changed since it was last
+// evaluated; that stays for the scheduled pass, as for a profile no event
+// touches, and an event that changes the answer has SQL read the
+// membership.
+func (m *Module) loadedState(p *profile, now time.Time) {
+	m.segs.mu.RLock()
+	segs, reads, nConds, epoch := m.segs.list, m.segs.stateReads, m.segs.conds, m.segs.epoch.Load()
+	m.segs.mu.RUnlock()
+	p.segState = readState(p, reads)
+	p.answers, p.condAnswers, p.answersAt = nil, nil, epoch
+	if len(segs) == 0 || !p.exact() {
+		return
+	}
+	p.answers, p.condAnswers = make([]segmentrule.Truth, len(segs)), make([]segmentrule.Truth, nConds)
+	for j, s := range segs {
+		p.answers[j] = m.answer(s.rule, p, now)
+		for k, c := range s.conds {
+			p.condAnswers[s.condAt+k] = m.answer(c, p, now)
+		}
+	}
 }
 
 // changedFor reports whether something s reads of p changed since p's
-// segments were last evaluated (state is what they read now).
-func changedFor(s *segment, p *profile, state map[segmentrule.Read]string) bool {
+// segments were last evaluated (state is what they read now): a value it
+// reads (stateChanged), or the count of an event type it counts, by an
+// event of that type inside its window (eventCounted). An older event
+// leaves the counts over the window as they were.
+func changedFor(s *segment, p *profile, state map[segmentrule.Read]string, now time.Time) (stateChanged, eventCounted bool) {
 	for _, r := range s.reads {
 		switch r.Source {
 		case "event":
-			if p.newTypes[r.Path] {
-				return true
+			latest, ok := p.newTypes[r.Path]
+			if !ok {
+				continue
+			}
+			days := s.windows[r.Path]
+			// A minute's margin for how the stored time rounds.
+			if days == 0 || !latest.Before(now.Add(-time.Duration(days)*24*time.Hour-time.Minute)) {
+				eventCounted = true
 			}
 		case "tags":
 			// Staff tags change outside the events path, which evaluates
@@ -239,11 +351,11 @@ func changedFor(s *segment, p *profile, state map[segmentrule.Read]string) bool 
 		default:
 			old, ok := p.segState[r]
 			if !ok || old != state[r] {
-				return true
+				stateChanged = true
 			}
 		}
 	}
-	return false
+	return stateChanged, eventCounted
 }
 
 // stateKey is the grain at which a read is compared: a trait's top-level
@@ -589,6 +701,7 @@ const segmentChunk = 500
 // checkSegment re-evaluates one segment for some profiles inside tx and
 // applies the difference.
 func (m *Module) checkSegment(tx core.App, s *segment, ids []string, now time.Time, silent bool) ([]*events.Event, error) {
+	m.segs.invalidateAnswers()
 	c := newCompiler(now, m.segs.lookup)
 	where, err := c.Compile(s.rule, "")
 	if err != nil {

@@ -3,6 +3,7 @@ package segmentrule
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Truth is a rule's answer for one profile as Eval gives it: what the
@@ -34,6 +35,15 @@ func (t Truth) Decided() bool { return t != Unknown }
 // column's text; a "consent" read is the channel's status.
 type Values interface {
 	Value(r Read) (v any, ok bool)
+}
+
+// EventCounter is what Values may also answer: how many stored events of
+// type typ the profile has (within the last withinDays days of now when
+// withinDays is set), as the rule's COUNT over the events table gives
+// it; ok is false when it cannot say exactly. Without it, and where it
+// cannot say, an event condition is Unknown.
+type EventCounter interface {
+	EventCount(typ string, withinDays *int, now time.Time) (n int, ok bool)
 }
 
 // Eval answers r for one profile at now without the database, following
@@ -100,7 +110,28 @@ func (e *evaluator) eval(r *Rule) Truth {
 	case r.Trait != "":
 		return e.trait(r)
 	case r.Event != "":
-		return Unknown // counts of stored events
+		counter, ok := e.vals.(EventCounter)
+		if !ok {
+			return Unknown
+		}
+		n, ok := counter.EventCount(r.Event, r.WithinDays, e.now)
+		if !ok {
+			return Unknown
+		}
+		want := *r.Count
+		switch r.Op {
+		case "eq":
+			return truth(n == want)
+		case "gt":
+			return truth(n > want)
+		case "gte":
+			return truth(n >= want)
+		case "lt":
+			return truth(n < want)
+		case "lte":
+			return truth(n <= want)
+		}
+		return Unknown
 	case r.Consent != "":
 		v, ok := e.vals.Value(Read{"consent", r.Consent})
 		if !ok {
@@ -281,8 +312,12 @@ const maxExactNumber = 1 << 53
 // booleans as json_extract gives them (1 or 0).
 func jsonValue(v any) (any, bool) {
 	switch x := v.(type) {
-	case nil, string, []any, map[string]any:
+	case nil, []any, map[string]any:
 		return v, true
+	case string:
+		// encoding/json stores invalid UTF-8 as U+FFFD, which SQLite
+		// then reads: the bytes held here are not what it compares.
+		return x, utf8.ValidString(x)
 	case bool:
 		if x {
 			return float64(1), true
@@ -337,4 +372,71 @@ func compare(v, p any) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// eachCondition calls visit with each condition of r (trait, event,
+// consent; not and/or/not, and segment references followed through
+// lookup, each once per path, a cycle not followed), in a fixed order.
+func eachCondition(r *Rule, lookup func(string) (*Rule, bool), visit func(*Rule)) {
+	visiting := map[string]bool{}
+	var walk func(*Rule)
+	walk = func(r *Rule) {
+		if r == nil {
+			return
+		}
+		for _, x := range r.And {
+			walk(x)
+		}
+		for _, x := range r.Or {
+			walk(x)
+		}
+		walk(r.Not)
+		switch {
+		case r.Trait != "", r.Event != "", r.Consent != "":
+			visit(r)
+		case r.Segment != "" && !visiting[r.Segment] && lookup != nil:
+			if sub, ok := lookup(r.Segment); ok {
+				visiting[r.Segment] = true
+				walk(sub)
+				delete(visiting, r.Segment)
+			}
+		}
+	}
+	walk(r)
+}
+
+// EventWindows maps each event type r counts to the widest window, in
+// days, over which one of its conditions counts that type; 0 when one
+// counts all time. An event of that type older than its window leaves
+// every count r makes as it was.
+func EventWindows(r *Rule, lookup func(string) (*Rule, bool)) map[string]int {
+	out := map[string]int{}
+	eachCondition(r, lookup, func(c *Rule) {
+		if c.Event == "" {
+			return
+		}
+		w, seen := out[c.Event]
+		switch {
+		case c.WithinDays == nil:
+			out[c.Event] = 0
+		case !seen || (w != 0 && *c.WithinDays > w):
+			out[c.Event] = *c.WithinDays
+		}
+	})
+	return out
+}
+
+// StateConditions lists r's conditions that Eval can answer from a
+// profile's values alone (traits, columns, consent; not events or staff
+// tags), segment references followed, in a fixed order. Eval of each is
+// that condition's answer: when none of them, no counted event and no tag
+// changed, neither did r's.
+func StateConditions(r *Rule, lookup func(string) (*Rule, bool)) []*Rule {
+	var out []*Rule
+	eachCondition(r, lookup, func(c *Rule) {
+		if (c.Trait != "" && c.Trait != tagsTrait) || c.Consent != "" {
+			out = append(out, c)
+		}
+	})
+	return out
 }

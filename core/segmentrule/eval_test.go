@@ -20,7 +20,11 @@ import (
 type docValues struct {
 	columns                   map[string]string
 	traits, computed, consent any
+	// noEvents: the profile has no stored events (EventCount answers 0).
+	noEvents bool
 }
+
+func (d docValues) EventCount(string, *int, time.Time) (int, bool) { return 0, d.noEvents }
 
 func (d docValues) Value(r segmentrule.Read) (any, bool) {
 	switch r.Source {
@@ -64,7 +68,8 @@ func TestEvalAnswersAsTheCompiledSQL(t *testing.T) {
 		computed JSON DEFAULT NULL, consent JSON DEFAULT NULL)`).Execute(); err != nil {
 		t.Fatal(err)
 	}
-	// Event and tag conditions compile to these; Eval leaves them Unknown.
+	// Event and tag conditions compile to these; Eval leaves them Unknown,
+	// but event counts for the profiles that say they have no events.
 	for _, q := range []string{"CREATE TABLE events (id TEXT, profile TEXT, type TEXT, occurred_at TEXT)", "CREATE TABLE profile_tags (profile TEXT, tag TEXT)"} {
 		if _, err := db.NewQuery(q).Execute(); err != nil {
 			t.Fatal(err)
@@ -135,7 +140,7 @@ func TestEvalAnswersAsTheCompiledSQL(t *testing.T) {
 			"traits": traitsText, "computed": enc(computed), "consent": enc(consent)}).Execute(); err != nil {
 			t.Fatal(err)
 		}
-		dv := docValues{columns: cols, computed: roundTrip(t, enc(computed)), consent: roundTrip(t, enc(consent))}
+		dv := docValues{columns: cols, computed: roundTrip(t, enc(computed)), consent: roundTrip(t, enc(consent)), noEvents: i%2 == 0}
 		if json.Valid([]byte(traitsText)) {
 			dv.traits = roundTrip(t, traitsText)
 		}
@@ -149,7 +154,11 @@ func TestEvalAnswersAsTheCompiledSQL(t *testing.T) {
 		case 0:
 			return map[string]any{"consent": []string{"email", "sms", "whatsapp"}[rng.IntN(3)], "status": []string{"subscribed", "unsubscribed", "unknown"}[rng.IntN(3)]}
 		case 1:
-			return map[string]any{"event": "order.placed", "op": "gte", "count": 1.0}
+			n := map[string]any{"event": "order.placed", "op": []string{"eq", "gt", "gte", "lt", "lte"}[rng.IntN(5)], "count": float64(rng.IntN(3))}
+			if rng.IntN(2) == 0 {
+				n["within_days"] = 30.0
+			}
+			return n
 		case 2:
 			return map[string]any{"trait": "tags", "op": "contains", "value": "vip"}
 		}
@@ -271,5 +280,35 @@ func TestEvalFollowsSegmentReferences(t *testing.T) {
 		if got := segmentrule.Eval(must(raw), now, lookup, vals); got != want {
 			t.Errorf("%s: %v, want %v", raw, got, want)
 		}
+	}
+}
+
+// EventWindows gives each event type its widest window (0: all time), and
+// StateConditions the conditions Eval answers from values, segment
+// references followed.
+func TestEventWindowsAndStateConditions(t *testing.T) {
+	must := func(raw string) *segmentrule.Rule {
+		r, err := segmentrule.ParseRule([]byte(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		return r
+	}
+	ref := must(`{"and":[{"event":"checkout.started","within_days":7},{"trait":"plan","op":"eq","value":"pro"}]}`)
+	lookup := func(id string) (*segmentrule.Rule, bool) { return ref, id == "ref" }
+	r := must(`{"or":[{"event":"order.placed","op":"eq","count":0,"within_days":90},{"event":"order.placed","within_days":7},
+		{"event":"checkout.started","within_days":3},{"event":"message.received"},{"not":{"consent":"email","status":"subscribed"}},
+		{"trait":"tags","op":"contains","value":"vip"},{"segment":"ref"},{"trait":"lifetime_value.USD","op":"gte","value":300}]}`)
+	got := segmentrule.EventWindows(r, lookup)
+	want := map[string]int{"order.placed": 90, "checkout.started": 7, "message.received": 0}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("EventWindows: %v, want %v", got, want)
+	}
+	var names []string
+	for _, c := range segmentrule.StateConditions(r, lookup) {
+		names = append(names, c.Trait+c.Consent)
+	}
+	if strings.Join(names, ",") != "email,plan,lifetime_value.USD" {
+		t.Errorf("StateConditions: %v", names)
 	}
 }
