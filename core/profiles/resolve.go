@@ -55,12 +55,12 @@ type profile struct {
 	consent                 map[string]ConsentEntry
 	ids                     map[string][]string
 	dirty                   bool
-	isNew                   bool // not yet inserted
+	isNew                   bool   // not yet inserted
+	touched                 bool   // re-evaluate segments
+	indexed                 string // signature of its words in profile_search ("" = unknown)
 	// fresh: made by this batch (not a merge's survivor), so it has no
 	// segment memberships and no events but the batch's (segvalues.go).
-	fresh   bool
-	touched bool   // re-evaluate segments
-	indexed string // signature of its words in profile_search ("" = unknown)
+	fresh bool
 	// What segments read of this profile when they were last evaluated for
 	// it (segState; as stored when read from the table, see loadedState;
 	// nil = unknown: evaluate every segment), and the event types it got
