@@ -374,37 +374,6 @@ func compare(v, p any) (int, bool) {
 	return 0, false
 }
 
-// eachCondition calls visit with each condition of r (trait, event,
-// consent; not and/or/not, and segment references followed through
-// lookup, each once per path, a cycle not followed), in a fixed order.
-func eachCondition(r *Rule, lookup func(string) (*Rule, bool), visit func(*Rule)) {
-	visiting := map[string]bool{}
-	var walk func(*Rule)
-	walk = func(r *Rule) {
-		if r == nil {
-			return
-		}
-		for _, x := range r.And {
-			walk(x)
-		}
-		for _, x := range r.Or {
-			walk(x)
-		}
-		walk(r.Not)
-		switch {
-		case r.Trait != "", r.Event != "", r.Consent != "":
-			visit(r)
-		case r.Segment != "" && !visiting[r.Segment] && lookup != nil:
-			if sub, ok := lookup(r.Segment); ok {
-				visiting[r.Segment] = true
-				walk(sub)
-				delete(visiting, r.Segment)
-			}
-		}
-	}
-	walk(r)
-}
-
 // EventWindows maps each event type r counts to the widest window, in
 // days, over which one of its conditions counts that type; 0 when one
 // counts all time. An event of that type older than its window leaves

@@ -514,12 +514,30 @@ type Read struct{ Source, Path string }
 func Reads(r *Rule, lookup func(string) (*Rule, bool)) []Read {
 	seen := map[Read]bool{}
 	var out []Read
-	add := func(x Read) {
+	eachCondition(r, lookup, func(c *Rule) {
+		var x Read
+		switch {
+		case c.Trait == tagsTrait:
+			x = Read{"tags", ""}
+		case c.Trait != "":
+			x = traitRead(c.Trait)
+		case c.Event != "":
+			x = Read{"event", c.Event}
+		default:
+			x = Read{"consent", c.Consent}
+		}
 		if !seen[x] {
 			seen[x] = true
 			out = append(out, x)
 		}
-	}
+	})
+	return out
+}
+
+// eachCondition calls visit with each condition of r (trait, event,
+// consent; not and/or/not, and segment references followed through
+// lookup, each once per path, a cycle not followed), in a fixed order.
+func eachCondition(r *Rule, lookup func(string) (*Rule, bool), visit func(*Rule)) {
 	visiting := map[string]bool{}
 	var walk func(*Rule)
 	walk = func(r *Rule) {
@@ -534,15 +552,9 @@ func Reads(r *Rule, lookup func(string) (*Rule, bool)) []Read {
 		}
 		walk(r.Not)
 		switch {
-		case r.Trait == tagsTrait:
-			add(Read{"tags", ""})
-		case r.Trait != "":
-			add(traitRead(r.Trait))
-		case r.Event != "":
-			add(Read{"event", r.Event})
-		case r.Consent != "":
-			add(Read{"consent", r.Consent})
-		case r.Segment != "" && !visiting[r.Segment]:
+		case r.Trait != "", r.Event != "", r.Consent != "":
+			visit(r)
+		case r.Segment != "" && !visiting[r.Segment] && lookup != nil:
 			if sub, ok := lookup(r.Segment); ok {
 				visiting[r.Segment] = true
 				walk(sub)
@@ -551,7 +563,6 @@ func Reads(r *Rule, lookup func(string) (*Rule, bool)) []Read {
 		}
 	}
 	walk(r)
-	return out
 }
 
 // traitRead is where traitExpr reads a trait from.
