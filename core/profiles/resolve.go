@@ -72,8 +72,8 @@ type profile struct {
 	condAnswers []segmentrule.Truth
 	// answers are the segments' answers for p as segmentrule.Eval gives
 	// them (Unknown where it cannot), as of segState, valid while
-	// answersAt is the module's segAnswersEpoch (segments.go); they are
-	// the memberships stored for p wherever decided.
+	// answersAt is the segments' epoch (segmentCache.epoch); they are the
+	// memberships stored for p wherever decided.
 	answers   []segmentrule.Truth
 	answersAt uint64
 	// ownTraits, ownConsent and ownComputed report that the stored JSON
@@ -1142,20 +1142,20 @@ func (b *batch) write(p *profile) error {
 		if !p.isNew && p.saved != nil {
 			mask = p.saved.changed(now) | 1<<5 // computed
 		}
-		p.ownComputed = true
+		p.ownComputed = c.finite() // else appendJSON stores what json.Marshal fails on
 		if !p.traitsSaved || p.isNew {
-			tj, _ := json.Marshal(p.traits)
+			tj, err := json.Marshal(p.traits)
 			p.rawTraits = string(tj)
 			vals[4], mask = p.rawTraits, mask|1<<4
-			p.ownTraits = true
+			p.ownTraits = err == nil
 		} else {
 			mask &^= 1 << 4
 		}
 		if !p.consentSaved || p.isNew {
-			kj, _ := json.Marshal(p.consent)
+			kj, err := json.Marshal(p.consent)
 			p.rawConsent = string(kj)
 			vals[6], mask = p.rawConsent, mask|1<<6
-			p.ownConsent = true
+			p.ownConsent = err == nil
 		} else {
 			mask &^= 1 << 6
 		}
