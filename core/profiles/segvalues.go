@@ -78,36 +78,37 @@ func jsonPath(v any, path string) any {
 		case map[string]any:
 			v = m[k]
 		case map[string]float64:
-			x, ok := m[k]
-			if !ok {
-				return nil
-			}
-			v = x
+			v = numberAt(m, k)
 		case map[string]int:
-			x, ok := m[k]
-			if !ok {
-				return nil
-			}
-			v = float64(x)
+			v = numberAt(m, k)
 		default:
 			return nil
 		}
 	}
 	switch m := v.(type) { // a whole object, as segmentrule.Values gives one
 	case map[string]float64:
-		out := make(map[string]any, len(m))
-		for k, x := range m {
-			out[k] = x
-		}
-		return out
+		return numberObject(m)
 	case map[string]int:
-		out := make(map[string]any, len(m))
-		for k, x := range m {
-			out[k] = float64(x)
-		}
-		return out
+		return numberObject(m)
 	}
 	return v
+}
+
+// numberAt is m[k] as a JSON number (float64), or nil when absent.
+func numberAt[N int | float64](m map[string]N, k string) any {
+	if x, ok := m[k]; ok {
+		return float64(x)
+	}
+	return nil
+}
+
+// numberObject is m as the JSON object of numbers it is stored as.
+func numberObject[N int | float64](m map[string]N) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, x := range m {
+		out[k] = float64(x)
+	}
+	return out
 }
 
 // computedValue is one computed trait as appendJSON stores it: nil where

@@ -1,6 +1,7 @@
 package segmentrule
 
 import (
+	"cmp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -118,20 +119,7 @@ func (e *evaluator) eval(r *Rule) Truth {
 		if !ok {
 			return Unknown
 		}
-		want := *r.Count
-		switch r.Op {
-		case "eq":
-			return truth(n == want)
-		case "gt":
-			return truth(n > want)
-		case "gte":
-			return truth(n >= want)
-		case "lt":
-			return truth(n < want)
-		case "lte":
-			return truth(n <= want)
-		}
-		return Unknown
+		return ordered(r.Op, cmp.Compare(n, *r.Count))
 	case r.Consent != "":
 		v, ok := e.vals.Value(Read{"consent", r.Consent})
 		if !ok {
@@ -159,6 +147,26 @@ func (e *evaluator) eval(r *Rule) Truth {
 		t := e.eval(sub)
 		e.stack = e.stack[:len(e.stack)-1]
 		return t
+	}
+	return Unknown
+}
+
+// ordered is "x op y" given c, x compared with y (-1, 0 or 1), for the
+// operators of sqlOps; Unknown for any other.
+func ordered(op string, c int) Truth {
+	switch op {
+	case "eq":
+		return truth(c == 0)
+	case "neq":
+		return truth(c != 0)
+	case "gt":
+		return truth(c > 0)
+	case "gte":
+		return truth(c >= 0)
+	case "lt":
+		return truth(c < 0)
+	case "lte":
+		return truth(c <= 0)
 	}
 	return Unknown
 }
@@ -204,19 +212,7 @@ func (e *evaluator) trait(r *Rule) Truth {
 		if !ok {
 			return Unknown
 		}
-		switch r.Op {
-		case "eq":
-			return truth(c == 0)
-		case "neq":
-			return truth(c != 0)
-		case "gt":
-			return truth(c > 0)
-		case "gte":
-			return truth(c >= 0)
-		case "lt":
-			return truth(c < 0)
-		}
-		return truth(c <= 0)
+		return ordered(r.Op, c)
 	case "contains":
 		p, ok := param(r.Value)
 		if !ok {
