@@ -107,10 +107,7 @@ func (e *tenv) send(t testing.TB, evs ...*events.Event) {
 			t.Fatalf("publish %s: %v", evs[i].ID, err)
 		}
 	}
-	last := evs[len(evs)-1].ID
-	omnitest.Eventually(t, 60*time.Second, func() bool {
-		return e.count(t, "SELECT COUNT(*) FROM events WHERE event_id={:id}", dbx.Params{"id": last}) == 1
-	}, "event %s stored", last)
+	e.WaitEvent(t, evs[len(evs)-1].ID)
 }
 
 func (e *tenv) count(t testing.TB, q string, p dbx.Params) int {

@@ -79,12 +79,7 @@ func BenchmarkUnmerge(b *testing.B) {
 				b.Fatalf("publish %s: %v", evs[i].ID, err)
 			}
 		}
-		last := evs[len(evs)-1].ID
-		omnitest.Eventually(b, 60*time.Second, func() bool {
-			var c int
-			_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE event_id={:id}").Bind(map[string]any{"id": last}).Row(&c)
-			return c == 1
-		}, "event %s stored", last)
+		s.WaitEvent(b, evs[len(evs)-1].ID)
 	}
 	mk := func(typ string, ids events.Identities, at time.Time) *events.Event {
 		n++

@@ -103,10 +103,7 @@ func (e *env) publish(t *testing.T, evs ...*events.Event) {
 		}
 	}
 	if e.waitLast {
-		last := evs[len(evs)-1].ID
-		omnitest.Eventually(t, 60*time.Second, func() bool {
-			return e.count(t, "SELECT COUNT(*) FROM events WHERE event_id={:id}", map[string]any{"id": last}) == 1
-		}, "event %s stored", last)
+		e.WaitEvent(t, evs[len(evs)-1].ID)
 		return
 	}
 	e.WaitEvents(t, before+len(evs))

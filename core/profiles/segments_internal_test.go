@@ -174,11 +174,7 @@ func TestThePassEndsTheAnswersCachedProfilesKept(t *testing.T) {
 		}
 		// Waited for by id: the pass's segment.exited event is stored
 		// meanwhile too, so a count of events would not say which.
-		omnitest.Eventually(t, 60*time.Second, func() bool {
-			var k int
-			_ = s.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE event_id={:id}").Bind(dbx.Params{"id": ev.ID}).Row(&k)
-			return k == 1
-		}, "event %s stored", ev.ID)
+		s.WaitEvent(t, ev.ID)
 	}
 	member := func() bool {
 		var k int

@@ -17,6 +17,7 @@ import (
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/logging"
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 )
 
@@ -187,6 +188,20 @@ func (s *Server) CountEvents(t testing.TB) int {
 func (s *Server) WaitEvents(t testing.TB, n int) {
 	t.Helper()
 	Eventually(t, 60*time.Second, func() bool { return s.CountEvents(t) >= n }, "%d events stored", n)
+}
+
+// WaitEvent waits until the event with this id is stored (up to 60s). A
+// count of events (WaitEvents) can be reached by events Omni derives and
+// relays meanwhile, such as segment events; an id cannot.
+func (s *Server) WaitEvent(t testing.TB, id string) {
+	t.Helper()
+	Eventually(t, 60*time.Second, func() bool {
+		var n int
+		if err := s.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE event_id={:id}").Bind(dbx.Params{"id": id}).Row(&n); err != nil {
+			t.Fatalf("count event %s: %v", id, err)
+		}
+		return n == 1
+	}, "event %s stored", id)
 }
 
 // Eventually polls cond until it holds or the timeout passes, then fails
