@@ -24,3 +24,25 @@ func ForgetCacheForTest(m *Module) { m.forgetCache() }
 // AnswersKeptForTest counts the segment answers the events path kept
 // without SQL because Go decided them unchanged.
 func AnswersKeptForTest(m *Module) int64 { return m.segs.kept.Load() }
+
+// ForgetDecodedForTest drops the decoded profiles and identity look-ups
+// but keeps the committed rows, as a full decoded cache does: the next
+// batches decode their profiles from the rows.
+func ForgetDecodedForTest(m *Module) {
+	m.cacheMu.Lock()
+	m.cache.resetDecoded()
+	m.cacheMu.Unlock()
+}
+
+// RowAnswersKeptForTest counts the cached rows that carry segment answers.
+func RowAnswersKeptForTest(m *Module) int {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	n := 0
+	for _, r := range m.cache.rows.rows {
+		if r.answers != nil {
+			n++
+		}
+	}
+	return n
+}

@@ -440,7 +440,7 @@ func (b *batch) readProfile(row interface{ Scan(...any) error }) (*profile, erro
 		return p, err
 	}
 	b.checkOwn(p, &r)
-	b.stored(p, saved)
+	b.stored(p, saved, nil)
 	return p, nil
 }
 
@@ -460,9 +460,9 @@ func (b *batch) checkOwn(p *profile, r *profileRow) {
 	p.ownConsent = err == nil && string(kj) == r.Consent
 }
 
-// stored marks p, just read or decoded from a cached row, as stored with
-// the plain columns saved.
-func (b *batch) stored(p *profile, saved *savedColumns) {
+// stored marks p, just read or decoded from a cached row (row; nil when
+// read with SQL), as stored with the plain columns saved.
+func (b *batch) stored(p *profile, saved *savedColumns, row *storedRow) {
 	// As stored, so flush writes only what the batch changes, as for a
 	// cached profile: an UPDATE of every column rewrites every index of
 	// profiles, and the traits and consent JSON with them.
@@ -473,7 +473,7 @@ func (b *batch) stored(p *profile, saved *savedColumns) {
 	// of how words are made reindexes by migration), so only a change of
 	// one of them makes flush look at the words.
 	p.saved, p.traitsSaved, p.consentSaved, p.wordsSaved = saved, true, true, true
-	b.m.loadedState(p, b.now)
+	b.m.loadedState(p, b.now, row)
 }
 
 // prefetchProfiles reads the live profiles the batch's identities point
@@ -1455,6 +1455,7 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 	if err != nil {
 		return err
 	}
+	b.keepAnswers(touched)
 	m.changed = m.changed[:0]
 	for _, p := range b.order {
 		p.touched = false

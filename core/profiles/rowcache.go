@@ -1,6 +1,10 @@
 package profiles
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+
+	"github.com/omni/omni/core/segmentrule"
+)
 
 // storedRow is a live profile's row as committed, held as the text the
 // database holds: about 1.4 KB for a customer with a name, orders and ten
@@ -21,16 +25,23 @@ type storedRow struct {
 	// own: traits and consent are this process's encodings (computed
 	// always is: write encodes it every time).
 	own bool
+	// answers are the segments' answers for the row, then their
+	// conditions' (profile.answers and profile.condAnswers), as the
+	// events batch that last wrote it left them, valid while answersAt is
+	// the segments' epoch: a later batch that decodes the row starts from
+	// them instead of answering every segment again (keepAnswers).
+	answers   []segmentrule.Truth
+	answersAt uint64
 }
 
 // rowOverhead is a cached row's heap besides its text: the struct, the
-// string headers, the identity slice and its map entry.
-const rowOverhead = 360
+// string headers, the identity and answer slices and its map entry.
+const rowOverhead = 392
 
 func (r *storedRow) size() int {
 	n := rowOverhead + len(r.created) + len(r.traits) + len(r.computed) + len(r.consent) +
 		len(r.saved.name) + len(r.saved.email) + len(r.saved.phone) + len(r.saved.firstSeen) + len(r.saved.lastSeen) +
-		len(r.saved.stage) + len(r.saved.engagement) + len(r.saved.due)
+		len(r.saved.stage) + len(r.saved.engagement) + len(r.saved.due) + len(r.answers)
 	for _, s := range r.ids {
 		n += len(s) + 16
 	}
@@ -159,6 +170,24 @@ func (b *batch) fromRow(id string, r *storedRow) (*profile, error) {
 	for i := 0; i+1 < len(r.ids); i += 2 {
 		p.ids[r.ids[i]] = append(p.ids[r.ids[i]], r.ids[i+1])
 	}
-	b.stored(p, &saved)
+	b.stored(p, &saved, r)
 	return p, nil
+}
+
+// keepAnswers records on the cached rows of ps (the profiles the events
+// batch just evaluated) the segments' answers evaluateChanged left them
+// with. A row in the cache is the profile as this batch wrote it, or as
+// it was read when the batch did not change it; either way what the
+// answers were given for.
+func (b *batch) keepAnswers(ps []*profile) {
+	for _, p := range ps {
+		r := b.rows.get(p.id)
+		if r == nil || p.answers == nil {
+			continue
+		}
+		all := make([]segmentrule.Truth, 0, len(p.answers)+len(p.condAnswers))
+		all = append(append(all, p.answers...), p.condAnswers...)
+		b.rows.bytes += len(all) - len(r.answers)
+		r.answers, r.answersAt = all, p.answersAt
+	}
 }

@@ -308,13 +308,23 @@ func sameAnswer(a, b segmentrule.Truth) bool {
 // evaluated; that stays for the scheduled pass, as for a profile no event
 // touches, and an event that changes the answer has SQL read the
 // membership.
-func (m *Module) loadedState(p *profile, now time.Time) {
+//
+// A cached row that carries answers of the current epoch (keepAnswers)
+// gives them back instead: they are what its stored memberships were
+// decided as, the clock's changes since included, so they are its
+// memberships more exactly than answers for now.
+func (m *Module) loadedState(p *profile, now time.Time, row *storedRow) {
 	m.segs.mu.RLock()
 	segs, reads, nConds, epoch := m.segs.list, m.segs.stateReads, m.segs.conds, m.segs.epoch.Load()
 	m.segs.mu.RUnlock()
 	p.segState = readState(p, reads)
 	p.answers, p.condAnswers, p.answersAt = nil, nil, epoch
 	if len(segs) == 0 || !p.exact() {
+		return
+	}
+	if n := len(segs); row != nil && row.answersAt == epoch && len(row.answers) == n+nConds {
+		// Read only: evaluateChanged makes new slices for what changes.
+		p.answers, p.condAnswers = row.answers[:n:n], row.answers[n:]
 		return
 	}
 	p.answers, p.condAnswers = make([]segmentrule.Truth, len(segs)), make([]segmentrule.Truth, nConds)

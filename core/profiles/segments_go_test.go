@@ -19,7 +19,9 @@ import (
 // still be the membership SQL gives. Random batches of orders, identifies
 // with a plan, consent changes, page views at old and recent times and staff
 // tags go to 40 customers in rounds, some after the cache was dropped (rows
-// read back with SQL), some after the clock moved and the scheduled pass ran;
+// read back with SQL), some decoded from the cached rows and the answers
+// they carry, some after the clock moved and the scheduled pass ran or a
+// rule was edited;
 // after each round every segment's members are exactly the profiles its rule
 // selects.
 func TestSegmentMembersStayWhatTheRulesSelect(t *testing.T) {
@@ -91,6 +93,13 @@ func TestSegmentMembersStayWhatTheRulesSelect(t *testing.T) {
 	email := func(c int) string { return fmt.Sprintf("c%d@%s-shop.dev", c, []string{"a", "b"}[c%2]) }
 	for round := range 8 {
 		switch round {
+		case 1, 4, 7:
+			// The next batches decode their profiles from the cached rows,
+			// with the answers the last batch left on them.
+			if n := profiles.RowAnswersKeptForTest(e.mod); n == 0 {
+				t.Fatalf("round %d: no cached row carries segment answers", round)
+			}
+			profiles.ForgetDecodedForTest(e.mod)
 		case 3:
 			profiles.ForgetCacheForTest(e.mod) // the next batches read the rows back with SQL
 		case 5:
@@ -99,6 +108,23 @@ func TestSegmentMembersStayWhatTheRulesSelect(t *testing.T) {
 				t.Fatal(err)
 			}
 			check(round)
+			// The pass changed memberships: the answers the rows carry
+			// from before it no longer are theirs.
+			profiles.ForgetDecodedForTest(e.mod)
+		case 6:
+			// So does a rule edited: its answers on the rows are the old
+			// rule's.
+			edited := `{"trait":"orders_count","op":"gte","value":3}`
+			if code, body := e.Do(t, "PATCH", "/api/collections/segments/records/"+ids["loyal"], `{"rule":`+edited+`}`, auth(e.owner)); code != 200 {
+				t.Fatalf("edit segment: %d %s", code, body)
+			}
+			r, err := segmentrule.ParseRule([]byte(edited))
+			if err != nil {
+				t.Fatal(err)
+			}
+			parsed[ids["loyal"]] = r
+			check(round)
+			profiles.ForgetDecodedForTest(e.mod)
 		}
 		now := e.clock.Now()
 		var evs []*events.Event
