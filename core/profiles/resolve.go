@@ -65,8 +65,9 @@ type profile struct {
 	// it (segState; as stored when read from the table, see loadedState;
 	// nil = unknown: evaluate every segment), and the event types it got
 	// since.
-	segState map[segmentrule.Read]string
-	newTypes map[string]time.Time // the latest occurred_at of each
+	segState   []string
+	segStateOf *stateReads          // the list segState was recorded for
+	newTypes   map[string]time.Time // the latest occurred_at of each
 	// condAnswers are the answers of the segments' conditions that Go
 	// answers from values (segment.conds), kept as answers are.
 	condAnswers []segmentrule.Truth

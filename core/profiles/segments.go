@@ -38,15 +38,38 @@ type segment struct {
 	// kept from condAt in profile.condAnswers.
 	conds  []*Rule
 	condAt int
+	// stateAt is, for each of reads, its place in the segments'
+	// stateReads (-1 for events and staff tags, which no row holds).
+	stateAt []int
+}
+
+// stateReads is every read of the segments that a profile's stored row
+// answers (not events, not staff tags), in the order readState records
+// them, with Computed's field for each computed one (-1 otherwise). A
+// new segment list makes a new value, so a profile's segState names the
+// list it was recorded for (profile.segStateOf).
+type stateReads struct {
+	reads  []segmentrule.Read
+	fields []int
+}
+
+func newStateReads(reads []segmentrule.Read) *stateReads {
+	st := &stateReads{reads: reads, fields: make([]int, len(reads))}
+	for i, r := range reads {
+		st.fields[i] = -1
+		if f, ok := computedField[r.Path]; ok && r.Source == "computed" {
+			st.fields[i] = f
+		}
+	}
+	return st
 }
 
 type segmentCache struct {
 	mu   sync.RWMutex
 	list []*segment
 	byID map[string]*segment
-	// stateReads is every read of list that a profile's stored row
-	// answers (not events, not staff tags): what readState records.
-	stateReads []segmentrule.Read
+	// state is what readState records of a profile for list.
+	state *stateReads
 	// conds is how many conditions the segments' conds hold in all.
 	conds int
 	// epoch moves whenever memberships may have changed other than by the
@@ -68,7 +91,10 @@ func (c *segmentCache) invalidateAnswers() { c.epoch.Add(1) }
 func (c *segmentCache) reads() []segmentrule.Read {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.stateReads
+	if c.state == nil {
+		return nil
+	}
+	return c.state.reads
 }
 
 func (c *segmentCache) snapshot() ([]*segment, map[string]*segment) {
@@ -133,8 +159,14 @@ func (m *Module) loadSegments(app core.App) error {
 			}
 		}
 	}
+	for _, s := range list {
+		s.stateAt = make([]int, len(s.reads))
+		for i, r := range s.reads {
+			s.stateAt[i] = slices.Index(stateReads, r)
+		}
+	}
 	m.segs.mu.Lock()
-	m.segs.list, m.segs.byID, m.segs.stateReads, m.segs.conds = list, byID, stateReads, conds
+	m.segs.list, m.segs.byID, m.segs.state, m.segs.conds = list, byID, newStateReads(stateReads), conds
 	m.segs.invalidateAnswers()
 	m.segs.mu.Unlock()
 	return nil
@@ -202,19 +234,22 @@ func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, sil
 // also reads the memberships to change.
 func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*events.Event, error) {
 	m.segs.mu.RLock()
-	segs, reads, nConds, epoch := m.segs.list, m.segs.stateReads, m.segs.conds, m.segs.epoch.Load()
+	segs, st, nConds, epoch := m.segs.list, m.segs.state, m.segs.conds, m.segs.epoch.Load()
 	m.segs.mu.RUnlock()
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
 	}
-	states := make([]map[segmentrule.Read]string, len(ps))
+	states := make([][]string, len(ps))
 	answers := make([][]segmentrule.Truth, len(ps))
 	conds := make([][]segmentrule.Truth, len(ps))
 	groups := map[string][]*profile{}
 	var keys []string
 	need := make([]byte, len(segs))
 	for i, p := range ps {
-		states[i] = readState(p, reads)
+		if p.segStateOf != st {
+			p.segState = nil // recorded for another segment list
+		}
+		states[i] = readState(p, st)
 		known := p.segState != nil && p.answersAt == epoch && len(p.answers) == len(segs) && len(p.condAnswers) == nConds
 		next, nextConds := make([]segmentrule.Truth, len(segs)), make([]segmentrule.Truth, nConds)
 		if known {
@@ -273,7 +308,7 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 		out = append(out, evs...)
 	}
 	for i, p := range ps {
-		p.segState, p.newTypes, p.fresh = states[i], nil, false
+		p.segState, p.segStateOf, p.newTypes, p.fresh = states[i], st, nil, false
 		p.answers, p.condAnswers, p.answersAt = answers[i], conds[i], epoch
 	}
 	return out, nil
@@ -315,9 +350,9 @@ func sameAnswer(a, b segmentrule.Truth) bool {
 // memberships more exactly than answers for now.
 func (m *Module) loadedState(p *profile, now time.Time, row *storedRow) {
 	m.segs.mu.RLock()
-	segs, reads, nConds, epoch := m.segs.list, m.segs.stateReads, m.segs.conds, m.segs.epoch.Load()
+	segs, st, nConds, epoch := m.segs.list, m.segs.state, m.segs.conds, m.segs.epoch.Load()
 	m.segs.mu.RUnlock()
-	p.segState = readState(p, reads)
+	p.segState, p.segStateOf = readState(p, st), st
 	p.answers, p.condAnswers, p.answersAt = nil, nil, epoch
 	if len(segs) == 0 || !p.exact() {
 		return
@@ -337,12 +372,13 @@ func (m *Module) loadedState(p *profile, now time.Time, row *storedRow) {
 }
 
 // changedFor reports whether something s reads of p changed since p's
-// segments were last evaluated (state is what they read now): a value it
-// reads (stateChanged), or the count of an event type it counts, by an
+// segments were last evaluated (state is what they read now, p.segState
+// what they read then, both in the segments' stateReads order): a value
+// it reads (stateChanged), or the count of an event type it counts, by an
 // event of that type inside its window (eventCounted). An older event
 // leaves the counts over the window as they were.
-func changedFor(s *segment, p *profile, state map[segmentrule.Read]string, now time.Time) (stateChanged, eventCounted bool) {
-	for _, r := range s.reads {
+func changedFor(s *segment, p *profile, state []string, now time.Time) (stateChanged, eventCounted bool) {
+	for i, r := range s.reads {
 		switch r.Source {
 		case "event":
 			latest, ok := p.newTypes[r.Path]
@@ -359,8 +395,7 @@ func changedFor(s *segment, p *profile, state map[segmentrule.Read]string, now t
 			// the profile's segments itself (tags.go); merges move them
 			// (every segment is evaluated then).
 		default:
-			old, ok := p.segState[r]
-			if !ok || old != state[r] {
+			if k := s.stateAt[i]; k < 0 || p.segState[k] != state[k] {
 				stateChanged = true
 			}
 		}
@@ -388,10 +423,14 @@ var computedField = func() map[string]int {
 	return out
 }()
 
-// readState encodes what reads read of p now; equal encodings mean the
-// same stored JSON, so the same answer from every rule that reads them.
-func readState(p *profile, reads []segmentrule.Read) map[segmentrule.Read]string {
-	out := make(map[segmentrule.Read]string, len(reads))
+// readState encodes what st's reads read of p now, in their order; equal
+// encodings mean the same stored JSON, so the same answer from every rule
+// that reads them.
+func readState(p *profile, st *stateReads) []string {
+	if st == nil || len(st.reads) == 0 {
+		return []string{}
+	}
+	out := make([]string, len(st.reads))
 	enc := func(v any) string {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -400,32 +439,32 @@ func readState(p *profile, reads []segmentrule.Read) map[segmentrule.Read]string
 		return string(b)
 	}
 	comp := reflect.ValueOf(p.comp).Elem()
-	for _, r := range reads {
+	for i, r := range st.reads {
 		switch r.Source {
 		case "column":
 			switch r.Path {
 			case "email":
-				out[r] = p.email
+				out[i] = p.email
 			case "phone":
-				out[r] = p.phone
+				out[i] = p.phone
 			case "name":
-				out[r] = p.name
+				out[i] = p.name
 			}
 		case "computed":
-			if i, ok := computedField[r.Path]; ok {
-				out[r] = computedState(comp.Field(i).Interface(), enc)
+			if f := st.fields[i]; f >= 0 {
+				out[i] = computedState(comp.Field(f).Interface(), enc)
 			}
 		case "traits":
 			if v, ok := p.traits[r.Path]; ok {
-				out[r] = enc(v)
+				out[i] = enc(v)
 			} else {
-				out[r] = "\x00"
+				out[i] = "\x00"
 			}
 		case "consent":
 			if e, ok := p.consent[r.Path]; ok {
-				out[r] = e.Status
+				out[i] = e.Status
 			} else {
-				out[r] = "\x00"
+				out[i] = "\x00"
 			}
 		}
 	}

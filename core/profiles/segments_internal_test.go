@@ -105,7 +105,7 @@ func TestProfileValuesAreTheStoredRowsJSON(t *testing.T) {
 // Computed would read as 0, SQL as absent) is not.
 func TestRowsReadBackAreReadForRulesOnlyAsThisVersionWritesThem(t *testing.T) {
 	m := New(Options{})
-	m.segs.stateReads = []segmentrule.Read{{Source: "computed", Path: "orders_count"}}
+	m.segs.state = newStateReads([]segmentrule.Read{{Source: "computed", Path: "orders_count"}})
 	b := &batch{m: m}
 	c := &Computed{OrdersCount: 2, LifecycleStage: "new"}
 	for _, tc := range []struct {
