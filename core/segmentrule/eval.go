@@ -47,6 +47,16 @@ type EventCounter interface {
 	EventCount(typ string, withinDays *int, now time.Time) (n int, ok bool)
 }
 
+// EventMinimum is what Values may also answer where it cannot count
+// exactly: a number of the profile's stored events of type typ (within
+// the last withinDays days of now when withinDays is set) that it knows
+// of, never more than the rule's COUNT gives. Some comparisons that count
+// already decides: one known order makes "at least 1 order" true and "no
+// order" false, whatever the others.
+type EventMinimum interface {
+	EventsAtLeast(typ string, withinDays *int, now time.Time) int
+}
+
 // Eval answers r for one profile at now without the database, following
 // the SQL that Compile makes from r operator by operator (NULLs, SQLite's
 // ordering of numbers before text, the JSON array test of "contains"),
@@ -111,15 +121,15 @@ func (e *evaluator) eval(r *Rule) Truth {
 	case r.Trait != "":
 		return e.trait(r)
 	case r.Event != "":
-		counter, ok := e.vals.(EventCounter)
-		if !ok {
-			return Unknown
+		if counter, ok := e.vals.(EventCounter); ok {
+			if n, ok := counter.EventCount(r.Event, r.WithinDays, e.now); ok {
+				return ordered(r.Op, cmp.Compare(n, *r.Count))
+			}
 		}
-		n, ok := counter.EventCount(r.Event, r.WithinDays, e.now)
-		if !ok {
-			return Unknown
+		if least, ok := e.vals.(EventMinimum); ok {
+			return atLeast(r.Op, least.EventsAtLeast(r.Event, r.WithinDays, e.now), *r.Count)
 		}
-		return ordered(r.Op, cmp.Compare(n, *r.Count))
+		return Unknown
 	case r.Consent != "":
 		v, ok := e.vals.Value(Read{"consent", r.Consent})
 		if !ok {
@@ -167,6 +177,30 @@ func ordered(op string, c int) Truth {
 		return truth(c < 0)
 	case "lte":
 		return truth(c <= 0)
+	}
+	return Unknown
+}
+
+// atLeast answers "count op want" knowing only that count is at least n:
+// where every count from n up gives the same answer.
+func atLeast(op string, n, want int) Truth {
+	switch op {
+	case "gte":
+		if n >= want {
+			return True
+		}
+	case "gt", "neq":
+		if n > want {
+			return True
+		}
+	case "eq", "lte":
+		if n > want {
+			return False
+		}
+	case "lt":
+		if n >= want {
+			return False
+		}
 	}
 	return Unknown
 }

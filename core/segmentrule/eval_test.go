@@ -22,9 +22,24 @@ type docValues struct {
 	traits, computed, consent any
 	// noEvents: the profile has no stored events (EventCount answers 0).
 	noEvents bool
+	// least is a number of its stored orders no greater than their count,
+	// of all time and within 30 days (EventsAtLeast answers it).
+	least, least30 int
 }
 
 func (d docValues) EventCount(string, *int, time.Time) (int, bool) { return 0, d.noEvents }
+
+func (d docValues) EventsAtLeast(typ string, withinDays *int, _ time.Time) int {
+	switch {
+	case typ != "order.placed":
+		return 0
+	case withinDays == nil:
+		return d.least
+	case *withinDays == 30:
+		return d.least30
+	}
+	return 0
+}
 
 func (d docValues) Value(r segmentrule.Read) (any, bool) {
 	switch r.Source {
@@ -69,7 +84,8 @@ func TestEvalAnswersAsTheCompiledSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Event and tag conditions compile to these; Eval leaves them Unknown,
-	// but event counts for the profiles that say they have no events.
+	// but event counts for the profiles that say they have no events, and
+	// what a number of orders known to be there decides for the others.
 	for _, q := range []string{"CREATE TABLE events (id TEXT, profile TEXT, type TEXT, occurred_at TEXT)", "CREATE TABLE profile_tags (profile TEXT, tag TEXT)"} {
 		if _, err := db.NewQuery(q).Execute(); err != nil {
 			t.Fatal(err)
@@ -141,6 +157,30 @@ func TestEvalAnswersAsTheCompiledSQL(t *testing.T) {
 			t.Fatal(err)
 		}
 		dv := docValues{columns: cols, computed: roundTrip(t, enc(computed)), consent: roundTrip(t, enc(consent)), noEvents: i%2 == 0}
+		if !dv.noEvents {
+			// Orders between 60 days ago and 3 days ahead (the count has no
+			// upper bound), and messages, which no order count reads; a
+			// known number at most what is there, at random.
+			orders, orders30 := 0, 0
+			for k := range rng.IntN(5) {
+				typ := "order.placed"
+				if k%3 == 2 {
+					typ = "message.received"
+				}
+				at := now.Add(time.Duration(rng.IntN(63*24)-60*24)*time.Hour + 30*time.Minute)
+				if _, err := db.Insert("events", dbx.Params{"id": fmt.Sprintf("%s-e%d", id, k), "profile": id, "type": typ,
+					"occurred_at": at.UTC().Format("2006-01-02 15:04:05.000Z")}).Execute(); err != nil {
+					t.Fatal(err)
+				}
+				if typ == "order.placed" {
+					orders++
+					if !at.Before(now.Add(-30 * 24 * time.Hour)) {
+						orders30++
+					}
+				}
+			}
+			dv.least, dv.least30 = rng.IntN(orders+1), rng.IntN(orders30+1)
+		}
 		if json.Valid([]byte(traitsText)) {
 			dv.traits = roundTrip(t, traitsText)
 		}
@@ -154,7 +194,7 @@ func TestEvalAnswersAsTheCompiledSQL(t *testing.T) {
 		case 0:
 			return map[string]any{"consent": []string{"email", "sms", "whatsapp"}[rng.IntN(3)], "status": []string{"subscribed", "unsubscribed", "unknown"}[rng.IntN(3)]}
 		case 1:
-			n := map[string]any{"event": "order.placed", "op": []string{"eq", "gt", "gte", "lt", "lte"}[rng.IntN(5)], "count": float64(rng.IntN(3))}
+			n := map[string]any{"event": "order.placed", "op": []string{"eq", "neq", "gt", "gte", "lt", "lte"}[rng.IntN(6)], "count": float64(rng.IntN(3))}
 			if rng.IntN(2) == 0 {
 				n["within_days"] = 30.0
 			}
