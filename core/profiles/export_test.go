@@ -25,6 +25,10 @@ func ForgetCacheForTest(m *Module) { m.forgetCache() }
 // without SQL because Go decided them unchanged.
 func AnswersKeptForTest(m *Module) int64 { return m.segs.kept.Load() }
 
+// AnswersDecidedForTest counts the memberships the events path set from
+// Go's answer without SQL evaluating the rule.
+func AnswersDecidedForTest(m *Module) int64 { return m.segs.decided.Load() }
+
 // ForgetDecodedForTest drops the decoded profiles and identity look-ups
 // but keeps the committed rows, as a full decoded cache does: the next
 // batches decode their profiles from the rows.

@@ -78,8 +78,10 @@ type segmentCache struct {
 	// from an earlier epoch are no longer their memberships.
 	epoch atomic.Uint64
 	// kept counts the segment answers the events path left alone because
-	// Go decided them unchanged (tests and benches read it).
-	kept atomic.Int64
+	// Go decided them unchanged, and decided those whose membership Go's
+	// answer set without SQL evaluating the rule (tests and benches read
+	// them).
+	kept, decided atomic.Int64
 }
 
 // invalidateAnswers starts a new epoch (see segmentCache.epoch). It is
@@ -237,6 +239,9 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 	segs, st, nConds, epoch := m.segs.list, m.segs.state, m.segs.conds, m.segs.epoch.Load()
 	m.segs.mu.RUnlock()
 	if len(segs) == 0 || len(ps) == 0 {
+		for _, p := range ps {
+			p.newTypes, p.fresh = nil, false // what they describe is stored now
+		}
 		return nil, nil
 	}
 	states := make([][]string, len(ps))
@@ -281,11 +286,17 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 				m.segs.kept.Add(1)
 				continue
 			}
+			// Decided in Go: the membership is that answer, and SQL only
+			// reads what it was (nothing, for a profile the batch made).
 			need[j] = '1'
+			if next[j].Decided() {
+				need[j] = '2'
+				m.segs.decided.Add(1)
+			}
 		}
 		answers[i], conds[i] = next, nextConds
 		k := string(need)
-		if !strings.Contains(k, "1") {
+		if strings.Trim(k, "0") == "" {
 			continue
 		}
 		if groups[k] == nil {
@@ -293,23 +304,33 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 		}
 		groups[k] = append(groups[k], p)
 	}
+	// The answers are the memberships once the groups below are written
+	// (a failure there fails the batch, and its profiles are forgotten).
+	fresh := map[*profile]bool{}
+	for i, p := range ps {
+		if p.fresh {
+			fresh[p] = true
+		}
+		p.segState, p.segStateOf, p.newTypes, p.fresh = states[i], st, nil, false
+		p.answers, p.condAnswers, p.answersAt = answers[i], conds[i], epoch
+	}
 	var out []*events.Event
 	for _, k := range keys {
 		var sub []*segment
+		var inGo []int
 		for j, s := range segs {
-			if k[j] == '1' {
-				sub = append(sub, s)
+			switch k[j] {
+			case '1':
+				sub, inGo = append(sub, s), append(inGo, -1)
+			case '2':
+				sub, inGo = append(sub, s), append(inGo, j)
 			}
 		}
-		evs, err := m.evaluateSegments(tx, groups[k], sub, now, false)
+		evs, err := m.evaluateSegmentsAnswered(tx, groups[k], sub, inGo, fresh, now, false)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, evs...)
-	}
-	for i, p := range ps {
-		p.segState, p.segStateOf, p.newTypes, p.fresh = states[i], st, nil, false
-		p.answers, p.condAnswers, p.answersAt = answers[i], conds[i], epoch
 	}
 	return out, nil
 }
@@ -515,6 +536,14 @@ func computedState(v any, enc func(any) string) string {
 // evaluateSegments re-checks segs for the given profiles and updates
 // membership; it returns the segment events to publish.
 func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, now time.Time, silent bool) ([]*events.Event, error) {
+	return m.evaluateSegmentsAnswered(tx, ps, segs, nil, nil, now, silent)
+}
+
+// evaluateSegmentsAnswered is evaluateSegments where Go already decided
+// some of the rules: for segs[k] with inGo[k] ≥ 0 each profile's
+// membership is its answers[inGo[k]], and SQL only reads the memberships
+// it had, for the profiles not in fresh (made by this batch: none).
+func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*segment, inGo []int, fresh map[*profile]bool, now time.Time, silent bool) ([]*events.Event, error) {
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
 	}
@@ -523,74 +552,46 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 	for start := 0; start < len(ps); start += chunk {
 		part := ps[start:min(start+chunk, len(ps))]
 		c := newCompiler(now, m.segs.lookup)
-		cols := make([]string, 0, len(segs))
+		// live is every segment evaluated here; goAt[i] is where live[i]'s
+		// answer is in profile.answers, or -1 when SQL answers it (cols).
+		var cols []string
 		var live []*segment
-		for _, s := range segs {
+		var goAt []int
+		for k, s := range segs {
+			if inGo != nil && inGo[k] >= 0 {
+				live, goAt = append(live, s), append(goAt, inGo[k])
+				continue
+			}
 			sqlExpr, err := c.Compile(s.rule, "")
 			if err != nil {
 				m.log.Warn("segment rule no longer compiles; skipped", "segment", s.id, "error", err)
 				continue
 			}
 			cols = append(cols, "COALESCE("+sqlExpr+", 0)")
-			live = append(live, s)
+			live, goAt = append(live, s), append(goAt, -1)
 		}
 		if len(live) == 0 {
-			return nil, nil
-		}
-		byID := map[string]*profile{}
-		ids := make([]string, len(part))
-		for i, p := range part {
-			byID[p.id] = p
-			ids[i] = p.id
-		}
-		idList, err := json.Marshal(ids)
-		if err != nil {
-			return nil, err
-		}
-		c.Params["profile_ids"] = string(idList)
-		// The profiles' current memberships come in the same statement:
-		// "segment\x1fentered_at" pairs joined by \x1e. The ids come as
-		// one JSON list so that the statement's text depends only on the
-		// segments (the writer keeps it prepared from batch to batch).
-		q := "SELECT p.id, (SELECT group_concat(sm.segment || char(31) || sm.entered_at, char(30)) FROM segment_members sm WHERE sm.profile = p.id), " +
-			strings.Join(cols, ", ") + " FROM profiles p WHERE p.id IN (SELECT value FROM json_each({:profile_ids}))"
-		rows, err := tx.DB().NewQuery(q).Bind(c.Params).Rows()
-		if err != nil {
-			return nil, fmt.Errorf("evaluate segments: %w", err)
+			return out, nil
 		}
 		want := map[[2]string]bool{}
 		have := map[[2]string]string{}
-		for rows.Next() {
-			vals := make([]any, len(live)+1)
-			ptrs := make([]any, len(vals)+1)
-			var pid string
-			var members sql.NullString
-			ptrs[0], ptrs[1] = &pid, &members
-			for i := 1; i < len(vals); i++ {
-				ptrs[i+1] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				rows.Close()
-				return nil, err
-			}
+		byID := map[string]*profile{}
+		var ids []string // the profiles SQL answers for, or whose memberships it reads
+		for _, p := range part {
+			byID[p.id] = p
 			for i, s := range live {
-				if truthy(vals[i+1]) {
-					want[[2]string{s.id, pid}] = true
+				if goAt[i] >= 0 && p.answers[goAt[i]].Holds() {
+					want[[2]string{s.id, p.id}] = true
 				}
 			}
-			if members.String != "" {
-				for _, pair := range strings.Split(members.String, "\x1e") {
-					seg, at, _ := strings.Cut(pair, "\x1f")
-					have[[2]string{seg, pid}] = at
-				}
+			if len(cols) > 0 || !fresh[p] {
+				ids = append(ids, p.id)
 			}
 		}
-		rows.Close()
-		// An error on a later row (e.g. JSON SQLite cannot parse) ends the
-		// loop like the last row does: without this check that profile
-		// would silently leave its segments.
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("evaluate segments: %w", err)
+		if len(ids) > 0 {
+			if err := m.readSegmentRows(tx, c, ids, cols, live, goAt, want, have); err != nil {
+				return nil, err
+			}
 		}
 		names := map[string]string{}
 		for _, s := range live {
@@ -624,6 +625,68 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 		}
 	}
 	return out, nil
+}
+
+// readSegmentRows runs the statement of evaluateSegmentsAnswered for ids:
+// each profile's memberships into have, and where cols (the SQL of the
+// segments of live whose goAt is -1, in order) hold, into want.
+func (m *Module) readSegmentRows(tx core.App, c *compiler, ids, cols []string, live []*segment, goAt []int,
+	want map[[2]string]bool, have map[[2]string]string) error {
+	idList, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	c.Params["profile_ids"] = string(idList)
+	// The profiles' current memberships come in the same statement:
+	// "segment\x1fentered_at" pairs joined by \x1e. The ids come as one
+	// JSON list so that the statement's text depends only on the segments
+	// (the writer keeps it prepared from batch to batch).
+	q := "SELECT p.id, (SELECT group_concat(sm.segment || char(31) || sm.entered_at, char(30)) FROM segment_members sm WHERE sm.profile = p.id)"
+	for _, col := range cols {
+		q += ", " + col
+	}
+	q += " FROM profiles p WHERE p.id IN (SELECT value FROM json_each({:profile_ids}))"
+	rows, err := tx.DB().NewQuery(q).Bind(c.Params).Rows()
+	if err != nil {
+		return fmt.Errorf("evaluate segments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols)+2)
+		var pid string
+		var members sql.NullString
+		ptrs[0], ptrs[1] = &pid, &members
+		for i := range vals {
+			ptrs[i+2] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		col := 0
+		for i, s := range live {
+			if goAt[i] >= 0 {
+				continue
+			}
+			if truthy(vals[col]) {
+				want[[2]string{s.id, pid}] = true
+			}
+			col++
+		}
+		if members.String != "" {
+			for _, pair := range strings.Split(members.String, "\x1e") {
+				seg, at, _ := strings.Cut(pair, "\x1f")
+				have[[2]string{seg, pid}] = at
+			}
+		}
+	}
+	// An error on a later row (e.g. JSON SQLite cannot parse) ends the
+	// loop like the last row does: without this check that profile would
+	// silently leave its segments.
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("evaluate segments: %w", err)
+	}
+	return nil
 }
 
 func truthy(v any) bool {

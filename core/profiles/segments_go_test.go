@@ -175,6 +175,11 @@ func TestSegmentMembersStayWhatTheRulesSelect(t *testing.T) {
 			t.Errorf("segment %s: members at some round %v, non-members %v", name, seenIn[name], seenOut[name])
 		}
 	}
+	if decided := profiles.AnswersDecidedForTest(e.mod); decided == 0 {
+		t.Error("no membership was set from Go's answer: every change had SQL evaluate the rule")
+	} else {
+		t.Logf("%d memberships set from Go's answers", decided)
+	}
 	if kept := profiles.AnswersKeptForTest(e.mod); kept == 0 {
 		t.Error("no segment answer was kept from Go: every change went to SQL")
 	} else {

@@ -64,6 +64,20 @@ func (p *profile) EventCount(typ string, _ *int, _ time.Time) (int, bool) {
 	return 0, true
 }
 
+// EventsAtLeast implements segmentrule.EventMinimum: an event of type typ
+// the batch stored for p, inside the window (with a minute's margin for
+// how the stored time rounds), is one the rule's count sees.
+func (p *profile) EventsAtLeast(typ string, withinDays *int, now time.Time) int {
+	latest, ok := p.newTypes[typ]
+	if !ok {
+		return 0
+	}
+	if withinDays != nil && latest.Before(now.Add(-time.Duration(*withinDays)*24*time.Hour+time.Minute)) {
+		return 0
+	}
+	return 1
+}
+
 // exact reports whether p's stored traits, consent and computed JSON are
 // this process's encodings of p's traits, consent and computed traits.
 func (p *profile) exact() bool { return p.ownTraits && p.ownConsent && p.ownComputed }
