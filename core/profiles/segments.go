@@ -306,10 +306,10 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 	}
 	// The answers are the memberships once the groups below are written
 	// (a failure there fails the batch, and its profiles are forgotten).
-	fresh := map[*profile]bool{}
+	made := map[*profile]bool{} // by this batch: in no segment yet
 	for i, p := range ps {
 		if p.fresh {
-			fresh[p] = true
+			made[p] = true
 		}
 		p.segState, p.segStateOf, p.newTypes, p.fresh = states[i], st, nil, false
 		p.answers, p.condAnswers, p.answersAt = answers[i], conds[i], epoch
@@ -326,7 +326,7 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 				sub, inGo = append(sub, s), append(inGo, j)
 			}
 		}
-		evs, err := m.evaluateSegmentsAnswered(tx, groups[k], sub, inGo, fresh, now, false)
+		evs, err := m.evaluateSegmentsAnswered(tx, groups[k], sub, inGo, made, now, false)
 		if err != nil {
 			return nil, err
 		}
@@ -542,8 +542,8 @@ func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, n
 // evaluateSegmentsAnswered is evaluateSegments where Go already decided
 // some of the rules: for segs[k] with inGo[k] ≥ 0 each profile's
 // membership is its answers[inGo[k]], and SQL only reads the memberships
-// it had, for the profiles not in fresh (made by this batch: none).
-func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*segment, inGo []int, fresh map[*profile]bool, now time.Time, silent bool) ([]*events.Event, error) {
+// it had, for the profiles not in made (made by this batch: none).
+func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*segment, inGo []int, made map[*profile]bool, now time.Time, silent bool) ([]*events.Event, error) {
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
 	}
@@ -584,7 +584,7 @@ func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*se
 					want[[2]string{s.id, p.id}] = true
 				}
 			}
-			if len(cols) > 0 || !fresh[p] {
+			if len(cols) > 0 || !made[p] {
 				ids = append(ids, p.id)
 			}
 		}
