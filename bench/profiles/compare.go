@@ -111,11 +111,17 @@ func heapLive() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// compare runs the three cases runs times and prints each run and the medians.
-func compare(evs *msgArena, runs int, cpuProfile string) {
+// compare runs the three cases runs times and prints each run and the
+// medians. With bracket, the floor also runs between the two Omni cases
+// and after them, and each case is also compared with the mean of the
+// floors just before and after it: the machine's speed moves within a
+// run, and the live case's ratio to a floor measured a minute earlier
+// carries that drift.
+func compare(evs *msgArena, runs int, cpuProfile string, bracket bool) {
 	own := heapLive()
 	fmt.Printf("the bench's events (encoded) take %d MB, mapped outside the Go heap; the bench's own heap: %d MB\n", len(evs.buf)>>20, own>>20)
 	var floors, profs, lives, rolled []figure
+	var bracketed [2][]float64 // profiles, live: rate ÷ the mean of the floors around it
 	for run := 1; run <= runs; run++ {
 		f := floorInsert(evs)
 		profP, profL := "", ""
@@ -123,7 +129,18 @@ func compare(evs *msgArena, runs int, cpuProfile string) {
 			profP, profL = cpuProfile+".profiles", cpuProfile+".live"
 		}
 		p, _ := storeThrough(evs, false, profP)
+		var f2 figure
+		if bracket {
+			f2 = floorInsert(evs)
+		}
 		l, r := storeThrough(evs, true, profL)
+		if bracket {
+			f3 := floorInsert(evs)
+			bp, bl := p.rate/((f.rate+f2.rate)/2), l.rate/((f2.rate+f3.rate)/2)
+			bracketed[0], bracketed[1] = append(bracketed[0], bp), append(bracketed[1], bl)
+			fmt.Printf("run %d, bracketed: floors %.0f / %.0f / %.0f/s | profiles %.2f× | everything live %.2f× the floors around each\n",
+				run, f.rate, f2.rate, f3.rate, bp, bl)
+		}
 		fmt.Printf("run %d: floor %.0f/s (%v CPU/event) | profiles %.0f/s = %.2f× (%v CPU/event) | everything live %.0f/s = %.2f× (%v CPU/event), rolled up %.0f/s = %.2f× (%v CPU/event)\n",
 			run, f.rate, f.cpuPer, p.rate, p.rate/f.rate, p.cpuPer, l.rate, l.rate/f.rate, l.cpuPer, r.rate, r.rate/f.rate, r.cpuPer)
 		fmt.Printf("       Omni's peak live heap during the load: profiles %d MB, everything live %d MB; heap still live after the run: %d MB (the bench's own: %d MB)\n",
@@ -154,6 +171,14 @@ func compare(evs *msgArena, runs int, cpuProfile string) {
 	fmt.Printf("  stored + profiles resolved        %8.0f events/s  %6v CPU/event  %.2f× the floor (target 0.5)\n", p.rate, p.cpuPer, ratio(profs))
 	fmt.Printf("  + 10 segments, 20 journeys, metrics %6.0f events/s  %6v CPU/event  %.2f× the floor (target 0.4)\n", l.rate, l.cpuPer, ratio(lives))
 	fmt.Printf("    … until metrics' rollups caught up %5.0f events/s  %6v CPU/event  %.2f× the floor\n", r.rate, r.cpuPer, ratio(rolled))
+	if bracket {
+		median := func(xs []float64) float64 {
+			slices.Sort(xs)
+			return xs[len(xs)/2]
+		}
+		fmt.Printf("  against the floors just before and after each case: profiles %.2f×, everything live %.2f× (medians)\n",
+			median(bracketed[0]), median(bracketed[1]))
+	}
 }
 
 // serve starts o on a loopback port and returns its base URL once it

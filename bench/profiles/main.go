@@ -78,6 +78,7 @@ func main() {
 	onlySearch := flag.Bool("only-search", false, "stop after the search phase (load, then search latency)")
 	searches := flag.Int("searches", 300, "queries of each kind in the search phase")
 	reuse := flag.Bool("reuse", false, "with -dir holding an earlier run's load: skip loading and only run the search phase")
+	bracket := flag.Bool("bracket", false, "with -compare: also run the floor between the two Omni cases and after them, and print each case's ratio against the mean of the floors just before and after it (the machine's speed moves during a run)")
 	compareMode := flag.Bool("compare", false, "only compare, on the same events: batched SQLite insert (floor), stored with profiles, and everything live (10 segments, 20 journeys, metrics); -cpuprofile F profiles the last run's two loads into F.profiles and F.live, and metrics' catch-up after the live load into F.live.catchup; half-way through each load it writes the heap (F.*.heap) and a 3 s execution trace (F.*.trace)")
 	runs := flag.Int("runs", 3, "with -compare: runs of the three cases (medians printed)")
 	flag.Parse()
@@ -112,7 +113,7 @@ func main() {
 			}
 		}
 		msgs.seal()
-		compare(msgs, max(1, *runs), *cpuProfile)
+		compare(msgs, max(1, *runs), *cpuProfile, *bracket)
 		return
 	}
 	// The plain load's server; -compare starts its own, one per case.
