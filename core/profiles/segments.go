@@ -244,17 +244,14 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 		}
 		return nil, nil
 	}
-	states := make([][]string, len(ps))
-	answers := make([][]segmentrule.Truth, len(ps))
-	conds := make([][]segmentrule.Truth, len(ps))
 	groups := map[string][]*profile{}
 	var keys []string
 	need := make([]byte, len(segs))
-	for i, p := range ps {
+	for _, p := range ps {
 		if p.segStateOf != st {
 			p.segState = nil // recorded for another segment list
 		}
-		states[i] = readState(p, st)
+		state := readState(p, st)
 		known := p.segState != nil && p.answersAt == epoch && len(p.answers) == len(segs) && len(p.condAnswers) == nConds
 		next, nextConds := make([]segmentrule.Truth, len(segs)), make([]segmentrule.Truth, nConds)
 		if known {
@@ -264,7 +261,7 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 			need[j] = '0'
 			stateChanged, eventCounted := true, true
 			if p.segState != nil {
-				stateChanged, eventCounted = changedFor(s, p, states[i], now)
+				stateChanged, eventCounted = changedFor(s, p, state, now)
 				if !stateChanged && !eventCounted {
 					if known {
 						next[j] = p.answers[j]
@@ -294,7 +291,11 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 				m.segs.decided.Add(1)
 			}
 		}
-		answers[i], conds[i] = next, nextConds
+		// The answers are the memberships once the groups below are
+		// written (a failure there fails the batch, and its profiles are
+		// forgotten). fresh stays until then: the groups read it.
+		p.segState, p.segStateOf, p.newTypes = state, st, nil
+		p.answers, p.condAnswers, p.answersAt = next, nextConds, epoch
 		k := string(need)
 		if strings.Trim(k, "0") == "" {
 			continue
@@ -303,16 +304,6 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 			keys = append(keys, k)
 		}
 		groups[k] = append(groups[k], p)
-	}
-	// The answers are the memberships once the groups below are written
-	// (a failure there fails the batch, and its profiles are forgotten).
-	made := map[*profile]bool{} // by this batch: in no segment yet
-	for i, p := range ps {
-		if p.fresh {
-			made[p] = true
-		}
-		p.segState, p.segStateOf, p.newTypes, p.fresh = states[i], st, nil, false
-		p.answers, p.condAnswers, p.answersAt = answers[i], conds[i], epoch
 	}
 	var out []*events.Event
 	for _, k := range keys {
@@ -326,11 +317,14 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 				sub, inGo = append(sub, s), append(inGo, j)
 			}
 		}
-		evs, err := m.evaluateSegmentsAnswered(tx, groups[k], sub, inGo, made, now, false)
+		evs, err := m.evaluateSegmentsAnswered(tx, groups[k], sub, inGo, now, false)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, evs...)
+	}
+	for _, p := range ps {
+		p.fresh = false
 	}
 	return out, nil
 }
@@ -536,14 +530,14 @@ func computedState(v any, enc func(any) string) string {
 // evaluateSegments re-checks segs for the given profiles and updates
 // membership; it returns the segment events to publish.
 func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, now time.Time, silent bool) ([]*events.Event, error) {
-	return m.evaluateSegmentsAnswered(tx, ps, segs, nil, nil, now, silent)
+	return m.evaluateSegmentsAnswered(tx, ps, segs, nil, now, silent)
 }
 
 // evaluateSegmentsAnswered is evaluateSegments where Go already decided
 // some of the rules: for segs[k] with inGo[k] ≥ 0 each profile's
 // membership is its answers[inGo[k]], and SQL only reads the memberships
-// it had, for the profiles not in made (made by this batch: none).
-func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*segment, inGo []int, made map[*profile]bool, now time.Time, silent bool) ([]*events.Event, error) {
+// it had, for the profiles the batch did not make (fresh ones have none).
+func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*segment, inGo []int, now time.Time, silent bool) ([]*events.Event, error) {
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
 	}
@@ -584,7 +578,7 @@ func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*se
 					want[[2]string{s.id, p.id}] = true
 				}
 			}
-			if len(cols) > 0 || !made[p] {
+			if len(cols) > 0 || !p.fresh {
 				ids = append(ids, p.id)
 			}
 		}
