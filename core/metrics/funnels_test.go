@@ -77,12 +77,7 @@ func (e *funnelEnv) publish(t *testing.T, evs ...*events.Event) {
 			t.Fatalf("publish %s: %v", evs[i].ID, err)
 		}
 	}
-	last := evs[len(evs)-1].ID
-	omnitest.Eventually(t, 60*time.Second, func() bool {
-		var n int
-		_ = e.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE event_id = {:id}").Bind(dbx.Params{"id": last}).Row(&n)
-		return n == 1
-	}, "event %s stored", last)
+	e.WaitEvent(t, evs[len(evs)-1].ID)
 }
 
 func (e *funnelEnv) profileOf(t *testing.T, email string) string {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/pocketbase/pocketbase/core"
 
@@ -44,10 +43,7 @@ func (e *env) identifyBatch(t *testing.T, prefix string, n int, msg func(i int) 
 // do: merges publish profile.merged events that are stored too.
 func (e *env) waitStored(t *testing.T, messageID string) {
 	t.Helper()
-	id := e.EventID(messageID)
-	omnitest.Eventually(t, 60*time.Second, func() bool {
-		return e.count(t, "SELECT COUNT(*) FROM events WHERE event_id={:id}", map[string]any{"id": id}) == 1
-	}, "message %s stored", messageID)
+	e.WaitEvent(t, e.EventID(messageID))
 }
 
 // The scenario: ten different shoppers check out with the
