@@ -25,6 +25,7 @@ type storedRow struct {
 	Stage     string `db:"lifecycle_stage"`
 	Due       string `db:"traits_due_at"`
 	Known     bool   `db:"known"`
+	Updated   string `db:"updated"`
 }
 
 // The writer keeps profiles between batches and writes only what changed
@@ -51,7 +52,7 @@ func landsEveryChange(t *testing.T, readBack bool) {
 		t.Helper()
 		var r storedRow
 		if err := e.PB.DB().NewQuery(`SELECT name, email, phone, traits, computed, consent, first_seen, last_seen, orders_count,
-lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[string]any{"id": e.profileOf(t, events.Email, email)}).One(&r); err != nil {
+lifecycle_stage, traits_due_at, known, updated FROM profiles WHERE id={:id}`).Bind(map[string]any{"id": e.profileOf(t, events.Email, email)}).One(&r); err != nil {
 			t.Fatal(err)
 		}
 		return r
@@ -97,12 +98,22 @@ lifecycle_stage, traits_due_at, known FROM profiles WHERE id={:id}`).Bind(map[st
 		t.Fatalf("computed %s (%v)", r2.Computed, err)
 	}
 
+	// An event that changes nothing the row holds (Omni's own segment
+	// entry is no customer activity) leaves the row unwritten: updated
+	// stays although the clock moved.
+	e.clock.Advance(time.Second)
+	publish(t, ev(events.SegmentEntered, "omni", seen.Add(30*time.Second), events.Identities{events.Email: email},
+		map[string]any{"segment_id": "seg1", "segment_name": "Anyone"}, ""))
+	if r := row(); r != r2 {
+		t.Fatalf("a segment entry rewrote the row:\n%+v\nthen\n%+v", r2, r)
+	}
+
 	// Consent, then an order, then new traits, a new name and a phone.
 	publish(t, ev(events.ConsentChanged, "web", seen.Add(time.Minute), events.Identities{events.Email: email},
 		map[string]any{"channel": "email", "status": profiles.ConsentSubscribed}, "web"))
 	r3 := row()
-	if !strings.Contains(r3.Consent, `"status":"subscribed"`) || r3.Traits != r.Traits {
-		t.Fatalf("after consent: consent %s traits %s", r3.Consent, r3.Traits)
+	if !strings.Contains(r3.Consent, `"status":"subscribed"`) || r3.Traits != r.Traits || r3.Updated <= r2.Updated {
+		t.Fatalf("after consent: consent %s traits %s updated %s (before %s)", r3.Consent, r3.Traits, r3.Updated, r2.Updated)
 	}
 	publish(t, ev(events.OrderPlaced, "shop", seen.Add(2*time.Minute), events.Identities{events.Email: email},
 		map[string]any{"total": 40.0, "currency": "USD"}, "web"))

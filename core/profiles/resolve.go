@@ -86,8 +86,10 @@ type profile struct {
 	// profile_search. Whatever changes them clears the flag.
 	traitsSaved, consentSaved, wordsSaved bool
 	// rawTraits and rawConsent are the traits and consent JSON as stored
-	// (the row cache keeps them when flush does not write them again).
-	rawTraits, rawConsent string
+	// (the row cache keeps them when flush does not write them again);
+	// rawComputed is the computed JSON as stored, so that flush skips an
+	// UPDATE that would write the row as it is.
+	rawTraits, rawConsent, rawComputed string
 	// saved holds the plain columns as flush last wrote them (nil:
 	// unknown), so an UPDATE sets only those that changed and SQLite
 	// leaves the indexes of the others alone.
@@ -571,7 +573,7 @@ type profileRow struct {
 func (r *profileRow) decode() (*profile, error) {
 	p := &profile{id: r.ID, mergedInto: r.MergedInto, created: r.Created, name: r.Name, email: r.Email, phone: r.Phone,
 		traits: map[string]any{}, comp: &Computed{}, consent: map[string]ConsentEntry{}, ids: map[string][]string{},
-		rawTraits: r.Traits, rawConsent: r.Consent}
+		rawTraits: r.Traits, rawConsent: r.Consent, rawComputed: r.Computed}
 	for _, f := range []struct {
 		name, raw string
 		into      any
@@ -1163,6 +1165,15 @@ func (b *batch) write(p *profile) error {
 		if err := b.indexProfile(p); err != nil {
 			return fmt.Errorf("index: %w", err)
 		}
+		if !p.isNew && p.saved != nil && mask == 1<<5 && string(b.compBuf) == p.rawComputed {
+			// The event changed nothing the row holds (a segment entry, a
+			// conversation opened, a page view older than the last one):
+			// rewriting the row would only move updated, and cost its
+			// pages in the WAL.
+			p.saved = now
+			b.rows.put(p.id, rowOf(p, p.rawComputed, now))
+			return nil
+		}
 	}
 	a := b.args[:0]
 	var st *sql.Stmt
@@ -1192,7 +1203,8 @@ func (b *batch) write(p *profile) error {
 	p.saved = now
 	if p.mergedInto == "" {
 		p.traitsSaved, p.consentSaved = true, true
-		b.rows.put(p.id, rowOf(p, vals[5].(string), now))
+		p.rawComputed = vals[5].(string)
+		b.rows.put(p.id, rowOf(p, p.rawComputed, now))
 	} else {
 		b.rows.drop(p.id)
 	}
