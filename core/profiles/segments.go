@@ -711,8 +711,12 @@ func (m *Module) enter(tx core.App, segID, segName string, p *profile, now time.
 	return enteredEvent(segID, segName, p, now), nil
 }
 
+// enteredEvent's id starts with the time, so that a batch's entries sit
+// side by side at the end of the events' unique index instead of one in
+// each of its pages (a page each in the WAL at commit). Decimal
+// nanoseconds keep 19 digits until 2286.
 func enteredEvent(segID, segName string, p *profile, now time.Time) *events.Event {
-	return systemEvent(events.SegmentEntered, "seg:"+segID+":"+p.id+":entered:"+strconv.FormatInt(now.UnixNano(), 10), p, now,
+	return systemEvent(events.SegmentEntered, "seg:"+strconv.FormatInt(now.UnixNano(), 10)+":"+segID+":"+p.id+":entered", p, now,
 		map[string]any{"profile_id": p.id, "segment_id": segID, "segment_name": segName})
 }
 
