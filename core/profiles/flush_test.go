@@ -98,14 +98,13 @@ lifecycle_stage, traits_due_at, known, updated FROM profiles WHERE id={:id}`).Bi
 		t.Fatalf("computed %s (%v)", r2.Computed, err)
 	}
 
-	// An event that changes nothing the row holds (Omni's own segment
-	// entry is no customer activity) leaves the row unwritten: updated
-	// stays although the clock moved.
+	// A page view that changes nothing the row holds (older than the last
+	// one, on a day and a channel already counted) leaves the row
+	// unwritten: updated stays although the clock moved.
 	e.clock.Advance(time.Second)
-	publish(t, ev(events.SegmentEntered, "omni", seen.Add(30*time.Second), events.Identities{events.Email: email},
-		map[string]any{"segment_id": "seg1", "segment_name": "Anyone"}, ""))
+	publish(t, ev(events.PageViewed, "web", base.Add(10*time.Minute), events.Identities{events.Email: email}, nil, "web"))
 	if r := row(); r != r2 {
-		t.Fatalf("a segment entry rewrote the row:\n%+v\nthen\n%+v", r2, r)
+		t.Fatalf("a page view that changes nothing rewrote the row:\n%+v\nthen\n%+v", r2, r)
 	}
 
 	// Consent, then an order, then new traits, a new name and a phone.

@@ -1124,6 +1124,7 @@ func (b *batch) write(p *profile) error {
 	vals := make([]any, len(profileColumns)) // escapes into Exec anyway
 	var mask uint16 = allColumns
 	var now *savedColumns
+	var unchanged bool
 	if p.mergedInto != "" {
 		// A merged profile keeps only its pointer.
 		copy(vals, []any{p.mergedInto, "", "", "", "{}", "{}", "{}", "", "", 0, "", "", "", false})
@@ -1165,16 +1166,32 @@ func (b *batch) write(p *profile) error {
 		if err := b.indexProfile(p); err != nil {
 			return fmt.Errorf("index: %w", err)
 		}
-		if !p.isNew && p.saved != nil && mask == 1<<5 && string(b.compBuf) == p.rawComputed {
-			// The event changed nothing the row holds (a segment entry, a
-			// conversation opened, a page view older than the last one):
-			// rewriting the row would only move updated, and cost its
-			// pages in the WAL.
-			p.saved = now
-			b.rows.put(p.id, rowOf(p, p.rawComputed, now))
-			return nil
+		// Events that changed nothing the row holds (say a page view older
+		// than the last one, on a day and channel already counted) leave
+		// it unwritten: the UPDATE would only move updated, and cost the
+		// row's page in the WAL.
+		unchanged = !p.isNew && p.saved != nil && mask == 1<<5 && string(b.compBuf) == p.rawComputed
+	}
+	if !unchanged {
+		if err := b.exec(p, vals, mask); err != nil {
+			p.saved = nil
+			b.rows.drop(p.id)
+			return err
 		}
 	}
+	p.saved = now
+	if p.mergedInto == "" {
+		p.traitsSaved, p.consentSaved = true, true
+		p.rawComputed = vals[5].(string)
+		b.rows.put(p.id, rowOf(p, p.rawComputed, now))
+	} else {
+		b.rows.drop(p.id)
+	}
+	return nil
+}
+
+// exec inserts p's row, or updates the columns of vals in mask.
+func (b *batch) exec(p *profile, vals []any, mask uint16) error {
 	a := b.args[:0]
 	var st *sql.Stmt
 	var err error
@@ -1195,20 +1212,7 @@ func (b *batch) write(p *profile) error {
 	}
 	clear(a) // drop references to this profile's strings
 	b.args = a[:0]
-	if err != nil {
-		p.saved = nil
-		b.rows.drop(p.id)
-		return err
-	}
-	p.saved = now
-	if p.mergedInto == "" {
-		p.traitsSaved, p.consentSaved = true, true
-		p.rawComputed = vals[5].(string)
-		b.rows.put(p.id, rowOf(p, p.rawComputed, now))
-	} else {
-		b.rows.drop(p.id)
-	}
-	return nil
+	return err
 }
 
 // keepDue says whether a profile's stored traits_due_at stands although
