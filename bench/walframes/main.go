@@ -13,6 +13,13 @@
 //
 // It prints the frames per event over the whole load and over its last
 // fifth (where the tables are nearly their final size).
+//
+// With -of DIR it instead attributes the frames now in DIR's WAL (a
+// running server's data dir, or bench/profiles' /tmp/omni-bench-store-*
+// while a case runs) to the tables and indexes they belong to: which ones
+// the load writes, commit after commit. It reads copies, never DIR itself.
+//
+//	go run ./bench/walframes -of ./omni_data
 package main
 
 import (
@@ -44,7 +51,16 @@ func main() {
 	batchSize := flag.Int("batch", 1000, "events per transaction (the events consumer's default)")
 	withProfile := flag.Bool("profile", false, "store each event with its customer's profile id, as Omni does (the floor stores none)")
 	drop := flag.String("drop", "", "drop this index of events first")
+	of := flag.String("of", "", "instead: attribute the frames now in DIR/data.db-wal to tables and indexes (reads copies)")
 	flag.Parse()
+	if *of != "" {
+		a, err := attributeWAL(*of)
+		if err != nil {
+			log.Fatalf("walframes: -of: %v", err)
+		}
+		a.print(os.Stdout, *of)
+		return
+	}
 	if *customers < 1 || *perCustomer < 1 || *batchSize < 1 {
 		log.Fatal("walframes: -profiles, -events and -batch must be at least 1")
 	}
