@@ -23,6 +23,38 @@ const (
 // IdentityKinds lists every identity kind, strongest first.
 var IdentityKinds = []string{UserID, ShopifyCustomer, SquareCustomer, KlaviyoProfile, Email, Phone, WhatsAppID, AnonymousID}
 
+// KindValue is one identity of a customer, as the identities table stores
+// it (kind, value).
+type KindValue struct {
+	Kind  string `db:"kind"`
+	Value string `db:"value"`
+}
+
+// Strongest returns the strongest of ids in IdentityKinds' order (of two
+// of the same kind, the first), and false when none is of a known kind.
+// An event Omni emits about a customer carries it, so that it resolves to
+// that customer and joins nobody else.
+func Strongest(ids []KindValue) (KindValue, bool) {
+	best, rank := KindValue{}, len(IdentityKinds)
+	for _, id := range ids {
+		if r := kindRank(id.Kind); r < rank {
+			best, rank = id, r
+		}
+	}
+	return best, rank < len(IdentityKinds)
+}
+
+// kindRank is kind's place in IdentityKinds (len(IdentityKinds) when it is
+// not there).
+func kindRank(kind string) int {
+	for i, k := range IdentityKinds {
+		if k == kind {
+			return i
+		}
+	}
+	return len(IdentityKinds)
+}
+
 // Well-known event types (dotted and stable).
 const (
 	OrderPlaced          = "order.placed"
@@ -156,12 +188,7 @@ func (e *Event) Validate(now time.Time) error {
 
 // KnownIdentity reports whether kind is an identity kind Omni resolves on.
 func KnownIdentity(kind string) bool {
-	for _, k := range IdentityKinds {
-		if k == kind {
-			return true
-		}
-	}
-	return false
+	return kindRank(kind) < len(IdentityKinds)
 }
 
 func validType(t string) bool {

@@ -206,3 +206,26 @@ func TestSegmentPageNameIsTheEventName(t *testing.T) {
 		}
 	}
 }
+
+func TestStrongestPicksByIdentityKindsOrderThenFirst(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ids  []KindValue
+		want KindValue
+		ok   bool
+	}{
+		{"none", nil, KindValue{}, false},
+		{"unknown kinds only", []KindValue{{"fax", "1"}, {"", "x"}}, KindValue{}, false},
+		{"email beats phone and anonymous id", []KindValue{{AnonymousID, "a1"}, {Phone, "+1"}, {Email, "e@x"}},
+			KindValue{Email, "e@x"}, true},
+		{"user id beats everything", []KindValue{{Email, "e@x"}, {UserID, "u1"}, {ShopifyCustomer, "s1"}},
+			KindValue{UserID, "u1"}, true},
+		{"the first of the strongest kind", []KindValue{{Email, "first@x"}, {"fax", "1"}, {Email, "second@x"}},
+			KindValue{Email, "first@x"}, true},
+	} {
+		got, ok := Strongest(c.ids)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: Strongest = %v, %v; want %v, %v", c.name, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -313,18 +313,10 @@ func chatOutcome(db dbx.Builder, typ string, out *sdk.OutboundMessage, profile s
 	ids := events.Identities{}
 	if profile != "" {
 		props["profile_id"] = profile
-		var rows []struct {
-			Kind  string `db:"kind"`
-			Value string `db:"value"`
-		}
-		_ = db.Select("kind", "value").From("identities").Where(dbx.HashExp{"profile": profile}).All(&rows)
-		best := len(events.IdentityKinds)
-		for _, r := range rows {
-			for i, k := range events.IdentityKinds {
-				if k == r.Kind && i < best {
-					best, ids = i, events.Identities{r.Kind: r.Value}
-				}
-			}
+		var rows []events.KindValue
+		_ = db.Select("kind", "value").From("identities").Where(dbx.HashExp{"profile": profile}).OrderBy("created").All(&rows)
+		if s, ok := events.Strongest(rows); ok {
+			ids = events.Identities{s.Kind: s.Value}
 		}
 	}
 	if len(ids) == 0 {

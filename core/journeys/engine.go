@@ -525,17 +525,10 @@ func (b *batch) writeStep(st *runState, node, typ, exit string, detail map[strin
 // identities are the customer's strongest identity: an update step needs
 // one to address its identify event to.
 func (b *batch) identities(profile string) events.Identities {
-	var rows []struct {
-		Kind  string `db:"kind"`
-		Value string `db:"value"`
-	}
+	var rows []events.KindValue
 	_ = b.qIdents.Bind(dbx.Params{"p": profile}).All(&rows)
-	for _, k := range events.IdentityKinds {
-		for _, r := range rows {
-			if r.Kind == k {
-				return events.Identities{k: r.Value}
-			}
-		}
+	if s, ok := events.Strongest(rows); ok {
+		return events.Identities{s.Kind: s.Value}
 	}
 	return events.Identities{}
 }

@@ -118,19 +118,13 @@ func (m *Module) handleSetConsent(e *core.RequestEvent) error {
 // strongestIdentity returns the identity a staff event about the profile
 // carries, so it resolves to that profile and joins nothing else.
 func strongestIdentity(app core.App, profileID string) (string, string, error) {
-	var rows []IdentityRow
-	if err := app.DB().NewQuery("SELECT kind, value, created FROM identities WHERE profile={:p} ORDER BY created").
+	var rows []events.KindValue
+	if err := app.DB().NewQuery("SELECT kind, value FROM identities WHERE profile={:p} ORDER BY created").
 		Bind(dbx.Params{"p": profileID}).All(&rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", "", err
 	}
-	for _, k := range events.IdentityKinds {
-		for _, r := range rows {
-			if r.Kind == k {
-				return r.Kind, r.Value, nil
-			}
-		}
-	}
-	return "", "", nil
+	s, _ := events.Strongest(rows)
+	return s.Kind, s.Value, nil
 }
 
 // consentBy reads who made a staff consent change; other sources cannot

@@ -80,7 +80,7 @@ type mergeLedgerRow struct {
 // kind=value: the event that put the identifier there. Runs only on merges
 // (rare), along the (profile, occurred_at) index, stopping at the first hit.
 func (b *batch) earlierEvent(holder, kind, value, except string) (*EventRef, error) {
-	if !validKind(kind) {
+	if !events.KnownIdentity(kind) {
 		return nil, nil
 	}
 	var row struct {
@@ -130,16 +130,6 @@ func storedRef(id, source, typ, name, channel, at, props string) *EventRef {
 	_ = json.Unmarshal([]byte(props), &p) // a label is a nicety: unreadable properties only lose it
 	return &EventRef{EventID: id, Source: source, Type: typ, Name: name, Label: eventLabel(typ, p), Channel: channel,
 		At: strings.Replace(at, " ", "T", 1)}
-}
-
-// validKind is true for the identity kinds Omni knows (safe inside a JSON path).
-func validKind(kind string) bool {
-	for _, k := range events.IdentityKinds {
-		if k == kind {
-			return true
-		}
-	}
-	return false
 }
 
 // insertMerge writes one profile_merges row.

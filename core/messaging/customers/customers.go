@@ -177,22 +177,13 @@ func text(m map[string]any, keys ...string) string {
 // consent change is recorded against (so it resolves to this profile and
 // joins nothing else); "" when none is left.
 func Identity(app core.App, profileID string) (kind, value string, err error) {
-	var rows []struct {
-		Kind  string `db:"kind"`
-		Value string `db:"value"`
-	}
+	var rows []events.KindValue
 	if err := app.DB().NewQuery("SELECT kind, value FROM identities WHERE profile={:p} ORDER BY created").
 		Bind(dbx.Params{"p": profileID}).All(&rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", "", err
 	}
-	for _, k := range events.IdentityKinds {
-		for _, r := range rows {
-			if r.Kind == k {
-				return r.Kind, r.Value, nil
-			}
-		}
-	}
-	return "", "", nil
+	s, _ := events.Strongest(rows)
+	return s.Kind, s.Value, nil
 }
 
 // maxTraitNames bounds the trait names a template check accepts.
