@@ -101,14 +101,14 @@ func copyFile(from, to string) error {
 // walPages returns the page number of each committed frame of the WAL's
 // current generation (frames whose salts are the header's; frames after the
 // last commit are a transaction still being written) and how many commits
-// there are. The format: https://www.sqlite.org/fileformat2.html#walformat
+// there are.
 func walPages(path string) (pages []uint32, commits int, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer f.Close()
-	var hdr [32]byte
+	var hdr [walHeaderBytes]byte
 	if _, err := io.ReadFull(f, hdr[:]); err != nil {
 		return nil, 0, fmt.Errorf("%s: no WAL header: %w", path, err)
 	}
@@ -120,7 +120,7 @@ func walPages(path string) (pages []uint32, commits int, err error) {
 		pageSize = 65536 // how the format writes 64 KiB
 	}
 	salt1, salt2 := binary.BigEndian.Uint32(hdr[16:]), binary.BigEndian.Uint32(hdr[20:])
-	frame := make([]byte, 24+pageSize)
+	frame := make([]byte, walFrameHeaderBytes+pageSize)
 	var pending []uint32
 	for {
 		if _, err := io.ReadFull(f, frame); errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

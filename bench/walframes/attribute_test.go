@@ -51,7 +51,7 @@ func TestAttributeWALCountsCommittedFramesByTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onDisk := int((st.Size() - 32) / (24 + 4096))
+	onDisk := int((st.Size() - walHeaderBytes) / walFrameBytes)
 	a, err := attributeWAL(filepath.Dir(path))
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestAttributeWALCountsCommittedFramesByTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if grown := int((st.Size()-32)/(24+4096)) - onDisk; grown == 0 {
+	if grown := int((st.Size()-walHeaderBytes)/walFrameBytes) - onDisk; grown == 0 {
 		t.Fatal("the open transaction wrote no frames: nothing uncommitted to leave out")
 	}
 	again, err := attributeWAL(filepath.Dir(path))

@@ -42,8 +42,14 @@ import (
 	"github.com/omni/omni/core/logging"
 )
 
-// walFrameBytes is one WAL frame: a 24-byte header and a 4 KiB page.
-const walFrameBytes = 24 + 4096
+// The WAL's layout (https://www.sqlite.org/fileformat2.html#walformat): a
+// file header, then frames of a header and a page each; walFrameBytes is
+// one frame with Omni's 4 KiB pages.
+const (
+	walHeaderBytes      = 32
+	walFrameHeaderBytes = 24
+	walFrameBytes       = walFrameHeaderBytes + 4096
+)
 
 func main() {
 	customers := flag.Int("profiles", 20000, "customers")
@@ -111,7 +117,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		n := int((st.Size() - 32) / walFrameBytes) // 32: the WAL's own header
+		n := int((st.Size() - walHeaderBytes) / walFrameBytes)
 		if _, err := db.NewQuery("PRAGMA wal_checkpoint(TRUNCATE)").Execute(); err != nil {
 			log.Fatal(err)
 		}
