@@ -236,7 +236,7 @@ func newBatch(e *engine, tx core.App, now time.Time) *batch {
 			updated={:now} WHERE id={:id}`).Prepare(),
 		qStep: db.NewQuery("INSERT INTO " + StepsCollection + ` (id, run, journey, version, profile, node, type, exit, detail, at)
 			VALUES ({:id}, {:run}, {:j}, {:v}, {:p}, {:node}, {:t}, {:exit}, {:d}, {:at})`).Prepare(),
-		qIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p}").Prepare(),
+		qIdents: db.NewQuery("SELECT kind, value FROM identities WHERE profile={:p} ORDER BY created, id").Prepare(),
 		rules:   map[string]*ruleStmt{},
 	}
 }

@@ -362,36 +362,37 @@ func StageForProfiles(tx core.App, evs []*events.Event) error {
 }
 
 // strongestIdentities reads each customer's strongest identity (kind and
-// value, in the order of events.IdentityKinds) in one statement: the ids
-// go as one JSON list, so its text stays the same from batch to batch and
-// the writer keeps it prepared.
+// value, by events.Strongest: the order of events.IdentityKinds, the
+// earliest of a kind) in one statement: the ids go as one JSON list, so
+// its text stays the same from batch to batch and the writer keeps it
+// prepared.
 func strongestIdentities(tx core.App, ids []string) (map[string][2]string, error) {
 	strongest := map[string][2]string{}
 	if len(ids) == 0 {
 		return strongest, nil
 	}
-	rank := map[string]int{}
-	for i, k := range events.IdentityKinds {
-		rank[k] = i
-	}
 	in, args := store.InList(ids)
-	rows, err := store.Executor(tx).Query("SELECT profile, kind, value FROM identities WHERE profile IN "+in, args...)
+	rows, err := store.Executor(tx).Query("SELECT profile, kind, value FROM identities WHERE profile IN "+in+" ORDER BY created, id", args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
+	byProfile := map[string][]events.KindValue{}
 	for rows.Next() {
-		var profile, kind, value string
-		if err := rows.Scan(&profile, &kind, &value); err != nil {
+		var profile string
+		var kv events.KindValue
+		if err := rows.Scan(&profile, &kv.Kind, &kv.Value); err != nil {
 			return nil, err
 		}
-		rk, known := rank[kind]
-		if !known {
-			continue
-		}
-		if cur, ok := strongest[profile]; !ok || rk < rank[cur[0]] {
-			strongest[profile] = [2]string{kind, value}
+		byProfile[profile] = append(byProfile[profile], kv)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for profile, kvs := range byProfile {
+		if s, ok := events.Strongest(kvs); ok {
+			strongest[profile] = [2]string{s.Kind, s.Value}
 		}
 	}
-	return strongest, rows.Err()
+	return strongest, nil
 }

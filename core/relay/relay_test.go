@@ -217,7 +217,8 @@ func TestStagedEventsArePublishedInStagingOrder(t *testing.T) {
 // each event its customer's strongest identity (in the order of
 // events.IdentityKinds), so that profiles resolves it back to the same
 // customer when it returns from the bus; a customer with no identity
-// leaves the event as it was.
+// leaves the event as it was. Of two identities of the strongest kind the
+// earliest wins, whatever order the rows are stored in.
 func TestStagedProfileEventsCarryTheStrongestIdentity(t *testing.T) {
 	o := omnitest.Start(t, omnitest.Options{Modules: func(*app.Omni) []app.Module {
 		return []app.Module{profiles.New(profiles.Options{})} // the identities
@@ -226,6 +227,12 @@ func TestStagedProfileEventsCarryTheStrongestIdentity(t *testing.T) {
 	defer cancel()
 	o.Relay.Stop(ctx) // the staged rows stay to be read
 	now := store.FormatTime(time.Now())
+	later := store.FormatTime(time.Now().Add(time.Hour))
+	// pa's second email, added an hour after the first, is stored first.
+	if _, err := o.PB.DB().NewQuery("INSERT INTO identities (id, kind, value, profile, created) VALUES ('identlater', 'email', 'a2@example.com', 'pa', {:at})").
+		Bind(map[string]any{"at": later}).Execute(); err != nil {
+		t.Fatal(err)
+	}
 	for i, id := range [][3]string{
 		{"pa", events.AnonymousID, "anon-a"},
 		{"pa", events.Phone, "+15550000001"},
