@@ -432,19 +432,14 @@ func computeStats(db dbx.Builder, journey string, version int, g *graph.Graph) (
 // send step row names it; one still awaiting its outcome, to the step its
 // run is at.
 //
-// Opened: the ledger says read (WhatsApp, SMS read receipts), or an
-// email.opened event names the message (properties outbound_id or
-// message_id; a connector that reports opens passes Omni's message id
-// back); a click proves an open. Clicked: an email.clicked event that
-// names the message. Replied: a message.received from the customer on
-// the same channel within 7 days after it went out.
+// Opened: the ledger says read (WhatsApp, SMS read receipts) or opened
+// (an email.opened or email.clicked naming the message, which the
+// messaging ledger records as opened_at). Clicked: the ledger's
+// clicked_at. Replied: a message.received from the customer on the same
+// channel within 7 days after it went out.
 func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 	const out = "m.status IN ('queued','scheduled','sent','delivered','read')"
 	const sentAt = "COALESCE(NULLIF(m.sent_at, ''), NULLIF(m.queued_at, ''), m.created)"
-	names := func(typ string) string {
-		return `EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = '` + typ + `' AND e.occurred_at >= m.created
-			AND json_valid(e.properties) AND (json_extract(e.properties, '$.outbound_id') = m.id OR json_extract(e.properties, '$.message_id') = m.id))`
-	}
 	var rows []struct {
 		Run       string `db:"run"`
 		Node      string `db:"node"`
@@ -460,8 +455,8 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 	runs, inJourney := q.runs()
 	err := q.all(`SELECT r.id AS run, COALESCE(s.node, r.node) AS node, m.channel, `+out+` AS sent,
 		`+out+` AND m.status IN ('delivered','read') AS delivered,
-		`+out+` AND (m.status = 'read' OR `+names("email.opened")+` OR `+names("email.clicked")+`) AS opened,
-		`+out+` AND `+names("email.clicked")+` AS clicked,
+		`+out+` AND (m.status = 'read' OR m.opened_at != '') AS opened,
+		`+out+` AND m.clicked_at != '' AS clicked,
 		`+out+` AND EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = 'message.received' AND e.channel = m.channel
 			AND e.occurred_at > `+sentAt+` AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', `+sentAt+`, '`+replyWindow+`')) AS replied,
 		(SELECT json_group_array(json_array(sp.node, COALESCE(NULLIF(json_extract(sp.detail, '$.arm'), ''), sp.exit)))

@@ -98,6 +98,8 @@ type listed struct {
 	SentAt       string `db:"sent_at" json:"sent_at"`
 	DeliveredAt  string `db:"delivered_at" json:"delivered_at"`
 	ReadAt       string `db:"read_at" json:"read_at"`
+	OpenedAt     string `db:"opened_at" json:"opened_at"`
+	ClickedAt    string `db:"clicked_at" json:"clicked_at"`
 	FailedAt     string `db:"failed_at" json:"failed_at"`
 	SuppressedAt string `db:"suppressed_at" json:"suppressed_at"`
 	Created      string `db:"created" json:"created"`
@@ -134,8 +136,8 @@ func (m *Module) handleList(e *core.RequestEvent) error {
 	}
 	var rows []listed
 	if err := e.App.DB().NewQuery(`SELECT id, profile, channel, kind, template, subject, body, "to", status, reason, error_code,
-		provider_id, connector, journey_run, conversation, attempts, send_at, queued_at, sent_at, delivered_at, read_at, failed_at,
-		suppressed_at, created FROM ` + Collection + ` WHERE ` + strings.Join(where, " AND ") + ` ORDER BY created DESC, id DESC LIMIT ` + strconv.Itoa(limit)).
+		provider_id, connector, journey_run, conversation, attempts, send_at, queued_at, sent_at, delivered_at, read_at, opened_at,
+		clicked_at, failed_at, suppressed_at, created FROM ` + Collection + ` WHERE ` + strings.Join(where, " AND ") + ` ORDER BY created DESC, id DESC LIMIT ` + strconv.Itoa(limit)).
 		Bind(params).All(&rows); err != nil {
 		return api.Internal("Could not list messages.", err)
 	}

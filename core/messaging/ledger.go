@@ -35,6 +35,12 @@ type ledgerProcessor struct{ m *Module }
 func (p ledgerProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) error {
 	for _, s := range batch {
 		ev := s.Event
+		if ev.Type == events.EmailOpened || ev.Type == events.EmailClicked {
+			if err := applyEngagement(tx, s); err != nil {
+				return fmt.Errorf("messaging: ledger engagement for %s: %w", ev.ID, err)
+			}
+			continue
+		}
 		status, ok := statusOf[ev.Type]
 		if !ok {
 			continue
@@ -44,6 +50,29 @@ func (p ledgerProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) e
 		}
 	}
 	return nil
+}
+
+// applyEngagement records an email.opened or email.clicked on the message it
+// names (outbound_id, as Omni's tracking sends it, else message_id): the
+// earliest open and the earliest click, a click being an open too. Only a
+// message of the same customer sent before the event counts, so an id
+// copied into someone else's event changes nothing.
+func applyEngagement(tx core.App, s *eventstore.Stored) error {
+	ev := s.Event
+	id, _ := ev.Properties["outbound_id"].(string)
+	if id == "" {
+		id, _ = ev.Properties["message_id"].(string)
+	}
+	if id == "" || s.Profile == "" {
+		return nil
+	}
+	set := "opened_at = CASE WHEN opened_at = '' OR opened_at > {:at} THEN {:at} ELSE opened_at END"
+	if ev.Type == events.EmailClicked {
+		set += ", clicked_at = CASE WHEN clicked_at = '' OR clicked_at > {:at} THEN {:at} ELSE clicked_at END"
+	}
+	_, err := tx.DB().NewQuery("UPDATE " + Collection + " SET " + set + " WHERE id={:id} AND profile={:p} AND created <= {:at}").
+		Bind(dbx.Params{"id": id, "p": s.Profile, "at": store.FormatTime(ev.OccurredAt)}).Execute()
+	return err
 }
 
 // applyStatus moves the message an event is about. Events about messages
