@@ -2,7 +2,6 @@ package journeys
 
 import (
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -442,49 +441,67 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 	const sentAt = "COALESCE(NULLIF(m.sent_at, ''), NULLIF(m.queued_at, ''), m.created)"
 	var rows []struct {
 		Run       string `db:"run"`
-		Node      string `db:"node"`
+		Node      string `db:"node"` // where the run is
+		Holdout   bool   `db:"holdout"`
+		Message   string `db:"message"`
 		Channel   string `db:"channel"`
-		Out       bool   `db:"sent"`
 		Delivered bool   `db:"delivered"`
 		Opened    bool   `db:"opened"`
 		Clicked   bool   `db:"clicked"`
 		Replied   bool   `db:"replied"`
-		Arms      string `db:"arms"` // [[split, arm], …] the run took
-		Side      int    `db:"side"` // of a holdout: 1 held out, 0 treated, -1 neither
+		// Steps are the run's split, holdout and send steps, each as type,
+		// node, exit and its arm or message id (joined by \x1f, the steps
+		// by \x1e): one look-up of the run's steps instead of one for
+		// each thing read of them.
+		Steps sql.NullString `db:"steps"`
 	}
 	runs, inJourney := q.runs()
-	err := q.all(`SELECT r.id AS run, COALESCE(s.node, r.node) AS node, m.channel, `+out+` AS sent,
-		`+out+` AND m.status IN ('delivered','read') AS delivered,
-		`+out+` AND (m.status = 'read' OR m.opened_at != '') AS opened,
-		`+out+` AND m.clicked_at != '' AS clicked,
-		`+out+` AND EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = 'message.received' AND e.channel = m.channel
+	err := q.all(`SELECT r.id AS run, r.node, r.holdout, m.id AS message, m.channel,
+		m.status IN ('delivered','read') AS delivered,
+		(m.status = 'read' OR m.opened_at != '') AS opened,
+		m.clicked_at != '' AS clicked,
+		EXISTS (SELECT 1 FROM events e WHERE e.profile = m.profile AND +e.type = 'message.received' AND e.channel = m.channel
 			AND e.occurred_at > `+sentAt+` AND e.occurred_at <= strftime('%Y-%m-%d %H:%M:%fZ', `+sentAt+`, '`+replyWindow+`')) AS replied,
-		(SELECT json_group_array(json_array(sp.node, COALESCE(NULLIF(json_extract(sp.detail, '$.arm'), ''), sp.exit)))
-			FROM `+StepsCollection+` sp WHERE sp.run = r.id AND sp.type = 'split' AND sp.exit != '' AND json_valid(sp.detail)) AS arms,
-		(SELECT CASE WHEN COUNT(*) = 0 THEN -1 WHEN MAX(hs.exit = 'held_out') OR r.holdout THEN 1 ELSE 0 END
-			FROM `+StepsCollection+` hs WHERE hs.run = r.id AND hs.type = 'holdout' AND hs.exit != '') AS side
+		(SELECT group_concat(st.type || char(31) || st.node || char(31) || st.exit || char(31) || COALESCE(CASE st.type
+				WHEN 'split' THEN COALESCE(NULLIF(json_extract(st.detail, '$.arm'), ''), st.exit)
+				WHEN 'send' THEN json_extract(st.detail, '$.message_id') END, ''), char(30))
+			FROM `+StepsCollection+` st WHERE st.run = r.id AND st.type IN ('split', 'holdout', 'send')
+			AND (st.type = 'holdout' OR json_valid(st.detail))) AS steps
 		FROM `+runs+` JOIN messages m ON m.profile = r.profile AND m.journey_run = r.id
-		LEFT JOIN `+StepsCollection+` s ON s.run = r.id AND s.type = 'send' AND json_valid(s.detail) AND json_extract(s.detail, '$.message_id') = m.id
-		WHERE `+inJourney,
+		WHERE `+inJourney+` AND `+out,
 		nil, &rows)
 	if err != nil {
 		return fmt.Errorf("messages: %w", err)
 	}
-	if len(rows) == 0 {
-		return nil
-	}
 	for _, r := range rows {
-		if !r.Out {
-			continue
-		}
 		e := Engagement{Delivered: b2i(r.Delivered), Opened: b2i(r.Opened), Clicked: b2i(r.Clicked), Replied: b2i(r.Replied)}
+		// The message belongs to the send step that names it; one still
+		// awaiting its outcome, to the step its run is at.
+		at, sentBy := r.Node, false
+		side := -1           // of a holdout: 1 held out, 0 treated, -1 neither
+		var arms [][2]string // [split, arm] the run took
+		for step := range strings.SplitSeq(r.Steps.String, "\x1e") {
+			typ, rest, _ := strings.Cut(step, "\x1f")
+			stepNode, rest, _ := strings.Cut(rest, "\x1f")
+			exit, extra, _ := strings.Cut(rest, "\x1f")
+			switch {
+			case typ == "send" && extra == r.Message && !sentBy:
+				at, sentBy = stepNode, true
+			case typ == "split" && exit != "":
+				arms = append(arms, [2]string{stepNode, extra})
+			case typ == "holdout" && exit != "":
+				if exit == "held_out" || r.Holdout {
+					side = 1
+				} else if side < 0 {
+					side = 0
+				}
+			}
+		}
 		st.Journey.Sends++
 		st.Journey.Engagement.add(e)
-		n := node(r.Node)
+		n := node(at)
 		n.Sends[r.Channel]++
 		n.Engagement.add(e)
-		var arms [][2]string
-		_ = json.Unmarshal([]byte(r.Arms), &arms)
 		seen := map[*GroupStats]bool{}
 		for _, a := range arms {
 			if gs := st.Arms[a[0]][a[1]]; gs != nil && !seen[gs] {
@@ -493,7 +510,7 @@ func (q statsQuery) messages(st *Stats, node func(string) *NodeStats) error {
 				gs.Engagement.add(e)
 			}
 		}
-		switch r.Side {
+		switch side {
 		case 1:
 			st.Holdout.HeldOut.Sends++
 			st.Holdout.HeldOut.Engagement.add(e)
