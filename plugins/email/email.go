@@ -92,6 +92,7 @@ type Connector struct {
 	cfg    *settings
 	host   sdk.Host
 	reader *inbox // the running IMAP reader, if any
+	smtp   sessions
 }
 
 // New returns an unconfigured email connector.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/plugins/sdk"
@@ -54,10 +55,17 @@ func (s *settings) smtpClient() (*gomail.Client, error) {
 	}
 	c, err := gomail.NewClient(s.smtpHost, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("email: smtp client: %w", err)
+		return nil, &clientError{err}
 	}
 	return c, nil
 }
+
+// clientError is settings go-mail cannot make a client of: sends wait for
+// the owner to fix them.
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return "email: smtp client: " + e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
 
 // Send delivers one email and returns its Message-ID as the provider id.
 func (c *Connector) Send(ctx context.Context, msg *sdk.OutboundMessage) (*sdk.SendResult, error) {
@@ -76,33 +84,58 @@ func (c *Connector) Send(ctx context.Context, msg *sdk.OutboundMessage) (*sdk.Se
 	if err != nil {
 		return nil, sdk.Permanent("compose", err.Error())
 	}
-	client, err := s.smtpClient()
-	if err != nil {
-		return nil, sdk.RateLimited(authRetry, err.Error())
+	// A session kept from an earlier send may have been dropped by the
+	// server meanwhile: that shows at MAIL, before anything of this
+	// message was accepted, so it is sent again once on a new connection.
+	for {
+		sess, reused, err := c.smtp.get(ctx, s)
+		if err != nil {
+			var ce *clientError
+			if errors.As(err, &ce) {
+				return nil, sdk.RateLimited(authRetry, err.Error())
+			}
+			return nil, classify(stageConnect, err)
+		}
+		stage, err := transact(sess.sc, s.from.Address, rcpt, raw)
+		var te *textproto.Error
+		switch {
+		case err == nil:
+			sess.sent++
+			c.smtp.put(s, sess)
+			return &sdk.SendResult{ProviderMessageID: id}, nil
+		case reused && stage == stageMail && (!errors.As(err, &te) || te.Code == 421):
+			sess.close()
+			continue
+		case errors.As(err, &te) && te.Code != 421 && sess.sc.Reset() == nil:
+			// Refused (a recipient, the message): the connection still
+			// serves the next one once the transaction is reset.
+			sess.sent++
+			c.smtp.put(s, sess)
+		default:
+			sess.close()
+		}
+		return nil, classify(stage, err)
 	}
-	sc, err := client.DialToSMTPClientWithContext(ctx)
-	if err != nil {
-		return nil, classify(stageConnect, err)
-	}
-	defer func() { _ = client.CloseWithSMTPClient(sc) }()
-	if err := sc.Mail(s.from.Address); err != nil {
-		return nil, classify(stageMail, err)
+}
+
+// transact sends one message on a logged-in session and reports the stage
+// it got to.
+func transact(sc *smtp.Client, from, rcpt string, raw []byte) (string, error) {
+	if err := sc.Mail(from); err != nil {
+		return stageMail, err
 	}
 	if err := sc.Rcpt(rcpt); err != nil {
-		return nil, classify(stageRcpt, err)
+		return stageRcpt, err
 	}
 	w, err := sc.Data()
 	if err != nil {
-		return nil, classify(stageData, err)
+		return stageData, err
 	}
 	if _, err := w.Write(raw); err != nil {
 		_ = w.Close()
-		return nil, classify(stageData, err)
+		return stageData, err
 	}
-	if err := w.Close(); err != nil {
-		return nil, classify(stageData, err)
-	}
-	return &sdk.SendResult{ProviderMessageID: id}, nil
+	return stageData, w.Close()
 }
 
 // render writes the message out and, with DKIM set up, prepends the

@@ -55,12 +55,14 @@ type Server struct {
 	mails    []Mail
 	attempts map[string]int
 	logins   int
+	conns    int                 // connections accepted
+	open     map[*smtp.Conn]bool // connections still open
 }
 
 // Start runs a server on 127.0.0.1 until the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{opts: opts, attempts: map[string]int{}}
+	s := &Server{opts: opts, attempts: map[string]int{}, open: map[*smtp.Conn]bool{}}
 	srv := smtp.NewServer(backend{s})
 	srv.Domain = "localhost"
 	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
@@ -74,7 +76,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s.Host = "127.0.0.1"
 	s.Port = l.Addr().(*net.TCPAddr).Port
-	go func() { _ = srv.Serve(l) }()
+	go func() { _ = srv.Serve(countingListener{l, s}) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return s
 }
@@ -103,9 +105,50 @@ func (s *Server) Logins() int {
 	return s.logins
 }
 
+// countingListener counts the TCP connections accepted (go-smtp makes a
+// new session after STARTTLS, so sessions do not count connections).
+type countingListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.s.mu.Lock()
+		l.s.conns++
+		l.s.mu.Unlock()
+	}
+	return c, err
+}
+
+// Connections counts the TCP connections accepted so far.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+// DropConnections closes every open connection, as a server does with
+// clients idle past its timeout.
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	open := make([]*smtp.Conn, 0, len(s.open))
+	for c := range s.open {
+		open = append(open, c)
+	}
+	s.mu.Unlock()
+	for _, c := range open {
+		_ = c.Close()
+	}
+}
+
 type backend struct{ s *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	b.s.mu.Lock()
+	b.s.open[c] = true
+	b.s.mu.Unlock()
 	return &session{s: b.s, conn: c}, nil
 }
 
@@ -174,8 +217,13 @@ func (se *session) Data(r io.Reader) error {
 	return nil
 }
 
-func (se *session) Reset()        { se.mail = Mail{} }
-func (se *session) Logout() error { return nil }
+func (se *session) Reset() { se.mail = Mail{} }
+func (se *session) Logout() error {
+	se.s.mu.Lock()
+	delete(se.s.open, se.conn)
+	se.s.mu.Unlock()
+	return nil
+}
 
 func selfSigned(t testing.TB) tls.Certificate {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
