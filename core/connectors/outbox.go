@@ -64,13 +64,43 @@ const drainSends = 5 * time.Second
 // not tied to shutdown: an outcome is worth recording even while stopping.
 const finishTimeout = 10 * time.Second
 
+// A connector sends at most SendsPerConnector messages at a time. The
+// messages delivered to it meanwhile wait in a short queue of its own and
+// go as its sends finish, so a burst (a campaign) keeps every send slot
+// busy; before, each message without a free slot went back to the stream
+// and came again a second later. Past the queue they still go back to the
+// stream: a slow or hung connector holds only its own share of the shared
+// consumer's unacknowledged messages, and others' keep flowing.
+const (
+	// queuePerSlot is how many messages a connector may have waiting per
+	// send slot.
+	queuePerSlot = 4
+	// queueWait is how long a message waits in a connector's queue before
+	// it goes back to the stream, far inside the consumer's AckWait
+	// (SendTimeout + 30 s), so no queued message is delivered twice.
+	queueWait = 5 * time.Second
+)
+
+// connectorSends is one connector's sends in flight and its queue.
+type connectorSends struct {
+	inFlight int
+	queue    []queuedSend
+}
+
+type queuedSend struct {
+	msg jetstream.Msg
+	at  time.Time
+}
+
 type outbox struct {
 	m        *Module
 	consumer jetstream.Consumer
 	cc       jetstream.ConsumeContext
 	sem      chan struct{}
 	slotsMu  sync.Mutex
-	slots    map[string]chan struct{}
+	slots    map[string]*connectorSends
+	sweep    *time.Ticker
+	sweepEnd chan struct{}
 	// wgMu makes "not stopping, so wg.Add" atomic with respect to stop's
 	// "stopping, so wg.Wait": an Add racing a Wait is a WaitGroup misuse.
 	wgMu     sync.Mutex
@@ -83,7 +113,7 @@ type outbox struct {
 
 func newOutbox(m *Module) *outbox {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &outbox{m: m, sem: make(chan struct{}, m.opts.SendConcurrency), slots: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}
+	return &outbox{m: m, sem: make(chan struct{}, m.opts.SendConcurrency), slots: map[string]*connectorSends{}, ctx: ctx, cancel: cancel}
 }
 
 // create makes the durable consumer before anything can publish, so the
@@ -114,6 +144,8 @@ func (ob *outbox) start() error {
 		return fmt.Errorf("outbox consume: %w", err)
 	}
 	ob.cc = cc
+	ob.sweep, ob.sweepEnd = time.NewTicker(time.Second), make(chan struct{})
+	go ob.expireQueued(ob.sweep, ob.sweepEnd)
 	return nil
 }
 
@@ -126,47 +158,111 @@ func (ob *outbox) dispatch(msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	// A slow or hung connector may hold only its own share of the
-	// slots; its surplus waits on the stream so other connectors'
-	// messages keep flowing.
-	slot := ob.slot(strings.TrimPrefix(msg.Subject(), "omni.outbox."))
-	select {
-	case slot <- struct{}{}:
-	default:
+	name := strings.TrimPrefix(msg.Subject(), "omni.outbox.")
+	ob.slotsMu.Lock()
+	cs := ob.slots[name]
+	if cs == nil {
+		cs = &connectorSends{}
+		ob.slots[name] = cs
+	}
+	if cs.inFlight >= ob.m.opts.SendsPerConnector {
+		if len(cs.queue) < queuePerSlot*ob.m.opts.SendsPerConnector {
+			cs.queue = append(cs.queue, queuedSend{msg, time.Now()})
+			ob.slotsMu.Unlock()
+			return
+		}
+		ob.slotsMu.Unlock()
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	cs.inFlight++
+	ob.slotsMu.Unlock()
 	select {
 	case ob.sem <- struct{}{}:
 	case <-ob.ctx.Done():
-		<-slot
+		ob.done(cs)
 		return
 	}
 	ob.wgMu.Lock()
 	if ob.stopping {
 		ob.wgMu.Unlock()
 		<-ob.sem
-		<-slot
+		ob.done(cs)
 		return
 	}
 	ob.wg.Add(1)
 	ob.wgMu.Unlock()
 	go func() {
-		defer func() { <-ob.sem; <-slot; ob.wg.Done() }()
-		ob.handle(msg)
+		defer func() { <-ob.sem; ob.wg.Done() }()
+		for msg != nil {
+			ob.handle(msg)
+			msg = ob.next(cs)
+		}
 	}()
 }
 
-// slot returns the per-connector in-flight limiter.
-func (ob *outbox) slot(name string) chan struct{} {
+// next takes the connector's oldest queued message for the slot a send
+// just freed, or frees the slot (nil) when none waits or the outbox stops.
+func (ob *outbox) next(cs *connectorSends) jetstream.Msg {
 	ob.slotsMu.Lock()
 	defer ob.slotsMu.Unlock()
-	c, ok := ob.slots[name]
-	if !ok {
-		c = make(chan struct{}, ob.m.opts.SendsPerConnector)
-		ob.slots[name] = c
+	if len(cs.queue) == 0 || ob.ctx.Err() != nil || ob.isStopping() {
+		cs.inFlight--
+		return nil
 	}
-	return c
+	q := cs.queue[0]
+	cs.queue[0] = queuedSend{}
+	cs.queue = cs.queue[1:]
+	return q.msg
+}
+
+// done frees a slot that sent nothing.
+func (ob *outbox) done(cs *connectorSends) {
+	ob.slotsMu.Lock()
+	cs.inFlight--
+	ob.slotsMu.Unlock()
+}
+
+func (ob *outbox) isStopping() bool {
+	ob.wgMu.Lock()
+	defer ob.wgMu.Unlock()
+	return ob.stopping
+}
+
+// expireQueued sends the messages queued longer than queueWait back to
+// the stream (a connector whose sends hang), every second until stop.
+func (ob *outbox) expireQueued(tick *time.Ticker, end <-chan struct{}) {
+	for {
+		select {
+		case <-end:
+			return
+		case <-tick.C:
+		}
+		ob.requeue(func(q queuedSend) bool { return time.Since(q.at) >= queueWait })
+	}
+}
+
+// requeue hands the queued messages that match back to the stream, for
+// another delivery a second later.
+func (ob *outbox) requeue(match func(queuedSend) bool) {
+	var back []jetstream.Msg
+	ob.slotsMu.Lock()
+	for _, cs := range ob.slots {
+		kept := cs.queue[:0]
+		for _, q := range cs.queue {
+			if match(q) {
+				back = append(back, q.msg)
+			} else {
+				kept = append(kept, q)
+			}
+		}
+		clear(cs.queue[len(kept):])
+		cs.queue = kept
+	}
+	ob.slotsMu.Unlock()
+	for _, m := range back {
+		_ = m.NakWithDelay(time.Second)
+	}
 }
 
 // stop takes no new messages, lets the sends in flight finish for up to
@@ -179,6 +275,14 @@ func (ob *outbox) stop() {
 	ob.wgMu.Lock()
 	ob.stopping = true
 	ob.wgMu.Unlock()
+	if ob.sweep != nil {
+		ob.sweep.Stop()
+		close(ob.sweepEnd)
+		ob.sweep = nil
+	}
+	// Queued messages were never started: back to the stream, for the
+	// restart.
+	ob.requeue(func(queuedSend) bool { return true })
 	if n := ob.inFlight(); n > 0 {
 		ob.m.log.Info("outbox: stopping; waiting for in-flight sends", "sends", n, "up_to", drainSends)
 	}

@@ -3,6 +3,7 @@ package connectors_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -117,5 +118,74 @@ func TestOutcomeEventKeepsTheMessageText(t *testing.T) {
 	}
 	if ev.Properties["provider_message_id"] != "wamid.1" {
 		t.Fatalf("provider id: %v", ev.Properties["provider_message_id"])
+	}
+}
+
+// A burst larger than a connector's send cap waits in the connector's own
+// queue and goes as its sends finish: every message is delivered by the
+// bus once, and reaches the vendor once. Past the queue, messages go back
+// to the stream and come again: they are still sent, once each.
+func TestBurstBeyondTheSendCapQueuesInsteadOfRedelivering(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		received = map[string]int{}
+	)
+	vendor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m sdk.OutboundMessage
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		received[m.ID]++
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // a vendor's round trip
+		_, _ = w.Write([]byte(`{"id":"prov-` + m.ID + `"}`))
+	}))
+	defer vendor.Close()
+	const cap = 2
+	e := start(t, connectors.Options{SendsPerConnector: cap}, nil)
+	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": vendor.URL})
+	e.waitState(t, "example", "running", 10*time.Second)
+	cons, err := e.Bus.JS.Consumer(context.Background(), bus.StreamOutbox, connectors.OutboxConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliveries := func() uint64 {
+		t.Helper()
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Delivered.Consumer // every delivery, a redelivery too
+	}
+	burst := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			if err := connectors.Enqueue(context.Background(), e.Bus, "example", &sdk.OutboundMessage{ID: fmt.Sprintf("%s-%d", prefix, i),
+				Channel: "sms", To: map[string]string{"phone": "+14155550100"}, Text: "hi"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		omnitest.Eventually(t, 30*time.Second, func() bool {
+			return e.countWhere(t, "type = 'message.sent' AND event_id LIKE %s", "'message.sent:"+prefix+"-%'") == n
+		}, "the %s burst sent", prefix)
+	}
+
+	// The cap and the queue hold the whole burst.
+	before := deliveries()
+	burst("a", cap*(1+4))
+	if got := deliveries() - before; got != cap*(1+4) {
+		t.Fatalf("%d deliveries for %d messages: the burst did not wait in the queue", got, cap*(1+4))
+	}
+
+	// Three times that: the rest comes again from the stream.
+	burst("b", 3*cap*(1+4))
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range received {
+		if n != 1 {
+			t.Fatalf("the vendor received %s %d times", id, n)
+		}
+	}
+	if len(received) != cap*(1+4)+3*cap*(1+4) {
+		t.Fatalf("the vendor received %d messages", len(received))
 	}
 }
