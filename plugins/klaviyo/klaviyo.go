@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/omni/omni/plugins/internal/vendorhttp"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -85,7 +86,7 @@ func New() sdk.Connector { return newConnector() }
 
 func newConnector() *Connector {
 	return &Connector{
-		client:  &http.Client{Timeout: 60 * time.Second},
+		client:  vendorhttp.HTTPClient(60 * time.Second),
 		now:     time.Now,
 		sleep:   sleepCtx,
 		maxWait: 2 * time.Minute,

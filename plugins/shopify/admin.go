@@ -34,7 +34,7 @@ func newAdmin(s settings, sleep func(context.Context, time.Duration) error) *adm
 		endpoint: base + "/admin/api/" + s.version + "/graphql.json",
 		token:    s.token,
 		client:   &vendorhttp.Client{Sleep: sleep, MaxAttempts: 8},
-		quick:    &vendorhttp.Client{Sleep: sleep, MaxAttempts: 1, HTTP: &http.Client{Timeout: 3 * time.Second}},
+		quick:    &vendorhttp.Client{Sleep: sleep, MaxAttempts: 1, HTTP: vendorhttp.HTTPClient(3 * time.Second)},
 		sleep:    sleep,
 	}
 }

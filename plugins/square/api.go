@@ -24,7 +24,7 @@ func newAPI(s settings, sleep func(context.Context, time.Duration) error) *api {
 	return &api{
 		base: s.baseURL, token: s.token, version: s.version,
 		client: &vendorhttp.Client{Sleep: sleep, MaxAttempts: 8},
-		quick:  &vendorhttp.Client{Sleep: sleep, MaxAttempts: 2, MaxBackoff: time.Second, MaxRetryAfter: 2 * time.Second, HTTP: &http.Client{Timeout: 4 * time.Second}},
+		quick:  &vendorhttp.Client{Sleep: sleep, MaxAttempts: 2, MaxBackoff: time.Second, MaxRetryAfter: 2 * time.Second, HTTP: vendorhttp.HTTPClient(4 * time.Second)},
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/omni/omni/plugins/internal/vendorhttp"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -70,7 +71,7 @@ type Connector struct {
 func New() sdk.Connector { return newConnector() }
 
 func newConnector() *Connector {
-	return &Connector{client: &http.Client{Timeout: 30 * time.Second}, now: time.Now}
+	return &Connector{client: vendorhttp.HTTPClient(30 * time.Second), now: time.Now}
 }
 
 // Describe declares the config schema and capabilities.

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/omni/omni/plugins/internal/vendorhttp"
 	"github.com/omni/omni/plugins/sdk"
 )
 
@@ -75,7 +76,7 @@ func New() sdk.Connector { return newConnector() }
 
 func newConnector() *Connector {
 	return &Connector{
-		client:      &http.Client{Timeout: 30 * time.Second},
+		client:      vendorhttp.HTTPClient(30 * time.Second),
 		now:         time.Now,
 		lastInbound: map[string]time.Time{},
 		foreignSeen: map[string]bool{},

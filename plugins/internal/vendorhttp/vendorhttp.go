@@ -18,6 +18,26 @@ import (
 // maxBody bounds what we read from a vendor answer.
 const maxBody = 32 << 20
 
+// idlePerHost is how many idle connections to one vendor host are kept
+// for the next call: above the connector host's concurrent sends per
+// connector (8), so a campaign reuses its TLS connections instead of
+// opening most of them again for every message, as Go's default of 2 does.
+const idlePerHost = 16
+
+// transport is Go's default transport with idlePerHost; one for every
+// client, so calls from a connector share its connections.
+var transport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = idlePerHost
+	return t
+}()
+
+// HTTPClient returns a client with the given timeout that keeps enough
+// idle connections per vendor host for concurrent sends.
+func HTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: transport}
+}
+
 // Client retries vendor calls.
 type Client struct {
 	HTTP *http.Client
@@ -84,7 +104,7 @@ func (c *Client) Do(ctx context.Context, newReq func(ctx context.Context) (*http
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+		hc = HTTPClient(30 * time.Second)
 	}
 	sleep := c.Sleep
 	if sleep == nil {

@@ -2,8 +2,10 @@ package vendorhttp
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,5 +63,48 @@ func TestRetryAfterDate(t *testing.T) {
 	}
 	if _, ok := RetryAfter("soon", now); ok {
 		t.Fatal("garbage parsed")
+	}
+}
+
+// Concurrent calls to one vendor reuse their connections: eight senders
+// making five calls each open eight connections, not a new one for most
+// calls (Go's default keeps only two idle per host).
+func TestConcurrentCallsReuseConnections(t *testing.T) {
+	var mu sync.Mutex
+	opened := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond)
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			opened++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := &Client{}
+	const senders, rounds = 8, 5
+	for range rounds {
+		var wg sync.WaitGroup
+		for range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := c.Do(context.Background(), func(ctx context.Context) (*http.Request, error) {
+					return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+				}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if opened > senders {
+		t.Fatalf("%d calls opened %d connections, want at most %d", senders*rounds, opened, senders)
 	}
 }
