@@ -73,7 +73,10 @@ const finishTimeout = 10 * time.Second
 // consumer's unacknowledged messages, and others' keep flowing.
 const (
 	// queuePerSlot is how many messages a connector may have waiting per
-	// send slot.
+	// send slot at least; it may have up to a quarter of the consumer's
+	// unacknowledged messages waiting (queueMax), so a gate faster than
+	// the vendor keeps the connector busy while three quarters stay for
+	// the other connectors.
 	queuePerSlot = 4
 	// queueWait is how long a message waits in a connector's queue before
 	// it goes back to the stream, far inside the consumer's AckWait
@@ -166,7 +169,7 @@ func (ob *outbox) dispatch(msg jetstream.Msg) {
 		ob.slots[name] = cs
 	}
 	if cs.inFlight >= ob.m.opts.SendsPerConnector {
-		if len(cs.queue) < queuePerSlot*ob.m.opts.SendsPerConnector {
+		if len(cs.queue) < ob.queueMax() {
 			cs.queue = append(cs.queue, queuedSend{msg, time.Now()})
 			ob.slotsMu.Unlock()
 			return
@@ -199,6 +202,11 @@ func (ob *outbox) dispatch(msg jetstream.Msg) {
 			msg = ob.next(cs)
 		}
 	}()
+}
+
+// queueMax is how many messages one connector may have waiting.
+func (ob *outbox) queueMax() int {
+	return max(queuePerSlot*ob.m.opts.SendsPerConnector, ob.m.opts.MaxAckPending/4)
 }
 
 // next takes the connector's oldest queued message for the slot a send

@@ -140,8 +140,10 @@ func TestBurstBeyondTheSendCapQueuesInsteadOfRedelivering(t *testing.T) {
 		_, _ = w.Write([]byte(`{"id":"prov-` + m.ID + `"}`))
 	}))
 	defer vendor.Close()
+	// Two sends at a time, and 40 unacknowledged messages on the consumer:
+	// a connector's queue holds max(4 per slot, a quarter of 40) = 10.
 	const cap = 2
-	e := start(t, connectors.Options{SendsPerConnector: cap}, nil)
+	e := start(t, connectors.Options{SendsPerConnector: cap, MaxAckPending: 40}, nil)
 	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": vendor.URL})
 	e.waitState(t, "example", "running", 10*time.Second)
 	cons, err := e.Bus.JS.Consumer(context.Background(), bus.StreamOutbox, connectors.OutboxConsumer)
