@@ -53,10 +53,14 @@ func Connect(dbPath string) (*dbx.DB, error) {
 	}
 	dsn := dbPath + pragmas(cacheKB, autoCheckpoint)
 	var db *dbx.DB
-	if autoCheckpoint != 0 {
+	switch {
+	case autoCheckpoint != 0:
 		// The writer keeps its prepared statements (WriterStatements).
 		db = dbx.NewFromDB(sql.OpenDB(cachingConnector{dsn: dsn, size: WriterStatements}), "sqlite")
-	} else {
+	case filepath.Base(dbPath) == "data.db":
+		// So do the readers, fewer each (ReaderStatements).
+		db = dbx.NewFromDB(sql.OpenDB(cachingConnector{dsn: dsn, size: ReaderStatements}), "sqlite")
+	default:
 		var err error
 		if db, err = dbx.Open("sqlite", dsn); err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -94,4 +95,41 @@ func anonRSS(t *testing.T) int64 {
 	}
 	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
 	return kb << 10
+}
+
+// The writer and the readers of data.db keep their prepared statements
+// (the readers fewer); the auxiliary database's connections do not.
+func TestConnectKeepsStatementsOnDataDB(t *testing.T) {
+	dir := t.TempDir()
+	kept := func(path string) int {
+		t.Helper()
+		db, err := Connect(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		conn, err := db.DB().Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		size := 0
+		_ = conn.Raw(func(dc any) error {
+			if c, ok := dc.(*cachingConn); ok {
+				size = c.size
+			}
+			return nil
+		})
+		return size
+	}
+	data := filepath.Join(dir, "data.db")
+	if got := kept(data); got != ReaderStatements {
+		t.Errorf("reader keeps %d statements, want %d", got, ReaderStatements)
+	}
+	if got := kept(data); got != WriterStatements {
+		t.Errorf("writer keeps %d statements, want %d", got, WriterStatements)
+	}
+	if got := kept(filepath.Join(dir, "auxiliary.db")); got != 0 {
+		t.Errorf("auxiliary keeps %d statements, want none", got)
+	}
 }
