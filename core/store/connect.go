@@ -74,10 +74,10 @@ func Connect(dbPath string) (*dbx.DB, error) {
 }
 
 // ReleaseMemory asks every idle connection of the open databases to free
-// its page cache (PRAGMA shrink_memory). SQLite keeps a connection's cache
-// at its high-water mark; after a burst that is tens of MB per database
-// that only the next burst would use, and the OS page cache holds the file
-// anyway. Busy connections are left alone.
+// its page cache (PRAGMA shrink_memory) and its kept statements. SQLite
+// keeps a connection's cache at its high-water mark; after a burst that is
+// tens of MB per database that only the next burst would use, and the OS
+// page cache holds the file anyway. Busy connections are left alone.
 func ReleaseMemory() {
 	opensMu.Lock()
 	dbs := make([]*sql.DB, 0, len(pools))
@@ -90,9 +90,10 @@ func ReleaseMemory() {
 	}
 }
 
-// shrinkIdle runs PRAGMA shrink_memory on each connection that is idle in
-// db's pool: it takes them all at once, so each is a different one (a pool
-// hands out idle connections before it opens new ones).
+// shrinkIdle finalizes the kept statements of each connection that is idle
+// in db's pool and runs PRAGMA shrink_memory on it: it takes them all at
+// once, so each is a different one (a pool hands out idle connections
+// before it opens new ones).
 func shrinkIdle(db *sql.DB) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -109,6 +110,12 @@ func shrinkIdle(db *sql.DB) {
 			return // closed, or busy again: the next idle spell will do
 		}
 		conns = append(conns, c)
+		_ = c.Raw(func(dc any) error {
+			if cc, ok := dc.(*cachingConn); ok {
+				cc.forget()
+			}
+			return nil
+		})
 		_, _ = c.ExecContext(ctx, "PRAGMA shrink_memory")
 	}
 }

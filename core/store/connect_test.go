@@ -133,3 +133,37 @@ func TestConnectKeepsStatementsOnDataDB(t *testing.T) {
 		t.Errorf("auxiliary keeps %d statements, want none", got)
 	}
 }
+
+// An idle connection gives back its kept statements too: the next use
+// prepares them again.
+func TestReleaseMemoryForgetsKeptStatements(t *testing.T) {
+	_, readers, _ := openPools(t)
+	for range 3 { // kept from the second use on
+		var n int
+		if err := readers.NewQuery("SELECT COUNT(*) FROM t").Row(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := func() int {
+		t.Helper()
+		conn, err := readers.DB().Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		n := -1
+		_ = conn.Raw(func(dc any) error { n = dc.(*cachingConn).kept(); return nil })
+		return n
+	}
+	if got := kept(); got < 1 {
+		t.Fatalf("the reader keeps %d statements before", got)
+	}
+	ReleaseMemory()
+	if got := kept(); got != 0 {
+		t.Fatalf("the reader keeps %d statements after ReleaseMemory", got)
+	}
+	var n int
+	if err := readers.NewQuery("SELECT COUNT(*) FROM t").Row(&n); err != nil {
+		t.Fatalf("after ReleaseMemory: %v", err)
+	}
+}

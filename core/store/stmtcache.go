@@ -238,6 +238,24 @@ func (c *cachingConn) Close() error {
 	return c.sqliteConn.Close()
 }
 
+// forget finalizes the kept statements that are not lent out: an idle
+// connection gives their memory back (ReleaseMemory), and the next burst
+// prepares them again, once each.
+func (c *cachingConn) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.lru.Front(); el != nil; {
+		next := el.Next()
+		if cs := el.Value.(*cachedStmt); !cs.lent {
+			_ = cs.stmt.Close()
+			delete(c.byQuery, cs.query)
+			c.lru.Remove(el)
+		}
+		el = next
+	}
+	clear(c.seen)
+}
+
 // kept reports how many statements the connection holds (for tests).
 func (c *cachingConn) kept() int {
 	c.mu.Lock()
