@@ -260,6 +260,9 @@ type fakeAPI struct {
 	// send is answered 503 unrecorded, as its sender is gone.
 	hold chan struct{}
 	held int
+	// delay, when set, is how long each recorded send takes (a vendor's
+	// round trip), so sends overlap.
+	delay time.Duration
 }
 
 // holdSends makes sends wait until releaseSends.
@@ -315,7 +318,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.received[key]++
+		delay := f.delay
 		f.mu.Unlock()
+		time.Sleep(delay)
 		_, _ = w.Write([]byte(`{"id":"prov-` + m.ID + `"}`))
 	case "/events":
 		cur := r.URL.Query().Get("cursor")

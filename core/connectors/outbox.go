@@ -102,8 +102,7 @@ type outbox struct {
 	sem      chan struct{}
 	slotsMu  sync.Mutex
 	slots    map[string]*connectorSends
-	sweep    *time.Ticker
-	sweepEnd chan struct{}
+	sweepEnd chan struct{} // closed at stop: expireQueued ends
 	// wgMu makes "not stopping, so wg.Add" atomic with respect to stop's
 	// "stopping, so wg.Wait": an Add racing a Wait is a WaitGroup misuse.
 	wgMu     sync.Mutex
@@ -147,8 +146,8 @@ func (ob *outbox) start() error {
 		return fmt.Errorf("outbox consume: %w", err)
 	}
 	ob.cc = cc
-	ob.sweep, ob.sweepEnd = time.NewTicker(time.Second), make(chan struct{})
-	go ob.expireQueued(ob.sweep, ob.sweepEnd)
+	ob.sweepEnd = make(chan struct{})
+	go ob.expireQueued(ob.sweepEnd)
 	return nil
 }
 
@@ -239,7 +238,9 @@ func (ob *outbox) isStopping() bool {
 
 // expireQueued sends the messages queued longer than queueWait back to
 // the stream (a connector whose sends hang), every second until stop.
-func (ob *outbox) expireQueued(tick *time.Ticker, end <-chan struct{}) {
+func (ob *outbox) expireQueued(end <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-end:
@@ -283,10 +284,9 @@ func (ob *outbox) stop() {
 	ob.wgMu.Lock()
 	ob.stopping = true
 	ob.wgMu.Unlock()
-	if ob.sweep != nil {
-		ob.sweep.Stop()
+	if ob.sweepEnd != nil {
 		close(ob.sweepEnd)
-		ob.sweep = nil
+		ob.sweepEnd = nil
 	}
 	// Queued messages were never started: back to the stream, for the
 	// restart.

@@ -126,25 +126,14 @@ func TestOutcomeEventKeepsTheMessageText(t *testing.T) {
 // bus once, and reaches the vendor once. Past the queue, messages go back
 // to the stream and come again: they are still sent, once each.
 func TestBurstBeyondTheSendCapQueuesInsteadOfRedelivering(t *testing.T) {
-	var (
-		mu       sync.Mutex
-		received = map[string]int{}
-	)
-	vendor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m sdk.OutboundMessage
-		_ = json.NewDecoder(r.Body).Decode(&m)
-		mu.Lock()
-		received[m.ID]++
-		mu.Unlock()
-		time.Sleep(20 * time.Millisecond) // a vendor's round trip
-		_, _ = w.Write([]byte(`{"id":"prov-` + m.ID + `"}`))
-	}))
-	defer vendor.Close()
 	// Two sends at a time, and 40 unacknowledged messages on the consumer:
 	// a connector's queue holds max(4 per slot, a quarter of 40) = 10.
 	const cap = 2
 	e := start(t, connectors.Options{SendsPerConnector: cap, MaxAckPending: 40}, nil)
-	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": vendor.URL})
+	e.api.mu.Lock()
+	e.api.delay = 20 * time.Millisecond
+	e.api.mu.Unlock()
+	e.enable(t, "example", map[string]string{"webhook_secret": whSecret, "api_url": e.api.url})
 	e.waitState(t, "example", "running", 10*time.Second)
 	cons, err := e.Bus.JS.Consumer(context.Background(), bus.StreamOutbox, connectors.OutboxConsumer)
 	if err != nil {
@@ -180,8 +169,9 @@ func TestBurstBeyondTheSendCapQueuesInsteadOfRedelivering(t *testing.T) {
 
 	// Three times that: the rest comes again from the stream.
 	burst("b", 3*cap*(1+4))
-	mu.Lock()
-	defer mu.Unlock()
+	e.api.mu.Lock()
+	defer e.api.mu.Unlock()
+	received := e.api.received
 	for id, n := range received {
 		if n != 1 {
 			t.Fatalf("the vendor received %s %d times", id, n)

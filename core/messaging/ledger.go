@@ -52,6 +52,18 @@ func (p ledgerProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) e
 	return nil
 }
 
+// namedMessage is the ledger row an event is about. A connector's event
+// names the row it sent as outbound_id (its message_id, if any, is the
+// vendor's: a wamid, a Twilio sid); the host's message.sent /
+// message.failed and some connectors' opens name it as message_id.
+func namedMessage(ev *events.Event) string {
+	if id, _ := ev.Properties["outbound_id"].(string); id != "" {
+		return id
+	}
+	id, _ := ev.Properties["message_id"].(string)
+	return id
+}
+
 // applyEngagement records an email.opened or email.clicked on the message it
 // names (outbound_id, as Omni's tracking sends it, else message_id): the
 // earliest open and the earliest click, a click being an open too. Only a
@@ -59,10 +71,7 @@ func (p ledgerProcessor) ProcessBatch(tx core.App, batch []*eventstore.Stored) e
 // copied into someone else's event changes nothing.
 func applyEngagement(tx core.App, s *eventstore.Stored) error {
 	ev := s.Event
-	id, _ := ev.Properties["outbound_id"].(string)
-	if id == "" {
-		id, _ = ev.Properties["message_id"].(string)
-	}
+	id := namedMessage(ev)
 	if id == "" || s.Profile == "" {
 		return nil
 	}
@@ -79,13 +88,7 @@ func applyEngagement(tx core.App, s *eventstore.Stored) error {
 // Omni did not send through the gate (no ledger row) change nothing.
 func applyStatus(tx core.App, ev *events.Event, status string) error {
 	str := func(k string) string { s, _ := ev.Properties[k].(string); return s }
-	// A connector's status event names the row it sent as outbound_id
-	// (its message_id, if any, is the vendor's: a wamid, a Twilio sid);
-	// the host's message.sent / message.failed name it as message_id.
-	id := str("outbound_id")
-	if id == "" {
-		id = str("message_id")
-	}
+	id := namedMessage(ev)
 	provider := truncate(str("provider_message_id"), 300)
 	db := tx.DB()
 	if id == "" && provider != "" {

@@ -146,13 +146,7 @@ func TestReleaseMemoryForgetsKeptStatements(t *testing.T) {
 	}
 	kept := func() int {
 		t.Helper()
-		conn, err := readers.DB().Conn(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		n := -1
-		_ = conn.Raw(func(dc any) error { n = dc.(*cachingConn).kept(); return nil })
+		n, _ := keptStatements(t, readers.DB(), "")
 		return n
 	}
 	if got := kept(); got < 1 {
