@@ -256,8 +256,15 @@ type Connector struct {
 	http *http.Client
 }
 
-// New returns an unconfigured connector.
-func New() sdk.Connector { return &Connector{http: &http.Client{Timeout: 10 * time.Second}} }
+// New returns an unconfigured connector. Omni runs up to 8 of its sends at
+// once, and Go's default transport keeps 2 idle connections per host: the
+// client keeps 16, so concurrent sends reuse connections instead of
+// dialling (and shaking hands over TLS) for most messages.
+func New() sdk.Connector {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 16
+	return &Connector{http: &http.Client{Timeout: 10 * time.Second, Transport: t}}
+}
 
 func (c *Connector) Describe(context.Context) (*sdk.Description, error) {
 	return &sdk.Description{

@@ -3,6 +3,8 @@ package example_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -21,6 +23,7 @@ type fakeAPI struct {
 	mu       sync.Mutex
 	messages []sdk.OutboundMessage
 	status   int
+	delay    time.Duration // before answering a message, so sends overlap
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -29,9 +32,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var m sdk.OutboundMessage
 		_ = json.NewDecoder(r.Body).Decode(&m)
 		f.mu.Lock()
-		st := f.status
+		st, delay := f.status, f.delay
 		f.messages = append(f.messages, m)
 		f.mu.Unlock()
+		time.Sleep(delay)
 		if st == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "7")
 		}
@@ -110,6 +114,51 @@ func TestExampleSubprocess(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	run(t, sdktest.StartSelf(t, sdk.Config{"webhook_secret": "s3cret", "api_url": srv.URL}), api)
+}
+
+// Omni runs several of a connector's sends at once: they must reuse the
+// vendor connections rather than open one for most messages (Go's default
+// transport keeps only 2 idle per host).
+func TestConcurrentSendsReuseConnections(t *testing.T) {
+	api := &fakeAPI{delay: 5 * time.Millisecond}
+	srv := httptest.NewUnstartedServer(api)
+	var mu sync.Mutex
+	opened := 0
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			opened++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	h := sdktest.Start(t, example.New(), sdk.Config{"webhook_secret": "s3cret", "api_url": srv.URL})
+	const senders, rounds = 8, 5
+	for r := range rounds {
+		var wg sync.WaitGroup
+		for i := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := h.Send(&sdk.OutboundMessage{ID: fmt.Sprintf("m%d-%d", r, i), Channel: "sms", Text: "hi"}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	api.mu.Lock()
+	n := len(api.messages)
+	api.mu.Unlock()
+	if n != senders*rounds {
+		t.Fatalf("the vendor got %d messages, want %d", n, senders*rounds)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if opened > senders {
+		t.Fatalf("%d sends opened %d connections, want at most %d", senders*rounds, opened, senders)
+	}
 }
 
 func TestExampleConfigErrorNamesField(t *testing.T) {
