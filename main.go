@@ -18,6 +18,7 @@ import (
 )
 
 func main() {
+	app.SampleHeapOnlyWhenProfiling()
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr,
 		app.Extension{Modules: func(o *app.Omni) []app.Module {
 			return []app.Module{profiles.New(profiles.Options{}), messaging.New(messaging.Options{}), journeys.New(journeys.Options{}), inbox.New(inbox.Options{})}

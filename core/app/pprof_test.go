@@ -3,6 +3,7 @@ package app
 import (
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -19,5 +20,22 @@ func TestPprofRefusesAddressesBeyondLoopback(t *testing.T) {
 	t.Setenv(PprofEnv, "")
 	if err := startPprof(log); err != nil {
 		t.Fatalf("unset: %v", err)
+	}
+}
+
+// Without OMNI_PPROF nothing serves heap profiles, so none are sampled.
+func TestHeapSampledOnlyWhenProfiling(t *testing.T) {
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	const rate = 512 * 1024 // Go's default
+	runtime.MemProfileRate = rate
+	t.Setenv(PprofEnv, "127.0.0.1:6060")
+	SampleHeapOnlyWhenProfiling()
+	if runtime.MemProfileRate != rate {
+		t.Fatalf("with %s set: MemProfileRate %d, want %d", PprofEnv, runtime.MemProfileRate, rate)
+	}
+	t.Setenv(PprofEnv, "")
+	SampleHeapOnlyWhenProfiling()
+	if runtime.MemProfileRate != 0 {
+		t.Fatalf("without %s: MemProfileRate %d, want 0", PprofEnv, runtime.MemProfileRate)
 	}
 }

@@ -18,7 +18,10 @@ import (
 // GC works harder as the heap nears it, which caps the burst RSS of a
 // small shop's server. It is soft — a bigger live heap still runs, with
 // more GC — and GOMEMLIMIT (or GOGC) in the environment overrides it.
-const DefaultLimit = 160 << 20
+// 150 MiB keeps a saturated server's RSS under 250 MB with SQLite's page
+// caches and the binary's pages beside the heap (docs/benchmarks.md,
+// memory).
+const DefaultLimit = 150 << 20
 
 // ApplyDefaultLimit sets DefaultLimit unless the operator chose a limit
 // with GOMEMLIMIT. It reports the limit in force.
@@ -167,12 +170,16 @@ func newIdleWatch(interval time.Duration) *idleWatch {
 // run is ReleaseWhenIdle's loop; it returns when stop is closed.
 func (w *idleWatch) run(stop <-chan struct{}) {
 	defer w.idleGC(false)
-	busy := false
+	// Start-up counts as a load: what it allocated once (migrations,
+	// caches built at start, the plugins' handshakes) is garbage that a
+	// fresh server would otherwise keep until its first burst, and its
+	// first quiet interval moves it to IdleGCPercent.
+	busy := true
 	t := time.NewTicker(max(w.interval/samplesPerInterval, time.Millisecond))
 	defer t.Stop()
-	quiet := 0           // samples in a row at the idle rate
-	var busyAlloc uint64 // allocated since the server turned busy
-	afterLoad := false   // the quiet follows a load: releases are due
+	quiet := 0                          // samples in a row at the idle rate
+	busyAlloc := uint64(idleAllocBytes) // allocated since the server turned busy
+	afterLoad := false                  // the quiet follows a load: releases are due
 	for {
 		select {
 		case <-stop:

@@ -135,3 +135,29 @@ func TestReleasesRepeatWhileIdleThenStop(t *testing.T) {
 		t.Fatalf("released %d times while idle, want %d", n, idleReleases)
 	}
 }
+
+// Start-up is a load: a server that never sees one still hands back what
+// starting allocated, and runs with IdleGCPercent, from its first quiet
+// interval.
+func TestAFreshServerReleasesItsStartUp(t *testing.T) {
+	t.Setenv("GOGC", "")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	var runs atomic.Int32
+	remove := AtIdle(func() { runs.Add(1) })
+	defer remove()
+	stop := make(chan struct{})
+	defer close(stop)
+	go newIdleWatch(20 * time.Millisecond).run(stop) // nothing allocated: idle from the start
+	deadline := time.Now().Add(10 * time.Second)
+	for runs.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a server idle from its start never released its start-up's memory")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	if p != IdleGCPercent {
+		t.Fatalf("GOGC %d after the first quiet interval, want %d", p, IdleGCPercent)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/ingest"
+	"github.com/omni/omni/core/memtune"
 )
 
 // The cross-batch cache follows the Go heap's soft limit: at memtune's
@@ -26,8 +27,8 @@ func TestCacheBoundsFollowTheMemoryLimit(t *testing.T) {
 		limit          int64
 		profiles, rows int
 	}{
-		{160 << 20, 160 << 20 / 40 / cachedProfileBytes, 160 << 20 / 5}, // memtune.DefaultLimit
-		{2 << 30, 2 << 30 / 40 / cachedProfileBytes, maxRowBytes},       // a fifth would be 410 MB
+		{memtune.DefaultLimit, max(memtune.DefaultLimit/40/cachedProfileBytes, minCacheProfiles), memtune.DefaultLimit / 5},
+		{2 << 30, 2 << 30 / 40 / cachedProfileBytes, maxRowBytes}, // a fifth would be 410 MB
 		{math.MaxInt64, maxCacheProfiles, maxRowBytes},
 		{1 << 20, minCacheProfiles, 1 << 20 / 5},
 	} {
@@ -37,9 +38,9 @@ func TestCacheBoundsFollowTheMemoryLimit(t *testing.T) {
 			t.Errorf("limit %d: bounds %d profiles, %d bytes of rows, %d identities; want %d, %d, %d", c.limit, p, rows, ids, c.profiles, c.rows, 4*(c.profiles+c.rows/cachedRowBytes))
 		}
 	}
-	debug.SetMemoryLimit(160 << 20)
+	debug.SetMemoryLimit(memtune.DefaultLimit)
 	p, ids := cacheBounds()
-	if total := p*cachedProfileBytes + rowBudget() + ids*cachedIdentityBytes; total > 160<<20*3/10 {
+	if total := p*cachedProfileBytes + rowBudget() + ids*cachedIdentityBytes; total > memtune.DefaultLimit*3/10 {
 		t.Errorf("at the default limit the cache may hold %d profiles, %d bytes of rows and %d identities, about %d MB", p, rowBudget(), ids, total>>20)
 	}
 }
