@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -121,18 +120,7 @@ func TestExampleSubprocess(t *testing.T) {
 // transport keeps only 2 idle per host).
 func TestConcurrentSendsReuseConnections(t *testing.T) {
 	api := &fakeAPI{delay: 5 * time.Millisecond}
-	srv := httptest.NewUnstartedServer(api)
-	var mu sync.Mutex
-	opened := 0
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			mu.Lock()
-			opened++
-			mu.Unlock()
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	srv, opened := sdktest.CountingServer(t, api)
 	h := sdktest.Start(t, example.New(), sdk.Config{"webhook_secret": "s3cret", "api_url": srv.URL})
 	const senders, rounds = 8, 5
 	for r := range rounds {
@@ -154,10 +142,8 @@ func TestConcurrentSendsReuseConnections(t *testing.T) {
 	if n != senders*rounds {
 		t.Fatalf("the vendor got %d messages, want %d", n, senders*rounds)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if opened > senders {
-		t.Fatalf("%d sends opened %d connections, want at most %d", senders*rounds, opened, senders)
+	if n := opened(); n > senders {
+		t.Fatalf("%d sends opened %d connections, want at most %d", senders*rounds, n, senders)
 	}
 }
 

@@ -2,13 +2,14 @@ package vendorhttp
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/omni/omni/plugins/sdk/sdktest"
 )
 
 func TestRetriesRateLimitWithRetryAfter(t *testing.T) {
@@ -70,21 +71,10 @@ func TestRetryAfterDate(t *testing.T) {
 // making five calls each open eight connections, not a new one for most
 // calls (Go's default keeps only two idle per host).
 func TestConcurrentCallsReuseConnections(t *testing.T) {
-	var mu sync.Mutex
-	opened := 0
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, opened := sdktest.CountingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(5 * time.Millisecond)
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			mu.Lock()
-			opened++
-			mu.Unlock()
-		}
-	}
-	srv.Start()
-	defer srv.Close()
 	c := &Client{}
 	const senders, rounds = 8, 5
 	for range rounds {
@@ -102,9 +92,7 @@ func TestConcurrentCallsReuseConnections(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if opened > senders {
-		t.Fatalf("%d calls opened %d connections, want at most %d", senders*rounds, opened, senders)
+	if n := opened(); n > senders {
+		t.Fatalf("%d calls opened %d connections, want at most %d", senders*rounds, n, senders)
 	}
 }
