@@ -178,22 +178,26 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 		return nil, err
 	}
 	now := store.FormatTime(in.At)
+	pv, address := preview(in.Text, in.Attachments), clip(in.Address, 500)
 	f := &Filed{}
 	if c == nil {
 		if in.AutoReply {
 			return nil, nil // an out-of-office to nothing: no conversation
 		}
+		// Inserted as the message leaves it (unread, waiting since now),
+		// not inserted and then updated like a conversation found.
 		c = &Conversation{ID: store.NewRecordID(), Profile: in.Profile, Channel: in.Channel, Status: StatusOpen,
 			Priority: "none", Subject: clip(in.Subject, 2000), Thread: clip(in.Thread, 1000), Widget: in.Widget,
-			Address: clip(in.Address, 500), Labels: JSONList{}, Context: JSONMap{}, OpenedAt: now, Created: now, Updated: now}
+			Address: address, Labels: JSONList{}, Context: JSONMap{}, WaitingSince: now, LastMessageAt: now, LastMessage: pv,
+			LastAuthor: AuthorCustomer, Unread: 1, OpenedAt: now, Created: now, Updated: now}
 		_, err = m.query(tx, `INSERT INTO `+ConversationsCollection+` (id, profile, channel, status, assignee, team, priority, labels,
 			subject, thread, widget, address, bot, handoff_at, waiting_since, last_message_at, last_message, last_author, unread,
 			snoozed_until, snooze_until_reply, first_response_due, first_response_at, next_response_due, sla_breaches, resolved_at,
 			resolved_by, csat_asked_at, csat_score, journey_run, context, opened_at, created, updated)
-			VALUES ({:id}, {:profile}, {:channel}, 'open', '', '', 'none', '[]', {:subject}, {:thread}, {:widget}, {:address}, 0, '', '',
-			'', '', '', 0, '', 0, '', '', '', 0, '', '', '', 0, '', '{}', {:now}, {:now}, {:now})`).
+			VALUES ({:id}, {:profile}, {:channel}, 'open', '', '', 'none', '[]', {:subject}, {:thread}, {:widget}, {:address}, 0, '', {:now},
+			{:now}, {:preview}, 'customer', 1, '', 0, '', '', '', 0, '', '', '', 0, '', '{}', {:now}, {:now}, {:now})`).
 			Bind(dbx.Params{"id": c.ID, "profile": c.Profile, "channel": c.Channel, "subject": c.Subject, "thread": c.Thread,
-				"widget": c.Widget, "address": c.Address, "now": now}).Execute()
+				"widget": c.Widget, "address": c.Address, "now": now, "preview": pv}).Execute()
 		if err != nil {
 			return nil, err
 		}
@@ -208,14 +212,30 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 	if err := m.insertMessage(tx, msg); err != nil {
 		return nil, err
 	}
-	// The conversation now waits for an answer (unless it already did:
-	// waiting_since is the oldest unanswered message). updated is the row
-	// as the statement leaves it, made from the row as found (the writer's
-	// own read in this transaction): reading it back with RETURNING * cost
-	// more than the update (TestFiledConversationIsTheStoredRow holds them
-	// equal).
 	updated := *c
-	pv, address := preview(in.Text, in.Attachments), clip(in.Address, 500)
+	if !f.Opened {
+		if err := m.fileInto(tx, c, &updated, f, in, now, pv, address); err != nil {
+			return nil, err
+		}
+	}
+	if f.Opened || f.Reopened {
+		if err := m.stage(tx, conversationEvent(EventConversationOpened, c, in.At, map[string]any{"reopened": f.Reopened})); err != nil {
+			return nil, err
+		}
+	}
+	f.Conversation = &updated
+	f.Message = msg
+	m.live.touch(c.ID, msg.ID)
+	return f, nil
+}
+
+// fileInto updates a conversation found, c, for the message just filed in
+// it. The conversation now waits for an answer (unless it already did:
+// waiting_since is the oldest unanswered message). updated is the row as
+// the statement leaves it, made from the row as found (the writer's own
+// read in this transaction): reading it back with RETURNING * cost more
+// than the update (TestFiledConversationIsTheStoredRow holds them equal).
+func (m *Module) fileInto(tx core.App, c, updated *Conversation, f *Filed, in Inbound, now, pv, address string) error {
 	set := `last_message_at = {:now}, last_message = {:preview}, last_author = 'customer', updated = {:now}`
 	updated.LastMessageAt, updated.LastMessage, updated.LastAuthor, updated.Updated = now, pv, AuthorCustomer, now
 	if f.SurveyScore == 0 {
@@ -237,19 +257,9 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 		set += `, address = {:address}`
 		updated.Address = address
 	}
-	if _, err := m.query(tx, "UPDATE "+ConversationsCollection+" SET "+set+" WHERE id = {:id}").
-		Bind(dbx.Params{"now": now, "preview": pv, "address": address, "id": c.ID}).Execute(); err != nil {
-		return nil, err
-	}
-	if f.Opened || f.Reopened {
-		if err := m.stage(tx, conversationEvent(EventConversationOpened, c, in.At, map[string]any{"reopened": f.Reopened})); err != nil {
-			return nil, err
-		}
-	}
-	f.Conversation = &updated
-	f.Message = msg
-	m.live.touch(c.ID, msg.ID)
-	return f, nil
+	_, err := m.query(tx, "UPDATE "+ConversationsCollection+" SET "+set+" WHERE id = {:id}").
+		Bind(dbx.Params{"now": now, "preview": pv, "address": address, "id": c.ID}).Execute()
+	return err
 }
 
 // findConversation is where an inbound message belongs, or nil for a new

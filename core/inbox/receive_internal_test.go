@@ -40,7 +40,10 @@ func TestFiledConversationIsTheStoredRow(t *testing.T) {
 	}{
 		{"a new conversation", nil,
 			Inbound{Profile: "p1", Channel: "whatsapp", Text: "Hi, where is my order?", ExternalID: "wamid.1"},
-			func(f *Filed) bool { return f.Opened }},
+			func(f *Filed) bool {
+				return f.Opened && f.Conversation.Unread == 1 && f.Conversation.WaitingSince != "" &&
+					f.Conversation.LastAuthor == AuthorCustomer && f.Conversation.LastMessage == "Hi, where is my order?"
+			}},
 		{"the same conversation continues", nil,
 			Inbound{Profile: "p1", Channel: "whatsapp", Text: "It was #1042", ExternalID: "wamid.2"},
 			func(f *Filed) bool { return !f.Opened && f.Conversation.Unread == 2 }},
