@@ -60,6 +60,20 @@ type figure struct {
 	// heap is the most the Go heap held live (after a GC) above what it
 	// held before the load: what the Omni under test kept during it.
 	heap uint64
+	// wal is what the WAL checkpoints saw during the load: frames
+	// committed, and the checkpoints that held the writer.
+	wal store.WALStats
+}
+
+// walSince is the WAL's counts since before.
+func walSince(before store.WALStats) store.WALStats {
+	now := store.ReadWALStats()
+	return store.WALStats{Frames: now.Frames - before.Frames, Checkpoints: now.Checkpoints - before.Checkpoints, Held: now.Held - before.Held}
+}
+
+// walLine describes what a load cost the WAL, per event of n.
+func walLine(f figure, n int) string {
+	return fmt.Sprintf("%.2f frames/event, restarts %d holding the writer %v", float64(f.wal.Frames)/float64(n), f.wal.Checkpoints, f.wal.Held.Round(time.Millisecond))
 }
 
 // heapPeak follows the live heap (as of the last GC) during a load.
@@ -145,6 +159,8 @@ func compare(evs *msgArena, runs int, cpuProfile string, bracket bool) {
 			run, f.rate, f.cpuPer, p.rate, p.rate/f.rate, p.cpuPer, l.rate, l.rate/f.rate, l.cpuPer, r.rate, r.rate/f.rate, r.cpuPer)
 		fmt.Printf("       Omni's peak live heap during the load: profiles %d MB, everything live %d MB; heap still live after the run: %d MB (the bench's own: %d MB)\n",
 			p.heap>>20, l.heap>>20, heapLive()>>20, own>>20)
+		fmt.Printf("       the WAL during each load: floor %s; profiles %s; everything live %s\n",
+			walLine(f, evs.len()), walLine(p, evs.len()), walLine(l, evs.len()))
 		floors, profs, lives, rolled = append(floors, f), append(profs, p), append(lives, l), append(rolled, r)
 	}
 	ratio := func(xs []figure) float64 {
@@ -218,6 +234,7 @@ func floorInsert(evs *msgArena) figure {
 	defer store.StartCheckpoints(o.PB.ConcurrentDB(), o.PB.NonconcurrentDB(), store.CheckpointInterval)()
 	runtime.GC()
 	var el, cpu time.Duration
+	wal0 := store.ReadWALStats()
 	batch := make([]*events.Event, 0, 1000)
 	for i := 0; i < evs.len(); i += 1000 {
 		batch = batch[:0]
@@ -234,7 +251,7 @@ func floorInsert(evs *msgArena) figure {
 		}
 		el, cpu = el+time.Since(t0), cpu+cpuTime()-c0
 	}
-	return figure{rate: float64(evs.len()) / el.Seconds(), cpuPer: cpu / time.Duration(evs.len())}
+	return figure{rate: float64(evs.len()) / el.Seconds(), cpuPer: cpu / time.Duration(evs.len()), wal: walSince(wal0)}
 }
 
 // storeThrough publishes evs to a fresh Omni and waits until all are
@@ -273,6 +290,7 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 	}
 	defer func() { stopProfile() }()
 	peak := heapPeak{base: heapLive()} // after a full GC
+	wal0 := store.ReadWALStats()
 	c0, t0 := cpuTime(), time.Now()
 	ctx := context.Background()
 	done := make(chan struct{})
@@ -303,7 +321,8 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 	}
 	el, cpu := time.Since(t0), cpuTime()-c0
 	<-done
-	stored = figure{rate: float64(evs.len()) / el.Seconds(), cpuPer: cpu / time.Duration(evs.len()), heap: peak.max - min(peak.max, peak.base)}
+	stored = figure{rate: float64(evs.len()) / el.Seconds(), cpuPer: cpu / time.Duration(evs.len()), heap: peak.max - min(peak.max, peak.base),
+		wal: walSince(wal0)}
 	stopProfile()
 	if !live {
 		return stored, stored

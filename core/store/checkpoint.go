@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -71,6 +72,7 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		w := newWALWatch(restartPages)
+		var wal walCount
 		for {
 			select {
 			case <-quit:
@@ -83,6 +85,7 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 			if err := readers.NewQuery("PRAGMA wal_checkpoint(PASSIVE)").Row(&busy, &log, &copied); err != nil {
 				continue
 			}
+			wal.checked(log)
 			if mode := w.next(log, copied); mode != "" {
 				if mode == "RESTART" {
 					// The restart holds the writer while it copies what this
@@ -97,6 +100,9 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 				}
 				ok, ckptLog := walCheckpointOnWriter(writer, mode)
 				w.result(mode, max(log, ckptLog), ok)
+				if ok {
+					wal.startedOver(max(log, ckptLog))
+				}
 			}
 		}
 	}()
@@ -185,6 +191,10 @@ func walCheckpointOnWriter(writer dbx.Builder, mode string) (restarted bool, log
 	if err != nil {
 		return false, -1
 	}
+	defer func(held time.Time) {
+		walStats.checkpoints.Add(1)
+		walStats.held.Add(int64(time.Since(held)))
+	}(time.Now())
 	defer conn.Close() // back to the pool
 	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = "+strconv.Itoa(int(restartBusy.Milliseconds()))); err != nil {
 		return false, -1
@@ -196,4 +206,55 @@ func walCheckpointOnWriter(writer dbx.Builder, mode string) (restarted bool, log
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // never hand on a connection with the short timeout
 	}
 	return busy == 0, log
+}
+
+// WALStats is what StartCheckpoints has seen of the WAL since the process
+// started: the frames committed to it, and the checkpoints it ran on the
+// writer's connection (restarts and truncations) and how long they held
+// it. bench/profiles prints them for each load.
+type WALStats struct {
+	// Frames are counted at each check: when SQLite starts the WAL over by
+	// itself (writes with pauses, in which checks copy it all back), the
+	// frames since the last check are missed.
+	Frames      int64
+	Checkpoints int64
+	Held        time.Duration
+}
+
+var walStats struct{ frames, checkpoints, held atomic.Int64 }
+
+// ReadWALStats returns the counts so far.
+func ReadWALStats() WALStats {
+	return WALStats{Frames: walStats.frames.Load(), Checkpoints: walStats.checkpoints.Load(), Held: time.Duration(walStats.held.Load())}
+}
+
+// walCount adds the frames each check finds beyond those counted.
+type walCount struct {
+	counted int // frames of the current WAL already counted
+	// oldSize: after a restart, the size the checks report until the
+	// writer next writes (SQLite starts the WAL over then); 0: none.
+	oldSize int
+}
+
+func (c *walCount) checked(log int) {
+	switch {
+	case c.oldSize > 0 && log == c.oldSize:
+		// not started over yet
+	case c.oldSize > 0 || log < c.counted:
+		c.counted, c.oldSize = 0, 0 // a new WAL
+		fallthrough
+	default:
+		walStats.frames.Add(int64(log - c.counted))
+		c.counted = log
+	}
+}
+
+// startedOver records a restart or truncation of a WAL of log frames
+// (more than the check before it saw when the writer committed since).
+func (c *walCount) startedOver(log int) {
+	if log > c.counted {
+		walStats.frames.Add(int64(log - c.counted))
+		c.counted = log
+	}
+	c.oldSize = log
 }

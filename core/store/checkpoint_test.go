@@ -54,6 +54,7 @@ func TestCheckpointsStartTheWALOverAndTruncateItWhenIdle(t *testing.T) {
 	data, readers, writer := openPools(t)
 	writer.DB().SetMaxOpenConns(1) // one writer connection, as PocketBase's
 	const restartPages = 500       // 2 MB
+	before := ReadWALStats()
 	stop := startCheckpoints(readers, writer, 10*time.Millisecond, restartPages)
 	defer stop()
 	walSize := func() int64 {
@@ -81,6 +82,13 @@ func TestCheckpointsStartTheWALOverAndTruncateItWhenIdle(t *testing.T) {
 		if i%5 == 0 {
 			time.Sleep(15 * time.Millisecond) // let a check or two run
 		}
+	}
+	// What the checks counted: at least the restart size in frames (SQLite
+	// also starts the WAL over by itself between these paced writes, and
+	// the frames since the last check are missed then, so not all of the
+	// rows' 2,500 pages).
+	if got := ReadWALStats(); got.Frames-before.Frames < restartPages {
+		t.Errorf("WAL stats went from %+v to %+v, want at least %d frames counted", before, got, restartPages)
 	}
 	if limit := int64(restartPages*5) << 12; largest > limit {
 		t.Errorf("the WAL grew to %d MB, want it started over near %d MB", largest>>20, int64(restartPages)<<12>>20)
@@ -154,4 +162,49 @@ func TestWALWatchRestartsEachWALOnceAndTruncatesWhenIdle(t *testing.T) {
 	w.result("RESTART", 2900, true)
 	step(2900, 2900, "", true)
 	step(200, 200, "", true)
+}
+
+// Each frame is counted once: growth between checks, the frames a restart
+// found beyond the last check, none while the checks still report the old
+// WAL, and a new WAL from its first frame.
+func TestWALCountAddsEachFrameOnce(t *testing.T) {
+	before := ReadWALStats().Frames
+	var c walCount
+	for _, step := range []struct {
+		restart bool
+		log     int
+	}{
+		{false, 100},
+		{false, 100},
+		{false, 250},
+		{true, 300},  // the restart found 50 more than the last check
+		{false, 300}, // the old WAL, until the writer next writes
+		{false, 40},  // the new one
+		{false, 0},   // truncated
+		{false, 500},
+	} {
+		if step.restart {
+			c.startedOver(step.log)
+		} else {
+			c.checked(step.log)
+		}
+	}
+	if got := ReadWALStats().Frames - before; got != 840 {
+		t.Fatalf("counted %d frames, want 840 (300 + 40 + 500)", got)
+	}
+}
+
+// A checkpoint on the writer's connection counts, with how long it held it.
+func TestCheckpointOnTheWriterCountsItsHold(t *testing.T) {
+	_, _, writer := openPools(t)
+	if _, err := writer.NewQuery("INSERT INTO t (v) VALUES ('x')").Execute(); err != nil {
+		t.Fatal(err)
+	}
+	before := ReadWALStats()
+	if ok, _ := walCheckpointOnWriter(writer, "TRUNCATE"); !ok {
+		t.Fatal("the truncation did not run")
+	}
+	if got := ReadWALStats(); got.Checkpoints != before.Checkpoints+1 || got.Held <= before.Held {
+		t.Fatalf("WAL stats went from %+v to %+v, want one more checkpoint on the writer and its hold", before, got)
+	}
 }
