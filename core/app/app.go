@@ -55,6 +55,7 @@ type Omni struct {
 	lock         *datalock.Lock  // exclusive use of the data dir while serving
 	memStop      chan struct{}   // stops memtune.ReleaseWhenIdle
 	stopCkpt     func()          // stops store.StartCheckpoints
+	cron         cronGuard       // PocketBase's cron jobs, waited for before the database closes
 	inFlight     ingest.InFlight // tracking calls being answered, for the events consumer (ingest.ack_first)
 	lease        *topology.Lease // the writer lease on an external bus (topology.go)
 	stopMirror   func()          // a front end's copy of the sources and connectors
@@ -218,6 +219,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 		Priority: 100,
 		Func: func(te *core.TerminateEvent) error {
 			o.stop()
+			o.cron.close(o.PB.Cron()) // before ResetBootstrapState closes the database
 			return te.Next()
 		},
 	})
@@ -239,6 +241,7 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	memtune.ApplyDefaultLimit()
 	o.memStop = make(chan struct{})
 	go memtune.ReleaseWhenIdle(o.memStop, 10*time.Second)
+	o.cron.guard(o.PB.Cron()) // its jobs are made with the app; it starts as it serves
 	// WAL checkpoints beside the writer instead of inside its commits.
 	o.stopCkpt = store.StartCheckpoints(o.PB.ConcurrentDB(), o.PB.NonconcurrentDB(), store.CheckpointInterval)
 	if err := startPprof(o.Log); err != nil {

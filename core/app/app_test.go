@@ -191,3 +191,21 @@ func freeAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// PocketBase's hourly clean-ups that come due as the server stops run
+// before its database closes or not at all: one that ran on the closed
+// database panicked and ended the process mid-shutdown.
+func TestCronJobsDueAfterShutdownDoNothing(t *testing.T) {
+	s := omnitest.Start(t, omnitest.Options{})
+	s.Stop()
+	ran := 0
+	for _, job := range s.PB.Cron().Jobs() {
+		if job.Id() == "__pbMFACleanup__" || job.Id() == "__pbOTPCleanup__" {
+			job.Run()
+			ran++
+		}
+	}
+	if ran != 2 {
+		t.Fatalf("ran %d of PocketBase's hourly clean-ups, want 2", ran)
+	}
+}
