@@ -73,7 +73,7 @@ func walSince(before store.WALStats) store.WALStats {
 
 // walLine describes what a load cost the WAL, per event of n.
 func walLine(f figure, n int) string {
-	return fmt.Sprintf("%.2f frames/event, restarts %d holding the writer %v", float64(f.wal.Frames)/float64(n), f.wal.Checkpoints, f.wal.Held.Round(time.Millisecond))
+	return fmt.Sprintf("%.2f frames/event, %d checkpoints on the writer holding it %v", float64(f.wal.Frames)/float64(n), f.wal.Checkpoints, f.wal.Held.Round(time.Millisecond))
 }
 
 // heapPeak follows the live heap (as of the last GC) during a load.

@@ -72,7 +72,6 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		w := newWALWatch(restartPages)
-		var wal walCount
 		for {
 			select {
 			case <-quit:
@@ -85,7 +84,6 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 			if err := readers.NewQuery("PRAGMA wal_checkpoint(PASSIVE)").Row(&busy, &log, &copied); err != nil {
 				continue
 			}
-			wal.checked(log)
 			if mode := w.next(log, copied); mode != "" {
 				if mode == "RESTART" {
 					// The restart holds the writer while it copies what this
@@ -100,9 +98,6 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 				}
 				ok, ckptLog := walCheckpointOnWriter(writer, mode)
 				w.result(mode, max(log, ckptLog), ok)
-				if ok {
-					wal.startedOver(max(log, ckptLog))
-				}
 			}
 		}
 	}()
@@ -115,13 +110,14 @@ func startCheckpoints(readers, writer dbx.Builder, interval time.Duration, resta
 
 // walWatch decides, from what each passive checkpoint reports (the WAL's
 // frames, and how many of them are copied back), when to start the WAL
-// over and when to truncate its file.
+// over and when to truncate its file; it counts the frames for WALStats.
 type walWatch struct {
 	restartPages int
 	restartAt    int  // the WAL size at which the next restart is tried
 	lastLog      int  // the WAL size the last check reported
 	same         int  // checks in a row that found it unchanged
 	truncated    bool // since the WAL last changed
+	frames       walCount
 }
 
 func newWALWatch(restartPages int) *walWatch {
@@ -132,6 +128,7 @@ func newWALWatch(restartPages int) *walWatch {
 // passive one reported log frames, copied of them copied back: "RESTART",
 // "TRUNCATE" or "" (none).
 func (w *walWatch) next(log, copied int) string {
+	w.frames.checked(log)
 	if log == w.lastLog {
 		w.same++
 	} else {
@@ -155,6 +152,9 @@ func (w *walWatch) next(log, copied int) string {
 // frames as the checkpoint found it (the writer may have committed more
 // since the passive check that chose it).
 func (w *walWatch) result(mode string, log int, ok bool) {
+	if ok {
+		w.frames.startedOver(log)
+	}
 	switch {
 	case mode == "RESTART":
 		// Either way, the next try waits for the WAL to grow by half as
