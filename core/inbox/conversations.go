@@ -214,7 +214,7 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 	}
 	updated := *c
 	if !f.Opened {
-		if err := m.fileInto(tx, c, &updated, f, in, now, pv, address); err != nil {
+		if updated, err = m.fileInto(tx, c, f, in, now, pv, address); err != nil {
 			return nil, err
 		}
 	}
@@ -230,12 +230,14 @@ func (m *Module) receive(tx core.App, in Inbound) (*Filed, error) {
 }
 
 // fileInto updates a conversation found, c, for the message just filed in
-// it. The conversation now waits for an answer (unless it already did:
-// waiting_since is the oldest unanswered message). updated is the row as
-// the statement leaves it, made from the row as found (the writer's own
-// read in this transaction): reading it back with RETURNING * cost more
-// than the update (TestFiledConversationIsTheStoredRow holds them equal).
-func (m *Module) fileInto(tx core.App, c, updated *Conversation, f *Filed, in Inbound, now, pv, address string) error {
+// it, and returns the row as the update leaves it. The conversation now
+// waits for an answer (unless it already did: waiting_since is the oldest
+// unanswered message). The row returned is made from the row as found (the
+// writer's own read in this transaction): reading it back with RETURNING *
+// cost more than the update (TestFiledConversationIsTheStoredRow holds them
+// equal).
+func (m *Module) fileInto(tx core.App, c *Conversation, f *Filed, in Inbound, now, pv, address string) (Conversation, error) {
+	updated := *c
 	set := `last_message_at = {:now}, last_message = {:preview}, last_author = 'customer', updated = {:now}`
 	updated.LastMessageAt, updated.LastMessage, updated.LastAuthor, updated.Updated = now, pv, AuthorCustomer, now
 	if f.SurveyScore == 0 {
@@ -259,7 +261,7 @@ func (m *Module) fileInto(tx core.App, c, updated *Conversation, f *Filed, in In
 	}
 	_, err := m.query(tx, "UPDATE "+ConversationsCollection+" SET "+set+" WHERE id = {:id}").
 		Bind(dbx.Params{"now": now, "preview": pv, "address": address, "id": c.ID}).Execute()
-	return err
+	return updated, err
 }
 
 // findConversation is where an inbound message belongs, or nil for a new
