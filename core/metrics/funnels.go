@@ -277,24 +277,25 @@ func (f *funnelPart) process(tx core.App, batch []*eventstore.Stored) error {
 	defer w.close()
 	for i, fn := range ready {
 		var again []string
+		since := map[string]time.Time{}
 		for _, p := range live[i] {
 			// A late delivery (an earlier event after later ones that were
 			// already applied or skipped) is derived again from the events
 			// table, which holds this batch too.
 			if late[funnelProfile{fn.ID, p}] {
-				again = append(again, p)
+				again, since[p] = append(again, p), byProfile[i][p][0].at
 				continue
 			}
 			if ok, err := w.advance(fn, p, latest[funnelProfile{fn.ID, p}], byProfile[i][p]); err != nil {
 				return err
 			} else if !ok {
-				again = append(again, p)
+				again, since[p] = append(again, p), byProfile[i][p][0].at
 			}
 		}
 		if err := w.flush(); err != nil {
 			return err
 		}
-		if err := f.rederive(tx, []*Funnel{fn}, again); err != nil {
+		if err := f.rederiveSince(tx, []*Funnel{fn}, again, since); err != nil {
 			return err
 		}
 	}
@@ -532,50 +533,118 @@ func (w *entryWriter) flush() error {
 func (w *entryWriter) close() { w.st.Close() }
 
 // rederive drops the customers' entries of the funnels and derives them
-// again from their events.
+// again from all their events.
 func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) error {
+	return f.rederiveSince(tx, fns, profiles, nil)
+}
+
+// storedEntry is a funnel entry as stored.
+type storedEntry struct {
+	ID          string  `db:"id"`
+	Funnel      string  `db:"funnel"`
+	Profile     string  `db:"profile"`
+	EnteredAt   string  `db:"entered_at"`
+	Day         string  `db:"day"`
+	Channel     string  `db:"channel"`
+	Reached     int     `db:"reached"`
+	StepAt      string  `db:"step_at"`
+	ConvertSecs float64 `db:"convert_secs"`
+	Since       string  `db:"since"`
+}
+
+func (k *storedEntry) sig() string {
+	return entrySig(k.Funnel, k.Profile, k.EnteredAt, k.Day, k.Channel, k.Reached, k.StepAt, k.ConvertSecs)
+}
+
+// rederiveSince derives the customers' entries into the funnels again
+// from their events, for a customer in since only from that time on: a
+// late event changes nothing before its time. The derivation is a walk
+// through the customer's events in time order in which only the latest
+// entry moves, so the walk can start at since from the state it had
+// there: the latest entry that began before since, with the steps it took
+// from since on taken back (the events that made them are walked again).
+// The entries that began at since or later are derived again; those that
+// come out as they are stored stay, the rest are deleted or written, so
+// the per-day counts' triggers run for those only. A customer not in
+// since is derived from all their events.
+func (f *funnelPart) rederiveSince(tx core.App, fns []*Funnel, profiles []string, since map[string]time.Time) error {
 	if len(fns) == 0 || len(profiles) == 0 {
 		return nil
 	}
-	ids := make([]any, len(fns))
-	for i, fn := range fns {
-		ids[i] = fn.ID
-	}
-	// The entries kept stay as they are (a late event mostly changes one
-	// entry or none): only the ones that differ are deleted and written,
-	// so the per-day counts' triggers run for those only.
-	var kept []struct {
-		ID          string  `db:"id"`
-		Funnel      string  `db:"funnel"`
-		Profile     string  `db:"profile"`
-		EnteredAt   string  `db:"entered_at"`
-		Day         string  `db:"day"`
-		Channel     string  `db:"channel"`
-		Reached     int     `db:"reached"`
-		StepAt      string  `db:"step_at"`
-		ConvertSecs float64 `db:"convert_secs"`
-	}
-	if err := tx.DB().Select("id", "funnel", "profile", "entered_at", "day", "channel", "reached", "step_at", "convert_secs").
-		From(FunnelEntriesCollection).Where(dbx.And(dbx.In("funnel", ids...), dbx.In("profile", anys(profiles)...))).All(&kept); err != nil {
-		return err
-	}
-	rows, err := stepEvents(tx, f.m.horizonOf(), profiles, stepTypes(fns))
-	if err != nil {
-		return err
+	from := make([]string, len(profiles))
+	for i, p := range profiles {
+		if t, ok := since[p]; ok {
+			from[i] = pairArg(p, store.FormatTime(t))
+		} else {
+			from[i] = pairArg(p, "")
+		}
 	}
 	w := f.entryWriter(tx)
 	defer w.close()
 	w.keep = map[string][]string{}
-	for _, k := range kept {
-		sig := entrySig(k.Funnel, k.Profile, k.EnteredAt, k.Day, k.Channel, k.Reached, k.StepAt, k.ConvertSecs)
-		w.keep[sig] = append(w.keep[sig], k.ID)
-	}
 	defer func() { w.keep = nil }()
-	for _, fn := range fns {
+	// start is each customer's state at since per funnel: the entry that
+	// was latest there (nil when none), and its steps as stored.
+	type start struct {
+		cur    *entry
+		stored []time.Time
+	}
+	starts := make([]map[string]start, len(fns))
+	for i, fn := range fns {
+		// Per customer, the entries from the latest one that began before
+		// since on (every one when since is empty).
+		var kept []storedEntry
+		err := tx.DB().NewQuery("WITH b(p, t) AS MATERIALIZED (SELECT " + pairSQL + " FROM json_each({:from})) " +
+			"SELECT e.id, e.funnel, e.profile, e.entered_at, e.day, e.channel, e.reached, e.step_at, e.convert_secs, b.t AS since " +
+			"FROM b CROSS JOIN " + FunnelEntriesCollection + " e ON e.profile = b.p AND e.funnel = {:fn} AND e.entered_at >= " +
+			"COALESCE((SELECT MAX(l.entered_at) FROM " + FunnelEntriesCollection + " l WHERE l.profile = b.p AND l.funnel = {:fn} AND l.entered_at < b.t), b.t)").
+			Bind(dbx.Params{"from": jsonArg(from), "fn": fn.ID}).All(&kept)
+		if err != nil {
+			return err
+		}
+		starts[i] = map[string]start{}
+		for _, k := range kept {
+			if k.EnteredAt >= k.Since {
+				w.keep[k.sig()] = append(w.keep[k.sig()], k.ID)
+				continue
+			}
+			// Began before since. Of entries that began at the same time
+			// (one converted at once, the next began), the one whose steps
+			// go furthest in time, else the one not converted, was latest.
+			en := storedEntryOf(&k)
+			s, seen := starts[i][k.Profile]
+			if seen && !laterEntry(en, &entry{stepAt: s.stored}, len(fn.Steps)-1) {
+				continue
+			}
+			cur := &entry{id: en.id, enteredAt: en.enteredAt, channel: en.channel}
+			for _, t := range en.stepAt {
+				if store.FormatTime(t) < k.Since {
+					cur.stepAt = append(cur.stepAt, t)
+				}
+			}
+			starts[i][k.Profile] = start{cur: cur, stored: en.stepAt}
+		}
+	}
+	rows, err := stepEventsSince(tx, f.m.horizonOf(), from, stepTypes(fns))
+	if err != nil {
+		return err
+	}
+	for i, fn := range fns {
 		var cur *entry
 		var out []*entry
 		prev := ""
+		walked := map[string]bool{}
+		begin := func(p string) {
+			prev, out = p, nil
+			walked[p] = true
+			if cur = starts[i][p].cur; cur != nil {
+				out = append(out, cur)
+			}
+		}
 		flush := func() error {
+			if s := starts[i][prev]; s.cur != nil {
+				s.cur.changed = !slices.Equal(s.cur.stepAt, s.stored)
+			}
 			err := w.add(fn, prev, out)
 			cur, out = nil, nil
 			return err
@@ -585,7 +654,7 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 				if err := flush(); err != nil {
 					return err
 				}
-				prev = e.profile
+				begin(e.profile)
 			}
 			if next := fn.advance(cur, e); next != cur {
 				out = append(out, next)
@@ -594,6 +663,16 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 		}
 		if err := flush(); err != nil {
 			return err
+		}
+		// Customers with no event left from since on: the entry latest
+		// there keeps only its earlier steps.
+		for p, s := range starts[i] {
+			if !walked[p] && s.cur != nil {
+				begin(p)
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	var gone []any
@@ -610,22 +689,53 @@ func (f *funnelPart) rederive(tx core.App, fns []*Funnel, profiles []string) err
 	return w.flush()
 }
 
+// storedEntryOf is a stored entry as the derivation holds it.
+func storedEntryOf(k *storedEntry) *entry {
+	en := &entry{id: k.ID, channel: k.Channel}
+	var steps []string
+	_ = json.Unmarshal([]byte(k.StepAt), &steps)
+	for _, s := range steps {
+		if t, err := types.ParseDateTime(s); err == nil {
+			en.stepAt = append(en.stepAt, t.Time().UTC())
+		}
+	}
+	if len(en.stepAt) > 0 {
+		en.enteredAt = en.stepAt[0]
+	}
+	return en
+}
+
+// laterEntry reports whether a, of two entries that began at the same
+// time, came after b: only the latest of them can have taken a step after
+// that time or be short of the last step.
+func laterEntry(a, b *entry, last int) bool {
+	at, bt := a.stepAt[len(a.stepAt)-1], b.stepAt[len(b.stepAt)-1]
+	if !at.Equal(bt) {
+		return at.After(bt)
+	}
+	return a.reached() < last && b.reached() == last
+}
+
 // entrySig is an entry's stored values but its id.
 func entrySig(funnel, profile, enteredAt, day, channel string, reached int, stepAt string, secs float64) string {
 	return strings.Join([]string{funnel, profile, enteredAt, day, channel, strconv.Itoa(reached), stepAt, strconv.FormatFloat(secs, 'g', -1, 64)}, "\x00")
 }
 
-// stepEvents reads the customers' events of the given types, by customer
-// and time, with only what a step matches on (no properties kept; a
-// small decode of the JSON columns instead of maps).
-func stepEvents(tx core.App, horizon int64, profiles, typs []string) ([]*fev, error) {
+// stepEventsSince reads the events of the given types of the customers
+// in from (pairArg(customer, time) each, from that stored time on; all of
+// them for an empty time), by customer and time, with only what a step
+// matches on (no properties kept; a small decode of the JSON columns
+// instead of maps).
+func stepEventsSince(tx core.App, horizon int64, from []string, typs []string) ([]*fev, error) {
 	if len(typs) == 0 {
 		return nil, nil
 	}
 	var rows []funnelEventRow
-	err := tx.DB().Select("id", "profile", "type", "name", "channel", "occurred_at", "properties", "context").
-		From("events").Where(dbx.And(dbx.In("profile", anys(profiles)...), dbx.In("type", anys(typs)...), beforeHorizon(horizon))).
-		OrderBy("profile", "occurred_at", "id").All(&rows)
+	err := tx.DB().NewQuery("WITH b(p, t) AS MATERIALIZED (SELECT " + pairSQL + " FROM json_each({:from})) " +
+		"SELECT e.id, e.profile, e.type, e.name, e.channel, e.occurred_at, e.properties, e.context " +
+		"FROM b CROSS JOIN events e ON e.profile = b.p AND e.occurred_at >= b.t " +
+		"WHERE +e.type IN (SELECT value FROM json_each({:types})) AND e.rowid <= {:horizon} ORDER BY e.profile, e.occurred_at, e.id").
+		Bind(dbx.Params{"from": jsonArg(from), "types": jsonArg(typs), "horizon": horizon}).All(&rows)
 	if err != nil {
 		return nil, err
 	}

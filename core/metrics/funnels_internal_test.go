@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/app"
@@ -68,8 +69,8 @@ func TestFunnelStreamMatchesDerivation(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(7, 9))
 	base := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	var evs []*events.Event
-	for c := range 30 {
-		for k := range 8 {
+	for c := range 60 {
+		for k := range 12 {
 			typ := []string{events.PageViewed, events.PageViewed, events.CheckoutStarted, events.OrderPlaced, events.EmailOpened}[rnd.IntN(5)]
 			if c%5 == 0 && typ == events.PageViewed { // customers who never enter
 				typ = events.OrderPlaced
@@ -77,6 +78,9 @@ func TestFunnelStreamMatchesDerivation(t *testing.T) {
 			at := base.Add(time.Duration(rnd.IntN(20*24)) * time.Hour)
 			if c%3 == 0 { // in time order
 				at = base.Add(time.Duration(k*30) * time.Hour)
+			}
+			if c%7 == 1 { // several events at one time
+				at = base.Add(time.Duration(rnd.IntN(4)) * 24 * time.Hour)
 			}
 			props := map[string]any{"checkout_token": fmt.Sprintf("t%d-%d", c, k), "total": 10.5, "currency": "EUR"}
 			evs = append(evs, attrEvent(fmt.Sprintf("fs-%d-%d", c, k), typ, "shop", at,
@@ -121,6 +125,80 @@ func TestFunnelStreamMatchesDerivation(t *testing.T) {
 	}
 	if derived := checkoutSnapshot(t, e.s.PB); !slices.Equal(streamedCheckouts, derived) {
 		t.Errorf("streamed checkouts differ from derived ones:\nstreamed %q\nderived  %q", streamedCheckouts, derived)
+	}
+}
+
+// A late event re-derives a customer from its time on, starting from the
+// entry latest there with its later steps taken back; of two entries that
+// began at one time (the first converted at once), the later is that
+// entry. The result is the one a derivation from all the events gives.
+func TestFunnelLateEventDerivesFromItsTime(t *testing.T) {
+	m := New(Options{})
+	s := omnitest.Start(t, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{m} }})
+	if err := m.funnels.ensureLoaded(s.PB); err != nil {
+		t.Fatal(err)
+	}
+	fns := m.funnels.readyFunnels()
+	if len(fns) != 1 || len(fns[0].Steps) != 3 {
+		t.Fatalf("want the default funnel of 3 steps, got %d funnels", len(fns))
+	}
+	at := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+	// Ids order the events of one time as a derivation does.
+	insert := func(tx core.App, id, typ string, when time.Time) error {
+		_, err := tx.DB().NewQuery("INSERT INTO events (id, event_id, type, source, channel, occurred_at, received_at, identities, properties, context, profile) " +
+			"VALUES ({:id}, {:id}, {:type}, 'shop', 'web', {:at}, {:at}, '{}', '{}', '{\"channel\":\"web\"}', 'cust1')").
+			Bind(dbx.Params{"id": id, "type": typ, "at": store.FormatTime(when)}).Execute()
+		return err
+	}
+	entries := func() []string {
+		var rows []string
+		if err := s.PB.DB().NewQuery("SELECT entered_at || ' ' || reached || ' ' || step_at FROM " + FunnelEntriesCollection + " ORDER BY 1").Column(&rows); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	err := s.PB.RunInTransaction(func(tx core.App) error {
+		for _, e := range []struct {
+			id, typ string
+			at      time.Time
+		}{
+			{"e1", events.PageViewed, at}, {"e2", events.CheckoutStarted, at}, {"e3", events.OrderPlaced, at},
+			{"e4", events.PageViewed, at}, {"e5", events.CheckoutStarted, at}, {"e6", events.OrderPlaced, at.Add(2 * time.Hour)},
+			{"e7", events.PageViewed, at.Add(9 * 24 * time.Hour)},
+		} {
+			if err := insert(tx, e.id, e.typ, e.at); err != nil {
+				return err
+			}
+		}
+		return m.funnels.rederive(tx, fns, []string{"cust1"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := entries()
+	if len(before) != 3 {
+		t.Fatalf("entries before the late event: %q", before)
+	}
+	// An order an hour after the second entry's checkout: it converts
+	// there, not at the later order.
+	err = s.PB.RunInTransaction(func(tx core.App) error {
+		if err := insert(tx, "e8", events.OrderPlaced, at.Add(time.Hour)); err != nil {
+			return err
+		}
+		return m.funnels.rederiveSince(tx, fns, []string{"cust1"}, map[string]time.Time{"cust1": at.Add(time.Hour)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := entries()
+	if slices.Equal(late, before) {
+		t.Fatalf("the late order changed nothing: %q", late)
+	}
+	if err := s.PB.RunInTransaction(func(tx core.App) error { return m.funnels.rederive(tx, fns, []string{"cust1"}) }); err != nil {
+		t.Fatal(err)
+	}
+	if all := entries(); !slices.Equal(late, all) {
+		t.Errorf("derived from the late event's time:\n%q\nfrom all the events:\n%q", late, all)
 	}
 }
 
