@@ -138,6 +138,8 @@ func TestFunnelLateEventDerivesFromItsTime(t *testing.T) {
 	if err := m.funnels.ensureLoaded(s.PB); err != nil {
 		t.Fatal(err)
 	}
+	// The default funnel is ready once its (empty) backfill has run.
+	omnitest.Eventually(t, 60*time.Second, func() bool { return len(m.funnels.readyFunnels()) == 1 }, "the default funnel ready")
 	fns := m.funnels.readyFunnels()
 	if len(fns) != 1 || len(fns[0].Steps) != 3 {
 		t.Fatalf("want the default funnel of 3 steps, got %d funnels", len(fns))
