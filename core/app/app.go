@@ -242,6 +242,18 @@ func (o *Omni) Serve(ln net.Listener, ready chan<- struct{}) (err error) {
 	o.memStop = make(chan struct{})
 	go memtune.ReleaseWhenIdle(o.memStop, 10*time.Second)
 	o.cron.guard(o.PB.Cron()) // its jobs are made with the app; it starts as it serves
+	// A backup schedule saved in the settings replaces the backup job once
+	// PocketBase's own handler is done: this one runs first, so its part
+	// after Next runs last.
+	o.PB.OnSettingsReload().Bind(&hook.Handler[*core.SettingsReloadEvent]{
+		Id:       "omniCronGuard",
+		Priority: -100,
+		Func: func(e *core.SettingsReloadEvent) error {
+			err := e.Next()
+			o.cron.guard(o.PB.Cron())
+			return err
+		},
+	})
 	// WAL checkpoints beside the writer instead of inside its commits.
 	o.stopCkpt = store.StartCheckpoints(o.PB.ConcurrentDB(), o.PB.NonconcurrentDB(), store.CheckpointInterval)
 	if err := startPprof(o.Log); err != nil {

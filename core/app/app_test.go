@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/cron"
 
 	"github.com/omni/omni/config"
 
@@ -207,5 +208,36 @@ func TestCronJobsDueAfterShutdownDoNothing(t *testing.T) {
 	}
 	if ran != 2 {
 		t.Fatalf("ran %d of PocketBase's hourly clean-ups, want 2", ran)
+	}
+}
+
+// A backup schedule saved while the server runs replaces PocketBase's
+// backup job; that job too does nothing once the server has stopped
+// (it would back up a closed database).
+func TestBackupJobSavedLaterIsGuardedAtShutdown(t *testing.T) {
+	s := omnitest.Start(t, omnitest.Options{})
+	settings := s.PB.Settings()
+	settings.Backups.Cron = "0 3 * * *"
+	if err := s.PB.Save(settings); err != nil {
+		t.Fatal(err)
+	}
+	var backup *cron.Job
+	for _, job := range s.PB.Cron().Jobs() {
+		if job.Id() == "__pbAutoBackup__" {
+			backup = job
+		}
+	}
+	if backup == nil {
+		t.Fatal("no backup job after saving a backup schedule")
+	}
+	s.Stop()
+	started := 0
+	s.PB.OnBackupCreate().BindFunc(func(e *core.BackupEvent) error {
+		started++
+		return e.Next()
+	})
+	backup.Run()
+	if started != 0 {
+		t.Fatalf("the backup job started a backup after the server stopped")
 	}
 }

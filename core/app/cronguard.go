@@ -16,21 +16,37 @@ type cronGuard struct {
 	mu      sync.Mutex
 	closed  bool
 	running sync.WaitGroup
+	wrapped map[*cron.Job]bool // the jobs guard made
 }
 
-// guard wraps the jobs registered on c so far (PocketBase's own, added as
-// the app is made): a job runs only while the guard is open, and close
-// waits for it. A job registered later (a backup schedule saved in the
-// settings) is not guarded.
+// guard wraps the jobs registered on c that it has not wrapped yet: a job
+// runs only while the guard is open, and close waits for it. It runs as
+// the server starts serving (PocketBase's own jobs, made with the app)
+// and after each settings reload (a backup schedule saved in the settings
+// replaces the backup job).
 func (g *cronGuard) guard(c *cron.Cron) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.wrapped == nil {
+		g.wrapped = map[*cron.Job]bool{}
+	}
 	for _, job := range c.Jobs() {
-		c.MustAdd(job.Id(), job.Expression(), func() { // replaces job, which keeps its function
+		if g.wrapped[job] {
+			continue
+		}
+		id := job.Id()
+		c.MustAdd(id, job.Expression(), func() { // replaces job, which keeps its function
 			if !g.enter() {
 				return
 			}
 			defer g.running.Done()
 			job.Run()
 		})
+		for _, j := range c.Jobs() {
+			if j.Id() == id {
+				g.wrapped[j] = true
+			}
+		}
 	}
 }
 
