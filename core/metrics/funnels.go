@@ -612,6 +612,10 @@ func (f *funnelPart) rederiveSince(tx core.App, fns []*Funnel, profiles []string
 			// (one converted at once, the next began), the one whose steps
 			// go furthest in time, else the one not converted, was latest.
 			en := storedEntryOf(&k)
+			if len(en.stepAt) == 0 { // unreadable: no state to go on from; it goes
+				w.keep[k.sig()] = append(w.keep[k.sig()], k.ID)
+				continue
+			}
 			s, seen := starts[i][k.Profile]
 			if seen && !laterEntry(en, &entry{stepAt: s.stored}, len(fn.Steps)-1) {
 				continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -201,6 +202,24 @@ func TestFunnelLateEventDerivesFromItsTime(t *testing.T) {
 	}
 	if all := entries(); !slices.Equal(late, all) {
 		t.Errorf("derived from the late event's time:\n%q\nfrom all the events:\n%q", late, all)
+	}
+
+	// An entry whose steps cannot be read does not stop the derivation:
+	// it is dropped, and the late event's customer derived from there.
+	err = s.PB.RunInTransaction(func(tx core.App) error {
+		if _, err := tx.DB().NewQuery("UPDATE " + FunnelEntriesCollection + " SET step_at = 'not json'").Execute(); err != nil {
+			return err
+		}
+		if err := insert(tx, "e9", events.OrderPlaced, at.Add(9*24*time.Hour+time.Hour)); err != nil {
+			return err
+		}
+		return m.funnels.rederiveSince(tx, fns, []string{"cust1"}, map[string]time.Time{"cust1": at.Add(3 * time.Hour)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(); len(got) != 1 || !strings.Contains(got[0], "2026-05-13 10:00:00.000Z") {
+		t.Errorf("after unreadable entries, want the one entry from the late event's time on, got %q", got)
 	}
 }
 
