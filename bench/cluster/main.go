@@ -296,6 +296,9 @@ func run(o options) (rep *report, err error) {
 	if err := writer.waitDrained(5 * time.Minute); err != nil {
 		return nil, err
 	}
+	if err := cluster.waitAcked(time.Minute); err != nil {
+		return nil, err
+	}
 	if err := writer.stop(); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -222,6 +223,60 @@ func (c *natsCluster) leaderOf(stream string) int {
 }
 
 func (c *natsCluster) url() string { return strings.Join(c.urls, ",") }
+
+// waitAcked waits until the writer's consumers have acknowledged
+// everything on their streams, read from the streams' leaders: first the
+// webhook deliveries (each acknowledged once its events are on EVENTS),
+// then every event on EVENTS at that moment. The writer's health counts
+// a consumer's pending messages as its own server sees the stream, which
+// can lag the leader for a moment after a node restarts: with nothing
+// pending there and the last delivery just acknowledged, the writer could
+// be stopped before an event it had not yet been handed.
+func (c *natsCluster) waitAcked(limit time.Duration) error {
+	nc, err := nats.Connect(c.url())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	acked := func(stream, consumer string) (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return false, err
+		}
+		last := s.CachedInfo().State.LastSeq
+		cons, err := s.Consumer(ctx, consumer)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return true, nil // no writer consumes this stream here
+		} else if err != nil {
+			return false, err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		return info.AckFloor.Stream >= last, nil
+	}
+	deadline := time.Now().Add(limit)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		hooks, err := acked(bus.StreamWebhooks, webhooks.ConsumerName)
+		if err == nil && hooks {
+			var evs bool
+			if evs, err = acked(bus.StreamEvents, eventstore.ConsumerName); err == nil && evs {
+				return nil
+			}
+		}
+		lastErr = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the writer did not acknowledge everything on its streams within %s (%v)", limit, lastErr)
+}
 
 func (c *natsCluster) stop() {
 	for _, n := range c.nodes {
