@@ -389,15 +389,7 @@ func latestEntries(tx core.App, pairs []funnelProfile) (map[funnelProfile]*entry
 				rows.Close()
 				return nil, err
 			}
-			en := &entry{id: id, channel: channel}
-			var steps []string
-			_ = json.Unmarshal([]byte(stepAt), &steps)
-			for _, s := range steps {
-				if t, err := types.ParseDateTime(s); err == nil {
-					en.stepAt = append(en.stepAt, t.Time().UTC())
-				}
-			}
-			out[funnelProfile{fn, profile}] = en
+			out[funnelProfile{fn, profile}] = &entry{id: id, channel: channel, stepAt: stepTimes(stepAt)}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -695,18 +687,25 @@ func (f *funnelPart) rederiveSince(tx core.App, fns []*Funnel, profiles []string
 
 // storedEntryOf is a stored entry as the derivation holds it.
 func storedEntryOf(k *storedEntry) *entry {
-	en := &entry{id: k.ID, channel: k.Channel}
-	var steps []string
-	_ = json.Unmarshal([]byte(k.StepAt), &steps)
-	for _, s := range steps {
-		if t, err := types.ParseDateTime(s); err == nil {
-			en.stepAt = append(en.stepAt, t.Time().UTC())
-		}
-	}
+	en := &entry{id: k.ID, channel: k.Channel, stepAt: stepTimes(k.StepAt)}
 	if len(en.stepAt) > 0 {
 		en.enteredAt = en.stepAt[0]
 	}
 	return en
+}
+
+// stepTimes reads an entry's stored step_at (a JSON list of times); what
+// cannot be read is left out.
+func stepTimes(stepAt string) []time.Time {
+	var steps []string
+	_ = json.Unmarshal([]byte(stepAt), &steps)
+	var out []time.Time
+	for _, s := range steps {
+		if t, err := types.ParseDateTime(s); err == nil {
+			out = append(out, t.Time().UTC())
+		}
+	}
+	return out
 }
 
 // laterEntry reports whether a, of two entries that began at the same
