@@ -293,10 +293,7 @@ func run(o options) (rep *report, err error) {
 	if restartErr != nil {
 		return nil, restartErr
 	}
-	if err := writer.waitDrained(5 * time.Minute); err != nil {
-		return nil, err
-	}
-	if err := cluster.waitAcked(time.Minute); err != nil {
+	if err := cluster.waitAcked(5 * time.Minute); err != nil {
 		return nil, err
 	}
 	if err := writer.stop(); err != nil {
