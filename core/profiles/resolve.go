@@ -485,7 +485,7 @@ func (b *batch) stored(p *profile, saved *savedColumns, row *storedRow) {
 // active customers than the cache holds, most events need one).
 func (b *batch) prefetchProfiles(stored []*eventstore.Stored) error {
 	const chunk = 500
-	var want []string
+	var want, cached []string
 	seen := map[string]bool{}
 	for _, s := range stored {
 		for k, v := range s.Event.Identities {
@@ -498,12 +498,15 @@ func (b *batch) prefetchProfiles(stored []*eventstore.Stored) error {
 				continue
 			}
 			seen[pid] = true
-			if b.rowProfile(pid) != nil {
+			if b.rows.get(pid) != nil {
+				cached = append(cached, pid)
 				continue
 			}
 			want = append(want, pid)
 		}
 	}
+	// A row that does not decode is read with SQL, which reports it.
+	want = append(want, b.rowProfiles(cached)...)
 	if len(want) == 0 {
 		return nil
 	}
@@ -1084,11 +1087,32 @@ func nameOf(traits map[string]any) string {
 
 // flush writes every changed profile.
 func (b *batch) flush() error {
+	var live []*profile
+	for _, p := range b.order {
+		if p.dirty && p.mergedInto == "" {
+			live = append(live, p)
+		}
+	}
+	// What each row will hold is worked out without the database, in
+	// parts beside the writer; the statements then run in order.
+	rows := make([]rowWrite, len(live))
+	inParts(len(live), func(lo, hi int) {
+		var buf []byte
+		for i := lo; i < hi; i++ {
+			buf = b.prepare(live[i], &rows[i], buf)
+		}
+	})
+	next := 0
 	for _, p := range b.order {
 		if !p.dirty {
 			continue
 		}
-		if err := b.write(p); err != nil {
+		var w *rowWrite
+		if p.mergedInto == "" {
+			w = &rows[next]
+			next++
+		}
+		if err := b.write(p, w); err != nil {
 			return fmt.Errorf("write profile %s: %w", p.id, err)
 		}
 		p.dirty, p.isNew = false, false
@@ -1117,76 +1141,108 @@ func updateSQL(mask uint16) string {
 	return q.String()
 }
 
-// write inserts or updates one profile's row (and its search words). An
-// update writes only the columns that changed since flush last wrote
-// them; computed changes with every event.
-func (b *batch) write(p *profile) error {
+// rowWrite is what write stores for a live profile, as prepare works it
+// out from the profile alone.
+type rowWrite struct {
+	vals []any // profileColumns' values
+	mask uint16
+	now  *savedColumns
+	// computed is the computed JSON; unchanged says the row as stored
+	// already holds everything (only updated would move).
+	computed  string
+	unchanged bool
+	// words are the profile's own search words when they need looking at
+	// (p.wordsSaved false).
+	words []string
+	row   *storedRow // the row cache's entry once written
+}
+
+// prepare works out w, p's row as write will store it, touching nothing
+// but p and w (flush runs it for many profiles at once). buf is scratch
+// for the computed JSON, returned for the next call. An update writes
+// only the columns that changed since flush last wrote them; computed
+// changes with every event.
+func (b *batch) prepare(p *profile, w *rowWrite, buf []byte) []byte {
 	vals := make([]any, len(profileColumns)) // escapes into Exec anyway
 	var mask uint16 = allColumns
-	var now *savedColumns
-	var unchanged bool
+	c := p.comp
+	due := c.derive(b.now, b.cur)
+	now := &savedColumns{name: p.name, email: p.email, phone: p.phone,
+		orders: c.OrdersCount, stage: c.LifecycleStage, engagement: c.EngagementLevel, known: p.known()}
+	now.dbTimes(p.saved, c)
+	if !due.IsZero() {
+		now.due = due.UTC().Format(dbTime)
+	}
+	if p.saved != nil && keepDue(p.saved.due, now.due, b.nowDB) {
+		now.due = p.saved.due
+	}
+	buf = c.appendJSON(buf[:0])
+	computed := string(buf)
+	vals[0], vals[1], vals[2], vals[3], vals[5] = "", now.name, now.email, now.phone, computed
+	vals[7], vals[8], vals[9], vals[10], vals[11], vals[12], vals[13] = now.firstSeen, now.lastSeen, now.orders, now.stage, now.engagement, now.due, now.known
+	if !p.isNew && p.saved != nil {
+		mask = p.saved.changed(now) | 1<<5 // computed
+	}
+	p.ownComputed = c.finite() // else appendJSON stores what json.Marshal fails on
+	if !p.traitsSaved || p.isNew {
+		tj, err := json.Marshal(p.traits)
+		p.rawTraits = string(tj)
+		vals[4], mask = p.rawTraits, mask|1<<4
+		p.ownTraits = err == nil
+	} else {
+		mask &^= 1 << 4
+	}
+	if !p.consentSaved || p.isNew {
+		kj, err := json.Marshal(p.consent)
+		p.rawConsent = string(kj)
+		vals[6], mask = p.rawConsent, mask|1<<6
+		p.ownConsent = err == nil
+	} else {
+		mask &^= 1 << 6
+	}
+	var words []string
+	if !p.wordsSaved {
+		words = profileWords(p.name, p.email, p.phone, p.ids)
+	}
+	// Events that changed nothing the row holds (say a page view older
+	// than the last one, on a day and channel already counted) leave it
+	// unwritten: the UPDATE would only move updated, and cost the row's
+	// page in the WAL.
+	unchanged := !p.isNew && p.saved != nil && mask == 1<<5 && computed == p.rawComputed
+	*w = rowWrite{vals: vals, mask: mask, now: now, computed: computed, unchanged: unchanged, words: words,
+		row: rowOf(p, computed, now)}
+	return buf
+}
+
+// write inserts or updates one profile's row (and its search words): a
+// merged profile's pointer, or w (prepare) for a live one.
+func (b *batch) write(p *profile, w *rowWrite) error {
 	if p.mergedInto != "" {
 		// A merged profile keeps only its pointer.
-		copy(vals, []any{p.mergedInto, "", "", "", "{}", "{}", "{}", "", "", 0, "", "", "", false})
-	} else {
-		c := p.comp
-		due := c.derive(b.now, b.cur)
-		now = &savedColumns{name: p.name, email: p.email, phone: p.phone,
-			orders: c.OrdersCount, stage: c.LifecycleStage, engagement: c.EngagementLevel, known: p.known()}
-		now.dbTimes(p.saved, c)
-		if !due.IsZero() {
-			now.due = due.UTC().Format(dbTime)
+		vals := []any{p.mergedInto, "", "", "", "{}", "{}", "{}", "", "", 0, "", "", "", false}
+		if err := b.exec(p, vals, allColumns); err != nil {
+			p.saved = nil
+			b.rows.drop(p.id)
+			return err
 		}
-		if p.saved != nil && keepDue(p.saved.due, now.due, b.nowDB) {
-			now.due = p.saved.due
-		}
-		b.compBuf = c.appendJSON(b.compBuf[:0])
-		vals[0], vals[1], vals[2], vals[3], vals[5] = "", now.name, now.email, now.phone, string(b.compBuf)
-		vals[7], vals[8], vals[9], vals[10], vals[11], vals[12], vals[13] = now.firstSeen, now.lastSeen, now.orders, now.stage, now.engagement, now.due, now.known
-		if !p.isNew && p.saved != nil {
-			mask = p.saved.changed(now) | 1<<5 // computed
-		}
-		p.ownComputed = c.finite() // else appendJSON stores what json.Marshal fails on
-		if !p.traitsSaved || p.isNew {
-			tj, err := json.Marshal(p.traits)
-			p.rawTraits = string(tj)
-			vals[4], mask = p.rawTraits, mask|1<<4
-			p.ownTraits = err == nil
-		} else {
-			mask &^= 1 << 4
-		}
-		if !p.consentSaved || p.isNew {
-			kj, err := json.Marshal(p.consent)
-			p.rawConsent = string(kj)
-			vals[6], mask = p.rawConsent, mask|1<<6
-			p.ownConsent = err == nil
-		} else {
-			mask &^= 1 << 6
-		}
-		if err := b.indexProfile(p); err != nil {
-			return fmt.Errorf("index: %w", err)
-		}
-		// Events that changed nothing the row holds (say a page view older
-		// than the last one, on a day and channel already counted) leave
-		// it unwritten: the UPDATE would only move updated, and cost the
-		// row's page in the WAL.
-		unchanged = !p.isNew && p.saved != nil && mask == 1<<5 && string(b.compBuf) == p.rawComputed
+		p.saved = nil
+		b.rows.drop(p.id)
+		return nil
 	}
-	if !unchanged {
-		if err := b.exec(p, vals, mask); err != nil {
+	if err := b.indexProfile(p, w.words); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	if !w.unchanged {
+		if err := b.exec(p, w.vals, w.mask); err != nil {
 			p.saved = nil
 			b.rows.drop(p.id)
 			return err
 		}
 	}
-	p.saved = now
-	if p.mergedInto == "" {
-		p.traitsSaved, p.consentSaved = true, true
-		p.rawComputed = vals[5].(string)
-		b.rows.put(p.id, rowOf(p, p.rawComputed, now))
-	} else {
-		b.rows.drop(p.id)
-	}
+	p.saved = w.now
+	p.traitsSaved, p.consentSaved = true, true
+	p.rawComputed = w.computed
+	b.rows.put(p.id, w.row)
 	return nil
 }
 

@@ -152,26 +152,66 @@ func (b *batch) rowProfile(id string) *profile {
 	if err != nil {
 		return nil
 	}
-	b.profiles[id] = p
 	return p
+}
+
+// rowProfiles is rowProfile for many ids, each with a cached row: the rows
+// are decoded in parts beside the writer (inParts). It returns the ids
+// whose row does not decode.
+func (b *batch) rowProfiles(ids []string) (failed []string) {
+	rows := make([]*storedRow, len(ids))
+	for i, id := range ids {
+		rows[i] = b.rows.get(id)
+	}
+	ps := make([]*profile, len(ids))
+	inParts(len(ids), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ps[i], _ = decodeRow(ids[i], rows[i])
+		}
+	})
+	for i, p := range ps {
+		if p == nil {
+			failed = append(failed, ids[i])
+			continue
+		}
+		b.adoptRow(p, rows[i])
+	}
+	return failed
 }
 
 // fromRow decodes a cached row into the batch's working copy, as
 // readProfile does a row read with SQL.
 func (b *batch) fromRow(id string, r *storedRow) (*profile, error) {
+	p, err := decodeRow(id, r)
+	if err != nil {
+		return nil, err
+	}
+	b.adoptRow(p, r)
+	return p, nil
+}
+
+// decodeRow is the profile a cached row holds, decoded; it touches
+// nothing else, so rows decode in parts (rowProfiles).
+func decodeRow(id string, r *storedRow) (*profile, error) {
 	row := profileRow{ID: id, Created: r.created, Name: r.saved.name, Email: r.saved.email, Phone: r.saved.phone,
 		Traits: r.traits, Computed: r.computed, Consent: r.consent}
 	p, err := row.decode()
 	if err != nil {
 		return nil, err
 	}
-	saved := r.saved
 	p.ownTraits, p.ownConsent, p.ownComputed = r.own, r.own, true
 	for i := 0; i+1 < len(r.ids); i += 2 {
 		p.ids[r.ids[i]] = append(p.ids[r.ids[i]], r.ids[i+1])
 	}
-	b.stored(p, &saved, r)
 	return p, nil
+}
+
+// adoptRow marks p, decoded from r, as stored, and makes it the batch's
+// working copy.
+func (b *batch) adoptRow(p *profile, r *storedRow) {
+	saved := r.saved
+	b.stored(p, &saved, r)
+	b.profiles[p.id] = p
 }
 
 // keepAnswers records on the cached rows of ps (the profiles the events

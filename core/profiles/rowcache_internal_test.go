@@ -17,10 +17,11 @@ import (
 // A cached row decodes to exactly the profile SQL reads back: customers
 // made, identified, merged, ordering in two currencies and changing
 // consent, with the decoded profiles started over between rounds so later
-// rounds resolve from rows.
+// rounds resolve from rows. Each round touches enough customers for the
+// rows to be decoded and prepared in parts (inParts).
 func TestRowCacheHoldsTheStoredRow(t *testing.T) {
 	mod, s := startUnlimited(t) // no row is dropped for the budget
-	const customers = 40
+	const customers = 2 * 2 * minPart
 	at := time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Millisecond)
 	n := 0
 	mk := func(typ string, ids events.Identities, props map[string]any) *events.Event {

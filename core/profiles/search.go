@@ -141,16 +141,15 @@ func storedOrderWords(typ, props string) []string {
 // signature of a profile's words, to skip rewriting an unchanged index.
 func signature(ws []string) string { return strings.Join(ws, "\x00") }
 
-// indexProfile rewrites p's own words when they changed since the last
-// write (p.indexed holds what is stored when known; "" after a load or a
-// merge). p.wordsSaved skips even working out the words: nothing they are
-// made of (name, email, phone, identities) changed since they were last
-// written or since the profile was read back.
-func (b *batch) indexProfile(p *profile) error {
+// indexProfile rewrites p's own words ws (profileWords) when they changed
+// since the last write (p.indexed holds what is stored when known; "" after
+// a load or a merge). p.wordsSaved skips them (prepare does not even work
+// them out): nothing they are made of (name, email, phone, identities)
+// changed since they were last written or since the profile was read back.
+func (b *batch) indexProfile(p *profile, ws []string) error {
 	if p.wordsSaved {
 		return nil
 	}
-	ws := profileWords(p.name, p.email, p.phone, p.ids)
 	sig := signature(ws)
 	if p.indexed == "" && !p.isNew {
 		// Loaded (not cached) or merged: what is stored is one covering

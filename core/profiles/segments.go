@@ -218,6 +218,66 @@ func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, sil
 	return m.evaluateSegments(tx, ps, segs, now, silent)
 }
 
+// reanswer gives p the segments' answers after its batch (evaluateChanged)
+// and says, a byte per segment, which need SQL: '0' none (the stored
+// membership stands), '1' SQL decides, '2' Go decided and SQL reads the
+// membership to change; "" when none does. need is scratch of len(segs).
+// It touches only p (and the segments' counters).
+func (m *Module) reanswer(p *profile, segs []*segment, st *stateReads, nConds int, epoch uint64, now time.Time, need []byte) string {
+	if p.segStateOf != st {
+		p.segState = nil // recorded for another segment list
+	}
+	state := readState(p, st)
+	known := p.segState != nil && p.answersAt == epoch && len(p.answers) == len(segs) && len(p.condAnswers) == nConds
+	next, nextConds := make([]segmentrule.Truth, len(segs)), make([]segmentrule.Truth, nConds)
+	if known {
+		copy(nextConds, p.condAnswers)
+	}
+	for j, s := range segs {
+		need[j] = '0'
+		stateChanged, eventCounted := true, true
+		if p.segState != nil {
+			stateChanged, eventCounted = changedFor(s, p, state, now)
+			if !stateChanged && !eventCounted {
+				if known {
+					next[j] = p.answers[j]
+				}
+				continue
+			}
+		}
+		next[j] = m.answer(s.rule, p, now)
+		condsSame := known && !eventCounted
+		for k, c := range s.conds {
+			at := s.condAt + k
+			a := m.answer(c, p, now)
+			condsSame = condsSame && sameAnswer(nextConds[at], a)
+			nextConds[at] = a
+		}
+		// A profile the batch made is in no segment yet.
+		fresh := p.fresh && next[j].Decided() && !next[j].Holds()
+		if fresh || (known && (sameAnswer(p.answers[j], next[j]) || condsSame)) {
+			m.segs.kept.Add(1)
+			continue
+		}
+		// Decided in Go: the membership is that answer, and SQL only
+		// reads what it was (nothing, for a profile the batch made).
+		need[j] = '1'
+		if next[j].Decided() {
+			need[j] = '2'
+			m.segs.decided.Add(1)
+		}
+	}
+	// The answers are the memberships once the groups are written (a
+	// failure there fails the batch, and its profiles are forgotten).
+	// fresh stays until then: the groups read it.
+	p.segState, p.segStateOf, p.newTypes = state, st, nil
+	p.answers, p.condAnswers, p.answersAt = next, nextConds, epoch
+	if strings.Trim(string(need), "0") == "" {
+		return ""
+	}
+	return string(need)
+}
+
 // evaluateChanged is the hot path's evaluation: for each profile a batch
 // touched, only the segments whose rules read something of it that
 // changed since they were last evaluated for it (a trait, a column,
@@ -244,60 +304,20 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 		}
 		return nil, nil
 	}
+	// Each profile's answers are Go's alone (no SQL), so they are worked
+	// out in parts beside the writer; the groups follow in order.
+	needs := make([]string, len(ps))
+	inParts(len(ps), func(lo, hi int) {
+		need := make([]byte, len(segs))
+		for i := lo; i < hi; i++ {
+			needs[i] = m.reanswer(ps[i], segs, st, nConds, epoch, now, need)
+		}
+	})
 	groups := map[string][]*profile{}
 	var keys []string
-	need := make([]byte, len(segs))
-	for _, p := range ps {
-		if p.segStateOf != st {
-			p.segState = nil // recorded for another segment list
-		}
-		state := readState(p, st)
-		known := p.segState != nil && p.answersAt == epoch && len(p.answers) == len(segs) && len(p.condAnswers) == nConds
-		next, nextConds := make([]segmentrule.Truth, len(segs)), make([]segmentrule.Truth, nConds)
-		if known {
-			copy(nextConds, p.condAnswers)
-		}
-		for j, s := range segs {
-			need[j] = '0'
-			stateChanged, eventCounted := true, true
-			if p.segState != nil {
-				stateChanged, eventCounted = changedFor(s, p, state, now)
-				if !stateChanged && !eventCounted {
-					if known {
-						next[j] = p.answers[j]
-					}
-					continue
-				}
-			}
-			next[j] = m.answer(s.rule, p, now)
-			condsSame := known && !eventCounted
-			for k, c := range s.conds {
-				at := s.condAt + k
-				a := m.answer(c, p, now)
-				condsSame = condsSame && sameAnswer(nextConds[at], a)
-				nextConds[at] = a
-			}
-			// A profile the batch made is in no segment yet.
-			fresh := p.fresh && next[j].Decided() && !next[j].Holds()
-			if fresh || (known && (sameAnswer(p.answers[j], next[j]) || condsSame)) {
-				m.segs.kept.Add(1)
-				continue
-			}
-			// Decided in Go: the membership is that answer, and SQL only
-			// reads what it was (nothing, for a profile the batch made).
-			need[j] = '1'
-			if next[j].Decided() {
-				need[j] = '2'
-				m.segs.decided.Add(1)
-			}
-		}
-		// The answers are the memberships once the groups below are
-		// written (a failure there fails the batch, and its profiles are
-		// forgotten). fresh stays until then: the groups read it.
-		p.segState, p.segStateOf, p.newTypes = state, st, nil
-		p.answers, p.condAnswers, p.answersAt = next, nextConds, epoch
-		k := string(need)
-		if strings.Trim(k, "0") == "" {
+	for i, p := range ps {
+		k := needs[i]
+		if k == "" {
 			continue
 		}
 		if groups[k] == nil {
