@@ -1218,16 +1218,13 @@ func (b *batch) prepare(p *profile, w *rowWrite, buf []byte) []byte {
 // merged profile's pointer, or w (prepare) for a live one.
 func (b *batch) write(p *profile, w *rowWrite) error {
 	if p.mergedInto != "" {
-		// A merged profile keeps only its pointer.
+		// A merged profile keeps only its pointer: no saved columns and
+		// no cached row, whether the write succeeds or not.
 		vals := []any{p.mergedInto, "", "", "", "{}", "{}", "{}", "", "", 0, "", "", "", false}
-		if err := b.exec(p, vals, allColumns); err != nil {
-			p.saved = nil
-			b.rows.drop(p.id)
-			return err
-		}
+		err := b.exec(p, vals, allColumns)
 		p.saved = nil
 		b.rows.drop(p.id)
-		return nil
+		return err
 	}
 	if err := b.indexProfile(p, w.words); err != nil {
 		return fmt.Errorf("index: %w", err)
