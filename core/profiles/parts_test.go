@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// Every item is worked exactly once, in parts on several goroutines when
-// there are enough items, and a panic in any part reaches the caller.
+// Every item is worked exactly once, in chunks on several goroutines when
+// there are enough items, and a panic in any chunk reaches the caller.
 func TestInPartsCoversEachItemOnce(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("needs two cores to split") // the one-part path is covered below
@@ -28,10 +28,10 @@ func TestInPartsCoversEachItemOnce(t *testing.T) {
 		}
 		wantCalls := int32(1)
 		if n >= 2*minPart {
-			wantCalls = int32(min(runtime.GOMAXPROCS(0), n/minPart))
+			wantCalls = int32((n + partChunk - 1) / partChunk)
 		}
 		if calls.Load() != wantCalls {
-			t.Fatalf("n=%d: %d parts, want %d", n, calls.Load(), wantCalls)
+			t.Fatalf("n=%d: %d chunks, want %d", n, calls.Load(), wantCalls)
 		}
 	}
 	for _, last := range []bool{false, true} {
