@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -587,6 +588,14 @@ func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*se
 		if len(live) == 0 {
 			return out, nil
 		}
+		if len(cols) == 0 {
+			evs, err := m.writeDecided(tx, part, live, goAt, now, silent)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, evs...)
+			continue
+		}
 		want := map[[2]string]bool{}
 		have := map[[2]string]string{}
 		byID := map[string]*profile{}
@@ -740,6 +749,80 @@ func enteredEvent(segID, segName string, p *profile, now time.Time) *events.Even
 		map[string]any{"profile_id": p.id, "segment_id": segID, "segment_name": segName})
 }
 
+// writeDecided writes the memberships Go decided: for every profile of
+// ps, every segment of live changed its answer (goAt[i] is where live[i]'s
+// is in profile.answers). A profile the answer holds for enters unless it
+// already was a member; any other leaves if it was one. SQLite returns the
+// rows each write changed (RETURNING), so no statement reads the
+// memberships first, and each event stands for a membership that changed.
+func (m *Module) writeDecided(tx core.App, ps []*profile, live []*segment, goAt []int, now time.Time, silent bool) ([]*events.Event, error) {
+	var entering, leaving []member
+	for _, p := range ps {
+		for i, s := range live {
+			switch {
+			case p.answers[goAt[i]].Holds():
+				entering = append(entering, member{segment: s.id, profile: p.id})
+			case !p.fresh: // a profile the batch made is in no segment yet
+				leaving = append(leaving, member{segment: s.id, profile: p.id})
+			}
+		}
+	}
+	entered, err := insertNewMembers(tx, entering, now)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*profile, len(ps))
+	for _, p := range ps {
+		byID[p.id] = p
+	}
+	names := make(map[string]string, len(live))
+	for _, s := range live {
+		names[s.id] = s.name
+	}
+	var out []*events.Event
+	if !silent {
+		for _, k := range entering {
+			if entered[[2]string{k.segment, k.profile}] {
+				out = append(out, enteredEvent(k.segment, names[k.segment], byID[k.profile], now))
+			}
+		}
+	}
+	for _, k := range leaving {
+		ev, err := m.leave(tx, k.segment, names[k.segment], byID[k.profile], now, silent)
+		if err != nil {
+			return nil, err
+		}
+		if ev != nil {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// insertNewMembers is insertMembers that says which of the memberships
+// were new (the others were there already and are left as they were).
+func insertNewMembers(tx core.App, entering []member, now time.Time) (map[[2]string]bool, error) {
+	if len(entering) == 0 {
+		return nil, nil
+	}
+	at := now.UTC().Format(dbTime)
+	args := make([]any, 0, len(entering)*4)
+	for _, k := range entering {
+		args = append(args, newID(), k.segment, k.profile, at)
+	}
+	inserted := make(map[[2]string]bool, len(entering))
+	err := store.QueryRows(store.Executor(tx), "INSERT INTO segment_members (id, segment, profile, entered_at) VALUES ", 4,
+		" ON CONFLICT DO NOTHING RETURNING segment, profile", args, func(rows *sql.Rows) error {
+			var k [2]string
+			if err := rows.Scan(&k[0], &k[1]); err != nil {
+				return err
+			}
+			inserted[k] = true
+			return nil
+		})
+	return inserted, err
+}
+
 // insertMembers adds (segment, profile) memberships entered at now, many
 // rows per statement: on the events path a batch's customers enter
 // segments by the hundred, and one INSERT each cost more than the rules.
@@ -767,9 +850,30 @@ func (m *Module) exit(tx core.App, segID, segName string, p *profile, enteredAt 
 	if silent {
 		return nil, nil
 	}
+	return exitedEvent(segID, segName, p, enteredAt, now), nil
+}
+
+// leave is exit for a profile that may not be a member: nothing, and no
+// event, when it was not.
+func (m *Module) leave(tx core.App, segID, segName string, p *profile, now time.Time, silent bool) (*events.Event, error) {
+	var enteredAt string
+	err := tx.DB().NewQuery("DELETE FROM segment_members WHERE segment={:s} AND profile={:p} RETURNING entered_at").
+		Bind(dbx.Params{"s": segID, "p": p.id}).Row(&enteredAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil // not a member
+	}
+	if err != nil || silent {
+		return nil, err
+	}
+	return exitedEvent(segID, segName, p, enteredAt, now), nil
+}
+
+// exitedEvent's id names the membership it ends (its entry time), so that
+// leaving the same segment again later is another event.
+func exitedEvent(segID, segName string, p *profile, enteredAt string, now time.Time) *events.Event {
 	t, _ := time.Parse(dbTime, enteredAt)
 	return systemEvent(events.SegmentExited, "seg:"+segID+":"+p.id+":exited:"+strconv.FormatInt(t.UnixNano(), 10), p, now,
-		map[string]any{"profile_id": p.id, "segment_id": segID, "segment_name": segName}), nil
+		map[string]any{"profile_id": p.id, "segment_id": segID, "segment_name": segName})
 }
 
 // reevaluateSegment recomputes one segment over all profiles (scheduled

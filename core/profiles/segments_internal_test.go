@@ -198,3 +198,99 @@ func TestThePassEndsTheAnswersCachedProfilesKept(t *testing.T) {
 		t.Error("a trial started 2 days ago is not in the segment after the pass took it out")
 	}
 }
+
+// Memberships Go decided are written without reading them first: a
+// profile enters a segment it was not in, stays (same entry, no event) in
+// one it was already in, leaves one it was in with the event naming that
+// entry, and leaving a segment it is not in is nothing.
+func TestDecidedMembershipsChangeOnlyWhatWasNotSo(t *testing.T) {
+	m := New(Options{Interval: -1})
+	s := omnitest.Start(t, omnitest.Options{Modules: func(*app.Omni) []app.Module { return []app.Module{m} }})
+	col, err := s.PB.FindCollectionByNameOrId("segments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var segIDs []string
+	for i, rule := range []string{`{"trait":"orders_count","op":"gte","value":1}`, `{"trait":"orders_count","op":"gte","value":3}`} {
+		rec := core.NewRecord(col)
+		rec.Set("name", fmt.Sprintf("decided %d", i))
+		rec.Set("rule", rule)
+		if err := s.PB.Save(rec); err != nil {
+			t.Fatal(err)
+		}
+		segIDs = append(segIDs, rec.Id)
+	}
+	_, byID := m.segs.snapshot()
+	live := []*segment{byID[segIDs[0]], byID[segIDs[1]]}
+	p := &profile{id: "decidedprofile1"}
+	const enteredBefore = "2026-11-01 10:00:00.000Z"
+	if _, err := s.PB.DB().NewQuery("INSERT INTO segment_members (id, segment, profile, entered_at) VALUES ('decidedmember01', {:s}, {:p}, {:at})").
+		Bind(dbx.Params{"s": segIDs[0], "p": p.id, "at": enteredBefore}).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	write := func(a, b segmentrule.Truth) []*events.Event {
+		t.Helper()
+		p.answers = []segmentrule.Truth{a, b}
+		var out []*events.Event
+		if err := s.PB.RunInTransaction(func(tx core.App) error {
+			out, err = m.writeDecided(tx, []*profile{p}, live, []int{0, 1}, now, false)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	members := func() map[string]string {
+		var rows []struct {
+			Segment   string `db:"segment"`
+			EnteredAt string `db:"entered_at"`
+		}
+		if err := s.PB.DB().NewQuery("SELECT segment, entered_at FROM segment_members WHERE profile={:p}").Bind(dbx.Params{"p": p.id}).All(&rows); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, r := range rows {
+			out[r.Segment] = r.EnteredAt
+		}
+		return out
+	}
+	summary := func(evs []*events.Event) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.Type+" "+ev.Properties["segment_id"].(string))
+		}
+		return out
+	}
+
+	evs := write(segmentrule.True, segmentrule.True)
+	if got, want := summary(evs), []string{events.SegmentEntered + " " + segIDs[1]}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("entering both: events %v, want %v", got, want)
+	}
+	got := members()
+	if len(got) != 2 || got[segIDs[0]] != enteredBefore {
+		t.Fatalf("after entering both: memberships %v, want the first kept as entered at %s and the second new", got, enteredBefore)
+	}
+	enteredSecond := got[segIDs[1]]
+
+	evs = write(segmentrule.False, segmentrule.Null)
+	if got, want := summary(evs), []string{events.SegmentExited + " " + segIDs[0], events.SegmentExited + " " + segIDs[1]}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("leaving both: events %v, want %v", got, want)
+	}
+	for i, at := range []string{enteredBefore, enteredSecond} {
+		entered, err := time.Parse(dbTime, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("seg:%s:%s:exited:%d", segIDs[i], p.id, entered.UnixNano()); evs[i].ID != want {
+			t.Errorf("exit %d: id %s, want %s (the entry it ends)", i, evs[i].ID, want)
+		}
+	}
+	if got := members(); len(got) != 0 {
+		t.Fatalf("after leaving both: memberships %v", got)
+	}
+
+	if evs := write(segmentrule.False, segmentrule.False); len(evs) != 0 {
+		t.Fatalf("leaving segments it is not in: events %v", summary(evs))
+	}
+}

@@ -73,6 +73,24 @@ func ExecRows(ex dbx.Executor, head string, cols int, tail string, args []any) e
 	})
 }
 
+// QueryRows is ExecRows for statements that return rows (an INSERT …
+// RETURNING): scan is called for each row returned.
+func QueryRows(ex dbx.Executor, head string, cols int, tail string, args []any, scan func(*sql.Rows) error) error {
+	return eachRowsStatement(head, cols, tail, args, func(query string, args []any) error {
+		rows, err := ex.Query(query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
+
 // eachRowsStatement cuts args into the statements ExecRows runs.
 func eachRowsStatement(head string, cols int, tail string, args []any, exec func(query string, args []any) error) error {
 	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
