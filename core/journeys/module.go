@@ -81,6 +81,7 @@ type Module struct {
 	engine    *engine
 	scheduler *scheduler
 	triggers  triggerState // triggers.go
+	stats     *statsCache  // stats_cache.go
 }
 
 // New creates the module; list it in main.go after messaging.
@@ -97,7 +98,7 @@ func New(opts Options) *Module {
 	if opts.DateEvery <= 0 {
 		opts.DateEvery = time.Minute
 	}
-	m := &Module{opts: opts, live: newLiveSet(), wake: make(chan struct{}, 1)}
+	m := &Module{opts: opts, live: newLiveSet(), wake: make(chan struct{}, 1), stats: newStatsCache(time.Now)}
 	m.live.onLoad(m.indexTriggers)
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -32,6 +33,9 @@ type Stats struct {
 	Nodes   map[string]*NodeStats             `json:"nodes"`
 	Arms    map[string]map[string]*GroupStats `json:"arms"`
 	Holdout HoldoutStats                      `json:"holdout"`
+	// ComputedAt is when these figures were read: results slow to compute
+	// are served again for a while (stats_cache.go).
+	ComputedAt time.Time `json:"computed_at"`
 }
 
 // Engagement is what came of the messages sent: sends that went out (or
@@ -156,7 +160,8 @@ func (m *Module) getStats(e *core.RequestEvent) error {
 	if rawGraph != "" {
 		g, _ = graph.Parse([]byte(rawGraph)) // an unreadable draft lists no steps ahead of the data
 	}
-	st, err := computeStats(e.App.DB(), id, version, g)
+	key := id + "\x00" + strconv.Itoa(version) + "\x00" + strconv.Itoa(j.Version) + "\x00" + rawGraph
+	st, err := m.stats.get(key, func() (*Stats, error) { return computeStats(e.App.DB(), id, version, g) })
 	if err != nil {
 		return api.Internal("Could not compute the journey's results.", err)
 	}

@@ -175,6 +175,9 @@ describe('journeys', () => {
     const stats = await apiAs(server.url, ownerToken, `/api/v1/journeys/${journeyID}/stats`)
     assert.equal(stats.status, 200, JSON.stringify(stats.body))
     await page.getByTestId('entered').getByText('1', { exact: true }).waitFor()
+    // When the figures were read (slow results are served again for a while).
+    assert.ok(stats.body.computed_at, JSON.stringify(stats.body))
+    assert.match((await page.getByTestId('computed-at').textContent()).trim(), /^Figures as of \S.*\d/)
     // The customer waits at the first step: entered 1, active now 1.
     const first = page.getByTestId('node-stats').locator(`tr[data-node="${created.start}"]`)
     assert.deepEqual(await first.locator('td.n').evaluateAll((tds) => tds.slice(0, 2).map((td) => td.textContent.trim())), ['1', '1'])
