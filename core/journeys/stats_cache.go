@@ -12,9 +12,9 @@ import (
 // several people at once: each would start the same computation again.
 // Results computed in under cacheAbove are always fresh; slower ones are
 // served for keepFactor times as long as they took (at most keepAtMost)
-// after they were ready,
-// and while they are being computed everyone asking waits for the same
-// computation. The answer says when it was computed (Stats.ComputedAt).
+// after they were ready, and while they are being computed everyone asking
+// waits for the same computation. The answer says when it was computed
+// (Stats.ComputedAt).
 const (
 	cacheAbove = 250 * time.Millisecond
 	keepFactor = 20

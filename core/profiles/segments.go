@@ -588,37 +588,37 @@ func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*se
 		if len(live) == 0 {
 			return out, nil
 		}
+		byID := make(map[string]*profile, len(part))
+		for _, p := range part {
+			byID[p.id] = p
+		}
+		names := make(map[string]string, len(live))
+		for _, s := range live {
+			names[s.id] = s.name
+		}
 		if len(cols) == 0 {
-			evs, err := m.writeDecided(tx, part, live, goAt, now, silent)
+			evs, err := m.writeDecided(tx, part, live, goAt, byID, names, now, silent)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, evs...)
 			continue
 		}
+		// SQL answers some segments, so it reads every profile's row (and
+		// memberships) of the part.
 		want := map[[2]string]bool{}
 		have := map[[2]string]string{}
-		byID := map[string]*profile{}
-		var ids []string // the profiles SQL answers for, or whose memberships it reads
+		ids := make([]string, 0, len(part))
 		for _, p := range part {
-			byID[p.id] = p
 			for i, s := range live {
 				if goAt[i] >= 0 && p.answers[goAt[i]].Holds() {
 					want[[2]string{s.id, p.id}] = true
 				}
 			}
-			if len(cols) > 0 || !p.fresh {
-				ids = append(ids, p.id)
-			}
+			ids = append(ids, p.id)
 		}
-		if len(ids) > 0 {
-			if err := m.readSegmentRows(tx, c, ids, cols, live, goAt, want, have); err != nil {
-				return nil, err
-			}
-		}
-		names := map[string]string{}
-		for _, s := range live {
-			names[s.id] = s.name
+		if err := m.readSegmentRows(tx, c, ids, cols, live, goAt, want, have); err != nil {
+			return nil, err
 		}
 		var entering [][2]string
 		for k := range want {
@@ -751,19 +751,21 @@ func enteredEvent(segID, segName string, p *profile, now time.Time) *events.Even
 
 // writeDecided writes the memberships Go decided: for every profile of
 // ps, every segment of live changed its answer (goAt[i] is where live[i]'s
-// is in profile.answers). A profile the answer holds for enters unless it
-// already was a member; any other leaves if it was one. SQLite returns the
-// rows each write changed (RETURNING), so no statement reads the
-// memberships first, and each event stands for a membership that changed.
-func (m *Module) writeDecided(tx core.App, ps []*profile, live []*segment, goAt []int, now time.Time, silent bool) ([]*events.Event, error) {
-	var entering, leaving []member
+// is in profile.answers; byID and names look up ps and live by id). A
+// profile the answer holds for enters unless it already was a member; any
+// other leaves if it was one. SQLite returns the rows each write changed
+// (RETURNING), so no statement reads the memberships first, and each
+// event stands for a membership that changed.
+func (m *Module) writeDecided(tx core.App, ps []*profile, live []*segment, goAt []int, byID map[string]*profile, names map[string]string,
+	now time.Time, silent bool) ([]*events.Event, error) {
+	var entering, leaving [][2]string // (segment, profile)
 	for _, p := range ps {
 		for i, s := range live {
 			switch {
 			case p.answers[goAt[i]].Holds():
-				entering = append(entering, member{segment: s.id, profile: p.id})
+				entering = append(entering, [2]string{s.id, p.id})
 			case !p.fresh: // a profile the batch made is in no segment yet
-				leaving = append(leaving, member{segment: s.id, profile: p.id})
+				leaving = append(leaving, [2]string{s.id, p.id})
 			}
 		}
 	}
@@ -771,24 +773,16 @@ func (m *Module) writeDecided(tx core.App, ps []*profile, live []*segment, goAt 
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[string]*profile, len(ps))
-	for _, p := range ps {
-		byID[p.id] = p
-	}
-	names := make(map[string]string, len(live))
-	for _, s := range live {
-		names[s.id] = s.name
-	}
 	var out []*events.Event
 	if !silent {
 		for _, k := range entering {
-			if entered[[2]string{k.segment, k.profile}] {
-				out = append(out, enteredEvent(k.segment, names[k.segment], byID[k.profile], now))
+			if entered[k] {
+				out = append(out, enteredEvent(k[0], names[k[0]], byID[k[1]], now))
 			}
 		}
 	}
 	for _, k := range leaving {
-		ev, err := m.leave(tx, k.segment, names[k.segment], byID[k.profile], now, silent)
+		ev, err := m.leave(tx, k[0], names[k[0]], byID[k[1]], now, silent)
 		if err != nil {
 			return nil, err
 		}
@@ -801,18 +795,13 @@ func (m *Module) writeDecided(tx core.App, ps []*profile, live []*segment, goAt 
 
 // insertNewMembers is insertMembers that says which of the memberships
 // were new (the others were there already and are left as they were).
-func insertNewMembers(tx core.App, entering []member, now time.Time) (map[[2]string]bool, error) {
+func insertNewMembers(tx core.App, entering [][2]string, now time.Time) (map[[2]string]bool, error) {
 	if len(entering) == 0 {
 		return nil, nil
 	}
-	at := now.UTC().Format(dbTime)
-	args := make([]any, 0, len(entering)*4)
-	for _, k := range entering {
-		args = append(args, newID(), k.segment, k.profile, at)
-	}
 	inserted := make(map[[2]string]bool, len(entering))
-	err := store.QueryRows(store.Executor(tx), "INSERT INTO segment_members (id, segment, profile, entered_at) VALUES ", 4,
-		" ON CONFLICT DO NOTHING RETURNING segment, profile", args, func(rows *sql.Rows) error {
+	err := store.QueryRows(store.Executor(tx), insertMembersHead, 4, " ON CONFLICT DO NOTHING RETURNING segment, profile",
+		memberRows(entering, now), func(rows *sql.Rows) error {
 			var k [2]string
 			if err := rows.Scan(&k[0], &k[1]); err != nil {
 				return err
@@ -832,14 +821,22 @@ func insertMembers(tx core.App, entering [][2]string, now time.Time) error {
 	if len(entering) == 0 {
 		return nil
 	}
+	st := store.NewStatements(tx)
+	defer st.Close()
+	return st.ExecRows(insertMembersHead, 4, " ON CONFLICT DO NOTHING", memberRows(entering, now))
+}
+
+const insertMembersHead = "INSERT INTO segment_members (id, segment, profile, entered_at) VALUES "
+
+// memberRows are the arguments of insertMembersHead's rows for
+// (segment, profile) pairs entered at now.
+func memberRows(entering [][2]string, now time.Time) []any {
 	at := now.UTC().Format(dbTime)
 	args := make([]any, 0, len(entering)*4)
 	for _, k := range entering {
 		args = append(args, newID(), k[0], k[1], at)
 	}
-	st := store.NewStatements(tx)
-	defer st.Close()
-	return st.ExecRows("INSERT INTO segment_members (id, segment, profile, entered_at) VALUES ", 4, " ON CONFLICT DO NOTHING", args)
+	return args
 }
 
 func (m *Module) exit(tx core.App, segID, segName string, p *profile, enteredAt string, now time.Time, silent bool) (*events.Event, error) {

@@ -234,7 +234,8 @@ func TestDecidedMembershipsChangeOnlyWhatWasNotSo(t *testing.T) {
 		p.answers = []segmentrule.Truth{a, b}
 		var out []*events.Event
 		if err := s.PB.RunInTransaction(func(tx core.App) error {
-			out, err = m.writeDecided(tx, []*profile{p}, live, []int{0, 1}, now, false)
+			out, err = m.writeDecided(tx, []*profile{p}, live, []int{0, 1}, map[string]*profile{p.id: p},
+				map[string]string{live[0].id: live[0].name, live[1].id: live[1].name}, now, false)
 			return err
 		}); err != nil {
 			t.Fatal(err)
