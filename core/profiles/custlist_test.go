@@ -135,6 +135,39 @@ func TestSearchFindsNamesOrdersTagsAndNotes(t *testing.T) {
 	}
 }
 
+// TestOrderWordsFollowAMergeInTheSameBatch: an order's words are written at
+// the end of its batch; when a later event of that batch merges its
+// customer into an older one, the words land on the survivor, as the ones
+// already stored move there.
+func TestOrderWordsFollowAMergeInTheSameBatch(t *testing.T) {
+	e := start(t, profiles.Options{})
+	now := e.clock.Now()
+	e.publish(t, ev(events.OrderPlaced, "square", now.Add(-2*time.Hour), events.Identities{events.Phone: "+14155550123"},
+		map[string]any{"order_id": "SQ-OLD-77", "total": 5.0, "currency": "GBP"}, events.ChannelPOS))
+	older := e.profileOf(t, events.Phone, "+14155550123")
+	e.publish(t,
+		ev(events.OrderPlaced, "shopify", now.Add(-time.Hour), events.Identities{events.Email: "late.merge@omni-shop.dev"},
+			map[string]any{"order_id": "5600004242001", "order_name": "#4242", "order_number": "4242", "total": 30.0, "currency": "GBP"}, events.ChannelWeb),
+		ev(events.Identify, "website", now.Add(-30*time.Minute), events.Identities{events.Email: "late.merge@omni-shop.dev", events.Phone: "+14155550123"},
+			map[string]any{"traits": map[string]any{"name": "Late Merge"}}, events.ChannelWeb),
+	)
+	if got := e.profileOf(t, events.Email, "late.merge@omni-shop.dev"); got != older {
+		t.Fatalf("the email's profile is %q, want the older %q (merged)", got, older)
+	}
+	for _, q := range []string{"#4242", "5600004242001", "SQ-OLD-77", "late"} {
+		if got := ids(e.list(t, "q="+url.QueryEscape(q))); !slices.Equal(got, []string{older}) {
+			t.Errorf("search %q: got %v, want [%s]", q, got, older)
+		}
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM profile_search WHERE profile={:p} AND origin='o' AND token IN ('4242', '5600004242001')",
+		map[string]any{"p": older}); n != 2 {
+		t.Errorf("%d order words of #4242 on the survivor, want 2", n)
+	}
+	if n := e.count(t, "SELECT COUNT(*) FROM profile_search WHERE profile NOT IN (SELECT id FROM profiles WHERE merged_into = '')", nil); n != 0 {
+		t.Errorf("%d search rows point at a merged or missing profile", n)
+	}
+}
+
 // TestCustomersAreKnownPeople: the list and its count show known people by
 // default; who=visitors shows the anonymous ones, who=all everyone.
 func TestCustomersAreKnownPeople(t *testing.T) {
