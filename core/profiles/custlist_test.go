@@ -135,10 +135,10 @@ func TestSearchFindsNamesOrdersTagsAndNotes(t *testing.T) {
 	}
 }
 
-// TestOrderWordsFollowAMergeInTheSameBatch: an order's words are written at
-// the end of its batch; when a later event of that batch merges its
-// customer into an older one, the words land on the survivor, as the ones
-// already stored move there.
+// TestOrderWordsFollowAMergeInTheSameBatch: an order's words are written as
+// its event is resolved; when a later event of the same batch merges its
+// customer into an older one, they move to the survivor with the rest of
+// the customer's words, and no row is left on the merged profile.
 func TestOrderWordsFollowAMergeInTheSameBatch(t *testing.T) {
 	e := start(t, profiles.Options{})
 	now := e.clock.Now()

@@ -207,10 +207,6 @@ func (m *Module) isTimeBased(r *Rule) bool {
 	return c.TimeBased
 }
 
-type member struct {
-	segment, profile, enteredAt string
-}
-
 // evaluateProfiles re-checks every segment for the given profiles and
 // updates membership; it returns the segment events to publish.
 func (m *Module) evaluateProfiles(tx core.App, ps []*profile, now time.Time, silent bool) ([]*events.Event, error) {
