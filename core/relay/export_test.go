@@ -5,9 +5,9 @@ import "context"
 // Drain runs one drain as the relay's loop does.
 func (r *Relay) Drain(ctx context.Context) { r.drain(ctx) }
 
-// Published is the ids of rows on the bus that wait to be deleted.
-func (r *Relay) Published() []string {
+// Waiting is how many rows are on the bus and wait to be deleted.
+func (r *Relay) Waiting() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]string(nil), r.published...)
+	return len(r.published)
 }

@@ -7,17 +7,22 @@
 // publishes them, so no derived event is lost. Event ids are stable, so a
 // publish repeated after a crash is dropped as a duplicate.
 //
+// relay_pending is a plain table keyed by seq (INTEGER PRIMARY KEY
+// AUTOINCREMENT): one B-tree, rows appended at its end and deleted from
+// its start. Transactions commit one at a time, so seq order is commit
+// order, and the relay reads on from the last row it published (its
+// cursor) instead of skipping the rows that wait to be deleted.
+//
 // The published rows are deleted in the next transaction that stores
 // events (the relay is one of its processors: Relay.ProcessBatch), not in
 // a transaction of their own: under load each of those took the one
 // writer connection between two batches of events. When no batch comes
 // within deleteAfter, or too many published rows wait, the relay deletes
-// them itself.
+// them itself. Either deletes every row up to the cursor: one range.
 package relay
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -47,32 +52,28 @@ const (
 )
 
 // Stage records events to publish once tx commits. Call it inside the
-// transaction that changes the state the events describe.
+// transaction that changes the state the events describe. They are
+// published in the order staged: seq grows with every row (AUTOINCREMENT
+// never reuses one, even after the table empties).
 func Stage(tx core.App, evs []*events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	// seq orders publication: record ids are only millisecond-ordered, and a
-	// merge and the segment exit and entry it causes must go out in the
-	// order they were staged. One writer, so MAX+1 cannot race.
-	var last int64
-	if err := tx.DB().NewQuery("SELECT COALESCE(MAX(seq), 0) FROM " + Table).Row(&last); err != nil {
-		return err
-	}
 	now := store.FormatTime(time.Now())
 	// Rows go a few per statement (store.Statements.ExecRows): one
-	// statement per event cost more than the events' JSON.
-	args := make([]any, 0, len(evs)*6)
-	for i, ev := range evs {
+	// statement per event cost more than the events' JSON. A statement's
+	// rows get their seq in the order listed.
+	args := make([]any, 0, len(evs)*4)
+	for _, ev := range evs {
 		data, err := ev.Marshal() // json.Marshal's bytes, without reflection
 		if err != nil {
 			return err
 		}
-		args = append(args, store.NewRecordID(), ev.ID, ev.Subject(), string(data), now, last+int64(i)+1)
+		args = append(args, ev.ID, ev.Subject(), string(data), now)
 	}
 	st := store.NewStatements(tx)
 	defer st.Close()
-	return st.ExecRows("INSERT INTO "+Table+" (id, event_id, subject, data, created, seq) VALUES ", 6, "", args)
+	return st.ExecRows("INSERT INTO "+Table+" (event_id, subject, data, created) VALUES ", 4, "", args)
 }
 
 // Relay moves staged events to the bus.
@@ -89,10 +90,14 @@ type Relay struct {
 	// left by a crash, or staged by another process).
 	Every time.Duration
 
-	mu        sync.Mutex
-	published []string  // ids of rows on the bus, not yet deleted
-	since     time.Time // when the oldest of them was published
-	deleting  []string  // what the current events transaction deletes (ProcessBatch)
+	mu sync.Mutex
+	// cursor is the seq of the last row published: every row at or
+	// below it is on the bus. published are the seqs of those rows not
+	// yet deleted, in order; since is when the oldest was published.
+	cursor    int64
+	published []int64
+	since     time.Time
+	deleting  int64 // what the current events transaction deletes up to (ProcessBatch)
 }
 
 // New creates a relay; call Start.
@@ -165,18 +170,21 @@ func (r *Relay) loop() {
 }
 
 // ProcessBatch deletes, in the transaction that stores a batch of events,
-// the rows published since the last one (eventstore.Processor). The ids
-// are forgotten once that transaction commits (Committed); if it rolls
-// back, the next one deletes them again.
+// the rows published since the last one (eventstore.Processor). They are
+// forgotten once that transaction commits (Committed); if it rolls back,
+// the next one deletes them again.
 func (r *Relay) ProcessBatch(tx core.App, _ []*eventstore.Stored) error {
 	r.mu.Lock()
-	r.deleting = append(r.deleting[:0], r.published...)
-	ids := r.deleting
+	r.deleting = 0
+	if len(r.published) > 0 {
+		r.deleting = r.cursor
+	}
+	upTo := r.deleting
 	r.mu.Unlock()
-	if len(ids) == 0 {
+	if upTo == 0 {
 		return nil
 	}
-	return deleteRows(tx, ids)
+	return deleteUpTo(tx, upTo)
 }
 
 // Committed forgets the rows the committed transaction deleted
@@ -185,27 +193,22 @@ func (r *Relay) Committed([]*eventstore.Stored) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.forget(r.deleting)
-	r.deleting = r.deleting[:0]
+	r.deleting = 0
 }
 
-// forget drops ids from published (the caller holds mu).
-func (r *Relay) forget(ids []string) {
-	if len(ids) == 0 || len(r.published) == 0 {
+// forget drops the published rows up to seq upTo, which are deleted (the
+// caller holds mu). Forgetting a range twice is harmless: the relay and an
+// events transaction may both have deleted it.
+func (r *Relay) forget(upTo int64) {
+	n := 0
+	for n < len(r.published) && r.published[n] <= upTo {
+		n++
+	}
+	if n == 0 {
 		return
 	}
-	gone := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		gone[id] = true
-	}
-	kept := r.published[:0]
-	for _, id := range r.published {
-		if !gone[id] {
-			kept = append(kept, id)
-		}
-	}
-	clear(r.published[len(kept):])
-	r.published = kept
-	if len(kept) == 0 {
+	r.published = append(r.published[:0], r.published[n:]...)
+	if len(r.published) == 0 {
 		r.since = time.Time{}
 	}
 }
@@ -230,41 +233,39 @@ func (r *Relay) deleteWaiting(force bool) error {
 		r.mu.Unlock()
 		return nil
 	}
-	ids := append([]string(nil), r.published...)
+	upTo := r.cursor
 	r.mu.Unlock()
-	if err := deleteRows(r.app, ids); err != nil {
+	if err := deleteUpTo(r.app, upTo); err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.forget(ids)
+	r.forget(upTo)
 	r.mu.Unlock()
 	return nil
 }
 
-// deleteRows deletes staged rows by id (record ids). The ids go as one
-// JSON array: 500 bound parameters cost the driver a search over all of
-// them per parameter.
-func deleteRows(app core.App, ids []string) error {
-	list, err := json.Marshal(ids)
-	if err != nil {
-		return err
-	}
-	_, err = app.DB().NewQuery("DELETE FROM " + Table + " WHERE id IN (SELECT value FROM json_each({:ids}))").
-		Bind(dbx.Params{"ids": string(list)}).Execute()
+// deleteUpTo deletes the staged rows up to seq upTo: every one of them is
+// on the bus (see Relay.cursor).
+func deleteUpTo(app core.App, upTo int64) error {
+	_, err := app.DB().NewQuery("DELETE FROM " + Table + " WHERE seq <= {:upTo}").
+		Bind(dbx.Params{"upTo": upTo}).Execute()
 	return err
 }
 
 type row struct {
-	ID      string `db:"id"`
+	Seq     int64  `db:"seq"`
 	EventID string `db:"event_id"`
 	Subject string `db:"subject"`
 	Data    string `db:"data"`
 }
 
-// drain publishes staged rows oldest first until none are left or a
-// publish fails (retried on the next round). The rows it published wait
-// for the next events transaction to delete them (ProcessBatch), unless
-// deleteWaiting finds they waited too long.
+// drain publishes staged rows in seq order from the cursor on until none
+// are left or a publish fails. The cursor moves past the rows published
+// before the first that failed; that one and those after it go again on
+// the next round (a repeat of one that did reach the bus is dropped as a
+// duplicate). The published rows wait for the next events transaction to
+// delete them (ProcessBatch), unless deleteWaiting finds they waited too
+// long.
 func (r *Relay) drain(ctx context.Context) {
 	defer func() {
 		if err := r.deleteWaiting(false); err != nil {
@@ -276,18 +277,13 @@ func (r *Relay) drain(ctx context.Context) {
 			r.log.Error("clearing published events", "error", err)
 			return
 		}
-		// "[]" when none wait: JSON null would be one NULL row, and
-		// NOT IN (NULL) is never true.
-		skip := []byte("[]")
 		r.mu.Lock()
-		if len(r.published) > 0 {
-			skip, _ = json.Marshal(r.published)
-		}
+		after := r.cursor
 		r.mu.Unlock()
 		var rows []row
-		if err := r.app.DB().NewQuery("SELECT id, event_id, subject, data FROM " + Table +
-			" WHERE id NOT IN (SELECT value FROM json_each({:skip})) ORDER BY seq, id LIMIT {:n}").
-			Bind(dbx.Params{"n": batchSize, "skip": string(skip)}).WithContext(ctx).All(&rows); err != nil {
+		if err := r.app.DB().NewQuery("SELECT seq, event_id, subject, data FROM " + Table +
+			" WHERE seq > {:after} ORDER BY seq LIMIT {:n}").
+			Bind(dbx.Params{"n": batchSize, "after": after}).WithContext(ctx).All(&rows); err != nil {
 			r.log.Error("reading staged events", "error", err)
 			return
 		}
@@ -298,38 +294,28 @@ func (r *Relay) drain(ctx context.Context) {
 		for i, rw := range rows {
 			msgs[i] = bus.Msg{Subject: rw.Subject, Data: []byte(rw.Data), ID: rw.EventID}
 		}
-		var sent []string
-		for i, err := range r.bus.PublishAll(ctx, msgs) {
-			if err == nil {
-				sent = append(sent, rows[i].ID)
-			}
+		errs := r.bus.PublishAll(ctx, msgs)
+		sent := 0
+		for sent < len(rows) && errs[sent] == nil {
+			sent++
 		}
-		if len(sent) > 0 {
+		if sent > 0 {
 			r.mu.Lock()
 			if len(r.published) == 0 {
 				r.since = time.Now()
 			}
-			r.published = append(r.published, sent...)
+			for _, rw := range rows[:sent] {
+				r.published = append(r.published, rw.Seq)
+			}
+			r.cursor = rows[sent-1].Seq
 			r.mu.Unlock()
 		}
-		if len(sent) < len(rows) {
-			r.log.Warn("some staged events could not be published; retrying later", "failed", len(rows)-len(sent), "first", firstFailed(rows, sent))
+		if sent < len(rows) {
+			r.log.Warn("some staged events could not be published; retrying later", "failed", len(rows)-sent,
+				"first", rows[sent].EventID, "error", errs[sent])
 			return
 		}
 	}
-}
-
-func firstFailed(rows []row, sent []string) string {
-	done := map[string]bool{}
-	for _, s := range sent {
-		done[s] = true
-	}
-	for _, rw := range rows {
-		if !done[rw.ID] {
-			return rw.EventID
-		}
-	}
-	return ""
 }
 
 // StageForProfiles is Stage for events a module derives about customers:

@@ -120,13 +120,13 @@ func TestPublishedRowsAreDeletedByTheNextEventsTransaction(t *testing.T) {
 	}
 	stage("del:a", "del:b")
 	r.Drain(ctx)
-	if got := r.Published(); len(got) != 2 || pending(t, s.PB) != 2 {
-		t.Fatalf("after publishing: %d waiting, %d rows; want 2 and 2 (deleted later, not by a transaction of their own)", len(got), pending(t, s.PB))
+	if got := r.Waiting(); got != 2 || pending(t, s.PB) != 2 {
+		t.Fatalf("after publishing: %d waiting, %d rows; want 2 and 2 (deleted later, not by a transaction of their own)", got, pending(t, s.PB))
 	}
 	stage("del:c")
 	r.Drain(ctx)
-	if got := r.Published(); len(got) != 3 {
-		t.Fatalf("after a second drain %d rows wait, want 3 (the first two not published again): %v", len(got), got)
+	if got := r.Waiting(); got != 3 {
+		t.Fatalf("after a second drain %d rows wait, want 3 (the first two not published again)", got)
 	}
 
 	_ = s.PB.RunInTransaction(func(tx core.App) error {
@@ -135,15 +135,15 @@ func TestPublishedRowsAreDeletedByTheNextEventsTransaction(t *testing.T) {
 		}
 		return fmt.Errorf("the batch failed")
 	})
-	if n := pending(t, s.PB); n != 3 || len(r.Published()) != 3 {
-		t.Fatalf("after a rolled-back batch: %d rows, %d waiting; want 3 and 3", n, len(r.Published()))
+	if n := pending(t, s.PB); n != 3 || r.Waiting() != 3 {
+		t.Fatalf("after a rolled-back batch: %d rows, %d waiting; want 3 and 3", n, r.Waiting())
 	}
 	if err := s.PB.RunInTransaction(func(tx core.App) error { return r.ProcessBatch(tx, nil) }); err != nil {
 		t.Fatal(err)
 	}
 	r.Committed(nil)
-	if n := pending(t, s.PB); n != 0 || len(r.Published()) != 0 {
-		t.Fatalf("after a committed batch: %d rows, %d waiting; want none", n, len(r.Published()))
+	if n := pending(t, s.PB); n != 0 || r.Waiting() != 0 {
+		t.Fatalf("after a committed batch: %d rows, %d waiting; want none", n, r.Waiting())
 	}
 	for _, id := range []string{"del:a", "del:b", "del:c"} {
 		omnitest.Eventually(t, 30*time.Second, func() bool { return stored(t, s, id) == 1 }, id+" stored")
@@ -157,7 +157,7 @@ func TestPublishedRowsAreDeletedByTheNextEventsTransaction(t *testing.T) {
 	}
 	omnitest.Eventually(t, 30*time.Second, func() bool {
 		r.Drain(ctx) // what the relay's loop does every half second while rows wait
-		return pending(t, s.PB) == 0 && len(r.Published()) == 0
+		return pending(t, s.PB) == 0 && r.Waiting() == 0
 	}, "a published row that waited deleted by the relay")
 }
 
@@ -288,4 +288,88 @@ func TestStagedProfileEventsCarryTheStrongestIdentity(t *testing.T) {
 			t.Errorf("%s: identities %v, want %v", r.EventID, got.Identities, want[r.EventID])
 		}
 	}
+}
+
+// TestRowsStagedBeforeTheSeqTableArePublishedInOrder: an install whose
+// relay_pending is still the collection of migrations 0007 and 0008, with
+// rows staged and not yet published, upgrades to the plain table keyed by
+// seq: the rows keep their order, new rows come after them, and all are
+// published and stored once.
+func TestRowsStagedBeforeTheSeqTableArePublishedInOrder(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.DataDir = dir
+	open := func() *app.Omni {
+		t.Helper()
+		o := app.New(cfg, logging.New(io.Discard, "error", "text"))
+		if err := o.Open(); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	const file = "0011_relay_seq_table.go"
+	var mig *core.Migration
+	for _, m := range core.AppMigrations.Items() {
+		if m.File == file {
+			mig = m
+		}
+	}
+	if mig == nil {
+		t.Fatalf("migration %s is not registered", file)
+	}
+
+	o := open()
+	if err := mig.Down(o.PB); err != nil {
+		t.Fatal(err)
+	}
+	col, err := o.PB.FindCollectionByNameOrId(relay.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []string{"old:c", "old:a", "old:b"} // record ids sort in no particular order; seq is the order
+	for i, id := range old {
+		ev := derived(id)[0]
+		data, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := core.NewRecord(col)
+		r.Set("event_id", id)
+		r.Set("subject", ev.Subject())
+		r.Set("data", string(data))
+		r.Set("seq", i+1)
+		if err := o.PB.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := o.PB.DB().NewQuery("DELETE FROM _migrations WHERE file = {:f}").Bind(map[string]any{"f": file}).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	_ = o.PB.ResetBootstrapState()
+
+	o = open() // applies the migration again
+	if _, err := o.PB.FindCollectionByNameOrId(relay.Table); err == nil {
+		t.Fatal("relay_pending is still a collection after the migration")
+	}
+	if err := o.PB.RunInTransaction(func(tx core.App) error { return relay.Stage(tx, derived("new:d")) }); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := o.PB.DB().NewQuery("SELECT event_id FROM " + relay.Table + " ORDER BY seq").Column(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := append(append([]string(nil), old...), "new:d"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("staged rows in seq order %v, want %v", got, want)
+	}
+	_ = o.PB.ResetBootstrapState()
+
+	s := omnitest.Start(t, omnitest.Options{DataDir: dir})
+	omnitest.Eventually(t, 30*time.Second, func() bool {
+		for _, id := range append(old, "new:d") {
+			if stored(t, s, id) != 1 {
+				return false
+			}
+		}
+		return pending(t, s.PB) == 0
+	}, "rows staged before and after the migration published and stored")
 }

@@ -45,7 +45,6 @@ var permissions = map[string]struct{ guest, agent, owner string }{
 	"profile_settings":      {"-----", "LV---", "LV---"}, // written by the profiles module only (the adopted base currency)
 	"profile_tombstones":    {"-----", "-----", "LV---"},
 	"profiles":              {"-----", "LV---", "LV---"},
-	"relay_pending":         {"-----", "-----", "-----"},
 	"segment_counts":        {"-----", "LV---", "LV---"},
 	"segment_members":       {"-----", "LV---", "LV---"},
 	"segments":              {"-----", "LV---", "LVCUD"},
