@@ -125,6 +125,23 @@ func heapLive() uint64 {
 	return s[0].Value.Uint64()
 }
 
+// watch (-watch) reports each load's progress and Omni's warnings on
+// stderr and dumps the goroutines of a stall (see storeThrough).
+var watch bool
+
+// compareLive runs only the everything-live case, runs times: its rate
+// and CPU per event, for looking at its scatter or at a rare stall.
+func compareLive(evs *msgArena, runs int) {
+	var rates []float64
+	for run := 1; run <= runs; run++ {
+		l, r := storeThrough(evs, true, "")
+		rates = append(rates, l.rate)
+		fmt.Printf("run %d: everything live %.0f events/s (%v CPU/event), rolled up %.0f/s (%v CPU/event)\n", run, l.rate, l.cpuPer, r.rate, r.cpuPer)
+	}
+	slices.Sort(rates)
+	fmt.Printf("everything live: median %.0f events/s, from %.0f to %.0f over %d runs\n", rates[len(rates)/2], rates[0], rates[len(rates)-1], runs)
+}
+
 // compare runs the three cases runs times and prints each run and the
 // medians. With bracket, the floor also runs between the two Omni cases
 // and after them, and each case is also compared with the mean of the
@@ -267,7 +284,11 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 	cfg.DataDir = dir
 	cfg.Bus.MaxStoreMB = 8192
 	headroom()
-	o := app.New(cfg, logging.New(io.Discard, "error", "text"))
+	logs, level := io.Writer(io.Discard), "error"
+	if watch {
+		logs, level = os.Stderr, "warn"
+	}
+	o := app.New(cfg, logging.New(logs, level, "text"))
 	o.Use(profiles.New(profiles.Options{Interval: -1}))
 	counter := &storedCounter{}
 	o.Use(counter)
@@ -310,6 +331,7 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 	// count comes from the commit callback: polling COUNT(*) over the
 	// growing table cost a sixth of the run's CPU.
 	heapAt := evs.len() / 2 // the heap profile is taken half-way
+	w := watcher{live: live, t0: t0, last: t0}
 	for n := counter.n.Load(); n < int64(evs.len()); n = counter.n.Load() {
 		peak.sample()
 		if cpuProfile != "" && heapAt > 0 && n >= int64(heapAt) {
@@ -318,6 +340,9 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 			go writeTrace(cpuProfile+".trace", 3*time.Second)
 		}
 		time.Sleep(20 * time.Millisecond)
+		if watch {
+			w.check(n)
+		}
 	}
 	el, cpu := time.Since(t0), cpuTime()-c0
 	<-done
@@ -508,6 +533,31 @@ func liveSetup(o *app.Omni, base string) {
 		call("/api/v1/journeys", map[string]any{"name": fmt.Sprintf("Journey %d", i), "graph": graph, "settings": map[string]any{"reentry": "every_time"}}, &j)
 		call("/api/v1/journeys/"+j.ID+"/publish", map[string]any{}, nil)
 	}
+}
+
+// watcher prints a load's stored count every second (-watch) and dumps
+// every goroutine's stack when a second stored fewer than stallEvents.
+type watcher struct {
+	live       bool
+	t0, last   time.Time
+	lastStored int64
+}
+
+const stallEvents = 500
+
+func (w *watcher) check(stored int64) {
+	if time.Since(w.last) < time.Second {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "  live=%v %5.1fs: %d stored (+%d)\n", w.live, time.Since(w.t0).Seconds(), stored, stored-w.lastStored)
+	if stored > 0 && stored-w.lastStored < stallEvents {
+		if f, err := os.CreateTemp("", "omni-bench-stall-*.txt"); err == nil {
+			_ = pprof.Lookup("goroutine").WriteTo(f, 2)
+			f.Close()
+			fmt.Fprintf(os.Stderr, "  stall: goroutines in %s\n", f.Name())
+		}
+	}
+	w.last, w.lastStored = time.Now(), stored
 }
 
 // storedCounter counts the bench's events as their batches commit.

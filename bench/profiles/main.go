@@ -81,6 +81,8 @@ func main() {
 	bracket := flag.Bool("bracket", false, "with -compare: also run the floor between the two Omni cases and after them, and print each case's ratio against the mean of the floors just before and after it (the machine's speed moves during a run)")
 	compareMode := flag.Bool("compare", false, "only compare, on the same events: batched SQLite insert (floor), stored with profiles, and everything live (10 segments, 20 journeys, metrics); -cpuprofile F profiles the last run's two loads into F.profiles and F.live, and metrics' catch-up after the live load into F.live.catchup; half-way through each load it writes the heap (F.*.heap) and a 3 s execution trace (F.*.trace)")
 	runs := flag.Int("runs", 3, "with -compare: runs of the three cases (medians printed)")
+	flag.BoolVar(&watch, "watch", false, "with -compare: print each load's stored count every second and Omni's warnings on stderr, and dump every goroutine's stack to a file whenever a second stores fewer than 500 events (a stall)")
+	liveOnly := flag.Bool("live-only", false, "with -compare: run only the everything-live case, -runs times (its rate and CPU per event; no floor, so no ratio)")
 	flag.Parse()
 
 	dataDir := *dir
@@ -113,6 +115,10 @@ func main() {
 			}
 		}
 		msgs.seal()
+		if *liveOnly {
+			compareLive(msgs, max(1, *runs))
+			return
+		}
 		compare(msgs, max(1, *runs), *cpuProfile, *bracket)
 		return
 	}
