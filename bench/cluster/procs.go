@@ -144,13 +144,12 @@ func startNATS(bin, dir string, n int) (*natsCluster, error) {
 func (c *natsCluster) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		nc, err := nats.Connect(c.url())
+		js, done, err := c.jetStream()
 		if err == nil {
-			js, _ := jetstream.New(nc)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, err = js.AccountInfo(ctx)
 			cancel()
-			nc.Close()
+			done()
 			if err == nil {
 				return nil
 			}
@@ -184,39 +183,53 @@ func (c *natsCluster) profile(i int, d time.Duration, path string) error {
 	return err
 }
 
-// consumersOf counts the durable consumers of stream.
-func (c *natsCluster) consumersOf(stream string) int {
+// jetStream connects to the cluster for one query (any node may be down
+// at any moment of the bench); the caller calls done.
+func (c *natsCluster) jetStream() (js jetstream.JetStream, done func(), err error) {
 	nc, err := nats.Connect(c.url())
 	if err != nil {
-		return 0
+		return nil, nil, err
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}
+
+// streamInfo is stream's info as the node answering knows it.
+func (c *natsCluster) streamInfo(stream string) (*jetstream.StreamInfo, error) {
+	js, done, err := c.jetStream()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
+		return nil, err
+	}
+	return s.CachedInfo(), nil
+}
+
+// consumersOf counts the durable consumers of stream.
+func (c *natsCluster) consumersOf(stream string) int {
+	info, err := c.streamInfo(stream)
+	if err != nil {
 		return 0
 	}
-	return s.CachedInfo().State.Consumers
+	return info.State.Consumers
 }
 
 // leaderOf is the index of the node leading stream (0 when unknown).
 func (c *natsCluster) leaderOf(stream string) int {
-	nc, err := nats.Connect(c.url())
-	if err != nil {
-		return 0
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil || s.CachedInfo().Cluster == nil {
+	info, err := c.streamInfo(stream)
+	if err != nil || info.Cluster == nil {
 		return 0
 	}
 	var i int
-	if _, err := fmt.Sscanf(s.CachedInfo().Cluster.Leader, "n%d", &i); err != nil || i < 1 || i > len(c.nodes) {
+	if _, err := fmt.Sscanf(info.Cluster.Leader, "n%d", &i); err != nil || i < 1 || i > len(c.nodes) {
 		return 0
 	}
 	return i - 1
@@ -233,15 +246,11 @@ func (c *natsCluster) url() string { return strings.Join(c.urls, ",") }
 // pending there and the last delivery just acknowledged, the writer could
 // be stopped before an event it had not yet been handed.
 func (c *natsCluster) waitAcked(limit time.Duration) error {
-	nc, err := nats.Connect(c.url())
+	js, done, err := c.jetStream()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer done()
 	acked := func(stream, consumer string) (bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
