@@ -20,7 +20,6 @@ const frontDesk = "+14155550100"
 // sits on it); adding it with re-check does exactly that.
 func TestBlocklistPreviewMatchesRecheck(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.waitLast = true // merges publish profile.merged, stored too: count-based waits end early
 	now := e.clock.Now()
 	at := func(m int) time.Time { return now.Add(time.Duration(m-60) * time.Minute) }
 	for i, name := range []string{"ann", "bo", "cy"} {

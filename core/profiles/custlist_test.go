@@ -348,7 +348,6 @@ func (e *env) addNote(t *testing.T, tok, pid, text string) profiles.NoteRow {
 // in the GDPR export and go with an erasure.
 func TestTagsAndNotes(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.waitLast = true // merges publish profile.merged, stored too: count-based waits end early
 	s := seedShop(t, e)
 	vip := e.createSegment(t, "VIP", `{"trait":"tags","op":"contains","value":"VIP"}`)
 

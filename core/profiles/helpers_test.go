@@ -40,8 +40,6 @@ type env struct {
 	clock *clock
 	owner string // tokens
 	agent string
-	// waitLast: publish waits for its last event only (earlier ones may be dropped).
-	waitLast bool
 }
 
 // start runs Omni with the profiles module; configure, when given, edits
@@ -83,10 +81,10 @@ func (e *env) get(t *testing.T, path string, out any) {
 }
 
 // publish normalises and publishes events as a connector would, then waits
-// until they are stored.
+// until the events consumer has taken them (stored, or dropped as Omni
+// drops some), so a test never goes on with its events still on the bus.
 func (e *env) publish(t *testing.T, evs ...*events.Event) {
 	t.Helper()
-	before := e.CountEvents(t)
 	norm := events.Normalizer{DefaultRegion: "US"}
 	for _, ev := range evs {
 		if ev.ReceivedAt.IsZero() {
@@ -102,11 +100,7 @@ func (e *env) publish(t *testing.T, evs ...*events.Event) {
 			t.Fatalf("publish %s: %v", evs[i].ID, err)
 		}
 	}
-	if e.waitLast {
-		e.WaitEvent(t, evs[len(evs)-1].ID)
-		return
-	}
-	e.WaitEvents(t, before+len(evs))
+	e.WaitConsumed(t)
 }
 
 var seq int

@@ -28,7 +28,6 @@ func TestSegmentMembersStayWhatTheRulesSelect(t *testing.T) {
 	e := start(t, profiles.Options{})
 	// The segment events the batches emit are stored too, later: a count
 	// of events would not say when a round's batch is in.
-	e.waitLast = true
 	rules := map[string]string{
 		"big":       `{"trait":"lifetime_value.USD","op":"gte","value":100}`,
 		"loyal":     `{"trait":"orders_count","op":"gte","value":2}`,

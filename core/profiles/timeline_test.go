@@ -166,7 +166,6 @@ func TestTimelineShapesConnectorEvents(t *testing.T) {
 // records became one.
 func TestTimelineConsentAndMerge(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.waitLast = true // merges publish profile.merged, stored too: count-based waits end early
 	now := e.clock.Now()
 	const email, phone = "merge.me@omni-shop.dev", "+16135550123"
 	e.publish(t, ev(events.OrderPlaced, "shopify", now.Add(-2*time.Hour), events.Identities{events.Email: email},

@@ -67,7 +67,6 @@ func sameSet(got, want []string) bool {
 // carrying Ann's email and that phone does not join them again.
 func TestUnmergeSharedPhone(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.waitLast = true // segment events are stored too
 	now := e.clock.Now()
 	bigSpenders := e.createSegment(t, "spent 60+", `{"trait":"lifetime_value.GBP","op":"gte","value":60}`)
 	annOrder := ev(events.OrderPlaced, "shopify", now.Add(-5*time.Hour), events.Identities{events.Email: "ann@omni-shop.dev"},
@@ -185,7 +184,6 @@ func TestUnmergeSharedPhone(t *testing.T) {
 // carrying both identifiers joins the two again (a new ledger row).
 func TestUnmergeWithoutKeepingApart(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.waitLast = true // merges publish profile.merged, stored too: count-based waits end early
 	now := e.clock.Now()
 	e.publish(t, ev(events.Identify, "web", now.Add(-3*time.Hour), events.Identities{events.Email: "cy@omni-shop.dev"}, nil, events.ChannelWeb),
 		ev(events.MessageReceived, "whatsapp", now.Add(-2*time.Hour), events.Identities{events.Phone: sharedPhone}, nil, events.ChannelWhatsApp))
@@ -213,7 +211,6 @@ func TestUnmergeWithoutKeepingApart(t *testing.T) {
 // Dee's old id still resolves to Bea.
 func TestUnmergeStacked(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.waitLast = true // merges publish profile.merged, stored too: count-based waits end early
 	now := e.clock.Now()
 	at := func(h int) time.Time { return now.Add(time.Duration(h-10) * time.Hour) }
 	e.publish(t, ev(events.Identify, "web", at(0), events.Identities{events.Email: "al@omni-shop.dev"}, map[string]any{"traits": map[string]any{"name": "Al"}}, events.ChannelWeb))
@@ -279,7 +276,6 @@ func contains(s []string, v string) bool {
 // names the identifier.
 func TestUnmergeIsOneTransaction(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.waitLast = true // merges publish profile.merged, stored too: count-based waits end early
 	now := e.clock.Now()
 	e.publish(t, ev(events.OrderPlaced, "shopify", now.Add(-3*time.Hour), events.Identities{events.Email: "dee@omni-shop.dev"}, map[string]any{"total": 5}, events.ChannelWeb))
 	e.publish(t, ev(events.OrderPlaced, "square", now.Add(-2*time.Hour), events.Identities{events.Phone: sharedPhone}, map[string]any{"total": 7}, events.ChannelPOS))
@@ -341,7 +337,6 @@ BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`).Execute(); err != nil {
 // (the merge had moved all of those words to the survivor).
 func TestUnmergeSplitsSearch(t *testing.T) {
 	e := start(t, profiles.Options{})
-	e.waitLast = true
 	now := e.clock.Now()
 	e.publish(t,
 		ev(events.CustomerUpdated, "shopify", now.Add(-5*time.Hour), events.Identities{events.Email: "dee@omni-shop.dev"},

@@ -4,6 +4,7 @@ package omnitest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/omni/omni/config"
 	"github.com/omni/omni/core/app"
+	"github.com/omni/omni/core/bus"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/ingest"
 	"github.com/omni/omni/core/logging"
 	"github.com/pocketbase/dbx"
@@ -202,6 +205,31 @@ func (s *Server) WaitEvent(t testing.TB, id string) {
 		}
 		return n == 1
 	}, "event %s stored", id)
+}
+
+// WaitConsumed waits (up to 60s) until the events consumer has taken every
+// message on EVENTS at the time of the call: each one stored, or dropped as
+// Omni drops it (a duplicate, an erasure notice), in a committed batch.
+// Unlike a count of stored events (WaitEvents) it is neither reached early
+// by events Omni derives meanwhile nor never reached when an event is
+// dropped.
+func (s *Server) WaitConsumed(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	str, err := s.Bus.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatalf("stream %s: %v", bus.StreamEvents, err)
+	}
+	last := str.CachedInfo().State.LastSeq
+	cons, err := str.Consumer(ctx, eventstore.ConsumerName)
+	if err != nil {
+		t.Fatalf("consumer %s: %v", eventstore.ConsumerName, err)
+	}
+	Eventually(t, 60*time.Second, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.AckFloor.Stream >= last
+	}, "the events consumer to take EVENTS up to sequence %d", last)
 }
 
 // Eventually polls cond until it holds or the timeout passes, then fails
