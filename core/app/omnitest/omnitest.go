@@ -210,9 +210,9 @@ func (s *Server) WaitEvent(t testing.TB, id string) {
 // WaitConsumed waits (up to 60s) until the events consumer has taken every
 // message on EVENTS at the time of the call: each one stored, or dropped as
 // Omni drops it (a duplicate, an erasure notice), in a committed batch.
-// Unlike a count of stored events (WaitEvents) it is neither reached early
-// by events Omni derives meanwhile nor never reached when an event is
-// dropped.
+// Unlike a count of stored events (WaitEvents), events Omni derives
+// meanwhile cannot end it early, and an event Omni drops cannot keep it
+// waiting.
 func (s *Server) WaitConsumed(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
