@@ -10,14 +10,7 @@ import (
 // Superusers only (nil rules).
 func init() {
 	m.Register(func(app core.App) error {
-		c := core.NewBaseCollection("relay_pending")
-		c.Fields.Add(
-			&core.TextField{Name: "event_id", Required: true, Max: 200},
-			&core.TextField{Name: "subject", Required: true, Max: 300},
-			&core.TextField{Name: "data", Required: true},
-			&core.DateField{Name: "created"},
-		)
-		return app.Save(c)
+		return app.Save(relayPendingCollection())
 	}, func(app core.App) error {
 		c, err := app.FindCollectionByNameOrId("relay_pending")
 		if err != nil {
@@ -25,4 +18,17 @@ func init() {
 		}
 		return app.Delete(c)
 	})
+}
+
+// relayPendingCollection is relay_pending as this migration creates it
+// (migration 0011's down step builds it again).
+func relayPendingCollection() *core.Collection {
+	c := core.NewBaseCollection("relay_pending")
+	c.Fields.Add(
+		&core.TextField{Name: "event_id", Required: true, Max: 200},
+		&core.TextField{Name: "subject", Required: true, Max: 300},
+		&core.TextField{Name: "data", Required: true},
+		&core.DateField{Name: "created"},
+	)
+	return c
 }

@@ -44,8 +44,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		relay.Fields.Add(&core.NumberField{Name: "seq", OnlyInt: true})
-		relay.AddIndex("idx_relay_pending_seq", false, "seq", "")
+		addRelaySeq(relay)
 		return app.Save(relay)
 	}, func(app core.App) error {
 		if c, err := app.FindCollectionByNameOrId("events_dead"); err == nil {
@@ -55,4 +54,11 @@ func init() {
 		}
 		return nil
 	})
+}
+
+// addRelaySeq gives relay_pending its seq field and index (migration
+// 0011's down step adds them again).
+func addRelaySeq(c *core.Collection) {
+	c.Fields.Add(&core.NumberField{Name: "seq", OnlyInt: true})
+	c.AddIndex("idx_relay_pending_seq", false, "seq", "")
 }

@@ -47,15 +47,8 @@ event_id TEXT NOT NULL, subject TEXT NOT NULL, data TEXT NOT NULL, created TEXT 
 			return err
 		}
 		// As migrations 0007 and 0008 left it.
-		c := core.NewBaseCollection("relay_pending")
-		c.Fields.Add(
-			&core.TextField{Name: "event_id", Required: true, Max: 200},
-			&core.TextField{Name: "subject", Required: true, Max: 300},
-			&core.TextField{Name: "data", Required: true},
-			&core.DateField{Name: "created"},
-			&core.NumberField{Name: "seq", OnlyInt: true},
-		)
-		c.AddIndex("idx_relay_pending_seq", false, "seq", "")
+		c := relayPendingCollection()
+		addRelaySeq(c)
 		if err := app.Save(c); err != nil {
 			return err
 		}
