@@ -7,6 +7,7 @@ import (
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/eventstore"
 )
 
@@ -70,4 +71,60 @@ func TestBeforeInsertSeesOnlyNewEventsAndRowsCarryItsProfile(t *testing.T) {
 	if err := o.PB.DB().NewQuery("SELECT COUNT(*) FROM events WHERE profile LIKE 'p-%'").Row(&n); err != nil || n != 15 {
 		t.Fatalf("rows with a profile = %d %v, want 15", n, err)
 	}
+}
+
+// scrubber omits one event's row and stores another without one of its
+// identities, before the insert.
+type scrubber struct{ seen []string }
+
+func (s *scrubber) BeforeInsert(tx core.App, batch []*eventstore.Stored) error {
+	for _, st := range batch {
+		switch st.Event.ID {
+		case "e-1":
+			st.Omit = true
+		case "e-2":
+			st.Identities = events.Identities{"anonymous_id": "kept"}
+		}
+	}
+	return nil
+}
+
+func (s *scrubber) ProcessBatch(tx core.App, batch []*eventstore.Stored) error {
+	for _, st := range batch {
+		s.seen = append(s.seen, st.Event.ID)
+	}
+	return nil
+}
+
+func TestBeforeInsertOmitsAndScrubsRowsButProcessorsSeeEveryEvent(t *testing.T) {
+	o := openApp(t)
+	evs := sample(3, 0)
+	evs[2].Identities = events.Identities{"anonymous_id": "kept", "email": "erased@omni-shop.dev"}
+	s := &scrubber{}
+	stored, err := eventstore.WriteBatch(o.PB, evs, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(s.seen) != "[e-0 e-1 e-2]" || len(stored) != 3 {
+		t.Fatalf("processors saw %v, %d returned; want all three", s.seen, len(stored))
+	}
+	var rows []struct {
+		EventID    string `db:"event_id"`
+		Identities string `db:"identities"`
+	}
+	if err := o.PB.DB().NewQuery("SELECT event_id, identities FROM events ORDER BY event_id").All(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(rows) != `[{e-0 `+rowIdentities(t, evs[0])+`} {e-2 {"anonymous_id":"kept"}}]` {
+		t.Fatalf("stored rows %v; want e-0 as sent, e-2 scrubbed, no e-1", rows)
+	}
+	if evs[2].Identities["email"] == "" {
+		t.Fatal("the event itself was changed; only its row should be")
+	}
+}
+
+func rowIdentities(t *testing.T, ev *events.Event) string {
+	t.Helper()
+	b, idsEnd, _ := ev.ColumnsJSON(nil)
+	return string(b[:idsEnd])
 }

@@ -54,6 +54,15 @@ type Stored struct {
 	Event    *events.Event
 	// Profile is set by a Processor that resolves the event to a profile.
 	Profile string
+	// Omit is set by a BeforeInsert processor for an event that is not
+	// kept (profiles: an erasure notice, or an event whose every identity
+	// was erased): its row is not written, and the processors still see it.
+	Omit bool
+	// Identities, when a BeforeInsert processor sets them, are what the
+	// row stores instead of the event's own (profiles: erased identities
+	// scrubbed); the event is left as it came. Nothing writes a batch's
+	// rows after they are inserted.
+	Identities events.Identities
 }
 
 // Options tune batching and retries; zero values get the defaults given.
@@ -602,6 +611,7 @@ func (in *inserter) insert(tx core.App, rows []*Stored, allNew bool) ([]*Stored,
 	if !allNew {
 		stored = make([]*Stored, 0, len(rows))
 	}
+	rows = written(rows)
 	for start := 0; start < len(rows); start += insertRows {
 		chunk := rows[start:min(start+insertRows, len(rows))]
 		n, err := in.exec1(chunk)
@@ -632,12 +642,35 @@ func (in *inserter) insert(tx core.App, rows []*Stored, allNew bool) ([]*Stored,
 	return stored, nil
 }
 
+// written returns the rows to write: all of them unless some are to be
+// omitted (a copy then, so the caller's batch keeps every event).
+func written(rows []*Stored) []*Stored {
+	for i, s := range rows {
+		if !s.Omit {
+			continue
+		}
+		kept := append(make([]*Stored, 0, len(rows)-1), rows[:i]...)
+		for _, s := range rows[i+1:] {
+			if !s.Omit {
+				kept = append(kept, s)
+			}
+		}
+		return kept
+	}
+	return rows
+}
+
 // exec1 inserts one chunk (at most insertRows) and returns the rows added.
 func (in *inserter) exec1(chunk []*Stored) (int, error) {
 	args := in.args[:0]
 	buf := in.buf[:0]
 	for _, s := range chunk {
 		ev := s.Event
+		if s.Identities != nil {
+			scrubbed := *ev
+			scrubbed.Identities = s.Identities
+			ev = &scrubbed
+		}
 		var idsEnd, propsEnd int
 		from := len(buf)
 		buf, idsEnd, propsEnd = ev.ColumnsJSON(buf)

@@ -151,9 +151,15 @@ func TestExportEraseAndReingest(t *testing.T) {
 
 	// Re-ingest: the erased email alone is dropped; with a new anonymous id
 	// it is stripped; nothing brings the email back.
-	e.publish(t, ev(events.OrderPlaced, "shopify", now, events.Identities{events.Email: "gone@omni-shop.dev"}, map[string]any{"total": 1}, "web"),
-		ev(events.PageViewed, "test", now, events.Identities{events.Email: "gone@omni-shop.dev", events.AnonymousID: "fresh-anon"}, nil, "web"),
-		ev("track", "sentinel", now, events.Identities{events.AnonymousID: "sentinel-1"}, nil, ""))
+	order := ev(events.OrderPlaced, "shopify", now, events.Identities{events.Email: "gone@omni-shop.dev"}, map[string]any{"total": 1}, "web")
+	view := ev(events.PageViewed, "test", now, events.Identities{events.Email: "gone@omni-shop.dev", events.AnonymousID: "fresh-anon"}, nil, "web")
+	e.publish(t, order, view, ev("track", "sentinel", now, events.Identities{events.AnonymousID: "sentinel-1"}, nil, ""))
+	if n := e.count(t, "SELECT COUNT(*) FROM events WHERE event_id={:id}", map[string]any{"id": order.ID}); n != 0 {
+		t.Errorf("the event naming only the erased email was stored (%d rows)", n)
+	}
+	if n := e.count(t, `SELECT COUNT(*) FROM events WHERE event_id={:id} AND identities='{"anonymous_id":"fresh-anon"}' AND profile != ''`, map[string]any{"id": view.ID}); n != 1 {
+		t.Errorf("the event with another identity was not stored with that one alone, on its profile (%d rows)", n)
+	}
 	if e.profileOf(t, events.Email, "gone@omni-shop.dev") != "" {
 		t.Fatal("erased email resurrected")
 	}

@@ -1330,9 +1330,7 @@ func systemEvent(typ, id string, p *profile, now time.Time, props map[string]any
 // inflight is what BeforeInsert hands to ProcessBatch of the same batch
 // (both run in the events transaction, with the rows written in between).
 type inflight struct {
-	b     *batch
-	scrub []*eventstore.Stored // carry erased identities: scrubbed once stored
-	drop  []string             // record ids of events not to keep
+	b *batch
 }
 
 // BeforeInsert implements eventstore.BeforeInsert: it resolves the batch's
@@ -1383,7 +1381,7 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 		if ev.Source == "omni" && systemType(ev.Type) {
 			if ev.Type == events.ProfileErased {
 				// Carries erased identities for connectors; not kept.
-				fl.drop = append(fl.drop, s.RecordID)
+				s.Omit = true
 				continue
 			}
 			if pid, _ := ev.Properties["profile_id"].(string); pid != "" {
@@ -1393,7 +1391,7 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 				}
 				if err != nil {
 					// The profile was erased meanwhile: do not keep its identities.
-					fl.drop = append(fl.drop, s.RecordID)
+					s.Omit = true
 					continue
 				}
 				s.Profile = p.id
@@ -1406,7 +1404,7 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 		// (RemoveTombstone).
 		ids, dropped := b.identsOf(ev)
 		if len(dropped) > 0 {
-			fl.scrub = append(fl.scrub, s)
+			m.scrubErased(s)
 		}
 		if ev.Type == events.Alias && len(ids) > 0 {
 			prev, err := b.previousID(ev)
@@ -1478,17 +1476,13 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 	m.cacheMu.Unlock()
 	if fl == nil {
 		// Called without BeforeInsert (rows stored without a profile):
-		// resolve now and point the rows at their profiles.
+		// resolve now, then do to the stored rows what the insert would
+		// have done (rows not kept, erased identities, profiles).
 		if err := m.BeforeInsert(tx, stored); err != nil {
 			return err
 		}
-		for _, s := range stored {
-			if s.Profile == "" {
-				continue
-			}
-			if _, err := tx.DB().NewQuery("UPDATE events SET profile={:p} WHERE id={:id}").Bind(dbx.Params{"p": s.Profile, "id": s.RecordID}).Execute(); err != nil {
-				return fmt.Errorf("set event profile: %w", err)
-			}
+		if err := rewriteStored(tx, stored); err != nil {
+			return err
 		}
 	}
 	m.cacheMu.Lock()
@@ -1507,14 +1501,6 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 		defer func(t time.Time) { obs("segments-batch", time.Since(t)) }(time.Now())
 	}
 	b := fl.b
-	for _, id := range fl.drop {
-		if _, err := tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": id}).Execute(); err != nil {
-			return err
-		}
-	}
-	if err := m.scrubTombstoned(tx, fl.scrub); err != nil {
-		return err
-	}
 	var touched []*profile
 	for _, p := range b.order {
 		if p.touched && p.mergedInto == "" {
@@ -1535,26 +1521,40 @@ func (m *Module) ProcessBatch(tx core.App, stored []*eventstore.Stored) (err err
 	return relay.Stage(tx, m.pending)
 }
 
-// scrubTombstoned removes erased identities from stored events, and the
-// events themselves when nothing else identifies them.
-func (m *Module) scrubTombstoned(tx core.App, stored []*eventstore.Stored) error {
-	for _, s := range stored {
-		kept := events.Identities{}
-		for k, v := range s.Event.Identities {
-			if !m.tomb.has(k, v) {
-				kept[k] = v
-			}
+// scrubErased makes s's row leave out the event's erased identities, or
+// not be written when it has no other.
+func (m *Module) scrubErased(s *eventstore.Stored) {
+	kept := events.Identities{}
+	for k, v := range s.Event.Identities {
+		if !m.tomb.has(k, v) {
+			kept[k] = v
 		}
+	}
+	if len(kept) == 0 {
+		s.Omit = true
+		return
+	}
+	s.Identities = kept
+}
+
+// rewriteStored applies to rows already stored what BeforeInsert decided
+// for them: rows not kept are deleted, erased identities scrubbed, and
+// each row points at its profile.
+func rewriteStored(tx core.App, stored []*eventstore.Stored) error {
+	for _, s := range stored {
 		var err error
-		if len(kept) == 0 {
+		switch {
+		case s.Omit:
 			_, err = tx.DB().NewQuery("DELETE FROM events WHERE id={:id}").Bind(dbx.Params{"id": s.RecordID}).Execute()
-			s.Profile = ""
-		} else {
-			j, _ := json.Marshal(kept)
-			_, err = tx.DB().NewQuery("UPDATE events SET identities={:i} WHERE id={:id}").Bind(dbx.Params{"i": string(j), "id": s.RecordID}).Execute()
+		case s.Identities != nil:
+			j, _ := json.Marshal(s.Identities)
+			_, err = tx.DB().NewQuery("UPDATE events SET identities={:i}, profile={:p} WHERE id={:id}").
+				Bind(dbx.Params{"i": string(j), "p": s.Profile, "id": s.RecordID}).Execute()
+		case s.Profile != "":
+			_, err = tx.DB().NewQuery("UPDATE events SET profile={:p} WHERE id={:id}").Bind(dbx.Params{"p": s.Profile, "id": s.RecordID}).Execute()
 		}
 		if err != nil {
-			return fmt.Errorf("scrub erased identities: %w", err)
+			return fmt.Errorf("rewrite stored event %s: %w", s.RecordID, err)
 		}
 	}
 	return nil
