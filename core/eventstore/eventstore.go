@@ -573,7 +573,7 @@ func writeBatch(app core.App, evs []*events.Event, processors []Processor) ([]*S
 					return err
 				}
 			}
-			if _, err := ins.insert(tx, stored, true); err != nil {
+			if _, err := ins.insert(tx, written(stored), true); err != nil {
 				return err
 			}
 		}
@@ -611,7 +611,6 @@ func (in *inserter) insert(tx core.App, rows []*Stored, allNew bool) ([]*Stored,
 	if !allNew {
 		stored = make([]*Stored, 0, len(rows))
 	}
-	rows = written(rows)
 	for start := 0; start < len(rows); start += insertRows {
 		chunk := rows[start:min(start+insertRows, len(rows))]
 		n, err := in.exec1(chunk)
@@ -642,8 +641,9 @@ func (in *inserter) insert(tx core.App, rows []*Stored, allNew bool) ([]*Stored,
 	return stored, nil
 }
 
-// written returns the rows to write: all of them unless some are to be
-// omitted (a copy then, so the caller's batch keeps every event).
+// written returns the rows the BeforeInsert processors left to write: all
+// of them unless some are omitted (a copy then, so the batch the
+// processors see keeps every event).
 func written(rows []*Stored) []*Stored {
 	for i, s := range rows {
 		if !s.Omit {
