@@ -502,8 +502,12 @@ const insertColumns = 13
 
 // insertRows is how many events one INSERT statement writes: each Exec
 // through database/sql pays the driver's bind/step/reset round and
-// result, so full chunks share one.
-const insertRows = 16
+// result, so full chunks share one. Not more: the driver finds each
+// parameter's argument by scanning the arguments from the start, so its
+// bind grows with the square of the parameters (13 a row); at 16 rows
+// that scan took from 3 % to 29 % of the insert's CPU depending on where
+// the arguments landed in memory (docs/benchmarks.md, twentieth round).
+const insertRows = 8
 
 // insertSQL is the INSERT of rows events; a conflicting event id is
 // skipped (the first of repeats within one statement is kept). OR IGNORE
