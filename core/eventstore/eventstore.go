@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -649,19 +650,11 @@ func (in *inserter) insert(tx core.App, rows []*Stored, allNew bool) ([]*Stored,
 // of them unless some are omitted (a copy then, so the batch the
 // processors see keeps every event).
 func written(rows []*Stored) []*Stored {
-	for i, s := range rows {
-		if !s.Omit {
-			continue
-		}
-		kept := append(make([]*Stored, 0, len(rows)-1), rows[:i]...)
-		for _, s := range rows[i+1:] {
-			if !s.Omit {
-				kept = append(kept, s)
-			}
-		}
-		return kept
+	omitted := func(s *Stored) bool { return s.Omit }
+	if !slices.ContainsFunc(rows, omitted) {
+		return rows
 	}
-	return rows
+	return slices.DeleteFunc(slices.Clone(rows), omitted)
 }
 
 // exec1 inserts one chunk (at most insertRows) and returns the rows added.
