@@ -146,14 +146,14 @@ func (f *follower) run(ctx context.Context) {
 // and the queue is younger than the delay allowed.
 func (f *follower) catchUp(ctx context.Context) error {
 	for ctx.Err() == nil {
-		var oldest int64
-		if err := f.m.app.DB().NewQuery("SELECT COALESCE(MIN(queued_at), 0) FROM " + queueTable).Row(&oldest); err != nil {
+		oldest, err := f.oldestQueued(ctx)
+		if err != nil {
 			return err
 		}
-		if oldest == 0 {
+		if oldest.IsZero() {
 			return nil
 		}
-		if wait := f.wait(ctx, time.UnixMilli(oldest)); wait > 0 {
+		if wait := f.wait(ctx, oldest); wait > 0 {
 			// Holding off is the plan, not a stall (health).
 			f.moved.Store(time.Now().UnixNano())
 			select {
@@ -170,7 +170,7 @@ func (f *follower) catchUp(ctx context.Context) error {
 			}
 			continue
 		}
-		err := f.takeChunk(ctx)
+		err = f.takeChunk(ctx)
 		f.m.rollups.jobs.apart.Unlock()
 		if err != nil {
 			return err
@@ -375,11 +375,30 @@ func (f *follower) retryParked(ctx context.Context) {
 	}
 }
 
+// The follower's two questions about the whole queue. Both are answered
+// from idx_metrics_queue_lag alone: without it each read every queued
+// batch's ids (overflow pages) to reach the columns after them, a cost
+// that grew with the backlog, when health is polled most.
+const (
+	lagSQL    = "SELECT COALESCE(SUM(events), 0) FROM " + queueTable
+	oldestSQL = "SELECT COALESCE(MIN(queued_at), 0) FROM " + queueTable
+)
+
 // Lag is what health reports: events queued and not yet rolled up.
 func (f *follower) Lag(ctx context.Context) (uint64, int, error) {
 	var n int64
-	err := f.m.app.DB().NewQuery("SELECT COALESCE(SUM(events), 0) FROM " + queueTable).WithContext(ctx).Row(&n)
+	err := f.m.app.DB().NewQuery(lagSQL).WithContext(ctx).Row(&n)
 	return uint64(n), 0, err
+}
+
+// oldestQueued is when the oldest queued batch was stored (zero when the
+// queue is empty).
+func (f *follower) oldestQueued(ctx context.Context) (time.Time, error) {
+	var ms int64
+	if err := f.m.app.DB().NewQuery(oldestSQL).WithContext(ctx).Row(&ms); err != nil || ms == 0 {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(ms), nil
 }
 
 // LastProgress is when the follower last took a chunk or chose to wait
