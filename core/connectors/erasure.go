@@ -3,7 +3,6 @@ package connectors
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -50,11 +49,7 @@ func (er *erasures) create(s *app.Setup) (jetstream.Consumer, error) {
 }
 
 func (er *erasures) start(c jetstream.Consumer) error {
-	cc, err := c.Consume(er.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			er.m.log.Debug("erasure consumer", "error", err)
-		}
-	}))
+	cc, err := bus.Consume(c, er.handle, 0, func(err error) { er.m.log.Debug("erasure consumer", "error", err) })
 	if err != nil {
 		return fmt.Errorf("erasure consume: %w", err)
 	}

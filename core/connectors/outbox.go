@@ -137,11 +137,7 @@ func (ob *outbox) create(s *app.Setup) error {
 }
 
 func (ob *outbox) start() error {
-	cc, err := ob.consumer.Consume(ob.dispatch, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			ob.m.log.Debug("outbox consumer", "error", err)
-		}
-	}))
+	cc, err := bus.Consume(ob.consumer, ob.dispatch, 64, func(err error) { ob.m.log.Debug("outbox consumer", "error", err) })
 	if err != nil {
 		return fmt.Errorf("outbox consume: %w", err)
 	}

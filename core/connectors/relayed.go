@@ -68,11 +68,7 @@ func (r *relayed) create(s *app.Setup) error {
 }
 
 func (r *relayed) start() error {
-	cc, err := r.consumer.Consume(r.deliver, jetstream.PullMaxMessages(16), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			r.m.log.Debug("webhooks consumer", "error", err)
-		}
-	}))
+	cc, err := bus.Consume(r.consumer, r.deliver, 16, func(err error) { r.m.log.Debug("webhooks consumer", "error", err) })
 	if err != nil {
 		return fmt.Errorf("webhooks consume: %w", err)
 	}

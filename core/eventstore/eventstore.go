@@ -202,13 +202,8 @@ func (s *Store) Start(ctx context.Context) error {
 	s.done = make(chan struct{})
 	s.moved()
 	var err error
-	s.cc, err = s.consumer.Consume(func(m jetstream.Msg) { s.msgs <- decode(m) },
-		jetstream.PullMaxMessages(s.opts.BatchSize),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-				s.log.Warn("consume error", "error", err)
-			}
-		}))
+	s.cc, err = bus.Consume(s.consumer, func(m jetstream.Msg) { s.msgs <- decode(m) }, s.opts.BatchSize,
+		func(err error) { s.log.Warn("consume error", "error", err) })
 	if err != nil {
 		return fmt.Errorf("eventstore: consume: %w", err)
 	}

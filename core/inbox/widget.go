@@ -61,11 +61,7 @@ func (m *Module) initWidget(s *app.Setup) error {
 }
 
 func (m *Module) startWidget(ctx context.Context) error {
-	cc, err := m.widget.consumer.Consume(m.deliverChat, jetstream.PullMaxMessages(32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			m.log.Debug("webchat consumer", "error", err)
-		}
-	}))
+	cc, err := bus.Consume(m.widget.consumer, m.deliverChat, 32, func(err error) { m.log.Debug("webchat consumer", "error", err) })
 	if err != nil {
 		return fmt.Errorf("inbox: webchat consume: %w", err)
 	}

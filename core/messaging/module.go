@@ -10,7 +10,6 @@ package messaging
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -143,11 +142,7 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	templates.Register(se, m.o, m.links) // the templates' checks and preview
 	prefs.Register(se, m.o, m.links)     // the customer's /p/ pages
 
-	cc, err := m.requests.Consume(m.handleRequest, jetstream.PullMaxMessages(32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			m.log.Debug("send requests consumer", "error", err)
-		}
-	}))
+	cc, err := bus.Consume(m.requests, m.handleRequest, 32, func(err error) { m.log.Debug("send requests consumer", "error", err) })
 	if err != nil {
 		return fmt.Errorf("messaging: consume: %w", err)
 	}
