@@ -10,13 +10,16 @@ import (
 // PullHeartbeat is how often the server tells a waiting pull request it is
 // still held. The client pulls again after two missed ones.
 //
-// The library's default is half the request's 30 s expiry, so a missed
-// heartbeat took 30 s to notice. Under load a consumer was seen in that
-// state about once in twenty-five loads of 300k events (bench/ingest):
-// nothing delivered, nothing awaiting an ack, no request held by the
-// server, while the client still counted messages as requested. Ingest's
-// events then waited 30 s to be stored. At one second it waits about two.
-// An idle consumer costs the server one small message a second.
+// The client library (nats.go v1.55, unchanged in v1.56) asks for more
+// messages only as one arrives, and skips that while its previous request
+// is still being written. When writing it takes long (the connection is
+// busy with ingest's publishes) and every message already asked for
+// arrives meanwhile, no request is left and none is sent. Only missed
+// heartbeats end that, and the library's default heartbeat is half the
+// request's 30 s expiry: ingest's events waited 30 s to be stored, about
+// once in twenty-five loads of 300k events (bench/ingest). At one second
+// they wait about two. An idle consumer costs the server one small
+// message a second.
 const PullHeartbeat = time.Second
 
 // Consume starts c's pull loop with the options every Omni consumer
