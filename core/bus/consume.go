@@ -12,9 +12,9 @@ import (
 //
 // The client library (nats.go v1.55, unchanged in v1.56) asks for more
 // messages only as one arrives, and skips that while its previous request
-// is still being written. When writing it takes long (the connection is
-// busy with ingest's publishes) and every message already asked for
-// arrives meanwhile, no request is left and none is sent. Only missed
+// is still marked as being written. When that lasts (a connection busy
+// with ingest's publishes, both cores busy) until every message asked for
+// has arrived, no request is left and none is sent. Only missed
 // heartbeats end that, and the library's default heartbeat is half the
 // request's 30 s expiry: ingest's events waited 30 s to be stored, about
 // once in twenty-five loads of 300k events (bench/ingest). At one second
