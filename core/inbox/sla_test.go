@@ -10,6 +10,7 @@ import (
 	"github.com/omni/omni/core/app/omnitest"
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/inbox"
+	"github.com/omni/omni/internal/testkit/queryplan"
 )
 
 func parseDue(t *testing.T, s string) time.Time {
@@ -125,17 +126,7 @@ func TestSLADueTimesAndBreaches(t *testing.T) {
 // every open conversation.
 func TestSLACheckReadsItsIndexes(t *testing.T) {
 	s, _ := startInbox(t, inbox.Options{Tick: time.Hour})
-	var plan []struct {
-		Detail string `db:"detail"`
-	}
-	if err := s.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + inbox.SLADueQuery()).Bind(dbx.Params{"now": "2026-12-01 10:00:00.000Z"}).All(&plan); err != nil {
-		t.Fatal(err)
-	}
-	var details []string
-	for _, p := range plan {
-		details = append(details, p.Detail)
-	}
-	all := strings.Join(details, "\n")
+	all := strings.Join(queryplan.Steps(t, s.PB.DB(), inbox.SLADueQuery(), dbx.Params{"now": "2026-12-01 10:00:00.000Z"}), "\n")
 	for _, idx := range []string{"idx_conversations_first_due", "idx_conversations_next_due"} {
 		if !strings.Contains(all, idx) {
 			t.Errorf("the SLA check does not read %s:\n%s", idx, all)

@@ -3,6 +3,8 @@ package messaging_test
 import (
 	"strings"
 	"testing"
+
+	"github.com/omni/omni/internal/testkit/queryplan"
 )
 
 // The ledger's lookups on the events transaction's path use indexes.
@@ -12,15 +14,10 @@ func TestLedgerQueriesUseIndexes(t *testing.T) {
 		// applyStatus: a status event without Omni's id, found by the vendor's.
 		"SELECT id FROM messages WHERE provider_id={:x} AND provider_id != '' LIMIT 1",
 	} {
-		var plan []struct {
-			Detail string `db:"detail"`
-		}
-		if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + q).Bind(map[string]any{"x": "p"}).All(&plan); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		for _, p := range plan {
-			if strings.HasPrefix(p.Detail, "SCAN messages") {
-				t.Errorf("%s scans: %+v", q, plan)
+		plan := queryplan.Steps(t, e.PB.DB(), q, map[string]any{"x": "p"})
+		for _, step := range plan {
+			if strings.HasPrefix(step, "SCAN messages") {
+				t.Errorf("%s scans: %q", q, plan)
 			}
 		}
 	}

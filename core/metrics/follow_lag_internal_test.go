@@ -11,6 +11,7 @@ import (
 
 	"github.com/omni/omni/core/app"
 	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/internal/testkit/queryplan"
 )
 
 // queueBacklog stops the follower and queues batches rows of perBatch
@@ -50,17 +51,7 @@ func TestFollowerLagWithABacklog(t *testing.T) {
 		t.Fatalf("oldest queued = %v, %v; want an hour ago", oldest, err)
 	}
 	for _, q := range []string{lagSQL, oldestSQL} {
-		var plan []struct {
-			Detail string `db:"detail"`
-		}
-		if err := m.app.DB().NewQuery("EXPLAIN QUERY PLAN " + q).All(&plan); err != nil {
-			t.Fatal(err)
-		}
-		var s []string
-		for _, p := range plan {
-			s = append(s, p.Detail)
-		}
-		if got := strings.Join(s, "; "); !strings.Contains(got, "COVERING INDEX") {
+		if got := strings.Join(queryplan.Steps(t, m.app.DB(), q, nil), "; "); !strings.Contains(got, "COVERING INDEX") {
 			t.Errorf("%s\n  plan: %s; want it answered from a covering index", q, got)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/omni/omni/core/profiles"
+	"github.com/omni/omni/internal/testkit/queryplan"
 )
 
 // The hot-path and merge statements (with bound parameters, as they run)
@@ -81,15 +82,5 @@ func TestSearchPlanStartsFromTheIndex(t *testing.T) {
 // queryPlan is SQLite's plan for q with params, its steps joined by "; ".
 func queryPlan(t *testing.T, e *env, q string, params map[string]any) string {
 	t.Helper()
-	var plan []struct {
-		Detail string `db:"detail"`
-	}
-	if err := e.PB.DB().NewQuery("EXPLAIN QUERY PLAN " + q).Bind(params).All(&plan); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	parts := make([]string, len(plan))
-	for i, p := range plan {
-		parts[i] = p.Detail
-	}
-	return strings.Join(parts, "; ")
+	return strings.Join(queryplan.Steps(t, e.PB.DB(), q, params), "; ")
 }
