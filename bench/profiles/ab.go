@@ -103,4 +103,18 @@ func abCompare(other string, pairs int, args []string) {
 			t.rate, t.cpuPer.Round(100*time.Nanosecond), o.rate, o.cpuPer.Round(100*time.Nanosecond),
 			t.rate/o.rate, float64(t.cpuPer)/float64(o.cpuPer))
 	}
+	// The floor runs none of Omni's modules and no bus: when it moves
+	// between the builds as much as Omni's cases do, the builds differ in
+	// where their code and data landed, not in what a change does.
+	ratio := func(runs []abRun, pick func(abRun) figure) float64 {
+		rs := make([]float64, len(runs))
+		for i, r := range runs {
+			rs[i] = pick(r).rate / r.floor.rate
+		}
+		slices.Sort(rs)
+		return rs[len(rs)/2]
+	}
+	prof, live := func(r abRun) figure { return r.profiles }, func(r abRun) figure { return r.live }
+	fmt.Printf("  each run against its own floor (medians): this build profiles %.2f×, live %.2f×; other build %.2f×, %.2f×\n",
+		ratio(got[1], prof), ratio(got[1], live), ratio(got[0], prof), ratio(got[0], live))
 }
