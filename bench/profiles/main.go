@@ -83,9 +83,9 @@ func main() {
 	runs := flag.Int("runs", 3, "with -compare: runs of the three cases (medians printed)")
 	flag.BoolVar(&watch, "watch", false, "with -compare: print each load's stored count every second and Omni's warnings on stderr, and dump every goroutine's stack to a file whenever a second stores fewer than 500 events (a stall)")
 	liveOnly := flag.Bool("live-only", false, "with -compare: run only the everything-live case, -runs times (its rate and CPU per event; no floor, so no ratio)")
-	abOther := flag.String("ab", "", "with -compare: alternate -runs runs of this build with as many of BIN, another build of this bench (ABBA order), and print each build's medians of Omni's own rates and CPU per event, and their quotients")
+	abOther := flag.String("ab", "", "compare builds (implies -compare): alternate -runs runs of this build with as many of BIN, another build of this bench (ABBA order), and print each build's medians of Omni's own rates and CPU per event, and their quotients")
 	flag.Parse()
-	if *compareMode && *abOther != "" {
+	if *abOther != "" {
 		abCompare(*abOther, max(1, *runs), []string{"-profiles", strconv.Itoa(*nProfiles), "-events", strconv.Itoa(*perProfile)})
 		return
 	}
