@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -80,13 +79,11 @@ func abCompare(other string, pairs int, args []string) {
 			r.live.rate, r.live.cpuPer.Round(100*time.Nanosecond), r.live.rate/r.floor.rate)
 	}
 	med := func(runs []abRun, pick func(abRun) figure) figure {
-		rates, cpus := make([]float64, len(runs)), make([]time.Duration, len(runs))
+		fs := make([]figure, len(runs))
 		for i, r := range runs {
-			rates[i], cpus[i] = pick(r).rate, pick(r).cpuPer
+			fs[i] = pick(r)
 		}
-		slices.Sort(rates)
-		slices.Sort(cpus)
-		return figure{rate: rates[len(rates)/2], cpuPer: cpus[len(cpus)/2]}
+		return medianFigure(fs)
 	}
 	fmt.Printf("medians of %d runs of each build (this: %s; other: %s):\n", pairs, self, other)
 	fmt.Printf("  %-28s %18s %18s %22s\n", "", "this build", "other build", "this ÷ other")
@@ -111,8 +108,7 @@ func abCompare(other string, pairs int, args []string) {
 		for i, r := range runs {
 			rs[i] = pick(r).rate / r.floor.rate
 		}
-		slices.Sort(rs)
-		return rs[len(rs)/2]
+		return median(rs)
 	}
 	prof, live := func(r abRun) figure { return r.profiles }, func(r abRun) figure { return r.live }
 	fmt.Printf("  each run against its own floor (medians): this build profiles %.2f×, live %.2f×; other build %.2f×, %.2f×\n",

@@ -181,37 +181,41 @@ func compare(evs *msgArena, runs int, cpuProfile string, bracket bool) {
 		floors, profs, lives, rolled = append(floors, f), append(profs, p), append(lives, l), append(rolled, r)
 	}
 	ratio := func(xs []figure) float64 {
-		var r []float64
+		r := make([]float64, len(xs))
 		for i, x := range xs {
-			r = append(r, x.rate/floors[i].rate)
+			r[i] = x.rate / floors[i].rate
 		}
-		slices.Sort(r)
-		return r[len(r)/2]
+		return median(r)
 	}
-	med := func(xs []figure) figure {
-		rs := make([]float64, len(xs))
-		cs := make([]time.Duration, len(xs))
-		for i, x := range xs {
-			rs[i], cs[i] = x.rate, x.cpuPer
-		}
-		slices.Sort(rs)
-		slices.Sort(cs)
-		return figure{rate: rs[len(rs)/2], cpuPer: cs[len(cs)/2]}
-	}
-	f, p, l, r := med(floors), med(profs), med(lives), med(rolled)
+	f, p, l, r := medianFigure(floors), medianFigure(profs), medianFigure(lives), medianFigure(rolled)
 	fmt.Printf("medians of %d, %d events each:\n", runs, evs.len())
 	fmt.Printf("  floor (batched SQLite insert)     %8.0f events/s  %6v CPU/event\n", f.rate, f.cpuPer)
 	fmt.Printf("  stored + profiles resolved        %8.0f events/s  %6v CPU/event  %.2f× the floor (target 0.5)\n", p.rate, p.cpuPer, ratio(profs))
 	fmt.Printf("  + 10 segments, 20 journeys, metrics %6.0f events/s  %6v CPU/event  %.2f× the floor (target 0.4)\n", l.rate, l.cpuPer, ratio(lives))
 	fmt.Printf("    … until metrics' rollups caught up %5.0f events/s  %6v CPU/event  %.2f× the floor\n", r.rate, r.cpuPer, ratio(rolled))
 	if bracket {
-		median := func(xs []float64) float64 {
-			slices.Sort(xs)
-			return xs[len(xs)/2]
-		}
 		fmt.Printf("  against the floors just before and after each case: profiles %.2f×, everything live %.2f× (medians)\n",
 			median(bracketed[0]), median(bracketed[1]))
 	}
+}
+
+// median is the middle of xs (the upper of the two middle ones when
+// their number is even); it sorts xs.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// medianFigure is the median rate and the median CPU per event of xs,
+// each taken on its own.
+func medianFigure(xs []figure) figure {
+	rs := make([]float64, len(xs))
+	cs := make([]time.Duration, len(xs))
+	for i, x := range xs {
+		rs[i], cs[i] = x.rate, x.cpuPer
+	}
+	slices.Sort(cs)
+	return figure{rate: median(rs), cpuPer: cs[len(cs)/2]}
 }
 
 // serve starts o on a loopback port and returns its base URL once it
