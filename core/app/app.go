@@ -70,6 +70,10 @@ func New(cfg *config.Config, log *slog.Logger) *Omni {
 		HideStartBanner: true,
 		DBConnect:       store.Connect, // smaller page caches for readers (docs/benchmarks.md, memory)
 	})
+	// PocketBase warns at every start when the SQLite driver is not the
+	// version it was released with. Omni runs a newer one, with the libc
+	// its go.mod names (TestSQLiteDriverAndLibcAgree checks that instead).
+	pb.OnBootstrap().Unbind(pocketbase.ModerncDepsCheckHookId)
 	o := &Omni{Config: cfg, Log: log, PB: pb}
 	ingest.RegisterSourceHooks(pb)
 	staff.RegisterHooks(pb) // role changes and the last owner
