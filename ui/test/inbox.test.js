@@ -266,4 +266,32 @@ describe('inbox', () => {
     await conv.getByTestId('message').filter({ hasText: 'Asked with the template' }).waitFor()
     await shot(page, 'inbox-whatsapp-window')
   })
+
+  it('a message that arrives while the list loads stays in it', async () => {
+    // The list's answer is read before Fay's message is stored and held
+    // until her conversation has come live: the stale answer must not
+    // take it out again.
+    const FAY = { name: 'Fay Fox', phone: '+447700900444', email: 'fay@omni-shop.dev' }
+    await page.getByRole('tab', { name: /Resolved/ }).click()
+    await page.getByText('Loading…').waitFor({ state: 'hidden' })
+    let fetched, release
+    const answerRead = new Promise((r) => (fetched = r))
+    const held = new Promise((r) => (release = r))
+    await page.route((url) => url.pathname === '/api/v1/conversations', async (route) => {
+      const stale = await route.fetch()
+      fetched()
+      await held
+      await route.fulfill({ response: stale })
+    }, { times: 1 })
+    await page.getByRole('tab', { name: /All open/ }).click()
+    await answerRead
+    await sms(FAY, 'Can I pay in three instalments?')
+    await item('three instalments').waitFor() // live, while the list still loads
+    await page.getByText('Loading…').waitFor()
+    release()
+    await page.getByText('Loading…').waitFor({ state: 'hidden' })
+    assert.equal(await item('three instalments').count(), 1)
+    await item('three instalments').getByText(FAY.name).waitFor()
+  })
 })
+
