@@ -17,6 +17,16 @@ type abRun struct {
 	floor, profiles, live figure
 }
 
+// abCases are the three cases of a run, in the order compare prints them.
+var abCases = []struct {
+	name string
+	pick func(abRun) figure
+}{
+	{"floor (batched SQLite insert)", func(r abRun) figure { return r.floor }},
+	{"stored + profiles resolved", func(r abRun) figure { return r.profiles }},
+	{"everything live", func(r abRun) figure { return r.live }},
+}
+
 // runLine matches the line compare prints for each run, up to the live
 // case (the rolled-up figure after it is metrics' catch-up, not a target).
 var runLine = regexp.MustCompile(`run \d+: floor ([\d.]+)/s \((\S+) CPU/event\) \| profiles ([\d.]+)/s = \S+ \((\S+) CPU/event\) \| everything live ([\d.]+)/s = \S+ \((\S+) CPU/event\)`)
@@ -87,14 +97,7 @@ func abCompare(other string, pairs int, args []string) {
 	}
 	fmt.Printf("medians of %d runs of each build (this: %s; other: %s):\n", pairs, self, other)
 	fmt.Printf("  %-28s %18s %18s %22s\n", "", "this build", "other build", "this ÷ other")
-	for _, c := range []struct {
-		name string
-		pick func(abRun) figure
-	}{
-		{"floor (batched SQLite insert)", func(r abRun) figure { return r.floor }},
-		{"stored + profiles resolved", func(r abRun) figure { return r.profiles }},
-		{"everything live", func(r abRun) figure { return r.live }},
-	} {
+	for _, c := range abCases {
 		t, o := med(got[1], c.pick), med(got[0], c.pick)
 		fmt.Printf("  %-28s %8.0f/s %7v %8.0f/s %7v   rate %.3f×, CPU %.3f×\n", c.name,
 			t.rate, t.cpuPer.Round(100*time.Nanosecond), o.rate, o.cpuPer.Round(100*time.Nanosecond),
@@ -110,7 +113,7 @@ func abCompare(other string, pairs int, args []string) {
 		}
 		return median(rs)
 	}
-	prof, live := func(r abRun) figure { return r.profiles }, func(r abRun) figure { return r.live }
+	prof, live := abCases[1].pick, abCases[2].pick
 	fmt.Printf("  each run against its own floor (medians): this build profiles %.2f×, live %.2f×; other build %.2f×, %.2f×\n",
 		ratio(got[1], prof), ratio(got[1], live), ratio(got[0], prof), ratio(got[0], live))
 }
