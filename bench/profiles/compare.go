@@ -16,6 +16,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -201,7 +202,7 @@ func compare(evs *msgArena, runs int, cpuProfile string, bracket bool) {
 
 // median is the middle of xs (the upper of the two middle ones when
 // their number is even); it sorts xs.
-func median(xs []float64) float64 {
+func median[T cmp.Ordered](xs []T) T {
 	slices.Sort(xs)
 	return xs[len(xs)/2]
 }
@@ -214,8 +215,7 @@ func medianFigure(xs []figure) figure {
 	for i, x := range xs {
 		rs[i], cs[i] = x.rate, x.cpuPer
 	}
-	slices.Sort(cs)
-	return figure{rate: median(rs), cpuPer: cs[len(cs)/2]}
+	return figure{rate: median(rs), cpuPer: median(cs)}
 }
 
 // serve starts o on a loopback port and returns its base URL once it
