@@ -119,6 +119,10 @@ type ProfilesConfig struct {
 	ExchangeRates string `mapstructure:"exchange_rates"`
 	// Identity: which identifiers never match people.
 	Identity IdentityConfig `mapstructure:"identity"`
+	// WriteDelay is how long a change of the values events derive (last
+	// seen, orders, computed traits) may wait before the profile's row is
+	// written, so that a customer's burst of events rewrites it once.
+	WriteDelay time.Duration `mapstructure:"write_delay"`
 }
 
 // MessagingConfig is messaging.*: the send gate's rules.
@@ -191,6 +195,7 @@ var defaults = map[string]any{
 	"journeys.quiet_hours":    "21:00-08:00",
 	"journeys.frequency_cap":  "3/24h",
 	"profiles.identity_cap":   5,
+	"profiles.write_delay":    "5s",
 	"public_url":              "",
 	"messaging.frequency_cap": []string{"2/24h", "5/7d"},
 	"messaging.quiet_hours":   "21:00-08:00",
@@ -461,6 +466,8 @@ func setField(cfg *Config, key string, val any) error {
 		cfg.Profiles.BaseCurrency = s
 	case "profiles.exchange_rates":
 		cfg.Profiles.ExchangeRates = s
+	case "profiles.write_delay":
+		cfg.Profiles.WriteDelay, err = dur()
 	case "metrics.enabled":
 		cfg.Metrics.Enabled = b
 	case "metrics.max_delay":
@@ -608,6 +615,9 @@ func (c *Config) Validate() error {
 	if c.Ingest.AckFirst < 0 || c.Ingest.AckFirst > 5*time.Second {
 		// The consumer redelivers what it holds unacknowledged for 10 s.
 		return &Error{Key: "ingest.ack_first", Problem: "must be between 0s and 5s"}
+	}
+	if c.Profiles.WriteDelay < 0 || c.Profiles.WriteDelay > time.Minute {
+		return &Error{Key: "profiles.write_delay", Problem: "must be between 0s and 1m"}
 	}
 	if c.Metrics.MaxDelay < 0 || c.Metrics.MaxDelay > time.Hour {
 		return &Error{Key: "metrics.max_delay", Problem: "must be between 0s and 1h"}

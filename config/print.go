@@ -58,6 +58,7 @@ func (c *Config) Masked() map[string]any {
 		"messaging.timezone":      c.Messaging.Timezone,
 		"journeys.frequency_cap":  c.Journeys.FrequencyCap,
 		"profiles.identity_cap":   c.Profiles.IdentityCap,
+		"profiles.write_delay":    c.Profiles.WriteDelay.String(),
 		"profiles.base_currency":  c.Profiles.BaseCurrency,
 		"profiles.exchange_rates": c.Profiles.ExchangeRates,
 		"metrics.enabled":         c.Metrics.Enabled,

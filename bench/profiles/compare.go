@@ -391,6 +391,10 @@ func derivedCounts(o *app.Omni) {
 	}
 	parts = append(parts, fmt.Sprintf("segment members %d", members))
 	fmt.Printf("       the live load derived: %s\n", strings.Join(parts, ", "))
+	// The rules below read the rows: first what the writer holds back.
+	if err := store.SyncProfiles(o.PB); err != nil {
+		log.Fatal(err)
+	}
 	// Members against what each rule selects now. The events path leaves
 	// what time alone changes to the scheduled pass (off here), so a
 	// customer at a time-based rule's edge may differ by the seconds the

@@ -3,6 +3,7 @@ package inbox
 import (
 	"encoding/json"
 	"errors"
+	"github.com/omni/omni/core/store"
 	"net/http"
 	"sort"
 	"strings"
@@ -108,6 +109,8 @@ type ContextConversation struct {
 // contextRoutes: the customer beside the chat.
 func (m *Module) contextRoutes(g *router.RouterGroup[*core.RequestEvent]) {
 	g.GET("/customers/{profile}", func(e *core.RequestEvent) error {
+		// Last seen and orders as they stand; else as last written.
+		_ = store.SyncProfiles(m.app, e.Request.PathValue("profile"))
 		out, err := customerContext(m.app.DB(), e.Request.PathValue("profile"), m.opts.Now())
 		if errors.Is(err, ErrNotFound) {
 			return api.Error(http.StatusNotFound, "There is no such customer.")

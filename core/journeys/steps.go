@@ -169,6 +169,11 @@ func (b *batch) ruleHolds(profile string, raw json.RawMessage) (bool, error) {
 		p[k] = v
 	}
 	p["profile"] = id
+	// The rule may read values the event that brought the run here has
+	// just changed; the profiles writer may hold them back.
+	if err := store.SyncProfiles(b.tx, id); err != nil {
+		return false, err
+	}
 	var n int
 	err = rs.q.Bind(p).Row(&n)
 	return n > 0, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/omni/omni/core/store"
 	"strings"
 
 	"github.com/pocketbase/dbx"
@@ -33,6 +34,10 @@ type profile struct {
 
 // loadProfile reads a profile, following merges to the surviving one.
 func loadProfile(app core.App, id string) (*profile, error) {
+	// Templates and the gate read computed values (orders, last seen, the
+	// WhatsApp window) as they stand, not as last written. On failure the
+	// row reads as last written.
+	_ = store.SyncProfiles(app, id)
 	for range 64 {
 		var row struct {
 			ID         string `db:"id"`

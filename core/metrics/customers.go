@@ -744,6 +744,7 @@ func (m *Module) recountStages(app core.App) error {
 // lifecycle stage, in one pass, and reads the at-risk buyers' last orders.
 func countStages(app core.App) (*stageCounts, error) {
 	c := &stageCounts{at: time.Now(), buying: map[string]float64{}, lifecycle: map[string]float64{}}
+	_ = store.SyncProfiles(app) // stages as they stand; else as last written
 	var rows []struct {
 		Buying    string  `db:"buying"`
 		Lifecycle string  `db:"lifecycle"`

@@ -160,6 +160,10 @@ func inList(prefix string, vals []string) (string, dbx.Params) {
 }
 
 func (m *Module) handleGet(e *core.RequestEvent) error {
+	// The customer page shows last seen and orders as they stand.
+	if err := m.CatchUp(m.app, e.Request.PathValue("id")); err != nil {
+		m.log.Warn("write a waiting profile row before showing it", "error", err)
+	}
 	d, err := Get(e.App, e.Request.PathValue("id"))
 	if errors.Is(err, ErrNotFound) {
 		return noProfile(e)
@@ -324,6 +328,9 @@ func (m *Module) handleSegments(e *core.RequestEvent) error {
 
 // Preview counts the live profiles matching a rule and returns a sample.
 func (m *Module) Preview(app core.App, r *Rule) (int, []Summary, error) {
+	if err := m.CatchUp(m.app); err != nil { // the rule reads every row as it stands
+		return 0, nil, err
+	}
 	c := newCompiler(m.now().UTC(), m.segs.lookup)
 	where, err := c.Compile(r, "")
 	if err != nil {

@@ -105,6 +105,10 @@ func (m *Module) adoptBaseCurrency(b *batch, stored []*eventstore.Stored) error 
 		return nil
 	}
 	tx := b.tx
+	// Waiting rows would write their old due time over the one set here.
+	if _, err := b.m.catchUpLocked(tx, nil, true); err != nil {
+		return err
+	}
 	note := "the currency of the first " + sourceName(source) + " order"
 	col, err := tx.FindCollectionByNameOrId("profile_settings")
 	if err != nil {

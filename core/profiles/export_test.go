@@ -50,3 +50,22 @@ func RowAnswersKeptForTest(m *Module) int {
 	}
 	return n
 }
+
+// LoseWaitingForTest forgets the rows waiting to be written without
+// writing them, as a crash does.
+func LoseWaitingForTest(m *Module) {
+	m.cacheMu.Lock()
+	m.behind = behindSet{}
+	m.cache.reset()
+	m.cacheMu.Unlock()
+}
+
+// RecoverWaitingForTest runs what a start runs after a crash.
+func RecoverWaitingForTest(m *Module) error { return m.recoverBehind(m.app) }
+
+// WaitingForTest counts the rows waiting to be written.
+func WaitingForTest(m *Module) int {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	return len(m.behind.rows)
+}

@@ -50,6 +50,9 @@ func landsEveryChange(t *testing.T, readBack bool) {
 	email, phone := "flush-ada@omni-shop.dev", "+14155550111"
 	row := func() storedRow {
 		t.Helper()
+		if err := e.mod.CatchUp(e.PB); err != nil { // what waits to be written (behind.go)
+			t.Fatal(err)
+		}
 		var r storedRow
 		if err := e.PB.DB().NewQuery(`SELECT name, email, phone, traits, computed, consent, first_seen, last_seen, orders_count,
 lifecycle_stage, traits_due_at, known, updated FROM profiles WHERE id={:id}`).Bind(map[string]any{"id": e.profileOf(t, events.Email, email)}).One(&r); err != nil {

@@ -24,6 +24,9 @@ type Export struct {
 
 // ExportProfile gathers a profile, its events and other modules' rows.
 func (m *Module) ExportProfile(app core.App, id string) (*Export, error) {
+	if err := m.CatchUp(app, id); err != nil {
+		return nil, err
+	}
 	d, err := Get(app, id)
 	if err != nil {
 		return nil, err
@@ -88,6 +91,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 	var idents []IdentityRow
 	var survivor *profile
 	var erasedEvents []*events.Event
+	restore := func() {}
 	err := app.RunInTransaction(func(tx core.App) error {
 		row, err := findProfile(tx, id)
 		if err != nil {
@@ -98,6 +102,11 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 			return err
 		}
 		ids = append([]string{row.ID}, ids...)
+		// Nothing of theirs may wait to be written, nor be decoded again.
+		var err2 error
+		if restore, err2 = m.catchUp(tx, ids, true); err2 != nil {
+			return err2
+		}
 		in, ip := inList("i", ids)
 		idents = nil
 		if err := tx.DB().NewQuery("SELECT kind, value, created FROM identities WHERE profile IN (" + in + ")").Bind(ip).All(&idents); err != nil {
@@ -161,6 +170,7 @@ func (m *Module) Erase(app core.App, id string) (*Erased, error) {
 		return relay.Stage(tx, erasedEvents)
 	})
 	if err != nil {
+		restore()
 		if lerr := m.tomb.load(app); lerr != nil {
 			m.log.Error("reload tombstones", "error", lerr)
 		}

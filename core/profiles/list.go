@@ -259,6 +259,9 @@ func (m *Module) handleExportCSV(e *core.RequestEvent) error {
 	if err != nil {
 		return err
 	}
+	if err := m.CatchUp(m.app); err != nil { // an export holds every row as it stands
+		return api.Internal("Export failed.", err)
+	}
 	var total int
 	if err := e.App.DB().NewQuery("SELECT COUNT(*) FROM " + from + " WHERE " + where).Bind(c.Params).Row(&total); err != nil {
 		return api.Internal("Export failed.", err)

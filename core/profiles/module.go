@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/omni/omni/core/store"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -51,6 +52,10 @@ type Options struct {
 	Currency *Currency
 	// Interval of the scheduled re-evaluation (default 5m; <0 disables).
 	Interval time.Duration
+	// WriteDelay, when not zero, replaces profiles.write_delay: how long
+	// a change of the columns events derive may wait before the row is
+	// written (behind.go); negative: none waits.
+	WriteDelay time.Duration
 	// Observe, when set, is told how long each step took: "resolve" (one
 	// event: identities, merges, traits), "merge" (one merge),
 	// "resolve-batch" (one whole BeforeInsert), "flush" (its writing of the
@@ -85,6 +90,14 @@ type Module struct {
 	inflight *inflight
 	cacheMu  sync.Mutex // taken inside a transaction, never around one
 	cache    resolveCache
+	// behind holds the rows whose derived columns wait to be written
+	// (behind.go), for up to delay; noDefer is set once stopping.
+	behind  behindSet
+	delay   time.Duration
+	noDefer bool
+	// writing is the events transaction between a BeforeInsert that
+	// succeeded and its commit (or failure).
+	writing core.App
 	// unIdle unregisters forgetCache from memtune at Stop.
 	unIdle  func()
 	waiters eventstore.Waiters // requests waiting for an event they published to be stored
@@ -146,6 +159,14 @@ func (m *Module) Init(s *app.Setup) error {
 	if err := m.tomb.load(m.app); err != nil {
 		return fmt.Errorf("load tombstones: %w", err)
 	}
+	m.delay = o.Config.Profiles.WriteDelay
+	if m.opts.WriteDelay != 0 {
+		m.delay = max(m.opts.WriteDelay, 0)
+	}
+	if err := m.recoverBehind(m.app); err != nil {
+		return err
+	}
+	store.SetProfileSync(m.app, m.CatchUp)
 	m.identity, m.fileConnectors = o.Config.Profiles.Identity, o.Config.Connectors
 	if err := m.reloadBlocklist(m.app); err != nil {
 		return err
@@ -163,6 +184,8 @@ func (m *Module) Init(s *app.Setup) error {
 	s.OnCommit(func([]*eventstore.Stored) {
 		m.cacheMu.Lock()
 		m.cache.unconfirmed = false
+		m.behind.confirm()
+		m.writing = nil
 		pending, changed := m.pending, m.changed
 		m.pending, m.changed = nil, nil
 		m.cacheMu.Unlock()
@@ -194,6 +217,10 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 		m.wg.Add(1)
 		go m.schedule(interval)
 	}
+	if m.delay > 0 {
+		m.wg.Add(1)
+		go m.writeBehindLoop()
+	}
 	return nil
 }
 
@@ -209,8 +236,11 @@ func (m *Module) Stop(ctx context.Context) {
 	if m.unIdle != nil {
 		m.unIdle()
 	}
-	// A stopped module keeps no cached profiles, whoever still holds it.
-	m.forgetCache()
+	// From now on every change is written at once (the events consumer
+	// stops after the modules), and what waits is written now.
+	m.cacheMu.Lock()
+	m.noDefer = true
+	m.cacheMu.Unlock()
 	close(m.quit)
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
@@ -219,6 +249,11 @@ func (m *Module) Stop(ctx context.Context) {
 	case <-ctx.Done():
 		m.log.Warn("stop timed out waiting for the segment scheduler")
 	}
+	if err := m.CatchUp(m.app); err != nil {
+		m.log.Error("write waiting profile rows at stop; the next start recomputes them", "error", err)
+	}
+	// A stopped module keeps no cached profiles, whoever still holds it.
+	m.forgetCache()
 }
 
 // ParseRates reads "EUR=1.08,GBP=1.27".
@@ -377,19 +412,29 @@ func (m *Module) registerHooks(pb core.App) {
 // needs from the database.
 func (m *Module) forgetCache() {
 	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
 	m.cache.reset()
-	m.cacheMu.Unlock()
+}
+
+// forgetEdited writes what waits and forgets the cache after an edit of
+// profiles or identities outside the events path: a waiting row holds the
+// traits, names and identities from before the edit.
+func (m *Module) forgetEdited() {
+	if err := m.CatchUp(m.app); err != nil {
+		m.log.Error("write waiting profile rows after an edit", "error", err)
+	}
+	m.forgetCache()
 }
 
 func (m *Module) dropCache(e *core.RecordEvent) error {
-	m.forgetCache()
+	m.forgetEdited()
 	return e.Next()
 }
 
 // reevaluateEdited drops the cache after an edit of a profile row at /_/
 // and evaluates the profile's segments against what was saved.
 func (m *Module) reevaluateEdited(e *core.RecordEvent) error {
-	m.forgetCache()
+	m.forgetEdited()
 	if e.Record.GetString("merged_into") == "" {
 		var emits []*events.Event
 		err := m.app.RunInTransaction(func(tx core.App) error {

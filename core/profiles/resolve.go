@@ -177,6 +177,10 @@ type batch struct {
 	order    []*profile
 	inBatch  map[string]bool
 	rows     *rowCache // committed rows (shared batches; nil: none)
+	// inEvents: the events transaction's batch, whose caller holds
+	// cacheMu; its changes to the waiting rows are logged to be put back
+	// if it does not commit (behind.go), unless unlogged.
+	inEvents, unlogged bool
 	emits    []*events.Event
 	block    *blocklist // the list in force when the batch started
 	// resolved are this batch's events resolved so far (not rows yet).
@@ -189,6 +193,7 @@ type batch struct {
 	ex                                                       dbx.Executor
 	sIdent, sIdentIns, sProfile, sProfileIdents, sProfileIns *sql.Stmt
 	sWordsDel, sWordsGet                                     *sql.Stmt            // profile_search (search.go)
+	sBehindAdd, sBehindDel                                   *sql.Stmt            // profile_behind (behind.go)
 	sUpdate                                                  map[uint16]*sql.Stmt // by the set of columns written (updateSQL)
 	args                                                     []any                // reused argument slice
 	compBuf                                                  []byte               // computed JSON being written (write)
@@ -258,6 +263,7 @@ func (m *Module) newBatch(tx core.App, shared bool) *batch {
 		}
 		m.cache.rows.budget = rowBudget()
 		b.idCache, b.profiles, b.redirect, b.rows = m.cache.ids, m.cache.profiles, m.cache.redirect, &m.cache.rows
+		b.inEvents = true
 	}
 	return b
 }
@@ -327,7 +333,7 @@ func (b *batch) see(p *profile) {
 }
 
 func (b *batch) close() {
-	for _, st := range []*sql.Stmt{b.sIdent, b.sIdentIns, b.sProfile, b.sProfileIdents, b.sProfileIns, b.sWordsDel, b.sWordsGet} {
+	for _, st := range []*sql.Stmt{b.sIdent, b.sIdentIns, b.sProfile, b.sProfileIdents, b.sProfileIns, b.sWordsDel, b.sWordsGet, b.sBehindAdd, b.sBehindDel} {
 		if st != nil {
 			st.Close()
 		}
@@ -498,7 +504,7 @@ func (b *batch) prefetchProfiles(stored []*eventstore.Stored) error {
 				continue
 			}
 			seen[pid] = true
-			if b.rows.get(pid) != nil {
+			if b.cachedRow(pid) != nil {
 				cached = append(cached, pid)
 				continue
 			}
@@ -1224,13 +1230,26 @@ func (b *batch) write(p *profile, w *rowWrite) error {
 		err := b.exec(p, vals, allColumns)
 		p.saved = nil
 		b.rows.drop(p.id)
+		if err == nil {
+			err = b.wroteBehind(p.id, nil)
+		}
 		return err
 	}
 	if err := b.indexProfile(p, w.words); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
 	if !w.unchanged {
-		if err := b.exec(p, w.vals, w.mask); err != nil {
+		held, err := b.holdBack(p, w)
+		if err == nil && !held {
+			mask := w.mask
+			if e := b.waiting(p.id); e != nil {
+				mask |= e.mask // what waited goes with it
+			}
+			if err = b.exec(p, w.vals, mask); err == nil {
+				err = b.wroteBehind(p.id, w)
+			}
+		}
+		if err != nil {
 			p.saved = nil
 			b.rows.drop(p.id)
 			return err
@@ -1345,9 +1364,8 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 	if len(stored) == 0 {
 		return nil
 	}
-	if m.cache.unconfirmed {
-		m.cache.reset() // the previous batch may not have committed
-	}
+	m.settle(tx) // the previous batch may not have committed
+	m.writing = tx // catchUp in this transaction writes as its own
 	defer func() {
 		if err != nil {
 			m.failed()
@@ -1448,6 +1466,15 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 	if err := b.flush(); err != nil {
 		return err
 	}
+	if err := b.writeDue(); err != nil {
+		return fmt.Errorf("write waiting profiles: %w", err)
+	}
+	for _, s := range stored {
+		if !s.Omit {
+			m.behind.probe = s.RecordID // settle looks it up
+			break
+		}
+	}
 	if obs != nil {
 		obs("flush", time.Since(t0))
 	}
@@ -1458,6 +1485,8 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 // failed drops what the cache learnt from a batch that did not store.
 func (m *Module) failed() {
 	m.cache.reset()
+	m.behind.rollback()
+	m.writing = nil
 	m.inflight = nil
 	if lerr := m.tomb.load(m.app); lerr != nil { // keep the in-memory set in step with the database
 		m.log.Error("reload tombstones", "error", lerr)

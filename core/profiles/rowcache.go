@@ -140,11 +140,20 @@ func rowOf(p *profile, computed string, now *savedColumns) *storedRow {
 	return r
 }
 
+// cachedRow is id's row as it stands: its waiting change's (behind.go),
+// else the row cache's; nil when neither holds it.
+func (b *batch) cachedRow(id string) *storedRow {
+	if e := b.waiting(id); e != nil {
+		return e.row
+	}
+	return b.rows.get(id)
+}
+
 // rowProfile is id's working copy decoded from its cached row, now in the
 // batch's profiles; nil when there is no row, or it does not decode (then
 // the SQL read reports what is wrong).
 func (b *batch) rowProfile(id string) *profile {
-	r := b.rows.get(id)
+	r := b.cachedRow(id)
 	if r == nil {
 		return nil
 	}
@@ -161,7 +170,7 @@ func (b *batch) rowProfile(id string) *profile {
 func (b *batch) rowProfiles(ids []string) (failed []string) {
 	rows := make([]*storedRow, len(ids))
 	for i, id := range ids {
-		rows[i] = b.rows.get(id)
+		rows[i] = b.cachedRow(id)
 	}
 	ps := make([]*profile, len(ids))
 	inParts(len(ids), func(lo, hi int) {

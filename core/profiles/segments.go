@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/omni/omni/internal/jsonenc"
 	"maps"
 	"reflect"
 	"slices"
@@ -42,6 +43,9 @@ type segment struct {
 	// stateAt is, for each of reads, its place in the segments'
 	// stateReads (-1 for events and staff tags, which no row holds).
 	stateAt []int
+	// readsDerived: the rule reads computed values, which may wait to be
+	// written (behind.go); its SQL needs the rows written first.
+	readsDerived bool
 }
 
 // stateReads is every read of the segments that a profile's stored row
@@ -156,6 +160,9 @@ func (m *Module) loadSegments(app core.App) error {
 			r = stateKey(r)
 			if !slices.Contains(s.reads, r) {
 				s.reads = append(s.reads, r)
+			}
+			if r.Source == "computed" {
+				s.readsDerived = true
 			}
 			if r.Source != "event" && r.Source != "tags" && !slices.Contains(stateReads, r) {
 				stateReads = append(stateReads, r)
@@ -334,7 +341,17 @@ func (m *Module) evaluateChanged(tx core.App, ps []*profile, now time.Time) ([]*
 				sub, inGo = append(sub, s), append(inGo, j)
 			}
 		}
-		evs, err := m.evaluateSegmentsAnswered(tx, groups[k], sub, inGo, now, false)
+		// SQL answers some of them from computed values, which may wait
+		// to be written (behind.go): the statement reads those of the
+		// waiting rows instead (cacheMu is held).
+		var waiting map[string]string
+		for j, s := range segs {
+			if k[j] == '1' && s.readsDerived {
+				waiting = m.waitingComputed(groups[k])
+				break
+			}
+		}
+		evs, err := m.evaluateSegmentsAnswered(tx, groups[k], sub, inGo, waiting, now, false)
 		if err != nil {
 			return nil, err
 		}
@@ -547,14 +564,17 @@ func computedState(v any, enc func(any) string) string {
 // evaluateSegments re-checks segs for the given profiles and updates
 // membership; it returns the segment events to publish.
 func (m *Module) evaluateSegments(tx core.App, ps []*profile, segs []*segment, now time.Time, silent bool) ([]*events.Event, error) {
-	return m.evaluateSegmentsAnswered(tx, ps, segs, nil, now, silent)
+	return m.evaluateSegmentsAnswered(tx, ps, segs, nil, nil, now, silent)
 }
 
 // evaluateSegmentsAnswered is evaluateSegments where Go already decided
 // some of the rules: for segs[k] with inGo[k] ≥ 0 each profile's
 // membership is its answers[inGo[k]], and SQL only reads the memberships
 // it had, for the profiles the batch did not make (fresh ones have none).
-func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*segment, inGo []int, now time.Time, silent bool) ([]*events.Event, error) {
+// waiting holds, by profile id, the computed JSON of rows whose derived
+// columns wait to be written (nil: none; the rows are read as stored).
+func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*segment, inGo []int, waiting map[string]string,
+	now time.Time, silent bool) ([]*events.Event, error) {
 	if len(segs) == 0 || len(ps) == 0 {
 		return nil, nil
 	}
@@ -613,7 +633,7 @@ func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*se
 			}
 			ids = append(ids, p.id)
 		}
-		if err := m.readSegmentRows(tx, c, ids, cols, live, goAt, want, have); err != nil {
+		if err := m.readSegmentRows(tx, c, ids, waiting, cols, live, goAt, want, have); err != nil {
 			return nil, err
 		}
 		var entering [][2]string
@@ -649,13 +669,23 @@ func (m *Module) evaluateSegmentsAnswered(tx core.App, ps []*profile, segs []*se
 // readSegmentRows runs the statement of evaluateSegmentsAnswered for ids:
 // each profile's memberships into have, and where cols (the SQL of the
 // segments of live whose goAt is -1, in order) hold, into want.
-func (m *Module) readSegmentRows(tx core.App, c *compiler, ids, cols []string, live []*segment, goAt []int,
+func (m *Module) readSegmentRows(tx core.App, c *compiler, ids []string, waiting map[string]string, cols []string, live []*segment, goAt []int,
 	want map[[2]string]bool, have map[[2]string]string) error {
-	idList, err := json.Marshal(ids)
-	if err != nil {
-		return err
+	// One JSON list of [id] or, for a row whose computed values wait to be
+	// written, [id, computed]: the rules read those instead of the column.
+	buf := make([]byte, 0, 20*len(ids))
+	buf = append(buf, '[')
+	for i, id := range ids {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = jsonenc.String(append(buf, '['), id)
+		if comp, ok := waiting[id]; ok {
+			buf = jsonenc.String(append(buf, ','), comp)
+		}
+		buf = append(buf, ']')
 	}
-	c.Params["profile_ids"] = string(idList)
+	c.Params["profile_rows"] = string(append(buf, ']'))
 	// The profiles' current memberships come in the same statement:
 	// "segment\x1fentered_at" pairs joined by \x1e. The ids come as one
 	// JSON list so that the statement's text depends only on the segments
@@ -664,7 +694,8 @@ func (m *Module) readSegmentRows(tx core.App, c *compiler, ids, cols []string, l
 	for _, col := range cols {
 		q += ", " + col
 	}
-	q += " FROM profiles p WHERE p.id IN (SELECT value FROM json_each({:profile_ids}))"
+	q += " FROM (SELECT pr.id, pr.name, pr.email, pr.phone, pr.traits, pr.consent, COALESCE(j.value->>1, pr.computed) AS computed" +
+		" FROM json_each({:profile_rows}) j JOIN profiles pr ON pr.id = j.value->>0) p"
 	rows, err := tx.DB().NewQuery(q).Bind(c.Params).Rows()
 	if err != nil {
 		return fmt.Errorf("evaluate segments: %w", err)
@@ -880,6 +911,9 @@ func (m *Module) reevaluateSegment(app core.App, s *segment, now time.Time, sile
 	if err != nil {
 		return 0, err
 	}
+	if err := m.CatchUp(app); err != nil { // the rule reads every row
+		return 0, err
+	}
 	var ids []string
 	if err := app.DB().NewQuery("SELECT p.id FROM profiles p WHERE p.merged_into = '' AND COALESCE(" + where + ", 0)").Bind(c.Params).Column(&ids); err != nil {
 		return 0, fmt.Errorf("segment %s: %w", s.id, err)
@@ -928,6 +962,9 @@ const segmentChunk = 500
 // checkSegment re-evaluates one segment for some profiles inside tx and
 // applies the difference.
 func (m *Module) checkSegment(tx core.App, s *segment, ids []string, now time.Time, silent bool) ([]*events.Event, error) {
+	if _, err := m.catchUp(tx, ids, false); err != nil { // the rule reads their rows
+		return nil, err
+	}
 	m.segs.invalidateAnswers()
 	c := newCompiler(now, m.segs.lookup)
 	where, err := c.Compile(s.rule, "")
@@ -1015,6 +1052,10 @@ func (m *Module) profileForEvent(b *batch, id string, silent bool) (*profile, er
 // are due, segments with time-based rules, and today's member counts. Work
 // is done in short transactions so ingest keeps flowing.
 func (m *Module) Reevaluate(ctx context.Context) error {
+	// The pass finds due profiles, and time-based rules read rows, by SQL.
+	if err := m.CatchUp(m.app); err != nil {
+		return err
+	}
 	now := m.now().UTC()
 	// 1. Traits that change with time alone, dueChunk profiles at a time.
 	for round := 0; round < 1000; round++ {

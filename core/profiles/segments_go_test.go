@@ -62,6 +62,9 @@ func TestSegmentMembersStayWhatTheRulesSelect(t *testing.T) {
 	seenIn, seenOut := map[string]bool{}, map[string]bool{}
 	check := func(round int) {
 		t.Helper()
+		if err := e.mod.CatchUp(e.PB); err != nil { // the rules below read the rows
+			t.Fatal(err)
+		}
 		now := e.clock.Now()
 		for name, id := range ids {
 			c := segmentrule.NewCompiler(now, lookup)

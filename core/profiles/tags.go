@@ -120,6 +120,9 @@ func (m *Module) staffEdit(app core.App, profileID, origin string, change func(t
 // evaluateStored evaluates every segment for a profile as stored and
 // stages the segment events, for writes outside the events path.
 func (m *Module) evaluateStored(tx core.App, profileID string) ([]*events.Event, error) {
+	if _, err := m.catchUp(tx, []string{profileID}, false); err != nil { // segment rules read the row
+		return nil, err
+	}
 	b := m.newBatch(tx, false)
 	defer b.close()
 	p, err := b.load(profileID)

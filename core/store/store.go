@@ -72,3 +72,28 @@ func SurvivingProfile(db dbx.Builder, id string) (string, error) {
 	}
 	return "", sql.ErrNoRows
 }
+
+// profileSyncKey holds, in the app's store, the profiles writer's CatchUp.
+const profileSyncKey = "omni.profiles.sync"
+
+// SetProfileSync registers the profiles module's write-behind catch-up
+// (profiles.Module.CatchUp) on app.
+func SetProfileSync(app core.App, sync func(app core.App, ids ...string) error) {
+	app.Store().Set(profileSyncKey, sync)
+}
+
+// SyncProfiles has the profiles writer write what it holds back of the
+// given profiles' rows (the columns events derive: computed values, last
+// seen, orders, stages wait up to profiles.write_delay), in app's
+// transaction when app is one. A module that reads those columns with SQL
+// and acts on them at once (a send's template, a journey's branch) calls
+// it first; no ids means every profile (a report over all of them). A
+// failure is the caller's to report or ignore: the rows then read as last
+// written.
+func SyncProfiles(app core.App, ids ...string) error {
+	sync, _ := app.Store().Get(profileSyncKey).(func(core.App, ...string) error)
+	if sync == nil {
+		return nil
+	}
+	return sync(app, ids...)
+}

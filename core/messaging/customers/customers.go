@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/omni/omni/core/store"
 	"net/url"
 	"strings"
 
@@ -57,6 +58,7 @@ type row struct {
 
 // Load reads a customer, following merges to the surviving profile.
 func Load(app core.App, id string) (*Customer, error) {
+	_ = store.SyncProfiles(app, id) // computed values as they stand; else as last written
 	var r row
 	for i := 0; ; i++ {
 		if i == 64 || id == "" {
