@@ -467,22 +467,6 @@ func (m *Module) flushIdle() {
 	}
 }
 
-// writeBehindLoop writes waiting rows when the writer is idle.
-func (m *Module) writeBehindLoop() {
-	defer m.wg.Done()
-	every := max(m.delay/2, 100*time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.quit:
-			return
-		case <-t.C:
-			m.flushIdle()
-		}
-	}
-}
-
 // recoverBehind recomputes, at start, the rows a crash left waiting:
 // their derived columns are worked out again from their events.
 func (m *Module) recoverBehind(app core.App) error {
@@ -533,8 +517,8 @@ func (b *batch) recompute(id string) error {
 	if err != nil {
 		return err
 	}
-	scratch := &batch{m: b.m, tx: b.tx, now: b.now, nowDB: b.nowDB, cur: b.cur, profiles: map[string]*profile{}, inBatch: map[string]bool{},
-		qProfileIdents: b.qProfileIdents}
+	scratch := b.m.newBatch(b.tx, false) // rebuild's profile, apart from p
+	defer scratch.close()
 	r, err := scratch.rebuild(id, created, false)
 	if err != nil {
 		return err

@@ -215,11 +215,11 @@ func (m *Module) Start(ctx context.Context, se *core.ServeEvent) error {
 	}
 	if interval > 0 {
 		m.wg.Add(1)
-		go m.schedule(interval)
+		go m.tick(interval, m.reevaluate)
 	}
 	if m.delay > 0 {
 		m.wg.Add(1)
-		go m.writeBehindLoop()
+		go m.tick(max(m.delay/2, 100*time.Millisecond), m.flushIdle) // waiting rows while the writer is idle
 	}
 	return nil
 }
@@ -284,7 +284,15 @@ func (m *Module) emit(evs []*events.Event) {
 	}
 }
 
-func (m *Module) schedule(every time.Duration) {
+// reevaluate is the scheduled pass's tick.
+func (m *Module) reevaluate() {
+	if err := m.Reevaluate(context.Background()); err != nil {
+		m.log.Error("scheduled segment re-evaluation failed", "error", err)
+	}
+}
+
+// tick runs do every interval until Stop (m.wg counts it).
+func (m *Module) tick(every time.Duration, do func()) {
 	defer m.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -293,9 +301,7 @@ func (m *Module) schedule(every time.Duration) {
 		case <-m.quit:
 			return
 		case <-t.C:
-			if err := m.Reevaluate(context.Background()); err != nil {
-				m.log.Error("scheduled segment re-evaluation failed", "error", err)
-			}
+			do()
 		}
 	}
 }

@@ -181,8 +181,8 @@ type batch struct {
 	// cacheMu; its changes to the waiting rows are logged to be put back
 	// if it does not commit (behind.go), unless unlogged.
 	inEvents, unlogged bool
-	emits    []*events.Event
-	block    *blocklist // the list in force when the batch started
+	emits              []*events.Event
+	block              *blocklist // the list in force when the batch started
 	// resolved are this batch's events resolved so far (not rows yet).
 	resolved []*eventstore.Stored
 
@@ -1364,7 +1364,7 @@ func (m *Module) BeforeInsert(tx core.App, stored []*eventstore.Stored) (err err
 	if len(stored) == 0 {
 		return nil
 	}
-	m.settle(tx) // the previous batch may not have committed
+	m.settle(tx)   // the previous batch may not have committed
 	m.writing = tx // catchUp in this transaction writes as its own
 	defer func() {
 		if err != nil {
