@@ -338,11 +338,15 @@ func (m *Module) settle(tx core.App) {
 		}
 	}
 	if committed {
+		// What the cache learnt from it is committed: it stays. Another
+		// writer can get here before the events path confirms its own
+		// commit, and dropping the cache then would cost a re-read.
 		m.behind.confirm()
+		m.cache.unconfirmed = false
 	} else {
 		m.behind.rollback()
+		m.cache.reset()
 	}
-	m.cache.reset()
 	m.writing = nil
 }
 

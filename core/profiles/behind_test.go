@@ -268,3 +268,52 @@ JOIN identities i ON i.profile = m.profile AND i.kind = 'email' ORDER BY s.name,
 	}
 	t.Logf("%d customers compared; up to %d rows waited at once", compared, held)
 }
+
+// Another writer can run between an events batch's commit and the events
+// path confirming it. It settles whether that batch committed by its
+// probe row: a batch that did commit leaves the cache as it is (dropping
+// it cost every cached customer a re-read, and the segment answers the
+// rows carry); one that did not drops it.
+func TestAWriterBeforeTheCommitIsConfirmedKeepsWhatCommitted(t *testing.T) {
+	e := start(t, profiles.Options{})
+	base := e.clock.Now().Add(-time.Hour)
+	ids := events.Identities{events.Email: "settle@omni-shop.dev"}
+	e.publish(t, ev(events.Identify, "web", base, ids, map[string]any{"traits": map[string]any{"first_name": "Sé"}}, "web"))
+	pid := e.profileOf(t, events.Email, "settle@omni-shop.dev")
+	view := func(at time.Time) {
+		t.Helper()
+		e.publish(t, ev(events.PageViewed, "web", at, ids, nil, "web"))
+		if profiles.WaitingForTest(e.mod) != 1 {
+			t.Fatal("the page view was not held back")
+		}
+	}
+	view(base.Add(time.Minute))
+	cached := profiles.CachedRowsForTest(e.mod)
+	if cached == 0 {
+		t.Fatal("no row cached")
+	}
+	var stored string
+	if err := e.PB.DB().NewQuery("SELECT id FROM events WHERE type='page.viewed' LIMIT 1").Row(&stored); err != nil {
+		t.Fatal(err)
+	}
+
+	profiles.UnconfirmedForTest(e.mod, stored)
+	if err := store.SyncProfiles(e.PB, pid); err != nil {
+		t.Fatal(err)
+	}
+	if got := profiles.CachedRowsForTest(e.mod); got != cached {
+		t.Fatalf("settling a committed batch left %d cached rows of %d", got, cached)
+	}
+	if r := e.derived(t, pid); r.LastSeen != base.Add(time.Minute).UTC().Format(dbTime) {
+		t.Fatalf("not written: last_seen %q", r.LastSeen)
+	}
+
+	view(base.Add(2 * time.Minute))
+	profiles.UnconfirmedForTest(e.mod, "no-such-event")
+	if err := store.SyncProfiles(e.PB, pid); err != nil {
+		t.Fatal(err)
+	}
+	if got := profiles.CachedRowsForTest(e.mod); got != 0 {
+		t.Fatalf("settling a batch that did not commit kept %d cached rows", got)
+	}
+}

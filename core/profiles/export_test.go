@@ -69,3 +69,18 @@ func WaitingForTest(m *Module) int {
 	defer m.cacheMu.Unlock()
 	return len(m.behind.rows)
 }
+
+// CachedRowsForTest counts the rows in the row cache.
+func CachedRowsForTest(m *Module) int {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	return len(m.cache.rows.rows)
+}
+
+// UnconfirmedForTest leaves the last events batch as if its commit had
+// not been confirmed yet, with probe as the event row it inserted.
+func UnconfirmedForTest(m *Module, probe string) {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	m.cache.unconfirmed, m.behind.probe = true, probe
+}
