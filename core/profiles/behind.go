@@ -222,6 +222,7 @@ func (b *batch) holdBack(p *profile, w *rowWrite) (bool, error) {
 		}
 	}
 	b.m.behind.set(p.id, e, true)
+	b.m.heldBack.Add(1)
 	return true, nil
 }
 
@@ -297,6 +298,7 @@ func (b *batch) writeWaiting(ids []string, forget bool) error {
 		if err != nil {
 			return fmt.Errorf("write profile %s: %w", id, err)
 		}
+		b.m.rowsWritten.Add(1)
 		if !forget {
 			continue
 		}

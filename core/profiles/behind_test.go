@@ -64,15 +64,25 @@ func TestWaitingRowLandsWhenAskedOrWhenItsWindowEnds(t *testing.T) {
 
 	// 1. Held back; the customer page shows it and writes it.
 	seen := base.Add(10 * time.Minute)
+	held0, written0 := e.mod.RowWrites()
 	e.publish(t, ev(events.PageViewed, "web", seen, ids, nil, "web"))
 	if r := e.derived(t, pid); r.LastSeen != first.LastSeen || waiting() != 1 || profiles.WaitingForTest(e.mod) != 1 {
 		t.Fatalf("the page view was written at once (last_seen %q, listed %d)", r.LastSeen, waiting())
+	}
+	if held, written := e.mod.RowWrites(); held != held0+1 || written != written0 {
+		t.Fatalf("counted %d held back, %d written; want %d and %d", held, written, held0+1, written0)
+	}
+	if h := e.health(t); h["rows_waiting"] != 1.0 || h["changes_held_back"] != float64(held0+1) {
+		t.Fatalf("health: %v", h)
 	}
 	if d := e.detail(t, pid); d.Computed.LastSeen == "" || !sameInstant(t, d.Computed.LastSeen, seen) {
 		t.Fatalf("customer page last seen %q, want %s", d.Computed.LastSeen, seen)
 	}
 	if r := e.derived(t, pid); r.LastSeen != seen.UTC().Format(dbTime) || waiting() != 0 {
 		t.Fatalf("after the customer page: last_seen %q, listed %d", r.LastSeen, waiting())
+	}
+	if _, written := e.mod.RowWrites(); written != written0+1 {
+		t.Fatalf("counted %d rows written after the customer page; want %d", written, written0+1)
 	}
 
 	// 2. store.SyncProfiles, as other modules call it.

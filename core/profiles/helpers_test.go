@@ -133,6 +133,19 @@ func (e *env) count(t *testing.T, q string, params map[string]any) int {
 	return n
 }
 
+// health is the profiles section of GET /api/v1/health.
+func (e *env) health(t *testing.T) map[string]any {
+	t.Helper()
+	_, body := e.Do(t, "GET", "/api/v1/health", nil, nil)
+	var h struct {
+		Profiles map[string]any `json:"profiles"`
+	}
+	if err := json.Unmarshal(body, &h); err != nil || h.Profiles == nil {
+		t.Fatalf("health: %v: %s", err, body)
+	}
+	return h.Profiles
+}
+
 func (e *env) detail(t *testing.T, id string) *profiles.Detail {
 	t.Helper()
 	var d profiles.Detail

@@ -95,6 +95,9 @@ type Module struct {
 	behind  behindSet
 	delay   time.Duration
 	noDefer bool
+	// heldBack and rowsWritten count, since start, the changes left
+	// waiting and the profile rows written (RowWrites, health).
+	heldBack, rowsWritten atomic.Int64
 	// writing is the events transaction between a BeforeInsert that
 	// succeeded and its commit (or failure).
 	writing core.App
@@ -337,7 +340,19 @@ func (m *Module) health(ctx context.Context) api.Component {
 	_ = m.app.DB().NewQuery("SELECT COUNT(*) FROM profiles WHERE merged_into=''").Row(&n)
 	list, _ := m.segs.snapshot()
 	segs = len(list)
-	return api.Component{Name: "profiles", Status: map[string]any{"profiles": n, "segments": segs}}
+	held, written := m.RowWrites()
+	m.cacheMu.Lock()
+	waiting := len(m.behind.rows)
+	m.cacheMu.Unlock()
+	return api.Component{Name: "profiles", Status: map[string]any{"profiles": n, "segments": segs,
+		"rows_waiting": waiting, "changes_held_back": held, "rows_written": written}}
+}
+
+// RowWrites reports, since start, how many profile changes were left
+// waiting (profiles.write_delay) and how many profile rows were written:
+// what the write-behind saves is the first against the second.
+func (m *Module) RowWrites() (heldBack, written int64) {
+	return m.heldBack.Load(), m.rowsWritten.Load()
 }
 
 // registerHooks validates segment rules on every save and keeps the

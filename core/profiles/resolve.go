@@ -1280,7 +1280,9 @@ func (b *batch) exec(p *profile, vals []any, mask uint16) error {
 		a = append(a, b.nowDB, p.id)
 	}
 	if err == nil {
-		_, err = st.Exec(a...)
+		if _, err = st.Exec(a...); err == nil {
+			b.m.rowsWritten.Add(1)
+		}
 	}
 	clear(a) // drop references to this profile's strings
 	b.args = a[:0]
