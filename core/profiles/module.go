@@ -96,8 +96,10 @@ type Module struct {
 	delay   time.Duration
 	noDefer bool
 	// heldBack and rowsWritten count, since start, the changes left
-	// waiting and the profile rows written (RowWrites, health).
-	heldBack, rowsWritten atomic.Int64
+	// waiting and the profile rows written (RowWrites, health);
+	// waitingNow is len(behind.rows) as last seen under cacheMu, so that
+	// health never waits for an events batch to read it.
+	heldBack, rowsWritten, waitingNow atomic.Int64
 	// writing is the events transaction between a BeforeInsert that
 	// succeeded and its commit (or failure).
 	writing core.App
@@ -188,6 +190,7 @@ func (m *Module) Init(s *app.Setup) error {
 		m.cacheMu.Lock()
 		m.cache.unconfirmed = false
 		m.behind.confirm()
+		m.waitingNow.Store(int64(len(m.behind.rows)))
 		m.writing = nil
 		pending, changed := m.pending, m.changed
 		m.pending, m.changed = nil, nil
@@ -341,11 +344,12 @@ func (m *Module) health(ctx context.Context) api.Component {
 	list, _ := m.segs.snapshot()
 	segs = len(list)
 	held, written := m.RowWrites()
-	m.cacheMu.Lock()
-	waiting := len(m.behind.rows)
-	m.cacheMu.Unlock()
+	if m.cacheMu.TryLock() { // else as the last batch left it
+		m.waitingNow.Store(int64(len(m.behind.rows)))
+		m.cacheMu.Unlock()
+	}
 	return api.Component{Name: "profiles", Status: map[string]any{"profiles": n, "segments": segs,
-		"rows_waiting": waiting, "changes_held_back": held, "rows_written": written}}
+		"rows_waiting": m.waitingNow.Load(), "changes_held_back": held, "rows_written": written}}
 }
 
 // RowWrites reports, since start, how many profile changes were left
