@@ -11,23 +11,6 @@ import (
 	"github.com/omni/omni/core/profiles"
 )
 
-// storedRow is a profile's row as stored.
-type storedRow struct {
-	Name      string `db:"name"`
-	Email     string `db:"email"`
-	Phone     string `db:"phone"`
-	Traits    string `db:"traits"`
-	Computed  string `db:"computed"`
-	Consent   string `db:"consent"`
-	FirstSeen string `db:"first_seen"`
-	LastSeen  string `db:"last_seen"`
-	Orders    int    `db:"orders_count"`
-	Stage     string `db:"lifecycle_stage"`
-	Due       string `db:"traits_due_at"`
-	Known     bool   `db:"known"`
-	Updated   string `db:"updated"`
-}
-
 // The writer keeps profiles between batches and writes only what changed
 // since it last wrote them, or since it read them back when they were not
 // cached: each later batch must still land every change (traits, consent,
@@ -53,12 +36,7 @@ func landsEveryChange(t *testing.T, readBack bool) {
 		if err := e.mod.CatchUp(e.PB); err != nil { // what waits to be written (behind.go)
 			t.Fatal(err)
 		}
-		var r storedRow
-		if err := e.PB.DB().NewQuery(`SELECT name, email, phone, traits, computed, consent, first_seen, last_seen, orders_count,
-lifecycle_stage, traits_due_at, known, updated FROM profiles WHERE id={:id}`).Bind(map[string]any{"id": e.profileOf(t, events.Email, email)}).One(&r); err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return e.storedRow(t, e.profileOf(t, events.Email, email))
 	}
 	traits := func(r storedRow) map[string]any {
 		t.Helper()

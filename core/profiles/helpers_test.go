@@ -133,6 +133,36 @@ func (e *env) count(t *testing.T, q string, params map[string]any) int {
 	return n
 }
 
+// storedRow is a profile's row as stored.
+type storedRow struct {
+	Name       string `db:"name"`
+	Email      string `db:"email"`
+	Phone      string `db:"phone"`
+	Traits     string `db:"traits"`
+	Computed   string `db:"computed"`
+	Consent    string `db:"consent"`
+	FirstSeen  string `db:"first_seen"`
+	LastSeen   string `db:"last_seen"`
+	Orders     int    `db:"orders_count"`
+	Stage      string `db:"lifecycle_stage"`
+	Engagement string `db:"engagement_level"`
+	Due        string `db:"traits_due_at"`
+	Known      bool   `db:"known"`
+	Updated    string `db:"updated"`
+}
+
+// storedRow reads profile id's row with SQL, as it stands in the
+// database (a change waiting to be written is not in it).
+func (e *env) storedRow(t *testing.T, id string) storedRow {
+	t.Helper()
+	var r storedRow
+	if err := e.PB.DB().NewQuery(`SELECT name, email, phone, traits, computed, consent, first_seen, last_seen, orders_count,
+lifecycle_stage, engagement_level, traits_due_at, known, updated FROM profiles WHERE id={:id}`).Bind(map[string]any{"id": id}).One(&r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // health is the profiles section of GET /api/v1/health.
 func (e *env) health(t *testing.T) map[string]any {
 	t.Helper()
