@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/omni/omni/core/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/omni/omni/core/store"
 )
 
 // Write-behind of the columns events derive (docs/profiles.md, "How
@@ -432,10 +433,13 @@ func (m *Module) CatchUp(app core.App, ids ...string) error {
 	if ids != nil && len(ids) == 0 {
 		return nil
 	}
+	// Nothing of theirs waits (the usual case, or a second call for the
+	// same customer): no transaction, which would queue behind the events
+	// writer for nothing.
 	m.cacheMu.Lock()
-	n := len(m.behind.rows)
+	some := len(m.behind.rows) > 0 && (ids == nil || len(m.waitingOf(ids)) > 0)
 	m.cacheMu.Unlock()
-	if n == 0 {
+	if !some {
 		return nil
 	}
 	if app.IsTransactional() {
