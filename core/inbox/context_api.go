@@ -3,7 +3,6 @@ package inbox
 import (
 	"encoding/json"
 	"errors"
-	"github.com/omni/omni/core/store"
 	"net/http"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/omni/omni/core/api"
 	"github.com/omni/omni/core/events"
+	"github.com/omni/omni/core/store"
 )
 
 // The customer beside the chat: what an agent needs to answer without

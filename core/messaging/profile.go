@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/omni/omni/core/store"
 	"strings"
 
 	"github.com/pocketbase/dbx"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/omni/omni/core/messaging/customers"
 	"github.com/omni/omni/core/messaging/templates"
+	"github.com/omni/omni/core/store"
 )
 
 var errNoProfile = errors.New("profile not found")

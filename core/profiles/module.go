@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/omni/omni/core/store"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/omni/omni/core/eventstore"
 	"github.com/omni/omni/core/memtune"
 	"github.com/omni/omni/core/relay"
+	"github.com/omni/omni/core/store"
 )
 
 // Consent statuses.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/omni/omni/internal/jsonenc"
 	"maps"
 	"reflect"
 	"slices"
@@ -23,6 +22,7 @@ import (
 	"github.com/omni/omni/core/relay"
 	"github.com/omni/omni/core/segmentrule"
 	"github.com/omni/omni/core/store"
+	"github.com/omni/omni/internal/jsonenc"
 )
 
 // segment is a compiled-on-demand segment definition.
@@ -44,7 +44,8 @@ type segment struct {
 	// stateReads (-1 for events and staff tags, which no row holds).
 	stateAt []int
 	// readsDerived: the rule reads computed values, which may wait to be
-	// written (behind.go); its SQL needs the rows written first.
+	// written (behind.go); its SQL reads the waiting rows' computed JSON
+	// (readSegmentRows).
 	readsDerived bool
 }
 

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/omni/omni/core/store"
 	"net/url"
 	"strings"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/omni/omni/core/events"
 	"github.com/omni/omni/core/messaging/render"
+	"github.com/omni/omni/core/store"
 )
 
 // ErrNotFound is returned for profiles that do not exist or were erased.
