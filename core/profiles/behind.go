@@ -282,24 +282,9 @@ func (b *batch) writeWaiting(ids []string, forget bool) error {
 		if e == nil {
 			continue
 		}
-		st, err := b.update(e.mask)
-		if err != nil {
-			return err
-		}
-		a := b.args[:0]
-		for i, v := range e.vals {
-			if e.mask&(1<<i) != 0 {
-				a = append(a, v)
-			}
-		}
-		a = append(a, b.nowDB, id)
-		_, err = st.Exec(a...)
-		clear(a)
-		b.args = a[:0]
-		if err != nil {
+		if err := b.updateRow(id, e.vals, e.mask); err != nil {
 			return fmt.Errorf("write profile %s: %w", id, err)
 		}
-		b.m.rowsWritten.Add(1)
 		if !forget {
 			continue
 		}

@@ -1264,28 +1264,41 @@ func (b *batch) write(p *profile, w *rowWrite) error {
 
 // exec inserts p's row, or updates the columns of vals in mask.
 func (b *batch) exec(p *profile, vals []any, mask uint16) error {
+	if !p.isNew {
+		return b.updateRow(p.id, vals, mask)
+	}
+	st, err := b.stmt(&b.sProfileIns, profileInsSQL)
+	if err != nil {
+		return err
+	}
+	return b.runRow(st, append(append(append(b.args[:0], p.id), vals...), p.created, b.nowDB))
+}
+
+// updateRow writes the columns of vals in mask to id's row (a profile's
+// change, or one that waited: behind.go).
+func (b *batch) updateRow(id string, vals []any, mask uint16) error {
+	st, err := b.update(mask)
+	if err != nil {
+		return err
+	}
 	a := b.args[:0]
-	var st *sql.Stmt
-	var err error
-	if p.isNew {
-		st, err = b.stmt(&b.sProfileIns, profileInsSQL)
-		a = append(append(append(a, p.id), vals...), p.created, b.nowDB)
-	} else {
-		st, err = b.update(mask)
-		for i, v := range vals {
-			if mask&(1<<i) != 0 {
-				a = append(a, v)
-			}
-		}
-		a = append(a, b.nowDB, p.id)
-	}
-	if err == nil {
-		if _, err = st.Exec(a...); err == nil {
-			b.m.rowsWritten.Add(1)
+	for i, v := range vals {
+		if mask&(1<<i) != 0 {
+			a = append(a, v)
 		}
 	}
+	return b.runRow(st, append(a, b.nowDB, id))
+}
+
+// runRow runs a profile row's statement with a (b.args, reused) and
+// counts the row written.
+func (b *batch) runRow(st *sql.Stmt, a []any) error {
+	_, err := st.Exec(a...)
 	clear(a) // drop references to this profile's strings
 	b.args = a[:0]
+	if err == nil {
+		b.m.rowsWritten.Add(1)
+	}
 	return err
 }
 
