@@ -130,6 +130,11 @@ func heapLive() uint64 {
 // stderr and dumps the goroutines of a stall (see storeThrough).
 var watch bool
 
+// perRequest is how many of the bench's events go in one EVENTS message
+// (-per-request): a tracking request's batch, as ingest publishes it; 1
+// publishes one message per event, as a single webhook's event goes.
+var perRequest = 100
+
 // compareLive runs only the everything-live case, runs times: its rate
 // and CPU per event, for looking at its scatter or at a rare stall.
 func compareLive(evs *msgArena, runs int) {
@@ -324,10 +329,10 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 	go func() {
 		defer close(done)
 		for i := 0; i < evs.len(); i += 1000 {
-			chunk := evs.msgs(i, min(i+1000, evs.len()))
+			chunk := evs.requests(o.Bus, i, min(i+1000, evs.len()), perRequest)
 			for k, err := range o.Bus.PublishAll(ctx, chunk) {
 				if err != nil {
-					log.Fatalf("publish %s: %v", chunk[k].ID, err)
+					log.Fatalf("publish %s: %v", chunk[k].Subject, err)
 				}
 			}
 		}

@@ -82,6 +82,7 @@ func main() {
 	compareMode := flag.Bool("compare", false, "only compare, on the same events: batched SQLite insert (floor), stored with profiles, and everything live (10 segments, 20 journeys, metrics); -cpuprofile F profiles the last run's two loads into F.profiles and F.live, and metrics' catch-up after the live load into F.live.catchup; half-way through each load it writes the heap (F.*.heap) and a 3 s execution trace (F.*.trace)")
 	runs := flag.Int("runs", 3, "with -compare: runs of the three cases (medians printed)")
 	flag.BoolVar(&watch, "watch", false, "with -compare: print each load's stored count every second and Omni's warnings on stderr, and dump every goroutine's stack to a file whenever a second stores fewer than 500 events (a stall)")
+	flag.IntVar(&perRequest, "per-request", perRequest, "with -compare: events per EVENTS message, as ingest publishes a tracking request's (1: a message per event)")
 	liveOnly := flag.Bool("live-only", false, "with -compare: run only the everything-live case, -runs times (its rate and CPU per event; no floor, so no ratio)")
 	abOther := flag.String("ab", "", "compare builds (implies -compare): alternate -runs runs of this build with as many of BIN, another build of this bench (ABBA order), and print each build's medians of Omni's own rates and CPU per event, and their quotients")
 	flag.Parse()

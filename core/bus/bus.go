@@ -245,7 +245,9 @@ func (m Msg) natsMsg() *nats.Msg {
 	}
 	if strings.HasPrefix(m.Subject, eventsPrefix) {
 		delete(h, nats.MsgIdHdr)
-		h[EventIDHeader] = []string{m.ID} // the canonical key already
+		if m.ID != "" { // a batch (EventCountHeader) has none of its own
+			h[EventIDHeader] = []string{m.ID} // the canonical key already
+		}
 	} else {
 		h[nats.MsgIdHdr] = []string{m.ID}
 	}

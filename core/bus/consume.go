@@ -27,7 +27,24 @@ const PullHeartbeat = time.Second
 // PullHeartbeat. onErr gets each error but a missed heartbeat: that one is
 // the library pulling again, and is reported by nothing else.
 func Consume(c jetstream.Consumer, handler jetstream.MessageHandler, batch int, onErr func(error)) (jetstream.ConsumeContext, error) {
-	opts := []jetstream.PullConsumeOpt{
+	opts := consumeOpts(onErr)
+	if batch > 0 {
+		opts = append(opts, jetstream.PullMaxMessages(batch))
+	}
+	return c.Consume(handler, opts...)
+}
+
+// ConsumeBytes is Consume with the client's buffer bounded by bytes
+// instead of messages, for a stream whose messages vary a hundredfold in
+// size (EVENTS: one event, or a request's batch of them). maxBytes must be
+// several times the largest message: a pull asks for what the buffer lacks
+// once it is half empty, and a message larger than that would stall it.
+func ConsumeBytes(c jetstream.Consumer, handler jetstream.MessageHandler, maxBytes int, onErr func(error)) (jetstream.ConsumeContext, error) {
+	return c.Consume(handler, append(consumeOpts(onErr), jetstream.PullMaxBytes(maxBytes))...)
+}
+
+func consumeOpts(onErr func(error)) []jetstream.PullConsumeOpt {
+	return []jetstream.PullConsumeOpt{
 		jetstream.PullHeartbeat(PullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) && onErr != nil {
@@ -35,8 +52,4 @@ func Consume(c jetstream.Consumer, handler jetstream.MessageHandler, batch int, 
 			}
 		}),
 	}
-	if batch > 0 {
-		opts = append(opts, jetstream.PullMaxMessages(batch))
-	}
-	return c.Consume(handler, opts...)
 }

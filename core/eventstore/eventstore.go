@@ -90,6 +90,11 @@ type Options struct {
 	HoldWhileBusy time.Duration
 }
 
+// pullBytes bounds the messages the client holds for the loop beyond
+// its channel: four of the largest batch messages, so that a pull (asking
+// for what half an empty buffer lacks) always has room for one.
+const pullBytes = 4 << 20
+
 // holdPoll is how often a held batch looks whether it may go.
 const holdPoll = 5 * time.Millisecond
 
@@ -121,14 +126,48 @@ type Store struct {
 // SQLite write of the one before (decoding is a quarter of the loop's
 // work when it runs inline).
 type delivery struct {
-	msg jetstream.Msg
-	ev  *events.Event
-	err error // why msg does not decode; ev is nil then
+	msg  jetstream.Msg
+	ev   *events.Event
+	err  error  // why data does not decode; ev is nil then
+	data []byte // the event's own encoded bytes (a line of a batch message)
+	// part is set for an event of a batch message (bus.EventCountHeader):
+	// the message is acknowledged once each of its events is.
+	part *batchMsg
+	line int // the event's place in its batch message, from 0
 }
 
-func decode(m jetstream.Msg) delivery {
-	ev, err := events.Unmarshal(m.Data())
-	return delivery{msg: m, ev: ev, err: err}
+// batchMsg counts the events of one batch message not yet stored or
+// parked. Only the loop's goroutine touches it.
+type batchMsg struct{ left int }
+
+// decode splits a message into its events, decoded.
+func decode(m jetstream.Msg) []delivery {
+	lines := bus.SplitEvents(m.Headers(), m.Data())
+	if m.Headers().Get(bus.EventCountHeader) == "" || len(lines) == 0 {
+		ev, err := events.Unmarshal(m.Data())
+		if err == nil && len(lines) == 0 {
+			err = errors.New("a batch message with no events")
+		}
+		return []delivery{{msg: m, ev: ev, err: err, data: m.Data()}}
+	}
+	part := &batchMsg{left: len(lines)}
+	out := make([]delivery, len(lines))
+	for i, line := range lines {
+		ev, err := events.Unmarshal(line)
+		out[i] = delivery{msg: m, ev: ev, err: err, data: line, part: part, line: i}
+	}
+	return out
+}
+
+// ack acknowledges d's message, or for an event of a batch message counts
+// it done and acknowledges the message with its last event.
+func (d delivery) ack() {
+	if d.part != nil {
+		if d.part.left--; d.part.left > 0 {
+			return
+		}
+	}
+	_ = d.msg.Ack()
 }
 
 // New prepares the consumer; call Start to run it.
@@ -202,8 +241,11 @@ func (s *Store) Start(ctx context.Context) error {
 	s.done = make(chan struct{})
 	s.moved()
 	var err error
-	s.cc, err = bus.Consume(s.consumer, func(m jetstream.Msg) { s.msgs <- decode(m) }, s.opts.BatchSize,
-		func(err error) { s.log.Warn("consume error", "error", err) })
+	s.cc, err = bus.ConsumeBytes(s.consumer, func(m jetstream.Msg) {
+		for _, d := range decode(m) {
+			s.msgs <- d
+		}
+	}, pullBytes, func(err error) { s.log.Warn("consume error", "error", err) })
 	if err != nil {
 		return fmt.Errorf("eventstore: consume: %w", err)
 	}
@@ -338,19 +380,18 @@ func (s *Store) held(batch []delivery) bool {
 // cannot hold back the others: each event that keeps failing while the
 // database takes other writes is parked in events_dead and acked.
 func (s *Store) flush(batch []delivery) {
-	good := make([]jetstream.Msg, 0, len(batch))
+	good := make([]delivery, 0, len(batch))
 	evs := make([]*events.Event, 0, len(batch))
 	for _, d := range batch {
-		m := d.msg
 		if d.err != nil {
 			// Never valid, whatever the retries: park it at once.
-			s.log.Error("undecodable event on bus; parking it", "subject", m.Subject(), "error", d.err)
-			if s.park(m, nil, fmt.Errorf("decode: %w", d.err), 1) {
-				_ = m.Ack()
+			s.log.Error("undecodable event on bus; parking it", "subject", d.msg.Subject(), "error", d.err)
+			if s.park(d, fmt.Errorf("decode: %w", d.err), 1) {
+				d.ack()
 			}
 			continue
 		}
-		good = append(good, m)
+		good = append(good, d)
 		evs = append(evs, d.ev)
 	}
 	if len(evs) == 0 {
@@ -365,16 +406,20 @@ func (s *Store) flush(batch []delivery) {
 
 	// Keep the unacknowledged rest from being redelivered while we work.
 	lastTouch := time.Now()
-	touch := func(rest []jetstream.Msg) {
+	touch := func(rest []delivery) {
 		if time.Since(lastTouch) > s.opts.AckWait/4 {
-			for _, m := range rest {
-				_ = m.InProgress()
+			var last jetstream.Msg
+			for _, d := range rest {
+				if d.msg != last { // a batch message's events share it
+					_ = d.msg.InProgress()
+					last = d.msg
+				}
 			}
 			lastTouch = time.Now()
 		}
 	}
-	for i, ev := range evs {
-		if !s.storeOne(good[i], ev, func() { touch(good[i:]) }) {
+	for i := range good {
+		if !s.storeOne(good[i], func() { touch(good[i:]) }) {
 			return // shutting down: the rest is redelivered at the next start
 		}
 	}
@@ -383,12 +428,12 @@ func (s *Store) flush(batch []delivery) {
 // storeOne writes one event on its own, retrying it; an event that still
 // fails is parked. It reports false only when shutdown interrupted it
 // (the message is then left unacknowledged).
-func (s *Store) storeOne(m jetstream.Msg, ev *events.Event, touch func()) bool {
+func (s *Store) storeOne(d delivery, touch func()) bool {
 	pause := s.opts.RetryBackoff
 	for attempts := 1; ; attempts++ {
-		stored, err := s.write([]*events.Event{ev})
+		stored, err := s.write([]*events.Event{d.ev})
 		if err == nil {
-			s.acked([]jetstream.Msg{m}, stored)
+			s.acked([]delivery{d}, stored)
 			return true
 		}
 		if attempts >= s.opts.EventAttempts {
@@ -396,9 +441,9 @@ func (s *Store) storeOne(m jetstream.Msg, ev *events.Event, touch func()) bool {
 			// writes and this event is what fails, so it is set aside. If
 			// it fails, the database is the problem: keep the event and
 			// keep trying with longer pauses.
-			if s.park(m, ev, err, attempts) {
-				s.log.Error("event parked as dead", "event_id", ev.ID, "type", ev.Type, "attempts", attempts, "error", err)
-				_ = m.Ack()
+			if s.park(d, err, attempts) {
+				s.log.Error("event parked as dead", "event_id", d.ev.ID, "type", d.ev.Type, "attempts", attempts, "error", err)
+				d.ack()
 				s.moved()
 				return true
 			}
@@ -412,14 +457,19 @@ func (s *Store) storeOne(m jetstream.Msg, ev *events.Event, touch func()) bool {
 	}
 }
 
-// park stores m in events_dead and reports whether it did. A message that
-// could not be parked stays unacknowledged (redelivered after AckWait).
-func (s *Store) park(m jetstream.Msg, ev *events.Event, cause error, attempts int) bool {
-	f := deadletter.Failure{Consumer: ConsumerName, Subject: m.Subject(), Data: m.Data(), Err: cause, Attempts: attempts}
-	if ev != nil {
-		f.EventID, f.Type = ev.ID, ev.Type
-	} else {
-		f.EventID = deadletter.MessageID(m)
+// park stores d's event in events_dead and reports whether it did: its
+// own bytes (a batch message's line), which a retry decodes as one event.
+// A message that could not be parked stays unacknowledged (redelivered
+// after AckWait).
+func (s *Store) park(d delivery, cause error, attempts int) bool {
+	f := deadletter.Failure{Consumer: ConsumerName, Subject: d.msg.Subject(), Data: d.data, Err: cause, Attempts: attempts}
+	switch {
+	case d.ev != nil:
+		f.EventID, f.Type = d.ev.ID, d.ev.Type
+	case d.part != nil:
+		f.EventID = fmt.Sprintf("%s/%d", deadletter.MessageID(d.msg), d.line+1)
+	default:
+		f.EventID = deadletter.MessageID(d.msg)
 	}
 	err := deadletter.Park(s.app, f)
 	if err == nil {
@@ -429,10 +479,11 @@ func (s *Store) park(m jetstream.Msg, ev *events.Event, cause error, attempts in
 	return false
 }
 
-// acked acknowledges stored messages and tells the commit callbacks.
-func (s *Store) acked(msgs []jetstream.Msg, stored []*Stored) {
-	for _, m := range msgs {
-		_ = m.Ack()
+// acked acknowledges stored events' messages and tells the commit
+// callbacks.
+func (s *Store) acked(ds []delivery, stored []*Stored) {
+	for _, d := range ds {
+		d.ack()
 	}
 	s.moved()
 	for _, f := range s.after {

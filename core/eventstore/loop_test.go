@@ -494,3 +494,78 @@ func TestStopStoresAHeldBatch(t *testing.T) {
 		t.Fatal("the held batch was not stored at stop")
 	}
 }
+
+// publishBatch publishes the events ids as one batch message, as ingest
+// publishes a tracking request's; a garbled id goes in as a line that does
+// not decode.
+func (l *loop) publishBatch(t *testing.T, ids ...string) {
+	t.Helper()
+	now := time.Now().UTC()
+	encoded := make([][]byte, len(ids))
+	for i, id := range ids {
+		if strings.HasPrefix(id, "garbled") {
+			encoded[i] = []byte(`{"id": "` + id + `", "type": `)
+			continue
+		}
+		ev := &events.Event{ID: id, Type: "track", Name: "Tick", Source: "test", OccurredAt: now, ReceivedAt: now,
+			Identities: events.Identities{"user_id": "u-" + id}}
+		data, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		encoded[i] = data
+	}
+	batches := l.bus.EventBatches(encoded)
+	if len(batches) != 1 {
+		t.Fatalf("%d events made %d messages, want one", len(ids), len(batches))
+	}
+	if _, err := l.bus.Publish(context.Background(), batches[0].Msg); err != nil {
+		t.Fatal(err)
+	}
+	l.sent += len(ids)
+}
+
+// A batch message whose events land in two transactions is acknowledged
+// with its last event, not its first: a crash between them redelivers it,
+// and the events already stored are skipped as duplicates.
+func TestABatchMessageIsAckedWhenItsLastEventIsStored(t *testing.T) {
+	l := newLoop(t)
+	l.publishBatch(t, "b1", "b2", "b3", "b4", "b5")
+	l.start(t, eventstore.Options{BatchSize: 3}) // MaxWait a minute: b4 and b5 wait for a third event
+
+	omnitest.Eventually(t, 30*time.Second, func() bool { return l.storedCount(t) == 3 }, "the first transaction (b1–b3) stored")
+	if n := l.ackPending(t); n != 1 {
+		t.Fatalf("ack pending = %d after part of the message was stored, want 1", n)
+	}
+	if got := l.proc.call(0); strings.Join(got, ",") != "b1,b2,b3" {
+		t.Fatalf("first transaction = %v", got)
+	}
+	l.publish(t, "after")
+	l.settled(t)
+	for _, id := range []string{"b1", "b2", "b3", "b4", "b5", "after"} {
+		if !l.stored(t, id) {
+			t.Errorf("%s not stored", id)
+		}
+	}
+	if got := l.proc.call(1); strings.Join(got, ",") != "b4,b5,after" {
+		t.Fatalf("second transaction = %v", got)
+	}
+}
+
+// One line of a batch message that does not decode is parked on its own,
+// with its own bytes (what a retry decodes); the message's other events
+// are stored and the message acknowledged.
+func TestAnUndecodableLineOfABatchMessageIsParkedAlone(t *testing.T) {
+	l := newLoop(t)
+	l.publishBatch(t, "first", "garbled-2", "third")
+	l.start(t, eventstore.Options{BatchSize: 3})
+	l.settled(t)
+	if !l.stored(t, "first") || !l.stored(t, "third") {
+		t.Fatal("the batch's good events were not stored")
+	}
+	d := l.dead(t)
+	if len(d) != 1 || d[0].Data != `{"id": "garbled-2", "type": ` || d[0].Attempts != 1 || !strings.Contains(d[0].Error, "decode") ||
+		d[0].Subject != bus.EventBatchSubject || !strings.HasPrefix(d[0].EventID, bus.EventBatchSubject+"#") || !strings.HasSuffix(d[0].EventID, "/2") {
+		t.Fatalf("dead = %+v", d)
+	}
+}

@@ -361,28 +361,38 @@ func asFieldError(err error) *events.FieldError {
 
 // Publish stores already validated events on the EVENTS stream and waits
 // until each is stored; shared by the ingest API and connector webhooks.
+// Several events go as batch messages (bus.EventBatches): one message per
+// request for JetStream to store, deliver and delete. Omni's own events
+// (source omni) go one a message, as the relay publishes them: consumers
+// such as connectors' erasures filter on their subject.
 func Publish(ctx context.Context, b *bus.Bus, evs []*events.Event) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	msgs := make([]bus.Msg, len(evs))
 	errs := make([]error, len(evs))
-	ok := msgs[:0]
+	var msgs []bus.Msg
+	var covers [][]int // the indexes into evs each message carries
+	var encoded [][]byte
+	var batched []int
 	for i, ev := range evs {
 		data, err := ev.Marshal()
 		if err != nil { // a validated event always encodes; never publish half of one
 			errs[i] = err
 			continue
 		}
-		ok = append(ok, bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID})
+		if len(evs) == 1 || ev.Source == "omni" {
+			msgs = append(msgs, bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID})
+			covers = append(covers, []int{i})
+			continue
+		}
+		encoded, batched = append(encoded, data), append(batched, i)
 	}
-	if len(ok) == len(evs) {
-		return b.PublishAll(ctx, msgs)
+	for _, eb := range b.EventBatches(encoded) {
+		msgs = append(msgs, eb.Msg)
+		covers = append(covers, batched[eb.From:eb.To])
 	}
-	pubErrs := b.PublishAll(ctx, ok)
-	for i, j := 0, 0; i < len(errs); i++ {
-		if errs[i] == nil {
-			errs[i] = pubErrs[j]
-			j++
+	for k, err := range b.PublishAll(ctx, msgs) {
+		for _, i := range covers[k] {
+			errs[i] = err
 		}
 	}
 	return errs

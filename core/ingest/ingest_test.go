@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	analytics "github.com/segmentio/analytics-go/v3"
 
 	"github.com/omni/omni/core/app/omnitest"
+	"github.com/omni/omni/core/bus"
 )
 
 type storedEvent struct {
@@ -344,5 +346,39 @@ func TestSmallBatchOnePassAndFallbackAgree(t *testing.T) {
 	}
 	if countID(t, s, "fast-bad")+countID(t, s, "slow-bad") != 0 {
 		t.Fatal("rejected items stored")
+	}
+}
+
+// A tracking request's events travel as one message on EVENTS (a batch
+// message), and each is stored as its own row.
+func TestABatchRequestIsOneMessageOnTheBus(t *testing.T) {
+	s := omnitest.Start(t, omnitest.Options{})
+	lastSeq := func() uint64 {
+		str, err := s.Bus.JS.Stream(context.Background(), bus.StreamEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return str.CachedInfo().State.LastSeq
+	}
+	before := lastSeq()
+	code, body := s.Track(t, "/v1/batch", `{"batch":[
+		{"type":"track","messageId":"one","userId":"u1","event":"Clicked"},
+		{"type":"identify","messageId":"two","userId":"u1","traits":{"email":"one@example.com"}},
+		{"type":"track","messageId":"bad","event":"No identity"},
+		{"type":"page","messageId":"three","anonymousId":"a1","name":"Home"}]}`)
+	if code != 200 {
+		t.Fatalf("batch: %d %s", code, body)
+	}
+	if after := lastSeq(); after != before+1 {
+		t.Fatalf("the request published %d messages, want one for its three valid events", after-before)
+	}
+	s.WaitEvents(t, 3)
+	for _, id := range []string{"one", "two", "three"} {
+		if n := countID(t, s, id); n != 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
+	}
+	if n := countID(t, s, "bad"); n != 0 {
+		t.Errorf("the invalid item was stored")
 	}
 }
