@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 )
@@ -19,6 +20,13 @@ const EventCountHeader = "Omni-Event-Count"
 // has one token less than any single event's (omni.events.SOURCE.TYPE), so
 // no consumer filtering on a source and type receives one.
 const EventBatchSubject = eventsPrefix + "batch"
+
+// Batchable reports whether an event published on subject may travel in
+// a batch message. profile.erased goes alone: connectors' erasures select
+// it by subject. Every other consumer of EVENTS takes the whole stream.
+func Batchable(subject string) bool {
+	return strings.HasPrefix(subject, eventsPrefix) && !strings.HasSuffix(subject, ".profile.erased")
+}
 
 // maxEventBatchBytes bounds one batch message below NATS's default payload
 // limit (1 MB), with room for its headers.

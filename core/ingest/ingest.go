@@ -362,9 +362,8 @@ func asFieldError(err error) *events.FieldError {
 // Publish stores already validated events on the EVENTS stream and waits
 // until each is stored; shared by the ingest API and connector webhooks.
 // Several events go as batch messages (bus.EventBatches): one message per
-// request for JetStream to store, deliver and delete. Omni's own events
-// (source omni) go one a message, as the relay publishes them: consumers
-// such as connectors' erasures filter on their subject.
+// request for JetStream to store, deliver and delete, but for the events
+// that must go alone (bus.Batchable).
 func Publish(ctx context.Context, b *bus.Bus, evs []*events.Event) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -379,7 +378,7 @@ func Publish(ctx context.Context, b *bus.Bus, evs []*events.Event) []error {
 			errs[i] = err
 			continue
 		}
-		if len(evs) == 1 || ev.Source == "omni" {
+		if len(evs) == 1 || !bus.Batchable(ev.Subject()) {
 			msgs = append(msgs, bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID})
 			covers = append(covers, []int{i})
 			continue

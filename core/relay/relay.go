@@ -290,14 +290,11 @@ func (r *Relay) drain(ctx context.Context) {
 		if len(rows) == 0 {
 			return
 		}
-		msgs := make([]bus.Msg, len(rows))
-		for i, rw := range rows {
-			msgs[i] = bus.Msg{Subject: rw.Subject, Data: []byte(rw.Data), ID: rw.EventID}
-		}
+		msgs, covers := r.messages(rows)
 		errs := r.bus.PublishAll(ctx, msgs)
 		sent := 0
-		for sent < len(rows) && errs[sent] == nil {
-			sent++
+		for k := 0; k < len(msgs) && errs[k] == nil; k++ {
+			sent = covers[k]
 		}
 		if sent > 0 {
 			r.mu.Lock()
@@ -316,6 +313,35 @@ func (r *Relay) drain(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// messages are the bus messages that publish rows, in order: runs of
+// derived events joined into batch messages (bus.EventBatches), as a
+// tracking request's are; every other row alone. covers[k] is how many
+// rows messages up to k publish, all of them.
+func (r *Relay) messages(rows []row) (msgs []bus.Msg, covers []int) {
+	for i := 0; i < len(rows); {
+		j := i
+		for j < len(rows) && bus.Batchable(rows[j].Subject) {
+			j++
+		}
+		if j-i < 2 {
+			msgs = append(msgs, bus.Msg{Subject: rows[i].Subject, Data: []byte(rows[i].Data), ID: rows[i].EventID})
+			covers = append(covers, i+1)
+			i++
+			continue
+		}
+		encoded := make([][]byte, 0, j-i)
+		for _, rw := range rows[i:j] {
+			encoded = append(encoded, []byte(rw.Data))
+		}
+		for _, eb := range r.bus.EventBatches(encoded) {
+			msgs = append(msgs, eb.Msg)
+			covers = append(covers, i+eb.To)
+		}
+		i = j
+	}
+	return msgs, covers
 }
 
 // StageForProfiles is Stage for events a module derives about customers:
