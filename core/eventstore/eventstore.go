@@ -142,13 +142,13 @@ type batchMsg struct{ left int }
 
 // decode splits a message into its events, decoded.
 func decode(m jetstream.Msg) []delivery {
-	lines := bus.SplitEvents(m.Headers(), m.Data())
-	if m.Headers().Get(bus.EventCountHeader) == "" || len(lines) == 0 {
+	if m.Headers().Get(bus.EventCountHeader) == "" {
 		ev, err := events.Unmarshal(m.Data())
-		if err == nil && len(lines) == 0 {
-			err = errors.New("a batch message with no events")
-		}
 		return []delivery{{msg: m, ev: ev, err: err, data: m.Data()}}
+	}
+	lines := bus.SplitEvents(m.Headers(), m.Data())
+	if len(lines) == 0 {
+		return []delivery{{msg: m, err: errors.New("a batch message with no events"), data: m.Data()}}
 	}
 	part := &batchMsg{left: len(lines)}
 	out := make([]delivery, len(lines))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/omni/omni/core/app/omnitest"
@@ -566,6 +567,21 @@ func TestAnUndecodableLineOfABatchMessageIsParkedAlone(t *testing.T) {
 	d := l.dead(t)
 	if len(d) != 1 || d[0].Data != `{"id": "garbled-2", "type": ` || d[0].Attempts != 1 || !strings.Contains(d[0].Error, "decode") ||
 		d[0].Subject != bus.EventBatchSubject || !strings.HasPrefix(d[0].EventID, bus.EventBatchSubject+"#") || !strings.HasSuffix(d[0].EventID, "/2") {
+		t.Fatalf("dead = %+v", d)
+	}
+}
+
+// A batch message with no events at all is parked, not left to come back.
+func TestAnEmptyBatchMessageIsParked(t *testing.T) {
+	l := newLoop(t)
+	empty := bus.Msg{Subject: bus.EventBatchSubject, Header: nats.Header{bus.EventCountHeader: []string{"0"}}}
+	if _, err := l.bus.Publish(context.Background(), empty); err != nil {
+		t.Fatal(err)
+	}
+	l.sent++
+	l.start(t, eventstore.Options{BatchSize: 1})
+	l.settled(t)
+	if d := l.dead(t); len(d) != 1 || !strings.Contains(d[0].Error, "no events") {
 		t.Fatalf("dead = %+v", d)
 	}
 }
