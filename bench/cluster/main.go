@@ -15,6 +15,7 @@ package main
 
 import (
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -227,9 +228,15 @@ func run(o options) (rep *report, err error) {
 		go profileLeader(cluster, filepath.Join(o.profile, "nats-leader-drain.pprof"), say)
 	}
 	t0, cpu0, ncpu0 := time.Now(), writer.cpu(), cluster.cpu()
-	if rep.writerBacklog, err = writer.backlog(); err != nil {
+	// The consumers' lag counts bus messages (a request's events are one),
+	// so the backlog in events is what the front ends acknowledged while
+	// the writer was stopped.
+	if pending, err := writer.backlog(); err != nil {
 		return nil, err
+	} else if pending == 0 {
+		return nil, errors.New("the writer found no backlog to store")
 	}
+	rep.writerBacklog = uint64(feEvents)
 	if err := writer.waitDrained(10 * time.Minute); err != nil {
 		return nil, err
 	}
