@@ -78,21 +78,16 @@ func (a *msgArena) msgs(from, to int) []bus.Msg {
 }
 
 // requests are the messages from to to (exclusive) as ingest publishes a
-// tracking request's events: per events to a batch message (one message
-// per event when per is 1).
+// tracking request's events: per events joined (bus.JoinEvents; one
+// message per event when per is 1).
 func (a *msgArena) requests(b *bus.Bus, from, to, per int) []bus.Msg {
 	if per <= 1 {
 		return a.msgs(from, to)
 	}
 	var out []bus.Msg
 	for i := from; i < to; i += per {
-		encoded := make([][]byte, 0, per)
-		for j := i; j < min(i+per, to); j++ {
-			encoded = append(encoded, a.msg(j).Data)
-		}
-		for _, eb := range b.EventBatches(encoded) {
-			out = append(out, eb.Msg)
-		}
+		msgs, _ := b.JoinEvents(a.msgs(i, min(i+per, to)))
+		out = append(out, msgs...)
 	}
 	return out
 }

@@ -32,32 +32,61 @@ func Batchable(subject string) bool {
 // limit (1 MB), with room for its headers.
 const maxEventBatchBytes = 960 << 10
 
-// EventBatch is a batch message: the events of encoded[From:To] (the
-// indexes into what EventBatches was given) in Msg.
-type EventBatch struct {
-	Msg      Msg
-	From, To int
+// JoinEvents returns the messages that publish single, one message per
+// event (each on its event's subject, with its id), in their order: every
+// run of two or more Batchable ones joined into batch messages, as few as
+// their size allows; the rest as they are. covers[k] is how many of single
+// the messages up to k publish, all of them (for telling each event how
+// its message fared).
+func (b *Bus) JoinEvents(single []Msg) (msgs []Msg, covers []int) {
+	for i := 0; i < len(single); {
+		j := i
+		for j < len(single) && Batchable(single[j].Subject) {
+			j++
+		}
+		if j-i < 2 {
+			msgs = append(msgs, single[i])
+			covers = append(covers, i+1)
+			i++
+			continue
+		}
+		for _, eb := range eventBatches(single[i:j], b.batchLimit()) {
+			msgs = append(msgs, eb.msg)
+			covers = append(covers, i+eb.to)
+		}
+		i = j
+	}
+	return msgs, covers
 }
 
-// EventBatches joins encoded events (each one event's JSON, with no line
-// break) into as few EVENTS messages as their size allows; one event alone
-// still goes as a batch of one.
-func (b *Bus) EventBatches(encoded [][]byte) []EventBatch {
+// batchLimit is the largest batch message: maxEventBatchBytes, or less
+// when the NATS servers take smaller payloads.
+func (b *Bus) batchLimit() int {
 	limit := maxEventBatchBytes
 	if b != nil && b.Conn != nil {
 		if mp := int(b.Conn.MaxPayload()); mp > 0 && mp-(32<<10) < limit {
 			limit = max(mp-(32<<10), 1)
 		}
 	}
-	return eventBatches(encoded, limit)
+	return limit
 }
 
-func eventBatches(encoded [][]byte, limit int) []EventBatch {
-	var out []EventBatch
-	for from := 0; from < len(encoded); {
-		size, to := len(encoded[from]), from+1
-		for to < len(encoded) && size+1+len(encoded[to]) <= limit {
-			size += 1 + len(encoded[to])
+// eventBatch is one batch message and the events of single[:to] it
+// completes (its first is the one after the message before).
+type eventBatch struct {
+	msg Msg
+	to  int
+}
+
+// eventBatches joins the events of single (each one event's JSON, with
+// no line break) into batch messages of at most limit bytes; an event
+// larger than that goes alone, as a batch of one.
+func eventBatches(single []Msg, limit int) []eventBatch {
+	var out []eventBatch
+	for from := 0; from < len(single); {
+		size, to := len(single[from].Data), from+1
+		for to < len(single) && size+1+len(single[to].Data) <= limit {
+			size += 1 + len(single[to].Data)
 			to++
 		}
 		data := make([]byte, 0, size)
@@ -65,12 +94,12 @@ func eventBatches(encoded [][]byte, limit int) []EventBatch {
 			if i > from {
 				data = append(data, '\n')
 			}
-			data = append(data, encoded[i]...)
+			data = append(data, single[i].Data...)
 		}
-		out = append(out, EventBatch{
-			Msg: Msg{Subject: EventBatchSubject, Data: data,
+		out = append(out, eventBatch{
+			msg: Msg{Subject: EventBatchSubject, Data: data,
 				Header: nats.Header{EventCountHeader: []string{strconv.Itoa(to - from)}}},
-			From: from, To: to,
+			to: to,
 		})
 		from = to
 	}

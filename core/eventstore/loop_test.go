@@ -150,18 +150,24 @@ func (l *loop) start(t *testing.T, opts eventstore.Options) {
 	t.Cleanup(func() { s.Stop(context.Background()) })
 }
 
+// tick is the message of a test event with id, as ingest publishes one.
+func tick(t *testing.T, id string, now time.Time) bus.Msg {
+	t.Helper()
+	ev := &events.Event{ID: id, Type: "track", Name: "Tick", Source: "test", OccurredAt: now, ReceivedAt: now,
+		Identities: events.Identities{"user_id": "u-" + id}}
+	data, err := ev.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bus.Msg{Subject: ev.Subject(), ID: id, Data: data}
+}
+
 func (l *loop) publish(t *testing.T, ids ...string) {
 	t.Helper()
 	now := time.Now().UTC()
 	msgs := make([]bus.Msg, len(ids))
 	for i, id := range ids {
-		ev := &events.Event{ID: id, Type: "track", Name: "Tick", Source: "test", OccurredAt: now, ReceivedAt: now,
-			Identities: events.Identities{"user_id": "u-" + id}}
-		data, err := ev.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs[i] = bus.Msg{Subject: ev.Subject(), ID: id, Data: data}
+		msgs[i] = tick(t, id, now)
 	}
 	for i, err := range l.bus.PublishAll(context.Background(), msgs) {
 		if err != nil {
@@ -502,25 +508,18 @@ func TestStopStoresAHeldBatch(t *testing.T) {
 func (l *loop) publishBatch(t *testing.T, ids ...string) {
 	t.Helper()
 	now := time.Now().UTC()
-	encoded := make([][]byte, len(ids))
+	single := make([]bus.Msg, len(ids))
 	for i, id := range ids {
+		single[i] = tick(t, id, now)
 		if strings.HasPrefix(id, "garbled") {
-			encoded[i] = []byte(`{"id": "` + id + `", "type": `)
-			continue
+			single[i].Data = []byte(`{"id": "` + id + `", "type": `)
 		}
-		ev := &events.Event{ID: id, Type: "track", Name: "Tick", Source: "test", OccurredAt: now, ReceivedAt: now,
-			Identities: events.Identities{"user_id": "u-" + id}}
-		data, err := ev.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		encoded[i] = data
 	}
-	batches := l.bus.EventBatches(encoded)
-	if len(batches) != 1 {
-		t.Fatalf("%d events made %d messages, want one", len(ids), len(batches))
+	msgs, _ := l.bus.JoinEvents(single)
+	if len(msgs) != 1 {
+		t.Fatalf("%d events made %d messages, want one", len(ids), len(msgs))
 	}
-	if _, err := l.bus.Publish(context.Background(), batches[0].Msg); err != nil {
+	if _, err := l.bus.Publish(context.Background(), msgs[0]); err != nil {
 		t.Fatal(err)
 	}
 	l.sent += len(ids)

@@ -361,38 +361,30 @@ func asFieldError(err error) *events.FieldError {
 
 // Publish stores already validated events on the EVENTS stream and waits
 // until each is stored; shared by the ingest API and connector webhooks.
-// Several events go as batch messages (bus.EventBatches): one message per
-// request for JetStream to store, deliver and delete, but for the events
-// that must go alone (bus.Batchable).
+// Several events go as batch messages (bus.JoinEvents): one message per
+// request for JetStream to store, deliver and delete.
 func Publish(ctx context.Context, b *bus.Bus, evs []*events.Event) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	errs := make([]error, len(evs))
-	var msgs []bus.Msg
-	var covers [][]int // the indexes into evs each message carries
-	var encoded [][]byte
-	var batched []int
+	single := make([]bus.Msg, 0, len(evs))
+	index := make([]int, 0, len(evs)) // single[k] is evs[index[k]]
 	for i, ev := range evs {
 		data, err := ev.Marshal()
 		if err != nil { // a validated event always encodes; never publish half of one
 			errs[i] = err
 			continue
 		}
-		if len(evs) == 1 || !bus.Batchable(ev.Subject()) {
-			msgs = append(msgs, bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID})
-			covers = append(covers, []int{i})
-			continue
-		}
-		encoded, batched = append(encoded, data), append(batched, i)
+		single = append(single, bus.Msg{Subject: ev.Subject(), Data: data, ID: ev.ID})
+		index = append(index, i)
 	}
-	for _, eb := range b.EventBatches(encoded) {
-		msgs = append(msgs, eb.Msg)
-		covers = append(covers, batched[eb.From:eb.To])
-	}
+	msgs, covers := b.JoinEvents(single)
+	from := 0
 	for k, err := range b.PublishAll(ctx, msgs) {
-		for _, i := range covers[k] {
+		for _, i := range index[from:covers[k]] {
 			errs[i] = err
 		}
+		from = covers[k]
 	}
 	return errs
 }

@@ -290,7 +290,13 @@ func (r *Relay) drain(ctx context.Context) {
 		if len(rows) == 0 {
 			return
 		}
-		msgs, covers := r.messages(rows)
+		single := make([]bus.Msg, len(rows))
+		for i, rw := range rows {
+			single[i] = bus.Msg{Subject: rw.Subject, Data: []byte(rw.Data), ID: rw.EventID}
+		}
+		// Runs of derived events go as batch messages, as a tracking
+		// request's do.
+		msgs, covers := r.bus.JoinEvents(single)
 		errs := r.bus.PublishAll(ctx, msgs)
 		sent := 0
 		for k := 0; k < len(msgs) && errs[k] == nil; k++ {
@@ -313,35 +319,6 @@ func (r *Relay) drain(ctx context.Context) {
 			return
 		}
 	}
-}
-
-// messages are the bus messages that publish rows, in order: runs of
-// derived events joined into batch messages (bus.EventBatches), as a
-// tracking request's are; every other row alone. covers[k] is how many
-// rows messages up to k publish, all of them.
-func (r *Relay) messages(rows []row) (msgs []bus.Msg, covers []int) {
-	for i := 0; i < len(rows); {
-		j := i
-		for j < len(rows) && bus.Batchable(rows[j].Subject) {
-			j++
-		}
-		if j-i < 2 {
-			msgs = append(msgs, bus.Msg{Subject: rows[i].Subject, Data: []byte(rows[i].Data), ID: rows[i].EventID})
-			covers = append(covers, i+1)
-			i++
-			continue
-		}
-		encoded := make([][]byte, 0, j-i)
-		for _, rw := range rows[i:j] {
-			encoded = append(encoded, []byte(rw.Data))
-		}
-		for _, eb := range r.bus.EventBatches(encoded) {
-			msgs = append(msgs, eb.Msg)
-			covers = append(covers, i+eb.To)
-		}
-		i = j
-	}
-	return msgs, covers
 }
 
 // StageForProfiles is Stage for events a module derives about customers:
