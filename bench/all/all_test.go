@@ -31,7 +31,7 @@ func TestShortRunPrintsEveryRow(t *testing.T) {
 	inboxOptional := os.Getenv("CI") == ""
 	want := []string{
 		"ingest/acknowledged", "ingest/stored end to end", "ingest/ack p99 at an offered rate",
-		"profiles/stored with profiles resolved", "segments/stored with", "profiles/data.db bytes per stored event",
+		"profiles/stored with profiles resolved", "live/stored with 10 segments", "profiles/data.db bytes per stored event",
 		"journeys/stored with 20 live journeys", "journeys/steps executed",
 		"metrics/worst report p99", "metrics/stored, metrics on",
 		"inbox/webhook → agent's DOM p99",

@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
@@ -64,6 +65,10 @@ type figure struct {
 	// wal is what the WAL checkpoints saw during the load: frames
 	// committed, and the checkpoints that held the writer.
 	wal store.WALStats
+	// dbPer is data.db's bytes per stored event once the load's rows
+	// are written and the WAL is copied back (storeThrough, profiles
+	// case); 0 where not measured.
+	dbPer float64
 }
 
 // walSince is the WAL's counts since before.
@@ -199,6 +204,11 @@ func compare(evs *msgArena, runs int, cpuProfile string, bracket bool) {
 	fmt.Printf("  stored + profiles resolved        %8.0f events/s  %6v CPU/event  %.2f× the floor (target 0.5)\n", p.rate, p.cpuPer, ratio(profs))
 	fmt.Printf("  + 10 segments, 20 journeys, metrics %6.0f events/s  %6v CPU/event  %.2f× the floor (target 0.4)\n", l.rate, l.cpuPer, ratio(lives))
 	fmt.Printf("    … until metrics' rollups caught up %5.0f events/s  %6v CPU/event  %.2f× the floor\n", r.rate, r.cpuPer, ratio(rolled))
+	dbPer := make([]float64, len(profs))
+	for i, x := range profs {
+		dbPer[i] = x.dbPer
+	}
+	fmt.Printf("  data.db per stored event, profiles resolved: %.0f B (target ≤ 1024)\n", median(dbPer))
 	if bracket {
 		fmt.Printf("  against the floors just before and after each case: profiles %.2f×, everything live %.2f× (medians)\n",
 			median(bracketed[0]), median(bracketed[1]))
@@ -369,6 +379,7 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 		wal: walSince(wal0)}
 	stopProfile()
 	if !live {
+		stored.dbPer = float64(dataBytes(o, dir)) / float64(evs.len())
 		return stored, stored
 	}
 	if cpuProfile != "" {
@@ -382,6 +393,28 @@ func storeThrough(evs *msgArena, live bool, cpuProfile string) (stored, rolledUp
 	el, cpu = time.Since(t0), cpuTime()-c0
 	derivedCounts(o)
 	return stored, figure{rate: float64(evs.len()) / el.Seconds(), cpuPer: cpu / time.Duration(evs.len()), heap: stored.heap}
+}
+
+// dataBytes is the size of dir's data.db (and whatever is left of its WAL)
+// once the rows the profiles module holds back are written and the WAL is
+// copied back and truncated: what the load stored, not how far the WAL
+// happened to have grown when the load ended (up to 80 MB before it is
+// cut back; store.StartCheckpoints).
+func dataBytes(o *app.Omni, dir string) int64 {
+	if err := store.SyncProfiles(o.PB); err != nil {
+		log.Fatal(err)
+	}
+	var busy, frames, copied int
+	if err := o.PB.NonconcurrentDB().NewQuery("PRAGMA wal_checkpoint(TRUNCATE)").Row(&busy, &frames, &copied); err != nil {
+		log.Fatal(err)
+	}
+	var size int64
+	for _, f := range []string{"data.db", "data.db-wal"} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			size += fi.Size()
+		}
+	}
+	return size
 }
 
 // derivedCounts prints what the live load derived: the events Omni's
