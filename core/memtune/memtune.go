@@ -141,10 +141,23 @@ type idleWatch struct {
 	allocs   []metrics.Sample // the heap's allocations, read at each sample
 	last     uint64           // their count at the last sample
 	idleGC   func(on bool)    // lowers GOGC to IdleGCPercent, or restores it
+
+	// Start-up counts as a load: what it allocated once (migrations,
+	// caches built at start, the plugins' handshakes) is garbage that a
+	// fresh server would otherwise keep until its first burst, and its
+	// first quiet moves it to IdleGCPercent.
+	busy       bool   // the last samples were a load's
+	startUp    bool   // the load is start-up's (startUpQuiet ends it)
+	quiet      int    // samples in a row at the idle rate
+	busyAlloc  uint64 // allocated since the server turned busy
+	afterLoad  bool   // the quiet follows a load: releases are due
+	released   int    // releases since the load ended
+	releasedAt int    // the quiet sample of the last one
 }
 
 func newIdleWatch(interval time.Duration) *idleWatch {
-	w := &idleWatch{interval: interval, allocs: []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}, idleGC: func(on bool) {}}
+	w := &idleWatch{interval: interval, allocs: []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}, idleGC: func(on bool) {},
+		busy: true, startUp: true, busyAlloc: idleAllocBytes}
 	metrics.Read(w.allocs)
 	w.last = w.allocs[0].Value.Uint64()
 	if os.Getenv("GOGC") == "" {
@@ -167,19 +180,19 @@ func newIdleWatch(interval time.Duration) *idleWatch {
 	return w
 }
 
+// startUpQuiet is how many quiet samples in a row end start-up: a tenth
+// of the interval each, so 2 s at the server's 10 s. Start-up is one burst
+// that will not come back, unlike a shop's traffic, whose short lulls the
+// whole interval waits out: a fresh server hands back what starting
+// allocated (2–3 MB of RSS) a couple of seconds after it goes quiet, not
+// ten.
+const startUpQuiet = 2
+
 // run is ReleaseWhenIdle's loop; it returns when stop is closed.
 func (w *idleWatch) run(stop <-chan struct{}) {
 	defer w.idleGC(false)
-	// Start-up counts as a load: what it allocated once (migrations,
-	// caches built at start, the plugins' handshakes) is garbage that a
-	// fresh server would otherwise keep until its first burst, and its
-	// first quiet interval moves it to IdleGCPercent.
-	busy := true
 	t := time.NewTicker(max(w.interval/samplesPerInterval, time.Millisecond))
 	defer t.Stop()
-	quiet := 0                          // samples in a row at the idle rate
-	busyAlloc := uint64(idleAllocBytes) // allocated since the server turned busy
-	afterLoad := false                  // the quiet follows a load: releases are due
 	for {
 		select {
 		case <-stop:
@@ -190,34 +203,42 @@ func (w *idleWatch) run(stop <-chan struct{}) {
 		now := w.allocs[0].Value.Uint64()
 		allocated := now - w.last
 		w.last = now
-		if allocated >= idleAllocBytes/samplesPerInterval {
-			if !busy {
-				w.idleGC(false)
-				busyAlloc = 0
-			}
-			busy, quiet = true, 0
-			busyAlloc += allocated
-			continue
-		}
-		quiet++
-		if quiet%samplesPerInterval != 0 {
-			continue
-		}
-		intervals := quiet / samplesPerInterval // quiet intervals in a row
-		switch {
-		case busy:
-			// A blip (a timer's work) only goes back to idle GC; a load
-			// leaves memory to hand back.
-			busy, afterLoad = false, busyAlloc >= idleAllocBytes
-			w.idleGC(true)
-			if afterLoad {
-				ReleaseNow()
-			}
-		case afterLoad && (intervals-1)%releaseEvery == 0:
+		if w.step(allocated) {
 			ReleaseNow()
-			if intervals-1 >= (idleReleases-1)*releaseEvery {
-				afterLoad = false
-			}
 		}
 	}
+}
+
+// step takes one sample, the bytes allocated since the last one, and
+// reports whether memory is to be handed back now. It moves GOGC between
+// the load's and IdleGCPercent as it goes.
+func (w *idleWatch) step(allocated uint64) (release bool) {
+	if allocated >= idleAllocBytes/samplesPerInterval {
+		if !w.busy {
+			w.idleGC(false)
+			w.busyAlloc = 0
+		}
+		w.busy, w.quiet = true, 0
+		w.busyAlloc += allocated
+		return false
+	}
+	w.quiet++
+	switch {
+	case w.busy && (w.quiet == samplesPerInterval || w.startUp && w.quiet == startUpQuiet):
+		// A blip (a timer's work) only goes back to idle GC; a load
+		// leaves memory to hand back.
+		w.busy, w.startUp, w.afterLoad = false, false, w.busyAlloc >= idleAllocBytes
+		w.idleGC(true)
+		w.released, w.releasedAt = 0, w.quiet
+		if w.afterLoad {
+			w.released = 1
+		}
+		return w.afterLoad
+	case !w.busy && w.afterLoad && w.quiet-w.releasedAt == releaseEvery*samplesPerInterval:
+		w.released++
+		w.releasedAt = w.quiet
+		w.afterLoad = w.released < idleReleases
+		return true
+	}
+	return false
 }

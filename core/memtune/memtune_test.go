@@ -3,6 +3,7 @@ package memtune
 import (
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,5 +160,47 @@ func TestAFreshServerReleasesItsStartUp(t *testing.T) {
 	debug.SetGCPercent(p)
 	if p != IdleGCPercent {
 		t.Fatalf("GOGC %d after the first quiet interval, want %d", p, IdleGCPercent)
+	}
+}
+
+// quietSamples feeds w n samples at the idle rate and returns the ones
+// (counted from 1) after which it released memory.
+func quietSamples(w *idleWatch, n int) []int {
+	var released []int
+	for i := 1; i <= n; i++ {
+		if w.step(0) {
+			released = append(released, i)
+		}
+	}
+	return released
+}
+
+// Start-up's garbage goes back after startUpQuiet quiet samples, a load's
+// only after a whole quiet interval (a shop's traffic pauses and comes
+// back); each is handed back idleReleases times in all, releaseEvery
+// intervals apart.
+func TestStartUpIsHandedBackSoonerThanALoad(t *testing.T) {
+	w := newIdleWatch(time.Second)
+	w.idleGC = func(bool) {}
+	want := []int{startUpQuiet}
+	for k := 1; k < idleReleases; k++ {
+		want = append(want, startUpQuiet+k*releaseEvery*samplesPerInterval)
+	}
+	if got := quietSamples(w, 200); !slices.Equal(got, want) {
+		t.Fatalf("after start-up, released after quiet samples %v, want %v", got, want)
+	}
+
+	w.step(idleAllocBytes) // a load
+	want = []int{samplesPerInterval}
+	for k := 1; k < idleReleases; k++ {
+		want = append(want, samplesPerInterval+k*releaseEvery*samplesPerInterval)
+	}
+	if got := quietSamples(w, 200); !slices.Equal(got, want) {
+		t.Fatalf("after a load, released after quiet samples %v, want %v", got, want)
+	}
+
+	w.step(idleAllocBytes / samplesPerInterval) // a blip: back to the load's GC, nothing to hand back
+	if got := quietSamples(w, 200); len(got) != 0 {
+		t.Fatalf("after a blip, released after quiet samples %v, want none", got)
 	}
 }
