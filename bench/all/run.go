@@ -262,14 +262,6 @@ func (e *env) profiles(ctx context.Context) {
 	}
 }
 
-// metIf answers only when there is something to compare against.
-func metIf(known, ok bool) string {
-	if !known {
-		return ""
-	}
-	return met(ok)
-}
-
 // --- journeys: the ingest cost of 20 live journeys, and the step engine
 
 var (
