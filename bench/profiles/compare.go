@@ -408,6 +408,11 @@ func dataBytes(o *app.Omni, dir string) int64 {
 	if err := o.PB.NonconcurrentDB().NewQuery("PRAGMA wal_checkpoint(TRUNCATE)").Row(&busy, &frames, &copied); err != nil {
 		log.Fatal(err)
 	}
+	return dbFileBytes(dir)
+}
+
+// dbFileBytes is the size of dir's data.db and its WAL as they are.
+func dbFileBytes(dir string) int64 {
 	var size int64
 	for _, f := range []string{"data.db", "data.db-wal"} {
 		if fi, err := os.Stat(filepath.Join(dir, f)); err == nil {

@@ -15,7 +15,6 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -313,12 +312,7 @@ func main() {
 	fmt.Println(st.report("resolve"))
 	fmt.Println(st.report("batch"))
 
-	var size int64
-	for _, f := range []string{"data.db", "data.db-wal"} {
-		if fi, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
-			size += fi.Size()
-		}
-	}
+	size := dbFileBytes(dataDir)
 	fmt.Printf("data.db (+wal): %.1f MB for %d events, %d profiles\n", float64(size)/(1<<20), stored, live)
 }
 

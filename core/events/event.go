@@ -239,15 +239,15 @@ func (e *Event) Subject() string {
 // name that already is one (the usual case) comes back as it is: this runs
 // for every event ingest publishes.
 func subjectToken(s string) string {
-	if isSubjectToken(s) {
+	if s != "" && !strings.ContainsFunc(s, notTokenChar) {
 		return s
 	}
 	var b strings.Builder
 	for _, r := range strings.ToLower(s) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' || r == '-' {
-			b.WriteRune(r)
-		} else {
+		if notTokenChar(r) {
 			b.WriteByte('_')
+		} else {
+			b.WriteRune(r)
 		}
 	}
 	if b.Len() == 0 {
@@ -256,14 +256,9 @@ func subjectToken(s string) string {
 	return b.String()
 }
 
-func isSubjectToken(s string) bool {
-	for i := range len(s) {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return s != ""
+// notTokenChar reports whether r may not stand in a subject token as it is.
+func notTokenChar(r rune) bool {
+	return (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' && r != '-'
 }
 
 // Marshal encodes the event for the bus: the same bytes as json.Marshal,

@@ -162,13 +162,20 @@ func tick(t *testing.T, id string, now time.Time) bus.Msg {
 	return bus.Msg{Subject: ev.Subject(), ID: id, Data: data}
 }
 
-func (l *loop) publish(t *testing.T, ids ...string) {
+// ticks are the messages of test events with ids, sent at one time.
+func ticks(t *testing.T, ids []string) []bus.Msg {
 	t.Helper()
 	now := time.Now().UTC()
 	msgs := make([]bus.Msg, len(ids))
 	for i, id := range ids {
 		msgs[i] = tick(t, id, now)
 	}
+	return msgs
+}
+
+func (l *loop) publish(t *testing.T, ids ...string) {
+	t.Helper()
+	msgs := ticks(t, ids)
 	for i, err := range l.bus.PublishAll(context.Background(), msgs) {
 		if err != nil {
 			t.Fatalf("publish %s: %v", ids[i], err)
@@ -507,10 +514,8 @@ func TestStopStoresAHeldBatch(t *testing.T) {
 // not decode.
 func (l *loop) publishBatch(t *testing.T, ids ...string) {
 	t.Helper()
-	now := time.Now().UTC()
-	single := make([]bus.Msg, len(ids))
+	single := ticks(t, ids)
 	for i, id := range ids {
-		single[i] = tick(t, id, now)
 		if strings.HasPrefix(id, "garbled") {
 			single[i].Data = []byte(`{"id": "` + id + `", "type": `)
 		}

@@ -229,10 +229,7 @@ func (w *idleWatch) step(allocated uint64) (release bool) {
 		// leaves memory to hand back.
 		w.busy, w.startUp, w.afterLoad = false, false, w.busyAlloc >= idleAllocBytes
 		w.idleGC(true)
-		w.released, w.releasedAt = 0, w.quiet
-		if w.afterLoad {
-			w.released = 1
-		}
+		w.released, w.releasedAt = 1, w.quiet // this one, if afterLoad
 		return w.afterLoad
 	case !w.busy && w.afterLoad && w.quiet-w.releasedAt == releaseEvery*samplesPerInterval:
 		w.released++
