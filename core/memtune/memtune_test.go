@@ -116,13 +116,18 @@ func TestReleasesRepeatWhileIdleThenStop(t *testing.T) {
 	defer remove()
 	stop := make(chan struct{})
 	defer close(stop)
-	go newIdleWatch(20 * time.Millisecond).run(stop)
+	// The whole burst lands in the watch's first sample: allocated while
+	// run was not yet sampling, it cannot be split by a stall (a GC, a
+	// busy CI machine) into start-up and a second load, each of which
+	// would be handed back idleReleases times.
+	w := newIdleWatch(20 * time.Millisecond)
 	var sink [][]byte
-	for range 64 { // busy in the first interval
+	for range 64 {
 		sink = append(sink, make([]byte, 1<<20))
 	}
 	sink = nil
 	_ = sink
+	go w.run(stop)
 	deadline := time.Now().Add(10 * time.Second)
 	for runs.Load() < idleReleases {
 		if time.Now().After(deadline) {
