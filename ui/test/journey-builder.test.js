@@ -3,7 +3,8 @@
 // exit handles, sets its duration in the side panel, saves and sees the
 // problem named on the step, fixes it, publishes, and finds version 1 in
 // the history (shown read-only). A send step dropped on the canvas gets its
-// template, previewed for a chosen customer. An agent sees it all read-only.
+// template, previewed for a chosen customer; a journey opens with all of
+// its steps on the canvas. An agent sees it all read-only.
 // A backtest over a seeded checkout puts its numbers on the canvas. The
 // builder is a chunk of its own: the entry bundle stays in budget.
 import { after, before, describe, it } from 'node:test'
@@ -94,6 +95,22 @@ async function drag(from, to) {
 const exitHandle = (node, exit) => page.locator(`.svelte-flow__handle.source[data-nodeid="${node}"][data-handleid="${exit}"]`)
 const entryHandle = (node) => page.locator(`.svelte-flow__handle.target[data-nodeid="${node}"]`)
 const edge = (id) => page.locator(`.svelte-flow__edge[data-id="${id}"]`)
+
+// allInView waits until the trigger and every step lie inside the canvas
+// (names the first that does not): a journey opens fitted to its canvas.
+async function allInView(canvas) {
+  await eventually(async () => {
+    const c = await canvas.boundingBox()
+    const nodes = await canvas.locator('.svelte-flow__node').all()
+    assert.ok(nodes.length > 1, 'the canvas draws the journey')
+    for (const n of nodes) {
+      const b = await n.boundingBox()
+      const inside = b && b.x >= c.x && b.y >= c.y && b.x + b.width <= c.x + c.width && b.y + b.height <= c.y + c.height
+      assert.ok(inside, `${await n.getAttribute('data-id')} at ${JSON.stringify(b)} lies outside the canvas ${JSON.stringify(c)}`)
+    }
+    return true
+  }, { timeout: 5000, what: 'the whole journey on the canvas' })
+}
 
 describe('journey builder', () => {
   it('the owner adds and connects a step, sees its problem, fixes it, publishes and finds the version', async () => {
@@ -196,6 +213,9 @@ describe('journey builder', () => {
     await page.goto(server.url + '/journeys/' + journeyID)
     const canvas = page.getByRole('region', { name: 'Journey canvas' })
     await canvas.getByTestId('step-w1').waitFor()
+    // The wait added beside the first steps is on screen too.
+    await canvas.getByTestId('step-wait1').waitFor()
+    await allInView(canvas)
     const box = await canvas.boundingBox()
     await page.getByRole('button', { name: 'Add Send', exact: true }).dragTo(canvas, { targetPosition: { x: box.width - 130, y: box.height - 120 } })
     await canvas.getByTestId('step-send1').waitFor()

@@ -97,6 +97,11 @@ export function num(n, digits = 0) {
   return Number(n).toLocaleString(undefined, { maximumFractionDigits: digits })
 }
 
+// count is n with its noun: "1 event", "2,400 events".
+export function count(n, one, many) {
+  return `${num(n)} ${n === 1 ? one : many}`
+}
+
 export function debounce(fn, ms) {
   let t
   return (...a) => {
