@@ -345,7 +345,18 @@ describe('web admin', () => {
     await menu.click()
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Customers' }).click()
     await page.getByRole('heading', { name: 'Customers' }).waitFor()
+    // The list fits the phone without words broken letter by letter: no
+    // sideways scroll, and a name such as "Customer 1987" on at most a
+    // line a word.
+    const table = page.getByTestId('customers-table')
+    await table.locator('tbody tr').first().waitFor()
     await shot(page, '11-phone-customers')
+    const fit = await table.evaluate((t) => ({ table: t.scrollWidth, wrap: t.parentElement.clientWidth }))
+    assert.ok(fit.table <= fit.wrap, `the customers table is ${fit.table}px wide in a ${fit.wrap}px column`)
+    const name = table.getByRole('link', { name: /^Customer \d+$/ }).first()
+    const lineHeight = await name.evaluate((a) => parseFloat(getComputedStyle(a.parentElement).lineHeight) || 24)
+    const words = (await name.textContent()).split(' ').length
+    assert.ok((await name.boundingBox()).height < (words + 0.5) * lineHeight, `"${await name.textContent()}" breaks inside a word on a phone`)
     await page.emulateMedia({ colorScheme: 'dark' })
     await page.getByRole('button', { name: 'Menu' }).click()
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dashboard' }).click()
