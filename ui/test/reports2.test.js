@@ -220,6 +220,16 @@ describe('report pages', () => {
         // The tables follow the model: the agent's reply earned 20 EUR.
         await eventually(async () => /20\.00/.test(await page.getByTestId('tile-agent_assisted_revenue').getByTestId('tile-value').textContent()), { what: 'agent-assisted revenue 20.00', timeout: 10000 })
         await shot(page, 'reports2-attribution')
+        // Each channel's line over time is drawn in its bar's colour, and the
+        // tables name a channel as its badge does.
+        const barColor = (ch) => page.getByTestId('channel-shares').locator(`[data-key="${ch}"] .fill`).evaluate((e) => getComputedStyle(e).backgroundColor)
+        const lineColor = (name) => page.locator('.u-legend .u-series', { hasText: name }).first().locator('.u-marker').evaluate((e) => getComputedStyle(e).borderTopColor)
+        for (const [ch, name] of [['web', 'Web'], ['email', 'Email'], ['whatsapp', 'WhatsApp']]) {
+          assert.equal(await lineColor(name), await barColor(ch), `${name}'s line and bar`)
+        }
+        const byChannel = await page.getByTestId('table-by_channel').locator('tbody').textContent()
+        assert.match(byChannel, /WhatsApp/)
+        assert.doesNotMatch(byChannel, /whatsapp/)
       }
     }
     // The chosen model survives a reload.

@@ -12,7 +12,9 @@ export const CHANNELS = {
   other: { label: 'Other', short: '·', color: '#6b7280' },
 }
 
-export const channelInfo = (c) => CHANNELS[c] || { label: c || 'Other', short: (c || '?').slice(0, 3).toUpperCase(), color: '#6b7280' }
+// A channel Omni has no badge for (an attribution's "direct", a source's
+// own name) reads as a word: "Direct", not "direct".
+export const channelInfo = (c) => CHANNELS[c] || { label: c ? humanize(c) : 'Other', short: (c || '?').slice(0, 3).toUpperCase(), color: '#6b7280' }
 
 // Buying stages (computed.buying_stage), in the order a customer moves
 // through them, with what each means (docs/profiles.md#buying-stage).
