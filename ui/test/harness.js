@@ -53,13 +53,14 @@ export function omniCLI(bin, dataDir, ...args) {
 
 // startOmni runs `omni serve` and waits for /api/v1/health. host is the
 // address it binds (0.0.0.0 to test behaviour off loopback; url still goes
-// through 127.0.0.1); its log goes to artifacts/<logName>.
-export async function startOmni(bin, dataDir, { host = '127.0.0.1', logName = 'omni.log' } = {}) {
+// through 127.0.0.1); env adds settings (OMNI_…); its log goes to
+// artifacts/<logName>.
+export async function startOmni(bin, dataDir, { host = '127.0.0.1', logName = 'omni.log', env = {} } = {}) {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
   const logPath = path.join(artifacts, logName)
   const log = fs.openSync(logPath, 'w')
-  const proc = spawn(bin, ['serve', '--data-dir', dataDir, '--http', `${host}:${port}`], { stdio: ['ignore', log, log] })
+  const proc = spawn(bin, ['serve', '--data-dir', dataDir, '--http', `${host}:${port}`], { stdio: ['ignore', log, log], env: { ...process.env, ...env } })
   const deadline = Date.now() + 60000
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`omni exited with ${proc.exitCode}; see artifacts/${logName}`)

@@ -20,7 +20,9 @@ before(async () => {
   const bin = buildOmni(tmp)
   const dataDir = path.join(tmp, 'data')
   writeKey = omniCLI(bin, dataDir, 'source', 'create', 'shop').match(/write key: (\S+)/)[1]
-  server = await startOmni(bin, dataDir, { logName: 'omni-journeys.log' })
+  // The shop's currency, as omni.yaml would set it: a journey with no
+  // conversion yet shows its revenue in it.
+  server = await startOmni(bin, dataDir, { logName: 'omni-journeys.log', env: { OMNI_PROFILES_BASE_CURRENCY: 'EUR' } })
   const owner = await apiAs(server.url, '', '/api/v1/setup/owner', { method: 'POST', body: JSON.stringify({ ...OWNER, passwordConfirm: OWNER.password }) })
   assert.equal(owner.status, 200, JSON.stringify(owner.body))
   ownerToken = await login(server.url, OWNER.email, OWNER.password)
@@ -182,6 +184,8 @@ describe('journeys', () => {
     const first = page.getByTestId('node-stats').locator(`tr[data-node="${created.start}"]`)
     assert.deepEqual(await first.locator('td.n').evaluateAll((tds) => tds.slice(0, 2).map((td) => td.textContent.trim())), ['1', '1'])
     await page.getByTestId('verdict').getByText('This journey has no holdout.').waitFor()
+    // No conversion yet: revenue is nothing in the shop's currency, not a bare 0.
+    await page.getByTestId('revenue').getByText('€0.00', { exact: true }).waitFor()
     await shot(page, 'journeys-results')
   })
 
