@@ -183,7 +183,12 @@ describe('web admin', () => {
     const probe = await apiAs(server.url, ownerToken, '/api/v1/connectors')
     if (probe.status === 404) return t.skip('connector host not installed (GET /api/v1/connectors → 404): merge the pluginsys branch')
     await page.goto(server.url + '/connectors')
-    const card = page.locator('article[data-connector="example"]')
+    // The sample connector is not a shop's: it waits under "For developers".
+    const samples = page.getByTestId('sample-connectors')
+    await page.locator('article[data-connector="shopify"]').waitFor()
+    assert.equal(await samples.getAttribute('open'), null, 'the developers\' section starts closed')
+    await samples.locator('summary').click()
+    const card = samples.locator('article[data-connector="example"]')
     await card.waitFor()
     // Enabling without its required secret fails, naming the field beside it.
     await card.getByRole('button', { name: 'Enable' }).click()
