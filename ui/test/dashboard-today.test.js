@@ -48,6 +48,10 @@ describe('System page on Today', () => {
     assert.ok(max > min, `an x range, got ${min}..${max}`)
     assert.ok(max - min <= 2 * 86400, `at most two days wide, got ${(max - min) / 86400} days`)
     assert.ok(Math.abs(now - min) < 2 * 86400 && Math.abs(max - now) < 2 * 86400, `around now (${now}), got ${min}..${max}`)
+    // Events are counted: the y axis reads 0, 1, 2 …, never 0.2 of an event.
+    const yLabels = (await chart.getAttribute('data-y-labels')).split('|')
+    assert.ok(yLabels.length >= 2, `y axis labels ${yLabels}`)
+    for (const l of yLabels) assert.match(l, /^\d[\d,]*$/, `y axis labels ${yLabels.join(', ')}`)
     await shot(page, 'system-today')
   })
 
