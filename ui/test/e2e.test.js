@@ -7,7 +7,7 @@ import path from 'node:path'
 import zlib from 'node:zlib'
 import http from 'node:http'
 import { ADA, seedCrossChannel, seedCustomers } from './seed.js'
-import { apiAs, artifacts, batch, buildOmni, eventually, launchBrowser, login, omniCLI, shot, startOmni, tmpDir, uiDir } from './harness.js'
+import { apiAs, artifacts, batch, buildOmni, eventually, launchBrowser, login, omniCLI, phoneFit, shot, startOmni, tmpDir, uiDir } from './harness.js'
 
 const OWNER = { name: 'Olga Owner', email: 'owner@shop.test', password: 'owner-pass-1' }
 const AGENT = { name: 'Arno Agent', email: 'agent@shop.test', password: 'agent-pass-1' }
@@ -367,6 +367,14 @@ describe('web admin', () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dashboard' }).click()
     await page.getByTestId('range-picker').waitFor()
     await shot(page, '12-phone-dashboard-dark')
+    // Every page a shop owner opens fits the phone.
+    for (const p of ['/', '/inbox', '/customers', '/segments', '/journeys', '/reports/sales', '/reports/attribution', '/templates', '/connectors', '/sources', '/settings', '/system']) {
+      await page.goto(server.url + p)
+      await page.locator('main h1').first().waitFor()
+      const fit = await phoneFit(page)
+      assert.ok(fit.sideways <= 0, `${p} scrolls ${fit.sideways}px sideways on a phone`)
+      assert.ok(fit.topBar > 0 && fit.topBar < 80, `${p}: the top bar is ${fit.topBar}px high on a phone`)
+    }
     await page.emulateMedia({ colorScheme: 'light' })
     await page.setViewportSize({ width: 1280, height: 860 })
   })

@@ -139,6 +139,16 @@ export async function launchBrowser(tmp) {
   })
 }
 
+// phoneFit names what keeps the page at the phone's width: the page must not
+// scroll sideways (a wide table scrolls inside its own box), and the top bar
+// stays one line high however short the page is.
+export async function phoneFit(page) {
+  return page.evaluate(() => ({
+    sideways: document.documentElement.scrollWidth - window.innerWidth,
+    topBar: document.querySelector('header.top')?.getBoundingClientRect().height ?? 0,
+  }))
+}
+
 export const shot = (page, name, opts = {}) => page.screenshot({ path: path.join(artifacts, name + '.png'), fullPage: true, ...opts })
 
 export function tmpDir() {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
-import { apiAs, batch, buildOmni, eventually, launchBrowser, login, omniCLI, shot, startOmni, tmpDir } from './harness.js'
+import { apiAs, batch, buildOmni, eventually, launchBrowser, login, omniCLI, phoneFit, shot, startOmni, tmpDir } from './harness.js'
 
 const OWNER = { name: 'Olga Owner', email: 'olga@omni-shop.dev', password: 'owner-pass-1' }
 const AGENT = { name: 'Arno Agent', email: 'agent@shop.test', password: 'agent-pass-1' }
@@ -169,6 +169,12 @@ describe('journeys', () => {
     )
     assert.equal((await journeyRow().getByTestId('runs-active').textContent()).trim(), '1')
     await shot(page, 'journeys-list')
+    // On a phone the list's wide table scrolls inside its box; the page
+    // itself (its hidden "Results" header included) keeps the phone's width.
+    await page.setViewportSize({ width: 390, height: 844 })
+    const fit = await phoneFit(page)
+    await page.setViewportSize({ width: 1280, height: 860 })
+    assert.ok(fit.sideways <= 0, `the journeys list scrolls ${fit.sideways}px sideways on a phone`)
   })
 
   it('the results page shows the figures', async () => {
