@@ -349,6 +349,32 @@ func TestBadConfigExitsTwoNamingTheKey(t *testing.T) {
 	}
 }
 
+// A mistake on the command line is one line that names the command and
+// how it is called, and exit code 2, whatever cobra found wrong.
+func TestCommandLineMistakesExitTwoWithTheUsage(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"source", "create"}, []string{"source create: accepts 1 arg(s), received 0", "usage: omni source create NAME"}},
+		{[]string{"serve", "--nope"}, []string{"serve: unknown flag: --nope", "usage: omni serve"}},
+		{[]string{"connector", "enable"}, []string{"connector enable: accepts 1 arg(s)", "usage: omni connector enable NAME"}},
+		{[]string{"frobnicate"}, []string{`unknown command "frobnicate" for "omni"`, "see omni --help"}},
+	}
+	for _, c := range cases {
+		_, errOut, code := omni(t, dir, nil, c.args...)
+		line := strings.TrimSpace(errOut)
+		ok := code == 2 && !strings.Contains(line, "\n")
+		for _, w := range c.want {
+			ok = ok && strings.Contains(line, w)
+		}
+		if !ok {
+			t.Errorf("omni %v: exit %d, stderr %q; want exit 2 and one line with %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
 func TestConfigPrintMasksSecrets(t *testing.T) {
 	dir := t.TempDir()
 	out, errOut, code := omni(t, dir, []string{"OMNI_SECRET_KEY=super-secret-value", "OMNI_HTTP=127.0.0.1:9999"}, "config", "print")

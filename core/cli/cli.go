@@ -71,10 +71,15 @@ func Main(args []string, stdout, stderr io.Writer, exts ...app.Extension) int {
 			root.AddCommand(ext.Commands(env)...)
 		}
 	}
+	explainUsage(root)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageOf(c, err) })
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
 		return ExitOK
+	}
+	if strings.HasPrefix(err.Error(), "unknown command ") { // cobra's, for the root
+		err = UsageError(fmt.Errorf("%w (see omni --help)", err))
 	}
 	fmt.Fprintln(stderr, "omni:", err)
 	var ee *exitError
@@ -88,6 +93,29 @@ func Main(args []string, stdout, stderr io.Writer, exts ...app.Extension) int {
 		return ExitConfig
 	}
 	return ExitError
+}
+
+// explainUsage makes every command's argument check say which command it
+// was and how it is called, and exit with ExitUsage: cobra alone prints
+// "accepts 1 arg(s), received 0" and nothing else.
+func explainUsage(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageOf(cmd, err)
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		explainUsage(sub)
+	}
+}
+
+// usageOf is err on cmd's command line, with cmd's usage line.
+func usageOf(cmd *cobra.Command, err error) error {
+	path := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+	return UsageError(fmt.Errorf("%s: %w (usage: %s)", path, err, cmd.UseLine()))
 }
 
 func serveCmd(env *app.Env, exts []app.Extension) *cobra.Command {
