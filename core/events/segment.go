@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -51,7 +52,7 @@ var segmentSpecEvents = map[string]string{
 func DecodeSegment(raw json.RawMessage, typ string) (*SegmentMessage, error) {
 	var m SegmentMessage
 	if err := fastjson.Unmarshal(raw, &m); err != nil {
-		return nil, &FieldError{"body", "is not valid JSON: " + jsonProblem(err)}
+		return nil, jsonProblem(raw, err)
 	}
 	if typ != "" {
 		m.Type = typ
@@ -59,12 +60,64 @@ func DecodeSegment(raw json.RawMessage, typ string) (*SegmentMessage, error) {
 	return &m, nil
 }
 
-func jsonProblem(err error) string {
+// jsonProblem names the field a message's decoding failed on and says what
+// it must be in the API's words, not Go's: "traits: must be an object, got
+// string", not "field traits must be map[string]interface {}".
+func jsonProblem(raw []byte, err error) *FieldError {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return fmt.Sprintf("field %s must be %s", te.Field, te.Type)
+		return &FieldError{te.Field, "must be " + jsonKind(te.Type) + ", got " + te.Value}
 	}
-	return err.Error()
+	const timeFormat = "must be an ISO 8601 time such as 2026-12-05T09:30:00Z"
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		return &FieldError{timeField(raw, pe.Value), fmt.Sprintf("%s, got %q", timeFormat, pe.Value)}
+	}
+	if strings.Contains(err.Error(), "Time.UnmarshalJSON") { // not a string
+		return &FieldError{timeField(raw, ""), timeFormat + " (a string)"}
+	}
+	return &FieldError{"body", "is not valid JSON: " + err.Error()}
+}
+
+// jsonKind is what a Go type takes in JSON.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
+}
+
+// timeField is which of a message's times holds value (the time package's
+// error does not say), or with value "" which one is not a string at all:
+// timestamp unless another one does.
+func timeField(raw []byte, value string) string {
+	var times struct {
+		Timestamp         any `json:"timestamp"`
+		OriginalTimestamp any `json:"originalTimestamp"`
+		SentAt            any `json:"sentAt"`
+	}
+	_ = json.Unmarshal(raw, &times)
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{"timestamp", times.Timestamp}, {"originalTimestamp", times.OriginalTimestamp}, {"sentAt", times.SentAt}} {
+		s, isString := f.v.(string)
+		if f.v != nil && (value == "" && !isString || value != "" && s == value) {
+			return f.name
+		}
+	}
+	return "timestamp"
 }
 
 // idString accepts the string or number ids Segment clients send.

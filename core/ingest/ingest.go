@@ -175,11 +175,11 @@ func (h *Handler) single(call string) func(*core.RequestEvent) error {
 			return authErr
 		}
 		if jsonErr != nil {
-			return fail(e, http.StatusBadRequest, "body", "body is not valid JSON: "+jsonErr.Error())
+			return fail(e, http.StatusBadRequest, "body", "not valid JSON: "+jsonErr.Error())
 		}
 		ev, ferr := h.toEvent(body, call, src, nil)
 		if ferr != nil {
-			return fail(e, http.StatusBadRequest, ferr.Field, ferr.Error())
+			return fail(e, http.StatusBadRequest, ferr.Field, ferr.Message)
 		}
 		if errs := Publish(e.Request.Context(), h.bus, []*events.Event{ev}); errs[0] != nil {
 			return h.unavailable(e, errs[0])
@@ -210,7 +210,7 @@ func (h *Handler) batch(e *core.RequestEvent) error {
 		return authErr
 	}
 	if jsonErr != nil {
-		return fail(e, http.StatusBadRequest, "body", "body is not valid JSON: "+jsonErr.Error())
+		return fail(e, http.StatusBadRequest, "body", "not valid JSON: "+jsonErr.Error())
 	}
 	if in.len() == 0 {
 		return fail(e, http.StatusBadRequest, "batch", "batch is missing or empty")

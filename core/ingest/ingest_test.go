@@ -137,7 +137,8 @@ func TestBadInput(t *testing.T) {
 		{"bad json", "/v1/track", `{"userId":`, basic(s.WriteKey), 400, "body", "not valid JSON"},
 		{"missing event", "/v1/track", `{"userId":"u"}`, basic(s.WriteKey), 400, "event", "required"},
 		{"missing identity", "/v1/track", `{"event":"e"}`, basic(s.WriteKey), 400, "userId", "userId or anonymousId"},
-		{"wrong type field", "/v1/track", `{"userId":"u","event":"e","properties":[1]}`, basic(s.WriteKey), 400, "body", "properties"},
+		{"wrong type field", "/v1/track", `{"userId":"u","event":"e","properties":[1]}`, basic(s.WriteKey), 400, "properties", "properties: must be an object, got array"},
+		{"not a time", "/v1/track", `{"userId":"u","event":"e","timestamp":"yesterday"}`, basic(s.WriteKey), 400, "timestamp", `timestamp: must be an ISO 8601 time such as 2026-12-05T09:30:00Z, got "yesterday"`},
 		{"future timestamp", "/v1/track", `{"userId":"u","event":"e","timestamp":"2999-01-01T00:00:00Z"}`, basic(s.WriteKey), 400, "occurred_at", "future"},
 		{"oversize event", "/v1/track", `{"userId":"u","event":"e","properties":{"p":"` + big + `"}}`, basic(s.WriteKey), 413, "body", "32 KB"},
 		{"oversize batch", "/v1/batch", hugeBatch, basic(s.WriteKey), 413, "batch", "500 KB"},
@@ -174,6 +175,9 @@ func TestBadInput(t *testing.T) {
 				}
 				if out.Field != c.field || !strings.Contains(strings.ToLower(out.Message), strings.ToLower(c.message)) || out.Status != c.status {
 					t.Fatalf("got %+v, want field %q message ~%q", out, c.field, c.message)
+				}
+				if strings.Contains(out.Message, c.field+": "+c.field+":") {
+					t.Fatalf("the message names its field twice: %q", out.Message)
 				}
 				if d := out.Data[c.field]; d.Code == "" || d.Message == "" {
 					t.Fatalf("no data.%s {code, message}: %s", c.field, body)
