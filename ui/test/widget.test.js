@@ -148,5 +148,22 @@ describe('website chat widget', () => {
     assert.match(JSON.stringify(timeline.body), /Winter boots/)
     const profile = await apiAs(server.url, agentToken, `/api/v1/profiles/${conversation.profile}`)
     assert.match(JSON.stringify(profile.body), new RegExp(ANON))
+
+    // The × closes the panel; the bubble opens it again.
+    await visitor.getByRole('button', { name: 'Close chat' }).click()
+    await visitor.getByRole('dialog').waitFor({ state: 'hidden' })
+    await visitor.getByRole('button', { name: 'Open chat' }).click()
+    await visitor.getByText('Yes, size 9 is in stock.').waitFor()
+
+    // On a phone the open chat takes the screen, its bubble steps aside, and
+    // its fields are 16 px (smaller, and iOS Safari zooms the page in on focus).
+    await visitor.setViewportSize({ width: 390, height: 844 })
+    const panel = await visitor.getByRole('dialog').boundingBox()
+    assert.deepEqual([panel.x, panel.y, panel.width, panel.height], [0, 0, 390, 844], 'the chat fills the phone screen')
+    assert.equal(await visitor.getByRole('button', { name: 'Open chat' }).isVisible(), false)
+    assert.equal(await visitor.getByLabel('Message').evaluate((t) => getComputedStyle(t).fontSize), '16px')
+    await shot(visitor, 'widget-phone')
+    await visitor.getByRole('button', { name: 'Close chat' }).click()
+    await visitor.getByRole('button', { name: 'Open chat' }).waitFor()
   })
 })

@@ -61,7 +61,7 @@
     '.bubble{position:fixed;right:20px;bottom:20px;width:56px;height:56px;border-radius:50%;border:0;cursor:pointer;color:#fff;background:var(--c);box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000;padding:0}' +
     '.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;border-radius:10px;background:#d1242f;color:#fff;font-size:12px;line-height:20px;padding:0 6px}' +
     '.panel{position:fixed;right:20px;bottom:88px;width:340px;max-width:calc(100vw - 40px);height:480px;max-height:calc(100vh - 120px);background:#fff;color:#1f2328;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);display:flex;flex-direction:column;overflow:hidden;z-index:2147483000}' +
-    '.head{background:var(--c);color:#fff;padding:12px 14px}.title{font-weight:600;font-size:15px}.status{font-size:12px;opacity:.9;margin-top:2px}' +
+    '.head{position:relative;background:var(--c);color:#fff;padding:12px 44px 12px 14px}.close{position:absolute;top:6px;right:6px;width:32px;height:32px;border:0;border-radius:50%;background:none;color:#fff;font-size:22px;line-height:1;cursor:pointer;padding:0}.close:hover{background:rgba(255,255,255,.15)}.title{font-weight:600;font-size:15px}.status{font-size:12px;opacity:.9;margin-top:2px}' +
     '.dot{display:inline-block;width:8px;height:8px;border-radius:50%;background:#9aa4ad;margin-right:6px}.on .dot{background:#3fb950}' +
     '.list{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f6f8fa}' +
     '.msg{max-width:80%;padding:8px 11px;border-radius:12px;font-size:14px;line-height:1.35;white-space:pre-wrap;word-wrap:break-word}' +
@@ -71,9 +71,13 @@
     'button.send{border:0;background:none;color:var(--c);font-weight:600;padding:0 14px;cursor:pointer;font-size:14px}' +
     '.ask{padding:10px 12px;border-top:1px solid #d0d7de;font-size:13px}.ask form{border:1px solid #d0d7de;border-radius:8px;margin-top:6px}.ask input{padding:8px}' +
     '[hidden]{display:none!important}' +
+    // On a phone: the panel takes the screen (a 340 px box with margins
+    // leaves no room to read), and the fields are 16 px, below which iOS
+    // Safari zooms the whole page in when one is focused.
+    '@media (max-width:480px){.panel{right:0;left:0;bottom:0;top:0;width:auto;max-width:none;height:auto;max-height:none;border-radius:0}textarea,input{font-size:16px}.panel:not([hidden])~.bubble{display:none}}' +
     '</style>' +
     '<div class="panel" part="panel" role="dialog" hidden>' +
-    '<div class="head"><div class="title"></div><div class="status"><span class="dot"></span><span class="st"></span></div></div>' +
+    '<div class="head"><button class="close" type="button" aria-label="Close chat">&times;</button><div class="title"></div><div class="status"><span class="dot"></span><span class="st"></span></div></div>' +
     '<div class="list" aria-live="polite"></div>' +
     '<div class="ask" hidden><div class="asktext">Nobody is online right now. Leave your email and we will reply there.</div>' +
     '<form class="emailform"><input type="email" name="email" placeholder="you@example.com" required aria-label="Your email"><button class="send" type="submit">Save</button></form></div>' +
@@ -209,6 +213,7 @@
   }
 
   bubble.addEventListener('click', function () { openPanel(panel.hidden) })
+  $('.close').addEventListener('click', function () { openPanel(false); bubble.focus() })
 
   var counter = 0
   function send() {
