@@ -64,7 +64,11 @@ describe('templates', () => {
 
     const editor = page.getByRole('form', { name: 'Template editor' })
     const preview = page.getByRole('region', { name: 'Preview' })
+    // A new template starts without a list of what it lacks; typing shows it.
+    await preview.getByTestId('preview-text').waitFor({ state: 'attached' }) // the blank one's preview came back
+    assert.equal(await preview.getByTestId('problems').count(), 0, 'a blank new template lists no problems')
     await editor.getByLabel('Name').fill('Welcome')
+    await preview.getByTestId('problems').getByText(/needs a subject/).waitFor()
     await editor.getByLabel('Subject').fill('Welcome to the shop')
     await editor.getByLabel('Text body').fill('Hello\nHi {{ customer.frist_name }}!')
     await preview.getByTestId('problems').getByText('Text body, line 2: unknown variable customer.frist_name (did you mean customer.first_name?)').waitFor()
