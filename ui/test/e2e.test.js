@@ -317,6 +317,12 @@ describe('web admin', () => {
     await page.getByLabel('Name').fill(AGENT.name)
     await page.getByLabel('Email').fill(AGENT.email)
     await page.getByLabel('Temporary password').fill(AGENT.password)
+    // The role says what it may do beside it, whole (it was cut off inside the select).
+    const role = page.getByLabel('Role')
+    await role.selectOption('owner')
+    await page.locator('#role-hint').getByText('Everything, including connectors, sources and settings.').waitFor()
+    await role.selectOption('agent')
+    await page.locator('#role-hint').getByText('Customers, segments (read) and conversations.').waitFor()
     await page.getByRole('button', { name: 'Create account' }).click()
     await page.getByText(`${AGENT.email} can now sign in`).waitFor()
     await shot(page, '09-settings')
@@ -374,6 +380,7 @@ describe('web admin', () => {
       const fit = await phoneFit(page)
       assert.ok(fit.sideways <= 0, `${p} scrolls ${fit.sideways}px sideways on a phone`)
       assert.ok(fit.topBar > 0 && fit.topBar < 80, `${p}: the top bar is ${fit.topBar}px high on a phone`)
+      assert.deepEqual(fit.smallFields, [], `${p}: fields under 16 px on a phone`)
     }
     await page.emulateMedia({ colorScheme: 'light' })
     await page.setViewportSize({ width: 1280, height: 860 })

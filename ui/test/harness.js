@@ -139,13 +139,16 @@ export async function launchBrowser(tmp) {
   })
 }
 
-// phoneFit names what keeps the page at the phone's width: the page must not
-// scroll sideways (a wide table scrolls inside its own box), and the top bar
-// stays one line high however short the page is.
+// phoneFit names what keeps a page usable on a phone: it must not scroll
+// sideways (a wide table scrolls inside its own box), the top bar stays one
+// line high however short the page is, and no field is under 16 px.
 export async function phoneFit(page) {
   return page.evaluate(() => ({
     sideways: document.documentElement.scrollWidth - window.innerWidth,
     topBar: document.querySelector('header.top')?.getBoundingClientRect().height ?? 0,
+    // Fields under 16 px make iOS Safari zoom in on focus.
+    smallFields: [...document.querySelectorAll('main input:not([type=checkbox]):not([type=radio]), main select, main textarea')]
+      .filter((f) => f.offsetParent && parseFloat(getComputedStyle(f).fontSize) < 16).map((f) => f.id || f.name || f.getAttribute('aria-label') || f.tagName),
   }))
 }
 
