@@ -237,6 +237,23 @@ describe('journey builder', () => {
     await page.getByRole('button', { name: 'Sign out' }).click()
   })
 
+  it('on a phone the owner reaches the canvas on the first screen, the steps to add above it in a few rows', async () => {
+    await signIn(OWNER)
+    await page.setViewportSize({ width: 390, height: 844 })
+    try {
+      await page.goto(server.url + '/journeys/' + journeyID)
+      const canvas = page.getByRole('region', { name: 'Journey canvas' })
+      await canvas.getByTestId('step-w1').waitFor()
+      const top = (await canvas.boundingBox()).y
+      assert.ok(top < 844 * 0.6, `the canvas starts ${Math.round(top)} px down a 844 px screen`)
+      await page.getByRole('button', { name: 'Add Wait', exact: true }).waitFor()
+      await shot(page, 'journey-builder-phone')
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 860 })
+      await page.getByRole('button', { name: 'Sign out' }).click() // the next test signs in as the agent
+    }
+  })
+
   it('an agent sees the journey read-only', async () => {
     await signIn(AGENT)
     await page.goto(server.url + '/journeys/' + journeyID)
